@@ -1,0 +1,211 @@
+/**
+ * safetensors reader and writer (https://github.com/huggingface/safetensors format):
+ *
+ *   [u64 little-endian header length n][n bytes of JSON header][data bytes]
+ *   header: { "<name>": { "dtype": "F32", "shape": [..], "data_offsets": [begin, end] }, "__metadata__": {..} }
+ *
+ * Every file is treated as hostile: the header length must fit the file and a size cap, the JSON must
+ * parse into the expected form, each tensor's byte range must lie inside the data, have length
+ * sizeof(dtype)·Π shape, and not overlap another. Violations raise SafetensorsError naming the file.
+ * Writes go to a temporary file in the same folder and are renamed into place.
+ */
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { SafetensorsError } from '../errors.js';
+import { Tensor, sizeOf } from '../tensor.js';
+
+export const MAX_HEADER_BYTES = 100 * 1024 * 1024;
+
+const DTYPE_SIZE: Record<string, number> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 };
+
+export interface TensorInfo {
+  dtype: string;
+  shape: number[];
+  begin: number; // absolute byte offset in the file
+  end: number;
+}
+
+export interface SafetensorsFile {
+  path: string;
+  metadata: Record<string, string>;
+  tensors: Map<string, TensorInfo>;
+  bytes: Uint8Array;
+}
+
+/** Parse and validate a safetensors buffer (no tensor is decoded yet). */
+export function parseSafetensors(bytes: Uint8Array, path = '<buffer>'): SafetensorsFile {
+  const fail = (why: string): never => {
+    throw new SafetensorsError(path, why);
+  };
+  if (bytes.length < 8) fail(`file is ${bytes.length} bytes, shorter than the 8-byte header length`);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const n64 = view.getBigUint64(0, true);
+  if (n64 > BigInt(MAX_HEADER_BYTES)) fail(`header length ${n64} exceeds the cap of ${MAX_HEADER_BYTES} bytes`);
+  const n = Number(n64);
+  if (8 + n > bytes.length) fail(`header length ${n} runs past the end of the file (${bytes.length} bytes): truncated?`);
+  let header: unknown;
+  try {
+    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + n)));
+  } catch (e) {
+    fail(`header is not valid UTF-8 JSON (${(e as Error).message})`);
+  }
+  if (typeof header !== 'object' || header === null || Array.isArray(header)) fail('header is not a JSON object');
+  const dataStart = 8 + n;
+  const dataLen = bytes.length - dataStart;
+  const tensors = new Map<string, TensorInfo>();
+  let metadata: Record<string, string> = {};
+  const ranges: Array<[number, number, string]> = [];
+  for (const [name, v] of Object.entries(header as Record<string, unknown>)) {
+    if (name === '__metadata__') {
+      if (typeof v !== 'object' || v === null || Array.isArray(v)) fail('__metadata__ is not an object');
+      metadata = v as Record<string, string>;
+      continue;
+    }
+    const e = v as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
+    if (typeof e !== 'object' || e === null) fail(`tensor '${name}': entry is not an object`);
+    if (typeof e.dtype !== 'string' || !(e.dtype in DTYPE_SIZE)) fail(`tensor '${name}': unknown dtype ${JSON.stringify(e.dtype)}`);
+    if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) fail(`tensor '${name}': shape ${JSON.stringify(e.shape)} is not a list of non-negative integers`);
+    const off = e.data_offsets;
+    if (!Array.isArray(off) || off.length !== 2 || !off.every((d) => Number.isSafeInteger(d) && d >= 0)) fail(`tensor '${name}': data_offsets ${JSON.stringify(off)} is not [begin, end]`);
+    const [b, en] = off as [number, number];
+    const shape = e.shape as number[];
+    const want = sizeOf(shape) * DTYPE_SIZE[e.dtype as string]!;
+    if (en < b) fail(`tensor '${name}': data_offsets [${b}, ${en}] end before begin`);
+    if (en > dataLen) fail(`tensor '${name}': data_offsets [${b}, ${en}] run past the data (${dataLen} bytes): truncated?`);
+    if (en - b !== want) fail(`tensor '${name}': ${en - b} bytes for ${e.dtype} [${shape.join(', ')}], expected ${want}`);
+    ranges.push([b, en, name]);
+    tensors.set(name, { dtype: e.dtype as string, shape, begin: dataStart + b, end: dataStart + en });
+  }
+  ranges.sort((x, y) => x[0] - y[0] || x[1] - y[1]);
+  let maxEnd = 0;
+  let maxName = '';
+  for (const [b, e, nm] of ranges) {
+    if (e > b && b < maxEnd) fail(`tensors '${maxName}' and '${nm}' overlap (the latter spans [${b}, ${e}))`);
+    if (e > maxEnd) [maxEnd, maxName] = [e, nm];
+  }
+  return { path, metadata, tensors, bytes };
+}
+
+export function readSafetensors(path: string): SafetensorsFile {
+  let bytes: Uint8Array;
+  try {
+    bytes = readFileSync(path);
+  } catch (e) {
+    throw new SafetensorsError(path, `cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  return parseSafetensors(bytes, path);
+}
+
+/** Decode one tensor to float64 (any dtype; integers are converted exactly up to 2^53). */
+export function getTensor(f: SafetensorsFile, name: string): Tensor {
+  const info = f.tensors.get(name);
+  if (!info) throw new SafetensorsError(f.path, `missing tensor '${name}'`);
+  const n = sizeOf(info.shape);
+  const buf = new Uint8Array(info.end - info.begin); // aligned copy (Buffer.slice would be a view)
+  buf.set(f.bytes.subarray(info.begin, info.end));
+  const dv = new DataView(buf.buffer);
+  const out = new Float64Array(n);
+  switch (info.dtype) {
+    case 'F64':
+      out.set(new Float64Array(buf.buffer, 0, n));
+      break;
+    case 'F32':
+      out.set(new Float32Array(buf.buffer, 0, n));
+      break;
+    case 'F16':
+      for (let i = 0; i < n; i++) out[i] = halfToFloat(dv.getUint16(2 * i, true));
+      break;
+    case 'BF16':
+      for (let i = 0; i < n; i++) {
+        out[i] = bf16ToFloat(dv.getUint16(2 * i, true));
+      }
+      break;
+    case 'I64':
+      for (let i = 0; i < n; i++) out[i] = Number(dv.getBigInt64(8 * i, true));
+      break;
+    case 'I32':
+      for (let i = 0; i < n; i++) out[i] = dv.getInt32(4 * i, true);
+      break;
+    case 'I16':
+      for (let i = 0; i < n; i++) out[i] = dv.getInt16(2 * i, true);
+      break;
+    case 'I8':
+      for (let i = 0; i < n; i++) out[i] = dv.getInt8(i);
+      break;
+    case 'U8':
+    case 'BOOL':
+      for (let i = 0; i < n; i++) out[i] = dv.getUint8(i);
+      break;
+    default:
+      throw new SafetensorsError(f.path, `tensor '${name}': unsupported dtype ${info.dtype}`);
+  }
+  return new Tensor(out, info.shape, name);
+}
+
+function halfToFloat(h: number): number {
+  const s = h & 0x8000 ? -1 : 1;
+  const e = (h >> 10) & 0x1f;
+  const m = h & 0x3ff;
+  if (e === 0) return s * m * 2 ** -24;
+  if (e === 31) return m ? NaN : s * Infinity;
+  return s * (1 + m / 1024) * 2 ** (e - 15);
+}
+
+function bf16ToFloat(b: number): number {
+  const f = new Float32Array(1);
+  new Uint32Array(f.buffer)[0] = b << 16;
+  return f[0]!;
+}
+
+export type WriteDType = 'F64' | 'F32';
+
+/** Serialise tensors (float64 → F64 by default, float32 → F32) with optional string metadata. */
+export function serializeSafetensors(tensors: Record<string, Tensor>, metadata?: Record<string, string>, dtype?: WriteDType): Uint8Array {
+  const header: Record<string, unknown> = {};
+  if (metadata) header.__metadata__ = metadata;
+  let off = 0;
+  const entries = Object.entries(tensors);
+  const dts: WriteDType[] = [];
+  for (const [name, t] of entries) {
+    const dt: WriteDType = dtype ?? (t.dtype === 'float64' ? 'F64' : 'F32');
+    dts.push(dt);
+    const len = t.size * DTYPE_SIZE[dt]!;
+    header[name] = { dtype: dt, shape: [...t.shape], data_offsets: [off, off + len] };
+    off += len;
+  }
+  let json = JSON.stringify(header);
+  while ((8 + json.length) % 8 !== 0) json += ' '; // align the data to 8 bytes
+  const hb = new TextEncoder().encode(json);
+  const out = new Uint8Array(8 + hb.length + off);
+  new DataView(out.buffer).setBigUint64(0, BigInt(hb.length), true);
+  out.set(hb, 8);
+  let pos = 8 + hb.length;
+  entries.forEach(([, t], i) => {
+    const arr = dts[i] === 'F64' ? Float64Array.from(t.data) : Float32Array.from(t.data);
+    out.set(new Uint8Array(arr.buffer), pos);
+    pos += arr.byteLength;
+  });
+  return out;
+}
+
+/** Write bytes atomically: a temporary file beside the target, fsync, rename. */
+export function writeFileAtomic(path: string, data: Uint8Array | string): void {
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${Date.now()}.tmp`);
+  let fd: number | undefined;
+  try {
+    fd = openSync(tmp, 'w');
+    writeSync(fd, typeof data === 'string' ? Buffer.from(data, 'utf8') : data);
+    fsyncSync(fd);
+    closeSync(fd);
+    fd = undefined;
+    renameSync(tmp, path);
+  } catch (e) {
+    if (fd !== undefined) closeSync(fd);
+    rmSync(tmp, { force: true });
+    throw e;
+  }
+}
+
+export function writeSafetensors(path: string, tensors: Record<string, Tensor>, metadata?: Record<string, string>, dtype?: WriteDType): void {
+  writeFileAtomic(path, serializeSafetensors(tensors, metadata, dtype));
+}

@@ -1,0 +1,118 @@
+/**
+ * Causal depthwise conv1d, float64 — mirrors Dao-AILab causal-conv1d
+ * causal_conv1d_interface.py::causal_conv1d_ref and ::causal_conv1d_update_ref.
+ *
+ * Cross-correlation with width W over the padded input x̃ = [s (W−1 past inputs) ; x]:
+ *   out[d, t] = bias[d] + Σ_{k=0}^{W−1} w[d, k] · x̃[d, t + k]      (x̃[d, k] for k < W−1 is the past)
+ *   out = silu(out)  if activation = 'silu'
+ * causalConv1d: the past is `initial_states` (batch, dim, W−1) or zeros; `final_states` are the
+ * last W−1 entries of x̃ (zeros on the left when fewer exist), ready to seed the next call.
+ *
+ * causalConv1dUpdate (decode; x (batch, dim, steps)), conv_state (batch, dim, S), S ≥ W−1:
+ *   shift (no cache_seqlens): past = last W−1 columns of conv_state; then conv_state ← last S columns of [conv_state ; x]
+ *   circular (cache_seqlens c_b): past[k] = conv_state[(c_b − (W−1) + k) mod S]; then x[s] is written at
+ *   (c_b + s) mod S. Rolling back a speculative step is just using an earlier c_b.
+ */
+import { ArgumentError } from '../errors.js';
+import { Tensor, dims } from '../tensor.js';
+import { silu } from './activations.js';
+
+export type Activation = 'silu' | null;
+
+export interface Conv1dInputs {
+  x: Tensor; // (batch, dim, L)
+  weight: Tensor; // (dim, W)
+  bias?: Tensor; // (dim)
+  initialStates?: Tensor; // (batch, dim, W-1)
+  activation?: Activation;
+}
+
+export function causalConv1d(inp: Conv1dInputs): { out: Tensor; finalStates: Tensor } {
+  const { x, weight, bias, initialStates } = inp;
+  const { batch, dim, L, W } = dims({ x: [x, ['batch', 'dim', 'L']], weight: [weight, ['dim', 'W']], bias: [bias, ['dim']] });
+  dims({ initialStates: [initialStates, [batch!, dim!, W! - 1]] });
+  checkActivation(inp.activation);
+  const P = W! - 1;
+  const out = Tensor.zeros([batch!, dim!, L!], 'float64', 'out');
+  const fin = Tensor.zeros([batch!, dim!, P], 'float64', 'final_states');
+  const xt = new Float64Array(P + L!); // x̃ for one (b, d)
+  for (let b = 0; b < batch!; b++) {
+    for (let d = 0; d < dim!; d++) {
+      xt.fill(0);
+      if (initialStates) xt.set(initialStates.data.subarray((b * dim! + d) * P, (b * dim! + d + 1) * P), 0);
+      xt.set(x.data.subarray((b * dim! + d) * L!, (b * dim! + d + 1) * L!), P);
+      for (let t = 0; t < L!; t++) {
+        let s = bias ? bias.data[d]! : 0;
+        for (let k = 0; k < W!; k++) s += weight.data[d * W! + k]! * xt[t + k]!;
+        out.data[(b * dim! + d) * L! + t] = inp.activation === 'silu' ? silu(s) : s;
+      }
+      fin.data.set(xt.subarray(L!, L! + P), (b * dim! + d) * P);
+    }
+  }
+  return { out, finalStates: fin };
+}
+
+export interface Conv1dUpdateInputs {
+  x: Tensor; // (batch, dim, steps)
+  convState: Tensor; // (batch, dim, S)
+  weight: Tensor; // (dim, W)
+  bias?: Tensor;
+  activation?: Activation;
+  /** Circular-buffer write positions, one non-negative integer per batch row. */
+  cacheSeqlens?: readonly number[];
+}
+
+export function causalConv1dUpdate(inp: Conv1dUpdateInputs): { out: Tensor; convState: Tensor } {
+  const { x, convState, weight, bias, cacheSeqlens } = inp;
+  const { batch, dim, steps, S, W } = dims({
+    x: [x, ['batch', 'dim', 'steps']],
+    convState: [convState, ['batch', 'dim', 'S']],
+    weight: [weight, ['dim', 'W']],
+    bias: [bias, ['dim']],
+  });
+  checkActivation(inp.activation);
+  if (S! < W! - 1) throw new ArgumentError('convState length', `>= width-1 = ${W! - 1}`, S);
+  if (cacheSeqlens) checkSeqlens(cacheSeqlens, batch!);
+  const P = W! - 1;
+  const out = Tensor.zeros([batch!, dim!, steps!], 'float64', 'out');
+  const next = convState.astype('float64').named('conv_state_after');
+  const xt = new Float64Array(P + steps!);
+  for (let b = 0; b < batch!; b++) {
+    for (let d = 0; d < dim!; d++) {
+      const so = (b * dim! + d) * S!;
+      for (let k = 0; k < P; k++) {
+        const pos = cacheSeqlens ? mod(cacheSeqlens[b]! - P + k, S!) : S! - P + k;
+        xt[k] = convState.data[so + pos]!;
+      }
+      for (let s = 0; s < steps!; s++) xt[P + s] = x.data[(b * dim! + d) * steps! + s]!;
+      for (let t = 0; t < steps!; t++) {
+        let s = bias ? bias.data[d]! : 0;
+        for (let k = 0; k < W!; k++) s += weight.data[d * W! + k]! * xt[t + k]!;
+        out.data[(b * dim! + d) * steps! + t] = inp.activation === 'silu' ? silu(s) : s;
+      }
+      if (cacheSeqlens) {
+        for (let s = 0; s < steps!; s++) next.data[so + mod(cacheSeqlens[b]! + s, S!)] = xt[P + s]!;
+      } else {
+        // new state = last S entries of [old state ; x]
+        const all = new Float64Array(S! + steps!);
+        all.set(convState.data.subarray(so, so + S!), 0);
+        all.set(xt.subarray(P), S!);
+        next.data.set(all.subarray(steps!), so);
+      }
+    }
+  }
+  return { out, convState: next };
+}
+
+export function checkActivation(a: unknown): void {
+  if (a !== undefined && a !== null && a !== 'silu') throw new ArgumentError('activation', "null or 'silu'", a);
+}
+
+export function checkSeqlens(c: readonly number[], batch: number): void {
+  if (c.length !== batch) throw new ArgumentError('cacheSeqlens', `${batch} entries (one per batch row)`, c.length);
+  for (const v of c) if (!Number.isInteger(v) || v < 0) throw new ArgumentError('cacheSeqlens', 'non-negative integers', c);
+}
+
+export function mod(a: number, m: number): number {
+  return ((a % m) + m) % m;
+}

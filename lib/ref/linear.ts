@@ -1,0 +1,35 @@
+/**
+ * Dense products, float64.
+ *
+ *   matmul(A, B)[i, j]        = Σ_k A[i, k]·B[k, j]                (A: (m, k), B: (k, n))
+ *   linear(x, W, b)[…, o]     = Σ_i x[…, i]·W[o, i] + b[o]          (torch.nn.functional.linear;
+ *                                                                    W: (out, in) as PyTorch stores it)
+ */
+import { Tensor, dims } from '../tensor.js';
+
+export function matmul(a: Tensor, b: Tensor): Tensor {
+  const { m, k, n } = dims({ a: [a, ['m', 'k']], b: [b, ['k', 'n']] });
+  const out = Tensor.zeros([m!, n!], 'float64', 'matmul');
+  for (let i = 0; i < m!; i++) {
+    for (let kk = 0; kk < k!; kk++) {
+      const aik = a.data[i * k! + kk]!;
+      for (let j = 0; j < n!; j++) out.data[i * n! + j] += aik * b.data[kk * n! + j]!;
+    }
+  }
+  return out;
+}
+
+export function linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
+  const lead = x.shape.slice(0, -1);
+  const xin = x.reshape([-1, x.shape[x.rank - 1]!]);
+  const { rows, in: nin, out: nout } = dims({ x: [xin, ['rows', 'in']], weight: [weight, ['out', 'in']], bias: [bias, ['out']] });
+  const y = Tensor.zeros([...lead, nout!], 'float64', 'linear');
+  for (let r = 0; r < rows!; r++) {
+    for (let o = 0; o < nout!; o++) {
+      let s = bias ? bias.data[o]! : 0;
+      for (let i = 0; i < nin!; i++) s += xin.data[r * nin! + i]! * weight.data[o * nin! + i]!;
+      y.data[r * nout! + o] = s;
+    }
+  }
+  return y;
+}

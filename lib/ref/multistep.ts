@@ -1,0 +1,107 @@
+/**
+ * The multi-step verify kernel of speculative decoding (PAPER.md §4, Algorithm 2), float64 — mirrors
+ * itsdaniele/speculative_mamba selective_state_update_multi_cached_fused.py::selective_state_update_multi_cached_ref.
+ *
+ * One cached state h_i is kept; the steps accepted in the last round but not yet folded into it are kept
+ * as raw (x, dt, B) rows. MultiStep(h_i, r, s):
+ *   replay  (no output):  for t = 0..r−1:  h ← exp(Δ(dt_cache_t)·A) ⊙ h + Δ(dt_cache_t)·B_cache_t·x_cache_t    → h_j
+ *   new     (outputs):    for t = 0..s−1:  h ← exp(Δ(dt_t)·A) ⊙ h + Δ(dt_t)·B_t·x_t;  y_t = C_t·h + D·x_t;
+ *                                          out_t = y_t·silu(z_t)                                             → h_k
+ * with Δ(v) = softplus(v + dt_bias) if dt_softplus. Per-step states are never stored.
+ *
+ * Layouts: h_i (batch, dim, N); x_cache, dt_cache (batch, K₁, dim), B_cache (batch, K₁, N) with r ≤ K₁;
+ * x, dt, z (batch, s, dim); B, C (batch, s, N); A (dim, N); D, dt_bias (dim); out (batch, s, dim).
+ */
+import { ArgumentError } from '../errors.js';
+import { Tensor, dims } from '../tensor.js';
+import { silu, softplus } from './activations.js';
+
+export interface MultistepInputs {
+  hI: Tensor;
+  xCache: Tensor;
+  dtCache: Tensor;
+  BCache: Tensor;
+  recomputeSteps: number;
+  x: Tensor;
+  dt: Tensor;
+  B: Tensor;
+  C: Tensor;
+  z?: Tensor;
+  A: Tensor;
+  D?: Tensor;
+  dtBias?: Tensor;
+  dtSoftplus?: boolean;
+}
+
+export interface MultistepOutputs {
+  out: Tensor;
+  hJ: Tensor;
+  hK: Tensor;
+}
+
+export interface MultistepDims {
+  batch: number;
+  dim: number;
+  N: number;
+  K1: number;
+  r: number;
+  s: number;
+}
+
+export function multistepDims(inp: MultistepInputs): MultistepDims {
+  const d = dims({
+    h_i: [inp.hI, ['batch', 'dim', 'N']],
+    x_cache: [inp.xCache, ['batch', 'K1', 'dim']],
+    dt_cache: [inp.dtCache, ['batch', 'K1', 'dim']],
+    B_cache: [inp.BCache, ['batch', 'K1', 'N']],
+    x: [inp.x, ['batch', 's', 'dim']],
+    dt: [inp.dt, ['batch', 's', 'dim']],
+    B: [inp.B, ['batch', 's', 'N']],
+    C: [inp.C, ['batch', 's', 'N']],
+    z: [inp.z, ['batch', 's', 'dim']],
+    A: [inp.A, ['dim', 'N']],
+    D: [inp.D, ['dim']],
+    dt_bias: [inp.dtBias, ['dim']],
+  });
+  const r = inp.recomputeSteps;
+  if (!Number.isInteger(r) || r < 0 || r > d.K1!) throw new ArgumentError('recomputeSteps', `an integer in [0, ${d.K1}] (cached rows)`, r);
+  return { batch: d.batch!, dim: d.dim!, N: d.N!, K1: d.K1!, r, s: d.s! };
+}
+
+export function multistep(inp: MultistepInputs): MultistepOutputs {
+  const { batch, dim, N, K1, r, s } = multistepDims(inp);
+  const out = Tensor.zeros([batch, s, dim], 'float64', 'out');
+  const hJ = Tensor.zeros([batch, dim, N], 'float64', 'h_j');
+  const hK = Tensor.zeros([batch, dim, N], 'float64', 'h_k');
+  const Delta = (raw: number, d: number) => {
+    const v = raw + (inp.dtBias ? inp.dtBias.data[d]! : 0);
+    return inp.dtSoftplus ? softplus(v) : v;
+  };
+  const h = new Float64Array(N);
+  for (let b = 0; b < batch; b++) {
+    for (let d = 0; d < dim; d++) {
+      for (let n = 0; n < N; n++) h[n] = inp.hI.data[(b * dim + d) * N + n]!;
+      for (let t = 0; t < r; t++) {
+        const dl = Delta(inp.dtCache.data[(b * K1 + t) * dim + d]!, d);
+        const xv = inp.xCache.data[(b * K1 + t) * dim + d]!;
+        for (let n = 0; n < N; n++) h[n] = Math.exp(dl * inp.A.data[d * N + n]!) * h[n]! + dl * inp.BCache.data[(b * K1 + t) * N + n]! * xv;
+      }
+      hJ.data.set(h, (b * dim + d) * N);
+      for (let t = 0; t < s; t++) {
+        const i = (b * s + t) * dim + d;
+        const dl = Delta(inp.dt.data[i]!, d);
+        const xv = inp.x.data[i]!;
+        let y = 0;
+        for (let n = 0; n < N; n++) {
+          h[n] = Math.exp(dl * inp.A.data[d * N + n]!) * h[n]! + dl * inp.B.data[(b * s + t) * N + n]! * xv;
+          y += inp.C.data[(b * s + t) * N + n]! * h[n]!;
+        }
+        if (inp.D) y += inp.D.data[d]! * xv;
+        if (inp.z) y *= silu(inp.z.data[i]!);
+        out.data[i] = y;
+      }
+      hK.data.set(h, (b * dim + d) * N);
+    }
+  }
+  return { out, hJ, hK };
+}

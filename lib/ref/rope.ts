@@ -1,0 +1,75 @@
+/**
+ * Rotary position embedding (RoPE), float64, as transformers' Llama applies it.
+ *
+ *   inv_freq_i = 1 / θ^{2i/d}                         i = 0 … d/2 − 1 (computed in float64)
+ *   angle(pos, i) = pos · inv_freq_i,  cos/sin repeated as [c_0…c_{d/2−1}, c_0…c_{d/2−1}]
+ *   rope(x) = x·cos + rotate_half(x)·sin,  rotate_half([x₁, x₂]) = [−x₂, x₁]
+ *
+ * llama3 scaling (transformers modeling_rope_utils::_compute_llama3_parameters): with
+ * wavelen_i = 2π / inv_freq_i, low = L_orig / low_freq_factor, high = L_orig / high_freq_factor:
+ *   wavelen > low  → inv_freq / factor;   wavelen < high → inv_freq;
+ *   otherwise      → (1 − s)·inv_freq/factor + s·inv_freq,  s = (L_orig/wavelen − lff)/(hff − lff)
+ */
+import { ArgumentError } from '../errors.js';
+import { Tensor, dims } from '../tensor.js';
+
+export interface RopeScaling {
+  ropeType: 'default' | 'llama3';
+  factor?: number;
+  lowFreqFactor?: number;
+  highFreqFactor?: number;
+  originalMaxPositionEmbeddings?: number;
+}
+
+export function ropeInvFreq(headDim: number, theta: number, scaling: RopeScaling = { ropeType: 'default' }): Float64Array {
+  if (!Number.isInteger(headDim) || headDim <= 0 || headDim % 2 !== 0) throw new ArgumentError('headDim', 'a positive even integer', headDim);
+  const half = headDim / 2;
+  const inv = new Float64Array(half);
+  for (let i = 0; i < half; i++) inv[i] = 1 / Math.pow(theta, (2 * i) / headDim);
+  if (scaling.ropeType === 'llama3') {
+    const factor = scaling.factor ?? 8;
+    const lff = scaling.lowFreqFactor ?? 1;
+    const hff = scaling.highFreqFactor ?? 4;
+    const orig = scaling.originalMaxPositionEmbeddings ?? 8192;
+    const lowWave = orig / lff;
+    const highWave = orig / hff;
+    for (let i = 0; i < half; i++) {
+      const wavelen = (2 * Math.PI) / inv[i]!;
+      if (wavelen > lowWave) inv[i] = inv[i]! / factor;
+      else if (wavelen >= highWave) {
+        const s = (orig / wavelen - lff) / (hff - lff);
+        inv[i] = ((1 - s) * inv[i]!) / factor + s * inv[i]!;
+      }
+    }
+  } else if (scaling.ropeType !== 'default') {
+    throw new ArgumentError('ropeType', "'default' or 'llama3'", scaling.ropeType);
+  }
+  return inv;
+}
+
+/**
+ * Apply RoPE to x of shape (batch, heads, L, headDim) at positions `positions` (length L).
+ * Mirrors transformers apply_rotary_pos_emb with the rotate_half convention.
+ */
+export function applyRope(x: Tensor, positions: readonly number[], invFreq: Float64Array): Tensor {
+  const { batch, heads, L, d } = dims({ x: [x, ['batch', 'heads', 'L', 'd']] });
+  if (positions.length !== L) throw new ArgumentError('positions', `length ${L}`, positions.length);
+  if (invFreq.length * 2 !== d) throw new ArgumentError('invFreq', `length ${d! / 2}`, invFreq.length);
+  const half = d! / 2;
+  const out = Tensor.zeros(x.shape, 'float64', 'rope');
+  for (let t = 0; t < L!; t++) {
+    for (let i = 0; i < half; i++) {
+      const ang = positions[t]! * invFreq[i]!;
+      const c = Math.cos(ang);
+      const s = Math.sin(ang);
+      for (let bh = 0; bh < batch! * heads!; bh++) {
+        const o = (bh * L! + t) * d!;
+        const x1 = x.data[o + i]!;
+        const x2 = x.data[o + i + half]!;
+        out.data[o + i] = x1 * c - x2 * s;
+        out.data[o + i + half] = x2 * c + x1 * s;
+      }
+    }
+  }
+  return out;
+}

@@ -1,0 +1,107 @@
+/**
+ * Mamba-1 selective scan, float64 — mirrors mamba_ssm ops/selective_scan_interface.py::selective_scan_ref.
+ *
+ * Glossary: u input (the paper's x), Δ step size, A (dim × N) state matrix (diagonal per channel),
+ * B, C input/output projections of the state, h the state (dim × N), D skip, z gate.
+ *
+ *   Δ_t   = softplus(delta_t + delta_bias)   if delta_softplus, else delta_t + delta_bias
+ *   Ā_t   = exp(Δ_t · A)                       (zero-order hold for A)
+ *   B̄_t u_t = Δ_t · B_t · u_t                  (Euler for B, as upstream)
+ *   h_t   = Ā_t ⊙ h_{t−1} + B̄_t u_t,  h_{−1} = initial_state (0 upstream)
+ *   y_t   = C_t · h_t + D · u_t
+ *   out_t = y_t · silu(z_t)                    if z is given
+ *
+ * B and C each come in three layouts: per time (batch, N, L); grouped (batch, G, N, L), channel d
+ * using group ⌊d / (dim/G)⌋; time-invariant (dim, N). `last_state` = h_{L−1}.
+ * `initialState` is this project's extension (upstream's ref starts from 0); it makes
+ * "split the sequence and carry last_state" expressible.
+ */
+import { ArgumentError } from '../errors.js';
+import { Tensor, dims } from '../tensor.js';
+import { silu, softplus } from './activations.js';
+
+export interface SelectiveScanInputs {
+  u: Tensor; // (batch, dim, L)
+  delta: Tensor; // (batch, dim, L)
+  A: Tensor; // (dim, N)
+  B: Tensor; // (batch, N, L) | (batch, G, N, L) | (dim, N)
+  C: Tensor; // same layouts as B
+  D?: Tensor; // (dim)
+  z?: Tensor; // (batch, dim, L)
+  deltaBias?: Tensor; // (dim)
+  deltaSoftplus?: boolean;
+  initialState?: Tensor; // (batch, dim, N)
+}
+
+export interface SelectiveScanOutputs {
+  out: Tensor; // (batch, dim, L)
+  lastState: Tensor; // (batch, dim, N)
+}
+
+/** How B or C is laid out, and the flat index of element (b, d, n, t). */
+export interface ProjectionLayout {
+  kind: 'time' | 'grouped' | 'invariant';
+  groups: number;
+  index: (b: number, d: number, n: number, t: number) => number;
+}
+
+/** Classify B or C against (batch, dim, N, L) and return its indexer; throws ShapeError on mismatch. */
+export function projectionLayout(name: string, t: Tensor, batch: number, dim: number, N: number, L: number): ProjectionLayout {
+  if (t.rank === 2) {
+    dims({ [name]: [t, [dim, N]] });
+    return { kind: 'invariant', groups: 1, index: (_b, d, n) => d * N + n };
+  }
+  if (t.rank === 3) {
+    dims({ [name]: [t, [batch, N, L]] });
+    return { kind: 'time', groups: 1, index: (b, _d, n, tt) => (b * N + n) * L + tt };
+  }
+  if (t.rank === 4) {
+    const G = t.shape[1]!;
+    dims({ [name]: [t, [batch, G, N, L]] });
+    if (G <= 0 || dim % G !== 0) throw new ArgumentError(`${name} groups`, `a divisor of dim=${dim}`, G);
+    const per = dim / G;
+    return { kind: 'grouped', groups: G, index: (b, d, n, tt) => ((b * G + Math.floor(d / per)) * N + n) * L + tt };
+  }
+  dims({ [name]: [t, ['batch', 'N', 'L']] }); // throws with the expected per-time layout
+  throw new Error('unreachable');
+}
+
+export function selectiveScan(inp: SelectiveScanInputs): SelectiveScanOutputs {
+  const { u, delta, A, B, C, D, z, deltaBias, initialState } = inp;
+  const { batch, dim, L, N } = dims({
+    u: [u, ['batch', 'dim', 'L']],
+    delta: [delta, ['batch', 'dim', 'L']],
+    A: [A, ['dim', 'N']],
+    D: [D, ['dim']],
+    z: [z, ['batch', 'dim', 'L']],
+    deltaBias: [deltaBias, ['dim']],
+    initialState: [initialState, ['batch', 'dim', 'N']],
+  });
+  const Bl = projectionLayout('B', B, batch!, dim!, N!, L!);
+  const Cl = projectionLayout('C', C, batch!, dim!, N!, L!);
+  dims({ B: [B, B.shape as number[]], C: [C, C.shape as number[]] }); // finiteness
+  const out = Tensor.zeros([batch!, dim!, L!], 'float64', 'out');
+  const last = Tensor.zeros([batch!, dim!, N!], 'float64', 'last_state');
+  const h = new Float64Array(N!);
+  for (let b = 0; b < batch!; b++) {
+    for (let d = 0; d < dim!; d++) {
+      for (let n = 0; n < N!; n++) h[n] = initialState ? initialState.data[(b * dim! + d) * N! + n]! : 0;
+      for (let t = 0; t < L!; t++) {
+        const i = (b * dim! + d) * L! + t;
+        let dt = delta.data[i]! + (deltaBias ? deltaBias.data[d]! : 0);
+        if (inp.deltaSoftplus) dt = softplus(dt);
+        const ut = u.data[i]!;
+        let y = 0;
+        for (let n = 0; n < N!; n++) {
+          h[n] = Math.exp(dt * A.data[d * N! + n]!) * h[n]! + dt * B.data[Bl.index(b, d, n, t)]! * ut;
+          y += C.data[Cl.index(b, d, n, t)]! * h[n]!;
+        }
+        if (D) y += D.data[d]! * ut;
+        if (z) y *= silu(z.data[i]!);
+        out.data[i] = y;
+      }
+      last.data.set(h, (b * dim! + d) * N!);
+    }
+  }
+  return { out, lastState: last };
+}

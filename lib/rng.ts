@@ -1,0 +1,92 @@
+/**
+ * Seeded random generator: every random number in this project comes from here,
+ * so the same seed gives the same output.
+ *
+ * Generator: xoshiro128** (Blackman & Vigna) seeded through splitmix32.
+ * uniform(lo, hi) = lo + (hi − lo)·u with u ∈ [0, 1) built from 53 random bits;
+ * normal(μ, σ) by Box–Muller on two uniforms.
+ */
+export class Rng {
+  private s0: number;
+  private s1: number;
+  private s2: number;
+  private s3: number;
+  private spare: number | null = null;
+
+  constructor(readonly seed: number) {
+    let x = (Math.trunc(seed) ^ 0x9e3779b9) >>> 0;
+    const next = (): number => {
+      // splitmix32
+      x = (x + 0x9e3779b9) >>> 0;
+      let z = x;
+      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
+      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
+      return (z ^ (z >>> 16)) >>> 0;
+    };
+    this.s0 = next();
+    this.s1 = next();
+    this.s2 = next();
+    this.s3 = next();
+  }
+
+  /** Next 32 random bits as an unsigned integer. */
+  nextU32(): number {
+    const result = Math.imul(rotl(Math.imul(this.s1, 5) >>> 0, 7), 9) >>> 0;
+    const t = (this.s1 << 9) >>> 0;
+    this.s2 = (this.s2 ^ this.s0) >>> 0;
+    this.s3 = (this.s3 ^ this.s1) >>> 0;
+    this.s1 = (this.s1 ^ this.s2) >>> 0;
+    this.s0 = (this.s0 ^ this.s3) >>> 0;
+    this.s2 = (this.s2 ^ t) >>> 0;
+    this.s3 = rotl(this.s3, 11);
+    return result;
+  }
+
+  /** Uniform double in [0, 1) with 53 random bits. */
+  next(): number {
+    const hi = this.nextU32() >>> 5; // 27 bits
+    const lo = this.nextU32() >>> 6; // 26 bits
+    return (hi * 67108864 + lo) / 9007199254740992;
+  }
+
+  /** Uniform in [lo, hi). */
+  uniform(lo = 0, hi = 1): number {
+    return lo + (hi - lo) * this.next();
+  }
+
+  /** Integer uniform in [lo, hi] (inclusive). */
+  int(lo: number, hi: number): number {
+    return lo + Math.floor(this.next() * (hi - lo + 1));
+  }
+
+  /** Normal(mean, std) by Box–Muller. */
+  normal(mean = 0, std = 1): number {
+    if (this.spare !== null) {
+      const v = this.spare;
+      this.spare = null;
+      return mean + std * v;
+    }
+    let u = 0;
+    while (u === 0) u = this.next();
+    const v = this.next();
+    const r = Math.sqrt(-2 * Math.log(u));
+    this.spare = r * Math.sin(2 * Math.PI * v);
+    return mean + std * r * Math.cos(2 * Math.PI * v);
+  }
+
+  /** Fill an array with uniform [lo, hi) values. */
+  fillUniform<T extends Float32Array | Float64Array>(a: T, lo = 0, hi = 1): T {
+    for (let i = 0; i < a.length; i++) a[i] = this.uniform(lo, hi);
+    return a;
+  }
+
+  /** Fill an array with Normal(mean, std) values. */
+  fillNormal<T extends Float32Array | Float64Array>(a: T, mean = 0, std = 1): T {
+    for (let i = 0; i < a.length; i++) a[i] = this.normal(mean, std);
+    return a;
+  }
+}
+
+function rotl(x: number, k: number): number {
+  return ((x << k) | (x >>> (32 - k))) >>> 0;
+}

@@ -62,6 +62,13 @@ export class BackendUnavailableError extends MilError {
   }
 }
 
+/** A GPU.js kernel failed to compile or run on a backend; `kernel` names it. */
+export class KernelError extends MilError {
+  constructor(readonly backend: string, readonly kernel: string, readonly detail: string) {
+    super('E_KERNEL', `kernel '${kernel}' failed on backend '${backend}': ${detail}`);
+  }
+}
+
 /** A golden folder or file that does not follow FORMAT.md (`mil-golden/1`). */
 export class GoldenFormatError extends MilError {
   constructor(readonly where: string, readonly problem: string) {

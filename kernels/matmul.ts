@@ -1,0 +1,32 @@
+/**
+ * Matrix product kernel (float32), one thread per output element:
+ *   out[i, j] = Σ_k A[i, k]·B[k, j] (+ bias[j])
+ * A and B are read through strides, so linear(x, W) = x·Wᵀ (PyTorch's W: (out, in)) needs no transpose copy.
+ * Reference: lib/ref/linear.ts (matmul, linear).
+ */
+import type { GpuRuntime } from './runtime.js';
+
+const SRC = (bias: boolean) => `function (a, b${bias ? ', bias' : ''}) {
+  const j = this.thread.x - Math.floor(this.thread.x / this.constants.N) * this.constants.N;
+  const i = Math.floor(this.thread.x / this.constants.N);
+  let s = 0.0;
+  for (let k = 0; k < this.constants.K; k++) {
+    s += a[i * this.constants.SAI + k * this.constants.SAK] * b[k * this.constants.SBK + j * this.constants.SBJ];
+  }
+  ${bias ? 's += bias[j];' : ''}
+  return s;
+}`;
+
+export interface MatmulStrides {
+  /** A[i, k] at i·sAi + k·sAk */
+  sAi: number;
+  sAk: number;
+  /** B[k, j] at k·sBk + j·sBj */
+  sBk: number;
+  sBj: number;
+}
+
+export function matmulKernel(rt: GpuRuntime, a: Float32Array, b: Float32Array, M: number, K: number, N: number, st: MatmulStrides, bias?: Float32Array): Promise<Float32Array> {
+  const args = bias ? [a, b, bias] : [a, b];
+  return rt.run(`matmul${bias ? '+bias' : ''}`, SRC(!!bias), { N, K, SAI: st.sAi, SAK: st.sAk, SBK: st.sBk, SBJ: st.sBj }, M * N, args);
+}

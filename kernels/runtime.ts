@@ -1,0 +1,188 @@
+/**
+ * GPU.js runtime shared by every kernel: one GPU instance per backend, a cache of compiled kernels
+ * keyed by kernel name and shape constants, and honest availability checks.
+ *
+ * Backends (`KernelBackendName`):
+ *   cpu              GPU.js's JavaScript backend (float64 arithmetic inside, float32 outputs)
+ *   webasm           WebAssembly, strict IEEE float32, single thread, synchronous
+ *   webasm-threaded  WebAssembly under asyncMode: kernels with ≥ 4096 output cells split over worker threads
+ *   webgpu           WGSL compute shaders through Dawn (the `webgpu` npm package); needs an adapter
+ *                    (a Vulkan driver: a real GPU or Mesa's lavapipe). Never silently replaced by another backend.
+ *
+ * Conventions for kernel sources (see ../shared/GPUJS.md for why):
+ *  - every loop bound is a `this.constants.X`, so no loop is capped at loopMaxIterations (also raised);
+ *    shapes are constants, so a kernel is compiled once per distinct shape and cached;
+ *  - inputs are flat Float32Arrays indexed by multiply-add, outputs are 1-D; the thread index is split
+ *    with Math.floor(i / n), exact while i < 2^24 — sizes above MAX_ELEMENTS raise an ArgumentError;
+ *  - a thread returns one value; state vectors longer than 4 never live in local arrays;
+ *  - WebGPU allows 8 storage buffers per shader stage (output included), so a kernel with more than
+ *    MAX_ARGS arguments gets them packed into one buffer: the source's `name[i]` becomes
+ *    `packed_[this.constants.OFF_name + i]`. Done on every backend alike, so the CPU tests cover it.
+ */
+import { ArgumentError, BackendUnavailableError, KernelError } from '../lib/errors.js';
+import type { FloatArray } from '../lib/tensor.js';
+
+export type KernelBackendName = 'cpu' | 'webasm' | 'webasm-threaded' | 'webgpu';
+export const KERNEL_BACKENDS: readonly KernelBackendName[] = ['cpu', 'webasm', 'webasm-threaded', 'webgpu'];
+
+/** Largest tensor or output (elements) a float32 kernel takes: flat indices must be exact in float32. */
+export const MAX_ELEMENTS = 1 << 24;
+
+/** Most separate array arguments a kernel gets before they are packed into one buffer. */
+export const MAX_ARGS = 7;
+
+/** Parameter names of a `function (a, b, c) {` source. */
+function paramNames(source: string): string[] {
+  const m = /^\s*function\s*\(([^)]*)\)/.exec(source);
+  if (!m) throw new ArgumentError('kernel source', 'a `function (...) {...}` text', source.slice(0, 40));
+  return m[1]!.split(',').map((s) => s.trim()).filter(Boolean);
+}
+
+/** Rewrite a kernel source so all its array arguments are read from one packed buffer. */
+export function packSource(source: string, names: readonly string[]): string {
+  let body = source.replace(/^\s*function\s*\([^)]*\)/, 'function (packed_)');
+  for (const n of names) body = body.replace(new RegExp(`\\b${n}\\[`, 'g'), `packed_[this.constants.OFF_${n} + `);
+  return body;
+}
+
+// gpu.js ships loose types; this is the slice of its API we use.
+interface GpuKernel {
+  (...args: unknown[]): Float32Array | Promise<Float32Array>;
+  destroy?: () => void;
+}
+interface GpuInstance {
+  createKernel(src: string, settings: Record<string, unknown>): GpuKernel;
+  destroy?: () => unknown;
+}
+interface GpuModule {
+  GPU: { new (settings: Record<string, unknown>): GpuInstance; isWebGPUAvailable(): Promise<boolean> };
+}
+
+let webgpuSetup: Promise<string | null> | undefined;
+
+/** Install navigator.gpu from the `webgpu` package and ask for an adapter; resolves to null or the reason it failed. */
+function setupWebGPU(): Promise<string | null> {
+  webgpuSetup ??= (async () => {
+    if (process.env.MIL_NO_WEBGPU) return 'disabled by MIL_NO_WEBGPU';
+    let mod: { create: (opts: string[]) => unknown; globals: Record<string, unknown> };
+    try {
+      mod = (await import('webgpu')) as unknown as typeof mod;
+    } catch (e) {
+      return `the 'webgpu' package (Dawn) did not load: ${(e as Error).message.split('\n')[0]}`;
+    }
+    const g = globalThis as Record<string, unknown>;
+    if (!(g.navigator as { gpu?: unknown } | undefined)?.gpu) {
+      Object.assign(globalThis, mod.globals);
+      try {
+        Object.defineProperty(globalThis, 'navigator', { value: { gpu: mod.create([]) }, configurable: true, writable: true });
+      } catch (e) {
+        return `could not install navigator.gpu: ${(e as Error).message}`;
+      }
+    }
+    try {
+      const gpu = (g.navigator as { gpu: { requestAdapter(): Promise<unknown> } }).gpu;
+      const adapter = await gpu.requestAdapter();
+      if (!adapter) return 'no WebGPU adapter: Dawn found no Vulkan device (install a GPU driver, or Mesa lavapipe: mesa-vulkan-drivers from bookworm-backports)';
+    } catch (e) {
+      return `requesting a WebGPU adapter failed: ${(e as Error).message}`;
+    }
+    return null;
+  })();
+  return webgpuSetup;
+}
+
+/** null when the backend can run here, otherwise the reason it cannot. */
+export async function unavailableReason(name: KernelBackendName): Promise<string | null> {
+  if (name === 'webasm' || name === 'webasm-threaded') {
+    if (typeof WebAssembly !== 'object') return 'this JavaScript engine has no WebAssembly';
+    if (name === 'webasm-threaded' && typeof SharedArrayBuffer !== 'function') return 'threads need SharedArrayBuffer';
+    return null;
+  }
+  if (name === 'webgpu') return setupWebGPU();
+  return null;
+}
+
+const runtimes = new Map<KernelBackendName, Promise<GpuRuntime>>();
+
+/** The runtime of a backend, created once; throws BackendUnavailableError with the reason. */
+export function getRuntime(name: KernelBackendName): Promise<GpuRuntime> {
+  let p = runtimes.get(name);
+  if (!p) {
+    p = (async () => {
+      const reason = await unavailableReason(name);
+      if (reason) throw new BackendUnavailableError(name, reason);
+      const { GPU } = (await import('gpu.js')) as unknown as GpuModule;
+      const mode = name === 'webasm-threaded' ? 'webasm' : name;
+      return new GpuRuntime(name, new GPU({ mode }));
+    })();
+    p.catch(() => runtimes.delete(name));
+    runtimes.set(name, p);
+  }
+  return p;
+}
+
+/** A flat input for a kernel: converted to Float32Array (float32 backends round here). */
+export function f32(a: FloatArray | ArrayLike<number>): Float32Array {
+  return a instanceof Float32Array ? a : Float32Array.from(a);
+}
+
+export class GpuRuntime {
+  private readonly cache = new Map<string, GpuKernel>();
+  /** Number of kernels compiled so far (for tests of the cache). */
+  compiled = 0;
+
+  constructor(
+    readonly name: KernelBackendName,
+    private readonly gpu: GpuInstance,
+  ) {}
+
+  /**
+   * Run a kernel: `source` is a GPU.js kernel function as text, compiled once per (key, constants)
+   * and cached. `outputSize` threads each return one float. Arguments are flat arrays.
+   */
+  async run(key: string, source: string, constants: Record<string, number>, outputSize: number, args: Float32Array[]): Promise<Float32Array> {
+    if (!Number.isInteger(outputSize) || outputSize <= 0) throw new ArgumentError(`${key} output size`, 'a positive integer', outputSize);
+    if (outputSize > MAX_ELEMENTS) throw new ArgumentError(`${key} output size`, `at most ${MAX_ELEMENTS} elements on float32 kernels`, outputSize);
+    for (const a of args) if (a.length > MAX_ELEMENTS) throw new ArgumentError(`${key} input size`, `at most ${MAX_ELEMENTS} elements on float32 kernels`, a.length);
+    // GPU.js kernels want at least one element per argument.
+    let callArgs = args.map((a) => (a.length === 0 ? new Float32Array(1) : a));
+    let src = source;
+    let consts = constants;
+    if (callArgs.length > MAX_ARGS) {
+      const names = paramNames(source);
+      const offsets: Record<string, number> = {};
+      let total = 0;
+      callArgs.forEach((a, i) => {
+        offsets[`OFF_${names[i]}`] = total;
+        total += a.length;
+      });
+      const packed = new Float32Array(total);
+      callArgs.forEach((a, i) => packed.set(a, offsets[`OFF_${names[i]}`]!));
+      if (total > MAX_ELEMENTS) throw new ArgumentError(`${key} packed inputs`, `at most ${MAX_ELEMENTS} elements on float32 kernels`, total);
+      src = packSource(source, names);
+      consts = { ...constants, ...offsets };
+      callArgs = [packed];
+    }
+    const ck = `${key}|${JSON.stringify(consts)}|${outputSize}|${callArgs.map((a) => a.length).join(',')}`;
+    let k = this.cache.get(ck);
+    if (!k) {
+      k = this.gpu.createKernel(src, {
+        output: [outputSize],
+        constants: consts,
+        loopMaxIterations: 1 << 30,
+        tactic: 'precision',
+        asyncMode: this.name === 'webasm-threaded',
+      });
+      this.cache.set(ck, k);
+      this.compiled++;
+    }
+    let r: Float32Array;
+    try {
+      r = await k(...callArgs);
+    } catch (e) {
+      this.cache.delete(ck);
+      throw new KernelError(this.name, key, (e as Error).message.split('\n')[0] ?? String(e));
+    }
+    return r instanceof Float32Array ? r : Float32Array.from(r as ArrayLike<number>);
+  }
+}

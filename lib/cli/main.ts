@@ -1,0 +1,129 @@
+/**
+ * `mil` — the command line of mamba-in-llama.
+ *
+ *   mil golden verify DIR [--backend NAME|all] [--json]     check a mil-golden/1 folder
+ *   mil golden emit --op OP --seed S [shape options] --out DIR [--name CASE]
+ *   mil backends                                           which backends run here, and why not
+ *
+ * Exit status: 0 on success, 1 when a golden case failed, 2 on bad usage or input.
+ */
+import { MilError } from '../errors.js';
+import { BACKENDS, backendStatus, isBackendName, type BackendName } from '../ops.js';
+import { formatResult, verifyGolden, type VerifyReport } from '../golden/verify.js';
+import { emitGolden } from '../golden/emit.js';
+import { GOLDEN_OPS, type ShapeOptions } from '../golden/ops.js';
+
+const USAGE = `usage:
+  mil golden verify DIR [--backend ${BACKENDS.join('|')}|all] [--json]
+  mil golden emit --op ${Object.keys(GOLDEN_OPS).join('|')} --seed S --out DIR
+                  [--batch B --dim D --len L --state N --groups G --heads H --headdim P
+                   --width W --chunk C --steps S --recompute R --name CASE]
+  mil backends`;
+
+class UsageError extends Error {}
+
+function parseFlags(argv: string[]): { pos: string[]; flags: Record<string, string | true> } {
+  const pos: string[] = [];
+  const flags: Record<string, string | true> = {};
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a.startsWith('--')) {
+      const [k, v] = a.slice(2).split('=', 2) as [string, string | undefined];
+      if (v !== undefined) flags[k] = v;
+      else if (i + 1 < argv.length && !argv[i + 1]!.startsWith('--') && k !== 'json') flags[k] = argv[++i]!;
+      else flags[k] = true;
+    } else pos.push(a);
+  }
+  return { pos, flags };
+}
+
+function intFlag(flags: Record<string, string | true>, k: string): number | undefined {
+  const v = flags[k];
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (v === true || !Number.isInteger(n) || n <= 0) throw new UsageError(`--${k} must be a positive integer, got ${v === true ? 'nothing' : `'${v}'`}`);
+  return n;
+}
+
+async function cmdVerify(pos: string[], flags: Record<string, string | true>): Promise<number> {
+  const dir = pos[0];
+  if (!dir) throw new UsageError('golden verify needs a folder');
+  const b = flags.backend ?? 'reference';
+  if (b === true) throw new UsageError('--backend needs a name');
+  const json = flags.json === true;
+  let names: BackendName[];
+  const skipped: Array<{ backend: string; reason: string }> = [];
+  if (b === 'all') {
+    names = [];
+    for (const s of await backendStatus()) {
+      if (s.available) names.push(s.name);
+      else skipped.push({ backend: s.name, reason: s.reason ?? '' });
+    }
+  } else {
+    if (!isBackendName(b)) throw new UsageError(`unknown backend '${b}': expected one of ${BACKENDS.join(', ')}, or all`);
+    names = [b];
+  }
+  const reports: VerifyReport[] = [];
+  for (const name of names) {
+    if (!json) console.log(`# ${dir} on backend '${name}' (tolerance ${name === 'reference' ? '1e-9' : '1e-4'} relative)`);
+    const r = await verifyGolden(dir, name, json ? undefined : (c) => console.log(formatResult(c)));
+    reports.push(r);
+    if (!json) console.log(`${name}: ${r.passed} passed, ${r.failed} failed, ${r.unsupported} unsupported`);
+  }
+  for (const s of skipped) if (!json) console.log(`# backend '${s.backend}' not available here: ${s.reason}`);
+  const passed = reports.reduce((s, r) => s + r.passed, 0);
+  const failed = reports.reduce((s, r) => s + r.failed, 0);
+  const unsupported = reports.reduce((s, r) => s + r.unsupported, 0);
+  if (json) console.log(JSON.stringify({ dir, reports, skipped, passed, failed, unsupported }, (_k, v) => (v === Infinity ? 'Infinity' : v)));
+  else console.log(`${passed} passed, ${failed} failed, ${unsupported} unsupported`);
+  return failed > 0 ? 1 : 0;
+}
+
+async function cmdEmit(flags: Record<string, string | true>): Promise<number> {
+  const op = flags.op;
+  const out = flags.out;
+  if (typeof op !== 'string') throw new UsageError('golden emit needs --op');
+  if (typeof out !== 'string') throw new UsageError('golden emit needs --out DIR');
+  const seedRaw = flags.seed ?? '0';
+  const seed = Number(seedRaw);
+  if (seedRaw === true || !Number.isInteger(seed)) throw new UsageError(`--seed must be an integer`);
+  const shapes: ShapeOptions = {};
+  for (const k of ['batch', 'dim', 'len', 'state', 'groups', 'heads', 'headdim', 'width', 'chunk', 'steps'] as const) shapes[k] = intFlag(flags, k);
+  if (flags.recompute !== undefined) {
+    const r = Number(flags.recompute);
+    if (flags.recompute === true || !Number.isInteger(r) || r < 0) throw new UsageError('--recompute must be a non-negative integer');
+    shapes.recompute = r;
+  }
+  const c = await emitGolden(op, seed, shapes, out, typeof flags.name === 'string' ? flags.name : undefined);
+  console.log(`wrote case '${c.name}' (${c.op}) to ${out}: inputs ${c.inputs.join(', ')}; outputs ${c.outputs.join(', ')}`);
+  return 0;
+}
+
+async function cmdBackends(): Promise<number> {
+  for (const s of await backendStatus()) console.log(`${s.name.padEnd(16)} ${s.available ? 'available' : `not available: ${s.reason}`}`);
+  return 0;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const { pos, flags } = parseFlags(argv);
+  try {
+    if (pos[0] === 'golden' && pos[1] === 'verify') return await cmdVerify(pos.slice(2), flags);
+    if (pos[0] === 'golden' && pos[1] === 'emit') return await cmdEmit(flags);
+    if (pos[0] === 'backends') return await cmdBackends();
+    if (pos.length === 0 || flags.help) {
+      console.log(USAGE);
+      return pos.length === 0 && !flags.help ? 2 : 0;
+    }
+    throw new UsageError(`unknown command '${pos.join(' ')}'`);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      console.error(`mil: ${e.message}\n${USAGE}`);
+      return 2;
+    }
+    if (e instanceof MilError) {
+      console.error(`mil: ${e.name}: ${e.message}`);
+      return 2;
+    }
+    throw e;
+  }
+}

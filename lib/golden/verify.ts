@@ -1,0 +1,154 @@
+/**
+ * Golden-vector oracle: check every case of a `mil-golden/1` folder (FORMAT.md) on one backend.
+ *
+ * For each kernel case: load its inputs (`<case>/in/<name>`), run the op, and compare each listed output
+ * (`<case>/out/<name>`) by relative error ‖got − want‖₂ / ‖want‖₂. A case passes when every output is
+ * within the backend's tolerance: 1e-9 on the float64 'reference' backend, 1e-4 on the float32 kernels.
+ * A case whose op this library does not know, and every model folder (models/<name>: not handled yet),
+ * counts as unsupported — never as passed. A malformed case fails with the reason; the others go on.
+ */
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { GoldenFormatError, MilError } from '../errors.js';
+import { getOps, type BackendName } from '../ops.js';
+import { getTensor, readSafetensors, type SafetensorsFile } from '../io/safetensors.js';
+import { relError, type Tensor } from '../tensor.js';
+import { GOLDEN_OPS, type Named } from './ops.js';
+
+export const SCHEMA = 'mil-golden/1';
+
+export function toleranceFor(backend: BackendName): number {
+  return backend === 'reference' ? 1e-9 : 1e-4;
+}
+
+export interface GoldenCase {
+  name: string;
+  op: string;
+  upstream?: string;
+  attrs: Record<string, unknown>;
+  inputs: string[];
+  outputs: string[];
+  note?: string;
+}
+
+export interface CaseResult {
+  name: string;
+  op: string;
+  status: 'pass' | 'fail' | 'unsupported';
+  errors: Record<string, number>;
+  tolerance: number;
+  reason?: string;
+}
+
+export interface VerifyReport {
+  dir: string;
+  backend: BackendName;
+  results: CaseResult[];
+  passed: number;
+  failed: number;
+  unsupported: number;
+}
+
+/** Parse and check kernels.json. */
+export function readKernelsJson(dir: string): { seed?: number; cases: GoldenCase[] } {
+  const p = join(dir, 'kernels.json');
+  let j: unknown;
+  try {
+    j = JSON.parse(readFileSync(p, 'utf8'));
+  } catch (e) {
+    throw new GoldenFormatError(p, `cannot read or parse (${(e as Error).message})`);
+  }
+  const o = j as { schema?: unknown; cases?: unknown; seed?: number };
+  if (typeof o !== 'object' || o === null) throw new GoldenFormatError(p, 'not a JSON object');
+  if (o.schema !== SCHEMA) throw new GoldenFormatError(p, `schema is ${JSON.stringify(o.schema)}, expected '${SCHEMA}'`);
+  if (!Array.isArray(o.cases)) throw new GoldenFormatError(p, "'cases' is not a list");
+  const cases = o.cases.map((c: unknown, i: number) => {
+    const k = c as Partial<GoldenCase>;
+    const bad = (why: string) => new GoldenFormatError(`${p} case #${i}`, why);
+    if (typeof k !== 'object' || k === null) throw bad('not an object');
+    if (typeof k.name !== 'string' || !k.name) throw bad("'name' missing");
+    if (typeof k.op !== 'string') throw bad("'op' missing");
+    if (!Array.isArray(k.inputs) || !k.inputs.every((s) => typeof s === 'string')) throw bad("'inputs' is not a list of names");
+    if (!Array.isArray(k.outputs) || !k.outputs.every((s) => typeof s === 'string')) throw bad("'outputs' is not a list of names");
+    return { ...k, attrs: (k.attrs ?? {}) as Record<string, unknown> } as GoldenCase;
+  });
+  return { seed: o.seed, cases };
+}
+
+async function verifyCase(c: GoldenCase, f: SafetensorsFile, backend: BackendName, tol: number): Promise<CaseResult> {
+  const base = { name: c.name, op: c.op, errors: {} as Record<string, number>, tolerance: tol };
+  const impl = GOLDEN_OPS[c.op];
+  if (!impl) return { ...base, status: 'unsupported', reason: `op '${c.op}' is not implemented by this library` };
+  try {
+    const I: Named = {};
+    for (const n of c.inputs) I[n] = getTensor(f, `${c.name}/in/${n}`).named(n);
+    const want: Record<string, Tensor> = {};
+    for (const n of c.outputs) want[n] = getTensor(f, `${c.name}/out/${n}`);
+    const ops = await getOps(backend);
+    const got = await impl.run(ops, I, c.attrs);
+    let ok = true;
+    const why: string[] = [];
+    for (const n of c.outputs) {
+      const g = got[n];
+      if (!g) {
+        ok = false;
+        why.push(`op produced no output '${n}'`);
+        continue;
+      }
+      if (g.shape.join() !== want[n]!.shape.join()) {
+        ok = false;
+        why.push(`output '${n}' has shape [${g.shape}] but the golden file has [${want[n]!.shape}]`);
+        base.errors[n] = Infinity;
+        continue;
+      }
+      const e = relError(g.data, want[n]!.data);
+      base.errors[n] = e;
+      if (!(e <= tol)) ok = false;
+    }
+    return { ...base, status: ok ? 'pass' : 'fail', reason: why.length ? why.join('; ') : ok ? undefined : 'error above tolerance' };
+  } catch (e) {
+    if (e instanceof MilError) return { ...base, status: 'fail', reason: e.message };
+    throw e;
+  }
+}
+
+/** Verify a golden folder on one backend. Throws only when the backend itself is unknown or unavailable. */
+export async function verifyGolden(dir: string, backend: BackendName, onResult?: (r: CaseResult) => void): Promise<VerifyReport> {
+  await getOps(backend); // unknown / unavailable backend: a typed error before any case
+  const tol = toleranceFor(backend);
+  const results: CaseResult[] = [];
+  const push = (r: CaseResult) => {
+    results.push(r);
+    onResult?.(r);
+  };
+  if (existsSync(join(dir, 'kernels.json')) || existsSync(join(dir, 'kernels.safetensors'))) {
+    let cases: GoldenCase[] = [];
+    let f: SafetensorsFile | undefined;
+    try {
+      cases = readKernelsJson(dir).cases;
+      f = readSafetensors(join(dir, 'kernels.safetensors'));
+    } catch (e) {
+      if (!(e instanceof MilError)) throw e;
+      push({ name: 'kernels', op: '-', status: 'fail', errors: {}, tolerance: tol, reason: e.message });
+    }
+    if (f) for (const c of cases) push(await verifyCase(c, f, backend, tol));
+  }
+  const models = join(dir, 'models');
+  if (existsSync(models) && statSync(models).isDirectory()) {
+    for (const m of readdirSync(models).sort()) {
+      if (!statSync(join(models, m)).isDirectory()) continue;
+      push({ name: `models/${m}`, op: 'model', status: 'unsupported', errors: {}, tolerance: tol, reason: 'model folders are not verified yet (models issue)' });
+    }
+  }
+  if (results.length === 0) push({ name: dir, op: '-', status: 'fail', errors: {}, tolerance: tol, reason: 'no kernels.json and no models/ folder: not a golden folder' });
+  const count = (s: CaseResult['status']) => results.filter((r) => r.status === s).length;
+  return { dir, backend, results, passed: count('pass'), failed: count('fail'), unsupported: count('unsupported') };
+}
+
+export function formatResult(r: CaseResult): string {
+  const errs = Object.entries(r.errors)
+    .map(([k, v]) => `${k}=${v.toExponential(2)}`)
+    .join(' ');
+  const status = r.status === 'pass' ? 'PASS' : r.status === 'fail' ? 'FAIL' : 'UNSUPPORTED';
+  return `${status.padEnd(11)} ${r.name.padEnd(22)} ${r.op.padEnd(22)} ${errs || '-'}${r.status === 'pass' ? '' : `  (${r.reason ?? ''})`}`;
+}

@@ -1,0 +1,260 @@
+/**
+ * The ops a user calls, on a backend chosen by name (tfjs-style: op → reference or backend kernel).
+ *
+ *   const ops = await getOps('webasm');          // 'reference' | 'cpu' | 'webasm' | 'webasm-threaded' | 'webgpu'
+ *   const { out, lastState } = await ops.selectiveScan({ u, delta, A, B, C, deltaSoftplus: true });
+ *
+ * 'reference' runs the float64 TypeScript references in lib/ref/ and returns float64 tensors; the others
+ * run the GPU.js kernels in kernels/ (float32 in, float32 out). Inputs are validated identically (same
+ * shape checks and typed errors) before any backend runs. An unknown name raises UnknownBackendError;
+ * a backend that cannot run here raises BackendUnavailableError with the reason — never a silent fallback.
+ */
+import { ArgumentError, UnknownBackendError } from './errors.js';
+import { Tensor, dims } from './tensor.js';
+import { linear as refLinear, matmul as refMatmul } from './ref/linear.js';
+import { linearAttentionParallel } from './ref/linear_attention.js';
+import { projectionLayout, selectiveScan as refScan, type SelectiveScanInputs, type SelectiveScanOutputs } from './ref/selective_scan.js';
+import { selectiveStateUpdate as refStateUpdate, stateUpdateDims, type StateUpdateInputs, type StateUpdateOutputs } from './ref/state_update.js';
+import { causalConv1d as refConv, causalConv1dUpdate as refConvUpdate, checkActivation, checkSeqlens, mod, type Conv1dInputs, type Conv1dUpdateInputs } from './ref/conv1d.js';
+import { ssdChunked, ssdDims, ssdMinimalDiscrete as refSsdMinimal, type SsdInputs, type SsdOutputs } from './ref/ssd.js';
+import { gatedRmsnorm as refGatedRmsnorm, type GatedRmsnormOptions } from './ref/norm.js';
+import { multistep as refMultistep, multistepDims, type MultistepInputs, type MultistepOutputs } from './ref/multistep.js';
+import { KERNEL_BACKENDS, f32, getRuntime, unavailableReason, type GpuRuntime, type KernelBackendName } from '../kernels/runtime.js';
+import { matmulKernel } from '../kernels/matmul.js';
+import { linearAttentionKernel } from '../kernels/linear_attention.js';
+import { defaultScanChunk, selectiveScanKernel } from '../kernels/selective_scan.js';
+import { stateUpdateKernel } from '../kernels/state_update.js';
+import { conv1dKernel, conv1dUpdateKernel } from '../kernels/conv1d.js';
+import { ssdCoreKernel, ssdDeltaKernel } from '../kernels/ssd.js';
+import { multistepKernel } from '../kernels/multistep.js';
+import { gatedRmsnormKernel } from '../kernels/gated_rmsnorm.js';
+
+export type BackendName = 'reference' | KernelBackendName;
+export const BACKENDS: readonly BackendName[] = ['reference', ...KERNEL_BACKENDS];
+
+export interface Ops {
+  readonly name: BackendName;
+  /** dtype of the results: float64 on 'reference', float32 on the GPU.js backends. */
+  readonly dtype: 'float64' | 'float32';
+  matmul(a: Tensor, b: Tensor): Promise<Tensor>;
+  linear(x: Tensor, weight: Tensor, bias?: Tensor): Promise<Tensor>;
+  linearAttention(q: Tensor, k: Tensor, v: Tensor, g?: Tensor): Promise<Tensor>;
+  selectiveScan(inp: SelectiveScanInputs & { chunkSize?: number }): Promise<SelectiveScanOutputs>;
+  selectiveStateUpdate(inp: StateUpdateInputs): Promise<StateUpdateOutputs>;
+  causalConv1d(inp: Conv1dInputs): Promise<{ out: Tensor; finalStates: Tensor }>;
+  causalConv1dUpdate(inp: Conv1dUpdateInputs): Promise<{ out: Tensor; convState: Tensor }>;
+  ssdChunkScan(inp: SsdInputs, chunkSize: number): Promise<SsdOutputs>;
+  ssdMinimalDiscrete(X: Tensor, A: Tensor, B: Tensor, C: Tensor, blockLen: number, initialStates?: Tensor): Promise<{ Y: Tensor; finalState: Tensor }>;
+  gatedRmsnorm(x: Tensor, weight: Tensor, z: Tensor | undefined, opts?: GatedRmsnormOptions): Promise<Tensor>;
+  multistep(inp: MultistepInputs): Promise<MultistepOutputs>;
+}
+
+/** Is `name` a backend this library knows? */
+export function isBackendName(name: string): name is BackendName {
+  return (BACKENDS as readonly string[]).includes(name);
+}
+
+/** Every backend with whether it runs here and, if not, why. */
+export async function backendStatus(): Promise<Array<{ name: BackendName; available: boolean; reason: string | null }>> {
+  const out = [];
+  for (const name of BACKENDS) {
+    const reason = name === 'reference' ? null : await unavailableReason(name);
+    out.push({ name, available: reason === null, reason });
+  }
+  return out;
+}
+
+/** The ops of a backend; throws UnknownBackendError or BackendUnavailableError. */
+export async function getOps(name: string): Promise<Ops> {
+  if (!isBackendName(name)) throw new UnknownBackendError(name, BACKENDS);
+  if (name === 'reference') return referenceOps;
+  return kernelOps(await getRuntime(name));
+}
+
+const referenceOps: Ops = {
+  name: 'reference',
+  dtype: 'float64',
+  matmul: async (a, b) => refMatmul(a, b),
+  linear: async (x, w, b) => refLinear(x, w, b),
+  linearAttention: async (q, k, v, g) => linearAttentionParallel(q, k, v, g),
+  selectiveScan: async (inp) => refScan(inp),
+  selectiveStateUpdate: async (inp) => refStateUpdate(inp),
+  causalConv1d: async (inp) => refConv(inp),
+  causalConv1dUpdate: async (inp) => refConvUpdate(inp),
+  ssdChunkScan: async (inp, chunk) => ssdChunked(inp, chunk),
+  ssdMinimalDiscrete: async (X, A, B, C, bl, init) => refSsdMinimal(X, A, B, C, bl, init),
+  gatedRmsnorm: async (x, w, z, o) => refGatedRmsnorm(x, w, z, o),
+  multistep: async (inp) => refMultistep(inp),
+};
+
+const t32 = (data: Float32Array, shape: readonly number[], name: string) => new Tensor(data, shape, name);
+const opt = (t: Tensor | undefined) => (t ? f32(t.data) : undefined);
+
+function chunkOption(chunk: number | undefined, L: number, what: string): number {
+  const c = chunk ?? defaultScanChunk(L);
+  if (!Number.isInteger(c) || c <= 0) throw new ArgumentError(what, 'a positive integer', c);
+  return Math.min(c, Math.max(1, L));
+}
+
+function kernelOps(rt: GpuRuntime): Ops {
+  return {
+    name: rt.name,
+    dtype: 'float32',
+    async matmul(a, b) {
+      const { m, k, n } = dims({ a: [a, ['m', 'k']], b: [b, ['k', 'n']] });
+      const r = await matmulKernel(rt, f32(a.data), f32(b.data), m!, k!, n!, { sAi: k!, sAk: 1, sBk: n!, sBj: 1 });
+      return t32(r, [m!, n!], 'matmul');
+    },
+    async linear(x, weight, bias) {
+      const xin = x.reshape([-1, x.shape[x.rank - 1]!]);
+      const { rows, in: nin, out: nout } = dims({ x: [xin, ['rows', 'in']], weight: [weight, ['out', 'in']], bias: [bias, ['out']] });
+      const r = await matmulKernel(rt, f32(xin.data), f32(weight.data), rows!, nin!, nout!, { sAi: nin!, sAk: 1, sBk: 1, sBj: nin! }, opt(bias));
+      return t32(r, [...x.shape.slice(0, -1), nout!], 'linear');
+    },
+    async linearAttention(q, k, v, g) {
+      const { batch, H, L, dk, dv } = dims({
+        q: [q, ['batch', 'H', 'L', 'dk']],
+        k: [k, ['batch', 'H', 'L', 'dk']],
+        v: [v, ['batch', 'H', 'L', 'dv']],
+        g: [g, ['batch', 'H', 'L']],
+      });
+      if (g && g.data.some((x) => !(x > 0))) throw new ArgumentError('g', 'decays > 0 on kernel backends (they work in log space)', 'a value <= 0');
+      const r = await linearAttentionKernel(rt, f32(q.data), f32(k.data), f32(v.data), opt(g), batch! * H!, L!, dk!, dv!);
+      return t32(r, [batch!, H!, L!, dv!], 'linear_attention');
+    },
+    async selectiveScan(inp) {
+      const { u, delta, A, B, C, D, z, deltaBias, initialState } = inp;
+      const { batch, dim, L, N } = dims({
+        u: [u, ['batch', 'dim', 'L']],
+        delta: [delta, ['batch', 'dim', 'L']],
+        A: [A, ['dim', 'N']],
+        D: [D, ['dim']],
+        z: [z, ['batch', 'dim', 'L']],
+        deltaBias: [deltaBias, ['dim']],
+        initialState: [initialState, ['batch', 'dim', 'N']],
+      });
+      const Bl = projectionLayout('B', B, batch!, dim!, N!, L!);
+      const Cl = projectionLayout('C', C, batch!, dim!, N!, L!);
+      dims({ B: [B, B.shape as number[]], C: [C, C.shape as number[]] });
+      const chunk = chunkOption(inp.chunkSize, L!, 'chunkSize');
+      const r = await selectiveScanKernel(
+        rt,
+        { batch: batch!, dim: dim!, L: L!, N: N!, bKind: Bl.kind, bGroups: Bl.groups, cKind: Cl.kind, cGroups: Cl.groups, chunk },
+        { u: f32(u.data), delta: f32(delta.data), A: f32(A.data), B: f32(B.data), C: f32(C.data), D: opt(D), z: opt(z), deltaBias: opt(deltaBias), deltaSoftplus: !!inp.deltaSoftplus, initialState: opt(initialState) },
+      );
+      return { out: t32(r.out, [batch!, dim!, L!], 'out'), lastState: t32(r.lastState, [batch!, dim!, N!], 'last_state') };
+    },
+    async selectiveStateUpdate(inp) {
+      const s = stateUpdateDims(inp);
+      const r = await stateUpdateKernel(rt, s, {
+        state: f32(inp.state.data),
+        x: f32(inp.x.data),
+        dt: f32(inp.dt.data),
+        A: f32(inp.A.data),
+        B: f32(inp.B.data),
+        C: f32(inp.C.data),
+        D: opt(inp.D),
+        z: opt(inp.z),
+        dtBias: opt(inp.dtBias),
+        dtSoftplus: !!inp.dtSoftplus,
+      });
+      return { out: t32(r.out, inp.x.shape, 'out'), state: t32(r.state, inp.state.shape, 'state_after') };
+    },
+    async causalConv1d(inp) {
+      const { x, weight, bias, initialStates } = inp;
+      const { batch, dim, L, W } = dims({ x: [x, ['batch', 'dim', 'L']], weight: [weight, ['dim', 'W']], bias: [bias, ['dim']] });
+      dims({ initialStates: [initialStates, [batch!, dim!, W! - 1]] });
+      checkActivation(inp.activation);
+      const out = await conv1dKernel(rt, { batch: batch!, dim: dim!, L: L!, W: W! }, f32(x.data), f32(weight.data), opt(bias), opt(initialStates), inp.activation === 'silu');
+      // final_states: the last W−1 entries of [initial (or zeros) ; x] — a copy, no arithmetic
+      const P = W! - 1;
+      const fin = new Float32Array(batch! * dim! * P);
+      for (let bd = 0; bd < batch! * dim!; bd++)
+        for (let k = 0; k < P; k++) {
+          const j = L! - P + k; // position in x; negative → from the initial state
+          fin[bd * P + k] = j >= 0 ? x.data[bd * L! + j]! : initialStates ? initialStates.data[bd * P + P + j]! : 0;
+        }
+      return { out: t32(out, [batch!, dim!, L!], 'out'), finalStates: t32(fin, [batch!, dim!, P], 'final_states') };
+    },
+    async causalConv1dUpdate(inp) {
+      const { x, convState, weight, bias, cacheSeqlens } = inp;
+      const { batch, dim, steps, S, W } = dims({
+        x: [x, ['batch', 'dim', 'steps']],
+        convState: [convState, ['batch', 'dim', 'S']],
+        weight: [weight, ['dim', 'W']],
+        bias: [bias, ['dim']],
+      });
+      checkActivation(inp.activation);
+      if (S! < W! - 1) throw new ArgumentError('convState length', `>= width-1 = ${W! - 1}`, S);
+      if (cacheSeqlens) checkSeqlens(cacheSeqlens, batch!);
+      const P = W! - 1;
+      const start = new Float32Array(batch!);
+      for (let b = 0; b < batch!; b++) start[b] = cacheSeqlens ? mod(cacheSeqlens[b]! - P, S!) : S! - P;
+      const out = await conv1dUpdateKernel(rt, { batch: batch!, dim: dim!, L: steps!, W: W!, S: S! }, f32(x.data), f32(convState.data), f32(weight.data), opt(bias), start, inp.activation === 'silu');
+      const next = Float32Array.from(convState.data);
+      for (let b = 0; b < batch!; b++)
+        for (let d = 0; d < dim!; d++) {
+          const so = (b * dim! + d) * S!;
+          if (cacheSeqlens) {
+            for (let s = 0; s < steps!; s++) next[so + mod(cacheSeqlens[b]! + s, S!)] = x.data[(b * dim! + d) * steps! + s]!;
+          } else {
+            const all = new Float32Array(S! + steps!);
+            all.set(convState.data.subarray(so, so + S!));
+            all.set(x.data.subarray((b * dim! + d) * steps!, (b * dim! + d + 1) * steps!), S!);
+            next.set(all.subarray(steps!), so);
+          }
+        }
+      return { out: t32(out, [batch!, dim!, steps!], 'out'), convState: t32(next, convState.shape, 'conv_state_after') };
+    },
+    async ssdChunkScan(inp, chunkSize) {
+      const s = ssdDims(inp);
+      const chunk = chunkOption(chunkSize, s.L, 'chunkSize');
+      const shape = { ...s, chunk };
+      const delta = await ssdDeltaKernel(rt, shape, f32(inp.dt.data), opt(inp.dtBias), !!inp.dtSoftplus);
+      const r = await ssdCoreKernel(rt, shape, { x: f32(inp.x.data), delta, A: f32(inp.A.data), B: f32(inp.B.data), C: f32(inp.C.data), D: opt(inp.D), z: opt(inp.z), initialState: opt(inp.initialState) });
+      return { out: t32(r.y, inp.x.shape, 'out'), finalState: t32(r.finalState, [s.batch, s.H, s.P, s.N], 'final_state') };
+    },
+    async ssdMinimalDiscrete(X, A, B, C, blockLen, initialStates) {
+      const d = dims({
+        X: [X, ['batch', 'L', 'H', 'P']],
+        A: [A, ['batch', 'L', 'H']],
+        B: [B, ['batch', 'L', 'H', 'N']],
+        C: [C, ['batch', 'L', 'H', 'N']],
+        initial_states: [initialStates, ['batch', 1, 'H', 'P', 'N']],
+      });
+      const chunk = chunkOption(blockLen, d.L!, 'blockLen');
+      const shape = { batch: d.batch!, L: d.L!, H: d.H!, P: d.P!, G: d.H!, N: d.N!, chunk };
+      const r = await ssdCoreKernel(rt, shape, { x: f32(X.data), A: f32(A.data), B: f32(B.data), C: f32(C.data), initialState: opt(initialStates) });
+      return { Y: t32(r.y, X.shape, 'Y'), finalState: t32(r.finalState, [d.batch!, d.H!, d.P!, d.N!], 'final_state') };
+    },
+    async gatedRmsnorm(x, weight, z, o = {}) {
+      const d = x.shape[x.rank - 1]!;
+      const lead = x.shape.slice(0, -1);
+      dims({ x: [x, [...lead, 'd']], weight: [weight, ['d']], z: [z, [...lead, 'd']] });
+      const g = o.groupSize ?? d;
+      if (!Number.isInteger(g) || g <= 0 || d % g !== 0) throw new ArgumentError('groupSize', `a positive divisor of ${d}`, g);
+      const r = await gatedRmsnormKernel(rt, x.size / d, d, g, o.eps ?? 1e-6, o.normBeforeGate ?? true, f32(x.data), f32(weight.data), opt(z));
+      return t32(r, x.shape, 'gated_rmsnorm');
+    },
+    async multistep(inp) {
+      const s = multistepDims(inp);
+      const r = await multistepKernel(rt, s, {
+        hI: f32(inp.hI.data),
+        xCache: f32(inp.xCache.data),
+        dtCache: f32(inp.dtCache.data),
+        BCache: f32(inp.BCache.data),
+        x: f32(inp.x.data),
+        dt: f32(inp.dt.data),
+        B: f32(inp.B.data),
+        C: f32(inp.C.data),
+        z: opt(inp.z),
+        A: f32(inp.A.data),
+        D: opt(inp.D),
+        dtBias: opt(inp.dtBias),
+        dtSoftplus: !!inp.dtSoftplus,
+      });
+      const st = [s.batch, s.dim, s.N];
+      return { out: t32(r.out, [s.batch, s.s, s.dim], 'out'), hJ: t32(r.hJ, st, 'h_j'), hK: t32(r.hK, st, 'h_k') };
+    },
+  };
+}

@@ -1,0 +1,71 @@
+/**
+ * Bad input gets a typed error that names the tensor and the expected and actual shape or value —
+ * on the reference and on every kernel backend alike, because validation is shared.
+ */
+import { describe, expect, it } from 'vitest';
+import { getOps, backendStatus } from '../lib/ops.js';
+import { ArgumentError, NonFiniteError, ShapeError, UnknownBackendError } from '../lib/errors.js';
+import { selectiveScan } from '../lib/ref/selective_scan.js';
+import { ALL_BACKENDS, Rng, Tensor, rand } from './helpers.js';
+
+const r = new Rng(7);
+const good = () => ({
+  u: rand.normal(r, [1, 4, 5]),
+  delta: rand.normal(r, [1, 4, 5]),
+  A: rand.uniform(r, [4, 3], -1, -0.1),
+  B: rand.normal(r, [1, 3, 5]),
+  C: rand.normal(r, [1, 3, 5]),
+});
+
+describe.each(ALL_BACKENDS)('typed errors on $title', ({ name, available }) => {
+  const run = available ? it : it.skip;
+  run('mismatched shapes name the tensor, the expected and the actual shape', async () => {
+    const ops = await getOps(name);
+    const bad = { ...good(), delta: rand.normal(r, [1, 4, 6]) };
+    const e = await ops.selectiveScan(bad).catch((x) => x);
+    expect(e).toBeInstanceOf(ShapeError);
+    expect(e.tensor).toBe('delta');
+    expect(e.message).toMatch(/tensor 'delta': expected shape \[batch=1, dim=4, L=5\], got \[1, 4, 6\]/);
+    const e2 = await ops.selectiveScan({ ...good(), B: rand.normal(r, [1, 2, 5]) }).catch((x) => x);
+    expect(e2).toBeInstanceOf(ShapeError);
+    expect(e2.tensor).toBe('B');
+    const e3 = await ops.matmul(rand.normal(r, [2, 3]), rand.normal(r, [4, 2])).catch((x) => x);
+    expect(e3).toBeInstanceOf(ShapeError);
+    expect(e3.message).toMatch(/'b'.*\[k=3, n\].*\[4, 2\]/);
+  });
+  run('NaN and Inf in inputs are rejected with the tensor and index', async () => {
+    const ops = await getOps(name);
+    const g = good();
+    g.u.data[7] = NaN;
+    const e = await ops.selectiveScan(g).catch((x) => x);
+    expect(e).toBeInstanceOf(NonFiniteError);
+    expect(e.message).toMatch(/tensor 'u': non-finite value NaN at flat index 7/);
+    const h = good();
+    h.A.data[0] = -Infinity;
+    expect(await ops.selectiveScan(h).catch((x) => x)).toBeInstanceOf(NonFiniteError);
+  });
+  run('out-of-range options are ArgumentErrors', async () => {
+    const ops = await getOps(name);
+    const x = rand.normal(r, [1, 2, 3]);
+    const w = rand.normal(r, [2, 4]);
+    await expect(ops.causalConv1dUpdate({ x, convState: rand.normal(r, [1, 2, 2]), weight: w })).rejects.toBeInstanceOf(ArgumentError);
+    await expect(ops.causalConv1dUpdate({ x, convState: rand.normal(r, [1, 2, 3]), weight: w, cacheSeqlens: [-1] })).rejects.toBeInstanceOf(ArgumentError);
+    await expect(ops.gatedRmsnorm(rand.normal(r, [2, 6]), rand.normal(r, [6]), undefined, { groupSize: 4 })).rejects.toBeInstanceOf(ArgumentError);
+  });
+});
+
+describe('backends', () => {
+  it('an unknown backend name is an UnknownBackendError listing the known ones', async () => {
+    const e = await getOps('cuda').catch((x) => x);
+    expect(e).toBeInstanceOf(UnknownBackendError);
+    expect(e.message).toMatch(/unknown backend 'cuda': expected one of reference, cpu, webasm, webasm-threaded, webgpu/);
+  });
+  it('every unavailable backend says why (never a silent fallback)', async () => {
+    for (const s of await backendStatus()) if (!s.available) expect(s.reason).toMatch(/\w+/);
+  });
+  it('the reference path has no NaN-tolerance hole: a good scan is finite', () => {
+    const { out } = selectiveScan(good());
+    expect(out.data.every(Number.isFinite)).toBe(true);
+    expect(Tensor.from([1, 2], [2]).shape).toEqual([2]);
+  });
+});

@@ -1,0 +1,131 @@
+/**
+ * The golden oracle: the upstream vectors (golden/, a copy of ../shared/golden) pass on every available
+ * backend; cases this library emits with other shapes and seeds pass too; malformed folders fail case by
+ * case with the reason; unknown ops and model folders count as unsupported, never as passed.
+ */
+import { describe, expect, it } from 'vitest';
+import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { verifyGolden } from '../lib/golden/verify.js';
+import { emitGolden } from '../lib/golden/emit.js';
+import { GOLDEN_OPS } from '../lib/golden/ops.js';
+import { getTensor, readSafetensors, writeSafetensors } from '../lib/io/safetensors.js';
+import { ALL_BACKENDS, Tensor } from './helpers.js';
+
+const GOLDEN = join(import.meta.dirname, '..', 'golden');
+const tmp = () => mkdtempSync(join(tmpdir(), 'mil-golden-'));
+
+// a folder of freshly emitted cases, one per op, with shapes upstream's set does not have
+const EMITTED = tmp();
+const EMIT_PLAN: Array<[string, Record<string, number>]> = [
+  ['selective_scan', { batch: 1, dim: 6, len: 23, state: 3, groups: 3 }],
+  ['selective_scan', { batch: 3, dim: 5, len: 1, state: 7 }],
+  ['selective_state_update', { batch: 1, heads: 6, headdim: 2, groups: 3, state: 5 }],
+  ['selective_state_update', { batch: 3, dim: 1, state: 16 }],
+  ['causal_conv1d', { batch: 1, dim: 3, len: 2, width: 4 }],
+  ['causal_conv1d_update', { batch: 3, dim: 2, steps: 5, width: 3, len: 4 }],
+  ['ssd_chunk_scan', { batch: 1, len: 17, heads: 6, headdim: 2, groups: 3, state: 4, chunk: 5 }],
+  ['ssd_minimal_discrete', { batch: 1, len: 10, heads: 2, headdim: 3, state: 2, chunk: 4 }],
+  ['gated_rmsnorm', { batch: 2, len: 3, dim: 16, groups: 8 }],
+  ['multistep', { batch: 2, dim: 5, state: 16, steps: 8, recompute: 5 }],
+  ['multistep', { batch: 1, dim: 3, state: 2, steps: 1, recompute: 0 }],
+];
+let seed = 1000;
+for (const [op, shapes] of EMIT_PLAN) await emitGolden(op, seed++, shapes, EMITTED, `${op}_${seed}`);
+
+describe('golden emit covers every op', () => {
+  it('EMIT_PLAN names every op verify knows', () => {
+    expect(new Set(EMIT_PLAN.map(([op]) => op))).toEqual(new Set(Object.keys(GOLDEN_OPS)));
+  });
+});
+
+describe.each(ALL_BACKENDS)('golden on $title', ({ name, available }) => {
+  const run = available ? it : it.skip;
+  run('upstream vectors: 15 kernel cases pass, the 2 model folders are unsupported', async () => {
+    const r = await verifyGolden(GOLDEN, name);
+    const failed = r.results.filter((c) => c.status === 'fail');
+    expect(failed, JSON.stringify(failed)).toEqual([]);
+    expect([r.passed, r.failed, r.unsupported]).toEqual([15, 0, 2]);
+  });
+  run('emitted cases with other shapes and seeds pass', async () => {
+    const r = await verifyGolden(EMITTED, name);
+    const failed = r.results.filter((c) => c.status !== 'pass');
+    expect(failed, JSON.stringify(failed)).toEqual([]);
+    expect(r.passed).toBe(EMIT_PLAN.length);
+  });
+});
+
+describe('malformed golden folders', () => {
+  it('a missing tensor, a wrong shape and an unknown op fail or are unsupported case by case; the rest pass', async () => {
+    const dir = tmp();
+    cpSync(GOLDEN, dir, { recursive: true });
+    const f = readSafetensors(join(dir, 'kernels.safetensors'));
+    const ts: Record<string, Tensor> = {};
+    for (const k of f.tensors.keys()) if (k !== 'conv1d_0/in/bias') ts[k] = getTensor(f, k);
+    ts['state_update_0/in/x'] = Tensor.zeros([2, 7]);
+    writeSafetensors(join(dir, 'kernels.safetensors'), ts);
+    const j = JSON.parse(readFileSync(join(dir, 'kernels.json'), 'utf8'));
+    j.cases.push({ ...j.cases[0], name: 'future_0', op: 'mamba3_scan' });
+    writeFileSync(join(dir, 'kernels.json'), JSON.stringify(j));
+    const r = await verifyGolden(dir, 'reference');
+    const by = Object.fromEntries(r.results.map((c) => [c.name, c]));
+    expect(by.conv1d_0!.status).toBe('fail');
+    expect(by.conv1d_0!.reason).toMatch(/missing tensor 'conv1d_0\/in\/bias'/);
+    expect(by.state_update_0!.status).toBe('fail');
+    expect(by.state_update_0!.reason).toMatch(/tensor 'x': expected shape \[batch=2, dim=8\], got \[2, 7\]/);
+    expect(by.future_0!.status).toBe('unsupported');
+    expect([r.passed, r.failed, r.unsupported]).toEqual([13, 2, 3]);
+  });
+  it('a truncated safetensors file and a bad schema are reported as failures, not crashes', async () => {
+    const dir = tmp();
+    cpSync(GOLDEN, dir, { recursive: true });
+    const bytes = readFileSync(join(dir, 'kernels.safetensors'));
+    writeFileSync(join(dir, 'kernels.safetensors'), bytes.subarray(0, bytes.length - 100));
+    const r = await verifyGolden(dir, 'reference');
+    expect(r.failed).toBe(1);
+    expect(r.results[0]!.reason).toMatch(/truncated/);
+    writeFileSync(join(dir, 'kernels.json'), JSON.stringify({ schema: 'other/2', cases: [] }));
+    const r2 = await verifyGolden(dir, 'reference');
+    expect(r2.results[0]!.reason).toMatch(/schema is "other\/2", expected 'mil-golden\/1'/);
+    const r3 = await verifyGolden(tmp(), 'reference');
+    expect(r3.failed).toBe(1);
+  });
+});
+
+describe('mil CLI', () => {
+  const mil = join(import.meta.dirname, '..', 'bin', 'mil.js');
+  it('golden verify prints one line per case and the summary line; exit 0', () => {
+    const out = execFileSync('node', [mil, 'golden', 'verify', GOLDEN, '--backend', 'webasm'], { encoding: 'utf8' });
+    const lines = out.trim().split('\n');
+    expect(lines.at(-1)).toBe('15 passed, 0 failed, 2 unsupported');
+    expect(lines.filter((l) => l.startsWith('PASS'))).toHaveLength(15);
+    expect(out).toMatch(/PASS +multistep_0 +multistep +out=\S+ h_j=\S+ h_k=\S+/);
+  });
+  it('--json prints one object; failures exit 1; bad usage exits 2', () => {
+    const j = JSON.parse(execFileSync('node', [mil, 'golden', 'verify', GOLDEN, '--json'], { encoding: 'utf8' }));
+    expect([j.passed, j.failed, j.unsupported]).toEqual([15, 0, 2]);
+    const dir = tmp();
+    cpSync(GOLDEN, dir, { recursive: true });
+    const f = readSafetensors(join(dir, 'kernels.safetensors'));
+    const ts: Record<string, Tensor> = {};
+    for (const k of f.tensors.keys()) ts[k] = getTensor(f, k);
+    ts['multistep_0/out/h_k'] = ts['multistep_0/out/h_k']!.map((v) => v * 1.001);
+    writeSafetensors(join(dir, 'kernels.safetensors'), ts);
+    const bad = spawnSync('node', [mil, 'golden', 'verify', dir], { encoding: 'utf8' });
+    expect(bad.status).toBe(1);
+    expect(bad.stdout).toMatch(/FAIL +multistep_0/);
+    expect(bad.stdout.trim().split('\n').at(-1)).toBe('14 passed, 1 failed, 2 unsupported');
+    const unk = spawnSync('node', [mil, 'golden', 'verify', GOLDEN, '--backend', 'tpu'], { encoding: 'utf8' });
+    expect(unk.status).toBe(2);
+    expect(unk.stderr).toMatch(/unknown backend 'tpu'/);
+  });
+  it('golden emit writes a case that verify then passes', () => {
+    const dir = tmp();
+    const out = execFileSync('node', [mil, 'golden', 'emit', '--op', 'multistep', '--seed', '9', '--dim', '7', '--steps', '3', '--recompute', '2', '--out', dir], { encoding: 'utf8' });
+    expect(out).toMatch(/wrote case 'multistep_s9'/);
+    const v = execFileSync('node', [mil, 'golden', 'verify', dir, '--backend', 'webasm'], { encoding: 'utf8' });
+    expect(v.trim().split('\n').at(-1)).toBe('1 passed, 0 failed, 0 unsupported');
+  });
+});

@@ -1,0 +1,285 @@
+/**
+ * Every GPU.js kernel on every available backend against its float64 reference, on random shapes
+ * (sizes of 1, lengths that are not a multiple of the chunk) and random values (fast-check; the number
+ * of runs is in each `numRuns`). Long sequences (L ≥ 1500) have their own tests at the end.
+ */
+import { describe, it } from 'vitest';
+import fc from 'fast-check';
+import { getOps } from '../lib/ops.js';
+import { matmul, linear } from '../lib/ref/linear.js';
+import { linearAttentionParallel } from '../lib/ref/linear_attention.js';
+import { selectiveScan } from '../lib/ref/selective_scan.js';
+import { selectiveStateUpdate } from '../lib/ref/state_update.js';
+import { causalConv1d, causalConv1dUpdate } from '../lib/ref/conv1d.js';
+import { ssdSequential, ssdMinimalDiscrete } from '../lib/ref/ssd.js';
+import { gatedRmsnorm } from '../lib/ref/norm.js';
+import { multistep } from '../lib/ref/multistep.js';
+import { FLOAT32_TOL, KERNEL_BACKENDS, Rng, expectClose, rand } from './helpers.js';
+
+const dim = (max: number) => fc.integer({ min: 1, max });
+
+describe.each(KERNEL_BACKENDS)('kernels on $title', ({ name, available }) => {
+  const run = available ? it : it.skip;
+  const tol = FLOAT32_TOL;
+
+  run('matmul and linear = reference (numRuns 15)', async () => {
+    const ops = await getOps(name);
+    await fc.assert(
+      fc.asyncProperty(dim(9), dim(17), dim(9), fc.boolean(), fc.integer(), async (m, k, n, bias, seed) => {
+        const r = new Rng(seed);
+        const a = rand.normal(r, [m, k]);
+        const b = rand.normal(r, [k, n]);
+        expectClose(await ops.matmul(a, b), matmul(a, b), tol);
+        const W = rand.normal(r, [n, k]);
+        const bb = bias ? rand.normal(r, [n]) : undefined;
+        expectClose(await ops.linear(a, W, bb), linear(a, W, bb), tol);
+      }),
+      { numRuns: 15 },
+    );
+  });
+
+  run('linear attention (parallel, with and without decay) = reference (numRuns 12)', async () => {
+    const ops = await getOps(name);
+    await fc.assert(
+      fc.asyncProperty(dim(2), dim(2), dim(20), dim(5), dim(5), fc.boolean(), fc.integer(), async (b, h, L, dk, dv, decay, seed) => {
+        const r = new Rng(seed);
+        const q = rand.normal(r, [b, h, L, dk]);
+        const k = rand.normal(r, [b, h, L, dk]);
+        const v = rand.normal(r, [b, h, L, dv]);
+        const g = decay ? rand.uniform(r, [b, h, L], 0.5, 1) : undefined;
+        expectClose(await ops.linearAttention(q, k, v, g), linearAttentionParallel(q, k, v, g), tol);
+      }),
+      { numRuns: 12 },
+    );
+  });
+
+  run('selective scan, every B/C layout and option = reference (numRuns 25)', async () => {
+    const ops = await getOps(name);
+    const layout = fc.constantFrom('time', 'grouped', 'invariant');
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({ b: dim(2), groups: dim(3), perGroup: dim(3), L: dim(40), N: dim(6), chunk: fc.option(dim(9), { nil: undefined }) }),
+        fc.record({ bl: layout, cl: layout, D: fc.boolean(), z: fc.boolean(), bias: fc.boolean(), sp: fc.boolean(), h0: fc.boolean() }),
+        fc.integer(),
+        async (s, o, seed) => {
+          const r = new Rng(seed);
+          const D = s.groups * s.perGroup;
+          const proj = (kind: string) =>
+            kind === 'time' ? rand.normal(r, [s.b, s.N, s.L]) : kind === 'grouped' ? rand.normal(r, [s.b, s.groups, s.N, s.L]) : rand.normal(r, [D, s.N]);
+          const inp = {
+            u: rand.normal(r, [s.b, D, s.L]),
+            delta: rand.normal(r, [s.b, D, s.L], 0.5),
+            A: rand.uniform(r, [D, s.N], -2, -0.05),
+            B: proj(o.bl),
+            C: proj(o.cl),
+            D: o.D ? rand.normal(r, [D]) : undefined,
+            z: o.z ? rand.normal(r, [s.b, D, s.L]) : undefined,
+            // with softplus any bias works; without it Δ = |delta| + bias must stay ≥ 0 (A < 0, Δ ≥ 0 is the
+            // stable domain: a negative Δ makes exp(ΔA) > 1 and the state overflows float32 over ~40 steps)
+            deltaBias: o.bias ? (o.sp ? rand.uniform(r, [D], -2, 0) : rand.uniform(r, [D], 0, 0.5)) : undefined,
+            deltaSoftplus: o.sp,
+            initialState: o.h0 ? rand.normal(r, [s.b, D, s.N]) : undefined,
+          };
+          if (!o.sp) inp.delta = inp.delta.map(Math.abs); // without softplus Δ must stay ≥ 0 for a stable scan
+          const want = selectiveScan(inp);
+          const got = await ops.selectiveScan({ ...inp, chunkSize: s.chunk });
+          expectClose(got.out, want.out, tol, 'out');
+          expectClose(got.lastState, want.lastState, tol, 'last_state');
+        },
+      ),
+      { numRuns: 25 },
+    );
+  });
+
+  run('state update, flat and multi-head with groups = reference (numRuns 20)', async () => {
+    const ops = await getOps(name);
+    await fc.assert(
+      fc.asyncProperty(fc.record({ b: dim(3), G: dim(2), hpg: dim(2), P: dim(6), N: dim(17), multi: fc.boolean(), opt: fc.boolean() }), fc.integer(), async (s, seed) => {
+        const r = new Rng(seed);
+        const H = s.G * s.hpg;
+        const lead = s.multi ? [H, s.P] : [s.P];
+        const inp = {
+          state: rand.normal(r, [s.b, ...lead, s.N]),
+          x: rand.normal(r, [s.b, ...lead]),
+          dt: rand.normal(r, [s.b, ...lead], 0.5),
+          A: rand.uniform(r, [...lead, s.N], -2, -0.1),
+          B: rand.normal(r, s.multi ? [s.b, s.G, s.N] : [s.b, s.N]),
+          C: rand.normal(r, s.multi ? [s.b, s.G, s.N] : [s.b, s.N]),
+          D: s.opt ? rand.normal(r, lead) : undefined,
+          z: s.opt ? rand.normal(r, [s.b, ...lead]) : undefined,
+          dtBias: s.opt ? rand.uniform(r, lead, -3, -1) : undefined,
+          dtSoftplus: true,
+        };
+        const want = selectiveStateUpdate(inp);
+        const got = await ops.selectiveStateUpdate(inp);
+        expectClose(got.out, want.out, tol, 'out');
+        expectClose(got.state, want.state, tol, 'state');
+      }),
+      { numRuns: 20 },
+    );
+  });
+
+  run('causal conv1d and its update (shift and circular) = reference (numRuns 20)', async () => {
+    const ops = await getOps(name);
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({ b: dim(2), d: dim(5), L: dim(30), W: fc.integer({ min: 1, max: 5 }), extra: fc.integer({ min: 0, max: 4 }), steps: dim(4) }),
+        fc.record({ bias: fc.boolean(), init: fc.boolean(), silu: fc.boolean(), circular: fc.boolean() }),
+        fc.integer(),
+        async (s, o, seed) => {
+          const r = new Rng(seed);
+          const weight = rand.normal(r, [s.d, s.W]);
+          const bias = o.bias ? rand.normal(r, [s.d]) : undefined;
+          const activation = o.silu ? ('silu' as const) : null;
+          const c = { x: rand.normal(r, [s.b, s.d, s.L]), weight, bias, activation, initialStates: o.init ? rand.normal(r, [s.b, s.d, s.W - 1]) : undefined };
+          const want = causalConv1d(c);
+          const got = await ops.causalConv1d(c);
+          expectClose(got.out, want.out, tol, 'out');
+          expectClose(got.finalStates, want.finalStates, tol, 'final_states');
+          const S = Math.max(1, s.W - 1 + s.extra);
+          if (S < s.W - 1) return;
+          const u = {
+            x: rand.normal(r, [s.b, s.d, s.steps]),
+            convState: rand.normal(r, [s.b, s.d, S]),
+            weight,
+            bias,
+            activation,
+            cacheSeqlens: o.circular ? Array.from({ length: s.b }, () => r.int(0, 3 * S)) : undefined,
+          };
+          const wu = causalConv1dUpdate(u);
+          const gu = await ops.causalConv1dUpdate(u);
+          expectClose(gu.out, wu.out, tol, 'update out');
+          expectClose(gu.convState, wu.convState, tol, 'conv_state');
+        },
+      ),
+      { numRuns: 20 },
+    );
+  });
+
+  run('SSD chunked kernel = sequential reference; ssd_minimal kernel = reference (numRuns 20)', async () => {
+    const ops = await getOps(name);
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({ b: dim(2), L: dim(30), G: dim(2), hpg: dim(2), P: dim(4), N: dim(5), chunk: dim(8), opt: fc.boolean(), h0: fc.boolean() }),
+        fc.integer(),
+        async (s, seed) => {
+          const r = new Rng(seed);
+          const H = s.G * s.hpg;
+          const inp = {
+            x: rand.normal(r, [s.b, s.L, H, s.P]),
+            dt: rand.normal(r, [s.b, s.L, H], 0.5),
+            A: rand.uniform(r, [H], -2, -0.1),
+            B: rand.normal(r, [s.b, s.L, s.G, s.N]),
+            C: rand.normal(r, [s.b, s.L, s.G, s.N]),
+            D: s.opt ? rand.normal(r, [H]) : undefined,
+            z: s.opt ? rand.normal(r, [s.b, s.L, H, s.P]) : undefined,
+            dtBias: s.opt ? rand.uniform(r, [H], -3, -1) : undefined,
+            dtSoftplus: true,
+            initialState: s.h0 ? rand.normal(r, [s.b, H, s.P, s.N]) : undefined,
+          };
+          const want = ssdSequential(inp);
+          const got = await ops.ssdChunkScan(inp, s.chunk);
+          expectClose(got.out, want.out, tol, 'out');
+          expectClose(got.finalState, want.finalState, tol, 'final_state');
+          const X = rand.normal(r, [s.b, s.L, H, s.P]);
+          const A = rand.uniform(r, [s.b, s.L, H], -1, -0.01);
+          const Bm = rand.normal(r, [s.b, s.L, H, s.N]);
+          const Cm = rand.normal(r, [s.b, s.L, H, s.N]);
+          const init = s.h0 ? rand.normal(r, [s.b, 1, H, s.P, s.N]) : undefined;
+          const wm = ssdMinimalDiscrete(X, A, Bm, Cm, s.chunk, init);
+          const gm = await ops.ssdMinimalDiscrete(X, A, Bm, Cm, s.chunk, init);
+          expectClose(gm.Y, wm.Y, tol, 'Y');
+          expectClose(gm.finalState, wm.finalState, tol, 'ssd_minimal final_state');
+        },
+      ),
+      { numRuns: 20 },
+    );
+  });
+
+  run('multi-step verify kernel = reference (numRuns 20)', async () => {
+    const ops = await getOps(name);
+    await fc.assert(
+      fc.asyncProperty(fc.record({ b: dim(2), d: dim(9), N: dim(17), K: dim(8), r: fc.nat(8), opt: fc.boolean() }), fc.integer(), async (s, seed) => {
+        const r = new Rng(seed);
+        const rec = Math.min(s.r, s.K);
+        const K1 = s.K + 1;
+        const inp = {
+          hI: rand.normal(r, [s.b, s.d, s.N]),
+          xCache: rand.normal(r, [s.b, K1, s.d]),
+          dtCache: rand.normal(r, [s.b, K1, s.d], 0.5),
+          BCache: rand.normal(r, [s.b, K1, s.N]),
+          recomputeSteps: rec,
+          x: rand.normal(r, [s.b, s.K, s.d]),
+          dt: rand.normal(r, [s.b, s.K, s.d], 0.5),
+          B: rand.normal(r, [s.b, s.K, s.N]),
+          C: rand.normal(r, [s.b, s.K, s.N]),
+          z: s.opt ? rand.normal(r, [s.b, s.K, s.d]) : undefined,
+          A: rand.uniform(r, [s.d, s.N], -2, -0.1),
+          D: s.opt ? rand.normal(r, [s.d]) : undefined,
+          dtBias: s.opt ? rand.uniform(r, [s.d], -3, -1) : undefined,
+          dtSoftplus: true,
+        };
+        const want = multistep(inp);
+        const got = await ops.multistep(inp);
+        expectClose(got.out, want.out, tol, 'out');
+        expectClose(got.hJ, want.hJ, tol, 'h_j');
+        expectClose(got.hK, want.hK, tol, 'h_k');
+      }),
+      { numRuns: 20 },
+    );
+  });
+
+  run('gated RMSNorm, gate before and after = reference (numRuns 15)', async () => {
+    const ops = await getOps(name);
+    await fc.assert(
+      fc.asyncProperty(dim(6), dim(4), dim(8), fc.boolean(), fc.boolean(), fc.integer(), async (rows, groups, gs, before, hasZ, seed) => {
+        const r = new Rng(seed);
+        const d = groups * gs;
+        const x = rand.normal(r, [rows, d]);
+        const w = rand.normal(r, [d]);
+        const z = hasZ ? rand.normal(r, [rows, d]) : undefined;
+        const o = { eps: 1e-5, groupSize: gs, normBeforeGate: before };
+        expectClose(await ops.gatedRmsnorm(x, w, z, o), gatedRmsnorm(x, w, z, o), tol);
+      }),
+      { numRuns: 15 },
+    );
+  });
+
+  run('long sequences (L = 1500..2100): scan, SSD, conv, linear attention = reference (numRuns 2)', async () => {
+    const ops = await getOps(name);
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 1500, max: 2100 }), fc.integer(), async (L, seed) => {
+        const r = new Rng(seed);
+        const D = 4;
+        const N = 16;
+        const inp = {
+          u: rand.normal(r, [1, D, L]),
+          delta: rand.normal(r, [1, D, L], 0.5),
+          A: rand.uniform(r, [D, N], -1, -0.01),
+          B: rand.normal(r, [1, N, L]),
+          C: rand.normal(r, [1, N, L]),
+          D: rand.normal(r, [D]),
+          deltaBias: rand.uniform(r, [D], -4, -2),
+          deltaSoftplus: true,
+        };
+        const want = selectiveScan(inp);
+        const got = await ops.selectiveScan(inp);
+        expectClose(got.out, want.out, tol, 'scan out');
+        expectClose(got.lastState, want.lastState, tol, 'scan last_state');
+        const s = { x: rand.normal(r, [1, L, 2, 3]), dt: rand.normal(r, [1, L, 2], 0.5), A: rand.uniform(r, [2], -1, -0.1), B: rand.normal(r, [1, L, 1, 8]), C: rand.normal(r, [1, L, 1, 8]), dtBias: rand.uniform(r, [2], -4, -2), dtSoftplus: true };
+        const ws = ssdSequential(s);
+        const gs = await ops.ssdChunkScan(s, 64);
+        expectClose(gs.out, ws.out, tol, 'ssd out');
+        const c = { x: rand.normal(r, [1, 3, L]), weight: rand.normal(r, [3, 4]), activation: 'silu' as const };
+        expectClose((await ops.causalConv1d(c)).out, causalConv1d(c).out, tol, 'conv out');
+        const q = rand.normal(r, [1, 1, L, 4]);
+        const k = rand.normal(r, [1, 1, L, 4]);
+        const v = rand.normal(r, [1, 1, L, 2]);
+        const g = rand.uniform(r, [1, 1, L], 0.9, 1);
+        expectClose(await ops.linearAttention(q, k, v, g), linearAttentionParallel(q, k, v, g), tol, 'linear attention');
+      }),
+      { numRuns: 2 },
+    );
+  });
+});
+

@@ -9,7 +9,7 @@
  *   webgpu           WGSL compute shaders through Dawn (the `webgpu` npm package); needs an adapter
  *                    (a Vulkan driver: a real GPU or Mesa's lavapipe). Never silently replaced by another backend.
  *
- * Conventions for kernel sources (see ../shared/GPUJS.md for why):
+ * Conventions for kernel sources (see the GPU.js notes (GPUJS.md in the shared folder) for why):
  *  - every loop bound is a `this.constants.X`, so no loop is capped at loopMaxIterations (also raised);
  *    shapes are constants, so a kernel is compiled once per distinct shape and cached;
  *  - inputs are flat Float32Arrays indexed by multiply-add, outputs are 1-D; the thread index is split

@@ -13,9 +13,9 @@ import { ArgumentError, UnknownBackendError } from './errors.js';
 import { Tensor, dims } from './tensor.js';
 import { linear as refLinear, matmul as refMatmul } from './ref/linear.js';
 import { linearAttentionParallel } from './ref/linear_attention.js';
-import { projectionLayout, selectiveScan as refScan, type SelectiveScanInputs, type SelectiveScanOutputs } from './ref/selective_scan.js';
+import { selectiveScanDims, selectiveScan as refScan, type SelectiveScanInputs, type SelectiveScanOutputs } from './ref/selective_scan.js';
 import { selectiveStateUpdate as refStateUpdate, stateUpdateDims, type StateUpdateInputs, type StateUpdateOutputs } from './ref/state_update.js';
-import { causalConv1d as refConv, causalConv1dUpdate as refConvUpdate, checkActivation, checkSeqlens, mod, type Conv1dInputs, type Conv1dUpdateInputs } from './ref/conv1d.js';
+import { causalConv1d as refConv, causalConv1dUpdate as refConvUpdate, conv1dDims, conv1dUpdateDims, mod, type Conv1dInputs, type Conv1dUpdateInputs } from './ref/conv1d.js';
 import { ssdChunked, ssdDims, ssdMinimalDiscrete as refSsdMinimal, type SsdInputs, type SsdOutputs } from './ref/ssd.js';
 import { gatedRmsnorm as refGatedRmsnorm, type GatedRmsnormOptions } from './ref/norm.js';
 import { multistep as refMultistep, multistepDims, type MultistepInputs, type MultistepOutputs } from './ref/multistep.js';
@@ -124,18 +124,7 @@ function kernelOps(rt: GpuRuntime): Ops {
     },
     async selectiveScan(inp) {
       const { u, delta, A, B, C, D, z, deltaBias, initialState } = inp;
-      const { batch, dim, L, N } = dims({
-        u: [u, ['batch', 'dim', 'L']],
-        delta: [delta, ['batch', 'dim', 'L']],
-        A: [A, ['dim', 'N']],
-        D: [D, ['dim']],
-        z: [z, ['batch', 'dim', 'L']],
-        deltaBias: [deltaBias, ['dim']],
-        initialState: [initialState, ['batch', 'dim', 'N']],
-      });
-      const Bl = projectionLayout('B', B, batch!, dim!, N!, L!);
-      const Cl = projectionLayout('C', C, batch!, dim!, N!, L!);
-      dims({ B: [B, B.shape as number[]], C: [C, C.shape as number[]] });
+      const { batch, dim, L, N, Bl, Cl } = selectiveScanDims(inp);
       const chunk = chunkOption(inp.chunkSize, L!, 'chunkSize');
       const r = await selectiveScanKernel(
         rt,
@@ -162,9 +151,7 @@ function kernelOps(rt: GpuRuntime): Ops {
     },
     async causalConv1d(inp) {
       const { x, weight, bias, initialStates } = inp;
-      const { batch, dim, L, W } = dims({ x: [x, ['batch', 'dim', 'L']], weight: [weight, ['dim', 'W']], bias: [bias, ['dim']] });
-      dims({ initialStates: [initialStates, [batch!, dim!, W! - 1]] });
-      checkActivation(inp.activation);
+      const { batch, dim, L, W } = conv1dDims(inp);
       const out = await conv1dKernel(rt, { batch: batch!, dim: dim!, L: L!, W: W! }, f32(x.data), f32(weight.data), opt(bias), opt(initialStates), inp.activation === 'silu');
       // final_states: the last W−1 entries of [initial (or zeros) ; x] — a copy, no arithmetic
       const P = W! - 1;
@@ -178,15 +165,7 @@ function kernelOps(rt: GpuRuntime): Ops {
     },
     async causalConv1dUpdate(inp) {
       const { x, convState, weight, bias, cacheSeqlens } = inp;
-      const { batch, dim, steps, S, W } = dims({
-        x: [x, ['batch', 'dim', 'steps']],
-        convState: [convState, ['batch', 'dim', 'S']],
-        weight: [weight, ['dim', 'W']],
-        bias: [bias, ['dim']],
-      });
-      checkActivation(inp.activation);
-      if (S! < W! - 1) throw new ArgumentError('convState length', `>= width-1 = ${W! - 1}`, S);
-      if (cacheSeqlens) checkSeqlens(cacheSeqlens, batch!);
+      const { batch, dim, steps, S, W } = conv1dUpdateDims(inp);
       const P = W! - 1;
       const start = new Float32Array(batch!);
       for (let b = 0; b < batch!; b++) start[b] = cacheSeqlens ? mod(cacheSeqlens[b]! - P, S!) : S! - P;

@@ -1,5 +1,5 @@
 /**
- * The golden oracle: the upstream vectors (golden/, a copy of ../shared/golden) pass on every available
+ * The golden oracle: the upstream vectors (golden/, a copy of the shared golden folder) pass on every available
  * backend; cases this library emits with other shapes and seeds pass too; malformed folders fail case by
  * case with the reason; unknown ops and model folders count as unsupported, never as passed.
  */

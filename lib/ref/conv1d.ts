@@ -27,11 +27,17 @@ export interface Conv1dInputs {
   activation?: Activation;
 }
 
+/** Validate a conv1d call and return its sizes. */
+export function conv1dDims(inp: Conv1dInputs): { batch: number; dim: number; L: number; W: number } {
+  const { batch, dim, L, W } = dims({ x: [inp.x, ['batch', 'dim', 'L']], weight: [inp.weight, ['dim', 'W']], bias: [inp.bias, ['dim']] });
+  dims({ initialStates: [inp.initialStates, [batch!, dim!, W! - 1]] });
+  checkActivation(inp.activation);
+  return { batch: batch!, dim: dim!, L: L!, W: W! };
+}
+
 export function causalConv1d(inp: Conv1dInputs): { out: Tensor; finalStates: Tensor } {
   const { x, weight, bias, initialStates } = inp;
-  const { batch, dim, L, W } = dims({ x: [x, ['batch', 'dim', 'L']], weight: [weight, ['dim', 'W']], bias: [bias, ['dim']] });
-  dims({ initialStates: [initialStates, [batch!, dim!, W! - 1]] });
-  checkActivation(inp.activation);
+  const { batch, dim, L, W } = conv1dDims(inp);
   const P = W! - 1;
   const out = Tensor.zeros([batch!, dim!, L!], 'float64', 'out');
   const fin = Tensor.zeros([batch!, dim!, P], 'float64', 'final_states');
@@ -62,17 +68,23 @@ export interface Conv1dUpdateInputs {
   cacheSeqlens?: readonly number[];
 }
 
-export function causalConv1dUpdate(inp: Conv1dUpdateInputs): { out: Tensor; convState: Tensor } {
-  const { x, convState, weight, bias, cacheSeqlens } = inp;
+/** Validate a conv1d_update call and return its sizes. */
+export function conv1dUpdateDims(inp: Conv1dUpdateInputs): { batch: number; dim: number; steps: number; S: number; W: number } {
   const { batch, dim, steps, S, W } = dims({
-    x: [x, ['batch', 'dim', 'steps']],
-    convState: [convState, ['batch', 'dim', 'S']],
-    weight: [weight, ['dim', 'W']],
-    bias: [bias, ['dim']],
+    x: [inp.x, ['batch', 'dim', 'steps']],
+    convState: [inp.convState, ['batch', 'dim', 'S']],
+    weight: [inp.weight, ['dim', 'W']],
+    bias: [inp.bias, ['dim']],
   });
   checkActivation(inp.activation);
   if (S! < W! - 1) throw new ArgumentError('convState length', `>= width-1 = ${W! - 1}`, S);
-  if (cacheSeqlens) checkSeqlens(cacheSeqlens, batch!);
+  if (inp.cacheSeqlens) checkSeqlens(inp.cacheSeqlens, batch!);
+  return { batch: batch!, dim: dim!, steps: steps!, S: S!, W: W! };
+}
+
+export function causalConv1dUpdate(inp: Conv1dUpdateInputs): { out: Tensor; convState: Tensor } {
+  const { x, convState, weight, bias, cacheSeqlens } = inp;
+  const { batch, dim, steps, S, W } = conv1dUpdateDims(inp);
   const P = W! - 1;
   const out = Tensor.zeros([batch!, dim!, steps!], 'float64', 'out');
   const next = convState.astype('float64').named('conv_state_after');

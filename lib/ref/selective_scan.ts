@@ -66,7 +66,8 @@ export function projectionLayout(name: string, t: Tensor, batch: number, dim: nu
   throw new Error('unreachable');
 }
 
-export function selectiveScan(inp: SelectiveScanInputs): SelectiveScanOutputs {
+/** Validate every input of a scan (shapes, layouts, finiteness) and return the sizes and B/C layouts. */
+export function selectiveScanDims(inp: SelectiveScanInputs): { batch: number; dim: number; L: number; N: number; Bl: ProjectionLayout; Cl: ProjectionLayout } {
   const { u, delta, A, B, C, D, z, deltaBias, initialState } = inp;
   const { batch, dim, L, N } = dims({
     u: [u, ['batch', 'dim', 'L']],
@@ -80,6 +81,12 @@ export function selectiveScan(inp: SelectiveScanInputs): SelectiveScanOutputs {
   const Bl = projectionLayout('B', B, batch!, dim!, N!, L!);
   const Cl = projectionLayout('C', C, batch!, dim!, N!, L!);
   dims({ B: [B, B.shape as number[]], C: [C, C.shape as number[]] }); // finiteness
+  return { batch: batch!, dim: dim!, L: L!, N: N!, Bl, Cl };
+}
+
+export function selectiveScan(inp: SelectiveScanInputs): SelectiveScanOutputs {
+  const { u, delta, A, B, C, D, z, deltaBias, initialState } = inp;
+  const { batch, dim, L, N, Bl, Cl } = selectiveScanDims(inp);
   const out = Tensor.zeros([batch!, dim!, L!], 'float64', 'out');
   const last = Tensor.zeros([batch!, dim!, N!], 'float64', 'last_state');
   const h = new Float64Array(N!);

@@ -1,0 +1,320 @@
+/**
+ * The hybrid model: a Llama whose layers are either kept attention or Mamba layers (PAPER.md §2),
+ * read top to bottom like llama2.c's run.c — weights, caches, the three kinds of layer, the model.
+ *
+ *   h = embed(ids)
+ *   for each layer i:   attention (i ∈ attn_layers, or a plain Llama):  h += o(attn(rope(q), rope(k), v))(norm₁ h)
+ *                       Mamba-1 / Mamba-2 (the others):                 h += mamba(norm₁ h)
+ *                       then                                            h += mlp(norm₂ h),  mlp = down(silu(gate x) ⊙ up x)
+ *   logits = lm_head(norm(h))
+ *
+ * Prefill (L > 1 tokens) uses the parallel/chunked ops (selective scan, SSD, conv1d) starting from the
+ * cached states, so any prefix can be prefilled in pieces; decode (L = 1) uses the single-step ops (conv
+ * update, state update). Every matrix product, scan, conv and gated norm goes through `ops` (the backend:
+ * float64 reference or a GPU.js kernel); RMSNorm, RoPE, softmax attention and SwiGLU are plain TypeScript.
+ *
+ * Mamba-1 (mamba/hybrid_mamba_layer.py, Mamba.forward/step), per token o (after norm₁):
+ *   x = repeat(W_x o) → conv1d (k = 4) → silu;  z = W_z o;  B = repeat(W_B o);  C = W_C o
+ *   Δ = softplus(dt_proj(dt_proj_down o) + b)  where dt_proj already adds b: upstream adds the bias TWICE
+ *   h_t = exp(Δ A) h_{t−1} + Δ B x,  y = C·h + D x,  out = out_proj(y · silu(z)),  A = −exp(A_log)
+ *   repeat(): upstream cuts x and B into d_state-wide pieces and repeats each d_inner/d_xb times
+ *   consecutively; `semantics: 'clean'` cuts x into head_dim-wide pieces (exact grouped-query pairing) and
+ *   adds the bias once.
+ * Mamba-2 (mamba2/hybrid_mamba_layer.py): in_proj rows [z | x | B | C | dt]; conv1d over [x, B, C]; x and B
+ *   repeated per head exactly as grouped-query attention; SSD scan with dt_bias; gated RMSNorm
+ *   (group head_dim, gate before norm); out_proj.
+ */
+import { ArgumentError } from '../errors.js';
+import type { Ops } from '../ops.js';
+import { causalAttention } from '../ref/attention.js';
+import { silu } from '../ref/activations.js';
+import { rmsnorm } from '../ref/norm.js';
+import { applyRope, ropeInvFreq } from '../ref/rope.js';
+import { Tensor } from '../tensor.js';
+import type { LlamaConfig, MambaConfig } from './config.js';
+import type { WeightStore } from './weights.js';
+
+// ---------------------------------------------------------------- model description
+
+export interface HybridModel {
+  llama: LlamaConfig;
+  /** absent for a plain Llama (every layer attention) */
+  mamba?: MambaConfig;
+  weights: WeightStore;
+}
+
+export type LayerKind = 'attention' | 'mamba1' | 'mamba2';
+
+export function layerKinds(m: HybridModel): LayerKind[] {
+  return Array.from({ length: m.llama.numLayers }, (_, i) => (!m.mamba || m.mamba.attnLayers.includes(i) ? 'attention' : m.mamba.variant));
+}
+
+// ---------------------------------------------------------------- caches
+
+export interface AttentionCache {
+  kind: 'attention';
+  k: Tensor | null; // (batch, Hkv, T, head_dim)
+  v: Tensor | null;
+}
+export interface Mamba1Cache {
+  kind: 'mamba1';
+  conv: Tensor; // (batch, d_inner, W−1): the last W−1 conv inputs
+  ssm: Tensor; // (batch, d_inner, N)
+}
+export interface Mamba2Cache {
+  kind: 'mamba2';
+  conv: Tensor; // (batch, d_inner + 2·d_xb, W−1)
+  ssm: Tensor; // (batch, H, P, N)
+}
+export type LayerCache = AttentionCache | Mamba1Cache | Mamba2Cache;
+
+export interface ModelCache {
+  batch: number;
+  /** tokens already folded into the caches */
+  length: number;
+  layers: LayerCache[];
+}
+
+export function newCache(m: HybridModel, batch: number): ModelCache {
+  const layers = layerKinds(m).map((kind): LayerCache => {
+    if (kind === 'attention') return { kind, k: null, v: null };
+    const c = m.mamba!;
+    if (kind === 'mamba1') return { kind, conv: Tensor.zeros([batch, c.dInner, c.dConv - 1]), ssm: Tensor.zeros([batch, c.dInner, c.dState]) };
+    return { kind, conv: Tensor.zeros([batch, c.dInner + 2 * c.dXb, c.dConv - 1]), ssm: Tensor.zeros([batch, c.nHeads, c.dState, c.dState]) };
+  });
+  return { batch, length: 0, layers };
+}
+
+// ---------------------------------------------------------------- small helpers (dtype-agnostic)
+
+function addInto(h: Tensor, d: Tensor): void {
+  for (let i = 0; i < h.size; i++) h.data[i] += d.data[i]!;
+}
+
+/** (B, L, C) → (B, C, L) and back. */
+const toChannels = (t: Tensor) => t.transpose([0, 2, 1]);
+
+/**
+ * Repeat channels of x (…, d_xb) to (…, d_inner) in pieces of width w: output channel c reads
+ * source channel ⌊⌊c/w⌋/rep⌋·w + c mod w, rep = d_inner/d_xb (each piece repeated rep times consecutively).
+ */
+export function repeatPieces(x: Tensor, dInner: number, w: number): Tensor {
+  const dXb = x.shape[x.rank - 1]!;
+  const rep = dInner / dXb;
+  const rows = x.size / dXb;
+  const out = Tensor.zeros([...x.shape.slice(0, -1), dInner], x.dtype, x.name);
+  for (let r = 0; r < rows; r++)
+    for (let c = 0; c < dInner; c++) out.data[r * dInner + c] = x.data[r * dXb + Math.floor(Math.floor(c / w) / rep) * w + (c % w)]!;
+  return out;
+}
+
+/** Split the last axis into consecutive blocks of the given widths. */
+function splitLast(t: Tensor, widths: number[]): Tensor[] {
+  let at = 0;
+  return widths.map((w) => {
+    const s = t.slice(t.rank - 1, at, at + w);
+    at += w;
+    return s;
+  });
+}
+
+async function mlp(ops: Ops, W: WeightStore, p: string, x: Tensor): Promise<Tensor> {
+  const g = await ops.linear(x, W.get(`${p}.mlp.gate_proj.weight`));
+  const u = await ops.linear(x, W.get(`${p}.mlp.up_proj.weight`));
+  const a = g.zip(u, (gv, uv) => silu(gv) * uv);
+  return ops.linear(a, W.get(`${p}.mlp.down_proj.weight`));
+}
+
+// ---------------------------------------------------------------- attention layer
+
+async function attentionMixer(ops: Ops, m: HybridModel, p: string, x: Tensor, cache: AttentionCache, pos0: number): Promise<Tensor> {
+  const c = m.llama;
+  const W = m.weights;
+  const [B, L] = x.shape as [number, number, number];
+  const heads = (t: Tensor, H: number) => t.reshape([B, L, H, c.headDim]).transpose([0, 2, 1, 3]);
+  const positions = Array.from({ length: L }, (_, i) => pos0 + i);
+  const inv = ropeInvFreq(c.headDim, c.ropeTheta, c.ropeScaling);
+  const q = applyRope(heads(await ops.linear(x, W.get(`${p}.self_attn.q_proj.weight`), opt(W, `${p}.self_attn.q_proj.bias`)), c.numHeads), positions, inv);
+  const k = applyRope(heads(await ops.linear(x, W.get(`${p}.self_attn.k_proj.weight`), opt(W, `${p}.self_attn.k_proj.bias`)), c.numKvHeads), positions, inv);
+  const v = heads(await ops.linear(x, W.get(`${p}.self_attn.v_proj.weight`), opt(W, `${p}.self_attn.v_proj.bias`)), c.numKvHeads).astype('float64');
+  cache.k = cache.k ? Tensor.concat([cache.k, k.named('k')], 2) : k.named('k');
+  cache.v = cache.v ? Tensor.concat([cache.v, v.named('v')], 2) : v.named('v');
+  const y = causalAttention(q, cache.k, cache.v); // offset = T − L: the cache holds the past
+  return ops.linear(y.transpose([0, 2, 1, 3]).reshape([B, L, c.numHeads * c.headDim]), W.get(`${p}.self_attn.o_proj.weight`));
+}
+
+function opt(W: WeightStore, name: string): Tensor | undefined {
+  return W.has(name) ? W.get(name) : undefined;
+}
+
+// ---------------------------------------------------------------- Mamba-1 layer
+
+async function mamba1Mixer(ops: Ops, m: HybridModel, p: string, o: Tensor, cache: Mamba1Cache): Promise<Tensor> {
+  const c = m.mamba!;
+  const W = m.weights;
+  const q = `${p}.mamba`;
+  const [Bt, L] = o.shape as [number, number, number];
+  const { dInner, dState: N } = c;
+  const clean = c.semantics === 'clean';
+  const w = clean ? m.llama.headDim : N; // repeat piece width
+  if (clean && w % N !== 0) throw new ArgumentError('clean semantics', `head_dim (${w}) a multiple of d_state (${N})`, w);
+  const G = dInner / N; // channel groups of the scan (= C heads)
+  const A = W.get(`${q}.A_log`).map((a) => -Math.exp(a));
+  const D = W.get(`${q}.D`);
+  const dtBias = W.get(`${q}.dt_proj.bias`);
+  const convW = W.get(`${q}.conv1d.weight`).reshape([dInner, c.dConv]);
+  const convB = opt(W, `${q}.conv1d.bias`);
+
+  const x = repeatPieces(await ops.linear(o, W.get(`${q}.in_proj_x.weight`)), dInner, w); // (B, L, d_inner)
+  const z = await ops.linear(o, W.get(`${q}.in_proj_z.weight`));
+  const Bsrc = await ops.linear(o, W.get(`${q}.B_proj.weight`)); // (B, L, d_xb)
+  // repeated like x, channels g·N … g·N+N−1 of Bg are exactly the B piece that channel group g reads
+  // (upstream: piece ⌊g/rep⌋; clean: the d_state-wide slice of its kv head) — so Bg viewed as (…, G, N) is B per group
+  const Bg = repeatPieces(Bsrc, dInner, w); // (B, L, d_inner)
+  const Cm = await ops.linear(o, W.get(`${q}.C_proj.weight`)); // (B, L, d_inner)
+  const dtLow = await ops.linear(o, W.get(`${q}.dt_proj_down.weight`));
+  const dt = await ops.linear(dtLow, W.get(`${q}.dt_proj.weight`), clean ? undefined : dtBias); // upstream: bias here AND as delta_bias
+
+  let y: Tensor; // (B, L, d_inner)
+  if (L === 1 && cache.ssm) {
+    // decode: conv window update, then one state update per channel group (multi-head layout, H = G, P = N)
+    const conv = await ops.causalConv1dUpdate({ x: x.reshape([Bt, dInner, 1]), convState: cache.conv, weight: convW, bias: convB, activation: 'silu' });
+    cache.conv = conv.convState.named('conv');
+    const st = await ops.selectiveStateUpdate({
+      state: cache.ssm.reshape([Bt, G, N, N]),
+      x: conv.out.reshape([Bt, G, N]),
+      dt: dt.reshape([Bt, G, N]),
+      A: A.reshape([G, N, N]),
+      B: Bg.reshape([Bt, G, N]),
+      C: Cm.reshape([Bt, G, N]),
+      D: D.reshape([G, N]),
+      z: z.reshape([Bt, G, N]),
+      dtBias: dtBias.reshape([G, N]),
+      dtSoftplus: true,
+    });
+    cache.ssm = st.state.reshape([Bt, dInner, N]).named('ssm');
+    y = st.out.reshape([Bt, 1, dInner]);
+  } else {
+    const xc = toChannels(x);
+    const conv = await ops.causalConv1d({ x: xc, weight: convW, bias: convB, activation: 'silu', initialStates: cache.conv });
+    cache.conv = conv.finalStates.named('conv');
+    // B: (B, G, N, L) grouped, group g = the N values of Bg at channels g·N…; C likewise from C_proj
+    const Bgrp = Bg.reshape([Bt, L, G, N]).transpose([0, 2, 3, 1]);
+    const Cgrp = Cm.reshape([Bt, L, G, N]).transpose([0, 2, 3, 1]);
+    const scan = await ops.selectiveScan({
+      u: conv.out,
+      delta: toChannels(dt),
+      A,
+      B: Bgrp,
+      C: Cgrp,
+      D,
+      z: toChannels(z),
+      deltaBias: dtBias,
+      deltaSoftplus: true,
+      initialState: cache.ssm,
+    });
+    cache.ssm = scan.lastState.named('ssm');
+    y = toChannels(scan.out);
+  }
+  return ops.linear(y, W.get(`${q}.out_proj.weight`));
+}
+
+// ---------------------------------------------------------------- Mamba-2 layer
+
+async function mamba2Mixer(ops: Ops, m: HybridModel, p: string, o: Tensor, cache: Mamba2Cache): Promise<Tensor> {
+  const c = m.mamba!;
+  const W = m.weights;
+  const q = `${p}.mamba`;
+  const [Bt, L] = o.shape as [number, number, number];
+  const { dInner, dXb, dState: N, nHeads: H } = c;
+  const P = N; // headdim = d_state
+  const A = W.get(`${q}.A_log`).map((a) => -Math.exp(a)); // (H)
+  const D = W.get(`${q}.D`);
+  const dtBias = W.get(`${q}.dt_bias`);
+  const convDim = dInner + 2 * dXb;
+  const convW = W.get(`${q}.conv1d.weight`).reshape([convDim, c.dConv]);
+  const convB = opt(W, `${q}.conv1d.bias`);
+  const zxbcdt = await ops.linear(o, W.get(`${q}.in_proj.weight`), opt(W, `${q}.in_proj.bias`));
+  const [z, xBC, dt] = splitLast(zxbcdt, [dInner, convDim, H]) as [Tensor, Tensor, Tensor];
+
+  let xs: Tensor; // after conv + silu, (B, L, convDim)
+  if (L === 1) {
+    const cu = await ops.causalConv1dUpdate({ x: xBC.reshape([Bt, convDim, 1]), convState: cache.conv, weight: convW, bias: convB, activation: 'silu' });
+    cache.conv = cu.convState.named('conv');
+    xs = cu.out.reshape([Bt, 1, convDim]);
+  } else {
+    const cv = await ops.causalConv1d({ x: toChannels(xBC), weight: convW, bias: convB, activation: 'silu', initialStates: cache.conv });
+    cache.conv = cv.finalStates.named('conv');
+    xs = toChannels(cv.out);
+  }
+  const [x0, B0, C] = splitLast(xs, [dXb, dXb, dInner]) as [Tensor, Tensor, Tensor];
+  const x = repeatPieces(x0, dInner, P).reshape([Bt, L, H, P]); // head h reads kv head ⌊h / (H/H_kv)⌋
+  const Bh = repeatPieces(B0, dInner, N).reshape([Bt, L, H, N]);
+  const Ch = C.reshape([Bt, L, H, N]);
+  let y: Tensor;
+  if (L === 1) {
+    const rep = (t: Tensor) => Tensor.from(Array.from({ length: H * P }, (_, i) => t.data[Math.floor(i / P)]!), [H, P]);
+    const st = await ops.selectiveStateUpdate({
+      state: cache.ssm,
+      x: x.reshape([Bt, H, P]),
+      dt: Tensor.from(Array.from({ length: Bt * H * P }, (_, i) => dt.data[Math.floor(i / P)]!), [Bt, H, P]),
+      A: Tensor.from(Array.from({ length: H * P * N }, (_, i) => A.data[Math.floor(i / (P * N))]!), [H, P, N]),
+      B: Bh.reshape([Bt, H, N]),
+      C: Ch.reshape([Bt, H, N]),
+      D: rep(D),
+      dtBias: rep(dtBias),
+      dtSoftplus: true,
+    });
+    cache.ssm = st.state.named('ssm');
+    y = st.out.reshape([Bt, 1, dInner]);
+  } else {
+    const r = await ops.ssdChunkScan({ x, dt: dt.reshape([Bt, L, H]), A, B: Bh, C: Ch, D, dtBias, dtSoftplus: true, initialState: cache.ssm }, 64);
+    cache.ssm = r.finalState.astype('float64').named('ssm');
+    y = r.out.reshape([Bt, L, dInner]);
+  }
+  const yn = await ops.gatedRmsnorm(y, W.get(`${q}.norm.weight`), z, { eps: 1e-5, groupSize: P, normBeforeGate: false });
+  return ops.linear(yn, W.get(`${q}.out_proj.weight`));
+}
+
+// ---------------------------------------------------------------- the model
+
+/**
+ * Run `ids` (batch × L token ids) through the model from the state in `cache` (which is advanced), and
+ * return the logits (batch, L, vocab). L = 1 takes the decode path of the Mamba layers.
+ */
+export async function forward(ops: Ops, m: HybridModel, ids: number[][], cache: ModelCache): Promise<Tensor> {
+  const c = m.llama;
+  const W = m.weights;
+  const B = ids.length;
+  const L = ids[0]?.length ?? 0;
+  if (B !== cache.batch) throw new ArgumentError('ids', `${cache.batch} rows (the cache's batch)`, B);
+  if (L === 0 || ids.some((r) => r.length !== L)) throw new ArgumentError('ids', 'equal-length, non-empty rows', ids.map((r) => r.length));
+  const emb = W.get('model.embed_tokens.weight');
+  const D = c.hiddenSize;
+  const h = Tensor.zeros([B, L, D], ops.dtype === 'float64' ? 'float64' : 'float32', 'hidden');
+  ids.forEach((row, b) =>
+    row.forEach((id, t) => {
+      if (!Number.isInteger(id) || id < 0 || id >= c.vocabSize) throw new ArgumentError(`ids[${b}][${t}]`, `a token id in [0, ${c.vocabSize})`, id);
+      h.data.set(emb.data.subarray(id * D, (id + 1) * D), (b * L + t) * D);
+    }),
+  );
+  const kinds = layerKinds(m);
+  const eps = m.mamba?.rmsNormEps ?? c.rmsNormEps;
+  for (let i = 0; i < kinds.length; i++) {
+    const p = `model.layers.${i}`;
+    const lc = cache.layers[i]!;
+    const layerEps = kinds[i] === 'attention' ? c.rmsNormEps : eps;
+    const x = rmsnorm(h, W.get(`${p}.input_layernorm.weight`), layerEps);
+    const mixed =
+      lc.kind === 'attention'
+        ? await attentionMixer(ops, m, p, x, lc, cache.length)
+        : lc.kind === 'mamba1'
+          ? await mamba1Mixer(ops, m, p, x, lc)
+          : await mamba2Mixer(ops, m, p, x, lc);
+    addInto(h, mixed);
+    addInto(h, await mlp(ops, W, p, rmsnorm(h, W.get(`${p}.post_attention_layernorm.weight`), layerEps)));
+  }
+  cache.length += L;
+  const head = c.tieWordEmbeddings && !W.has('lm_head.weight') ? emb : W.get('lm_head.weight');
+  return ops.linear(rmsnorm(h, W.get('model.norm.weight'), c.rmsNormEps), head);
+}

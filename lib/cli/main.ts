@@ -3,6 +3,9 @@
  *
  *   mil golden verify DIR [--backend NAME|all] [--json]     check a mil-golden/1 folder
  *   mil golden emit --op OP --seed S [shape options] --out DIR [--name CASE]
+ *   mil convert --teacher DIR (--attention F | --attn-layers 1,3) --variant mamba1|mamba2 --out DIR [--seed S] [--semantics upstream|clean]
+ *   mil generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3) --max-new-tokens N
+ *                [--temperature T --top-k K --top-p P --seed S] [--backend NAME] [--json]
  *   mil backends                                           which backends run here, and why not
  *
  * Exit status: 0 on success, 1 when a golden case failed, 2 on bad usage or input.
@@ -12,12 +15,21 @@ import { BACKENDS, backendStatus, isBackendName, type BackendName } from '../ops
 import { formatResult, verifyGolden, type VerifyReport } from '../golden/verify.js';
 import { emitGolden } from '../golden/emit.js';
 import { GOLDEN_OPS, type ShapeOptions } from '../golden/ops.js';
+import { getOps } from '../ops.js';
+import { loadModel } from '../model/load.js';
+import { convert, saveModel } from '../model/convert.js';
+import { generate } from '../model/generate.js';
+import { parseIds, tokenizerFor } from '../model/tokenizer.js';
 
 const USAGE = `usage:
   mil golden verify DIR [--backend ${BACKENDS.join('|')}|all] [--json]
   mil golden emit --op ${Object.keys(GOLDEN_OPS).join('|')} --seed S --out DIR
                   [--batch B --dim D --len L --state N --groups G --heads H --headdim P
                    --width W --chunk C --steps S --recompute R --name CASE]
+  mil convert --teacher DIR (--attention F | --attn-layers 1,3) --variant mamba1|mamba2 --out DIR
+              [--seed S] [--semantics upstream|clean]
+  mil generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3) --max-new-tokens N
+               [--temperature T --top-k K --top-p P --seed S] [--backend NAME] [--json]
   mil backends`;
 
 class UsageError extends Error {}
@@ -99,6 +111,78 @@ async function cmdEmit(flags: Record<string, string | true>): Promise<number> {
   return 0;
 }
 
+function strFlag(flags: Record<string, string | true>, k: string): string | undefined {
+  const v = flags[k];
+  if (v === true) throw new UsageError(`--${k} needs a value`);
+  return v;
+}
+function numFlag(flags: Record<string, string | true>, k: string): number | undefined {
+  const v = strFlag(flags, k);
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new UsageError(`--${k} must be a number, got '${v}'`);
+  return n;
+}
+
+async function cmdConvert(flags: Record<string, string | true>): Promise<number> {
+  const teacher = strFlag(flags, 'teacher');
+  const out = strFlag(flags, 'out');
+  const variant = strFlag(flags, 'variant') ?? 'mamba2';
+  if (!teacher || !out) throw new UsageError('convert needs --teacher DIR and --out DIR');
+  if (variant !== 'mamba1' && variant !== 'mamba2') throw new UsageError(`--variant must be mamba1 or mamba2, got '${variant}'`);
+  const semantics = strFlag(flags, 'semantics');
+  if (semantics !== undefined && semantics !== 'upstream' && semantics !== 'clean') throw new UsageError(`--semantics must be upstream or clean`);
+  const layersFlag = strFlag(flags, 'attn-layers');
+  const attnLayers = layersFlag === undefined ? undefined : layersFlag === '' ? [] : layersFlag.split(',').map(Number);
+  const t0 = performance.now();
+  console.error(`loading teacher ${teacher} …`);
+  const t = loadModel(teacher);
+  console.error(`converting ${t.llama.numLayers} layers (Algorithm 1, ${variant}) …`);
+  const m = convert(t, { variant, attnLayers, attentionFraction: numFlag(flags, 'attention') ?? 0.5, seed: numFlag(flags, 'seed') ?? 0, semantics });
+  console.error(`writing ${out} …`);
+  saveModel(out, m);
+  const kept = m.mamba!.attnLayers;
+  console.log(`wrote ${out}: ${variant} hybrid, attention kept in layers [${kept.join(', ')}] (${kept.length}/${m.llama.numLayers}), semantics ${m.mamba!.semantics}, ${((performance.now() - t0) / 1000).toFixed(2)} s`);
+  return 0;
+}
+
+async function cmdGenerate(flags: Record<string, string | true>): Promise<number> {
+  const dir = strFlag(flags, 'model');
+  if (!dir) throw new UsageError('generate needs --model DIR');
+  const json = flags.json === true;
+  const m = loadModel(dir);
+  const tok = tokenizerFor(m.llama.vocabSize);
+  const text = strFlag(flags, 'prompt');
+  const idsFlag = strFlag(flags, 'prompt-ids');
+  let prompt: number[];
+  if (idsFlag !== undefined) prompt = parseIds(idsFlag, m.llama.vocabSize);
+  else if (text !== undefined) {
+    if (!tok) throw new UsageError(`this model has no tokenizer (vocabulary ${m.llama.vocabSize} < 256 for byte-level text): use --prompt-ids`);
+    prompt = tok.encode(text);
+  } else throw new UsageError('generate needs --prompt TEXT or --prompt-ids 1,2,3');
+  const maxNew = numFlag(flags, 'max-new-tokens') ?? 32;
+  const backend = strFlag(flags, 'backend') ?? 'reference';
+  const ops = await getOps(backend);
+  const stream = (id: number) => {
+    if (!json) process.stdout.write(tok ? tok.decode([id]) : `${id} `);
+  };
+  const r = await generate(ops, m, prompt, {
+    maxNewTokens: maxNew,
+    temperature: numFlag(flags, 'temperature') ?? 0,
+    topK: numFlag(flags, 'top-k'),
+    topP: numFlag(flags, 'top-p'),
+    seed: numFlag(flags, 'seed') ?? 0,
+    onToken: stream,
+  });
+  const timing = { prefill: r.prefill, decode: r.decode };
+  if (json) console.log(JSON.stringify({ backend, prompt, tokens: r.tokens, ...(tok ? { text: tok.decode(r.tokens) } : {}), stoppedBy: r.stoppedBy, ...timing }));
+  else
+    console.log(
+      `\n[${backend}] ${r.tokens.length} tokens (stopped by ${r.stoppedBy}); prefill ${r.prefill.tokens} tokens in ${r.prefill.ms.toFixed(1)} ms = ${r.prefill.tokensPerS.toFixed(1)} tok/s; decode ${r.decode.tokens} tokens in ${r.decode.ms.toFixed(1)} ms = ${r.decode.tokensPerS.toFixed(1)} tok/s`,
+    );
+  return 0;
+}
+
 async function cmdBackends(): Promise<number> {
   for (const s of await backendStatus()) console.log(`${s.name.padEnd(16)} ${s.available ? 'available' : `not available: ${s.reason}`}`);
   return 0;
@@ -110,6 +194,8 @@ export async function main(argv: string[]): Promise<number> {
     if (pos[0] === 'golden' && pos[1] === 'verify') return await cmdVerify(pos.slice(2), flags);
     if (pos[0] === 'golden' && pos[1] === 'emit') return await cmdEmit(flags);
     if (pos[0] === 'backends') return await cmdBackends();
+    if (pos[0] === 'convert') return await cmdConvert(flags);
+    if (pos[0] === 'generate') return await cmdGenerate(flags);
     if (pos.length === 0 || flags.help) {
       console.log(USAGE);
       return pos.length === 0 && !flags.help ? 2 : 0;

@@ -4,8 +4,11 @@
  * For each kernel case: load its inputs (`<case>/in/<name>`), run the op, and compare each listed output
  * (`<case>/out/<name>`) by relative error ‖got − want‖₂ / ‖want‖₂. A case passes when every output is
  * within the backend's tolerance: 1e-9 on the float64 'reference' backend, 1e-4 on the float32 kernels.
- * A case whose op this library does not know, and every model folder (models/<name>: not handled yet),
- * counts as unsupported — never as passed. A malformed case fails with the reason; the others go on.
+ * Model folders (models/<name>: a checkpoint + golden.safetensors with input_ids, logits, prompt, greedy):
+ * the logits of `input_ids` by one full forward (same tolerances), and the greedy continuation of `prompt`
+ * generated through the caches (prefill, then one token per decode step) must equal `greedy` token for token.
+ * A case whose op this library does not know counts as unsupported — never as passed. A malformed case or
+ * folder fails with the reason; the others go on.
  */
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -14,6 +17,9 @@ import { getOps, type BackendName } from '../ops.js';
 import { getTensor, readSafetensors, type SafetensorsFile } from '../io/safetensors.js';
 import { relError, type Tensor } from '../tensor.js';
 import { GOLDEN_OPS, type Named } from './ops.js';
+import { loadModel } from '../model/load.js';
+import { forward, newCache } from '../model/hybrid.js';
+import { generate } from '../model/generate.js';
 
 export const SCHEMA = 'mil-golden/1';
 
@@ -112,6 +118,38 @@ async function verifyCase(c: GoldenCase, f: SafetensorsFile, backend: BackendNam
   }
 }
 
+/** Check one model folder: logits of input_ids, and the greedy continuation of prompt through the caches. */
+export async function verifyModel(dir: string, name: string, backend: BackendName, tol: number): Promise<CaseResult> {
+  const base = { name, op: 'model', errors: {} as Record<string, number>, tolerance: tol };
+  try {
+    const m = loadModel(dir);
+    const g = readSafetensors(join(dir, 'golden.safetensors'));
+    const ids = getTensor(g, 'input_ids');
+    const want = getTensor(g, 'logits');
+    const prompt = getTensor(g, 'prompt');
+    const greedy = getTensor(g, 'greedy');
+    const [B, L] = ids.shape as [number, number];
+    const rows = Array.from({ length: B }, (_, b) => Array.from(ids.data.subarray(b * L, (b + 1) * L)));
+    const ops = await getOps(backend);
+    const logits = await forward(ops, m, rows, newCache(m, B));
+    if (logits.shape.join() !== want.shape.join()) return { ...base, status: 'fail', reason: `logits shape [${logits.shape}] but the golden file has [${want.shape}]` };
+    base.errors.logits = relError(logits.data, want.data);
+    const wantTokens = Array.from(greedy.data);
+    const res = await generate(ops, m, Array.from(prompt.data), { maxNewTokens: wantTokens.length, eos: [] });
+    const mismatch = wantTokens.findIndex((t, i) => res.tokens[i] !== t);
+    base.errors.greedy_mismatches = wantTokens.filter((t, i) => res.tokens[i] !== t).length;
+    const ok = base.errors.logits <= tol && mismatch < 0;
+    return {
+      ...base,
+      status: ok ? 'pass' : 'fail',
+      reason: ok ? undefined : mismatch >= 0 ? `greedy token ${mismatch} is ${res.tokens[mismatch]}, golden has ${wantTokens[mismatch]}` : 'logits error above tolerance',
+    };
+  } catch (e) {
+    if (e instanceof MilError) return { ...base, status: 'fail', reason: e.message };
+    throw e;
+  }
+}
+
 /** Verify a golden folder on one backend. Throws only when the backend itself is unknown or unavailable. */
 export async function verifyGolden(dir: string, backend: BackendName, onResult?: (r: CaseResult) => void): Promise<VerifyReport> {
   await getOps(backend); // unknown / unavailable backend: a typed error before any case
@@ -137,7 +175,7 @@ export async function verifyGolden(dir: string, backend: BackendName, onResult?:
   if (existsSync(models) && statSync(models).isDirectory()) {
     for (const m of readdirSync(models).sort()) {
       if (!statSync(join(models, m)).isDirectory()) continue;
-      push({ name: `models/${m}`, op: 'model', status: 'unsupported', errors: {}, tolerance: tol, reason: 'model folders are not verified yet (models issue)' });
+      push(await verifyModel(join(models, m), `models/${m}`, backend, tol));
     }
   }
   if (results.length === 0) push({ name: dir, op: '-', status: 'fail', errors: {}, tolerance: tol, reason: 'no kernels.json and no models/ folder: not a golden folder' });

@@ -9,8 +9,8 @@
  * MambaConfig reads MambaInLlama's `mamba_config.json` (mamba/ and mamba2/hybrid_mamba_config.py):
  * d_model, d_inner, d_xb, ssm_cfg (expand, d_state, ngroups, d_conv, …), n_layer, attn_layers (the layers
  * that keep attention), intermediate_size, rms_norm_eps. The variant (Mamba-1 or Mamba-2) is not in that
- * file upstream; it is read from the weight names (in_proj_x → Mamba-1, in_proj → Mamba-2) or from this
- * project's extra key `variant`.
+ * file upstream; it is read from this project's `mil_config.json` if present, else from the weight names
+ * (in_proj_x → Mamba-1, in_proj → Mamba-2).
  */
 import { ArgumentError, MilError } from '../errors.js';
 import type { RopeScaling } from '../ref/rope.js';
@@ -60,7 +60,7 @@ export interface MambaConfig {
   /**
    * 'upstream' (default for checkpoints read from disk): the released code's semantics — Mamba-1's dt_proj
    * bias applied twice and x/B repeated in d_state-wide pieces. 'clean': the paper's — bias once, exact
-   * grouped-query pairing. This project's convert writes 'clean' (key `semantics`, ignored upstream).
+   * grouped-query pairing. Stored in `mil_config.json` beside mamba_config.json (upstream never reads it).
    */
   semantics: 'upstream' | 'clean';
   raw: Record<string, unknown>;
@@ -121,7 +121,7 @@ export function parseLlamaConfig(raw: Record<string, unknown>, file = 'config.js
   };
 }
 
-export function parseMambaConfig(raw: Record<string, unknown>, variant: MambaVariant, file = 'mamba_config.json'): MambaConfig {
+export function parseMambaConfig(raw: Record<string, unknown>, variant: MambaVariant, file = 'mamba_config.json', semantics: 'upstream' | 'clean' = 'upstream'): MambaConfig {
   const ssm = (raw.ssm_cfg ?? {}) as Record<string, unknown>;
   const dModel = int(raw, 'd_model', file);
   const expand = num(ssm, 'expand', file, variant === 'mamba1' ? 2 : 2);
@@ -134,8 +134,8 @@ export function parseMambaConfig(raw: Record<string, unknown>, variant: MambaVar
   for (const l of attnLayers as number[]) if (l >= nLayer) throw new ConfigError(file, `attn_layers entry ${l} is not a layer (n_layer = ${nLayer})`);
   if (dState === 0 || dXb % dState !== 0 || dInner % dState !== 0) throw new ConfigError(file, `d_xb (${dXb}) and d_inner (${dInner}) must be multiples of d_state (${dState})`);
   if (dInner % dXb !== 0) throw new ConfigError(file, `d_inner (${dInner}) must be a multiple of d_xb (${dXb})`);
-  const sem = raw.semantics ?? 'upstream';
-  if (sem !== 'upstream' && sem !== 'clean') throw new ConfigError(file, `'semantics' must be 'upstream' or 'clean'`);
+  const sem = semantics;
+  if (sem !== 'upstream' && sem !== 'clean') throw new ConfigError(file, `semantics must be 'upstream' or 'clean', got ${JSON.stringify(sem)}`);
   return {
     variant,
     dModel,

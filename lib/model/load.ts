@@ -29,13 +29,17 @@ export function loadModel(dir: string): HybridModel {
   const mc = join(dir, 'mamba_config.json');
   if (existsSync(mc)) {
     const raw = readJson(mc);
+    const extraPath = join(dir, 'mil_config.json');
+    const extra = existsSync(extraPath) ? readJson(extraPath) : {};
     const variant: MambaVariant =
-      raw.variant === 'mamba1' || raw.variant === 'mamba2'
-        ? raw.variant
+      extra.variant === 'mamba1' || extra.variant === 'mamba2'
+        ? extra.variant
         : weights.names().some((n) => n.endsWith('.mamba.in_proj.weight'))
           ? 'mamba2'
           : 'mamba1';
-    mamba = parseMambaConfig(raw, variant, mc);
+    const semantics = extra.semantics ?? 'upstream';
+    if (semantics !== 'upstream' && semantics !== 'clean') throw new ConfigError(extraPath, `'semantics' must be 'upstream' or 'clean'`);
+    mamba = parseMambaConfig(raw, variant, mc, semantics);
     if (mamba.nLayer !== llama.numLayers) throw new ConfigError(mc, `n_layer ${mamba.nLayer} differs from config.json num_hidden_layers ${llama.numLayers}`);
     if (mamba.dModel !== llama.hiddenSize) throw new ConfigError(mc, `d_model ${mamba.dModel} differs from hidden_size ${llama.hiddenSize}`);
   }

@@ -1,0 +1,142 @@
+/**
+ * Algorithm 1 (PAPER.md §2): turn a trained Llama into a hybrid whose replaced attention layers become
+ * Mamba layers initialised from the attention weights. For each replaced layer:
+ *   x ← W^V,  B ← W^K,  C ← W^Q,  out_proj ← W^O;  MLP and both norms copied (kept)
+ * and the fresh parameters are initialised as upstream does (mamba/ and mamba2/hybrid_mamba_layer.py,
+ * with PyTorch's default nn.Linear / nn.Conv1d init U(±1/√fan_in) where upstream leaves it):
+ *   Δ bias     = inverse_softplus(dt), dt = exp(U[log 1e-3, log 1e-1]) floored at 1e-4
+ *   Mamba-1    d_inner = heads·head_dim, d_xb = kv_heads·head_dim, d_state 16; A_log = log(1..16) per channel;
+ *              D = 1; dt_proj_down (D → ⌈D/16⌉, no bias) U(±1/√D); dt_proj weight U(±rank^−½);
+ *              in_proj_z U(±1/√D); conv1d (k = 4, depthwise) weight and bias U(±½)
+ *   Mamba-2    heads = ngroups = attention heads, headdim = d_state = head_dim; in_proj rows
+ *              [z | x ← V | B ← K | C ← Q | dt], the z and dt rows U(±1/√D); A = U(1, 16) per head (A_log = log A);
+ *              D = 1 per head; conv1d over [x, B, C] U(±½); gated-norm weight 1
+ * Every random draw comes from the seeded generator, and fresh values are rounded to float32 (what is
+ * saved), so convert → save → load gives back exactly the converted model.
+ * Kept attention layers: `attnLayers`, or a fraction mapped to the paper's schedule (50% → odd layers, …).
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { ArgumentError } from '../errors.js';
+import { inverseSoftplus } from '../ref/activations.js';
+import { Rng } from '../rng.js';
+import { Tensor } from '../tensor.js';
+import { writeFileAtomic } from '../io/safetensors.js';
+import { attentionLayersFor, parseMambaConfig, type MambaVariant } from './config.js';
+import { layerKinds, type HybridModel } from './hybrid.js';
+import { WeightStore, writeCheckpoint } from './weights.js';
+
+export interface ConvertOptions {
+  variant: MambaVariant;
+  /** layers that keep attention; or use attentionFraction */
+  attnLayers?: number[];
+  attentionFraction?: number;
+  seed: number;
+  /** Mamba-1 only: 'upstream' (default: what the released code computes) or 'clean' (the paper's). */
+  semantics?: 'upstream' | 'clean';
+  /** Mamba-1 state size (default 16) */
+  dState?: number;
+}
+
+const f32 = Math.fround;
+
+function uniform(rng: Rng, shape: number[], bound: number, name: string): Tensor {
+  return Tensor.from(Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => f32(rng.uniform(-bound, bound))), shape, 'float64', name);
+}
+
+/** inverse-softplus Δ bias, dt log-uniform in [1e-3, 1e-1] floored at 1e-4 (upstream's dt init). */
+function dtBias(rng: Rng, n: number): Tensor {
+  return Tensor.from(
+    Array.from({ length: n }, () => {
+      const dt = Math.max(1e-4, Math.exp(rng.uniform(Math.log(1e-3), Math.log(1e-1))));
+      return f32(inverseSoftplus(dt));
+    }),
+    [n],
+  );
+}
+
+export function convert(teacher: HybridModel, o: ConvertOptions): HybridModel {
+  if (teacher.mamba) throw new ArgumentError('teacher', 'a plain Llama (no mamba_config.json)', 'a hybrid');
+  const c = teacher.llama;
+  const attnLayers = o.attnLayers ?? attentionLayersFor(o.attentionFraction ?? 0.5, c.numLayers);
+  for (const l of attnLayers) if (!Number.isInteger(l) || l < 0 || l >= c.numLayers) throw new ArgumentError('attnLayers', `layer indices in [0, ${c.numLayers})`, attnLayers);
+  if (o.variant !== 'mamba1' && o.variant !== 'mamba2') throw new ArgumentError('variant', "'mamba1' or 'mamba2'", o.variant);
+  const D = c.hiddenSize;
+  const dInner = c.numHeads * c.headDim;
+  const dXb = c.numKvHeads * c.headDim;
+  const dState = o.variant === 'mamba1' ? (o.dState ?? 16) : c.headDim;
+  const raw: Record<string, unknown> = {
+    d_model: D,
+    ssm_cfg: o.variant === 'mamba1' ? { expand: 1, d_state: dState } : { expand: 1, ngroups: c.numHeads, d_state: c.headDim },
+    rms_norm_eps: c.rmsNormEps,
+    vocab_size: c.vocabSize,
+    d_inner: dInner,
+    d_xb: dXb,
+    intermediate_size: c.intermediateSize,
+    hidden_act: 'silu',
+    n_layer: c.numLayers,
+    attn_layers: [...attnLayers].sort((a, b) => a - b),
+  };
+  const mamba = parseMambaConfig(raw, o.variant, 'converted mamba_config', o.variant === 'mamba1' ? (o.semantics ?? 'upstream') : 'upstream');
+  const T = teacher.weights;
+  const out = new Map<string, Tensor>();
+  const rng = new Rng(o.seed);
+  const model: HybridModel = { llama: c, mamba, weights: new WeightStore(out, 'converted') };
+  for (const name of T.names()) if (!name.includes('.self_attn.')) out.set(name, T.get(name));
+  layerKinds(model).forEach((kind, i) => {
+    const p = `model.layers.${i}`;
+    const att = (w: string) => T.get(`${p}.self_attn.${w}_proj.weight`);
+    if (kind === 'attention') {
+      for (const w of ['q', 'k', 'v', 'o']) out.set(`${p}.self_attn.${w}_proj.weight`, att(w));
+      return;
+    }
+    const q = `${p}.mamba`;
+    if (kind === 'mamba1') {
+      const R = mamba.dtRank;
+      out.set(`${q}.in_proj_x.weight`, att('v'));
+      out.set(`${q}.B_proj.weight`, att('k'));
+      out.set(`${q}.C_proj.weight`, att('q'));
+      out.set(`${q}.out_proj.weight`, att('o'));
+      out.set(`${q}.in_proj_z.weight`, uniform(rng, [dInner, D], 1 / Math.sqrt(D), 'in_proj_z'));
+      out.set(`${q}.dt_proj_down.weight`, uniform(rng, [R, D], 1 / Math.sqrt(D), 'dt_proj_down'));
+      out.set(`${q}.dt_proj.weight`, uniform(rng, [dInner, R], R ** -0.5, 'dt_proj'));
+      out.set(`${q}.dt_proj.bias`, dtBias(rng, dInner));
+      out.set(`${q}.conv1d.weight`, uniform(rng, [dInner, 1, mamba.dConv], 1 / Math.sqrt(mamba.dConv), 'conv1d'));
+      out.set(`${q}.conv1d.bias`, uniform(rng, [dInner], 1 / Math.sqrt(mamba.dConv), 'conv1d.bias'));
+      out.set(`${q}.A_log`, Tensor.from(Array.from({ length: dInner * dState }, (_, k) => f32(Math.log((k % dState) + 1))), [dInner, dState]));
+      out.set(`${q}.D`, Tensor.full([dInner], 1));
+    } else {
+      const H = mamba.nHeads;
+      const z = uniform(rng, [dInner, D], 1 / Math.sqrt(D), 'z rows');
+      const dtRows = uniform(rng, [H, D], 1 / Math.sqrt(D), 'dt rows');
+      out.set(`${q}.in_proj.weight`, Tensor.concat([z, att('v'), att('k'), att('q'), dtRows], 0).named('in_proj'));
+      out.set(`${q}.out_proj.weight`, att('o'));
+      const convDim = dInner + 2 * dXb;
+      out.set(`${q}.conv1d.weight`, uniform(rng, [convDim, 1, mamba.dConv], 1 / Math.sqrt(mamba.dConv), 'conv1d'));
+      out.set(`${q}.conv1d.bias`, uniform(rng, [convDim], 1 / Math.sqrt(mamba.dConv), 'conv1d.bias'));
+      out.set(`${q}.dt_bias`, dtBias(rng, H));
+      out.set(`${q}.A_log`, Tensor.from(Array.from({ length: H }, () => f32(Math.log(rng.uniform(1, 16)))), [H]));
+      out.set(`${q}.D`, Tensor.full([H], 1));
+      out.set(`${q}.norm.weight`, Tensor.full([dInner], 1));
+    }
+  });
+  return model;
+}
+
+/**
+ * Write a model folder: config.json (the base Llama's, unchanged), and for a hybrid mamba_config.json in
+ * MambaInLlama's format plus `mil_config.json` ({ variant, semantics }: this project's keys, which the
+ * upstream loader never reads — its MambaConfig dataclass would reject unknown keys), and the weights
+ * (float32; sharded above `shardBytes`). Every file is written to a temporary file and renamed.
+ */
+export function saveModel(dir: string, m: HybridModel, opts: { shardBytes?: number } = {}): void {
+  mkdirSync(dir, { recursive: true });
+  const tensors: Record<string, Tensor> = {};
+  for (const n of m.weights.names()) tensors[n] = m.weights.get(n);
+  writeCheckpoint(dir, tensors, { dtype: 'F32', shardBytes: opts.shardBytes });
+  if (m.mamba) {
+    writeFileAtomic(join(dir, 'mamba_config.json'), JSON.stringify(m.mamba.raw, null, 4) + '\n');
+    writeFileAtomic(join(dir, 'mil_config.json'), JSON.stringify({ variant: m.mamba.variant, semantics: m.mamba.semantics }, null, 1) + '\n');
+  }
+  writeFileAtomic(join(dir, 'config.json'), JSON.stringify(m.llama.raw, null, 2) + '\n');
+}

@@ -1,0 +1,137 @@
+/**
+ * Sampling and generation.
+ *
+ * Sampler (one step, logits ℓ over the vocabulary):
+ *   temperature T = 0 → argmax (ties: lowest id); otherwise p ∝ exp(ℓ/T), then
+ *   top-k keeps the k most probable ids, top-p keeps the smallest prefix (by probability) whose mass ≥ p,
+ *   renormalises, and draws with the seeded generator (lib/rng.ts) — same seed, same tokens.
+ * Generation: prefill the prompt in one forward (parallel/chunked ops), then decode one token per forward
+ * (single-step ops), stopping at max_new_tokens or an EOS id. Timing of both phases is returned.
+ */
+import { ArgumentError } from '../errors.js';
+import type { Ops } from '../ops.js';
+import { Rng } from '../rng.js';
+import type { Tensor } from '../tensor.js';
+import { forward, newCache, type HybridModel, type ModelCache } from './hybrid.js';
+
+export interface SamplingOptions {
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+}
+
+/** The probabilities the sampler draws from (after temperature, top-k, top-p); null for greedy. */
+export function samplingDistribution(logits: ArrayLike<number>, o: SamplingOptions): Float64Array | null {
+  const T = o.temperature ?? 0;
+  if (!(T >= 0)) throw new ArgumentError('temperature', '>= 0', T);
+  if (T === 0) return null;
+  const V = logits.length;
+  let mx = -Infinity;
+  for (let i = 0; i < V; i++) mx = Math.max(mx, logits[i]! / T);
+  const p = new Float64Array(V);
+  let z = 0;
+  for (let i = 0; i < V; i++) z += p[i] = Math.exp(logits[i]! / T - mx);
+  for (let i = 0; i < V; i++) p[i]! /= z;
+  const order = [...p.keys()].sort((a, b) => p[b]! - p[a]! || a - b);
+  let keep = V;
+  if (o.topK !== undefined) {
+    if (!Number.isInteger(o.topK) || o.topK < 1) throw new ArgumentError('topK', 'a positive integer', o.topK);
+    keep = Math.min(keep, o.topK);
+  }
+  if (o.topP !== undefined) {
+    if (!(o.topP > 0 && o.topP <= 1)) throw new ArgumentError('topP', 'a number in (0, 1]', o.topP);
+    let mass = 0;
+    for (let i = 0; i < keep; i++) {
+      mass += p[order[i]!]!;
+      if (mass >= o.topP) {
+        keep = i + 1;
+        break;
+      }
+    }
+  }
+  const q = new Float64Array(V);
+  let s = 0;
+  for (let i = 0; i < keep; i++) s += q[order[i]!] = p[order[i]!]!;
+  for (let i = 0; i < V; i++) q[i]! /= s;
+  return q;
+}
+
+export function argmax(a: ArrayLike<number>): number {
+  let best = 0;
+  for (let i = 1; i < a.length; i++) if (a[i]! > a[best]!) best = i;
+  return best;
+}
+
+/** Draw from a distribution with one uniform u ∈ [0, 1). */
+export function drawFrom(p: ArrayLike<number>, u: number): number {
+  let c = 0;
+  let last = 0;
+  for (let i = 0; i < p.length; i++) {
+    if (p[i]! > 0) last = i;
+    c += p[i]!;
+    if (u < c) return i;
+  }
+  return last;
+}
+
+export function sampleToken(logits: ArrayLike<number>, o: SamplingOptions, rng: Rng): number {
+  const p = samplingDistribution(logits, o);
+  return p ? drawFrom(p, rng.next()) : argmax(logits);
+}
+
+export interface GenerateOptions extends SamplingOptions {
+  maxNewTokens: number;
+  seed?: number;
+  /** stop ids (default: the model's eos_token_id) */
+  eos?: number[];
+  onToken?: (id: number) => void;
+}
+
+export interface GenerateResult {
+  tokens: number[];
+  stoppedBy: 'eos' | 'length';
+  prefill: { tokens: number; ms: number; tokensPerS: number };
+  decode: { tokens: number; ms: number; tokensPerS: number };
+  cache: ModelCache;
+}
+
+/** Last-position logits of row 0 as a plain array. */
+export function lastLogits(logits: Tensor): Float64Array {
+  const [, L, V] = logits.shape as [number, number, number];
+  return Float64Array.from(logits.data.subarray((L - 1) * V, L * V));
+}
+
+export async function generate(ops: Ops, m: HybridModel, prompt: number[], o: GenerateOptions): Promise<GenerateResult> {
+  if (prompt.length === 0) throw new ArgumentError('prompt', 'at least one token', 0);
+  if (!Number.isInteger(o.maxNewTokens) || o.maxNewTokens < 0) throw new ArgumentError('maxNewTokens', 'a non-negative integer', o.maxNewTokens);
+  const rng = new Rng(o.seed ?? 0);
+  const eos = new Set(o.eos ?? m.llama.eosTokenId);
+  const cache = newCache(m, 1);
+  const tokens: number[] = [];
+  let t0 = performance.now();
+  let logits = await forward(ops, m, [prompt], cache);
+  const prefillMs = performance.now() - t0;
+  let stoppedBy: GenerateResult['stoppedBy'] = 'length';
+  t0 = performance.now();
+  let decoded = 0;
+  while (tokens.length < o.maxNewTokens) {
+    const id = sampleToken(lastLogits(logits), o, rng);
+    tokens.push(id);
+    o.onToken?.(id);
+    if (eos.has(id)) {
+      stoppedBy = 'eos';
+      break;
+    }
+    if (tokens.length === o.maxNewTokens) break;
+    logits = await forward(ops, m, [[id]], cache);
+    decoded++;
+  }
+  const decodeMs = performance.now() - t0;
+  return {
+    tokens,
+    stoppedBy,
+    prefill: { tokens: prompt.length, ms: prefillMs, tokensPerS: (prompt.length * 1000) / Math.max(prefillMs, 1e-9) },
+    decode: { tokens: decoded, ms: decodeMs, tokensPerS: (decoded * 1000) / Math.max(decodeMs, 1e-9) },
+    cache,
+  };
+}

@@ -43,11 +43,12 @@ describe('golden emit covers every op', () => {
 
 describe.each(ALL_BACKENDS)('golden on $title', ({ name, available }) => {
   const run = available ? it : it.skip;
-  run('upstream vectors: 15 kernel cases pass, the 2 model folders are unsupported', async () => {
+  run('upstream vectors: 15 kernel cases and 2 models (logits, greedy continuation) pass, none unsupported', async () => {
     const r = await verifyGolden(GOLDEN, name);
     const failed = r.results.filter((c) => c.status === 'fail');
     expect(failed, JSON.stringify(failed)).toEqual([]);
-    expect([r.passed, r.failed, r.unsupported]).toEqual([15, 0, 2]);
+    expect([r.passed, r.failed, r.unsupported]).toEqual([17, 0, 0]);
+    for (const m of r.results.filter((c) => c.op === 'model')) expect(m.errors.greedy_mismatches).toBe(0);
   });
   run('emitted cases with other shapes and seeds pass', async () => {
     const r = await verifyGolden(EMITTED, name);
@@ -76,7 +77,7 @@ describe('malformed golden folders', () => {
     expect(by.state_update_0!.status).toBe('fail');
     expect(by.state_update_0!.reason).toMatch(/tensor 'x': expected shape \[batch=2, dim=8\], got \[2, 7\]/);
     expect(by.future_0!.status).toBe('unsupported');
-    expect([r.passed, r.failed, r.unsupported]).toEqual([13, 2, 3]);
+    expect([r.passed, r.failed, r.unsupported]).toEqual([15, 2, 1]);
   });
   it('a truncated safetensors file and a bad schema are reported as failures, not crashes', async () => {
     const dir = tmp();
@@ -99,13 +100,14 @@ describe('mil CLI', () => {
   it('golden verify prints one line per case and the summary line; exit 0', () => {
     const out = execFileSync('node', [mil, 'golden', 'verify', GOLDEN, '--backend', 'webasm'], { encoding: 'utf8' });
     const lines = out.trim().split('\n');
-    expect(lines.at(-1)).toBe('15 passed, 0 failed, 2 unsupported');
-    expect(lines.filter((l) => l.startsWith('PASS'))).toHaveLength(15);
+    expect(lines.at(-1)).toBe('17 passed, 0 failed, 0 unsupported');
+    expect(lines.filter((l) => l.startsWith('PASS'))).toHaveLength(17);
+    expect(out).toMatch(/PASS +models\/hybrid_mamba1 +model +logits=\S+ greedy_mismatches=0/);
     expect(out).toMatch(/PASS +multistep_0 +multistep +out=\S+ h_j=\S+ h_k=\S+/);
   });
   it('--json prints one object; failures exit 1; bad usage exits 2', () => {
     const j = JSON.parse(execFileSync('node', [mil, 'golden', 'verify', GOLDEN, '--json'], { encoding: 'utf8' }));
-    expect([j.passed, j.failed, j.unsupported]).toEqual([15, 0, 2]);
+    expect([j.passed, j.failed, j.unsupported]).toEqual([17, 0, 0]);
     const dir = tmp();
     cpSync(GOLDEN, dir, { recursive: true });
     const f = readSafetensors(join(dir, 'kernels.safetensors'));
@@ -116,7 +118,7 @@ describe('mil CLI', () => {
     const bad = spawnSync('node', [mil, 'golden', 'verify', dir], { encoding: 'utf8' });
     expect(bad.status).toBe(1);
     expect(bad.stdout).toMatch(/FAIL +multistep_0/);
-    expect(bad.stdout.trim().split('\n').at(-1)).toBe('14 passed, 1 failed, 2 unsupported');
+    expect(bad.stdout.trim().split('\n').at(-1)).toBe('16 passed, 1 failed, 0 unsupported');
     const unk = spawnSync('node', [mil, 'golden', 'verify', GOLDEN, '--backend', 'tpu'], { encoding: 'utf8' });
     expect(unk.status).toBe(2);
     expect(unk.stderr).toMatch(/unknown backend 'tpu'/);
@@ -127,5 +129,28 @@ describe('mil CLI', () => {
     expect(out).toMatch(/wrote case 'multistep_s9'/);
     const v = execFileSync('node', [mil, 'golden', 'verify', dir, '--backend', 'webasm'], { encoding: 'utf8' });
     expect(v.trim().split('\n').at(-1)).toBe('1 passed, 0 failed, 0 unsupported');
+  });
+});
+
+describe('malformed model folders', () => {
+  it('a model folder with a truncated checkpoint or a changed golden token fails with the reason', async () => {
+    const dir = tmp();
+    cpSync(GOLDEN, dir, { recursive: true });
+    const ck = join(dir, 'models', 'llama_tiny', 'model.safetensors');
+    const bytes = readFileSync(ck);
+    writeFileSync(ck, bytes.subarray(0, bytes.length - 1000));
+    const g = join(dir, 'models', 'hybrid_mamba1', 'golden.safetensors');
+    const gf = readSafetensors(g);
+    const ts: Record<string, Tensor> = {};
+    for (const k of gf.tensors.keys()) ts[k] = getTensor(gf, k);
+    ts.greedy = ts.greedy!.map((v, i) => (i === 5 ? (v + 1) % 101 : v));
+    writeSafetensors(g, ts);
+    const r = await verifyGolden(dir, 'reference');
+    const by = Object.fromEntries(r.results.map((c) => [c.name, c]));
+    expect(by['models/llama_tiny']!.status).toBe('fail');
+    expect(by['models/llama_tiny']!.reason).toMatch(/truncated/);
+    expect(by['models/hybrid_mamba1']!.status).toBe('fail');
+    expect(by['models/hybrid_mamba1']!.reason).toMatch(/greedy token 5 is/);
+    expect(r.passed).toBe(15);
   });
 });

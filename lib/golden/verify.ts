@@ -185,7 +185,7 @@ export async function verifyGolden(dir: string, backend: BackendName, onResult?:
 
 export function formatResult(r: CaseResult): string {
   const errs = Object.entries(r.errors)
-    .map(([k, v]) => `${k}=${v.toExponential(2)}`)
+    .map(([k, v]) => `${k}=${Number.isInteger(v) ? v : v.toExponential(2)}`)
     .join(' ');
   const status = r.status === 'pass' ? 'PASS' : r.status === 'fail' ? 'FAIL' : 'UNSUPPORTED';
   return `${status.padEnd(11)} ${r.name.padEnd(22)} ${r.op.padEnd(22)} ${errs || '-'}${r.status === 'pass' ? '' : `  (${r.reason ?? ''})`}`;

@@ -41,6 +41,12 @@ export interface HybridModel {
   /** absent for a plain Llama (every layer attention) */
   mamba?: MambaConfig;
   weights: WeightStore;
+  /**
+   * Ablations of the Mamba-2 layer, for analysis (never saved): `convActivation: false` drops the silu after
+   * the conv, `gatedNorm: false` skips the gated RMSNorm. With both, A = 0, Δ = 1, an identity conv and D = 0,
+   * a converted layer is exactly the teacher's linear attention (PAPER.md §1) — a property test checks it.
+   */
+  ablation?: { convActivation?: boolean; gatedNorm?: boolean };
 }
 
 export type LayerKind = 'attention' | 'mamba1' | 'mamba2';
@@ -237,13 +243,14 @@ async function mamba2Mixer(ops: Ops, m: HybridModel, p: string, o: Tensor, cache
   const zxbcdt = await ops.linear(o, W.get(`${q}.in_proj.weight`), opt(W, `${q}.in_proj.bias`));
   const [z, xBC, dt] = splitLast(zxbcdt, [dInner, convDim, H]) as [Tensor, Tensor, Tensor];
 
+  const act = m.ablation?.convActivation === false ? null : 'silu';
   let xs: Tensor; // after conv + silu, (B, L, convDim)
   if (L === 1) {
-    const cu = await ops.causalConv1dUpdate({ x: xBC.reshape([Bt, convDim, 1]), convState: cache.conv, weight: convW, bias: convB, activation: 'silu' });
+    const cu = await ops.causalConv1dUpdate({ x: xBC.reshape([Bt, convDim, 1]), convState: cache.conv, weight: convW, bias: convB, activation: act });
     cache.conv = cu.convState.named('conv');
     xs = cu.out.reshape([Bt, 1, convDim]);
   } else {
-    const cv = await ops.causalConv1d({ x: toChannels(xBC), weight: convW, bias: convB, activation: 'silu', initialStates: cache.conv });
+    const cv = await ops.causalConv1d({ x: toChannels(xBC), weight: convW, bias: convB, activation: act, initialStates: cache.conv });
     cache.conv = cv.finalStates.named('conv');
     xs = toChannels(cv.out);
   }
@@ -272,7 +279,7 @@ async function mamba2Mixer(ops: Ops, m: HybridModel, p: string, o: Tensor, cache
     cache.ssm = r.finalState.astype('float64').named('ssm');
     y = r.out.reshape([Bt, L, dInner]);
   }
-  const yn = await ops.gatedRmsnorm(y, W.get(`${q}.norm.weight`), z, { eps: 1e-5, groupSize: P, normBeforeGate: false });
+  const yn = m.ablation?.gatedNorm === false ? y : await ops.gatedRmsnorm(y, W.get(`${q}.norm.weight`), z, { eps: 1e-5, groupSize: P, normBeforeGate: false });
   return ops.linear(yn, W.get(`${q}.out_proj.weight`));
 }
 

@@ -1,0 +1,70 @@
+/**
+ * Seeded random Llama teachers, for tests and benchmarks (no hub access here): a config.json-shaped
+ * object and weights drawn from the seeded generator — projections N(0, 1/√fan_in), norms 1 + N(0, 0.1),
+ * embeddings N(0, 1). Values are rounded to float32 so they save and load bit-exactly.
+ */
+import { Rng } from '../rng.js';
+import { Tensor } from '../tensor.js';
+import { parseLlamaConfig } from './config.js';
+import type { HybridModel } from './hybrid.js';
+import { WeightStore } from './weights.js';
+
+export interface RandomLlamaSpec {
+  vocab: number;
+  hidden: number;
+  intermediate: number;
+  layers: number;
+  heads: number;
+  kvHeads: number;
+  headDim?: number;
+  tie?: boolean;
+  ropeTheta?: number;
+  /** write the newer `rope_parameters` key instead of top-level `rope_theta` */
+  ropeParameters?: boolean;
+}
+
+export function randomLlama(spec: RandomLlamaSpec, seed: number): HybridModel {
+  const r = new Rng(seed);
+  const hd = spec.headDim ?? spec.hidden / spec.heads;
+  const theta = spec.ropeTheta ?? 10000;
+  const raw: Record<string, unknown> = {
+    architectures: ['LlamaForCausalLM'],
+    model_type: 'llama',
+    vocab_size: spec.vocab,
+    hidden_size: spec.hidden,
+    intermediate_size: spec.intermediate,
+    num_hidden_layers: spec.layers,
+    num_attention_heads: spec.heads,
+    num_key_value_heads: spec.kvHeads,
+    head_dim: hd,
+    rms_norm_eps: 1e-5,
+    max_position_embeddings: 4096,
+    tie_word_embeddings: spec.tie ?? false,
+    bos_token_id: 1,
+    eos_token_id: 2,
+    hidden_act: 'silu',
+    ...(spec.ropeParameters ? { rope_parameters: { rope_theta: theta, rope_type: 'default' } } : { rope_theta: theta }),
+  };
+  const llama = parseLlamaConfig(raw, 'random config');
+  const w = new Map<string, Tensor>();
+  const mat = (rows: number, cols: number, std = 1 / Math.sqrt(cols)) =>
+    Tensor.from(Array.from({ length: rows * cols }, () => Math.fround(r.normal(0, std))), [rows, cols]);
+  const norm = (n: number) => Tensor.from(Array.from({ length: n }, () => Math.fround(1 + r.normal(0, 0.1))), [n]);
+  const D = spec.hidden;
+  w.set('model.embed_tokens.weight', mat(spec.vocab, D, 1));
+  for (let i = 0; i < spec.layers; i++) {
+    const p = `model.layers.${i}`;
+    w.set(`${p}.input_layernorm.weight`, norm(D));
+    w.set(`${p}.post_attention_layernorm.weight`, norm(D));
+    w.set(`${p}.self_attn.q_proj.weight`, mat(spec.heads * hd, D));
+    w.set(`${p}.self_attn.k_proj.weight`, mat(spec.kvHeads * hd, D));
+    w.set(`${p}.self_attn.v_proj.weight`, mat(spec.kvHeads * hd, D));
+    w.set(`${p}.self_attn.o_proj.weight`, mat(D, spec.heads * hd));
+    w.set(`${p}.mlp.gate_proj.weight`, mat(spec.intermediate, D));
+    w.set(`${p}.mlp.up_proj.weight`, mat(spec.intermediate, D));
+    w.set(`${p}.mlp.down_proj.weight`, mat(D, spec.intermediate));
+  }
+  w.set('model.norm.weight', norm(D));
+  if (!spec.tie) w.set('lm_head.weight', mat(spec.vocab, D));
+  return { llama, weights: new WeightStore(w, 'random') };
+}

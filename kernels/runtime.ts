@@ -121,9 +121,26 @@ export function getRuntime(name: KernelBackendName): Promise<GpuRuntime> {
   return p;
 }
 
+const immutable = new WeakSet<object>();
+const f32Copies = new WeakMap<object, Float32Array>();
+
+/**
+ * Declare an array immutable (model weights): its float32 copy for the kernels is then made once and
+ * reused. Arrays not declared so are converted at every call, since they may change in place.
+ */
+export function markImmutable(a: FloatArray): void {
+  immutable.add(a);
+}
+
 /** A flat input for a kernel: converted to Float32Array (float32 backends round here). */
 export function f32(a: FloatArray | ArrayLike<number>): Float32Array {
-  return a instanceof Float32Array ? a : Float32Array.from(a);
+  if (a instanceof Float32Array) return a;
+  if (immutable.has(a)) {
+    let c = f32Copies.get(a);
+    if (!c) f32Copies.set(a, (c = Float32Array.from(a)));
+    return c;
+  }
+  return Float32Array.from(a);
 }
 
 export class GpuRuntime {

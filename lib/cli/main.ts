@@ -1,6 +1,7 @@
 /**
  * `mil` — the command line of mamba-in-llama.
  *
+ *   mil demo [--backend NAME] [--out DIR]                  the main job: golden check, convert, generate
  *   mil golden verify DIR [--backend NAME|all] [--json]     check a mil-golden/1 folder
  *   mil golden emit --op OP --seed S [shape options] --out DIR [--name CASE]
  *   mil convert --teacher DIR (--attention F | --attn-layers 1,3) --variant mamba1|mamba2 --out DIR [--seed S] [--semantics upstream|clean]
@@ -20,8 +21,11 @@ import { loadModel } from '../model/load.js';
 import { convert, saveModel } from '../model/convert.js';
 import { generate } from '../model/generate.js';
 import { parseIds, tokenizerFor } from '../model/tokenizer.js';
+import { demo } from './demo.js';
+import { join } from 'node:path';
 
 const USAGE = `usage:
+  mil demo [--backend NAME] [--out DIR]
   mil golden verify DIR [--backend ${BACKENDS.join('|')}|all] [--json]
   mil golden emit --op ${Object.keys(GOLDEN_OPS).join('|')} --seed S --out DIR
                   [--batch B --dim D --len L --state N --groups G --heads H --headdim P
@@ -195,6 +199,10 @@ export async function main(argv: string[]): Promise<number> {
     if (pos[0] === 'golden' && pos[1] === 'emit') return await cmdEmit(flags);
     if (pos[0] === 'backends') return await cmdBackends();
     if (pos[0] === 'convert') return await cmdConvert(flags);
+    if (pos[0] === 'demo') {
+      const root = join(import.meta.dirname, '..', '..');
+      return await demo(root, strFlag(flags, 'out') ?? join(root, 'runs', 'demo'), strFlag(flags, 'backend'));
+    }
     if (pos[0] === 'generate') return await cmdGenerate(flags);
     if (pos.length === 0 || flags.help) {
       console.log(USAGE);

@@ -8,13 +8,19 @@ import { join } from 'node:path';
 import { SafetensorsError } from '../errors.js';
 import { getTensor, readSafetensors, serializeSafetensors, writeFileAtomic, type WriteDType } from '../io/safetensors.js';
 import type { Tensor } from '../tensor.js';
+import { markImmutable } from '../../kernels/runtime.js';
 
+/**
+ * Named weights. Weights are immutable once read through `get` (their float32 copy for the kernels is
+ * made once and cached); to change one, put a new tensor in `tensors`.
+ */
 export class WeightStore {
   constructor(readonly tensors: Map<string, Tensor>, readonly source = '<memory>') {}
 
   get(name: string): Tensor {
     const t = this.tensors.get(name);
     if (!t) throw new SafetensorsError(this.source, `missing weight '${name}'`);
+    markImmutable(t.data);
     return t.named(name);
   }
   has(name: string): boolean {

@@ -1,11 +1,11 @@
 /**
- * `npm run bench`: per kernel and backend, the median time (tinybench p50) and the ratio to the
+ * `npm run bench` (first half): per kernel and backend, the median time (tinybench p50) and the ratio to the
  * plain-TypeScript float32 loop (bench/baselines.ts) measured in the same run, at realistic sizes:
  *   scan       d_inner 2048, N 16, L 512 (softplus Δ + bias, D, z; per-time B/C)
  *   matvec     4096 × 4096 (the linear kernel with one row)
  *   multistep  d_inner 4096, N 16, K = 1..8 new steps (no replay), also against one state update and
  *              K separate state updates on the same backend
- * Writes bench/results/latest.json and bench/results/latest.md.
+ * Writes bench/results/kernels.json and bench/results/kernels.md.
  * Options: --backends cpu,webasm,... (default: every available kernel backend); --quick (fewer samples).
  */
 import { mkdirSync } from 'node:fs';
@@ -119,7 +119,7 @@ const log = (row: Row) => {
 const dir = join(import.meta.dirname, 'results');
 mkdirSync(dir, { recursive: true });
 const meta = { date: new Date().toISOString(), node: process.version, cpus: (await import('node:os')).cpus().length, quick };
-writeFileAtomic(join(dir, 'latest.json'), JSON.stringify({ meta, rows }, null, 1) + '\n');
+writeFileAtomic(join(dir, 'kernels.json'), JSON.stringify({ meta, rows }, null, 1) + '\n');
 const md = [
   `# Benchmark results (${meta.date}, node ${meta.node}, ${meta.cpus} cores${quick ? ', --quick' : ''})`,
   '',
@@ -131,6 +131,6 @@ const md = [
   ...rows.map((r) => `| ${r.kernel} | ${r.size} | ${r.backend} | ${r.medianMs.toFixed(2)} | ${r.ratioToLoop.toFixed(2)} | ${r.extra?.vsOneUpdate?.toFixed(2) ?? ''} | ${r.extra?.vsKUpdates?.toFixed(2) ?? ''} |`),
   '',
 ].join('\n');
-writeFileAtomic(join(dir, 'latest.md'), md);
-console.log(`\nwrote ${join('bench', 'results', 'latest.md')} and latest.json`);
+writeFileAtomic(join(dir, 'kernels.md'), md);
+console.log(`\nwrote ${join('bench', 'results', 'kernels.md')} and kernels.json`);
 process.exit(0);

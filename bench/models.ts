@@ -1,0 +1,121 @@
+/**
+ * `npm run bench` (second half): prefill and decode tokens/s of a Llama teacher and its 50%, 25% and 0%
+ * attention hybrids (Mamba-2, converted by Algorithm 1) at d_model 512, 8 layers, vocabulary 32000, on each
+ * backend; and decode's floor: the bytes of weights read per token (float32 on kernels, float64 on the
+ * reference) over a memory bandwidth measured in the same run (a plain streaming read), as a ratio
+ * measured-time / floor-time (1 = bandwidth-bound ideal).
+ * Writes bench/results/models.{json,md} and bench/results/models-decode.svg.
+ * Options: --backends a,b; --quick (prefill 16, decode 4).
+ */
+import { join } from 'node:path';
+import { backendStatus, getOps } from '../lib/ops.js';
+import { randomLlama } from '../lib/model/random.js';
+import { convert } from '../lib/model/convert.js';
+import { generate } from '../lib/model/generate.js';
+import { expectedWeights } from '../lib/model/load.js';
+import type { HybridModel } from '../lib/model/hybrid.js';
+import { writeFileAtomic } from '../lib/io/safetensors.js';
+import { barChartSvg, writeSvg } from '../lib/plot/svg.js';
+
+const args = process.argv.slice(2);
+const quick = args.includes('--quick');
+const bi = args.indexOf('--backends');
+const status = await backendStatus();
+const backends = bi >= 0 ? args[bi + 1]!.split(',') : status.filter((s) => s.available).map((s) => s.name);
+const PREFILL = quick ? 16 : 32;
+const DECODE = quick ? 4 : 8;
+
+/** Streaming read bandwidth (bytes/s) of a typed array sum: best of 5 over 256 MiB. */
+function bandwidth(kind: 'f32' | 'f64'): number {
+  const n = (256 * 1024 * 1024) / (kind === 'f32' ? 4 : 8);
+  const a = kind === 'f32' ? new Float32Array(n).fill(1) : new Float64Array(n).fill(1);
+  let best = Infinity;
+  let sink = 0;
+  for (let r = 0; r < 5; r++) {
+    const t = performance.now();
+    let s = 0;
+    for (let i = 0; i < n; i++) s += a[i]!;
+    best = Math.min(best, performance.now() - t);
+    sink += s;
+  }
+  if (sink < 0) console.log(sink);
+  return (n * (kind === 'f32' ? 4 : 8)) / (best / 1000);
+}
+
+/** Parameters read per decoded token: every weight but the embedding table, of which one row. */
+function paramsPerToken(m: HybridModel): number {
+  let p = 0;
+  for (const [name, shape] of Object.entries(expectedWeights(m))) p += name === 'model.embed_tokens.weight' ? shape[1]! : shape.reduce((a, b) => a * b, 1);
+  if (m.llama.tieWordEmbeddings) p += m.llama.vocabSize * m.llama.hiddenSize;
+  return p;
+}
+
+const spec = { vocab: 32000, hidden: 512, intermediate: 1408, layers: 8, heads: 8, kvHeads: 4, headDim: 64 };
+console.log(`# building a random Llama teacher (d_model ${spec.hidden}, ${spec.layers} layers, vocab ${spec.vocab}) and its hybrids …`);
+const teacher = randomLlama(spec, 7);
+const models: Array<[string, HybridModel]> = [
+  ['teacher (100% attn)', teacher],
+  ['hybrid 50%', convert(teacher, { variant: 'mamba2', attentionFraction: 0.5, seed: 1 })],
+  ['hybrid 25%', convert(teacher, { variant: 'mamba2', attentionFraction: 0.25, seed: 1 })],
+  ['hybrid 0%', convert(teacher, { variant: 'mamba2', attentionFraction: 0, seed: 1 })],
+];
+const bw = { f32: bandwidth('f32'), f64: bandwidth('f64') };
+console.log(`# measured streaming read bandwidth: float32 ${(bw.f32 / 1e9).toFixed(2)} GB/s, float64 ${(bw.f64 / 1e9).toFixed(2)} GB/s`);
+for (const s of status) if (!s.available) console.log(`# backend '${s.name}' not available here: ${s.reason}`);
+
+interface Row {
+  model: string;
+  backend: string;
+  prefillTokPerS: number;
+  decodeTokPerS: number;
+  weightBytesPerToken: number;
+  floorMs: number;
+  decodeMsPerToken: number;
+  ratioToFloor: number;
+}
+const rows: Row[] = [];
+const prompt = Array.from({ length: PREFILL }, (_, i) => (i * 7919) % spec.vocab);
+for (const backend of backends) {
+  const ops = await getOps(backend);
+  for (const [name, m] of models) {
+    process.stderr.write(`  ${backend} ${name}: warm-up … `);
+    await generate(ops, m, prompt.slice(0, 4), { maxNewTokens: 2, eos: [] }); // compile kernels, build float32 copies
+    await generate(ops, m, prompt, { maxNewTokens: 2, eos: [] });
+    process.stderr.write('measure\n');
+    const r = await generate(ops, m, prompt, { maxNewTokens: DECODE + 1, eos: [] });
+    const bytes = paramsPerToken(m) * (ops.dtype === 'float64' ? 8 : 4);
+    const floorMs = (bytes / (ops.dtype === 'float64' ? bw.f64 : bw.f32)) * 1000;
+    const msTok = r.decode.ms / r.decode.tokens;
+    const row = { model: name, backend, prefillTokPerS: r.prefill.tokensPerS, decodeTokPerS: r.decode.tokensPerS, weightBytesPerToken: bytes, floorMs, decodeMsPerToken: msTok, ratioToFloor: msTok / floorMs };
+    rows.push(row);
+    console.log(`${name.padEnd(20)} ${backend.padEnd(16)} prefill ${row.prefillTokPerS.toFixed(1).padStart(8)} tok/s   decode ${row.decodeTokPerS.toFixed(2).padStart(7)} tok/s   ${(bytes / 1e6).toFixed(0)} MB/token, floor ${floorMs.toFixed(1)} ms, ×${row.ratioToFloor.toFixed(1)} of floor`);
+  }
+}
+const dir = join(import.meta.dirname, 'results');
+const meta = { date: new Date().toISOString(), node: process.version, prefillTokens: PREFILL, decodeTokens: DECODE, spec, bandwidthGBs: { f32: bw.f32 / 1e9, f64: bw.f64 / 1e9 } };
+writeFileAtomic(join(dir, 'models.json'), JSON.stringify({ meta, rows }, null, 1) + '\n');
+writeFileAtomic(
+  join(dir, 'models.md'),
+  [
+    `# Model benchmark (${meta.date}, node ${meta.node})`,
+    '',
+    `Random Llama teacher d_model ${spec.hidden}, ${spec.layers} layers, ${spec.heads} heads (${spec.kvHeads} kv), vocab ${spec.vocab}; hybrids are Mamba-2 conversions (Algorithm 1).`,
+    `Prefill ${PREFILL} tokens in one forward; decode ${DECODE} tokens one forward each. Floor = weight bytes per token / measured streaming read bandwidth (float32 ${meta.bandwidthGBs.f32.toFixed(2)} GB/s, float64 ${meta.bandwidthGBs.f64.toFixed(2)} GB/s).`,
+    '',
+    '| model | backend | prefill tok/s | decode tok/s | weight MB/token | floor ms/token | decode ms/token | × floor |',
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+    ...rows.map((r) => `| ${r.model} | ${r.backend} | ${r.prefillTokPerS.toFixed(1)} | ${r.decodeTokPerS.toFixed(2)} | ${(r.weightBytesPerToken / 1e6).toFixed(1)} | ${r.floorMs.toFixed(1)} | ${r.decodeMsPerToken.toFixed(1)} | ${r.ratioToFloor.toFixed(1)} |`),
+    '',
+  ].join('\n'),
+);
+writeSvg(
+  join(dir, 'models-decode.svg'),
+  barChartSvg({
+    title: `Decode tokens/s (d_model ${spec.hidden}, ${spec.layers} layers, vocab ${spec.vocab})`,
+    yLabel: 'tokens / s',
+    groups: models.map(([n]) => n),
+    series: backends.map((b) => ({ name: b, values: models.map(([n]) => rows.find((r) => r.model === n && r.backend === b)?.decodeTokPerS ?? null) })),
+  }),
+);
+console.log('\nwrote bench/results/models.md, models.json and models-decode.svg');
+process.exit(0);

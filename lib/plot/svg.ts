@@ -1,0 +1,90 @@
+/**
+ * Minimal SVG charts (no dependency): grouped bar charts and line charts, written with the atomic writer.
+ * Enough for benchmark results that people would rather look at than read.
+ */
+import { writeFileAtomic } from '../io/safetensors.js';
+
+const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+const COLORS = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f', '#edc948', '#b07aa1', '#ff9da7'];
+
+export interface BarChart {
+  title: string;
+  yLabel: string;
+  groups: string[]; // x categories
+  series: Array<{ name: string; values: Array<number | null> }>; // one bar per series in each group
+}
+
+export function barChartSvg(c: BarChart): string {
+  const W = 900, H = 460, L = 70, R = 170, T = 50, B = 70;
+  const max = Math.max(1e-12, ...c.series.flatMap((s) => s.values.filter((v): v is number => v !== null)));
+  const gw = (W - L - R) / c.groups.length;
+  const bw = (gw * 0.8) / c.series.length;
+  const y = (v: number) => T + (H - T - B) * (1 - v / max);
+  const out: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">`,
+    `<rect width="${W}" height="${H}" fill="white"/>`,
+    `<text x="${W / 2}" y="24" text-anchor="middle" font-size="16">${esc(c.title)}</text>`,
+    `<text x="16" y="${(H - B + T) / 2}" transform="rotate(-90 16 ${(H - B + T) / 2})" text-anchor="middle">${esc(c.yLabel)}</text>`,
+    `<line x1="${L}" y1="${H - B}" x2="${W - R}" y2="${H - B}" stroke="black"/>`,
+    `<line x1="${L}" y1="${T}" x2="${L}" y2="${H - B}" stroke="black"/>`,
+  ];
+  for (let i = 0; i <= 4; i++) {
+    const v = (max * i) / 4;
+    out.push(`<line x1="${L - 4}" y1="${y(v)}" x2="${W - R}" y2="${y(v)}" stroke="#ddd"/><text x="${L - 6}" y="${y(v) + 4}" text-anchor="end">${v.toPrecision(3)}</text>`);
+  }
+  c.groups.forEach((g, gi) => {
+    const x0 = L + gi * gw + gw * 0.1;
+    c.series.forEach((s, si) => {
+      const v = s.values[gi];
+      if (v === null || v === undefined) return;
+      out.push(`<rect x="${x0 + si * bw}" y="${y(v)}" width="${bw - 1}" height="${H - B - y(v)}" fill="${COLORS[si % COLORS.length]}"><title>${esc(`${s.name} ${g}: ${v.toPrecision(4)}`)}</title></rect>`);
+    });
+    out.push(`<text x="${L + gi * gw + gw / 2}" y="${H - B + 18}" text-anchor="middle">${esc(g)}</text>`);
+  });
+  c.series.forEach((s, si) => out.push(`<rect x="${W - R + 15}" y="${T + si * 20}" width="12" height="12" fill="${COLORS[si % COLORS.length]}"/><text x="${W - R + 32}" y="${T + si * 20 + 10}">${esc(s.name)}</text>`));
+  out.push('</svg>');
+  return out.join('\n');
+}
+
+export interface LineChart {
+  title: string;
+  xLabel: string;
+  yLabel: string;
+  series: Array<{ name: string; points: Array<[number, number]> }>;
+}
+
+export function lineChartSvg(c: LineChart): string {
+  const W = 900, H = 460, L = 70, R = 190, T = 50, B = 60;
+  const xs = c.series.flatMap((s) => s.points.map((p) => p[0]));
+  const ys = c.series.flatMap((s) => s.points.map((p) => p[1]));
+  const [x0, x1] = [Math.min(...xs), Math.max(...xs)];
+  const y1 = Math.max(...ys, 1e-12) * 1.05;
+  const y0 = Math.min(0, ...ys);
+  const px = (v: number) => L + ((W - L - R) * (v - x0)) / Math.max(x1 - x0, 1e-12);
+  const py = (v: number) => T + (H - T - B) * (1 - (v - y0) / (y1 - y0));
+  const out: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">`,
+    `<rect width="${W}" height="${H}" fill="white"/>`,
+    `<text x="${W / 2}" y="24" text-anchor="middle" font-size="16">${esc(c.title)}</text>`,
+    `<text x="${(L + W - R) / 2}" y="${H - 15}" text-anchor="middle">${esc(c.xLabel)}</text>`,
+    `<text x="16" y="${(H - B + T) / 2}" transform="rotate(-90 16 ${(H - B + T) / 2})" text-anchor="middle">${esc(c.yLabel)}</text>`,
+    `<line x1="${L}" y1="${H - B}" x2="${W - R}" y2="${H - B}" stroke="black"/><line x1="${L}" y1="${T}" x2="${L}" y2="${H - B}" stroke="black"/>`,
+  ];
+  for (let i = 0; i <= 4; i++) {
+    const v = y0 + ((y1 - y0) * i) / 4;
+    out.push(`<line x1="${L - 4}" y1="${py(v)}" x2="${W - R}" y2="${py(v)}" stroke="#ddd"/><text x="${L - 6}" y="${py(v) + 4}" text-anchor="end">${v.toPrecision(3)}</text>`);
+  }
+  for (const x of [...new Set(xs)].sort((a, b) => a - b)) out.push(`<text x="${px(x)}" y="${H - B + 16}" text-anchor="middle">${x}</text>`);
+  c.series.forEach((s, si) => {
+    const col = COLORS[si % COLORS.length];
+    out.push(`<polyline fill="none" stroke="${col}" stroke-width="2" points="${s.points.map(([x, yv]) => `${px(x)},${py(yv)}`).join(' ')}"/>`);
+    for (const [x, yv] of s.points) out.push(`<circle cx="${px(x)}" cy="${py(yv)}" r="3" fill="${col}"><title>${esc(`${s.name}: ${x}, ${yv.toPrecision(4)}`)}</title></circle>`);
+    out.push(`<rect x="${W - R + 15}" y="${T + si * 20}" width="12" height="12" fill="${col}"/><text x="${W - R + 32}" y="${T + si * 20 + 10}">${esc(s.name)}</text>`);
+  });
+  out.push('</svg>');
+  return out.join('\n');
+}
+
+export function writeSvg(path: string, svg: string): void {
+  writeFileAtomic(path, svg + '\n');
+}

@@ -38,6 +38,33 @@ describe('safetensors', () => {
     );
   });
 
+  it('writes and reads back F16, BF16 (rounded like numpy/torch), I64, I32, U8 (numRuns 30)', () => {
+    fc.assert(
+      fc.property(fc.array(fc.double({ min: -60000, max: 60000, noNaN: true }), { minLength: 1, maxLength: 20 }), fc.array(fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }), { minLength: 1, maxLength: 10 }), (fl, ints) => {
+        const t = Tensor.from(fl, [fl.length]);
+        const it = Tensor.from(ints, [ints.length]);
+        const u8 = Tensor.from(ints.map((v) => Math.abs(v) % 256), [ints.length]);
+        const bytes = serializeSafetensors({ h: t, b: t, i: it, j: it, u: u8 }, undefined, (n) => ({ h: 'F16', b: 'BF16', i: 'I64', j: 'I32', u: 'U8' })[n] as 'F16');
+        const f = parseSafetensors(bytes);
+        const h = getTensor(f, 'h').data;
+        const b = getTensor(f, 'b').data;
+        fl.forEach((v, k) => {
+          // half: 11 significant bits → relative error ≤ 2^-11 (normal range); bf16: 8 bits → ≤ 2^-8
+          expect(Math.abs(h[k]! - v)).toBeLessThanOrEqual(Math.max(Math.abs(v) * 2 ** -11, 2 ** -25));
+          expect(Math.abs(b[k]! - v)).toBeLessThanOrEqual(Math.abs(v) * 2 ** -8 + 1e-40);
+        });
+        expect(Array.from(getTensor(f, 'i').data)).toEqual(ints);
+        expect(Array.from(getTensor(f, 'j').data)).toEqual(ints);
+        expect(Array.from(getTensor(f, 'u').data)).toEqual(Array.from(u8.data));
+      }),
+      { numRuns: 30 },
+    );
+    // exact known encodings: 1.0, -2.0, 65504 (max half), 1/3 rounds to 0x3555 in half and 0x3eab in bf16
+    const known = serializeSafetensors({ h: Tensor.from([1, -2, 65504, 1 / 3], [4]) }, undefined, 'F16');
+    expect(Array.from(getTensor(parseSafetensors(known), 'h').data)).toEqual([1, -2, 65504, 0.333251953125]);
+    expect(() => serializeSafetensors({ u: Tensor.from([256], [1]) }, undefined, 'U8')).toThrow(/not representable as U8/);
+  });
+
   it('decodes F16, BF16, I64, I32, U8', () => {
     const hdr = {
       h: { dtype: 'F16', shape: [2], data_offsets: [0, 4] },

@@ -157,17 +157,76 @@ function bf16ToFloat(b: number): number {
   return f[0]!;
 }
 
-export type WriteDType = 'F64' | 'F32';
+export type WriteDType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'U8';
 
-/** Serialise tensors (float64 → F64 by default, float32 → F32) with optional string metadata. */
-export function serializeSafetensors(tensors: Record<string, Tensor>, metadata?: Record<string, string>, dtype?: WriteDType): Uint8Array {
+/** float → IEEE half (round to nearest even; overflow → ±Inf). */
+export function floatToHalf(v: number): number {
+  const f = new Float32Array([v]);
+  const x = new Uint32Array(f.buffer)[0]!;
+  const sign = (x >>> 16) & 0x8000;
+  const exp = (x >>> 23) & 0xff;
+  let mant = x & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
+  let e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign;
+    mant |= 0x800000;
+    const shift = 14 - e;
+    let h = mant >>> shift;
+    const rem = mant & ((1 << shift) - 1);
+    const half = 1 << (shift - 1);
+    if (rem > half || (rem === half && h & 1)) h++;
+    return sign | h;
+  }
+  let h = (e << 10) | (mant >>> 13);
+  const rem = mant & 0x1fff;
+  if (rem > 0x1000 || (rem === 0x1000 && h & 1)) h++;
+  return sign | h;
+}
+
+/** float → bfloat16 (round to nearest even). */
+export function floatToBf16(v: number): number {
+  const f = new Float32Array([v]);
+  const x = new Uint32Array(f.buffer)[0]!;
+  if ((x & 0x7f800000) === 0x7f800000 && x & 0x7fffff) return (x >>> 16) | 0x40;
+  return ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
+}
+
+function encode(t: Tensor, dt: WriteDType, name: string): Uint8Array {
+  const n = t.size;
+  const out = new Uint8Array(n * DTYPE_SIZE[dt]!);
+  const dv = new DataView(out.buffer);
+  const intCheck = (v: number, lo: number, hi: number, i: number) => {
+    if (!Number.isInteger(v) || v < lo || v > hi) throw new SafetensorsError('<write>', `tensor '${name}': value ${v} at ${i} is not representable as ${dt}`);
+  };
+  for (let i = 0; i < n; i++) {
+    const v = t.data[i]!;
+    switch (dt) {
+      case 'F64': dv.setFloat64(8 * i, v, true); break;
+      case 'F32': dv.setFloat32(4 * i, v, true); break;
+      case 'F16': dv.setUint16(2 * i, floatToHalf(v), true); break;
+      case 'BF16': dv.setUint16(2 * i, floatToBf16(v), true); break;
+      case 'I64': intCheck(v, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER, i); dv.setBigInt64(8 * i, BigInt(v), true); break;
+      case 'I32': intCheck(v, -2147483648, 2147483647, i); dv.setInt32(4 * i, v, true); break;
+      case 'U8': intCheck(v, 0, 255, i); dv.setUint8(i, v); break;
+    }
+  }
+  return out;
+}
+
+/**
+ * Serialise tensors with optional string metadata. `dtype`: one for all tensors, or a function per name;
+ * default F64 for float64 tensors and F32 for float32 ones. Integer dtypes require integer values in range.
+ */
+export function serializeSafetensors(tensors: Record<string, Tensor>, metadata?: Record<string, string>, dtype?: WriteDType | ((name: string, t: Tensor) => WriteDType)): Uint8Array {
   const header: Record<string, unknown> = {};
   if (metadata) header.__metadata__ = metadata;
   let off = 0;
   const entries = Object.entries(tensors);
   const dts: WriteDType[] = [];
   for (const [name, t] of entries) {
-    const dt: WriteDType = dtype ?? (t.dtype === 'float64' ? 'F64' : 'F32');
+    const dt: WriteDType = typeof dtype === 'function' ? dtype(name, t) : (dtype ?? (t.dtype === 'float64' ? 'F64' : 'F32'));
     dts.push(dt);
     const len = t.size * DTYPE_SIZE[dt]!;
     header[name] = { dtype: dt, shape: [...t.shape], data_offsets: [off, off + len] };
@@ -180,10 +239,10 @@ export function serializeSafetensors(tensors: Record<string, Tensor>, metadata?:
   new DataView(out.buffer).setBigUint64(0, BigInt(hb.length), true);
   out.set(hb, 8);
   let pos = 8 + hb.length;
-  entries.forEach(([, t], i) => {
-    const arr = dts[i] === 'F64' ? Float64Array.from(t.data) : Float32Array.from(t.data);
-    out.set(new Uint8Array(arr.buffer), pos);
-    pos += arr.byteLength;
+  entries.forEach(([name, t], i) => {
+    const bytes = encode(t, dts[i]!, name);
+    out.set(bytes, pos);
+    pos += bytes.length;
   });
   return out;
 }
@@ -206,6 +265,6 @@ export function writeFileAtomic(path: string, data: Uint8Array | string): void {
   }
 }
 
-export function writeSafetensors(path: string, tensors: Record<string, Tensor>, metadata?: Record<string, string>, dtype?: WriteDType): void {
+export function writeSafetensors(path: string, tensors: Record<string, Tensor>, metadata?: Record<string, string>, dtype?: WriteDType | ((name: string, t: Tensor) => WriteDType)): void {
   writeFileAtomic(path, serializeSafetensors(tensors, metadata, dtype));
 }

@@ -18,6 +18,28 @@ export interface ConvShape {
   W: number;
 }
 
+/**
+ * One source for both kernels: out[b, d, t] = bias + Σ_k w[d, k]·x̃[t + k]; `past(j)` is the kernel
+ * expression of the input j < 0 steps before the first one (initial state, zeros, or the cached window).
+ */
+function convSource(names: string[], bias: boolean, silu: boolean, past: string): string {
+  return `function (${names.join(', ')}) {
+    ${unflatten('this.thread.x', ['b', 'd', 't'], ['', 'this.constants.DIM', 'this.constants.L'])}
+    const bd = b * this.constants.DIM + d;
+    let s = ${bias ? 'bias[d]' : '0.0'};
+    for (let k = 0; k < this.constants.W; k++) {
+      const j = t + k - (this.constants.W - 1);
+      if (j >= 0) {
+        s += w[d * this.constants.W + k] * x[bd * this.constants.L + j];
+      } else {
+        ${past}
+      }
+    }
+    ${silu ? `s = ${siluExpr('s')};` : ''}
+    return s;
+  }`;
+}
+
 export function conv1dKernel(
   rt: GpuRuntime,
   s: ConvShape,
@@ -31,21 +53,8 @@ export function conv1dKernel(
   const args = [x, w];
   if (bias) (names.push('bias'), args.push(bias));
   if (init) (names.push('init'), args.push(init));
-  const src = `function (${names.join(', ')}) {
-    ${unflatten('this.thread.x', ['b', 'd', 't'], ['', 'this.constants.DIM', 'this.constants.L'])}
-    const bd = b * this.constants.DIM + d;
-    let s = ${bias ? 'bias[d]' : '0.0'};
-    for (let k = 0; k < this.constants.W; k++) {
-      const j = t + k - (this.constants.W - 1);
-      if (j >= 0) {
-        s += w[d * this.constants.W + k] * x[bd * this.constants.L + j];
-      } else {
-        ${init ? 's += w[d * this.constants.W + k] * init[bd * (this.constants.W - 1) + j + this.constants.W - 1];' : ''}
-      }
-    }
-    ${silu ? `s = ${siluExpr('s')};` : ''}
-    return s;
-  }`;
+  const past = init ? 's += w[d * this.constants.W + k] * init[bd * (this.constants.W - 1) + j + this.constants.W - 1];' : '';
+  const src = convSource(names, !!bias, silu, past);
   return rt.run(`conv${bias ? '+bias' : ''}${init ? '+init' : ''}${silu ? '+silu' : ''}`, src, { DIM: s.dim, L: s.L, W: s.W }, s.batch * s.dim * s.L, args);
 }
 
@@ -62,22 +71,9 @@ export function conv1dUpdateKernel(
   const names = ['x', 'st', 'w', 'start'];
   const args = [x, state, w, start];
   if (bias) (names.push('bias'), args.push(bias));
-  const src = `function (${names.join(', ')}) {
-    ${unflatten('this.thread.x', ['b', 'd', 't'], ['', 'this.constants.DIM', 'this.constants.L'])}
-    const bd = b * this.constants.DIM + d;
-    let s = ${bias ? 'bias[d]' : '0.0'};
-    for (let k = 0; k < this.constants.W; k++) {
-      const j = t + k - (this.constants.W - 1);
-      if (j >= 0) {
-        s += w[d * this.constants.W + k] * x[bd * this.constants.L + j];
-      } else {
-        let pos = start[b] + j + this.constants.W - 1;
+  const past = `let pos = start[b] + j + this.constants.W - 1;
         if (pos >= this.constants.S) { pos = pos - this.constants.S; }
-        s += w[d * this.constants.W + k] * st[bd * this.constants.S + pos];
-      }
-    }
-    ${silu ? `s = ${siluExpr('s')};` : ''}
-    return s;
-  }`;
+        s += w[d * this.constants.W + k] * st[bd * this.constants.S + pos];`;
+  const src = convSource(names, !!bias, silu, past);
   return rt.run(`convupd${bias ? '+bias' : ''}${silu ? '+silu' : ''}`, src, { DIM: s.dim, L: s.L, W: s.W, S: s.S }, s.batch * s.dim * s.L, args);
 }

@@ -10,15 +10,10 @@
  */
 import type { GpuRuntime } from './runtime.js';
 import { siluExpr, softplusSnippet } from './snippets.js';
+import type { MultistepDims } from '../lib/ref/multistep.js';
 
-export interface MultistepShape {
-  batch: number;
-  dim: number;
-  N: number;
-  K1: number;
-  r: number;
-  s: number;
-}
+/** Sizes: batch, dim, N, K1 cached rows, r replayed steps, s new steps (validated by multistepDims). */
+export type MultistepShape = MultistepDims;
 
 export interface MultistepArgs {
   hI: Float32Array;

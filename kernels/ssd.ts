@@ -11,16 +11,10 @@
  */
 import type { GpuRuntime } from './runtime.js';
 import { siluExpr, softplusSnippet, unflatten } from './snippets.js';
+import type { SsdDims } from '../lib/ref/ssd.js';
 
-export interface SsdShape {
-  batch: number;
-  L: number;
-  H: number;
-  P: number;
-  G: number;
-  N: number;
-  chunk: number;
-}
+/** The SSD sizes (validated by ssdDims) plus the chunk length. */
+export type SsdShape = SsdDims & { chunk: number };
 
 export interface SsdCoreArgs {
   x: Float32Array; // (b, L, H, P) raw x (scaled by xScale inside) or X̃

@@ -32,10 +32,10 @@ export interface MultistepArgs {
 }
 
 export async function multistepKernel(rt: GpuRuntime, sh: MultistepShape, a: MultistepArgs): Promise<{ out: Float32Array; hJ: Float32Array; hK: Float32Array }> {
-  const { batch, dim, N, K1, r, s } = sh;
+  const { batch, dim, N, K1, r, s, G } = sh;
   const nOut = batch * s * dim;
   const nState = batch * dim * N;
-  const consts = { DIM: dim, N, K1, R: r, S: s, NOUT: nOut, NSTATE: nState };
+  const consts = { DIM: dim, N, K1, R: r, S: s, NOUT: nOut, NSTATE: nState, G, PER: dim / G };
   const names = ['hI', 'xc', 'dtc', 'Bc', 'x', 'dt', 'Bm', 'Cm', 'A'];
   const args = [a.hI, a.xCache, a.dtCache, a.BCache, a.x, a.dt, a.B, a.C, a.A];
   if (a.dtBias) (names.push('bias'), args.push(a.dtBias));
@@ -47,14 +47,14 @@ export async function multistepKernel(rt: GpuRuntime, sh: MultistepShape, a: Mul
       for (let k = 0; k < this.constants.R; k++) {
         const ci = (b * this.constants.K1 + k) * this.constants.DIM + d;
         ${delta('dtc[ci]', 'dr')}
-        h = Math.exp(dr * A[d * this.constants.N + ${nVar}]) * h + dr * Bc[(b * this.constants.K1 + k) * this.constants.N + ${nVar}] * xc[ci];
+        h = Math.exp(dr * A[d * this.constants.N + ${nVar}]) * h + dr * Bc[((b * this.constants.K1 + k) * this.constants.G + g) * this.constants.N + ${nVar}] * xc[ci];
       }`;
   const fresh = (nVar: string, upto: string) => `
       for (let k = 0; k < this.constants.S; k++) {
         if (k <= ${upto}) {
           const ni = (b * this.constants.S + k) * this.constants.DIM + d;
           ${delta('dt[ni]', 'dn')}
-          h = Math.exp(dn * A[d * this.constants.N + ${nVar}]) * h + dn * Bm[(b * this.constants.S + k) * this.constants.N + ${nVar}] * x[ni];
+          h = Math.exp(dn * A[d * this.constants.N + ${nVar}]) * h + dn * Bm[((b * this.constants.S + k) * this.constants.G + g) * this.constants.N + ${nVar}] * x[ni];
         }
       }`;
   const src = `function (${names.join(', ')}) {
@@ -65,12 +65,13 @@ export async function multistepKernel(rt: GpuRuntime, sh: MultistepShape, a: Mul
       const bt = Math.floor(i / this.constants.DIM);
       const t = bt - Math.floor(bt / this.constants.S) * this.constants.S;
       const b = Math.floor(bt / this.constants.S);
+      const g = Math.floor(d / this.constants.PER);
       let y = 0.0;
       for (let n = 0; n < this.constants.N; n++) {
         let h = hI[(b * this.constants.DIM + d) * this.constants.N + n];
         ${replay('n')}
         ${fresh('n', 't')}
-        y += Cm[(b * this.constants.S + t) * this.constants.N + n] * h;
+        y += Cm[((b * this.constants.S + t) * this.constants.G + g) * this.constants.N + n] * h;
       }
       ${a.D ? 'y += Dv[d] * x[i];' : ''}
       ${a.z ? `y = y * ${siluExpr('z[i]')};` : ''}
@@ -83,6 +84,7 @@ export async function multistepKernel(rt: GpuRuntime, sh: MultistepShape, a: Mul
       const bd = Math.floor(j / this.constants.N);
       const d = bd - Math.floor(bd / this.constants.DIM) * this.constants.DIM;
       const b = Math.floor(bd / this.constants.DIM);
+      const g = Math.floor(d / this.constants.PER);
       let h = hI[j];
       ${replay('nn')}
       ${fresh('nn', 'last')}

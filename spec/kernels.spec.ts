@@ -196,27 +196,29 @@ describe.each(KERNEL_BACKENDS)('kernels on $title', ({ name, available }) => {
     );
   });
 
-  run('multi-step verify kernel = reference (numRuns 20)', async () => {
+  run('multi-step verify kernel, upstream and grouped B/C layouts = reference (numRuns 20)', async () => {
     const ops = await getOps(name);
     await fc.assert(
-      fc.asyncProperty(fc.record({ b: dim(2), d: dim(9), N: dim(17), K: dim(8), r: fc.nat(8), opt: fc.boolean() }), fc.integer(), async (s, seed) => {
+      fc.asyncProperty(fc.record({ b: dim(2), G: dim(3), per: dim(4), N: dim(17), K: dim(8), r: fc.nat(8), opt: fc.boolean(), grouped: fc.boolean() }), fc.integer(), async (s, seed) => {
         const r = new Rng(seed);
         const rec = Math.min(s.r, s.K);
         const K1 = s.K + 1;
+        const d = s.G * s.per;
+        const bc = (rows: number) => (s.grouped ? [s.b, rows, s.G, s.N] : [s.b, rows, s.N]);
         const inp = {
-          hI: rand.normal(r, [s.b, s.d, s.N]),
-          xCache: rand.normal(r, [s.b, K1, s.d]),
-          dtCache: rand.normal(r, [s.b, K1, s.d], 0.5),
-          BCache: rand.normal(r, [s.b, K1, s.N]),
+          hI: rand.normal(r, [s.b, d, s.N]),
+          xCache: rand.normal(r, [s.b, K1, d]),
+          dtCache: rand.normal(r, [s.b, K1, d], 0.5),
+          BCache: rand.normal(r, bc(K1)),
           recomputeSteps: rec,
-          x: rand.normal(r, [s.b, s.K, s.d]),
-          dt: rand.normal(r, [s.b, s.K, s.d], 0.5),
-          B: rand.normal(r, [s.b, s.K, s.N]),
-          C: rand.normal(r, [s.b, s.K, s.N]),
-          z: s.opt ? rand.normal(r, [s.b, s.K, s.d]) : undefined,
-          A: rand.uniform(r, [s.d, s.N], -2, -0.1),
-          D: s.opt ? rand.normal(r, [s.d]) : undefined,
-          dtBias: s.opt ? rand.uniform(r, [s.d], -3, -1) : undefined,
+          x: rand.normal(r, [s.b, s.K, d]),
+          dt: rand.normal(r, [s.b, s.K, d], 0.5),
+          B: rand.normal(r, bc(s.K)),
+          C: rand.normal(r, bc(s.K)),
+          z: s.opt ? rand.normal(r, [s.b, s.K, d]) : undefined,
+          A: rand.uniform(r, [d, s.N], -2, -0.1),
+          D: s.opt ? rand.normal(r, [d]) : undefined,
+          dtBias: s.opt ? rand.uniform(r, [d], -3, -1) : undefined,
           dtSoftplus: true,
         };
         const want = multistep(inp);

@@ -11,6 +11,8 @@
  *
  * Layouts: h_i (batch, dim, N); x_cache, dt_cache (batch, K₁, dim), B_cache (batch, K₁, N) with r ≤ K₁;
  * x, dt, z (batch, s, dim); B, C (batch, s, N); A (dim, N); D, dt_bias (dim); out (batch, s, dim).
+ * Grouped (this project's extension, for hybrids): B_cache (batch, K₁, G, N), B and C (batch, s, G, N),
+ * channel d using group ⌊d / (dim/G)⌋ — as selective_state_update's multi-head layout does.
  */
 import { ArgumentError } from '../errors.js';
 import { Tensor, dims } from '../tensor.js';
@@ -46,18 +48,22 @@ export interface MultistepDims {
   K1: number;
   r: number;
   s: number;
+  /** B/C groups (1 in upstream's layout) */
+  G: number;
 }
 
 export function multistepDims(inp: MultistepInputs): MultistepDims {
+  const grouped = inp.B.rank === 4;
+  const bc = (rows: string) => (grouped ? ['batch', rows, 'G', 'N'] : ['batch', rows, 'N']);
   const d = dims({
     h_i: [inp.hI, ['batch', 'dim', 'N']],
     x_cache: [inp.xCache, ['batch', 'K1', 'dim']],
     dt_cache: [inp.dtCache, ['batch', 'K1', 'dim']],
-    B_cache: [inp.BCache, ['batch', 'K1', 'N']],
+    B_cache: [inp.BCache, bc('K1')],
     x: [inp.x, ['batch', 's', 'dim']],
     dt: [inp.dt, ['batch', 's', 'dim']],
-    B: [inp.B, ['batch', 's', 'N']],
-    C: [inp.C, ['batch', 's', 'N']],
+    B: [inp.B, bc('s')],
+    C: [inp.C, bc('s')],
     z: [inp.z, ['batch', 's', 'dim']],
     A: [inp.A, ['dim', 'N']],
     D: [inp.D, ['dim']],
@@ -65,11 +71,14 @@ export function multistepDims(inp: MultistepInputs): MultistepDims {
   });
   const r = inp.recomputeSteps;
   if (!Number.isInteger(r) || r < 0 || r > d.K1!) throw new ArgumentError('recomputeSteps', `an integer in [0, ${d.K1}] (cached rows)`, r);
-  return { batch: d.batch!, dim: d.dim!, N: d.N!, K1: d.K1!, r, s: d.s! };
+  const G = grouped ? d.G! : 1;
+  if (G === 0 || d.dim! % G !== 0) throw new ArgumentError('B groups', `a divisor of dim=${d.dim}`, G);
+  return { batch: d.batch!, dim: d.dim!, N: d.N!, K1: d.K1!, r, s: d.s!, G };
 }
 
 export function multistep(inp: MultistepInputs): MultistepOutputs {
-  const { batch, dim, N, K1, r, s } = multistepDims(inp);
+  const { batch, dim, N, K1, r, s, G } = multistepDims(inp);
+  const per = dim / G;
   const out = Tensor.zeros([batch, s, dim], 'float64', 'out');
   const hJ = Tensor.zeros([batch, dim, N], 'float64', 'h_j');
   const hK = Tensor.zeros([batch, dim, N], 'float64', 'h_k');
@@ -80,11 +89,12 @@ export function multistep(inp: MultistepInputs): MultistepOutputs {
   const h = new Float64Array(N);
   for (let b = 0; b < batch; b++) {
     for (let d = 0; d < dim; d++) {
+      const g = Math.floor(d / per);
       for (let n = 0; n < N; n++) h[n] = inp.hI.data[(b * dim + d) * N + n]!;
       for (let t = 0; t < r; t++) {
         const dl = Delta(inp.dtCache.data[(b * K1 + t) * dim + d]!, d);
         const xv = inp.xCache.data[(b * K1 + t) * dim + d]!;
-        for (let n = 0; n < N; n++) h[n] = Math.exp(dl * inp.A.data[d * N + n]!) * h[n]! + dl * inp.BCache.data[(b * K1 + t) * N + n]! * xv;
+        for (let n = 0; n < N; n++) h[n] = Math.exp(dl * inp.A.data[d * N + n]!) * h[n]! + dl * inp.BCache.data[((b * K1 + t) * G + g) * N + n]! * xv;
       }
       hJ.data.set(h, (b * dim + d) * N);
       for (let t = 0; t < s; t++) {
@@ -93,8 +103,8 @@ export function multistep(inp: MultistepInputs): MultistepOutputs {
         const xv = inp.x.data[i]!;
         let y = 0;
         for (let n = 0; n < N; n++) {
-          h[n] = Math.exp(dl * inp.A.data[d * N + n]!) * h[n]! + dl * inp.B.data[(b * s + t) * N + n]! * xv;
-          y += inp.C.data[(b * s + t) * N + n]! * h[n]!;
+          h[n] = Math.exp(dl * inp.A.data[d * N + n]!) * h[n]! + dl * inp.B.data[((b * s + t) * G + g) * N + n]! * xv;
+          y += inp.C.data[((b * s + t) * G + g) * N + n]! * h[n]!;
         }
         if (inp.D) y += inp.D.data[d]! * xv;
         if (inp.z) y *= silu(inp.z.data[i]!);

@@ -33,6 +33,7 @@ import { applyRope, ropeInvFreq } from '../ref/rope.js';
 import { Tensor } from '../tensor.js';
 import type { LlamaConfig, MambaConfig } from './config.js';
 import type { WeightStore } from './weights.js';
+import { specConv, specSsm, type SpecState } from '../decode/lazy_state.js';
 
 // ---------------------------------------------------------------- model description
 
@@ -66,11 +67,14 @@ export interface Mamba1Cache {
   kind: 'mamba1';
   conv: Tensor; // (batch, d_inner, W−1): the last W−1 conv inputs
   ssm: Tensor; // (batch, d_inner, N)
+  /** set for speculative decoding (batch 1): the lazy single-state cache of lib/decode/lazy_state.ts */
+  spec?: SpecState;
 }
 export interface Mamba2Cache {
   kind: 'mamba2';
   conv: Tensor; // (batch, d_inner + 2·d_xb, W−1)
   ssm: Tensor; // (batch, H, P, N)
+  spec?: SpecState;
 }
 export type LayerCache = AttentionCache | Mamba1Cache | Mamba2Cache;
 
@@ -182,7 +186,11 @@ async function mamba1Mixer(ops: Ops, m: HybridModel, p: string, o: Tensor, cache
   const dt = await ops.linear(dtLow, W.get(`${q}.dt_proj.weight`), clean ? undefined : dtBias); // upstream: bias here AND as delta_bias
 
   let y: Tensor; // (B, L, d_inner)
-  if (L === 1 && cache.ssm) {
+  if (cache.spec) {
+    // speculative decoding: circular conv buffer + MultiStep from the single cached state (Algorithm 2)
+    const xs = await specConv(ops, cache.spec, x, convW, convB, 'silu');
+    y = await specSsm(ops, cache.spec, { x: xs, dt, B: Bg.reshape([1, L, G, N]), C: Cm.reshape([1, L, G, N]), z, A, D, dtBias });
+  } else if (L === 1) {
     // decode: conv window update, then one state update per channel group (multi-head layout, H = G, P = N)
     const conv = await ops.causalConv1dUpdate({ x: x.reshape([Bt, dInner, 1]), convState: cache.conv, weight: convW, bias: convB, activation: 'silu' });
     cache.conv = conv.convState.named('conv');
@@ -245,7 +253,9 @@ async function mamba2Mixer(ops: Ops, m: HybridModel, p: string, o: Tensor, cache
 
   const act = m.ablation?.convActivation === false ? null : 'silu';
   let xs: Tensor; // after conv + silu, (B, L, convDim)
-  if (L === 1) {
+  if (cache.spec) {
+    xs = await specConv(ops, cache.spec, xBC, convW, convB, act);
+  } else if (L === 1) {
     const cu = await ops.causalConv1dUpdate({ x: xBC.reshape([Bt, convDim, 1]), convState: cache.conv, weight: convW, bias: convB, activation: act });
     cache.conv = cu.convState.named('conv');
     xs = cu.out.reshape([Bt, 1, convDim]);
@@ -259,7 +269,19 @@ async function mamba2Mixer(ops: Ops, m: HybridModel, p: string, o: Tensor, cache
   const Bh = repeatPieces(B0, dInner, N).reshape([Bt, L, H, N]);
   const Ch = C.reshape([Bt, L, H, N]);
   let y: Tensor;
-  if (L === 1) {
+  if (cache.spec) {
+    // channels (h, p) of the multi-step layout: per-head Δ, A, D, dt_bias repeated over p; B/C grouped per head
+    const perChannel = (t: Tensor, rows: number) => Tensor.from(Array.from({ length: rows * H * P }, (_, i) => t.data[Math.floor(i / P)]!), rows ? [1, rows, H * P] : [H * P]);
+    y = await specSsm(ops, cache.spec, {
+      x: x.reshape([1, L, H * P]),
+      dt: perChannel(dt, L),
+      B: Bh,
+      C: Ch,
+      A: Tensor.from(Array.from({ length: H * P * N }, (_, i) => A.data[Math.floor(i / (P * N))]!), [H * P, N]),
+      D: Tensor.from(Array.from({ length: H * P }, (_, i) => D.data[Math.floor(i / P)]!), [H * P]),
+      dtBias: Tensor.from(Array.from({ length: H * P }, (_, i) => dtBias.data[Math.floor(i / P)]!), [H * P]),
+    });
+  } else if (L === 1) {
     const rep = (t: Tensor) => Tensor.from(Array.from({ length: H * P }, (_, i) => t.data[Math.floor(i / P)]!), [H, P]);
     const st = await ops.selectiveStateUpdate({
       state: cache.ssm,

@@ -1,0 +1,306 @@
+/**
+ * Speculative decoding for linear RNNs and hybrids (PAPER.md §4, Algorithm 2), batch size 1.
+ *
+ *   SPECULATE(K): j = 0; h = h_0
+ *     while not done:  draft y_{j+1 : j+K} with the draft model;  j, h = VERIFY(y, j, h)
+ *   VERIFY: one target forward over the K+1 positions [last committed token, d_1 … d_K]:
+ *     attention layers attend to the KV cache and append K+1 entries; Mamba layers run MultiStep from their
+ *     single cached state (lib/decode/lazy_state.ts). Then k' = the accepted count; every cache rolls back
+ *     to the accepted prefix (KV entries dropped, conv write position moved back), and the SSM state folds
+ *     to h_k when all were accepted, else to h_j.
+ *
+ * Acceptance:
+ *   greedy     accept d_m while d_m = argmax p_target(· | prefix, d_1 … d_{m−1}); the first mismatch is
+ *              replaced by the target's argmax; if all K match, the target's next argmax is a bonus token.
+ *              The output equals plain greedy decoding of the target token for token.
+ *   sampling   (the released code's): accept d_m with probability min(1, p_t(d_m)/p_d(d_m)) using a uniform
+ *              u_m; on rejection draw from normalise(max(p_t − p_d, 0)); bonus from p_t when all accepted.
+ *              Temperature, top-k and top-p shape p_t and p_d alike. This keeps the target's distribution.
+ * EOS stops inside a window (the EOS token is emitted, nothing after it) and so does max_new_tokens
+ * (the window shrinks to what is left). The draft keeps its own caches the same lazy way: its proposals
+ * are consumed lazily (pending rows) and rolled back to the accepted prefix after each round.
+ */
+import { ArgumentError } from '../errors.js';
+import type { Ops } from '../ops.js';
+import { Rng } from '../rng.js';
+import { Tensor } from '../tensor.js';
+import { forward, newCache, type HybridModel, type ModelCache } from '../model/hybrid.js';
+import { WeightStore } from '../model/weights.js';
+import { argmax, drawFrom, lastLogits, samplingDistribution, type SamplingOptions } from '../model/generate.js';
+import { foldState, makeSpecState, rollbackState, stateBytes, type StateScheme } from './lazy_state.js';
+
+// ---------------------------------------------------------------- caches
+
+/** Prefill `ids` with the plain path, then turn the Mamba layers' caches into speculative ones. */
+export async function prefillSpec(ops: Ops, m: HybridModel, ids: number[], maxWindow: number, scheme: StateScheme): Promise<{ cache: ModelCache; logits: Tensor | null }> {
+  const cache = newCache(m, 1);
+  const logits = ids.length ? await forward(ops, m, [ids], cache) : null;
+  for (const lc of cache.layers) {
+    if (lc.kind === 'attention') continue;
+    const G = lc.kind === 'mamba1' ? m.mamba!.dInner / m.mamba!.dState : m.mamba!.nHeads;
+    const ssm = lc.kind === 'mamba1' ? lc.ssm : lc.ssm.reshape([1, m.mamba!.nHeads * m.mamba!.dState, m.mamba!.dState]);
+    lc.spec = makeSpecState(lc.conv, ssm, cache.length, maxWindow, G, scheme);
+  }
+  return { cache, logits };
+}
+
+/** Forget every consumed token past position n (KV entries, pending SSM rows, conv write position). */
+export function rollbackCache(cache: ModelCache, n: number): void {
+  for (const lc of cache.layers) {
+    if (lc.kind === 'attention') {
+      if (lc.k && lc.k.shape[2]! > n) {
+        lc.k = lc.k.slice(2, 0, n);
+        lc.v = lc.v!.slice(2, 0, n);
+      }
+    } else rollbackState(lc.spec!, n);
+  }
+  cache.length = n;
+}
+
+/** Fold the SSM states after a forward + rollback: h_k if nothing was rolled back, else h_j. */
+export function foldCache(cache: ModelCache): void {
+  for (const lc of cache.layers) if (lc.kind !== 'attention') foldState(lc.spec!);
+}
+
+/** Bytes of SSM-side speculative state across the model (for the time/memory comparison). */
+export function specStateBytes(cache: ModelCache): number {
+  return cache.layers.reduce((s, lc) => s + (lc.kind === 'attention' ? 0 : stateBytes(lc.spec!)), 0);
+}
+
+// ---------------------------------------------------------------- drafters
+
+/** Proposes up to K tokens after `committed` and the distributions they were drawn from. */
+export interface Drafter {
+  propose(committed: number[], K: number, sample: (logits: Float64Array) => { token: number; p: Float64Array | null }): Promise<{ tokens: number[]; dists: Array<Float64Array | null> }>;
+  /** the committed prefix after the round (the drafter rolls back anything past it) */
+  accept(committedLength: number): void;
+}
+
+/** A model as the draft, with lazily advanced caches. */
+export class ModelDrafter implements Drafter {
+  private cache: ModelCache | null = null;
+  constructor(
+    private readonly ops: Ops,
+    readonly model: HybridModel,
+    private readonly maxWindow: number,
+    private readonly scheme: StateScheme,
+  ) {}
+
+  async propose(committed: number[], K: number, sample: (l: Float64Array) => { token: number; p: Float64Array | null }) {
+    if (!this.cache) this.cache = (await prefillSpec(this.ops, this.model, committed.slice(0, -1), this.maxWindow, this.scheme)).cache;
+    const tokens: number[] = [];
+    const dists: Array<Float64Array | null> = [];
+    if (K === 0) return { tokens, dists };
+    // catch up on committed tokens not yet consumed (1, or 2 after a fully accepted round), all valid
+    let logits = await forward(this.ops, this.model, [committed.slice(this.cache.length)], this.cache);
+    foldCache(this.cache);
+    for (let m = 0; m < K; m++) {
+      const s = sample(lastLogits(logits));
+      tokens.push(s.token);
+      dists.push(s.p);
+      if (m < K - 1) logits = await forward(this.ops, this.model, [[s.token]], this.cache); // speculative: pending rows
+    }
+    return { tokens, dists };
+  }
+
+  accept(n: number): void {
+    if (this.cache && this.cache.length > n) rollbackCache(this.cache, n);
+  }
+}
+
+/**
+ * A draft that replays a known continuation (for benchmarks: the upper bound of an always-accepted, free
+ * draft), optionally corrupting each proposal with probability `errorRate` (seeded) to lower acceptance.
+ */
+export class OracleDrafter implements Drafter {
+  private readonly rng: Rng;
+  constructor(
+    private readonly continuation: number[],
+    private readonly promptLength: number,
+    private readonly vocab: number,
+    private readonly errorRate = 0,
+    seed = 0,
+  ) {
+    this.rng = new Rng(seed);
+  }
+  async propose(committed: number[], K: number) {
+    const start = committed.length - this.promptLength;
+    const tokens = Array.from({ length: K }, (_, i) => {
+      const t = this.continuation[start + i] ?? 0;
+      return this.rng.next() < this.errorRate ? (t + 1 + this.rng.int(0, this.vocab - 2)) % this.vocab : t;
+    });
+    return { tokens, dists: tokens.map(() => null) };
+  }
+  accept(): void {}
+}
+
+// ---------------------------------------------------------------- the decoder
+
+export interface SpeculativeOptions extends SamplingOptions {
+  K: number;
+  maxNewTokens: number;
+  seed?: number;
+  eos?: number[];
+  /** 'lazy' (Algorithm 2, default) or 'per-position' (a stored state per draft position) */
+  scheme?: StateScheme;
+  onToken?: (id: number) => void;
+  onRound?: (r: RoundInfo, target: ModelCache) => void;
+}
+
+export interface RoundInfo {
+  /** draft tokens proposed this round (≤ K near the length limit) */
+  proposed: number;
+  /** draft tokens accepted */
+  accepted: number;
+  /** tokens emitted: accepted drafts + the correction or bonus token (fewer when EOS or the limit cut in) */
+  emitted: number[];
+  /** uniform draws used (sampling mode): accept tests, then the residual or bonus draw */
+  uniforms: number[];
+}
+
+export interface SpeculativeResult {
+  tokens: number[];
+  stoppedBy: 'eos' | 'length';
+  rounds: RoundInfo[];
+  acceptanceRate: number;
+  tokensPerVerify: number;
+  prefillMs: number;
+  decodeMs: number;
+  tokensPerS: number;
+  /** largest SSM-side speculative state seen (bytes, float32 sizes) */
+  peakStateBytes: number;
+}
+
+export async function speculativeGenerate(ops: Ops, target: HybridModel, drafter: Drafter, prompt: number[], o: SpeculativeOptions): Promise<SpeculativeResult> {
+  if (!Number.isInteger(o.K) || o.K < 1) throw new ArgumentError('K', 'a positive integer', o.K);
+  if (prompt.length === 0) throw new ArgumentError('prompt', 'at least one token', 0);
+  if (!Number.isInteger(o.maxNewTokens) || o.maxNewTokens < 0) throw new ArgumentError('maxNewTokens', 'a non-negative integer', o.maxNewTokens);
+  const scheme = o.scheme ?? 'lazy';
+  const greedy = !(o.temperature && o.temperature > 0);
+  const rng = new Rng(o.seed ?? 0);
+  const eos = new Set(o.eos ?? target.llama.eosTokenId);
+  const t0 = performance.now();
+  const { cache } = await prefillSpec(ops, target, prompt.slice(0, -1), o.K + 1, scheme);
+  const prefillMs = performance.now() - t0;
+  const committed = [...prompt];
+  const out: number[] = [];
+  const rounds: RoundInfo[] = [];
+  let stoppedBy: SpeculativeResult['stoppedBy'] = 'length';
+  let peak = specStateBytes(cache);
+  const dist = (logits: Float64Array) => samplingDistribution(logits, o);
+  const sample = (logits: Float64Array) => {
+    const p = dist(logits);
+    return { token: p ? drawFrom(p, rng.next()) : argmax(logits), p };
+  };
+  const t1 = performance.now();
+  while (out.length < o.maxNewTokens && stoppedBy !== 'eos') {
+    const K = Math.min(o.K, o.maxNewTokens - out.length - 1);
+    const uniforms: number[] = [];
+    const draftSample = (l: Float64Array) => {
+      if (greedy) return { token: argmax(l), p: null };
+      const p = dist(l)!;
+      const u = rng.next();
+      uniforms.push(u);
+      return { token: drawFrom(p, u), p };
+    };
+    const { tokens: drafts, dists } = await drafter.propose(committed, K, draftSample);
+    const base = cache.length; // = committed.length − 1
+    const logits = await forward(ops, target, [[committed[committed.length - 1]!, ...drafts]], cache);
+    peak = Math.max(peak, specStateBytes(cache));
+    const V = target.llama.vocabSize;
+    const row = (i: number) => Float64Array.from(logits.data.subarray(i * V, (i + 1) * V));
+    const emitted: number[] = [];
+    let accepted = 0;
+    for (let m = 0; m <= drafts.length; m++) {
+      const l = row(m);
+      if (m === drafts.length) {
+        // all drafts accepted: bonus token from the target
+        if (greedy) emitted.push(argmax(l));
+        else {
+          const u = rng.next();
+          uniforms.push(u);
+          emitted.push(drawFrom(dist(l)!, u));
+        }
+        break;
+      }
+      const d = drafts[m]!;
+      if (greedy) {
+        const t = argmax(l);
+        if (t === d) {
+          emitted.push(d);
+          accepted++;
+          continue;
+        }
+        emitted.push(t);
+        break;
+      }
+      const pt = dist(l)!;
+      const pd = dists[m] ?? oneHot(d, V);
+      const u = rng.next();
+      uniforms.push(u);
+      if (u < Math.min(1, pt[d]! / pd[d]!)) {
+        emitted.push(d);
+        accepted++;
+        continue;
+      }
+      const res = new Float64Array(V);
+      let z = 0;
+      for (let i = 0; i < V; i++) z += res[i] = Math.max(pt[i]! - pd[i]!, 0);
+      const u2 = rng.next();
+      uniforms.push(u2);
+      emitted.push(z > 0 ? drawFrom(res.map((v) => v / z), u2) : drawFrom(pt, u2));
+      break;
+    }
+    // the caches keep the accepted prefix: last committed token + accepted drafts
+    rollbackCache(cache, base + 1 + accepted);
+    foldCache(cache);
+    const kept: number[] = [];
+    for (const t of emitted) {
+      if (out.length >= o.maxNewTokens) break;
+      kept.push(t);
+      out.push(t);
+      committed.push(t);
+      o.onToken?.(t);
+      if (eos.has(t)) {
+        stoppedBy = 'eos';
+        break;
+      }
+    }
+    drafter.accept(cache.length);
+    const info = { proposed: drafts.length, accepted, emitted: kept, uniforms };
+    rounds.push(info);
+    o.onRound?.(info, cache);
+  }
+  const decodeMs = performance.now() - t1;
+  const proposed = rounds.reduce((s, r) => s + r.proposed, 0);
+  return {
+    tokens: out,
+    stoppedBy,
+    rounds,
+    acceptanceRate: proposed ? rounds.reduce((s, r) => s + r.accepted, 0) / proposed : 0,
+    tokensPerVerify: rounds.length ? out.length / rounds.length : 0,
+    prefillMs,
+    decodeMs,
+    tokensPerS: (out.length * 1000) / Math.max(decodeMs, 1e-9),
+    peakStateBytes: peak,
+  };
+}
+
+function oneHot(i: number, V: number): Float64Array {
+  const p = new Float64Array(V);
+  p[i] = 1;
+  return p;
+}
+
+/** A draft made of a model's first `n` layers (with its final norm and head): a cheap, related draft. */
+export function truncateLayers(m: HybridModel, n: number): HybridModel {
+  if (!Number.isInteger(n) || n < 1 || n > m.llama.numLayers) throw new ArgumentError('layers', `an integer in [1, ${m.llama.numLayers}]`, n);
+  const tensors = new Map<string, Tensor>();
+  for (const name of m.weights.names()) {
+    const mm = /^model\.layers\.(\d+)\./.exec(name);
+    if (!mm || Number(mm[1]) < n) tensors.set(name, m.weights.get(name));
+  }
+  const llama = { ...m.llama, numLayers: n, raw: { ...m.llama.raw, num_hidden_layers: n } };
+  const mamba = m.mamba ? { ...m.mamba, nLayer: n, attnLayers: m.mamba.attnLayers.filter((l) => l < n), raw: { ...m.mamba.raw, n_layer: n, attn_layers: m.mamba.attnLayers.filter((l) => l < n) } } : undefined;
+  return { llama, mamba, weights: new WeightStore(tensors, `${m.weights.source} (first ${n} layers)`) };
+}

@@ -144,7 +144,8 @@ export interface SpeculativeOptions extends SamplingOptions {
   /** 'lazy' (Algorithm 2, default) or 'per-position' (a stored state per draft position) */
   scheme?: StateScheme;
   onToken?: (id: number) => void;
-  onRound?: (r: RoundInfo, target: ModelCache) => void;
+  /** called after every round with the target's caches (awaited: it may inspect them asynchronously) */
+  onRound?: (r: RoundInfo, target: ModelCache) => void | Promise<void>;
 }
 
 export interface RoundInfo {
@@ -269,7 +270,7 @@ export async function speculativeGenerate(ops: Ops, target: HybridModel, drafter
     drafter.accept(cache.length);
     const info = { proposed: drafts.length, accepted, emitted: kept, uniforms };
     rounds.push(info);
-    o.onRound?.(info, cache);
+    await o.onRound?.(info, cache);
   }
   const decodeMs = performance.now() - t1;
   const proposed = rounds.reduce((s, r) => s + r.proposed, 0);

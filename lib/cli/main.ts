@@ -22,6 +22,7 @@ import { convert, saveModel } from '../model/convert.js';
 import { generate } from '../model/generate.js';
 import { parseIds, tokenizerFor } from '../model/tokenizer.js';
 import { demo } from './demo.js';
+import { ModelDrafter, speculativeGenerate, truncateLayers } from '../decode/speculative.js';
 import { join } from 'node:path';
 
 const USAGE = `usage:
@@ -34,6 +35,7 @@ const USAGE = `usage:
               [--seed S] [--semantics upstream|clean]
   mil generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3) --max-new-tokens N
                [--temperature T --top-k K --top-p P --seed S] [--backend NAME] [--json]
+               [--speculative --draft DIR [--draft-layers N] -k K [--scheme lazy|per-position]]
   mil backends`;
 
 class UsageError extends Error {}
@@ -43,6 +45,10 @@ function parseFlags(argv: string[]): { pos: string[]; flags: Record<string, stri
   const flags: Record<string, string | true> = {};
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
+    if (a === '-k') {
+      flags.k = argv[++i] ?? true;
+      continue;
+    }
     if (a.startsWith('--')) {
       const [k, v] = a.slice(2).split('=', 2) as [string, string | undefined];
       if (v !== undefined) flags[k] = v;
@@ -170,6 +176,8 @@ async function cmdGenerate(flags: Record<string, string | true>): Promise<number
   const stream = (id: number) => {
     if (!json) process.stdout.write(tok ? tok.decode([id]) : `${id} `);
   };
+  // when comparing with speculative decoding, both paths are measured warm (kernels compiled, JIT done)
+  if (flags.speculative) await generate(ops, m, prompt, { maxNewTokens: Math.min(2, maxNew), eos: [] });
   const r = await generate(ops, m, prompt, {
     maxNewTokens: maxNew,
     temperature: numFlag(flags, 'temperature') ?? 0,
@@ -179,10 +187,50 @@ async function cmdGenerate(flags: Record<string, string | true>): Promise<number
     onToken: stream,
   });
   const timing = { prefill: r.prefill, decode: r.decode };
-  if (json) console.log(JSON.stringify({ backend, prompt, tokens: r.tokens, ...(tok ? { text: tok.decode(r.tokens) } : {}), stoppedBy: r.stoppedBy, ...timing }));
+  const base = { backend, prompt, tokens: r.tokens, ...(tok ? { text: tok.decode(r.tokens) } : {}), stoppedBy: r.stoppedBy, ...timing };
+  if (!flags.speculative) {
+    if (json) console.log(JSON.stringify(base));
+    else
+      console.log(
+        `\n[${backend}] ${r.tokens.length} tokens (stopped by ${r.stoppedBy}); prefill ${r.prefill.tokens} tokens in ${r.prefill.ms.toFixed(1)} ms = ${r.prefill.tokensPerS.toFixed(1)} tok/s; decode ${r.decode.tokens} tokens in ${r.decode.ms.toFixed(1)} ms = ${r.decode.tokensPerS.toFixed(1)} tok/s`,
+      );
+    return 0;
+  }
+  // speculative decoding of the same prompt, measured in the same run against the plain decode above
+  const draftDir = strFlag(flags, 'draft');
+  if (!draftDir) throw new UsageError('--speculative needs --draft DIR');
+  const K = numFlag(flags, 'k') ?? 4;
+  if (!Number.isInteger(K) || K < 1) throw new UsageError(`-k must be a positive integer, got ${K}`);
+  const scheme = strFlag(flags, 'scheme') ?? 'lazy';
+  if (scheme !== 'lazy' && scheme !== 'per-position') throw new UsageError(`--scheme must be lazy or per-position`);
+  let draftModel = loadModel(draftDir);
+  const dl = numFlag(flags, 'draft-layers');
+  if (dl !== undefined) draftModel = truncateLayers(draftModel, dl);
+  if (draftModel.llama.vocabSize !== m.llama.vocabSize) throw new UsageError(`draft vocabulary ${draftModel.llama.vocabSize} differs from the target's ${m.llama.vocabSize}`);
+  if (!json) process.stdout.write(`\n[speculative K=${K}, ${scheme}] `);
+  const sOpts = { K, maxNewTokens: maxNew, temperature: numFlag(flags, 'temperature') ?? 0, topK: numFlag(flags, 'top-k'), topP: numFlag(flags, 'top-p'), seed: numFlag(flags, 'seed') ?? 0, scheme: scheme as 'lazy' | 'per-position' };
+  await speculativeGenerate(ops, m, new ModelDrafter(ops, draftModel, K + 1, sOpts.scheme), prompt, { ...sOpts, maxNewTokens: Math.min(2, maxNew) }); // warm-up
+  const s = await speculativeGenerate(ops, m, new ModelDrafter(ops, draftModel, K + 1, sOpts.scheme), prompt, { ...sOpts, onToken: stream });
+  const plainMs = r.prefill.ms + r.decode.ms;
+  const specMs = s.prefillMs + s.decodeMs;
+  const spec = {
+    K,
+    scheme,
+    speculativeTokens: s.tokens,
+    sameAsPlain: s.tokens.length === r.tokens.length && s.tokens.every((t, i) => t === r.tokens[i]),
+    rounds: s.rounds.length,
+    tokensPerVerify: s.tokensPerVerify,
+    acceptedPerRound: s.rounds.map((x) => x.accepted),
+    acceptanceRate: s.acceptanceRate,
+    speculativeTokensPerS: (s.tokens.length * 1000) / specMs,
+    plainTokensPerS: (r.tokens.length * 1000) / plainMs,
+    speedup: plainMs / specMs,
+  };
+  if (json) console.log(JSON.stringify({ ...base, ...spec }));
   else
     console.log(
-      `\n[${backend}] ${r.tokens.length} tokens (stopped by ${r.stoppedBy}); prefill ${r.prefill.tokens} tokens in ${r.prefill.ms.toFixed(1)} ms = ${r.prefill.tokensPerS.toFixed(1)} tok/s; decode ${r.decode.tokens} tokens in ${r.decode.ms.toFixed(1)} ms = ${r.decode.tokensPerS.toFixed(1)} tok/s`,
+      `\n[speculative] ${s.rounds.length} verify steps, ${spec.tokensPerVerify.toFixed(2)} tokens per verify step, acceptance ${(100 * spec.acceptanceRate).toFixed(1)}% (accepted per round: ${spec.acceptedPerRound.join(' ')})\n` +
+        `[speculative] ${spec.speculativeTokensPerS.toFixed(1)} tok/s vs plain ${spec.plainTokensPerS.toFixed(1)} tok/s (prefill + decode, same prompt, same run): speedup ×${spec.speedup.toFixed(2)}; output ${spec.sameAsPlain ? 'identical to' : 'differs from'} plain decoding`,
     );
   return 0;
 }

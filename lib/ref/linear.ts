@@ -24,10 +24,14 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
   const xin = x.reshape([-1, x.shape[x.rank - 1]!]);
   const { rows, in: nin, out: nout } = dims({ x: [xin, ['rows', 'in']], weight: [weight, ['out', 'in']], bias: [bias, ['out']] });
   const y = Tensor.zeros([...lead, nout!], 'float64', 'linear');
-  for (let r = 0; r < rows!; r++) {
-    for (let o = 0; o < nout!; o++) {
+  // weight row outer, input rows inner: each row of W is read once for all inputs (a verify window of
+  // K+1 tokens then costs about one token's weight traffic); each dot product keeps its summation order
+  for (let o = 0; o < nout!; o++) {
+    const w = weight.data.subarray(o * nin!, (o + 1) * nin!);
+    for (let r = 0; r < rows!; r++) {
       let s = bias ? bias.data[o]! : 0;
-      for (let i = 0; i < nin!; i++) s += xin.data[r * nin! + i]! * weight.data[o * nin! + i]!;
+      const xo = r * nin!;
+      for (let i = 0; i < nin!; i++) s += xin.data[xo + i]! * w[i]!;
       y.data[r * nout! + o] = s;
     }
   }

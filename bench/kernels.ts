@@ -116,7 +116,8 @@ const log = (row: Row) => {
   }
 }
 
-const dir = join(import.meta.dirname, 'results');
+const oi = args.indexOf('--out');
+const dir = oi >= 0 ? args[oi + 1]! : join(import.meta.dirname, 'results');
 mkdirSync(dir, { recursive: true });
 const meta = { date: new Date().toISOString(), node: process.version, cpus: (await import('node:os')).cpus().length, quick };
 writeFileAtomic(join(dir, 'kernels.json'), JSON.stringify({ meta, rows }, null, 1) + '\n');

@@ -9,7 +9,8 @@
  *   - the single-state lazy scheme against a stored state per draft position, in time and SSM-state memory.
  * Every speculative output is checked to equal the plain greedy output before its time is reported.
  * Writes bench/results/speculative.{json,md} and speculative-vs-K.svg, speculative-vs-acceptance.svg.
- * Options: --backend NAME (default reference), --quick, --tokens N.
+ * Options: --backend NAME (default reference), --quick (small model, K ∈ {1, 2, 4, 8}, 16 tokens), --small (the
+ * small model only), --ks 1,2,4 (which K), --tokens N, --out DIR (results folder).
  */
 import { join } from 'node:path';
 import { getOps } from '../lib/ops.js';
@@ -26,9 +27,10 @@ const flag = (k: string) => (args.includes(`--${k}`) ? args[args.indexOf(`--${k}
 const quick = args.includes('--quick');
 const backend = flag('backend') ?? 'reference';
 const TOKENS = Number(flag('tokens') ?? (quick ? 16 : 40));
-const Ks = quick ? [1, 2, 4, 8] : [1, 2, 3, 4, 5, 6, 7, 8];
+const Ks = flag('ks') ? flag('ks')!.split(',').map(Number) : quick ? [1, 2, 4, 8] : [1, 2, 3, 4, 5, 6, 7, 8];
+const small = quick || args.includes('--small');
 const ops = await getOps(backend);
-const spec = quick ? { vocab: 4096, hidden: 256, intermediate: 704, layers: 6, heads: 4, kvHeads: 2, headDim: 64 } : { vocab: 32000, hidden: 512, intermediate: 1408, layers: 8, heads: 8, kvHeads: 4, headDim: 64 };
+const spec = small ? { vocab: 4096, hidden: 256, intermediate: 704, layers: 6, heads: 4, kvHeads: 2, headDim: 64 } : { vocab: 32000, hidden: 512, intermediate: 1408, layers: 8, heads: 8, kvHeads: 4, headDim: 64 };
 console.log(`# backend ${backend}; random Llama teacher d_model ${spec.hidden}, ${spec.layers} layers, vocab ${spec.vocab}; ${TOKENS} new tokens`);
 const teacher = randomLlama(spec, 11);
 const targets: Array<[string, HybridModel]> = [
@@ -75,10 +77,10 @@ for (const [tname, m] of targets) {
   }
 }
 
-const dir = join(import.meta.dirname, 'results');
+const dir = flag('out') ?? join(import.meta.dirname, 'results');
 const meta = { date: new Date().toISOString(), node: process.version, backend, tokens: TOKENS, spec };
 writeFileAtomic(join(dir, 'speculative.json'), JSON.stringify({ meta, rows }, null, 1) + '\n');
-const best4 = rows.filter((r) => r.K === 4 && r.draft.startsWith('always') && r.scheme === 'lazy');
+const best4 = rows.filter((r) => r.K === Math.min(4, Math.max(...Ks)) && r.draft.startsWith('always') && r.scheme === 'lazy');
 const pp = rows.filter((r) => r.draft === 'oracle, 25% corrupted');
 writeFileAtomic(
   join(dir, 'speculative.md'),
@@ -100,8 +102,9 @@ writeFileAtomic(
     '| --- | ---: | ---: | ---: | ---: | ---: |',
     ...targets.flatMap(([t]) =>
       Ks.map((K) => {
-        const a = pp.find((r) => r.target === t && r.K === K && r.scheme === 'lazy')!;
-        const b = pp.find((r) => r.target === t && r.K === K && r.scheme === 'per-position')!;
+        const a = pp.find((r) => r.target === t && r.K === K && r.scheme === "lazy");
+        const b = pp.find((r) => r.target === t && r.K === K && r.scheme === 'per-position');
+        if (!a || !b) return '';
         return `| ${t} | ${K} | ${a.speedup.toFixed(2)} | ${b.speedup.toFixed(2)} | ${(a.peakStateBytes / 1024).toFixed(0)} | ${(b.peakStateBytes / 1024).toFixed(0)} |`;
       }),
     ),

@@ -19,7 +19,7 @@ const tmp = () => mkdtempSync(join(tmpdir(), 'mil-golden-'));
 
 // a folder of freshly emitted cases, one per op, with shapes upstream's set does not have
 const EMITTED = tmp();
-const EMIT_PLAN: Array<[string, Record<string, number>]> = [
+const EMIT_PLAN: Array<[string, Record<string, number | string>]> = [
   ['selective_scan', { batch: 1, dim: 6, len: 23, state: 3, groups: 3 }],
   ['selective_scan', { batch: 3, dim: 5, len: 1, state: 7 }],
   ['selective_state_update', { batch: 1, heads: 6, headdim: 2, groups: 3, state: 5 }],
@@ -31,6 +31,7 @@ const EMIT_PLAN: Array<[string, Record<string, number>]> = [
   ['gated_rmsnorm', { batch: 2, len: 3, dim: 16, groups: 8 }],
   ['multistep', { batch: 2, dim: 5, state: 16, steps: 8, recompute: 5 }],
   ['multistep', { batch: 1, dim: 3, state: 2, steps: 1, recompute: 0 }],
+  ['speculative', { k: 3, steps: 9, vocab: 7 }],
 ];
 let seed = 1000;
 for (const [op, shapes] of EMIT_PLAN) await emitGolden(op, seed++, shapes, EMITTED, `${op}_${seed}`);

@@ -31,6 +31,7 @@ const USAGE = `usage:
   mil golden emit --op ${Object.keys(GOLDEN_OPS).join('|')} --seed S --out DIR
                   [--batch B --dim D --len L --state N --groups G --heads H --headdim P
                    --width W --chunk C --steps S --recompute R --name CASE]
+                  speculative: [--variant mamba1|mamba2 --vocab V --heads H -k K --len PROMPT --steps NEW]
   mil convert --teacher DIR (--attention F | --attn-layers 1,3) --variant mamba1|mamba2 --out DIR
               [--seed S] [--semantics upstream|clean]
   mil generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3) --max-new-tokens N
@@ -110,14 +111,17 @@ async function cmdEmit(flags: Record<string, string | true>): Promise<number> {
   const seed = Number(seedRaw);
   if (seedRaw === true || !Number.isInteger(seed)) throw new UsageError(`--seed must be an integer`);
   const shapes: ShapeOptions = {};
-  for (const k of ['batch', 'dim', 'len', 'state', 'groups', 'heads', 'headdim', 'width', 'chunk', 'steps'] as const) shapes[k] = intFlag(flags, k);
+  for (const k of ['batch', 'dim', 'len', 'state', 'groups', 'heads', 'headdim', 'width', 'chunk', 'steps', 'vocab', 'k'] as const) shapes[k] = intFlag(flags, k);
+  const variant = strFlag(flags, 'variant');
+  if (variant !== undefined) shapes.variant = variant;
   if (flags.recompute !== undefined) {
     const r = Number(flags.recompute);
     if (flags.recompute === true || !Number.isInteger(r) || r < 0) throw new UsageError('--recompute must be a non-negative integer');
     shapes.recompute = r;
   }
   const c = await emitGolden(op, seed, shapes, out, typeof flags.name === 'string' ? flags.name : undefined);
-  console.log(`wrote case '${c.name}' (${c.op}) to ${out}: inputs ${c.inputs.join(', ')}; outputs ${c.outputs.join(', ')}`);
+  const list = (xs: string[]) => (xs.length > 12 ? `${xs.slice(0, 6).join(', ')}, … (${xs.length} in all)` : xs.join(', '));
+  console.log(`wrote case '${c.name}' (${c.op}) to ${out}: inputs ${list(c.inputs)}; outputs ${list(c.outputs)}`);
   return 0;
 }
 

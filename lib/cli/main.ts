@@ -14,7 +14,7 @@
 import { MilError } from '../errors.js';
 import { BACKENDS, backendStatus, isBackendName, type BackendName } from '../ops.js';
 import { formatResult, verifyGolden, type VerifyReport } from '../golden/verify.js';
-import { emitGolden } from '../golden/emit.js';
+import { emitGolden, emitModel } from '../golden/emit.js';
 import { GOLDEN_OPS, type ShapeOptions } from '../golden/ops.js';
 import { getOps } from '../ops.js';
 import { loadModel } from '../model/load.js';
@@ -32,6 +32,7 @@ const USAGE = `usage:
                   [--batch B --dim D --len L --state N --groups G --heads H --headdim P
                    --width W --chunk C --steps S --recompute R --name CASE]
                   speculative: [--variant mamba1|mamba2 --vocab V --heads H -k K --len PROMPT --steps NEW]
+  mil golden emit --op model --variant llama|mamba1|mamba2 --seed S --out DIR [--vocab V --dim D --heads H --groups KV --headdim P --len L]
   mil convert --teacher DIR (--attention F | --attn-layers 1,3) --variant mamba1|mamba2 --out DIR
               [--seed S] [--semantics upstream|clean]
   mil generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3) --max-new-tokens N
@@ -118,6 +119,11 @@ async function cmdEmit(flags: Record<string, string | true>): Promise<number> {
     const r = Number(flags.recompute);
     if (flags.recompute === true || !Number.isInteger(r) || r < 0) throw new UsageError('--recompute must be a non-negative integer');
     shapes.recompute = r;
+  }
+  if (op === 'model') {
+    const dir = await emitModel(shapes.variant ?? 'mamba2', seed, shapes, out, typeof flags.name === 'string' ? flags.name : undefined);
+    console.log(`wrote model case ${dir} (checkpoint, golden.safetensors, golden.json)`);
+    return 0;
   }
   const c = await emitGolden(op, seed, shapes, out, typeof flags.name === 'string' ? flags.name : undefined);
   const list = (xs: string[]) => (xs.length > 12 ? `${xs.slice(0, 6).join(', ')}, … (${xs.length} in all)` : xs.join(', '));

@@ -3,10 +3,11 @@
  * on the reference and on every kernel backend alike, because validation is shared.
  */
 import { describe, expect, it } from 'vitest';
-import { getOps, backendStatus } from '../lib/ops.js';
+import { getOps } from '../lib/ops.js';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
 import { ArgumentError, NonFiniteError, ShapeError, UnknownBackendError } from '../lib/errors.js';
-import { selectiveScan } from '../lib/ref/selective_scan.js';
-import { ALL_BACKENDS, Rng, Tensor, rand } from './helpers.js';
+import { ALL_BACKENDS, Rng, rand } from './helpers.js';
 
 const r = new Rng(7);
 const good = () => ({
@@ -60,12 +61,15 @@ describe('backends', () => {
     expect(e).toBeInstanceOf(UnknownBackendError);
     expect(e.message).toMatch(/unknown backend 'cuda': expected one of reference, cpu, webasm, webasm-threaded, webgpu/);
   });
-  it('every unavailable backend says why (never a silent fallback)', async () => {
-    for (const s of await backendStatus()) if (!s.available) expect(s.reason).toMatch(/\w+/);
-  });
-  it('the reference path has no NaN-tolerance hole: a good scan is finite', () => {
-    const { out } = selectiveScan(good());
-    expect(out.data.every(Number.isFinite)).toBe(true);
-    expect(Tensor.from([1, 2], [2]).shape).toEqual([2]);
+  it('an unavailable backend says why and is never replaced by another (webgpu disabled in a subprocess)', () => {
+    const mil = join(import.meta.dirname, '..', 'bin', 'mil.js');
+    const env = { ...process.env, MIL_NO_WEBGPU: '1' };
+    const list = spawnSync('node', [mil, 'backends'], { encoding: 'utf8', env });
+    expect(list.stdout).toMatch(/webgpu +not available: disabled by MIL_NO_WEBGPU/);
+    expect(list.stdout).toMatch(/webasm +available/);
+    const run = spawnSync('node', [mil, 'golden', 'verify', join(import.meta.dirname, '..', 'golden'), '--backend', 'webgpu'], { encoding: 'utf8', env });
+    expect(run.status).toBe(2);
+    expect(run.stderr).toMatch(/BackendUnavailableError: backend 'webgpu' is not available here: disabled by MIL_NO_WEBGPU/);
+    expect(run.stdout).not.toMatch(/PASS/);
   });
 });

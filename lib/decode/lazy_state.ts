@@ -21,6 +21,7 @@
 import { ArgumentError } from '../errors.js';
 import type { Ops } from '../ops.js';
 import { Tensor } from '../tensor.js';
+import { multistep as refMultistep } from '../ref/multistep.js';
 
 export type StateScheme = 'lazy' | 'per-position';
 
@@ -39,6 +40,9 @@ export interface SpecState {
   last: { hJ: Tensor; hK: Tensor; pendingBefore: number; rows: number } | null;
   /** per-position scheme: the state after each consumed position ≥ statePos (index 0 = statePos) */
   history: Tensor[];
+  /** the layer's A (dim, N) and Δ bias (dim) in the multi-step layout, as last passed to specSsm */
+  A: Tensor | null;
+  dtBias: Tensor | null;
 }
 
 /** The new steps in the multi-step layout (batch 1): x, raw dt (1, L, dim); B, C (1, L, G, N). */
@@ -65,7 +69,7 @@ export function makeSpecState(convWindow: Tensor, ssm: Tensor, length: number, m
     }
   const [, dim, N] = ssm.shape as [number, number, number];
   const h = ssm.astype('float64').named('h');
-  return { scheme, conv, convLen: length, h, statePos: length, dim, N, G, pending: { x: [], dt: [], B: [] }, last: null, history: [h] };
+  return { scheme, conv, convLen: length, h, statePos: length, dim, N, G, pending: { x: [], dt: [], B: [] }, last: null, history: [h], A: null, dtBias: null };
 }
 
 /** The logical conv window (1, C, W−1) ending at convLen: what a shift-register cache would hold. */
@@ -95,6 +99,8 @@ export async function specConv(ops: Ops, st: SpecState, pre: Tensor, weight: Ten
 /** The SSM over L new steps from the lazy state; returns y (1, L, dim). */
 export async function specSsm(ops: Ops, st: SpecState, s: SsmSteps): Promise<Tensor> {
   const L = s.x.shape[1]!;
+  st.A = s.A;
+  st.dtBias = s.dtBias ?? null;
   const { dim, N, G } = st;
   const rowsOf = (t: Tensor, w: number) => Array.from({ length: L }, (_, i) => Float64Array.from(t.data.subarray(i * w, (i + 1) * w)));
   if (st.scheme === 'per-position') {
@@ -189,6 +195,36 @@ export function foldState(st: SpecState): void {
   }
   st.last = null;
   st.history = [st.h];
+}
+
+/**
+ * The state plain decoding would hold after convLen tokens: h with the pending (x, raw dt, B) rows folded
+ * in, by the float64 reference multistep (replay only, no new steps). With nothing pending, h itself.
+ */
+export function foldedState(st: SpecState): Tensor {
+  const r = st.pending.x.length;
+  if (r === 0) return st.h;
+  if (!st.A) throw new ArgumentError('speculative state', 'a forward before pending rows exist', 'no A recorded');
+  const stack = (rows: Float64Array[], w: number, shape: number[]) => {
+    const t = Tensor.zeros(shape);
+    rows.forEach((row, k) => t.data.set(row, k * w));
+    return t;
+  };
+  const { dim, G, N } = st;
+  return refMultistep({
+    hI: st.h,
+    xCache: stack(st.pending.x, dim, [1, r, dim]),
+    dtCache: stack(st.pending.dt, dim, [1, r, dim]),
+    BCache: stack(st.pending.B, G * N, [1, r, G, N]),
+    recomputeSteps: r,
+    x: Tensor.zeros([1, 0, dim]),
+    dt: Tensor.zeros([1, 0, dim]),
+    B: Tensor.zeros([1, 0, G, N]),
+    C: Tensor.zeros([1, 0, G, N]),
+    A: st.A,
+    dtBias: st.dtBias ?? undefined,
+    dtSoftplus: true,
+  }).hJ;
 }
 
 /** Bytes held by the SSM side of the state (float32 on a device): cached state, pending rows, stored states. */

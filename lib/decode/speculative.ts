@@ -27,8 +27,7 @@ import { Tensor } from '../tensor.js';
 import { forward, newCache, type HybridModel, type ModelCache } from '../model/hybrid.js';
 import { WeightStore } from '../model/weights.js';
 import { argmax, drawFrom, lastLogits, samplingDistribution, type SamplingOptions } from '../model/generate.js';
-import { convWindow, foldState, makeSpecState, rollbackState, stateBytes, type StateScheme } from './lazy_state.js';
-import { multistep as refMultistep } from '../ref/multistep.js';
+import { convWindow, foldState, foldedState, makeSpecState, rollbackState, stateBytes, type StateScheme } from './lazy_state.js';
 
 // ---------------------------------------------------------------- caches
 
@@ -293,42 +292,12 @@ export async function speculativeGenerate(ops: Ops, target: HybridModel, drafter
 
 /**
  * The target's Mamba-layer states as plain decoding would hold them: for each Mamba layer, the SSM state
- * with the pending rows folded in (reference multistep, float64) and the conv window (1, C, W−1).
+ * with the pending rows folded in and the conv window (1, C, W−1).
  */
 export function effectiveStates(m: HybridModel, cache: ModelCache): Map<number, { ssm: Tensor; conv: Tensor }> {
   const out = new Map<number, { ssm: Tensor; conv: Tensor }>();
   cache.layers.forEach((lc, i) => {
-    if (lc.kind === 'attention') return;
-    const st = lc.spec!;
-    const q = `model.layers.${i}.mamba`;
-    const W = m.weights;
-    const c = m.mamba!;
-    const P = c.dState;
-    const perHead = (t: Tensor, f: (v: number) => number, w: number) => Tensor.from(Array.from({ length: st.dim * w }, (_, k) => f(t.data[Math.floor(k / (P * w))]!)), w === 1 ? [st.dim] : [st.dim, w]);
-    const A = lc.kind === 'mamba1' ? W.get(`${q}.A_log`).map((a) => -Math.exp(a)) : perHead(W.get(`${q}.A_log`), (a) => -Math.exp(a), st.N);
-    const bias = lc.kind === 'mamba1' ? W.get(`${q}.dt_proj.bias`) : perHead(W.get(`${q}.dt_bias`), (v) => v, 1);
-    const r = st.pending.x.length;
-    const rows = Math.max(r, 1);
-    const stack = (list: Float64Array[], w: number, shape: number[]) => {
-      const t = Tensor.zeros(shape);
-      list.forEach((row, k) => t.data.set(row, k * w));
-      return t;
-    };
-    const ssm = refMultistep({
-      hI: st.h,
-      xCache: stack(st.pending.x, st.dim, [1, rows, st.dim]),
-      dtCache: stack(st.pending.dt, st.dim, [1, rows, st.dim]),
-      BCache: stack(st.pending.B, st.G * st.N, [1, rows, st.G, st.N]),
-      recomputeSteps: r,
-      x: Tensor.zeros([1, 0, st.dim]),
-      dt: Tensor.zeros([1, 0, st.dim]),
-      B: Tensor.zeros([1, 0, st.G, st.N]),
-      C: Tensor.zeros([1, 0, st.G, st.N]),
-      A,
-      dtBias: bias,
-      dtSoftplus: true,
-    }).hJ;
-    out.set(i, { ssm, conv: convWindow(st, c.dConv) });
+    if (lc.kind !== 'attention') out.set(i, { ssm: foldedState(lc.spec!), conv: convWindow(lc.spec!, m.mamba!.dConv) });
   });
   return out;
 }

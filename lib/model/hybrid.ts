@@ -118,6 +118,11 @@ export function repeatPieces(x: Tensor, dInner: number, w: number): Tensor {
   return out;
 }
 
+/** Each value of t repeated `times` times consecutively (per-head parameters → per-channel), in `shape`. */
+function repeatEach(t: Tensor, times: number, shape: number[]): Tensor {
+  return Tensor.from(Array.from({ length: t.size * times }, (_, i) => t.data[Math.floor(i / times)]!), shape);
+}
+
 /** Split the last axis into consecutive blocks of the given widths. */
 function splitLast(t: Tensor, widths: number[]): Tensor[] {
   let at = 0;
@@ -271,27 +276,25 @@ async function mamba2Mixer(ops: Ops, m: HybridModel, p: string, o: Tensor, cache
   let y: Tensor;
   if (cache.spec) {
     // channels (h, p) of the multi-step layout: per-head Δ, A, D, dt_bias repeated over p; B/C grouped per head
-    const perChannel = (t: Tensor, rows: number) => Tensor.from(Array.from({ length: rows * H * P }, (_, i) => t.data[Math.floor(i / P)]!), rows ? [1, rows, H * P] : [H * P]);
     y = await specSsm(ops, cache.spec, {
       x: x.reshape([1, L, H * P]),
-      dt: perChannel(dt, L),
+      dt: repeatEach(dt, P, [1, L, H * P]),
       B: Bh,
       C: Ch,
-      A: Tensor.from(Array.from({ length: H * P * N }, (_, i) => A.data[Math.floor(i / (P * N))]!), [H * P, N]),
-      D: Tensor.from(Array.from({ length: H * P }, (_, i) => D.data[Math.floor(i / P)]!), [H * P]),
-      dtBias: Tensor.from(Array.from({ length: H * P }, (_, i) => dtBias.data[Math.floor(i / P)]!), [H * P]),
+      A: repeatEach(A, P * N, [H * P, N]),
+      D: repeatEach(D, P, [H * P]),
+      dtBias: repeatEach(dtBias, P, [H * P]),
     });
   } else if (L === 1) {
-    const rep = (t: Tensor) => Tensor.from(Array.from({ length: H * P }, (_, i) => t.data[Math.floor(i / P)]!), [H, P]);
     const st = await ops.selectiveStateUpdate({
       state: cache.ssm,
       x: x.reshape([Bt, H, P]),
-      dt: Tensor.from(Array.from({ length: Bt * H * P }, (_, i) => dt.data[Math.floor(i / P)]!), [Bt, H, P]),
-      A: Tensor.from(Array.from({ length: H * P * N }, (_, i) => A.data[Math.floor(i / (P * N))]!), [H, P, N]),
+      dt: repeatEach(dt, P, [Bt, H, P]),
+      A: repeatEach(A, P * N, [H, P, N]),
       B: Bh.reshape([Bt, H, N]),
       C: Ch.reshape([Bt, H, N]),
-      D: rep(D),
-      dtBias: rep(dtBias),
+      D: repeatEach(D, P, [H, P]),
+      dtBias: repeatEach(dtBias, P, [H, P]),
       dtSoftplus: true,
     });
     cache.ssm = st.state.named('ssm');

@@ -8,13 +8,12 @@
  * Writes bench/results/kernels.json and bench/results/kernels.md.
  * Options: --backends cpu,webasm,... (default: every available kernel backend); --quick (fewer samples).
  */
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Bench } from 'tinybench';
 import { backendStatus, getOps, type Ops } from '../lib/ops.js';
 import { Rng } from '../lib/rng.js';
 import { Tensor } from '../lib/tensor.js';
-import { writeFileAtomic } from '../lib/io/safetensors.js';
+import { writeFile } from '../lib/io/writer.js';
 import { matvecLoop, multistepLoop, scanLoop } from './baselines.js';
 
 const args = process.argv.slice(2);
@@ -118,9 +117,8 @@ const log = (row: Row) => {
 
 const oi = args.indexOf('--out');
 const dir = oi >= 0 ? args[oi + 1]! : join(import.meta.dirname, 'results');
-mkdirSync(dir, { recursive: true });
 const meta = { date: new Date().toISOString(), node: process.version, cpus: (await import('node:os')).cpus().length, quick };
-writeFileAtomic(join(dir, 'kernels.json'), JSON.stringify({ meta, rows }, null, 1) + '\n');
+writeFile(join(dir, 'kernels.json'), JSON.stringify({ meta, rows }, null, 1) + '\n');
 const md = [
   `# Benchmark results (${meta.date}, node ${meta.node}, ${meta.cpus} cores${quick ? ', --quick' : ''})`,
   '',
@@ -132,6 +130,6 @@ const md = [
   ...rows.map((r) => `| ${r.kernel} | ${r.size} | ${r.backend} | ${r.medianMs.toFixed(2)} | ${r.ratioToLoop.toFixed(2)} | ${r.extra?.vsOneUpdate?.toFixed(2) ?? ''} | ${r.extra?.vsKUpdates?.toFixed(2) ?? ''} |`),
   '',
 ].join('\n');
-writeFileAtomic(join(dir, 'kernels.md'), md);
+writeFile(join(dir, 'kernels.md'), md);
 console.log(`\nwrote ${join('bench', 'results', 'kernels.md')} and kernels.json`);
 process.exit(0);

@@ -14,7 +14,7 @@ import { convert } from '../lib/model/convert.js';
 import { generate } from '../lib/model/generate.js';
 import { expectedWeights } from '../lib/model/load.js';
 import type { HybridModel } from '../lib/model/hybrid.js';
-import { writeFileAtomic } from '../lib/io/safetensors.js';
+import { writeFile } from '../lib/io/writer.js';
 import { barChartSvg, writeSvg } from '../lib/plot/svg.js';
 
 const args = process.argv.slice(2);
@@ -93,8 +93,8 @@ for (const backend of backends) {
 }
 const dir = join(import.meta.dirname, 'results');
 const meta = { date: new Date().toISOString(), node: process.version, prefillTokens: PREFILL, decodeTokens: DECODE, spec, bandwidthGBs: { f32: bw.f32 / 1e9, f64: bw.f64 / 1e9 } };
-writeFileAtomic(join(dir, 'models.json'), JSON.stringify({ meta, rows }, null, 1) + '\n');
-writeFileAtomic(
+writeFile(join(dir, 'models.json'), JSON.stringify({ meta, rows }, null, 1) + '\n');
+writeFile(
   join(dir, 'models.md'),
   [
     `# Model benchmark (${meta.date}, node ${meta.node})`,

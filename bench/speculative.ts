@@ -19,7 +19,7 @@ import { convert } from '../lib/model/convert.js';
 import { generate } from '../lib/model/generate.js';
 import { ModelDrafter, OracleDrafter, speculativeGenerate, truncateLayers, type Drafter } from '../lib/decode/speculative.js';
 import type { HybridModel } from '../lib/model/hybrid.js';
-import { writeFileAtomic } from '../lib/io/safetensors.js';
+import { writeFile } from '../lib/io/writer.js';
 import { lineChartSvg, writeSvg } from '../lib/plot/svg.js';
 
 const args = process.argv.slice(2);
@@ -79,10 +79,10 @@ for (const [tname, m] of targets) {
 
 const dir = flag('out') ?? join(import.meta.dirname, 'results');
 const meta = { date: new Date().toISOString(), node: process.version, backend, tokens: TOKENS, spec };
-writeFileAtomic(join(dir, 'speculative.json'), JSON.stringify({ meta, rows }, null, 1) + '\n');
+writeFile(join(dir, 'speculative.json'), JSON.stringify({ meta, rows }, null, 1) + '\n');
 const best4 = rows.filter((r) => r.K === Math.min(4, Math.max(...Ks)) && r.draft.startsWith('always') && r.scheme === 'lazy');
 const pp = rows.filter((r) => r.draft === 'oracle, 25% corrupted');
-writeFileAtomic(
+writeFile(
   join(dir, 'speculative.md'),
   [
     `# Speculative decoding (${meta.date}, node ${meta.node}, backend ${backend})`,

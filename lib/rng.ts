@@ -6,6 +6,8 @@
  * uniform(lo, hi) = lo + (hi − lo)·u with u ∈ [0, 1) built from 53 random bits;
  * normal(μ, σ) by Box–Muller on two uniforms.
  */
+import { ArgumentError } from './errors.js';
+
 export class Rng {
   private s0: number;
   private s1: number;
@@ -13,8 +15,15 @@ export class Rng {
   private s3: number;
   private spare: number | null = null;
 
+  /**
+   * `seed`: any safe integer (|seed| < 2^53). Seeds in [−2^31, 2^32) keep the stream they always had; the
+   * high bits of larger seeds are mixed in, so 2^32 + 7 and 7 give different streams.
+   */
   constructor(readonly seed: number) {
-    let x = (Math.trunc(seed) ^ 0x9e3779b9) >>> 0;
+    if (!Number.isSafeInteger(seed)) throw new ArgumentError('seed', 'a safe integer (|seed| < 2^53)', seed);
+    const small = seed >= -2147483648 && seed < 4294967296;
+    const hi = Math.floor(seed / 4294967296); // |hi| < 2^21
+    let x = ((seed >>> 0) ^ 0x9e3779b9 ^ (small ? 0 : Math.imul((hi >>> 0) ^ 0x5bd1e995, 0x85ebca6b) || 1)) >>> 0;
     const next = (): number => {
       // splitmix32
       x = (x + 0x9e3779b9) >>> 0;

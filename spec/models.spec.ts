@@ -226,7 +226,7 @@ describe('checkpoints', () => {
     const tb = loadModel(dir);
     expect(Array.from((await forward(ops, tb, ids, newCache(tb, 1))).data)).toEqual(Array.from((await forward(ops, tied, ids, newCache(tied, 1))).data));
     expect(() => parseLlamaConfig({ ...a.llama.raw, num_key_value_heads: 3 })).toThrow(ConfigError);
-    expect(() => parseLlamaConfig({ ...a.llama.raw, rope_scaling: { rope_type: 'yarn', factor: 2 } })).toThrow(/rope type 'yarn' is not supported/);
+    expect(() => parseLlamaConfig({ ...a.llama.raw, rope_scaling: { rope_type: 'yarn', factor: 2 } })).toThrow(/'rope_scaling.rope_type' is "yarn": expected one of "default", "llama3"/);
   });
 
   it('a malformed model folder fails at load with a typed error naming the file or the weight', () => {

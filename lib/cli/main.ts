@@ -2,32 +2,99 @@
  * `mil` — the command line of mamba-in-llama.
  *
  *   mil demo [--backend NAME] [--out DIR]                  the main job: golden check, convert, generate
- *   mil golden verify DIR [--backend NAME|all] [--json]     check a mil-golden/1 folder
+ *   mil golden verify DIR [--backend NAME|all] [--allow-unsupported] [--json]
  *   mil golden emit --op OP --seed S [shape options] --out DIR [--name CASE]
  *   mil convert --teacher DIR (--attention F | --attn-layers 1,3) --variant mamba1|mamba2 --out DIR [--seed S] [--semantics upstream|clean]
  *   mil generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3) --max-new-tokens N
  *                [--temperature T --top-k K --top-p P --seed S] [--backend NAME] [--json]
  *   mil backends                                           which backends run here, and why not
  *
- * Exit status: 0 on success, 1 when a golden case failed, 2 on bad usage or input.
+ * Every option is typed and range-checked, and every option of a command is validated — including
+ * conflicts between options, the output path and the backend — before the command does any work
+ * (lib/cli/args.ts). Exit status (EXIT below):
+ *   0  success
+ *   1  a check failed: a golden case mismatched, or was unsupported without --allow-unsupported
+ *   2  bad usage or bad input: an unknown or malformed option, a malformed model folder, config or file
+ *   3  an I/O or environment failure: an unwritable or locked output, a full disk, an unavailable backend
+ *   4  an internal error (a bug: please report it with the stack trace printed)
  */
-import { MilError } from '../errors.js';
-import { BACKENDS, backendStatus, isBackendName, type BackendName } from '../ops.js';
+import { join } from 'node:path';
+import { BackendUnavailableError, KernelError, MilError } from '../errors.js';
+import { BACKENDS, backendStatus, getOps, type BackendName } from '../ops.js';
 import { formatResult, verifyGolden, type VerifyReport } from '../golden/verify.js';
-import { emitGolden, emitModel } from '../golden/emit.js';
+import { EMIT_LIMITS, checkEmitShapes, emitGolden, emitModel } from '../golden/emit.js';
 import { GOLDEN_OPS, type ShapeOptions } from '../golden/ops.js';
-import { getOps } from '../ops.js';
 import { loadModel } from '../model/load.js';
-import { convert, saveModel } from '../model/convert.js';
-import { generate } from '../model/generate.js';
-import { parseIds, tokenizerFor } from '../model/tokenizer.js';
+import { convert, droppedBiases, saveModel } from '../model/convert.js';
+import { checkLength, generate } from '../model/generate.js';
+import { tokenizerFor } from '../model/tokenizer.js';
 import { demo } from './demo.js';
 import { ModelDrafter, speculativeGenerate, truncateLayers } from '../decode/speculative.js';
-import { join } from 'node:path';
+import { IoError, OutputLockedError, checkOutput } from '../io/writer.js';
+import { UsageError, parseCommand, suggest, type OptSpec, type Parsed } from './args.js';
+
+export const EXIT = { ok: 0, checkFailed: 1, usage: 2, io: 3, internal: 4 } as const;
+
+const MAX_SEED = Number.MAX_SAFE_INTEGER;
+const seedOpt: OptSpec = { kind: 'int', min: 0, max: MAX_SEED, help: 'seed of the generator (0 … 2^53 − 1)' };
+const backendOpt: OptSpec = { kind: 'enum', choices: BACKENDS };
+
+const COMMANDS = {
+  demo: { options: { backend: backendOpt, out: { kind: 'string' } } as Record<string, OptSpec>, positionals: [0, 0] as [number, number] },
+  'golden verify': {
+    options: { backend: { kind: 'enum', choices: [...BACKENDS, 'all'] }, json: { kind: 'switch' }, 'allow-unsupported': { kind: 'switch' } } as Record<string, OptSpec>,
+    positionals: [1, 1] as [number, number],
+  },
+  'golden emit': {
+    options: {
+      op: { kind: 'enum', choices: [...Object.keys(GOLDEN_OPS), 'model'] },
+      seed: seedOpt,
+      out: { kind: 'string' },
+      name: { kind: 'string', pattern: /^[A-Za-z0-9][A-Za-z0-9_.-]*$/, patternHelp: 'a case name of letters, digits, _ . -' },
+      variant: { kind: 'enum', choices: ['llama', 'mamba1', 'mamba2'] },
+      ...Object.fromEntries(Object.entries(EMIT_LIMITS).map(([k, [lo, hi]]) => [k, { kind: 'int', min: lo, max: hi, ...(k === 'k' ? { short: 'k' } : {}) }])),
+    } as Record<string, OptSpec>,
+    positionals: [0, 0] as [number, number],
+  },
+  convert: {
+    options: {
+      teacher: { kind: 'string' },
+      out: { kind: 'string' },
+      variant: { kind: 'enum', choices: ['mamba1', 'mamba2'] },
+      attention: { kind: 'number', min: 0, max: 1 },
+      'attn-layers': { kind: 'ints', min: 0, max: 4095, allowEmpty: true },
+      seed: seedOpt,
+      semantics: { kind: 'enum', choices: ['upstream', 'clean'] },
+    } as Record<string, OptSpec>,
+    positionals: [0, 0] as [number, number],
+  },
+  generate: {
+    options: {
+      model: { kind: 'string' },
+      prompt: { kind: 'string' },
+      'prompt-ids': { kind: 'ints', min: 0, max: 2 ** 31 - 1 },
+      'max-new-tokens': { kind: 'int', min: 1, max: 1 << 20 },
+      temperature: { kind: 'number', min: 0, max: 1000 },
+      'top-k': { kind: 'int', min: 1, max: 1 << 22 },
+      'top-p': { kind: 'number', min: Number.MIN_VALUE, max: 1 },
+      seed: seedOpt,
+      backend: backendOpt,
+      json: { kind: 'switch' },
+      speculative: { kind: 'switch' },
+      draft: { kind: 'string' },
+      'draft-layers': { kind: 'int', min: 1, max: 4096 },
+      k: { kind: 'int', min: 1, max: 64, short: 'k' },
+      scheme: { kind: 'enum', choices: ['lazy', 'per-position'] },
+    } as Record<string, OptSpec>,
+    positionals: [0, 0] as [number, number],
+  },
+  backends: { options: {} as Record<string, OptSpec>, positionals: [0, 0] as [number, number] },
+};
+type CommandName = keyof typeof COMMANDS;
 
 const USAGE = `usage:
   mil demo [--backend NAME] [--out DIR]
-  mil golden verify DIR [--backend ${BACKENDS.join('|')}|all] [--json]
+  mil golden verify DIR [--backend ${BACKENDS.join('|')}|all] [--allow-unsupported] [--json]
   mil golden emit --op ${Object.keys(GOLDEN_OPS).join('|')} --seed S --out DIR
                   [--batch B --dim D --len L --state N --groups G --heads H --headdim P
                    --width W --chunk C --steps S --recompute R --name CASE]
@@ -35,46 +102,37 @@ const USAGE = `usage:
   mil golden emit --op model --variant llama|mamba1|mamba2 --seed S --out DIR [--vocab V --dim D --heads H --groups KV --headdim P --len L]
   mil convert --teacher DIR (--attention F | --attn-layers 1,3) --variant mamba1|mamba2 --out DIR
               [--seed S] [--semantics upstream|clean]
-  mil generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3) --max-new-tokens N
-               [--temperature T --top-k K --top-p P --seed S] [--backend NAME] [--json]
-               [--speculative --draft DIR [--draft-layers N] -k K [--scheme lazy|per-position]]
-  mil backends`;
+  mil generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [--max-new-tokens N]
+               [--temperature T [--top-k K] [--top-p P] [--seed S]] [--backend NAME] [--json]
+               [--speculative --draft DIR [--draft-layers N] [-k K] [--scheme lazy|per-position]]
+  mil backends
+exit status: 0 success, 1 a check failed, 2 bad usage or input, 3 I/O or environment failure, 4 internal error`;
 
-class UsageError extends Error {}
+type V = Parsed['values'];
+const str = (v: V, k: string) => v[k] as string | undefined;
+const num = (v: V, k: string) => v[k] as number | undefined;
+const need = (v: V, k: string, cmd: string): string => {
+  const x = str(v, k);
+  if (x === undefined) throw new UsageError(`${cmd} needs --${k}`);
+  return x;
+};
+const only = (v: V, k: string, needs: string, cmd: string, ok: boolean) => {
+  if (v[k] !== undefined && !ok) throw new UsageError(`${cmd}: --${k} is only valid with ${needs}`);
+};
 
-function parseFlags(argv: string[]): { pos: string[]; flags: Record<string, string | true> } {
-  const pos: string[] = [];
-  const flags: Record<string, string | true> = {};
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '-k') {
-      flags.k = argv[++i] ?? true;
-      continue;
-    }
-    if (a.startsWith('--')) {
-      const [k, v] = a.slice(2).split('=', 2) as [string, string | undefined];
-      if (v !== undefined) flags[k] = v;
-      else if (i + 1 < argv.length && !argv[i + 1]!.startsWith('--') && k !== 'json') flags[k] = argv[++i]!;
-      else flags[k] = true;
-    } else pos.push(a);
-  }
-  return { pos, flags };
+/** The backend must run here: checked before any work (exit 3 with the reason where it cannot). */
+async function checkBackend(name: string | undefined): Promise<BackendName> {
+  const b = (name ?? 'reference') as BackendName;
+  await getOps(b);
+  return b;
 }
 
-function intFlag(flags: Record<string, string | true>, k: string): number | undefined {
-  const v = flags[k];
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (v === true || !Number.isInteger(n) || n <= 0) throw new UsageError(`--${k} must be a positive integer, got ${v === true ? 'nothing' : `'${v}'`}`);
-  return n;
-}
-
-async function cmdVerify(pos: string[], flags: Record<string, string | true>): Promise<number> {
-  const dir = pos[0];
-  if (!dir) throw new UsageError('golden verify needs a folder');
-  const b = flags.backend ?? 'reference';
-  if (b === true) throw new UsageError('--backend needs a name');
-  const json = flags.json === true;
+async function cmdVerify(p: Parsed): Promise<number> {
+  const dir = p.positionals[0]!;
+  const v = p.values;
+  const b = str(v, 'backend') ?? 'reference';
+  const json = v.json === true;
+  const allowUnsupported = v['allow-unsupported'] === true;
   let names: BackendName[];
   const skipped: Array<{ backend: string; reason: string }> = [];
   if (b === 'all') {
@@ -83,10 +141,7 @@ async function cmdVerify(pos: string[], flags: Record<string, string | true>): P
       if (s.available) names.push(s.name);
       else skipped.push({ backend: s.name, reason: s.reason ?? '' });
     }
-  } else {
-    if (!isBackendName(b)) throw new UsageError(`unknown backend '${b}': expected one of ${BACKENDS.join(', ')}, or all`);
-    names = [b];
-  }
+  } else names = [await checkBackend(b)];
   const reports: VerifyReport[] = [];
   for (const name of names) {
     if (!json) console.log(`# ${dir} on backend '${name}' (tolerance ${name === 'reference' ? '1e-9' : '1e-4'} relative)`);
@@ -98,132 +153,137 @@ async function cmdVerify(pos: string[], flags: Record<string, string | true>): P
   const passed = reports.reduce((s, r) => s + r.passed, 0);
   const failed = reports.reduce((s, r) => s + r.failed, 0);
   const unsupported = reports.reduce((s, r) => s + r.unsupported, 0);
-  if (json) console.log(JSON.stringify({ dir, reports, skipped, passed, failed, unsupported }, (_k, v) => (v === Infinity ? 'Infinity' : v)));
-  else console.log(`${passed} passed, ${failed} failed, ${unsupported} unsupported`);
-  return failed > 0 ? 1 : 0;
+  const ok = failed === 0 && passed > 0 && (unsupported === 0 || allowUnsupported);
+  if (json) console.log(JSON.stringify({ dir, reports, skipped, passed, failed, unsupported, ok }, (_k, x) => (x === Infinity ? 'Infinity' : x)));
+  else {
+    console.log(`${passed} passed, ${failed} failed, ${unsupported} unsupported`);
+    if (unsupported > 0 && !allowUnsupported) console.error(`mil: ${unsupported} case(s) could not be checked: failing (pass --allow-unsupported to accept that)`);
+    if (passed === 0 && failed === 0 && unsupported === 0) console.error('mil: nothing was checked');
+  }
+  return ok ? EXIT.ok : EXIT.checkFailed;
 }
 
-async function cmdEmit(flags: Record<string, string | true>): Promise<number> {
-  const op = flags.op;
-  const out = flags.out;
-  if (typeof op !== 'string') throw new UsageError('golden emit needs --op');
-  if (typeof out !== 'string') throw new UsageError('golden emit needs --out DIR');
-  const seedRaw = flags.seed ?? '0';
-  const seed = Number(seedRaw);
-  if (seedRaw === true || !Number.isInteger(seed)) throw new UsageError(`--seed must be an integer`);
+async function cmdEmit(p: Parsed): Promise<number> {
+  const v = p.values;
+  const op = need(v, 'op', 'golden emit');
+  const out = need(v, 'out', 'golden emit');
+  const seed = num(v, 'seed') ?? 0;
   const shapes: ShapeOptions = {};
-  for (const k of ['batch', 'dim', 'len', 'state', 'groups', 'heads', 'headdim', 'width', 'chunk', 'steps', 'vocab', 'k'] as const) shapes[k] = intFlag(flags, k);
-  const variant = strFlag(flags, 'variant');
+  for (const k of Object.keys(EMIT_LIMITS)) if (v[k] !== undefined) (shapes as Record<string, number>)[k] = v[k] as number;
+  const variant = str(v, 'variant');
   if (variant !== undefined) shapes.variant = variant;
-  if (flags.recompute !== undefined) {
-    const r = Number(flags.recompute);
-    if (flags.recompute === true || !Number.isInteger(r) || r < 0) throw new UsageError('--recompute must be a non-negative integer');
-    shapes.recompute = r;
-  }
+  if (op !== 'model' && op !== 'speculative') only(v, 'variant', '--op model or --op speculative', 'golden emit', false);
+  if (op === 'speculative' && variant === 'llama') throw new UsageError("golden emit --op speculative: --variant must be mamba1 or mamba2 (the target)");
+  checkEmitShapes(op, shapes);
+  const name = str(v, 'name');
   if (op === 'model') {
-    const dir = await emitModel(shapes.variant ?? 'mamba2', seed, shapes, out, typeof flags.name === 'string' ? flags.name : undefined);
+    const dir = join(out, 'models', name ?? `${variant ?? 'mamba2'}_s${seed}`);
+    checkOutput(dir, 'folder', { option: 'out' });
+    await emitModel(variant ?? 'mamba2', seed, shapes, out, name);
     console.log(`wrote model case ${dir} (checkpoint, golden.safetensors, golden.json)`);
-    return 0;
+    return EXIT.ok;
   }
-  const c = await emitGolden(op, seed, shapes, out, typeof flags.name === 'string' ? flags.name : undefined);
+  checkOutput(out, 'folder', { option: 'out' });
+  const c = await emitGolden(op, seed, shapes, out, name);
   const list = (xs: string[]) => (xs.length > 12 ? `${xs.slice(0, 6).join(', ')}, … (${xs.length} in all)` : xs.join(', '));
   console.log(`wrote case '${c.name}' (${c.op}) to ${out}: inputs ${list(c.inputs)}; outputs ${list(c.outputs)}`);
-  return 0;
+  return EXIT.ok;
 }
 
-function strFlag(flags: Record<string, string | true>, k: string): string | undefined {
-  const v = flags[k];
-  if (v === true) throw new UsageError(`--${k} needs a value`);
-  return v;
-}
-function numFlag(flags: Record<string, string | true>, k: string): number | undefined {
-  const v = strFlag(flags, k);
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isFinite(n)) throw new UsageError(`--${k} must be a number, got '${v}'`);
-  return n;
-}
-
-async function cmdConvert(flags: Record<string, string | true>): Promise<number> {
-  const teacher = strFlag(flags, 'teacher');
-  const out = strFlag(flags, 'out');
-  const variant = strFlag(flags, 'variant') ?? 'mamba2';
-  if (!teacher || !out) throw new UsageError('convert needs --teacher DIR and --out DIR');
-  if (variant !== 'mamba1' && variant !== 'mamba2') throw new UsageError(`--variant must be mamba1 or mamba2, got '${variant}'`);
-  const semantics = strFlag(flags, 'semantics');
-  if (semantics !== undefined && semantics !== 'upstream' && semantics !== 'clean') throw new UsageError(`--semantics must be upstream or clean`);
-  const layersFlag = strFlag(flags, 'attn-layers');
-  const attnLayers = layersFlag === undefined ? undefined : layersFlag === '' ? [] : layersFlag.split(',').map(Number);
+async function cmdConvert(p: Parsed): Promise<number> {
+  const v = p.values;
+  const teacher = need(v, 'teacher', 'convert');
+  const out = need(v, 'out', 'convert');
+  const variant = (str(v, 'variant') ?? 'mamba2') as 'mamba1' | 'mamba2';
+  const semantics = str(v, 'semantics') as 'upstream' | 'clean' | undefined;
+  if (semantics === 'clean' && variant !== 'mamba1') throw new UsageError("convert: --semantics clean applies to --variant mamba1 only (Mamba-2 has one semantics)");
+  if (v.attention !== undefined && v['attn-layers'] !== undefined) throw new UsageError('convert: give --attention or --attn-layers, not both');
+  const attnLayers = v['attn-layers'] as number[] | undefined;
+  checkOutput(out, 'folder', { option: 'out', inputs: [{ option: 'teacher', path: teacher }] });
   const t0 = performance.now();
   console.error(`loading teacher ${teacher} …`);
   const t = loadModel(teacher);
   console.error(`converting ${t.llama.numLayers} layers (Algorithm 1, ${variant}) …`);
-  const m = convert(t, { variant, attnLayers, attentionFraction: numFlag(flags, 'attention') ?? 0.5, seed: numFlag(flags, 'seed') ?? 0, semantics });
+  const m = convert(t, { variant, attnLayers, attentionFraction: num(v, 'attention') ?? 0.5, seed: num(v, 'seed') ?? 0, semantics });
+  const dropped = droppedBiases(t, m);
+  if (dropped.length) console.error(`note: the replaced layers' attention biases are dropped, as upstream's bias-free Mamba projections do (${dropped.length} tensors, e.g. ${dropped[0]})`);
   console.error(`writing ${out} …`);
-  saveModel(out, m);
+  saveModel(out, m, { option: 'out', inputs: [{ option: 'teacher', path: teacher }] });
   const kept = m.mamba!.attnLayers;
   console.log(`wrote ${out}: ${variant} hybrid, attention kept in layers [${kept.join(', ')}] (${kept.length}/${m.llama.numLayers}), semantics ${m.mamba!.semantics}, ${((performance.now() - t0) / 1000).toFixed(2)} s`);
-  return 0;
+  return EXIT.ok;
 }
 
-async function cmdGenerate(flags: Record<string, string | true>): Promise<number> {
-  const dir = strFlag(flags, 'model');
-  if (!dir) throw new UsageError('generate needs --model DIR');
-  const json = flags.json === true;
+async function cmdGenerate(p: Parsed): Promise<number> {
+  const v = p.values;
+  const cmd = 'generate';
+  const dir = need(v, 'model', cmd);
+  const json = v.json === true;
+  const spec = v.speculative === true;
+  for (const k of ['draft', 'draft-layers', 'k', 'scheme']) only(v, k, '--speculative', cmd, spec);
+  if (spec && v.draft === undefined) throw new UsageError('generate --speculative needs --draft DIR');
+  if (v.prompt !== undefined && v['prompt-ids'] !== undefined) throw new UsageError('generate: give --prompt or --prompt-ids, not both');
+  if (v.prompt === undefined && v['prompt-ids'] === undefined) throw new UsageError('generate needs --prompt TEXT or --prompt-ids 1,2,3');
+  const temperature = num(v, 'temperature') ?? 0;
+  for (const k of ['top-k', 'top-p', 'seed']) only(v, k, '--temperature > 0 (greedy decoding draws nothing)', cmd, temperature > 0);
+  const maxNew = num(v, 'max-new-tokens') ?? 32;
+  const backend = await checkBackend(str(v, 'backend'));
+  const ops = await getOps(backend);
   const m = loadModel(dir);
   const tok = tokenizerFor(m.llama.vocabSize);
-  const text = strFlag(flags, 'prompt');
-  const idsFlag = strFlag(flags, 'prompt-ids');
   let prompt: number[];
-  if (idsFlag !== undefined) prompt = parseIds(idsFlag, m.llama.vocabSize);
-  else if (text !== undefined) {
+  const ids = v['prompt-ids'] as number[] | undefined;
+  if (ids !== undefined) {
+    const bad = ids.find((i) => i >= m.llama.vocabSize);
+    if (bad !== undefined) throw new UsageError(`--prompt-ids: id ${bad} is not a token of this model (vocabulary ${m.llama.vocabSize})`);
+    prompt = ids;
+  } else {
     if (!tok) throw new UsageError(`this model has no tokenizer (vocabulary ${m.llama.vocabSize} < 256 for byte-level text): use --prompt-ids`);
-    prompt = tok.encode(text);
-  } else throw new UsageError('generate needs --prompt TEXT or --prompt-ids 1,2,3');
-  const maxNew = numFlag(flags, 'max-new-tokens') ?? 32;
-  const backend = strFlag(flags, 'backend') ?? 'reference';
-  const ops = await getOps(backend);
+    prompt = tok.encode(str(v, 'prompt')!);
+    if (prompt.length === 0) throw new UsageError('--prompt is empty');
+  }
+  try {
+    checkLength(m, prompt.length, maxNew);
+  } catch (e) {
+    throw new UsageError(`--max-new-tokens ${maxNew}: the prompt (${prompt.length} tokens) plus new tokens must fit max_position_embeddings ${m.llama.maxPositionEmbeddings}`);
+  }
+  const K = num(v, 'k') ?? 4;
+  const scheme = (str(v, 'scheme') ?? 'lazy') as 'lazy' | 'per-position';
+  let draftModel = spec ? loadModel(str(v, 'draft')!) : undefined;
+  if (draftModel) {
+    const dl = num(v, 'draft-layers');
+    if (dl !== undefined) {
+      if (dl > draftModel.llama.numLayers) throw new UsageError(`--draft-layers ${dl}: the draft has ${draftModel.llama.numLayers} layers`);
+      draftModel = truncateLayers(draftModel, dl);
+    }
+    if (draftModel.llama.vocabSize !== m.llama.vocabSize) throw new UsageError(`--draft: vocabulary ${draftModel.llama.vocabSize} differs from the target's ${m.llama.vocabSize}`);
+    if (prompt.length + maxNew + K > draftModel.llama.maxPositionEmbeddings) throw new UsageError(`--draft: its max_position_embeddings ${draftModel.llama.maxPositionEmbeddings} is shorter than prompt + new tokens + K`);
+  }
   const stream = (id: number) => {
     if (!json) process.stdout.write(tok ? tok.decode([id]) : `${id} `);
   };
+  const sampling = { temperature, topK: num(v, 'top-k'), topP: num(v, 'top-p'), seed: num(v, 'seed') ?? 0 };
   // when comparing with speculative decoding, both paths are measured warm (kernels compiled, JIT done)
-  if (flags.speculative) await generate(ops, m, prompt, { maxNewTokens: Math.min(2, maxNew), eos: [] });
-  const r = await generate(ops, m, prompt, {
-    maxNewTokens: maxNew,
-    temperature: numFlag(flags, 'temperature') ?? 0,
-    topK: numFlag(flags, 'top-k'),
-    topP: numFlag(flags, 'top-p'),
-    seed: numFlag(flags, 'seed') ?? 0,
-    onToken: stream,
-  });
+  if (spec) await generate(ops, m, prompt, { maxNewTokens: Math.min(2, maxNew), eos: [] });
+  const r = await generate(ops, m, prompt, { maxNewTokens: maxNew, ...sampling, onToken: stream });
   const timing = { prefill: r.prefill, decode: r.decode };
   const base = { backend, prompt, tokens: r.tokens, ...(tok ? { text: tok.decode(r.tokens) } : {}), stoppedBy: r.stoppedBy, ...timing };
-  if (!flags.speculative) {
+  if (!draftModel) {
     if (json) console.log(JSON.stringify(base));
     else
       console.log(
         `\n[${backend}] ${r.tokens.length} tokens (stopped by ${r.stoppedBy}); prefill ${r.prefill.tokens} tokens in ${r.prefill.ms.toFixed(1)} ms = ${r.prefill.tokensPerS.toFixed(1)} tok/s; decode ${r.decode.tokens} tokens in ${r.decode.ms.toFixed(1)} ms = ${r.decode.tokensPerS.toFixed(1)} tok/s`,
       );
-    return 0;
+    return EXIT.ok;
   }
   // speculative decoding of the same prompt, measured in the same run against the plain decode above
-  const draftDir = strFlag(flags, 'draft');
-  if (!draftDir) throw new UsageError('--speculative needs --draft DIR');
-  const K = numFlag(flags, 'k') ?? 4;
-  if (!Number.isInteger(K) || K < 1) throw new UsageError(`-k must be a positive integer, got ${K}`);
-  const scheme = strFlag(flags, 'scheme') ?? 'lazy';
-  if (scheme !== 'lazy' && scheme !== 'per-position') throw new UsageError(`--scheme must be lazy or per-position`);
-  let draftModel = loadModel(draftDir);
-  const dl = numFlag(flags, 'draft-layers');
-  if (dl !== undefined) draftModel = truncateLayers(draftModel, dl);
-  if (draftModel.llama.vocabSize !== m.llama.vocabSize) throw new UsageError(`draft vocabulary ${draftModel.llama.vocabSize} differs from the target's ${m.llama.vocabSize}`);
   if (!json) process.stdout.write(`\n[speculative K=${K}, ${scheme}] `);
-  const sOpts = { K, maxNewTokens: maxNew, temperature: numFlag(flags, 'temperature') ?? 0, topK: numFlag(flags, 'top-k'), topP: numFlag(flags, 'top-p'), seed: numFlag(flags, 'seed') ?? 0, scheme: scheme as 'lazy' | 'per-position' };
-  await speculativeGenerate(ops, m, new ModelDrafter(ops, draftModel, K + 1, sOpts.scheme), prompt, { ...sOpts, maxNewTokens: Math.min(2, maxNew) }); // warm-up
-  const s = await speculativeGenerate(ops, m, new ModelDrafter(ops, draftModel, K + 1, sOpts.scheme), prompt, { ...sOpts, onToken: stream });
+  const sOpts = { K, maxNewTokens: maxNew, ...sampling, scheme };
+  await speculativeGenerate(ops, m, new ModelDrafter(ops, draftModel, K + 1, scheme), prompt, { ...sOpts, maxNewTokens: Math.min(2, maxNew) }); // warm-up
+  const s = await speculativeGenerate(ops, m, new ModelDrafter(ops, draftModel, K + 1, scheme), prompt, { ...sOpts, onToken: stream });
   const plainMs = r.prefill.ms + r.decode.ms;
   const specMs = s.prefillMs + s.decodeMs;
-  const spec = {
+  const res = {
     K,
     scheme,
     speculativeTokens: s.tokens,
@@ -236,46 +296,81 @@ async function cmdGenerate(flags: Record<string, string | true>): Promise<number
     plainTokensPerS: (r.tokens.length * 1000) / plainMs,
     speedup: plainMs / specMs,
   };
-  if (json) console.log(JSON.stringify({ ...base, ...spec }));
+  if (json) console.log(JSON.stringify({ ...base, ...res }));
   else
     console.log(
-      `\n[speculative] ${s.rounds.length} verify steps, ${spec.tokensPerVerify.toFixed(2)} tokens per verify step, acceptance ${(100 * spec.acceptanceRate).toFixed(1)}% (accepted per round: ${spec.acceptedPerRound.join(' ')})\n` +
-        `[speculative] ${spec.speculativeTokensPerS.toFixed(1)} tok/s vs plain ${spec.plainTokensPerS.toFixed(1)} tok/s (prefill + decode, same prompt, same run): speedup ×${spec.speedup.toFixed(2)}; output ${spec.sameAsPlain ? 'identical to' : 'differs from'} plain decoding`,
+      `\n[speculative] ${s.rounds.length} verify steps, ${res.tokensPerVerify.toFixed(2)} tokens per verify step, acceptance ${(100 * res.acceptanceRate).toFixed(1)}% (accepted per round: ${res.acceptedPerRound.join(' ')})\n` +
+        `[speculative] ${res.speculativeTokensPerS.toFixed(1)} tok/s vs plain ${res.plainTokensPerS.toFixed(1)} tok/s (prefill + decode, same prompt, same run): speedup ×${res.speedup.toFixed(2)}; output ${res.sameAsPlain ? 'identical to' : 'differs from'} plain decoding`,
     );
-  return 0;
+  return EXIT.ok;
 }
 
 async function cmdBackends(): Promise<number> {
   for (const s of await backendStatus()) console.log(`${s.name.padEnd(16)} ${s.available ? 'available' : `not available: ${s.reason}`}`);
-  return 0;
+  return EXIT.ok;
+}
+
+async function cmdDemo(p: Parsed): Promise<number> {
+  const root = join(import.meta.dirname, '..', '..');
+  const out = str(p.values, 'out') ?? join(root, 'runs', 'demo');
+  const backend = await checkBackend(str(p.values, 'backend'));
+  for (const v of ['mamba1', 'mamba2']) checkOutput(join(out, `hybrid-${v}-50`), 'folder', { option: 'out', inputs: [{ option: 'golden', path: join(root, 'golden') }] });
+  return demo(root, out, backend);
+}
+
+/** The exit status for an error: usage and bad input 2, I/O and environment 3. */
+export function exitCodeFor(e: unknown): number {
+  if (e instanceof UsageError) return EXIT.usage;
+  if (e instanceof IoError || e instanceof OutputLockedError || e instanceof BackendUnavailableError || e instanceof KernelError) return EXIT.io;
+  if (e instanceof MilError) return EXIT.usage;
+  return EXIT.internal;
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const { pos, flags } = parseFlags(argv);
   try {
-    if (pos[0] === 'golden' && pos[1] === 'verify') return await cmdVerify(pos.slice(2), flags);
-    if (pos[0] === 'golden' && pos[1] === 'emit') return await cmdEmit(flags);
-    if (pos[0] === 'backends') return await cmdBackends();
-    if (pos[0] === 'convert') return await cmdConvert(flags);
-    if (pos[0] === 'demo') {
-      const root = join(import.meta.dirname, '..', '..');
-      return await demo(root, strFlag(flags, 'out') ?? join(root, 'runs', 'demo'), strFlag(flags, 'backend'));
-    }
-    if (pos[0] === 'generate') return await cmdGenerate(flags);
-    if (pos.length === 0 || flags.help) {
+    const [a, b] = argv;
+    if (a === undefined || a === 'help' || a === '--help' || a === '-h') {
       console.log(USAGE);
-      return pos.length === 0 && !flags.help ? 2 : 0;
+      return a === undefined ? EXIT.usage : EXIT.ok;
     }
-    throw new UsageError(`unknown command '${pos.join(' ')}'`);
+    let name: CommandName;
+    let rest: string[];
+    if (a === 'golden') {
+      if (b !== 'verify' && b !== 'emit') throw new UsageError(`golden needs 'verify' or 'emit'${b ? `, got '${b}'` : ''}`);
+      name = `golden ${b}`;
+      rest = argv.slice(2);
+    } else if (a in COMMANDS && !a.startsWith('golden')) {
+      name = a as CommandName;
+      rest = argv.slice(1);
+    } else {
+      const s = suggest(a, [...Object.keys(COMMANDS).filter((c) => !c.startsWith('golden')), 'golden']);
+      throw new UsageError(`unknown command '${a}'${s ? ` (did you mean '${s}'?)` : ''}`);
+    }
+    if (rest.includes('--help')) {
+      console.log(USAGE);
+      return EXIT.ok;
+    }
+    const spec = COMMANDS[name];
+    const parsed = parseCommand(`mil ${name}`, rest, spec.options, spec.positionals);
+    switch (name) {
+      case 'demo':
+        return await cmdDemo(parsed);
+      case 'golden verify':
+        return await cmdVerify(parsed);
+      case 'golden emit':
+        return await cmdEmit(parsed);
+      case 'convert':
+        return await cmdConvert(parsed);
+      case 'generate':
+        return await cmdGenerate(parsed);
+      case 'backends':
+        return await cmdBackends();
+    }
   } catch (e) {
-    if (e instanceof UsageError) {
-      console.error(`mil: ${e.message}\n${USAGE}`);
-      return 2;
-    }
-    if (e instanceof MilError) {
-      console.error(`mil: ${e.name}: ${e.message}`);
-      return 2;
-    }
-    throw e;
+    const code = exitCodeFor(e);
+    if (e instanceof UsageError) console.error(`mil: ${e.message}\n${USAGE}`);
+    else if (e instanceof MilError) console.error(`mil: ${e.name}: ${e.message}`);
+    else console.error(`mil: internal error (please report it):\n${(e as Error)?.stack ?? String(e)}`);
+    return code;
   }
 }

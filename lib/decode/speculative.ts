@@ -26,7 +26,7 @@ import { Rng } from '../rng.js';
 import { Tensor } from '../tensor.js';
 import { forward, newCache, type HybridModel, type ModelCache } from '../model/hybrid.js';
 import { WeightStore } from '../model/weights.js';
-import { argmax, drawFrom, lastLogits, samplingDistribution, type SamplingOptions } from '../model/generate.js';
+import { argmax, checkLength, drawFrom, lastLogits, samplingDistribution, type SamplingOptions } from '../model/generate.js';
 import { convWindow, foldState, foldedState, makeSpecState, rollbackState, stateBytes, type StateScheme } from './lazy_state.js';
 
 // ---------------------------------------------------------------- caches
@@ -178,6 +178,7 @@ export async function speculativeGenerate(ops: Ops, target: HybridModel, drafter
   if (!Number.isInteger(o.K) || o.K < 1) throw new ArgumentError('K', 'a positive integer', o.K);
   if (prompt.length === 0) throw new ArgumentError('prompt', 'at least one token', 0);
   if (!Number.isInteger(o.maxNewTokens) || o.maxNewTokens < 0) throw new ArgumentError('maxNewTokens', 'a non-negative integer', o.maxNewTokens);
+  checkLength(target, prompt.length, o.maxNewTokens);
   const scheme = o.scheme ?? 'lazy';
   const greedy = !(o.temperature && o.temperature > 0);
   const seeded = new Rng(o.seed ?? 0);

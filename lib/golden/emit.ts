@@ -2,17 +2,22 @@
  * `mil golden emit`: write cases in the `mil-golden/1` format computed by this implementation's float64
  * reference, so a port can check shapes upstream never covered. Inputs come from the seeded generator.
  * If the folder already holds kernels.json/kernels.safetensors, the new case is added (a case of the same
- * name is replaced). Both files are written to temporary files and renamed.
+ * name is replaced). The folder is rewritten through the one writer (lib/io/writer.ts): its other files are
+ * kept, and a failure leaves the previous version whole.
+ *
+ * Sizes are bounded before any work (`checkEmitShapes`): each shape option has a range and the largest
+ * tensor a case would hold is capped, so a typo such as `--dim 100000000` is a typed error, not a hang.
  */
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { ArgumentError } from '../errors.js';
 import { getOps } from '../ops.js';
 import { Rng } from '../rng.js';
-import { getTensor, readSafetensors, serializeSafetensors, writeFileAtomic, writeSafetensors } from '../io/safetensors.js';
+import { getTensor, readSafetensors, safetensorsChunks } from '../io/safetensors.js';
+import { writeFolder } from '../io/writer.js';
 import { Tensor } from '../tensor.js';
 import { randomLlama } from '../model/random.js';
-import { convert, saveModel } from '../model/convert.js';
+import { convert, modelFiles } from '../model/convert.js';
 import { forward, newCache } from '../model/hybrid.js';
 import { argmax, lastLogits } from '../model/generate.js';
 import { GOLDEN_OPS, type ShapeOptions } from './ops.js';
@@ -22,10 +27,10 @@ export async function emitGolden(op: string, seed: number, shapes: ShapeOptions,
   const impl = GOLDEN_OPS[op];
   if (!impl) throw new ArgumentError('--op', `one of ${Object.keys(GOLDEN_OPS).join(', ')}`, op);
   if (!Number.isInteger(seed)) throw new ArgumentError('--seed', 'an integer', seed);
+  checkEmitShapes(op, shapes);
   const { inputs, attrs, note } = impl.generate(new Rng(seed), shapes);
   const ref = await getOps('reference');
   const outputs = await impl.run(ref, inputs, attrs);
-  mkdirSync(outDir, { recursive: true });
   const jsonPath = join(outDir, 'kernels.json');
   const stPath = join(outDir, 'kernels.safetensors');
   let cases: GoldenCase[] = [];
@@ -50,8 +55,14 @@ export async function emitGolden(op: string, seed: number, shapes: ShapeOptions,
   for (const [k, t] of Object.entries(inputs)) tensors[`${caseName}/in/${k}`] = t.astype('float64');
   for (const [k, t] of Object.entries(outputs)) tensors[`${caseName}/out/${k}`] = t.astype('float64');
   cases.push(c);
-  writeFileAtomic(stPath, serializeSafetensors(tensors, { schema: SCHEMA }, 'F64'));
-  writeFileAtomic(jsonPath, JSON.stringify({ schema: SCHEMA, seed, dtype: 'float64', cases }, null, 1) + '\n');
+  writeFolder(
+    outDir,
+    (stage) => {
+      stage.writeFile('kernels.safetensors', safetensorsChunks(tensors, { schema: SCHEMA }, 'F64').chunks);
+      stage.writeFile('kernels.json', JSON.stringify({ schema: SCHEMA, seed, dtype: 'float64', cases }, null, 1) + '\n');
+    },
+    { keepExisting: true },
+  );
   return c;
 }
 
@@ -65,6 +76,7 @@ export async function emitGolden(op: string, seed: number, shapes: ShapeOptions,
  */
 export async function emitModel(variant: string, seed: number, s: ShapeOptions, outDir: string, name?: string): Promise<string> {
   if (variant !== 'llama' && variant !== 'mamba1' && variant !== 'mamba2') throw new ArgumentError('--variant', 'llama, mamba1 or mamba2', variant);
+  checkEmitShapes('model', s);
   const r = new Rng(seed);
   const heads = s.heads ?? 4;
   const teacher = randomLlama(
@@ -73,7 +85,6 @@ export async function emitModel(variant: string, seed: number, s: ShapeOptions, 
   );
   const m = variant === 'llama' ? teacher : convert(teacher, { variant, attentionFraction: 0.5, seed: r.int(0, 1 << 30) });
   const dir = join(outDir, 'models', name ?? `${variant}_s${seed}`);
-  saveModel(dir, m);
   const ops = await getOps('reference');
   const V = m.llama.vocabSize;
   const L = s.len ?? 11;
@@ -83,12 +94,42 @@ export async function emitModel(variant: string, seed: number, s: ShapeOptions, 
   const seq = [...prompt];
   const S = 16;
   for (let k = 0; k < S; k++) seq.push(argmax(lastLogits(await forward(ops, m, [seq], newCache(m, 1)))));
-  writeSafetensors(join(dir, 'golden.safetensors'), {
-    input_ids: Tensor.from(ids.flat(), [2, L]),
-    logits: logits.named('logits'),
-    prompt: Tensor.from(prompt, [1, prompt.length]),
-    greedy: Tensor.from(seq.slice(prompt.length), [1, S]),
-  }, { schema: SCHEMA }, 'F64');
-  writeFileAtomic(join(dir, 'golden.json'), JSON.stringify({ schema: SCHEMA, model: variant, upstream: 'emitted by mamba-in-llama (float64 reference)', note: `seed ${seed}; greedy: ${S} argmax tokens after prompt, full-sequence forward each step` }, null, 1) + '\n');
+  const golden = safetensorsChunks(
+    {
+      input_ids: Tensor.from(ids.flat(), [2, L]),
+      logits: logits.named('logits'),
+      prompt: Tensor.from(prompt, [1, prompt.length]),
+      greedy: Tensor.from(seq.slice(prompt.length), [1, S]),
+    },
+    { schema: SCHEMA },
+    'F64',
+  ).chunks;
+  const json = JSON.stringify({ schema: SCHEMA, model: variant, upstream: 'emitted by mamba-in-llama (float64 reference)', note: `seed ${seed}; greedy: ${S} argmax tokens after prompt, full-sequence forward each step` }, null, 1) + '\n';
+  writeFolder(dir, (stage) => {
+    for (const [rel, data] of [...modelFiles(m), ['golden.safetensors', golden] as const, ['golden.json', json] as const]) stage.writeFile(rel, data);
+  });
   return dir;
+}
+
+/** Range of each `golden emit` shape option, and the cap on the elements of the largest tensor of a case. */
+export const EMIT_LIMITS: Record<string, [number, number]> = {
+  batch: [1, 64], dim: [1, 16384], len: [1, 65536], state: [1, 256], groups: [1, 1024], heads: [1, 1024], headdim: [1, 1024],
+  width: [1, 16], chunk: [1, 4096], steps: [1, 4096], recompute: [0, 4096], vocab: [2, 65536], k: [1, 64],
+};
+export const EMIT_MAX_ELEMENTS = 1 << 26; // 512 MiB of float64 in the largest tensor
+
+/** Bounds checks for `golden emit`, before anything is generated (typed ArgumentError naming the option). */
+export function checkEmitShapes(op: string, s: ShapeOptions): void {
+  for (const [k, [lo, hi]] of Object.entries(EMIT_LIMITS)) {
+    const v = (s as Record<string, unknown>)[k];
+    if (v === undefined) continue;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) throw new ArgumentError(`--${k}`, `an integer in [${lo}, ${hi}]`, v);
+  }
+  // the largest tensor any op makes is at most batch · width · length · state-like factor
+  const b = s.batch ?? 2;
+  const d = Math.max(s.dim ?? 64, (s.heads ?? 4) * (s.headdim ?? 16), s.vocab ?? 61);
+  const l = Math.max(s.len ?? 64, (s.steps ?? 8) + (s.recompute ?? 0));
+  const n = Math.max(s.state ?? 16, s.headdim ?? 16, op === 'model' ? (s.dim ?? 48) * 4 : 1);
+  const est = b * d * l * n;
+  if (est > EMIT_MAX_ELEMENTS) throw new ArgumentError('shape options', `a case of at most ${EMIT_MAX_ELEMENTS} elements per tensor (batch · dim · len · state)`, `${b} · ${d} · ${l} · ${n} = ${est}`);
 }

@@ -8,11 +8,14 @@
  * the logits of `input_ids` by one full forward (same tolerances), and the greedy continuation of `prompt`
  * generated through the caches (prefill, then one token per decode step) must equal `greedy` token for token.
  * A case whose op this library does not know counts as unsupported — never as passed. A malformed case or
- * folder fails with the reason; the others go on.
+ * folder fails with the reason; the others go on. Nothing passes unchecked: a case that lists no outputs,
+ * a model case with an empty greedy continuation or no logits, and a folder with nothing to check all fail.
+ * A folder that does not exist is an ArgumentError (the CLI's usage error, exit 2).
  */
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { GoldenFormatError, MilError } from '../errors.js';
+import { ArgumentError, GoldenFormatError, MilError } from '../errors.js';
+import { readJsonObject } from '../io/json.js';
 import { getOps, type BackendName } from '../ops.js';
 import { getTensor, readSafetensors, type SafetensorsFile } from '../io/safetensors.js';
 import { relError, type Tensor } from '../tensor.js';
@@ -58,14 +61,7 @@ export interface VerifyReport {
 /** Parse and check kernels.json. */
 export function readKernelsJson(dir: string): { seed?: number; cases: GoldenCase[] } {
   const p = join(dir, 'kernels.json');
-  let j: unknown;
-  try {
-    j = JSON.parse(readFileSync(p, 'utf8'));
-  } catch (e) {
-    throw new GoldenFormatError(p, `cannot read or parse (${(e as Error).message})`);
-  }
-  const o = j as { schema?: unknown; cases?: unknown; seed?: number };
-  if (typeof o !== 'object' || o === null) throw new GoldenFormatError(p, 'not a JSON object');
+  const o = readJsonObject(p, (why) => new GoldenFormatError(p, why)) as { schema?: unknown; cases?: unknown; seed?: number };
   if (o.schema !== SCHEMA) throw new GoldenFormatError(p, `schema is ${JSON.stringify(o.schema)}, expected '${SCHEMA}'`);
   if (!Array.isArray(o.cases)) throw new GoldenFormatError(p, "'cases' is not a list");
   const cases = o.cases.map((c: unknown, i: number) => {
@@ -76,6 +72,7 @@ export function readKernelsJson(dir: string): { seed?: number; cases: GoldenCase
     if (typeof k.op !== 'string') throw bad("'op' missing");
     if (!Array.isArray(k.inputs) || !k.inputs.every((s) => typeof s === 'string')) throw bad("'inputs' is not a list of names");
     if (!Array.isArray(k.outputs) || !k.outputs.every((s) => typeof s === 'string')) throw bad("'outputs' is not a list of names");
+    if (k.attrs !== undefined && (typeof k.attrs !== 'object' || k.attrs === null || Array.isArray(k.attrs))) throw bad("'attrs' is not an object");
     return { ...k, attrs: (k.attrs ?? {}) as Record<string, unknown> } as GoldenCase;
   });
   return { seed: o.seed, cases };
@@ -85,6 +82,7 @@ async function verifyCase(c: GoldenCase, f: SafetensorsFile, backend: BackendNam
   const base = { name: c.name, op: c.op, errors: {} as Record<string, number>, tolerance: tol };
   const impl = GOLDEN_OPS[c.op];
   if (!impl) return { ...base, status: 'unsupported', reason: `op '${c.op}' is not implemented by this library` };
+  if (c.outputs.length === 0) return { ...base, status: 'fail', reason: "the case lists no outputs: nothing to check" };
   try {
     const I: Named = {};
     for (const n of c.inputs) I[n] = getTensor(f, `${c.name}/in/${n}`).named(n);
@@ -128,6 +126,9 @@ export async function verifyModel(dir: string, name: string, backend: BackendNam
     const want = getTensor(g, 'logits');
     const prompt = getTensor(g, 'prompt');
     const greedy = getTensor(g, 'greedy');
+    if (greedy.size === 0) return { ...base, status: 'fail', reason: "'greedy' is empty: the greedy continuation checks nothing" };
+    if (ids.rank !== 2 || ids.size === 0) return { ...base, status: 'fail', reason: `'input_ids' must be a non-empty (batch, length) tensor, got [${ids.shape}]` };
+    if (prompt.size === 0) return { ...base, status: 'fail', reason: "'prompt' is empty" };
     const [B, L] = ids.shape as [number, number];
     const rows = Array.from({ length: B }, (_, b) => Array.from(ids.data.subarray(b * L, (b + 1) * L)));
     const ops = await getOps(backend);
@@ -152,6 +153,7 @@ export async function verifyModel(dir: string, name: string, backend: BackendNam
 
 /** Verify a golden folder on one backend. Throws only when the backend itself is unknown or unavailable. */
 export async function verifyGolden(dir: string, backend: BackendName, onResult?: (r: CaseResult) => void): Promise<VerifyReport> {
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ArgumentError('golden folder', 'an existing folder', dir);
   await getOps(backend); // unknown / unavailable backend: a typed error before any case
   const tol = toleranceFor(backend);
   const results: CaseResult[] = [];

@@ -6,11 +6,12 @@
  *
  * Every file is treated as hostile: the header length must fit the file and a size cap, the JSON must
  * parse into the expected form, each tensor's byte range must lie inside the data, have length
- * sizeof(dtype)·Π shape, and not overlap another. Violations raise SafetensorsError naming the file.
- * Writes go to a temporary file in the same folder and are renamed into place.
+ * sizeof(dtype)·Π shape, and the ranges must tile the data exactly (no overlap, gap or trailing bytes);
+ * no key may appear twice. Violations raise SafetensorsError naming the file. Writes go through the one
+ * writer (lib/io/writer.ts), streamed in bounded pieces.
  */
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { InputFileError, parseJsonStrict, readRegularFile } from './json.js';
+import { writeFile } from './writer.js';
 import { SafetensorsError } from '../errors.js';
 import { Tensor, sizeOf } from '../tensor.js';
 
@@ -43,12 +44,7 @@ export function parseSafetensors(bytes: Uint8Array, path = '<buffer>'): Safetens
   if (n64 > BigInt(MAX_HEADER_BYTES)) fail(`header length ${n64} exceeds the cap of ${MAX_HEADER_BYTES} bytes`);
   const n = Number(n64);
   if (8 + n > bytes.length) fail(`header length ${n} runs past the end of the file (${bytes.length} bytes): truncated?`);
-  let header: unknown;
-  try {
-    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + n)));
-  } catch (e) {
-    fail(`header is not valid UTF-8 JSON (${(e as Error).message})`);
-  }
+  const header = parseJsonStrict(decodeUtf8(bytes.subarray(8, 8 + n), fail), path, (p) => new SafetensorsError(path, `header: ${p}`));
   if (typeof header !== 'object' || header === null || Array.isArray(header)) fail('header is not a JSON object');
   const dataStart = 8 + n;
   const dataLen = bytes.length - dataStart;
@@ -76,24 +72,47 @@ export function parseSafetensors(bytes: Uint8Array, path = '<buffer>'): Safetens
     ranges.push([b, en, name]);
     tensors.set(name, { dtype: e.dtype as string, shape, begin: dataStart + b, end: dataStart + en });
   }
+  // The data must be tiled exactly, as the reference implementation requires: sorted by offset, each tensor
+  // starting where the previous ended, the last ending at the end of the file. Overlaps (two names for
+  // the same bytes), gaps and trailing bytes (data covered by no tensor) are all rejected.
   ranges.sort((x, y) => x[0] - y[0] || x[1] - y[1]);
-  let maxEnd = 0;
-  let maxName = '';
+  let pos = 0;
+  let prev = '';
   for (const [b, e, nm] of ranges) {
-    if (e > b && b < maxEnd) fail(`tensors '${maxName}' and '${nm}' overlap (the latter spans [${b}, ${e}))`);
-    if (e > maxEnd) [maxEnd, maxName] = [e, nm];
+    if (b < pos) fail(`tensors '${prev}' and '${nm}' overlap (the latter spans [${b}, ${e}))`);
+    if (b > pos) fail(`bytes [${pos}, ${b}) of the data belong to no tensor (gap before '${nm}')`);
+    pos = e;
+    prev = nm;
   }
+  if (pos !== dataLen) fail(`bytes [${pos}, ${dataLen}) at the end of the data belong to no tensor (trailing bytes, or a header that lies)`);
   return { path, metadata, tensors, bytes };
 }
 
+/** The largest file read whole (node's Buffer limit); larger checkpoints must be sharded. */
+export const MAX_FILE_BYTES = 2 ** 31 - 1;
+
+/**
+ * Read and validate a safetensors file. Refused before reading it whole: anything but a regular file
+ * (a FIFO, a device, a folder), files over MAX_FILE_BYTES, and files whose size differs from what their
+ * header describes.
+ */
 export function readSafetensors(path: string): SafetensorsFile {
   let bytes: Uint8Array;
   try {
-    bytes = readFileSync(path);
+    bytes = readRegularFile(path, MAX_FILE_BYTES);
   } catch (e) {
-    throw new SafetensorsError(path, `cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    if (e instanceof InputFileError) throw new SafetensorsError(path, e.problem);
+    throw e;
   }
   return parseSafetensors(bytes, path);
+}
+
+function decodeUtf8(b: Uint8Array, fail: (why: string) => never): string {
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(b);
+  } catch {
+    return fail('header is not valid UTF-8');
+  }
 }
 
 /** Decode one tensor to float64 (any dtype; integers are converted exactly up to 2^53). */
@@ -193,33 +212,35 @@ export function floatToBf16(v: number): number {
   return ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
 }
 
-function encode(t: Tensor, dt: WriteDType, name: string): Uint8Array {
-  const n = t.size;
+function encode(t: Tensor, dt: WriteDType, name: string, from: number, to: number): Uint8Array {
+  const n = to - from;
   const out = new Uint8Array(n * DTYPE_SIZE[dt]!);
   const dv = new DataView(out.buffer);
   const intCheck = (v: number, lo: number, hi: number, i: number) => {
     if (!Number.isInteger(v) || v < lo || v > hi) throw new SafetensorsError('<write>', `tensor '${name}': value ${v} at ${i} is not representable as ${dt}`);
   };
   for (let i = 0; i < n; i++) {
-    const v = t.data[i]!;
+    const v = t.data[from + i]!;
     switch (dt) {
       case 'F64': dv.setFloat64(8 * i, v, true); break;
       case 'F32': dv.setFloat32(4 * i, v, true); break;
       case 'F16': dv.setUint16(2 * i, floatToHalf(v), true); break;
       case 'BF16': dv.setUint16(2 * i, floatToBf16(v), true); break;
-      case 'I64': intCheck(v, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER, i); dv.setBigInt64(8 * i, BigInt(v), true); break;
-      case 'I32': intCheck(v, -2147483648, 2147483647, i); dv.setInt32(4 * i, v, true); break;
-      case 'U8': intCheck(v, 0, 255, i); dv.setUint8(i, v); break;
+      case 'I64': intCheck(v, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER, from + i); dv.setBigInt64(8 * i, BigInt(v), true); break;
+      case 'I32': intCheck(v, -2147483648, 2147483647, from + i); dv.setInt32(4 * i, v, true); break;
+      case 'U8': intCheck(v, 0, 255, from + i); dv.setUint8(i, v); break;
     }
   }
   return out;
 }
 
 /**
- * Serialise tensors with optional string metadata. `dtype`: one for all tensors, or a function per name;
- * default F64 for float64 tensors and F32 for float32 ones. Integer dtypes require integer values in range.
+ * Serialise tensors with optional string metadata, as a header and one chunk per tensor (in bounded pieces),
+ * so a file of any size is written without one buffer holding it all. `dtype`: one for all tensors, or a
+ * function per name; default F64 for float64 tensors and F32 for float32 ones. Integer dtypes require
+ * integer values in range. The data is contiguous and in header order (what the reader requires).
  */
-export function serializeSafetensors(tensors: Record<string, Tensor>, metadata?: Record<string, string>, dtype?: WriteDType | ((name: string, t: Tensor) => WriteDType)): Uint8Array {
+export function safetensorsChunks(tensors: Record<string, Tensor>, metadata?: Record<string, string>, dtype?: WriteDType | ((name: string, t: Tensor) => WriteDType)): { bytes: number; chunks: Iterable<Uint8Array> } {
   const header: Record<string, unknown> = {};
   if (metadata) header.__metadata__ = metadata;
   let off = 0;
@@ -235,36 +256,34 @@ export function serializeSafetensors(tensors: Record<string, Tensor>, metadata?:
   let json = JSON.stringify(header);
   while ((8 + json.length) % 8 !== 0) json += ' '; // align the data to 8 bytes
   const hb = new TextEncoder().encode(json);
-  const out = new Uint8Array(8 + hb.length + off);
-  new DataView(out.buffer).setBigUint64(0, BigInt(hb.length), true);
-  out.set(hb, 8);
-  let pos = 8 + hb.length;
-  entries.forEach(([name, t], i) => {
-    const bytes = encode(t, dts[i]!, name);
-    out.set(bytes, pos);
-    pos += bytes.length;
-  });
+  const head = new Uint8Array(8 + hb.length);
+  new DataView(head.buffer).setBigUint64(0, BigInt(hb.length), true);
+  head.set(hb, 8);
+  function* chunks(): Generator<Uint8Array> {
+    yield head;
+    for (let i = 0; i < entries.length; i++) {
+      const [name, t] = entries[i]!;
+      for (let s = 0; s < t.size; s += ENCODE_PIECE) yield encode(t, dts[i]!, name, s, Math.min(t.size, s + ENCODE_PIECE));
+    }
+  }
+  return { bytes: head.length + off, chunks: { [Symbol.iterator]: chunks } };
+}
+
+const ENCODE_PIECE = 1 << 22; // elements per encoded piece (≤ 32 MiB)
+
+/** The whole file as one buffer (for small files and tests; writers stream `safetensorsChunks`). */
+export function serializeSafetensors(tensors: Record<string, Tensor>, metadata?: Record<string, string>, dtype?: WriteDType | ((name: string, t: Tensor) => WriteDType)): Uint8Array {
+  const { bytes, chunks } = safetensorsChunks(tensors, metadata, dtype);
+  const out = new Uint8Array(bytes);
+  let pos = 0;
+  for (const c of chunks) {
+    out.set(c, pos);
+    pos += c.length;
+  }
   return out;
 }
 
-/** Write bytes atomically: a temporary file beside the target, fsync, rename. */
-export function writeFileAtomic(path: string, data: Uint8Array | string): void {
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${Date.now()}.tmp`);
-  let fd: number | undefined;
-  try {
-    fd = openSync(tmp, 'w');
-    writeSync(fd, typeof data === 'string' ? Buffer.from(data, 'utf8') : data);
-    fsyncSync(fd);
-    closeSync(fd);
-    fd = undefined;
-    renameSync(tmp, path);
-  } catch (e) {
-    if (fd !== undefined) closeSync(fd);
-    rmSync(tmp, { force: true });
-    throw e;
-  }
-}
-
+/** Write a safetensors file through the one writer (lib/io/writer.ts): complete, or the old file kept. */
 export function writeSafetensors(path: string, tensors: Record<string, Tensor>, metadata?: Record<string, string>, dtype?: WriteDType | ((name: string, t: Tensor) => WriteDType)): void {
-  writeFileAtomic(path, serializeSafetensors(tensors, metadata, dtype));
+  writeFile(path, safetensorsChunks(tensors, metadata, dtype).chunks);
 }

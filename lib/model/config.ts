@@ -12,14 +12,86 @@
  * file upstream; it is read from this project's `mil_config.json` if present, else from the weight names
  * (in_proj_x → Mamba-1, in_proj → Mamba-2).
  */
-import { ArgumentError, MilError } from '../errors.js';
+import { ArgumentError } from '../errors.js';
 import type { RopeScaling } from '../ref/rope.js';
+import { ConfigError, PRETRAINED_CONFIG_IGNORED, checkObject, ignoring, type Schema } from './schema.js';
 
-export class ConfigError extends MilError {
-  constructor(readonly file: string, readonly problem: string) {
-    super('E_CONFIG', `${file}: ${problem}`);
-  }
-}
+export { ConfigError };
+
+/** Limits that keep a hostile config from allocating without bound before its checkpoint is read. */
+export const CONFIG_LIMITS = { layers: 4096, width: 1 << 17, vocab: 1 << 22, positions: 1 << 24 } as const;
+
+const ROPE_SCHEMA: Schema = {
+  rope_type: { type: 'string', oneOf: ['default', 'llama3'], note: 'other rope types are not implemented' },
+  type: { type: 'string', oneOf: ['default', 'llama3'], note: 'other rope types are not implemented' },
+  rope_theta: { type: 'number', above: 0 },
+  factor: { type: 'number', above: 0 },
+  low_freq_factor: { type: 'number', above: 0 },
+  high_freq_factor: { type: 'number', above: 0 },
+  original_max_position_embeddings: { type: 'int', min: 1 },
+};
+
+/** Hugging Face LlamaConfig: every key it defines, with what this implementation supports. */
+export const LLAMA_SCHEMA: Schema = {
+  ...ignoring(PRETRAINED_CONFIG_IGNORED),
+  model_type: { type: 'string', oneOf: ['llama'], note: 'only Llama teachers are implemented' },
+  vocab_size: { type: 'int', min: 1, max: CONFIG_LIMITS.vocab, required: true },
+  hidden_size: { type: 'int', min: 1, max: CONFIG_LIMITS.width, required: true },
+  intermediate_size: { type: 'int', min: 1, max: CONFIG_LIMITS.width, required: true },
+  num_hidden_layers: { type: 'int', min: 1, max: CONFIG_LIMITS.layers, required: true },
+  num_attention_heads: { type: 'int', min: 1, max: CONFIG_LIMITS.width, required: true },
+  num_key_value_heads: { type: 'int', min: 1, max: CONFIG_LIMITS.width },
+  head_dim: { type: 'int', min: 2, max: CONFIG_LIMITS.width },
+  hidden_act: { type: 'string', oneOf: ['silu'], note: 'the SwiGLU MLP of Llama' },
+  max_position_embeddings: { type: 'int', min: 1, max: CONFIG_LIMITS.positions },
+  rms_norm_eps: { type: 'number', above: 0 },
+  rope_theta: { type: 'number', above: 0 },
+  rope_scaling: { type: 'object', schema: ROPE_SCHEMA, nullable: true },
+  rope_parameters: { type: 'object', schema: ROPE_SCHEMA, nullable: true },
+  attention_bias: { type: 'bool', note: 'true: q/k/v/o biases must be in the checkpoint' },
+  mlp_bias: { type: 'bool', only: false, note: 'MLP biases are not implemented' },
+  pretraining_tp: { type: 'int', min: 1, note: 'tensor-parallel slicing; the same math' },
+  tie_word_embeddings: { type: 'bool' },
+  bos_token_id: { type: 'int', min: 0, nullable: true },
+  eos_token_id: { type: 'int-or-ints', min: 0, nullable: true },
+};
+
+/** MambaInLlama's MambaConfig dataclass (mamba/ and mamba2/hybrid_mamba_config.py) and its ssm_cfg. */
+export const MAMBA_SCHEMA: Schema = {
+  d_model: { type: 'int', min: 1, max: CONFIG_LIMITS.width, required: true },
+  d_inner: { type: 'int', min: 1, max: CONFIG_LIMITS.width },
+  d_xb: { type: 'int', min: 1, max: CONFIG_LIMITS.width, required: true },
+  n_layer: { type: 'int', min: 1, max: CONFIG_LIMITS.layers, required: true },
+  attn_layers: { type: 'ints', min: 0, distinct: true },
+  intermediate_size: { type: 'int', min: 1, max: CONFIG_LIMITS.width, required: true },
+  rms_norm_eps: { type: 'number', above: 0 },
+  vocab_size: { type: 'int', min: 1, max: CONFIG_LIMITS.vocab, nullable: true },
+  hidden_act: { type: 'string', oneOf: ['silu'] },
+  dt_rank: { type: 'int', min: 1, max: CONFIG_LIMITS.width },
+  ssm_cfg: {
+    type: 'object',
+    schema: {
+      expand: { type: 'number', above: 0 },
+      d_state: { type: 'int', min: 1, max: 4096 },
+      ngroups: { type: 'int', min: 1 },
+      d_conv: { type: 'int', min: 1, max: 64 },
+      headdim: { type: 'int', min: 1 },
+      conv_bias: { type: 'bool' },
+      bias: { type: 'bool' },
+      chunk_size: { type: 'int', min: 1 },
+      activation: { type: 'string', oneOf: ['silu', 'swish'] },
+      rmsnorm: { type: 'bool', only: true },
+      norm_before_gate: { type: 'bool', only: false, note: 'the gate is applied before the norm' },
+      ...ignoring(['dt_min', 'dt_max', 'dt_init', 'dt_scale', 'dt_init_floor', 'use_fast_path', 'use_mem_eff_path', 'layer_idx', 'A_init_range', 'D_has_hdim']),
+    },
+  },
+};
+
+/** This project's mil_config.json. */
+export const MIL_SCHEMA: Schema = {
+  variant: { type: 'string', oneOf: ['mamba1', 'mamba2'] },
+  semantics: { type: 'string', oneOf: ['upstream', 'clean'], note: "'clean' applies to Mamba-1 only" },
+};
 
 export interface LlamaConfig {
   vocabSize: number;
@@ -33,6 +105,8 @@ export interface LlamaConfig {
   ropeTheta: number;
   ropeScaling: RopeScaling;
   tieWordEmbeddings: boolean;
+  /** q/k/v/o projections carry biases (HF `attention_bias`) */
+  attentionBias: boolean;
   bosTokenId: number | null;
   eosTokenId: number[];
   maxPositionEmbeddings: number;
@@ -66,90 +140,93 @@ export interface MambaConfig {
   raw: Record<string, unknown>;
 }
 
-function num(o: Record<string, unknown>, k: string, file: string, dflt?: number): number {
-  const v = o[k] ?? dflt;
-  if (typeof v !== 'number' || !Number.isFinite(v)) throw new ConfigError(file, `'${k}' must be a number, got ${JSON.stringify(o[k])}`);
-  return v;
-}
-function int(o: Record<string, unknown>, k: string, file: string, dflt?: number): number {
-  const v = num(o, k, file, dflt);
-  if (!Number.isInteger(v) || v < 0) throw new ConfigError(file, `'${k}' must be a non-negative integer, got ${v}`);
-  return v;
-}
+const n = (o: Record<string, unknown>, k: string, dflt: number): number => (o[k] == null ? dflt : (o[k] as number));
 
 export function parseLlamaConfig(raw: Record<string, unknown>, file = 'config.json'): LlamaConfig {
-  const hidden = int(raw, 'hidden_size', file);
-  const heads = int(raw, 'num_attention_heads', file);
-  const kv = int(raw, 'num_key_value_heads', file, heads);
-  if (heads === 0 || kv === 0 || heads % kv !== 0) throw new ConfigError(file, `num_attention_heads (${heads}) must be a positive multiple of num_key_value_heads (${kv})`);
-  const headDim = raw.head_dim == null ? hidden / heads : int(raw, 'head_dim', file);
-  if (!Number.isInteger(headDim) || headDim % 2) throw new ConfigError(file, `head_dim must be an even integer, got ${headDim}`);
+  checkObject(raw, LLAMA_SCHEMA, file);
+  const hidden = raw.hidden_size as number;
+  const heads = raw.num_attention_heads as number;
+  const kv = n(raw, 'num_key_value_heads', heads);
+  if (heads % kv !== 0) throw new ConfigError(file, `num_attention_heads (${heads}) must be a positive multiple of num_key_value_heads (${kv})`);
+  const headDim = raw.head_dim == null ? hidden / heads : (raw.head_dim as number);
+  if (!Number.isInteger(headDim) || headDim % 2) throw new ConfigError(file, `head_dim must be an even integer, got ${headDim}${raw.head_dim == null ? ' (hidden_size / num_attention_heads)' : ''}`);
+  if (raw.rope_parameters != null && raw.rope_scaling != null) throw new ConfigError(file, "both 'rope_parameters' and 'rope_scaling' are set: give one");
   const rp = (raw.rope_parameters ?? null) as Record<string, unknown> | null;
   const rs = (raw.rope_scaling ?? null) as Record<string, unknown> | null;
-  const theta = rp?.rope_theta ?? raw.rope_theta ?? 10000;
-  if (typeof theta !== 'number') throw new ConfigError(file, `rope_theta must be a number`);
+  const theta = (rp?.rope_theta ?? raw.rope_theta ?? 10000) as number;
   const sc = rp ?? rs ?? {};
   const type = (sc.rope_type ?? sc.type ?? 'default') as string;
-  if (type !== 'default' && type !== 'llama3') throw new ConfigError(file, `rope type '${type}' is not supported (default, llama3)`);
+  if (type === 'llama3' && sc.factor == null) throw new ConfigError(file, "llama3 rope scaling needs 'factor'");
   const ropeScaling: RopeScaling =
     type === 'llama3'
       ? {
           ropeType: 'llama3',
-          factor: num(sc, 'factor', file),
-          lowFreqFactor: num(sc, 'low_freq_factor', file, 1),
-          highFreqFactor: num(sc, 'high_freq_factor', file, 4),
-          originalMaxPositionEmbeddings: int(sc, 'original_max_position_embeddings', file, 8192),
+          factor: sc.factor as number,
+          lowFreqFactor: n(sc, 'low_freq_factor', 1),
+          highFreqFactor: n(sc, 'high_freq_factor', 4),
+          originalMaxPositionEmbeddings: n(sc, 'original_max_position_embeddings', 8192),
         }
       : { ropeType: 'default' };
-  const eos = raw.eos_token_id;
+  const vocab = raw.vocab_size as number;
+  const eos = raw.eos_token_id == null ? [] : Array.isArray(raw.eos_token_id) ? (raw.eos_token_id as number[]) : [raw.eos_token_id as number];
+  for (const e of eos) if (e >= vocab) throw new ConfigError(file, `'eos_token_id' ${e} is not a token (vocab_size ${vocab})`);
+  const bos = raw.bos_token_id == null ? null : (raw.bos_token_id as number);
+  if (bos !== null && bos >= vocab) throw new ConfigError(file, `'bos_token_id' ${bos} is not a token (vocab_size ${vocab})`);
   return {
-    vocabSize: int(raw, 'vocab_size', file),
+    vocabSize: vocab,
     hiddenSize: hidden,
-    intermediateSize: int(raw, 'intermediate_size', file),
-    numLayers: int(raw, 'num_hidden_layers', file),
+    intermediateSize: raw.intermediate_size as number,
+    numLayers: raw.num_hidden_layers as number,
     numHeads: heads,
     numKvHeads: kv,
     headDim,
-    rmsNormEps: num(raw, 'rms_norm_eps', file, 1e-6),
+    rmsNormEps: n(raw, 'rms_norm_eps', 1e-6),
     ropeTheta: theta,
     ropeScaling,
     tieWordEmbeddings: raw.tie_word_embeddings === true,
-    bosTokenId: typeof raw.bos_token_id === 'number' ? raw.bos_token_id : null,
-    eosTokenId: Array.isArray(eos) ? eos.filter((e): e is number => typeof e === 'number') : typeof eos === 'number' ? [eos] : [],
-    maxPositionEmbeddings: int(raw, 'max_position_embeddings', file, 4096),
+    attentionBias: raw.attention_bias === true,
+    bosTokenId: bos,
+    eosTokenId: eos,
+    maxPositionEmbeddings: n(raw, 'max_position_embeddings', 4096),
     raw,
   };
 }
 
 export function parseMambaConfig(raw: Record<string, unknown>, variant: MambaVariant, file = 'mamba_config.json', semantics: 'upstream' | 'clean' = 'upstream'): MambaConfig {
+  checkObject(raw, MAMBA_SCHEMA, file);
+  if (variant !== 'mamba1' && variant !== 'mamba2') throw new ConfigError(file, `variant must be 'mamba1' or 'mamba2', got ${JSON.stringify(variant)}`);
+  if (semantics !== 'upstream' && semantics !== 'clean') throw new ConfigError(file, `semantics must be 'upstream' or 'clean', got ${JSON.stringify(semantics)}`);
+  if (variant === 'mamba2' && semantics === 'clean') throw new ConfigError(file, "semantics 'clean' applies to Mamba-1 only (Mamba-2 has one upstream semantics)");
   const ssm = (raw.ssm_cfg ?? {}) as Record<string, unknown>;
-  const dModel = int(raw, 'd_model', file);
-  const expand = num(ssm, 'expand', file, variant === 'mamba1' ? 2 : 2);
-  const dInner = raw.d_inner == null ? Math.round(expand * dModel) : int(raw, 'd_inner', file);
-  const dXb = int(raw, 'd_xb', file);
-  const dState = int(ssm, 'd_state', file, variant === 'mamba1' ? 16 : 128);
-  const attnLayers = raw.attn_layers ?? [];
-  if (!Array.isArray(attnLayers) || !attnLayers.every((v) => Number.isInteger(v) && v >= 0)) throw new ConfigError(file, `'attn_layers' must be a list of layer indices`);
-  const nLayer = int(raw, 'n_layer', file);
-  for (const l of attnLayers as number[]) if (l >= nLayer) throw new ConfigError(file, `attn_layers entry ${l} is not a layer (n_layer = ${nLayer})`);
-  if (dState === 0 || dXb % dState !== 0 || dInner % dState !== 0) throw new ConfigError(file, `d_xb (${dXb}) and d_inner (${dInner}) must be multiples of d_state (${dState})`);
+  const dModel = raw.d_model as number;
+  const expand = n(ssm, 'expand', 2);
+  const dInner = raw.d_inner == null ? Math.round(expand * dModel) : (raw.d_inner as number);
+  const dXb = raw.d_xb as number;
+  const dState = n(ssm, 'd_state', variant === 'mamba1' ? 16 : 128);
+  const nLayer = raw.n_layer as number;
+  const attnLayers = (raw.attn_layers ?? []) as number[];
+  for (const l of attnLayers) if (l >= nLayer) throw new ConfigError(file, `attn_layers entry ${l} is not a layer (n_layer = ${nLayer})`);
+  if (dXb % dState !== 0 || dInner % dState !== 0) throw new ConfigError(file, `d_xb (${dXb}) and d_inner (${dInner}) must be multiples of d_state (${dState})`);
   if (dInner % dXb !== 0) throw new ConfigError(file, `d_inner (${dInner}) must be a multiple of d_xb (${dXb})`);
-  const sem = semantics;
-  if (sem !== 'upstream' && sem !== 'clean') throw new ConfigError(file, `semantics must be 'upstream' or 'clean', got ${JSON.stringify(sem)}`);
+  if (variant === 'mamba2') {
+    const H = dInner / dState;
+    if (ssm.ngroups != null && ssm.ngroups !== H) throw new ConfigError(file, `ssm_cfg.ngroups is ${ssm.ngroups}: the hybrid Mamba-2 layer has ngroups = heads = d_inner / d_state = ${H}`);
+    if (ssm.headdim != null && ssm.headdim !== dState) throw new ConfigError(file, `ssm_cfg.headdim is ${ssm.headdim}: the hybrid Mamba-2 layer has headdim = d_state = ${dState}`);
+  }
   return {
     variant,
     dModel,
     dInner,
     dXb,
     dState,
-    dConv: int(ssm, 'd_conv', file, 4),
+    dConv: n(ssm, 'd_conv', 4),
     nLayer,
-    attnLayers: [...(attnLayers as number[])].sort((a, b) => a - b),
-    intermediateSize: int(raw, 'intermediate_size', file),
-    rmsNormEps: num(raw, 'rms_norm_eps', file, 1e-5),
+    attnLayers: [...attnLayers].sort((a, b) => a - b),
+    intermediateSize: raw.intermediate_size as number,
+    rmsNormEps: n(raw, 'rms_norm_eps', 1e-5),
     nHeads: dInner / dState,
-    dtRank: raw.dt_rank == null ? Math.ceil(dModel / 16) : int(raw, 'dt_rank', file),
-    semantics: sem,
+    dtRank: raw.dt_rank == null ? Math.ceil(dModel / 16) : (raw.dt_rank as number),
+    semantics,
     raw,
   };
 }

@@ -13,18 +13,18 @@
  *              D = 1 per head; conv1d over [x, B, C] U(±½); gated-norm weight 1
  * Every random draw comes from the seeded generator, and fresh values are rounded to float32 (what is
  * saved), so convert → save → load gives back exactly the converted model.
- * Kept attention layers: `attnLayers`, or a fraction mapped to the paper's schedule (50% → odd layers, …).
+ * Kept attention layers: `attnLayers`, or a fraction mapped to the paper's schedule (50% → odd layers, …);
+ * they keep every attention tensor, biases included. A replaced layer's q/k/v/o biases (attention_bias:
+ * true) are dropped, as upstream's bias-free Mamba projections do; `droppedBiases` lists them.
  */
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { ArgumentError } from '../errors.js';
 import { inverseSoftplus } from '../ref/activations.js';
 import { Rng } from '../rng.js';
 import { Tensor } from '../tensor.js';
-import { writeFileAtomic } from '../io/safetensors.js';
+import { writeFolder, type WriteData, type WriteOptions } from '../io/writer.js';
 import { attentionLayersFor, parseMambaConfig, type MambaVariant } from './config.js';
 import { layerKinds, type HybridModel } from './hybrid.js';
-import { WeightStore, writeCheckpoint } from './weights.js';
+import { WeightStore, checkpointFiles } from './weights.js';
 
 export interface ConvertOptions {
   variant: MambaVariant;
@@ -60,6 +60,7 @@ export function convert(teacher: HybridModel, o: ConvertOptions): HybridModel {
   const c = teacher.llama;
   const attnLayers = o.attnLayers ?? attentionLayersFor(o.attentionFraction ?? 0.5, c.numLayers);
   for (const l of attnLayers) if (!Number.isInteger(l) || l < 0 || l >= c.numLayers) throw new ArgumentError('attnLayers', `layer indices in [0, ${c.numLayers})`, attnLayers);
+  if (new Set(attnLayers).size !== attnLayers.length) throw new ArgumentError('attnLayers', 'distinct layer indices', attnLayers);
   if (o.variant !== 'mamba1' && o.variant !== 'mamba2') throw new ArgumentError('variant', "'mamba1' or 'mamba2'", o.variant);
   const D = c.hiddenSize;
   const dInner = c.numHeads * c.headDim;
@@ -87,7 +88,8 @@ export function convert(teacher: HybridModel, o: ConvertOptions): HybridModel {
     const p = `model.layers.${i}`;
     const att = (w: string) => T.get(`${p}.self_attn.${w}_proj.weight`);
     if (kind === 'attention') {
-      for (const w of ['q', 'k', 'v', 'o']) out.set(`${p}.self_attn.${w}_proj.weight`, att(w));
+      // a kept layer keeps every attention tensor, biases included (attention_bias: true)
+      for (const n of T.names()) if (n.startsWith(`${p}.self_attn.`)) out.set(n, T.get(n));
       return;
     }
     const q = `${p}.mamba`;
@@ -123,20 +125,35 @@ export function convert(teacher: HybridModel, o: ConvertOptions): HybridModel {
   return model;
 }
 
+/** Teacher tensors that a conversion left out: the q/k/v/o biases of replaced layers (see above). */
+export function droppedBiases(teacher: HybridModel, hybrid: HybridModel): string[] {
+  return teacher.weights.names().filter((n) => n.includes('.self_attn.') && n.endsWith('.bias') && !hybrid.weights.has(n));
+}
+
 /**
- * Write a model folder: config.json (the base Llama's, unchanged), and for a hybrid mamba_config.json in
- * MambaInLlama's format plus `mil_config.json` ({ variant, semantics }: this project's keys, which the
- * upstream loader never reads — its MambaConfig dataclass would reject unknown keys), and the weights
- * (float32; sharded above `shardBytes`). Every file is written to a temporary file and renamed.
+ * The files of a model folder: config.json (the base Llama's, unchanged), and for a hybrid
+ * mamba_config.json in MambaInLlama's format plus `mil_config.json` ({ variant, semantics }: this
+ * project's keys, which the upstream loader never reads — its MambaConfig dataclass would reject unknown
+ * keys), and the weights (float32; sharded above `shardBytes`).
  */
-export function saveModel(dir: string, m: HybridModel, opts: { shardBytes?: number } = {}): void {
-  mkdirSync(dir, { recursive: true });
+export function modelFiles(m: HybridModel, opts: { shardBytes?: number } = {}): Array<[string, WriteData]> {
   const tensors: Record<string, Tensor> = {};
   for (const n of m.weights.names()) tensors[n] = m.weights.get(n);
-  writeCheckpoint(dir, tensors, { dtype: 'F32', shardBytes: opts.shardBytes });
+  const files = checkpointFiles(tensors, { dtype: 'F32', shardBytes: opts.shardBytes });
   if (m.mamba) {
-    writeFileAtomic(join(dir, 'mamba_config.json'), JSON.stringify(m.mamba.raw, null, 4) + '\n');
-    writeFileAtomic(join(dir, 'mil_config.json'), JSON.stringify({ variant: m.mamba.variant, semantics: m.mamba.semantics }, null, 1) + '\n');
+    files.push(['mamba_config.json', JSON.stringify(m.mamba.raw, null, 4) + '\n']);
+    files.push(['mil_config.json', JSON.stringify({ variant: m.mamba.variant, semantics: m.mamba.semantics }, null, 1) + '\n']);
   }
-  writeFileAtomic(join(dir, 'config.json'), JSON.stringify(m.llama.raw, null, 2) + '\n');
+  files.push(['config.json', JSON.stringify(m.llama.raw, null, 2) + '\n']);
+  return files;
+}
+
+/**
+ * Write a model folder through the one writer: the folder is replaced as a whole (a previous model there
+ * stays intact until the new one is complete), `extra` files are written beside the model's.
+ */
+export function saveModel(dir: string, m: HybridModel, opts: { shardBytes?: number; extra?: Array<[string, WriteData]> } & WriteOptions = {}): void {
+  writeFolder(dir, (stage) => {
+    for (const [rel, data] of [...modelFiles(m, opts), ...(opts.extra ?? [])]) stage.writeFile(rel, data);
+  }, opts);
 }

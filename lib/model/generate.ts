@@ -25,12 +25,15 @@ export function samplingDistribution(logits: ArrayLike<number>, o: SamplingOptio
   const T = o.temperature ?? 0;
   if (!(T >= 0)) throw new ArgumentError('temperature', '>= 0', T);
   if (T === 0) return null;
+  if (!Number.isFinite(T)) throw new ArgumentError('temperature', 'a finite number >= 0', T);
   const V = logits.length;
   let mx = -Infinity;
-  for (let i = 0; i < V; i++) mx = Math.max(mx, logits[i]! / T);
+  for (let i = 0; i < V; i++) mx = Math.max(mx, logits[i]!);
+  if (!Number.isFinite(mx)) throw new ArgumentError('logits', 'finite values', mx);
+  // (ℓ − max)/T, not ℓ/T − max/T: stays finite for any T > 0 (a tiny T gives ±Inf/NaN the other way)
   const p = new Float64Array(V);
   let z = 0;
-  for (let i = 0; i < V; i++) z += p[i] = Math.exp(logits[i]! / T - mx);
+  for (let i = 0; i < V; i++) z += p[i] = Math.exp((logits[i]! - mx) / T);
   for (let i = 0; i < V; i++) p[i]! /= z;
   const order = [...p.keys()].sort((a, b) => p[b]! - p[a]! || a - b);
   let keep = V;
@@ -101,9 +104,17 @@ export function lastLogits(logits: Tensor): Float64Array {
   return Float64Array.from(logits.data.subarray((L - 1) * V, L * V));
 }
 
+/** prompt + new tokens must fit the model's max_position_embeddings (checked before any work). */
+export function checkLength(m: HybridModel, promptLength: number, maxNewTokens: number): void {
+  const maxPos = m.llama.maxPositionEmbeddings;
+  if (promptLength + maxNewTokens > maxPos)
+    throw new ArgumentError('maxNewTokens', `at most max_position_embeddings − prompt length = ${maxPos} − ${promptLength} = ${Math.max(0, maxPos - promptLength)}`, maxNewTokens);
+}
+
 export async function generate(ops: Ops, m: HybridModel, prompt: number[], o: GenerateOptions): Promise<GenerateResult> {
   if (prompt.length === 0) throw new ArgumentError('prompt', 'at least one token', 0);
   if (!Number.isInteger(o.maxNewTokens) || o.maxNewTokens < 0) throw new ArgumentError('maxNewTokens', 'a non-negative integer', o.maxNewTokens);
+  checkLength(m, prompt.length, o.maxNewTokens);
   const rng = new Rng(o.seed ?? 0);
   const eos = new Set(o.eos ?? m.llama.eosTokenId);
   const cache = newCache(m, 1);

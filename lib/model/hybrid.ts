@@ -149,13 +149,18 @@ async function attentionMixer(ops: Ops, m: HybridModel, p: string, x: Tensor, ca
   const heads = (t: Tensor, H: number) => t.reshape([B, L, H, c.headDim]).transpose([0, 2, 1, 3]);
   const positions = Array.from({ length: L }, (_, i) => pos0 + i);
   const inv = ropeInvFreq(c.headDim, c.ropeTheta, c.ropeScaling);
-  const q = applyRope(heads(await ops.linear(x, W.get(`${p}.self_attn.q_proj.weight`), opt(W, `${p}.self_attn.q_proj.bias`)), c.numHeads), positions, inv);
-  const k = applyRope(heads(await ops.linear(x, W.get(`${p}.self_attn.k_proj.weight`), opt(W, `${p}.self_attn.k_proj.bias`)), c.numKvHeads), positions, inv);
-  const v = heads(await ops.linear(x, W.get(`${p}.self_attn.v_proj.weight`), opt(W, `${p}.self_attn.v_proj.bias`)), c.numKvHeads).astype('float64');
+  const q = applyRope(heads(await ops.linear(x, W.get(`${p}.self_attn.q_proj.weight`), attnBias(c, W, `${p}.self_attn.q_proj.bias`)), c.numHeads), positions, inv);
+  const k = applyRope(heads(await ops.linear(x, W.get(`${p}.self_attn.k_proj.weight`), attnBias(c, W, `${p}.self_attn.k_proj.bias`)), c.numKvHeads), positions, inv);
+  const v = heads(await ops.linear(x, W.get(`${p}.self_attn.v_proj.weight`), attnBias(c, W, `${p}.self_attn.v_proj.bias`)), c.numKvHeads).astype('float64');
   cache.k = cache.k ? Tensor.concat([cache.k, k.named('k')], 2) : k.named('k');
   cache.v = cache.v ? Tensor.concat([cache.v, v.named('v')], 2) : v.named('v');
   const y = causalAttention(q, cache.k, cache.v); // offset = T − L: the cache holds the past
-  return ops.linear(y.transpose([0, 2, 1, 3]).reshape([B, L, c.numHeads * c.headDim]), W.get(`${p}.self_attn.o_proj.weight`));
+  return ops.linear(y.transpose([0, 2, 1, 3]).reshape([B, L, c.numHeads * c.headDim]), W.get(`${p}.self_attn.o_proj.weight`), attnBias(c, W, `${p}.self_attn.o_proj.bias`));
+}
+
+/** HF `attention_bias: true` puts a bias on each of q, k, v and o (required then, absent otherwise). */
+function attnBias(c: LlamaConfig, W: WeightStore, name: string): Tensor | undefined {
+  return c.attentionBias ? W.get(name) : undefined;
 }
 
 function opt(W: WeightStore, name: string): Tensor | undefined {
@@ -321,6 +326,8 @@ export async function forward(ops: Ops, m: HybridModel, ids: number[][], cache: 
   const L = ids[0]?.length ?? 0;
   if (B !== cache.batch) throw new ArgumentError('ids', `${cache.batch} rows (the cache's batch)`, B);
   if (L === 0 || ids.some((r) => r.length !== L)) throw new ArgumentError('ids', 'equal-length, non-empty rows', ids.map((r) => r.length));
+  if (cache.length + L > c.maxPositionEmbeddings)
+    throw new ArgumentError('ids', `at most max_position_embeddings = ${c.maxPositionEmbeddings} positions in all (${cache.length} already in the cache)`, cache.length + L);
   const emb = W.get('model.embed_tokens.weight');
   const D = c.hiddenSize;
   const h = Tensor.zeros([B, L, D], ops.dtype === 'float64' ? 'float64' : 'float32', 'hidden');

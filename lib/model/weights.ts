@@ -3,10 +3,12 @@
  * `model.safetensors.index.json` ({ "weight_map": { name: file } }). Weights are read as float64 tensors
  * (the reference path computes in float64; kernels convert to float32 at the call).
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { SafetensorsError } from '../errors.js';
-import { getTensor, readSafetensors, serializeSafetensors, writeFileAtomic, type WriteDType } from '../io/safetensors.js';
+import { NonFiniteError, SafetensorsError } from '../errors.js';
+import { readJsonObject } from '../io/json.js';
+import { getTensor, readSafetensors, safetensorsChunks, type WriteDType } from '../io/safetensors.js';
+import type { WriteData } from '../io/writer.js';
 import type { Tensor } from '../tensor.js';
 import { markImmutable } from '../../kernels/runtime.js';
 
@@ -31,17 +33,22 @@ export class WeightStore {
   }
 }
 
+/**
+ * Read every weight of a checkpoint folder as float64. Each weight is checked finite here, so a NaN or
+ * ±Inf is reported with its full name at load (NonFiniteError), not at the first forward.
+ */
 export function readCheckpoint(dir: string): WeightStore {
   const index = join(dir, 'model.safetensors.index.json');
   const tensors = new Map<string, Tensor>();
+  const put = (n: string, t: Tensor) => {
+    const d = t.data;
+    for (let i = 0; i < d.length; i++) if (!Number.isFinite(d[i]!)) throw new NonFiniteError(n, i, d[i]!);
+    tensors.set(n, t);
+  };
   if (existsSync(index)) {
-    let map: Record<string, string>;
-    try {
-      map = JSON.parse(readFileSync(index, 'utf8')).weight_map;
-    } catch (e) {
-      throw new SafetensorsError(index, `not a valid index (${(e as Error).message})`);
-    }
-    if (typeof map !== 'object' || map === null) throw new SafetensorsError(index, "no 'weight_map' object");
+    const j = readJsonObject(index, (p) => new SafetensorsError(index, p));
+    const map = j.weight_map as Record<string, unknown>;
+    if (typeof map !== 'object' || map === null || Array.isArray(map)) throw new SafetensorsError(index, "no 'weight_map' object");
     const files = new Map<string, string[]>();
     for (const [name, file] of Object.entries(map)) {
       if (typeof file !== 'string' || file.includes('/') || file.includes('..')) throw new SafetensorsError(index, `weight '${name}' maps to an invalid file name ${JSON.stringify(file)}`);
@@ -49,20 +56,22 @@ export function readCheckpoint(dir: string): WeightStore {
     }
     for (const [file, names] of files) {
       const f = readSafetensors(join(dir, file));
-      for (const n of names) tensors.set(n, getTensor(f, n).astype('float64'));
+      const listed = new Set(names);
+      for (const n of f.tensors.keys()) if (!listed.has(n)) throw new SafetensorsError(join(dir, file), `tensor '${n}' is not in the index's weight_map (stale index?)`);
+      for (const n of names) put(n, getTensor(f, n).astype('float64'));
     }
   } else {
     const f = readSafetensors(join(dir, 'model.safetensors'));
-    for (const n of f.tensors.keys()) tensors.set(n, getTensor(f, n).astype('float64'));
+    for (const n of f.tensors.keys()) put(n, getTensor(f, n).astype('float64'));
   }
   return new WeightStore(tensors, dir);
 }
 
 /**
- * Write a checkpoint: one `model.safetensors`, or shards of at most `shardBytes` with an index.
- * Every file goes through a temporary file and a rename.
+ * The files of a checkpoint: one `model.safetensors`, or shards of at most `shardBytes` with an index.
+ * Written by the caller through the one writer (lib/io/writer.ts), together with the configs.
  */
-export function writeCheckpoint(dir: string, tensors: Record<string, Tensor>, opts: { dtype?: WriteDType; shardBytes?: number } = {}): void {
+export function checkpointFiles(tensors: Record<string, Tensor>, opts: { dtype?: WriteDType; shardBytes?: number } = {}): Array<[string, WriteData]> {
   const dtype = opts.dtype ?? 'F32';
   const per = dtype === 'F64' ? 8 : 4;
   const names = Object.keys(tensors).sort();
@@ -77,10 +86,8 @@ export function writeCheckpoint(dir: string, tensors: Record<string, Tensor>, op
     shards[shards.length - 1]!.push(n);
     size += b;
   }
-  if (shards.length === 1) {
-    writeFileAtomic(join(dir, 'model.safetensors'), serializeSafetensors(tensors, { format: 'pt' }, dtype));
-    return;
-  }
+  if (shards.length === 1) return [['model.safetensors', safetensorsChunks(tensors, { format: 'pt' }, dtype).chunks]];
+  const files: Array<[string, WriteData]> = [];
   const weightMap: Record<string, string> = {};
   shards.forEach((s, i) => {
     const file = `model-${String(i + 1).padStart(5, '0')}-of-${String(shards.length).padStart(5, '0')}.safetensors`;
@@ -89,8 +96,9 @@ export function writeCheckpoint(dir: string, tensors: Record<string, Tensor>, op
       part[n] = tensors[n]!;
       weightMap[n] = file;
     }
-    writeFileAtomic(join(dir, file), serializeSafetensors(part, { format: 'pt' }, dtype));
+    files.push([file, safetensorsChunks(part, { format: 'pt' }, dtype).chunks]);
   });
   const total = names.reduce((s, n) => s + tensors[n]!.size * per, 0);
-  writeFileAtomic(join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 1) + '\n');
+  files.push(['model.safetensors.index.json', JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 1) + '\n']);
+  return files;
 }

@@ -2,7 +2,7 @@
  * Minimal SVG charts (no dependency): grouped bar charts and line charts, written with the atomic writer.
  * Enough for benchmark results that people would rather look at than read.
  */
-import { writeFileAtomic } from '../io/safetensors.js';
+import { writeFile } from '../io/writer.js';
 
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 const COLORS = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f', '#edc948', '#b07aa1', '#ff9da7'];
@@ -86,5 +86,5 @@ export function lineChartSvg(c: LineChart): string {
 }
 
 export function writeSvg(path: string, svg: string): void {
-  writeFileAtomic(path, svg + '\n');
+  writeFile(path, svg + '\n');
 }

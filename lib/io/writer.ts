@@ -1,0 +1,435 @@
+/**
+ * The one writer: every file and folder this project produces goes through here.
+ *
+ * Promise: a target is either its previous version or the complete new one — never truncated, never a
+ * mix of both, never a temporary left behind — whatever fails (a full disk, a short write, a kill).
+ *
+ *   writeFolder(target, build):
+ *     1. lock      `<parent>/.<name>.mil-lock` (O_EXCL, holds our pid); a second live writer gets
+ *                  OutputLockedError; a lock whose process is gone is stale and taken over
+ *     2. recover   a swap interrupted between its two renames is undone (`.<name>.mil-old-*` → target);
+ *                  stale `.<name>.mil-tmp-*` / `.<name>.mil-old-*` folders of killed runs are removed
+ *     3. stage     build() writes into a fresh `<parent>/.<name>.mil-tmp-<pid>-<rand>/` (with
+ *                  `keepExisting`, the target's files are hard-linked in first and replaced, never
+ *                  written through); every write loops until all bytes are written (a write that makes
+ *                  no progress or fails — ENOSPC — is an IoError), then each file and folder is fsynced
+ *     4. swap      rename(target → .old), rename(tmp → target), fsync the parent, remove .old; if the
+ *                  second rename fails the first is undone
+ *   writeFile(target, data): the same for one file (stage a temporary file, fsync, one rename).
+ *
+ * `loadModel` calls `recoverInterruptedSwap` too, so a folder killed mid-swap loads (as its old version).
+ * Every failure of the file system is an IoError naming the path and the system call (CLI exit 3).
+ * `inputs` lists the paths a command reads: writing over (or into) one is refused before any work.
+ */
+import * as realFs from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { basename, dirname, join, resolve, sep } from 'node:path';
+import { ArgumentError, MilError } from '../errors.js';
+
+/** A file-system operation failed; `syscall` and `errno` say which and why. */
+export class IoError extends MilError {
+  constructor(readonly path: string, readonly syscall: string, readonly errno: string, detail = '') {
+    super('E_IO', `${path}: ${syscall} failed (${errno})${detail ? `: ${detail}` : ''}`);
+  }
+}
+
+/** Another live process is writing the same target. */
+export class OutputLockedError extends MilError {
+  constructor(readonly path: string, readonly holder: string) {
+    super('E_LOCKED', `${path} is being written by another process (${holder}); wait for it or remove the stale lock file`);
+  }
+}
+
+/** The system calls the writer makes; replaced in tests to inject faults at every step. */
+export interface WriterFs {
+  openSync(path: string, flags: string, mode?: number): number;
+  writeSync(fd: number, buf: Uint8Array, offset: number, length: number): number;
+  fsyncSync(fd: number): void;
+  closeSync(fd: number): void;
+  renameSync(from: string, to: string): void;
+  mkdirSync(path: string): void;
+  linkSync(existing: string, link: string): void;
+}
+
+const REAL: WriterFs = {
+  openSync: (p, f, m) => realFs.openSync(p, f, m),
+  writeSync: (fd, b, o, l) => realFs.writeSync(fd, b, o, l),
+  fsyncSync: (fd) => realFs.fsyncSync(fd),
+  closeSync: (fd) => realFs.closeSync(fd),
+  renameSync: (a, b) => realFs.renameSync(a, b),
+  mkdirSync: (p) => realFs.mkdirSync(p),
+  linkSync: (a, b) => realFs.linkSync(a, b),
+};
+let fs: WriterFs = REAL;
+
+/** Tests only: route the writer's system calls through `shim` (undefined restores the real ones). */
+export function setWriterFsForTesting(shim?: WriterFs): void {
+  fs = shim ?? REAL;
+}
+
+/** What build() writes with: paths are relative to the folder being built. */
+export interface FolderStage {
+  /** the temporary folder being built (read it freely; write only through writeFile) */
+  readonly dir: string;
+  writeFile(rel: string, data: WriteData): void;
+}
+
+/** Bytes to write: one buffer, a string (UTF-8), or chunks written in order (no 2 GiB buffer needed). */
+export type WriteData = Uint8Array | string | Iterable<Uint8Array>;
+
+export interface WriteOptions {
+  /** paths this command reads, with the option that named each: writing over or into one is refused */
+  inputs?: Array<{ option: string; path: string }>;
+  /** writeFolder: start from the target's current files (hard links), replacing those build() writes */
+  keepExisting?: boolean;
+  /** the option that named the target, for error messages (default 'output') */
+  option?: string;
+}
+
+const CHUNK = 1 << 30; // at most 1 GiB per write(2): node's writeSync takes < 2 GiB per call
+
+function errno(e: unknown): string {
+  return (e as NodeJS.ErrnoException)?.code ?? (e as Error)?.message ?? String(e);
+}
+
+function wrap<T>(path: string, syscall: string, f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof MilError) throw e;
+    throw new IoError(path, syscall, errno(e));
+  }
+}
+
+function isAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return errno(e) === 'EPERM';
+  }
+}
+
+/** Refuse a target that is, contains or lies inside one of the command's inputs. */
+function checkInputs(target: string, o: WriteOptions): void {
+  const real = (p: string) => {
+    try {
+      return realFs.realpathSync(p);
+    } catch {
+      return resolve(p);
+    }
+  };
+  const t = real(target);
+  for (const inp of o.inputs ?? []) {
+    const i = real(inp.path);
+    if (t === i || t.startsWith(i + sep) || i.startsWith(t + sep)) {
+      throw new ArgumentError(`--${o.option ?? 'out'}`, `a path apart from --${inp.option} (${inp.path}), which this command reads`, target);
+    }
+  }
+}
+
+/** mkdir -p that stops at the first failure with an IoError (never loops on /proc and the like). */
+function mkdirp(dir: string): void {
+  let st: realFs.Stats | undefined;
+  try {
+    st = realFs.statSync(dir);
+  } catch (e) {
+    if (errno(e) !== 'ENOENT') throw new IoError(dir, 'stat', errno(e));
+  }
+  if (st) {
+    if (!st.isDirectory()) throw new IoError(dir, 'mkdir', 'ENOTDIR', 'exists and is not a folder');
+    return;
+  }
+  const parent = dirname(dir);
+  if (parent !== dir) mkdirp(parent);
+  wrap(dir, 'mkdir', () => {
+    try {
+      fs.mkdirSync(dir);
+    } catch (e) {
+      if (errno(e) !== 'EEXIST') throw e;
+    }
+  });
+}
+
+function writeAll(fd: number, path: string, data: WriteData): void {
+  const chunks: Iterable<Uint8Array> = typeof data === 'string' ? [Buffer.from(data, 'utf8')] : data instanceof Uint8Array ? [data] : data;
+  for (const chunk of chunks) {
+    let off = 0;
+    while (off < chunk.length) {
+      const len = Math.min(CHUNK, chunk.length - off);
+      const n = wrap(path, 'write', () => fs.writeSync(fd, chunk, off, len));
+      if (!(n > 0)) throw new IoError(path, 'write', 'EIO', `wrote ${n} of ${len} bytes: no progress`);
+      off += n;
+    }
+  }
+}
+
+/** Create `path` (which must not exist), write all of `data`, fsync, close. */
+function writeNewFile(path: string, data: WriteData): void {
+  const fd = wrap(path, 'open', () => fs.openSync(path, 'wx', 0o644));
+  try {
+    writeAll(fd, path, data);
+    wrap(path, 'fsync', () => fs.fsyncSync(fd));
+  } catch (e) {
+    try {
+      fs.closeSync(fd);
+    } catch {
+      /* the write already failed */
+    }
+    throw e;
+  }
+  wrap(path, 'close', () => fs.closeSync(fd));
+}
+
+function fsyncDir(dir: string): void {
+  const fd = wrap(dir, 'open', () => fs.openSync(dir, 'r'));
+  try {
+    wrap(dir, 'fsync', () => fs.fsyncSync(fd));
+  } finally {
+    try {
+      fs.closeSync(fd);
+    } catch {
+      /* nothing to recover */
+    }
+  }
+}
+
+function removeQuietly(path: string): void {
+  try {
+    realFs.rmSync(path, { recursive: true, force: true });
+  } catch {
+    /* best effort: the next writer of this target removes it */
+  }
+}
+
+const LOCK = (parent: string, name: string) => join(parent, `.${name}.mil-lock`);
+const TMP_PREFIX = (name: string) => `.${name}.mil-tmp-`;
+const OLD_PREFIX = (name: string) => `.${name}.mil-old-`;
+
+function acquireLock(target: string): () => void {
+  const parent = dirname(target);
+  const name = basename(target);
+  const lock = LOCK(parent, name);
+  for (let attempt = 0; attempt < 3; attempt++) {
+    let fd: number;
+    try {
+      fd = fs.openSync(lock, 'wx', 0o644);
+    } catch (e) {
+      if (errno(e) !== 'EEXIST') throw new IoError(lock, 'open', errno(e), `cannot create the lock file for ${target}`);
+      let holder = '';
+      try {
+        holder = realFs.readFileSync(lock, 'utf8');
+      } catch {
+        continue; // released in between: try again
+      }
+      const pid = Number(holder.split(' ')[0]);
+      if (isAlive(pid) && pid !== process.pid) throw new OutputLockedError(target, `pid ${pid}, lock file ${lock}`);
+      if (pid === process.pid) throw new OutputLockedError(target, `this process already writes it, lock file ${lock}`);
+      removeQuietly(lock); // stale: its writer was killed
+      continue;
+    }
+    try {
+      writeAll(fd, lock, `${process.pid} ${new Date().toISOString()}\n`);
+    } finally {
+      try {
+        fs.closeSync(fd);
+      } catch {
+        /* the lock exists either way */
+      }
+    }
+    return () => removeQuietly(lock);
+  }
+  throw new OutputLockedError(target, `lock file ${lock} keeps changing hands`);
+}
+
+/**
+ * Undo a swap interrupted between its two renames (the target moved aside, the new one not yet in
+ * place), and remove leftovers of killed writers. Safe to call any time: it acts only when no live
+ * writer holds the target's lock. Returns what it did, for messages.
+ */
+export function recoverInterruptedSwap(target: string): { restored: boolean; removed: string[] } {
+  const parent = dirname(resolve(target));
+  const name = basename(resolve(target));
+  const out = { restored: false, removed: [] as string[] };
+  let entries: string[];
+  try {
+    entries = realFs.readdirSync(parent);
+  } catch {
+    return out;
+  }
+  const ours = entries.filter((e) => e.startsWith(TMP_PREFIX(name)) || e.startsWith(OLD_PREFIX(name)));
+  if (ours.length === 0) return out;
+  const lock = LOCK(parent, name);
+  if (realFs.existsSync(lock)) {
+    let pid = NaN;
+    try {
+      pid = Number(realFs.readFileSync(lock, 'utf8').split(' ')[0]);
+    } catch {
+      /* vanished: no writer */
+    }
+    if (isAlive(pid)) return out; // a live writer: its temporaries are not stale
+  }
+  const olds = ours.filter((e) => e.startsWith(OLD_PREFIX(name))).sort();
+  if (!realFs.existsSync(join(parent, name)) && olds.length > 0) {
+    try {
+      realFs.renameSync(join(parent, olds[olds.length - 1]!), join(parent, name));
+      out.restored = true;
+    } catch {
+      /* leave it for the next writer */
+    }
+  }
+  for (const e of ours) {
+    const p = join(parent, e);
+    if (realFs.existsSync(p)) {
+      removeQuietly(p);
+      out.removed.push(p);
+    }
+  }
+  return out;
+}
+
+function linkTree(from: string, to: string): void {
+  for (const ent of realFs.readdirSync(from, { withFileTypes: true })) {
+    const a = join(from, ent.name);
+    const b = join(to, ent.name);
+    if (ent.isDirectory()) {
+      wrap(b, 'mkdir', () => fs.mkdirSync(b));
+      linkTree(a, b);
+    } else if (ent.isFile()) {
+      wrap(b, 'link', () => fs.linkSync(a, b));
+    }
+  }
+}
+
+function fsyncTree(dir: string): void {
+  for (const ent of realFs.readdirSync(dir, { withFileTypes: true })) if (ent.isDirectory()) fsyncTree(join(dir, ent.name));
+  fsyncDir(dir);
+}
+
+function stagePath(root: string, rel: string): string {
+  const p = resolve(root, rel);
+  if (!p.startsWith(root + sep)) throw new ArgumentError('file name', `a path inside the output folder`, rel);
+  return p;
+}
+
+/** Write a whole folder: the target ends up as its old version or the complete new one. */
+export function writeFolder(target: string, build: (stage: FolderStage) => void, o: WriteOptions = {}): void {
+  target = resolve(target);
+  checkInputs(target, o);
+  const parent = dirname(target);
+  const name = basename(target);
+  mkdirp(parent);
+  const unlock = acquireLock(target);
+  const tmp = join(parent, `${TMP_PREFIX(name)}${process.pid}-${randomBytes(4).toString('hex')}`);
+  let swapped = false;
+  try {
+    recoverInterruptedSwap(target); // our lock is held, so every leftover is stale
+    const st = realFs.existsSync(target) ? realFs.statSync(target) : undefined;
+    if (st && !st.isDirectory()) throw new IoError(target, 'mkdir', 'ENOTDIR', 'exists and is not a folder');
+    wrap(tmp, 'mkdir', () => fs.mkdirSync(tmp));
+    if (st && o.keepExisting) linkTree(target, tmp);
+    build({
+      dir: tmp,
+      writeFile: (rel, data) => {
+        const p = stagePath(tmp, rel);
+        mkdirp(dirname(p));
+        if (realFs.existsSync(p)) realFs.unlinkSync(p); // a hard link to the old version: replace, never write through
+        writeNewFile(p, data);
+      },
+    });
+    fsyncTree(tmp);
+    if (st) {
+      const old = join(parent, `${OLD_PREFIX(name)}${process.pid}-${randomBytes(4).toString('hex')}`);
+      wrap(target, 'rename', () => fs.renameSync(target, old));
+      try {
+        wrap(target, 'rename', () => fs.renameSync(tmp, target));
+      } catch (e) {
+        try {
+          fs.renameSync(old, target);
+        } catch {
+          /* recoverInterruptedSwap restores it at the next open or write */
+        }
+        throw e;
+      }
+      swapped = true;
+      removeQuietly(old);
+    } else {
+      wrap(target, 'rename', () => fs.renameSync(tmp, target));
+      swapped = true;
+    }
+    fsyncDir(parent);
+  } finally {
+    if (!swapped) removeQuietly(tmp);
+    unlock();
+  }
+}
+
+/** Write one file: the target ends up as its old content or the complete new one. */
+export function writeFile(target: string, data: WriteData, o: WriteOptions = {}): void {
+  target = resolve(target);
+  checkInputs(target, o);
+  const parent = dirname(target);
+  const name = basename(target);
+  mkdirp(parent);
+  const unlock = acquireLock(target);
+  const tmp = join(parent, `${TMP_PREFIX(name)}${process.pid}-${randomBytes(4).toString('hex')}`);
+  let renamed = false;
+  try {
+    recoverInterruptedSwap(target);
+    if (realFs.existsSync(target) && !realFs.statSync(target).isFile()) throw new IoError(target, 'rename', 'EISDIR', 'exists and is not a regular file');
+    writeNewFile(tmp, data);
+    wrap(target, 'rename', () => fs.renameSync(tmp, target));
+    renamed = true;
+    fsyncDir(parent);
+  } finally {
+    if (!renamed) removeQuietly(tmp);
+    unlock();
+  }
+}
+
+/**
+ * Check, without writing anything, that `target` can be written as a folder (or a file): not one of the
+ * command's inputs, not an existing thing of the other kind, its nearest existing ancestor a writable
+ * folder, and no live writer holding its lock. Commands call this before doing any work.
+ */
+export function checkOutput(target: string, kind: 'folder' | 'file', o: WriteOptions = {}): void {
+  target = resolve(target);
+  checkInputs(target, o);
+  let st: realFs.Stats | undefined;
+  try {
+    st = realFs.statSync(target);
+  } catch {
+    /* does not exist yet */
+  }
+  if (st && kind === 'folder' && !st.isDirectory()) throw new IoError(target, 'mkdir', 'ENOTDIR', 'exists and is not a folder');
+  if (st && kind === 'file' && !st.isFile()) throw new IoError(target, 'open', 'EISDIR', 'exists and is not a regular file');
+  let dir = dirname(target);
+  for (;;) {
+    let ds: realFs.Stats | undefined;
+    try {
+      ds = realFs.statSync(dir);
+    } catch (e) {
+      if (errno(e) !== 'ENOENT') throw new IoError(dir, 'stat', errno(e));
+    }
+    if (ds) {
+      if (!ds.isDirectory()) throw new IoError(dir, 'mkdir', 'ENOTDIR', `cannot create ${target}: a path component is not a folder`);
+      try {
+        realFs.accessSync(dir, realFs.constants.W_OK | realFs.constants.X_OK);
+      } catch (e) {
+        throw new IoError(dir, 'access', errno(e), `cannot create ${target} here`);
+      }
+      break;
+    }
+    const up = dirname(dir);
+    if (up === dir) break;
+    dir = up;
+  }
+  const lock = LOCK(dirname(target), basename(target));
+  try {
+    const pid = Number(realFs.readFileSync(lock, 'utf8').split(' ')[0]);
+    if (isAlive(pid) && pid !== process.pid) throw new OutputLockedError(target, `pid ${pid}, lock file ${lock}`);
+  } catch (e) {
+    if (e instanceof MilError) throw e;
+  }
+}

@@ -3,10 +3,10 @@
  * backend; cases this library emits with other shapes and seeds pass too; malformed folders fail case by
  * case with the reason; unknown ops and model folders count as unsupported, never as passed.
  */
+import { tmpFolder } from './tmp.js';
 import { describe, expect, it } from 'vitest';
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { verifyGolden } from '../lib/golden/verify.js';
 import { emitGolden, emitModel } from '../lib/golden/emit.js';
@@ -15,7 +15,7 @@ import { getTensor, readSafetensors, writeSafetensors } from '../lib/io/safetens
 import { ALL_BACKENDS, Tensor } from './helpers.js';
 
 const GOLDEN = join(import.meta.dirname, '..', 'golden');
-const tmp = () => mkdtempSync(join(tmpdir(), 'mil-golden-'));
+const tmp = () => tmpFolder('golden');
 
 // a folder of freshly emitted cases, one per op, with shapes upstream's set does not have
 const EMITTED = tmp();

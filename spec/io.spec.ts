@@ -4,8 +4,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, writeFileSync } from 'node:fs';
+import { tmpFolder } from './tmp.js';
 import { join } from 'node:path';
 import { SafetensorsError } from '../lib/errors.js';
 import { getTensor, parseSafetensors, readSafetensors, serializeSafetensors, writeSafetensors } from '../lib/io/safetensors.js';
@@ -131,7 +131,7 @@ describe('safetensors', () => {
   });
 
   it('writes atomically: no temporary file is left beside the result', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'mil-st-'));
+    const dir = tmpFolder('st');
     writeSafetensors(join(dir, 'a.safetensors'), { x: Tensor.from([1, 2, 3], [3]) });
     expect(readdirSync(dir)).toEqual(['a.safetensors']);
     expect(Array.from(getTensor(readSafetensors(join(dir, 'a.safetensors')), 'x').data)).toEqual([1, 2, 3]);

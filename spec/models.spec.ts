@@ -9,11 +9,11 @@
  *    exactly the teacher's linear attention (softmax removed, no RoPE): PAPER.md §1
  *  - save → load is bit-exact (single file and sharded)
  */
+import { tmpFolder } from './tmp.js';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { mkdtempSync, rmSync, writeFileSync, readdirSync } from 'node:fs';
+import { rmSync, writeFileSync, readdirSync } from 'node:fs';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { getOps, type Ops } from '../lib/ops.js';
 import { randomLlama } from '../lib/model/random.js';
@@ -38,7 +38,7 @@ function build(variant: Variant, frac: number, seed: number): HybridModel {
   if (variant === 'llama') return t;
   return convert(t, { variant: variant === 'mamba2' ? 'mamba2' : 'mamba1', attentionFraction: frac, seed: seed + 1, semantics: variant === 'mamba1-clean' ? 'clean' : 'upstream' });
 }
-const tmp = () => mkdtempSync(join(tmpdir(), 'mil-model-'));
+const tmp = () => tmpFolder('model');
 
 /** Logits of one full forward vs prefill(0..a) + prefill(a..k) + decode(k..L), row by row. */
 async function incrementalMatchesFull(ops: Ops, m: HybridModel, ids: number[], a: number, k: number, tol: number) {

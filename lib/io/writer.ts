@@ -101,6 +101,21 @@ function wrap<T>(path: string, syscall: string, f: () => T): T {
   }
 }
 
+/** A lock is live while its pid runs — or, unreadable or empty, while it is under 10 s old (being created). */
+function lockIsLive(lock: string): { live: boolean; pid: number } {
+  let text = '';
+  let age = Infinity;
+  try {
+    age = Date.now() - realFs.statSync(lock).mtimeMs;
+    text = realFs.readFileSync(lock, 'utf8');
+  } catch {
+    return { live: false, pid: NaN };
+  }
+  const pid = Number(text.split(' ')[0]);
+  if (!text.trim()) return { live: age < 10_000, pid };
+  return { live: isAlive(pid), pid };
+}
+
 function isAlive(pid: number): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return false;
   try {
@@ -207,6 +222,9 @@ const LOCK = (parent: string, name: string) => join(parent, `.${name}.mil-lock`)
 const TMP_PREFIX = (name: string) => `.${name}.mil-tmp-`;
 const OLD_PREFIX = (name: string) => `.${name}.mil-old-`;
 
+/** Targets this process holds the lock of (recoverInterruptedSwap never removes those). */
+const writing = new Set<string>();
+
 function acquireLock(target: string): () => void {
   const parent = dirname(target);
   const name = basename(target);
@@ -217,28 +235,33 @@ function acquireLock(target: string): () => void {
       fd = fs.openSync(lock, 'wx', 0o644);
     } catch (e) {
       if (errno(e) !== 'EEXIST') throw new IoError(lock, 'open', errno(e), `cannot create the lock file for ${target}`);
-      let holder = '';
-      try {
-        holder = realFs.readFileSync(lock, 'utf8');
-      } catch {
-        continue; // released in between: try again
-      }
-      const pid = Number(holder.split(' ')[0]);
-      if (isAlive(pid) && pid !== process.pid) throw new OutputLockedError(target, `pid ${pid}, lock file ${lock}`);
-      if (pid === process.pid) throw new OutputLockedError(target, `this process already writes it, lock file ${lock}`);
+      const { live, pid } = lockIsLive(lock);
+      if (live && pid === process.pid) throw new OutputLockedError(target, `this process already writes it, lock file ${lock}`);
+      if (live) throw new OutputLockedError(target, `pid ${Number.isNaN(pid) ? '?' : pid}, lock file ${lock}`);
       removeQuietly(lock); // stale: its writer was killed
       continue;
     }
     try {
       writeAll(fd, lock, `${process.pid} ${new Date().toISOString()}\n`);
-    } finally {
+    } catch (e) {
       try {
         fs.closeSync(fd);
       } catch {
-        /* the lock exists either way */
+        /* removed below either way */
       }
+      removeQuietly(lock);
+      throw e;
     }
-    return () => removeQuietly(lock);
+    try {
+      fs.closeSync(fd);
+    } catch {
+      /* the lock is written */
+    }
+    writing.add(target);
+    return () => {
+      writing.delete(target);
+      removeQuietly(lock);
+    };
   }
   throw new OutputLockedError(target, `lock file ${lock} keeps changing hands`);
 }
@@ -258,18 +281,12 @@ export function recoverInterruptedSwap(target: string): { restored: boolean; rem
   } catch {
     return out;
   }
-  const ours = entries.filter((e) => e.startsWith(TMP_PREFIX(name)) || e.startsWith(OLD_PREFIX(name)));
-  if (ours.length === 0) return out;
   const lock = LOCK(parent, name);
-  if (realFs.existsSync(lock)) {
-    let pid = NaN;
-    try {
-      pid = Number(realFs.readFileSync(lock, 'utf8').split(' ')[0]);
-    } catch {
-      /* vanished: no writer */
-    }
-    if (isAlive(pid)) return out; // a live writer: its temporaries are not stale
-  }
+  const hasLock = entries.includes(basename(lock));
+  const ours = entries.filter((e) => e.startsWith(TMP_PREFIX(name)) || e.startsWith(OLD_PREFIX(name)));
+  if (ours.length === 0 && !hasLock) return out;
+  const mine = writing.has(resolve(parent, name)); // called by our own writer, under its lock
+  if (hasLock && !mine && lockIsLive(lock).live) return out; // a live writer: its temporaries are not stale
   const olds = ours.filter((e) => e.startsWith(OLD_PREFIX(name))).sort();
   if (!realFs.existsSync(join(parent, name)) && olds.length > 0) {
     try {
@@ -285,6 +302,10 @@ export function recoverInterruptedSwap(target: string): { restored: boolean; rem
       removeQuietly(p);
       out.removed.push(p);
     }
+  }
+  if (hasLock && !mine) {
+    removeQuietly(lock); // stale: its writer is gone
+    out.removed.push(lock);
   }
   return out;
 }
@@ -426,10 +447,17 @@ export function checkOutput(target: string, kind: 'folder' | 'file', o: WriteOpt
     dir = up;
   }
   const lock = LOCK(dirname(target), basename(target));
-  try {
-    const pid = Number(realFs.readFileSync(lock, 'utf8').split(' ')[0]);
-    if (isAlive(pid) && pid !== process.pid) throw new OutputLockedError(target, `pid ${pid}, lock file ${lock}`);
-  } catch (e) {
-    if (e instanceof MilError) throw e;
+  if (realFs.existsSync(lock)) {
+    const { live, pid } = lockIsLive(lock);
+    if (live && pid !== process.pid) throw new OutputLockedError(target, `pid ${pid}, lock file ${lock}`);
+  } else if (dir === dirname(target)) {
+    // the folder exists: prove a file can be created in it (access() says yes on /proc and the like)
+    const probe = join(dir, `.${basename(target)}.mil-probe-${process.pid}`);
+    try {
+      realFs.closeSync(realFs.openSync(probe, 'wx'));
+    } catch (e) {
+      throw new IoError(dir, 'open', errno(e), `cannot create ${target} here`);
+    }
+    removeQuietly(probe);
   }
 }

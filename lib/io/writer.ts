@@ -112,7 +112,7 @@ function lockIsLive(lock: string): { live: boolean; pid: number } {
     return { live: false, pid: NaN };
   }
   const pid = Number(text.split(' ')[0]);
-  if (!text.trim()) return { live: age < 10_000, pid };
+  if (!text.trim()) return { live: age < 10_000, pid }; // locks are linked in whole; an empty one is foreign
   return { live: isAlive(pid), pid };
 }
 
@@ -229,41 +229,32 @@ function acquireLock(target: string): () => void {
   const parent = dirname(target);
   const name = basename(target);
   const lock = LOCK(parent, name);
-  for (let attempt = 0; attempt < 3; attempt++) {
-    let fd: number;
-    try {
-      fd = fs.openSync(lock, 'wx', 0o644);
-    } catch (e) {
-      if (errno(e) !== 'EEXIST') throw new IoError(lock, 'open', errno(e), `cannot create the lock file for ${target}`);
-      const { live, pid } = lockIsLive(lock);
-      if (live && pid === process.pid) throw new OutputLockedError(target, `this process already writes it, lock file ${lock}`);
-      if (live) throw new OutputLockedError(target, `pid ${Number.isNaN(pid) ? '?' : pid}, lock file ${lock}`);
-      removeQuietly(lock); // stale: its writer was killed
-      continue;
-    }
-    try {
-      writeAll(fd, lock, `${process.pid} ${new Date().toISOString()}\n`);
-    } catch (e) {
+  // the lock is written under a temporary name, then hard-linked into place: link(2) fails if the lock
+  // exists, and the lock never exists without its content (a kill leaves at most a stale temporary)
+  const staging = join(parent, `${TMP_PREFIX(name)}${process.pid}-${randomBytes(4).toString('hex')}-lock`);
+  try {
+    writeNewFile(staging, `${process.pid} ${new Date().toISOString()}\n`);
+    for (let attempt = 0; attempt < 3; attempt++) {
       try {
-        fs.closeSync(fd);
-      } catch {
-        /* removed below either way */
+        fs.linkSync(staging, lock);
+      } catch (e) {
+        if (errno(e) !== 'EEXIST') throw new IoError(lock, 'link', errno(e), `cannot create the lock file for ${target}`);
+        const { live, pid } = lockIsLive(lock);
+        if (live && pid === process.pid) throw new OutputLockedError(target, `this process already writes it, lock file ${lock}`);
+        if (live) throw new OutputLockedError(target, `pid ${Number.isNaN(pid) ? '?' : pid}, lock file ${lock}`);
+        removeQuietly(lock); // stale: its writer was killed
+        continue;
       }
-      removeQuietly(lock);
-      throw e;
+      writing.add(target);
+      return () => {
+        writing.delete(target);
+        removeQuietly(lock);
+      };
     }
-    try {
-      fs.closeSync(fd);
-    } catch {
-      /* the lock is written */
-    }
-    writing.add(target);
-    return () => {
-      writing.delete(target);
-      removeQuietly(lock);
-    };
+    throw new OutputLockedError(target, `lock file ${lock} keeps changing hands`);
+  } finally {
+    removeQuietly(staging);
   }
-  throw new OutputLockedError(target, `lock file ${lock} keeps changing hands`);
 }
 
 /**
@@ -283,7 +274,9 @@ export function recoverInterruptedSwap(target: string): { restored: boolean; rem
   }
   const lock = LOCK(parent, name);
   const hasLock = entries.includes(basename(lock));
-  const ours = entries.filter((e) => e.startsWith(TMP_PREFIX(name)) || e.startsWith(OLD_PREFIX(name)));
+  // temporaries and backups carry their writer's pid: only those of processes that are gone are stale
+  const pidOf = (e: string) => Number(e.slice(TMP_PREFIX(name).length).split('-')[0]); // TMP_ and OLD_PREFIX have one length
+  const ours = entries.filter((e) => (e.startsWith(TMP_PREFIX(name)) || e.startsWith(OLD_PREFIX(name))) && !(isAlive(pidOf(e)) && pidOf(e) !== process.pid));
   if (ours.length === 0 && !hasLock) return out;
   const mine = writing.has(resolve(parent, name)); // called by our own writer, under its lock
   if (hasLock && !mine && lockIsLive(lock).live) return out; // a live writer: its temporaries are not stale
@@ -334,18 +327,31 @@ function stagePath(root: string, rel: string): string {
   return p;
 }
 
-/** Write a whole folder: the target ends up as its old version or the complete new one. */
-export function writeFolder(target: string, build: (stage: FolderStage) => void, o: WriteOptions = {}): void {
+/**
+ * The frame both writers share: refuse inputs, create the parent, take the lock, clear what killed writers
+ * left, run `body` with a fresh temporary path beside the target, and — whatever happens — remove that
+ * temporary (after a successful swap it no longer exists) and release the lock.
+ */
+function staged(target: string, o: WriteOptions, body: (target: string, tmp: string) => void): void {
   target = resolve(target);
   checkInputs(target, o);
   const parent = dirname(target);
-  const name = basename(target);
   mkdirp(parent);
   const unlock = acquireLock(target);
-  const tmp = join(parent, `${TMP_PREFIX(name)}${process.pid}-${randomBytes(4).toString('hex')}`);
-  let swapped = false;
+  const tmp = join(parent, `${TMP_PREFIX(basename(target))}${process.pid}-${randomBytes(4).toString('hex')}`);
   try {
     recoverInterruptedSwap(target); // our lock is held, so every leftover is stale
+    body(target, tmp);
+    fsyncDir(parent);
+  } finally {
+    removeQuietly(tmp);
+    unlock();
+  }
+}
+
+/** Write a whole folder: the target ends up as its old version or the complete new one. */
+export function writeFolder(target: string, build: (stage: FolderStage) => void, o: WriteOptions = {}): void {
+  staged(target, o, (target, tmp) => {
     const st = realFs.existsSync(target) ? realFs.statSync(target) : undefined;
     if (st && !st.isDirectory()) throw new IoError(target, 'mkdir', 'ENOTDIR', 'exists and is not a folder');
     wrap(tmp, 'mkdir', () => fs.mkdirSync(tmp));
@@ -360,53 +366,30 @@ export function writeFolder(target: string, build: (stage: FolderStage) => void,
       },
     });
     fsyncTree(tmp);
-    if (st) {
-      const old = join(parent, `${OLD_PREFIX(name)}${process.pid}-${randomBytes(4).toString('hex')}`);
-      wrap(target, 'rename', () => fs.renameSync(target, old));
-      try {
-        wrap(target, 'rename', () => fs.renameSync(tmp, target));
-      } catch (e) {
-        try {
-          fs.renameSync(old, target);
-        } catch {
-          /* recoverInterruptedSwap restores it at the next open or write */
-        }
-        throw e;
-      }
-      swapped = true;
-      removeQuietly(old);
-    } else {
+    if (!st) return wrap(target, 'rename', () => fs.renameSync(tmp, target));
+    const old = join(dirname(target), `${OLD_PREFIX(basename(target))}${process.pid}-${randomBytes(4).toString('hex')}`);
+    wrap(target, 'rename', () => fs.renameSync(target, old));
+    try {
       wrap(target, 'rename', () => fs.renameSync(tmp, target));
-      swapped = true;
+    } catch (e) {
+      try {
+        fs.renameSync(old, target);
+      } catch {
+        /* recoverInterruptedSwap restores it at the next open or write */
+      }
+      throw e;
     }
-    fsyncDir(parent);
-  } finally {
-    if (!swapped) removeQuietly(tmp);
-    unlock();
-  }
+    removeQuietly(old);
+  });
 }
 
 /** Write one file: the target ends up as its old content or the complete new one. */
 export function writeFile(target: string, data: WriteData, o: WriteOptions = {}): void {
-  target = resolve(target);
-  checkInputs(target, o);
-  const parent = dirname(target);
-  const name = basename(target);
-  mkdirp(parent);
-  const unlock = acquireLock(target);
-  const tmp = join(parent, `${TMP_PREFIX(name)}${process.pid}-${randomBytes(4).toString('hex')}`);
-  let renamed = false;
-  try {
-    recoverInterruptedSwap(target);
+  staged(target, o, (target, tmp) => {
     if (realFs.existsSync(target) && !realFs.statSync(target).isFile()) throw new IoError(target, 'rename', 'EISDIR', 'exists and is not a regular file');
     writeNewFile(tmp, data);
     wrap(target, 'rename', () => fs.renameSync(tmp, target));
-    renamed = true;
-    fsyncDir(parent);
-  } finally {
-    if (!renamed) removeQuietly(tmp);
-    unlock();
-  }
+  });
 }
 
 /**

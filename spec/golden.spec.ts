@@ -51,11 +51,11 @@ describe('golden emit covers every op', () => {
 
 describe.each(ALL_BACKENDS)('golden on $title', ({ name, available }) => {
   const run = available ? it : it.skip;
-  run('upstream vectors: 15 kernel cases and 2 models (logits, greedy continuation) pass, none unsupported', async () => {
+  run('upstream vectors: 15 kernel cases and 3 models (Llama, Mamba-1 and Mamba-2 hybrids) (logits, greedy continuation) pass, none unsupported', async () => {
     const r = await verifyGolden(GOLDEN, name);
     const failed = r.results.filter((c) => c.status === 'fail');
     expect(failed, JSON.stringify(failed)).toEqual([]);
-    expect([r.passed, r.failed, r.unsupported]).toEqual([17, 0, 0]);
+    expect([r.passed, r.failed, r.unsupported]).toEqual([18, 0, 0]);
     for (const m of r.results.filter((c) => c.op === 'model')) expect(m.errors.greedy_mismatches).toBe(0);
   });
   run('emitted kernel, speculative and model cases with other shapes and seeds pass', async () => {
@@ -86,7 +86,7 @@ describe('malformed golden folders', () => {
     expect(by.state_update_0!.status).toBe('fail');
     expect(by.state_update_0!.reason).toMatch(/tensor 'x': expected shape \[batch=2, dim=8\], got \[2, 7\]/);
     expect(by.future_0!.status).toBe('unsupported');
-    expect([r.passed, r.failed, r.unsupported]).toEqual([15, 2, 1]);
+    expect([r.passed, r.failed, r.unsupported]).toEqual([16, 2, 1]);
   });
   it('a truncated safetensors file and a bad schema are reported as failures, not crashes', async () => {
     const dir = tmp();
@@ -109,14 +109,15 @@ describe('mil CLI', () => {
   it('golden verify prints one line per case and the summary line; exit 0', () => {
     const out = execFileSync('node', [mil, 'golden', 'verify', GOLDEN, '--backend', 'webasm'], { encoding: 'utf8' });
     const lines = out.trim().split('\n');
-    expect(lines.at(-1)).toBe('17 passed, 0 failed, 0 unsupported');
-    expect(lines.filter((l) => l.startsWith('PASS'))).toHaveLength(17);
+    expect(lines.at(-1)).toBe('18 passed, 0 failed, 0 unsupported');
+    expect(lines.filter((l) => l.startsWith('PASS'))).toHaveLength(18);
     expect(out).toMatch(/PASS +models\/hybrid_mamba1 +model +logits=\S+ greedy_mismatches=0/);
+    expect(out).toMatch(/PASS +models\/hybrid_mamba2 +model +logits=\S+ greedy_mismatches=0/);
     expect(out).toMatch(/PASS +multistep_0 +multistep +out=\S+ h_j=\S+ h_k=\S+/);
   });
   it('--json prints one object; failures exit 1; bad usage exits 2', () => {
     const j = JSON.parse(execFileSync('node', [mil, 'golden', 'verify', GOLDEN, '--json'], { encoding: 'utf8' }));
-    expect([j.passed, j.failed, j.unsupported]).toEqual([17, 0, 0]);
+    expect([j.passed, j.failed, j.unsupported]).toEqual([18, 0, 0]);
     const dir = tmp();
     cpSync(GOLDEN, dir, { recursive: true });
     const f = readSafetensors(join(dir, 'kernels.safetensors'));
@@ -127,7 +128,7 @@ describe('mil CLI', () => {
     const bad = spawnSync('node', [mil, 'golden', 'verify', dir], { encoding: 'utf8' });
     expect(bad.status).toBe(1);
     expect(bad.stdout).toMatch(/FAIL +multistep_0/);
-    expect(bad.stdout.trim().split('\n').at(-1)).toBe('16 passed, 1 failed, 0 unsupported');
+    expect(bad.stdout.trim().split('\n').at(-1)).toBe('17 passed, 1 failed, 0 unsupported');
     const unk = spawnSync('node', [mil, 'golden', 'verify', GOLDEN, '--backend', 'tpu'], { encoding: 'utf8' });
     expect(unk.status).toBe(2);
     expect(unk.stderr).toMatch(/--backend must be one of reference, cpu, webasm, webasm-threaded, webgpu, all, got 'tpu' \(did you mean 'cpu'\?\)/);
@@ -160,6 +161,6 @@ describe('malformed model folders', () => {
     expect(by['models/llama_tiny']!.reason).toMatch(/truncated/);
     expect(by['models/hybrid_mamba1']!.status).toBe('fail');
     expect(by['models/hybrid_mamba1']!.reason).toMatch(/greedy token 5 is/);
-    expect(r.passed).toBe(15);
+    expect(r.passed).toBe(16);
   });
 });

@@ -206,6 +206,22 @@ describe('golden verify never passes what it did not check', () => {
     expect((await verifyGolden(empty, 'reference')).failed).toBe(1);
     await expect(verifyGolden(join(empty, 'nope'), 'reference')).rejects.toThrow(ArgumentError);
   });
+  it('grads.json cases and models/*/train.json are reported (unsupported until training lands), never silently skipped', async () => {
+    const dir = tmpFolder('gv');
+    await emitGolden('gated_rmsnorm', 1, { dim: 8, len: 3 }, dir);
+    const j = JSON.parse(readFileSync(join(dir, 'kernels.json'), 'utf8'));
+    writeFileSync(join(dir, 'grads.json'), JSON.stringify({ ...j, cases: [{ ...j.cases[0], op: 'gated_rmsnorm_grad' }] }));
+    cpSync(join(dir, 'kernels.safetensors'), join(dir, 'grads.safetensors'));
+    cpSync(TINY, join(dir, 'models', 'tiny'), { recursive: true });
+    writeFileSync(join(dir, 'models', 'tiny', 'train.json'), '{}');
+    const r = await verifyGolden(dir, 'reference');
+    expect(r.results.map((c) => [c.name, c.status])).toEqual([
+      ['gated_rmsnorm_s1', 'pass'],
+      ['gated_rmsnorm_s1', 'unsupported'],
+      ['models/tiny', 'pass'],
+      ['models/tiny/train', 'unsupported'],
+    ]);
+  });
   it('a model case with an empty greedy continuation fails', async () => {
     const dir = tmpFolder('gv');
     cpSync(TINY, join(dir, 'models', 'llama_tiny'), { recursive: true });

@@ -1,6 +1,6 @@
 /**
  * `mil demo`: the main job on built-in data, end to end.
- *  1. check every kernel and both golden models against the upstream golden vectors, on every backend here;
+ *  1. check every kernel and the three golden models (Llama, Mamba-1 and Mamba-2 hybrids) against the upstream golden vectors, on every backend here;
  *  2. convert the built-in teacher (golden/models/llama_tiny) into Mamba-1 and Mamba-2 hybrids with 50%
  *     attention (Algorithm 1) and write them in the MambaInLlama format;
  *  3. generate from the golden prompt with the teacher and both hybrids, printing tokens and tokens/s;

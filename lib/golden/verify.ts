@@ -58,9 +58,9 @@ export interface VerifyReport {
   unsupported: number;
 }
 
-/** Parse and check kernels.json. */
-export function readKernelsJson(dir: string): { seed?: number; cases: GoldenCase[] } {
-  const p = join(dir, 'kernels.json');
+/** Parse and check kernels.json (or another case list of the same layout, such as grads.json). */
+export function readKernelsJson(dir: string, file = 'kernels.json'): { seed?: number; cases: GoldenCase[] } {
+  const p = join(dir, file);
   const o = readJsonObject(p, (why) => new GoldenFormatError(p, why)) as { schema?: unknown; cases?: unknown; seed?: number };
   if (o.schema !== SCHEMA) throw new GoldenFormatError(p, `schema is ${JSON.stringify(o.schema)}, expected '${SCHEMA}'`);
   if (!Array.isArray(o.cases)) throw new GoldenFormatError(p, "'cases' is not a list");
@@ -161,15 +161,18 @@ export async function verifyGolden(dir: string, backend: BackendName, onResult?:
     results.push(r);
     onResult?.(r);
   };
-  if (existsSync(join(dir, 'kernels.json')) || existsSync(join(dir, 'kernels.safetensors'))) {
+  // kernels.json (forward ops) and grads.json (backward ops, FORMAT.md "Training cases"): every case listed
+  // is reported — checked, or unsupported when this library has no such op — never silently skipped
+  for (const set of ['kernels', 'grads']) {
+    if (!existsSync(join(dir, `${set}.json`)) && !existsSync(join(dir, `${set}.safetensors`))) continue;
     let cases: GoldenCase[] = [];
     let f: SafetensorsFile | undefined;
     try {
-      cases = readKernelsJson(dir).cases;
-      f = readSafetensors(join(dir, 'kernels.safetensors'));
+      cases = readKernelsJson(dir, `${set}.json`).cases;
+      f = readSafetensors(join(dir, `${set}.safetensors`));
     } catch (e) {
       if (!(e instanceof MilError)) throw e;
-      push({ name: 'kernels', op: '-', status: 'fail', errors: {}, tolerance: tol, reason: e.message });
+      push({ name: set, op: '-', status: 'fail', errors: {}, tolerance: tol, reason: e.message });
     }
     if (f) for (const c of cases) push(await verifyCase(c, f, backend, tol));
   }
@@ -178,6 +181,8 @@ export async function verifyGolden(dir: string, backend: BackendName, onResult?:
     for (const m of readdirSync(models).sort()) {
       if (!statSync(join(models, m)).isDirectory()) continue;
       push(await verifyModel(join(models, m), `models/${m}`, backend, tol));
+      if (existsSync(join(models, m, 'train.json')) || existsSync(join(models, m, 'train.safetensors')))
+        push({ name: `models/${m}/train`, op: 'train', status: 'unsupported', errors: {}, tolerance: tol, reason: 'training steps (loss, gradients, an optimizer step) are not implemented by this library yet' });
     }
   }
   if (results.length === 0) push({ name: dir, op: '-', status: 'fail', errors: {}, tolerance: tol, reason: 'no kernels.json and no models/ folder: not a golden folder' });

@@ -6,11 +6,10 @@
  */
 import { createHash } from 'node:crypto';
 import { spawn, spawnSync } from 'node:child_process';
-import * as nodeFs from 'node:fs';
 import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { IoError, OutputLockedError, checkOutput, recoverInterruptedSwap, setWriterFsForTesting, writeFile, writeFolder, type WriterFs } from '../lib/io/writer.js';
+import { IoError, OutputLockedError, REAL_WRITER_FS, checkOutput, recoverInterruptedSwap, setWriterFsForTesting, writeFile, writeFolder, type WriterFs } from '../lib/io/writer.js';
 import { convert, saveModel } from '../lib/model/convert.js';
 import { loadModel } from '../lib/model/load.js';
 import { randomLlama } from '../lib/model/random.js';
@@ -61,17 +60,7 @@ function faulty(at: number, mode: 'EIO' | 'ENOSPC' | 'no-progress'): { fs: Write
   return { fs, calls: () => n };
 }
 
-function realFs(): WriterFs {
-  return {
-    openSync: (p, fl, m) => nodeFs.openSync(p, fl, m),
-    writeSync: (fd, b, o, l) => nodeFs.writeSync(fd, b, o, l),
-    fsyncSync: (fd) => nodeFs.fsyncSync(fd),
-    closeSync: (fd) => nodeFs.closeSync(fd),
-    renameSync: (a, b) => nodeFs.renameSync(a, b),
-    mkdirSync: (p) => nodeFs.mkdirSync(p),
-    linkSync: (a, b) => nodeFs.linkSync(a, b),
-  };
-}
+const realFs = (): WriterFs => REAL_WRITER_FS;
 
 afterEach(() => setWriterFsForTesting());
 

@@ -51,7 +51,8 @@ export interface WriterFs {
   linkSync(existing: string, link: string): void;
 }
 
-const REAL: WriterFs = {
+/** The real system calls (what tests wrap to inject faults). */
+export const REAL_WRITER_FS: WriterFs = {
   openSync: (p, f, m) => realFs.openSync(p, f, m),
   writeSync: (fd, b, o, l) => realFs.writeSync(fd, b, o, l),
   fsyncSync: (fd) => realFs.fsyncSync(fd),
@@ -60,11 +61,11 @@ const REAL: WriterFs = {
   mkdirSync: (p) => realFs.mkdirSync(p),
   linkSync: (a, b) => realFs.linkSync(a, b),
 };
-let fs: WriterFs = REAL;
+let fs: WriterFs = REAL_WRITER_FS;
 
 /** Tests only: route the writer's system calls through `shim` (undefined restores the real ones). */
 export function setWriterFsForTesting(shim?: WriterFs): void {
-  fs = shim ?? REAL;
+  fs = shim ?? REAL_WRITER_FS;
 }
 
 /** What build() writes with: paths are relative to the folder being built. */

@@ -207,7 +207,7 @@ describe('writer: kills, full disks, races, bad targets', () => {
     expect(killedDuringWrite).toBeGreaterThanOrEqual(5);
   });
 
-  it('a full file system (a real 1 MiB tmpfs): exit 3, the old model intact, nothing left behind', (ctx) => {
+  it('a full file system (a real 1 MiB tmpfs): exit 3, the old model intact, nothing left behind; read-only: exit 3 before any work', (ctx) => {
     const mnt = tmpFolder('tmpfs');
     const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mnt], { encoding: 'utf8' });
     if (m.status !== 0) {
@@ -227,6 +227,12 @@ describe('writer: kills, full disks, races, bad targets', () => {
       expect(r.stderr).toMatch(/IoError: .* (write|fsync|open) failed \(ENOSPC\)/);
       expect(snapshot(out)).toEqual(before);
       expect(leftovers(mnt, ['teacher', 'out', 'filler'])).toEqual([]);
+      // the same file system remounted read-only: refused before any work, exit 3
+      expect(spawnSync('mount', ['-o', 'remount,ro', mnt]).status).toBe(0);
+      const ro = spawnSync('node', [MIL, 'convert', '--teacher', join(mnt, 'teacher'), '--out', join(mnt, 'out2')], { encoding: 'utf8' });
+      expect(ro.status).toBe(3);
+      expect(ro.stderr).toMatch(/IoError: .*\((EROFS|EACCES)\)/);
+      expect(ro.stderr).not.toMatch(/converting/);
     } finally {
       spawnSync('umount', [mnt]);
     }

@@ -10,6 +10,11 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { crossEntropy, embedding, klDivergence, linear, logSoftmax, rmsnorm, swiglu } from '../lib/train/layers.js';
 import { Rng } from '../lib/rng.js';
+import { selectiveScan, selectiveScanBackward, type SelectiveScanInputs } from '../lib/ref/selective_scan.js';
+import { causalConv1d, causalConv1dBackward } from '../lib/ref/conv1d.js';
+import { ssdBackward, ssdSequential, type SsdInputs } from '../lib/ref/ssd.js';
+import { gatedRmsnorm, gatedRmsnormBackward } from '../lib/ref/norm.js';
+import { Tensor } from '../lib/tensor.js';
 
 const H = 1e-5;
 const TOL = 1e-6;
@@ -117,5 +122,146 @@ describe('backward = finite differences of the forward (float64)', () => {
     const ls = logSoftmax(Float64Array.from([1e4, 0]), 1, 2);
     expect(ls[0]).toBe(0);
     expect(ls[1]).toBe(-1e4);
+  });
+});
+
+// ------------------------------------------------------------------ the Mamba primitives' backwards
+
+
+const T = (r: Rng, shape: number[], std = 1) => Tensor.normal(r, shape, 0, std);
+
+describe('Mamba primitives: backward = finite differences (float64, every option on and off)', () => {
+  it('selective scan: u, Δ, A, B, C, D, z, Δ bias, initial state; B/C per time, grouped or time-invariant; softplus on/off (numRuns 25)', () => {
+    fc.assert(
+      fc.property(
+        fc.record({
+          b: fc.integer({ min: 1, max: 2 }), dim: fc.constantFrom(1, 2, 4), L: fc.integer({ min: 1, max: 5 }), N: fc.integer({ min: 1, max: 3 }),
+          layout: fc.constantFrom('time', 'grouped', 'invariant'), D: fc.boolean(), z: fc.boolean(), bias: fc.boolean(), sp: fc.boolean(), init: fc.boolean(), seed: fc.integer({ min: 0, max: 1e6 }),
+        }),
+        (o) => {
+          const r = new Rng(o.seed);
+          const G = o.dim >= 2 ? 2 : 1;
+          const bc = () => (o.layout === 'time' ? T(r, [o.b, o.N, o.L]) : o.layout === 'grouped' ? T(r, [o.b, G, o.N, o.L]) : T(r, [o.dim, o.N]));
+          const inp: SelectiveScanInputs = {
+            u: T(r, [o.b, o.dim, o.L]), delta: T(r, [o.b, o.dim, o.L], 0.5), A: Tensor.uniform(r, [o.dim, o.N], -2, -0.2), B: bc(), C: bc(),
+            D: o.D ? T(r, [o.dim]) : undefined, z: o.z ? T(r, [o.b, o.dim, o.L]) : undefined, deltaBias: o.bias ? T(r, [o.dim], 0.5) : undefined,
+            deltaSoftplus: o.sp, initialState: o.init ? T(r, [o.b, o.dim, o.N]) : undefined,
+          };
+          const dout = T(r, [o.b, o.dim, o.L]);
+          const dlast = T(r, [o.b, o.dim, o.N]);
+          const loss = () => {
+            const f = selectiveScan(inp);
+            return dot(f.out.data as Float64Array, dout.data as Float64Array) + dot(f.lastState.data as Float64Array, dlast.data as Float64Array);
+          };
+          const g = selectiveScanBackward(inp, dout, dlast);
+          const pairs: Array<[Tensor | undefined, Tensor | undefined, string]> = [
+            [inp.u, g.du, 'du'], [inp.delta, g.ddelta, 'ddelta'], [inp.A, g.dA, 'dA'], [inp.B, g.dB, 'dB'], [inp.C, g.dC, 'dC'],
+            [inp.D, g.dD, 'dD'], [inp.z, g.dz, 'dz'], [inp.deltaBias, g.ddeltaBias, 'ddelta_bias'], [inp.initialState, g.dInitialState, 'dinitial_state'],
+          ];
+          for (const [x, dx, what] of pairs) if (x) expectGrad(loss, x.data as Float64Array, dx!.data as Float64Array, what);
+        },
+      ),
+      { numRuns: 25 },
+    );
+  });
+
+  it('causal conv1d: x, weight, bias, initial states, d final states; silu on/off; widths 1..4 (numRuns 25)', () => {
+    fc.assert(
+      fc.property(
+        fc.record({ b: fc.integer({ min: 1, max: 2 }), dim: fc.integer({ min: 1, max: 3 }), L: fc.integer({ min: 1, max: 6 }), W: fc.integer({ min: 1, max: 4 }), bias: fc.boolean(), init: fc.boolean(), silu: fc.boolean(), seed: fc.integer({ min: 0, max: 1e6 }) }),
+        (o) => {
+          const r = new Rng(o.seed);
+          const inp = {
+            x: T(r, [o.b, o.dim, o.L]), weight: T(r, [o.dim, o.W]), bias: o.bias ? T(r, [o.dim]) : undefined,
+            initialStates: o.init ? T(r, [o.b, o.dim, o.W - 1]) : undefined, activation: o.silu ? ('silu' as const) : null,
+          };
+          const dout = T(r, [o.b, o.dim, o.L]);
+          const dfin = T(r, [o.b, o.dim, o.W - 1]);
+          const loss = () => {
+            const f = causalConv1d(inp);
+            return dot(f.out.data as Float64Array, dout.data as Float64Array) + dot(f.finalStates.data as Float64Array, dfin.data as Float64Array);
+          };
+          const g = causalConv1dBackward(inp, dout, dfin);
+          expectGrad(loss, inp.x.data as Float64Array, g.dx.data as Float64Array, 'dx');
+          expectGrad(loss, inp.weight.data as Float64Array, g.dweight.data as Float64Array, 'dweight');
+          if (inp.bias) expectGrad(loss, inp.bias.data as Float64Array, g.dbias!.data as Float64Array, 'dbias');
+          if (inp.initialStates) expectGrad(loss, inp.initialStates.data as Float64Array, g.dinitialStates!.data as Float64Array, 'dinitial_states');
+        },
+      ),
+      { numRuns: 25 },
+    );
+  });
+
+  it('SSD: x, dt, A, B, C, D, z, dt bias, initial state, d final state; groups; softplus on/off (numRuns 20)', () => {
+    fc.assert(
+      fc.property(
+        fc.record({ b: fc.integer({ min: 1, max: 2 }), L: fc.integer({ min: 1, max: 5 }), H: fc.constantFrom(1, 2, 4), P: fc.integer({ min: 1, max: 3 }), N: fc.integer({ min: 1, max: 3 }), D: fc.boolean(), z: fc.boolean(), bias: fc.boolean(), sp: fc.boolean(), init: fc.boolean(), seed: fc.integer({ min: 0, max: 1e6 }) }),
+        (o) => {
+          const r = new Rng(o.seed);
+          const G = o.H >= 2 ? 2 : 1;
+          const inp: SsdInputs = {
+            x: T(r, [o.b, o.L, o.H, o.P]), dt: T(r, [o.b, o.L, o.H], 0.5), A: Tensor.uniform(r, [o.H], -2, -0.2), B: T(r, [o.b, o.L, G, o.N]), C: T(r, [o.b, o.L, G, o.N]),
+            D: o.D ? T(r, [o.H]) : undefined, z: o.z ? T(r, [o.b, o.L, o.H, o.P]) : undefined, dtBias: o.bias ? T(r, [o.H], 0.5) : undefined, dtSoftplus: o.sp,
+            initialState: o.init ? T(r, [o.b, o.H, o.P, o.N]) : undefined,
+          };
+          const dout = T(r, [o.b, o.L, o.H, o.P]);
+          const dfin = T(r, [o.b, o.H, o.P, o.N]);
+          const loss = () => {
+            const f = ssdSequential(inp);
+            return dot(f.out.data as Float64Array, dout.data as Float64Array) + dot(f.finalState.data as Float64Array, dfin.data as Float64Array);
+          };
+          const g = ssdBackward(inp, dout, dfin);
+          const pairs: Array<[Tensor | undefined, Tensor | undefined, string]> = [
+            [inp.x, g.dx, 'dx'], [inp.dt, g.ddt, 'ddt'], [inp.A, g.dA, 'dA'], [inp.B, g.dB, 'dB'], [inp.C, g.dC, 'dC'], [inp.D, g.dD, 'dD'], [inp.z, g.dz, 'dz'],
+            [inp.dtBias, g.ddtBias, 'ddt_bias'], [inp.initialState, g.dInitialState, 'dinitial_state'],
+          ];
+          for (const [x, dx, what] of pairs) if (x) expectGrad(loss, x.data as Float64Array, dx!.data as Float64Array, what);
+        },
+      ),
+      { numRuns: 20 },
+    );
+  });
+
+  it('gated RMSNorm: x, weight, z; gate before/after the norm; no gate; group sizes (numRuns 25)', () => {
+    fc.assert(
+      fc.property(fc.record({ rows: fc.integer({ min: 1, max: 3 }), groups: fc.integer({ min: 1, max: 3 }), g: fc.integer({ min: 1, max: 4 }), z: fc.boolean(), before: fc.boolean(), seed: fc.integer({ min: 0, max: 1e6 }) }), (o) => {
+        const r = new Rng(o.seed);
+        const d = o.groups * o.g;
+        const [x, w, z, dy] = [T(r, [o.rows, d]), T(r, [d]), o.z ? T(r, [o.rows, d]) : undefined, T(r, [o.rows, d])];
+        const opts = { eps: 1e-5, groupSize: o.g, normBeforeGate: o.before };
+        const loss = () => dot(gatedRmsnorm(x, w, z, opts).data as Float64Array, dy.data as Float64Array);
+        const g = gatedRmsnormBackward(x, w, z, dy, opts);
+        expectGrad(loss, x.data as Float64Array, g.dx.data as Float64Array, 'dx');
+        expectGrad(loss, w.data as Float64Array, g.dweight.data as Float64Array, 'dweight');
+        if (z) expectGrad(loss, z.data as Float64Array, g.dz!.data as Float64Array, 'dz');
+      }),
+      { numRuns: 25 },
+    );
+  });
+
+  it('split a sequence anywhere: the backward of the two halves (d last state of the first = d initial state of the second) = the backward of the whole (numRuns 15)', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 2, max: 9 }), fc.integer({ min: 0, max: 1e6 }), (L, seed) => {
+        const r = new Rng(seed);
+        const cut = r.int(1, L - 1);
+        const [b, dim, N] = [2, 3, 2];
+        const whole: SelectiveScanInputs = { u: T(r, [b, dim, L]), delta: T(r, [b, dim, L], 0.5), A: Tensor.uniform(r, [dim, N], -2, -0.2), B: T(r, [b, N, L]), C: T(r, [b, N, L]), D: T(r, [dim]), z: T(r, [b, dim, L]), deltaBias: T(r, [dim]), deltaSoftplus: true };
+        const dout = T(r, [b, dim, L]);
+        const dlast = T(r, [b, dim, N]);
+        const part = (t: Tensor, lo: number, hi: number) => t.slice(t.rank - 1, lo, hi);
+        const first: SelectiveScanInputs = { ...whole, u: part(whole.u, 0, cut), delta: part(whole.delta, 0, cut), B: part(whole.B, 0, cut), C: part(whole.C, 0, cut), z: part(whole.z!, 0, cut) };
+        const h = selectiveScan(first).lastState;
+        const second: SelectiveScanInputs = { ...whole, u: part(whole.u, cut, L), delta: part(whole.delta, cut, L), B: part(whole.B, cut, L), C: part(whole.C, cut, L), z: part(whole.z!, cut, L), initialState: h };
+        const g2 = selectiveScanBackward(second, part(dout, cut, L), dlast);
+        const g1 = selectiveScanBackward(first, part(dout, 0, cut), g2.dInitialState);
+        const gw = selectiveScanBackward(whole, dout, dlast);
+        const close = (a: Tensor, bb: Tensor, what: string) => expect(Math.max(...Array.from(a.data, (v, i) => Math.abs(v - bb.data[i]!))), what).toBeLessThan(1e-12 * Math.max(1, ...Array.from(bb.data, Math.abs)));
+        close(Tensor.concat([g1.du, g2.du], 2), gw.du, 'du');
+        close(Tensor.concat([g1.dB, g2.dB], 2), gw.dB, 'dB');
+        close(g1.dA.zip(g2.dA, (x, y) => x + y), gw.dA, 'dA');
+        close(g1.ddeltaBias!.zip(g2.ddeltaBias!, (x, y) => x + y), gw.ddeltaBias!, 'ddelta_bias');
+      }),
+      { numRuns: 15 },
+    );
   });
 });

@@ -27,3 +27,14 @@ export function inverseSoftplus(y: number): number {
   if (!(y > 0)) throw new ArgumentError('inverseSoftplus(y)', 'y > 0', y);
   return y + Math.log(-Math.expm1(-y));
 }
+
+/** d silu / dx = σ(x)·(1 + x·(1 − σ(x))). */
+export function siluGrad(x: number): number {
+  const s = sigmoid(x);
+  return s * (1 + x * (1 - s));
+}
+
+/** d softplus / dx, with torch's threshold: 1 above 20 (where softplus returns x), else σ(x). */
+export function softplusGrad(x: number): number {
+  return x > 20 ? 1 : sigmoid(x);
+}

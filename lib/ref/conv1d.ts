@@ -15,7 +15,7 @@
  */
 import { ArgumentError } from '../errors.js';
 import { Tensor, dims } from '../tensor.js';
-import { silu } from './activations.js';
+import { silu, siluGrad } from './activations.js';
 
 export type Activation = 'silu' | null;
 
@@ -127,4 +127,51 @@ export function checkSeqlens(c: readonly number[], batch: number): void {
 
 export function mod(a: number, m: number): number {
   return ((a % m) + m) % m;
+}
+
+/**
+ * Backward of `causalConv1d`: given dout (and d final_states), the gradients of x, weight, bias and the
+ * initial states. With s = bias + Σ_k w_k x̃_{t+k} and out = act(s):
+ *   ds_t = dout_t · act'(s_t)   (silu' or 1);   dw_k += ds_t x̃_{t+k};   dbias += ds_t;   dx̃_{t+k} += ds_t w_k
+ *   final_states = x̃[L … L+W−2], so d final_states adds onto those dx̃ entries;
+ *   dx = dx̃[W−1 …], d initial_states = dx̃[0 … W−2].
+ */
+export function causalConv1dBackward(
+  inp: Conv1dInputs,
+  dout: Tensor,
+  dFinalStates?: Tensor,
+): { out: Tensor; finalStates: Tensor; dx: Tensor; dweight: Tensor; dbias?: Tensor; dinitialStates?: Tensor } {
+  const { x, weight, bias, initialStates } = inp;
+  const { batch, dim, L, W } = conv1dDims(inp);
+  const P = W - 1;
+  dims({ dout: [dout, [batch, dim, L]], dFinalStates: [dFinalStates, [batch, dim, P]] });
+  const fwd = causalConv1d(inp);
+  const dx = Tensor.zeros(x.shape, 'float64', 'dx');
+  const dweight = Tensor.zeros(weight.shape, 'float64', 'dweight');
+  const dbias = bias ? Tensor.zeros(bias.shape, 'float64', 'dbias') : undefined;
+  const dinit = initialStates ? Tensor.zeros(initialStates.shape, 'float64', 'dinitial_states') : undefined;
+  const xt = new Float64Array(P + L);
+  const dxt = new Float64Array(P + L);
+  for (let b = 0; b < batch; b++) {
+    for (let d = 0; d < dim; d++) {
+      xt.fill(0);
+      dxt.fill(0);
+      if (initialStates) xt.set(initialStates.data.subarray((b * dim + d) * P, (b * dim + d + 1) * P), 0);
+      xt.set(x.data.subarray((b * dim + d) * L, (b * dim + d + 1) * L), P);
+      if (dFinalStates) for (let k = 0; k < P; k++) dxt[L + k]! += dFinalStates.data[(b * dim + d) * P + k]!;
+      for (let t = 0; t < L; t++) {
+        let s = bias ? bias.data[d]! : 0;
+        for (let k = 0; k < W; k++) s += weight.data[d * W + k]! * xt[t + k]!;
+        const ds = dout.data[(b * dim + d) * L + t]! * (inp.activation === 'silu' ? siluGrad(s) : 1);
+        if (dbias) dbias.data[d] += ds;
+        for (let k = 0; k < W; k++) {
+          dweight.data[d * W + k] += ds * xt[t + k]!;
+          dxt[t + k] += ds * weight.data[d * W + k]!;
+        }
+      }
+      dx.data.set(dxt.subarray(P, P + L), (b * dim + d) * L);
+      if (dinit) dinit.data.set(dxt.subarray(0, P), (b * dim + d) * P);
+    }
+  }
+  return { ...fwd, dx, dweight, dbias, dinitialStates: dinit };
 }

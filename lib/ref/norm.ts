@@ -12,7 +12,7 @@
  */
 import { ArgumentError } from '../errors.js';
 import { Tensor, dims } from '../tensor.js';
-import { silu } from './activations.js';
+import { silu, siluGrad } from './activations.js';
 
 export function rmsnorm(x: Tensor, weight: Tensor, eps = 1e-5): Tensor {
   const d = x.shape[x.rank - 1]!;
@@ -64,4 +64,55 @@ export function gatedRmsnorm(x: Tensor, weight: Tensor, z: Tensor | undefined, o
     }
   }
   return out;
+}
+
+/**
+ * Backward of `gatedRmsnorm` (and of plain RMSNorm: z absent). Per group of size g, with the normalised
+ * value v̂ = v·r, r = 1/√(mean(v²) + ε), and gᵥ = ∂ℓ/∂(v̂·w)·w, the RMSNorm rule is
+ *   dv = r·(gᵥ − v̂·mean(gᵥ ⊙ v̂)),   dw += ∂ℓ/∂y ⊙ v̂
+ * gate before the norm (v = x·silu(z)):  dx = dv·silu(z),  dz = dv·x·silu'(z)
+ * norm before the gate (v = x, y = n·silu(z)): ∂ℓ/∂n = dy·silu(z),  dz = dy·n·silu'(z), then the rule.
+ */
+export function gatedRmsnormBackward(x: Tensor, weight: Tensor, z: Tensor | undefined, dy: Tensor, opts: GatedRmsnormOptions = {}): { out: Tensor; dx: Tensor; dweight: Tensor; dz?: Tensor } {
+  const out = gatedRmsnorm(x, weight, z, opts);
+  const eps = opts.eps ?? 1e-6;
+  const d = x.shape[x.rank - 1]!;
+  dims({ dy: [dy, x.shape as number[]] });
+  const g = opts.groupSize ?? d;
+  const before = opts.normBeforeGate ?? true;
+  const dx = Tensor.zeros(x.shape, 'float64', 'dx');
+  const dweight = Tensor.zeros(weight.shape, 'float64', 'dweight');
+  const dz = z ? Tensor.zeros(z.shape, 'float64', 'dz') : undefined;
+  const v = new Float64Array(g);
+  const dn = new Float64Array(g); // ∂ℓ/∂(v̂ ⊙ w)
+  for (let r = 0; r < x.size / d; r++) {
+    for (let g0 = 0; g0 < d; g0 += g) {
+      let ss = 0;
+      for (let i = 0; i < g; i++) {
+        const o = r * d + g0 + i;
+        v[i] = z && !before ? x.data[o]! * silu(z.data[o]!) : x.data[o]!;
+        ss += v[i]! ** 2;
+      }
+      const rstd = 1 / Math.sqrt(ss / g + eps);
+      let mean = 0; // mean(gᵥ ⊙ v̂)
+      for (let i = 0; i < g; i++) {
+        const o = r * d + g0 + i;
+        const w = weight.data[g0 + i]!;
+        dn[i] = z && before ? dy.data[o]! * silu(z.data[o]!) : dy.data[o]!;
+        if (z && before) dz!.data[o] = dy.data[o]! * v[i]! * rstd * w * siluGrad(z.data[o]!);
+        dweight.data[g0 + i] += dn[i]! * v[i]! * rstd;
+        mean += dn[i]! * w * v[i]! * rstd;
+      }
+      mean /= g;
+      for (let i = 0; i < g; i++) {
+        const o = r * d + g0 + i;
+        const dv = rstd * (dn[i]! * weight.data[g0 + i]! - v[i]! * rstd * mean);
+        if (z && !before) {
+          dx.data[o] = dv * silu(z.data[o]!);
+          dz!.data[o] = dv * x.data[o]! * siluGrad(z.data[o]!);
+        } else dx.data[o] = dv;
+      }
+    }
+  }
+  return { out, dx, dweight, dz };
 }

@@ -18,7 +18,7 @@
  */
 import { ArgumentError } from '../errors.js';
 import { Tensor, dims } from '../tensor.js';
-import { silu, softplus } from './activations.js';
+import { silu, siluGrad, softplus, softplusGrad } from './activations.js';
 
 export interface SelectiveScanInputs {
   u: Tensor; // (batch, dim, L)
@@ -111,4 +111,106 @@ export function selectiveScan(inp: SelectiveScanInputs): SelectiveScanOutputs {
     }
   }
   return { out, lastState: last };
+}
+
+export interface SelectiveScanGrads {
+  du: Tensor;
+  ddelta: Tensor;
+  dA: Tensor;
+  dB: Tensor;
+  dC: Tensor;
+  dD?: Tensor;
+  dz?: Tensor;
+  ddeltaBias?: Tensor;
+  dInitialState?: Tensor;
+}
+
+/**
+ * Backward of `selectiveScan` (mamba_ssm's selective_scan_bwd, as torch.autograd computes it on the ref):
+ * given dout = ∂ℓ/∂out and dlast = ∂ℓ/∂last_state, the gradient of every input, in the input's shape.
+ * The recurrence runs backwards in time, carrying dh = ∂ℓ/∂h_t (dh_{L−1} starts at dlast):
+ *   gate      out = y·silu(z):        dz = dout·y·silu'(z),  dy = dout·silu(z)
+ *   skip      y += D·u:               dD += dy·u,             du += dy·D
+ *   readout   y = Σ_n C_n h_n:        dC_n += dy·h_n,          dh_n += dy·C_n
+ *   step      h_n = Ā_n h'_n + Δ B_n u (Ā_n = exp(Δ A_n), h' = h_{t−1}):
+ *             dΔ += Σ_n dh_n (A_n Ā_n h'_n + B_n u),  dA_n += dh_n Δ Ā_n h'_n,
+ *             dB_n += dh_n Δ u,  du += Σ_n dh_n Δ B_n,  then dh_n ← dh_n Ā_n  (onto h_{t−1})
+ *   Δ         Δ = softplus(delta + bias): d delta = dΔ·softplus'(delta + bias), d bias = Σ_t d delta
+ * Grouped and time-invariant B/C accumulate over the channels (and times) that share them.
+ */
+export function selectiveScanBackward(inp: SelectiveScanInputs, dout: Tensor, dLastState?: Tensor): SelectiveScanOutputs & SelectiveScanGrads {
+  const { u, delta, A, B, C, D, z, deltaBias, initialState } = inp;
+  const { batch, dim, L, N, Bl, Cl } = selectiveScanDims(inp);
+  dims({ dout: [dout, [batch, dim, L]], dLastState: [dLastState, [batch, dim, N]] });
+  const fwd = selectiveScan(inp);
+  const g = {
+    du: Tensor.zeros(u.shape, 'float64', 'du'),
+    ddelta: Tensor.zeros(delta.shape, 'float64', 'ddelta'),
+    dA: Tensor.zeros(A.shape, 'float64', 'dA'),
+    dB: Tensor.zeros(B.shape, 'float64', 'dB'),
+    dC: Tensor.zeros(C.shape, 'float64', 'dC'),
+    dD: D ? Tensor.zeros(D.shape, 'float64', 'dD') : undefined,
+    dz: z ? Tensor.zeros(z.shape, 'float64', 'dz') : undefined,
+    ddeltaBias: deltaBias ? Tensor.zeros(deltaBias.shape, 'float64', 'ddelta_bias') : undefined,
+    dInitialState: initialState ? Tensor.zeros(initialState.shape, 'float64', 'dinitial_state') : undefined,
+  };
+  const hs = new Float64Array((L + 1) * N); // hs[(t+1)·N + n] = h_t, hs[n] = h_{−1}
+  const dts = new Float64Array(L);
+  const ys = new Float64Array(L); // y before the gate
+  const dh = new Float64Array(N);
+  for (let b = 0; b < batch; b++) {
+    for (let d = 0; d < dim; d++) {
+      // forward again, keeping every state of this channel
+      for (let n = 0; n < N; n++) hs[n] = initialState ? initialState.data[(b * dim + d) * N + n]! : 0;
+      for (let t = 0; t < L; t++) {
+        const i = (b * dim + d) * L + t;
+        const raw = delta.data[i]! + (deltaBias ? deltaBias.data[d]! : 0);
+        const dt = inp.deltaSoftplus ? softplus(raw) : raw;
+        dts[t] = dt;
+        let y = D ? D.data[d]! * u.data[i]! : 0;
+        for (let n = 0; n < N; n++) {
+          const h = Math.exp(dt * A.data[d * N + n]!) * hs[t * N + n]! + dt * B.data[Bl.index(b, d, n, t)]! * u.data[i]!;
+          hs[(t + 1) * N + n] = h;
+          y += C.data[Cl.index(b, d, n, t)]! * h;
+        }
+        ys[t] = y;
+      }
+      for (let n = 0; n < N; n++) dh[n] = dLastState ? dLastState.data[(b * dim + d) * N + n]! : 0;
+      for (let t = L - 1; t >= 0; t--) {
+        const i = (b * dim + d) * L + t;
+        const ut = u.data[i]!;
+        const dt = dts[t]!;
+        let dy = dout.data[i]!;
+        if (z) {
+          g.dz!.data[i] = dy * ys[t]! * siluGrad(z.data[i]!);
+          dy *= silu(z.data[i]!);
+        }
+        if (D) {
+          g.dD!.data[d] += dy * ut;
+          g.du.data[i] += dy * D.data[d]!;
+        }
+        let ddt = 0;
+        for (let n = 0; n < N; n++) {
+          const ci = Cl.index(b, d, n, t);
+          const bi = Bl.index(b, d, n, t);
+          g.dC.data[ci] += dy * hs[(t + 1) * N + n]!;
+          dh[n] += dy * C.data[ci]!;
+          const a = A.data[d * N + n]!;
+          const decay = Math.exp(dt * a);
+          const hPrev = hs[t * N + n]!;
+          ddt += dh[n]! * (a * decay * hPrev + B.data[bi]! * ut);
+          g.dA.data[d * N + n] += dh[n]! * dt * decay * hPrev;
+          g.dB.data[bi] += dh[n]! * dt * ut;
+          g.du.data[i] += dh[n]! * dt * B.data[bi]!;
+          dh[n] = dh[n]! * decay;
+        }
+        const raw = delta.data[i]! + (deltaBias ? deltaBias.data[d]! : 0);
+        const dRaw = inp.deltaSoftplus ? ddt * softplusGrad(raw) : ddt;
+        g.ddelta.data[i] = dRaw;
+        if (g.ddeltaBias) g.ddeltaBias.data[d] += dRaw;
+      }
+      if (g.dInitialState) g.dInitialState.data.set(dh, (b * dim + d) * N);
+    }
+  }
+  return { ...fwd, ...g };
 }

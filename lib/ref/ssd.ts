@@ -22,7 +22,7 @@
  */
 import { ArgumentError } from '../errors.js';
 import { Tensor, dims } from '../tensor.js';
-import { silu, softplus } from './activations.js';
+import { silu, siluGrad, softplus, softplusGrad } from './activations.js';
 
 export interface SsdInputs {
   x: Tensor;
@@ -204,4 +204,113 @@ export function ssdMinimalDiscrete(
   const init = initialStates ? initialStates.reshape(initialStates.shape.filter((_, i) => i !== 1)).named('initial_states') : undefined;
   if (initialStates) dims({ initial_states: [initialStates, [X.shape[0]!, 1, X.shape[2]!, X.shape[3]!, B.shape[3] ?? -1]] });
   return ssdDiscreteChunked(X, A, B, C, blockLen, init);
+}
+
+export interface SsdGrads {
+  dx: Tensor;
+  ddt: Tensor;
+  dA: Tensor;
+  dB: Tensor;
+  dC: Tensor;
+  dD?: Tensor;
+  dz?: Tensor;
+  ddtBias?: Tensor;
+  dInitialState?: Tensor;
+}
+
+/**
+ * Backward of the SSD scan (any of the three forms: they compute the same function). It runs the
+ * recurrence backwards — allowed by the chunked form's equality with `ssdSequential` — carrying
+ * dH = ∂ℓ/∂H_t per (batch, head), dH_{L−1} = d final_state:
+ *   gate/skip  as the selective scan:     dz = dout·y·silu'(z);  dy = dout·silu(z);  dD_h += Σ_p dy_p x_p
+ *   readout    y_p = Σ_n H_pn C_n + D x_p: dC_n += Σ_p dy_p H_pn;  dH_pn += dy_p C_n;  dx_p += dy_p D
+ *   step       H_pn = e^{Δ A} H'_pn + Δ x_p B_n:
+ *              dΔ += Σ_pn dH_pn (A e^{ΔA} H'_pn + x_p B_n);  dA_h += Σ_pn dH_pn Δ e^{ΔA} H'_pn;
+ *              dx_p += Σ_n dH_pn Δ B_n;  dB_n += Σ_p dH_pn Δ x_p;  then dH ← e^{ΔA} dH
+ *   Δ          Δ = softplus(dt + dt_bias): d dt = dΔ·softplus'(dt + dt_bias);  d dt_bias_h = Σ d dt
+ * B and C are shared by the heads of a group, so their gradients add over those heads.
+ */
+export function ssdBackward(inp: SsdInputs, dout: Tensor, dFinalState?: Tensor): SsdOutputs & SsdGrads {
+  const s = ssdDims(inp);
+  const { batch, L, H, P, G, N } = s;
+  dims({ dout: [dout, [batch, L, H, P]], dFinalState: [dFinalState, [batch, H, P, N]] });
+  const fwd = ssdSequential(inp);
+  const delta = ssdDelta(inp, s);
+  const { x, A, B, C, D, z, dtBias, initialState } = inp;
+  const g = {
+    dx: Tensor.zeros(x.shape, 'float64', 'dx'),
+    ddt: Tensor.zeros(inp.dt.shape, 'float64', 'ddt'),
+    dA: Tensor.zeros(A.shape, 'float64', 'dA'),
+    dB: Tensor.zeros(B.shape, 'float64', 'dB'),
+    dC: Tensor.zeros(C.shape, 'float64', 'dC'),
+    dD: D ? Tensor.zeros(D.shape, 'float64', 'dD') : undefined,
+    dz: z ? Tensor.zeros(z.shape, 'float64', 'dz') : undefined,
+    ddtBias: dtBias ? Tensor.zeros(dtBias.shape, 'float64', 'ddt_bias') : undefined,
+    dInitialState: initialState ? Tensor.zeros(initialState.shape, 'float64', 'dinitial_states') : undefined,
+  };
+  const PN = P * N;
+  const Hs = new Float64Array((L + 1) * PN); // Hs[(t+1)·PN + p·N + n] = H_t of one (batch, head)
+  const ys = new Float64Array(L * P);
+  const dH = new Float64Array(PN);
+  for (let b = 0; b < batch; b++) {
+    for (let h = 0; h < H; h++) {
+      const grp = Math.floor(h / (H / G));
+      const a = A.data[h]!;
+      if (initialState) Hs.set(initialState.data.subarray((b * H + h) * PN, (b * H + h + 1) * PN), 0);
+      else Hs.fill(0, 0, PN);
+      for (let t = 0; t < L; t++) {
+        const dl = delta[(b * L + t) * H + h]!;
+        const decay = Math.exp(dl * a);
+        const bo = ((b * L + t) * G + grp) * N;
+        for (let p = 0; p < P; p++) {
+          const xv = x.data[((b * L + t) * H + h) * P + p]!;
+          let y = D ? D.data[h]! * xv : 0;
+          for (let n = 0; n < N; n++) {
+            const v = decay * Hs[t * PN + p * N + n]! + dl * xv * B.data[bo + n]!;
+            Hs[(t + 1) * PN + p * N + n] = v;
+            y += v * C.data[bo + n]!;
+          }
+          ys[t * P + p] = y;
+        }
+      }
+      if (dFinalState) dH.set(dFinalState.data.subarray((b * H + h) * PN, (b * H + h + 1) * PN));
+      else dH.fill(0);
+      for (let t = L - 1; t >= 0; t--) {
+        const dl = delta[(b * L + t) * H + h]!;
+        const decay = Math.exp(dl * a);
+        const bo = ((b * L + t) * G + grp) * N;
+        let ddl = 0;
+        for (let p = 0; p < P; p++) {
+          const xi = ((b * L + t) * H + h) * P + p;
+          const xv = x.data[xi]!;
+          let dy = dout.data[xi]!;
+          if (z) {
+            g.dz!.data[xi] = dy * ys[t * P + p]! * siluGrad(z.data[xi]!);
+            dy *= silu(z.data[xi]!);
+          }
+          if (D) {
+            g.dD!.data[h] += dy * xv;
+            g.dx.data[xi] += dy * D.data[h]!;
+          }
+          for (let n = 0; n < N; n++) {
+            const k = p * N + n;
+            g.dC.data[bo + n] += dy * Hs[(t + 1) * PN + k]!;
+            dH[k] += dy * C.data[bo + n]!;
+            const hPrev = Hs[t * PN + k]!;
+            ddl += dH[k]! * (a * decay * hPrev + xv * B.data[bo + n]!);
+            g.dA.data[h] += dH[k]! * dl * decay * hPrev;
+            g.dx.data[xi] += dH[k]! * dl * B.data[bo + n]!;
+            g.dB.data[bo + n] += dH[k]! * dl * xv;
+            dH[k] = dH[k]! * decay;
+          }
+        }
+        const raw = inp.dt.data[(b * L + t) * H + h]! + (dtBias ? dtBias.data[h]! : 0);
+        const dRaw = inp.dtSoftplus ? ddl * softplusGrad(raw) : ddl;
+        g.ddt.data[(b * L + t) * H + h] = dRaw;
+        if (g.ddtBias) g.ddtBias.data[h] += dRaw;
+      }
+      if (g.dInitialState) g.dInitialState.data.set(dH, (b * H + h) * PN);
+    }
+  }
+  return { ...fwd, ...g };
 }

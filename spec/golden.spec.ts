@@ -58,12 +58,12 @@ describe('golden emit covers every op', () => {
 
 describe.each(ALL_BACKENDS)('golden on $title', ({ name, available }) => {
   const run = available ? it : it.skip;
-  run('upstream vectors: 15 kernel cases, 3 models (Llama, Mamba-1 and Mamba-2 hybrids: logits, greedy continuation) and 9 backward cases (float64 reference only: unsupported elsewhere, never passed)', async () => {
+  run('upstream vectors: 15 kernel cases, 3 models (logits, greedy continuation), 9 backward cases and 3 training steps (the last two float64 reference only: unsupported elsewhere, never passed)', async () => {
     const r = await verifyGolden(GOLDEN, name);
     const failed = r.results.filter((c) => c.status === 'fail');
     expect(failed, JSON.stringify(failed)).toEqual([]);
-    expect([r.passed, r.failed, r.unsupported]).toEqual(name === 'reference' ? [27, 0, 0] : [18, 0, 9]);
-    for (const c of r.results.filter((x) => x.op.endsWith('_grad'))) expect(c.status).toBe(name === 'reference' ? 'pass' : 'unsupported');
+    expect([r.passed, r.failed, r.unsupported]).toEqual(name === 'reference' ? [30, 0, 0] : [18, 0, 12]);
+    for (const c of r.results.filter((x) => x.op.endsWith('_grad') || x.op === 'train')) expect(c.status).toBe(name === 'reference' ? 'pass' : 'unsupported');
     for (const m of r.results.filter((c) => c.op === 'model')) expect(m.errors.greedy_mismatches).toBe(0);
   });
   run('emitted kernel, speculative and model cases with other shapes and seeds pass', async () => {
@@ -95,7 +95,7 @@ describe('malformed golden folders', () => {
     expect(by.state_update_0!.status).toBe('fail');
     expect(by.state_update_0!.reason).toMatch(/tensor 'x': expected shape \[batch=2, dim=8\], got \[2, 7\]/);
     expect(by.future_0!.status).toBe('unsupported');
-    expect([r.passed, r.failed, r.unsupported]).toEqual([25, 2, 1]);
+    expect([r.passed, r.failed, r.unsupported]).toEqual([28, 2, 1]);
   });
   it('a truncated safetensors file and a bad schema are reported as failures, not crashes', async () => {
     const dir = tmp();
@@ -118,7 +118,7 @@ describe('mil CLI', () => {
   it('golden verify prints one line per case and the summary line; exit 0', () => {
     const out = execFileSync('node', [mil, 'golden', 'verify', GOLDEN, '--backend', 'webasm', '--allow-unsupported'], { encoding: 'utf8' });
     const lines = out.trim().split('\n');
-    expect(lines.at(-1)).toBe('18 passed, 0 failed, 9 unsupported');
+    expect(lines.at(-1)).toBe('18 passed, 0 failed, 12 unsupported');
     expect(lines.filter((l) => l.startsWith('PASS'))).toHaveLength(18);
     expect(out).toMatch(/UNSUPPORTED selective_scan_grad_0 +selective_scan_grad +- +\(op 'selective_scan_grad' runs on the float64 reference only \(no webasm kernel yet\)\)/);
     expect(out).toMatch(/PASS +models\/hybrid_mamba1 +model +logits=\S+ greedy_mismatches=0/);
@@ -127,7 +127,8 @@ describe('mil CLI', () => {
   });
   it('--json prints one object; failures exit 1; bad usage exits 2', () => {
     const j = JSON.parse(execFileSync('node', [mil, 'golden', 'verify', GOLDEN, '--json'], { encoding: 'utf8' }));
-    expect([j.passed, j.failed, j.unsupported]).toEqual([27, 0, 0]);
+    expect([j.passed, j.failed, j.unsupported]).toEqual([30, 0, 0]);
+    expect(j.reports[0].results.filter((c: { op: string }) => c.op === 'train').map((c: { name: string; status: string }) => `${c.name} ${c.status}`)).toEqual(['models/hybrid_mamba1/train pass', 'models/hybrid_mamba2/train pass', 'models/llama_tiny/train pass']);
     const dir = tmp();
     cpSync(GOLDEN, dir, { recursive: true });
     const f = readSafetensors(join(dir, 'kernels.safetensors'));
@@ -138,7 +139,7 @@ describe('mil CLI', () => {
     const bad = spawnSync('node', [mil, 'golden', 'verify', dir], { encoding: 'utf8' });
     expect(bad.status).toBe(1);
     expect(bad.stdout).toMatch(/FAIL +multistep_0/);
-    expect(bad.stdout.trim().split('\n').at(-1)).toBe('26 passed, 1 failed, 0 unsupported');
+    expect(bad.stdout.trim().split('\n').at(-1)).toBe('29 passed, 1 failed, 0 unsupported');
     const unk = spawnSync('node', [mil, 'golden', 'verify', GOLDEN, '--backend', 'tpu'], { encoding: 'utf8' });
     expect(unk.status).toBe(2);
     expect(unk.stderr).toMatch(/--backend must be one of reference, cpu, webasm, webasm-threaded, webgpu, all, got 'tpu' \(did you mean 'cpu'\?\)/);
@@ -171,6 +172,8 @@ describe('malformed model folders', () => {
     expect(by['models/llama_tiny']!.reason).toMatch(/truncated/);
     expect(by['models/hybrid_mamba1']!.status).toBe('fail');
     expect(by['models/hybrid_mamba1']!.reason).toMatch(/greedy token 5 is/);
+    // the truncated llama_tiny also fails its training case and both distill cases (it is their teacher)
+    for (const n of ['models/llama_tiny/train', 'models/hybrid_mamba1/train', 'models/hybrid_mamba2/train']) expect(by[n]!.reason, n).toMatch(/truncated/);
     expect(r.passed).toBe(25);
   });
 });

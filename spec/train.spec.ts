@@ -265,3 +265,76 @@ describe('Mamba primitives: backward = finite differences (float64, every option
     );
   });
 });
+
+// ------------------------------------------------------------------ whole models
+
+import { trainForward, lossAndGrads } from '../lib/train/model.js';
+import { randomLlama } from '../lib/model/random.js';
+import { convert } from '../lib/model/convert.js';
+import { parseLlamaConfig } from '../lib/model/config.js';
+import { WeightStore } from '../lib/model/weights.js';
+import { forward, newCache, type HybridModel } from '../lib/model/hybrid.js';
+import { getOps } from '../lib/ops.js';
+import { mambaOnly } from '../lib/golden/train.js';
+
+const REF = await getOps('reference');
+
+/** Tiny models: a Llama with attention biases and tied embeddings, and its hybrids of every kind. */
+function tinyModels(seed: number): Record<string, HybridModel> {
+  const base = randomLlama({ vocab: 13, hidden: 8, intermediate: 12, layers: 2, heads: 2, kvHeads: 1, headDim: 4, tie: true }, seed);
+  const r = new Rng(seed + 1);
+  const w = new Map(base.weights.tensors);
+  for (let i = 0; i < 2; i++) for (const [p, n] of [['q', 8], ['k', 4], ['v', 4], ['o', 8]] as const) w.set(`model.layers.${i}.self_attn.${p}_proj.bias`, Tensor.normal(r, [n], 0, 0.3));
+  const llama: HybridModel = { llama: parseLlamaConfig({ ...base.llama.raw, attention_bias: true }), weights: new WeightStore(w) };
+  const plain = randomLlama({ vocab: 13, hidden: 16, intermediate: 12, layers: 2, heads: 4, kvHeads: 2, headDim: 4 }, seed + 2);
+  return {
+    llama,
+    mamba1: convert(plain, { variant: 'mamba1', attnLayers: [1], seed, dState: 2 }),
+    'mamba1-clean': convert(plain, { variant: 'mamba1', attnLayers: [1], seed, dState: 2, semantics: 'clean' }),
+    mamba2: convert(plain, { variant: 'mamba2', attnLayers: [1], seed }),
+  };
+}
+
+describe('whole models: training forward = inference forward; gradients = finite differences', () => {
+  for (const kind of ['llama', 'mamba1', 'mamba1-clean', 'mamba2']) {
+    it(`${kind}: logits equal hybrid.ts's forward; ∂loss/∂(every parameter) = central differences on sampled elements (numRuns 3)`, async () => {
+      for (let run = 0; run < 3; run++) {
+        const m = tinyModels(100 + run)[kind]!;
+        const r = new Rng(run);
+        const ids = [0, 1].map(() => Array.from({ length: 5 }, () => r.int(0, 12)));
+        const inf = await forward(REF, m, ids, newCache(m, 2));
+        const tr = trainForward(m, ids, () => false).logits;
+        expect(Math.max(...Array.from(tr, (v, i) => Math.abs(v - inf.data[i]!)))).toBeLessThan(1e-12);
+        const distill = kind !== 'llama';
+        const teacherLogits = distill ? Float64Array.from({ length: tr.length }, () => r.normal(0, 2)) : undefined;
+        const o = { objective: distill ? ('distill' as const) : ('lm' as const), teacherLogits, klWeight: 0.3, ceWeight: 0.7, trainable: () => true };
+        const res = lossAndGrads(m, ids, o);
+        for (const [name, g] of res.grads) {
+          const p = m.weights.tensors.get(name)!.data as Float64Array;
+          const scale = Math.max(1, ...Array.from(g, Math.abs));
+          for (let s = 0; s < 4; s++) {
+            const i = r.int(0, p.length - 1);
+            const v = p[i]!;
+            p[i] = v + H;
+            const up = lossAndGrads(m, ids, { ...o, trainable: () => false }).loss;
+            p[i] = v - H;
+            const dn = lossAndGrads(m, ids, { ...o, trainable: () => false }).loss;
+            p[i] = v;
+            expect(Math.abs((up - dn) / (2 * H) - g[i]!) / scale, `${name}[${i}]`).toBeLessThanOrEqual(TOL);
+          }
+        }
+        const names = [...m.weights.tensors.keys()];
+        expect([...res.grads.keys()].sort()).toEqual(names.filter((n) => !n.endsWith('rotary_emb.inv_freq')).sort());
+      }
+    });
+  }
+
+  it('frozen parameters receive nothing: stage 1 (names holding "mamba") gets gradients for exactly the Mamba parameters', () => {
+    const m = tinyModels(5).mamba2!;
+    const ids = [[1, 2, 3, 4]];
+    const res = lossAndGrads(m, ids, { objective: 'distill', teacherLogits: new Float64Array(4 * 13), trainable: mambaOnly });
+    const names = [...m.weights.tensors.keys()];
+    expect([...res.grads.keys()].sort()).toEqual(names.filter((n) => n.includes('mamba')).sort());
+    expect(res.grads.has('model.layers.0.mlp.up_proj.weight')).toBe(false);
+  });
+});

@@ -23,6 +23,7 @@ import { GOLDEN_OPS, type Named } from './ops.js';
 import { loadModel } from '../model/load.js';
 import { forward, newCache } from '../model/hybrid.js';
 import { generate } from '../model/generate.js';
+import { verifyTrain } from './train.js';
 
 export const SCHEMA = 'mil-golden/1';
 
@@ -182,8 +183,10 @@ export async function verifyGolden(dir: string, backend: BackendName, onResult?:
     for (const m of readdirSync(models).sort()) {
       if (!statSync(join(models, m)).isDirectory()) continue;
       push(await verifyModel(join(models, m), `models/${m}`, backend, tol));
-      if (existsSync(join(models, m, 'train.json')) || existsSync(join(models, m, 'train.safetensors')))
-        push({ name: `models/${m}/train`, op: 'train', status: 'unsupported', errors: {}, tolerance: tol, reason: 'training steps (loss, gradients, an optimizer step) are not implemented by this library yet' });
+      if (existsSync(join(models, m, 'train.json')) || existsSync(join(models, m, 'train.safetensors'))) {
+        if (backend === 'reference') push(await verifyTrain(join(models, m), `models/${m}/train`, tol));
+        else push({ name: `models/${m}/train`, op: 'train', status: 'unsupported', errors: {}, tolerance: tol, reason: `training steps run on the float64 reference only (no ${backend} backward kernels yet)` });
+      }
     }
   }
   if (results.length === 0) push({ name: dir, op: '-', status: 'fail', errors: {}, tolerance: tol, reason: 'no kernels.json and no models/ folder: not a golden folder' });

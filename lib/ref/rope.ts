@@ -73,3 +73,12 @@ export function applyRope(x: Tensor, positions: readonly number[], invFreq: Floa
   }
   return out;
 }
+
+/**
+ * Backward of `applyRope`: RoPE rotates each pair (x₁, x₂) by the angle θ = pos·inv_freq, a linear map
+ * whose transpose is the rotation by −θ, so dx = rope(dy) at negated positions:
+ *   dx₁ = dy₁ cos θ + dy₂ sin θ,   dx₂ = dy₂ cos θ − dy₁ sin θ
+ */
+export function applyRopeBackward(dy: Tensor, positions: readonly number[], invFreq: Float64Array): Tensor {
+  return applyRope(dy, positions.map((p) => -p), invFreq);
+}

@@ -132,6 +132,11 @@ export function markImmutable(a: FloatArray): void {
   immutable.add(a);
 }
 
+/** An immutable array was changed in place (a training step): drop its cached float32 copy. */
+export function markChanged(a: FloatArray): void {
+  f32Copies.delete(a);
+}
+
 /** A flat input for a kernel: converted to Float32Array (float32 backends round here). */
 export function f32(a: FloatArray | ArrayLike<number>): Float32Array {
   if (a instanceof Float32Array) return a;

@@ -58,6 +58,21 @@ export class Rng {
     return (hi * 67108864 + lo) / 9007199254740992;
   }
 
+  /** The generator's whole state (for training checkpoints): restore it with `Rng.fromState`. */
+  state(): { seed: number; s: [number, number, number, number]; spare: number | null } {
+    return { seed: this.seed, s: [this.s0, this.s1, this.s2, this.s3], spare: this.spare };
+  }
+
+  /** A generator that continues exactly where the one that produced `st` was. */
+  static fromState(st: { seed: number; s: readonly number[]; spare: number | null }): Rng {
+    if (!Array.isArray(st.s) || st.s.length !== 4 || !st.s.every((v) => Number.isInteger(v) && v >= 0 && v < 2 ** 32)) throw new ArgumentError('rng state', 'four unsigned 32-bit integers', st.s);
+    if (st.spare !== null && !Number.isFinite(st.spare)) throw new ArgumentError('rng spare', 'null or a finite number', st.spare);
+    const r = new Rng(st.seed);
+    [r.s0, r.s1, r.s2, r.s3] = st.s as [number, number, number, number];
+    r.spare = st.spare;
+    return r;
+  }
+
   /** Uniform in [lo, hi). */
   uniform(lo = 0, hi = 1): number {
     return lo + (hi - lo) * this.next();

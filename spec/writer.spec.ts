@@ -16,6 +16,7 @@ import { randomLlama } from '../lib/model/random.js';
 import { emitGolden } from '../lib/golden/emit.js';
 import { ArgumentError } from '../lib/errors.js';
 import { tmpFolder } from './tmp.js';
+import { Trainer } from '../lib/train/trainer.js';
 
 const MIL = join(import.meta.dirname, '..', 'bin', 'mil.js');
 
@@ -150,6 +151,42 @@ describe('writer: fault injection at every system call', () => {
       steps++;
       rmSync(target, { recursive: true });
       cpSync(join(parent, 'orig'), target, { recursive: true }); // back to the old folder for the next point
+    }
+    expect(steps).toBeGreaterThan(8);
+  });
+
+  it('a training checkpoint saved over the previous one: every failing call leaves the old or the new checkpoint, and it resumes', async () => {
+    const parent = tmpFolder('writer');
+    const target = join(parent, 'ckpt');
+    const tokens = Array.from({ length: 120 }, (_, i) => (i * 7) % 64);
+    const t = Trainer.create(teacher, tokens, { objective: 'lm', optimizer: { kind: 'adam', lr: 0.01, betas: [0.9, 0.98], eps: 1e-8, weightDecay: 0 }, totalSteps: 4, warmupSteps: 0, batch: 1, seqLen: 8, seed: 1, train: 'all' });
+    await t.trainStep();
+    t.save(target);
+    const oldSnap = snapshot(target);
+    cpSync(target, join(parent, 'ckpt-old'), { recursive: true });
+    await t.trainStep();
+    let steps = 0;
+    for (let at = 1; ; at++) {
+      const f = faulty(at, 'ENOSPC');
+      setWriterFsForTesting(f.fs);
+      let err: unknown;
+      try {
+        t.save(target);
+      } catch (e) {
+        err = e;
+      }
+      setWriterFsForTesting();
+      if (err !== undefined) expect(err).toBeInstanceOf(IoError);
+      const same = JSON.stringify(snapshot(target)) === JSON.stringify(oldSnap);
+      if (err === undefined) expect(same).toBe(false);
+      expect(Trainer.resume(target, tokens).step).toBe(same ? 1 : 2);
+      expect(leftovers(parent, ['ckpt', 'ckpt-old'])).toEqual([]);
+      if (f.calls() < at) break;
+      steps++;
+      if (!same) {
+        rmSync(target, { recursive: true });
+        cpSync(join(parent, 'ckpt-old'), target, { recursive: true });
+      }
     }
     expect(steps).toBeGreaterThan(8);
   });

@@ -49,6 +49,14 @@ const MODEL_PLAN: Array<[string, Record<string, number>]> = [
   ['mamba2', { vocab: 90, dim: 40, heads: 4, groups: 2, headdim: 16, len: 7 }],
 ];
 for (const [variant, shapes] of MODEL_PLAN) await emitModel(variant, seed++, shapes, EMITTED);
+// training steps of other shapes: a Llama (lm) and both hybrids (distill, each with its teacher as a case of its own)
+const TRAIN_PLAN: Array<[string, Record<string, number>]> = [
+  ['llama', { vocab: 23, dim: 16, heads: 2, groups: 1, headdim: 8, len: 6 }],
+  ['mamba1', { vocab: 19, dim: 32, heads: 2, groups: 1, headdim: 16, len: 5 }],
+  ['mamba2', { vocab: 17, dim: 16, heads: 2, groups: 2, headdim: 8, len: 9 }],
+];
+for (const [variant, shapes] of TRAIN_PLAN) await emitModel(variant, seed++, shapes, EMITTED, `train_${variant}`, { train: true });
+const EMITTED_CASES = EMIT_PLAN.length + MODEL_PLAN.length + 2 * TRAIN_PLAN.length + 2; // + train cases + 2 teachers
 
 describe('golden emit covers every op', () => {
   it('EMIT_PLAN names every op verify knows', () => {
@@ -68,10 +76,12 @@ describe.each(ALL_BACKENDS)('golden on $title', ({ name, available }) => {
   });
   run('emitted kernel, speculative and model cases with other shapes and seeds pass', async () => {
     const r = await verifyGolden(EMITTED, name);
-    const gradElsewhere = (c: { op: string; status: string }) => name !== 'reference' && c.op.endsWith('_grad') && c.status === 'unsupported';
-    const failed = r.results.filter((c) => c.status !== 'pass' && !gradElsewhere(c));
+    const refOnly = (c: { op: string }) => c.op.endsWith('_grad') || c.op === 'train';
+    const failed = r.results.filter((c) => c.status !== 'pass' && !(name !== 'reference' && refOnly(c) && c.status === 'unsupported'));
     expect(failed, JSON.stringify(failed)).toEqual([]);
-    expect(r.passed).toBe(EMIT_PLAN.length + MODEL_PLAN.length - (name === 'reference' ? 0 : GRAD_EMITTED));
+    expect(r.results.length).toBe(EMITTED_CASES);
+    expect(r.passed).toBe(EMITTED_CASES - (name === 'reference' ? 0 : GRAD_EMITTED + TRAIN_PLAN.length));
+    expect(r.results.filter((c) => c.op === 'train').map((c) => c.name)).toEqual(TRAIN_PLAN.map(([v]) => `models/train_${v}/train`));
     for (const m of r.results.filter((c) => c.op === 'model')) expect(m.errors.greedy_mismatches).toBe(0);
   });
 });

@@ -326,6 +326,7 @@ describe('CLI: every command refuses bad options with exit 2, naming the option,
     ['draft-layers past the draft', ['generate', '--model', TINY, '--prompt-ids', '1', '--speculative', '--draft', TINY, '--draft-layers', '9'], /--draft-layers 9: the draft has 4 layers/],
     ['variant with a kernel op', ['golden', 'emit', '--op', 'multistep', '--out', OUT, '--variant', 'mamba1'], /--variant is only valid with --op model or --op speculative/],
     ['missing --out', ['convert', '--teacher', TINY], /convert needs --out/],
+    ['train with a kernel op', ['golden', 'emit', '--op', 'multistep', '--out', OUT, '--train'], /--train is only valid with --op model/],
   ];
   for (const [what, argv, msg] of table) {
     it(what, async () => {

@@ -3,7 +3,7 @@
  *
  *   mil demo [--backend NAME] [--out DIR]                  the main job: golden check, convert, generate
  *   mil golden verify DIR [--backend NAME|all] [--allow-unsupported] [--json]
- *   mil golden emit --op OP --seed S [shape options] --out DIR [--name CASE]
+ *   mil golden emit --op OP --seed S [shape options] --out DIR [--name CASE]   (OP: a forward or *_grad op, or model [--train])
  *   mil convert --teacher DIR (--attention F | --attn-layers 1,3) --variant mamba1|mamba2 --out DIR [--seed S] [--semantics upstream|clean]
  *   mil generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3) --max-new-tokens N
  *                [--temperature T --top-k K --top-p P --seed S] [--backend NAME] [--json]
@@ -52,6 +52,7 @@ const COMMANDS = {
       out: { kind: 'string' },
       name: { kind: 'string', pattern: /^[A-Za-z0-9][A-Za-z0-9_.-]*$/, patternHelp: 'a case name of letters, digits, _ . -' },
       variant: { kind: 'enum', choices: ['llama', 'mamba1', 'mamba2'] },
+      train: { kind: 'switch' },
       ...Object.fromEntries(Object.entries(EMIT_LIMITS).map(([k, [lo, hi]]) => [k, { kind: 'int', min: lo, max: hi, ...(k === 'k' ? { short: 'k' } : {}) }])),
     } as Record<string, OptSpec>,
     positionals: [0, 0] as [number, number],
@@ -99,7 +100,7 @@ const USAGE = `usage:
                   [--batch B --dim D --len L --state N --groups G --heads H --headdim P
                    --width W --chunk C --steps S --recompute R --name CASE]
                   speculative: [--variant mamba1|mamba2 --vocab V --heads H -k K --len PROMPT --steps NEW]
-  mil golden emit --op model --variant llama|mamba1|mamba2 --seed S --out DIR [--vocab V --dim D --heads H --groups KV --headdim P --len L]
+  mil golden emit --op model --variant llama|mamba1|mamba2 --seed S --out DIR [--vocab V --dim D --heads H --groups KV --headdim P --len L] [--train]
   mil convert --teacher DIR (--attention F | --attn-layers 1,3) --variant mamba1|mamba2 --out DIR
               [--seed S] [--semantics upstream|clean]
   mil generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [--max-new-tokens N]
@@ -173,14 +174,15 @@ async function cmdEmit(p: Parsed): Promise<number> {
   const variant = str(v, 'variant');
   if (variant !== undefined) shapes.variant = variant;
   if (op !== 'model' && op !== 'speculative') only(v, 'variant', '--op model or --op speculative', 'golden emit', false);
+  only(v, 'train', '--op model', 'golden emit', op === 'model');
   if (op === 'speculative' && variant === 'llama') throw new UsageError("golden emit --op speculative: --variant must be mamba1 or mamba2 (the target)");
   checkEmitShapes(op, shapes);
   const name = str(v, 'name');
   if (op === 'model') {
     const dir = join(out, 'models', name ?? `${variant ?? 'mamba2'}_s${seed}`);
     checkOutput(dir, 'folder', { option: 'out' });
-    await emitModel(variant ?? 'mamba2', seed, shapes, out, name);
-    console.log(`wrote model case ${dir} (checkpoint, golden.safetensors, golden.json)`);
+    await emitModel(variant ?? 'mamba2', seed, shapes, out, name, { train: v.train === true });
+    console.log(`wrote model case ${dir} (checkpoint, golden.safetensors, golden.json${v.train ? ', train.json, train.safetensors' : ''})${v.train && variant !== 'llama' ? ` and its teacher ${dir}-teacher` : ''}`);
     return EXIT.ok;
   }
   checkOutput(out, 'folder', { option: 'out' });

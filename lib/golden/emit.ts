@@ -14,7 +14,11 @@ import { ArgumentError } from '../errors.js';
 import { getOps } from '../ops.js';
 import { Rng } from '../rng.js';
 import { getTensor, readSafetensors, safetensorsChunks } from '../io/safetensors.js';
-import { writeFolder } from '../io/writer.js';
+import { writeFolder, type WriteData } from '../io/writer.js';
+import { lossAndGrads } from '../train/model.js';
+import { adamStep, clipGradNorm, newAdamState } from '../train/optim.js';
+import { mambaOnly } from './train.js';
+import type { HybridModel } from '../model/hybrid.js';
 import { Tensor } from '../tensor.js';
 import { randomLlama } from '../model/random.js';
 import { convert, modelFiles } from '../model/convert.js';
@@ -74,7 +78,7 @@ export async function emitGolden(op: string, seed: number, shapes: ShapeOptions,
  * sequence, as upstream computes it — so `verify`, which decodes through the caches, checks an independent
  * path) and golden.json.
  */
-export async function emitModel(variant: string, seed: number, s: ShapeOptions, outDir: string, name?: string): Promise<string> {
+export async function emitModel(variant: string, seed: number, s: ShapeOptions, outDir: string, name?: string, opts: { train?: boolean } = {}): Promise<string> {
   if (variant !== 'llama' && variant !== 'mamba1' && variant !== 'mamba2') throw new ArgumentError('--variant', 'llama, mamba1 or mamba2', variant);
   checkEmitShapes('model', s);
   const r = new Rng(seed);
@@ -84,19 +88,43 @@ export async function emitModel(variant: string, seed: number, s: ShapeOptions, 
     r.int(0, 1 << 30),
   );
   const m = variant === 'llama' ? teacher : convert(teacher, { variant, attentionFraction: 0.5, seed: r.int(0, 1 << 30) });
-  const dir = join(outDir, 'models', name ?? `${variant}_s${seed}`);
+  const caseName = name ?? `${variant}_s${seed}`;
+  const dir = join(outDir, 'models', caseName);
+  const L = s.len ?? 11;
+  const ids = [0, 1].map(() => Array.from({ length: L }, () => r.int(0, m.llama.vocabSize - 1)));
+  const files = await modelCaseFiles(m, variant, seed, ids, r);
+  if (opts.train) {
+    let teacherLogits: Float64Array | undefined;
+    let teacherRel: string | null = null;
+    if (variant !== 'llama') {
+      // the teacher is a model case of its own beside this one (train.json names it, as upstream's does)
+      teacherRel = `../${caseName}-teacher`;
+      const tf = await modelCaseFiles(teacher, 'llama', seed, ids, new Rng(seed + 1));
+      writeFolder(join(outDir, 'models', `${caseName}-teacher`), (stage) => {
+        for (const [rel, data] of tf) stage.writeFile(rel, data);
+      });
+      teacherLogits = Float64Array.from((await forward(await getOps('reference'), teacher, ids, newCache(teacher, 2))).data);
+    }
+    files.push(...trainCaseFiles(m, ids, teacherLogits, teacherRel));
+  }
+  writeFolder(dir, (stage) => {
+    for (const [rel, data] of files) stage.writeFile(rel, data);
+  });
+  return dir;
+}
+
+/** A model case's files: the checkpoint, golden.safetensors (input_ids, logits, prompt, greedy) and golden.json. */
+async function modelCaseFiles(m: HybridModel, variant: string, seed: number, ids: number[][], r: Rng): Promise<Array<[string, WriteData]>> {
   const ops = await getOps('reference');
   const V = m.llama.vocabSize;
-  const L = s.len ?? 11;
-  const ids = [0, 1].map(() => Array.from({ length: L }, () => r.int(0, V - 1)));
-  const logits = await forward(ops, m, ids, newCache(m, 2));
+  const logits = await forward(ops, m, ids, newCache(m, ids.length));
   const prompt = Array.from({ length: 5 }, () => r.int(0, V - 1));
   const seq = [...prompt];
   const S = 16;
   for (let k = 0; k < S; k++) seq.push(argmax(lastLogits(await forward(ops, m, [seq], newCache(m, 1)))));
   const golden = safetensorsChunks(
     {
-      input_ids: Tensor.from(ids.flat(), [2, L]),
+      input_ids: Tensor.from(ids.flat(), [ids.length, ids[0]!.length]),
       logits: logits.named('logits'),
       prompt: Tensor.from(prompt, [1, prompt.length]),
       greedy: Tensor.from(seq.slice(prompt.length), [1, S]),
@@ -105,10 +133,35 @@ export async function emitModel(variant: string, seed: number, s: ShapeOptions, 
     'F64',
   ).chunks;
   const json = JSON.stringify({ schema: SCHEMA, model: variant, upstream: 'emitted by mamba-in-llama (float64 reference)', note: `seed ${seed}; greedy: ${S} argmax tokens after prompt, full-sequence forward each step` }, null, 1) + '\n';
-  writeFolder(dir, (stage) => {
-    for (const [rel, data] of [...modelFiles(m), ['golden.safetensors', golden] as const, ['golden.json', json] as const]) stage.writeFile(rel, data);
-  });
-  return dir;
+  return [...modelFiles(m), ['golden.safetensors', golden], ['golden.json', json]];
+}
+
+/** The settings of upstream's golden training cases (FORMAT.md), used for emitted ones too. */
+export const TRAIN_CASE = { klWeight: 0.1, ceWeight: 1.0, clip: 0.1, adam: { kind: 'adam' as const, lr: 1e-3, betas: [0.9, 0.98] as [number, number], eps: 1e-8, weightDecay: 0 } };
+
+/** train.json + train.safetensors: one step of the objective (lm for a Llama, distill for a hybrid). */
+function trainCaseFiles(m: HybridModel, ids: number[][], teacherLogits: Float64Array | undefined, teacherRel: string | null): Array<[string, WriteData]> {
+  const distill = teacherLogits !== undefined;
+  const trainable = distill ? mambaOnly : () => true;
+  const res = lossAndGrads(m, ids, { objective: distill ? 'distill' : 'lm', teacherLogits, klWeight: TRAIN_CASE.klWeight, ceWeight: TRAIN_CASE.ceWeight, trainable });
+  const t: Record<string, Tensor> = { input_ids: Tensor.from(ids.flat(), [ids.length, ids[0]!.length]), loss: Tensor.from([res.loss], []), ce: Tensor.from([res.ce], []) };
+  if (distill) t.kl = Tensor.from([res.kl!], []);
+  for (const [n, g] of res.grads) t[`grad/${n}`] = new Tensor(g.slice(), m.weights.get(n).shape);
+  t.grad_norm = Tensor.from([clipGradNorm(res.grads, TRAIN_CASE.clip)], []);
+  const params = new Map([...res.grads.keys()].map((n) => [n, Float64Array.from(m.weights.get(n).data)]));
+  adamStep(params, res.grads, newAdamState(), TRAIN_CASE.adam);
+  for (const [n, p] of params) t[`step1/${n}`] = new Tensor(p, m.weights.get(n).shape);
+  const json = {
+    schema: SCHEMA,
+    objective: distill ? 'distill' : 'lm',
+    teacher: teacherRel,
+    kl_weight: distill ? TRAIN_CASE.klWeight : null,
+    ce_weight: TRAIN_CASE.ceWeight,
+    clip_grad_norm: TRAIN_CASE.clip,
+    optimizer: { name: 'adam', lr: TRAIN_CASE.adam.lr, betas: TRAIN_CASE.adam.betas, eps: TRAIN_CASE.adam.eps, weight_decay: 0 },
+    upstream: 'emitted by mamba-in-llama (float64 reference), the objective of FORMAT.md "Training cases"',
+  };
+  return [['train.safetensors', safetensorsChunks(t, { schema: SCHEMA }, 'F64').chunks], ['train.json', JSON.stringify(json, null, 1) + '\n']];
 }
 
 /** Range of each `golden emit` shape option, and the cap on the elements of the largest tensor of a case. */

@@ -206,11 +206,11 @@ describe('golden verify never passes what it did not check', () => {
     expect((await verifyGolden(empty, 'reference')).failed).toBe(1);
     await expect(verifyGolden(join(empty, 'nope'), 'reference')).rejects.toThrow(ArgumentError);
   });
-  it('grads.json cases and models/*/train.json are reported (unsupported until training lands), never silently skipped', async () => {
+  it('grads.json cases and models/*/train.json are always reported (checked, failed or unsupported), never silently skipped', async () => {
     const dir = tmpFolder('gv');
     await emitGolden('gated_rmsnorm', 1, { dim: 8, len: 3 }, dir);
     const j = JSON.parse(readFileSync(join(dir, 'kernels.json'), 'utf8'));
-    writeFileSync(join(dir, 'grads.json'), JSON.stringify({ ...j, cases: [{ ...j.cases[0], op: 'gated_rmsnorm_grad' }] }));
+    writeFileSync(join(dir, 'grads.json'), JSON.stringify({ ...j, cases: [{ ...j.cases[0], op: 'mystery_grad' }] }));
     cpSync(join(dir, 'kernels.safetensors'), join(dir, 'grads.safetensors'));
     cpSync(TINY, join(dir, 'models', 'tiny'), { recursive: true });
     writeFileSync(join(dir, 'models', 'tiny', 'train.json'), '{}');
@@ -219,8 +219,11 @@ describe('golden verify never passes what it did not check', () => {
       ['gated_rmsnorm_s1', 'pass'],
       ['gated_rmsnorm_s1', 'unsupported'],
       ['models/tiny', 'pass'],
-      ['models/tiny/train', 'unsupported'],
+      ['models/tiny/train', 'fail'],
     ]);
+    expect(r.results[3]!.reason).toMatch(/'objective' must be "lm" or "distill"/);
+    const w = await verifyGolden(dir, 'webasm');
+    expect(w.results[3]!.status).toBe('unsupported');
   });
   it('a model case with an empty greedy continuation fails', async () => {
     const dir = tmpFolder('gv');

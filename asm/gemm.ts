@@ -1,0 +1,148 @@
+// SIMD matrix products for the CPU (AssemblyScript → WebAssembly with 128-bit SIMD).
+//
+//   gemm:   C[M×N] (+)= A[M×K] · B[K×N], B pre-packed into panels of 8 columns (`packB*`), columns [n0, n1)
+//   micro-kernel: 4 rows of A × 8 columns of B held in 8 f32x4 accumulators; per k, 4 broadcast loads of
+//   A, 2 vector loads of the panel, 8 multiplies and 8 adds. K is blocked by KC so a panel block stays in L1.
+//
+// Memory is imported (the caller owns it and places every array); nothing here allocates.
+// Layouts: row-major; a packed panel p holds rows k = 0…K−1 of columns 8p…8p+7 contiguously (zero-padded).
+
+const MR: i32 = 4;
+const NR: i32 = 8;
+const KC: i32 = 256;
+
+/** Pack B = Wᵀ for y = x·Wᵀ (W: N×K row-major): bp[(p·K + k)·8 + c] = W[8p + c][k]. */
+export function packBT(w: usize, N: i32, K: i32, bp: usize): void {
+  const panels = (N + NR - 1) / NR;
+  for (let p = 0; p < panels; p++) {
+    for (let k = 0; k < K; k++) {
+      const dst = bp + (((<usize>p * <usize>K + <usize>k) * <usize>NR) << 2);
+      for (let c = 0; c < NR; c++) {
+        const n = p * NR + c;
+        store<f32>(dst + (<usize>c << 2), n < N ? load<f32>(w + ((<usize>n * <usize>K + <usize>k) << 2)) : 0);
+      }
+    }
+  }
+}
+
+/** Pack B given row-major K×N (y = x·B): bp[(p·K + k)·8 + c] = B[k][8p + c]. */
+export function packBN(b: usize, K: i32, N: i32, bp: usize): void {
+  const panels = (N + NR - 1) / NR;
+  for (let p = 0; p < panels; p++) {
+    for (let k = 0; k < K; k++) {
+      const dst = bp + (((<usize>p * <usize>K + <usize>k) * <usize>NR) << 2);
+      for (let c = 0; c < NR; c++) {
+        const n = p * NR + c;
+        store<f32>(dst + (<usize>c << 2), n < N ? load<f32>(b + ((<usize>k * <usize>N + <usize>n) << 2)) : 0);
+      }
+    }
+  }
+}
+
+/** out[K×M] = aᵀ for a (M×K) row-major. */
+export function transpose(a: usize, M: i32, K: i32, out: usize): void {
+  for (let i = 0; i < M; i++)
+    for (let k = 0; k < K; k++) store<f32>(out + ((<usize>k * <usize>M + <usize>i) << 2), load<f32>(a + ((<usize>i * <usize>K + <usize>k) << 2)));
+}
+
+// @ts-ignore: decorator
+@inline
+function kernel4x8(a: usize, lda: usize, bp: usize, c: usize, ldc: usize, k0: i32, k1: i32, accumulate: bool, cols: i32): void {
+  let c00 = f32x4.splat(0), c01 = f32x4.splat(0), c10 = f32x4.splat(0), c11 = f32x4.splat(0);
+  let c20 = f32x4.splat(0), c21 = f32x4.splat(0), c30 = f32x4.splat(0), c31 = f32x4.splat(0);
+  let pa = a + (<usize>k0 << 2);
+  let pb = bp + ((<usize>k0 * <usize>NR) << 2);
+  for (let k = k0; k < k1; k++) {
+    const b0 = v128.load(pb);
+    const b1 = v128.load(pb, 16);
+    let s = v128.load32_splat(pa);
+    c00 = f32x4.add(c00, f32x4.mul(s, b0));
+    c01 = f32x4.add(c01, f32x4.mul(s, b1));
+    s = v128.load32_splat(pa + lda);
+    c10 = f32x4.add(c10, f32x4.mul(s, b0));
+    c11 = f32x4.add(c11, f32x4.mul(s, b1));
+    s = v128.load32_splat(pa + 2 * lda);
+    c20 = f32x4.add(c20, f32x4.mul(s, b0));
+    c21 = f32x4.add(c21, f32x4.mul(s, b1));
+    s = v128.load32_splat(pa + 3 * lda);
+    c30 = f32x4.add(c30, f32x4.mul(s, b0));
+    c31 = f32x4.add(c31, f32x4.mul(s, b1));
+    pa += 4;
+    pb += 32;
+  }
+  if (cols == NR) {
+    if (accumulate) {
+      c00 = f32x4.add(c00, v128.load(c)); c01 = f32x4.add(c01, v128.load(c, 16));
+      c10 = f32x4.add(c10, v128.load(c + ldc)); c11 = f32x4.add(c11, v128.load(c + ldc, 16));
+      c20 = f32x4.add(c20, v128.load(c + 2 * ldc)); c21 = f32x4.add(c21, v128.load(c + 2 * ldc, 16));
+      c30 = f32x4.add(c30, v128.load(c + 3 * ldc)); c31 = f32x4.add(c31, v128.load(c + 3 * ldc, 16));
+    }
+    v128.store(c, c00); v128.store(c, c01, 16);
+    v128.store(c + ldc, c10); v128.store(c + ldc, c11, 16);
+    v128.store(c + 2 * ldc, c20); v128.store(c + 2 * ldc, c21, 16);
+    v128.store(c + 3 * ldc, c30); v128.store(c + 3 * ldc, c31, 16);
+  } else {
+    storePartial(c, c00, c01, cols, accumulate);
+    storePartial(c + ldc, c10, c11, cols, accumulate);
+    storePartial(c + 2 * ldc, c20, c21, cols, accumulate);
+    storePartial(c + 3 * ldc, c30, c31, cols, accumulate);
+  }
+}
+
+// @ts-ignore: decorator
+@inline
+function kernel1x8(a: usize, bp: usize, c: usize, k0: i32, k1: i32, accumulate: bool, cols: i32): void {
+  let c0 = f32x4.splat(0), c1 = f32x4.splat(0);
+  let pa = a + (<usize>k0 << 2);
+  let pb = bp + ((<usize>k0 * <usize>NR) << 2);
+  for (let k = k0; k < k1; k++) {
+    const s = v128.load32_splat(pa);
+    c0 = f32x4.add(c0, f32x4.mul(s, v128.load(pb)));
+    c1 = f32x4.add(c1, f32x4.mul(s, v128.load(pb, 16)));
+    pa += 4;
+    pb += 32;
+  }
+  if (cols == NR) {
+    if (accumulate) {
+      c0 = f32x4.add(c0, v128.load(c));
+      c1 = f32x4.add(c1, v128.load(c, 16));
+    }
+    v128.store(c, c0);
+    v128.store(c, c1, 16);
+  } else storePartial(c, c0, c1, cols, accumulate);
+}
+
+function storePartial(c: usize, v0: v128, v1: v128, cols: i32, accumulate: bool): void {
+  for (let j = 0; j < cols; j++) {
+    const v = j < 4 ? extract(v0, j) : extract(v1, j - 4);
+    const p = c + (<usize>j << 2);
+    store<f32>(p, accumulate ? load<f32>(p) + v : v);
+  }
+}
+
+function extract(v: v128, j: i32): f32 {
+  if (j == 0) return f32x4.extract_lane(v, 0);
+  if (j == 1) return f32x4.extract_lane(v, 1);
+  if (j == 2) return f32x4.extract_lane(v, 2);
+  return f32x4.extract_lane(v, 3);
+}
+
+/**
+ * C[:, n0:n1] (+)= A · B for columns [n0, n1) (n0 a multiple of 8): A (M×K, row stride K), packed B
+ * (N columns), C (M×N, row stride N). `accumulate` adds into C instead of overwriting it.
+ */
+export function gemm(a: usize, bp: usize, c: usize, M: i32, N: i32, K: i32, n0: i32, n1: i32, accumulate: bool): void {
+  const lda = <usize>K << 2;
+  const ldc = <usize>N << 2;
+  for (let k0 = 0; k0 < K; k0 += KC) {
+    const k1 = min(K, k0 + KC);
+    const acc = accumulate || k0 > 0;
+    for (let n = n0; n < n1; n += NR) {
+      const cols = min(NR, n1 - n);
+      const panel = bp + (((<usize>(n / NR) * <usize>K) * <usize>NR) << 2);
+      let i = 0;
+      for (; i + MR <= M; i += MR) kernel4x8(a + <usize>i * lda, lda, panel, c + <usize>i * ldc + (<usize>n << 2), ldc, k0, k1, acc, cols);
+      for (; i < M; i++) kernel1x8(a + <usize>i * lda, panel, c + <usize>i * ldc + (<usize>n << 2), k0, k1, acc, cols);
+    }
+  }
+}

@@ -1,0 +1,134 @@
+/**
+ * The CPU matrix products of the `wasm-simd` backend: asm/gemm.ts compiled to WebAssembly (128-bit SIMD,
+ * register-tiled 4×8 micro-kernel over B packed in 8-column panels; see that file), driven from here.
+ *
+ *   linear(x, W)   y = x·Wᵀ   (M×K)·(N×K)ᵀ   W packed once per weight array and kept resident
+ *   matmul(a, b)   c = a·b    (M×K)·(K×N)
+ *   matmulTN(a, b) c = aᵀ·b   (the dW = dYᵀ·X of a backward: a transposed into scratch first)
+ *
+ * Memory: one WebAssembly.Memory. Packed weights live in a resident region (a bump allocator, freed all
+ * at once by `releaseResident`); each call's operands use a scratch region above it, reused by every call.
+ * Float32 in, float32 out (inputs in float64 are rounded once, as every float32 backend does).
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ArgumentError } from '../errors.js';
+
+type FloatArray = Float32Array | Float64Array;
+
+interface Exports {
+  packBT(w: number, N: number, K: number, bp: number): void;
+  packBN(b: number, K: number, N: number, bp: number): void;
+  transpose(a: number, M: number, K: number, out: number): void;
+  gemm(a: number, bp: number, c: number, M: number, N: number, K: number, n0: number, n1: number, accumulate: number): void;
+}
+
+const PAGE = 65536;
+const NR = 8;
+
+/** The compiled kernel, committed beside its source (spec/simd.spec.ts rebuilds it and compares). */
+export const WASM_PATH = join(import.meta.dirname, '..', '..', 'asm', 'gemm.wasm');
+
+export class SimdGemm {
+  private readonly memory: WebAssembly.Memory;
+  private readonly x: Exports;
+  private residentTop = 16; // bytes used by packed weights (0 is kept unused)
+  private readonly packed = new WeakMap<object, { ptr: number; N: number; K: number }>();
+
+  private constructor(bytes: Uint8Array) {
+    this.memory = new WebAssembly.Memory({ initial: 16 });
+    const mod = new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>);
+    const inst = new WebAssembly.Instance(mod, { env: { memory: this.memory, abort: () => { throw new Error('asm/gemm: abort'); } } });
+    this.x = inst.exports as unknown as Exports;
+  }
+
+  static load(): SimdGemm {
+    return new SimdGemm(readFileSync(WASM_PATH));
+  }
+
+  /** Room for `bytes` more at byte offset `at`, growing the memory if needed. */
+  private ensure(end: number): void {
+    const have = this.memory.buffer.byteLength;
+    if (end > have) this.memory.grow(Math.ceil((end - have) / PAGE));
+  }
+
+  private put(a: FloatArray, ptr: number): void {
+    this.ensure(ptr + a.length * 4);
+    new Float32Array(this.memory.buffer, ptr, a.length).set(a);
+  }
+
+  private packedPanels(N: number, K: number): number {
+    return Math.ceil(N / NR) * NR * K * 4;
+  }
+
+  /** y (M×N) = x (M×K) · Wᵀ, W (N×K). `resident`: keep W packed for the next call with the same array. */
+  linear(x: FloatArray, M: number, K: number, w: FloatArray, N: number, resident = true): Float32Array {
+    check('linear', x.length === M * K && w.length === N * K, `x (${M}×${K}) and W (${N}×${K})`, [x.length, w.length]);
+    const hit = resident ? this.packed.get(w) : undefined;
+    let bp: number;
+    if (hit && hit.N === N && hit.K === K) bp = hit.ptr;
+    else {
+      bp = align(this.residentTop);
+      const stage = align(bp + this.packedPanels(N, K));
+      this.put(w, stage);
+      this.x.packBT(stage, N, K, bp);
+      if (resident) {
+        this.residentTop = bp + this.packedPanels(N, K);
+        this.packed.set(w, { ptr: bp, N, K });
+      }
+    }
+    const ap = align(Math.max(this.residentTop, bp + this.packedPanels(N, K)));
+    this.put(x, ap);
+    return this.run(ap, M, K, bp, N, align(ap + M * K * 4));
+  }
+
+  /** c (M×N) = a (M×K) · b (K×N). */
+  matmul(a: FloatArray, M: number, K: number, b: FloatArray, N: number): Float32Array {
+    check('matmul', a.length === M * K && b.length === K * N, `a (${M}×${K}) and b (${K}×${N})`, [a.length, b.length]);
+    const bp = align(this.residentTop);
+    const stage = align(bp + this.packedPanels(N, K));
+    this.put(b, stage);
+    this.x.packBN(stage, K, N, bp);
+    this.put(a, stage); // b is packed: its staging area is free again
+    return this.run(stage, M, K, bp, N, align(stage + Math.max(M * K, K * N) * 4));
+  }
+
+  /** c (M×N) = aᵀ · b for a (K×M), b (K×N): the weight gradient dW = dYᵀ·X. */
+  matmulTN(a: FloatArray, K: number, M: number, b: FloatArray, N: number): Float32Array {
+    check('matmulTN', a.length === K * M && b.length === K * N, `a (${K}×${M}) and b (${K}×${N})`, [a.length, b.length]);
+    const bp = align(this.residentTop);
+    const stage = align(bp + this.packedPanels(N, K));
+    this.put(b, stage);
+    this.x.packBN(stage, K, N, bp);
+    this.put(a, stage);
+    const aT = align(stage + Math.max(K * M, K * N) * 4);
+    this.ensure(aT + K * M * 4);
+    this.x.transpose(stage, K, M, aT);
+    return this.run(aT, M, K, bp, N, align(aT + K * M * 4));
+  }
+
+  /** C (at cp) = A (at ap) · packed B; returns a copy of C. */
+  private run(ap: number, M: number, K: number, bp: number, N: number, cp: number): Float32Array {
+    this.ensure(cp + M * N * 4);
+    this.x.gemm(ap, bp, cp, M, N, K, 0, N, 0);
+    return new Float32Array(this.memory.buffer, cp, M * N).slice();
+  }
+
+  /** Forget every resident packed weight (their memory is reused). */
+  releaseResident(): void {
+    this.residentTop = 16;
+    // a WeakMap cannot be cleared: replace it
+    (this as unknown as { packed: WeakMap<object, unknown> }).packed = new WeakMap();
+  }
+
+  /** Bytes of packed weights kept resident. */
+  get residentBytes(): number {
+    return this.residentTop - 16;
+  }
+}
+
+const align = (p: number) => (p + 63) & ~63;
+
+function check(what: string, ok: boolean, expected: string, actual: unknown): void {
+  if (!ok) throw new ArgumentError(what, expected, actual);
+}

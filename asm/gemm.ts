@@ -2,7 +2,8 @@
 //
 //   gemm:   C[M×N] (+)= A[M×K] · B[K×N], B pre-packed into panels of 8 columns (`packB*`), columns [n0, n1)
 //   micro-kernel: 4 rows of A × 8 columns of B held in 8 f32x4 accumulators; per k, 4 broadcast loads of
-//   A, 2 vector loads of the panel, 8 multiplies and 8 adds. K is blocked by KC so a panel block stays in L1.
+//   A, 2 vector loads of the panel, 8 multiplies and 8 adds. K is blocked by KC so a panel block stays in L1,
+//   M by MC so the block of A stays in L2 while the panels stream past it.
 //
 // Memory is imported (the caller owns it and places every array); nothing here allocates.
 // Layouts: row-major; a packed panel p holds rows k = 0…K−1 of columns 8p…8p+7 contiguously (zero-padded).
@@ -10,6 +11,7 @@
 const MR: i32 = 4;
 const NR: i32 = 8;
 const KC: i32 = 256;
+const MC: i32 = 64; // rows of A per block: MC·KC·4 = 64 KiB stays in L2 while every panel passes over it
 
 /** Pack B = Wᵀ for y = x·Wᵀ (W: N×K row-major): bp[(p·K + k)·8 + c] = W[8p + c][k]. */
 export function packBT(w: usize, N: i32, K: i32, bp: usize): void {
@@ -137,12 +139,15 @@ export function gemm(a: usize, bp: usize, c: usize, M: i32, N: i32, K: i32, n0: 
   for (let k0 = 0; k0 < K; k0 += KC) {
     const k1 = min(K, k0 + KC);
     const acc = accumulate || k0 > 0;
-    for (let n = n0; n < n1; n += NR) {
-      const cols = min(NR, n1 - n);
-      const panel = bp + (((<usize>(n / NR) * <usize>K) * <usize>NR) << 2);
-      let i = 0;
-      for (; i + MR <= M; i += MR) kernel4x8(a + <usize>i * lda, lda, panel, c + <usize>i * ldc + (<usize>n << 2), ldc, k0, k1, acc, cols);
-      for (; i < M; i++) kernel1x8(a + <usize>i * lda, panel, c + <usize>i * ldc + (<usize>n << 2), k0, k1, acc, cols);
+    for (let m0 = 0; m0 < M; m0 += MC) {
+      const m1 = min(M, m0 + MC);
+      for (let n = n0; n < n1; n += NR) {
+        const cols = min(NR, n1 - n);
+        const panel = bp + (((<usize>(n / NR) * <usize>K) * <usize>NR) << 2);
+        let i = m0;
+        for (; i + MR <= m1; i += MR) kernel4x8(a + <usize>i * lda, lda, panel, c + <usize>i * ldc + (<usize>n << 2), ldc, k0, k1, acc, cols);
+        for (; i < m1; i++) kernel1x8(a + <usize>i * lda, panel, c + <usize>i * ldc + (<usize>n << 2), k0, k1, acc, cols);
+      }
     }
   }
 }

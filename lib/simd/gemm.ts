@@ -6,12 +6,20 @@
  *   matmul(a, b)   c = a·b    (M×K)·(K×N)
  *   matmulTN(a, b) c = aᵀ·b   (the dW = dYᵀ·X of a backward: a transposed into scratch first)
  *
- * Memory: one WebAssembly.Memory. Packed weights live in a resident region (a bump allocator, freed all
- * at once by `releaseResident`); each call's operands use a scratch region above it, reused by every call.
+ * Memory: one shared WebAssembly.Memory. Packed weights live in a resident region (a bump allocator, freed
+ * all at once by `releaseResident`); each call's operands use a scratch region above it, reused by every call.
  * Float32 in, float32 out (inputs in float64 are rounded once, as every float32 backend does).
+ *
+ * Threads: with `threads` > 1, worker threads instantiate the same module on the same memory; a product
+ * of at least MIN_PARALLEL_FLOP is split by columns (whole 8-column panels), the calling thread computing
+ * its share too; each worker waits on its own control block (Atomics.wait/notify). Every thread writes a
+ * disjoint set of output columns with the same per-element arithmetic, so the result is bit-identical
+ * whatever the thread count.
  */
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { ArgumentError } from '../errors.js';
 
 type FloatArray = Float32Array | Float64Array;
@@ -25,6 +33,24 @@ interface Exports {
 
 const PAGE = 65536;
 const NR = 8;
+/** Below this many flops (2·M·N·K) a product runs on the calling thread alone. */
+export const MIN_PARALLEL_FLOP = 1 << 21;
+
+// control block of a worker (Int32): [generation, done, ap, bp, cp, M, N, K, n0, n1, accumulate]
+const WORKER_JS = `
+const { workerData } = require('node:worker_threads');
+const { module, memory, ctrl } = workerData;
+const gemm = new WebAssembly.Instance(module, { env: { memory } }).exports.gemm;
+const c = new Int32Array(ctrl);
+let gen = 0;
+for (;;) {
+  Atomics.wait(c, 0, gen);
+  gen = Atomics.load(c, 0);
+  if (gen < 0) break;
+  gemm(c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10]);
+  Atomics.store(c, 1, gen);
+  Atomics.notify(c, 1);
+}`;
 
 /** The compiled kernel, committed beside its source (spec/simd.spec.ts rebuilds it and compares). */
 export const WASM_PATH = join(import.meta.dirname, '..', '..', 'asm', 'gemm.wasm');
@@ -35,15 +61,37 @@ export class SimdGemm {
   private residentTop = 16; // bytes used by packed weights (0 is kept unused)
   private readonly packed = new WeakMap<object, { ptr: number; N: number; K: number }>();
 
-  private constructor(bytes: Uint8Array) {
-    this.memory = new WebAssembly.Memory({ initial: 16 });
+  private readonly workers: Array<{ worker: Worker; ctrl: Int32Array; gen: number }> = [];
+
+  private constructor(bytes: Uint8Array, readonly threads: number) {
+    this.memory = new WebAssembly.Memory({ initial: 16, maximum: 32768, shared: true });
     const mod = new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>);
-    const inst = new WebAssembly.Instance(mod, { env: { memory: this.memory, abort: () => { throw new Error('asm/gemm: abort'); } } });
-    this.x = inst.exports as unknown as Exports;
+    this.x = new WebAssembly.Instance(mod, { env: { memory: this.memory } }).exports as unknown as Exports;
+    for (let t = 1; t < threads; t++) {
+      const ctrl = new Int32Array(new SharedArrayBuffer(11 * 4));
+      const worker = new Worker(WORKER_JS, { eval: true, workerData: { module: mod, memory: this.memory, ctrl: ctrl.buffer } });
+      worker.unref(); // idle workers never keep the process alive
+      this.workers.push({ worker, ctrl, gen: 0 });
+    }
   }
 
-  static load(): SimdGemm {
-    return new SimdGemm(readFileSync(WASM_PATH));
+  /** `threads`: 1 (default) or more; at most the machine's cores are useful. */
+  static load(threads = 1): SimdGemm {
+    if (!Number.isInteger(threads) || threads < 1 || threads > 64) throw new ArgumentError('threads', 'an integer in [1, 64]', threads);
+    return new SimdGemm(readFileSync(WASM_PATH), threads);
+  }
+
+  /** As many threads as the machine has cores. */
+  static loadAllCores(): SimdGemm {
+    return SimdGemm.load(Math.max(1, Math.min(64, availableParallelism())));
+  }
+
+  /** Stop the worker threads (a closed instance still runs, on the calling thread). */
+  close(): void {
+    for (const w of this.workers.splice(0)) {
+      Atomics.store(w.ctrl, 0, -1);
+      Atomics.notify(w.ctrl, 0);
+    }
   }
 
   /** Room for `bytes` more at byte offset `at`, growing the memory if needed. */
@@ -110,7 +158,23 @@ export class SimdGemm {
   /** C (at cp) = A (at ap) · packed B; returns a copy of C. */
   private run(ap: number, M: number, K: number, bp: number, N: number, cp: number): Float32Array {
     this.ensure(cp + M * N * 4);
-    this.x.gemm(ap, bp, cp, M, N, K, 0, N, 0);
+    const panels = Math.ceil(N / NR);
+    const parts = 2 * M * N * K >= MIN_PARALLEL_FLOP ? Math.min(this.workers.length + 1, panels) : 1;
+    if (parts === 1) this.x.gemm(ap, bp, cp, M, N, K, 0, N, 0);
+    else {
+      const bound = (p: number) => Math.min(N, Math.round((panels * p) / parts) * NR);
+      for (let w = 0; w < parts - 1; w++) {
+        const k = this.workers[w]!;
+        k.ctrl.set([ap, bp, cp, M, N, K, bound(w + 1), bound(w + 2), 0], 2);
+        Atomics.store(k.ctrl, 0, ++k.gen);
+        Atomics.notify(k.ctrl, 0);
+      }
+      this.x.gemm(ap, bp, cp, M, N, K, 0, bound(1), 0); // this thread's share: the first columns
+      for (let w = 0; w < parts - 1; w++) {
+        const k = this.workers[w]!;
+        for (let d = Atomics.load(k.ctrl, 1); d !== k.gen; d = Atomics.load(k.ctrl, 1)) Atomics.wait(k.ctrl, 1, d);
+      }
+    }
     return new Float32Array(this.memory.buffer, cp, M * N).slice();
   }
 

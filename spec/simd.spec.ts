@@ -1,0 +1,91 @@
+/**
+ * The SIMD matrix products (asm/gemm.ts → asm/gemm.wasm, driven by lib/simd/gemm.ts) against the float64
+ * reference on random shapes — sizes of 1, widths that are not multiples of the 8-column panel or the
+ * 4-row tile, K across the 256 block — for y = x·Wᵀ, c = a·b and c = aᵀ·b; resident packed weights; any
+ * thread count gives bit-identical results; and the committed .wasm is exactly what its source builds to.
+ * Tolerance: float32 products of length K against float64, relative (Frobenius) error ≤ 1e-5.
+ */
+import fc from 'fast-check';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { SimdGemm, WASM_PATH } from '../lib/simd/gemm.js';
+import { Rng } from '../lib/rng.js';
+import { relError } from '../lib/tensor.js';
+import { tmpFolder } from './tmp.js';
+
+const one = SimdGemm.load(1);
+const two = SimdGemm.load(2);
+afterAll(() => {
+  one.close();
+  two.close();
+});
+
+const rnd = (r: Rng, n: number) => Float32Array.from({ length: n }, () => r.uniform(-1, 1));
+function ref(a: (i: number, k: number) => number, b: (k: number, n: number) => number, M: number, K: number, N: number): Float64Array {
+  const c = new Float64Array(M * N);
+  for (let i = 0; i < M; i++) for (let n = 0; n < N; n++) {
+    let s = 0;
+    for (let k = 0; k < K; k++) s += a(i, k) * b(k, n);
+    c[i * N + n] = s;
+  }
+  return c;
+}
+const shape = fc.record({ M: fc.integer({ min: 1, max: 37 }), K: fc.oneof(fc.integer({ min: 1, max: 40 }), fc.integer({ min: 250, max: 530 })), N: fc.integer({ min: 1, max: 41 }), seed: fc.integer({ min: 0, max: 1e6 }) });
+
+describe('SIMD matrix products = float64 reference', () => {
+  it('linear y = x·Wᵀ, 1 and 2 threads bit-identical; W packed once and reused (numRuns 40)', () => {
+    fc.assert(
+      fc.property(shape, ({ M, K, N, seed }) => {
+        const r = new Rng(seed);
+        const x = rnd(r, M * K);
+        const w = rnd(r, N * K);
+        const want = ref((i, k) => x[i * K + k]!, (k, n) => w[n * K + k]!, M, K, N);
+        const got = one.linear(x, M, K, w, N);
+        expect(relError(got, want)).toBeLessThanOrEqual(1e-5);
+        expect(Array.from(two.linear(x, M, K, w, N))).toEqual(Array.from(got));
+        const again = one.linear(x, M, K, w, N); // from the resident packed copy
+        expect(Array.from(again)).toEqual(Array.from(got));
+      }),
+      { numRuns: 40 },
+    );
+  });
+  it('matmul c = a·b and matmulTN c = aᵀ·b (the dW of a backward) (numRuns 30)', () => {
+    fc.assert(
+      fc.property(shape, ({ M, K, N, seed }) => {
+        const r = new Rng(seed);
+        const a = rnd(r, M * K);
+        const b = rnd(r, K * N);
+        expect(relError(one.matmul(a, M, K, b, N), ref((i, k) => a[i * K + k]!, (k, n) => b[k * N + n]!, M, K, N))).toBeLessThanOrEqual(1e-5);
+        const at = rnd(r, K * M); // K×M, transposed on the way in
+        expect(relError(two.matmulTN(at, K, M, b, N), ref((i, k) => at[k * M + i]!, (k, n) => b[k * N + n]!, M, K, N))).toBeLessThanOrEqual(1e-5);
+      }),
+      { numRuns: 30 },
+    );
+  });
+  it('large products split over threads (above MIN_PARALLEL_FLOP) are bit-identical to one thread', () => {
+    const r = new Rng(3);
+    const [M, K, N] = [130, 300, 203];
+    const x = rnd(r, M * K);
+    const w = rnd(r, N * K);
+    expect(Array.from(two.linear(x, M, K, w, N, false))).toEqual(Array.from(one.linear(x, M, K, w, N, false)));
+  });
+  it('a different weight array of the same shape is packed anew; float64 inputs are rounded once', () => {
+    const r = new Rng(4);
+    const x = rnd(r, 3 * 5);
+    const w1 = rnd(r, 9 * 5);
+    const w2 = rnd(r, 9 * 5);
+    const y1 = one.linear(x, 3, 5, w1, 9);
+    const y2 = one.linear(x, 3, 5, w2, 9);
+    expect(relError(y2, ref((i, k) => x[i * 5 + k]!, (k, n) => w2[n * 5 + k]!, 3, 5, 9))).toBeLessThanOrEqual(1e-6);
+    expect(Array.from(y1)).not.toEqual(Array.from(y2));
+    expect(Array.from(one.linear(Float64Array.from(x), 3, 5, Float64Array.from(w1), 9, false))).toEqual(Array.from(y1));
+    expect(() => one.linear(x, 3, 4, w1, 9)).toThrow(/argument 'linear': expected x \(3×4\) and W \(9×4\)/);
+  });
+  it('asm/gemm.wasm is exactly what asm/gemm.ts builds to (asm/build.sh)', () => {
+    const out = join(tmpFolder('asm'), 'gemm.wasm');
+    execFileSync('bash', [join(import.meta.dirname, '..', 'asm', 'build.sh'), out], { stdio: 'pipe' });
+    expect(Buffer.compare(readFileSync(out), readFileSync(WASM_PATH))).toBe(0);
+  });
+});

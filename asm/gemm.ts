@@ -114,6 +114,40 @@ function kernel1x8(a: usize, bp: usize, c: usize, k0: i32, k1: i32, accumulate: 
   } else storePartial(c, c0, c1, cols, accumulate);
 }
 
+// One row of A against four panels at once (32 columns): one broadcast of A per k serves 8 vector
+// multiply-adds, and four panel streams are read in parallel — the matrix-vector product of decode is
+// bound by reading the weights, and this reads them at close to the memory's speed.
+// @ts-ignore: decorator
+@inline
+function kernel1x32(a: usize, bp: usize, panelBytes: usize, c: usize, k0: i32, k1: i32, accumulate: bool): void {
+  let c0 = f32x4.splat(0), c1 = f32x4.splat(0), c2 = f32x4.splat(0), c3 = f32x4.splat(0);
+  let c4 = f32x4.splat(0), c5 = f32x4.splat(0), c6 = f32x4.splat(0), c7 = f32x4.splat(0);
+  let pa = a + (<usize>k0 << 2);
+  let p0 = bp + ((<usize>k0 * <usize>NR) << 2);
+  const p1 = panelBytes, p2 = panelBytes << 1, p3 = panelBytes * <usize>3;
+  for (let k = k0; k < k1; k++) {
+    const s = v128.load32_splat(pa);
+    c0 = f32x4.add(c0, f32x4.mul(s, v128.load(p0)));
+    c1 = f32x4.add(c1, f32x4.mul(s, v128.load(p0, 16)));
+    c2 = f32x4.add(c2, f32x4.mul(s, v128.load(p0 + p1)));
+    c3 = f32x4.add(c3, f32x4.mul(s, v128.load(p0 + p1, 16)));
+    c4 = f32x4.add(c4, f32x4.mul(s, v128.load(p0 + p2)));
+    c5 = f32x4.add(c5, f32x4.mul(s, v128.load(p0 + p2, 16)));
+    c6 = f32x4.add(c6, f32x4.mul(s, v128.load(p0 + p3)));
+    c7 = f32x4.add(c7, f32x4.mul(s, v128.load(p0 + p3, 16)));
+    pa += 4;
+    p0 += 32;
+  }
+  if (accumulate) {
+    c0 = f32x4.add(c0, v128.load(c)); c1 = f32x4.add(c1, v128.load(c, 16));
+    c2 = f32x4.add(c2, v128.load(c, 32)); c3 = f32x4.add(c3, v128.load(c, 48));
+    c4 = f32x4.add(c4, v128.load(c, 64)); c5 = f32x4.add(c5, v128.load(c, 80));
+    c6 = f32x4.add(c6, v128.load(c, 96)); c7 = f32x4.add(c7, v128.load(c, 112));
+  }
+  v128.store(c, c0); v128.store(c, c1, 16); v128.store(c, c2, 32); v128.store(c, c3, 48);
+  v128.store(c, c4, 64); v128.store(c, c5, 80); v128.store(c, c6, 96); v128.store(c, c7, 112);
+}
+
 function storePartial(c: usize, v0: v128, v1: v128, cols: i32, accumulate: bool): void {
   for (let j = 0; j < cols; j++) {
     const v = j < 4 ? extract(v0, j) : extract(v1, j - 4);
@@ -136,6 +170,20 @@ function extract(v: v128, j: i32): f32 {
 export function gemm(a: usize, bp: usize, c: usize, M: i32, N: i32, K: i32, n0: i32, n1: i32, accumulate: bool): void {
   const lda = <usize>K << 2;
   const ldc = <usize>N << 2;
+  if (M < MR) {
+    // a few rows (decode): each row against four panels at a time, the rest panel by panel
+    const panelBytes = (<usize>K * <usize>NR) << 2;
+    for (let k0 = 0; k0 < K; k0 += KC) {
+      const k1 = min(K, k0 + KC);
+      const acc = accumulate || k0 > 0;
+      for (let i = 0; i < M; i++) {
+        let n = n0;
+        for (; n + 4 * NR <= n1; n += 4 * NR) kernel1x32(a + <usize>i * lda, bp + <usize>(n / NR) * panelBytes, panelBytes, c + <usize>i * ldc + (<usize>n << 2), k0, k1, acc);
+        for (; n < n1; n += NR) kernel1x8(a + <usize>i * lda, bp + <usize>(n / NR) * panelBytes, c + <usize>i * ldc + (<usize>n << 2), k0, k1, acc, min(NR, n1 - n));
+      }
+    }
+    return;
+  }
   for (let k0 = 0; k0 < K; k0 += KC) {
     const k1 = min(K, k0 + KC);
     const acc = accumulate || k0 > 0;

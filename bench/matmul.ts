@@ -1,0 +1,113 @@
+/**
+ * `npm run bench:matmul`: matrix-product GFLOP/s on the issue's shapes, every peer measured in this run:
+ *   ours      lib/simd/gemm.ts (asm/gemm.wasm) on 1 and 2 threads, y = x·Wᵀ with W resident (packed once)
+ *   tfjs-wasm @tensorflow/tfjs-backend-wasm (XNNPACK, 128-bit SIMD), 1 thread, c = a·b with b already laid
+ *             out as it wants it (transposeB = false: its x·Wᵀ path is ~10× slower, which would flatter us)
+ *   numpy     python3 + numpy (OpenBLAS) on 2 threads, where installed
+ *   GPU.js    the webasm backend's matmul kernel (what ops.matmul ran before), on the smallest shape only
+ * Each measurement warms up first (WebAssembly tiers up from its baseline compiler) and reports the median
+ * of 9 timed batches. Results: bench/results/matmul.{json,md}.
+ */
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-wasm';
+import { setThreadsCount } from '@tensorflow/tfjs-backend-wasm';
+import { SimdGemm } from '../lib/simd/gemm.js';
+import { getOps } from '../lib/ops.js';
+import { Tensor } from '../lib/tensor.js';
+import { Rng } from '../lib/rng.js';
+import { writeFile } from '../lib/io/writer.js';
+
+const SHAPES: Array<[number, number, number]> = [
+  [512, 512, 512],
+  [4096, 128, 128],
+  [128, 4096, 128],
+  [2048, 256, 768], // the teacher's MLP at batch 8 × 256 tokens
+  [1, 4096, 4096], // decode: one token through a 4096² weight (memory bound)
+];
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+/** Median ms of one call: warm up for ~0.3 s, then 9 batches of calls of ~50 ms each. */
+function time(f: () => void): number {
+  let t = performance.now();
+  let calls = 0;
+  while (performance.now() - t < 300 || calls < 3) (f(), calls++);
+  const per = Math.max(1, Math.round(50 / ((performance.now() - t) / calls)));
+  const out: number[] = [];
+  for (let b = 0; b < 9; b++) {
+    t = performance.now();
+    for (let i = 0; i < per; i++) f();
+    out.push((performance.now() - t) / per);
+  }
+  return median(out);
+}
+
+setThreadsCount(1);
+await tf.setBackend('wasm');
+await tf.ready();
+const one = SimdGemm.load(1);
+const two = SimdGemm.load(2);
+const r = new Rng(1);
+const rows: Array<Record<string, number | string | null>> = [];
+for (const [M, K, N] of SHAPES) {
+  const x = Float32Array.from({ length: M * K }, () => r.uniform(-1, 1));
+  const w = Float32Array.from({ length: N * K }, () => r.uniform(-1, 1));
+  const flop = 2 * M * K * N;
+  const g = (ms: number) => flop / ms / 1e6;
+  const ours1 = time(() => one.linear(x, M, K, w, N));
+  const ours2 = time(() => two.linear(x, M, K, w, N));
+  const a = tf.tensor2d(x, [M, K]);
+  const wt = new Float32Array(K * N); // W laid out K×N, as tfjs wants its right operand
+  for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) wt[k * N + n] = w[n * K + k]!;
+  const b = tf.tensor2d(wt, [K, N]);
+  const tfjs = time(() => {
+    const c = tf.matMul(a, b);
+    c.dataSync();
+    c.dispose();
+  });
+  a.dispose();
+  b.dispose();
+  let numpy: number | null = null;
+  try {
+    const out = execFileSync('python3', ['-c', `import numpy as np, time\na=np.random.rand(${M},${K}).astype(np.float32); b=np.random.rand(${K},${N}).astype(np.float32)\nfor _ in range(5): a@b\nts=[]\nfor _ in range(9):\n  t=time.perf_counter(); n=0\n  while time.perf_counter()-t<0.05: a@b; n+=1\n  ts.append((time.perf_counter()-t)/n*1000)\nprint(sorted(ts)[4])`], { encoding: 'utf8', env: { ...process.env, OPENBLAS_NUM_THREADS: '2' } });
+    numpy = Number(out.trim());
+  } catch {
+    numpy = null;
+  }
+  let gpujs: number | null = null;
+  if (M * K * N <= 512 ** 3) {
+    const ops = await getOps('webasm');
+    const ta = new Tensor(x, [M, K]);
+    const tb = new Tensor(w, [N, K]);
+    const t0 = performance.now();
+    await ops.linear(ta, tb);
+    const t1 = performance.now();
+    await ops.linear(ta, tb);
+    gpujs = Math.min(t1 - t0, performance.now() - t1);
+  }
+  const row = {
+    shape: `${M}×${K}×${N}`,
+    ours1: g(ours1), ours2: g(ours2), tfjs: g(tfjs), numpy: numpy === null ? null : g(numpy), gpujs: gpujs === null ? null : g(gpujs),
+    ratio1: tfjs / ours1, ratio2: tfjs / ours2,
+  };
+  rows.push(row);
+  console.log(JSON.stringify(row));
+}
+one.close();
+two.close();
+
+const meta = { date: new Date().toISOString(), node: process.version, cpu: 'see lscpu', note: 'GFLOP/s = 2·M·K·N / time; ratio = ours / tfjs-wasm GFLOP/s (1 thread each, and ours on 2 threads against tfjs on 1)' };
+const res = join(import.meta.dirname, 'results');
+writeFile(join(res, 'matmul.json'), JSON.stringify({ meta, rows }, null, 1) + '\n');
+const f = (v: unknown, d = 1) => (typeof v === 'number' ? v.toFixed(d) : '—');
+let md = `# Matrix products, GFLOP/s (this machine, one run)\n\n${meta.note}. Shapes are M×K×N of y = x·Wᵀ (x: M×K).\n\n`;
+md += '| shape | ours, 1 thread | ours, 2 threads | tfjs-wasm (XNNPACK), 1 thread | numpy/OpenBLAS, 2 threads | GPU.js webasm (before) | ours/tfjs, 1 thread | ours 2 thr./tfjs |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n';
+for (const x of rows) md += `| ${x.shape} | ${f(x.ours1)} | ${f(x.ours2)} | ${f(x.tfjs)} | ${f(x.numpy)} | ${f(x.gpujs, 2)} | ${f(x.ratio1, 2)}× | ${f(x.ratio2, 2)}× |\n`;
+writeFile(join(res, 'matmul.md'), md);
+console.log(md);
+process.exit(0);

@@ -132,9 +132,21 @@ export function markImmutable(a: FloatArray): void {
   immutable.add(a);
 }
 
+/** Was `a` declared immutable (a model weight)? Backends may keep derived copies of it. */
+export function isImmutable(a: FloatArray): boolean {
+  return immutable.has(a);
+}
+
 /** An immutable array was changed in place (a training step): drop its cached float32 copy. */
 export function markChanged(a: FloatArray): void {
   f32Copies.delete(a);
+  for (const f of changeListeners) f(a); // derived copies elsewhere (packed SIMD weights)
+}
+
+const changeListeners: Array<(a: FloatArray) => void> = [];
+/** Be told when an immutable array was changed in place (to drop copies derived from it). */
+export function onArrayChanged(f: (a: FloatArray) => void): void {
+  changeListeners.push(f);
 }
 
 /** A flat input for a kernel: converted to Float32Array (float32 backends round here). */

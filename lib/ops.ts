@@ -9,7 +9,7 @@
  * shape checks and typed errors) before any backend runs. An unknown name raises UnknownBackendError;
  * a backend that cannot run here raises BackendUnavailableError with the reason — never a silent fallback.
  */
-import { ArgumentError, UnknownBackendError } from './errors.js';
+import { ArgumentError, BackendUnavailableError, UnknownBackendError } from './errors.js';
 import { Tensor, dims } from './tensor.js';
 import { linear as refLinear, matmul as refMatmul } from './ref/linear.js';
 import { linearAttentionParallel } from './ref/linear_attention.js';
@@ -19,7 +19,8 @@ import { causalConv1d as refConv, causalConv1dUpdate as refConvUpdate, conv1dDim
 import { ssdChunked, ssdDims, ssdMinimalDiscrete as refSsdMinimal, type SsdInputs, type SsdOutputs } from './ref/ssd.js';
 import { gatedRmsnorm as refGatedRmsnorm, type GatedRmsnormOptions } from './ref/norm.js';
 import { multistep as refMultistep, multistepDims, type MultistepInputs, type MultistepOutputs } from './ref/multistep.js';
-import { KERNEL_BACKENDS, f32, getRuntime, unavailableReason, type GpuRuntime, type KernelBackendName } from '../kernels/runtime.js';
+import { KERNEL_BACKENDS, f32, getRuntime, isImmutable, onArrayChanged, unavailableReason, type GpuRuntime, type KernelBackendName } from '../kernels/runtime.js';
+import { SimdGemm } from './simd/gemm.js';
 import { matmulKernel } from '../kernels/matmul.js';
 import { linearAttentionKernel } from '../kernels/linear_attention.js';
 import { defaultScanChunk, selectiveScanKernel } from '../kernels/selective_scan.js';
@@ -29,8 +30,13 @@ import { ssdCoreKernel, ssdDeltaKernel } from '../kernels/ssd.js';
 import { multistepKernel } from '../kernels/multistep.js';
 import { gatedRmsnormKernel } from '../kernels/gated_rmsnorm.js';
 
-export type BackendName = 'reference' | KernelBackendName;
-export const BACKENDS: readonly BackendName[] = ['reference', ...KERNEL_BACKENDS];
+/**
+ * 'wasm-simd': the hand-written SIMD matrix products of asm/gemm.ts (lib/simd/gemm.ts) on every core, with
+ * weights packed once and kept resident, for `matmul` and `linear`; the other ops are the webasm backend's
+ * GPU.js kernels (strict float32, like the products). The backend for CPUs.
+ */
+export type BackendName = 'reference' | KernelBackendName | 'wasm-simd';
+export const BACKENDS: readonly BackendName[] = ['reference', 'wasm-simd', ...KERNEL_BACKENDS];
 
 export interface Ops {
   readonly name: BackendName;
@@ -58,7 +64,7 @@ export function isBackendName(name: string): name is BackendName {
 export async function backendStatus(): Promise<Array<{ name: BackendName; available: boolean; reason: string | null }>> {
   const out = [];
   for (const name of BACKENDS) {
-    const reason = name === 'reference' ? null : await unavailableReason(name);
+    const reason = name === 'reference' ? null : name === 'wasm-simd' ? simdUnavailableReason() : await unavailableReason(name);
     out.push({ name, available: reason === null, reason });
   }
   return out;
@@ -68,6 +74,7 @@ export async function backendStatus(): Promise<Array<{ name: BackendName; availa
 export async function getOps(name: string): Promise<Ops> {
   if (!isBackendName(name)) throw new UnknownBackendError(name, BACKENDS);
   if (name === 'reference') return referenceOps;
+  if (name === 'wasm-simd') return simdOps();
   return kernelOps(await getRuntime(name));
 }
 
@@ -94,6 +101,46 @@ function chunkOption(chunk: number | undefined, L: number, what: string): number
   const c = chunk ?? defaultScanChunk(L);
   if (!Number.isInteger(c) || c <= 0) throw new ArgumentError(what, 'a positive integer', c);
   return Math.min(c, Math.max(1, L));
+}
+
+let simd: { ops: Ops } | undefined;
+
+function simdUnavailableReason(): string | null {
+  if (typeof WebAssembly !== 'object') return 'this JavaScript engine has no WebAssembly';
+  if (typeof SharedArrayBuffer !== 'function') return 'threads need SharedArrayBuffer';
+  try {
+    SimdGemm.load(1).close();
+    return null;
+  } catch (e) {
+    return `asm/gemm.wasm does not load here (${(e as Error).message}): WebAssembly SIMD is needed`;
+  }
+}
+
+async function simdOps(): Promise<Ops> {
+  if (simd) return simd.ops;
+  const reason = simdUnavailableReason();
+  if (reason) throw new BackendUnavailableError('wasm-simd', reason);
+  const g = SimdGemm.loadAllCores();
+  onArrayChanged((a) => g.forget(a));
+  const base = kernelOps(await getRuntime('webasm'));
+  const ops: Ops = {
+    ...base,
+    name: 'wasm-simd',
+    async matmul(a, b) {
+      const { m, k, n } = dims({ a: [a, ['m', 'k']], b: [b, ['k', 'n']] });
+      return t32(g.matmul(a.data, m!, k!, b.data, n!), [m!, n!], 'matmul');
+    },
+    async linear(x, weight, bias) {
+      const xin = x.reshape([-1, x.shape[x.rank - 1]!]);
+      const { rows, in: nin, out: nout } = dims({ x: [xin, ['rows', 'in']], weight: [weight, ['out', 'in']], bias: [bias, ['out']] });
+      // weights (marked immutable by the model's WeightStore) stay packed; anything else is packed per call
+      const y = g.linear(xin.data, rows!, nin!, weight.data, nout!, isImmutable(weight.data));
+      if (bias) for (let r = 0; r < rows!; r++) for (let o = 0; o < nout!; o++) y[r * nout! + o]! += Math.fround(bias.data[o]!);
+      return t32(y, [...x.shape.slice(0, -1), nout!], 'linear');
+    },
+  };
+  simd = { ops };
+  return ops;
 }
 
 function kernelOps(rt: GpuRuntime): Ops {

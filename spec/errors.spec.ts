@@ -59,7 +59,7 @@ describe('backends', () => {
   it('an unknown backend name is an UnknownBackendError listing the known ones', async () => {
     const e = await getOps('cuda').catch((x) => x);
     expect(e).toBeInstanceOf(UnknownBackendError);
-    expect(e.message).toMatch(/unknown backend 'cuda': expected one of reference, cpu, webasm, webasm-threaded, webgpu/);
+    expect(e.message).toMatch(/unknown backend 'cuda': expected one of reference, wasm-simd, cpu, webasm, webasm-threaded, webgpu/);
   });
   it('an unavailable backend says why and is never replaced by another (webgpu disabled in a subprocess)', () => {
     const mil = join(import.meta.dirname, '..', 'bin', 'mil.js');

@@ -178,6 +178,11 @@ export class SimdGemm {
     return new Float32Array(this.memory.buffer, cp, M * N).slice();
   }
 
+  /** Forget the packed copy of one weight array (it changed in place); its memory is not reused. */
+  forget(w: object): void {
+    this.packed.delete(w);
+  }
+
   /** Forget every resident packed weight (their memory is reused). */
   releaseResident(): void {
     this.residentTop = 16;

@@ -199,3 +199,27 @@ export function gemm(a: usize, bp: usize, c: usize, M: i32, N: i32, K: i32, n0: 
     }
   }
 }
+
+/**
+ * Σ of n floats at p, with eight f32x4 accumulators: a read as fast as the memory allows (the bandwidth
+ * floor of the benchmarks; a one-accumulator JavaScript loop is bound by the latency of its adds instead).
+ */
+export function readSum(p: usize, n: i32): f32 {
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let a4 = f32x4.splat(0), a5 = f32x4.splat(0), a6 = f32x4.splat(0), a7 = f32x4.splat(0);
+  let i = 0;
+  for (; i + 32 <= n; i += 32) {
+    a0 = f32x4.add(a0, v128.load(p)); a1 = f32x4.add(a1, v128.load(p, 16));
+    a2 = f32x4.add(a2, v128.load(p, 32)); a3 = f32x4.add(a3, v128.load(p, 48));
+    a4 = f32x4.add(a4, v128.load(p, 64)); a5 = f32x4.add(a5, v128.load(p, 80));
+    a6 = f32x4.add(a6, v128.load(p, 96)); a7 = f32x4.add(a7, v128.load(p, 112));
+    p += 128;
+  }
+  const s = f32x4.add(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)), f32x4.add(f32x4.add(a4, a5), f32x4.add(a6, a7)));
+  let t = f32x4.extract_lane(s, 0) + f32x4.extract_lane(s, 1) + f32x4.extract_lane(s, 2) + f32x4.extract_lane(s, 3);
+  for (; i < n; i++) {
+    t += load<f32>(p);
+    p += 4;
+  }
+  return t;
+}

@@ -32,8 +32,9 @@ import { gatedRmsnormKernel } from '../kernels/gated_rmsnorm.js';
 
 /**
  * 'wasm-simd': the hand-written SIMD matrix products of asm/gemm.ts (lib/simd/gemm.ts) on every core, with
- * weights packed once and kept resident, for `matmul` and `linear`; the other ops are the webasm backend's
- * GPU.js kernels (strict float32, like the products). The backend for CPUs.
+ * weights packed once and kept resident, for `matmul` and `linear`; the other ops (scans, convs, norms: small
+ * next to the products, and called once per layer and token in decode, where a GPU.js call's fixed cost
+ * dominates) are the plain TypeScript references with their results rounded to float32. The backend for CPUs.
  */
 export type BackendName = 'reference' | KernelBackendName | 'wasm-simd';
 export const BACKENDS: readonly BackendName[] = ['reference', 'wasm-simd', ...KERNEL_BACKENDS];
@@ -122,10 +123,20 @@ async function simdOps(): Promise<Ops> {
   if (reason) throw new BackendUnavailableError('wasm-simd', reason);
   const g = SimdGemm.loadAllCores();
   onArrayChanged((a) => g.forget(a));
-  const base = kernelOps(await getRuntime('webasm'));
+  const rounded = <A extends unknown[], R>(f: (...a: A) => Promise<R>) => async (...a: A): Promise<R> => toF32(await f(...a));
+  const r = referenceOps;
   const ops: Ops = {
-    ...base,
     name: 'wasm-simd',
+    dtype: 'float32',
+    linearAttention: rounded(r.linearAttention),
+    selectiveScan: rounded(r.selectiveScan),
+    selectiveStateUpdate: rounded(r.selectiveStateUpdate),
+    causalConv1d: rounded(r.causalConv1d),
+    causalConv1dUpdate: rounded(r.causalConv1dUpdate),
+    ssdChunkScan: rounded(r.ssdChunkScan),
+    ssdMinimalDiscrete: rounded(r.ssdMinimalDiscrete),
+    gatedRmsnorm: rounded(r.gatedRmsnorm),
+    multistep: rounded(r.multistep),
     async matmul(a, b) {
       const { m, k, n } = dims({ a: [a, ['m', 'k']], b: [b, ['k', 'n']] });
       return t32(g.matmul(a.data, m!, k!, b.data, n!), [m!, n!], 'matmul');
@@ -141,6 +152,13 @@ async function simdOps(): Promise<Ops> {
   };
   simd = { ops };
   return ops;
+}
+
+/** Every tensor in a result (a tensor, or an object of tensors) as float32. */
+function toF32<R>(x: R): R {
+  if (x instanceof Tensor) return x.astype('float32') as R;
+  if (x && typeof x === 'object') return Object.fromEntries(Object.entries(x).map(([k, v]) => [k, v instanceof Tensor ? v.astype('float32') : v])) as R;
+  return x;
 }
 
 function kernelOps(rt: GpuRuntime): Ops {

@@ -29,6 +29,7 @@ interface Exports {
   packBN(b: number, K: number, N: number, bp: number): void;
   transpose(a: number, M: number, K: number, out: number): void;
   gemm(a: number, bp: number, c: number, M: number, N: number, K: number, n0: number, n1: number, accumulate: number): void;
+  readSum(p: number, n: number): number;
 }
 
 const PAGE = 65536;
@@ -176,6 +177,24 @@ export class SimdGemm {
       }
     }
     return new Float32Array(this.memory.buffer, cp, M * N).slice();
+  }
+
+  /**
+   * Memory read bandwidth (bytes/s): a SIMD sum with eight accumulators over `mib` MiB on this thread, best of
+   * `reps` — the fair floor for a memory-bound product (what a C loop reads), unlike a one-accumulator JS sum.
+   */
+  readBandwidth(mib = 256, reps = 5): number {
+    const n = (mib * 1024 * 1024) / 4;
+    const p = align(this.residentTop);
+    this.ensure(p + n * 4);
+    new Float32Array(this.memory.buffer, p, n).fill(1);
+    let best = Infinity;
+    for (let r = 0; r < reps; r++) {
+      const t = performance.now();
+      if (Math.abs(this.x.readSum(p, n) - n) > n * 1e-6) throw new Error('readSum: wrong sum');
+      best = Math.min(best, performance.now() - t);
+    }
+    return (n * 4) / (best / 1000);
   }
 
   /** Forget the packed copy of one weight array (it changed in place); its memory is not reused. */

@@ -19,7 +19,7 @@ import { causalConv1d as refConv, causalConv1dUpdate as refConvUpdate, conv1dDim
 import { ssdChunked, ssdDims, ssdMinimalDiscrete as refSsdMinimal, type SsdInputs, type SsdOutputs } from './ref/ssd.js';
 import { gatedRmsnorm as refGatedRmsnorm, type GatedRmsnormOptions } from './ref/norm.js';
 import { multistep as refMultistep, multistepDims, type MultistepInputs, type MultistepOutputs } from './ref/multistep.js';
-import { KERNEL_BACKENDS, f32, getRuntime, isImmutable, onArrayChanged, unavailableReason, type GpuRuntime, type KernelBackendName } from '../kernels/runtime.js';
+import { KERNEL_BACKENDS, f32, getRuntime, isImmutable, unavailableReason, type GpuRuntime, type KernelBackendName } from '../kernels/runtime.js';
 import { SimdGemm } from './simd/gemm.js';
 import { matmulKernel } from '../kernels/matmul.js';
 import { linearAttentionKernel } from '../kernels/linear_attention.js';
@@ -121,8 +121,7 @@ async function simdOps(): Promise<Ops> {
   if (simd) return simd.ops;
   const reason = simdUnavailableReason();
   if (reason) throw new BackendUnavailableError('wasm-simd', reason);
-  const g = SimdGemm.loadAllCores();
-  onArrayChanged((a) => g.forget(a));
+  const g = SimdGemm.shared();
   const rounded = <A extends unknown[], R>(f: (...a: A) => Promise<R>) => async (...a: A): Promise<R> => toF32(await f(...a));
   const r = referenceOps;
   const ops: Ops = {

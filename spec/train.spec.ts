@@ -17,7 +17,7 @@ import { selectiveScan, selectiveScanBackward, type SelectiveScanInputs } from '
 import { causalConv1d, causalConv1dBackward } from '../lib/ref/conv1d.js';
 import { ssdBackward, ssdSequential, type SsdInputs } from '../lib/ref/ssd.js';
 import { gatedRmsnorm, gatedRmsnormBackward } from '../lib/ref/norm.js';
-import { Tensor } from '../lib/tensor.js';
+import { Tensor, relError } from '../lib/tensor.js';
 
 const H = 1e-5;
 const TOL = 1e-6;
@@ -463,5 +463,41 @@ describe('the training loop', () => {
     bad[0] = keep;
     expect(weightsOf(t)).toEqual(before);
     expect(t.step).toBe(1);
+  });
+});
+
+// ------------------------------------------------------------------ the float32 SIMD engine
+
+import { simdEngine } from '../lib/train/model.js';
+import { SimdGemm } from '../lib/simd/gemm.js';
+
+describe('the SIMD training engine (float32 products on the wasm-simd kernels)', () => {
+  it('loss and every gradient agree with the float64 engine to float32 precision, for all four model kinds', () => {
+    const engine = simdEngine(SimdGemm.shared());
+    for (const [kind, m] of Object.entries(tinyModels(21))) {
+      const r = new Rng(5);
+      const ids = [0, 1].map(() => Array.from({ length: 6 }, () => r.int(0, 12)));
+      const distill = kind !== 'llama';
+      const teacherLogits = distill ? Float64Array.from({ length: 2 * 6 * 13 }, () => r.normal(0, 2)) : undefined;
+      const o = { objective: distill ? ('distill' as const) : ('lm' as const), teacherLogits, klWeight: 0.3, ceWeight: 1, trainable: () => true };
+      const a = lossAndGrads(m, ids, o);
+      const b = lossAndGrads(m, ids, { ...o, engine });
+      expect(Math.abs(a.loss - b.loss) / Math.abs(a.loss), kind).toBeLessThan(1e-5);
+      for (const [n, g] of a.grads) expect(relError(b.grads.get(n)!, g), `${kind} ${n}`).toBeLessThan(1e-4);
+    }
+  });
+  it('a Trainer on the SIMD engine lowers the loss like the float64 one; a step changes weights, whose packed copies are then dropped', async () => {
+    const stream = Array.from({ length: 300 }, (_, i) => i % 13);
+    const base = { objective: 'lm' as const, optimizer: { kind: 'adamw' as const, lr: 0.02, betas: [0.9, 0.98] as [number, number], eps: 1e-8, weightDecay: 0 }, totalSteps: 10, warmupSteps: 1, batch: 2, seqLen: 9, seed: 3, train: 'all' as const };
+    const f64 = Trainer.create(tinyModels(8).llama!, stream, base);
+    const f32 = Trainer.create(tinyModels(8).llama!, stream, { ...base, engine: 'simd' });
+    const l64: number[] = [];
+    const l32: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      l64.push((await f64.trainStep()).loss);
+      l32.push((await f32.trainStep()).loss);
+    }
+    expect(l32.at(-1)!).toBeLessThan(l32[0]! * 0.7);
+    for (let i = 0; i < 10; i++) expect(Math.abs(l32[i]! - l64[i]!) / l64[i]!, `step ${i}`).toBeLessThan(1e-3);
   });
 });

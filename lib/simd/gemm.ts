@@ -21,6 +21,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { ArgumentError } from '../errors.js';
+import { onArrayChanged } from '../../kernels/runtime.js';
 
 type FloatArray = Float32Array | Float64Array;
 
@@ -85,6 +86,20 @@ export class SimdGemm {
   /** As many threads as the machine has cores. */
   static loadAllCores(): SimdGemm {
     return SimdGemm.load(Math.max(1, Math.min(64, availableParallelism())));
+  }
+
+  private static sharedInstance: SimdGemm | undefined;
+  /**
+   * The process-wide instance on every core (the wasm-simd backend and the SIMD training engine share it):
+   * a weight changed in place (kernels/runtime.ts markChanged) has its packed copy dropped.
+   */
+  static shared(): SimdGemm {
+    if (!SimdGemm.sharedInstance) {
+      const g = SimdGemm.loadAllCores();
+      onArrayChanged((a) => g.forget(a));
+      SimdGemm.sharedInstance = g;
+    }
+    return SimdGemm.sharedInstance;
   }
 
   /** Stop the worker threads (a closed instance still runs, on the calling thread). */

@@ -27,6 +27,8 @@ import { selectiveScan, selectiveScanBackward } from '../ref/selective_scan.js';
 import { ssdBackward, ssdSequential } from '../ref/ssd.js';
 import { layerKinds, type HybridModel } from '../model/hybrid.js';
 import { crossEntropy, embedding, klDivergence, linear, rmsnorm, swiglu } from './layers.js';
+import type { SimdGemm } from '../simd/gemm.js';
+import { isImmutable } from '../../kernels/runtime.js';
 
 type F = Float64Array;
 export type Grads = Map<string, F>;
@@ -37,6 +39,42 @@ interface Ctx {
   L: number;
   trainable: (name: string) => boolean;
   grads: Grads;
+  mm: MatmulEngine;
+}
+
+/**
+ * Where the linear layers' three products run: y = x·Wᵀ (+ b), dx = dy·W, dW = dyᵀ·x (and db = Σ dy).
+ * `float64` (the default, what the golden cases and finite differences check) is lib/train/layers.ts;
+ * `simd` runs the products in float32 on the wasm-simd kernels (lib/simd/gemm.ts), everything else staying
+ * float64 — the fast path, checked against the float64 one in spec/train.spec.ts.
+ */
+export interface MatmulEngine {
+  forward(x: F, W: F, b: F | undefined, N: number, I: number, O: number): F;
+  backward(dy: F, x: F, W: F, N: number, I: number, O: number, needW: boolean): { dx: F; dW?: F; db: F };
+}
+
+export const FLOAT64_ENGINE: MatmulEngine = {
+  forward: (x, W, b, N, I, O) => linear.forward(x, W, b, N, I, O),
+  backward: (dy, x, W, N, I, O) => linear.backward(dy, x, W, N, I, O),
+};
+
+/** The float32 SIMD engine over one SimdGemm (weights packed once while they are unchanged). */
+export function simdEngine(g: SimdGemm): MatmulEngine {
+  return {
+    forward(x, W, b, N, I, O) {
+      const y = g.linear(x, N, I, W, O, isImmutable(W));
+      const out = new Float64Array(y.length);
+      for (let r = 0; r < N; r++) for (let o = 0; o < O; o++) out[r * O + o] = y[r * O + o]! + (b ? b[o]! : 0);
+      return out;
+    },
+    backward(dy, x, W, N, I, O, needW) {
+      const dx = Float64Array.from(g.matmul(dy, N, O, W, I));
+      const dW = needW ? Float64Array.from(g.matmulTN(dy, N, O, x, I)) : undefined;
+      const db = new Float64Array(O);
+      for (let r = 0; r < N; r++) for (let o = 0; o < O; o++) db[o]! += dy[r * O + o]!;
+      return { dx, dW, db };
+    },
+  };
 }
 
 interface Layer {
@@ -67,10 +105,10 @@ function linearLayer(ctx: Ctx, x: F, I: number, O: number, wName: string, bName?
   const W = weight(ctx, wName);
   const b = bName ? weight(ctx, bName) : undefined;
   return {
-    y: linear.forward(x, W, b, N, I, O),
+    y: ctx.mm.forward(x, W, b, N, I, O),
     back(dy) {
-      const g = linear.backward(dy, x, W, N, I, O);
-      addGrad(ctx, wName, g.dW);
+      const g = ctx.mm.backward(dy, x, W, N, I, O, ctx.trainable(wName));
+      if (g.dW) addGrad(ctx, wName, g.dW);
       if (bName) addGrad(ctx, bName, g.db);
       return g.dx;
     },
@@ -317,13 +355,13 @@ export interface TrainForward {
 }
 
 /** The whole model on `ids` (batch × L), keeping what the backward needs. */
-export function trainForward(m: HybridModel, ids: number[][], trainable: (name: string) => boolean): TrainForward {
+export function trainForward(m: HybridModel, ids: number[][], trainable: (name: string) => boolean, mm: MatmulEngine = FLOAT64_ENGINE): TrainForward {
   const B = ids.length;
   const L = ids[0]?.length ?? 0;
   if (L === 0 || ids.some((r) => r.length !== L)) throw new ArgumentError('ids', 'equal-length, non-empty rows', ids.map((r) => r.length));
   const c = m.llama;
   if (L > c.maxPositionEmbeddings) throw new ArgumentError('ids', `at most max_position_embeddings = ${c.maxPositionEmbeddings} positions`, L);
-  const ctx: Ctx = { m, B, L, trainable, grads: new Map() };
+  const ctx: Ctx = { m, B, L, trainable, grads: new Map(), mm };
   const D = c.hiddenSize;
   const V = c.vocabSize;
   const flat = ids.flat();
@@ -369,6 +407,8 @@ export interface LossOptions {
   klWeight?: number;
   ceWeight?: number;
   trainable: (name: string) => boolean;
+  /** where the linear layers' products run (default: float64) */
+  engine?: MatmulEngine;
 }
 
 export interface LossResult {
@@ -390,7 +430,7 @@ export function lossAndGrads(m: HybridModel, ids: number[][], o: LossOptions): L
   const L = ids[0]!.length;
   if (L < 2) throw new ArgumentError('ids', 'rows of at least 2 tokens (the loss predicts the next one)', L);
   const V = m.llama.vocabSize;
-  const f = trainForward(m, ids, o.trainable);
+  const f = trainForward(m, ids, o.trainable, o.engine);
   // rows (b, t < L−1) predict ids[b][t+1]
   const rows: number[] = [];
   const targets: number[] = [];

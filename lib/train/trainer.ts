@@ -27,7 +27,8 @@ import { loadModel } from '../model/load.js';
 import { WeightStore } from '../model/weights.js';
 import { getOps } from '../ops.js';
 import { markChanged } from '../../kernels/runtime.js';
-import { lossAndGrads } from './model.js';
+import { FLOAT64_ENGINE, lossAndGrads, simdEngine } from './model.js';
+import { SimdGemm } from '../simd/gemm.js';
 import { adamStep, clipGradNorm, cosineLr, newAdamState, type AdamOptions, type AdamState } from './optim.js';
 
 /** A loss or gradient went NaN/Inf: the step is abandoned; nothing was changed. */
@@ -61,6 +62,8 @@ export interface TrainerOptions {
   seed: number;
   /** which parameters train: 'all' or 'mamba' (names holding 'mamba', upstream's stage 1) */
   train: 'all' | 'mamba';
+  /** where the linear layers' products run: 'float64' (default, exact) or 'simd' (float32, wasm-simd kernels) */
+  engine?: 'float64' | 'simd';
 }
 
 export interface StepInfo {
@@ -133,7 +136,8 @@ export class Trainer {
         const ids = this.nextBatch();
         let teacherLogits: Float64Array | undefined;
         if (this.o.objective === 'distill') teacherLogits = Float64Array.from((await forward(await getOps('reference'), this.teacher!, ids, newCache(this.teacher!, ids.length))).data);
-        const r = lossAndGrads(this.model, ids, { objective: this.o.objective, teacherLogits, klWeight: this.o.klWeight, ceWeight: this.o.ceWeight, trainable: this.trainable });
+        const engine = this.o.engine === 'simd' ? simdEngine(SimdGemm.shared()) : FLOAT64_ENGINE;
+        const r = lossAndGrads(this.model, ids, { objective: this.o.objective, teacherLogits, klWeight: this.o.klWeight, ceWeight: this.o.ceWeight, trainable: this.trainable, engine });
         if (!Number.isFinite(r.loss)) throw new NonFiniteGradientError(this.step + 1, 'the loss');
         loss += r.loss / acc;
         ce += r.ce / acc;
@@ -246,4 +250,5 @@ function checkOptions(o: TrainerOptions, n: number, m: HybridModel, teacher?: Hy
   if (o.objective === 'distill' && !teacher) throw new ArgumentError('teacher', 'a teacher model for the distill objective', undefined);
   if (teacher && teacher.llama.vocabSize !== m.llama.vocabSize) throw new ArgumentError('teacher', `vocabulary ${m.llama.vocabSize}`, teacher.llama.vocabSize);
   if (!(o.optimizer.lr > 0)) throw new ArgumentError('optimizer.lr', 'a positive number', o.optimizer.lr);
+  if (o.engine !== undefined && o.engine !== 'float64' && o.engine !== 'simd') throw new ArgumentError('engine', "'float64' or 'simd'", o.engine);
 }

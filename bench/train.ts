@@ -5,8 +5,8 @@
  * same step in PyTorch on the CPU (bench/torch_train.py, Debian's python3-torch) on the same weights and ids,
  * measured in the same run. Where torch is absent the row says so (install: apt-get install python3-torch).
  *
- * Training runs on the float64 reference only today (no GPU.js backward kernels yet): that is the row
- * measured here. Results: bench/results/train.{json,md,svg}.
+ * Two engines for the linear layers' products: the float64 reference (what the golden cases check) and the
+ * wasm-simd kernels in float32 (everything else float64); PyTorch runs float32. Results: bench/results/train.{json,md,svg}.
  * usage: node --import tsx bench/train.ts [--batch 8] [--len 256] [--threads 2]
  */
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -18,7 +18,8 @@ import { randomLlama } from '../lib/model/random.js';
 import { convert, saveModel } from '../lib/model/convert.js';
 import { forward, newCache, type HybridModel } from '../lib/model/hybrid.js';
 import { getOps } from '../lib/ops.js';
-import { lossAndGrads } from '../lib/train/model.js';
+import { FLOAT64_ENGINE, lossAndGrads, simdEngine } from '../lib/train/model.js';
+import { SimdGemm } from '../lib/simd/gemm.js';
 import { adamStep, clipGradNorm, newAdamState } from '../lib/train/optim.js';
 import { Rng } from '../lib/rng.js';
 import { writeFile } from '../lib/io/writer.js';
@@ -57,18 +58,17 @@ function flops(m: HybridModel): number {
 
 const rows: Array<Record<string, unknown>> = [];
 const ops = await getOps('reference');
+const engines = [
+  ['reference (float64)', FLOAT64_ENGINE],
+  ['wasm-simd (float32 products, all cores)', simdEngine(SimdGemm.shared())],
+] as const;
 for (const [name, m] of models) {
   const distill = m !== teacher;
   const trainable = distill ? (n: string) => n.includes('mamba') : () => true;
   const t0 = performance.now();
   const teacherLogits = distill ? Float64Array.from((await forward(ops, teacher, ids, newCache(teacher, B))).data) : undefined;
-  const t1 = performance.now();
-  const res = lossAndGrads(m, ids, { objective: distill ? 'distill' : 'lm', teacherLogits, klWeight: 0.1, ceWeight: 1, trainable });
-  clipGradNorm(res.grads, 0.1);
-  const params = new Map([...res.grads.keys()].map((n) => [n, Float64Array.from(m.weights.get(n).data)]));
-  adamStep(params, res.grads, newAdamState(), { kind: 'adam', lr: 1e-3, betas: [0.9, 0.98], eps: 1e-8, weightDecay: 0 });
-  const ms = performance.now() - t1;
-  const row: Record<string, unknown> = { model: name, backend: 'reference (float64)', tokens: B * L, ms, tokensPerS: (B * L * 1000) / ms, gflops: flops(m) / ms / 1e6, teacherForwardMs: t1 - t0, loss: res.loss };
+  const teacherMs = performance.now() - t0;
+  let torch: Record<string, unknown> = { torch: 'not installed (apt-get install python3-torch)' };
   if (torchOk) {
     const mdir = join(dir, name.replace(/\W+/g, '_'));
     saveModel(mdir, m);
@@ -76,10 +76,21 @@ for (const [name, m] of models) {
     if (distill) saveModel(tdir, teacher);
     const out = execFileSync('/usr/bin/python3', [join(import.meta.dirname, 'torch_train.py'), mdir, idsPath, ...(distill ? [tdir] : []), `--threads=${threads}`], { encoding: 'utf8', maxBuffer: 1 << 24 });
     const t = JSON.parse(out.trim().split('\n').at(-1)!);
-    Object.assign(row, { torchMs: t.ms, torchTokensPerS: (B * L * 1000) / t.ms, torchThreads: t.threads, torchVersion: t.torch, torchLoss: t.loss, ratio: ms / t.ms });
-  } else row.torch = 'not installed (apt-get install python3-torch)';
-  rows.push(row);
-  console.log(JSON.stringify(row));
+    torch = { torchMs: t.ms, torchTokensPerS: (B * L * 1000) / t.ms, torchThreads: t.threads, torchVersion: t.torch, torchLoss: t.loss };
+  }
+  for (const [backend, engine] of engines) {
+    if (backend.startsWith('wasm')) lossAndGrads(m, ids.slice(0, 1), { objective: distill ? 'distill' : 'lm', teacherLogits: teacherLogits?.subarray(0, L * 2048), klWeight: 0.1, ceWeight: 1, trainable, engine }); // warm-up (tier-up)
+    const t1 = performance.now();
+    const res = lossAndGrads(m, ids, { objective: distill ? 'distill' : 'lm', teacherLogits, klWeight: 0.1, ceWeight: 1, trainable, engine });
+    clipGradNorm(res.grads, 0.1);
+    const params = new Map([...res.grads.keys()].map((n) => [n, Float64Array.from(m.weights.get(n).data)]));
+    adamStep(params, res.grads, newAdamState(), { kind: 'adam', lr: 1e-3, betas: [0.9, 0.98], eps: 1e-8, weightDecay: 0 });
+    const ms = performance.now() - t1;
+    const row: Record<string, unknown> = { model: name, backend, tokens: B * L, ms, tokensPerS: (B * L * 1000) / ms, gflops: flops(m) / ms / 1e6, teacherForwardMs: teacherMs, loss: res.loss, ...torch };
+    if (typeof torch.torchMs === 'number') row.ratio = ms / torch.torchMs;
+    rows.push(row);
+    console.log(JSON.stringify(row));
+  }
 }
 rmSync(dir, { recursive: true, force: true });
 
@@ -96,10 +107,10 @@ writeSvg(
   barChartSvg({
     title: `one training step, batch ${B} × ${L} tokens (higher is better)`,
     yLabel: 'tokens/s',
-    groups: rows.map((r) => String(r.model).split(' (')[0]!),
+    groups: models.map(([n]) => n.split(' (')[0]!),
     series: [
-      { name: 'ours (float64 reference)', values: rows.map((r) => r.tokensPerS as number) },
-      { name: `PyTorch CPU (${threads} thr.)`, values: rows.map((r) => (typeof r.torchTokensPerS === 'number' ? r.torchTokensPerS : null)) },
+      ...engines.map(([e]) => ({ name: `ours, ${e.split(' (')[0]}`, values: rows.filter((r) => r.backend === e).map((r) => r.tokensPerS as number) })),
+      { name: `PyTorch CPU (${threads} thr.)`, values: rows.filter((r) => r.backend === engines[0][0]).map((r) => (typeof r.torchTokensPerS === 'number' ? r.torchTokensPerS : null)) },
     ],
   }),
 );

@@ -13,32 +13,28 @@ const NR: i32 = 8;
 const KC: i32 = 256;
 const MC: i32 = 64; // rows of A per block: MC·KC·4 = 64 KiB stays in L2 while every panel passes over it
 
-/** Pack B = Wᵀ for y = x·Wᵀ (W: N×K row-major): bp[(p·K + k)·8 + c] = W[8p + c][k]. */
-export function packBT(w: usize, N: i32, K: i32, bp: usize): void {
+/** Pack the K×N matrix whose element (k, n) sits at src + 4·(k·sk + n·sn): bp[(p·K + k)·8 + c] = B[k][8p + c]. */
+function packB(src: usize, K: i32, N: i32, sk: usize, sn: usize, bp: usize): void {
   const panels = (N + NR - 1) / NR;
   for (let p = 0; p < panels; p++) {
     for (let k = 0; k < K; k++) {
       const dst = bp + (((<usize>p * <usize>K + <usize>k) * <usize>NR) << 2);
       for (let c = 0; c < NR; c++) {
         const n = p * NR + c;
-        store<f32>(dst + (<usize>c << 2), n < N ? load<f32>(w + ((<usize>n * <usize>K + <usize>k) << 2)) : 0);
+        store<f32>(dst + (<usize>c << 2), n < N ? load<f32>(src + ((<usize>k * sk + <usize>n * sn) << 2)) : 0);
       }
     }
   }
 }
 
-/** Pack B given row-major K×N (y = x·B): bp[(p·K + k)·8 + c] = B[k][8p + c]. */
+/** Pack B = Wᵀ for y = x·Wᵀ (W: N×K row-major). */
+export function packBT(w: usize, N: i32, K: i32, bp: usize): void {
+  packB(w, K, N, 1, <usize>K, bp);
+}
+
+/** Pack B given row-major K×N (y = x·B). */
 export function packBN(b: usize, K: i32, N: i32, bp: usize): void {
-  const panels = (N + NR - 1) / NR;
-  for (let p = 0; p < panels; p++) {
-    for (let k = 0; k < K; k++) {
-      const dst = bp + (((<usize>p * <usize>K + <usize>k) * <usize>NR) << 2);
-      for (let c = 0; c < NR; c++) {
-        const n = p * NR + c;
-        store<f32>(dst + (<usize>c << 2), n < N ? load<f32>(b + ((<usize>k * <usize>N + <usize>n) << 2)) : 0);
-      }
-    }
-  }
+  packB(b, K, N, <usize>N, 1, bp);
 }
 
 /** out[K×M] = aᵀ for a (M×K) row-major. */

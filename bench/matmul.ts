@@ -5,8 +5,7 @@
  *             out as it wants it (transposeB = false: its x·Wᵀ path is ~10× slower, which would flatter us)
  *   numpy     python3 + numpy (OpenBLAS) on 2 threads, where installed
  *   GPU.js    the webasm backend's matmul kernel (what ops.matmul ran before), on the smallest shape only
- * Each measurement warms up first (WebAssembly tiers up from its baseline compiler) and reports the median
- * of 9 timed batches. Results: bench/results/matmul.{json,md}.
+ * Ours and tfjs are measured interleaved (see timeAll) and report medians of 11 rounds. Results: bench/results/matmul.{json,md}.
  */
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
@@ -32,19 +31,26 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)]!;
 }
 
-/** Median ms of one call: warm up for ~0.3 s, then 9 batches of calls of ~50 ms each. */
-function time(f: () => void): number {
-  let t = performance.now();
-  let calls = 0;
-  while (performance.now() - t < 300 || calls < 3) (f(), calls++);
-  const per = Math.max(1, Math.round(50 / ((performance.now() - t) / calls)));
-  const out: number[] = [];
-  for (let b = 0; b < 9; b++) {
-    t = performance.now();
-    for (let i = 0; i < per; i++) f();
-    out.push((performance.now() - t) / per);
-  }
-  return median(out);
+/**
+ * Median ms of one call of each function, measured interleaved — round after round, each function runs for
+ * ~40 ms in turn — so every peer sees the same machine (this one is shared; a load that comes and goes hits
+ * all of them alike). Each warms up first (WebAssembly tiers up from its baseline compiler).
+ */
+function timeAll(fs: Array<() => void>, rounds = 11): number[] {
+  const per = fs.map((f) => {
+    const t = performance.now();
+    let calls = 0;
+    while (performance.now() - t < 300 || calls < 3) (f(), calls++);
+    return Math.max(1, Math.round(40 / ((performance.now() - t) / calls)));
+  });
+  const samples: number[][] = fs.map(() => []);
+  for (let r = 0; r < rounds; r++)
+    fs.forEach((f, i) => {
+      const t = performance.now();
+      for (let k = 0; k < per[i]!; k++) f();
+      samples[i]!.push((performance.now() - t) / per[i]!);
+    });
+  return samples.map(median);
 }
 
 setThreadsCount(1);
@@ -59,17 +65,20 @@ for (const [M, K, N] of SHAPES) {
   const w = Float32Array.from({ length: N * K }, () => r.uniform(-1, 1));
   const flop = 2 * M * K * N;
   const g = (ms: number) => flop / ms / 1e6;
-  const ours1 = time(() => one.linear(x, M, K, w, N));
-  const ours2 = time(() => two.linear(x, M, K, w, N));
-  const a = tf.tensor2d(x, [M, K]);
   const wt = new Float32Array(K * N); // W laid out K×N, as tfjs wants its right operand
   for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) wt[k * N + n] = w[n * K + k]!;
+  const a = tf.tensor2d(x, [M, K]);
   const b = tf.tensor2d(wt, [K, N]);
-  const tfjs = time(() => {
-    const c = tf.matMul(a, b);
-    c.dataSync();
-    c.dispose();
-  });
+  const y = new Float32Array(M * N); // reused: no allocation (and no garbage collection) inside the timing
+  const [ours1, ours2, tfjs] = timeAll([
+    () => one.linear(x, M, K, w, N, true, y),
+    () => two.linear(x, M, K, w, N, true, y),
+    () => {
+      const c = tf.matMul(a, b);
+      c.dataSync();
+      c.dispose();
+    },
+  ]) as [number, number, number];
   a.dispose();
   b.dispose();
   let numpy: number | null = null;

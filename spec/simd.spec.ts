@@ -82,6 +82,10 @@ describe('SIMD matrix products = float64 reference', () => {
     expect(Array.from(y1)).not.toEqual(Array.from(y2));
     expect(Array.from(one.linear(Float64Array.from(x), 3, 5, Float64Array.from(w1), 9, false))).toEqual(Array.from(y1));
     expect(() => one.linear(x, 3, 4, w1, 9)).toThrow(/argument 'linear': expected x \(3×4\) and W \(9×4\)/);
+    const out = new Float32Array(27);
+    expect(one.linear(x, 3, 5, w1, 9, true, out)).toBe(out); // written into the caller's buffer
+    expect(Array.from(out)).toEqual(Array.from(y1));
+    expect(() => one.linear(x, 3, 5, w1, 9, true, new Float32Array(26))).toThrow(/argument 'out': expected 27 floats \(3×9\), got 26/);
   });
   it('asm/gemm.wasm is exactly what asm/gemm.ts builds to (asm/build.sh)', () => {
     const out = join(tmpFolder('asm'), 'gemm.wasm');

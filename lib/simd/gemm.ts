@@ -2,7 +2,8 @@
  * The CPU matrix products of the `wasm-simd` backend: asm/gemm.ts compiled to WebAssembly (128-bit SIMD,
  * register-tiled 4×8 micro-kernel over B packed in 8-column panels; see that file), driven from here.
  *
- *   linear(x, W)   y = x·Wᵀ   (M×K)·(N×K)ᵀ   W packed once per weight array and kept resident
+ *   linear(x, W)   y = x·Wᵀ   (M×K)·(N×K)ᵀ   W packed once per weight array and kept resident; `out`: a
+ *                                              buffer to reuse (no allocation per call, as decode wants)
  *   matmul(a, b)   c = a·b    (M×K)·(K×N)
  *   matmulTN(a, b) c = aᵀ·b   (the dW = dYᵀ·X of a backward: a transposed into scratch first)
  *
@@ -126,7 +127,7 @@ export class SimdGemm {
   }
 
   /** y (M×N) = x (M×K) · Wᵀ, W (N×K). `resident`: keep W packed for the next call with the same array. */
-  linear(x: FloatArray, M: number, K: number, w: FloatArray, N: number, resident = true): Float32Array {
+  linear(x: FloatArray, M: number, K: number, w: FloatArray, N: number, resident = true, out?: Float32Array): Float32Array {
     check('linear', x.length === M * K && w.length === N * K, `x (${M}×${K}) and W (${N}×${K})`, [x.length, w.length]);
     const hit = resident ? this.packed.get(w) : undefined;
     let bp: number;
@@ -143,7 +144,7 @@ export class SimdGemm {
     }
     const ap = align(Math.max(this.residentTop, bp + this.packedPanels(N, K)));
     this.put(x, ap);
-    return this.run(ap, M, K, bp, N, align(ap + M * K * 4));
+    return this.run(ap, M, K, bp, N, align(ap + M * K * 4), out);
   }
 
   /** c (M×N) = a (M×K) · b (K×N). */
@@ -171,8 +172,9 @@ export class SimdGemm {
     return this.run(aT, M, K, bp, N, align(aT + K * M * 4));
   }
 
-  /** C (at cp) = A (at ap) · packed B; returns a copy of C. */
-  private run(ap: number, M: number, K: number, bp: number, N: number, cp: number): Float32Array {
+  /** C (at cp) = A (at ap) · packed B; copied into `out` (M·N floats) when given, else into a new array. */
+  private run(ap: number, M: number, K: number, bp: number, N: number, cp: number, out?: Float32Array): Float32Array {
+    if (out && out.length !== M * N) throw new ArgumentError('out', `${M * N} floats (${M}×${N})`, out.length);
     this.ensure(cp + M * N * 4);
     const panels = Math.ceil(N / NR);
     const parts = 2 * M * N * K >= MIN_PARALLEL_FLOP ? Math.min(this.workers.length + 1, panels) : 1;
@@ -191,7 +193,10 @@ export class SimdGemm {
         for (let d = Atomics.load(k.ctrl, 1); d !== k.gen; d = Atomics.load(k.ctrl, 1)) Atomics.wait(k.ctrl, 1, d);
       }
     }
-    return new Float32Array(this.memory.buffer, cp, M * N).slice();
+    const c = new Float32Array(this.memory.buffer, cp, M * N);
+    if (!out) return c.slice();
+    out.set(c);
+    return out;
   }
 
   /**

@@ -20,7 +20,7 @@
  *    `packed_[this.constants.OFF_name + i]`. Done on every backend alike, so the CPU tests cover it.
  */
 import { ArgumentError, BackendUnavailableError, KernelError } from '../lib/errors.js';
-import type { FloatArray } from '../lib/tensor.js';
+import { forgetFinite, type FloatArray } from '../lib/tensor.js';
 
 export type KernelBackendName = 'cpu' | 'webasm' | 'webasm-threaded' | 'webgpu';
 export const KERNEL_BACKENDS: readonly KernelBackendName[] = ['cpu', 'webasm', 'webasm-threaded', 'webgpu'];
@@ -140,6 +140,7 @@ export function isImmutable(a: FloatArray): boolean {
 /** An immutable array was changed in place (a training step): drop its cached float32 copy. */
 export function markChanged(a: FloatArray): void {
   f32Copies.delete(a);
+  forgetFinite(a);
   for (const f of changeListeners) f(a); // derived copies elsewhere (packed SIMD weights)
 }
 

@@ -249,9 +249,23 @@ export function assertSameShape(t: Tensor, shape: readonly number[], what = 'ref
   }
 }
 
+/**
+ * Arrays already checked finite and not changed since (model weights: checked at load, immutable after;
+ * a training step that changes one in place calls `forgetFinite`). `assertFinite` skips them, so a decode
+ * step does not rescan every weight it reads.
+ */
+const knownFinite = new WeakSet<object>();
+export function markFinite(a: FloatArray): void {
+  knownFinite.add(a);
+}
+export function forgetFinite(a: FloatArray): void {
+  knownFinite.delete(a);
+}
+
 /** Throw NonFiniteError at the first NaN or ±Inf. */
 export function assertFinite(t: Tensor): void {
   const d = t.data;
+  if (knownFinite.has(d)) return;
   for (let i = 0; i < d.length; i++) {
     if (!Number.isFinite(d[i]!)) throw new NonFiniteError(t.name, i, d[i]!);
   }

@@ -1,22 +1,28 @@
 /**
- * Run-wide check: the suite leaves the system temp folder as it found it. Entries named `mil-*` (this
- * project's prefix) that appear during the run and are still there at the end fail the run.
+ * Run-wide check: the suite leaves the system temp folder as it found it.
+ *
+ * Every test file and every process a test starts (the `mil` CLI, workers) gets TMPDIR pointing at one
+ * fresh folder of this run, `<tmp>/mil-suite-XXXXXX` (the test files are forked after this setup, so they
+ * inherit it). At the end that folder must be empty — whatever a test made there it had to remove — and is
+ * then removed. Anything left fails the run (vitest only reports errors thrown here, so the exit code is set
+ * by hand). Other processes using the temp folder at the same time cannot disturb the check.
  */
-import { readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
-const ours = () => new Set(readdirSync(tmpdir()).filter((e) => e.startsWith('mil-')));
-let before = new Set<string>();
+let root = '';
 
 export function setup(): void {
-  before = ours();
+  root = mkdtempSync(join(tmpdir(), 'mil-suite-'));
+  process.env.TMPDIR = root;
 }
 
 export function teardown(): void {
-  const left = [...ours()].filter((e) => !before.has(e));
+  const left = readdirSync(root);
+  rmSync(root, { recursive: true, force: true });
   if (left.length > 0) {
-    // vitest reports an error thrown here but still exits 0: set the exit code ourselves
-    console.error(`FAIL: the test suite left ${left.length} folder(s) in ${tmpdir()}: ${left.slice(0, 10).join(', ')}`);
+    console.error(`FAIL: the test suite left ${left.length} entr${left.length === 1 ? 'y' : 'ies'} in the temp folder: ${left.slice(0, 10).join(', ')}`);
     process.exitCode = 1;
   }
 }

@@ -120,7 +120,25 @@ export function repeatPieces(x: Tensor, dInner: number, w: number): Tensor {
 
 /** Each value of t repeated `times` times consecutively (per-head parameters → per-channel), in `shape`. */
 function repeatEach(t: Tensor, times: number, shape: number[]): Tensor {
-  return Tensor.from(Array.from({ length: t.size * times }, (_, i) => t.data[Math.floor(i / times)]!), shape);
+  const out = new Float64Array(t.size * times);
+  for (let i = 0; i < t.size; i++) out.fill(t.data[i]!, i * times, (i + 1) * times);
+  return new Tensor(out, shape);
+}
+
+/**
+ * repeatEach of a small per-head parameter (A, D, dt_bias), reused across decode steps: kept with a copy of
+ * the values it was made from and rebuilt whenever they differ (a training step changes weights in place).
+ */
+const repeatMemo = new WeakMap<object, Map<string, { src: Float64Array; out: Tensor }>>();
+function repeatEachOnce(key: object, t: Tensor, times: number, shape: number[]): Tensor {
+  let m = repeatMemo.get(key);
+  if (!m) repeatMemo.set(key, (m = new Map()));
+  const k = `${times}:${shape.join(',')}`;
+  const hit = m.get(k);
+  if (hit && hit.src.length === t.size && hit.src.every((v, i) => v === t.data[i])) return hit.out;
+  const out = repeatEach(t, times, shape);
+  m.set(k, { src: Float64Array.from(t.data), out });
+  return out;
 }
 
 /** Split the last axis into consecutive blocks of the given widths. */
@@ -295,11 +313,11 @@ async function mamba2Mixer(ops: Ops, m: HybridModel, p: string, o: Tensor, cache
       state: cache.ssm,
       x: x.reshape([Bt, H, P]),
       dt: repeatEach(dt, P, [Bt, H, P]),
-      A: repeatEach(A, P * N, [H, P, N]),
+      A: repeatEachOnce(W.tensors.get(`${q}.A_log`)!.data, A, P * N, [H, P, N]),
       B: Bh.reshape([Bt, H, N]),
       C: Ch.reshape([Bt, H, N]),
-      D: repeatEach(D, P, [H, P]),
-      dtBias: repeatEach(dtBias, P, [H, P]),
+      D: repeatEachOnce(D.data, D, P, [H, P]),
+      dtBias: repeatEachOnce(dtBias.data, dtBias, P, [H, P]),
       dtSoftplus: true,
     });
     cache.ssm = st.state.named('ssm');

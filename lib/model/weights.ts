@@ -9,7 +9,7 @@ import { NonFiniteError, SafetensorsError } from '../errors.js';
 import { readJsonObject } from '../io/json.js';
 import { getTensor, readSafetensors, safetensorsChunks, type WriteDType } from '../io/safetensors.js';
 import type { WriteData } from '../io/writer.js';
-import type { Tensor } from '../tensor.js';
+import { markFinite, type Tensor } from '../tensor.js';
 import { markImmutable } from '../../kernels/runtime.js';
 
 /**
@@ -22,9 +22,16 @@ export class WeightStore {
   get(name: string): Tensor {
     const t = this.tensors.get(name);
     if (!t) throw new SafetensorsError(this.source, `missing weight '${name}'`);
+    if (!this.checked.has(t.data)) {
+      // once per array: a finite weight is remembered as such, so the ops' input checks skip rescanning it
+      // (checkpoints are checked at load; an in-memory analysis may set A_log = −∞ on purpose)
+      if (t.data.every(Number.isFinite)) markFinite(t.data);
+      this.checked.add(t.data);
+    }
     markImmutable(t.data);
     return t.named(name);
   }
+  private readonly checked = new WeakSet<object>();
   has(name: string): boolean {
     return this.tensors.has(name);
   }

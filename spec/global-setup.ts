@@ -3,8 +3,8 @@
  *
  * Every test file and every process a test starts (the `mil` CLI, workers) gets TMPDIR pointing at one
  * fresh folder of this run, `<tmp>/mil-suite-XXXXXX` (the test files are forked after this setup, so they
- * inherit it). At the end that folder must be empty — whatever a test made there it had to remove — and is
- * then removed. Anything left fails the run (vitest only reports errors thrown here, so the exit code is set
+ * inherit it). At the end that folder must be empty — whatever a test made there it had to remove; only the
+ * tsx loader's own compile cache may stay — and is then removed. Anything left fails the run (vitest only reports errors thrown here, so the exit code is set
  * by hand). Other processes using the temp folder at the same time cannot disturb the check.
  */
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
@@ -18,8 +18,11 @@ export function setup(): void {
   process.env.TMPDIR = root;
 }
 
+/** tsx's compile cache (`tsx-<user>`), made on purpose by the loader of the `mil` subprocesses; removed with the folder. */
+const TOOL_CACHE = /^tsx-/;
+
 export function teardown(): void {
-  const left = readdirSync(root);
+  const left = readdirSync(root).filter((e) => !TOOL_CACHE.test(e));
   rmSync(root, { recursive: true, force: true });
   if (left.length > 0) {
     console.error(`FAIL: the test suite left ${left.length} entr${left.length === 1 ? 'y' : 'ies'} in the temp folder: ${left.slice(0, 10).join(', ')}`);

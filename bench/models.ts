@@ -8,10 +8,13 @@
  * Writes bench/results/models.{json,md} and bench/results/models-decode.svg.
  * Options: --backends a,b; --quick (prefill 16, decode 4).
  */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { backendStatus, getOps } from '../lib/ops.js';
 import { randomLlama } from '../lib/model/random.js';
-import { convert } from '../lib/model/convert.js';
+import { convert, saveModel } from '../lib/model/convert.js';
 import { generate } from '../lib/model/generate.js';
 import { expectedWeights } from '../lib/model/load.js';
 import type { HybridModel } from '../lib/model/hybrid.js';
@@ -99,8 +102,32 @@ for (const backend of backends) {
     console.log(`${name.padEnd(20)} ${backend.padEnd(16)} prefill ${row.prefillTokPerS.toFixed(1).padStart(8)} tok/s   decode ${row.decodeTokPerS.toFixed(2).padStart(7)} tok/s   ${(bytes / 1e6).toFixed(0)} MB/token, floor ${floorMs.toFixed(1)} ms, ×${row.ratioToFloor.toFixed(1)} of floor`);
   }
 }
+// PyTorch on the CPU decoding the same weights (bench/torch_decode.py: KV cache, conv window and SSM state),
+// on 1 and 2 threads, where Debian's python3-torch is installed; the greedy tokens are compared with ours
+const torchRows: Array<{ model: string; threads: number; msPerToken: number; sameTokens: string }> = [];
+if (spawnSync('/usr/bin/python3', ['-c', 'import torch'], { encoding: 'utf8' }).status === 0) {
+  const tdir = mkdtempSync(join(tmpdir(), 'mil-bench-models-'));
+  try {
+    for (const [name, m] of models) {
+      if (m.mamba && m.mamba.variant !== 'mamba2') continue;
+      const mdir = join(tdir, name.replace(/\W+/g, '_'));
+      saveModel(mdir, m);
+      const ours = await generate(await getOps(backends.includes('wasm-simd') ? 'wasm-simd' : backends[0]!), m, prompt, { maxNewTokens: DECODE + 1, eos: [] });
+      for (const threads of [1, 2]) {
+        const out = execFileSync('/usr/bin/python3', [join(import.meta.dirname, 'torch_decode.py'), mdir, String(PREFILL), String(DECODE + 1), `--threads=${threads}`], { encoding: 'utf8', maxBuffer: 1 << 24 });
+        const t = JSON.parse(out.trim().split('\n').at(-1)!);
+        const same = (t.tokens as number[]).filter((x, i) => x === ours.tokens[i]).length;
+        torchRows.push({ model: name, threads, msPerToken: t.ms_per_token, sameTokens: `${same}/${t.tokens.length}` });
+        console.log(`${name.padEnd(20)} PyTorch ${t.torch} ${threads} thr.  decode ${t.ms_per_token.toFixed(1)} ms/token   greedy tokens equal to ours: ${same}/${t.tokens.length}`);
+      }
+    }
+  } finally {
+    rmSync(tdir, { recursive: true, force: true });
+  }
+} else console.log('# PyTorch not installed (apt-get install python3-torch): no PyTorch rows');
+
 const dir = join(import.meta.dirname, 'results');
-const meta = { date: new Date().toISOString(), node: process.version, prefillTokens: PREFILL, decodeTokens: DECODE, spec, bandwidthGBs: { fairSimd: fair / 1e9, jsSumF32: jsBw.f32 / 1e9, jsSumF64: jsBw.f64 / 1e9 } };
+const meta = { date: new Date().toISOString(), node: process.version, prefillTokens: PREFILL, decodeTokens: DECODE, spec, torch: torchRows, bandwidthGBs: { fairSimd: fair / 1e9, jsSumF32: jsBw.f32 / 1e9, jsSumF64: jsBw.f64 / 1e9 } };
 writeFile(join(dir, 'models.json'), JSON.stringify({ meta, rows }, null, 1) + '\n');
 writeFile(
   join(dir, 'models.md'),
@@ -114,6 +141,19 @@ writeFile(
     '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |',
     ...rows.map((r) => `| ${r.model} | ${r.backend} | ${r.prefillTokPerS.toFixed(1)} | ${r.decodeTokPerS.toFixed(2)} | ${(r.weightBytesPerToken / 1e6).toFixed(1)} | ${r.floorMs.toFixed(1)} | ${r.decodeMsPerToken.toFixed(1)} | ${r.ratioToFloor.toFixed(1)} |`),
     '',
+    ...(torchRows.length
+      ? [
+          'PyTorch on the CPU, same weights, same prompt (bench/torch_decode.py, eager, float32, caches):',
+          '',
+          '| model | PyTorch threads | PyTorch decode ms/token | ours (wasm-simd, all cores) ms/token | ours / PyTorch | greedy tokens equal |',
+          '| --- | ---: | ---: | ---: | ---: | --- |',
+          ...torchRows.map((t) => {
+            const ours = rows.find((r) => r.model === t.model && r.backend === 'wasm-simd')?.decodeMsPerToken;
+            return `| ${t.model} | ${t.threads} | ${t.msPerToken.toFixed(1)} | ${ours?.toFixed(1) ?? '—'} | ${ours ? (ours / t.msPerToken).toFixed(2) + '×' : '—'} | ${t.sameTokens} |`;
+          }),
+          '',
+        ]
+      : []),
   ].join('\n'),
 );
 writeSvg(

@@ -1,0 +1,128 @@
+"""Decode in PyTorch on the CPU, the peer of bench/models.ts: the same model folder (a Llama, or a Mamba-2
+hybrid of it), one token per step with caches — a KV cache for attention layers, the conv window and the
+SSM state for Mamba-2 layers (the recurrence of mamba2's step()), float32, eager, torch.no_grad.
+
+usage: python3 bench/torch_decode.py MODEL_DIR PROMPT_LEN NEW_TOKENS [--threads N]
+prints one JSON line: {"ms_per_token": ..., "tokens": [...], "threads": N}
+"""
+import json
+import math
+import os
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from safetensors_reader import load_safetensors  # noqa: E402
+
+args = [a for a in sys.argv[1:] if not a.startswith("--")]
+opts = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a)
+torch.set_num_threads(int(opts.get("threads", "1")))
+
+d = args[0]
+cfg = json.load(open(os.path.join(d, "config.json")))
+mcp = os.path.join(d, "mamba_config.json")
+mc = json.load(open(mcp)) if os.path.exists(mcp) else None
+w = {k: torch.from_numpy(v).float() for k, v in load_safetensors(os.path.join(d, "model.safetensors")).items()}
+D, V, L = cfg["hidden_size"], cfg["vocab_size"], cfg["num_hidden_layers"]
+H, Hkv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+hd = cfg.get("head_dim") or D // H
+theta = cfg.get("rope_theta") or (cfg.get("rope_parameters") or {}).get("rope_theta", 10000.0)
+inv = 1.0 / theta ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd)
+attn = set(mc["attn_layers"]) if mc else set(range(L))
+MAXLEN = 4096
+
+
+def rms(x, wt, eps):
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * wt
+
+
+def rope(x, pos):  # x (heads, hd)
+    ang = pos * inv
+    c, s = torch.cat([ang.cos(), ang.cos()]), torch.cat([ang.sin(), ang.sin()])
+    return x * c + torch.cat([-x[:, hd // 2 :], x[:, : hd // 2]], -1) * s
+
+
+class AttnCache:
+    def __init__(self):
+        self.k = torch.zeros(Hkv, MAXLEN, hd)
+        self.v = torch.zeros(Hkv, MAXLEN, hd)
+
+
+def attention_step(p, x, cache, pos):
+    q = rope((x @ w[p + "q_proj.weight"].T).view(H, hd), pos)
+    k = rope((x @ w[p + "k_proj.weight"].T).view(Hkv, hd), pos)
+    v = (x @ w[p + "v_proj.weight"].T).view(Hkv, hd)
+    cache.k[:, pos], cache.v[:, pos] = k, v
+    K, Vv = cache.k[:, : pos + 1].repeat_interleave(H // Hkv, 0), cache.v[:, : pos + 1].repeat_interleave(H // Hkv, 0)
+    a = torch.softmax((K @ q[:, :, None]).squeeze(-1) / math.sqrt(hd), -1)  # (H, T)
+    y = (a[:, None, :] @ Vv).reshape(H * hd)
+    return y @ w[p + "o_proj.weight"].T
+
+
+if mc:
+    I, X = mc["d_inner"], mc["d_xb"]
+    N = mc["ssm_cfg"]["d_state"]
+    Hm, P = I // N, N
+    convDim = I + 2 * X
+    idx_x = torch.tensor([(c // P // (I // X)) * P + c % P for c in range(I)])
+    idx_b = torch.tensor([(c // N // (I // X)) * N + c % N for c in range(I)])
+
+
+class MambaCache:
+    def __init__(self, Wc):
+        self.conv = torch.zeros(convDim, Wc - 1)
+        self.ssm = torch.zeros(Hm, P, N)
+
+
+def mamba2_step(p, o, cache):
+    zxbcdt = o @ w[p + "in_proj.weight"].T
+    z, xBC, dt = zxbcdt[:I], zxbcdt[I : I + convDim], zxbcdt[I + convDim :]
+    win = torch.cat([cache.conv, xBC[:, None]], 1)  # (convDim, W)
+    cache.conv = win[:, 1:]
+    xs = F.silu((win * w[p + "conv1d.weight"][:, 0, :]).sum(-1) + w[p + "conv1d.bias"])
+    x, B, C = xs[:X][idx_x].view(Hm, P), xs[X : 2 * X][idx_b].view(Hm, N), xs[2 * X :].view(Hm, N)
+    delta = F.softplus(dt + w[p + "dt_bias"])  # (Hm)
+    A = -torch.exp(w[p + "A_log"])
+    cache.ssm = torch.exp(delta * A)[:, None, None] * cache.ssm + (delta[:, None] * x)[:, :, None] * B[:, None, :]
+    y = (cache.ssm @ C[:, :, None]).squeeze(-1) + w[p + "D"][:, None] * x  # (Hm, P)
+    g = (y.reshape(I) * F.silu(z)).view(Hm, P)
+    yn = (g * torch.rsqrt(g.pow(2).mean(-1, keepdim=True) + 1e-5)).reshape(I) * w[p + "norm.weight"]
+    return yn @ w[p + "out_proj.weight"].T
+
+
+def step(tok, caches, pos):
+    h = w["model.embed_tokens.weight"][tok]
+    for i in range(L):
+        pfx = f"model.layers.{i}."
+        eps = cfg["rms_norm_eps"] if i in attn else mc.get("rms_norm_eps", 1e-5)
+        n = rms(h, w[pfx + "input_layernorm.weight"], eps)
+        h = h + (attention_step(pfx + "self_attn.", n, caches[i], pos) if i in attn else mamba2_step(pfx + "mamba.", n, caches[i]))
+        n = rms(h, w[pfx + "post_attention_layernorm.weight"], eps)
+        h = h + (F.silu(n @ w[pfx + "mlp.gate_proj.weight"].T) * (n @ w[pfx + "mlp.up_proj.weight"].T)) @ w[pfx + "mlp.down_proj.weight"].T
+    head = w.get("lm_head.weight", w["model.embed_tokens.weight"])
+    return rms(h, w["model.norm.weight"], cfg["rms_norm_eps"]) @ head.T
+
+
+def run(prompt_len, new):
+    Wc = (mc or {}).get("ssm_cfg", {}).get("d_conv", 4) if mc else 4
+    caches = [AttnCache() if i in attn else MambaCache(Wc) for i in range(L)]
+    prompt = [(i * 7919) % V for i in range(prompt_len)]
+    with torch.no_grad():
+        for pos, t in enumerate(prompt):
+            logits = step(t, caches, pos)
+        out = []
+        t0 = time.perf_counter()
+        for k in range(new):
+            tok = int(logits.argmax())
+            out.append(tok)
+            logits = step(tok, caches, prompt_len + k)
+        ms = (time.perf_counter() - t0) * 1000 / new
+    return ms, out
+
+
+run(4, 3)  # warm-up
+ms, toks = run(int(args[1]), int(args[2]))
+print(json.dumps({"ms_per_token": ms, "tokens": toks, "threads": torch.get_num_threads(), "torch": torch.__version__}))

@@ -18,7 +18,7 @@ import { randomLlama } from '../lib/model/random.js';
 import { convert, saveModel } from '../lib/model/convert.js';
 import { forward, newCache, type HybridModel } from '../lib/model/hybrid.js';
 import { getOps } from '../lib/ops.js';
-import { FLOAT64_ENGINE, lossAndGrads, simdEngine } from '../lib/train/model.js';
+import { FLOAT64_ENGINE, lossAndGrads, simdEngine, trainableBy } from '../lib/train/model.js';
 import { SimdGemm } from '../lib/simd/gemm.js';
 import { adamStep, clipGradNorm, newAdamState } from '../lib/train/optim.js';
 import { Rng } from '../lib/rng.js';
@@ -64,7 +64,7 @@ const engines = [
 ] as const;
 for (const [name, m] of models) {
   const distill = m !== teacher;
-  const trainable = distill ? (n: string) => n.includes('mamba') : () => true;
+  const trainable = trainableBy(distill ? 'mamba' : 'all');
   const t0 = performance.now();
   const teacherLogits = distill ? Float64Array.from((await forward(ops, teacher, ids, newCache(teacher, B))).data) : undefined;
   const teacherMs = performance.now() - t0;

@@ -87,6 +87,33 @@ describe('SIMD matrix products = float64 reference', () => {
     expect(Array.from(out)).toEqual(Array.from(y1));
     expect(() => one.linear(x, 3, 5, w1, 9, true, new Float32Array(26))).toThrow(/argument 'out': expected 27 floats \(3×9\), got 26/);
   });
+  it('the decode path (fewer than 4 rows: a row against four panels at once) on exact multiples of 32 columns and with a ragged tail', () => {
+    const r = new Rng(8);
+    for (const [M, K, N] of [[1, 300, 64], [3, 17, 96], [2, 5, 75], [1, 1, 32]] as const) {
+      const x = rnd(r, M * K);
+      const w = rnd(r, N * K);
+      expect(relError(two.linear(x, M, K, w, N, false), ref((i, k) => x[i * K + k]!, (k, n) => w[n * K + k]!, M, K, N)), `${M}×${K}×${N}`).toBeLessThanOrEqual(1e-5);
+    }
+  });
+  it('releaseResident forgets packed weights (the next call packs again, correctly); readSum reads a sum and a bandwidth', () => {
+    const g = SimdGemm.load(1);
+    const r = new Rng(9);
+    const x = rnd(r, 2 * 7);
+    const w = rnd(r, 5 * 7);
+    const y = g.linear(x, 2, 7, w, 5);
+    expect(g.residentBytes).toBeGreaterThan(0);
+    g.releaseResident();
+    expect(g.residentBytes).toBe(0);
+    w[0] = 7; // changed while not resident: the next call must see it
+    expect(relError(g.linear(x, 2, 7, w, 5), ref((i, k) => x[i * 7 + k]!, (k, n) => w[n * 7 + k]!, 2, 7, 5))).toBeLessThanOrEqual(1e-6);
+    expect(Array.from(g.linear(x, 2, 7, w, 5))).not.toEqual(Array.from(y));
+    expect(g.readBandwidth(4, 1)).toBeGreaterThan(1e8); // throws if the SIMD sum of 2^20 ones is wrong
+    for (const n of [1, 31, 32, 1000, 1037]) {
+      const a = Float32Array.from(rnd(r, n), (v) => v + 0.5);
+      expect(Math.abs(g.sum(a) - a.reduce((s, v) => s + v, 0)), `n = ${n}`).toBeLessThan(1e-4 * n);
+    }
+    g.close();
+  });
   it('asm/gemm.wasm is exactly what asm/gemm.ts builds to (asm/build.sh)', () => {
     const out = join(tmpFolder('asm'), 'gemm.wasm');
     execFileSync('bash', [join(import.meta.dirname, '..', 'asm', 'build.sh'), out], { stdio: 'pipe' });

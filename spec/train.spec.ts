@@ -10,6 +10,8 @@
  * (given dy) exactly ∂ℓ/∂x.
  */
 import fc from 'fast-check';
+import { writeFileSync as wfs } from 'node:fs';
+import { join as pjoin } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { crossEntropy, embedding, klDivergence, linear, logSoftmax, rmsnorm, swiglu } from '../lib/train/layers.js';
 import { Rng } from '../lib/rng.js';
@@ -18,6 +20,17 @@ import { causalConv1d, causalConv1dBackward } from '../lib/ref/conv1d.js';
 import { ssdBackward, ssdSequential, type SsdInputs } from '../lib/ref/ssd.js';
 import { gatedRmsnorm, gatedRmsnormBackward } from '../lib/ref/norm.js';
 import { Tensor, relError } from '../lib/tensor.js';
+import { lossAndGrads, mambaOnly, simdEngine, trainForward } from '../lib/train/model.js';
+import { randomLlama } from '../lib/model/random.js';
+import { convert } from '../lib/model/convert.js';
+import { parseLlamaConfig } from '../lib/model/config.js';
+import { WeightStore } from '../lib/model/weights.js';
+import { forward, newCache, type HybridModel } from '../lib/model/hybrid.js';
+import { getOps } from '../lib/ops.js';
+import { adamStep, clipGradNorm, cosineLr, newAdamState } from '../lib/train/optim.js';
+import { CheckpointError, NonFiniteGradientError, Trainer, type TrainerOptions } from '../lib/train/trainer.js';
+import { tmpFolder } from './tmp.js';
+import { SimdGemm } from '../lib/simd/gemm.js';
 
 const H = 1e-5;
 const TOL = 1e-6;
@@ -130,7 +143,6 @@ describe('backward = finite differences of the forward (float64)', () => {
 });
 
 // ------------------------------------------------------------------ the Mamba primitives' backwards
-
 
 const T = (r: Rng, shape: number[], std = 1) => Tensor.normal(r, shape, 0, std);
 
@@ -272,15 +284,6 @@ describe('Mamba primitives: backward = finite differences (float64, every option
 
 // ------------------------------------------------------------------ whole models
 
-import { trainForward, lossAndGrads } from '../lib/train/model.js';
-import { randomLlama } from '../lib/model/random.js';
-import { convert } from '../lib/model/convert.js';
-import { parseLlamaConfig } from '../lib/model/config.js';
-import { WeightStore } from '../lib/model/weights.js';
-import { forward, newCache, type HybridModel } from '../lib/model/hybrid.js';
-import { getOps } from '../lib/ops.js';
-import { mambaOnly } from '../lib/golden/train.js';
-
 const REF = await getOps('reference');
 
 /** Tiny models: a Llama with attention biases and tied embeddings, and its hybrids of every kind. */
@@ -347,12 +350,6 @@ describe('whole models: training forward = inference forward; gradients = finite
 });
 
 // ------------------------------------------------------------------ optimizer, schedule, loop, checkpoints
-
-import { adamStep, clipGradNorm, cosineLr, newAdamState } from '../lib/train/optim.js';
-import { CheckpointError, NonFiniteGradientError, Trainer, type TrainerOptions } from '../lib/train/trainer.js';
-import { tmpFolder } from './tmp.js';
-import { join as pjoin } from 'node:path';
-import { writeFileSync as wfs } from 'node:fs';
 
 describe('optimizer and schedule against closed forms computed here', () => {
   it('clip_grad_norm: returns the norm before clipping, scales by max/(norm + 1e-6) only when above', () => {
@@ -467,9 +464,6 @@ describe('the training loop', () => {
 });
 
 // ------------------------------------------------------------------ the float32 SIMD engine
-
-import { simdEngine } from '../lib/train/model.js';
-import { SimdGemm } from '../lib/simd/gemm.js';
 
 describe('the SIMD training engine (float32 products on the wasm-simd kernels)', () => {
   it('loss and every gradient agree with the float64 engine to float32 precision, for all four model kinds', () => {

@@ -15,9 +15,8 @@ import { getOps } from '../ops.js';
 import { Rng } from '../rng.js';
 import { getTensor, readSafetensors, safetensorsChunks } from '../io/safetensors.js';
 import { writeFolder, type WriteData } from '../io/writer.js';
-import { lossAndGrads } from '../train/model.js';
+import { lossAndGrads, trainableBy } from '../train/model.js';
 import { adamStep, clipGradNorm, newAdamState } from '../train/optim.js';
-import { mambaOnly } from './train.js';
 import type { HybridModel } from '../model/hybrid.js';
 import { Tensor } from '../tensor.js';
 import { randomLlama } from '../model/random.js';
@@ -142,7 +141,7 @@ export const TRAIN_CASE = { klWeight: 0.1, ceWeight: 1.0, clip: 0.1, adam: { kin
 /** train.json + train.safetensors: one step of the objective (lm for a Llama, distill for a hybrid). */
 function trainCaseFiles(m: HybridModel, ids: number[][], teacherLogits: Float64Array | undefined, teacherRel: string | null): Array<[string, WriteData]> {
   const distill = teacherLogits !== undefined;
-  const trainable = distill ? mambaOnly : () => true;
+  const trainable = trainableBy(distill ? 'mamba' : 'all');
   const res = lossAndGrads(m, ids, { objective: distill ? 'distill' : 'lm', teacherLogits, klWeight: TRAIN_CASE.klWeight, ceWeight: TRAIN_CASE.ceWeight, trainable });
   const t: Record<string, Tensor> = { input_ids: Tensor.from(ids.flat(), [ids.length, ids[0]!.length]), loss: Tensor.from([res.loss], []), ce: Tensor.from([res.ce], []) };
   if (distill) t.kl = Tensor.from([res.kl!], []);

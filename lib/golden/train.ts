@@ -15,12 +15,10 @@ import { relError } from '../tensor.js';
 import { loadModel } from '../model/load.js';
 import { forward, newCache } from '../model/hybrid.js';
 import { getOps } from '../ops.js';
-import { lossAndGrads } from '../train/model.js';
+import { lossAndGrads, trainableBy } from '../train/model.js';
 import { adamStep, clipGradNorm, newAdamState } from '../train/optim.js';
 import type { CaseResult } from './verify.js';
 
-/** upstream's stage-1 rule: only parameters whose name contains 'mamba' train */
-export const mambaOnly = (name: string) => name.includes('mamba');
 
 export async function verifyTrain(dir: string, name: string, tol: number): Promise<CaseResult> {
   const base = { name, op: 'train', errors: {} as Record<string, number>, tolerance: tol };
@@ -50,7 +48,7 @@ export async function verifyTrain(dir: string, name: string, tol: number): Promi
       const t = await forward(await getOps('reference'), teacher, ids, newCache(teacher, B));
       teacherLogits = Float64Array.from(t.data);
     }
-    const trainable = objective === 'lm' ? () => true : mambaOnly;
+    const trainable = trainableBy(objective === 'lm' ? 'all' : 'mamba');
     const r = lossAndGrads(m, ids, { objective, teacherLogits, klWeight: objective === 'distill' ? num(j.kl_weight, 'kl_weight') : undefined, ceWeight: num(j.ce_weight ?? 1, 'ce_weight'), trainable });
     const scalar = (k: string, got: number) => {
       base.errors[k] = relError([got], getTensor(f, k).data);

@@ -17,15 +17,21 @@ import { silu, siluGrad } from './activations.js';
 export function rmsnorm(x: Tensor, weight: Tensor, eps = 1e-5): Tensor {
   const d = x.shape[x.rank - 1]!;
   dims({ x: [x, [...x.shape.slice(0, -1), 'd']], weight: [weight, ['d']] });
-  const out = Tensor.zeros(x.shape, 'float64', 'rmsnorm');
-  const rows = x.size / d;
-  for (let r = 0; r < rows; r++) {
+  return new Tensor(rmsnormRows(x.data, weight.data, x.size / d, d, eps).y, x.shape, 'rmsnorm');
+}
+
+/** RMSNorm of N rows of width d on flat arrays; also returns each row's r = 1/√(mean(x²) + ε) (the backward needs it). */
+export function rmsnormRows(x: ArrayLike<number>, w: ArrayLike<number>, N: number, d: number, eps: number): { y: Float64Array; rstd: Float64Array } {
+  const y = new Float64Array(N * d);
+  const rstd = new Float64Array(N);
+  for (let r = 0; r < N; r++) {
     let ss = 0;
-    for (let i = 0; i < d; i++) ss += x.data[r * d + i]! ** 2;
-    const rstd = 1 / Math.sqrt(ss / d + eps);
-    for (let i = 0; i < d; i++) out.data[r * d + i] = x.data[r * d + i]! * rstd * weight.data[i]!;
+    for (let i = 0; i < d; i++) ss += x[r * d + i]! ** 2;
+    const k = 1 / Math.sqrt(ss / d + eps);
+    rstd[r] = k;
+    for (let i = 0; i < d; i++) y[r * d + i] = x[r * d + i]! * k * w[i]!;
   }
-  return out;
+  return { y, rstd };
 }
 
 export interface GatedRmsnormOptions {

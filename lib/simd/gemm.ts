@@ -62,7 +62,7 @@ export class SimdGemm {
   private readonly memory: WebAssembly.Memory;
   private readonly x: Exports;
   private residentTop = 16; // bytes used by packed weights (0 is kept unused)
-  private readonly packed = new WeakMap<object, { ptr: number; N: number; K: number }>();
+  private packed = new WeakMap<object, { ptr: number; N: number; K: number }>();
 
   private readonly workers: Array<{ worker: Worker; ctrl: Int32Array; gen: number }> = [];
 
@@ -111,7 +111,7 @@ export class SimdGemm {
     }
   }
 
-  /** Room for `bytes` more at byte offset `at`, growing the memory if needed. */
+  /** Make the memory reach byte `end`, growing it if needed. */
   private ensure(end: number): void {
     const have = this.memory.buffer.byteLength;
     if (end > have) this.memory.grow(Math.ceil((end - have) / PAGE));
@@ -199,6 +199,13 @@ export class SimdGemm {
     return out;
   }
 
+  /** Σ a by the SIMD read of `readBandwidth` (float32 accumulators: for checking that read, not for precision). */
+  sum(a: FloatArray): number {
+    const p = align(this.residentTop);
+    this.put(a, p);
+    return this.x.readSum(p, a.length);
+  }
+
   /**
    * Memory read bandwidth (bytes/s): a SIMD sum with eight accumulators over `mib` MiB on this thread, best of
    * `reps` — the fair floor for a memory-bound product (what a C loop reads), unlike a one-accumulator JS sum.
@@ -225,8 +232,7 @@ export class SimdGemm {
   /** Forget every resident packed weight (their memory is reused). */
   releaseResident(): void {
     this.residentTop = 16;
-    // a WeakMap cannot be cleared: replace it
-    (this as unknown as { packed: WeakMap<object, unknown> }).packed = new WeakMap();
+    this.packed = new WeakMap(); // a WeakMap cannot be cleared: replace it
   }
 
   /** Bytes of packed weights kept resident. */

@@ -1,12 +1,14 @@
 /**
  * Training foundation, part 1: the Llama block's simple layers, each `forward` beside its `backward`, in
- * float64 (llm.c's train_gpt2.c layout). Shapes are row-major; N is the number of rows (batch · length).
+ * float64 (the forwards of linear and RMSNorm are the references' own: lib/ref/linear.ts, lib/ref/norm.ts) (llm.c's train_gpt2.c layout). Shapes are row-major; N is the number of rows (batch · length).
  * Every backward takes the upstream gradient dy = ∂ℓ/∂y and returns ∂ℓ/∂(each input). Checked against
  * central finite differences of the forward in spec/train.spec.ts.
- *
- * Status: the attention, RoPE, scan, conv, SSD and whole-model backwards are not written yet (issue 9).
+
  */
 import { ArgumentError } from '../errors.js';
+import { Tensor } from '../tensor.js';
+import { linear as refLinear } from '../ref/linear.js';
+import { rmsnormRows } from '../ref/norm.js';
 
 type F = Float64Array;
 
@@ -21,14 +23,7 @@ function need(cond: boolean, what: string, expected: string, actual: unknown): v
 export const linear = {
   forward(x: F, W: F, b: F | undefined, N: number, I: number, O: number): F {
     need(x.length === N * I && W.length === O * I && (!b || b.length === O), 'linear', `x (${N}, ${I}), W (${O}, ${I}), b (${O})`, [x.length, W.length, b?.length]);
-    const y = new Float64Array(N * O);
-    for (let n = 0; n < N; n++)
-      for (let o = 0; o < O; o++) {
-        let s = b ? b[o]! : 0;
-        for (let i = 0; i < I; i++) s += x[n * I + i]! * W[o * I + i]!;
-        y[n * O + o] = s;
-      }
-    return y;
+    return refLinear(new Tensor(x, [N, I]), new Tensor(W, [O, I]), b && new Tensor(b, [O])).data as F;
   },
   backward(dy: F, x: F, W: F, N: number, I: number, O: number): { dx: F; dW: F; db: F } {
     const dx = new Float64Array(N * I);
@@ -54,16 +49,7 @@ export const linear = {
 export const rmsnorm = {
   forward(x: F, w: F, N: number, d: number, eps: number): { y: F; rstd: F } {
     need(x.length === N * d && w.length === d, 'rmsnorm', `x (${N}, ${d}), w (${d})`, [x.length, w.length]);
-    const y = new Float64Array(N * d);
-    const rstd = new Float64Array(N);
-    for (let n = 0; n < N; n++) {
-      let ss = 0;
-      for (let i = 0; i < d; i++) ss += x[n * d + i]! ** 2;
-      const r = 1 / Math.sqrt(ss / d + eps);
-      rstd[n] = r;
-      for (let i = 0; i < d; i++) y[n * d + i] = x[n * d + i]! * r * w[i]!;
-    }
-    return { y, rstd };
+    return rmsnormRows(x, w, N, d, eps);
   },
   backward(dy: F, x: F, w: F, rstd: F, N: number, d: number): { dx: F; dw: F } {
     const dx = new Float64Array(N * d);

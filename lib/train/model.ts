@@ -399,6 +399,13 @@ export function trainForward(m: HybridModel, ids: number[][], trainable: (name: 
   };
 }
 
+/** Which parameters train: every one, or upstream's stage 1 — only those whose name holds 'mamba'. */
+export type TrainRule = 'all' | 'mamba';
+export const mambaOnly = (name: string): boolean => name.includes('mamba');
+export function trainableBy(rule: TrainRule): (name: string) => boolean {
+  return rule === 'all' ? () => true : mambaOnly;
+}
+
 export interface LossOptions {
   /** 'lm': cross-entropy on the next token; 'distill': klWeight·KL(teacher ‖ student) + ceWeight·CE */
   objective: 'lm' | 'distill';

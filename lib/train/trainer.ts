@@ -27,7 +27,7 @@ import { loadModel } from '../model/load.js';
 import { WeightStore } from '../model/weights.js';
 import { getOps } from '../ops.js';
 import { markChanged } from '../../kernels/runtime.js';
-import { FLOAT64_ENGINE, lossAndGrads, simdEngine } from './model.js';
+import { FLOAT64_ENGINE, lossAndGrads, simdEngine, trainableBy, type TrainRule } from './model.js';
 import { SimdGemm } from '../simd/gemm.js';
 import { adamStep, clipGradNorm, cosineLr, newAdamState, type AdamOptions, type AdamState } from './optim.js';
 
@@ -61,7 +61,7 @@ export interface TrainerOptions {
   accumulate?: number;
   seed: number;
   /** which parameters train: 'all' or 'mamba' (names holding 'mamba', upstream's stage 1) */
-  train: 'all' | 'mamba';
+  train: TrainRule;
   /** where the linear layers' products run: 'float64' (default, exact) or 'simd' (float32, wasm-simd kernels) */
   engine?: 'float64' | 'simd';
 }
@@ -105,7 +105,7 @@ export class Trainer {
   }
 
   get trainable(): (name: string) => boolean {
-    return this.o.train === 'all' ? () => true : (n: string) => n.includes('mamba');
+    return trainableBy(this.o.train);
   }
   get step(): number {
     return this.opt.step;

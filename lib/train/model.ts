@@ -51,11 +51,14 @@ interface Ctx {
 export interface MatmulEngine {
   forward(x: F, W: F, b: F | undefined, N: number, I: number, O: number): F;
   backward(dy: F, x: F, W: F, N: number, I: number, O: number, needW: boolean): { dx: F; dW?: F; db: F };
+  /** causal attention over (batch, heads, L, d) tensors, with its backward (lib/ref/attention.ts's math) */
+  attention(q: Tensor, k: Tensor, v: Tensor): { y: Tensor; back(dy: Tensor): { dq: Tensor; dk: Tensor; dv: Tensor } };
 }
 
 export const FLOAT64_ENGINE: MatmulEngine = {
   forward: (x, W, b, N, I, O) => linear.forward(x, W, b, N, I, O),
   backward: (dy, x, W, N, I, O) => linear.backward(dy, x, W, N, I, O),
+  attention: (q, k, v) => ({ y: causalAttention(q, k, v), back: (dy) => causalAttentionBackward(q, k, v, dy) }),
 };
 
 /** The float32 SIMD engine over one SimdGemm (weights packed once while they are unchanged). */
@@ -73,6 +76,73 @@ export function simdEngine(g: SimdGemm): MatmulEngine {
       const db = new Float64Array(O);
       for (let r = 0; r < N; r++) for (let o = 0; o < O; o++) db[o]! += dy[r * O + o]!;
       return { dx, dW, db };
+    },
+    attention: (q, k, v) => simdAttention(g, q, k, v),
+  };
+}
+
+/**
+ * Causal attention with its products on the SIMD kernels, per (batch, head), the softmax in between:
+ *   S = scale·Q·Kᵀ (causal mask), P = softmax_rows(S), Y = P·V;
+ *   back: dP = dY·Vᵀ, dV = Pᵀ·dY, dS = P ∘ (dP − rowsum(P ∘ dP)), dQ = scale·dS·K, dK = scale·dSᵀ·Q
+ * (the same math as lib/ref/attention.ts, in float32 products; the masked half is computed and zeroed).
+ */
+function simdAttention(g: SimdGemm, q: Tensor, k: Tensor, v: Tensor): ReturnType<MatmulEngine['attention']> {
+  const [B, H, L, d] = q.shape as [number, number, number, number];
+  const Hkv = k.shape[1]!;
+  const dv = v.shape[3]!;
+  const groups = H / Hkv;
+  const scale = 1 / Math.sqrt(d);
+  const qd = q.data as F;
+  const kd = k.data as F;
+  const vd = v.data as F;
+  const y = new Float64Array(B * H * L * dv);
+  const probs: Float32Array[] = [];
+  const at = (b: number, h: number, n: number, w: number) => ((b * n + h) * L) * w;
+  for (let b = 0; b < B; b++)
+    for (let h = 0; h < H; h++) {
+      const kh = Math.floor(h / groups);
+      const P = g.linear(qd.subarray(at(b, h, H, d), at(b, h, H, d) + L * d), L, d, kd.subarray(at(b, kh, Hkv, d), at(b, kh, Hkv, d) + L * d), L, false);
+      for (let t = 0; t < L; t++) {
+        const r = t * L;
+        let mx = -Infinity;
+        for (let j = 0; j <= t; j++) mx = Math.max(mx, P[r + j]! * scale);
+        let z = 0;
+        for (let j = 0; j <= t; j++) z += P[r + j] = Math.exp(P[r + j]! * scale - mx);
+        for (let j = 0; j <= t; j++) P[r + j]! /= z;
+        P.fill(0, r + t + 1, r + L);
+      }
+      probs.push(P);
+      y.set(g.matmul(P, L, L, vd.subarray(at(b, kh, Hkv, dv), at(b, kh, Hkv, dv) + L * dv), dv), at(b, h, H, dv));
+    }
+  return {
+    y: new Tensor(y, [B, H, L, dv], 'attention'),
+    back(dy) {
+      const dyd = dy.data as F;
+      const dq = new Float64Array(qd.length);
+      const dk = new Float64Array(kd.length);
+      const dV = new Float64Array(vd.length);
+      for (let b = 0; b < B; b++)
+        for (let h = 0; h < H; h++) {
+          const kh = Math.floor(h / groups);
+          const P = probs[b * H + h]!;
+          const dys = dyd.subarray(at(b, h, H, dv), at(b, h, H, dv) + L * dv);
+          const vs = vd.subarray(at(b, kh, Hkv, dv), at(b, kh, Hkv, dv) + L * dv);
+          const dP = g.linear(dys, L, dv, vs, L, false);
+          const gv = g.matmulTN(P, L, L, dys, dv);
+          for (let i = 0, o = at(b, kh, Hkv, dv); i < gv.length; i++) dV[o + i]! += gv[i]!;
+          for (let t = 0; t < L; t++) {
+            const r = t * L;
+            let sum = 0;
+            for (let j = 0; j <= t; j++) sum += P[r + j]! * dP[r + j]!;
+            for (let j = 0; j <= t; j++) dP[r + j] = P[r + j]! * (dP[r + j]! - sum) * scale;
+            dP.fill(0, r + t + 1, r + L);
+          }
+          dq.set(g.matmul(dP, L, L, kd.subarray(at(b, kh, Hkv, d), at(b, kh, Hkv, d) + L * d), d), at(b, h, H, d));
+          const gk = g.matmulTN(dP, L, L, qd.subarray(at(b, h, H, d), at(b, h, H, d) + L * d), d);
+          for (let i = 0, o = at(b, kh, Hkv, d); i < gk.length; i++) dk[o + i]! += gk[i]!;
+        }
+      return { dq: new Tensor(dq, q.shape, 'dq'), dk: new Tensor(dk, k.shape, 'dk'), dv: new Tensor(dV, v.shape, 'dv') };
     },
   };
 }
@@ -189,13 +259,13 @@ function attentionMixer(ctx: Ctx, p: string, x: F): Layer {
   const qr = applyRope(heads(q.y, H), positions, inv);
   const kr = applyRope(heads(k.y, Hkv), positions, inv);
   const vh = heads(v.y, Hkv);
-  const att = causalAttention(qr, kr, vh);
-  const o = linearLayer(ctx, rows(att, H), H * hd, D, `${p}.self_attn.o_proj.weight`, bias('o'));
+  const att = ctx.mm.attention(qr, kr, vh);
+  const o = linearLayer(ctx, rows(att.y, H), H * hd, D, `${p}.self_attn.o_proj.weight`, bias('o'));
   return {
     y: o.y,
     back(dy) {
       const datt = heads(o.back(dy), H);
-      const g = causalAttentionBackward(qr, kr, vh, datt);
+      const g = att.back(datt);
       const dq = rows(applyRopeBackward(g.dq, positions, inv), H);
       const dk = rows(applyRopeBackward(g.dk, positions, inv), Hkv);
       return add(add(q.back(dq), k.back(dk)), v.back(rows(g.dv, Hkv)));

@@ -8,6 +8,7 @@
  *   mil generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3) --max-new-tokens N
  *                [--temperature T --top-k K --top-p P --seed S] [--backend NAME] [--json]
  *   mil backends                                           which backends run here, and why not
+ *   mil tokenizer train | train | distill | eval            training (lib/cli/train_cmds.ts)
  *
  * Every option is typed and range-checked, and every option of a command is validated — including
  * conflicts between options, the output path and the backend — before the command does any work
@@ -32,6 +33,7 @@ import { demo } from './demo.js';
 import { ModelDrafter, speculativeGenerate, truncateLayers } from '../decode/speculative.js';
 import { IoError, OutputLockedError, checkOutput } from '../io/writer.js';
 import { UsageError, parseCommand, suggest, type OptSpec, type Parsed } from './args.js';
+import { TRAIN_COMMANDS, TRAIN_USAGE, cmdDistill, cmdEval, cmdTokenizerTrain, cmdTrain } from './train_cmds.js';
 
 export const EXIT = { ok: 0, checkFailed: 1, usage: 2, io: 3, internal: 4 } as const;
 
@@ -90,6 +92,7 @@ const COMMANDS = {
     positionals: [0, 0] as [number, number],
   },
   backends: { options: {} as Record<string, OptSpec>, positionals: [0, 0] as [number, number] },
+  ...TRAIN_COMMANDS,
 };
 type CommandName = keyof typeof COMMANDS;
 
@@ -107,6 +110,7 @@ const USAGE = `usage:
                [--temperature T [--top-k K] [--top-p P] [--seed S]] [--backend NAME] [--json]
                [--speculative --draft DIR [--draft-layers N] [-k K] [--scheme lazy|per-position]]
   mil backends
+${TRAIN_USAGE}
 exit status: 0 success, 1 a check failed, 2 bad usage or input, 3 I/O or environment failure, 4 internal error`;
 
 type V = Parsed['values'];
@@ -341,11 +345,15 @@ export async function main(argv: string[]): Promise<number> {
       if (b !== 'verify' && b !== 'emit') throw new UsageError(`golden needs 'verify' or 'emit'${b ? `, got '${b}'` : ''}`);
       name = `golden ${b}`;
       rest = argv.slice(2);
-    } else if (a in COMMANDS && !a.startsWith('golden')) {
+    } else if (a === 'tokenizer') {
+      if (b !== 'train') throw new UsageError(`tokenizer needs 'train'${b ? `, got '${b}'` : ''}`);
+      name = 'tokenizer train';
+      rest = argv.slice(2);
+    } else if (a in COMMANDS && !a.includes(' ')) {
       name = a as CommandName;
       rest = argv.slice(1);
     } else {
-      const s = suggest(a, [...Object.keys(COMMANDS).filter((c) => !c.startsWith('golden')), 'golden']);
+      const s = suggest(a, [...Object.keys(COMMANDS).filter((c) => !c.includes(' ')), 'golden', 'tokenizer']);
       throw new UsageError(`unknown command '${a}'${s ? ` (did you mean '${s}'?)` : ''}`);
     }
     if (rest.includes('--help')) {
@@ -367,6 +375,14 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdGenerate(parsed);
       case 'backends':
         return await cmdBackends();
+      case 'tokenizer train':
+        return await cmdTokenizerTrain(parsed);
+      case 'train':
+        return await cmdTrain(parsed);
+      case 'distill':
+        return await cmdDistill(parsed);
+      case 'eval':
+        return await cmdEval(parsed);
     }
   } catch (e) {
     const code = exitCodeFor(e);

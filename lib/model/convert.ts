@@ -22,7 +22,8 @@ import { inverseSoftplus } from '../ref/activations.js';
 import { Rng } from '../rng.js';
 import { Tensor } from '../tensor.js';
 import { writeFolder, type WriteData, type WriteOptions } from '../io/writer.js';
-import { attentionLayersFor, parseMambaConfig, type MambaVariant } from './config.js';
+import type { WriteDType } from '../io/safetensors.js';
+import { attentionLayersFor, parseLlamaConfig, parseMambaConfig, type MambaVariant } from './config.js';
 import { layerKinds, type HybridModel } from './hybrid.js';
 import { WeightStore, checkpointFiles } from './weights.js';
 
@@ -36,6 +37,11 @@ export interface ConvertOptions {
   semantics?: 'upstream' | 'clean';
   /** Mamba-1 state size (default 16) */
   dState?: number;
+  /**
+   * 'attention' (default, Algorithm 1): x, B, C and out_proj from v, k, q and o_proj; 'random': the same
+   * matrices drawn fresh, U(±1/√fan_in) like the other new weights — the ablation of Tables 7/8
+   */
+  init?: 'attention' | 'random';
 }
 
 const f32 = Math.fround;
@@ -86,7 +92,10 @@ export function convert(teacher: HybridModel, o: ConvertOptions): HybridModel {
   for (const name of T.names()) if (!name.includes('.self_attn.')) out.set(name, T.get(name));
   layerKinds(model).forEach((kind, i) => {
     const p = `model.layers.${i}`;
-    const att = (w: string) => T.get(`${p}.self_attn.${w}_proj.weight`);
+    const att = (w: string) => {
+      const t = T.get(`${p}.self_attn.${w}_proj.weight`);
+      return o.init === 'random' ? uniform(rng, [...t.shape], 1 / Math.sqrt(t.shape[1]!), `${w} (random init)`) : t;
+    };
     if (kind === 'attention') {
       // a kept layer keeps every attention tensor, biases included (attention_bias: true)
       for (const n of T.names()) if (n.startsWith(`${p}.self_attn.`)) out.set(n, T.get(n));
@@ -136,10 +145,10 @@ export function droppedBiases(teacher: HybridModel, hybrid: HybridModel): string
  * project's keys, which the upstream loader never reads — its MambaConfig dataclass would reject unknown
  * keys), and the weights (float32; sharded above `shardBytes`).
  */
-export function modelFiles(m: HybridModel, opts: { shardBytes?: number } = {}): Array<[string, WriteData]> {
+export function modelFiles(m: HybridModel, opts: { shardBytes?: number; dtype?: WriteDType } = {}): Array<[string, WriteData]> {
   const tensors: Record<string, Tensor> = {};
   for (const n of m.weights.names()) tensors[n] = m.weights.get(n);
-  const files = checkpointFiles(tensors, { dtype: 'F32', shardBytes: opts.shardBytes });
+  const files = checkpointFiles(tensors, { dtype: opts.dtype ?? 'F32', shardBytes: opts.shardBytes });
   if (m.mamba) {
     files.push(['mamba_config.json', JSON.stringify(m.mamba.raw, null, 4) + '\n']);
     files.push(['mil_config.json', JSON.stringify({ variant: m.mamba.variant, semantics: m.mamba.semantics }, null, 1) + '\n']);
@@ -152,8 +161,25 @@ export function modelFiles(m: HybridModel, opts: { shardBytes?: number } = {}): 
  * Write a model folder through the one writer: the folder is replaced as a whole (a previous model there
  * stays intact until the new one is complete), `extra` files are written beside the model's.
  */
-export function saveModel(dir: string, m: HybridModel, opts: { shardBytes?: number; extra?: Array<[string, WriteData]> } & WriteOptions = {}): void {
+export function saveModel(dir: string, m: HybridModel, opts: { shardBytes?: number; dtype?: WriteDType; extra?: Array<[string, WriteData]> } & WriteOptions = {}): void {
   writeFolder(dir, (stage) => {
     for (const [rel, data] of [...modelFiles(m, opts), ...(opts.extra ?? [])]) stage.writeFile(rel, data);
   }, opts);
+}
+
+/**
+ * The Table 9 ablation: the teacher with every layer not in `keep` removed (attention and MLP), the rest
+ * renumbered 0, 1, … — a shallower Llama, where Algorithm 1 would have put Mamba layers.
+ */
+export function dropLayers(teacher: HybridModel, keep: number[]): HybridModel {
+  if (teacher.mamba) throw new ArgumentError('teacher', 'a plain Llama (no mamba_config.json)', 'a hybrid');
+  const sorted = [...keep].sort((a, b) => a - b);
+  const out = new Map<string, Tensor>();
+  for (const n of teacher.weights.names()) {
+    const m = /^model\.layers\.(\d+)\.(.*)$/.exec(n);
+    if (!m) out.set(n, teacher.weights.get(n));
+    else if (sorted.includes(Number(m[1]))) out.set(`model.layers.${sorted.indexOf(Number(m[1]))}.${m[2]}`, teacher.weights.get(n));
+  }
+  const raw = { ...teacher.llama.raw, num_hidden_layers: sorted.length };
+  return { llama: parseLlamaConfig(raw, 'dropped-layer config'), weights: new WeightStore(out, `${teacher.weights.source} (layers ${sorted.join(', ')} kept)`) };
 }

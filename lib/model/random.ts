@@ -21,6 +21,15 @@ export interface RandomLlamaSpec {
   ropeTheta?: number;
   /** write the newer `rope_parameters` key instead of top-level `rope_theta` */
   ropeParameters?: boolean;
+  /** max_position_embeddings (default 4096) */
+  maxPositions?: number;
+  /**
+   * 'test' (default): projections N(0, 1/√fan_in), norms 1 + N(0, 0.1), embeddings N(0, 1) — lively values
+   * for checks; 'train': a starting point for training from scratch (transformers' LlamaPreTrainedModel:
+   * every matrix N(0, 0.02), norms 1), with the residual projections o_proj and down_proj scaled by
+   * 1/√(2·layers) as in GPT-2, so the residual stream does not grow with depth
+   */
+  init?: 'test' | 'train';
 }
 
 export function randomLlama(spec: RandomLlamaSpec, seed: number): HybridModel {
@@ -38,7 +47,7 @@ export function randomLlama(spec: RandomLlamaSpec, seed: number): HybridModel {
     num_key_value_heads: spec.kvHeads,
     head_dim: hd,
     rms_norm_eps: 1e-5,
-    max_position_embeddings: 4096,
+    max_position_embeddings: spec.maxPositions ?? 4096,
     tie_word_embeddings: spec.tie ?? false,
     bos_token_id: 1,
     eos_token_id: 2,
@@ -47,11 +56,13 @@ export function randomLlama(spec: RandomLlamaSpec, seed: number): HybridModel {
   };
   const llama = parseLlamaConfig(raw, 'random config');
   const w = new Map<string, Tensor>();
-  const mat = (rows: number, cols: number, std = 1 / Math.sqrt(cols)) =>
+  const train = spec.init === 'train';
+  const residual = train ? 0.02 / Math.sqrt(2 * spec.layers) : undefined;
+  const mat = (rows: number, cols: number, std = train ? 0.02 : 1 / Math.sqrt(cols)) =>
     Tensor.from(Array.from({ length: rows * cols }, () => Math.fround(r.normal(0, std))), [rows, cols]);
-  const norm = (n: number) => Tensor.from(Array.from({ length: n }, () => Math.fround(1 + r.normal(0, 0.1))), [n]);
+  const norm = (n: number) => Tensor.from(Array.from({ length: n }, () => (train ? 1 : Math.fround(1 + r.normal(0, 0.1)))), [n]);
   const D = spec.hidden;
-  w.set('model.embed_tokens.weight', mat(spec.vocab, D, 1));
+  w.set('model.embed_tokens.weight', mat(spec.vocab, D, train ? 0.02 : 1));
   for (let i = 0; i < spec.layers; i++) {
     const p = `model.layers.${i}`;
     w.set(`${p}.input_layernorm.weight`, norm(D));
@@ -59,10 +70,10 @@ export function randomLlama(spec: RandomLlamaSpec, seed: number): HybridModel {
     w.set(`${p}.self_attn.q_proj.weight`, mat(spec.heads * hd, D));
     w.set(`${p}.self_attn.k_proj.weight`, mat(spec.kvHeads * hd, D));
     w.set(`${p}.self_attn.v_proj.weight`, mat(spec.kvHeads * hd, D));
-    w.set(`${p}.self_attn.o_proj.weight`, mat(D, spec.heads * hd));
+    w.set(`${p}.self_attn.o_proj.weight`, mat(D, spec.heads * hd, residual));
     w.set(`${p}.mlp.gate_proj.weight`, mat(spec.intermediate, D));
     w.set(`${p}.mlp.up_proj.weight`, mat(spec.intermediate, D));
-    w.set(`${p}.mlp.down_proj.weight`, mat(D, spec.intermediate));
+    w.set(`${p}.mlp.down_proj.weight`, mat(D, spec.intermediate, residual));
   }
   w.set('model.norm.weight', norm(D));
   if (!spec.tie) w.set('lm_head.weight', mat(spec.vocab, D));

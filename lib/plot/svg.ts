@@ -74,7 +74,9 @@ export function lineChartSvg(c: LineChart): string {
     const v = y0 + ((y1 - y0) * i) / 4;
     out.push(`<line x1="${L - 4}" y1="${py(v)}" x2="${W - R}" y2="${py(v)}" stroke="#ddd"/><text x="${L - 6}" y="${py(v) + 4}" text-anchor="end">${v.toPrecision(3)}</text>`);
   }
-  for (const x of [...new Set(xs)].sort((a, b) => a - b)) out.push(`<text x="${px(x)}" y="${H - B + 16}" text-anchor="middle">${x}</text>`);
+  const uniq = [...new Set(xs)].sort((a, b) => a - b);
+  const ticks = uniq.length <= 12 ? uniq : Array.from({ length: 6 }, (_, i) => Math.round(x0 + ((x1 - x0) * i) / 5));
+  for (const x of ticks) out.push(`<text x="${px(x)}" y="${H - B + 16}" text-anchor="middle">${x}</text>`);
   c.series.forEach((s, si) => {
     const col = COLORS[si % COLORS.length];
     out.push(`<polyline fill="none" stroke="${col}" stroke-width="2" points="${s.points.map(([x, yv]) => `${px(x)},${py(yv)}`).join(' ')}"/>`);

@@ -143,9 +143,10 @@ export const crossEntropy = {
     return s / N;
   },
   backward(z: F, targets: readonly number[], N: number, V: number): F {
-    const dz = logSoftmax(z, N, V).map(Math.exp);
-    targets.forEach((t, n) => (dz[n * V + t]! -= 1));
-    return dz.map((v) => v / N);
+    const dz = logSoftmax(z, N, V);
+    for (let i = 0; i < dz.length; i++) dz[i] = Math.exp(dz[i]!) / N;
+    targets.forEach((t, n) => (dz[n * V + t]! -= 1 / N));
+    return dz;
   },
 };
 
@@ -164,8 +165,9 @@ export const klDivergence = {
     return s / batch;
   },
   backward(student: F, teacher: F, N: number, V: number, batch: number): F {
-    const ps = logSoftmax(student, N, V).map(Math.exp);
-    const pt = logSoftmax(teacher, N, V).map(Math.exp);
-    return ps.map((p, i) => (p - pt[i]!) / batch);
+    const ps = logSoftmax(student, N, V);
+    const lt = logSoftmax(teacher, N, V);
+    for (let i = 0; i < ps.length; i++) ps[i] = (Math.exp(ps[i]!) - Math.exp(lt[i]!)) / batch;
+    return ps;
   },
 };

@@ -21,13 +21,12 @@ import { getTensor, readSafetensors, safetensorsChunks } from '../io/safetensors
 import { writeFolder, type WriteData } from '../io/writer.js';
 import { Rng } from '../rng.js';
 import { Tensor } from '../tensor.js';
-import { forward, newCache, type HybridModel } from '../model/hybrid.js';
+import type { HybridModel } from '../model/hybrid.js';
 import { modelFiles } from '../model/convert.js';
 import { loadModel } from '../model/load.js';
 import { WeightStore } from '../model/weights.js';
-import { getOps } from '../ops.js';
 import { markChanged } from '../../kernels/runtime.js';
-import { FLOAT64_ENGINE, lossAndGrads, simdEngine, trainableBy, type TrainRule } from './model.js';
+import { FLOAT64_ENGINE, lossAndGrads, simdEngine, trainForward, trainableBy, type TrainRule } from './model.js';
 import { SimdGemm } from '../simd/gemm.js';
 import { adamStep, clipGradNorm, cosineLr, newAdamState, type AdamOptions, type AdamState } from './optim.js';
 
@@ -134,9 +133,9 @@ export class Trainer {
     try {
       for (let k = 0; k < acc; k++) {
         const ids = this.nextBatch();
-        let teacherLogits: Float64Array | undefined;
-        if (this.o.objective === 'distill') teacherLogits = Float64Array.from((await forward(await getOps('reference'), this.teacher!, ids, newCache(this.teacher!, ids.length))).data);
         const engine = this.o.engine === 'simd' ? simdEngine(SimdGemm.shared()) : FLOAT64_ENGINE;
+        // the teacher's logits on the same engine (the float64 one is the reference forward's math exactly)
+        const teacherLogits = this.o.objective === 'distill' ? trainForward(this.teacher!, ids, () => false, engine).logits : undefined;
         const r = lossAndGrads(this.model, ids, { objective: this.o.objective, teacherLogits, klWeight: this.o.klWeight, ceWeight: this.o.ceWeight, trainable: this.trainable, engine });
         if (!Number.isFinite(r.loss)) throw new NonFiniteGradientError(this.step + 1, 'the loss');
         loss += r.loss / acc;

@@ -33,7 +33,7 @@ import { demo } from './demo.js';
 import { ModelDrafter, speculativeGenerate, truncateLayers } from '../decode/speculative.js';
 import { IoError, OutputLockedError, checkOutput } from '../io/writer.js';
 import { UsageError, parseCommand, suggest, type OptSpec, type Parsed } from './args.js';
-import { TRAIN_COMMANDS, TRAIN_USAGE, cmdDistill, cmdEval, cmdTokenizerTrain, cmdTrain } from './train_cmds.js';
+import { TRAIN_COMMANDS, TRAIN_USAGE, cmdDistill, cmdDpo, cmdEval, cmdSft, cmdTokenizerTrain, cmdTrain } from './train_cmds.js';
 
 export const EXIT = { ok: 0, checkFailed: 1, usage: 2, io: 3, internal: 4 } as const;
 
@@ -383,6 +383,10 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdDistill(parsed);
       case 'eval':
         return await cmdEval(parsed);
+      case 'sft':
+        return await cmdSft(parsed);
+      case 'dpo':
+        return await cmdDpo(parsed);
     }
   } catch (e) {
     const code = exitCodeFor(e);

@@ -5,7 +5,9 @@
  *   mil train --config teacher-small|draft-small --data sotu --out DIR  a Llama from scratch
  *   mil distill --teacher DIR --attention F --variant mamba1|mamba2 --tokens N --out DIR
  *               [--init attention|random] [--stepwise 0.5,0.25] [--drop-instead]
- *   mil eval --model DIR --data sotu [--split test] [--json]           perplexity and bits per byte
+ *   mil sft --model DIR --out DIR [--tokens N] [--data sotu --lr X …as train]      stage 2: CE, all parameters
+  mil dpo --model DIR --out DIR [--pairs N --beta B --prompt-len P --cont-len C --batch B --lr X --seed S]
+  mil eval --model DIR --data sotu [--split test] [--json]           perplexity and bits per byte
  *
  * Every job shows progress, resumes from OUT.checkpoint when started again, and writes OUT/training.json
  * (the command that made it, its seed, every step) and OUT/loss.svg (lib/train/job.ts).
@@ -17,7 +19,12 @@ import { checkOutput } from '../io/writer.js';
 import { corpusPart, type Doc } from '../data/corpus.js';
 import { BpeTokenizer, trainBpe } from '../text/bpe.js';
 import { randomLlama } from '../model/random.js';
-import { convert, dropLayers } from '../model/convert.js';
+import { convert, dropLayers, saveModel } from '../model/convert.js';
+import { lineChartSvg } from '../plot/svg.js';
+import { markChanged } from '../../kernels/runtime.js';
+import { dpoLossAndGrads, preferencePairs, referenceLogps } from '../train/dpo.js';
+import { adamStep, clipGradNorm, cosineLr, newAdamState } from '../train/optim.js';
+import { float64Model } from '../train/trainer.js';
 import { attentionLayersFor } from '../model/config.js';
 import { loadModel } from '../model/load.js';
 import type { HybridModel } from '../model/hybrid.js';
@@ -83,6 +90,18 @@ export const TRAIN_COMMANDS = {
     } as Record<string, OptSpec>,
     positionals: [0, 0] as [number, number],
   },
+  sft: { options: { ...common, model: { kind: 'string' } } as Record<string, OptSpec>, positionals: [0, 0] as [number, number] },
+  dpo: {
+    options: {
+      ...common,
+      model: { kind: 'string' },
+      pairs: { kind: 'int', min: 1, max: 1e7 },
+      beta: { kind: 'number', min: 1e-6, max: 100 },
+      'prompt-len': { kind: 'int', min: 1, max: 65536 },
+      'cont-len': { kind: 'int', min: 1, max: 65536 },
+    } as Record<string, OptSpec>,
+    positionals: [0, 0] as [number, number],
+  },
   eval: {
     options: { model: { kind: 'string' }, data: common.data!, split: { kind: 'enum', choices: ['test', 'validation', 'train'] }, tokens: common.tokens!, len: common.len!, json: { kind: 'switch' }, engine: common.engine!, seed: seedOpt, tokenizer: common.tokenizer! } as Record<string, OptSpec>,
     positionals: [0, 0] as [number, number],
@@ -96,6 +115,8 @@ export const TRAIN_USAGE = `  mil tokenizer train --data sotu|DIR|FILE.jsonl --v
   mil distill --teacher DIR --attention F --variant mamba1|mamba2 --tokens N --out DIR
               [--init attention|random] [--stepwise 0.5,0.25,…] [--drop-instead] [--kl-weight W --ce-weight W]
               [--data sotu --batch B --len L --lr X --seed S …as train]
+  mil sft --model DIR --out DIR [--tokens N] [--data sotu --lr X …as train]      stage 2: CE, all parameters
+  mil dpo --model DIR --out DIR [--pairs N --beta B --prompt-len P --cont-len C --batch B --lr X --seed S]
   mil eval --model DIR [--data sotu] [--split test|validation|train] [--tokens N] [--len L] [--json]`;
 
 type V = Parsed['values'];
@@ -284,4 +305,102 @@ export async function cmdEval(p: Parsed): Promise<number> {
 
 export function paramCount(m: HybridModel): number {
   return m.weights.names().reduce((s, n) => s + m.weights.get(n).size, 0);
+}
+
+export async function cmdSft(p: Parsed): Promise<number> {
+  const v = p.values;
+  const out = str(v, 'out');
+  const dir = str(v, 'model');
+  if (!out || !dir) throw new UsageError('sft needs --model DIR and --out DIR');
+  checkOutput(out, 'folder', { option: 'out', inputs: [{ option: 'model', path: dir }] });
+  const m = loadModel(dir);
+  const tok = loadTokenizer(v, dir);
+  const data = str(v, 'data') ?? 'sotu';
+  const seed = num(v, 'seed') ?? 0;
+  await prepare(v);
+  const o = trainerOptions(v, { batch: 8, len: Math.min(256, m.llama.maxPositionEmbeddings), lr: 3e-4, steps: 50 }, 'lm', 'all');
+  const tokens = tokenStream(corpusPart(data, 'train'), tok);
+  const valTokens = tokenStream(corpusPart(data, 'validation'), tok);
+  log(v)(`SFT of ${dir}: cross-entropy, all ${paramCount(m)} parameters; ${o.totalSteps} steps of ${o.batch}×${o.seqLen}`);
+  const r = await runJob({
+    out, model: m, trainer: o, tokens, valTokens, tokenizer: tok,
+    evalEvery: num(v, 'eval-every') ?? Math.max(1, Math.round(o.totalSteps / 5)),
+    evalTokens: num(v, 'eval-tokens') ?? 16384,
+    saveEvery: num(v, 'save-every') ?? Math.max(1, Math.round(o.totalSteps / 5)),
+    dtype: (str(v, 'dtype') ?? 'F16') as 'F16',
+    record: { title: `mil sft of ${dir}`, command: commandLine(), seed, data, from: dir },
+    log: log(v),
+  });
+  console.log(`wrote ${out}: validation perplexity ${r.final.ppl.toFixed(2)} (${r.final.bitsPerByte.toFixed(3)} bits/byte)`);
+  return 0;
+}
+
+export async function cmdDpo(p: Parsed): Promise<number> {
+  const v = p.values;
+  const out = str(v, 'out');
+  const dir = str(v, 'model');
+  if (!out || !dir) throw new UsageError('dpo needs --model DIR (the SFT model, also the reference) and --out DIR');
+  checkOutput(out, 'folder', { option: 'out', inputs: [{ option: 'model', path: dir }] });
+  const ref = loadModel(dir);
+  const tok = loadTokenizer(v, dir);
+  const data = str(v, 'data') ?? 'sotu';
+  const seed = num(v, 'seed') ?? 0;
+  const beta = num(v, 'beta') ?? 0.1;
+  const P = num(v, 'prompt-len') ?? 32;
+  const C = num(v, 'cont-len') ?? 32;
+  const nPairs = num(v, 'pairs') ?? 512;
+  const batch = num(v, 'batch') ?? 8;
+  if (P + C > ref.llama.maxPositionEmbeddings) throw new UsageError(`--prompt-len + --cont-len (${P + C}) exceeds the model's context ${ref.llama.maxPositionEmbeddings}`);
+  await prepare(v);
+  const engine = engineFor((str(v, 'engine') ?? 'simd') as 'simd');
+  const train = preferencePairs(tokenStream(corpusPart(data, 'train'), tok), nPairs, P, C, seed);
+  const held = preferencePairs(tokenStream(corpusPart(data, 'validation'), tok), 64, P, C, seed + 1);
+  const policy = float64Model(ref);
+  const params = new Map(policy.weights.names().map((n) => [n, policy.weights.tensors.get(n)!.data as Float64Array]));
+  const opt = newAdamState();
+  const adam = { kind: 'adamw' as const, lr: num(v, 'lr') ?? 1e-4, betas: [0.9, 0.98] as [number, number], eps: 1e-8, weightDecay: 0 };
+  const steps = Math.ceil(nPairs / batch);
+  const history: Array<{ step: number; loss: number; accuracy: number; margin: number; lr: number }> = [];
+  // held-out reward accuracy: the implicit reward β·(log π − log π_ref) higher for the chosen continuation
+  const accuracy = (m: HybridModel) => {
+    let right = 0;
+    for (let i = 0; i < held.length; i += batch) {
+      const b = held.slice(i, i + batch);
+      const pol = referenceLogps(m, b, engine);
+      const r = referenceLogps(ref, b, engine);
+      for (let k = 0; k < b.length; k++) if (pol[k]! - r[k]! - (pol[b.length + k]! - r[b.length + k]!) > 0) right++;
+    }
+    return right / held.length;
+  };
+  // the reference's own preference on held-out pairs: chosen more likely than rejected
+  const refAcc = (() => {
+    let right = 0;
+    for (let i = 0; i < held.length; i += batch) {
+      const b = held.slice(i, i + batch);
+      const r = referenceLogps(ref, b, engine);
+      for (let k = 0; k < b.length; k++) if (r[k]! > r[b.length + k]!) right++;
+    }
+    return right / held.length;
+  })();
+  const t0 = performance.now();
+  log(v)(`DPO of ${dir} (reference: itself, frozen), β ${beta}: ${nPairs} pairs (prompt ${P}, continuations ${C} tokens), ${steps} steps of ${batch} pairs`);
+  for (let s = 0; s < steps; s++) {
+    const b = train.slice(s * batch, (s + 1) * batch);
+    const r = dpoLossAndGrads(policy, b, referenceLogps(ref, b, engine), beta, () => true, engine);
+    clipGradNorm(r.grads, 1);
+    const lr = cosineLr(adam.lr, s, steps, Math.max(1, Math.round(steps * 0.1)));
+    adamStep(params, r.grads, opt, adam, lr);
+    for (const n of r.grads.keys()) markChanged(params.get(n)!);
+    const margin = r.margins.reduce((a, x) => a + x, 0) / r.margins.length;
+    history.push({ step: s + 1, loss: r.loss, accuracy: r.accuracy, margin, lr });
+    if ((s + 1) % Math.max(1, Math.floor(steps / 10)) === 0 || s === 0) log(v)(`step ${s + 1}/${steps}  dpo loss ${r.loss.toFixed(4)}  batch accuracy ${(100 * r.accuracy).toFixed(0)}%  mean margin ${margin.toFixed(3)}  ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+  }
+  const heldAcc = accuracy(policy);
+  const valTokens = tokenStream(corpusPart(data, 'validation'), tok);
+  const ppl = evaluate(policy, valTokens, { seqLen: Math.min(256, ref.llama.maxPositionEmbeddings), maxTokens: 16384, engine, tokenizer: tok });
+  const record = { title: `mil dpo of ${dir}`, command: commandLine(), seed, data, from: dir, beta, pairs: nPairs, promptLen: P, contLen: C, rejected: 'a continuation taken from another random place of the stream', heldOutPairs: held.length, referencePreferenceAccuracy: refAcc, heldOutRewardAccuracy: heldAcc, validation: ppl, seconds: (performance.now() - t0) / 1000, history };
+  const svg = lineChartSvg({ title: `DPO of ${dir}`, xLabel: 'step', yLabel: 'DPO loss', series: [{ name: 'loss', points: history.map((h) => [h.step, h.loss]) }] });
+  saveModel(out, policy, { dtype: (str(v, 'dtype') ?? 'F16') as 'F16', extra: [['tokenizer.json', tok.toJson()], ['training.json', JSON.stringify(record, null, 1) + '\n'], ['loss.svg', svg + '\n']], option: 'out' });
+  console.log(`wrote ${out}: held-out reward accuracy ${(100 * heldAcc).toFixed(1)}% (the reference prefers the chosen continuation on ${(100 * refAcc).toFixed(1)}%); validation perplexity ${ppl.ppl.toFixed(2)}`);
+  return 0;
 }

@@ -226,7 +226,7 @@ function shuffle(xs: number[], rng: Rng): number[] {
   return xs;
 }
 
-function float64Model(m: HybridModel): HybridModel {
+export function float64Model(m: HybridModel): HybridModel {
   const w = new Map<string, Tensor>();
   for (const n of m.weights.names()) {
     const t = m.weights.tensors.get(n)!;

@@ -1,0 +1,102 @@
+/**
+ * Stage 3 of PAPER.md §3: Direct Preference Optimisation with the sigmoid loss, the SFT model as the
+ * frozen reference (what the paper's code does).
+ *
+ *   log π(y | x) = Σ_{t ∈ continuation} log softmax(z_t)[y_{t+1}]         (the sequence log-likelihood)
+ *   Δ = (log π(y_c|x) − log π_ref(y_c|x)) − (log π(y_r|x) − log π_ref(y_r|x))
+ *   ℓ = −(1/n) Σ_pairs log σ(β·Δ)
+ *   ∂ℓ/∂ log π(y_c|x) = −β·σ(−β·Δ)/n,   ∂ℓ/∂ log π(y_r|x) = +β·σ(−β·Δ)/n
+ *   ∂ log π(y|x)/∂z_t = onehot(y_{t+1}) − softmax(z_t)   for t in the continuation
+ *
+ * Preference pairs from a plain corpus (`preferencePairs`): a prompt of P tokens at a random place of
+ * the training stream; chosen = the C tokens that really follow it; rejected = C tokens taken from another
+ * random place of the stream (fluent text, but not this text's continuation). Seeded.
+ */
+import { ArgumentError } from '../errors.js';
+import type { HybridModel } from '../model/hybrid.js';
+import { Rng } from '../rng.js';
+import { logSoftmax } from './layers.js';
+import { trainForward, type Grads, type MatmulEngine } from './model.js';
+
+export interface Pair {
+  prompt: number[];
+  chosen: number[];
+  rejected: number[];
+}
+
+export function preferencePairs(stream: readonly number[], n: number, promptLen: number, contLen: number, seed: number): Pair[] {
+  const L = promptLen + contLen;
+  if (stream.length < 2 * L) throw new ArgumentError('pairs', `a token stream of at least ${2 * L} tokens`, stream.length);
+  const rng = new Rng(seed);
+  return Array.from({ length: n }, () => {
+    const a = rng.int(0, stream.length - L);
+    let b = rng.int(0, stream.length - contLen);
+    while (Math.abs(b - (a + promptLen)) < contLen) b = rng.int(0, stream.length - contLen);
+    return { prompt: stream.slice(a, a + promptLen) as number[], chosen: stream.slice(a + promptLen, a + L) as number[], rejected: stream.slice(b, b + contLen) as number[] };
+  });
+}
+
+/** Rows [prompt + chosen] for every pair, then [prompt + rejected]. */
+function rows(pairs: Pair[]): number[][] {
+  return [...pairs.map((p) => [...p.prompt, ...p.chosen]), ...pairs.map((p) => [...p.prompt, ...p.rejected])];
+}
+
+/** Σ log-probabilities of each row's continuation (positions ≥ promptLen), from logits (rows·L, V). */
+export function sequenceLogps(logits: Float64Array, ids: number[][], promptLen: number, V: number): { logps: number[]; lp: Float64Array } {
+  const L = ids[0]!.length;
+  const lp = logSoftmax(logits, ids.length * L, V);
+  const logps = ids.map((row, b) => {
+    let s = 0;
+    for (let t = promptLen - 1; t + 1 < L; t++) s += lp[(b * L + t) * V + row[t + 1]!]!;
+    return s;
+  });
+  return { logps, lp };
+}
+
+const sigmoid = (x: number) => (x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x)));
+
+/** ℓ and ∂ℓ/∂(log π of each row), rows ordered as `rows`: n chosen then n rejected. */
+export function dpoLoss(policy: number[], reference: number[], beta: number): { loss: number; dlogp: number[]; margins: number[] } {
+  const n = policy.length / 2;
+  let loss = 0;
+  const dlogp = new Array<number>(2 * n).fill(0);
+  const margins: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const delta = policy[i]! - reference[i]! - (policy[n + i]! - reference[n + i]!);
+    margins.push(delta);
+    // −log σ(βΔ) = softplus(−βΔ), computed stably
+    const x = -beta * delta;
+    loss += (x > 0 ? x + Math.log1p(Math.exp(-x)) : Math.log1p(Math.exp(x))) / n;
+    const g = (beta * sigmoid(x)) / n;
+    dlogp[i] = -g;
+    dlogp[n + i] = g;
+  }
+  return { loss, dlogp, margins };
+}
+
+/** The reference model's sequence log-probabilities of a batch of pairs (no gradients). */
+export function referenceLogps(ref: HybridModel, pairs: Pair[], engine: MatmulEngine): number[] {
+  const ids = rows(pairs);
+  return sequenceLogps(trainForward(ref, ids, () => false, engine).logits, ids, pairs[0]!.prompt.length, ref.llama.vocabSize).logps;
+}
+
+/** Loss and gradients of one batch of pairs for the policy `m` (every parameter `trainable` says). */
+export function dpoLossAndGrads(m: HybridModel, pairs: Pair[], refLogps: number[], beta: number, trainable: (n: string) => boolean, engine: MatmulEngine): { loss: number; grads: Grads; margins: number[]; accuracy: number } {
+  const ids = rows(pairs);
+  const V = m.llama.vocabSize;
+  const P = pairs[0]!.prompt.length;
+  const L = ids[0]!.length;
+  const f = trainForward(m, ids, trainable, engine);
+  const { logps, lp } = sequenceLogps(f.logits, ids, P, V);
+  const { loss, dlogp, margins } = dpoLoss(logps, refLogps, beta);
+  const dlogits = new Float64Array(f.logits.length);
+  ids.forEach((row, b) => {
+    for (let t = P - 1; t + 1 < L; t++) {
+      const o = (b * L + t) * V;
+      for (let v = 0; v < V; v++) dlogits[o + v] = -dlogp[b]! * Math.exp(lp[o + v]!);
+      dlogits[o + row[t + 1]!]! += dlogp[b]!;
+    }
+  });
+  f.back(dlogits);
+  return { loss, grads: f.grads, margins, accuracy: margins.filter((d) => d > 0).length / margins.length };
+}

@@ -33,7 +33,7 @@ import { demo } from './demo.js';
 import { ModelDrafter, speculativeGenerate, truncateLayers } from '../decode/speculative.js';
 import { IoError, OutputLockedError, checkOutput } from '../io/writer.js';
 import { UsageError, parseCommand, suggest, type OptSpec, type Parsed } from './args.js';
-import { TRAIN_COMMANDS, TRAIN_USAGE, cmdDistill, cmdDpo, cmdEval, cmdSft, cmdTokenizerTrain, cmdTrain } from './train_cmds.js';
+import { TRAIN_COMMANDS, TRAIN_USAGE, cmdDistill, cmdDpo, cmdEval, cmdSft, cmdTokenizerTrain, cmdTrain, setInvocation } from './train_cmds.js';
 
 export const EXIT = { ok: 0, checkFailed: 1, usage: 2, io: 3, internal: 4 } as const;
 
@@ -361,6 +361,7 @@ export async function main(argv: string[]): Promise<number> {
       return EXIT.ok;
     }
     const spec = COMMANDS[name];
+    setInvocation(argv);
     const parsed = parseCommand(`mil ${name}`, rest, spec.options, spec.positionals);
     switch (name) {
       case 'demo':

@@ -188,8 +188,13 @@ async function prepare(v: V): Promise<void> {
   if ((str(v, 'engine') ?? 'simd') === 'simd') await SimdGemm.load(num(v, 'threads'));
 }
 
+let invocation: string[] = [];
+/** The arguments `mil` was called with (main sets them), recorded in training.json. */
+export function setInvocation(argv: string[]): void {
+  invocation = [...argv];
+}
 function commandLine(): string {
-  return ['mil', ...process.argv.slice(2)].join(' ');
+  return ['mil', ...invocation].join(' ');
 }
 
 export async function cmdTrain(p: Parsed): Promise<number> {
@@ -250,9 +255,7 @@ export async function cmdDistill(p: Parsed): Promise<number> {
   for (const [k, f] of fractions.entries()) {
     const layers = attentionLayersFor(f, teacher.llama.numLayers);
     const stageOut = k === fractions.length - 1 ? out : `${out}.stage${k + 1}`;
-    // Algorithm 1 on the teacher for stage 1; a later stage converts more layers of the last stage's student
-    const start = drop ? dropLayers(teacher, layers) : convert(teacher, { variant, attnLayers: layers, seed, init });
-    if (student && !drop) carryOver(student, start);
+    const start = drop ? dropLayers(teacher, layers) : stageModel(teacher, student, layers, { variant, seed, init });
     const o = trainerOptions(perStage, { batch: 8, len: Math.min(256, teacher.llama.maxPositionEmbeddings), lr: 1e-3, steps: 100 }, drop ? 'lm' : 'distill', drop ? 'all' : 'mamba');
     log(v)(`stage ${k + 1}/${fractions.length}: ${drop ? `drop ${teacher.llama.numLayers - layers.length} layers` : `${variant}, attention in layers [${layers.join(', ')}], ${init} init`}; ${o.totalSteps} steps of ${o.batch}×${o.seqLen}`);
     const r = await runJob({
@@ -271,14 +274,22 @@ export async function cmdDistill(p: Parsed): Promise<number> {
   return 0;
 }
 
-/** Stepwise: weights the previous stage trained (its Mamba layers, everything else) go into the next stage's model. */
-function carryOver(from: HybridModel, to: HybridModel): void {
-  for (const n of to.weights.names()) {
-    if (!from.weights.has(n)) continue;
-    const a = from.weights.get(n);
-    const b = to.weights.get(n);
-    if (a.size === b.size) to.weights.tensors.set(n, a.astype(b.dtype).named(n));
+/**
+ * The model a distillation stage starts from: Algorithm 1 on the teacher keeping attention in `layers`;
+ * for a later stepwise stage, every weight the previous stage's student has (its trained Mamba layers, and
+ * the frozen rest) replaces the fresh one, so only the newly replaced layers start from the teacher's attention.
+ */
+export function stageModel(teacher: HybridModel, previous: HybridModel | undefined, layers: number[], o: { variant: 'mamba1' | 'mamba2'; seed: number; init: 'attention' | 'random' }): HybridModel {
+  const m = convert(teacher, { variant: o.variant, attnLayers: layers, seed: o.seed, init: o.init });
+  if (previous) {
+    for (const n of m.weights.names()) {
+      if (!previous.weights.has(n)) continue;
+      const a = previous.weights.get(n);
+      const b = m.weights.get(n);
+      if (a.size === b.size) m.weights.tensors.set(n, a.astype(b.dtype).named(n));
+    }
   }
+  return m;
 }
 
 export async function cmdEval(p: Parsed): Promise<number> {

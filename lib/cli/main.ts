@@ -28,7 +28,7 @@ import { GOLDEN_OPS, type ShapeOptions } from '../golden/ops.js';
 import { loadModel } from '../model/load.js';
 import { convert, droppedBiases, saveModel } from '../model/convert.js';
 import { checkLength, generate } from '../model/generate.js';
-import { tokenizerFor } from '../model/tokenizer.js';
+import { modelTokenizer } from '../model/tokenizer.js';
 import { demo } from './demo.js';
 import { ModelDrafter, speculativeGenerate, truncateLayers } from '../decode/speculative.js';
 import { IoError, OutputLockedError, checkOutput } from '../io/writer.js';
@@ -236,7 +236,7 @@ async function cmdGenerate(p: Parsed): Promise<number> {
   const backend = await checkBackend(str(v, 'backend'));
   const ops = await getOps(backend);
   const m = loadModel(dir);
-  const tok = tokenizerFor(m.llama.vocabSize);
+  const tok = modelTokenizer(dir, m.llama.vocabSize);
   let prompt: number[];
   const ids = v['prompt-ids'] as number[] | undefined;
   if (ids !== undefined) {
@@ -319,8 +319,8 @@ async function cmdBackends(): Promise<number> {
 async function cmdDemo(p: Parsed): Promise<number> {
   const root = join(import.meta.dirname, '..', '..');
   const out = str(p.values, 'out') ?? join(root, 'runs', 'demo');
-  const backend = await checkBackend(str(p.values, 'backend'));
-  for (const v of ['mamba1', 'mamba2']) checkOutput(join(out, `hybrid-${v}-50`), 'folder', { option: 'out', inputs: [{ option: 'golden', path: join(root, 'golden') }] });
+  const backend = await checkBackend(str(p.values, 'backend') ?? 'wasm-simd');
+  checkOutput(join(out, 'hybrid-mamba2-50-undistilled'), 'folder', { option: 'out', inputs: [{ option: 'golden', path: join(root, 'golden') }, { option: 'models', path: join(root, 'models') }] });
   return demo(root, out, backend);
 }
 

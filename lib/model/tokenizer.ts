@@ -1,9 +1,13 @@
 /**
- * Tokenizers. Models in this project ship without one, so text goes through a byte-level tokenizer
- * (token id = UTF-8 byte, 0–255) when the vocabulary has at least 256 entries; otherwise only token ids
- * are accepted (--prompt-ids), and the error says so.
+ * Tokenizers. A model folder with a `tokenizer.json` (the trained models under models/) uses it
+ * (lib/text/bpe.ts); one without goes through a byte-level tokenizer (token id = UTF-8 byte, 0–255) when
+ * the vocabulary has at least 256 entries; otherwise only token ids are accepted (--prompt-ids), and the
+ * error says so.
  */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { ArgumentError } from '../errors.js';
+import { BpeTokenizer } from '../text/bpe.js';
 
 export interface Tokenizer {
   encode(text: string): number[];
@@ -17,6 +21,15 @@ export const byteTokenizer: Tokenizer = {
 
 export function tokenizerFor(vocabSize: number): Tokenizer | null {
   return vocabSize >= 256 ? byteTokenizer : null;
+}
+
+/** The tokenizer of a model folder: its tokenizer.json (which must match the vocabulary), else `tokenizerFor`. */
+export function modelTokenizer(dir: string, vocabSize: number): Tokenizer | null {
+  const p = join(dir, 'tokenizer.json');
+  if (!existsSync(p)) return tokenizerFor(vocabSize);
+  const t = BpeTokenizer.load(p);
+  if (t.vocabSize !== vocabSize) throw new ArgumentError('tokenizer.json', `a vocabulary of ${vocabSize} (config.json's vocab_size)`, t.vocabSize);
+  return t;
 }
 
 export function parseIds(s: string, vocabSize: number): number[] {

@@ -1,0 +1,212 @@
+/**
+ * `npm run paper`: the paper's experiments at toy scale, from the shipped teacher and draft (made by
+ * `npm run models`), written to docs/results.md with SVG plots in docs/results/.
+ *
+ *   Table 6    perplexity ratio to the teacher at 50 / 25 / 0 % attention, Mamba-1 and Mamba-2
+ *              (12.5% of 4 layers rounds to 1 layer, the same model as 25%: the row is not repeated)
+ *   Table 7/8  attention-weight initialisation vs random initialisation (Mamba-2, 50% and 0%)
+ *   Table 9    replacing the attention layers by Mamba vs dropping those layers (50% and 25%)
+ *   stepwise   50% → 25% → 0% in three stages vs one shot to 0%, the same total tokens
+ *   SFT, DPO   stage 2 and stage 3 on the 50% Mamba-2 hybrid
+ *   speculative  the trained 1-layer draft against the 50% and 0% Mamba-2 hybrids, K = 1..8, greedy
+ *
+ * Every training run is a `mil` command (run in this process through lib/cli/main.ts) whose line is printed
+ * in the table; its folder under runs/paper/ holds training.json and loss.svg. A run whose folder exists
+ * is reused, and an interrupted one resumes from its checkpoint, so the script can be stopped and started.
+ * usage: npm run paper [-- --tokens N] [-- --fresh]
+ */
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { main } from '../lib/cli/main.js';
+import { SHIPPED_TOKENIZER, tokenStream } from '../lib/cli/train_cmds.js';
+import { corpusPart } from '../lib/data/corpus.js';
+import { BpeTokenizer } from '../lib/text/bpe.js';
+import { loadModel } from '../lib/model/load.js';
+import { evaluate, engineFor } from '../lib/train/job.js';
+import { SimdGemm } from '../lib/simd/gemm.js';
+import { getOps } from '../lib/ops.js';
+import { generate } from '../lib/model/generate.js';
+import { ModelDrafter, speculativeGenerate } from '../lib/decode/speculative.js';
+import { writeFile } from '../lib/io/writer.js';
+import { barChartSvg, lineChartSvg, writeSvg } from '../lib/plot/svg.js';
+
+const { values } = parseArgs({ options: { tokens: { type: 'string', default: '204800' }, fresh: { type: 'boolean', default: false }, 'eval-tokens': { type: 'string', default: '32768' } } });
+const ROOT = join(import.meta.dirname, '..');
+const RUNS = join(ROOT, 'runs', 'paper');
+const TEACHER = join(ROOT, 'models', 'teacher-small');
+const DRAFT = join(ROOT, 'models', 'draft-small');
+const DOCS = join(ROOT, 'docs');
+const TOKENS = values.tokens!;
+const EVAL_TOKENS = Number(values['eval-tokens']);
+if (values.fresh) rmSync(RUNS, { recursive: true, force: true });
+for (const p of [TEACHER, DRAFT]) if (!existsSync(join(p, 'config.json'))) throw new Error(`${p} is missing: run npm run models first`);
+
+const t00 = performance.now();
+const rel = (p: string) => p.slice(ROOT.length + 1);
+const common = ['--tokens', TOKENS, '--batch', '4', '--len', '256', '--quiet'];
+
+interface Run {
+  name: string;
+  args: string[];
+}
+const distill = (name: string, extra: string[]): Run => ({ name, args: ['distill', '--teacher', rel(TEACHER), ...extra, ...common, '--out', `runs/paper/${name}`] });
+const RUN_LIST: Run[] = [
+  distill('mamba2-50', ['--variant', 'mamba2', '--attention', '0.5']),
+  distill('mamba2-25', ['--variant', 'mamba2', '--attention', '0.25']),
+  distill('mamba2-0', ['--variant', 'mamba2', '--attention', '0']),
+  distill('mamba1-50', ['--variant', 'mamba1', '--attention', '0.5']),
+  distill('mamba1-25', ['--variant', 'mamba1', '--attention', '0.25']),
+  distill('mamba1-0', ['--variant', 'mamba1', '--attention', '0']),
+  distill('mamba2-50-random', ['--variant', 'mamba2', '--attention', '0.5', '--init', 'random']),
+  distill('mamba2-0-random', ['--variant', 'mamba2', '--attention', '0', '--init', 'random']),
+  distill('drop-50', ['--drop-instead', '--attention', '0.5']),
+  distill('drop-25', ['--drop-instead', '--attention', '0.25']),
+  distill('mamba2-stepwise-0', ['--variant', 'mamba2', '--stepwise', '0.5,0.25,0']),
+  { name: 'mamba2-50-sft', args: ['sft', '--model', 'runs/paper/mamba2-50', ...common, '--tokens', String(Math.round(Number(TOKENS) / 4)), '--out', 'runs/paper/mamba2-50-sft'] },
+  { name: 'mamba2-50-dpo', args: ['dpo', '--model', 'runs/paper/mamba2-50-sft', '--pairs', '256', '--batch', '8', '--beta', '0.1', '--quiet', '--out', 'runs/paper/mamba2-50-dpo'] },
+];
+
+const minutes: Record<string, number> = {};
+process.chdir(ROOT);
+for (const r of RUN_LIST) {
+  const dir = join(RUNS, r.name);
+  if (existsSync(join(dir, 'training.json'))) {
+    console.error(`[paper] ${r.name}: done before, reused`);
+    continue;
+  }
+  console.error(`[paper] ${r.name}: mil ${r.args.join(' ')}`);
+  const t0 = performance.now();
+  const code = await main(r.args);
+  if (code !== 0) throw new Error(`mil ${r.args.join(' ')} exited ${code}`);
+  minutes[r.name] = (performance.now() - t0) / 60000;
+  console.error(`[paper] ${r.name}: ${minutes[r.name]!.toFixed(1)} min (total ${((performance.now() - t00) / 60000).toFixed(1)} min)`);
+}
+
+// ------------------------------------------------------------------ evaluation on the test split
+await SimdGemm.load();
+const tok = BpeTokenizer.load(SHIPPED_TOKENIZER);
+const test = tokenStream(corpusPart('sotu', 'test'), tok);
+const ppl: Record<string, { ppl: number; bitsPerByte: number }> = {};
+const evalCmd = (dir: string) => `mil eval --model ${dir} --split test --tokens ${EVAL_TOKENS}`;
+for (const [name, dir] of [['teacher', rel(TEACHER)], ['draft', rel(DRAFT)], ...RUN_LIST.map((r) => [r.name, `runs/paper/${r.name}`])] as Array<[string, string]>) {
+  const r = evaluate(loadModel(join(ROOT, dir)), test, { seqLen: 256, maxTokens: EVAL_TOKENS, engine: engineFor('simd'), tokenizer: tok });
+  ppl[name] = r;
+  console.error(`[paper] ${evalCmd(dir)}: ppl ${r.ppl.toFixed(2)}`);
+}
+const T = ppl.teacher!.ppl;
+const info = (name: string) => JSON.parse(readFileSync(join(RUNS, name, 'training.json'), 'utf8'));
+
+// ------------------------------------------------------------------ speculative decoding with the trained draft
+const ops = await getOps('wasm-simd');
+const draft = loadModel(DRAFT);
+const prompts = corpusPart('sotu', 'test').slice(0, 3).map((d) => tok.encode(d.text).slice(0, 32));
+const NEW = 64;
+interface SpecRow { target: string; K: number; acceptance: number; tokensPerVerify: number; speedup: number; identical: boolean }
+const spec: SpecRow[] = [];
+for (const target of ['mamba2-50', 'mamba2-0']) {
+  const m = loadModel(join(RUNS, target));
+  await generate(ops, m, prompts[0]!, { maxNewTokens: 4, eos: [] });
+  const plain = [];
+  for (const p of prompts) plain.push(await generate(ops, m, p, { maxNewTokens: NEW, eos: [] }));
+  const plainMs = plain.reduce((s, r) => s + r.prefill.ms + r.decode.ms, 0);
+  for (let K = 1; K <= 8; K++) {
+    await speculativeGenerate(ops, m, new ModelDrafter(ops, draft, K + 1, 'lazy'), prompts[0]!, { K, maxNewTokens: 4, eos: [] });
+    let ms = 0, acc = 0, prop = 0, verifies = 0, toks = 0, same = true;
+    for (const [i, p] of prompts.entries()) {
+      const s = await speculativeGenerate(ops, m, new ModelDrafter(ops, draft, K + 1, 'lazy'), p, { K, maxNewTokens: NEW, eos: [] });
+      ms += s.prefillMs + s.decodeMs;
+      acc += s.rounds.reduce((a, r) => a + r.accepted, 0);
+      prop += s.rounds.reduce((a, r) => a + r.proposed, 0);
+      verifies += s.rounds.length;
+      toks += s.tokens.length;
+      same &&= s.tokens.join() === plain[i]!.tokens.join();
+    }
+    const row = { target, K, acceptance: acc / prop, tokensPerVerify: toks / verifies, speedup: plainMs / ms, identical: same };
+    spec.push(row);
+    console.error(`[paper] speculative ${target} K=${K}: acceptance ${(100 * row.acceptance).toFixed(0)}%, ${row.tokensPerVerify.toFixed(2)} tokens/verify, ×${row.speedup.toFixed(2)}, identical ${same}`);
+  }
+}
+
+// ------------------------------------------------------------------ the page
+const total = (performance.now() - t00) / 60000;
+const row = (name: string) => `${ppl[name]!.ppl.toFixed(2)} | ${(ppl[name]!.ppl / T).toFixed(3)}`;
+const cmd = (name: string) => `\`${info(name).command}\``;
+const svgDir = join(DOCS, 'results');
+writeSvg(join(svgDir, 'table6.svg'), barChartSvg({ title: 'Perplexity ratio to the teacher (test split)', yLabel: 'ppl / teacher ppl', groups: ['50%', '25%', '0%'], series: ['mamba1', 'mamba2'].map((v) => ({ name: v, values: ['50', '25', '0'].map((a) => ppl[`${v}-${a}`]!.ppl / T) })) }));
+writeSvg(join(svgDir, 'speculative.svg'), lineChartSvg({ title: 'Speculative decoding with the trained draft (wasm-simd, greedy)', xLabel: 'K (draft tokens per verify)', yLabel: 'speedup over plain decoding', series: ['mamba2-50', 'mamba2-0'].map((t) => ({ name: t, points: spec.filter((s) => s.target === t).map((s) => [s.K, s.speedup] as [number, number]) })) }));
+const best = (t: string) => spec.filter((s) => s.target === t).reduce((a, b) => (b.speedup > a.speedup ? b : a));
+const dpo = JSON.parse(readFileSync(join(RUNS, 'mamba2-50-dpo', 'training.json'), 'utf8'));
+const md = [
+  '# The paper at toy scale',
+  '',
+  `Made by \`npm run paper\` (scripts/paper.ts) in ${total.toFixed(1)} min on this machine (2 cores; ${Object.keys(minutes).length} of ${RUN_LIST.length} training runs made in this invocation). Teacher: \`models/teacher-small\` (d_model 128, 4 layers, 4 query / 2 key-value heads, vocabulary 2048), trained by the command in its training.json. Data: State of the Union addresses, split by speech; perplexities are on the test split's first ${EVAL_TOKENS} tokens (windows of 256), with \`${evalCmd('DIR')}\`. Every distillation run sees ${TOKENS} training tokens (batch 4 × 256), KL weight 0.1, CE weight 1, AdamW (0.9, 0.98), lr 1e-3, cosine with 5% warmup, clip 0.1, only Mamba parameters training.`,
+  '',
+  `Teacher test perplexity: **${T.toFixed(2)}** (${ppl.teacher!.bitsPerByte.toFixed(3)} bits/byte).`,
+  '',
+  '## Table 6: perplexity ratio to the teacher as attention shrinks',
+  '',
+  '| attention | Mamba-1 ppl | ratio | Mamba-2 ppl | ratio | paper (Mamba-2-style, Zephyr) |',
+  '| --- | ---: | ---: | ---: | ---: | ---: |',
+  `| 50% | ${row('mamba1-50')} | ${row('mamba2-50')} | 1.03 |`,
+  `| 25% | ${row('mamba1-25')} | ${row('mamba2-25')} | 1.09 |`,
+  `| 0% | ${row('mamba1-0')} | ${row('mamba2-0')} | 1.66 |`,
+  '',
+  '![Table 6](results/table6.svg)',
+  '',
+  '## Tables 7/8: initialising from the attention weights vs at random (Mamba-2)',
+  '',
+  '| attention | attention init ppl | ratio | random init ppl | ratio | random / attention | paper (random / attention) |',
+  '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+  `| 50% | ${row('mamba2-50')} | ${row('mamba2-50-random')} | ${(ppl['mamba2-50-random']!.ppl / ppl['mamba2-50']!.ppl).toFixed(2)}× | ${(7.4 / 2.09).toFixed(2)}× |`,
+  `| 0% | ${row('mamba2-0')} | ${row('mamba2-0-random')} | ${(ppl['mamba2-0-random']!.ppl / ppl['mamba2-0']!.ppl).toFixed(2)}× | ${(18.2 / 3.36).toFixed(2)}× |`,
+  '',
+  '## Table 9: replacing attention layers with Mamba vs dropping those layers',
+  '',
+  'Dropping removes the whole layers (attention and MLP) that Algorithm 1 would have converted; the shallower Llama then trains all of its parameters with cross-entropy for the same tokens (nothing in it is a Mamba parameter).',
+  '',
+  '| attention kept | Mamba-2 (replace) ppl | ratio | drop ppl | ratio |',
+  '| --- | ---: | ---: | ---: | ---: |',
+  `| 50% | ${row('mamba2-50')} | ${row('drop-50')} |`,
+  `| 25% | ${row('mamba2-25')} | ${row('drop-25')} |`,
+  '',
+  '## Stepwise vs one shot (Mamba-2, to 0% attention, same total tokens)',
+  '',
+  '| schedule | ppl | ratio |',
+  '| --- | ---: | ---: |',
+  `| one shot 0% | ${row('mamba2-0')} |`,
+  `| stepwise 50% → 25% → 0% | ${row('mamba2-stepwise-0')} |`,
+  '',
+  '## Stage 2 (SFT) and stage 3 (DPO) on the 50% Mamba-2 hybrid',
+  '',
+  '| model | ppl | ratio |',
+  '| --- | ---: | ---: |',
+  `| distilled (stage 1) | ${row('mamba2-50')} |`,
+  `| + SFT (CE, all parameters) | ${row('mamba2-50-sft')} |`,
+  `| + DPO (β ${dpo.beta}, ${dpo.pairs} pairs) | ${row('mamba2-50-dpo')} |`,
+  '',
+  `DPO preference pairs: a ${dpo.promptLen}-token prompt from the training stream, chosen = its real ${dpo.contLen}-token continuation, rejected = ${dpo.rejected}. On ${dpo.heldOutPairs} held-out pairs from the validation split the DPO model's implicit reward prefers the chosen continuation ${(100 * dpo.heldOutRewardAccuracy).toFixed(1)}% of the time (the SFT reference itself assigns the chosen one the higher likelihood on ${(100 * dpo.referencePreferenceAccuracy).toFixed(1)}%).`,
+  '',
+  '## Speculative decoding with a trained draft',
+  '',
+  `Draft: \`models/draft-small\` (1-layer Llama, test ppl ${ppl.draft!.ppl.toFixed(2)}). Backend wasm-simd, greedy, ${prompts.length} prompts of 32 test tokens, ${NEW} new tokens each; speedup = plain (prefill + decode) time / speculative time, same prompts, same run; "identical" = the speculative tokens equal plain greedy decoding's.`,
+  '',
+  '| target | K | acceptance | tokens per verify | speedup | identical |',
+  '| --- | ---: | ---: | ---: | ---: | --- |',
+  ...spec.map((s) => `| ${s.target} | ${s.K} | ${(100 * s.acceptance).toFixed(0)}% | ${s.tokensPerVerify.toFixed(2)} | ×${s.speedup.toFixed(2)} | ${s.identical ? 'yes' : 'NO'} |`),
+  '',
+  `Best: 50% hybrid ×${best('mamba2-50').speedup.toFixed(2)} at K = ${best('mamba2-50').K}; 0% ×${best('mamba2-0').speedup.toFixed(2)} at K = ${best('mamba2-0').K}.`,
+  '',
+  '![speculative](results/speculative.svg)',
+  '',
+  '## The commands',
+  '',
+  '| run | command | minutes |',
+  '| --- | --- | ---: |',
+  ...RUN_LIST.map((r) => `| ${r.name} | ${cmd(r.name)} | ${(info(r.name).seconds / 60).toFixed(1)} |`),
+  '',
+];
+writeFile(join(DOCS, 'results.md'), md.join('\n'));
+writeFile(join(DOCS, 'results', 'results.json'), JSON.stringify({ minutes: total, ppl, spec, tokens: Number(TOKENS) }, null, 1) + '\n');
+console.error(`[paper] wrote docs/results.md in ${total.toFixed(1)} min`);
+process.exit(0);

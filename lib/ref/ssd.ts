@@ -135,6 +135,8 @@ export function ssdDiscreteChunked(
   const Hst = Tensor.zeros([batch, H, P, N], 'float64', 'final_state');
   if (initialState) Hst.data.set(initialState.data);
   const cum = new Float64Array(chunkSize);
+  const cbw = new Float64Array(chunkSize);
+  const ew = new Float64Array(chunkSize);
   const S = new Float64Array(P * N);
   for (let b = 0; b < batch; b++) {
     for (let h = 0; h < H; h++) {
@@ -147,17 +149,21 @@ export function ssdDiscreteChunked(
         let c = 0;
         for (let t = t0; t < t1; t++) cum[t - t0] = c += a.data[(b * L + t) * H + h]!;
         const total = cum[t1 - 1 - t0]!;
-        // chunk scan: outputs of this chunk from the state entering it (H_c) and the chunk itself
+        // chunk scan: outputs of this chunk from the state entering it (H_c) and the chunk itself;
+        // C_t·B_s and the decays exp(cum_t − cum_s) do not depend on p: computed once per (t, s)
         for (let t = t0; t < t1; t++) {
           const ct = cum[t - t0]!;
+          const et = Math.exp(ct);
+          for (let s = t0; s <= t; s++) {
+            let cb = 0;
+            for (let n = 0; n < N; n++) cb += C.data[bIdx(t, n)]! * B.data[bIdx(s, n)]!;
+            cbw[s - t0] = cb;
+            ew[s - t0] = Math.exp(ct - cum[s - t0]!);
+          }
           for (let p = 0; p < P; p++) {
             let y = 0;
-            for (let n = 0; n < N; n++) y += Math.exp(ct) * Hst.data[hOff + p * N + n]! * C.data[bIdx(t, n)]!;
-            for (let s = t0; s <= t; s++) {
-              let cb = 0;
-              for (let n = 0; n < N; n++) cb += C.data[bIdx(t, n)]! * B.data[bIdx(s, n)]!;
-              y += Math.exp(ct - cum[s - t0]!) * cb * X.data[xIdx(s, p)]!;
-            }
+            for (let n = 0; n < N; n++) y += et * Hst.data[hOff + p * N + n]! * C.data[bIdx(t, n)]!;
+            for (let s = t0; s <= t; s++) y += ew[s - t0]! * cbw[s - t0]! * X.data[xIdx(s, p)]!;
             Y.data[xIdx(t, p)] = y;
           }
         }

@@ -13,7 +13,9 @@
  * Every training run is a `mil` command (run in this process through lib/cli/main.ts) whose line is printed
  * in the table; its folder under runs/paper/ holds training.json and loss.svg. A run whose folder exists
  * is reused, and an interrupted one resumes from its checkpoint, so the script can be stopped and started.
- * usage: npm run paper [-- --tokens N] [-- --fresh]
+ * The commands are in scripts/commands.ts; the 50% Mamba-1/Mamba-2 and 0% Mamba-2 rows are the shipped
+ * hybrids of models/ (made by the same kind of command), the rest go to runs/paper/.
+ * usage: npm run paper [-- --fresh] [-- --eval-tokens N]
  */
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -30,47 +32,27 @@ import { generate } from '../lib/model/generate.js';
 import { ModelDrafter, speculativeGenerate } from '../lib/decode/speculative.js';
 import { writeFile } from '../lib/io/writer.js';
 import { barChartSvg, lineChartSvg, writeSvg } from '../lib/plot/svg.js';
+import { DISTILL_TOKENS, PAPER_RUNS } from './commands.js';
 
-const { values } = parseArgs({ options: { tokens: { type: 'string', default: '204800' }, fresh: { type: 'boolean', default: false }, 'eval-tokens': { type: 'string', default: '32768' } } });
+const { values } = parseArgs({ options: { fresh: { type: 'boolean', default: false }, 'eval-tokens': { type: 'string', default: '32768' } } });
 const ROOT = join(import.meta.dirname, '..');
 const RUNS = join(ROOT, 'runs', 'paper');
 const TEACHER = join(ROOT, 'models', 'teacher-small');
 const DRAFT = join(ROOT, 'models', 'draft-small');
 const DOCS = join(ROOT, 'docs');
-const TOKENS = values.tokens!;
 const EVAL_TOKENS = Number(values['eval-tokens']);
 if (values.fresh) rmSync(RUNS, { recursive: true, force: true });
 for (const p of [TEACHER, DRAFT]) if (!existsSync(join(p, 'config.json'))) throw new Error(`${p} is missing: run npm run models first`);
 
 const t00 = performance.now();
 const rel = (p: string) => p.slice(ROOT.length + 1);
-const common = ['--tokens', TOKENS, '--batch', '4', '--len', '256', '--quiet'];
-
-interface Run {
-  name: string;
-  args: string[];
-}
-const distill = (name: string, extra: string[]): Run => ({ name, args: ['distill', '--teacher', rel(TEACHER), ...extra, ...common, '--out', `runs/paper/${name}`] });
-const RUN_LIST: Run[] = [
-  distill('mamba2-50', ['--variant', 'mamba2', '--attention', '0.5']),
-  distill('mamba2-25', ['--variant', 'mamba2', '--attention', '0.25']),
-  distill('mamba2-0', ['--variant', 'mamba2', '--attention', '0']),
-  distill('mamba1-50', ['--variant', 'mamba1', '--attention', '0.5']),
-  distill('mamba1-25', ['--variant', 'mamba1', '--attention', '0.25']),
-  distill('mamba1-0', ['--variant', 'mamba1', '--attention', '0']),
-  distill('mamba2-50-random', ['--variant', 'mamba2', '--attention', '0.5', '--init', 'random']),
-  distill('mamba2-0-random', ['--variant', 'mamba2', '--attention', '0', '--init', 'random']),
-  distill('drop-50', ['--drop-instead', '--attention', '0.5']),
-  distill('drop-25', ['--drop-instead', '--attention', '0.25']),
-  distill('mamba2-stepwise-0', ['--variant', 'mamba2', '--stepwise', '0.5,0.25,0']),
-  { name: 'mamba2-50-sft', args: ['sft', '--model', 'runs/paper/mamba2-50', ...common, '--tokens', String(Math.round(Number(TOKENS) / 4)), '--out', 'runs/paper/mamba2-50-sft'] },
-  { name: 'mamba2-50-dpo', args: ['dpo', '--model', 'runs/paper/mamba2-50-sft', '--pairs', '256', '--batch', '8', '--beta', '0.1', '--quiet', '--out', 'runs/paper/mamba2-50-dpo'] },
-];
+const RUN_LIST = Object.entries(PAPER_RUNS).map(([name, m]) => ({ name, ...m }));
+const TOKENS = String(DISTILL_TOKENS);
 
 const minutes: Record<string, number> = {};
 process.chdir(ROOT);
 for (const r of RUN_LIST) {
-  const dir = join(RUNS, r.name);
+  const dir = join(ROOT, r.out);
   if (existsSync(join(dir, 'training.json'))) {
     console.error(`[paper] ${r.name}: done before, reused`);
     continue;
@@ -89,40 +71,42 @@ const tok = BpeTokenizer.load(SHIPPED_TOKENIZER);
 const test = tokenStream(corpusPart('sotu', 'test'), tok);
 const ppl: Record<string, { ppl: number; bitsPerByte: number }> = {};
 const evalCmd = (dir: string) => `mil eval --model ${dir} --split test --tokens ${EVAL_TOKENS}`;
-for (const [name, dir] of [['teacher', rel(TEACHER)], ['draft', rel(DRAFT)], ...RUN_LIST.map((r) => [r.name, `runs/paper/${r.name}`])] as Array<[string, string]>) {
+for (const [name, dir] of [['teacher', rel(TEACHER)], ['draft', rel(DRAFT)], ...RUN_LIST.map((r) => [r.name, r.out])] as Array<[string, string]>) {
   const r = evaluate(loadModel(join(ROOT, dir)), test, { seqLen: 256, maxTokens: EVAL_TOKENS, engine: engineFor('simd'), tokenizer: tok });
   ppl[name] = r;
   console.error(`[paper] ${evalCmd(dir)}: ppl ${r.ppl.toFixed(2)}`);
 }
 const T = ppl.teacher!.ppl;
-const info = (name: string) => JSON.parse(readFileSync(join(RUNS, name, 'training.json'), 'utf8'));
+const info = (name: string) => JSON.parse(readFileSync(join(ROOT, PAPER_RUNS[name]!.out, 'training.json'), 'utf8'));
 
 // ------------------------------------------------------------------ speculative decoding with the trained draft
 const ops = await getOps('wasm-simd');
 const draft = loadModel(DRAFT);
 const prompts = corpusPart('sotu', 'test').slice(0, 3).map((d) => tok.encode(d.text).slice(0, 32));
 const NEW = 64;
-interface SpecRow { target: string; K: number; acceptance: number; tokensPerVerify: number; speedup: number; identical: boolean }
+interface SpecRow { target: string; K: number; acceptance: number; tokensPerVerify: number; speedup: number; speedupWithPrefill: number; identical: boolean }
 const spec: SpecRow[] = [];
 for (const target of ['mamba2-50', 'mamba2-0']) {
-  const m = loadModel(join(RUNS, target));
+  const m = loadModel(join(ROOT, PAPER_RUNS[target]!.out));
   await generate(ops, m, prompts[0]!, { maxNewTokens: 4, eos: [] });
   const plain = [];
   for (const p of prompts) plain.push(await generate(ops, m, p, { maxNewTokens: NEW, eos: [] }));
-  const plainMs = plain.reduce((s, r) => s + r.prefill.ms + r.decode.ms, 0);
+  const plainAll = plain.reduce((s, r) => s + r.prefill.ms + r.decode.ms, 0);
+  const plainMs = plain.reduce((s, r) => s + r.decode.ms, 0);
   for (let K = 1; K <= 8; K++) {
     await speculativeGenerate(ops, m, new ModelDrafter(ops, draft, K + 1, 'lazy'), prompts[0]!, { K, maxNewTokens: 4, eos: [] });
-    let ms = 0, acc = 0, prop = 0, verifies = 0, toks = 0, same = true;
+    let ms = 0, all = 0, acc = 0, prop = 0, verifies = 0, toks = 0, same = true;
     for (const [i, p] of prompts.entries()) {
       const s = await speculativeGenerate(ops, m, new ModelDrafter(ops, draft, K + 1, 'lazy'), p, { K, maxNewTokens: NEW, eos: [] });
-      ms += s.prefillMs + s.decodeMs;
+      ms += s.decodeMs;
+      all += s.prefillMs + s.decodeMs;
       acc += s.rounds.reduce((a, r) => a + r.accepted, 0);
       prop += s.rounds.reduce((a, r) => a + r.proposed, 0);
       verifies += s.rounds.length;
       toks += s.tokens.length;
       same &&= s.tokens.join() === plain[i]!.tokens.join();
     }
-    const row = { target, K, acceptance: acc / prop, tokensPerVerify: toks / verifies, speedup: plainMs / ms, identical: same };
+    const row = { target, K, acceptance: acc / prop, tokensPerVerify: toks / verifies, speedup: plainMs / ms, speedupWithPrefill: plainAll / all, identical: same };
     spec.push(row);
     console.error(`[paper] speculative ${target} K=${K}: acceptance ${(100 * row.acceptance).toFixed(0)}%, ${row.tokensPerVerify.toFixed(2)} tokens/verify, ×${row.speedup.toFixed(2)}, identical ${same}`);
   }
@@ -136,7 +120,7 @@ const svgDir = join(DOCS, 'results');
 writeSvg(join(svgDir, 'table6.svg'), barChartSvg({ title: 'Perplexity ratio to the teacher (test split)', yLabel: 'ppl / teacher ppl', groups: ['50%', '25%', '0%'], series: ['mamba1', 'mamba2'].map((v) => ({ name: v, values: ['50', '25', '0'].map((a) => ppl[`${v}-${a}`]!.ppl / T) })) }));
 writeSvg(join(svgDir, 'speculative.svg'), lineChartSvg({ title: 'Speculative decoding with the trained draft (wasm-simd, greedy)', xLabel: 'K (draft tokens per verify)', yLabel: 'speedup over plain decoding', series: ['mamba2-50', 'mamba2-0'].map((t) => ({ name: t, points: spec.filter((s) => s.target === t).map((s) => [s.K, s.speedup] as [number, number]) })) }));
 const best = (t: string) => spec.filter((s) => s.target === t).reduce((a, b) => (b.speedup > a.speedup ? b : a));
-const dpo = JSON.parse(readFileSync(join(RUNS, 'mamba2-50-dpo', 'training.json'), 'utf8'));
+const dpo = info('mamba2-50-dpo');
 const md = [
   '# The paper at toy scale',
   '',
@@ -189,11 +173,11 @@ const md = [
   '',
   '## Speculative decoding with a trained draft',
   '',
-  `Draft: \`models/draft-small\` (1-layer Llama, test ppl ${ppl.draft!.ppl.toFixed(2)}). Backend wasm-simd, greedy, ${prompts.length} prompts of 32 test tokens, ${NEW} new tokens each; speedup = plain (prefill + decode) time / speculative time, same prompts, same run; "identical" = the speculative tokens equal plain greedy decoding's.`,
+  `Draft: \`models/draft-small\` (1-layer Llama, test ppl ${ppl.draft!.ppl.toFixed(2)}). Backend wasm-simd, greedy, ${prompts.length} prompts of 32 test tokens, ${NEW} new tokens each; speedup = plain decoding time / speculative decoding time after the prompt (the prefill, the same in both, left out; with it in the last column), draft cost included, same prompts, same run; "identical" = the speculative tokens equal plain greedy decoding's.`,
   '',
-  '| target | K | acceptance | tokens per verify | speedup | identical |',
-  '| --- | ---: | ---: | ---: | ---: | --- |',
-  ...spec.map((s) => `| ${s.target} | ${s.K} | ${(100 * s.acceptance).toFixed(0)}% | ${s.tokensPerVerify.toFixed(2)} | ×${s.speedup.toFixed(2)} | ${s.identical ? 'yes' : 'NO'} |`),
+  '| target | K | acceptance | tokens per verify | speedup | identical | speedup with prefill |',
+  '| --- | ---: | ---: | ---: | ---: | --- | ---: |',
+  ...spec.map((s) => `| ${s.target} | ${s.K} | ${(100 * s.acceptance).toFixed(0)}% | ${s.tokensPerVerify.toFixed(2)} | ×${s.speedup.toFixed(2)} | ${s.identical ? 'yes' : 'NO'} | ×${s.speedupWithPrefill.toFixed(2)} |`),
   '',
   `Best: 50% hybrid ×${best('mamba2-50').speedup.toFixed(2)} at K = ${best('mamba2-50').K}; 0% ×${best('mamba2-0').speedup.toFixed(2)} at K = ${best('mamba2-0').K}.`,
   '',

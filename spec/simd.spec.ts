@@ -114,6 +114,25 @@ describe('SIMD matrix products = float64 reference', () => {
     }
     g.close();
   });
+  it('a weight changed and re-packed at every step (a training loop) reuses its memory: resident bytes stay constant, results follow the changes', () => {
+    const g = SimdGemm.load(1);
+    const r = new Rng(10);
+    const x = rnd(r, 3 * 40);
+    const ws = [rnd(r, 24 * 40), rnd(r, 8 * 40), rnd(r, 24 * 40)];
+    const shapes = [24, 8, 24];
+    ws.forEach((w, i) => g.linear(x, 3, 40, w, shapes[i]!));
+    const bytes = g.residentBytes;
+    for (let step = 0; step < 50; step++) {
+      ws.forEach((w, i) => {
+        w[step % w.length] += 1;
+        g.forget(w);
+        const y = g.linear(x, 3, 40, w, shapes[i]!);
+        expect(relError(y, ref((a, k) => x[a * 40 + k]!, (k, n) => w[n * 40 + k]!, 3, 40, shapes[i]!))).toBeLessThanOrEqual(1e-5);
+      });
+      expect(g.residentBytes, `step ${step}`).toBe(bytes);
+    }
+    g.close();
+  });
   it('asm/gemm.wasm is exactly what asm/gemm.ts builds to (asm/build.sh)', () => {
     const out = join(tmpFolder('asm'), 'gemm.wasm');
     execFileSync('bash', [join(import.meta.dirname, '..', 'asm', 'build.sh'), out], { stdio: 'pipe' });

@@ -133,12 +133,14 @@ export class SimdGemm {
     let bp: number;
     if (hit && hit.N === N && hit.K === K) bp = hit.ptr;
     else {
-      bp = align(this.residentTop);
-      const stage = align(bp + this.packedPanels(N, K));
+      const bytes = this.packedPanels(N, K);
+      const slot = resident ? this.takeFree(bytes) : undefined; // the memory of a forgotten weight, if one fits
+      bp = slot ?? align(this.residentTop);
+      const stage = align(Math.max(this.residentTop, bp + bytes));
       this.put(w, stage);
       this.x.packBT(stage, N, K, bp);
       if (resident) {
-        this.residentTop = bp + this.packedPanels(N, K);
+        if (slot === undefined) this.residentTop = bp + bytes;
         this.packed.set(w, { ptr: bp, N, K });
       }
     }
@@ -224,14 +226,34 @@ export class SimdGemm {
     return (n * 4) / (best / 1000);
   }
 
-  /** Forget the packed copy of one weight array (it changed in place); its memory is not reused. */
+  /**
+   * Forget the packed copy of one weight array (it changed in place, as every trainable weight does at each
+   * training step): its memory goes on a free list that the next packed weight of at most its size reuses,
+   * so a training loop re-packing the same weights every step runs in constant memory.
+   */
   forget(w: object): void {
+    const h = this.packed.get(w);
+    if (!h) return;
     this.packed.delete(w);
+    this.free.push({ ptr: h.ptr, bytes: this.packedPanels(h.N, h.K) });
+  }
+  private free: Array<{ ptr: number; bytes: number }> = [];
+
+  /** First fit from the free list (the rest of a larger block stays free). */
+  private takeFree(bytes: number): number | undefined {
+    const i = this.free.findIndex((f) => f.bytes >= bytes);
+    if (i < 0) return undefined;
+    const f = this.free[i]!;
+    const rest = f.bytes - align(bytes);
+    if (rest >= 64) this.free[i] = { ptr: f.ptr + align(bytes), bytes: rest };
+    else this.free.splice(i, 1);
+    return f.ptr;
   }
 
   /** Forget every resident packed weight (their memory is reused). */
   releaseResident(): void {
     this.residentTop = 16;
+    this.free = [];
     this.packed = new WeakMap(); // a WeakMap cannot be cleared: replace it
   }
 

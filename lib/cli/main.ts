@@ -33,6 +33,8 @@ import { demo } from './demo.js';
 import { ModelDrafter, speculativeGenerate, truncateLayers } from '../decode/speculative.js';
 import { IoError, OutputLockedError, checkOutput } from '../io/writer.js';
 import { UsageError, parseCommand, suggest, type OptSpec, type Parsed } from './args.js';
+import { cmdConform } from './conform_cmd.js';
+import { CONFORM_OPS } from '../conform/cases.js';
 import { TRAIN_COMMANDS, TRAIN_USAGE, cmdDistill, cmdDpo, cmdEval, cmdSft, cmdTokenizerTrain, cmdTrain, setInvocation } from './train_cmds.js';
 
 export const EXIT = { ok: 0, checkFailed: 1, usage: 2, io: 3, internal: 4 } as const;
@@ -93,6 +95,20 @@ const COMMANDS = {
   },
   backends: { options: {} as Record<string, OptSpec>, positionals: [0, 0] as [number, number] },
   ...TRAIN_COMMANDS,
+  conform: {
+    options: {
+      op: { kind: 'enum', choices: CONFORM_OPS },
+      port: { kind: 'string' },
+      runs: { kind: 'int', min: 1, max: 1_000_000 },
+      seed: seedOpt,
+      tolerance: { kind: 'number', min: 0, max: 1e6 },
+      timeout: { kind: 'int', min: 1, max: 3_600_000, help: 'per case, milliseconds' },
+      save: { kind: 'string' },
+      json: { kind: 'switch' },
+      'fail-fast': { kind: 'switch' },
+    } as Record<string, OptSpec>,
+    positionals: [0, 0] as [number, number],
+  },
 };
 type CommandName = keyof typeof COMMANDS;
 
@@ -111,6 +127,8 @@ const USAGE = `usage:
                [--speculative --draft DIR [--draft-layers N] [-k K] [--scheme lazy|per-position]]
   mil backends
 ${TRAIN_USAGE}
+  mil conform --op OP --port "CMD" [--runs N] [--seed S] [--tolerance T] [--timeout MS] [--save DIR] [--fail-fast] [--json]
+              OP: ${CONFORM_OPS.join('|')}   (protocol: docs/conform.md)
 exit status: 0 success, 1 a check failed, 2 bad usage or input, 3 I/O or environment failure, 4 internal error`;
 
 type V = Parsed['values'];
@@ -384,6 +402,8 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdDistill(parsed);
       case 'eval':
         return await cmdEval(parsed);
+      case 'conform':
+        return await cmdConform(parsed);
       case 'sft':
         return await cmdSft(parsed);
       case 'dpo':

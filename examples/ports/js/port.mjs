@@ -1,0 +1,164 @@
+#!/usr/bin/env node
+// An example port for `mil conform` (docs/conform.md), in plain JavaScript with no dependency: it reads
+// DIR/case.json and DIR/case.safetensors, computes the op, writes DIR/out.safetensors, and exits 77
+// ("unsupported") for ops it does not implement. Ops: selective_scan, causal_conv1d, gated_rmsnorm,
+// ssd_chunk_scan (chunked, as upstream's ssd_chunk_scan_combined_ref).
+//   npx mil conform --op selective_scan --port "node examples/ports/js/port.mjs"
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const dir = process.argv[2];
+const c = JSON.parse(readFileSync(join(dir, 'case.json'), 'utf8'));
+const I = readSafetensors(join(dir, 'case.safetensors'));
+const a = c.attrs;
+
+const softplus = (x) => (x > 20 ? x : Math.log1p(Math.exp(x))); // torch's threshold 20
+const silu = (x) => x / (1 + Math.exp(-x));
+const zeros = (shape) => ({ shape, data: new Float64Array(shape.reduce((p, d) => p * d, 1)) });
+
+const OPS = {
+  selective_scan() {
+    const { u, delta, A, B, C, D, z, delta_bias: bias, initial_state: h0 } = I;
+    const [nb, dim, L] = u.shape;
+    const N = A.shape[1];
+    const G = B.shape.length === 4 ? B.shape[1] : 1; // B, C: (b, N, L) or grouped (b, G, N, L)
+    const at = (T, b, d, n, t) => T.data[((b * G + Math.floor(d / (dim / G))) * N + n) * L + t];
+    const out = zeros([nb, dim, L]);
+    const last = zeros([nb, dim, N]);
+    for (let b = 0; b < nb; b++)
+      for (let d = 0; d < dim; d++) {
+        const h = Array.from({ length: N }, (_, n) => (h0 ? h0.data[(b * dim + d) * N + n] : 0));
+        for (let t = 0; t < L; t++) {
+          const i = (b * dim + d) * L + t;
+          let dt = delta.data[i] + (bias ? bias.data[d] : 0);
+          if (a.delta_softplus) dt = softplus(dt);
+          let y = 0;
+          for (let n = 0; n < N; n++) {
+            h[n] = Math.exp(dt * A.data[d * N + n]) * h[n] + dt * at(B, b, d, n, t) * u.data[i];
+            y += at(C, b, d, n, t) * h[n];
+          }
+          if (D) y += D.data[d] * u.data[i];
+          if (z) y *= silu(z.data[i]);
+          out.data[i] = y;
+        }
+        last.data.set(h, (b * dim + d) * N);
+      }
+    return { out, last_state: last };
+  },
+  causal_conv1d() {
+    const { x, weight, bias, initial_states: init } = I;
+    const [nb, dim, L] = x.shape;
+    const W = weight.shape[1];
+    const out = zeros([nb, dim, L]);
+    const fin = zeros([nb, dim, W - 1]);
+    for (let b = 0; b < nb; b++)
+      for (let d = 0; d < dim; d++) {
+        // the padded row: W − 1 initial (or zero) steps, then x
+        const row = [...Array.from({ length: W - 1 }, (_, k) => (init ? init.data[(b * dim + d) * (W - 1) + k] : 0)), ...x.data.subarray((b * dim + d) * L, (b * dim + d + 1) * L)];
+        for (let t = 0; t < L; t++) {
+          let s = bias ? bias.data[d] : 0;
+          for (let k = 0; k < W; k++) s += weight.data[d * W + k] * row[t + k];
+          out.data[(b * dim + d) * L + t] = a.activation ? silu(s) : s;
+        }
+        fin.data.set(row.slice(L, L + W - 1), (b * dim + d) * (W - 1));
+      }
+    return { out, final_states: fin };
+  },
+  gated_rmsnorm() {
+    const { x, weight, z } = I;
+    const d = x.shape.at(-1);
+    const g = a.group_size ?? d;
+    const before = a.norm_before_gate ?? true;
+    const out = zeros(x.shape);
+    for (let r = 0; r < x.data.length / d; r++)
+      for (let g0 = 0; g0 < d; g0 += g) {
+        const o = r * d + g0;
+        const v = Array.from({ length: g }, (_, i) => (z && !before ? x.data[o + i] * silu(z.data[o + i]) : x.data[o + i]));
+        const rstd = 1 / Math.sqrt(v.reduce((s, e) => s + e * e, 0) / g + a.eps);
+        for (let i = 0; i < g; i++) out.data[o + i] = v[i] * rstd * weight.data[g0 + i] * (z && before ? silu(z.data[o + i]) : 1);
+      }
+    return { out };
+  },
+  ssd_chunk_scan() {
+    const { x, dt, A, B, C, D, z, dt_bias: bias, initial_states: init } = I;
+    const [nb, L, H, P] = x.shape;
+    const [G, N] = B.shape.slice(2);
+    const Q = a.chunk_size;
+    const out = zeros([nb, L, H, P]);
+    const fin = zeros([nb, H, P, N]);
+    for (let b = 0; b < nb; b++)
+      for (let h = 0; h < H; h++) {
+        const g = Math.floor(h / (H / G));
+        const S = Array.from({ length: P * N }, (_, i) => (init ? init.data[(b * H + h) * P * N + i] : 0));
+        const del = (t) => {
+          const v = dt.data[(b * L + t) * H + h] + (bias ? bias.data[h] : 0);
+          return a.dt_softplus ? softplus(v) : v;
+        };
+        const Bv = (t, n) => B.data[((b * L + t) * G + g) * N + n];
+        const Cv = (t, n) => C.data[((b * L + t) * G + g) * N + n];
+        const xv = (t, p) => x.data[((b * L + t) * H + h) * P + p];
+        for (let t0 = 0; t0 < L; t0 += Q) {
+          const t1 = Math.min(L, t0 + Q);
+          const cum = []; // cumulative log-decays inside the chunk
+          for (let t = t0, s = 0; t < t1; t++) cum.push((s += del(t) * A.data[h]));
+          for (let t = t0; t < t1; t++)
+            for (let p = 0; p < P; p++) {
+              let y = 0;
+              for (let n = 0; n < N; n++) y += Math.exp(cum[t - t0]) * S[p * N + n] * Cv(t, n);
+              for (let s = t0; s <= t; s++) {
+                let cb = 0;
+                for (let n = 0; n < N; n++) cb += Cv(t, n) * Bv(s, n);
+                y += Math.exp(cum[t - t0] - cum[s - t0]) * cb * del(s) * xv(s, p);
+              }
+              const i = ((b * L + t) * H + h) * P + p;
+              if (D) y += D.data[h] * xv(t, p);
+              out.data[i] = z ? y * silu(z.data[i]) : y;
+            }
+          const total = cum[t1 - 1 - t0];
+          for (let p = 0; p < P; p++)
+            for (let n = 0; n < N; n++) {
+              let s2 = Math.exp(total) * S[p * N + n];
+              for (let s = t0; s < t1; s++) s2 += Math.exp(total - cum[s - t0]) * del(s) * xv(s, p) * Bv(s, n);
+              S[p * N + n] = s2;
+            }
+        }
+        fin.data.set(S, (b * H + h) * P * N);
+      }
+    return { out, final_state: fin };
+  },
+};
+
+if (!OPS[c.op]) {
+  console.error(`op ${c.op} is not implemented by this example port`);
+  process.exit(77);
+}
+writeSafetensors(join(dir, 'out.safetensors'), OPS[c.op]());
+
+// ---- safetensors: an 8-byte little-endian header length, a JSON header, then the data
+function readSafetensors(path) {
+  const buf = readFileSync(path);
+  const n = Number(buf.readBigUInt64LE(0));
+  const header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8'));
+  const out = {};
+  for (const [name, t] of Object.entries(header)) {
+    if (name === '__metadata__') continue;
+    if (t.dtype !== 'F64') throw new Error(`${name}: dtype ${t.dtype}, this port reads F64`);
+    const [s, e] = t.data_offsets;
+    const bytes = buf.subarray(8 + n + s, 8 + n + e);
+    out[name] = { shape: t.shape, data: new Float64Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length)) };
+  }
+  return out;
+}
+function writeSafetensors(path, tensors) {
+  const header = {};
+  let off = 0;
+  for (const [name, t] of Object.entries(tensors)) {
+    header[name] = { dtype: 'F64', shape: t.shape, data_offsets: [off, off + t.data.length * 8] };
+    off += t.data.length * 8;
+  }
+  let h = Buffer.from(JSON.stringify(header));
+  h = Buffer.concat([h, Buffer.alloc((8 - (h.length % 8)) % 8, 0x20)]);
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(h.length));
+  writeFileSync(path, Buffer.concat([len, h, ...Object.values(tensors).map((t) => Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength))]));
+}

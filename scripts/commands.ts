@@ -4,9 +4,13 @@
  * line is recorded in the artefact's training.json.
  */
 
-/** Tokens each distillation run sees (batch 4 × 256 per step: 200 steps). */
-export const DISTILL_TOKENS = 204800;
-const distillArgs = ['--tokens', String(DISTILL_TOKENS), '--batch', '4', '--len', '256', '--seed', '0'];
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** Tokens each distillation run sees (batch 4 × 256 per step: 100 steps); learning rate 3e-3. */
+export const DISTILL_TOKENS = 102400;
+const distillArgs = ['--tokens', String(DISTILL_TOKENS), '--batch', '4', '--len', '256', '--lr', '3e-3', '--seed', '0', '--threads', '1'];
 
 export interface Made {
   /** the folder (or file) the command writes */
@@ -46,6 +50,45 @@ export const PAPER_RUNS: Record<string, Made> = {
   'drop-50': run('drop-50', ['--drop-instead', '--attention', '0.5']),
   'drop-25': run('drop-25', ['--drop-instead', '--attention', '0.25']),
   'mamba2-stepwise-0': run('mamba2-stepwise-0', ['--variant', 'mamba2', '--stepwise', '0.5,0.25,0']),
-  'mamba2-50-sft': { out: 'runs/paper/mamba2-50-sft', args: ['sft', '--model', 'models/hybrid-mamba2-50', '--tokens', String(DISTILL_TOKENS / 4), '--batch', '4', '--len', '256', '--seed', '0', '--quiet', '--out', 'runs/paper/mamba2-50-sft'] },
-  'mamba2-50-dpo': { out: 'runs/paper/mamba2-50-dpo', args: ['dpo', '--model', 'runs/paper/mamba2-50-sft', '--pairs', '256', '--batch', '8', '--beta', '0.1', '--seed', '0', '--quiet', '--out', 'runs/paper/mamba2-50-dpo'] },
+  'mamba2-50-sft': { out: 'runs/paper/mamba2-50-sft', args: ['sft', '--model', 'models/hybrid-mamba2-50', '--tokens', String(DISTILL_TOKENS / 4), '--batch', '4', '--len', '256', '--lr', '3e-4', '--seed', '0', '--threads', '1', '--quiet', '--out', 'runs/paper/mamba2-50-sft'] },
+  'mamba2-50-dpo': { out: 'runs/paper/mamba2-50-dpo', args: ['dpo', '--model', 'runs/paper/mamba2-50-sft', '--pairs', '256', '--batch', '8', '--beta', '0.1', '--seed', '0', '--threads', '1', '--quiet', '--out', 'runs/paper/mamba2-50-dpo'] },
 };
+
+/**
+ * Run `mil` commands as child processes, `jobs` at a time (each on one thread: two single-threaded runs
+ * use two cores better than one run on both), skipping those whose output exists. A command waits for
+ * the commands whose outputs it reads (`--teacher`/`--model` naming another command's output).
+ * Returns minutes per command run.
+ */
+export async function runAll(root: string, list: Made[], jobs: number, log: (s: string) => void): Promise<Record<string, number>> {
+  const minutes: Record<string, number> = {};
+  const pending = list.filter((m) => !existsSync(join(root, m.out)));
+  for (const m of list) if (!pending.includes(m)) log(`${m.out}: exists, kept`);
+  const done = new Set(list.filter((m) => !pending.includes(m)).map((m) => m.out));
+  const needs = (m: Made) => m.args.filter((_, i) => ['--teacher', '--model'].includes(m.args[i - 1] ?? '')).filter((p) => list.some((x) => x.out === p));
+  const running = new Set<Promise<void>>();
+  while (pending.length > 0 || running.size > 0) {
+    const i = pending.findIndex((m) => needs(m).every((p) => done.has(p)));
+    if (i >= 0 && running.size < jobs) {
+      const m = pending.splice(i, 1)[0]!;
+      log(`mil ${m.args.join(' ')}`);
+      const t0 = performance.now();
+      const p: Promise<void> = new Promise<void>((resolve, reject) => {
+        const c = spawn(process.execPath, [join(root, 'bin', 'mil.js'), ...m.args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+        const fwd = (b: Buffer) => b.toString('utf8').split('\n').filter(Boolean).forEach((l) => log(`  [${m.out}] ${l}`));
+        c.stdout.on('data', fwd);
+        c.stderr.on('data', fwd);
+        c.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`mil ${m.args.join(' ')} exited ${code}`))));
+      }).then(() => {
+        minutes[m.out] = (performance.now() - t0) / 60000;
+        done.add(m.out);
+        running.delete(p);
+      });
+      running.add(p);
+      continue;
+    }
+    if (running.size === 0) throw new Error(`cannot start ${pending.map((m) => m.out).join(', ')}: inputs missing`);
+    await Promise.race(running);
+  }
+  return minutes;
+}

@@ -11,21 +11,13 @@
  *   models/hybrid-mamba1-50/   the same with Mamba-1
  *   models/hybrid-mamba2-0/    every layer Mamba-2 (no attention left)
  */
-import { existsSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { main } from '../lib/cli/main.js';
-import { MODEL_COMMANDS } from './commands.js';
+import { MODEL_COMMANDS, runAll } from './commands.js';
 
-process.chdir(join(import.meta.dirname, '..'));
-const fresh = process.argv.includes('--fresh');
-for (const { out, args } of MODEL_COMMANDS) {
-  if (fresh) rmSync(out, { recursive: true, force: true });
-  if (existsSync(out)) {
-    console.error(`[models] ${out} exists: kept (npm run models -- --fresh remakes it)`);
-    continue;
-  }
-  console.error(`[models] mil ${args.join(' ')}`);
-  const code = await main(args);
-  if (code !== 0) process.exit(code);
-}
+const ROOT = join(import.meta.dirname, '..');
+if (process.argv.includes('--fresh')) for (const { out } of MODEL_COMMANDS) rmSync(join(ROOT, out), { recursive: true, force: true });
+const t0 = performance.now();
+await runAll(ROOT, MODEL_COMMANDS, 2, (s) => console.error(`[models] ${s}`));
+console.error(`[models] done in ${((performance.now() - t0) / 60000).toFixed(1)} min`);
 process.exit(0);

@@ -20,7 +20,6 @@
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { main } from '../lib/cli/main.js';
 import { SHIPPED_TOKENIZER, tokenStream } from '../lib/cli/train_cmds.js';
 import { corpusPart } from '../lib/data/corpus.js';
 import { BpeTokenizer } from '../lib/text/bpe.js';
@@ -32,7 +31,7 @@ import { generate } from '../lib/model/generate.js';
 import { ModelDrafter, speculativeGenerate } from '../lib/decode/speculative.js';
 import { writeFile } from '../lib/io/writer.js';
 import { barChartSvg, lineChartSvg, writeSvg } from '../lib/plot/svg.js';
-import { DISTILL_TOKENS, PAPER_RUNS } from './commands.js';
+import { DISTILL_TOKENS, PAPER_RUNS, runAll } from './commands.js';
 
 const { values } = parseArgs({ options: { fresh: { type: 'boolean', default: false }, 'eval-tokens': { type: 'string', default: '32768' } } });
 const ROOT = join(import.meta.dirname, '..');
@@ -49,21 +48,8 @@ const rel = (p: string) => p.slice(ROOT.length + 1);
 const RUN_LIST = Object.entries(PAPER_RUNS).map(([name, m]) => ({ name, ...m }));
 const TOKENS = String(DISTILL_TOKENS);
 
-const minutes: Record<string, number> = {};
-process.chdir(ROOT);
-for (const r of RUN_LIST) {
-  const dir = join(ROOT, r.out);
-  if (existsSync(join(dir, 'training.json'))) {
-    console.error(`[paper] ${r.name}: done before, reused`);
-    continue;
-  }
-  console.error(`[paper] ${r.name}: mil ${r.args.join(' ')}`);
-  const t0 = performance.now();
-  const code = await main(r.args);
-  if (code !== 0) throw new Error(`mil ${r.args.join(' ')} exited ${code}`);
-  minutes[r.name] = (performance.now() - t0) / 60000;
-  console.error(`[paper] ${r.name}: ${minutes[r.name]!.toFixed(1)} min (total ${((performance.now() - t00) / 60000).toFixed(1)} min)`);
-}
+const minutes = await runAll(ROOT, RUN_LIST, 2, (l) => console.error(`[paper] ${l}`));
+console.error(`[paper] training runs done in ${((performance.now() - t00) / 60000).toFixed(1)} min`);
 
 // ------------------------------------------------------------------ evaluation on the test split
 await SimdGemm.load();
@@ -124,7 +110,7 @@ const dpo = info('mamba2-50-dpo');
 const md = [
   '# The paper at toy scale',
   '',
-  `Made by \`npm run paper\` (scripts/paper.ts) in ${total.toFixed(1)} min on this machine (2 cores; ${Object.keys(minutes).length} of ${RUN_LIST.length} training runs made in this invocation). Teacher: \`models/teacher-small\` (d_model 128, 4 layers, 4 query / 2 key-value heads, vocabulary 2048), trained by the command in its training.json. Data: State of the Union addresses, split by speech; perplexities are on the test split's first ${EVAL_TOKENS} tokens (windows of 256), with \`${evalCmd('DIR')}\`. Every distillation run sees ${TOKENS} training tokens (batch 4 × 256), KL weight 0.1, CE weight 1, AdamW (0.9, 0.98), lr 1e-3, cosine with 5% warmup, clip 0.1, only Mamba parameters training.`,
+  `Made by \`npm run paper\` (scripts/paper.ts) in ${total.toFixed(1)} min on this machine (2 cores; ${Object.keys(minutes).length} of ${RUN_LIST.length} training runs made in this invocation). Teacher: \`models/teacher-small\` (d_model 128, 4 layers, 4 query / 2 key-value heads, vocabulary 2048), trained by the command in its training.json. Data: State of the Union addresses, split by speech; perplexities are on the test split's first ${EVAL_TOKENS} tokens (windows of 256), with \`${evalCmd('DIR')}\`. Every distillation run sees ${TOKENS} training tokens (100 steps of batch 4 × 256), KL weight 0.1, CE weight 1, AdamW (0.9, 0.98), lr 3e-3, cosine with 5% warmup, clip 0.1, only Mamba parameters training; runs go two at a time, one thread each.`,
   '',
   `Teacher test perplexity: **${T.toFixed(2)}** (${ppl.teacher!.bitsPerByte.toFixed(3)} bits/byte).`,
   '',

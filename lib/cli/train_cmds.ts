@@ -256,7 +256,7 @@ export async function cmdDistill(p: Parsed): Promise<number> {
     const layers = attentionLayersFor(f, teacher.llama.numLayers);
     const stageOut = k === fractions.length - 1 ? out : `${out}.stage${k + 1}`;
     const start = drop ? dropLayers(teacher, layers) : stageModel(teacher, student, layers, { variant, seed, init });
-    const o = trainerOptions(perStage, { batch: 8, len: Math.min(256, teacher.llama.maxPositionEmbeddings), lr: 1e-3, steps: 100 }, drop ? 'lm' : 'distill', drop ? 'all' : 'mamba');
+    const o = trainerOptions(perStage, { batch: 8, len: Math.min(256, teacher.llama.maxPositionEmbeddings), lr: 3e-3, steps: 100 }, drop ? 'lm' : 'distill', drop ? 'all' : 'mamba');
     log(v)(`stage ${k + 1}/${fractions.length}: ${drop ? `drop ${teacher.llama.numLayers - layers.length} layers` : `${variant}, attention in layers [${layers.join(', ')}], ${init} init`}; ${o.totalSteps} steps of ${o.batch}×${o.seqLen}`);
     const r = await runJob({
       out: stageOut, model: start, teacher: drop ? undefined : teacher, trainer: o, tokens, valTokens, tokenizer: tok,

@@ -8,7 +8,7 @@
  *  - the shipped models/tokenizer.json gives the same ids as @huggingface/tokenizers (an independent reader
  *    of the format) on thousands of corpus lines, and loads back to itself.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -91,6 +91,10 @@ describe('byte-level BPE', () => {
     writeFileSync(join(d, 'tokenizer.json'), shipped.toJson());
     expect(BpeTokenizer.load(join(d, 'tokenizer.json')).merges).toEqual(shipped.merges);
     expect(shipped.vocabSize).toBe(2048);
+  });
+  it('the shipped models/tokenizer.json is exactly what its command makes (mil tokenizer train --data sotu --vocab 2048)', () => {
+    const made = trainBpe(corpusPart('sotu', 'train').map((d) => d.text), { vocabSize: 2048 });
+    expect(made.toJson()).toBe(readFileSync(SHIPPED_TOKENIZER, 'utf8'));
   });
   it('a tokenizer.json that is not byte-level BPE laid out with byte b at id b is refused, naming the field', () => {
     const d = tmpFolder('tok');

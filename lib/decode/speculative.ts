@@ -174,6 +174,88 @@ export interface SpeculativeResult {
   peakStateBytes: number;
 }
 
+/**
+ * VERIFY (PAPER.md §4): one target forward over the window [y_{k_prev}, y_{j+1} … y_k] — the last committed
+ * token, which the cache has not consumed yet, then the K drafts — from the cached state. In the paper's
+ * indices: i = the position the Mamba layers' cached state h_i stands at (the tokens i+1 … j were
+ * accepted last round but not folded in: their rows are pending), j = the committed length, k = j + K.
+ * Each Mamba layer runs MultiStep(h_i, y, i, j, k): it replays r = j − i pending steps without outputs, then
+ * the s = k − j + 1 window steps with outputs (lib/decode/lazy_state.ts, lib/ref/multistep.ts); attention
+ * layers attend to their KV cache and append s entries. Returns one row of target logits per window position:
+ * row m is the target's distribution for the token after the window's m-th token.
+ */
+export async function verify(ops: Ops, target: HybridModel, cache: ModelCache, lastCommitted: number, drafts: number[]): Promise<Float64Array[]> {
+  const logits = await forward(ops, target, [[lastCommitted, ...drafts]], cache);
+  const V = target.llama.vocabSize;
+  return Array.from({ length: drafts.length + 1 }, (_, m) => Float64Array.from(logits.data.subarray(m * V, (m + 1) * V)));
+}
+
+/** What a round of acceptance decided: k' drafts accepted, then the tokens to emit (k' drafts + one more). */
+export interface Acceptance {
+  accepted: number;
+  emitted: number[];
+  /** uniform draws used (sampling) */
+  uniforms: number[];
+}
+
+/**
+ * Greedy acceptance (the paper's FirstConflict on argmax): accept d_m while d_m = argmax of target row m;
+ * the first mismatch is replaced by the target's argmax; when all K match, the target's argmax after the
+ * last draft is a bonus token. The output equals plain greedy decoding of the target, token for token.
+ */
+export function acceptGreedy(drafts: number[], rows: Float64Array[]): Acceptance {
+  const emitted: number[] = [];
+  for (let m = 0; m < drafts.length; m++) {
+    const t = argmax(rows[m]!);
+    emitted.push(t);
+    if (t !== drafts[m]) return { accepted: m, emitted, uniforms: [] };
+  }
+  emitted.push(argmax(rows[drafts.length]!));
+  return { accepted: drafts.length, emitted, uniforms: [] };
+}
+
+/**
+ * Speculative sampling (the released code's acceptance): accept d_m with probability
+ * min(1, p_t(d_m) / p_d(d_m)) using a uniform u_m; on the first rejection draw from
+ * normalise(max(p_t − p_d, 0)) and stop; when all K are accepted draw a bonus token from p_t. `dist` shapes
+ * the target's logits the way the draft's were shaped (temperature, top-k, top-p), so the target's
+ * distribution is kept exactly.
+ */
+export function acceptSampling(drafts: number[], draftDists: Array<Float64Array | null>, rows: Float64Array[], dist: (logits: Float64Array) => Float64Array, next: () => number): Acceptance {
+  const uniforms: number[] = [];
+  const draw = () => {
+    const u = next();
+    uniforms.push(u);
+    return u;
+  };
+  const emitted: number[] = [];
+  for (let m = 0; m < drafts.length; m++) {
+    const d = drafts[m]!;
+    const pt = dist(rows[m]!);
+    const pd = draftDists[m] ?? oneHot(d, pt.length);
+    if (draw() < Math.min(1, pt[d]! / pd[d]!)) {
+      emitted.push(d);
+      continue;
+    }
+    const res = new Float64Array(pt.length);
+    let z = 0;
+    for (let i = 0; i < pt.length; i++) z += res[i] = Math.max(pt[i]! - pd[i]!, 0);
+    const u2 = draw();
+    emitted.push(z > 0 ? drawFrom(res.map((v) => v / z), u2) : drawFrom(pt, u2));
+    return { accepted: m, emitted, uniforms };
+  }
+  emitted.push(drawFrom(dist(rows[drafts.length]!), draw()));
+  return { accepted: drafts.length, emitted, uniforms };
+}
+
+/**
+ * SPECULATE(K) (PAPER.md §4, Algorithm 2): prefill the prompt but its last token, then rounds of
+ *   draft y_{j+1 : k} (k = j + K)  →  rows = VERIFY(…)  →  k' accepted  →  roll every cache back to the
+ *   accepted prefix (KV entries dropped, conv write positions moved back, pending SSM rows cut) and fold each
+ *   Mamba state to h_k when all K were accepted, else to h_j — one cached state per layer throughout.
+ * EOS stops inside a window (the EOS token is emitted, nothing after it), and so does max_new_tokens (the
+ * window shrinks to what is left). The draft keeps its own caches the same lazy way.
+ */
 export async function speculativeGenerate(ops: Ops, target: HybridModel, drafter: Drafter, prompt: number[], o: SpeculativeOptions): Promise<SpeculativeResult> {
   if (!Number.isInteger(o.K) || o.K < 1) throw new ArgumentError('K', 'a positive integer', o.K);
   if (prompt.length === 0) throw new ArgumentError('prompt', 'at least one token', 0);
@@ -182,7 +264,7 @@ export async function speculativeGenerate(ops: Ops, target: HybridModel, drafter
   const scheme = o.scheme ?? 'lazy';
   const greedy = !(o.temperature && o.temperature > 0);
   const seeded = new Rng(o.seed ?? 0);
-  const rng = { next: o.uniform ?? (() => seeded.next()) };
+  const next = o.uniform ?? (() => seeded.next());
   const eos = new Set(o.eos ?? target.llama.eosTokenId);
   const t0 = performance.now();
   const { cache } = await prefillSpec(ops, target, prompt.slice(0, -1), o.K + 1, scheme);
@@ -192,75 +274,28 @@ export async function speculativeGenerate(ops: Ops, target: HybridModel, drafter
   const rounds: RoundInfo[] = [];
   let stoppedBy: SpeculativeResult['stoppedBy'] = 'length';
   let peak = specStateBytes(cache);
-  const dist = (logits: Float64Array) => samplingDistribution(logits, o);
-  const sample = (logits: Float64Array) => {
-    const p = dist(logits);
-    return { token: p ? drawFrom(p, rng.next()) : argmax(logits), p };
-  };
+  const dist = (logits: Float64Array) => samplingDistribution(logits, o)!;
   const t1 = performance.now();
   while (out.length < o.maxNewTokens && stoppedBy !== 'eos') {
     const K = Math.min(o.K, o.maxNewTokens - out.length - 1);
-    const uniforms: number[] = [];
+    const draftUniforms: number[] = [];
     const draftSample = (l: Float64Array) => {
       if (greedy) return { token: argmax(l), p: null };
-      const p = dist(l)!;
-      const u = rng.next();
-      uniforms.push(u);
+      const p = dist(l);
+      const u = next();
+      draftUniforms.push(u);
       return { token: drawFrom(p, u), p };
     };
     const { tokens: drafts, dists } = await drafter.propose(committed, K, draftSample);
-    const base = cache.length; // = committed.length − 1
-    const logits = await forward(ops, target, [[committed[committed.length - 1]!, ...drafts]], cache);
+    const j = cache.length; // = committed.length − 1: the last committed token is consumed by VERIFY
+    const rows = await verify(ops, target, cache, committed[committed.length - 1]!, drafts);
     peak = Math.max(peak, specStateBytes(cache));
-    const V = target.llama.vocabSize;
-    const row = (i: number) => Float64Array.from(logits.data.subarray(i * V, (i + 1) * V));
-    const emitted: number[] = [];
-    let accepted = 0;
-    for (let m = 0; m <= drafts.length; m++) {
-      const l = row(m);
-      if (m === drafts.length) {
-        // all drafts accepted: bonus token from the target
-        if (greedy) emitted.push(argmax(l));
-        else {
-          const u = rng.next();
-          uniforms.push(u);
-          emitted.push(drawFrom(dist(l)!, u));
-        }
-        break;
-      }
-      const d = drafts[m]!;
-      if (greedy) {
-        const t = argmax(l);
-        if (t === d) {
-          emitted.push(d);
-          accepted++;
-          continue;
-        }
-        emitted.push(t);
-        break;
-      }
-      const pt = dist(l)!;
-      const pd = dists[m] ?? oneHot(d, V);
-      const u = rng.next();
-      uniforms.push(u);
-      if (u < Math.min(1, pt[d]! / pd[d]!)) {
-        emitted.push(d);
-        accepted++;
-        continue;
-      }
-      const res = new Float64Array(V);
-      let z = 0;
-      for (let i = 0; i < V; i++) z += res[i] = Math.max(pt[i]! - pd[i]!, 0);
-      const u2 = rng.next();
-      uniforms.push(u2);
-      emitted.push(z > 0 ? drawFrom(res.map((v) => v / z), u2) : drawFrom(pt, u2));
-      break;
-    }
-    // the caches keep the accepted prefix: last committed token + accepted drafts
-    rollbackCache(cache, base + 1 + accepted);
+    const a = greedy ? acceptGreedy(drafts, rows) : acceptSampling(drafts, dists, rows, dist, next);
+    // the caches keep the accepted prefix: the last committed token + k' accepted drafts
+    rollbackCache(cache, j + 1 + a.accepted);
     foldCache(cache);
     const kept: number[] = [];
-    for (const t of emitted) {
+    for (const t of a.emitted) {
       if (out.length >= o.maxNewTokens) break;
       kept.push(t);
       out.push(t);
@@ -272,7 +307,7 @@ export async function speculativeGenerate(ops: Ops, target: HybridModel, drafter
       }
     }
     drafter.accept(cache.length);
-    const info = { proposed: drafts.length, accepted, emitted: kept, uniforms };
+    const info = { proposed: drafts.length, accepted: a.accepted, emitted: kept, uniforms: [...draftUniforms, ...a.uniforms] };
     rounds.push(info);
     await o.onRound?.(info, cache);
   }

@@ -26,6 +26,7 @@ import { tokenStream } from './train_cmds.js';
 
 export const DEMO_MODELS = ['teacher-small', 'hybrid-mamba2-50', 'hybrid-mamba1-50', 'hybrid-mamba2-0', 'draft-small'] as const;
 const PROMPT = 'Fellow-Citizens of the Senate and House of Representatives: The state of the Union';
+const SAMPLE = { temperature: 0.8, topK: 40, seed: 1 };
 
 export async function demo(root: string, outDir: string, backend: string | undefined): Promise<number> {
   const golden = join(root, 'golden');
@@ -59,13 +60,13 @@ export async function demo(root: string, outDir: string, backend: string | undef
   }
 
   console.log(`\n== 2. the shipped models, trained here on State of the Union addresses (models/, npm run models) ==`);
-  console.log(`  perplexity on the first ${test.length} tokens of the 12 held-out test speeches; text: greedy continuation of`);
-  console.log(`  "${PROMPT}" (backend ${chosen})`);
+  console.log(`  perplexity on the first ${test.length} tokens of the 12 held-out test speeches; text: a continuation of`);
+  console.log(`  "${PROMPT}" sampled at temperature 0.8, top-k 40, seed 1 (backend ${chosen})`);
   const teacherPpl = ppl(models.get('teacher-small')!);
   for (const [name, m] of models) {
     const p = name === 'teacher-small' ? teacherPpl : ppl(m);
     const kind = m.mamba ? `${m.mamba.variant}, attention in layers [${m.mamba.attnLayers.join(', ')}] of ${m.llama.numLayers}` : `Llama, ${m.llama.numLayers} layer${m.llama.numLayers > 1 ? 's' : ''}`;
-    const r = await generate(ops, m, prompt, { maxNewTokens: 40, eos: [tok.endOfText] });
+    const r = await generate(ops, m, prompt, { maxNewTokens: 48, eos: [tok.endOfText], ...SAMPLE });
     console.log(`\n  ${name} (${kind}): perplexity ${p.toFixed(2)} (${(p / teacherPpl).toFixed(2)}× the teacher's)`);
     console.log(`    …${JSON.stringify(tok.decode(r.tokens)).slice(1, -1)}`);
   }
@@ -77,7 +78,7 @@ export async function demo(root: string, outDir: string, backend: string | undef
   const before = ppl(loadModel(cdir));
   console.log(`  written to ${cdir}: perplexity ${before.toFixed(1)} (${(before / teacherPpl).toFixed(1)}× the teacher's) with attention-initialised Mamba layers`);
   console.log(`  after stage-1 distillation (models/hybrid-mamba2-50): ${ppl(models.get('hybrid-mamba2-50')!).toFixed(2)}`);
-  const u = await generate(ops, converted, prompt, { maxNewTokens: 24, eos: [] });
+  const u = await generate(ops, converted, prompt, { maxNewTokens: 24, eos: [], ...SAMPLE });
   console.log(`  undistilled text: …${JSON.stringify(tok.decode(u.tokens)).slice(1, -1)}`);
 
   const K = 4;

@@ -17,7 +17,8 @@ import { crossEntropy, embedding, klDivergence, linear, logSoftmax, rmsnorm, swi
 import { Rng } from '../lib/rng.js';
 import { selectiveScan, selectiveScanBackward, type SelectiveScanInputs } from '../lib/ref/selective_scan.js';
 import { causalConv1d, causalConv1dBackward } from '../lib/ref/conv1d.js';
-import { ssdBackward, ssdSequential, type SsdInputs } from '../lib/ref/ssd.js';
+import { ssdBackward, ssdChunked, ssdSequential, type SsdInputs } from '../lib/ref/ssd.js';
+import { selectiveStateUpdate } from '../lib/ref/state_update.js';
 import { gatedRmsnorm, gatedRmsnormBackward } from '../lib/ref/norm.js';
 import { Tensor, relError } from '../lib/tensor.js';
 import { lossAndGrads, mambaOnly, simdEngine, trainForward } from '../lib/train/model.js';
@@ -178,6 +179,70 @@ describe('Mamba primitives: backward = finite differences (float64, every option
         },
       ),
       { numRuns: 25 },
+    );
+  });
+
+  it('the scan backward = the gradient of the same sequence run as repeated single-step state updates (selective_state_update), by central differences (numRuns 15)', () => {
+    fc.assert(
+      fc.property(
+        fc.record({ b: fc.integer({ min: 1, max: 2 }), dim: fc.integer({ min: 1, max: 3 }), L: fc.integer({ min: 1, max: 5 }), N: fc.integer({ min: 1, max: 3 }), D: fc.boolean(), z: fc.boolean(), bias: fc.boolean(), sp: fc.boolean(), seed: fc.integer({ min: 0, max: 1e6 }) }),
+        (o) => {
+          const r = new Rng(o.seed);
+          const inp: SelectiveScanInputs = {
+            u: T(r, [o.b, o.dim, o.L]), delta: T(r, [o.b, o.dim, o.L], 0.5), A: Tensor.uniform(r, [o.dim, o.N], -2, -0.2), B: T(r, [o.b, o.N, o.L]), C: T(r, [o.b, o.N, o.L]),
+            D: o.D ? T(r, [o.dim]) : undefined, z: o.z ? T(r, [o.b, o.dim, o.L]) : undefined, deltaBias: o.bias ? T(r, [o.dim], 0.5) : undefined, deltaSoftplus: o.sp, initialState: T(r, [o.b, o.dim, o.N]),
+          };
+          const dout = T(r, [o.b, o.dim, o.L]);
+          const dlast = T(r, [o.b, o.dim, o.N]);
+          // the forward as L calls of the decode kernel's reference, each consuming one time step
+          const at = (t: Tensor, w: number, tt: number) => Tensor.from(Array.from({ length: t.size / o.L }, (_, i) => t.data[i * o.L + tt]!), [o.b, w]);
+          const loss = () => {
+            let state = inp.initialState!;
+            let s = 0;
+            for (let t = 0; t < o.L; t++) {
+              const st = selectiveStateUpdate({ state, x: at(inp.u, o.dim, t), dt: at(inp.delta, o.dim, t), A: inp.A, B: at(inp.B, o.N, t), C: at(inp.C, o.N, t), D: inp.D, z: inp.z && at(inp.z, o.dim, t), dtBias: inp.deltaBias, dtSoftplus: o.sp });
+              state = st.state;
+              for (let i = 0; i < o.b * o.dim; i++) s += st.out.data[i]! * dout.data[i * o.L + t]!;
+            }
+            return s + dot(state.data as Float64Array, dlast.data as Float64Array);
+          };
+          const g = selectiveScanBackward(inp, dout, dlast);
+          const pairs: Array<[Tensor | undefined, Tensor | undefined, string]> = [
+            [inp.u, g.du, 'du'], [inp.delta, g.ddelta, 'ddelta'], [inp.A, g.dA, 'dA'], [inp.B, g.dB, 'dB'], [inp.C, g.dC, 'dC'],
+            [inp.D, g.dD, 'dD'], [inp.z, g.dz, 'dz'], [inp.deltaBias, g.ddeltaBias, 'ddelta_bias'], [inp.initialState, g.dInitialState, 'dinitial_state'],
+          ];
+          for (const [x, dx, what] of pairs) if (x) expectGrad(loss, x.data as Float64Array, dx!.data as Float64Array, what);
+        },
+      ),
+      { numRuns: 15 },
+    );
+  });
+
+  it('the SSD backward (the recurrence run backwards) = the gradient of the chunked forward, every chunk size, lengths not a multiple of it (numRuns 15)', () => {
+    fc.assert(
+      fc.property(
+        fc.record({ L: fc.integer({ min: 1, max: 7 }), chunk: fc.integer({ min: 1, max: 4 }), H: fc.constantFrom(1, 2), P: fc.integer({ min: 1, max: 2 }), N: fc.integer({ min: 1, max: 2 }), D: fc.boolean(), z: fc.boolean(), init: fc.boolean(), seed: fc.integer({ min: 0, max: 1e6 }) }),
+        (o) => {
+          const r = new Rng(o.seed);
+          const inp: SsdInputs = {
+            x: T(r, [1, o.L, o.H, o.P]), dt: T(r, [1, o.L, o.H], 0.5), A: Tensor.uniform(r, [o.H], -2, -0.2), B: T(r, [1, o.L, 1, o.N]), C: T(r, [1, o.L, 1, o.N]),
+            D: o.D ? T(r, [o.H]) : undefined, z: o.z ? T(r, [1, o.L, o.H, o.P]) : undefined, dtBias: T(r, [o.H], 0.5), dtSoftplus: true, initialState: o.init ? T(r, [1, o.H, o.P, o.N]) : undefined,
+          };
+          const dout = T(r, [1, o.L, o.H, o.P]);
+          const dfin = T(r, [1, o.H, o.P, o.N]);
+          const loss = () => {
+            const f = ssdChunked(inp, o.chunk);
+            return dot(f.out.data as Float64Array, dout.data as Float64Array) + dot(f.finalState.data as Float64Array, dfin.data as Float64Array);
+          };
+          const g = ssdBackward(inp, dout, dfin);
+          const pairs: Array<[Tensor | undefined, Tensor | undefined, string]> = [
+            [inp.x, g.dx, 'dx'], [inp.dt, g.ddt, 'ddt'], [inp.A, g.dA, 'dA'], [inp.B, g.dB, 'dB'], [inp.C, g.dC, 'dC'], [inp.D, g.dD, 'dD'], [inp.z, g.dz, 'dz'],
+            [inp.dtBias, g.ddtBias, 'ddt_bias'], [inp.initialState, g.dInitialState, 'dinitial_state'],
+          ];
+          for (const [x, dx, what] of pairs) if (x) expectGrad(loss, x.data as Float64Array, dx!.data as Float64Array, what);
+        },
+      ),
+      { numRuns: 15 },
     );
   });
 

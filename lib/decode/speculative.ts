@@ -172,6 +172,9 @@ export interface SpeculativeResult {
   tokensPerS: number;
   /** largest SSM-side speculative state seen (bytes, float32 sizes) */
   peakStateBytes: number;
+  /** where the decode time went: the draft's proposals, and the target's verify forwards */
+  draftMs: number;
+  verifyMs: number;
 }
 
 /**
@@ -275,6 +278,8 @@ export async function speculativeGenerate(ops: Ops, target: HybridModel, drafter
   let stoppedBy: SpeculativeResult['stoppedBy'] = 'length';
   let peak = specStateBytes(cache);
   const dist = (logits: Float64Array) => samplingDistribution(logits, o)!;
+  let draftMs = 0;
+  let verifyMs = 0;
   const t1 = performance.now();
   while (out.length < o.maxNewTokens && stoppedBy !== 'eos') {
     const K = Math.min(o.K, o.maxNewTokens - out.length - 1);
@@ -286,9 +291,13 @@ export async function speculativeGenerate(ops: Ops, target: HybridModel, drafter
       draftUniforms.push(u);
       return { token: drawFrom(p, u), p };
     };
+    const tDraft = performance.now();
     const { tokens: drafts, dists } = await drafter.propose(committed, K, draftSample);
+    const tVerify = performance.now();
+    draftMs += tVerify - tDraft;
     const j = cache.length; // = committed.length − 1: the last committed token is consumed by VERIFY
     const rows = await verify(ops, target, cache, committed[committed.length - 1]!, drafts);
+    verifyMs += performance.now() - tVerify;
     peak = Math.max(peak, specStateBytes(cache));
     const a = greedy ? acceptGreedy(drafts, rows) : acceptSampling(drafts, dists, rows, dist, next);
     // the caches keep the accepted prefix: the last committed token + k' accepted drafts
@@ -323,6 +332,8 @@ export async function speculativeGenerate(ops: Ops, target: HybridModel, drafter
     decodeMs,
     tokensPerS: (out.length * 1000) / Math.max(decodeMs, 1e-9),
     peakStateBytes: peak,
+    draftMs,
+    verifyMs,
   };
 }
 

@@ -27,8 +27,8 @@ import { loadModel } from '../lib/model/load.js';
 import { evaluate, engineFor } from '../lib/train/job.js';
 import { SimdGemm } from '../lib/simd/gemm.js';
 import { getOps } from '../lib/ops.js';
-import { generate } from '../lib/model/generate.js';
-import { ModelDrafter, speculativeGenerate } from '../lib/decode/speculative.js';
+import { ModelDrafter } from '../lib/decode/speculative.js';
+import { compareWithPlain, type Comparison } from '../lib/decode/compare.js';
 import { writeFile } from '../lib/io/writer.js';
 import { barChartSvg, lineChartSvg, writeSvg } from '../lib/plot/svg.js';
 import { DISTILL_TOKENS, PAPER_RUNS, runAll } from './commands.js';
@@ -70,31 +70,14 @@ const ops = await getOps('wasm-simd');
 const draft = loadModel(DRAFT);
 const prompts = corpusPart('sotu', 'test').slice(0, 3).map((d) => tok.encode(d.text).slice(0, 32));
 const NEW = 64;
-interface SpecRow { target: string; K: number; acceptance: number; tokensPerVerify: number; speedup: number; speedupWithPrefill: number; identical: boolean }
+interface SpecRow extends Comparison { target: string }
 const spec: SpecRow[] = [];
 for (const target of ['mamba2-50', 'mamba2-0']) {
   const m = loadModel(join(ROOT, PAPER_RUNS[target]!.out));
-  await generate(ops, m, prompts[0]!, { maxNewTokens: 4, eos: [] });
-  const plain = [];
-  for (const p of prompts) plain.push(await generate(ops, m, p, { maxNewTokens: NEW, eos: [] }));
-  const plainAll = plain.reduce((s, r) => s + r.prefill.ms + r.decode.ms, 0);
-  const plainMs = plain.reduce((s, r) => s + r.decode.ms, 0);
   for (let K = 1; K <= 8; K++) {
-    await speculativeGenerate(ops, m, new ModelDrafter(ops, draft, K + 1, 'lazy'), prompts[0]!, { K, maxNewTokens: 4, eos: [] });
-    let ms = 0, all = 0, acc = 0, prop = 0, verifies = 0, toks = 0, same = true;
-    for (const [i, p] of prompts.entries()) {
-      const s = await speculativeGenerate(ops, m, new ModelDrafter(ops, draft, K + 1, 'lazy'), p, { K, maxNewTokens: NEW, eos: [] });
-      ms += s.decodeMs;
-      all += s.prefillMs + s.decodeMs;
-      acc += s.rounds.reduce((a, r) => a + r.accepted, 0);
-      prop += s.rounds.reduce((a, r) => a + r.proposed, 0);
-      verifies += s.rounds.length;
-      toks += s.tokens.length;
-      same &&= s.tokens.join() === plain[i]!.tokens.join();
-    }
-    const row = { target, K, acceptance: acc / prop, tokensPerVerify: toks / verifies, speedup: plainMs / ms, speedupWithPrefill: plainAll / all, identical: same };
+    const row = { target, ...(await compareWithPlain(ops, m, () => new ModelDrafter(ops, draft, K + 1, 'lazy'), prompts, { K, maxNewTokens: NEW })) };
     spec.push(row);
-    console.error(`[paper] speculative ${target} K=${K}: acceptance ${(100 * row.acceptance).toFixed(0)}%, ${row.tokensPerVerify.toFixed(2)} tokens/verify, ×${row.speedup.toFixed(2)}, identical ${same}`);
+    console.error(`[paper] speculative ${target} K=${K}: acceptance ${(100 * row.acceptance).toFixed(0)}%, ${row.tokensPerVerify.toFixed(2)} tokens/verify, ×${row.speedup.toFixed(2)}, identical ${row.identical}`);
   }
 }
 

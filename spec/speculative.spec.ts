@@ -19,6 +19,7 @@ import { forward, newCache, type HybridModel, type ModelCache } from '../lib/mod
 import { generate, samplingDistribution, lastLogits } from '../lib/model/generate.js';
 import { ModelDrafter, effectiveStates, speculativeGenerate, truncateLayers } from '../lib/decode/speculative.js';
 import { convWindow } from '../lib/decode/lazy_state.js';
+import { compareWithPlain } from '../lib/decode/compare.js';
 import { WeightStore } from '../lib/model/weights.js';
 import { FLOAT32_TOL, FLOAT64_TOL, Rng, Tensor, expectClose } from './helpers.js';
 import { join } from 'node:path';
@@ -155,6 +156,21 @@ describe('greedy speculative decoding = plain greedy decoding', () => {
       }),
       { numRuns: 10 },
     );
+  });
+});
+
+describe('compareWithPlain (the one measurement of the demo, the paper and the bench)', () => {
+  it('the target as its own draft: identical output, every draft accepted, K + 1 tokens per verify; a random draft: identical output, acceptance < 1', async () => {
+    const ops = await getOps('reference');
+    const m = target('mamba2', 0.5, 3);
+    const prompts = [[1, 2, 3], [4, 5]];
+    const self = await compareWithPlain(ops, m, () => new ModelDrafter(ops, m, 4, 'lazy'), prompts, { K: 3, maxNewTokens: 8 });
+    expect(self).toMatchObject({ identical: true, acceptance: 1, newTokens: 16, rounds: 4, tokensPerVerify: 4 });
+    expect(self.speedup).toBeCloseTo(self.plainDecodeMs / self.specDecodeMs, 12);
+    expect(self.draftMs + self.verifyMs).toBeLessThanOrEqual(self.specDecodeMs + 1e-6);
+    const rnd = await compareWithPlain(ops, m, () => new ModelDrafter(ops, draftModel(m, 'random', 3), 4, 'lazy'), prompts, { K: 3, maxNewTokens: 8 });
+    expect(rnd.identical).toBe(true);
+    expect(rnd.acceptance).toBeLessThan(1);
   });
 });
 

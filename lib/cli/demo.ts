@@ -17,7 +17,8 @@ import { loadModel } from '../model/load.js';
 import { convert, saveModel } from '../model/convert.js';
 import { generate } from '../model/generate.js';
 import type { HybridModel } from '../model/hybrid.js';
-import { ModelDrafter, speculativeGenerate } from '../decode/speculative.js';
+import { ModelDrafter } from '../decode/speculative.js';
+import { compareWithPlain } from '../decode/compare.js';
 import { BpeTokenizer } from '../text/bpe.js';
 import { corpusPart } from '../data/corpus.js';
 import { SimdGemm } from '../simd/gemm.js';
@@ -86,23 +87,11 @@ export async function demo(root: string, outDir: string, backend: string | undef
   const target = models.get('hybrid-mamba2-50')!;
   const draft = models.get('draft-small')!;
   const prompts = corpusPart('sotu', 'test').slice(0, 3).map((d) => tok.encode(d.text).slice(0, 32));
-  await generate(ops, target, prompts[0]!, { maxNewTokens: 2, eos: [] });
-  await speculativeGenerate(ops, target, new ModelDrafter(ops, draft, K + 1, 'lazy'), prompts[0]!, { K, maxNewTokens: 2, eos: [] });
-  let plainMs = 0, specMs = 0, acc = 0, prop = 0, rounds = 0, toks = 0, same = true;
-  for (const p of prompts) {
-    const plain = await generate(ops, target, p, { maxNewTokens: 64, eos: [] });
-    const s = await speculativeGenerate(ops, target, new ModelDrafter(ops, draft, K + 1, 'lazy'), p, { K, maxNewTokens: 64, eos: [] });
-    plainMs += plain.decode.ms; // after the prompt: the prefill is the same in both
-    specMs += s.decodeMs;
-    acc += s.rounds.reduce((a, r) => a + r.accepted, 0);
-    prop += s.rounds.reduce((a, r) => a + r.proposed, 0);
-    rounds += s.rounds.length;
-    toks += s.tokens.length;
-    same &&= s.tokens.join() === plain.tokens.join();
-  }
-  if (!same) failed++;
-  console.log(`  ${prompts.length} prompts of 32 test tokens, 64 new tokens each: ${rounds} verify steps, ${(toks / rounds).toFixed(2)} tokens per step, acceptance ${((100 * acc) / prop).toFixed(0)}%`);
-  console.log(`  decoding ${((toks * 1000) / specMs).toFixed(0)} tok/s vs plain ${((toks * 1000) / plainMs).toFixed(0)} tok/s (draft included, prefill excluded): ×${(plainMs / specMs).toFixed(2)}; output ${same ? 'identical to' : 'DIFFERS FROM'} plain greedy decoding`);
+  const c = await compareWithPlain(ops, target, () => new ModelDrafter(ops, draft, K + 1, 'lazy'), prompts, { K, maxNewTokens: 64 });
+  if (!c.identical) failed++;
+  console.log(`  ${prompts.length} prompts of 32 test tokens, 64 new tokens each: ${c.rounds} verify steps, ${c.tokensPerVerify.toFixed(2)} tokens per step, acceptance ${(100 * c.acceptance).toFixed(0)}%`);
+  console.log(`  decoding ${((c.newTokens * 1000) / c.specDecodeMs).toFixed(0)} tok/s vs plain ${((c.newTokens * 1000) / c.plainDecodeMs).toFixed(0)} tok/s (draft included, prefill excluded): ×${c.speedup.toFixed(2)}; output ${c.identical ? 'identical to' : 'DIFFERS FROM'} plain greedy decoding`);
+  console.log(`  (of the speculative time: draft ${((100 * c.draftMs) / c.specDecodeMs).toFixed(0)}%, verify ${((100 * c.verifyMs) / c.specDecodeMs).toFixed(0)}%)`);
   console.log('\nmore: docs/results.md (the paper\'s tables at toy scale, npm run paper), mil train / distill / eval --help');
   return failed > 0 ? 1 : 0;
 }

@@ -46,14 +46,8 @@ export async function prefillSpec(ops: Ops, m: HybridModel, ids: number[], maxWi
 
 /** Forget every consumed token past position n (KV entries, pending SSM rows, conv write position). */
 export function rollbackCache(cache: ModelCache, n: number): void {
-  for (const lc of cache.layers) {
-    if (lc.kind === 'attention') {
-      if (lc.k && lc.k.shape[2]! > n) {
-        lc.k = lc.k.slice(2, 0, n);
-        lc.v = lc.v!.slice(2, 0, n);
-      }
-    } else rollbackState(lc.spec!, n);
-  }
+  // attention layers: positions ≥ n of their in-place buffers are simply overwritten later
+  for (const lc of cache.layers) if (lc.kind !== 'attention') rollbackState(lc.spec!, n);
   cache.length = n;
 }
 

@@ -26,7 +26,6 @@
  */
 import { ArgumentError } from '../errors.js';
 import type { Ops } from '../ops.js';
-import { causalAttention } from '../ref/attention.js';
 import { silu } from '../ref/activations.js';
 import { rmsnorm } from '../ref/norm.js';
 import { applyRope, ropeInvFreq } from '../ref/rope.js';
@@ -58,10 +57,17 @@ export function layerKinds(m: HybridModel): LayerKind[] {
 
 // ---------------------------------------------------------------- caches
 
+/**
+ * Keys and values of an attention layer, written in place: (batch, Hkv, cap, head_dim) float64 buffers whose
+ * first `ModelCache.length` positions are valid. The capacity doubles when a forward needs more (up to
+ * max_position_embeddings) instead of being allocated whole up front — a Llama 3 config's 131072
+ * positions would be gigabytes per layer. Rolling back is just a shorter `length`.
+ */
 export interface AttentionCache {
   kind: 'attention';
-  k: Tensor | null; // (batch, Hkv, T, head_dim)
-  v: Tensor | null;
+  k: Float64Array;
+  v: Float64Array;
+  cap: number;
 }
 export interface Mamba1Cache {
   kind: 'mamba1';
@@ -87,7 +93,7 @@ export interface ModelCache {
 
 export function newCache(m: HybridModel, batch: number): ModelCache {
   const layers = layerKinds(m).map((kind): LayerCache => {
-    if (kind === 'attention') return { kind, k: null, v: null };
+    if (kind === 'attention') return { kind, k: new Float64Array(0), v: new Float64Array(0), cap: 0 };
     const c = m.mamba!;
     if (kind === 'mamba1') return { kind, conv: Tensor.zeros([batch, c.dInner, c.dConv - 1]), ssm: Tensor.zeros([batch, c.dInner, c.dState]) };
     return { kind, conv: Tensor.zeros([batch, c.dInner + 2 * c.dXb, c.dConv - 1]), ssm: Tensor.zeros([batch, c.nHeads, c.dState, c.dState]) };
@@ -169,11 +175,81 @@ async function attentionMixer(ops: Ops, m: HybridModel, p: string, x: Tensor, ca
   const inv = ropeInvFreq(c.headDim, c.ropeTheta, c.ropeScaling);
   const q = applyRope(heads(await ops.linear(x, W.get(`${p}.self_attn.q_proj.weight`), attnBias(c, W, `${p}.self_attn.q_proj.bias`)), c.numHeads), positions, inv);
   const k = applyRope(heads(await ops.linear(x, W.get(`${p}.self_attn.k_proj.weight`), attnBias(c, W, `${p}.self_attn.k_proj.bias`)), c.numKvHeads), positions, inv);
-  const v = heads(await ops.linear(x, W.get(`${p}.self_attn.v_proj.weight`), attnBias(c, W, `${p}.self_attn.v_proj.bias`)), c.numKvHeads).astype('float64');
-  cache.k = cache.k ? Tensor.concat([cache.k, k.named('k')], 2) : k.named('k');
-  cache.v = cache.v ? Tensor.concat([cache.v, v.named('v')], 2) : v.named('v');
-  const y = causalAttention(q, cache.k, cache.v); // offset = T − L: the cache holds the past
+  const v = heads(await ops.linear(x, W.get(`${p}.self_attn.v_proj.weight`), attnBias(c, W, `${p}.self_attn.v_proj.bias`)), c.numKvHeads);
+  writeKv(cache, k, v, pos0, B, c.numKvHeads, c.headDim, c.maxPositionEmbeddings);
+  const y = cachedAttention(q, cache, pos0 + L, c.numKvHeads); // query t sits at position pos0 + t
   return ops.linear(y.transpose([0, 2, 1, 3]).reshape([B, L, c.numHeads * c.headDim]), W.get(`${p}.self_attn.o_proj.weight`), attnBias(c, W, `${p}.self_attn.o_proj.bias`));
+}
+
+/** Write new keys and values (batch, Hkv, L, hd) at positions pos0 … pos0+L−1, growing the buffers if needed. */
+function writeKv(cache: AttentionCache, k: Tensor, v: Tensor, pos0: number, B: number, Hkv: number, hd: number, maxPos: number): void {
+  const L = k.shape[2]!;
+  const need = pos0 + L;
+  if (need > cache.cap) {
+    const cap = Math.min(maxPos, Math.max(need, 2 * cache.cap, 64));
+    const grow = (old: Float64Array) => {
+      const n = new Float64Array(B * Hkv * cap * hd);
+      for (let bh = 0; bh < B * Hkv; bh++) n.set(old.subarray(bh * cache.cap * hd, bh * cache.cap * hd + pos0 * hd), bh * cap * hd);
+      return n;
+    };
+    cache.k = grow(cache.k);
+    cache.v = grow(cache.v);
+    cache.cap = cap;
+  }
+  for (let bh = 0; bh < B * Hkv; bh++) {
+    cache.k.set(k.data.subarray(bh * L * hd, (bh + 1) * L * hd), (bh * cache.cap + pos0) * hd);
+    cache.v.set(v.data.subarray(bh * L * hd, (bh + 1) * L * hd), (bh * cache.cap + pos0) * hd);
+  }
+}
+
+/**
+ * Causal attention of q (batch, H, L, hd) — query t at position T − L + t — over the cache's first T
+ * positions; lib/ref/attention.ts `causalAttention`'s math (grouped-query: head h reads kv head ⌊h/(H/Hkv)⌋),
+ * on the in-place buffers, float64.
+ */
+function cachedAttention(q: Tensor, cache: AttentionCache, T: number, Hkv: number): Tensor {
+  const [B, H, L, hd] = q.shape as [number, number, number, number];
+  const qd = q.data instanceof Float64Array ? q.data : Float64Array.from(q.data);
+  const K = cache.k;
+  const V = cache.v;
+  const out = new Float64Array(B * H * L * hd);
+  const s = new Float64Array(T);
+  const scale = 1 / Math.sqrt(hd);
+  const groups = H / Hkv;
+  for (let b = 0; b < B; b++)
+    for (let h = 0; h < H; h++) {
+      const kv = (b * Hkv + Math.floor(h / groups)) * cache.cap * hd;
+      for (let t = 0; t < L; t++) {
+        const last = T - L + t;
+        const qo = ((b * H + h) * L + t) * hd;
+        let mx = -Infinity;
+        for (let j = 0; j <= last; j++) {
+          const ko = kv + j * hd;
+          let dot = 0;
+          for (let i = 0; i < hd; i++) dot += qd[qo + i]! * K[ko + i]!;
+          s[j] = dot * scale;
+          if (s[j]! > mx) mx = s[j]!;
+        }
+        let z = 0;
+        for (let j = 0; j <= last; j++) z += s[j] = Math.exp(s[j]! - mx);
+        for (let j = 0; j <= last; j++) {
+          const w = s[j]! / z;
+          const vo = kv + j * hd;
+          for (let i = 0; i < hd; i++) out[qo + i]! += w * V[vo + i]!;
+        }
+      }
+    }
+  return new Tensor(out, [B, H, L, hd], 'attention');
+}
+
+/** The valid keys and values of an attention cache as (batch, Hkv, n, hd) tensors (for inspection and tests). */
+export function kvTensors(cache: AttentionCache, n: number, B: number, Hkv: number, hd: number): { k: Tensor; v: Tensor } {
+  const cut = (buf: Float64Array) => {
+    const o = new Float64Array(B * Hkv * n * hd);
+    for (let bh = 0; bh < B * Hkv; bh++) o.set(buf.subarray(bh * cache.cap * hd, bh * cache.cap * hd + n * hd), bh * n * hd);
+    return new Tensor(o, [B, Hkv, n, hd]);
+  };
+  return { k: cut(cache.k), v: cut(cache.v) };
 }
 
 /** HF `attention_bias: true` puts a bias on each of q, k, v and o (required then, absent otherwise). */
@@ -304,9 +380,9 @@ async function mamba2Mixer(ops: Ops, m: HybridModel, p: string, o: Tensor, cache
       dt: repeatEach(dt, P, [1, L, H * P]),
       B: Bh,
       C: Ch,
-      A: repeatEach(A, P * N, [H * P, N]),
-      D: repeatEach(D, P, [H * P]),
-      dtBias: repeatEach(dtBias, P, [H * P]),
+      A: repeatEachOnce(W.tensors.get(`${q}.A_log`)!.data, A, P * N, [H * P, N]),
+      D: repeatEachOnce(D.data, D, P, [H * P]),
+      dtBias: repeatEachOnce(dtBias.data, dtBias, P, [H * P]),
     });
   } else if (L === 1) {
     const st = await ops.selectiveStateUpdate({

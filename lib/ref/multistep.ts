@@ -87,23 +87,30 @@ export function multistep(inp: MultistepInputs): MultistepOutputs {
     return inp.dtSoftplus ? softplus(v) : v;
   };
   const h = new Float64Array(N);
+  const A = inp.A.data;
   for (let b = 0; b < batch; b++) {
     for (let d = 0; d < dim; d++) {
       const g = Math.floor(d / per);
+      // Mamba-2 rows hold one A for every n: exp(Δ·A) is then the same number for all n, computed once
+      let sameA = true;
+      for (let n = 1; n < N; n++) sameA &&= A[d * N + n] === A[d * N];
+      const decay = (dl: number, n: number) => Math.exp(dl * A[d * N + n]!);
       for (let n = 0; n < N; n++) h[n] = inp.hI.data[(b * dim + d) * N + n]!;
       for (let t = 0; t < r; t++) {
         const dl = Delta(inp.dtCache.data[(b * K1 + t) * dim + d]!, d);
         const xv = inp.xCache.data[(b * K1 + t) * dim + d]!;
-        for (let n = 0; n < N; n++) h[n] = Math.exp(dl * inp.A.data[d * N + n]!) * h[n]! + dl * inp.BCache.data[((b * K1 + t) * G + g) * N + n]! * xv;
+        const e0 = decay(dl, 0);
+        for (let n = 0; n < N; n++) h[n] = (sameA ? e0 : decay(dl, n)) * h[n]! + dl * inp.BCache.data[((b * K1 + t) * G + g) * N + n]! * xv;
       }
       hJ.data.set(h, (b * dim + d) * N);
       for (let t = 0; t < s; t++) {
         const i = (b * s + t) * dim + d;
         const dl = Delta(inp.dt.data[i]!, d);
         const xv = inp.x.data[i]!;
+        const e0 = decay(dl, 0);
         let y = 0;
         for (let n = 0; n < N; n++) {
-          h[n] = Math.exp(dl * inp.A.data[d * N + n]!) * h[n]! + dl * inp.B.data[((b * s + t) * G + g) * N + n]! * xv;
+          h[n] = (sameA ? e0 : decay(dl, n)) * h[n]! + dl * inp.B.data[((b * s + t) * G + g) * N + n]! * xv;
           y += inp.C.data[((b * s + t) * G + g) * N + n]! * h[n]!;
         }
         if (inp.D) y += inp.D.data[d]! * xv;

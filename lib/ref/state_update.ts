@@ -89,10 +89,14 @@ export function selectiveStateUpdate(inp: StateUpdateInputs): StateUpdateOutputs
         if (inp.dtSoftplus) delta = softplus(delta);
         const xv = x.data[xi]!;
         let y = 0;
+        // Mamba-2 rows hold one A for every n: exp(Δ·A) is then the same number for all n, computed once
+        let sameA = true;
+        for (let n = 1; n < N; n++) sameA &&= A.data[c * N + n] === A.data[c * N];
+        const e0 = Math.exp(delta * A.data[c * N]!);
         for (let n = 0; n < N; n++) {
           const si = xi * N + n;
           const bn = B.data[(b * G + g) * N + n]!;
-          const hv = Math.exp(delta * A.data[c * N + n]!) * state.data[si]! + delta * bn * xv;
+          const hv = (sameA ? e0 : Math.exp(delta * A.data[c * N + n]!)) * state.data[si]! + delta * bn * xv;
           next.data[si] = hv;
           y += C.data[(b * G + g) * N + n]! * hv;
         }

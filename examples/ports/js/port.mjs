@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 // An example port for `mil conform` (docs/conform.md), in plain JavaScript with no dependency: it reads
 // DIR/case.json and DIR/case.safetensors, computes the op, writes DIR/out.safetensors, and exits 77
-// ("unsupported") for ops it does not implement. Ops: selective_scan, causal_conv1d, gated_rmsnorm,
-// ssd_chunk_scan (chunked, as upstream's ssd_chunk_scan_combined_ref).
+// ("unsupported") for ops it does not implement. Ops: every forward kernel op — selective_scan,
+// selective_state_update, causal_conv1d, causal_conv1d_update, gated_rmsnorm, ssd_chunk_scan (chunked, as
+// upstream's ssd_chunk_scan_combined_ref), ssd_minimal_discrete, multistep; not the backward ops, `speculative`
+// or `model`.
 //   npx mil conform --op selective_scan --port "node examples/ports/js/port.mjs"
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -78,6 +80,114 @@ const OPS = {
         for (let i = 0; i < g; i++) out.data[o + i] = v[i] * rstd * weight.data[g0 + i] * (z && before ? silu(z.data[o + i]) : 1);
       }
     return { out };
+  },
+  selective_state_update() {
+    // one step of the scan; state (b, dim, N) or multi-head (b, H, P, N) — both are channels c = h·P + p
+    const { state, x, dt, A, B, C, D, z, dt_bias: bias } = I;
+    const nb = state.shape[0];
+    const N = state.shape.at(-1);
+    const dim = x.data.length / nb;
+    const P = state.shape.length === 4 ? state.shape[2] : dim;
+    const G = B.shape.length === 3 ? B.shape[1] : 1;
+    const H = dim / P;
+    const out = zeros(x.shape);
+    const next = zeros(state.shape);
+    for (let b = 0; b < nb; b++)
+      for (let c = 0; c < dim; c++) {
+        const g = Math.floor(Math.floor(c / P) / (H / G));
+        let d = dt.data[b * dim + c] + (bias ? bias.data[c] : 0);
+        if (a.dt_softplus) d = softplus(d);
+        const xv = x.data[b * dim + c];
+        let y = 0;
+        for (let n = 0; n < N; n++) {
+          const i = (b * dim + c) * N + n;
+          next.data[i] = Math.exp(d * A.data[c * N + n]) * state.data[i] + d * B.data[(b * G + g) * N + n] * xv;
+          y += C.data[(b * G + g) * N + n] * next.data[i];
+        }
+        if (D) y += D.data[c] * xv;
+        out.data[b * dim + c] = z ? y * silu(z.data[b * dim + c]) : y;
+      }
+    return { out, state_after: next };
+  },
+  causal_conv1d_update() {
+    // conv_state (b, dim, S): shifted left, or a circular buffer written at cache_seqlens % S when given
+    const { x, conv_state: st, weight, bias, cache_seqlens: seq } = I;
+    const [nb, dim, steps] = x.shape;
+    const S = st.shape[2];
+    const W = weight.shape[1];
+    const mod = (i, m) => ((i % m) + m) % m;
+    const out = zeros(x.shape);
+    const next = { shape: st.shape, data: Float64Array.from(st.data) };
+    for (let b = 0; b < nb; b++)
+      for (let d = 0; d < dim; d++) {
+        const so = (b * dim + d) * S;
+        const pos = (k) => (seq ? mod(seq.data[b] - (W - 1) + k, S) : S - (W - 1) + k);
+        const row = [...Array.from({ length: W - 1 }, (_, k) => st.data[so + pos(k)]), ...x.data.subarray((b * dim + d) * steps, (b * dim + d + 1) * steps)];
+        for (let t = 0; t < steps; t++) {
+          let s = bias ? bias.data[d] : 0;
+          for (let k = 0; k < W; k++) s += weight.data[d * W + k] * row[t + k];
+          out.data[(b * dim + d) * steps + t] = a.activation ? silu(s) : s;
+        }
+        if (seq) for (let s = 0; s < steps; s++) next.data[so + mod(seq.data[b] + s, S)] = row[W - 1 + s];
+        else next.data.set([...st.data.subarray(so, so + S), ...row.slice(W - 1)].slice(steps), so);
+      }
+    return { out, conv_state_after: next };
+  },
+  ssd_minimal_discrete() {
+    // already discretised: h_t = exp(A_t) h_{t−1} + X_t B_tᵀ, Y_t = h_t C_t, per head (B, C per head)
+    const { X, A, B, C, initial_states: init } = I;
+    const [nb, L, H, P] = X.shape;
+    const N = B.shape[3];
+    const Y = zeros([nb, L, H, P]);
+    const fin = zeros([nb, H, P, N]);
+    for (let b = 0; b < nb; b++)
+      for (let h = 0; h < H; h++)
+        for (let p = 0; p < P; p++) {
+          const s = Array.from({ length: N }, (_, n) => (init ? init.data[((b * H + h) * P + p) * N + n] : 0));
+          for (let t = 0; t < L; t++) {
+            const e = Math.exp(A.data[(b * L + t) * H + h]);
+            let y = 0;
+            for (let n = 0; n < N; n++) {
+              s[n] = e * s[n] + X.data[((b * L + t) * H + h) * P + p] * B.data[((b * L + t) * H + h) * N + n];
+              y += s[n] * C.data[((b * L + t) * H + h) * N + n];
+            }
+            Y.data[((b * L + t) * H + h) * P + p] = y;
+          }
+          fin.data.set(s, ((b * H + h) * P + p) * N);
+        }
+    return { Y, final_state: fin };
+  },
+  multistep() {
+    // replay recompute_steps cached rows from h_i without output (→ h_j), then the new steps with output (→ h_k)
+    const { h_i, x_cache, dt_cache, B_cache, x, dt, B, C, z, A, D, dt_bias: bias } = I;
+    const [nb, dim, N] = h_i.shape;
+    const [K1, s] = [x_cache.shape[1], x.shape[1]];
+    const r = a.recompute_steps;
+    const G = B.shape.length === 4 ? B.shape[2] : 1;
+    const delta = (v, d) => (a.dt_softplus ? softplus(v + (bias ? bias.data[d] : 0)) : v + (bias ? bias.data[d] : 0));
+    const out = zeros([nb, s, dim]);
+    const hJ = zeros([nb, dim, N]);
+    const hK = zeros([nb, dim, N]);
+    for (let b = 0; b < nb; b++)
+      for (let d = 0; d < dim; d++) {
+        const g = Math.floor(d / (dim / G));
+        const h = Array.from(h_i.data.subarray((b * dim + d) * N, (b * dim + d + 1) * N));
+        const step = (dl, xv, Bt, t, rows) => {
+          for (let n = 0; n < N; n++) h[n] = Math.exp(dl * A.data[d * N + n]) * h[n] + dl * Bt.data[((b * rows + t) * G + g) * N + n] * xv;
+        };
+        for (let t = 0; t < r; t++) step(delta(dt_cache.data[(b * K1 + t) * dim + d], d), x_cache.data[(b * K1 + t) * dim + d], B_cache, t, K1);
+        hJ.data.set(h, (b * dim + d) * N);
+        for (let t = 0; t < s; t++) {
+          const i = (b * s + t) * dim + d;
+          step(delta(dt.data[i], d), x.data[i], B, t, s);
+          let y = 0;
+          for (let n = 0; n < N; n++) y += C.data[((b * s + t) * G + g) * N + n] * h[n];
+          if (D) y += D.data[d] * x.data[i];
+          out.data[i] = z ? y * silu(z.data[i]) : y;
+        }
+        hK.data.set(h, (b * dim + d) * N);
+      }
+    return { out, h_j: hJ, h_k: hK };
   },
   ssd_chunk_scan() {
     const { x, dt, A, B, C, D, z, dt_bias: bias, initial_states: init } = I;

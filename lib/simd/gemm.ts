@@ -7,8 +7,9 @@
  *   matmul(a, b)   c = a·b    (M×K)·(K×N)
  *   matmulTN(a, b) c = aᵀ·b   (the dW = dYᵀ·X of a backward: a transposed into scratch first)
  *
- * Memory: one shared WebAssembly.Memory. Packed weights live in a resident region (a bump allocator, freed
- * all at once by `releaseResident`); each call's operands use a scratch region above it, reused by every call.
+ * Memory: one shared WebAssembly.Memory. Packed weights live in a resident region (a bump allocator whose
+ * forgotten blocks go on a free list for the next packed weight, freed all at once by `releaseResident`);
+ * each call's operands use a scratch region above it, reused by every call.
  * Float32 in, float32 out (inputs in float64 are rounded once, as every float32 backend does).
  *
  * Threads: with `threads` > 1, worker threads instantiate the same module on the same memory; a product
@@ -37,7 +38,9 @@ interface Exports {
 const PAGE = 65536;
 const NR = 8;
 /** Below this many flops (2·M·N·K) a product runs on the calling thread alone. */
-export const MIN_PARALLEL_FLOP = 1 << 21;
+/** 8 MFLOP: below it, waking a worker costs more than the half of the product it would take (a decode
+ * window's vocabulary projection, 2·5·2048·128 FLOP, ran faster on one thread). */
+export const MIN_PARALLEL_FLOP = 1 << 23;
 
 // control block of a worker (Int32): [generation, done, ap, bp, cp, M, N, K, n0, n1, accumulate]
 const WORKER_JS = `

@@ -82,7 +82,7 @@ const spec: SpecRow[] = saved?.spec ?? [];
 for (const target of saved ? [] : ['mamba2-50', 'mamba2-0']) {
   const m = loadModel(join(ROOT, PAPER_RUNS[target]!.out));
   for (let K = 1; K <= 8; K++) {
-    const row = { target, ...(await compareWithPlain(ops, m, () => new ModelDrafter(ops, draft, K + 1, 'lazy'), prompts, { K, maxNewTokens: NEW })) };
+    const row = { target, ...(await compareWithPlain(ops, m, () => new ModelDrafter(ops, draft, K + 1, 'lazy'), prompts, { K, maxNewTokens: NEW, repeats: 3 })) };
     spec.push(row);
     console.error(`[paper] speculative ${target} K=${K}: acceptance ${(100 * row.acceptance).toFixed(0)}%, ${row.tokensPerVerify.toFixed(2)} tokens/verify, ×${row.speedup.toFixed(2)}, identical ${row.identical}`);
   }
@@ -166,7 +166,7 @@ const md = [
   '',
   '## Speculative decoding with a trained draft',
   '',
-  `Draft: \`models/draft-small\` (1-layer Llama, test ppl ${ppl.draft!.ppl.toFixed(2)}). Backend wasm-simd, greedy, ${prompts.length} prompts of 32 test tokens, ${NEW} new tokens each; speedup = plain decoding time / speculative decoding time after the prompt (the prefill, the same in both, left out; with it in the last column), draft cost included, same prompts, same run; "identical" = the speculative tokens equal plain greedy decoding's.`,
+  `Draft: \`models/draft-small\` (1-layer Llama, test ppl ${ppl.draft!.ppl.toFixed(2)}). Backend wasm-simd, greedy, ${prompts.length} prompts of 32 test tokens, ${NEW} new tokens each, each decoded 3 times both ways and the fastest kept; speedup = plain decoding time / speculative decoding time after the prompt (the prefill, the same in both, left out; with it in the last column), draft cost included, same prompts, same run; "identical" = the speculative tokens equal plain greedy decoding's.`,
   '',
   '| target | K | acceptance | tokens per verify | speedup | identical | speedup with prefill |',
   '| --- | ---: | ---: | ---: | ---: | --- | ---: |',

@@ -87,7 +87,7 @@ export async function demo(root: string, outDir: string, backend: string | undef
   const target = models.get('hybrid-mamba2-50')!;
   const draft = models.get('draft-small')!;
   const prompts = corpusPart('sotu', 'test').slice(0, 3).map((d) => tok.encode(d.text).slice(0, 32));
-  const c = await compareWithPlain(ops, target, () => new ModelDrafter(ops, draft, K + 1, 'lazy'), prompts, { K, maxNewTokens: 64 });
+  const c = await compareWithPlain(ops, target, () => new ModelDrafter(ops, draft, K + 1, 'lazy'), prompts, { K, maxNewTokens: 64, repeats: 2 });
   if (!c.identical) failed++;
   console.log(`  ${prompts.length} prompts of 32 test tokens, 64 new tokens each: ${c.rounds} verify steps, ${c.tokensPerVerify.toFixed(2)} tokens per step, acceptance ${(100 * c.acceptance).toFixed(0)}%`);
   console.log(`  decoding ${((c.newTokens * 1000) / c.specDecodeMs).toFixed(0)} tok/s vs plain ${((c.newTokens * 1000) / c.plainDecodeMs).toFixed(0)} tok/s (draft included, prefill excluded): ×${c.speedup.toFixed(2)}; output ${c.identical ? 'identical to' : 'DIFFERS FROM'} plain greedy decoding`);

@@ -2,10 +2,11 @@
  * Backward passes against central finite differences of their float64 forwards (lib/train/layers.ts).
  * For a scalar ℓ(x) and the analytic gradient g, every element is checked against central differences
  * refined by one Richardson step, D = (4·D(h/2) − D(h)) / 3 with D(h) = (ℓ(x + h e_i) − ℓ(x − h e_i)) / 2h:
- *   |g_i − D| ≤ 1e-6 · max(1, |g|∞),  h = 1e-5
+ *   |g_i − D| ≤ 1e-6 · max(1, |g|∞) + 16·ε_mach·|ℓ|/h,  h = 1e-5
  * The plain central difference errs by O(h²)·ℓ''', which is not small where ℓ curves sharply: RMSNorm of a
  * width-1 row with x ≈ √ε (found by the property: x = 0.005, ε = 1e-5 gives an error of 1.8e-4). With the
- * Richardson step the truncation error is O(h⁴); float64 rounding adds ≈ ε_mach·|ℓ|/h ≈ 1e-11.
+ * Richardson step the truncation error is O(h⁴); float64 rounding adds ≈ ε_mach·|ℓ|/h — ≈ 1e-11 for most
+ * cases, but ~1e-5 where ℓ ~ 1e6 (a scan whose state grows), hence the second term of the bound.
  * Layers with a tensor output are reduced to ℓ = Σ⟨y, dy⟩ with a random dy, which makes their backward
  * (given dy) exactly ∂ℓ/∂x.
  */

@@ -182,7 +182,7 @@ async function attentionMixer(ops: Ops, m: HybridModel, p: string, x: Tensor, ca
 }
 
 /** Write new keys and values (batch, Hkv, L, hd) at positions pos0 … pos0+L−1, growing the buffers if needed. */
-function writeKv(cache: AttentionCache, k: Tensor, v: Tensor, pos0: number, B: number, Hkv: number, hd: number, maxPos: number): void {
+export function writeKv(cache: AttentionCache, k: Tensor, v: Tensor, pos0: number, B: number, Hkv: number, hd: number, maxPos: number): void {
   const L = k.shape[2]!;
   const need = pos0 + L;
   if (need > cache.cap) {
@@ -207,7 +207,7 @@ function writeKv(cache: AttentionCache, k: Tensor, v: Tensor, pos0: number, B: n
  * positions; lib/ref/attention.ts `causalAttention`'s math (grouped-query: head h reads kv head ⌊h/(H/Hkv)⌋),
  * on the in-place buffers, float64.
  */
-function cachedAttention(q: Tensor, cache: AttentionCache, T: number, Hkv: number): Tensor {
+export function cachedAttention(q: Tensor, cache: AttentionCache, T: number, Hkv: number): Tensor {
   const [B, H, L, hd] = q.shape as [number, number, number, number];
   const qd = q.data instanceof Float64Array ? q.data : Float64Array.from(q.data);
   const K = cache.k;

@@ -67,6 +67,24 @@ function expectGrad(loss: () => number, x: Float64Array, grad: Float64Array, wha
   expect(worst, `${what}: worst |analytic − numeric| (scale ${scale.toPrecision(3)}, rounding floor ${floor.toPrecision(2)})`).toBeLessThanOrEqual(TOL * scale + floor);
 }
 
+/** Every input of a selective scan given, against its gradient. */
+function expectScanGrads(loss: () => number, inp: SelectiveScanInputs, g: ReturnType<typeof selectiveScanBackward>): void {
+  const pairs: Array<[Tensor | undefined, Tensor | undefined, string]> = [
+    [inp.u, g.du, 'du'], [inp.delta, g.ddelta, 'ddelta'], [inp.A, g.dA, 'dA'], [inp.B, g.dB, 'dB'], [inp.C, g.dC, 'dC'],
+    [inp.D, g.dD, 'dD'], [inp.z, g.dz, 'dz'], [inp.deltaBias, g.ddeltaBias, 'ddelta_bias'], [inp.initialState, g.dInitialState, 'dinitial_state'],
+  ];
+  for (const [x, dx, what] of pairs) if (x) expectGrad(loss, x.data as Float64Array, dx!.data as Float64Array, what);
+}
+
+/** Every input of an SSD given, against its gradient. */
+function expectSsdGrads(loss: () => number, inp: SsdInputs, g: ReturnType<typeof ssdBackward>): void {
+  const pairs: Array<[Tensor | undefined, Tensor | undefined, string]> = [
+    [inp.x, g.dx, 'dx'], [inp.dt, g.ddt, 'ddt'], [inp.A, g.dA, 'dA'], [inp.B, g.dB, 'dB'], [inp.C, g.dC, 'dC'], [inp.D, g.dD, 'dD'], [inp.z, g.dz, 'dz'],
+    [inp.dtBias, g.ddtBias, 'ddt_bias'], [inp.initialState, g.dInitialState, 'dinitial_state'],
+  ];
+  for (const [x, dx, what] of pairs) if (x) expectGrad(loss, x.data as Float64Array, dx!.data as Float64Array, what);
+}
+
 const dimsArb = fc.record({ N: fc.integer({ min: 1, max: 4 }), I: fc.integer({ min: 1, max: 6 }), O: fc.integer({ min: 1, max: 5 }), seed: fc.integer({ min: 0, max: 1e6 }) });
 
 describe('backward = finite differences of the forward (float64)', () => {
@@ -179,11 +197,7 @@ describe('Mamba primitives: backward = finite differences (float64, every option
             return dot(f.out.data as Float64Array, dout.data as Float64Array) + dot(f.lastState.data as Float64Array, dlast.data as Float64Array);
           };
           const g = selectiveScanBackward(inp, dout, dlast);
-          const pairs: Array<[Tensor | undefined, Tensor | undefined, string]> = [
-            [inp.u, g.du, 'du'], [inp.delta, g.ddelta, 'ddelta'], [inp.A, g.dA, 'dA'], [inp.B, g.dB, 'dB'], [inp.C, g.dC, 'dC'],
-            [inp.D, g.dD, 'dD'], [inp.z, g.dz, 'dz'], [inp.deltaBias, g.ddeltaBias, 'ddelta_bias'], [inp.initialState, g.dInitialState, 'dinitial_state'],
-          ];
-          for (const [x, dx, what] of pairs) if (x) expectGrad(loss, x.data as Float64Array, dx!.data as Float64Array, what);
+          expectScanGrads(loss, inp, g);
         },
       ),
       { numRuns: 25 },
@@ -215,11 +229,7 @@ describe('Mamba primitives: backward = finite differences (float64, every option
             return s + dot(state.data as Float64Array, dlast.data as Float64Array);
           };
           const g = selectiveScanBackward(inp, dout, dlast);
-          const pairs: Array<[Tensor | undefined, Tensor | undefined, string]> = [
-            [inp.u, g.du, 'du'], [inp.delta, g.ddelta, 'ddelta'], [inp.A, g.dA, 'dA'], [inp.B, g.dB, 'dB'], [inp.C, g.dC, 'dC'],
-            [inp.D, g.dD, 'dD'], [inp.z, g.dz, 'dz'], [inp.deltaBias, g.ddeltaBias, 'ddelta_bias'], [inp.initialState, g.dInitialState, 'dinitial_state'],
-          ];
-          for (const [x, dx, what] of pairs) if (x) expectGrad(loss, x.data as Float64Array, dx!.data as Float64Array, what);
+          expectScanGrads(loss, inp, g);
         },
       ),
       { numRuns: 15 },
@@ -243,11 +253,7 @@ describe('Mamba primitives: backward = finite differences (float64, every option
             return dot(f.out.data as Float64Array, dout.data as Float64Array) + dot(f.finalState.data as Float64Array, dfin.data as Float64Array);
           };
           const g = ssdBackward(inp, dout, dfin);
-          const pairs: Array<[Tensor | undefined, Tensor | undefined, string]> = [
-            [inp.x, g.dx, 'dx'], [inp.dt, g.ddt, 'ddt'], [inp.A, g.dA, 'dA'], [inp.B, g.dB, 'dB'], [inp.C, g.dC, 'dC'], [inp.D, g.dD, 'dD'], [inp.z, g.dz, 'dz'],
-            [inp.dtBias, g.ddtBias, 'ddt_bias'], [inp.initialState, g.dInitialState, 'dinitial_state'],
-          ];
-          for (const [x, dx, what] of pairs) if (x) expectGrad(loss, x.data as Float64Array, dx!.data as Float64Array, what);
+          expectSsdGrads(loss, inp, g);
         },
       ),
       { numRuns: 15 },
@@ -300,11 +306,7 @@ describe('Mamba primitives: backward = finite differences (float64, every option
             return dot(f.out.data as Float64Array, dout.data as Float64Array) + dot(f.finalState.data as Float64Array, dfin.data as Float64Array);
           };
           const g = ssdBackward(inp, dout, dfin);
-          const pairs: Array<[Tensor | undefined, Tensor | undefined, string]> = [
-            [inp.x, g.dx, 'dx'], [inp.dt, g.ddt, 'ddt'], [inp.A, g.dA, 'dA'], [inp.B, g.dB, 'dB'], [inp.C, g.dC, 'dC'], [inp.D, g.dD, 'dD'], [inp.z, g.dz, 'dz'],
-            [inp.dtBias, g.ddtBias, 'ddt_bias'], [inp.initialState, g.dInitialState, 'dinitial_state'],
-          ];
-          for (const [x, dx, what] of pairs) if (x) expectGrad(loss, x.data as Float64Array, dx!.data as Float64Array, what);
+          expectSsdGrads(loss, inp, g);
         },
       ),
       { numRuns: 20 },

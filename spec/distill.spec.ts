@@ -19,7 +19,7 @@ import { convert, dropLayers } from '../lib/model/convert.js';
 import { randomLlama } from '../lib/model/random.js';
 import { BpeTokenizer } from '../lib/text/bpe.js';
 import { evaluate, runJob } from '../lib/train/job.js';
-import { dpoLoss, dpoLossAndGrads, preferencePairs, referenceLogps } from '../lib/train/dpo.js';
+import { dpoLoss, dpoLossAndGrads, preferenceAccuracy, preferencePairs, referenceLogps } from '../lib/train/dpo.js';
 import { FLOAT64_ENGINE } from '../lib/train/model.js';
 import { Tensor } from '../lib/tensor.js';
 import { Rng } from '../lib/rng.js';
@@ -184,6 +184,16 @@ describe('DPO', () => {
         expect(Math.abs(g.grads.get(n)![i]! - fd), `${n}[${i}]`).toBeLessThan(1e-7 + 1e-5 * Math.abs(fd));
       }
     }
+  });
+  it('preference accuracy: the reference against itself has no margin (0); alone, the share of pairs whose chosen continuation it finds likelier, counted independently', () => {
+    const ref = randomLlama({ vocab: 30, hidden: 8, intermediate: 16, layers: 1, heads: 2, kvHeads: 1 }, 3);
+    const pairs = preferencePairs(Array.from({ length: 300 }, (_, i) => (i * 11) % 30), 10, 4, 3, 2);
+    expect(preferenceAccuracy(ref, pairs, 4, FLOAT64_ENGINE, ref)).toBe(0);
+    const wins = pairs.filter((p) => {
+      const lp = referenceLogps(ref, [p], FLOAT64_ENGINE); // one pair at a time: [chosen, rejected]
+      return lp[0]! > lp[1]!;
+    }).length;
+    expect(preferenceAccuracy(ref, pairs, 4, FLOAT64_ENGINE)).toBe(wins / pairs.length);
   });
   it('pairs: the chosen continuation follows the prompt in the stream, the rejected one comes from elsewhere', () => {
     const stream = Array.from({ length: 500 }, (_, i) => i);

@@ -21,10 +21,7 @@ import { BpeTokenizer, trainBpe } from '../text/bpe.js';
 import { randomLlama } from '../model/random.js';
 import { convert, dropLayers, saveModel } from '../model/convert.js';
 import { lineChartSvg } from '../plot/svg.js';
-import { markChanged } from '../../kernels/runtime.js';
-import { dpoLossAndGrads, preferencePairs, referenceLogps } from '../train/dpo.js';
-import { adamStep, clipGradNorm, cosineLr, newAdamState } from '../train/optim.js';
-import { float64Model } from '../train/trainer.js';
+import { preferenceAccuracy, preferencePairs, trainDpo } from '../train/dpo.js';
 import { attentionLayersFor } from '../model/config.js';
 import { loadModel } from '../model/load.js';
 import type { HybridModel } from '../model/hybrid.js';
@@ -367,47 +364,18 @@ export async function cmdDpo(p: Parsed): Promise<number> {
   const engine = engineFor((str(v, 'engine') ?? 'simd') as 'simd');
   const train = preferencePairs(tokenStream(corpusPart(data, 'train'), tok), nPairs, P, C, seed);
   const held = preferencePairs(tokenStream(corpusPart(data, 'validation'), tok), 64, P, C, seed + 1);
-  const policy = float64Model(ref);
-  const params = new Map(policy.weights.names().map((n) => [n, policy.weights.tensors.get(n)!.data as Float64Array]));
-  const opt = newAdamState();
-  const adam = { kind: 'adamw' as const, lr: num(v, 'lr') ?? 1e-4, betas: [0.9, 0.98] as [number, number], eps: 1e-8, weightDecay: 0 };
   const steps = Math.ceil(nPairs / batch);
-  const history: Array<{ step: number; loss: number; accuracy: number; margin: number; lr: number }> = [];
-  // held-out reward accuracy: the implicit reward β·(log π − log π_ref) higher for the chosen continuation
-  const accuracy = (m: HybridModel) => {
-    let right = 0;
-    for (let i = 0; i < held.length; i += batch) {
-      const b = held.slice(i, i + batch);
-      const pol = referenceLogps(m, b, engine);
-      const r = referenceLogps(ref, b, engine);
-      for (let k = 0; k < b.length; k++) if (pol[k]! - r[k]! - (pol[b.length + k]! - r[b.length + k]!) > 0) right++;
-    }
-    return right / held.length;
-  };
-  // the reference's own preference on held-out pairs: chosen more likely than rejected
-  const refAcc = (() => {
-    let right = 0;
-    for (let i = 0; i < held.length; i += batch) {
-      const b = held.slice(i, i + batch);
-      const r = referenceLogps(ref, b, engine);
-      for (let k = 0; k < b.length; k++) if (r[k]! > r[b.length + k]!) right++;
-    }
-    return right / held.length;
-  })();
+  const refAcc = preferenceAccuracy(ref, held, batch, engine);
   const t0 = performance.now();
   log(v)(`DPO of ${dir} (reference: itself, frozen), β ${beta}: ${nPairs} pairs (prompt ${P}, continuations ${C} tokens), ${steps} steps of ${batch} pairs`);
-  for (let s = 0; s < steps; s++) {
-    const b = train.slice(s * batch, (s + 1) * batch);
-    const r = dpoLossAndGrads(policy, b, referenceLogps(ref, b, engine), beta, () => true, engine);
-    clipGradNorm(r.grads, 1);
-    const lr = cosineLr(adam.lr, s, steps, Math.max(1, Math.round(steps * 0.1)));
-    adamStep(params, r.grads, opt, adam, lr);
-    for (const n of r.grads.keys()) markChanged(params.get(n)!);
-    const margin = r.margins.reduce((a, x) => a + x, 0) / r.margins.length;
-    history.push({ step: s + 1, loss: r.loss, accuracy: r.accuracy, margin, lr });
-    if ((s + 1) % Math.max(1, Math.floor(steps / 10)) === 0 || s === 0) log(v)(`step ${s + 1}/${steps}  dpo loss ${r.loss.toFixed(4)}  batch accuracy ${(100 * r.accuracy).toFixed(0)}%  mean margin ${margin.toFixed(3)}  ${((performance.now() - t0) / 1000).toFixed(0)} s`);
-  }
-  const heldAcc = accuracy(policy);
+  const optimizer = { kind: 'adamw' as const, lr: num(v, 'lr') ?? 1e-4, betas: [0.9, 0.98] as [number, number], eps: 1e-8, weightDecay: 0 };
+  const { policy, history } = trainDpo(ref, train, {
+    beta, batch, optimizer, engine,
+    onStep: (h, n) => {
+      if (h.step % Math.max(1, Math.floor(n / 10)) === 0 || h.step === 1) log(v)(`step ${h.step}/${n}  dpo loss ${h.loss.toFixed(4)}  batch accuracy ${(100 * h.accuracy).toFixed(0)}%  mean margin ${h.margin.toFixed(3)}  ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+    },
+  });
+  const heldAcc = preferenceAccuracy(ref, held, batch, engine, policy);
   const valTokens = tokenStream(corpusPart(data, 'validation'), tok);
   const ppl = evaluate(policy, valTokens, { seqLen: Math.min(256, ref.llama.maxPositionEmbeddings), maxTokens: 16384, engine, tokenizer: tok });
   const record = { title: `mil dpo of ${dir}`, command: commandLine(), seed, data, from: dir, beta, pairs: nPairs, promptLen: P, contLen: C, rejected: 'a continuation taken from another random place of the stream', heldOutPairs: held.length, referencePreferenceAccuracy: refAcc, heldOutRewardAccuracy: heldAcc, validation: ppl, seconds: (performance.now() - t0) / 1000, history };

@@ -17,6 +17,9 @@ import type { HybridModel } from '../model/hybrid.js';
 import { Rng } from '../rng.js';
 import { logSoftmax } from './layers.js';
 import { trainForward, type Grads, type MatmulEngine } from './model.js';
+import { adamStep, clipGradNorm, cosineLr, newAdamState, type AdamOptions } from './optim.js';
+import { float64Model } from './trainer.js';
+import { markChanged } from '../../kernels/runtime.js';
 
 export interface Pair {
   prompt: number[];
@@ -99,4 +102,52 @@ export function dpoLossAndGrads(m: HybridModel, pairs: Pair[], refLogps: number[
   });
   f.back(dlogits);
   return { loss, grads: f.grads, margins, accuracy: margins.filter((d) => d > 0).length / margins.length };
+}
+
+/**
+ * How often a pair's chosen continuation wins, in batches of `batch` pairs: with a policy, by the implicit
+ * reward (log π − log π_ref of chosen > that of rejected); without one, by the reference's own likelihood.
+ */
+export function preferenceAccuracy(ref: HybridModel, pairs: Pair[], batch: number, engine: MatmulEngine, policy?: HybridModel): number {
+  let right = 0;
+  for (let i = 0; i < pairs.length; i += batch) {
+    const b = pairs.slice(i, i + batch);
+    const n = b.length;
+    const r = referenceLogps(ref, b, engine);
+    const p = policy ? referenceLogps(policy, b, engine) : undefined;
+    for (let k = 0; k < n; k++) if (p ? p[k]! - r[k]! > p[n + k]! - r[n + k]! : r[k]! > r[n + k]!) right++;
+  }
+  return right / pairs.length;
+}
+
+export interface DpoStep {
+  step: number;
+  loss: number;
+  accuracy: number;
+  margin: number;
+  lr: number;
+}
+
+/**
+ * Stage 3: one pass over `pairs` in batches — DPO loss and gradients of every parameter against the frozen
+ * `ref`, clip_grad_norm 1, AdamW, cosine with 10% warmup. Returns the trained policy (float64) and each step.
+ */
+export function trainDpo(ref: HybridModel, pairs: Pair[], o: { beta: number; batch: number; optimizer: AdamOptions; engine: MatmulEngine; onStep?: (s: DpoStep, steps: number) => void }): { policy: HybridModel; history: DpoStep[] } {
+  const policy = float64Model(ref);
+  const params = new Map(policy.weights.names().map((n) => [n, policy.weights.tensors.get(n)!.data as Float64Array]));
+  const opt = newAdamState();
+  const steps = Math.ceil(pairs.length / o.batch);
+  const history: DpoStep[] = [];
+  for (let s = 0; s < steps; s++) {
+    const b = pairs.slice(s * o.batch, (s + 1) * o.batch);
+    const r = dpoLossAndGrads(policy, b, referenceLogps(ref, b, o.engine), o.beta, () => true, o.engine);
+    clipGradNorm(r.grads, 1);
+    const lr = cosineLr(o.optimizer.lr, s, steps, Math.max(1, Math.round(steps * 0.1)));
+    adamStep(params, r.grads, opt, o.optimizer, lr);
+    for (const n of r.grads.keys()) markChanged(params.get(n)!); // kernels must not reuse a stale packed copy
+    const row = { step: s + 1, loss: r.loss, accuracy: r.accuracy, margin: r.margins.reduce((a, x) => a + x, 0) / r.margins.length, lr };
+    history.push(row);
+    o.onStep?.(row, steps);
+  }
+  return { policy, history };
 }

@@ -15,6 +15,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFile } from '../io/writer.js';
+import type { WriteDType } from '../io/safetensors.js';
 import { checkOutput } from '../io/writer.js';
 import { corpusPart, type Doc } from '../data/corpus.js';
 import { BpeTokenizer, trainBpe } from '../text/bpe.js';
@@ -186,6 +187,14 @@ async function prepare(v: V): Promise<void> {
   if ((str(v, 'engine') ?? 'simd') === 'simd') await SimdGemm.load(num(v, 'threads'));
 }
 
+/** How often a job validates and checkpoints (`times` per run unless --eval-every / --save-every say), on how many validation tokens, and the dtype of its final weights. */
+function cadence(v: V, totalSteps: number, times: number): { evalEvery: number; evalTokens: number; saveEvery: number; dtype: WriteDType } {
+  const every = Math.max(1, Math.round(totalSteps / times));
+  return { evalEvery: num(v, 'eval-every') ?? every, evalTokens: num(v, 'eval-tokens') ?? 16384, saveEvery: num(v, 'save-every') ?? every, dtype: dtypeOf(v) };
+}
+/** --dtype of the final weights (default F16: what the shipped models use). */
+const dtypeOf = (v: V): WriteDType => (str(v, 'dtype') ?? 'F16') as WriteDType;
+
 let invocation: string[] = [];
 /** The arguments `mil` was called with (main sets them), recorded in training.json. */
 export function setInvocation(argv: string[]): void {
@@ -213,10 +222,7 @@ export async function cmdTrain(p: Parsed): Promise<number> {
   log(v)(`training ${str(v, 'config') ?? 'teacher-small'} (${paramCount(model)} parameters) on ${tokens.length} ${data} tokens: ${o.totalSteps} steps of ${o.batch}×${o.seqLen}`);
   const r = await runJob({
     out, model, trainer: o, tokens, valTokens, tokenizer: tok,
-    evalEvery: num(v, 'eval-every') ?? Math.max(1, Math.round(o.totalSteps / 10)),
-    evalTokens: num(v, 'eval-tokens') ?? 16384,
-    saveEvery: num(v, 'save-every') ?? Math.max(1, Math.round(o.totalSteps / 10)),
-    dtype: (str(v, 'dtype') ?? 'F16') as 'F16',
+    ...cadence(v, o.totalSteps, 10),
     record: { title: `mil train --config ${str(v, 'config') ?? 'teacher-small'}`, command: commandLine(), seed, data, config: str(v, 'config') ?? 'teacher-small' },
     log: log(v),
   });
@@ -258,10 +264,7 @@ export async function cmdDistill(p: Parsed): Promise<number> {
     log(v)(`stage ${k + 1}/${fractions.length}: ${drop ? `drop ${teacher.llama.numLayers - layers.length} layers` : `${variant}, attention in layers [${layers.join(', ')}], ${init} init`}; ${o.totalSteps} steps of ${o.batch}×${o.seqLen}`);
     const r = await runJob({
       out: stageOut, model: start, teacher: drop ? undefined : teacher, trainer: o, tokens, valTokens, tokenizer: tok,
-      evalEvery: num(v, 'eval-every') ?? Math.max(1, Math.round(o.totalSteps / 5)),
-      evalTokens: num(v, 'eval-tokens') ?? 16384,
-      saveEvery: num(v, 'save-every') ?? Math.max(1, Math.round(o.totalSteps / 5)),
-      dtype: (str(v, 'dtype') ?? 'F16') as 'F16',
+      ...cadence(v, o.totalSteps, 5),
       record: { title: `mil distill (stage ${k + 1}: ${drop ? 'drop' : variant} ${f * 100}% attention)`, command: commandLine(), seed, data, teacher: teacherDir, stage: k + 1, attention: f, variant: drop ? 'drop' : variant, init },
       log: log(v),
     });
@@ -333,10 +336,7 @@ export async function cmdSft(p: Parsed): Promise<number> {
   log(v)(`SFT of ${dir}: cross-entropy, all ${paramCount(m)} parameters; ${o.totalSteps} steps of ${o.batch}×${o.seqLen}`);
   const r = await runJob({
     out, model: m, trainer: o, tokens, valTokens, tokenizer: tok,
-    evalEvery: num(v, 'eval-every') ?? Math.max(1, Math.round(o.totalSteps / 5)),
-    evalTokens: num(v, 'eval-tokens') ?? 16384,
-    saveEvery: num(v, 'save-every') ?? Math.max(1, Math.round(o.totalSteps / 5)),
-    dtype: (str(v, 'dtype') ?? 'F16') as 'F16',
+    ...cadence(v, o.totalSteps, 5),
     record: { title: `mil sft of ${dir}`, command: commandLine(), seed, data, from: dir },
     log: log(v),
   });
@@ -380,7 +380,7 @@ export async function cmdDpo(p: Parsed): Promise<number> {
   const ppl = evaluate(policy, valTokens, { seqLen: Math.min(256, ref.llama.maxPositionEmbeddings), maxTokens: 16384, engine, tokenizer: tok });
   const record = { title: `mil dpo of ${dir}`, command: commandLine(), seed, data, from: dir, beta, pairs: nPairs, promptLen: P, contLen: C, rejected: 'a continuation taken from another random place of the stream', heldOutPairs: held.length, referencePreferenceAccuracy: refAcc, heldOutRewardAccuracy: heldAcc, validation: ppl, seconds: (performance.now() - t0) / 1000, history };
   const svg = lineChartSvg({ title: `DPO of ${dir}`, xLabel: 'step', yLabel: 'DPO loss', series: [{ name: 'loss', points: history.map((h) => [h.step, h.loss]) }] });
-  saveModel(out, policy, { dtype: (str(v, 'dtype') ?? 'F16') as 'F16', extra: [['tokenizer.json', tok.toJson()], ['training.json', JSON.stringify(record, null, 1) + '\n'], ['loss.svg', svg + '\n']], option: 'out' });
+  saveModel(out, policy, { dtype: dtypeOf(v), extra: [['tokenizer.json', tok.toJson()], ['training.json', JSON.stringify(record, null, 1) + '\n'], ['loss.svg', svg + '\n']], option: 'out' });
   console.log(`wrote ${out}: held-out reward accuracy ${(100 * heldAcc).toFixed(1)}% (the reference prefers the chosen continuation on ${(100 * refAcc).toFixed(1)}%); validation perplexity ${ppl.ppl.toFixed(2)}`);
   return 0;
 }

@@ -306,15 +306,25 @@ export function dims(
 /** Relative error ‖got − want‖₂ / ‖want‖₂ (absolute ‖got‖ when want is all zeros). */
 export function relError(got: ArrayLike<number>, want: ArrayLike<number>): number {
   if (got.length !== want.length) return Infinity;
+  // scaled by the largest magnitude first, so squares neither overflow (|x| > 1e154 would give Inf/Inf = NaN)
+  // nor underflow (|x| < 1e-162 would give a zero denominator and an absolute error instead)
+  let scale = 0;
+  for (let i = 0; i < want.length; i++) {
+    const d = got[i]! - want[i]!;
+    if (Number.isNaN(d)) return Infinity;
+    scale = Math.max(scale, Math.abs(want[i]!), Math.abs(d));
+  }
+  if (scale === 0) return 0;
+  if (!Number.isFinite(scale)) return Infinity;
   let num = 0;
   let den = 0;
   for (let i = 0; i < want.length; i++) {
-    const d = got[i]! - want[i]!;
+    const d = (got[i]! - want[i]!) / scale;
+    const w = want[i]! / scale;
     num += d * d;
-    den += want[i]! * want[i]!;
+    den += w * w;
   }
-  if (Number.isNaN(num)) return Infinity;
-  return den === 0 ? Math.sqrt(num) : Math.sqrt(num / den);
+  return den === 0 ? Math.sqrt(num) * scale : Math.sqrt(num / den);
 }
 
 /** Largest |got − want|. */

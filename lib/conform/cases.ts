@@ -115,7 +115,7 @@ export const CONFORM_SPECS: Record<string, OpSpec> = {
   causal_conv1d_grad: { ...CONV, optional: ['bias'] },
   ssd_chunk_scan_grad: { ...SSD, add: undefined, scalable: ['x', 'B', 'C', 'D', 'z'] },
   gated_rmsnorm_grad: NORM,
-  model: { shapes: { variant: [0, 2], vocab: [2, 40], heads: [1, 3], len: [1, 12], batch: [1, 2] } },
+  model: { shapes: { variant: [0, 2], vocab: [3, 40], heads: [1, 3], len: [1, 12], batch: [1, 2] } },
 };
 
 export const CONFORM_OPS = Object.keys(CONFORM_SPECS);

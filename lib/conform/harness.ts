@@ -186,6 +186,8 @@ export async function conform(o: ConformOptions): Promise<ConformReport> {
   });
   // --fail-fast: report the first failing case as drawn, without shrinking it
   const r = await fc.check(prop, { numRuns: o.runs, seed: o.seed, endOnFailure: o.failFast === true });
+  // a failure with no failing verdict is the harness's own error (drawing or building a case): never a pass
+  if (r.failed && !last) throw r.errorInstance instanceof Error ? r.errorInstance : new Error(`mil conform --op ${o.op}: ${String(r.errorInstance)}`);
   if (r.failed && last) rep.smallest = { ...last, shrinkSteps };
   return rep;
 }

@@ -33,3 +33,80 @@ export function gatedRmsnormKernel(
   }`;
   return rt.run(`grms${gateFirst ? '+gatefirst' : ''}${gateAfter ? '+gateafter' : ''}`, src, { D: d, GS: group, EPS: eps }, rows * d, z ? [x, w, z] : [x, w]);
 }
+
+/**
+ * Backward of the gated RMSNorm (float32). Reference: lib/ref/norm.ts `gatedRmsnormBackward`. Per group of GS:
+ *   r = (mean v² + ε)^{−1/2},  n = v r,  y = n w (· silu(z) when the norm comes first)
+ *   dn_i = dy_i w_i (· silu(z_i)),   ∂ℓ/∂v_i = r (dn_i − n_i mean_j(dn_j n_j)),   ∂ℓ/∂w_i = Σ_rows dy_i n_i (· silu(z_i))
+ *   computed as r (ε r² dn_i + mean_j n_j (dn_i n_j − n_i dn_j)), the same since mean_j n_j² = 1 − ε r²: the
+ *   plain form cancels (at group size 1 it is r dn (1 − n²) with 1 − n² ≈ ε/v², all of float32's digits
+ *   lost for |v| ≫ √ε: 1.5e-2 relative seen), this one leaves the j = i term out (it is 0).
+ *   gate first (v = x silu(z)):  ∂ℓ/∂x = ∂ℓ/∂v silu(z),  ∂ℓ/∂z = ∂ℓ/∂v x silu'(z)
+ *   norm first:                  ∂ℓ/∂x = ∂ℓ/∂v,          ∂ℓ/∂z = dy n w silu'(z)
+ * One thread per element of dx or dz (each re-reads its group), one per column of dweight (each loops the rows).
+ */
+export async function gatedRmsnormBackwardKernel(
+  rt: GpuRuntime,
+  rows: number,
+  d: number,
+  group: number,
+  eps: number,
+  normBeforeGate: boolean,
+  x: Float32Array,
+  w: Float32Array,
+  z: Float32Array | undefined,
+  dy: Float32Array,
+): Promise<{ dx: Float32Array; dweight: Float32Array; dz?: Float32Array }> {
+  const gateFirst = !!z && !normBeforeGate;
+  const gateAfter = !!z && normBeforeGate;
+  const sig = (e: string) => `(1.0 / (1.0 + Math.exp(-(${e}))))`;
+  const v = (idx: string) => (gateFirst ? `(x[${idx}] * ${siluExpr(`z[${idx}]`)})` : `x[${idx}]`);
+  const post = (idx: string) => (gateAfter ? ` * ${siluExpr(`z[${idx}]`)}` : '');
+  const names = `x, w, dy${z ? ', z' : ''}`;
+  const args = z ? [x, w, dy, z] : [x, w, dy];
+  const consts = { D: d, GS: group, EPS: eps, ROWS: rows };
+  const tag = `${gateFirst ? '+gatefirst' : ''}${gateAfter ? '+gateafter' : ''}`;
+  // per element i: its group's r and mean(dn·n), then ∂ℓ/∂v_i
+  const head = `const i = this.thread.x;
+    const col = i - Math.floor(i / this.constants.D) * this.constants.D;
+    const g0 = i - (col - Math.floor(col / this.constants.GS) * this.constants.GS);
+    const c0 = col - (i - g0);
+    let ss = 0.0;
+    for (let k = 0; k < this.constants.GS; k++) { const vk = ${v('g0 + k')}; ss += vk * vk; }
+    const r = 1.0 / Math.sqrt(ss / this.constants.GS + this.constants.EPS);
+    const dni = dy[i] * w[col]${post('i')};
+    const ni = ${v('i')} * r;
+    let cross = 0.0;
+    for (let k = 0; k < this.constants.GS; k++) {
+      if (g0 + k !== i) {
+        const nk = ${v('g0 + k')} * r;
+        cross += nk * (dni * nk - ni * (dy[g0 + k] * w[c0 + k]${post('g0 + k')}));
+      }
+    }
+    const dv = r * (this.constants.EPS * r * r * dni + cross / this.constants.GS);`;
+  const dx = await rt.run(`grmsb.dx${tag}`, `function (${names}) {\n    ${head}\n    return dv${gateFirst ? ` * ${siluExpr('z[i]')}` : ''};\n  }`, consts, rows * d, args);
+  const siluGrad = (e: string) => `(${sig(e)} * (1.0 + (${e}) * (1.0 - ${sig(e)})))`;
+  let dz: Float32Array | undefined;
+  if (gateFirst) dz = await rt.run(`grmsb.dz${tag}`, `function (${names}) {\n    ${head}\n    return dv * x[i] * ${siluGrad('z[i]')};\n  }`, consts, rows * d, args);
+  if (gateAfter) dz = await rt.run(`grmsb.dz${tag}`, `function (${names}) {\n    ${head}\n    return dy[i] * x[i] * r * w[col] * ${siluGrad('z[i]')};\n  }`, consts, rows * d, args);
+  const dweight = await rt.run(
+    `grmsb.dw${tag}`,
+    `function (${names}) {
+    const col = this.thread.x;
+    const c0 = col - (col - Math.floor(col / this.constants.GS) * this.constants.GS);
+    let s = 0.0;
+    for (let row = 0; row < this.constants.ROWS; row++) {
+      const g0 = row * this.constants.D + c0;
+      const i = row * this.constants.D + col;
+      let ss = 0.0;
+      for (let k = 0; k < this.constants.GS; k++) { const vk = ${v('g0 + k')}; ss += vk * vk; }
+      s += dy[i] * ${v('i')} / Math.sqrt(ss / this.constants.GS + this.constants.EPS)${post('i')};
+    }
+    return s;
+  }`,
+    consts,
+    d,
+    args,
+  );
+  return { dx, dweight, dz };
+}

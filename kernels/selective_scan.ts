@@ -57,7 +57,25 @@ export function defaultScanChunk(L: number): number {
   return Math.max(1, Math.min(L, Math.round(Math.cbrt(2 * L))));
 }
 
-export async function selectiveScanKernel(rt: GpuRuntime, s: ScanShape, a: ScanArgs): Promise<{ out: Float32Array; lastState: Float32Array }> {
+/** What passes 1–3 leave behind (the backward in selective_scan_backward.ts builds on them). */
+export interface ScanStates {
+  /** Δ (b, dim, L) */
+  dl: Float32Array;
+  /** chunk sums of Δ (b, dim, NC) */
+  dsum: Float32Array;
+  /** state entering each chunk (b, dim, N, NC + 1); the last is last_state */
+  hs: Float32Array;
+  consts: Record<string, number>;
+  /** index expressions of B and C at (b, d, n, t) */
+  bIdx: (t: string) => string;
+  cIdx: (t: string) => string;
+  /** kernel-cache key part for the B/C layouts */
+  key: string;
+  NC: number;
+}
+
+/** Passes 1–3: Δ, the chunk sums of Δ and the state entering each chunk. */
+export async function scanChunkStates(rt: GpuRuntime, s: ScanShape, a: ScanArgs): Promise<ScanStates> {
   const C = Math.ceil(s.L / s.chunk);
   const k = {
     B: s.batch,
@@ -128,7 +146,11 @@ export async function selectiveScanKernel(rt: GpuRuntime, s: ScanShape, a: ScanA
   const passArgs = [local, dsum, a.A];
   if (a.initialState) passArgs.push(a.initialState);
   const hs = await rt.run(`scan.pass${a.initialState ? '+h0' : ''}`, passSrc, consts, s.batch * s.dim * s.N * (C + 1), passArgs);
+  return { dl, dsum, hs, consts, bIdx, cIdx, key, NC: C };
+}
 
+export async function selectiveScanKernel(rt: GpuRuntime, s: ScanShape, a: ScanArgs): Promise<{ out: Float32Array; lastState: Float32Array }> {
+  const { dl, hs, consts, bIdx, cIdx, key, NC: C } = await scanChunkStates(rt, s, a);
   // 4. outputs
   const outArgs: Float32Array[] = [a.u, dl, a.A, a.B, a.C, hs];
   const outNames = ['u', 'dl', 'A', 'Bm', 'Cm', 'hs'];

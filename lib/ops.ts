@@ -13,11 +13,11 @@ import { ArgumentError, BackendUnavailableError, UnknownBackendError } from './e
 import { Tensor, dims } from './tensor.js';
 import { linear as refLinear, matmul as refMatmul } from './ref/linear.js';
 import { linearAttentionParallel } from './ref/linear_attention.js';
-import { selectiveScanDims, selectiveScan as refScan, type SelectiveScanInputs, type SelectiveScanOutputs } from './ref/selective_scan.js';
+import { selectiveScanBackward, selectiveScanDims, selectiveScan as refScan, type SelectiveScanInputs, type SelectiveScanOutputs } from './ref/selective_scan.js';
 import { selectiveStateUpdate as refStateUpdate, stateUpdateDims, type StateUpdateInputs, type StateUpdateOutputs } from './ref/state_update.js';
-import { causalConv1d as refConv, causalConv1dUpdate as refConvUpdate, conv1dDims, conv1dUpdateDims, mod, type Conv1dInputs, type Conv1dUpdateInputs } from './ref/conv1d.js';
-import { ssdChunked, ssdDims, ssdMinimalDiscrete as refSsdMinimal, type SsdInputs, type SsdOutputs } from './ref/ssd.js';
-import { gatedRmsnorm as refGatedRmsnorm, type GatedRmsnormOptions } from './ref/norm.js';
+import { causalConv1dBackward, causalConv1d as refConv, causalConv1dUpdate as refConvUpdate, conv1dDims, conv1dUpdateDims, mod, type Conv1dInputs, type Conv1dUpdateInputs } from './ref/conv1d.js';
+import { ssdBackward, ssdChunked, ssdDims, ssdMinimalDiscrete as refSsdMinimal, type SsdInputs, type SsdOutputs } from './ref/ssd.js';
+import { gatedRmsnormBackward, gatedRmsnorm as refGatedRmsnorm, type GatedRmsnormOptions } from './ref/norm.js';
 import { multistep as refMultistep, multistepDims, type MultistepInputs, type MultistepOutputs } from './ref/multistep.js';
 import { KERNEL_BACKENDS, f32, getRuntime, isImmutable, unavailableReason, type GpuRuntime, type KernelBackendName } from '../kernels/runtime.js';
 import { SimdGemm } from './simd/gemm.js';
@@ -29,6 +29,7 @@ import { conv1dKernel, conv1dUpdateKernel } from '../kernels/conv1d.js';
 import { ssdCoreKernel, ssdDeltaKernel } from '../kernels/ssd.js';
 import { multistepKernel } from '../kernels/multistep.js';
 import { gatedRmsnormKernel } from '../kernels/gated_rmsnorm.js';
+import { kernelGradOps, type GradOps } from './ops_grad.js';
 
 /**
  * 'wasm-simd': the hand-written SIMD matrix products of asm/gemm.ts (lib/simd/gemm.ts) on every core, with
@@ -39,7 +40,8 @@ import { gatedRmsnormKernel } from '../kernels/gated_rmsnorm.js';
 export type BackendName = 'reference' | KernelBackendName | 'wasm-simd';
 export const BACKENDS: readonly BackendName[] = ['reference', 'wasm-simd', ...KERNEL_BACKENDS];
 
-export interface Ops {
+/** The forward ops, and (GradOps, lib/ops_grad.ts) the backward of the scan, conv, SSD and gated norm. */
+export interface Ops extends GradOps {
   readonly name: BackendName;
   /** dtype of the results: float64 on 'reference', float32 on the GPU.js backends. */
   readonly dtype: 'float64' | 'float32';
@@ -93,6 +95,10 @@ const referenceOps: Ops = {
   ssdMinimalDiscrete: async (X, A, B, C, bl, init) => refSsdMinimal(X, A, B, C, bl, init),
   gatedRmsnorm: async (x, w, z, o) => refGatedRmsnorm(x, w, z, o),
   multistep: async (inp) => refMultistep(inp),
+  selectiveScanBackward: async (inp, dout, dLast) => selectiveScanBackward(inp, dout, dLast),
+  causalConv1dBackward: async (inp, dout, dFin) => causalConv1dBackward(inp, dout, dFin),
+  ssdBackward: async (inp, dout, dFin) => ssdBackward(inp, dout, dFin),
+  gatedRmsnormBackward: async (x, w, z, dy, o) => gatedRmsnormBackward(x, w, z, dy, o),
 };
 
 const t32 = (data: Float32Array, shape: readonly number[], name: string) => new Tensor(data, shape, name);
@@ -136,6 +142,10 @@ async function simdOps(): Promise<Ops> {
     ssdMinimalDiscrete: rounded(r.ssdMinimalDiscrete),
     gatedRmsnorm: rounded(r.gatedRmsnorm),
     multistep: rounded(r.multistep),
+    selectiveScanBackward: rounded(r.selectiveScanBackward),
+    causalConv1dBackward: rounded(r.causalConv1dBackward),
+    ssdBackward: rounded(r.ssdBackward),
+    gatedRmsnormBackward: rounded(r.gatedRmsnormBackward),
     async matmul(a, b) {
       const { m, k, n } = dims({ a: [a, ['m', 'k']], b: [b, ['k', 'n']] });
       return t32(g.matmul(a.data, m!, k!, b.data, n!), [m!, n!], 'matmul');
@@ -161,7 +171,7 @@ function toF32<R>(x: R): R {
 }
 
 function kernelOps(rt: GpuRuntime): Ops {
-  return {
+  const ops: Omit<Ops, keyof GradOps> = {
     name: rt.name,
     dtype: 'float32',
     async matmul(a, b) {
@@ -300,4 +310,5 @@ function kernelOps(rt: GpuRuntime): Ops {
       return { out: t32(r.out, [s.batch, s.s, s.dim], 'out'), hJ: t32(r.hJ, st, 'h_j'), hK: t32(r.hK, st, 'h_k') };
     },
   };
+  return { ...ops, ...kernelGradOps(rt, ops) };
 }

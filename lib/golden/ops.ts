@@ -13,10 +13,6 @@ import type { HybridModel } from '../model/hybrid.js';
 import { randomLlama } from '../model/random.js';
 import { WeightStore } from '../model/weights.js';
 import { ModelDrafter, effectiveStates, speculativeGenerate, truncateLayers } from '../decode/speculative.js';
-import { selectiveScanBackward } from '../ref/selective_scan.js';
-import { causalConv1dBackward } from '../ref/conv1d.js';
-import { ssdBackward } from '../ref/ssd.js';
-import { gatedRmsnormBackward } from '../ref/norm.js';
 
 export type Attrs = Record<string, unknown>;
 export type Named = Record<string, Tensor>;
@@ -45,8 +41,6 @@ export interface GoldenOp {
   layout: string;
   run(ops: Ops, I: Named, attrs: Attrs): Promise<Named>;
   generate(rng: Rng, s: ShapeOptions): { inputs: Named; attrs: Attrs; note?: string };
-  /** backward ops run on the float64 reference only (no kernel yet): other backends report them unsupported */
-  referenceOnly?: boolean;
 }
 
 function need(I: Named, name: string): Tensor {
@@ -393,15 +387,14 @@ export const GOLDEN_OPS: Record<string, GoldenOp> = {
     },
   },
   // ---- backward ops (FORMAT.md "Training cases"): inputs are the forward inputs plus d<output>; outputs
-  // the forward outputs and d<input> for every input given. Float64 reference only, for now.
+  // the forward outputs and d<input> for every input given, on every backend (lib/ops_grad.ts for the kernels).
   selective_scan_grad: {
     op: 'selective_scan_grad',
     upstream: 'state-spaces/mamba:mamba_ssm/ops/selective_scan_interface.py::selective_scan_ref, backward by torch.autograd',
     layout: `${SCAN_LAYOUT}; dout, dlast_state given; d<input> in the input's shape`,
-    referenceOnly: true,
-    async run(_ops, I, a) {
+    async run(ops, I, a) {
       const inp = { u: need(I, 'u'), delta: need(I, 'delta'), A: need(I, 'A'), B: need(I, 'B'), C: need(I, 'C'), D: I.D, z: I.z, deltaBias: I.delta_bias, deltaSoftplus: bool(a, 'delta_softplus'), initialState: I.initial_state };
-      const r = selectiveScanBackward(inp, need(I, 'dout'), I.dlast_state);
+      const r = await ops.selectiveScanBackward(inp, need(I, 'dout'), I.dlast_state);
       return pick({ out: r.out, last_state: r.lastState, du: r.du, ddelta: r.ddelta, dA: r.dA, dB: r.dB, dC: r.dC, dD: r.dD, dz: r.dz, ddelta_bias: r.ddeltaBias, dinitial_state: r.dInitialState });
     },
     generate(r, s) {
@@ -415,9 +408,8 @@ export const GOLDEN_OPS: Record<string, GoldenOp> = {
     op: 'causal_conv1d_grad',
     upstream: 'Dao-AILab/causal-conv1d:causal_conv1d/causal_conv1d_interface.py::causal_conv1d_ref, backward by torch.autograd',
     layout: 'as causal_conv1d; dout (and dfinal_states) given; outputs dx, dweight, dbias, dinitial_states',
-    referenceOnly: true,
-    async run(_ops, I, a) {
-      const r = causalConv1dBackward({ x: need(I, 'x'), weight: need(I, 'weight'), bias: I.bias, initialStates: I.initial_states, activation: activation(a) }, need(I, 'dout'), I.dfinal_states);
+    async run(ops, I, a) {
+      const r = await ops.causalConv1dBackward({ x: need(I, 'x'), weight: need(I, 'weight'), bias: I.bias, initialStates: I.initial_states, activation: activation(a) }, need(I, 'dout'), I.dfinal_states);
       return pick({ out: r.out, final_states: I.initial_states ? r.finalStates : undefined, dx: r.dx, dweight: r.dweight, dbias: r.dbias, dinitial_states: r.dinitialStates });
     },
     generate(r, s) {
@@ -433,10 +425,9 @@ export const GOLDEN_OPS: Record<string, GoldenOp> = {
     op: 'ssd_chunk_scan_grad',
     upstream: 'state-spaces/mamba:mamba_ssm/ops/triton/ssd_combined.py::ssd_chunk_scan_combined_ref, backward by torch.autograd',
     layout: 'as ssd_chunk_scan; dout given; d<input> in the input\'s shape (computed by the recurrence run backwards)',
-    referenceOnly: true,
-    async run(_ops, I, a) {
+    async run(ops, I, a) {
       int(a, 'chunk_size'); // the chunking does not change the function: read for validation only
-      const r = ssdBackward({ x: need(I, 'x'), dt: need(I, 'dt'), A: need(I, 'A'), B: need(I, 'B'), C: need(I, 'C'), D: I.D, z: I.z, dtBias: I.dt_bias, dtSoftplus: bool(a, 'dt_softplus'), initialState: I.initial_states }, need(I, 'dout'));
+      const r = await ops.ssdBackward({ x: need(I, 'x'), dt: need(I, 'dt'), A: need(I, 'A'), B: need(I, 'B'), C: need(I, 'C'), D: I.D, z: I.z, dtBias: I.dt_bias, dtSoftplus: bool(a, 'dt_softplus'), initialState: I.initial_states }, need(I, 'dout'));
       return pick({ out: r.out, dx: r.dx, ddt: r.ddt, dA: r.dA, dB: r.dB, dC: r.dC, dD: r.dD, dz: r.dz, ddt_bias: r.ddtBias, dinitial_states: r.dInitialState });
     },
     generate(r, s) {
@@ -449,12 +440,11 @@ export const GOLDEN_OPS: Record<string, GoldenOp> = {
     op: 'gated_rmsnorm_grad',
     upstream: 'state-spaces/mamba:mamba_ssm/ops/triton/layernorm_gated.py::rms_norm_ref, backward by torch.autograd',
     layout: 'as gated_rmsnorm; dout given; outputs dx, dweight, dz',
-    referenceOnly: true,
-    async run(_ops, I, a) {
+    async run(ops, I, a) {
       const eps = a.eps ?? 1e-6;
       if (typeof eps !== 'number') throw new GoldenFormatError('case attrs', `'eps' must be a number`);
       const gs = a.group_size ?? undefined;
-      const r = gatedRmsnormBackward(need(I, 'x'), need(I, 'weight'), I.z, need(I, 'dout'), {
+      const r = await ops.gatedRmsnormBackward(need(I, 'x'), need(I, 'weight'), I.z, need(I, 'dout'), {
         eps,
         groupSize: gs === undefined || gs === null ? undefined : int(a, 'group_size'),
         normBeforeGate: bool(a, 'norm_before_gate', true),

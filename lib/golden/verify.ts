@@ -84,7 +84,6 @@ async function verifyCase(c: GoldenCase, f: SafetensorsFile, backend: BackendNam
   const impl = GOLDEN_OPS[c.op];
   if (!impl) return { ...base, status: 'unsupported', reason: `op '${c.op}' is not implemented by this library` };
   if (c.outputs.length === 0) return { ...base, status: 'fail', reason: "the case lists no outputs: nothing to check" };
-  if (impl.referenceOnly && backend !== 'reference') return { ...base, status: 'unsupported', reason: `op '${c.op}' runs on the float64 reference only (no ${backend} kernel yet)` };
   try {
     const I: Named = {};
     for (const n of c.inputs) I[n] = getTensor(f, `${c.name}/in/${n}`).named(n);
@@ -184,8 +183,11 @@ export async function verifyGolden(dir: string, backend: BackendName, onResult?:
       if (!statSync(join(models, m)).isDirectory()) continue;
       push(await verifyModel(join(models, m), `models/${m}`, backend, tol));
       if (existsSync(join(models, m, 'train.json')) || existsSync(join(models, m, 'train.safetensors'))) {
+        // a training step runs on the float64 training engine (lib/train/). Not on wasm-simd's float32 products
+        // either: Adam's first step is ≈ lr·sign(g), so float32 gradient errors (4e-6 here) on near-zero
+        // gradients move the update by ~1e-4 relative, failing a check that means nothing about the engine
         if (backend === 'reference') push(await verifyTrain(join(models, m), `models/${m}/train`, tol));
-        else push({ name: `models/${m}/train`, op: 'train', status: 'unsupported', errors: {}, tolerance: tol, reason: `training steps run on the float64 reference only (no ${backend} backward kernels yet)` });
+        else push({ name: `models/${m}/train`, op: 'train', status: 'unsupported', errors: {}, tolerance: tol, reason: `training steps are checked on the float64 training engine only (${backend} has the backward ops, lib/ops_grad.ts)` });
       }
     }
   }

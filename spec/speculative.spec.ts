@@ -15,11 +15,11 @@ import fc from 'fast-check';
 import { getOps } from '../lib/ops.js';
 import { randomLlama } from '../lib/model/random.js';
 import { convert } from '../lib/model/convert.js';
-import { cachedAttention, forward, kvTensors, newCache, writeKv, type AttentionCache, type HybridModel, type ModelCache } from '../lib/model/hybrid.js';
+import { cachedAttention, forward, kvTensors, newCache, writeKv, type AttentionCache, type HybridModel, type Mamba1Cache, type Mamba2Cache, type ModelCache } from '../lib/model/hybrid.js';
 import { causalAttention } from '../lib/ref/attention.js';
 import { generate, samplingDistribution, lastLogits } from '../lib/model/generate.js';
 import { ModelDrafter, effectiveStates, speculativeGenerate, truncateLayers } from '../lib/decode/speculative.js';
-import { convWindow } from '../lib/decode/lazy_state.js';
+import { convWindow, specOf } from '../lib/decode/lazy_state.js';
 import { compareWithPlain } from '../lib/decode/compare.js';
 import { WeightStore } from '../lib/model/weights.js';
 import { FLOAT32_TOL, FLOAT64_TOL, Rng, Tensor, expectClose } from './helpers.js';
@@ -48,11 +48,32 @@ function draftModel(t: HybridModel, kind: DraftKind, seed: number): HybridModel 
   return randomLlama({ ...SPEC, layers: 2 }, seed + 99);
 }
 
-/** Compare the speculative target cache with plain decoding of the same accepted prefix. */
-async function expectStateParity(m: HybridModel, spec: ModelCache, committed: number[], tol: number) {
+/**
+ * Compare the speculative target cache with plain decoding of the same accepted prefix. With the round's
+ * verdict, also what the lazy cache keeps (PAPER.md §4 VERIFY): after an all-accepted round the cached state
+ * itself is h_k (nothing pending, statePos = k); after a rejection it is h_j — the state before the window,
+ * equal to plain decoding's at j — with the window's surviving k' + 1 rows pending.
+ */
+async function expectStateParity(m: HybridModel, spec: ModelCache, committed: number[], tol: number, round?: { accepted: number; proposed: number }) {
   const ops = await getOps('reference');
   const plain = newCache(m, 1);
   await forward(ops, m, [committed.slice(0, spec.length)], plain);
+  const first = spec.layers.find((lc): lc is Mamba1Cache | Mamba2Cache => lc.kind !== 'attention');
+  if (round && first && specOf(first).scheme === 'lazy') {
+    const allAccepted = round.accepted === round.proposed;
+    const j = allAccepted ? spec.length : spec.length - (round.accepted + 1);
+    const atJ = newCache(m, 1);
+    if (j > 0) await forward(ops, m, [committed.slice(0, j)], atJ);
+    spec.layers.forEach((lc, i) => {
+      if (lc.kind === 'attention') return;
+      const st = specOf(lc);
+      const pj = atJ.layers[i]!;
+      if (pj.kind === 'attention') throw new Error('layer kinds differ');
+      expect(st.pending.x.length, `layer ${i} pending rows`).toBe(allAccepted ? 0 : round.accepted + 1);
+      expect(st.statePos, `layer ${i} state position`).toBe(j);
+      expectClose(st.h, pj.ssm.reshape([1, st.dim, st.N]).astype('float64'), tol, `layer ${i} cached state (${allAccepted ? 'h_k' : 'h_j'})`);
+    });
+  }
   expect(plain.length).toBe(spec.length);
   const effective = effectiveStates(m, spec);
   spec.layers.forEach((lc, i) => {
@@ -67,7 +88,7 @@ async function expectStateParity(m: HybridModel, spec: ModelCache, committed: nu
       return;
     }
     if (lc.kind === 'attention' || pc.kind === 'attention') throw new Error('layer kinds differ');
-    const st = lc.spec!;
+    const st = specOf(lc);
     expect(st.convLen).toBe(spec.length); // conv write position
     expectClose(convWindow(st, m.mamba!.dConv), pc.conv.astype('float64'), tol, `layer ${i} conv window`);
     // effective SSM state: the cached state with the pending (x, raw dt, B) rows folded in
@@ -103,7 +124,7 @@ describe('greedy speculative decoding = plain greedy decoding', () => {
               eos: [],
               onRound: async (info, cache) => {
                 committed.push(...info.emitted);
-                if (info.emitted.length) await expectStateParity(m, cache, committed, tol);
+                if (info.emitted.length) await expectStateParity(m, cache, committed, tol, info);
               },
             });
             expect(res.tokens).toEqual(plain.tokens);

@@ -22,10 +22,14 @@ import { ArgumentError } from '../errors.js';
 import type { Ops } from '../ops.js';
 import { Tensor } from '../tensor.js';
 import { multistep as refMultistep } from '../ref/multistep.js';
+import type { MambaStateStore, SsmSteps } from '../model/state_store.js';
+
+export type { SsmSteps };
 
 export type StateScheme = 'lazy' | 'per-position';
 
-export interface SpecState {
+/** The lazy store of one layer; as a MambaStateStore (lib/model/state_store.ts) the model drives it. */
+export interface SpecState extends MambaStateStore {
   scheme: StateScheme;
   /** circular conv buffer (1, channels, S) and the number of inputs written so far */
   conv: Tensor;
@@ -45,18 +49,6 @@ export interface SpecState {
   dtBias: Tensor | null;
 }
 
-/** The new steps in the multi-step layout (batch 1): x, raw dt (1, L, dim); B, C (1, L, G, N). */
-export interface SsmSteps {
-  x: Tensor;
-  dt: Tensor;
-  B: Tensor;
-  C: Tensor;
-  z?: Tensor;
-  A: Tensor; // (dim, N)
-  D?: Tensor; // (dim)
-  dtBias?: Tensor; // (dim)
-}
-
 /** Build a speculative state from a prefilled layer: conv window (1, C, W−1), SSM state (1, dim, N). */
 export function makeSpecState(convWindow: Tensor, ssm: Tensor, length: number, maxWindow: number, G: number, scheme: StateScheme): SpecState {
   const [, C, P] = convWindow.shape as [number, number, number];
@@ -69,7 +61,19 @@ export function makeSpecState(convWindow: Tensor, ssm: Tensor, length: number, m
     }
   const [, dim, N] = ssm.shape as [number, number, number];
   const h = ssm.astype('float64').named('h');
-  return { scheme, conv, convLen: length, h, statePos: length, dim, N, G, pending: { x: [], dt: [], B: [] }, last: null, history: [h], A: null, dtBias: null };
+  const st: SpecState = {
+    scheme, conv, convLen: length, h, statePos: length, dim, N, G, pending: { x: [], dt: [], B: [] }, last: null, history: [h], A: null, dtBias: null,
+    convolve: (ops, pre, weight, bias, activation) => specConv(ops, st, pre, weight, bias, activation),
+    scan: (ops, steps) => specSsm(ops, st, steps),
+  };
+  return st;
+}
+
+/** The lazy state in a Mamba layer's cache (made by makeSpecState); a typed error if it holds another store. */
+export function specOf(lc: { store?: MambaStateStore }): SpecState {
+  const s = lc.store as SpecState | undefined;
+  if (!s || !Array.isArray(s.history) || !s.pending) throw new ArgumentError('layer cache', 'the lazy speculative state of lib/decode/lazy_state.ts (prefill with prefillSpec)', s ? 'another state store' : 'none');
+  return s;
 }
 
 /** The logical conv window (1, C, W−1) ending at convLen: what a shift-register cache would hold. */

@@ -27,7 +27,7 @@ import { Tensor } from '../tensor.js';
 import { forward, newCache, type HybridModel, type ModelCache } from '../model/hybrid.js';
 import { WeightStore } from '../model/weights.js';
 import { argmax, checkLength, drawFrom, lastLogits, samplingDistribution, type SamplingOptions } from '../model/generate.js';
-import { convWindow, foldState, foldedState, makeSpecState, rollbackState, stateBytes, type StateScheme } from './lazy_state.js';
+import { convWindow, foldState, foldedState, makeSpecState, rollbackState, specOf, stateBytes, type StateScheme } from './lazy_state.js';
 
 // ---------------------------------------------------------------- caches
 
@@ -39,7 +39,7 @@ export async function prefillSpec(ops: Ops, m: HybridModel, ids: number[], maxWi
     if (lc.kind === 'attention') continue;
     const G = lc.kind === 'mamba1' ? m.mamba!.dInner / m.mamba!.dState : m.mamba!.nHeads;
     const ssm = lc.kind === 'mamba1' ? lc.ssm : lc.ssm.reshape([1, m.mamba!.nHeads * m.mamba!.dState, m.mamba!.dState]);
-    lc.spec = makeSpecState(lc.conv, ssm, cache.length, maxWindow, G, scheme);
+    lc.store = makeSpecState(lc.conv, ssm, cache.length, maxWindow, G, scheme);
   }
   return { cache, logits };
 }
@@ -47,18 +47,18 @@ export async function prefillSpec(ops: Ops, m: HybridModel, ids: number[], maxWi
 /** Forget every consumed token past position n (KV entries, pending SSM rows, conv write position). */
 export function rollbackCache(cache: ModelCache, n: number): void {
   // attention layers: positions ≥ n of their in-place buffers are simply overwritten later
-  for (const lc of cache.layers) if (lc.kind !== 'attention') rollbackState(lc.spec!, n);
+  for (const lc of cache.layers) if (lc.kind !== 'attention') rollbackState(specOf(lc), n);
   cache.length = n;
 }
 
 /** Fold the SSM states after a forward + rollback: h_k if nothing was rolled back, else h_j. */
 export function foldCache(cache: ModelCache): void {
-  for (const lc of cache.layers) if (lc.kind !== 'attention') foldState(lc.spec!);
+  for (const lc of cache.layers) if (lc.kind !== 'attention') foldState(specOf(lc));
 }
 
 /** Bytes of SSM-side speculative state across the model (for the time/memory comparison). */
 export function specStateBytes(cache: ModelCache): number {
-  return cache.layers.reduce((s, lc) => s + (lc.kind === 'attention' ? 0 : stateBytes(lc.spec!)), 0);
+  return cache.layers.reduce((s, lc) => s + (lc.kind === 'attention' ? 0 : stateBytes(specOf(lc))), 0);
 }
 
 // ---------------------------------------------------------------- drafters
@@ -338,7 +338,7 @@ export async function speculativeGenerate(ops: Ops, target: HybridModel, drafter
 export function effectiveStates(m: HybridModel, cache: ModelCache): Map<number, { ssm: Tensor; conv: Tensor }> {
   const out = new Map<number, { ssm: Tensor; conv: Tensor }>();
   cache.layers.forEach((lc, i) => {
-    if (lc.kind !== 'attention') out.set(i, { ssm: foldedState(lc.spec!), conv: convWindow(lc.spec!, m.mamba!.dConv) });
+    if (lc.kind !== 'attention') out.set(i, { ssm: foldedState(specOf(lc)), conv: convWindow(specOf(lc), m.mamba!.dConv) });
   });
   return out;
 }

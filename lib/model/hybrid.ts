@@ -32,7 +32,7 @@ import { applyRope, ropeInvFreq } from '../ref/rope.js';
 import { Tensor } from '../tensor.js';
 import type { LlamaConfig, MambaConfig } from './config.js';
 import type { WeightStore } from './weights.js';
-import { specConv, specSsm, type SpecState } from '../decode/lazy_state.js';
+import type { MambaStateStore } from './state_store.js';
 
 // ---------------------------------------------------------------- model description
 
@@ -73,14 +73,14 @@ export interface Mamba1Cache {
   kind: 'mamba1';
   conv: Tensor; // (batch, d_inner, W−1): the last W−1 conv inputs
   ssm: Tensor; // (batch, d_inner, N)
-  /** set for speculative decoding (batch 1): the lazy single-state cache of lib/decode/lazy_state.ts */
-  spec?: SpecState;
+  /** set for speculative decoding (batch 1): the states live in this store instead (./state_store.ts) */
+  store?: MambaStateStore;
 }
 export interface Mamba2Cache {
   kind: 'mamba2';
   conv: Tensor; // (batch, d_inner + 2·d_xb, W−1)
   ssm: Tensor; // (batch, H, P, N)
-  spec?: SpecState;
+  store?: MambaStateStore;
 }
 export type LayerCache = AttentionCache | Mamba1Cache | Mamba2Cache;
 
@@ -290,10 +290,10 @@ async function mamba1Mixer(ops: Ops, m: HybridModel, p: string, o: Tensor, cache
   const dt = await ops.linear(dtLow, W.get(`${q}.dt_proj.weight`), clean ? undefined : dtBias); // upstream: bias here AND as delta_bias
 
   let y: Tensor; // (B, L, d_inner)
-  if (cache.spec) {
-    // speculative decoding: circular conv buffer + MultiStep from the single cached state (Algorithm 2)
-    const xs = await specConv(ops, cache.spec, x, convW, convB, 'silu');
-    y = await specSsm(ops, cache.spec, { x: xs, dt, B: Bg.reshape([1, L, G, N]), C: Cm.reshape([1, L, G, N]), z, A, D, dtBias });
+  if (cache.store) {
+    // a state store (speculative decoding: circular conv buffer + MultiStep from one cached state, Algorithm 2)
+    const xs = await cache.store.convolve(ops, x, convW, convB, 'silu');
+    y = await cache.store.scan(ops, { x: xs, dt, B: Bg.reshape([1, L, G, N]), C: Cm.reshape([1, L, G, N]), z, A, D, dtBias });
   } else if (L === 1) {
     // decode: conv window update, then one state update per channel group (multi-head layout, H = G, P = N)
     const conv = await ops.causalConv1dUpdate({ x: x.reshape([Bt, dInner, 1]), convState: cache.conv, weight: convW, bias: convB, activation: 'silu' });
@@ -357,8 +357,8 @@ async function mamba2Mixer(ops: Ops, m: HybridModel, p: string, o: Tensor, cache
 
   const act = m.ablation?.convActivation === false ? null : 'silu';
   let xs: Tensor; // after conv + silu, (B, L, convDim)
-  if (cache.spec) {
-    xs = await specConv(ops, cache.spec, xBC, convW, convB, act);
+  if (cache.store) {
+    xs = await cache.store.convolve(ops, xBC, convW, convB, act);
   } else if (L === 1) {
     const cu = await ops.causalConv1dUpdate({ x: xBC.reshape([Bt, convDim, 1]), convState: cache.conv, weight: convW, bias: convB, activation: act });
     cache.conv = cu.convState.named('conv');
@@ -373,9 +373,9 @@ async function mamba2Mixer(ops: Ops, m: HybridModel, p: string, o: Tensor, cache
   const Bh = repeatPieces(B0, dInner, N).reshape([Bt, L, H, N]);
   const Ch = C.reshape([Bt, L, H, N]);
   let y: Tensor;
-  if (cache.spec) {
+  if (cache.store) {
     // channels (h, p) of the multi-step layout: per-head Δ, A, D, dt_bias repeated over p; B/C grouped per head
-    y = await specSsm(ops, cache.spec, {
+    y = await cache.store.scan(ops, {
       x: x.reshape([1, L, H * P]),
       dt: repeatEach(dt, P, [1, L, H * P]),
       B: Bh,

@@ -115,7 +115,7 @@ export const CONFORM_SPECS: Record<string, OpSpec> = {
   causal_conv1d_grad: { ...CONV, optional: ['bias'] },
   ssd_chunk_scan_grad: { ...SSD, add: undefined, scalable: ['x', 'B', 'C', 'D', 'z'] },
   gated_rmsnorm_grad: NORM,
-  model: { shapes: { variant: [0, 2], vocab: [3, 40], heads: [1, 3], len: [1, 12], batch: [1, 2] } },
+  model: { shapes: { variant: [0, 3], vocab: [3, 40], heads: [1, 3], len: [1, 12], batch: [1, 2] } },
 };
 
 export const CONFORM_OPS = Object.keys(CONFORM_SPECS);
@@ -154,6 +154,8 @@ export interface ConformCase {
 }
 
 const VARIANTS = ['mamba2', 'mamba1', 'llama'] as const;
+/** `model` also draws Mamba-1 with the 'clean' semantics (head_dim-wide pieces, the Δ bias added once) */
+const MODEL_VARIANTS = [...VARIANTS, 'mamba1-clean'] as const;
 
 /** Inputs, attributes and the float64 reference's outputs of a draw. */
 export async function buildCase(op: string, d: Draw): Promise<ConformCase> {
@@ -176,10 +178,11 @@ export async function buildCase(op: string, d: Draw): Promise<ConformCase> {
 }
 
 async function buildModelCase(s: Record<string, number>, r: Rng): Promise<ConformCase> {
-  const variant = VARIANTS[s.variant!]!;
+  const variant = MODEL_VARIANTS[s.variant!]!;
   const heads = s.heads!;
   const teacher = randomLlama({ vocab: s.vocab!, hidden: 16 * heads, intermediate: 24, layers: 2, heads, kvHeads: 1, headDim: 16 }, r.int(0, 1 << 30));
-  const model = variant === 'llama' ? teacher : convert(teacher, { variant, attnLayers: [1], seed: r.int(0, 1 << 30) });
+  const model =
+    variant === 'llama' ? teacher : convert(teacher, { variant: variant === 'mamba1-clean' ? 'mamba1' : variant, attnLayers: [1], seed: r.int(0, 1 << 30), semantics: variant === 'mamba1-clean' ? 'clean' : 'upstream' });
   const ids = Array.from({ length: s.batch! }, () => Array.from({ length: s.len! }, () => r.int(0, s.vocab! - 1)));
   const logits = await forward(await getOps('reference'), model, ids, newCache(model, ids.length));
   return {

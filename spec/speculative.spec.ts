@@ -160,6 +160,9 @@ describe('greedy speculative decoding = plain greedy decoding', () => {
         }
         expect(runs[1]!.tokens).toEqual(runs[0]!.tokens);
         expect(runs[1]!.rounds.map((x) => x.accepted)).toEqual(runs[0]!.rounds.map((x) => x.accepted));
+        // the point of one cached state (PAPER.md §4): lazy holds h, the pending rows and the window's h_j and
+        // h_k (≈ 3 states + rows); per-position holds a state per window position (K + 2) — smaller from K = 2
+        if (K >= 2) expect(runs[0]!.peakStateBytes).toBeLessThan(runs[1]!.peakStateBytes);
       }),
       { numRuns: 8 },
     );

@@ -15,7 +15,7 @@ import { linear as refLinear, matmul as refMatmul } from './ref/linear.js';
 import { linearAttentionParallel } from './ref/linear_attention.js';
 import { selectiveScanBackward, selectiveScanDims, selectiveScan as refScan, type SelectiveScanInputs, type SelectiveScanOutputs } from './ref/selective_scan.js';
 import { selectiveStateUpdate as refStateUpdate, stateUpdateDims, type StateUpdateInputs, type StateUpdateOutputs } from './ref/state_update.js';
-import { causalConv1dBackward, causalConv1d as refConv, causalConv1dUpdate as refConvUpdate, conv1dDims, conv1dUpdateDims, mod, type Conv1dInputs, type Conv1dUpdateInputs } from './ref/conv1d.js';
+import { causalConv1dBackward, conv1dFinalStates, conv1dStateAfter, causalConv1d as refConv, causalConv1dUpdate as refConvUpdate, conv1dDims, conv1dUpdateDims, mod, type Conv1dInputs, type Conv1dUpdateInputs } from './ref/conv1d.js';
 import { ssdBackward, ssdChunked, ssdDims, ssdMinimalDiscrete as refSsdMinimal, type SsdInputs, type SsdOutputs } from './ref/ssd.js';
 import { gatedRmsnormBackward, gatedRmsnorm as refGatedRmsnorm, type GatedRmsnormOptions } from './ref/norm.js';
 import { multistep as refMultistep, multistepDims, type MultistepInputs, type MultistepOutputs } from './ref/multistep.js';
@@ -227,15 +227,7 @@ function kernelOps(rt: GpuRuntime): Ops {
       const { x, weight, bias, initialStates } = inp;
       const { batch, dim, L, W } = conv1dDims(inp);
       const out = await conv1dKernel(rt, { batch: batch!, dim: dim!, L: L!, W: W! }, f32(x.data), f32(weight.data), opt(bias), opt(initialStates), inp.activation === 'silu');
-      // final_states: the last W−1 entries of [initial (or zeros) ; x] — a copy, no arithmetic
-      const P = W! - 1;
-      const fin = new Float32Array(batch! * dim! * P);
-      for (let bd = 0; bd < batch! * dim!; bd++)
-        for (let k = 0; k < P; k++) {
-          const j = L! - P + k; // position in x; negative → from the initial state
-          fin[bd * P + k] = j >= 0 ? x.data[bd * L! + j]! : initialStates ? initialStates.data[bd * P + P + j]! : 0;
-        }
-      return { out: t32(out, [batch!, dim!, L!], 'out'), finalStates: t32(fin, [batch!, dim!, P], 'final_states') };
+      return { out: t32(out, [batch!, dim!, L!], 'out'), finalStates: conv1dFinalStates(x, initialStates, W!, 'float32') };
     },
     async causalConv1dUpdate(inp) {
       const { x, convState, weight, bias, cacheSeqlens } = inp;
@@ -244,20 +236,7 @@ function kernelOps(rt: GpuRuntime): Ops {
       const start = new Float32Array(batch!);
       for (let b = 0; b < batch!; b++) start[b] = cacheSeqlens ? mod(cacheSeqlens[b]! - P, S!) : S! - P;
       const out = await conv1dUpdateKernel(rt, { batch: batch!, dim: dim!, L: steps!, W: W!, S: S! }, f32(x.data), f32(convState.data), f32(weight.data), opt(bias), start, inp.activation === 'silu');
-      const next = Float32Array.from(convState.data);
-      for (let b = 0; b < batch!; b++)
-        for (let d = 0; d < dim!; d++) {
-          const so = (b * dim! + d) * S!;
-          if (cacheSeqlens) {
-            for (let s = 0; s < steps!; s++) next[so + mod(cacheSeqlens[b]! + s, S!)] = x.data[(b * dim! + d) * steps! + s]!;
-          } else {
-            const all = new Float32Array(S! + steps!);
-            all.set(convState.data.subarray(so, so + S!));
-            all.set(x.data.subarray((b * dim! + d) * steps!, (b * dim! + d + 1) * steps!), S!);
-            next.set(all.subarray(steps!), so);
-          }
-        }
-      return { out: t32(out, [batch!, dim!, steps!], 'out'), convState: t32(next, convState.shape, 'conv_state_after') };
+      return { out: t32(out, [batch!, dim!, steps!], 'out'), convState: conv1dStateAfter(convState, x, cacheSeqlens, 'float32') };
     },
     async ssdChunkScan(inp, chunkSize) {
       const s = ssdDims(inp);

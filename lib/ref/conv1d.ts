@@ -40,7 +40,6 @@ export function causalConv1d(inp: Conv1dInputs): { out: Tensor; finalStates: Ten
   const { batch, dim, L, W } = conv1dDims(inp);
   const P = W! - 1;
   const out = Tensor.zeros([batch!, dim!, L!], 'float64', 'out');
-  const fin = Tensor.zeros([batch!, dim!, P], 'float64', 'final_states');
   const xt = new Float64Array(P + L!); // x̃ for one (b, d)
   for (let b = 0; b < batch!; b++) {
     for (let d = 0; d < dim!; d++) {
@@ -52,10 +51,49 @@ export function causalConv1d(inp: Conv1dInputs): { out: Tensor; finalStates: Ten
         for (let k = 0; k < W!; k++) s += weight.data[d * W! + k]! * xt[t + k]!;
         out.data[(b * dim! + d) * L! + t] = inp.activation === 'silu' ? silu(s) : s;
       }
-      fin.data.set(xt.subarray(L!, L! + P), (b * dim! + d) * P);
     }
   }
-  return { out, finalStates: fin };
+  return { out, finalStates: conv1dFinalStates(x, initialStates, W!, 'float64') };
+}
+
+/**
+ * The conv's state bookkeeping (copies, no arithmetic), shared by the reference and the kernel backends:
+ * final_states = the last W−1 entries of [initial_states (or zeros) ; x] per channel, (batch, dim, W−1).
+ */
+export function conv1dFinalStates(x: Tensor, initialStates: Tensor | undefined, W: number, dtype: 'float64' | 'float32'): Tensor {
+  const [batch, dim, L] = x.shape as [number, number, number];
+  const P = W - 1;
+  const fin = Tensor.zeros([batch, dim, P], dtype, 'final_states');
+  for (let bd = 0; bd < batch * dim; bd++)
+    for (let k = 0; k < P; k++) {
+      const j = L - P + k; // position in x; negative → from the initial state
+      fin.data[bd * P + k] = j >= 0 ? x.data[bd * L + j]! : initialStates ? initialStates.data[bd * P + P + j]! : 0;
+    }
+  return fin;
+}
+
+/**
+ * The state after an update with `steps` new inputs x (batch, dim, steps): a circular buffer written at
+ * (cache_seqlens[b] + s) mod S, or — without cache_seqlens — the last S entries of [state ; x].
+ */
+export function conv1dStateAfter(convState: Tensor, x: Tensor, cacheSeqlens: readonly number[] | undefined, dtype: 'float64' | 'float32'): Tensor {
+  const [batch, dim, S] = convState.shape as [number, number, number];
+  const steps = x.shape[2]!;
+  const next = convState.astype(dtype).named('conv_state_after');
+  for (let b = 0; b < batch; b++)
+    for (let d = 0; d < dim; d++) {
+      const so = (b * dim + d) * S;
+      const xo = (b * dim + d) * steps;
+      if (cacheSeqlens) {
+        for (let s = 0; s < steps; s++) next.data[so + mod(cacheSeqlens[b]! + s, S)] = x.data[xo + s]!;
+      } else {
+        for (let k = 0; k < S; k++) {
+          const j = k + steps; // index into [old state ; x]
+          next.data[so + k] = j < S ? convState.data[so + j]! : x.data[xo + j - S]!;
+        }
+      }
+    }
+  return next;
 }
 
 export interface Conv1dUpdateInputs {
@@ -87,7 +125,6 @@ export function causalConv1dUpdate(inp: Conv1dUpdateInputs): { out: Tensor; conv
   const { batch, dim, steps, S, W } = conv1dUpdateDims(inp);
   const P = W! - 1;
   const out = Tensor.zeros([batch!, dim!, steps!], 'float64', 'out');
-  const next = convState.astype('float64').named('conv_state_after');
   const xt = new Float64Array(P + steps!);
   for (let b = 0; b < batch!; b++) {
     for (let d = 0; d < dim!; d++) {
@@ -102,18 +139,9 @@ export function causalConv1dUpdate(inp: Conv1dUpdateInputs): { out: Tensor; conv
         for (let k = 0; k < W!; k++) s += weight.data[d * W! + k]! * xt[t + k]!;
         out.data[(b * dim! + d) * steps! + t] = inp.activation === 'silu' ? silu(s) : s;
       }
-      if (cacheSeqlens) {
-        for (let s = 0; s < steps!; s++) next.data[so + mod(cacheSeqlens[b]! + s, S!)] = xt[P + s]!;
-      } else {
-        // new state = last S entries of [old state ; x]
-        const all = new Float64Array(S! + steps!);
-        all.set(convState.data.subarray(so, so + S!), 0);
-        all.set(xt.subarray(P), S!);
-        next.data.set(all.subarray(steps!), so);
-      }
     }
   }
-  return { out, convState: next };
+  return { out, convState: conv1dStateAfter(convState, x, cacheSeqlens, 'float64') };
 }
 
 export function checkActivation(a: unknown): void {

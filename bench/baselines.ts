@@ -4,7 +4,19 @@
  */
 
 /** Mamba-1 selective scan, per-time B/C (batch 1), softplus Δ with bias, D and z: the sequential recurrence. */
-export function scanLoop(u: Float32Array, delta: Float32Array, A: Float32Array, B: Float32Array, C: Float32Array, D: Float32Array, z: Float32Array, bias: Float32Array, dim: number, N: number, L: number): Float32Array {
+export function scanLoop(
+  u: Float32Array,
+  delta: Float32Array,
+  A: Float32Array,
+  B: Float32Array,
+  C: Float32Array,
+  D: Float32Array,
+  z: Float32Array,
+  bias: Float32Array,
+  dim: number,
+  N: number,
+  L: number,
+): Float32Array {
   const out = new Float32Array(dim * L);
   const h = new Float32Array(N);
   for (let d = 0; d < dim; d++) {
@@ -38,7 +50,18 @@ export function matvecLoop(W: Float32Array, x: Float32Array, rows: number, cols:
 }
 
 /** K steps of the state update from h (dim, N), outputs (K, dim): the multi-step kernel's work, sequentially. */
-export function multistepLoop(h0: Float32Array, x: Float32Array, dt: Float32Array, B: Float32Array, C: Float32Array, A: Float32Array, bias: Float32Array, dim: number, N: number, K: number): Float32Array {
+export function multistepLoop(
+  h0: Float32Array,
+  x: Float32Array,
+  dt: Float32Array,
+  B: Float32Array,
+  C: Float32Array,
+  A: Float32Array,
+  bias: Float32Array,
+  dim: number,
+  N: number,
+  K: number,
+): Float32Array {
   const h = Float32Array.from(h0);
   const out = new Float32Array(K * dim);
   for (let k = 0; k < K; k++)

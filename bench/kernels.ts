@@ -49,17 +49,49 @@ interface Row {
 const rows: Row[] = [];
 const log = (row: Row) => {
   rows.push(row);
-  const extra = row.extra ? ' ' + Object.entries(row.extra).map(([k, v]) => `${k}=${v.toFixed(2)}`).join(' ') : '';
-  console.log(`${row.kernel.padEnd(16)} ${row.size.padEnd(24)} ${row.backend.padEnd(16)} ${row.medianMs.toFixed(2).padStart(10)} ms  ×${row.ratioToLoop.toFixed(2)} of loop time${extra}`);
+  const extra = row.extra
+    ? ' ' +
+      Object.entries(row.extra)
+        .map(([k, v]) => `${k}=${v.toFixed(2)}`)
+        .join(' ')
+    : '';
+  console.log(
+    `${row.kernel.padEnd(16)} ${row.size.padEnd(24)} ${row.backend.padEnd(16)} ${row.medianMs.toFixed(2).padStart(10)} ms  ×${row.ratioToLoop.toFixed(2)} of loop time${extra}`,
+  );
 };
 
 // ---- scan ----
 {
-  const dim = 2048, N = 16, L = 512;
-  const u = f32([1, dim, L], -1, 1), delta = f32([1, dim, L], -1, 1), A = f32([dim, N], -2, -0.1);
-  const B = f32([1, N, L], -1, 1), C = f32([1, N, L], -1, 1), D = f32([dim], -1, 1), z = f32([1, dim, L], -1, 1), bias = f32([dim], -4, -2);
+  const dim = 2048,
+    N = 16,
+    L = 512;
+  const u = f32([1, dim, L], -1, 1),
+    delta = f32([1, dim, L], -1, 1),
+    A = f32([dim, N], -2, -0.1);
+  const B = f32([1, N, L], -1, 1),
+    C = f32([1, N, L], -1, 1),
+    D = f32([dim], -1, 1),
+    z = f32([1, dim, L], -1, 1),
+    bias = f32([dim], -4, -2);
   const size = `d${dim} N${N} L${L}`;
-  const base = await median('scan loop', () => scanLoop(u.data as Float32Array, delta.data as Float32Array, A.data as Float32Array, B.data as Float32Array, C.data as Float32Array, D.data as Float32Array, z.data as Float32Array, bias.data as Float32Array, dim, N, L), quick ? 2 : 5);
+  const base = await median(
+    'scan loop',
+    () =>
+      scanLoop(
+        u.data as Float32Array,
+        delta.data as Float32Array,
+        A.data as Float32Array,
+        B.data as Float32Array,
+        C.data as Float32Array,
+        D.data as Float32Array,
+        z.data as Float32Array,
+        bias.data as Float32Array,
+        dim,
+        N,
+        L,
+      ),
+    quick ? 2 : 5,
+  );
   log({ kernel: 'selective_scan', size, backend: 'ts-f32-loop', medianMs: base, ratioToLoop: 1 });
   for (const name of wanted) {
     const ops = await getOps(name);
@@ -71,7 +103,8 @@ const log = (row: Row) => {
 // ---- matvec ----
 {
   const n = 4096;
-  const W = f32([n, n], -1, 1), x = f32([1, n], -1, 1);
+  const W = f32([n, n], -1, 1),
+    x = f32([1, n], -1, 1);
   const size = `${n}x${n}`;
   const base = await median('matvec loop', () => matvecLoop(W.data as Float32Array, x.data as Float32Array, n, n), quick ? 5 : 20);
   log({ kernel: 'matvec', size, backend: 'ts-f32-loop', medianMs: base, ratioToLoop: 1 });
@@ -84,32 +117,67 @@ const log = (row: Row) => {
 
 // ---- multistep vs state updates ----
 {
-  const dim = 4096, N = 16;
-  const hI = f32([1, dim, N], -1, 1), A = f32([dim, N], -2, -0.1), bias = f32([dim], -4, -2);
+  const dim = 4096,
+    N = 16;
+  const hI = f32([1, dim, N], -1, 1),
+    A = f32([dim, N], -2, -0.1),
+    bias = f32([dim], -4, -2);
   const K1 = 9;
-  const xc = f32([1, K1, dim], -1, 1), dtc = f32([1, K1, dim], -1, 1), Bc = f32([1, K1, N], -1, 1);
+  const xc = f32([1, K1, dim], -1, 1),
+    dtc = f32([1, K1, dim], -1, 1),
+    Bc = f32([1, K1, N], -1, 1);
   const opsFor: Record<string, Ops> = {};
   for (const name of wanted) opsFor[name] = await getOps(name);
   const one: Record<string, number> = {};
   for (const name of wanted) {
     const o = opsFor[name]!;
-    const x = f32([1, dim], -1, 1), dt = f32([1, dim], -1, 1), B = f32([1, N], -1, 1), C = f32([1, N], -1, 1);
+    const x = f32([1, dim], -1, 1),
+      dt = f32([1, dim], -1, 1),
+      B = f32([1, N], -1, 1),
+      C = f32([1, N], -1, 1);
     one[name] = await median(`update ${name}`, () => o.selectiveStateUpdate({ state: hI, x, dt, A, B, C, dtBias: bias, dtSoftplus: true }), quick ? 3 : 10);
   }
   for (let K = 1; K <= 8; K++) {
-    const x = f32([1, K, dim], -1, 1), dt = f32([1, K, dim], -1, 1), B = f32([1, K, N], -1, 1), C = f32([1, K, N], -1, 1);
+    const x = f32([1, K, dim], -1, 1),
+      dt = f32([1, K, dim], -1, 1),
+      B = f32([1, K, N], -1, 1),
+      C = f32([1, K, N], -1, 1);
     const size = `d${dim} N${N} K${K}`;
-    const base = await median(`ms loop ${K}`, () => multistepLoop(hI.data as Float32Array, x.data as Float32Array, dt.data as Float32Array, B.data as Float32Array, C.data as Float32Array, A.data as Float32Array, bias.data as Float32Array, dim, N, K), quick ? 3 : 10);
+    const base = await median(
+      `ms loop ${K}`,
+      () =>
+        multistepLoop(
+          hI.data as Float32Array,
+          x.data as Float32Array,
+          dt.data as Float32Array,
+          B.data as Float32Array,
+          C.data as Float32Array,
+          A.data as Float32Array,
+          bias.data as Float32Array,
+          dim,
+          N,
+          K,
+        ),
+      quick ? 3 : 10,
+    );
     log({ kernel: 'multistep', size, backend: 'ts-f32-loop', medianMs: base, ratioToLoop: 1 });
     for (const name of wanted) {
       const o = opsFor[name]!;
-      const ms = await median(`ms ${name} ${K}`, () => o.multistep({ hI, xCache: xc, dtCache: dtc, BCache: Bc, recomputeSteps: 0, x, dt, B, C, A, dtBias: bias, dtSoftplus: true }), quick ? 2 : 5);
+      const ms = await median(
+        `ms ${name} ${K}`,
+        () => o.multistep({ hI, xCache: xc, dtCache: dtc, BCache: Bc, recomputeSteps: 0, x, dt, B, C, A, dtBias: bias, dtSoftplus: true }),
+        quick ? 2 : 5,
+      );
       const rowAt = (t: Tensor, k: number) => t.slice(1, k, k + 1).reshape([1, t.shape[2]!]);
       const xs = Array.from({ length: K }, (_, k) => ({ x: rowAt(x, k), dt: rowAt(dt, k), B: rowAt(B, k), C: rowAt(C, k) }));
-      const sep = await median(`sep ${name} ${K}`, async () => {
-        let state = hI;
-        for (const s of xs) state = (await o.selectiveStateUpdate({ state, ...s, A, dtBias: bias, dtSoftplus: true })).state;
-      }, quick ? 2 : 5);
+      const sep = await median(
+        `sep ${name} ${K}`,
+        async () => {
+          let state = hI;
+          for (const s of xs) state = (await o.selectiveStateUpdate({ state, ...s, A, dtBias: bias, dtSoftplus: true })).state;
+        },
+        quick ? 2 : 5,
+      );
       log({ kernel: 'multistep', size, backend: name, medianMs: ms, ratioToLoop: ms / base, extra: { vsOneUpdate: ms / one[name]!, vsKUpdates: ms / sep } });
     }
   }
@@ -127,7 +195,10 @@ const md = [
   '',
   '| kernel | size | backend | median ms | × loop time | vs one update | vs K updates |',
   '| --- | --- | --- | ---: | ---: | ---: | ---: |',
-  ...rows.map((r) => `| ${r.kernel} | ${r.size} | ${r.backend} | ${r.medianMs.toFixed(2)} | ${r.ratioToLoop.toFixed(2)} | ${r.extra?.vsOneUpdate?.toFixed(2) ?? ''} | ${r.extra?.vsKUpdates?.toFixed(2) ?? ''} |`),
+  ...rows.map(
+    (r) =>
+      `| ${r.kernel} | ${r.size} | ${r.backend} | ${r.medianMs.toFixed(2)} | ${r.ratioToLoop.toFixed(2)} | ${r.extra?.vsOneUpdate?.toFixed(2) ?? ''} | ${r.extra?.vsKUpdates?.toFixed(2) ?? ''} |`,
+  ),
   '',
 ].join('\n');
 writeFile(join(dir, 'kernels.md'), md);

@@ -40,7 +40,10 @@ function timeAll(fs: Array<() => void>, rounds = 11): number[] {
   const per = fs.map((f) => {
     const t = performance.now();
     let calls = 0;
-    while (performance.now() - t < 300 || calls < 3) (f(), calls++);
+    while (performance.now() - t < 300 || calls < 3) {
+      f();
+      calls++;
+    }
     return Math.max(1, Math.round(40 / ((performance.now() - t) / calls)));
   });
   const samples: number[][] = fs.map(() => []);
@@ -83,7 +86,14 @@ for (const [M, K, N] of SHAPES) {
   b.dispose();
   let numpy: number | null = null;
   try {
-    const out = execFileSync('python3', ['-c', `import numpy as np, time\na=np.random.rand(${M},${K}).astype(np.float32); b=np.random.rand(${K},${N}).astype(np.float32)\nfor _ in range(5): a@b\nts=[]\nfor _ in range(9):\n  t=time.perf_counter(); n=0\n  while time.perf_counter()-t<0.05: a@b; n+=1\n  ts.append((time.perf_counter()-t)/n*1000)\nprint(sorted(ts)[4])`], { encoding: 'utf8', env: { ...process.env, OPENBLAS_NUM_THREADS: '2' } });
+    const out = execFileSync(
+      'python3',
+      [
+        '-c',
+        `import numpy as np, time\na=np.random.rand(${M},${K}).astype(np.float32); b=np.random.rand(${K},${N}).astype(np.float32)\nfor _ in range(5): a@b\nts=[]\nfor _ in range(9):\n  t=time.perf_counter(); n=0\n  while time.perf_counter()-t<0.05: a@b; n+=1\n  ts.append((time.perf_counter()-t)/n*1000)\nprint(sorted(ts)[4])`,
+      ],
+      { encoding: 'utf8', env: { ...process.env, OPENBLAS_NUM_THREADS: '2' } },
+    );
     numpy = Number(out.trim());
   } catch {
     numpy = null;
@@ -101,8 +111,13 @@ for (const [M, K, N] of SHAPES) {
   }
   const row = {
     shape: `${M}×${K}×${N}`,
-    ours1: g(ours1), ours2: g(ours2), tfjs: g(tfjs), numpy: numpy === null ? null : g(numpy), gpujs: gpujs === null ? null : g(gpujs),
-    ratio1: tfjs / ours1, ratio2: tfjs / ours2,
+    ours1: g(ours1),
+    ours2: g(ours2),
+    tfjs: g(tfjs),
+    numpy: numpy === null ? null : g(numpy),
+    gpujs: gpujs === null ? null : g(gpujs),
+    ratio1: tfjs / ours1,
+    ratio2: tfjs / ours2,
   };
   rows.push(row);
   console.log(JSON.stringify(row));
@@ -110,13 +125,20 @@ for (const [M, K, N] of SHAPES) {
 one.close();
 two.close();
 
-const meta = { date: new Date().toISOString(), node: process.version, cpu: 'see lscpu', note: 'GFLOP/s = 2·M·K·N / time; ratio = ours / tfjs-wasm GFLOP/s (1 thread each, and ours on 2 threads against tfjs on 1)' };
+const meta = {
+  date: new Date().toISOString(),
+  node: process.version,
+  cpu: 'see lscpu',
+  note: 'GFLOP/s = 2·M·K·N / time; ratio = ours / tfjs-wasm GFLOP/s (1 thread each, and ours on 2 threads against tfjs on 1)',
+};
 const res = join(import.meta.dirname, 'results');
 writeFile(join(res, 'matmul.json'), JSON.stringify({ meta, rows }, null, 1) + '\n');
 const f = (v: unknown, d = 1) => (typeof v === 'number' ? v.toFixed(d) : '—');
 let md = `# Matrix products, GFLOP/s (this machine, one run)\n\n${meta.note}. Shapes are M×K×N of y = x·Wᵀ (x: M×K).\n\n`;
-md += '| shape | ours, 1 thread | ours, 2 threads | tfjs-wasm (XNNPACK), 1 thread | numpy/OpenBLAS, 2 threads | GPU.js webasm (before) | ours/tfjs, 1 thread | ours 2 thr./tfjs |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n';
-for (const x of rows) md += `| ${x.shape} | ${f(x.ours1)} | ${f(x.ours2)} | ${f(x.tfjs)} | ${f(x.numpy)} | ${f(x.gpujs, 2)} | ${f(x.ratio1, 2)}× | ${f(x.ratio2, 2)}× |\n`;
+md +=
+  '| shape | ours, 1 thread | ours, 2 threads | tfjs-wasm (XNNPACK), 1 thread | numpy/OpenBLAS, 2 threads | GPU.js webasm (before) | ours/tfjs, 1 thread | ours 2 thr./tfjs |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n';
+for (const x of rows)
+  md += `| ${x.shape} | ${f(x.ours1)} | ${f(x.ours2)} | ${f(x.tfjs)} | ${f(x.numpy)} | ${f(x.gpujs, 2)} | ${f(x.ratio1, 2)}× | ${f(x.ratio2, 2)}× |\n`;
 writeFile(join(res, 'matmul.md'), md);
 console.log(md);
 process.exit(0);

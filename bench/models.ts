@@ -71,7 +71,9 @@ const fair = simdProbe.readBandwidth();
 simdProbe.close();
 const jsBw = { f32: bandwidth('f32'), f64: bandwidth('f64') };
 const bw = { f32: fair, f64: fair };
-console.log(`# read bandwidth: SIMD 8-accumulator ${(fair / 1e9).toFixed(2)} GB/s (the floor); one-accumulator JS sum float32 ${(jsBw.f32 / 1e9).toFixed(2)} GB/s, float64 ${(jsBw.f64 / 1e9).toFixed(2)} GB/s`);
+console.log(
+  `# read bandwidth: SIMD 8-accumulator ${(fair / 1e9).toFixed(2)} GB/s (the floor); one-accumulator JS sum float32 ${(jsBw.f32 / 1e9).toFixed(2)} GB/s, float64 ${(jsBw.f64 / 1e9).toFixed(2)} GB/s`,
+);
 for (const s of status) if (!s.available) console.log(`# backend '${s.name}' not available here: ${s.reason}`);
 
 interface Row {
@@ -97,9 +99,20 @@ for (const backend of backends) {
     const bytes = paramsPerToken(m) * (ops.dtype === 'float64' ? 8 : 4);
     const floorMs = (bytes / (ops.dtype === 'float64' ? bw.f64 : bw.f32)) * 1000;
     const msTok = r.decode.ms / r.decode.tokens;
-    const row = { model: name, backend, prefillTokPerS: r.prefill.tokensPerS, decodeTokPerS: r.decode.tokensPerS, weightBytesPerToken: bytes, floorMs, decodeMsPerToken: msTok, ratioToFloor: msTok / floorMs };
+    const row = {
+      model: name,
+      backend,
+      prefillTokPerS: r.prefill.tokensPerS,
+      decodeTokPerS: r.decode.tokensPerS,
+      weightBytesPerToken: bytes,
+      floorMs,
+      decodeMsPerToken: msTok,
+      ratioToFloor: msTok / floorMs,
+    };
     rows.push(row);
-    console.log(`${name.padEnd(20)} ${backend.padEnd(16)} prefill ${row.prefillTokPerS.toFixed(1).padStart(8)} tok/s   decode ${row.decodeTokPerS.toFixed(2).padStart(7)} tok/s   ${(bytes / 1e6).toFixed(0)} MB/token, floor ${floorMs.toFixed(1)} ms, ×${row.ratioToFloor.toFixed(1)} of floor`);
+    console.log(
+      `${name.padEnd(20)} ${backend.padEnd(16)} prefill ${row.prefillTokPerS.toFixed(1).padStart(8)} tok/s   decode ${row.decodeTokPerS.toFixed(2).padStart(7)} tok/s   ${(bytes / 1e6).toFixed(0)} MB/token, floor ${floorMs.toFixed(1)} ms, ×${row.ratioToFloor.toFixed(1)} of floor`,
+    );
   }
 }
 // PyTorch on the CPU decoding the same weights (bench/torch_decode.py: KV cache, conv window and SSM state),
@@ -114,11 +127,17 @@ if (spawnSync('/usr/bin/python3', ['-c', 'import torch'], { encoding: 'utf8' }).
       saveModel(mdir, m);
       const ours = await generate(await getOps(backends.includes('wasm-simd') ? 'wasm-simd' : backends[0]!), m, prompt, { maxNewTokens: DECODE + 1, eos: [] });
       for (const threads of [1, 2]) {
-        const out = execFileSync('/usr/bin/python3', [join(import.meta.dirname, 'torch_decode.py'), mdir, String(PREFILL), String(DECODE + 1), `--threads=${threads}`], { encoding: 'utf8', maxBuffer: 1 << 24 });
+        const out = execFileSync(
+          '/usr/bin/python3',
+          [join(import.meta.dirname, 'torch_decode.py'), mdir, String(PREFILL), String(DECODE + 1), `--threads=${threads}`],
+          { encoding: 'utf8', maxBuffer: 1 << 24 },
+        );
         const t = JSON.parse(out.trim().split('\n').at(-1)!);
         const same = (t.tokens as number[]).filter((x, i) => x === ours.tokens[i]).length;
         torchRows.push({ model: name, threads, msPerToken: t.ms_per_token, sameTokens: `${same}/${t.tokens.length}` });
-        console.log(`${name.padEnd(20)} PyTorch ${t.torch} ${threads} thr.  decode ${t.ms_per_token.toFixed(1)} ms/token   greedy tokens equal to ours: ${same}/${t.tokens.length}`);
+        console.log(
+          `${name.padEnd(20)} PyTorch ${t.torch} ${threads} thr.  decode ${t.ms_per_token.toFixed(1)} ms/token   greedy tokens equal to ours: ${same}/${t.tokens.length}`,
+        );
       }
     }
   } finally {
@@ -127,7 +146,15 @@ if (spawnSync('/usr/bin/python3', ['-c', 'import torch'], { encoding: 'utf8' }).
 } else console.log('# PyTorch not installed (apt-get install python3-torch): no PyTorch rows');
 
 const dir = join(import.meta.dirname, 'results');
-const meta = { date: new Date().toISOString(), node: process.version, prefillTokens: PREFILL, decodeTokens: DECODE, spec, torch: torchRows, bandwidthGBs: { fairSimd: fair / 1e9, jsSumF32: jsBw.f32 / 1e9, jsSumF64: jsBw.f64 / 1e9 } };
+const meta = {
+  date: new Date().toISOString(),
+  node: process.version,
+  prefillTokens: PREFILL,
+  decodeTokens: DECODE,
+  spec,
+  torch: torchRows,
+  bandwidthGBs: { fairSimd: fair / 1e9, jsSumF32: jsBw.f32 / 1e9, jsSumF64: jsBw.f64 / 1e9 },
+};
 writeFile(join(dir, 'models.json'), JSON.stringify({ meta, rows }, null, 1) + '\n');
 writeFile(
   join(dir, 'models.md'),
@@ -139,7 +166,10 @@ writeFile(
     '',
     '| model | backend | prefill tok/s | decode tok/s | weight MB/token | floor ms/token | decode ms/token | × floor |',
     '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |',
-    ...rows.map((r) => `| ${r.model} | ${r.backend} | ${r.prefillTokPerS.toFixed(1)} | ${r.decodeTokPerS.toFixed(2)} | ${(r.weightBytesPerToken / 1e6).toFixed(1)} | ${r.floorMs.toFixed(1)} | ${r.decodeMsPerToken.toFixed(1)} | ${r.ratioToFloor.toFixed(1)} |`),
+    ...rows.map(
+      (r) =>
+        `| ${r.model} | ${r.backend} | ${r.prefillTokPerS.toFixed(1)} | ${r.decodeTokPerS.toFixed(2)} | ${(r.weightBytesPerToken / 1e6).toFixed(1)} | ${r.floorMs.toFixed(1)} | ${r.decodeMsPerToken.toFixed(1)} | ${r.ratioToFloor.toFixed(1)} |`,
+    ),
     '',
     ...(torchRows.length
       ? [

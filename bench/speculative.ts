@@ -31,7 +31,9 @@ const TOKENS = Number(flag('tokens') ?? (quick ? 16 : 40));
 const Ks = flag('ks') ? flag('ks')!.split(',').map(Number) : quick ? [1, 2, 4, 8] : [1, 2, 3, 4, 5, 6, 7, 8];
 const small = quick || args.includes('--small');
 const ops = await getOps(backend);
-const spec = small ? { vocab: 4096, hidden: 256, intermediate: 704, layers: 6, heads: 4, kvHeads: 2, headDim: 64 } : { vocab: 32000, hidden: 512, intermediate: 1408, layers: 8, heads: 8, kvHeads: 4, headDim: 64 };
+const spec = small
+  ? { vocab: 4096, hidden: 256, intermediate: 704, layers: 6, heads: 4, kvHeads: 2, headDim: 64 }
+  : { vocab: 32000, hidden: 512, intermediate: 1408, layers: 8, heads: 8, kvHeads: 4, headDim: 64 };
 console.log(`# backend ${backend}; random Llama teacher d_model ${spec.hidden}, ${spec.layers} layers, vocab ${spec.vocab}; ${TOKENS} new tokens`);
 const teacher = randomLlama(spec, 11);
 const targets: Array<[string, HybridModel]> = [
@@ -70,9 +72,22 @@ for (const [tname, m] of targets) {
         await speculativeGenerate(ops, m, mk(K, scheme), prompt, { K, maxNewTokens: Math.min(4, TOKENS), eos: [], scheme }); // warm-up
         const s = await speculativeGenerate(ops, m, mk(K, scheme), prompt, { K, maxNewTokens: TOKENS, eos: [], scheme });
         if (s.tokens.join() !== plain.tokens.join()) throw new Error(`${tname} / ${dname} / K=${K}: speculative output differs from plain greedy`);
-        const row = { target: tname, draft: dname, K, scheme, acceptanceRate: s.acceptanceRate, tokensPerVerify: s.tokensPerVerify, plainDecodeMs: plainMs, specDecodeMs: s.decodeMs, speedup: plainMs / s.decodeMs, peakStateBytes: s.peakStateBytes };
+        const row = {
+          target: tname,
+          draft: dname,
+          K,
+          scheme,
+          acceptanceRate: s.acceptanceRate,
+          tokensPerVerify: s.tokensPerVerify,
+          plainDecodeMs: plainMs,
+          specDecodeMs: s.decodeMs,
+          speedup: plainMs / s.decodeMs,
+          peakStateBytes: s.peakStateBytes,
+        };
         rows.push(row);
-        console.log(`  ${dname.padEnd(26)} K=${K} ${scheme.padEnd(12)} accept ${(100 * row.acceptanceRate).toFixed(0).padStart(3)}%  ${row.tokensPerVerify.toFixed(2)} tok/verify  speedup ×${row.speedup.toFixed(2)}  SSM state ${(row.peakStateBytes / 1024).toFixed(0)} KiB`);
+        console.log(
+          `  ${dname.padEnd(26)} K=${K} ${scheme.padEnd(12)} accept ${(100 * row.acceptanceRate).toFixed(0).padStart(3)}%  ${row.tokensPerVerify.toFixed(2)} tok/verify  speedup ×${row.speedup.toFixed(2)}  SSM state ${(row.peakStateBytes / 1024).toFixed(0)} KiB`,
+        );
       }
     }
   }
@@ -95,7 +110,10 @@ writeFile(
     '',
     '| target | draft | K | scheme | acceptance | tokens/verify | speedup | SSM state KiB |',
     '| --- | --- | ---: | --- | ---: | ---: | ---: | ---: |',
-    ...rows.map((r) => `| ${r.target} | ${r.draft} | ${r.K} | ${r.scheme} | ${(100 * r.acceptanceRate).toFixed(0)}% | ${r.tokensPerVerify.toFixed(2)} | ${r.speedup.toFixed(2)} | ${(r.peakStateBytes / 1024).toFixed(0)} |`),
+    ...rows.map(
+      (r) =>
+        `| ${r.target} | ${r.draft} | ${r.K} | ${r.scheme} | ${(100 * r.acceptanceRate).toFixed(0)}% | ${r.tokensPerVerify.toFixed(2)} | ${r.speedup.toFixed(2)} | ${(r.peakStateBytes / 1024).toFixed(0)} |`,
+    ),
     '',
     '## Single cached state (lazy) vs a stored state per draft position',
     '',
@@ -103,7 +121,7 @@ writeFile(
     '| --- | ---: | ---: | ---: | ---: | ---: |',
     ...targets.flatMap(([t]) =>
       Ks.map((K) => {
-        const a = pp.find((r) => r.target === t && r.K === K && r.scheme === "lazy");
+        const a = pp.find((r) => r.target === t && r.K === K && r.scheme === 'lazy');
         const b = pp.find((r) => r.target === t && r.K === K && r.scheme === 'per-position');
         if (!a || !b) return '';
         return `| ${t} | ${K} | ${a.speedup.toFixed(2)} | ${b.speedup.toFixed(2)} | ${(a.peakStateBytes / 1024).toFixed(0)} | ${(b.peakStateBytes / 1024).toFixed(0)} |`;
@@ -120,7 +138,10 @@ writeSvg(
     title: `Speculative decoding speedup vs K (backend ${backend})`,
     xLabel: 'K (draft tokens per verify step)',
     yLabel: 'speedup over plain decoding',
-    series: series.map((name) => ({ name, points: lazyRows.filter((r) => `${r.target} — ${r.draft}` === name).map((r) => [r.K, r.speedup] as [number, number]) })),
+    series: series.map((name) => ({
+      name,
+      points: lazyRows.filter((r) => `${r.target} — ${r.draft}` === name).map((r) => [r.K, r.speedup] as [number, number]),
+    })),
   }),
 );
 writeSvg(
@@ -129,12 +150,17 @@ writeSvg(
     title: `Speedup vs acceptance rate (backend ${backend})`,
     xLabel: 'acceptance rate',
     yLabel: 'speedup over plain decoding',
-    series: [2, 4, 8].flatMap((K) =>
-      targets.map(([t]) => ({
-        name: `${t}, K=${K}`,
-        points: lazyRows.filter((r) => r.K === K && r.target === t && r.draft.startsWith('oracle') || (r.K === K && r.target === t && r.draft.startsWith('always'))).map((r) => [Number(r.acceptanceRate.toFixed(2)), r.speedup] as [number, number]).sort((a, b) => a[0] - b[0]),
-      })),
-    ).filter((s) => s.points.length),
+    series: [2, 4, 8]
+      .flatMap((K) =>
+        targets.map(([t]) => ({
+          name: `${t}, K=${K}`,
+          points: lazyRows
+            .filter((r) => (r.K === K && r.target === t && r.draft.startsWith('oracle')) || (r.K === K && r.target === t && r.draft.startsWith('always')))
+            .map((r) => [Number(r.acceptanceRate.toFixed(2)), r.speedup] as [number, number])
+            .sort((a, b) => a[0] - b[0]),
+        })),
+      )
+      .filter((s) => s.points.length),
   }),
 );
 console.log('\nwrote bench/results/speculative.md, speculative.json, speculative-vs-K.svg, speculative-vs-acceptance.svg');

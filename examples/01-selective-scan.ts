@@ -50,8 +50,14 @@ const scan = selectiveScan({
   u: T(x, [1, 1, L]),
   delta: T(delta, [1, 1, L]),
   A: T(A, [1, N]),
-  B: T(Array.from({ length: N * L }, (_, i) => B[i % L]![Math.floor(i / L)]!), [1, N, L]),
-  C: T(Array.from({ length: N * L }, (_, i) => C[i % L]![Math.floor(i / L)]!), [1, N, L]),
+  B: T(
+    Array.from({ length: N * L }, (_, i) => B[i % L]![Math.floor(i / L)]!),
+    [1, N, L],
+  ),
+  C: T(
+    Array.from({ length: N * L }, (_, i) => C[i % L]![Math.floor(i / L)]!),
+    [1, N, L],
+  ),
   D: T([D], [1]),
   deltaBias: T([bias], [1]),
   deltaSoftplus: true,
@@ -60,7 +66,17 @@ const scan = selectiveScan({
 let state = Tensor.zeros([1, 1, N]);
 const ySteps: number[] = [];
 for (let t = 0; t < L; t++) {
-  const s = selectiveStateUpdate({ state, x: T([x[t]!], [1, 1]), dt: T([delta[t]!], [1, 1]), A: T(A, [1, N]), B: T(B[t]!, [1, N]), C: T(C[t]!, [1, N]), D: T([D], [1]), dtBias: T([bias], [1]), dtSoftplus: true });
+  const s = selectiveStateUpdate({
+    state,
+    x: T([x[t]!], [1, 1]),
+    dt: T([delta[t]!], [1, 1]),
+    A: T(A, [1, N]),
+    B: T(B[t]!, [1, N]),
+    C: T(C[t]!, [1, N]),
+    D: T([D], [1]),
+    dtBias: T([bias], [1]),
+    dtSoftplus: true,
+  });
   state = s.state;
   ySteps.push(s.out.data[0]!);
 }

@@ -37,7 +37,8 @@ for (const variant of ['mamba2', 'mamba1'] as const) {
   const a = `model.layers.${layer}.self_attn`;
   const m = `model.layers.${layer}.mamba`;
   console.log(`\n${variant} hybrid, 50% attention (kept: layers [${h.mamba!.attnLayers.join(', ')}]); layer ${layer} replaced:`);
-  const show = (what: string, got: ArrayLike<number>, src: string) => console.log(`  ${what.padEnd(34)} ← ${src.padEnd(22)} max |difference| = ${diff(got, T(teacher, `${a}.${src}`).data)}`);
+  const show = (what: string, got: ArrayLike<number>, src: string) =>
+    console.log(`  ${what.padEnd(34)} ← ${src.padEnd(22)} max |difference| = ${diff(got, T(teacher, `${a}.${src}`).data)}`);
   if (variant === 'mamba2') {
     const { dInner, dXb } = h.mamba!;
     const W = T(h, `${m}.in_proj.weight`); // rows [z | x | B | C | dt]
@@ -54,7 +55,12 @@ for (const variant of ['mamba2', 'mamba1'] as const) {
   const worst = Math.max(...kept.map((k) => diff(T(h, `model.layers.${layer}.${k}`).data, T(teacher, `model.layers.${layer}.${k}`).data)));
   console.log(`  MLP and norms kept as they were:   max |difference| = ${worst}`);
   const fresh = h.weights.names().filter((n) => n.startsWith(m) && !/in_proj_x|B_proj|C_proj|out_proj/.test(n));
-  console.log(`  new, for distillation to learn:    ${fresh.map((n) => n.slice(m.length + 1)).map((n) => (n === 'in_proj.weight' ? 'in_proj.weight (its z and dt rows)' : n)).join(', ')}`);
+  console.log(
+    `  new, for distillation to learn:    ${fresh
+      .map((n) => n.slice(m.length + 1))
+      .map((n) => (n === 'in_proj.weight' ? 'in_proj.weight (its z and dt rows)' : n))
+      .join(', ')}`,
+  );
 }
 
 // what the copied weights are worth, and what distillation adds (held-out speeches, 2048 tokens, float64)

@@ -42,8 +42,13 @@ const res = await speculativeGenerate(ops, target, new ModelDrafter(ops, draft, 
     const j = committed - 1; // tokens the target had consumed: the last committed one is the window's first
     const st = specOf(cache.layers.find((l): l is Mamba1Cache | Mamba2Cache => l.kind !== 'attention')!);
     const drafts = info.emitted.slice(0, info.accepted);
-    const kept = st.pending.x.length === 0 ? 'h_k (all accepted: state folded to the end of the window)' : `h_j (a rejection: state at j, ${st.pending.x.length} accepted rows pending)`;
-    console.log(`round ${info.proposed ? '' : '(last) '}i = ${i}, j = ${j}, k = j + ${info.proposed}:  MultiStep replays r = j − i = ${j - i}, runs s = ${info.proposed + 1} steps`);
+    const kept =
+      st.pending.x.length === 0
+        ? 'h_k (all accepted: state folded to the end of the window)'
+        : `h_j (a rejection: state at j, ${st.pending.x.length} accepted rows pending)`;
+    console.log(
+      `round ${info.proposed ? '' : '(last) '}i = ${i}, j = ${j}, k = j + ${info.proposed}:  MultiStep replays r = j − i = ${j - i}, runs s = ${info.proposed + 1} steps`,
+    );
     console.log(`   accepted ${info.accepted}/${info.proposed} drafts ${say(drafts)}, then the target's own ${say(info.emitted.slice(info.accepted))}`);
     console.log(`   kept ${kept}; state position ${st.statePos}, conv write position ${st.convLen}`);
     committed += info.emitted.length;
@@ -53,5 +58,7 @@ const res = await speculativeGenerate(ops, target, new ModelDrafter(ops, draft, 
 const plain = await generate(ops, target, prompt, { maxNewTokens: 24, eos: [] });
 console.log(`\nspeculative: ${say(res.tokens)}`);
 console.log(`plain:       ${say(plain.tokens)}`);
-console.log(`identical: ${JSON.stringify(res.tokens) === JSON.stringify(plain.tokens)}; ${res.rounds.length} target forwards instead of ${res.tokens.length}, acceptance ${(100 * res.acceptanceRate).toFixed(0)}%`);
+console.log(
+  `identical: ${JSON.stringify(res.tokens) === JSON.stringify(plain.tokens)}; ${res.rounds.length} target forwards instead of ${res.tokens.length}, acceptance ${(100 * res.acceptanceRate).toFixed(0)}%`,
+);
 console.log('\nnext: examples/04-distill-steps.ts — how the hybrid learned to match its teacher');

@@ -33,7 +33,20 @@ const steps = 30;
 const trainer = Trainer.create(
   student,
   train,
-  { objective: 'distill', klWeight: 1, ceWeight: 0.1, optimizer: { kind: 'adam', lr: 3e-3, betas: [0.9, 0.98], eps: 1e-8, weightDecay: 0 }, clip: 0.1, totalSteps: steps, warmupSteps: 3, batch: 2, seqLen: 128, seed: 0, train: 'mamba', engine: 'simd' },
+  {
+    objective: 'distill',
+    klWeight: 1,
+    ceWeight: 0.1,
+    optimizer: { kind: 'adam', lr: 3e-3, betas: [0.9, 0.98], eps: 1e-8, weightDecay: 0 },
+    clip: 0.1,
+    totalSteps: steps,
+    warmupSteps: 3,
+    batch: 2,
+    seqLen: 128,
+    seed: 0,
+    train: 'mamba',
+    engine: 'simd',
+  },
   teacher,
 );
 // the trainer trains its own float64 copy of the student: trainer.model
@@ -41,12 +54,17 @@ const ppl = () => evaluate(trainer.model, test, { seqLen: 256, engine: engineFor
 const count = (names: string[]) => names.reduce((s, n) => s + trainer.model.weights.get(n).size, 0);
 const all = trainer.model.weights.names();
 const trainable = all.filter(trainer.trainable);
-console.log(`student: teacher-small converted to a 50% Mamba-2 hybrid; ${count(trainable).toLocaleString('en')} of ${count(all).toLocaleString('en')} parameters train (names with "mamba")`);
+console.log(
+  `student: teacher-small converted to a 50% Mamba-2 hybrid; ${count(trainable).toLocaleString('en')} of ${count(all).toLocaleString('en')} parameters train (names with "mamba")`,
+);
 console.log(`held-out perplexity before: ${ppl()} (the teacher's: ${evaluate(teacher, test, { seqLen: 256, engine: engineFor('simd') }).ppl.toFixed(1)})\n`);
 console.log(' step   loss      KL      CE   grad-norm  lr');
 for (let s = 0; s < steps; s++) {
   const r = await trainer.trainStep();
-  if (s % 3 === 0 || s === steps - 1) console.log(`${String(r.step).padStart(5)} ${r.loss.toFixed(3).padStart(7)} ${r.kl!.toFixed(3).padStart(7)} ${r.ce.toFixed(3).padStart(7)} ${r.gradNorm.toFixed(2).padStart(9)}  ${r.lr.toExponential(1)}`);
+  if (s % 3 === 0 || s === steps - 1)
+    console.log(
+      `${String(r.step).padStart(5)} ${r.loss.toFixed(3).padStart(7)} ${r.kl!.toFixed(3).padStart(7)} ${r.ce.toFixed(3).padStart(7)} ${r.gradNorm.toFixed(2).padStart(9)}  ${r.lr.toExponential(1)}`,
+    );
 }
 console.log(`\nheld-out perplexity after ${steps} steps of ${2 * 128} tokens: ${ppl()}`);
 console.log('the full recipe (stepwise, SFT, DPO, the ablations): README "Distillation on real text", docs/results.md');

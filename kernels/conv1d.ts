@@ -51,8 +51,14 @@ export function conv1dKernel(
 ): Promise<Float32Array> {
   const names = ['x', 'w'];
   const args = [x, w];
-  if (bias) (names.push('bias'), args.push(bias));
-  if (init) (names.push('init'), args.push(init));
+  if (bias) {
+    names.push('bias');
+    args.push(bias);
+  }
+  if (init) {
+    names.push('init');
+    args.push(init);
+  }
   const past = init ? 's += w[d * this.constants.W + k] * init[bd * (this.constants.W - 1) + j + this.constants.W - 1];' : '';
   const src = convSource(names, !!bias, silu, past);
   return rt.run(`conv${bias ? '+bias' : ''}${init ? '+init' : ''}${silu ? '+silu' : ''}`, src, { DIM: s.dim, L: s.L, W: s.W }, s.batch * s.dim * s.L, args);
@@ -70,7 +76,10 @@ export function conv1dUpdateKernel(
 ): Promise<Float32Array> {
   const names = ['x', 'st', 'w', 'start'];
   const args = [x, state, w, start];
-  if (bias) (names.push('bias'), args.push(bias));
+  if (bias) {
+    names.push('bias');
+    args.push(bias);
+  }
   const past = `let pos = start[b] + j + this.constants.W - 1;
         if (pos >= this.constants.S) { pos = pos - this.constants.S; }
         s += w[d * this.constants.W + k] * st[bd * this.constants.S + pos];`;

@@ -27,7 +27,11 @@ export interface Conv1dGradArgs {
   dFinalStates?: Float32Array;
 }
 
-export async function conv1dBackwardKernel(rt: GpuRuntime, s: Conv1dShape, a: Conv1dGradArgs): Promise<{ dx: Float32Array; dweight: Float32Array; dbias?: Float32Array; dinitialStates?: Float32Array }> {
+export async function conv1dBackwardKernel(
+  rt: GpuRuntime,
+  s: Conv1dShape,
+  a: Conv1dGradArgs,
+): Promise<{ dx: Float32Array; dweight: Float32Array; dbias?: Float32Array; dinitialStates?: Float32Array }> {
   const K = 'this.constants';
   const consts = { B: s.batch, DIM: s.dim, L: s.L, W: s.W, P: s.W - 1 };
   // r_j of channel bd: x at j − (W−1), else the initial state (or 0)

@@ -84,11 +84,25 @@ export async function gatedRmsnormBackwardKernel(
       }
     }
     const dv = r * (this.constants.EPS * r * r * dni + cross / this.constants.GS);`;
-  const dx = await rt.run(`grmsb.dx${tag}`, `function (${names}) {\n    ${head}\n    return dv${gateFirst ? ` * ${siluExpr('z[i]')}` : ''};\n  }`, consts, rows * d, args);
+  const dx = await rt.run(
+    `grmsb.dx${tag}`,
+    `function (${names}) {\n    ${head}\n    return dv${gateFirst ? ` * ${siluExpr('z[i]')}` : ''};\n  }`,
+    consts,
+    rows * d,
+    args,
+  );
   const siluGrad = (e: string) => `(${sig(e)} * (1.0 + (${e}) * (1.0 - ${sig(e)})))`;
   let dz: Float32Array | undefined;
-  if (gateFirst) dz = await rt.run(`grmsb.dz${tag}`, `function (${names}) {\n    ${head}\n    return dv * x[i] * ${siluGrad('z[i]')};\n  }`, consts, rows * d, args);
-  if (gateAfter) dz = await rt.run(`grmsb.dz${tag}`, `function (${names}) {\n    ${head}\n    return dy[i] * x[i] * r * w[col] * ${siluGrad('z[i]')};\n  }`, consts, rows * d, args);
+  if (gateFirst)
+    dz = await rt.run(`grmsb.dz${tag}`, `function (${names}) {\n    ${head}\n    return dv * x[i] * ${siluGrad('z[i]')};\n  }`, consts, rows * d, args);
+  if (gateAfter)
+    dz = await rt.run(
+      `grmsb.dz${tag}`,
+      `function (${names}) {\n    ${head}\n    return dy[i] * x[i] * r * w[col] * ${siluGrad('z[i]')};\n  }`,
+      consts,
+      rows * d,
+      args,
+    );
   const dweight = await rt.run(
     `grmsb.dw${tag}`,
     `function (${names}) {

@@ -26,7 +26,16 @@ export interface MatmulStrides {
   sBj: number;
 }
 
-export function matmulKernel(rt: GpuRuntime, a: Float32Array, b: Float32Array, M: number, K: number, N: number, st: MatmulStrides, bias?: Float32Array): Promise<Float32Array> {
+export function matmulKernel(
+  rt: GpuRuntime,
+  a: Float32Array,
+  b: Float32Array,
+  M: number,
+  K: number,
+  N: number,
+  st: MatmulStrides,
+  bias?: Float32Array,
+): Promise<Float32Array> {
   const args = bias ? [a, b, bias] : [a, b];
   return rt.run(`matmul${bias ? '+bias' : ''}`, SRC(!!bias), { N, K, SAI: st.sAi, SAK: st.sAk, SBK: st.sBk, SBJ: st.sBj }, M * N, args);
 }

@@ -31,17 +31,31 @@ export interface MultistepArgs {
   dtSoftplus: boolean;
 }
 
-export async function multistepKernel(rt: GpuRuntime, sh: MultistepShape, a: MultistepArgs): Promise<{ out: Float32Array; hJ: Float32Array; hK: Float32Array }> {
+export async function multistepKernel(
+  rt: GpuRuntime,
+  sh: MultistepShape,
+  a: MultistepArgs,
+): Promise<{ out: Float32Array; hJ: Float32Array; hK: Float32Array }> {
   const { batch, dim, N, K1, r, s, G } = sh;
   const nOut = batch * s * dim;
   const nState = batch * dim * N;
   const consts = { DIM: dim, N, K1, R: r, S: s, NOUT: nOut, NSTATE: nState, G, PER: dim / G };
   const names = ['hI', 'xc', 'dtc', 'Bc', 'x', 'dt', 'Bm', 'Cm', 'A'];
   const args = [a.hI, a.xCache, a.dtCache, a.BCache, a.x, a.dt, a.B, a.C, a.A];
-  if (a.dtBias) (names.push('bias'), args.push(a.dtBias));
-  if (a.D) (names.push('Dv'), args.push(a.D));
-  if (a.z) (names.push('z'), args.push(a.z));
-  const delta = (raw: string, out: string) => `const ${out}_v = ${raw}${a.dtBias ? ' + bias[d]' : ''};\n${a.dtSoftplus ? softplusSnippet(`${out}_v`, out) : `const ${out} = ${out}_v;`}`;
+  if (a.dtBias) {
+    names.push('bias');
+    args.push(a.dtBias);
+  }
+  if (a.D) {
+    names.push('Dv');
+    args.push(a.D);
+  }
+  if (a.z) {
+    names.push('z');
+    args.push(a.z);
+  }
+  const delta = (raw: string, out: string) =>
+    `const ${out}_v = ${raw}${a.dtBias ? ' + bias[d]' : ''};\n${a.dtSoftplus ? softplusSnippet(`${out}_v`, out) : `const ${out} = ${out}_v;`}`;
   // one step of channel d, state index n on variable h
   const replay = (nVar: string) => `
       for (let k = 0; k < this.constants.R; k++) {
@@ -92,6 +106,12 @@ export async function multistepKernel(rt: GpuRuntime, sh: MultistepShape, a: Mul
     }
     return result;
   }`;
-  const all = await rt.run(`multistep${a.dtBias ? '+bias' : ''}${a.dtSoftplus ? '+sp' : ''}${a.D ? '+D' : ''}${a.z ? '+z' : ''}`, src, consts, nOut + 2 * nState, args);
+  const all = await rt.run(
+    `multistep${a.dtBias ? '+bias' : ''}${a.dtSoftplus ? '+sp' : ''}${a.D ? '+D' : ''}${a.z ? '+z' : ''}`,
+    src,
+    consts,
+    nOut + 2 * nState,
+    args,
+  );
   return { out: all.slice(0, nOut), hJ: all.slice(nOut, nOut + nState), hK: all.slice(nOut + nState) };
 }

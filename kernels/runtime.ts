@@ -35,7 +35,10 @@ export const MAX_ARGS = 7;
 function paramNames(source: string): string[] {
   const m = /^\s*function\s*\(([^)]*)\)/.exec(source);
   if (!m) throw new ArgumentError('kernel source', 'a `function (...) {...}` text', source.slice(0, 40));
-  return m[1]!.split(',').map((s) => s.trim()).filter(Boolean);
+  return m[1]!
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
 }
 
 /** Rewrite a kernel source so all its array arguments are read from one packed buffer. */
@@ -82,7 +85,8 @@ function setupWebGPU(): Promise<string | null> {
     try {
       const gpu = (g.navigator as { gpu: { requestAdapter(): Promise<unknown> } }).gpu;
       const adapter = await gpu.requestAdapter();
-      if (!adapter) return 'no WebGPU adapter: Dawn found no Vulkan device (install a GPU driver, or Mesa lavapipe: mesa-vulkan-drivers from bookworm-backports)';
+      if (!adapter)
+        return 'no WebGPU adapter: Dawn found no Vulkan device (install a GPU driver, or Mesa lavapipe: mesa-vulkan-drivers from bookworm-backports)';
     } catch (e) {
       return `requesting a WebGPU adapter failed: ${(e as Error).message}`;
     }
@@ -178,7 +182,8 @@ export class GpuRuntime {
   async run(key: string, source: string, constants: Record<string, number>, outputSize: number, args: Float32Array[]): Promise<Float32Array> {
     if (!Number.isInteger(outputSize) || outputSize <= 0) throw new ArgumentError(`${key} output size`, 'a positive integer', outputSize);
     if (outputSize > MAX_ELEMENTS) throw new ArgumentError(`${key} output size`, `at most ${MAX_ELEMENTS} elements on float32 kernels`, outputSize);
-    for (const a of args) if (a.length > MAX_ELEMENTS) throw new ArgumentError(`${key} input size`, `at most ${MAX_ELEMENTS} elements on float32 kernels`, a.length);
+    for (const a of args)
+      if (a.length > MAX_ELEMENTS) throw new ArgumentError(`${key} input size`, `at most ${MAX_ELEMENTS} elements on float32 kernels`, a.length);
     // GPU.js kernels want at least one element per argument.
     let callArgs = args.map((a) => (a.length === 0 ? new Float32Array(1) : a));
     let src = source;

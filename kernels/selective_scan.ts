@@ -100,7 +100,13 @@ export async function scanChunkStates(rt: GpuRuntime, s: ScanShape, a: ScanArgs)
     ${a.deltaSoftplus ? softplusSnippet('v', 'r') : 'const r = v;'}
     return r;
   }`;
-  const dl = await rt.run(`scan.delta${a.deltaBias ? '+bias' : ''}${a.deltaSoftplus ? '+sp' : ''}`, deltaSrc, consts, s.batch * s.dim * s.L, a.deltaBias ? [a.delta, a.deltaBias] : [a.delta]);
+  const dl = await rt.run(
+    `scan.delta${a.deltaBias ? '+bias' : ''}${a.deltaSoftplus ? '+sp' : ''}`,
+    deltaSrc,
+    consts,
+    s.batch * s.dim * s.L,
+    a.deltaBias ? [a.delta, a.deltaBias] : [a.delta],
+  );
 
   // 2a. chunk sums of Δ
   const dsumSrc = `function (dl) {
@@ -154,8 +160,14 @@ export async function selectiveScanKernel(rt: GpuRuntime, s: ScanShape, a: ScanA
   // 4. outputs
   const outArgs: Float32Array[] = [a.u, dl, a.A, a.B, a.C, hs];
   const outNames = ['u', 'dl', 'A', 'Bm', 'Cm', 'hs'];
-  if (a.D) (outArgs.push(a.D), outNames.push('Dv'));
-  if (a.z) (outArgs.push(a.z), outNames.push('z'));
+  if (a.D) {
+    outArgs.push(a.D);
+    outNames.push('Dv');
+  }
+  if (a.z) {
+    outArgs.push(a.z);
+    outNames.push('z');
+  }
   const outSrc = `function (${outNames.join(', ')}) {
     ${unflatten('this.thread.x', ['b', 'd', 't'], ['', 'this.constants.DIM', 'this.constants.L'])}
     const bd = b * this.constants.DIM + d;

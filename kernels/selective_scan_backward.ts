@@ -76,7 +76,9 @@ export async function selectiveScanBackwardKernel(rt: GpuRuntime, s: ScanShape, 
   );
 
   // dy = dout · silu(z)
-  const dy = a.z ? await rt.run('scanb.dy', `function (dout, z) { return dout[this.thread.x] * ${siluExpr('z[this.thread.x]')}; }`, consts, nBD * s.L, [a.dout, a.z]) : a.dout;
+  const dy = a.z
+    ? await rt.run('scanb.dy', `function (dout, z) { return dout[this.thread.x] * ${siluExpr('z[this.thread.x]')}; }`, consts, nBD * s.L, [a.dout, a.z])
+    : a.dout;
 
   // g from zero at the end of each chunk, run back to the chunk's start (b, d, n, c)
   const fExpr = (t: string) => `dy[bd * ${K}.L + ${t}] * Cm[${cIdx(t)}]`;
@@ -209,7 +211,10 @@ export async function selectiveScanBackwardKernel(rt: GpuRuntime, s: ScanShape, 
 
   // ∂ℓ/∂B and ∂ℓ/∂C in their own layouts: each element sums over the (b, d, t) that read it
   const projGrad = async (which: 'B' | 'C', kind: ScanShape['bKind'], groups: number) => {
-    const term = which === 'B' ? `G[(bd * ${K}.N + n) * ${K}.L + t] * dl[bd * ${K}.L + t] * u[bd * ${K}.L + t]` : `dy[bd * ${K}.L + t] * H[(bd * ${K}.N + n) * ${K}.L + t]`;
+    const term =
+      which === 'B'
+        ? `G[(bd * ${K}.N + n) * ${K}.L + t] * dl[bd * ${K}.L + t] * u[bd * ${K}.L + t]`
+        : `dy[bd * ${K}.L + t] * H[(bd * ${K}.N + n) * ${K}.L + t]`;
     const args = which === 'B' ? [G, dl, a.u] : [dy, H];
     const names = which === 'B' ? 'G, dl, u' : 'dy, H';
     let src: string;

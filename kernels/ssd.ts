@@ -44,7 +44,8 @@ export async function ssdCoreKernel(rt: GpuRuntime, s: SsdShape, a: SsdCoreArgs)
   const withDelta = !!a.delta;
   const tag = withDelta ? 'dA' : 'a';
   // log decay of step (b, r, h) and X̃ at (b, r, h, p), as kernel expressions
-  const decay = (r: string) => (withDelta ? `dl[(b * this.constants.L + ${r}) * this.constants.H + h] * A[h]` : `A[(b * this.constants.L + ${r}) * this.constants.H + h]`);
+  const decay = (r: string) =>
+    withDelta ? `dl[(b * this.constants.L + ${r}) * this.constants.H + h] * A[h]` : `A[(b * this.constants.L + ${r}) * this.constants.H + h]`;
   const xt = (r: string) =>
     withDelta
       ? `x[((b * this.constants.L + ${r}) * this.constants.H + h) * this.constants.P + p] * dl[(b * this.constants.L + ${r}) * this.constants.H + h]`
@@ -98,13 +99,25 @@ export async function ssdCoreKernel(rt: GpuRuntime, s: SsdShape, a: SsdCoreArgs)
     }
     return st;
   }`;
-  const hs = await rt.run(`ssd.pass${a.initialState ? '+h0' : ''}`, passSrc, K, s.batch * s.H * s.P * s.N * (NC + 1), a.initialState ? [local, cum, a.initialState] : [local, cum]);
+  const hs = await rt.run(
+    `ssd.pass${a.initialState ? '+h0' : ''}`,
+    passSrc,
+    K,
+    s.batch * s.H * s.P * s.N * (NC + 1),
+    a.initialState ? [local, cum, a.initialState] : [local, cum],
+  );
 
   // 4. outputs
   const names = ['x', 'Bm', 'Cm', 'cum', 'hs', ...dlName];
   const args = [a.x, a.B, a.C, cum, hs, ...dlArg];
-  if (a.D) (names.push('Dv'), args.push(a.D));
-  if (a.z) (names.push('z'), args.push(a.z));
+  if (a.D) {
+    names.push('Dv');
+    args.push(a.D);
+  }
+  if (a.z) {
+    names.push('z');
+    args.push(a.z);
+  }
   const xRaw = `x[this.thread.x]`;
   const outSrc = `function (${names.join(', ')}) {
     ${unflatten('this.thread.x', ['b', 't', 'h', 'p'], ['', 'this.constants.L', 'this.constants.H', 'this.constants.P'])}

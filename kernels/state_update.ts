@@ -47,8 +47,14 @@ export async function stateUpdateKernel(rt: GpuRuntime, s: StateUpdateShape, a: 
 
   const outArgs = [next, a.x, a.C];
   const names = ['st', 'x', 'Cm'];
-  if (a.D) (outArgs.push(a.D), names.push('Dv'));
-  if (a.z) (outArgs.push(a.z), names.push('z'));
+  if (a.D) {
+    outArgs.push(a.D);
+    names.push('Dv');
+  }
+  if (a.z) {
+    outArgs.push(a.z);
+    names.push('z');
+  }
   const outSrc = `function (${names.join(', ')}) {
     ${unflatten('this.thread.x', ['b', 'h', 'p'], ['', 'this.constants.H', 'this.constants.P'])}
     const g = Math.floor(h / this.constants.HPG);

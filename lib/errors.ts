@@ -29,56 +29,84 @@ export class ShapeError extends MilError {
 
 /** A tensor has the wrong dtype. */
 export class DTypeError extends MilError {
-  constructor(readonly tensor: string, readonly expected: string, readonly actual: string) {
+  constructor(
+    readonly tensor: string,
+    readonly expected: string,
+    readonly actual: string,
+  ) {
     super('E_DTYPE', `tensor '${tensor}': expected dtype ${expected}, got ${actual}`);
   }
 }
 
 /** A tensor holds NaN or ±Inf where the op cannot take it. */
 export class NonFiniteError extends MilError {
-  constructor(readonly tensor: string, readonly index: number, readonly value: number) {
+  constructor(
+    readonly tensor: string,
+    readonly index: number,
+    readonly value: number,
+  ) {
     super('E_NONFINITE', `tensor '${tensor}': non-finite value ${value} at flat index ${index}`);
   }
 }
 
 /** A scalar argument or option is out of range or inconsistent. */
 export class ArgumentError extends MilError {
-  constructor(readonly argument: string, readonly expected: string, readonly actual: unknown) {
+  constructor(
+    readonly argument: string,
+    readonly expected: string,
+    readonly actual: unknown,
+  ) {
     super('E_ARGUMENT', `argument '${argument}': expected ${expected}, got ${fmt(actual)}`);
   }
 }
 
 /** A backend name that this library does not know. */
 export class UnknownBackendError extends MilError {
-  constructor(readonly backend: string, readonly known: readonly string[]) {
+  constructor(
+    readonly backend: string,
+    readonly known: readonly string[],
+  ) {
     super('E_BACKEND_UNKNOWN', `unknown backend '${backend}': expected one of ${known.join(', ')}`);
   }
 }
 
 /** A known backend that cannot run on this machine; `reason` says why. Never silently replaced. */
 export class BackendUnavailableError extends MilError {
-  constructor(readonly backend: string, readonly reason: string) {
+  constructor(
+    readonly backend: string,
+    readonly reason: string,
+  ) {
     super('E_BACKEND_UNAVAILABLE', `backend '${backend}' is not available here: ${reason}`);
   }
 }
 
 /** A GPU.js kernel failed to compile or run on a backend; `kernel` names it. */
 export class KernelError extends MilError {
-  constructor(readonly backend: string, readonly kernel: string, readonly detail: string) {
+  constructor(
+    readonly backend: string,
+    readonly kernel: string,
+    readonly detail: string,
+  ) {
     super('E_KERNEL', `kernel '${kernel}' failed on backend '${backend}': ${detail}`);
   }
 }
 
 /** A golden folder or file that does not follow FORMAT.md (`mil-golden/1`). */
 export class GoldenFormatError extends MilError {
-  constructor(readonly where: string, readonly problem: string) {
+  constructor(
+    readonly where: string,
+    readonly problem: string,
+  ) {
     super('E_GOLDEN_FORMAT', `${where}: ${problem}`);
   }
 }
 
 /** A safetensors file that is malformed (truncated, lying header, overlapping ranges...). */
 export class SafetensorsError extends MilError {
-  constructor(readonly file: string, readonly problem: string) {
+  constructor(
+    readonly file: string,
+    readonly problem: string,
+  ) {
     super('E_SAFETENSORS', `${file}: ${problem}`);
   }
 }

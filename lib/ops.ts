@@ -13,9 +13,26 @@ import { ArgumentError, BackendUnavailableError, UnknownBackendError } from './e
 import { Tensor, dims } from './tensor.js';
 import { linear as refLinear, matmul as refMatmul } from './ref/linear.js';
 import { linearAttentionParallel } from './ref/linear_attention.js';
-import { selectiveScanBackward, selectiveScanDims, selectiveScan as refScan, type SelectiveScanInputs, type SelectiveScanOutputs } from './ref/selective_scan.js';
+import {
+  selectiveScanBackward,
+  selectiveScanDims,
+  selectiveScan as refScan,
+  type SelectiveScanInputs,
+  type SelectiveScanOutputs,
+} from './ref/selective_scan.js';
 import { selectiveStateUpdate as refStateUpdate, stateUpdateDims, type StateUpdateInputs, type StateUpdateOutputs } from './ref/state_update.js';
-import { causalConv1dBackward, conv1dFinalStates, conv1dStateAfter, causalConv1d as refConv, causalConv1dUpdate as refConvUpdate, conv1dDims, conv1dUpdateDims, mod, type Conv1dInputs, type Conv1dUpdateInputs } from './ref/conv1d.js';
+import {
+  causalConv1dBackward,
+  conv1dFinalStates,
+  conv1dStateAfter,
+  causalConv1d as refConv,
+  causalConv1dUpdate as refConvUpdate,
+  conv1dDims,
+  conv1dUpdateDims,
+  mod,
+  type Conv1dInputs,
+  type Conv1dUpdateInputs,
+} from './ref/conv1d.js';
 import { ssdBackward, ssdChunked, ssdDims, ssdMinimalDiscrete as refSsdMinimal, type SsdInputs, type SsdOutputs } from './ref/ssd.js';
 import { gatedRmsnormBackward, gatedRmsnorm as refGatedRmsnorm, type GatedRmsnormOptions } from './ref/norm.js';
 import { multistep as refMultistep, multistepDims, type MultistepInputs, type MultistepOutputs } from './ref/multistep.js';
@@ -29,7 +46,7 @@ import { conv1dKernel, conv1dUpdateKernel } from '../kernels/conv1d.js';
 import { ssdCoreKernel, ssdDeltaKernel } from '../kernels/ssd.js';
 import { multistepKernel } from '../kernels/multistep.js';
 import { gatedRmsnormKernel } from '../kernels/gated_rmsnorm.js';
-import { kernelGradOps, type GradOps } from './ops_grad.js';
+import { kernelGradOps, scanKernelInputs, type GradOps } from './ops_grad.js';
 
 /**
  * 'wasm-simd': the hand-written SIMD matrix products of asm/gemm.ts (lib/simd/gemm.ts) on every core, with
@@ -128,7 +145,10 @@ async function simdOps(): Promise<Ops> {
   const reason = simdUnavailableReason();
   if (reason) throw new BackendUnavailableError('wasm-simd', reason);
   const g = SimdGemm.shared();
-  const rounded = <A extends unknown[], R>(f: (...a: A) => Promise<R>) => async (...a: A): Promise<R> => toF32(await f(...a));
+  const rounded =
+    <A extends unknown[], R>(f: (...a: A) => Promise<R>) =>
+    async (...a: A): Promise<R> =>
+      toF32(await f(...a));
   const r = referenceOps;
   const ops: Ops = {
     name: 'wasm-simd',
@@ -197,15 +217,10 @@ function kernelOps(rt: GpuRuntime): Ops {
       return t32(r, [batch!, H!, L!, dv!], 'linear_attention');
     },
     async selectiveScan(inp) {
-      const { u, delta, A, B, C, D, z, deltaBias, initialState } = inp;
-      const { batch, dim, L, N, Bl, Cl } = selectiveScanDims(inp);
-      const chunk = chunkOption(inp.chunkSize, L!, 'chunkSize');
-      const r = await selectiveScanKernel(
-        rt,
-        { batch: batch!, dim: dim!, L: L!, N: N!, bKind: Bl.kind, bGroups: Bl.groups, cKind: Cl.kind, cGroups: Cl.groups, chunk },
-        { u: f32(u.data), delta: f32(delta.data), A: f32(A.data), B: f32(B.data), C: f32(C.data), D: opt(D), z: opt(z), deltaBias: opt(deltaBias), deltaSoftplus: !!inp.deltaSoftplus, initialState: opt(initialState) },
-      );
-      return { out: t32(r.out, [batch!, dim!, L!], 'out'), lastState: t32(r.lastState, [batch!, dim!, N!], 'last_state') };
+      const L = selectiveScanDims(inp).L!;
+      const { shape, args } = scanKernelInputs(inp, chunkOption(inp.chunkSize, L, 'chunkSize'));
+      const r = await selectiveScanKernel(rt, shape, args);
+      return { out: t32(r.out, [shape.batch, shape.dim, L], 'out'), lastState: t32(r.lastState, [shape.batch, shape.dim, shape.N], 'last_state') };
     },
     async selectiveStateUpdate(inp) {
       const s = stateUpdateDims(inp);
@@ -226,7 +241,15 @@ function kernelOps(rt: GpuRuntime): Ops {
     async causalConv1d(inp) {
       const { x, weight, bias, initialStates } = inp;
       const { batch, dim, L, W } = conv1dDims(inp);
-      const out = await conv1dKernel(rt, { batch: batch!, dim: dim!, L: L!, W: W! }, f32(x.data), f32(weight.data), opt(bias), opt(initialStates), inp.activation === 'silu');
+      const out = await conv1dKernel(
+        rt,
+        { batch: batch!, dim: dim!, L: L!, W: W! },
+        f32(x.data),
+        f32(weight.data),
+        opt(bias),
+        opt(initialStates),
+        inp.activation === 'silu',
+      );
       return { out: t32(out, [batch!, dim!, L!], 'out'), finalStates: conv1dFinalStates(x, initialStates, W!, 'float32') };
     },
     async causalConv1dUpdate(inp) {
@@ -235,7 +258,16 @@ function kernelOps(rt: GpuRuntime): Ops {
       const P = W! - 1;
       const start = new Float32Array(batch!);
       for (let b = 0; b < batch!; b++) start[b] = cacheSeqlens ? mod(cacheSeqlens[b]! - P, S!) : S! - P;
-      const out = await conv1dUpdateKernel(rt, { batch: batch!, dim: dim!, L: steps!, W: W!, S: S! }, f32(x.data), f32(convState.data), f32(weight.data), opt(bias), start, inp.activation === 'silu');
+      const out = await conv1dUpdateKernel(
+        rt,
+        { batch: batch!, dim: dim!, L: steps!, W: W!, S: S! },
+        f32(x.data),
+        f32(convState.data),
+        f32(weight.data),
+        opt(bias),
+        start,
+        inp.activation === 'silu',
+      );
       return { out: t32(out, [batch!, dim!, steps!], 'out'), convState: conv1dStateAfter(convState, x, cacheSeqlens, 'float32') };
     },
     async ssdChunkScan(inp, chunkSize) {
@@ -243,7 +275,16 @@ function kernelOps(rt: GpuRuntime): Ops {
       const chunk = chunkOption(chunkSize, s.L, 'chunkSize');
       const shape = { ...s, chunk };
       const delta = await ssdDeltaKernel(rt, shape, f32(inp.dt.data), opt(inp.dtBias), !!inp.dtSoftplus);
-      const r = await ssdCoreKernel(rt, shape, { x: f32(inp.x.data), delta, A: f32(inp.A.data), B: f32(inp.B.data), C: f32(inp.C.data), D: opt(inp.D), z: opt(inp.z), initialState: opt(inp.initialState) });
+      const r = await ssdCoreKernel(rt, shape, {
+        x: f32(inp.x.data),
+        delta,
+        A: f32(inp.A.data),
+        B: f32(inp.B.data),
+        C: f32(inp.C.data),
+        D: opt(inp.D),
+        z: opt(inp.z),
+        initialState: opt(inp.initialState),
+      });
       return { out: t32(r.y, inp.x.shape, 'out'), finalState: t32(r.finalState, [s.batch, s.H, s.P, s.N], 'final_state') };
     },
     async ssdMinimalDiscrete(X, A, B, C, blockLen, initialStates) {

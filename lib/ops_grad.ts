@@ -10,7 +10,7 @@
 import { ArgumentError } from './errors.js';
 import { Tensor, dims } from './tensor.js';
 import { f32, type GpuRuntime } from '../kernels/runtime.js';
-import { defaultScanChunk } from '../kernels/selective_scan.js';
+import { defaultScanChunk, type ScanArgs, type ScanShape } from '../kernels/selective_scan.js';
 import { selectiveScanBackwardKernel } from '../kernels/selective_scan_backward.js';
 import { conv1dBackwardKernel } from '../kernels/conv1d_backward.js';
 import { gatedRmsnormBackwardKernel } from '../kernels/gated_rmsnorm.js';
@@ -33,17 +33,40 @@ export interface GradOps {
 const t32 = (data: Float32Array, shape: readonly number[], name: string) => new Tensor(data, shape, name);
 const opt = (t: Tensor | undefined) => (t ? f32(t.data) : undefined);
 
-export function kernelGradOps(rt: GpuRuntime, forward: { causalConv1d(inp: Conv1dInputs): Promise<{ out: Tensor; finalStates: Tensor }>; gatedRmsnorm(x: Tensor, w: Tensor, z: Tensor | undefined, o?: GatedRmsnormOptions): Promise<Tensor> }): GradOps {
+/** A selective scan's inputs as the kernels take them: validated sizes and B/C layouts, float32 arrays. */
+export function scanKernelInputs(inp: SelectiveScanInputs, chunk: number): { shape: ScanShape; args: ScanArgs } {
+  const { batch, dim, L, N, Bl, Cl } = selectiveScanDims(inp);
+  const { u, delta, A, B, C, D, z, deltaBias, initialState } = inp;
+  return {
+    shape: { batch: batch!, dim: dim!, L: L!, N: N!, bKind: Bl.kind, bGroups: Bl.groups, cKind: Cl.kind, cGroups: Cl.groups, chunk },
+    args: {
+      u: f32(u.data),
+      delta: f32(delta.data),
+      A: f32(A.data),
+      B: f32(B.data),
+      C: f32(C.data),
+      D: opt(D),
+      z: opt(z),
+      deltaBias: opt(deltaBias),
+      deltaSoftplus: !!inp.deltaSoftplus,
+      initialState: opt(initialState),
+    },
+  };
+}
+
+export function kernelGradOps(
+  rt: GpuRuntime,
+  forward: {
+    causalConv1d(inp: Conv1dInputs): Promise<{ out: Tensor; finalStates: Tensor }>;
+    gatedRmsnorm(x: Tensor, w: Tensor, z: Tensor | undefined, o?: GatedRmsnormOptions): Promise<Tensor>;
+  },
+): GradOps {
   const scan = async (inp: SelectiveScanInputs, dout: Tensor, dLast?: Tensor) => {
-    const { batch, dim, L, N, Bl, Cl } = selectiveScanDims(inp);
-    dims({ dout: [dout, [batch!, dim!, L!]], dLastState: [dLast, [batch!, dim!, N!]] });
-    const shape = { batch: batch!, dim: dim!, L: L!, N: N!, bKind: Bl.kind, bGroups: Bl.groups, cKind: Cl.kind, cGroups: Cl.groups, chunk: defaultScanChunk(L!) };
-    const { u, delta, A, B, C, D, z, deltaBias, initialState } = inp;
-    const r = await selectiveScanBackwardKernel(rt, shape, {
-      u: f32(u.data), delta: f32(delta.data), A: f32(A.data), B: f32(B.data), C: f32(C.data), D: opt(D), z: opt(z), deltaBias: opt(deltaBias),
-      deltaSoftplus: !!inp.deltaSoftplus, initialState: opt(initialState), dout: f32(dout.data), dLastState: opt(dLast),
-    });
-    return { r, batch: batch!, dim: dim!, L: L!, N: N! };
+    const { shape, args } = scanKernelInputs(inp, defaultScanChunk(inp.u.shape[2] ?? 1));
+    const { batch, dim, L, N } = shape;
+    dims({ dout: [dout, [batch, dim, L]], dLastState: [dLast, [batch, dim, N]] });
+    const r = await selectiveScanBackwardKernel(rt, shape, { ...args, dout: f32(dout.data), dLastState: opt(dLast) });
+    return { r, batch, dim, L, N };
   };
   return {
     async selectiveScanBackward(inp, dout, dLast) {
@@ -68,9 +91,19 @@ export function kernelGradOps(rt: GpuRuntime, forward: { causalConv1d(inp: Conv1
       const { batch, dim, L, W } = conv1dDims(inp);
       dims({ dout: [dout, [batch, dim, L]], dFinalStates: [dFin, [batch, dim, W - 1]] });
       const fwd = await forward.causalConv1d(inp);
-      const r = await conv1dBackwardKernel(rt, { batch, dim, L, W }, {
-        x: f32(inp.x.data), weight: f32(inp.weight.data), bias: opt(inp.bias), initialStates: opt(inp.initialStates), silu: inp.activation === 'silu', dout: f32(dout.data), dFinalStates: opt(dFin),
-      });
+      const r = await conv1dBackwardKernel(
+        rt,
+        { batch, dim, L, W },
+        {
+          x: f32(inp.x.data),
+          weight: f32(inp.weight.data),
+          bias: opt(inp.bias),
+          initialStates: opt(inp.initialStates),
+          silu: inp.activation === 'silu',
+          dout: f32(dout.data),
+          dFinalStates: opt(dFin),
+        },
+      );
       const g: ConvGrads = { ...fwd, dx: t32(r.dx, inp.x.shape, 'dx'), dweight: t32(r.dweight, inp.weight.shape, 'dweight') };
       if (r.dbias) g.dbias = t32(r.dbias, inp.bias!.shape, 'dbias');
       if (r.dinitialStates) g.dinitialStates = t32(r.dinitialStates, inp.initialStates!.shape, 'dinitial_states');
@@ -84,12 +117,22 @@ export function kernelGradOps(rt: GpuRuntime, forward: { causalConv1d(inp: Conv1
       // (b, L, H, P) ↔ (b, dim, L) with channel d = h·P + p;  (b, L, G, N) ↔ (b, G, N, L)
       const toScan = (t: Tensor) => t.reshape([batch, L, dim]).transpose([0, 2, 1]);
       const fromScan = (t: Tensor, name: string) => t.transpose([0, 2, 1]).reshape([batch, L, H, P]).astype('float32').named(name);
-      const perHead = (t: Tensor, shape: number[]) => new Tensor(Float64Array.from({ length: shape.reduce((a, b) => a * b, 1) }, (_, i) => t.data[Math.floor(i / (shape.length === 2 ? P * N : P))]!), shape);
+      const perHead = (t: Tensor, shape: number[]) =>
+        new Tensor(
+          Float64Array.from({ length: shape.reduce((a, b) => a * b, 1) }, (_, i) => t.data[Math.floor(i / (shape.length === 2 ? P * N : P))]!),
+          shape,
+        );
       const bc = (t: Tensor) => t.transpose([0, 2, 3, 1]);
       const { r } = await scan(
         {
           u: toScan(inp.x),
-          delta: new Tensor(Float64Array.from({ length: batch * dim * L }, (_, i) => inp.dt.data[(Math.floor(i / (dim * L)) * L + (i % L)) * H + Math.floor((Math.floor(i / L) % dim) / P)]!), [batch, dim, L]),
+          delta: new Tensor(
+            Float64Array.from(
+              { length: batch * dim * L },
+              (_, i) => inp.dt.data[(Math.floor(i / (dim * L)) * L + (i % L)) * H + Math.floor((Math.floor(i / L) % dim) / P)]!,
+            ),
+            [batch, dim, L],
+          ),
           A: perHead(inp.A, [dim, N]),
           B: bc(inp.B),
           C: bc(inp.C),
@@ -110,7 +153,8 @@ export function kernelGradOps(rt: GpuRuntime, forward: { causalConv1d(inp: Conv1
       };
       const ddtScan = new Tensor(r.ddelta, [batch, dim, L]);
       const ddt = new Float32Array(batch * L * H);
-      for (let b = 0; b < batch; b++) for (let d = 0; d < dim; d++) for (let t = 0; t < L; t++) ddt[(b * L + t) * H + Math.floor(d / P)] += ddtScan.data[(b * dim + d) * L + t]!;
+      for (let b = 0; b < batch; b++)
+        for (let d = 0; d < dim; d++) for (let t = 0; t < L; t++) ddt[(b * L + t) * H + Math.floor(d / P)] += ddtScan.data[(b * dim + d) * L + t]!;
       const fromBc = (a: Float32Array, name: string) => new Tensor(a, [batch, G, N, L]).transpose([0, 3, 1, 2]).astype('float32').named(name);
       const g: SsdOutputs & SsdGrads = {
         out: fromScan(new Tensor(r.out, [batch, dim, L]), 'out'),
@@ -135,7 +179,18 @@ export function kernelGradOps(rt: GpuRuntime, forward: { causalConv1d(inp: Conv1
       const gs = o.groupSize ?? d;
       if (!Number.isInteger(gs) || gs <= 0 || d % gs !== 0) throw new ArgumentError('groupSize', `a positive divisor of ${d}`, gs);
       const out = await forward.gatedRmsnorm(x, weight, z, o);
-      const r = await gatedRmsnormBackwardKernel(rt, x.size / d, d, gs, o.eps ?? 1e-6, o.normBeforeGate ?? true, f32(x.data), f32(weight.data), opt(z), f32(dy.data));
+      const r = await gatedRmsnormBackwardKernel(
+        rt,
+        x.size / d,
+        d,
+        gs,
+        o.eps ?? 1e-6,
+        o.normBeforeGate ?? true,
+        f32(x.data),
+        f32(weight.data),
+        opt(z),
+        f32(dy.data),
+      );
       const g: NormGrads = { out, dx: t32(r.dx, x.shape, 'dx'), dweight: t32(r.dweight, weight.shape, 'dweight') };
       if (r.dz) g.dz = t32(r.dz, z!.shape, 'dz');
       return g;

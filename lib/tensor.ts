@@ -188,7 +188,7 @@ export class Tensor {
       let pos = 0;
       for (const t of tensors) {
         const len = t.shape[ax]! * inner;
-        out.data.set(t.data.subarray(o * len, (o + 1) * len), (o * total * inner) + pos);
+        out.data.set(t.data.subarray(o * len, (o + 1) * len), o * total * inner + pos);
         pos += len;
       }
     }

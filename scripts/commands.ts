@@ -20,7 +20,18 @@ export interface Made {
 
 const hybrid = (variant: string, pct: number): Made => ({
   out: `models/hybrid-${variant}-${pct}`,
-  args: ['distill', '--teacher', 'models/teacher-small', '--variant', variant, '--attention', String(pct / 100), ...distillArgs, '--out', `models/hybrid-${variant}-${pct}`],
+  args: [
+    'distill',
+    '--teacher',
+    'models/teacher-small',
+    '--variant',
+    variant,
+    '--attention',
+    String(pct / 100),
+    ...distillArgs,
+    '--out',
+    `models/hybrid-${variant}-${pct}`,
+  ],
 });
 
 export const MODEL_COMMANDS: Made[] = [
@@ -50,8 +61,50 @@ export const PAPER_RUNS: Record<string, Made> = {
   'drop-50': run('drop-50', ['--drop-instead', '--attention', '0.5']),
   'drop-25': run('drop-25', ['--drop-instead', '--attention', '0.25']),
   'mamba2-stepwise-0': run('mamba2-stepwise-0', ['--variant', 'mamba2', '--stepwise', '0.5,0.25,0']),
-  'mamba2-50-sft': { out: 'runs/paper/mamba2-50-sft', args: ['sft', '--model', 'models/hybrid-mamba2-50', '--tokens', String(DISTILL_TOKENS / 4), '--batch', '4', '--len', '256', '--lr', '3e-4', '--seed', '0', '--threads', '1', '--quiet', '--out', 'runs/paper/mamba2-50-sft'] },
-  'mamba2-50-dpo': { out: 'runs/paper/mamba2-50-dpo', args: ['dpo', '--model', 'runs/paper/mamba2-50-sft', '--pairs', '256', '--batch', '8', '--beta', '0.1', '--seed', '0', '--threads', '1', '--quiet', '--out', 'runs/paper/mamba2-50-dpo'] },
+  'mamba2-50-sft': {
+    out: 'runs/paper/mamba2-50-sft',
+    args: [
+      'sft',
+      '--model',
+      'models/hybrid-mamba2-50',
+      '--tokens',
+      String(DISTILL_TOKENS / 4),
+      '--batch',
+      '4',
+      '--len',
+      '256',
+      '--lr',
+      '3e-4',
+      '--seed',
+      '0',
+      '--threads',
+      '1',
+      '--quiet',
+      '--out',
+      'runs/paper/mamba2-50-sft',
+    ],
+  },
+  'mamba2-50-dpo': {
+    out: 'runs/paper/mamba2-50-dpo',
+    args: [
+      'dpo',
+      '--model',
+      'runs/paper/mamba2-50-sft',
+      '--pairs',
+      '256',
+      '--batch',
+      '8',
+      '--beta',
+      '0.1',
+      '--seed',
+      '0',
+      '--threads',
+      '1',
+      '--quiet',
+      '--out',
+      'runs/paper/mamba2-50-dpo',
+    ],
+  },
 };
 
 /**
@@ -75,7 +128,12 @@ export async function runAll(root: string, list: Made[], jobs: number, log: (s: 
       const t0 = performance.now();
       const p: Promise<void> = new Promise<void>((resolve, reject) => {
         const c = spawn(process.execPath, [join(root, 'bin', 'mil.js'), ...m.args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-        const fwd = (b: Buffer) => b.toString('utf8').split('\n').filter(Boolean).forEach((l) => log(`  [${m.out}] ${l}`));
+        const fwd = (b: Buffer) =>
+          b
+            .toString('utf8')
+            .split('\n')
+            .filter(Boolean)
+            .forEach((l) => log(`  [${m.out}] ${l}`));
         c.stdout.on('data', fwd);
         c.stderr.on('data', fwd);
         c.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`mil ${m.args.join(' ')} exited ${code}`))));

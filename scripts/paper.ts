@@ -33,9 +33,21 @@ import { writeFile } from '../lib/io/writer.js';
 import { barChartSvg, lineChartSvg, writeSvg } from '../lib/plot/svg.js';
 import { DISTILL_TOKENS, PAPER_RUNS, runAll } from './commands.js';
 
-const { values } = parseArgs({ options: { fresh: { type: 'boolean', default: false }, 'eval-tokens': { type: 'string', default: '32768' }, 'page-only': { type: 'boolean', default: false } } });
+const { values } = parseArgs({
+  options: {
+    fresh: { type: 'boolean', default: false },
+    'eval-tokens': { type: 'string', default: '32768' },
+    'page-only': { type: 'boolean', default: false },
+  },
+});
 // --page-only: rebuild docs/results.md from the measurements in docs/results/results.json (nothing re-measured)
-const saved = values['page-only'] ? (JSON.parse(readFileSync(join(import.meta.dirname, '..', 'docs', 'results', 'results.json'), 'utf8')) as { ppl: Record<string, { ppl: number; bitsPerByte: number }>; spec: Array<Comparison & { target: string }>; measureMinutes: number }) : undefined;
+const saved = values['page-only']
+  ? (JSON.parse(readFileSync(join(import.meta.dirname, '..', 'docs', 'results', 'results.json'), 'utf8')) as {
+      ppl: Record<string, { ppl: number; bitsPerByte: number }>;
+      spec: Array<Comparison & { target: string }>;
+      measureMinutes: number;
+    })
+  : undefined;
 const ROOT = join(import.meta.dirname, '..');
 const RUNS = join(ROOT, 'runs', 'paper');
 const TEACHER = join(ROOT, 'models', 'teacher-small');
@@ -64,7 +76,9 @@ const tok = BpeTokenizer.load(SHIPPED_TOKENIZER);
 const test = tokenStream(corpusPart('sotu', 'test'), tok);
 const ppl: Record<string, { ppl: number; bitsPerByte: number }> = saved?.ppl ?? {};
 const evalCmd = (dir: string) => `mil eval --model ${dir} --split test --tokens ${EVAL_TOKENS}`;
-for (const [name, dir] of saved ? [] : ([['teacher', rel(TEACHER)], ['draft', rel(DRAFT)], ...RUN_LIST.map((r) => [r.name, r.out])] as Array<[string, string]>)) {
+for (const [name, dir] of saved
+  ? []
+  : ([['teacher', rel(TEACHER)], ['draft', rel(DRAFT)], ...RUN_LIST.map((r) => [r.name, r.out])] as Array<[string, string]>)) {
   const r = evaluate(loadModel(join(ROOT, dir)), test, { seqLen: 256, maxTokens: EVAL_TOKENS, engine: engineFor('simd'), tokenizer: tok });
   ppl[name] = r;
   console.error(`[paper] ${evalCmd(dir)}: ppl ${r.ppl.toFixed(2)}`);
@@ -75,16 +89,25 @@ const info = (name: string) => JSON.parse(readFileSync(join(ROOT, PAPER_RUNS[nam
 // ------------------------------------------------------------------ speculative decoding with the trained draft
 const ops = await getOps('wasm-simd');
 const draft = loadModel(DRAFT);
-const prompts = corpusPart('sotu', 'test').slice(0, 3).map((d) => tok.encode(d.text).slice(0, 32));
+const prompts = corpusPart('sotu', 'test')
+  .slice(0, 3)
+  .map((d) => tok.encode(d.text).slice(0, 32));
 const NEW = 64;
-interface SpecRow extends Comparison { target: string }
+interface SpecRow extends Comparison {
+  target: string;
+}
 const spec: SpecRow[] = saved?.spec ?? [];
 for (const target of saved ? [] : ['mamba2-50', 'mamba2-0']) {
   const m = loadModel(join(ROOT, PAPER_RUNS[target]!.out));
   for (let K = 1; K <= 8; K++) {
-    const row = { target, ...(await compareWithPlain(ops, m, () => new ModelDrafter(ops, draft, K + 1, 'lazy'), prompts, { K, maxNewTokens: NEW, repeats: 3 })) };
+    const row = {
+      target,
+      ...(await compareWithPlain(ops, m, () => new ModelDrafter(ops, draft, K + 1, 'lazy'), prompts, { K, maxNewTokens: NEW, repeats: 3 })),
+    };
     spec.push(row);
-    console.error(`[paper] speculative ${target} K=${K}: acceptance ${(100 * row.acceptance).toFixed(0)}%, ${row.tokensPerVerify.toFixed(2)} tokens/verify, ×${row.speedup.toFixed(2)}, identical ${row.identical}`);
+    console.error(
+      `[paper] speculative ${target} K=${K}: acceptance ${(100 * row.acceptance).toFixed(0)}%, ${row.tokensPerVerify.toFixed(2)} tokens/verify, ×${row.speedup.toFixed(2)}, identical ${row.identical}`,
+    );
   }
 }
 
@@ -110,8 +133,24 @@ const total = saved ? trainingMinutes + saved.measureMinutes : (performance.now(
 const row = (name: string) => `${ppl[name]!.ppl.toFixed(2)} | ${(ppl[name]!.ppl / T).toFixed(3)}`;
 const cmd = (name: string) => `\`${info(name).command}\``;
 const svgDir = join(DOCS, 'results');
-writeSvg(join(svgDir, 'table6.svg'), barChartSvg({ title: 'Perplexity ratio to the teacher (test split)', yLabel: 'ppl / teacher ppl', groups: ['50%', '25%', '0%'], series: ['mamba1', 'mamba2'].map((v) => ({ name: v, values: ['50', '25', '0'].map((a) => ppl[`${v}-${a}`]!.ppl / T) })) }));
-writeSvg(join(svgDir, 'speculative.svg'), lineChartSvg({ title: 'Speculative decoding with the trained draft (wasm-simd, greedy)', xLabel: 'K (draft tokens per verify)', yLabel: 'speedup over plain decoding', series: ['mamba2-50', 'mamba2-0'].map((t) => ({ name: t, points: spec.filter((s) => s.target === t).map((s) => [s.K, s.speedup] as [number, number]) })) }));
+writeSvg(
+  join(svgDir, 'table6.svg'),
+  barChartSvg({
+    title: 'Perplexity ratio to the teacher (test split)',
+    yLabel: 'ppl / teacher ppl',
+    groups: ['50%', '25%', '0%'],
+    series: ['mamba1', 'mamba2'].map((v) => ({ name: v, values: ['50', '25', '0'].map((a) => ppl[`${v}-${a}`]!.ppl / T) })),
+  }),
+);
+writeSvg(
+  join(svgDir, 'speculative.svg'),
+  lineChartSvg({
+    title: 'Speculative decoding with the trained draft (wasm-simd, greedy)',
+    xLabel: 'K (draft tokens per verify)',
+    yLabel: 'speedup over plain decoding',
+    series: ['mamba2-50', 'mamba2-0'].map((t) => ({ name: t, points: spec.filter((s) => s.target === t).map((s) => [s.K, s.speedup] as [number, number]) })),
+  }),
+);
 const best = (t: string) => spec.filter((s) => s.target === t).reduce((a, b) => (b.speedup > a.speedup ? b : a));
 const dpo = info('mamba2-50-dpo');
 const md = [
@@ -170,7 +209,10 @@ const md = [
   '',
   '| target | K | acceptance | tokens per verify | speedup | identical | speedup with prefill |',
   '| --- | ---: | ---: | ---: | ---: | --- | ---: |',
-  ...spec.map((s) => `| ${s.target} | ${s.K} | ${(100 * s.acceptance).toFixed(0)}% | ${s.tokensPerVerify.toFixed(2)} | ×${s.speedup.toFixed(2)} | ${s.identical ? 'yes' : 'NO'} | ×${s.speedupWithPrefill.toFixed(2)} |`),
+  ...spec.map(
+    (s) =>
+      `| ${s.target} | ${s.K} | ${(100 * s.acceptance).toFixed(0)}% | ${s.tokensPerVerify.toFixed(2)} | ×${s.speedup.toFixed(2)} | ${s.identical ? 'yes' : 'NO'} | ×${s.speedupWithPrefill.toFixed(2)} |`,
+  ),
   '',
   `Best: 50% hybrid ×${best('mamba2-50').speedup.toFixed(2)} at K = ${best('mamba2-50').K}; 0% ×${best('mamba2-0').speedup.toFixed(2)} at K = ${best('mamba2-0').K}.`,
   '',
@@ -188,6 +230,9 @@ const md = [
   '',
 ];
 writeFile(join(DOCS, 'results.md'), md.join('\n'));
-writeFile(join(DOCS, 'results', 'results.json'), JSON.stringify({ measureMinutes: total - trainingMinutes, trainingMinutes: madeIn, ppl, spec, tokens: Number(TOKENS) }, null, 1) + '\n');
+writeFile(
+  join(DOCS, 'results', 'results.json'),
+  JSON.stringify({ measureMinutes: total - trainingMinutes, trainingMinutes: madeIn, ppl, spec, tokens: Number(TOKENS) }, null, 1) + '\n',
+);
 console.error(`[paper] wrote docs/results.md in ${total.toFixed(1)} min`);
 process.exit(0);

@@ -48,24 +48,63 @@ describe('the example ports pass every op', () => {
       expect(r.passed, op).toBe(r.runs);
     }
   }, 300_000);
-  it.skipIf(!numpy)('Python with numpy: every op the harness draws (skipped where python3 has no numpy: apt-get install python3-numpy)', async () => {
-    for (const op of CONFORM_OPS) {
-      const r = await conform({ ...base, runs: 6, op, port: `python3 ${PY}`, tolerance: tolerance(op) });
-      expect(r.failed, `${op}: ${r.smallest?.verdict.reason}`).toBe(0);
-      expect(r.passed, op).toBe(r.runs);
-    }
-  }, 300_000);
+  it.skipIf(!numpy)(
+    'Python with numpy: every op the harness draws (skipped where python3 has no numpy: apt-get install python3-numpy)',
+    async () => {
+      for (const op of CONFORM_OPS) {
+        const r = await conform({ ...base, runs: 6, op, port: `python3 ${PY}`, tolerance: tolerance(op) });
+        expect(r.failed, `${op}: ${r.smallest?.verdict.reason}`).toBe(0);
+        expect(r.passed, op).toBe(r.runs);
+      }
+    },
+    300_000,
+  );
 });
 
 describe('broken ports are caught and shrunk', () => {
   const cases: Array<[string, string, string, string, string, number]> = [
-    ['softplus without the large-input branch', 'selective_scan', 'const softplus = (x) => (x > 20 ? x : Math.log1p(Math.exp(x)));', 'const softplus = (x) => Math.log1p(Math.exp(x));', 'kernels.mjs', 12], // value-triggered (Δ > 709 overflows): the length shrinks only to where the drawn values still hold one
-    ['the conv reading one step late', 'causal_conv1d', 's += weight.data[d * W + k] * row[t + k];', 's += weight.data[d * W + k] * (row[t + k - 1] ?? 0);', 'kernels.mjs', 2],
+    [
+      'softplus without the large-input branch',
+      'selective_scan',
+      'const softplus = (x) => (x > 20 ? x : Math.log1p(Math.exp(x)));',
+      'const softplus = (x) => Math.log1p(Math.exp(x));',
+      'kernels.mjs',
+      12,
+    ], // value-triggered (Δ > 709 overflows): the length shrinks only to where the drawn values still hold one
+    [
+      'the conv reading one step late',
+      'causal_conv1d',
+      's += weight.data[d * W + k] * row[t + k];',
+      's += weight.data[d * W + k] * (row[t + k - 1] ?? 0);',
+      'kernels.mjs',
+      2,
+    ],
     ['D skipped when z is absent', 'selective_scan', 'if (D) y += D.data[d] * u.data[i];', 'if (D && z) y += D.data[d] * u.data[i];', 'kernels.mjs', 1],
     ['the conv bias added twice', 'causal_conv1d', 'let s = bias ? bias.data[d] : 0;', 'let s = bias ? 2 * bias.data[d] : 0;', 'kernels.mjs', 2],
-    ['a chunk boundary off by one (the last step of each chunk left out of the chunk state)', 'ssd_chunk_scan', 'for (let s = t0; s < t1; s++) s2 +=', 'for (let s = t0; s < t1 - 1; s++) s2 +=', 'kernels.mjs', 1],
-    ['the scan backward starting from zero instead of ∂ℓ/∂h_L', 'selective_scan_grad', 'const dh = Array.from({ length: N }, (_, n) => dlast.data[(b * dim + d) * N + n]);', 'const dh = Array.from({ length: N }, () => 0);', 'grads.mjs', 1],
-    ['the Mamba-1 Δ bias added once where upstream adds it twice, in the whole model', 'model', "m.clean ? undefined : get(`${q}.dt_proj.bias`)", 'undefined', 'model.mjs', 1],
+    [
+      'a chunk boundary off by one (the last step of each chunk left out of the chunk state)',
+      'ssd_chunk_scan',
+      'for (let s = t0; s < t1; s++) s2 +=',
+      'for (let s = t0; s < t1 - 1; s++) s2 +=',
+      'kernels.mjs',
+      1,
+    ],
+    [
+      'the scan backward starting from zero instead of ∂ℓ/∂h_L',
+      'selective_scan_grad',
+      'const dh = Array.from({ length: N }, (_, n) => dlast.data[(b * dim + d) * N + n]);',
+      'const dh = Array.from({ length: N }, () => 0);',
+      'grads.mjs',
+      1,
+    ],
+    [
+      'the Mamba-1 Δ bias added once where upstream adds it twice, in the whole model',
+      'model',
+      'm.clean ? undefined : get(`${q}.dt_proj.bias`)',
+      'undefined',
+      'model.mjs',
+      1,
+    ],
   ];
   for (const [what, op, from, to, file, largest] of cases) {
     it(`JavaScript, ${what}: caught, shrunk to no dimension above ${largest}`, async () => {
@@ -77,30 +116,52 @@ describe('broken ports are caught and shrunk', () => {
       console.log(`[conform] ${what}: first failure at case ${r.firstFailureAt}, ${r.smallest!.shrinkSteps} shrink runs, smallest ${JSON.stringify(s.shapes)}`);
     }, 120_000);
   }
-  it.skipIf(!numpy)('Python, D skipped when z is absent: caught and shrunk to one element', async () => {
-    const b = await conform({ ...base, runs: 200, op: 'selective_scan', port: `python3 ${broken(PY, 'kernels.py', '    if D is not None:\n        out += D[:, None] * u', '    if D is not None and z is not None:\n        out += D[:, None] * u')}` });
-    expect(b.failed).toBe(1);
-    expect(caseSize(b.smallest!.case).largestDim).toBe(1);
-  }, 240_000);
+  it.skipIf(!numpy)(
+    'Python, D skipped when z is absent: caught and shrunk to one element',
+    async () => {
+      const b = await conform({
+        ...base,
+        runs: 200,
+        op: 'selective_scan',
+        port: `python3 ${broken(PY, 'kernels.py', '    if D is not None:\n        out += D[:, None] * u', '    if D is not None and z is not None:\n        out += D[:, None] * u')}`,
+      });
+      expect(b.failed).toBe(1);
+      expect(caseSize(b.smallest!.case).largestDim).toBe(1);
+    },
+    240_000,
+  );
 });
 
 describe('the comparison and the harness itself', () => {
   it('the relative error is scale-free: values near 1e±300 give the error of the same values at 1 (squares neither overflow nor underflow)', () => {
     fc.assert(
-      fc.property(fc.array(fc.double({ min: -10, max: 10, noNaN: true }), { minLength: 1, maxLength: 8 }), fc.array(fc.double({ min: -1e-3, max: 1e-3, noNaN: true }), { minLength: 8, maxLength: 8 }), fc.integer({ min: -300, max: 300 }), (w, rho, e) => {
-        fc.pre(w.some((v) => Math.abs(v) > 1e-3));
-        // at scale 1, the plain formula (no overflow possible here), written independently
-        const g1 = w.map((v, i) => v * (1 + rho[i]!));
-        const naive = Math.sqrt(w.reduce((s, v, i) => s + (g1[i]! - v) ** 2, 0) / w.reduce((s, v) => s + v * v, 0));
-        const k = 10 ** e;
-        const got = relError(g1.map((v) => v * k), w.map((v) => v * k));
-        expect(Math.abs(got - naive)).toBeLessThanOrEqual(1e-6 * naive + 1e-12);
-      }),
+      fc.property(
+        fc.array(fc.double({ min: -10, max: 10, noNaN: true }), { minLength: 1, maxLength: 8 }),
+        fc.array(fc.double({ min: -1e-3, max: 1e-3, noNaN: true }), { minLength: 8, maxLength: 8 }),
+        fc.integer({ min: -300, max: 300 }),
+        (w, rho, e) => {
+          fc.pre(w.some((v) => Math.abs(v) > 1e-3));
+          // at scale 1, the plain formula (no overflow possible here), written independently
+          const g1 = w.map((v, i) => v * (1 + rho[i]!));
+          const naive = Math.sqrt(w.reduce((s, v, i) => s + (g1[i]! - v) ** 2, 0) / w.reduce((s, v) => s + v * v, 0));
+          const k = 10 ** e;
+          const got = relError(
+            g1.map((v) => v * k),
+            w.map((v) => v * k),
+          );
+          expect(Math.abs(got - naive)).toBeLessThanOrEqual(1e-6 * naive + 1e-12);
+        },
+      ),
       { numRuns: 300, seed: 7 },
     );
   });
   it('an error while drawing or building a case is thrown, never reported as a pass', async () => {
-    CONFORM_SPECS.__throws = { shapes: { batch: [1, 1] }, fix: () => { throw new Error('the case builder failed'); } };
+    CONFORM_SPECS.__throws = {
+      shapes: { batch: [1, 1] },
+      fix: () => {
+        throw new Error('the case builder failed');
+      },
+    };
     try {
       await expect(conform({ ...base, op: '__throws', port: 'true', runs: 3 })).rejects.toThrow('the case builder failed');
     } finally {
@@ -110,7 +171,13 @@ describe('the comparison and the harness itself', () => {
 });
 
 describe('what a bad port gets', () => {
-  const d = { shapes: { batch: 1, dim: 2, len: 3, width: 2 }, seed: 1, present: { bias: true, initial_states: false }, toggles: { activation: 'silu' }, scale: {} };
+  const d = {
+    shapes: { batch: 1, dim: 2, len: 3, width: 2 },
+    seed: 1,
+    present: { bias: true, initial_states: false },
+    toggles: { activation: 'silu' },
+    scale: {},
+  };
   const write = (body: string) => {
     const p = join(tmpFolder('port'), 'p.mjs');
     writeFileSync(p, `import { writeFileSync } from 'node:fs';\nconst dir = process.argv[2];\n${body}\n`);
@@ -132,13 +199,15 @@ describe('what a bad port gets', () => {
     expect((await runPort(write(st([1, 2, 3], 0)), c, o)).reason).toMatch(/output 'final_states' missing/);
     expect((await runPort(write(st([2, 3], 0)), c, o)).reason).toMatch(/output 'out' has shape \[2, 3\], expected \[1, 2, 3\]/);
     expect((await runPort(write(st([1, 2, 3], NaN)), c, o)).reason).toMatch(/output 'out'\[0\] is NaN where the reference is/);
-    expect((await runPort(write('console.error("no conv here"); process.exit(77)'), c, o))).toMatchObject({ status: 'unsupported', reason: 'no conv here' });
+    expect(await runPort(write('console.error("no conv here"); process.exit(77)'), c, o)).toMatchObject({ status: 'unsupported', reason: 'no conv here' });
     expect((await runPort('/nonexistent/port', c, o)).status).toBe('fail');
   }, 60_000);
   it('mil conform --save writes the smallest failing case as a golden folder that golden verify passes on the reference; exit 1', () => {
     const out = join(tmpFolder('save'), 'case');
     const port = broken(JS, 'kernels.mjs', 'if (D) y += D.data[d] * u.data[i];', 'if (D && z) y += D.data[d] * u.data[i];');
-    const r = spawnSync('node', [join(ROOT, 'bin', 'mil.js'), 'conform', '--op', 'selective_scan', '--port', `node ${port}`, '--runs', '100', '--save', out], { encoding: 'utf8' });
+    const r = spawnSync('node', [join(ROOT, 'bin', 'mil.js'), 'conform', '--op', 'selective_scan', '--port', `node ${port}`, '--runs', '100', '--save', out], {
+      encoding: 'utf8',
+    });
     expect(r.status, r.stderr).toBe(1);
     expect(r.stdout).toMatch(/first failure at case \d+; shrunk in \d+ further runs to:\n {2}inputs: u \[1, 1, 1\]/);
     return verifyGolden(out, 'reference').then((v) => expect([v.passed, v.failed]).toEqual([1, 0]));
@@ -152,11 +221,28 @@ describe('the library entry', () => {
     const port = (scale: number) => async (op: string, I: Record<string, { shape: number[]; data: ArrayLike<number> }>, a: Record<string, unknown>) => {
       if (op !== 'selective_scan') return null;
       const t = (k: string) => (I[k] ? new Tensor(Float64Array.from(I[k]!.data), I[k]!.shape, k) : undefined);
-      const r = selectiveScan({ u: t('u')!, delta: t('delta')!, A: t('A')!, B: t('B')!, C: t('C')!, D: t('D'), z: t('z'), deltaBias: t('delta_bias'), deltaSoftplus: a.delta_softplus === true, initialState: t('initial_state') });
-      return { out: { shape: [...r.out.shape], data: r.out.data.map((v) => v * scale) }, last_state: { shape: [...r.lastState.shape], data: r.lastState.data } };
+      const r = selectiveScan({
+        u: t('u')!,
+        delta: t('delta')!,
+        A: t('A')!,
+        B: t('B')!,
+        C: t('C')!,
+        D: t('D'),
+        z: t('z'),
+        deltaBias: t('delta_bias'),
+        deltaSoftplus: a.delta_softplus === true,
+        initialState: t('initial_state'),
+      });
+      return {
+        out: { shape: [...r.out.shape], data: r.out.data.map((v) => v * scale) },
+        last_state: { shape: [...r.lastState.shape], data: r.lastState.data },
+      };
     };
     await fc.assert(property('selective_scan', port(1)), { numRuns: 30 });
-    const e = await fc.assert(property('selective_scan', port(1.01)), { numRuns: 30 }).then(() => null, (x: Error) => x);
+    const e = await fc.assert(property('selective_scan', port(1.01)), { numRuns: 30 }).then(
+      () => null,
+      (x: Error) => x,
+    );
     expect(String(e?.cause)).toMatch(/selective_scan: output 'out' relative error .* > 0\.0001; worst element out\[\d+\]/);
   }, 60_000);
 });

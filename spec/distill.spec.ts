@@ -73,8 +73,32 @@ describe('mil train', () => {
     const d = tmpFolder('resume');
     const stream = tokenStream([{ id: 'x', text: 'we the people, in order to form a more perfect union, establish justice. '.repeat(30) }], tok);
     const model = randomLlama({ vocab: tok.vocabSize, hidden: 16, intermediate: 32, layers: 1, heads: 2, kvHeads: 1, maxPositions: 64, init: 'train' }, 4);
-    const trainer: TrainerOptions = { objective: 'lm', optimizer: { kind: 'adamw', lr: 1e-2, betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0.1 }, clip: 1, totalSteps: 6, warmupSteps: 1, batch: 2, seqLen: 16, seed: 9, train: 'all' };
-    const job = (out: string, log: (l: string) => void) => runJob({ out, model, trainer, tokens: stream, valTokens: stream, tokenizer: tok, evalEvery: 2, evalTokens: 64, saveEvery: 2, dtype: 'F32', record: {}, log });
+    const trainer: TrainerOptions = {
+      objective: 'lm',
+      optimizer: { kind: 'adamw', lr: 1e-2, betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0.1 },
+      clip: 1,
+      totalSteps: 6,
+      warmupSteps: 1,
+      batch: 2,
+      seqLen: 16,
+      seed: 9,
+      train: 'all',
+    };
+    const job = (out: string, log: (l: string) => void) =>
+      runJob({
+        out,
+        model,
+        trainer,
+        tokens: stream,
+        valTokens: stream,
+        tokenizer: tok,
+        evalEvery: 2,
+        evalTokens: 64,
+        saveEvery: 2,
+        dtype: 'F32',
+        record: {},
+        log,
+      });
     await job(join(d, 'whole'), () => {});
     let steps = 0;
     await expect(
@@ -98,7 +122,34 @@ describe('mil distill', () => {
     expect(await mil('train', ...tiny, '--data', data, '--steps', '4', '--out', join(d, 't'))).toBe(0);
     for (const variant of ['mamba1', 'mamba2']) {
       const out = join(d, variant);
-      expect(await mil('distill', '--teacher', join(d, 't'), '--attention', '0.5', '--variant', variant, '--data', data, '--steps', '3', '--len', '32', '--batch', '2', '--eval-tokens', '128', '--engine', 'float64', '--dtype', 'F32', '--quiet', '--out', out)).toBe(0);
+      expect(
+        await mil(
+          'distill',
+          '--teacher',
+          join(d, 't'),
+          '--attention',
+          '0.5',
+          '--variant',
+          variant,
+          '--data',
+          data,
+          '--steps',
+          '3',
+          '--len',
+          '32',
+          '--batch',
+          '2',
+          '--eval-tokens',
+          '128',
+          '--engine',
+          'float64',
+          '--dtype',
+          'F32',
+          '--quiet',
+          '--out',
+          out,
+        ),
+      ).toBe(0);
       const t = loadModel(join(d, 't'));
       const s = loadModel(out);
       const start = convert(t, { variant: variant as 'mamba1', attnLayers: [1], seed: 0 });
@@ -116,7 +167,12 @@ describe('mil distill', () => {
   it('a stepwise stage starts from the previous stage: its Mamba layers as trained, the newly replaced ones from the attention', () => {
     const t = randomLlama({ vocab: 40, hidden: 16, intermediate: 32, layers: 4, heads: 2, kvHeads: 1 }, 2);
     const s1 = convert(t, { variant: 'mamba2', attnLayers: [1, 3], seed: 0 });
-    for (const n of s1.weights.names()) if (n.includes('mamba')) s1.weights.tensors.set(n, s1.weights.get(n).map((x) => x + 0.5)); // "trained"
+    for (const n of s1.weights.names())
+      if (n.includes('mamba'))
+        s1.weights.tensors.set(
+          n,
+          s1.weights.get(n).map((x) => x + 0.5),
+        ); // "trained"
     const s2 = stageModel(t, s1, [3], { variant: 'mamba2', seed: 0, init: 'attention' });
     const fresh = convert(t, { variant: 'mamba2', attnLayers: [3], seed: 0 });
     const eq = (a: Tensor, b: Tensor) => a.data.every((x, i) => x === b.data[i]);
@@ -187,7 +243,13 @@ describe('DPO', () => {
   });
   it('preference accuracy: the reference against itself has no margin (0); alone, the share of pairs whose chosen continuation it finds likelier, counted independently', () => {
     const ref = randomLlama({ vocab: 30, hidden: 8, intermediate: 16, layers: 1, heads: 2, kvHeads: 1 }, 3);
-    const pairs = preferencePairs(Array.from({ length: 300 }, (_, i) => (i * 11) % 30), 10, 4, 3, 2);
+    const pairs = preferencePairs(
+      Array.from({ length: 300 }, (_, i) => (i * 11) % 30),
+      10,
+      4,
+      3,
+      2,
+    );
     expect(preferenceAccuracy(ref, pairs, 4, FLOAT64_ENGINE, ref)).toBe(0);
     const wins = pairs.filter((p) => {
       const lp = referenceLogps(ref, [p], FLOAT64_ENGINE); // one pair at a time: [chosen, rejected]

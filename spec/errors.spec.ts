@@ -68,7 +68,7 @@ describe('backends', () => {
     expect(list.stdout).toMatch(/webgpu +not available: disabled by MIL_NO_WEBGPU/);
     expect(list.stdout).toMatch(/webasm +available/);
     const run = spawnSync('node', [mil, 'golden', 'verify', join(import.meta.dirname, '..', 'golden'), '--backend', 'webgpu'], { encoding: 'utf8', env });
-    expect(run.status).toBe(3) // an environment failure (exit 3), not bad usage;
+    expect(run.status).toBe(3); // an environment failure (exit 3), not bad usage;
     expect(run.stderr).toMatch(/BackendUnavailableError: backend 'webgpu' is not available here: disabled by MIL_NO_WEBGPU/);
     expect(run.stdout).not.toMatch(/PASS/);
   });

@@ -10,7 +10,19 @@ import { SafetensorsError } from '../lib/errors.js';
 import { Rng } from '../lib/rng.js';
 import { Tensor } from '../lib/tensor.js';
 
-export const MUTATIONS = ['none', 'duplicate-key', 'gap', 'trailing-bytes', 'overlap', 'offset-past-end', 'truncate', 'bad-dtype', 'bad-shape', 'flip-bytes', 'header-length'] as const;
+export const MUTATIONS = [
+  'none',
+  'duplicate-key',
+  'gap',
+  'trailing-bytes',
+  'overlap',
+  'offset-past-end',
+  'truncate',
+  'bad-dtype',
+  'bad-shape',
+  'flip-bytes',
+  'header-length',
+] as const;
 export type Mutation = (typeof MUTATIONS)[number];
 
 function header(bytes: Uint8Array): { json: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>; data: Uint8Array } {
@@ -51,7 +63,9 @@ export function fuzzCase(r: Rng, m: Mutation): { bytes: Uint8Array; mustReject: 
     }
     case 'gap': {
       const extra = r.int(1, 16);
-      const shifted = Object.fromEntries(Object.entries(json).map(([k, v]) => [k, k === '__metadata__' ? v : { ...v, data_offsets: [v.data_offsets[0] + extra, v.data_offsets[1] + extra] }]));
+      const shifted = Object.fromEntries(
+        Object.entries(json).map(([k, v]) => [k, k === '__metadata__' ? v : { ...v, data_offsets: [v.data_offsets[0] + extra, v.data_offsets[1] + extra] }]),
+      );
       return { bytes: assemble(JSON.stringify(shifted), new Uint8Array([...new Uint8Array(extra), ...data])), mustReject: true };
     }
     case 'trailing-bytes':

@@ -65,15 +65,18 @@ describe('golden emit covers every op', () => {
 
 describe.each(ALL_BACKENDS)('golden on $title', ({ name, available }) => {
   const run = available ? it : it.skip;
-  run('upstream vectors: 15 kernel cases, 3 models (logits, greedy continuation), 9 backward cases on every backend, and 3 training steps (float64 training engine only: unsupported elsewhere, never passed)', async () => {
-    const r = await verifyGolden(GOLDEN, name);
-    const failed = r.results.filter((c) => c.status === 'fail');
-    expect(failed, JSON.stringify(failed)).toEqual([]);
-    expect([r.passed, r.failed, r.unsupported]).toEqual(name === 'reference' ? [30, 0, 0] : [27, 0, 3]);
-    for (const c of r.results.filter((x) => x.op.endsWith('_grad'))) expect(c.status).toBe('pass');
-    for (const c of r.results.filter((x) => x.op === 'train')) expect(c.status).toBe(name === 'reference' ? 'pass' : 'unsupported');
-    for (const m of r.results.filter((c) => c.op === 'model')) expect(m.errors.greedy_mismatches).toBe(0);
-  });
+  run(
+    'upstream vectors: 15 kernel cases, 3 models (logits, greedy continuation), 9 backward cases on every backend, and 3 training steps (float64 training engine only: unsupported elsewhere, never passed)',
+    async () => {
+      const r = await verifyGolden(GOLDEN, name);
+      const failed = r.results.filter((c) => c.status === 'fail');
+      expect(failed, JSON.stringify(failed)).toEqual([]);
+      expect([r.passed, r.failed, r.unsupported]).toEqual(name === 'reference' ? [30, 0, 0] : [27, 0, 3]);
+      for (const c of r.results.filter((x) => x.op.endsWith('_grad'))) expect(c.status).toBe('pass');
+      for (const c of r.results.filter((x) => x.op === 'train')) expect(c.status).toBe(name === 'reference' ? 'pass' : 'unsupported');
+      for (const m of r.results.filter((c) => c.op === 'model')) expect(m.errors.greedy_mismatches).toBe(0);
+    },
+  );
   run('emitted kernel, speculative and model cases with other shapes and seeds pass', async () => {
     const r = await verifyGolden(EMITTED, name);
     const refOnly = (c: { op: string }) => c.op === 'train';
@@ -131,7 +134,9 @@ describe('mil CLI', () => {
     expect(lines.at(-1)).toBe('27 passed, 0 failed, 3 unsupported');
     expect(lines.filter((l) => l.startsWith('PASS'))).toHaveLength(27);
     expect(out).toMatch(/PASS +selective_scan_grad_0 +selective_scan_grad +out=\S+ last_state=\S+ du=/);
-    expect(out).toMatch(/UNSUPPORTED models\/llama_tiny\/train +train +- +\(training steps are checked on the float64 training engine only \(webasm has the backward ops, lib\/ops_grad.ts\)\)/);
+    expect(out).toMatch(
+      /UNSUPPORTED models\/llama_tiny\/train +train +- +\(training steps are checked on the float64 training engine only \(webasm has the backward ops, lib\/ops_grad.ts\)\)/,
+    );
     expect(out).toMatch(/PASS +models\/hybrid_mamba1 +model +logits=\S+ greedy_mismatches=0/);
     expect(out).toMatch(/PASS +models\/hybrid_mamba2 +model +logits=\S+ greedy_mismatches=0/);
     expect(out).toMatch(/PASS +multistep_0 +multistep +out=\S+ h_j=\S+ h_k=\S+/);
@@ -139,7 +144,11 @@ describe('mil CLI', () => {
   it('--json prints one object; failures exit 1; bad usage exits 2', () => {
     const j = JSON.parse(execFileSync('node', [mil, 'golden', 'verify', GOLDEN, '--json'], { encoding: 'utf8' }));
     expect([j.passed, j.failed, j.unsupported]).toEqual([30, 0, 0]);
-    expect(j.reports[0].results.filter((c: { op: string }) => c.op === 'train').map((c: { name: string; status: string }) => `${c.name} ${c.status}`)).toEqual(['models/hybrid_mamba1/train pass', 'models/hybrid_mamba2/train pass', 'models/llama_tiny/train pass']);
+    expect(j.reports[0].results.filter((c: { op: string }) => c.op === 'train').map((c: { name: string; status: string }) => `${c.name} ${c.status}`)).toEqual([
+      'models/hybrid_mamba1/train pass',
+      'models/hybrid_mamba2/train pass',
+      'models/llama_tiny/train pass',
+    ]);
     const dir = tmp();
     cpSync(GOLDEN, dir, { recursive: true });
     const f = readSafetensors(join(dir, 'kernels.safetensors'));
@@ -157,7 +166,11 @@ describe('mil CLI', () => {
   });
   it('golden emit writes a case that verify then passes', () => {
     const dir = tmp();
-    const out = execFileSync('node', [mil, 'golden', 'emit', '--op', 'multistep', '--seed', '9', '--dim', '7', '--steps', '3', '--recompute', '2', '--out', dir], { encoding: 'utf8' });
+    const out = execFileSync(
+      'node',
+      [mil, 'golden', 'emit', '--op', 'multistep', '--seed', '9', '--dim', '7', '--steps', '3', '--recompute', '2', '--out', dir],
+      { encoding: 'utf8' },
+    );
     expect(out).toMatch(/wrote case 'multistep_s9'/);
     const v = execFileSync('node', [mil, 'golden', 'verify', dir, '--backend', 'webasm'], { encoding: 'utf8' });
     expect(v.trim().split('\n').at(-1)).toBe('1 passed, 0 failed, 0 unsupported');

@@ -52,7 +52,18 @@ describe.each(ALL_BACKENDS)('identities on $title', ({ name, available }) => {
         const outs: Tensor[] = [];
         for (let t = 0; t < s.L; t++) {
           const at = (x: Tensor) => cut(x, 2, t, t + 1).reshape(x.shape.slice(0, 2));
-          const step = await o.selectiveStateUpdate({ state, x: at(inp.u), dt: at(inp.delta), A: inp.A, B: at(inp.B), C: at(inp.C), D: inp.D, z: at(inp.z), dtBias: inp.deltaBias, dtSoftplus: true });
+          const step = await o.selectiveStateUpdate({
+            state,
+            x: at(inp.u),
+            dt: at(inp.delta),
+            A: inp.A,
+            B: at(inp.B),
+            C: at(inp.C),
+            D: inp.D,
+            z: at(inp.z),
+            dtBias: inp.deltaBias,
+            dtSoftplus: true,
+          });
           state = step.state.astype('float64').named('state');
           outs.push(step.out.reshape([s.b, s.d, 1]));
         }
@@ -66,43 +77,63 @@ describe.each(ALL_BACKENDS)('identities on $title', ({ name, available }) => {
   run('split anywhere + carried last_state / conv final_states / SSD final state = whole sequence (numRuns 15)', async () => {
     const o = await get();
     await fc.assert(
-      fc.asyncProperty(fc.record({ d: dim(4), L: fc.integer({ min: 2, max: 30 }), N: dim(5), W: fc.integer({ min: 1, max: 4 }) }), fc.integer(), fc.double({ min: 0, max: 1, noNaN: true }), async (s, seed, frac) => {
-        const r = new Rng(seed);
-        const k = Math.max(1, Math.min(s.L - 1, Math.round(frac * s.L)));
-        // Mamba-1 scan
-        const inp = {
-          u: rand.normal(r, [1, s.d, s.L]),
-          delta: rand.normal(r, [1, s.d, s.L], 0.5),
-          A: rand.uniform(r, [s.d, s.N], -2, -0.1),
-          B: rand.normal(r, [1, 2, s.N, s.L]),
-          C: rand.normal(r, [1, s.N, s.L]),
-          z: rand.normal(r, [1, s.d, s.L]),
-          deltaSoftplus: true,
-        };
-        if (s.d % 2) inp.B = rand.normal(r, [1, 1, s.N, s.L]);
-        const whole = await o.selectiveScan(inp);
-        const part = (a: number, b: number) => ({ ...inp, u: cut(inp.u, 2, a, b), delta: cut(inp.delta, 2, a, b), B: cut(inp.B, 3, a, b), C: cut(inp.C, 2, a, b), z: cut(inp.z, 2, a, b) });
-        const first = await o.selectiveScan(part(0, k));
-        const second = await o.selectiveScan({ ...part(k, s.L), initialState: first.lastState.astype('float64').named('initialState') });
-        expectClose(Tensor.concat([first.out.astype('float64'), second.out.astype('float64')], 2), whole.out.astype('float64'), tol, 'scan out');
-        expectClose(second.lastState, whole.lastState, tol, 'scan last_state');
-        // conv1d
-        const c = { x: rand.normal(r, [1, s.d, s.L]), weight: rand.normal(r, [s.d, s.W]), bias: rand.normal(r, [s.d]), activation: 'silu' as const };
-        const cw = await o.causalConv1d(c);
-        const c1 = await o.causalConv1d({ ...c, x: cut(c.x, 2, 0, k) });
-        const c2 = await o.causalConv1d({ ...c, x: cut(c.x, 2, k, s.L), initialStates: c1.finalStates.astype('float64').named('initialStates') });
-        expectClose(Tensor.concat([c1.out.astype('float64'), c2.out.astype('float64')], 2), cw.out.astype('float64'), tol, 'conv out');
-        expectClose(c2.finalStates, cw.finalStates, tol, 'conv final_states');
-        // SSD
-        const x = rand.normal(r, [1, s.L, 2, s.d]);
-        const ssd = { x, dt: rand.normal(r, [1, s.L, 2], 0.5), A: rand.uniform(r, [2], -2, -0.1), B: rand.normal(r, [1, s.L, 1, s.N]), C: rand.normal(r, [1, s.L, 1, s.N]), D: rand.normal(r, [2]), dtSoftplus: true };
-        const sw = await o.ssdChunkScan(ssd, 4);
-        const sp = (a: number, b: number) => ({ ...ssd, x: cut(ssd.x, 1, a, b), dt: cut(ssd.dt, 1, a, b), B: cut(ssd.B, 1, a, b), C: cut(ssd.C, 1, a, b) });
-        const s1 = await o.ssdChunkScan(sp(0, k), 4);
-        const s2 = await o.ssdChunkScan({ ...sp(k, s.L), initialState: s1.finalState.astype('float64').named('initialState') }, 3);
-        expectClose(Tensor.concat([s1.out.astype('float64'), s2.out.astype('float64')], 1), sw.out.astype('float64'), tol, 'ssd out');
-        expectClose(s2.finalState, sw.finalState, tol, 'ssd final_state');
-      }),
+      fc.asyncProperty(
+        fc.record({ d: dim(4), L: fc.integer({ min: 2, max: 30 }), N: dim(5), W: fc.integer({ min: 1, max: 4 }) }),
+        fc.integer(),
+        fc.double({ min: 0, max: 1, noNaN: true }),
+        async (s, seed, frac) => {
+          const r = new Rng(seed);
+          const k = Math.max(1, Math.min(s.L - 1, Math.round(frac * s.L)));
+          // Mamba-1 scan
+          const inp = {
+            u: rand.normal(r, [1, s.d, s.L]),
+            delta: rand.normal(r, [1, s.d, s.L], 0.5),
+            A: rand.uniform(r, [s.d, s.N], -2, -0.1),
+            B: rand.normal(r, [1, 2, s.N, s.L]),
+            C: rand.normal(r, [1, s.N, s.L]),
+            z: rand.normal(r, [1, s.d, s.L]),
+            deltaSoftplus: true,
+          };
+          if (s.d % 2) inp.B = rand.normal(r, [1, 1, s.N, s.L]);
+          const whole = await o.selectiveScan(inp);
+          const part = (a: number, b: number) => ({
+            ...inp,
+            u: cut(inp.u, 2, a, b),
+            delta: cut(inp.delta, 2, a, b),
+            B: cut(inp.B, 3, a, b),
+            C: cut(inp.C, 2, a, b),
+            z: cut(inp.z, 2, a, b),
+          });
+          const first = await o.selectiveScan(part(0, k));
+          const second = await o.selectiveScan({ ...part(k, s.L), initialState: first.lastState.astype('float64').named('initialState') });
+          expectClose(Tensor.concat([first.out.astype('float64'), second.out.astype('float64')], 2), whole.out.astype('float64'), tol, 'scan out');
+          expectClose(second.lastState, whole.lastState, tol, 'scan last_state');
+          // conv1d
+          const c = { x: rand.normal(r, [1, s.d, s.L]), weight: rand.normal(r, [s.d, s.W]), bias: rand.normal(r, [s.d]), activation: 'silu' as const };
+          const cw = await o.causalConv1d(c);
+          const c1 = await o.causalConv1d({ ...c, x: cut(c.x, 2, 0, k) });
+          const c2 = await o.causalConv1d({ ...c, x: cut(c.x, 2, k, s.L), initialStates: c1.finalStates.astype('float64').named('initialStates') });
+          expectClose(Tensor.concat([c1.out.astype('float64'), c2.out.astype('float64')], 2), cw.out.astype('float64'), tol, 'conv out');
+          expectClose(c2.finalStates, cw.finalStates, tol, 'conv final_states');
+          // SSD
+          const x = rand.normal(r, [1, s.L, 2, s.d]);
+          const ssd = {
+            x,
+            dt: rand.normal(r, [1, s.L, 2], 0.5),
+            A: rand.uniform(r, [2], -2, -0.1),
+            B: rand.normal(r, [1, s.L, 1, s.N]),
+            C: rand.normal(r, [1, s.L, 1, s.N]),
+            D: rand.normal(r, [2]),
+            dtSoftplus: true,
+          };
+          const sw = await o.ssdChunkScan(ssd, 4);
+          const sp = (a: number, b: number) => ({ ...ssd, x: cut(ssd.x, 1, a, b), dt: cut(ssd.dt, 1, a, b), B: cut(ssd.B, 1, a, b), C: cut(ssd.C, 1, a, b) });
+          const s1 = await o.ssdChunkScan(sp(0, k), 4);
+          const s2 = await o.ssdChunkScan({ ...sp(k, s.L), initialState: s1.finalState.astype('float64').named('initialState') }, 3);
+          expectClose(Tensor.concat([s1.out.astype('float64'), s2.out.astype('float64')], 1), sw.out.astype('float64'), tol, 'ssd out');
+          expectClose(s2.finalState, sw.finalState, tol, 'ssd final_state');
+        },
+      ),
       { numRuns: 15 },
     );
   });
@@ -128,16 +159,28 @@ describe.each(ALL_BACKENDS)('identities on $title', ({ name, available }) => {
         // channels (h, p) → dim = H·P; Δ, A, D per head repeated over p; B/C grouped (batch, G, N, L)
         const dimN = H * s.P;
         const u = inp.x.reshape([1, s.L, dimN]).transpose([0, 2, 1]);
-        const delta = Tensor.from(Array.from({ length: dimN * s.L }, (_, i) => inp.dt.data[(i % s.L) * H + Math.floor(Math.floor(i / s.L) / s.P)]!), [1, dimN, s.L]);
+        const delta = Tensor.from(
+          Array.from({ length: dimN * s.L }, (_, i) => inp.dt.data[(i % s.L) * H + Math.floor(Math.floor(i / s.L) / s.P)]!),
+          [1, dimN, s.L],
+        );
         const scan = await o.selectiveScan({
           u,
           delta,
-          A: Tensor.from(Array.from({ length: dimN * s.N }, (_, i) => inp.A.data[Math.floor(Math.floor(i / s.N) / s.P)]!), [dimN, s.N]),
+          A: Tensor.from(
+            Array.from({ length: dimN * s.N }, (_, i) => inp.A.data[Math.floor(Math.floor(i / s.N) / s.P)]!),
+            [dimN, s.N],
+          ),
           B: inp.B.transpose([0, 2, 3, 1]),
           C: inp.C.transpose([0, 2, 3, 1]),
-          D: Tensor.from(Array.from({ length: dimN }, (_, i) => inp.D.data[Math.floor(i / s.P)]!), [dimN]),
+          D: Tensor.from(
+            Array.from({ length: dimN }, (_, i) => inp.D.data[Math.floor(i / s.P)]!),
+            [dimN],
+          ),
           z: inp.z.reshape([1, s.L, dimN]).transpose([0, 2, 1]),
-          deltaBias: Tensor.from(Array.from({ length: dimN }, (_, i) => inp.dtBias.data[Math.floor(i / s.P)]!), [dimN]),
+          deltaBias: Tensor.from(
+            Array.from({ length: dimN }, (_, i) => inp.dtBias.data[Math.floor(i / s.P)]!),
+            [dimN],
+          ),
           deltaSoftplus: true,
         });
         expectClose(scan.out.transpose([0, 2, 1]).reshape([1, s.L, H, s.P]), ssd.out, tol, 'out');
@@ -196,13 +239,33 @@ describe.each(ALL_BACKENDS)('identities on $title', ({ name, available }) => {
         const row = (t: Tensor, i: number) => cut(t, 1, i, i + 1).reshape([1, t.shape[2]!]);
         let state = inp.hI;
         for (let t = 0; t < rec; t++) {
-          const st = await o.selectiveStateUpdate({ state, x: row(inp.xCache, t), dt: row(inp.dtCache, t), A: inp.A, B: row(inp.BCache, t), C: row(inp.BCache, t), dtBias: inp.dtBias, dtSoftplus: true });
+          const st = await o.selectiveStateUpdate({
+            state,
+            x: row(inp.xCache, t),
+            dt: row(inp.dtCache, t),
+            A: inp.A,
+            B: row(inp.BCache, t),
+            C: row(inp.BCache, t),
+            dtBias: inp.dtBias,
+            dtSoftplus: true,
+          });
           state = st.state.astype('float64').named('state');
         }
         expectClose(ms.hJ, state, tol, 'h_j');
         const outs: Tensor[] = [];
         for (let t = 0; t < s.K; t++) {
-          const st = await o.selectiveStateUpdate({ state, x: row(inp.x, t), dt: row(inp.dt, t), A: inp.A, B: row(inp.B, t), C: row(inp.C, t), D: inp.D, z: row(inp.z, t), dtBias: inp.dtBias, dtSoftplus: true });
+          const st = await o.selectiveStateUpdate({
+            state,
+            x: row(inp.x, t),
+            dt: row(inp.dt, t),
+            A: inp.A,
+            B: row(inp.B, t),
+            C: row(inp.C, t),
+            D: inp.D,
+            z: row(inp.z, t),
+            dtBias: inp.dtBias,
+            dtSoftplus: true,
+          });
           state = st.state.astype('float64').named('state');
           outs.push(st.out.astype('float64').reshape([1, 1, s.d]));
         }
@@ -216,20 +279,24 @@ describe.each(ALL_BACKENDS)('identities on $title', ({ name, available }) => {
   run('conv1d = conv1d_update one token at a time, shift and circular buffers (numRuns 12)', async () => {
     const o = await get();
     await fc.assert(
-      fc.asyncProperty(fc.record({ d: dim(4), L: dim(12), W: fc.integer({ min: 2, max: 4 }), extra: fc.nat(3), circular: fc.boolean() }), fc.integer(), async (s, seed) => {
-        const r = new Rng(seed);
-        const c = { x: rand.normal(r, [1, s.d, s.L]), weight: rand.normal(r, [s.d, s.W]), bias: rand.normal(r, [s.d]), activation: 'silu' as const };
-        const whole = await o.causalConv1d(c);
-        const S = s.W - 1 + (s.circular ? s.extra : 0);
-        let convState = Tensor.zeros([1, s.d, S]).named('convState');
-        const outs: Tensor[] = [];
-        for (let t = 0; t < s.L; t++) {
-          const step = await o.causalConv1dUpdate({ ...c, x: cut(c.x, 2, t, t + 1), convState, cacheSeqlens: s.circular ? [t] : undefined });
-          convState = step.convState.astype('float64').named('convState');
-          outs.push(step.out.astype('float64'));
-        }
-        expectClose(Tensor.concat(outs, 2), whole.out.astype('float64'), tol, 'out');
-      }),
+      fc.asyncProperty(
+        fc.record({ d: dim(4), L: dim(12), W: fc.integer({ min: 2, max: 4 }), extra: fc.nat(3), circular: fc.boolean() }),
+        fc.integer(),
+        async (s, seed) => {
+          const r = new Rng(seed);
+          const c = { x: rand.normal(r, [1, s.d, s.L]), weight: rand.normal(r, [s.d, s.W]), bias: rand.normal(r, [s.d]), activation: 'silu' as const };
+          const whole = await o.causalConv1d(c);
+          const S = s.W - 1 + (s.circular ? s.extra : 0);
+          let convState = Tensor.zeros([1, s.d, S]).named('convState');
+          const outs: Tensor[] = [];
+          for (let t = 0; t < s.L; t++) {
+            const step = await o.causalConv1dUpdate({ ...c, x: cut(c.x, 2, t, t + 1), convState, cacheSeqlens: s.circular ? [t] : undefined });
+            convState = step.convState.astype('float64').named('convState');
+            outs.push(step.out.astype('float64'));
+          }
+          expectClose(Tensor.concat(outs, 2), whole.out.astype('float64'), tol, 'out');
+        },
+      ),
       { numRuns: 12 },
     );
   });
@@ -283,7 +350,13 @@ describe('float64 reference identities', () => {
         const k = rand.normal(r, [1, 1, s.L, s.dk]);
         const v = rand.normal(r, [1, 1, s.L, s.dv]);
         const g = rand.uniform(r, [1, 1, s.L], 0.2, 1);
-        const { Y } = ssdDiscreteChunked(v.reshape([1, s.L, 1, s.dv]), g.map(Math.log).reshape([1, s.L, 1]), k.reshape([1, s.L, 1, s.dk]), q.reshape([1, s.L, 1, s.dk]), s.chunk);
+        const { Y } = ssdDiscreteChunked(
+          v.reshape([1, s.L, 1, s.dv]),
+          g.map(Math.log).reshape([1, s.L, 1]),
+          k.reshape([1, s.L, 1, s.dk]),
+          q.reshape([1, s.L, 1, s.dk]),
+          s.chunk,
+        );
         expectClose(Y.reshape([1, 1, s.L, s.dv]), linearAttentionParallel(q, k, v, g), FLOAT64_TOL);
       }),
       { numRuns: 20 },

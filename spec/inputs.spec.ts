@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { ArgumentError, NonFiniteError, SafetensorsError } from '../lib/errors.js';
+import { ArgumentError, NonFiniteError } from '../lib/errors.js';
 import { readSafetensors, serializeSafetensors } from '../lib/io/safetensors.js';
 import { ConfigError, parseLlamaConfig } from '../lib/model/config.js';
 import { convert, saveModel } from '../lib/model/convert.js';
@@ -142,7 +142,9 @@ describe('configs: every unsupported value is an error naming the key, the value
       writeFileSync(join(d, file), JSON.stringify(j));
       return d;
     };
-    expect(() => loadModel(edit('mamba_config.json', (j) => (j.attn_layers = [1, 1])))).toThrow(/'attn_layers' is \[1,1\]: expected a list without repeated entries/);
+    expect(() => loadModel(edit('mamba_config.json', (j) => (j.attn_layers = [1, 1])))).toThrow(
+      /'attn_layers' is \[1,1\]: expected a list without repeated entries/,
+    );
     expect(() => loadModel(edit('mil_config.json', (j) => (j.variant = 'mamba3')))).toThrow(/'variant' is "mamba3": expected one of "mamba1", "mamba2"/);
     expect(() => loadModel(edit('mil_config.json', (j) => (j.semantics = 'clean')))).toThrow(/semantics 'clean' applies to Mamba-1 only/);
     expect(() => loadModel(edit('mil_config.json', (j) => (j.variant = 'mamba1')))).toThrow(/variant 'mamba1' but the checkpoint holds mamba2 weights/);
@@ -154,7 +156,13 @@ describe('configs: every unsupported value is an error naming the key, the value
     const w = new Map(teacher.weights.tensors);
     const r = new Rng(3);
     for (let i = 0; i < 2; i++)
-      for (const [p, n] of [['q', 32], ['k', 16], ['v', 16], ['o', 32]] as const) w.set(`model.layers.${i}.self_attn.${p}_proj.bias`, Tensor.normal(r, [n], 0, 0.5));
+      for (const [p, n] of [
+        ['q', 32],
+        ['k', 16],
+        ['v', 16],
+        ['o', 32],
+      ] as const)
+        w.set(`model.layers.${i}.self_attn.${p}_proj.bias`, Tensor.normal(r, [n], 0, 0.5));
     const tb = { llama: parseLlamaConfig(raw), weights: new (teacher.weights.constructor as typeof import('../lib/model/weights.js').WeightStore)(w) };
     const d = join(tmpFolder('tb'), 'm');
     saveModel(d, tb);
@@ -170,9 +178,11 @@ describe('configs: every unsupported value is an error naming the key, the value
 });
 
 describe('bounds and numerics', () => {
-  it("positions beyond max_position_embeddings are refused before any work (generate, forward)", async () => {
+  it('positions beyond max_position_embeddings are refused before any work (generate, forward)', async () => {
     const m = loadModel(TINY); // max_position_embeddings 512
-    await expect(generate(ref, m, [1, 2, 3], { maxNewTokens: 1e9 })).rejects.toThrow(/argument 'maxNewTokens': expected at most max_position_embeddings − prompt length = 512 − 3 = 509/);
+    await expect(generate(ref, m, [1, 2, 3], { maxNewTokens: 1e9 })).rejects.toThrow(
+      /argument 'maxNewTokens': expected at most max_position_embeddings − prompt length = 512 − 3 = 509/,
+    );
     const cache = newCache(m, 1);
     await expect(forward(ref, m, [Array(513).fill(1)], cache)).rejects.toThrow(ArgumentError);
   });
@@ -210,7 +220,11 @@ describe('golden verify never passes what it did not check', () => {
     j.cases.push({ ...j.cases[0], name: 'no_outputs', outputs: [] }, { ...j.cases[0], name: 'mystery', op: 'mystery_op' });
     writeFileSync(join(dir, 'kernels.json'), JSON.stringify(j));
     const r = await verifyGolden(dir, 'reference');
-    expect(r.results.map((c) => [c.name, c.status])).toEqual([['causal_conv1d_s1', 'pass'], ['no_outputs', 'fail'], ['mystery', 'unsupported']]);
+    expect(r.results.map((c) => [c.name, c.status])).toEqual([
+      ['causal_conv1d_s1', 'pass'],
+      ['no_outputs', 'fail'],
+      ['mystery', 'unsupported'],
+    ]);
     expect(r.results[1]!.reason).toMatch(/lists no outputs/);
     const empty = tmpFolder('gv');
     expect((await verifyGolden(empty, 'reference')).failed).toBe(1);
@@ -290,8 +304,16 @@ describe('CLI: every command refuses bad options with exit 2, naming the option,
   const OUT = '<out>'; // replaced by a fresh path per case; it must not exist afterwards
   const table: Array<[string, string[], RegExp]> = [
     // unknown and misspelt options, with suggestions
-    ['generate misspelt', ['generate', '--model', TINY, '--prompt-ids', '1', '--max-new-token', '3'], /unknown option '--max-new-token' \(did you mean '--max-new-tokens'\?\)/],
-    ['generate temprature', ['generate', '--model', TINY, '--prompt-ids', '1', '--temprature', '5'], /unknown option '--temprature' \(did you mean '--temperature'\?\)/],
+    [
+      'generate misspelt',
+      ['generate', '--model', TINY, '--prompt-ids', '1', '--max-new-token', '3'],
+      /unknown option '--max-new-token' \(did you mean '--max-new-tokens'\?\)/,
+    ],
+    [
+      'generate temprature',
+      ['generate', '--model', TINY, '--prompt-ids', '1', '--temprature', '5'],
+      /unknown option '--temprature' \(did you mean '--temperature'\?\)/,
+    ],
     ['convert unknown', ['convert', '--teacher', TINY, '--out', OUT, '--atention', '0.5'], /unknown option '--atention' \(did you mean '--attention'\?\)/],
     ['emit unknown', ['golden', 'emit', '--op', 'multistep', '--out', OUT, '--dims', '4'], /unknown option '--dims' \(did you mean '--dim'\?\)/],
     ['verify unknown', ['golden', 'verify', GOLDEN, '--backends', 'all'], /unknown option '--backends' \(did you mean '--backend'\?\)/],
@@ -305,19 +327,55 @@ describe('CLI: every command refuses bad options with exit 2, naming the option,
     // out of range or malformed
     ['seed beyond 2^53', ['convert', '--teacher', TINY, '--out', OUT, '--seed', '9007199254740993'], /--seed must be an integer in \[0, 9007199254740991\]/],
     ['seed float', ['convert', '--teacher', TINY, '--out', OUT, '--seed', '1.5'], /--seed must be an integer/],
-    ['max-new-tokens 1e9', ['generate', '--model', TINY, '--prompt-ids', '1', '--max-new-tokens', '1e9'], /--max-new-tokens must be an integer in \[1, 1048576\], got '1e9'/],
-    ['max-new-tokens 0', ['generate', '--model', TINY, '--prompt-ids', '1', '--max-new-tokens', '0'], /--max-new-tokens must be an integer in \[1, 1048576\], got 0/],
-    ['max-new-tokens past the model', ['generate', '--model', TINY, '--prompt-ids', '1', '--max-new-tokens', '600'], /--max-new-tokens 600: the prompt \(1 tokens\) plus new tokens must fit max_position_embeddings 512/],
+    [
+      'max-new-tokens 1e9',
+      ['generate', '--model', TINY, '--prompt-ids', '1', '--max-new-tokens', '1e9'],
+      /--max-new-tokens must be an integer in \[1, 1048576\], got '1e9'/,
+    ],
+    [
+      'max-new-tokens 0',
+      ['generate', '--model', TINY, '--prompt-ids', '1', '--max-new-tokens', '0'],
+      /--max-new-tokens must be an integer in \[1, 1048576\], got 0/,
+    ],
+    [
+      'max-new-tokens past the model',
+      ['generate', '--model', TINY, '--prompt-ids', '1', '--max-new-tokens', '600'],
+      /--max-new-tokens 600: the prompt \(1 tokens\) plus new tokens must fit max_position_embeddings 512/,
+    ],
     ['attention 1.5', ['convert', '--teacher', TINY, '--out', OUT, '--attention', '1.5'], /--attention must be a number in \[0, 1\], got 1.5/],
-    ['attn-layers 1,,3', ['convert', '--teacher', TINY, '--out', OUT, '--attn-layers', '1,,3'], /--attn-layers must be comma-separated integers .* \(entry ''\)/],
+    [
+      'attn-layers 1,,3',
+      ['convert', '--teacher', TINY, '--out', OUT, '--attn-layers', '1,,3'],
+      /--attn-layers must be comma-separated integers .* \(entry ''\)/,
+    ],
     ['attn-layers duplicate', ['convert', '--teacher', TINY, '--out', OUT, '--attn-layers', '1,1'], /argument 'attnLayers': expected distinct layer indices/],
-    ['attn-layers past the model', ['convert', '--teacher', TINY, '--out', OUT, '--attn-layers', '1,9'], /argument 'attnLayers': expected layer indices in \[0, 4\)/],
-    ['temperature negative', ['generate', '--model', TINY, '--prompt-ids', '1', '--temperature', '-1'], /--temperature must be a number in \[0, 1000\], got -1/],
+    [
+      'attn-layers past the model',
+      ['convert', '--teacher', TINY, '--out', OUT, '--attn-layers', '1,9'],
+      /argument 'attnLayers': expected layer indices in \[0, 4\)/,
+    ],
+    [
+      'temperature negative',
+      ['generate', '--model', TINY, '--prompt-ids', '1', '--temperature', '-1'],
+      /--temperature must be a number in \[0, 1000\], got -1/,
+    ],
     ['prompt id out of vocab', ['generate', '--model', TINY, '--prompt-ids', '1,500'], /--prompt-ids: id 500 is not a token of this model \(vocabulary 101\)/],
     ['k zero', ['generate', '--model', TINY, '--prompt-ids', '1', '--speculative', '--draft', TINY, '-k', '0'], /--k must be an integer in \[1, 64\], got 0/],
-    ['backend foo (demo)', ['demo', '--out', OUT, '--backend', 'foo'], /--backend must be one of reference, wasm-simd, cpu, webasm, webasm-threaded, webgpu, got 'foo'/],
-    ['variant mamba3', ['convert', '--teacher', TINY, '--out', OUT, '--variant', 'mamba3'], /--variant must be one of mamba1, mamba2, got 'mamba3' \(did you mean 'mamba1'\?\)/],
-    ['emit dim 1e8', ['golden', 'emit', '--op', 'selective_scan', '--out', OUT, '--dim', '100000000'], /--dim must be an integer in \[1, 16384\], got 100000000/],
+    [
+      'backend foo (demo)',
+      ['demo', '--out', OUT, '--backend', 'foo'],
+      /--backend must be one of reference, wasm-simd, cpu, webasm, webasm-threaded, webgpu, got 'foo'/,
+    ],
+    [
+      'variant mamba3',
+      ['convert', '--teacher', TINY, '--out', OUT, '--variant', 'mamba3'],
+      /--variant must be one of mamba1, mamba2, got 'mamba3' \(did you mean 'mamba1'\?\)/,
+    ],
+    [
+      'emit dim 1e8',
+      ['golden', 'emit', '--op', 'selective_scan', '--out', OUT, '--dim', '100000000'],
+      /--dim must be an integer in \[1, 16384\], got 100000000/,
+    ],
     ['emit op', ['golden', 'emit', '--op', 'scan', '--out', OUT], /--op must be one of .*got 'scan'/],
     ['emit name with a slash', ['golden', 'emit', '--op', 'multistep', '--out', OUT, '--name', '../x'], /--name must be a case name of letters, digits/],
     // switches and positionals
@@ -326,17 +384,37 @@ describe('CLI: every command refuses bad options with exit 2, naming the option,
     ['twice', ['convert', '--teacher', TINY, '--out', OUT, '--seed', '1', '--seed', '2'], /--seed given twice/],
     ['verify without folder', ['golden', 'verify'], /needs 1 argument, got 0/],
     // conflicts and options that only apply with others
-    ['attention and attn-layers', ['convert', '--teacher', TINY, '--out', OUT, '--attention', '0.5', '--attn-layers', '1'], /give --attention or --attn-layers, not both/],
-    ['clean on mamba2', ['convert', '--teacher', TINY, '--out', OUT, '--variant', 'mamba2', '--semantics', 'clean'], /--semantics clean applies to --variant mamba1 only/],
+    [
+      'attention and attn-layers',
+      ['convert', '--teacher', TINY, '--out', OUT, '--attention', '0.5', '--attn-layers', '1'],
+      /give --attention or --attn-layers, not both/,
+    ],
+    [
+      'clean on mamba2',
+      ['convert', '--teacher', TINY, '--out', OUT, '--variant', 'mamba2', '--semantics', 'clean'],
+      /--semantics clean applies to --variant mamba1 only/,
+    ],
     ['out = teacher', ['convert', '--teacher', TINY, '--out', TINY], /argument '--out': expected a path apart from --teacher/],
     ['prompt and prompt-ids', ['generate', '--model', TINY, '--prompt', 'hi', '--prompt-ids', '1'], /give --prompt or --prompt-ids, not both/],
     ['k without speculative', ['generate', '--model', TINY, '--prompt-ids', '1', '-k', '4'], /--k is only valid with --speculative/],
     ['draft without speculative', ['generate', '--model', TINY, '--prompt-ids', '1', '--draft', TINY], /--draft is only valid with --speculative/],
     ['speculative without draft', ['generate', '--model', TINY, '--prompt-ids', '1', '--speculative'], /--speculative needs --draft DIR/],
-    ['scheme bad', ['generate', '--model', TINY, '--prompt-ids', '1', '--speculative', '--draft', TINY, '--scheme', 'eager'], /--scheme must be one of lazy, per-position/],
+    [
+      'scheme bad',
+      ['generate', '--model', TINY, '--prompt-ids', '1', '--speculative', '--draft', TINY, '--scheme', 'eager'],
+      /--scheme must be one of lazy, per-position/,
+    ],
     ['top-k under greedy', ['generate', '--model', TINY, '--prompt-ids', '1', '--top-k', '5'], /--top-k is only valid with --temperature > 0/],
-    ['draft-layers past the draft', ['generate', '--model', TINY, '--prompt-ids', '1', '--speculative', '--draft', TINY, '--draft-layers', '9'], /--draft-layers 9: the draft has 4 layers/],
-    ['variant with a kernel op', ['golden', 'emit', '--op', 'multistep', '--out', OUT, '--variant', 'mamba1'], /--variant is only valid with --op model or --op speculative/],
+    [
+      'draft-layers past the draft',
+      ['generate', '--model', TINY, '--prompt-ids', '1', '--speculative', '--draft', TINY, '--draft-layers', '9'],
+      /--draft-layers 9: the draft has 4 layers/,
+    ],
+    [
+      'variant with a kernel op',
+      ['golden', 'emit', '--op', 'multistep', '--out', OUT, '--variant', 'mamba1'],
+      /--variant is only valid with --op model or --op speculative/,
+    ],
     ['missing --out', ['convert', '--teacher', TINY], /convert needs --out/],
     ['train with a kernel op', ['golden', 'emit', '--op', 'multistep', '--out', OUT, '--train'], /--train is only valid with --op model/],
   ];

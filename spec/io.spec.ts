@@ -40,23 +40,34 @@ describe('safetensors', () => {
 
   it('writes and reads back F16, BF16 (rounded like numpy/torch), I64, I32, U8 (numRuns 30)', () => {
     fc.assert(
-      fc.property(fc.array(fc.double({ min: -60000, max: 60000, noNaN: true }), { minLength: 1, maxLength: 20 }), fc.array(fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }), { minLength: 1, maxLength: 10 }), (fl, ints) => {
-        const t = Tensor.from(fl, [fl.length]);
-        const it = Tensor.from(ints, [ints.length]);
-        const u8 = Tensor.from(ints.map((v) => Math.abs(v) % 256), [ints.length]);
-        const bytes = serializeSafetensors({ h: t, b: t, i: it, j: it, u: u8 }, undefined, (n) => ({ h: 'F16', b: 'BF16', i: 'I64', j: 'I32', u: 'U8' })[n] as 'F16');
-        const f = parseSafetensors(bytes);
-        const h = getTensor(f, 'h').data;
-        const b = getTensor(f, 'b').data;
-        fl.forEach((v, k) => {
-          // half: 11 significant bits → relative error ≤ 2^-11 (normal range); bf16: 8 bits → ≤ 2^-8
-          expect(Math.abs(h[k]! - v)).toBeLessThanOrEqual(Math.max(Math.abs(v) * 2 ** -11, 2 ** -25));
-          expect(Math.abs(b[k]! - v)).toBeLessThanOrEqual(Math.abs(v) * 2 ** -8 + 1e-40);
-        });
-        expect(Array.from(getTensor(f, 'i').data)).toEqual(ints);
-        expect(Array.from(getTensor(f, 'j').data)).toEqual(ints);
-        expect(Array.from(getTensor(f, 'u').data)).toEqual(Array.from(u8.data));
-      }),
+      fc.property(
+        fc.array(fc.double({ min: -60000, max: 60000, noNaN: true }), { minLength: 1, maxLength: 20 }),
+        fc.array(fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }), { minLength: 1, maxLength: 10 }),
+        (fl, ints) => {
+          const t = Tensor.from(fl, [fl.length]);
+          const it = Tensor.from(ints, [ints.length]);
+          const u8 = Tensor.from(
+            ints.map((v) => Math.abs(v) % 256),
+            [ints.length],
+          );
+          const bytes = serializeSafetensors(
+            { h: t, b: t, i: it, j: it, u: u8 },
+            undefined,
+            (n) => ({ h: 'F16', b: 'BF16', i: 'I64', j: 'I32', u: 'U8' })[n] as 'F16',
+          );
+          const f = parseSafetensors(bytes);
+          const h = getTensor(f, 'h').data;
+          const b = getTensor(f, 'b').data;
+          fl.forEach((v, k) => {
+            // half: 11 significant bits → relative error ≤ 2^-11 (normal range); bf16: 8 bits → ≤ 2^-8
+            expect(Math.abs(h[k]! - v)).toBeLessThanOrEqual(Math.max(Math.abs(v) * 2 ** -11, 2 ** -25));
+            expect(Math.abs(b[k]! - v)).toBeLessThanOrEqual(Math.abs(v) * 2 ** -8 + 1e-40);
+          });
+          expect(Array.from(getTensor(f, 'i').data)).toEqual(ints);
+          expect(Array.from(getTensor(f, 'j').data)).toEqual(ints);
+          expect(Array.from(getTensor(f, 'u').data)).toEqual(Array.from(u8.data));
+        },
+      ),
       { numRuns: 30 },
     );
     // exact known encodings: 1.0, -2.0, 65504 (max half), 1/3 rounds to 0x3555 in half and 0x3eab in bf16
@@ -102,7 +113,9 @@ describe('safetensors', () => {
     new DataView(lying.buffer).setBigUint64(0, 100n, true);
     expect(() => parseSafetensors(lying)).toThrow(/runs past the end of the file/);
     expect(() => parseSafetensors(withHeader({ a: { dtype: 'F32', shape: [3], data_offsets: [0, 8] } }, 8))).toThrow(/8 bytes for F32 \[3\], expected 12/);
-    expect(() => parseSafetensors(withHeader({ a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [1], data_offsets: [4, 8] } }, 8))).toThrow(/overlap/);
+    expect(() =>
+      parseSafetensors(withHeader({ a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [1], data_offsets: [4, 8] } }, 8)),
+    ).toThrow(/overlap/);
     expect(() => parseSafetensors(withHeader({ a: { dtype: 'Q4', shape: [1], data_offsets: [0, 1] } }, 1))).toThrow(/unknown dtype/);
     expect(() => parseSafetensors(withHeader([1, 2], 0))).toThrow(/not a JSON object/);
     const bad = withHeader(t, 8);
@@ -118,14 +131,20 @@ describe('safetensors', () => {
       data_offsets: fc.oneof(fc.tuple(fc.integer({ min: -4, max: 64 }), fc.integer({ min: -4, max: 64 })), fc.constant(null)),
     });
     fc.assert(
-      fc.property(fc.oneof(fc.uint8Array({ maxLength: 64 }), fc.tuple(fc.dictionary(fc.string({ maxLength: 4 }), entry, { maxKeys: 4 }), fc.nat(64)).map(([h, n]) => withHeader(h, n))), (bytes) => {
-        try {
-          const f = parseSafetensors(bytes);
-          for (const k of f.tensors.keys()) getTensor(f, k);
-        } catch (e) {
-          expect(e).toBeInstanceOf(SafetensorsError);
-        }
-      }),
+      fc.property(
+        fc.oneof(
+          fc.uint8Array({ maxLength: 64 }),
+          fc.tuple(fc.dictionary(fc.string({ maxLength: 4 }), entry, { maxKeys: 4 }), fc.nat(64)).map(([h, n]) => withHeader(h, n)),
+        ),
+        (bytes) => {
+          try {
+            const f = parseSafetensors(bytes);
+            for (const k of f.tensors.keys()) getTensor(f, k);
+          } catch (e) {
+            expect(e).toBeInstanceOf(SafetensorsError);
+          }
+        },
+      ),
       { numRuns: 300 },
     );
   });
@@ -158,7 +177,11 @@ describe('seeded generator', () => {
   it('uniform in [0,1) and normal(0,1) have the right moments (n = 200000, 6-sigma bounds)', () => {
     const r = new Rng(123);
     const n = 200000;
-    let su = 0, sn = 0, sn2 = 0, mn = 1, mx = 0;
+    let su = 0,
+      sn = 0,
+      sn2 = 0,
+      mn = 1,
+      mx = 0;
     for (let i = 0; i < n; i++) {
       const u = r.next();
       su += u;

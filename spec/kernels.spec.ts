@@ -94,27 +94,31 @@ describe.each(KERNEL_BACKENDS)('kernels on $title', ({ name, available }) => {
   run('state update, flat and multi-head with groups = reference (numRuns 20)', async () => {
     const ops = await getOps(name);
     await fc.assert(
-      fc.asyncProperty(fc.record({ b: dim(3), G: dim(2), hpg: dim(2), P: dim(6), N: dim(17), multi: fc.boolean(), opt: fc.boolean() }), fc.integer(), async (s, seed) => {
-        const r = new Rng(seed);
-        const H = s.G * s.hpg;
-        const lead = s.multi ? [H, s.P] : [s.P];
-        const inp = {
-          state: rand.normal(r, [s.b, ...lead, s.N]),
-          x: rand.normal(r, [s.b, ...lead]),
-          dt: rand.normal(r, [s.b, ...lead], 0.5),
-          A: rand.uniform(r, [...lead, s.N], -2, -0.1),
-          B: rand.normal(r, s.multi ? [s.b, s.G, s.N] : [s.b, s.N]),
-          C: rand.normal(r, s.multi ? [s.b, s.G, s.N] : [s.b, s.N]),
-          D: s.opt ? rand.normal(r, lead) : undefined,
-          z: s.opt ? rand.normal(r, [s.b, ...lead]) : undefined,
-          dtBias: s.opt ? rand.uniform(r, lead, -3, -1) : undefined,
-          dtSoftplus: true,
-        };
-        const want = selectiveStateUpdate(inp);
-        const got = await ops.selectiveStateUpdate(inp);
-        expectClose(got.out, want.out, tol, 'out');
-        expectClose(got.state, want.state, tol, 'state');
-      }),
+      fc.asyncProperty(
+        fc.record({ b: dim(3), G: dim(2), hpg: dim(2), P: dim(6), N: dim(17), multi: fc.boolean(), opt: fc.boolean() }),
+        fc.integer(),
+        async (s, seed) => {
+          const r = new Rng(seed);
+          const H = s.G * s.hpg;
+          const lead = s.multi ? [H, s.P] : [s.P];
+          const inp = {
+            state: rand.normal(r, [s.b, ...lead, s.N]),
+            x: rand.normal(r, [s.b, ...lead]),
+            dt: rand.normal(r, [s.b, ...lead], 0.5),
+            A: rand.uniform(r, [...lead, s.N], -2, -0.1),
+            B: rand.normal(r, s.multi ? [s.b, s.G, s.N] : [s.b, s.N]),
+            C: rand.normal(r, s.multi ? [s.b, s.G, s.N] : [s.b, s.N]),
+            D: s.opt ? rand.normal(r, lead) : undefined,
+            z: s.opt ? rand.normal(r, [s.b, ...lead]) : undefined,
+            dtBias: s.opt ? rand.uniform(r, lead, -3, -1) : undefined,
+            dtSoftplus: true,
+          };
+          const want = selectiveStateUpdate(inp);
+          const got = await ops.selectiveStateUpdate(inp);
+          expectClose(got.out, want.out, tol, 'out');
+          expectClose(got.state, want.state, tol, 'state');
+        },
+      ),
       { numRuns: 20 },
     );
   });
@@ -199,34 +203,38 @@ describe.each(KERNEL_BACKENDS)('kernels on $title', ({ name, available }) => {
   run('multi-step verify kernel, upstream and grouped B/C layouts = reference (numRuns 20)', async () => {
     const ops = await getOps(name);
     await fc.assert(
-      fc.asyncProperty(fc.record({ b: dim(2), G: dim(3), per: dim(4), N: dim(17), K: dim(8), r: fc.nat(8), opt: fc.boolean(), grouped: fc.boolean() }), fc.integer(), async (s, seed) => {
-        const r = new Rng(seed);
-        const rec = Math.min(s.r, s.K);
-        const K1 = s.K + 1;
-        const d = s.G * s.per;
-        const bc = (rows: number) => (s.grouped ? [s.b, rows, s.G, s.N] : [s.b, rows, s.N]);
-        const inp = {
-          hI: rand.normal(r, [s.b, d, s.N]),
-          xCache: rand.normal(r, [s.b, K1, d]),
-          dtCache: rand.normal(r, [s.b, K1, d], 0.5),
-          BCache: rand.normal(r, bc(K1)),
-          recomputeSteps: rec,
-          x: rand.normal(r, [s.b, s.K, d]),
-          dt: rand.normal(r, [s.b, s.K, d], 0.5),
-          B: rand.normal(r, bc(s.K)),
-          C: rand.normal(r, bc(s.K)),
-          z: s.opt ? rand.normal(r, [s.b, s.K, d]) : undefined,
-          A: rand.uniform(r, [d, s.N], -2, -0.1),
-          D: s.opt ? rand.normal(r, [d]) : undefined,
-          dtBias: s.opt ? rand.uniform(r, [d], -3, -1) : undefined,
-          dtSoftplus: true,
-        };
-        const want = multistep(inp);
-        const got = await ops.multistep(inp);
-        expectClose(got.out, want.out, tol, 'out');
-        expectClose(got.hJ, want.hJ, tol, 'h_j');
-        expectClose(got.hK, want.hK, tol, 'h_k');
-      }),
+      fc.asyncProperty(
+        fc.record({ b: dim(2), G: dim(3), per: dim(4), N: dim(17), K: dim(8), r: fc.nat(8), opt: fc.boolean(), grouped: fc.boolean() }),
+        fc.integer(),
+        async (s, seed) => {
+          const r = new Rng(seed);
+          const rec = Math.min(s.r, s.K);
+          const K1 = s.K + 1;
+          const d = s.G * s.per;
+          const bc = (rows: number) => (s.grouped ? [s.b, rows, s.G, s.N] : [s.b, rows, s.N]);
+          const inp = {
+            hI: rand.normal(r, [s.b, d, s.N]),
+            xCache: rand.normal(r, [s.b, K1, d]),
+            dtCache: rand.normal(r, [s.b, K1, d], 0.5),
+            BCache: rand.normal(r, bc(K1)),
+            recomputeSteps: rec,
+            x: rand.normal(r, [s.b, s.K, d]),
+            dt: rand.normal(r, [s.b, s.K, d], 0.5),
+            B: rand.normal(r, bc(s.K)),
+            C: rand.normal(r, bc(s.K)),
+            z: s.opt ? rand.normal(r, [s.b, s.K, d]) : undefined,
+            A: rand.uniform(r, [d, s.N], -2, -0.1),
+            D: s.opt ? rand.normal(r, [d]) : undefined,
+            dtBias: s.opt ? rand.uniform(r, [d], -3, -1) : undefined,
+            dtSoftplus: true,
+          };
+          const want = multistep(inp);
+          const got = await ops.multistep(inp);
+          expectClose(got.out, want.out, tol, 'out');
+          expectClose(got.hJ, want.hJ, tol, 'h_j');
+          expectClose(got.hK, want.hK, tol, 'h_k');
+        },
+      ),
       { numRuns: 20 },
     );
   });
@@ -268,7 +276,15 @@ describe.each(KERNEL_BACKENDS)('kernels on $title', ({ name, available }) => {
         const got = await ops.selectiveScan(inp);
         expectClose(got.out, want.out, tol, 'scan out');
         expectClose(got.lastState, want.lastState, tol, 'scan last_state');
-        const s = { x: rand.normal(r, [1, L, 2, 3]), dt: rand.normal(r, [1, L, 2], 0.5), A: rand.uniform(r, [2], -1, -0.1), B: rand.normal(r, [1, L, 1, 8]), C: rand.normal(r, [1, L, 1, 8]), dtBias: rand.uniform(r, [2], -4, -2), dtSoftplus: true };
+        const s = {
+          x: rand.normal(r, [1, L, 2, 3]),
+          dt: rand.normal(r, [1, L, 2], 0.5),
+          A: rand.uniform(r, [2], -1, -0.1),
+          B: rand.normal(r, [1, L, 1, 8]),
+          C: rand.normal(r, [1, L, 1, 8]),
+          dtBias: rand.uniform(r, [2], -4, -2),
+          dtSoftplus: true,
+        };
         const ws = ssdSequential(s);
         const gs = await ops.ssdChunkScan(s, 64);
         expectClose(gs.out, ws.out, tol, 'ssd out');
@@ -284,4 +300,3 @@ describe.each(KERNEL_BACKENDS)('kernels on $title', ({ name, available }) => {
     );
   });
 });
-

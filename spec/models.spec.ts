@@ -36,7 +36,12 @@ type Variant = 'llama' | 'mamba1' | 'mamba1-clean' | 'mamba2';
 function build(variant: Variant, frac: number, seed: number): HybridModel {
   const t = teacher(seed);
   if (variant === 'llama') return t;
-  return convert(t, { variant: variant === 'mamba2' ? 'mamba2' : 'mamba1', attentionFraction: frac, seed: seed + 1, semantics: variant === 'mamba1-clean' ? 'clean' : 'upstream' });
+  return convert(t, {
+    variant: variant === 'mamba2' ? 'mamba2' : 'mamba1',
+    attentionFraction: frac,
+    seed: seed + 1,
+    semantics: variant === 'mamba1-clean' ? 'clean' : 'upstream',
+  });
 }
 const tmp = () => tmpFolder('model');
 
@@ -49,7 +54,10 @@ async function incrementalMatchesFull(ops: Ops, m: HybridModel, ids: number[], a
   if (a > 0) parts.push(await forward(ops, m, [ids.slice(0, a)], cache));
   if (k > a) parts.push(await forward(ops, m, [ids.slice(a, k)], cache));
   for (let t = k; t < ids.length; t++) parts.push(await forward(ops, m, [[ids[t]!]], cache));
-  const inc = Tensor.concat(parts.map((p) => p.astype('float64')), 1);
+  const inc = Tensor.concat(
+    parts.map((p) => p.astype('float64')),
+    1,
+  );
   expect(cache.length).toBe(ids.length);
   expectClose(inc, full.astype('float64').reshape([1, ids.length, V]), tol, 'logits');
 }
@@ -64,14 +72,21 @@ describe.each(cases)('incremental = full forward on %s', (backend, _o, tol, runs
     it(`${variant}: any prefix prefilled in ≤ 2 pieces, then decode, every attention fraction (numRuns ${runs})`, async () => {
       const ops = await getOps(backend);
       await fc.assert(
-        fc.asyncProperty(fc.constantFrom(0, 0.25, 0.5, 1), fc.integer({ min: 2, max: 11 }), fc.nat(), fc.nat(), fc.integer({ min: 0, max: 1000 }), async (frac, L, x, y, seed) => {
-          const m = build(variant, frac, seed);
-          const r = new Rng(seed);
-          const ids = Array.from({ length: L }, () => r.int(0, SPEC.vocab - 1));
-          const k = 1 + (x % (L - 1)); // prefill at least one token, decode at least one
-          const a = y % (k + 1);
-          await incrementalMatchesFull(ops, m, ids, a, k, tol);
-        }),
+        fc.asyncProperty(
+          fc.constantFrom(0, 0.25, 0.5, 1),
+          fc.integer({ min: 2, max: 11 }),
+          fc.nat(),
+          fc.nat(),
+          fc.integer({ min: 0, max: 1000 }),
+          async (frac, L, x, y, seed) => {
+            const m = build(variant, frac, seed);
+            const r = new Rng(seed);
+            const ids = Array.from({ length: L }, () => r.int(0, SPEC.vocab - 1));
+            const k = 1 + (x % (L - 1)); // prefill at least one token, decode at least one
+            const a = y % (k + 1);
+            await incrementalMatchesFull(ops, m, ids, a, k, tol);
+          },
+        ),
         { numRuns: runs },
       );
     });
@@ -116,11 +131,17 @@ describe('Algorithm 1 conversion', () => {
     expect(m1.weights.has('model.layers.1.self_attn.q_proj.weight')).toBe(true);
     // dt bias: softplus(bias) in [1e-3, 1e-1]; A_log = log(1..16); D = 1
     const bias = m1.weights.get('model.layers.0.mamba.dt_proj.bias');
-    for (const b of bias.data) expect(Math.log1p(Math.exp(b))).toBeGreaterThanOrEqual(0.999e-3), expect(Math.log1p(Math.exp(b))).toBeLessThanOrEqual(0.1001);
-    expect(Array.from(m1.weights.get('model.layers.2.mamba.A_log').data.subarray(0, 16)).map((v) => Math.round(Math.exp(v)))).toEqual(Array.from({ length: 16 }, (_, i) => i + 1));
+    for (const b of bias.data) {
+      expect(Math.log1p(Math.exp(b))).toBeGreaterThanOrEqual(0.999e-3);
+      expect(Math.log1p(Math.exp(b))).toBeLessThanOrEqual(0.1001);
+    }
+    expect(Array.from(m1.weights.get('model.layers.2.mamba.A_log').data.subarray(0, 16)).map((v) => Math.round(Math.exp(v)))).toEqual(
+      Array.from({ length: 16 }, (_, i) => i + 1),
+    );
     const m2 = convert(t, { variant: 'mamba2', attnLayers: [], seed: 1 });
     const inp = m2.weights.get('model.layers.3.mamba.in_proj.weight');
-    const I = 64, X = 32;
+    const I = 64,
+      X = 32;
     same(inp.slice(0, I, I + X), W.get('model.layers.3.self_attn.v_proj.weight'));
     same(inp.slice(0, I + X, I + 2 * X), W.get('model.layers.3.self_attn.k_proj.weight'));
     same(inp.slice(0, I + 2 * X, 2 * I + 2 * X), W.get('model.layers.3.self_attn.q_proj.weight'));
@@ -138,7 +159,9 @@ describe('Algorithm 1 conversion', () => {
         const t = teacher(seed);
         const m = convert(t, { variant: 'mamba2', attnLayers: [], seed });
         const W = m.weights.tensors;
-        const H = SPEC.heads, I = 64, X = 32;
+        const H = SPEC.heads,
+          I = 64,
+          X = 32;
         for (let i = 0; i < SPEC.layers; i++) {
           const q = `model.layers.${i}.mamba`;
           W.set(`${q}.A_log`, Tensor.full([H], -Infinity)); // A = −exp(−∞) = 0
@@ -163,14 +186,20 @@ describe('Algorithm 1 conversion', () => {
         for (let i = 0; i < SPEC.layers; i++) {
           const p = `model.layers.${i}`;
           const x = rmsnorm(h, TW.get(`${p}.input_layernorm.weight`), 1e-5);
-          const heads = (w: string, n: number) => linear(x, TW.get(`${p}.self_attn.${w}_proj.weight`)).reshape([1, L, n, 16]).transpose([0, 2, 1, 3]);
+          const heads = (w: string, n: number) =>
+            linear(x, TW.get(`${p}.self_attn.${w}_proj.weight`))
+              .reshape([1, L, n, 16])
+              .transpose([0, 2, 1, 3]);
           const y = linearAttentionParallel(heads('q', H), repeatKv(heads('k', 2), 2), repeatKv(heads('v', 2), 2));
           const o = linear(y.transpose([0, 2, 1, 3]).reshape([1, L, 64]), TW.get(`${p}.self_attn.o_proj.weight`));
           for (let j = 0; j < h.size; j++) h.data[j] += o.data[j]!;
           const x2 = rmsnorm(h, TW.get(`${p}.post_attention_layernorm.weight`), 1e-5);
           const g = linear(x2, TW.get(`${p}.mlp.gate_proj.weight`));
           const u = linear(x2, TW.get(`${p}.mlp.up_proj.weight`));
-          const d = linear(g.zip(u, (a, b) => silu(a) * b), TW.get(`${p}.mlp.down_proj.weight`));
+          const d = linear(
+            g.zip(u, (a, b) => silu(a) * b),
+            TW.get(`${p}.mlp.down_proj.weight`),
+          );
           for (let j = 0; j < h.size; j++) h.data[j] += d.data[j]!;
         }
         const want = linear(rmsnorm(h, TW.get('model.norm.weight'), 1e-5), TW.get('lm_head.weight'));
@@ -185,23 +214,28 @@ describe('checkpoints', () => {
   it('save → load is bit-exact, single file and sharded, teacher and both hybrids (numRuns 4)', async () => {
     const ops = await getOps('reference');
     await fc.assert(
-      fc.asyncProperty(fc.constantFrom<Variant>('llama', 'mamba1-clean', 'mamba2'), fc.boolean(), fc.integer({ min: 0, max: 1000 }), async (variant, sharded, seed) => {
-        const m = build(variant, 0.5, seed);
-        const dir = tmp();
-        saveModel(dir, m, { shardBytes: sharded ? 20000 : undefined });
-        expect(readdirSync(dir).some((f) => f.endsWith('.index.json'))).toBe(sharded);
-        expect(readdirSync(dir).some((f) => f.endsWith('.tmp'))).toBe(false);
-        const back = loadModel(dir);
-        expect(back.mamba?.variant).toBe(m.mamba?.variant);
-        expect(back.mamba?.semantics).toBe(m.mamba?.semantics);
-        expect(back.weights.names().sort()).toEqual(m.weights.names().sort());
-        for (const n of m.weights.names()) expect(Array.from(back.weights.get(n).data)).toEqual(Array.from(m.weights.get(n).data));
-        const ids = [[1, 2, 3, 4]];
-        const a = await forward(ops, m, ids, newCache(m, 1));
-        const b = await forward(ops, back, ids, newCache(back, 1));
-        expect(Array.from(b.data)).toEqual(Array.from(a.data));
-        rmSync(dir, { recursive: true });
-      }),
+      fc.asyncProperty(
+        fc.constantFrom<Variant>('llama', 'mamba1-clean', 'mamba2'),
+        fc.boolean(),
+        fc.integer({ min: 0, max: 1000 }),
+        async (variant, sharded, seed) => {
+          const m = build(variant, 0.5, seed);
+          const dir = tmp();
+          saveModel(dir, m, { shardBytes: sharded ? 20000 : undefined });
+          expect(readdirSync(dir).some((f) => f.endsWith('.index.json'))).toBe(sharded);
+          expect(readdirSync(dir).some((f) => f.endsWith('.tmp'))).toBe(false);
+          const back = loadModel(dir);
+          expect(back.mamba?.variant).toBe(m.mamba?.variant);
+          expect(back.mamba?.semantics).toBe(m.mamba?.semantics);
+          expect(back.weights.names().sort()).toEqual(m.weights.names().sort());
+          for (const n of m.weights.names()) expect(Array.from(back.weights.get(n).data)).toEqual(Array.from(m.weights.get(n).data));
+          const ids = [[1, 2, 3, 4]];
+          const a = await forward(ops, m, ids, newCache(m, 1));
+          const b = await forward(ops, back, ids, newCache(back, 1));
+          expect(Array.from(b.data)).toEqual(Array.from(a.data));
+          rmSync(dir, { recursive: true });
+        },
+      ),
       { numRuns: 4 },
     );
   });
@@ -213,7 +247,10 @@ describe('checkpoints', () => {
     expect(b.llama.ropeTheta).toBe(5000);
     const ids = [[5, 6, 7]];
     expect(Array.from((await forward(ops, b, ids, newCache(b, 1))).data)).toEqual(Array.from((await forward(ops, a, ids, newCache(a, 1))).data));
-    const l3 = parseLlamaConfig({ ...a.llama.raw, rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 } });
+    const l3 = parseLlamaConfig({
+      ...a.llama.raw,
+      rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 },
+    });
     expect(l3.ropeScaling).toEqual({ ropeType: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 });
     const l3b = parseLlamaConfig({ ...a.llama.raw, rope_theta: undefined, rope_parameters: { rope_theta: 500000, rope_type: 'llama3', factor: 32 } });
     expect([l3b.ropeTheta, l3b.ropeScaling.ropeType, l3b.ropeScaling.factor]).toEqual([500000, 'llama3', 32]);
@@ -226,7 +263,9 @@ describe('checkpoints', () => {
     const tb = loadModel(dir);
     expect(Array.from((await forward(ops, tb, ids, newCache(tb, 1))).data)).toEqual(Array.from((await forward(ops, tied, ids, newCache(tied, 1))).data));
     expect(() => parseLlamaConfig({ ...a.llama.raw, num_key_value_heads: 3 })).toThrow(ConfigError);
-    expect(() => parseLlamaConfig({ ...a.llama.raw, rope_scaling: { rope_type: 'yarn', factor: 2 } })).toThrow(/'rope_scaling.rope_type' is "yarn": expected one of "default", "llama3"/);
+    expect(() => parseLlamaConfig({ ...a.llama.raw, rope_scaling: { rope_type: 'yarn', factor: 2 } })).toThrow(
+      /'rope_scaling.rope_type' is "yarn": expected one of "default", "llama3"/,
+    );
   });
 
   it('a malformed model folder fails at load with a typed error naming the file or the weight', () => {
@@ -262,16 +301,20 @@ describe('generation', () => {
     expect(stop.tokens).toEqual(g.tokens.slice(0, 3));
     expect(stop.stoppedBy).toBe('eos');
     fc.assert(
-      fc.property(fc.array(fc.double({ min: -5, max: 5, noNaN: true }), { minLength: 2, maxLength: 12 }), fc.double({ min: 0.05, max: 1, noNaN: true }), (logits, topP) => {
-        const full = samplingDistribution(logits, { temperature: 1 })!;
-        const p = samplingDistribution(logits, { temperature: 1, topP })!;
-        const kept = [...p.keys()].filter((i) => p[i]! > 0);
-        const mass = kept.reduce((s, i) => s + full[i]!, 0);
-        expect(mass).toBeGreaterThanOrEqual(topP - 1e-12);
-        const minKept = Math.min(...kept.map((i) => full[i]!));
-        expect(mass - minKept).toBeLessThan(topP + 1e-12); // dropping the least likely kept id falls short
-        expect(sampleToken(logits, { temperature: 0 }, new Rng(1))).toBe(logits.indexOf(Math.max(...logits)));
-      }),
+      fc.property(
+        fc.array(fc.double({ min: -5, max: 5, noNaN: true }), { minLength: 2, maxLength: 12 }),
+        fc.double({ min: 0.05, max: 1, noNaN: true }),
+        (logits, topP) => {
+          const full = samplingDistribution(logits, { temperature: 1 })!;
+          const p = samplingDistribution(logits, { temperature: 1, topP })!;
+          const kept = [...p.keys()].filter((i) => p[i]! > 0);
+          const mass = kept.reduce((s, i) => s + full[i]!, 0);
+          expect(mass).toBeGreaterThanOrEqual(topP - 1e-12);
+          const minKept = Math.min(...kept.map((i) => full[i]!));
+          expect(mass - minKept).toBeLessThan(topP + 1e-12); // dropping the least likely kept id falls short
+          expect(sampleToken(logits, { temperature: 0 }, new Rng(1))).toBe(logits.indexOf(Math.max(...logits)));
+        },
+      ),
       { numRuns: 20 },
     );
   });
@@ -279,9 +322,28 @@ describe('generation', () => {
   it('mil convert then mil generate --json on the result', () => {
     const mil = join(import.meta.dirname, '..', 'bin', 'mil.js');
     const dir = tmp();
-    const out = execFileSync('node', [mil, 'convert', '--teacher', join(import.meta.dirname, '..', 'golden', 'models', 'llama_tiny'), '--attention', '0.5', '--variant', 'mamba2', '--out', dir, '--seed', '1'], { encoding: 'utf8' });
+    const out = execFileSync(
+      'node',
+      [
+        mil,
+        'convert',
+        '--teacher',
+        join(import.meta.dirname, '..', 'golden', 'models', 'llama_tiny'),
+        '--attention',
+        '0.5',
+        '--variant',
+        'mamba2',
+        '--out',
+        dir,
+        '--seed',
+        '1',
+      ],
+      { encoding: 'utf8' },
+    );
     expect(out).toMatch(/attention kept in layers \[1, 3\]/);
-    const j = JSON.parse(execFileSync('node', [mil, 'generate', '--model', dir, '--prompt-ids', '1,2,3', '--max-new-tokens', '5', '--json'], { encoding: 'utf8' }));
+    const j = JSON.parse(
+      execFileSync('node', [mil, 'generate', '--model', dir, '--prompt-ids', '1,2,3', '--max-new-tokens', '5', '--json'], { encoding: 'utf8' }),
+    );
     expect(j.tokens).toHaveLength(5);
     expect(j.decode.tokens).toBe(4);
     expect(j.prefill.tokensPerS).toBeGreaterThan(0);

@@ -35,7 +35,19 @@ describe('models/', () => {
     SimdGemm.shared();
     const r = record('models/teacher-small');
     const p = PRESETS['teacher-small'];
-    const m = randomLlama({ vocab: tok.vocabSize, hidden: p.hidden, intermediate: p.intermediate, layers: p.layers, heads: p.heads, kvHeads: p.kvHeads, maxPositions: p.context, init: 'train' }, r.seed);
+    const m = randomLlama(
+      {
+        vocab: tok.vocabSize,
+        hidden: p.hidden,
+        intermediate: p.intermediate,
+        layers: p.layers,
+        heads: p.heads,
+        kvHeads: p.kvHeads,
+        maxPositions: p.context,
+        init: 'train',
+      },
+      r.seed,
+    );
     const t = Trainer.create(m, train(), r.options as TrainerOptions);
     for (let s = 0; s < 2; s++) expect((await t.trainStep()).loss, `step ${s + 1}`).toBe(r.history[s].loss);
   }, 60_000);

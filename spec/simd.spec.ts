@@ -25,14 +25,20 @@ afterAll(() => {
 const rnd = (r: Rng, n: number) => Float32Array.from({ length: n }, () => r.uniform(-1, 1));
 function ref(a: (i: number, k: number) => number, b: (k: number, n: number) => number, M: number, K: number, N: number): Float64Array {
   const c = new Float64Array(M * N);
-  for (let i = 0; i < M; i++) for (let n = 0; n < N; n++) {
-    let s = 0;
-    for (let k = 0; k < K; k++) s += a(i, k) * b(k, n);
-    c[i * N + n] = s;
-  }
+  for (let i = 0; i < M; i++)
+    for (let n = 0; n < N; n++) {
+      let s = 0;
+      for (let k = 0; k < K; k++) s += a(i, k) * b(k, n);
+      c[i * N + n] = s;
+    }
   return c;
 }
-const shape = fc.record({ M: fc.integer({ min: 1, max: 37 }), K: fc.oneof(fc.integer({ min: 1, max: 40 }), fc.integer({ min: 250, max: 530 })), N: fc.integer({ min: 1, max: 41 }), seed: fc.integer({ min: 0, max: 1e6 }) });
+const shape = fc.record({
+  M: fc.integer({ min: 1, max: 37 }),
+  K: fc.oneof(fc.integer({ min: 1, max: 40 }), fc.integer({ min: 250, max: 530 })),
+  N: fc.integer({ min: 1, max: 41 }),
+  seed: fc.integer({ min: 0, max: 1e6 }),
+});
 
 describe('SIMD matrix products = float64 reference', () => {
   it('linear y = x·Wᵀ, 1 and 2 threads bit-identical; W packed once and reused (numRuns 40)', () => {
@@ -41,7 +47,13 @@ describe('SIMD matrix products = float64 reference', () => {
         const r = new Rng(seed);
         const x = rnd(r, M * K);
         const w = rnd(r, N * K);
-        const want = ref((i, k) => x[i * K + k]!, (k, n) => w[n * K + k]!, M, K, N);
+        const want = ref(
+          (i, k) => x[i * K + k]!,
+          (k, n) => w[n * K + k]!,
+          M,
+          K,
+          N,
+        );
         const got = one.linear(x, M, K, w, N);
         expect(relError(got, want)).toBeLessThanOrEqual(1e-5);
         expect(Array.from(two.linear(x, M, K, w, N))).toEqual(Array.from(got));
@@ -57,9 +69,31 @@ describe('SIMD matrix products = float64 reference', () => {
         const r = new Rng(seed);
         const a = rnd(r, M * K);
         const b = rnd(r, K * N);
-        expect(relError(one.matmul(a, M, K, b, N), ref((i, k) => a[i * K + k]!, (k, n) => b[k * N + n]!, M, K, N))).toBeLessThanOrEqual(1e-5);
+        expect(
+          relError(
+            one.matmul(a, M, K, b, N),
+            ref(
+              (i, k) => a[i * K + k]!,
+              (k, n) => b[k * N + n]!,
+              M,
+              K,
+              N,
+            ),
+          ),
+        ).toBeLessThanOrEqual(1e-5);
         const at = rnd(r, K * M); // K×M, transposed on the way in
-        expect(relError(two.matmulTN(at, K, M, b, N), ref((i, k) => at[k * M + i]!, (k, n) => b[k * N + n]!, M, K, N))).toBeLessThanOrEqual(1e-5);
+        expect(
+          relError(
+            two.matmulTN(at, K, M, b, N),
+            ref(
+              (i, k) => at[k * M + i]!,
+              (k, n) => b[k * N + n]!,
+              M,
+              K,
+              N,
+            ),
+          ),
+        ).toBeLessThanOrEqual(1e-5);
       }),
       { numRuns: 30 },
     );
@@ -78,7 +112,18 @@ describe('SIMD matrix products = float64 reference', () => {
     const w2 = rnd(r, 9 * 5);
     const y1 = one.linear(x, 3, 5, w1, 9);
     const y2 = one.linear(x, 3, 5, w2, 9);
-    expect(relError(y2, ref((i, k) => x[i * 5 + k]!, (k, n) => w2[n * 5 + k]!, 3, 5, 9))).toBeLessThanOrEqual(1e-6);
+    expect(
+      relError(
+        y2,
+        ref(
+          (i, k) => x[i * 5 + k]!,
+          (k, n) => w2[n * 5 + k]!,
+          3,
+          5,
+          9,
+        ),
+      ),
+    ).toBeLessThanOrEqual(1e-6);
     expect(Array.from(y1)).not.toEqual(Array.from(y2));
     expect(Array.from(one.linear(Float64Array.from(x), 3, 5, Float64Array.from(w1), 9, false))).toEqual(Array.from(y1));
     expect(() => one.linear(x, 3, 4, w1, 9)).toThrow(/argument 'linear': expected x \(3×4\) and W \(9×4\)/);
@@ -89,10 +134,27 @@ describe('SIMD matrix products = float64 reference', () => {
   });
   it('the decode path (fewer than 4 rows: a row against four panels at once) on exact multiples of 32 columns and with a ragged tail', () => {
     const r = new Rng(8);
-    for (const [M, K, N] of [[1, 300, 64], [3, 17, 96], [2, 5, 75], [1, 1, 32]] as const) {
+    for (const [M, K, N] of [
+      [1, 300, 64],
+      [3, 17, 96],
+      [2, 5, 75],
+      [1, 1, 32],
+    ] as const) {
       const x = rnd(r, M * K);
       const w = rnd(r, N * K);
-      expect(relError(two.linear(x, M, K, w, N, false), ref((i, k) => x[i * K + k]!, (k, n) => w[n * K + k]!, M, K, N)), `${M}×${K}×${N}`).toBeLessThanOrEqual(1e-5);
+      expect(
+        relError(
+          two.linear(x, M, K, w, N, false),
+          ref(
+            (i, k) => x[i * K + k]!,
+            (k, n) => w[n * K + k]!,
+            M,
+            K,
+            N,
+          ),
+        ),
+        `${M}×${K}×${N}`,
+      ).toBeLessThanOrEqual(1e-5);
     }
   });
   it('releaseResident forgets packed weights (the next call packs again, correctly); readSum reads a sum and a bandwidth', () => {
@@ -105,7 +167,18 @@ describe('SIMD matrix products = float64 reference', () => {
     g.releaseResident();
     expect(g.residentBytes).toBe(0);
     w[0] = 7; // changed while not resident: the next call must see it
-    expect(relError(g.linear(x, 2, 7, w, 5), ref((i, k) => x[i * 7 + k]!, (k, n) => w[n * 7 + k]!, 2, 7, 5))).toBeLessThanOrEqual(1e-6);
+    expect(
+      relError(
+        g.linear(x, 2, 7, w, 5),
+        ref(
+          (i, k) => x[i * 7 + k]!,
+          (k, n) => w[n * 7 + k]!,
+          2,
+          7,
+          5,
+        ),
+      ),
+    ).toBeLessThanOrEqual(1e-6);
     expect(Array.from(g.linear(x, 2, 7, w, 5))).not.toEqual(Array.from(y));
     expect(g.readBandwidth(4, 1)).toBeGreaterThan(1e8); // throws if the SIMD sum of 2^20 ones is wrong
     for (const n of [1, 31, 32, 1000, 1037]) {
@@ -127,7 +200,18 @@ describe('SIMD matrix products = float64 reference', () => {
         w[step % w.length] += 1;
         g.forget(w);
         const y = g.linear(x, 3, 40, w, shapes[i]!);
-        expect(relError(y, ref((a, k) => x[a * 40 + k]!, (k, n) => w[n * 40 + k]!, 3, 40, shapes[i]!))).toBeLessThanOrEqual(1e-5);
+        expect(
+          relError(
+            y,
+            ref(
+              (a, k) => x[a * 40 + k]!,
+              (k, n) => w[n * 40 + k]!,
+              3,
+              40,
+              shapes[i]!,
+            ),
+          ),
+        ).toBeLessThanOrEqual(1e-5);
       });
       expect(g.residentBytes, `step ${step}`).toBe(bytes);
     }

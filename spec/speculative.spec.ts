@@ -15,7 +15,18 @@ import fc from 'fast-check';
 import { getOps } from '../lib/ops.js';
 import { randomLlama } from '../lib/model/random.js';
 import { convert } from '../lib/model/convert.js';
-import { cachedAttention, forward, kvTensors, newCache, writeKv, type AttentionCache, type HybridModel, type Mamba1Cache, type Mamba2Cache, type ModelCache } from '../lib/model/hybrid.js';
+import {
+  cachedAttention,
+  forward,
+  kvTensors,
+  newCache,
+  writeKv,
+  type AttentionCache,
+  type HybridModel,
+  type Mamba1Cache,
+  type Mamba2Cache,
+  type ModelCache,
+} from '../lib/model/hybrid.js';
 import { causalAttention } from '../lib/ref/attention.js';
 import { generate, samplingDistribution, lastLogits } from '../lib/model/generate.js';
 import { ModelDrafter, effectiveStates, speculativeGenerate } from '../lib/decode/speculative.js';
@@ -33,12 +44,21 @@ type Kind = 'llama' | 'mamba1' | 'mamba1-clean' | 'mamba2';
 function target(kind: Kind, frac: number, seed: number, spec = SPEC): HybridModel {
   const t = randomLlama(spec, seed);
   if (kind === 'llama') return t;
-  return convert(t, { variant: kind === 'mamba2' ? 'mamba2' : 'mamba1', attentionFraction: frac, seed, semantics: kind === 'mamba1-clean' ? 'clean' : 'upstream' });
+  return convert(t, {
+    variant: kind === 'mamba2' ? 'mamba2' : 'mamba1',
+    attentionFraction: frac,
+    seed,
+    semantics: kind === 'mamba1-clean' ? 'clean' : 'upstream',
+  });
 }
 function perturbed(m: HybridModel, seed: number, std: number): HybridModel {
   const r = new Rng(seed);
   const w = new Map<string, Tensor>();
-  for (const n of m.weights.names()) w.set(n, m.weights.get(n).map((v) => (n.includes('A_log') || n.includes('dt_') ? v : Math.fround(v + r.normal(0, std)))));
+  for (const n of m.weights.names())
+    w.set(
+      n,
+      m.weights.get(n).map((v) => (n.includes('A_log') || n.includes('dt_') ? v : Math.fround(v + r.normal(0, std)))),
+    );
   return { ...m, weights: new WeightStore(w, 'perturbed') };
 }
 type DraftKind = 'random' | 'self' | 'perturbed' | 'first-layers';
@@ -101,7 +121,10 @@ async function expectStateParity(m: HybridModel, spec: ModelCache, committed: nu
 describe('greedy speculative decoding = plain greedy decoding', () => {
   // state parity is checked against plain float64 decoding: FLOAT64_TOL on the reference backend,
   // FLOAT32_TOL on webasm (its caches hold float32 kernel results)
-  for (const [backend, tol, runs] of [['reference', FLOAT64_TOL, 12], ['webasm', FLOAT32_TOL, 4]] as const) {
+  for (const [backend, tol, runs] of [
+    ['reference', FLOAT64_TOL, 12],
+    ['webasm', FLOAT32_TOL, 4],
+  ] as const) {
     it(`${backend}: random targets, K = 1..8, drafts of any quality, state parity after every round (numRuns ${runs})`, async () => {
       const ops = await getOps(backend);
       await fc.assert(
@@ -140,31 +163,37 @@ describe('greedy speculative decoding = plain greedy decoding', () => {
   it('multi-step (lazy single state) = a stored state per draft position: same tokens, rounds and states (numRuns 8)', async () => {
     const ops = await getOps('reference');
     await fc.assert(
-      fc.asyncProperty(fc.constantFrom<Kind>('mamba1', 'mamba2'), fc.integer({ min: 1, max: 8 }), fc.constantFrom<DraftKind>('perturbed', 'first-layers', 'self'), fc.integer({ min: 0, max: 10000 }), async (kind, K, dk, seed) => {
-        const m = target(kind, 0.5, seed);
-        const prompt = [1, 2, 3];
-        const runs = [];
-        for (const scheme of ['lazy', 'per-position'] as const) {
-          const committed = [...prompt];
-          const res = await speculativeGenerate(ops, m, new ModelDrafter(ops, draftModel(m, dk, seed), K + 1, scheme), prompt, {
-            K,
-            maxNewTokens: 10,
-            eos: [],
-            scheme,
-            // both schemes' states equal plain decoding's after every round, hence each other's
-            onRound: async (info, c) => {
-              committed.push(...info.emitted);
-              await expectStateParity(m, c, committed, FLOAT64_TOL);
-            },
-          });
-          runs.push(res);
-        }
-        expect(runs[1]!.tokens).toEqual(runs[0]!.tokens);
-        expect(runs[1]!.rounds.map((x) => x.accepted)).toEqual(runs[0]!.rounds.map((x) => x.accepted));
-        // the point of one cached state (PAPER.md §4): lazy holds h, the pending rows and the window's h_j and
-        // h_k (≈ 3 states + rows); per-position holds a state per window position (K + 2) — smaller from K = 2
-        if (K >= 2) expect(runs[0]!.peakStateBytes).toBeLessThan(runs[1]!.peakStateBytes);
-      }),
+      fc.asyncProperty(
+        fc.constantFrom<Kind>('mamba1', 'mamba2'),
+        fc.integer({ min: 1, max: 8 }),
+        fc.constantFrom<DraftKind>('perturbed', 'first-layers', 'self'),
+        fc.integer({ min: 0, max: 10000 }),
+        async (kind, K, dk, seed) => {
+          const m = target(kind, 0.5, seed);
+          const prompt = [1, 2, 3];
+          const runs = [];
+          for (const scheme of ['lazy', 'per-position'] as const) {
+            const committed = [...prompt];
+            const res = await speculativeGenerate(ops, m, new ModelDrafter(ops, draftModel(m, dk, seed), K + 1, scheme), prompt, {
+              K,
+              maxNewTokens: 10,
+              eos: [],
+              scheme,
+              // both schemes' states equal plain decoding's after every round, hence each other's
+              onRound: async (info, c) => {
+                committed.push(...info.emitted);
+                await expectStateParity(m, c, committed, FLOAT64_TOL);
+              },
+            });
+            runs.push(res);
+          }
+          expect(runs[1]!.tokens).toEqual(runs[0]!.tokens);
+          expect(runs[1]!.rounds.map((x) => x.accepted)).toEqual(runs[0]!.rounds.map((x) => x.accepted));
+          // the point of one cached state (PAPER.md §4): lazy holds h, the pending rows and the window's h_j and
+          // h_k (≈ 3 states + rows); per-position holds a state per window position (K + 2) — smaller from K = 2
+          if (K >= 2) expect(runs[0]!.peakStateBytes).toBeLessThan(runs[1]!.peakStateBytes);
+        },
+      ),
       { numRuns: 8 },
     );
   });
@@ -192,7 +221,15 @@ describe('the in-place KV cache', () => {
   it('cachedAttention over buffers written in pieces (growing, with stale entries past the valid length) = lib/ref/attention.ts causalAttention on the valid keys and values; grouped heads (numRuns 40)', () => {
     fc.assert(
       fc.property(
-        fc.record({ B: fc.integer({ min: 1, max: 2 }), Hkv: fc.integer({ min: 1, max: 2 }), groups: fc.integer({ min: 1, max: 3 }), hd: fc.integer({ min: 1, max: 5 }), pieces: fc.array(fc.integer({ min: 1, max: 80 }), { minLength: 2, maxLength: 5 }), back: fc.integer({ min: 0, max: 5 }), seed: fc.nat(1e6) }),
+        fc.record({
+          B: fc.integer({ min: 1, max: 2 }),
+          Hkv: fc.integer({ min: 1, max: 2 }),
+          groups: fc.integer({ min: 1, max: 3 }),
+          hd: fc.integer({ min: 1, max: 5 }),
+          pieces: fc.array(fc.integer({ min: 1, max: 80 }), { minLength: 2, maxLength: 5 }),
+          back: fc.integer({ min: 0, max: 5 }),
+          seed: fc.nat(1e6),
+        }),
         ({ B, Hkv, groups, hd, pieces, back, seed }) => {
           const r = new Rng(seed);
           const H = Hkv * groups;
@@ -227,7 +264,10 @@ describe('compareWithPlain (the one measurement of the demo, the paper and the b
   it('the target as its own draft: identical output, every draft accepted, K + 1 tokens per verify; a random draft: identical output, acceptance < 1', async () => {
     const ops = await getOps('reference');
     const m = target('mamba2', 0.5, 3);
-    const prompts = [[1, 2, 3], [4, 5]];
+    const prompts = [
+      [1, 2, 3],
+      [4, 5],
+    ];
     const self = await compareWithPlain(ops, m, () => new ModelDrafter(ops, m, 4, 'lazy'), prompts, { K: 3, maxNewTokens: 8 });
     expect(self).toMatchObject({ identical: true, acceptance: 1, newTokens: 16, rounds: 4, tokensPerVerify: 4 });
     expect(self.draftMs + self.verifyMs).toBeLessThanOrEqual(self.specDecodeMs + 1e-6);

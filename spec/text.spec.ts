@@ -37,7 +37,10 @@ describe('corpus', () => {
     writeFileSync(join(d, 'txt', 'b.txt'), 'second');
     writeFileSync(join(d, 'txt', 'a.txt'), 'first');
     writeFileSync(join(d, 'txt', 'skip.md'), 'not text');
-    expect(loadCorpus(join(d, 'txt'))).toEqual([{ id: 'a', text: 'first' }, { id: 'b', text: 'second' }]);
+    expect(loadCorpus(join(d, 'txt'))).toEqual([
+      { id: 'a', text: 'first' },
+      { id: 'b', text: 'second' },
+    ]);
     writeFileSync(join(d, 'c.jsonl'), '{"text": "one"}\n\n{"id": "x", "text": "two"}\n');
     expect(loadCorpus(join(d, 'c.jsonl')).map((x) => x.text)).toEqual(['one', 'two']);
     writeFileSync(join(d, 'bad.jsonl'), '{"text": "one"}\n{"txt": "two"}\n');
@@ -81,7 +84,9 @@ describe('byte-level BPE', () => {
   });
   it('the shipped tokenizer: same ids as @huggingface/tokenizers on 3,000 corpus lines; loads back to itself', () => {
     const hf = new Tokenizer(JSON.parse(shipped.toJson()), {});
-    const lines = corpusPart('sotu', 'test').flatMap((d) => d.text.split(/(?<=[.;:?!])\s+/)).slice(0, 3000);
+    const lines = corpusPart('sotu', 'test')
+      .flatMap((d) => d.text.split(/(?<=[.;:?!])\s+/))
+      .slice(0, 3000);
     expect(lines.length).toBe(3000);
     let differ = 0;
     for (const l of lines) if (JSON.stringify(hf.encode(l).ids) !== JSON.stringify(shipped.encode(l))) differ++;
@@ -93,7 +98,10 @@ describe('byte-level BPE', () => {
     expect(shipped.vocabSize).toBe(2048);
   });
   it('the shipped models/tokenizer.json is exactly what its command makes (mil tokenizer train --data sotu --vocab 2048)', () => {
-    const made = trainBpe(corpusPart('sotu', 'train').map((d) => d.text), { vocabSize: 2048 });
+    const made = trainBpe(
+      corpusPart('sotu', 'train').map((d) => d.text),
+      { vocabSize: 2048 },
+    );
     expect(made.toJson()).toBe(readFileSync(SHIPPED_TOKENIZER, 'utf8'));
   });
   it('a tokenizer.json that is not byte-level BPE laid out with byte b at id b is refused, naming the field', () => {
@@ -122,7 +130,10 @@ function naiveBpe(texts: string[], merges: number): Array<[number, number]> {
     let bc = 0;
     for (const [k, c] of count) {
       const [a, b] = k.split(',').map(Number) as [number, number];
-      if (c > bc || (c === bc && best && a * 65536 + b < best[0] * 65536 + best[1])) (best = [a, b]), (bc = c);
+      if (c > bc || (c === bc && best && a * 65536 + b < best[0] * 65536 + best[1])) {
+        best = [a, b];
+        bc = c;
+      }
     }
     if (!best) break;
     const id = 256 + out.length;
@@ -130,8 +141,10 @@ function naiveBpe(texts: string[], merges: number): Array<[number, number]> {
     words = words.map((w) => {
       const n: number[] = [];
       for (let i = 0; i < w.length; i++) {
-        if (i + 1 < w.length && w[i] === best![0] && w[i + 1] === best![1]) n.push(id), i++;
-        else n.push(w[i]!);
+        if (i + 1 < w.length && w[i] === best![0] && w[i + 1] === best![1]) {
+          n.push(id);
+          i++;
+        } else n.push(w[i]!);
       }
       return n;
     });

@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 const ROOT = join(import.meta.dirname, '..');
-const tour = (name: string) => execFileSync(process.execPath, ['--import', 'tsx', join(ROOT, 'examples', name)], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 });
+const tour = (name: string) =>
+  execFileSync(process.execPath, ['--import', 'tsx', join(ROOT, 'examples', name)], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 });
 
 describe('the tours run and show what they promise', () => {
   it('01: the parallel scan, L state updates and the written-out loop agree exactly', () => {
@@ -18,7 +19,11 @@ describe('the tours run and show what they promise', () => {
   it('02: Algorithm 1 copies V, K, Q, O into x, B, C, out_proj (difference 0); distillation brings the perplexity back', () => {
     const out = tour('02-algorithm1.ts');
     expect(out.match(/max \|difference\| = 0$/gm)).toHaveLength(10);
-    const [teacher, converted, distilled] = [/teacher \(all attention\) +([\d.]+)/, /no training +([\d.]+)/, /distilled \(models\/hybrid-mamba2-50\) +([\d.]+)/].map((re) => Number(re.exec(out)![1]));
+    const [teacher, converted, distilled] = [
+      /teacher \(all attention\) +([\d.]+)/,
+      /no training +([\d.]+)/,
+      /distilled \(models\/hybrid-mamba2-50\) +([\d.]+)/,
+    ].map((re) => Number(re.exec(out)![1]));
     expect(converted).toBeGreaterThan(5 * teacher!);
     expect(distilled).toBeLessThan(1.2 * teacher!);
   }, 120_000);

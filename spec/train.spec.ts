@@ -64,14 +64,23 @@ function expectGrad(loss: () => number, x: Float64Array, grad: Float64Array, wha
     return (up - dn) / (2 * h);
   };
   for (let i = 0; i < x.length; i++) worst = Math.max(worst, Math.abs((4 * central(i, H / 2) - central(i, H)) / 3 - grad[i]!));
-  expect(worst, `${what}: worst |analytic − numeric| (scale ${scale.toPrecision(3)}, rounding floor ${floor.toPrecision(2)})`).toBeLessThanOrEqual(TOL * scale + floor);
+  expect(worst, `${what}: worst |analytic − numeric| (scale ${scale.toPrecision(3)}, rounding floor ${floor.toPrecision(2)})`).toBeLessThanOrEqual(
+    TOL * scale + floor,
+  );
 }
 
 /** Every input of a selective scan given, against its gradient. */
 function expectScanGrads(loss: () => number, inp: SelectiveScanInputs, g: ReturnType<typeof selectiveScanBackward>): void {
   const pairs: Array<[Tensor | undefined, Tensor | undefined, string]> = [
-    [inp.u, g.du, 'du'], [inp.delta, g.ddelta, 'ddelta'], [inp.A, g.dA, 'dA'], [inp.B, g.dB, 'dB'], [inp.C, g.dC, 'dC'],
-    [inp.D, g.dD, 'dD'], [inp.z, g.dz, 'dz'], [inp.deltaBias, g.ddeltaBias, 'ddelta_bias'], [inp.initialState, g.dInitialState, 'dinitial_state'],
+    [inp.u, g.du, 'du'],
+    [inp.delta, g.ddelta, 'ddelta'],
+    [inp.A, g.dA, 'dA'],
+    [inp.B, g.dB, 'dB'],
+    [inp.C, g.dC, 'dC'],
+    [inp.D, g.dD, 'dD'],
+    [inp.z, g.dz, 'dz'],
+    [inp.deltaBias, g.ddeltaBias, 'ddelta_bias'],
+    [inp.initialState, g.dInitialState, 'dinitial_state'],
   ];
   for (const [x, dx, what] of pairs) if (x) expectGrad(loss, x.data as Float64Array, dx!.data as Float64Array, what);
 }
@@ -79,13 +88,25 @@ function expectScanGrads(loss: () => number, inp: SelectiveScanInputs, g: Return
 /** Every input of an SSD given, against its gradient. */
 function expectSsdGrads(loss: () => number, inp: SsdInputs, g: ReturnType<typeof ssdBackward>): void {
   const pairs: Array<[Tensor | undefined, Tensor | undefined, string]> = [
-    [inp.x, g.dx, 'dx'], [inp.dt, g.ddt, 'ddt'], [inp.A, g.dA, 'dA'], [inp.B, g.dB, 'dB'], [inp.C, g.dC, 'dC'], [inp.D, g.dD, 'dD'], [inp.z, g.dz, 'dz'],
-    [inp.dtBias, g.ddtBias, 'ddt_bias'], [inp.initialState, g.dInitialState, 'dinitial_state'],
+    [inp.x, g.dx, 'dx'],
+    [inp.dt, g.ddt, 'ddt'],
+    [inp.A, g.dA, 'dA'],
+    [inp.B, g.dB, 'dB'],
+    [inp.C, g.dC, 'dC'],
+    [inp.D, g.dD, 'dD'],
+    [inp.z, g.dz, 'dz'],
+    [inp.dtBias, g.ddtBias, 'ddt_bias'],
+    [inp.initialState, g.dInitialState, 'dinitial_state'],
   ];
   for (const [x, dx, what] of pairs) if (x) expectGrad(loss, x.data as Float64Array, dx!.data as Float64Array, what);
 }
 
-const dimsArb = fc.record({ N: fc.integer({ min: 1, max: 4 }), I: fc.integer({ min: 1, max: 6 }), O: fc.integer({ min: 1, max: 5 }), seed: fc.integer({ min: 0, max: 1e6 }) });
+const dimsArb = fc.record({
+  N: fc.integer({ min: 1, max: 4 }),
+  I: fc.integer({ min: 1, max: 6 }),
+  O: fc.integer({ min: 1, max: 5 }),
+  seed: fc.integer({ min: 0, max: 1e6 }),
+});
 
 describe('backward = finite differences of the forward (float64)', () => {
   it('linear: dx, dW, db, with and without bias (numRuns 30)', () => {
@@ -147,14 +168,21 @@ describe('backward = finite differences of the forward (float64)', () => {
 
   it('cross-entropy (mean) and KL(teacher ‖ student) batchmean: d student logits; logits up to ±30 (numRuns 30)', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 5 }), fc.integer({ min: 2, max: 7 }), fc.integer({ min: 1, max: 3 }), fc.integer({ min: 0, max: 1e6 }), fc.constantFrom(1, 10), (N, V, batch, seed, std) => {
-        const r = new Rng(seed);
-        const z = randn(r, N * V, std);
-        const zt = randn(r, N * V, std);
-        const t = Array.from({ length: N }, () => r.int(0, V - 1));
-        expectGrad(() => crossEntropy.forward(z, t, N, V), z, crossEntropy.backward(z, t, N, V), 'CE dz');
-        expectGrad(() => klDivergence.forward(z, zt, N, V, batch), z, klDivergence.backward(z, zt, N, V, batch), 'KL dz');
-      }),
+      fc.property(
+        fc.integer({ min: 1, max: 5 }),
+        fc.integer({ min: 2, max: 7 }),
+        fc.integer({ min: 1, max: 3 }),
+        fc.integer({ min: 0, max: 1e6 }),
+        fc.constantFrom(1, 10),
+        (N, V, batch, seed, std) => {
+          const r = new Rng(seed);
+          const z = randn(r, N * V, std);
+          const zt = randn(r, N * V, std);
+          const t = Array.from({ length: N }, () => r.int(0, V - 1));
+          expectGrad(() => crossEntropy.forward(z, t, N, V), z, crossEntropy.backward(z, t, N, V), 'CE dz');
+          expectGrad(() => klDivergence.forward(z, zt, N, V, batch), z, klDivergence.backward(z, zt, N, V, batch), 'KL dz');
+        },
+      ),
       { numRuns: 30 },
     );
   });
@@ -178,17 +206,33 @@ describe('Mamba primitives: backward = finite differences (float64, every option
     fc.assert(
       fc.property(
         fc.record({
-          b: fc.integer({ min: 1, max: 2 }), dim: fc.constantFrom(1, 2, 4), L: fc.integer({ min: 1, max: 5 }), N: fc.integer({ min: 1, max: 3 }),
-          layout: fc.constantFrom('time', 'grouped', 'invariant'), D: fc.boolean(), z: fc.boolean(), bias: fc.boolean(), sp: fc.boolean(), init: fc.boolean(), seed: fc.integer({ min: 0, max: 1e6 }),
+          b: fc.integer({ min: 1, max: 2 }),
+          dim: fc.constantFrom(1, 2, 4),
+          L: fc.integer({ min: 1, max: 5 }),
+          N: fc.integer({ min: 1, max: 3 }),
+          layout: fc.constantFrom('time', 'grouped', 'invariant'),
+          D: fc.boolean(),
+          z: fc.boolean(),
+          bias: fc.boolean(),
+          sp: fc.boolean(),
+          init: fc.boolean(),
+          seed: fc.integer({ min: 0, max: 1e6 }),
         }),
         (o) => {
           const r = new Rng(o.seed);
           const G = o.dim >= 2 ? 2 : 1;
           const bc = () => (o.layout === 'time' ? T(r, [o.b, o.N, o.L]) : o.layout === 'grouped' ? T(r, [o.b, G, o.N, o.L]) : T(r, [o.dim, o.N]));
           const inp: SelectiveScanInputs = {
-            u: T(r, [o.b, o.dim, o.L]), delta: T(r, [o.b, o.dim, o.L], 0.5), A: Tensor.uniform(r, [o.dim, o.N], -2, -0.2), B: bc(), C: bc(),
-            D: o.D ? T(r, [o.dim]) : undefined, z: o.z ? T(r, [o.b, o.dim, o.L]) : undefined, deltaBias: o.bias ? T(r, [o.dim], 0.5) : undefined,
-            deltaSoftplus: o.sp, initialState: o.init ? T(r, [o.b, o.dim, o.N]) : undefined,
+            u: T(r, [o.b, o.dim, o.L]),
+            delta: T(r, [o.b, o.dim, o.L], 0.5),
+            A: Tensor.uniform(r, [o.dim, o.N], -2, -0.2),
+            B: bc(),
+            C: bc(),
+            D: o.D ? T(r, [o.dim]) : undefined,
+            z: o.z ? T(r, [o.b, o.dim, o.L]) : undefined,
+            deltaBias: o.bias ? T(r, [o.dim], 0.5) : undefined,
+            deltaSoftplus: o.sp,
+            initialState: o.init ? T(r, [o.b, o.dim, o.N]) : undefined,
           };
           const dout = T(r, [o.b, o.dim, o.L]);
           const dlast = T(r, [o.b, o.dim, o.N]);
@@ -207,22 +251,55 @@ describe('Mamba primitives: backward = finite differences (float64, every option
   it('the scan backward = the gradient of the same sequence run as repeated single-step state updates (selective_state_update), by central differences (numRuns 15)', () => {
     fc.assert(
       fc.property(
-        fc.record({ b: fc.integer({ min: 1, max: 2 }), dim: fc.integer({ min: 1, max: 3 }), L: fc.integer({ min: 1, max: 5 }), N: fc.integer({ min: 1, max: 3 }), D: fc.boolean(), z: fc.boolean(), bias: fc.boolean(), sp: fc.boolean(), seed: fc.integer({ min: 0, max: 1e6 }) }),
+        fc.record({
+          b: fc.integer({ min: 1, max: 2 }),
+          dim: fc.integer({ min: 1, max: 3 }),
+          L: fc.integer({ min: 1, max: 5 }),
+          N: fc.integer({ min: 1, max: 3 }),
+          D: fc.boolean(),
+          z: fc.boolean(),
+          bias: fc.boolean(),
+          sp: fc.boolean(),
+          seed: fc.integer({ min: 0, max: 1e6 }),
+        }),
         (o) => {
           const r = new Rng(o.seed);
           const inp: SelectiveScanInputs = {
-            u: T(r, [o.b, o.dim, o.L]), delta: T(r, [o.b, o.dim, o.L], 0.5), A: Tensor.uniform(r, [o.dim, o.N], -2, -0.2), B: T(r, [o.b, o.N, o.L]), C: T(r, [o.b, o.N, o.L]),
-            D: o.D ? T(r, [o.dim]) : undefined, z: o.z ? T(r, [o.b, o.dim, o.L]) : undefined, deltaBias: o.bias ? T(r, [o.dim], 0.5) : undefined, deltaSoftplus: o.sp, initialState: T(r, [o.b, o.dim, o.N]),
+            u: T(r, [o.b, o.dim, o.L]),
+            delta: T(r, [o.b, o.dim, o.L], 0.5),
+            A: Tensor.uniform(r, [o.dim, o.N], -2, -0.2),
+            B: T(r, [o.b, o.N, o.L]),
+            C: T(r, [o.b, o.N, o.L]),
+            D: o.D ? T(r, [o.dim]) : undefined,
+            z: o.z ? T(r, [o.b, o.dim, o.L]) : undefined,
+            deltaBias: o.bias ? T(r, [o.dim], 0.5) : undefined,
+            deltaSoftplus: o.sp,
+            initialState: T(r, [o.b, o.dim, o.N]),
           };
           const dout = T(r, [o.b, o.dim, o.L]);
           const dlast = T(r, [o.b, o.dim, o.N]);
           // the forward as L calls of the decode kernel's reference, each consuming one time step
-          const at = (t: Tensor, w: number, tt: number) => Tensor.from(Array.from({ length: t.size / o.L }, (_, i) => t.data[i * o.L + tt]!), [o.b, w]);
+          const at = (t: Tensor, w: number, tt: number) =>
+            Tensor.from(
+              Array.from({ length: t.size / o.L }, (_, i) => t.data[i * o.L + tt]!),
+              [o.b, w],
+            );
           const loss = () => {
             let state = inp.initialState!;
             let s = 0;
             for (let t = 0; t < o.L; t++) {
-              const st = selectiveStateUpdate({ state, x: at(inp.u, o.dim, t), dt: at(inp.delta, o.dim, t), A: inp.A, B: at(inp.B, o.N, t), C: at(inp.C, o.N, t), D: inp.D, z: inp.z && at(inp.z, o.dim, t), dtBias: inp.deltaBias, dtSoftplus: o.sp });
+              const st = selectiveStateUpdate({
+                state,
+                x: at(inp.u, o.dim, t),
+                dt: at(inp.delta, o.dim, t),
+                A: inp.A,
+                B: at(inp.B, o.N, t),
+                C: at(inp.C, o.N, t),
+                D: inp.D,
+                z: inp.z && at(inp.z, o.dim, t),
+                dtBias: inp.deltaBias,
+                dtSoftplus: o.sp,
+              });
               state = st.state;
               for (let i = 0; i < o.b * o.dim; i++) s += st.out.data[i]! * dout.data[i * o.L + t]!;
             }
@@ -239,12 +316,30 @@ describe('Mamba primitives: backward = finite differences (float64, every option
   it('the SSD backward (the recurrence run backwards) = the gradient of the chunked forward, every chunk size, lengths not a multiple of it (numRuns 15)', () => {
     fc.assert(
       fc.property(
-        fc.record({ L: fc.integer({ min: 1, max: 7 }), chunk: fc.integer({ min: 1, max: 4 }), H: fc.constantFrom(1, 2), P: fc.integer({ min: 1, max: 2 }), N: fc.integer({ min: 1, max: 2 }), D: fc.boolean(), z: fc.boolean(), init: fc.boolean(), seed: fc.integer({ min: 0, max: 1e6 }) }),
+        fc.record({
+          L: fc.integer({ min: 1, max: 7 }),
+          chunk: fc.integer({ min: 1, max: 4 }),
+          H: fc.constantFrom(1, 2),
+          P: fc.integer({ min: 1, max: 2 }),
+          N: fc.integer({ min: 1, max: 2 }),
+          D: fc.boolean(),
+          z: fc.boolean(),
+          init: fc.boolean(),
+          seed: fc.integer({ min: 0, max: 1e6 }),
+        }),
         (o) => {
           const r = new Rng(o.seed);
           const inp: SsdInputs = {
-            x: T(r, [1, o.L, o.H, o.P]), dt: T(r, [1, o.L, o.H], 0.5), A: Tensor.uniform(r, [o.H], -2, -0.2), B: T(r, [1, o.L, 1, o.N]), C: T(r, [1, o.L, 1, o.N]),
-            D: o.D ? T(r, [o.H]) : undefined, z: o.z ? T(r, [1, o.L, o.H, o.P]) : undefined, dtBias: T(r, [o.H], 0.5), dtSoftplus: true, initialState: o.init ? T(r, [1, o.H, o.P, o.N]) : undefined,
+            x: T(r, [1, o.L, o.H, o.P]),
+            dt: T(r, [1, o.L, o.H], 0.5),
+            A: Tensor.uniform(r, [o.H], -2, -0.2),
+            B: T(r, [1, o.L, 1, o.N]),
+            C: T(r, [1, o.L, 1, o.N]),
+            D: o.D ? T(r, [o.H]) : undefined,
+            z: o.z ? T(r, [1, o.L, o.H, o.P]) : undefined,
+            dtBias: T(r, [o.H], 0.5),
+            dtSoftplus: true,
+            initialState: o.init ? T(r, [1, o.H, o.P, o.N]) : undefined,
           };
           const dout = T(r, [1, o.L, o.H, o.P]);
           const dfin = T(r, [1, o.H, o.P, o.N]);
@@ -263,12 +358,24 @@ describe('Mamba primitives: backward = finite differences (float64, every option
   it('causal conv1d: x, weight, bias, initial states, d final states; silu on/off; widths 1..4 (numRuns 25)', () => {
     fc.assert(
       fc.property(
-        fc.record({ b: fc.integer({ min: 1, max: 2 }), dim: fc.integer({ min: 1, max: 3 }), L: fc.integer({ min: 1, max: 6 }), W: fc.integer({ min: 1, max: 4 }), bias: fc.boolean(), init: fc.boolean(), silu: fc.boolean(), seed: fc.integer({ min: 0, max: 1e6 }) }),
+        fc.record({
+          b: fc.integer({ min: 1, max: 2 }),
+          dim: fc.integer({ min: 1, max: 3 }),
+          L: fc.integer({ min: 1, max: 6 }),
+          W: fc.integer({ min: 1, max: 4 }),
+          bias: fc.boolean(),
+          init: fc.boolean(),
+          silu: fc.boolean(),
+          seed: fc.integer({ min: 0, max: 1e6 }),
+        }),
         (o) => {
           const r = new Rng(o.seed);
           const inp = {
-            x: T(r, [o.b, o.dim, o.L]), weight: T(r, [o.dim, o.W]), bias: o.bias ? T(r, [o.dim]) : undefined,
-            initialStates: o.init ? T(r, [o.b, o.dim, o.W - 1]) : undefined, activation: o.silu ? ('silu' as const) : null,
+            x: T(r, [o.b, o.dim, o.L]),
+            weight: T(r, [o.dim, o.W]),
+            bias: o.bias ? T(r, [o.dim]) : undefined,
+            initialStates: o.init ? T(r, [o.b, o.dim, o.W - 1]) : undefined,
+            activation: o.silu ? ('silu' as const) : null,
           };
           const dout = T(r, [o.b, o.dim, o.L]);
           const dfin = T(r, [o.b, o.dim, o.W - 1]);
@@ -290,13 +397,32 @@ describe('Mamba primitives: backward = finite differences (float64, every option
   it('SSD: x, dt, A, B, C, D, z, dt bias, initial state, d final state; groups; softplus on/off (numRuns 20)', () => {
     fc.assert(
       fc.property(
-        fc.record({ b: fc.integer({ min: 1, max: 2 }), L: fc.integer({ min: 1, max: 5 }), H: fc.constantFrom(1, 2, 4), P: fc.integer({ min: 1, max: 3 }), N: fc.integer({ min: 1, max: 3 }), D: fc.boolean(), z: fc.boolean(), bias: fc.boolean(), sp: fc.boolean(), init: fc.boolean(), seed: fc.integer({ min: 0, max: 1e6 }) }),
+        fc.record({
+          b: fc.integer({ min: 1, max: 2 }),
+          L: fc.integer({ min: 1, max: 5 }),
+          H: fc.constantFrom(1, 2, 4),
+          P: fc.integer({ min: 1, max: 3 }),
+          N: fc.integer({ min: 1, max: 3 }),
+          D: fc.boolean(),
+          z: fc.boolean(),
+          bias: fc.boolean(),
+          sp: fc.boolean(),
+          init: fc.boolean(),
+          seed: fc.integer({ min: 0, max: 1e6 }),
+        }),
         (o) => {
           const r = new Rng(o.seed);
           const G = o.H >= 2 ? 2 : 1;
           const inp: SsdInputs = {
-            x: T(r, [o.b, o.L, o.H, o.P]), dt: T(r, [o.b, o.L, o.H], 0.5), A: Tensor.uniform(r, [o.H], -2, -0.2), B: T(r, [o.b, o.L, G, o.N]), C: T(r, [o.b, o.L, G, o.N]),
-            D: o.D ? T(r, [o.H]) : undefined, z: o.z ? T(r, [o.b, o.L, o.H, o.P]) : undefined, dtBias: o.bias ? T(r, [o.H], 0.5) : undefined, dtSoftplus: o.sp,
+            x: T(r, [o.b, o.L, o.H, o.P]),
+            dt: T(r, [o.b, o.L, o.H], 0.5),
+            A: Tensor.uniform(r, [o.H], -2, -0.2),
+            B: T(r, [o.b, o.L, G, o.N]),
+            C: T(r, [o.b, o.L, G, o.N]),
+            D: o.D ? T(r, [o.H]) : undefined,
+            z: o.z ? T(r, [o.b, o.L, o.H, o.P]) : undefined,
+            dtBias: o.bias ? T(r, [o.H], 0.5) : undefined,
+            dtSoftplus: o.sp,
             initialState: o.init ? T(r, [o.b, o.H, o.P, o.N]) : undefined,
           };
           const dout = T(r, [o.b, o.L, o.H, o.P]);
@@ -315,17 +441,27 @@ describe('Mamba primitives: backward = finite differences (float64, every option
 
   it('gated RMSNorm: x, weight, z; gate before/after the norm; no gate; group sizes (numRuns 25)', () => {
     fc.assert(
-      fc.property(fc.record({ rows: fc.integer({ min: 1, max: 3 }), groups: fc.integer({ min: 1, max: 3 }), g: fc.integer({ min: 1, max: 4 }), z: fc.boolean(), before: fc.boolean(), seed: fc.integer({ min: 0, max: 1e6 }) }), (o) => {
-        const r = new Rng(o.seed);
-        const d = o.groups * o.g;
-        const [x, w, z, dy] = [T(r, [o.rows, d]), T(r, [d]), o.z ? T(r, [o.rows, d]) : undefined, T(r, [o.rows, d])];
-        const opts = { eps: 1e-5, groupSize: o.g, normBeforeGate: o.before };
-        const loss = () => dot(gatedRmsnorm(x, w, z, opts).data as Float64Array, dy.data as Float64Array);
-        const g = gatedRmsnormBackward(x, w, z, dy, opts);
-        expectGrad(loss, x.data as Float64Array, g.dx.data as Float64Array, 'dx');
-        expectGrad(loss, w.data as Float64Array, g.dweight.data as Float64Array, 'dweight');
-        if (z) expectGrad(loss, z.data as Float64Array, g.dz!.data as Float64Array, 'dz');
-      }),
+      fc.property(
+        fc.record({
+          rows: fc.integer({ min: 1, max: 3 }),
+          groups: fc.integer({ min: 1, max: 3 }),
+          g: fc.integer({ min: 1, max: 4 }),
+          z: fc.boolean(),
+          before: fc.boolean(),
+          seed: fc.integer({ min: 0, max: 1e6 }),
+        }),
+        (o) => {
+          const r = new Rng(o.seed);
+          const d = o.groups * o.g;
+          const [x, w, z, dy] = [T(r, [o.rows, d]), T(r, [d]), o.z ? T(r, [o.rows, d]) : undefined, T(r, [o.rows, d])];
+          const opts = { eps: 1e-5, groupSize: o.g, normBeforeGate: o.before };
+          const loss = () => dot(gatedRmsnorm(x, w, z, opts).data as Float64Array, dy.data as Float64Array);
+          const g = gatedRmsnormBackward(x, w, z, dy, opts);
+          expectGrad(loss, x.data as Float64Array, g.dx.data as Float64Array, 'dx');
+          expectGrad(loss, w.data as Float64Array, g.dweight.data as Float64Array, 'dweight');
+          if (z) expectGrad(loss, z.data as Float64Array, g.dz!.data as Float64Array, 'dz');
+        },
+      ),
       { numRuns: 25 },
     );
   });
@@ -336,21 +472,57 @@ describe('Mamba primitives: backward = finite differences (float64, every option
         const r = new Rng(seed);
         const cut = r.int(1, L - 1);
         const [b, dim, N] = [2, 3, 2];
-        const whole: SelectiveScanInputs = { u: T(r, [b, dim, L]), delta: T(r, [b, dim, L], 0.5), A: Tensor.uniform(r, [dim, N], -2, -0.2), B: T(r, [b, N, L]), C: T(r, [b, N, L]), D: T(r, [dim]), z: T(r, [b, dim, L]), deltaBias: T(r, [dim]), deltaSoftplus: true };
+        const whole: SelectiveScanInputs = {
+          u: T(r, [b, dim, L]),
+          delta: T(r, [b, dim, L], 0.5),
+          A: Tensor.uniform(r, [dim, N], -2, -0.2),
+          B: T(r, [b, N, L]),
+          C: T(r, [b, N, L]),
+          D: T(r, [dim]),
+          z: T(r, [b, dim, L]),
+          deltaBias: T(r, [dim]),
+          deltaSoftplus: true,
+        };
         const dout = T(r, [b, dim, L]);
         const dlast = T(r, [b, dim, N]);
         const part = (t: Tensor, lo: number, hi: number) => t.slice(t.rank - 1, lo, hi);
-        const first: SelectiveScanInputs = { ...whole, u: part(whole.u, 0, cut), delta: part(whole.delta, 0, cut), B: part(whole.B, 0, cut), C: part(whole.C, 0, cut), z: part(whole.z!, 0, cut) };
+        const first: SelectiveScanInputs = {
+          ...whole,
+          u: part(whole.u, 0, cut),
+          delta: part(whole.delta, 0, cut),
+          B: part(whole.B, 0, cut),
+          C: part(whole.C, 0, cut),
+          z: part(whole.z!, 0, cut),
+        };
         const h = selectiveScan(first).lastState;
-        const second: SelectiveScanInputs = { ...whole, u: part(whole.u, cut, L), delta: part(whole.delta, cut, L), B: part(whole.B, cut, L), C: part(whole.C, cut, L), z: part(whole.z!, cut, L), initialState: h };
+        const second: SelectiveScanInputs = {
+          ...whole,
+          u: part(whole.u, cut, L),
+          delta: part(whole.delta, cut, L),
+          B: part(whole.B, cut, L),
+          C: part(whole.C, cut, L),
+          z: part(whole.z!, cut, L),
+          initialState: h,
+        };
         const g2 = selectiveScanBackward(second, part(dout, cut, L), dlast);
         const g1 = selectiveScanBackward(first, part(dout, 0, cut), g2.dInitialState);
         const gw = selectiveScanBackward(whole, dout, dlast);
-        const close = (a: Tensor, bb: Tensor, what: string) => expect(Math.max(...Array.from(a.data, (v, i) => Math.abs(v - bb.data[i]!))), what).toBeLessThan(1e-12 * Math.max(1, ...Array.from(bb.data, Math.abs)));
+        const close = (a: Tensor, bb: Tensor, what: string) =>
+          expect(Math.max(...Array.from(a.data, (v, i) => Math.abs(v - bb.data[i]!))), what).toBeLessThan(
+            1e-12 * Math.max(1, ...Array.from(bb.data, Math.abs)),
+          );
         close(Tensor.concat([g1.du, g2.du], 2), gw.du, 'du');
         close(Tensor.concat([g1.dB, g2.dB], 2), gw.dB, 'dB');
-        close(g1.dA.zip(g2.dA, (x, y) => x + y), gw.dA, 'dA');
-        close(g1.ddeltaBias!.zip(g2.ddeltaBias!, (x, y) => x + y), gw.ddeltaBias!, 'ddelta_bias');
+        close(
+          g1.dA.zip(g2.dA, (x, y) => x + y),
+          gw.dA,
+          'dA',
+        );
+        close(
+          g1.ddeltaBias!.zip(g2.ddeltaBias!, (x, y) => x + y),
+          gw.ddeltaBias!,
+          'ddelta_bias',
+        );
       }),
       { numRuns: 15 },
     );
@@ -366,7 +538,14 @@ function tinyModels(seed: number): Record<string, HybridModel> {
   const base = randomLlama({ vocab: 13, hidden: 8, intermediate: 12, layers: 2, heads: 2, kvHeads: 1, headDim: 4, tie: true }, seed);
   const r = new Rng(seed + 1);
   const w = new Map(base.weights.tensors);
-  for (let i = 0; i < 2; i++) for (const [p, n] of [['q', 8], ['k', 4], ['v', 4], ['o', 8]] as const) w.set(`model.layers.${i}.self_attn.${p}_proj.bias`, Tensor.normal(r, [n], 0, 0.3));
+  for (let i = 0; i < 2; i++)
+    for (const [p, n] of [
+      ['q', 8],
+      ['k', 4],
+      ['v', 4],
+      ['o', 8],
+    ] as const)
+      w.set(`model.layers.${i}.self_attn.${p}_proj.bias`, Tensor.normal(r, [n], 0, 0.3));
   const llama: HybridModel = { llama: parseLlamaConfig({ ...base.llama.raw, attention_bias: true }), weights: new WeightStore(w) };
   const plain = randomLlama({ vocab: 13, hidden: 16, intermediate: 12, layers: 2, heads: 4, kvHeads: 2, headDim: 4 }, seed + 2);
   return {
@@ -428,7 +607,10 @@ describe('whole models: training forward = inference forward; gradients = finite
 
 describe('optimizer and schedule against closed forms computed here', () => {
   it('clip_grad_norm: returns the norm before clipping, scales by max/(norm + 1e-6) only when above', () => {
-    const g = new Map([['a', Float64Array.from([3, 0])], ['b', Float64Array.from([4])]]);
+    const g = new Map([
+      ['a', Float64Array.from([3, 0])],
+      ['b', Float64Array.from([4])],
+    ]);
     expect(clipGradNorm(g, 1)).toBe(5);
     expect(Array.from(g.get('a')!)).toEqual([3 / (5 + 1e-6), 0]);
     expect(g.get('b')![0]).toBe(4 / (5 + 1e-6));
@@ -441,9 +623,11 @@ describe('optimizer and schedule against closed forms computed here', () => {
     const p0 = 0.5;
     const [g1, g2] = [0.2, -0.1];
     // by hand: m1 = 0.1·g1, v1 = 0.02·g1², p1 = p0 − lr/(1−b1)·m1/(√v1/√(1−b2) + eps); step 2 likewise
-    const m1 = (1 - b1) * g1, v1 = (1 - b2) * g1 * g1;
+    const m1 = (1 - b1) * g1,
+      v1 = (1 - b2) * g1 * g1;
     const p1 = p0 - (lr / (1 - b1)) * (m1 / (Math.sqrt(v1) / Math.sqrt(1 - b2) + eps));
-    const m2 = b1 * m1 + (1 - b1) * g2, v2 = b2 * v1 + (1 - b2) * g2 * g2;
+    const m2 = b1 * m1 + (1 - b1) * g2,
+      v2 = b2 * v1 + (1 - b2) * g2 * g2;
     const p2 = p1 - (lr / (1 - b1 ** 2)) * (m2 / (Math.sqrt(v2) / Math.sqrt(1 - b2 ** 2) + eps));
     const params = new Map([['w', Float64Array.from([p0])]]);
     const st = newAdamState();
@@ -477,7 +661,17 @@ describe('the training loop', () => {
     return Array.from({ length: 400 }, (_, i) => (r.next() < 0.9 ? i % 13 : r.int(0, 12)));
   })();
   const opts = (o: Partial<TrainerOptions> = {}): TrainerOptions => ({
-    objective: 'lm', optimizer: { kind: 'adamw', lr: 0.02, betas: [0.9, 0.98], eps: 1e-8, weightDecay: 0.01 }, clip: 1, totalSteps: 12, warmupSteps: 2, batch: 2, seqLen: 9, accumulate: 2, seed: 7, train: 'all', ...o,
+    objective: 'lm',
+    optimizer: { kind: 'adamw', lr: 0.02, betas: [0.9, 0.98], eps: 1e-8, weightDecay: 0.01 },
+    clip: 1,
+    totalSteps: 12,
+    warmupSteps: 2,
+    batch: 2,
+    seqLen: 9,
+    accumulate: 2,
+    seed: 7,
+    train: 'all',
+    ...o,
   });
   const weightsOf = (t: Trainer) => [...t.model.weights.names()].map((n) => Array.from(t.model.weights.tensors.get(n)!.data));
 
@@ -497,7 +691,11 @@ describe('the training loop', () => {
   it('N steps = k steps + save + resume + (N − k) steps, bit for bit (weights, moments, data order, generator); distill with frozen non-Mamba parameters', async () => {
     const models = tinyModels(3);
     const teacher = models.llama!;
-    const student = convert(randomLlama({ vocab: 13, hidden: 8, intermediate: 12, layers: 2, heads: 2, kvHeads: 1, headDim: 4 }, 4), { variant: 'mamba2', attnLayers: [1], seed: 1 });
+    const student = convert(randomLlama({ vocab: 13, hidden: 8, intermediate: 12, layers: 2, heads: 2, kvHeads: 1, headDim: 4 }, 4), {
+      variant: 'mamba2',
+      attnLayers: [1],
+      seed: 1,
+    });
     const short = stream.slice(0, 70); // 10 windows: 6 steps of 4 windows cross two epochs (new permutations)
     const o = opts({ objective: 'distill', klWeight: 0.5, ceWeight: 1, train: 'mamba', totalSteps: 6, seqLen: 7 });
     const straight = Trainer.create(student, short, o, teacher);
@@ -557,7 +755,16 @@ describe('the SIMD training engine (float32 products on the wasm-simd kernels)',
   });
   it('a Trainer on the SIMD engine lowers the loss like the float64 one; a step changes weights, whose packed copies are then dropped', async () => {
     const stream = Array.from({ length: 300 }, (_, i) => i % 13);
-    const base = { objective: 'lm' as const, optimizer: { kind: 'adamw' as const, lr: 0.02, betas: [0.9, 0.98] as [number, number], eps: 1e-8, weightDecay: 0 }, totalSteps: 10, warmupSteps: 1, batch: 2, seqLen: 9, seed: 3, train: 'all' as const };
+    const base = {
+      objective: 'lm' as const,
+      optimizer: { kind: 'adamw' as const, lr: 0.02, betas: [0.9, 0.98] as [number, number], eps: 1e-8, weightDecay: 0 },
+      totalSteps: 10,
+      warmupSteps: 1,
+      batch: 2,
+      seqLen: 9,
+      seed: 3,
+      train: 'all' as const,
+    };
     const f64 = Trainer.create(tinyModels(8).llama!, stream, base);
     const f32 = Trainer.create(tinyModels(8).llama!, stream, { ...base, engine: 'simd' });
     const l64: number[] = [];

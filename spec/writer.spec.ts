@@ -9,7 +9,17 @@ import { spawn, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { IoError, OutputLockedError, REAL_WRITER_FS, checkOutput, recoverInterruptedSwap, setWriterFsForTesting, writeFile, writeFolder, type WriterFs } from '../lib/io/writer.js';
+import {
+  IoError,
+  OutputLockedError,
+  REAL_WRITER_FS,
+  checkOutput,
+  recoverInterruptedSwap,
+  setWriterFsForTesting,
+  writeFile,
+  writeFolder,
+  type WriterFs,
+} from '../lib/io/writer.js';
 import { convert, saveModel } from '../lib/model/convert.js';
 import { loadModel } from '../lib/model/load.js';
 import { randomLlama } from '../lib/model/random.js';
@@ -159,7 +169,16 @@ describe('writer: fault injection at every system call', () => {
     const parent = tmpFolder('writer');
     const target = join(parent, 'ckpt');
     const tokens = Array.from({ length: 120 }, (_, i) => (i * 7) % 64);
-    const t = Trainer.create(teacher, tokens, { objective: 'lm', optimizer: { kind: 'adam', lr: 0.01, betas: [0.9, 0.98], eps: 1e-8, weightDecay: 0 }, totalSteps: 4, warmupSteps: 0, batch: 1, seqLen: 8, seed: 1, train: 'all' });
+    const t = Trainer.create(teacher, tokens, {
+      objective: 'lm',
+      optimizer: { kind: 'adam', lr: 0.01, betas: [0.9, 0.98], eps: 1e-8, weightDecay: 0 },
+      totalSteps: 4,
+      warmupSteps: 0,
+      batch: 1,
+      seqLen: 8,
+      seed: 1,
+      train: 'all',
+    });
     await t.trainStep();
     t.save(target);
     const oldSnap = snapshot(target);
@@ -208,7 +227,8 @@ describe('writer: kills, full disks, races, bad targets', () => {
     const tdir = join(parent, 'teacher');
     saveModel(tdir, randomLlama({ vocab: 2048, hidden: 192, intermediate: 512, layers: 4, heads: 4, kvHeads: 2 }, 5));
     const out = join(parent, 'out');
-    const run = (seed: number) => spawnSync('node', [MIL, 'convert', '--teacher', tdir, '--out', out, '--seed', String(seed), '--variant', 'mamba2'], { encoding: 'utf8' });
+    const run = (seed: number) =>
+      spawnSync('node', [MIL, 'convert', '--teacher', tdir, '--out', out, '--seed', String(seed), '--variant', 'mamba2'], { encoding: 'utf8' });
     expect(run(1).status).toBe(0);
     const s1 = snapshot(out);
     expect(run(2).status).toBe(0);
@@ -374,9 +394,18 @@ describe('writer: kills, full disks, races, bad targets', () => {
     const parent = tmpFolder('big');
     const target = join(parent, 'big.bin');
     // count the data file's writes (not the lock file's), writing nothing
-    setWriterFsForTesting({ ...r, openSync: (p, f, m) => r.openSync(p, f, m), writeSync: (fd, b, o, l) => (l > 1000 ? (sizes.push(l), (bytes += l), l) : r.writeSync(fd, b, o, l)) });
+    setWriterFsForTesting({
+      ...r,
+      openSync: (p, f, m) => r.openSync(p, f, m),
+      writeSync: (fd, b, o, l) => (l > 1000 ? (sizes.push(l), (bytes += l), l) : r.writeSync(fd, b, o, l)),
+    });
     const huge = new Uint8Array(2.5 * 2 ** 30); // one 2.5 GiB buffer (zero pages: no memory is touched)
-    writeFile(target, { *[Symbol.iterator]() { yield huge; yield huge.subarray(0, 2 ** 29); } });
+    writeFile(target, {
+      *[Symbol.iterator]() {
+        yield huge;
+        yield huge.subarray(0, 2 ** 29);
+      },
+    });
     setWriterFsForTesting();
     expect(bytes).toBe(3 * 2 ** 30);
     expect(sizes).toEqual([2 ** 30, 2 ** 30, 2 ** 29, 2 ** 29]);

@@ -110,7 +110,9 @@ export function parseCommand(command: string, argv: string[], options: Record<st
     const spec = options[t.name];
     if (!spec) {
       const s = suggest(t.name, known);
-      throw new UsageError(`${command}: unknown option '${t.rawName}'${s ? ` (did you mean '--${s}'?)` : ''}; options: ${known.map((k) => `--${k}`).join(' ') || 'none'}`);
+      throw new UsageError(
+        `${command}: unknown option '${t.rawName}'${s ? ` (did you mean '--${s}'?)` : ''}; options: ${known.map((k) => `--${k}`).join(' ') || 'none'}`,
+      );
     }
     if (t.name in values) throw new UsageError(`${command}: --${t.name} given twice`);
     if (spec.kind === 'switch') {
@@ -122,7 +124,13 @@ export function parseCommand(command: string, argv: string[], options: Record<st
     }
   }
   const [lo, hi] = positionals;
-  if (pos.length > hi) throw new UsageError(`${command}: unexpected argument${pos.length - hi > 1 ? 's' : ''} ${pos.slice(hi).map((p) => `'${p}'`).join(' ')}`);
+  if (pos.length > hi)
+    throw new UsageError(
+      `${command}: unexpected argument${pos.length - hi > 1 ? 's' : ''} ${pos
+        .slice(hi)
+        .map((p) => `'${p}'`)
+        .join(' ')}`,
+    );
   if (pos.length < lo) throw new UsageError(`${command}: needs ${lo} argument${lo > 1 ? 's' : ''}, got ${pos.length}`);
   return { positionals: pos, values };
 }

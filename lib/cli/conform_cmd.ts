@@ -16,7 +16,15 @@ export async function cmdConform(p: Parsed): Promise<number> {
   const save = v.save as string | undefined;
   if (save) checkOutput(save, 'folder', { option: 'save' });
   const json = v.json === true;
-  const o = { op, port, runs: (v.runs as number) ?? 100, seed: (v.seed as number) ?? 0, tolerance: (v.tolerance as number) ?? 1e-4, timeoutMs: (v.timeout as number) ?? 20000, failFast: v['fail-fast'] === true };
+  const o = {
+    op,
+    port,
+    runs: (v.runs as number) ?? 100,
+    seed: (v.seed as number) ?? 0,
+    tolerance: (v.tolerance as number) ?? 1e-4,
+    timeoutMs: (v.timeout as number) ?? 20000,
+    failFast: v['fail-fast'] === true,
+  };
   const rep = await conform({
     ...o,
     onCase: (n, _c, verdict) => {
@@ -26,17 +34,37 @@ export async function cmdConform(p: Parsed): Promise<number> {
   if (!json) process.stderr.write('\n');
   const s = rep.smallest;
   const size = s ? caseSize(s.case) : undefined;
-  if (s && save) saveCase(save, s.case, `smallest failing case of mil conform --op ${op} --port ${JSON.stringify(port)} --seed ${o.seed}: ${s.verdict.reason}`, { option: 'save' });
-  if (json) console.log(JSON.stringify({ ...rep, smallest: s ? { shapes: size!.shapes, largestDim: size!.largestDim, attrs: s.case.attrs, verdict: s.verdict, shrinkSteps: s.shrinkSteps, drawn: s.draw } : undefined }));
+  if (s && save)
+    saveCase(save, s.case, `smallest failing case of mil conform --op ${op} --port ${JSON.stringify(port)} --seed ${o.seed}: ${s.verdict.reason}`, {
+      option: 'save',
+    });
+  if (json)
+    console.log(
+      JSON.stringify({
+        ...rep,
+        smallest: s
+          ? { shapes: size!.shapes, largestDim: size!.largestDim, attrs: s.case.attrs, verdict: s.verdict, shrinkSteps: s.shrinkSteps, drawn: s.draw }
+          : undefined,
+      }),
+    );
   else {
-    console.log(`${op}: ${rep.passed} passed, ${rep.failed} failed, ${rep.unsupported} unsupported of ${rep.runs} cases (seed ${o.seed}, tolerance ${o.tolerance})${rep.unsupported ? `; unsupported: ${rep.unsupportedReason}` : ''}`);
+    console.log(
+      `${op}: ${rep.passed} passed, ${rep.failed} failed, ${rep.unsupported} unsupported of ${rep.runs} cases (seed ${o.seed}, tolerance ${o.tolerance})${rep.unsupported ? `; unsupported: ${rep.unsupportedReason}` : ''}`,
+    );
     if (s) {
       console.log(`first failure at case ${rep.firstFailureAt}; shrunk in ${s.shrinkSteps} further runs to:`);
-      console.log(`  inputs: ${Object.entries(size!.shapes).map(([k, sh]) => `${k} [${sh.join(', ')}]`).join(', ')}`);
+      console.log(
+        `  inputs: ${Object.entries(size!.shapes)
+          .map(([k, sh]) => `${k} [${sh.join(', ')}]`)
+          .join(', ')}`,
+      );
       const attrs = Object.fromEntries(Object.entries(s.case.attrs).filter(([k]) => k !== 'layout' && k !== 'target' && k !== 'draft'));
-      console.log(`  attrs: ${JSON.stringify(attrs)}; magnitudes: ${JSON.stringify(Object.fromEntries(Object.entries(s.draw.scale).filter(([, f]) => f !== 1)))}`);
+      console.log(
+        `  attrs: ${JSON.stringify(attrs)}; magnitudes: ${JSON.stringify(Object.fromEntries(Object.entries(s.draw.scale).filter(([, f]) => f !== 1)))}`,
+      );
       console.log(`  the port: ${s.verdict.reason}`);
-      if (s.verdict.worst) console.log(`  worst element: ${s.verdict.worst.output}[${s.verdict.worst.index}] = ${s.verdict.worst.got}, reference ${s.verdict.worst.want}`);
+      if (s.verdict.worst)
+        console.log(`  worst element: ${s.verdict.worst.output}[${s.verdict.worst.index}] = ${s.verdict.worst.got}, reference ${s.verdict.worst.want}`);
       if (save) console.log(`  saved to ${save} (mil golden verify reads it; case.json + case.safetensors + expected.safetensors for the port)`);
     }
   }

@@ -41,8 +41,16 @@ export async function demo(root: string, outDir: string, backend: string | undef
     }
     const r = await verifyGolden(golden, s.name);
     failed += r.failed;
-    const worst = Math.max(...r.results.flatMap((c) => Object.entries(c.errors).filter(([k]) => k !== 'greedy_mismatches').map(([, v]) => v)));
-    console.log(`  ${s.name.padEnd(16)} ${r.passed} passed, ${r.failed} failed, ${r.unsupported} unsupported   (largest relative error ${worst.toExponential(1)})`);
+    const worst = Math.max(
+      ...r.results.flatMap((c) =>
+        Object.entries(c.errors)
+          .filter(([k]) => k !== 'greedy_mismatches')
+          .map(([, v]) => v),
+      ),
+    );
+    console.log(
+      `  ${s.name.padEnd(16)} ${r.passed} passed, ${r.failed} failed, ${r.unsupported} unsupported   (largest relative error ${worst.toExponential(1)})`,
+    );
   }
   console.log('  (unsupported: the 3 training-step cases, checked on the float64 training engine only)');
 
@@ -66,7 +74,9 @@ export async function demo(root: string, outDir: string, backend: string | undef
   const teacherPpl = ppl(models.get('teacher-small')!);
   for (const [name, m] of models) {
     const p = name === 'teacher-small' ? teacherPpl : ppl(m);
-    const kind = m.mamba ? `${m.mamba.variant}, attention in layers [${m.mamba.attnLayers.join(', ')}] of ${m.llama.numLayers}` : `Llama, ${m.llama.numLayers} layer${m.llama.numLayers > 1 ? 's' : ''}`;
+    const kind = m.mamba
+      ? `${m.mamba.variant}, attention in layers [${m.mamba.attnLayers.join(', ')}] of ${m.llama.numLayers}`
+      : `Llama, ${m.llama.numLayers} layer${m.llama.numLayers > 1 ? 's' : ''}`;
     const r = await generate(ops, m, prompt, { maxNewTokens: 48, eos: [tok.endOfText], ...SAMPLE });
     console.log(`\n  ${name} (${kind}): perplexity ${p.toFixed(2)} (${(p / teacherPpl).toFixed(2)}× the teacher's)`);
     console.log(`    …${JSON.stringify(tok.decode(r.tokens)).slice(1, -1)}`);
@@ -77,7 +87,9 @@ export async function demo(root: string, outDir: string, backend: string | undef
   const cdir = join(outDir, 'hybrid-mamba2-50-undistilled');
   saveModel(cdir, converted, { extra: [['tokenizer.json', tok.toJson()]] });
   const before = ppl(loadModel(cdir));
-  console.log(`  written to ${cdir}: perplexity ${before.toFixed(1)} (${(before / teacherPpl).toFixed(1)}× the teacher's) with attention-initialised Mamba layers`);
+  console.log(
+    `  written to ${cdir}: perplexity ${before.toFixed(1)} (${(before / teacherPpl).toFixed(1)}× the teacher's) with attention-initialised Mamba layers`,
+  );
   console.log(`  after stage-1 distillation (models/hybrid-mamba2-50): ${ppl(models.get('hybrid-mamba2-50')!).toFixed(2)}`);
   const u = await generate(ops, converted, prompt, { maxNewTokens: 24, eos: [], ...SAMPLE });
   console.log(`  undistilled text: …${JSON.stringify(tok.decode(u.tokens)).slice(1, -1)}`);
@@ -86,12 +98,20 @@ export async function demo(root: string, outDir: string, backend: string | undef
   console.log(`\n== 4. speculative decoding (Algorithm 2): draft-small proposes K = ${K}, hybrid-mamba2-50 verifies (greedy, ${chosen}) ==`);
   const target = models.get('hybrid-mamba2-50')!;
   const draft = models.get('draft-small')!;
-  const prompts = corpusPart('sotu', 'test').slice(0, 3).map((d) => tok.encode(d.text).slice(0, 32));
+  const prompts = corpusPart('sotu', 'test')
+    .slice(0, 3)
+    .map((d) => tok.encode(d.text).slice(0, 32));
   const c = await compareWithPlain(ops, target, () => new ModelDrafter(ops, draft, K + 1, 'lazy'), prompts, { K, maxNewTokens: 64, repeats: 2 });
   if (!c.identical) failed++;
-  console.log(`  ${prompts.length} prompts of 32 test tokens, 64 new tokens each: ${c.rounds} verify steps, ${c.tokensPerVerify.toFixed(2)} tokens per step, acceptance ${(100 * c.acceptance).toFixed(0)}%`);
-  console.log(`  decoding ${((c.newTokens * 1000) / c.specDecodeMs).toFixed(0)} tok/s vs plain ${((c.newTokens * 1000) / c.plainDecodeMs).toFixed(0)} tok/s (draft included, prefill excluded): ×${c.speedup.toFixed(2)}; output ${c.identical ? 'identical to' : 'DIFFERS FROM'} plain greedy decoding`);
-  console.log(`  (of the speculative time: draft ${((100 * c.draftMs) / c.specDecodeMs).toFixed(0)}%, verify ${((100 * c.verifyMs) / c.specDecodeMs).toFixed(0)}%)`);
-  console.log('\nmore: docs/results.md (the paper\'s tables at toy scale, npm run paper), mil train / distill / eval --help');
+  console.log(
+    `  ${prompts.length} prompts of 32 test tokens, 64 new tokens each: ${c.rounds} verify steps, ${c.tokensPerVerify.toFixed(2)} tokens per step, acceptance ${(100 * c.acceptance).toFixed(0)}%`,
+  );
+  console.log(
+    `  decoding ${((c.newTokens * 1000) / c.specDecodeMs).toFixed(0)} tok/s vs plain ${((c.newTokens * 1000) / c.plainDecodeMs).toFixed(0)} tok/s (draft included, prefill excluded): ×${c.speedup.toFixed(2)}; output ${c.identical ? 'identical to' : 'DIFFERS FROM'} plain greedy decoding`,
+  );
+  console.log(
+    `  (of the speculative time: draft ${((100 * c.draftMs) / c.specDecodeMs).toFixed(0)}%, verify ${((100 * c.verifyMs) / c.specDecodeMs).toFixed(0)}%)`,
+  );
+  console.log("\nmore: docs/results.md (the paper's tables at toy scale, npm run paper), mil train / distill / eval --help");
   return failed > 0 ? 1 : 0;
 }

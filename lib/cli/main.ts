@@ -47,7 +47,10 @@ const backendOpt: OptSpec = { kind: 'enum', choices: BACKENDS };
 const COMMANDS = {
   demo: { options: { backend: backendOpt, out: { kind: 'string' } } as Record<string, OptSpec>, positionals: [0, 0] as [number, number] },
   'golden verify': {
-    options: { backend: { kind: 'enum', choices: [...BACKENDS, 'all'] }, json: { kind: 'switch' }, 'allow-unsupported': { kind: 'switch' } } as Record<string, OptSpec>,
+    options: { backend: { kind: 'enum', choices: [...BACKENDS, 'all'] }, json: { kind: 'switch' }, 'allow-unsupported': { kind: 'switch' } } as Record<
+      string,
+      OptSpec
+    >,
     positionals: [1, 1] as [number, number],
   },
   'golden emit': {
@@ -181,7 +184,8 @@ async function cmdVerify(p: Parsed): Promise<number> {
   if (json) console.log(JSON.stringify({ dir, reports, skipped, passed, failed, unsupported, ok }, (_k, x) => (x === Infinity ? 'Infinity' : x)));
   else {
     console.log(`${passed} passed, ${failed} failed, ${unsupported} unsupported`);
-    if (unsupported > 0 && !allowUnsupported) console.error(`mil: ${unsupported} case(s) could not be checked: failing (pass --allow-unsupported to accept that)`);
+    if (unsupported > 0 && !allowUnsupported)
+      console.error(`mil: ${unsupported} case(s) could not be checked: failing (pass --allow-unsupported to accept that)`);
     if (passed === 0 && failed === 0 && unsupported === 0) console.error('mil: nothing was checked');
   }
   return ok ? EXIT.ok : EXIT.checkFailed;
@@ -198,14 +202,16 @@ async function cmdEmit(p: Parsed): Promise<number> {
   if (variant !== undefined) shapes.variant = variant;
   if (op !== 'model' && op !== 'speculative') only(v, 'variant', '--op model or --op speculative', 'golden emit', false);
   only(v, 'train', '--op model', 'golden emit', op === 'model');
-  if (op === 'speculative' && variant === 'llama') throw new UsageError("golden emit --op speculative: --variant must be mamba1 or mamba2 (the target)");
+  if (op === 'speculative' && variant === 'llama') throw new UsageError('golden emit --op speculative: --variant must be mamba1 or mamba2 (the target)');
   checkEmitShapes(op, shapes);
   const name = str(v, 'name');
   if (op === 'model') {
     const dir = join(out, 'models', name ?? `${variant ?? 'mamba2'}_s${seed}`);
     checkOutput(dir, 'folder', { option: 'out' });
     await emitModel(variant ?? 'mamba2', seed, shapes, out, name, { train: v.train === true });
-    console.log(`wrote model case ${dir} (checkpoint, golden.safetensors, golden.json${v.train ? ', train.json, train.safetensors' : ''})${v.train && variant !== 'llama' ? ` and its teacher ${dir}-teacher` : ''}`);
+    console.log(
+      `wrote model case ${dir} (checkpoint, golden.safetensors, golden.json${v.train ? ', train.json, train.safetensors' : ''})${v.train && variant !== 'llama' ? ` and its teacher ${dir}-teacher` : ''}`,
+    );
     return EXIT.ok;
   }
   checkOutput(out, 'folder', { option: 'out' });
@@ -221,7 +227,8 @@ async function cmdConvert(p: Parsed): Promise<number> {
   const out = need(v, 'out', 'convert');
   const variant = (str(v, 'variant') ?? 'mamba2') as 'mamba1' | 'mamba2';
   const semantics = str(v, 'semantics') as 'upstream' | 'clean' | undefined;
-  if (semantics === 'clean' && variant !== 'mamba1') throw new UsageError("convert: --semantics clean applies to --variant mamba1 only (Mamba-2 has one semantics)");
+  if (semantics === 'clean' && variant !== 'mamba1')
+    throw new UsageError('convert: --semantics clean applies to --variant mamba1 only (Mamba-2 has one semantics)');
   if (v.attention !== undefined && v['attn-layers'] !== undefined) throw new UsageError('convert: give --attention or --attn-layers, not both');
   const attnLayers = v['attn-layers'] as number[] | undefined;
   checkOutput(out, 'folder', { option: 'out', inputs: [{ option: 'teacher', path: teacher }] });
@@ -231,11 +238,16 @@ async function cmdConvert(p: Parsed): Promise<number> {
   console.error(`converting ${t.llama.numLayers} layers (Algorithm 1, ${variant}) …`);
   const m = convert(t, { variant, attnLayers, attentionFraction: num(v, 'attention') ?? 0.5, seed: num(v, 'seed') ?? 0, semantics });
   const dropped = droppedBiases(t, m);
-  if (dropped.length) console.error(`note: the replaced layers' attention biases are dropped, as upstream's bias-free Mamba projections do (${dropped.length} tensors, e.g. ${dropped[0]})`);
+  if (dropped.length)
+    console.error(
+      `note: the replaced layers' attention biases are dropped, as upstream's bias-free Mamba projections do (${dropped.length} tensors, e.g. ${dropped[0]})`,
+    );
   console.error(`writing ${out} …`);
   saveModel(out, m, { option: 'out', inputs: [{ option: 'teacher', path: teacher }] });
   const kept = m.mamba!.attnLayers;
-  console.log(`wrote ${out}: ${variant} hybrid, attention kept in layers [${kept.join(', ')}] (${kept.length}/${m.llama.numLayers}), semantics ${m.mamba!.semantics}, ${((performance.now() - t0) / 1000).toFixed(2)} s`);
+  console.log(
+    `wrote ${out}: ${variant} hybrid, attention kept in layers [${kept.join(', ')}] (${kept.length}/${m.llama.numLayers}), semantics ${m.mamba!.semantics}, ${((performance.now() - t0) / 1000).toFixed(2)} s`,
+  );
   return EXIT.ok;
 }
 
@@ -269,8 +281,10 @@ async function cmdGenerate(p: Parsed): Promise<number> {
   }
   try {
     checkLength(m, prompt.length, maxNew);
-  } catch (e) {
-    throw new UsageError(`--max-new-tokens ${maxNew}: the prompt (${prompt.length} tokens) plus new tokens must fit max_position_embeddings ${m.llama.maxPositionEmbeddings}`);
+  } catch {
+    throw new UsageError(
+      `--max-new-tokens ${maxNew}: the prompt (${prompt.length} tokens) plus new tokens must fit max_position_embeddings ${m.llama.maxPositionEmbeddings}`,
+    );
   }
   const K = num(v, 'k') ?? 4;
   const scheme = (str(v, 'scheme') ?? 'lazy') as 'lazy' | 'per-position';
@@ -281,8 +295,10 @@ async function cmdGenerate(p: Parsed): Promise<number> {
       if (dl > draftModel.llama.numLayers) throw new UsageError(`--draft-layers ${dl}: the draft has ${draftModel.llama.numLayers} layers`);
       draftModel = truncateLayers(draftModel, dl);
     }
-    if (draftModel.llama.vocabSize !== m.llama.vocabSize) throw new UsageError(`--draft: vocabulary ${draftModel.llama.vocabSize} differs from the target's ${m.llama.vocabSize}`);
-    if (prompt.length + maxNew + K > draftModel.llama.maxPositionEmbeddings) throw new UsageError(`--draft: its max_position_embeddings ${draftModel.llama.maxPositionEmbeddings} is shorter than prompt + new tokens + K`);
+    if (draftModel.llama.vocabSize !== m.llama.vocabSize)
+      throw new UsageError(`--draft: vocabulary ${draftModel.llama.vocabSize} differs from the target's ${m.llama.vocabSize}`);
+    if (prompt.length + maxNew + K > draftModel.llama.maxPositionEmbeddings)
+      throw new UsageError(`--draft: its max_position_embeddings ${draftModel.llama.maxPositionEmbeddings} is shorter than prompt + new tokens + K`);
   }
   const stream = (id: number) => {
     if (!json) process.stdout.write(tok ? tok.decode([id]) : `${id} `);
@@ -339,7 +355,13 @@ async function cmdDemo(p: Parsed): Promise<number> {
   const root = join(import.meta.dirname, '..', '..');
   const out = str(p.values, 'out') ?? join(root, 'runs', 'demo');
   const backend = await checkBackend(str(p.values, 'backend') ?? 'wasm-simd');
-  checkOutput(join(out, 'hybrid-mamba2-50-undistilled'), 'folder', { option: 'out', inputs: [{ option: 'golden', path: join(root, 'golden') }, { option: 'models', path: join(root, 'models') }] });
+  checkOutput(join(out, 'hybrid-mamba2-50-undistilled'), 'folder', {
+    option: 'out',
+    inputs: [
+      { option: 'golden', path: join(root, 'golden') },
+      { option: 'models', path: join(root, 'models') },
+    ],
+  });
   return demo(root, out, backend);
 }
 

@@ -73,8 +73,14 @@ const common: Record<string, OptSpec> = {
 };
 
 export const TRAIN_COMMANDS = {
-  'tokenizer train': { options: { data: common.data!, out: common.out!, vocab: { kind: 'int', min: 257, max: 65535 }, seed: seedOpt } as Record<string, OptSpec>, positionals: [0, 0] as [number, number] },
-  train: { options: { ...common, config: { kind: 'enum', choices: Object.keys(PRESETS) } } as Record<string, OptSpec>, positionals: [0, 0] as [number, number] },
+  'tokenizer train': {
+    options: { data: common.data!, out: common.out!, vocab: { kind: 'int', min: 257, max: 65535 }, seed: seedOpt } as Record<string, OptSpec>,
+    positionals: [0, 0] as [number, number],
+  },
+  train: {
+    options: { ...common, config: { kind: 'enum', choices: Object.keys(PRESETS) } } as Record<string, OptSpec>,
+    positionals: [0, 0] as [number, number],
+  },
   distill: {
     options: {
       ...common,
@@ -82,7 +88,11 @@ export const TRAIN_COMMANDS = {
       attention: { kind: 'number', min: 0, max: 1 },
       variant: { kind: 'enum', choices: ['mamba1', 'mamba2'] },
       init: { kind: 'enum', choices: ['attention', 'random'] },
-      stepwise: { kind: 'string', pattern: /^(0(\.\d+)?|1(\.0+)?)(,(0(\.\d+)?|1(\.0+)?))*$/, patternHelp: 'comma-separated attention fractions, e.g. 0.5,0.25' },
+      stepwise: {
+        kind: 'string',
+        pattern: /^(0(\.\d+)?|1(\.0+)?)(,(0(\.\d+)?|1(\.0+)?))*$/,
+        patternHelp: 'comma-separated attention fractions, e.g. 0.5,0.25',
+      },
       'drop-instead': { kind: 'switch' },
       'kl-weight': { kind: 'number', min: 0, max: 1e6 },
       'ce-weight': { kind: 'number', min: 0, max: 1e6 },
@@ -102,7 +112,17 @@ export const TRAIN_COMMANDS = {
     positionals: [0, 0] as [number, number],
   },
   eval: {
-    options: { model: { kind: 'string' }, data: common.data!, split: { kind: 'enum', choices: ['test', 'validation', 'train'] }, tokens: common.tokens!, len: common.len!, json: { kind: 'switch' }, engine: common.engine!, seed: seedOpt, tokenizer: common.tokenizer! } as Record<string, OptSpec>,
+    options: {
+      model: { kind: 'string' },
+      data: common.data!,
+      split: { kind: 'enum', choices: ['test', 'validation', 'train'] },
+      tokens: common.tokens!,
+      len: common.len!,
+      json: { kind: 'switch' },
+      engine: common.engine!,
+      seed: seedOpt,
+      tokenizer: common.tokenizer!,
+    } as Record<string, OptSpec>,
     positionals: [0, 0] as [number, number],
   },
 };
@@ -157,12 +177,19 @@ export async function cmdTokenizerTrain(p: Parsed): Promise<number> {
   writeFile(out, tok.toJson(), { option: 'out' });
   const n = docs.reduce((s, d) => s + tok.encode(d.text).length, 0);
   const bytes = docs.reduce((s, d) => s + Buffer.byteLength(d.text), 0);
-  console.log(`wrote ${out}: vocabulary ${tok.vocabSize} (${tok.merges.length} merges) from ${docs.length} training documents in ${((performance.now() - t0) / 1000).toFixed(1)} s; ${n} tokens, ${(bytes / n).toFixed(2)} bytes per token`);
+  console.log(
+    `wrote ${out}: vocabulary ${tok.vocabSize} (${tok.merges.length} merges) from ${docs.length} training documents in ${((performance.now() - t0) / 1000).toFixed(1)} s; ${n} tokens, ${(bytes / n).toFixed(2)} bytes per token`,
+  );
   return 0;
 }
 
 /** Trainer options from the command line over a preset's defaults. */
-function trainerOptions(v: V, d: { batch: number; len: number; lr: number; steps: number }, objective: 'lm' | 'distill', train: 'all' | 'mamba'): TrainerOptions {
+function trainerOptions(
+  v: V,
+  d: { batch: number; len: number; lr: number; steps: number },
+  objective: 'lm' | 'distill',
+  train: 'all' | 'mamba',
+): TrainerOptions {
   const batch = num(v, 'batch') ?? d.batch;
   const seqLen = num(v, 'len') ?? d.len;
   if (v.tokens !== undefined && v.steps !== undefined) throw new UsageError('give --tokens or --steps, not both');
@@ -171,7 +198,13 @@ function trainerOptions(v: V, d: { batch: number; len: number; lr: number; steps
     objective,
     klWeight: num(v, 'kl-weight') ?? 0.1,
     ceWeight: num(v, 'ce-weight') ?? 1,
-    optimizer: { kind: 'adamw', lr: num(v, 'lr') ?? d.lr, betas: objective === 'distill' ? [0.9, 0.98] : [0.9, 0.95], eps: 1e-8, weightDecay: objective === 'distill' ? 0 : 0.1 },
+    optimizer: {
+      kind: 'adamw',
+      lr: num(v, 'lr') ?? d.lr,
+      betas: objective === 'distill' ? [0.9, 0.98] : [0.9, 0.95],
+      eps: 1e-8,
+      weightDecay: objective === 'distill' ? 0 : 0.1,
+    },
     clip: objective === 'distill' ? 0.1 : 1,
     totalSteps,
     warmupSteps: Math.max(1, Math.round(totalSteps * 0.05)),
@@ -218,15 +251,42 @@ export async function cmdTrain(p: Parsed): Promise<number> {
   await prepare(v);
   const tokens = tokenStream(corpusPart(data, 'train'), tok);
   const valTokens = tokenStream(corpusPart(data, 'validation'), tok);
-  const model = randomLlama({ vocab: tok.vocabSize, hidden: preset.hidden, intermediate: preset.intermediate, layers: preset.layers, heads: preset.heads, kvHeads: preset.kvHeads, maxPositions: preset.context, init: 'train' }, seed);
-  log(v)(`training ${str(v, 'config') ?? 'teacher-small'} (${paramCount(model)} parameters) on ${tokens.length} ${data} tokens: ${o.totalSteps} steps of ${o.batch}×${o.seqLen}`);
+  const model = randomLlama(
+    {
+      vocab: tok.vocabSize,
+      hidden: preset.hidden,
+      intermediate: preset.intermediate,
+      layers: preset.layers,
+      heads: preset.heads,
+      kvHeads: preset.kvHeads,
+      maxPositions: preset.context,
+      init: 'train',
+    },
+    seed,
+  );
+  log(v)(
+    `training ${str(v, 'config') ?? 'teacher-small'} (${paramCount(model)} parameters) on ${tokens.length} ${data} tokens: ${o.totalSteps} steps of ${o.batch}×${o.seqLen}`,
+  );
   const r = await runJob({
-    out, model, trainer: o, tokens, valTokens, tokenizer: tok,
+    out,
+    model,
+    trainer: o,
+    tokens,
+    valTokens,
+    tokenizer: tok,
     ...cadence(v, o.totalSteps, 10),
-    record: { title: `mil train --config ${str(v, 'config') ?? 'teacher-small'}`, command: commandLine(), seed, data, config: str(v, 'config') ?? 'teacher-small' },
+    record: {
+      title: `mil train --config ${str(v, 'config') ?? 'teacher-small'}`,
+      command: commandLine(),
+      seed,
+      data,
+      config: str(v, 'config') ?? 'teacher-small',
+    },
     log: log(v),
   });
-  console.log(`wrote ${out}: validation perplexity ${r.final.ppl.toFixed(2)} (${r.final.bitsPerByte.toFixed(3)} bits/byte) after ${o.totalSteps} steps in ${(r.seconds / 60).toFixed(1)} min`);
+  console.log(
+    `wrote ${out}: validation perplexity ${r.final.ppl.toFixed(2)} (${r.final.bitsPerByte.toFixed(3)} bits/byte) after ${o.totalSteps} steps in ${(r.seconds / 60).toFixed(1)} min`,
+  );
   return 0;
 }
 
@@ -238,7 +298,8 @@ export async function cmdDistill(p: Parsed): Promise<number> {
   if (v.stepwise !== undefined && v.attention !== undefined) throw new UsageError('distill: give --attention F or --stepwise F1,F2,…, not both');
   if (v['drop-instead'] === true && v.init !== undefined) throw new UsageError('distill: --init applies to replaced layers, not --drop-instead');
   const fractions = v.stepwise !== undefined ? str(v, 'stepwise')!.split(',').map(Number) : [num(v, 'attention') ?? 0.5];
-  for (let i = 1; i < fractions.length; i++) if (!(fractions[i]! < fractions[i - 1]!)) throw new UsageError(`--stepwise: fractions must decrease, got ${fractions.join(',')}`);
+  for (let i = 1; i < fractions.length; i++)
+    if (!(fractions[i]! < fractions[i - 1]!)) throw new UsageError(`--stepwise: fractions must decrease, got ${fractions.join(',')}`);
   checkOutput(out, 'folder', { option: 'out', inputs: [{ option: 'teacher', path: teacherDir }] });
   const teacher = loadModel(teacherDir);
   if (teacher.mamba) throw new UsageError(`--teacher ${teacherDir} is a hybrid; distill needs a plain Llama teacher`);
@@ -260,12 +321,35 @@ export async function cmdDistill(p: Parsed): Promise<number> {
     const layers = attentionLayersFor(f, teacher.llama.numLayers);
     const stageOut = k === fractions.length - 1 ? out : `${out}.stage${k + 1}`;
     const start = drop ? dropLayers(teacher, layers) : stageModel(teacher, student, layers, { variant, seed, init });
-    const o = trainerOptions(perStage, { batch: 8, len: Math.min(256, teacher.llama.maxPositionEmbeddings), lr: 3e-3, steps: 100 }, drop ? 'lm' : 'distill', drop ? 'all' : 'mamba');
-    log(v)(`stage ${k + 1}/${fractions.length}: ${drop ? `drop ${teacher.llama.numLayers - layers.length} layers` : `${variant}, attention in layers [${layers.join(', ')}], ${init} init`}; ${o.totalSteps} steps of ${o.batch}×${o.seqLen}`);
+    const o = trainerOptions(
+      perStage,
+      { batch: 8, len: Math.min(256, teacher.llama.maxPositionEmbeddings), lr: 3e-3, steps: 100 },
+      drop ? 'lm' : 'distill',
+      drop ? 'all' : 'mamba',
+    );
+    log(v)(
+      `stage ${k + 1}/${fractions.length}: ${drop ? `drop ${teacher.llama.numLayers - layers.length} layers` : `${variant}, attention in layers [${layers.join(', ')}], ${init} init`}; ${o.totalSteps} steps of ${o.batch}×${o.seqLen}`,
+    );
     const r = await runJob({
-      out: stageOut, model: start, teacher: drop ? undefined : teacher, trainer: o, tokens, valTokens, tokenizer: tok,
+      out: stageOut,
+      model: start,
+      teacher: drop ? undefined : teacher,
+      trainer: o,
+      tokens,
+      valTokens,
+      tokenizer: tok,
       ...cadence(v, o.totalSteps, 5),
-      record: { title: `mil distill (stage ${k + 1}: ${drop ? 'drop' : variant} ${f * 100}% attention)`, command: commandLine(), seed, data, teacher: teacherDir, stage: k + 1, attention: f, variant: drop ? 'drop' : variant, init },
+      record: {
+        title: `mil distill (stage ${k + 1}: ${drop ? 'drop' : variant} ${f * 100}% attention)`,
+        command: commandLine(),
+        seed,
+        data,
+        teacher: teacherDir,
+        stage: k + 1,
+        attention: f,
+        variant: drop ? 'drop' : variant,
+        init,
+      },
       log: log(v),
     });
     student = r.model;
@@ -280,7 +364,12 @@ export async function cmdDistill(p: Parsed): Promise<number> {
  * for a later stepwise stage, every weight the previous stage's student has (its trained Mamba layers, and
  * the frozen rest) replaces the fresh one, so only the newly replaced layers start from the teacher's attention.
  */
-export function stageModel(teacher: HybridModel, previous: HybridModel | undefined, layers: number[], o: { variant: 'mamba1' | 'mamba2'; seed: number; init: 'attention' | 'random' }): HybridModel {
+export function stageModel(
+  teacher: HybridModel,
+  previous: HybridModel | undefined,
+  layers: number[],
+  o: { variant: 'mamba1' | 'mamba2'; seed: number; init: 'attention' | 'random' },
+): HybridModel {
   const m = convert(teacher, { variant: o.variant, attnLayers: layers, seed: o.seed, init: o.init });
   if (previous) {
     for (const n of m.weights.names()) {
@@ -307,11 +396,20 @@ export async function cmdEval(p: Parsed): Promise<number> {
   const tokens = tokenStream(corpusPart(data, split, num(v, 'seed') ?? 0), tok);
   const seqLen = num(v, 'len') ?? Math.min(256, m.llama.maxPositionEmbeddings);
   const t0 = performance.now();
-  const r = evaluate(m, tokens, { seqLen, maxTokens: num(v, 'tokens'), engine: engineFor(engine), tokenizer: tok, onProgress: (d, n) => !v.json && process.stderr.write(`\r${d}/${n} windows`) });
+  const r = evaluate(m, tokens, {
+    seqLen,
+    maxTokens: num(v, 'tokens'),
+    engine: engineFor(engine),
+    tokenizer: tok,
+    onProgress: (d, n) => !v.json && process.stderr.write(`\r${d}/${n} windows`),
+  });
   if (!v.json) process.stderr.write('\n');
   const res = { model: dir, data, split, seqLen, ...r, seconds: (performance.now() - t0) / 1000 };
   if (v.json) console.log(JSON.stringify(res));
-  else console.log(`${dir} on ${data}/${split}: perplexity ${r.ppl.toFixed(3)}, ${r.bitsPerByte.toFixed(4)} bits/byte, mean NLL ${r.nll.toFixed(4)} nats over ${r.tokens} tokens (windows of ${seqLen})`);
+  else
+    console.log(
+      `${dir} on ${data}/${split}: perplexity ${r.ppl.toFixed(3)}, ${r.bitsPerByte.toFixed(4)} bits/byte, mean NLL ${r.nll.toFixed(4)} nats over ${r.tokens} tokens (windows of ${seqLen})`,
+    );
   return 0;
 }
 
@@ -335,7 +433,12 @@ export async function cmdSft(p: Parsed): Promise<number> {
   const valTokens = tokenStream(corpusPart(data, 'validation'), tok);
   log(v)(`SFT of ${dir}: cross-entropy, all ${paramCount(m)} parameters; ${o.totalSteps} steps of ${o.batch}×${o.seqLen}`);
   const r = await runJob({
-    out, model: m, trainer: o, tokens, valTokens, tokenizer: tok,
+    out,
+    model: m,
+    trainer: o,
+    tokens,
+    valTokens,
+    tokenizer: tok,
     ...cadence(v, o.totalSteps, 5),
     record: { title: `mil sft of ${dir}`, command: commandLine(), seed, data, from: dir },
     log: log(v),
@@ -359,7 +462,8 @@ export async function cmdDpo(p: Parsed): Promise<number> {
   const C = num(v, 'cont-len') ?? 32;
   const nPairs = num(v, 'pairs') ?? 512;
   const batch = num(v, 'batch') ?? 8;
-  if (P + C > ref.llama.maxPositionEmbeddings) throw new UsageError(`--prompt-len + --cont-len (${P + C}) exceeds the model's context ${ref.llama.maxPositionEmbeddings}`);
+  if (P + C > ref.llama.maxPositionEmbeddings)
+    throw new UsageError(`--prompt-len + --cont-len (${P + C}) exceeds the model's context ${ref.llama.maxPositionEmbeddings}`);
   await prepare(v);
   const engine = engineFor((str(v, 'engine') ?? 'simd') as 'simd');
   const train = preferencePairs(tokenStream(corpusPart(data, 'train'), tok), nPairs, P, C, seed);
@@ -370,17 +474,55 @@ export async function cmdDpo(p: Parsed): Promise<number> {
   log(v)(`DPO of ${dir} (reference: itself, frozen), β ${beta}: ${nPairs} pairs (prompt ${P}, continuations ${C} tokens), ${steps} steps of ${batch} pairs`);
   const optimizer = { kind: 'adamw' as const, lr: num(v, 'lr') ?? 1e-4, betas: [0.9, 0.98] as [number, number], eps: 1e-8, weightDecay: 0 };
   const { policy, history } = trainDpo(ref, train, {
-    beta, batch, optimizer, engine,
+    beta,
+    batch,
+    optimizer,
+    engine,
     onStep: (h, n) => {
-      if (h.step % Math.max(1, Math.floor(n / 10)) === 0 || h.step === 1) log(v)(`step ${h.step}/${n}  dpo loss ${h.loss.toFixed(4)}  batch accuracy ${(100 * h.accuracy).toFixed(0)}%  mean margin ${h.margin.toFixed(3)}  ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+      if (h.step % Math.max(1, Math.floor(n / 10)) === 0 || h.step === 1)
+        log(v)(
+          `step ${h.step}/${n}  dpo loss ${h.loss.toFixed(4)}  batch accuracy ${(100 * h.accuracy).toFixed(0)}%  mean margin ${h.margin.toFixed(3)}  ${((performance.now() - t0) / 1000).toFixed(0)} s`,
+        );
     },
   });
   const heldAcc = preferenceAccuracy(ref, held, batch, engine, policy);
   const valTokens = tokenStream(corpusPart(data, 'validation'), tok);
   const ppl = evaluate(policy, valTokens, { seqLen: Math.min(256, ref.llama.maxPositionEmbeddings), maxTokens: 16384, engine, tokenizer: tok });
-  const record = { title: `mil dpo of ${dir}`, command: commandLine(), seed, data, from: dir, beta, pairs: nPairs, promptLen: P, contLen: C, rejected: 'a continuation taken from another random place of the stream', heldOutPairs: held.length, referencePreferenceAccuracy: refAcc, heldOutRewardAccuracy: heldAcc, validation: ppl, seconds: (performance.now() - t0) / 1000, history };
-  const svg = lineChartSvg({ title: `DPO of ${dir}`, xLabel: 'step', yLabel: 'DPO loss', series: [{ name: 'loss', points: history.map((h) => [h.step, h.loss]) }] });
-  saveModel(out, policy, { dtype: dtypeOf(v), extra: [['tokenizer.json', tok.toJson()], ['training.json', JSON.stringify(record, null, 1) + '\n'], ['loss.svg', svg + '\n']], option: 'out' });
-  console.log(`wrote ${out}: held-out reward accuracy ${(100 * heldAcc).toFixed(1)}% (the reference prefers the chosen continuation on ${(100 * refAcc).toFixed(1)}%); validation perplexity ${ppl.ppl.toFixed(2)}`);
+  const record = {
+    title: `mil dpo of ${dir}`,
+    command: commandLine(),
+    seed,
+    data,
+    from: dir,
+    beta,
+    pairs: nPairs,
+    promptLen: P,
+    contLen: C,
+    rejected: 'a continuation taken from another random place of the stream',
+    heldOutPairs: held.length,
+    referencePreferenceAccuracy: refAcc,
+    heldOutRewardAccuracy: heldAcc,
+    validation: ppl,
+    seconds: (performance.now() - t0) / 1000,
+    history,
+  };
+  const svg = lineChartSvg({
+    title: `DPO of ${dir}`,
+    xLabel: 'step',
+    yLabel: 'DPO loss',
+    series: [{ name: 'loss', points: history.map((h) => [h.step, h.loss]) }],
+  });
+  saveModel(out, policy, {
+    dtype: dtypeOf(v),
+    extra: [
+      ['tokenizer.json', tok.toJson()],
+      ['training.json', JSON.stringify(record, null, 1) + '\n'],
+      ['loss.svg', svg + '\n'],
+    ],
+    option: 'out',
+  });
+  console.log(
+    `wrote ${out}: held-out reward accuracy ${(100 * heldAcc).toFixed(1)}% (the reference prefers the chosen continuation on ${(100 * refAcc).toFixed(1)}%); validation perplexity ${ppl.ppl.toFixed(2)}`,
+  );
   return 0;
 }

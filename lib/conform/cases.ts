@@ -133,11 +133,15 @@ export function drawArbitrary(op: string): fc.Arbitrary<Draw> {
   if (!s) throw new ArgumentError('--op', `one of ${CONFORM_OPS.join(', ')}`, op);
   const rec = <T>(keys: string[], a: () => fc.Arbitrary<T>) => fc.record(Object.fromEntries(keys.map((k) => [k, a()])) as Record<string, fc.Arbitrary<T>>);
   return fc.record({
-    shapes: fc.record(Object.fromEntries(Object.entries(s.shapes).map(([k, [lo, hi]]) => [k, fc.integer({ min: lo, max: hi })])) as Record<string, fc.Arbitrary<number>>),
+    shapes: fc.record(
+      Object.fromEntries(Object.entries(s.shapes).map(([k, [lo, hi]]) => [k, fc.integer({ min: lo, max: hi })])) as Record<string, fc.Arbitrary<number>>,
+    ),
     // the values' seed does not shrink: another seed is another case, not a smaller one
     seed: fc.noShrink(fc.integer({ min: 0, max: 2 ** 31 - 1 })),
     present: rec([...(s.optional ?? []), ...Object.keys(s.add ?? {})], () => fc.boolean()),
-    toggles: fc.record(Object.fromEntries(Object.entries(s.toggles ?? {}).map(([k, vs]) => [k, fc.constantFrom(...vs)])) as Record<string, fc.Arbitrary<unknown>>),
+    toggles: fc.record(
+      Object.fromEntries(Object.entries(s.toggles ?? {}).map(([k, vs]) => [k, fc.constantFrom(...vs)])) as Record<string, fc.Arbitrary<unknown>>,
+    ),
     scale: rec(s.scalable ?? [], () => fc.constantFrom(1, 1e3, 1e-3)),
   });
 }
@@ -182,7 +186,14 @@ async function buildModelCase(s: Record<string, number>, r: Rng): Promise<Confor
   const heads = s.heads!;
   const teacher = randomLlama({ vocab: s.vocab!, hidden: 16 * heads, intermediate: 24, layers: 2, heads, kvHeads: 1, headDim: 16 }, r.int(0, 1 << 30));
   const model =
-    variant === 'llama' ? teacher : convert(teacher, { variant: variant === 'mamba1-clean' ? 'mamba1' : variant, attnLayers: [1], seed: r.int(0, 1 << 30), semantics: variant === 'mamba1-clean' ? 'clean' : 'upstream' });
+    variant === 'llama'
+      ? teacher
+      : convert(teacher, {
+          variant: variant === 'mamba1-clean' ? 'mamba1' : variant,
+          attnLayers: [1],
+          seed: r.int(0, 1 << 30),
+          semantics: variant === 'mamba1-clean' ? 'clean' : 'upstream',
+        });
   const ids = Array.from({ length: s.batch! }, () => Array.from({ length: s.len! }, () => r.int(0, s.vocab! - 1)));
   const logits = await forward(await getOps('reference'), model, ids, newCache(model, ids.length));
   return {

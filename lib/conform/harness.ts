@@ -42,7 +42,15 @@ export interface Verdict {
 
 /** The files of a case folder (what the port reads). */
 export function caseFiles(c: ConformCase): Array<[string, WriteData]> {
-  const json = { schema: CONFORM_SCHEMA, op: c.op, attrs: c.attrs, inputs: Object.keys(c.inputs), outputs: Object.keys(c.expected), layout: c.attrs.layout ?? GOLDEN_OPS[c.op]?.layout, upstream: GOLDEN_OPS[c.op]?.upstream };
+  const json = {
+    schema: CONFORM_SCHEMA,
+    op: c.op,
+    attrs: c.attrs,
+    inputs: Object.keys(c.inputs),
+    outputs: Object.keys(c.expected),
+    layout: c.attrs.layout ?? GOLDEN_OPS[c.op]?.layout,
+    upstream: GOLDEN_OPS[c.op]?.upstream,
+  };
   const files: Array<[string, WriteData]> = [
     ['case.json', JSON.stringify(json, null, 1) + '\n'],
     ['case.safetensors', safetensorsChunks(c.inputs, { schema: CONFORM_SCHEMA }, 'F64').chunks],
@@ -100,7 +108,10 @@ export function compare(expected: Record<string, Tensor>, got: Map<string, Tenso
       const b = want.data[i]!;
       if (!Number.isFinite(a) && Number.isFinite(b) && nonFinite < 0) nonFinite = i;
       const diff = Number.isFinite(a) ? Math.abs(a - b) / Math.max(1, Math.abs(b)) : Infinity;
-      if (diff > worstDiff) (worstDiff = diff), (worst = { output: name, index: i, got: a, want: b });
+      if (diff > worstDiff) {
+        worstDiff = diff;
+        worst = { output: name, index: i, got: a, want: b };
+      }
     }
     errors[name] = relError(g.data, want.data);
     if (nonFinite >= 0) problems.push(`output '${name}'[${nonFinite}] is ${g.data[nonFinite]} where the reference is ${want.data[nonFinite]}`);
@@ -177,8 +188,15 @@ export async function conform(o: ConformOptions): Promise<ConformReport> {
     if (!shrinking) {
       rep.runs++;
       if (v.status === 'pass') rep.passed++;
-      if (v.status === 'unsupported') (rep.unsupported++, (rep.unsupportedReason ??= v.reason));
-      if (v.status === 'fail') (rep.failed++, (rep.firstFailureAt = rep.runs), (shrinking = true));
+      if (v.status === 'unsupported') {
+        rep.unsupported++;
+        rep.unsupportedReason ??= v.reason;
+      }
+      if (v.status === 'fail') {
+        rep.failed++;
+        rep.firstFailureAt = rep.runs;
+        shrinking = true;
+      }
       o.onCase?.(rep.runs, c, v);
     } else shrinkSteps++;
     if (v.status === 'fail') last = { draw: d, case: c, verdict: v };
@@ -212,7 +230,15 @@ export function saveCase(dir: string, c: ConformCase, note: string, opts: { opti
       stage.writeFile('expected.safetensors', safetensorsChunks(c.expected, { schema: CONFORM_SCHEMA }, 'F64').chunks);
       if (c.op !== 'model') {
         stage.writeFile('kernels.safetensors', safetensorsChunks(tensors, { schema: SCHEMA }, 'F64').chunks);
-        const gc = { name, op: c.op, upstream: GOLDEN_OPS[c.op]!.upstream, attrs: c.attrs, inputs: Object.keys(c.inputs), outputs: Object.keys(c.expected), note };
+        const gc = {
+          name,
+          op: c.op,
+          upstream: GOLDEN_OPS[c.op]!.upstream,
+          attrs: c.attrs,
+          inputs: Object.keys(c.inputs),
+          outputs: Object.keys(c.expected),
+          note,
+        };
         stage.writeFile('kernels.json', JSON.stringify({ schema: SCHEMA, seed: 0, dtype: 'float64', cases: [gc] }, null, 1) + '\n');
       }
     },

@@ -23,7 +23,11 @@ export interface PortTensor {
   shape: number[];
   data: ArrayLike<number>;
 }
-export type PortFunction = (op: string, inputs: Record<string, PortTensor>, attrs: Record<string, unknown>) => Record<string, PortTensor> | null | Promise<Record<string, PortTensor> | null>;
+export type PortFunction = (
+  op: string,
+  inputs: Record<string, PortTensor>,
+  attrs: Record<string, unknown>,
+) => Record<string, PortTensor> | null | Promise<Record<string, PortTensor> | null>;
 
 /** The property of one op (model cases need a checkpoint folder: use `mil conform` for `model`). */
 export function property(op: string, port: PortFunction, o: { tolerance?: number } = {}): fc.IAsyncProperty<[import('./cases.js').Draw]> {
@@ -37,7 +41,11 @@ export function property(op: string, port: PortFunction, o: { tolerance?: number
     const v = compare(c.expected, got, o.tolerance ?? 1e-4);
     if (v.status !== 'pass') {
       const w = v.worst ? `; worst element ${v.worst.output}[${v.worst.index}] = ${v.worst.got}, reference ${v.worst.want}` : '';
-      throw new Error(`${op}: ${v.reason}${w}; inputs ${Object.entries(c.inputs).map(([k, t]) => `${k} [${t.shape.join(', ')}]`).join(', ')}; attrs ${JSON.stringify(c.attrs)}`);
+      throw new Error(
+        `${op}: ${v.reason}${w}; inputs ${Object.entries(c.inputs)
+          .map(([k, t]) => `${k} [${t.shape.join(', ')}]`)
+          .join(', ')}; attrs ${JSON.stringify(c.attrs)}`,
+      );
     }
   });
 }

@@ -32,7 +32,10 @@ export interface Split {
 
 /** A corpus that cannot be read: names the file or line and what is wrong. */
 export class CorpusError extends MilError {
-  constructor(readonly where: string, readonly problem: string) {
+  constructor(
+    readonly where: string,
+    readonly problem: string,
+  ) {
     super('E_CORPUS', `${where}: ${problem}`);
   }
 }

@@ -30,11 +30,31 @@ export interface Comparison {
   identical: boolean;
 }
 
-export async function compareWithPlain(ops: Ops, target: HybridModel, drafter: () => Drafter, prompts: number[][], o: { K: number; maxNewTokens: number; repeats?: number }): Promise<Comparison> {
+export async function compareWithPlain(
+  ops: Ops,
+  target: HybridModel,
+  drafter: () => Drafter,
+  prompts: number[][],
+  o: { K: number; maxNewTokens: number; repeats?: number },
+): Promise<Comparison> {
   const opts = { maxNewTokens: o.maxNewTokens, eos: [] as number[] };
   await generate(ops, target, prompts[0]!, { ...opts, maxNewTokens: Math.min(4, o.maxNewTokens) }); // warm-up: kernels, JIT
   await speculativeGenerate(ops, target, drafter(), prompts[0]!, { K: o.K, ...opts, maxNewTokens: Math.min(4, o.maxNewTokens) });
-  const c: Comparison = { K: o.K, prompts: prompts.length, newTokens: 0, rounds: 0, acceptance: 0, tokensPerVerify: 0, plainDecodeMs: 0, specDecodeMs: 0, draftMs: 0, verifyMs: 0, speedup: 0, speedupWithPrefill: 0, identical: true };
+  const c: Comparison = {
+    K: o.K,
+    prompts: prompts.length,
+    newTokens: 0,
+    rounds: 0,
+    acceptance: 0,
+    tokensPerVerify: 0,
+    plainDecodeMs: 0,
+    specDecodeMs: 0,
+    draftMs: 0,
+    verifyMs: 0,
+    speedup: 0,
+    speedupWithPrefill: 0,
+    identical: true,
+  };
   let accepted = 0;
   let proposed = 0;
   let plainAll = 0;

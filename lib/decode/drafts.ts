@@ -47,6 +47,13 @@ export function truncateLayers(m: HybridModel, n: number): HybridModel {
     if (!mm || Number(mm[1]) < n) tensors.set(name, m.weights.get(name));
   }
   const llama = { ...m.llama, numLayers: n, raw: { ...m.llama.raw, num_hidden_layers: n } };
-  const mamba = m.mamba ? { ...m.mamba, nLayer: n, attnLayers: m.mamba.attnLayers.filter((l) => l < n), raw: { ...m.mamba.raw, n_layer: n, attn_layers: m.mamba.attnLayers.filter((l) => l < n) } } : undefined;
+  const mamba = m.mamba
+    ? {
+        ...m.mamba,
+        nLayer: n,
+        attnLayers: m.mamba.attnLayers.filter((l) => l < n),
+        raw: { ...m.mamba.raw, n_layer: n, attn_layers: m.mamba.attnLayers.filter((l) => l < n) },
+      }
+    : undefined;
   return { llama, mamba, weights: new WeightStore(tensors, `${m.weights.source} (first ${n} layers)`) };
 }

@@ -62,7 +62,19 @@ export function makeSpecState(convWindow: Tensor, ssm: Tensor, length: number, m
   const [, dim, N] = ssm.shape as [number, number, number];
   const h = ssm.astype('float64').named('h');
   const st: SpecState = {
-    scheme, conv, convLen: length, h, statePos: length, dim, N, G, pending: { x: [], dt: [], B: [] }, last: null, history: [h], A: null, dtBias: null,
+    scheme,
+    conv,
+    convLen: length,
+    h,
+    statePos: length,
+    dim,
+    N,
+    G,
+    pending: { x: [], dt: [], B: [] },
+    last: null,
+    history: [h],
+    A: null,
+    dtBias: null,
     convolve: (ops, pre, weight, bias, activation) => specConv(ops, st, pre, weight, bias, activation),
     scan: (ops, steps) => specSsm(ops, st, steps),
   };
@@ -72,7 +84,12 @@ export function makeSpecState(convWindow: Tensor, ssm: Tensor, length: number, m
 /** The lazy state in a Mamba layer's cache (made by makeSpecState); a typed error if it holds another store. */
 export function specOf(lc: { store?: MambaStateStore }): SpecState {
   const s = lc.store as SpecState | undefined;
-  if (!s || !Array.isArray(s.history) || !s.pending) throw new ArgumentError('layer cache', 'the lazy speculative state of lib/decode/lazy_state.ts (prefill with prefillSpec)', s ? 'another state store' : 'none');
+  if (!s || !Array.isArray(s.history) || !s.pending)
+    throw new ArgumentError(
+      'layer cache',
+      'the lazy speculative state of lib/decode/lazy_state.ts (prefill with prefillSpec)',
+      s ? 'another state store' : 'none',
+    );
   return s;
 }
 

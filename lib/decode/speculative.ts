@@ -31,7 +31,13 @@ import { convWindow, foldState, foldedState, makeSpecState, rollbackState, specO
 // ---------------------------------------------------------------- caches
 
 /** Prefill `ids` with the plain path, then turn the Mamba layers' caches into speculative ones. */
-export async function prefillSpec(ops: Ops, m: HybridModel, ids: number[], maxWindow: number, scheme: StateScheme): Promise<{ cache: ModelCache; logits: Tensor | null }> {
+export async function prefillSpec(
+  ops: Ops,
+  m: HybridModel,
+  ids: number[],
+  maxWindow: number,
+  scheme: StateScheme,
+): Promise<{ cache: ModelCache; logits: Tensor | null }> {
   const cache = newCache(m, 1);
   const logits = ids.length ? await forward(ops, m, [ids], cache) : null;
   for (const lc of cache.layers) {
@@ -64,7 +70,11 @@ export function specStateBytes(cache: ModelCache): number {
 
 /** Proposes up to K tokens after `committed` and the distributions they were drawn from. */
 export interface Drafter {
-  propose(committed: number[], K: number, sample: (logits: Float64Array) => { token: number; p: Float64Array | null }): Promise<{ tokens: number[]; dists: Array<Float64Array | null> }>;
+  propose(
+    committed: number[],
+    K: number,
+    sample: (logits: Float64Array) => { token: number; p: Float64Array | null },
+  ): Promise<{ tokens: number[]; dists: Array<Float64Array | null> }>;
   /** the committed prefix after the round (the drafter rolls back anything past it) */
   accept(committedLength: number): void;
 }
@@ -100,7 +110,6 @@ export class ModelDrafter implements Drafter {
     if (this.cache && this.cache.length > n) rollbackCache(this.cache, n);
   }
 }
-
 
 // ---------------------------------------------------------------- the decoder
 
@@ -192,7 +201,13 @@ export function acceptGreedy(drafts: number[], rows: Float64Array[]): Acceptance
  * the target's logits the way the draft's were shaped (temperature, top-k, top-p), so the target's
  * distribution is kept exactly.
  */
-export function acceptSampling(drafts: number[], draftDists: Array<Float64Array | null>, rows: Float64Array[], dist: (logits: Float64Array) => Float64Array, next: () => number): Acceptance {
+export function acceptSampling(
+  drafts: number[],
+  draftDists: Array<Float64Array | null>,
+  rows: Float64Array[],
+  dist: (logits: Float64Array) => Float64Array,
+  next: () => number,
+): Acceptance {
   const uniforms: number[] = [];
   const draw = () => {
     const u = next();
@@ -212,7 +227,14 @@ export function acceptSampling(drafts: number[], draftDists: Array<Float64Array 
     let z = 0;
     for (let i = 0; i < pt.length; i++) z += res[i] = Math.max(pt[i]! - pd[i]!, 0);
     const u2 = draw();
-    emitted.push(z > 0 ? drawFrom(res.map((v) => v / z), u2) : drawFrom(pt, u2));
+    emitted.push(
+      z > 0
+        ? drawFrom(
+            res.map((v) => v / z),
+            u2,
+          )
+        : drawFrom(pt, u2),
+    );
     return { accepted: m, emitted, uniforms };
   }
   emitted.push(drawFrom(dist(rows[drafts.length]!), draw()));
@@ -227,7 +249,13 @@ export function acceptSampling(drafts: number[], draftDists: Array<Float64Array 
  * EOS stops inside a window (the EOS token is emitted, nothing after it), and so does max_new_tokens (the
  * window shrinks to what is left). The draft keeps its own caches the same lazy way.
  */
-export async function speculativeGenerate(ops: Ops, target: HybridModel, drafter: Drafter, prompt: number[], o: SpeculativeOptions): Promise<SpeculativeResult> {
+export async function speculativeGenerate(
+  ops: Ops,
+  target: HybridModel,
+  drafter: Drafter,
+  prompt: number[],
+  o: SpeculativeOptions,
+): Promise<SpeculativeResult> {
   if (!Number.isInteger(o.K) || o.K < 1) throw new ArgumentError('K', 'a positive integer', o.K);
   if (prompt.length === 0) throw new ArgumentError('prompt', 'at least one token', 0);
   if (!Number.isInteger(o.maxNewTokens) || o.maxNewTokens < 0) throw new ArgumentError('maxNewTokens', 'a non-negative integer', o.maxNewTokens);

@@ -282,7 +282,8 @@ export const GOLDEN_OPS: Record<string, GoldenOp> = {
     },
     generate(r, s) {
       const f = GOLDEN_OPS.ssd_chunk_scan!.generate(r, s);
-      const { initial_states: _drop, ...inputs } = f.inputs;
+      const inputs = { ...f.inputs };
+      delete inputs.initial_states; // the backward case has none
       return { inputs: { ...inputs, dout: N(r, f.inputs.x!.shape as number[]) }, attrs: { ...f.attrs, layout: this.layout } };
     },
   },

@@ -12,7 +12,10 @@ import { MilError } from '../errors.js';
 
 /** A file that is not what the reader expects (not a regular file, too large, unreadable, bad JSON). */
 export class InputFileError extends MilError {
-  constructor(readonly path: string, readonly problem: string) {
+  constructor(
+    readonly path: string,
+    readonly problem: string,
+  ) {
     super('E_INPUT_FILE', `${path}: ${problem}`);
   }
 }

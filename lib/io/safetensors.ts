@@ -60,9 +60,11 @@ export function parseSafetensors(bytes: Uint8Array, path = '<buffer>'): Safetens
     const e = v as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
     if (typeof e !== 'object' || e === null) fail(`tensor '${name}': entry is not an object`);
     if (typeof e.dtype !== 'string' || !(e.dtype in DTYPE_SIZE)) fail(`tensor '${name}': unknown dtype ${JSON.stringify(e.dtype)}`);
-    if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) fail(`tensor '${name}': shape ${JSON.stringify(e.shape)} is not a list of non-negative integers`);
+    if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isSafeInteger(d) && d >= 0))
+      fail(`tensor '${name}': shape ${JSON.stringify(e.shape)} is not a list of non-negative integers`);
     const off = e.data_offsets;
-    if (!Array.isArray(off) || off.length !== 2 || !off.every((d) => Number.isSafeInteger(d) && d >= 0)) fail(`tensor '${name}': data_offsets ${JSON.stringify(off)} is not [begin, end]`);
+    if (!Array.isArray(off) || off.length !== 2 || !off.every((d) => Number.isSafeInteger(d) && d >= 0))
+      fail(`tensor '${name}': data_offsets ${JSON.stringify(off)} is not [begin, end]`);
     const [b, en] = off as [number, number];
     const shape = e.shape as number[];
     const want = sizeOf(shape) * DTYPE_SIZE[e.dtype as string]!;
@@ -186,7 +188,7 @@ export function floatToHalf(v: number): number {
   const exp = (x >>> 23) & 0xff;
   let mant = x & 0x7fffff;
   if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
-  let e = exp - 127 + 15;
+  const e = exp - 127 + 15;
   if (e >= 0x1f) return sign | 0x7c00;
   if (e <= 0) {
     if (e < -10) return sign;
@@ -222,13 +224,30 @@ function encode(t: Tensor, dt: WriteDType, name: string, from: number, to: numbe
   for (let i = 0; i < n; i++) {
     const v = t.data[from + i]!;
     switch (dt) {
-      case 'F64': dv.setFloat64(8 * i, v, true); break;
-      case 'F32': dv.setFloat32(4 * i, v, true); break;
-      case 'F16': dv.setUint16(2 * i, floatToHalf(v), true); break;
-      case 'BF16': dv.setUint16(2 * i, floatToBf16(v), true); break;
-      case 'I64': intCheck(v, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER, from + i); dv.setBigInt64(8 * i, BigInt(v), true); break;
-      case 'I32': intCheck(v, -2147483648, 2147483647, from + i); dv.setInt32(4 * i, v, true); break;
-      case 'U8': intCheck(v, 0, 255, from + i); dv.setUint8(i, v); break;
+      case 'F64':
+        dv.setFloat64(8 * i, v, true);
+        break;
+      case 'F32':
+        dv.setFloat32(4 * i, v, true);
+        break;
+      case 'F16':
+        dv.setUint16(2 * i, floatToHalf(v), true);
+        break;
+      case 'BF16':
+        dv.setUint16(2 * i, floatToBf16(v), true);
+        break;
+      case 'I64':
+        intCheck(v, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER, from + i);
+        dv.setBigInt64(8 * i, BigInt(v), true);
+        break;
+      case 'I32':
+        intCheck(v, -2147483648, 2147483647, from + i);
+        dv.setInt32(4 * i, v, true);
+        break;
+      case 'U8':
+        intCheck(v, 0, 255, from + i);
+        dv.setUint8(i, v);
+        break;
     }
   }
   return out;
@@ -240,7 +259,11 @@ function encode(t: Tensor, dt: WriteDType, name: string, from: number, to: numbe
  * function per name; default F64 for float64 tensors and F32 for float32 ones. Integer dtypes require
  * integer values in range. The data is contiguous and in header order (what the reader requires).
  */
-export function safetensorsChunks(tensors: Record<string, Tensor>, metadata?: Record<string, string>, dtype?: WriteDType | ((name: string, t: Tensor) => WriteDType)): { bytes: number; chunks: Iterable<Uint8Array> } {
+export function safetensorsChunks(
+  tensors: Record<string, Tensor>,
+  metadata?: Record<string, string>,
+  dtype?: WriteDType | ((name: string, t: Tensor) => WriteDType),
+): { bytes: number; chunks: Iterable<Uint8Array> } {
   const header: Record<string, unknown> = {};
   if (metadata) header.__metadata__ = metadata;
   let off = 0;
@@ -272,7 +295,11 @@ export function safetensorsChunks(tensors: Record<string, Tensor>, metadata?: Re
 const ENCODE_PIECE = 1 << 22; // elements per encoded piece (≤ 32 MiB)
 
 /** The whole file as one buffer (for small files and tests; writers stream `safetensorsChunks`). */
-export function serializeSafetensors(tensors: Record<string, Tensor>, metadata?: Record<string, string>, dtype?: WriteDType | ((name: string, t: Tensor) => WriteDType)): Uint8Array {
+export function serializeSafetensors(
+  tensors: Record<string, Tensor>,
+  metadata?: Record<string, string>,
+  dtype?: WriteDType | ((name: string, t: Tensor) => WriteDType),
+): Uint8Array {
   const { bytes, chunks } = safetensorsChunks(tensors, metadata, dtype);
   const out = new Uint8Array(bytes);
   let pos = 0;
@@ -284,6 +311,11 @@ export function serializeSafetensors(tensors: Record<string, Tensor>, metadata?:
 }
 
 /** Write a safetensors file through the one writer (lib/io/writer.ts): complete, or the old file kept. */
-export function writeSafetensors(path: string, tensors: Record<string, Tensor>, metadata?: Record<string, string>, dtype?: WriteDType | ((name: string, t: Tensor) => WriteDType)): void {
+export function writeSafetensors(
+  path: string,
+  tensors: Record<string, Tensor>,
+  metadata?: Record<string, string>,
+  dtype?: WriteDType | ((name: string, t: Tensor) => WriteDType),
+): void {
   writeFile(path, safetensorsChunks(tensors, metadata, dtype).chunks);
 }

@@ -28,14 +28,22 @@ import { ArgumentError, MilError } from '../errors.js';
 
 /** A file-system operation failed; `syscall` and `errno` say which and why. */
 export class IoError extends MilError {
-  constructor(readonly path: string, readonly syscall: string, readonly errno: string, detail = '') {
+  constructor(
+    readonly path: string,
+    readonly syscall: string,
+    readonly errno: string,
+    detail = '',
+  ) {
     super('E_IO', `${path}: ${syscall} failed (${errno})${detail ? `: ${detail}` : ''}`);
   }
 }
 
 /** Another live process is writing the same target. */
 export class OutputLockedError extends MilError {
-  constructor(readonly path: string, readonly holder: string) {
+  constructor(
+    readonly path: string,
+    readonly holder: string,
+  ) {
     super('E_LOCKED', `${path} is being written by another process (${holder}); wait for it or remove the stale lock file`);
   }
 }

@@ -149,7 +149,8 @@ export function parseLlamaConfig(raw: Record<string, unknown>, file = 'config.js
   const kv = n(raw, 'num_key_value_heads', heads);
   if (heads % kv !== 0) throw new ConfigError(file, `num_attention_heads (${heads}) must be a positive multiple of num_key_value_heads (${kv})`);
   const headDim = raw.head_dim == null ? hidden / heads : (raw.head_dim as number);
-  if (!Number.isInteger(headDim) || headDim % 2) throw new ConfigError(file, `head_dim must be an even integer, got ${headDim}${raw.head_dim == null ? ' (hidden_size / num_attention_heads)' : ''}`);
+  if (!Number.isInteger(headDim) || headDim % 2)
+    throw new ConfigError(file, `head_dim must be an even integer, got ${headDim}${raw.head_dim == null ? ' (hidden_size / num_attention_heads)' : ''}`);
   if (raw.rope_parameters != null && raw.rope_scaling != null) throw new ConfigError(file, "both 'rope_parameters' and 'rope_scaling' are set: give one");
   const rp = (raw.rope_parameters ?? null) as Record<string, unknown> | null;
   const rs = (raw.rope_scaling ?? null) as Record<string, unknown> | null;
@@ -192,11 +193,18 @@ export function parseLlamaConfig(raw: Record<string, unknown>, file = 'config.js
   };
 }
 
-export function parseMambaConfig(raw: Record<string, unknown>, variant: MambaVariant, file = 'mamba_config.json', semantics: 'upstream' | 'clean' = 'upstream'): MambaConfig {
+export function parseMambaConfig(
+  raw: Record<string, unknown>,
+  variant: MambaVariant,
+  file = 'mamba_config.json',
+  semantics: 'upstream' | 'clean' = 'upstream',
+): MambaConfig {
   checkObject(raw, MAMBA_SCHEMA, file);
   if (variant !== 'mamba1' && variant !== 'mamba2') throw new ConfigError(file, `variant must be 'mamba1' or 'mamba2', got ${JSON.stringify(variant)}`);
-  if (semantics !== 'upstream' && semantics !== 'clean') throw new ConfigError(file, `semantics must be 'upstream' or 'clean', got ${JSON.stringify(semantics)}`);
-  if (variant === 'mamba2' && semantics === 'clean') throw new ConfigError(file, "semantics 'clean' applies to Mamba-1 only (Mamba-2 has one upstream semantics)");
+  if (semantics !== 'upstream' && semantics !== 'clean')
+    throw new ConfigError(file, `semantics must be 'upstream' or 'clean', got ${JSON.stringify(semantics)}`);
+  if (variant === 'mamba2' && semantics === 'clean')
+    throw new ConfigError(file, "semantics 'clean' applies to Mamba-1 only (Mamba-2 has one upstream semantics)");
   const ssm = (raw.ssm_cfg ?? {}) as Record<string, unknown>;
   const dModel = raw.d_model as number;
   const expand = n(ssm, 'expand', 2);
@@ -206,12 +214,15 @@ export function parseMambaConfig(raw: Record<string, unknown>, variant: MambaVar
   const nLayer = raw.n_layer as number;
   const attnLayers = (raw.attn_layers ?? []) as number[];
   for (const l of attnLayers) if (l >= nLayer) throw new ConfigError(file, `attn_layers entry ${l} is not a layer (n_layer = ${nLayer})`);
-  if (dXb % dState !== 0 || dInner % dState !== 0) throw new ConfigError(file, `d_xb (${dXb}) and d_inner (${dInner}) must be multiples of d_state (${dState})`);
+  if (dXb % dState !== 0 || dInner % dState !== 0)
+    throw new ConfigError(file, `d_xb (${dXb}) and d_inner (${dInner}) must be multiples of d_state (${dState})`);
   if (dInner % dXb !== 0) throw new ConfigError(file, `d_inner (${dInner}) must be a multiple of d_xb (${dXb})`);
   if (variant === 'mamba2') {
     const H = dInner / dState;
-    if (ssm.ngroups != null && ssm.ngroups !== H) throw new ConfigError(file, `ssm_cfg.ngroups is ${ssm.ngroups}: the hybrid Mamba-2 layer has ngroups = heads = d_inner / d_state = ${H}`);
-    if (ssm.headdim != null && ssm.headdim !== dState) throw new ConfigError(file, `ssm_cfg.headdim is ${ssm.headdim}: the hybrid Mamba-2 layer has headdim = d_state = ${dState}`);
+    if (ssm.ngroups != null && ssm.ngroups !== H)
+      throw new ConfigError(file, `ssm_cfg.ngroups is ${ssm.ngroups}: the hybrid Mamba-2 layer has ngroups = heads = d_inner / d_state = ${H}`);
+    if (ssm.headdim != null && ssm.headdim !== dState)
+      throw new ConfigError(file, `ssm_cfg.headdim is ${ssm.headdim}: the hybrid Mamba-2 layer has headdim = d_state = ${dState}`);
   }
   return {
     variant,

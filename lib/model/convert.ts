@@ -47,7 +47,12 @@ export interface ConvertOptions {
 const f32 = Math.fround;
 
 function uniform(rng: Rng, shape: number[], bound: number, name: string): Tensor {
-  return Tensor.from(Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => f32(rng.uniform(-bound, bound))), shape, 'float64', name);
+  return Tensor.from(
+    Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => f32(rng.uniform(-bound, bound))),
+    shape,
+    'float64',
+    name,
+  );
 }
 
 /** inverse-softplus Δ bias, dt log-uniform in [1e-3, 1e-1] floored at 1e-4 (upstream's dt init). */
@@ -65,7 +70,8 @@ export function convert(teacher: HybridModel, o: ConvertOptions): HybridModel {
   if (teacher.mamba) throw new ArgumentError('teacher', 'a plain Llama (no mamba_config.json)', 'a hybrid');
   const c = teacher.llama;
   const attnLayers = o.attnLayers ?? attentionLayersFor(o.attentionFraction ?? 0.5, c.numLayers);
-  for (const l of attnLayers) if (!Number.isInteger(l) || l < 0 || l >= c.numLayers) throw new ArgumentError('attnLayers', `layer indices in [0, ${c.numLayers})`, attnLayers);
+  for (const l of attnLayers)
+    if (!Number.isInteger(l) || l < 0 || l >= c.numLayers) throw new ArgumentError('attnLayers', `layer indices in [0, ${c.numLayers})`, attnLayers);
   if (new Set(attnLayers).size !== attnLayers.length) throw new ArgumentError('attnLayers', 'distinct layer indices', attnLayers);
   if (o.variant !== 'mamba1' && o.variant !== 'mamba2') throw new ArgumentError('variant', "'mamba1' or 'mamba2'", o.variant);
   const D = c.hiddenSize;
@@ -114,7 +120,13 @@ export function convert(teacher: HybridModel, o: ConvertOptions): HybridModel {
       out.set(`${q}.dt_proj.bias`, dtBias(rng, dInner));
       out.set(`${q}.conv1d.weight`, uniform(rng, [dInner, 1, mamba.dConv], 1 / Math.sqrt(mamba.dConv), 'conv1d'));
       out.set(`${q}.conv1d.bias`, uniform(rng, [dInner], 1 / Math.sqrt(mamba.dConv), 'conv1d.bias'));
-      out.set(`${q}.A_log`, Tensor.from(Array.from({ length: dInner * dState }, (_, k) => f32(Math.log((k % dState) + 1))), [dInner, dState]));
+      out.set(
+        `${q}.A_log`,
+        Tensor.from(
+          Array.from({ length: dInner * dState }, (_, k) => f32(Math.log((k % dState) + 1))),
+          [dInner, dState],
+        ),
+      );
       out.set(`${q}.D`, Tensor.full([dInner], 1));
     } else {
       const H = mamba.nHeads;
@@ -126,7 +138,13 @@ export function convert(teacher: HybridModel, o: ConvertOptions): HybridModel {
       out.set(`${q}.conv1d.weight`, uniform(rng, [convDim, 1, mamba.dConv], 1 / Math.sqrt(mamba.dConv), 'conv1d'));
       out.set(`${q}.conv1d.bias`, uniform(rng, [convDim], 1 / Math.sqrt(mamba.dConv), 'conv1d.bias'));
       out.set(`${q}.dt_bias`, dtBias(rng, H));
-      out.set(`${q}.A_log`, Tensor.from(Array.from({ length: H }, () => f32(Math.log(rng.uniform(1, 16)))), [H]));
+      out.set(
+        `${q}.A_log`,
+        Tensor.from(
+          Array.from({ length: H }, () => f32(Math.log(rng.uniform(1, 16)))),
+          [H],
+        ),
+      );
       out.set(`${q}.D`, Tensor.full([H], 1));
       out.set(`${q}.norm.weight`, Tensor.full([dInner], 1));
     }
@@ -161,10 +179,18 @@ export function modelFiles(m: HybridModel, opts: { shardBytes?: number; dtype?: 
  * Write a model folder through the one writer: the folder is replaced as a whole (a previous model there
  * stays intact until the new one is complete), `extra` files are written beside the model's.
  */
-export function saveModel(dir: string, m: HybridModel, opts: { shardBytes?: number; dtype?: WriteDType; extra?: Array<[string, WriteData]> } & WriteOptions = {}): void {
-  writeFolder(dir, (stage) => {
-    for (const [rel, data] of [...modelFiles(m, opts), ...(opts.extra ?? [])]) stage.writeFile(rel, data);
-  }, opts);
+export function saveModel(
+  dir: string,
+  m: HybridModel,
+  opts: { shardBytes?: number; dtype?: WriteDType; extra?: Array<[string, WriteData]> } & WriteOptions = {},
+): void {
+  writeFolder(
+    dir,
+    (stage) => {
+      for (const [rel, data] of [...modelFiles(m, opts), ...(opts.extra ?? [])]) stage.writeFile(rel, data);
+    },
+    opts,
+  );
 }
 
 /**
@@ -181,5 +207,8 @@ export function dropLayers(teacher: HybridModel, keep: number[]): HybridModel {
     else if (sorted.includes(Number(m[1]))) out.set(`model.layers.${sorted.indexOf(Number(m[1]))}.${m[2]}`, teacher.weights.get(n));
   }
   const raw = { ...teacher.llama.raw, num_hidden_layers: sorted.length };
-  return { llama: parseLlamaConfig(raw, 'dropped-layer config'), weights: new WeightStore(out, `${teacher.weights.source} (layers ${sorted.join(', ')} kept)`) };
+  return {
+    llama: parseLlamaConfig(raw, 'dropped-layer config'),
+    weights: new WeightStore(out, `${teacher.weights.source} (layers ${sorted.join(', ')} kept)`),
+  };
 }

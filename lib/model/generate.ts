@@ -108,7 +108,11 @@ export function lastLogits(logits: Tensor): Float64Array {
 export function checkLength(m: HybridModel, promptLength: number, maxNewTokens: number): void {
   const maxPos = m.llama.maxPositionEmbeddings;
   if (promptLength + maxNewTokens > maxPos)
-    throw new ArgumentError('maxNewTokens', `at most max_position_embeddings − prompt length = ${maxPos} − ${promptLength} = ${Math.max(0, maxPos - promptLength)}`, maxNewTokens);
+    throw new ArgumentError(
+      'maxNewTokens',
+      `at most max_position_embeddings − prompt length = ${maxPos} − ${promptLength} = ${Math.max(0, maxPos - promptLength)}`,
+      maxNewTokens,
+    );
 }
 
 export async function generate(ops: Ops, m: HybridModel, prompt: number[], o: GenerateOptions): Promise<GenerateResult> {

@@ -173,12 +173,24 @@ async function attentionMixer(ops: Ops, m: HybridModel, p: string, x: Tensor, ca
   const heads = (t: Tensor, H: number) => t.reshape([B, L, H, c.headDim]).transpose([0, 2, 1, 3]);
   const positions = Array.from({ length: L }, (_, i) => pos0 + i);
   const inv = ropeInvFreq(c.headDim, c.ropeTheta, c.ropeScaling);
-  const q = applyRope(heads(await ops.linear(x, W.get(`${p}.self_attn.q_proj.weight`), attnBias(c, W, `${p}.self_attn.q_proj.bias`)), c.numHeads), positions, inv);
-  const k = applyRope(heads(await ops.linear(x, W.get(`${p}.self_attn.k_proj.weight`), attnBias(c, W, `${p}.self_attn.k_proj.bias`)), c.numKvHeads), positions, inv);
+  const q = applyRope(
+    heads(await ops.linear(x, W.get(`${p}.self_attn.q_proj.weight`), attnBias(c, W, `${p}.self_attn.q_proj.bias`)), c.numHeads),
+    positions,
+    inv,
+  );
+  const k = applyRope(
+    heads(await ops.linear(x, W.get(`${p}.self_attn.k_proj.weight`), attnBias(c, W, `${p}.self_attn.k_proj.bias`)), c.numKvHeads),
+    positions,
+    inv,
+  );
   const v = heads(await ops.linear(x, W.get(`${p}.self_attn.v_proj.weight`), attnBias(c, W, `${p}.self_attn.v_proj.bias`)), c.numKvHeads);
   writeKv(cache, k, v, pos0, B, c.numKvHeads, c.headDim, c.maxPositionEmbeddings);
   const y = cachedAttention(q, cache, pos0 + L, c.numKvHeads); // query t sits at position pos0 + t
-  return ops.linear(y.transpose([0, 2, 1, 3]).reshape([B, L, c.numHeads * c.headDim]), W.get(`${p}.self_attn.o_proj.weight`), attnBias(c, W, `${p}.self_attn.o_proj.bias`));
+  return ops.linear(
+    y.transpose([0, 2, 1, 3]).reshape([B, L, c.numHeads * c.headDim]),
+    W.get(`${p}.self_attn.o_proj.weight`),
+    attnBias(c, W, `${p}.self_attn.o_proj.bias`),
+  );
 }
 
 /** Write new keys and values (batch, Hkv, L, hd) at positions pos0 … pos0+L−1, growing the buffers if needed. */
@@ -419,9 +431,18 @@ export async function forward(ops: Ops, m: HybridModel, ids: number[][], cache: 
   const B = ids.length;
   const L = ids[0]?.length ?? 0;
   if (B !== cache.batch) throw new ArgumentError('ids', `${cache.batch} rows (the cache's batch)`, B);
-  if (L === 0 || ids.some((r) => r.length !== L)) throw new ArgumentError('ids', 'equal-length, non-empty rows', ids.map((r) => r.length));
+  if (L === 0 || ids.some((r) => r.length !== L))
+    throw new ArgumentError(
+      'ids',
+      'equal-length, non-empty rows',
+      ids.map((r) => r.length),
+    );
   if (cache.length + L > c.maxPositionEmbeddings)
-    throw new ArgumentError('ids', `at most max_position_embeddings = ${c.maxPositionEmbeddings} positions in all (${cache.length} already in the cache)`, cache.length + L);
+    throw new ArgumentError(
+      'ids',
+      `at most max_position_embeddings = ${c.maxPositionEmbeddings} positions in all (${cache.length} already in the cache)`,
+      cache.length + L,
+    );
   const emb = W.get('model.embed_tokens.weight');
   const D = c.hiddenSize;
   const h = Tensor.zeros([B, L, D], ops.dtype === 'float64' ? 'float64' : 'float32', 'hidden');

@@ -41,8 +41,10 @@ export function loadModel(dir: string): HybridModel {
     mamba = parseMambaConfig(rawMamba, variant, mc, semantics);
     if (mamba.nLayer !== llama.numLayers) throw new ConfigError(mc, `n_layer ${mamba.nLayer} differs from config.json num_hidden_layers ${llama.numLayers}`);
     if (mamba.dModel !== llama.hiddenSize) throw new ConfigError(mc, `d_model ${mamba.dModel} differs from hidden_size ${llama.hiddenSize}`);
-    if (mamba.intermediateSize !== llama.intermediateSize) throw new ConfigError(mc, `intermediate_size ${mamba.intermediateSize} differs from config.json's ${llama.intermediateSize}`);
-    if (rawMamba.vocab_size != null && rawMamba.vocab_size !== llama.vocabSize) throw new ConfigError(mc, `vocab_size ${rawMamba.vocab_size} differs from config.json's ${llama.vocabSize}`);
+    if (mamba.intermediateSize !== llama.intermediateSize)
+      throw new ConfigError(mc, `intermediate_size ${mamba.intermediateSize} differs from config.json's ${llama.intermediateSize}`);
+    if (rawMamba.vocab_size != null && rawMamba.vocab_size !== llama.vocabSize)
+      throw new ConfigError(mc, `vocab_size ${rawMamba.vocab_size} differs from config.json's ${llama.vocabSize}`);
     if (extra?.variant !== undefined && mamba.attnLayers.length < llama.numLayers && extra.variant !== byWeights)
       throw new ConfigError(extraPath, `variant '${extra.variant}' but the checkpoint holds ${byWeights} weights`);
   }
@@ -143,7 +145,10 @@ export function checkWeights(m: HybridModel): void {
     if (k) maxLayer = Math.max(maxLayer, Number(k[1]));
   }
   if (maxLayer + 1 !== m.llama.numLayers)
-    throw new ConfigError(src, `the checkpoint holds ${maxLayer + 1} layers (model.layers.0 … ${maxLayer}) but config.json has num_hidden_layers ${m.llama.numLayers}`);
+    throw new ConfigError(
+      src,
+      `the checkpoint holds ${maxLayer + 1} layers (model.layers.0 … ${maxLayer}) but config.json has num_hidden_layers ${m.llama.numLayers}`,
+    );
   const expected = expectedWeights(m);
   const optional = optionalWeights(m);
   for (const [name, shape] of Object.entries(expected)) {

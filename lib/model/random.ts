@@ -59,8 +59,15 @@ export function randomLlama(spec: RandomLlamaSpec, seed: number): HybridModel {
   const train = spec.init === 'train';
   const residual = train ? 0.02 / Math.sqrt(2 * spec.layers) : undefined;
   const mat = (rows: number, cols: number, std = train ? 0.02 : 1 / Math.sqrt(cols)) =>
-    Tensor.from(Array.from({ length: rows * cols }, () => Math.fround(r.normal(0, std))), [rows, cols]);
-  const norm = (n: number) => Tensor.from(Array.from({ length: n }, () => (train ? 1 : Math.fround(1 + r.normal(0, 0.1)))), [n]);
+    Tensor.from(
+      Array.from({ length: rows * cols }, () => Math.fround(r.normal(0, std))),
+      [rows, cols],
+    );
+  const norm = (n: number) =>
+    Tensor.from(
+      Array.from({ length: n }, () => (train ? 1 : Math.fround(1 + r.normal(0, 0.1)))),
+      [n],
+    );
   const D = spec.hidden;
   w.set('model.embed_tokens.weight', mat(spec.vocab, D, train ? 0.02 : 1));
   for (let i = 0; i < spec.layers; i++) {

@@ -8,7 +8,10 @@
 import { MilError } from '../errors.js';
 
 export class ConfigError extends MilError {
-  constructor(readonly file: string, readonly problem: string) {
+  constructor(
+    readonly file: string,
+    readonly problem: string,
+  ) {
     super('E_CONFIG', `${file}: ${problem}`);
   }
 }
@@ -42,7 +45,10 @@ export function checkObject(obj: Record<string, unknown>, schema: Schema, file: 
   for (const key of Object.keys(obj)) {
     if (!(key in schema)) {
       const known = Object.keys(schema).filter((k) => schema[k]!.type !== 'ignored');
-      throw new ConfigError(file, `unknown key '${prefix}${key}' (value ${show(obj[key])}): this implementation does not know what it changes; supported keys: ${known.join(', ')}`);
+      throw new ConfigError(
+        file,
+        `unknown key '${prefix}${key}' (value ${show(obj[key])}): this implementation does not know what it changes; supported keys: ${known.join(', ')}`,
+      );
     }
   }
   for (const [key, spec] of Object.entries(schema)) {
@@ -77,7 +83,8 @@ export function checkObject(obj: Record<string, unknown>, schema: Schema, file: 
         if (v === null && spec.nullable) break;
         const xs = Array.isArray(v) ? v : [v];
         if (Array.isArray(v) && v.length === 0) fail(key, 'an integer or a non-empty list of integers' + note);
-        for (const x of xs) if (checkInt(x, spec.min, spec.max)) fail(key, `an integer or a list of integers, each in [${spec.min ?? '-inf'}, ${spec.max ?? 'inf'}]${note}`);
+        for (const x of xs)
+          if (checkInt(x, spec.min, spec.max)) fail(key, `an integer or a list of integers, each in [${spec.min ?? '-inf'}, ${spec.max ?? 'inf'}]${note}`);
         break;
       }
       case 'ints': {
@@ -102,15 +109,63 @@ export function checkObject(obj: Record<string, unknown>, schema: Schema, file: 
 
 /** Keys of Hugging Face's PretrainedConfig that do not change a forward pass. */
 export const PRETRAINED_CONFIG_IGNORED: readonly string[] = [
-  '_name_or_path', 'architectures', 'auto_map', 'dtype', 'torch_dtype', 'transformers_version', 'use_cache', 'initializer_range',
-  'pad_token_id', 'output_attentions', 'output_hidden_states', 'return_dict', 'is_encoder_decoder', 'is_decoder', 'add_cross_attention',
-  'tie_encoder_decoder', 'chunk_size_feed_forward', 'id2label', 'label2id', 'problem_type', 'tokenizer_class', 'prefix',
-  'sep_token_id', 'decoder_start_token_id', 'task_specific_params', 'finetuning_task', 'max_length', 'min_length', 'do_sample',
-  'early_stopping', 'num_beams', 'num_beam_groups', 'diversity_penalty', 'temperature', 'top_k', 'top_p', 'typical_p',
-  'repetition_penalty', 'length_penalty', 'no_repeat_ngram_size', 'encoder_no_repeat_ngram_size', 'bad_words_ids',
-  'num_return_sequences', 'output_scores', 'return_dict_in_generate', 'forced_bos_token_id', 'forced_eos_token_id',
-  'remove_invalid_values', 'exponential_decay_length_penalty', 'suppress_tokens', 'begin_suppress_tokens', 'torchscript',
-  'pruned_heads', 'tf_legacy_loss', 'use_bfloat16', 'cross_attention_hidden_size', 'attention_dropout',
+  '_name_or_path',
+  'architectures',
+  'auto_map',
+  'dtype',
+  'torch_dtype',
+  'transformers_version',
+  'use_cache',
+  'initializer_range',
+  'pad_token_id',
+  'output_attentions',
+  'output_hidden_states',
+  'return_dict',
+  'is_encoder_decoder',
+  'is_decoder',
+  'add_cross_attention',
+  'tie_encoder_decoder',
+  'chunk_size_feed_forward',
+  'id2label',
+  'label2id',
+  'problem_type',
+  'tokenizer_class',
+  'prefix',
+  'sep_token_id',
+  'decoder_start_token_id',
+  'task_specific_params',
+  'finetuning_task',
+  'max_length',
+  'min_length',
+  'do_sample',
+  'early_stopping',
+  'num_beams',
+  'num_beam_groups',
+  'diversity_penalty',
+  'temperature',
+  'top_k',
+  'top_p',
+  'typical_p',
+  'repetition_penalty',
+  'length_penalty',
+  'no_repeat_ngram_size',
+  'encoder_no_repeat_ngram_size',
+  'bad_words_ids',
+  'num_return_sequences',
+  'output_scores',
+  'return_dict_in_generate',
+  'forced_bos_token_id',
+  'forced_eos_token_id',
+  'remove_invalid_values',
+  'exponential_decay_length_penalty',
+  'suppress_tokens',
+  'begin_suppress_tokens',
+  'torchscript',
+  'pruned_heads',
+  'tf_legacy_loss',
+  'use_bfloat16',
+  'cross_attention_hidden_size',
+  'attention_dropout',
 ];
 
 export function ignoring(keys: readonly string[]): Schema {

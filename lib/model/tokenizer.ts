@@ -33,7 +33,11 @@ export function modelTokenizer(dir: string, vocabSize: number): Tokenizer | null
 }
 
 export function parseIds(s: string, vocabSize: number): number[] {
-  const ids = s.split(',').map((x) => x.trim()).filter(Boolean).map(Number);
+  const ids = s
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean)
+    .map(Number);
   if (ids.length === 0 || ids.some((i) => !Number.isInteger(i) || i < 0 || i >= vocabSize)) {
     throw new ArgumentError('--prompt-ids', `comma-separated token ids in [0, ${vocabSize})`, s);
   }

@@ -17,7 +17,10 @@ import { markImmutable } from '../../kernels/runtime.js';
  * made once and cached); to change one, put a new tensor in `tensors`.
  */
 export class WeightStore {
-  constructor(readonly tensors: Map<string, Tensor>, readonly source = '<memory>') {}
+  constructor(
+    readonly tensors: Map<string, Tensor>,
+    readonly source = '<memory>',
+  ) {}
 
   get(name: string): Tensor {
     const t = this.tensors.get(name);
@@ -58,13 +61,15 @@ export function readCheckpoint(dir: string): WeightStore {
     if (typeof map !== 'object' || map === null || Array.isArray(map)) throw new SafetensorsError(index, "no 'weight_map' object");
     const files = new Map<string, string[]>();
     for (const [name, file] of Object.entries(map)) {
-      if (typeof file !== 'string' || file.includes('/') || file.includes('..')) throw new SafetensorsError(index, `weight '${name}' maps to an invalid file name ${JSON.stringify(file)}`);
+      if (typeof file !== 'string' || file.includes('/') || file.includes('..'))
+        throw new SafetensorsError(index, `weight '${name}' maps to an invalid file name ${JSON.stringify(file)}`);
       files.set(file, [...(files.get(file) ?? []), name]);
     }
     for (const [file, names] of files) {
       const f = readSafetensors(join(dir, file));
       const listed = new Set(names);
-      for (const n of f.tensors.keys()) if (!listed.has(n)) throw new SafetensorsError(join(dir, file), `tensor '${n}' is not in the index's weight_map (stale index?)`);
+      for (const n of f.tensors.keys())
+        if (!listed.has(n)) throw new SafetensorsError(join(dir, file), `tensor '${n}' is not in the index's weight_map (stale index?)`);
       for (const n of names) put(n, getTensor(f, n).astype('float64'));
     }
   } else {

@@ -15,7 +15,12 @@ export interface BarChart {
 }
 
 export function barChartSvg(c: BarChart): string {
-  const W = 900, H = 460, L = 70, R = 170, T = 50, B = 70;
+  const W = 900,
+    H = 460,
+    L = 70,
+    R = 170,
+    T = 50,
+    B = 70;
   const max = Math.max(1e-12, ...c.series.flatMap((s) => s.values.filter((v): v is number => v !== null)));
   const gw = (W - L - R) / c.groups.length;
   const bw = (gw * 0.8) / c.series.length;
@@ -30,18 +35,26 @@ export function barChartSvg(c: BarChart): string {
   ];
   for (let i = 0; i <= 4; i++) {
     const v = (max * i) / 4;
-    out.push(`<line x1="${L - 4}" y1="${y(v)}" x2="${W - R}" y2="${y(v)}" stroke="#ddd"/><text x="${L - 6}" y="${y(v) + 4}" text-anchor="end">${v.toPrecision(3)}</text>`);
+    out.push(
+      `<line x1="${L - 4}" y1="${y(v)}" x2="${W - R}" y2="${y(v)}" stroke="#ddd"/><text x="${L - 6}" y="${y(v) + 4}" text-anchor="end">${v.toPrecision(3)}</text>`,
+    );
   }
   c.groups.forEach((g, gi) => {
     const x0 = L + gi * gw + gw * 0.1;
     c.series.forEach((s, si) => {
       const v = s.values[gi];
       if (v === null || v === undefined) return;
-      out.push(`<rect x="${x0 + si * bw}" y="${y(v)}" width="${bw - 1}" height="${H - B - y(v)}" fill="${COLORS[si % COLORS.length]}"><title>${esc(`${s.name} ${g}: ${v.toPrecision(4)}`)}</title></rect>`);
+      out.push(
+        `<rect x="${x0 + si * bw}" y="${y(v)}" width="${bw - 1}" height="${H - B - y(v)}" fill="${COLORS[si % COLORS.length]}"><title>${esc(`${s.name} ${g}: ${v.toPrecision(4)}`)}</title></rect>`,
+      );
     });
     out.push(`<text x="${L + gi * gw + gw / 2}" y="${H - B + 18}" text-anchor="middle">${esc(g)}</text>`);
   });
-  c.series.forEach((s, si) => out.push(`<rect x="${W - R + 15}" y="${T + si * 20}" width="12" height="12" fill="${COLORS[si % COLORS.length]}"/><text x="${W - R + 32}" y="${T + si * 20 + 10}">${esc(s.name)}</text>`));
+  c.series.forEach((s, si) =>
+    out.push(
+      `<rect x="${W - R + 15}" y="${T + si * 20}" width="12" height="12" fill="${COLORS[si % COLORS.length]}"/><text x="${W - R + 32}" y="${T + si * 20 + 10}">${esc(s.name)}</text>`,
+    ),
+  );
   out.push('</svg>');
   return out.join('\n');
 }
@@ -54,7 +67,12 @@ export interface LineChart {
 }
 
 export function lineChartSvg(c: LineChart): string {
-  const W = 900, H = 460, L = 70, R = 190, T = 50, B = 60;
+  const W = 900,
+    H = 460,
+    L = 70,
+    R = 190,
+    T = 50,
+    B = 60;
   const xs = c.series.flatMap((s) => s.points.map((p) => p[0]));
   const ys = c.series.flatMap((s) => s.points.map((p) => p[1]));
   const [x0, x1] = [Math.min(...xs), Math.max(...xs)];
@@ -72,7 +90,9 @@ export function lineChartSvg(c: LineChart): string {
   ];
   for (let i = 0; i <= 4; i++) {
     const v = y0 + ((y1 - y0) * i) / 4;
-    out.push(`<line x1="${L - 4}" y1="${py(v)}" x2="${W - R}" y2="${py(v)}" stroke="#ddd"/><text x="${L - 6}" y="${py(v) + 4}" text-anchor="end">${v.toPrecision(3)}</text>`);
+    out.push(
+      `<line x1="${L - 4}" y1="${py(v)}" x2="${W - R}" y2="${py(v)}" stroke="#ddd"/><text x="${L - 6}" y="${py(v) + 4}" text-anchor="end">${v.toPrecision(3)}</text>`,
+    );
   }
   const uniq = [...new Set(xs)].sort((a, b) => a - b);
   const ticks = uniq.length <= 12 ? uniq : Array.from({ length: 6 }, (_, i) => Math.round(x0 + ((x1 - x0) * i) / 5));
@@ -80,8 +100,11 @@ export function lineChartSvg(c: LineChart): string {
   c.series.forEach((s, si) => {
     const col = COLORS[si % COLORS.length];
     out.push(`<polyline fill="none" stroke="${col}" stroke-width="2" points="${s.points.map(([x, yv]) => `${px(x)},${py(yv)}`).join(' ')}"/>`);
-    for (const [x, yv] of s.points) out.push(`<circle cx="${px(x)}" cy="${py(yv)}" r="3" fill="${col}"><title>${esc(`${s.name}: ${x}, ${yv.toPrecision(4)}`)}</title></circle>`);
-    out.push(`<rect x="${W - R + 15}" y="${T + si * 20}" width="12" height="12" fill="${col}"/><text x="${W - R + 32}" y="${T + si * 20 + 10}">${esc(s.name)}</text>`);
+    for (const [x, yv] of s.points)
+      out.push(`<circle cx="${px(x)}" cy="${py(yv)}" r="3" fill="${col}"><title>${esc(`${s.name}: ${x}, ${yv.toPrecision(4)}`)}</title></circle>`);
+    out.push(
+      `<rect x="${W - R + 15}" y="${T + si * 20}" width="12" height="12" fill="${col}"/><text x="${W - R + 32}" y="${T + si * 20 + 10}">${esc(s.name)}</text>`,
+    );
   });
   out.push('</svg>');
   return out.join('\n');

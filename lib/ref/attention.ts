@@ -81,7 +81,15 @@ export function repeatKv(x: Tensor, n: number): Tensor {
  * Heads sharing a key/value head (grouped-query) add their dk, dv into it.
  */
 export function causalAttentionBackward(q: Tensor, k: Tensor, v: Tensor, dy: Tensor, opts: AttentionOptions = {}): { dq: Tensor; dk: Tensor; dv: Tensor } {
-  const { batch, Hq, Lq, d, Hkv, Lk, dv: Dv } = dims({
+  const {
+    batch,
+    Hq,
+    Lq,
+    d,
+    Hkv,
+    Lk,
+    dv: Dv,
+  } = dims({
     q: [q, ['batch', 'Hq', 'Lq', 'd']],
     k: [k, ['batch', 'Hkv', 'Lk', 'd']],
     v: [v, ['batch', 'Hkv', 'Lk', 'dv']],

@@ -79,7 +79,13 @@ export function gatedRmsnorm(x: Tensor, weight: Tensor, z: Tensor | undefined, o
  * gate before the norm (v = x·silu(z)):  dx = dv·silu(z),  dz = dv·x·silu'(z)
  * norm before the gate (v = x, y = n·silu(z)): ∂ℓ/∂n = dy·silu(z),  dz = dy·n·silu'(z), then the rule.
  */
-export function gatedRmsnormBackward(x: Tensor, weight: Tensor, z: Tensor | undefined, dy: Tensor, opts: GatedRmsnormOptions = {}): { out: Tensor; dx: Tensor; dweight: Tensor; dz?: Tensor } {
+export function gatedRmsnormBackward(
+  x: Tensor,
+  weight: Tensor,
+  z: Tensor | undefined,
+  dy: Tensor,
+  opts: GatedRmsnormOptions = {},
+): { out: Tensor; dx: Tensor; dweight: Tensor; dz?: Tensor } {
   const out = gatedRmsnorm(x, weight, z, opts);
   const eps = opts.eps ?? 1e-6;
   const d = x.shape[x.rank - 1]!;

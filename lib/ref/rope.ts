@@ -80,5 +80,9 @@ export function applyRope(x: Tensor, positions: readonly number[], invFreq: Floa
  *   dx₁ = dy₁ cos θ + dy₂ sin θ,   dx₂ = dy₂ cos θ − dy₁ sin θ
  */
 export function applyRopeBackward(dy: Tensor, positions: readonly number[], invFreq: Float64Array): Tensor {
-  return applyRope(dy, positions.map((p) => -p), invFreq);
+  return applyRope(
+    dy,
+    positions.map((p) => -p),
+    invFreq,
+  );
 }

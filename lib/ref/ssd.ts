@@ -114,14 +114,7 @@ export function ssdSequential(inp: SsdInputs): SsdOutputs {
  * The chunked SSD core on discretised inputs: X̃ (batch, L, H, P), a (batch, L, H) log-decays,
  * B, C (batch, L, G, N), initial state (batch, H, P, N). Returns Y (no D, no gate) and the final state.
  */
-export function ssdDiscreteChunked(
-  X: Tensor,
-  a: Tensor,
-  B: Tensor,
-  C: Tensor,
-  chunkSize: number,
-  initialState?: Tensor,
-): { Y: Tensor; finalState: Tensor } {
+export function ssdDiscreteChunked(X: Tensor, a: Tensor, B: Tensor, C: Tensor, chunkSize: number, initialState?: Tensor): { Y: Tensor; finalState: Tensor } {
   if (!Number.isInteger(chunkSize) || chunkSize <= 0) throw new ArgumentError('chunkSize', 'a positive integer', chunkSize);
   const { batch, L, H, P, G, N } = dims({
     X: [X, ['batch', 'L', 'H', 'P']],
@@ -187,7 +180,10 @@ export function ssdChunked(inp: SsdInputs, chunkSize: number): SsdOutputs {
   const { batch, L, H, P } = s;
   const delta = ssdDelta(inp, s);
   const Xt = inp.x.map((v, i) => v * delta[Math.floor(i / P)]!, 'float64');
-  const a = Tensor.from(delta.map((dl, i) => dl * inp.A.data[i % H]!), [batch, L, H]);
+  const a = Tensor.from(
+    delta.map((dl, i) => dl * inp.A.data[i % H]!),
+    [batch, L, H],
+  );
   const { Y, finalState } = ssdDiscreteChunked(Xt, a, inp.B, inp.C, chunkSize, inp.initialState);
   const out = Y.map((y, i) => {
     const xv = inp.x.data[i]!;
@@ -199,14 +195,7 @@ export function ssdChunked(inp: SsdInputs, chunkSize: number): SsdOutputs {
 }
 
 /** ssd_minimal_discrete: X (batch, L, H, P), A (batch, L, H), B, C (batch, L, H, N), initial (batch, 1, H, P, N). */
-export function ssdMinimalDiscrete(
-  X: Tensor,
-  A: Tensor,
-  B: Tensor,
-  C: Tensor,
-  blockLen: number,
-  initialStates?: Tensor,
-): { Y: Tensor; finalState: Tensor } {
+export function ssdMinimalDiscrete(X: Tensor, A: Tensor, B: Tensor, C: Tensor, blockLen: number, initialStates?: Tensor): { Y: Tensor; finalState: Tensor } {
   const init = initialStates ? initialStates.reshape(initialStates.shape.filter((_, i) => i !== 1)).named('initial_states') : undefined;
   if (initialStates) dims({ initial_states: [initialStates, [X.shape[0]!, 1, X.shape[2]!, X.shape[3]!, B.shape[3] ?? -1]] });
   return ssdDiscreteChunked(X, A, B, C, blockLen, init);

@@ -69,7 +69,10 @@ export class SimdGemm {
 
   private readonly workers: Array<{ worker: Worker; ctrl: Int32Array; gen: number }> = [];
 
-  private constructor(bytes: Uint8Array, readonly threads: number) {
+  private constructor(
+    bytes: Uint8Array,
+    readonly threads: number,
+  ) {
     this.memory = new WebAssembly.Memory({ initial: 16, maximum: 32768, shared: true });
     const mod = new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>);
     this.x = new WebAssembly.Instance(mod, { env: { memory: this.memory } }).exports as unknown as Exports;

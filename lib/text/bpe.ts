@@ -33,11 +33,13 @@ export const BYTE_TO_CHAR: string[] = (() => {
   for (let b = 0; b < 256; b++) out.push(String.fromCodePoint(keep(b) ? b : 256 + n++));
   return out;
 })();
-const CHAR_TO_BYTE = new Map(BYTE_TO_CHAR.map((c, b) => [c, b]));
 
 /** A tokenizer.json that is not one this reader understands: names the field. */
 export class TokenizerFileError extends MilError {
-  constructor(readonly path: string, readonly problem: string) {
+  constructor(
+    readonly path: string,
+    readonly problem: string,
+  ) {
     super('E_TOKENIZER', `${path}: ${problem}`);
   }
 }
@@ -87,14 +89,19 @@ export class BpeTokenizer {
       let bestRank = Infinity;
       for (let i = 0; i + 1 < ids.length; i++) {
         const r = this.rank.get(ids[i]! * 65536 + ids[i + 1]!);
-        if (r !== undefined && r < bestRank) (bestRank = r), (best = i);
+        if (r !== undefined && r < bestRank) {
+          bestRank = r;
+          best = i;
+        }
       }
       if (best < 0) break;
       const [a, b] = this.merges[bestRank]!;
       const merged: number[] = [];
       for (let i = 0; i < ids.length; i++) {
-        if (i + 1 < ids.length && ids[i] === a && ids[i + 1] === b) merged.push(256 + bestRank), i++;
-        else merged.push(ids[i]!);
+        if (i + 1 < ids.length && ids[i] === a && ids[i + 1] === b) {
+          merged.push(256 + bestRank);
+          i++;
+        } else merged.push(ids[i]!);
       }
       ids.splice(0, ids.length, ...merged);
     }
@@ -111,7 +118,10 @@ export class BpeTokenizer {
     });
     const out = new Uint8Array(parts.reduce((s, p) => s + p.length, 0));
     let at = 0;
-    for (const p of parts) out.set(p, at), (at += p.length);
+    for (const p of parts) {
+      out.set(p, at);
+      at += p.length;
+    }
     return out;
   }
 
@@ -160,7 +170,8 @@ export class BpeTokenizer {
     const fail = (p: string) => new TokenizerFileError(path, p);
     const model = j.model as { type?: unknown; vocab?: Record<string, unknown>; merges?: unknown[] } | undefined;
     if (!model || model.type !== 'BPE') throw fail(`model.type is ${JSON.stringify(model?.type)}, expected "BPE"`);
-    if ((j.pre_tokenizer as { type?: unknown } | null)?.type !== 'ByteLevel') throw fail('pre_tokenizer.type is not "ByteLevel": only byte-level BPE is supported');
+    if ((j.pre_tokenizer as { type?: unknown } | null)?.type !== 'ByteLevel')
+      throw fail('pre_tokenizer.type is not "ByteLevel": only byte-level BPE is supported');
     if (!model.vocab || !Array.isArray(model.merges)) throw fail('model.vocab or model.merges missing');
     for (let b = 0; b < 256; b++) {
       if (model.vocab[BYTE_TO_CHAR[b]!] !== b) throw fail(`model.vocab["${BYTE_TO_CHAR[b]}"] must be ${b} (byte ${b}); this reader needs byte b at id b`);
@@ -170,7 +181,8 @@ export class BpeTokenizer {
       const [a, b] = Array.isArray(m) ? m : String(m).split(' ');
       const ia = ids.get(String(a));
       const ib = ids.get(String(b));
-      if (ia === undefined || ib === undefined || ids.get(`${a}${b}`) !== 256 + r) throw fail(`merge ${r} (${JSON.stringify(m)}) must join two known tokens into id ${256 + r}`);
+      if (ia === undefined || ib === undefined || ids.get(`${a}${b}`) !== 256 + r)
+        throw fail(`merge ${r} (${JSON.stringify(m)}) must join two known tokens into id ${256 + r}`);
       return [ia, ib] as const;
     });
     const tok = new BpeTokenizer(merges);
@@ -196,7 +208,10 @@ export function trainBpe(texts: Iterable<string>, o: TrainBpeOptions): BpeTokeni
   const enc = new TextEncoder();
   const words: number[][] = [];
   const counts: number[] = [];
-  for (const [w, c] of freq) (words.push([...enc.encode(w)]), counts.push(c));
+  for (const [w, c] of freq) {
+    words.push([...enc.encode(w)]);
+    counts.push(c);
+  }
   const pairCount = new Map<number, number>();
   const where = new Map<number, Set<number>>(); // pair → words that (may) hold it
   const addPairs = (wi: number, sign: number) => {
@@ -213,7 +228,11 @@ export function trainBpe(texts: Iterable<string>, o: TrainBpeOptions): BpeTokeni
   while (merges.length < total) {
     let best = -1;
     let bestCount = 0;
-    for (const [k, c] of pairCount) if (c > bestCount || (c === bestCount && c > 0 && k < best)) (best = k), (bestCount = c);
+    for (const [k, c] of pairCount)
+      if (c > bestCount || (c === bestCount && c > 0 && k < best)) {
+        best = k;
+        bestCount = c;
+      }
     if (best < 0 || bestCount < 1) break; // nothing left to merge: a smaller vocabulary
     const a = Math.floor(best / 65536);
     const b = best % 65536;
@@ -224,8 +243,10 @@ export function trainBpe(texts: Iterable<string>, o: TrainBpeOptions): BpeTokeni
       addPairs(wi, -1);
       const next: number[] = [];
       for (let i = 0; i < w.length; i++) {
-        if (i + 1 < w.length && w[i] === a && w[i + 1] === b) next.push(id), i++;
-        else next.push(w[i]!);
+        if (i + 1 < w.length && w[i] === a && w[i + 1] === b) {
+          next.push(id);
+          i++;
+        } else next.push(w[i]!);
       }
       words[wi] = next;
       addPairs(wi, 1);

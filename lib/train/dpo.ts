@@ -35,7 +35,11 @@ export function preferencePairs(stream: readonly number[], n: number, promptLen:
     const a = rng.int(0, stream.length - L);
     let b = rng.int(0, stream.length - contLen);
     while (Math.abs(b - (a + promptLen)) < contLen) b = rng.int(0, stream.length - contLen);
-    return { prompt: stream.slice(a, a + promptLen) as number[], chosen: stream.slice(a + promptLen, a + L) as number[], rejected: stream.slice(b, b + contLen) as number[] };
+    return {
+      prompt: stream.slice(a, a + promptLen) as number[],
+      chosen: stream.slice(a + promptLen, a + L) as number[],
+      rejected: stream.slice(b, b + contLen) as number[],
+    };
   });
 }
 
@@ -84,7 +88,14 @@ export function referenceLogps(ref: HybridModel, pairs: Pair[], engine: MatmulEn
 }
 
 /** Loss and gradients of one batch of pairs for the policy `m` (every parameter `trainable` says). */
-export function dpoLossAndGrads(m: HybridModel, pairs: Pair[], refLogps: number[], beta: number, trainable: (n: string) => boolean, engine: MatmulEngine): { loss: number; grads: Grads; margins: number[]; accuracy: number } {
+export function dpoLossAndGrads(
+  m: HybridModel,
+  pairs: Pair[],
+  refLogps: number[],
+  beta: number,
+  trainable: (n: string) => boolean,
+  engine: MatmulEngine,
+): { loss: number; grads: Grads; margins: number[]; accuracy: number } {
   const ids = rows(pairs);
   const V = m.llama.vocabSize;
   const P = pairs[0]!.prompt.length;
@@ -132,7 +143,11 @@ export interface DpoStep {
  * Stage 3: one pass over `pairs` in batches — DPO loss and gradients of every parameter against the frozen
  * `ref`, clip_grad_norm 1, AdamW, cosine with 10% warmup. Returns the trained policy (float64) and each step.
  */
-export function trainDpo(ref: HybridModel, pairs: Pair[], o: { beta: number; batch: number; optimizer: AdamOptions; engine: MatmulEngine; onStep?: (s: DpoStep, steps: number) => void }): { policy: HybridModel; history: DpoStep[] } {
+export function trainDpo(
+  ref: HybridModel,
+  pairs: Pair[],
+  o: { beta: number; batch: number; optimizer: AdamOptions; engine: MatmulEngine; onStep?: (s: DpoStep, steps: number) => void },
+): { policy: HybridModel; history: DpoStep[] } {
   const policy = float64Model(ref);
   const params = new Map(policy.weights.names().map((n) => [n, policy.weights.tensors.get(n)!.data as Float64Array]));
   const opt = newAdamState();

@@ -41,7 +41,18 @@ export function engineFor(name: 'float64' | 'simd' | undefined): MatmulEngine {
 }
 
 /** Perplexity and bits per byte of `model` on `tokens` (see the file comment); at most `maxTokens` of them. */
-export function evaluate(model: HybridModel, tokens: readonly number[], o: { seqLen: number; maxTokens?: number; engine?: MatmulEngine; tokenizer?: BpeTokenizer; batch?: number; onProgress?: (done: number, total: number) => void }): EvalResult {
+export function evaluate(
+  model: HybridModel,
+  tokens: readonly number[],
+  o: {
+    seqLen: number;
+    maxTokens?: number;
+    engine?: MatmulEngine;
+    tokenizer?: BpeTokenizer;
+    batch?: number;
+    onProgress?: (done: number, total: number) => void;
+  },
+): EvalResult {
   const L = Math.min(o.seqLen, tokens.length);
   const n = Math.floor(Math.min(tokens.length, o.maxTokens ?? Infinity) / L);
   const V = model.llama.vocabSize;
@@ -172,7 +183,15 @@ export function lossSvg(history: HistoryRow[], title: string): string {
     train.push([part.at(-1)!.step, part.reduce((s, r) => s + r.loss, 0) / part.length]);
   }
   const valid = history.filter((r) => r.valNll !== undefined).map((r) => [r.step, r.valNll!] as [number, number]);
-  return lineChartSvg({ title, xLabel: 'optimizer step', yLabel: 'loss (nats)', series: [{ name: 'training loss', points: train }, { name: 'validation NLL', points: valid }] });
+  return lineChartSvg({
+    title,
+    xLabel: 'optimizer step',
+    yLabel: 'loss (nats)',
+    series: [
+      { name: 'training loss', points: train },
+      { name: 'validation NLL', points: valid },
+    ],
+  });
 }
 
 function clock(s: number): string {

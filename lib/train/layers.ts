@@ -22,7 +22,11 @@ function need(cond: boolean, what: string, expected: string, actual: unknown): v
  */
 export const linear = {
   forward(x: F, W: F, b: F | undefined, N: number, I: number, O: number): F {
-    need(x.length === N * I && W.length === O * I && (!b || b.length === O), 'linear', `x (${N}, ${I}), W (${O}, ${I}), b (${O})`, [x.length, W.length, b?.length]);
+    need(x.length === N * I && W.length === O * I && (!b || b.length === O), 'linear', `x (${N}, ${I}), W (${O}, ${I}), b (${O})`, [
+      x.length,
+      W.length,
+      b?.length,
+    ]);
     return refLinear(new Tensor(x, [N, I]), new Tensor(W, [O, I]), b && new Tensor(b, [O])).data as F;
   },
   backward(dy: F, x: F, W: F, N: number, I: number, O: number): { dx: F; dW: F; db: F } {

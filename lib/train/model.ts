@@ -98,7 +98,7 @@ function simdAttention(g: SimdGemm, q: Tensor, k: Tensor, v: Tensor): ReturnType
   const vd = v.data as F;
   const y = new Float64Array(B * H * L * dv);
   const probs: Float32Array[] = [];
-  const at = (b: number, h: number, n: number, w: number) => ((b * n + h) * L) * w;
+  const at = (b: number, h: number, n: number, w: number) => (b * n + h) * L * w;
   for (let b = 0; b < B; b++)
     for (let h = 0; h < H; h++) {
       const kh = Math.floor(h / groups);
@@ -295,7 +295,12 @@ function mamba1Mixer(ctx: Ctx, p: string, o: F): Layer {
   const down = linearLayer(ctx, o, D, R, `${q}.dt_proj_down.weight`);
   const dtl = linearLayer(ctx, down.y, R, I, `${q}.dt_proj.weight`, clean ? undefined : `${q}.dt_proj.bias`); // upstream: bias here AND as delta_bias
 
-  const convIn = { x: new Tensor(swapLC(xr.y, B, L, I), [B, I, L]), weight: new Tensor(weight(ctx, `${q}.conv1d.weight`), [I, Wc]), bias: hasConvBias ? new Tensor(weight(ctx, `${q}.conv1d.bias`), [I]) : undefined, activation: 'silu' as const };
+  const convIn = {
+    x: new Tensor(swapLC(xr.y, B, L, I), [B, I, L]),
+    weight: new Tensor(weight(ctx, `${q}.conv1d.weight`), [I, Wc]),
+    bias: hasConvBias ? new Tensor(weight(ctx, `${q}.conv1d.bias`), [I]) : undefined,
+    activation: 'silu' as const,
+  };
   const u = causalConv1d(convIn).out;
   const grp = (t: F) => new Tensor(t, [B, L, G, N]).transpose([0, 2, 3, 1]); // (B, G, N, L)
   const scanIn = {
@@ -316,7 +321,11 @@ function mamba1Mixer(ctx: Ctx, p: string, o: F): Layer {
     back(dout) {
       const dy = new Tensor(swapLC(out.back(dout), B, L, I), [B, I, L]);
       const g = selectiveScanBackward(scanIn, dy);
-      addGrad(ctx, `${q}.A_log`, (g.dA.data as F).map((v, i) => v * A[i]!)); // A = −exp(A_log): dA_log = dA·A
+      addGrad(
+        ctx,
+        `${q}.A_log`,
+        (g.dA.data as F).map((v, i) => v * A[i]!),
+      ); // A = −exp(A_log): dA_log = dA·A
       addGrad(ctx, `${q}.D`, g.dD!.data as F);
       addGrad(ctx, `${q}.dt_proj.bias`, g.ddeltaBias!.data as F);
       const ungrp = (t: Tensor) => t.transpose([0, 3, 1, 2]).data as F; // (B, G, N, L) → (B, L, G, N)
@@ -352,7 +361,12 @@ function mamba2Mixer(ctx: Ctx, p: string, o: F): Layer {
   const z = cols(inp.y, width, 0, I);
   const xBC = cols(inp.y, width, I, convDim);
   const dt = cols(inp.y, width, I + convDim, H);
-  const convIn = { x: new Tensor(swapLC(xBC, B, L, convDim), [B, convDim, L]), weight: new Tensor(weight(ctx, `${q}.conv1d.weight`), [convDim, Wc]), bias: has(`${q}.conv1d.bias`) ? new Tensor(weight(ctx, `${q}.conv1d.bias`), [convDim]) : undefined, activation: act };
+  const convIn = {
+    x: new Tensor(swapLC(xBC, B, L, convDim), [B, convDim, L]),
+    weight: new Tensor(weight(ctx, `${q}.conv1d.weight`), [convDim, Wc]),
+    bias: has(`${q}.conv1d.bias`) ? new Tensor(weight(ctx, `${q}.conv1d.bias`), [convDim]) : undefined,
+    activation: act,
+  };
   const xs = swapLC(causalConv1d(convIn).out.data as F, B, convDim, L);
   const xr = repeatLayer(cols(xs, convDim, 0, X), X, I, P);
   const br = repeatLayer(cols(xs, convDim, X, X), X, I, N);
@@ -386,7 +400,11 @@ function mamba2Mixer(ctx: Ctx, p: string, o: F): Layer {
         dz = g.dz!.data as F;
       }
       const g = ssdBackward(ssdIn, new Tensor(dy, [B, L, H, P]));
-      addGrad(ctx, `${q}.A_log`, (g.dA.data as F).map((v, i) => v * A[i]!));
+      addGrad(
+        ctx,
+        `${q}.A_log`,
+        (g.dA.data as F).map((v, i) => v * A[i]!),
+      );
       addGrad(ctx, `${q}.D`, g.dD!.data as F);
       addGrad(ctx, `${q}.dt_bias`, g.ddtBias!.data as F);
       const dxs = joinCols([xr.back(g.dx.data as F), br.back(g.dB.data as F), g.dC.data as F], [X, X, I]);
@@ -428,7 +446,12 @@ export interface TrainForward {
 export function trainForward(m: HybridModel, ids: number[][], trainable: (name: string) => boolean, mm: MatmulEngine = FLOAT64_ENGINE): TrainForward {
   const B = ids.length;
   const L = ids[0]?.length ?? 0;
-  if (L === 0 || ids.some((r) => r.length !== L)) throw new ArgumentError('ids', 'equal-length, non-empty rows', ids.map((r) => r.length));
+  if (L === 0 || ids.some((r) => r.length !== L))
+    throw new ArgumentError(
+      'ids',
+      'equal-length, non-empty rows',
+      ids.map((r) => r.length),
+    );
   const c = m.llama;
   if (L > c.maxPositionEmbeddings) throw new ArgumentError('ids', `at most max_position_embeddings = ${c.maxPositionEmbeddings} positions`, L);
   const ctx: Ctx = { m, B, L, trainable, grads: new Map(), mm };
@@ -511,7 +534,11 @@ export function lossAndGrads(m: HybridModel, ids: number[][], o: LossOptions): L
   // rows (b, t < L−1) predict ids[b][t+1]
   const rows: number[] = [];
   const targets: number[] = [];
-  for (let b = 0; b < B; b++) for (let t = 0; t < L - 1; t++) (rows.push(b * L + t), targets.push(ids[b]![t + 1]!));
+  for (let b = 0; b < B; b++)
+    for (let t = 0; t < L - 1; t++) {
+      rows.push(b * L + t);
+      targets.push(ids[b]![t + 1]!);
+    }
   const sub = new Float64Array(rows.length * V);
   rows.forEach((r, k) => sub.set(f.logits.subarray(r * V, (r + 1) * V), k * V));
   const ceW = o.ceWeight ?? 1;
@@ -524,7 +551,8 @@ export function lossAndGrads(m: HybridModel, ids: number[][], o: LossOptions): L
   let loss = ceW * ce;
   let kl: number | undefined;
   if (o.objective === 'distill') {
-    if (!o.teacherLogits || o.teacherLogits.length !== B * L * V) throw new ArgumentError('teacherLogits', `(batch·L, vocab) = ${B * L * V} values`, o.teacherLogits?.length);
+    if (!o.teacherLogits || o.teacherLogits.length !== B * L * V)
+      throw new ArgumentError('teacherLogits', `(batch·L, vocab) = ${B * L * V} values`, o.teacherLogits?.length);
     const klW = o.klWeight ?? 1;
     kl = klDivergence.forward(f.logits, o.teacherLogits, B * L, V, B);
     const dkl = klDivergence.backward(f.logits, o.teacherLogits, B * L, V, B);

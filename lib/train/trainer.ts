@@ -32,14 +32,23 @@ import { adamStep, clipGradNorm, cosineLr, newAdamState, type AdamOptions, type 
 
 /** A loss or gradient went NaN/Inf: the step is abandoned; nothing was changed. */
 export class NonFiniteGradientError extends MilError {
-  constructor(readonly step: number, readonly what: string) {
-    super('E_NONFINITE_GRAD', `step ${step}: ${what} is not finite; the step was abandoned and the model left as it was (lower the learning rate, or check the data)`);
+  constructor(
+    readonly step: number,
+    readonly what: string,
+  ) {
+    super(
+      'E_NONFINITE_GRAD',
+      `step ${step}: ${what} is not finite; the step was abandoned and the model left as it was (lower the learning rate, or check the data)`,
+    );
   }
 }
 
 /** A checkpoint that does not belong to this model or is incomplete. */
 export class CheckpointError extends MilError {
-  constructor(readonly dir: string, readonly problem: string) {
+  constructor(
+    readonly dir: string,
+    readonly problem: string,
+  ) {
     super('E_CHECKPOINT', `${dir}: ${problem}`);
   }
 }
@@ -93,14 +102,23 @@ export class Trainer {
     private pos: Position,
   ) {
     const trainable = this.trainable;
-    this.params = new Map(model.weights.names().filter(trainable).map((n) => [n, model.weights.tensors.get(n)!.data as Float64Array]));
+    this.params = new Map(
+      model.weights
+        .names()
+        .filter(trainable)
+        .map((n) => [n, model.weights.tensors.get(n)!.data as Float64Array]),
+    );
   }
 
   /** A fresh trainer. The model's weights are made float64 and are updated in place. */
   static create(model: HybridModel, tokens: readonly number[], o: TrainerOptions, teacher?: HybridModel): Trainer {
     checkOptions(o, tokens.length, model, teacher);
     const rng = new Rng(o.seed);
-    return new Trainer(float64Model(model), teacher, tokens, o, newAdamState(), rng, { epoch: 0, next: 0, order: shuffle(windows(tokens.length, o.seqLen), rng) });
+    return new Trainer(float64Model(model), teacher, tokens, o, newAdamState(), rng, {
+      epoch: 0,
+      next: 0,
+      order: shuffle(windows(tokens.length, o.seqLen), rng),
+    });
   }
 
   get trainable(): (name: string) => boolean {
@@ -114,7 +132,8 @@ export class Trainer {
   private nextBatch(): number[][] {
     const rows: number[][] = [];
     while (rows.length < this.o.batch) {
-      if (this.pos.next >= this.pos.order.length) this.pos = { epoch: this.pos.epoch + 1, next: 0, order: shuffle(windows(this.tokens.length, this.o.seqLen), this.rng) };
+      if (this.pos.next >= this.pos.order.length)
+        this.pos = { epoch: this.pos.epoch + 1, next: 0, order: shuffle(windows(this.tokens.length, this.o.seqLen), this.rng) };
       const w = this.pos.order[this.pos.next++]!;
       rows.push(this.tokens.slice(w * this.o.seqLen, (w + 1) * this.o.seqLen) as number[]);
     }
@@ -136,7 +155,14 @@ export class Trainer {
         const engine = this.o.engine === 'simd' ? simdEngine(SimdGemm.shared()) : FLOAT64_ENGINE;
         // the teacher's logits on the same engine (the float64 one is the reference forward's math exactly)
         const teacherLogits = this.o.objective === 'distill' ? trainForward(this.teacher!, ids, () => false, engine).logits : undefined;
-        const r = lossAndGrads(this.model, ids, { objective: this.o.objective, teacherLogits, klWeight: this.o.klWeight, ceWeight: this.o.ceWeight, trainable: this.trainable, engine });
+        const r = lossAndGrads(this.model, ids, {
+          objective: this.o.objective,
+          teacherLogits,
+          klWeight: this.o.klWeight,
+          ceWeight: this.o.ceWeight,
+          trainable: this.trainable,
+          engine,
+        });
         if (!Number.isFinite(r.loss)) throw new NonFiniteGradientError(this.step + 1, 'the loss');
         loss += r.loss / acc;
         ce += r.ce / acc;
@@ -187,9 +213,17 @@ export class Trainer {
   static resume(dir: string, tokens: readonly number[], teacher?: HybridModel): Trainer {
     const tp = join(dir, 'trainer.json');
     if (!existsSync(tp)) throw new CheckpointError(dir, 'no trainer.json: not a training checkpoint');
-    const st = readJsonObject(tp, (p) => new CheckpointError(tp, p)) as { format?: unknown; step?: unknown; options?: TrainerOptions; position?: Position; rng?: { seed: number; s: number[]; spare: number | null }; tokens?: unknown };
+    const st = readJsonObject(tp, (p) => new CheckpointError(tp, p)) as {
+      format?: unknown;
+      step?: unknown;
+      options?: TrainerOptions;
+      position?: Position;
+      rng?: { seed: number; s: number[]; spare: number | null };
+      tokens?: unknown;
+    };
     if (st.format !== 'mil-trainer/1') throw new CheckpointError(tp, `format is ${JSON.stringify(st.format)}, expected 'mil-trainer/1'`);
-    if (st.tokens !== tokens.length) throw new CheckpointError(dir, `it was made on a stream of ${st.tokens} tokens, this one has ${tokens.length}: not the same data`);
+    if (st.tokens !== tokens.length)
+      throw new CheckpointError(dir, `it was made on a stream of ${st.tokens} tokens, this one has ${tokens.length}: not the same data`);
     if (!st.options || !st.position || !st.rng || !Number.isInteger(st.step)) throw new CheckpointError(tp, 'options, position, rng or step missing');
     const model = loadModel(dir);
     checkOptions(st.options, tokens.length, model, teacher);
@@ -204,11 +238,14 @@ export class Trainer {
           throw new CheckpointError(dir, `optimizer.safetensors has no '${k}/${n}': truncated, or from another model`);
         }
         const t = getTensor(f, `${k}/${n}`);
-        if (t.size !== p.length) throw new CheckpointError(dir, `optimizer tensor '${k}/${n}' has ${t.size} values, the parameter ${p.length}: from another model`);
+        if (t.size !== p.length)
+          throw new CheckpointError(dir, `optimizer tensor '${k}/${n}' has ${t.size} values, the parameter ${p.length}: from another model`);
         (k === 'm' ? opt.m : opt.v).set(n, Float64Array.from(t.data));
       }
     }
-    for (const k of f.tensors.keys()) if (!trainer.params.has(k.slice(2))) throw new CheckpointError(dir, `optimizer state for '${k.slice(2)}', which does not train here: from another model or option set`);
+    for (const k of f.tensors.keys())
+      if (!trainer.params.has(k.slice(2)))
+        throw new CheckpointError(dir, `optimizer state for '${k.slice(2)}', which does not train here: from another model or option set`);
     return trainer;
   }
 }
@@ -244,7 +281,8 @@ function checkOptions(o: TrainerOptions, n: number, m: HybridModel, teacher?: Hy
   int(o.accumulate ?? 1, 'accumulate', 1);
   int(o.totalSteps, 'totalSteps', 1);
   int(o.warmupSteps, 'warmupSteps', 0);
-  if (o.seqLen > m.llama.maxPositionEmbeddings) throw new ArgumentError('seqLen', `at most max_position_embeddings = ${m.llama.maxPositionEmbeddings}`, o.seqLen);
+  if (o.seqLen > m.llama.maxPositionEmbeddings)
+    throw new ArgumentError('seqLen', `at most max_position_embeddings = ${m.llama.maxPositionEmbeddings}`, o.seqLen);
   if (n < o.seqLen) throw new ArgumentError('tokens', `at least one window of ${o.seqLen} tokens`, n);
   if (o.objective === 'distill' && !teacher) throw new ArgumentError('teacher', 'a teacher model for the distill objective', undefined);
   if (teacher && teacher.llama.vocabSize !== m.llama.vocabSize) throw new ArgumentError('teacher', `vocabulary ${m.llama.vocabSize}`, teacher.llama.vocabSize);

@@ -47,8 +47,14 @@ export const GRADS = {
           const i = (b * dim + d) * L + t;
           const [raw, dt] = dts[t];
           let dy = dout.data[i];
-          if (z) (g.dz.data[i] = dy * ys[t] * siluGrad(z.data[i])), (dy *= silu(z.data[i])); // out = y silu(z)
-          if (D) (g.dD.data[d] += dy * u.data[i]), (g.du.data[i] += dy * D.data[d]); // y ∋ D u
+          if (z) {
+            g.dz.data[i] = dy * ys[t] * siluGrad(z.data[i]);
+            dy *= silu(z.data[i]);
+          } // out = y silu(z)
+          if (D) {
+            g.dD.data[d] += dy * u.data[i];
+            g.du.data[i] += dy * D.data[d];
+          } // y ∋ D u
           let ddt = 0;
           for (let n = 0; n < N; n++) {
             const j = idx(b, d, n, t);
@@ -92,7 +98,10 @@ export const GRADS = {
           out.data[o + t] = a.activation ? silu(s) : s;
           const ds = a.activation ? dout.data[o + t] * siluGrad(s) : dout.data[o + t];
           if (bias) g.dbias.data[d] += ds;
-          for (let k = 0; k < W; k++) (g.dweight.data[d * W + k] += ds * row[t + k]), (drow[t + k] += ds * weight.data[d * W + k]);
+          for (let k = 0; k < W; k++) {
+            g.dweight.data[d * W + k] += ds * row[t + k];
+            drow[t + k] += ds * weight.data[d * W + k];
+          }
         }
         fin.data.set(row.slice(L), (b * dim + d) * (W - 1));
         g.dx.data.set(drow.subarray(W - 1), o);
@@ -128,8 +137,10 @@ export const GRADS = {
         }
         for (let i = 0; i < gs; i++) {
           const dv = rstd * (dn[i] - (n[i] * dot) / gs);
-          if (z && !before) (g.dx.data[o + i] = dv * gate(i)), (g.dz.data[o + i] = dv * x.data[o + i] * siluGrad(z.data[o + i]));
-          else g.dx.data[o + i] = dv;
+          if (z && !before) {
+            g.dx.data[o + i] = dv * gate(i);
+            g.dz.data[o + i] = dv * x.data[o + i] * siluGrad(z.data[o + i]);
+          } else g.dx.data[o + i] = dv;
         }
       }
     return { out, ...g };
@@ -171,8 +182,14 @@ export const GRADS = {
           for (let t = L - 1; t >= 0; t--) {
             const i = xi(t, p);
             let dy = dout.data[i];
-            if (z) (g.dz.data[i] = dy * ys[t] * siluGrad(z.data[i])), (dy *= silu(z.data[i]));
-            if (D) (g.dD.data[h] += dy * x.data[i]), (g.dx.data[i] += dy * D.data[h]);
+            if (z) {
+              g.dz.data[i] = dy * ys[t] * siluGrad(z.data[i]);
+              dy *= silu(z.data[i]);
+            }
+            if (D) {
+              g.dD.data[h] += dy * x.data[i];
+              g.dx.data[i] += dy * D.data[h];
+            }
             const e = Math.exp(del[t] * A.data[h]);
             for (let n = 0; n < N; n++) {
               dS[n] += dy * C.data[bc(t, n)];

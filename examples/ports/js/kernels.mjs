@@ -44,7 +44,10 @@ export const KERNELS = {
     for (let b = 0; b < nb; b++)
       for (let d = 0; d < dim; d++) {
         // the padded row: W − 1 initial (or zero) steps, then x
-        const row = [...Array.from({ length: W - 1 }, (_, k) => (init ? init.data[(b * dim + d) * (W - 1) + k] : 0)), ...x.data.subarray((b * dim + d) * L, (b * dim + d + 1) * L)];
+        const row = [
+          ...Array.from({ length: W - 1 }, (_, k) => (init ? init.data[(b * dim + d) * (W - 1) + k] : 0)),
+          ...x.data.subarray((b * dim + d) * L, (b * dim + d + 1) * L),
+        ];
         for (let t = 0; t < L; t++) {
           let s = bias ? bias.data[d] : 0;
           for (let k = 0; k < W; k++) s += weight.data[d * W + k] * row[t + k];
@@ -121,7 +124,7 @@ export const KERNELS = {
       }
     return { out, conv_state_after: next };
   },
-  ssd_minimal_discrete(I, a) {
+  ssd_minimal_discrete(I) {
     // already discretised: h_t = exp(A_t) h_{t−1} + X_t B_tᵀ, Y_t = h_t C_t, per head (B, C per head)
     const { X, A, B, C, initial_states: init } = I;
     const [nb, L, H, P] = X.shape;

@@ -75,7 +75,10 @@ function attention(m, p, x, L) {
   const hd = c.head_dim ?? c.hidden_size / H;
   const b = (n) => (c.attention_bias ? get(`${p}.self_attn.${n}.bias`) : undefined);
   const [q, k, v] = ['q', 'k', 'v'].map((n) => linear(x, L, get(`${p}.self_attn.${n}_proj.weight`), b(`${n}_proj`)));
-  for (const [t, heads] of [[q, H], [k, Hkv]])
+  for (const [t, heads] of [
+    [q, H],
+    [k, Hkv],
+  ])
     for (let pos = 0; pos < L; pos++)
       for (let h = 0; h < heads; h++)
         for (let i = 0; i < hd / 2; i++) {
@@ -103,7 +106,7 @@ function mamba1(m, p, o, L) {
   const { get, mc } = m;
   const q = `${p}.mamba`;
   const [dInner, dXb, N] = [mc.d_inner, mc.d_xb, mc.ssm_cfg.d_state];
-  const w = m.clean ? m.c.head_dim ?? m.c.hidden_size / m.c.num_attention_heads : N;
+  const w = m.clean ? (m.c.head_dim ?? m.c.hidden_size / m.c.num_attention_heads) : N;
   const A = get(`${q}.A_log`).data.map((v) => -Math.exp(v));
   const bias = get(`${q}.dt_proj.bias`).data;
   const xr = repeatPieces(linear(o, L, get(`${q}.in_proj_x.weight`)), L, dXb, dInner, w);
@@ -129,7 +132,11 @@ function mamba1(m, p, o, L) {
     }
     ssm.set(h, c * N);
   }
-  return { out: linear(y, L, get(`${q}.out_proj.weight`)), ssm: { shape: [1, dInner, N], data: ssm }, conv: { shape: [1, dInner, cv.last.length / dInner], data: cv.last } };
+  return {
+    out: linear(y, L, get(`${q}.out_proj.weight`)),
+    ssm: { shape: [1, dInner, N], data: ssm },
+    conv: { shape: [1, dInner, cv.last.length / dInner], data: cv.last },
+  };
 }
 
 function mamba2(m, p, o, L) {
@@ -170,7 +177,11 @@ function mamba2(m, p, o, L) {
     const k = 1 / Math.sqrt(v.reduce((s, e) => s + e * e, 0) / P + 1e-5);
     for (let i = 0; i < P; i++) y[r * P + i] = v[i] * k * nw[(r % H) * P + i];
   }
-  return { out: linear(y, L, get(`${q}.out_proj.weight`)), ssm: { shape: [1, H * P, N], data: ssm }, conv: { shape: [1, CD, cv.last.length / CD], data: cv.last } };
+  return {
+    out: linear(y, L, get(`${q}.out_proj.weight`)),
+    ssm: { shape: [1, H * P, N], data: ssm },
+    conv: { shape: [1, CD, cv.last.length / CD], data: cv.last },
+  };
 }
 
 /** One sequence through the model: logits (L × vocab) and each Mamba layer's states after the last token. */
@@ -183,7 +194,7 @@ export function run(m, ids) {
   for (let i = 0; i < c.num_hidden_layers; i++) {
     const p = `model.layers.${i}`;
     const kind = !mc || mc.attn_layers.includes(i) ? 'attention' : m.variant;
-    const eps = kind === 'attention' ? c.rms_norm_eps : mc.rms_norm_eps ?? 1e-5;
+    const eps = kind === 'attention' ? c.rms_norm_eps : (mc.rms_norm_eps ?? 1e-5);
     const x = rms(h, L, get(`${p}.input_layernorm.weight`), eps);
     const r = kind === 'attention' ? attention(m, p, x, L) : kind === 'mamba1' ? mamba1(m, p, x, L) : mamba2(m, p, x, L);
     if (r.ssm) states.set(i, r);
@@ -191,7 +202,11 @@ export function run(m, ids) {
     const a = rms(h, L, get(`${p}.post_attention_layernorm.weight`), eps);
     const g = linear(a, L, get(`${p}.mlp.gate_proj.weight`));
     const u = linear(a, L, get(`${p}.mlp.up_proj.weight`));
-    const mlp = linear(g.map((gv, j) => silu(gv) * u[j]), L, get(`${p}.mlp.down_proj.weight`));
+    const mlp = linear(
+      g.map((gv, j) => silu(gv) * u[j]),
+      L,
+      get(`${p}.mlp.down_proj.weight`),
+    );
     for (let j = 0; j < L * D; j++) h[j] += mlp[j];
   }
   const head = m.W['lm_head.weight'] ?? get('model.embed_tokens.weight');
@@ -204,7 +219,11 @@ export function speculative(I, a) {
   if (a.top_k != null || a.top_p != null) throw Object.assign(new Error('top_k / top_p are not implemented by this example port'), { unsupported: true });
   const from = (prefix) => {
     const cfg = a[prefix];
-    const w = Object.fromEntries(Object.entries(I).filter(([k]) => k.startsWith(`${prefix}/`)).map(([k, t]) => [k.slice(prefix.length + 1), t]));
+    const w = Object.fromEntries(
+      Object.entries(I)
+        .filter(([k]) => k.startsWith(`${prefix}/`))
+        .map(([k, t]) => [k.slice(prefix.length + 1), t]),
+    );
     return loadModel(cfg.config, cfg.mamba_config, cfg, w);
   };
   const [target, draft] = [from('target'), from('draft')];
@@ -252,7 +271,14 @@ export function speculative(I, a) {
       const res = p.map((v, i) => Math.max(v - q[i], 0));
       const z = res.reduce((s, v) => s + v, 0);
       const u2 = uniform();
-      emit.push(z > 0 ? drawFrom(res.map((v) => v / z), u2) : drawFrom(p, u2));
+      emit.push(
+        z > 0
+          ? drawFrom(
+              res.map((v) => v / z),
+              u2,
+            )
+          : drawFrom(p, u2),
+      );
       break;
     }
     if (m === K) emit.push(drawFrom(dist(rows[K]), uniform()));

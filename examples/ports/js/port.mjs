@@ -23,7 +23,12 @@ const OPS = {
   model: (I) =>
     modelOp(I, () => {
       const json = (f) => (existsSync(join(dir, 'model', f)) ? JSON.parse(readFileSync(join(dir, 'model', f), 'utf8')) : undefined);
-      return { config: json('config.json'), mambaConfig: json('mamba_config.json'), mil: json('mil_config.json'), weights: readSafetensors(join(dir, 'model', 'model.safetensors')) };
+      return {
+        config: json('config.json'),
+        mambaConfig: json('mamba_config.json'),
+        mil: json('mil_config.json'),
+        weights: readSafetensors(join(dir, 'model', 'model.safetensors')),
+      };
     }),
 };
 

@@ -25,7 +25,9 @@ import { Rng } from '../lib/rng.js';
 import { writeFile } from '../lib/io/writer.js';
 import { barChartSvg, writeSvg } from '../lib/plot/svg.js';
 
-const { values } = parseArgs({ options: { batch: { type: 'string', default: '8' }, len: { type: 'string', default: '256' }, threads: { type: 'string', default: '2' } } });
+const { values } = parseArgs({
+  options: { batch: { type: 'string', default: '8' }, len: { type: 'string', default: '256' }, threads: { type: 'string', default: '2' } },
+});
 const B = Number(values.batch);
 const L = Number(values.len);
 const threads = Number(values.threads);
@@ -56,6 +58,37 @@ function flops(m: HybridModel): number {
   return f;
 }
 
+// The machine's matrix-product peak, measured in this run: numpy's float32 sgemm (OpenBLAS, 1024³, best of 5)
+// on the same threads; each step's GFLOP/s is reported against it. For context, the same product in the
+// PyTorch the step is compared with, and in our wasm-simd kernel (512³).
+function bestOf(f: () => void, reps = 5): number {
+  let best = Infinity;
+  for (let i = 0; i < reps; i++) {
+    const t = performance.now();
+    f();
+    best = Math.min(best, performance.now() - t);
+  }
+  return best;
+}
+const pn = 512;
+const pa = Float32Array.from({ length: pn * pn }, () => r.normal(0, 1));
+const simdPeak = (2 * pn ** 3) / bestOf(() => SimdGemm.shared().matmul(pa, pn, pn, pa, pn)) / 1e6;
+const sgemm = (python: string, lib: 'numpy' | 'torch'): number | null => {
+  const setup =
+    lib === 'numpy'
+      ? 'import numpy as np\na = np.random.randn(1024, 1024).astype(np.float32)\nb = a.copy()'
+      : `import torch\ntorch.set_num_threads(${threads})\na = torch.randn(1024, 1024)\nb = a.clone()`;
+  const src = `import time\n${setup}\na @ b\nbest = 1e9\nfor _ in range(5):\n    t = time.perf_counter(); a @ b; best = min(best, time.perf_counter() - t)\nprint(2 * 1024**3 / best / 1e9)`;
+  const p = spawnSync(python, ['-c', src], {
+    encoding: 'utf8',
+    env: { ...process.env, OPENBLAS_NUM_THREADS: String(threads), OMP_NUM_THREADS: String(threads) },
+  });
+  return p.status === 0 ? Number(p.stdout.trim()) : null;
+};
+const machinePeak = sgemm('python3', 'numpy');
+const torchSgemm = torchOk ? sgemm('/usr/bin/python3', 'torch') : null;
+console.log(JSON.stringify({ machinePeakGflops: machinePeak, torchSgemmGflops: torchSgemm, simdPeakGflops: simdPeak }));
+
 const rows: Array<Record<string, unknown>> = [];
 const ops = await getOps('reference');
 const engines = [
@@ -74,19 +107,42 @@ for (const [name, m] of models) {
     saveModel(mdir, m);
     const tdir = join(dir, 'teacher_for_torch');
     if (distill) saveModel(tdir, teacher);
-    const out = execFileSync('/usr/bin/python3', [join(import.meta.dirname, 'torch_train.py'), mdir, idsPath, ...(distill ? [tdir] : []), `--threads=${threads}`], { encoding: 'utf8', maxBuffer: 1 << 24 });
+    const out = execFileSync(
+      '/usr/bin/python3',
+      [join(import.meta.dirname, 'torch_train.py'), mdir, idsPath, ...(distill ? [tdir] : []), `--threads=${threads}`],
+      { encoding: 'utf8', maxBuffer: 1 << 24 },
+    );
     const t = JSON.parse(out.trim().split('\n').at(-1)!);
     torch = { torchMs: t.ms, torchTokensPerS: (B * L * 1000) / t.ms, torchThreads: t.threads, torchVersion: t.torch, torchLoss: t.loss };
   }
   for (const [backend, engine] of engines) {
-    if (backend.startsWith('wasm')) lossAndGrads(m, ids.slice(0, 1), { objective: distill ? 'distill' : 'lm', teacherLogits: teacherLogits?.subarray(0, L * 2048), klWeight: 0.1, ceWeight: 1, trainable, engine }); // warm-up (tier-up)
+    if (backend.startsWith('wasm'))
+      lossAndGrads(m, ids.slice(0, 1), {
+        objective: distill ? 'distill' : 'lm',
+        teacherLogits: teacherLogits?.subarray(0, L * 2048),
+        klWeight: 0.1,
+        ceWeight: 1,
+        trainable,
+        engine,
+      }); // warm-up (tier-up)
     const t1 = performance.now();
     const res = lossAndGrads(m, ids, { objective: distill ? 'distill' : 'lm', teacherLogits, klWeight: 0.1, ceWeight: 1, trainable, engine });
     clipGradNorm(res.grads, 0.1);
     const params = new Map([...res.grads.keys()].map((n) => [n, Float64Array.from(m.weights.get(n).data)]));
     adamStep(params, res.grads, newAdamState(), { kind: 'adam', lr: 1e-3, betas: [0.9, 0.98], eps: 1e-8, weightDecay: 0 });
     const ms = performance.now() - t1;
-    const row: Record<string, unknown> = { model: name, backend, tokens: B * L, ms, tokensPerS: (B * L * 1000) / ms, gflops: flops(m) / ms / 1e6, teacherForwardMs: teacherMs, loss: res.loss, ...torch };
+    const row: Record<string, unknown> = {
+      model: name,
+      backend,
+      tokens: B * L,
+      ms,
+      tokensPerS: (B * L * 1000) / ms,
+      gflops: flops(m) / ms / 1e6,
+      peakFraction: machinePeak ? flops(m) / ms / 1e6 / machinePeak : null,
+      teacherForwardMs: teacherMs,
+      loss: res.loss,
+      ...torch,
+    };
     if (typeof torch.torchMs === 'number') row.ratio = ms / torch.torchMs;
     rows.push(row);
     console.log(JSON.stringify(row));
@@ -94,13 +150,25 @@ for (const [name, m] of models) {
 }
 rmSync(dir, { recursive: true, force: true });
 
-const meta = { date: new Date().toISOString(), batch: B, len: L, threads, node: process.version, note: 'one step = forward + backward + clip + Adam; hybrids: distill against the teacher, only Mamba parameters train; teacher forward timed apart' };
+const meta = {
+  date: new Date().toISOString(),
+  batch: B,
+  len: L,
+  threads,
+  node: process.version,
+  machinePeakGflops: machinePeak,
+  torchSgemmGflops: torchSgemm,
+  simdPeakGflops: simdPeak,
+  note: 'one step = forward + backward + clip + Adam; hybrids: distill against the teacher, only Mamba parameters train; teacher forward timed apart',
+};
 const res = join(import.meta.dirname, 'results');
 writeFile(join(res, 'train.json'), JSON.stringify({ meta, rows }, null, 1) + '\n');
 const fmt = (v: unknown, d = 1) => (typeof v === 'number' ? v.toFixed(d) : String(v ?? '—'));
-let md = `# One training step (batch ${B} × ${L} tokens), this machine\n\n${meta.note}. PyTorch: ${fmt(rows[0]?.torchVersion)} on ${threads} thread(s), float32, eager (the upstream reference loops for the scans).\n\n`;
-md += '| model | ours: backend | ours: ms | ours: tokens/s | ours: GFLOP/s | PyTorch ms | PyTorch tokens/s | ratio (ours / PyTorch) | loss ours / PyTorch |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n';
-for (const r of rows) md += `| ${r.model} | ${r.backend} | ${fmt(r.ms, 0)} | ${fmt(r.tokensPerS)} | ${fmt(r.gflops, 2)} | ${fmt(r.torchMs, 0)} | ${fmt(r.torchTokensPerS)} | ${fmt(r.ratio, 1)}× | ${fmt(r.loss, 4)} / ${fmt(r.torchLoss, 4)} |\n`;
+let md = `# One training step (batch ${B} × ${L} tokens), this machine\n\n${meta.note}. PyTorch: ${fmt(rows[0]?.torchVersion)} on ${threads} thread(s), float32, eager (the upstream reference loops for the scans).\n\nThe machine's matrix-product peak, measured in this run: ${fmt(machinePeak)} GFLOP/s (numpy/OpenBLAS float32 sgemm, 1024³, ${threads} thread(s)); "of peak" is a step's GFLOP/s over it. The same product runs at ${fmt(torchSgemm)} GFLOP/s in this PyTorch build and at ${fmt(simdPeak)} in our wasm-simd kernel (512³).\n\n`;
+md +=
+  '| model | ours: backend | ours: ms | ours: tokens/s | ours: GFLOP/s | of peak | PyTorch ms | PyTorch tokens/s | ratio (ours / PyTorch) | loss ours / PyTorch |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n';
+for (const r of rows)
+  md += `| ${r.model} | ${r.backend} | ${fmt(r.ms, 0)} | ${fmt(r.tokensPerS)} | ${fmt(r.gflops, 2)} | ${typeof r.peakFraction === 'number' ? `${(100 * r.peakFraction).toFixed(1)}%` : '—'} | ${fmt(r.torchMs, 0)} | ${fmt(r.torchTokensPerS)} | ${fmt(r.ratio, 1)}× | ${fmt(r.loss, 4)} / ${fmt(r.torchLoss, 4)} |\n`;
 writeFile(join(res, 'train.md'), md);
 writeSvg(
   join(res, 'train.svg'),
@@ -110,7 +178,10 @@ writeSvg(
     groups: models.map(([n]) => n.split(' (')[0]!),
     series: [
       ...engines.map(([e]) => ({ name: `ours, ${e.split(' (')[0]}`, values: rows.filter((r) => r.backend === e).map((r) => r.tokensPerS as number) })),
-      { name: `PyTorch CPU (${threads} thr.)`, values: rows.filter((r) => r.backend === engines[0][0]).map((r) => (typeof r.torchTokensPerS === 'number' ? r.torchTokensPerS : null)) },
+      {
+        name: `PyTorch CPU (${threads} thr.)`,
+        values: rows.filter((r) => r.backend === engines[0][0]).map((r) => (typeof r.torchTokensPerS === 'number' ? r.torchTokensPerS : null)),
+      },
     ],
   }),
 );

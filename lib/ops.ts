@@ -11,31 +11,12 @@
  */
 import { ArgumentError, BackendUnavailableError, UnknownBackendError } from './errors.js';
 import { Tensor, dims } from './tensor.js';
-import { linear as refLinear, matmul as refMatmul } from './ref/linear.js';
-import { linearAttentionParallel } from './ref/linear_attention.js';
-import {
-  selectiveScanBackward,
-  selectiveScanDims,
-  selectiveScan as refScan,
-  type SelectiveScanInputs,
-  type SelectiveScanOutputs,
-} from './ref/selective_scan.js';
-import { selectiveStateUpdate as refStateUpdate, stateUpdateDims, type StateUpdateInputs, type StateUpdateOutputs } from './ref/state_update.js';
-import {
-  causalConv1dBackward,
-  conv1dFinalStates,
-  conv1dStateAfter,
-  causalConv1d as refConv,
-  causalConv1dUpdate as refConvUpdate,
-  conv1dDims,
-  conv1dUpdateDims,
-  mod,
-  type Conv1dInputs,
-  type Conv1dUpdateInputs,
-} from './ref/conv1d.js';
-import { ssdBackward, ssdChunked, ssdDims, ssdMinimalDiscrete as refSsdMinimal, type SsdInputs, type SsdOutputs } from './ref/ssd.js';
-import { gatedRmsnormBackward, gatedRmsnorm as refGatedRmsnorm, type GatedRmsnormOptions } from './ref/norm.js';
-import { multistep as refMultistep, multistepDims, type MultistepInputs, type MultistepOutputs } from './ref/multistep.js';
+import { selectiveScanDims, type SelectiveScanInputs, type SelectiveScanOutputs } from './ref/selective_scan.js';
+import { stateUpdateDims, type StateUpdateInputs, type StateUpdateOutputs } from './ref/state_update.js';
+import { conv1dFinalStates, conv1dStateAfter, conv1dDims, conv1dUpdateDims, mod, type Conv1dInputs, type Conv1dUpdateInputs } from './ref/conv1d.js';
+import { ssdDims, type SsdInputs, type SsdOutputs } from './ref/ssd.js';
+import type { GatedRmsnormOptions } from './ref/norm.js';
+import { multistepDims, type MultistepInputs, type MultistepOutputs } from './ref/multistep.js';
 import { KERNEL_BACKENDS, f32, getRuntime, isImmutable, unavailableReason, type GpuRuntime, type KernelBackendName } from '../kernels/runtime.js';
 import { SimdGemm } from './simd/gemm.js';
 import { matmulKernel } from '../kernels/matmul.js';
@@ -47,6 +28,7 @@ import { ssdCoreKernel, ssdDeltaKernel } from '../kernels/ssd.js';
 import { multistepKernel } from '../kernels/multistep.js';
 import { gatedRmsnormKernel } from '../kernels/gated_rmsnorm.js';
 import { kernelGradOps, scanKernelInputs, type GradOps } from './ops_grad.js';
+import { referenceOps } from './ops_reference.js';
 
 /**
  * 'wasm-simd': the hand-written SIMD matrix products of asm/gemm.ts (lib/simd/gemm.ts) on every core, with
@@ -97,26 +79,6 @@ export async function getOps(name: string): Promise<Ops> {
   if (name === 'wasm-simd') return simdOps();
   return kernelOps(await getRuntime(name));
 }
-
-const referenceOps: Ops = {
-  name: 'reference',
-  dtype: 'float64',
-  matmul: async (a, b) => refMatmul(a, b),
-  linear: async (x, w, b) => refLinear(x, w, b),
-  linearAttention: async (q, k, v, g) => linearAttentionParallel(q, k, v, g),
-  selectiveScan: async (inp) => refScan(inp),
-  selectiveStateUpdate: async (inp) => refStateUpdate(inp),
-  causalConv1d: async (inp) => refConv(inp),
-  causalConv1dUpdate: async (inp) => refConvUpdate(inp),
-  ssdChunkScan: async (inp, chunk) => ssdChunked(inp, chunk),
-  ssdMinimalDiscrete: async (X, A, B, C, bl, init) => refSsdMinimal(X, A, B, C, bl, init),
-  gatedRmsnorm: async (x, w, z, o) => refGatedRmsnorm(x, w, z, o),
-  multistep: async (inp) => refMultistep(inp),
-  selectiveScanBackward: async (inp, dout, dLast) => selectiveScanBackward(inp, dout, dLast),
-  causalConv1dBackward: async (inp, dout, dFin) => causalConv1dBackward(inp, dout, dFin),
-  ssdBackward: async (inp, dout, dFin) => ssdBackward(inp, dout, dFin),
-  gatedRmsnormBackward: async (x, w, z, dy, o) => gatedRmsnormBackward(x, w, z, dy, o),
-};
 
 const t32 = (data: Float32Array, shape: readonly number[], name: string) => new Tensor(data, shape, name);
 const opt = (t: Tensor | undefined) => (t ? f32(t.data) : undefined);

@@ -25,14 +25,37 @@ const readJson = (path: string) => readJsonObject(path, (p) => new ConfigError(p
 export function loadModel(dir: string): HybridModel {
   recoverInterruptedSwap(dir);
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ConfigError(dir, 'not a model folder (no such folder)');
-  const llama = parseLlamaConfig(readJson(join(dir, 'config.json')), join(dir, 'config.json'));
   const mc = join(dir, 'mamba_config.json');
   const extraPath = join(dir, 'mil_config.json');
-  const rawMamba = existsSync(mc) ? readJson(mc) : undefined;
-  const extra = existsSync(extraPath) ? readJson(extraPath) : undefined;
+  return modelFromParts({
+    dir,
+    config: readJson(join(dir, 'config.json')),
+    mambaConfig: existsSync(mc) ? readJson(mc) : undefined,
+    milConfig: existsSync(extraPath) ? readJson(extraPath) : undefined,
+    weights: readCheckpoint(dir),
+  });
+}
+
+/**
+ * A model from its parts already read (the three configs and the checkpoint), with every check of
+ * `loadModel`; `dir` only names the files in errors. The browser page (web/) builds models this way from
+ * fetched files.
+ */
+export function modelFromParts(p: {
+  dir: string;
+  config: Record<string, unknown>;
+  mambaConfig?: Record<string, unknown>;
+  milConfig?: Record<string, unknown>;
+  weights: WeightStore;
+}): HybridModel {
+  const { dir, weights } = p;
+  const llama = parseLlamaConfig(p.config, `${dir}/config.json`);
+  const mc = `${dir}/mamba_config.json`; // plain paths: this runs in browsers too
+  const extraPath = `${dir}/mil_config.json`;
+  const rawMamba = p.mambaConfig;
+  const extra = p.milConfig;
   if (extra) checkObject(extra, MIL_SCHEMA, extraPath);
   if (extra && !rawMamba) throw new ConfigError(extraPath, 'present without mamba_config.json');
-  const weights = readCheckpoint(dir);
   let mamba: MambaConfig | undefined;
   if (rawMamba) {
     const byWeights: MambaVariant = weights.names().some((n) => n.endsWith('.mamba.in_proj.weight')) ? 'mamba2' : 'mamba1';

@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { NonFiniteError, SafetensorsError } from '../errors.js';
 import { readJsonObject } from '../io/json.js';
-import { getTensor, readSafetensors, safetensorsChunks, type WriteDType } from '../io/safetensors.js';
+import { getTensor, parseSafetensors, readSafetensors, safetensorsChunks, type WriteDType } from '../io/safetensors.js';
 import type { WriteData } from '../io/writer.js';
 import { markFinite, type Tensor } from '../tensor.js';
 import { markImmutable } from '../../kernels/runtime.js';
@@ -50,11 +50,7 @@ export class WeightStore {
 export function readCheckpoint(dir: string): WeightStore {
   const index = join(dir, 'model.safetensors.index.json');
   const tensors = new Map<string, Tensor>();
-  const put = (n: string, t: Tensor) => {
-    const d = t.data;
-    for (let i = 0; i < d.length; i++) if (!Number.isFinite(d[i]!)) throw new NonFiniteError(n, i, d[i]!);
-    tensors.set(n, t);
-  };
+  const put = finitePut(tensors);
   if (existsSync(index)) {
     const j = readJsonObject(index, (p) => new SafetensorsError(index, p));
     const map = j.weight_map as Record<string, unknown>;
@@ -77,6 +73,24 @@ export function readCheckpoint(dir: string): WeightStore {
     for (const n of f.tensors.keys()) put(n, getTensor(f, n).astype('float64'));
   }
   return new WeightStore(tensors, dir);
+}
+
+/** Store `t` as weight `n` after checking every value finite (NonFiniteError names the weight and index). */
+function finitePut(tensors: Map<string, Tensor>): (n: string, t: Tensor) => void {
+  return (n, t) => {
+    const d = t.data;
+    for (let i = 0; i < d.length; i++) if (!Number.isFinite(d[i]!)) throw new NonFiniteError(n, i, d[i]!);
+    tensors.set(n, t);
+  };
+}
+
+/** The weights of one model.safetensors already in memory (the browser page fetches it), read as float64. */
+export function weightsFromBytes(bytes: Uint8Array, source: string): WeightStore {
+  const f = parseSafetensors(bytes, source);
+  const tensors = new Map<string, Tensor>();
+  const put = finitePut(tensors);
+  for (const n of f.tensors.keys()) put(n, getTensor(f, n).astype('float64'));
+  return new WeightStore(tensors, source);
 }
 
 /**

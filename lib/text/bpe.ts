@@ -166,7 +166,14 @@ export class BpeTokenizer {
 
   /** Read a tokenizer.json written by `toJson` (or any byte-level BPE laid out the same way). */
   static load(path: string): BpeTokenizer {
-    const j = readJsonObject(path, (p) => new TokenizerFileError(path, p));
+    return BpeTokenizer.fromObject(
+      readJsonObject(path, (p) => new TokenizerFileError(path, p)),
+      path,
+    );
+  }
+
+  /** The same from a parsed tokenizer.json (`path` names it in errors; the browser page fetches the file). */
+  static fromObject(j: Record<string, unknown>, path: string): BpeTokenizer {
     const fail = (p: string) => new TokenizerFileError(path, p);
     const model = j.model as { type?: unknown; vocab?: Record<string, unknown>; merges?: unknown[] } | undefined;
     if (!model || model.type !== 'BPE') throw fail(`model.type is ${JSON.stringify(model?.type)}, expected "BPE"`);

@@ -1,0 +1,97 @@
+/**
+ * The browser page (web/) end to end in headless Chromium (Debian's `chromium`, driven by playwright-core;
+ * skipped with the reason where /usr/bin/chromium is absent — .ci/run installs it): it loads the shipped
+ * models, generates exactly the CLI's tokens for the same prompt (`mil generate --backend reference --json`),
+ * steps speculative decoding round by round (each round showing its drafts, the state kept and the conv
+ * position) to the same text as plain greedy decoding, and shows Algorithm 1's copied weights equal.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { chromium } from 'playwright-core';
+import { buildWeb } from '../web/build.js';
+import { serveStatic } from '../web/serve.js';
+import { tmpFolder } from './tmp.js';
+
+const ROOT = join(import.meta.dirname, '..');
+const CHROMIUM = '/usr/bin/chromium';
+const PROMPT = 'Fellow-Citizens of the Senate and House of Representatives: The state of the Union';
+const N = 12;
+
+/** The CLI's greedy continuation on the float64 reference backend. */
+function cliTokens(model: string): number[] {
+  const r = spawnSync(
+    process.execPath,
+    [
+      join(ROOT, 'bin', 'mil.js'),
+      'generate',
+      '--model',
+      join(ROOT, 'models', model),
+      '--prompt',
+      PROMPT,
+      '--max-new-tokens',
+      String(N),
+      '--backend',
+      'reference',
+      '--json',
+    ],
+    { encoding: 'utf8' },
+  );
+  expect(r.status, r.stderr).toBe(0);
+  return JSON.parse(r.stdout).tokens;
+}
+
+describe('the browser page', () => {
+  it.skipIf(!existsSync(CHROMIUM))(
+    `in headless Chromium: loads the models, generates the CLI's tokens, steps speculative rounds to plain decoding's text, shows Algorithm 1 (skipped where ${CHROMIUM} is absent: apt-get install chromium)`,
+    async () => {
+      const dir = join(tmpFolder('web'), 'site');
+      await buildWeb(dir);
+      const { server, url } = await serveStatic(dir, 0);
+      const browser = await chromium.launch({
+        executablePath: CHROMIUM,
+        args: ['--no-sandbox', '--disable-background-networking', '--disable-dev-shm-usage', '--no-first-run'],
+      });
+      try {
+        const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+        const errors: string[] = [];
+        page.on('pageerror', (e) => errors.push(e.message));
+        page.on('console', (m) => void (m.type() === 'error' && errors.push(m.text())));
+        await page.goto(url);
+        await page.waitForSelector('body[data-ready="1"]', { timeout: 60_000 });
+
+        await page.fill('#prompt', PROMPT);
+        await page.fill('#n', String(N));
+        await page.click('#generate');
+        await page.waitForSelector('body[data-generated="1"]', { timeout: 120_000 });
+        const shown = async (sel: string) => (await page.getAttribute(sel, 'data-tokens'))!.split(',').map(Number);
+        const hybrid = await shown('#out-hybrid');
+        expect(await shown('#out-teacher')).toEqual(cliTokens('teacher-small'));
+        expect(hybrid).toEqual(cliTokens('hybrid-mamba2-50'));
+
+        await page.click('#spec-start');
+        await page.waitForSelector('body[data-rounds="1"]', { timeout: 60_000 });
+        const first = page.locator('#rounds tbody tr').first();
+        expect(['h_j', 'h_k']).toContain(await first.getAttribute('data-kept'));
+        const cell = async (n: number) => first.locator('td').nth(n).textContent();
+        expect(await cell(1)).toBe(await cell(2)); // round 1: i = j (nothing pending yet)
+        for (let r = 1; r < 64 && !(await page.$('body[data-spec-done="1"]')); r++) {
+          await page.click('#spec-step');
+          await page.waitForSelector(`body[data-rounds="${r + 1}"], body[data-spec-done="1"]`, { timeout: 60_000 });
+        }
+        expect(await shown('#spec-text')).toEqual(hybrid); // greedy speculative decoding = plain greedy decoding
+        const kept = await page.locator('#rounds tbody tr').evaluateAll((rows) => rows.map((r) => (r as HTMLElement).dataset.kept));
+        expect(kept.length).toBeGreaterThan(1);
+
+        const diffs = await page.locator('#alg1 td[data-diff]').evaluateAll((cells) => cells.map((c) => (c as HTMLElement).dataset.diff));
+        expect(diffs).toEqual(['0', '0', '0', '0']);
+        expect(errors).toEqual([]);
+      } finally {
+        await browser.close();
+        server.close();
+      }
+    },
+    300_000,
+  );
+});

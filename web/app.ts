@@ -1,0 +1,154 @@
+/**
+ * The browser page (web/index.html): the project's own code, bundled for the browser by web/build.ts, running
+ * the shipped models on the float64 reference ops (lib/ops_reference.ts). Three parts: greedy generation
+ * with the teacher and the distilled hybrid side by side; speculative decoding stepped one round at a time
+ * (the round's drafts, the target's verdict, i, j, k, the state kept and the conv write position); and
+ * Algorithm 1's weight mapping checked live. Each output element carries its token ids in `data-tokens`
+ * (spec/web.spec.ts compares them with the CLI's).
+ */
+import { referenceOps as ops } from '../lib/ops_reference.js';
+import { modelFromParts } from '../lib/model/load.js';
+import { weightsFromBytes } from '../lib/model/weights.js';
+import { generate } from '../lib/model/generate.js';
+import { convert } from '../lib/model/convert.js';
+import type { HybridModel, Mamba1Cache, Mamba2Cache } from '../lib/model/hybrid.js';
+import { ModelDrafter, speculativeGenerate, type Drafter } from '../lib/decode/speculative.js';
+import { specOf } from '../lib/decode/lazy_state.js';
+import { BpeTokenizer } from '../lib/text/bpe.js';
+
+const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
+const status = (s: string) => ($('status').textContent = s);
+
+async function fetchJson(url: string): Promise<Record<string, unknown> | undefined> {
+  const r = await fetch(url);
+  return r.ok ? ((await r.json()) as Record<string, unknown>) : undefined;
+}
+
+/** A shipped model folder, fetched (the files models/manifest.json lists) and checked as `loadModel` checks one on disk. */
+async function fetchModel(name: string, files: string[]): Promise<HybridModel> {
+  const dir = `models/${name}`;
+  const json = async (f: string) => (files.includes(f) ? fetchJson(`${dir}/${f}`) : undefined);
+  const config = await json('config.json');
+  if (!config) throw new Error(`${dir}/config.json could not be fetched`);
+  const bytes = new Uint8Array(await (await fetch(`${dir}/model.safetensors`)).arrayBuffer());
+  return modelFromParts({
+    dir,
+    config,
+    mambaConfig: await json('mamba_config.json'),
+    milConfig: await json('mil_config.json'),
+    weights: weightsFromBytes(bytes, `${dir}/model.safetensors`),
+  });
+}
+
+const t0 = performance.now();
+const tok = BpeTokenizer.fromObject((await fetchJson('models/tokenizer.json'))!, 'models/tokenizer.json');
+const manifest = (await fetchJson('models/manifest.json')) as Record<string, string[]>;
+const [teacher, hybrid, draft] = await Promise.all(['teacher-small', 'hybrid-mamba2-50', 'draft-small'].map((n) => fetchModel(n, manifest[n] ?? [])));
+status(`Models loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s.`);
+document.body.dataset.ready = '1';
+
+const escape = (s: string) => s.replace(/[&<>]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;' })[c]!);
+const show = (el: HTMLElement, ids: number[]) => {
+  el.textContent = tok.decode(ids);
+  el.dataset.tokens = ids.join(',');
+};
+
+// ---- 1. generation side by side
+$<HTMLButtonElement>('generate').disabled = false;
+$('generate').onclick = async () => {
+  const prompt = tok.encode($<HTMLTextAreaElement>('prompt').value);
+  const n = Number($<HTMLInputElement>('n').value);
+  for (const [m, id] of [
+    [teacher, 'out-teacher'],
+    [hybrid, 'out-hybrid'],
+  ] as const) {
+    $(id).textContent = '…';
+    await new Promise((r) => setTimeout(r, 0)); // let the page paint before the CPU work
+    const r = await generate(ops, m, prompt, { maxNewTokens: n }); // stops at the model's EOS, as the CLI does
+    show($(id), r.tokens);
+  }
+  document.body.dataset.generated = String(Number(document.body.dataset.generated ?? 0) + 1);
+};
+
+// ---- 2. speculative decoding, stepped
+/** The draft, remembering what it proposed last (RoundInfo says how many were accepted, not which were drafted). */
+class RecordingDrafter implements Drafter {
+  last: number[] = [];
+  constructor(private readonly inner: Drafter) {}
+  async propose(...a: Parameters<Drafter['propose']>) {
+    const r = await this.inner.propose(...a);
+    this.last = r.tokens;
+    return r;
+  }
+  accept(n: number): void {
+    this.inner.accept(n);
+  }
+}
+
+let next: (() => void) | null = null;
+$<HTMLButtonElement>('spec-start').disabled = false;
+$('spec-step').onclick = () => next?.();
+$('spec-start').onclick = async () => {
+  const K = Number($<HTMLInputElement>('K').value);
+  const prompt = tok.encode($<HTMLTextAreaElement>('prompt').value);
+  const body = $('rounds').querySelector('tbody')!;
+  body.innerHTML = '';
+  $<HTMLButtonElement>('spec-start').disabled = true;
+  const drafter = new RecordingDrafter(new ModelDrafter(ops, draft, K + 1, 'lazy'));
+  const emitted: number[] = [];
+  let committed = prompt.length;
+  let i = prompt.length - 1; // after prefill, the Mamba state stands at the position before the last prompt token
+  const res = await speculativeGenerate(ops, hybrid, drafter, prompt, {
+    K,
+    maxNewTokens: Number($<HTMLInputElement>('n').value),
+    onRound: async (info, cache) => {
+      const j = committed - 1;
+      const st = specOf(cache.layers.find((l): l is Mamba1Cache | Mamba2Cache => l.kind !== 'attention')!);
+      // accepted, then the first rejected one, then those after it (discarded unchecked)
+      const cls = (m: number) => (m < info.accepted ? 'ok' : m === info.accepted ? 'no' : 'skip');
+      const drafts = drafter.last.map((t, m) => `<span class="${cls(m)}">${escape(tok.decode([t]))}</span>`).join(' ');
+      const own = info.emitted.slice(info.accepted);
+      const kept = st.pending.x.length === 0 ? 'h<sub>k</sub> (all accepted)' : `h<sub>j</sub> + ${st.pending.x.length} pending rows`;
+      const row = document.createElement('tr');
+      row.dataset.accepted = String(info.accepted);
+      row.dataset.kept = st.pending.x.length === 0 ? 'h_k' : 'h_j';
+      row.innerHTML = `<td>${body.children.length + 1}</td><td>${i}</td><td>${j}</td><td>j + ${info.proposed}</td><td>${drafts || '—'}</td><td class="tgt">${escape(tok.decode(own))}</td><td>${kept}</td><td>${st.statePos}</td><td>${st.convLen}</td>`;
+      body.appendChild(row);
+      emitted.push(...info.emitted);
+      $('spec-text').innerHTML = `${escape(tok.decode(prompt))}<b>${escape(tok.decode(emitted))}</b>`;
+      committed += info.emitted.length;
+      i = st.statePos;
+      document.body.dataset.rounds = String(body.children.length);
+      $<HTMLButtonElement>('spec-step').disabled = false;
+      await new Promise<void>((resolve) => (next = resolve)); // wait for "Next round"
+      $<HTMLButtonElement>('spec-step').disabled = true;
+    },
+  });
+  $('spec-text').dataset.tokens = res.tokens.join(',');
+  $('spec-text').innerHTML +=
+    ` <span class="note">(done: ${res.rounds.length} target forwards for ${res.tokens.length} tokens, acceptance ${(100 * res.acceptanceRate).toFixed(0)}%)</span>`;
+  document.body.dataset.specDone = '1';
+  $<HTMLButtonElement>('spec-start').disabled = false;
+};
+
+// ---- 3. Algorithm 1, checked live
+{
+  const h = convert(teacher, { variant: 'mamba2', attentionFraction: 0.5, seed: 0 });
+  const { dInner, dXb } = h.mamba!;
+  const W = h.weights.get('model.layers.0.mamba.in_proj.weight');
+  const rowsOf = (from: number, n: number) => W.data.subarray(from * W.shape[1]!, (from + n) * W.shape[1]!);
+  const diff = (a: ArrayLike<number>, b: ArrayLike<number>) => Math.max(0, ...Array.from(a, (v, k) => Math.abs(v - b[k]!)));
+  const attn = (n: string) => teacher.weights.get(`model.layers.0.self_attn.${n}.weight`);
+  const rows: Array<[string, string, ArrayLike<number>]> = [
+    [`x: in_proj rows ${dInner}…${dInner + dXb - 1}`, 'v_proj (W^V)', rowsOf(dInner, dXb)],
+    [`B: in_proj rows ${dInner + dXb}…${dInner + 2 * dXb - 1}`, 'k_proj (W^K)', rowsOf(dInner + dXb, dXb)],
+    [`C: in_proj rows ${dInner + 2 * dXb}…${2 * dInner + 2 * dXb - 1}`, 'q_proj (W^Q)', rowsOf(dInner + 2 * dXb, dInner)],
+    ['out_proj', 'o_proj (W^O)', h.weights.get('model.layers.0.mamba.out_proj.weight').data],
+  ];
+  $('alg1').querySelector('tbody')!.innerHTML = rows
+    .map(([a, b, v]) => {
+      const src = attn(b.split(' ')[0]!);
+      return `<tr><td>${a}</td><td>${b}</td><td>[${src.shape.join(' × ')}]</td><td data-diff="${diff(v, src.data)}">${diff(v, src.data)}</td></tr>`;
+    })
+    .join('');
+}

@@ -1,0 +1,59 @@
+/**
+ * Build the browser page: web/app.ts and everything it imports from lib/, bundled by esbuild for browsers,
+ * with web/index.html and the shipped models it loads, into one static folder (default dist/web/) that any
+ * static file server can serve.
+ *   node --import tsx web/build.ts [--out DIR]
+ * Node built-ins that lib/ imports for its file and worker code (never called by the page) become empty
+ * modules; the kernel runtime's dynamic imports of gpu.js and webgpu stay external (the page uses the
+ * float64 reference ops).
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { build, type Plugin } from 'esbuild';
+import { writeFolder } from '../lib/io/writer.js';
+
+const ROOT = join(import.meta.dirname, '..');
+export const WEB_MODELS = ['teacher-small', 'hybrid-mamba2-50', 'draft-small'];
+const MODEL_FILES = ['config.json', 'mamba_config.json', 'mil_config.json', 'model.safetensors'];
+
+const nodeStubs: Plugin = {
+  name: 'node-stubs',
+  setup(b) {
+    b.onResolve({ filter: /^node:/ }, (a) => ({ path: a.path, namespace: 'node-stub' }));
+    b.onLoad({ filter: /.*/, namespace: 'node-stub' }, () => ({ contents: 'module.exports = {};', loader: 'js' }));
+  },
+};
+
+/** Bundle and copy into `out` (written whole through the one writer: never a half-built folder). */
+export async function buildWeb(out: string): Promise<void> {
+  const r = await build({
+    entryPoints: [join(ROOT, 'web', 'app.ts')],
+    bundle: true,
+    format: 'esm',
+    platform: 'browser',
+    target: 'es2022',
+    write: false,
+    external: ['gpu.js', 'webgpu'],
+    plugins: [nodeStubs],
+    logLevel: 'warning',
+  });
+  const js = r.outputFiles[0]!.contents;
+  writeFolder(out, (stage) => {
+    stage.writeFile('app.js', js);
+    stage.writeFile('index.html', readFileSync(join(ROOT, 'web', 'index.html')));
+    stage.writeFile('models/tokenizer.json', readFileSync(join(ROOT, 'models', 'tokenizer.json')));
+    const manifest: Record<string, string[]> = {};
+    for (const m of WEB_MODELS) {
+      manifest[m] = MODEL_FILES.filter((f) => existsSync(join(ROOT, 'models', m, f))); // a Llama has no mamba_config.json
+      for (const f of manifest[m]) stage.writeFile(`models/${m}/${f}`, readFileSync(join(ROOT, 'models', m, f)));
+    }
+    stage.writeFile('models/manifest.json', JSON.stringify(manifest, null, 1) + '\n'); // the page fetches what is listed
+  });
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const { values } = parseArgs({ options: { out: { type: 'string', default: join(ROOT, 'dist', 'web') } } });
+  await buildWeb(values.out!);
+  console.log(`built ${values.out}`);
+}

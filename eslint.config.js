@@ -1,12 +1,19 @@
 // ESLint (flat config): JavaScript's and typescript-eslint's recommended rules over lib/, kernels/, spec/,
-// bench/, scripts/, examples/ and bin/. Formatting is prettier's (.prettierrc.json); `npm run lint` runs both.
+// bench/, scripts/, examples/, web/ and bin/, and one type-aware rule (below). Formatting is prettier's (.prettierrc.json); `npm run lint` runs both.
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'docs/site/', 'asm/', 'runs/', 'scratch/', 'models/', 'golden/'] },
+  { ignores: ['node_modules/', 'docs/site/', 'dist/', 'asm/', 'runs/', 'scratch/', 'models/', 'golden/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
+  {
+    // type-aware: a non-null assertion the types make unnecessary is an error (tsconfig.json sets
+    // noUncheckedIndexedAccess, so an index read needs its `!` and little else does)
+    files: ['**/*.ts'],
+    languageOptions: { parserOptions: { projectService: { allowDefaultProject: ['vitest.config.ts'] }, tsconfigRootDir: import.meta.dirname } },
+    rules: { '@typescript-eslint/no-unnecessary-type-assertion': 'error' },
+  },
   {
     languageOptions: {
       globals: {

@@ -72,7 +72,7 @@ export function multistepLoop(
       for (let n = 0; n < N; n++) {
         const si = d * N + n;
         h[si] = Math.exp(dl * A[si]!) * h[si]! + dl * B[k * N + n]! * x[k * dim + d]!;
-        y += C[k * N + n]! * h[si]!;
+        y += C[k * N + n]! * h[si];
       }
       out[k * dim + d] = y;
     }

@@ -197,7 +197,7 @@ export class GpuRuntime {
         total += a.length;
       });
       const packed = new Float32Array(total);
-      callArgs.forEach((a, i) => packed.set(a, offsets[`OFF_${names[i]}`]!));
+      callArgs.forEach((a, i) => packed.set(a, offsets[`OFF_${names[i]}`]));
       if (total > MAX_ELEMENTS) throw new ArgumentError(`${key} packed inputs`, `at most ${MAX_ELEMENTS} elements on float32 kernels`, total);
       src = packSource(source, names);
       consts = { ...constants, ...offsets };
@@ -223,6 +223,6 @@ export class GpuRuntime {
       this.cache.delete(ck);
       throw new KernelError(this.name, key, (e as Error).message.split('\n')[0] ?? String(e));
     }
-    return r instanceof Float32Array ? r : Float32Array.from(r as ArrayLike<number>);
+    return r instanceof Float32Array ? r : Float32Array.from(r);
   }
 }

@@ -179,7 +179,7 @@ function kernelOps(rt: GpuRuntime): Ops {
       return t32(r, [batch!, H!, L!, dv!], 'linear_attention');
     },
     async selectiveScan(inp) {
-      const L = selectiveScanDims(inp).L!;
+      const L = selectiveScanDims(inp).L;
       const { shape, args } = scanKernelInputs(inp, chunkOption(inp.chunkSize, L, 'chunkSize'));
       const r = await selectiveScanKernel(rt, shape, args);
       return { out: t32(r.out, [shape.batch, shape.dim, L], 'out'), lastState: t32(r.lastState, [shape.batch, shape.dim, shape.N], 'last_state') };
@@ -205,24 +205,24 @@ function kernelOps(rt: GpuRuntime): Ops {
       const { batch, dim, L, W } = conv1dDims(inp);
       const out = await conv1dKernel(
         rt,
-        { batch: batch!, dim: dim!, L: L!, W: W! },
+        { batch: batch, dim: dim, L: L, W: W },
         f32(x.data),
         f32(weight.data),
         opt(bias),
         opt(initialStates),
         inp.activation === 'silu',
       );
-      return { out: t32(out, [batch!, dim!, L!], 'out'), finalStates: conv1dFinalStates(x, initialStates, W!, 'float32') };
+      return { out: t32(out, [batch, dim, L], 'out'), finalStates: conv1dFinalStates(x, initialStates, W, 'float32') };
     },
     async causalConv1dUpdate(inp) {
       const { x, convState, weight, bias, cacheSeqlens } = inp;
       const { batch, dim, steps, S, W } = conv1dUpdateDims(inp);
-      const P = W! - 1;
-      const start = new Float32Array(batch!);
-      for (let b = 0; b < batch!; b++) start[b] = cacheSeqlens ? mod(cacheSeqlens[b]! - P, S!) : S! - P;
+      const P = W - 1;
+      const start = new Float32Array(batch);
+      for (let b = 0; b < batch; b++) start[b] = cacheSeqlens ? mod(cacheSeqlens[b]! - P, S) : S - P;
       const out = await conv1dUpdateKernel(
         rt,
-        { batch: batch!, dim: dim!, L: steps!, W: W!, S: S! },
+        { batch: batch, dim: dim, L: steps, W: W, S: S },
         f32(x.data),
         f32(convState.data),
         f32(weight.data),
@@ -230,7 +230,7 @@ function kernelOps(rt: GpuRuntime): Ops {
         start,
         inp.activation === 'silu',
       );
-      return { out: t32(out, [batch!, dim!, steps!], 'out'), convState: conv1dStateAfter(convState, x, cacheSeqlens, 'float32') };
+      return { out: t32(out, [batch, dim, steps], 'out'), convState: conv1dStateAfter(convState, x, cacheSeqlens, 'float32') };
     },
     async ssdChunkScan(inp, chunkSize) {
       const s = ssdDims(inp);

@@ -38,7 +38,7 @@ export function scanKernelInputs(inp: SelectiveScanInputs, chunk: number): { sha
   const { batch, dim, L, N, Bl, Cl } = selectiveScanDims(inp);
   const { u, delta, A, B, C, D, z, deltaBias, initialState } = inp;
   return {
-    shape: { batch: batch!, dim: dim!, L: L!, N: N!, bKind: Bl.kind, bGroups: Bl.groups, cKind: Cl.kind, cGroups: Cl.groups, chunk },
+    shape: { batch: batch, dim: dim, L: L, N: N, bKind: Bl.kind, bGroups: Bl.groups, cKind: Cl.kind, cGroups: Cl.groups, chunk },
     args: {
       u: f32(u.data),
       delta: f32(delta.data),
@@ -148,13 +148,13 @@ export function kernelGradOps(
       // per-head parameters: the sum over their head's channels
       const sumHeads = (a: Float32Array, per: number, name: string) => {
         const out = new Float32Array(H);
-        for (let i = 0; i < a.length; i++) out[Math.floor(i / per)] += a[i]!;
+        for (let i = 0; i < a.length; i++) out[Math.floor(i / per)]! += a[i]!;
         return t32(out, [H], name);
       };
       const ddtScan = new Tensor(r.ddelta, [batch, dim, L]);
       const ddt = new Float32Array(batch * L * H);
       for (let b = 0; b < batch; b++)
-        for (let d = 0; d < dim; d++) for (let t = 0; t < L; t++) ddt[(b * L + t) * H + Math.floor(d / P)] += ddtScan.data[(b * dim + d) * L + t]!;
+        for (let d = 0; d < dim; d++) for (let t = 0; t < L; t++) ddt[(b * L + t) * H + Math.floor(d / P)]! += ddtScan.data[(b * dim + d) * L + t]!;
       const fromBc = (a: Float32Array, name: string) => new Tensor(a, [batch, G, N, L]).transpose([0, 3, 1, 2]).astype('float32').named(name);
       const g: SsdOutputs & SsdGrads = {
         out: fromScan(new Tensor(r.out, [batch, dim, L]), 'out'),

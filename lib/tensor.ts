@@ -37,7 +37,7 @@ function allocate(dtype: DType, n: number): FloatArray {
 
 function checkShapeValid(name: string, shape: readonly number[]): void {
   for (const d of shape) {
-    if (!Number.isInteger(d) || d < 0) throw new ShapeError(name, 'non-negative integer dimensions', shape as number[]);
+    if (!Number.isInteger(d) || d < 0) throw new ShapeError(name, 'non-negative integer dimensions', shape);
   }
 }
 

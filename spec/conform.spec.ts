@@ -220,7 +220,7 @@ describe('the library entry', () => {
     const { Tensor } = await import('../lib/tensor.js');
     const port = (scale: number) => async (op: string, I: Record<string, { shape: number[]; data: ArrayLike<number> }>, a: Record<string, unknown>) => {
       if (op !== 'selective_scan') return null;
-      const t = (k: string) => (I[k] ? new Tensor(Float64Array.from(I[k]!.data), I[k]!.shape, k) : undefined);
+      const t = (k: string) => (I[k] ? new Tensor(Float64Array.from(I[k].data), I[k].shape, k) : undefined);
       const r = selectiveScan({
         u: t('u')!,
         delta: t('delta')!,

@@ -105,7 +105,7 @@ describe('Algorithm 1 conversion', () => {
   it('keeping every layer as attention reproduces the teacher exactly (numRuns 5)', async () => {
     const ops = await getOps('reference');
     await fc.assert(
-      fc.asyncProperty(fc.constantFrom('mamba1', 'mamba2') as fc.Arbitrary<'mamba1' | 'mamba2'>, fc.integer({ min: 0, max: 1000 }), async (variant, seed) => {
+      fc.asyncProperty(fc.constantFrom<'mamba1' | 'mamba2'>('mamba1', 'mamba2'), fc.integer({ min: 0, max: 1000 }), async (variant, seed) => {
         const t = teacher(seed);
         const h = convert(t, { variant, attentionFraction: 1, seed });
         const ids = [[3, 1, 4, 1, 5, 9, 2, 6]];
@@ -192,7 +192,7 @@ describe('Algorithm 1 conversion', () => {
               .transpose([0, 2, 1, 3]);
           const y = linearAttentionParallel(heads('q', H), repeatKv(heads('k', 2), 2), repeatKv(heads('v', 2), 2));
           const o = linear(y.transpose([0, 2, 1, 3]).reshape([1, L, 64]), TW.get(`${p}.self_attn.o_proj.weight`));
-          for (let j = 0; j < h.size; j++) h.data[j] += o.data[j]!;
+          for (let j = 0; j < h.size; j++) h.data[j]! += o.data[j]!;
           const x2 = rmsnorm(h, TW.get(`${p}.post_attention_layernorm.weight`), 1e-5);
           const g = linear(x2, TW.get(`${p}.mlp.gate_proj.weight`));
           const u = linear(x2, TW.get(`${p}.mlp.up_proj.weight`));
@@ -200,7 +200,7 @@ describe('Algorithm 1 conversion', () => {
             g.zip(u, (a, b) => silu(a) * b),
             TW.get(`${p}.mlp.down_proj.weight`),
           );
-          for (let j = 0; j < h.size; j++) h.data[j] += d.data[j]!;
+          for (let j = 0; j < h.size; j++) h.data[j]! += d.data[j]!;
         }
         const want = linear(rmsnorm(h, TW.get('model.norm.weight'), 1e-5), TW.get('lm_head.weight'));
         expectClose(got, want, FLOAT64_TOL, 'logits');

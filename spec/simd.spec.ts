@@ -197,7 +197,7 @@ describe('SIMD matrix products = float64 reference', () => {
     const bytes = g.residentBytes;
     for (let step = 0; step < 50; step++) {
       ws.forEach((w, i) => {
-        w[step % w.length] += 1;
+        w[step % w.length]! += 1;
         g.forget(w);
         const y = g.linear(x, 3, 40, w, shapes[i]!);
         expect(

@@ -306,7 +306,7 @@ describe('speculative sampling keeps the target distribution', () => {
       const counts = new Float64Array(V * V);
       for (let s = 0; s < N; s++) {
         const r = await speculativeGenerate(ops, m, new ModelDrafter(ops, d, cfg.K + 1, 'lazy'), prompt, { ...o, K: cfg.K, maxNewTokens: 2, eos: [], seed: s });
-        counts[r.tokens[0]! * V + r.tokens[1]!]++;
+        counts[r.tokens[0]! * V + r.tokens[1]!]!++;
       }
       let chi2 = 0;
       let impossible = 0;

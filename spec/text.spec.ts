@@ -141,7 +141,7 @@ function naiveBpe(texts: string[], merges: number): Array<[number, number]> {
     words = words.map((w) => {
       const n: number[] = [];
       for (let i = 0; i < w.length; i++) {
-        if (i + 1 < w.length && w[i] === best![0] && w[i + 1] === best![1]) {
+        if (i + 1 < w.length && w[i] === best[0] && w[i + 1] === best[1]) {
           n.push(id);
           i++;
         } else n.push(w[i]!);

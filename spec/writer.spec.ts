@@ -307,7 +307,7 @@ describe('writer: kills, full disks, races, bad targets', () => {
     } finally {
       sleeper.kill('SIGKILL');
     }
-    const dead = spawnSync('true').pid!;
+    const dead = spawnSync('true').pid;
     writeFileSync(join(parent, '.x.mil-lock'), `${dead} test\n`);
     writeFolder(target, (s) => s.writeFile('a', 'a'));
     expect(readFileSync(join(target, 'a'), 'utf8')).toBe('a');
@@ -341,7 +341,7 @@ describe('writer: kills, full disks, races, bad targets', () => {
     saveModel(target, oldModel);
     const snap = snapshot(target);
     // simulate a writer killed between its two renames, with a half-staged folder beside
-    const dead = spawnSync('true').pid!;
+    const dead = spawnSync('true').pid;
     spawnSync('mv', [target, join(parent, `.m.mil-old-${dead}-abcd`)]);
     mkdirSync(join(parent, `.m.mil-tmp-${dead}-ef01`));
     writeFileSync(join(parent, `.m.mil-tmp-${dead}-ef01`, 'model.safetensors'), 'half');

@@ -43,7 +43,8 @@ async function fetchModel(name: string, files: string[]): Promise<HybridModel> {
 const t0 = performance.now();
 const tok = BpeTokenizer.fromObject((await fetchJson('models/tokenizer.json'))!, 'models/tokenizer.json');
 const manifest = (await fetchJson('models/manifest.json')) as Record<string, string[]>;
-const [teacher, hybrid, draft] = await Promise.all(['teacher-small', 'hybrid-mamba2-50', 'draft-small'].map((n) => fetchModel(n, manifest[n] ?? [])));
+const load = (n: string) => fetchModel(n, manifest[n] ?? []);
+const [teacher, hybrid, draft] = await Promise.all([load('teacher-small'), load('hybrid-mamba2-50'), load('draft-small')]);
 status(`Models loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s.`);
 document.body.dataset.ready = '1';
 

@@ -54,6 +54,6 @@ export async function buildWeb(out: string): Promise<void> {
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const { values } = parseArgs({ options: { out: { type: 'string', default: join(ROOT, 'dist', 'web') } } });
-  await buildWeb(values.out!);
+  await buildWeb(values.out);
   console.log(`built ${values.out}`);
 }

@@ -38,7 +38,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const { values } = parseArgs({
     options: { port: { type: 'string', default: '8080' }, out: { type: 'string', default: join(import.meta.dirname, '..', 'dist', 'web') } },
   });
-  await buildWeb(values.out!);
-  const { url } = await serveStatic(values.out!, Number(values.port));
+  await buildWeb(values.out);
+  const { url } = await serveStatic(values.out, Number(values.port));
   console.log(`the page: ${url}  (built in ${values.out}; Ctrl-C stops)`);
 }

@@ -131,7 +131,7 @@ export interface Draw {
 export function drawArbitrary(op: string): fc.Arbitrary<Draw> {
   const s = CONFORM_SPECS[op];
   if (!s) throw new ArgumentError('--op', `one of ${CONFORM_OPS.join(', ')}`, op);
-  const rec = <T>(keys: string[], a: () => fc.Arbitrary<T>) => fc.record(Object.fromEntries(keys.map((k) => [k, a()])) as Record<string, fc.Arbitrary<T>>);
+  const rec = <T>(keys: string[], a: () => fc.Arbitrary<T>) => fc.record(Object.fromEntries(keys.map((k) => [k, a()])));
   return fc.record({
     shapes: fc.record(
       Object.fromEntries(Object.entries(s.shapes).map(([k, [lo, hi]]) => [k, fc.integer({ min: lo, max: hi })])) as Record<string, fc.Arbitrary<number>>,
@@ -168,14 +168,14 @@ export async function buildCase(op: string, d: Draw): Promise<ConformCase> {
   spec.fix?.(shapes);
   const r = new Rng(d.seed);
   if (op === 'model') return buildModelCase(shapes, r);
-  const so: ShapeOptions = { ...shapes } as ShapeOptions;
+  const so: ShapeOptions = { ...shapes };
   if (op === 'speculative') so.variant = VARIANTS[shapes.variant!]!;
   if ('groups' in shapes && shapes.groups === 0) delete so.groups;
   const g = GOLDEN_OPS[op]!.generate(r, so);
   const inputs: Named = { ...g.inputs };
   for (const k of spec.optional ?? []) if (!d.present[k]) delete inputs[k];
   for (const [k, make] of Object.entries(spec.add ?? {})) if (d.present[k]) inputs[k] = make(r, inputs);
-  for (const [k, f] of Object.entries(d.scale)) if (inputs[k] && f !== 1) inputs[k] = inputs[k]!.map((v) => v * f);
+  for (const [k, f] of Object.entries(d.scale)) if (inputs[k] && f !== 1) inputs[k] = inputs[k].map((v) => v * f);
   const attrs: Attrs = { ...g.attrs, ...d.toggles };
   const expected = await GOLDEN_OPS[op]!.run(await getOps('reference'), inputs, attrs);
   return { op, inputs, attrs, expected, shapes };

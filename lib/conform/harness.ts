@@ -115,7 +115,7 @@ export function compare(expected: Record<string, Tensor>, got: Map<string, Tenso
     }
     errors[name] = relError(g.data, want.data);
     if (nonFinite >= 0) problems.push(`output '${name}'[${nonFinite}] is ${g.data[nonFinite]} where the reference is ${want.data[nonFinite]}`);
-    else if (!(errors[name]! <= tolerance)) problems.push(`output '${name}' relative error ${errors[name]!.toExponential(2)} > ${tolerance}`);
+    else if (!(errors[name] <= tolerance)) problems.push(`output '${name}' relative error ${errors[name].toExponential(2)} > ${tolerance}`);
   }
   return problems.length ? { status: 'fail', reason: problems.join('; '), errors, worst } : { status: 'pass', errors, worst };
 }

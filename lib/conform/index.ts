@@ -37,7 +37,7 @@ export function property(op: string, port: PortFunction, o: { tolerance?: number
     const inputs = Object.fromEntries(Object.entries(c.inputs).map(([k, t]) => [k, { shape: [...t.shape], data: Float64Array.from(t.data) }]));
     const out = await port(op, inputs, c.attrs);
     fc.pre(out !== null); // unsupported
-    const got = new Map(Object.entries(out!).map(([k, t]) => [k, new Tensor(Float64Array.from(t.data), t.shape, k)]));
+    const got = new Map(Object.entries(out).map(([k, t]) => [k, new Tensor(Float64Array.from(t.data), t.shape, k)]));
     const v = compare(c.expected, got, o.tolerance ?? 1e-4);
     if (v.status !== 'pass') {
       const w = v.worst ? `; worst element ${v.worst.output}[${v.worst.index}] = ${v.worst.got}, reference ${v.worst.want}` : '';

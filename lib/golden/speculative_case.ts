@@ -51,7 +51,7 @@ export const SPECULATIVE_OP: GoldenOp = {
       const out: Named = {};
       const accepted: number[] = [];
       const emitted: number[] = [];
-      const num = (k: string) => (typeof a[k] === 'number' ? (a[k] as number) : undefined);
+      const num = (k: string) => (typeof a[k] === 'number' ? (a[k]) : undefined);
       const r = await speculativeGenerate(ops, target, new ModelDrafter(ops, draft, K + 1, 'lazy'), prompt, {
         K,
         maxNewTokens: int(a, 'max_new_tokens'),

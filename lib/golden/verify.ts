@@ -74,7 +74,7 @@ export function readKernelsJson(dir: string, file = 'kernels.json'): { seed?: nu
     if (!Array.isArray(k.inputs) || !k.inputs.every((s) => typeof s === 'string')) throw bad("'inputs' is not a list of names");
     if (!Array.isArray(k.outputs) || !k.outputs.every((s) => typeof s === 'string')) throw bad("'outputs' is not a list of names");
     if (k.attrs !== undefined && (typeof k.attrs !== 'object' || k.attrs === null || Array.isArray(k.attrs))) throw bad("'attrs' is not an object");
-    return { ...k, attrs: (k.attrs ?? {}) as Record<string, unknown> } as GoldenCase;
+    return { ...k, attrs: (k.attrs ?? {}) } as GoldenCase;
   });
   return { seed: o.seed, cases };
 }

@@ -104,7 +104,7 @@ export function newCache(m: HybridModel, batch: number): ModelCache {
 // ---------------------------------------------------------------- small helpers (dtype-agnostic)
 
 function addInto(h: Tensor, d: Tensor): void {
-  for (let i = 0; i < h.size; i++) h.data[i] += d.data[i]!;
+  for (let i = 0; i < h.size; i++) h.data[i]! += d.data[i]!;
 }
 
 /** (B, L, C) → (B, C, L) and back. */

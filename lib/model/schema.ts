@@ -96,7 +96,7 @@ export function checkObject(obj: Record<string, unknown>, schema: Schema, file: 
       }
       case 'strings':
         if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) fail(key, 'a list of strings' + note);
-        else if (spec.oneOf) for (const x of v as string[]) if (!spec.oneOf.includes(x)) fail(key, `a list of ${spec.oneOf.map(show).join(', ')}${note}`);
+        else if (spec.oneOf) for (const x of v) if (!spec.oneOf.includes(x)) fail(key, `a list of ${spec.oneOf.map(show).join(', ')}${note}`);
         break;
       case 'object':
         if (v === null && spec.nullable) break;

@@ -54,7 +54,7 @@ export function causalAttention(q: Tensor, k: Tensor, v: Tensor, opts: Attention
         for (let j = 0; j <= last; j++) {
           const w = s[j]! / z;
           const vo = ((b * Hkv! + kh) * Lk! + j) * dv!;
-          for (let i = 0; i < dv!; i++) out.data[oo + i] += w * v.data[vo + i]!;
+          for (let i = 0; i < dv!; i++) out.data[oo + i]! += w * v.data[vo + i]!;
         }
       }
     }
@@ -127,7 +127,7 @@ export function causalAttentionBackward(q: Tensor, k: Tensor, v: Tensor, dy: Ten
           let g = 0;
           for (let i = 0; i < Dv!; i++) {
             g += dy.data[oo + i]! * v.data[vo + i]!;
-            dvt.data[vo + i] += p[j]! * dy.data[oo + i]!;
+            dvt.data[vo + i]! += p[j]! * dy.data[oo + i]!;
           }
           dp[j] = g;
           sum += p[j]! * g;
@@ -136,8 +136,8 @@ export function causalAttentionBackward(q: Tensor, k: Tensor, v: Tensor, dy: Ten
           const ds = p[j]! * (dp[j]! - sum) * scale;
           const ko = ((b * Hkv! + kh) * Lk! + j) * d!;
           for (let i = 0; i < d!; i++) {
-            dq.data[qo + i] += ds * k.data[ko + i]!;
-            dk.data[ko + i] += ds * q.data[qo + i]!;
+            dq.data[qo + i]! += ds * k.data[ko + i]!;
+            dk.data[ko + i]! += ds * q.data[qo + i]!;
           }
         }
       }

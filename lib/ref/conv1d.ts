@@ -38,22 +38,22 @@ export function conv1dDims(inp: Conv1dInputs): { batch: number; dim: number; L: 
 export function causalConv1d(inp: Conv1dInputs): { out: Tensor; finalStates: Tensor } {
   const { x, weight, bias, initialStates } = inp;
   const { batch, dim, L, W } = conv1dDims(inp);
-  const P = W! - 1;
-  const out = Tensor.zeros([batch!, dim!, L!], 'float64', 'out');
-  const xt = new Float64Array(P + L!); // x̃ for one (b, d)
-  for (let b = 0; b < batch!; b++) {
-    for (let d = 0; d < dim!; d++) {
+  const P = W - 1;
+  const out = Tensor.zeros([batch, dim, L], 'float64', 'out');
+  const xt = new Float64Array(P + L); // x̃ for one (b, d)
+  for (let b = 0; b < batch; b++) {
+    for (let d = 0; d < dim; d++) {
       xt.fill(0);
-      if (initialStates) xt.set(initialStates.data.subarray((b * dim! + d) * P, (b * dim! + d + 1) * P), 0);
-      xt.set(x.data.subarray((b * dim! + d) * L!, (b * dim! + d + 1) * L!), P);
-      for (let t = 0; t < L!; t++) {
+      if (initialStates) xt.set(initialStates.data.subarray((b * dim + d) * P, (b * dim + d + 1) * P), 0);
+      xt.set(x.data.subarray((b * dim + d) * L, (b * dim + d + 1) * L), P);
+      for (let t = 0; t < L; t++) {
         let s = bias ? bias.data[d]! : 0;
-        for (let k = 0; k < W!; k++) s += weight.data[d * W! + k]! * xt[t + k]!;
-        out.data[(b * dim! + d) * L! + t] = inp.activation === 'silu' ? silu(s) : s;
+        for (let k = 0; k < W; k++) s += weight.data[d * W + k]! * xt[t + k]!;
+        out.data[(b * dim + d) * L + t] = inp.activation === 'silu' ? silu(s) : s;
       }
     }
   }
-  return { out, finalStates: conv1dFinalStates(x, initialStates, W!, 'float64') };
+  return { out, finalStates: conv1dFinalStates(x, initialStates, W, 'float64') };
 }
 
 /**
@@ -123,21 +123,21 @@ export function conv1dUpdateDims(inp: Conv1dUpdateInputs): { batch: number; dim:
 export function causalConv1dUpdate(inp: Conv1dUpdateInputs): { out: Tensor; convState: Tensor } {
   const { x, convState, weight, bias, cacheSeqlens } = inp;
   const { batch, dim, steps, S, W } = conv1dUpdateDims(inp);
-  const P = W! - 1;
-  const out = Tensor.zeros([batch!, dim!, steps!], 'float64', 'out');
-  const xt = new Float64Array(P + steps!);
-  for (let b = 0; b < batch!; b++) {
-    for (let d = 0; d < dim!; d++) {
-      const so = (b * dim! + d) * S!;
+  const P = W - 1;
+  const out = Tensor.zeros([batch, dim, steps], 'float64', 'out');
+  const xt = new Float64Array(P + steps);
+  for (let b = 0; b < batch; b++) {
+    for (let d = 0; d < dim; d++) {
+      const so = (b * dim + d) * S;
       for (let k = 0; k < P; k++) {
-        const pos = cacheSeqlens ? mod(cacheSeqlens[b]! - P + k, S!) : S! - P + k;
+        const pos = cacheSeqlens ? mod(cacheSeqlens[b]! - P + k, S) : S - P + k;
         xt[k] = convState.data[so + pos]!;
       }
-      for (let s = 0; s < steps!; s++) xt[P + s] = x.data[(b * dim! + d) * steps! + s]!;
-      for (let t = 0; t < steps!; t++) {
+      for (let s = 0; s < steps; s++) xt[P + s] = x.data[(b * dim + d) * steps + s]!;
+      for (let t = 0; t < steps; t++) {
         let s = bias ? bias.data[d]! : 0;
-        for (let k = 0; k < W!; k++) s += weight.data[d * W! + k]! * xt[t + k]!;
-        out.data[(b * dim! + d) * steps! + t] = inp.activation === 'silu' ? silu(s) : s;
+        for (let k = 0; k < W; k++) s += weight.data[d * W + k]! * xt[t + k]!;
+        out.data[(b * dim + d) * steps + t] = inp.activation === 'silu' ? silu(s) : s;
       }
     }
   }
@@ -191,10 +191,10 @@ export function causalConv1dBackward(
         let s = bias ? bias.data[d]! : 0;
         for (let k = 0; k < W; k++) s += weight.data[d * W + k]! * xt[t + k]!;
         const ds = dout.data[(b * dim + d) * L + t]! * (inp.activation === 'silu' ? siluGrad(s) : 1);
-        if (dbias) dbias.data[d] += ds;
+        if (dbias) dbias.data[d]! += ds;
         for (let k = 0; k < W; k++) {
-          dweight.data[d * W + k] += ds * xt[t + k]!;
-          dxt[t + k] += ds * weight.data[d * W + k]!;
+          dweight.data[d * W + k]! += ds * xt[t + k]!;
+          dxt[t + k]! += ds * weight.data[d * W + k]!;
         }
       }
       dx.data.set(dxt.subarray(P, P + L), (b * dim + d) * L);

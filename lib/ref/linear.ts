@@ -13,7 +13,7 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
   for (let i = 0; i < m!; i++) {
     for (let kk = 0; kk < k!; kk++) {
       const aik = a.data[i * k! + kk]!;
-      for (let j = 0; j < n!; j++) out.data[i * n! + j] += aik * b.data[kk * n! + j]!;
+      for (let j = 0; j < n!; j++) out.data[i * n! + j]! += aik * b.data[kk * n! + j]!;
     }
   }
   return out;

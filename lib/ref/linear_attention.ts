@@ -26,7 +26,7 @@ export function linearAttentionParallel(q: Tensor, k: Tensor, v: Tensor, g?: Ten
         let dot = 0;
         for (let i = 0; i < dk!; i++) dot += q.data[(bh * L! + t) * dk! + i]! * k.data[(bh * L! + s) * dk! + i]!;
         const w = decay * dot;
-        for (let j = 0; j < dv!; j++) out.data[(bh * L! + t) * dv! + j] += w * v.data[(bh * L! + s) * dv! + j]!;
+        for (let j = 0; j < dv!; j++) out.data[(bh * L! + t) * dv! + j]! += w * v.data[(bh * L! + s) * dv! + j]!;
       }
     }
   }

@@ -89,7 +89,7 @@ export function gatedRmsnormBackward(
   const out = gatedRmsnorm(x, weight, z, opts);
   const eps = opts.eps ?? 1e-6;
   const d = x.shape[x.rank - 1]!;
-  dims({ dy: [dy, x.shape as number[]] });
+  dims({ dy: [dy, x.shape] });
   const g = opts.groupSize ?? d;
   const before = opts.normBeforeGate ?? true;
   const dx = Tensor.zeros(x.shape, 'float64', 'dx');
@@ -112,7 +112,7 @@ export function gatedRmsnormBackward(
         const w = weight.data[g0 + i]!;
         dn[i] = z && before ? dy.data[o]! * silu(z.data[o]!) : dy.data[o]!;
         if (z && before) dz!.data[o] = dy.data[o]! * v[i]! * rstd * w * siluGrad(z.data[o]!);
-        dweight.data[g0 + i] += dn[i]! * v[i]! * rstd;
+        dweight.data[g0 + i]! += dn[i]! * v[i]! * rstd;
         mean += dn[i]! * w * v[i]! * rstd;
       }
       mean /= g;

@@ -80,34 +80,34 @@ export function selectiveScanDims(inp: SelectiveScanInputs): { batch: number; di
   });
   const Bl = projectionLayout('B', B, batch!, dim!, N!, L!);
   const Cl = projectionLayout('C', C, batch!, dim!, N!, L!);
-  dims({ B: [B, B.shape as number[]], C: [C, C.shape as number[]] }); // finiteness
+  dims({ B: [B, B.shape], C: [C, C.shape] }); // finiteness
   return { batch: batch!, dim: dim!, L: L!, N: N!, Bl, Cl };
 }
 
 export function selectiveScan(inp: SelectiveScanInputs): SelectiveScanOutputs {
   const { u, delta, A, B, C, D, z, deltaBias, initialState } = inp;
   const { batch, dim, L, N, Bl, Cl } = selectiveScanDims(inp);
-  const out = Tensor.zeros([batch!, dim!, L!], 'float64', 'out');
-  const last = Tensor.zeros([batch!, dim!, N!], 'float64', 'last_state');
-  const h = new Float64Array(N!);
-  for (let b = 0; b < batch!; b++) {
-    for (let d = 0; d < dim!; d++) {
-      for (let n = 0; n < N!; n++) h[n] = initialState ? initialState.data[(b * dim! + d) * N! + n]! : 0;
-      for (let t = 0; t < L!; t++) {
-        const i = (b * dim! + d) * L! + t;
+  const out = Tensor.zeros([batch, dim, L], 'float64', 'out');
+  const last = Tensor.zeros([batch, dim, N], 'float64', 'last_state');
+  const h = new Float64Array(N);
+  for (let b = 0; b < batch; b++) {
+    for (let d = 0; d < dim; d++) {
+      for (let n = 0; n < N; n++) h[n] = initialState ? initialState.data[(b * dim + d) * N + n]! : 0;
+      for (let t = 0; t < L; t++) {
+        const i = (b * dim + d) * L + t;
         let dt = delta.data[i]! + (deltaBias ? deltaBias.data[d]! : 0);
         if (inp.deltaSoftplus) dt = softplus(dt);
         const ut = u.data[i]!;
         let y = 0;
-        for (let n = 0; n < N!; n++) {
-          h[n] = Math.exp(dt * A.data[d * N! + n]!) * h[n]! + dt * B.data[Bl.index(b, d, n, t)]! * ut;
+        for (let n = 0; n < N; n++) {
+          h[n] = Math.exp(dt * A.data[d * N + n]!) * h[n]! + dt * B.data[Bl.index(b, d, n, t)]! * ut;
           y += C.data[Cl.index(b, d, n, t)]! * h[n]!;
         }
         if (D) y += D.data[d]! * ut;
         if (z) y *= silu(z.data[i]!);
         out.data[i] = y;
       }
-      last.data.set(h, (b * dim! + d) * N!);
+      last.data.set(h, (b * dim + d) * N);
     }
   }
   return { out, lastState: last };
@@ -186,28 +186,28 @@ export function selectiveScanBackward(inp: SelectiveScanInputs, dout: Tensor, dL
           dy *= silu(z.data[i]!);
         }
         if (D) {
-          g.dD!.data[d] += dy * ut;
-          g.du.data[i] += dy * D.data[d]!;
+          g.dD!.data[d]! += dy * ut;
+          g.du.data[i]! += dy * D.data[d]!;
         }
         let ddt = 0;
         for (let n = 0; n < N; n++) {
           const ci = Cl.index(b, d, n, t);
           const bi = Bl.index(b, d, n, t);
-          g.dC.data[ci] += dy * hs[(t + 1) * N + n]!;
-          dh[n] += dy * C.data[ci]!;
+          g.dC.data[ci]! += dy * hs[(t + 1) * N + n]!;
+          dh[n]! += dy * C.data[ci]!;
           const a = A.data[d * N + n]!;
           const decay = Math.exp(dt * a);
           const hPrev = hs[t * N + n]!;
           ddt += dh[n]! * (a * decay * hPrev + B.data[bi]! * ut);
-          g.dA.data[d * N + n] += dh[n]! * dt * decay * hPrev;
-          g.dB.data[bi] += dh[n]! * dt * ut;
-          g.du.data[i] += dh[n]! * dt * B.data[bi]!;
+          g.dA.data[d * N + n]! += dh[n]! * dt * decay * hPrev;
+          g.dB.data[bi]! += dh[n]! * dt * ut;
+          g.du.data[i]! += dh[n]! * dt * B.data[bi]!;
           dh[n] = dh[n]! * decay;
         }
         const raw = delta.data[i]! + (deltaBias ? deltaBias.data[d]! : 0);
         const dRaw = inp.deltaSoftplus ? ddt * softplusGrad(raw) : ddt;
         g.ddelta.data[i] = dRaw;
-        if (g.ddeltaBias) g.ddeltaBias.data[d] += dRaw;
+        if (g.ddeltaBias) g.ddeltaBias.data[d]! += dRaw;
       }
       if (g.dInitialState) g.dInitialState.data.set(dh, (b * dim + d) * N);
     }

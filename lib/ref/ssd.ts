@@ -98,7 +98,7 @@ export function ssdSequential(inp: SsdInputs): SsdOutputs {
           for (let n = 0; n < N; n++) {
             const si = ((b * H + h) * P + p) * N + n;
             st.data[si] = decay * st.data[si]! + dl * xv * inp.B.data[bo + n]!;
-            y += st.data[si]! * inp.C.data[bo + n]!;
+            y += st.data[si] * inp.C.data[bo + n]!;
           }
           if (inp.D) y += inp.D.data[h]! * xv;
           if (inp.z) y *= silu(inp.z.data[xi]!);
@@ -164,7 +164,7 @@ export function ssdDiscreteChunked(X: Tensor, a: Tensor, B: Tensor, C: Tensor, c
         S.fill(0);
         for (let s = t0; s < t1; s++) {
           const w = Math.exp(total - cum[s - t0]!);
-          for (let p = 0; p < P; p++) for (let n = 0; n < N; n++) S[p * N + n] += w * X.data[xIdx(s, p)]! * B.data[bIdx(s, n)]!;
+          for (let p = 0; p < P; p++) for (let n = 0; n < N; n++) S[p * N + n]! += w * X.data[xIdx(s, p)]! * B.data[bIdx(s, n)]!;
         }
         const decay = Math.exp(total);
         for (let i = 0; i < P * N; i++) Hst.data[hOff + i] = decay * Hst.data[hOff + i]! + S[i]!;
@@ -284,25 +284,25 @@ export function ssdBackward(inp: SsdInputs, dout: Tensor, dFinalState?: Tensor):
             dy *= silu(z.data[xi]!);
           }
           if (D) {
-            g.dD!.data[h] += dy * xv;
-            g.dx.data[xi] += dy * D.data[h]!;
+            g.dD!.data[h]! += dy * xv;
+            g.dx.data[xi]! += dy * D.data[h]!;
           }
           for (let n = 0; n < N; n++) {
             const k = p * N + n;
-            g.dC.data[bo + n] += dy * Hs[(t + 1) * PN + k]!;
-            dH[k] += dy * C.data[bo + n]!;
+            g.dC.data[bo + n]! += dy * Hs[(t + 1) * PN + k]!;
+            dH[k]! += dy * C.data[bo + n]!;
             const hPrev = Hs[t * PN + k]!;
             ddl += dH[k]! * (a * decay * hPrev + xv * B.data[bo + n]!);
-            g.dA.data[h] += dH[k]! * dl * decay * hPrev;
-            g.dx.data[xi] += dH[k]! * dl * B.data[bo + n]!;
-            g.dB.data[bo + n] += dH[k]! * dl * xv;
+            g.dA.data[h]! += dH[k]! * dl * decay * hPrev;
+            g.dx.data[xi]! += dH[k]! * dl * B.data[bo + n]!;
+            g.dB.data[bo + n]! += dH[k]! * dl * xv;
             dH[k] = dH[k]! * decay;
           }
         }
         const raw = inp.dt.data[(b * L + t) * H + h]! + (dtBias ? dtBias.data[h]! : 0);
         const dRaw = inp.dtSoftplus ? ddl * softplusGrad(raw) : ddl;
         g.ddt.data[(b * L + t) * H + h] = dRaw;
-        if (g.ddtBias) g.ddtBias.data[h] += dRaw;
+        if (g.ddtBias) g.ddtBias.data[h]! += dRaw;
       }
       if (g.dInitialState) g.dInitialState.data.set(dH, (b * H + h) * PN);
     }

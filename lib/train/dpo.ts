@@ -36,9 +36,9 @@ export function preferencePairs(stream: readonly number[], n: number, promptLen:
     let b = rng.int(0, stream.length - contLen);
     while (Math.abs(b - (a + promptLen)) < contLen) b = rng.int(0, stream.length - contLen);
     return {
-      prompt: stream.slice(a, a + promptLen) as number[],
-      chosen: stream.slice(a + promptLen, a + L) as number[],
-      rejected: stream.slice(b, b + contLen) as number[],
+      prompt: stream.slice(a, a + promptLen),
+      chosen: stream.slice(a + promptLen, a + L),
+      rejected: stream.slice(b, b + contLen),
     };
   });
 }

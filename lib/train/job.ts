@@ -62,7 +62,7 @@ export function evaluate(
   let bytes = 0;
   for (let w0 = 0; w0 < n; w0 += batch) {
     const ids: number[][] = [];
-    for (let w = w0; w < Math.min(n, w0 + batch); w++) ids.push(tokens.slice(w * L, (w + 1) * L) as number[]);
+    for (let w = w0; w < Math.min(n, w0 + batch); w++) ids.push(tokens.slice(w * L, (w + 1) * L));
     const logits = trainForward(model, ids, () => false, o.engine ?? FLOAT64_ENGINE).logits;
     const lp = logSoftmax(logits, ids.length * L, V);
     ids.forEach((row, b) => {

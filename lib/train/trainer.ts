@@ -135,7 +135,7 @@ export class Trainer {
       if (this.pos.next >= this.pos.order.length)
         this.pos = { epoch: this.pos.epoch + 1, next: 0, order: shuffle(windows(this.tokens.length, this.o.seqLen), this.rng) };
       const w = this.pos.order[this.pos.next++]!;
-      rows.push(this.tokens.slice(w * this.o.seqLen, (w + 1) * this.o.seqLen) as number[]);
+      rows.push(this.tokens.slice(w * this.o.seqLen, (w + 1) * this.o.seqLen));
     }
     return rows;
   }

@@ -17,7 +17,10 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { getOps, type Ops } from '../lib/ops.js';
 import { randomLlama } from '../lib/model/random.js';
-import { convert, saveModel } from '../lib/model/convert.js';
+import { convert, modelFiles, saveModel } from '../lib/model/convert.js';
+import { relError } from '../lib/tensor.js';
+// @ts-expect-error the example port is plain JavaScript without type declarations
+import { loadModel as portLoadModel, run as portRun } from '../examples/ports/js/model.mjs';
 import { forward, newCache, type HybridModel } from '../lib/model/hybrid.js';
 import { loadModel } from '../lib/model/load.js';
 import { attentionLayersFor, parseLlamaConfig, ConfigError } from '../lib/model/config.js';
@@ -102,8 +105,19 @@ describe('Algorithm 1 conversion', () => {
     expect(attentionLayersFor(0.5, 4)).toEqual([1, 3]); // the golden hybrid's attn_layers
   });
 
-  it('keeping every layer as attention reproduces the teacher exactly (numRuns 5)', async () => {
+  it('keeping every layer as attention reproduces the teacher exactly, also as the independent example port reads the saved hybrid (numRuns 5)', async () => {
     const ops = await getOps('reference');
+    // the example port (examples/ports/js, written apart from lib/) reading a model's files: config.json,
+    // mamba_config.json (attn_layers) and mil_config.json as saved, the weights as float64
+    const port = (m: HybridModel, ids: number[]) => {
+      const files = Object.fromEntries(
+        modelFiles(m)
+          .filter(([rel]) => rel.endsWith('.json'))
+          .map(([rel, d]) => [rel, JSON.parse(String(d))]),
+      );
+      const w = Object.fromEntries(m.weights.names().map((n) => [n, { shape: [...m.weights.get(n).shape], data: Float64Array.from(m.weights.get(n).data) }]));
+      return Array.from(portRun(portLoadModel(files['config.json'], files['mamba_config.json'], files['mil_config.json'], w), ids).logits as Float64Array);
+    };
     await fc.assert(
       fc.asyncProperty(fc.constantFrom<'mamba1' | 'mamba2'>('mamba1', 'mamba2'), fc.integer({ min: 0, max: 1000 }), async (variant, seed) => {
         const t = teacher(seed);
@@ -112,6 +126,11 @@ describe('Algorithm 1 conversion', () => {
         const a = await forward(ops, t, ids, newCache(t, 1));
         const b = await forward(ops, h, ids, newCache(h, 1));
         expect(Array.from(b.data)).toEqual(Array.from(a.data));
+        // independent: the saved hybrid, read by the port, is the teacher as the port reads it, bit for bit, and
+        // both agree with this library's teacher to float64 rounding
+        const viaPort = port(h, ids[0]!);
+        expect(viaPort).toEqual(port(t, ids[0]!));
+        expect(relError(Float64Array.from(viaPort), Float64Array.from(a.data))).toBeLessThanOrEqual(1e-12);
       }),
       { numRuns: 5 },
     );

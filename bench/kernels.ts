@@ -135,7 +135,11 @@ const log = (row: Row) => {
       dt = f32([1, dim], -1, 1),
       B = f32([1, N], -1, 1),
       C = f32([1, N], -1, 1);
-    one[name] = await median(`update ${name}`, () => o.selectiveStateUpdate({ state: hI, x, dt, A, B, C, dtBias: bias, dtSoftplus: true }), quick ? 3 : 10);
+    one[name] = await median(
+      `update ${name}`,
+      () => o.selectiveStateUpdate({ state: hI, x, delta: dt, A, B, C, deltaBias: bias, deltaSoftplus: true }),
+      quick ? 3 : 10,
+    );
   }
   for (let K = 1; K <= 8; K++) {
     const x = f32([1, K, dim], -1, 1),
@@ -165,16 +169,16 @@ const log = (row: Row) => {
       const o = opsFor[name]!;
       const ms = await median(
         `ms ${name} ${K}`,
-        () => o.multistep({ hI, xCache: xc, dtCache: dtc, BCache: Bc, recomputeSteps: 0, x, dt, B, C, A, dtBias: bias, dtSoftplus: true }),
+        () => o.multistep({ hI, xCache: xc, deltaCache: dtc, BCache: Bc, recomputeSteps: 0, x, delta: dt, B, C, A, deltaBias: bias, deltaSoftplus: true }),
         quick ? 2 : 5,
       );
       const rowAt = (t: Tensor, k: number) => t.slice(1, k, k + 1).reshape([1, t.shape[2]!]);
-      const xs = Array.from({ length: K }, (_, k) => ({ x: rowAt(x, k), dt: rowAt(dt, k), B: rowAt(B, k), C: rowAt(C, k) }));
+      const xs = Array.from({ length: K }, (_, k) => ({ x: rowAt(x, k), delta: rowAt(dt, k), B: rowAt(B, k), C: rowAt(C, k) }));
       const sep = await median(
         `sep ${name} ${K}`,
         async () => {
           let state = hI;
-          for (const s of xs) state = (await o.selectiveStateUpdate({ state, ...s, A, dtBias: bias, dtSoftplus: true })).state;
+          for (const s of xs) state = (await o.selectiveStateUpdate({ state, ...s, A, deltaBias: bias, deltaSoftplus: true })).state;
         },
         quick ? 2 : 5,
       );

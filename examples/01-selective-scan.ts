@@ -69,13 +69,13 @@ for (let t = 0; t < L; t++) {
   const s = selectiveStateUpdate({
     state,
     x: T([x[t]!], [1, 1]),
-    dt: T([delta[t]!], [1, 1]),
+    delta: T([delta[t]!], [1, 1]),
     A: T(A, [1, N]),
     B: T(B[t]!, [1, N]),
     C: T(C[t]!, [1, N]),
     D: T([D], [1]),
-    dtBias: T([bias], [1]),
-    dtSoftplus: true,
+    deltaBias: T([bias], [1]),
+    deltaSoftplus: true,
   });
   state = s.state;
   ySteps.push(s.out.data[0]!);

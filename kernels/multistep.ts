@@ -18,7 +18,7 @@ export type MultistepShape = MultistepDims;
 export interface MultistepArgs {
   hI: Float32Array;
   xCache: Float32Array;
-  dtCache: Float32Array;
+  deltaCache: Float32Array;
   BCache: Float32Array;
   x: Float32Array;
   dt: Float32Array;
@@ -27,8 +27,8 @@ export interface MultistepArgs {
   z?: Float32Array;
   A: Float32Array;
   D?: Float32Array;
-  dtBias?: Float32Array;
-  dtSoftplus: boolean;
+  deltaBias?: Float32Array;
+  deltaSoftplus: boolean;
 }
 
 export async function multistepKernel(
@@ -41,10 +41,10 @@ export async function multistepKernel(
   const nState = batch * dim * N;
   const consts = { DIM: dim, N, K1, R: r, S: s, NOUT: nOut, NSTATE: nState, G, PER: dim / G };
   const names = ['hI', 'xc', 'dtc', 'Bc', 'x', 'dt', 'Bm', 'Cm', 'A'];
-  const args = [a.hI, a.xCache, a.dtCache, a.BCache, a.x, a.dt, a.B, a.C, a.A];
-  if (a.dtBias) {
+  const args = [a.hI, a.xCache, a.deltaCache, a.BCache, a.x, a.dt, a.B, a.C, a.A];
+  if (a.deltaBias) {
     names.push('bias');
-    args.push(a.dtBias);
+    args.push(a.deltaBias);
   }
   if (a.D) {
     names.push('Dv');
@@ -55,7 +55,7 @@ export async function multistepKernel(
     args.push(a.z);
   }
   const delta = (raw: string, out: string) =>
-    `const ${out}_v = ${raw}${a.dtBias ? ' + bias[d]' : ''};\n${a.dtSoftplus ? softplusSnippet(`${out}_v`, out) : `const ${out} = ${out}_v;`}`;
+    `const ${out}_v = ${raw}${a.deltaBias ? ' + bias[d]' : ''};\n${a.deltaSoftplus ? softplusSnippet(`${out}_v`, out) : `const ${out} = ${out}_v;`}`;
   // one step of channel d, state index n on variable h
   const replay = (nVar: string) => `
       for (let k = 0; k < this.constants.R; k++) {
@@ -107,7 +107,7 @@ export async function multistepKernel(
     return result;
   }`;
   const all = await rt.run(
-    `multistep${a.dtBias ? '+bias' : ''}${a.dtSoftplus ? '+sp' : ''}${a.D ? '+D' : ''}${a.z ? '+z' : ''}`,
+    `multistep${a.deltaBias ? '+bias' : ''}${a.deltaSoftplus ? '+sp' : ''}${a.D ? '+D' : ''}${a.z ? '+z' : ''}`,
     src,
     consts,
     nOut + 2 * nState,

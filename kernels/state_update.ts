@@ -26,24 +26,24 @@ export interface StateUpdateArgs {
   C: Float32Array;
   D?: Float32Array;
   z?: Float32Array;
-  dtBias?: Float32Array;
-  dtSoftplus: boolean;
+  deltaBias?: Float32Array;
+  deltaSoftplus: boolean;
 }
 
 export async function stateUpdateKernel(rt: GpuRuntime, s: StateUpdateShape, a: StateUpdateArgs): Promise<{ out: Float32Array; state: Float32Array }> {
   const consts = { H: s.H, P: s.P, N: s.N, G: s.G, HPG: s.H / s.G };
-  const stateSrc = `function (state, x, dt, A, Bm${a.dtBias ? ', bias' : ''}) {
+  const stateSrc = `function (state, x, dt, A, Bm${a.deltaBias ? ', bias' : ''}) {
     ${unflatten('this.thread.x', ['b', 'h', 'p', 'n'], ['', 'this.constants.H', 'this.constants.P', 'this.constants.N'])}
     const ch = h * this.constants.P + p;
     const xi = (b * this.constants.H + h) * this.constants.P + p;
     const g = Math.floor(h / this.constants.HPG);
-    const v = dt[xi]${a.dtBias ? ' + bias[ch]' : ''};
-    ${a.dtSoftplus ? softplusSnippet('v', 'dl') : 'const dl = v;'}
+    const v = dt[xi]${a.deltaBias ? ' + bias[ch]' : ''};
+    ${a.deltaSoftplus ? softplusSnippet('v', 'dl') : 'const dl = v;'}
     return Math.exp(dl * A[ch * this.constants.N + n]) * state[this.thread.x] + dl * Bm[(b * this.constants.G + g) * this.constants.N + n] * x[xi];
   }`;
   const args = [a.state, a.x, a.dt, a.A, a.B];
-  if (a.dtBias) args.push(a.dtBias);
-  const next = await rt.run(`su.state${a.dtBias ? '+bias' : ''}${a.dtSoftplus ? '+sp' : ''}`, stateSrc, consts, s.batch * s.H * s.P * s.N, args);
+  if (a.deltaBias) args.push(a.deltaBias);
+  const next = await rt.run(`su.state${a.deltaBias ? '+bias' : ''}${a.deltaSoftplus ? '+sp' : ''}`, stateSrc, consts, s.batch * s.H * s.P * s.N, args);
 
   const outArgs = [next, a.x, a.C];
   const names = ['st', 'x', 'Cm'];

@@ -189,14 +189,14 @@ function kernelOps(rt: GpuRuntime): Ops {
       const r = await stateUpdateKernel(rt, s, {
         state: f32(inp.state.data),
         x: f32(inp.x.data),
-        dt: f32(inp.dt.data),
+        dt: f32(inp.delta.data),
         A: f32(inp.A.data),
         B: f32(inp.B.data),
         C: f32(inp.C.data),
         D: opt(inp.D),
         z: opt(inp.z),
-        dtBias: opt(inp.dtBias),
-        dtSoftplus: !!inp.dtSoftplus,
+        deltaBias: opt(inp.deltaBias),
+        deltaSoftplus: !!inp.deltaSoftplus,
       });
       return { out: t32(r.out, inp.x.shape, 'out'), state: t32(r.state, inp.state.shape, 'state_after') };
     },
@@ -236,7 +236,7 @@ function kernelOps(rt: GpuRuntime): Ops {
       const s = ssdDims(inp);
       const chunk = chunkOption(chunkSize, s.L, 'chunkSize');
       const shape = { ...s, chunk };
-      const delta = await ssdDeltaKernel(rt, shape, f32(inp.dt.data), opt(inp.dtBias), !!inp.dtSoftplus);
+      const delta = await ssdDeltaKernel(rt, shape, f32(inp.delta.data), opt(inp.deltaBias), !!inp.deltaSoftplus);
       const r = await ssdCoreKernel(rt, shape, {
         x: f32(inp.x.data),
         delta,
@@ -276,17 +276,17 @@ function kernelOps(rt: GpuRuntime): Ops {
       const r = await multistepKernel(rt, s, {
         hI: f32(inp.hI.data),
         xCache: f32(inp.xCache.data),
-        dtCache: f32(inp.dtCache.data),
+        deltaCache: f32(inp.deltaCache.data),
         BCache: f32(inp.BCache.data),
         x: f32(inp.x.data),
-        dt: f32(inp.dt.data),
+        dt: f32(inp.delta.data),
         B: f32(inp.B.data),
         C: f32(inp.C.data),
         z: opt(inp.z),
         A: f32(inp.A.data),
         D: opt(inp.D),
-        dtBias: opt(inp.dtBias),
-        dtSoftplus: !!inp.dtSoftplus,
+        deltaBias: opt(inp.deltaBias),
+        deltaSoftplus: !!inp.deltaSoftplus,
       });
       const st = [s.batch, s.dim, s.N];
       return { out: t32(r.out, [s.batch, s.s, s.dim], 'out'), hJ: t32(r.hJ, st, 'h_j'), hK: t32(r.hK, st, 'h_k') };

@@ -129,7 +129,7 @@ export function kernelGradOps(
           delta: new Tensor(
             Float64Array.from(
               { length: batch * dim * L },
-              (_, i) => inp.dt.data[(Math.floor(i / (dim * L)) * L + (i % L)) * H + Math.floor((Math.floor(i / L) % dim) / P)]!,
+              (_, i) => inp.delta.data[(Math.floor(i / (dim * L)) * L + (i % L)) * H + Math.floor((Math.floor(i / L) % dim) / P)]!,
             ),
             [batch, dim, L],
           ),
@@ -138,8 +138,8 @@ export function kernelGradOps(
           C: bc(inp.C),
           D: inp.D && perHead(inp.D, [dim]),
           z: inp.z && toScan(inp.z),
-          deltaBias: inp.dtBias && perHead(inp.dtBias, [dim]),
-          deltaSoftplus: inp.dtSoftplus,
+          deltaBias: inp.deltaBias && perHead(inp.deltaBias, [dim]),
+          deltaSoftplus: inp.deltaSoftplus,
           initialState: inp.initialState?.reshape([batch, dim, N]),
         },
         toScan(dout),
@@ -160,14 +160,14 @@ export function kernelGradOps(
         out: fromScan(new Tensor(r.out, [batch, dim, L]), 'out'),
         finalState: t32(r.lastState, [batch, H, P, N], 'final_state'),
         dx: fromScan(new Tensor(r.du, [batch, dim, L]), 'dx'),
-        ddt: t32(ddt, inp.dt.shape, 'ddt'),
+        ddelta: t32(ddt, inp.delta.shape, 'ddt'),
         dA: sumHeads(r.dA, P * N, 'dA'),
         dB: fromBc(r.dB, 'dB'),
         dC: fromBc(r.dC, 'dC'),
       };
       if (r.dD) g.dD = sumHeads(r.dD, P, 'dD');
       if (r.dz) g.dz = fromScan(new Tensor(r.dz, [batch, dim, L]), 'dz');
-      if (r.ddeltaBias) g.ddtBias = sumHeads(r.ddeltaBias, P, 'ddt_bias');
+      if (r.ddeltaBias) g.ddeltaBias = sumHeads(r.ddeltaBias, P, 'ddt_bias');
       if (r.dInitialState) g.dInitialState = t32(r.dInitialState, [batch, H, P, N], 'dinitial_state');
       return g;
     },

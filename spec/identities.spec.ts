@@ -55,14 +55,14 @@ describe.each(ALL_BACKENDS)('identities on $title', ({ name, available }) => {
           const step = await o.selectiveStateUpdate({
             state,
             x: at(inp.u),
-            dt: at(inp.delta),
+            delta: at(inp.delta),
             A: inp.A,
             B: at(inp.B),
             C: at(inp.C),
             D: inp.D,
             z: at(inp.z),
-            dtBias: inp.deltaBias,
-            dtSoftplus: true,
+            deltaBias: inp.deltaBias,
+            deltaSoftplus: true,
           });
           state = step.state.astype('float64').named('state');
           outs.push(step.out.reshape([s.b, s.d, 1]));
@@ -119,15 +119,21 @@ describe.each(ALL_BACKENDS)('identities on $title', ({ name, available }) => {
           const x = rand.normal(r, [1, s.L, 2, s.d]);
           const ssd = {
             x,
-            dt: rand.normal(r, [1, s.L, 2], 0.5),
+            delta: rand.normal(r, [1, s.L, 2], 0.5),
             A: rand.uniform(r, [2], -2, -0.1),
             B: rand.normal(r, [1, s.L, 1, s.N]),
             C: rand.normal(r, [1, s.L, 1, s.N]),
             D: rand.normal(r, [2]),
-            dtSoftplus: true,
+            deltaSoftplus: true,
           };
           const sw = await o.ssdChunkScan(ssd, 4);
-          const sp = (a: number, b: number) => ({ ...ssd, x: cut(ssd.x, 1, a, b), dt: cut(ssd.dt, 1, a, b), B: cut(ssd.B, 1, a, b), C: cut(ssd.C, 1, a, b) });
+          const sp = (a: number, b: number) => ({
+            ...ssd,
+            x: cut(ssd.x, 1, a, b),
+            delta: cut(ssd.delta, 1, a, b),
+            B: cut(ssd.B, 1, a, b),
+            C: cut(ssd.C, 1, a, b),
+          });
           const s1 = await o.ssdChunkScan(sp(0, k), 4);
           const s2 = await o.ssdChunkScan({ ...sp(k, s.L), initialState: s1.finalState.astype('float64').named('initialState') }, 3);
           expectClose(Tensor.concat([s1.out.astype('float64'), s2.out.astype('float64')], 1), sw.out.astype('float64'), tol, 'ssd out');
@@ -146,21 +152,21 @@ describe.each(ALL_BACKENDS)('identities on $title', ({ name, available }) => {
         const H = s.G * s.hpg;
         const inp = {
           x: rand.normal(r, [1, s.L, H, s.P]),
-          dt: rand.normal(r, [1, s.L, H], 0.5),
+          delta: rand.normal(r, [1, s.L, H], 0.5),
           A: rand.uniform(r, [H], -2, -0.1),
           B: rand.normal(r, [1, s.L, s.G, s.N]),
           C: rand.normal(r, [1, s.L, s.G, s.N]),
           D: rand.normal(r, [H]),
           z: rand.normal(r, [1, s.L, H, s.P]),
-          dtBias: rand.uniform(r, [H], -2, 0),
-          dtSoftplus: true,
+          deltaBias: rand.uniform(r, [H], -2, 0),
+          deltaSoftplus: true,
         };
         const ssd = await o.ssdChunkScan(inp, s.chunk);
         // channels (h, p) → dim = H·P; Δ, A, D per head repeated over p; B/C grouped (batch, G, N, L)
         const dimN = H * s.P;
         const u = inp.x.reshape([1, s.L, dimN]).transpose([0, 2, 1]);
         const delta = Tensor.from(
-          Array.from({ length: dimN * s.L }, (_, i) => inp.dt.data[(i % s.L) * H + Math.floor(Math.floor(i / s.L) / s.P)]!),
+          Array.from({ length: dimN * s.L }, (_, i) => inp.delta.data[(i % s.L) * H + Math.floor(Math.floor(i / s.L) / s.P)]!),
           [1, dimN, s.L],
         );
         const scan = await o.selectiveScan({
@@ -178,7 +184,7 @@ describe.each(ALL_BACKENDS)('identities on $title', ({ name, available }) => {
           ),
           z: inp.z.reshape([1, s.L, dimN]).transpose([0, 2, 1]),
           deltaBias: Tensor.from(
-            Array.from({ length: dimN }, (_, i) => inp.dtBias.data[Math.floor(i / s.P)]!),
+            Array.from({ length: dimN }, (_, i) => inp.deltaBias.data[Math.floor(i / s.P)]!),
             [dimN],
           ),
           deltaSoftplus: true,
@@ -222,18 +228,18 @@ describe.each(ALL_BACKENDS)('identities on $title', ({ name, available }) => {
         const inp = {
           hI: rand.normal(r, [1, s.d, s.N]),
           xCache: rand.normal(r, [1, K1, s.d]),
-          dtCache: rand.normal(r, [1, K1, s.d], 0.5),
+          deltaCache: rand.normal(r, [1, K1, s.d], 0.5),
           BCache: rand.normal(r, [1, K1, s.N]),
           recomputeSteps: rec,
           x: rand.normal(r, [1, s.K, s.d]),
-          dt: rand.normal(r, [1, s.K, s.d], 0.5),
+          delta: rand.normal(r, [1, s.K, s.d], 0.5),
           B: rand.normal(r, [1, s.K, s.N]),
           C: rand.normal(r, [1, s.K, s.N]),
           z: rand.normal(r, [1, s.K, s.d]),
           A: rand.uniform(r, [s.d, s.N], -2, -0.1),
           D: rand.normal(r, [s.d]),
-          dtBias: rand.uniform(r, [s.d], -3, -1),
-          dtSoftplus: true,
+          deltaBias: rand.uniform(r, [s.d], -3, -1),
+          deltaSoftplus: true,
         };
         const ms = await o.multistep(inp);
         const row = (t: Tensor, i: number) => cut(t, 1, i, i + 1).reshape([1, t.shape[2]!]);
@@ -242,12 +248,12 @@ describe.each(ALL_BACKENDS)('identities on $title', ({ name, available }) => {
           const st = await o.selectiveStateUpdate({
             state,
             x: row(inp.xCache, t),
-            dt: row(inp.dtCache, t),
+            delta: row(inp.deltaCache, t),
             A: inp.A,
             B: row(inp.BCache, t),
             C: row(inp.BCache, t),
-            dtBias: inp.dtBias,
-            dtSoftplus: true,
+            deltaBias: inp.deltaBias,
+            deltaSoftplus: true,
           });
           state = st.state.astype('float64').named('state');
         }
@@ -257,14 +263,14 @@ describe.each(ALL_BACKENDS)('identities on $title', ({ name, available }) => {
           const st = await o.selectiveStateUpdate({
             state,
             x: row(inp.x, t),
-            dt: row(inp.dt, t),
+            delta: row(inp.delta, t),
             A: inp.A,
             B: row(inp.B, t),
             C: row(inp.C, t),
             D: inp.D,
             z: row(inp.z, t),
-            dtBias: inp.dtBias,
-            dtSoftplus: true,
+            deltaBias: inp.deltaBias,
+            deltaSoftplus: true,
           });
           state = st.state.astype('float64').named('state');
           outs.push(st.out.astype('float64').reshape([1, 1, s.d]));
@@ -310,13 +316,13 @@ describe('float64 reference identities', () => {
         const H = s.G * s.hpg;
         const inp = {
           x: rand.normal(r, [s.b, s.L, H, s.P]),
-          dt: rand.normal(r, [s.b, s.L, H]),
+          delta: rand.normal(r, [s.b, s.L, H]),
           A: rand.uniform(r, [H], -2, -0.1),
           B: rand.normal(r, [s.b, s.L, s.G, s.N]),
           C: rand.normal(r, [s.b, s.L, s.G, s.N]),
           D: rand.normal(r, [H]),
           z: rand.normal(r, [s.b, s.L, H, s.P]),
-          dtSoftplus: true,
+          deltaSoftplus: true,
           initialState: rand.normal(r, [s.b, H, s.P, s.N]),
         };
         const a = ssdSequential(inp);

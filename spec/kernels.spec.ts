@@ -104,14 +104,14 @@ describe.each(KERNEL_BACKENDS)('kernels on $title', ({ name, available }) => {
           const inp = {
             state: rand.normal(r, [s.b, ...lead, s.N]),
             x: rand.normal(r, [s.b, ...lead]),
-            dt: rand.normal(r, [s.b, ...lead], 0.5),
+            delta: rand.normal(r, [s.b, ...lead], 0.5),
             A: rand.uniform(r, [...lead, s.N], -2, -0.1),
             B: rand.normal(r, s.multi ? [s.b, s.G, s.N] : [s.b, s.N]),
             C: rand.normal(r, s.multi ? [s.b, s.G, s.N] : [s.b, s.N]),
             D: s.opt ? rand.normal(r, lead) : undefined,
             z: s.opt ? rand.normal(r, [s.b, ...lead]) : undefined,
-            dtBias: s.opt ? rand.uniform(r, lead, -3, -1) : undefined,
-            dtSoftplus: true,
+            deltaBias: s.opt ? rand.uniform(r, lead, -3, -1) : undefined,
+            deltaSoftplus: true,
           };
           const want = selectiveStateUpdate(inp);
           const got = await ops.selectiveStateUpdate(inp);
@@ -171,14 +171,14 @@ describe.each(KERNEL_BACKENDS)('kernels on $title', ({ name, available }) => {
           const H = s.G * s.hpg;
           const inp = {
             x: rand.normal(r, [s.b, s.L, H, s.P]),
-            dt: rand.normal(r, [s.b, s.L, H], 0.5),
+            delta: rand.normal(r, [s.b, s.L, H], 0.5),
             A: rand.uniform(r, [H], -2, -0.1),
             B: rand.normal(r, [s.b, s.L, s.G, s.N]),
             C: rand.normal(r, [s.b, s.L, s.G, s.N]),
             D: s.opt ? rand.normal(r, [H]) : undefined,
             z: s.opt ? rand.normal(r, [s.b, s.L, H, s.P]) : undefined,
-            dtBias: s.opt ? rand.uniform(r, [H], -3, -1) : undefined,
-            dtSoftplus: true,
+            deltaBias: s.opt ? rand.uniform(r, [H], -3, -1) : undefined,
+            deltaSoftplus: true,
             initialState: s.h0 ? rand.normal(r, [s.b, H, s.P, s.N]) : undefined,
           };
           const want = ssdSequential(inp);
@@ -215,18 +215,18 @@ describe.each(KERNEL_BACKENDS)('kernels on $title', ({ name, available }) => {
           const inp = {
             hI: rand.normal(r, [s.b, d, s.N]),
             xCache: rand.normal(r, [s.b, K1, d]),
-            dtCache: rand.normal(r, [s.b, K1, d], 0.5),
+            deltaCache: rand.normal(r, [s.b, K1, d], 0.5),
             BCache: rand.normal(r, bc(K1)),
             recomputeSteps: rec,
             x: rand.normal(r, [s.b, s.K, d]),
-            dt: rand.normal(r, [s.b, s.K, d], 0.5),
+            delta: rand.normal(r, [s.b, s.K, d], 0.5),
             B: rand.normal(r, bc(s.K)),
             C: rand.normal(r, bc(s.K)),
             z: s.opt ? rand.normal(r, [s.b, s.K, d]) : undefined,
             A: rand.uniform(r, [d, s.N], -2, -0.1),
             D: s.opt ? rand.normal(r, [d]) : undefined,
-            dtBias: s.opt ? rand.uniform(r, [d], -3, -1) : undefined,
-            dtSoftplus: true,
+            deltaBias: s.opt ? rand.uniform(r, [d], -3, -1) : undefined,
+            deltaSoftplus: true,
           };
           const want = multistep(inp);
           const got = await ops.multistep(inp);
@@ -278,12 +278,12 @@ describe.each(KERNEL_BACKENDS)('kernels on $title', ({ name, available }) => {
         expectClose(got.lastState, want.lastState, tol, 'scan last_state');
         const s = {
           x: rand.normal(r, [1, L, 2, 3]),
-          dt: rand.normal(r, [1, L, 2], 0.5),
+          delta: rand.normal(r, [1, L, 2], 0.5),
           A: rand.uniform(r, [2], -1, -0.1),
           B: rand.normal(r, [1, L, 1, 8]),
           C: rand.normal(r, [1, L, 1, 8]),
-          dtBias: rand.uniform(r, [2], -4, -2),
-          dtSoftplus: true,
+          deltaBias: rand.uniform(r, [2], -4, -2),
+          deltaSoftplus: true,
         };
         const ws = ssdSequential(s);
         const gs = await ops.ssdChunkScan(s, 64);

@@ -105,17 +105,17 @@ describe.each(KERNEL_BACKENDS)('backward ops on $title', ({ name, available }) =
           const H = s.G * s.hpg;
           const inp = {
             x: rand.normal(r, [s.b, s.L, H, s.P]),
-            dt: rand.normal(r, [s.b, s.L, H], 0.5),
+            delta: rand.normal(r, [s.b, s.L, H], 0.5),
             A: rand.uniform(r, [H], -2, -0.05),
             B: rand.normal(r, [s.b, s.L, s.G, s.N]),
             C: rand.normal(r, [s.b, s.L, s.G, s.N]),
             D: o.D ? rand.normal(r, [H]) : undefined,
             z: o.z ? rand.normal(r, [s.b, s.L, H, s.P]) : undefined,
-            dtBias: o.bias ? (o.sp ? rand.uniform(r, [H], -2, 0) : rand.uniform(r, [H], 0, 0.5)) : undefined,
-            dtSoftplus: o.sp,
+            deltaBias: o.bias ? (o.sp ? rand.uniform(r, [H], -2, 0) : rand.uniform(r, [H], 0, 0.5)) : undefined,
+            deltaSoftplus: o.sp,
             initialState: o.h0 ? rand.normal(r, [s.b, H, s.P, s.N]) : undefined,
           };
-          if (!o.sp) inp.dt = inp.dt.map(Math.abs);
+          if (!o.sp) inp.delta = inp.delta.map(Math.abs);
           const dout = rand.normal(r, [s.b, s.L, H, s.P]);
           const dfin = o.dfin ? rand.normal(r, [s.b, H, s.P, s.N]) : undefined;
           expectAll({ ...(await ops.ssdBackward(inp, dout, dfin)) }, { ...ssdBackward(inp, dout, dfin) }, tol);

@@ -89,13 +89,13 @@ function expectScanGrads(loss: () => number, inp: SelectiveScanInputs, g: Return
 function expectSsdGrads(loss: () => number, inp: SsdInputs, g: ReturnType<typeof ssdBackward>): void {
   const pairs: Array<[Tensor | undefined, Tensor | undefined, string]> = [
     [inp.x, g.dx, 'dx'],
-    [inp.dt, g.ddt, 'ddt'],
+    [inp.delta, g.ddelta, 'ddt'],
     [inp.A, g.dA, 'dA'],
     [inp.B, g.dB, 'dB'],
     [inp.C, g.dC, 'dC'],
     [inp.D, g.dD, 'dD'],
     [inp.z, g.dz, 'dz'],
-    [inp.dtBias, g.ddtBias, 'ddt_bias'],
+    [inp.deltaBias, g.ddeltaBias, 'ddt_bias'],
     [inp.initialState, g.dInitialState, 'dinitial_state'],
   ];
   for (const [x, dx, what] of pairs) if (x) expectGrad(loss, x.data as Float64Array, dx!.data as Float64Array, what);
@@ -291,14 +291,14 @@ describe('Mamba primitives: backward = finite differences (float64, every option
               const st = selectiveStateUpdate({
                 state,
                 x: at(inp.u, o.dim, t),
-                dt: at(inp.delta, o.dim, t),
+                delta: at(inp.delta, o.dim, t),
                 A: inp.A,
                 B: at(inp.B, o.N, t),
                 C: at(inp.C, o.N, t),
                 D: inp.D,
                 z: inp.z && at(inp.z, o.dim, t),
-                dtBias: inp.deltaBias,
-                dtSoftplus: o.sp,
+                deltaBias: inp.deltaBias,
+                deltaSoftplus: o.sp,
               });
               state = st.state;
               for (let i = 0; i < o.b * o.dim; i++) s += st.out.data[i]! * dout.data[i * o.L + t]!;
@@ -331,14 +331,14 @@ describe('Mamba primitives: backward = finite differences (float64, every option
           const r = new Rng(o.seed);
           const inp: SsdInputs = {
             x: T(r, [1, o.L, o.H, o.P]),
-            dt: T(r, [1, o.L, o.H], 0.5),
+            delta: T(r, [1, o.L, o.H], 0.5),
             A: Tensor.uniform(r, [o.H], -2, -0.2),
             B: T(r, [1, o.L, 1, o.N]),
             C: T(r, [1, o.L, 1, o.N]),
             D: o.D ? T(r, [o.H]) : undefined,
             z: o.z ? T(r, [1, o.L, o.H, o.P]) : undefined,
-            dtBias: T(r, [o.H], 0.5),
-            dtSoftplus: true,
+            deltaBias: T(r, [o.H], 0.5),
+            deltaSoftplus: true,
             initialState: o.init ? T(r, [1, o.H, o.P, o.N]) : undefined,
           };
           const dout = T(r, [1, o.L, o.H, o.P]);
@@ -415,14 +415,14 @@ describe('Mamba primitives: backward = finite differences (float64, every option
           const G = o.H >= 2 ? 2 : 1;
           const inp: SsdInputs = {
             x: T(r, [o.b, o.L, o.H, o.P]),
-            dt: T(r, [o.b, o.L, o.H], 0.5),
+            delta: T(r, [o.b, o.L, o.H], 0.5),
             A: Tensor.uniform(r, [o.H], -2, -0.2),
             B: T(r, [o.b, o.L, G, o.N]),
             C: T(r, [o.b, o.L, G, o.N]),
             D: o.D ? T(r, [o.H]) : undefined,
             z: o.z ? T(r, [o.b, o.L, o.H, o.P]) : undefined,
-            dtBias: o.bias ? T(r, [o.H], 0.5) : undefined,
-            dtSoftplus: o.sp,
+            deltaBias: o.bias ? T(r, [o.H], 0.5) : undefined,
+            deltaSoftplus: o.sp,
             initialState: o.init ? T(r, [o.b, o.H, o.P, o.N]) : undefined,
           };
           const dout = T(r, [o.b, o.L, o.H, o.P]);

@@ -40,13 +40,13 @@ export interface SpecState extends MambaStateStore {
   dim: number;
   N: number;
   G: number;
-  pending: { x: Float64Array[]; dt: Float64Array[]; B: Float64Array[] };
+  pending: { x: Float64Array[]; delta: Float64Array[]; B: Float64Array[] };
   last: { hJ: Tensor; hK: Tensor; pendingBefore: number; rows: number } | null;
   /** per-position scheme: the state after each consumed position ≥ statePos (index 0 = statePos) */
   history: Tensor[];
   /** the layer's A (dim, N) and Δ bias (dim) in the multi-step layout, as last passed to specSsm */
   A: Tensor | null;
-  dtBias: Tensor | null;
+  deltaBias: Tensor | null;
 }
 
 /** Build a speculative state from a prefilled layer: conv window (1, C, W−1), SSM state (1, dim, N). */
@@ -70,11 +70,11 @@ export function makeSpecState(convWindow: Tensor, ssm: Tensor, length: number, m
     dim,
     N,
     G,
-    pending: { x: [], dt: [], B: [] },
+    pending: { x: [], delta: [], B: [] },
     last: null,
     history: [h],
     A: null,
-    dtBias: null,
+    deltaBias: null,
     convolve: (ops, pre, weight, bias, activation) => specConv(ops, st, pre, weight, bias, activation),
     scan: (ops, steps) => specSsm(ops, st, steps),
   };
@@ -121,7 +121,7 @@ export async function specConv(ops: Ops, st: SpecState, pre: Tensor, weight: Ten
 export async function specSsm(ops: Ops, st: SpecState, s: SsmSteps): Promise<Tensor> {
   const L = s.x.shape[1]!;
   st.A = s.A;
-  st.dtBias = s.dtBias ?? null;
+  st.deltaBias = s.deltaBias ?? null;
   const { dim, N, G } = st;
   const rowsOf = (t: Tensor, w: number) => Array.from({ length: L }, (_, i) => Float64Array.from(t.data.subarray(i * w, (i + 1) * w)));
   if (st.scheme === 'per-position') {
@@ -134,18 +134,18 @@ export async function specSsm(ops: Ops, st: SpecState, s: SsmSteps): Promise<Ten
       const r = await ops.multistep({
         hI: h,
         xCache: zero,
-        dtCache: zero,
+        deltaCache: zero,
         BCache: Tensor.zeros([1, 1, G, N]),
         recomputeSteps: 0,
         x: at(s.x, dim, [1, 1, dim])!,
-        dt: at(s.dt, dim, [1, 1, dim])!,
+        delta: at(s.delta, dim, [1, 1, dim])!,
         B: at(s.B, G * N, [1, 1, G, N])!,
         C: at(s.C, G * N, [1, 1, G, N])!,
         z: at(s.z, dim, [1, 1, dim]),
         A: s.A,
         D: s.D,
-        dtBias: s.dtBias,
-        dtSoftplus: true,
+        deltaBias: s.deltaBias,
+        deltaSoftplus: true,
       });
       h = r.hK.astype('float64').named('h');
       st.history.push(h);
@@ -163,22 +163,22 @@ export async function specSsm(ops: Ops, st: SpecState, s: SsmSteps): Promise<Ten
   const res = await ops.multistep({
     hI: st.h,
     xCache: stack(st.pending.x, dim, [1, K1, dim]),
-    dtCache: stack(st.pending.dt, dim, [1, K1, dim]),
+    deltaCache: stack(st.pending.delta, dim, [1, K1, dim]),
     BCache: stack(st.pending.B, G * N, [1, K1, G, N]),
     recomputeSteps: r0,
     x: s.x,
-    dt: s.dt,
+    delta: s.delta,
     B: s.B,
     C: s.C,
     z: s.z,
     A: s.A,
     D: s.D,
-    dtBias: s.dtBias,
-    dtSoftplus: true,
+    deltaBias: s.deltaBias,
+    deltaSoftplus: true,
   });
   st.last = { hJ: res.hJ.astype('float64').named('h'), hK: res.hK.astype('float64').named('h'), pendingBefore: r0, rows: L };
   st.pending.x.push(...rowsOf(s.x, dim));
-  st.pending.dt.push(...rowsOf(s.dt, dim));
+  st.pending.delta.push(...rowsOf(s.delta, dim));
   st.pending.B.push(...rowsOf(s.B, G * N));
   return res.out.astype('float64');
 }
@@ -196,7 +196,7 @@ export function rollbackState(st: SpecState, n: number): void {
   }
   const keep = n - st.statePos;
   st.pending.x.length = Math.min(st.pending.x.length, keep);
-  st.pending.dt.length = Math.min(st.pending.dt.length, keep);
+  st.pending.delta.length = Math.min(st.pending.delta.length, keep);
   st.pending.B.length = Math.min(st.pending.B.length, keep);
 }
 
@@ -208,11 +208,11 @@ export function foldState(st: SpecState): void {
   if (have === pendingBefore + rows) {
     st.h = hK;
     st.statePos += have;
-    st.pending = { x: [], dt: [], B: [] };
+    st.pending = { x: [], delta: [], B: [] };
   } else if (have >= pendingBefore) {
     st.h = hJ;
     st.statePos += pendingBefore;
-    st.pending = { x: st.pending.x.slice(pendingBefore), dt: st.pending.dt.slice(pendingBefore), B: st.pending.B.slice(pendingBefore) };
+    st.pending = { x: st.pending.x.slice(pendingBefore), delta: st.pending.delta.slice(pendingBefore), B: st.pending.B.slice(pendingBefore) };
   }
   st.last = null;
   st.history = [st.h];
@@ -235,16 +235,16 @@ export function foldedState(st: SpecState): Tensor {
   return refMultistep({
     hI: st.h,
     xCache: stack(st.pending.x, dim, [1, r, dim]),
-    dtCache: stack(st.pending.dt, dim, [1, r, dim]),
+    deltaCache: stack(st.pending.delta, dim, [1, r, dim]),
     BCache: stack(st.pending.B, G * N, [1, r, G, N]),
     recomputeSteps: r,
     x: Tensor.zeros([1, 0, dim]),
-    dt: Tensor.zeros([1, 0, dim]),
+    delta: Tensor.zeros([1, 0, dim]),
     B: Tensor.zeros([1, 0, G, N]),
     C: Tensor.zeros([1, 0, G, N]),
     A: st.A,
-    dtBias: st.dtBias ?? undefined,
-    dtSoftplus: true,
+    deltaBias: st.deltaBias ?? undefined,
+    deltaSoftplus: true,
   }).hJ;
 }
 

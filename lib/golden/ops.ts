@@ -62,14 +62,14 @@ export const GOLDEN_OPS: Record<string, GoldenOp> = {
       const r = await ops.selectiveStateUpdate({
         state: need(I, 'state'),
         x: need(I, 'x'),
-        dt: need(I, 'dt'),
+        delta: need(I, 'dt'),
         A: need(I, 'A'),
         B: need(I, 'B'),
         C: need(I, 'C'),
         D: I.D,
         z: I.z,
-        dtBias: I.dt_bias,
-        dtSoftplus: bool(a, 'dt_softplus'),
+        deltaBias: I.dt_bias,
+        deltaSoftplus: bool(a, 'dt_softplus'),
       });
       return { out: r.out, state_after: r.state };
     },
@@ -144,7 +144,7 @@ export const GOLDEN_OPS: Record<string, GoldenOp> = {
     layout: 'x,z,out: (batch,L,heads,headdim); dt: (batch,L,heads); A,D,dt_bias: (heads); B,C: (batch,L,groups,N)',
     async run(ops, I, a) {
       const r = await ops.ssdChunkScan(
-        { x: need(I, 'x'), dt: need(I, 'dt'), A: need(I, 'A'), B: need(I, 'B'), C: need(I, 'C'), D: I.D, z: I.z, dtBias: I.dt_bias, dtSoftplus: bool(a, 'dt_softplus'), initialState: I.initial_states },
+        { x: need(I, 'x'), delta: need(I, 'dt'), A: need(I, 'A'), B: need(I, 'B'), C: need(I, 'C'), D: I.D, z: I.z, deltaBias: I.dt_bias, deltaSoftplus: bool(a, 'dt_softplus'), initialState: I.initial_states },
         int(a, 'chunk_size'),
       );
       return { out: r.out, final_state: r.finalState };
@@ -207,18 +207,18 @@ export const GOLDEN_OPS: Record<string, GoldenOp> = {
       const r = await ops.multistep({
         hI: need(I, 'h_i'),
         xCache: need(I, 'x_cache'),
-        dtCache: need(I, 'dt_cache'),
+        deltaCache: need(I, 'dt_cache'),
         BCache: need(I, 'B_cache'),
         recomputeSteps: int(a, 'recompute_steps'),
         x: need(I, 'x'),
-        dt: need(I, 'dt'),
+        delta: need(I, 'dt'),
         B: need(I, 'B'),
         C: need(I, 'C'),
         z: I.z,
         A: need(I, 'A'),
         D: I.D,
-        dtBias: I.dt_bias,
-        dtSoftplus: bool(a, 'dt_softplus'),
+        deltaBias: I.dt_bias,
+        deltaSoftplus: bool(a, 'dt_softplus'),
       });
       if ('new_steps' in a && int(a, 'new_steps') !== r.out.shape[1]) throw new GoldenFormatError('case attrs', `new_steps ${a.new_steps} disagrees with x (${r.out.shape[1]} steps)`);
       return { out: r.out, h_j: r.hJ, h_k: r.hK };
@@ -277,8 +277,8 @@ export const GOLDEN_OPS: Record<string, GoldenOp> = {
     layout: 'as ssd_chunk_scan; dout given; d<input> in the input\'s shape (computed by the recurrence run backwards)',
     async run(ops, I, a) {
       int(a, 'chunk_size'); // the chunking does not change the function: read for validation only
-      const r = await ops.ssdBackward({ x: need(I, 'x'), dt: need(I, 'dt'), A: need(I, 'A'), B: need(I, 'B'), C: need(I, 'C'), D: I.D, z: I.z, dtBias: I.dt_bias, dtSoftplus: bool(a, 'dt_softplus'), initialState: I.initial_states }, need(I, 'dout'));
-      return pick({ out: r.out, dx: r.dx, ddt: r.ddt, dA: r.dA, dB: r.dB, dC: r.dC, dD: r.dD, dz: r.dz, ddt_bias: r.ddtBias, dinitial_states: r.dInitialState });
+      const r = await ops.ssdBackward({ x: need(I, 'x'), delta: need(I, 'dt'), A: need(I, 'A'), B: need(I, 'B'), C: need(I, 'C'), D: I.D, z: I.z, deltaBias: I.dt_bias, deltaSoftplus: bool(a, 'dt_softplus'), initialState: I.initial_states }, need(I, 'dout'));
+      return pick({ out: r.out, dx: r.dx, ddt: r.ddelta, dA: r.dA, dB: r.dB, dC: r.dC, dD: r.dD, dz: r.dz, ddt_bias: r.ddeltaBias, dinitial_states: r.dInitialState });
     },
     generate(r, s) {
       const f = GOLDEN_OPS.ssd_chunk_scan!.generate(r, s);

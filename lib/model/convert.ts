@@ -56,7 +56,7 @@ function uniform(rng: Rng, shape: number[], bound: number, name: string): Tensor
 }
 
 /** inverse-softplus Δ bias, dt log-uniform in [1e-3, 1e-1] floored at 1e-4 (upstream's dt init). */
-function dtBias(rng: Rng, n: number): Tensor {
+function deltaBias(rng: Rng, n: number): Tensor {
   return Tensor.from(
     Array.from({ length: n }, () => {
       const dt = Math.max(1e-4, Math.exp(rng.uniform(Math.log(1e-3), Math.log(1e-1))));
@@ -117,7 +117,7 @@ export function convert(teacher: HybridModel, o: ConvertOptions): HybridModel {
       out.set(`${q}.in_proj_z.weight`, uniform(rng, [dInner, D], 1 / Math.sqrt(D), 'in_proj_z'));
       out.set(`${q}.dt_proj_down.weight`, uniform(rng, [R, D], 1 / Math.sqrt(D), 'dt_proj_down'));
       out.set(`${q}.dt_proj.weight`, uniform(rng, [dInner, R], R ** -0.5, 'dt_proj'));
-      out.set(`${q}.dt_proj.bias`, dtBias(rng, dInner));
+      out.set(`${q}.dt_proj.bias`, deltaBias(rng, dInner));
       out.set(`${q}.conv1d.weight`, uniform(rng, [dInner, 1, mamba.dConv], 1 / Math.sqrt(mamba.dConv), 'conv1d'));
       out.set(`${q}.conv1d.bias`, uniform(rng, [dInner], 1 / Math.sqrt(mamba.dConv), 'conv1d.bias'));
       out.set(
@@ -137,7 +137,7 @@ export function convert(teacher: HybridModel, o: ConvertOptions): HybridModel {
       const convDim = dInner + 2 * dXb;
       out.set(`${q}.conv1d.weight`, uniform(rng, [convDim, 1, mamba.dConv], 1 / Math.sqrt(mamba.dConv), 'conv1d'));
       out.set(`${q}.conv1d.bias`, uniform(rng, [convDim], 1 / Math.sqrt(mamba.dConv), 'conv1d.bias'));
-      out.set(`${q}.dt_bias`, dtBias(rng, H));
+      out.set(`${q}.dt_bias`, deltaBias(rng, H));
       out.set(
         `${q}.A_log`,
         Tensor.from(

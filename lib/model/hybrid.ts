@@ -287,7 +287,7 @@ async function mamba1Mixer(ops: Ops, m: HybridModel, p: string, o: Tensor, cache
   const G = dInner / N; // channel groups of the scan (= C heads)
   const A = W.get(`${q}.A_log`).map((a) => -Math.exp(a));
   const D = W.get(`${q}.D`);
-  const dtBias = W.get(`${q}.dt_proj.bias`);
+  const deltaBias = W.get(`${q}.dt_proj.bias`);
   const convW = W.get(`${q}.conv1d.weight`).reshape([dInner, c.dConv]);
   const convB = opt(W, `${q}.conv1d.bias`);
 
@@ -299,13 +299,13 @@ async function mamba1Mixer(ops: Ops, m: HybridModel, p: string, o: Tensor, cache
   const Bg = repeatPieces(Bsrc, dInner, w); // (B, L, d_inner)
   const Cm = await ops.linear(o, W.get(`${q}.C_proj.weight`)); // (B, L, d_inner)
   const dtLow = await ops.linear(o, W.get(`${q}.dt_proj_down.weight`));
-  const dt = await ops.linear(dtLow, W.get(`${q}.dt_proj.weight`), clean ? undefined : dtBias); // upstream: bias here AND as delta_bias
+  const delta = await ops.linear(dtLow, W.get(`${q}.dt_proj.weight`), clean ? undefined : deltaBias); // upstream: bias here AND as delta_bias
 
   let y: Tensor; // (B, L, d_inner)
   if (cache.store) {
     // a state store (speculative decoding: circular conv buffer + MultiStep from one cached state, Algorithm 2)
     const xs = await cache.store.convolve(ops, x, convW, convB, 'silu');
-    y = await cache.store.scan(ops, { x: xs, dt, B: Bg.reshape([1, L, G, N]), C: Cm.reshape([1, L, G, N]), z, A, D, dtBias });
+    y = await cache.store.scan(ops, { x: xs, delta, B: Bg.reshape([1, L, G, N]), C: Cm.reshape([1, L, G, N]), z, A, D, deltaBias });
   } else if (L === 1) {
     // decode: conv window update, then one state update per channel group (multi-head layout, H = G, P = N)
     const conv = await ops.causalConv1dUpdate({ x: x.reshape([Bt, dInner, 1]), convState: cache.conv, weight: convW, bias: convB, activation: 'silu' });
@@ -313,14 +313,14 @@ async function mamba1Mixer(ops: Ops, m: HybridModel, p: string, o: Tensor, cache
     const st = await ops.selectiveStateUpdate({
       state: cache.ssm.reshape([Bt, G, N, N]),
       x: conv.out.reshape([Bt, G, N]),
-      dt: dt.reshape([Bt, G, N]),
+      delta: delta.reshape([Bt, G, N]),
       A: A.reshape([G, N, N]),
       B: Bg.reshape([Bt, G, N]),
       C: Cm.reshape([Bt, G, N]),
       D: D.reshape([G, N]),
       z: z.reshape([Bt, G, N]),
-      dtBias: dtBias.reshape([G, N]),
-      dtSoftplus: true,
+      deltaBias: deltaBias.reshape([G, N]),
+      deltaSoftplus: true,
     });
     cache.ssm = st.state.reshape([Bt, dInner, N]).named('ssm');
     y = st.out.reshape([Bt, 1, dInner]);
@@ -333,13 +333,13 @@ async function mamba1Mixer(ops: Ops, m: HybridModel, p: string, o: Tensor, cache
     const Cgrp = Cm.reshape([Bt, L, G, N]).transpose([0, 2, 3, 1]);
     const scan = await ops.selectiveScan({
       u: conv.out,
-      delta: toChannels(dt),
+      delta: toChannels(delta),
       A,
       B: Bgrp,
       C: Cgrp,
       D,
       z: toChannels(z),
-      deltaBias: dtBias,
+      deltaBias: deltaBias,
       deltaSoftplus: true,
       initialState: cache.ssm,
     });
@@ -360,12 +360,12 @@ async function mamba2Mixer(ops: Ops, m: HybridModel, p: string, o: Tensor, cache
   const P = N; // headdim = d_state
   const A = W.get(`${q}.A_log`).map((a) => -Math.exp(a)); // (H)
   const D = W.get(`${q}.D`);
-  const dtBias = W.get(`${q}.dt_bias`);
+  const deltaBias = W.get(`${q}.dt_bias`);
   const convDim = dInner + 2 * dXb;
   const convW = W.get(`${q}.conv1d.weight`).reshape([convDim, c.dConv]);
   const convB = opt(W, `${q}.conv1d.bias`);
   const zxbcdt = await ops.linear(o, W.get(`${q}.in_proj.weight`), opt(W, `${q}.in_proj.bias`));
-  const [z, xBC, dt] = splitLast(zxbcdt, [dInner, convDim, H]) as [Tensor, Tensor, Tensor];
+  const [z, xBC, delta] = splitLast(zxbcdt, [dInner, convDim, H]) as [Tensor, Tensor, Tensor];
 
   const act = m.ablation?.convActivation === false ? null : 'silu';
   let xs: Tensor; // after conv + silu, (B, L, convDim)
@@ -389,29 +389,29 @@ async function mamba2Mixer(ops: Ops, m: HybridModel, p: string, o: Tensor, cache
     // channels (h, p) of the multi-step layout: per-head Δ, A, D, dt_bias repeated over p; B/C grouped per head
     y = await cache.store.scan(ops, {
       x: x.reshape([1, L, H * P]),
-      dt: repeatEach(dt, P, [1, L, H * P]),
+      delta: repeatEach(delta, P, [1, L, H * P]),
       B: Bh,
       C: Ch,
       A: repeatEachOnce(W.tensors.get(`${q}.A_log`)!.data, A, P * N, [H * P, N]),
       D: repeatEachOnce(D.data, D, P, [H * P]),
-      dtBias: repeatEachOnce(dtBias.data, dtBias, P, [H * P]),
+      deltaBias: repeatEachOnce(deltaBias.data, deltaBias, P, [H * P]),
     });
   } else if (L === 1) {
     const st = await ops.selectiveStateUpdate({
       state: cache.ssm,
       x: x.reshape([Bt, H, P]),
-      dt: repeatEach(dt, P, [Bt, H, P]),
+      delta: repeatEach(delta, P, [Bt, H, P]),
       A: repeatEachOnce(W.tensors.get(`${q}.A_log`)!.data, A, P * N, [H, P, N]),
       B: Bh.reshape([Bt, H, N]),
       C: Ch.reshape([Bt, H, N]),
       D: repeatEachOnce(D.data, D, P, [H, P]),
-      dtBias: repeatEachOnce(dtBias.data, dtBias, P, [H, P]),
-      dtSoftplus: true,
+      deltaBias: repeatEachOnce(deltaBias.data, deltaBias, P, [H, P]),
+      deltaSoftplus: true,
     });
     cache.ssm = st.state.named('ssm');
     y = st.out.reshape([Bt, 1, dInner]);
   } else {
-    const r = await ops.ssdChunkScan({ x, dt: dt.reshape([Bt, L, H]), A, B: Bh, C: Ch, D, dtBias, dtSoftplus: true, initialState: cache.ssm }, 64);
+    const r = await ops.ssdChunkScan({ x, delta: delta.reshape([Bt, L, H]), A, B: Bh, C: Ch, D, deltaBias, deltaSoftplus: true, initialState: cache.ssm }, 64);
     cache.ssm = r.finalState.astype('float64').named('ssm');
     y = r.out.reshape([Bt, L, dInner]);
   }

@@ -10,16 +10,16 @@
 import type { Ops } from '../ops.js';
 import type { Tensor } from '../tensor.js';
 
-/** A layer's new SSM steps in the multi-step layout (batch 1): x, raw dt (1, L, dim); B, C (1, L, G, N). */
+/** A layer's new SSM steps in the multi-step layout (batch 1): x, raw Δ (1, L, dim); B, C (1, L, G, N). */
 export interface SsmSteps {
   x: Tensor;
-  dt: Tensor;
+  delta: Tensor;
   B: Tensor;
   C: Tensor;
   z?: Tensor;
   A: Tensor; // (dim, N)
   D?: Tensor; // (dim)
-  dtBias?: Tensor; // (dim)
+  deltaBias?: Tensor; // (dim)
 }
 
 export interface MambaStateStore {

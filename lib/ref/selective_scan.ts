@@ -19,6 +19,7 @@
 import { ArgumentError } from '../errors.js';
 import { Tensor, dims } from '../tensor.js';
 import { silu, siluGrad, softplus, softplusGrad } from './activations.js';
+import { discretizeA, discretizeBx } from './discretize.js';
 
 export interface SelectiveScanInputs {
   u: Tensor; // (batch, dim, L)
@@ -95,12 +96,12 @@ export function selectiveScan(inp: SelectiveScanInputs): SelectiveScanOutputs {
       for (let n = 0; n < N; n++) h[n] = initialState ? initialState.data[(b * dim + d) * N + n]! : 0;
       for (let t = 0; t < L; t++) {
         const i = (b * dim + d) * L + t;
-        let dt = delta.data[i]! + (deltaBias ? deltaBias.data[d]! : 0);
-        if (inp.deltaSoftplus) dt = softplus(dt);
+        let deltaT = delta.data[i]! + (deltaBias ? deltaBias.data[d]! : 0);
+        if (inp.deltaSoftplus) deltaT = softplus(deltaT);
         const ut = u.data[i]!;
         let y = 0;
         for (let n = 0; n < N; n++) {
-          h[n] = Math.exp(dt * A.data[d * N + n]!) * h[n]! + dt * B.data[Bl.index(b, d, n, t)]! * ut;
+          h[n] = discretizeA(deltaT, A.data[d * N + n]!) * h[n]! + discretizeBx(deltaT, B.data[Bl.index(b, d, n, t)]!, ut);
           y += C.data[Cl.index(b, d, n, t)]! * h[n]!;
         }
         if (D) y += D.data[d]! * ut;
@@ -155,7 +156,7 @@ export function selectiveScanBackward(inp: SelectiveScanInputs, dout: Tensor, dL
     dInitialState: initialState ? Tensor.zeros(initialState.shape, 'float64', 'dinitial_state') : undefined,
   };
   const hs = new Float64Array((L + 1) * N); // hs[(t+1)·N + n] = h_t, hs[n] = h_{−1}
-  const dts = new Float64Array(L);
+  const deltas = new Float64Array(L);
   const ys = new Float64Array(L); // y before the gate
   const dh = new Float64Array(N);
   for (let b = 0; b < batch; b++) {
@@ -165,11 +166,11 @@ export function selectiveScanBackward(inp: SelectiveScanInputs, dout: Tensor, dL
       for (let t = 0; t < L; t++) {
         const i = (b * dim + d) * L + t;
         const raw = delta.data[i]! + (deltaBias ? deltaBias.data[d]! : 0);
-        const dt = inp.deltaSoftplus ? softplus(raw) : raw;
-        dts[t] = dt;
+        const deltaT = inp.deltaSoftplus ? softplus(raw) : raw;
+        deltas[t] = deltaT;
         let y = D ? D.data[d]! * u.data[i]! : 0;
         for (let n = 0; n < N; n++) {
-          const h = Math.exp(dt * A.data[d * N + n]!) * hs[t * N + n]! + dt * B.data[Bl.index(b, d, n, t)]! * u.data[i]!;
+          const h = discretizeA(deltaT, A.data[d * N + n]!) * hs[t * N + n]! + discretizeBx(deltaT, B.data[Bl.index(b, d, n, t)]!, u.data[i]!);
           hs[(t + 1) * N + n] = h;
           y += C.data[Cl.index(b, d, n, t)]! * h;
         }
@@ -179,7 +180,7 @@ export function selectiveScanBackward(inp: SelectiveScanInputs, dout: Tensor, dL
       for (let t = L - 1; t >= 0; t--) {
         const i = (b * dim + d) * L + t;
         const ut = u.data[i]!;
-        const dt = dts[t]!;
+        const deltaT = deltas[t]!;
         let dy = dout.data[i]!;
         if (z) {
           g.dz!.data[i] = dy * ys[t]! * siluGrad(z.data[i]!);
@@ -189,23 +190,23 @@ export function selectiveScanBackward(inp: SelectiveScanInputs, dout: Tensor, dL
           g.dD!.data[d]! += dy * ut;
           g.du.data[i]! += dy * D.data[d]!;
         }
-        let ddt = 0;
+        let dDeltaT = 0;
         for (let n = 0; n < N; n++) {
           const ci = Cl.index(b, d, n, t);
           const bi = Bl.index(b, d, n, t);
           g.dC.data[ci]! += dy * hs[(t + 1) * N + n]!;
           dh[n]! += dy * C.data[ci]!;
           const a = A.data[d * N + n]!;
-          const decay = Math.exp(dt * a);
+          const decay = discretizeA(deltaT, a);
           const hPrev = hs[t * N + n]!;
-          ddt += dh[n]! * (a * decay * hPrev + B.data[bi]! * ut);
-          g.dA.data[d * N + n]! += dh[n]! * dt * decay * hPrev;
-          g.dB.data[bi]! += dh[n]! * dt * ut;
-          g.du.data[i]! += dh[n]! * dt * B.data[bi]!;
+          dDeltaT += dh[n]! * (a * decay * hPrev + B.data[bi]! * ut);
+          g.dA.data[d * N + n]! += dh[n]! * deltaT * decay * hPrev;
+          g.dB.data[bi]! += dh[n]! * deltaT * ut;
+          g.du.data[i]! += dh[n]! * deltaT * B.data[bi]!;
           dh[n] = dh[n]! * decay;
         }
         const raw = delta.data[i]! + (deltaBias ? deltaBias.data[d]! : 0);
-        const dRaw = inp.deltaSoftplus ? ddt * softplusGrad(raw) : ddt;
+        const dRaw = inp.deltaSoftplus ? dDeltaT * softplusGrad(raw) : dDeltaT;
         g.ddelta.data[i] = dRaw;
         if (g.ddeltaBias) g.ddeltaBias.data[d]! += dRaw;
       }

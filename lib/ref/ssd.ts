@@ -23,17 +23,18 @@
 import { ArgumentError } from '../errors.js';
 import { Tensor, dims } from '../tensor.js';
 import { silu, siluGrad, softplus, softplusGrad } from './activations.js';
+import { discretizeA, scaleByDelta } from './discretize.js';
 
 export interface SsdInputs {
   x: Tensor;
-  dt: Tensor;
+  delta: Tensor;
   A: Tensor;
   B: Tensor;
   C: Tensor;
   D?: Tensor;
   z?: Tensor;
-  dtBias?: Tensor;
-  dtSoftplus?: boolean;
+  deltaBias?: Tensor;
+  deltaSoftplus?: boolean;
   initialState?: Tensor;
 }
 
@@ -54,13 +55,13 @@ export interface SsdDims {
 export function ssdDims(inp: SsdInputs): SsdDims {
   const s = dims({
     x: [inp.x, ['batch', 'L', 'H', 'P']],
-    dt: [inp.dt, ['batch', 'L', 'H']],
+    delta: [inp.delta, ['batch', 'L', 'H']],
     A: [inp.A, ['H']],
     B: [inp.B, ['batch', 'L', 'G', 'N']],
     C: [inp.C, ['batch', 'L', 'G', 'N']],
     D: [inp.D, ['H']],
     z: [inp.z, ['batch', 'L', 'H', 'P']],
-    dtBias: [inp.dtBias, ['H']],
+    deltaBias: [inp.deltaBias, ['H']],
     initialState: [inp.initialState, ['batch', 'H', 'P', 'N']],
   });
   if (s.H! % s.G! !== 0) throw new ArgumentError('B groups', `a divisor of heads=${s.H}`, s.G);
@@ -71,8 +72,8 @@ export function ssdDims(inp: SsdInputs): SsdDims {
 export function ssdDelta(inp: SsdInputs, s: SsdDims): Float64Array {
   const out = new Float64Array(s.batch * s.L * s.H);
   for (let i = 0; i < out.length; i++) {
-    const v = inp.dt.data[i]! + (inp.dtBias ? inp.dtBias.data[i % s.H]! : 0);
-    out[i] = inp.dtSoftplus ? softplus(v) : v;
+    const v = inp.delta.data[i]! + (inp.deltaBias ? inp.deltaBias.data[i % s.H]! : 0);
+    out[i] = inp.deltaSoftplus ? softplus(v) : v;
   }
   return out;
 }
@@ -88,8 +89,8 @@ export function ssdSequential(inp: SsdInputs): SsdOutputs {
     for (let t = 0; t < L; t++) {
       for (let h = 0; h < H; h++) {
         const g = Math.floor(h / (H / G));
-        const dl = delta[(b * L + t) * H + h]!;
-        const decay = Math.exp(dl * inp.A.data[h]!);
+        const deltaT = delta[(b * L + t) * H + h]!;
+        const decay = discretizeA(deltaT, inp.A.data[h]!);
         const bo = ((b * L + t) * G + g) * N;
         for (let p = 0; p < P; p++) {
           const xi = ((b * L + t) * H + h) * P + p;
@@ -97,7 +98,7 @@ export function ssdSequential(inp: SsdInputs): SsdOutputs {
           let y = 0;
           for (let n = 0; n < N; n++) {
             const si = ((b * H + h) * P + p) * N + n;
-            st.data[si] = decay * st.data[si]! + dl * xv * inp.B.data[bo + n]!;
+            st.data[si] = decay * st.data[si]! + scaleByDelta(deltaT, xv) * inp.B.data[bo + n]!;
             y += st.data[si] * inp.C.data[bo + n]!;
           }
           if (inp.D) y += inp.D.data[h]! * xv;
@@ -179,9 +180,10 @@ export function ssdChunked(inp: SsdInputs, chunkSize: number): SsdOutputs {
   const s = ssdDims(inp);
   const { batch, L, H, P } = s;
   const delta = ssdDelta(inp, s);
-  const Xt = inp.x.map((v, i) => v * delta[Math.floor(i / P)]!, 'float64');
+  const Xt = inp.x.map((v, i) => scaleByDelta(delta[Math.floor(i / P)]!, v), 'float64'); // X = Δ·x
+  // a_t = Δ_t·A = log Ā_t: the chunked form sums these inside a chunk (Π Ā = exp(Σ a))
   const a = Tensor.from(
-    delta.map((dl, i) => dl * inp.A.data[i % H]!),
+    delta.map((deltaT, i) => deltaT * inp.A.data[i % H]!),
     [batch, L, H],
   );
   const { Y, finalState } = ssdDiscreteChunked(Xt, a, inp.B, inp.C, chunkSize, inp.initialState);
@@ -203,13 +205,13 @@ export function ssdMinimalDiscrete(X: Tensor, A: Tensor, B: Tensor, C: Tensor, b
 
 export interface SsdGrads {
   dx: Tensor;
-  ddt: Tensor;
+  ddelta: Tensor;
   dA: Tensor;
   dB: Tensor;
   dC: Tensor;
   dD?: Tensor;
   dz?: Tensor;
-  ddtBias?: Tensor;
+  ddeltaBias?: Tensor;
   dInitialState?: Tensor;
 }
 
@@ -231,16 +233,16 @@ export function ssdBackward(inp: SsdInputs, dout: Tensor, dFinalState?: Tensor):
   dims({ dout: [dout, [batch, L, H, P]], dFinalState: [dFinalState, [batch, H, P, N]] });
   const fwd = ssdSequential(inp);
   const delta = ssdDelta(inp, s);
-  const { x, A, B, C, D, z, dtBias, initialState } = inp;
+  const { x, A, B, C, D, z, deltaBias, initialState } = inp;
   const g = {
     dx: Tensor.zeros(x.shape, 'float64', 'dx'),
-    ddt: Tensor.zeros(inp.dt.shape, 'float64', 'ddt'),
+    ddelta: Tensor.zeros(inp.delta.shape, 'float64', 'ddt'),
     dA: Tensor.zeros(A.shape, 'float64', 'dA'),
     dB: Tensor.zeros(B.shape, 'float64', 'dB'),
     dC: Tensor.zeros(C.shape, 'float64', 'dC'),
     dD: D ? Tensor.zeros(D.shape, 'float64', 'dD') : undefined,
     dz: z ? Tensor.zeros(z.shape, 'float64', 'dz') : undefined,
-    ddtBias: dtBias ? Tensor.zeros(dtBias.shape, 'float64', 'ddt_bias') : undefined,
+    ddeltaBias: deltaBias ? Tensor.zeros(deltaBias.shape, 'float64', 'ddt_bias') : undefined,
     dInitialState: initialState ? Tensor.zeros(initialState.shape, 'float64', 'dinitial_states') : undefined,
   };
   const PN = P * N;
@@ -254,14 +256,14 @@ export function ssdBackward(inp: SsdInputs, dout: Tensor, dFinalState?: Tensor):
       if (initialState) Hs.set(initialState.data.subarray((b * H + h) * PN, (b * H + h + 1) * PN), 0);
       else Hs.fill(0, 0, PN);
       for (let t = 0; t < L; t++) {
-        const dl = delta[(b * L + t) * H + h]!;
-        const decay = Math.exp(dl * a);
+        const deltaT = delta[(b * L + t) * H + h]!;
+        const decay = discretizeA(deltaT, a);
         const bo = ((b * L + t) * G + grp) * N;
         for (let p = 0; p < P; p++) {
           const xv = x.data[((b * L + t) * H + h) * P + p]!;
           let y = D ? D.data[h]! * xv : 0;
           for (let n = 0; n < N; n++) {
-            const v = decay * Hs[t * PN + p * N + n]! + dl * xv * B.data[bo + n]!;
+            const v = decay * Hs[t * PN + p * N + n]! + scaleByDelta(deltaT, xv) * B.data[bo + n]!;
             Hs[(t + 1) * PN + p * N + n] = v;
             y += v * C.data[bo + n]!;
           }
@@ -271,10 +273,10 @@ export function ssdBackward(inp: SsdInputs, dout: Tensor, dFinalState?: Tensor):
       if (dFinalState) dH.set(dFinalState.data.subarray((b * H + h) * PN, (b * H + h + 1) * PN));
       else dH.fill(0);
       for (let t = L - 1; t >= 0; t--) {
-        const dl = delta[(b * L + t) * H + h]!;
-        const decay = Math.exp(dl * a);
+        const deltaT = delta[(b * L + t) * H + h]!;
+        const decay = discretizeA(deltaT, a);
         const bo = ((b * L + t) * G + grp) * N;
-        let ddl = 0;
+        let dDeltaT = 0;
         for (let p = 0; p < P; p++) {
           const xi = ((b * L + t) * H + h) * P + p;
           const xv = x.data[xi]!;
@@ -292,17 +294,17 @@ export function ssdBackward(inp: SsdInputs, dout: Tensor, dFinalState?: Tensor):
             g.dC.data[bo + n]! += dy * Hs[(t + 1) * PN + k]!;
             dH[k]! += dy * C.data[bo + n]!;
             const hPrev = Hs[t * PN + k]!;
-            ddl += dH[k]! * (a * decay * hPrev + xv * B.data[bo + n]!);
-            g.dA.data[h]! += dH[k]! * dl * decay * hPrev;
-            g.dx.data[xi]! += dH[k]! * dl * B.data[bo + n]!;
-            g.dB.data[bo + n]! += dH[k]! * dl * xv;
+            dDeltaT += dH[k]! * (a * decay * hPrev + xv * B.data[bo + n]!);
+            g.dA.data[h]! += dH[k]! * deltaT * decay * hPrev;
+            g.dx.data[xi]! += dH[k]! * deltaT * B.data[bo + n]!;
+            g.dB.data[bo + n]! += dH[k]! * deltaT * xv;
             dH[k] = dH[k]! * decay;
           }
         }
-        const raw = inp.dt.data[(b * L + t) * H + h]! + (dtBias ? dtBias.data[h]! : 0);
-        const dRaw = inp.dtSoftplus ? ddl * softplusGrad(raw) : ddl;
-        g.ddt.data[(b * L + t) * H + h] = dRaw;
-        if (g.ddtBias) g.ddtBias.data[h]! += dRaw;
+        const raw = inp.delta.data[(b * L + t) * H + h]! + (deltaBias ? deltaBias.data[h]! : 0);
+        const dRaw = inp.deltaSoftplus ? dDeltaT * softplusGrad(raw) : dDeltaT;
+        g.ddelta.data[(b * L + t) * H + h] = dRaw;
+        if (g.ddeltaBias) g.ddeltaBias.data[h]! += dRaw;
       }
       if (g.dInitialState) g.dInitialState.data.set(dH, (b * H + h) * PN);
     }

@@ -373,13 +373,13 @@ function mamba2Mixer(ctx: Ctx, p: string, o: F): Layer {
   const Cm = cols(xs, convDim, 2 * X, I);
   const ssdIn = {
     x: new Tensor(xr.y, [B, L, H, P]),
-    dt: new Tensor(dt, [B, L, H]),
+    delta: new Tensor(dt, [B, L, H]),
     A: new Tensor(A, [H]),
     B: new Tensor(br.y, [B, L, H, N]),
     C: new Tensor(Cm, [B, L, H, N]),
     D: new Tensor(weight(ctx, `${q}.D`), [H]),
-    dtBias: new Tensor(weight(ctx, `${q}.dt_bias`), [H]),
-    dtSoftplus: true,
+    deltaBias: new Tensor(weight(ctx, `${q}.dt_bias`), [H]),
+    deltaSoftplus: true,
   };
   const y = ssdSequential(ssdIn).out; // = the chunked SSD of the forward (a property of lib/ref/ssd.ts)
   const normOpts = { eps: 1e-5, groupSize: P, normBeforeGate: false };
@@ -406,13 +406,13 @@ function mamba2Mixer(ctx: Ctx, p: string, o: F): Layer {
         (g.dA.data as F).map((v, i) => v * A[i]!),
       );
       addGrad(ctx, `${q}.D`, g.dD!.data as F);
-      addGrad(ctx, `${q}.dt_bias`, g.ddtBias!.data as F);
+      addGrad(ctx, `${q}.dt_bias`, g.ddeltaBias!.data as F);
       const dxs = joinCols([xr.back(g.dx.data as F), br.back(g.dB.data as F), g.dC.data as F], [X, X, I]);
       const cg = causalConv1dBackward(convIn, new Tensor(swapLC(dxs, B, L, convDim), [B, convDim, L]));
       addGrad(ctx, `${q}.conv1d.weight`, cg.dweight.data as F);
       if (convIn.bias) addGrad(ctx, `${q}.conv1d.bias`, cg.dbias!.data as F);
       const dxBC = swapLC(cg.dx.data as F, B, convDim, L);
-      return inp.back(joinCols([dz, dxBC, g.ddt.data as F], [I, convDim, H]));
+      return inp.back(joinCols([dz, dxBC, g.ddelta.data as F], [I, convDim, H]));
     },
   };
 }

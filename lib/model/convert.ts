@@ -74,12 +74,12 @@ export function convert(teacher: HybridModel, o: ConvertOptions): HybridModel {
     if (!Number.isInteger(l) || l < 0 || l >= c.numLayers) throw new ArgumentError('attnLayers', `layer indices in [0, ${c.numLayers})`, attnLayers);
   if (new Set(attnLayers).size !== attnLayers.length) throw new ArgumentError('attnLayers', 'distinct layer indices', attnLayers);
   if (o.variant !== 'mamba1' && o.variant !== 'mamba2') throw new ArgumentError('variant', "'mamba1' or 'mamba2'", o.variant);
-  const D = c.hiddenSize;
+  const dModel = c.hiddenSize;
   const dInner = c.numHeads * c.headDim;
   const dXb = c.numKvHeads * c.headDim;
   const dState = o.variant === 'mamba1' ? (o.dState ?? 16) : c.headDim;
   const raw: Record<string, unknown> = {
-    d_model: D,
+    d_model: dModel,
     ssm_cfg: o.variant === 'mamba1' ? { expand: 1, d_state: dState } : { expand: 1, ngroups: c.numHeads, d_state: c.headDim },
     rms_norm_eps: c.rmsNormEps,
     vocab_size: c.vocabSize,
@@ -114,8 +114,8 @@ export function convert(teacher: HybridModel, o: ConvertOptions): HybridModel {
       out.set(`${q}.B_proj.weight`, att('k'));
       out.set(`${q}.C_proj.weight`, att('q'));
       out.set(`${q}.out_proj.weight`, att('o'));
-      out.set(`${q}.in_proj_z.weight`, uniform(rng, [dInner, D], 1 / Math.sqrt(D), 'in_proj_z'));
-      out.set(`${q}.dt_proj_down.weight`, uniform(rng, [R, D], 1 / Math.sqrt(D), 'dt_proj_down'));
+      out.set(`${q}.in_proj_z.weight`, uniform(rng, [dInner, dModel], 1 / Math.sqrt(dModel), 'in_proj_z'));
+      out.set(`${q}.dt_proj_down.weight`, uniform(rng, [R, dModel], 1 / Math.sqrt(dModel), 'dt_proj_down'));
       out.set(`${q}.dt_proj.weight`, uniform(rng, [dInner, R], R ** -0.5, 'dt_proj'));
       out.set(`${q}.dt_proj.bias`, deltaBias(rng, dInner));
       out.set(`${q}.conv1d.weight`, uniform(rng, [dInner, 1, mamba.dConv], 1 / Math.sqrt(mamba.dConv), 'conv1d'));
@@ -130,8 +130,8 @@ export function convert(teacher: HybridModel, o: ConvertOptions): HybridModel {
       out.set(`${q}.D`, Tensor.full([dInner], 1));
     } else {
       const H = mamba.nHeads;
-      const z = uniform(rng, [dInner, D], 1 / Math.sqrt(D), 'z rows');
-      const dtRows = uniform(rng, [H, D], 1 / Math.sqrt(D), 'dt rows');
+      const z = uniform(rng, [dInner, dModel], 1 / Math.sqrt(dModel), 'z rows');
+      const dtRows = uniform(rng, [H, dModel], 1 / Math.sqrt(dModel), 'dt rows');
       out.set(`${q}.in_proj.weight`, Tensor.concat([z, att('v'), att('k'), att('q'), dtRows], 0).named('in_proj'));
       out.set(`${q}.out_proj.weight`, att('o'));
       const convDim = dInner + 2 * dXb;

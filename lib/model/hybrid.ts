@@ -169,8 +169,8 @@ async function mlp(ops: Ops, W: WeightStore, p: string, x: Tensor): Promise<Tens
 async function attentionMixer(ops: Ops, m: HybridModel, p: string, x: Tensor, cache: AttentionCache, pos0: number): Promise<Tensor> {
   const c = m.llama;
   const W = m.weights;
-  const [B, L] = x.shape as [number, number, number];
-  const heads = (t: Tensor, H: number) => t.reshape([B, L, H, c.headDim]).transpose([0, 2, 1, 3]);
+  const [batch, L] = x.shape as [number, number, number];
+  const heads = (t: Tensor, H: number) => t.reshape([batch, L, H, c.headDim]).transpose([0, 2, 1, 3]);
   const positions = Array.from({ length: L }, (_, i) => pos0 + i);
   const inv = ropeInvFreq(c.headDim, c.ropeTheta, c.ropeScaling);
   const q = applyRope(
@@ -184,31 +184,31 @@ async function attentionMixer(ops: Ops, m: HybridModel, p: string, x: Tensor, ca
     inv,
   );
   const v = heads(await ops.linear(x, W.get(`${p}.self_attn.v_proj.weight`), attnBias(c, W, `${p}.self_attn.v_proj.bias`)), c.numKvHeads);
-  writeKv(cache, k, v, pos0, B, c.numKvHeads, c.headDim, c.maxPositionEmbeddings);
+  writeKv(cache, k, v, pos0, batch, c.numKvHeads, c.headDim, c.maxPositionEmbeddings);
   const y = cachedAttention(q, cache, pos0 + L, c.numKvHeads); // query t sits at position pos0 + t
   return ops.linear(
-    y.transpose([0, 2, 1, 3]).reshape([B, L, c.numHeads * c.headDim]),
+    y.transpose([0, 2, 1, 3]).reshape([batch, L, c.numHeads * c.headDim]),
     W.get(`${p}.self_attn.o_proj.weight`),
     attnBias(c, W, `${p}.self_attn.o_proj.bias`),
   );
 }
 
 /** Write new keys and values (batch, Hkv, L, hd) at positions pos0 … pos0+L−1, growing the buffers if needed. */
-export function writeKv(cache: AttentionCache, k: Tensor, v: Tensor, pos0: number, B: number, Hkv: number, hd: number, maxPos: number): void {
+export function writeKv(cache: AttentionCache, k: Tensor, v: Tensor, pos0: number, batch: number, Hkv: number, hd: number, maxPos: number): void {
   const L = k.shape[2]!;
   const need = pos0 + L;
   if (need > cache.cap) {
     const cap = Math.min(maxPos, Math.max(need, 2 * cache.cap, 64));
     const grow = (old: Float64Array) => {
-      const n = new Float64Array(B * Hkv * cap * hd);
-      for (let bh = 0; bh < B * Hkv; bh++) n.set(old.subarray(bh * cache.cap * hd, bh * cache.cap * hd + pos0 * hd), bh * cap * hd);
+      const n = new Float64Array(batch * Hkv * cap * hd);
+      for (let bh = 0; bh < batch * Hkv; bh++) n.set(old.subarray(bh * cache.cap * hd, bh * cache.cap * hd + pos0 * hd), bh * cap * hd);
       return n;
     };
     cache.k = grow(cache.k);
     cache.v = grow(cache.v);
     cache.cap = cap;
   }
-  for (let bh = 0; bh < B * Hkv; bh++) {
+  for (let bh = 0; bh < batch * Hkv; bh++) {
     cache.k.set(k.data.subarray(bh * L * hd, (bh + 1) * L * hd), (bh * cache.cap + pos0) * hd);
     cache.v.set(v.data.subarray(bh * L * hd, (bh + 1) * L * hd), (bh * cache.cap + pos0) * hd);
   }
@@ -220,15 +220,15 @@ export function writeKv(cache: AttentionCache, k: Tensor, v: Tensor, pos0: numbe
  * on the in-place buffers, float64.
  */
 export function cachedAttention(q: Tensor, cache: AttentionCache, T: number, Hkv: number): Tensor {
-  const [B, H, L, hd] = q.shape as [number, number, number, number];
+  const [batch, H, L, hd] = q.shape as [number, number, number, number];
   const qd = q.data instanceof Float64Array ? q.data : Float64Array.from(q.data);
   const K = cache.k;
   const V = cache.v;
-  const out = new Float64Array(B * H * L * hd);
+  const out = new Float64Array(batch * H * L * hd);
   const s = new Float64Array(T);
   const scale = 1 / Math.sqrt(hd);
   const groups = H / Hkv;
-  for (let b = 0; b < B; b++)
+  for (let b = 0; b < batch; b++)
     for (let h = 0; h < H; h++) {
       const kv = (b * Hkv + Math.floor(h / groups)) * cache.cap * hd;
       for (let t = 0; t < L; t++) {
@@ -251,15 +251,15 @@ export function cachedAttention(q: Tensor, cache: AttentionCache, T: number, Hkv
         }
       }
     }
-  return new Tensor(out, [B, H, L, hd], 'attention');
+  return new Tensor(out, [batch, H, L, hd], 'attention');
 }
 
 /** The valid keys and values of an attention cache as (batch, Hkv, n, hd) tensors (for inspection and tests). */
-export function kvTensors(cache: AttentionCache, n: number, B: number, Hkv: number, hd: number): { k: Tensor; v: Tensor } {
+export function kvTensors(cache: AttentionCache, n: number, batch: number, Hkv: number, hd: number): { k: Tensor; v: Tensor } {
   const cut = (buf: Float64Array) => {
-    const o = new Float64Array(B * Hkv * n * hd);
-    for (let bh = 0; bh < B * Hkv; bh++) o.set(buf.subarray(bh * cache.cap * hd, bh * cache.cap * hd + n * hd), bh * n * hd);
-    return new Tensor(o, [B, Hkv, n, hd]);
+    const o = new Float64Array(batch * Hkv * n * hd);
+    for (let bh = 0; bh < batch * Hkv; bh++) o.set(buf.subarray(bh * cache.cap * hd, bh * cache.cap * hd + n * hd), bh * n * hd);
+    return new Tensor(o, [batch, Hkv, n, hd]);
   };
   return { k: cut(cache.k), v: cut(cache.v) };
 }
@@ -428,9 +428,9 @@ async function mamba2Mixer(ops: Ops, m: HybridModel, p: string, o: Tensor, cache
 export async function forward(ops: Ops, m: HybridModel, ids: number[][], cache: ModelCache): Promise<Tensor> {
   const c = m.llama;
   const W = m.weights;
-  const B = ids.length;
+  const batch = ids.length;
   const L = ids[0]?.length ?? 0;
-  if (B !== cache.batch) throw new ArgumentError('ids', `${cache.batch} rows (the cache's batch)`, B);
+  if (batch !== cache.batch) throw new ArgumentError('ids', `${cache.batch} rows (the cache's batch)`, batch);
   if (L === 0 || ids.some((r) => r.length !== L))
     throw new ArgumentError(
       'ids',
@@ -444,12 +444,12 @@ export async function forward(ops: Ops, m: HybridModel, ids: number[][], cache: 
       cache.length + L,
     );
   const emb = W.get('model.embed_tokens.weight');
-  const D = c.hiddenSize;
-  const h = Tensor.zeros([B, L, D], ops.dtype === 'float64' ? 'float64' : 'float32', 'hidden');
+  const dModel = c.hiddenSize;
+  const h = Tensor.zeros([batch, L, dModel], ops.dtype === 'float64' ? 'float64' : 'float32', 'hidden');
   ids.forEach((row, b) =>
     row.forEach((id, t) => {
       if (!Number.isInteger(id) || id < 0 || id >= c.vocabSize) throw new ArgumentError(`ids[${b}][${t}]`, `a token id in [0, ${c.vocabSize})`, id);
-      h.data.set(emb.data.subarray(id * D, (id + 1) * D), (b * L + t) * D);
+      h.data.set(emb.data.subarray(id * dModel, (id + 1) * dModel), (b * L + t) * dModel);
     }),
   );
   const kinds = layerKinds(m);

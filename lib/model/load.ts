@@ -79,26 +79,26 @@ export function modelFromParts(p: {
 /** Every weight the forward pass reads, with its expected shape. */
 export function expectedWeights(m: HybridModel): Record<string, number[]> {
   const c: LlamaConfig = m.llama;
-  const D = c.hiddenSize;
-  const e: Record<string, number[]> = { 'model.embed_tokens.weight': [c.vocabSize, D], 'model.norm.weight': [D] };
-  if (!c.tieWordEmbeddings || m.weights.has('lm_head.weight')) e['lm_head.weight'] = [c.vocabSize, D];
+  const dModel = c.hiddenSize;
+  const e: Record<string, number[]> = { 'model.embed_tokens.weight': [c.vocabSize, dModel], 'model.norm.weight': [dModel] };
+  if (!c.tieWordEmbeddings || m.weights.has('lm_head.weight')) e['lm_head.weight'] = [c.vocabSize, dModel];
   layerKinds(m).forEach((kind, i) => {
     const p = `model.layers.${i}`;
-    e[`${p}.input_layernorm.weight`] = [D];
-    e[`${p}.post_attention_layernorm.weight`] = [D];
-    e[`${p}.mlp.gate_proj.weight`] = [c.intermediateSize, D];
-    e[`${p}.mlp.up_proj.weight`] = [c.intermediateSize, D];
-    e[`${p}.mlp.down_proj.weight`] = [D, c.intermediateSize];
+    e[`${p}.input_layernorm.weight`] = [dModel];
+    e[`${p}.post_attention_layernorm.weight`] = [dModel];
+    e[`${p}.mlp.gate_proj.weight`] = [c.intermediateSize, dModel];
+    e[`${p}.mlp.up_proj.weight`] = [c.intermediateSize, dModel];
+    e[`${p}.mlp.down_proj.weight`] = [dModel, c.intermediateSize];
     if (kind === 'attention') {
-      e[`${p}.self_attn.q_proj.weight`] = [c.numHeads * c.headDim, D];
-      e[`${p}.self_attn.k_proj.weight`] = [c.numKvHeads * c.headDim, D];
-      e[`${p}.self_attn.v_proj.weight`] = [c.numKvHeads * c.headDim, D];
-      e[`${p}.self_attn.o_proj.weight`] = [D, c.numHeads * c.headDim];
+      e[`${p}.self_attn.q_proj.weight`] = [c.numHeads * c.headDim, dModel];
+      e[`${p}.self_attn.k_proj.weight`] = [c.numKvHeads * c.headDim, dModel];
+      e[`${p}.self_attn.v_proj.weight`] = [c.numKvHeads * c.headDim, dModel];
+      e[`${p}.self_attn.o_proj.weight`] = [dModel, c.numHeads * c.headDim];
       if (c.attentionBias) {
         e[`${p}.self_attn.q_proj.bias`] = [c.numHeads * c.headDim];
         e[`${p}.self_attn.k_proj.bias`] = [c.numKvHeads * c.headDim];
         e[`${p}.self_attn.v_proj.bias`] = [c.numKvHeads * c.headDim];
-        e[`${p}.self_attn.o_proj.bias`] = [D];
+        e[`${p}.self_attn.o_proj.bias`] = [dModel];
       }
       return;
     }
@@ -107,28 +107,28 @@ export function expectedWeights(m: HybridModel): Record<string, number[]> {
     const { dInner: I, dXb: X, dState: N, dConv: W } = mc;
     if (kind === 'mamba1') {
       Object.assign(e, {
-        [`${q}.in_proj_x.weight`]: [X, D],
-        [`${q}.in_proj_z.weight`]: [I, D],
-        [`${q}.B_proj.weight`]: [X, D],
-        [`${q}.C_proj.weight`]: [I, D],
-        [`${q}.dt_proj_down.weight`]: [mc.dtRank, D],
+        [`${q}.in_proj_x.weight`]: [X, dModel],
+        [`${q}.in_proj_z.weight`]: [I, dModel],
+        [`${q}.B_proj.weight`]: [X, dModel],
+        [`${q}.C_proj.weight`]: [I, dModel],
+        [`${q}.dt_proj_down.weight`]: [mc.dtRank, dModel],
         [`${q}.dt_proj.weight`]: [I, mc.dtRank],
         [`${q}.dt_proj.bias`]: [I],
         [`${q}.conv1d.weight`]: [I, 1, W],
         [`${q}.A_log`]: [I, N],
         [`${q}.D`]: [I],
-        [`${q}.out_proj.weight`]: [D, I],
+        [`${q}.out_proj.weight`]: [dModel, I],
       });
     } else {
       const H = mc.nHeads;
       Object.assign(e, {
-        [`${q}.in_proj.weight`]: [2 * I + 2 * X + H, D],
+        [`${q}.in_proj.weight`]: [2 * I + 2 * X + H, dModel],
         [`${q}.conv1d.weight`]: [I + 2 * X, 1, W],
         [`${q}.dt_bias`]: [H],
         [`${q}.A_log`]: [H],
         [`${q}.D`]: [H],
         [`${q}.norm.weight`]: [I],
-        [`${q}.out_proj.weight`]: [D, I],
+        [`${q}.out_proj.weight`]: [dModel, I],
       });
     }
   });

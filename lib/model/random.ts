@@ -68,21 +68,21 @@ export function randomLlama(spec: RandomLlamaSpec, seed: number): HybridModel {
       Array.from({ length: n }, () => (train ? 1 : Math.fround(1 + r.normal(0, 0.1)))),
       [n],
     );
-  const D = spec.hidden;
-  w.set('model.embed_tokens.weight', mat(spec.vocab, D, train ? 0.02 : 1));
+  const dModel = spec.hidden;
+  w.set('model.embed_tokens.weight', mat(spec.vocab, dModel, train ? 0.02 : 1));
   for (let i = 0; i < spec.layers; i++) {
     const p = `model.layers.${i}`;
-    w.set(`${p}.input_layernorm.weight`, norm(D));
-    w.set(`${p}.post_attention_layernorm.weight`, norm(D));
-    w.set(`${p}.self_attn.q_proj.weight`, mat(spec.heads * hd, D));
-    w.set(`${p}.self_attn.k_proj.weight`, mat(spec.kvHeads * hd, D));
-    w.set(`${p}.self_attn.v_proj.weight`, mat(spec.kvHeads * hd, D));
-    w.set(`${p}.self_attn.o_proj.weight`, mat(D, spec.heads * hd, residual));
-    w.set(`${p}.mlp.gate_proj.weight`, mat(spec.intermediate, D));
-    w.set(`${p}.mlp.up_proj.weight`, mat(spec.intermediate, D));
-    w.set(`${p}.mlp.down_proj.weight`, mat(D, spec.intermediate, residual));
+    w.set(`${p}.input_layernorm.weight`, norm(dModel));
+    w.set(`${p}.post_attention_layernorm.weight`, norm(dModel));
+    w.set(`${p}.self_attn.q_proj.weight`, mat(spec.heads * hd, dModel));
+    w.set(`${p}.self_attn.k_proj.weight`, mat(spec.kvHeads * hd, dModel));
+    w.set(`${p}.self_attn.v_proj.weight`, mat(spec.kvHeads * hd, dModel));
+    w.set(`${p}.self_attn.o_proj.weight`, mat(dModel, spec.heads * hd, residual));
+    w.set(`${p}.mlp.gate_proj.weight`, mat(spec.intermediate, dModel));
+    w.set(`${p}.mlp.up_proj.weight`, mat(spec.intermediate, dModel));
+    w.set(`${p}.mlp.down_proj.weight`, mat(dModel, spec.intermediate, residual));
   }
-  w.set('model.norm.weight', norm(D));
-  if (!spec.tie) w.set('lm_head.weight', mat(spec.vocab, D));
+  w.set('model.norm.weight', norm(dModel));
+  if (!spec.tie) w.set('lm_head.weight', mat(spec.vocab, dModel));
   return { llama, weights: new WeightStore(w, 'random') };
 }

@@ -97,21 +97,21 @@ export const swiglu = {
 };
 
 /**
- * Embedding: h[n] = E[ids[n]], E (V, D).  Backward: dE[ids[n]] += dh[n] (rows of repeated ids add up).
+ * Embedding: h[n] = E[ids[n]], E (V, dModel).  Backward: dE[ids[n]] += dh[n] (rows of repeated ids add up).
  */
 export const embedding = {
-  forward(ids: readonly number[], E: F, V: number, D: number): F {
-    const h = new Float64Array(ids.length * D);
+  forward(ids: readonly number[], E: F, V: number, dModel: number): F {
+    const h = new Float64Array(ids.length * dModel);
     ids.forEach((id, n) => {
       need(Number.isInteger(id) && id >= 0 && id < V, `ids[${n}]`, `a token id in [0, ${V})`, id);
-      h.set(E.subarray(id * D, (id + 1) * D), n * D);
+      h.set(E.subarray(id * dModel, (id + 1) * dModel), n * dModel);
     });
     return h;
   },
-  backward(dh: F, ids: readonly number[], V: number, D: number): F {
-    const dE = new Float64Array(V * D);
+  backward(dh: F, ids: readonly number[], V: number, dModel: number): F {
+    const dE = new Float64Array(V * dModel);
     ids.forEach((id, n) => {
-      for (let i = 0; i < D; i++) dE[id * D + i]! += dh[n * D + i]!;
+      for (let i = 0; i < dModel; i++) dE[id * dModel + i]! += dh[n * dModel + i]!;
     });
     return dE;
   },

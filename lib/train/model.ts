@@ -35,7 +35,7 @@ export type Grads = Map<string, F>;
 
 interface Ctx {
   m: HybridModel;
-  B: number;
+  batch: number;
   L: number;
   trainable: (name: string) => boolean;
   grads: Grads;
@@ -88,7 +88,7 @@ export function simdEngine(g: SimdGemm): MatmulEngine {
  * (the same math as lib/ref/attention.ts, in float32 products; the masked half is computed and zeroed).
  */
 function simdAttention(g: SimdGemm, q: Tensor, k: Tensor, v: Tensor): ReturnType<MatmulEngine['attention']> {
-  const [B, H, L, d] = q.shape as [number, number, number, number];
+  const [batch, H, L, d] = q.shape as [number, number, number, number];
   const Hkv = k.shape[1]!;
   const dv = v.shape[3]!;
   const groups = H / Hkv;
@@ -96,10 +96,10 @@ function simdAttention(g: SimdGemm, q: Tensor, k: Tensor, v: Tensor): ReturnType
   const qd = q.data as F;
   const kd = k.data as F;
   const vd = v.data as F;
-  const y = new Float64Array(B * H * L * dv);
+  const y = new Float64Array(batch * H * L * dv);
   const probs: Float32Array[] = [];
   const at = (b: number, h: number, n: number, w: number) => (b * n + h) * L * w;
-  for (let b = 0; b < B; b++)
+  for (let b = 0; b < batch; b++)
     for (let h = 0; h < H; h++) {
       const kh = Math.floor(h / groups);
       const P = g.linear(qd.subarray(at(b, h, H, d), at(b, h, H, d) + L * d), L, d, kd.subarray(at(b, kh, Hkv, d), at(b, kh, Hkv, d) + L * d), L, false);
@@ -116,13 +116,13 @@ function simdAttention(g: SimdGemm, q: Tensor, k: Tensor, v: Tensor): ReturnType
       y.set(g.matmul(P, L, L, vd.subarray(at(b, kh, Hkv, dv), at(b, kh, Hkv, dv) + L * dv), dv), at(b, h, H, dv));
     }
   return {
-    y: new Tensor(y, [B, H, L, dv], 'attention'),
+    y: new Tensor(y, [batch, H, L, dv], 'attention'),
     back(dy) {
       const dyd = dy.data as F;
       const dq = new Float64Array(qd.length);
       const dk = new Float64Array(kd.length);
       const dV = new Float64Array(vd.length);
-      for (let b = 0; b < B; b++)
+      for (let b = 0; b < batch; b++)
         for (let h = 0; h < H; h++) {
           const kh = Math.floor(h / groups);
           const P = probs[b * H + h]!;
@@ -237,30 +237,30 @@ function joinCols(parts: F[], widths: number[]): F {
 }
 
 /** (B, L, C) rows ↔ (B, C, L) channels: the same permutation both ways. */
-function swapLC(x: F, B: number, L: number, C: number): F {
-  return new Tensor(x, [B, L, C]).transpose([0, 2, 1]).data as F;
+function swapLC(x: F, batch: number, L: number, C: number): F {
+  return new Tensor(x, [batch, L, C]).transpose([0, 2, 1]).data as F;
 }
 
 // ---------------------------------------------------------------- mixers
 
 function attentionMixer(ctx: Ctx, p: string, x: F): Layer {
   const c = ctx.m.llama;
-  const { B, L } = ctx;
-  const D = c.hiddenSize;
+  const { batch, L } = ctx;
+  const dModel = c.hiddenSize;
   const [H, Hkv, hd] = [c.numHeads, c.numKvHeads, c.headDim];
   const bias = (w: string) => (c.attentionBias ? `${p}.self_attn.${w}_proj.bias` : undefined);
-  const q = linearLayer(ctx, x, D, H * hd, `${p}.self_attn.q_proj.weight`, bias('q'));
-  const k = linearLayer(ctx, x, D, Hkv * hd, `${p}.self_attn.k_proj.weight`, bias('k'));
-  const v = linearLayer(ctx, x, D, Hkv * hd, `${p}.self_attn.v_proj.weight`, bias('v'));
-  const heads = (t: F, n: number) => new Tensor(t, [B, L, n, hd]).transpose([0, 2, 1, 3]); // (B, n, L, hd)
-  const rows = (t: Tensor, n: number) => t.transpose([0, 2, 1, 3]).reshape([B * L, n * hd]).data as F;
+  const q = linearLayer(ctx, x, dModel, H * hd, `${p}.self_attn.q_proj.weight`, bias('q'));
+  const k = linearLayer(ctx, x, dModel, Hkv * hd, `${p}.self_attn.k_proj.weight`, bias('k'));
+  const v = linearLayer(ctx, x, dModel, Hkv * hd, `${p}.self_attn.v_proj.weight`, bias('v'));
+  const heads = (t: F, n: number) => new Tensor(t, [batch, L, n, hd]).transpose([0, 2, 1, 3]); // (B, n, L, hd)
+  const rows = (t: Tensor, n: number) => t.transpose([0, 2, 1, 3]).reshape([batch * L, n * hd]).data as F;
   const positions = Array.from({ length: L }, (_, i) => i);
   const inv = ropeInvFreq(hd, c.ropeTheta, c.ropeScaling);
   const qr = applyRope(heads(q.y, H), positions, inv);
   const kr = applyRope(heads(k.y, Hkv), positions, inv);
   const vh = heads(v.y, Hkv);
   const att = ctx.mm.attention(qr, kr, vh);
-  const o = linearLayer(ctx, rows(att.y, H), H * hd, D, `${p}.self_attn.o_proj.weight`, bias('o'));
+  const o = linearLayer(ctx, rows(att.y, H), H * hd, dModel, `${p}.self_attn.o_proj.weight`, bias('o'));
   return {
     y: o.y,
     back(dy) {
@@ -275,8 +275,8 @@ function attentionMixer(ctx: Ctx, p: string, x: F): Layer {
 
 function mamba1Mixer(ctx: Ctx, p: string, o: F): Layer {
   const mc = ctx.m.mamba!;
-  const { B, L } = ctx;
-  const D = mc.dModel;
+  const { batch, L } = ctx;
+  const dModel = mc.dModel;
   const { dInner: I, dXb: X, dState: N, dConv: Wc, dtRank: R } = mc;
   const q = `${p}.mamba`;
   const clean = mc.semantics === 'clean';
@@ -286,40 +286,40 @@ function mamba1Mixer(ctx: Ctx, p: string, o: F): Layer {
   const A = Alog.map((a) => -Math.exp(a));
   const hasConvBias = ctx.m.weights.has(`${q}.conv1d.bias`);
 
-  const xin = linearLayer(ctx, o, D, X, `${q}.in_proj_x.weight`);
+  const xin = linearLayer(ctx, o, dModel, X, `${q}.in_proj_x.weight`);
   const xr = repeatLayer(xin.y, X, I, piece);
-  const zl = linearLayer(ctx, o, D, I, `${q}.in_proj_z.weight`);
-  const bl = linearLayer(ctx, o, D, X, `${q}.B_proj.weight`);
+  const zl = linearLayer(ctx, o, dModel, I, `${q}.in_proj_z.weight`);
+  const bl = linearLayer(ctx, o, dModel, X, `${q}.B_proj.weight`);
   const br = repeatLayer(bl.y, X, I, piece);
-  const cl = linearLayer(ctx, o, D, I, `${q}.C_proj.weight`);
-  const down = linearLayer(ctx, o, D, R, `${q}.dt_proj_down.weight`);
+  const cl = linearLayer(ctx, o, dModel, I, `${q}.C_proj.weight`);
+  const down = linearLayer(ctx, o, dModel, R, `${q}.dt_proj_down.weight`);
   const dtl = linearLayer(ctx, down.y, R, I, `${q}.dt_proj.weight`, clean ? undefined : `${q}.dt_proj.bias`); // upstream: bias here AND as delta_bias
 
   const convIn = {
-    x: new Tensor(swapLC(xr.y, B, L, I), [B, I, L]),
+    x: new Tensor(swapLC(xr.y, batch, L, I), [batch, I, L]),
     weight: new Tensor(weight(ctx, `${q}.conv1d.weight`), [I, Wc]),
     bias: hasConvBias ? new Tensor(weight(ctx, `${q}.conv1d.bias`), [I]) : undefined,
     activation: 'silu' as const,
   };
   const u = causalConv1d(convIn).out;
-  const grp = (t: F) => new Tensor(t, [B, L, G, N]).transpose([0, 2, 3, 1]); // (B, G, N, L)
+  const grp = (t: F) => new Tensor(t, [batch, L, G, N]).transpose([0, 2, 3, 1]); // (B, G, N, L)
   const scanIn = {
     u,
-    delta: new Tensor(swapLC(dtl.y, B, L, I), [B, I, L]),
+    delta: new Tensor(swapLC(dtl.y, batch, L, I), [batch, I, L]),
     A: new Tensor(A, [I, N]),
     B: grp(br.y),
     C: grp(cl.y),
     D: new Tensor(weight(ctx, `${q}.D`), [I]),
-    z: new Tensor(swapLC(zl.y, B, L, I), [B, I, L]),
+    z: new Tensor(swapLC(zl.y, batch, L, I), [batch, I, L]),
     deltaBias: new Tensor(weight(ctx, `${q}.dt_proj.bias`), [I]),
     deltaSoftplus: true,
   };
-  const y = swapLC(selectiveScan(scanIn).out.data as F, B, I, L);
-  const out = linearLayer(ctx, y, I, D, `${q}.out_proj.weight`);
+  const y = swapLC(selectiveScan(scanIn).out.data as F, batch, I, L);
+  const out = linearLayer(ctx, y, I, dModel, `${q}.out_proj.weight`);
   return {
     y: out.y,
     back(dout) {
-      const dy = new Tensor(swapLC(out.back(dout), B, L, I), [B, I, L]);
+      const dy = new Tensor(swapLC(out.back(dout), batch, L, I), [batch, I, L]);
       const g = selectiveScanBackward(scanIn, dy);
       addGrad(
         ctx,
@@ -332,11 +332,11 @@ function mamba1Mixer(ctx: Ctx, p: string, o: F): Layer {
       const cg = causalConv1dBackward(convIn, g.du);
       addGrad(ctx, `${q}.conv1d.weight`, cg.dweight.data as F);
       if (hasConvBias) addGrad(ctx, `${q}.conv1d.bias`, cg.dbias!.data as F);
-      const dx = xin.back(xr.back(swapLC(cg.dx.data as F, B, I, L)));
-      const dz = zl.back(swapLC(g.dz!.data as F, B, I, L));
+      const dx = xin.back(xr.back(swapLC(cg.dx.data as F, batch, I, L)));
+      const dz = zl.back(swapLC(g.dz!.data as F, batch, I, L));
       const dB = bl.back(br.back(ungrp(g.dB)));
       const dC = cl.back(ungrp(g.dC));
-      const ddt = down.back(dtl.back(swapLC(g.ddelta.data as F, B, I, L)));
+      const ddt = down.back(dtl.back(swapLC(g.ddelta.data as F, batch, I, L)));
       return [dz, dB, dC, ddt].reduce(add, dx);
     },
   };
@@ -344,8 +344,8 @@ function mamba1Mixer(ctx: Ctx, p: string, o: F): Layer {
 
 function mamba2Mixer(ctx: Ctx, p: string, o: F): Layer {
   const mc = ctx.m.mamba!;
-  const { B, L } = ctx;
-  const D = mc.dModel;
+  const { batch, L } = ctx;
+  const dModel = mc.dModel;
   const { dInner: I, dXb: X, dState: N, nHeads: H, dConv: Wc } = mc;
   const P = N;
   const q = `${p}.mamba`;
@@ -357,36 +357,36 @@ function mamba2Mixer(ctx: Ctx, p: string, o: F): Layer {
   const act = ctx.m.ablation?.convActivation === false ? null : ('silu' as const);
   const gated = ctx.m.ablation?.gatedNorm !== false;
 
-  const inp = linearLayer(ctx, o, D, width, `${q}.in_proj.weight`, has(`${q}.in_proj.bias`) ? `${q}.in_proj.bias` : undefined);
+  const inp = linearLayer(ctx, o, dModel, width, `${q}.in_proj.weight`, has(`${q}.in_proj.bias`) ? `${q}.in_proj.bias` : undefined);
   const z = cols(inp.y, width, 0, I);
   const xBC = cols(inp.y, width, I, convDim);
   const dt = cols(inp.y, width, I + convDim, H);
   const convIn = {
-    x: new Tensor(swapLC(xBC, B, L, convDim), [B, convDim, L]),
+    x: new Tensor(swapLC(xBC, batch, L, convDim), [batch, convDim, L]),
     weight: new Tensor(weight(ctx, `${q}.conv1d.weight`), [convDim, Wc]),
     bias: has(`${q}.conv1d.bias`) ? new Tensor(weight(ctx, `${q}.conv1d.bias`), [convDim]) : undefined,
     activation: act,
   };
-  const xs = swapLC(causalConv1d(convIn).out.data as F, B, convDim, L);
+  const xs = swapLC(causalConv1d(convIn).out.data as F, batch, convDim, L);
   const xr = repeatLayer(cols(xs, convDim, 0, X), X, I, P);
   const br = repeatLayer(cols(xs, convDim, X, X), X, I, N);
   const Cm = cols(xs, convDim, 2 * X, I);
   const ssdIn = {
-    x: new Tensor(xr.y, [B, L, H, P]),
-    delta: new Tensor(dt, [B, L, H]),
+    x: new Tensor(xr.y, [batch, L, H, P]),
+    delta: new Tensor(dt, [batch, L, H]),
     A: new Tensor(A, [H]),
-    B: new Tensor(br.y, [B, L, H, N]),
-    C: new Tensor(Cm, [B, L, H, N]),
+    B: new Tensor(br.y, [batch, L, H, N]),
+    C: new Tensor(Cm, [batch, L, H, N]),
     D: new Tensor(weight(ctx, `${q}.D`), [H]),
     deltaBias: new Tensor(weight(ctx, `${q}.dt_bias`), [H]),
     deltaSoftplus: true,
   };
   const y = ssdSequential(ssdIn).out; // = the chunked SSD of the forward (a property of lib/ref/ssd.ts)
   const normOpts = { eps: 1e-5, groupSize: P, normBeforeGate: false };
-  const zT = new Tensor(z, [B * L, I]);
+  const zT = new Tensor(z, [batch * L, I]);
   const normW = gated ? new Tensor(weight(ctx, `${q}.norm.weight`), [I]) : undefined;
-  const yn = gated ? (gatedRmsnorm(y.reshape([B * L, I]), normW!, zT, normOpts).data as F) : (y.data as F);
-  const out = linearLayer(ctx, yn, I, D, `${q}.out_proj.weight`);
+  const yn = gated ? (gatedRmsnorm(y.reshape([batch * L, I]), normW!, zT, normOpts).data as F) : (y.data as F);
+  const out = linearLayer(ctx, yn, I, dModel, `${q}.out_proj.weight`);
   return {
     y: out.y,
     back(dout) {
@@ -394,12 +394,12 @@ function mamba2Mixer(ctx: Ctx, p: string, o: F): Layer {
       let dy: F = dyn;
       let dz: F = new Float64Array(z.length);
       if (gated) {
-        const g = gatedRmsnormBackward(y.reshape([B * L, I]), normW!, zT, new Tensor(dyn, [B * L, I]), normOpts);
+        const g = gatedRmsnormBackward(y.reshape([batch * L, I]), normW!, zT, new Tensor(dyn, [batch * L, I]), normOpts);
         addGrad(ctx, `${q}.norm.weight`, g.dweight.data as F);
         dy = g.dx.data as F;
         dz = g.dz!.data as F;
       }
-      const g = ssdBackward(ssdIn, new Tensor(dy, [B, L, H, P]));
+      const g = ssdBackward(ssdIn, new Tensor(dy, [batch, L, H, P]));
       addGrad(
         ctx,
         `${q}.A_log`,
@@ -408,10 +408,10 @@ function mamba2Mixer(ctx: Ctx, p: string, o: F): Layer {
       addGrad(ctx, `${q}.D`, g.dD!.data as F);
       addGrad(ctx, `${q}.dt_bias`, g.ddeltaBias!.data as F);
       const dxs = joinCols([xr.back(g.dx.data as F), br.back(g.dB.data as F), g.dC.data as F], [X, X, I]);
-      const cg = causalConv1dBackward(convIn, new Tensor(swapLC(dxs, B, L, convDim), [B, convDim, L]));
+      const cg = causalConv1dBackward(convIn, new Tensor(swapLC(dxs, batch, L, convDim), [batch, convDim, L]));
       addGrad(ctx, `${q}.conv1d.weight`, cg.dweight.data as F);
       if (convIn.bias) addGrad(ctx, `${q}.conv1d.bias`, cg.dbias!.data as F);
-      const dxBC = swapLC(cg.dx.data as F, B, convDim, L);
+      const dxBC = swapLC(cg.dx.data as F, batch, convDim, L);
       return inp.back(joinCols([dz, dxBC, g.ddelta.data as F], [I, convDim, H]));
     },
   };
@@ -444,7 +444,7 @@ export interface TrainForward {
 
 /** The whole model on `ids` (batch × L), keeping what the backward needs. */
 export function trainForward(m: HybridModel, ids: number[][], trainable: (name: string) => boolean, mm: MatmulEngine = FLOAT64_ENGINE): TrainForward {
-  const B = ids.length;
+  const batch = ids.length;
   const L = ids[0]?.length ?? 0;
   if (L === 0 || ids.some((r) => r.length !== L))
     throw new ArgumentError(
@@ -454,29 +454,29 @@ export function trainForward(m: HybridModel, ids: number[][], trainable: (name: 
     );
   const c = m.llama;
   if (L > c.maxPositionEmbeddings) throw new ArgumentError('ids', `at most max_position_embeddings = ${c.maxPositionEmbeddings} positions`, L);
-  const ctx: Ctx = { m, B, L, trainable, grads: new Map(), mm };
-  const D = c.hiddenSize;
+  const ctx: Ctx = { m, batch, L, trainable, grads: new Map(), mm };
+  const dModel = c.hiddenSize;
   const V = c.vocabSize;
   const flat = ids.flat();
   const E = weight(ctx, 'model.embed_tokens.weight');
-  let h = embedding.forward(flat, E, V, D);
+  let h = embedding.forward(flat, E, V, dModel);
   const kinds = layerKinds(m);
   const eps = m.mamba?.rmsNormEps ?? c.rmsNormEps;
   const blocks: Array<{ n1: Layer; mix: Layer; n2: Layer; mlp: Layer }> = [];
   for (let i = 0; i < kinds.length; i++) {
     const p = `model.layers.${i}`;
     const layerEps = kinds[i] === 'attention' ? c.rmsNormEps : eps;
-    const n1 = rmsLayer(ctx, h, D, `${p}.input_layernorm.weight`, layerEps);
+    const n1 = rmsLayer(ctx, h, dModel, `${p}.input_layernorm.weight`, layerEps);
     const mix = kinds[i] === 'attention' ? attentionMixer(ctx, p, n1.y) : kinds[i] === 'mamba1' ? mamba1Mixer(ctx, p, n1.y) : mamba2Mixer(ctx, p, n1.y);
     const h1 = add(h, mix.y);
-    const n2 = rmsLayer(ctx, h1, D, `${p}.post_attention_layernorm.weight`, layerEps);
+    const n2 = rmsLayer(ctx, h1, dModel, `${p}.post_attention_layernorm.weight`, layerEps);
     const mlp = mlpLayer(ctx, p, n2.y);
     h = add(h1, mlp.y);
     blocks.push({ n1, mix, n2, mlp });
   }
-  const nf = rmsLayer(ctx, h, D, 'model.norm.weight', c.rmsNormEps);
+  const nf = rmsLayer(ctx, h, dModel, 'model.norm.weight', c.rmsNormEps);
   const headName = c.tieWordEmbeddings && !m.weights.has('lm_head.weight') ? 'model.embed_tokens.weight' : 'lm_head.weight';
-  const head = linearLayer(ctx, nf.y, D, V, headName);
+  const head = linearLayer(ctx, nf.y, dModel, V, headName);
   return {
     logits: head.y,
     grads: ctx.grads,
@@ -487,7 +487,7 @@ export function trainForward(m: HybridModel, ids: number[][], trainable: (name: 
         const dh1 = add(dh, b.n2.back(b.mlp.back(dh)));
         dh = add(dh1, b.n1.back(b.mix.back(dh1)));
       }
-      addGrad(ctx, 'model.embed_tokens.weight', embedding.backward(dh, flat, V, D));
+      addGrad(ctx, 'model.embed_tokens.weight', embedding.backward(dh, flat, V, dModel));
     },
   };
 }
@@ -526,7 +526,7 @@ export interface LossResult {
  *   loss = ce_weight·CE (+ kl_weight·KL)
  */
 export function lossAndGrads(m: HybridModel, ids: number[][], o: LossOptions): LossResult {
-  const B = ids.length;
+  const batch = ids.length;
   const L = ids[0]!.length;
   if (L < 2) throw new ArgumentError('ids', 'rows of at least 2 tokens (the loss predicts the next one)', L);
   const V = m.llama.vocabSize;
@@ -534,7 +534,7 @@ export function lossAndGrads(m: HybridModel, ids: number[][], o: LossOptions): L
   // rows (b, t < L−1) predict ids[b][t+1]
   const rows: number[] = [];
   const targets: number[] = [];
-  for (let b = 0; b < B; b++)
+  for (let b = 0; b < batch; b++)
     for (let t = 0; t < L - 1; t++) {
       rows.push(b * L + t);
       targets.push(ids[b]![t + 1]!);
@@ -543,7 +543,7 @@ export function lossAndGrads(m: HybridModel, ids: number[][], o: LossOptions): L
   rows.forEach((r, k) => sub.set(f.logits.subarray(r * V, (r + 1) * V), k * V));
   const ceW = o.ceWeight ?? 1;
   const ce = crossEntropy.forward(sub, targets, rows.length, V);
-  const dlogits = new Float64Array(B * L * V);
+  const dlogits = new Float64Array(batch * L * V);
   const dsub = crossEntropy.backward(sub, targets, rows.length, V);
   rows.forEach((r, k) => {
     for (let v = 0; v < V; v++) dlogits[r * V + v] = ceW * dsub[k * V + v]!;
@@ -551,11 +551,11 @@ export function lossAndGrads(m: HybridModel, ids: number[][], o: LossOptions): L
   let loss = ceW * ce;
   let kl: number | undefined;
   if (o.objective === 'distill') {
-    if (!o.teacherLogits || o.teacherLogits.length !== B * L * V)
-      throw new ArgumentError('teacherLogits', `(batch·L, vocab) = ${B * L * V} values`, o.teacherLogits?.length);
+    if (!o.teacherLogits || o.teacherLogits.length !== batch * L * V)
+      throw new ArgumentError('teacherLogits', `(batch·L, vocab) = ${batch * L * V} values`, o.teacherLogits?.length);
     const klW = o.klWeight ?? 1;
-    kl = klDivergence.forward(f.logits, o.teacherLogits, B * L, V, B);
-    const dkl = klDivergence.backward(f.logits, o.teacherLogits, B * L, V, B);
+    kl = klDivergence.forward(f.logits, o.teacherLogits, batch * L, V, batch);
+    const dkl = klDivergence.backward(f.logits, o.teacherLogits, batch * L, V, batch);
     for (let i = 0; i < dlogits.length; i++) dlogits[i]! += klW * dkl[i]!;
     loss += klW * kl;
   }

@@ -6,8 +6,11 @@
  *   cpu              GPU.js's JavaScript backend (float64 arithmetic inside, float32 outputs)
  *   webasm           WebAssembly, strict IEEE float32, single thread, synchronous
  *   webasm-threaded  WebAssembly under asyncMode: kernels with ≥ 4096 output cells split over worker threads
- *   webgpu           WGSL compute shaders through Dawn (the `webgpu` npm package); needs an adapter
- *                    (a Vulkan driver: a real GPU or Mesa's lavapipe). Never silently replaced by another backend.
+ *   webgl2           GLSL ES 3.00 fragment shaders rendering float32 textures: browsers only (GPU.js's WebGL2
+ *                    backend needs a canvas); the browser page (web/) offers it where a WebGL2 context answers
+ *   webgpu           WGSL compute shaders: in Node through Dawn (the `webgpu` npm package), in a browser through
+ *                    its own navigator.gpu; needs an adapter (a Vulkan driver: a real GPU, Mesa's lavapipe, or
+ *                    Chromium's SwiftShader). Never silently replaced by another backend.
  *
  * Conventions for kernel sources (see the GPU.js notes (GPUJS.md in the shared folder) for why):
  *  - every loop bound is a `this.constants.X`, so no loop is capped at loopMaxIterations (also raised);
@@ -22,8 +25,11 @@
 import { ArgumentError, BackendUnavailableError, KernelError } from '../lib/errors.js';
 import { forgetFinite, type FloatArray } from '../lib/tensor.js';
 
-export type KernelBackendName = 'cpu' | 'webasm' | 'webasm-threaded' | 'webgpu';
-export const KERNEL_BACKENDS: readonly KernelBackendName[] = ['cpu', 'webasm', 'webasm-threaded', 'webgpu'];
+export type KernelBackendName = 'cpu' | 'webasm' | 'webasm-threaded' | 'webgl2' | 'webgpu';
+export const KERNEL_BACKENDS: readonly KernelBackendName[] = ['cpu', 'webasm', 'webasm-threaded', 'webgl2', 'webgpu'];
+
+/** Running in a browser page (the web/ build), not in Node. */
+const inBrowser = typeof window === 'object' && typeof document === 'object';
 
 /** Largest tensor or output (elements) a float32 kernel takes: flat indices must be exact in float32. */
 export const MAX_ELEMENTS = 1 << 24;
@@ -63,18 +69,25 @@ interface GpuModule {
 
 let webgpuSetup: Promise<string | null> | undefined;
 
-/** Install navigator.gpu from the `webgpu` package and ask for an adapter; resolves to null or the reason it failed. */
+/**
+ * Make navigator.gpu available (a browser's own; in Node, installed from the `webgpu` package) and ask for an
+ * adapter; resolves to null or the reason it failed.
+ */
 function setupWebGPU(): Promise<string | null> {
   webgpuSetup ??= (async () => {
-    if (process.env.MIL_NO_WEBGPU) return 'disabled by MIL_NO_WEBGPU';
-    let mod: { create: (opts: string[]) => unknown; globals: Record<string, unknown> };
-    try {
-      mod = (await import('webgpu')) as unknown as typeof mod;
-    } catch (e) {
-      return `the 'webgpu' package (Dawn) did not load: ${(e as Error).message.split('\n')[0]}`;
-    }
     const g = globalThis as Record<string, unknown>;
-    if (!(g.navigator as { gpu?: unknown } | undefined)?.gpu) {
+    if (inBrowser) {
+      if (!(g.navigator as { gpu?: unknown }).gpu)
+        return 'this browser has no WebGPU (navigator.gpu is absent: a secure context and a WebGPU-enabled browser are needed)';
+    } else if ((g.process as { env: Record<string, string | undefined> }).env.MIL_NO_WEBGPU) return 'disabled by MIL_NO_WEBGPU';
+    let mod: { create: (opts: string[]) => unknown; globals: Record<string, unknown> } | undefined;
+    if (!inBrowser)
+      try {
+        mod = (await import('webgpu')) as unknown as typeof mod;
+      } catch (e) {
+        return `the 'webgpu' package (Dawn) did not load: ${(e as Error).message.split('\n')[0]}`;
+      }
+    if (mod && !(g.navigator as { gpu?: unknown } | undefined)?.gpu) {
       Object.assign(globalThis, mod.globals);
       try {
         Object.defineProperty(globalThis, 'navigator', { value: { gpu: mod.create([]) }, configurable: true, writable: true });
@@ -86,7 +99,9 @@ function setupWebGPU(): Promise<string | null> {
       const gpu = (g.navigator as { gpu: { requestAdapter(): Promise<unknown> } }).gpu;
       const adapter = await gpu.requestAdapter();
       if (!adapter)
-        return 'no WebGPU adapter: Dawn found no Vulkan device (install a GPU driver, or Mesa lavapipe: mesa-vulkan-drivers from bookworm-backports)';
+        return inBrowser
+          ? 'no WebGPU adapter: the browser offers none (Chromium without a GPU: --enable-unsafe-webgpu --enable-unsafe-swiftshader)'
+          : 'no WebGPU adapter: Dawn found no Vulkan device (install a GPU driver, or Mesa lavapipe: mesa-vulkan-drivers from bookworm-backports)';
     } catch (e) {
       return `requesting a WebGPU adapter failed: ${(e as Error).message}`;
     }
@@ -103,6 +118,13 @@ export async function unavailableReason(name: KernelBackendName): Promise<string
     return null;
   }
   if (name === 'webgpu') return setupWebGPU();
+  if (name === 'webgl2') {
+    if (!inBrowser) return "webgl2 runs in browsers only (GPU.js's WebGL2 backend renders into a canvas): see the browser page, npm run web";
+    const gl = document.createElement('canvas').getContext('webgl2');
+    if (!gl) return 'this browser gives no WebGL2 context';
+    if (!gl.getExtension('EXT_color_buffer_float')) return 'WebGL2 without EXT_color_buffer_float: float32 textures cannot be rendered';
+    return null;
+  }
   return null;
 }
 
@@ -165,10 +187,21 @@ export function f32(a: FloatArray | ArrayLike<number>): Float32Array {
   return Float32Array.from(a);
 }
 
+/** The GPU.js kernel class each backend must run on: anything else is a fallback, refused (never silent). */
+export const KERNEL_CLASS: Record<KernelBackendName, string> = {
+  cpu: 'CPUKernel',
+  webasm: 'WebAssemblyKernel',
+  'webasm-threaded': 'WebAssemblyKernel',
+  webgl2: 'WebGL2Kernel',
+  webgpu: 'WebGPUKernel',
+};
+
 export class GpuRuntime {
   private readonly cache = new Map<string, GpuKernel>();
   /** Number of kernels compiled so far (for tests of the cache). */
   compiled = 0;
+  /** The GPU.js kernel classes this runtime's kernels ran as (always KERNEL_CLASS[name]: others are refused). */
+  readonly ranOn = new Set<string>();
 
   constructor(
     readonly name: KernelBackendName,
@@ -223,6 +256,18 @@ export class GpuRuntime {
       this.cache.delete(ck);
       throw new KernelError(this.name, key, (e as Error).message.split('\n')[0] ?? String(e));
     }
+    // GPU.js may degrade a kernel to another of its backends (its `fallbackReason`): refuse, never run elsewhere silently
+    const inner = (k as unknown as { kernel?: { constructor: { name: string }; fallbackReason?: string | null } }).kernel;
+    const cls = inner?.constructor.name ?? 'unknown';
+    if (cls !== KERNEL_CLASS[this.name]) {
+      this.cache.delete(ck);
+      throw new KernelError(
+        this.name,
+        key,
+        `GPU.js ran it as ${cls}, not ${KERNEL_CLASS[this.name]}${inner?.fallbackReason ? ` (${inner.fallbackReason})` : ''}`,
+      );
+    }
+    this.ranOn.add(cls);
     return r instanceof Float32Array ? r : Float32Array.from(r);
   }
 }

@@ -6,7 +6,8 @@ import { describe, expect, it } from 'vitest';
 import { getOps } from '../lib/ops.js';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { ArgumentError, NonFiniteError, ShapeError, UnknownBackendError } from '../lib/errors.js';
+import { ArgumentError, KernelError, NonFiniteError, ShapeError, UnknownBackendError } from '../lib/errors.js';
+import { GpuRuntime, KERNEL_BACKENDS, KERNEL_CLASS, getRuntime, type KernelBackendName } from '../kernels/runtime.js';
 import { ALL_BACKENDS, Rng, rand } from './helpers.js';
 
 const r = new Rng(7);
@@ -59,7 +60,20 @@ describe('backends', () => {
   it('an unknown backend name is an UnknownBackendError listing the known ones', async () => {
     const e = await getOps('cuda').catch((x) => x);
     expect(e).toBeInstanceOf(UnknownBackendError);
-    expect(e.message).toMatch(/unknown backend 'cuda': expected one of reference, wasm-simd, cpu, webasm, webasm-threaded, webgpu/);
+    expect(e.message).toMatch(/unknown backend 'cuda': expected one of reference, wasm-simd, cpu, webasm, webasm-threaded, webgl2, webgpu/);
+  });
+  it("a kernel GPU.js degrades to another of its backends is refused, naming both; each available kernel backend's kernels ran as its own class", async () => {
+    // a runtime that claims webasm but whose GPU.js instance runs plain JavaScript: the first call says so
+    const { GPU } = (await import('gpu.js')) as unknown as { GPU: new (o: object) => ConstructorParameters<typeof GpuRuntime>[1] };
+    const fake = new GpuRuntime('webasm', new GPU({ mode: 'cpu' }));
+    const e = await fake.run('double', 'function (a) { return a[this.thread.x] * 2; }', {}, 4, [new Float32Array(4)]).catch((x) => x);
+    expect(e).toBeInstanceOf(KernelError);
+    expect(e.message).toMatch(/GPU.js ran it as CPUKernel, not WebAssemblyKernel/);
+    for (const b of ALL_BACKENDS.filter((x) => x.available && (KERNEL_BACKENDS as readonly string[]).includes(x.name))) {
+      const ops = await getOps(b.name);
+      await ops.selectiveScan(good());
+      expect([...(await getRuntime(b.name as KernelBackendName)).ranOn], b.name).toEqual([KERNEL_CLASS[b.name as KernelBackendName]]);
+    }
   });
   it('an unavailable backend says why and is never replaced by another (webgpu disabled in a subprocess)', () => {
     const mil = join(import.meta.dirname, '..', 'bin', 'mil.js');

@@ -234,7 +234,9 @@ describe('mil CLI', () => {
     expect(bad.stdout.trim().split('\n').at(-1)).toBe('29 passed, 1 failed, 0 unsupported');
     const unk = spawnSync('node', [mil, 'golden', 'verify', GOLDEN, '--backend', 'tpu'], { encoding: 'utf8' });
     expect(unk.status).toBe(2);
-    expect(unk.stderr).toMatch(/--backend must be one of reference, wasm-simd, cpu, webasm, webasm-threaded, webgpu, all, got 'tpu' \(did you mean 'cpu'\?\)/);
+    expect(unk.stderr).toMatch(
+      /--backend must be one of reference, wasm-simd, cpu, webasm, webasm-threaded, webgl2, webgpu, all, got 'tpu' \(did you mean 'cpu'\?\)/,
+    );
   });
   it('golden emit writes a case that verify then passes', () => {
     const dir = tmp();

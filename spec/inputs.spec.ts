@@ -364,7 +364,7 @@ describe('CLI: every command refuses bad options with exit 2, naming the option,
     [
       'backend foo (demo)',
       ['demo', '--out', OUT, '--backend', 'foo'],
-      /--backend must be one of reference, wasm-simd, cpu, webasm, webasm-threaded, webgpu, got 'foo'/,
+      /--backend must be one of reference, wasm-simd, cpu, webasm, webasm-threaded, webgl2, webgpu, got 'foo'/,
     ],
     [
       'variant mamba3',

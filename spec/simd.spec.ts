@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { SimdGemm, WASM_PATH } from '../lib/simd/gemm.js';
+import { SimdGemm, wasmPath } from '../lib/simd/gemm.js';
 import { Rng } from '../lib/rng.js';
 import { relError } from '../lib/tensor.js';
 import { tmpFolder } from './tmp.js';
@@ -220,6 +220,6 @@ describe('SIMD matrix products = float64 reference', () => {
   it('asm/gemm.wasm is exactly what asm/gemm.ts builds to (asm/build.sh)', () => {
     const out = join(tmpFolder('asm'), 'gemm.wasm');
     execFileSync('bash', [join(import.meta.dirname, '..', 'asm', 'build.sh'), out], { stdio: 'pipe' });
-    expect(Buffer.compare(readFileSync(out), readFileSync(WASM_PATH))).toBe(0);
+    expect(Buffer.compare(readFileSync(out), readFileSync(wasmPath()))).toBe(0);
   });
 });

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { chromium } from 'playwright-core';
 import { buildWeb } from '../web/build.js';
-import { serveStatic } from '../web/serve.js';
+import { CHROMIUM_ARGS, serveStatic } from '../web/serve.js';
 import { tmpFolder } from './tmp.js';
 
 const ROOT = join(import.meta.dirname, '..');
@@ -44,49 +44,56 @@ function cliTokens(model: string): number[] {
 
 describe('the browser page', () => {
   it.skipIf(!existsSync(CHROMIUM))(
-    `in headless Chromium: loads the models, generates the CLI's tokens, steps speculative rounds to plain decoding's text, shows Algorithm 1 (skipped where ${CHROMIUM} is absent: apt-get install chromium)`,
+    `in headless Chromium, on the float64 reference and on GPU.js's webgpu: loads the models, generates the CLI's tokens, steps speculative rounds to plain decoding's text, shows Algorithm 1; on webgl2, webasm and cpu: the same tokens (skipped where ${CHROMIUM} is absent: apt-get install chromium)`,
     async () => {
       const dir = join(tmpFolder('web'), 'site');
       await buildWeb(dir);
       const { server, url } = await serveStatic(dir, 0);
-      const browser = await chromium.launch({
-        executablePath: CHROMIUM,
-        args: ['--no-sandbox', '--disable-background-networking', '--disable-dev-shm-usage', '--no-first-run'],
-      });
+      const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+      const want = { teacher: cliTokens('teacher-small'), hybrid: cliTokens('hybrid-mamba2-50') };
       try {
-        const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
-        const errors: string[] = [];
-        page.on('pageerror', (e) => errors.push(e.message));
-        page.on('console', (m) => void (m.type() === 'error' && errors.push(m.text())));
-        await page.goto(url);
-        await page.waitForSelector('body[data-ready="1"]', { timeout: 60_000 });
+        for (const backend of ['reference', 'webgpu', 'webgl2', 'webasm', 'cpu']) {
+          const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+          const errors: string[] = [];
+          page.on('pageerror', (e) => errors.push(e.message));
+          page.on('console', (m) => void (m.type() === 'error' && errors.push(m.text())));
+          await page.goto(`${url}?backend=${backend}`);
+          await page.waitForSelector('body[data-ready="1"]', { timeout: 60_000 });
+          expect(await page.getAttribute('body', 'data-backend'), `the page runs on ${backend}`).toBe(backend);
 
-        await page.fill('#prompt', PROMPT);
-        await page.fill('#n', String(N));
-        await page.click('#generate');
-        await page.waitForSelector('body[data-generated="1"]', { timeout: 120_000 });
-        const shown = async (sel: string) => (await page.getAttribute(sel, 'data-tokens'))!.split(',').map(Number);
-        const hybrid = await shown('#out-hybrid');
-        expect(await shown('#out-teacher')).toEqual(cliTokens('teacher-small'));
-        expect(hybrid).toEqual(cliTokens('hybrid-mamba2-50'));
+          await page.fill('#prompt', PROMPT);
+          await page.fill('#n', String(N));
+          await page.click('#generate');
+          await page.waitForSelector('body[data-generated="1"]', { timeout: 120_000 });
+          const shown = async (sel: string) => (await page.getAttribute(sel, 'data-tokens'))!.split(',').map(Number);
+          const hybrid = await shown('#out-hybrid');
+          expect(await shown('#out-teacher'), `teacher on ${backend}`).toEqual(want.teacher);
+          expect(hybrid, `hybrid on ${backend}`).toEqual(want.hybrid);
+          expect(await page.textContent('#out-hybrid-time')).toMatch(new RegExp(`^${N} tokens in [\\d.]+ s on ${backend}`));
+          // the GPU.js kernels ran as the backend's own class (the runtime refuses a fallback, and the page shows it)
+          const classes = { reference: null, webgpu: 'WebGPUKernel', webgl2: 'WebGL2Kernel', webasm: 'WebAssemblyKernel', cpu: 'CPUKernel' }[backend];
+          expect(await page.getAttribute('body', 'data-kernel-class')).toBe(classes);
 
-        await page.click('#spec-start');
-        await page.waitForSelector('body[data-rounds="1"]', { timeout: 60_000 });
-        const first = page.locator('#rounds tbody tr').first();
-        expect(['h_j', 'h_k']).toContain(await first.getAttribute('data-kept'));
-        const cell = async (n: number) => first.locator('td').nth(n).textContent();
-        expect(await cell(1)).toBe(await cell(2)); // round 1: i = j (nothing pending yet)
-        for (let r = 1; r < 64 && !(await page.$('body[data-spec-done="1"]')); r++) {
-          await page.click('#spec-step');
-          await page.waitForSelector(`body[data-rounds="${r + 1}"], body[data-spec-done="1"]`, { timeout: 60_000 });
+          if (backend === 'reference' || backend === 'webgpu') {
+            await page.click('#spec-start');
+            await page.waitForSelector('body[data-rounds="1"]', { timeout: 60_000 });
+            const first = page.locator('#rounds tbody tr').first();
+            expect(['h_j', 'h_k']).toContain(await first.getAttribute('data-kept'));
+            const cell = async (n: number) => first.locator('td').nth(n).textContent();
+            expect(await cell(1)).toBe(await cell(2)); // round 1: i = j (nothing pending yet)
+            for (let r = 1; r < 64 && !(await page.$('body[data-spec-done="1"]')); r++) {
+              await page.click('#spec-step');
+              await page.waitForSelector(`body[data-rounds="${r + 1}"], body[data-spec-done="1"]`, { timeout: 60_000 });
+            }
+            expect(await shown('#spec-text')).toEqual(hybrid); // greedy speculative decoding = plain greedy decoding
+            const kept = await page.locator('#rounds tbody tr').evaluateAll((rows) => rows.map((r) => (r as HTMLElement).dataset.kept));
+            expect(kept.length).toBeGreaterThan(1);
+          }
+          const diffs = await page.locator('#alg1 td[data-diff]').evaluateAll((cells) => cells.map((c) => (c as HTMLElement).dataset.diff));
+          expect(diffs).toEqual(['0', '0', '0', '0']);
+          expect(errors, backend).toEqual([]);
+          await page.close();
         }
-        expect(await shown('#spec-text')).toEqual(hybrid); // greedy speculative decoding = plain greedy decoding
-        const kept = await page.locator('#rounds tbody tr').evaluateAll((rows) => rows.map((r) => (r as HTMLElement).dataset.kept));
-        expect(kept.length).toBeGreaterThan(1);
-
-        const diffs = await page.locator('#alg1 td[data-diff]').evaluateAll((cells) => cells.map((c) => (c as HTMLElement).dataset.diff));
-        expect(diffs).toEqual(['0', '0', '0', '0']);
-        expect(errors).toEqual([]);
       } finally {
         await browser.close();
         server.close();

@@ -1,12 +1,15 @@
 /**
  * The browser page (web/index.html): the project's own code, bundled for the browser by web/build.ts, running
- * the shipped models on the float64 reference ops (lib/ops_reference.ts). Three parts: greedy generation
+ * the shipped models on the backend chosen in the page (`?backend=NAME` preselects one): the float64
+ * reference ops, or GPU.js's kernels (kernels/) on webgpu or webgl2 where the browser has them, on
+ * WebAssembly or plain JavaScript otherwise — each listed with why it is unavailable where it is. Three parts: greedy generation
  * with the teacher and the distilled hybrid side by side; speculative decoding stepped one round at a time
  * (the round's drafts, the target's verdict, i, j, k, the state kept and the conv write position); and
  * Algorithm 1's weight mapping checked live. Each output element carries its token ids in `data-tokens`
  * (spec/web.spec.ts compares them with the CLI's).
  */
-import { referenceOps as ops } from '../lib/ops_reference.js';
+import { BACKENDS, backendStatus, getOps, type BackendName, type Ops } from '../lib/ops.js';
+import { KERNEL_BACKENDS, getRuntime, type KernelBackendName } from '../kernels/runtime.js';
 import { modelFromParts } from '../lib/model/load.js';
 import { weightsFromBytes } from '../lib/model/weights.js';
 import { generate } from '../lib/model/generate.js';
@@ -40,6 +43,39 @@ async function fetchModel(name: string, files: string[]): Promise<HybridModel> {
   });
 }
 
+// ---- the backend: every one this library has, those that cannot run in this browser disabled with the reason
+const picker = $<HTMLSelectElement>('backend');
+const statuses = await backendStatus();
+picker.innerHTML = statuses
+  .map(
+    ({ name, available, reason }) =>
+      `<option value="${name}"${available ? '' : ' disabled'} title="${available ? '' : (reason ?? '').replace(/"/g, "'")}">${name}${available ? '' : ' (unavailable)'}</option>`,
+  )
+  .join('');
+$('backend-why').innerHTML = statuses
+  .filter((b) => !b.available)
+  .map((b) => `<b>${b.name}</b>: ${b.reason}`)
+  .join('; ');
+const wanted = new URLSearchParams(location.search).get('backend') ?? 'reference';
+if (!BACKENDS.includes(wanted as BackendName)) throw new Error(`?backend= must be one of ${BACKENDS.join(', ')}, got '${wanted}'`);
+const why = statuses.find((b) => b.name === wanted)!.reason;
+if (why) throw new Error(`?backend=${wanted} cannot run in this browser: ${why}`);
+picker.value = wanted;
+let ops: Ops = await getOps(wanted);
+document.body.dataset.backend = ops.name;
+picker.onchange = async () => {
+  ops = await getOps(picker.value);
+  document.body.dataset.backend = ops.name;
+};
+
+/** Which GPU.js kernel class the kernels ran as (the runtime refuses any other than the backend's own). */
+async function ranAs(): Promise<string> {
+  if (!(KERNEL_BACKENDS as readonly string[]).includes(ops.name)) return '';
+  const classes = [...(await getRuntime(ops.name as KernelBackendName)).ranOn];
+  document.body.dataset.kernelClass = classes.join(',');
+  return ` (GPU.js ${classes.join(', ')})`;
+}
+
 const t0 = performance.now();
 const tok = BpeTokenizer.fromObject((await fetchJson('models/tokenizer.json'))!, 'models/tokenizer.json');
 const manifest = (await fetchJson('models/manifest.json')) as Record<string, string[]>;
@@ -64,9 +100,11 @@ $('generate').onclick = async () => {
     [hybrid, 'out-hybrid'],
   ] as const) {
     $(id).textContent = '…';
-    await new Promise((r) => setTimeout(r, 0)); // let the page paint before the CPU work
+    await new Promise((r) => setTimeout(r, 0)); // let the page paint before the work
+    const t = performance.now();
     const r = await generate(ops, m, prompt, { maxNewTokens: n }); // stops at the model's EOS, as the CLI does
     show($(id), r.tokens);
+    $(`${id}-time`).textContent = `${r.tokens.length} tokens in ${((performance.now() - t) / 1000).toFixed(2)} s on ${ops.name}${await ranAs()}`;
   }
   document.body.dataset.generated = String(Number(document.body.dataset.generated ?? 0) + 1);
 };

@@ -4,8 +4,8 @@
  * static file server can serve.
  *   node --import tsx web/build.ts [--out DIR]
  * Node built-ins that lib/ imports for its file and worker code (never called by the page) become empty
- * modules; the kernel runtime's dynamic imports of gpu.js and webgpu stay external (the page uses the
- * float64 reference ops).
+ * modules; gpu.js comes in as its browser build (its package's `browser` field: webgl2, webgpu, webasm, cpu);
+ * the `webgpu` package (Dawn, for Node) stays out: in a browser the kernel runtime uses navigator.gpu.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -34,7 +34,7 @@ export async function buildWeb(out: string): Promise<void> {
     platform: 'browser',
     target: 'es2022',
     write: false,
-    external: ['gpu.js', 'webgpu'],
+    external: ['webgpu'], // Node's Dawn binding: the page uses the browser's own navigator.gpu
     plugins: [nodeStubs],
     logLevel: 'warning',
   });

@@ -1,13 +1,13 @@
 /**
  * `npm run web:screenshots`: the screenshots the README shows (docs/web-*.png), taken in headless Chromium
- * (/usr/bin/chromium) after generating with both models and stepping three speculative rounds.
+ * (/usr/bin/chromium) on the webgpu backend, after generating with both models and stepping three speculative rounds.
  */
 import { join } from 'node:path';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { chromium } from 'playwright-core';
 import { buildWeb } from './build.js';
-import { serveStatic } from './serve.js';
+import { CHROMIUM_ARGS, serveStatic } from './serve.js';
 import { writeFile } from '../lib/io/writer.js';
 
 const ROOT = join(import.meta.dirname, '..');
@@ -17,11 +17,11 @@ await buildWeb(dir);
 const { server, url } = await serveStatic(dir, 0);
 const browser = await chromium.launch({
   executablePath: '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-background-networking', '--disable-dev-shm-usage', '--no-first-run'],
+  args: CHROMIUM_ARGS,
 });
 try {
   const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
-  await page.goto(url);
+  await page.goto(`${url}?backend=webgpu`); // GPU.js's WGSL kernels (Chromium's SwiftShader adapter where there is no GPU)
   await page.waitForSelector('body[data-ready="1"]', { timeout: 60_000 });
   await page.fill('#prompt', 'We have every reason to believe that'); // a prompt whose first round has a rejection
   await page.click('#generate');

@@ -16,6 +16,20 @@ const TYPES: Record<string, string> = {
   '.safetensors': 'application/octet-stream',
 };
 
+/**
+ * Headless Chromium's flags for the page (spec/web.spec.ts, web/screenshots.ts): no sandbox (CI runs as root), no
+ * background networking, and Chromium's SwiftShader as a WebGPU adapter and WebGL2 device, so GPU.js's webgpu and
+ * webgl2 kernels run on a machine without a GPU.
+ */
+export const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-background-networking',
+  '--disable-dev-shm-usage',
+  '--no-first-run',
+  '--enable-unsafe-webgpu',
+  '--enable-unsafe-swiftshader',
+];
+
 /** Serve `dir` on `port` (0: any free port); resolves with the server and its URL. */
 export function serveStatic(dir: string, port: number): Promise<{ server: Server; url: string }> {
   const server = createServer(async (req, res) => {

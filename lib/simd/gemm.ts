@@ -59,7 +59,8 @@ for (;;) {
 }`;
 
 /** The compiled kernel, committed beside its source (spec/simd.spec.ts rebuilds it and compares). */
-export const WASM_PATH = join(import.meta.dirname, '..', '..', 'asm', 'gemm.wasm');
+/** Where the built kernel lives (a function: a browser bundle of this module never reads it, and has no path module). */
+export const wasmPath = (): string => join(import.meta.dirname, '..', '..', 'asm', 'gemm.wasm');
 
 export class SimdGemm {
   private readonly memory: WebAssembly.Memory;
@@ -87,7 +88,7 @@ export class SimdGemm {
   /** `threads`: 1 (default) or more; at most the machine's cores are useful. */
   static load(threads = 1): SimdGemm {
     if (!Number.isInteger(threads) || threads < 1 || threads > 64) throw new ArgumentError('threads', 'an integer in [1, 64]', threads);
-    return new SimdGemm(readFileSync(WASM_PATH), threads);
+    return new SimdGemm(readFileSync(wasmPath()), threads);
   }
 
   /** As many threads as the machine has cores. */

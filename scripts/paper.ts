@@ -40,12 +40,22 @@ const { values } = parseArgs({
     'page-only': { type: 'boolean', default: false },
   },
 });
-// --page-only: rebuild docs/results.md from the measurements in docs/results/results.json (nothing re-measured)
+/** What a run's training.json says that the page uses (kept in results.json, so --page-only needs no runs/). */
+interface RunInfo {
+  command: string;
+  seconds: number;
+  history?: Array<{ step: number; ce: number; tokens: number }>;
+  [dpoKey: string]: unknown;
+}
+// --page-only: rebuild docs/results.md from the measurements in docs/results/results.json (nothing re-measured,
+// nothing trained); a run's training.json on disk, where there is one, is read instead of the saved copy
 const saved = values['page-only']
   ? (JSON.parse(readFileSync(join(import.meta.dirname, '..', 'docs', 'results', 'results.json'), 'utf8')) as {
       ppl: Record<string, { ppl: number; bitsPerByte: number }>;
       spec: Array<Comparison & { target: string }>;
       measureMinutes: number;
+      trainingMinutes?: number;
+      runs?: Record<string, RunInfo>;
     })
   : undefined;
 const ROOT = join(import.meta.dirname, '..');
@@ -62,13 +72,13 @@ const rel = (p: string) => p.slice(ROOT.length + 1);
 const RUN_LIST = Object.entries(PAPER_RUNS).map(([name, m]) => ({ name, ...m }));
 const TOKENS = String(DISTILL_TOKENS);
 
-const minutes = await runAll(ROOT, RUN_LIST, 2, (l) => console.error(`[paper] ${l}`));
+const minutes = saved ? {} : await runAll(ROOT, RUN_LIST, 2, (l) => console.error(`[paper] ${l}`));
 const trainingMinutes = (performance.now() - t00) / 60000;
 console.error(`[paper] training runs done in ${trainingMinutes.toFixed(1)} min`);
 // the wall time of the invocation that made the training runs, kept for later invocations that reuse them
 const TIMING = join(RUNS, 'timing.json');
 if (Object.keys(minutes).length === RUN_LIST.length) writeFile(TIMING, JSON.stringify({ trainingMinutes, date: new Date().toISOString() }) + '\n');
-const madeIn = existsSync(TIMING) ? (JSON.parse(readFileSync(TIMING, 'utf8')) as { trainingMinutes: number }).trainingMinutes : undefined;
+const madeIn = existsSync(TIMING) ? (JSON.parse(readFileSync(TIMING, 'utf8')) as { trainingMinutes: number }).trainingMinutes : saved?.trainingMinutes;
 
 // ------------------------------------------------------------------ evaluation on the test split
 await SimdGemm.load();
@@ -84,7 +94,39 @@ for (const [name, dir] of saved
   console.error(`[paper] ${evalCmd(dir)}: ppl ${r.ppl.toFixed(2)}`);
 }
 const T = ppl.teacher!.ppl;
-const info = (name: string) => JSON.parse(readFileSync(join(ROOT, PAPER_RUNS[name]!.out, 'training.json'), 'utf8'));
+const info = (name: string): RunInfo => {
+  const f = join(ROOT, PAPER_RUNS[name]!.out, 'training.json');
+  if (existsSync(f)) return JSON.parse(readFileSync(f, 'utf8')) as RunInfo;
+  const s = saved?.runs?.[name];
+  if (!s) throw new Error(`${f} is missing and docs/results/results.json holds no copy: run npm run paper without --page-only`);
+  return s;
+};
+
+// ------------------------------------------------------------------ the random-init gap along the training
+// Each step's cross-entropy is measured on a batch the model has not trained on yet (the forward before that
+// step's update) and both runs see the same batches in the same order (same seed): a paired, progressive
+// held-out estimate. ratio(t) = exp(CE_random(t) − CE_attention(t)) = the perplexity ratio after t·4·256 tokens.
+const WINDOW = 5;
+function initGap(attn: string, random: string): Array<{ step: number; tokens: number; ratio: number }> {
+  const a = info(attn).history!;
+  const r = info(random).history!;
+  const out = [];
+  for (let i = 0; i < Math.min(a.length, r.length); i++) {
+    const lo = Math.max(0, i - (WINDOW - 1));
+    let d = 0;
+    for (let k = lo; k <= i; k++) d += r[k]!.ce - a[k]!.ce;
+    out.push({ step: a[i]!.step, tokens: a.slice(0, i + 1).reduce((n, h) => n + h.tokens, 0), ratio: Math.exp(d / (i - lo + 1)) });
+  }
+  return out;
+}
+const gaps = { '50%': initGap('mamba2-50', 'mamba2-50-random'), '0%': initGap('mamba2-0', 'mamba2-0-random') };
+/** The curve in words: its peak, and the token range where it is at least 2×. */
+function gapSummary(g: Array<{ tokens: number; ratio: number }>): string {
+  const peak = g.reduce((a, b) => (b.ratio > a.ratio ? b : a));
+  const above = g.filter((p) => p.ratio >= 2);
+  const span = above.length ? `, ≥ 2× from ${above[0]!.tokens} to ${above.at(-1)!.tokens} tokens` : ', never 2×';
+  return `peaks at ${peak.ratio.toFixed(2)}× after ${peak.tokens} tokens${span}`;
+}
 
 // ------------------------------------------------------------------ speculative decoding with the trained draft
 const ops = await getOps('wasm-simd');
@@ -121,7 +163,7 @@ function agreement(): string[] {
   const b0 = best('mamba2-0');
   return [
     `- **Table 6, perplexity grows as attention shrinks**: ${grows('mamba1') && grows('mamba2') ? 'agrees' : 'does not hold for every variant'} (Mamba-1 ${(r('mamba1-50') / T).toFixed(3)} → ${(r('mamba1-0') / T).toFixed(3)}, Mamba-2 ${(r('mamba2-50') / T).toFixed(3)} → ${(r('mamba2-0') / T).toFixed(3)}). The size differs: at 0% attention the paper loses 1.66×, this 4-layer toy only ${(r('mamba2-0') / T).toFixed(2)}× — a small teacher on one domain leaves little for attention to hold that a state cannot. The 12.5% row is not run: 12.5% of 4 layers rounds to the same single layer as 25%. Mamba-1 comes out slightly ahead of Mamba-2 here at every fraction.`,
-    `- **Tables 7/8, attention-weight initialisation matters**: the direction agrees (random init is worse at both fractions), the size does not: random / attention init = ${initRatio.map((x) => `${x.toFixed(2)}×`).join(' and ')} here against 3.5× and 5.4× in the paper. Here the Mamba layers are small enough to learn most of what they need from scratch in 100 steps with the MLPs frozen. The issue asked for at least 2×; this run does not show it, and the setting was not tuned to make it.`,
+    `- **Tables 7/8, attention-weight initialisation matters**: the direction agrees (random init is worse at both fractions); the size does not, except briefly early in the training: the random / attention perplexity ratio at equal tokens ${gapSummary(gaps['50%'])} at 50% attention and ${gapSummary(gaps['0%'])} at 0%, then closes to ${initRatio.map((x) => `${x.toFixed(2)}×`).join(' and ')} on the test split at the full budget, against 3.5× and 5.4× in the paper. Here the Mamba layers are small enough to learn most of what they need from scratch in 100 steps with the MLPs frozen. The issue asked for at least 2× at equal tokens: it holds only in that early window at 50% (and never at 0%), not at the budget the tables use, and that budget was not changed to make it.`,
     `- **Table 9, replacing beats dropping**: agrees, by far (${(r('drop-50') / r('mamba2-50')).toFixed(2)}× and ${(r('drop-25') / r('mamba2-25')).toFixed(2)}× the perplexity when the layers are dropped, even though the dropped model trains all its parameters).`,
     `- **Stepwise beats one shot**: does not hold here at equal total tokens: ${r('mamba2-stepwise-0').toFixed(2)} stepwise against ${r('mamba2-0').toFixed(2)} one shot — each of the three stages gets a third of the tokens, and at this budget the last stage has too few.`,
     `- **SFT and DPO**: toy-sized stages that run and are checked (DPO's loss and gradient against closed forms and finite differences); on this corpus SFT does not lower the held-out perplexity (${r('mamba2-50').toFixed(2)} → ${r('mamba2-50-sft').toFixed(2)}) and DPO moves the implicit reward only a little towards the chosen continuations; the paper's gains are on chat benchmarks this toy has no equivalent of.`,
@@ -140,6 +182,18 @@ writeSvg(
     yLabel: 'ppl / teacher ppl',
     groups: ['50%', '25%', '0%'],
     series: ['mamba1', 'mamba2'].map((v) => ({ name: v, values: ['50', '25', '0'].map((a) => ppl[`${v}-${a}`]!.ppl / T) })),
+  }),
+);
+writeSvg(
+  join(svgDir, 'init-gap.svg'),
+  lineChartSvg({
+    title: `Random / attention initialisation: perplexity ratio at equal tokens (Mamba-2, ${WINDOW}-step mean)`,
+    xLabel: 'training tokens seen',
+    yLabel: 'ppl ratio (random / attention init)',
+    series: [
+      ...(['50%', '0%'] as const).map((a) => ({ name: `${a} attention`, points: gaps[a].map((p) => [p.tokens, p.ratio] as [number, number]) })),
+      { name: '2× (the issue)', points: [[gaps['50%'][0]!.tokens, 2] as [number, number], [gaps['50%'].at(-1)!.tokens, 2] as [number, number]] },
+    ],
   }),
 );
 writeSvg(
@@ -177,6 +231,20 @@ const md = [
   `| 50% | ${row('mamba2-50')} | ${row('mamba2-50-random')} | ${(ppl['mamba2-50-random']!.ppl / ppl['mamba2-50']!.ppl).toFixed(2)}× | ${(7.4 / 2.09).toFixed(2)}× |`,
   `| 0% | ${row('mamba2-0')} | ${row('mamba2-0-random')} | ${(ppl['mamba2-0-random']!.ppl / ppl['mamba2-0']!.ppl).toFixed(2)}× | ${(18.2 / 3.36).toFixed(2)}× |`,
   '',
+  '### How the gap closes during training',
+  '',
+  `Each training step's cross-entropy is taken on a batch neither run has trained on yet (the forward before that step's update), and both runs see the same batches in the same order, so exp(CE_random − CE_attention) is a paired held-out perplexity ratio at equal tokens (mean over the last ${WINDOW} steps). The gap first opens (the converted layers learn faster from their head start), then closes as the randomly initialised Mamba layers catch up:`,
+  '',
+  '| tokens seen | 50%: random / attention | 0%: random / attention |',
+  '| ---: | ---: | ---: |',
+  ...[1, 5, 10, 20, 30, 50, 75, 100].map(
+    (st) => `| ${gaps['50%'][st - 1]!.tokens} | ${gaps['50%'][st - 1]!.ratio.toFixed(2)}× | ${gaps['0%'][st - 1]!.ratio.toFixed(2)}× |`,
+  ),
+  '',
+  `At 50% attention the ratio ${gapSummary(gaps['50%'])}; at 0% it ${gapSummary(gaps['0%'])}. At the full ${TOKENS} tokens the test-split ratios are those of the table above.`,
+  '',
+  '![the random-init gap along the training](results/init-gap.svg)',
+  '',
   '## Table 9: replacing attention layers with Mamba vs dropping those layers',
   '',
   'Dropping removes the whole layers (attention and MLP) that Algorithm 1 would have converted; the shallower Llama then trains all of its parameters with cross-entropy for the same tokens (nothing in it is a Mamba parameter).',
@@ -201,7 +269,7 @@ const md = [
   `| + SFT (CE, all parameters) | ${row('mamba2-50-sft')} |`,
   `| + DPO (β ${dpo.beta}, ${dpo.pairs} pairs) | ${row('mamba2-50-dpo')} |`,
   '',
-  `DPO preference pairs: a ${dpo.promptLen}-token prompt from the training stream, chosen = its real ${dpo.contLen}-token continuation, rejected = ${dpo.rejected}. On ${dpo.heldOutPairs} held-out pairs from the validation split the DPO model's implicit reward prefers the chosen continuation ${(100 * dpo.heldOutRewardAccuracy).toFixed(1)}% of the time (the SFT reference itself assigns the chosen one the higher likelihood on ${(100 * dpo.referencePreferenceAccuracy).toFixed(1)}%).`,
+  `DPO preference pairs: a ${dpo.promptLen}-token prompt from the training stream, chosen = its real ${dpo.contLen}-token continuation, rejected = ${dpo.rejected}. On ${dpo.heldOutPairs} held-out pairs from the validation split the DPO model's implicit reward prefers the chosen continuation ${(100 * (dpo.heldOutRewardAccuracy as number)).toFixed(1)}% of the time (the SFT reference itself assigns the chosen one the higher likelihood on ${(100 * (dpo.referencePreferenceAccuracy as number)).toFixed(1)}%).`,
   '',
   '## Speculative decoding with a trained draft',
   '',
@@ -232,7 +300,27 @@ const md = [
 writeFile(join(DOCS, 'results.md'), md.join('\n'));
 writeFile(
   join(DOCS, 'results', 'results.json'),
-  JSON.stringify({ measureMinutes: total - trainingMinutes, trainingMinutes: madeIn, ppl, spec, tokens: Number(TOKENS) }, null, 1) + '\n',
+  JSON.stringify(
+    {
+      measureMinutes: total - trainingMinutes,
+      trainingMinutes: madeIn,
+      ppl,
+      spec,
+      tokens: Number(TOKENS),
+      // what each run's training.json says that this page uses; histories only where the page plots them
+      runs: Object.fromEntries(
+        RUN_LIST.map((r) => {
+          const { command, seconds, history, ...rest } = info(r.name);
+          const dpoKeys = ['beta', 'pairs', 'promptLen', 'contLen', 'rejected', 'heldOutPairs', 'heldOutRewardAccuracy', 'referencePreferenceAccuracy'];
+          const keep: RunInfo = { command, seconds, ...Object.fromEntries(dpoKeys.filter((k) => k in rest).map((k) => [k, rest[k]])) };
+          if (r.name.startsWith('mamba2-50') || r.name.startsWith('mamba2-0')) keep.history = history?.map(({ step, ce, tokens }) => ({ step, ce, tokens }));
+          return [r.name, keep];
+        }),
+      ),
+    },
+    null,
+    1,
+  ) + '\n',
 );
 console.error(`[paper] wrote docs/results.md in ${total.toFixed(1)} min`);
 process.exit(0);

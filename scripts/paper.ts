@@ -38,6 +38,8 @@ const { values } = parseArgs({
     fresh: { type: 'boolean', default: false },
     'eval-tokens': { type: 'string', default: '32768' },
     'page-only': { type: 'boolean', default: false },
+    // with --page-only: measure the speculative decoding rows again (the code changed, the models did not)
+    speculative: { type: 'boolean', default: false },
   },
 });
 /** What a run's training.json says that the page uses (kept in results.json, so --page-only needs no runs/). */
@@ -138,8 +140,9 @@ const NEW = 64;
 interface SpecRow extends Comparison {
   target: string;
 }
-const spec: SpecRow[] = saved?.spec ?? [];
-for (const target of saved ? [] : ['mamba2-50', 'mamba2-0']) {
+const remeasure = !saved || values.speculative;
+const spec: SpecRow[] = remeasure ? [] : saved.spec;
+for (const target of remeasure ? ['mamba2-50', 'mamba2-0'] : []) {
   const m = loadModel(join(ROOT, PAPER_RUNS[target]!.out));
   for (let K = 1; K <= 8; K++) {
     const row = {
@@ -167,7 +170,7 @@ function agreement(): string[] {
     `- **Table 9, replacing beats dropping**: agrees, by far (${(r('drop-50') / r('mamba2-50')).toFixed(2)}× and ${(r('drop-25') / r('mamba2-25')).toFixed(2)}× the perplexity when the layers are dropped, even though the dropped model trains all its parameters).`,
     `- **Stepwise beats one shot**: does not hold here at equal total tokens: ${r('mamba2-stepwise-0').toFixed(2)} stepwise against ${r('mamba2-0').toFixed(2)} one shot — each of the three stages gets a third of the tokens, and at this budget the last stage has too few.`,
     `- **SFT and DPO**: toy-sized stages that run and are checked (DPO's loss and gradient against closed forms and finite differences); on this corpus SFT does not lower the held-out perplexity (${r('mamba2-50').toFixed(2)} → ${r('mamba2-50-sft').toFixed(2)}) and DPO moves the implicit reward only a little towards the chosen continuations; the paper's gains are on chat benchmarks this toy has no equivalent of.`,
-    `- **Speculative decoding**: output identical to plain greedy decoding in every row; best ×${b50.speedup.toFixed(2)} for the 50% hybrid (K = ${b50.K}) and ×${b0.speedup.toFixed(2)} for the pure Mamba-2 target (K = ${b0.K}), against 1.8–1.9× (hybrids) and 1.7–2.6× (pure Mamba) in the paper. The issue asked for ≥ 1.5× on the 50% hybrid: not reached. Where the time goes: the draft costs ~20% of a target token, and a verify window of K + 1 tokens still costs about twice a single-token step on this CPU (JavaScript between the kernels, not arithmetic, dominates at d_model 128); a fused verify step is what the paper says makes it pay.`,
+    `- **Speculative decoding**: output identical to plain greedy decoding in every row; best ×${b50.speedup.toFixed(2)} for the 50% hybrid (K = ${b50.K}) and ×${b0.speedup.toFixed(2)} for the pure Mamba-2 target (K = ${b0.K}), against 1.8–1.9× (hybrids) and 1.7–2.6× (pure Mamba) in the paper. The issue asked for ≥ 1.5× on the 50% hybrid: not reached — at d_model 128 on this CPU speculative decoding about breaks even. Where the time goes (50% hybrid, K = ${b50.K}): plain decoding takes ${perToken(b50).toFixed(2)} ms a token; a verify window of ${b50.K + 1} tokens takes ${(b50.verifyMs / b50.rounds).toFixed(2)} ms (${(b50.verifyMs / b50.rounds / perToken(b50)).toFixed(1)}× a token) and the draft ${(b50.draftMs / b50.rounds).toFixed(2)} ms per round, so ${b50.tokensPerVerify.toFixed(2)} tokens per round cost ${((b50.verifyMs + b50.draftMs) / b50.rounds).toFixed(2)} ms. Below ~2 MFLOP per product the window's work is JavaScript between small kernels (shape checks, copies, the cached-attention loop, the lazy state's bookkeeping), which grows with the window, not the arithmetic a GPU or a fused verify step would amortise. (Earlier runs of this page gave ×1.44 at K = 3. Bisected: the drop comes with commit b437179, which took a per-channel allocation out of the conv's decode-time state update; in a standalone run a plain token became ~1.35× cheaper (1.40 → 1.04 ms) while the verify window, which updates the conv through its circular-buffer path, did not change — the speedup was partly the plain path's waste.)`,
   ];
 }
 
@@ -205,6 +208,7 @@ writeSvg(
     series: ['mamba2-50', 'mamba2-0'].map((t) => ({ name: t, points: spec.filter((s) => s.target === t).map((s) => [s.K, s.speedup] as [number, number]) })),
   }),
 );
+const perToken = (c: Comparison) => c.plainDecodeMs / c.newTokens;
 const best = (t: string) => spec.filter((s) => s.target === t).reduce((a, b) => (b.speedup > a.speedup ? b : a));
 const dpo = info('mamba2-50-dpo');
 const md = [

@@ -112,6 +112,11 @@ export async function demo(root: string, outDir: string, backend: string | undef
   console.log(
     `  (of the speculative time: draft ${((100 * c.draftMs) / c.specDecodeMs).toFixed(0)}%, verify ${((100 * c.verifyMs) / c.specDecodeMs).toFixed(0)}%)`,
   );
+  const perToken = c.plainDecodeMs / c.newTokens;
+  const perVerify = c.verifyMs / c.rounds;
+  console.log(
+    `  a verify window of ${K + 1} tokens costs ${perVerify.toFixed(2)} ms = ${(perVerify / perToken).toFixed(1)}× a plain token (${perToken.toFixed(2)} ms): the speedup needs it near 1×, and at d_model 128 on a CPU the window's cost is JavaScript between small kernels, not arithmetic (docs/results.md)`,
+  );
   console.log("\nmore: docs/results.md (the paper's tables at toy scale, npm run paper), mil train / distill / eval --help");
   return failed > 0 ? 1 : 0;
 }

@@ -16,8 +16,11 @@ for p in gpu.js acorn gpu-mock.js tinybench debug ms; do [ -d "node_modules/$p" 
 cp node_modules/webgpu/package.json node_modules/webgpu/index.js "$out/build/node_modules/webgpu/"
 cp -r node_modules/webgpu/dist/linux-x64 "$out/build/node_modules/webgpu/dist/"
 cp "$(command -v node)" "$out/build/node"
+# the tree and this folder travel together under 64 MiB: drop symbols and GPU.js's browser builds (Node reads src/)
+strip "$out/build/node" "$out/build/node_modules/webgpu/dist/linux-x64/dawn.node" 2>/dev/null || true
+rm -rf "$out/build/node_modules/gpu.js/dist"
 echo '{"type":"module"}' > "$out/build/package.json"
-tar cJf "$out/bundle.tar.xz" -C "$out/build" .
+XZ_OPT=-9e tar cJf "$out/bundle.tar.xz" -C "$out/build" .
 rm -rf "$out/build"
 (cd "$out" && for p in libvulkan1 libglvnd0 libegl1 libgl1 libglx0 libopengl0 libgles2; do ls ${p}_*_amd64.deb >/dev/null 2>&1 || apt-get download $p:amd64; done)
 du -sh "$out"

@@ -6,7 +6,9 @@
  * floor; the one-accumulator JS sums are reported too), as a ratio
  * measured-time / floor-time (1 = bandwidth-bound ideal).
  * Writes bench/results/models.{json,md} and bench/results/models-decode.svg.
- * Options: --backends a,b; --quick (prefill 16, decode 4).
+ * Options: --backends a,b; --quick (prefill 16, decode 4); --out DIR (default bench/results);
+ * --torch-python PATH (default /usr/bin/python3, Debian's python3-torch) and --torch-device cuda (the PyTorch
+ * peer on a GPU, one row per model, compared with our first backend: the side-by-side run on the GPU machine).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -27,6 +29,9 @@ const quick = args.includes('--quick');
 const bi = args.indexOf('--backends');
 const status = await backendStatus();
 const backends = bi >= 0 ? args[bi + 1]!.split(',') : status.filter((s) => s.available).map((s) => s.name);
+const opt = (name: string) => (args.indexOf(name) >= 0 ? args[args.indexOf(name) + 1] : undefined);
+const TORCH_PY = opt('--torch-python') ?? '/usr/bin/python3';
+const TORCH_DEVICE = opt('--torch-device') ?? 'cpu';
 const PREFILL = quick ? 16 : 32;
 const DECODE = quick ? 4 : 8;
 
@@ -115,37 +120,39 @@ for (const backend of backends) {
     );
   }
 }
-// PyTorch on the CPU decoding the same weights (bench/torch_decode.py: KV cache, conv window and SSM state),
-// on 1 and 2 threads, where Debian's python3-torch is installed; the greedy tokens are compared with ours
-const torchRows: Array<{ model: string; threads: number; msPerToken: number; sameTokens: string }> = [];
-if (spawnSync('/usr/bin/python3', ['-c', 'import torch'], { encoding: 'utf8' }).status === 0) {
+// PyTorch decoding the same weights (bench/torch_decode.py: KV cache, conv window and SSM state): on the CPU
+// on 1 and 2 threads where Debian's python3-torch is installed, or on a GPU (--torch-device cuda); the greedy
+// tokens are compared with ours
+const torchRows: Array<{ model: string; threads: number; device: string; msPerToken: number; sameTokens: string }> = [];
+const ourBackend = backends.includes('wasm-simd') ? 'wasm-simd' : backends[0]!;
+if (spawnSync(TORCH_PY, ['-c', 'import torch'], { encoding: 'utf8' }).status === 0) {
   const tdir = mkdtempSync(join(tmpdir(), 'mil-bench-models-'));
   try {
     for (const [name, m] of models) {
       if (m.mamba && m.mamba.variant !== 'mamba2') continue;
       const mdir = join(tdir, name.replace(/\W+/g, '_'));
       saveModel(mdir, m);
-      const ours = await generate(await getOps(backends.includes('wasm-simd') ? 'wasm-simd' : backends[0]!), m, prompt, { maxNewTokens: DECODE + 1, eos: [] });
-      for (const threads of [1, 2]) {
+      const ours = await generate(await getOps(ourBackend), m, prompt, { maxNewTokens: DECODE + 1, eos: [] });
+      for (const threads of TORCH_DEVICE === 'cpu' ? [1, 2] : [1]) {
         const out = execFileSync(
-          '/usr/bin/python3',
-          [join(import.meta.dirname, 'torch_decode.py'), mdir, String(PREFILL), String(DECODE + 1), `--threads=${threads}`],
+          TORCH_PY,
+          [join(import.meta.dirname, 'torch_decode.py'), mdir, String(PREFILL), String(DECODE + 1), `--threads=${threads}`, `--device=${TORCH_DEVICE}`],
           { encoding: 'utf8', maxBuffer: 1 << 24 },
         );
         const t = JSON.parse(out.trim().split('\n').at(-1)!);
         const same = (t.tokens as number[]).filter((x, i) => x === ours.tokens[i]).length;
-        torchRows.push({ model: name, threads, msPerToken: t.ms_per_token, sameTokens: `${same}/${t.tokens.length}` });
+        torchRows.push({ model: name, threads, device: t.device, msPerToken: t.ms_per_token, sameTokens: `${same}/${t.tokens.length}` });
         console.log(
-          `${name.padEnd(20)} PyTorch ${t.torch} ${threads} thr.  decode ${t.ms_per_token.toFixed(1)} ms/token   greedy tokens equal to ours: ${same}/${t.tokens.length}`,
+          `${name.padEnd(20)} PyTorch ${t.torch} ${t.device} ${threads} thr.  decode ${t.ms_per_token.toFixed(2)} ms/token   greedy tokens equal to ours: ${same}/${t.tokens.length}`,
         );
       }
     }
   } finally {
     rmSync(tdir, { recursive: true, force: true });
   }
-} else console.log('# PyTorch not installed (apt-get install python3-torch): no PyTorch rows');
+} else console.log(`# PyTorch not installed for ${TORCH_PY} (apt-get install python3-torch): no PyTorch rows`);
 
-const dir = join(import.meta.dirname, 'results');
+const dir = opt('--out') ?? join(import.meta.dirname, 'results');
 const meta = {
   date: new Date().toISOString(),
   node: process.version,
@@ -173,13 +180,13 @@ writeFile(
     '',
     ...(torchRows.length
       ? [
-          'PyTorch on the CPU, same weights, same prompt (bench/torch_decode.py, eager, float32, caches):',
+          `PyTorch on ${TORCH_DEVICE === 'cpu' ? 'the CPU' : `the GPU (${TORCH_DEVICE})`}, same weights, same prompt (bench/torch_decode.py, eager, float32, caches):`,
           '',
-          '| model | PyTorch threads | PyTorch decode ms/token | ours (wasm-simd, all cores) ms/token | ours / PyTorch | greedy tokens equal |',
-          '| --- | ---: | ---: | ---: | ---: | --- |',
+          `| model | PyTorch device | threads | PyTorch decode ms/token | ours (${ourBackend}) ms/token | ours / PyTorch | greedy tokens equal |`,
+          '| --- | --- | ---: | ---: | ---: | ---: | --- |',
           ...torchRows.map((t) => {
-            const ours = rows.find((r) => r.model === t.model && r.backend === 'wasm-simd')?.decodeMsPerToken;
-            return `| ${t.model} | ${t.threads} | ${t.msPerToken.toFixed(1)} | ${ours?.toFixed(1) ?? '—'} | ${ours ? (ours / t.msPerToken).toFixed(2) + '×' : '—'} | ${t.sameTokens} |`;
+            const ours = rows.find((r) => r.model === t.model && r.backend === ourBackend)?.decodeMsPerToken;
+            return `| ${t.model} | ${t.device} | ${t.threads} | ${t.msPerToken.toFixed(2)} | ${ours?.toFixed(1) ?? '—'} | ${ours ? (ours / t.msPerToken).toFixed(2) + '×' : '—'} | ${t.sameTokens} |`;
           }),
           '',
         ]
@@ -195,5 +202,5 @@ writeSvg(
     series: backends.map((b) => ({ name: b, values: models.map(([n]) => rows.find((r) => r.model === n && r.backend === b)?.decodeTokPerS ?? null) })),
   }),
 );
-console.log('\nwrote bench/results/models.md, models.json and models-decode.svg');
+console.log(`\nwrote ${dir}/models.md, models.json and models-decode.svg`);
 process.exit(0);

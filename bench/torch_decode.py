@@ -1,9 +1,11 @@
-"""Decode in PyTorch on the CPU, the peer of bench/models.ts: the same model folder (a Llama, or a Mamba-2
+"""Decode in PyTorch (on the CPU, or a GPU with --device=cuda), the peer of bench/models.ts: the same model folder (a Llama, or a Mamba-2
 hybrid of it), one token per step with caches — a KV cache for attention layers, the conv window and the
 SSM state for Mamba-2 layers (the recurrence of mamba2's step()), float32, eager, torch.no_grad.
 
-usage: python3 bench/torch_decode.py MODEL_DIR PROMPT_LEN NEW_TOKENS [--threads N]
-prints one JSON line: {"ms_per_token": ..., "tokens": [...], "threads": N}
+usage: python3 bench/torch_decode.py MODEL_DIR PROMPT_LEN NEW_TOKENS [--threads=N] [--device=cuda]
+prints one JSON line: {"ms_per_token": ..., "tokens": [...], "threads": N, "device": ...}
+On a GPU every step ends with the next token read back to the host (int(argmax)), as a decode loop must, so
+the time per token includes that synchronisation; weights and caches stay on the device (eager, no graphs).
 """
 import json
 import math
@@ -20,17 +22,18 @@ from safetensors_reader import load_safetensors  # noqa: E402
 args = [a for a in sys.argv[1:] if not a.startswith("--")]
 opts = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a)
 torch.set_num_threads(int(opts.get("threads", "1")))
+dev = torch.device(opts.get("device", "cpu"))
 
 d = args[0]
 cfg = json.load(open(os.path.join(d, "config.json")))
 mcp = os.path.join(d, "mamba_config.json")
 mc = json.load(open(mcp)) if os.path.exists(mcp) else None
-w = {k: torch.from_numpy(v).float() for k, v in load_safetensors(os.path.join(d, "model.safetensors")).items()}
+w = {k: torch.from_numpy(v).float().to(dev) for k, v in load_safetensors(os.path.join(d, "model.safetensors")).items()}
 D, V, L = cfg["hidden_size"], cfg["vocab_size"], cfg["num_hidden_layers"]
 H, Hkv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
 hd = cfg.get("head_dim") or D // H
 theta = cfg.get("rope_theta") or (cfg.get("rope_parameters") or {}).get("rope_theta", 10000.0)
-inv = 1.0 / theta ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd)
+inv = (1.0 / theta ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd)).to(dev)
 attn = set(mc["attn_layers"]) if mc else set(range(L))
 MAXLEN = 4096
 
@@ -47,8 +50,8 @@ def rope(x, pos):  # x (heads, hd)
 
 class AttnCache:
     def __init__(self):
-        self.k = torch.zeros(Hkv, MAXLEN, hd)
-        self.v = torch.zeros(Hkv, MAXLEN, hd)
+        self.k = torch.zeros(Hkv, MAXLEN, hd, device=dev)
+        self.v = torch.zeros(Hkv, MAXLEN, hd, device=dev)
 
 
 def attention_step(p, x, cache, pos):
@@ -67,14 +70,14 @@ if mc:
     N = mc["ssm_cfg"]["d_state"]
     Hm, P = I // N, N
     convDim = I + 2 * X
-    idx_x = torch.tensor([(c // P // (I // X)) * P + c % P for c in range(I)])
-    idx_b = torch.tensor([(c // N // (I // X)) * N + c % N for c in range(I)])
+    idx_x = torch.tensor([(c // P // (I // X)) * P + c % P for c in range(I)], device=dev)
+    idx_b = torch.tensor([(c // N // (I // X)) * N + c % N for c in range(I)], device=dev)
 
 
 class MambaCache:
     def __init__(self, Wc):
-        self.conv = torch.zeros(convDim, Wc - 1)
-        self.ssm = torch.zeros(Hm, P, N)
+        self.conv = torch.zeros(convDim, Wc - 1, device=dev)
+        self.ssm = torch.zeros(Hm, P, N, device=dev)
 
 
 def mamba2_step(p, o, cache):
@@ -125,4 +128,4 @@ def run(prompt_len, new):
 
 run(4, 3)  # warm-up
 ms, toks = run(int(args[1]), int(args[2]))
-print(json.dumps({"ms_per_token": ms, "tokens": toks, "threads": torch.get_num_threads(), "torch": torch.__version__}))
+print(json.dumps({"ms_per_token": ms, "tokens": toks, "threads": torch.get_num_threads(), "torch": torch.__version__, "device": str(dev)}))

@@ -1,0 +1,60 @@
+/**
+ * Where one training step's time goes (the teacher config of bench/train.ts, batch 8 × 256, on the
+ * wasm-simd training engine): the linear layers' forward and backward products, attention (its products on
+ * the SIMD kernels, forward and backward), and everything else — the float64 JavaScript of norms, RoPE, the
+ * scans' and convs' references and their backwards, softmax/cross-entropy/KL. Adam is not in the step.
+ *   node --import tsx bench/train-breakdown.ts
+ */
+import { randomLlama } from '../lib/model/random.js';
+import { convert } from '../lib/model/convert.js';
+import { lossAndGrads, simdEngine, trainableBy, type MatmulEngine } from '../lib/train/model.js';
+import { SimdGemm } from '../lib/simd/gemm.js';
+import { Rng } from '../lib/rng.js';
+import { forward, newCache } from '../lib/model/hybrid.js';
+import { getOps } from '../lib/ops.js';
+
+const teacher = randomLlama({ vocab: 2048, hidden: 256, intermediate: 688, layers: 4, heads: 4, kvHeads: 2 }, 1);
+const r = new Rng(7);
+const ids = Array.from({ length: 8 }, () => Array.from({ length: 256 }, () => r.int(0, 2047)));
+const base = simdEngine(SimdGemm.shared());
+const t = { linearForward: 0, linearBackward: 0, attention: 0 };
+const clock =
+  <A extends unknown[], R>(k: keyof typeof t, f: (...a: A) => R) =>
+  (...a: A): R => {
+    const s = performance.now();
+    const y = f(...a);
+    t[k] += performance.now() - s;
+    return y;
+  };
+const engine: MatmulEngine = {
+  forward: clock('linearForward', base.forward),
+  backward: clock('linearBackward', base.backward),
+  attention: (q, k, v) => {
+    const res = clock('attention', base.attention)(q, k, v);
+    return { y: res.y, back: clock('attention', res.back) };
+  },
+};
+for (const [name, m, distill] of [
+  ['teacher (Llama, lm)', teacher, false],
+  ['Mamba-2 50% (distill, stage 1)', convert(teacher, { variant: 'mamba2', attentionFraction: 0.5, seed: 1 }), true],
+] as const) {
+  const teacherLogits = distill ? Float64Array.from((await forward(await getOps('wasm-simd'), teacher, ids, newCache(teacher, ids.length))).data) : undefined;
+  const o = {
+    objective: distill ? ('distill' as const) : ('lm' as const),
+    klWeight: 0.1,
+    ceWeight: 1,
+    trainable: distill ? trainableBy('mamba') : () => true,
+    engine,
+  };
+  lossAndGrads(m, ids.slice(0, 1), { ...o, teacherLogits: teacherLogits?.subarray(0, 256 * 2048) }); // warm-up
+  t.linearForward = t.linearBackward = t.attention = 0;
+  const s = performance.now();
+  lossAndGrads(m, ids, { ...o, teacherLogits });
+  const total = performance.now() - s;
+  const rest = total - t.linearForward - t.linearBackward - t.attention;
+  const pc = (x: number) => `${x.toFixed(0)} ms (${((100 * x) / total).toFixed(0)}%)`;
+  console.log(
+    `${name}: ${total.toFixed(0)} ms = linear forward ${pc(t.linearForward)} + linear backward ${pc(t.linearBackward)} + attention ${pc(t.attention)} + the rest, float64 JavaScript, ${pc(rest)}`,
+  );
+}
+process.exit(0);

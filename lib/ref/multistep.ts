@@ -83,39 +83,43 @@ export function multistep(inp: MultistepInputs): MultistepOutputs {
   const out = Tensor.zeros([batch, s, dim], 'float64', 'out');
   const hJ = Tensor.zeros([batch, dim, N], 'float64', 'h_j');
   const hK = Tensor.zeros([batch, dim, N], 'float64', 'h_k');
+  // the arrays, read once (the loops below touch every state element r + s times)
+  const [A, hI, xC, deltaC, BC] = [inp.A.data, inp.hI.data, inp.xCache.data, inp.deltaCache.data, inp.BCache.data];
+  const [X, deltaIn, Bd, Cd] = [inp.x.data, inp.delta.data, inp.B.data, inp.C.data];
+  const [Dd, Zd, bias, sp] = [inp.D?.data, inp.z?.data, inp.deltaBias?.data, inp.deltaSoftplus === true];
   const Delta = (raw: number, d: number) => {
-    const v = raw + (inp.deltaBias ? inp.deltaBias.data[d]! : 0);
-    return inp.deltaSoftplus ? softplus(v) : v;
+    const v = raw + (bias ? bias[d]! : 0);
+    return sp ? softplus(v) : v;
   };
   const h = new Float64Array(N);
-  const A = inp.A.data;
+  /** one step of h = Ā ⊙ h + B̄x for channel d, B row at `bo` */
+  const step = (d: number, deltaT: number, xv: number, Bs: ArrayLike<number>, bo: number, sameA: boolean) => {
+    if (sameA) {
+      const e0 = discretizeA(deltaT, A[d * N]!);
+      for (let n = 0; n < N; n++) h[n] = e0 * h[n]! + discretizeBx(deltaT, Bs[bo + n]!, xv);
+    } else for (let n = 0; n < N; n++) h[n] = discretizeA(deltaT, A[d * N + n]!) * h[n]! + discretizeBx(deltaT, Bs[bo + n]!, xv);
+  };
   for (let b = 0; b < batch; b++) {
     for (let d = 0; d < dim; d++) {
       const g = Math.floor(d / per);
       // Mamba-2 rows hold one A for every n: exp(Δ·A) is then the same number for all n, computed once
       let sameA = true;
       for (let n = 1; n < N; n++) sameA &&= A[d * N + n] === A[d * N];
-      const decay = (deltaT: number, n: number) => discretizeA(deltaT, A[d * N + n]!);
-      for (let n = 0; n < N; n++) h[n] = inp.hI.data[(b * dim + d) * N + n]!;
+      for (let n = 0; n < N; n++) h[n] = hI[(b * dim + d) * N + n]!;
       for (let t = 0; t < r; t++) {
-        const deltaT = Delta(inp.deltaCache.data[(b * K1 + t) * dim + d]!, d);
-        const xv = inp.xCache.data[(b * K1 + t) * dim + d]!;
-        const e0 = decay(deltaT, 0);
-        for (let n = 0; n < N; n++) h[n] = (sameA ? e0 : decay(deltaT, n)) * h[n]! + discretizeBx(deltaT, inp.BCache.data[((b * K1 + t) * G + g) * N + n]!, xv);
+        const i = (b * K1 + t) * dim + d;
+        step(d, Delta(deltaC[i]!, d), xC[i]!, BC, ((b * K1 + t) * G + g) * N, sameA);
       }
       hJ.data.set(h, (b * dim + d) * N);
       for (let t = 0; t < s; t++) {
         const i = (b * s + t) * dim + d;
-        const deltaT = Delta(inp.delta.data[i]!, d);
-        const xv = inp.x.data[i]!;
-        const e0 = decay(deltaT, 0);
+        const xv = X[i]!;
+        const bo = ((b * s + t) * G + g) * N;
+        step(d, Delta(deltaIn[i]!, d), xv, Bd, bo, sameA);
         let y = 0;
-        for (let n = 0; n < N; n++) {
-          h[n] = (sameA ? e0 : decay(deltaT, n)) * h[n]! + discretizeBx(deltaT, inp.B.data[((b * s + t) * G + g) * N + n]!, xv);
-          y += inp.C.data[((b * s + t) * G + g) * N + n]! * h[n]!;
-        }
-        if (inp.D) y += inp.D.data[d]! * xv;
-        if (inp.z) y *= silu(inp.z.data[i]!);
+        for (let n = 0; n < N; n++) y += Cd[bo + n]! * h[n]!;
+        if (Dd) y += Dd[d]! * xv;
+        if (Zd) y *= silu(Zd[i]!);
         out.data[i] = y;
       }
       hK.data.set(h, (b * dim + d) * N);

@@ -144,6 +144,49 @@ function kernel1x32(a: usize, bp: usize, panelBytes: usize, c: usize, k0: i32, k
   v128.store(c, c4, 64); v128.store(c, c5, 80); v128.store(c, c6, 96); v128.store(c, c7, 112);
 }
 
+// Two or three rows of A against two panels at once (16 columns): each panel vector loaded serves every
+// row, so a verify window of 2–3 tokens reads the weights once instead of once per row. Per column the
+// additions are those of kernel1x32 in the same order (bit-identical to running the rows one by one).
+// @ts-ignore: decorator
+@inline
+function kernelRowsx16(rows: i32, a: usize, lda: usize, bp: usize, panelBytes: usize, c: usize, ldc: usize, k0: i32, k1: i32, accumulate: bool): void {
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
+  let d0 = f32x4.splat(0), d1 = f32x4.splat(0), d2 = f32x4.splat(0), d3 = f32x4.splat(0);
+  let pa = a + (<usize>k0 << 2);
+  let p0 = bp + ((<usize>k0 * <usize>NR) << 2);
+  const three = rows == 3;
+  for (let k = k0; k < k1; k++) {
+    const w0 = v128.load(p0), w1 = v128.load(p0, 16), w2 = v128.load(p0 + panelBytes), w3 = v128.load(p0 + panelBytes, 16);
+    let s = v128.load32_splat(pa);
+    a0 = f32x4.add(a0, f32x4.mul(s, w0)); a1 = f32x4.add(a1, f32x4.mul(s, w1));
+    a2 = f32x4.add(a2, f32x4.mul(s, w2)); a3 = f32x4.add(a3, f32x4.mul(s, w3));
+    s = v128.load32_splat(pa + lda);
+    b0 = f32x4.add(b0, f32x4.mul(s, w0)); b1 = f32x4.add(b1, f32x4.mul(s, w1));
+    b2 = f32x4.add(b2, f32x4.mul(s, w2)); b3 = f32x4.add(b3, f32x4.mul(s, w3));
+    if (three) {
+      s = v128.load32_splat(pa + 2 * lda);
+      d0 = f32x4.add(d0, f32x4.mul(s, w0)); d1 = f32x4.add(d1, f32x4.mul(s, w1));
+      d2 = f32x4.add(d2, f32x4.mul(s, w2)); d3 = f32x4.add(d3, f32x4.mul(s, w3));
+    }
+    pa += 4;
+    p0 += 32;
+  }
+  storeRow16(c, a0, a1, a2, a3, accumulate);
+  storeRow16(c + ldc, b0, b1, b2, b3, accumulate);
+  if (three) storeRow16(c + 2 * ldc, d0, d1, d2, d3, accumulate);
+}
+
+// @ts-ignore: decorator
+@inline
+function storeRow16(c: usize, v0: v128, v1: v128, v2: v128, v3: v128, accumulate: bool): void {
+  if (accumulate) {
+    v0 = f32x4.add(v0, v128.load(c)); v1 = f32x4.add(v1, v128.load(c, 16));
+    v2 = f32x4.add(v2, v128.load(c, 32)); v3 = f32x4.add(v3, v128.load(c, 48));
+  }
+  v128.store(c, v0); v128.store(c, v1, 16); v128.store(c, v2, 32); v128.store(c, v3, 48);
+}
+
 function storePartial(c: usize, v0: v128, v1: v128, cols: i32, accumulate: bool): void {
   for (let j = 0; j < cols; j++) {
     const v = j < 4 ? extract(v0, j) : extract(v1, j - 4);
@@ -167,11 +210,20 @@ export function gemm(a: usize, bp: usize, c: usize, M: i32, N: i32, K: i32, n0: 
   const lda = <usize>K << 2;
   const ldc = <usize>N << 2;
   if (M < MR) {
-    // a few rows (decode): each row against four panels at a time, the rest panel by panel
+    // a few rows (decode, a small verify window): one row against four panels at a time; two or three rows
+    // against two panels, each weight vector loaded once for all of them
     const panelBytes = (<usize>K * <usize>NR) << 2;
     for (let k0 = 0; k0 < K; k0 += KC) {
       const k1 = min(K, k0 + KC);
       const acc = accumulate || k0 > 0;
+      if (M > 1) {
+        // 2 or 3 rows: every weight vector read once for all of them, two panels at a time; a ragged last panel row by row
+        let n = n0;
+        for (; n + 2 * NR <= n1; n += 2 * NR) kernelRowsx16(M, a, lda, bp + <usize>(n / NR) * panelBytes, panelBytes, c + (<usize>n << 2), ldc, k0, k1, acc);
+        for (; n < n1; n += NR)
+          for (let i = 0; i < M; i++) kernel1x8(a + <usize>i * lda, bp + <usize>(n / NR) * panelBytes, c + <usize>i * ldc + (<usize>n << 2), k0, k1, acc, min(NR, n1 - n));
+        continue;
+      }
       for (let i = 0; i < M; i++) {
         let n = n0;
         for (; n + 4 * NR <= n1; n += 4 * NR) kernel1x32(a + <usize>i * lda, bp + <usize>(n / NR) * panelBytes, panelBytes, c + <usize>i * ldc + (<usize>n << 2), k0, k1, acc);

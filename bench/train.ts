@@ -41,6 +41,9 @@ const models: Array<[string, HybridModel]> = [
 const r = new Rng(7);
 const ids = Array.from({ length: B }, () => Array.from({ length: L }, () => r.int(0, 2047)));
 const dir = mkdtempSync(join(tmpdir(), 'mil-bench-train-'));
+// the scratch folder goes however the run ends: finished, thrown, or stopped (Ctrl-C, kill)
+process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => process.exit(sig === 'SIGINT' ? 130 : 143));
 const idsPath = join(dir, 'ids.json');
 writeFileSync(idsPath, JSON.stringify(ids));
 const torchOk = spawnSync('/usr/bin/python3', ['-c', 'import torch'], { encoding: 'utf8' }).status === 0;
@@ -148,7 +151,6 @@ for (const [name, m] of models) {
     console.log(JSON.stringify(row));
   }
 }
-rmSync(dir, { recursive: true, force: true });
 
 const meta = {
   date: new Date().toISOString(),

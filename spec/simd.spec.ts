@@ -157,6 +157,23 @@ describe('SIMD matrix products = float64 reference', () => {
       ).toBeLessThanOrEqual(1e-5);
     }
   });
+  it('a verify window of 2 or 3 rows (each weight read once for all rows) gives each row bit for bit what it gives alone (numRuns 40)', () => {
+    // the few-rows kernel makes, per column, the additions of the one-row kernel in the same order; K crosses
+    // the 256-wide block (accumulation into the output) and N has ragged panels
+    fc.assert(
+      fc.property(fc.integer({ min: 2, max: 3 }), fc.integer({ min: 1, max: 600 }), fc.integer({ min: 1, max: 80 }), fc.integer(), (M, K, N, seed) => {
+        const r = new Rng(seed);
+        const x = rnd(r, M * K);
+        const w = rnd(r, N * K);
+        const together = two.linear(x, M, K, w, N, false);
+        for (let i = 0; i < M; i++)
+          expect(Array.from(together.subarray(i * N, (i + 1) * N)), `row ${i}`).toEqual(
+            Array.from(two.linear(x.subarray(i * K, (i + 1) * K), 1, K, w, N, false)),
+          );
+      }),
+      { numRuns: 40 },
+    );
+  });
   it('releaseResident forgets packed weights (the next call packs again, correctly); readSum reads a sum and a bandwidth', () => {
     const g = SimdGemm.load(1);
     const r = new Rng(9);

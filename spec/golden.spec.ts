@@ -5,17 +5,12 @@
  */
 import { tmpFolder } from './tmp.js';
 import { describe, expect, it } from 'vitest';
-import { cpSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { readKernelsJson, verifyGolden } from '../lib/golden/verify.js';
 import { relError } from '../lib/tensor.js';
-// @ts-expect-error the example port is plain JavaScript without type declarations
-import { KERNELS } from '../examples/ports/js/kernels.mjs';
-// @ts-expect-error idem
-import { GRADS } from '../examples/ports/js/grads.mjs';
-// @ts-expect-error idem
-import { loadModel as portLoadModel, modelOp as portModelOp, run as portRun, speculative as portSpeculative } from '../examples/ports/js/model.mjs';
+import { PORT_OPS, portGreedy, portLogits, portModelFromFolder, toPort } from './example_port.js';
 import { emitGolden, emitModel } from '../lib/golden/emit.js';
 import { GOLDEN_OPS } from '../lib/golden/ops.js';
 import { getTensor, readSafetensors, writeSafetensors } from '../lib/io/safetensors.js';
@@ -23,12 +18,6 @@ import { ALL_BACKENDS, Tensor } from './helpers.js';
 
 const GOLDEN = join(import.meta.dirname, '..', 'golden');
 const tmp = () => tmpFolder('golden');
-type PortT = { shape: number[]; data: Float64Array };
-const PORT_OPS: Record<string, (I: Record<string, PortT>, attrs: Record<string, unknown>) => Record<string, PortT>> = {
-  ...KERNELS,
-  ...GRADS,
-  speculative: portSpeculative,
-};
 
 // a folder of freshly emitted cases, one per op, with shapes upstream's set does not have
 const EMITTED = tmp();
@@ -111,13 +100,12 @@ describe.each(ALL_BACKENDS)('golden on $title', ({ name, available }) => {
 // training engine is checked against upstream's golden train cases instead.
 describe('emitted cases against an independent float64 implementation', () => {
   const relErr = (got: ArrayLike<number>, want: ArrayLike<number>) => relError(Float64Array.from(got), Float64Array.from(want));
-  const portTensor = (t: Tensor) => ({ shape: [...t.shape], data: Float64Array.from(t.data) });
   it('every emitted kernel, backward and speculative case: the example port recomputes its outputs', () => {
     const { cases } = readKernelsJson(EMITTED);
     const f = readSafetensors(join(EMITTED, 'kernels.safetensors'));
     const checked: string[] = [];
     for (const c of cases) {
-      const I = Object.fromEntries(c.inputs.map((n) => [n, portTensor(getTensor(f, `${c.name}/in/${n}`))]));
+      const I = Object.fromEntries(c.inputs.map((n) => [n, toPort(getTensor(f, `${c.name}/in/${n}`))]));
       const fn = PORT_OPS[c.op];
       expect(fn, `the example port implements ${c.op}`).toBeDefined();
       const out = fn!(I, c.attrs);
@@ -135,28 +123,15 @@ describe('emitted cases against an independent float64 implementation', () => {
     expect(names).toHaveLength(MODEL_PLAN.length + TRAIN_PLAN.length + 2); // + the 2 teachers of the distill cases
     for (const n of names) {
       const dir = join(EMITTED, 'models', n);
-      const json = (file: string) => (existsSync(join(dir, file)) ? JSON.parse(readFileSync(join(dir, file), 'utf8')) : undefined);
-      const w = readSafetensors(join(dir, 'model.safetensors'));
-      const weights = Object.fromEntries([...w.tensors.keys()].map((k) => [k, portTensor(getTensor(w, k))]));
-      const m = portLoadModel(json('config.json'), json('mamba_config.json'), json('mil_config.json'), weights);
+      const m = portModelFromFolder(dir);
       const g = readSafetensors(join(dir, 'golden.safetensors'));
-      const ids = getTensor(g, 'input_ids');
-      const want = getTensor(g, 'logits');
-      const out = portModelOp({ input_ids: portTensor(ids) }, () => ({
-        config: json('config.json'),
-        mambaConfig: json('mamba_config.json'),
-        mil: json('mil_config.json'),
-        weights,
-      }));
-      expect(out.logits.shape, n).toEqual([...want.shape]);
-      expect(relErr(out.logits.data, want.data), `${n} logits`).toBeLessThanOrEqual(1e-9);
-      const seq = Array.from(getTensor(g, 'prompt').data);
+      const [ids, want] = [getTensor(g, 'input_ids'), getTensor(g, 'logits')];
+      const [batch, L] = ids.shape as [number, number];
+      const logits = new Float64Array(want.data.length);
+      for (let b = 0; b < batch; b++) logits.set(portLogits(m, Array.from(ids.data.subarray(b * L, (b + 1) * L))), (b * want.data.length) / batch);
+      expect(relErr(logits, want.data), `${n} logits`).toBeLessThanOrEqual(1e-9);
       const greedy = Array.from(getTensor(g, 'greedy').data);
-      for (let s = 0; s < greedy.length; s++) {
-        const last = portRun(m, seq).rows.at(-1)!;
-        seq.push(last.indexOf(Math.max(...last)));
-      }
-      expect(seq.slice(-greedy.length), `${n} greedy`).toEqual(greedy);
+      expect(portGreedy(m, Array.from(getTensor(g, 'prompt').data), greedy.length), `${n} greedy`).toEqual(greedy);
     }
   });
 });

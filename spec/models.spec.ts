@@ -17,10 +17,9 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { getOps, type Ops } from '../lib/ops.js';
 import { randomLlama } from '../lib/model/random.js';
-import { convert, modelFiles, saveModel } from '../lib/model/convert.js';
+import { convert, saveModel } from '../lib/model/convert.js';
 import { relError } from '../lib/tensor.js';
-// @ts-expect-error the example port is plain JavaScript without type declarations
-import { loadModel as portLoadModel, run as portRun } from '../examples/ports/js/model.mjs';
+import { portLogits, portModelOf } from './example_port.js';
 import { forward, newCache, type HybridModel } from '../lib/model/hybrid.js';
 import { loadModel } from '../lib/model/load.js';
 import { attentionLayersFor, parseLlamaConfig, ConfigError } from '../lib/model/config.js';
@@ -109,15 +108,7 @@ describe('Algorithm 1 conversion', () => {
     const ops = await getOps('reference');
     // the example port (examples/ports/js, written apart from lib/) reading a model's files: config.json,
     // mamba_config.json (attn_layers) and mil_config.json as saved, the weights as float64
-    const port = (m: HybridModel, ids: number[]) => {
-      const files = Object.fromEntries(
-        modelFiles(m)
-          .filter(([rel]) => rel.endsWith('.json'))
-          .map(([rel, d]) => [rel, JSON.parse(String(d))]),
-      );
-      const w = Object.fromEntries(m.weights.names().map((n) => [n, { shape: [...m.weights.get(n).shape], data: Float64Array.from(m.weights.get(n).data) }]));
-      return Array.from(portRun(portLoadModel(files['config.json'], files['mamba_config.json'], files['mil_config.json'], w), ids).logits as Float64Array);
-    };
+    const port = (m: HybridModel, ids: number[]) => Array.from(portLogits(portModelOf(m), ids));
     await fc.assert(
       fc.asyncProperty(fc.constantFrom<'mamba1' | 'mamba2'>('mamba1', 'mamba2'), fc.integer({ min: 0, max: 1000 }), async (variant, seed) => {
         const t = teacher(seed);

@@ -85,19 +85,33 @@ export function selectiveScanDims(inp: SelectiveScanInputs): { batch: number; di
   return { batch: batch!, dim: dim!, L: L!, N: N!, Bl, Cl };
 }
 
+/** Δ_t of element i (channel d) before the softplus: delta_t + delta_bias_d. */
+function rawDelta(inp: SelectiveScanInputs, i: number, d: number): number {
+  return inp.delta.data[i]! + (inp.deltaBias ? inp.deltaBias.data[d]! : 0);
+}
+
+/** Δ_t = softplus(raw) if delta_softplus, else raw. */
+function stepDelta(inp: SelectiveScanInputs, raw: number): number {
+  return inp.deltaSoftplus ? softplus(raw) : raw;
+}
+
+/** h_{−1} of channel (b, d) into `h` (the initial state, or zeros). */
+function loadInitialState(inp: SelectiveScanInputs, h: Float64Array, b: number, d: number, dim: number, N: number): void {
+  for (let n = 0; n < N; n++) h[n] = inp.initialState ? inp.initialState.data[(b * dim + d) * N + n]! : 0;
+}
+
 export function selectiveScan(inp: SelectiveScanInputs): SelectiveScanOutputs {
-  const { u, delta, A, B, C, D, z, deltaBias, initialState } = inp;
+  const { u, A, B, C, D, z } = inp;
   const { batch, dim, L, N, Bl, Cl } = selectiveScanDims(inp);
   const out = Tensor.zeros([batch, dim, L], 'float64', 'out');
   const last = Tensor.zeros([batch, dim, N], 'float64', 'last_state');
   const h = new Float64Array(N);
   for (let b = 0; b < batch; b++) {
     for (let d = 0; d < dim; d++) {
-      for (let n = 0; n < N; n++) h[n] = initialState ? initialState.data[(b * dim + d) * N + n]! : 0;
+      loadInitialState(inp, h, b, d, dim, N);
       for (let t = 0; t < L; t++) {
         const i = (b * dim + d) * L + t;
-        let deltaT = delta.data[i]! + (deltaBias ? deltaBias.data[d]! : 0);
-        if (inp.deltaSoftplus) deltaT = softplus(deltaT);
+        const deltaT = stepDelta(inp, rawDelta(inp, i, d));
         const ut = u.data[i]!;
         let y = 0;
         for (let n = 0; n < N; n++) {
@@ -162,11 +176,10 @@ export function selectiveScanBackward(inp: SelectiveScanInputs, dout: Tensor, dL
   for (let b = 0; b < batch; b++) {
     for (let d = 0; d < dim; d++) {
       // forward again, keeping every state of this channel
-      for (let n = 0; n < N; n++) hs[n] = initialState ? initialState.data[(b * dim + d) * N + n]! : 0;
+      loadInitialState(inp, hs, b, d, dim, N);
       for (let t = 0; t < L; t++) {
         const i = (b * dim + d) * L + t;
-        const raw = delta.data[i]! + (deltaBias ? deltaBias.data[d]! : 0);
-        const deltaT = inp.deltaSoftplus ? softplus(raw) : raw;
+        const deltaT = stepDelta(inp, rawDelta(inp, i, d));
         deltas[t] = deltaT;
         let y = D ? D.data[d]! * u.data[i]! : 0;
         for (let n = 0; n < N; n++) {
@@ -205,8 +218,7 @@ export function selectiveScanBackward(inp: SelectiveScanInputs, dout: Tensor, dL
           g.du.data[i]! += dh[n]! * deltaT * B.data[bi]!;
           dh[n] = dh[n]! * decay;
         }
-        const raw = delta.data[i]! + (deltaBias ? deltaBias.data[d]! : 0);
-        const dRaw = inp.deltaSoftplus ? dDeltaT * softplusGrad(raw) : dDeltaT;
+        const dRaw = inp.deltaSoftplus ? dDeltaT * softplusGrad(rawDelta(inp, i, d)) : dDeltaT;
         g.ddelta.data[i] = dRaw;
         if (g.ddeltaBias) g.ddeltaBias.data[d]! += dRaw;
       }

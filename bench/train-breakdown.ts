@@ -5,17 +5,14 @@
  * scans' and convs' references and their backwards, softmax/cross-entropy/KL. Adam is not in the step.
  *   node --import tsx bench/train-breakdown.ts
  */
-import { randomLlama } from '../lib/model/random.js';
-import { convert } from '../lib/model/convert.js';
 import { lossAndGrads, simdEngine, trainableBy, type MatmulEngine } from '../lib/train/model.js';
 import { SimdGemm } from '../lib/simd/gemm.js';
-import { Rng } from '../lib/rng.js';
 import { forward, newCache } from '../lib/model/hybrid.js';
 import { getOps } from '../lib/ops.js';
+import { trainBenchIds, trainBenchModels } from './train_setup.js';
 
-const teacher = randomLlama({ vocab: 2048, hidden: 256, intermediate: 688, layers: 4, heads: 4, kvHeads: 2 }, 1);
-const r = new Rng(7);
-const ids = Array.from({ length: 8 }, () => Array.from({ length: 256 }, () => r.int(0, 2047)));
+const { teacher, models } = trainBenchModels();
+const ids = trainBenchIds(8, 256);
 const base = simdEngine(SimdGemm.shared());
 const t = { linearForward: 0, linearBackward: 0, attention: 0 };
 const clock =
@@ -34,10 +31,8 @@ const engine: MatmulEngine = {
     return { y: res.y, back: clock('attention', res.back) };
   },
 };
-for (const [name, m, distill] of [
-  ['teacher (Llama, lm)', teacher, false],
-  ['Mamba-2 50% (distill, stage 1)', convert(teacher, { variant: 'mamba2', attentionFraction: 0.5, seed: 1 }), true],
-] as const) {
+for (const [name, m] of models.filter(([n]) => !n.startsWith('Mamba-1'))) {
+  const distill = m !== teacher;
   const teacherLogits = distill ? Float64Array.from((await forward(await getOps('wasm-simd'), teacher, ids, newCache(teacher, ids.length))).data) : undefined;
   const o = {
     objective: distill ? ('distill' as const) : ('lm' as const),

@@ -14,8 +14,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { randomLlama } from '../lib/model/random.js';
-import { convert, saveModel } from '../lib/model/convert.js';
+import { saveModel } from '../lib/model/convert.js';
 import { forward, newCache, type HybridModel } from '../lib/model/hybrid.js';
 import { getOps } from '../lib/ops.js';
 import { FLOAT64_ENGINE, lossAndGrads, simdEngine, trainableBy } from '../lib/train/model.js';
@@ -24,6 +23,7 @@ import { adamStep, clipGradNorm, newAdamState } from '../lib/train/optim.js';
 import { Rng } from '../lib/rng.js';
 import { writeFile } from '../lib/io/writer.js';
 import { barChartSvg, writeSvg } from '../lib/plot/svg.js';
+import { trainBenchIds, trainBenchModels } from './train_setup.js';
 
 const { values } = parseArgs({
   options: { batch: { type: 'string', default: '8' }, len: { type: 'string', default: '256' }, threads: { type: 'string', default: '2' } },
@@ -32,14 +32,8 @@ const B = Number(values.batch);
 const L = Number(values.len);
 const threads = Number(values.threads);
 
-const teacher = randomLlama({ vocab: 2048, hidden: 256, intermediate: 688, layers: 4, heads: 4, kvHeads: 2 }, 1);
-const models: Array<[string, HybridModel]> = [
-  ['teacher (Llama, lm)', teacher],
-  ['Mamba-1 50% (distill, stage 1)', convert(teacher, { variant: 'mamba1', attentionFraction: 0.5, seed: 1 })],
-  ['Mamba-2 50% (distill, stage 1)', convert(teacher, { variant: 'mamba2', attentionFraction: 0.5, seed: 1 })],
-];
-const r = new Rng(7);
-const ids = Array.from({ length: B }, () => Array.from({ length: L }, () => r.int(0, 2047)));
+const { teacher, models } = trainBenchModels();
+const ids = trainBenchIds(B, L);
 const dir = mkdtempSync(join(tmpdir(), 'mil-bench-train-'));
 // the scratch folder goes however the run ends: finished, thrown, or stopped (Ctrl-C, kill)
 process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
@@ -74,6 +68,7 @@ function bestOf(f: () => void, reps = 5): number {
   return best;
 }
 const pn = 512;
+const r = new Rng(11); // the peak product's random matrix
 const pa = Float32Array.from({ length: pn * pn }, () => r.normal(0, 1));
 const simdPeak = (2 * pn ** 3) / bestOf(() => SimdGemm.shared().matmul(pa, pn, pn, pa, pn)) / 1e6;
 const sgemm = (python: string, lib: 'numpy' | 'torch'): number | null => {

@@ -124,21 +124,39 @@ export class Tensor {
     return new Tensor(this.data, s, this.name);
   }
 
-  /** Copy with the axes permuted: out.shape[a] = in.shape[perm[a]]. */
+  /**
+   * Copy with the axes permuted: out.shape[a] = in.shape[perm[a]]. Trailing axes the permutation keeps in
+   * place are copied as one contiguous run (a (B, L, H, hd) → (B, H, L, hd) head split copies hd values at a
+   * time); the rest walk an odometer over the output, its last moving axis in a tight loop.
+   */
   transpose(perm?: readonly number[]): Tensor {
     const r = this.rank;
     const p = perm ?? [...Array(r).keys()].reverse();
     if (p.length !== r || [...p].sort((a, b) => a - b).some((v, i) => v !== i)) throw new ArgumentError('perm', `a permutation of 0..${r - 1}`, p);
     const outShape = p.map((a) => this.shape[a]!);
     const out = Tensor.zeros(outShape, this.dtype, this.name);
+    if (out.size === 0) return out;
+    let kept = r; // axes kept ≥ kept: p[a] = a for every a ≥ kept
+    while (kept > 0 && p[kept - 1] === kept - 1) kept--;
+    if (kept === 0) {
+      out.data.set(this.data);
+      return out;
+    }
+    const run = sizeOf(this.shape.slice(kept)); // contiguous values copied together
     const inSt = this.strides;
-    const srcSt = p.map((a) => inSt[a]!);
-    const idx = new Array<number>(r).fill(0);
-    for (let o = 0; o < out.size; o++) {
-      let src = 0;
-      for (let a = 0; a < r; a++) src += idx[a]! * srcSt[a]!;
-      out.data[o] = this.data[src]!;
-      for (let a = r - 1; a >= 0; a--) {
+    const srcSt = p.slice(0, kept).map((a) => inSt[a]!);
+    const last = kept - 1;
+    const nLast = outShape[last]!;
+    const stLast = srcSt[last]!;
+    const idx = new Array<number>(last).fill(0);
+    const src = this.data;
+    const dst = out.data;
+    for (let o = 0; o < out.size; o += nLast * run) {
+      let base = 0;
+      for (let a = 0; a < last; a++) base += idx[a]! * srcSt[a]!;
+      if (run === 1) for (let i = 0; i < nLast; i++) dst[o + i] = src[base + i * stLast]!;
+      else for (let i = 0; i < nLast; i++) dst.set(src.subarray(base + i * stLast, base + i * stLast + run), o + i * run);
+      for (let a = last - 1; a >= 0; a--) {
         if (++idx[a]! < outShape[a]!) break;
         idx[a] = 0;
       }
@@ -262,12 +280,12 @@ export function forgetFinite(a: FloatArray): void {
   knownFinite.delete(a);
 }
 
-/** Throw NonFiniteError at the first NaN or ±Inf. */
-export function assertFinite(t: Tensor): void {
+/** Throw NonFiniteError at the first NaN or ±Inf (naming the tensor `name`, default its own name). */
+export function assertFinite(t: Tensor, name = t.name): void {
   const d = t.data;
   if (knownFinite.has(d)) return;
   for (let i = 0; i < d.length; i++) {
-    if (!Number.isFinite(d[i]!)) throw new NonFiniteError(t.name, i, d[i]!);
+    if (!Number.isFinite(d[i]!)) throw new NonFiniteError(name, i, d[i]!);
   }
 }
 
@@ -298,7 +316,7 @@ export function dims(
         if (b[w] !== d) throw new ShapeError(name, show(), t.shape, `'${w}' is ${b[w]} from another tensor`);
       } else b[w] = d;
     });
-    if (!opts.allowNonFinite) assertFinite(t.named(name));
+    if (!opts.allowNonFinite) assertFinite(t, name);
   }
   return b;
 }

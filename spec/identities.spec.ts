@@ -426,3 +426,32 @@ describe('float64 reference identities', () => {
     expect(l3[63]).toBeCloseTo(plain[63]! / 8, 20); // longest wavelength: divided by factor
   });
 });
+
+describe('tensor layer', () => {
+  it('transpose = the element-by-element definition out[i_0 … i_r] = in[i at perm⁻¹] on random shapes and permutations, kept trailing axes included (numRuns 200)', () => {
+    fc.assert(
+      fc.property(
+        fc
+          .array(fc.integer({ min: 0, max: 4 }), { minLength: 1, maxLength: 5 })
+          .chain((shape) =>
+            fc.tuple(fc.constant(shape), fc.shuffledSubarray([...shape.keys()], { minLength: shape.length, maxLength: shape.length }), fc.integer()),
+          ),
+        ([shape, perm, seed]) => {
+          const t = rand.normal(new Rng(seed), shape);
+          const got = t.transpose(perm);
+          expect(got.shape).toEqual(perm.map((a) => shape[a]));
+          // independent: walk every input index, place it at its permuted position with Tensor.offset
+          const idx = new Array<number>(shape.length).fill(0);
+          for (let n = 0; n < t.size; n++) {
+            expect(got.data[got.offset(...perm.map((a) => idx[a]!))]).toBe(t.data[n]);
+            for (let a = shape.length - 1; a >= 0; a--) {
+              if (++idx[a]! < shape[a]!) break;
+              idx[a] = 0;
+            }
+          }
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+});

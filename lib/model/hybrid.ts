@@ -217,7 +217,14 @@ export function writeKv(cache: AttentionCache, k: Tensor, v: Tensor, pos0: numbe
 /**
  * Causal attention of q (batch, H, L, hd) — query t at position T − L + t — over the cache's first T
  * positions; lib/ref/attention.ts `causalAttention`'s math (grouped-query: head h reads kv head ⌊h/(H/Hkv)⌋),
- * on the in-place buffers, float64.
+ * on the in-place buffers, float64:
+ *
+ *   s_j = (q · k_j) / √hd  (j ≤ position of q),   w_j = exp(s_j − max s) / Σ exp(s − max s),   out = Σ_j w_j v_j
+ *
+ * Every sum runs in the plain order (q · k_j over i = 0 … hd−1, Σ exp over j, out_i over j from 0), but four
+ * independent sums at a time — four keys' dot products, four output channels — so the loop is not bound by
+ * the latency of one chain of additions (a verify window's attention ran at ~0.3 GFLOP/s as one chain, an
+ * add's latency per multiply-add). The same operations on the same values, so the same bits.
  */
 export function cachedAttention(q: Tensor, cache: AttentionCache, T: number, Hkv: number): Tensor {
   const [batch, H, L, hd] = q.shape as [number, number, number, number];
@@ -232,26 +239,77 @@ export function cachedAttention(q: Tensor, cache: AttentionCache, T: number, Hkv
     for (let h = 0; h < H; h++) {
       const kv = (b * Hkv + Math.floor(h / groups)) * cache.cap * hd;
       for (let t = 0; t < L; t++) {
-        const last = T - L + t;
+        const n = T - L + t + 1; // keys 0 … n−1 are visible to this query
         const qo = ((b * H + h) * L + t) * hd;
+        scores(qd, qo, K, kv, hd, n, scale, s);
         let mx = -Infinity;
-        for (let j = 0; j <= last; j++) {
-          const ko = kv + j * hd;
-          let dot = 0;
-          for (let i = 0; i < hd; i++) dot += qd[qo + i]! * K[ko + i]!;
-          s[j] = dot * scale;
-          if (s[j]! > mx) mx = s[j]!;
-        }
+        for (let j = 0; j < n; j++) if (s[j]! > mx) mx = s[j]!;
         let z = 0;
-        for (let j = 0; j <= last; j++) z += s[j] = Math.exp(s[j]! - mx);
-        for (let j = 0; j <= last; j++) {
-          const w = s[j]! / z;
-          const vo = kv + j * hd;
-          for (let i = 0; i < hd; i++) out[qo + i]! += w * V[vo + i]!;
-        }
+        for (let j = 0; j < n; j++) z += s[j] = Math.exp(s[j]! - mx);
+        for (let j = 0; j < n; j++) s[j] = s[j]! / z;
+        weightedValues(s, V, kv, hd, n, out, qo);
       }
     }
   return new Tensor(out, [batch, H, L, hd], 'attention');
+}
+
+/** s_j = (q · k_j)·scale for keys j < n at K[kv + j·hd …], four keys at a time (four independent sums). */
+function scores(q: Float64Array, qo: number, K: Float64Array, kv: number, hd: number, n: number, scale: number, s: Float64Array): void {
+  let j = 0;
+  for (; j + 4 <= n; j += 4) {
+    const k0 = kv + j * hd;
+    const k1 = k0 + hd;
+    const k2 = k1 + hd;
+    const k3 = k2 + hd;
+    let d0 = 0;
+    let d1 = 0;
+    let d2 = 0;
+    let d3 = 0;
+    for (let i = 0; i < hd; i++) {
+      const qi = q[qo + i]!;
+      d0 += qi * K[k0 + i]!;
+      d1 += qi * K[k1 + i]!;
+      d2 += qi * K[k2 + i]!;
+      d3 += qi * K[k3 + i]!;
+    }
+    s[j] = d0 * scale;
+    s[j + 1] = d1 * scale;
+    s[j + 2] = d2 * scale;
+    s[j + 3] = d3 * scale;
+  }
+  for (; j < n; j++) {
+    const k0 = kv + j * hd;
+    let d = 0;
+    for (let i = 0; i < hd; i++) d += q[qo + i]! * K[k0 + i]!;
+    s[j] = d * scale;
+  }
+}
+
+/** out[qo + i] = Σ_{j<n} w_j · V[kv + j·hd + i], summed over j in order, four channels i at a time. */
+function weightedValues(w: Float64Array, V: Float64Array, kv: number, hd: number, n: number, out: Float64Array, qo: number): void {
+  let i = 0;
+  for (; i + 4 <= hd; i += 4) {
+    let a0 = 0;
+    let a1 = 0;
+    let a2 = 0;
+    let a3 = 0;
+    for (let j = 0, vo = kv + i; j < n; j++, vo += hd) {
+      const wj = w[j]!;
+      a0 += wj * V[vo]!;
+      a1 += wj * V[vo + 1]!;
+      a2 += wj * V[vo + 2]!;
+      a3 += wj * V[vo + 3]!;
+    }
+    out[qo + i] = a0;
+    out[qo + i + 1] = a1;
+    out[qo + i + 2] = a2;
+    out[qo + i + 3] = a3;
+  }
+  for (; i < hd; i++) {
+    let a = 0;
+    for (let j = 0, vo = kv + i; j < n; j++, vo += hd) a += w[j]! * V[vo]!;
+    out[qo + i] = a;
+  }
 }
 
 /** The valid keys and values of an attention cache as (batch, Hkv, n, hd) tensors (for inspection and tests). */

@@ -5,7 +5,7 @@
 //   A, 2 vector loads of the panel, 8 multiplies and 8 adds. K is blocked by KC so a panel block stays in L1,
 //   M by MC so the block of A stays in L2 while the panels stream past it.
 //
-// Memory is imported (the caller owns it and places every array); nothing here allocates.
+// Memory is imported (the caller owns it and places every array above `dataEnd()`); nothing here allocates.
 // Layouts: row-major; a packed panel p holds rows k = 0…K−1 of columns 8p…8p+7 contiguously (zero-padded).
 
 const MR: i32 = 4;
@@ -271,3 +271,15 @@ export function readSum(p: usize, n: i32): f32 {
   }
   return t;
 }
+
+/**
+ * Where the module's static data ends (the tables of Math.exp and Math.log1p that asm/multistep.ts uses live
+ * below it): the caller places arrays only above this address.
+ */
+export function dataEnd(): usize {
+  return __heap_base;
+}
+
+// Algorithm 2's MultiStep verify kernel lives in its own file and is built into the same module (one memory,
+// one instance per thread).
+export { multistep } from './multistep';

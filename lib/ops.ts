@@ -123,7 +123,34 @@ async function simdOps(): Promise<Ops> {
     ssdChunkScan: rounded(r.ssdChunkScan),
     ssdMinimalDiscrete: rounded(r.ssdMinimalDiscrete),
     gatedRmsnorm: rounded(r.gatedRmsnorm),
-    multistep: rounded(r.multistep),
+    async multistep(inp) {
+      // Algorithm 2's verify step as a SIMD kernel (asm/multistep.ts), float32 like the GPU.js one
+      const sh = multistepDims(inp);
+      const d = (t: Tensor | undefined) => t?.data;
+      const k = g.multistep(
+        {
+          hI: inp.hI.data,
+          xCache: inp.xCache.data,
+          deltaCache: inp.deltaCache.data,
+          BCache: inp.BCache.data,
+          x: inp.x.data,
+          delta: inp.delta.data,
+          B: inp.B.data,
+          C: inp.C.data,
+          z: d(inp.z),
+          A: inp.A.data,
+          D: d(inp.D),
+          deltaBias: d(inp.deltaBias),
+          deltaSoftplus: inp.deltaSoftplus === true,
+        },
+        sh,
+      );
+      return {
+        out: t32(k.out, [sh.batch, sh.s, sh.dim], 'out'),
+        hJ: t32(k.hJ, [sh.batch, sh.dim, sh.N], 'h_j'),
+        hK: t32(k.hK, [sh.batch, sh.dim, sh.N], 'h_k'),
+      };
+    },
     selectiveScanBackward: rounded(r.selectiveScanBackward),
     causalConv1dBackward: rounded(r.causalConv1dBackward),
     ssdBackward: rounded(r.ssdBackward),

@@ -2,7 +2,8 @@
  * The SIMD matrix products (asm/gemm.ts → asm/gemm.wasm, driven by lib/simd/gemm.ts) against the float64
  * reference on random shapes — sizes of 1, widths that are not multiples of the 8-column panel or the
  * 4-row tile, K across the 256 block — for y = x·Wᵀ, c = a·b and c = aᵀ·b; resident packed weights; any
- * thread count gives bit-identical results; and the committed .wasm is exactly what its source builds to.
+ * thread count gives bit-identical results; nothing the driver places overwrites the module's static data
+ * (asm/multistep.ts's Math tables); and the committed .wasm is exactly what its source builds to.
  * Tolerance: float32 products of length K against float64, relative (Frobenius) error ≤ 1e-5.
  */
 import fc from 'fast-check';
@@ -234,6 +235,35 @@ describe('SIMD matrix products = float64 reference', () => {
     }
     g.close();
   });
+  it("arrays are placed above the module's static data: MultiStep (whose exp/log1p read tables there) gives the same bits before and after megabytes of products and packed weights", () => {
+    const g = SimdGemm.load(1);
+    const r = new Rng(5);
+    const [dim, N, s] = [6, 8, 3];
+    const f = (n: number) => rnd(r, n);
+    const args = {
+      hI: f(dim * N),
+      xCache: f(dim),
+      deltaCache: f(dim),
+      BCache: f(N),
+      x: f(s * dim),
+      delta: f(s * dim),
+      B: f(s * N),
+      C: f(s * N),
+      z: f(s * dim),
+      A: Float32Array.from({ length: dim * N }, (_, i) => -1 - (i % N) / N),
+      D: f(dim),
+      deltaBias: f(dim),
+      deltaSoftplus: true,
+    };
+    const sh = { batch: 1, dim, N, K1: 1, r: 1, s, G: 1 };
+    const before = g.multistep(args, sh);
+    g.linear(f(8 * 512), 8, 512, f(1000 * 512), 1000, true); // ~2 MB packed and placed from the bottom of the free memory up
+    g.matmul(f(64 * 256), 64, 256, f(256 * 300), 300);
+    const after = g.multistep(args, sh);
+    for (const k of ['out', 'hJ', 'hK'] as const) expect(Buffer.compare(Buffer.from(after[k].buffer), Buffer.from(before[k].buffer)), k).toBe(0);
+    g.close();
+  });
+
   it('asm/gemm.wasm is exactly what asm/gemm.ts builds to (asm/build.sh)', () => {
     const out = join(tmpFolder('asm'), 'gemm.wasm');
     execFileSync('bash', [join(import.meta.dirname, '..', 'asm', 'build.sh'), out], { stdio: 'pipe' });

@@ -1,13 +1,16 @@
 /**
- * The CPU matrix products of the `wasm-simd` backend: asm/gemm.ts compiled to WebAssembly (128-bit SIMD,
- * register-tiled 4×8 micro-kernel over B packed in 8-column panels; see that file), driven from here.
+ * The CPU kernels of the `wasm-simd` backend: asm/gemm.ts compiled to WebAssembly (128-bit SIMD,
+ * register-tiled 4×8 micro-kernel over B packed in 8-column panels; see that file), driven from here —
+ * the matrix products, and Algorithm 2's MultiStep verify kernel (asm/multistep.ts) built into the same module.
  *
  *   linear(x, W)   y = x·Wᵀ   (M×K)·(N×K)ᵀ   W packed once per weight array and kept resident; `out`: a
  *                                              buffer to reuse (no allocation per call, as decode wants)
  *   matmul(a, b)   c = a·b    (M×K)·(K×N)
  *   matmulTN(a, b) c = aᵀ·b   (the dW = dYᵀ·X of a backward: a transposed into scratch first)
+ *   multistep(…)   MultiStep(h_i, r, s) of lib/ref/multistep.ts, float32 state, one call for every channel
  *
- * Memory: one shared WebAssembly.Memory. Packed weights live in a resident region (a bump allocator whose
+ * Memory: one shared WebAssembly.Memory. The module's static data (Math tables) sits at the bottom, below
+ * `dataEnd()`; nothing is placed there. Packed weights live in a resident region (a bump allocator whose
  * forgotten blocks go on a free list for the next packed weight, freed all at once by `releaseResident`);
  * each call's operands use a scratch region above it, reused by every call.
  * Float32 in, float32 out (inputs in float64 are rounded once, as every float32 backend does).
@@ -33,6 +36,25 @@ interface Exports {
   transpose(a: number, M: number, K: number, out: number): void;
   gemm(a: number, bp: number, c: number, M: number, N: number, K: number, n0: number, n1: number, accumulate: number): void;
   readSum(p: number, n: number): number;
+  multistep(...args: number[]): void;
+  dataEnd(): number;
+}
+
+/** MultiStep's inputs, each any float array (rounded to float32 on the way in); see asm/multistep.ts. */
+export interface SimdMultistepArgs {
+  hI: FloatArray;
+  xCache: FloatArray;
+  deltaCache: FloatArray;
+  BCache: FloatArray;
+  x: FloatArray;
+  delta: FloatArray;
+  B: FloatArray;
+  C: FloatArray;
+  z?: FloatArray;
+  A: FloatArray;
+  D?: FloatArray;
+  deltaBias?: FloatArray;
+  deltaSoftplus: boolean;
 }
 
 const PAGE = 65536;
@@ -65,7 +87,9 @@ export const wasmPath = (): string => join(import.meta.dirname, '..', '..', 'asm
 export class SimdGemm {
   private readonly memory: WebAssembly.Memory;
   private readonly x: Exports;
-  private residentTop = 16; // bytes used by packed weights (0 is kept unused)
+  /** the first byte the module's static data leaves free (its Math tables sit below; address 0 means "absent") */
+  private readonly base: number;
+  private residentTop: number; // end of the packed weights, from `base` up
   private packed = new WeakMap<object, { ptr: number; N: number; K: number }>();
 
   private readonly workers: Array<{ worker: Worker; ctrl: Int32Array; gen: number }> = [];
@@ -77,6 +101,8 @@ export class SimdGemm {
     this.memory = new WebAssembly.Memory({ initial: 16, maximum: 32768, shared: true });
     const mod = new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>);
     this.x = new WebAssembly.Instance(mod, { env: { memory: this.memory } }).exports as unknown as Exports;
+    this.base = align(Math.max(16, this.x.dataEnd()));
+    this.residentTop = this.base;
     for (let t = 1; t < threads; t++) {
       const ctrl = new Int32Array(new SharedArrayBuffer(11 * 4));
       const worker = new Worker(WORKER_JS, { eval: true, workerData: { module: mod, memory: this.memory, ctrl: ctrl.buffer } });
@@ -208,6 +234,34 @@ export class SimdGemm {
     return out;
   }
 
+  /**
+   * Algorithm 2's MultiStep (asm/multistep.ts) on the calling thread: from h_i, r replayed steps (→ h_j), then
+   * s steps with outputs (→ h_k). Sizes as lib/ref/multistep.ts `multistepDims` returns them (checked there).
+   */
+  multistep(
+    a: SimdMultistepArgs,
+    sh: { batch: number; dim: number; N: number; K1: number; r: number; s: number; G: number },
+  ): { out: Float32Array; hJ: Float32Array; hK: Float32Array } {
+    const { batch, dim, N, K1, r, s, G } = sh;
+    let at = align(this.residentTop);
+    const place = (v: FloatArray | undefined): number => {
+      if (!v) return 0; // absent
+      const p = at;
+      this.put(v, p);
+      at = align(p + v.length * 4);
+      return p;
+    };
+    const ins = [a.hI, a.xCache, a.deltaCache, a.BCache, a.x, a.delta, a.B, a.C, a.z, a.A, a.D, a.deltaBias].map(place);
+    const states = batch * dim * N;
+    const out = at;
+    const hJ = align(out + batch * s * dim * 4);
+    const hK = align(hJ + states * 4);
+    this.ensure(hK + states * 4);
+    this.x.multistep(...ins, batch, dim, N, K1, r, s, G, a.deltaSoftplus ? 1 : 0, out, hJ, hK);
+    const read = (p: number, n: number) => new Float32Array(this.memory.buffer, p, n).slice();
+    return { out: read(out, batch * s * dim), hJ: read(hJ, states), hK: read(hK, states) };
+  }
+
   /** Σ a by the SIMD read of `readBandwidth` (float32 accumulators: for checking that read, not for precision). */
   sum(a: FloatArray): number {
     const p = align(this.residentTop);
@@ -259,14 +313,14 @@ export class SimdGemm {
 
   /** Forget every resident packed weight (their memory is reused). */
   releaseResident(): void {
-    this.residentTop = 16;
+    this.residentTop = this.base;
     this.free = [];
     this.packed = new WeakMap(); // a WeakMap cannot be cleared: replace it
   }
 
   /** Bytes of packed weights kept resident. */
   get residentBytes(): number {
-    return this.residentTop - 16;
+    return this.residentTop - this.base;
   }
 }
 

@@ -304,21 +304,29 @@ export function dims(
   opts: { allowNonFinite?: boolean } = {},
 ): Record<string, number> {
   const b: Record<string, number> = { ...bound };
-  for (const [name, [t, want]] of Object.entries(spec)) {
+  // no closure is made per tensor or axis: dims runs before every op of a decode step (and under tsx every
+  // closure made costs a defineProperty for its name)
+  for (const name in spec) {
+    const [t, want] = spec[name]!;
     if (t === undefined) continue;
-    const show = () => '[' + want.map((w) => (typeof w === 'number' ? String(w) : w in b ? `${w}=${b[w]}` : w)).join(', ') + ']';
-    if (t.rank !== want.length) throw new ShapeError(name, show(), t.shape);
-    want.forEach((w, a) => {
+    if (t.rank !== want.length) throw new ShapeError(name, boundShape(want, b), t.shape);
+    for (let a = 0; a < want.length; a++) {
+      const w = want[a]!;
       const d = t.shape[a]!;
       if (typeof w === 'number') {
-        if (d !== w) throw new ShapeError(name, show(), t.shape);
+        if (d !== w) throw new ShapeError(name, boundShape(want, b), t.shape);
       } else if (w in b) {
-        if (b[w] !== d) throw new ShapeError(name, show(), t.shape, `'${w}' is ${b[w]} from another tensor`);
+        if (b[w] !== d) throw new ShapeError(name, boundShape(want, b), t.shape, `'${w}' is ${b[w]} from another tensor`);
       } else b[w] = d;
-    });
+    }
     if (!opts.allowNonFinite) assertFinite(t, name);
   }
   return b;
+}
+
+/** A symbolic shape with every symbol bound so far shown with its size: [batch=2, L, 16]. */
+function boundShape(want: readonly (string | number)[], b: Record<string, number>): string {
+  return '[' + want.map((w) => (typeof w === 'number' ? String(w) : w in b ? `${w}=${b[w]}` : w)).join(', ') + ']';
 }
 
 /** Relative error ‖got − want‖₂ / ‖want‖₂ (absolute ‖got‖ when want is all zeros). */

@@ -283,3 +283,5 @@ export function dataEnd(): usize {
 // Algorithm 2's MultiStep verify kernel lives in its own file and is built into the same module (one memory,
 // one instance per thread).
 export { multistep } from './multistep';
+// and so do the two float64 products of cached attention
+export { attnScores, attnValues } from './attention';

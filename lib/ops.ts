@@ -55,6 +55,12 @@ export interface Ops extends GradOps {
   ssdMinimalDiscrete(X: Tensor, A: Tensor, B: Tensor, C: Tensor, blockLen: number, initialStates?: Tensor): Promise<{ Y: Tensor; finalState: Tensor }>;
   gatedRmsnorm(x: Tensor, weight: Tensor, z: Tensor | undefined, opts?: GatedRmsnormOptions): Promise<Tensor>;
   multistep(inp: MultistepInputs): Promise<MultistepOutputs>;
+  /**
+   * Optional: the float64 cached attention of lib/model/hybrid.ts (`cachedAttention`) computed faster with the
+   * same bits — the wasm-simd backend's SIMD products around the model's own softmax. Absent on the other
+   * backends, where the model runs its loop.
+   */
+  readonly cachedAttention?: SimdGemm['cachedAttention'];
 }
 
 /** Is `name` a backend this library knows? */
@@ -155,6 +161,7 @@ async function simdOps(): Promise<Ops> {
     causalConv1dBackward: rounded(r.causalConv1dBackward),
     ssdBackward: rounded(r.ssdBackward),
     gatedRmsnormBackward: rounded(r.gatedRmsnormBackward),
+    cachedAttention: (q, sh, K, V, softmax) => g.cachedAttention(q, sh, K, V, softmax),
     async matmul(a, b) {
       const { m, k, n } = dims({ a: [a, ['m', 'k']], b: [b, ['k', 'n']] });
       return t32(g.matmul(a.data, m!, k!, b.data, n!), [m!, n!], 'matmul');

@@ -258,6 +258,38 @@ describe('the in-place KV cache', () => {
       { numRuns: 40 },
     );
   });
+
+  it("cachedAttention with the wasm-simd backend's SIMD products (a window of queries) = the float64 loop bit for bit, and = causalAttention; head_dim across the 8-, 2- and 1-channel blocks, odd row counts (numRuns 60)", async () => {
+    const simd = await getOps('wasm-simd');
+    fc.assert(
+      fc.property(
+        fc.record({
+          B: fc.integer({ min: 1, max: 2 }),
+          Hkv: fc.integer({ min: 1, max: 3 }),
+          groups: fc.integer({ min: 1, max: 3 }),
+          hd: fc.integer({ min: 1, max: 19 }),
+          T: fc.integer({ min: 2, max: 70 }),
+          Lq: fc.integer({ min: 2, max: 9 }),
+          seed: fc.nat(1e6),
+        }),
+        ({ B, Hkv, groups, hd, T, Lq, seed }) => {
+          const r = new Rng(seed);
+          const H = Hkv * groups;
+          const cache: AttentionCache = { kind: 'attention', k: new Float64Array(0), v: new Float64Array(0), cap: 0 };
+          const K = Tensor.normal(r, [B, Hkv, T + 3, hd]); // 3 stale positions past the valid T
+          const V = Tensor.normal(r, [B, Hkv, T + 3, hd]);
+          writeKv(cache, K, V, 0, B, Hkv, hd, 4096);
+          const L = Math.min(Lq, T);
+          const q = Tensor.normal(r, [B, H, L, hd], 2);
+          const fast = cachedAttention(q, cache, T, Hkv, simd);
+          const loop = cachedAttention(q, cache, T, Hkv);
+          expect(Buffer.compare(Buffer.from(fast.data.buffer), Buffer.from(loop.data.buffer))).toBe(0);
+          expectClose(fast, causalAttention(q, K.slice(2, 0, T), V.slice(2, 0, T)), FLOAT64_TOL, 'attention');
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
 });
 
 describe('compareWithPlain (the one measurement of the demo, the paper and the bench)', () => {

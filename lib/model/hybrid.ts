@@ -29,7 +29,7 @@ import type { Ops } from '../ops.js';
 import { silu } from '../ref/activations.js';
 import { rmsnorm } from '../ref/norm.js';
 import { applyRope, ropeInvFreq } from '../ref/rope.js';
-import { Tensor } from '../tensor.js';
+import { Tensor, markFinite } from '../tensor.js';
 import type { LlamaConfig, MambaConfig } from './config.js';
 import type { WeightStore } from './weights.js';
 import type { MambaStateStore } from './state_store.js';
@@ -143,6 +143,8 @@ function repeatEachOnce(key: object, t: Tensor, times: number, shape: number[]):
   const hit = m.get(k);
   if (hit && hit.src.length === t.size && hit.src.every((v, i) => v === t.data[i])) return hit.out;
   const out = repeatEach(t, times, shape);
+  // copies of finite weights: marked, so the ops reading them at every step do not rescan them (never written)
+  if (out.data.every(Number.isFinite)) markFinite(out.data);
   m.set(k, { src: Float64Array.from(t.data), out });
   return out;
 }
@@ -185,7 +187,7 @@ async function attentionMixer(ops: Ops, m: HybridModel, p: string, x: Tensor, ca
   );
   const v = heads(await ops.linear(x, W.get(`${p}.self_attn.v_proj.weight`), attnBias(c, W, `${p}.self_attn.v_proj.bias`)), c.numKvHeads);
   writeKv(cache, k, v, pos0, batch, c.numKvHeads, c.headDim, c.maxPositionEmbeddings);
-  const y = cachedAttention(q, cache, pos0 + L, c.numKvHeads); // query t sits at position pos0 + t
+  const y = cachedAttention(q, cache, pos0 + L, c.numKvHeads, ops); // query t sits at position pos0 + t
   return ops.linear(
     y.transpose([0, 2, 1, 3]).reshape([batch, L, c.numHeads * c.headDim]),
     W.get(`${p}.self_attn.o_proj.weight`),
@@ -224,11 +226,16 @@ export function writeKv(cache: AttentionCache, k: Tensor, v: Tensor, pos0: numbe
  * Every sum runs in the plain order (q · k_j over i = 0 … hd−1, Σ exp over j, out_i over j from 0), but four
  * independent sums at a time — four keys' dot products, four output channels — so the loop is not bound by
  * the latency of one chain of additions (a verify window's attention ran at ~0.3 GFLOP/s as one chain, an
- * add's latency per multiply-add). The same operations on the same values, so the same bits.
+ * add's latency per multiply-add). The same operations on the same values, so the same bits. For a window of
+ * queries (verify, prefill) a backend with `ops.cachedAttention` (wasm-simd) runs the two products as SIMD
+ * kernels around the same `softmaxPrefix`, again the same bits (spec/speculative.spec.ts compares the two).
  */
-export function cachedAttention(q: Tensor, cache: AttentionCache, T: number, Hkv: number): Tensor {
+export function cachedAttention(q: Tensor, cache: AttentionCache, T: number, Hkv: number, ops?: Pick<Ops, 'cachedAttention'>): Tensor {
   const [batch, H, L, hd] = q.shape as [number, number, number, number];
   const qd = q.data instanceof Float64Array ? q.data : Float64Array.from(q.data);
+  // one query per head (decode): copying the keys and values into the kernel's memory costs what it saves
+  if (ops?.cachedAttention && L > 1)
+    return new Tensor(ops.cachedAttention(qd, { batch, H, L, hd, Hkv, cap: cache.cap, T }, cache.k, cache.v, softmaxPrefix), [batch, H, L, hd], 'attention');
   const K = cache.k;
   const V = cache.v;
   const out = new Float64Array(batch * H * L * hd);
@@ -242,15 +249,20 @@ export function cachedAttention(q: Tensor, cache: AttentionCache, T: number, Hkv
         const n = T - L + t + 1; // keys 0 … n−1 are visible to this query
         const qo = ((b * H + h) * L + t) * hd;
         scores(qd, qo, K, kv, hd, n, scale, s);
-        let mx = -Infinity;
-        for (let j = 0; j < n; j++) if (s[j]! > mx) mx = s[j]!;
-        let z = 0;
-        for (let j = 0; j < n; j++) z += s[j] = Math.exp(s[j]! - mx);
-        for (let j = 0; j < n; j++) s[j] = s[j]! / z;
+        softmaxPrefix(s, 0, n);
         weightedValues(s, V, kv, hd, n, out, qo);
       }
     }
   return new Tensor(out, [batch, H, L, hd], 'attention');
+}
+
+/** s[off … off+n−1] ← softmax of those scores, in place: exp(s_j − max s) / Σ exp(s − max s), sums in order. */
+export function softmaxPrefix(s: Float64Array, off: number, n: number): void {
+  let mx = -Infinity;
+  for (let j = off; j < off + n; j++) if (s[j]! > mx) mx = s[j]!;
+  let z = 0;
+  for (let j = off; j < off + n; j++) z += s[j] = Math.exp(s[j]! - mx);
+  for (let j = off; j < off + n; j++) s[j] = s[j]! / z;
 }
 
 /** s_j = (q · k_j)·scale for keys j < n at K[kv + j·hd …], four keys at a time (four independent sums). */

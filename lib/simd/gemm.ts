@@ -37,6 +37,8 @@ interface Exports {
   gemm(a: number, bp: number, c: number, M: number, N: number, K: number, n0: number, n1: number, accumulate: number): void;
   readSum(p: number, n: number): number;
   multistep(...args: number[]): void;
+  attnScores(qT: number, R2: number, K: number, hd: number, ns: number, R: number, scale: number, S: number, T: number): void;
+  attnValues(W: number, T: number, V: number, hd: number, ns: number, R: number, O: number): void;
   dataEnd(): number;
 }
 
@@ -59,10 +61,14 @@ export interface SimdMultistepArgs {
 
 const PAGE = 65536;
 const NR = 8;
-/** Below this many flops (2·M·N·K) a product runs on the calling thread alone. */
-/** 8 MFLOP: below it, waking a worker costs more than the half of the product it would take (a decode
- * window's vocabulary projection, 2·5·2048·128 FLOP, ran faster on one thread). */
-export const MIN_PARALLEL_FLOP = 1 << 23;
+/**
+ * Below this many flops (2·M·N·K) a product runs on the calling thread alone: 2 MFLOP, where waking a worker
+ * starts to pay. On this machine (2 cores, 2026-12-01) a d128 verify window's vocabulary projection
+ * 2048×128 took 215 → 128 µs for 5 rows and 296 → 171 µs for 8 rows on two threads, and about the same
+ * for 4 rows (106–158 vs 99–136, noisy); one row (0.5 MFLOP, decode) and the 8 × 388 × 128 in-projection
+ * (0.8 MFLOP) stay on one. (The earlier 8 MFLOP came from a run where 5 rows were faster on one thread.)
+ */
+export const MIN_PARALLEL_FLOP = 1 << 21;
 
 // control block of a worker (Int32): [generation, done, ap, bp, cp, M, N, K, n0, n1, accumulate]
 const WORKER_JS = `
@@ -260,6 +266,58 @@ export class SimdGemm {
     this.x.multistep(...ins, batch, dim, N, K1, r, s, G, a.deltaSoftplus ? 1 : 0, out, hJ, hK);
     const read = (p: number, n: number) => new Float32Array(this.memory.buffer, p, n).slice();
     return { out: read(out, batch * s * dim), hJ: read(hJ, states), hK: read(hK, states) };
+  }
+
+  /**
+   * Cached causal attention in float64 (asm/attention.ts for the two products, `softmax` in JavaScript
+   * between them): q (batch, H, L, hd), query t at position T − L + t; K and V the cache buffers
+   * (batch, Hkv, cap, hd) whose first T positions are valid; head h reads kv head ⌊h / (H/Hkv)⌋. The same
+   * sums in the same order as lib/model/hybrid.ts's loop, so the same bits. Returns (batch, H, L, hd).
+   */
+  cachedAttention(
+    q: Float64Array,
+    sh: { batch: number; H: number; L: number; hd: number; Hkv: number; cap: number; T: number },
+    K: Float64Array,
+    V: Float64Array,
+    softmax: (s: Float64Array, off: number, n: number) => void,
+  ): Float64Array {
+    const { batch, H, L, hd, Hkv, cap, T } = sh;
+    const groups = H / Hkv;
+    const R = groups * L;
+    const R2 = R + (R % 2);
+    const kv = T * hd;
+    const pK = align(this.residentTop);
+    const pV = align(pK + kv * 8);
+    const pQ = align(pV + kv * 8);
+    const pN = align(pQ + hd * R2 * 8);
+    const pS = align(pN + R * 4);
+    const pO = align(pS + R * T * 8);
+    this.ensure(pO + R * hd * 8);
+    const mem = this.memory.buffer;
+    const [mK, mV, mQ, mS, mO] = [pK, pV, pQ, pS, pO].map((p, i) => new Float64Array(mem, p, [kv, kv, hd * R2, R * T, R * hd][i]));
+    const mN = new Int32Array(mem, pN, R);
+    for (let r = 0; r < R; r++) mN[r] = T - L + (r % L) + 1;
+    if (R2 > R) for (let i = 0; i < hd; i++) mQ![i * R2 + R] = 0;
+    const out = new Float64Array(batch * H * L * hd);
+    const scale = 1 / Math.sqrt(hd);
+    for (let b = 0; b < batch; b++)
+      for (let g = 0; g < Hkv; g++) {
+        const src = (b * Hkv + g) * cap * hd;
+        mK!.set(K.subarray(src, src + kv));
+        mV!.set(V.subarray(src, src + kv));
+        for (let r = 0; r < R; r++) {
+          const qo = ((b * H + g * groups + Math.floor(r / L)) * L + (r % L)) * hd;
+          for (let i = 0; i < hd; i++) mQ![i * R2 + r] = q[qo + i]!;
+        }
+        this.x.attnScores(pQ, R2, pK, hd, pN, R, scale, pS, T);
+        for (let r = 0; r < R; r++) softmax(mS!, r * T, mN[r]!);
+        this.x.attnValues(pS, T, pV, hd, pN, R, pO);
+        for (let r = 0; r < R; r++) {
+          const qo = ((b * H + g * groups + Math.floor(r / L)) * L + (r % L)) * hd;
+          out.set(mO!.subarray(r * hd, (r + 1) * hd), qo);
+        }
+      }
+    return out;
   }
 
   /** Σ a by the SIMD read of `readBandwidth` (float32 accumulators: for checking that read, not for precision). */

@@ -20,7 +20,8 @@ import { randomLlama } from '../lib/model/random.js';
 import { convert, saveModel } from '../lib/model/convert.js';
 import { relError } from '../lib/tensor.js';
 import { portLogits, portModelOf } from './example_port.js';
-import { forward, newCache, type HybridModel } from '../lib/model/hybrid.js';
+import { forward, kvTensors, newCache, type HybridModel } from '../lib/model/hybrid.js';
+import { WeightStore } from '../lib/model/weights.js';
 import { loadModel } from '../lib/model/load.js';
 import { attentionLayersFor, parseLlamaConfig, ConfigError } from '../lib/model/config.js';
 import { generate, samplingDistribution, sampleToken } from '../lib/model/generate.js';
@@ -326,6 +327,59 @@ describe('generation', () => {
         },
       ),
       { numRuns: 20 },
+    );
+  });
+
+  it('the fused Llama step (lib/model/llama_step.ts) = the generic forward on wasm-simd, bit for bit: logits and KV caches, 1–3 tokens a call, GQA, tied embeddings, attention biases, widths across the 256 block; a replaced weight tensor is picked up (numRuns 12)', async () => {
+    const ops = await getOps('wasm-simd');
+    const bits = (t: Tensor) => Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({
+          hidden: fc.constantFrom(16, 32, 48, 272),
+          layers: fc.integer({ min: 1, max: 2 }),
+          kvHeads: fc.constantFrom(1, 2, 4),
+          tie: fc.boolean(),
+          bias: fc.boolean(),
+          steps: fc.array(fc.integer({ min: 1, max: 3 }), { minLength: 2, maxLength: 5 }),
+          seed: fc.nat(1000),
+        }),
+        async (s) => {
+          const base = randomLlama({ vocab: 61, hidden: s.hidden, intermediate: 40, layers: s.layers, heads: 4, kvHeads: s.kvHeads, tie: s.tie }, s.seed);
+          const r = new Rng(s.seed + 1);
+          const tensors = new Map(base.weights.tensors);
+          if (s.bias)
+            for (let i = 0; i < s.layers; i++)
+              for (const [p, n] of [
+                ['q', s.hidden],
+                ['k', s.kvHeads * (s.hidden / 4)],
+                ['v', s.kvHeads * (s.hidden / 4)],
+                ['o', s.hidden],
+              ] as const)
+                tensors.set(`model.layers.${i}.self_attn.${p}_proj.bias`, Tensor.normal(r, [n], 0, 0.5));
+          const m: HybridModel = { llama: { ...base.llama, attentionBias: s.bias }, weights: new WeightStore(tensors) };
+          const fused = newCache(m, 1);
+          const plain = newCache(m, 1);
+          await forward(ops, m, [[1, 2, 3, 4, 5]], fused);
+          await forward(ops, m, [[1, 2, 3, 4, 5]], plain);
+          for (const [n, L] of s.steps.entries()) {
+            if (n === 1) tensors.set('model.norm.weight', Tensor.normal(r, [s.hidden], 1, 0.1)); // replaced mid-decode
+            const ids = Array.from({ length: L }, (_, t) => (7 * n + 3 * t + s.seed) % 61);
+            const a = await forward(ops, m, [ids], fused);
+            const b = await forward(ops, m, [ids], plain, { fused: false });
+            expect(a.shape).toEqual(b.shape);
+            expect(Buffer.compare(bits(a), bits(b))).toBe(0);
+          }
+          for (const [i, lc] of fused.layers.entries()) {
+            const pl = plain.layers[i]!;
+            if (lc.kind !== 'attention' || pl.kind !== 'attention') throw new Error('a Llama has attention layers only');
+            const kv = (c: typeof lc) => kvTensors(c, fused.length, 1, s.kvHeads, s.hidden / 4);
+            expect(Buffer.compare(bits(kv(lc).k), bits(kv(pl).k))).toBe(0);
+            expect(Buffer.compare(bits(kv(lc).v), bits(kv(pl).v))).toBe(0);
+          }
+        },
+      ),
+      { numRuns: 12 },
     );
   });
 

@@ -33,6 +33,7 @@ import { Tensor, markFinite } from '../tensor.js';
 import type { LlamaConfig, MambaConfig } from './config.js';
 import type { WeightStore } from './weights.js';
 import type { MambaStateStore } from './state_store.js';
+import { fusedStepApplies, llamaStep } from './llama_step.js';
 
 // ---------------------------------------------------------------- model description
 
@@ -493,9 +494,11 @@ async function mamba2Mixer(ops: Ops, m: HybridModel, p: string, o: Tensor, cache
 
 /**
  * Run `ids` (batch × L token ids) through the model from the state in `cache` (which is advanced), and
- * return the logits (batch, L, vocab). L = 1 takes the decode path of the Mamba layers.
+ * return the logits (batch, L, vocab). L = 1 takes the decode path of the Mamba layers. A plain Llama
+ * decoding one token on wasm-simd runs the fused step of ./llama_step.ts instead (same bits; `fused: false`
+ * keeps this path, for comparing the two).
  */
-export async function forward(ops: Ops, m: HybridModel, ids: number[][], cache: ModelCache): Promise<Tensor> {
+export async function forward(ops: Ops, m: HybridModel, ids: number[][], cache: ModelCache, opts: { fused?: boolean } = {}): Promise<Tensor> {
   const c = m.llama;
   const W = m.weights;
   const batch = ids.length;
@@ -513,6 +516,17 @@ export async function forward(ops: Ops, m: HybridModel, ids: number[][], cache: 
       `at most max_position_embeddings = ${c.maxPositionEmbeddings} positions in all (${cache.length} already in the cache)`,
       cache.length + L,
     );
+  // a plain Llama decoding a token or a few on wasm-simd: fused steps, one token each, the same arithmetic (./llama_step.ts)
+  if (opts.fused !== false && fusedStepApplies(ops, m, batch, L)) {
+    const row = ids[0]!;
+    row.forEach((id, t) => {
+      if (!Number.isInteger(id) || id < 0 || id >= c.vocabSize) throw new ArgumentError(`ids[0][${t}]`, `a token id in [0, ${c.vocabSize})`, id);
+    });
+    if (L === 1) return llamaStep(m, row[0]!, cache);
+    const logits = new Float32Array(L * c.vocabSize);
+    row.forEach((id, t) => logits.set(llamaStep(m, id, cache).data, t * c.vocabSize));
+    return new Tensor(logits, [1, L, c.vocabSize], 'linear');
+  }
   const emb = W.get('model.embed_tokens.weight');
   const dModel = c.hiddenSize;
   const h = Tensor.zeros([batch, L, dModel], ops.dtype === 'float64' ? 'float64' : 'float32', 'hidden');

@@ -1,0 +1,188 @@
+/**
+ * One decode step of a plain Llama (every layer attention), batch 1, one token, on the wasm-simd backend —
+ * fused in the manner of llama2.c's run.c: the weights are looked up and the buffers allocated once per
+ * model, every product is a direct call into the SIMD kernels (lib/simd/gemm.ts), and nothing between them
+ * builds a tensor or re-checks a shape (`forward` has checked the token and the cache before coming here).
+ *
+ *   h = embed(id)
+ *   for each layer:   x = rmsnorm(h)·w₁;  q, k = rope(x·W_qᵀ, x·W_kᵀ);  v = x·W_vᵀ;  append k, v to the cache
+ *                     h += attention(q, K, V)·W_oᵀ
+ *                     x = rmsnorm(h)·w₂;  h += (silu(x·W_gateᵀ) ⊙ x·W_upᵀ)·W_downᵀ
+ *   logits = rmsnorm(h)·w · W_headᵀ
+ *
+ * It is lib/model/hybrid.ts `forward` on that backend operation for operation — the same float64 norm,
+ * RoPE and attention on the same float32 values, the same products, the same roundings into the float32
+ * hidden state — so the logits and the caches are the same to the bit (spec/models.spec.ts compares the two
+ * on random Llamas). `forward` takes this path by itself when it applies (`fusedStepApplies`); a speculative
+ * draft, the teacher's generation and the demo all decode through it. Per token on the shipped 1-layer draft
+ * it removes most of what is not arithmetic (tensor objects, per-op checks, awaits, name lookups).
+ */
+import { silu } from '../ref/activations.js';
+import { applyRope, ropeInvFreq } from '../ref/rope.js';
+import { SimdGemm } from '../simd/gemm.js';
+import { Tensor } from '../tensor.js';
+import type { Ops } from '../ops.js';
+import { cachedAttention, writeKv, type AttentionCache, type HybridModel, type ModelCache } from './hybrid.js';
+
+type FloatArray = Float32Array | Float64Array;
+
+/**
+ * The step applies to a plain Llama, one row, on wasm-simd, and `forward` takes it for up to
+ * FUSED_MAX_TOKENS tokens, one step each: per row the products, the norms, RoPE and attention do the same
+ * arithmetic whether the rows come together or one by one (a speculative draft catching up on two accepted
+ * tokens); past that, the products over several rows at once win.
+ */
+export const FUSED_MAX_TOKENS = 3;
+export function fusedStepApplies(ops: Ops, m: HybridModel, batch: number, L: number): boolean {
+  return ops.name === 'wasm-simd' && !m.mamba && batch === 1 && L >= 1 && L <= FUSED_MAX_TOKENS;
+}
+
+interface LayerPlan {
+  ln1: FloatArray;
+  q: FloatArray;
+  k: FloatArray;
+  v: FloatArray;
+  o: FloatArray;
+  bq?: FloatArray;
+  bk?: FloatArray;
+  bv?: FloatArray;
+  bo?: FloatArray;
+  ln2: FloatArray;
+  gate: FloatArray;
+  up: FloatArray;
+  down: FloatArray;
+}
+
+/** Weights looked up once and buffers allocated once, for one model (rebuilt when a weight tensor is replaced). */
+interface Plan {
+  /** every weight tensor the plan holds, by name: a replaced one (`tensors.set`) makes a new plan */
+  held: Array<[string, Tensor]>;
+  layers: LayerPlan[];
+  emb: FloatArray;
+  norm: FloatArray;
+  head: FloatArray;
+  inv: Float64Array;
+  h: Float32Array; // the hidden state, float32 as on every float32 backend
+  x: Float64Array; // a normed row
+  q: Float32Array;
+  k: Float32Array;
+  v: Float32Array;
+  o: Float32Array;
+  g: Float32Array;
+  u: Float32Array;
+  a: Float32Array;
+}
+
+const plans = new WeakMap<HybridModel, Plan>();
+
+function planOf(m: HybridModel): Plan {
+  const W = m.weights;
+  const old = plans.get(m);
+  if (old && old.held.every(([name, t]) => W.tensors.get(name) === t)) return old;
+  const c = m.llama;
+  const held: Array<[string, Tensor]> = [];
+  const get = (name: string): FloatArray => {
+    const t = W.get(name); // marks the array immutable (so its packed copy stays resident) and finite
+    held.push([name, W.tensors.get(name)!]);
+    return t.data;
+  };
+  const bias = (name: string) => (c.attentionBias ? get(name) : undefined);
+  const layers = Array.from({ length: c.numLayers }, (_, i): LayerPlan => {
+    const p = `model.layers.${i}`;
+    const a = `${p}.self_attn`;
+    return {
+      ln1: get(`${p}.input_layernorm.weight`),
+      q: get(`${a}.q_proj.weight`),
+      k: get(`${a}.k_proj.weight`),
+      v: get(`${a}.v_proj.weight`),
+      o: get(`${a}.o_proj.weight`),
+      bq: bias(`${a}.q_proj.bias`),
+      bk: bias(`${a}.k_proj.bias`),
+      bv: bias(`${a}.v_proj.bias`),
+      bo: bias(`${a}.o_proj.bias`),
+      ln2: get(`${p}.post_attention_layernorm.weight`),
+      gate: get(`${p}.mlp.gate_proj.weight`),
+      up: get(`${p}.mlp.up_proj.weight`),
+      down: get(`${p}.mlp.down_proj.weight`),
+    };
+  });
+  const emb = get('model.embed_tokens.weight');
+  const d = c.hiddenSize;
+  const plan: Plan = {
+    held,
+    layers,
+    emb,
+    norm: get('model.norm.weight'),
+    head: c.tieWordEmbeddings && !W.has('lm_head.weight') ? emb : get('lm_head.weight'),
+    inv: ropeInvFreq(c.headDim, c.ropeTheta, c.ropeScaling),
+    h: new Float32Array(d),
+    x: new Float64Array(d),
+    q: new Float32Array(c.numHeads * c.headDim),
+    k: new Float32Array(c.numKvHeads * c.headDim),
+    v: new Float32Array(c.numKvHeads * c.headDim),
+    o: new Float32Array(d),
+    g: new Float32Array(c.intermediateSize),
+    u: new Float32Array(c.intermediateSize),
+    a: new Float32Array(c.intermediateSize),
+  };
+  plans.set(m, plan);
+  return plan;
+}
+
+/** x ← rmsnorm(h)·w: lib/ref/norm.ts rmsnormRows for one row, written into x. */
+function rmsnormInto(h: Float32Array, w: FloatArray, eps: number, x: Float64Array): void {
+  const d = h.length;
+  let ss = 0;
+  for (let i = 0; i < d; i++) ss += h[i]! ** 2;
+  const k = 1 / Math.sqrt(ss / d + eps);
+  for (let i = 0; i < d; i++) x[i] = h[i]! * k * w[i]!;
+}
+
+/** y = x·Wᵀ (+ b) into y: the wasm-simd backend's `linear` (x rounded to float32; bias added in float32). */
+function linearInto(g: SimdGemm, x: FloatArray, W: FloatArray, y: Float32Array, b?: FloatArray): void {
+  g.linear(x, 1, x.length, W, y.length, true, y);
+  if (b) for (let o = 0; o < y.length; o++) y[o]! += Math.fround(b[o]!);
+}
+
+/** h += d, elementwise into the float32 hidden state. */
+function addInto(h: Float32Array, d: Float32Array): void {
+  for (let i = 0; i < h.length; i++) h[i]! += d[i]!;
+}
+
+/** One token through the model from `cache` (advanced by one position); the logits (1, 1, vocab), float32. */
+export function llamaStep(m: HybridModel, id: number, cache: ModelCache): Tensor {
+  const c = m.llama;
+  const g = SimdGemm.shared();
+  const P = planOf(m);
+  const { h, x } = P;
+  const d = c.hiddenSize;
+  const { numHeads: H, numKvHeads: Hkv, headDim: hd } = c;
+  const pos = cache.length;
+  h.set(P.emb.subarray(id * d, (id + 1) * d));
+  for (let i = 0; i < P.layers.length; i++) {
+    const Lw = P.layers[i]!;
+    const lc = cache.layers[i] as AttentionCache;
+    rmsnormInto(h, Lw.ln1, c.rmsNormEps, x);
+    linearInto(g, x, Lw.q, P.q, Lw.bq);
+    linearInto(g, x, Lw.k, P.k, Lw.bk);
+    linearInto(g, x, Lw.v, P.v, Lw.bv);
+    // one token: (1, 1, heads·hd) is already (1, heads, 1, hd)
+    const q = applyRope(new Tensor(P.q, [1, H, 1, hd]), [pos], P.inv);
+    const k = applyRope(new Tensor(P.k, [1, Hkv, 1, hd]), [pos], P.inv);
+    writeKv(lc, k, new Tensor(P.v, [1, Hkv, 1, hd]), pos, 1, Hkv, hd, c.maxPositionEmbeddings);
+    const att = cachedAttention(q, lc, pos + 1, Hkv).data; // (1, H, 1, hd) = (1, 1, H·hd)
+    linearInto(g, att, Lw.o, P.o, Lw.bo);
+    addInto(h, P.o);
+    rmsnormInto(h, Lw.ln2, c.rmsNormEps, x);
+    linearInto(g, x, Lw.gate, P.g);
+    linearInto(g, x, Lw.up, P.u);
+    for (let j = 0; j < P.a.length; j++) P.a[j] = silu(P.g[j]!) * P.u[j]!;
+    linearInto(g, P.a, Lw.down, P.o);
+    addInto(h, P.o);
+  }
+  cache.length += 1;
+  rmsnormInto(h, P.norm, c.rmsNormEps, x);
+  const logits = new Float32Array(c.vocabSize);
+  linearInto(g, x, P.head, logits);
+  return new Tensor(logits, [1, 1, c.vocabSize], 'linear');
+}

@@ -137,6 +137,8 @@ const prompts = corpusPart('sotu', 'test')
   .slice(0, 3)
   .map((d) => tok.encode(d.text).slice(0, 32));
 const NEW = 64;
+/** each prompt decoded this many times both ways (interleaved), the fastest of each kept: this VM's speed drifts by 1.5× over seconds */
+const REPEATS = 5;
 interface SpecRow extends Comparison {
   target: string;
 }
@@ -147,7 +149,7 @@ for (const target of remeasure ? ['mamba2-50', 'mamba2-0'] : []) {
   for (let K = 1; K <= 8; K++) {
     const row = {
       target,
-      ...(await compareWithPlain(ops, m, () => new ModelDrafter(ops, draft, K + 1, 'lazy'), prompts, { K, maxNewTokens: NEW, repeats: 3 })),
+      ...(await compareWithPlain(ops, m, () => new ModelDrafter(ops, draft, K + 1, 'lazy'), prompts, { K, maxNewTokens: NEW, repeats: REPEATS })),
     };
     spec.push(row);
     console.error(
@@ -170,7 +172,7 @@ function agreement(): string[] {
     `- **Table 9, replacing beats dropping**: agrees, by far (${(r('drop-50') / r('mamba2-50')).toFixed(2)}× and ${(r('drop-25') / r('mamba2-25')).toFixed(2)}× the perplexity when the layers are dropped, even though the dropped model trains all its parameters).`,
     `- **Stepwise beats one shot**: does not hold here at equal total tokens: ${r('mamba2-stepwise-0').toFixed(2)} stepwise against ${r('mamba2-0').toFixed(2)} one shot — each of the three stages gets a third of the tokens, and at this budget the last stage has too few.`,
     `- **SFT and DPO**: toy-sized stages that run and are checked (DPO's loss and gradient against closed forms and finite differences); on this corpus SFT does not lower the held-out perplexity (${r('mamba2-50').toFixed(2)} → ${r('mamba2-50-sft').toFixed(2)}) and DPO moves the implicit reward only a little towards the chosen continuations; the paper's gains are on chat benchmarks this toy has no equivalent of.`,
-    `- **Speculative decoding**: output identical to plain greedy decoding in every row; best ×${b50.speedup.toFixed(2)} for the 50% hybrid (K = ${b50.K}) and ×${b0.speedup.toFixed(2)} for the pure Mamba-2 target (K = ${b0.K}), against 1.8–1.9× (hybrids) and 1.7–2.6× (pure Mamba) in the paper. The issue asked for ≥ 1.5× on the 50% hybrid: not reached — at d_model 128 on this CPU speculative decoding about breaks even. Where the time goes (50% hybrid, K = ${b50.K}): plain decoding takes ${perToken(b50).toFixed(2)} ms a token; a verify window of ${b50.K + 1} tokens takes ${(b50.verifyMs / b50.rounds).toFixed(2)} ms (${(b50.verifyMs / b50.rounds / perToken(b50)).toFixed(1)}× a token) and the draft ${(b50.draftMs / b50.rounds).toFixed(2)} ms per round, so ${b50.tokensPerVerify.toFixed(2)} tokens per round cost ${((b50.verifyMs + b50.draftMs) / b50.rounds).toFixed(2)} ms. Below ~2 MFLOP per product the window's work is JavaScript between small kernels (shape checks, copies, the cached-attention loop, the lazy state's bookkeeping), which grows with the window, not the arithmetic a GPU or a fused verify step would amortise. (Earlier runs of this page gave ×1.44 at K = 3. Bisected: the drop comes with commit b437179, which took a per-channel allocation out of the conv's decode-time state update; in a standalone run a plain token became ~1.35× cheaper (1.40 → 1.04 ms) while the verify window, which updates the conv through its circular-buffer path, did not change — the speedup was partly the plain path's waste.)`,
+    `- **Speculative decoding**: output identical to plain greedy decoding in every row; best ×${b50.speedup.toFixed(2)} for the 50% hybrid (K = ${b50.K}) and ×${b0.speedup.toFixed(2)} for the pure Mamba-2 target (K = ${b0.K}), against 1.8–1.9× (hybrids) and 1.7–2.6× (pure Mamba) in the paper. The issue asked for ≥ 1.5× on the 50% hybrid: ${b50.speedup >= 1.5 ? 'reached' : `not reached (×${(Math.floor(b50.speedup * 1000) / 1000).toFixed(3)}; this VM's speed drifts by ±20% between rows, so the best K and its figure move by about ±0.1 from run to run)`}. Where the time goes (50% hybrid, K = ${b50.K}): plain decoding takes ${perToken(b50).toFixed(2)} ms a token; a verify window of ${b50.K + 1} tokens takes ${(b50.verifyMs / b50.rounds).toFixed(2)} ms (${(b50.verifyMs / b50.rounds / perToken(b50)).toFixed(1)}× a token) and the draft ${(b50.draftMs / b50.rounds).toFixed(2)} ms per round (${(b50.draftMs / b50.rounds / perToken(b50)).toFixed(1)}× a target token for ${b50.K} draft tokens), so ${b50.tokensPerVerify.toFixed(2)} tokens per round cost ${((b50.verifyMs + b50.draftMs) / b50.rounds).toFixed(2)} ms. The window's matrix products are compute-bound on this CPU (~23 GFLOP/s a core without fused multiply-add, \`bench/verify-products.ts\`), so ${b50.K + 1} rows cost about ${b50.K} times one row's; the rest is each layer's glue in JavaScript (the conv, the gated norm, copies, the lazy state's bookkeeping). Since 2026-12-01 MultiStep and the cached attention's products are SIMD kernels and the Llama draft decodes through a fused step (0.38 → 0.18 ms a token); before that the best rows were ×1.07 and ×1.19, and earlier still ×1.44 at K = 3, before commit b437179 made a plain token ~1.35× cheaper while the verify window stayed as it was.`,
   ];
 }
 
@@ -277,7 +279,7 @@ const md = [
   '',
   '## Speculative decoding with a trained draft',
   '',
-  `Draft: \`models/draft-small\` (1-layer Llama, test ppl ${ppl.draft!.ppl.toFixed(2)}). Backend wasm-simd, greedy, ${prompts.length} prompts of 32 test tokens, ${NEW} new tokens each, each decoded 3 times both ways and the fastest kept; speedup = plain decoding time / speculative decoding time after the prompt (the prefill, the same in both, left out; with it in the last column), draft cost included, same prompts, same run; "identical" = the speculative tokens equal plain greedy decoding's.`,
+  `Draft: \`models/draft-small\` (1-layer Llama, test ppl ${ppl.draft!.ppl.toFixed(2)}). Backend wasm-simd, greedy, ${prompts.length} prompts of 32 test tokens, ${NEW} new tokens each, each decoded ${REPEATS} times both ways (interleaved) and the fastest kept; speedup = plain decoding time / speculative decoding time after the prompt (the prefill, the same in both, left out; with it in the last column), draft cost included, same prompts, same run; "identical" = the speculative tokens equal plain greedy decoding's.`,
   '',
   '| target | K | acceptance | tokens per verify | speedup | identical | speedup with prefill |',
   '| --- | ---: | ---: | ---: | ---: | --- | ---: |',

@@ -209,26 +209,29 @@ function extract(v: v128, j: i32): f32 {
 export function gemm(a: usize, bp: usize, c: usize, M: i32, N: i32, K: i32, n0: i32, n1: i32, accumulate: bool): void {
   const lda = <usize>K << 2;
   const ldc = <usize>N << 2;
+  if (M == 1) {
+    // one row (decode): four panels at a time, each group's K blocks one after another, so every panel is read
+    // front to back as one stream (blocks outermost jumped between panels every 8 KiB). Per column the same
+    // block sums added in the same order as below, so the same bits.
+    const panelBytes = (<usize>K * <usize>NR) << 2;
+    let n = n0;
+    for (; n + 4 * NR <= n1; n += 4 * NR)
+      for (let k0 = 0; k0 < K; k0 += KC) kernel1x32(a, bp + <usize>(n / NR) * panelBytes, panelBytes, c + (<usize>n << 2), k0, min(K, k0 + KC), accumulate || k0 > 0);
+    for (; n < n1; n += NR)
+      for (let k0 = 0; k0 < K; k0 += KC) kernel1x8(a, bp + <usize>(n / NR) * panelBytes, c + (<usize>n << 2), k0, min(K, k0 + KC), accumulate || k0 > 0, min(NR, n1 - n));
+    return;
+  }
   if (M < MR) {
-    // a few rows (decode, a small verify window): one row against four panels at a time; two or three rows
-    // against two panels, each weight vector loaded once for all of them
+    // two or three rows (a small verify window): two panels at a time, each weight vector loaded once for all
+    // of them; a ragged last panel row by row
     const panelBytes = (<usize>K * <usize>NR) << 2;
     for (let k0 = 0; k0 < K; k0 += KC) {
       const k1 = min(K, k0 + KC);
       const acc = accumulate || k0 > 0;
-      if (M > 1) {
-        // 2 or 3 rows: every weight vector read once for all of them, two panels at a time; a ragged last panel row by row
-        let n = n0;
-        for (; n + 2 * NR <= n1; n += 2 * NR) kernelRowsx16(M, a, lda, bp + <usize>(n / NR) * panelBytes, panelBytes, c + (<usize>n << 2), ldc, k0, k1, acc);
-        for (; n < n1; n += NR)
-          for (let i = 0; i < M; i++) kernel1x8(a + <usize>i * lda, bp + <usize>(n / NR) * panelBytes, c + <usize>i * ldc + (<usize>n << 2), k0, k1, acc, min(NR, n1 - n));
-        continue;
-      }
-      for (let i = 0; i < M; i++) {
-        let n = n0;
-        for (; n + 4 * NR <= n1; n += 4 * NR) kernel1x32(a + <usize>i * lda, bp + <usize>(n / NR) * panelBytes, panelBytes, c + <usize>i * ldc + (<usize>n << 2), k0, k1, acc);
-        for (; n < n1; n += NR) kernel1x8(a + <usize>i * lda, bp + <usize>(n / NR) * panelBytes, c + <usize>i * ldc + (<usize>n << 2), k0, k1, acc, min(NR, n1 - n));
-      }
+      let n = n0;
+      for (; n + 2 * NR <= n1; n += 2 * NR) kernelRowsx16(M, a, lda, bp + <usize>(n / NR) * panelBytes, panelBytes, c + (<usize>n << 2), ldc, k0, k1, acc);
+      for (; n < n1; n += NR)
+        for (let i = 0; i < M; i++) kernel1x8(a + <usize>i * lda, bp + <usize>(n / NR) * panelBytes, c + <usize>i * ldc + (<usize>n << 2), k0, k1, acc, min(NR, n1 - n));
     }
     return;
   }

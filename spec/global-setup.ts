@@ -5,7 +5,8 @@
  * fresh folder of this run, `<tmp>/mil-suite-XXXXXX` (the test files are forked after this setup, so they
  * inherit it). At the end that folder must be empty — whatever a test made there it had to remove; only the
  * tsx loader's own compile cache may stay — and is then removed. Anything left fails the run (vitest only reports errors thrown here, so the exit code is set
- * by hand). Other processes using the temp folder at the same time cannot disturb the check.
+ * by hand). Other processes using the temp folder at the same time cannot disturb the check. A run killed by
+ * SIGINT, SIGTERM or SIGHUP removes the folder on its way out.
  */
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,6 +17,12 @@ let root = '';
 export function setup(): void {
   root = mkdtempSync(join(tmpdir(), 'mil-suite-'));
   process.env.TMPDIR = root;
+  // a run stopped from outside (Ctrl-C, `timeout`, CI cancelling) skips teardown: remove the folder then too
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const)
+    process.once(sig, () => {
+      rmSync(root, { recursive: true, force: true });
+      process.kill(process.pid, sig); // then die of the signal as before (once: this handler is gone)
+    });
 }
 
 /** tsx's compile cache (`tsx-<user>`), made on purpose by the loader of the `mil` subprocesses; removed with the folder. */

@@ -43,56 +43,13 @@ export function transpose(a: usize, M: i32, K: i32, out: usize): void {
     for (let k = 0; k < K; k++) store<f32>(out + ((<usize>k * <usize>M + <usize>i) << 2), load<f32>(a + ((<usize>i * <usize>K + <usize>k) << 2)));
 }
 
+// Four rows × 8 columns (8 accumulators), or five (10) for the last five rows of a block whose row count is
+// 1 more than a multiple of 4 — a verify window of K + 1 = 5 or 9 tokens — instead of a 4-row pass and a lone
+// 1×8 row (which costs about half a 4-row pass by itself). `five` is a constant at each call site, so the
+// inlined copies carry no branch. Per column the same additions in the same order either way.
 // @ts-ignore: decorator
 @inline
-function kernel4x8(a: usize, lda: usize, bp: usize, c: usize, ldc: usize, k0: i32, k1: i32, accumulate: bool, cols: i32): void {
-  let c00 = f32x4.splat(0), c01 = f32x4.splat(0), c10 = f32x4.splat(0), c11 = f32x4.splat(0);
-  let c20 = f32x4.splat(0), c21 = f32x4.splat(0), c30 = f32x4.splat(0), c31 = f32x4.splat(0);
-  let pa = a + (<usize>k0 << 2);
-  let pb = bp + ((<usize>k0 * <usize>NR) << 2);
-  for (let k = k0; k < k1; k++) {
-    const b0 = v128.load(pb);
-    const b1 = v128.load(pb, 16);
-    let s = v128.load32_splat(pa);
-    c00 = f32x4.add(c00, f32x4.mul(s, b0));
-    c01 = f32x4.add(c01, f32x4.mul(s, b1));
-    s = v128.load32_splat(pa + lda);
-    c10 = f32x4.add(c10, f32x4.mul(s, b0));
-    c11 = f32x4.add(c11, f32x4.mul(s, b1));
-    s = v128.load32_splat(pa + 2 * lda);
-    c20 = f32x4.add(c20, f32x4.mul(s, b0));
-    c21 = f32x4.add(c21, f32x4.mul(s, b1));
-    s = v128.load32_splat(pa + 3 * lda);
-    c30 = f32x4.add(c30, f32x4.mul(s, b0));
-    c31 = f32x4.add(c31, f32x4.mul(s, b1));
-    pa += 4;
-    pb += 32;
-  }
-  if (cols == NR) {
-    if (accumulate) {
-      c00 = f32x4.add(c00, v128.load(c)); c01 = f32x4.add(c01, v128.load(c, 16));
-      c10 = f32x4.add(c10, v128.load(c + ldc)); c11 = f32x4.add(c11, v128.load(c + ldc, 16));
-      c20 = f32x4.add(c20, v128.load(c + 2 * ldc)); c21 = f32x4.add(c21, v128.load(c + 2 * ldc, 16));
-      c30 = f32x4.add(c30, v128.load(c + 3 * ldc)); c31 = f32x4.add(c31, v128.load(c + 3 * ldc, 16));
-    }
-    v128.store(c, c00); v128.store(c, c01, 16);
-    v128.store(c + ldc, c10); v128.store(c + ldc, c11, 16);
-    v128.store(c + 2 * ldc, c20); v128.store(c + 2 * ldc, c21, 16);
-    v128.store(c + 3 * ldc, c30); v128.store(c + 3 * ldc, c31, 16);
-  } else {
-    storePartial(c, c00, c01, cols, accumulate);
-    storePartial(c + ldc, c10, c11, cols, accumulate);
-    storePartial(c + 2 * ldc, c20, c21, cols, accumulate);
-    storePartial(c + 3 * ldc, c30, c31, cols, accumulate);
-  }
-}
-
-// Five rows × 8 columns (10 accumulators): the last five rows of a block whose row count is 1 more than a
-// multiple of 4 — a verify window of K + 1 = 5 or 9 tokens — instead of a 4×8 pass and a lone 1×8 row (which
-// costs ~half a 4-row pass by itself). Per column the additions of kernel4x8, in the same order.
-// @ts-ignore: decorator
-@inline
-function kernel5x8(a: usize, lda: usize, bp: usize, c: usize, ldc: usize, k0: i32, k1: i32, accumulate: bool, cols: i32): void {
+function kernel4x8(five: bool, a: usize, lda: usize, bp: usize, c: usize, ldc: usize, k0: i32, k1: i32, accumulate: bool, cols: i32): void {
   let c00 = f32x4.splat(0), c01 = f32x4.splat(0), c10 = f32x4.splat(0), c11 = f32x4.splat(0);
   let c20 = f32x4.splat(0), c21 = f32x4.splat(0), c30 = f32x4.splat(0), c31 = f32x4.splat(0);
   let c40 = f32x4.splat(0), c41 = f32x4.splat(0);
@@ -113,32 +70,33 @@ function kernel5x8(a: usize, lda: usize, bp: usize, c: usize, ldc: usize, k0: i3
     s = v128.load32_splat(pa + 3 * lda);
     c30 = f32x4.add(c30, f32x4.mul(s, b0));
     c31 = f32x4.add(c31, f32x4.mul(s, b1));
-    s = v128.load32_splat(pa + 4 * lda);
-    c40 = f32x4.add(c40, f32x4.mul(s, b0));
-    c41 = f32x4.add(c41, f32x4.mul(s, b1));
+    if (five) {
+      s = v128.load32_splat(pa + 4 * lda);
+      c40 = f32x4.add(c40, f32x4.mul(s, b0));
+      c41 = f32x4.add(c41, f32x4.mul(s, b1));
+    }
     pa += 4;
     pb += 32;
   }
+  storeRow8(c, c00, c01, cols, accumulate);
+  storeRow8(c + ldc, c10, c11, cols, accumulate);
+  storeRow8(c + 2 * ldc, c20, c21, cols, accumulate);
+  storeRow8(c + 3 * ldc, c30, c31, cols, accumulate);
+  if (five) storeRow8(c + 4 * ldc, c40, c41, cols, accumulate);
+}
+
+/** One row of 8 accumulated columns into C (+= when `accumulate`); the first `cols` of them when fewer than 8. */
+// @ts-ignore: decorator
+@inline
+function storeRow8(c: usize, v0: v128, v1: v128, cols: i32, accumulate: bool): void {
   if (cols == NR) {
     if (accumulate) {
-      c00 = f32x4.add(c00, v128.load(c)); c01 = f32x4.add(c01, v128.load(c, 16));
-      c10 = f32x4.add(c10, v128.load(c + ldc)); c11 = f32x4.add(c11, v128.load(c + ldc, 16));
-      c20 = f32x4.add(c20, v128.load(c + 2 * ldc)); c21 = f32x4.add(c21, v128.load(c + 2 * ldc, 16));
-      c30 = f32x4.add(c30, v128.load(c + 3 * ldc)); c31 = f32x4.add(c31, v128.load(c + 3 * ldc, 16));
-      c40 = f32x4.add(c40, v128.load(c + 4 * ldc)); c41 = f32x4.add(c41, v128.load(c + 4 * ldc, 16));
+      v0 = f32x4.add(v0, v128.load(c));
+      v1 = f32x4.add(v1, v128.load(c, 16));
     }
-    v128.store(c, c00); v128.store(c, c01, 16);
-    v128.store(c + ldc, c10); v128.store(c + ldc, c11, 16);
-    v128.store(c + 2 * ldc, c20); v128.store(c + 2 * ldc, c21, 16);
-    v128.store(c + 3 * ldc, c30); v128.store(c + 3 * ldc, c31, 16);
-    v128.store(c + 4 * ldc, c40); v128.store(c + 4 * ldc, c41, 16);
-  } else {
-    storePartial(c, c00, c01, cols, accumulate);
-    storePartial(c + ldc, c10, c11, cols, accumulate);
-    storePartial(c + 2 * ldc, c20, c21, cols, accumulate);
-    storePartial(c + 3 * ldc, c30, c31, cols, accumulate);
-    storePartial(c + 4 * ldc, c40, c41, cols, accumulate);
-  }
+    v128.store(c, v0);
+    v128.store(c, v1, 16);
+  } else storePartial(c, v0, v1, cols, accumulate);
 }
 
 // @ts-ignore: decorator
@@ -154,14 +112,7 @@ function kernel1x8(a: usize, bp: usize, c: usize, k0: i32, k1: i32, accumulate: 
     pa += 4;
     pb += 32;
   }
-  if (cols == NR) {
-    if (accumulate) {
-      c0 = f32x4.add(c0, v128.load(c));
-      c1 = f32x4.add(c1, v128.load(c, 16));
-    }
-    v128.store(c, c0);
-    v128.store(c, c1, 16);
-  } else storePartial(c, c0, c1, cols, accumulate);
+  storeRow8(c, c0, c1, cols, accumulate);
 }
 
 // One row of A against four panels at once (32 columns): one broadcast of A per k serves 8 vector
@@ -300,10 +251,10 @@ export function gemm(a: usize, bp: usize, c: usize, M: i32, N: i32, K: i32, n0: 
         let i = m0;
         while (i + MR <= m1) {
           if (m1 - i == MR + 1) {
-            kernel5x8(a + <usize>i * lda, lda, panel, c + <usize>i * ldc + (<usize>n << 2), ldc, k0, k1, acc, cols);
+            kernel4x8(true, a + <usize>i * lda, lda, panel, c + <usize>i * ldc + (<usize>n << 2), ldc, k0, k1, acc, cols);
             i += MR + 1;
           } else {
-            kernel4x8(a + <usize>i * lda, lda, panel, c + <usize>i * ldc + (<usize>n << 2), ldc, k0, k1, acc, cols);
+            kernel4x8(false, a + <usize>i * lda, lda, panel, c + <usize>i * ldc + (<usize>n << 2), ldc, k0, k1, acc, cols);
             i += MR;
           }
         }

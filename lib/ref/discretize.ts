@@ -5,7 +5,7 @@
  *   Ā = exp(Δ·A)        zero-order hold for the diagonal A (A < 0, so 0 < Ā ≤ 1: how much of h survives a step)
  *   B̄x = Δ·B·x          Euler for B, as upstream (the exact ZOH term (Ā − 1)/A · B differs by O(Δ²))
  *
- * Every float64 reference that discretises calls these: lib/ref/selective_scan.ts (Mamba-1, and its
+ * Every float64 reference that discretises calls these (and `discretizeDelta` for Δ itself): lib/ref/selective_scan.ts (Mamba-1, and its
  * backward), lib/ref/state_update.ts (one decode step), lib/ref/multistep.ts (Algorithm 2's MultiStep) and
  * lib/ref/ssd.ts (Mamba-2, whose chunked form sums the exponents a_t = Δ_t·A inside a chunk instead:
  * Π Ā_t = exp(Σ a_t)).
@@ -15,6 +15,15 @@
  * selective_state_update_ref form (Δ·B)·x (`discretizeBx`); Mamba-2's ssd_minimal scales the input first,
  * X = x·Δ, then multiplies by B (`scaleByDelta`, then · B).
  */
+import { softplus } from './activations.js';
+
+/**
+ * Δ of one step from its raw value v = dt + dt_bias: softplus(v) when `softplusDelta` (upstream's
+ * delta_softplus / dt_softplus, torch's threshold 20), else v itself.
+ */
+export function discretizeDelta(v: number, softplusDelta: boolean): number {
+  return softplusDelta ? softplus(v) : v;
+}
 
 /** Ā = exp(Δ·A) for one state element: the decay of the state over a step of size Δ. */
 export function discretizeA(delta: number, a: number): number {

@@ -16,8 +16,8 @@
  */
 import { ArgumentError } from '../errors.js';
 import { Tensor, dims } from '../tensor.js';
-import { silu, softplus } from './activations.js';
-import { discretizeA, discretizeBx } from './discretize.js';
+import { silu } from './activations.js';
+import { discretizeA, discretizeBx, discretizeDelta } from './discretize.js';
 
 export interface MultistepInputs {
   hI: Tensor;
@@ -77,12 +77,6 @@ export function multistepDims(inp: MultistepInputs): MultistepDims {
   return { batch: d.batch!, dim: d.dim!, N: d.N!, K1: d.K1!, r, s: d.s!, G };
 }
 
-/** Δ of one step: the raw value plus dt_bias (when there is one), through softplus when `sp`. */
-function stepDelta(raw: number, bias: unknown, bd: number, sp: boolean): number {
-  const v = raw + (bias ? bd : 0);
-  return sp ? softplus(v) : v;
-}
-
 /**
  * One step h = Ā ⊙ h + B̄x of one channel (A row at `ao`, B row at `bo`). A top-level function, not a
  * closure: called with float32 and float64 B rows, it stays one small function V8 inlines at both sites.
@@ -125,14 +119,14 @@ export function multistep(inp: MultistepInputs): MultistepOutputs {
       for (let n = 0; n < N; n++) h[n] = hI[(b * dim + d) * N + n]!;
       for (let t = 0; t < r; t++) {
         const i = (b * K1 + t) * dim + d;
-        step(h, A, d * N, N, sameA, stepDelta(deltaC[i]!, bias, bd, sp), xC[i]!, BC, ((b * K1 + t) * G + g) * N);
+        step(h, A, d * N, N, sameA, discretizeDelta(deltaC[i]! + (bias ? bd : 0), sp), xC[i]!, BC, ((b * K1 + t) * G + g) * N);
       }
       hJ.data.set(h, (b * dim + d) * N);
       for (let t = 0; t < s; t++) {
         const i = (b * s + t) * dim + d;
         const xv = X[i]!;
         const bo = ((b * s + t) * G + g) * N;
-        step(h, A, d * N, N, sameA, stepDelta(deltaIn[i]!, bias, bd, sp), xv, Bd, bo);
+        step(h, A, d * N, N, sameA, discretizeDelta(deltaIn[i]! + (bias ? bd : 0), sp), xv, Bd, bo);
         let y = 0;
         for (let n = 0; n < N; n++) y += Cd[bo + n]! * h[n]!;
         if (Dd) y += Dd[d]! * xv;

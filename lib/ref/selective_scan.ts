@@ -18,8 +18,8 @@
  */
 import { ArgumentError } from '../errors.js';
 import { Tensor, dims } from '../tensor.js';
-import { silu, siluGrad, softplus, softplusGrad } from './activations.js';
-import { discretizeA, discretizeBx } from './discretize.js';
+import { silu, siluGrad, softplusGrad } from './activations.js';
+import { discretizeA, discretizeBx, discretizeDelta } from './discretize.js';
 
 export interface SelectiveScanInputs {
   u: Tensor; // (batch, dim, L)
@@ -90,11 +90,6 @@ function rawDelta(inp: SelectiveScanInputs, i: number, d: number): number {
   return inp.delta.data[i]! + (inp.deltaBias ? inp.deltaBias.data[d]! : 0);
 }
 
-/** Δ_t = softplus(raw) if delta_softplus, else raw. */
-function stepDelta(inp: SelectiveScanInputs, raw: number): number {
-  return inp.deltaSoftplus ? softplus(raw) : raw;
-}
-
 /** h_{−1} of channel (b, d) into `h` (the initial state, or zeros). */
 function loadInitialState(inp: SelectiveScanInputs, h: Float64Array, b: number, d: number, dim: number, N: number): void {
   for (let n = 0; n < N; n++) h[n] = inp.initialState ? inp.initialState.data[(b * dim + d) * N + n]! : 0;
@@ -111,7 +106,7 @@ export function selectiveScan(inp: SelectiveScanInputs): SelectiveScanOutputs {
       loadInitialState(inp, h, b, d, dim, N);
       for (let t = 0; t < L; t++) {
         const i = (b * dim + d) * L + t;
-        const deltaT = stepDelta(inp, rawDelta(inp, i, d));
+        const deltaT = discretizeDelta(rawDelta(inp, i, d), inp.deltaSoftplus === true);
         const ut = u.data[i]!;
         let y = 0;
         for (let n = 0; n < N; n++) {
@@ -179,7 +174,7 @@ export function selectiveScanBackward(inp: SelectiveScanInputs, dout: Tensor, dL
       loadInitialState(inp, hs, b, d, dim, N);
       for (let t = 0; t < L; t++) {
         const i = (b * dim + d) * L + t;
-        const deltaT = stepDelta(inp, rawDelta(inp, i, d));
+        const deltaT = discretizeDelta(rawDelta(inp, i, d), inp.deltaSoftplus === true);
         deltas[t] = deltaT;
         let y = D ? D.data[d]! * u.data[i]! : 0;
         for (let n = 0; n < N; n++) {

@@ -22,8 +22,8 @@
  */
 import { ArgumentError } from '../errors.js';
 import { Tensor, dims } from '../tensor.js';
-import { silu, siluGrad, softplus, softplusGrad } from './activations.js';
-import { discretizeA, scaleByDelta } from './discretize.js';
+import { silu, siluGrad, softplusGrad } from './activations.js';
+import { discretizeA, discretizeDelta, scaleByDelta } from './discretize.js';
 
 export interface SsdInputs {
   x: Tensor;
@@ -73,7 +73,7 @@ export function ssdDelta(inp: SsdInputs, s: SsdDims): Float64Array {
   const out = new Float64Array(s.batch * s.L * s.H);
   for (let i = 0; i < out.length; i++) {
     const v = inp.delta.data[i]! + (inp.deltaBias ? inp.deltaBias.data[i % s.H]! : 0);
-    out[i] = inp.deltaSoftplus ? softplus(v) : v;
+    out[i] = discretizeDelta(v, inp.deltaSoftplus === true);
   }
   return out;
 }

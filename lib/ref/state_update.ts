@@ -12,8 +12,8 @@
  */
 import { ArgumentError } from '../errors.js';
 import { Tensor, dims } from '../tensor.js';
-import { silu, softplus } from './activations.js';
-import { discretizeA, discretizeBx } from './discretize.js';
+import { silu } from './activations.js';
+import { discretizeA, discretizeBx, discretizeDelta } from './discretize.js';
 
 export interface StateUpdateInputs {
   state: Tensor;
@@ -86,8 +86,7 @@ export function selectiveStateUpdate(inp: StateUpdateInputs): StateUpdateOutputs
       for (let p = 0; p < P; p++) {
         const c = h * P + p; // channel inside one batch row
         const xi = (b * H + h) * P + p;
-        let deltaT = delta.data[xi]! + (deltaBias ? deltaBias.data[c]! : 0);
-        if (inp.deltaSoftplus) deltaT = softplus(deltaT);
+        const deltaT = discretizeDelta(delta.data[xi]! + (deltaBias ? deltaBias.data[c]! : 0), inp.deltaSoftplus === true);
         const xv = x.data[xi]!;
         let y = 0;
         // Mamba-2 rows hold one A for every n: exp(Δ·A) is then the same number for all n, computed once

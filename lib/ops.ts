@@ -18,7 +18,7 @@ import { ssdDims, type SsdInputs, type SsdOutputs } from './ref/ssd.js';
 import type { GatedRmsnormOptions } from './ref/norm.js';
 import { multistepDims, type MultistepInputs, type MultistepOutputs } from './ref/multistep.js';
 import { KERNEL_BACKENDS, f32, getRuntime, isImmutable, unavailableReason, type GpuRuntime, type KernelBackendName } from '../kernels/runtime.js';
-import { SimdGemm } from './simd/gemm.js';
+import { SimdGemm, addBiasRows } from './simd/gemm.js';
 import { matmulKernel } from '../kernels/matmul.js';
 import { linearAttentionKernel } from '../kernels/linear_attention.js';
 import { defaultScanChunk, selectiveScanKernel } from '../kernels/selective_scan.js';
@@ -171,7 +171,7 @@ async function simdOps(): Promise<Ops> {
       const { rows, in: nin, out: nout } = dims({ x: [xin, ['rows', 'in']], weight: [weight, ['out', 'in']], bias: [bias, ['out']] });
       // weights (marked immutable by the model's WeightStore) stay packed; anything else is packed per call
       const y = g.linear(xin.data, rows!, nin!, weight.data, nout!, isImmutable(weight.data));
-      if (bias) for (let r = 0; r < rows!; r++) for (let o = 0; o < nout!; o++) y[r * nout! + o]! += Math.fround(bias.data[o]!);
+      if (bias) addBiasRows(y, rows!, bias.data);
       return t32(y, [...x.shape.slice(0, -1), nout!], 'linear');
     },
   };

@@ -104,8 +104,9 @@ export function newCache(m: HybridModel, batch: number): ModelCache {
 
 // ---------------------------------------------------------------- small helpers (dtype-agnostic)
 
-function addInto(h: Tensor, d: Tensor): void {
-  for (let i = 0; i < h.size; i++) h.data[i]! += d.data[i]!;
+/** h += d elementwise, in h's own precision (the float32 hidden state of a float32 backend rounds each sum). */
+export function addInto(h: Float32Array | Float64Array, d: ArrayLike<number>): void {
+  for (let i = 0; i < h.length; i++) h[i]! += d[i]!;
 }
 
 /** (B, L, C) → (B, C, L) and back. */
@@ -549,8 +550,8 @@ export async function forward(ops: Ops, m: HybridModel, ids: number[][], cache: 
         : lc.kind === 'mamba1'
           ? await mamba1Mixer(ops, m, p, x, lc)
           : await mamba2Mixer(ops, m, p, x, lc);
-    addInto(h, mixed);
-    addInto(h, await mlp(ops, W, p, rmsnorm(h, W.get(`${p}.post_attention_layernorm.weight`), layerEps)));
+    addInto(h.data, mixed.data);
+    addInto(h.data, (await mlp(ops, W, p, rmsnorm(h, W.get(`${p}.post_attention_layernorm.weight`), layerEps))).data);
   }
   cache.length += L;
   const head = c.tieWordEmbeddings && !W.has('lm_head.weight') ? emb : W.get('lm_head.weight');

@@ -19,10 +19,11 @@
  */
 import { silu } from '../ref/activations.js';
 import { applyRope, ropeInvFreq } from '../ref/rope.js';
-import { SimdGemm } from '../simd/gemm.js';
+import { SimdGemm, addBiasRows } from '../simd/gemm.js';
+import { rmsnormRows } from '../ref/norm.js';
 import { Tensor } from '../tensor.js';
 import type { Ops } from '../ops.js';
-import { cachedAttention, writeKv, type AttentionCache, type HybridModel, type ModelCache } from './hybrid.js';
+import { addInto, cachedAttention, writeKv, type AttentionCache, type HybridModel, type ModelCache } from './hybrid.js';
 
 type FloatArray = Float32Array | Float64Array;
 
@@ -129,24 +130,15 @@ function planOf(m: HybridModel): Plan {
   return plan;
 }
 
-/** x ← rmsnorm(h)·w: lib/ref/norm.ts rmsnormRows for one row, written into x. */
+/** x ← rmsnorm(h)·w, written into x (lib/ref/norm.ts, one row). */
 function rmsnormInto(h: Float32Array, w: FloatArray, eps: number, x: Float64Array): void {
-  const d = h.length;
-  let ss = 0;
-  for (let i = 0; i < d; i++) ss += h[i]! ** 2;
-  const k = 1 / Math.sqrt(ss / d + eps);
-  for (let i = 0; i < d; i++) x[i] = h[i]! * k * w[i]!;
+  rmsnormRows(h, w, 1, h.length, eps, x);
 }
 
 /** y = x·Wᵀ (+ b) into y: the wasm-simd backend's `linear` (x rounded to float32; bias added in float32). */
 function linearInto(g: SimdGemm, x: FloatArray, W: FloatArray, y: Float32Array, b?: FloatArray): void {
   g.linear(x, 1, x.length, W, y.length, true, y);
-  if (b) for (let o = 0; o < y.length; o++) y[o]! += Math.fround(b[o]!);
-}
-
-/** h += d, elementwise into the float32 hidden state. */
-function addInto(h: Float32Array, d: Float32Array): void {
-  for (let i = 0; i < h.length; i++) h[i]! += d[i]!;
+  if (b) addBiasRows(y, 1, b);
 }
 
 /** One token through the model from `cache` (advanced by one position); the logits (1, 1, vocab), float32. */

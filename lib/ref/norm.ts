@@ -20,9 +20,18 @@ export function rmsnorm(x: Tensor, weight: Tensor, eps = 1e-5): Tensor {
   return new Tensor(rmsnormRows(x.data, weight.data, x.size / d, d, eps).y, x.shape, 'rmsnorm');
 }
 
-/** RMSNorm of N rows of width d on flat arrays; also returns each row's r = 1/√(mean(x²) + ε) (the backward needs it). */
-export function rmsnormRows(x: ArrayLike<number>, w: ArrayLike<number>, N: number, d: number, eps: number): { y: Float64Array; rstd: Float64Array } {
-  const y = new Float64Array(N * d);
+/**
+ * RMSNorm of N rows of width d on flat arrays; also returns each row's r = 1/√(mean(x²) + ε) (the backward
+ * needs it). `y`: where to write the rows (a decode step reuses one buffer), by default a new array.
+ */
+export function rmsnormRows(
+  x: ArrayLike<number>,
+  w: ArrayLike<number>,
+  N: number,
+  d: number,
+  eps: number,
+  y: Float64Array = new Float64Array(N * d),
+): { y: Float64Array; rstd: Float64Array } {
   const rstd = new Float64Array(N);
   for (let r = 0; r < N; r++) {
     let ss = 0;

@@ -384,6 +384,12 @@ export class SimdGemm {
 
 const align = (p: number) => (p + 63) & ~63;
 
+/** y (rows × bias.length, float32) += bias, each bias value rounded to float32 first: the backend's biased linear. */
+export function addBiasRows(y: Float32Array, rows: number, bias: ArrayLike<number>): void {
+  const n = bias.length;
+  for (let r = 0; r < rows; r++) for (let o = 0; o < n; o++) y[r * n + o]! += Math.fround(bias[o]!);
+}
+
 function check(what: string, ok: boolean, expected: string, actual: unknown): void {
   if (!ok) throw new ArgumentError(what, expected, actual);
 }

@@ -19,6 +19,8 @@ import type { GatedRmsnormOptions } from './ref/norm.js';
 import { multistepDims, type MultistepInputs, type MultistepOutputs } from './ref/multistep.js';
 import { KERNEL_BACKENDS, f32, getRuntime, isImmutable, unavailableReason, type GpuRuntime, type KernelBackendName } from '../kernels/runtime.js';
 import { SimdGemm, addBiasRows } from './simd/gemm.js';
+import { simdMultistep } from './simd/multistep.js';
+import { simdCachedAttention, type CachedAttentionFn } from './simd/attention.js';
 import { matmulKernel } from '../kernels/matmul.js';
 import { linearAttentionKernel } from '../kernels/linear_attention.js';
 import { defaultScanChunk, selectiveScanKernel } from '../kernels/selective_scan.js';
@@ -60,7 +62,7 @@ export interface Ops extends GradOps {
    * same bits — the wasm-simd backend's SIMD products around the model's own softmax. Absent on the other
    * backends, where the model runs its loop.
    */
-  readonly cachedAttention?: SimdGemm['cachedAttention'];
+  readonly cachedAttention?: CachedAttentionFn;
 }
 
 /** Is `name` a backend this library knows? */
@@ -133,7 +135,8 @@ async function simdOps(): Promise<Ops> {
       // Algorithm 2's verify step as a SIMD kernel (asm/multistep.ts), float32 like the GPU.js one
       const sh = multistepDims(inp);
       const d = (t: Tensor | undefined) => t?.data;
-      const k = g.multistep(
+      const k = simdMultistep(
+        g,
         {
           hI: inp.hI.data,
           xCache: inp.xCache.data,
@@ -161,7 +164,7 @@ async function simdOps(): Promise<Ops> {
     causalConv1dBackward: rounded(r.causalConv1dBackward),
     ssdBackward: rounded(r.ssdBackward),
     gatedRmsnormBackward: rounded(r.gatedRmsnormBackward),
-    cachedAttention: (q, sh, K, V, softmax) => g.cachedAttention(q, sh, K, V, softmax),
+    cachedAttention: (q, sh, K, V, softmax) => simdCachedAttention(g, q, sh, K, V, softmax),
     async matmul(a, b) {
       const { m, k, n } = dims({ a: [a, ['m', 'k']], b: [b, ['k', 'n']] });
       return t32(g.matmul(a.data, m!, k!, b.data, n!), [m!, n!], 'matmul');

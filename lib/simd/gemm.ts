@@ -1,13 +1,14 @@
 /**
  * The CPU kernels of the `wasm-simd` backend: asm/gemm.ts compiled to WebAssembly (128-bit SIMD,
- * register-tiled 4×8 micro-kernel over B packed in 8-column panels; see that file), driven from here —
- * the matrix products, and Algorithm 2's MultiStep verify kernel (asm/multistep.ts) built into the same module.
+ * register-tiled 4×8 micro-kernel over B packed in 8-column panels; see that file). This file owns the
+ * module — its memory, threads and resident weights — and drives the matrix products; the module's other
+ * kernels have their drivers beside it: ./multistep.ts (Algorithm 2's MultiStep), ./attention.ts (cached
+ * attention's products).
  *
  *   linear(x, W)   y = x·Wᵀ   (M×K)·(N×K)ᵀ   W packed once per weight array and kept resident; `out`: a
  *                                              buffer to reuse (no allocation per call, as decode wants)
  *   matmul(a, b)   c = a·b    (M×K)·(K×N)
  *   matmulTN(a, b) c = aᵀ·b   (the dW = dYᵀ·X of a backward: a transposed into scratch first)
- *   multistep(…)   MultiStep(h_i, r, s) of lib/ref/multistep.ts, float32 state, one call for every channel
  *
  * Memory: one shared WebAssembly.Memory. The module's static data (Math tables) sits at the bottom, below
  * `dataEnd()`; nothing is placed there. Packed weights live in a resident region (a bump allocator whose
@@ -30,7 +31,7 @@ import { onArrayChanged } from '../../kernels/runtime.js';
 
 type FloatArray = Float32Array | Float64Array;
 
-interface Exports {
+export interface Exports {
   packBT(w: number, N: number, K: number, bp: number): void;
   packBN(b: number, K: number, N: number, bp: number): void;
   transpose(a: number, M: number, K: number, out: number): void;
@@ -40,23 +41,6 @@ interface Exports {
   attnScores(qT: number, R2: number, K: number, hd: number, ns: number, R: number, scale: number, S: number, T: number): void;
   attnValues(W: number, T: number, V: number, hd: number, ns: number, R: number, O: number): void;
   dataEnd(): number;
-}
-
-/** MultiStep's inputs, each any float array (rounded to float32 on the way in); see asm/multistep.ts. */
-export interface SimdMultistepArgs {
-  hI: FloatArray;
-  xCache: FloatArray;
-  deltaCache: FloatArray;
-  BCache: FloatArray;
-  x: FloatArray;
-  delta: FloatArray;
-  B: FloatArray;
-  C: FloatArray;
-  z?: FloatArray;
-  A: FloatArray;
-  D?: FloatArray;
-  deltaBias?: FloatArray;
-  deltaSoftplus: boolean;
 }
 
 const PAGE = 65536;
@@ -151,12 +135,13 @@ export class SimdGemm {
   }
 
   /** Make the memory reach byte `end`, growing it if needed. */
-  private ensure(end: number): void {
+  ensure(end: number): void {
     const have = this.memory.buffer.byteLength;
     if (end > have) this.memory.grow(Math.ceil((end - have) / PAGE));
   }
 
-  private put(a: FloatArray, ptr: number): void {
+  /** Copy `a` to byte `ptr` as float32 (growing the memory if needed). */
+  put(a: FloatArray, ptr: number): void {
     this.ensure(ptr + a.length * 4);
     new Float32Array(this.memory.buffer, ptr, a.length).set(a);
   }
@@ -240,84 +225,21 @@ export class SimdGemm {
     return out;
   }
 
-  /**
-   * Algorithm 2's MultiStep (asm/multistep.ts) on the calling thread: from h_i, r replayed steps (→ h_j), then
-   * s steps with outputs (→ h_k). Sizes as lib/ref/multistep.ts `multistepDims` returns them (checked there).
-   */
-  multistep(
-    a: SimdMultistepArgs,
-    sh: { batch: number; dim: number; N: number; K1: number; r: number; s: number; G: number },
-  ): { out: Float32Array; hJ: Float32Array; hK: Float32Array } {
-    const { batch, dim, N, K1, r, s, G } = sh;
-    let at = align(this.residentTop);
-    const place = (v: FloatArray | undefined): number => {
-      if (!v) return 0; // absent
-      const p = at;
-      this.put(v, p);
-      at = align(p + v.length * 4);
-      return p;
-    };
-    const ins = [a.hI, a.xCache, a.deltaCache, a.BCache, a.x, a.delta, a.B, a.C, a.z, a.A, a.D, a.deltaBias].map(place);
-    const states = batch * dim * N;
-    const out = at;
-    const hJ = align(out + batch * s * dim * 4);
-    const hK = align(hJ + states * 4);
-    this.ensure(hK + states * 4);
-    this.x.multistep(...ins, batch, dim, N, K1, r, s, G, a.deltaSoftplus ? 1 : 0, out, hJ, hK);
-    const read = (p: number, n: number) => new Float32Array(this.memory.buffer, p, n).slice();
-    return { out: read(out, batch * s * dim), hJ: read(hJ, states), hK: read(hK, states) };
+  // ---- for the drivers of the module's other kernels (./multistep.ts, ./attention.ts)
+
+  /** Every kernel of the module, callable on this thread. */
+  get kernels(): Exports {
+    return this.x;
   }
 
-  /**
-   * Cached causal attention in float64 (asm/attention.ts for the two products, `softmax` in JavaScript
-   * between them): q (batch, H, L, hd), query t at position T − L + t; K and V the cache buffers
-   * (batch, Hkv, cap, hd) whose first T positions are valid; head h reads kv head ⌊h / (H/Hkv)⌋. The same
-   * sums in the same order as lib/model/hybrid.ts's loop, so the same bits. Returns (batch, H, L, hd).
-   */
-  cachedAttention(
-    q: Float64Array,
-    sh: { batch: number; H: number; L: number; hd: number; Hkv: number; cap: number; T: number },
-    K: Float64Array,
-    V: Float64Array,
-    softmax: (s: Float64Array, off: number, n: number) => void,
-  ): Float64Array {
-    const { batch, H, L, hd, Hkv, cap, T } = sh;
-    const groups = H / Hkv;
-    const R = groups * L;
-    const R2 = R + (R % 2);
-    const kv = T * hd;
-    const pK = align(this.residentTop);
-    const pV = align(pK + kv * 8);
-    const pQ = align(pV + kv * 8);
-    const pN = align(pQ + hd * R2 * 8);
-    const pS = align(pN + R * 4);
-    const pO = align(pS + R * T * 8);
-    this.ensure(pO + R * hd * 8);
-    const mem = this.memory.buffer;
-    const [mK, mV, mQ, mS, mO] = [pK, pV, pQ, pS, pO].map((p, i) => new Float64Array(mem, p, [kv, kv, hd * R2, R * T, R * hd][i]));
-    const mN = new Int32Array(mem, pN, R);
-    for (let r = 0; r < R; r++) mN[r] = T - L + (r % L) + 1;
-    if (R2 > R) for (let i = 0; i < hd; i++) mQ![i * R2 + R] = 0;
-    const out = new Float64Array(batch * H * L * hd);
-    const scale = 1 / Math.sqrt(hd);
-    for (let b = 0; b < batch; b++)
-      for (let g = 0; g < Hkv; g++) {
-        const src = (b * Hkv + g) * cap * hd;
-        mK!.set(K.subarray(src, src + kv));
-        mV!.set(V.subarray(src, src + kv));
-        for (let r = 0; r < R; r++) {
-          const qo = ((b * H + g * groups + Math.floor(r / L)) * L + (r % L)) * hd;
-          for (let i = 0; i < hd; i++) mQ![i * R2 + r] = q[qo + i]!;
-        }
-        this.x.attnScores(pQ, R2, pK, hd, pN, R, scale, pS, T);
-        for (let r = 0; r < R; r++) softmax(mS!, r * T, mN[r]!);
-        this.x.attnValues(pS, T, pV, hd, pN, R, pO);
-        for (let r = 0; r < R; r++) {
-          const qo = ((b * H + g * groups + Math.floor(r / L)) * L + (r % L)) * hd;
-          out.set(mO!.subarray(r * hd, (r + 1) * hd), qo);
-        }
-      }
-    return out;
+  /** The first byte above the packed weights: a call's arrays go from here up (every call reuses the space). */
+  scratchStart(): number {
+    return align(this.residentTop);
+  }
+
+  /** The memory's buffer now (make views after the last `ensure`: growing replaces it). */
+  get buffer(): ArrayBufferLike {
+    return this.memory.buffer;
   }
 
   /** Σ a by the SIMD read of `readBandwidth` (float32 accumulators: for checking that read, not for precision). */
@@ -382,7 +304,8 @@ export class SimdGemm {
   }
 }
 
-const align = (p: number) => (p + 63) & ~63;
+/** The next 64-byte boundary at or above p (where every array is placed). */
+export const align = (p: number) => (p + 63) & ~63;
 
 /** y (rows × bias.length, float32) += bias, each bias value rounded to float32 first: the backend's biased linear. */
 export function addBiasRows(y: Float32Array, rows: number, bias: ArrayLike<number>): void {

@@ -13,6 +13,19 @@ const NR: i32 = 8;
 const KC: i32 = 256;
 const MC: i32 = 64; // rows of A per block: MC·KC·4 = 64 KiB stays in L2 while every panel passes over it
 
+/**
+ * acc + s·b per lane. Built twice from this source (asm/build.sh): gemm.wasm rounds the product and then the
+ * sum (f32x4.mul, f32x4.add: baseline SIMD, every engine); gemm-fma.wasm uses relaxed SIMD's
+ * f32x4.relaxed_madd, one rounding where the CPU has fused multiply-add (x86 FMA3, Arm NEON), two where it
+ * does not. Both keep every accumulation in the same order.
+ */
+// @ts-ignore: decorator
+@inline
+function madd(acc: v128, s: v128, b: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(s, b, acc);
+  return f32x4.add(acc, f32x4.mul(s, b));
+}
+
 /** Pack the K×N matrix whose element (k, n) sits at src + 4·(k·sk + n·sn): bp[(p·K + k)·8 + c] = B[k][8p + c]. */
 function packB(src: usize, K: i32, N: i32, sk: usize, sn: usize, bp: usize): void {
   const panels = (N + NR - 1) / NR;
@@ -43,38 +56,29 @@ export function transpose(a: usize, M: i32, K: i32, out: usize): void {
     for (let k = 0; k < K; k++) store<f32>(out + ((<usize>k * <usize>M + <usize>i) << 2), load<f32>(a + ((<usize>i * <usize>K + <usize>k) << 2)));
 }
 
-// Four rows × 8 columns (8 accumulators), or five (10) for the last five rows of a block whose row count is
-// 1 more than a multiple of 4 — a verify window of K + 1 = 5 or 9 tokens — instead of a 4-row pass and a lone
-// 1×8 row (which costs about half a 4-row pass by itself). `five` is a constant at each call site, so the
-// inlined copies carry no branch. Per column the same additions in the same order either way.
+// Four rows × 8 columns: 8 accumulators; per k, 4 broadcast loads of A, 2 vector loads of the panel, 8 multiply-adds.
 // @ts-ignore: decorator
 @inline
-function kernel4x8(five: bool, a: usize, lda: usize, bp: usize, c: usize, ldc: usize, k0: i32, k1: i32, accumulate: bool, cols: i32): void {
+function kernel4x8(a: usize, lda: usize, bp: usize, c: usize, ldc: usize, k0: i32, k1: i32, accumulate: bool, cols: i32): void {
   let c00 = f32x4.splat(0), c01 = f32x4.splat(0), c10 = f32x4.splat(0), c11 = f32x4.splat(0);
   let c20 = f32x4.splat(0), c21 = f32x4.splat(0), c30 = f32x4.splat(0), c31 = f32x4.splat(0);
-  let c40 = f32x4.splat(0), c41 = f32x4.splat(0);
   let pa = a + (<usize>k0 << 2);
   let pb = bp + ((<usize>k0 * <usize>NR) << 2);
   for (let k = k0; k < k1; k++) {
     const b0 = v128.load(pb);
     const b1 = v128.load(pb, 16);
     let s = v128.load32_splat(pa);
-    c00 = f32x4.add(c00, f32x4.mul(s, b0));
-    c01 = f32x4.add(c01, f32x4.mul(s, b1));
+    c00 = madd(c00, s, b0);
+    c01 = madd(c01, s, b1);
     s = v128.load32_splat(pa + lda);
-    c10 = f32x4.add(c10, f32x4.mul(s, b0));
-    c11 = f32x4.add(c11, f32x4.mul(s, b1));
+    c10 = madd(c10, s, b0);
+    c11 = madd(c11, s, b1);
     s = v128.load32_splat(pa + 2 * lda);
-    c20 = f32x4.add(c20, f32x4.mul(s, b0));
-    c21 = f32x4.add(c21, f32x4.mul(s, b1));
+    c20 = madd(c20, s, b0);
+    c21 = madd(c21, s, b1);
     s = v128.load32_splat(pa + 3 * lda);
-    c30 = f32x4.add(c30, f32x4.mul(s, b0));
-    c31 = f32x4.add(c31, f32x4.mul(s, b1));
-    if (five) {
-      s = v128.load32_splat(pa + 4 * lda);
-      c40 = f32x4.add(c40, f32x4.mul(s, b0));
-      c41 = f32x4.add(c41, f32x4.mul(s, b1));
-    }
+    c30 = madd(c30, s, b0);
+    c31 = madd(c31, s, b1);
     pa += 4;
     pb += 32;
   }
@@ -82,7 +86,6 @@ function kernel4x8(five: bool, a: usize, lda: usize, bp: usize, c: usize, ldc: u
   storeRow8(c + ldc, c10, c11, cols, accumulate);
   storeRow8(c + 2 * ldc, c20, c21, cols, accumulate);
   storeRow8(c + 3 * ldc, c30, c31, cols, accumulate);
-  if (five) storeRow8(c + 4 * ldc, c40, c41, cols, accumulate);
 }
 
 /** One row of 8 accumulated columns into C (+= when `accumulate`); the first `cols` of them when fewer than 8. */
@@ -107,8 +110,8 @@ function kernel1x8(a: usize, bp: usize, c: usize, k0: i32, k1: i32, accumulate: 
   let pb = bp + ((<usize>k0 * <usize>NR) << 2);
   for (let k = k0; k < k1; k++) {
     const s = v128.load32_splat(pa);
-    c0 = f32x4.add(c0, f32x4.mul(s, v128.load(pb)));
-    c1 = f32x4.add(c1, f32x4.mul(s, v128.load(pb, 16)));
+    c0 = madd(c0, s, v128.load(pb));
+    c1 = madd(c1, s, v128.load(pb, 16));
     pa += 4;
     pb += 32;
   }
@@ -128,14 +131,14 @@ function kernel1x32(a: usize, bp: usize, panelBytes: usize, c: usize, k0: i32, k
   const p1 = panelBytes, p2 = panelBytes << 1, p3 = panelBytes * <usize>3;
   for (let k = k0; k < k1; k++) {
     const s = v128.load32_splat(pa);
-    c0 = f32x4.add(c0, f32x4.mul(s, v128.load(p0)));
-    c1 = f32x4.add(c1, f32x4.mul(s, v128.load(p0, 16)));
-    c2 = f32x4.add(c2, f32x4.mul(s, v128.load(p0 + p1)));
-    c3 = f32x4.add(c3, f32x4.mul(s, v128.load(p0 + p1, 16)));
-    c4 = f32x4.add(c4, f32x4.mul(s, v128.load(p0 + p2)));
-    c5 = f32x4.add(c5, f32x4.mul(s, v128.load(p0 + p2, 16)));
-    c6 = f32x4.add(c6, f32x4.mul(s, v128.load(p0 + p3)));
-    c7 = f32x4.add(c7, f32x4.mul(s, v128.load(p0 + p3, 16)));
+    c0 = madd(c0, s, v128.load(p0));
+    c1 = madd(c1, s, v128.load(p0, 16));
+    c2 = madd(c2, s, v128.load(p0 + p1));
+    c3 = madd(c3, s, v128.load(p0 + p1, 16));
+    c4 = madd(c4, s, v128.load(p0 + p2));
+    c5 = madd(c5, s, v128.load(p0 + p2, 16));
+    c6 = madd(c6, s, v128.load(p0 + p3));
+    c7 = madd(c7, s, v128.load(p0 + p3, 16));
     pa += 4;
     p0 += 32;
   }
@@ -164,15 +167,15 @@ function kernelRowsx16(rows: i32, a: usize, lda: usize, bp: usize, panelBytes: u
   for (let k = k0; k < k1; k++) {
     const w0 = v128.load(p0), w1 = v128.load(p0, 16), w2 = v128.load(p0 + panelBytes), w3 = v128.load(p0 + panelBytes, 16);
     let s = v128.load32_splat(pa);
-    a0 = f32x4.add(a0, f32x4.mul(s, w0)); a1 = f32x4.add(a1, f32x4.mul(s, w1));
-    a2 = f32x4.add(a2, f32x4.mul(s, w2)); a3 = f32x4.add(a3, f32x4.mul(s, w3));
+    a0 = madd(a0, s, w0); a1 = madd(a1, s, w1);
+    a2 = madd(a2, s, w2); a3 = madd(a3, s, w3);
     s = v128.load32_splat(pa + lda);
-    b0 = f32x4.add(b0, f32x4.mul(s, w0)); b1 = f32x4.add(b1, f32x4.mul(s, w1));
-    b2 = f32x4.add(b2, f32x4.mul(s, w2)); b3 = f32x4.add(b3, f32x4.mul(s, w3));
+    b0 = madd(b0, s, w0); b1 = madd(b1, s, w1);
+    b2 = madd(b2, s, w2); b3 = madd(b3, s, w3);
     if (three) {
       s = v128.load32_splat(pa + 2 * lda);
-      d0 = f32x4.add(d0, f32x4.mul(s, w0)); d1 = f32x4.add(d1, f32x4.mul(s, w1));
-      d2 = f32x4.add(d2, f32x4.mul(s, w2)); d3 = f32x4.add(d3, f32x4.mul(s, w3));
+      d0 = madd(d0, s, w0); d1 = madd(d1, s, w1);
+      d2 = madd(d2, s, w2); d3 = madd(d3, s, w3);
     }
     pa += 4;
     p0 += 32;
@@ -214,54 +217,57 @@ function extract(v: v128, j: i32): f32 {
 export function gemm(a: usize, bp: usize, c: usize, M: i32, N: i32, K: i32, n0: i32, n1: i32, accumulate: bool): void {
   const lda = <usize>K << 2;
   const ldc = <usize>N << 2;
-  if (M == 1) {
-    // one row (decode): four panels at a time, each group's K blocks one after another, so every panel is read
-    // front to back as one stream (blocks outermost jumped between panels every 8 KiB). Per column the same
-    // block sums added in the same order as below, so the same bits.
-    const panelBytes = (<usize>K * <usize>NR) << 2;
-    let n = n0;
-    for (; n + 4 * NR <= n1; n += 4 * NR)
-      for (let k0 = 0; k0 < K; k0 += KC) kernel1x32(a, bp + <usize>(n / NR) * panelBytes, panelBytes, c + (<usize>n << 2), k0, min(K, k0 + KC), accumulate || k0 > 0);
-    for (; n < n1; n += NR)
-      for (let k0 = 0; k0 < K; k0 += KC) kernel1x8(a, bp + <usize>(n / NR) * panelBytes, c + (<usize>n << 2), k0, min(K, k0 + KC), accumulate || k0 > 0, min(NR, n1 - n));
-    return;
-  }
-  if (M < MR) {
-    // two or three rows (a small verify window): two panels at a time, each weight vector loaded once for all
-    // of them; a ragged last panel row by row
-    const panelBytes = (<usize>K * <usize>NR) << 2;
-    for (let k0 = 0; k0 < K; k0 += KC) {
-      const k1 = min(K, k0 + KC);
-      const acc = accumulate || k0 > 0;
-      let n = n0;
-      for (; n + 2 * NR <= n1; n += 2 * NR) kernelRowsx16(M, a, lda, bp + <usize>(n / NR) * panelBytes, panelBytes, c + (<usize>n << 2), ldc, k0, k1, acc);
-      for (; n < n1; n += NR)
-        for (let i = 0; i < M; i++) kernel1x8(a + <usize>i * lda, bp + <usize>(n / NR) * panelBytes, c + <usize>i * ldc + (<usize>n << 2), k0, k1, acc, min(NR, n1 - n));
+  const panelBytes = (<usize>K * <usize>NR) << 2;
+  const full = M & ~(MR - 1); // rows in groups of four; the 1–3 left over go to fewRows
+  if (M <= MC) {
+    // A window of up to MC rows (decode: 1, a verify window: K + 1) sits in L1/L2 whole, so B is read once, in
+    // the order it is stored: four panels at a time, each group's K blocks one after another — one stream
+    // front to back. (K blocks outermost jumped to another panel every 8 KiB and read B at about a third of
+    // the memory's speed.)
+    for (let g = n0; g < n1; g += 4 * NR) {
+      const g1 = min(n1, g + 4 * NR);
+      for (let k0 = 0; k0 < K; k0 += KC) {
+        const k1 = min(K, k0 + KC);
+        const acc = accumulate || k0 > 0;
+        for (let n = g; n < g1; n += NR) {
+          const cols = min(NR, g1 - n);
+          const panel = bp + <usize>(n / NR) * panelBytes;
+          for (let i = 0; i < full; i += MR) kernel4x8(a + <usize>i * lda, lda, panel, c + <usize>i * ldc + (<usize>n << 2), ldc, k0, k1, acc, cols);
+        }
+        if (full < M) fewRows(M - full, a + <usize>full * lda, lda, bp, panelBytes, c + <usize>full * ldc, ldc, g, g1, k0, k1, acc);
+      }
     }
     return;
   }
+  // Larger products: K blocks outermost, MC rows of A at a time kept in L2 while every panel passes over them.
   for (let k0 = 0; k0 < K; k0 += KC) {
     const k1 = min(K, k0 + KC);
     const acc = accumulate || k0 > 0;
     for (let m0 = 0; m0 < M; m0 += MC) {
       const m1 = min(M, m0 + MC);
+      const mf = m0 + ((m1 - m0) & ~(MR - 1));
       for (let n = n0; n < n1; n += NR) {
         const cols = min(NR, n1 - n);
-        const panel = bp + (((<usize>(n / NR) * <usize>K) * <usize>NR) << 2);
-        let i = m0;
-        while (i + MR <= m1) {
-          if (m1 - i == MR + 1) {
-            kernel4x8(true, a + <usize>i * lda, lda, panel, c + <usize>i * ldc + (<usize>n << 2), ldc, k0, k1, acc, cols);
-            i += MR + 1;
-          } else {
-            kernel4x8(false, a + <usize>i * lda, lda, panel, c + <usize>i * ldc + (<usize>n << 2), ldc, k0, k1, acc, cols);
-            i += MR;
-          }
-        }
-        for (; i < m1; i++) kernel1x8(a + <usize>i * lda, panel, c + <usize>i * ldc + (<usize>n << 2), k0, k1, acc, cols);
+        const panel = bp + <usize>(n / NR) * panelBytes;
+        for (let i = m0; i < mf; i += MR) kernel4x8(a + <usize>i * lda, lda, panel, c + <usize>i * ldc + (<usize>n << 2), ldc, k0, k1, acc, cols);
       }
+      if (mf < m1) fewRows(m1 - mf, a + <usize>mf * lda, lda, bp, panelBytes, c + <usize>mf * ldc, ldc, n0, n1, k0, k1, acc);
     }
   }
+}
+
+/**
+ * Rows [0, rows) of A, rows = 1–3, against the columns [n0, n1) for one block of K: one row four panels at a
+ * time (kernel1x32), two or three rows two panels at a time (kernelRowsx16), so every weight vector loaded
+ * serves all of them with 8–12 sums in flight (a lone 1×8 kernel has two, and waits on its own additions);
+ * a ragged end row by row.
+ */
+function fewRows(rows: i32, a: usize, lda: usize, bp: usize, panelBytes: usize, c: usize, ldc: usize, n0: i32, n1: i32, k0: i32, k1: i32, acc: bool): void {
+  let n = n0;
+  if (rows == 1) for (; n + 4 * NR <= n1; n += 4 * NR) kernel1x32(a, bp + <usize>(n / NR) * panelBytes, panelBytes, c + (<usize>n << 2), k0, k1, acc);
+  else for (; n + 2 * NR <= n1; n += 2 * NR) kernelRowsx16(rows, a, lda, bp + <usize>(n / NR) * panelBytes, panelBytes, c + (<usize>n << 2), ldc, k0, k1, acc);
+  for (; n < n1; n += NR)
+    for (let i = 0; i < rows; i++) kernel1x8(a + <usize>i * lda, bp + <usize>(n / NR) * panelBytes, c + <usize>i * ldc + (<usize>n << 2), k0, k1, acc, min(NR, n1 - n));
 }
 
 /**

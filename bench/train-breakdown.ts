@@ -13,7 +13,7 @@ import { trainBenchIds, trainBenchModels } from './train_setup.js';
 
 const { teacher, models } = trainBenchModels();
 const ids = trainBenchIds(8, 256);
-const base = simdEngine(SimdGemm.shared());
+const base = simdEngine(SimdGemm.sharedExact());
 const t = { linearForward: 0, linearBackward: 0, attention: 0 };
 const clock =
   <A extends unknown[], R>(k: keyof typeof t, f: (...a: A) => R) =>

@@ -70,7 +70,7 @@ function bestOf(f: () => void, reps = 5): number {
 const pn = 512;
 const r = new Rng(11); // the peak product's random matrix
 const pa = Float32Array.from({ length: pn * pn }, () => r.normal(0, 1));
-const simdPeak = (2 * pn ** 3) / bestOf(() => SimdGemm.shared().matmul(pa, pn, pn, pa, pn)) / 1e6;
+const simdPeak = (2 * pn ** 3) / bestOf(() => SimdGemm.sharedExact().matmul(pa, pn, pn, pa, pn)) / 1e6;
 const sgemm = (python: string, lib: 'numpy' | 'torch'): number | null => {
   const setup =
     lib === 'numpy'
@@ -91,7 +91,7 @@ const rows: Array<Record<string, unknown>> = [];
 const ops = await getOps('reference');
 const engines = [
   ['reference (float64)', FLOAT64_ENGINE],
-  ['wasm-simd (float32 products, all cores)', simdEngine(SimdGemm.shared())],
+  ['wasm-simd (float32 products, all cores)', simdEngine(SimdGemm.sharedExact())],
 ] as const;
 for (const [name, m] of models) {
   const distill = m !== teacher;

@@ -32,7 +32,7 @@ describe('models/', () => {
     }
   });
   it('the teacher: its first two steps, re-run from the seeded initialisation, give the recorded losses bit for bit', async () => {
-    SimdGemm.shared();
+    SimdGemm.sharedExact();
     const r = record('models/teacher-small');
     const p = PRESETS['teacher-small'];
     const m = randomLlama(

@@ -3,26 +3,30 @@
  * reference on random shapes — sizes of 1, widths that are not multiples of the 8-column panel or the
  * 4-row tile, K across the 256 block — for y = x·Wᵀ, c = a·b and c = aᵀ·b; resident packed weights; any
  * thread count gives bit-identical results; nothing the driver places overwrites the module's static data
- * (asm/multistep.ts's Math tables); and the committed .wasm is exactly what its source builds to.
- * Tolerance: float32 products of length K against float64, relative (Frobenius) error ≤ 1e-5.
+ * (asm/multistep.ts's Math tables); and the committed .wasm files are exactly what their source builds to.
+ * The product properties run on both builds: asm/gemm.wasm (baseline SIMD) and asm/gemm-fma.wasm (relaxed
+ * SIMD's fused multiply-add; skipped, saying why, on an engine without relaxed SIMD).
+ * Tolerance: float32 products of length K against float64, relative (Frobenius) error ≤ 1e-5 (either build:
+ * fusing removes one rounding per term, it adds none).
  */
 import fc from 'fast-check';
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { SimdGemm, wasmPath } from '../lib/simd/gemm.js';
+import { relaxedSimd, SimdGemm, wasmPath } from '../lib/simd/gemm.js';
 import { simdMultistep } from '../lib/simd/multistep.js';
 import { Rng } from '../lib/rng.js';
 import { relError } from '../lib/tensor.js';
 import { tmpFolder } from './tmp.js';
 
-const one = SimdGemm.load(1);
-const two = SimdGemm.load(2);
-afterAll(() => {
-  one.close();
-  two.close();
-});
+const FMA = relaxedSimd();
+/** x86 Linux says whether the CPU has FMA3 (elsewhere the fusing test is skipped: relaxed SIMD may fuse or not) */
+const cpuHasFma = existsSync('/proc/cpuinfo') && /^flags\s*:.*\bfma\b/m.test(readFileSync('/proc/cpuinfo', 'utf8'));
+const builds = [
+  { build: 'asm/gemm.wasm (baseline)', fma: false },
+  { build: 'asm/gemm-fma.wasm (fused multiply-add)', fma: true },
+];
 
 const rnd = (r: Rng, n: number) => Float32Array.from({ length: n }, () => r.uniform(-1, 1));
 function ref(a: (i: number, k: number) => number, b: (k: number, n: number) => number, M: number, K: number, N: number): Float64Array {
@@ -36,13 +40,23 @@ function ref(a: (i: number, k: number) => number, b: (k: number, n: number) => n
   return c;
 }
 const shape = fc.record({
-  M: fc.integer({ min: 1, max: 37 }),
+  M: fc.oneof(fc.integer({ min: 1, max: 37 }), fc.integer({ min: 60, max: 75 })), // windows of ≤ 64 rows (MC), and larger products
   K: fc.oneof(fc.integer({ min: 1, max: 40 }), fc.integer({ min: 250, max: 530 })),
   N: fc.integer({ min: 1, max: 41 }),
   seed: fc.integer({ min: 0, max: 1e6 }),
 });
 
-describe('SIMD matrix products = float64 reference', () => {
+describe.each(builds)('SIMD matrix products = float64 reference: $build', ({ fma }) => {
+  if (fma && !FMA) {
+    it.skip('this engine has no relaxed WebAssembly SIMD: asm/gemm-fma.wasm does not validate', () => {});
+    return;
+  }
+  const one = SimdGemm.load(1, fma);
+  const two = SimdGemm.load(2, fma);
+  afterAll(() => {
+    one.close();
+    two.close();
+  });
   it('linear y = x·Wᵀ, 1 and 2 threads bit-identical; W packed once and reused (numRuns 40)', () => {
     fc.assert(
       fc.property(shape, ({ M, K, N, seed }) => {
@@ -159,7 +173,7 @@ describe('SIMD matrix products = float64 reference', () => {
       ).toBeLessThanOrEqual(1e-5);
     }
   });
-  it('a verify window of any size (2–3 rows: the few-rows kernel; 4 and more: 4×8 blocks, a 5×8 block for 5, 9, 13 … rows, single-row tails) gives each row bit for bit what it gives alone (numRuns 60)', () => {
+  it('a verify window of any size (1–3 rows: the few-rows kernels; 4 and more: 4×8 blocks, then 1–3 rows by the few-rows kernels; ragged panels) gives each row bit for bit what it gives alone (numRuns 60)', () => {
     // every kernel makes, per column, the additions of the one-row kernel in the same order — what keeps a
     // speculative verify window's logits equal to plain decoding's; K crosses the 256-wide block
     // (accumulation into the output) and N has ragged panels
@@ -177,6 +191,9 @@ describe('SIMD matrix products = float64 reference', () => {
       { numRuns: 60 },
     );
   });
+});
+
+describe('the SIMD module', () => {
   it('releaseResident forgets packed weights (the next call packs again, correctly); readSum reads a sum and a bandwidth', () => {
     const g = SimdGemm.load(1);
     const r = new Rng(9);
@@ -266,9 +283,22 @@ describe('SIMD matrix products = float64 reference', () => {
     g.close();
   });
 
-  it('asm/gemm.wasm is exactly what asm/gemm.ts builds to (asm/build.sh)', () => {
-    const out = join(tmpFolder('asm'), 'gemm.wasm');
+  it('asm/gemm.wasm and asm/gemm-fma.wasm are exactly what asm/gemm.ts builds to (asm/build.sh)', () => {
+    const out = tmpFolder('asm');
     execFileSync('bash', [join(import.meta.dirname, '..', 'asm', 'build.sh'), out], { stdio: 'pipe' });
-    expect(Buffer.compare(readFileSync(out), readFileSync(wasmPath()))).toBe(0);
+    for (const fma of [false, true])
+      expect(Buffer.compare(readFileSync(join(out, basename(wasmPath(fma)))), readFileSync(wasmPath(fma))), wasmPath(fma)).toBe(0);
+  });
+  it.skipIf(!FMA || !cpuHasFma)('on a CPU with FMA the FMA build fuses (a·a − fl(a·a) survives) and the baseline build does not (gives 0)', () => {
+    // x·Wᵀ with x = [1, a], W = [−fl(a²), a]: the sum runs k = 0, 1, so the second step is a·a + (−fl(a²))
+    const a = 1 + 2 ** -12;
+    const fl = Math.fround(a * a);
+    const x = Float32Array.of(1, a);
+    const w = Float32Array.of(-fl, a);
+    const fused = SimdGemm.load(1, true);
+    const plain = SimdGemm.load(1, false);
+    expect(fused.linear(x, 1, 2, w, 1)[0]).toBe(a * a - fl); // exact: a² needs 26 bits
+    expect(plain.linear(x, 1, 2, w, 1)[0]).toBe(0);
+    expect(a * a - fl).not.toBe(0);
   });
 });

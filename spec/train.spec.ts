@@ -740,7 +740,7 @@ describe('the training loop', () => {
 
 describe('the SIMD training engine (float32 products on the wasm-simd kernels)', () => {
   it('loss and every gradient agree with the float64 engine to float32 precision, for all four model kinds', () => {
-    const engine = simdEngine(SimdGemm.shared());
+    const engine = simdEngine(SimdGemm.sharedExact());
     for (const [kind, m] of Object.entries(tinyModels(21))) {
       const r = new Rng(5);
       const ids = [0, 1].map(() => Array.from({ length: 6 }, () => r.int(0, 12)));

@@ -16,15 +16,27 @@
  * each call's operands use a scratch region above it, reused by every call.
  * Float32 in, float32 out (inputs in float64 are rounded once, as every float32 backend does).
  *
+ * Two builds of the same source (asm/build.sh): asm/gemm.wasm rounds each product and then each sum (baseline
+ * SIMD: the same bits on every machine), asm/gemm-fma.wasm uses relaxed SIMD's fused multiply-add (one
+ * rounding where the CPU has FMA; up to twice the products per cycle, since baseline WebAssembly has none).
+ * `SimdGemm.shared()` — the wasm-simd backend, inference — takes the FMA build where the engine runs it
+ * (Node 20 after `--experimental-wasm-relaxed-simd`, which `relaxedSimd()` sets; Node 22 and current browsers
+ * as they are), unless MIL_SIMD_FMA=0; `SimdGemm.sharedExact()` — the training engine — always the baseline
+ * build, so a seed gives the same weights on any machine. Within one build every kernel keeps the same
+ * additions in the same order, so a window's rows equal those rows alone and thread counts agree, bit for bit.
+ *
  * Threads: with `threads` > 1, worker threads instantiate the same module on the same memory; a product
- * of at least MIN_PARALLEL_FLOP is split by columns (whole 8-column panels), the calling thread computing
- * its share too; each worker waits on its own control block (Atomics.wait/notify). Every thread writes a
- * disjoint set of output columns with the same per-element arithmetic, so the result is bit-identical
- * whatever the thread count.
+ * of at least MIN_PARALLEL_FLOP is cut by columns into chunks of whole 32-column panel groups, a few per
+ * thread, and every thread — the calling one too — takes the next chunk from a shared counter
+ * (Atomics.add) until none is left, so a thread that wakes late or runs on a busy core takes fewer (a fixed
+ * half each left the caller waiting on its worker for a fifth of a verify window on this VM). Each worker
+ * waits on its own control block (Atomics.wait/notify). Every chunk is a disjoint set of output columns with
+ * the same per-element arithmetic, so the result is bit-identical whatever the thread count or who took which.
  */
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
 import { Worker } from 'node:worker_threads';
 import { ArgumentError } from '../errors.js';
 import { onArrayChanged } from '../../kernels/runtime.js';
@@ -45,6 +57,10 @@ export interface Exports {
 
 const PAGE = 65536;
 const NR = 8;
+/** columns of a panel group (asm/gemm.ts reads four 8-column panels at a time): the unit threads share work in */
+const GROUP = 4 * NR;
+/** chunks a product is cut into per thread, so a thread that starts late or runs slowly takes fewer */
+const CHUNKS_PER_THREAD = 4;
 /**
  * Below this many flops (2·M·N·K) a product runs on the calling thread alone: 2 MFLOP, where waking a worker
  * starts to pay. On this machine (2 cores, 2026-12-01) a d128 verify window's vocabulary projection
@@ -54,25 +70,53 @@ const NR = 8;
  */
 export const MIN_PARALLEL_FLOP = 1 << 21;
 
-// control block of a worker (Int32): [generation, done, ap, bp, cp, M, N, K, n0, n1, accumulate]
+// the product being computed, shared by all threads (Int32): [next chunk, chunks, chunk columns, ap, bp, cp, M, N, K]
+const JOB = 9;
+// control block of a worker (Int32): [generation, done]
 const WORKER_JS = `
 const { workerData } = require('node:worker_threads');
-const { module, memory, ctrl } = workerData;
+const { module, memory, ctrl, job } = workerData;
 const gemm = new WebAssembly.Instance(module, { env: { memory } }).exports.gemm;
 const c = new Int32Array(ctrl);
+const j = new Int32Array(job);
 let gen = 0;
 for (;;) {
   Atomics.wait(c, 0, gen);
   gen = Atomics.load(c, 0);
   if (gen < 0) break;
-  gemm(c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10]);
+  for (let i = Atomics.add(j, 0, 1); i < j[1]; i = Atomics.add(j, 0, 1)) gemm(j[3], j[4], j[5], j[6], j[7], j[8], i * j[2], Math.min(j[7], (i + 1) * j[2]), 0);
   Atomics.store(c, 1, gen);
   Atomics.notify(c, 1);
 }`;
 
-/** The compiled kernel, committed beside its source (spec/simd.spec.ts rebuilds it and compares). */
-/** Where the built kernel lives (a function: a browser bundle of this module never reads it, and has no path module). */
-export const wasmPath = (): string => join(import.meta.dirname, '..', '..', 'asm', 'gemm.wasm');
+/**
+ * Where a build of the kernels lives, committed beside its source (spec/simd.spec.ts rebuilds both and
+ * compares): the baseline one, or with `fma` the relaxed-SIMD one. (A function: a browser bundle of this
+ * module never reads it, and has no path module.)
+ */
+export const wasmPath = (fma = false): string => join(import.meta.dirname, '..', '..', 'asm', fma ? 'gemm-fma.wasm' : 'gemm.wasm');
+
+let relaxed: boolean | undefined;
+/**
+ * Whether this engine runs relaxed SIMD (asm/gemm-fma.wasm validates). Node 20 has it behind
+ * `--experimental-wasm-relaxed-simd`: where the module does not validate, the flag is set for this process
+ * (V8 reads it when it compiles a module; the same implementation Chrome 114 and Node 22 ship) and it is
+ * asked again.
+ */
+export function relaxedSimd(): boolean {
+  if (relaxed === undefined) {
+    const bytes = readFileSync(wasmPath(true));
+    relaxed = WebAssembly.validate(bytes);
+    if (!relaxed) {
+      setFlagsFromString('--experimental-wasm-relaxed-simd');
+      relaxed = WebAssembly.validate(bytes);
+    }
+  }
+  return relaxed;
+}
+
+/** The inference backend's choice: the FMA build where the engine runs it, unless MIL_SIMD_FMA=0. */
+export const fmaWanted = (): boolean => process.env.MIL_SIMD_FMA !== '0' && relaxedSimd();
 
 export class SimdGemm {
   private readonly memory: WebAssembly.Memory;
@@ -83,10 +127,13 @@ export class SimdGemm {
   private packed = new WeakMap<object, { ptr: number; N: number; K: number }>();
 
   private readonly workers: Array<{ worker: Worker; ctrl: Int32Array; gen: number }> = [];
+  private readonly job = new Int32Array(new SharedArrayBuffer(JOB * 4));
 
   private constructor(
     bytes: Uint8Array,
     readonly threads: number,
+    /** whether this instance runs the fused multiply-add build (asm/gemm-fma.wasm) */
+    readonly fma: boolean,
   ) {
     this.memory = new WebAssembly.Memory({ initial: 16, maximum: 32768, shared: true });
     const mod = new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>);
@@ -94,36 +141,48 @@ export class SimdGemm {
     this.base = align(Math.max(16, this.x.dataEnd()));
     this.residentTop = this.base;
     for (let t = 1; t < threads; t++) {
-      const ctrl = new Int32Array(new SharedArrayBuffer(11 * 4));
-      const worker = new Worker(WORKER_JS, { eval: true, workerData: { module: mod, memory: this.memory, ctrl: ctrl.buffer } });
+      const ctrl = new Int32Array(new SharedArrayBuffer(2 * 4));
+      const worker = new Worker(WORKER_JS, { eval: true, workerData: { module: mod, memory: this.memory, ctrl: ctrl.buffer, job: this.job.buffer } });
       worker.unref(); // idle workers never keep the process alive
       this.workers.push({ worker, ctrl, gen: 0 });
     }
   }
 
-  /** `threads`: 1 (default) or more; at most the machine's cores are useful. */
-  static load(threads = 1): SimdGemm {
+  /**
+   * `threads`: 1 (default) or more; at most the machine's cores are useful. `fma`: the fused multiply-add build
+   * (an error where the engine lacks relaxed SIMD; `relaxedSimd()` says).
+   */
+  static load(threads = 1, fma = false): SimdGemm {
     if (!Number.isInteger(threads) || threads < 1 || threads > 64) throw new ArgumentError('threads', 'an integer in [1, 64]', threads);
-    return new SimdGemm(readFileSync(wasmPath()), threads);
+    if (fma && !relaxedSimd()) throw new ArgumentError('fma', 'an engine with relaxed WebAssembly SIMD', 'this engine rejects asm/gemm-fma.wasm');
+    return new SimdGemm(readFileSync(wasmPath(fma)), threads, fma);
   }
 
   /** As many threads as the machine has cores. */
-  static loadAllCores(): SimdGemm {
-    return SimdGemm.load(Math.max(1, Math.min(64, availableParallelism())));
+  static loadAllCores(fma = false): SimdGemm {
+    return SimdGemm.load(Math.max(1, Math.min(64, availableParallelism())), fma);
   }
 
-  private static sharedInstance: SimdGemm | undefined;
+  private static sharedInstances = new Map<boolean, SimdGemm>();
+  private static sharedOn(fma: boolean): SimdGemm {
+    let g = SimdGemm.sharedInstances.get(fma);
+    if (!g) {
+      const made = SimdGemm.loadAllCores(fma);
+      onArrayChanged((a) => made.forget(a));
+      SimdGemm.sharedInstances.set(fma, (g = made));
+    }
+    return g;
+  }
   /**
-   * The process-wide instance on every core (the wasm-simd backend and the SIMD training engine share it):
-   * a weight changed in place (kernels/runtime.ts markChanged) has its packed copy dropped.
+   * The wasm-simd backend's process-wide instance on every core (inference: the FMA build where `fmaWanted()`).
+   * A weight changed in place (kernels/runtime.ts markChanged) has its packed copy dropped.
    */
   static shared(): SimdGemm {
-    if (!SimdGemm.sharedInstance) {
-      const g = SimdGemm.loadAllCores();
-      onArrayChanged((a) => g.forget(a));
-      SimdGemm.sharedInstance = g;
-    }
-    return SimdGemm.sharedInstance;
+    return SimdGemm.sharedOn(fmaWanted());
+  }
+  /** The training engine's process-wide instance: the baseline build always, the same bits on every machine. */
+  static sharedExact(): SimdGemm {
+    return SimdGemm.sharedOn(false);
   }
 
   /** Stop the worker threads (a closed instance still runs, on the calling thread). */
@@ -202,22 +261,22 @@ export class SimdGemm {
   private run(ap: number, M: number, K: number, bp: number, N: number, cp: number, out?: Float32Array): Float32Array {
     if (out && out.length !== M * N) throw new ArgumentError('out', `${M * N} floats (${M}×${N})`, out.length);
     this.ensure(cp + M * N * 4);
-    const panels = Math.ceil(N / NR);
-    const parts = 2 * M * N * K >= MIN_PARALLEL_FLOP ? Math.min(this.workers.length + 1, panels) : 1;
-    if (parts === 1) this.x.gemm(ap, bp, cp, M, N, K, 0, N, 0);
+    const groups = Math.ceil(N / GROUP);
+    const helpers = 2 * M * N * K >= MIN_PARALLEL_FLOP ? Math.min(this.workers.length, groups - 1) : 0;
+    if (helpers === 0) this.x.gemm(ap, bp, cp, M, N, K, 0, N, 0);
     else {
-      const bound = (p: number) => Math.min(N, Math.round((panels * p) / parts) * NR);
-      for (let w = 0; w < parts - 1; w++) {
-        const k = this.workers[w]!;
-        k.ctrl.set([ap, bp, cp, M, N, K, bound(w + 1), bound(w + 2), 0], 2);
+      // chunks of whole panel groups, about CHUNKS_PER_THREAD per thread; every thread takes the next one left
+      const chunks = Math.min(groups, (helpers + 1) * CHUNKS_PER_THREAD);
+      const width = Math.ceil(groups / chunks) * GROUP;
+      const j = this.job;
+      j.set([0, Math.ceil(N / width), width, ap, bp, cp, M, N, K]);
+      const woken = this.workers.slice(0, helpers);
+      for (const k of woken) {
         Atomics.store(k.ctrl, 0, ++k.gen);
         Atomics.notify(k.ctrl, 0);
       }
-      this.x.gemm(ap, bp, cp, M, N, K, 0, bound(1), 0); // this thread's share: the first columns
-      for (let w = 0; w < parts - 1; w++) {
-        const k = this.workers[w]!;
-        for (let d = Atomics.load(k.ctrl, 1); d !== k.gen; d = Atomics.load(k.ctrl, 1)) Atomics.wait(k.ctrl, 1, d);
-      }
+      for (let i = Atomics.add(j, 0, 1); i < j[1]!; i = Atomics.add(j, 0, 1)) this.x.gemm(ap, bp, cp, M, N, K, i * width, Math.min(N, (i + 1) * width), 0);
+      for (const k of woken) for (let d = Atomics.load(k.ctrl, 1); d !== k.gen; d = Atomics.load(k.ctrl, 1)) Atomics.wait(k.ctrl, 1, d);
     }
     const c = new Float32Array(this.memory.buffer, cp, M * N);
     if (!out) return c.slice();

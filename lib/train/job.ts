@@ -37,7 +37,7 @@ export interface EvalResult {
 }
 
 export function engineFor(name: 'float64' | 'simd' | undefined): MatmulEngine {
-  return name === 'simd' ? simdEngine(SimdGemm.shared()) : FLOAT64_ENGINE;
+  return name === 'simd' ? simdEngine(SimdGemm.sharedExact()) : FLOAT64_ENGINE;
 }
 
 /** Perplexity and bits per byte of `model` on `tokens` (see the file comment); at most `maxTokens` of them. */

@@ -152,7 +152,7 @@ export class Trainer {
     try {
       for (let k = 0; k < acc; k++) {
         const ids = this.nextBatch();
-        const engine = this.o.engine === 'simd' ? simdEngine(SimdGemm.shared()) : FLOAT64_ENGINE;
+        const engine = this.o.engine === 'simd' ? simdEngine(SimdGemm.sharedExact()) : FLOAT64_ENGINE;
         // the teacher's logits on the same engine (the float64 one is the reference forward's math exactly)
         const teacherLogits = this.o.objective === 'distill' ? trainForward(this.teacher!, ids, () => false, engine).logits : undefined;
         const r = lossAndGrads(this.model, ids, {

@@ -125,7 +125,32 @@ async function simdOps(): Promise<Ops> {
     dtype: 'float32',
     linearAttention: rounded(r.linearAttention),
     selectiveScan: rounded(r.selectiveScan),
-    selectiveStateUpdate: rounded(r.selectiveStateUpdate),
+    async selectiveStateUpdate(inp) {
+      // one decode step is MultiStep with nothing to replay and one new step (asm/multistep.ts): plain decoding
+      // and a speculative verify window take the same float32 arithmetic, bit for bit
+      const { batch, H, P, N, G } = stateUpdateDims(inp);
+      const dim = H * P;
+      const k = simdMultistep(
+        g,
+        {
+          hI: inp.state.data,
+          xCache: new Float32Array(batch * dim),
+          deltaCache: new Float32Array(batch * dim),
+          BCache: new Float32Array(batch * G * N),
+          x: inp.x.data,
+          delta: inp.delta.data,
+          B: inp.B.data,
+          C: inp.C.data,
+          z: inp.z?.data,
+          A: inp.A.data,
+          D: inp.D?.data,
+          deltaBias: inp.deltaBias?.data,
+          deltaSoftplus: inp.deltaSoftplus === true,
+        },
+        { batch, dim, N, K1: 1, r: 0, s: 1, G },
+      );
+      return { out: t32(k.out, inp.x.shape, 'out'), state: t32(k.hK, inp.state.shape, 'state_after') };
+    },
     causalConv1d: rounded(r.causalConv1d),
     causalConv1dUpdate: rounded(r.causalConv1dUpdate),
     ssdChunkScan: rounded(r.ssdChunkScan),

@@ -7,6 +7,8 @@
  *    state (cached state with the pending rows folded in), the conv window and its position, KV length and
  *    contents
  *  - verifying with the multi-step kernel = verifying with a stored state per draft position
+ *  - on the reference and wasm-simd backends every row of a verify window has plain decoding's logits bit for
+ *    bit, also after partly accepted rounds
  *  - EOS and the length limit stop inside a window
  *  - speculative sampling keeps the target's distribution: chi-square over 25 two-token outcomes
  */
@@ -29,7 +31,7 @@ import {
 } from '../lib/model/hybrid.js';
 import { causalAttention } from '../lib/ref/attention.js';
 import { generate, samplingDistribution, lastLogits } from '../lib/model/generate.js';
-import { ModelDrafter, effectiveStates, speculativeGenerate } from '../lib/decode/speculative.js';
+import { ModelDrafter, effectiveStates, foldCache, prefillSpec, rollbackCache, speculativeGenerate } from '../lib/decode/speculative.js';
 import { truncateLayers } from '../lib/decode/drafts.js';
 import { convWindow, specOf } from '../lib/decode/lazy_state.js';
 import { compareWithPlain } from '../lib/decode/compare.js';
@@ -215,6 +217,53 @@ describe('greedy speculative decoding = plain greedy decoding', () => {
       { numRuns: 10 },
     );
   });
+});
+
+describe("a verify window gives plain decoding's logits, bit for bit (reference and wasm-simd)", () => {
+  // On wasm-simd the window's products give each row what that row gives alone (spec/simd.spec.ts), its
+  // attention the loop's bits, and its MultiStep the arithmetic of the backend's one-step state update (the same
+  // kernel); the float64 reference keeps one order of operations throughout. So every row of a window equals
+  // plain decoding's logits at that position exactly — also after rounds that accepted part of a window
+  // (pending rows replayed from the single cached state), not just up to near-ties.
+  it.each(['reference', 'wasm-simd'])(
+    '%s: random Llama / Mamba-1 / Mamba-2 targets (0% and 50% attention), K = 1..8, rounds accepting 0..K drafts: every window row = plain decoding at that position (numRuns 12)',
+    async (backend) => {
+      const ops = await getOps(backend);
+      await fc.assert(
+        fc.asyncProperty(
+          fc.constantFrom<Kind>('llama', 'mamba1', 'mamba1-clean', 'mamba2'),
+          fc.constantFrom(0, 0.5),
+          fc.integer({ min: 1, max: 8 }),
+          fc.array(fc.integer({ min: 0, max: 8 }), { minLength: 3, maxLength: 3 }),
+          fc.integer({ min: 0, max: 10000 }),
+          async (kind, frac, K, accepts, seed) => {
+            const m = target(kind, frac, seed);
+            const r = new Rng(seed);
+            const prompt = Array.from({ length: r.int(1, 6) }, () => r.int(0, SPEC.vocab - 1));
+            const tokens = Array.from({ length: 3 * (K + 1) }, () => r.int(0, SPEC.vocab - 1));
+            const plainCache = newCache(m, 1);
+            await forward(ops, m, [prompt], plainCache);
+            const plain: number[][] = []; // plain[i]: the logits after tokens[0 … i]
+            for (const t of tokens) plain.push(Array.from((await forward(ops, m, [[t]], plainCache)).data));
+            const { cache } = await prefillSpec(ops, m, prompt, K + 1, 'lazy');
+            let c = 0; // tokens consumed for good
+            for (const want of accepts) {
+              const a = Math.min(want, K);
+              const j = cache.length;
+              const logits = await forward(ops, m, [tokens.slice(c, c + K + 1)], cache);
+              const V = m.llama.vocabSize;
+              for (let i = 0; i <= K; i++)
+                expect(Array.from(logits.data.subarray(i * V, (i + 1) * V)), `window row ${i} (position ${c + i})`).toEqual(plain[c + i]);
+              rollbackCache(cache, j + a + 1);
+              foldCache(cache);
+              c += a + 1;
+            }
+          },
+        ),
+        { numRuns: 12 },
+      );
+    },
+  );
 });
 
 describe('the in-place KV cache', () => {

@@ -12,10 +12,12 @@
  * Acceptance:
  *   greedy     accept d_m while d_m = argmax p_target(· | prefix, d_1 … d_{m−1}); the first mismatch is
  *              replaced by the target's argmax; if all K match, the target's next argmax is a bonus token.
- *              The output equals plain greedy decoding of the target token for token — exactly in exact
- *              arithmetic; on a float32 backend the window's MultiStep and plain decoding's state update round
- *              differently (~1e-7 relative), so only a near-tie between two logits could tell them apart (no
- *              run measured here ever differed).
+ *              The output equals plain greedy decoding of the target token for token. On the reference
+ *              (float64) and wasm-simd backends every window row's logits are plain decoding's bit for bit
+ *              (wasm-simd's one-step state update is its MultiStep kernel with one step; spec/speculative.spec.ts
+ *              checks it); on the GPU.js backends the window's MultiStep and plain decoding's state update are
+ *              different kernels that round differently (~1e-7 relative), so there only a near-tie between two
+ *              logits could tell them apart (no run measured here ever differed).
  *   sampling   (the released code's): accept d_m with probability min(1, p_t(d_m)/p_d(d_m)) using a uniform
  *              u_m; on rejection draw from normalise(max(p_t − p_d, 0)); bonus from p_t when all accepted.
  *              Temperature, top-k and top-p shape p_t and p_d alike. This keeps the target's distribution.

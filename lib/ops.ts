@@ -21,6 +21,7 @@ import { KERNEL_BACKENDS, f32, getRuntime, isImmutable, unavailableReason, type 
 import { SimdGemm, addBiasRows } from './simd/gemm.js';
 import { simdMultistep } from './simd/multistep.js';
 import { simdCachedAttention, type CachedAttentionFn } from './simd/attention.js';
+import { simdSiluMul } from './simd/activations.js';
 import { matmulKernel } from '../kernels/matmul.js';
 import { linearAttentionKernel } from '../kernels/linear_attention.js';
 import { defaultScanChunk, selectiveScanKernel } from '../kernels/selective_scan.js';
@@ -63,6 +64,12 @@ export interface Ops extends GradOps {
    * backends, where the model runs its loop.
    */
   readonly cachedAttention?: CachedAttentionFn;
+  /**
+   * Optional: silu(a) ⊙ b, or silu(a) without b, float32 — the wasm-simd backend's SIMD SiLU (asm/activations.ts),
+   * which the MLP and the fused Llama step use. Absent on the other backends, where the model computes silu in
+   * float64 (lib/ref/activations.ts).
+   */
+  readonly siluMul?: (a: Float32Array | Float64Array, b?: Float32Array | Float64Array, out?: Float32Array) => Float32Array;
 }
 
 /** Is `name` a backend this library knows? */
@@ -120,6 +127,8 @@ async function simdOps(): Promise<Ops> {
     async (...a: A): Promise<R> =>
       toF32(await f(...a));
   const r = referenceOps;
+  const activate = (t: Tensor, act: string | null | undefined): Tensor =>
+    act === 'silu' ? new Tensor(simdSiluMul(g, t.data), t.shape, t.name) : t.astype('float32');
   const ops: Ops = {
     name: 'wasm-simd',
     dtype: 'float32',
@@ -151,8 +160,15 @@ async function simdOps(): Promise<Ops> {
       );
       return { out: t32(k.out, inp.x.shape, 'out'), state: t32(k.hK, inp.state.shape, 'state_after') };
     },
-    causalConv1d: rounded(r.causalConv1d),
-    causalConv1dUpdate: rounded(r.causalConv1dUpdate),
+    // the convolutions: the reference's sums, then the SIMD SiLU (the same activation as the MLP's)
+    async causalConv1d(inp) {
+      const c = await r.causalConv1d({ ...inp, activation: null });
+      return { out: activate(c.out, inp.activation), finalStates: c.finalStates.astype('float32') };
+    },
+    async causalConv1dUpdate(inp) {
+      const c = await r.causalConv1dUpdate({ ...inp, activation: null });
+      return { out: activate(c.out, inp.activation), convState: c.convState.astype('float32') };
+    },
     ssdChunkScan: rounded(r.ssdChunkScan),
     ssdMinimalDiscrete: rounded(r.ssdMinimalDiscrete),
     gatedRmsnorm: rounded(r.gatedRmsnorm),
@@ -190,6 +206,7 @@ async function simdOps(): Promise<Ops> {
     ssdBackward: rounded(r.ssdBackward),
     gatedRmsnormBackward: rounded(r.gatedRmsnormBackward),
     cachedAttention: (q, sh, K, V, softmax) => simdCachedAttention(g, q, sh, K, V, softmax),
+    siluMul: (a, b, out) => simdSiluMul(g, a, b, out),
     async matmul(a, b) {
       const { m, k, n } = dims({ a: [a, ['m', 'k']], b: [b, ['k', 'n']] });
       return t32(g.matmul(a.data, m!, k!, b.data, n!), [m!, n!], 'matmul');

@@ -16,6 +16,7 @@ import { basename, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { relaxedSimd, SimdGemm, wasmPath } from '../lib/simd/gemm.js';
 import { simdMultistep } from '../lib/simd/multistep.js';
+import { simdSiluMul } from '../lib/simd/activations.js';
 import { Rng } from '../lib/rng.js';
 import { relError } from '../lib/tensor.js';
 import { tmpFolder } from './tmp.js';
@@ -280,6 +281,36 @@ describe('the SIMD module', () => {
     g.matmul(f(64 * 256), 64, 256, f(256 * 300), 300);
     const after = simdMultistep(g, args, sh);
     for (const k of ['out', 'hJ', 'hK'] as const) expect(Buffer.compare(Buffer.from(after[k].buffer), Buffer.from(before[k].buffer)), k).toBe(0);
+    g.close();
+  });
+
+  it('the SIMD SiLU (asm/activations.ts): within 3 float32 ulp of a / (1 + Math.exp(−a)) (2 smallest subnormals where the value is below the normal range) on a dense grid over [−120, 120], at random points and at extremes; times b; any length (the pad lanes never show); an element gives the same bits alone or among others', () => {
+    const g = SimdGemm.load(1);
+    const grid = Float32Array.from({ length: 480_001 }, (_, i) => (i - 240_000) / 2000);
+    const r = new Rng(12);
+    const pts = Float32Array.from({ length: 20_000 }, () => r.normal(0, 4));
+    const extremes = Float32Array.of(-3e38, -1e6, -200, -110.5, -109.5, -108.5, -87.5, 1e-40, -1e-40, 0, -0, 1e6, 3e38);
+    for (const a of [grid, pts, extremes]) {
+      const y = simdSiluMul(g, a);
+      let worst = 0;
+      for (let i = 0; i < a.length; i++) {
+        const want = a[i]! / (1 + Math.exp(-a[i]!));
+        const ulp = Math.abs(want) >= 2 ** -126 ? 3 * 2 ** (Math.floor(Math.log2(Math.abs(want))) - 23) : 2 ** -148;
+        worst = Math.max(worst, Math.abs(y[i]! - want) / ulp);
+      }
+      expect(worst, `${a.length} points: error / bound`).toBeLessThanOrEqual(1);
+    }
+    const a = rnd(r, 37);
+    const b = rnd(r, 37);
+    const ab = simdSiluMul(g, a, b);
+    expect(ab.length).toBe(37);
+    for (let i = 0; i < 37; i++) {
+      expect(ab[i]).toBe(Math.fround(simdSiluMul(g, a.subarray(i, i + 1))[0]! * b[i]!));
+      expect(simdSiluMul(g, a.subarray(i, i + 1), b.subarray(i, i + 1))[0]).toBe(ab[i]);
+    }
+    const out = new Float32Array(37);
+    expect(simdSiluMul(g, a, b, out)).toBe(out);
+    expect(() => simdSiluMul(g, a, b.subarray(1))).toThrow(/argument 'b': expected 37 values \(as many as a\), got 36/);
     g.close();
   });
 

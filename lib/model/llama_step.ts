@@ -17,7 +17,7 @@
  * draft, the teacher's generation and the demo all decode through it. Per token on the shipped 1-layer draft
  * it removes most of what is not arithmetic (tensor objects, per-op checks, awaits, name lookups).
  */
-import { silu } from '../ref/activations.js';
+import { simdSiluMul } from '../simd/activations.js';
 import { applyRope, ropeInvFreq } from '../ref/rope.js';
 import { SimdGemm, addBiasRows } from '../simd/gemm.js';
 import { rmsnormRows } from '../ref/norm.js';
@@ -168,7 +168,7 @@ export function llamaStep(m: HybridModel, id: number, cache: ModelCache): Tensor
     rmsnormInto(h, Lw.ln2, c.rmsNormEps, x);
     linearInto(g, x, Lw.gate, P.g);
     linearInto(g, x, Lw.up, P.u);
-    for (let j = 0; j < P.a.length; j++) P.a[j] = silu(P.g[j]!) * P.u[j]!;
+    simdSiluMul(g, P.g, P.u, P.a); // the wasm-simd backend's ops.siluMul, as the generic MLP uses
     linearInto(g, P.a, Lw.down, P.o);
     addInto(h, P.o);
   }

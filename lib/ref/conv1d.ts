@@ -121,27 +121,31 @@ export function conv1dUpdateDims(inp: Conv1dUpdateInputs): { batch: number; dim:
 }
 
 export function causalConv1dUpdate(inp: Conv1dUpdateInputs): { out: Tensor; convState: Tensor } {
-  const { x, convState, weight, bias, cacheSeqlens } = inp;
+  const { cacheSeqlens } = inp;
   const { batch, dim, steps, S, W } = conv1dUpdateDims(inp);
   const P = W - 1;
   const out = Tensor.zeros([batch, dim, steps], 'float64', 'out');
+  // the arrays and flags read once (a decode step calls this per layer and token: V8 keeps the loops tight)
+  const [xs, st, w, o] = [inp.x.data, inp.convState.data, inp.weight.data, out.data];
+  const bias = inp.bias?.data;
+  const act = inp.activation === 'silu';
   const xt = new Float64Array(P + steps);
   for (let b = 0; b < batch; b++) {
+    const first = cacheSeqlens ? cacheSeqlens[b]! - P : S - P; // where the last P inputs sit in the state
     for (let d = 0; d < dim; d++) {
       const so = (b * dim + d) * S;
-      for (let k = 0; k < P; k++) {
-        const pos = cacheSeqlens ? mod(cacheSeqlens[b]! - P + k, S) : S - P + k;
-        xt[k] = convState.data[so + pos]!;
-      }
-      for (let s = 0; s < steps; s++) xt[P + s] = x.data[(b * dim + d) * steps + s]!;
+      const xo = (b * dim + d) * steps;
+      for (let k = 0; k < P; k++) xt[k] = st[so + mod(first + k, S)]!;
+      for (let s = 0; s < steps; s++) xt[P + s] = xs[xo + s]!;
+      const wo = d * W;
       for (let t = 0; t < steps; t++) {
-        let s = bias ? bias.data[d]! : 0;
-        for (let k = 0; k < W; k++) s += weight.data[d * W + k]! * xt[t + k]!;
-        out.data[(b * dim + d) * steps + t] = inp.activation === 'silu' ? silu(s) : s;
+        let s = bias ? bias[d]! : 0;
+        for (let k = 0; k < W; k++) s += w[wo + k]! * xt[t + k]!;
+        o[xo + t] = act ? silu(s) : s;
       }
     }
   }
-  return { out, convState: conv1dStateAfter(convState, x, cacheSeqlens, 'float64') };
+  return { out, convState: conv1dStateAfter(inp.convState, inp.x, cacheSeqlens, 'float64') };
 }
 
 export function checkActivation(a: unknown): void {

@@ -52,6 +52,7 @@ export interface Exports {
   multistep(...args: number[]): void;
   attnScores(qT: number, R2: number, K: number, hd: number, ns: number, R: number, scale: number, S: number, T: number): void;
   attnValues(W: number, T: number, V: number, hd: number, ns: number, R: number, O: number): void;
+  siluMul(a: number, b: number, out: number, n: number): void;
   dataEnd(): number;
 }
 

@@ -1,0 +1,34 @@
+/**
+ * SiLU on the CPU, float32: the driver of asm/activations.ts (silu(a) = a / (1 + exp(−a)) with a SIMD exp,
+ * ≤ 2 ulp from the float32 rounding of the exact value). The wasm-simd backend offers it as `ops.siluMul`,
+ * which the MLP (silu(gate)·up), the fused Llama step and the convolution's activation use.
+ */
+import type { SimdGemm } from './gemm.js';
+import { align } from './gemm.js';
+import { ArgumentError } from '../errors.js';
+
+type FloatArray = Float32Array | Float64Array;
+
+/** out = silu(a) ⊙ b, or silu(a) without b (each rounded to float32 on the way in); into `out` when given. */
+export function simdSiluMul(g: SimdGemm, a: FloatArray, b?: FloatArray, out?: Float32Array): Float32Array {
+  const n = a.length;
+  if (b && b.length !== n) throw new ArgumentError('b', `${n} values (as many as a)`, b.length);
+  if (out && out.length !== n) throw new ArgumentError('out', `${n} floats (as many as a)`, out.length);
+  const n4 = (n + 3) & ~3; // whole f32x4 lanes; the pad is zero
+  const pa = g.scratchStart();
+  const pb = align(pa + n4 * 4);
+  const po = align(pb + (b ? n4 * 4 : 0));
+  g.ensure(po + n4 * 4);
+  const mem = new Float32Array(g.buffer);
+  mem.set(a, pa >> 2);
+  mem.fill(0, (pa >> 2) + n, (pa >> 2) + n4);
+  if (b) {
+    mem.set(b, pb >> 2);
+    mem.fill(0, (pb >> 2) + n, (pb >> 2) + n4);
+  }
+  g.kernels.siluMul(pa, b ? pb : 0, po, n4);
+  const y = mem.subarray(po >> 2, (po >> 2) + n);
+  if (!out) return y.slice();
+  out.set(y);
+  return out;
+}

@@ -171,7 +171,17 @@ async function simdOps(): Promise<Ops> {
     },
     ssdChunkScan: rounded(r.ssdChunkScan),
     ssdMinimalDiscrete: rounded(r.ssdMinimalDiscrete),
-    gatedRmsnorm: rounded(r.gatedRmsnorm),
+    async gatedRmsnorm(x, weight, z, opts) {
+      // the gate by the SIMD SiLU (float32), the norm by the reference
+      if (!z) return (await r.gatedRmsnorm(x, weight, undefined, opts)).astype('float32');
+      dims({ z: [z, x.shape] });
+      if (opts?.normBeforeGate ?? true) {
+        const n = await r.gatedRmsnorm(x, weight, undefined, opts);
+        return new Tensor(simdSiluMul(g, z.data, n.data), x.shape, 'gated_rmsnorm');
+      }
+      const gated = new Tensor(simdSiluMul(g, z.data, x.data), x.shape, 'gated');
+      return (await r.gatedRmsnorm(gated, weight, undefined, opts)).astype('float32');
+    },
     async multistep(inp) {
       // Algorithm 2's verify step as a SIMD kernel (asm/multistep.ts), float32 like the GPU.js one
       const sh = multistepDims(inp);

@@ -142,6 +142,12 @@ export class Tensor {
       out.data.set(this.data);
       return out;
     }
+    if (kept === r && r >= 2 && p[r - 1] === r - 2 && p[r - 2] === r - 1 && p.slice(0, r - 2).every((a, i) => a === i)) {
+      // the last two axes swapped (a batch of matrix transposes): one plain double loop per matrix
+      const [rows, cols] = [this.shape[r - 2]!, this.shape[r - 1]!];
+      for (let o = 0; o < out.size; o += rows * cols) swapLastTwo(this.data, out.data, o, rows, cols);
+      return out;
+    }
     const run = sizeOf(this.shape.slice(kept)); // contiguous values copied together
     const inSt = this.strides;
     const srcSt = p.slice(0, kept).map((a) => inSt[a]!);
@@ -362,4 +368,12 @@ export function maxAbsError(got: ArrayLike<number>, want: ArrayLike<number>): nu
     if (!(d <= m)) m = d; // NaN propagates as NaN > m false → use !(<=)
   }
   return m;
+}
+
+/** dst[o + j·rows + i] = src[o + i·cols + j]: one rows × cols matrix transposed (a top-level function, so V8 keeps it small and fast). */
+function swapLastTwo(src: FloatArray, dst: FloatArray, o: number, rows: number, cols: number): void {
+  for (let i = 0; i < rows; i++) {
+    const si = o + i * cols;
+    for (let j = 0; j < cols; j++) dst[o + j * rows + i] = src[si + j]!;
+  }
 }

@@ -428,7 +428,7 @@ describe('float64 reference identities', () => {
 });
 
 describe('tensor layer', () => {
-  it('transpose = the element-by-element definition out[i_0 … i_r] = in[i at perm⁻¹] on random shapes and permutations, kept trailing axes included (numRuns 200)', () => {
+  it('transpose = the element-by-element definition out[i_0 … i_r] = in[i at perm⁻¹] on random shapes and permutations, kept trailing axes and last-two-axes swaps included (numRuns 200)', () => {
     fc.assert(
       fc.property(
         fc

@@ -112,7 +112,7 @@ export async function specConv(ops: Ops, st: SpecState, pre: Tensor, weight: Ten
   const S = st.conv.shape[2]!;
   if (L > S - (weight.shape[1]! - 1)) throw new ArgumentError('verify window', `at most ${S - weight.shape[1]! + 1} tokens for this cache`, L);
   const r = await ops.causalConv1dUpdate({ x: pre.transpose([0, 2, 1]), convState: st.conv, weight, bias, activation, cacheSeqlens: [st.convLen] });
-  st.conv = r.convState.astype('float64').named('conv');
+  st.conv = r.convState.named('conv'); // the backend's dtype, as the SSM states
   st.convLen += L;
   return r.out.transpose([0, 2, 1]);
 }
@@ -176,11 +176,13 @@ export async function specSsm(ops: Ops, st: SpecState, s: SsmSteps): Promise<Ten
     deltaBias: s.deltaBias,
     deltaSoftplus: true,
   });
-  st.last = { hJ: res.hJ.astype('float64').named('h'), hK: res.hK.astype('float64').named('h'), pendingBefore: r0, rows: L };
+  // the states stay in the backend's dtype (float32 on the kernel backends: no conversion of the whole state
+  // twice a window; the next MultiStep reads them as they are)
+  st.last = { hJ: res.hJ.named('h'), hK: res.hK.named('h'), pendingBefore: r0, rows: L };
   st.pending.x.push(...rowsOf(s.x, dim));
   st.pending.delta.push(...rowsOf(s.delta, dim));
   st.pending.B.push(...rowsOf(s.B, G * N));
-  return res.out.astype('float64');
+  return res.out;
 }
 
 /** Forget consumed tokens past position n. */

@@ -34,6 +34,7 @@ import type { LlamaConfig, MambaConfig } from './config.js';
 import type { WeightStore } from './weights.js';
 import type { MambaStateStore } from './state_store.js';
 import { fusedStepApplies, llamaStep } from './llama_step.js';
+import { markImmutable } from '../../kernels/runtime.js';
 
 // ---------------------------------------------------------------- model description
 
@@ -145,8 +146,10 @@ function repeatEachOnce(key: object, t: Tensor, times: number, shape: number[]):
   const hit = m.get(k);
   if (hit && hit.src.length === t.size && hit.src.every((v, i) => v === t.data[i])) return hit.out;
   const out = repeatEach(t, times, shape);
-  // copies of finite weights: marked, so the ops reading them at every step do not rescan them (never written)
+  // copies of finite weights: marked, so the ops reading them at every step do not rescan them; and immutable
+  // (never written: changed values make a new array), so a backend may keep its float32 copy of them
   if (out.data.every(Number.isFinite)) markFinite(out.data);
+  markImmutable(out.data);
   m.set(k, { src: Float64Array.from(t.data), out });
   return out;
 }

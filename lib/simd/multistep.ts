@@ -6,6 +6,7 @@
  */
 import type { SimdGemm } from './gemm.js';
 import { align } from './gemm.js';
+import { f32, isImmutable } from '../../kernels/runtime.js';
 
 type FloatArray = Float32Array | Float64Array;
 
@@ -37,7 +38,7 @@ export function simdMultistep(
   const place = (v: FloatArray | undefined): number => {
     if (!v) return 0; // absent
     const p = at;
-    g.put(v, p);
+    g.put(isImmutable(v) ? f32(v) : v, p); // a per-head parameter copy (immutable): its cached float32 copy, copied as is
     at = align(p + v.length * 4);
     return p;
   };

@@ -63,6 +63,11 @@ const GROUP = 4 * NR;
 /** chunks a product is cut into per thread, so a thread that starts late or runs slowly takes fewer */
 const CHUNKS_PER_THREAD = 4;
 /**
+ * ms a thread spins (Atomics.load) before it sleeps (Atomics.wait): a worker waiting for the next product, the
+ * caller waiting for a worker's last chunk. A wake-up from Atomics.wait took tens to hundreds of µs on this VM.
+ */
+const SPIN_MS = 0.2;
+/**
  * Below this many flops (2·M·N·K) a product runs on the calling thread alone: 2 MFLOP, where waking a worker
  * starts to pay. On this machine (2 cores, 2026-12-01) a d128 verify window's vocabulary projection
  * 2048×128 took 215 → 128 µs for 5 rows and 296 → 171 µs for 8 rows on two threads, and about the same
@@ -82,6 +87,8 @@ const c = new Int32Array(ctrl);
 const j = new Int32Array(job);
 let gen = 0;
 for (;;) {
+  // a forward calls products back to back: spin a little for the next one before sleeping (waking takes long)
+  for (const until = performance.now() + ${SPIN_MS}; Atomics.load(c, 0) === gen && performance.now() < until; );
   Atomics.wait(c, 0, gen);
   gen = Atomics.load(c, 0);
   if (gen < 0) break;
@@ -277,7 +284,11 @@ export class SimdGemm {
         Atomics.notify(k.ctrl, 0);
       }
       for (let i = Atomics.add(j, 0, 1); i < j[1]!; i = Atomics.add(j, 0, 1)) this.x.gemm(ap, bp, cp, M, N, K, i * width, Math.min(N, (i + 1) * width), 0);
-      for (const k of woken) for (let d = Atomics.load(k.ctrl, 1); d !== k.gen; d = Atomics.load(k.ctrl, 1)) Atomics.wait(k.ctrl, 1, d);
+      // the workers are finishing their last chunks: spin for them a little, then sleep
+      for (const k of woken) {
+        for (const until = performance.now() + SPIN_MS; Atomics.load(k.ctrl, 1) !== k.gen && performance.now() < until; );
+        for (let d = Atomics.load(k.ctrl, 1); d !== k.gen; d = Atomics.load(k.ctrl, 1)) Atomics.wait(k.ctrl, 1, d);
+      }
     }
     const c = new Float32Array(this.memory.buffer, cp, M * N);
     if (!out) return c.slice();

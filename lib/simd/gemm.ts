@@ -286,7 +286,7 @@ export class SimdGemm {
       for (let i = Atomics.add(j, 0, 1); i < j[1]!; i = Atomics.add(j, 0, 1)) this.x.gemm(ap, bp, cp, M, N, K, i * width, Math.min(N, (i + 1) * width), 0);
       // the workers are finishing their last chunks: spin for them a little, then sleep
       for (const k of woken) {
-        for (const until = performance.now() + SPIN_MS; Atomics.load(k.ctrl, 1) !== k.gen && performance.now() < until; );
+        for (const until = performance.now() + SPIN_MS; Atomics.load(k.ctrl, 1) !== k.gen && performance.now() < until;);
         for (let d = Atomics.load(k.ctrl, 1); d !== k.gen; d = Atomics.load(k.ctrl, 1)) Atomics.wait(k.ctrl, 1, d);
       }
     }

@@ -1,6 +1,8 @@
 /**
  * `npm run bench:matmul`: matrix-product GFLOP/s on the issue's shapes, every peer measured in this run:
- *   ours      lib/simd/gemm.ts (asm/gemm.wasm) on 1 and 2 threads, y = x·Wᵀ with W resident (packed once)
+ *   ours      lib/simd/gemm.ts on 1 and 2 threads, y = x·Wᵀ with W resident (packed once): the build the wasm-simd
+ *             backend runs (asm/gemm-fma.wasm, fused multiply-add, where the engine has relaxed SIMD), and the
+ *             baseline build (asm/gemm.wasm, the training engine's) on 1 thread
  *   tfjs-wasm @tensorflow/tfjs-backend-wasm (XNNPACK, 128-bit SIMD), 1 thread, c = a·b with b already laid
  *             out as it wants it (transposeB = false: its x·Wᵀ path is ~10× slower, which would flatter us)
  *   numpy     python3 + numpy (OpenBLAS) on 2 threads, where installed
@@ -12,7 +14,7 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-wasm';
 import { setThreadsCount } from '@tensorflow/tfjs-backend-wasm';
-import { SimdGemm } from '../lib/simd/gemm.js';
+import { SimdGemm, fmaWanted } from '../lib/simd/gemm.js';
 import { getOps } from '../lib/ops.js';
 import { Tensor } from '../lib/tensor.js';
 import { Rng } from '../lib/rng.js';
@@ -59,8 +61,10 @@ function timeAll(fs: Array<() => void>, rounds = 11): number[] {
 setThreadsCount(1);
 await tf.setBackend('wasm');
 await tf.ready();
-const one = SimdGemm.load(1);
-const two = SimdGemm.load(2);
+const FMA = fmaWanted();
+const one = SimdGemm.load(1, FMA);
+const two = SimdGemm.load(2, FMA);
+const base = SimdGemm.load(1, false);
 const r = new Rng(1);
 const rows: Array<Record<string, number | string | null>> = [];
 for (const [M, K, N] of SHAPES) {
@@ -73,7 +77,7 @@ for (const [M, K, N] of SHAPES) {
   const a = tf.tensor2d(x, [M, K]);
   const b = tf.tensor2d(wt, [K, N]);
   const y = new Float32Array(M * N); // reused: no allocation (and no garbage collection) inside the timing
-  const [ours1, ours2, tfjs] = timeAll([
+  const [ours1, ours2, tfjs, base1] = timeAll([
     () => one.linear(x, M, K, w, N, true, y),
     () => two.linear(x, M, K, w, N, true, y),
     () => {
@@ -81,7 +85,8 @@ for (const [M, K, N] of SHAPES) {
       c.dataSync();
       c.dispose();
     },
-  ]) as [number, number, number];
+    () => base.linear(x, M, K, w, N, true, y),
+  ]) as [number, number, number, number];
   a.dispose();
   b.dispose();
   let numpy: number | null = null;
@@ -113,6 +118,7 @@ for (const [M, K, N] of SHAPES) {
     shape: `${M}×${K}×${N}`,
     ours1: g(ours1),
     ours2: g(ours2),
+    oursBaseline1: g(base1),
     tfjs: g(tfjs),
     numpy: numpy === null ? null : g(numpy),
     gpujs: gpujs === null ? null : g(gpujs),
@@ -124,21 +130,23 @@ for (const [M, K, N] of SHAPES) {
 }
 one.close();
 two.close();
+base.close();
 
 const meta = {
   date: new Date().toISOString(),
   node: process.version,
   cpu: 'see lscpu',
-  note: 'GFLOP/s = 2·M·K·N / time; ratio = ours / tfjs-wasm GFLOP/s (1 thread each, and ours on 2 threads against tfjs on 1)',
+  fma: FMA,
+  note: `GFLOP/s = 2·M·K·N / time; ratio = ours / tfjs-wasm GFLOP/s (1 thread each, and ours on 2 threads against tfjs on 1); "ours" is the build the wasm-simd backend runs here (${FMA ? 'asm/gemm-fma.wasm: fused multiply-add' : 'asm/gemm.wasm: this engine has no relaxed SIMD'}), "baseline" asm/gemm.wasm (no fused multiply-add; the training engine's)`,
 };
 const res = join(import.meta.dirname, 'results');
 writeFile(join(res, 'matmul.json'), JSON.stringify({ meta, rows }, null, 1) + '\n');
 const f = (v: unknown, d = 1) => (typeof v === 'number' ? v.toFixed(d) : '—');
 let md = `# Matrix products, GFLOP/s (this machine, one run)\n\n${meta.note}. Shapes are M×K×N of y = x·Wᵀ (x: M×K).\n\n`;
 md +=
-  '| shape | ours, 1 thread | ours, 2 threads | tfjs-wasm (XNNPACK), 1 thread | numpy/OpenBLAS, 2 threads | GPU.js webasm (before) | ours/tfjs, 1 thread | ours 2 thr./tfjs |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n';
+  '| shape | ours, 1 thread | ours, 2 threads | baseline build, 1 thread | tfjs-wasm (XNNPACK), 1 thread | numpy/OpenBLAS, 2 threads | GPU.js webasm (before) | ours/tfjs, 1 thread | ours 2 thr./tfjs |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n';
 for (const x of rows)
-  md += `| ${x.shape} | ${f(x.ours1)} | ${f(x.ours2)} | ${f(x.tfjs)} | ${f(x.numpy)} | ${f(x.gpujs, 2)} | ${f(x.ratio1, 2)}× | ${f(x.ratio2, 2)}× |\n`;
+  md += `| ${x.shape} | ${f(x.ours1)} | ${f(x.ours2)} | ${f(x.oursBaseline1)} | ${f(x.tfjs)} | ${f(x.numpy)} | ${f(x.gpujs, 2)} | ${f(x.ratio1, 2)}× | ${f(x.ratio2, 2)}× |\n`;
 writeFile(join(res, 'matmul.md'), md);
 console.log(md);
 process.exit(0);

@@ -2,7 +2,8 @@
  * What a verify window costs in its matrix products on this CPU: y = x·Wᵀ for M = 1 … 16 rows (the window's
  * tokens) on the wasm-simd kernels, weights packed and resident, for a d512 model's MLP projection (1408×512)
  * and its vocabulary projection (32000×512, 65 MB of float32). One row streams the weights (bandwidth-bound);
- * from ~4 rows the 4×8 micro-kernel is compute-bound (no fused multiply-add in baseline WebAssembly SIMD), so
+ * from ~4 rows the 4×8 micro-kernel is compute-bound (baseline WebAssembly SIMD has no fused multiply-add; the
+ * FMA build, which the backend runs where the engine has relaxed SIMD, does about 1.5× the products per cycle), so
  * a window of M tokens costs about M·(its FLOPs at the kernel's peak), not one read of the weights.
  *   node --import tsx bench/verify-products.ts
  */

@@ -314,6 +314,15 @@ describe('the SIMD module', () => {
     g.close();
   });
 
+  it('setSharedThreads (mil train --threads) sets the thread count of the process-wide instances before their first use, and refuses another count after', () => {
+    expect(() => SimdGemm.setSharedThreads(0)).toThrow(/argument 'threads': expected an integer in \[1, 64\], got 0/);
+    SimdGemm.setSharedThreads(1);
+    expect(SimdGemm.sharedExact().threads).toBe(1);
+    expect(SimdGemm.shared().threads).toBe(1);
+    SimdGemm.setSharedThreads(1); // the same count again: nothing to change
+    expect(() => SimdGemm.setSharedThreads(2)).toThrow(/argument 'threads': expected 1 \(the shared SIMD instances already run on that many\), got 2/);
+  });
+
   it('asm/gemm.wasm and asm/gemm-fma.wasm are exactly what asm/gemm.ts builds to (asm/build.sh)', () => {
     const out = tmpFolder('asm');
     execFileSync('bash', [join(import.meta.dirname, '..', 'asm', 'build.sh'), out], { stdio: 'pipe' });

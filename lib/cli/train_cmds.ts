@@ -67,7 +67,7 @@ const common: Record<string, OptSpec> = {
   'eval-tokens': { kind: 'int', min: 2, max: 1e12 },
   'save-every': { kind: 'int', min: 1, max: 10_000_000 },
   engine: { kind: 'enum', choices: ['simd', 'float64'] },
-  threads: { kind: 'int', min: 1, max: 256 },
+  threads: { kind: 'int', min: 1, max: 64 },
   dtype: { kind: 'enum', choices: ['F16', 'BF16', 'F32'] },
   quiet: { kind: 'switch' },
 };
@@ -217,7 +217,12 @@ function trainerOptions(
 }
 
 async function prepare(v: V): Promise<void> {
-  if ((str(v, 'engine') ?? 'simd') === 'simd') await SimdGemm.load(num(v, 'threads'));
+  if ((str(v, 'engine') ?? 'simd') !== 'simd') return;
+  // --threads: the training engine's thread count (every core when absent); loading it here reports a
+  // backend that cannot run before any work starts
+  const threads = num(v, 'threads');
+  if (threads !== undefined) SimdGemm.setSharedThreads(threads);
+  SimdGemm.sharedExact();
 }
 
 /** How often a job validates and checkpoints (`times` per run unless --eval-every / --save-every say), on how many validation tokens, and the dtype of its final weights. */

@@ -172,10 +172,21 @@ export class SimdGemm {
   }
 
   private static sharedInstances = new Map<boolean, SimdGemm>();
+  private static sharedThreads: number | undefined;
+  /**
+   * The thread count of the process-wide instances (`shared`, `sharedExact`; default: every core), e.g. from
+   * `mil train --threads T`. Before their first use: an instance already made with another count is an error.
+   */
+  static setSharedThreads(threads: number): void {
+    if (!Number.isInteger(threads) || threads < 1 || threads > 64) throw new ArgumentError('threads', 'an integer in [1, 64]', threads);
+    for (const g of SimdGemm.sharedInstances.values())
+      if (g.threads !== threads) throw new ArgumentError('threads', `${g.threads} (the shared SIMD instances already run on that many)`, threads);
+    SimdGemm.sharedThreads = threads;
+  }
   private static sharedOn(fma: boolean): SimdGemm {
     let g = SimdGemm.sharedInstances.get(fma);
     if (!g) {
-      const made = SimdGemm.loadAllCores(fma);
+      const made = SimdGemm.sharedThreads ? SimdGemm.load(SimdGemm.sharedThreads, fma) : SimdGemm.loadAllCores(fma);
       onArrayChanged((a) => made.forget(a));
       SimdGemm.sharedInstances.set(fma, (g = made));
     }

@@ -13,7 +13,16 @@ import { ArgumentError, BackendUnavailableError, UnknownBackendError } from './e
 import { Tensor, dims } from './tensor.js';
 import { selectiveScanDims, type SelectiveScanInputs, type SelectiveScanOutputs } from './ref/selective_scan.js';
 import { stateUpdateDims, type StateUpdateInputs, type StateUpdateOutputs } from './ref/state_update.js';
-import { conv1dFinalStates, conv1dStateAfter, conv1dDims, conv1dUpdateDims, mod, type Conv1dInputs, type Conv1dUpdateInputs } from './ref/conv1d.js';
+import {
+  checkActivation,
+  conv1dFinalStates,
+  conv1dStateAfter,
+  conv1dDims,
+  conv1dUpdateDims,
+  mod,
+  type Conv1dInputs,
+  type Conv1dUpdateInputs,
+} from './ref/conv1d.js';
 import { ssdDims, type SsdInputs, type SsdOutputs } from './ref/ssd.js';
 import type { GatedRmsnormOptions } from './ref/norm.js';
 import { multistepDims, type MultistepInputs, type MultistepOutputs } from './ref/multistep.js';
@@ -162,10 +171,12 @@ async function simdOps(): Promise<Ops> {
     },
     // the convolutions: the reference's sums, then the SIMD SiLU (the same activation as the MLP's)
     async causalConv1d(inp) {
+      checkActivation(inp.activation); // the reference below sees null: the caller's value is checked here
       const c = await r.causalConv1d({ ...inp, activation: null });
       return { out: activate(c.out, inp.activation), finalStates: c.finalStates.astype('float32') };
     },
     async causalConv1dUpdate(inp) {
+      checkActivation(inp.activation);
       const c = await r.causalConv1dUpdate({ ...inp, activation: null });
       return { out: activate(c.out, inp.activation), convState: c.convState.astype('float32') };
     },
@@ -174,7 +185,8 @@ async function simdOps(): Promise<Ops> {
     async gatedRmsnorm(x, weight, z, opts) {
       // the gate by the SIMD SiLU (float32), the norm by the reference
       if (!z) return (await r.gatedRmsnorm(x, weight, undefined, opts)).astype('float32');
-      dims({ z: [z, x.shape] });
+      // every input checked before any work (the reference below sees only the gated or normed values)
+      dims({ x: [x, [...x.shape.slice(0, -1), 'd']], weight: [weight, ['d']], z: [z, x.shape] });
       if (opts?.normBeforeGate ?? true) {
         const n = await r.gatedRmsnorm(x, weight, undefined, opts);
         return new Tensor(simdSiluMul(g, z.data, n.data), x.shape, 'gated_rmsnorm');

@@ -53,6 +53,10 @@ describe.each(ALL_BACKENDS)('typed errors on $title', ({ name, available }) => {
     await expect(ops.causalConv1dUpdate({ x, convState: rand.normal(r, [1, 2, 2]), weight: w })).rejects.toBeInstanceOf(ArgumentError);
     await expect(ops.causalConv1dUpdate({ x, convState: rand.normal(r, [1, 2, 3]), weight: w, cacheSeqlens: [-1] })).rejects.toBeInstanceOf(ArgumentError);
     await expect(ops.gatedRmsnorm(rand.normal(r, [2, 6]), rand.normal(r, [6]), undefined, { groupSize: 4 })).rejects.toBeInstanceOf(ArgumentError);
+    // an unknown activation is refused, not run as none (wasm-simd applies its SiLU after the reference's sums)
+    const relu = 'relu' as unknown as 'silu';
+    await expect(ops.causalConv1d({ x, weight: w, activation: relu })).rejects.toThrow(/argument 'activation': expected null or 'silu', got 'relu'/);
+    await expect(ops.causalConv1dUpdate({ x, convState: rand.normal(r, [1, 2, 3]), weight: w, activation: relu })).rejects.toThrow(/argument 'activation'/);
   });
 });
 

@@ -63,6 +63,10 @@ function perturbed(m: HybridModel, seed: number, std: number): HybridModel {
     );
   return { ...m, weights: new WeightStore(w, 'perturbed') };
 }
+/** The targets both greedy properties draw: every layer kind, 0% and 50% attention, and a K. */
+const targetKind = fc.constantFrom<Kind>('llama', 'mamba1', 'mamba1-clean', 'mamba2');
+const attentionFraction = fc.constantFrom(0, 0.5);
+const draftK = fc.integer({ min: 1, max: 8 });
 type DraftKind = 'random' | 'self' | 'perturbed' | 'first-layers';
 function draftModel(t: HybridModel, kind: DraftKind, seed: number): HybridModel {
   if (kind === 'self') return t;
@@ -131,9 +135,9 @@ describe('greedy speculative decoding = plain greedy decoding', () => {
       const ops = await getOps(backend);
       await fc.assert(
         fc.asyncProperty(
-          fc.constantFrom<Kind>('llama', 'mamba1', 'mamba1-clean', 'mamba2'),
-          fc.constantFrom(0, 0.5),
-          fc.integer({ min: 1, max: 8 }),
+          targetKind,
+          attentionFraction,
+          draftK,
           fc.constantFrom<DraftKind>('random', 'self', 'perturbed', 'first-layers'),
           fc.integer({ min: 1, max: 14 }),
           fc.integer({ min: 0, max: 10000 }),
@@ -231,9 +235,9 @@ describe("a verify window gives plain decoding's logits, bit for bit (reference 
       const ops = await getOps(backend);
       await fc.assert(
         fc.asyncProperty(
-          fc.constantFrom<Kind>('llama', 'mamba1', 'mamba1-clean', 'mamba2'),
-          fc.constantFrom(0, 0.5),
-          fc.integer({ min: 1, max: 8 }),
+          targetKind,
+          attentionFraction,
+          draftK,
           fc.array(fc.integer({ min: 0, max: 8 }), { minLength: 3, maxLength: 3 }),
           fc.integer({ min: 0, max: 10000 }),
           async (kind, frac, K, accepts, seed) => {

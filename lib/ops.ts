@@ -25,7 +25,7 @@ import {
 } from './ref/conv1d.js';
 import { ssdDims, type SsdInputs, type SsdOutputs } from './ref/ssd.js';
 import type { GatedRmsnormOptions } from './ref/norm.js';
-import { multistepDims, type MultistepInputs, type MultistepOutputs } from './ref/multistep.js';
+import { multistepDims, type MultistepDims, type MultistepInputs, type MultistepOutputs } from './ref/multistep.js';
 import { KERNEL_BACKENDS, f32, getRuntime, isImmutable, unavailableReason, type GpuRuntime, type KernelBackendName } from '../kernels/runtime.js';
 import { SimdGemm, addBiasRows } from './simd/gemm.js';
 import { simdMultistep } from './simd/multistep.js';
@@ -136,6 +136,34 @@ async function simdOps(): Promise<Ops> {
     async (...a: A): Promise<R> =>
       toF32(await f(...a));
   const r = referenceOps;
+  /** MultiStep on the SIMD kernel, inputs already checked (`sh`: their sizes). */
+  const runMultistep = (inp: MultistepInputs, sh: MultistepDims): MultistepOutputs => {
+    const d = (t: Tensor | undefined) => t?.data;
+    const k = simdMultistep(
+      g,
+      {
+        hI: inp.hI.data,
+        xCache: inp.xCache.data,
+        deltaCache: inp.deltaCache.data,
+        BCache: inp.BCache.data,
+        x: inp.x.data,
+        delta: inp.delta.data,
+        B: inp.B.data,
+        C: inp.C.data,
+        z: d(inp.z),
+        A: inp.A.data,
+        D: d(inp.D),
+        deltaBias: d(inp.deltaBias),
+        deltaSoftplus: inp.deltaSoftplus === true,
+      },
+      sh,
+    );
+    return {
+      out: t32(k.out, [sh.batch, sh.s, sh.dim], 'out'),
+      hJ: t32(k.hJ, [sh.batch, sh.dim, sh.N], 'h_j'),
+      hK: t32(k.hK, [sh.batch, sh.dim, sh.N], 'h_k'),
+    };
+  };
   const activate = (t: Tensor, act: string | null | undefined): Tensor =>
     act === 'silu' ? new Tensor(simdSiluMul(g, t.data), t.shape, t.name) : t.astype('float32');
   const ops: Ops = {
@@ -145,29 +173,32 @@ async function simdOps(): Promise<Ops> {
     selectiveScan: rounded(r.selectiveScan),
     async selectiveStateUpdate(inp) {
       // one decode step is MultiStep with nothing to replay and one new step (asm/multistep.ts): plain decoding
-      // and a speculative verify window take the same float32 arithmetic, bit for bit
+      // and a speculative verify window take the same float32 arithmetic, bit for bit. The state-update layouts
+      // are views of MultiStep's (channels d = (h, p); B/C groups as they are).
       const { batch, H, P, N, G } = stateUpdateDims(inp);
       const dim = H * P;
-      const k = simdMultistep(
-        g,
+      const row = [batch, 1, dim];
+      const none = new Tensor(new Float32Array(batch * dim), row); // the cache rows (none replayed)
+      const k = runMultistep(
         {
-          hI: inp.state.data,
-          xCache: new Float32Array(batch * dim),
-          deltaCache: new Float32Array(batch * dim),
-          BCache: new Float32Array(batch * G * N),
-          x: inp.x.data,
-          delta: inp.delta.data,
-          B: inp.B.data,
-          C: inp.C.data,
-          z: inp.z?.data,
-          A: inp.A.data,
-          D: inp.D?.data,
-          deltaBias: inp.deltaBias?.data,
-          deltaSoftplus: inp.deltaSoftplus === true,
+          hI: inp.state.reshape([batch, dim, N]),
+          xCache: none,
+          deltaCache: none,
+          BCache: new Tensor(new Float32Array(batch * G * N), [batch, 1, G, N]),
+          recomputeSteps: 0,
+          x: inp.x.reshape(row),
+          delta: inp.delta.reshape(row),
+          B: inp.B.reshape([batch, 1, G, N]),
+          C: inp.C.reshape([batch, 1, G, N]),
+          z: inp.z?.reshape(row),
+          A: inp.A.reshape([dim, N]),
+          D: inp.D?.reshape([dim]),
+          deltaBias: inp.deltaBias?.reshape([dim]),
+          deltaSoftplus: inp.deltaSoftplus,
         },
         { batch, dim, N, K1: 1, r: 0, s: 1, G },
       );
-      return { out: t32(k.out, inp.x.shape, 'out'), state: t32(k.hK, inp.state.shape, 'state_after') };
+      return { out: k.out.reshape(inp.x.shape).named('out'), state: k.hK.reshape(inp.state.shape).named('state_after') };
     },
     // the convolutions: the reference's sums, then the SIMD SiLU (the same activation as the MLP's)
     async causalConv1d(inp) {
@@ -194,35 +225,8 @@ async function simdOps(): Promise<Ops> {
       const gated = new Tensor(simdSiluMul(g, z.data, x.data), x.shape, 'gated');
       return (await r.gatedRmsnorm(gated, weight, undefined, opts)).astype('float32');
     },
-    async multistep(inp) {
-      // Algorithm 2's verify step as a SIMD kernel (asm/multistep.ts), float32 like the GPU.js one
-      const sh = multistepDims(inp);
-      const d = (t: Tensor | undefined) => t?.data;
-      const k = simdMultistep(
-        g,
-        {
-          hI: inp.hI.data,
-          xCache: inp.xCache.data,
-          deltaCache: inp.deltaCache.data,
-          BCache: inp.BCache.data,
-          x: inp.x.data,
-          delta: inp.delta.data,
-          B: inp.B.data,
-          C: inp.C.data,
-          z: d(inp.z),
-          A: inp.A.data,
-          D: d(inp.D),
-          deltaBias: d(inp.deltaBias),
-          deltaSoftplus: inp.deltaSoftplus === true,
-        },
-        sh,
-      );
-      return {
-        out: t32(k.out, [sh.batch, sh.s, sh.dim], 'out'),
-        hJ: t32(k.hJ, [sh.batch, sh.dim, sh.N], 'h_j'),
-        hK: t32(k.hK, [sh.batch, sh.dim, sh.N], 'h_k'),
-      };
-    },
+    // Algorithm 2's verify step as a SIMD kernel (asm/multistep.ts), float32 like the GPU.js one
+    multistep: async (inp) => runMultistep(inp, multistepDims(inp)),
     selectiveScanBackward: rounded(r.selectiveScanBackward),
     causalConv1dBackward: rounded(r.causalConv1dBackward),
     ssdBackward: rounded(r.ssdBackward),

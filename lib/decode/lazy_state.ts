@@ -147,9 +147,9 @@ export async function specSsm(ops: Ops, st: SpecState, s: SsmSteps): Promise<Ten
         deltaBias: s.deltaBias,
         deltaSoftplus: true,
       });
-      h = r.hK.astype('float64').named('h');
+      h = r.hK.named('h'); // the backend's dtype, as the lazy scheme keeps it
       st.history.push(h);
-      outs.push(r.out.astype('float64'));
+      outs.push(r.out);
     }
     return Tensor.concat(outs, 1);
   }

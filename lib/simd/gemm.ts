@@ -64,7 +64,8 @@ const GROUP = 4 * NR;
 const CHUNKS_PER_THREAD = 4;
 /**
  * ms a thread spins (Atomics.load) before it sleeps (Atomics.wait): a worker waiting for the next product, the
- * caller waiting for a worker's last chunk. A wake-up from Atomics.wait took tens to hundreds of µs on this VM.
+ * caller waiting for a worker's last chunk. Notifying a sleeping worker and sleeping until it notifies back took
+ * 27 µs (median; 80 µs at the 99th percentile) on this VM on 2026-12-01, and a d512 forward makes ~50 products.
  */
 const SPIN_MS = 0.2;
 /**

@@ -129,6 +129,8 @@ export async function unavailableReason(name: KernelBackendName): Promise<string
 }
 
 const runtimes = new Map<KernelBackendName, Promise<GpuRuntime>>();
+/** The runtimes made so far (markChanged tells each to drop its resident copy of a changed weight). */
+const liveRuntimes = new Set<GpuRuntime>();
 
 /** The runtime of a backend, created once; throws BackendUnavailableError with the reason. */
 export function getRuntime(name: KernelBackendName): Promise<GpuRuntime> {
@@ -139,7 +141,9 @@ export function getRuntime(name: KernelBackendName): Promise<GpuRuntime> {
       if (reason) throw new BackendUnavailableError(name, reason);
       const { GPU } = (await import('gpu.js')) as unknown as GpuModule;
       const mode = name === 'webasm-threaded' ? 'webasm' : name;
-      return new GpuRuntime(name, new GPU({ mode }));
+      const rt = new GpuRuntime(name, new GPU({ mode }));
+      liveRuntimes.add(rt);
+      return rt;
     })();
     p.catch(() => runtimes.delete(name));
     runtimes.set(name, p);
@@ -165,8 +169,13 @@ export function isImmutable(a: FloatArray): boolean {
 
 /** An immutable array was changed in place (a training step): drop its cached float32 copy. */
 export function markChanged(a: FloatArray): void {
+  const copy = f32Copies.get(a);
   f32Copies.delete(a);
   forgetFinite(a);
+  for (const rt of liveRuntimes) {
+    rt.dropResident(a); // a Float32Array weight is its own kernel input
+    if (copy) rt.dropResident(copy);
+  }
   for (const f of changeListeners) f(a); // derived copies elsewhere (packed SIMD weights)
 }
 
@@ -176,12 +185,24 @@ export function onArrayChanged(f: (a: FloatArray) => void): void {
   changeListeners.push(f);
 }
 
+/**
+ * Float32 kernel inputs that stay equal to themselves until markChanged: the immutable Float32Arrays and the
+ * cached copies of the other immutable arrays. A device backend may keep them resident (uploaded once).
+ */
+const stableInputs = new WeakSet<Float32Array>();
+
 /** A flat input for a kernel: converted to Float32Array (float32 backends round here). */
 export function f32(a: FloatArray | ArrayLike<number>): Float32Array {
-  if (a instanceof Float32Array) return a;
+  if (a instanceof Float32Array) {
+    if (immutable.has(a)) stableInputs.add(a);
+    return a;
+  }
   if (immutable.has(a)) {
     let c = f32Copies.get(a);
-    if (!c) f32Copies.set(a, (c = Float32Array.from(a)));
+    if (!c) {
+      f32Copies.set(a, (c = Float32Array.from(a)));
+      stableInputs.add(c);
+    }
     return c;
   }
   return Float32Array.from(a);
@@ -196,17 +217,90 @@ export const KERNEL_CLASS: Record<KernelBackendName, string> = {
   webgpu: 'WebGPUKernel',
 };
 
+/** A GPU.js `pipeline: true` result: a buffer in device memory that kernels take in place of an array. */
+interface DeviceHandle {
+  delete(): void;
+  toArray(): Promise<Float32Array>;
+}
+
+/** Device buffers of resident weights, released when the weight's float32 array is collected. */
+const residentRelease = new FinalizationRegistry<{ handle: DeviceHandle; rt: GpuRuntime; elements: number }>((r) => {
+  r.handle.delete();
+  r.rt.residentElements -= r.elements;
+});
+
+/** The identity kernel that uploads a weight once: its `pipeline: true, immutable: true` result stays on the device. */
+const UPLOAD_SRC = 'function (w) { return w[this.thread.x]; }';
+
 export class GpuRuntime {
   private readonly cache = new Map<string, GpuKernel>();
   /** Number of kernels compiled so far (for tests of the cache). */
   compiled = 0;
+  /**
+   * Keep weights resident (webgpu only): a stable input (a weight's float32 array, see f32) is uploaded to a
+   * device buffer on first use and every later call binds that buffer instead of copying the array again
+   * (GPU.js flattens and writes every array argument at every call: a d512 model's 160 MB per token).
+   * Results are the same bits either way (the same values, read by the same kernel); off for comparisons.
+   */
+  residentWeights: boolean;
+  /** Weights uploaded to the device so far, and their float32 elements (for tests and benches). */
+  uploads = 0;
+  uploadedElements = 0;
+  /** Float32 elements held on the device now (uploads less those freed after markChanged). */
+  residentElements = 0;
+  private readonly resident = new WeakMap<Float32Array, Promise<DeviceHandle>>();
   /** The GPU.js kernel classes this runtime's kernels ran as (always KERNEL_CLASS[name]: others are refused). */
   readonly ranOn = new Set<string>();
 
   constructor(
     readonly name: KernelBackendName,
     private readonly gpu: GpuInstance,
-  ) {}
+  ) {
+    this.residentWeights = name === 'webgpu';
+  }
+
+  /** The device buffer holding stable input `a`, uploaded on first use; undefined where it stays an array. */
+  private residentFor(a: Float32Array): Promise<DeviceHandle> | undefined {
+    if (!this.residentWeights || this.name !== 'webgpu' || !stableInputs.has(a)) return undefined;
+    let h = this.resident.get(a);
+    if (!h) {
+      const key = `upload|${a.length}`;
+      let k = this.cache.get(key);
+      if (!k) {
+        k = this.gpu.createKernel(UPLOAD_SRC, { output: [a.length], pipeline: true, immutable: true, tactic: 'precision' });
+        this.cache.set(key, k);
+        this.compiled++;
+      }
+      const upload = k;
+      h = (async () => {
+        const handle = (await upload(a)) as unknown as DeviceHandle;
+        residentRelease.register(a, { handle, rt: this, elements: a.length }, handle);
+        this.uploads++;
+        this.uploadedElements += a.length;
+        this.residentElements += a.length;
+        return handle;
+      })();
+      h.catch(() => this.resident.delete(a));
+      this.resident.set(a, h);
+    }
+    return h;
+  }
+
+  /** Forget (and free) the device copy of `a`: it was changed in place. */
+  dropResident(a: Float32Array | FloatArray): void {
+    if (!(a instanceof Float32Array)) return;
+    const h = this.resident.get(a);
+    if (!h) return;
+    this.resident.delete(a);
+    void h.then(
+      (handle) => {
+        residentRelease.unregister(handle);
+        handle.delete();
+        this.residentElements -= a.length;
+      },
+      () => undefined,
+    );
+  }
 
   /**
    * Run a kernel: `source` is a GPU.js kernel function as text, compiled once per (key, constants)
@@ -236,7 +330,10 @@ export class GpuRuntime {
       consts = { ...constants, ...offsets };
       callArgs = [packed];
     }
-    const ck = `${key}|${JSON.stringify(consts)}|${outputSize}|${callArgs.map((a) => a.length).join(',')}`;
+    // weights resident on the device (webgpu): the kernel binds their buffers instead of a copy of the array
+    const bound: Array<Float32Array | DeviceHandle> = await Promise.all(callArgs.map((a) => this.residentFor(a) ?? a));
+    // a kernel is compiled for arrays or device buffers in each position: the key says which
+    const ck = `${key}|${JSON.stringify(consts)}|${outputSize}|${callArgs.map((a, i) => (bound[i] === a ? '' : 'r') + a.length).join(',')}`;
     let k = this.cache.get(ck);
     if (!k) {
       k = this.gpu.createKernel(src, {
@@ -251,7 +348,7 @@ export class GpuRuntime {
     }
     let r: Float32Array;
     try {
-      r = await k(...callArgs);
+      r = await k(...bound);
     } catch (e) {
       this.cache.delete(ck);
       throw new KernelError(this.name, key, (e as Error).message.split('\n')[0] ?? String(e));

@@ -3,9 +3,13 @@
  * (sizes of 1, lengths that are not a multiple of the chunk) and random values (fast-check; the number
  * of runs is in each `numRuns`). Long sequences (L ≥ 1500) have their own tests at the end.
  */
-import { describe, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { getOps } from '../lib/ops.js';
+import { getRuntime, markChanged, markImmutable } from '../kernels/runtime.js';
+import { randomLlama } from '../lib/model/random.js';
+import { convert } from '../lib/model/convert.js';
+import { forward, newCache } from '../lib/model/hybrid.js';
 import { matmul, linear } from '../lib/ref/linear.js';
 import { linearAttentionParallel } from '../lib/ref/linear_attention.js';
 import { selectiveScan } from '../lib/ref/selective_scan.js';
@@ -14,7 +18,7 @@ import { causalConv1d, causalConv1dUpdate } from '../lib/ref/conv1d.js';
 import { ssdSequential, ssdMinimalDiscrete } from '../lib/ref/ssd.js';
 import { gatedRmsnorm } from '../lib/ref/norm.js';
 import { multistep } from '../lib/ref/multistep.js';
-import { FLOAT32_TOL, KERNEL_BACKENDS, Rng, expectClose, rand } from './helpers.js';
+import { FLOAT32_TOL, KERNEL_BACKENDS, Rng, Tensor, expectClose, rand } from './helpers.js';
 
 const dim = (max: number) => fc.integer({ min: 1, max });
 
@@ -299,4 +303,58 @@ describe.each(KERNEL_BACKENDS)('kernels on $title', ({ name, available }) => {
       { numRuns: 2 },
     );
   });
+});
+
+describe('webgpu keeps weights resident (uploaded once, bound in place of a copy at every call)', () => {
+  const webgpu = KERNEL_BACKENDS.find((b) => b.name === 'webgpu')!;
+  const run = webgpu.available ? it : it.skip;
+  const spec = { vocab: 61, hidden: 32, intermediate: 48, layers: 2, heads: 4, kvHeads: 2 };
+
+  run(
+    `a hybrid's forward gives the same logits bits with weights resident as with every weight copied per call; a second forward uploads nothing (${webgpu.title})`,
+    async () => {
+      const ops = await getOps('webgpu');
+      const rt = await getRuntime('webgpu');
+      const m = convert(randomLlama(spec, 3), { variant: 'mamba2', attentionFraction: 0.5, seed: 1 });
+      const prompt = [[1, 2, 3, 4, 5]];
+      const was = rt.residentWeights;
+      try {
+        rt.residentWeights = false;
+        const before = rt.uploads;
+        const copied = await forward(ops, m, prompt, newCache(m, 1));
+        expect(rt.uploads, 'no upload while residency is off').toBe(before);
+        rt.residentWeights = true;
+        const resident = await forward(ops, m, prompt, newCache(m, 1));
+        const uploaded = rt.uploads - before;
+        expect(uploaded, 'the projections were uploaded').toBeGreaterThanOrEqual(2 * spec.layers);
+        expect(Array.from(resident.data)).toEqual(Array.from(copied.data));
+        const again = await forward(ops, m, prompt, newCache(m, 1));
+        expect(rt.uploads - before, 'the second forward binds the same buffers').toBe(uploaded);
+        expect(Array.from(again.data)).toEqual(Array.from(copied.data));
+      } finally {
+        rt.residentWeights = was;
+      }
+    },
+  );
+
+  run(
+    `a weight changed in place and marked changed is uploaded again: the product uses its new values, the old buffer is freed (float32 and float64 weights) (${webgpu.title})`,
+    async () => {
+      const ops = await getOps('webgpu');
+      const rt = await getRuntime('webgpu');
+      const r = new Rng(5);
+      for (const dtype of ['float32', 'float64'] as const) {
+        const x = rand.normal(r, [3, 7]);
+        const W = rand.normal(r, [5, 7]);
+        const w = dtype === 'float32' ? new Tensor(Float32Array.from(W.data), W.shape) : W;
+        markImmutable(w.data);
+        expectClose(await ops.linear(x, w), linear(x, w), FLOAT32_TOL, `${dtype} weight before`);
+        for (let i = 0; i < w.size; i++) w.data[i] = -2 * w.data[i]! + 1;
+        const held = rt.residentElements;
+        markChanged(w.data);
+        expectClose(await ops.linear(x, w), linear(x, w), FLOAT32_TOL, `${dtype} weight after the change`);
+        expect(rt.residentElements, `${dtype}: the changed weight's old device buffer is freed`).toBe(held);
+      }
+    },
+  );
 });

@@ -9,7 +9,7 @@
  * Options: --backends a,b; --quick (prefill 16, decode 4); --out DIR (default bench/results);
  * --torch-python PATH (default /usr/bin/python3, Debian's python3-torch) and --torch-device cuda (the PyTorch
  * peer on a GPU, one row per model, compared with our first backend: the side-by-side run on the GPU machine).
- * webgpu runs twice: weights resident (the default) and copied to the device at every call (a same-run ratio).
+ * webgpu runs three times: as it is; without fused plans; and also with weights copied per call (same-run ratios).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -95,14 +95,21 @@ interface Row {
 }
 const rows: Row[] = [];
 const prompt = Array.from({ length: PREFILL }, (_, i) => (i * 7919) % spec.vocab);
-// webgpu runs twice: weights resident (the default) and copied to the device at every call, as GPU.js
-// does for an array argument (kernels/runtime.ts residentWeights), so the run shows what residency buys
-const COPIED = 'webgpu, weights copied per call';
-const variants = backends.flatMap((b) => (b === 'webgpu' ? ['webgpu', COPIED] : [b]));
+// webgpu runs three times: as it is (weights resident, each MLP one fused plan); with every kernel called on
+// its own (kernels/runtime.ts fusedPlans off); and also with every weight copied to the device at every call,
+// as GPU.js does for an array argument (residentWeights off): the backend before either. The same run shows
+// what each buys.
+const UNFUSED = 'webgpu, no fused plans';
+const COPIED = 'webgpu, no plans, weights copied per call';
+const variants = backends.flatMap((b) => (b === 'webgpu' ? ['webgpu', UNFUSED, COPIED] : [b]));
 for (const variant of variants) {
-  const backend = variant === COPIED ? 'webgpu' : variant;
+  const backend = variant === COPIED || variant === UNFUSED ? 'webgpu' : variant;
   const ops = await getOps(backend);
-  if (backend === 'webgpu') (await getRuntime('webgpu')).residentWeights = variant !== COPIED;
+  if (backend === 'webgpu') {
+    const rt = await getRuntime('webgpu');
+    rt.residentWeights = variant !== COPIED;
+    rt.fusedPlans = variant === 'webgpu';
+  }
   for (const [name, m] of models) {
     process.stderr.write(`  ${variant} ${name}: warm-up … `);
     await generate(ops, m, prompt.slice(0, 4), { maxNewTokens: 2, eos: [] }); // compile kernels, build float32 copies
@@ -140,7 +147,7 @@ if (spawnSync(TORCH_PY, ['-c', 'import torch'], { encoding: 'utf8' }).status ===
       if (m.mamba && m.mamba.variant !== 'mamba2') continue;
       const mdir = join(tdir, name.replace(/\W+/g, '_'));
       saveModel(mdir, m);
-      if (ourBackend === 'webgpu') (await getRuntime('webgpu')).residentWeights = true;
+      if (ourBackend === 'webgpu') Object.assign(await getRuntime('webgpu'), { residentWeights: true, fusedPlans: true });
       const ours = await generate(await getOps(ourBackend), m, prompt, { maxNewTokens: DECODE + 1, eos: [] });
       for (const threads of TORCH_DEVICE === 'cpu' ? [1, 2] : [1]) {
         const out = execFileSync(

@@ -4,7 +4,7 @@
  * A and B are read through strides, so linear(x, W) = x·Wᵀ (PyTorch's W: (out, in)) needs no transpose copy.
  * Reference: lib/ref/linear.ts (matmul, linear).
  */
-import type { GpuRuntime } from './runtime.js';
+import type { GpuRuntime, PlanArg, PlanStep } from './runtime.js';
 
 const SRC = (bias: boolean) => `function (a, b${bias ? ', bias' : ''}) {
   const j = this.thread.x - Math.floor(this.thread.x / this.constants.N) * this.constants.N;
@@ -38,4 +38,9 @@ export function matmulKernel(
 ): Promise<Float32Array> {
   const args = bias ? [a, b, bias] : [a, b];
   return rt.run(`matmul${bias ? '+bias' : ''}`, SRC(!!bias), { N, K, SAI: st.sAi, SAK: st.sAk, SBK: st.sBk, SBJ: st.sBj }, M * N, args);
+}
+
+/** A plan step (kernels/runtime.ts runPlan) computing linear(a, b) = a·bᵀ: a (M, K), b (N, K) as PyTorch stores a weight. */
+export function matmulStep(M: number, K: number, N: number, a: PlanArg, b: PlanArg): PlanStep {
+  return { key: 'matmul', source: SRC(false), constants: { N, K, SAI: K, SAK: 1, SBK: 1, SBJ: K }, outputSize: M * N, args: [a, b] };
 }

@@ -59,8 +59,19 @@ interface GpuKernel {
   (...args: unknown[]): Float32Array | Promise<Float32Array>;
   destroy?: () => void;
 }
+interface GpuPipeline {
+  (...args: unknown[]): Promise<unknown>;
+  pipeline: {
+    executorKind: string;
+    fallbackReason: string | null;
+    destroy(): void;
+    /** the traced plan: the kernels its steps run (GPU.js's own clones of ours) */
+    plan?: { kernels?: Array<{ clone?: { kernel?: { constructor: { name: string } } } }> };
+  };
+}
 interface GpuInstance {
   createKernel(src: string, settings: Record<string, unknown>): GpuKernel;
+  createPipeline(fn: (...handles: unknown[]) => unknown, settings?: Record<string, unknown>): GpuPipeline;
   destroy?: () => unknown;
 }
 interface GpuModule {
@@ -229,6 +240,36 @@ const residentRelease = new FinalizationRegistry<{ handle: DeviceHandle; rt: Gpu
   r.rt.residentElements -= r.elements;
 });
 
+/** An argument of a plan step: the plan's i-th input, a weight the plan captures (uploaded with it, once), or an earlier step's result. */
+export type PlanArg = { input: number } | { weight: Float32Array } | { step: number };
+/** One kernel of a plan: what `GpuRuntime.run` takes, with its arguments named by where they come from. */
+export interface PlanStep {
+  key: string;
+  source: string;
+  constants: Record<string, number>;
+  outputSize: number;
+  args: readonly PlanArg[];
+}
+
+/**
+ * The executor a fused plan must run under on each backend (GPU.js createPipeline's `executorKind`): webasm
+ * runs every step over one WebAssembly memory, webgpu records every step into one command encoder (one submit,
+ * one readback); cpu and webgl2 walk the steps through their own kernels. Anything else is refused.
+ */
+export const PLAN_EXECUTORS: Record<KernelBackendName, readonly string[]> = {
+  cpu: ['generic'],
+  webasm: ['fused-sync'],
+  'webasm-threaded': ['fused-threaded', 'fused-sync'],
+  webgl2: ['generic'],
+  webgpu: ['fused-encoder'],
+};
+
+interface CompiledPlan {
+  run: GpuPipeline;
+  weights: readonly Float32Array[];
+  dead: boolean;
+}
+
 /** The identity kernel that uploads a weight once: its `pipeline: true, immutable: true` result stays on the device. */
 const UPLOAD_SRC = 'function (w) { return w[this.thread.x]; }';
 
@@ -249,6 +290,15 @@ export class GpuRuntime {
   /** Float32 elements held on the device now (uploads less those freed after markChanged). */
   residentElements = 0;
   private readonly resident = new WeakMap<Float32Array, Promise<DeviceHandle>>();
+  /**
+   * Run plans fused (GPU.js createPipeline) where every weight they capture is stable; off: the same kernels
+   * one call at a time (for comparisons). Plans compiled so far, for tests.
+   */
+  fusedPlans = true;
+  plansCompiled = 0;
+  /** Compiled plans by their first weight, then by plan key; and every plan that captured a given weight. */
+  private readonly plans = new WeakMap<Float32Array, Map<string, CompiledPlan>>();
+  private readonly plansOf = new WeakMap<Float32Array, CompiledPlan[]>();
   /** The GPU.js kernel classes this runtime's kernels ran as (always KERNEL_CLASS[name]: others are refused). */
   readonly ranOn = new Set<string>();
 
@@ -286,9 +336,14 @@ export class GpuRuntime {
     return h;
   }
 
-  /** Forget (and free) the device copy of `a`: it was changed in place. */
+  /** Forget (and free) the device copy of `a`, and every plan that captured it: it was changed in place. */
   dropResident(a: Float32Array | FloatArray): void {
     if (!(a instanceof Float32Array)) return;
+    for (const plan of this.plansOf.get(a) ?? []) {
+      plan.dead = true;
+      plan.run.pipeline.destroy();
+    }
+    this.plansOf.delete(a);
     const h = this.resident.get(a);
     if (!h) return;
     this.resident.delete(a);
@@ -300,6 +355,90 @@ export class GpuRuntime {
       },
       () => undefined,
     );
+  }
+
+  /**
+   * Run kernels in sequence and return the last one's result. Where every weight the plan names is stable (a
+   * model weight, see f32) and `fusedPlans` is on, the steps run as one GPU.js pipeline (createPipeline),
+   * compiled on first use for those weights and cached: the weights are captured by it (uploaded once), the
+   * intermediates never leave the backend's memory, and a call costs one upload of the inputs and one
+   * readback (on webgpu one submit). Otherwise each step is a `run` of its own, reading its result back.
+   * Both ways run the same kernels on the same float32 values: the results are the same bits (tested).
+   */
+  async runPlan(planKey: string, steps: readonly PlanStep[], inputs: Float32Array[]): Promise<Float32Array> {
+    if (steps.length === 0) throw new ArgumentError(`${planKey} steps`, 'at least one kernel', 0);
+    const weights = steps.flatMap((s) => s.args.flatMap((a) => ('weight' in a ? [a.weight] : [])));
+    const fuse = this.fusedPlans && weights.length > 0 && weights.every((w) => stableInputs.has(w));
+    if (!fuse) {
+      const results: Float32Array[] = [];
+      for (const s of steps)
+        results.push(
+          await this.run(
+            s.key,
+            s.source,
+            s.constants,
+            s.outputSize,
+            s.args.map((a) => ('input' in a ? inputs[a.input]! : 'weight' in a ? a.weight : results[a.step]!)),
+          ),
+        );
+      return results[results.length - 1]!;
+    }
+    for (const s of steps) {
+      if (!Number.isInteger(s.outputSize) || s.outputSize <= 0) throw new ArgumentError(`${s.key} output size`, 'a positive integer', s.outputSize);
+      if (s.outputSize > MAX_ELEMENTS) throw new ArgumentError(`${s.key} output size`, `at most ${MAX_ELEMENTS} elements on float32 kernels`, s.outputSize);
+      if (s.args.length > MAX_ARGS) throw new ArgumentError(`${s.key} arguments in a plan`, `at most ${MAX_ARGS}`, s.args.length);
+    }
+    for (const a of [...inputs, ...weights])
+      if (a.length > MAX_ELEMENTS) throw new ArgumentError(`${planKey} input size`, `at most ${MAX_ELEMENTS} elements on float32 kernels`, a.length);
+    const key = `${planKey}|${inputs.map((a) => a.length).join(',')}`;
+    let byKey = this.plans.get(weights[0]!);
+    if (!byKey) this.plans.set(weights[0]!, (byKey = new Map()));
+    let plan = byKey.get(key);
+    if (plan && (plan.dead || plan.weights.length !== weights.length || plan.weights.some((w, i) => w !== weights[i]))) plan = undefined;
+    if (!plan) {
+      const kernels = steps.map((s) =>
+        this.gpu.createKernel(s.source, { output: [s.outputSize], constants: s.constants, loopMaxIterations: 1 << 30, tactic: 'precision' }),
+      );
+      // the orchestration GPU.js traces once: each step's kernel on its inputs, captured weights, earlier results
+      const trace = (...handles: unknown[]) => {
+        const results: unknown[] = [];
+        steps.forEach((s, i) =>
+          results.push(kernels[i]!(...s.args.map((a) => ('input' in a ? handles[a.input] : 'weight' in a ? a.weight : results[a.step])))),
+        );
+        return results[results.length - 1];
+      };
+      Object.defineProperty(trace, 'length', { value: inputs.length }); // GPU.js reads the plan's arity from it
+      plan = { run: this.gpu.createPipeline(trace, { threads: this.name === 'webasm-threaded' }), weights, dead: false };
+      byKey.set(key, plan);
+      for (const w of weights) {
+        const list = this.plansOf.get(w) ?? [];
+        if (!list.includes(plan)) list.push(plan);
+        this.plansOf.set(w, list);
+      }
+      this.plansCompiled++;
+    }
+    let r: unknown;
+    try {
+      r = await plan.run(...inputs.map((a) => (a.length === 0 ? new Float32Array(1) : a)));
+    } catch (e) {
+      byKey.delete(key);
+      throw new KernelError(this.name, planKey, (e as Error).message.split('\n')[0] ?? String(e));
+    }
+    // a plan GPU.js ran under another executor than this backend's, or on kernels of another class, is refused
+    const { executorKind, fallbackReason } = plan.run.pipeline;
+    const classes = (plan.run.pipeline.plan?.kernels ?? []).map((k) => k.clone?.kernel?.constructor.name ?? 'unknown');
+    const wrong = !PLAN_EXECUTORS[this.name].includes(executorKind)
+      ? `GPU.js ran the plan under its ${executorKind} executor, not ${PLAN_EXECUTORS[this.name].join(' or ')}${fallbackReason ? ` (${fallbackReason})` : ''}`
+      : classes.length === 0 || classes.some((c) => c !== KERNEL_CLASS[this.name])
+        ? `GPU.js ran the plan's kernels as ${classes.join(', ') || 'nothing it reports'}, not ${KERNEL_CLASS[this.name]}`
+        : undefined;
+    if (wrong) {
+      byKey.delete(key);
+      plan.run.pipeline.destroy();
+      throw new KernelError(this.name, planKey, wrong);
+    }
+    for (const c of classes) this.ranOn.add(c);
+    return r instanceof Float32Array ? r : Float32Array.from(r as ArrayLike<number>);
   }
 
   /**

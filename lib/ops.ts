@@ -32,6 +32,7 @@ import { simdMultistep } from './simd/multistep.js';
 import { simdCachedAttention, type CachedAttentionFn } from './simd/attention.js';
 import { simdSiluMul } from './simd/activations.js';
 import { matmulKernel } from '../kernels/matmul.js';
+import { gatedMlpKernel } from '../kernels/mlp.js';
 import { linearAttentionKernel } from '../kernels/linear_attention.js';
 import { defaultScanChunk, selectiveScanKernel } from '../kernels/selective_scan.js';
 import { stateUpdateKernel } from '../kernels/state_update.js';
@@ -58,6 +59,11 @@ export interface Ops extends GradOps {
   readonly dtype: 'float64' | 'float32';
   matmul(a: Tensor, b: Tensor): Promise<Tensor>;
   linear(x: Tensor, weight: Tensor, bias?: Tensor): Promise<Tensor>;
+  /**
+   * A Llama layer's MLP, down(silu(x·gateᵀ) ⊙ (x·upᵀ)) (lib/ref/mlp.ts). The GPU.js backends run it as one
+   * fused plan of four kernels (kernels/mlp.ts); wasm-simd as its products and SIMD SiLU.
+   */
+  gatedMlp(x: Tensor, gate: Tensor, up: Tensor, down: Tensor): Promise<Tensor>;
   linearAttention(q: Tensor, k: Tensor, v: Tensor, g?: Tensor): Promise<Tensor>;
   selectiveScan(inp: SelectiveScanInputs & { chunkSize?: number }): Promise<SelectiveScanOutputs>;
   selectiveStateUpdate(inp: StateUpdateInputs): Promise<StateUpdateOutputs>;
@@ -233,6 +239,12 @@ async function simdOps(): Promise<Ops> {
     gatedRmsnormBackward: rounded(r.gatedRmsnormBackward),
     cachedAttention: (q, sh, K, V, softmax) => simdCachedAttention(g, q, sh, K, V, softmax),
     siluMul: (a, b, out) => simdSiluMul(g, a, b, out),
+    async gatedMlp(x, gate, up, down) {
+      dims({ x: [x.reshape([-1, x.shape[x.rank - 1]!]), ['rows', 'd']], gate: [gate, ['f', 'd']], up: [up, ['f', 'd']], down: [down, ['o', 'f']] });
+      const gv = await ops.linear(x, gate);
+      const uv = await ops.linear(x, up);
+      return ops.linear(new Tensor(simdSiluMul(g, gv.data, uv.data), gv.shape, 'silu_mul'), down);
+    },
     async matmul(a, b) {
       const { m, k, n } = dims({ a: [a, ['m', 'k']], b: [b, ['k', 'n']] });
       return t32(g.matmul(a.data, m!, k!, b.data, n!), [m!, n!], 'matmul');
@@ -271,6 +283,12 @@ function kernelOps(rt: GpuRuntime): Ops {
       const { rows, in: nin, out: nout } = dims({ x: [xin, ['rows', 'in']], weight: [weight, ['out', 'in']], bias: [bias, ['out']] });
       const r = await matmulKernel(rt, f32(xin.data), f32(weight.data), rows!, nin!, nout!, { sAi: nin!, sAk: 1, sBk: 1, sBj: nin! }, opt(bias));
       return t32(r, [...x.shape.slice(0, -1), nout!], 'linear');
+    },
+    async gatedMlp(x, gate, up, down) {
+      const xin = x.reshape([-1, x.shape[x.rank - 1]!]);
+      const { rows, d, f, o } = dims({ x: [xin, ['rows', 'd']], gate: [gate, ['f', 'd']], up: [up, ['f', 'd']], down: [down, ['o', 'f']] });
+      const r = await gatedMlpKernel(rt, f32(xin.data), f32(gate.data), f32(up.data), f32(down.data), rows!, d!, f!, o!);
+      return t32(r, [...x.shape.slice(0, -1), o!], 'mlp');
     },
     async linearAttention(q, k, v, g) {
       const { batch, H, L, dk, dv } = dims({

@@ -4,6 +4,7 @@
  */
 import type { Ops } from './ops.js';
 import { linear as refLinear, matmul as refMatmul } from './ref/linear.js';
+import { gatedMlp as refGatedMlp } from './ref/mlp.js';
 import { linearAttentionParallel } from './ref/linear_attention.js';
 import { selectiveScanBackward, selectiveScan as refScan } from './ref/selective_scan.js';
 import { selectiveStateUpdate as refStateUpdate } from './ref/state_update.js';
@@ -17,6 +18,7 @@ export const referenceOps: Ops = {
   dtype: 'float64',
   matmul: async (a, b) => refMatmul(a, b),
   linear: async (x, w, b) => refLinear(x, w, b),
+  gatedMlp: async (x, gate, up, down) => refGatedMlp(x, gate, up, down),
   linearAttention: async (q, k, v, g) => linearAttentionParallel(q, k, v, g),
   selectiveScan: async (inp) => refScan(inp),
   selectiveStateUpdate: async (inp) => refStateUpdate(inp),

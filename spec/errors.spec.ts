@@ -7,7 +7,7 @@ import { getOps } from '../lib/ops.js';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { ArgumentError, KernelError, NonFiniteError, ShapeError, UnknownBackendError } from '../lib/errors.js';
-import { GpuRuntime, KERNEL_BACKENDS, getRuntime, type KernelBackendName } from '../kernels/runtime.js';
+import { GpuRuntime, KERNEL_BACKENDS, f32, getRuntime, markImmutable, type KernelBackendName } from '../kernels/runtime.js';
 import { ALL_BACKENDS, Rng, rand } from './helpers.js';
 
 const r = new Rng(7);
@@ -73,6 +73,19 @@ describe('backends', () => {
     const e = await fake.run('double', 'function (a) { return a[this.thread.x] * 2; }', {}, 4, [new Float32Array(4)]).catch((x) => x);
     expect(e).toBeInstanceOf(KernelError);
     expect(e.message).toMatch(/GPU.js ran it as CPUKernel, not WebAssemblyKernel/);
+    // the same for a fused plan (kernels/runtime.ts runPlan): GPU.js walks it with its generic executor on CPU kernels
+    const w = Float32Array.of(1, 2, 3, 4);
+    markImmutable(w);
+    const step = {
+      key: 'mul',
+      source: 'function (a, b) { return a[this.thread.x] * b[this.thread.x]; }',
+      constants: {},
+      outputSize: 4,
+      args: [{ input: 0 }, { weight: f32(w) }],
+    };
+    const pe = await fake.runPlan('mul', [step], [new Float32Array(4)]).catch((x) => x);
+    expect(pe).toBeInstanceOf(KernelError);
+    expect(pe.message).toMatch(/mul.*GPU.js ran the plan under its generic executor, not fused-sync/);
     for (const b of ALL_BACKENDS.filter((x) => x.available && (KERNEL_BACKENDS as readonly string[]).includes(x.name))) {
       const ops = await getOps(b.name);
       await ops.selectiveScan(good());

@@ -6,11 +6,12 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { getOps } from '../lib/ops.js';
-import { getRuntime, markChanged, markImmutable } from '../kernels/runtime.js';
+import { getRuntime, markChanged, markImmutable, type KernelBackendName } from '../kernels/runtime.js';
 import { randomLlama } from '../lib/model/random.js';
 import { convert } from '../lib/model/convert.js';
 import { forward, newCache } from '../lib/model/hybrid.js';
 import { matmul, linear } from '../lib/ref/linear.js';
+import { gatedMlp } from '../lib/ref/mlp.js';
 import { linearAttentionParallel } from '../lib/ref/linear_attention.js';
 import { selectiveScan } from '../lib/ref/selective_scan.js';
 import { selectiveStateUpdate } from '../lib/ref/state_update.js';
@@ -40,6 +41,44 @@ describe.each(KERNEL_BACKENDS)('kernels on $title', ({ name, available }) => {
       }),
       { numRuns: 15 },
     );
+  });
+
+  run('the gated MLP = reference, fused (model weights) and kernel by kernel, the same bits both ways (numRuns 8)', async () => {
+    const ops = await getOps(name);
+    const rt = name === 'wasm-simd' ? undefined : await getRuntime(name as KernelBackendName); // wasm-simd: its products and SIMD SiLU, no plan
+    await fc.assert(
+      fc.asyncProperty(dim(5), dim(9), dim(13), dim(9), fc.integer(), async (rows, d, f, o, seed) => {
+        const r = new Rng(seed);
+        const x = rand.normal(r, [rows, d]);
+        const [gate, up, down] = [rand.normal(r, [f, d]), rand.normal(r, [f, d]), rand.normal(r, [o, f])];
+        const want = gatedMlp(x, gate, up, down);
+        const loose = await ops.gatedMlp(x, gate, up, down); // weights not marked immutable: kernel by kernel
+        expectClose(loose, want, tol, 'kernel by kernel');
+        for (const w of [gate, up, down]) markImmutable(w.data);
+        const plans = rt?.plansCompiled ?? 0;
+        const fused = await ops.gatedMlp(x, gate, up, down);
+        if (rt) expect(rt.plansCompiled, 'model weights run as one compiled plan').toBe(plans + 1);
+        expect(Array.from(fused.data)).toEqual(Array.from(loose.data));
+        expect(Array.from((await ops.gatedMlp(x, gate, up, down)).data), 'the cached plan').toEqual(Array.from(loose.data));
+        if (rt) expect(rt.plansCompiled, 'compiled once').toBe(plans + 1);
+      }),
+      { numRuns: 8 },
+    );
+  });
+
+  run('a plan whose weight changed in place (markChanged) is rebuilt with the new values', async () => {
+    const ops = await getOps(name);
+    const r = new Rng(11);
+    const x = rand.normal(r, [2, 6]);
+    const [gate, up] = [rand.normal(r, [5, 6]), rand.normal(r, [5, 6])];
+    const down = new Tensor(Float32Array.from(rand.normal(r, [6, 5]).data), [6, 5]);
+    for (const w of [gate, up, down]) markImmutable(w.data);
+    expectClose(await ops.gatedMlp(x, gate, up, down), gatedMlp(x, gate, up, down), tol, 'before');
+    for (const w of [up, down]) {
+      for (let i = 0; i < w.size; i++) w.data[i] = 1 - 3 * w.data[i]!;
+      markChanged(w.data);
+      expectClose(await ops.gatedMlp(x, gate, up, down), gatedMlp(x, gate, up, down), tol, `after changing ${w === up ? 'up (float64)' : 'down (float32)'}`);
+    }
   });
 
   run('linear attention (parallel, with and without decay) = reference (numRuns 12)', async () => {

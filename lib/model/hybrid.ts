@@ -26,7 +26,6 @@
  */
 import { ArgumentError } from '../errors.js';
 import type { Ops } from '../ops.js';
-import { silu } from '../ref/activations.js';
 import { rmsnorm } from '../ref/norm.js';
 import { applyRope, ropeInvFreq } from '../ref/rope.js';
 import { Tensor, markFinite } from '../tensor.js';
@@ -164,12 +163,8 @@ function splitLast(t: Tensor, widths: number[]): Tensor[] {
   });
 }
 
-async function mlp(ops: Ops, W: WeightStore, p: string, x: Tensor): Promise<Tensor> {
-  const g = await ops.linear(x, W.get(`${p}.mlp.gate_proj.weight`));
-  const u = await ops.linear(x, W.get(`${p}.mlp.up_proj.weight`));
-  // silu(gate)·up: the backend's SIMD SiLU where it has one (wasm-simd), else in float64 here
-  const a = ops.siluMul ? new Tensor(ops.siluMul(g.data, u.data), g.shape, 'silu_mul') : g.zip(u, (gv, uv) => silu(gv) * uv);
-  return ops.linear(a, W.get(`${p}.mlp.down_proj.weight`));
+function mlp(ops: Ops, W: WeightStore, p: string, x: Tensor): Promise<Tensor> {
+  return ops.gatedMlp(x, W.get(`${p}.mlp.gate_proj.weight`), W.get(`${p}.mlp.up_proj.weight`), W.get(`${p}.mlp.down_proj.weight`));
 }
 
 // ---------------------------------------------------------------- attention layer

@@ -40,7 +40,32 @@ export function matmulKernel(
   return rt.run(`matmul${bias ? '+bias' : ''}`, SRC(!!bias), { N, K, SAI: st.sAi, SAK: st.sAk, SBK: st.sBk, SBJ: st.sBj }, M * N, args);
 }
 
-/** A plan step (kernels/runtime.ts runPlan) computing linear(a, b) = a·bᵀ: a (M, K), b (N, K) as PyTorch stores a weight. */
-export function matmulStep(M: number, K: number, N: number, a: PlanArg, b: PlanArg): PlanStep {
-  return { key: 'matmul', source: SRC(false), constants: { N, K, SAI: K, SAK: 1, SBK: 1, SBJ: K }, outputSize: M * N, args: [a, b] };
+/** A plan step (kernels/runtime.ts runPlan) computing linear(a, b) = a·bᵀ (+ bias): a (M, K), b (N, K) as PyTorch stores a weight. */
+export function matmulStep(M: number, K: number, N: number, a: PlanArg, b: PlanArg, bias?: PlanArg): PlanStep {
+  return {
+    key: `matmul${bias ? '+bias' : ''}`,
+    source: SRC(!!bias),
+    constants: { N, K, SAI: K, SAK: 1, SBK: 1, SBJ: K },
+    outputSize: M * N,
+    args: bias ? [a, b, bias] : [a, b],
+  };
+}
+
+/**
+ * Several products of one input, linear(x, Wᵢ, bᵢ) (an attention layer's q, k and v projections), as one plan:
+ * with model weights one call, one readback (kernels/runtime.ts runPlan); each result as ops.linear gives it.
+ */
+export function linearsKernel(
+  rt: GpuRuntime,
+  x: Float32Array,
+  rows: number,
+  nin: number,
+  ws: ReadonlyArray<{ weight: Float32Array; out: number; bias?: Float32Array }>,
+): Promise<Float32Array[]> {
+  return rt.runPlan(
+    `linears|${rows}|${nin}|${ws.map((w) => `${w.out}${w.bias ? 'b' : ''}`).join(',')}`,
+    ws.map((w) => matmulStep(rows, nin, w.out, { input: 0 }, { weight: w.weight }, w.bias ? { weight: w.bias } : undefined)),
+    [x],
+    ws.map((_, i) => i),
+  );
 }

@@ -18,7 +18,7 @@ const SILU_MUL = `function (g, u) {
   return ${siluExpr('v')} * u[this.thread.x];
 }`;
 
-export function gatedMlpKernel(
+export async function gatedMlpKernel(
   rt: GpuRuntime,
   x: Float32Array,
   gate: Float32Array,
@@ -29,7 +29,7 @@ export function gatedMlpKernel(
   f: number,
   o: number,
 ): Promise<Float32Array> {
-  return rt.runPlan(
+  const [out] = await rt.runPlan(
     `mlp|${rows}|${d}|${f}|${o}`,
     [
       matmulStep(rows, d, f, { input: 0 }, { weight: gate }),
@@ -39,4 +39,5 @@ export function gatedMlpKernel(
     ],
     [x],
   );
+  return out!;
 }

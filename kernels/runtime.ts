@@ -358,14 +358,14 @@ export class GpuRuntime {
   }
 
   /**
-   * Run kernels in sequence and return the last one's result. Where every weight the plan names is stable (a
+   * Run kernels in sequence and return the results of the steps `outputs` names (by default the last). Where every weight the plan names is stable (a
    * model weight, see f32) and `fusedPlans` is on, the steps run as one GPU.js pipeline (createPipeline),
    * compiled on first use for those weights and cached: the weights are captured by it (uploaded once), the
    * intermediates never leave the backend's memory, and a call costs one upload of the inputs and one
    * readback (on webgpu one submit). Otherwise each step is a `run` of its own, reading its result back.
    * Both ways run the same kernels on the same float32 values: the results are the same bits (tested).
    */
-  async runPlan(planKey: string, steps: readonly PlanStep[], inputs: Float32Array[]): Promise<Float32Array> {
+  async runPlan(planKey: string, steps: readonly PlanStep[], inputs: Float32Array[], outputs: readonly number[] = [steps.length - 1]): Promise<Float32Array[]> {
     if (steps.length === 0) throw new ArgumentError(`${planKey} steps`, 'at least one kernel', 0);
     const weights = steps.flatMap((s) => s.args.flatMap((a) => ('weight' in a ? [a.weight] : [])));
     const fuse = this.fusedPlans && weights.length > 0 && weights.every((w) => stableInputs.has(w));
@@ -381,8 +381,10 @@ export class GpuRuntime {
             s.args.map((a) => ('input' in a ? inputs[a.input]! : 'weight' in a ? a.weight : results[a.step]!)),
           ),
         );
-      return results[results.length - 1]!;
+      return outputs.map((i) => results[i]!);
     }
+    for (const i of outputs)
+      if (!Number.isInteger(i) || i < 0 || i >= steps.length) throw new ArgumentError(`${planKey} outputs`, `step indices in [0, ${steps.length})`, i);
     for (const s of steps) {
       if (!Number.isInteger(s.outputSize) || s.outputSize <= 0) throw new ArgumentError(`${s.key} output size`, 'a positive integer', s.outputSize);
       if (s.outputSize > MAX_ELEMENTS) throw new ArgumentError(`${s.key} output size`, `at most ${MAX_ELEMENTS} elements on float32 kernels`, s.outputSize);
@@ -390,7 +392,7 @@ export class GpuRuntime {
     }
     for (const a of [...inputs, ...weights])
       if (a.length > MAX_ELEMENTS) throw new ArgumentError(`${planKey} input size`, `at most ${MAX_ELEMENTS} elements on float32 kernels`, a.length);
-    const key = `${planKey}|${inputs.map((a) => a.length).join(',')}`;
+    const key = `${planKey}|${inputs.map((a) => a.length).join(',')}|${outputs.join(',')}`;
     let byKey = this.plans.get(weights[0]!);
     if (!byKey) this.plans.set(weights[0]!, (byKey = new Map()));
     let plan = byKey.get(key);
@@ -405,7 +407,7 @@ export class GpuRuntime {
         steps.forEach((s, i) =>
           results.push(kernels[i]!(...s.args.map((a) => ('input' in a ? handles[a.input] : 'weight' in a ? a.weight : results[a.step])))),
         );
-        return results[results.length - 1];
+        return outputs.map((o) => results[o]);
       };
       Object.defineProperty(trace, 'length', { value: inputs.length }); // GPU.js reads the plan's arity from it
       plan = { run: this.gpu.createPipeline(trace, { threads: this.name === 'webasm-threaded' }), weights, dead: false };
@@ -438,7 +440,7 @@ export class GpuRuntime {
       throw new KernelError(this.name, planKey, wrong);
     }
     for (const c of classes) this.ranOn.add(c);
-    return r instanceof Float32Array ? r : Float32Array.from(r as ArrayLike<number>);
+    return (r as ArrayLike<number>[]).map((x) => (x instanceof Float32Array ? x : Float32Array.from(x)));
   }
 
   /**

@@ -31,7 +31,7 @@ import { SimdGemm, addBiasRows } from './simd/gemm.js';
 import { simdMultistep } from './simd/multistep.js';
 import { simdCachedAttention, type CachedAttentionFn } from './simd/attention.js';
 import { simdSiluMul } from './simd/activations.js';
-import { matmulKernel } from '../kernels/matmul.js';
+import { linearsKernel, matmulKernel } from '../kernels/matmul.js';
 import { gatedMlpKernel } from '../kernels/mlp.js';
 import { linearAttentionKernel } from '../kernels/linear_attention.js';
 import { defaultScanChunk, selectiveScanKernel } from '../kernels/selective_scan.js';
@@ -64,6 +64,11 @@ export interface Ops extends GradOps {
    * fused plan of four kernels (kernels/mlp.ts); wasm-simd as its products and SIMD SiLU.
    */
   gatedMlp(x: Tensor, gate: Tensor, up: Tensor, down: Tensor): Promise<Tensor>;
+  /**
+   * linear(x, Wᵢ, bᵢ) for each weight (an attention layer's q, k, v projections), each result as `linear` gives
+   * it. The GPU.js backends run them as one plan (one call and one readback with model weights).
+   */
+  linears(x: Tensor, ws: ReadonlyArray<{ weight: Tensor; bias?: Tensor }>): Promise<Tensor[]>;
   linearAttention(q: Tensor, k: Tensor, v: Tensor, g?: Tensor): Promise<Tensor>;
   selectiveScan(inp: SelectiveScanInputs & { chunkSize?: number }): Promise<SelectiveScanOutputs>;
   selectiveStateUpdate(inp: StateUpdateInputs): Promise<StateUpdateOutputs>;
@@ -239,6 +244,11 @@ async function simdOps(): Promise<Ops> {
     gatedRmsnormBackward: rounded(r.gatedRmsnormBackward),
     cachedAttention: (q, sh, K, V, softmax) => simdCachedAttention(g, q, sh, K, V, softmax),
     siluMul: (a, b, out) => simdSiluMul(g, a, b, out),
+    async linears(x, ws) {
+      const out: Tensor[] = [];
+      for (const w of ws) out.push(await ops.linear(x, w.weight, w.bias));
+      return out;
+    },
     async gatedMlp(x, gate, up, down) {
       dims({ x: [x.reshape([-1, x.shape[x.rank - 1]!]), ['rows', 'd']], gate: [gate, ['f', 'd']], up: [up, ['f', 'd']], down: [down, ['o', 'f']] });
       const gv = await ops.linear(x, gate);
@@ -283,6 +293,16 @@ function kernelOps(rt: GpuRuntime): Ops {
       const { rows, in: nin, out: nout } = dims({ x: [xin, ['rows', 'in']], weight: [weight, ['out', 'in']], bias: [bias, ['out']] });
       const r = await matmulKernel(rt, f32(xin.data), f32(weight.data), rows!, nin!, nout!, { sAi: nin!, sAk: 1, sBk: 1, sBj: nin! }, opt(bias));
       return t32(r, [...x.shape.slice(0, -1), nout!], 'linear');
+    },
+    async linears(x, ws) {
+      const xin = x.reshape([-1, x.shape[x.rank - 1]!]);
+      const shaped = ws.map((w, i) => {
+        const { rows, in: nin, out } = dims({ x: [xin, ['rows', 'in']], [`weight ${i}`]: [w.weight, ['out', 'in']], [`bias ${i}`]: [w.bias, ['out']] });
+        return { rows: rows!, nin: nin!, out: out!, weight: f32(w.weight.data), bias: opt(w.bias) };
+      });
+      if (shaped.length === 0) return [];
+      const r = await linearsKernel(rt, f32(xin.data), shaped[0]!.rows, shaped[0]!.nin, shaped);
+      return r.map((y, i) => t32(y, [...x.shape.slice(0, -1), shaped[i]!.out], 'linear'));
     },
     async gatedMlp(x, gate, up, down) {
       const xin = x.reshape([-1, x.shape[x.rank - 1]!]);

@@ -19,6 +19,7 @@ export const referenceOps: Ops = {
   matmul: async (a, b) => refMatmul(a, b),
   linear: async (x, w, b) => refLinear(x, w, b),
   gatedMlp: async (x, gate, up, down) => refGatedMlp(x, gate, up, down),
+  linears: async (x, ws) => ws.map((w) => refLinear(x, w.weight, w.bias)),
   linearAttention: async (q, k, v, g) => linearAttentionParallel(q, k, v, g),
   selectiveScan: async (inp) => refScan(inp),
   selectiveStateUpdate: async (inp) => refStateUpdate(inp),

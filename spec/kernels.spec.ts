@@ -66,6 +66,29 @@ describe.each(KERNEL_BACKENDS)('kernels on $title', ({ name, available }) => {
     );
   });
 
+  run('several products of one input (q, k, v) = reference, fused and kernel by kernel, the same bits both ways (numRuns 8)', async () => {
+    const ops = await getOps(name);
+    await fc.assert(
+      fc.asyncProperty(
+        dim(5),
+        dim(9),
+        fc.array(fc.record({ out: dim(9), bias: fc.boolean() }), { minLength: 1, maxLength: 4 }),
+        fc.integer(),
+        async (rows, nin, spec, seed) => {
+          const r = new Rng(seed);
+          const x = rand.normal(r, [rows, nin]);
+          const ws = spec.map((w) => ({ weight: rand.normal(r, [w.out, nin]), bias: w.bias ? rand.normal(r, [w.out]) : undefined }));
+          const loose = await ops.linears(x, ws);
+          ws.forEach((w, i) => expectClose(loose[i]!, linear(x, w.weight, w.bias), tol, `product ${i}`));
+          for (const w of ws) for (const t of [w.weight, w.bias]) if (t) markImmutable(t.data);
+          const fused = await ops.linears(x, ws);
+          expect(fused.map((t) => Array.from(t.data))).toEqual(loose.map((t) => Array.from(t.data)));
+        },
+      ),
+      { numRuns: 8 },
+    );
+  });
+
   run('a plan whose weight changed in place (markChanged) is rebuilt with the new values', async () => {
     const ops = await getOps(name);
     const r = new Rng(11);

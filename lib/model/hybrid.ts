@@ -176,17 +176,11 @@ async function attentionMixer(ops: Ops, m: HybridModel, p: string, x: Tensor, ca
   const heads = (t: Tensor, H: number) => t.reshape([batch, L, H, c.headDim]).transpose([0, 2, 1, 3]);
   const positions = Array.from({ length: L }, (_, i) => pos0 + i);
   const inv = ropeInvFreq(c.headDim, c.ropeTheta, c.ropeScaling);
-  const q = applyRope(
-    heads(await ops.linear(x, W.get(`${p}.self_attn.q_proj.weight`), attnBias(c, W, `${p}.self_attn.q_proj.bias`)), c.numHeads),
-    positions,
-    inv,
-  );
-  const k = applyRope(
-    heads(await ops.linear(x, W.get(`${p}.self_attn.k_proj.weight`), attnBias(c, W, `${p}.self_attn.k_proj.bias`)), c.numKvHeads),
-    positions,
-    inv,
-  );
-  const v = heads(await ops.linear(x, W.get(`${p}.self_attn.v_proj.weight`), attnBias(c, W, `${p}.self_attn.v_proj.bias`)), c.numKvHeads);
+  const proj = (n: string) => ({ weight: W.get(`${p}.self_attn.${n}_proj.weight`), bias: attnBias(c, W, `${p}.self_attn.${n}_proj.bias`) });
+  const [qp, kp, vp] = (await ops.linears(x, [proj('q'), proj('k'), proj('v')])) as [Tensor, Tensor, Tensor];
+  const q = applyRope(heads(qp, c.numHeads), positions, inv);
+  const k = applyRope(heads(kp, c.numKvHeads), positions, inv);
+  const v = heads(vp, c.numKvHeads);
   writeKv(cache, k, v, pos0, batch, c.numKvHeads, c.headDim, c.maxPositionEmbeddings);
   const y = cachedAttention(q, cache, pos0 + L, c.numKvHeads, ops); // query t sits at position pos0 + t
   return ops.linear(

@@ -211,12 +211,12 @@ export function f32(a: FloatArray | ArrayLike<number>): Float32Array {
   if (immutable.has(a)) {
     let c = f32Copies.get(a);
     if (!c) {
-      f32Copies.set(a, (c = Float32Array.from(a)));
+      f32Copies.set(a, (c = new Float32Array(a)));
       stableInputs.add(c);
     }
     return c;
   }
-  return Float32Array.from(a);
+  return new Float32Array(a);
 }
 
 /** The GPU.js kernel class each backend must run on: anything else is a fallback, refused (never silent). */
@@ -440,7 +440,7 @@ export class GpuRuntime {
       throw new KernelError(this.name, planKey, wrong);
     }
     for (const c of classes) this.ranOn.add(c);
-    return (r as ArrayLike<number>[]).map((x) => (x instanceof Float32Array ? x : Float32Array.from(x)));
+    return (r as ArrayLike<number>[]).map((x) => (x instanceof Float32Array ? x : new Float32Array(x)));
   }
 
   /**
@@ -506,6 +506,6 @@ export class GpuRuntime {
       );
     }
     this.ranOn.add(cls);
-    return r instanceof Float32Array ? r : Float32Array.from(r);
+    return r instanceof Float32Array ? r : new Float32Array(r);
   }
 }

@@ -249,7 +249,8 @@ export class Tensor {
 
   /** Copy converted to a dtype (float64 → float32 rounds to nearest). */
   astype(dtype: DType): Tensor {
-    return new Tensor(dtype === 'float64' ? Float64Array.from(this.data) : Float32Array.from(this.data), this.shape, this.name);
+    // the constructor copies element by element without the iterator protocol that `from` goes through
+    return new Tensor(dtype === 'float64' ? new Float64Array(this.data) : new Float32Array(this.data), this.shape, this.name);
   }
   clone(): Tensor {
     return new Tensor(this.data.slice(), this.shape, this.name);
@@ -290,9 +291,31 @@ export function forgetFinite(a: FloatArray): void {
 export function assertFinite(t: Tensor, name = t.name): void {
   const d = t.data;
   if (knownFinite.has(d)) return;
+  if (allFinite(d)) return;
   for (let i = 0; i < d.length; i++) {
     if (!Number.isFinite(d[i]!)) throw new NonFiniteError(name, i, d[i]!);
   }
+}
+
+/**
+ * Whether every element is finite: v·0 is ±0 for a finite v and NaN for ±Inf or NaN, so four running sums of
+ * v·0 stay 0 exactly when all are finite. Branch-free, with independent sums: about twice as fast as testing
+ * each element (the inputs of every op are checked, the states of a decode step among them).
+ */
+function allFinite(d: FloatArray): boolean {
+  let s0 = 0;
+  let s1 = 0;
+  let s2 = 0;
+  let s3 = 0;
+  const n = d.length - (d.length % 4);
+  for (let i = 0; i < n; i += 4) {
+    s0 += d[i]! * 0;
+    s1 += d[i + 1]! * 0;
+    s2 += d[i + 2]! * 0;
+    s3 += d[i + 3]! * 0;
+  }
+  for (let i = n; i < d.length; i++) s0 += d[i]! * 0;
+  return s0 + s1 + s2 + s3 === 0;
 }
 
 /**

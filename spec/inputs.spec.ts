@@ -8,6 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import fc from 'fast-check';
 import { ArgumentError, NonFiniteError } from '../lib/errors.js';
 import { readSafetensors, serializeSafetensors } from '../lib/io/safetensors.js';
 import { ConfigError, parseLlamaConfig } from '../lib/model/config.js';
@@ -194,6 +195,28 @@ describe('bounds and numerics', () => {
     expect(() => assertFinite(w)).not.toThrow(); // the contract: weights are immutable once read …
     markChanged(w.data); // … unless a change is declared, as the trainer does after every step
     expect(() => assertFinite(m.weights.get(name))).toThrow(/tensor 'model.layers.0.mlp.up_proj.weight': non-finite value NaN at flat index 3/);
+  });
+  it('assertFinite names the first NaN or ±Inf at any position of float32 and float64 data of any length, and passes finite extremes (numRuns 300)', () => {
+    const finite = fc.constantFrom(0, -0, 1, -1, 5e-324, -5e-324, 1.4e-45, 3.4e38, -3.4e38, Number.MAX_VALUE, -Number.MAX_VALUE);
+    fc.assert(
+      fc.property(
+        fc.array(finite, { maxLength: 23 }),
+        fc.array(fc.constantFrom(NaN, Infinity, -Infinity), { maxLength: 3 }),
+        fc.integer(),
+        fc.boolean(),
+        (vals, bad, seed, f64) => {
+          const data = f64 ? Float64Array.from(vals) : Float32Array.from(vals);
+          const r = new Rng(seed);
+          const at = bad.map(() => Math.floor(r.uniform() * data.length)).filter((i) => i < data.length);
+          at.forEach((i, k) => (data[i] = bad[k]!));
+          const first = data.findIndex((v) => !Number.isFinite(v));
+          const t = new Tensor(data, [data.length], 'probe');
+          if (first < 0) expect(() => assertFinite(t)).not.toThrow();
+          else expect(() => assertFinite(t)).toThrow(new RegExp(`tensor 'probe': non-finite value ${data[first]} at flat index ${first}$`));
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
   it('a tiny temperature samples the argmax, never NaN', () => {
     const p = samplingDistribution([0.1, 3, -2, 2.999], { temperature: 1e-320 })!;

@@ -101,7 +101,7 @@ export interface GenerateResult {
 /** Last-position logits of row 0 as a plain array. */
 export function lastLogits(logits: Tensor): Float64Array {
   const [, L, V] = logits.shape as [number, number, number];
-  return Float64Array.from(logits.data.subarray((L - 1) * V, L * V));
+  return new Float64Array(logits.data.subarray((L - 1) * V, L * V));
 }
 
 /** prompt + new tokens must fit the model's max_position_embeddings (checked before any work). */

@@ -227,7 +227,7 @@ export function writeKv(cache: AttentionCache, k: Tensor, v: Tensor, pos0: numbe
  */
 export function cachedAttention(q: Tensor, cache: AttentionCache, T: number, Hkv: number, ops?: Pick<Ops, 'cachedAttention'>): Tensor {
   const [batch, H, L, hd] = q.shape as [number, number, number, number];
-  const qd = q.data instanceof Float64Array ? q.data : Float64Array.from(q.data);
+  const qd = q.data instanceof Float64Array ? q.data : new Float64Array(q.data);
   // one query per head (decode): copying the keys and values into the kernel's memory costs what it saves
   if (ops?.cachedAttention && L > 1)
     return new Tensor(ops.cachedAttention(qd, { batch, H, L, hd, Hkv, cap: cache.cap, T }, cache.k, cache.v, softmaxPrefix), [batch, H, L, hd], 'attention');

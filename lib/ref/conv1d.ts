@@ -80,12 +80,14 @@ export function conv1dStateAfter(convState: Tensor, x: Tensor, cacheSeqlens: rea
   const [batch, dim, S] = convState.shape as [number, number, number];
   const steps = x.shape[2]!;
   const next = convState.astype(dtype).named('conv_state_after');
-  for (let b = 0; b < batch; b++)
+  const at = new Int32Array(steps); // circular: where step s lands in a row, the same for every channel
+  for (let b = 0; b < batch; b++) {
+    if (cacheSeqlens) for (let s = 0; s < steps; s++) at[s] = mod(cacheSeqlens[b]! + s, S);
     for (let d = 0; d < dim; d++) {
       const so = (b * dim + d) * S;
       const xo = (b * dim + d) * steps;
       if (cacheSeqlens) {
-        for (let s = 0; s < steps; s++) next.data[so + mod(cacheSeqlens[b]! + s, S)] = x.data[xo + s]!;
+        for (let s = 0; s < steps; s++) next.data[so + at[s]!] = x.data[xo + s]!;
       } else {
         for (let k = 0; k < S; k++) {
           const j = k + steps; // index into [old state ; x]
@@ -93,6 +95,7 @@ export function conv1dStateAfter(convState: Tensor, x: Tensor, cacheSeqlens: rea
         }
       }
     }
+  }
   return next;
 }
 
@@ -130,12 +133,14 @@ export function causalConv1dUpdate(inp: Conv1dUpdateInputs): { out: Tensor; conv
   const bias = inp.bias?.data;
   const act = inp.activation === 'silu';
   const xt = new Float64Array(P + steps);
+  const at = new Int32Array(P); // where the last P inputs sit in a state row, the same for every channel
   for (let b = 0; b < batch; b++) {
-    const first = cacheSeqlens ? cacheSeqlens[b]! - P : S - P; // where the last P inputs sit in the state
+    const first = cacheSeqlens ? cacheSeqlens[b]! - P : S - P;
+    for (let k = 0; k < P; k++) at[k] = mod(first + k, S);
     for (let d = 0; d < dim; d++) {
       const so = (b * dim + d) * S;
       const xo = (b * dim + d) * steps;
-      for (let k = 0; k < P; k++) xt[k] = st[so + mod(first + k, S)]!;
+      for (let k = 0; k < P; k++) xt[k] = st[so + at[k]!]!;
       for (let s = 0; s < steps; s++) xt[P + s] = xs[xo + s]!;
       const wo = d * W;
       for (let t = 0; t < steps; t++) {

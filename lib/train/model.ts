@@ -71,8 +71,8 @@ export function simdEngine(g: SimdGemm): MatmulEngine {
       return out;
     },
     backward(dy, x, W, N, I, O, needW) {
-      const dx = Float64Array.from(g.matmul(dy, N, O, W, I));
-      const dW = needW ? Float64Array.from(g.matmulTN(dy, N, O, x, I)) : undefined;
+      const dx = new Float64Array(g.matmul(dy, N, O, W, I));
+      const dW = needW ? new Float64Array(g.matmulTN(dy, N, O, x, I)) : undefined;
       const db = new Float64Array(O);
       for (let r = 0; r < N; r++) for (let o = 0; o < O; o++) db[o]! += dy[r * O + o]!;
       return { dx, dW, db };
@@ -154,7 +154,7 @@ interface Layer {
 
 function weight(ctx: Ctx, name: string): F {
   const t = ctx.m.weights.get(name);
-  return t.data instanceof Float64Array ? t.data : Float64Array.from(t.data);
+  return t.data instanceof Float64Array ? t.data : new Float64Array(t.data);
 }
 
 /** Add a parameter's gradient (accumulating: a weight used twice — tied embeddings — gets both). */

@@ -84,12 +84,6 @@ export interface Ops extends GradOps {
    * backends, where the model runs its loop.
    */
   readonly cachedAttention?: CachedAttentionFn;
-  /**
-   * Optional: silu(a) ⊙ b, or silu(a) without b, float32 — the wasm-simd backend's SIMD SiLU (asm/activations.ts),
-   * which the MLP and the fused Llama step use. Absent on the other backends, where the model computes silu in
-   * float64 (lib/ref/activations.ts).
-   */
-  readonly siluMul?: (a: Float32Array | Float64Array, b?: Float32Array | Float64Array, out?: Float32Array) => Float32Array;
 }
 
 /** Is `name` a backend this library knows? */
@@ -243,7 +237,6 @@ async function simdOps(): Promise<Ops> {
     ssdBackward: rounded(r.ssdBackward),
     gatedRmsnormBackward: rounded(r.gatedRmsnormBackward),
     cachedAttention: (q, sh, K, V, softmax) => simdCachedAttention(g, q, sh, K, V, softmax),
-    siluMul: (a, b, out) => simdSiluMul(g, a, b, out),
     async linears(x, ws) {
       const out: Tensor[] = [];
       for (const w of ws) out.push(await ops.linear(x, w.weight, w.bias));

@@ -168,7 +168,7 @@ export function llamaStep(m: HybridModel, id: number, cache: ModelCache): Tensor
     rmsnormInto(h, Lw.ln2, c.rmsNormEps, x);
     linearInto(g, x, Lw.gate, P.g);
     linearInto(g, x, Lw.up, P.u);
-    simdSiluMul(g, P.g, P.u, P.a); // the wasm-simd backend's ops.siluMul, as the generic MLP uses
+    simdSiluMul(g, P.g, P.u, P.a); // the wasm-simd backend's SIMD SiLU, as its gatedMlp uses
     linearInto(g, P.a, Lw.down, P.o);
     addInto(h, P.o);
   }

@@ -1,7 +1,7 @@
 /**
  * SiLU on the CPU, float32: the driver of asm/activations.ts (silu(a) = a / (1 + exp(−a)) with a SIMD exp,
- * ≤ 2 ulp from the float32 rounding of the exact value). The wasm-simd backend offers it as `ops.siluMul`,
- * which the MLP (silu(gate)·up), the fused Llama step and the convolution's activation use.
+ * ≤ 2 ulp from the float32 rounding of the exact value). The wasm-simd backend uses it in its gated MLP
+ * (silu(gate)·up), the fused Llama step, the convolutions' activation and the gated norm's gate.
  */
 import type { SimdGemm } from './gemm.js';
 import { align } from './gemm.js';

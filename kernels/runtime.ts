@@ -64,7 +64,7 @@ interface GpuPipeline {
   pipeline: {
     executorKind: string;
     fallbackReason: string | null;
-    destroy(): void;
+    destroy(): Promise<unknown> | void;
     /** the traced plan: the kernels its steps run (GPU.js's own clones of ours) */
     plan?: { kernels?: Array<{ clone?: { kernel?: { constructor: { name: string } } } }> };
   };
@@ -264,10 +264,16 @@ export const PLAN_EXECUTORS: Record<KernelBackendName, readonly string[]> = {
   webgpu: ['fused-encoder'],
 };
 
+/** Most compiled plans a runtime keeps alive (see GpuRuntime.livePlans): a d512 model has ~12 per window size. */
+export const MAX_PLANS = 256;
+
 interface CompiledPlan {
   run: GpuPipeline;
   weights: readonly Float32Array[];
+  /** retired: calls compile a new plan; `destroyed` once its pipeline is, after the calls in flight */
   dead: boolean;
+  destroyed: boolean;
+  inFlight: number;
 }
 
 /** The identity kernel that uploads a weight once: its `pipeline: true, immutable: true` result stays on the device. */
@@ -299,6 +305,15 @@ export class GpuRuntime {
   /** Compiled plans by their first weight, then by plan key; and every plan that captured a given weight. */
   private readonly plans = new WeakMap<Float32Array, Map<string, CompiledPlan>>();
   private readonly plansOf = new WeakMap<Float32Array, CompiledPlan[]>();
+  /**
+   * The live plans, least recently used first. GPU.js keeps every pipeline (and through it the weights it
+   * captured) until it is destroyed, so at most MAX_PLANS stay alive: the oldest is destroyed to make room (a
+   * model used again recompiles its plans).
+   */
+  private readonly livePlans = new Set<CompiledPlan>();
+  maxPlans = MAX_PLANS;
+  /** Kernels the plans are traced with, one per kernel and shape (GPU.js compiles private clones per plan). */
+  private readonly planKernels = new Map<string, GpuKernel>();
   /** The GPU.js kernel classes this runtime's kernels ran as (always KERNEL_CLASS[name]: others are refused). */
   readonly ranOn = new Set<string>();
 
@@ -336,13 +351,27 @@ export class GpuRuntime {
     return h;
   }
 
+  /** Retire a plan: no later call finds it; its pipeline is destroyed now, or when its calls in flight end. */
+  private destroyPlan(plan: CompiledPlan): void {
+    if (!plan.dead) {
+      plan.dead = true;
+      this.livePlans.delete(plan);
+    }
+    if (plan.inFlight === 0 && !plan.destroyed) {
+      plan.destroyed = true;
+      void Promise.resolve(plan.run.pipeline.destroy()).catch(() => undefined);
+    }
+  }
+
+  /** Destroy every compiled plan (their device buffers and captured weights are freed; later calls recompile). */
+  releasePlans(): void {
+    for (const plan of [...this.livePlans]) this.destroyPlan(plan);
+  }
+
   /** Forget (and free) the device copy of `a`, and every plan that captured it: it was changed in place. */
   dropResident(a: Float32Array | FloatArray): void {
     if (!(a instanceof Float32Array)) return;
-    for (const plan of this.plansOf.get(a) ?? []) {
-      plan.dead = true;
-      plan.run.pipeline.destroy();
-    }
+    for (const plan of this.plansOf.get(a) ?? []) this.destroyPlan(plan);
     this.plansOf.delete(a);
     const h = this.resident.get(a);
     if (!h) return;
@@ -397,10 +426,19 @@ export class GpuRuntime {
     if (!byKey) this.plans.set(weights[0]!, (byKey = new Map()));
     let plan = byKey.get(key);
     if (plan && (plan.dead || plan.weights.length !== weights.length || plan.weights.some((w, i) => w !== weights[i]))) plan = undefined;
-    if (!plan) {
-      const kernels = steps.map((s) =>
-        this.gpu.createKernel(s.source, { output: [s.outputSize], constants: s.constants, loopMaxIterations: 1 << 30, tactic: 'precision' }),
-      );
+    if (plan) {
+      this.livePlans.delete(plan); // most recently used: to the end
+      this.livePlans.add(plan);
+    } else {
+      const kernels = steps.map((s) => {
+        const kk = `${s.key}|${JSON.stringify(s.constants)}|${s.outputSize}`;
+        let k = this.planKernels.get(kk);
+        if (!k) {
+          k = this.gpu.createKernel(s.source, { output: [s.outputSize], constants: s.constants, loopMaxIterations: 1 << 30, tactic: 'precision' });
+          this.planKernels.set(kk, k);
+        }
+        return k;
+      });
       // the orchestration GPU.js traces once: each step's kernel on its inputs, captured weights, earlier results
       const trace = (...handles: unknown[]) => {
         const results: unknown[] = [];
@@ -410,8 +448,13 @@ export class GpuRuntime {
         return outputs.map((o) => results[o]);
       };
       Object.defineProperty(trace, 'length', { value: inputs.length }); // GPU.js reads the plan's arity from it
-      plan = { run: this.gpu.createPipeline(trace, { threads: this.name === 'webasm-threaded' }), weights, dead: false };
+      plan = { run: this.gpu.createPipeline(trace, { threads: this.name === 'webasm-threaded' }), weights, dead: false, destroyed: false, inFlight: 0 };
       byKey.set(key, plan);
+      this.livePlans.add(plan);
+      for (const old of this.livePlans) {
+        if (this.livePlans.size <= this.maxPlans) break;
+        this.destroyPlan(old);
+      }
       for (const w of weights) {
         const list = this.plansOf.get(w) ?? [];
         if (!list.includes(plan)) list.push(plan);
@@ -420,11 +463,16 @@ export class GpuRuntime {
       this.plansCompiled++;
     }
     let r: unknown;
+    plan.inFlight++;
     try {
       r = await plan.run(...inputs.map((a) => (a.length === 0 ? new Float32Array(1) : a)));
     } catch (e) {
       byKey.delete(key);
+      this.destroyPlan(plan);
       throw new KernelError(this.name, planKey, (e as Error).message.split('\n')[0] ?? String(e));
+    } finally {
+      plan.inFlight--;
+      if (plan.dead) this.destroyPlan(plan); // retired while this call ran
     }
     // a plan GPU.js ran under another executor than this backend's, or on kernels of another class, is refused
     const { executorKind, fallbackReason } = plan.run.pipeline;
@@ -436,7 +484,7 @@ export class GpuRuntime {
         : undefined;
     if (wrong) {
       byKey.delete(key);
-      plan.run.pipeline.destroy();
+      this.destroyPlan(plan);
       throw new KernelError(this.name, planKey, wrong);
     }
     for (const c of classes) this.ranOn.add(c);

@@ -66,6 +66,40 @@ describe.each(KERNEL_BACKENDS)('kernels on $title', ({ name, available }) => {
     );
   });
 
+  run(
+    'at most maxPlans compiled plans stay alive: the least recently used is retired (after its call in flight) and compiled again when needed, with the same results',
+    async () => {
+      if (name === 'wasm-simd') return; // no plans there
+      const ops = await getOps(name);
+      const rt = await getRuntime(name as KernelBackendName);
+      const r = new Rng(13);
+      const x = rand.normal(r, [2, 4]);
+      const layers = [0, 1, 2].map(() => [rand.normal(r, [3, 4]), rand.normal(r, [3, 4]), rand.normal(r, [4, 3])] as const);
+      for (const l of layers) for (const w of l) markImmutable(w.data);
+      const bits = (t: Tensor) => Array.from(t.data);
+      const was = { maxPlans: rt.maxPlans, fusedPlans: rt.fusedPlans };
+      try {
+        rt.fusedPlans = false;
+        const want = await Promise.all(layers.map((l) => ops.gatedMlp(x, ...l))); // kernel by kernel
+        rt.fusedPlans = true;
+        rt.maxPlans = 2;
+        const compiled = rt.plansCompiled;
+        // three plans at once: the first is retired while it runs, and destroyed only once its call is done
+        expect((await Promise.all(layers.map((l) => ops.gatedMlp(x, ...l)))).map(bits)).toEqual(want.map(bits));
+        expect(rt.plansCompiled).toBe(compiled + 3);
+        expect(bits(await ops.gatedMlp(x, ...layers[2]!)), 'recently used: still alive').toEqual(bits(want[2]!));
+        expect(rt.plansCompiled).toBe(compiled + 3);
+        expect(bits(await ops.gatedMlp(x, ...layers[0]!)), 'retired: compiled again').toEqual(bits(want[0]!));
+        expect(rt.plansCompiled).toBe(compiled + 4);
+        rt.releasePlans();
+        expect(bits(await ops.gatedMlp(x, ...layers[2]!))).toEqual(bits(want[2]!));
+        expect(rt.plansCompiled, 'released plans are compiled again').toBe(compiled + 5);
+      } finally {
+        Object.assign(rt, was);
+      }
+    },
+  );
+
   run('several products of one input (q, k, v) = reference, fused and kernel by kernel, the same bits both ways (numRuns 8)', async () => {
     const ops = await getOps(name);
     await fc.assert(

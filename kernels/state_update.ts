@@ -6,7 +6,7 @@
  *   pass 2, one thread per (b, h, p):     out = (Σ_n C[g, n]·h'[n] + D·x)·silu(z)
  * (flat layout = one head with P = dim channels and one group.)
  */
-import type { GpuRuntime } from './runtime.js';
+import type { GpuRuntime, PlanArg } from './runtime.js';
 import { siluExpr, softplusSnippet, unflatten } from './snippets.js';
 
 export interface StateUpdateShape {
@@ -41,18 +41,19 @@ export async function stateUpdateKernel(rt: GpuRuntime, s: StateUpdateShape, a: 
     ${a.deltaSoftplus ? softplusSnippet('v', 'dl') : 'const dl = v;'}
     return Math.exp(dl * A[ch * this.constants.N + n]) * state[this.thread.x] + dl * Bm[(b * this.constants.G + g) * this.constants.N + n] * x[xi];
   }`;
-  const args = [a.state, a.x, a.dt, a.A, a.B];
-  if (a.deltaBias) args.push(a.deltaBias);
-  const next = await rt.run(`su.state${a.deltaBias ? '+bias' : ''}${a.deltaSoftplus ? '+sp' : ''}`, stateSrc, consts, s.batch * s.H * s.P * s.N, args);
-
-  const outArgs = [next, a.x, a.C];
+  // inputs 0–4: state, x, dt, B, C (5: z); A, dt_bias and D are weights (a model's: captured by the plan)
+  const inputs = [a.state, a.x, a.dt, a.B, a.C];
+  if (a.z) inputs.push(a.z);
+  const stateArgs: PlanArg[] = [{ input: 0 }, { input: 1 }, { input: 2 }, { weight: a.A }, { input: 3 }];
+  if (a.deltaBias) stateArgs.push({ weight: a.deltaBias });
+  const outArgs: PlanArg[] = [{ step: 0 }, { input: 1 }, { input: 4 }];
   const names = ['st', 'x', 'Cm'];
   if (a.D) {
-    outArgs.push(a.D);
+    outArgs.push({ weight: a.D });
     names.push('Dv');
   }
   if (a.z) {
-    outArgs.push(a.z);
+    outArgs.push({ input: 5 });
     names.push('z');
   }
   const outSrc = `function (${names.join(', ')}) {
@@ -66,6 +67,17 @@ export async function stateUpdateKernel(rt: GpuRuntime, s: StateUpdateShape, a: 
     ${a.z ? `y = y * ${siluExpr('z[this.thread.x]')};` : ''}
     return y;
   }`;
-  const out = await rt.run(`su.out${a.D ? '+D' : ''}${a.z ? '+z' : ''}`, outSrc, consts, s.batch * s.H * s.P, outArgs);
-  return { out, state: next };
+  const stateKey = `su.state${a.deltaBias ? '+bias' : ''}${a.deltaSoftplus ? '+sp' : ''}`;
+  const outKey = `su.out${a.D ? '+D' : ''}${a.z ? '+z' : ''}`;
+  // both passes as one plan (on webgpu one submit and one readback of the new state and the output)
+  const [out, state] = await rt.runPlan(
+    `su|${stateKey}|${outKey}|${s.batch},${s.H},${s.P},${s.N},${s.G}`,
+    [
+      { key: stateKey, source: stateSrc, constants: consts, outputSize: s.batch * s.H * s.P * s.N, args: stateArgs },
+      { key: outKey, source: outSrc, constants: consts, outputSize: s.batch * s.H * s.P, args: outArgs },
+    ],
+    inputs,
+    [1, 0],
+  );
+  return { out: out!, state: state! };
 }

@@ -191,7 +191,7 @@ describe.each(KERNEL_BACKENDS)('kernels on $title', ({ name, available }) => {
     );
   });
 
-  run('state update, flat and multi-head with groups = reference (numRuns 20)', async () => {
+  run('state update, flat and multi-head with groups = reference; with model weights (one fused plan) the same bits (numRuns 20)', async () => {
     const ops = await getOps(name);
     await fc.assert(
       fc.asyncProperty(
@@ -217,6 +217,11 @@ describe.each(KERNEL_BACKENDS)('kernels on $title', ({ name, available }) => {
           const got = await ops.selectiveStateUpdate(inp);
           expectClose(got.out, want.out, tol, 'out');
           expectClose(got.state, want.state, tol, 'state');
+          // A, D and dt_bias as a model's weights: the GPU.js backends run both passes as one fused plan
+          for (const t of [inp.A, inp.D, inp.deltaBias]) if (t) markImmutable(t.data);
+          const fused = await ops.selectiveStateUpdate(inp);
+          expect(Array.from(fused.out.data), 'fused out').toEqual(Array.from(got.out.data));
+          expect(Array.from(fused.state.data), 'fused state').toEqual(Array.from(got.state.data));
         },
       ),
       { numRuns: 20 },

@@ -397,6 +397,8 @@ export class GpuRuntime {
   async runPlan(planKey: string, steps: readonly PlanStep[], inputs: Float32Array[], outputs: readonly number[] = [steps.length - 1]): Promise<Float32Array[]> {
     if (steps.length === 0) throw new ArgumentError(`${planKey} steps`, 'at least one kernel', 0);
     const weights = steps.flatMap((s) => s.args.flatMap((a) => ('weight' in a ? [a.weight] : [])));
+    for (const i of outputs)
+      if (!Number.isInteger(i) || i < 0 || i >= steps.length) throw new ArgumentError(`${planKey} outputs`, `step indices in [0, ${steps.length})`, i);
     const fuse = this.fusedPlans && weights.length > 0 && weights.every((w) => stableInputs.has(w));
     if (!fuse) {
       const results: Float32Array[] = [];
@@ -412,8 +414,6 @@ export class GpuRuntime {
         );
       return outputs.map((i) => results[i]!);
     }
-    for (const i of outputs)
-      if (!Number.isInteger(i) || i < 0 || i >= steps.length) throw new ArgumentError(`${planKey} outputs`, `step indices in [0, ${steps.length})`, i);
     for (const s of steps) {
       if (!Number.isInteger(s.outputSize) || s.outputSize <= 0) throw new ArgumentError(`${s.key} output size`, 'a positive integer', s.outputSize);
       if (s.outputSize > MAX_ELEMENTS) throw new ArgumentError(`${s.key} output size`, `at most ${MAX_ELEMENTS} elements on float32 kernels`, s.outputSize);

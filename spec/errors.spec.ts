@@ -100,6 +100,26 @@ describe('backends', () => {
       expect([...(await getRuntime(b.name as KernelBackendName)).ranOn], b.name).toEqual([own[b.name]]);
     }
   });
+  it('a plan asked for a step it does not have is an ArgumentError naming the plan, before any kernel runs, fused or not', async () => {
+    const rt = await getRuntime('cpu');
+    const w = Float32Array.of(1, 2, 3, 4);
+    markImmutable(w);
+    const step = {
+      key: 'mul',
+      source: 'function (a, b) { return a[this.thread.x] * b[this.thread.x]; }',
+      constants: {},
+      outputSize: 4,
+      args: [{ input: 0 }, { weight: f32(w) }],
+    };
+    const loose = { ...step, args: [{ input: 0 }, { weight: new Float32Array(4) }] }; // not a model weight: kernel by kernel
+    for (const s of [step, loose]) {
+      const compiled = rt.compiled + rt.plansCompiled;
+      const e = await rt.runPlan('probe', [s], [new Float32Array(4)], [1]).catch((x) => x);
+      expect(e).toBeInstanceOf(ArgumentError);
+      expect(e.message).toMatch(/probe outputs.*step indices in \[0, 1\).*1/);
+      expect(rt.compiled + rt.plansCompiled, 'nothing compiled').toBe(compiled);
+    }
+  });
   it('an unavailable backend says why and is never replaced by another (webgpu disabled in a subprocess)', () => {
     const mil = join(import.meta.dirname, '..', 'bin', 'mil.js');
     const env = { ...process.env, MIL_NO_WEBGPU: '1' };

@@ -40,20 +40,12 @@ export function matmulKernel(
   return rt.run(`matmul${bias ? '+bias' : ''}`, SRC(!!bias), { N, K, SAI: st.sAi, SAK: st.sAk, SBK: st.sBk, SBJ: st.sBj }, M * N, args);
 }
 
-/** Strides of b in linear(a, b) = a·bᵀ: b (N, K) as PyTorch stores a weight, or its transposed copy (K, N). */
-export const linearStrides = (K: number, N: number, transposed: boolean): MatmulStrides =>
-  transposed ? { sAi: K, sAk: 1, sBk: N, sBj: 1 } : { sAi: K, sAk: 1, sBk: 1, sBj: K };
-
-/**
- * A plan step (kernels/runtime.ts runPlan) computing linear(a, b) = a·bᵀ (+ bias): a (M, K), b (N, K) as
- * PyTorch stores a weight, or b (K, N) when `transposed` (GpuRuntime.transposedWeight).
- */
-export function matmulStep(M: number, K: number, N: number, a: PlanArg, b: PlanArg, bias?: PlanArg, transposed = false): PlanStep {
-  const st = linearStrides(K, N, transposed);
+/** A plan step (kernels/runtime.ts runPlan) computing linear(a, b) = a·bᵀ (+ bias): a (M, K), b (N, K) as PyTorch stores a weight. */
+export function matmulStep(M: number, K: number, N: number, a: PlanArg, b: PlanArg, bias?: PlanArg): PlanStep {
   return {
     key: `matmul${bias ? '+bias' : ''}`,
     source: SRC(!!bias),
-    constants: { N, K, SAI: st.sAi, SAK: st.sAk, SBK: st.sBk, SBJ: st.sBj },
+    constants: { N, K, SAI: K, SAK: 1, SBK: 1, SBJ: K },
     outputSize: M * N,
     args: bias ? [a, b, bias] : [a, b],
   };
@@ -72,10 +64,7 @@ export function linearsKernel(
 ): Promise<Float32Array[]> {
   return rt.runPlan(
     `linears|${rows}|${nin}|${ws.map((w) => `${w.out}${w.bias ? 'b' : ''}`).join(',')}`,
-    ws.map((w) => {
-      const t = rt.transposedWeight(w.weight, w.out, nin);
-      return matmulStep(rows, nin, w.out, { input: 0 }, { weight: t ?? w.weight }, w.bias ? { weight: w.bias } : undefined, !!t);
-    }),
+    ws.map((w) => matmulStep(rows, nin, w.out, { input: 0 }, { weight: w.weight }, w.bias ? { weight: w.bias } : undefined)),
     [x],
     ws.map((_, i) => i),
   );

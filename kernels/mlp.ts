@@ -9,7 +9,7 @@
  * fused (one GPU.js pipeline that holds the weights: on webgpu one submit and one readback, where the layer
  * had three kernel calls, three readbacks and a SiLU in JavaScript between them). Reference: lib/ref/mlp.ts.
  */
-import type { GpuRuntime, PlanArg, PlanStep } from './runtime.js';
+import type { GpuRuntime } from './runtime.js';
 import { matmulStep } from './matmul.js';
 import { siluExpr } from './snippets.js';
 
@@ -32,18 +32,12 @@ export async function gatedMlpKernel(
   const [out] = await rt.runPlan(
     `mlp|${rows}|${d}|${f}|${o}`,
     [
-      linearStep(rt, rows, d, f, { input: 0 }, gate),
-      linearStep(rt, rows, d, f, { input: 0 }, up),
+      matmulStep(rows, d, f, { input: 0 }, { weight: gate }),
+      matmulStep(rows, d, f, { input: 0 }, { weight: up }),
       { key: 'mlp.silu_mul', source: SILU_MUL, constants: {}, outputSize: rows * f, args: [{ step: 0 }, { step: 1 }] },
-      linearStep(rt, rows, f, o, { step: 2 }, down),
+      matmulStep(rows, f, o, { step: 2 }, { weight: down }),
     ],
     [x],
   );
   return out!;
-}
-
-/** linear(x, w) as a plan step, on the runtime's transposed copy of w where it takes one. */
-function linearStep(rt: GpuRuntime, rows: number, K: number, N: number, x: PlanArg, w: Float32Array): PlanStep {
-  const t = rt.transposedWeight(w, N, K);
-  return matmulStep(rows, K, N, x, { weight: t ?? w }, undefined, !!t);
 }

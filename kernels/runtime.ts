@@ -290,14 +290,6 @@ export class GpuRuntime {
    * Results are the same bits either way (the same values, read by the same kernel); off for comparisons.
    */
   residentWeights: boolean;
-  /**
-   * Give the products a model weight W (out, in) as a transposed copy (in, out), made once (webgpu only): the
-   * matmul kernel runs one thread per output column, so with W as stored neighbouring threads read addresses
-   * `in` floats apart, and with Wᵀ they read neighbouring floats (coalesced). Each output is the same sum in
-   * the same order: the same bits either way (tested); off for comparisons.
-   */
-  transposeWeights: boolean;
-  private readonly transposed = new WeakMap<Float32Array, Float32Array>();
   /** Weights uploaded to the device so far, and their float32 elements (for tests and benches). */
   uploads = 0;
   uploadedElements = 0;
@@ -330,7 +322,6 @@ export class GpuRuntime {
     private readonly gpu: GpuInstance,
   ) {
     this.residentWeights = name === 'webgpu';
-    this.transposeWeights = name === 'webgpu';
   }
 
   /** The device buffer holding stable input `a`, uploaded on first use; undefined where it stays an array. */
@@ -377,30 +368,9 @@ export class GpuRuntime {
     for (const plan of [...this.livePlans]) this.destroyPlan(plan);
   }
 
-  /**
-   * The transposed copy (in, out) of a model weight `w` (out, in) where this runtime takes one
-   * (`transposeWeights`), made once and itself a model weight; undefined where the weight stays as stored.
-   */
-  transposedWeight(w: Float32Array, out: number, inp: number): Float32Array | undefined {
-    if (!this.transposeWeights || !stableInputs.has(w) || out <= 1 || inp <= 1) return undefined;
-    let t = this.transposed.get(w);
-    if (!t) {
-      t = new Float32Array(w.length);
-      for (let o = 0; o < out; o++) for (let i = 0; i < inp; i++) t[i * out + o] = w[o * inp + i]!;
-      stableInputs.add(t);
-      this.transposed.set(w, t);
-    }
-    return t;
-  }
-
   /** Forget (and free) the device copy of `a`, and every plan that captured it: it was changed in place. */
   dropResident(a: Float32Array | FloatArray): void {
     if (!(a instanceof Float32Array)) return;
-    const t = this.transposed.get(a);
-    if (t) {
-      this.transposed.delete(a);
-      this.dropResident(t);
-    }
     for (const plan of this.plansOf.get(a) ?? []) this.destroyPlan(plan);
     this.plansOf.delete(a);
     const h = this.resident.get(a);

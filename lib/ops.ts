@@ -31,7 +31,7 @@ import { SimdGemm, addBiasRows } from './simd/gemm.js';
 import { simdMultistep } from './simd/multistep.js';
 import { simdCachedAttention, type CachedAttentionFn } from './simd/attention.js';
 import { simdSiluMul } from './simd/activations.js';
-import { linearStrides, linearsKernel, matmulKernel } from '../kernels/matmul.js';
+import { linearsKernel, matmulKernel } from '../kernels/matmul.js';
 import { gatedMlpKernel } from '../kernels/mlp.js';
 import { linearAttentionKernel } from '../kernels/linear_attention.js';
 import { defaultScanChunk, selectiveScanKernel } from '../kernels/selective_scan.js';
@@ -284,9 +284,7 @@ function kernelOps(rt: GpuRuntime): Ops {
     async linear(x, weight, bias) {
       const xin = x.reshape([-1, x.shape[x.rank - 1]!]);
       const { rows, in: nin, out: nout } = dims({ x: [xin, ['rows', 'in']], weight: [weight, ['out', 'in']], bias: [bias, ['out']] });
-      const w = f32(weight.data);
-      const wt = rt.transposedWeight(w, nout!, nin!); // webgpu: a model weight transposed once, read coalesced
-      const r = await matmulKernel(rt, f32(xin.data), wt ?? w, rows!, nin!, nout!, linearStrides(nin!, nout!, !!wt), opt(bias));
+      const r = await matmulKernel(rt, f32(xin.data), f32(weight.data), rows!, nin!, nout!, { sAi: nin!, sAk: 1, sBk: 1, sBj: nin! }, opt(bias));
       return t32(r, [...x.shape.slice(0, -1), nout!], 'linear');
     },
     async linears(x, ws) {

@@ -60,6 +60,21 @@ describe.each(ALL_BACKENDS)('typed errors on $title', ({ name, available }) => {
   });
 });
 
+/** A one-step plan (kernels/runtime.ts runPlan): input 0 times the weight, elementwise, 4 elements. */
+const mulStep = (weight: Float32Array) => ({
+  key: 'mul',
+  source: 'function (a, b) { return a[this.thread.x] * b[this.thread.x]; }',
+  constants: {},
+  outputSize: 4,
+  args: [{ input: 0 }, { weight }],
+});
+/** A stable kernel input, as a model weight's float32 array is (captured by a plan). */
+function modelWeight(): Float32Array {
+  const w = Float32Array.of(1, 2, 3, 4);
+  markImmutable(w);
+  return f32(w);
+}
+
 describe('backends', () => {
   it('an unknown backend name is an UnknownBackendError listing the known ones', async () => {
     const e = await getOps('cuda').catch((x) => x);
@@ -74,16 +89,7 @@ describe('backends', () => {
     expect(e).toBeInstanceOf(KernelError);
     expect(e.message).toMatch(/GPU.js ran it as CPUKernel, not WebAssemblyKernel/);
     // the same for a fused plan (kernels/runtime.ts runPlan): GPU.js walks it with its generic executor on CPU kernels
-    const w = Float32Array.of(1, 2, 3, 4);
-    markImmutable(w);
-    const step = {
-      key: 'mul',
-      source: 'function (a, b) { return a[this.thread.x] * b[this.thread.x]; }',
-      constants: {},
-      outputSize: 4,
-      args: [{ input: 0 }, { weight: f32(w) }],
-    };
-    const pe = await fake.runPlan('mul', [step], [new Float32Array(4)]).catch((x) => x);
+    const pe = await fake.runPlan('mul', [mulStep(modelWeight())], [new Float32Array(4)]).catch((x) => x);
     expect(pe).toBeInstanceOf(KernelError);
     expect(pe.message).toMatch(/mul.*GPU.js ran the plan under its generic executor, not fused-sync/);
     for (const b of ALL_BACKENDS.filter((x) => x.available && (KERNEL_BACKENDS as readonly string[]).includes(x.name))) {
@@ -102,17 +108,8 @@ describe('backends', () => {
   });
   it('a plan asked for a step it does not have is an ArgumentError naming the plan, before any kernel runs, fused or not', async () => {
     const rt = await getRuntime('cpu');
-    const w = Float32Array.of(1, 2, 3, 4);
-    markImmutable(w);
-    const step = {
-      key: 'mul',
-      source: 'function (a, b) { return a[this.thread.x] * b[this.thread.x]; }',
-      constants: {},
-      outputSize: 4,
-      args: [{ input: 0 }, { weight: f32(w) }],
-    };
-    const loose = { ...step, args: [{ input: 0 }, { weight: new Float32Array(4) }] }; // not a model weight: kernel by kernel
-    for (const s of [step, loose]) {
+    // a model weight (fused) and a plain array (kernel by kernel)
+    for (const s of [mulStep(modelWeight()), mulStep(new Float32Array(4))]) {
       const compiled = rt.compiled + rt.plansCompiled;
       const e = await rt.runPlan('probe', [s], [new Float32Array(4)], [1]).catch((x) => x);
       expect(e).toBeInstanceOf(ArgumentError);

@@ -219,6 +219,14 @@ export function f32(a: FloatArray | ArrayLike<number>): Float32Array {
   return new Float32Array(a);
 }
 
+/** Throw ArgumentError unless a kernel's output size is a positive integer and it and every input fit MAX_ELEMENTS. */
+function checkSizes(key: string, outputSize: number, inputs: readonly Float32Array[]): void {
+  if (!Number.isInteger(outputSize) || outputSize <= 0) throw new ArgumentError(`${key} output size`, 'a positive integer', outputSize);
+  if (outputSize > MAX_ELEMENTS) throw new ArgumentError(`${key} output size`, `at most ${MAX_ELEMENTS} elements on float32 kernels`, outputSize);
+  for (const a of inputs)
+    if (a.length > MAX_ELEMENTS) throw new ArgumentError(`${key} input size`, `at most ${MAX_ELEMENTS} elements on float32 kernels`, a.length);
+}
+
 /** The GPU.js kernel class each backend must run on: anything else is a fallback, refused (never silent). */
 export const KERNEL_CLASS: Record<KernelBackendName, string> = {
   cpu: 'CPUKernel',
@@ -414,13 +422,12 @@ export class GpuRuntime {
         );
       return outputs.map((i) => results[i]!);
     }
+    checkSizes(planKey, 1, [...inputs, ...weights]);
     for (const s of steps) {
-      if (!Number.isInteger(s.outputSize) || s.outputSize <= 0) throw new ArgumentError(`${s.key} output size`, 'a positive integer', s.outputSize);
-      if (s.outputSize > MAX_ELEMENTS) throw new ArgumentError(`${s.key} output size`, `at most ${MAX_ELEMENTS} elements on float32 kernels`, s.outputSize);
+      checkSizes(s.key, s.outputSize, []);
+      // run() packs more arguments into one buffer; a plan's steps must not need it
       if (s.args.length > MAX_ARGS) throw new ArgumentError(`${s.key} arguments in a plan`, `at most ${MAX_ARGS}`, s.args.length);
     }
-    for (const a of [...inputs, ...weights])
-      if (a.length > MAX_ELEMENTS) throw new ArgumentError(`${planKey} input size`, `at most ${MAX_ELEMENTS} elements on float32 kernels`, a.length);
     const key = `${planKey}|${inputs.map((a) => a.length).join(',')}|${outputs.join(',')}`;
     let byKey = this.plans.get(weights[0]!);
     if (!byKey) this.plans.set(weights[0]!, (byKey = new Map()));
@@ -496,10 +503,7 @@ export class GpuRuntime {
    * and cached. `outputSize` threads each return one float. Arguments are flat arrays.
    */
   async run(key: string, source: string, constants: Record<string, number>, outputSize: number, args: Float32Array[]): Promise<Float32Array> {
-    if (!Number.isInteger(outputSize) || outputSize <= 0) throw new ArgumentError(`${key} output size`, 'a positive integer', outputSize);
-    if (outputSize > MAX_ELEMENTS) throw new ArgumentError(`${key} output size`, `at most ${MAX_ELEMENTS} elements on float32 kernels`, outputSize);
-    for (const a of args)
-      if (a.length > MAX_ELEMENTS) throw new ArgumentError(`${key} input size`, `at most ${MAX_ELEMENTS} elements on float32 kernels`, a.length);
+    checkSizes(key, outputSize, args);
     // GPU.js kernels want at least one element per argument.
     let callArgs = args.map((a) => (a.length === 0 ? new Float32Array(1) : a));
     let src = source;

@@ -24,6 +24,8 @@ import {
   type Conv1dUpdateInputs,
 } from './ref/conv1d.js';
 import { ssdDims, type SsdInputs, type SsdOutputs } from './ref/ssd.js';
+import { linearsDims } from './ref/linear.js';
+import { gatedMlpDims } from './ref/mlp.js';
 import type { GatedRmsnormOptions } from './ref/norm.js';
 import { multistepDims, type MultistepDims, type MultistepInputs, type MultistepOutputs } from './ref/multistep.js';
 import { KERNEL_BACKENDS, f32, getRuntime, isImmutable, unavailableReason, type GpuRuntime, type KernelBackendName } from '../kernels/runtime.js';
@@ -238,12 +240,13 @@ async function simdOps(): Promise<Ops> {
     gatedRmsnormBackward: rounded(r.gatedRmsnormBackward),
     cachedAttention: (q, sh, K, V, softmax) => simdCachedAttention(g, q, sh, K, V, softmax),
     async linears(x, ws) {
+      linearsDims(x, ws);
       const out: Tensor[] = [];
       for (const w of ws) out.push(await ops.linear(x, w.weight, w.bias));
       return out;
     },
     async gatedMlp(x, gate, up, down) {
-      dims({ x: [x.reshape([-1, x.shape[x.rank - 1]!]), ['rows', 'd']], gate: [gate, ['f', 'd']], up: [up, ['f', 'd']], down: [down, ['o', 'f']] });
+      gatedMlpDims(x, gate, up, down);
       const gv = await ops.linear(x, gate);
       const uv = await ops.linear(x, up);
       return ops.linear(new Tensor(simdSiluMul(g, gv.data, uv.data), gv.shape, 'silu_mul'), down);
@@ -288,20 +291,16 @@ function kernelOps(rt: GpuRuntime): Ops {
       return t32(r, [...x.shape.slice(0, -1), nout!], 'linear');
     },
     async linears(x, ws) {
-      const xin = x.reshape([-1, x.shape[x.rank - 1]!]);
-      const shaped = ws.map((w, i) => {
-        const { rows, in: nin, out } = dims({ x: [xin, ['rows', 'in']], [`weight ${i}`]: [w.weight, ['out', 'in']], [`bias ${i}`]: [w.bias, ['out']] });
-        return { rows: rows!, nin: nin!, out: out!, weight: f32(w.weight.data), bias: opt(w.bias) };
-      });
-      if (shaped.length === 0) return [];
-      const r = await linearsKernel(rt, f32(xin.data), shaped[0]!.rows, shaped[0]!.nin, shaped);
-      return r.map((y, i) => t32(y, [...x.shape.slice(0, -1), shaped[i]!.out], 'linear'));
+      const { rows, nin, outs } = linearsDims(x, ws);
+      if (ws.length === 0) return [];
+      const shaped = ws.map((w, i) => ({ out: outs[i]!, weight: f32(w.weight.data), bias: opt(w.bias) }));
+      const r = await linearsKernel(rt, f32(x.data), rows, nin, shaped);
+      return r.map((y, i) => t32(y, [...x.shape.slice(0, -1), outs[i]!], 'linear'));
     },
     async gatedMlp(x, gate, up, down) {
-      const xin = x.reshape([-1, x.shape[x.rank - 1]!]);
-      const { rows, d, f, o } = dims({ x: [xin, ['rows', 'd']], gate: [gate, ['f', 'd']], up: [up, ['f', 'd']], down: [down, ['o', 'f']] });
-      const r = await gatedMlpKernel(rt, f32(xin.data), f32(gate.data), f32(up.data), f32(down.data), rows!, d!, f!, o!);
-      return t32(r, [...x.shape.slice(0, -1), o!], 'mlp');
+      const { rows, d, f, o } = gatedMlpDims(x, gate, up, down);
+      const r = await gatedMlpKernel(rt, f32(x.data), f32(gate.data), f32(up.data), f32(down.data), rows, d, f, o);
+      return t32(r, [...x.shape.slice(0, -1), o], 'mlp');
     },
     async linearAttention(q, k, v, g) {
       const { batch, H, L, dk, dv } = dims({

@@ -3,7 +3,7 @@
  * apart from lib/ops.ts so code that needs only these (the browser page, web/) pulls in no kernel runtime.
  */
 import type { Ops } from './ops.js';
-import { linear as refLinear, matmul as refMatmul } from './ref/linear.js';
+import { linear as refLinear, linearsDims, matmul as refMatmul } from './ref/linear.js';
 import { gatedMlp as refGatedMlp } from './ref/mlp.js';
 import { linearAttentionParallel } from './ref/linear_attention.js';
 import { selectiveScanBackward, selectiveScan as refScan } from './ref/selective_scan.js';
@@ -19,7 +19,10 @@ export const referenceOps: Ops = {
   matmul: async (a, b) => refMatmul(a, b),
   linear: async (x, w, b) => refLinear(x, w, b),
   gatedMlp: async (x, gate, up, down) => refGatedMlp(x, gate, up, down),
-  linears: async (x, ws) => ws.map((w) => refLinear(x, w.weight, w.bias)),
+  linears: async (x, ws) => {
+    linearsDims(x, ws);
+    return ws.map((w) => refLinear(x, w.weight, w.bias));
+  },
   linearAttention: async (q, k, v, g) => linearAttentionParallel(q, k, v, g),
   selectiveScan: async (inp) => refScan(inp),
   selectiveStateUpdate: async (inp) => refStateUpdate(inp),

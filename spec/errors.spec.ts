@@ -2,7 +2,7 @@
  * Bad input gets a typed error that names the tensor and the expected and actual shape or value —
  * on the reference and on every kernel backend alike, because validation is shared.
  */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { getOps } from '../lib/ops.js';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
@@ -34,6 +34,23 @@ describe.each(ALL_BACKENDS)('typed errors on $title', ({ name, available }) => {
     const e3 = await ops.matmul(rand.normal(r, [2, 3]), rand.normal(r, [4, 2])).catch((x) => x);
     expect(e3).toBeInstanceOf(ShapeError);
     expect(e3.message).toMatch(/'b'.*\[k=3, n\].*\[4, 2\]/);
+  });
+  run('the MLP and several products of one input check every weight before the first product, naming the bad one', async () => {
+    const ops = await getOps(name);
+    const x = rand.normal(r, [2, 4]);
+    const linear = vi.spyOn(ops, 'linear'); // wasm-simd composes both from ops.linear
+    try {
+      const e = await ops.gatedMlp(x, rand.normal(r, [6, 4]), rand.normal(r, [6, 4]), rand.normal(r, [4, 5])).catch((v) => v);
+      expect(e).toBeInstanceOf(ShapeError);
+      expect(e.message).toMatch(/tensor 'down': expected shape \[o=4, f=6\], got \[4, 5\]/);
+      const ws = [{ weight: rand.normal(r, [3, 4]) }, { weight: rand.normal(r, [2, 4]), bias: rand.normal(r, [3]) }];
+      const e2 = await ops.linears(x, ws).catch((v) => v);
+      expect(e2).toBeInstanceOf(ShapeError);
+      expect(e2.message).toMatch(/tensor 'bias 1': expected shape \[out=2\], got \[3\]/);
+      expect(linear).not.toHaveBeenCalled();
+    } finally {
+      linear.mockRestore();
+    }
   });
   run('NaN and Inf in inputs are rejected with the tensor and index', async () => {
     const ops = await getOps(name);

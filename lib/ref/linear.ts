@@ -38,3 +38,13 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
   }
   return y;
 }
+
+/**
+ * Validate linear(x, Wᵢ, bᵢ) for several weights of one input (every backend checks them all before the first
+ * product) and return the rows, the input width and each output width.
+ */
+export function linearsDims(x: Tensor, ws: ReadonlyArray<{ weight: Tensor; bias?: Tensor }>): { rows: number; nin: number; outs: number[] } {
+  const xin = x.reshape([-1, x.shape[x.rank - 1]!]);
+  const outs = ws.map((w, i) => dims({ x: [xin, ['rows', 'in']], [`weight ${i}`]: [w.weight, ['out', 'in']], [`bias ${i}`]: [w.bias, ['out']] }).out!);
+  return { rows: xin.shape[0]!, nin: xin.shape[1]!, outs };
+}

@@ -96,7 +96,7 @@ interface Row {
 const rows: Row[] = [];
 const prompt = Array.from({ length: PREFILL }, (_, i) => (i * 7919) % spec.vocab);
 // webgpu runs three times: as it is (weights resident, each MLP one fused plan); with every kernel called on
-// its own (kernels/runtime.ts fusedPlans off); and also with every weight copied to the device at every call,
+// its own (kernels/plans.ts `enabled` off); and also with every weight copied to the device at every call,
 // as GPU.js does for an array argument (residentWeights off): the backend before either. The same run shows
 // what each buys.
 const UNFUSED = 'webgpu, no fused plans';
@@ -108,7 +108,7 @@ for (const variant of variants) {
   if (backend === 'webgpu') {
     const rt = await getRuntime('webgpu');
     rt.residentWeights = variant !== COPIED;
-    rt.fusedPlans = variant === 'webgpu';
+    rt.plans.enabled = variant === 'webgpu';
   }
   for (const [name, m] of models) {
     process.stderr.write(`  ${variant} ${name}: warm-up … `);
@@ -147,7 +147,11 @@ if (spawnSync(TORCH_PY, ['-c', 'import torch'], { encoding: 'utf8' }).status ===
       if (m.mamba && m.mamba.variant !== 'mamba2') continue;
       const mdir = join(tdir, name.replace(/\W+/g, '_'));
       saveModel(mdir, m);
-      if (ourBackend === 'webgpu') Object.assign(await getRuntime('webgpu'), { residentWeights: true, fusedPlans: true });
+      if (ourBackend === 'webgpu') {
+        const rt = await getRuntime('webgpu');
+        rt.residentWeights = true;
+        rt.plans.enabled = true;
+      }
       const ours = await generate(await getOps(ourBackend), m, prompt, { maxNewTokens: DECODE + 1, eos: [] });
       for (const threads of TORCH_DEVICE === 'cpu' ? [1, 2] : [1]) {
         const out = execFileSync(

@@ -1,8 +1,8 @@
 /**
- * What a fused plan (kernels/runtime.ts runPlan, GPU.js createPipeline) buys per op on a GPU.js backend: the
+ * What a fused plan (kernels/plans.ts, GPU.js createPipeline) buys per op on a GPU.js backend: the
  * d512 models' MLP (gate, up, SiLU·up, down), an attention layer's q/k/v projections and a Mamba-2 layer's
  * one-step state update, for one token (decode) and for a verify window of 9, each fused and kernel by kernel
- * (`fusedPlans` off), interleaved, median of the repeats. Weights are model weights (resident on webgpu either
+ * (`rt.plans.enabled` off), interleaved, median of the repeats. Weights are model weights (resident on webgpu either
  * way); the results are the same bits both ways (checked here too).
  *   node --import tsx bench/plans.ts [--backend webgpu] [--reps 30] [--out DIR]
  * Writes plans.{md,json} to DIR (default bench/results).
@@ -68,12 +68,12 @@ for (const c of cases) {
   const res: Record<string, Float32Array[]> = {};
   for (let i = 0; i < reps + 3; i++)
     for (const mode of ['fused', 'loose'] as const) {
-      rt.fusedPlans = mode === 'fused';
+      rt.plans.enabled = mode === 'fused';
       const t0 = performance.now();
       res[mode] = await c.run();
       if (i >= 3) t[mode].push(performance.now() - t0); // the first calls compile
     }
-  rt.fusedPlans = true;
+  rt.plans.enabled = true;
   const sameBits = res.fused!.every((a, i) => a.length === res.loose![i]!.length && a.every((v, j) => Object.is(v, res.loose![i]![j])));
   const row = { op: c.name, rows: c.rows, fusedMs: median(t.fused), kernelByKernelMs: median(t.loose), ratio: median(t.loose) / median(t.fused), sameBits };
   rowsOut.push(row);

@@ -40,7 +40,7 @@ export function matmulKernel(
   return rt.run(`matmul${bias ? '+bias' : ''}`, SRC(!!bias), { N, K, SAI: st.sAi, SAK: st.sAk, SBK: st.sBk, SBJ: st.sBj }, M * N, args);
 }
 
-/** A plan step (kernels/runtime.ts runPlan) computing linear(a, b) = a·bᵀ (+ bias): a (M, K), b (N, K) as PyTorch stores a weight. */
+/** A plan step (kernels/plans.ts) computing linear(a, b) = a·bᵀ (+ bias): a (M, K), b (N, K) as PyTorch stores a weight. */
 export function matmulStep(M: number, K: number, N: number, a: PlanArg, b: PlanArg, bias?: PlanArg): PlanStep {
   return {
     key: `matmul${bias ? '+bias' : ''}`,
@@ -53,7 +53,7 @@ export function matmulStep(M: number, K: number, N: number, a: PlanArg, b: PlanA
 
 /**
  * Several products of one input, linear(x, Wᵢ, bᵢ) (an attention layer's q, k and v projections), as one plan:
- * with model weights one call, one readback (kernels/runtime.ts runPlan); each result as ops.linear gives it.
+ * with model weights one call, one readback (kernels/plans.ts); each result as ops.linear gives it.
  */
 export function linearsKernel(
   rt: GpuRuntime,

@@ -1,5 +1,5 @@
 /**
- * The gated MLP of a Llama layer as one plan of four kernels (kernels/runtime.ts runPlan):
+ * The gated MLP of a Llama layer as one plan of four kernels (kernels/plans.ts):
  *
  *   g = x·gateᵀ,  u = x·upᵀ          (kernels/matmul.ts, one thread per output)
  *   a = silu(g) ⊙ u                  silu(v) = v / (1 + e^{−v}), one thread per element

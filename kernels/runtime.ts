@@ -24,6 +24,9 @@
  */
 import { ArgumentError, BackendUnavailableError, KernelError } from '../lib/errors.js';
 import { forgetFinite, type FloatArray } from '../lib/tensor.js';
+import { Plans, type GpuPipeline, type PlanStep } from './plans.js';
+
+export type { PlanArg, PlanStep } from './plans.js';
 
 export type KernelBackendName = 'cpu' | 'webasm' | 'webasm-threaded' | 'webgl2' | 'webgpu';
 export const KERNEL_BACKENDS: readonly KernelBackendName[] = ['cpu', 'webasm', 'webasm-threaded', 'webgl2', 'webgpu'];
@@ -58,16 +61,6 @@ export function packSource(source: string, names: readonly string[]): string {
 interface GpuKernel {
   (...args: unknown[]): Float32Array | Promise<Float32Array>;
   destroy?: () => void;
-}
-interface GpuPipeline {
-  (...args: unknown[]): Promise<unknown>;
-  pipeline: {
-    executorKind: string;
-    fallbackReason: string | null;
-    destroy(): Promise<unknown> | void;
-    /** the traced plan: the kernels its steps run (GPU.js's own clones of ours) */
-    plan?: { kernels?: Array<{ clone?: { kernel?: { constructor: { name: string } } } }> };
-  };
 }
 interface GpuInstance {
   createKernel(src: string, settings: Record<string, unknown>): GpuKernel;
@@ -220,7 +213,7 @@ export function f32(a: FloatArray | ArrayLike<number>): Float32Array {
 }
 
 /** Throw ArgumentError unless a kernel's output size is a positive integer and it and every input fit MAX_ELEMENTS. */
-function checkSizes(key: string, outputSize: number, inputs: readonly Float32Array[]): void {
+export function checkSizes(key: string, outputSize: number, inputs: readonly Float32Array[]): void {
   if (!Number.isInteger(outputSize) || outputSize <= 0) throw new ArgumentError(`${key} output size`, 'a positive integer', outputSize);
   if (outputSize > MAX_ELEMENTS) throw new ArgumentError(`${key} output size`, `at most ${MAX_ELEMENTS} elements on float32 kernels`, outputSize);
   for (const a of inputs)
@@ -248,42 +241,6 @@ const residentRelease = new FinalizationRegistry<{ handle: DeviceHandle; rt: Gpu
   r.rt.residentElements -= r.elements;
 });
 
-/** An argument of a plan step: the plan's i-th input, a weight the plan captures (uploaded with it, once), or an earlier step's result. */
-export type PlanArg = { input: number } | { weight: Float32Array } | { step: number };
-/** One kernel of a plan: what `GpuRuntime.run` takes, with its arguments named by where they come from. */
-export interface PlanStep {
-  key: string;
-  source: string;
-  constants: Record<string, number>;
-  outputSize: number;
-  args: readonly PlanArg[];
-}
-
-/**
- * The executor a fused plan must run under on each backend (GPU.js createPipeline's `executorKind`): webasm
- * runs every step over one WebAssembly memory, webgpu records every step into one command encoder (one submit,
- * one readback); cpu and webgl2 walk the steps through their own kernels. Anything else is refused.
- */
-export const PLAN_EXECUTORS: Record<KernelBackendName, readonly string[]> = {
-  cpu: ['generic'],
-  webasm: ['fused-sync'],
-  'webasm-threaded': ['fused-threaded', 'fused-sync'],
-  webgl2: ['generic'],
-  webgpu: ['fused-encoder'],
-};
-
-/** Most compiled plans a runtime keeps alive (see GpuRuntime.livePlans): a d512 model has ~12 per window size. */
-export const MAX_PLANS = 256;
-
-interface CompiledPlan {
-  run: GpuPipeline;
-  weights: readonly Float32Array[];
-  /** retired: calls compile a new plan; `destroyed` once its pipeline is, after the calls in flight */
-  dead: boolean;
-  destroyed: boolean;
-  inFlight: number;
-}
-
 /** The identity kernel that uploads a weight once: its `pipeline: true, immutable: true` result stays on the device. */
 const UPLOAD_SRC = 'function (w) { return w[this.thread.x]; }';
 
@@ -304,24 +261,8 @@ export class GpuRuntime {
   /** Float32 elements held on the device now (uploads less those freed after markChanged). */
   residentElements = 0;
   private readonly resident = new WeakMap<Float32Array, Promise<DeviceHandle>>();
-  /**
-   * Run plans fused (GPU.js createPipeline) where every weight they capture is stable; off: the same kernels
-   * one call at a time (for comparisons). Plans compiled so far, for tests.
-   */
-  fusedPlans = true;
-  plansCompiled = 0;
-  /** Compiled plans by their first weight, then by plan key; and every plan that captured a given weight. */
-  private readonly plans = new WeakMap<Float32Array, Map<string, CompiledPlan>>();
-  private readonly plansOf = new WeakMap<Float32Array, CompiledPlan[]>();
-  /**
-   * The live plans, least recently used first. GPU.js keeps every pipeline (and through it the weights it
-   * captured) until it is destroyed, so at most MAX_PLANS stay alive: the oldest is destroyed to make room (a
-   * model used again recompiles its plans).
-   */
-  private readonly livePlans = new Set<CompiledPlan>();
-  maxPlans = MAX_PLANS;
-  /** Kernels the plans are traced with, one per kernel and shape (GPU.js compiles private clones per plan). */
-  private readonly planKernels = new Map<string, GpuKernel>();
+  /** Kernels run as fused plans (GPU.js createPipeline): kernels/plans.ts. */
+  readonly plans: Plans;
   /** The GPU.js kernel classes this runtime's kernels ran as (always KERNEL_CLASS[name]: others are refused). */
   readonly ranOn = new Set<string>();
 
@@ -330,6 +271,16 @@ export class GpuRuntime {
     private readonly gpu: GpuInstance,
   ) {
     this.residentWeights = name === 'webgpu';
+    this.plans = new Plans({
+      name,
+      kernelClass: KERNEL_CLASS[name],
+      gpu,
+      isStable: (a) => stableInputs.has(a),
+      run: (key, source, constants, outputSize, args) => this.run(key, source, constants, outputSize, args),
+      checkSizes,
+      maxArgs: MAX_ARGS,
+      ranOn: this.ranOn,
+    });
   }
 
   /** The device buffer holding stable input `a`, uploaded on first use; undefined where it stays an array. */
@@ -359,28 +310,10 @@ export class GpuRuntime {
     return h;
   }
 
-  /** Retire a plan: no later call finds it; its pipeline is destroyed now, or when its calls in flight end. */
-  private destroyPlan(plan: CompiledPlan): void {
-    if (!plan.dead) {
-      plan.dead = true;
-      this.livePlans.delete(plan);
-    }
-    if (plan.inFlight === 0 && !plan.destroyed) {
-      plan.destroyed = true;
-      void Promise.resolve(plan.run.pipeline.destroy()).catch(() => undefined);
-    }
-  }
-
-  /** Destroy every compiled plan (their device buffers and captured weights are freed; later calls recompile). */
-  releasePlans(): void {
-    for (const plan of [...this.livePlans]) this.destroyPlan(plan);
-  }
-
   /** Forget (and free) the device copy of `a`, and every plan that captured it: it was changed in place. */
   dropResident(a: Float32Array | FloatArray): void {
     if (!(a instanceof Float32Array)) return;
-    for (const plan of this.plansOf.get(a) ?? []) this.destroyPlan(plan);
-    this.plansOf.delete(a);
+    this.plans.forget(a);
     const h = this.resident.get(a);
     if (!h) return;
     this.resident.delete(a);
@@ -394,108 +327,9 @@ export class GpuRuntime {
     );
   }
 
-  /**
-   * Run kernels in sequence and return the results of the steps `outputs` names (by default the last). Where every weight the plan names is stable (a
-   * model weight, see f32) and `fusedPlans` is on, the steps run as one GPU.js pipeline (createPipeline),
-   * compiled on first use for those weights and cached: the weights are captured by it (uploaded once), the
-   * intermediates never leave the backend's memory, and a call costs one upload of the inputs and one
-   * readback (on webgpu one submit). Otherwise each step is a `run` of its own, reading its result back.
-   * Both ways run the same kernels on the same float32 values: the results are the same bits (tested).
-   */
-  async runPlan(planKey: string, steps: readonly PlanStep[], inputs: Float32Array[], outputs: readonly number[] = [steps.length - 1]): Promise<Float32Array[]> {
-    if (steps.length === 0) throw new ArgumentError(`${planKey} steps`, 'at least one kernel', 0);
-    const weights = steps.flatMap((s) => s.args.flatMap((a) => ('weight' in a ? [a.weight] : [])));
-    for (const i of outputs)
-      if (!Number.isInteger(i) || i < 0 || i >= steps.length) throw new ArgumentError(`${planKey} outputs`, `step indices in [0, ${steps.length})`, i);
-    const fuse = this.fusedPlans && weights.length > 0 && weights.every((w) => stableInputs.has(w));
-    if (!fuse) {
-      const results: Float32Array[] = [];
-      for (const s of steps)
-        results.push(
-          await this.run(
-            s.key,
-            s.source,
-            s.constants,
-            s.outputSize,
-            s.args.map((a) => ('input' in a ? inputs[a.input]! : 'weight' in a ? a.weight : results[a.step]!)),
-          ),
-        );
-      return outputs.map((i) => results[i]!);
-    }
-    checkSizes(planKey, 1, [...inputs, ...weights]);
-    for (const s of steps) {
-      checkSizes(s.key, s.outputSize, []);
-      // run() packs more arguments into one buffer; a plan's steps must not need it
-      if (s.args.length > MAX_ARGS) throw new ArgumentError(`${s.key} arguments in a plan`, `at most ${MAX_ARGS}`, s.args.length);
-    }
-    const key = `${planKey}|${inputs.map((a) => a.length).join(',')}|${outputs.join(',')}`;
-    let byKey = this.plans.get(weights[0]!);
-    if (!byKey) this.plans.set(weights[0]!, (byKey = new Map()));
-    let plan = byKey.get(key);
-    if (plan && (plan.dead || plan.weights.length !== weights.length || plan.weights.some((w, i) => w !== weights[i]))) plan = undefined;
-    if (plan) {
-      this.livePlans.delete(plan); // most recently used: to the end
-      this.livePlans.add(plan);
-    } else {
-      const kernels = steps.map((s) => {
-        const kk = `${s.key}|${JSON.stringify(s.constants)}|${s.outputSize}`;
-        let k = this.planKernels.get(kk);
-        if (!k) {
-          k = this.gpu.createKernel(s.source, { output: [s.outputSize], constants: s.constants, loopMaxIterations: 1 << 30, tactic: 'precision' });
-          this.planKernels.set(kk, k);
-        }
-        return k;
-      });
-      // the orchestration GPU.js traces once: each step's kernel on its inputs, captured weights, earlier results
-      const trace = (...handles: unknown[]) => {
-        const results: unknown[] = [];
-        steps.forEach((s, i) =>
-          results.push(kernels[i]!(...s.args.map((a) => ('input' in a ? handles[a.input] : 'weight' in a ? a.weight : results[a.step])))),
-        );
-        return outputs.map((o) => results[o]);
-      };
-      Object.defineProperty(trace, 'length', { value: inputs.length }); // GPU.js reads the plan's arity from it
-      plan = { run: this.gpu.createPipeline(trace, { threads: this.name === 'webasm-threaded' }), weights, dead: false, destroyed: false, inFlight: 0 };
-      byKey.set(key, plan);
-      this.livePlans.add(plan);
-      for (const old of this.livePlans) {
-        if (this.livePlans.size <= this.maxPlans) break;
-        this.destroyPlan(old);
-      }
-      for (const w of weights) {
-        const list = this.plansOf.get(w) ?? [];
-        if (!list.includes(plan)) list.push(plan);
-        this.plansOf.set(w, list);
-      }
-      this.plansCompiled++;
-    }
-    let r: unknown;
-    plan.inFlight++;
-    try {
-      r = await plan.run(...inputs.map((a) => (a.length === 0 ? new Float32Array(1) : a)));
-    } catch (e) {
-      byKey.delete(key);
-      this.destroyPlan(plan);
-      throw new KernelError(this.name, planKey, (e as Error).message.split('\n')[0] ?? String(e));
-    } finally {
-      plan.inFlight--;
-      if (plan.dead) this.destroyPlan(plan); // retired while this call ran
-    }
-    // a plan GPU.js ran under another executor than this backend's, or on kernels of another class, is refused
-    const { executorKind, fallbackReason } = plan.run.pipeline;
-    const classes = (plan.run.pipeline.plan?.kernels ?? []).map((k) => k.clone?.kernel?.constructor.name ?? 'unknown');
-    const wrong = !PLAN_EXECUTORS[this.name].includes(executorKind)
-      ? `GPU.js ran the plan under its ${executorKind} executor, not ${PLAN_EXECUTORS[this.name].join(' or ')}${fallbackReason ? ` (${fallbackReason})` : ''}`
-      : classes.length === 0 || classes.some((c) => c !== KERNEL_CLASS[this.name])
-        ? `GPU.js ran the plan's kernels as ${classes.join(', ') || 'nothing it reports'}, not ${KERNEL_CLASS[this.name]}`
-        : undefined;
-    if (wrong) {
-      byKey.delete(key);
-      this.destroyPlan(plan);
-      throw new KernelError(this.name, planKey, wrong);
-    }
-    for (const c of classes) this.ranOn.add(c);
-    return (r as ArrayLike<number>[]).map((x) => (x instanceof Float32Array ? x : new Float32Array(x)));
+  /** Run kernels as one plan where their weights are model weights (kernels/plans.ts `Plans.run`). */
+  runPlan(planKey: string, steps: readonly PlanStep[], inputs: Float32Array[], outputs?: readonly number[]): Promise<Float32Array[]> {
+    return this.plans.run(planKey, steps, inputs, outputs);
   }
 
   /**

@@ -77,7 +77,7 @@ describe.each(ALL_BACKENDS)('typed errors on $title', ({ name, available }) => {
   });
 });
 
-/** A one-step plan (kernels/runtime.ts runPlan): input 0 times the weight, elementwise, 4 elements. */
+/** A one-step plan (kernels/plans.ts): input 0 times the weight, elementwise, 4 elements. */
 const mulStep = (weight: Float32Array) => ({
   key: 'mul',
   source: 'function (a, b) { return a[this.thread.x] * b[this.thread.x]; }',
@@ -105,7 +105,7 @@ describe('backends', () => {
     const e = await fake.run('double', 'function (a) { return a[this.thread.x] * 2; }', {}, 4, [new Float32Array(4)]).catch((x) => x);
     expect(e).toBeInstanceOf(KernelError);
     expect(e.message).toMatch(/GPU.js ran it as CPUKernel, not WebAssemblyKernel/);
-    // the same for a fused plan (kernels/runtime.ts runPlan): GPU.js walks it with its generic executor on CPU kernels
+    // the same for a fused plan (kernels/plans.ts): GPU.js walks it with its generic executor on CPU kernels
     const pe = await fake.runPlan('mul', [mulStep(modelWeight())], [new Float32Array(4)]).catch((x) => x);
     expect(pe).toBeInstanceOf(KernelError);
     expect(pe.message).toMatch(/mul.*GPU.js ran the plan under its generic executor, not fused-sync/);
@@ -127,11 +127,11 @@ describe('backends', () => {
     const rt = await getRuntime('cpu');
     // a model weight (fused) and a plain array (kernel by kernel)
     for (const s of [mulStep(modelWeight()), mulStep(new Float32Array(4))]) {
-      const compiled = rt.compiled + rt.plansCompiled;
+      const compiled = rt.compiled + rt.plans.compiled;
       const e = await rt.runPlan('probe', [s], [new Float32Array(4)], [1]).catch((x) => x);
       expect(e).toBeInstanceOf(ArgumentError);
       expect(e.message).toMatch(/probe outputs.*step indices in \[0, 1\).*1/);
-      expect(rt.compiled + rt.plansCompiled, 'nothing compiled').toBe(compiled);
+      expect(rt.compiled + rt.plans.compiled, 'nothing compiled').toBe(compiled);
     }
   });
   it('an unavailable backend says why and is never replaced by another (webgpu disabled in a subprocess)', () => {

@@ -55,12 +55,12 @@ describe.each(KERNEL_BACKENDS)('kernels on $title', ({ name, available }) => {
         const loose = await ops.gatedMlp(x, gate, up, down); // weights not marked immutable: kernel by kernel
         expectClose(loose, want, tol, 'kernel by kernel');
         for (const w of [gate, up, down]) markImmutable(w.data);
-        const plans = rt?.plansCompiled ?? 0;
+        const plans = rt?.plans.compiled ?? 0;
         const fused = await ops.gatedMlp(x, gate, up, down);
-        if (rt) expect(rt.plansCompiled, 'model weights run as one compiled plan').toBe(plans + 1);
+        if (rt) expect(rt.plans.compiled, 'model weights run as one compiled plan').toBe(plans + 1);
         expect(Array.from(fused.data)).toEqual(Array.from(loose.data));
         expect(Array.from((await ops.gatedMlp(x, gate, up, down)).data), 'the cached plan').toEqual(Array.from(loose.data));
-        if (rt) expect(rt.plansCompiled, 'compiled once').toBe(plans + 1);
+        if (rt) expect(rt.plans.compiled, 'compiled once').toBe(plans + 1);
       }),
       { numRuns: 8 },
     );
@@ -77,25 +77,25 @@ describe.each(KERNEL_BACKENDS)('kernels on $title', ({ name, available }) => {
       const layers = [0, 1, 2].map(() => [rand.normal(r, [3, 4]), rand.normal(r, [3, 4]), rand.normal(r, [4, 3])] as const);
       for (const l of layers) for (const w of l) markImmutable(w.data);
       const bits = (t: Tensor) => Array.from(t.data);
-      const was = { maxPlans: rt.maxPlans, fusedPlans: rt.fusedPlans };
+      const was = { maxPlans: rt.plans.maxPlans, enabled: rt.plans.enabled };
       try {
-        rt.fusedPlans = false;
+        rt.plans.enabled = false;
         const want = await Promise.all(layers.map((l) => ops.gatedMlp(x, ...l))); // kernel by kernel
-        rt.fusedPlans = true;
-        rt.maxPlans = 2;
-        const compiled = rt.plansCompiled;
+        rt.plans.enabled = true;
+        rt.plans.maxPlans = 2;
+        const compiled = rt.plans.compiled;
         // three plans at once: the first is retired while it runs, and destroyed only once its call is done
         expect((await Promise.all(layers.map((l) => ops.gatedMlp(x, ...l)))).map(bits)).toEqual(want.map(bits));
-        expect(rt.plansCompiled).toBe(compiled + 3);
+        expect(rt.plans.compiled).toBe(compiled + 3);
         expect(bits(await ops.gatedMlp(x, ...layers[2]!)), 'recently used: still alive').toEqual(bits(want[2]!));
-        expect(rt.plansCompiled).toBe(compiled + 3);
+        expect(rt.plans.compiled).toBe(compiled + 3);
         expect(bits(await ops.gatedMlp(x, ...layers[0]!)), 'retired: compiled again').toEqual(bits(want[0]!));
-        expect(rt.plansCompiled).toBe(compiled + 4);
-        rt.releasePlans();
+        expect(rt.plans.compiled).toBe(compiled + 4);
+        rt.plans.release();
         expect(bits(await ops.gatedMlp(x, ...layers[2]!))).toEqual(bits(want[2]!));
-        expect(rt.plansCompiled, 'released plans are compiled again').toBe(compiled + 5);
+        expect(rt.plans.compiled, 'released plans are compiled again').toBe(compiled + 5);
       } finally {
-        Object.assign(rt, was);
+        Object.assign(rt.plans, was);
       }
     },
   );

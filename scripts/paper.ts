@@ -4,7 +4,8 @@
  *
  *   Table 6    perplexity ratio to the teacher at 50 / 25 / 0 % attention, Mamba-1 and Mamba-2
  *              (12.5% of 4 layers rounds to 1 layer, the same model as 25%: the row is not repeated)
- *   Table 7/8  attention-weight initialisation vs random initialisation (Mamba-2, 50% and 0%)
+ *   Table 7/8  attention-weight initialisation vs random initialisation (Mamba-2, 50% and 0%), with the floor
+ *              that bounds their gap: the teacher with those layers' attention silenced, untrained
  *   Table 9    replacing the attention layers by Mamba vs dropping those layers (50% and 25%)
  *   stepwise   50% → 25% → 0% in three stages vs one shot to 0%, the same total tokens
  *   SFT, DPO   stage 2 and stage 3 on the 50% Mamba-2 hybrid
@@ -24,6 +25,8 @@ import { SHIPPED_TOKENIZER, tokenStream } from '../lib/cli/train_cmds.js';
 import { corpusPart } from '../lib/data/corpus.js';
 import { BpeTokenizer } from '../lib/text/bpe.js';
 import { loadModel } from '../lib/model/load.js';
+import { silenceAttention } from '../lib/model/convert.js';
+import { attentionLayersFor } from '../lib/model/config.js';
 import { evaluate, engineFor } from '../lib/train/job.js';
 import { SimdGemm } from '../lib/simd/gemm.js';
 import { getOps } from '../lib/ops.js';
@@ -95,7 +98,20 @@ for (const [name, dir] of saved
   ppl[name] = r;
   console.error(`[paper] ${evalCmd(dir)}: ppl ${r.ppl.toFixed(2)}`);
 }
+// The floor of Tables 7/8: the teacher with the converted layers' attention silenced (o_proj zeroed), MLPs
+// and norms kept, nothing trained — what a Mamba layer that learned only to output zero would give. Measured
+// here (not a training run), also with --page-only when results.json predates it.
+const SILENCED = { 'silenced-50': 0.5, 'silenced-0': 0 } as const;
+for (const [name, fraction] of Object.entries(SILENCED)) {
+  if (ppl[name]) continue;
+  const teacher = loadModel(TEACHER);
+  const m = silenceAttention(teacher, attentionLayersFor(fraction, teacher.llama.numLayers));
+  ppl[name] = evaluate(m, test, { seqLen: 256, maxTokens: EVAL_TOKENS, engine: engineFor('simd'), tokenizer: tok });
+  console.error(`[paper] ${name}: ppl ${ppl[name].ppl.toFixed(2)}`);
+}
 const T = ppl.teacher!.ppl;
+/** How much of what the attention added a run got back: ln(silenced / run) / ln(silenced / teacher). */
+const recovered = (run: string, silenced: string) => Math.log(ppl[silenced]!.ppl / ppl[run]!.ppl) / Math.log(ppl[silenced]!.ppl / T);
 const info = (name: string): RunInfo => {
   const f = join(ROOT, PAPER_RUNS[name]!.out, 'training.json');
   if (existsSync(f)) return JSON.parse(readFileSync(f, 'utf8')) as RunInfo;
@@ -168,7 +184,7 @@ function agreement(): string[] {
   const b0 = best('mamba2-0');
   return [
     `- **Table 6, perplexity grows as attention shrinks**: ${grows('mamba1') && grows('mamba2') ? 'agrees' : 'does not hold for every variant'} (Mamba-1 ${(r('mamba1-50') / T).toFixed(3)} → ${(r('mamba1-0') / T).toFixed(3)}, Mamba-2 ${(r('mamba2-50') / T).toFixed(3)} → ${(r('mamba2-0') / T).toFixed(3)}). The size differs: at 0% attention the paper loses 1.66×, this 4-layer toy only ${(r('mamba2-0') / T).toFixed(2)}× — a small teacher on one domain leaves little for attention to hold that a state cannot. The 12.5% row is not run: 12.5% of 4 layers rounds to the same single layer as 25%. Mamba-1 comes out slightly ahead of Mamba-2 here at every fraction.`,
-    `- **Tables 7/8, attention-weight initialisation matters**: the direction agrees (random init is worse at both fractions); the size does not, except briefly early in the training: the random / attention perplexity ratio at equal tokens ${gapSummary(gaps['50%'])} at 50% attention and ${gapSummary(gaps['0%'])} at 0%, then closes to ${initRatio.map((x) => `${x.toFixed(2)}×`).join(' and ')} on the test split at the full budget, against 3.5× and 5.4× in the paper. Here the Mamba layers are small enough to learn most of what they need from scratch in 100 steps with the MLPs frozen. The issue asked for at least 2× at equal tokens: it holds only in that early window at 50% (and never at 0%), not at the budget the tables use, and that budget was not changed to make it.`,
+    `- **Tables 7/8, attention-weight initialisation matters**: the direction agrees (random init is worse at both fractions); the size does not, except briefly early in the training: the random / attention perplexity ratio at equal tokens ${gapSummary(gaps['50%'])} at 50% attention and ${gapSummary(gaps['0%'])} at 0%, then closes to ${initRatio.map((x) => `${x.toFixed(2)}×`).join(' and ')} on the test split at the full budget, against 3.5× and 5.4× in the paper. Here the Mamba layers are small enough to learn most of what they need from scratch in 100 steps with the MLPs frozen, and the teacher's attention holds little: silencing it in the converted layers costs only ${(r('silenced-50') / T).toFixed(2)}× (50%) and ${(r('silenced-0') / T).toFixed(2)}× (0%), which bounds the gap at the budget below 2× for any random init that trains at all (above). Against that floor the attention init gets back ${(100 * recovered('mamba2-50', 'silenced-50')).toFixed(0)}% of what the attention added at 50% where random init gets back ${(100 * recovered('mamba2-50-random', 'silenced-50')).toFixed(0)}% (0%: ${(100 * recovered('mamba2-0', 'silenced-0')).toFixed(0)}% against ${(100 * recovered('mamba2-0-random', 'silenced-0')).toFixed(0)}%). The issue asked for at least 2× in perplexity at equal tokens: it holds only in that early window at 50% (and never at 0%), not at the budget the tables use, and that budget was not changed to make it.`,
     `- **Table 9, replacing beats dropping**: agrees, by far (${(r('drop-50') / r('mamba2-50')).toFixed(2)}× and ${(r('drop-25') / r('mamba2-25')).toFixed(2)}× the perplexity when the layers are dropped, even though the dropped model trains all its parameters).`,
     `- **Stepwise beats one shot**: does not hold here at equal total tokens: ${r('mamba2-stepwise-0').toFixed(2)} stepwise against ${r('mamba2-0').toFixed(2)} one shot — each of the three stages gets a third of the tokens, and at this budget the last stage has too few.`,
     `- **SFT and DPO**: toy-sized stages that run and are checked (DPO's loss and gradient against closed forms and finite differences); on this corpus SFT does not lower the held-out perplexity (${r('mamba2-50').toFixed(2)} → ${r('mamba2-50-sft').toFixed(2)}) and DPO moves the implicit reward only a little towards the chosen continuations; the paper's gains are on chat benchmarks this toy has no equivalent of.`,
@@ -236,6 +252,19 @@ const md = [
   '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
   `| 50% | ${row('mamba2-50')} | ${row('mamba2-50-random')} | ${(ppl['mamba2-50-random']!.ppl / ppl['mamba2-50']!.ppl).toFixed(2)}× | ${(7.4 / 2.09).toFixed(2)}× |`,
   `| 0% | ${row('mamba2-0')} | ${row('mamba2-0-random')} | ${(ppl['mamba2-0-random']!.ppl / ppl['mamba2-0']!.ppl).toFixed(2)}× | ${(18.2 / 3.36).toFixed(2)}× |`,
+  '',
+  '### What bounds the gap at this scale',
+  '',
+  "Silencing the converted layers' attention in the teacher (`silenceAttention` in lib/model/convert.ts: their o_proj set to zero, MLPs and norms kept, nothing trained) gives the model that Mamba layers which had learned only to output zero would give. A trained student that is worse than it has lost more than the attention held, so once training has taught the random-init layers at least to do no harm, random / attention ≤ silenced / attention-init < silenced / teacher. The last column measures each init against that floor: ln(silenced / run) / ln(silenced / teacher), the share of what the teacher's attention added that the student got back.",
+  '',
+  '| attention | teacher ppl | attention silenced ppl | silenced / teacher (the most random / attention can stay) | attention init recovers | random init recovers |',
+  '| --- | ---: | ---: | ---: | ---: | ---: |',
+  ...(['50', '0'] as const).map(
+    (f) =>
+      `| ${f}% | ${T.toFixed(2)} | ${ppl[`silenced-${f}`]!.ppl.toFixed(2)} | ${(ppl[`silenced-${f}`]!.ppl / T).toFixed(2)}× | ${(100 * recovered(`mamba2-${f}`, `silenced-${f}`)).toFixed(0)}% | ${(100 * recovered(`mamba2-${f}-random`, `silenced-${f}`)).toFixed(0)}% |`,
+  ),
+  '',
+  `${(['50', '0'] as const).every((f) => ppl[`mamba2-${f}-random`]!.ppl < ppl[`silenced-${f}`]!.ppl) ? 'Both random-init runs end below the floor' : 'Not every random-init run ends below the floor'} (${(['50', '0'] as const).map((f) => `${f}%: ${ppl[`mamba2-${f}-random`]!.ppl.toFixed(2)} against ${ppl[`silenced-${f}`]!.ppl.toFixed(2)}`).join(', ')}). In this teacher the attention of two layers is worth ${(ppl['silenced-50']!.ppl / T).toFixed(2)}× in perplexity and that of all four ${(ppl['silenced-0']!.ppl / T).toFixed(2)}×, so no trained random init can stay 2× behind at the budget; in the paper's 7B models the random-init students stayed 3.5–5.4× behind. Measured against what there is to recover, the attention init is far ahead at 50% and ahead at 0%.`,
   '',
   '### How the gap closes during training',
   '',

@@ -15,7 +15,9 @@ import { describe, expect, it, vi } from 'vitest';
 import { main } from '../lib/cli/main.js';
 import { stageModel, tokenStream, SHIPPED_TOKENIZER } from '../lib/cli/train_cmds.js';
 import { loadModel } from '../lib/model/load.js';
-import { convert, dropLayers } from '../lib/model/convert.js';
+import { convert, dropLayers, silenceAttention } from '../lib/model/convert.js';
+import { forward, newCache } from '../lib/model/hybrid.js';
+import { getOps } from '../lib/ops.js';
 import { randomLlama } from '../lib/model/random.js';
 import { BpeTokenizer } from '../lib/text/bpe.js';
 import { evaluate, runJob } from '../lib/train/job.js';
@@ -191,6 +193,25 @@ describe('mil distill', () => {
     const r = convert(t, { variant: 'mamba1', attnLayers: [], seed: 0, dState: 8, init: 'random' });
     expect(a.weights.get('model.layers.0.mamba.C_proj.weight').data).toEqual(t.weights.get('model.layers.0.self_attn.q_proj.weight').data);
     expect(r.weights.get('model.layers.0.mamba.C_proj.weight').data).not.toEqual(t.weights.get('model.layers.0.self_attn.q_proj.weight').data);
+  });
+  it('silenceAttention: a silenced layer mixes no positions; kept layers are bit-equal to the teacher', async () => {
+    // With every attention silenced, the logits at a position depend on that token alone (no mixing across
+    // positions, and RoPE only ever acts inside attention): position 2 of [a, b, c] = position 0 of [c].
+    const ref = await getOps('reference');
+    const t = randomLlama({ vocab: 40, hidden: 16, intermediate: 32, layers: 3, heads: 2, kvHeads: 1 }, 5);
+    const at = async (m: HybridModel, ids: number[], pos: number) => {
+      const y = await forward(ref, m, [ids], newCache(m, 1));
+      return Array.from(y.data.subarray(pos * 40, (pos + 1) * 40));
+    };
+    const none = silenceAttention(t, []);
+    expect(await at(none, [7, 3, 11], 2)).toEqual(await at(none, [11], 0));
+    expect(await at(t, [7, 3, 11], 2)).not.toEqual(await at(t, [11], 0)); // the teacher itself mixes
+    const one = silenceAttention(t, [1]);
+    expect(await at(one, [7, 3, 11], 2)).not.toEqual(await at(one, [11], 0));
+    expect(one.weights.get('model.layers.1.self_attn.o_proj.weight').data).toEqual(t.weights.get('model.layers.1.self_attn.o_proj.weight').data);
+    expect(one.weights.get('model.layers.0.self_attn.o_proj.weight').data.every((x) => x === 0)).toBe(true);
+    expect(one.weights.get('model.layers.2.mlp.up_proj.weight').data).toEqual(t.weights.get('model.layers.2.mlp.up_proj.weight').data);
+    expect(() => silenceAttention(t, [3])).toThrow(/keep/);
   });
   it('bad input exits 2 before any work', async () => {
     const d = tmpFolder('bad');

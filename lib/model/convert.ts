@@ -212,3 +212,25 @@ export function dropLayers(teacher: HybridModel, keep: number[]): HybridModel {
     weights: new WeightStore(out, `${teacher.weights.source} (layers ${sorted.join(', ')} kept)`),
   };
 }
+
+/**
+ * The floor a converted layer has to beat: the teacher with the attention of every layer not in `keep`
+ * silenced (o_proj, and its bias where there is one, set to zero, so the layer adds nothing to the residual
+ * stream), its MLP and norms kept, nothing trained. A Mamba layer that learned only to output zero would give
+ * this model, so a distilled hybrid worse than it has lost more than its attention held. Used by
+ * scripts/paper.ts to bound the Tables 7/8 gap at this scale.
+ */
+export function silenceAttention(teacher: HybridModel, keep: number[]): HybridModel {
+  if (teacher.mamba) throw new ArgumentError('teacher', 'a plain Llama (no mamba_config.json)', 'a hybrid');
+  for (const k of keep)
+    if (!Number.isInteger(k) || k < 0 || k >= teacher.llama.numLayers)
+      throw new ArgumentError('keep', `layer indices in [0, ${teacher.llama.numLayers - 1}]`, String(k));
+  const out = new Map<string, Tensor>();
+  for (const n of teacher.weights.names()) {
+    const m = /^model\.layers\.(\d+)\.self_attn\.o_proj\.(weight|bias)$/.exec(n);
+    const w = teacher.weights.get(n);
+    out.set(n, m && !keep.includes(Number(m[1])) ? new Tensor(new Float64Array(w.data.length), w.shape, n) : w);
+  }
+  const silenced = teacher.llama.numLayers - new Set(keep).size;
+  return { llama: teacher.llama, weights: new WeightStore(out, `${teacher.weights.source} (attention silenced in ${silenced} layers)`) };
+}

@@ -71,6 +71,24 @@ describe('mil train', () => {
     expect(existsSync(join(d, 'a', 'loss.svg')) && existsSync(join(d, 'a', 'tokenizer.json'))).toBe(true);
     expect(existsSync(join(d, 'a.checkpoint'))).toBe(false);
   });
+  it("--teacher trains a from-scratch student on the teacher's logits: KL falls, the record names the teacher", async () => {
+    const data = corpus();
+    const d = tmpFolder('train-kd');
+    expect(await mil('train', ...tiny, '--data', data, '--steps', '12', '--out', join(d, 't'))).toBe(0);
+    const kd = ['train', ...tiny, '--data', data, '--steps', '12', '--teacher', join(d, 't'), '--kl-weight', '1', '--ce-weight', '0'];
+    expect(await mil(...kd, '--out', join(d, 's'))).toBe(0);
+    const rec = JSON.parse(readFileSync(join(d, 's', 'training.json'), 'utf8'));
+    expect(rec.teacher).toBe(join(d, 't'));
+    expect(rec.options).toMatchObject({ objective: 'distill', klWeight: 1, ceWeight: 0, train: 'all', clip: 1 });
+    const kl = rec.history.map((h: { kl: number; loss: number }) => {
+      expect(h.loss).toBe(h.kl); // ce-weight 0: the loss is the KL alone
+      return h.kl;
+    });
+    expect(kl.slice(-3).reduce((a: number, b: number) => a + b) / 3).toBeLessThan(0.8 * (kl.slice(0, 3).reduce((a: number, b: number) => a + b) / 3));
+    expect(await mil('train', ...tiny, '--data', data, '--kl-weight', '1', '--out', join(d, 'x'))).toBe(2); // no --teacher
+    expect(await mil('train', ...tiny, '--data', data, '--teacher', join(d, 'nope'), '--out', join(d, 'x'))).toBe(2);
+    expect(existsSync(join(d, 'x'))).toBe(false);
+  });
   it('a job stopped after a checkpoint resumes from it to the same weights, bit for bit', async () => {
     const d = tmpFolder('resume');
     const stream = tokenStream([{ id: 'x', text: 'we the people, in order to form a more perfect union, establish justice. '.repeat(30) }], tok);

@@ -78,7 +78,13 @@ export const TRAIN_COMMANDS = {
     positionals: [0, 0] as [number, number],
   },
   train: {
-    options: { ...common, config: { kind: 'enum', choices: Object.keys(PRESETS) } } as Record<string, OptSpec>,
+    options: {
+      ...common,
+      config: { kind: 'enum', choices: Object.keys(PRESETS) },
+      teacher: { kind: 'string', help: "train against this model's logits (kl-weight·KL + ce-weight·CE) instead of the text alone" },
+      'kl-weight': { kind: 'number', min: 0, max: 1e6 },
+      'ce-weight': { kind: 'number', min: 0, max: 1e6 },
+    } as Record<string, OptSpec>,
     positionals: [0, 0] as [number, number],
   },
   distill: {
@@ -129,6 +135,7 @@ export const TRAIN_COMMANDS = {
 
 export const TRAIN_USAGE = `  mil tokenizer train --data sotu|DIR|FILE.jsonl --vocab 2048 --out FILE [--seed S]
   mil train --config ${Object.keys(PRESETS).join('|')} --data sotu --out DIR [--tokens N | --steps N]
+            [--teacher DIR --kl-weight W --ce-weight W]   (a from-scratch student of a teacher's logits)
             [--batch B --len L --lr X --seed S --tokenizer FILE --engine simd|float64 --threads T
              --eval-every N --eval-tokens N --save-every N --dtype F16|BF16|F32]
   mil distill --teacher DIR --attention F --variant mamba1|mamba2 --tokens N --out DIR
@@ -194,6 +201,9 @@ function trainerOptions(
   const seqLen = num(v, 'len') ?? d.len;
   if (v.tokens !== undefined && v.steps !== undefined) throw new UsageError('give --tokens or --steps, not both');
   const totalSteps = num(v, 'steps') ?? (v.tokens !== undefined ? Math.max(1, Math.round(num(v, 'tokens')! / (batch * seqLen))) : d.steps);
+  // the paper's stage-1 recipe (PAPER.md §3) where only the Mamba layers train; a model trained whole (from
+  // scratch, with or without a teacher's logits, or SFT) gets the usual language-model one
+  const stage1 = train === 'mamba';
   return {
     objective,
     klWeight: num(v, 'kl-weight') ?? 0.1,
@@ -201,11 +211,11 @@ function trainerOptions(
     optimizer: {
       kind: 'adamw',
       lr: num(v, 'lr') ?? d.lr,
-      betas: objective === 'distill' ? [0.9, 0.98] : [0.9, 0.95],
+      betas: stage1 ? [0.9, 0.98] : [0.9, 0.95],
       eps: 1e-8,
-      weightDecay: objective === 'distill' ? 0 : 0.1,
+      weightDecay: stage1 ? 0 : 0.1,
     },
-    clip: objective === 'distill' ? 0.1 : 1,
+    clip: stage1 ? 0.1 : 1,
     totalSteps,
     warmupSteps: Math.max(1, Math.round(totalSteps * 0.05)),
     batch,
@@ -251,8 +261,22 @@ export async function cmdTrain(p: Parsed): Promise<number> {
   const tok = loadTokenizer(v);
   const data = str(v, 'data') ?? 'sotu';
   const seed = num(v, 'seed') ?? 0;
-  const o = trainerOptions(v, { batch: preset.batch, len: num(v, 'len') ?? preset.context, lr: preset.lr, steps: preset.steps }, 'lm', 'all');
+  const teacherDir = str(v, 'teacher');
+  if (teacherDir === undefined && (v['kl-weight'] !== undefined || v['ce-weight'] !== undefined))
+    throw new UsageError('train: --kl-weight and --ce-weight need --teacher DIR');
+  if (teacherDir !== undefined) checkOutput(out, 'folder', { option: 'out', inputs: [{ option: 'teacher', path: teacherDir }] });
+  const teacher = teacherDir !== undefined ? loadModel(teacherDir) : undefined;
+  if (teacher && teacher.llama.vocabSize !== tok.vocabSize)
+    throw new UsageError(`--teacher ${teacherDir} has ${teacher.llama.vocabSize} tokens, the tokenizer ${tok.vocabSize}`);
+  const o = trainerOptions(
+    v,
+    { batch: preset.batch, len: num(v, 'len') ?? preset.context, lr: preset.lr, steps: preset.steps },
+    teacher ? 'distill' : 'lm',
+    'all',
+  );
   if (o.seqLen > preset.context) throw new UsageError(`--len ${o.seqLen}: the ${str(v, 'config') ?? 'teacher-small'} context is ${preset.context}`);
+  if (teacher && o.seqLen > teacher.llama.maxPositionEmbeddings)
+    throw new UsageError(`--len ${o.seqLen}: the teacher's context is ${teacher.llama.maxPositionEmbeddings}`);
   await prepare(v);
   const tokens = tokenStream(corpusPart(data, 'train'), tok);
   const valTokens = tokenStream(corpusPart(data, 'validation'), tok);
@@ -275,6 +299,7 @@ export async function cmdTrain(p: Parsed): Promise<number> {
   const r = await runJob({
     out,
     model,
+    teacher,
     trainer: o,
     tokens,
     valTokens,
@@ -286,6 +311,7 @@ export async function cmdTrain(p: Parsed): Promise<number> {
       seed,
       data,
       config: str(v, 'config') ?? 'teacher-small',
+      ...(teacherDir !== undefined ? { teacher: teacherDir } : {}),
     },
     log: log(v),
   });

@@ -24,7 +24,7 @@ import { BpeTokenizer } from '../lib/text/bpe.js';
 const models = join(import.meta.dirname, '..', 'models');
 const tok = BpeTokenizer.load(join(models, 'tokenizer.json'));
 const target = loadModel(join(models, 'hybrid-mamba2-50')); // the distilled 50% Mamba-2 hybrid
-const draft = loadModel(join(models, 'draft-small')); // a 1-layer Llama trained on the same text
+const draft = loadModel(join(models, 'draft-small')); // a 1-layer Llama trained on the teacher's logits over the same text
 const ops = await getOps('reference'); // float64: the greedy text must match plain decoding exactly
 const prompt = tok.encode('We have every reason to believe that');
 const K = 3;

@@ -37,7 +37,26 @@ const hybrid = (variant: string, pct: number): Made => ({
 export const MODEL_COMMANDS: Made[] = [
   { out: 'models/tokenizer.json', args: ['tokenizer', 'train', '--data', 'sotu', '--vocab', '2048', '--out', 'models/tokenizer.json'] },
   { out: 'models/teacher-small', args: ['train', '--config', 'teacher-small', '--data', 'sotu', '--out', 'models/teacher-small'] },
-  { out: 'models/draft-small', args: ['train', '--config', 'draft-small', '--data', 'sotu', '--out', 'models/draft-small', '--threads', '1'] },
+  // the draft learns the teacher's next-token distributions (KL only), not the text: what a draft is for is
+  // agreeing with the models that descend from the teacher
+  {
+    out: 'models/draft-small',
+    args: [
+      'train',
+      '--config',
+      'draft-small',
+      '--data',
+      'sotu',
+      '--teacher',
+      'models/teacher-small',
+      '--kl-weight',
+      '1',
+      '--ce-weight',
+      '0',
+      '--out',
+      'models/draft-small',
+    ],
+  },
   hybrid('mamba2', 50),
   hybrid('mamba1', 50),
   hybrid('mamba2', 0),

@@ -94,7 +94,7 @@ export async function demo(root: string, outDir: string, backend: string | undef
   const u = await generate(ops, converted, prompt, { maxNewTokens: 24, eos: [], ...SAMPLE });
   console.log(`  undistilled text: …${JSON.stringify(tok.decode(u.tokens)).slice(1, -1)}`);
 
-  const K = 7; // with the trained draft K = 7–8 gives the most here, ×1.4–1.6 in the runs so far (docs/results.md)
+  const K = 7; // with the distilled draft K = 7–8 gives the most here, ×1.5–1.8 in the latest runs (docs/results.md)
   console.log(`\n== 4. speculative decoding (Algorithm 2): draft-small proposes K = ${K}, hybrid-mamba2-50 verifies (greedy, ${chosen}) ==`);
   const target = models.get('hybrid-mamba2-50')!;
   const draft = models.get('draft-small')!;

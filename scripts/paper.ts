@@ -16,9 +16,10 @@
  * is reused, and an interrupted one resumes from its checkpoint, so the script can be stopped and started.
  * The commands are in scripts/commands.ts; the 50% Mamba-1/Mamba-2 and 0% Mamba-2 rows are the shipped
  * hybrids of models/ (made by the same kind of command), the rest go to runs/paper/.
- * usage: npm run paper [-- --fresh] [-- --eval-tokens N]
+ * usage: npm run paper [-- --fresh] [-- --eval-tokens N] [-- --page-only [--speculative]]
  */
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { SHIPPED_TOKENIZER, tokenStream } from '../lib/cli/train_cmds.js';
@@ -27,6 +28,7 @@ import { BpeTokenizer } from '../lib/text/bpe.js';
 import { loadModel } from '../lib/model/load.js';
 import { silenceAttention } from '../lib/model/convert.js';
 import { attentionLayersFor } from '../lib/model/config.js';
+import type { HybridModel } from '../lib/model/hybrid.js';
 import { evaluate, engineFor } from '../lib/train/job.js';
 import { SimdGemm } from '../lib/simd/gemm.js';
 import { getOps } from '../lib/ops.js';
@@ -52,8 +54,9 @@ interface RunInfo {
   history?: Array<{ step: number; ce: number; tokens: number }>;
   [dpoKey: string]: unknown;
 }
-// --page-only: rebuild docs/results.md from the measurements in docs/results/results.json (nothing re-measured,
-// nothing trained); a run's training.json on disk, where there is one, is read instead of the saved copy
+// --page-only: rebuild docs/results.md from the measurements in docs/results/results.json (nothing trained; only
+// what a model remade since was measured on is measured again, see `fingerprint`); a run's training.json on disk,
+// where there is one, is read instead of the saved copy
 const saved = values['page-only']
   ? (JSON.parse(readFileSync(join(import.meta.dirname, '..', 'docs', 'results', 'results.json'), 'utf8')) as {
       ppl: Record<string, { ppl: number; bitsPerByte: number }>;
@@ -61,6 +64,7 @@ const saved = values['page-only']
       measureMinutes: number;
       trainingMinutes?: number;
       runs?: Record<string, RunInfo>;
+      models?: Record<string, string>;
     })
   : undefined;
 const ROOT = join(import.meta.dirname, '..');
@@ -91,30 +95,48 @@ const tok = BpeTokenizer.load(SHIPPED_TOKENIZER);
 const test = tokenStream(corpusPart('sotu', 'test'), tok);
 const ppl: Record<string, { ppl: number; bitsPerByte: number }> = saved?.ppl ?? {};
 const evalCmd = (dir: string) => `mil eval --model ${dir} --split test --tokens ${EVAL_TOKENS}`;
-for (const [name, dir] of saved
-  ? []
-  : ([['teacher', rel(TEACHER)], ['draft', rel(DRAFT)], ...RUN_LIST.map((r) => [r.name, r.out])] as Array<[string, string]>)) {
-  const r = evaluate(loadModel(join(ROOT, dir)), test, { seqLen: 256, maxTokens: EVAL_TOKENS, engine: engineFor('simd'), tokenizer: tok });
-  ppl[name] = r;
-  console.error(`[paper] ${evalCmd(dir)}: ppl ${r.ppl.toFixed(2)}`);
+const evalTest = (m: HybridModel) => evaluate(m, test, { seqLen: 256, maxTokens: EVAL_TOKENS, engine: engineFor('simd'), tokenizer: tok });
+
+/** A model folder's fingerprint (sha-256 of its configs and weights); undefined where the folder is not on disk. */
+function fingerprint(dir: string): string | undefined {
+  if (!existsSync(dir)) return undefined;
+  const h = createHash('sha256');
+  for (const f of readdirSync(dir)
+    .filter((f) => f.endsWith('.safetensors') || f.endsWith('config.json'))
+    .sort())
+    h.update(f).update(readFileSync(join(dir, f)));
+  return h.digest('hex');
 }
-// --page-only --speculative: the draft may have been remade, so its perplexity is measured again too
-if (saved && values.speculative) {
-  ppl.draft = evaluate(loadModel(DRAFT), test, { seqLen: 256, maxTokens: EVAL_TOKENS, engine: engineFor('simd'), tokenizer: tok });
-  console.error(`[paper] ${evalCmd(rel(DRAFT))}: ppl ${ppl.draft.ppl.toFixed(2)}`);
-}
-// The floor of Tables 7/8: the teacher with the converted layers' attention silenced (o_proj zeroed), MLPs
-// and norms kept, nothing trained — what a Mamba layer that learned only to output zero would give. Measured
-// here (not a training run), also with --page-only when results.json predates it.
-const SILENCED = { 'silenced-50': 0.5, 'silenced-0': 0 } as const;
-for (const [name, fraction] of Object.entries(SILENCED)) {
-  if (ppl[name]) continue;
-  const teacher = loadModel(TEACHER);
-  const m = silenceAttention(teacher, attentionLayersFor(fraction, teacher.llama.numLayers));
-  ppl[name] = evaluate(m, test, { seqLen: 256, maxTokens: EVAL_TOKENS, engine: engineFor('simd'), tokenizer: tok });
-  console.error(`[paper] ${name}: ppl ${ppl[name].ppl.toFixed(2)}`);
+// Every perplexity on the page, with the fingerprint of the model it was measured on. Without --page-only all
+// are measured; with it, only those whose model on disk is not the one measured (remade since, or never
+// measured); a model whose folder is not on disk (runs/ is not in the repo) keeps its saved figure.
+// The floor of Tables 7/8 ('silenced-*'): the teacher with the converted layers' attention silenced (o_proj
+// zeroed), MLPs and norms kept, nothing trained — what Mamba layers that learned only to output zero would give.
+const fpTeacher = fingerprint(TEACHER)!;
+const TEACHER_LAYERS = loadModel(TEACHER).llama.numLayers;
+const measuredOn: Record<string, string> = { ...saved?.models };
+const silenced = (fraction: number) => () => silenceAttention(loadModel(TEACHER), attentionLayersFor(fraction, TEACHER_LAYERS));
+const evaluations: Array<{ name: string; what: string; fp: string | undefined; model: () => HybridModel }> = [
+  ...([['teacher', rel(TEACHER)], ['draft', rel(DRAFT)], ...RUN_LIST.map((r) => [r.name, r.out])] as Array<[string, string]>).map(([name, dir]) => ({
+    name,
+    what: evalCmd(dir),
+    fp: fingerprint(join(ROOT, dir)),
+    model: () => loadModel(join(ROOT, dir)),
+  })),
+  { name: 'silenced-50', what: "the teacher, attention silenced in the 50% hybrid's converted layers", fp: `silenced-50|${fpTeacher}`, model: silenced(0.5) },
+  { name: 'silenced-0', what: 'the teacher, attention silenced in every layer', fp: `silenced-0|${fpTeacher}`, model: silenced(0) },
+];
+const remeasured = new Set<string>();
+for (const e of evaluations) {
+  if (saved && (e.fp === undefined || measuredOn[e.name] === e.fp)) continue;
+  ppl[e.name] = evalTest(e.model());
+  measuredOn[e.name] = e.fp!;
+  remeasured.add(e.name);
+  console.error(`[paper] ${e.what}: ppl ${ppl[e.name]!.ppl.toFixed(2)}`);
 }
 const T = ppl.teacher!.ppl;
+/** How many of the teacher's layers a fraction of attention converts. */
+const converted = (fraction: number) => TEACHER_LAYERS - attentionLayersFor(fraction, TEACHER_LAYERS).length;
 /** How much of what the attention added a run got back: ln(silenced / run) / ln(silenced / teacher). */
 const recovered = (run: string, silenced: string) => Math.log(ppl[silenced]!.ppl / ppl[run]!.ppl) / Math.log(ppl[silenced]!.ppl / T);
 const info = (name: string): RunInfo => {
@@ -163,7 +185,8 @@ const REPEATS = 5;
 interface SpecRow extends Comparison {
   target: string;
 }
-const remeasure = !saved || values.speculative;
+// measured again with --speculative, and whenever the draft or a target was measured again above (remade)
+const remeasure = !saved || values.speculative || ['draft', 'mamba2-50', 'mamba2-0'].some((n) => remeasured.has(n));
 const spec: SpecRow[] = remeasure ? [] : saved.spec;
 for (const target of remeasure ? ['mamba2-50', 'mamba2-0'] : []) {
   const m = loadModel(join(ROOT, PAPER_RUNS[target]!.out));
@@ -270,7 +293,7 @@ const md = [
       `| ${f}% | ${T.toFixed(2)} | ${ppl[`silenced-${f}`]!.ppl.toFixed(2)} | ${(ppl[`silenced-${f}`]!.ppl / T).toFixed(2)}× | ${(100 * recovered(`mamba2-${f}`, `silenced-${f}`)).toFixed(0)}% | ${(100 * recovered(`mamba2-${f}-random`, `silenced-${f}`)).toFixed(0)}% |`,
   ),
   '',
-  `${(['50', '0'] as const).every((f) => ppl[`mamba2-${f}-random`]!.ppl < ppl[`silenced-${f}`]!.ppl) ? 'Both random-init runs end below the floor' : 'Not every random-init run ends below the floor'} (${(['50', '0'] as const).map((f) => `${f}%: ${ppl[`mamba2-${f}-random`]!.ppl.toFixed(2)} against ${ppl[`silenced-${f}`]!.ppl.toFixed(2)}`).join(', ')}). In this teacher the attention of two layers is worth ${(ppl['silenced-50']!.ppl / T).toFixed(2)}× in perplexity and that of all four ${(ppl['silenced-0']!.ppl / T).toFixed(2)}×, so no trained random init can stay 2× behind at the budget; in the paper's 7B models the random-init students stayed 3.5–5.4× behind. Measured against what there is to recover, the attention init is far ahead at 50% and ahead at 0%.`,
+  `${(['50', '0'] as const).every((f) => ppl[`mamba2-${f}-random`]!.ppl < ppl[`silenced-${f}`]!.ppl) ? 'Both random-init runs end below the floor' : 'Not every random-init run ends below the floor'} (${(['50', '0'] as const).map((f) => `${f}%: ${ppl[`mamba2-${f}-random`]!.ppl.toFixed(2)} against ${ppl[`silenced-${f}`]!.ppl.toFixed(2)}`).join(', ')}). In this teacher the attention of the ${converted(0.5)} layers the 50% hybrid converts is worth ${(ppl['silenced-50']!.ppl / T).toFixed(2)}× in perplexity and that of all ${converted(0)} ${(ppl['silenced-0']!.ppl / T).toFixed(2)}×, so no trained random init can stay 2× behind at the budget; in the paper's 7B models the random-init students stayed 3.5–5.4× behind. Measured against what there is to recover, the attention init is far ahead at 50% and ahead at 0%.`,
   '',
   '### How the gap closes during training',
   '',
@@ -346,6 +369,8 @@ writeFile(
       measureMinutes: total - trainingMinutes,
       trainingMinutes: madeIn,
       ppl,
+      // the fingerprint of the model each perplexity was measured on (see `fingerprint`)
+      models: measuredOn,
       spec,
       tokens: Number(TOKENS),
       // what each run's training.json says that this page uses; histories only where the page plots them

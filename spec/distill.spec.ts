@@ -87,6 +87,9 @@ describe('mil train', () => {
     expect(kl.slice(-3).reduce((a: number, b: number) => a + b) / 3).toBeLessThan(0.8 * (kl.slice(0, 3).reduce((a: number, b: number) => a + b) / 3));
     expect(await mil('train', ...tiny, '--data', data, '--kl-weight', '1', '--out', join(d, 'x'))).toBe(2); // no --teacher
     expect(await mil('train', ...tiny, '--data', data, '--teacher', join(d, 'nope'), '--out', join(d, 'x'))).toBe(2);
+    const teacherBytes = readFileSync(join(d, 't', 'model.safetensors'));
+    expect(await mil(...kd, '--out', join(d, 't'))).toBe(2); // writing over the teacher it reads
+    expect(readFileSync(join(d, 't', 'model.safetensors')).equals(teacherBytes)).toBe(true);
     expect(existsSync(join(d, 'x'))).toBe(false);
   });
   it('a job stopped after a checkpoint resumes from it to the same weights, bit for bit', async () => {

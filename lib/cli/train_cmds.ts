@@ -257,14 +257,13 @@ export async function cmdTrain(p: Parsed): Promise<number> {
   const out = str(v, 'out');
   if (!out) throw new UsageError('train needs --out DIR');
   const preset = PRESETS[(str(v, 'config') ?? 'teacher-small') as keyof typeof PRESETS];
-  checkOutput(out, 'folder', { option: 'out' });
+  const teacherDir = str(v, 'teacher');
+  checkOutput(out, 'folder', { option: 'out', inputs: teacherDir !== undefined ? [{ option: 'teacher', path: teacherDir }] : [] });
   const tok = loadTokenizer(v);
   const data = str(v, 'data') ?? 'sotu';
   const seed = num(v, 'seed') ?? 0;
-  const teacherDir = str(v, 'teacher');
   if (teacherDir === undefined && (v['kl-weight'] !== undefined || v['ce-weight'] !== undefined))
     throw new UsageError('train: --kl-weight and --ce-weight need --teacher DIR');
-  if (teacherDir !== undefined) checkOutput(out, 'folder', { option: 'out', inputs: [{ option: 'teacher', path: teacherDir }] });
   const teacher = teacherDir !== undefined ? loadModel(teacherDir) : undefined;
   if (teacher && teacher.llama.vocabSize !== tok.vocabSize)
     throw new UsageError(`--teacher ${teacherDir} has ${teacher.llama.vocabSize} tokens, the tokenizer ${tok.vocabSize}`);

@@ -18,12 +18,14 @@
  * it removes most of what is not arithmetic (tensor objects, per-op checks, awaits, name lookups).
  */
 import { simdSiluMul } from '../simd/activations.js';
-import { applyRope, ropeInvFreq } from '../ref/rope.js';
+import { applyRope } from '../ref/rope.js';
 import { SimdGemm, addBiasRows } from '../simd/gemm.js';
 import { rmsnormRows } from '../ref/norm.js';
 import { Tensor } from '../tensor.js';
 import type { Ops } from '../ops.js';
-import { addInto, cachedAttention, writeKv, type AttentionCache, type HybridModel, type ModelCache } from './hybrid.js';
+import { attentionNames, attentionRope, cachedAttention, writeKv } from './mixers/attention.js';
+import { addInto, blockNames, lmHeadName, type AttentionCache, type HybridModel, type ModelCache } from './mixers/block.js';
+import { mlpNames } from './mixers/mlp.js';
 
 type FloatArray = Float32Array | Float64Array;
 
@@ -87,24 +89,26 @@ function planOf(m: HybridModel): Plan {
     held.push([name, W.tensors.get(name)!]);
     return t.data;
   };
-  const bias = (name: string) => (c.attentionBias ? get(name) : undefined);
+  const bias = (name: string | undefined) => (name === undefined ? undefined : get(name));
+  // the parameter names of ./mixers/ (the one description of the attention, MLP and block)
   const layers = Array.from({ length: c.numLayers }, (_, i): LayerPlan => {
-    const p = `model.layers.${i}`;
-    const a = `${p}.self_attn`;
+    const { prefix: p, norm1, norm2 } = blockNames(i);
+    const a = attentionNames(c, p);
+    const f = mlpNames(p);
     return {
-      ln1: get(`${p}.input_layernorm.weight`),
-      q: get(`${a}.q_proj.weight`),
-      k: get(`${a}.k_proj.weight`),
-      v: get(`${a}.v_proj.weight`),
-      o: get(`${a}.o_proj.weight`),
-      bq: bias(`${a}.q_proj.bias`),
-      bk: bias(`${a}.k_proj.bias`),
-      bv: bias(`${a}.v_proj.bias`),
-      bo: bias(`${a}.o_proj.bias`),
-      ln2: get(`${p}.post_attention_layernorm.weight`),
-      gate: get(`${p}.mlp.gate_proj.weight`),
-      up: get(`${p}.mlp.up_proj.weight`),
-      down: get(`${p}.mlp.down_proj.weight`),
+      ln1: get(norm1),
+      q: get(a.q.weight),
+      k: get(a.k.weight),
+      v: get(a.v.weight),
+      o: get(a.o.weight),
+      bq: bias(a.q.bias),
+      bk: bias(a.k.bias),
+      bv: bias(a.v.bias),
+      bo: bias(a.o.bias),
+      ln2: get(norm2),
+      gate: get(f.gate),
+      up: get(f.up),
+      down: get(f.down),
     };
   });
   const emb = get('model.embed_tokens.weight');
@@ -114,8 +118,8 @@ function planOf(m: HybridModel): Plan {
     layers,
     emb,
     norm: get('model.norm.weight'),
-    head: c.tieWordEmbeddings && !W.has('lm_head.weight') ? emb : get('lm_head.weight'),
-    inv: ropeInvFreq(c.headDim, c.ropeTheta, c.ropeScaling),
+    head: get(lmHeadName(m)),
+    inv: attentionRope(c, 0, 1).inv, // RoPE as ./mixers/attention.ts applies it
     h: new Float32Array(d),
     x: new Float64Array(d),
     q: new Float32Array(c.numHeads * c.headDim),

@@ -1,0 +1,239 @@
+/**
+ * The attention mixer of a Llama block (kept in the hybrids at attn_layers), described once: its parameters,
+ * its wiring, and both paths derived from them — inference over a KV cache (`attentionInfer`, used by
+ * lib/model/hybrid.ts and by the fused decode step of ../llama_step.ts) and training with its backward
+ * (`attentionTrain`, used by lib/train/model.ts).
+ *
+ *   q = x W_qᵀ (+ b_q),  k = x W_kᵀ (+ b_k),  v = x W_vᵀ (+ b_v)       heads: q (b, H, l, hd), k and v (b, H_kv, l, hd)
+ *   q ← rope(q, t),  k ← rope(k, t)                                    t = the absolute position of each token
+ *   y_t = Σ_{j ≤ t} softmax_j(q_t·k_j / √hd) v_j                       head h reads kv head ⌊h/(H/H_kv)⌋ (grouped-query)
+ *   out = y W_oᵀ (+ b_o)                                               (b, l, d)
+ *
+ * Symbols: x (b, l, d) the normed hidden state · W_q (H·hd, d) · W_k, W_v (H_kv·hd, d) · W_o (d, H·hd) ·
+ * biases only with HF `attention_bias: true` · rope with θ = rope_theta and the config's rope_scaling.
+ */
+import type { Ops } from '../../ops.js';
+import { applyRope, applyRopeBackward, ropeInvFreq } from '../../ref/rope.js';
+import { Tensor } from '../../tensor.js';
+import type { LlamaConfig } from '../config.js';
+import type { AttentionCache, HybridModel } from './block.js';
+import { add, linearLayer, type Ctx, type Layer } from './tape.js';
+
+type F = Float64Array;
+
+// ---------------------------------------------------------------- description (both paths)
+
+/** The parameters of layer prefix p's attention: weight and (with `attention_bias`) bias of q, k, v, o. */
+export function attentionNames(c: LlamaConfig, p: string) {
+  const proj = (n: 'q' | 'k' | 'v' | 'o') => ({
+    weight: `${p}.self_attn.${n}_proj.weight`,
+    bias: c.attentionBias ? `${p}.self_attn.${n}_proj.bias` : undefined, // HF: a bias on each of q, k, v, o, or none
+  });
+  return { q: proj('q'), k: proj('k'), v: proj('v'), o: proj('o') };
+}
+
+/** RoPE's inverse frequencies (hd/2) and the positions pos0 … pos0+l−1 of a run of l tokens. */
+export function attentionRope(c: LlamaConfig, pos0: number, L: number): { inv: Float64Array; positions: number[] } {
+  return { inv: ropeInvFreq(c.headDim, c.ropeTheta, c.ropeScaling), positions: Array.from({ length: L }, (_, i) => pos0 + i) };
+}
+
+/** Rows (b, l, n·hd) → heads (b, n, l, hd). */
+export function toHeads(t: Tensor, batch: number, L: number, n: number, hd: number): Tensor {
+  return t.reshape([batch, L, n, hd]).transpose([0, 2, 1, 3]);
+}
+
+/** Heads (b, n, l, hd) → rows (b, l, n·hd). */
+export function fromHeads(t: Tensor, batch: number, L: number, n: number, hd: number): Tensor {
+  return t.transpose([0, 2, 1, 3]).reshape([batch, L, n * hd]);
+}
+
+// ---------------------------------------------------------------- inference (KV cache)
+
+/** x (b, l, d) at positions pos0 … → out (b, l, d); the keys and values are appended to `cache`. */
+export async function attentionInfer(ops: Ops, m: HybridModel, p: string, x: Tensor, cache: AttentionCache, pos0: number): Promise<Tensor> {
+  const c = m.llama;
+  const W = m.weights;
+  const n = attentionNames(c, p);
+  const [batch, L] = x.shape as [number, number, number];
+  const { inv, positions } = attentionRope(c, pos0, L);
+  const proj = (w: { weight: string; bias?: string }) => ({ weight: W.get(w.weight), bias: w.bias === undefined ? undefined : W.get(w.bias) });
+  const [qp, kp, vp] = (await ops.linears(x, [proj(n.q), proj(n.k), proj(n.v)])) as [Tensor, Tensor, Tensor]; // (b, l, H·hd), (b, l, H_kv·hd) ×2
+  const q = applyRope(toHeads(qp, batch, L, c.numHeads, c.headDim), positions, inv); // (b, H, l, hd)
+  const k = applyRope(toHeads(kp, batch, L, c.numKvHeads, c.headDim), positions, inv); // (b, H_kv, l, hd)
+  const v = toHeads(vp, batch, L, c.numKvHeads, c.headDim); // (b, H_kv, l, hd)
+  writeKv(cache, k, v, pos0, batch, c.numKvHeads, c.headDim, c.maxPositionEmbeddings);
+  const y = cachedAttention(q, cache, pos0 + L, c.numKvHeads, ops); // (b, H, l, hd); query t sits at position pos0 + t
+  const o = proj(n.o);
+  return ops.linear(fromHeads(y, batch, L, c.numHeads, c.headDim), o.weight, o.bias); // (b, l, d)
+}
+
+/** Write new keys and values (batch, Hkv, L, hd) at positions pos0 … pos0+L−1, growing the buffers if needed. */
+export function writeKv(cache: AttentionCache, k: Tensor, v: Tensor, pos0: number, batch: number, Hkv: number, hd: number, maxPos: number): void {
+  const L = k.shape[2]!;
+  const need = pos0 + L;
+  if (need > cache.cap) {
+    const cap = Math.min(maxPos, Math.max(need, 2 * cache.cap, 64));
+    const grow = (old: Float64Array) => {
+      const n = new Float64Array(batch * Hkv * cap * hd);
+      for (let bh = 0; bh < batch * Hkv; bh++) n.set(old.subarray(bh * cache.cap * hd, bh * cache.cap * hd + pos0 * hd), bh * cap * hd);
+      return n;
+    };
+    cache.k = grow(cache.k);
+    cache.v = grow(cache.v);
+    cache.cap = cap;
+  }
+  for (let bh = 0; bh < batch * Hkv; bh++) {
+    cache.k.set(k.data.subarray(bh * L * hd, (bh + 1) * L * hd), (bh * cache.cap + pos0) * hd);
+    cache.v.set(v.data.subarray(bh * L * hd, (bh + 1) * L * hd), (bh * cache.cap + pos0) * hd);
+  }
+}
+
+/**
+ * Causal attention of q (batch, H, L, hd) — query t at position T − L + t — over the cache's first T
+ * positions; lib/ref/attention.ts `causalAttention`'s math (grouped-query: head h reads kv head ⌊h/(H/Hkv)⌋),
+ * on the in-place buffers, float64:
+ *
+ *   s_j = (q · k_j) / √hd  (j ≤ position of q),   w_j = exp(s_j − max s) / Σ exp(s − max s),   out = Σ_j w_j v_j
+ *
+ * Every sum runs in the plain order (q · k_j over i = 0 … hd−1, Σ exp over j, out_i over j from 0), but four
+ * independent sums at a time — four keys' dot products, four output channels — so the loop is not bound by
+ * the latency of one chain of additions (a verify window's attention ran at ~0.3 GFLOP/s as one chain, an
+ * add's latency per multiply-add). The same operations on the same values, so the same bits. For a window of
+ * queries (verify, prefill) a backend with `ops.cachedAttention` (wasm-simd) runs the two products as SIMD
+ * kernels around the same `softmaxPrefix`, again the same bits (spec/speculative.spec.ts compares the two).
+ */
+export function cachedAttention(q: Tensor, cache: AttentionCache, T: number, Hkv: number, ops?: Pick<Ops, 'cachedAttention'>): Tensor {
+  const [batch, H, L, hd] = q.shape as [number, number, number, number];
+  const qd = q.data instanceof Float64Array ? q.data : new Float64Array(q.data);
+  // one query per head (decode): copying the keys and values into the kernel's memory costs what it saves
+  if (ops?.cachedAttention && L > 1)
+    return new Tensor(ops.cachedAttention(qd, { batch, H, L, hd, Hkv, cap: cache.cap, T }, cache.k, cache.v, softmaxPrefix), [batch, H, L, hd], 'attention');
+  const K = cache.k;
+  const V = cache.v;
+  const out = new Float64Array(batch * H * L * hd);
+  const s = new Float64Array(T);
+  const scale = 1 / Math.sqrt(hd);
+  const groups = H / Hkv;
+  for (let b = 0; b < batch; b++)
+    for (let h = 0; h < H; h++) {
+      const kv = (b * Hkv + Math.floor(h / groups)) * cache.cap * hd;
+      for (let t = 0; t < L; t++) {
+        const n = T - L + t + 1; // keys 0 … n−1 are visible to this query
+        const qo = ((b * H + h) * L + t) * hd;
+        scores(qd, qo, K, kv, hd, n, scale, s);
+        softmaxPrefix(s, 0, n);
+        weightedValues(s, V, kv, hd, n, out, qo);
+      }
+    }
+  return new Tensor(out, [batch, H, L, hd], 'attention');
+}
+
+/** s[off … off+n−1] ← softmax of those scores, in place: exp(s_j − max s) / Σ exp(s − max s), sums in order. */
+export function softmaxPrefix(s: Float64Array, off: number, n: number): void {
+  let mx = -Infinity;
+  for (let j = off; j < off + n; j++) if (s[j]! > mx) mx = s[j]!;
+  let z = 0;
+  for (let j = off; j < off + n; j++) z += s[j] = Math.exp(s[j]! - mx);
+  for (let j = off; j < off + n; j++) s[j] = s[j]! / z;
+}
+
+/** s_j = (q · k_j)·scale for keys j < n at K[kv + j·hd …], four keys at a time (four independent sums). */
+function scores(q: Float64Array, qo: number, K: Float64Array, kv: number, hd: number, n: number, scale: number, s: Float64Array): void {
+  let j = 0;
+  for (; j + 4 <= n; j += 4) {
+    const k0 = kv + j * hd;
+    const k1 = k0 + hd;
+    const k2 = k1 + hd;
+    const k3 = k2 + hd;
+    let d0 = 0;
+    let d1 = 0;
+    let d2 = 0;
+    let d3 = 0;
+    for (let i = 0; i < hd; i++) {
+      const qi = q[qo + i]!;
+      d0 += qi * K[k0 + i]!;
+      d1 += qi * K[k1 + i]!;
+      d2 += qi * K[k2 + i]!;
+      d3 += qi * K[k3 + i]!;
+    }
+    s[j] = d0 * scale;
+    s[j + 1] = d1 * scale;
+    s[j + 2] = d2 * scale;
+    s[j + 3] = d3 * scale;
+  }
+  for (; j < n; j++) {
+    const k0 = kv + j * hd;
+    let d = 0;
+    for (let i = 0; i < hd; i++) d += q[qo + i]! * K[k0 + i]!;
+    s[j] = d * scale;
+  }
+}
+
+/** out[qo + i] = Σ_{j<n} w_j · V[kv + j·hd + i], summed over j in order, four channels i at a time. */
+function weightedValues(w: Float64Array, V: Float64Array, kv: number, hd: number, n: number, out: Float64Array, qo: number): void {
+  let i = 0;
+  for (; i + 4 <= hd; i += 4) {
+    let a0 = 0;
+    let a1 = 0;
+    let a2 = 0;
+    let a3 = 0;
+    for (let j = 0, vo = kv + i; j < n; j++, vo += hd) {
+      const wj = w[j]!;
+      a0 += wj * V[vo]!;
+      a1 += wj * V[vo + 1]!;
+      a2 += wj * V[vo + 2]!;
+      a3 += wj * V[vo + 3]!;
+    }
+    out[qo + i] = a0;
+    out[qo + i + 1] = a1;
+    out[qo + i + 2] = a2;
+    out[qo + i + 3] = a3;
+  }
+  for (; i < hd; i++) {
+    let a = 0;
+    for (let j = 0, vo = kv + i; j < n; j++, vo += hd) a += w[j]! * V[vo]!;
+    out[qo + i] = a;
+  }
+}
+
+/** The valid keys and values of an attention cache as (batch, Hkv, n, hd) tensors (for inspection and tests). */
+export function kvTensors(cache: AttentionCache, n: number, batch: number, Hkv: number, hd: number): { k: Tensor; v: Tensor } {
+  const cut = (buf: Float64Array) => {
+    const o = new Float64Array(batch * Hkv * n * hd);
+    for (let bh = 0; bh < batch * Hkv; bh++) o.set(buf.subarray(bh * cache.cap * hd, bh * cache.cap * hd + n * hd), bh * n * hd);
+    return new Tensor(o, [batch, Hkv, n, hd]);
+  };
+  return { k: cut(cache.k), v: cut(cache.v) };
+}
+
+// ---------------------------------------------------------------- training (forward with saved activations, backward)
+
+/** x rows (b·l, d) from position 0 → out rows (b·l, d); back: ∂ℓ/∂x, gradients of W_q, W_k, W_v, W_o (and biases). */
+export function attentionTrain(ctx: Ctx, p: string, x: F): Layer {
+  const c = ctx.m.llama;
+  const { batch, L } = ctx;
+  const dModel = c.hiddenSize;
+  const [H, Hkv, hd] = [c.numHeads, c.numKvHeads, c.headDim];
+  const n = attentionNames(c, p);
+  const { inv, positions } = attentionRope(c, 0, L);
+  const q = linearLayer(ctx, x, dModel, H * hd, n.q.weight, n.q.bias); // (b·l, H·hd)
+  const k = linearLayer(ctx, x, dModel, Hkv * hd, n.k.weight, n.k.bias); // (b·l, H_kv·hd)
+  const v = linearLayer(ctx, x, dModel, Hkv * hd, n.v.weight, n.v.bias); // (b·l, H_kv·hd)
+  const heads = (t: F, h: number) => toHeads(new Tensor(t, [batch, L, h * hd]), batch, L, h, hd); // (b, h, l, hd)
+  const rows = (t: Tensor, h: number) => fromHeads(t, batch, L, h, hd).data as F; // (b·l, h·hd)
+  const qr = applyRope(heads(q.y, H), positions, inv); // (b, H, l, hd)
+  const kr = applyRope(heads(k.y, Hkv), positions, inv); // (b, H_kv, l, hd)
+  const vh = heads(v.y, Hkv); // (b, H_kv, l, hd)
+  const att = ctx.mm.attention(qr, kr, vh); // y (b, H, l, hd)
+  const o = linearLayer(ctx, rows(att.y, H), H * hd, dModel, n.o.weight, n.o.bias); // (b·l, d)
+  return {
+    y: o.y,
+    back(dy) {
+      const datt = heads(o.back(dy), H); // (b, H, l, hd)
+      const g = att.back(datt);
+      const dq = rows(applyRopeBackward(g.dq, positions, inv), H); // (b·l, H·hd)
+      const dk = rows(applyRopeBackward(g.dk, positions, inv), Hkv); // (b·l, H_kv·hd)
+      return add(add(q.back(dq), k.back(dk)), v.back(rows(g.dv, Hkv))); // (b·l, d)
+    },
+  };
+}

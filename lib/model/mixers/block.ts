@@ -1,0 +1,145 @@
+/**
+ * The hybrid model's description shared by inference (lib/model/hybrid.ts) and training (lib/train/model.ts):
+ * what a model is, which mixer each layer has, the caches of the inference path, and the block around a mixer.
+ * Each mixer's own parameters and wiring live in one file beside this one: attention.ts, mamba1.ts, mamba2.ts,
+ * mlp.ts — each with its inference path (caches) and its training path (saved activations, backward).
+ *
+ * Symbols (PAPER.md's notation; shapes as in the comments of every file here):
+ *   b batch · l sequence length · d d_model (hidden_size) · V vocab
+ *   H attention heads (numHeads; Mamba-2: nHeads) · H_kv kv heads · hd head_dim
+ *   d_in d_inner (= H·hd) · d_xb the width of x and B before their repeat (= H_kv·hd) · N d_state · P = N (Mamba-2 head width)
+ *   K conv width (d_conv) · R dt_rank · G = d_in/N channel groups of the Mamba-1 scan
+ *
+ * One block (both paths):
+ *   h ← h + mixer(rmsnorm₁(h))          mixer = attention | Mamba-1 | Mamba-2, by layerKinds
+ *   h ← h + mlp(rmsnorm₂(h))            mlp = down(silu(gate n) ⊙ up n)
+ * and around the blocks: h = embed(ids), logits = lm_head(rmsnorm(h)).
+ */
+import { ArgumentError } from '../../errors.js';
+import type { LlamaConfig, MambaConfig } from '../config.js';
+import type { WeightStore } from '../weights.js';
+import type { MambaStateStore } from '../state_store.js';
+import { Tensor } from '../../tensor.js';
+
+export interface HybridModel {
+  llama: LlamaConfig;
+  /** absent for a plain Llama (every layer attention) */
+  mamba?: MambaConfig;
+  weights: WeightStore;
+  /**
+   * Ablations of the Mamba-2 layer, for analysis (never saved): `convActivation: false` drops the silu after
+   * the conv, `gatedNorm: false` skips the gated RMSNorm. With both, A = 0, Δ = 1, an identity conv and D = 0,
+   * a converted layer is exactly the teacher's linear attention (PAPER.md §1) — a property test checks it.
+   */
+  ablation?: { convActivation?: boolean; gatedNorm?: boolean };
+}
+
+export type LayerKind = 'attention' | 'mamba1' | 'mamba2';
+
+export function layerKinds(m: HybridModel): LayerKind[] {
+  return Array.from({ length: m.llama.numLayers }, (_, i) => (!m.mamba || m.mamba.attnLayers.includes(i) ? 'attention' : m.mamba.variant));
+}
+
+/** The Mamba settings of a model that has Mamba layers (a mixer of those layers calls this). */
+export function mambaOf(m: HybridModel): MambaConfig {
+  if (!m.mamba) throw new ArgumentError('mamba', 'a Mamba config (the model has a Mamba layer)', m.mamba); // layerKinds never makes one
+  return m.mamba;
+}
+
+// ---------------------------------------------------------------- the block around a mixer (both paths)
+
+/** The parameter names of block i: its two norms (the mixer's and the MLP's own are in their files). */
+export const blockNames = (i: number) => {
+  const p = `model.layers.${i}`;
+  return { prefix: p, norm1: `${p}.input_layernorm.weight`, norm2: `${p}.post_attention_layernorm.weight` };
+};
+
+/** ε of a block's two norms: the Llama's for attention blocks, the Mamba config's (when set) for Mamba blocks. */
+export function blockEps(m: HybridModel, kind: LayerKind): number {
+  return kind === 'attention' ? m.llama.rmsNormEps : (m.mamba?.rmsNormEps ?? m.llama.rmsNormEps);
+}
+
+/** The output projection (V, d): lm_head, or the embedding when the config ties them and no lm_head is stored. */
+export function lmHeadName(m: HybridModel): string {
+  return m.llama.tieWordEmbeddings && !m.weights.has('lm_head.weight') ? 'model.embed_tokens.weight' : 'lm_head.weight';
+}
+
+// ---------------------------------------------------------------- caches of the inference path
+
+/**
+ * Keys and values of an attention layer, written in place: (b, H_kv, cap, hd) float64 buffers whose
+ * first `ModelCache.length` positions are valid. The capacity doubles when a forward needs more (up to
+ * max_position_embeddings) instead of being allocated whole up front — a Llama 3 config's 131072
+ * positions would be gigabytes per layer. Rolling back is just a shorter `length`.
+ */
+export interface AttentionCache {
+  kind: 'attention';
+  k: Float64Array;
+  v: Float64Array;
+  cap: number;
+}
+export interface Mamba1Cache {
+  kind: 'mamba1';
+  conv: Tensor; // (b, d_in, K−1): the last K−1 conv inputs
+  ssm: Tensor; // (b, d_in, N)
+  /** set for speculative decoding (batch 1): the states live in this store instead (../state_store.ts) */
+  store?: MambaStateStore;
+}
+export interface Mamba2Cache {
+  kind: 'mamba2';
+  conv: Tensor; // (b, d_in + 2·d_xb, K−1)
+  ssm: Tensor; // (b, H, P, N)
+  store?: MambaStateStore;
+}
+export type LayerCache = AttentionCache | Mamba1Cache | Mamba2Cache;
+
+export interface ModelCache {
+  batch: number;
+  /** tokens already folded into the caches */
+  length: number;
+  layers: LayerCache[];
+}
+
+// ---------------------------------------------------------------- small helpers of both paths
+
+/** h += d elementwise, in h's own precision (the float32 hidden state of a float32 backend rounds each sum). */
+export function addInto(h: Float32Array | Float64Array, d: ArrayLike<number>): void {
+  for (let i = 0; i < h.length; i++) h[i] = (h[i] as number) + (d[i] as number);
+}
+
+/**
+ * The channel repeat of x and B (…, d_xb) → (…, d_in) in pieces of width w: output channel c reads source
+ * channel src[c] = ⌊⌊c/w⌋/rep⌋·w + c mod w, rep = d_in/d_xb (each piece repeated rep times consecutively).
+ */
+export function repeatSources(dXb: number, dInner: number, w: number): Int32Array {
+  const rep = dInner / dXb;
+  return Int32Array.from({ length: dInner }, (_, c) => Math.floor(Math.floor(c / w) / rep) * w + (c % w));
+}
+
+/** x (…, d_xb) repeated to (…, d_in) by `repeatSources` (inference; the training path is tape.ts `repeatLayer`). */
+export function repeatPieces(x: Tensor, dInner: number, w: number): Tensor {
+  const dXb = x.shape[x.rank - 1] as number;
+  const src = repeatSources(dXb, dInner, w);
+  const rows = x.size / dXb;
+  const out = Tensor.zeros([...x.shape.slice(0, -1), dInner], x.dtype, x.name);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < dInner; c++) out.data[r * dInner + c] = x.data[r * dXb + (src[c] as number)] as number;
+  return out;
+}
+
+/** (b, l, C) → (b, C, l) and back. */
+export const toChannels = (t: Tensor) => t.transpose([0, 2, 1]);
+
+/** Split the last axis into consecutive blocks of the given widths. */
+export function splitLast(t: Tensor, widths: number[]): Tensor[] {
+  let at = 0;
+  return widths.map((w) => {
+    const s = t.slice(t.rank - 1, at, at + w);
+    at += w;
+    return s;
+  });
+}
+
+/** A weight the model may lack (an optional bias). */
+export function optional(W: WeightStore, name: string): Tensor | undefined {
+  return W.has(name) ? W.get(name) : undefined;
+}

@@ -1,0 +1,150 @@
+/**
+ * The training path's building blocks: float64 layers that keep what their backward needs (a tape, one
+ * closure per layer). Every layer is written as
+ *
+ *     const layer = linearLayer(ctx, x, …);   // layer.y: the output, rows (b·l, width)
+ *     … later, in reverse order …
+ *     const dx = layer.back(dy);              // ∂ℓ/∂input; ∂ℓ/∂(each parameter) is added into ctx.grads
+ *
+ * so each mixer's file can put its training forward and backward side by side (llm.c's train_gpt2.c).
+ * Row-major (b·l, width) activations; the primitives' backwards live beside their forwards in lib/ref/ and
+ * lib/train/layers.ts. Frozen parameters (`trainable(name)` false) get no gradient buffer; gradients still
+ * flow through them.
+ */
+import { Tensor } from '../../tensor.js';
+import { causalAttention, causalAttentionBackward } from '../../ref/attention.js';
+import { linear, rmsnorm } from '../../train/layers.js';
+import type { HybridModel } from './block.js';
+import { repeatSources } from './block.js';
+
+type F = Float64Array;
+export type Grads = Map<string, F>;
+
+/**
+ * Where the linear layers' three products run: y = x·Wᵀ (+ b), dx = dy·W, dW = dyᵀ·x (and db = Σ dy).
+ * `float64` (the default, what the golden cases and finite differences check) is lib/train/layers.ts;
+ * lib/train/model.ts `simdEngine` runs the products in float32 on the wasm-simd kernels, everything else
+ * staying float64 — the fast path, checked against the float64 one in spec/train.spec.ts.
+ */
+export interface MatmulEngine {
+  forward(x: F, W: F, b: F | undefined, N: number, I: number, O: number): F;
+  backward(dy: F, x: F, W: F, N: number, I: number, O: number, needW: boolean): { dx: F; dW?: F; db: F };
+  /** causal attention over (b, heads, l, d) tensors, with its backward (lib/ref/attention.ts's math) */
+  attention(q: Tensor, k: Tensor, v: Tensor): { y: Tensor; back(dy: Tensor): { dq: Tensor; dk: Tensor; dv: Tensor } };
+}
+
+export const FLOAT64_ENGINE: MatmulEngine = {
+  forward: (x, W, b, N, I, O) => linear.forward(x, W, b, N, I, O),
+  backward: (dy, x, W, N, I, O) => linear.backward(dy, x, W, N, I, O),
+  attention: (q, k, v) => ({ y: causalAttention(q, k, v), back: (dy) => causalAttentionBackward(q, k, v, dy) }),
+};
+
+/** One training forward: the model, the batch's shape, which parameters train, the gradients, the products. */
+export interface Ctx {
+  m: HybridModel;
+  batch: number;
+  L: number;
+  trainable: (name: string) => boolean;
+  grads: Grads;
+  mm: MatmulEngine;
+}
+
+export interface Layer {
+  y: F;
+  back(dy: F): F;
+}
+
+/** A parameter as float64 values. */
+export function weight(ctx: Ctx, name: string): F {
+  const t = ctx.m.weights.get(name);
+  return t.data instanceof Float64Array ? t.data : new Float64Array(t.data);
+}
+
+/** Add a parameter's gradient (accumulating: a weight used twice — tied embeddings — gets both). */
+export function addGrad(ctx: Ctx, name: string, g: F): void {
+  if (!ctx.trainable(name)) return;
+  const cur = ctx.grads.get(name);
+  if (!cur) ctx.grads.set(name, g.slice());
+  else for (let i = 0; i < g.length; i++) cur[i] = (cur[i] as number) + (g[i] as number);
+}
+
+/** a + b elementwise, a new array. */
+export const add = (a: F, b: F): F => a.map((v, i) => v + (b[i] as number));
+
+/** y = x·Wᵀ (+ b), x (N, I) → y (N, O); back: dx = dy·W, dW = dyᵀ·x, db = Σ dy. */
+export function linearLayer(ctx: Ctx, x: F, I: number, O: number, wName: string, bName?: string): Layer {
+  const N = x.length / I;
+  const W = weight(ctx, wName); // (O, I)
+  const b = bName ? weight(ctx, bName) : undefined; // (O)
+  return {
+    y: ctx.mm.forward(x, W, b, N, I, O), // (N, O)
+    back(dy) {
+      const g = ctx.mm.backward(dy, x, W, N, I, O, ctx.trainable(wName));
+      if (g.dW) addGrad(ctx, wName, g.dW);
+      if (bName) addGrad(ctx, bName, g.db);
+      return g.dx; // (N, I)
+    },
+  };
+}
+
+/** RMSNorm over rows of width d: x (N, d) → y (N, d). */
+export function rmsLayer(ctx: Ctx, x: F, d: number, wName: string, eps: number): Layer {
+  const w = weight(ctx, wName); // (d)
+  const N = x.length / d;
+  const { y, rstd } = rmsnorm.forward(x, w, N, d, eps); // y (N, d), rstd (N)
+  return {
+    y,
+    back(dy) {
+      const g = rmsnorm.backward(dy, x, w, rstd, N, d);
+      addGrad(ctx, wName, g.dw);
+      return g.dx;
+    },
+  };
+}
+
+/** The channel repeat of block.ts `repeatSources`, rows (N, from) → (N, to): out[c] = x[src(c)]; back: scatter-add. */
+export function repeatLayer(x: F, from: number, to: number, piece: number): Layer {
+  const src = repeatSources(from, to, piece);
+  const rows = x.length / from;
+  const y = new Float64Array(rows * to); // (N, to)
+  for (let r = 0; r < rows; r++) for (let c = 0; c < to; c++) y[r * to + c] = x[r * from + (src[c] as number)] as number;
+  return {
+    y,
+    back(dy) {
+      const dx = new Float64Array(rows * from); // (N, from)
+      for (let r = 0; r < rows; r++)
+        for (let c = 0; c < to; c++) {
+          const i = r * from + (src[c] as number);
+          dx[i] = (dx[i] as number) + (dy[r * to + c] as number);
+        }
+      return dx;
+    },
+  };
+}
+
+/** Columns [at, at + w) of rows of width `width`: (N, width) → (N, w). */
+export function cols(x: F, width: number, at: number, w: number): F {
+  const rows = x.length / width;
+  const y = new Float64Array(rows * w);
+  for (let r = 0; r < rows; r++) y.set(x.subarray(r * width + at, r * width + at + w), r * w);
+  return y;
+}
+
+/** The inverse of `cols`: parts (N, widths[k]) side by side → (N, Σ widths). */
+export function joinCols(parts: F[], widths: number[]): F {
+  const width = widths.reduce((a, b) => a + b, 0);
+  const rows = (parts[0]?.length ?? 0) / (widths[0] ?? 1);
+  const y = new Float64Array(rows * width);
+  let at = 0;
+  parts.forEach((p, k) => {
+    const w = widths[k] as number;
+    for (let r = 0; r < rows; r++) y.set(p.subarray(r * w, (r + 1) * w), r * width + at);
+    at += w;
+  });
+  return y;
+}
+
+/** (b, l, C) rows ↔ (b, C, l) channels: the same permutation both ways. */
+export function swapLC(x: F, batch: number, L: number, C: number): F {
+  return new Tensor(x, [batch, L, C]).transpose([0, 2, 1]).data as F;
+}

@@ -10,7 +10,7 @@
  *                     x = rmsnorm(h)·w₂;  h += (silu(x·W_gateᵀ) ⊙ x·W_upᵀ)·W_downᵀ
  *   logits = rmsnorm(h)·w · W_headᵀ
  *
- * It is lib/model/hybrid.ts `forward` on that backend operation for operation — the same float64 norm,
+ * It is lib/model/hybrid.ts `forward` (./mixers/attention.ts, ./mixers/mlp.ts) on that backend operation for operation — the same float64 norm,
  * RoPE and attention on the same float32 values, the same products, the same roundings into the float32
  * hidden state — so the logits and the caches are the same to the bit (spec/models.spec.ts compares the two
  * on random Llamas). `forward` takes this path by itself when it applies (`fusedStepApplies`); a speculative

@@ -1,7 +1,7 @@
 /**
  * Cached causal attention's two products for the CPU, float64: the driver of asm/attention.ts (scores, then
  * weighted values), with the model's own JavaScript softmax between them, so the result has the bits of
- * lib/model/hybrid.ts's loop (spec/speculative.spec.ts compares them). The wasm-simd backend offers it as
+ * lib/model/mixers/attention.ts's loop (spec/speculative.spec.ts compares them). The wasm-simd backend offers it as
  * `ops.cachedAttention`; the model uses it for a window of queries.
  */
 import type { SimdGemm } from './gemm.js';
@@ -19,7 +19,7 @@ export type CachedAttentionFn = (
 /**
  * q (batch, H, L, hd), query t at position T − L + t; K and V the cache buffers
  * (batch, Hkv, cap, hd) whose first T positions are valid; head h reads kv head ⌊h / (H/Hkv)⌋. The same
- * sums in the same order as lib/model/hybrid.ts's loop, so the same bits. Returns (batch, H, L, hd).
+ * sums in the same order as lib/model/mixers/attention.ts's loop, so the same bits. Returns (batch, H, L, hd).
  */
 export function simdCachedAttention(
   g: SimdGemm,

@@ -56,8 +56,8 @@ export function simdEngine(g: SimdGemm): MatmulEngine {
  */
 function simdAttention(g: SimdGemm, q: Tensor, k: Tensor, v: Tensor): ReturnType<MatmulEngine['attention']> {
   const [batch, H, L, d] = q.shape as [number, number, number, number];
-  const Hkv = k.shape[1]!;
-  const dv = v.shape[3]!;
+  const [, Hkv] = k.shape as [number, number, number, number];
+  const [, , , dv] = v.shape as [number, number, number, number];
   const groups = H / Hkv;
   const scale = 1 / Math.sqrt(d);
   const qd = q.data as F;
@@ -163,8 +163,7 @@ export function trainForward(m: HybridModel, ids: number[][], trainable: (name: 
     grads: ctx.grads,
     back(dlogits) {
       let dh = nf.back(head.back(dlogits));
-      for (let i = blocks.length - 1; i >= 0; i--) {
-        const b = blocks[i]!;
+      for (const b of [...blocks].reverse()) {
         const dh1 = add(dh, b.n2.back(b.mlp.back(dh)));
         dh = add(dh1, b.n1.back(b.mix.back(dh1)));
       }
@@ -208,18 +207,17 @@ export interface LossResult {
  */
 export function lossAndGrads(m: HybridModel, ids: number[][], o: LossOptions): LossResult {
   const batch = ids.length;
-  const L = ids[0]!.length;
+  const L = ids[0]?.length ?? 0;
   if (L < 2) throw new ArgumentError('ids', 'rows of at least 2 tokens (the loss predicts the next one)', L);
   const V = m.llama.vocabSize;
   const f = trainForward(m, ids, o.trainable, o.engine);
   // rows (b, t < L−1) predict ids[b][t+1]
   const rows: number[] = [];
   const targets: number[] = [];
-  for (let b = 0; b < batch; b++)
-    for (let t = 0; t < L - 1; t++) {
-      rows.push(b * L + t);
-      targets.push(ids[b]![t + 1]!);
-    }
+  ids.forEach((row, b) => {
+    for (let t = 0; t < L - 1; t++) rows.push(b * L + t);
+    targets.push(...row.slice(1));
+  });
   const sub = new Float64Array(rows.length * V);
   rows.forEach((r, k) => sub.set(f.logits.subarray(r * V, (r + 1) * V), k * V));
   const ceW = o.ceWeight ?? 1;

@@ -25,7 +25,7 @@ import { causalConv1d, causalConv1dBackward } from '../../ref/conv1d.js';
 import { selectiveScan, selectiveScanBackward } from '../../ref/selective_scan.js';
 import { Tensor } from '../../tensor.js';
 import { mambaOf, optional, repeatPieces, toChannels, type HybridModel, type Mamba1Cache } from './block.js';
-import { add, addGrad, linearLayer, repeatLayer, swapLC, weight, type Ctx, type Layer } from './tape.js';
+import { add, addGrad, given, linearLayer, repeatLayer, swapLC, weight, type Ctx, type Layer } from './tape.js';
 
 type F = Float64Array;
 
@@ -186,14 +186,14 @@ export function mamba1Train(ctx: Ctx, p: string, o: F): Layer {
         n.Alog,
         (g.dA.data as F).map((v, i) => v * A[i]!),
       ); // A = −exp(A_log): dA_log = dA·A
-      addGrad(ctx, n.D, g.dD!.data as F);
-      addGrad(ctx, deltaBias, g.ddeltaBias!.data as F);
+      addGrad(ctx, n.D, given(g.dD, 'dD').data as F);
+      addGrad(ctx, deltaBias, given(g.ddeltaBias, 'ddeltaBias').data as F);
       const ungrp = (t: Tensor) => t.transpose([0, 3, 1, 2]).data as F; // (b, G, N, l) → (b·l, G·N)
       const cg = causalConv1dBackward(convIn, g.du);
       addGrad(ctx, n.conv, cg.dweight.data as F);
-      if (hasConvBias) addGrad(ctx, n.convBias, cg.dbias!.data as F);
+      if (hasConvBias) addGrad(ctx, n.convBias, given(cg.dbias, 'dbias').data as F);
       const dx = xin.back(xr.back(swapLC(cg.dx.data as F, batch, I, L))); // (b·l, d)
-      const dz = zl.back(swapLC(g.dz!.data as F, batch, I, L));
+      const dz = zl.back(swapLC(given(g.dz, 'dz').data as F, batch, I, L));
       const dB = bl.back(br.back(ungrp(g.dB)));
       const dC = cl.back(ungrp(g.dC));
       const ddt = down.back(dtl.back(swapLC(g.ddelta.data as F, batch, I, L)));

@@ -23,7 +23,7 @@ import { Tensor, markFinite } from '../../tensor.js';
 import type { WeightStore } from '../weights.js';
 import { markImmutable } from '../../../kernels/runtime.js';
 import { mambaOf, optional, repeatPieces, splitLast, toChannels, type HybridModel, type Mamba2Cache } from './block.js';
-import { addGrad, cols, joinCols, linearLayer, repeatLayer, swapLC, weight, type Ctx, type Layer } from './tape.js';
+import { addGrad, cols, given, joinCols, linearLayer, repeatLayer, swapLC, weight, type Ctx, type Layer } from './tape.js';
 
 type F = Float64Array;
 
@@ -215,7 +215,7 @@ export function mamba2Train(ctx: Ctx, p: string, o: F): Layer {
         const g = gatedRmsnormBackward(y.reshape([batch * L, I]), normW, zT, new Tensor(dyn, [batch * L, I]), normOpts);
         addGrad(ctx, n.norm, g.dweight.data as F);
         dy = g.dx.data as F;
-        dz = g.dz!.data as F;
+        dz = given(g.dz, 'dz').data as F;
       }
       const g = ssdBackward(ssdIn, new Tensor(dy, [batch, L, H, P]));
       addGrad(
@@ -223,12 +223,12 @@ export function mamba2Train(ctx: Ctx, p: string, o: F): Layer {
         n.Alog,
         (g.dA.data as F).map((v, i) => v * A[i]!),
       ); // A = −exp(A_log): dA_log = dA·A
-      addGrad(ctx, n.D, g.dD!.data as F);
-      addGrad(ctx, deltaBias, g.ddeltaBias!.data as F);
+      addGrad(ctx, n.D, given(g.dD, 'dD').data as F);
+      addGrad(ctx, deltaBias, given(g.ddeltaBias, 'ddeltaBias').data as F);
       const dxs = joinCols([xr.back(g.dx.data as F), br.back(g.dB.data as F), g.dC.data as F], [xW, bW, cW]); // (b·l, convDim)
       const cg = causalConv1dBackward(convIn, new Tensor(swapLC(dxs, batch, L, convDim), [batch, convDim, L]));
       addGrad(ctx, n.conv, cg.dweight.data as F);
-      if (convIn.bias) addGrad(ctx, n.convBias, cg.dbias!.data as F);
+      if (convIn.bias) addGrad(ctx, n.convBias, given(cg.dbias, 'dbias').data as F);
       const dxBC = swapLC(cg.dx.data as F, batch, convDim, L); // (b·l, convDim)
       return inp.back(joinCols([dz, dxBC, g.ddelta.data as F], [zW, xbcW, dtW])); // (b·l, d)
     },

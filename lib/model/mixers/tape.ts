@@ -11,6 +11,7 @@
  * lib/train/layers.ts. Frozen parameters (`trainable(name)` false) get no gradient buffer; gradients still
  * flow through them.
  */
+import { ArgumentError } from '../../errors.js';
 import { Tensor } from '../../tensor.js';
 import { causalAttention, causalAttentionBackward } from '../../ref/attention.js';
 import { linear, rmsnorm } from '../../train/layers.js';
@@ -65,11 +66,11 @@ export function addGrad(ctx: Ctx, name: string, g: F): void {
   if (!ctx.trainable(name)) return;
   const cur = ctx.grads.get(name);
   if (!cur) ctx.grads.set(name, g.slice());
-  else for (let i = 0; i < g.length; i++) cur[i] = (cur[i] as number) + (g[i] as number);
+  else for (let i = 0; i < g.length; i++) cur[i]! += g[i]!;
 }
 
 /** a + b elementwise, a new array. */
-export const add = (a: F, b: F): F => a.map((v, i) => v + (b[i] as number));
+export const add = (a: F, b: F): F => a.map((v, i) => v + b[i]!);
 
 /** y = x·Wᵀ (+ b), x (N, I) → y (N, O); back: dx = dy·W, dW = dyᵀ·x, db = Σ dy. */
 export function linearLayer(ctx: Ctx, x: F, I: number, O: number, wName: string, bName?: string): Layer {
@@ -107,16 +108,12 @@ export function repeatLayer(x: F, from: number, to: number, piece: number): Laye
   const src = repeatSources(from, to, piece);
   const rows = x.length / from;
   const y = new Float64Array(rows * to); // (N, to)
-  for (let r = 0; r < rows; r++) for (let c = 0; c < to; c++) y[r * to + c] = x[r * from + (src[c] as number)] as number;
+  for (let r = 0; r < rows; r++) for (let c = 0; c < to; c++) y[r * to + c] = x[r * from + src[c]!]!;
   return {
     y,
     back(dy) {
       const dx = new Float64Array(rows * from); // (N, from)
-      for (let r = 0; r < rows; r++)
-        for (let c = 0; c < to; c++) {
-          const i = r * from + (src[c] as number);
-          dx[i] = (dx[i] as number) + (dy[r * to + c] as number);
-        }
+      for (let r = 0; r < rows; r++) for (let c = 0; c < to; c++) dx[r * from + src[c]!]! += dy[r * to + c]!;
       return dx;
     },
   };
@@ -137,7 +134,7 @@ export function joinCols(parts: F[], widths: number[]): F {
   const y = new Float64Array(rows * width);
   let at = 0;
   parts.forEach((p, k) => {
-    const w = widths[k] as number;
+    const w = widths[k]!;
     for (let r = 0; r < rows; r++) y.set(p.subarray(r * w, (r + 1) * w), r * width + at);
     at += w;
   });
@@ -147,4 +144,10 @@ export function joinCols(parts: F[], widths: number[]): F {
 /** (b, l, C) rows ↔ (b, C, l) channels: the same permutation both ways. */
 export function swapLC(x: F, batch: number, L: number, C: number): F {
   return new Tensor(x, [batch, L, C]).transpose([0, 2, 1]).data as F;
+}
+
+/** A backward's optional output that its inputs make present (dD when D was given, …), checked. */
+export function given<T>(v: T | undefined, what: string): T {
+  if (v === undefined) throw new ArgumentError(what, 'a gradient (its input was given)', v);
+  return v;
 }

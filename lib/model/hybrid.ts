@@ -14,6 +14,8 @@
  * cached states, so any prefix can be prefilled in pieces; decode (l = 1) uses the single-step ops (conv
  * update, state update). Every matrix product, scan, conv and gated norm goes through `ops` (the backend:
  * float64 reference or a GPU.js kernel); RMSNorm, RoPE, softmax attention and SwiGLU are plain TypeScript.
+ *
+ * Symbols: b batch · l tokens in this call · d hidden_size · V vocab (the mixers' own in ./mixers/block.ts).
  */
 import { ArgumentError } from '../errors.js';
 import type { Ops } from '../ops.js';

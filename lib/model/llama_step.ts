@@ -16,6 +16,9 @@
  * on random Llamas). `forward` takes this path by itself when it applies (`fusedStepApplies`); a speculative
  * draft, the teacher's generation and the demo all decode through it. Per token on the shipped 1-layer draft
  * it removes most of what is not arithmetic (tensor objects, per-op checks, awaits, name lookups).
+ *
+ * Symbols: d hidden_size · V vocab · H, H_kv attention and kv heads · hd head_dim · F intermediate_size ·
+ * pos the token's position. The weight names and RoPE are the ones ./mixers/attention.ts and ./mixers/mlp.ts describe.
  */
 import { simdSiluMul } from '../simd/activations.js';
 import { applyRope } from '../ref/rope.js';
@@ -61,19 +64,19 @@ interface Plan {
   /** every weight tensor the plan holds, by name: a replaced one (`tensors.set`) makes a new plan */
   held: Array<[string, Tensor]>;
   layers: LayerPlan[];
-  emb: FloatArray;
-  norm: FloatArray;
-  head: FloatArray;
-  inv: Float64Array;
-  h: Float32Array; // the hidden state, float32 as on every float32 backend
-  x: Float64Array; // a normed row
-  q: Float32Array;
-  k: Float32Array;
-  v: Float32Array;
-  o: Float32Array;
-  g: Float32Array;
-  u: Float32Array;
-  a: Float32Array;
+  emb: FloatArray; // (V, d)
+  norm: FloatArray; // (d)
+  head: FloatArray; // (V, d)
+  inv: Float64Array; // (hd/2): RoPE's inverse frequencies
+  h: Float32Array; // (d): the hidden state, float32 as on every float32 backend
+  x: Float64Array; // (d): a normed row
+  q: Float32Array; // (H·hd)
+  k: Float32Array; // (H_kv·hd)
+  v: Float32Array; // (H_kv·hd)
+  o: Float32Array; // (d): the attention's or the MLP's output
+  g: Float32Array; // (F): gate
+  u: Float32Array; // (F): up
+  a: Float32Array; // (F): silu(gate) ⊙ up
 }
 
 const plans = new WeakMap<HybridModel, Plan>();
@@ -163,8 +166,8 @@ export function llamaStep(m: HybridModel, id: number, cache: ModelCache): Tensor
     linearInto(g, x, Lw.k, P.k, Lw.bk);
     linearInto(g, x, Lw.v, P.v, Lw.bv);
     // one token: (1, 1, heads·hd) is already (1, heads, 1, hd)
-    const q = applyRope(new Tensor(P.q, [1, H, 1, hd]), [pos], P.inv);
-    const k = applyRope(new Tensor(P.k, [1, Hkv, 1, hd]), [pos], P.inv);
+    const q = applyRope(new Tensor(P.q, [1, H, 1, hd]), [pos], P.inv); // (1, H, 1, hd)
+    const k = applyRope(new Tensor(P.k, [1, Hkv, 1, hd]), [pos], P.inv); // (1, H_kv, 1, hd)
     writeKv(lc, k, new Tensor(P.v, [1, Hkv, 1, hd]), pos, 1, Hkv, hd, c.maxPositionEmbeddings);
     const att = cachedAttention(q, lc, pos + 1, Hkv).data; // (1, H, 1, hd) = (1, 1, H·hd)
     linearInto(g, att, Lw.o, P.o, Lw.bo);
@@ -178,7 +181,7 @@ export function llamaStep(m: HybridModel, id: number, cache: ModelCache): Tensor
   }
   cache.length += 1;
   rmsnormInto(h, P.norm, c.rmsNormEps, x);
-  const logits = new Float32Array(c.vocabSize);
+  const logits = new Float32Array(c.vocabSize); // (V)
   linearInto(g, x, P.head, logits);
   return new Tensor(logits, [1, 1, c.vocabSize], 'linear');
 }

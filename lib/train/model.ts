@@ -11,6 +11,9 @@
  *
  * and back in reverse order, each layer's `back` beside its forward (llm.c's train_gpt2.c).
  * Frozen parameters (`trainable(name)` false) get no gradient buffer; gradients still flow through them.
+ *
+ * Symbols: b batch · l sequence length · d hidden_size · V vocab · H, H_kv heads · hd head_dim (the mixers'
+ * own in lib/model/mixers/block.ts). Activations are row-major (b·l, width) Float64Arrays.
  */
 import { ArgumentError } from '../errors.js';
 import { Tensor } from '../tensor.js';
@@ -32,15 +35,15 @@ type F = Float64Array;
 export function simdEngine(g: SimdGemm): MatmulEngine {
   return {
     forward(x, W, b, N, I, O) {
-      const y = g.linear(x, N, I, W, O, isImmutable(W));
-      const out = new Float64Array(y.length);
+      const y = g.linear(x, N, I, W, O, isImmutable(W)); // (N, O) float32
+      const out = new Float64Array(y.length); // (N, O)
       for (let r = 0; r < N; r++) for (let o = 0; o < O; o++) out[r * O + o] = y[r * O + o]! + (b ? b[o]! : 0);
       return out;
     },
     backward(dy, x, W, N, I, O, needW) {
-      const dx = new Float64Array(g.matmul(dy, N, O, W, I));
-      const dW = needW ? new Float64Array(g.matmulTN(dy, N, O, x, I)) : undefined;
-      const db = new Float64Array(O);
+      const dx = new Float64Array(g.matmul(dy, N, O, W, I)); // (N, I)
+      const dW = needW ? new Float64Array(g.matmulTN(dy, N, O, x, I)) : undefined; // (O, I)
+      const db = new Float64Array(O); // (O)
       for (let r = 0; r < N; r++) for (let o = 0; o < O; o++) db[o]! += dy[r * O + o]!;
       return { dx, dW, db };
     },
@@ -55,20 +58,21 @@ export function simdEngine(g: SimdGemm): MatmulEngine {
  * (the same math as lib/ref/attention.ts, in float32 products; the masked half is computed and zeroed).
  */
 function simdAttention(g: SimdGemm, q: Tensor, k: Tensor, v: Tensor): ReturnType<MatmulEngine['attention']> {
-  const [batch, H, L, d] = q.shape as [number, number, number, number];
-  const [, Hkv] = k.shape as [number, number, number, number];
-  const [, , , dv] = v.shape as [number, number, number, number];
+  const [batch, H, L, d] = q.shape as [number, number, number, number]; // q (b, H, l, hd)
+  const [, Hkv] = k.shape as [number, number, number, number]; // k (b, H_kv, l, hd)
+  const [, , , dv] = v.shape as [number, number, number, number]; // v (b, H_kv, l, dv)
   const groups = H / Hkv;
   const scale = 1 / Math.sqrt(d);
   const qd = q.data as F;
   const kd = k.data as F;
   const vd = v.data as F;
-  const y = new Float64Array(batch * H * L * dv);
-  const probs: Float32Array[] = [];
+  const y = new Float64Array(batch * H * L * dv); // (b, H, l, dv)
+  const probs: Float32Array[] = []; // per (b, h): P (l, l)
   const at = (b: number, h: number, n: number, w: number) => (b * n + h) * L * w;
   for (let b = 0; b < batch; b++)
     for (let h = 0; h < H; h++) {
       const kh = Math.floor(h / groups);
+      // P (l, l): the scores Q·Kᵀ, then softmax rows in place
       const P = g.linear(qd.subarray(at(b, h, H, d), at(b, h, H, d) + L * d), L, d, kd.subarray(at(b, kh, Hkv, d), at(b, kh, Hkv, d) + L * d), L, false);
       for (let t = 0; t < L; t++) {
         const r = t * L;
@@ -86,17 +90,17 @@ function simdAttention(g: SimdGemm, q: Tensor, k: Tensor, v: Tensor): ReturnType
     y: new Tensor(y, [batch, H, L, dv], 'attention'),
     back(dy) {
       const dyd = dy.data as F;
-      const dq = new Float64Array(qd.length);
-      const dk = new Float64Array(kd.length);
-      const dV = new Float64Array(vd.length);
+      const dq = new Float64Array(qd.length); // (b, H, l, hd)
+      const dk = new Float64Array(kd.length); // (b, H_kv, l, hd)
+      const dV = new Float64Array(vd.length); // (b, H_kv, l, dv)
       for (let b = 0; b < batch; b++)
         for (let h = 0; h < H; h++) {
           const kh = Math.floor(h / groups);
-          const P = probs[b * H + h]!;
-          const dys = dyd.subarray(at(b, h, H, dv), at(b, h, H, dv) + L * dv);
-          const vs = vd.subarray(at(b, kh, Hkv, dv), at(b, kh, Hkv, dv) + L * dv);
-          const dP = g.linear(dys, L, dv, vs, L, false);
-          const gv = g.matmulTN(P, L, L, dys, dv);
+          const P = probs[b * H + h]!; // (l, l)
+          const dys = dyd.subarray(at(b, h, H, dv), at(b, h, H, dv) + L * dv); // (l, dv)
+          const vs = vd.subarray(at(b, kh, Hkv, dv), at(b, kh, Hkv, dv) + L * dv); // (l, dv)
+          const dP = g.linear(dys, L, dv, vs, L, false); // (l, l): dP, then dS in place
+          const gv = g.matmulTN(P, L, L, dys, dv); // (l, dv)
           for (let i = 0, o = at(b, kh, Hkv, dv); i < gv.length; i++) dV[o + i]! += gv[i]!;
           for (let t = 0; t < L; t++) {
             const r = t * L;
@@ -106,6 +110,7 @@ function simdAttention(g: SimdGemm, q: Tensor, k: Tensor, v: Tensor): ReturnType
             dP.fill(0, r + t + 1, r + L);
           }
           dq.set(g.matmul(dP, L, L, kd.subarray(at(b, kh, Hkv, d), at(b, kh, Hkv, d) + L * d), d), at(b, h, H, d));
+          // (l, hd)
           const gk = g.matmulTN(dP, L, L, qd.subarray(at(b, h, H, d), at(b, h, H, d) + L * d), d);
           for (let i = 0, o = at(b, kh, Hkv, d); i < gk.length; i++) dk[o + i]! += gk[i]!;
         }
@@ -140,13 +145,12 @@ export function trainForward(m: HybridModel, ids: number[][], trainable: (name: 
   const dModel = c.hiddenSize;
   const V = c.vocabSize;
   const flat = ids.flat();
-  const E = weight(ctx, 'model.embed_tokens.weight');
-  let h = embedding.forward(flat, E, V, dModel);
+  const E = weight(ctx, 'model.embed_tokens.weight'); // (V, d)
+  let h = embedding.forward(flat, E, V, dModel); // (b·l, d)
   const kinds = layerKinds(m);
   const blocks: Array<{ n1: Layer; mix: Layer; n2: Layer; mlp: Layer }> = [];
-  for (let i = 0; i < kinds.length; i++) {
+  for (const [i, kind] of kinds.entries()) {
     const { prefix: p, norm1, norm2 } = blockNames(i);
-    const kind = kinds[i] ?? 'attention';
     const eps = blockEps(m, kind);
     const n1 = rmsLayer(ctx, h, dModel, norm1, eps); // (b·l, d)
     const mix = kind === 'attention' ? attentionTrain(ctx, p, n1.y) : kind === 'mamba1' ? mamba1Train(ctx, p, n1.y) : mamba2Train(ctx, p, n1.y); // (b·l, d)
@@ -162,9 +166,9 @@ export function trainForward(m: HybridModel, ids: number[][], trainable: (name: 
     logits: head.y,
     grads: ctx.grads,
     back(dlogits) {
-      let dh = nf.back(head.back(dlogits));
+      let dh = nf.back(head.back(dlogits)); // (b·l, d)
       for (const b of [...blocks].reverse()) {
-        const dh1 = add(dh, b.n2.back(b.mlp.back(dh)));
+        const dh1 = add(dh, b.n2.back(b.mlp.back(dh))); // (b·l, d)
         dh = add(dh1, b.n1.back(b.mix.back(dh1)));
       }
       addGrad(ctx, 'model.embed_tokens.weight', embedding.backward(dh, flat, V, dModel));
@@ -218,12 +222,12 @@ export function lossAndGrads(m: HybridModel, ids: number[][], o: LossOptions): L
     for (let t = 0; t < L - 1; t++) rows.push(b * L + t);
     targets.push(...row.slice(1));
   });
-  const sub = new Float64Array(rows.length * V);
+  const sub = new Float64Array(rows.length * V); // (b·(l−1), V): the rows that have a next token
   rows.forEach((r, k) => sub.set(f.logits.subarray(r * V, (r + 1) * V), k * V));
   const ceW = o.ceWeight ?? 1;
   const ce = crossEntropy.forward(sub, targets, rows.length, V);
-  const dlogits = new Float64Array(batch * L * V);
-  const dsub = crossEntropy.backward(sub, targets, rows.length, V);
+  const dlogits = new Float64Array(batch * L * V); // (b·l, V)
+  const dsub = crossEntropy.backward(sub, targets, rows.length, V); // (b·(l−1), V)
   rows.forEach((r, k) => {
     for (let v = 0; v < V; v++) dlogits[r * V + v] = ceW * dsub[k * V + v]!;
   });
@@ -234,7 +238,7 @@ export function lossAndGrads(m: HybridModel, ids: number[][], o: LossOptions): L
       throw new ArgumentError('teacherLogits', `(batch·L, vocab) = ${batch * L * V} values`, o.teacherLogits?.length);
     const klW = o.klWeight ?? 1;
     kl = klDivergence.forward(f.logits, o.teacherLogits, batch * L, V, batch);
-    const dkl = klDivergence.backward(f.logits, o.teacherLogits, batch * L, V, batch);
+    const dkl = klDivergence.backward(f.logits, o.teacherLogits, batch * L, V, batch); // (b·l, V)
     for (let i = 0; i < dlogits.length; i++) dlogits[i]! += klW * dkl[i]!;
     loss += klW * kl;
   }

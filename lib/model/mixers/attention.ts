@@ -103,15 +103,15 @@ export function writeKv(cache: AttentionCache, k: Tensor, v: Tensor, pos0: numbe
  * kernels around the same `softmaxPrefix`, again the same bits (spec/speculative.spec.ts compares the two).
  */
 export function cachedAttention(q: Tensor, cache: AttentionCache, T: number, Hkv: number, ops?: Pick<Ops, 'cachedAttention'>): Tensor {
-  const [batch, H, L, hd] = q.shape as [number, number, number, number];
+  const [batch, H, L, hd] = q.shape as [number, number, number, number]; // q (b, H, l, hd)
   const qd = q.data instanceof Float64Array ? q.data : new Float64Array(q.data);
   // one query per head (decode): copying the keys and values into the kernel's memory costs what it saves
   if (ops?.cachedAttention && L > 1)
     return new Tensor(ops.cachedAttention(qd, { batch, H, L, hd, Hkv, cap: cache.cap, T }, cache.k, cache.v, softmaxPrefix), [batch, H, L, hd], 'attention');
-  const K = cache.k;
-  const V = cache.v;
-  const out = new Float64Array(batch * H * L * hd);
-  const s = new Float64Array(T);
+  const K = cache.k; // (b, H_kv, cap, hd)
+  const V = cache.v; // (b, H_kv, cap, hd)
+  const out = new Float64Array(batch * H * L * hd); // (b, H, l, hd)
+  const s = new Float64Array(T); // (T): one query's scores, then weights
   const scale = 1 / Math.sqrt(hd);
   const groups = H / Hkv;
   for (let b = 0; b < batch; b++)

@@ -25,7 +25,7 @@ import { causalConv1d, causalConv1dBackward } from '../../ref/conv1d.js';
 import { selectiveScan, selectiveScanBackward } from '../../ref/selective_scan.js';
 import { Tensor } from '../../tensor.js';
 import { mambaOf, optional, repeatPieces, toChannels, type HybridModel, type Mamba1Cache } from './block.js';
-import { add, addGrad, given, linearLayer, repeatLayer, swapLC, weight, type Ctx, type Layer } from './tape.js';
+import { add, addConvGrads, addScanGrads, given, linearLayer, repeatLayer, swapLC, weight, type Ctx, type Layer } from './tape.js';
 
 type F = Float64Array;
 
@@ -181,17 +181,10 @@ export function mamba1Train(ctx: Ctx, p: string, o: F): Layer {
     back(dout) {
       const dy = new Tensor(swapLC(out.back(dout), batch, L, I), [batch, I, L]); // (b, d_in, l)
       const g = selectiveScanBackward(scanIn, dy);
-      addGrad(
-        ctx,
-        n.Alog,
-        (g.dA.data as F).map((v, i) => v * A[i]!),
-      ); // A = −exp(A_log): dA_log = dA·A
-      addGrad(ctx, n.D, given(g.dD, 'dD').data as F);
-      addGrad(ctx, deltaBias, given(g.ddeltaBias, 'ddeltaBias').data as F);
+      addScanGrads(ctx, n, deltaBias, A, g);
       const ungrp = (t: Tensor) => t.transpose([0, 3, 1, 2]).data as F; // (b, G, N, l) → (b·l, G·N)
       const cg = causalConv1dBackward(convIn, g.du);
-      addGrad(ctx, n.conv, cg.dweight.data as F);
-      if (hasConvBias) addGrad(ctx, n.convBias, given(cg.dbias, 'dbias').data as F);
+      addConvGrads(ctx, n, cg, hasConvBias);
       const dx = xin.back(xr.back(swapLC(cg.dx.data as F, batch, I, L))); // (b·l, d)
       const dz = zl.back(swapLC(given(g.dz, 'dz').data as F, batch, I, L));
       const dB = bl.back(br.back(ungrp(g.dB)));

@@ -23,7 +23,7 @@ import { Tensor, markFinite } from '../../tensor.js';
 import type { WeightStore } from '../weights.js';
 import { markImmutable } from '../../../kernels/runtime.js';
 import { mambaOf, optional, repeatPieces, splitLast, toChannels, type HybridModel, type Mamba2Cache } from './block.js';
-import { addGrad, cols, given, joinCols, linearLayer, repeatLayer, swapLC, weight, type Ctx, type Layer } from './tape.js';
+import { addConvGrads, addGrad, addScanGrads, cols, given, joinCols, linearLayer, repeatLayer, swapLC, weight, type Ctx, type Layer } from './tape.js';
 
 type F = Float64Array;
 
@@ -218,17 +218,10 @@ export function mamba2Train(ctx: Ctx, p: string, o: F): Layer {
         dz = given(g.dz, 'dz').data as F;
       }
       const g = ssdBackward(ssdIn, new Tensor(dy, [batch, L, H, P]));
-      addGrad(
-        ctx,
-        n.Alog,
-        (g.dA.data as F).map((v, i) => v * A[i]!),
-      ); // A = −exp(A_log): dA_log = dA·A
-      addGrad(ctx, n.D, given(g.dD, 'dD').data as F);
-      addGrad(ctx, deltaBias, given(g.ddeltaBias, 'ddeltaBias').data as F);
+      addScanGrads(ctx, n, deltaBias, A, g);
       const dxs = joinCols([xr.back(g.dx.data as F), br.back(g.dB.data as F), g.dC.data as F], [xW, bW, cW]); // (b·l, convDim)
       const cg = causalConv1dBackward(convIn, new Tensor(swapLC(dxs, batch, L, convDim), [batch, convDim, L]));
-      addGrad(ctx, n.conv, cg.dweight.data as F);
-      if (convIn.bias) addGrad(ctx, n.convBias, given(cg.dbias, 'dbias').data as F);
+      addConvGrads(ctx, n, cg, convIn.bias !== undefined);
       const dxBC = swapLC(cg.dx.data as F, batch, convDim, L); // (b·l, convDim)
       return inp.back(joinCols([dz, dxBC, g.ddelta.data as F], [zW, xbcW, dtW])); // (b·l, d)
     },

@@ -151,3 +151,20 @@ export function given<T>(v: T | undefined, what: string): T {
   if (v === undefined) throw new ArgumentError(what, 'a gradient (its input was given)', v);
   return v;
 }
+
+/** The scan's parameter gradients, in this order: A_log (A = −exp(A_log), so dA_log = dA·A), D, the Δ bias. */
+export function addScanGrads(ctx: Ctx, names: { Alog: string; D: string }, deltaBias: string, A: F, g: { dA: Tensor; dD?: Tensor; ddeltaBias?: Tensor }): void {
+  addGrad(
+    ctx,
+    names.Alog,
+    (g.dA.data as F).map((v, i) => v * A[i]!),
+  );
+  addGrad(ctx, names.D, given(g.dD, 'dD').data as F);
+  addGrad(ctx, deltaBias, given(g.ddeltaBias, 'ddeltaBias').data as F);
+}
+
+/** conv1d's weight gradient and, when the conv has a bias, its bias gradient. */
+export function addConvGrads(ctx: Ctx, names: { conv: string; convBias: string }, cg: { dweight: Tensor; dbias?: Tensor }, hasBias: boolean): void {
+  addGrad(ctx, names.conv, cg.dweight.data as F);
+  if (hasBias) addGrad(ctx, names.convBias, given(cg.dbias, 'dbias').data as F);
+}

@@ -28,9 +28,10 @@ import { mamba1Infer } from './mixers/mamba1.js';
 import { mamba2Infer } from './mixers/mamba2.js';
 import { mlpInfer } from './mixers/mlp.js';
 
-export type { AttentionCache, HybridModel, LayerCache, LayerKind, Mamba1Cache, Mamba2Cache, ModelCache } from './mixers/block.js';
-export { addInto, layerKinds, repeatPieces } from './mixers/block.js';
-export { cachedAttention, kvTensors, softmaxPrefix, writeKv } from './mixers/attention.js';
+// the names callers have always imported from here
+export type { AttentionCache, HybridModel, Mamba1Cache, Mamba2Cache, ModelCache } from './mixers/block.js';
+export { layerKinds } from './mixers/block.js';
+export { cachedAttention, kvTensors, writeKv } from './mixers/attention.js';
 
 // ---------------------------------------------------------------- caches
 

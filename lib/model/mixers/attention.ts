@@ -38,12 +38,12 @@ export function attentionRope(c: LlamaConfig, pos0: number, L: number): { inv: F
 }
 
 /** Rows (b, l, n·hd) → heads (b, n, l, hd). */
-export function toHeads(t: Tensor, batch: number, L: number, n: number, hd: number): Tensor {
+function toHeads(t: Tensor, batch: number, L: number, n: number, hd: number): Tensor {
   return t.reshape([batch, L, n, hd]).transpose([0, 2, 1, 3]);
 }
 
 /** Heads (b, n, l, hd) → rows (b, l, n·hd). */
-export function fromHeads(t: Tensor, batch: number, L: number, n: number, hd: number): Tensor {
+function fromHeads(t: Tensor, batch: number, L: number, n: number, hd: number): Tensor {
   return t.transpose([0, 2, 1, 3]).reshape([batch, L, n * hd]);
 }
 
@@ -129,7 +129,7 @@ export function cachedAttention(q: Tensor, cache: AttentionCache, T: number, Hkv
 }
 
 /** s[off … off+n−1] ← softmax of those scores, in place: exp(s_j − max s) / Σ exp(s − max s), sums in order. */
-export function softmaxPrefix(s: Float64Array, off: number, n: number): void {
+function softmaxPrefix(s: Float64Array, off: number, n: number): void {
   let mx = -Infinity;
   for (let j = off; j < off + n; j++) if (s[j]! > mx) mx = s[j]!;
   let z = 0;

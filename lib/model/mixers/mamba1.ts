@@ -32,7 +32,7 @@ type F = Float64Array;
 // ---------------------------------------------------------------- description (both paths)
 
 /** The parameters of layer prefix p's Mamba-1 mixer. */
-export function mamba1Names(p: string) {
+function mamba1Names(p: string) {
   const q = `${p}.mamba`;
   return {
     inX: `${q}.in_proj_x.weight`,
@@ -54,7 +54,7 @@ export function mamba1Names(p: string) {
  * The wiring options, decided here once: the repeat's piece width, and where b_Δ goes — always as the scan's
  * delta_bias, and under upstream semantics also as dt_proj's bias (`dtProjBias`: twice in all).
  */
-export function mamba1Wiring(m: HybridModel, p: string) {
+function mamba1Wiring(m: HybridModel, p: string) {
   const c = mambaOf(m);
   const n = mamba1Names(p);
   const N = c.dState;

@@ -30,7 +30,7 @@ type F = Float64Array;
 // ---------------------------------------------------------------- description (both paths)
 
 /** The parameters of layer prefix p's Mamba-2 mixer. */
-export function mamba2Names(p: string) {
+function mamba2Names(p: string) {
   const q = `${p}.mamba`;
   return {
     in: `${q}.in_proj.weight`,
@@ -46,7 +46,7 @@ export function mamba2Names(p: string) {
 }
 
 /** The wiring, decided here once: in_proj's split, the conv's split, the Δ bias, the activation and the gated norm. */
-export function mamba2Wiring(m: HybridModel, p: string) {
+function mamba2Wiring(m: HybridModel, p: string) {
   const c = mambaOf(m);
   const { dInner, dXb, dState: N, nHeads: H } = c;
   const convDim = dInner + 2 * dXb;

@@ -10,7 +10,7 @@
  *                     x = rmsnorm(h)·w₂;  h += (silu(x·W_gateᵀ) ⊙ x·W_upᵀ)·W_downᵀ
  *   logits = rmsnorm(h)·w · W_headᵀ
  *
- * It is lib/model/hybrid.ts `forward` (./mixers/attention.ts, ./mixers/mlp.ts) on that backend operation for operation — the same float64 norm,
+ * It is lib/model/hybrid.ts `forward` on that backend operation for operation — the same float64 norm,
  * RoPE and attention on the same float32 values, the same products, the same roundings into the float32
  * hidden state — so the logits and the caches are the same to the bit (spec/models.spec.ts compares the two
  * on random Llamas). `forward` takes this path by itself when it applies (`fusedStepApplies`); a speculative
@@ -18,17 +18,17 @@
  * it removes most of what is not arithmetic (tensor objects, per-op checks, awaits, name lookups).
  *
  * Symbols: d hidden_size · V vocab · H, H_kv attention and kv heads · hd head_dim · F intermediate_size ·
- * pos the token's position. The weight names and RoPE are the ones ./mixers/attention.ts and ./mixers/mlp.ts describe.
+ * pos the token's position. This file is the plan and the loop; the layer's two halves are the mixers' own
+ * fused steps (`attentionStep` in ./mixers/attention.ts, `mlpStep` in ./mixers/mlp.ts), beside their other
+ * paths and reading the same weight names.
  */
-import { simdSiluMul } from '../simd/activations.js';
-import { applyRope } from '../ref/rope.js';
-import { SimdGemm, addBiasRows } from '../simd/gemm.js';
+import { SimdGemm } from '../simd/gemm.js';
 import { rmsnormRows } from '../ref/norm.js';
 import { Tensor } from '../tensor.js';
 import type { Ops } from '../ops.js';
-import { attentionNames, attentionRope, cachedAttention, writeKv } from './mixers/attention.js';
-import { addInto, blockNames, lmHeadName, type AttentionCache, type HybridModel, type ModelCache } from './mixers/block.js';
-import { mlpNames } from './mixers/mlp.js';
+import { attentionNames, attentionRope, attentionStep } from './mixers/attention.js';
+import { addInto, blockNames, linearInto, lmHeadName, type AttentionCache, type HybridModel, type ModelCache } from './mixers/block.js';
+import { mlpNames, mlpStep } from './mixers/mlp.js';
 
 type FloatArray = Float32Array | Float64Array;
 
@@ -142,12 +142,6 @@ function rmsnormInto(h: Float32Array, w: FloatArray, eps: number, x: Float64Arra
   rmsnormRows(h, w, 1, h.length, eps, x);
 }
 
-/** y = x·Wᵀ (+ b) into y: the wasm-simd backend's `linear` (x rounded to float32; bias added in float32). */
-function linearInto(g: SimdGemm, x: FloatArray, W: FloatArray, y: Float32Array, b?: FloatArray): void {
-  g.linear(x, 1, x.length, W, y.length, true, y);
-  if (b) addBiasRows(y, 1, b);
-}
-
 /** One token through the model from `cache` (advanced by one position); the logits (1, 1, vocab), float32. */
 export function llamaStep(m: HybridModel, id: number, cache: ModelCache): Tensor {
   const c = m.llama;
@@ -155,28 +149,16 @@ export function llamaStep(m: HybridModel, id: number, cache: ModelCache): Tensor
   const P = planOf(m);
   const { h, x } = P;
   const d = c.hiddenSize;
-  const { numHeads: H, numKvHeads: Hkv, headDim: hd } = c;
   const pos = cache.length;
   h.set(P.emb.subarray(id * d, (id + 1) * d));
   for (let i = 0; i < P.layers.length; i++) {
     const Lw = P.layers[i]!;
     const lc = cache.layers[i] as AttentionCache;
     rmsnormInto(h, Lw.ln1, c.rmsNormEps, x);
-    linearInto(g, x, Lw.q, P.q, Lw.bq);
-    linearInto(g, x, Lw.k, P.k, Lw.bk);
-    linearInto(g, x, Lw.v, P.v, Lw.bv);
-    // one token: (1, 1, heads·hd) is already (1, heads, 1, hd)
-    const q = applyRope(new Tensor(P.q, [1, H, 1, hd]), [pos], P.inv); // (1, H, 1, hd)
-    const k = applyRope(new Tensor(P.k, [1, Hkv, 1, hd]), [pos], P.inv); // (1, H_kv, 1, hd)
-    writeKv(lc, k, new Tensor(P.v, [1, Hkv, 1, hd]), pos, 1, Hkv, hd, c.maxPositionEmbeddings);
-    const att = cachedAttention(q, lc, pos + 1, Hkv).data; // (1, H, 1, hd) = (1, 1, H·hd)
-    linearInto(g, att, Lw.o, P.o, Lw.bo);
+    attentionStep(g, c, Lw, P, x, lc, pos, P.inv); // P.o (d)
     addInto(h, P.o);
     rmsnormInto(h, Lw.ln2, c.rmsNormEps, x);
-    linearInto(g, x, Lw.gate, P.g);
-    linearInto(g, x, Lw.up, P.u);
-    simdSiluMul(g, P.g, P.u, P.a); // the wasm-simd backend's SIMD SiLU, as its gatedMlp uses
-    linearInto(g, P.a, Lw.down, P.o);
+    mlpStep(g, Lw, P, x); // P.o (d)
     addInto(h, P.o);
   }
   cache.length += 1;

@@ -14,9 +14,10 @@
  */
 import type { Ops } from '../../ops.js';
 import { applyRope, applyRopeBackward, ropeInvFreq } from '../../ref/rope.js';
-import { Tensor } from '../../tensor.js';
+import { Tensor, type FloatArray } from '../../tensor.js';
+import type { SimdGemm } from '../../simd/gemm.js';
 import type { LlamaConfig } from '../config.js';
-import type { AttentionCache, HybridModel } from './block.js';
+import { linearInto, type AttentionCache, type HybridModel } from './block.js';
 import { add, linearLayer, type Ctx, type Layer } from './tape.js';
 
 type F = Float64Array;
@@ -204,6 +205,35 @@ export function kvTensors(cache: AttentionCache, n: number, batch: number, Hkv: 
     return new Tensor(o, [batch, Hkv, n, hd]);
   };
   return { k: cut(cache.k), v: cut(cache.v) };
+}
+
+// ---------------------------------------------------------------- inference, one token fused (../llama_step.ts, wasm-simd)
+
+/**
+ * One token's attention as the fused decode step runs it: the weights looked up once, float32 buffers
+ * allocated once, every product a direct SIMD call — `attentionInfer`'s operations on the same values, so
+ * the same bits (spec/models.spec.ts). x (d) normed row → buf.o (d); the key and value appended to `cache`.
+ */
+export function attentionStep(
+  g: SimdGemm,
+  c: LlamaConfig,
+  w: { q: FloatArray; k: FloatArray; v: FloatArray; o: FloatArray; bq?: FloatArray; bk?: FloatArray; bv?: FloatArray; bo?: FloatArray },
+  buf: { q: Float32Array; k: Float32Array; v: Float32Array; o: Float32Array },
+  x: Float64Array,
+  cache: AttentionCache,
+  pos: number,
+  inv: Float64Array,
+): void {
+  const { numHeads: H, numKvHeads: Hkv, headDim: hd } = c;
+  linearInto(g, x, w.q, buf.q, w.bq); // (H·hd)
+  linearInto(g, x, w.k, buf.k, w.bk); // (H_kv·hd)
+  linearInto(g, x, w.v, buf.v, w.bv); // (H_kv·hd)
+  // one token: (1, 1, heads·hd) is already (1, heads, 1, hd)
+  const q = applyRope(new Tensor(buf.q, [1, H, 1, hd]), [pos], inv); // (1, H, 1, hd)
+  const k = applyRope(new Tensor(buf.k, [1, Hkv, 1, hd]), [pos], inv); // (1, H_kv, 1, hd)
+  writeKv(cache, k, new Tensor(buf.v, [1, Hkv, 1, hd]), pos, 1, Hkv, hd, c.maxPositionEmbeddings);
+  const att = cachedAttention(q, cache, pos + 1, Hkv).data; // (1, H, 1, hd) = (1, 1, H·hd)
+  linearInto(g, att, w.o, buf.o, w.bo); // (d)
 }
 
 // ---------------------------------------------------------------- training (forward with saved activations, backward)

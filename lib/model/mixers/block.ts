@@ -19,7 +19,8 @@ import { ArgumentError } from '../../errors.js';
 import type { LlamaConfig, MambaConfig } from '../config.js';
 import type { WeightStore } from '../weights.js';
 import type { MambaStateStore } from '../state_store.js';
-import { Tensor } from '../../tensor.js';
+import { Tensor, type FloatArray } from '../../tensor.js';
+import { addBiasRows, type SimdGemm } from '../../simd/gemm.js';
 
 export interface HybridModel {
   llama: LlamaConfig;
@@ -142,4 +143,10 @@ export function splitLast(t: Tensor, widths: number[]): Tensor[] {
 /** A weight the model may lack (an optional bias). */
 export function optional(W: WeightStore, name: string): Tensor | undefined {
   return W.has(name) ? W.get(name) : undefined;
+}
+
+/** y = x·Wᵀ (+ b) into y, one row: the wasm-simd backend's `linear` (x rounded to float32; bias added in float32). */
+export function linearInto(g: SimdGemm, x: FloatArray, W: FloatArray, y: Float32Array, b?: FloatArray): void {
+  g.linear(x, 1, x.length, W, y.length, true, y);
+  if (b) addBiasRows(y, 1, b);
 }

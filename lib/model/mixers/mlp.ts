@@ -7,9 +7,11 @@
  * Symbols: d = hidden_size · F = intermediate_size · W_gate, W_up (F, d) · W_down (d, F).
  */
 import type { Ops } from '../../ops.js';
-import type { Tensor } from '../../tensor.js';
+import type { FloatArray, Tensor } from '../../tensor.js';
+import { simdSiluMul } from '../../simd/activations.js';
+import type { SimdGemm } from '../../simd/gemm.js';
 import { swiglu } from '../../train/layers.js';
-import type { HybridModel } from './block.js';
+import { linearInto, type HybridModel } from './block.js';
 import { add, linearLayer, type Ctx, type Layer } from './tape.js';
 
 // ---------------------------------------------------------------- description (both paths)
@@ -24,6 +26,19 @@ export function mlpInfer(ops: Ops, m: HybridModel, p: string, n: Tensor): Promis
   const W = m.weights;
   const w = mlpNames(p);
   return ops.gatedMlp(n, W.get(w.gate), W.get(w.up), W.get(w.down));
+}
+
+/** One token's MLP as the fused decode step (../llama_step.ts) runs it: x (d) normed row → buf.o (d), `mlpInfer`'s bits. */
+export function mlpStep(
+  g: SimdGemm,
+  w: { gate: FloatArray; up: FloatArray; down: FloatArray },
+  buf: { g: Float32Array; u: Float32Array; a: Float32Array; o: Float32Array },
+  x: Float64Array,
+): void {
+  linearInto(g, x, w.gate, buf.g); // (F)
+  linearInto(g, x, w.up, buf.u); // (F)
+  simdSiluMul(g, buf.g, buf.u, buf.a); // (F): the wasm-simd backend's SIMD SiLU, as its gatedMlp uses
+  linearInto(g, buf.a, w.down, buf.o); // (d)
 }
 
 // ---------------------------------------------------------------- training (forward with saved activations, backward)

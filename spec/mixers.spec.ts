@@ -10,8 +10,22 @@
  *  - inference, prefill of a prefix then one-token decode steps (the decode path: conv update, state update)
  *  - training forward (float64 references with the tape)
  * each = the port's logits to 1e-9 relative (float64 on both sides, different orders of summation; measured
- * ≤ ~1e-14). Mutations tried and caught here: b_Δ applied twice under 'clean' (mamba1.ts `dtProjBias`), which
- * the golden vectors (upstream semantics only) and train.spec's agreement test both miss.
+ * ≤ 6e-16). Mutations of lib/model/mixers/ tried (2026-12-04) and what caught them — `mil golden verify golden`
+ * (inference model case / training case) and this file:
+ *   upstream b_Δ added once (mamba1 dtProjBias)     golden hybrid_mamba1 + its train case; here mamba1
+ *   clean b_Δ added twice (mamba1 dtProjBias)       golden: nothing (upstream semantics only); here mamba1-clean
+ *   Mamba-2 Δ bias read from D                      golden hybrid_mamba2 + train; here mamba2
+ *   RoPE positions pos0 + 2i                        golden all 3 models + 3 train cases; here all 4 kinds
+ *   MLP gate and up swapped                         golden all 6; here all 4
+ *   Mamba-2 norm before gate                        golden hybrid_mamba2 + train; here mamba2
+ *   Mamba-1 hd-wide repeat under upstream           golden hybrid_mamba1 + train; here mamba1
+ *   clean N-wide repeat                             golden: nothing; here mamba1-clean
+ *   attention k and v projections swapped           golden all 6; here all 4
+ *   attention o_proj bias dropped                   golden: nothing (no biases there); here llama-bias-tied
+ *   Mamba-2 in_proj split [z | dt | xBC]            golden hybrid_mamba2 + train; here mamba2
+ *   Mamba-1 decode-path D dropped (inference only)  golden hybrid_mamba1 (greedy); here mamba1, mamba1-clean
+ *   Δ-bias gradient dropped (tape.ts, training only) golden both hybrid train cases; here nothing (logits only)
+ * (RoPE positions shifted by a constant is not a mutant: attention sees only relative positions.)
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';

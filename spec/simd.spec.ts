@@ -81,6 +81,27 @@ describe.each(builds)('SIMD matrix products = float64 reference: $build', ({ fma
       { numRuns: 40 },
     );
   });
+  it('the one-row path of decode and verify (M = 1–3: the few-row kernels) on odd K and N, across the 256 K block and the 32-column groups (numRuns 30)', () => {
+    const odd = (min: number, max: number) => fc.integer({ min, max }).map((v) => 2 * v + 1);
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 3 }), odd(0, 300), odd(0, 100), fc.integer({ min: 0, max: 1e6 }), (M, K, N, seed) => {
+        const r = new Rng(seed);
+        const x = rnd(r, M * K);
+        const w = rnd(r, N * K);
+        const want = ref(
+          (i, k) => x[i * K + k]!,
+          (k, n) => w[n * K + k]!,
+          M,
+          K,
+          N,
+        );
+        const got = one.linear(x, M, K, w, N);
+        expect(relError(got, want)).toBeLessThanOrEqual(1e-5);
+        for (let i = 0; i < M; i++) expect(relError(got.subarray(i * N, (i + 1) * N), want.subarray(i * N, (i + 1) * N))).toBeLessThanOrEqual(1e-5);
+      }),
+      { numRuns: 30 },
+    );
+  });
   it('matmul c = a·b and matmulTN c = aᵀ·b (the dW of a backward) (numRuns 30)', () => {
     fc.assert(
       fc.property(shape, ({ M, K, N, seed }) => {

@@ -19,6 +19,7 @@ import { getOps } from '../lib/ops.js';
 import { Tensor } from '../lib/tensor.js';
 import { Rng } from '../lib/rng.js';
 import { writeFile } from '../lib/io/writer.js';
+import { timeAll } from './timing.js';
 
 const SHAPES: Array<[number, number, number]> = [
   [512, 512, 512],
@@ -27,36 +28,6 @@ const SHAPES: Array<[number, number, number]> = [
   [2048, 256, 768], // the teacher's MLP at batch 8 × 256 tokens
   [1, 4096, 4096], // decode: one token through a 4096² weight (memory bound)
 ];
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
-
-/**
- * Median ms of one call of each function, measured interleaved — round after round, each function runs for
- * ~40 ms in turn — so every peer sees the same machine (this one is shared; a load that comes and goes hits
- * all of them alike). Each warms up first (WebAssembly tiers up from its baseline compiler).
- */
-function timeAll(fs: Array<() => void>, rounds = 11): number[] {
-  const per = fs.map((f) => {
-    const t = performance.now();
-    let calls = 0;
-    while (performance.now() - t < 300 || calls < 3) {
-      f();
-      calls++;
-    }
-    return Math.max(1, Math.round(40 / ((performance.now() - t) / calls)));
-  });
-  const samples: number[][] = fs.map(() => []);
-  for (let r = 0; r < rounds; r++)
-    fs.forEach((f, i) => {
-      const t = performance.now();
-      for (let k = 0; k < per[i]!; k++) f();
-      samples[i]!.push((performance.now() - t) / per[i]!);
-    });
-  return samples.map(median);
-}
 
 setThreadsCount(1);
 await tf.setBackend('wasm');

@@ -5,6 +5,9 @@
  *              2–3 rows against two, each weight vector loaded once for every row), 1 and 2 threads, the build
  *              the wasm-simd backend runs (asm/gemm-fma.wasm where the engine has relaxed SIMD)
  *   tfjs-wasm  @tensorflow/tfjs-backend-wasm (XNNPACK), 1 thread, c = a·b with b laid out as it wants it
+ *   onnxruntime  onnxruntime-node (its CPU provider, MLAS), 1 intra-op thread: a one-node MatMul graph with W
+ *              (K×N) as an initializer, the ONNX protobuf written here with onnx-proto; session.run is async,
+ *              so its time includes the promise round trip a caller of it pays
  *   read       the memory read bandwidth: asm/gemm.ts readSum (eight f32x4 accumulators) over 256 MiB on one
  *              thread, timed interleaved with the products — the floor of a product that reads W once is
  *              4·N·K bytes ÷ this
@@ -15,6 +18,8 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-wasm';
 import { setThreadsCount } from '@tensorflow/tfjs-backend-wasm';
+import ort from 'onnxruntime-node';
+import onnxProto from 'onnx-proto';
 import { SimdGemm, fmaWanted } from '../lib/simd/gemm.js';
 import { Rng } from '../lib/rng.js';
 import { writeFile } from '../lib/io/writer.js';
@@ -46,6 +51,26 @@ const read = () => {
   if (reader.kernels.readSum(rp, n) !== n) throw new Error('readSum: wrong sum');
 };
 
+/** An onnxruntime session computing y = x·w for x (M×K) and the constant w (K×N) — one MatMul node. */
+async function ortMatMul(M: number, K: number, N: number, wt: Float32Array): Promise<ort.InferenceSession> {
+  const { onnx } = onnxProto;
+  const FLOAT = 1; // onnx.TensorProto.DataType.FLOAT
+  const io = (name: string, dims: number[]) => ({ name, type: { tensorType: { elemType: FLOAT, shape: { dim: dims.map((d) => ({ dimValue: d })) } } } });
+  const model = onnx.ModelProto.create({
+    irVersion: 8,
+    opsetImport: [{ domain: '', version: 17 }],
+    producerName: 'mamba-in-llama bench/gemv.ts',
+    graph: {
+      name: 'gemv',
+      input: [io('x', [M, K])],
+      output: [io('y', [M, N])],
+      initializer: [{ name: 'w', dims: [K, N], dataType: FLOAT, rawData: new Uint8Array(wt.buffer, wt.byteOffset, wt.byteLength) }],
+      node: [{ opType: 'MatMul', input: ['x', 'w'], output: ['y'] }],
+    },
+  });
+  return ort.InferenceSession.create(onnx.ModelProto.encode(model).finish(), { intraOpNumThreads: 1, interOpNumThreads: 1 });
+}
+
 const r = new Rng(1);
 const rows: Array<Record<string, number | string>> = [];
 for (const [M, K, N] of SHAPES) {
@@ -56,7 +81,14 @@ for (const [M, K, N] of SHAPES) {
   const a = tf.tensor2d(x, [M, K]);
   const b = tf.tensor2d(wt, [K, N]);
   const y = new Float32Array(M * N); // reused: no allocation inside the timing
-  const [ours1, ours2, tfjs, readMs] = timeAll([
+  const session = await ortMatMul(M, K, N, wt);
+  const feeds = { x: new ort.Tensor('float32', x, [M, K]) };
+  const check = (await session.run(feeds)).y!.data as Float32Array;
+  one.linear(x, M, K, w, N, true, y);
+  let worst = 0; // ours and onnxruntime compute the same product (float32, sums in other orders)
+  for (let i = 0; i < M * N; i++) worst = Math.max(worst, Math.abs(check[i]! - y[i]!));
+  if (worst > 1e-3 * Math.sqrt(K)) throw new Error(`onnxruntime and ours differ by ${worst} on ${M}×${K}×${N}`);
+  const [ours1, ours2, tfjs, onnxMs, readMs] = (await timeAll([
     () => one.linear(x, M, K, w, N, true, y),
     () => two.linear(x, M, K, w, N, true, y),
     () => {
@@ -64,8 +96,10 @@ for (const [M, K, N] of SHAPES) {
       c.dataSync();
       c.dispose();
     },
+    () => session.run(feeds),
     read,
-  ]) as [number, number, number, number];
+  ])) as [number, number, number, number, number];
+  await session.release();
   a.dispose();
   b.dispose();
   one.releaseResident();
@@ -78,6 +112,7 @@ for (const [M, K, N] of SHAPES) {
     oursMs1: ours1,
     oursMs2: ours2,
     tfjsMs: tfjs,
+    onnxMs,
     oursGBs1: gbs(ours1),
     oursGBs2: gbs(ours2),
     tfjsGBs: gbs(tfjs),
@@ -86,6 +121,7 @@ for (const [M, K, N] of SHAPES) {
     tfjsGflops: (2 * M * K * N) / tfjs / 1e6,
     vsTfjs1: tfjs / ours1, // > 1: ours faster
     vsTfjs2: tfjs / ours2,
+    vsOnnx1: onnxMs / ours1,
     ofBandwidth1: gbs(ours1) / bandwidth, // the target is ≥ 0.8
     ofBandwidth2: gbs(ours2) / bandwidth,
   };
@@ -100,17 +136,17 @@ const meta = {
   date: new Date().toISOString(),
   node: process.version,
   fma: FMA,
-  note: `y = x·Wᵀ, W (N×K) resident, float32. "× tfjs" = tfjs-wasm time / ours (> 1: ours faster; tfjs on 1 thread); "of read" = weight bytes per product (4·N·K) ÷ time, over the read bandwidth of a ${READ_MIB} MiB eight-accumulator SIMD sum on one thread timed interleaved with the products (on 2 threads a product can exceed it: each core's own read). Ours: ${FMA ? 'asm/gemm-fma.wasm (fused multiply-add)' : 'asm/gemm.wasm (this engine has no relaxed SIMD)'}. Targets (issue #28): 1×4096×4096 ≥ 1.0× tfjs and ≥ 0.8 of read`,
+  note: `y = x·Wᵀ, W (N×K) resident, float32. "× tfjs" = tfjs-wasm time / ours (> 1: ours faster; tfjs on 1 thread), "× onnx" the same against onnxruntime-node ${ort.env.versions.common} (1 thread); "of read" = weight bytes per product (4·N·K) ÷ time, over the read bandwidth of a ${READ_MIB} MiB eight-accumulator SIMD sum on one thread timed interleaved with the products (on 2 threads a product can exceed it: each core's own read). Ours: ${FMA ? 'asm/gemm-fma.wasm (fused multiply-add)' : 'asm/gemm.wasm (this engine has no relaxed SIMD)'}. Targets (issue #28): 1×4096×4096 ≥ 1.0× tfjs and ≥ 0.8 of read`,
 };
 const res = join(import.meta.dirname, 'results');
 writeFile(join(res, 'gemv.json'), JSON.stringify({ meta, rows }, null, 1) + '\n');
 const f = (v: unknown, d = 1) => (typeof v === 'number' ? v.toFixed(d) : '—');
 let md = `# Few-row products (decode, verify): ours vs tfjs-wasm vs the read bandwidth (this machine, one run, ${meta.date})\n\n${meta.note}.\n\n`;
 md +=
-  '| M×K×N | ours 1 thr. ms | ours 2 thr. ms | tfjs-wasm ms | ours 1 thr. GB/s | read GB/s | ours 1 thr. GFLOP/s | tfjs GFLOP/s | × tfjs, 1 thr. | × tfjs, ours 2 thr. | of read, 1 thr. | of read, 2 thr. |\n' +
-  '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n';
+  '| M×K×N | ours 1 thr. ms | ours 2 thr. ms | tfjs-wasm ms | onnxruntime ms | ours 1 thr. GB/s | read GB/s | ours 1 thr. GFLOP/s | tfjs GFLOP/s | × tfjs, 1 thr. | × tfjs, ours 2 thr. | × onnx, 1 thr. | of read, 1 thr. | of read, 2 thr. |\n' +
+  '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n';
 for (const x of rows)
-  md += `| ${x.shape} | ${f(x.oursMs1, 2)} | ${f(x.oursMs2, 2)} | ${f(x.tfjsMs, 2)} | ${f(x.oursGBs1)} | ${f(x.readGBs)} | ${f(x.oursGflops1)} | ${f(x.tfjsGflops)} | ${f(x.vsTfjs1, 2)} | ${f(x.vsTfjs2, 2)} | ${f(x.ofBandwidth1, 2)} | ${f(x.ofBandwidth2, 2)} |\n`;
+  md += `| ${x.shape} | ${f(x.oursMs1, 2)} | ${f(x.oursMs2, 2)} | ${f(x.tfjsMs, 2)} | ${f(x.onnxMs, 2)} | ${f(x.oursGBs1)} | ${f(x.readGBs)} | ${f(x.oursGflops1)} | ${f(x.tfjsGflops)} | ${f(x.vsTfjs1, 2)} | ${f(x.vsTfjs2, 2)} | ${f(x.vsOnnx1, 2)} | ${f(x.ofBandwidth1, 2)} | ${f(x.ofBandwidth2, 2)} |\n`;
 writeFile(join(res, 'gemv.md'), md);
 console.log(md);
 process.exit(0);

@@ -48,7 +48,7 @@ for (const [M, K, N] of SHAPES) {
   const a = tf.tensor2d(x, [M, K]);
   const b = tf.tensor2d(wt, [K, N]);
   const y = new Float32Array(M * N); // reused: no allocation (and no garbage collection) inside the timing
-  const [ours1, ours2, tfjs, base1] = timeAll([
+  const [ours1, ours2, tfjs, base1] = (await timeAll([
     () => one.linear(x, M, K, w, N, true, y),
     () => two.linear(x, M, K, w, N, true, y),
     () => {
@@ -57,7 +57,7 @@ for (const [M, K, N] of SHAPES) {
       c.dispose();
     },
     () => base.linear(x, M, K, w, N, true, y),
-  ]) as [number, number, number, number];
+  ])) as [number, number, number, number];
   a.dispose();
   b.dispose();
   let numpy: number | null = null;

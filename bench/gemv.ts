@@ -15,15 +15,13 @@
  * Medians of 11 interleaved rounds (bench/timing.ts). Results: bench/results/gemv.{json,md}.
  */
 import { join } from 'node:path';
-import * as tf from '@tensorflow/tfjs-core';
-import '@tensorflow/tfjs-backend-wasm';
-import { setThreadsCount } from '@tensorflow/tfjs-backend-wasm';
 import ort from 'onnxruntime-node';
-import onnxProto from 'onnx-proto';
 import { SimdGemm, fmaWanted } from '../lib/simd/gemm.js';
 import { Rng } from '../lib/rng.js';
 import { writeFile } from '../lib/io/writer.js';
 import { timeAll } from './timing.js';
+import { startTfjs, tfjsLinear, transposed } from './peers/tfjs.js';
+import { ortMatMul } from './peers/onnxruntime.js';
 
 /** M×K×N of y = x·Wᵀ (W: N×K) */
 const SHAPES: Array<[number, number, number]> = [
@@ -35,9 +33,7 @@ const SHAPES: Array<[number, number, number]> = [
 ];
 const READ_MIB = 256;
 
-setThreadsCount(1);
-await tf.setBackend('wasm');
-await tf.ready();
+await startTfjs();
 const FMA = fmaWanted();
 const one = SimdGemm.load(1, FMA);
 const two = SimdGemm.load(2, FMA);
@@ -51,37 +47,14 @@ const read = () => {
   if (reader.kernels.readSum(rp, n) !== n) throw new Error('readSum: wrong sum');
 };
 
-/** An onnxruntime session computing y = x·w for x (M×K) and the constant w (K×N) — one MatMul node. */
-async function ortMatMul(M: number, K: number, N: number, wt: Float32Array): Promise<ort.InferenceSession> {
-  const { onnx } = onnxProto;
-  const FLOAT = 1; // onnx.TensorProto.DataType.FLOAT
-  const io = (name: string, dims: number[]) => ({ name, type: { tensorType: { elemType: FLOAT, shape: { dim: dims.map((d) => ({ dimValue: d })) } } } });
-  const model = onnx.ModelProto.create({
-    irVersion: 8,
-    opsetImport: [{ domain: '', version: 17 }],
-    producerName: 'mamba-in-llama bench/gemv.ts',
-    graph: {
-      name: 'gemv',
-      input: [io('x', [M, K])],
-      output: [io('y', [M, N])],
-      initializer: [{ name: 'w', dims: [K, N], dataType: FLOAT, rawData: new Uint8Array(wt.buffer, wt.byteOffset, wt.byteLength) }],
-      node: [{ opType: 'MatMul', input: ['x', 'w'], output: ['y'] }],
-    },
-  });
-  return ort.InferenceSession.create(onnx.ModelProto.encode(model).finish(), { intraOpNumThreads: 1, interOpNumThreads: 1 });
-}
-
 const r = new Rng(1);
 const rows: Array<Record<string, number | string>> = [];
 for (const [M, K, N] of SHAPES) {
   const x = Float32Array.from({ length: M * K }, () => r.uniform(-1, 1));
   const w = Float32Array.from({ length: N * K }, () => r.uniform(-1, 1));
-  const wt = new Float32Array(K * N); // W laid out K×N, as tfjs wants its right operand
-  for (let o = 0; o < N; o++) for (let k = 0; k < K; k++) wt[k * N + o] = w[o * K + k]!;
-  const a = tf.tensor2d(x, [M, K]);
-  const b = tf.tensor2d(wt, [K, N]);
+  const peer = tfjsLinear(x, M, K, w, N);
   const y = new Float32Array(M * N); // reused: no allocation inside the timing
-  const session = await ortMatMul(M, K, N, wt);
+  const session = await ortMatMul(M, K, N, transposed(w, N, K));
   const feeds = { x: new ort.Tensor('float32', x, [M, K]) };
   const check = (await session.run(feeds)).y!.data as Float32Array;
   one.linear(x, M, K, w, N, true, y);
@@ -91,17 +64,12 @@ for (const [M, K, N] of SHAPES) {
   const [ours1, ours2, tfjs, onnxMs, readMs] = (await timeAll([
     () => one.linear(x, M, K, w, N, true, y),
     () => two.linear(x, M, K, w, N, true, y),
-    () => {
-      const c = tf.matMul(a, b);
-      c.dataSync();
-      c.dispose();
-    },
+    peer.run,
     () => session.run(feeds),
     read,
   ])) as [number, number, number, number, number];
   await session.release();
-  a.dispose();
-  b.dispose();
+  peer.dispose();
   one.releaseResident();
   two.releaseResident();
   const bytes = 4 * N * K; // the weight, read once

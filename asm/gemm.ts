@@ -265,7 +265,9 @@ export function gemm(a: usize, bp: usize, c: usize, M: i32, N: i32, K: i32, n0: 
 function fewRows(rows: i32, a: usize, lda: usize, bp: usize, panelBytes: usize, c: usize, ldc: usize, n0: i32, n1: i32, k0: i32, k1: i32, acc: bool): void {
   let n = n0;
   if (rows == 1) for (; n + 4 * NR <= n1; n += 4 * NR) kernel1x32(a, bp + <usize>(n / NR) * panelBytes, panelBytes, c + (<usize>n << 2), k0, k1, acc);
-  else for (; n + 2 * NR <= n1; n += 2 * NR) kernelRowsx16(rows, a, lda, bp + <usize>(n / NR) * panelBytes, panelBytes, c + (<usize>n << 2), ldc, k0, k1, acc);
+  // the row count passed as a constant: each call inlines a loop without the `three` test in it
+  else if (rows == 2) for (; n + 2 * NR <= n1; n += 2 * NR) kernelRowsx16(2, a, lda, bp + <usize>(n / NR) * panelBytes, panelBytes, c + (<usize>n << 2), ldc, k0, k1, acc);
+  else for (; n + 2 * NR <= n1; n += 2 * NR) kernelRowsx16(3, a, lda, bp + <usize>(n / NR) * panelBytes, panelBytes, c + (<usize>n << 2), ldc, k0, k1, acc);
   for (; n < n1; n += NR)
     for (let i = 0; i < rows; i++) kernel1x8(a + <usize>i * lda, bp + <usize>(n / NR) * panelBytes, c + <usize>i * ldc + (<usize>n << 2), k0, k1, acc, min(NR, n1 - n));
 }

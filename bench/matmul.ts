@@ -11,14 +11,13 @@
  */
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import * as tf from '@tensorflow/tfjs-core';
-import '@tensorflow/tfjs-backend-wasm';
-import { setThreadsCount } from '@tensorflow/tfjs-backend-wasm';
 import { SimdGemm, fmaWanted } from '../lib/simd/gemm.js';
 import { getOps } from '../lib/ops.js';
 import { Tensor } from '../lib/tensor.js';
 import { Rng } from '../lib/rng.js';
 import { writeFile } from '../lib/io/writer.js';
+import { timeAll } from './timing.js';
+import { startTfjs, tfjsLinear } from './peers/tfjs.js';
 
 const SHAPES: Array<[number, number, number]> = [
   [512, 512, 512],
@@ -28,39 +27,7 @@ const SHAPES: Array<[number, number, number]> = [
   [1, 4096, 4096], // decode: one token through a 4096² weight (memory bound)
 ];
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
-
-/**
- * Median ms of one call of each function, measured interleaved — round after round, each function runs for
- * ~40 ms in turn — so every peer sees the same machine (this one is shared; a load that comes and goes hits
- * all of them alike). Each warms up first (WebAssembly tiers up from its baseline compiler).
- */
-function timeAll(fs: Array<() => void>, rounds = 11): number[] {
-  const per = fs.map((f) => {
-    const t = performance.now();
-    let calls = 0;
-    while (performance.now() - t < 300 || calls < 3) {
-      f();
-      calls++;
-    }
-    return Math.max(1, Math.round(40 / ((performance.now() - t) / calls)));
-  });
-  const samples: number[][] = fs.map(() => []);
-  for (let r = 0; r < rounds; r++)
-    fs.forEach((f, i) => {
-      const t = performance.now();
-      for (let k = 0; k < per[i]!; k++) f();
-      samples[i]!.push((performance.now() - t) / per[i]!);
-    });
-  return samples.map(median);
-}
-
-setThreadsCount(1);
-await tf.setBackend('wasm');
-await tf.ready();
+await startTfjs();
 const FMA = fmaWanted();
 const one = SimdGemm.load(1, FMA);
 const two = SimdGemm.load(2, FMA);
@@ -72,23 +39,15 @@ for (const [M, K, N] of SHAPES) {
   const w = Float32Array.from({ length: N * K }, () => r.uniform(-1, 1));
   const flop = 2 * M * K * N;
   const g = (ms: number) => flop / ms / 1e6;
-  const wt = new Float32Array(K * N); // W laid out K×N, as tfjs wants its right operand
-  for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) wt[k * N + n] = w[n * K + k]!;
-  const a = tf.tensor2d(x, [M, K]);
-  const b = tf.tensor2d(wt, [K, N]);
+  const peer = tfjsLinear(x, M, K, w, N);
   const y = new Float32Array(M * N); // reused: no allocation (and no garbage collection) inside the timing
-  const [ours1, ours2, tfjs, base1] = timeAll([
+  const [ours1, ours2, tfjs, base1] = (await timeAll([
     () => one.linear(x, M, K, w, N, true, y),
     () => two.linear(x, M, K, w, N, true, y),
-    () => {
-      const c = tf.matMul(a, b);
-      c.dataSync();
-      c.dispose();
-    },
+    peer.run,
     () => base.linear(x, M, K, w, N, true, y),
-  ]) as [number, number, number, number];
-  a.dispose();
-  b.dispose();
+  ])) as [number, number, number, number];
+  peer.dispose();
   let numpy: number | null = null;
   try {
     const out = execFileSync(

@@ -138,7 +138,7 @@ for (const variant of variants) {
 // PyTorch decoding the same weights (bench/torch_decode.py: KV cache, conv window and SSM state): on the CPU
 // on 1 and 2 threads where Debian's python3-torch is installed, or on a GPU (--torch-device cuda); the greedy
 // tokens are compared with ours
-const torchRows: Array<{ model: string; threads: number; device: string; msPerToken: number; sameTokens: string }> = [];
+const torchRows: Array<{ model: string; threads: number; device: string; blas: string; msPerToken: number; sameTokens: string }> = [];
 const ourBackend = backends.includes('wasm-simd') ? 'wasm-simd' : backends[0]!;
 if (spawnSync(TORCH_PY, ['-c', 'import torch'], { encoding: 'utf8' }).status === 0) {
   const tdir = mkdtempSync(join(tmpdir(), 'mil-bench-models-'));
@@ -157,13 +157,18 @@ if (spawnSync(TORCH_PY, ['-c', 'import torch'], { encoding: 'utf8' }).status ===
         const out = execFileSync(
           TORCH_PY,
           [join(import.meta.dirname, 'torch_decode.py'), mdir, String(PREFILL), String(DECODE + 1), `--threads=${threads}`, `--device=${TORCH_DEVICE}`],
-          { encoding: 'utf8', maxBuffer: 1 << 24 },
+          // OpenBLAS as it tunes itself on this CPU (the machine's OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset), on as many threads as torch
+          {
+            encoding: 'utf8',
+            maxBuffer: 1 << 24,
+            env: { ...process.env, OPENBLAS_CORETYPE: undefined, OPENBLAS_L2_SIZE: undefined, OPENBLAS_NUM_THREADS: String(threads) },
+          },
         );
         const t = JSON.parse(out.trim().split('\n').at(-1)!);
         const same = (t.tokens as number[]).filter((x, i) => x === ours.tokens[i]).length;
-        torchRows.push({ model: name, threads, device: t.device, msPerToken: t.ms_per_token, sameTokens: `${same}/${t.tokens.length}` });
+        torchRows.push({ model: name, threads, device: t.device, blas: t.blas, msPerToken: t.ms_per_token, sameTokens: `${same}/${t.tokens.length}` });
         console.log(
-          `${name.padEnd(20)} PyTorch ${t.torch} ${t.device} ${threads} thr.  decode ${t.ms_per_token.toFixed(2)} ms/token   greedy tokens equal to ours: ${same}/${t.tokens.length}`,
+          `${name.padEnd(20)} PyTorch ${t.torch} (${t.blas}) ${t.device} ${threads} thr.  decode ${t.ms_per_token.toFixed(2)} ms/token   greedy tokens equal to ours: ${same}/${t.tokens.length}`,
         );
       }
     }
@@ -202,11 +207,11 @@ writeFile(
       ? [
           `PyTorch on ${TORCH_DEVICE === 'cpu' ? 'the CPU' : `the GPU (${TORCH_DEVICE})`}, same weights, same prompt (bench/torch_decode.py, eager, float32, caches):`,
           '',
-          `| model | PyTorch device | threads | PyTorch decode ms/token | ours (${ourBackend}) ms/token | ours / PyTorch | greedy tokens equal |`,
+          `| model | PyTorch device (BLAS) | threads | PyTorch decode ms/token | ours (${ourBackend}) ms/token | ours / PyTorch | greedy tokens equal |`,
           '| --- | --- | ---: | ---: | ---: | ---: | --- |',
           ...torchRows.map((t) => {
             const ours = rows.find((r) => r.model === t.model && r.backend === ourBackend)?.decodeMsPerToken;
-            return `| ${t.model} | ${t.device} | ${t.threads} | ${t.msPerToken.toFixed(2)} | ${ours?.toFixed(1) ?? '—'} | ${ours ? (ours / t.msPerToken).toFixed(2) + '×' : '—'} | ${t.sameTokens} |`;
+            return `| ${t.model} | ${t.device} (${t.blas}) | ${t.threads} | ${t.msPerToken.toFixed(2)} | ${ours?.toFixed(1) ?? '—'} | ${ours ? (ours / t.msPerToken).toFixed(2) + '×' : '—'} | ${t.sameTokens} |`;
           }),
           '',
         ]

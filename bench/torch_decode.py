@@ -128,4 +128,8 @@ def run(prompt_len, new):
 
 run(4, 3)  # warm-up
 ms, toks = run(int(args[1]), int(args[2]))
-print(json.dumps({"ms_per_token": ms, "tokens": toks, "threads": torch.get_num_threads(), "torch": torch.__version__, "device": str(dev)}))
+# which BLAS the products ran on: the shared libraries this process mapped (Debian's torch reports
+# BLAS_INFO=generic and links whatever libblas.so.3 the alternatives point at: netlib or OpenBLAS)
+blas = sorted({os.path.basename(line.split()[-1]) for line in open("/proc/self/maps") if "blas" in line.lower() and "/" in line}) if os.path.exists("/proc/self/maps") else []
+blas_name = "OpenBLAS" if any("openblas" in b for b in blas) else ("netlib reference BLAS" if any(b.startswith("libblas") for b in blas) else "unknown")
+print(json.dumps({"ms_per_token": ms, "tokens": toks, "threads": torch.get_num_threads(), "torch": torch.__version__, "device": str(dev), "blas": blas_name, "blas_libs": blas}))

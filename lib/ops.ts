@@ -133,6 +133,15 @@ function simdUnavailableReason(): string | null {
   }
 }
 
+/**
+ * The fastest backend that runs here without a GPU: wasm-simd where this engine loads asm/gemm.wasm (every
+ * current CPU engine), else the float64 reference. What `mil generate`, speculative decoding and `mil demo`
+ * run on unless `--backend` names one (`--backend reference` for float64).
+ */
+export function defaultBackend(): BackendName {
+  return simdUnavailableReason() === null ? 'wasm-simd' : 'reference';
+}
+
 async function simdOps(): Promise<Ops> {
   if (simd) return simd.ops;
   const reason = simdUnavailableReason();

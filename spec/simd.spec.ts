@@ -41,6 +41,20 @@ function ref(a: (i: number, k: number) => number, b: (k: number, n: number) => n
     }
   return c;
 }
+/** Random x (M×K) and W (N×K) from `seed`, and y = x·Wᵀ in float64. */
+function linearCase(M: number, K: number, N: number, seed: number): { x: Float32Array; w: Float32Array; want: Float64Array } {
+  const r = new Rng(seed);
+  const x = rnd(r, M * K);
+  const w = rnd(r, N * K);
+  const want = ref(
+    (i, k) => x[i * K + k]!,
+    (k, n) => w[n * K + k]!,
+    M,
+    K,
+    N,
+  );
+  return { x, w, want };
+}
 const shape = fc.record({
   M: fc.oneof(fc.integer({ min: 1, max: 37 }), fc.integer({ min: 60, max: 75 })), // windows of ≤ 64 rows (MC), and larger products
   K: fc.oneof(fc.integer({ min: 1, max: 40 }), fc.integer({ min: 250, max: 530 })),
@@ -62,16 +76,7 @@ describe.each(builds)('SIMD matrix products = float64 reference: $build', ({ fma
   it('linear y = x·Wᵀ, 1 and 2 threads bit-identical; W packed once and reused (numRuns 40)', () => {
     fc.assert(
       fc.property(shape, ({ M, K, N, seed }) => {
-        const r = new Rng(seed);
-        const x = rnd(r, M * K);
-        const w = rnd(r, N * K);
-        const want = ref(
-          (i, k) => x[i * K + k]!,
-          (k, n) => w[n * K + k]!,
-          M,
-          K,
-          N,
-        );
+        const { x, w, want } = linearCase(M, K, N, seed);
         const got = one.linear(x, M, K, w, N);
         expect(relError(got, want)).toBeLessThanOrEqual(1e-5);
         expect(Array.from(two.linear(x, M, K, w, N))).toEqual(Array.from(got));
@@ -79,6 +84,18 @@ describe.each(builds)('SIMD matrix products = float64 reference: $build', ({ fma
         expect(Array.from(again)).toEqual(Array.from(got));
       }),
       { numRuns: 40 },
+    );
+  });
+  it('the one-row path of decode and verify (M = 1–3: the few-row kernels) on odd K and N, across the 256 K block and the 32-column groups (numRuns 30)', () => {
+    const odd = (min: number, max: number) => fc.integer({ min, max }).map((v) => 2 * v + 1);
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 3 }), odd(0, 300), odd(0, 100), fc.integer({ min: 0, max: 1e6 }), (M, K, N, seed) => {
+        const { x, w, want } = linearCase(M, K, N, seed);
+        const got = one.linear(x, M, K, w, N);
+        expect(relError(got, want)).toBeLessThanOrEqual(1e-5);
+        for (let i = 0; i < M; i++) expect(relError(got.subarray(i * N, (i + 1) * N), want.subarray(i * N, (i + 1) * N))).toBeLessThanOrEqual(1e-5);
+      }),
+      { numRuns: 30 },
     );
   });
   it('matmul c = a·b and matmulTN c = aᵀ·b (the dW of a backward) (numRuns 30)', () => {

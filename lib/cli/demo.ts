@@ -11,7 +11,7 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { backendStatus, getOps } from '../ops.js';
+import { backendStatus, defaultBackend, getOps } from '../ops.js';
 import { verifyGolden } from '../golden/verify.js';
 import { loadModel } from '../model/load.js';
 import { convert, saveModel } from '../model/convert.js';
@@ -55,7 +55,7 @@ export async function demo(root: string, outDir: string, backend: string | undef
   console.log('  (unsupported: the 3 training-step cases, checked on the float64 training engine only)');
 
   const tok = BpeTokenizer.load(join(modelsDir, 'tokenizer.json'));
-  const chosen = backend ?? 'wasm-simd';
+  const chosen = backend ?? defaultBackend();
   const ops = await getOps(chosen);
   await SimdGemm.load();
   const test = tokenStream(corpusPart('sotu', 'test'), tok).slice(0, 8192);

@@ -7,6 +7,7 @@
  *   mil convert --teacher DIR (--attention F | --attn-layers 1,3) --variant mamba1|mamba2 --out DIR [--seed S] [--semantics upstream|clean]
  *   mil generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3) --max-new-tokens N
  *                [--temperature T --top-k K --top-p P --seed S] [--backend NAME] [--json]
+ *                (generate and demo: the fastest backend here unless --backend names one: wasm-simd on CPUs)
  *   mil backends                                           which backends run here, and why not
  *   mil tokenizer train | train | distill | eval            training (lib/cli/train_cmds.ts)
  *
@@ -21,7 +22,7 @@
  */
 import { join } from 'node:path';
 import { BackendUnavailableError, KernelError, MilError } from '../errors.js';
-import { BACKENDS, backendStatus, getOps, type BackendName } from '../ops.js';
+import { BACKENDS, backendStatus, defaultBackend, getOps, type BackendName } from '../ops.js';
 import { formatResult, verifyGolden, type VerifyReport } from '../golden/verify.js';
 import { EMIT_LIMITS, checkEmitShapes, emitGolden, emitModel } from '../golden/emit.js';
 import { GOLDEN_OPS, type ShapeOptions } from '../golden/ops.js';
@@ -129,6 +130,8 @@ const USAGE = `usage:
   mil generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [--max-new-tokens N]
                [--temperature T [--top-k K] [--top-p P] [--seed S]] [--backend NAME] [--json]
                [--speculative --draft DIR [--draft-layers N] [-k K] [--scheme lazy|per-position]]
+               (generate, demo: the fastest backend here unless --backend names one — wasm-simd on CPUs;
+                --backend reference for float64)
   mil backends
 ${TRAIN_USAGE}
   mil conform --op OP --port "CMD" [--runs N] [--seed S] [--tolerance T] [--timeout MS] [--save DIR] [--fail-fast] [--json]
@@ -147,9 +150,12 @@ const only = (v: V, k: string, needs: string, cmd: string, ok: boolean) => {
   if (v[k] !== undefined && !ok) throw new UsageError(`${cmd}: --${k} is only valid with ${needs}`);
 };
 
-/** The backend must run here: checked before any work (exit 3 with the reason where it cannot). */
+/**
+ * The backend must run here: checked before any work (exit 3 with the reason where it cannot). Absent: the
+ * fastest here (`defaultBackend`: wasm-simd on CPUs; the float64 reference only when asked).
+ */
 async function checkBackend(name: string | undefined): Promise<BackendName> {
-  const b = (name ?? 'reference') as BackendName;
+  const b = (name ?? defaultBackend()) as BackendName;
   await getOps(b);
   return b;
 }
@@ -318,7 +324,7 @@ async function cmdGenerate(p: Parsed): Promise<number> {
     return EXIT.ok;
   }
   // speculative decoding of the same prompt, measured in the same run against the plain decode above
-  if (!json) process.stdout.write(`\n[speculative K=${K}, ${scheme}] `);
+  if (!json) process.stdout.write(`\n[${backend}, speculative K=${K}, ${scheme}] `);
   const sOpts = { K, maxNewTokens: maxNew, ...sampling, scheme };
   await speculativeGenerate(ops, m, new ModelDrafter(ops, draftModel, K + 1, scheme), prompt, { ...sOpts, maxNewTokens: Math.min(2, maxNew) }); // warm-up
   const s = await speculativeGenerate(ops, m, new ModelDrafter(ops, draftModel, K + 1, scheme), prompt, { ...sOpts, onToken: stream });
@@ -354,7 +360,7 @@ async function cmdBackends(): Promise<number> {
 async function cmdDemo(p: Parsed): Promise<number> {
   const root = join(import.meta.dirname, '..', '..');
   const out = str(p.values, 'out') ?? join(root, 'runs', 'demo');
-  const backend = await checkBackend(str(p.values, 'backend') ?? 'wasm-simd');
+  const backend = await checkBackend(str(p.values, 'backend'));
   checkOutput(join(out, 'hybrid-mamba2-50-undistilled'), 'folder', {
     option: 'out',
     inputs: [

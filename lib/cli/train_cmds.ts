@@ -434,11 +434,13 @@ export async function cmdEval(p: Parsed): Promise<number> {
     onProgress: (d, n) => !v.json && process.stderr.write(`\r${d}/${n} windows`),
   });
   if (!v.json) process.stderr.write('\n');
-  const res = { model: dir, data, split, seqLen, ...r, seconds: (performance.now() - t0) / 1000 };
+  // the backend it ran on, named in every output: --engine simd is wasm-simd's float32 products (the default)
+  const backend = engine === 'simd' ? 'wasm-simd' : 'reference';
+  const res = { model: dir, data, split, seqLen, backend, engine, ...r, seconds: (performance.now() - t0) / 1000 };
   if (v.json) console.log(JSON.stringify(res));
   else
     console.log(
-      `${dir} on ${data}/${split}: perplexity ${r.ppl.toFixed(3)}, ${r.bitsPerByte.toFixed(4)} bits/byte, mean NLL ${r.nll.toFixed(4)} nats over ${r.tokens} tokens (windows of ${seqLen})`,
+      `[${backend}] ${dir} on ${data}/${split}: perplexity ${r.ppl.toFixed(3)}, ${r.bitsPerByte.toFixed(4)} bits/byte, mean NLL ${r.nll.toFixed(4)} nats over ${r.tokens} tokens (windows of ${seqLen})`,
     );
   return 0;
 }

@@ -350,7 +350,7 @@ async function mamba1Mixer(ops: Ops, m: HybridModel, p: string, o: Tensor, cache
   const w = clean ? m.llama.headDim : N; // repeat piece width
   if (clean && w % N !== 0) throw new ArgumentError('clean semantics', `head_dim (${w}) a multiple of d_state (${N})`, w);
   const G = dInner / N; // channel groups of the scan (= C heads)
-  const A = W.get(`${q}.A_log`).map((a) => -Math.exp(a));
+  const A = W.get(`${q}.A_log`).map((a) => -Math.exp(a), 'float64');
   const D = W.get(`${q}.D`);
   const deltaBias = W.get(`${q}.dt_proj.bias`);
   const convW = W.get(`${q}.conv1d.weight`).reshape([dInner, c.dConv]);
@@ -423,7 +423,7 @@ async function mamba2Mixer(ops: Ops, m: HybridModel, p: string, o: Tensor, cache
   const [Bt, L] = o.shape as [number, number, number];
   const { dInner, dXb, dState: N, nHeads: H } = c;
   const P = N; // headdim = d_state
-  const A = W.get(`${q}.A_log`).map((a) => -Math.exp(a)); // (H)
+  const A = W.get(`${q}.A_log`).map((a) => -Math.exp(a), 'float64'); // (H)
   const D = W.get(`${q}.D`);
   const deltaBias = W.get(`${q}.dt_bias`);
   const convDim = dInner + 2 * dXb;

@@ -280,6 +280,8 @@ function bf16ToFloat(b: number): number {
   return f[0]!;
 }
 
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
 export type WriteDType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'U8';
 
 /** float → IEEE half (round to nearest even; overflow → ±Inf). */
@@ -323,6 +325,20 @@ function encode(t: Tensor, dt: WriteDType, name: string, from: number, to: numbe
   const intCheck = (v: number, lo: number, hi: number, i: number) => {
     if (!Number.isInteger(v) || v < lo || v > hi) throw new SafetensorsError('<write>', `tensor '${name}': value ${v} at ${i} is not representable as ${dt}`);
   };
+  if (dt === 'F32' && LITTLE_ENDIAN) {
+    new Float32Array(out.buffer).set(t.data.subarray(from, to)); // rounds float64 to nearest, as setFloat32
+    return out;
+  }
+  if (dt === 'BF16' && LITTLE_ENDIAN) {
+    // round to nearest even on the float32 bits, NaN kept quiet: floatToBf16 without its per-value allocations
+    const bits = new Uint32Array(Float32Array.from(t.data.subarray(from, to)).buffer);
+    const h = new Uint16Array(out.buffer);
+    for (let i = 0; i < n; i++) {
+      const x = bits[i]!;
+      h[i] = (x & 0x7f800000) === 0x7f800000 && x & 0x7fffff ? (x >>> 16) | 0x40 : ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
+    }
+    return out;
+  }
   for (let i = 0; i < n; i++) {
     const v = t.data[from + i]!;
     switch (dt) {
@@ -362,7 +378,7 @@ function encode(t: Tensor, dt: WriteDType, name: string, from: number, to: numbe
  * integer values in range. The data is contiguous and in header order (what the reader requires).
  */
 export function safetensorsChunks(
-  tensors: Record<string, Tensor>,
+  tensors: Record<string, TensorSource>,
   metadata?: Record<string, string>,
   dtype?: WriteDType | ((name: string, t: Tensor) => WriteDType),
 ): { bytes: number; chunks: Iterable<Uint8Array> } {
@@ -372,7 +388,8 @@ export function safetensorsChunks(
   const entries = Object.entries(tensors);
   const dts: WriteDType[] = [];
   for (const [name, t] of entries) {
-    const dt: WriteDType = typeof dtype === 'function' ? dtype(name, t) : (dtype ?? (t.dtype === 'float64' ? 'F64' : 'F32'));
+    const dt: WriteDType =
+      typeof dtype === 'function' ? dtype(name, materialize(t)) : (dtype ?? (t instanceof Tensor && t.dtype === 'float32' ? 'F32' : t instanceof Tensor ? 'F64' : 'F32'));
     dts.push(dt);
     const len = t.size * DTYPE_SIZE[dt]!;
     header[name] = { dtype: dt, shape: [...t.shape], data_offsets: [off, off + len] };
@@ -387,11 +404,30 @@ export function safetensorsChunks(
   function* chunks(): Generator<Uint8Array> {
     yield head;
     for (let i = 0; i < entries.length; i++) {
-      const [name, t] = entries[i]!;
+      const [name, src] = entries[i]!;
+      const t = materialize(src); // a lazy tensor is made here, one at a time, and dropped after
       for (let s = 0; s < t.size; s += ENCODE_PIECE) yield encode(t, dts[i]!, name, s, Math.min(t.size, s + ENCODE_PIECE));
     }
   }
   return { bytes: head.length + off, chunks: { [Symbol.iterator]: chunks } };
+}
+
+/**
+ * A tensor to write: one in memory, or a lazy one made only when its bytes are written (so a checkpoint
+ * larger than memory is written one tensor at a time). `make` must give the same shape.
+ */
+export type TensorSource = Tensor | LazyTensor;
+export interface LazyTensor {
+  shape: readonly number[];
+  size: number;
+  make: () => Tensor;
+}
+
+function materialize(t: TensorSource): Tensor {
+  if (t instanceof Tensor) return t;
+  const m = t.make();
+  if (m.size !== t.size) throw new SafetensorsError('<write>', `lazy tensor '${m.name}' made ${m.size} elements, announced ${t.size}`);
+  return m;
 }
 
 const ENCODE_PIECE = 1 << 22; // elements per encoded piece (≤ 32 MiB)

@@ -14,10 +14,12 @@ import {
   parseSafetensors,
   readSafetensorsHeader,
   readTensorAt,
+  dtypeBytes,
   safetensorsChunks,
   withFile,
   type SafetensorsHeader,
   type TensorInfo,
+  type TensorSource,
   type WriteDType,
 } from '../io/safetensors.js';
 import type { WriteData } from '../io/writer.js';
@@ -158,14 +160,24 @@ export function weightsFromBytes(bytes: Uint8Array, source: string): WeightStore
   return new WeightStore(tensors, source);
 }
 
+/** Hugging Face's default `max_shard_size` of save_pretrained: "5GB" (decimal). */
+export const HF_MAX_SHARD_BYTES = 5_000_000_000;
+
 /**
- * The files of a checkpoint: one `model.safetensors`, or shards of at most `shardBytes` with an index.
+ * The files of a checkpoint: one `model.safetensors`, or shards of at most `shardBytes` with an index — as
+ * Hugging Face's save_pretrained: tensors in order fill a shard until the next would pass the size (a tensor
+ * larger than it gets a shard of its own), files `model-0000i-of-0000N.safetensors`, and
+ * `model.safetensors.index.json` with `metadata.total_size` (the tensors' bytes) and the weight_map.
+ * `order`: 'sorted' by name (the default), or 'given' (the insertion order, as a state_dict's).
  * Written by the caller through the one writer (lib/io/writer.ts), together with the configs.
  */
-export function checkpointFiles(tensors: Record<string, Tensor>, opts: { dtype?: WriteDType; shardBytes?: number } = {}): Array<[string, WriteData]> {
+export function checkpointFiles(
+  tensors: Record<string, TensorSource>,
+  opts: { dtype?: WriteDType; shardBytes?: number; order?: 'sorted' | 'given' } = {},
+): Array<[string, WriteData]> {
   const dtype = opts.dtype ?? 'F32';
-  const per = dtype === 'F64' ? 8 : 4;
-  const names = Object.keys(tensors).sort();
+  const per = dtypeBytes(dtype);
+  const names = opts.order === 'given' ? Object.keys(tensors) : Object.keys(tensors).sort();
   const shards: string[][] = [[]];
   let size = 0;
   for (const n of names) {
@@ -177,19 +189,17 @@ export function checkpointFiles(tensors: Record<string, Tensor>, opts: { dtype?:
     shards[shards.length - 1]!.push(n);
     size += b;
   }
-  if (shards.length === 1) return [['model.safetensors', safetensorsChunks(tensors, { format: 'pt' }, dtype).chunks]];
+  const pick = (s: string[]) => Object.fromEntries(s.map((n) => [n, tensors[n]!]));
+  if (shards.length === 1) return [['model.safetensors', safetensorsChunks(pick(names), { format: 'pt' }, dtype).chunks]];
   const files: Array<[string, WriteData]> = [];
   const weightMap: Record<string, string> = {};
   shards.forEach((s, i) => {
     const file = `model-${String(i + 1).padStart(5, '0')}-of-${String(shards.length).padStart(5, '0')}.safetensors`;
-    const part: Record<string, Tensor> = {};
-    for (const n of s) {
-      part[n] = tensors[n]!;
-      weightMap[n] = file;
-    }
-    files.push([file, safetensorsChunks(part, { format: 'pt' }, dtype).chunks]);
+    for (const n of s) weightMap[n] = file;
+    files.push([file, safetensorsChunks(pick(s), { format: 'pt' }, dtype).chunks]);
   });
   const total = names.reduce((s, n) => s + tensors[n]!.size * per, 0);
-  files.push(['model.safetensors.index.json', JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 1) + '\n']);
+  const sortedMap = Object.fromEntries(Object.keys(weightMap).sort().map((n) => [n, weightMap[n]!]));
+  files.push(['model.safetensors.index.json', JSON.stringify({ metadata: { total_size: total }, weight_map: sortedMap }, null, 1) + '\n']);
   return files;
 }

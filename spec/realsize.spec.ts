@@ -88,7 +88,11 @@ const rms = (x: Float64Array, w: Float64Array, eps: number) => {
 };
 
 /** transformers' _compute_llama3_parameters, from its published formula. */
-function llama3InvFreq(dim: number, base: number, s: { factor: number; low_freq_factor: number; high_freq_factor: number; original_max_position_embeddings: number }) {
+function llama3InvFreq(
+  dim: number,
+  base: number,
+  s: { factor: number; low_freq_factor: number; high_freq_factor: number; original_max_position_embeddings: number },
+) {
   const out: number[] = [];
   const lowWave = s.original_max_position_embeddings / s.low_freq_factor;
   const highWave = s.original_max_position_embeddings / s.high_freq_factor;
@@ -190,7 +194,7 @@ function scaledError(a: ArrayLike<number>, b: Float64Array[]): number {
 }
 
 describe('real shapes: a 2-layer Llama-3.2-1B-shaped bf16 checkpoint from mil init', () => {
-  it('loads compactly and gives the logits of an independent float64 forward (reference 1e-9, float32 backends 1e-4)', async () => {
+  it('loads compactly and gives the logits of an independent float64 forward (reference backend: 1e-9 of the scale of the logits); wasm-simd refused before reading', async () => {
     const dir = join(tmpFolder('realsize'), 'l2');
     expect(await quiet(['init', '--config', CONFIG, '--out', dir, '--layers', '2', '--seed', '7'])).toBe(0);
     expect(readdirSync(dir).sort()).toEqual(['config.json', 'model.safetensors']);
@@ -200,8 +204,12 @@ describe('real shapes: a 2-layer Llama-3.2-1B-shaped bf16 checkpoint from mil in
     expect(m.weights.get('model.embed_tokens.weight').dtype).toBe('float32'); // no float64 copy
     expect(m.llama.ropeScaling.ropeType).toBe('llama3');
     const errors: Record<string, number> = {};
+    // wasm-simd packs float32 weights in a 2 GiB module memory: this model (1.43 GiB + the 0.98 GiB head staged
+    // while packed) cannot fit until weights are packed in bf16 — refused from the headers, before any read
+    expect(() => loadModel(dir, { backend: 'wasm-simd' })).toThrow(MemoryError);
+    expect(() => loadModel(dir, { backend: 'wasm-simd' })).toThrow(/wasm-simd backend's module memory/);
     for (const s of await backendStatus()) {
-      if (!s.available || (s.name !== 'reference' && s.name !== 'wasm-simd')) continue;
+      if (!s.available || s.name !== 'reference') continue;
       const ops = await getOps(s.name);
       const got = await forward(ops, m, [ids], newCache(m, 1), { fused: false });
       expect(got.shape).toEqual([1, ids.length, 128256]);
@@ -209,13 +217,23 @@ describe('real shapes: a 2-layer Llama-3.2-1B-shaped bf16 checkpoint from mil in
     }
     console.log('realsize logits, max error / max |logit|:', errors);
     expect(errors.reference).toBeLessThan(1e-9);
-    if (errors['wasm-simd'] !== undefined) expect(errors['wasm-simd']).toBeLessThan(1e-4);
   }, 120_000);
 });
 
 describe('mil init and the load-time checks (tiny configs)', () => {
   const tiny = (dir: string, extra: Record<string, unknown> = {}) => {
-    const cfg = { ...JSON.parse(readFileSync(CONFIG, 'utf8')), vocab_size: 300, hidden_size: 64, intermediate_size: 96, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 16, bos_token_id: 1, eos_token_id: 2, ...extra };
+    const cfg = {
+      ...JSON.parse(readFileSync(CONFIG, 'utf8')),
+      vocab_size: 300,
+      hidden_size: 64,
+      intermediate_size: 96,
+      num_attention_heads: 4,
+      num_key_value_heads: 2,
+      head_dim: 16,
+      bos_token_id: 1,
+      eos_token_id: 2,
+      ...extra,
+    };
     const p = join(dir, 'tiny.json');
     writeFileSync(p, JSON.stringify(cfg));
     return p;
@@ -281,7 +299,18 @@ describe('mil init and the load-time checks (tiny configs)', () => {
     expect(existsSync(out)).toBe(false);
     const dims = (f: string) => {
       const c = parseLlamaConfig(JSON.parse(readFileSync(`configs/${f}.json`, 'utf8')), f);
-      return [c.vocabSize, c.hiddenSize, c.intermediateSize, c.numLayers, c.numHeads, c.numKvHeads, c.headDim, c.tieWordEmbeddings, c.ropeTheta, c.ropeScaling.ropeType];
+      return [
+        c.vocabSize,
+        c.hiddenSize,
+        c.intermediateSize,
+        c.numLayers,
+        c.numHeads,
+        c.numKvHeads,
+        c.headDim,
+        c.tieWordEmbeddings,
+        c.ropeTheta,
+        c.ropeScaling.ropeType,
+      ];
     };
     expect(dims('llama-3.2-1b')).toEqual([128256, 2048, 8192, 16, 32, 8, 64, true, 500000, 'llama3']);
     expect(dims('llama-3.2-3b')).toEqual([128256, 3072, 8192, 28, 24, 8, 128, true, 500000, 'llama3']);

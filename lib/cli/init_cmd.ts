@@ -58,7 +58,10 @@ export async function cmdInit(p: Parsed): Promise<number> {
     if (mamba.nLayer !== llama.numLayers) throw new ConfigError(mambaPath, `n_layer ${mamba.nLayer} differs from num_hidden_layers ${llama.numLayers}`);
     if (mamba.dModel !== llama.hiddenSize) throw new ConfigError(mambaPath, `d_model ${mamba.dModel} differs from hidden_size ${llama.hiddenSize}`);
   }
-  checkOutput(out, 'folder', { option: 'out', inputs: [{ option: 'config', path: configPath }, ...(mambaPath ? [{ option: 'mamba-config', path: mambaPath }] : [])] });
+  checkOutput(out, 'folder', {
+    option: 'out',
+    inputs: [{ option: 'config', path: configPath }, ...(mambaPath ? [{ option: 'mamba-config', path: mambaPath }] : [])],
+  });
   const weights = randomCheckpoint({ llama, mamba }, seed);
   const files = checkpointFiles(weights, { dtype, shardBytes, order: 'given' });
   const t0 = performance.now();

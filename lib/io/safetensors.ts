@@ -174,7 +174,7 @@ export function withFile<T>(path: string, f: (fd: number) => T): T {
 
 /** Fill `buf` from the file at byte `pos` (in pieces under node's 2 GiB per read). */
 function readExactly(fd: number, path: string, buf: Uint8Array, pos: number): void {
-  for (let done = 0; done < buf.length; ) {
+  for (let done = 0; done < buf.length;) {
     const got = readSync(fd, buf, done, Math.min(buf.length - done, 1 << 30), pos + done);
     if (got === 0) throw new SafetensorsError(path, `file ended at byte ${pos + done} (truncated while being read?)`);
     done += got;
@@ -389,7 +389,9 @@ export function safetensorsChunks(
   const dts: WriteDType[] = [];
   for (const [name, t] of entries) {
     const dt: WriteDType =
-      typeof dtype === 'function' ? dtype(name, materialize(t)) : (dtype ?? (t instanceof Tensor && t.dtype === 'float32' ? 'F32' : t instanceof Tensor ? 'F64' : 'F32'));
+      typeof dtype === 'function'
+        ? dtype(name, materialize(t))
+        : (dtype ?? (t instanceof Tensor && t.dtype === 'float32' ? 'F32' : t instanceof Tensor ? 'F64' : 'F32'));
     dts.push(dt);
     const len = t.size * DTYPE_SIZE[dt]!;
     header[name] = { dtype: dt, shape: [...t.shape], data_offsets: [off, off + len] };

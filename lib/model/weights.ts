@@ -111,7 +111,10 @@ export function planCheckpoint(dir: string): CheckpointPlan {
     }
     for (const file of files.keys())
       if (!existsSync(join(dir, file)))
-        throw new SafetensorsError(index, `shard '${file}' (holding ${files.get(file)!.length} weight(s), e.g. '${files.get(file)![0]}') is missing from ${dir}`);
+        throw new SafetensorsError(
+          index,
+          `shard '${file}' (holding ${files.get(file)!.length} weight(s), e.g. '${files.get(file)![0]}') is missing from ${dir}`,
+        );
     for (const [file, names] of files) {
       const h = readSafetensorsHeader(join(dir, file));
       const listed = new Set(names);
@@ -199,7 +202,11 @@ export function checkpointFiles(
     files.push([file, safetensorsChunks(pick(s), { format: 'pt' }, dtype).chunks]);
   });
   const total = names.reduce((s, n) => s + tensors[n]!.size * per, 0);
-  const sortedMap = Object.fromEntries(Object.keys(weightMap).sort().map((n) => [n, weightMap[n]!]));
+  const sortedMap = Object.fromEntries(
+    Object.keys(weightMap)
+      .sort()
+      .map((n) => [n, weightMap[n]!]),
+  );
   files.push(['model.safetensors.index.json', JSON.stringify({ metadata: { total_size: total }, weight_map: sortedMap }, null, 1) + '\n']);
   return files;
 }

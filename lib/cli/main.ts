@@ -36,6 +36,7 @@ import { truncateLayers } from '../decode/drafts.js';
 import { IoError, OutputLockedError, checkOutput } from '../io/writer.js';
 import { UsageError, parseCommand, suggest, type OptSpec, type Parsed } from './args.js';
 import { cmdConform } from './conform_cmd.js';
+import { INIT_OPTIONS, INIT_USAGE, cmdInit } from './init_cmd.js';
 import { CONFORM_OPS } from '../conform/cases.js';
 import { TRAIN_COMMANDS, TRAIN_USAGE, cmdDistill, cmdDpo, cmdEval, cmdSft, cmdTokenizerTrain, cmdTrain, setInvocation } from './train_cmds.js';
 
@@ -99,6 +100,7 @@ const COMMANDS = {
     positionals: [0, 0] as [number, number],
   },
   backends: { options: {} as Record<string, OptSpec>, positionals: [0, 0] as [number, number] },
+  init: { options: INIT_OPTIONS, positionals: [0, 0] as [number, number] },
   ...TRAIN_COMMANDS,
   conform: {
     options: {
@@ -133,6 +135,7 @@ const USAGE = `usage:
                (generate, demo: the fastest backend here unless --backend names one — wasm-simd on CPUs;
                 --backend reference for float64)
   mil backends
+${INIT_USAGE}
 ${TRAIN_USAGE}
   mil conform --op OP --port "CMD" [--runs N] [--seed S] [--tolerance T] [--timeout MS] [--save DIR] [--fail-fast] [--json]
               OP: ${CONFORM_OPS.join('|')}   (protocol: docs/conform.md)
@@ -272,7 +275,7 @@ async function cmdGenerate(p: Parsed): Promise<number> {
   const maxNew = num(v, 'max-new-tokens') ?? 32;
   const backend = await checkBackend(str(v, 'backend'));
   const ops = await getOps(backend);
-  const m = loadModel(dir);
+  const m = loadModel(dir, { backend });
   const tok = modelTokenizer(dir, m.llama.vocabSize);
   let prompt: number[];
   const ids = v['prompt-ids'] as number[] | undefined;
@@ -294,7 +297,7 @@ async function cmdGenerate(p: Parsed): Promise<number> {
   }
   const K = num(v, 'k') ?? 4;
   const scheme = (str(v, 'scheme') ?? 'lazy') as 'lazy' | 'per-position';
-  let draftModel = spec ? loadModel(str(v, 'draft')!) : undefined;
+  let draftModel = spec ? loadModel(str(v, 'draft')!, { backend }) : undefined;
   if (draftModel) {
     const dl = num(v, 'draft-layers');
     if (dl !== undefined) {
@@ -423,6 +426,8 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdGenerate(parsed);
       case 'backends':
         return await cmdBackends();
+      case 'init':
+        return await cmdInit(parsed);
       case 'tokenizer train':
         return await cmdTokenizerTrain(parsed);
       case 'train':

@@ -10,6 +10,7 @@
  * no key may appear twice. Violations raise SafetensorsError naming the file. Writes go through the one
  * writer (lib/io/writer.ts), streamed in bounded pieces.
  */
+import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { InputFileError, parseJsonStrict, readRegularFile } from './json.js';
 import { writeFile } from './writer.js';
 import { SafetensorsError } from '../errors.js';
@@ -33,21 +34,36 @@ export interface SafetensorsFile {
   bytes: Uint8Array;
 }
 
+/** A safetensors file's validated header: where each tensor lies (absolute offsets), not its bytes. */
+export interface SafetensorsHeader {
+  path: string;
+  metadata: Record<string, string>;
+  tensors: Map<string, TensorInfo>;
+}
+
 /** Parse and validate a safetensors buffer (no tensor is decoded yet). */
 export function parseSafetensors(bytes: Uint8Array, path = '<buffer>'): SafetensorsFile {
+  return { ...parseSafetensorsHeader(bytes, bytes.length, path), bytes };
+}
+
+/**
+ * Parse and validate the header of a safetensors file of `fileBytes` bytes from its first bytes `prefix`
+ * (at least the 8-byte length and the header): every check of parseSafetensors, without the data.
+ */
+export function parseSafetensorsHeader(prefix: Uint8Array, fileBytes: number, path = '<buffer>'): SafetensorsHeader {
   const fail = (why: string): never => {
     throw new SafetensorsError(path, why);
   };
-  if (bytes.length < 8) fail(`file is ${bytes.length} bytes, shorter than the 8-byte header length`);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (fileBytes < 8) fail(`file is ${fileBytes} bytes, shorter than the 8-byte header length`);
+  const view = new DataView(prefix.buffer, prefix.byteOffset, prefix.byteLength);
   const n64 = view.getBigUint64(0, true);
   if (n64 > BigInt(MAX_HEADER_BYTES)) fail(`header length ${n64} exceeds the cap of ${MAX_HEADER_BYTES} bytes`);
   const n = Number(n64);
-  if (8 + n > bytes.length) fail(`header length ${n} runs past the end of the file (${bytes.length} bytes): truncated?`);
-  const header = parseJsonStrict(decodeUtf8(bytes.subarray(8, 8 + n), fail), path, (p) => new SafetensorsError(path, `header: ${p}`));
+  if (8 + n > fileBytes) fail(`header length ${n} runs past the end of the file (${fileBytes} bytes): truncated?`);
+  const header = parseJsonStrict(decodeUtf8(prefix.subarray(8, 8 + n), fail), path, (p) => new SafetensorsError(path, `header: ${p}`));
   if (typeof header !== 'object' || header === null || Array.isArray(header)) fail('header is not a JSON object');
   const dataStart = 8 + n;
-  const dataLen = bytes.length - dataStart;
+  const dataLen = fileBytes - dataStart;
   const tensors = new Map<string, TensorInfo>();
   let metadata: Record<string, string> = {};
   const ranges: Array<[number, number, string]> = [];
@@ -87,7 +103,7 @@ export function parseSafetensors(bytes: Uint8Array, path = '<buffer>'): Safetens
     prev = nm;
   }
   if (pos !== dataLen) fail(`bytes [${pos}, ${dataLen}) at the end of the data belong to no tensor (trailing bytes, or a header that lies)`);
-  return { path, metadata, tensors, bytes };
+  return { path, metadata, tensors };
 }
 
 /** The largest file read whole (node's Buffer limit); larger checkpoints must be sharded. */
@@ -117,15 +133,96 @@ function decodeUtf8(b: Uint8Array, fail: (why: string) => never): string {
   }
 }
 
-/** Decode one tensor to float64 (any dtype; integers are converted exactly up to 2^53). */
-export function getTensor(f: SafetensorsFile, name: string): Tensor {
+/**
+ * The validated header of a safetensors file on disk, read without its data (8 bytes, then the header):
+ * what a checkpoint needs in memory is known before any weight is read. Refused like readSafetensors:
+ * anything but a regular file, and headers that do not describe the file's size exactly.
+ */
+export function readSafetensorsHeader(path: string): SafetensorsHeader {
+  let st;
+  try {
+    st = statSync(path);
+  } catch (e) {
+    throw new SafetensorsError(path, `cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  if (!st.isFile()) throw new SafetensorsError(path, 'not a regular file');
+  return withFile(path, (fd) => {
+    const len = new Uint8Array(8);
+    readExactly(fd, path, len, 0);
+    const n = Number(new DataView(len.buffer).getBigUint64(0, true));
+    if (st.size < 8 || n > MAX_HEADER_BYTES || 8 + n > st.size) return parseSafetensorsHeader(len, st.size, path); // throws the reason
+    const prefix = new Uint8Array(8 + n);
+    readExactly(fd, path, prefix, 0);
+    return parseSafetensorsHeader(prefix, st.size, path);
+  });
+}
+
+/** Run `f` with the file open for reading (closed after). */
+export function withFile<T>(path: string, f: (fd: number) => T): T {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (e) {
+    throw new SafetensorsError(path, `cannot open (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  try {
+    return f(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Fill `buf` from the file at byte `pos` (in pieces under node's 2 GiB per read). */
+function readExactly(fd: number, path: string, buf: Uint8Array, pos: number): void {
+  for (let done = 0; done < buf.length;) {
+    const got = readSync(fd, buf, done, Math.min(buf.length - done, 1 << 30), pos + done);
+    if (got === 0) throw new SafetensorsError(path, `file ended at byte ${pos + done} (truncated while being read?)`);
+    done += got;
+  }
+}
+
+/**
+ * Read one tensor of an open file straight from its byte range (no buffer of the whole file), decoded as
+ * `decodeTensor` does.
+ */
+export function readTensorAt(fd: number, h: SafetensorsHeader, name: string, into: TensorInto = 'float64'): Tensor {
+  const info = h.tensors.get(name);
+  if (!info) throw new SafetensorsError(h.path, `missing tensor '${name}'`);
+  const buf = new Uint8Array(info.end - info.begin);
+  readExactly(fd, h.path, buf, info.begin);
+  return decodeTensor(buf, info, name, h.path, into);
+}
+
+/**
+ * 'float64': every dtype widened to float64. 'compact': F32, F16 and BF16 to float32 (exact: each is a
+ * subset of float32), the others (F64, integers) to float64 — what a checkpoint keeps in memory.
+ */
+export type TensorInto = 'float64' | 'compact';
+
+/** Decode one tensor to float64, or compactly (see TensorInto); integers are converted exactly up to 2^53. */
+export function getTensor(f: SafetensorsFile, name: string, into: TensorInto = 'float64'): Tensor {
   const info = f.tensors.get(name);
   if (!info) throw new SafetensorsError(f.path, `missing tensor '${name}'`);
-  const n = sizeOf(info.shape);
   const buf = new Uint8Array(info.end - info.begin); // aligned copy (Buffer.slice would be a view)
   buf.set(f.bytes.subarray(info.begin, info.end));
+  return decodeTensor(buf, info, name, f.path, into);
+}
+
+/** Decode the bytes `buf` (a fresh, aligned buffer of exactly the tensor) of tensor `name`. */
+function decodeTensor(buf: Uint8Array, info: TensorInfo, name: string, path: string, into: TensorInto): Tensor {
+  const n = sizeOf(info.shape);
   const dv = new DataView(buf.buffer);
-  const out = new Float64Array(n);
+  const compact = into === 'compact' && (info.dtype === 'F32' || info.dtype === 'F16' || info.dtype === 'BF16');
+  if (compact && info.dtype === 'F32') return new Tensor(new Float32Array(buf.buffer, 0, n), info.shape, name);
+  if (compact && info.dtype === 'BF16') {
+    // bf16 is the high half of a float32: shift each 16-bit word up (exact)
+    const out = new Float32Array(n);
+    const bits = new Uint32Array(out.buffer);
+    const src = new Uint16Array(buf.buffer, 0, n);
+    for (let i = 0; i < n; i++) bits[i] = src[i]! << 16;
+    return new Tensor(out, info.shape, name);
+  }
+  const out = compact ? new Float32Array(n) : new Float64Array(n);
   switch (info.dtype) {
     case 'F64':
       out.set(new Float64Array(buf.buffer, 0, n));
@@ -158,9 +255,14 @@ export function getTensor(f: SafetensorsFile, name: string): Tensor {
       for (let i = 0; i < n; i++) out[i] = dv.getUint8(i);
       break;
     default:
-      throw new SafetensorsError(f.path, `tensor '${name}': unsupported dtype ${info.dtype}`);
+      throw new SafetensorsError(path, `tensor '${name}': unsupported dtype ${info.dtype}`);
   }
   return new Tensor(out, info.shape, name);
+}
+
+/** Bytes per element of each safetensors dtype. */
+export function dtypeBytes(dtype: string): number {
+  return DTYPE_SIZE[dtype] ?? 8;
 }
 
 function halfToFloat(h: number): number {
@@ -177,6 +279,8 @@ function bf16ToFloat(b: number): number {
   new Uint32Array(f.buffer)[0] = b << 16;
   return f[0]!;
 }
+
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 export type WriteDType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'U8';
 
@@ -221,6 +325,20 @@ function encode(t: Tensor, dt: WriteDType, name: string, from: number, to: numbe
   const intCheck = (v: number, lo: number, hi: number, i: number) => {
     if (!Number.isInteger(v) || v < lo || v > hi) throw new SafetensorsError('<write>', `tensor '${name}': value ${v} at ${i} is not representable as ${dt}`);
   };
+  if (dt === 'F32' && LITTLE_ENDIAN) {
+    new Float32Array(out.buffer).set(t.data.subarray(from, to)); // rounds float64 to nearest, as setFloat32
+    return out;
+  }
+  if (dt === 'BF16' && LITTLE_ENDIAN) {
+    // round to nearest even on the float32 bits, NaN kept quiet: floatToBf16 without its per-value allocations
+    const bits = new Uint32Array(Float32Array.from(t.data.subarray(from, to)).buffer);
+    const h = new Uint16Array(out.buffer);
+    for (let i = 0; i < n; i++) {
+      const x = bits[i]!;
+      h[i] = (x & 0x7f800000) === 0x7f800000 && x & 0x7fffff ? (x >>> 16) | 0x40 : ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
+    }
+    return out;
+  }
   for (let i = 0; i < n; i++) {
     const v = t.data[from + i]!;
     switch (dt) {
@@ -260,7 +378,7 @@ function encode(t: Tensor, dt: WriteDType, name: string, from: number, to: numbe
  * integer values in range. The data is contiguous and in header order (what the reader requires).
  */
 export function safetensorsChunks(
-  tensors: Record<string, Tensor>,
+  tensors: Record<string, TensorSource>,
   metadata?: Record<string, string>,
   dtype?: WriteDType | ((name: string, t: Tensor) => WriteDType),
 ): { bytes: number; chunks: Iterable<Uint8Array> } {
@@ -270,7 +388,10 @@ export function safetensorsChunks(
   const entries = Object.entries(tensors);
   const dts: WriteDType[] = [];
   for (const [name, t] of entries) {
-    const dt: WriteDType = typeof dtype === 'function' ? dtype(name, t) : (dtype ?? (t.dtype === 'float64' ? 'F64' : 'F32'));
+    const dt: WriteDType =
+      typeof dtype === 'function'
+        ? dtype(name, materialize(t))
+        : (dtype ?? (t instanceof Tensor && t.dtype === 'float32' ? 'F32' : t instanceof Tensor ? 'F64' : 'F32'));
     dts.push(dt);
     const len = t.size * DTYPE_SIZE[dt]!;
     header[name] = { dtype: dt, shape: [...t.shape], data_offsets: [off, off + len] };
@@ -285,11 +406,30 @@ export function safetensorsChunks(
   function* chunks(): Generator<Uint8Array> {
     yield head;
     for (let i = 0; i < entries.length; i++) {
-      const [name, t] = entries[i]!;
+      const [name, src] = entries[i]!;
+      const t = materialize(src); // a lazy tensor is made here, one at a time, and dropped after
       for (let s = 0; s < t.size; s += ENCODE_PIECE) yield encode(t, dts[i]!, name, s, Math.min(t.size, s + ENCODE_PIECE));
     }
   }
   return { bytes: head.length + off, chunks: { [Symbol.iterator]: chunks } };
+}
+
+/**
+ * A tensor to write: one in memory, or a lazy one made only when its bytes are written (so a checkpoint
+ * larger than memory is written one tensor at a time). `make` must give the same shape.
+ */
+export type TensorSource = Tensor | LazyTensor;
+export interface LazyTensor {
+  shape: readonly number[];
+  size: number;
+  make: () => Tensor;
+}
+
+function materialize(t: TensorSource): Tensor {
+  if (t instanceof Tensor) return t;
+  const m = t.make();
+  if (m.size !== t.size) throw new SafetensorsError('<write>', `lazy tensor '${m.name}' made ${m.size} elements, announced ${t.size}`);
+  return m;
 }
 
 const ENCODE_PIECE = 1 << 22; // elements per encoded piece (≤ 32 MiB)

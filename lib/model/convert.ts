@@ -132,7 +132,13 @@ export function convert(teacher: HybridModel, o: ConvertOptions): HybridModel {
       const H = mamba.nHeads;
       const z = uniform(rng, [dInner, dModel], 1 / Math.sqrt(dModel), 'z rows');
       const dtRows = uniform(rng, [H, dModel], 1 / Math.sqrt(dModel), 'dt rows');
-      out.set(`${q}.in_proj.weight`, Tensor.concat([z, att('v'), att('k'), att('q'), dtRows], 0).named('in_proj'));
+      out.set(
+        `${q}.in_proj.weight`,
+        Tensor.concat(
+          [z, att('v'), att('k'), att('q'), dtRows].map((t) => t.astype('float64')),
+          0,
+        ).named('in_proj'),
+      ); // teacher weights are read as float32
       out.set(`${q}.out_proj.weight`, att('o'));
       const convDim = dInner + 2 * dXb;
       out.set(`${q}.conv1d.weight`, uniform(rng, [convDim, 1, mamba.dConv], 1 / Math.sqrt(mamba.dConv), 'conv1d'));

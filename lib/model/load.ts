@@ -6,34 +6,130 @@
  */
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { ShapeError } from '../errors.js';
+import { freemem } from 'node:os';
+import { MilError, ShapeError } from '../errors.js';
 import { readJsonObject } from '../io/json.js';
 import { recoverInterruptedSwap } from '../io/writer.js';
 import { ConfigError, MIL_SCHEMA, parseLlamaConfig, parseMambaConfig, type LlamaConfig, type MambaConfig, type MambaVariant } from './config.js';
 import { checkObject } from './schema.js';
 import { layerKinds, type HybridModel } from './hybrid.js';
-import { readCheckpoint, type WeightStore } from './weights.js';
+import { planCheckpoint, readCheckpoint, type CheckpointPlan, type WeightStore } from './weights.js';
+import { sizeOf } from '../tensor.js';
 
 const readJson = (path: string) => readJsonObject(path, (p) => new ConfigError(path, p));
 
+/** What loadModel checks the checkpoint's memory need against. */
+export interface LoadOptions {
+  /** the backend the model will run on: 'wasm-simd' adds its module's memory limit (WASM_SIMD_MAX_BYTES) */
+  backend?: string;
+  /** bytes the weights may take in memory (default: the machine's free memory, os.freemem()) */
+  memoryLimit?: number;
+}
+
 /**
- * Load a model folder. Order: configs (schema-checked), then the checkpoint (every weight finite), then
- * the checkpoint against the configs (layer count, every expected weight present with its shape, nothing
- * unexpected) — all before any compute. A folder whose write was killed mid-swap is restored first
- * (lib/io/writer.ts).
+ * Load a model folder. Order: configs (schema-checked), then the checkpoint's headers (planCheckpoint: every
+ * shard present, each weight's dtype the one config.json's torch_dtype declares, tokenizer.json's vocabulary
+ * the config's, the memory the weights need within the machine's and the backend's — all before any weight
+ * is read), then the weights (every one finite), then the checkpoint against the configs (layer count,
+ * every expected weight present with its shape, nothing unexpected) — all before any compute. A folder
+ * whose write was killed mid-swap is restored first (lib/io/writer.ts).
  */
-export function loadModel(dir: string): HybridModel {
+export function loadModel(dir: string, o: LoadOptions = {}): HybridModel {
   recoverInterruptedSwap(dir);
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ConfigError(dir, 'not a model folder (no such folder)');
   const mc = join(dir, 'mamba_config.json');
   const extraPath = join(dir, 'mil_config.json');
+  const config = readJson(join(dir, 'config.json'));
+  const llama = parseLlamaConfig(config, join(dir, 'config.json'));
+  const plan = planCheckpoint(dir);
+  checkDtypes(plan, config, join(dir, 'config.json'));
+  checkTokenizerVocab(join(dir, 'tokenizer.json'), llama.vocabSize);
+  checkMemory(plan, o);
   return modelFromParts({
     dir,
-    config: readJson(join(dir, 'config.json')),
+    config,
     mambaConfig: existsSync(mc) ? readJson(mc) : undefined,
     milConfig: existsSync(extraPath) ? readJson(extraPath) : undefined,
-    weights: readCheckpoint(dir),
+    weights: readCheckpoint(dir, plan),
   });
+}
+
+const TORCH_DTYPES: Record<string, string> = { bfloat16: 'BF16', float16: 'F16', float32: 'F32', float64: 'F64' };
+const FLOAT_DTYPES = new Set(['BF16', 'F16', 'F32', 'F64']);
+
+/**
+ * config.json's `torch_dtype` (or the newer `dtype`), where given, is the dtype of every floating weight:
+ * a weight stored otherwise is a ConfigError naming it, before any weight is read.
+ */
+export function checkDtypes(plan: CheckpointPlan, config: Record<string, unknown>, file: string): void {
+  const key = config.torch_dtype != null ? 'torch_dtype' : config.dtype != null ? 'dtype' : null;
+  if (key === null) return;
+  const want = TORCH_DTYPES[config[key] as string];
+  if (!want) throw new ConfigError(file, `'${key}' is ${JSON.stringify(config[key])}: expected one of ${Object.keys(TORCH_DTYPES).join(', ')}`);
+  for (const [name, w] of plan.weights)
+    if (FLOAT_DTYPES.has(w.info.dtype) && w.info.dtype !== want)
+      throw new ConfigError(
+        file,
+        `weight '${name}' is stored as ${w.info.dtype} in ${w.header.path}, but '${key}' is ${JSON.stringify(config[key])} (${want})`,
+      );
+}
+
+/**
+ * A tokenizer.json beside the weights must have config.json's vocab_size tokens (its model's vocabulary and
+ * its added tokens: the highest id + 1); checked from the JSON before any weight is read.
+ */
+export function checkTokenizerVocab(path: string, vocabSize: number): void {
+  if (!existsSync(path)) return;
+  const j = readJsonObject(path, (p) => new ConfigError(path, p));
+  const model = j.model as { vocab?: unknown } | undefined;
+  let top = -1;
+  const vocab = model?.vocab;
+  if (vocab && typeof vocab === 'object' && !Array.isArray(vocab)) for (const id of Object.values(vocab)) if (typeof id === 'number') top = Math.max(top, id);
+  if (Array.isArray(vocab)) top = vocab.length - 1; // Unigram: [[piece, score], …]
+  if (Array.isArray(j.added_tokens)) for (const t of j.added_tokens as Array<{ id?: unknown }>) if (typeof t?.id === 'number') top = Math.max(top, t.id);
+  if (top + 1 !== vocabSize)
+    throw new ConfigError(path, `${top + 1} tokens (the highest id + 1, added tokens included) but config.json has vocab_size ${vocabSize}`);
+}
+
+/**
+ * The wasm-simd backend's module memory: lib/simd/gemm.ts creates it with at most 32768 pages of 64 KiB.
+ * Its packed float32 weights, and the staging copy of the largest while it is packed, must fit in it
+ * (measured: a 2-layer Llama-3.2-1B-shaped model, 1.43 GiB of float32 weights + its 0.98 GiB embedding
+ * staged for the tied head, ends in 'Memory.grow(): Maximum memory size exceeded').
+ */
+export const WASM_SIMD_MAX_BYTES = 32768 * 65536;
+
+/** Too little memory for a checkpoint, found from its headers before reading it. */
+export class MemoryError extends MilError {
+  constructor(
+    readonly dir: string,
+    readonly needBytes: number,
+    readonly limitBytes: number,
+    readonly limit: string,
+  ) {
+    super('E_MEMORY', `${dir}: the weights need ${gib(needBytes)} in memory, over ${limit} of ${gib(limitBytes)}`);
+  }
+}
+
+const gib = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB (${b} bytes)`;
+
+/** The checkpoint's weights must fit the memory limit and, on wasm-simd, the module's memory (MemoryError). */
+export function checkMemory(plan: CheckpointPlan, o: LoadOptions = {}): void {
+  const limit = o.memoryLimit ?? freemem();
+  if (plan.residentBytes > limit)
+    throw new MemoryError(plan.dir, plan.residentBytes, limit, o.memoryLimit === undefined ? "the machine's free memory" : 'the memory limit');
+  if (o.backend === 'wasm-simd') {
+    // every weight packed as float32, plus the staging copy of the largest while it is packed (lib/simd/gemm.ts)
+    let f32 = 0;
+    let largest = 0;
+    for (const w of plan.weights.values()) {
+      f32 += 4 * sizeOf(w.info.shape);
+      largest = Math.max(largest, 4 * sizeOf(w.info.shape));
+    }
+    f32 += largest;
+    if (f32 > WASM_SIMD_MAX_BYTES)
+      throw new MemoryError(plan.dir, f32, WASM_SIMD_MAX_BYTES, "the wasm-simd backend's module memory (float32 weights; use --backend reference)");
+  }
 }
 
 /**

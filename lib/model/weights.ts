@@ -1,15 +1,29 @@
 /**
  * A checkpoint on disk: a folder with `model.safetensors`, or shards listed by
- * `model.safetensors.index.json` ({ "weight_map": { name: file } }). Weights are read as float64 tensors
- * (the reference path computes in float64; kernels convert to float32 at the call).
+ * `model.safetensors.index.json` ({ "weight_map": { name: file } }), planned from the headers first
+ * (`planCheckpoint`: what it needs in memory, before any weight is read), then read one tensor at a time and
+ * kept compact — F32/F16/BF16 weights as float32, never a float64 copy of the model. The float64 reference
+ * ops read them as they are (float32 → float64 is exact); the kernels take them without a copy.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { NonFiniteError, SafetensorsError } from '../errors.js';
 import { readJsonObject } from '../io/json.js';
-import { getTensor, parseSafetensors, readSafetensors, safetensorsChunks, type WriteDType } from '../io/safetensors.js';
+import {
+  getTensor,
+  parseSafetensors,
+  readSafetensorsHeader,
+  readTensorAt,
+  dtypeBytes,
+  safetensorsChunks,
+  withFile,
+  type SafetensorsHeader,
+  type TensorInfo,
+  type TensorSource,
+  type WriteDType,
+} from '../io/safetensors.js';
 import type { WriteData } from '../io/writer.js';
-import { markFinite, type Tensor } from '../tensor.js';
+import { markFinite, sizeOf, type Tensor } from '../tensor.js';
 import { markImmutable } from '../../kernels/runtime.js';
 
 /**
@@ -43,14 +57,48 @@ export class WeightStore {
   }
 }
 
+/** Where one weight of a checkpoint lies: its shard and its header entry. */
+export interface PlannedWeight {
+  header: SafetensorsHeader;
+  info: TensorInfo;
+}
+
 /**
- * Read every weight of a checkpoint folder as float64. Each weight is checked finite here, so a NaN or
- * ±Inf is reported with its full name at load (NonFiniteError), not at the first forward.
+ * A checkpoint known from its headers alone (no weight read yet): every weight's shard, dtype and shape,
+ * the bytes stored on disk and the bytes it takes in memory once read (`residentBytes`: float32 for
+ * F32/F16/BF16 weights, float64 for the others — see TensorInto 'compact').
  */
-export function readCheckpoint(dir: string): WeightStore {
+export interface CheckpointPlan {
+  dir: string;
+  weights: Map<string, PlannedWeight>;
+  storedBytes: number;
+  residentBytes: number;
+}
+
+/** Bytes a weight of this dtype and element count takes once read (readCheckpoint keeps it compact). */
+export function residentBytes(dtype: string, elements: number): number {
+  return elements * (dtype === 'F32' || dtype === 'F16' || dtype === 'BF16' ? 4 : 8);
+}
+
+/**
+ * Plan a checkpoint folder from its headers: `model.safetensors`, or the shards listed by
+ * `model.safetensors.index.json` — a shard the index names that is missing, a tensor in a shard that the
+ * index does not list, or one the index puts in another shard are SafetensorsErrors, before any weight is read.
+ */
+export function planCheckpoint(dir: string): CheckpointPlan {
   const index = join(dir, 'model.safetensors.index.json');
-  const tensors = new Map<string, Tensor>();
-  const put = finitePut(tensors);
+  const weights = new Map<string, PlannedWeight>();
+  let storedBytes = 0;
+  let resident = 0;
+  const add = (h: SafetensorsHeader, names: Iterable<string>) => {
+    for (const n of names) {
+      const info = h.tensors.get(n);
+      if (!info) throw new SafetensorsError(h.path, `missing tensor '${n}' (the index's weight_map puts it in this shard)`);
+      weights.set(n, { header: h, info });
+      storedBytes += info.end - info.begin;
+      resident += residentBytes(info.dtype, sizeOf(info.shape));
+    }
+  };
   if (existsSync(index)) {
     const j = readJsonObject(index, (p) => new SafetensorsError(index, p));
     const map = j.weight_map as Record<string, unknown>;
@@ -61,17 +109,39 @@ export function readCheckpoint(dir: string): WeightStore {
         throw new SafetensorsError(index, `weight '${name}' maps to an invalid file name ${JSON.stringify(file)}`);
       files.set(file, [...(files.get(file) ?? []), name]);
     }
+    for (const file of files.keys())
+      if (!existsSync(join(dir, file)))
+        throw new SafetensorsError(
+          index,
+          `shard '${file}' (holding ${files.get(file)!.length} weight(s), e.g. '${files.get(file)![0]}') is missing from ${dir}`,
+        );
     for (const [file, names] of files) {
-      const f = readSafetensors(join(dir, file));
+      const h = readSafetensorsHeader(join(dir, file));
       const listed = new Set(names);
-      for (const n of f.tensors.keys())
+      for (const n of h.tensors.keys())
         if (!listed.has(n)) throw new SafetensorsError(join(dir, file), `tensor '${n}' is not in the index's weight_map (stale index?)`);
-      for (const n of names) put(n, getTensor(f, n).astype('float64'));
+      add(h, names);
     }
   } else {
-    const f = readSafetensors(join(dir, 'model.safetensors'));
-    for (const n of f.tensors.keys()) put(n, getTensor(f, n).astype('float64'));
+    const h = readSafetensorsHeader(join(dir, 'model.safetensors'));
+    add(h, h.tensors.keys());
   }
+  return { dir, weights, storedBytes, residentBytes: resident };
+}
+
+/**
+ * Read every weight of a planned checkpoint, one tensor at a time straight from its shard (no whole-file
+ * buffer), kept compact: F32/F16/BF16 as float32 (exact), so no float64 copy of a model is ever made —
+ * the float64 reference ops read float32 weights as they are (widening a float32 to float64 is exact, so
+ * the results are those of float64 weights). Each weight is checked finite here, so a NaN or ±Inf is
+ * reported with its full name at load (NonFiniteError), not at the first forward.
+ */
+export function readCheckpoint(dir: string, plan: CheckpointPlan = planCheckpoint(dir)): WeightStore {
+  const tensors = new Map<string, Tensor>();
+  const put = finitePut(tensors);
+  const byFile = new Map<SafetensorsHeader, string[]>();
+  for (const [n, w] of plan.weights) byFile.set(w.header, [...(byFile.get(w.header) ?? []), n]);
+  for (const [h, names] of byFile) withFile(h.path, (fd) => names.forEach((n) => put(n, readTensorAt(fd, h, n, 'compact'))));
   return new WeightStore(tensors, dir);
 }
 
@@ -84,23 +154,33 @@ function finitePut(tensors: Map<string, Tensor>): (n: string, t: Tensor) => void
   };
 }
 
-/** The weights of one model.safetensors already in memory (the browser page fetches it), read as float64. */
+/** The weights of one model.safetensors already in memory (the browser page fetches it), read compactly (as readCheckpoint). */
 export function weightsFromBytes(bytes: Uint8Array, source: string): WeightStore {
   const f = parseSafetensors(bytes, source);
   const tensors = new Map<string, Tensor>();
   const put = finitePut(tensors);
-  for (const n of f.tensors.keys()) put(n, getTensor(f, n).astype('float64'));
+  for (const n of f.tensors.keys()) put(n, getTensor(f, n, 'compact'));
   return new WeightStore(tensors, source);
 }
 
+/** Hugging Face's default `max_shard_size` of save_pretrained: "5GB" (decimal). */
+export const HF_MAX_SHARD_BYTES = 5_000_000_000;
+
 /**
- * The files of a checkpoint: one `model.safetensors`, or shards of at most `shardBytes` with an index.
+ * The files of a checkpoint: one `model.safetensors`, or shards of at most `shardBytes` with an index — as
+ * Hugging Face's save_pretrained: tensors in order fill a shard until the next would pass the size (a tensor
+ * larger than it gets a shard of its own), files `model-0000i-of-0000N.safetensors`, and
+ * `model.safetensors.index.json` with `metadata.total_size` (the tensors' bytes) and the weight_map.
+ * `order`: 'sorted' by name (the default), or 'given' (the insertion order, as a state_dict's).
  * Written by the caller through the one writer (lib/io/writer.ts), together with the configs.
  */
-export function checkpointFiles(tensors: Record<string, Tensor>, opts: { dtype?: WriteDType; shardBytes?: number } = {}): Array<[string, WriteData]> {
+export function checkpointFiles(
+  tensors: Record<string, TensorSource>,
+  opts: { dtype?: WriteDType; shardBytes?: number; order?: 'sorted' | 'given' } = {},
+): Array<[string, WriteData]> {
   const dtype = opts.dtype ?? 'F32';
-  const per = dtype === 'F64' ? 8 : 4;
-  const names = Object.keys(tensors).sort();
+  const per = dtypeBytes(dtype);
+  const names = opts.order === 'given' ? Object.keys(tensors) : Object.keys(tensors).sort();
   const shards: string[][] = [[]];
   let size = 0;
   for (const n of names) {
@@ -112,19 +192,21 @@ export function checkpointFiles(tensors: Record<string, Tensor>, opts: { dtype?:
     shards[shards.length - 1]!.push(n);
     size += b;
   }
-  if (shards.length === 1) return [['model.safetensors', safetensorsChunks(tensors, { format: 'pt' }, dtype).chunks]];
+  const pick = (s: string[]) => Object.fromEntries(s.map((n) => [n, tensors[n]!]));
+  if (shards.length === 1) return [['model.safetensors', safetensorsChunks(pick(names), { format: 'pt' }, dtype).chunks]];
   const files: Array<[string, WriteData]> = [];
   const weightMap: Record<string, string> = {};
   shards.forEach((s, i) => {
     const file = `model-${String(i + 1).padStart(5, '0')}-of-${String(shards.length).padStart(5, '0')}.safetensors`;
-    const part: Record<string, Tensor> = {};
-    for (const n of s) {
-      part[n] = tensors[n]!;
-      weightMap[n] = file;
-    }
-    files.push([file, safetensorsChunks(part, { format: 'pt' }, dtype).chunks]);
+    for (const n of s) weightMap[n] = file;
+    files.push([file, safetensorsChunks(pick(s), { format: 'pt' }, dtype).chunks]);
   });
   const total = names.reduce((s, n) => s + tensors[n]!.size * per, 0);
-  files.push(['model.safetensors.index.json', JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 1) + '\n']);
+  const sortedMap = Object.fromEntries(
+    Object.keys(weightMap)
+      .sort()
+      .map((n) => [n, weightMap[n]!]),
+  );
+  files.push(['model.safetensors.index.json', JSON.stringify({ metadata: { total_size: total }, weight_map: sortedMap }, null, 1) + '\n']);
   return files;
 }

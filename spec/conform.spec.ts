@@ -22,7 +22,12 @@ import { tmpFolder } from './tmp.js';
 const ROOT = join(import.meta.dirname, '..');
 const JS = join(ROOT, 'examples', 'ports', 'js', 'port.mjs');
 const PY = join(ROOT, 'examples', 'ports', 'python', 'port.py');
-const numpy = spawnSync('python3', ['-c', 'import numpy'], { encoding: 'utf8' }).status === 0;
+/**
+ * The first python3 that imports numpy: PATH's, then Debian's /usr/bin/python3 (CI installs python3-numpy
+ * there; a pyenv python3 first on PATH may lack numpy). Undefined when neither has it: the numpy tests skip.
+ */
+const PYTHON = ['python3', '/usr/bin/python3'].find((py) => spawnSync(py, ['-c', 'import numpy'], { encoding: 'utf8' }).status === 0);
+const numpy = PYTHON !== undefined;
 const base = { runs: 25, seed: 1, tolerance: 1e-4, timeoutMs: 20000 };
 
 /** A copy of a port's folder with one substitution (which must apply) in `file`; returns the copy's main file. */
@@ -49,10 +54,10 @@ describe('the example ports pass every op', () => {
     }
   }, 300_000);
   it.skipIf(!numpy)(
-    'Python with numpy: every op the harness draws (skipped where python3 has no numpy: apt-get install python3-numpy)',
+    'Python with numpy: every op the harness draws (skipped where neither python3 on PATH nor /usr/bin/python3 has numpy: apt-get install python3-numpy)',
     async () => {
       for (const op of CONFORM_OPS) {
-        const r = await conform({ ...base, runs: 6, op, port: `python3 ${PY}`, tolerance: tolerance(op) });
+        const r = await conform({ ...base, runs: 6, op, port: `${PYTHON} ${PY}`, tolerance: tolerance(op) });
         expect(r.failed, `${op}: ${r.smallest?.verdict.reason}`).toBe(0);
         expect(r.passed, op).toBe(r.runs);
       }
@@ -123,7 +128,7 @@ describe('broken ports are caught and shrunk', () => {
         ...base,
         runs: 200,
         op: 'selective_scan',
-        port: `python3 ${broken(PY, 'kernels.py', '    if D is not None:\n        out += D[:, None] * u', '    if D is not None and z is not None:\n        out += D[:, None] * u')}`,
+        port: `${PYTHON} ${broken(PY, 'kernels.py', '    if D is not None:\n        out += D[:, None] * u', '    if D is not None and z is not None:\n        out += D[:, None] * u')}`,
       });
       expect(b.failed).toBe(1);
       expect(caseSize(b.smallest!.case).largestDim).toBe(1);

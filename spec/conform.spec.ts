@@ -219,6 +219,19 @@ describe('what a bad port gets', () => {
   }, 60_000);
 });
 
+describe('a port that checks nothing', () => {
+  it('mil conform exits 5, not 0, when the port answers unsupported (77) to every case', () => {
+    const port = join(tmpFolder('unsupported'), 'port.mjs');
+    writeFileSync(port, 'console.error("nothing here"); process.exit(77);\n');
+    const r = spawnSync('node', [join(ROOT, 'bin', 'mil.js'), 'conform', '--op', 'selective_scan', '--port', `node ${port}`, '--runs', '3'], {
+      encoding: 'utf8',
+    });
+    expect(r.status, r.stderr).toBe(5);
+    expect(r.stdout).toMatch(/0 passed, 0 failed, 3 unsupported of 3 cases/);
+    expect(r.stderr).toMatch(/nothing was checked/);
+  }, 60_000);
+});
+
 describe('the library entry', () => {
   it('properties(fn) checks an in-process port: a correct one passes, a broken one fails with the output and the case named', async () => {
     const { selectiveScan } = await import('../lib/ref/selective_scan.js');

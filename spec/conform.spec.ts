@@ -14,8 +14,8 @@ import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { CONFORM_OPS, CONFORM_SPECS, caseSize, conform, property, runPort, buildCase } from '../lib/conform/index.js';
-import { relError } from '../lib/tensor.js';
+import { CONFORM_OPS, CONFORM_SPECS, caseSize, compare, conform, property, runPort, buildCase } from '../lib/conform/index.js';
+import { Tensor, relError } from '../lib/tensor.js';
 import { verifyGolden } from '../lib/golden/verify.js';
 import { tmpFolder } from './tmp.js';
 
@@ -138,6 +138,33 @@ describe('broken ports are caught and shrunk', () => {
 });
 
 describe('the comparison and the harness itself', () => {
+  it('the worst element names the failing output, not a passing one with a larger element difference', () => {
+    // 'big' passes (relative L2 7.1e-6) with |got − want| = 1e-2; 'small' fails (7.1e-4 > 1e-4) with 1e-6.
+    const T = (v: number[]) => new Tensor(Float64Array.from(v), [v.length], 'x'); // (2)
+    const want = { big: T([1000, 1000]), small: T([1e-3, 1e-3]) };
+    const v = compare(
+      want,
+      new Map([
+        ['big', T([1000.01, 1000])],
+        ['small', T([1e-3, 1.001e-3])],
+      ]),
+      1e-4,
+    );
+    expect(v.status).toBe('fail');
+    expect(v.reason).toMatch(/^output 'small' relative error/);
+    expect(v.worst).toEqual({ output: 'small', index: 1, got: 1.001e-3, want: 1e-3 });
+    // all passing: the output with the largest relative error
+    expect(
+      compare(
+        want,
+        new Map([
+          ['big', T([1000.01, 1000])],
+          ['small', T([1e-3, 1e-3])],
+        ]),
+        1e-4,
+      ).worst,
+    ).toMatchObject({ output: 'big', index: 0 });
+  });
   it('the relative error is scale-free: values near 1e±300 give the error of the same values at 1 (squares neither overflow nor underflow)', () => {
     fc.assert(
       fc.property(

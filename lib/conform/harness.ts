@@ -87,11 +87,17 @@ export async function runPort(cmd: string, c: ConformCase, o: { tolerance: numbe
   }
 }
 
+/**
+ * The verdict on a port's outputs. An output fails when missing, misshapen, non-finite where the reference is
+ * finite, or with relative L2 error ‖got − want‖ / ‖want‖ above the tolerance. The worst element is the one
+ * furthest (|got − want|) from the reference in the output that fails by the most (non-finite first), so it
+ * always names a failing output; when all pass, in the output with the largest relative error.
+ */
 export function compare(expected: Record<string, Tensor>, got: Map<string, Tensor>, tolerance: number): Verdict {
   const errors: Record<string, number> = {};
   const problems: string[] = [];
   let worst: Verdict['worst'];
-  let worstDiff = -1;
+  let worstKey: [failing: number, error: number] = [-1, -1];
   for (const [name, want] of Object.entries(expected)) {
     const g = got.get(name);
     if (!g) {
@@ -103,17 +109,23 @@ export function compare(expected: Record<string, Tensor>, got: Map<string, Tenso
       continue;
     }
     let nonFinite = -1;
+    let at = 0;
+    let atDiff = -1;
     for (let i = 0; i < want.size; i++) {
       const a = g.data[i]!;
       const b = want.data[i]!;
       if (!Number.isFinite(a) && Number.isFinite(b) && nonFinite < 0) nonFinite = i;
-      const diff = Number.isFinite(a) ? Math.abs(a - b) / Math.max(1, Math.abs(b)) : Infinity;
-      if (diff > worstDiff) {
-        worstDiff = diff;
-        worst = { output: name, index: i, got: a, want: b };
-      }
+      const diff = Number.isFinite(a) ? Math.abs(a - b) : Infinity;
+      if (diff > atDiff) [at, atDiff] = [i, diff];
     }
     errors[name] = relError(g.data, want.data);
+    const failing = nonFinite >= 0 || !(errors[name] <= tolerance);
+    const key: [number, number] = [failing ? 1 : 0, nonFinite >= 0 ? Infinity : Number.isNaN(errors[name]) ? Infinity : errors[name]];
+    if (want.size > 0 && (key[0] > worstKey[0] || (key[0] === worstKey[0] && key[1] > worstKey[1]))) {
+      worstKey = key;
+      const i = nonFinite >= 0 ? nonFinite : at;
+      worst = { output: name, index: i, got: g.data[i]!, want: want.data[i]! };
+    }
     if (nonFinite >= 0) problems.push(`output '${name}'[${nonFinite}] is ${g.data[nonFinite]} where the reference is ${want.data[nonFinite]}`);
     else if (!(errors[name] <= tolerance)) problems.push(`output '${name}' relative error ${errors[name].toExponential(2)} > ${tolerance}`);
   }

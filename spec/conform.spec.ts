@@ -234,6 +234,18 @@ describe('what a bad port gets', () => {
     expect(await runPort(write('console.error("no conv here"); process.exit(77)'), c, o)).toMatchObject({ status: 'unsupported', reason: 'no conv here' });
     expect((await runPort('/nonexistent/port', c, o)).status).toBe('fail');
   }, 60_000);
+  it.skipIf(spawnSync('sh', ['-c', 'command -v setsid']).status !== 0)(
+    'a grandchild holding stderr (in its own session, out of reach of a group kill) does not hold the harness',
+    async () => {
+      const c = await buildCase('causal_conv1d', d);
+      const t0 = performance.now();
+      // the port leaves `sleep 4` behind with its stderr and answers unsupported at once
+      const v = await runPort('setsid sleep 4 & echo held here >&2; exit 77; :', c, { tolerance: 1e-4, timeoutMs: 3000 });
+      expect(v).toMatchObject({ status: 'unsupported', reason: 'held here' });
+      expect(performance.now() - t0).toBeLessThan(1500);
+    },
+    20_000,
+  );
   it('mil conform --save writes the smallest failing case as a golden folder that golden verify passes on the reference; exit 1', () => {
     const out = join(tmpFolder('save'), 'case');
     const port = broken(JS, 'kernels.mjs', 'if (D) y += D.data[d] * u.data[i];', 'if (D && z) y += D.data[d] * u.data[i];');

@@ -132,29 +132,49 @@ export function compare(expected: Record<string, Tensor>, got: Map<string, Tenso
   return problems.length ? { status: 'fail', reason: problems.join('; '), errors, worst } : { status: 'pass', errors, worst };
 }
 
+/**
+ * Run the port in its own process group. The case ends when the port's shell exits (or the timeout kills the
+ * group), not when its stderr closes: a grandchild that keeps stderr open (even one in a new session, which a
+ * group kill cannot reach) never holds the harness. Whatever the port left in its group is killed on exit.
+ */
 function execPort(cmd: string, dir: string, timeoutMs: number): Promise<{ code: number | null; signal: string | null; stderr: string; timedOut: boolean }> {
   return new Promise((resolve) => {
     const p = spawn('sh', ['-c', `${cmd} "$1"`, 'sh', dir], { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
     let stderr = '';
     let timedOut = false;
-    p.stderr.on('data', (b: Buffer) => {
-      if (stderr.length < 1 << 16) stderr += b.toString('utf8');
-    });
-    const timer = setTimeout(() => {
-      timedOut = true;
+    let done = false;
+    const killGroup = () => {
       try {
         process.kill(-p.pid!, 'SIGKILL'); // the whole group: sh and whatever it started
       } catch {
         /* already gone */
       }
+    };
+    const finish = (code: number | null, signal: string | null) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      p.stderr.destroy(); // a grandchild may still hold the pipe: stop reading it
+      resolve({ code, signal, stderr, timedOut });
+    };
+    p.stderr.on('data', (b: Buffer) => {
+      if (stderr.length < 1 << 16) stderr += b.toString('utf8');
+    });
+    const timer = setTimeout(() => {
+      timedOut = true;
+      killGroup();
+      setTimeout(() => finish(null, 'SIGKILL'), 200); // if 'exit' never comes, do not wait for it
     }, timeoutMs);
     p.on('error', (e) => {
       clearTimeout(timer);
+      done = true;
       resolve({ code: 127, signal: null, stderr: e.message, timedOut: false });
     });
-    p.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stderr, timedOut });
+    p.on('close', (code, signal) => finish(code, signal));
+    p.on('exit', (code, signal) => {
+      killGroup(); // the port is done: what it left behind in its group goes too
+      // stderr written before the exit is read within the grace; 'close' usually comes first
+      setTimeout(() => finish(code, signal), 100);
     });
   });
 }

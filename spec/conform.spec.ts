@@ -9,8 +9,8 @@
  *    hangs; the smallest failing case saves as a golden folder that `mil golden verify` reads;
  *  - the library entry `properties` checks an in-process function the same way.
  */
-import { spawnSync } from 'node:child_process';
-import { cpSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -256,6 +256,41 @@ describe('what a bad port gets', () => {
     expect(r.stdout).toMatch(/first failure at case \d+; shrunk in \d+ further runs to:\n {2}inputs: u \[1, 1, 1\]/);
     return verifyGolden(out, 'reference').then((v) => expect([v.passed, v.failed]).toEqual([1, 0]));
   }, 60_000);
+});
+
+describe('Ctrl-C', () => {
+  it('SIGINT to mil conform kills the running port and removes the case folder; exit 130', async () => {
+    const tmp = tmpFolder('sigint');
+    const marker = join(tmp, 'marker');
+    const port = join(tmp, 'port.mjs');
+    writeFileSync(
+      port,
+      `import { writeFileSync } from 'node:fs';\nwriteFileSync(${JSON.stringify(marker)}, process.pid + ' ' + process.argv[2]);\nsetInterval(() => {}, 1000);\n`,
+    );
+    const child = spawn('node', [join(ROOT, 'bin', 'mil.js'), 'conform', '--op', 'selective_scan', '--port', `node ${port}`, '--runs', '3'], {
+      env: { ...process.env, TMPDIR: tmp },
+      stdio: 'ignore',
+    });
+    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    while (!existsSync(marker)) await new Promise((r) => setTimeout(r, 50));
+    const [pid, dir] = readFileSync(marker, 'utf8').split(' ') as [string, string];
+    expect(existsSync(dir)).toBe(true);
+    child.kill('SIGINT');
+    expect(await exited).toBe(130);
+    const alive = () => {
+      try {
+        process.kill(Number(pid), 0);
+        return !/^Z/m.test(spawnSync('ps', ['-o', 'stat=', '-p', pid], { encoding: 'utf8' }).stdout); // a zombie is dead
+      } catch {
+        return false;
+      }
+    };
+    for (let t = 0; t < 40 && alive(); t++) await new Promise((r) => setTimeout(r, 50));
+    const left = alive();
+    if (left) process.kill(Number(pid), 'SIGKILL'); // a failing run leaves nothing behind either
+    expect(left, 'the port process is gone').toBe(false);
+    expect(existsSync(dir), 'the case folder is removed').toBe(false);
+  }, 30_000);
 });
 
 describe('a port that checks nothing', () => {

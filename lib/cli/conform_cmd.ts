@@ -5,7 +5,7 @@
  * checked (the port answered 'unsupported' to every case: a port that supports nothing must not pass).
  */
 import { checkOutput } from '../io/writer.js';
-import { caseSize, conform, saveCase } from '../conform/harness.js';
+import { caseSize, conform, saveCase, stopPorts } from '../conform/harness.js';
 import { UsageError, type Parsed } from './args.js';
 
 /** `mil conform`'s exit status when no case was checked: every case was unsupported. */
@@ -29,6 +29,15 @@ export async function cmdConform(p: Parsed): Promise<number> {
     timeoutMs: (v.timeout as number) ?? 20000,
     failFast: v['fail-fast'] === true,
   };
+  // Ctrl-C or SIGTERM: the port's process group and the case folder go too (exit 130 / 143)
+  for (const [sig, code] of [
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+  ] as const)
+    process.once(sig, () => {
+      stopPorts();
+      process.exit(code);
+    });
   const rep = await conform({
     ...o,
     onCase: (n, _c, verdict) => {

@@ -59,9 +59,30 @@ export function caseFiles(c: ConformCase): Array<[string, WriteData]> {
   return files;
 }
 
+/** The port process groups running now and their case folders: what {@link stopPorts} ends and removes. */
+const live = { groups: new Set<number>(), dirs: new Set<string>() };
+
+/**
+ * Kill every port process group still running and remove their case folders, at once (synchronous, so a
+ * signal handler can call it before exiting: `mil conform` does on Ctrl-C and SIGTERM).
+ */
+export function stopPorts(): void {
+  for (const g of live.groups) {
+    try {
+      process.kill(-g, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  }
+  for (const d of live.dirs) rmSync(d, { recursive: true, force: true });
+  live.groups.clear();
+  live.dirs.clear();
+}
+
 /** Run the port on one case; never throws for what the port does, never hangs past the timeout. */
 export async function runPort(cmd: string, c: ConformCase, o: { tolerance: number; timeoutMs: number }): Promise<Verdict> {
   const dir = mkdtempSync(join(tmpdir(), 'mil-conform-'));
+  live.dirs.add(dir);
   try {
     writeFolder(join(dir, 'case'), (stage) => {
       for (const [rel, data] of caseFiles(c)) stage.writeFile(rel, data);
@@ -84,6 +105,7 @@ export async function runPort(cmd: string, c: ConformCase, o: { tolerance: numbe
     return compare(c.expected, got, o.tolerance);
   } finally {
     rmSync(dir, { recursive: true, force: true });
+    live.dirs.delete(dir);
   }
 }
 
@@ -140,6 +162,7 @@ export function compare(expected: Record<string, Tensor>, got: Map<string, Tenso
 function execPort(cmd: string, dir: string, timeoutMs: number): Promise<{ code: number | null; signal: string | null; stderr: string; timedOut: boolean }> {
   return new Promise((resolve) => {
     const p = spawn('sh', ['-c', `${cmd} "$1"`, 'sh', dir], { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+    if (p.pid !== undefined) live.groups.add(p.pid);
     let stderr = '';
     let timedOut = false;
     let done = false;
@@ -153,6 +176,7 @@ function execPort(cmd: string, dir: string, timeoutMs: number): Promise<{ code: 
     const finish = (code: number | null, signal: string | null) => {
       if (done) return;
       done = true;
+      live.groups.delete(p.pid!);
       clearTimeout(timer);
       p.stderr.destroy(); // a grandchild may still hold the pipe: stop reading it
       resolve({ code, signal, stderr, timedOut });

@@ -9,20 +9,25 @@
  *    hangs; the smallest failing case saves as a golden folder that `mil golden verify` reads;
  *  - the library entry `properties` checks an in-process function the same way.
  */
-import { spawnSync } from 'node:child_process';
-import { cpSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { CONFORM_OPS, CONFORM_SPECS, caseSize, conform, property, runPort, buildCase } from '../lib/conform/index.js';
-import { relError } from '../lib/tensor.js';
+import { CONFORM_OPS, CONFORM_SPECS, caseSize, compare, conform, property, runPort, buildCase } from '../lib/conform/index.js';
+import { Tensor, relError } from '../lib/tensor.js';
 import { verifyGolden } from '../lib/golden/verify.js';
 import { tmpFolder } from './tmp.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const JS = join(ROOT, 'examples', 'ports', 'js', 'port.mjs');
 const PY = join(ROOT, 'examples', 'ports', 'python', 'port.py');
-const numpy = spawnSync('python3', ['-c', 'import numpy'], { encoding: 'utf8' }).status === 0;
+/**
+ * The first python3 that imports numpy: PATH's, then Debian's /usr/bin/python3 (CI installs python3-numpy
+ * there; a pyenv python3 first on PATH may lack numpy). Undefined when neither has it: the numpy tests skip.
+ */
+const PYTHON = ['python3', '/usr/bin/python3'].find((py) => spawnSync(py, ['-c', 'import numpy'], { encoding: 'utf8' }).status === 0);
+const numpy = PYTHON !== undefined;
 const base = { runs: 25, seed: 1, tolerance: 1e-4, timeoutMs: 20000 };
 
 /** A copy of a port's folder with one substitution (which must apply) in `file`; returns the copy's main file. */
@@ -49,10 +54,10 @@ describe('the example ports pass every op', () => {
     }
   }, 300_000);
   it.skipIf(!numpy)(
-    'Python with numpy: every op the harness draws (skipped where python3 has no numpy: apt-get install python3-numpy)',
+    'Python with numpy: every op the harness draws (skipped where neither python3 on PATH nor /usr/bin/python3 has numpy: apt-get install python3-numpy)',
     async () => {
       for (const op of CONFORM_OPS) {
-        const r = await conform({ ...base, runs: 6, op, port: `python3 ${PY}`, tolerance: tolerance(op) });
+        const r = await conform({ ...base, runs: 6, op, port: `${PYTHON} ${PY}`, tolerance: tolerance(op) });
         expect(r.failed, `${op}: ${r.smallest?.verdict.reason}`).toBe(0);
         expect(r.passed, op).toBe(r.runs);
       }
@@ -123,7 +128,7 @@ describe('broken ports are caught and shrunk', () => {
         ...base,
         runs: 200,
         op: 'selective_scan',
-        port: `python3 ${broken(PY, 'kernels.py', '    if D is not None:\n        out += D[:, None] * u', '    if D is not None and z is not None:\n        out += D[:, None] * u')}`,
+        port: `${PYTHON} ${broken(PY, 'kernels.py', '    if D is not None:\n        out += D[:, None] * u', '    if D is not None and z is not None:\n        out += D[:, None] * u')}`,
       });
       expect(b.failed).toBe(1);
       expect(caseSize(b.smallest!.case).largestDim).toBe(1);
@@ -133,6 +138,33 @@ describe('broken ports are caught and shrunk', () => {
 });
 
 describe('the comparison and the harness itself', () => {
+  it('the worst element names the failing output, not a passing one with a larger element difference', () => {
+    // 'big' passes (relative L2 7.1e-6) with |got − want| = 1e-2; 'small' fails (7.1e-4 > 1e-4) with 1e-6.
+    const T = (v: number[]) => new Tensor(Float64Array.from(v), [v.length], 'x'); // (2)
+    const want = { big: T([1000, 1000]), small: T([1e-3, 1e-3]) };
+    const v = compare(
+      want,
+      new Map([
+        ['big', T([1000.01, 1000])],
+        ['small', T([1e-3, 1.001e-3])],
+      ]),
+      1e-4,
+    );
+    expect(v.status).toBe('fail');
+    expect(v.reason).toMatch(/^output 'small' relative error/);
+    expect(v.worst).toEqual({ output: 'small', index: 1, got: 1.001e-3, want: 1e-3 });
+    // all passing: the output with the largest relative error
+    expect(
+      compare(
+        want,
+        new Map([
+          ['big', T([1000.01, 1000])],
+          ['small', T([1e-3, 1e-3])],
+        ]),
+        1e-4,
+      ).worst,
+    ).toMatchObject({ output: 'big', index: 0 });
+  });
   it('the relative error is scale-free: values near 1e±300 give the error of the same values at 1 (squares neither overflow nor underflow)', () => {
     fc.assert(
       fc.property(
@@ -202,6 +234,18 @@ describe('what a bad port gets', () => {
     expect(await runPort(write('console.error("no conv here"); process.exit(77)'), c, o)).toMatchObject({ status: 'unsupported', reason: 'no conv here' });
     expect((await runPort('/nonexistent/port', c, o)).status).toBe('fail');
   }, 60_000);
+  it.skipIf(spawnSync('sh', ['-c', 'command -v setsid']).status !== 0)(
+    'a grandchild holding stderr (in its own session, out of reach of a group kill) does not hold the harness',
+    async () => {
+      const c = await buildCase('causal_conv1d', d);
+      const t0 = performance.now();
+      // the port leaves `sleep 4` behind with its stderr and answers unsupported at once
+      const v = await runPort('setsid sleep 4 & echo held here >&2; exit 77; :', c, { tolerance: 1e-4, timeoutMs: 3000 });
+      expect(v).toMatchObject({ status: 'unsupported', reason: 'held here' });
+      expect(performance.now() - t0).toBeLessThan(1500);
+    },
+    20_000,
+  );
   it('mil conform --save writes the smallest failing case as a golden folder that golden verify passes on the reference; exit 1', () => {
     const out = join(tmpFolder('save'), 'case');
     const port = broken(JS, 'kernels.mjs', 'if (D) y += D.data[d] * u.data[i];', 'if (D && z) y += D.data[d] * u.data[i];');
@@ -211,6 +255,54 @@ describe('what a bad port gets', () => {
     expect(r.status, r.stderr).toBe(1);
     expect(r.stdout).toMatch(/first failure at case \d+; shrunk in \d+ further runs to:\n {2}inputs: u \[1, 1, 1\]/);
     return verifyGolden(out, 'reference').then((v) => expect([v.passed, v.failed]).toEqual([1, 0]));
+  }, 60_000);
+});
+
+describe('Ctrl-C', () => {
+  it('SIGINT to mil conform kills the running port and removes the case folder; exit 130', async () => {
+    const tmp = tmpFolder('sigint');
+    const marker = join(tmp, 'marker');
+    const port = join(tmp, 'port.mjs');
+    writeFileSync(
+      port,
+      `import { writeFileSync } from 'node:fs';\nwriteFileSync(${JSON.stringify(marker)}, process.pid + ' ' + process.argv[2]);\nsetInterval(() => {}, 1000);\n`,
+    );
+    const child = spawn('node', [join(ROOT, 'bin', 'mil.js'), 'conform', '--op', 'selective_scan', '--port', `node ${port}`, '--runs', '3'], {
+      env: { ...process.env, TMPDIR: tmp },
+      stdio: 'ignore',
+    });
+    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    while (!existsSync(marker)) await new Promise((r) => setTimeout(r, 50));
+    const [pid, dir] = readFileSync(marker, 'utf8').split(' ') as [string, string];
+    expect(existsSync(dir)).toBe(true);
+    child.kill('SIGINT');
+    expect(await exited).toBe(130);
+    const alive = () => {
+      try {
+        process.kill(Number(pid), 0);
+        return !/^Z/m.test(spawnSync('ps', ['-o', 'stat=', '-p', pid], { encoding: 'utf8' }).stdout); // a zombie is dead
+      } catch {
+        return false;
+      }
+    };
+    for (let t = 0; t < 40 && alive(); t++) await new Promise((r) => setTimeout(r, 50));
+    const left = alive();
+    if (left) process.kill(Number(pid), 'SIGKILL'); // a failing run leaves nothing behind either
+    expect(left, 'the port process is gone').toBe(false);
+    expect(existsSync(dir), 'the case folder is removed').toBe(false);
+  }, 30_000);
+});
+
+describe('a port that checks nothing', () => {
+  it('mil conform exits 5, not 0, when the port answers unsupported (77) to every case', () => {
+    const port = join(tmpFolder('unsupported'), 'port.mjs');
+    writeFileSync(port, 'console.error("nothing here"); process.exit(77);\n');
+    const r = spawnSync('node', [join(ROOT, 'bin', 'mil.js'), 'conform', '--op', 'selective_scan', '--port', `node ${port}`, '--runs', '3'], {
+      encoding: 'utf8',
+    });
+    expect(r.status, r.stderr).toBe(5);
+    expect(r.stdout).toMatch(/0 passed, 0 failed, 3 unsupported of 3 cases/);
+    expect(r.stderr).toMatch(/nothing was checked/);
   }, 60_000);
 });
 

@@ -1,11 +1,15 @@
 /**
  * `mil conform --op OP --port "CMD"`: check a port against the references on random cases, shrink a failure
  * to the smallest case and print it (lib/conform/harness.ts; the protocol: docs/conform.md).
- * Exit status: 0 every case passed (or was unsupported), 1 a case failed, 2 bad usage.
+ * Exit status: 0 no case failed and at least one was checked, 1 a case failed, 2 bad usage, 5 nothing was
+ * checked (the port answered 'unsupported' to every case: a port that supports nothing must not pass).
  */
 import { checkOutput } from '../io/writer.js';
-import { caseSize, conform, saveCase } from '../conform/harness.js';
+import { caseSize, conform, saveCase, stopPorts } from '../conform/harness.js';
 import { UsageError, type Parsed } from './args.js';
+
+/** `mil conform`'s exit status when no case was checked: every case was unsupported. */
+export const EXIT_NOTHING_CHECKED = 5;
 
 export async function cmdConform(p: Parsed): Promise<number> {
   const v = p.values;
@@ -25,6 +29,15 @@ export async function cmdConform(p: Parsed): Promise<number> {
     timeoutMs: (v.timeout as number) ?? 20000,
     failFast: v['fail-fast'] === true,
   };
+  // Ctrl-C or SIGTERM: the port's process group and the case folder go too (exit 130 / 143)
+  for (const [sig, code] of [
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+  ] as const)
+    process.once(sig, () => {
+      stopPorts();
+      process.exit(code);
+    });
   const rep = await conform({
     ...o,
     onCase: (n, _c, verdict) => {
@@ -68,5 +81,10 @@ export async function cmdConform(p: Parsed): Promise<number> {
       if (save) console.log(`  saved to ${save} (mil golden verify reads it; case.json + case.safetensors + expected.safetensors for the port)`);
     }
   }
-  return rep.failed > 0 ? 1 : 0;
+  if (rep.failed > 0) return 1;
+  if (rep.passed === 0) {
+    console.error(`${op}: nothing was checked — the port answered unsupported to all ${rep.runs} cases (exit ${EXIT_NOTHING_CHECKED})`);
+    return EXIT_NOTHING_CHECKED;
+  }
+  return 0;
 }

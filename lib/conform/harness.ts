@@ -59,9 +59,30 @@ export function caseFiles(c: ConformCase): Array<[string, WriteData]> {
   return files;
 }
 
+/** The port process groups running now and their case folders: what {@link stopPorts} ends and removes. */
+const live = { groups: new Set<number>(), dirs: new Set<string>() };
+
+/**
+ * Kill every port process group still running and remove their case folders, at once (synchronous, so a
+ * signal handler can call it before exiting: `mil conform` does on Ctrl-C and SIGTERM).
+ */
+export function stopPorts(): void {
+  for (const g of live.groups) {
+    try {
+      process.kill(-g, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  }
+  for (const d of live.dirs) rmSync(d, { recursive: true, force: true });
+  live.groups.clear();
+  live.dirs.clear();
+}
+
 /** Run the port on one case; never throws for what the port does, never hangs past the timeout. */
 export async function runPort(cmd: string, c: ConformCase, o: { tolerance: number; timeoutMs: number }): Promise<Verdict> {
   const dir = mkdtempSync(join(tmpdir(), 'mil-conform-'));
+  live.dirs.add(dir);
   try {
     writeFolder(join(dir, 'case'), (stage) => {
       for (const [rel, data] of caseFiles(c)) stage.writeFile(rel, data);
@@ -84,14 +105,21 @@ export async function runPort(cmd: string, c: ConformCase, o: { tolerance: numbe
     return compare(c.expected, got, o.tolerance);
   } finally {
     rmSync(dir, { recursive: true, force: true });
+    live.dirs.delete(dir);
   }
 }
 
+/**
+ * The verdict on a port's outputs. An output fails when missing, misshapen, non-finite where the reference is
+ * finite, or with relative L2 error ‖got − want‖ / ‖want‖ above the tolerance. The worst element is the one
+ * furthest (|got − want|) from the reference in the output that fails by the most (non-finite first), so it
+ * always names a failing output; when all pass, in the output with the largest relative error.
+ */
 export function compare(expected: Record<string, Tensor>, got: Map<string, Tensor>, tolerance: number): Verdict {
   const errors: Record<string, number> = {};
   const problems: string[] = [];
   let worst: Verdict['worst'];
-  let worstDiff = -1;
+  let worstKey: [failing: number, error: number] = [-1, -1];
   for (const [name, want] of Object.entries(expected)) {
     const g = got.get(name);
     if (!g) {
@@ -103,46 +131,74 @@ export function compare(expected: Record<string, Tensor>, got: Map<string, Tenso
       continue;
     }
     let nonFinite = -1;
+    let at = 0;
+    let atDiff = -1;
     for (let i = 0; i < want.size; i++) {
       const a = g.data[i]!;
       const b = want.data[i]!;
       if (!Number.isFinite(a) && Number.isFinite(b) && nonFinite < 0) nonFinite = i;
-      const diff = Number.isFinite(a) ? Math.abs(a - b) / Math.max(1, Math.abs(b)) : Infinity;
-      if (diff > worstDiff) {
-        worstDiff = diff;
-        worst = { output: name, index: i, got: a, want: b };
-      }
+      const diff = Number.isFinite(a) ? Math.abs(a - b) : Infinity;
+      if (diff > atDiff) [at, atDiff] = [i, diff];
     }
     errors[name] = relError(g.data, want.data);
+    const failing = nonFinite >= 0 || !(errors[name] <= tolerance);
+    const key: [number, number] = [failing ? 1 : 0, nonFinite >= 0 ? Infinity : Number.isNaN(errors[name]) ? Infinity : errors[name]];
+    if (want.size > 0 && (key[0] > worstKey[0] || (key[0] === worstKey[0] && key[1] > worstKey[1]))) {
+      worstKey = key;
+      const i = nonFinite >= 0 ? nonFinite : at;
+      worst = { output: name, index: i, got: g.data[i]!, want: want.data[i]! };
+    }
     if (nonFinite >= 0) problems.push(`output '${name}'[${nonFinite}] is ${g.data[nonFinite]} where the reference is ${want.data[nonFinite]}`);
     else if (!(errors[name] <= tolerance)) problems.push(`output '${name}' relative error ${errors[name].toExponential(2)} > ${tolerance}`);
   }
   return problems.length ? { status: 'fail', reason: problems.join('; '), errors, worst } : { status: 'pass', errors, worst };
 }
 
+/**
+ * Run the port in its own process group. The case ends when the port's shell exits (or the timeout kills the
+ * group), not when its stderr closes: a grandchild that keeps stderr open (even one in a new session, which a
+ * group kill cannot reach) never holds the harness. Whatever the port left in its group is killed on exit.
+ */
 function execPort(cmd: string, dir: string, timeoutMs: number): Promise<{ code: number | null; signal: string | null; stderr: string; timedOut: boolean }> {
   return new Promise((resolve) => {
     const p = spawn('sh', ['-c', `${cmd} "$1"`, 'sh', dir], { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+    if (p.pid !== undefined) live.groups.add(p.pid);
     let stderr = '';
     let timedOut = false;
-    p.stderr.on('data', (b: Buffer) => {
-      if (stderr.length < 1 << 16) stderr += b.toString('utf8');
-    });
-    const timer = setTimeout(() => {
-      timedOut = true;
+    let done = false;
+    const killGroup = () => {
       try {
         process.kill(-p.pid!, 'SIGKILL'); // the whole group: sh and whatever it started
       } catch {
         /* already gone */
       }
+    };
+    const finish = (code: number | null, signal: string | null) => {
+      if (done) return;
+      done = true;
+      live.groups.delete(p.pid!);
+      clearTimeout(timer);
+      p.stderr.destroy(); // a grandchild may still hold the pipe: stop reading it
+      resolve({ code, signal, stderr, timedOut });
+    };
+    p.stderr.on('data', (b: Buffer) => {
+      if (stderr.length < 1 << 16) stderr += b.toString('utf8');
+    });
+    const timer = setTimeout(() => {
+      timedOut = true;
+      killGroup();
+      setTimeout(() => finish(null, 'SIGKILL'), 200); // if 'exit' never comes, do not wait for it
     }, timeoutMs);
     p.on('error', (e) => {
       clearTimeout(timer);
+      done = true;
       resolve({ code: 127, signal: null, stderr: e.message, timedOut: false });
     });
-    p.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stderr, timedOut });
+    p.on('close', (code, signal) => finish(code, signal));
+    p.on('exit', (code, signal) => {
+      killGroup(); // the port is done: what it left behind in its group goes too
+      // stderr written before the exit is read within the grace; 'close' usually comes first
+      setTimeout(() => finish(code, signal), 100);
     });
   });
 }

@@ -19,6 +19,7 @@
  *   2  bad usage or bad input: an unknown or malformed option, a malformed model folder, config or file
  *   3  an I/O or environment failure: an unwritable or locked output, a full disk, an unavailable backend
  *   4  an internal error (a bug: please report it with the stack trace printed)
+ *   5  mil conform only: nothing was checked (the port answered unsupported to every case)
  */
 import { join } from 'node:path';
 import { BackendUnavailableError, KernelError, MilError } from '../errors.js';
@@ -139,7 +140,8 @@ ${INIT_USAGE}
 ${TRAIN_USAGE}
   mil conform --op OP --port "CMD" [--runs N] [--seed S] [--tolerance T] [--timeout MS] [--save DIR] [--fail-fast] [--json]
               OP: ${CONFORM_OPS.join('|')}   (protocol: docs/conform.md)
-exit status: 0 success, 1 a check failed, 2 bad usage or input, 3 I/O or environment failure, 4 internal error`;
+exit status: 0 success, 1 a check failed, 2 bad usage or input, 3 I/O or environment failure, 4 internal error,
+5 (mil conform) nothing was checked`;
 
 type V = Parsed['values'];
 const str = (v: V, k: string) => v[k] as string | undefined;

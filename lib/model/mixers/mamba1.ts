@@ -72,7 +72,7 @@ export async function mamba1Infer(ops: Ops, m: HybridModel, p: string, o: Tensor
   const W = m.weights;
   const [Bt, L] = o.shape as [number, number, number];
   const { dInner } = c;
-  const A = W.get(n.Alog).map((a) => -Math.exp(a)); // (d_in, N)
+  const A = W.get(n.Alog).map((a) => -Math.exp(a), 'float64'); // (d_in, N)
   const D = W.get(n.D); // (d_in)
   const deltaBias = W.get(deltaBiasName); // (d_in)
   const convW = W.get(n.conv).reshape([dInner, c.dConv]); // (d_in, K)

@@ -104,7 +104,7 @@ export async function mamba2Infer(ops: Ops, m: HybridModel, p: string, o: Tensor
   const W = m.weights;
   const [Bt, L] = o.shape as [number, number, number];
   const { dInner } = c;
-  const A = W.get(n.Alog).map((a) => -Math.exp(a)); // (H)
+  const A = W.get(n.Alog).map((a) => -Math.exp(a), 'float64'); // (H)
   const D = W.get(n.D); // (H)
   const deltaBias = W.get(deltaBiasName); // (H)
   const convW = W.get(n.conv).reshape([convDim, c.dConv]); // (d_in + 2·d_xb, K)

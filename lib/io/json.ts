@@ -106,7 +106,7 @@ export function readRegularFile(path: string, maxBytes: number): Buffer {
   } catch (e) {
     throw new InputFileError(path, `cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
   }
-  if (!st.isFile()) throw new InputFileError(path, `not a regular file (${kind(st)})`);
+  if (!st.isFile()) throw new InputFileError(path, `not a regular file (${fileKind(st)})`);
   if (st.size > maxBytes) throw new InputFileError(path, `${st.size} bytes, over the limit of ${maxBytes} for this kind of file`);
   let fd: number;
   try {
@@ -130,7 +130,8 @@ export function readRegularFile(path: string, maxBytes: number): Buffer {
   }
 }
 
-function kind(st: import('node:fs').Stats): string {
+/** What a non-regular file is, for errors that refuse it: 'a folder', 'a FIFO', … */
+export function fileKind(st: import('node:fs').Stats): string {
   if (st.isDirectory()) return 'a folder';
   if (st.isFIFO()) return 'a FIFO';
   if (st.isCharacterDevice()) return 'a character device';

@@ -11,7 +11,7 @@
  * writer (lib/io/writer.ts), streamed in bounded pieces.
  */
 import { closeSync, openSync, readSync, statSync } from 'node:fs';
-import { InputFileError, parseJsonStrict, readRegularFile } from './json.js';
+import { InputFileError, fileKind, parseJsonStrict, readRegularFile } from './json.js';
 import { writeFile } from './writer.js';
 import { SafetensorsError } from '../errors.js';
 import { Tensor, sizeOf } from '../tensor.js';
@@ -145,7 +145,7 @@ export function readSafetensorsHeader(path: string): SafetensorsHeader {
   } catch (e) {
     throw new SafetensorsError(path, `cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
   }
-  if (!st.isFile()) throw new SafetensorsError(path, 'not a regular file');
+  if (!st.isFile()) throw new SafetensorsError(path, `not a regular file (${fileKind(st)})`);
   return withFile(path, (fd) => {
     const len = new Uint8Array(8);
     readExactly(fd, path, len, 0);

@@ -1,9 +1,9 @@
 /**
- * `npm run fuzz`: 10^5 structured fuzz cases of the safetensors reader (spec/fuzz-safetensors.ts), with
+ * `npm run fuzz`: 10^5 structured fuzz cases of the safetensors reader (lib/io/safetensors_fuzz.ts), with
  * the count of each outcome per mutation. Exit 1 if any case crashed with an untyped error or a file that
  * had to be rejected was accepted. Usage: node --import tsx bench/fuzz-safetensors.ts [N] [SEED]
  */
-import { fuzz } from '../spec/fuzz-safetensors.js';
+import { fuzz } from '../lib/io/safetensors_fuzz.js';
 
 const n = Number(process.argv[2] ?? 100_000);
 const seed = Number(process.argv[3] ?? 1);

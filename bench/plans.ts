@@ -9,7 +9,8 @@
  */
 import { join } from 'node:path';
 import { getOps } from '../lib/ops.js';
-import { getRuntime, markImmutable, type KernelBackendName } from '../kernels/runtime.js';
+import { getRuntime, type KernelBackendName } from '../kernels/runtime.js';
+import { markImmutable } from '../lib/weight_registry.js';
 import { Rng } from '../lib/rng.js';
 import { Tensor } from '../lib/tensor.js';
 import { writeFile } from '../lib/io/writer.js';

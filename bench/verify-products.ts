@@ -8,7 +8,7 @@
  *   node --import tsx bench/verify-products.ts
  */
 import { SimdGemm } from '../lib/simd/gemm.js';
-import { markImmutable } from '../kernels/runtime.js';
+import { markImmutable } from '../lib/weight_registry.js';
 
 const g = SimdGemm.shared();
 for (const [K, N] of [

@@ -23,7 +23,8 @@
  *    `packed_[this.constants.OFF_name + i]`. Done on every backend alike, so the CPU tests cover it.
  */
 import { ArgumentError, BackendUnavailableError, KernelError } from '../lib/errors.js';
-import { forgetFinite, type FloatArray } from '../lib/tensor.js';
+import type { FloatArray } from '../lib/tensor.js';
+import { isStableInput, onArrayChanged } from '../lib/weight_registry.js';
 import { Plans, type GpuPipeline, type PlanStep } from './plans.js';
 
 export type { PlanArg, PlanStep } from './plans.js';
@@ -155,62 +156,14 @@ export function getRuntime(name: KernelBackendName): Promise<GpuRuntime> {
   return p;
 }
 
-const immutable = new WeakSet<object>();
-const f32Copies = new WeakMap<object, Float32Array>();
-
-/**
- * Declare an array immutable (model weights): its float32 copy for the kernels is then made once and
- * reused. Arrays not declared so are converted at every call, since they may change in place.
- */
-export function markImmutable(a: FloatArray): void {
-  immutable.add(a);
-}
-
-/** Was `a` declared immutable (a model weight)? Backends may keep derived copies of it. */
-export function isImmutable(a: FloatArray): boolean {
-  return immutable.has(a);
-}
-
-/** An immutable array was changed in place (a training step): drop its cached float32 copy. */
-export function markChanged(a: FloatArray): void {
-  const copy = f32Copies.get(a);
-  f32Copies.delete(a);
-  forgetFinite(a);
+// A weight changed in place (lib/weight_registry.ts): every runtime drops what it keeps resident of it
+// (a Float32Array weight is its own kernel input; other weights have a float32 copy).
+onArrayChanged((a, copy) => {
   for (const rt of liveRuntimes) {
-    rt.dropResident(a); // a Float32Array weight is its own kernel input
+    rt.dropResident(a);
     if (copy) rt.dropResident(copy);
   }
-  for (const f of changeListeners) f(a); // derived copies elsewhere (packed SIMD weights)
-}
-
-const changeListeners: Array<(a: FloatArray) => void> = [];
-/** Be told when an immutable array was changed in place (to drop copies derived from it). */
-export function onArrayChanged(f: (a: FloatArray) => void): void {
-  changeListeners.push(f);
-}
-
-/**
- * Float32 kernel inputs that stay equal to themselves until markChanged: the immutable Float32Arrays and the
- * cached copies of the other immutable arrays. A device backend may keep them resident (uploaded once).
- */
-const stableInputs = new WeakSet<Float32Array>();
-
-/** A flat input for a kernel: converted to Float32Array (float32 backends round here). */
-export function f32(a: FloatArray | ArrayLike<number>): Float32Array {
-  if (a instanceof Float32Array) {
-    if (immutable.has(a)) stableInputs.add(a);
-    return a;
-  }
-  if (immutable.has(a)) {
-    let c = f32Copies.get(a);
-    if (!c) {
-      f32Copies.set(a, (c = new Float32Array(a)));
-      stableInputs.add(c);
-    }
-    return c;
-  }
-  return new Float32Array(a);
-}
+});
 
 /** Throw ArgumentError unless a kernel's output size is a positive integer and it and every input fit MAX_ELEMENTS. */
 export function checkSizes(key: string, outputSize: number, inputs: readonly Float32Array[]): void {
@@ -275,7 +228,7 @@ export class GpuRuntime {
       name,
       kernelClass: KERNEL_CLASS[name],
       gpu,
-      isStable: (a) => stableInputs.has(a),
+      isStable: (a) => isStableInput(a),
       run: (key, source, constants, outputSize, args) => this.run(key, source, constants, outputSize, args),
       checkSizes,
       maxArgs: MAX_ARGS,
@@ -285,7 +238,7 @@ export class GpuRuntime {
 
   /** The device buffer holding stable input `a`, uploaded on first use; undefined where it stays an array. */
   private residentFor(a: Float32Array): Promise<DeviceHandle> | undefined {
-    if (!this.residentWeights || this.name !== 'webgpu' || !stableInputs.has(a)) return undefined;
+    if (!this.residentWeights || this.name !== 'webgpu' || !isStableInput(a)) return undefined;
     let h = this.resident.get(a);
     if (!h) {
       const key = `upload|${a.length}`;

@@ -9,7 +9,8 @@
  */
 import { ArgumentError } from './errors.js';
 import { Tensor, dims } from './tensor.js';
-import { f32, type GpuRuntime } from '../kernels/runtime.js';
+import { type GpuRuntime } from '../kernels/runtime.js';
+import { f32 } from './weight_registry.js';
 import { defaultScanChunk, type ScanArgs, type ScanShape } from '../kernels/selective_scan.js';
 import { selectiveScanBackwardKernel } from '../kernels/selective_scan_backward.js';
 import { conv1dBackwardKernel } from '../kernels/conv1d_backward.js';

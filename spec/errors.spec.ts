@@ -7,7 +7,8 @@ import { getOps } from '../lib/ops.js';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { ArgumentError, KernelError, NonFiniteError, ShapeError, UnknownBackendError } from '../lib/errors.js';
-import { GpuRuntime, KERNEL_BACKENDS, f32, getRuntime, markImmutable, type KernelBackendName } from '../kernels/runtime.js';
+import { GpuRuntime, KERNEL_BACKENDS, getRuntime, type KernelBackendName } from '../kernels/runtime.js';
+import { f32, markImmutable } from '../lib/weight_registry.js';
 import { ALL_BACKENDS, Rng, rand } from './helpers.js';
 
 const r = new Rng(7);

@@ -23,8 +23,8 @@ import { Tensor, assertFinite } from '../lib/tensor.js';
 import { emitGolden } from '../lib/golden/emit.js';
 import { verifyGolden } from '../lib/golden/verify.js';
 import { main } from '../lib/cli/main.js';
-import { markChanged } from '../kernels/runtime.js';
-import { fuzz } from './fuzz-safetensors.js';
+import { markChanged } from '../lib/weight_registry.js';
+import { fuzz } from '../lib/io/safetensors_fuzz.js';
 import { tmpFolder } from './tmp.js';
 
 const ROOT = join(import.meta.dirname, '..');

@@ -6,7 +6,8 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { getOps } from '../lib/ops.js';
-import { getRuntime, markChanged, markImmutable, type KernelBackendName } from '../kernels/runtime.js';
+import { getRuntime, type KernelBackendName } from '../kernels/runtime.js';
+import { markChanged, markImmutable } from '../lib/weight_registry.js';
 import { randomLlama } from '../lib/model/random.js';
 import { convert } from '../lib/model/convert.js';
 import { forward, newCache } from '../lib/model/hybrid.js';

@@ -1,5 +1,5 @@
 /**
- * Backward passes against central finite differences of their float64 forwards (lib/train/layers.ts).
+ * Backward passes against central finite differences of their float64 forwards (lib/ref/layers.ts).
  * For a scalar ℓ(x) and the analytic gradient g, every element is checked against central differences
  * refined by one Richardson step, D = (4·D(h/2) − D(h)) / 3 with D(h) = (ℓ(x + h e_i) − ℓ(x − h e_i)) / 2h:
  *   |g_i − D| ≤ 1e-6 · max(1, |g|∞) + 16·ε_mach·|ℓ|/h,  h = 1e-5
@@ -14,7 +14,7 @@ import fc from 'fast-check';
 import { writeFileSync as wfs } from 'node:fs';
 import { join as pjoin } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { crossEntropy, embedding, klDivergence, linear, logSoftmax, rmsnorm, swiglu } from '../lib/train/layers.js';
+import { crossEntropy, embedding, klDivergence, linear, logSoftmax, rmsnorm, swiglu } from '../lib/ref/layers.js';
 import { Rng } from '../lib/rng.js';
 import { selectiveScan, selectiveScanBackward, type SelectiveScanInputs } from '../lib/ref/selective_scan.js';
 import { causalConv1d, causalConv1dBackward } from '../lib/ref/conv1d.js';

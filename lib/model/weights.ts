@@ -24,7 +24,7 @@ import {
 } from '../io/safetensors.js';
 import type { WriteData } from '../io/writer.js';
 import { markFinite, sizeOf, type Tensor } from '../tensor.js';
-import { markImmutable } from '../../kernels/runtime.js';
+import { markImmutable } from '../weight_registry.js';
 
 /**
  * Named weights. Weights are immutable once read through `get` (their float32 copy for the kernels is

@@ -39,7 +39,7 @@ import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { Worker } from 'node:worker_threads';
 import { ArgumentError } from '../errors.js';
-import { onArrayChanged } from '../../kernels/runtime.js';
+import { onArrayChanged } from '../weight_registry.js';
 
 type FloatArray = Float32Array | Float64Array;
 

@@ -6,7 +6,7 @@
  */
 import type { SimdGemm } from './gemm.js';
 import { align } from './gemm.js';
-import { f32, isImmutable } from '../../kernels/runtime.js';
+import { f32, isImmutable } from '../weight_registry.js';
 
 type FloatArray = Float32Array | Float64Array;
 

@@ -15,11 +15,11 @@
 import { ArgumentError } from '../errors.js';
 import type { HybridModel } from '../model/hybrid.js';
 import { Rng } from '../rng.js';
-import { logSoftmax } from './layers.js';
+import { logSoftmax } from '../ref/layers.js';
 import { trainForward, type Grads, type MatmulEngine } from './model.js';
 import { adamStep, clipGradNorm, cosineLr, newAdamState, type AdamOptions } from './optim.js';
 import { float64Model } from './trainer.js';
-import { markChanged } from '../../kernels/runtime.js';
+import { markChanged } from '../weight_registry.js';
 
 export interface Pair {
   prompt: number[];

@@ -25,7 +25,7 @@ import { lineChartSvg } from '../plot/svg.js';
 import { SimdGemm } from '../simd/gemm.js';
 import type { BpeTokenizer } from '../text/bpe.js';
 import { FLOAT64_ENGINE, simdEngine, trainForward, type MatmulEngine } from './model.js';
-import { logSoftmax } from './layers.js';
+import { logSoftmax } from '../ref/layers.js';
 import { Trainer, type StepInfo, type TrainerOptions } from './trainer.js';
 
 export interface EvalResult {

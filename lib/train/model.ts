@@ -23,9 +23,9 @@ import { mamba1Train } from '../model/mixers/mamba1.js';
 import { mamba2Train } from '../model/mixers/mamba2.js';
 import { mlpTrain } from '../model/mixers/mlp.js';
 import { FLOAT64_ENGINE, add, addGrad, linearLayer, rmsLayer, weight, type Ctx, type Grads, type Layer, type MatmulEngine } from '../model/mixers/tape.js';
-import { crossEntropy, embedding, klDivergence } from './layers.js';
+import { crossEntropy, embedding, klDivergence } from '../ref/layers.js';
 import type { SimdGemm } from '../simd/gemm.js';
-import { isImmutable } from '../../kernels/runtime.js';
+import { isImmutable } from '../weight_registry.js';
 
 export { FLOAT64_ENGINE, type Grads, type MatmulEngine } from '../model/mixers/tape.js';
 

@@ -25,7 +25,7 @@ import type { HybridModel } from '../model/hybrid.js';
 import { modelFiles } from '../model/convert.js';
 import { loadModel } from '../model/load.js';
 import { WeightStore } from '../model/weights.js';
-import { markChanged } from '../../kernels/runtime.js';
+import { markChanged } from '../weight_registry.js';
 import { FLOAT64_ENGINE, lossAndGrads, simdEngine, trainForward, trainableBy, type TrainRule } from './model.js';
 import { SimdGemm } from '../simd/gemm.js';
 import { adamStep, clipGradNorm, cosineLr, newAdamState, type AdamOptions, type AdamState } from './optim.js';

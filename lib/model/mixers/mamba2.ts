@@ -21,7 +21,7 @@ import { gatedRmsnorm, gatedRmsnormBackward } from '../../ref/norm.js';
 import { ssdBackward, ssdSequential } from '../../ref/ssd.js';
 import { Tensor, markFinite } from '../../tensor.js';
 import type { WeightStore } from '../weights.js';
-import { markImmutable } from '../../../kernels/runtime.js';
+import { markImmutable } from '../../weight_registry.js';
 import { mambaOf, optional, repeatPieces, splitLast, toChannels, type HybridModel, type Mamba2Cache } from './block.js';
 import { addConvGrads, addGrad, addScanGrads, cols, given, joinCols, linearLayer, repeatLayer, swapLC, weight, type Ctx, type Layer } from './tape.js';
 

@@ -10,7 +10,7 @@ import type { Ops } from '../../ops.js';
 import type { FloatArray, Tensor } from '../../tensor.js';
 import { simdSiluMul } from '../../simd/activations.js';
 import type { SimdGemm } from '../../simd/gemm.js';
-import { swiglu } from '../../train/layers.js';
+import { swiglu } from '../../ref/layers.js';
 import { linearInto, type HybridModel } from './block.js';
 import { add, linearLayer, type Ctx, type Layer } from './tape.js';
 

@@ -8,13 +8,13 @@
  *
  * so each mixer's file can put its training forward and backward side by side (llm.c's train_gpt2.c).
  * Row-major (b·l, width) activations; the primitives' backwards live beside their forwards in lib/ref/ and
- * lib/train/layers.ts. Frozen parameters (`trainable(name)` false) get no gradient buffer; gradients still
+ * lib/ref/layers.ts. Frozen parameters (`trainable(name)` false) get no gradient buffer; gradients still
  * flow through them.
  */
 import { ArgumentError } from '../../errors.js';
 import { Tensor } from '../../tensor.js';
 import { causalAttention, causalAttentionBackward } from '../../ref/attention.js';
-import { linear, rmsnorm } from '../../train/layers.js';
+import { linear, rmsnorm } from '../../ref/layers.js';
 import type { HybridModel } from './block.js';
 import { repeatSources } from './block.js';
 
@@ -23,7 +23,7 @@ export type Grads = Map<string, F>;
 
 /**
  * Where the linear layers' three products run: y = x·Wᵀ (+ b), dx = dy·W, dW = dyᵀ·x (and db = Σ dy).
- * `float64` (the default, what the golden cases and finite differences check) is lib/train/layers.ts;
+ * `float64` (the default, what the golden cases and finite differences check) is lib/ref/layers.ts;
  * lib/train/model.ts `simdEngine` runs the products in float32 on the wasm-simd kernels, everything else
  * staying float64 — the fast path, checked against the float64 one in spec/train.spec.ts.
  */

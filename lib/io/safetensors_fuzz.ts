@@ -5,10 +5,10 @@
  * its header promises, or throw SafetensorsError — nothing else. Shared by the suite (a few thousand cases)
  * and bench/fuzz-safetensors.ts (10^5 cases, counts of each outcome printed).
  */
-import { getTensor, parseSafetensors, serializeSafetensors } from '../lib/io/safetensors.js';
-import { SafetensorsError } from '../lib/errors.js';
-import { Rng } from '../lib/rng.js';
-import { Tensor } from '../lib/tensor.js';
+import { getTensor, parseSafetensors, serializeSafetensors } from './safetensors.js';
+import { SafetensorsError } from '../errors.js';
+import { Rng } from '../rng.js';
+import { Tensor } from '../tensor.js';
 
 export const MUTATIONS = [
   'none',

@@ -7,8 +7,8 @@
  */
 import { ArgumentError } from '../errors.js';
 import { Tensor } from '../tensor.js';
-import { linear as refLinear } from '../ref/linear.js';
-import { rmsnormRows } from '../ref/norm.js';
+import { linear as refLinear } from './linear.js';
+import { rmsnormRows } from './norm.js';
 
 type F = Float64Array;
 

@@ -27,7 +27,7 @@ async function fetchJson(url: string): Promise<Record<string, unknown> | undefin
   return r.ok ? ((await r.json()) as Record<string, unknown>) : undefined;
 }
 
-/** A shipped model folder, fetched (the files models/manifest.json lists) and checked as `loadModel` checks one on disk. */
+/** A shipped model folder, fetched (the files the manifest web/build.ts writes lists) and checked as `loadModel` checks one on disk. */
 async function fetchModel(name: string, files: string[]): Promise<HybridModel> {
   const dir = `models/${name}`;
   const json = async (f: string) => (files.includes(f) ? fetchJson(`${dir}/${f}`) : undefined);

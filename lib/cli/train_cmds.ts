@@ -32,7 +32,7 @@ import type { TrainerOptions } from '../train/trainer.js';
 import { UsageError, type OptSpec, type Parsed } from './args.js';
 
 export const ROOT = join(import.meta.dirname, '..', '..');
-/** The tokenizer shipped with the repo (made by `npm run models`, see models/README.md). */
+/** The tokenizer shipped with the repo (made by `npm run models`: scripts/models.ts, the commands in scripts/commands.ts). */
 export const SHIPPED_TOKENIZER = join(ROOT, 'models', 'tokenizer.json');
 
 /** Model presets for `mil train --config`. */

@@ -11,7 +11,12 @@ export default tseslint.config(
     // type-aware: a non-null assertion the types make unnecessary is an error (tsconfig.json sets
     // noUncheckedIndexedAccess, so an index read needs its `!` and little else does)
     files: ['**/*.ts'],
-    languageOptions: { parserOptions: { projectService: { allowDefaultProject: ['vitest.config.ts'] }, tsconfigRootDir: import.meta.dirname } },
+    languageOptions: {
+      parserOptions: {
+        projectService: { allowDefaultProject: ['vitest.config.ts'] },
+        tsconfigRootDir: import.meta.dirname,
+      },
+    },
     rules: { '@typescript-eslint/no-unnecessary-type-assertion': 'error' },
   },
   {

@@ -10,7 +10,9 @@ const seed = Number(process.argv[3] ?? 1);
 const t0 = performance.now();
 const { counts, problems } = fuzz(n, seed);
 console.log(`safetensors reader fuzz: ${n} cases, seed ${seed}, ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-console.log(`${'mutation'.padEnd(18)} ${'accepted'.padStart(9)} ${'rejected'.padStart(9)} ${'WRONG-accepted'.padStart(15)} ${'CRASH'.padStart(6)}`);
+console.log(
+  `${'mutation'.padEnd(18)} ${'accepted'.padStart(9)} ${'rejected'.padStart(9)} ${'WRONG-accepted'.padStart(15)} ${'CRASH'.padStart(6)}`,
+);
 for (const [m, c] of Object.entries(counts))
   console.log(
     `${m.padEnd(18)} ${String(c.accepted).padStart(9)} ${String(c.rejected).padStart(9)} ${String(c['WRONG-accepted']).padStart(15)} ${String(c.CRASH).padStart(6)}`,

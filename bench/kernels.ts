@@ -20,7 +20,8 @@ const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const bi = args.indexOf('--backends');
 const status = await backendStatus();
-const wanted = bi >= 0 ? args[bi + 1]!.split(',') : status.filter((s) => s.available && s.name !== 'reference').map((s) => s.name);
+const wanted =
+  bi >= 0 ? args[bi + 1]!.split(',') : status.filter((s) => s.available && s.name !== 'reference').map((s) => s.name);
 for (const s of status) if (!s.available) console.log(`# backend '${s.name}' not available here: ${s.reason}`);
 
 const r = new Rng(2024);
@@ -95,7 +96,11 @@ const log = (row: Row) => {
   log({ kernel: 'selective_scan', size, backend: 'ts-f32-loop', medianMs: base, ratioToLoop: 1 });
   for (const name of wanted) {
     const ops = await getOps(name);
-    const ms = await median(`scan ${name}`, () => ops.selectiveScan({ u, delta, A, B, C, D, z, deltaBias: bias, deltaSoftplus: true }), quick ? 1 : 3);
+    const ms = await median(
+      `scan ${name}`,
+      () => ops.selectiveScan({ u, delta, A, B, C, D, z, deltaBias: bias, deltaSoftplus: true }),
+      quick ? 1 : 3,
+    );
     log({ kernel: 'selective_scan', size, backend: name, medianMs: ms, ratioToLoop: ms / base });
   }
 }
@@ -106,7 +111,11 @@ const log = (row: Row) => {
   const W = f32([n, n], -1, 1),
     x = f32([1, n], -1, 1);
   const size = `${n}x${n}`;
-  const base = await median('matvec loop', () => matvecLoop(W.data as Float32Array, x.data as Float32Array, n, n), quick ? 5 : 20);
+  const base = await median(
+    'matvec loop',
+    () => matvecLoop(W.data as Float32Array, x.data as Float32Array, n, n),
+    quick ? 5 : 20,
+  );
   log({ kernel: 'matvec', size, backend: 'ts-f32-loop', medianMs: base, ratioToLoop: 1 });
   for (const name of wanted) {
     const ops = await getOps(name);
@@ -169,27 +178,59 @@ const log = (row: Row) => {
       const o = opsFor[name]!;
       const ms = await median(
         `ms ${name} ${K}`,
-        () => o.multistep({ hI, xCache: xc, deltaCache: dtc, BCache: Bc, recomputeSteps: 0, x, delta: dt, B, C, A, deltaBias: bias, deltaSoftplus: true }),
+        () =>
+          o.multistep({
+            hI,
+            xCache: xc,
+            deltaCache: dtc,
+            BCache: Bc,
+            recomputeSteps: 0,
+            x,
+            delta: dt,
+            B,
+            C,
+            A,
+            deltaBias: bias,
+            deltaSoftplus: true,
+          }),
         quick ? 2 : 5,
       );
       const rowAt = (t: Tensor, k: number) => t.slice(1, k, k + 1).reshape([1, t.shape[2]!]);
-      const xs = Array.from({ length: K }, (_, k) => ({ x: rowAt(x, k), delta: rowAt(dt, k), B: rowAt(B, k), C: rowAt(C, k) }));
+      const xs = Array.from({ length: K }, (_, k) => ({
+        x: rowAt(x, k),
+        delta: rowAt(dt, k),
+        B: rowAt(B, k),
+        C: rowAt(C, k),
+      }));
       const sep = await median(
         `sep ${name} ${K}`,
         async () => {
           let state = hI;
-          for (const s of xs) state = (await o.selectiveStateUpdate({ state, ...s, A, deltaBias: bias, deltaSoftplus: true })).state;
+          for (const s of xs)
+            state = (await o.selectiveStateUpdate({ state, ...s, A, deltaBias: bias, deltaSoftplus: true })).state;
         },
         quick ? 2 : 5,
       );
-      log({ kernel: 'multistep', size, backend: name, medianMs: ms, ratioToLoop: ms / base, extra: { vsOneUpdate: ms / one[name]!, vsKUpdates: ms / sep } });
+      log({
+        kernel: 'multistep',
+        size,
+        backend: name,
+        medianMs: ms,
+        ratioToLoop: ms / base,
+        extra: { vsOneUpdate: ms / one[name]!, vsKUpdates: ms / sep },
+      });
     }
   }
 }
 
 const oi = args.indexOf('--out');
 const dir = oi >= 0 ? args[oi + 1]! : join(import.meta.dirname, 'results');
-const meta = { date: new Date().toISOString(), node: process.version, cpus: (await import('node:os')).cpus().length, quick };
+const meta = {
+  date: new Date().toISOString(),
+  node: process.version,
+  cpus: (await import('node:os')).cpus().length,
+  quick,
+};
 writeFile(join(dir, 'kernels.json'), JSON.stringify({ meta, rows }, null, 1) + '\n');
 const md = [
   `# Benchmark results (${meta.date}, node ${meta.node}, ${meta.cpus} cores${quick ? ', --quick' : ''})`,

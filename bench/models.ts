@@ -57,13 +57,16 @@ function bandwidth(kind: 'f32' | 'f64'): number {
 /** Parameters read per decoded token: every weight but the embedding table, of which one row. */
 function paramsPerToken(m: HybridModel): number {
   let p = 0;
-  for (const [name, shape] of Object.entries(expectedWeights(m))) p += name === 'model.embed_tokens.weight' ? shape[1]! : shape.reduce((a, b) => a * b, 1);
+  for (const [name, shape] of Object.entries(expectedWeights(m)))
+    p += name === 'model.embed_tokens.weight' ? shape[1]! : shape.reduce((a, b) => a * b, 1);
   if (m.llama.tieWordEmbeddings) p += m.llama.vocabSize * m.llama.hiddenSize;
   return p;
 }
 
 const spec = { vocab: 32000, hidden: 512, intermediate: 1408, layers: 8, heads: 8, kvHeads: 4, headDim: 64 };
-console.log(`# building a random Llama teacher (d_model ${spec.hidden}, ${spec.layers} layers, vocab ${spec.vocab}) and its hybrids …`);
+console.log(
+  `# building a random Llama teacher (d_model ${spec.hidden}, ${spec.layers} layers, vocab ${spec.vocab}) and its hybrids …`,
+);
 const teacher = randomLlama(spec, 7);
 const models: Array<[string, HybridModel]> = [
   ['teacher (100% attn)', teacher],
@@ -138,7 +141,14 @@ for (const variant of variants) {
 // PyTorch decoding the same weights (bench/torch_decode.py: KV cache, conv window and SSM state): on the CPU
 // on 1 and 2 threads where Debian's python3-torch is installed, or on a GPU (--torch-device cuda); the greedy
 // tokens are compared with ours
-const torchRows: Array<{ model: string; threads: number; device: string; blas: string; msPerToken: number; sameTokens: string }> = [];
+const torchRows: Array<{
+  model: string;
+  threads: number;
+  device: string;
+  blas: string;
+  msPerToken: number;
+  sameTokens: string;
+}> = [];
 const ourBackend = backends.includes('wasm-simd') ? 'wasm-simd' : backends[0]!;
 if (spawnSync(TORCH_PY, ['-c', 'import torch'], { encoding: 'utf8' }).status === 0) {
   const tdir = mkdtempSync(join(tmpdir(), 'mil-bench-models-'));
@@ -156,17 +166,36 @@ if (spawnSync(TORCH_PY, ['-c', 'import torch'], { encoding: 'utf8' }).status ===
       for (const threads of TORCH_DEVICE === 'cpu' ? [1, 2] : [1]) {
         const out = execFileSync(
           TORCH_PY,
-          [join(import.meta.dirname, 'torch_decode.py'), mdir, String(PREFILL), String(DECODE + 1), `--threads=${threads}`, `--device=${TORCH_DEVICE}`],
+          [
+            join(import.meta.dirname, 'torch_decode.py'),
+            mdir,
+            String(PREFILL),
+            String(DECODE + 1),
+            `--threads=${threads}`,
+            `--device=${TORCH_DEVICE}`,
+          ],
           // OpenBLAS as it tunes itself on this CPU (the machine's OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset), on as many threads as torch
           {
             encoding: 'utf8',
             maxBuffer: 1 << 24,
-            env: { ...process.env, OPENBLAS_CORETYPE: undefined, OPENBLAS_L2_SIZE: undefined, OPENBLAS_NUM_THREADS: String(threads) },
+            env: {
+              ...process.env,
+              OPENBLAS_CORETYPE: undefined,
+              OPENBLAS_L2_SIZE: undefined,
+              OPENBLAS_NUM_THREADS: String(threads),
+            },
           },
         );
         const t = JSON.parse(out.trim().split('\n').at(-1)!);
         const same = (t.tokens as number[]).filter((x, i) => x === ours.tokens[i]).length;
-        torchRows.push({ model: name, threads, device: t.device, blas: t.blas, msPerToken: t.ms_per_token, sameTokens: `${same}/${t.tokens.length}` });
+        torchRows.push({
+          model: name,
+          threads,
+          device: t.device,
+          blas: t.blas,
+          msPerToken: t.ms_per_token,
+          sameTokens: `${same}/${t.tokens.length}`,
+        });
         console.log(
           `${name.padEnd(20)} PyTorch ${t.torch} (${t.blas}) ${t.device} ${threads} thr.  decode ${t.ms_per_token.toFixed(2)} ms/token   greedy tokens equal to ours: ${same}/${t.tokens.length}`,
         );
@@ -224,7 +253,10 @@ writeSvg(
     title: `Decode tokens/s (d_model ${spec.hidden}, ${spec.layers} layers, vocab ${spec.vocab})`,
     yLabel: 'tokens / s',
     groups: models.map(([n]) => n),
-    series: variants.map((b) => ({ name: b, values: models.map(([n]) => rows.find((r) => r.model === n && r.backend === b)?.decodeTokPerS ?? null) })),
+    series: variants.map((b) => ({
+      name: b,
+      values: models.map(([n]) => rows.find((r) => r.model === n && r.backend === b)?.decodeTokPerS ?? null),
+    })),
   }),
 );
 console.log(`\nwrote ${dir}/models.md, models.json and models-decode.svg`);

@@ -41,8 +41,16 @@ const [D, dtb] = [w([H, P]), w([H, P])];
 const cases: Array<{ name: string; rows: number; run: () => Promise<Float32Array[]> }> = [];
 for (const rows of [1, 9]) {
   const x = Tensor.normal(r, [rows, d]);
-  cases.push({ name: 'MLP (gate, up, SiLU·up, down)', rows, run: async () => [(await ops.gatedMlp(x, ...mlp)).data as Float32Array] });
-  cases.push({ name: 'q, k, v projections', rows, run: async () => (await ops.linears(x, qkv)).map((t) => t.data as Float32Array) });
+  cases.push({
+    name: 'MLP (gate, up, SiLU·up, down)',
+    rows,
+    run: async () => [(await ops.gatedMlp(x, ...mlp)).data as Float32Array],
+  });
+  cases.push({
+    name: 'q, k, v projections',
+    rows,
+    run: async () => (await ops.linears(x, qkv)).map((t) => t.data as Float32Array),
+  });
 }
 const su = {
   state: Tensor.normal(r, [1, H, P, N]),
@@ -63,7 +71,14 @@ cases.push({
 });
 
 const median = (a: number[]) => [...a].sort((p, q) => p - q)[Math.floor(a.length / 2)]!;
-const rowsOut: Array<{ op: string; rows: number; fusedMs: number; kernelByKernelMs: number; ratio: number; sameBits: boolean }> = [];
+const rowsOut: Array<{
+  op: string;
+  rows: number;
+  fusedMs: number;
+  kernelByKernelMs: number;
+  ratio: number;
+  sameBits: boolean;
+}> = [];
 for (const c of cases) {
   const t: Record<'fused' | 'loose', number[]> = { fused: [], loose: [] };
   const res: Record<string, Float32Array[]> = {};
@@ -75,15 +90,27 @@ for (const c of cases) {
       if (i >= 3) t[mode].push(performance.now() - t0); // the first calls compile
     }
   rt.plans.enabled = true;
-  const sameBits = res.fused!.every((a, i) => a.length === res.loose![i]!.length && a.every((v, j) => Object.is(v, res.loose![i]![j])));
-  const row = { op: c.name, rows: c.rows, fusedMs: median(t.fused), kernelByKernelMs: median(t.loose), ratio: median(t.loose) / median(t.fused), sameBits };
+  const sameBits = res.fused!.every(
+    (a, i) => a.length === res.loose![i]!.length && a.every((v, j) => Object.is(v, res.loose![i]![j])),
+  );
+  const row = {
+    op: c.name,
+    rows: c.rows,
+    fusedMs: median(t.fused),
+    kernelByKernelMs: median(t.loose),
+    ratio: median(t.loose) / median(t.fused),
+    sameBits,
+  };
   rowsOut.push(row);
   console.log(
     `${c.name.padEnd(36)} ${String(c.rows).padStart(2)} rows  fused ${row.fusedMs.toFixed(3)} ms  kernel by kernel ${row.kernelByKernelMs.toFixed(3)} ms  ×${row.ratio.toFixed(2)}  same bits: ${sameBits}`,
   );
 }
 const date = new Date().toISOString();
-writeFile(join(outDir, 'plans.json'), JSON.stringify({ date, backend, node: process.version, reps, rows: rowsOut }, null, 1) + '\n');
+writeFile(
+  join(outDir, 'plans.json'),
+  JSON.stringify({ date, backend, node: process.version, reps, rows: rowsOut }, null, 1) + '\n',
+);
 writeFile(
   join(outDir, 'plans.md'),
   [
@@ -94,7 +121,8 @@ writeFile(
     '| op | rows | fused ms | kernel by kernel ms | kernel by kernel / fused | same bits |',
     '| --- | ---: | ---: | ---: | ---: | --- |',
     ...rowsOut.map(
-      (x) => `| ${x.op} | ${x.rows} | ${x.fusedMs.toFixed(3)} | ${x.kernelByKernelMs.toFixed(3)} | ×${x.ratio.toFixed(2)} | ${x.sameBits ? 'yes' : 'NO'} |`,
+      (x) =>
+        `| ${x.op} | ${x.rows} | ${x.fusedMs.toFixed(3)} | ${x.kernelByKernelMs.toFixed(3)} | ×${x.ratio.toFixed(2)} | ${x.sameBits ? 'yes' : 'NO'} |`,
     ),
     '',
   ].join('\n'),

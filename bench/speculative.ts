@@ -34,7 +34,9 @@ const ops = await getOps(backend);
 const spec = small
   ? { vocab: 4096, hidden: 256, intermediate: 704, layers: 6, heads: 4, kvHeads: 2, headDim: 64 }
   : { vocab: 32000, hidden: 512, intermediate: 1408, layers: 8, heads: 8, kvHeads: 4, headDim: 64 };
-console.log(`# backend ${backend}; random Llama teacher d_model ${spec.hidden}, ${spec.layers} layers, vocab ${spec.vocab}; ${TOKENS} new tokens`);
+console.log(
+  `# backend ${backend}; random Llama teacher d_model ${spec.hidden}, ${spec.layers} layers, vocab ${spec.vocab}; ${TOKENS} new tokens`,
+);
 const teacher = randomLlama(spec, 11);
 const targets: Array<[string, HybridModel]> = [
   ['hybrid 50%', convert(teacher, { variant: 'mamba2', attentionFraction: 0.5, seed: 2 })],
@@ -67,16 +69,29 @@ for (const [tname, m] of targets) {
   ];
   for (const [dname, mk] of drafts) {
     for (const K of Ks) {
-      for (const scheme of dname === 'oracle, 25% corrupted' ? (['lazy', 'per-position'] as const) : (['lazy'] as const)) {
-        await speculativeGenerate(ops, m, mk(K, scheme), prompt, { K, maxNewTokens: Math.min(4, TOKENS), eos: [], scheme }); // warm-up
+      for (const scheme of dname === 'oracle, 25% corrupted'
+        ? (['lazy', 'per-position'] as const)
+        : (['lazy'] as const)) {
+        await speculativeGenerate(ops, m, mk(K, scheme), prompt, {
+          K,
+          maxNewTokens: Math.min(4, TOKENS),
+          eos: [],
+          scheme,
+        }); // warm-up
         // each row against a plain decode timed just before it (this VM's speed drifts ±20% within seconds, so
         // one plain timing for every row skewed whole columns); the always-accepted rows, which the issue's
         // bar reads, take the median of three such pairs
         const pairs: Array<{ plainMs: number; s: Awaited<ReturnType<typeof speculativeGenerate>> }> = [];
         for (let p = 0; p < (dname.startsWith('always') ? 3 : 1); p++) {
           const plainNow = (await generate(ops, m, prompt, { maxNewTokens: TOKENS, eos: [] })).decode.ms;
-          const sp = await speculativeGenerate(ops, m, mk(K, scheme), prompt, { K, maxNewTokens: TOKENS, eos: [], scheme });
-          if (sp.tokens.join() !== plain.tokens.join()) throw new Error(`${tname} / ${dname} / K=${K}: speculative output differs from plain greedy`);
+          const sp = await speculativeGenerate(ops, m, mk(K, scheme), prompt, {
+            K,
+            maxNewTokens: TOKENS,
+            eos: [],
+            scheme,
+          });
+          if (sp.tokens.join() !== plain.tokens.join())
+            throw new Error(`${tname} / ${dname} / K=${K}: speculative output differs from plain greedy`);
           pairs.push({ plainMs: plainNow, s: sp });
         }
         pairs.sort((a, b) => a.plainMs / a.s.decodeMs - b.plainMs / b.s.decodeMs);
@@ -105,7 +120,9 @@ for (const [tname, m] of targets) {
 const dir = flag('out') ?? join(import.meta.dirname, 'results');
 const meta = { date: new Date().toISOString(), node: process.version, backend, tokens: TOKENS, spec };
 writeFile(join(dir, 'speculative.json'), JSON.stringify({ meta, rows }, null, 1) + '\n');
-const best4 = rows.filter((r) => r.K === Math.min(4, Math.max(...Ks)) && r.draft.startsWith('always') && r.scheme === 'lazy');
+const best4 = rows.filter(
+  (r) => r.K === Math.min(4, Math.max(...Ks)) && r.draft.startsWith('always') && r.scheme === 'lazy',
+);
 const pp = rows.filter((r) => r.draft === 'oracle, 25% corrupted');
 writeFile(
   join(dir, 'speculative.md'),
@@ -149,7 +166,9 @@ writeSvg(
     yLabel: 'speedup over plain decoding',
     series: series.map((name) => ({
       name,
-      points: lazyRows.filter((r) => `${r.target} — ${r.draft}` === name).map((r) => [r.K, r.speedup] as [number, number]),
+      points: lazyRows
+        .filter((r) => `${r.target} — ${r.draft}` === name)
+        .map((r) => [r.K, r.speedup] as [number, number]),
     })),
   }),
 );
@@ -164,7 +183,11 @@ writeSvg(
         targets.map(([t]) => ({
           name: `${t}, K=${K}`,
           points: lazyRows
-            .filter((r) => (r.K === K && r.target === t && r.draft.startsWith('oracle')) || (r.K === K && r.target === t && r.draft.startsWith('always')))
+            .filter(
+              (r) =>
+                (r.K === K && r.target === t && r.draft.startsWith('oracle')) ||
+                (r.K === K && r.target === t && r.draft.startsWith('always')),
+            )
             .map((r) => [Number(r.acceptanceRate.toFixed(2)), r.speedup] as [number, number])
             .sort((a, b) => a[0] - b[0]),
         })),
@@ -172,5 +195,7 @@ writeSvg(
       .filter((s) => s.points.length),
   }),
 );
-console.log('\nwrote bench/results/speculative.md, speculative.json, speculative-vs-K.svg, speculative-vs-acceptance.svg');
+console.log(
+  '\nwrote bench/results/speculative.md, speculative.json, speculative-vs-K.svg, speculative-vs-acceptance.svg',
+);
 process.exit(0);

@@ -33,7 +33,9 @@ const engine: MatmulEngine = {
 };
 for (const [name, m] of models.filter(([n]) => !n.startsWith('Mamba-1'))) {
   const distill = m !== teacher;
-  const teacherLogits = distill ? Float64Array.from((await forward(await getOps('wasm-simd'), teacher, ids, newCache(teacher, ids.length))).data) : undefined;
+  const teacherLogits = distill
+    ? Float64Array.from((await forward(await getOps('wasm-simd'), teacher, ids, newCache(teacher, ids.length))).data)
+    : undefined;
   const o = {
     objective: distill ? ('distill' as const) : ('lm' as const),
     klWeight: 0.1,

@@ -26,7 +26,11 @@ import { barChartSvg, writeSvg } from '../lib/plot/svg.js';
 import { trainBenchIds, trainBenchModels } from './train_setup.js';
 
 const { values } = parseArgs({
-  options: { batch: { type: 'string', default: '8' }, len: { type: 'string', default: '256' }, threads: { type: 'string', default: '2' } },
+  options: {
+    batch: { type: 'string', default: '8' },
+    len: { type: 'string', default: '256' },
+    threads: { type: 'string', default: '2' },
+  },
 });
 const B = Number(values.batch);
 const L = Number(values.len);
@@ -97,7 +101,9 @@ for (const [name, m] of models) {
   const distill = m !== teacher;
   const trainable = trainableBy(distill ? 'mamba' : 'all');
   const t0 = performance.now();
-  const teacherLogits = distill ? Float64Array.from((await forward(ops, teacher, ids, newCache(teacher, B))).data) : undefined;
+  const teacherLogits = distill
+    ? Float64Array.from((await forward(ops, teacher, ids, newCache(teacher, B))).data)
+    : undefined;
   const teacherMs = performance.now() - t0;
   let torch: Record<string, unknown> = { torch: 'not installed (apt-get install python3-torch)' };
   if (torchOk) {
@@ -111,7 +117,13 @@ for (const [name, m] of models) {
       { encoding: 'utf8', maxBuffer: 1 << 24 },
     );
     const t = JSON.parse(out.trim().split('\n').at(-1)!);
-    torch = { torchMs: t.ms, torchTokensPerS: (B * L * 1000) / t.ms, torchThreads: t.threads, torchVersion: t.torch, torchLoss: t.loss };
+    torch = {
+      torchMs: t.ms,
+      torchTokensPerS: (B * L * 1000) / t.ms,
+      torchThreads: t.threads,
+      torchVersion: t.torch,
+      torchLoss: t.loss,
+    };
   }
   for (const [backend, engine] of engines) {
     if (backend.startsWith('wasm'))
@@ -124,10 +136,23 @@ for (const [name, m] of models) {
         engine,
       }); // warm-up (tier-up)
     const t1 = performance.now();
-    const res = lossAndGrads(m, ids, { objective: distill ? 'distill' : 'lm', teacherLogits, klWeight: 0.1, ceWeight: 1, trainable, engine });
+    const res = lossAndGrads(m, ids, {
+      objective: distill ? 'distill' : 'lm',
+      teacherLogits,
+      klWeight: 0.1,
+      ceWeight: 1,
+      trainable,
+      engine,
+    });
     clipGradNorm(res.grads, 0.1);
     const params = new Map([...res.grads.keys()].map((n) => [n, Float64Array.from(m.weights.get(n).data)]));
-    adamStep(params, res.grads, newAdamState(), { kind: 'adam', lr: 1e-3, betas: [0.9, 0.98], eps: 1e-8, weightDecay: 0 });
+    adamStep(params, res.grads, newAdamState(), {
+      kind: 'adam',
+      lr: 1e-3,
+      betas: [0.9, 0.98],
+      eps: 1e-8,
+      weightDecay: 0,
+    });
     const ms = performance.now() - t1;
     const row: Record<string, unknown> = {
       model: name,
@@ -174,10 +199,15 @@ writeSvg(
     yLabel: 'tokens/s',
     groups: models.map(([n]) => n.split(' (')[0]!),
     series: [
-      ...engines.map(([e]) => ({ name: `ours, ${e.split(' (')[0]}`, values: rows.filter((r) => r.backend === e).map((r) => r.tokensPerS as number) })),
+      ...engines.map(([e]) => ({
+        name: `ours, ${e.split(' (')[0]}`,
+        values: rows.filter((r) => r.backend === e).map((r) => r.tokensPerS as number),
+      })),
       {
         name: `PyTorch CPU (${threads} thr.)`,
-        values: rows.filter((r) => r.backend === engines[0][0]).map((r) => (typeof r.torchTokensPerS === 'number' ? r.torchTokensPerS : null)),
+        values: rows
+          .filter((r) => r.backend === engines[0][0])
+          .map((r) => (typeof r.torchTokensPerS === 'number' ? r.torchTokensPerS : null)),
       },
     ],
   }),

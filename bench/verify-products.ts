@@ -29,7 +29,9 @@ for (const [K, N] of [
       best = Math.min(best, performance.now() - t);
     }
     if (M === 1) one = best;
-    cells.push(`M=${M} ${best.toFixed(2)} ms (${(best / one).toFixed(1)}×, ${((2 * M * N * K) / best / 1e6).toFixed(1)} GFLOP/s)`);
+    cells.push(
+      `M=${M} ${best.toFixed(2)} ms (${(best / one).toFixed(1)}×, ${((2 * M * N * K) / best / 1e6).toFixed(1)} GFLOP/s)`,
+    );
   }
   console.log(`${N}×${K}: ${cells.join('; ')}`);
 }

@@ -31,7 +31,10 @@ const Ks = quick ? [1, 4, 8] : [1, 2, 3, 4, 5, 6, 7, 8];
 const STRETCH = quick ? 6 : 8; // tokens (or windows) per timed stretch
 const REPEATS = quick ? 3 : 7;
 
-const teacher = randomLlama({ vocab: 32000, hidden: 512, intermediate: 1408, layers: 8, heads: 8, kvHeads: 4, headDim: 64 }, 11);
+const teacher = randomLlama(
+  { vocab: 32000, hidden: 512, intermediate: 1408, layers: 8, heads: 8, kvHeads: 4, headDim: 64 },
+  11,
+);
 const root = join(import.meta.dirname, '..');
 const models: Array<[string, HybridModel]> = [
   ['d512 hybrid 50% (random)', convert(teacher, { variant: 'mamba2', attentionFraction: 0.5, seed: 2 })],
@@ -103,7 +106,8 @@ const md = [
   '| model | K | one token ms | window of K + 1 ms | window / token | best possible speedup (K + 1) / ratio |',
   '| --- | ---: | ---: | ---: | ---: | ---: |',
   ...rows.map(
-    (r) => `| ${r.model} | ${r.K} | ${r.tokenMs.toFixed(2)} | ${r.windowMs.toFixed(2)} | ${r.ratio.toFixed(2)} | ×${((r.K + 1) / r.ratio).toFixed(2)} |`,
+    (r) =>
+      `| ${r.model} | ${r.K} | ${r.tokenMs.toFixed(2)} | ${r.windowMs.toFixed(2)} | ${r.ratio.toFixed(2)} | ×${((r.K + 1) / r.ratio).toFixed(2)} |`,
   ),
   '',
 ].join('\n');

@@ -80,7 +80,8 @@ for (let t = 0; t < L; t++) {
   state = s.state;
   ySteps.push(s.out.data[0]!);
 }
-const maxDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => Math.max(...Array.from(a, (v, i) => Math.abs(v - b[i]!)));
+const maxDiff = (a: ArrayLike<number>, b: ArrayLike<number>) =>
+  Math.max(...Array.from(a, (v, i) => Math.abs(v - b[i]!)));
 console.log('\nthree ways, one answer:');
 console.log(`  parallel scan   vs the loop above: max |Δy| = ${maxDiff(scan.out.data, yLoop).toExponential(1)}`);
 console.log(`  L state updates vs the loop above: max |Δy| = ${maxDiff(ySteps, yLoop).toExponential(1)}`);

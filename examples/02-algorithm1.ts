@@ -24,11 +24,14 @@ import { evaluate } from '../lib/train/job.js';
 const models = join(import.meta.dirname, '..', 'models');
 const teacher = loadModel(join(models, 'teacher-small'));
 const c = teacher.llama;
-console.log(`teacher: Llama, ${c.numLayers} layers, d_model ${c.hiddenSize}, ${c.numHeads} heads / ${c.numKvHeads} kv heads of ${c.headDim}`);
+console.log(
+  `teacher: Llama, ${c.numLayers} layers, d_model ${c.hiddenSize}, ${c.numHeads} heads / ${c.numKvHeads} kv heads of ${c.headDim}`,
+);
 
 /** rows [from, from + n) of a (rows × cols) matrix */
 const rows = (t: Tensor, from: number, n: number) => t.data.subarray(from * t.shape[1]!, (from + n) * t.shape[1]!);
-const diff = (a: ArrayLike<number>, b: ArrayLike<number>) => (a.length !== b.length ? NaN : Math.max(0, ...Array.from(a, (v, i) => Math.abs(v - b[i]!))));
+const diff = (a: ArrayLike<number>, b: ArrayLike<number>) =>
+  a.length !== b.length ? NaN : Math.max(0, ...Array.from(a, (v, i) => Math.abs(v - b[i]!)));
 const T = (m: HybridModel, n: string) => m.weights.get(n);
 
 for (const variant of ['mamba2', 'mamba1'] as const) {
@@ -36,9 +39,13 @@ for (const variant of ['mamba2', 'mamba1'] as const) {
   const layer = h.mamba!.attnLayers.includes(0) ? 1 : 0; // a replaced layer
   const a = `model.layers.${layer}.self_attn`;
   const m = `model.layers.${layer}.mamba`;
-  console.log(`\n${variant} hybrid, 50% attention (kept: layers [${h.mamba!.attnLayers.join(', ')}]); layer ${layer} replaced:`);
+  console.log(
+    `\n${variant} hybrid, 50% attention (kept: layers [${h.mamba!.attnLayers.join(', ')}]); layer ${layer} replaced:`,
+  );
   const show = (what: string, got: ArrayLike<number>, src: string) =>
-    console.log(`  ${what.padEnd(34)} ← ${src.padEnd(22)} max |difference| = ${diff(got, T(teacher, `${a}.${src}`).data)}`);
+    console.log(
+      `  ${what.padEnd(34)} ← ${src.padEnd(22)} max |difference| = ${diff(got, T(teacher, `${a}.${src}`).data)}`,
+    );
   if (variant === 'mamba2') {
     const { dInner, dXb } = h.mamba!;
     const W = T(h, `${m}.in_proj.weight`); // rows [z | x | B | C | dt]
@@ -51,8 +58,16 @@ for (const variant of ['mamba2', 'mamba1'] as const) {
     show('C_proj (C)', T(h, `${m}.C_proj.weight`).data, 'q_proj.weight');
   }
   show('out_proj', T(h, `${m}.out_proj.weight`).data, 'o_proj.weight');
-  const kept = ['mlp.gate_proj.weight', 'mlp.up_proj.weight', 'mlp.down_proj.weight', 'input_layernorm.weight', 'post_attention_layernorm.weight'];
-  const worst = Math.max(...kept.map((k) => diff(T(h, `model.layers.${layer}.${k}`).data, T(teacher, `model.layers.${layer}.${k}`).data)));
+  const kept = [
+    'mlp.gate_proj.weight',
+    'mlp.up_proj.weight',
+    'mlp.down_proj.weight',
+    'input_layernorm.weight',
+    'post_attention_layernorm.weight',
+  ];
+  const worst = Math.max(
+    ...kept.map((k) => diff(T(h, `model.layers.${layer}.${k}`).data, T(teacher, `model.layers.${layer}.${k}`).data)),
+  );
   console.log(`  MLP and norms kept as they were:   max |difference| = ${worst}`);
   const fresh = h.weights.names().filter((n) => n.startsWith(m) && !/in_proj_x|B_proj|C_proj|out_proj/.test(n));
   console.log(
@@ -69,6 +84,8 @@ const test = tokenStream(corpusPart('sotu', 'test'), tok).slice(0, 2048);
 const ppl = (m: HybridModel) => evaluate(m, test, { seqLen: 256 }).ppl.toFixed(1);
 console.log('\nperplexity on 2048 held-out tokens:');
 console.log(`  teacher (all attention)                       ${ppl(teacher)}`);
-console.log(`  50% Mamba-2 hybrid, Algorithm 1, no training  ${ppl(convert(teacher, { variant: 'mamba2', attentionFraction: 0.5, seed: 0 }))}`);
+console.log(
+  `  50% Mamba-2 hybrid, Algorithm 1, no training  ${ppl(convert(teacher, { variant: 'mamba2', attentionFraction: 0.5, seed: 0 }))}`,
+);
 console.log(`  the same, distilled (models/hybrid-mamba2-50) ${ppl(loadModel(join(models, 'hybrid-mamba2-50')))}`);
 console.log('\nnext: examples/03-speculative-round.ts — decoding the hybrid fast with a draft (Algorithm 2)');

@@ -29,7 +29,9 @@ const ops = await getOps('reference'); // float64: the greedy text must match pl
 const prompt = tok.encode('We have every reason to believe that');
 const K = 3;
 const say = (ids: number[]) => JSON.stringify(tok.decode(ids));
-console.log(`target: models/hybrid-mamba2-50 (attention in layers [${target.mamba!.attnLayers.join(', ')}]), draft: models/draft-small, K = ${K}`);
+console.log(
+  `target: models/hybrid-mamba2-50 (attention in layers [${target.mamba!.attnLayers.join(', ')}]), draft: models/draft-small, K = ${K}`,
+);
 console.log(`prompt: ${say(prompt)} (${prompt.length} tokens; the target prefills all but the last)\n`);
 
 let committed = prompt.length;
@@ -49,7 +51,9 @@ const res = await speculativeGenerate(ops, target, new ModelDrafter(ops, draft, 
     console.log(
       `round ${info.proposed ? '' : '(last) '}i = ${i}, j = ${j}, k = j + ${info.proposed}:  MultiStep replays r = j − i = ${j - i}, runs s = ${info.proposed + 1} steps`,
     );
-    console.log(`   accepted ${info.accepted}/${info.proposed} drafts ${say(drafts)}, then the target's own ${say(info.emitted.slice(info.accepted))}`);
+    console.log(
+      `   accepted ${info.accepted}/${info.proposed} drafts ${say(drafts)}, then the target's own ${say(info.emitted.slice(info.accepted))}`,
+    );
     console.log(`   kept ${kept}; state position ${st.statePos}, conv write position ${st.convLen}`);
     committed += info.emitted.length;
     i = st.statePos;

@@ -57,7 +57,9 @@ const trainable = all.filter(trainer.trainable);
 console.log(
   `student: teacher-small converted to a 50% Mamba-2 hybrid; ${count(trainable).toLocaleString('en')} of ${count(all).toLocaleString('en')} parameters train (names with "mamba")`,
 );
-console.log(`held-out perplexity before: ${ppl()} (the teacher's: ${evaluate(teacher, test, { seqLen: 256, engine: engineFor('simd') }).ppl.toFixed(1)})\n`);
+console.log(
+  `held-out perplexity before: ${ppl()} (the teacher's: ${evaluate(teacher, test, { seqLen: 256, engine: engineFor('simd') }).ppl.toFixed(1)})\n`,
+);
 console.log(' step   loss      KL      CE   grad-norm  lr');
 for (let s = 0; s < steps; s++) {
   const r = await trainer.trainStep();

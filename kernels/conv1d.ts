@@ -59,9 +59,17 @@ export function conv1dKernel(
     names.push('init');
     args.push(init);
   }
-  const past = init ? 's += w[d * this.constants.W + k] * init[bd * (this.constants.W - 1) + j + this.constants.W - 1];' : '';
+  const past = init
+    ? 's += w[d * this.constants.W + k] * init[bd * (this.constants.W - 1) + j + this.constants.W - 1];'
+    : '';
   const src = convSource(names, !!bias, silu, past);
-  return rt.run(`conv${bias ? '+bias' : ''}${init ? '+init' : ''}${silu ? '+silu' : ''}`, src, { DIM: s.dim, L: s.L, W: s.W }, s.batch * s.dim * s.L, args);
+  return rt.run(
+    `conv${bias ? '+bias' : ''}${init ? '+init' : ''}${silu ? '+silu' : ''}`,
+    src,
+    { DIM: s.dim, L: s.L, W: s.W },
+    s.batch * s.dim * s.L,
+    args,
+  );
 }
 
 export function conv1dUpdateKernel(
@@ -84,5 +92,11 @@ export function conv1dUpdateKernel(
         if (pos >= this.constants.S) { pos = pos - this.constants.S; }
         s += w[d * this.constants.W + k] * st[bd * this.constants.S + pos];`;
   const src = convSource(names, !!bias, silu, past);
-  return rt.run(`convupd${bias ? '+bias' : ''}${silu ? '+silu' : ''}`, src, { DIM: s.dim, L: s.L, W: s.W, S: s.S }, s.batch * s.dim * s.L, args);
+  return rt.run(
+    `convupd${bias ? '+bias' : ''}${silu ? '+silu' : ''}`,
+    src,
+    { DIM: s.dim, L: s.L, W: s.W, S: s.S },
+    s.batch * s.dim * s.L,
+    args,
+  );
 }

@@ -35,7 +35,8 @@ export async function conv1dBackwardKernel(
   const K = 'this.constants';
   const consts = { B: s.batch, DIM: s.dim, L: s.L, W: s.W, P: s.W - 1 };
   // r_j of channel bd: x at j − (W−1), else the initial state (or 0)
-  const row = (j: string) => `(${j} >= ${K}.P ? x[bd * ${K}.L + ${j} - ${K}.P] : ${a.initialStates ? `init[bd * ${K}.P + ${j}]` : '0.0'})`;
+  const row = (j: string) =>
+    `(${j} >= ${K}.P ? x[bd * ${K}.L + ${j} - ${K}.P] : ${a.initialStates ? `init[bd * ${K}.P + ${j}]` : '0.0'})`;
   const init = a.initialStates ? [a.initialStates] : [];
   const initName = a.initialStates ? ', init' : '';
   const tag = `${a.bias ? '+bias' : ''}${a.initialStates ? '+init' : ''}${a.silu ? '+silu' : ''}`;
@@ -99,7 +100,11 @@ export async function conv1dBackwardKernel(
     dx.set(drow.subarray(bd * R + P, (bd + 1) * R), bd * s.L);
     dinit?.set(drow.subarray(bd * R, bd * R + P), bd * P);
   }
-  const r: { dx: Float32Array; dweight: Float32Array; dbias?: Float32Array; dinitialStates?: Float32Array } = { dx, dweight, dinitialStates: dinit };
+  const r: { dx: Float32Array; dweight: Float32Array; dbias?: Float32Array; dinitialStates?: Float32Array } = {
+    dx,
+    dweight,
+    dinitialStates: dinit,
+  };
   if (a.bias) {
     r.dbias = await rt.run(
       'convb.dbias',

@@ -31,7 +31,13 @@ export function gatedRmsnormKernel(
     ${gateAfter ? `y = y * ${siluExpr('z[i]')};` : ''}
     return y;
   }`;
-  return rt.run(`grms${gateFirst ? '+gatefirst' : ''}${gateAfter ? '+gateafter' : ''}`, src, { D: d, GS: group, EPS: eps }, rows * d, z ? [x, w, z] : [x, w]);
+  return rt.run(
+    `grms${gateFirst ? '+gatefirst' : ''}${gateAfter ? '+gateafter' : ''}`,
+    src,
+    { D: d, GS: group, EPS: eps },
+    rows * d,
+    z ? [x, w, z] : [x, w],
+  );
 }
 
 /**
@@ -94,7 +100,13 @@ export async function gatedRmsnormBackwardKernel(
   const siluGrad = (e: string) => `(${sig(e)} * (1.0 + (${e}) * (1.0 - ${sig(e)})))`;
   let dz: Float32Array | undefined;
   if (gateFirst)
-    dz = await rt.run(`grmsb.dz${tag}`, `function (${names}) {\n    ${head}\n    return dv * x[i] * ${siluGrad('z[i]')};\n  }`, consts, rows * d, args);
+    dz = await rt.run(
+      `grmsb.dz${tag}`,
+      `function (${names}) {\n    ${head}\n    return dv * x[i] * ${siluGrad('z[i]')};\n  }`,
+      consts,
+      rows * d,
+      args,
+    );
   if (gateAfter)
     dz = await rt.run(
       `grmsb.dz${tag}`,

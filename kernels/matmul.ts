@@ -37,7 +37,13 @@ export function matmulKernel(
   bias?: Float32Array,
 ): Promise<Float32Array> {
   const args = bias ? [a, b, bias] : [a, b];
-  return rt.run(`matmul${bias ? '+bias' : ''}`, SRC(!!bias), { N, K, SAI: st.sAi, SAK: st.sAk, SBK: st.sBk, SBJ: st.sBj }, M * N, args);
+  return rt.run(
+    `matmul${bias ? '+bias' : ''}`,
+    SRC(!!bias),
+    { N, K, SAI: st.sAi, SAK: st.sAk, SBK: st.sBk, SBJ: st.sBj },
+    M * N,
+    args,
+  );
 }
 
 /** A plan step (kernels/plans.ts) computing linear(a, b) = a·bᵀ (+ bias): a (M, K), b (N, K) as PyTorch stores a weight. */
@@ -64,7 +70,9 @@ export function linearsKernel(
 ): Promise<Float32Array[]> {
   return rt.runPlan(
     `linears|${rows}|${nin}|${ws.map((w) => `${w.out}${w.bias ? 'b' : ''}`).join(',')}`,
-    ws.map((w) => matmulStep(rows, nin, w.out, { input: 0 }, { weight: w.weight }, w.bias ? { weight: w.bias } : undefined)),
+    ws.map((w) =>
+      matmulStep(rows, nin, w.out, { input: 0 }, { weight: w.weight }, w.bias ? { weight: w.bias } : undefined),
+    ),
     [x],
     ws.map((_, i) => i),
   );

@@ -67,7 +67,13 @@ export interface PlanHost {
   /** a model weight's float32 array (equal to itself until markChanged) */
   isStable(a: Float32Array): boolean;
   /** one kernel, one call (the kernel-by-kernel path) */
-  run(key: string, source: string, constants: Record<string, number>, outputSize: number, args: Float32Array[]): Promise<Float32Array>;
+  run(
+    key: string,
+    source: string,
+    constants: Record<string, number>,
+    outputSize: number,
+    args: Float32Array[],
+  ): Promise<Float32Array>;
   checkSizes(key: string, outputSize: number, inputs: readonly Float32Array[]): void;
   /** most arguments a kernel takes unpacked (a plan's steps are not packed) */
   readonly maxArgs: number;
@@ -101,12 +107,18 @@ export class Plans {
   constructor(private readonly host: PlanHost) {}
 
   /** Run `steps` and return the results of the steps `outputs` names (by default the last). */
-  async run(planKey: string, steps: readonly PlanStep[], inputs: Float32Array[], outputs: readonly number[] = [steps.length - 1]): Promise<Float32Array[]> {
+  async run(
+    planKey: string,
+    steps: readonly PlanStep[],
+    inputs: Float32Array[],
+    outputs: readonly number[] = [steps.length - 1],
+  ): Promise<Float32Array[]> {
     const h = this.host;
     if (steps.length === 0) throw new ArgumentError(`${planKey} steps`, 'at least one kernel', 0);
     const weights = steps.flatMap((s) => s.args.flatMap((a) => ('weight' in a ? [a.weight] : [])));
     for (const i of outputs)
-      if (!Number.isInteger(i) || i < 0 || i >= steps.length) throw new ArgumentError(`${planKey} outputs`, `step indices in [0, ${steps.length})`, i);
+      if (!Number.isInteger(i) || i < 0 || i >= steps.length)
+        throw new ArgumentError(`${planKey} outputs`, `step indices in [0, ${steps.length})`, i);
     if (!(this.enabled && weights.length > 0 && weights.every((w) => h.isStable(w)))) {
       const results: Float32Array[] = [];
       for (const s of steps)
@@ -124,13 +136,15 @@ export class Plans {
     h.checkSizes(planKey, 1, [...inputs, ...weights]);
     for (const s of steps) {
       h.checkSizes(s.key, s.outputSize, []);
-      if (s.args.length > h.maxArgs) throw new ArgumentError(`${s.key} arguments in a plan`, `at most ${h.maxArgs}`, s.args.length);
+      if (s.args.length > h.maxArgs)
+        throw new ArgumentError(`${s.key} arguments in a plan`, `at most ${h.maxArgs}`, s.args.length);
     }
     const key = `${planKey}|${inputs.map((a) => a.length).join(',')}|${outputs.join(',')}`;
     let byKey = this.byWeight.get(weights[0]!);
     if (!byKey) this.byWeight.set(weights[0]!, (byKey = new Map()));
     let plan = byKey.get(key);
-    if (plan && (plan.dead || plan.weights.length !== weights.length || plan.weights.some((w, i) => w !== weights[i]))) plan = undefined;
+    if (plan && (plan.dead || plan.weights.length !== weights.length || plan.weights.some((w, i) => w !== weights[i])))
+      plan = undefined;
     if (plan) {
       this.live.delete(plan); // most recently used: to the end
       this.live.add(plan);
@@ -187,7 +201,12 @@ export class Plans {
       const kk = `${s.key}|${JSON.stringify(s.constants)}|${s.outputSize}`;
       let k = this.templates.get(kk);
       if (!k) {
-        k = this.host.gpu.createKernel(s.source, { output: [s.outputSize], constants: s.constants, loopMaxIterations: 1 << 30, tactic: 'precision' });
+        k = this.host.gpu.createKernel(s.source, {
+          output: [s.outputSize],
+          constants: s.constants,
+          loopMaxIterations: 1 << 30,
+          tactic: 'precision',
+        });
         this.templates.set(kk, k);
       }
       return k;
@@ -195,7 +214,13 @@ export class Plans {
     // the orchestration GPU.js traces once: each step's kernel on its inputs, captured weights, earlier results
     const trace = (...handles: unknown[]) => {
       const results: unknown[] = [];
-      steps.forEach((s, i) => results.push(kernels[i]!(...s.args.map((a) => ('input' in a ? handles[a.input] : 'weight' in a ? a.weight : results[a.step])))));
+      steps.forEach((s, i) =>
+        results.push(
+          kernels[i]!(
+            ...s.args.map((a) => ('input' in a ? handles[a.input] : 'weight' in a ? a.weight : results[a.step])),
+          ),
+        ),
+      );
       return outputs.map((o) => results[o]);
     };
     Object.defineProperty(trace, 'length', { value: arity }); // GPU.js reads the plan's arity from it

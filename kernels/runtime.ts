@@ -84,7 +84,8 @@ function setupWebGPU(): Promise<string | null> {
     if (inBrowser) {
       if (!(g.navigator as { gpu?: unknown }).gpu)
         return 'this browser has no WebGPU (navigator.gpu is absent: a secure context and a WebGPU-enabled browser are needed)';
-    } else if ((g.process as { env: Record<string, string | undefined> }).env.MIL_NO_WEBGPU) return 'disabled by MIL_NO_WEBGPU';
+    } else if ((g.process as { env: Record<string, string | undefined> }).env.MIL_NO_WEBGPU)
+      return 'disabled by MIL_NO_WEBGPU';
     let mod: { create: (opts: string[]) => unknown; globals: Record<string, unknown> } | undefined;
     if (!inBrowser)
       try {
@@ -95,7 +96,11 @@ function setupWebGPU(): Promise<string | null> {
     if (mod && !(g.navigator as { gpu?: unknown } | undefined)?.gpu) {
       Object.assign(globalThis, mod.globals);
       try {
-        Object.defineProperty(globalThis, 'navigator', { value: { gpu: mod.create([]) }, configurable: true, writable: true });
+        Object.defineProperty(globalThis, 'navigator', {
+          value: { gpu: mod.create([]) },
+          configurable: true,
+          writable: true,
+        });
       } catch (e) {
         return `could not install navigator.gpu: ${(e as Error).message}`;
       }
@@ -124,10 +129,12 @@ export async function unavailableReason(name: KernelBackendName): Promise<string
   }
   if (name === 'webgpu') return setupWebGPU();
   if (name === 'webgl2') {
-    if (!inBrowser) return "webgl2 runs in browsers only (GPU.js's WebGL2 backend renders into a canvas): see the browser page, npm run web";
+    if (!inBrowser)
+      return "webgl2 runs in browsers only (GPU.js's WebGL2 backend renders into a canvas): see the browser page, npm run web";
     const gl = document.createElement('canvas').getContext('webgl2');
     if (!gl) return 'this browser gives no WebGL2 context';
-    if (!gl.getExtension('EXT_color_buffer_float')) return 'WebGL2 without EXT_color_buffer_float: float32 textures cannot be rendered';
+    if (!gl.getExtension('EXT_color_buffer_float'))
+      return 'WebGL2 without EXT_color_buffer_float: float32 textures cannot be rendered';
     return null;
   }
   return null;
@@ -167,10 +174,13 @@ onArrayChanged((a, copy) => {
 
 /** Throw ArgumentError unless a kernel's output size is a positive integer and it and every input fit MAX_ELEMENTS. */
 export function checkSizes(key: string, outputSize: number, inputs: readonly Float32Array[]): void {
-  if (!Number.isInteger(outputSize) || outputSize <= 0) throw new ArgumentError(`${key} output size`, 'a positive integer', outputSize);
-  if (outputSize > MAX_ELEMENTS) throw new ArgumentError(`${key} output size`, `at most ${MAX_ELEMENTS} elements on float32 kernels`, outputSize);
+  if (!Number.isInteger(outputSize) || outputSize <= 0)
+    throw new ArgumentError(`${key} output size`, 'a positive integer', outputSize);
+  if (outputSize > MAX_ELEMENTS)
+    throw new ArgumentError(`${key} output size`, `at most ${MAX_ELEMENTS} elements on float32 kernels`, outputSize);
   for (const a of inputs)
-    if (a.length > MAX_ELEMENTS) throw new ArgumentError(`${key} input size`, `at most ${MAX_ELEMENTS} elements on float32 kernels`, a.length);
+    if (a.length > MAX_ELEMENTS)
+      throw new ArgumentError(`${key} input size`, `at most ${MAX_ELEMENTS} elements on float32 kernels`, a.length);
 }
 
 /** The GPU.js kernel class each backend must run on: anything else is a fallback, refused (never silent). */
@@ -244,7 +254,12 @@ export class GpuRuntime {
       const key = `upload|${a.length}`;
       let k = this.cache.get(key);
       if (!k) {
-        k = this.gpu.createKernel(UPLOAD_SRC, { output: [a.length], pipeline: true, immutable: true, tactic: 'precision' });
+        k = this.gpu.createKernel(UPLOAD_SRC, {
+          output: [a.length],
+          pipeline: true,
+          immutable: true,
+          tactic: 'precision',
+        });
         this.cache.set(key, k);
         this.compiled++;
       }
@@ -281,7 +296,12 @@ export class GpuRuntime {
   }
 
   /** Run kernels as one plan where their weights are model weights (kernels/plans.ts `Plans.run`). */
-  runPlan(planKey: string, steps: readonly PlanStep[], inputs: Float32Array[], outputs?: readonly number[]): Promise<Float32Array[]> {
+  runPlan(
+    planKey: string,
+    steps: readonly PlanStep[],
+    inputs: Float32Array[],
+    outputs?: readonly number[],
+  ): Promise<Float32Array[]> {
     return this.plans.run(planKey, steps, inputs, outputs);
   }
 
@@ -289,7 +309,13 @@ export class GpuRuntime {
    * Run a kernel: `source` is a GPU.js kernel function as text, compiled once per (key, constants)
    * and cached. `outputSize` threads each return one float. Arguments are flat arrays.
    */
-  async run(key: string, source: string, constants: Record<string, number>, outputSize: number, args: Float32Array[]): Promise<Float32Array> {
+  async run(
+    key: string,
+    source: string,
+    constants: Record<string, number>,
+    outputSize: number,
+    args: Float32Array[],
+  ): Promise<Float32Array> {
     checkSizes(key, outputSize, args);
     // GPU.js kernels want at least one element per argument.
     let callArgs = args.map((a) => (a.length === 0 ? new Float32Array(1) : a));
@@ -305,7 +331,8 @@ export class GpuRuntime {
       });
       const packed = new Float32Array(total);
       callArgs.forEach((a, i) => packed.set(a, offsets[`OFF_${names[i]}`]));
-      if (total > MAX_ELEMENTS) throw new ArgumentError(`${key} packed inputs`, `at most ${MAX_ELEMENTS} elements on float32 kernels`, total);
+      if (total > MAX_ELEMENTS)
+        throw new ArgumentError(`${key} packed inputs`, `at most ${MAX_ELEMENTS} elements on float32 kernels`, total);
       src = packSource(source, names);
       consts = { ...constants, ...offsets };
       callArgs = [packed];
@@ -334,7 +361,8 @@ export class GpuRuntime {
       throw new KernelError(this.name, key, (e as Error).message.split('\n')[0] ?? String(e));
     }
     // GPU.js may degrade a kernel to another of its backends (its `fallbackReason`): refuse, never run elsewhere silently
-    const inner = (k as unknown as { kernel?: { constructor: { name: string }; fallbackReason?: string | null } }).kernel;
+    const inner = (k as unknown as { kernel?: { constructor: { name: string }; fallbackReason?: string | null } })
+      .kernel;
     const cls = inner?.constructor.name ?? 'unknown';
     if (cls !== KERNEL_CLASS[this.name]) {
       this.cache.delete(ck);

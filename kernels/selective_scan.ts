@@ -151,11 +151,21 @@ export async function scanChunkStates(rt: GpuRuntime, s: ScanShape, a: ScanArgs)
   }`;
   const passArgs = [local, dsum, a.A];
   if (a.initialState) passArgs.push(a.initialState);
-  const hs = await rt.run(`scan.pass${a.initialState ? '+h0' : ''}`, passSrc, consts, s.batch * s.dim * s.N * (C + 1), passArgs);
+  const hs = await rt.run(
+    `scan.pass${a.initialState ? '+h0' : ''}`,
+    passSrc,
+    consts,
+    s.batch * s.dim * s.N * (C + 1),
+    passArgs,
+  );
   return { dl, dsum, hs, consts, bIdx, cIdx, key, NC: C };
 }
 
-export async function selectiveScanKernel(rt: GpuRuntime, s: ScanShape, a: ScanArgs): Promise<{ out: Float32Array; lastState: Float32Array }> {
+export async function selectiveScanKernel(
+  rt: GpuRuntime,
+  s: ScanShape,
+  a: ScanArgs,
+): Promise<{ out: Float32Array; lastState: Float32Array }> {
   const { dl, hs, consts, bIdx, cIdx, key, NC: C } = await scanChunkStates(rt, s, a);
   // 4. outputs
   const outArgs: Float32Array[] = [a.u, dl, a.A, a.B, a.C, hs];
@@ -189,7 +199,13 @@ export async function selectiveScanKernel(rt: GpuRuntime, s: ScanShape, a: ScanA
     ${a.z ? `y = y * ${siluExpr('z[this.thread.x]')};` : ''}
     return y;
   }`;
-  const out = await rt.run(`scan.out/${key}${a.D ? '+D' : ''}${a.z ? '+z' : ''}`, outSrc, consts, s.batch * s.dim * s.L, outArgs);
+  const out = await rt.run(
+    `scan.out/${key}${a.D ? '+D' : ''}${a.z ? '+z' : ''}`,
+    outSrc,
+    consts,
+    s.batch * s.dim * s.L,
+    outArgs,
+  );
 
   // last_state = hs at c = C (a strided gather of data already computed)
   const lastState = new Float32Array(s.batch * s.dim * s.N);

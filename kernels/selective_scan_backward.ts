@@ -42,7 +42,8 @@ export interface ScanGrads {
 }
 
 /** silu'(v) = σ(v)(1 + v(1 − σ(v))) as an expression. */
-const siluGradExpr = (v: string) => `((1.0 / (1.0 + Math.exp(-(${v})))) * (1.0 + (${v}) * (1.0 - 1.0 / (1.0 + Math.exp(-(${v}))))))`;
+const siluGradExpr = (v: string) =>
+  `((1.0 / (1.0 + Math.exp(-(${v})))) * (1.0 + (${v}) * (1.0 - 1.0 / (1.0 + Math.exp(-(${v}))))))`;
 
 export async function selectiveScanBackwardKernel(rt: GpuRuntime, s: ScanShape, a: ScanGradArgs): Promise<ScanGrads> {
   const st = await scanChunkStates(rt, s, a);
@@ -77,7 +78,13 @@ export async function selectiveScanBackwardKernel(rt: GpuRuntime, s: ScanShape, 
 
   // dy = dout · silu(z)
   const dy = a.z
-    ? await rt.run('scanb.dy', `function (dout, z) { return dout[this.thread.x] * ${siluExpr('z[this.thread.x]')}; }`, consts, nBD * s.L, [a.dout, a.z])
+    ? await rt.run(
+        'scanb.dy',
+        `function (dout, z) { return dout[this.thread.x] * ${siluExpr('z[this.thread.x]')}; }`,
+        consts,
+        nBD * s.L,
+        [a.dout, a.z],
+      )
     : a.dout;
 
   // g from zero at the end of each chunk, run back to the chunk's start (b, d, n, c)
@@ -297,7 +304,9 @@ export async function selectiveScanBackwardKernel(rt: GpuRuntime, s: ScanShape, 
     for (let bd = 0; bd < nBD; bd++)
       for (let n = 0; n < s.N; n++) {
         const d = bd % s.dim;
-        r.dInitialState[bd * s.N + n] = Math.fround(Math.exp(dl[bd * s.L]! * a.A[d * s.N + n]!) * G[(bd * s.N + n) * s.L]!);
+        r.dInitialState[bd * s.N + n] = Math.fround(
+          Math.exp(dl[bd * s.L]! * a.A[d * s.N + n]!) * G[(bd * s.N + n) * s.L]!,
+        );
       }
   }
   return r;

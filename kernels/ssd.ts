@@ -28,29 +28,48 @@ export interface SsdCoreArgs {
   initialState?: Float32Array;
 }
 
-export async function ssdDeltaKernel(rt: GpuRuntime, s: SsdShape, dt: Float32Array, bias: Float32Array | undefined, softplus: boolean): Promise<Float32Array> {
+export async function ssdDeltaKernel(
+  rt: GpuRuntime,
+  s: SsdShape,
+  dt: Float32Array,
+  bias: Float32Array | undefined,
+  softplus: boolean,
+): Promise<Float32Array> {
   const src = `function (dt${bias ? ', bias' : ''}) {
     const h = this.thread.x - Math.floor(this.thread.x / this.constants.H) * this.constants.H;
     const v = dt[this.thread.x]${bias ? ' + bias[h]' : ''};
     ${softplus ? softplusSnippet('v', 'r') : 'const r = v;'}
     return r;
   }`;
-  return rt.run(`ssd.delta${bias ? '+bias' : ''}${softplus ? '+sp' : ''}`, src, { H: s.H }, s.batch * s.L * s.H, bias ? [dt, bias] : [dt]);
+  return rt.run(
+    `ssd.delta${bias ? '+bias' : ''}${softplus ? '+sp' : ''}`,
+    src,
+    { H: s.H },
+    s.batch * s.L * s.H,
+    bias ? [dt, bias] : [dt],
+  );
 }
 
-export async function ssdCoreKernel(rt: GpuRuntime, s: SsdShape, a: SsdCoreArgs): Promise<{ y: Float32Array; finalState: Float32Array }> {
+export async function ssdCoreKernel(
+  rt: GpuRuntime,
+  s: SsdShape,
+  a: SsdCoreArgs,
+): Promise<{ y: Float32Array; finalState: Float32Array }> {
   const NC = Math.ceil(s.L / s.chunk);
   const K = { L: s.L, H: s.H, P: s.P, G: s.G, N: s.N, CH: s.chunk, NC, NC1: NC + 1, HPG: s.H / s.G };
   const withDelta = !!a.delta;
   const tag = withDelta ? 'dA' : 'a';
   // log decay of step (b, r, h) and X̃ at (b, r, h, p), as kernel expressions
   const decay = (r: string) =>
-    withDelta ? `dl[(b * this.constants.L + ${r}) * this.constants.H + h] * A[h]` : `A[(b * this.constants.L + ${r}) * this.constants.H + h]`;
+    withDelta
+      ? `dl[(b * this.constants.L + ${r}) * this.constants.H + h] * A[h]`
+      : `A[(b * this.constants.L + ${r}) * this.constants.H + h]`;
   const xt = (r: string) =>
     withDelta
       ? `x[((b * this.constants.L + ${r}) * this.constants.H + h) * this.constants.P + p] * dl[(b * this.constants.L + ${r}) * this.constants.H + h]`
       : `x[((b * this.constants.L + ${r}) * this.constants.H + h) * this.constants.P + p]`;
-  const bc = (m: string, r: string) => `${m}[((b * this.constants.L + ${r}) * this.constants.G + g) * this.constants.N + n]`;
+  const bc = (m: string, r: string) =>
+    `${m}[((b * this.constants.L + ${r}) * this.constants.G + g) * this.constants.N + n]`;
   const dlArg = withDelta ? [a.delta!] : [];
   const dlName = withDelta ? ['dl'] : [];
 
@@ -83,7 +102,12 @@ export async function ssdCoreKernel(rt: GpuRuntime, s: SsdShape, a: SsdCoreArgs)
     }
     return s;
   }`;
-  const local = await rt.run(`ssd.local/${tag}`, localSrc, K, s.batch * s.H * s.P * s.N * NC, [a.x, a.B, cum, ...dlArg]);
+  const local = await rt.run(`ssd.local/${tag}`, localSrc, K, s.batch * s.H * s.P * s.N * NC, [
+    a.x,
+    a.B,
+    cum,
+    ...dlArg,
+  ]);
 
   // 3. state passing
   const passSrc = `function (local, cum${a.initialState ? ', h0' : ''}) {
@@ -142,7 +166,13 @@ export async function ssdCoreKernel(rt: GpuRuntime, s: SsdShape, a: SsdCoreArgs)
     ${a.z ? `y = y * ${siluExpr('z[this.thread.x]')};` : ''}
     return y;
   }`;
-  const y = await rt.run(`ssd.out/${tag}${a.D ? '+D' : ''}${a.z ? '+z' : ''}`, outSrc, K, s.batch * s.L * s.H * s.P, args);
+  const y = await rt.run(
+    `ssd.out/${tag}${a.D ? '+D' : ''}${a.z ? '+z' : ''}`,
+    outSrc,
+    K,
+    s.batch * s.L * s.H * s.P,
+    args,
+  );
 
   const finalState = new Float32Array(s.batch * s.H * s.P * s.N);
   for (let i = 0; i < finalState.length; i++) finalState[i] = hs[i * (NC + 1) + NC]!;

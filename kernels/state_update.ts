@@ -30,7 +30,11 @@ export interface StateUpdateArgs {
   deltaSoftplus: boolean;
 }
 
-export async function stateUpdateKernel(rt: GpuRuntime, s: StateUpdateShape, a: StateUpdateArgs): Promise<{ out: Float32Array; state: Float32Array }> {
+export async function stateUpdateKernel(
+  rt: GpuRuntime,
+  s: StateUpdateShape,
+  a: StateUpdateArgs,
+): Promise<{ out: Float32Array; state: Float32Array }> {
   const consts = { H: s.H, P: s.P, N: s.N, G: s.G, HPG: s.H / s.G };
   const stateSrc = `function (state, x, dt, A, Bm${a.deltaBias ? ', bias' : ''}) {
     ${unflatten('this.thread.x', ['b', 'h', 'p', 'n'], ['', 'this.constants.H', 'this.constants.P', 'this.constants.N'])}

@@ -23,7 +23,10 @@ export class ShapeError extends MilError {
     readonly actual: readonly number[],
     detail = '',
   ) {
-    super('E_SHAPE', `tensor '${tensor}': expected shape ${expected}, got [${actual.join(', ')}]${detail ? ` (${detail})` : ''}`);
+    super(
+      'E_SHAPE',
+      `tensor '${tensor}': expected shape ${expected}, got [${actual.join(', ')}]${detail ? ` (${detail})` : ''}`,
+    );
   }
 }
 

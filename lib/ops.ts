@@ -28,7 +28,13 @@ import { linearsDims } from './ref/linear.js';
 import { gatedMlpDims } from './ref/mlp.js';
 import type { GatedRmsnormOptions } from './ref/norm.js';
 import { multistepDims, type MultistepDims, type MultistepInputs, type MultistepOutputs } from './ref/multistep.js';
-import { KERNEL_BACKENDS, getRuntime, unavailableReason, type GpuRuntime, type KernelBackendName } from '../kernels/runtime.js';
+import {
+  KERNEL_BACKENDS,
+  getRuntime,
+  unavailableReason,
+  type GpuRuntime,
+  type KernelBackendName,
+} from '../kernels/runtime.js';
 import { f32, isImmutable } from './weight_registry.js';
 import { SimdGemm, addBiasRows } from './simd/gemm.js';
 import { simdMultistep } from './simd/multistep.js';
@@ -78,7 +84,14 @@ export interface Ops extends GradOps {
   causalConv1d(inp: Conv1dInputs): Promise<{ out: Tensor; finalStates: Tensor }>;
   causalConv1dUpdate(inp: Conv1dUpdateInputs): Promise<{ out: Tensor; convState: Tensor }>;
   ssdChunkScan(inp: SsdInputs, chunkSize: number): Promise<SsdOutputs>;
-  ssdMinimalDiscrete(X: Tensor, A: Tensor, B: Tensor, C: Tensor, blockLen: number, initialStates?: Tensor): Promise<{ Y: Tensor; finalState: Tensor }>;
+  ssdMinimalDiscrete(
+    X: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    blockLen: number,
+    initialStates?: Tensor,
+  ): Promise<{ Y: Tensor; finalState: Tensor }>;
   gatedRmsnorm(x: Tensor, weight: Tensor, z: Tensor | undefined, opts?: GatedRmsnormOptions): Promise<Tensor>;
   multistep(inp: MultistepInputs): Promise<MultistepOutputs>;
   /**
@@ -95,10 +108,13 @@ export function isBackendName(name: string): name is BackendName {
 }
 
 /** Every backend with whether it runs here and, if not, why. */
-export async function backendStatus(): Promise<Array<{ name: BackendName; available: boolean; reason: string | null }>> {
+export async function backendStatus(): Promise<
+  Array<{ name: BackendName; available: boolean; reason: string | null }>
+> {
   const out = [];
   for (const name of BACKENDS) {
-    const reason = name === 'reference' ? null : name === 'wasm-simd' ? simdUnavailableReason() : await unavailableReason(name);
+    const reason =
+      name === 'reference' ? null : name === 'wasm-simd' ? simdUnavailableReason() : await unavailableReason(name);
     out.push({ name, available: reason === null, reason });
   }
   return out;
@@ -215,7 +231,10 @@ async function simdOps(): Promise<Ops> {
         },
         { batch, dim, N, K1: 1, r: 0, s: 1, G },
       );
-      return { out: k.out.reshape(inp.x.shape).named('out'), state: k.hK.reshape(inp.state.shape).named('state_after') };
+      return {
+        out: k.out.reshape(inp.x.shape).named('out'),
+        state: k.hK.reshape(inp.state.shape).named('state_after'),
+      };
     },
     // the convolutions: the reference's sums, then the SIMD SiLU (the same activation as the MLP's)
     async causalConv1d(inp) {
@@ -267,7 +286,11 @@ async function simdOps(): Promise<Ops> {
     },
     async linear(x, weight, bias) {
       const xin = x.reshape([-1, x.shape[x.rank - 1]!]);
-      const { rows, in: nin, out: nout } = dims({ x: [xin, ['rows', 'in']], weight: [weight, ['out', 'in']], bias: [bias, ['out']] });
+      const {
+        rows,
+        in: nin,
+        out: nout,
+      } = dims({ x: [xin, ['rows', 'in']], weight: [weight, ['out', 'in']], bias: [bias, ['out']] });
       // weights (marked immutable by the model's WeightStore) stay packed; anything else is packed per call
       const y = g.linear(xin.data, rows!, nin!, weight.data, nout!, isImmutable(weight.data));
       if (bias) addBiasRows(y, rows!, bias.data);
@@ -281,7 +304,10 @@ async function simdOps(): Promise<Ops> {
 /** Every tensor in a result (a tensor, or an object of tensors) as float32. */
 function toF32<R>(x: R): R {
   if (x instanceof Tensor) return x.astype('float32') as R;
-  if (x && typeof x === 'object') return Object.fromEntries(Object.entries(x).map(([k, v]) => [k, v instanceof Tensor ? v.astype('float32') : v])) as R;
+  if (x && typeof x === 'object')
+    return Object.fromEntries(
+      Object.entries(x).map(([k, v]) => [k, v instanceof Tensor ? v.astype('float32') : v]),
+    ) as R;
   return x;
 }
 
@@ -296,8 +322,21 @@ function kernelOps(rt: GpuRuntime): Ops {
     },
     async linear(x, weight, bias) {
       const xin = x.reshape([-1, x.shape[x.rank - 1]!]);
-      const { rows, in: nin, out: nout } = dims({ x: [xin, ['rows', 'in']], weight: [weight, ['out', 'in']], bias: [bias, ['out']] });
-      const r = await matmulKernel(rt, f32(xin.data), f32(weight.data), rows!, nin!, nout!, { sAi: nin!, sAk: 1, sBk: 1, sBj: nin! }, opt(bias));
+      const {
+        rows,
+        in: nin,
+        out: nout,
+      } = dims({ x: [xin, ['rows', 'in']], weight: [weight, ['out', 'in']], bias: [bias, ['out']] });
+      const r = await matmulKernel(
+        rt,
+        f32(xin.data),
+        f32(weight.data),
+        rows!,
+        nin!,
+        nout!,
+        { sAi: nin!, sAk: 1, sBk: 1, sBj: nin! },
+        opt(bias),
+      );
       return t32(r, [...x.shape.slice(0, -1), nout!], 'linear');
     },
     async linears(x, ws) {
@@ -319,15 +358,29 @@ function kernelOps(rt: GpuRuntime): Ops {
         v: [v, ['batch', 'H', 'L', 'dv']],
         g: [g, ['batch', 'H', 'L']],
       });
-      if (g && g.data.some((x) => !(x > 0))) throw new ArgumentError('g', 'decays > 0 on kernel backends (they work in log space)', 'a value <= 0');
-      const r = await linearAttentionKernel(rt, f32(q.data), f32(k.data), f32(v.data), opt(g), batch! * H!, L!, dk!, dv!);
+      if (g && g.data.some((x) => !(x > 0)))
+        throw new ArgumentError('g', 'decays > 0 on kernel backends (they work in log space)', 'a value <= 0');
+      const r = await linearAttentionKernel(
+        rt,
+        f32(q.data),
+        f32(k.data),
+        f32(v.data),
+        opt(g),
+        batch! * H!,
+        L!,
+        dk!,
+        dv!,
+      );
       return t32(r, [batch!, H!, L!, dv!], 'linear_attention');
     },
     async selectiveScan(inp) {
       const L = selectiveScanDims(inp).L;
       const { shape, args } = scanKernelInputs(inp, chunkOption(inp.chunkSize, L, 'chunkSize'));
       const r = await selectiveScanKernel(rt, shape, args);
-      return { out: t32(r.out, [shape.batch, shape.dim, L], 'out'), lastState: t32(r.lastState, [shape.batch, shape.dim, shape.N], 'last_state') };
+      return {
+        out: t32(r.out, [shape.batch, shape.dim, L], 'out'),
+        lastState: t32(r.lastState, [shape.batch, shape.dim, shape.N], 'last_state'),
+      };
     },
     async selectiveStateUpdate(inp) {
       const s = stateUpdateDims(inp);
@@ -375,7 +428,10 @@ function kernelOps(rt: GpuRuntime): Ops {
         start,
         inp.activation === 'silu',
       );
-      return { out: t32(out, [batch, dim, steps], 'out'), convState: conv1dStateAfter(convState, x, cacheSeqlens, 'float32') };
+      return {
+        out: t32(out, [batch, dim, steps], 'out'),
+        convState: conv1dStateAfter(convState, x, cacheSeqlens, 'float32'),
+      };
     },
     async ssdChunkScan(inp, chunkSize) {
       const s = ssdDims(inp);
@@ -392,7 +448,10 @@ function kernelOps(rt: GpuRuntime): Ops {
         z: opt(inp.z),
         initialState: opt(inp.initialState),
       });
-      return { out: t32(r.y, inp.x.shape, 'out'), finalState: t32(r.finalState, [s.batch, s.H, s.P, s.N], 'final_state') };
+      return {
+        out: t32(r.y, inp.x.shape, 'out'),
+        finalState: t32(r.finalState, [s.batch, s.H, s.P, s.N], 'final_state'),
+      };
     },
     async ssdMinimalDiscrete(X, A, B, C, blockLen, initialStates) {
       const d = dims({
@@ -404,7 +463,13 @@ function kernelOps(rt: GpuRuntime): Ops {
       });
       const chunk = chunkOption(blockLen, d.L!, 'blockLen');
       const shape = { batch: d.batch!, L: d.L!, H: d.H!, P: d.P!, G: d.H!, N: d.N!, chunk };
-      const r = await ssdCoreKernel(rt, shape, { x: f32(X.data), A: f32(A.data), B: f32(B.data), C: f32(C.data), initialState: opt(initialStates) });
+      const r = await ssdCoreKernel(rt, shape, {
+        x: f32(X.data),
+        A: f32(A.data),
+        B: f32(B.data),
+        C: f32(C.data),
+        initialState: opt(initialStates),
+      });
       return { Y: t32(r.y, X.shape, 'Y'), finalState: t32(r.finalState, [d.batch!, d.H!, d.P!, d.N!], 'final_state') };
     },
     async gatedRmsnorm(x, weight, z, o = {}) {
@@ -412,8 +477,19 @@ function kernelOps(rt: GpuRuntime): Ops {
       const lead = x.shape.slice(0, -1);
       dims({ x: [x, [...lead, 'd']], weight: [weight, ['d']], z: [z, [...lead, 'd']] });
       const g = o.groupSize ?? d;
-      if (!Number.isInteger(g) || g <= 0 || d % g !== 0) throw new ArgumentError('groupSize', `a positive divisor of ${d}`, g);
-      const r = await gatedRmsnormKernel(rt, x.size / d, d, g, o.eps ?? 1e-6, o.normBeforeGate ?? true, f32(x.data), f32(weight.data), opt(z));
+      if (!Number.isInteger(g) || g <= 0 || d % g !== 0)
+        throw new ArgumentError('groupSize', `a positive divisor of ${d}`, g);
+      const r = await gatedRmsnormKernel(
+        rt,
+        x.size / d,
+        d,
+        g,
+        o.eps ?? 1e-6,
+        o.normBeforeGate ?? true,
+        f32(x.data),
+        f32(weight.data),
+        opt(z),
+      );
       return t32(r, x.shape, 'gated_rmsnorm');
     },
     async multistep(inp) {

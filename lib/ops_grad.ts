@@ -15,20 +15,42 @@ import { defaultScanChunk, type ScanArgs, type ScanShape } from '../kernels/sele
 import { selectiveScanBackwardKernel } from '../kernels/selective_scan_backward.js';
 import { conv1dBackwardKernel } from '../kernels/conv1d_backward.js';
 import { gatedRmsnormBackwardKernel } from '../kernels/gated_rmsnorm.js';
-import { selectiveScanDims, type SelectiveScanGrads, type SelectiveScanInputs, type SelectiveScanOutputs } from './ref/selective_scan.js';
+import {
+  selectiveScanDims,
+  type SelectiveScanGrads,
+  type SelectiveScanInputs,
+  type SelectiveScanOutputs,
+} from './ref/selective_scan.js';
 import { conv1dDims, type Conv1dInputs } from './ref/conv1d.js';
 import { ssdDims, type SsdGrads, type SsdInputs, type SsdOutputs } from './ref/ssd.js';
 import type { GatedRmsnormOptions } from './ref/norm.js';
 
-export type ConvGrads = { out: Tensor; finalStates: Tensor; dx: Tensor; dweight: Tensor; dbias?: Tensor; dinitialStates?: Tensor };
+export type ConvGrads = {
+  out: Tensor;
+  finalStates: Tensor;
+  dx: Tensor;
+  dweight: Tensor;
+  dbias?: Tensor;
+  dinitialStates?: Tensor;
+};
 export type NormGrads = { out: Tensor; dx: Tensor; dweight: Tensor; dz?: Tensor };
 
 /** The backward half of `Ops` (lib/ops.ts). */
 export interface GradOps {
-  selectiveScanBackward(inp: SelectiveScanInputs, dout: Tensor, dLastState?: Tensor): Promise<SelectiveScanOutputs & SelectiveScanGrads>;
+  selectiveScanBackward(
+    inp: SelectiveScanInputs,
+    dout: Tensor,
+    dLastState?: Tensor,
+  ): Promise<SelectiveScanOutputs & SelectiveScanGrads>;
   causalConv1dBackward(inp: Conv1dInputs, dout: Tensor, dFinalStates?: Tensor): Promise<ConvGrads>;
   ssdBackward(inp: SsdInputs, dout: Tensor, dFinalState?: Tensor): Promise<SsdOutputs & SsdGrads>;
-  gatedRmsnormBackward(x: Tensor, weight: Tensor, z: Tensor | undefined, dy: Tensor, opts?: GatedRmsnormOptions): Promise<NormGrads>;
+  gatedRmsnormBackward(
+    x: Tensor,
+    weight: Tensor,
+    z: Tensor | undefined,
+    dy: Tensor,
+    opts?: GatedRmsnormOptions,
+  ): Promise<NormGrads>;
 }
 
 const t32 = (data: Float32Array, shape: readonly number[], name: string) => new Tensor(data, shape, name);
@@ -39,7 +61,17 @@ export function scanKernelInputs(inp: SelectiveScanInputs, chunk: number): { sha
   const { batch, dim, L, N, Bl, Cl } = selectiveScanDims(inp);
   const { u, delta, A, B, C, D, z, deltaBias, initialState } = inp;
   return {
-    shape: { batch: batch, dim: dim, L: L, N: N, bKind: Bl.kind, bGroups: Bl.groups, cKind: Cl.kind, cGroups: Cl.groups, chunk },
+    shape: {
+      batch: batch,
+      dim: dim,
+      L: L,
+      N: N,
+      bKind: Bl.kind,
+      bGroups: Bl.groups,
+      cKind: Cl.kind,
+      cGroups: Cl.groups,
+      chunk,
+    },
     args: {
       u: f32(u.data),
       delta: f32(delta.data),
@@ -105,7 +137,11 @@ export function kernelGradOps(
           dFinalStates: opt(dFin),
         },
       );
-      const g: ConvGrads = { ...fwd, dx: t32(r.dx, inp.x.shape, 'dx'), dweight: t32(r.dweight, inp.weight.shape, 'dweight') };
+      const g: ConvGrads = {
+        ...fwd,
+        dx: t32(r.dx, inp.x.shape, 'dx'),
+        dweight: t32(r.dweight, inp.weight.shape, 'dweight'),
+      };
       if (r.dbias) g.dbias = t32(r.dbias, inp.bias!.shape, 'dbias');
       if (r.dinitialStates) g.dinitialStates = t32(r.dinitialStates, inp.initialStates!.shape, 'dinitial_states');
       return g;
@@ -117,10 +153,14 @@ export function kernelGradOps(
       const dim = H * P;
       // (b, L, H, P) ↔ (b, dim, L) with channel d = h·P + p;  (b, L, G, N) ↔ (b, G, N, L)
       const toScan = (t: Tensor) => t.reshape([batch, L, dim]).transpose([0, 2, 1]);
-      const fromScan = (t: Tensor, name: string) => t.transpose([0, 2, 1]).reshape([batch, L, H, P]).astype('float32').named(name);
+      const fromScan = (t: Tensor, name: string) =>
+        t.transpose([0, 2, 1]).reshape([batch, L, H, P]).astype('float32').named(name);
       const perHead = (t: Tensor, shape: number[]) =>
         new Tensor(
-          Float64Array.from({ length: shape.reduce((a, b) => a * b, 1) }, (_, i) => t.data[Math.floor(i / (shape.length === 2 ? P * N : P))]!),
+          Float64Array.from(
+            { length: shape.reduce((a, b) => a * b, 1) },
+            (_, i) => t.data[Math.floor(i / (shape.length === 2 ? P * N : P))]!,
+          ),
           shape,
         );
       const bc = (t: Tensor) => t.transpose([0, 2, 3, 1]);
@@ -130,7 +170,10 @@ export function kernelGradOps(
           delta: new Tensor(
             Float64Array.from(
               { length: batch * dim * L },
-              (_, i) => inp.delta.data[(Math.floor(i / (dim * L)) * L + (i % L)) * H + Math.floor((Math.floor(i / L) % dim) / P)]!,
+              (_, i) =>
+                inp.delta.data[
+                  (Math.floor(i / (dim * L)) * L + (i % L)) * H + Math.floor((Math.floor(i / L) % dim) / P)
+                ]!,
             ),
             [batch, dim, L],
           ),
@@ -155,8 +198,10 @@ export function kernelGradOps(
       const ddtScan = new Tensor(r.ddelta, [batch, dim, L]);
       const ddt = new Float32Array(batch * L * H);
       for (let b = 0; b < batch; b++)
-        for (let d = 0; d < dim; d++) for (let t = 0; t < L; t++) ddt[(b * L + t) * H + Math.floor(d / P)]! += ddtScan.data[(b * dim + d) * L + t]!;
-      const fromBc = (a: Float32Array, name: string) => new Tensor(a, [batch, G, N, L]).transpose([0, 3, 1, 2]).astype('float32').named(name);
+        for (let d = 0; d < dim; d++)
+          for (let t = 0; t < L; t++) ddt[(b * L + t) * H + Math.floor(d / P)]! += ddtScan.data[(b * dim + d) * L + t]!;
+      const fromBc = (a: Float32Array, name: string) =>
+        new Tensor(a, [batch, G, N, L]).transpose([0, 3, 1, 2]).astype('float32').named(name);
       const g: SsdOutputs & SsdGrads = {
         out: fromScan(new Tensor(r.out, [batch, dim, L]), 'out'),
         finalState: t32(r.lastState, [batch, H, P, N], 'final_state'),
@@ -178,7 +223,8 @@ export function kernelGradOps(
       const lead = x.shape.slice(0, -1);
       dims({ x: [x, [...lead, 'd']], weight: [weight, ['d']], z: [z, [...lead, 'd']], dy: [dy, [...lead, 'd']] });
       const gs = o.groupSize ?? d;
-      if (!Number.isInteger(gs) || gs <= 0 || d % gs !== 0) throw new ArgumentError('groupSize', `a positive divisor of ${d}`, gs);
+      if (!Number.isInteger(gs) || gs <= 0 || d % gs !== 0)
+        throw new ArgumentError('groupSize', `a positive divisor of ${d}`, gs);
       const out = await forward.gatedRmsnorm(x, weight, z, o);
       const r = await gatedRmsnormBackwardKernel(
         rt,

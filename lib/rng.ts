@@ -67,7 +67,8 @@ export class Rng {
   static fromState(st: { seed: number; s: readonly number[]; spare: number | null }): Rng {
     if (!Array.isArray(st.s) || st.s.length !== 4 || !st.s.every((v) => Number.isInteger(v) && v >= 0 && v < 2 ** 32))
       throw new ArgumentError('rng state', 'four unsigned 32-bit integers', st.s);
-    if (st.spare !== null && !Number.isFinite(st.spare)) throw new ArgumentError('rng spare', 'null or a finite number', st.spare);
+    if (st.spare !== null && !Number.isFinite(st.spare))
+      throw new ArgumentError('rng spare', 'null or a finite number', st.spare);
     const r = new Rng(st.seed);
     [r.s0, r.s1, r.s2, r.s3] = st.s as [number, number, number, number];
     r.spare = st.spare;

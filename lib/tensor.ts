@@ -49,7 +49,12 @@ export class Tensor {
   constructor(data: FloatArray, shape: readonly number[], name = 'tensor') {
     checkShapeValid(name, shape);
     if (data.length !== sizeOf(shape)) {
-      throw new ShapeError(name, `[${shape.join(', ')}] (${sizeOf(shape)} elements)`, [data.length], 'data length does not match shape');
+      throw new ShapeError(
+        name,
+        `[${shape.join(', ')}] (${sizeOf(shape)} elements)`,
+        [data.length],
+        'data length does not match shape',
+      );
     }
     this.data = data;
     this.shape = Object.freeze([...shape]);
@@ -79,14 +84,22 @@ export class Tensor {
   static from(values: ArrayLike<number> | FloatArray, shape: readonly number[], dtype?: DType, name?: string): Tensor {
     const dt = dtype ?? (values instanceof Float32Array ? 'float32' : 'float64');
     let data: FloatArray;
-    if ((dt === 'float64' && values instanceof Float64Array) || (dt === 'float32' && values instanceof Float32Array)) data = values;
+    if ((dt === 'float64' && values instanceof Float64Array) || (dt === 'float32' && values instanceof Float32Array))
+      data = values;
     else data = dt === 'float64' ? Float64Array.from(values) : Float32Array.from(values);
     return new Tensor(data, shape, name);
   }
   static uniform(rng: Rng, shape: readonly number[], lo = 0, hi = 1, dtype: DType = 'float64', name?: string): Tensor {
     return new Tensor(rng.fillUniform(allocate(dtype, sizeOf(shape)), lo, hi), shape, name);
   }
-  static normal(rng: Rng, shape: readonly number[], mean = 0, std = 1, dtype: DType = 'float64', name?: string): Tensor {
+  static normal(
+    rng: Rng,
+    shape: readonly number[],
+    mean = 0,
+    std = 1,
+    dtype: DType = 'float64',
+    name?: string,
+  ): Tensor {
     return new Tensor(rng.fillNormal(allocate(dtype, sizeOf(shape)), mean, std), shape, name);
   }
 
@@ -102,7 +115,8 @@ export class Tensor {
     const st = this.strides;
     for (let a = 0; a < idx.length; a++) {
       const i = idx[a]!;
-      if (!Number.isInteger(i) || i < 0 || i >= this.shape[a]!) throw new ArgumentError(`${this.name} index[${a}]`, `integer in [0, ${this.shape[a]})`, i);
+      if (!Number.isInteger(i) || i < 0 || i >= this.shape[a]!)
+        throw new ArgumentError(`${this.name} index[${a}]`, `integer in [0, ${this.shape[a]})`, i);
       off += i * st[a]!;
     }
     return off;
@@ -117,10 +131,12 @@ export class Tensor {
     const neg = s.indexOf(-1);
     if (neg >= 0) {
       const rest = sizeOf(s.filter((_, i) => i !== neg));
-      if (rest === 0 || this.size % rest !== 0) throw new ShapeError(this.name, `reshapeable to [${shape.join(', ')}]`, this.shape);
+      if (rest === 0 || this.size % rest !== 0)
+        throw new ShapeError(this.name, `reshapeable to [${shape.join(', ')}]`, this.shape);
       s[neg] = this.size / rest;
     }
-    if (sizeOf(s) !== this.size) throw new ShapeError(this.name, `[${shape.join(', ')}] (${sizeOf(s)} elements) for reshape`, this.shape);
+    if (sizeOf(s) !== this.size)
+      throw new ShapeError(this.name, `[${shape.join(', ')}] (${sizeOf(s)} elements) for reshape`, this.shape);
     return new Tensor(this.data, s, this.name);
   }
 
@@ -132,7 +148,8 @@ export class Tensor {
   transpose(perm?: readonly number[]): Tensor {
     const r = this.rank;
     const p = perm ?? [...Array(r).keys()].reverse();
-    if (p.length !== r || [...p].sort((a, b) => a - b).some((v, i) => v !== i)) throw new ArgumentError('perm', `a permutation of 0..${r - 1}`, p);
+    if (p.length !== r || [...p].sort((a, b) => a - b).some((v, i) => v !== i))
+      throw new ArgumentError('perm', `a permutation of 0..${r - 1}`, p);
     const outShape = p.map((a) => this.shape[a]!);
     const out = Tensor.zeros(outShape, this.dtype, this.name);
     if (out.size === 0) return out;
@@ -142,7 +159,13 @@ export class Tensor {
       out.data.set(this.data);
       return out;
     }
-    if (kept === r && r >= 2 && p[r - 1] === r - 2 && p[r - 2] === r - 1 && p.slice(0, r - 2).every((a, i) => a === i)) {
+    if (
+      kept === r &&
+      r >= 2 &&
+      p[r - 1] === r - 2 &&
+      p[r - 2] === r - 1 &&
+      p.slice(0, r - 2).every((a, i) => a === i)
+    ) {
       // the last two axes swapped (a batch of matrix transposes): one plain double loop per matrix
       const [rows, cols] = [this.shape[r - 2]!, this.shape[r - 1]!];
       for (let o = 0; o < out.size; o += rows * cols) swapLastTwo(this.data, out.data, o, rows, cols);
@@ -161,7 +184,8 @@ export class Tensor {
       let base = 0;
       for (let a = 0; a < last; a++) base += idx[a]! * srcSt[a]!;
       if (run === 1) for (let i = 0; i < nLast; i++) dst[o + i] = src[base + i * stLast]!;
-      else for (let i = 0; i < nLast; i++) dst.set(src.subarray(base + i * stLast, base + i * stLast + run), o + i * run);
+      else
+        for (let i = 0; i < nLast; i++) dst.set(src.subarray(base + i * stLast, base + i * stLast + run), o + i * run);
       for (let a = last - 1; a >= 0; a--) {
         if (++idx[a]! < outShape[a]!) break;
         idx[a] = 0;
@@ -198,7 +222,11 @@ export class Tensor {
     const ax = axis < 0 ? axis + first.rank : axis;
     for (const t of tensors) {
       if (t.rank !== first.rank || t.shape.some((d, a) => a !== ax && d !== first.shape[a])) {
-        throw new ShapeError(t.name, `[${first.shape.map((d, a) => (a === ax ? '*' : d)).join(', ')}] to concat along axis ${ax}`, t.shape);
+        throw new ShapeError(
+          t.name,
+          `[${first.shape.map((d, a) => (a === ax ? '*' : d)).join(', ')}] to concat along axis ${ax}`,
+          t.shape,
+        );
       }
       if (t.dtype !== first.dtype) throw new DTypeError(t.name, first.dtype, t.dtype);
     }
@@ -250,7 +278,11 @@ export class Tensor {
   /** Copy converted to a dtype (float64 → float32 rounds to nearest). */
   astype(dtype: DType): Tensor {
     // the constructor copies element by element without the iterator protocol that `from` goes through
-    return new Tensor(dtype === 'float64' ? new Float64Array(this.data) : new Float32Array(this.data), this.shape, this.name);
+    return new Tensor(
+      dtype === 'float64' ? new Float64Array(this.data) : new Float32Array(this.data),
+      this.shape,
+      this.name,
+    );
   }
   clone(): Tensor {
     return new Tensor(this.data.slice(), this.shape, this.name);
@@ -345,7 +377,8 @@ export function dims(
       if (typeof w === 'number') {
         if (d !== w) throw new ShapeError(name, boundShape(want, b), t.shape);
       } else if (w in b) {
-        if (b[w] !== d) throw new ShapeError(name, boundShape(want, b), t.shape, `'${w}' is ${b[w]} from another tensor`);
+        if (b[w] !== d)
+          throw new ShapeError(name, boundShape(want, b), t.shape, `'${w}' is ${b[w]} from another tensor`);
       } else b[w] = d;
     }
     if (!opts.allowNonFinite) assertFinite(t, name);

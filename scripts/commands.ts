@@ -10,7 +10,20 @@ import { join } from 'node:path';
 
 /** Tokens each distillation run sees (batch 4 × 256 per step: 100 steps); learning rate 3e-3. */
 export const DISTILL_TOKENS = 102400;
-const distillArgs = ['--tokens', String(DISTILL_TOKENS), '--batch', '4', '--len', '256', '--lr', '3e-3', '--seed', '0', '--threads', '1'];
+const distillArgs = [
+  '--tokens',
+  String(DISTILL_TOKENS),
+  '--batch',
+  '4',
+  '--len',
+  '256',
+  '--lr',
+  '3e-3',
+  '--seed',
+  '0',
+  '--threads',
+  '1',
+];
 
 export interface Made {
   /** the folder (or file) the command writes */
@@ -35,8 +48,14 @@ const hybrid = (variant: string, pct: number): Made => ({
 });
 
 export const MODEL_COMMANDS: Made[] = [
-  { out: 'models/tokenizer.json', args: ['tokenizer', 'train', '--data', 'sotu', '--vocab', '2048', '--out', 'models/tokenizer.json'] },
-  { out: 'models/teacher-small', args: ['train', '--config', 'teacher-small', '--data', 'sotu', '--out', 'models/teacher-small'] },
+  {
+    out: 'models/tokenizer.json',
+    args: ['tokenizer', 'train', '--data', 'sotu', '--vocab', '2048', '--out', 'models/tokenizer.json'],
+  },
+  {
+    out: 'models/teacher-small',
+    args: ['train', '--config', 'teacher-small', '--data', 'sotu', '--out', 'models/teacher-small'],
+  },
   // the draft learns the teacher's next-token distributions (KL only), not the text: what a draft is for is
   // agreeing with the models that descend from the teacher
   {
@@ -64,7 +83,16 @@ export const MODEL_COMMANDS: Made[] = [
 
 const run = (name: string, extra: string[]): Made => ({
   out: `runs/paper/${name}`,
-  args: ['distill', '--teacher', 'models/teacher-small', ...extra, ...distillArgs, '--quiet', '--out', `runs/paper/${name}`],
+  args: [
+    'distill',
+    '--teacher',
+    'models/teacher-small',
+    ...extra,
+    ...distillArgs,
+    '--quiet',
+    '--out',
+    `runs/paper/${name}`,
+  ],
 });
 
 /** name → how it is made; the three shipped hybrids are reused from models/. */
@@ -132,12 +160,20 @@ export const PAPER_RUNS: Record<string, Made> = {
  * the commands whose outputs it reads (`--teacher`/`--model` naming another command's output).
  * Returns minutes per command run.
  */
-export async function runAll(root: string, list: Made[], jobs: number, log: (s: string) => void): Promise<Record<string, number>> {
+export async function runAll(
+  root: string,
+  list: Made[],
+  jobs: number,
+  log: (s: string) => void,
+): Promise<Record<string, number>> {
   const minutes: Record<string, number> = {};
   const pending = list.filter((m) => !existsSync(join(root, m.out)));
   for (const m of list) if (!pending.includes(m)) log(`${m.out}: exists, kept`);
   const done = new Set(list.filter((m) => !pending.includes(m)).map((m) => m.out));
-  const needs = (m: Made) => m.args.filter((_, i) => ['--teacher', '--model'].includes(m.args[i - 1] ?? '')).filter((p) => list.some((x) => x.out === p));
+  const needs = (m: Made) =>
+    m.args
+      .filter((_, i) => ['--teacher', '--model'].includes(m.args[i - 1] ?? ''))
+      .filter((p) => list.some((x) => x.out === p));
   const running = new Set<Promise<void>>();
   while (pending.length > 0 || running.size > 0) {
     const i = pending.findIndex((m) => needs(m).every((p) => done.has(p)));
@@ -146,7 +182,10 @@ export async function runAll(root: string, list: Made[], jobs: number, log: (s: 
       log(`mil ${m.args.join(' ')}`);
       const t0 = performance.now();
       const p: Promise<void> = new Promise<void>((resolve, reject) => {
-        const c = spawn(process.execPath, [join(root, 'bin', 'mil.js'), ...m.args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+        const c = spawn(process.execPath, [join(root, 'bin', 'mil.js'), ...m.args], {
+          cwd: root,
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
         const fwd = (b: Buffer) =>
           b
             .toString('utf8')

@@ -16,7 +16,8 @@ import { join } from 'node:path';
 import { MODEL_COMMANDS, runAll } from './commands.js';
 
 const ROOT = join(import.meta.dirname, '..');
-if (process.argv.includes('--fresh')) for (const { out } of MODEL_COMMANDS) rmSync(join(ROOT, out), { recursive: true, force: true });
+if (process.argv.includes('--fresh'))
+  for (const { out } of MODEL_COMMANDS) rmSync(join(ROOT, out), { recursive: true, force: true });
 const t0 = performance.now();
 await runAll(ROOT, MODEL_COMMANDS, 2, (s) => console.error(`[models] ${s}`));
 console.error(`[models] done in ${((performance.now() - t0) / 60000).toFixed(1)} min`);

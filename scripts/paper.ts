@@ -74,7 +74,8 @@ const DRAFT = join(ROOT, 'models', 'draft-small');
 const DOCS = join(ROOT, 'docs');
 const EVAL_TOKENS = Number(values['eval-tokens']);
 if (values.fresh) rmSync(RUNS, { recursive: true, force: true });
-for (const p of [TEACHER, DRAFT]) if (!existsSync(join(p, 'config.json'))) throw new Error(`${p} is missing: run npm run models first`);
+for (const p of [TEACHER, DRAFT])
+  if (!existsSync(join(p, 'config.json'))) throw new Error(`${p} is missing: run npm run models first`);
 
 const t00 = performance.now();
 const rel = (p: string) => p.slice(ROOT.length + 1);
@@ -86,8 +87,11 @@ const trainingMinutes = (performance.now() - t00) / 60000;
 console.error(`[paper] training runs done in ${trainingMinutes.toFixed(1)} min`);
 // the wall time of the invocation that made the training runs, kept for later invocations that reuse them
 const TIMING = join(RUNS, 'timing.json');
-if (Object.keys(minutes).length === RUN_LIST.length) writeFile(TIMING, JSON.stringify({ trainingMinutes, date: new Date().toISOString() }) + '\n');
-const madeIn = existsSync(TIMING) ? (JSON.parse(readFileSync(TIMING, 'utf8')) as { trainingMinutes: number }).trainingMinutes : saved?.trainingMinutes;
+if (Object.keys(minutes).length === RUN_LIST.length)
+  writeFile(TIMING, JSON.stringify({ trainingMinutes, date: new Date().toISOString() }) + '\n');
+const madeIn = existsSync(TIMING)
+  ? (JSON.parse(readFileSync(TIMING, 'utf8')) as { trainingMinutes: number }).trainingMinutes
+  : saved?.trainingMinutes;
 
 // ------------------------------------------------------------------ evaluation on the test split
 await SimdGemm.load();
@@ -95,7 +99,8 @@ const tok = BpeTokenizer.load(SHIPPED_TOKENIZER);
 const test = tokenStream(corpusPart('sotu', 'test'), tok);
 const ppl: Record<string, { ppl: number; bitsPerByte: number }> = saved?.ppl ?? {};
 const evalCmd = (dir: string) => `mil eval --model ${dir} --split test --tokens ${EVAL_TOKENS}`;
-const evalTest = (m: HybridModel) => evaluate(m, test, { seqLen: 256, maxTokens: EVAL_TOKENS, engine: engineFor('simd'), tokenizer: tok });
+const evalTest = (m: HybridModel) =>
+  evaluate(m, test, { seqLen: 256, maxTokens: EVAL_TOKENS, engine: engineFor('simd'), tokenizer: tok });
 
 /** A model folder's fingerprint (sha-256 of its configs and weights); undefined where the folder is not on disk. */
 function fingerprint(dir: string): string | undefined {
@@ -115,16 +120,31 @@ function fingerprint(dir: string): string | undefined {
 const fpTeacher = fingerprint(TEACHER)!;
 const TEACHER_LAYERS = loadModel(TEACHER).llama.numLayers;
 const measuredOn: Record<string, string> = { ...saved?.models };
-const silenced = (fraction: number) => () => silenceAttention(loadModel(TEACHER), attentionLayersFor(fraction, TEACHER_LAYERS));
+const silenced = (fraction: number) => () =>
+  silenceAttention(loadModel(TEACHER), attentionLayersFor(fraction, TEACHER_LAYERS));
 const evaluations: Array<{ name: string; what: string; fp: string | undefined; model: () => HybridModel }> = [
-  ...([['teacher', rel(TEACHER)], ['draft', rel(DRAFT)], ...RUN_LIST.map((r) => [r.name, r.out])] as Array<[string, string]>).map(([name, dir]) => ({
+  ...(
+    [['teacher', rel(TEACHER)], ['draft', rel(DRAFT)], ...RUN_LIST.map((r) => [r.name, r.out])] as Array<
+      [string, string]
+    >
+  ).map(([name, dir]) => ({
     name,
     what: evalCmd(dir),
     fp: fingerprint(join(ROOT, dir)),
     model: () => loadModel(join(ROOT, dir)),
   })),
-  { name: 'silenced-50', what: "the teacher, attention silenced in the 50% hybrid's converted layers", fp: `silenced-50|${fpTeacher}`, model: silenced(0.5) },
-  { name: 'silenced-0', what: 'the teacher, attention silenced in every layer', fp: `silenced-0|${fpTeacher}`, model: silenced(0) },
+  {
+    name: 'silenced-50',
+    what: "the teacher, attention silenced in the 50% hybrid's converted layers",
+    fp: `silenced-50|${fpTeacher}`,
+    model: silenced(0.5),
+  },
+  {
+    name: 'silenced-0',
+    what: 'the teacher, attention silenced in every layer',
+    fp: `silenced-0|${fpTeacher}`,
+    model: silenced(0),
+  },
 ];
 const remeasured = new Set<string>();
 for (const e of evaluations) {
@@ -138,12 +158,16 @@ const T = ppl.teacher!.ppl;
 /** How many of the teacher's layers a fraction of attention converts. */
 const converted = (fraction: number) => TEACHER_LAYERS - attentionLayersFor(fraction, TEACHER_LAYERS).length;
 /** How much of what the attention added a run got back: ln(silenced / run) / ln(silenced / teacher). */
-const recovered = (run: string, silenced: string) => Math.log(ppl[silenced]!.ppl / ppl[run]!.ppl) / Math.log(ppl[silenced]!.ppl / T);
+const recovered = (run: string, silenced: string) =>
+  Math.log(ppl[silenced]!.ppl / ppl[run]!.ppl) / Math.log(ppl[silenced]!.ppl / T);
 const info = (name: string): RunInfo => {
   const f = join(ROOT, PAPER_RUNS[name]!.out, 'training.json');
   if (existsSync(f)) return JSON.parse(readFileSync(f, 'utf8')) as RunInfo;
   const s = saved?.runs?.[name];
-  if (!s) throw new Error(`${f} is missing and docs/results/results.json holds no copy: run npm run paper without --page-only`);
+  if (!s)
+    throw new Error(
+      `${f} is missing and docs/results/results.json holds no copy: run npm run paper without --page-only`,
+    );
   return s;
 };
 
@@ -160,7 +184,11 @@ function initGap(attn: string, random: string): Array<{ step: number; tokens: nu
     const lo = Math.max(0, i - (WINDOW - 1));
     let d = 0;
     for (let k = lo; k <= i; k++) d += r[k]!.ce - a[k]!.ce;
-    out.push({ step: a[i]!.step, tokens: a.slice(0, i + 1).reduce((n, h) => n + h.tokens, 0), ratio: Math.exp(d / (i - lo + 1)) });
+    out.push({
+      step: a[i]!.step,
+      tokens: a.slice(0, i + 1).reduce((n, h) => n + h.tokens, 0),
+      ratio: Math.exp(d / (i - lo + 1)),
+    });
   }
   return out;
 }
@@ -193,7 +221,11 @@ for (const target of remeasure ? ['mamba2-50', 'mamba2-0'] : []) {
   for (let K = 1; K <= 8; K++) {
     const row = {
       target,
-      ...(await compareWithPlain(ops, m, () => new ModelDrafter(ops, draft, K + 1, 'lazy'), prompts, { K, maxNewTokens: NEW, repeats: REPEATS })),
+      ...(await compareWithPlain(ops, m, () => new ModelDrafter(ops, draft, K + 1, 'lazy'), prompts, {
+        K,
+        maxNewTokens: NEW,
+        repeats: REPEATS,
+      })),
     };
     spec.push(row);
     console.error(
@@ -230,7 +262,10 @@ writeSvg(
     title: 'Perplexity ratio to the teacher (test split)',
     yLabel: 'ppl / teacher ppl',
     groups: ['50%', '25%', '0%'],
-    series: ['mamba1', 'mamba2'].map((v) => ({ name: v, values: ['50', '25', '0'].map((a) => ppl[`${v}-${a}`]!.ppl / T) })),
+    series: ['mamba1', 'mamba2'].map((v) => ({
+      name: v,
+      values: ['50', '25', '0'].map((a) => ppl[`${v}-${a}`]!.ppl / T),
+    })),
   }),
 );
 writeSvg(
@@ -240,8 +275,14 @@ writeSvg(
     xLabel: 'training tokens seen',
     yLabel: 'ppl ratio (random / attention init)',
     series: [
-      ...(['50%', '0%'] as const).map((a) => ({ name: `${a} attention`, points: gaps[a].map((p) => [p.tokens, p.ratio] as [number, number]) })),
-      { name: '2× (the issue)', points: [[gaps['50%'][0]!.tokens, 2] as [number, number], [gaps['50%'].at(-1)!.tokens, 2] as [number, number]] },
+      ...(['50%', '0%'] as const).map((a) => ({
+        name: `${a} attention`,
+        points: gaps[a].map((p) => [p.tokens, p.ratio] as [number, number]),
+      })),
+      {
+        name: '2× (the issue)',
+        points: [[gaps['50%'][0]!.tokens, 2] as [number, number], [gaps['50%'].at(-1)!.tokens, 2] as [number, number]],
+      },
     ],
   }),
 );
@@ -251,7 +292,10 @@ writeSvg(
     title: 'Speculative decoding with the trained draft (wasm-simd, greedy)',
     xLabel: 'K (draft tokens per verify)',
     yLabel: 'speedup over plain decoding',
-    series: ['mamba2-50', 'mamba2-0'].map((t) => ({ name: t, points: spec.filter((s) => s.target === t).map((s) => [s.K, s.speedup] as [number, number]) })),
+    series: ['mamba2-50', 'mamba2-0'].map((t) => ({
+      name: t,
+      points: spec.filter((s) => s.target === t).map((s) => [s.K, s.speedup] as [number, number]),
+    })),
   }),
 );
 const draftCommand = (JSON.parse(readFileSync(join(DRAFT, 'training.json'), 'utf8')) as { command: string }).command;
@@ -302,7 +346,8 @@ const md = [
   '| tokens seen | 50%: random / attention | 0%: random / attention |',
   '| ---: | ---: | ---: |',
   ...[1, 5, 10, 20, 30, 50, 75, 100].map(
-    (st) => `| ${gaps['50%'][st - 1]!.tokens} | ${gaps['50%'][st - 1]!.ratio.toFixed(2)}× | ${gaps['0%'][st - 1]!.ratio.toFixed(2)}× |`,
+    (st) =>
+      `| ${gaps['50%'][st - 1]!.tokens} | ${gaps['50%'][st - 1]!.ratio.toFixed(2)}× | ${gaps['0%'][st - 1]!.ratio.toFixed(2)}× |`,
   ),
   '',
   `At 50% attention the ratio ${gapSummary(gaps['50%'])}; at 0% it ${gapSummary(gaps['0%'])}. At the full ${TOKENS} tokens the test-split ratios are those of the table above.`,
@@ -377,9 +422,23 @@ writeFile(
       runs: Object.fromEntries(
         RUN_LIST.map((r) => {
           const { command, seconds, history, ...rest } = info(r.name);
-          const dpoKeys = ['beta', 'pairs', 'promptLen', 'contLen', 'rejected', 'heldOutPairs', 'heldOutRewardAccuracy', 'referencePreferenceAccuracy'];
-          const keep: RunInfo = { command, seconds, ...Object.fromEntries(dpoKeys.filter((k) => k in rest).map((k) => [k, rest[k]])) };
-          if (r.name.startsWith('mamba2-50') || r.name.startsWith('mamba2-0')) keep.history = history?.map(({ step, ce, tokens }) => ({ step, ce, tokens }));
+          const dpoKeys = [
+            'beta',
+            'pairs',
+            'promptLen',
+            'contLen',
+            'rejected',
+            'heldOutPairs',
+            'heldOutRewardAccuracy',
+            'referencePreferenceAccuracy',
+          ];
+          const keep: RunInfo = {
+            command,
+            seconds,
+            ...Object.fromEntries(dpoKeys.filter((k) => k in rest).map((k) => [k, rest[k]])),
+          };
+          if (r.name.startsWith('mamba2-50') || r.name.startsWith('mamba2-0'))
+            keep.history = history?.map(({ step, ce, tokens }) => ({ step, ce, tokens }));
           return [r.name, keep];
         }),
       ),

@@ -30,14 +30,17 @@ function drawnEdges(): Set<string> {
   const block = /```mermaid\n([\s\S]*?)```/.exec(md)?.[1] ?? '';
   const name = (id: string) => (id === 'kernels' ? 'kernels' : `lib/${id}`);
   const out = new Set<string>();
-  for (const m of block.matchAll(/^\s*(\w+)\s*-->\s*(\w+)\s*$/gm)) out.add(`${name(m[1] ?? '')} --> ${name(m[2] ?? '')}`);
+  for (const m of block.matchAll(/^\s*(\w+)\s*-->\s*(\w+)\s*$/gm))
+    out.add(`${name(m[1] ?? '')} --> ${name(m[2] ?? '')}`);
   return out;
 }
 
 describe('architecture: the import graph', () => {
   it('reads every source file and resolves every relative import to a file that exists', () => {
     expect(files.length).toBeGreaterThan(100);
-    const missing = [...graph].flatMap(([f, deps]) => deps.filter((d) => !graph.has(d) && !d.startsWith('node_modules')).map((d) => `${f} -> ${d}`));
+    const missing = [...graph].flatMap(([f, deps]) =>
+      deps.filter((d) => !graph.has(d) && !d.startsWith('node_modules')).map((d) => `${f} -> ${d}`),
+    );
     expect(missing).toEqual([]);
   });
 

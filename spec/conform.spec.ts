@@ -14,7 +14,16 @@ import { cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { CONFORM_OPS, CONFORM_SPECS, caseSize, compare, conform, property, runPort, buildCase } from '../lib/conform/index.js';
+import {
+  CONFORM_OPS,
+  CONFORM_SPECS,
+  caseSize,
+  compare,
+  conform,
+  property,
+  runPort,
+  buildCase,
+} from '../lib/conform/index.js';
 import { Tensor, relError } from '../lib/tensor.js';
 import { verifyGolden } from '../lib/golden/verify.js';
 import { tmpFolder } from './tmp.js';
@@ -26,7 +35,9 @@ const PY = join(ROOT, 'examples', 'ports', 'python', 'port.py');
  * The first python3 that imports numpy: PATH's, then Debian's /usr/bin/python3 (CI installs python3-numpy
  * there; a pyenv python3 first on PATH may lack numpy). Undefined when neither has it: the numpy tests skip.
  */
-const PYTHON = ['python3', '/usr/bin/python3'].find((py) => spawnSync(py, ['-c', 'import numpy'], { encoding: 'utf8' }).status === 0);
+const PYTHON = ['python3', '/usr/bin/python3'].find(
+  (py) => spawnSync(py, ['-c', 'import numpy'], { encoding: 'utf8' }).status === 0,
+);
 const numpy = PYTHON !== undefined;
 const base = { runs: 25, seed: 1, tolerance: 1e-4, timeoutMs: 20000 };
 
@@ -84,8 +95,22 @@ describe('broken ports are caught and shrunk', () => {
       'kernels.mjs',
       2,
     ],
-    ['D skipped when z is absent', 'selective_scan', 'if (D) y += D.data[d] * u.data[i];', 'if (D && z) y += D.data[d] * u.data[i];', 'kernels.mjs', 1],
-    ['the conv bias added twice', 'causal_conv1d', 'let s = bias ? bias.data[d] : 0;', 'let s = bias ? 2 * bias.data[d] : 0;', 'kernels.mjs', 2],
+    [
+      'D skipped when z is absent',
+      'selective_scan',
+      'if (D) y += D.data[d] * u.data[i];',
+      'if (D && z) y += D.data[d] * u.data[i];',
+      'kernels.mjs',
+      1,
+    ],
+    [
+      'the conv bias added twice',
+      'causal_conv1d',
+      'let s = bias ? bias.data[d] : 0;',
+      'let s = bias ? 2 * bias.data[d] : 0;',
+      'kernels.mjs',
+      2,
+    ],
     [
       'a chunk boundary off by one (the last step of each chunk left out of the chunk state)',
       'ssd_chunk_scan',
@@ -118,7 +143,9 @@ describe('broken ports are caught and shrunk', () => {
       expect(r.smallest).toBeDefined();
       const s = caseSize(r.smallest!.case);
       expect(s.largestDim, JSON.stringify(s.shapes)).toBeLessThanOrEqual(largest);
-      console.log(`[conform] ${what}: first failure at case ${r.firstFailureAt}, ${r.smallest!.shrinkSteps} shrink runs, smallest ${JSON.stringify(s.shapes)}`);
+      console.log(
+        `[conform] ${what}: first failure at case ${r.firstFailureAt}, ${r.smallest!.shrinkSteps} shrink runs, smallest ${JSON.stringify(s.shapes)}`,
+      );
     }, 120_000);
   }
   it.skipIf(!numpy)(
@@ -195,7 +222,9 @@ describe('the comparison and the harness itself', () => {
       },
     };
     try {
-      await expect(conform({ ...base, op: '__throws', port: 'true', runs: 3 })).rejects.toThrow('the case builder failed');
+      await expect(conform({ ...base, op: '__throws', port: 'true', runs: 3 })).rejects.toThrow(
+        'the case builder failed',
+      );
     } finally {
       delete CONFORM_SPECS.__throws;
     }
@@ -224,14 +253,25 @@ describe('what a bad port gets', () => {
     const o = { tolerance: 1e-4, timeoutMs: 1500 };
     expect((await runPort(write('process.exit(3)'), c, o)).reason).toMatch(/exited 3/);
     const t0 = performance.now();
-    expect((await runPort(write('setInterval(() => {}, 1000)'), c, o)).reason).toMatch(/ran past the 1500 ms timeout and was killed/);
+    expect((await runPort(write('setInterval(() => {}, 1000)'), c, o)).reason).toMatch(
+      /ran past the 1500 ms timeout and was killed/,
+    );
     expect(performance.now() - t0).toBeLessThan(5000);
     expect((await runPort(write(''), c, o)).reason).toMatch(/wrote no out\.safetensors/);
-    expect((await runPort(write("writeFileSync(dir + '/out.safetensors', 'garbage')"), c, o)).reason).toMatch(/unreadable/);
+    expect((await runPort(write("writeFileSync(dir + '/out.safetensors', 'garbage')"), c, o)).reason).toMatch(
+      /unreadable/,
+    );
     expect((await runPort(write(st([1, 2, 3], 0)), c, o)).reason).toMatch(/output 'final_states' missing/);
-    expect((await runPort(write(st([2, 3], 0)), c, o)).reason).toMatch(/output 'out' has shape \[2, 3\], expected \[1, 2, 3\]/);
-    expect((await runPort(write(st([1, 2, 3], NaN)), c, o)).reason).toMatch(/output 'out'\[0\] is NaN where the reference is/);
-    expect(await runPort(write('console.error("no conv here"); process.exit(77)'), c, o)).toMatchObject({ status: 'unsupported', reason: 'no conv here' });
+    expect((await runPort(write(st([2, 3], 0)), c, o)).reason).toMatch(
+      /output 'out' has shape \[2, 3\], expected \[1, 2, 3\]/,
+    );
+    expect((await runPort(write(st([1, 2, 3], NaN)), c, o)).reason).toMatch(
+      /output 'out'\[0\] is NaN where the reference is/,
+    );
+    expect(await runPort(write('console.error("no conv here"); process.exit(77)'), c, o)).toMatchObject({
+      status: 'unsupported',
+      reason: 'no conv here',
+    });
     expect((await runPort('/nonexistent/port', c, o)).status).toBe('fail');
   }, 60_000);
   it.skipIf(spawnSync('sh', ['-c', 'command -v setsid']).status !== 0)(
@@ -240,7 +280,10 @@ describe('what a bad port gets', () => {
       const c = await buildCase('causal_conv1d', d);
       const t0 = performance.now();
       // the port leaves `sleep 4` behind with its stderr and answers unsupported at once
-      const v = await runPort('setsid sleep 4 & echo held here >&2; exit 77; :', c, { tolerance: 1e-4, timeoutMs: 3000 });
+      const v = await runPort('setsid sleep 4 & echo held here >&2; exit 77; :', c, {
+        tolerance: 1e-4,
+        timeoutMs: 3000,
+      });
       expect(v).toMatchObject({ status: 'unsupported', reason: 'held here' });
       expect(performance.now() - t0).toBeLessThan(1500);
     },
@@ -248,10 +291,30 @@ describe('what a bad port gets', () => {
   );
   it('mil conform --save writes the smallest failing case as a golden folder that golden verify passes on the reference; exit 1', () => {
     const out = join(tmpFolder('save'), 'case');
-    const port = broken(JS, 'kernels.mjs', 'if (D) y += D.data[d] * u.data[i];', 'if (D && z) y += D.data[d] * u.data[i];');
-    const r = spawnSync('node', [join(ROOT, 'bin', 'mil.js'), 'conform', '--op', 'selective_scan', '--port', `node ${port}`, '--runs', '100', '--save', out], {
-      encoding: 'utf8',
-    });
+    const port = broken(
+      JS,
+      'kernels.mjs',
+      'if (D) y += D.data[d] * u.data[i];',
+      'if (D && z) y += D.data[d] * u.data[i];',
+    );
+    const r = spawnSync(
+      'node',
+      [
+        join(ROOT, 'bin', 'mil.js'),
+        'conform',
+        '--op',
+        'selective_scan',
+        '--port',
+        `node ${port}`,
+        '--runs',
+        '100',
+        '--save',
+        out,
+      ],
+      {
+        encoding: 'utf8',
+      },
+    );
     expect(r.status, r.stderr).toBe(1);
     expect(r.stdout).toMatch(/first failure at case \d+; shrunk in \d+ further runs to:\n {2}inputs: u \[1, 1, 1\]/);
     return verifyGolden(out, 'reference').then((v) => expect([v.passed, v.failed]).toEqual([1, 0]));
@@ -267,10 +330,14 @@ describe('Ctrl-C', () => {
       port,
       `import { writeFileSync } from 'node:fs';\nwriteFileSync(${JSON.stringify(marker)}, process.pid + ' ' + process.argv[2]);\nsetInterval(() => {}, 1000);\n`,
     );
-    const child = spawn('node', [join(ROOT, 'bin', 'mil.js'), 'conform', '--op', 'selective_scan', '--port', `node ${port}`, '--runs', '3'], {
-      env: { ...process.env, TMPDIR: tmp },
-      stdio: 'ignore',
-    });
+    const child = spawn(
+      'node',
+      [join(ROOT, 'bin', 'mil.js'), 'conform', '--op', 'selective_scan', '--port', `node ${port}`, '--runs', '3'],
+      {
+        env: { ...process.env, TMPDIR: tmp },
+        stdio: 'ignore',
+      },
+    );
     const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
     while (!existsSync(marker)) await new Promise((r) => setTimeout(r, 50));
     const [pid, dir] = readFileSync(marker, 'utf8').split(' ') as [string, string];
@@ -297,9 +364,13 @@ describe('a port that checks nothing', () => {
   it('mil conform exits 5, not 0, when the port answers unsupported (77) to every case', () => {
     const port = join(tmpFolder('unsupported'), 'port.mjs');
     writeFileSync(port, 'console.error("nothing here"); process.exit(77);\n');
-    const r = spawnSync('node', [join(ROOT, 'bin', 'mil.js'), 'conform', '--op', 'selective_scan', '--port', `node ${port}`, '--runs', '3'], {
-      encoding: 'utf8',
-    });
+    const r = spawnSync(
+      'node',
+      [join(ROOT, 'bin', 'mil.js'), 'conform', '--op', 'selective_scan', '--port', `node ${port}`, '--runs', '3'],
+      {
+        encoding: 'utf8',
+      },
+    );
     expect(r.status, r.stderr).toBe(5);
     expect(r.stdout).toMatch(/0 passed, 0 failed, 3 unsupported of 3 cases/);
     expect(r.stderr).toMatch(/nothing was checked/);
@@ -310,31 +381,39 @@ describe('the library entry', () => {
   it('properties(fn) checks an in-process port: a correct one passes, a broken one fails with the output and the case named', async () => {
     const { selectiveScan } = await import('../lib/ref/selective_scan.js');
     const { Tensor } = await import('../lib/tensor.js');
-    const port = (scale: number) => async (op: string, I: Record<string, { shape: number[]; data: ArrayLike<number> }>, a: Record<string, unknown>) => {
-      if (op !== 'selective_scan') return null;
-      const t = (k: string) => (I[k] ? new Tensor(Float64Array.from(I[k].data), I[k].shape, k) : undefined);
-      const r = selectiveScan({
-        u: t('u')!,
-        delta: t('delta')!,
-        A: t('A')!,
-        B: t('B')!,
-        C: t('C')!,
-        D: t('D'),
-        z: t('z'),
-        deltaBias: t('delta_bias'),
-        deltaSoftplus: a.delta_softplus === true,
-        initialState: t('initial_state'),
-      });
-      return {
-        out: { shape: [...r.out.shape], data: r.out.data.map((v) => v * scale) },
-        last_state: { shape: [...r.lastState.shape], data: r.lastState.data },
+    const port =
+      (scale: number) =>
+      async (
+        op: string,
+        I: Record<string, { shape: number[]; data: ArrayLike<number> }>,
+        a: Record<string, unknown>,
+      ) => {
+        if (op !== 'selective_scan') return null;
+        const t = (k: string) => (I[k] ? new Tensor(Float64Array.from(I[k].data), I[k].shape, k) : undefined);
+        const r = selectiveScan({
+          u: t('u')!,
+          delta: t('delta')!,
+          A: t('A')!,
+          B: t('B')!,
+          C: t('C')!,
+          D: t('D'),
+          z: t('z'),
+          deltaBias: t('delta_bias'),
+          deltaSoftplus: a.delta_softplus === true,
+          initialState: t('initial_state'),
+        });
+        return {
+          out: { shape: [...r.out.shape], data: r.out.data.map((v) => v * scale) },
+          last_state: { shape: [...r.lastState.shape], data: r.lastState.data },
+        };
       };
-    };
     await fc.assert(property('selective_scan', port(1)), { numRuns: 30 });
     const e = await fc.assert(property('selective_scan', port(1.01)), { numRuns: 30 }).then(
       () => null,
       (x: Error) => x,
     );
-    expect(String(e?.cause)).toMatch(/selective_scan: output 'out' relative error .* > 0\.0001; worst element out\[\d+\]/);
+    expect(String(e?.cause)).toMatch(
+      /selective_scan: output 'out' relative error .* > 0\.0001; worst element out\[\d+\]/,
+    );
   }, 60_000);
 });

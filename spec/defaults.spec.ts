@@ -14,7 +14,9 @@ const MODELS = join(import.meta.dirname, '..', 'models');
 async function mil(...args: string[]): Promise<{ status: number; out: string }> {
   const lines: string[] = [];
   const log = vi.spyOn(console, 'log').mockImplementation((...xs: unknown[]) => void lines.push(xs.join(' ')));
-  const write = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => (lines.push(String(s)), true));
+  const write = vi
+    .spyOn(process.stdout, 'write')
+    .mockImplementation((s: string | Uint8Array) => (lines.push(String(s)), true));
   const err = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
   try {
     const status = await main(args);
@@ -33,7 +35,15 @@ describe('the default backend', () => {
   });
 
   it('mil generate runs on wasm-simd unless --backend reference, names it, and both give the same greedy tokens', async () => {
-    const args = ['generate', '--model', join(MODELS, 'teacher-small'), '--prompt-ids', '1,2,3,4', '--max-new-tokens', '4'];
+    const args = [
+      'generate',
+      '--model',
+      join(MODELS, 'teacher-small'),
+      '--prompt-ids',
+      '1,2,3,4',
+      '--max-new-tokens',
+      '4',
+    ];
     const fast = await mil(...args, '--json');
     expect(fast.status).toBe(0);
     const f = lastJson(fast.out);

@@ -35,9 +35,15 @@ const tok = BpeTokenizer.load(SHIPPED_TOKENIZER);
 function corpus(): string {
   const d = join(tmpFolder('corpus'), 'txt');
   mkdirSync(d);
-  const words = 'the union is strong and the people of the states have made it so by their work and their law'.split(' ');
+  const words = 'the union is strong and the people of the states have made it so by their work and their law'.split(
+    ' ',
+  );
   const r = new Rng(3);
-  for (let i = 0; i < 6; i++) writeFileSync(join(d, `doc${i}.txt`), Array.from({ length: 400 }, () => words[r.int(0, words.length - 1)]).join(' ') + '.');
+  for (let i = 0; i < 6; i++)
+    writeFileSync(
+      join(d, `doc${i}.txt`),
+      Array.from({ length: 400 }, () => words[r.int(0, words.length - 1)]).join(' ') + '.',
+    );
   return d;
 }
 
@@ -52,7 +58,19 @@ async function mil(...args: string[]): Promise<number> {
   }
 }
 
-const tiny = ['--config', 'tiny', '--len', '32', '--batch', '2', '--eval-tokens', '256', '--engine', 'float64', '--quiet'];
+const tiny = [
+  '--config',
+  'tiny',
+  '--len',
+  '32',
+  '--batch',
+  '2',
+  '--eval-tokens',
+  '256',
+  '--engine',
+  'float64',
+  '--quiet',
+];
 
 describe('mil train', () => {
   it('the same seed gives byte-identical weights; the loss falls; the record holds the command and every step', async () => {
@@ -60,14 +78,20 @@ describe('mil train', () => {
     const d = tmpFolder('train');
     expect(await mil('train', ...tiny, '--data', data, '--steps', '12', '--out', join(d, 'a'))).toBe(0);
     expect(await mil('train', ...tiny, '--data', data, '--steps', '12', '--out', join(d, 'b'))).toBe(0);
-    expect(readFileSync(join(d, 'a', 'model.safetensors')).equals(readFileSync(join(d, 'b', 'model.safetensors')))).toBe(true);
+    expect(
+      readFileSync(join(d, 'a', 'model.safetensors')).equals(readFileSync(join(d, 'b', 'model.safetensors'))),
+    ).toBe(true);
     expect(await mil('train', ...tiny, '--data', data, '--steps', '12', '--seed', '1', '--out', join(d, 'c'))).toBe(0);
-    expect(readFileSync(join(d, 'a', 'model.safetensors')).equals(readFileSync(join(d, 'c', 'model.safetensors')))).toBe(false);
+    expect(
+      readFileSync(join(d, 'a', 'model.safetensors')).equals(readFileSync(join(d, 'c', 'model.safetensors'))),
+    ).toBe(false);
     const rec = JSON.parse(readFileSync(join(d, 'a', 'training.json'), 'utf8'));
     expect(rec.command).toMatch(/^mil train --config tiny .*--steps 12/);
     expect(rec.history.length).toBe(12);
     const losses = rec.history.map((h: { loss: number }) => h.loss);
-    expect(losses.slice(-3).reduce((a: number, b: number) => a + b) / 3).toBeLessThan(losses.slice(0, 3).reduce((a: number, b: number) => a + b) / 3 - 0.3);
+    expect(losses.slice(-3).reduce((a: number, b: number) => a + b) / 3).toBeLessThan(
+      losses.slice(0, 3).reduce((a: number, b: number) => a + b) / 3 - 0.3,
+    );
     expect(existsSync(join(d, 'a', 'loss.svg')) && existsSync(join(d, 'a', 'tokenizer.json'))).toBe(true);
     expect(existsSync(join(d, 'a.checkpoint'))).toBe(false);
   });
@@ -75,7 +99,20 @@ describe('mil train', () => {
     const data = corpus();
     const d = tmpFolder('train-kd');
     expect(await mil('train', ...tiny, '--data', data, '--steps', '12', '--out', join(d, 't'))).toBe(0);
-    const kd = ['train', ...tiny, '--data', data, '--steps', '12', '--teacher', join(d, 't'), '--kl-weight', '1', '--ce-weight', '0'];
+    const kd = [
+      'train',
+      ...tiny,
+      '--data',
+      data,
+      '--steps',
+      '12',
+      '--teacher',
+      join(d, 't'),
+      '--kl-weight',
+      '1',
+      '--ce-weight',
+      '0',
+    ];
     expect(await mil(...kd, '--out', join(d, 's'))).toBe(0);
     const rec = JSON.parse(readFileSync(join(d, 's', 'training.json'), 'utf8'));
     expect(rec.teacher).toBe(join(d, 't'));
@@ -84,7 +121,9 @@ describe('mil train', () => {
       expect(h.loss).toBe(h.kl); // ce-weight 0: the loss is the KL alone
       return h.kl;
     });
-    expect(kl.slice(-3).reduce((a: number, b: number) => a + b) / 3).toBeLessThan(0.8 * (kl.slice(0, 3).reduce((a: number, b: number) => a + b) / 3));
+    expect(kl.slice(-3).reduce((a: number, b: number) => a + b) / 3).toBeLessThan(
+      0.8 * (kl.slice(0, 3).reduce((a: number, b: number) => a + b) / 3),
+    );
     expect(await mil('train', ...tiny, '--data', data, '--kl-weight', '1', '--out', join(d, 'x'))).toBe(2); // no --teacher
     expect(await mil('train', ...tiny, '--data', data, '--teacher', join(d, 'nope'), '--out', join(d, 'x'))).toBe(2);
     const teacherBytes = readFileSync(join(d, 't', 'model.safetensors'));
@@ -94,8 +133,23 @@ describe('mil train', () => {
   });
   it('a job stopped after a checkpoint resumes from it to the same weights, bit for bit', async () => {
     const d = tmpFolder('resume');
-    const stream = tokenStream([{ id: 'x', text: 'we the people, in order to form a more perfect union, establish justice. '.repeat(30) }], tok);
-    const model = randomLlama({ vocab: tok.vocabSize, hidden: 16, intermediate: 32, layers: 1, heads: 2, kvHeads: 1, maxPositions: 64, init: 'train' }, 4);
+    const stream = tokenStream(
+      [{ id: 'x', text: 'we the people, in order to form a more perfect union, establish justice. '.repeat(30) }],
+      tok,
+    );
+    const model = randomLlama(
+      {
+        vocab: tok.vocabSize,
+        hidden: 16,
+        intermediate: 32,
+        layers: 1,
+        heads: 2,
+        kvHeads: 1,
+        maxPositions: 64,
+        init: 'train',
+      },
+      4,
+    );
     const trainer: TrainerOptions = {
       objective: 'lm',
       optimizer: { kind: 'adamw', lr: 1e-2, betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0.1 },
@@ -134,7 +188,9 @@ describe('mil train', () => {
     const r = await job(join(d, 'cut'), (l) => lines.push(l));
     expect(r.resumedFrom).toBeGreaterThan(0);
     expect(lines[0]).toMatch(/resuming from .*cut\.checkpoint at step [1-5]/);
-    expect(readFileSync(join(d, 'cut', 'model.safetensors')).equals(readFileSync(join(d, 'whole', 'model.safetensors')))).toBe(true);
+    expect(
+      readFileSync(join(d, 'cut', 'model.safetensors')).equals(readFileSync(join(d, 'whole', 'model.safetensors'))),
+    ).toBe(true);
   });
 });
 
@@ -199,21 +255,39 @@ describe('mil distill', () => {
     const s2 = stageModel(t, s1, [3], { variant: 'mamba2', seed: 0, init: 'attention' });
     const fresh = convert(t, { variant: 'mamba2', attnLayers: [3], seed: 0 });
     const eq = (a: Tensor, b: Tensor) => a.data.every((x, i) => x === b.data[i]);
-    expect(eq(s2.weights.get('model.layers.0.mamba.in_proj.weight'), s1.weights.get('model.layers.0.mamba.in_proj.weight'))).toBe(true);
+    expect(
+      eq(s2.weights.get('model.layers.0.mamba.in_proj.weight'), s1.weights.get('model.layers.0.mamba.in_proj.weight')),
+    ).toBe(true);
     expect(eq(s2.weights.get('model.layers.2.mamba.A_log'), s1.weights.get('model.layers.2.mamba.A_log'))).toBe(true);
-    expect(eq(s2.weights.get('model.layers.1.mamba.in_proj.weight'), fresh.weights.get('model.layers.1.mamba.in_proj.weight'))).toBe(true);
-    expect(eq(s2.weights.get('model.layers.3.self_attn.q_proj.weight'), t.weights.get('model.layers.3.self_attn.q_proj.weight'))).toBe(true);
+    expect(
+      eq(
+        s2.weights.get('model.layers.1.mamba.in_proj.weight'),
+        fresh.weights.get('model.layers.1.mamba.in_proj.weight'),
+      ),
+    ).toBe(true);
+    expect(
+      eq(
+        s2.weights.get('model.layers.3.self_attn.q_proj.weight'),
+        t.weights.get('model.layers.3.self_attn.q_proj.weight'),
+      ),
+    ).toBe(true);
   });
   it('--drop-instead keeps the attention layers’ blocks, renumbered; --init random draws x, B, C, out fresh', () => {
     const t = randomLlama({ vocab: 40, hidden: 16, intermediate: 32, layers: 4, heads: 2, kvHeads: 1 }, 2);
     const d = dropLayers(t, [3, 1]);
     expect(d.llama.numLayers).toBe(2);
-    expect(d.weights.get('model.layers.1.mlp.up_proj.weight').data).toEqual(t.weights.get('model.layers.3.mlp.up_proj.weight').data);
+    expect(d.weights.get('model.layers.1.mlp.up_proj.weight').data).toEqual(
+      t.weights.get('model.layers.3.mlp.up_proj.weight').data,
+    );
     expect(d.weights.has('model.layers.2.mlp.up_proj.weight')).toBe(false);
     const a = convert(t, { variant: 'mamba1', attnLayers: [], seed: 0, dState: 8 });
     const r = convert(t, { variant: 'mamba1', attnLayers: [], seed: 0, dState: 8, init: 'random' });
-    expect(a.weights.get('model.layers.0.mamba.C_proj.weight').data).toEqual(t.weights.get('model.layers.0.self_attn.q_proj.weight').data);
-    expect(r.weights.get('model.layers.0.mamba.C_proj.weight').data).not.toEqual(t.weights.get('model.layers.0.self_attn.q_proj.weight').data);
+    expect(a.weights.get('model.layers.0.mamba.C_proj.weight').data).toEqual(
+      t.weights.get('model.layers.0.self_attn.q_proj.weight').data,
+    );
+    expect(r.weights.get('model.layers.0.mamba.C_proj.weight').data).not.toEqual(
+      t.weights.get('model.layers.0.self_attn.q_proj.weight').data,
+    );
   });
   it('silenceAttention: a silenced layer mixes no positions; kept layers are bit-equal to the teacher', async () => {
     // With every attention silenced, the logits at a position depend on that token alone (no mixing across
@@ -229,9 +303,13 @@ describe('mil distill', () => {
     expect(await at(t, [7, 3, 11], 2)).not.toEqual(await at(t, [11], 0)); // the teacher itself mixes
     const one = silenceAttention(t, [1]);
     expect(await at(one, [7, 3, 11], 2)).not.toEqual(await at(one, [11], 0));
-    expect(one.weights.get('model.layers.1.self_attn.o_proj.weight').data).toEqual(t.weights.get('model.layers.1.self_attn.o_proj.weight').data);
+    expect(one.weights.get('model.layers.1.self_attn.o_proj.weight').data).toEqual(
+      t.weights.get('model.layers.1.self_attn.o_proj.weight').data,
+    );
     expect(one.weights.get('model.layers.0.self_attn.o_proj.weight').data.every((x) => x === 0)).toBe(true);
-    expect(one.weights.get('model.layers.2.mlp.up_proj.weight').data).toEqual(t.weights.get('model.layers.2.mlp.up_proj.weight').data);
+    expect(one.weights.get('model.layers.2.mlp.up_proj.weight').data).toEqual(
+      t.weights.get('model.layers.2.mlp.up_proj.weight').data,
+    );
     expect(() => silenceAttention(t, [3])).toThrow(/keep/);
   });
   it('bad input exits 2 before any work', async () => {
@@ -239,7 +317,9 @@ describe('mil distill', () => {
     const t = join(d, 't');
     expect(await mil('train', ...tiny, '--data', corpus(), '--steps', '1', '--out', t)).toBe(0);
     expect(await mil('distill', '--teacher', t, '--stepwise', '0.25,0.5', '--out', join(d, 'x'))).toBe(2);
-    expect(await mil('distill', '--teacher', t, '--stepwise', '0.5', '--attention', '0.5', '--out', join(d, 'x'))).toBe(2);
+    expect(await mil('distill', '--teacher', t, '--stepwise', '0.5', '--attention', '0.5', '--out', join(d, 'x'))).toBe(
+      2,
+    );
     expect(await mil('distill', '--teacher', t, '--drop-instead', '--init', 'random', '--out', join(d, 'x'))).toBe(2);
     expect(await mil('distill', '--teacher', t, '--attention', '1.5', '--out', join(d, 'x'))).toBe(2);
     expect(await mil('train', '--config', 'tiny', '--len', '999', '--out', join(d, 'x'))).toBe(2);
@@ -312,11 +392,15 @@ describe('eval', () => {
   it('a uniform model (zero lm_head) has perplexity = vocabulary size, bits per byte = log2(V)·tokens/bytes', () => {
     const m = randomLlama({ vocab: tok.vocabSize, hidden: 8, intermediate: 16, layers: 1, heads: 2, kvHeads: 1 }, 1);
     m.weights.tensors.set('lm_head.weight', Tensor.zeros([tok.vocabSize, 8], 'float64', 'lm_head.weight'));
-    const stream = tokenStream([{ id: 'a', text: 'Fellow-Citizens of the Senate and House of Representatives. '.repeat(8) }], tok);
+    const stream = tokenStream(
+      [{ id: 'a', text: 'Fellow-Citizens of the Senate and House of Representatives. '.repeat(8) }],
+      tok,
+    );
     const r = evaluate(m, stream, { seqLen: 16, tokenizer: tok });
     expect(r.ppl).toBeCloseTo(tok.vocabSize, 9);
     let bytes = 0;
-    for (let w = 0; w < Math.floor(stream.length / 16); w++) for (let t = 1; t < 16; t++) bytes += tok.bytes[stream[w * 16 + t]!]!.length;
+    for (let w = 0; w < Math.floor(stream.length / 16); w++)
+      for (let t = 1; t < 16; t++) bytes += tok.bytes[stream[w * 16 + t]!]!.length;
     expect(r.bitsPerByte).toBeCloseTo((Math.log2(tok.vocabSize) * r.tokens) / bytes, 12);
   });
 });

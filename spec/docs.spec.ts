@@ -12,11 +12,28 @@ import { describe, expect, it } from 'vitest';
 import { ROOT, sourceFiles } from './imports.js';
 import { execFileSync } from 'node:child_process';
 
-const TOP = ['lib', 'kernels', 'spec', 'bench', 'docs', 'scripts', 'examples', 'web', 'asm', 'golden', 'models', 'configs', 'bin'];
+const TOP = [
+  'lib',
+  'kernels',
+  'spec',
+  'bench',
+  'docs',
+  'scripts',
+  'examples',
+  'web',
+  'asm',
+  'golden',
+  'models',
+  'configs',
+  'bin',
+];
 const EXT = /\.(ts|mjs|js|md|json|py|sh|safetensors|wasm|png|svg|html|txt)$/;
 const PATH = new RegExp(`(?<![\\w./-])((?:\\.\\./shared/)?(?:${TOP.join('|')})/[\\w./-]*[\\w/])`, 'g');
 
-const markdown = execFileSync('git', ['ls-files', '--cached', '--others', '--exclude-standard', '--', '*.md'], { cwd: ROOT, encoding: 'utf8' })
+const markdown = execFileSync('git', ['ls-files', '--cached', '--others', '--exclude-standard', '--', '*.md'], {
+  cwd: ROOT,
+  encoding: 'utf8',
+})
   .split('\n')
   .filter((f) => f && !f.startsWith('node_modules/') && !f.startsWith('bench/results/') && existsSync(join(ROOT, f)));
 

@@ -36,23 +36,28 @@ describe.each(ALL_BACKENDS)('typed errors on $title', ({ name, available }) => {
     expect(e3).toBeInstanceOf(ShapeError);
     expect(e3.message).toMatch(/'b'.*\[k=3, n\].*\[4, 2\]/);
   });
-  run('the MLP and several products of one input check every weight before the first product, naming the bad one', async () => {
-    const ops = await getOps(name);
-    const x = rand.normal(r, [2, 4]);
-    const linear = vi.spyOn(ops, 'linear'); // wasm-simd composes both from ops.linear
-    try {
-      const e = await ops.gatedMlp(x, rand.normal(r, [6, 4]), rand.normal(r, [6, 4]), rand.normal(r, [4, 5])).catch((v) => v);
-      expect(e).toBeInstanceOf(ShapeError);
-      expect(e.message).toMatch(/tensor 'down': expected shape \[o=4, f=6\], got \[4, 5\]/);
-      const ws = [{ weight: rand.normal(r, [3, 4]) }, { weight: rand.normal(r, [2, 4]), bias: rand.normal(r, [3]) }];
-      const e2 = await ops.linears(x, ws).catch((v) => v);
-      expect(e2).toBeInstanceOf(ShapeError);
-      expect(e2.message).toMatch(/tensor 'bias 1': expected shape \[out=2\], got \[3\]/);
-      expect(linear).not.toHaveBeenCalled();
-    } finally {
-      linear.mockRestore();
-    }
-  });
+  run(
+    'the MLP and several products of one input check every weight before the first product, naming the bad one',
+    async () => {
+      const ops = await getOps(name);
+      const x = rand.normal(r, [2, 4]);
+      const linear = vi.spyOn(ops, 'linear'); // wasm-simd composes both from ops.linear
+      try {
+        const e = await ops
+          .gatedMlp(x, rand.normal(r, [6, 4]), rand.normal(r, [6, 4]), rand.normal(r, [4, 5]))
+          .catch((v) => v);
+        expect(e).toBeInstanceOf(ShapeError);
+        expect(e.message).toMatch(/tensor 'down': expected shape \[o=4, f=6\], got \[4, 5\]/);
+        const ws = [{ weight: rand.normal(r, [3, 4]) }, { weight: rand.normal(r, [2, 4]), bias: rand.normal(r, [3]) }];
+        const e2 = await ops.linears(x, ws).catch((v) => v);
+        expect(e2).toBeInstanceOf(ShapeError);
+        expect(e2.message).toMatch(/tensor 'bias 1': expected shape \[out=2\], got \[3\]/);
+        expect(linear).not.toHaveBeenCalled();
+      } finally {
+        linear.mockRestore();
+      }
+    },
+  );
   run('NaN and Inf in inputs are rejected with the tensor and index', async () => {
     const ops = await getOps(name);
     const g = good();
@@ -68,13 +73,23 @@ describe.each(ALL_BACKENDS)('typed errors on $title', ({ name, available }) => {
     const ops = await getOps(name);
     const x = rand.normal(r, [1, 2, 3]);
     const w = rand.normal(r, [2, 4]);
-    await expect(ops.causalConv1dUpdate({ x, convState: rand.normal(r, [1, 2, 2]), weight: w })).rejects.toBeInstanceOf(ArgumentError);
-    await expect(ops.causalConv1dUpdate({ x, convState: rand.normal(r, [1, 2, 3]), weight: w, cacheSeqlens: [-1] })).rejects.toBeInstanceOf(ArgumentError);
-    await expect(ops.gatedRmsnorm(rand.normal(r, [2, 6]), rand.normal(r, [6]), undefined, { groupSize: 4 })).rejects.toBeInstanceOf(ArgumentError);
+    await expect(ops.causalConv1dUpdate({ x, convState: rand.normal(r, [1, 2, 2]), weight: w })).rejects.toBeInstanceOf(
+      ArgumentError,
+    );
+    await expect(
+      ops.causalConv1dUpdate({ x, convState: rand.normal(r, [1, 2, 3]), weight: w, cacheSeqlens: [-1] }),
+    ).rejects.toBeInstanceOf(ArgumentError);
+    await expect(
+      ops.gatedRmsnorm(rand.normal(r, [2, 6]), rand.normal(r, [6]), undefined, { groupSize: 4 }),
+    ).rejects.toBeInstanceOf(ArgumentError);
     // an unknown activation is refused, not run as none (wasm-simd applies its SiLU after the reference's sums)
     const relu = 'relu' as unknown as 'silu';
-    await expect(ops.causalConv1d({ x, weight: w, activation: relu })).rejects.toThrow(/argument 'activation': expected null or 'silu', got 'relu'/);
-    await expect(ops.causalConv1dUpdate({ x, convState: rand.normal(r, [1, 2, 3]), weight: w, activation: relu })).rejects.toThrow(/argument 'activation'/);
+    await expect(ops.causalConv1d({ x, weight: w, activation: relu })).rejects.toThrow(
+      /argument 'activation': expected null or 'silu', got 'relu'/,
+    );
+    await expect(
+      ops.causalConv1dUpdate({ x, convState: rand.normal(r, [1, 2, 3]), weight: w, activation: relu }),
+    ).rejects.toThrow(/argument 'activation'/);
   });
 });
 
@@ -97,20 +112,28 @@ describe('backends', () => {
   it('an unknown backend name is an UnknownBackendError listing the known ones', async () => {
     const e = await getOps('cuda').catch((x) => x);
     expect(e).toBeInstanceOf(UnknownBackendError);
-    expect(e.message).toMatch(/unknown backend 'cuda': expected one of reference, wasm-simd, cpu, webasm, webasm-threaded, webgl2, webgpu/);
+    expect(e.message).toMatch(
+      /unknown backend 'cuda': expected one of reference, wasm-simd, cpu, webasm, webasm-threaded, webgl2, webgpu/,
+    );
   });
   it("a kernel GPU.js degrades to another of its backends is refused, naming both; each available kernel backend's kernels ran as its own class", async () => {
     // a runtime that claims webasm but whose GPU.js instance runs plain JavaScript: the first call says so
-    const { GPU } = (await import('gpu.js')) as unknown as { GPU: new (o: object) => ConstructorParameters<typeof GpuRuntime>[1] };
+    const { GPU } = (await import('gpu.js')) as unknown as {
+      GPU: new (o: object) => ConstructorParameters<typeof GpuRuntime>[1];
+    };
     const fake = new GpuRuntime('webasm', new GPU({ mode: 'cpu' }));
-    const e = await fake.run('double', 'function (a) { return a[this.thread.x] * 2; }', {}, 4, [new Float32Array(4)]).catch((x) => x);
+    const e = await fake
+      .run('double', 'function (a) { return a[this.thread.x] * 2; }', {}, 4, [new Float32Array(4)])
+      .catch((x) => x);
     expect(e).toBeInstanceOf(KernelError);
     expect(e.message).toMatch(/GPU.js ran it as CPUKernel, not WebAssemblyKernel/);
     // the same for a fused plan (kernels/plans.ts): GPU.js walks it with its generic executor on CPU kernels
     const pe = await fake.runPlan('mul', [mulStep(modelWeight())], [new Float32Array(4)]).catch((x) => x);
     expect(pe).toBeInstanceOf(KernelError);
     expect(pe.message).toMatch(/mul.*GPU.js ran the plan under its generic executor, not fused-sync/);
-    for (const b of ALL_BACKENDS.filter((x) => x.available && (KERNEL_BACKENDS as readonly string[]).includes(x.name))) {
+    for (const b of ALL_BACKENDS.filter(
+      (x) => x.available && (KERNEL_BACKENDS as readonly string[]).includes(x.name),
+    )) {
       const ops = await getOps(b.name);
       await ops.selectiveScan(good());
       // written out here, not read from KERNEL_CLASS: a wrong entry there (webasm → CPUKernel) would accept a fallback
@@ -141,9 +164,15 @@ describe('backends', () => {
     const list = spawnSync('node', [mil, 'backends'], { encoding: 'utf8', env });
     expect(list.stdout).toMatch(/webgpu +not available: disabled by MIL_NO_WEBGPU/);
     expect(list.stdout).toMatch(/webasm +available/);
-    const run = spawnSync('node', [mil, 'golden', 'verify', join(import.meta.dirname, '..', 'golden'), '--backend', 'webgpu'], { encoding: 'utf8', env });
+    const run = spawnSync(
+      'node',
+      [mil, 'golden', 'verify', join(import.meta.dirname, '..', 'golden'), '--backend', 'webgpu'],
+      { encoding: 'utf8', env },
+    );
     expect(run.status).toBe(3); // an environment failure (exit 3), not bad usage;
-    expect(run.stderr).toMatch(/BackendUnavailableError: backend 'webgpu' is not available here: disabled by MIL_NO_WEBGPU/);
+    expect(run.stderr).toMatch(
+      /BackendUnavailableError: backend 'webgpu' is not available here: disabled by MIL_NO_WEBGPU/,
+    );
     expect(run.stdout).not.toMatch(/PASS/);
   });
 });

@@ -35,7 +35,8 @@ const load = (config: Json, mambaConfig: Json, mil: Json, weights: Record<string
 
 /** The port's model from a model folder (config.json, mamba_config.json, mil_config.json, model.safetensors). */
 export function portModelFromFolder(dir: string): PortModel {
-  const json = (f: string): Json => (existsSync(join(dir, f)) ? JSON.parse(readFileSync(join(dir, f), 'utf8')) : undefined);
+  const json = (f: string): Json =>
+    existsSync(join(dir, f)) ? JSON.parse(readFileSync(join(dir, f), 'utf8')) : undefined;
   const w = readSafetensors(join(dir, 'model.safetensors'));
   return load(
     json('config.json'),

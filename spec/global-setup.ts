@@ -32,7 +32,9 @@ export function teardown(): void {
   const left = readdirSync(root).filter((e) => !TOOL_CACHE.test(e));
   rmSync(root, { recursive: true, force: true });
   if (left.length > 0) {
-    console.error(`FAIL: the test suite left ${left.length} entr${left.length === 1 ? 'y' : 'ies'} in the temp folder: ${left.slice(0, 10).join(', ')}`);
+    console.error(
+      `FAIL: the test suite left ${left.length} entr${left.length === 1 ? 'y' : 'ies'} in the temp folder: ${left.slice(0, 10).join(', ')}`,
+    );
     process.exitCode = 1;
   }
 }

@@ -56,7 +56,8 @@ const TRAIN_PLAN: Array<[string, Record<string, number>]> = [
   ['mamba1', { vocab: 19, dim: 32, heads: 2, groups: 1, headdim: 16, len: 5 }],
   ['mamba2', { vocab: 17, dim: 16, heads: 2, groups: 2, headdim: 8, len: 9 }],
 ];
-for (const [variant, shapes] of TRAIN_PLAN) await emitModel(variant, seed++, shapes, EMITTED, `train_${variant}`, { train: true });
+for (const [variant, shapes] of TRAIN_PLAN)
+  await emitModel(variant, seed++, shapes, EMITTED, `train_${variant}`, { train: true });
 const EMITTED_CASES = EMIT_PLAN.length + MODEL_PLAN.length + 2 * TRAIN_PLAN.length + 2; // + train cases + 2 teachers
 
 describe('golden emit covers every op', () => {
@@ -75,22 +76,28 @@ describe.each(ALL_BACKENDS)('golden on $title', ({ name, available }) => {
       expect(failed, JSON.stringify(failed)).toEqual([]);
       expect([r.passed, r.failed, r.unsupported]).toEqual(name === 'reference' ? [30, 0, 0] : [27, 0, 3]);
       for (const c of r.results.filter((x) => x.op.endsWith('_grad'))) expect(c.status).toBe('pass');
-      for (const c of r.results.filter((x) => x.op === 'train')) expect(c.status).toBe(name === 'reference' ? 'pass' : 'unsupported');
+      for (const c of r.results.filter((x) => x.op === 'train'))
+        expect(c.status).toBe(name === 'reference' ? 'pass' : 'unsupported');
       for (const m of r.results.filter((c) => c.op === 'model')) expect(m.errors.greedy_mismatches).toBe(0);
     },
   );
   // on the reference backend this would check the reference against cases it wrote itself: that is the job of
   // the independent example port below instead
-  (available && name !== 'reference' ? it : it.skip)('emitted kernel, speculative and model cases with other shapes and seeds pass', async () => {
-    const r = await verifyGolden(EMITTED, name);
-    const refOnly = (c: { op: string }) => c.op === 'train';
-    const failed = r.results.filter((c) => c.status !== 'pass' && !(refOnly(c) && c.status === 'unsupported'));
-    expect(failed, JSON.stringify(failed)).toEqual([]);
-    expect(r.results.length).toBe(EMITTED_CASES);
-    expect(r.passed).toBe(EMITTED_CASES - TRAIN_PLAN.length);
-    expect(r.results.filter((c) => c.op === 'train').map((c) => c.name)).toEqual(TRAIN_PLAN.map(([v]) => `models/train_${v}/train`));
-    for (const m of r.results.filter((c) => c.op === 'model')) expect(m.errors.greedy_mismatches).toBe(0);
-  });
+  (available && name !== 'reference' ? it : it.skip)(
+    'emitted kernel, speculative and model cases with other shapes and seeds pass',
+    async () => {
+      const r = await verifyGolden(EMITTED, name);
+      const refOnly = (c: { op: string }) => c.op === 'train';
+      const failed = r.results.filter((c) => c.status !== 'pass' && !(refOnly(c) && c.status === 'unsupported'));
+      expect(failed, JSON.stringify(failed)).toEqual([]);
+      expect(r.results.length).toBe(EMITTED_CASES);
+      expect(r.passed).toBe(EMITTED_CASES - TRAIN_PLAN.length);
+      expect(r.results.filter((c) => c.op === 'train').map((c) => c.name)).toEqual(
+        TRAIN_PLAN.map(([v]) => `models/train_${v}/train`),
+      );
+      for (const m of r.results.filter((c) => c.op === 'model')) expect(m.errors.greedy_mismatches).toBe(0);
+    },
+  );
 });
 
 // What the reference emits is checked by code that shares nothing with it: the plain-JavaScript example port
@@ -99,7 +106,8 @@ describe.each(ALL_BACKENDS)('golden on $title', ({ name, available }) => {
 // cancellation docs/conform.md documents). Training steps have no independent implementation: the float64
 // training engine is checked against upstream's golden train cases instead.
 describe('emitted cases against an independent float64 implementation', () => {
-  const relErr = (got: ArrayLike<number>, want: ArrayLike<number>) => relError(Float64Array.from(got), Float64Array.from(want));
+  const relErr = (got: ArrayLike<number>, want: ArrayLike<number>) =>
+    relError(Float64Array.from(got), Float64Array.from(want));
   it('every emitted kernel, backward and speculative case: the example port recomputes its outputs', () => {
     const { cases } = readKernelsJson(EMITTED);
     const f = readSafetensors(join(EMITTED, 'kernels.safetensors'));
@@ -112,7 +120,9 @@ describe('emitted cases against an independent float64 implementation', () => {
       for (const n of c.outputs) {
         const want = getTensor(f, `${c.name}/out/${n}`);
         expect(out[n]?.shape, `${c.name} ${n} shape`).toEqual([...want.shape]);
-        expect(relErr(out[n]!.data, want.data), `${c.name} ${n}`).toBeLessThanOrEqual(c.op === 'gated_rmsnorm_grad' ? 1e-4 : 1e-9);
+        expect(relErr(out[n]!.data, want.data), `${c.name} ${n}`).toBeLessThanOrEqual(
+          c.op === 'gated_rmsnorm_grad' ? 1e-4 : 1e-9,
+        );
       }
       checked.push(c.op);
     }
@@ -128,7 +138,8 @@ describe('emitted cases against an independent float64 implementation', () => {
       const [ids, want] = [getTensor(g, 'input_ids'), getTensor(g, 'logits')];
       const [batch, L] = ids.shape as [number, number];
       const logits = new Float64Array(want.data.length);
-      for (let b = 0; b < batch; b++) logits.set(portLogits(m, Array.from(ids.data.subarray(b * L, (b + 1) * L))), (b * want.data.length) / batch);
+      for (let b = 0; b < batch; b++)
+        logits.set(portLogits(m, Array.from(ids.data.subarray(b * L, (b + 1) * L))), (b * want.data.length) / batch);
       expect(relErr(logits, want.data), `${n} logits`).toBeLessThanOrEqual(1e-9);
       const greedy = Array.from(getTensor(g, 'greedy').data);
       expect(portGreedy(m, Array.from(getTensor(g, 'prompt').data), greedy.length), `${n} greedy`).toEqual(greedy);
@@ -176,7 +187,9 @@ describe('malformed golden folders', () => {
 describe('mil CLI', () => {
   const mil = join(import.meta.dirname, '..', 'bin', 'mil.js');
   it('golden verify prints one line per case and the summary line; exit 0', () => {
-    const out = execFileSync('node', [mil, 'golden', 'verify', GOLDEN, '--backend', 'webasm', '--allow-unsupported'], { encoding: 'utf8' });
+    const out = execFileSync('node', [mil, 'golden', 'verify', GOLDEN, '--backend', 'webasm', '--allow-unsupported'], {
+      encoding: 'utf8',
+    });
     const lines = out.trim().split('\n');
     expect(lines.at(-1)).toBe('27 passed, 0 failed, 3 unsupported');
     expect(lines.filter((l) => l.startsWith('PASS'))).toHaveLength(27);
@@ -191,11 +204,11 @@ describe('mil CLI', () => {
   it('--json prints one object; failures exit 1; bad usage exits 2', () => {
     const j = JSON.parse(execFileSync('node', [mil, 'golden', 'verify', GOLDEN, '--json'], { encoding: 'utf8' }));
     expect([j.passed, j.failed, j.unsupported]).toEqual([30, 0, 0]);
-    expect(j.reports[0].results.filter((c: { op: string }) => c.op === 'train').map((c: { name: string; status: string }) => `${c.name} ${c.status}`)).toEqual([
-      'models/hybrid_mamba1/train pass',
-      'models/hybrid_mamba2/train pass',
-      'models/llama_tiny/train pass',
-    ]);
+    expect(
+      j.reports[0].results
+        .filter((c: { op: string }) => c.op === 'train')
+        .map((c: { name: string; status: string }) => `${c.name} ${c.status}`),
+    ).toEqual(['models/hybrid_mamba1/train pass', 'models/hybrid_mamba2/train pass', 'models/llama_tiny/train pass']);
     const dir = tmp();
     cpSync(GOLDEN, dir, { recursive: true });
     const f = readSafetensors(join(dir, 'kernels.safetensors'));
@@ -217,7 +230,23 @@ describe('mil CLI', () => {
     const dir = tmp();
     const out = execFileSync(
       'node',
-      [mil, 'golden', 'emit', '--op', 'multistep', '--seed', '9', '--dim', '7', '--steps', '3', '--recompute', '2', '--out', dir],
+      [
+        mil,
+        'golden',
+        'emit',
+        '--op',
+        'multistep',
+        '--seed',
+        '9',
+        '--dim',
+        '7',
+        '--steps',
+        '3',
+        '--recompute',
+        '2',
+        '--out',
+        dir,
+      ],
       { encoding: 'utf8' },
     );
     expect(out).toMatch(/wrote case 'multistep_s9'/);
@@ -246,7 +275,8 @@ describe('malformed model folders', () => {
     expect(by['models/hybrid_mamba1']!.status).toBe('fail');
     expect(by['models/hybrid_mamba1']!.reason).toMatch(/greedy token 5 is/);
     // the truncated llama_tiny also fails its training case and both distill cases (it is their teacher)
-    for (const n of ['models/llama_tiny/train', 'models/hybrid_mamba1/train', 'models/hybrid_mamba2/train']) expect(by[n]!.reason, n).toMatch(/truncated/);
+    for (const n of ['models/llama_tiny/train', 'models/hybrid_mamba1/train', 'models/hybrid_mamba2/train'])
+      expect(by[n]!.reason, n).toMatch(/truncated/);
     expect(r.passed).toBe(25);
   });
 });

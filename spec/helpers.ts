@@ -15,7 +15,10 @@ export const FLOAT32_TOL = 1e-4;
 
 export const STATUS = await backendStatus();
 /** Every backend with whether it runs here; tests on unavailable ones are skipped with the reason in the title. */
-export const ALL_BACKENDS = STATUS.map((s) => ({ ...s, title: s.available ? s.name : `${s.name} (not available here: ${s.reason})` }));
+export const ALL_BACKENDS = STATUS.map((s) => ({
+  ...s,
+  title: s.available ? s.name : `${s.name} (not available here: ${s.reason})`,
+}));
 /** The GPU.js backends only (compared against the float64 reference). */
 export const KERNEL_BACKENDS = ALL_BACKENDS.filter((b) => b.name !== 'reference');
 

@@ -74,124 +74,164 @@ describe.each(ALL_BACKENDS)('identities on $title', ({ name, available }) => {
     );
   });
 
-  run('split anywhere + carried last_state / conv final_states / SSD final state = whole sequence (numRuns 15)', async () => {
-    const o = await get();
-    await fc.assert(
-      fc.asyncProperty(
-        fc.record({ d: dim(4), L: fc.integer({ min: 2, max: 30 }), N: dim(5), W: fc.integer({ min: 1, max: 4 }) }),
-        fc.integer(),
-        fc.double({ min: 0, max: 1, noNaN: true }),
-        async (s, seed, frac) => {
-          const r = new Rng(seed);
-          const k = Math.max(1, Math.min(s.L - 1, Math.round(frac * s.L)));
-          // Mamba-1 scan
-          const inp = {
-            u: rand.normal(r, [1, s.d, s.L]),
-            delta: rand.normal(r, [1, s.d, s.L], 0.5),
-            A: rand.uniform(r, [s.d, s.N], -2, -0.1),
-            B: rand.normal(r, [1, 2, s.N, s.L]),
-            C: rand.normal(r, [1, s.N, s.L]),
-            z: rand.normal(r, [1, s.d, s.L]),
-            deltaSoftplus: true,
-          };
-          if (s.d % 2) inp.B = rand.normal(r, [1, 1, s.N, s.L]);
-          const whole = await o.selectiveScan(inp);
-          const part = (a: number, b: number) => ({
-            ...inp,
-            u: cut(inp.u, 2, a, b),
-            delta: cut(inp.delta, 2, a, b),
-            B: cut(inp.B, 3, a, b),
-            C: cut(inp.C, 2, a, b),
-            z: cut(inp.z, 2, a, b),
-          });
-          const first = await o.selectiveScan(part(0, k));
-          const second = await o.selectiveScan({ ...part(k, s.L), initialState: first.lastState.astype('float64').named('initialState') });
-          expectClose(Tensor.concat([first.out.astype('float64'), second.out.astype('float64')], 2), whole.out.astype('float64'), tol, 'scan out');
-          expectClose(second.lastState, whole.lastState, tol, 'scan last_state');
-          // conv1d
-          const c = { x: rand.normal(r, [1, s.d, s.L]), weight: rand.normal(r, [s.d, s.W]), bias: rand.normal(r, [s.d]), activation: 'silu' as const };
-          const cw = await o.causalConv1d(c);
-          const c1 = await o.causalConv1d({ ...c, x: cut(c.x, 2, 0, k) });
-          const c2 = await o.causalConv1d({ ...c, x: cut(c.x, 2, k, s.L), initialStates: c1.finalStates.astype('float64').named('initialStates') });
-          expectClose(Tensor.concat([c1.out.astype('float64'), c2.out.astype('float64')], 2), cw.out.astype('float64'), tol, 'conv out');
-          expectClose(c2.finalStates, cw.finalStates, tol, 'conv final_states');
-          // SSD
-          const x = rand.normal(r, [1, s.L, 2, s.d]);
-          const ssd = {
-            x,
-            delta: rand.normal(r, [1, s.L, 2], 0.5),
-            A: rand.uniform(r, [2], -2, -0.1),
-            B: rand.normal(r, [1, s.L, 1, s.N]),
-            C: rand.normal(r, [1, s.L, 1, s.N]),
-            D: rand.normal(r, [2]),
-            deltaSoftplus: true,
-          };
-          const sw = await o.ssdChunkScan(ssd, 4);
-          const sp = (a: number, b: number) => ({
-            ...ssd,
-            x: cut(ssd.x, 1, a, b),
-            delta: cut(ssd.delta, 1, a, b),
-            B: cut(ssd.B, 1, a, b),
-            C: cut(ssd.C, 1, a, b),
-          });
-          const s1 = await o.ssdChunkScan(sp(0, k), 4);
-          const s2 = await o.ssdChunkScan({ ...sp(k, s.L), initialState: s1.finalState.astype('float64').named('initialState') }, 3);
-          expectClose(Tensor.concat([s1.out.astype('float64'), s2.out.astype('float64')], 1), sw.out.astype('float64'), tol, 'ssd out');
-          expectClose(s2.finalState, sw.finalState, tol, 'ssd final_state');
-        },
-      ),
-      { numRuns: 15 },
-    );
-  });
+  run(
+    'split anywhere + carried last_state / conv final_states / SSD final state = whole sequence (numRuns 15)',
+    async () => {
+      const o = await get();
+      await fc.assert(
+        fc.asyncProperty(
+          fc.record({ d: dim(4), L: fc.integer({ min: 2, max: 30 }), N: dim(5), W: fc.integer({ min: 1, max: 4 }) }),
+          fc.integer(),
+          fc.double({ min: 0, max: 1, noNaN: true }),
+          async (s, seed, frac) => {
+            const r = new Rng(seed);
+            const k = Math.max(1, Math.min(s.L - 1, Math.round(frac * s.L)));
+            // Mamba-1 scan
+            const inp = {
+              u: rand.normal(r, [1, s.d, s.L]),
+              delta: rand.normal(r, [1, s.d, s.L], 0.5),
+              A: rand.uniform(r, [s.d, s.N], -2, -0.1),
+              B: rand.normal(r, [1, 2, s.N, s.L]),
+              C: rand.normal(r, [1, s.N, s.L]),
+              z: rand.normal(r, [1, s.d, s.L]),
+              deltaSoftplus: true,
+            };
+            if (s.d % 2) inp.B = rand.normal(r, [1, 1, s.N, s.L]);
+            const whole = await o.selectiveScan(inp);
+            const part = (a: number, b: number) => ({
+              ...inp,
+              u: cut(inp.u, 2, a, b),
+              delta: cut(inp.delta, 2, a, b),
+              B: cut(inp.B, 3, a, b),
+              C: cut(inp.C, 2, a, b),
+              z: cut(inp.z, 2, a, b),
+            });
+            const first = await o.selectiveScan(part(0, k));
+            const second = await o.selectiveScan({
+              ...part(k, s.L),
+              initialState: first.lastState.astype('float64').named('initialState'),
+            });
+            expectClose(
+              Tensor.concat([first.out.astype('float64'), second.out.astype('float64')], 2),
+              whole.out.astype('float64'),
+              tol,
+              'scan out',
+            );
+            expectClose(second.lastState, whole.lastState, tol, 'scan last_state');
+            // conv1d
+            const c = {
+              x: rand.normal(r, [1, s.d, s.L]),
+              weight: rand.normal(r, [s.d, s.W]),
+              bias: rand.normal(r, [s.d]),
+              activation: 'silu' as const,
+            };
+            const cw = await o.causalConv1d(c);
+            const c1 = await o.causalConv1d({ ...c, x: cut(c.x, 2, 0, k) });
+            const c2 = await o.causalConv1d({
+              ...c,
+              x: cut(c.x, 2, k, s.L),
+              initialStates: c1.finalStates.astype('float64').named('initialStates'),
+            });
+            expectClose(
+              Tensor.concat([c1.out.astype('float64'), c2.out.astype('float64')], 2),
+              cw.out.astype('float64'),
+              tol,
+              'conv out',
+            );
+            expectClose(c2.finalStates, cw.finalStates, tol, 'conv final_states');
+            // SSD
+            const x = rand.normal(r, [1, s.L, 2, s.d]);
+            const ssd = {
+              x,
+              delta: rand.normal(r, [1, s.L, 2], 0.5),
+              A: rand.uniform(r, [2], -2, -0.1),
+              B: rand.normal(r, [1, s.L, 1, s.N]),
+              C: rand.normal(r, [1, s.L, 1, s.N]),
+              D: rand.normal(r, [2]),
+              deltaSoftplus: true,
+            };
+            const sw = await o.ssdChunkScan(ssd, 4);
+            const sp = (a: number, b: number) => ({
+              ...ssd,
+              x: cut(ssd.x, 1, a, b),
+              delta: cut(ssd.delta, 1, a, b),
+              B: cut(ssd.B, 1, a, b),
+              C: cut(ssd.C, 1, a, b),
+            });
+            const s1 = await o.ssdChunkScan(sp(0, k), 4);
+            const s2 = await o.ssdChunkScan(
+              { ...sp(k, s.L), initialState: s1.finalState.astype('float64').named('initialState') },
+              3,
+            );
+            expectClose(
+              Tensor.concat([s1.out.astype('float64'), s2.out.astype('float64')], 1),
+              sw.out.astype('float64'),
+              tol,
+              'ssd out',
+            );
+            expectClose(s2.finalState, sw.finalState, tol, 'ssd final_state');
+          },
+        ),
+        { numRuns: 15 },
+      );
+    },
+  );
 
   run('SSD as a selective scan = chunked SSD of this backend (numRuns 12)', async () => {
     const o = await get();
     await fc.assert(
-      fc.asyncProperty(fc.record({ L: dim(20), G: dim(2), hpg: dim(2), P: dim(3), N: dim(4), chunk: dim(7) }), fc.integer(), async (s, seed) => {
-        const r = new Rng(seed);
-        const H = s.G * s.hpg;
-        const inp = {
-          x: rand.normal(r, [1, s.L, H, s.P]),
-          delta: rand.normal(r, [1, s.L, H], 0.5),
-          A: rand.uniform(r, [H], -2, -0.1),
-          B: rand.normal(r, [1, s.L, s.G, s.N]),
-          C: rand.normal(r, [1, s.L, s.G, s.N]),
-          D: rand.normal(r, [H]),
-          z: rand.normal(r, [1, s.L, H, s.P]),
-          deltaBias: rand.uniform(r, [H], -2, 0),
-          deltaSoftplus: true,
-        };
-        const ssd = await o.ssdChunkScan(inp, s.chunk);
-        // channels (h, p) → dim = H·P; Δ, A, D per head repeated over p; B/C grouped (batch, G, N, L)
-        const dimN = H * s.P;
-        const u = inp.x.reshape([1, s.L, dimN]).transpose([0, 2, 1]);
-        const delta = Tensor.from(
-          Array.from({ length: dimN * s.L }, (_, i) => inp.delta.data[(i % s.L) * H + Math.floor(Math.floor(i / s.L) / s.P)]!),
-          [1, dimN, s.L],
-        );
-        const scan = await o.selectiveScan({
-          u,
-          delta,
-          A: Tensor.from(
-            Array.from({ length: dimN * s.N }, (_, i) => inp.A.data[Math.floor(Math.floor(i / s.N) / s.P)]!),
-            [dimN, s.N],
-          ),
-          B: inp.B.transpose([0, 2, 3, 1]),
-          C: inp.C.transpose([0, 2, 3, 1]),
-          D: Tensor.from(
-            Array.from({ length: dimN }, (_, i) => inp.D.data[Math.floor(i / s.P)]!),
-            [dimN],
-          ),
-          z: inp.z.reshape([1, s.L, dimN]).transpose([0, 2, 1]),
-          deltaBias: Tensor.from(
-            Array.from({ length: dimN }, (_, i) => inp.deltaBias.data[Math.floor(i / s.P)]!),
-            [dimN],
-          ),
-          deltaSoftplus: true,
-        });
-        expectClose(scan.out.transpose([0, 2, 1]).reshape([1, s.L, H, s.P]), ssd.out, tol, 'out');
-        expectClose(scan.lastState.reshape([1, H, s.P, s.N]), ssd.finalState, tol, 'state');
-      }),
+      fc.asyncProperty(
+        fc.record({ L: dim(20), G: dim(2), hpg: dim(2), P: dim(3), N: dim(4), chunk: dim(7) }),
+        fc.integer(),
+        async (s, seed) => {
+          const r = new Rng(seed);
+          const H = s.G * s.hpg;
+          const inp = {
+            x: rand.normal(r, [1, s.L, H, s.P]),
+            delta: rand.normal(r, [1, s.L, H], 0.5),
+            A: rand.uniform(r, [H], -2, -0.1),
+            B: rand.normal(r, [1, s.L, s.G, s.N]),
+            C: rand.normal(r, [1, s.L, s.G, s.N]),
+            D: rand.normal(r, [H]),
+            z: rand.normal(r, [1, s.L, H, s.P]),
+            deltaBias: rand.uniform(r, [H], -2, 0),
+            deltaSoftplus: true,
+          };
+          const ssd = await o.ssdChunkScan(inp, s.chunk);
+          // channels (h, p) → dim = H·P; Δ, A, D per head repeated over p; B/C grouped (batch, G, N, L)
+          const dimN = H * s.P;
+          const u = inp.x.reshape([1, s.L, dimN]).transpose([0, 2, 1]);
+          const delta = Tensor.from(
+            Array.from(
+              { length: dimN * s.L },
+              (_, i) => inp.delta.data[(i % s.L) * H + Math.floor(Math.floor(i / s.L) / s.P)]!,
+            ),
+            [1, dimN, s.L],
+          );
+          const scan = await o.selectiveScan({
+            u,
+            delta,
+            A: Tensor.from(
+              Array.from({ length: dimN * s.N }, (_, i) => inp.A.data[Math.floor(Math.floor(i / s.N) / s.P)]!),
+              [dimN, s.N],
+            ),
+            B: inp.B.transpose([0, 2, 3, 1]),
+            C: inp.C.transpose([0, 2, 3, 1]),
+            D: Tensor.from(
+              Array.from({ length: dimN }, (_, i) => inp.D.data[Math.floor(i / s.P)]!),
+              [dimN],
+            ),
+            z: inp.z.reshape([1, s.L, dimN]).transpose([0, 2, 1]),
+            deltaBias: Tensor.from(
+              Array.from({ length: dimN }, (_, i) => inp.deltaBias.data[Math.floor(i / s.P)]!),
+              [dimN],
+            ),
+            deltaSoftplus: true,
+          });
+          expectClose(scan.out.transpose([0, 2, 1]).reshape([1, s.L, H, s.P]), ssd.out, tol, 'out');
+          expectClose(scan.lastState.reshape([1, H, s.P, s.N]), ssd.finalState, tol, 'state');
+        },
+      ),
       { numRuns: 12 },
     );
   });
@@ -286,17 +326,33 @@ describe.each(ALL_BACKENDS)('identities on $title', ({ name, available }) => {
     const o = await get();
     await fc.assert(
       fc.asyncProperty(
-        fc.record({ d: dim(4), L: dim(12), W: fc.integer({ min: 2, max: 4 }), extra: fc.nat(3), circular: fc.boolean() }),
+        fc.record({
+          d: dim(4),
+          L: dim(12),
+          W: fc.integer({ min: 2, max: 4 }),
+          extra: fc.nat(3),
+          circular: fc.boolean(),
+        }),
         fc.integer(),
         async (s, seed) => {
           const r = new Rng(seed);
-          const c = { x: rand.normal(r, [1, s.d, s.L]), weight: rand.normal(r, [s.d, s.W]), bias: rand.normal(r, [s.d]), activation: 'silu' as const };
+          const c = {
+            x: rand.normal(r, [1, s.d, s.L]),
+            weight: rand.normal(r, [s.d, s.W]),
+            bias: rand.normal(r, [s.d]),
+            activation: 'silu' as const,
+          };
           const whole = await o.causalConv1d(c);
           const S = s.W - 1 + (s.circular ? s.extra : 0);
           let convState = Tensor.zeros([1, s.d, S]).named('convState');
           const outs: Tensor[] = [];
           for (let t = 0; t < s.L; t++) {
-            const step = await o.causalConv1dUpdate({ ...c, x: cut(c.x, 2, t, t + 1), convState, cacheSeqlens: s.circular ? [t] : undefined });
+            const step = await o.causalConv1dUpdate({
+              ...c,
+              x: cut(c.x, 2, t, t + 1),
+              convState,
+              cacheSeqlens: s.circular ? [t] : undefined,
+            });
             convState = step.convState.astype('float64').named('convState');
             outs.push(step.out.astype('float64'));
           }
@@ -311,25 +367,29 @@ describe.each(ALL_BACKENDS)('identities on $title', ({ name, available }) => {
 describe('float64 reference identities', () => {
   it('chunked SSD = sequential SSD, any chunk size (numRuns 30)', () => {
     fc.assert(
-      fc.property(fc.record({ b: dim(2), L: dim(25), G: dim(2), hpg: dim(2), P: dim(3), N: dim(4), chunk: dim(30) }), fc.integer(), (s, seed) => {
-        const r = new Rng(seed);
-        const H = s.G * s.hpg;
-        const inp = {
-          x: rand.normal(r, [s.b, s.L, H, s.P]),
-          delta: rand.normal(r, [s.b, s.L, H]),
-          A: rand.uniform(r, [H], -2, -0.1),
-          B: rand.normal(r, [s.b, s.L, s.G, s.N]),
-          C: rand.normal(r, [s.b, s.L, s.G, s.N]),
-          D: rand.normal(r, [H]),
-          z: rand.normal(r, [s.b, s.L, H, s.P]),
-          deltaSoftplus: true,
-          initialState: rand.normal(r, [s.b, H, s.P, s.N]),
-        };
-        const a = ssdSequential(inp);
-        const b = ssdChunked(inp, s.chunk);
-        expectClose(b.out, a.out, FLOAT64_TOL, 'out');
-        expectClose(b.finalState, a.finalState, FLOAT64_TOL, 'final_state');
-      }),
+      fc.property(
+        fc.record({ b: dim(2), L: dim(25), G: dim(2), hpg: dim(2), P: dim(3), N: dim(4), chunk: dim(30) }),
+        fc.integer(),
+        (s, seed) => {
+          const r = new Rng(seed);
+          const H = s.G * s.hpg;
+          const inp = {
+            x: rand.normal(r, [s.b, s.L, H, s.P]),
+            delta: rand.normal(r, [s.b, s.L, H]),
+            A: rand.uniform(r, [H], -2, -0.1),
+            B: rand.normal(r, [s.b, s.L, s.G, s.N]),
+            C: rand.normal(r, [s.b, s.L, s.G, s.N]),
+            D: rand.normal(r, [H]),
+            z: rand.normal(r, [s.b, s.L, H, s.P]),
+            deltaSoftplus: true,
+            initialState: rand.normal(r, [s.b, H, s.P, s.N]),
+          };
+          const a = ssdSequential(inp);
+          const b = ssdChunked(inp, s.chunk);
+          expectClose(b.out, a.out, FLOAT64_TOL, 'out');
+          expectClose(b.finalState, a.finalState, FLOAT64_TOL, 'final_state');
+        },
+      ),
       { numRuns: 30 },
     );
   });
@@ -371,14 +431,22 @@ describe('float64 reference identities', () => {
 
   it('grouped-query attention = full attention with repeated K/V (numRuns 30)', () => {
     fc.assert(
-      fc.property(fc.record({ b: dim(2), kv: dim(3), rep: dim(3), Lq: dim(6), past: fc.nat(5), d: dim(5), dv: dim(4) }), fc.integer(), (s, seed) => {
-        const r = new Rng(seed);
-        const Lk = s.Lq + s.past;
-        const q = rand.normal(r, [s.b, s.kv * s.rep, s.Lq, s.d]);
-        const k = rand.normal(r, [s.b, s.kv, Lk, s.d]);
-        const v = rand.normal(r, [s.b, s.kv, Lk, s.dv]);
-        expectClose(causalAttention(q, k, v), causalAttention(q, repeatKv(k, s.rep), repeatKv(v, s.rep)), FLOAT64_TOL);
-      }),
+      fc.property(
+        fc.record({ b: dim(2), kv: dim(3), rep: dim(3), Lq: dim(6), past: fc.nat(5), d: dim(5), dv: dim(4) }),
+        fc.integer(),
+        (s, seed) => {
+          const r = new Rng(seed);
+          const Lk = s.Lq + s.past;
+          const q = rand.normal(r, [s.b, s.kv * s.rep, s.Lq, s.d]);
+          const k = rand.normal(r, [s.b, s.kv, Lk, s.d]);
+          const v = rand.normal(r, [s.b, s.kv, Lk, s.dv]);
+          expectClose(
+            causalAttention(q, k, v),
+            causalAttention(q, repeatKv(k, s.rep), repeatKv(v, s.rep)),
+            FLOAT64_TOL,
+          );
+        },
+      ),
       { numRuns: 30 },
     );
   });
@@ -421,7 +489,13 @@ describe('float64 reference identities', () => {
       { numRuns: 30 },
     );
     const plain = ropeInvFreq(128, 500000);
-    const l3 = ropeInvFreq(128, 500000, { ropeType: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 });
+    const l3 = ropeInvFreq(128, 500000, {
+      ropeType: 'llama3',
+      factor: 8,
+      lowFreqFactor: 1,
+      highFreqFactor: 4,
+      originalMaxPositionEmbeddings: 8192,
+    });
     expect(l3[0]).toBe(plain[0]); // wavelength 2π < 2048: unchanged
     expect(l3[63]).toBeCloseTo(plain[63]! / 8, 20); // longest wavelength: divided by factor
   });
@@ -434,7 +508,11 @@ describe('tensor layer', () => {
         fc
           .array(fc.integer({ min: 0, max: 4 }), { minLength: 1, maxLength: 5 })
           .chain((shape) =>
-            fc.tuple(fc.constant(shape), fc.shuffledSubarray([...shape.keys()], { minLength: shape.length, maxLength: shape.length }), fc.integer()),
+            fc.tuple(
+              fc.constant(shape),
+              fc.shuffledSubarray([...shape.keys()], { minLength: shape.length, maxLength: shape.length }),
+              fc.integer(),
+            ),
           ),
         ([shape, perm, seed]) => {
           const t = rand.normal(new Rng(seed), shape);

@@ -12,14 +12,19 @@ export const ROOT = join(import.meta.dirname, '..');
 
 /** The tracked and untracked-not-ignored source files (relative paths). */
 export function sourceFiles(): string[] {
-  const out = execFileSync('git', ['ls-files', '--cached', '--others', '--exclude-standard', '--', '*.ts', '*.mjs', '*.js'], { cwd: ROOT, encoding: 'utf8' });
+  const out = execFileSync(
+    'git',
+    ['ls-files', '--cached', '--others', '--exclude-standard', '--', '*.ts', '*.mjs', '*.js'],
+    { cwd: ROOT, encoding: 'utf8' },
+  );
   return out
     .split('\n')
     .filter((f) => f && !f.startsWith('asm/build/') && existsSync(join(ROOT, f)))
     .sort();
 }
 
-const SPEC = /(?:^|\n)\s*(?:import|export)\s+(type\s+)?(?:[^'";]*?\sfrom\s+)?['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/g;
+const SPEC =
+  /(?:^|\n)\s*(?:import|export)\s+(type\s+)?(?:[^'";]*?\sfrom\s+)?['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/g;
 
 /** The relative modules `file` imports at run time, resolved to repository paths. */
 export function importsOf(file: string): string[] {

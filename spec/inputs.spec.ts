@@ -48,7 +48,15 @@ describe('checkpoint reader', () => {
   it('fuzz: 3300 mutated files (duplicate keys, gaps, trailing bytes, overlaps, lying offsets, truncation, bad dtypes/shapes, byte flips) — every one accepted whole or rejected with SafetensorsError', () => {
     const { counts, problems } = fuzz(3300, 7);
     expect(problems).toEqual([]);
-    for (const m of ['duplicate-key', 'gap', 'trailing-bytes', 'offset-past-end', 'truncate', 'bad-dtype', 'bad-shape']) {
+    for (const m of [
+      'duplicate-key',
+      'gap',
+      'trailing-bytes',
+      'offset-past-end',
+      'truncate',
+      'bad-dtype',
+      'bad-shape',
+    ]) {
       expect(counts[m]!.rejected, m).toBe(300);
     }
     expect(counts.none!.accepted).toBe(300);
@@ -57,7 +65,9 @@ describe('checkpoint reader', () => {
   it('a duplicate key that swaps two tensors is refused, naming the key', () => {
     const good = serializeSafetensors({ a: Tensor.from([1, 2], [2]), b: Tensor.from([3, 4], [2]) }, undefined, 'F64');
     const n = Number(new DataView(good.buffer).getBigUint64(0, true));
-    const h = new TextDecoder().decode(good.subarray(8, 8 + n)).replace('{', '{"b":{"dtype":"F64","shape":[2],"data_offsets":[0,16]},');
+    const h = new TextDecoder()
+      .decode(good.subarray(8, 8 + n))
+      .replace('{', '{"b":{"dtype":"F64","shape":[2],"data_offsets":[0,16]},');
     const hb = new TextEncoder().encode(h);
     const bad = new Uint8Array([...new Uint8Array(8), ...hb, ...good.subarray(8 + n)]);
     new DataView(bad.buffer).setBigUint64(0, BigInt(hb.length), true);
@@ -79,7 +89,10 @@ describe('checkpoint reader', () => {
     cpSync(TINY, m, { recursive: true });
     spawnSync('rm', [join(m, 'model.safetensors')]);
     spawnSync('mkfifo', [join(m, 'model.safetensors')]);
-    const r = spawnSync('node', [MIL, 'generate', '--model', m, '--prompt-ids', '1,2'], { encoding: 'utf8', timeout: 60_000 });
+    const r = spawnSync('node', [MIL, 'generate', '--model', m, '--prompt-ids', '1,2'], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/model.safetensors: not a regular file \(a FIFO\)/);
   });
@@ -90,14 +103,24 @@ describe('checkpoint reader', () => {
     const d = join(tmpFolder('nan'), 'm');
     saveModel(d, t);
     expect(() => loadModel(d)).toThrow(NonFiniteError);
-    expect(() => loadModel(d)).toThrow(/tensor 'model.layers.1.mlp.up_proj.weight': non-finite value NaN at flat index 5/);
+    expect(() => loadModel(d)).toThrow(
+      /tensor 'model.layers.1.mlp.up_proj.weight': non-finite value NaN at flat index 5/,
+    );
   });
 
   it('the checkpoint is cross-checked against the config: fewer or more layers, undeclared biases, stray tensors', () => {
-    expect(() => loadModel(withConfig((c) => (c.num_hidden_layers = 3)))).toThrow(/holds 4 layers .* num_hidden_layers 3/);
-    expect(() => loadModel(withConfig((c) => (c.num_hidden_layers = 5)))).toThrow(/holds 4 layers .* num_hidden_layers 5/);
-    expect(() => loadModel(withConfig((c) => (c.num_hidden_layers = 1e9)))).toThrow(/'num_hidden_layers' is 1000000000: expected an integer in \[1, 4096\]/);
-    expect(() => loadModel(withConfig((c) => (c.attention_bias = true)))).toThrow(/missing weight 'model.layers.0.self_attn.q_proj.bias'/);
+    expect(() => loadModel(withConfig((c) => (c.num_hidden_layers = 3)))).toThrow(
+      /holds 4 layers .* num_hidden_layers 3/,
+    );
+    expect(() => loadModel(withConfig((c) => (c.num_hidden_layers = 5)))).toThrow(
+      /holds 4 layers .* num_hidden_layers 5/,
+    );
+    expect(() => loadModel(withConfig((c) => (c.num_hidden_layers = 1e9)))).toThrow(
+      /'num_hidden_layers' is 1000000000: expected an integer in \[1, 4096\]/,
+    );
+    expect(() => loadModel(withConfig((c) => (c.attention_bias = true)))).toThrow(
+      /missing weight 'model.layers.0.self_attn.q_proj.bias'/,
+    );
     const t = randomLlama({ vocab: 64, hidden: 16, intermediate: 32, layers: 2, heads: 2, kvHeads: 1 }, 2);
     t.weights.tensors.set('model.layers.0.self_attn.q_proj.bias', Tensor.zeros([16]));
     const d = join(tmpFolder('bias'), 'm');
@@ -110,12 +133,24 @@ describe('configs: every unsupported value is an error naming the key, the value
   const cases: Array<[string, (c: Record<string, unknown>) => void, RegExp]> = [
     ['hidden_act gelu', (c) => (c.hidden_act = 'gelu'), /'hidden_act' is "gelu": expected one of "silu"/],
     ['model_type gpt2', (c) => (c.model_type = 'gpt2'), /'model_type' is "gpt2": expected one of "llama"/],
-    ['a string tie_word_embeddings', (c) => (c.tie_word_embeddings = 'true'), /'tie_word_embeddings' is "true": expected true or false/],
-    ['a string eos_token_id', (c) => (c.eos_token_id = '2'), /'eos_token_id' is "2": expected an integer or a list of integers/],
+    [
+      'a string tie_word_embeddings',
+      (c) => (c.tie_word_embeddings = 'true'),
+      /'tie_word_embeddings' is "true": expected true or false/,
+    ],
+    [
+      'a string eos_token_id',
+      (c) => (c.eos_token_id = '2'),
+      /'eos_token_id' is "2": expected an integer or a list of integers/,
+    ],
     ['an out-of-vocabulary eos', (c) => (c.eos_token_id = 101), /'eos_token_id' 101 is not a token \(vocab_size 101\)/],
     ['mlp_bias true', (c) => (c.mlp_bias = true), /'mlp_bias' is true: expected false: true is not supported/],
     ['an unknown key', (c) => (c.sliding_window = 4096), /unknown key 'sliding_window'/],
-    ['yarn rope', (c) => (c.rope_parameters = { rope_type: 'yarn', rope_theta: 1e4, factor: 2 }), /'rope_parameters.rope_type' is "yarn"/],
+    [
+      'yarn rope',
+      (c) => (c.rope_parameters = { rope_type: 'yarn', rope_theta: 1e4, factor: 2 }),
+      /'rope_parameters.rope_type' is "yarn"/,
+    ],
     ['a fractional layer count', (c) => (c.num_hidden_layers = 4.5), /'num_hidden_layers' is 4.5: expected an integer/],
     ['a negative eps', (c) => (c.rms_norm_eps = -1), /'rms_norm_eps' is -1: expected a number > 0/],
   ];
@@ -128,7 +163,10 @@ describe('configs: every unsupported value is an error naming the key, the value
   }
   it('a duplicated key in config.json is refused', () => {
     const d = withConfig(() => {});
-    writeFileSync(join(d, 'config.json'), readFileSync(join(d, 'config.json'), 'utf8').replace('{', '{"vocab_size": 7,'));
+    writeFileSync(
+      join(d, 'config.json'),
+      readFileSync(join(d, 'config.json'), 'utf8').replace('{', '{"vocab_size": 7,'),
+    );
     expect(() => loadModel(d)).toThrow(/key 'vocab_size' appears twice/);
   });
   it('mamba_config.json and mil_config.json: duplicate attn_layers, variant mamba3, clean semantics on Mamba-2, unknown keys', () => {
@@ -146,11 +184,19 @@ describe('configs: every unsupported value is an error naming the key, the value
     expect(() => loadModel(edit('mamba_config.json', (j) => (j.attn_layers = [1, 1])))).toThrow(
       /'attn_layers' is \[1,1\]: expected a list without repeated entries/,
     );
-    expect(() => loadModel(edit('mil_config.json', (j) => (j.variant = 'mamba3')))).toThrow(/'variant' is "mamba3": expected one of "mamba1", "mamba2"/);
-    expect(() => loadModel(edit('mil_config.json', (j) => (j.semantics = 'clean')))).toThrow(/semantics 'clean' applies to Mamba-1 only/);
-    expect(() => loadModel(edit('mil_config.json', (j) => (j.variant = 'mamba1')))).toThrow(/variant 'mamba1' but the checkpoint holds mamba2 weights/);
+    expect(() => loadModel(edit('mil_config.json', (j) => (j.variant = 'mamba3')))).toThrow(
+      /'variant' is "mamba3": expected one of "mamba1", "mamba2"/,
+    );
+    expect(() => loadModel(edit('mil_config.json', (j) => (j.semantics = 'clean')))).toThrow(
+      /semantics 'clean' applies to Mamba-1 only/,
+    );
+    expect(() => loadModel(edit('mil_config.json', (j) => (j.variant = 'mamba1')))).toThrow(
+      /variant 'mamba1' but the checkpoint holds mamba2 weights/,
+    );
     expect(() => loadModel(edit('mamba_config.json', (j) => (j.fancy = 1)))).toThrow(/unknown key 'fancy'/);
-    expect(() => loadModel(edit('mamba_config.json', (j) => (j.intermediate_size = 7)))).toThrow(/intermediate_size 7 differs/);
+    expect(() => loadModel(edit('mamba_config.json', (j) => (j.intermediate_size = 7)))).toThrow(
+      /intermediate_size 7 differs/,
+    );
   });
   it('convert keeps the attention biases of kept layers: a teacher with q/k/v/o biases and every layer kept reproduces the teacher', async () => {
     const raw = { ...teacher.llama.raw, attention_bias: true };
@@ -164,7 +210,10 @@ describe('configs: every unsupported value is an error naming the key, the value
         ['o', 32],
       ] as const)
         w.set(`model.layers.${i}.self_attn.${p}_proj.bias`, Tensor.normal(r, [n], 0, 0.5));
-    const tb = { llama: parseLlamaConfig(raw), weights: new (teacher.weights.constructor as typeof import('../lib/model/weights.js').WeightStore)(w) };
+    const tb = {
+      llama: parseLlamaConfig(raw),
+      weights: new (teacher.weights.constructor as typeof import('../lib/model/weights.js').WeightStore)(w),
+    };
     const d = join(tmpFolder('tb'), 'm');
     saveModel(d, tb);
     const loaded = loadModel(d);
@@ -173,7 +222,12 @@ describe('configs: every unsupported value is an error naming the key, the value
     const want = await forward(ref, loaded, ids, newCache(loaded, 1));
     const got = await forward(ref, h, ids, newCache(h, 1));
     expect(Array.from(got.data)).toEqual(Array.from(want.data));
-    const plain = await forward(ref, { ...loaded, llama: parseLlamaConfig(teacher.llama.raw), weights: teacher.weights }, ids, newCache(loaded, 1));
+    const plain = await forward(
+      ref,
+      { ...loaded, llama: parseLlamaConfig(teacher.llama.raw), weights: teacher.weights },
+      ids,
+      newCache(loaded, 1),
+    );
     expect(Array.from(plain.data)).not.toEqual(Array.from(want.data)); // the biases matter (o_proj included)
   });
 });
@@ -194,10 +248,24 @@ describe('bounds and numerics', () => {
     w.data[3] = NaN;
     expect(() => assertFinite(w)).not.toThrow(); // the contract: weights are immutable once read …
     markChanged(w.data); // … unless a change is declared, as the trainer does after every step
-    expect(() => assertFinite(m.weights.get(name))).toThrow(/tensor 'model.layers.0.mlp.up_proj.weight': non-finite value NaN at flat index 3/);
+    expect(() => assertFinite(m.weights.get(name))).toThrow(
+      /tensor 'model.layers.0.mlp.up_proj.weight': non-finite value NaN at flat index 3/,
+    );
   });
   it('assertFinite names the first NaN or ±Inf at any position of float32 and float64 data of any length, and passes finite extremes (numRuns 300)', () => {
-    const finite = fc.constantFrom(0, -0, 1, -1, 5e-324, -5e-324, 1.4e-45, 3.4e38, -3.4e38, Number.MAX_VALUE, -Number.MAX_VALUE);
+    const finite = fc.constantFrom(
+      0,
+      -0,
+      1,
+      -1,
+      5e-324,
+      -5e-324,
+      1.4e-45,
+      3.4e38,
+      -3.4e38,
+      Number.MAX_VALUE,
+      -Number.MAX_VALUE,
+    );
     fc.assert(
       fc.property(
         fc.array(finite, { maxLength: 23 }),
@@ -212,7 +280,10 @@ describe('bounds and numerics', () => {
           const first = data.findIndex((v) => !Number.isFinite(v));
           const t = new Tensor(data, [data.length], 'probe');
           if (first < 0) expect(() => assertFinite(t)).not.toThrow();
-          else expect(() => assertFinite(t)).toThrow(new RegExp(`tensor 'probe': non-finite value ${data[first]} at flat index ${first}$`));
+          else
+            expect(() => assertFinite(t)).toThrow(
+              new RegExp(`tensor 'probe': non-finite value ${data[first]} at flat index ${first}$`),
+            );
         },
       ),
       { numRuns: 300 },
@@ -229,8 +300,12 @@ describe('bounds and numerics', () => {
   });
   it('golden emit: shape options are bounded before anything is generated', async () => {
     const out = tmpFolder('emit');
-    await expect(emitGolden('selective_scan', 0, { dim: 100_000_000 }, out)).rejects.toThrow(/argument '--dim': expected an integer in \[1, 16384\]/);
-    await expect(emitGolden('selective_scan', 0, { dim: 16384, len: 65536 }, out)).rejects.toThrow(/argument 'shape options': expected a case of at most/);
+    await expect(emitGolden('selective_scan', 0, { dim: 100_000_000 }, out)).rejects.toThrow(
+      /argument '--dim': expected an integer in \[1, 16384\]/,
+    );
+    await expect(emitGolden('selective_scan', 0, { dim: 16384, len: 65536 }, out)).rejects.toThrow(
+      /argument 'shape options': expected a case of at most/,
+    );
     expect(readdirSync(out)).toEqual([]);
   });
 });
@@ -240,7 +315,10 @@ describe('golden verify never passes what it did not check', () => {
     const dir = tmpFolder('gv');
     await emitGolden('causal_conv1d', 1, { dim: 4, len: 5 }, dir);
     const j = JSON.parse(readFileSync(join(dir, 'kernels.json'), 'utf8'));
-    j.cases.push({ ...j.cases[0], name: 'no_outputs', outputs: [] }, { ...j.cases[0], name: 'mystery', op: 'mystery_op' });
+    j.cases.push(
+      { ...j.cases[0], name: 'no_outputs', outputs: [] },
+      { ...j.cases[0], name: 'mystery', op: 'mystery_op' },
+    );
     writeFileSync(join(dir, 'kernels.json'), JSON.stringify(j));
     const r = await verifyGolden(dir, 'reference');
     expect(r.results.map((c) => [c.name, c.status])).toEqual([
@@ -337,18 +415,42 @@ describe('CLI: every command refuses bad options with exit 2, naming the option,
       ['generate', '--model', TINY, '--prompt-ids', '1', '--temprature', '5'],
       /unknown option '--temprature' \(did you mean '--temperature'\?\)/,
     ],
-    ['convert unknown', ['convert', '--teacher', TINY, '--out', OUT, '--atention', '0.5'], /unknown option '--atention' \(did you mean '--attention'\?\)/],
-    ['emit unknown', ['golden', 'emit', '--op', 'multistep', '--out', OUT, '--dims', '4'], /unknown option '--dims' \(did you mean '--dim'\?\)/],
-    ['verify unknown', ['golden', 'verify', GOLDEN, '--backends', 'all'], /unknown option '--backends' \(did you mean '--backend'\?\)/],
+    [
+      'convert unknown',
+      ['convert', '--teacher', TINY, '--out', OUT, '--atention', '0.5'],
+      /unknown option '--atention' \(did you mean '--attention'\?\)/,
+    ],
+    [
+      'emit unknown',
+      ['golden', 'emit', '--op', 'multistep', '--out', OUT, '--dims', '4'],
+      /unknown option '--dims' \(did you mean '--dim'\?\)/,
+    ],
+    [
+      'verify unknown',
+      ['golden', 'verify', GOLDEN, '--backends', 'all'],
+      /unknown option '--backends' \(did you mean '--backend'\?\)/,
+    ],
     ['demo unknown', ['demo', '--out', OUT, '--fast'], /unknown option '--fast'/],
     ['backends unknown', ['backends', '--all'], /unknown option '--all'/],
     ['unknown command', ['genrate'], /unknown command 'genrate' \(did you mean 'generate'\?\)/],
     // empty values
-    ['empty seed', ['convert', '--teacher', TINY, '--out', OUT, '--seed', ''], /--seed needs a value, got an empty string/],
-    ['empty inline', ['generate', '--model', TINY, '--prompt-ids', '1', '--max-new-tokens='], /--max-new-tokens needs a value/],
+    [
+      'empty seed',
+      ['convert', '--teacher', TINY, '--out', OUT, '--seed', ''],
+      /--seed needs a value, got an empty string/,
+    ],
+    [
+      'empty inline',
+      ['generate', '--model', TINY, '--prompt-ids', '1', '--max-new-tokens='],
+      /--max-new-tokens needs a value/,
+    ],
     ['missing value', ['convert', '--teacher', TINY, '--out'], /--out needs a value/],
     // out of range or malformed
-    ['seed beyond 2^53', ['convert', '--teacher', TINY, '--out', OUT, '--seed', '9007199254740993'], /--seed must be an integer in \[0, 9007199254740991\]/],
+    [
+      'seed beyond 2^53',
+      ['convert', '--teacher', TINY, '--out', OUT, '--seed', '9007199254740993'],
+      /--seed must be an integer in \[0, 9007199254740991\]/,
+    ],
     ['seed float', ['convert', '--teacher', TINY, '--out', OUT, '--seed', '1.5'], /--seed must be an integer/],
     [
       'max-new-tokens 1e9',
@@ -365,13 +467,21 @@ describe('CLI: every command refuses bad options with exit 2, naming the option,
       ['generate', '--model', TINY, '--prompt-ids', '1', '--max-new-tokens', '600'],
       /--max-new-tokens 600: the prompt \(1 tokens\) plus new tokens must fit max_position_embeddings 512/,
     ],
-    ['attention 1.5', ['convert', '--teacher', TINY, '--out', OUT, '--attention', '1.5'], /--attention must be a number in \[0, 1\], got 1.5/],
+    [
+      'attention 1.5',
+      ['convert', '--teacher', TINY, '--out', OUT, '--attention', '1.5'],
+      /--attention must be a number in \[0, 1\], got 1.5/,
+    ],
     [
       'attn-layers 1,,3',
       ['convert', '--teacher', TINY, '--out', OUT, '--attn-layers', '1,,3'],
       /--attn-layers must be comma-separated integers .* \(entry ''\)/,
     ],
-    ['attn-layers duplicate', ['convert', '--teacher', TINY, '--out', OUT, '--attn-layers', '1,1'], /argument 'attnLayers': expected distinct layer indices/],
+    [
+      'attn-layers duplicate',
+      ['convert', '--teacher', TINY, '--out', OUT, '--attn-layers', '1,1'],
+      /argument 'attnLayers': expected distinct layer indices/,
+    ],
     [
       'attn-layers past the model',
       ['convert', '--teacher', TINY, '--out', OUT, '--attn-layers', '1,9'],
@@ -382,8 +492,16 @@ describe('CLI: every command refuses bad options with exit 2, naming the option,
       ['generate', '--model', TINY, '--prompt-ids', '1', '--temperature', '-1'],
       /--temperature must be a number in \[0, 1000\], got -1/,
     ],
-    ['prompt id out of vocab', ['generate', '--model', TINY, '--prompt-ids', '1,500'], /--prompt-ids: id 500 is not a token of this model \(vocabulary 101\)/],
-    ['k zero', ['generate', '--model', TINY, '--prompt-ids', '1', '--speculative', '--draft', TINY, '-k', '0'], /--k must be an integer in \[1, 64\], got 0/],
+    [
+      'prompt id out of vocab',
+      ['generate', '--model', TINY, '--prompt-ids', '1,500'],
+      /--prompt-ids: id 500 is not a token of this model \(vocabulary 101\)/,
+    ],
+    [
+      'k zero',
+      ['generate', '--model', TINY, '--prompt-ids', '1', '--speculative', '--draft', TINY, '-k', '0'],
+      /--k must be an integer in \[1, 64\], got 0/,
+    ],
     [
       'backend foo (demo)',
       ['demo', '--out', OUT, '--backend', 'foo'],
@@ -400,9 +518,17 @@ describe('CLI: every command refuses bad options with exit 2, naming the option,
       /--dim must be an integer in \[1, 16384\], got 100000000/,
     ],
     ['emit op', ['golden', 'emit', '--op', 'scan', '--out', OUT], /--op must be one of .*got 'scan'/],
-    ['emit name with a slash', ['golden', 'emit', '--op', 'multistep', '--out', OUT, '--name', '../x'], /--name must be a case name of letters, digits/],
+    [
+      'emit name with a slash',
+      ['golden', 'emit', '--op', 'multistep', '--out', OUT, '--name', '../x'],
+      /--name must be a case name of letters, digits/,
+    ],
     // switches and positionals
-    ['speculative no', ['generate', '--model', TINY, '--prompt-ids', '1', '--speculative', 'no'], /unexpected argument 'no'/],
+    [
+      'speculative no',
+      ['generate', '--model', TINY, '--prompt-ids', '1', '--speculative', 'no'],
+      /unexpected argument 'no'/,
+    ],
     ['json=yes', ['golden', 'verify', GOLDEN, '--json=yes'], /--json takes no value, got 'yes'/],
     ['twice', ['convert', '--teacher', TINY, '--out', OUT, '--seed', '1', '--seed', '2'], /--seed given twice/],
     ['verify without folder', ['golden', 'verify'], /needs 1 argument, got 0/],
@@ -417,17 +543,41 @@ describe('CLI: every command refuses bad options with exit 2, naming the option,
       ['convert', '--teacher', TINY, '--out', OUT, '--variant', 'mamba2', '--semantics', 'clean'],
       /--semantics clean applies to --variant mamba1 only/,
     ],
-    ['out = teacher', ['convert', '--teacher', TINY, '--out', TINY], /argument '--out': expected a path apart from --teacher/],
-    ['prompt and prompt-ids', ['generate', '--model', TINY, '--prompt', 'hi', '--prompt-ids', '1'], /give --prompt or --prompt-ids, not both/],
-    ['k without speculative', ['generate', '--model', TINY, '--prompt-ids', '1', '-k', '4'], /--k is only valid with --speculative/],
-    ['draft without speculative', ['generate', '--model', TINY, '--prompt-ids', '1', '--draft', TINY], /--draft is only valid with --speculative/],
-    ['speculative without draft', ['generate', '--model', TINY, '--prompt-ids', '1', '--speculative'], /--speculative needs --draft DIR/],
+    [
+      'out = teacher',
+      ['convert', '--teacher', TINY, '--out', TINY],
+      /argument '--out': expected a path apart from --teacher/,
+    ],
+    [
+      'prompt and prompt-ids',
+      ['generate', '--model', TINY, '--prompt', 'hi', '--prompt-ids', '1'],
+      /give --prompt or --prompt-ids, not both/,
+    ],
+    [
+      'k without speculative',
+      ['generate', '--model', TINY, '--prompt-ids', '1', '-k', '4'],
+      /--k is only valid with --speculative/,
+    ],
+    [
+      'draft without speculative',
+      ['generate', '--model', TINY, '--prompt-ids', '1', '--draft', TINY],
+      /--draft is only valid with --speculative/,
+    ],
+    [
+      'speculative without draft',
+      ['generate', '--model', TINY, '--prompt-ids', '1', '--speculative'],
+      /--speculative needs --draft DIR/,
+    ],
     [
       'scheme bad',
       ['generate', '--model', TINY, '--prompt-ids', '1', '--speculative', '--draft', TINY, '--scheme', 'eager'],
       /--scheme must be one of lazy, per-position/,
     ],
-    ['top-k under greedy', ['generate', '--model', TINY, '--prompt-ids', '1', '--top-k', '5'], /--top-k is only valid with --temperature > 0/],
+    [
+      'top-k under greedy',
+      ['generate', '--model', TINY, '--prompt-ids', '1', '--top-k', '5'],
+      /--top-k is only valid with --temperature > 0/,
+    ],
     [
       'draft-layers past the draft',
       ['generate', '--model', TINY, '--prompt-ids', '1', '--speculative', '--draft', TINY, '--draft-layers', '9'],
@@ -439,7 +589,11 @@ describe('CLI: every command refuses bad options with exit 2, naming the option,
       /--variant is only valid with --op model or --op speculative/,
     ],
     ['missing --out', ['convert', '--teacher', TINY], /convert needs --out/],
-    ['train with a kernel op', ['golden', 'emit', '--op', 'multistep', '--out', OUT, '--train'], /--train is only valid with --op model/],
+    [
+      'train with a kernel op',
+      ['golden', 'emit', '--op', 'multistep', '--out', OUT, '--train'],
+      /--train is only valid with --op model/,
+    ],
   ];
   for (const [what, argv, msg] of table) {
     it(what, async () => {
@@ -455,6 +609,8 @@ describe('CLI: every command refuses bad options with exit 2, naming the option,
   it('exit codes are documented in the usage text', async () => {
     const r = await run(['--help']);
     expect(r.code).toBe(0);
-    expect(r.out).toMatch(/exit status: 0 success, 1 a check failed, 2 bad usage or input, 3 I\/O or environment failure, 4 internal error/);
+    expect(r.out).toMatch(
+      /exit status: 0 success, 1 a check failed, 2 bad usage or input, 3 I\/O or environment failure, 4 internal error/,
+    );
   });
 });

@@ -8,7 +8,13 @@ import { readdirSync, writeFileSync } from 'node:fs';
 import { tmpFolder } from './tmp.js';
 import { join } from 'node:path';
 import { SafetensorsError } from '../lib/errors.js';
-import { getTensor, parseSafetensors, readSafetensors, serializeSafetensors, writeSafetensors } from '../lib/io/safetensors.js';
+import {
+  getTensor,
+  parseSafetensors,
+  readSafetensors,
+  serializeSafetensors,
+  writeSafetensors,
+} from '../lib/io/safetensors.js';
 import { Rng, Tensor } from './helpers.js';
 
 function withHeader(header: unknown, dataBytes: number): Uint8Array {
@@ -22,18 +28,22 @@ function withHeader(header: unknown, dataBytes: number): Uint8Array {
 describe('safetensors', () => {
   it('write → read is bit-exact for F64 and F32 (numRuns 30)', () => {
     fc.assert(
-      fc.property(fc.array(fc.array(fc.integer({ min: 0, max: 4 }), { maxLength: 3 }), { minLength: 1, maxLength: 4 }), fc.integer(), (shapes, seed) => {
-        const r = new Rng(seed);
-        const ts: Record<string, Tensor> = {};
-        shapes.forEach((s, i) => (ts[`t${i}`] = Tensor.normal(r, s, 0, 1, i % 2 ? 'float32' : 'float64')));
-        const f = parseSafetensors(serializeSafetensors(ts, { note: 'x' }));
-        expect(f.metadata.note).toBe('x');
-        for (const [k, t] of Object.entries(ts)) {
-          const back = getTensor(f, k);
-          expect(back.shape).toEqual(t.shape);
-          expect(Array.from(back.data)).toEqual(Array.from(t.data));
-        }
-      }),
+      fc.property(
+        fc.array(fc.array(fc.integer({ min: 0, max: 4 }), { maxLength: 3 }), { minLength: 1, maxLength: 4 }),
+        fc.integer(),
+        (shapes, seed) => {
+          const r = new Rng(seed);
+          const ts: Record<string, Tensor> = {};
+          shapes.forEach((s, i) => (ts[`t${i}`] = Tensor.normal(r, s, 0, 1, i % 2 ? 'float32' : 'float64')));
+          const f = parseSafetensors(serializeSafetensors(ts, { note: 'x' }));
+          expect(f.metadata.note).toBe('x');
+          for (const [k, t] of Object.entries(ts)) {
+            const back = getTensor(f, k);
+            expect(back.shape).toEqual(t.shape);
+            expect(Array.from(back.data)).toEqual(Array.from(t.data));
+          }
+        },
+      ),
       { numRuns: 30 },
     );
   });
@@ -73,7 +83,9 @@ describe('safetensors', () => {
     // exact known encodings: 1.0, -2.0, 65504 (max half), 1/3 rounds to 0x3555 in half and 0x3eab in bf16
     const known = serializeSafetensors({ h: Tensor.from([1, -2, 65504, 1 / 3], [4]) }, undefined, 'F16');
     expect(Array.from(getTensor(parseSafetensors(known), 'h').data)).toEqual([1, -2, 65504, 0.333251953125]);
-    expect(() => serializeSafetensors({ u: Tensor.from([256], [1]) }, undefined, 'U8')).toThrow(/not representable as U8/);
+    expect(() => serializeSafetensors({ u: Tensor.from([256], [1]) }, undefined, 'U8')).toThrow(
+      /not representable as U8/,
+    );
   });
 
   it('decodes F16, BF16, I64, I32, U8', () => {
@@ -112,11 +124,23 @@ describe('safetensors', () => {
     const lying = new Uint8Array(16);
     new DataView(lying.buffer).setBigUint64(0, 100n, true);
     expect(() => parseSafetensors(lying)).toThrow(/runs past the end of the file/);
-    expect(() => parseSafetensors(withHeader({ a: { dtype: 'F32', shape: [3], data_offsets: [0, 8] } }, 8))).toThrow(/8 bytes for F32 \[3\], expected 12/);
+    expect(() => parseSafetensors(withHeader({ a: { dtype: 'F32', shape: [3], data_offsets: [0, 8] } }, 8))).toThrow(
+      /8 bytes for F32 \[3\], expected 12/,
+    );
     expect(() =>
-      parseSafetensors(withHeader({ a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [1], data_offsets: [4, 8] } }, 8)),
+      parseSafetensors(
+        withHeader(
+          {
+            a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] },
+            b: { dtype: 'F32', shape: [1], data_offsets: [4, 8] },
+          },
+          8,
+        ),
+      ),
     ).toThrow(/overlap/);
-    expect(() => parseSafetensors(withHeader({ a: { dtype: 'Q4', shape: [1], data_offsets: [0, 1] } }, 1))).toThrow(/unknown dtype/);
+    expect(() => parseSafetensors(withHeader({ a: { dtype: 'Q4', shape: [1], data_offsets: [0, 1] } }, 1))).toThrow(
+      /unknown dtype/,
+    );
     expect(() => parseSafetensors(withHeader([1, 2], 0))).toThrow(/not a JSON object/);
     const bad = withHeader(t, 8);
     bad[9] = 0x7b; // corrupt the JSON
@@ -128,13 +152,18 @@ describe('safetensors', () => {
     const entry = fc.record({
       dtype: fc.constantFrom('F64', 'F32', 'F16', 'I8', 'XX', 3),
       shape: fc.oneof(fc.array(fc.integer({ min: -2, max: 5 }), { maxLength: 3 }), fc.constant('x')),
-      data_offsets: fc.oneof(fc.tuple(fc.integer({ min: -4, max: 64 }), fc.integer({ min: -4, max: 64 })), fc.constant(null)),
+      data_offsets: fc.oneof(
+        fc.tuple(fc.integer({ min: -4, max: 64 }), fc.integer({ min: -4, max: 64 })),
+        fc.constant(null),
+      ),
     });
     fc.assert(
       fc.property(
         fc.oneof(
           fc.uint8Array({ maxLength: 64 }),
-          fc.tuple(fc.dictionary(fc.string({ maxLength: 4 }), entry, { maxKeys: 4 }), fc.nat(64)).map(([h, n]) => withHeader(h, n)),
+          fc
+            .tuple(fc.dictionary(fc.string({ maxLength: 4 }), entry, { maxKeys: 4 }), fc.nat(64))
+            .map(([h, n]) => withHeader(h, n)),
         ),
         (bytes) => {
           try {

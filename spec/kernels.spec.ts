@@ -44,28 +44,33 @@ describe.each(KERNEL_BACKENDS)('kernels on $title', ({ name, available }) => {
     );
   });
 
-  run('the gated MLP = reference, fused (model weights) and kernel by kernel, the same bits both ways (numRuns 8)', async () => {
-    const ops = await getOps(name);
-    const rt = name === 'wasm-simd' ? undefined : await getRuntime(name as KernelBackendName); // wasm-simd: its products and SIMD SiLU, no plan
-    await fc.assert(
-      fc.asyncProperty(dim(5), dim(9), dim(13), dim(9), fc.integer(), async (rows, d, f, o, seed) => {
-        const r = new Rng(seed);
-        const x = rand.normal(r, [rows, d]);
-        const [gate, up, down] = [rand.normal(r, [f, d]), rand.normal(r, [f, d]), rand.normal(r, [o, f])];
-        const want = gatedMlp(x, gate, up, down);
-        const loose = await ops.gatedMlp(x, gate, up, down); // weights not marked immutable: kernel by kernel
-        expectClose(loose, want, tol, 'kernel by kernel');
-        for (const w of [gate, up, down]) markImmutable(w.data);
-        const plans = rt?.plans.compiled ?? 0;
-        const fused = await ops.gatedMlp(x, gate, up, down);
-        if (rt) expect(rt.plans.compiled, 'model weights run as one compiled plan').toBe(plans + 1);
-        expect(Array.from(fused.data)).toEqual(Array.from(loose.data));
-        expect(Array.from((await ops.gatedMlp(x, gate, up, down)).data), 'the cached plan').toEqual(Array.from(loose.data));
-        if (rt) expect(rt.plans.compiled, 'compiled once').toBe(plans + 1);
-      }),
-      { numRuns: 8 },
-    );
-  });
+  run(
+    'the gated MLP = reference, fused (model weights) and kernel by kernel, the same bits both ways (numRuns 8)',
+    async () => {
+      const ops = await getOps(name);
+      const rt = name === 'wasm-simd' ? undefined : await getRuntime(name as KernelBackendName); // wasm-simd: its products and SIMD SiLU, no plan
+      await fc.assert(
+        fc.asyncProperty(dim(5), dim(9), dim(13), dim(9), fc.integer(), async (rows, d, f, o, seed) => {
+          const r = new Rng(seed);
+          const x = rand.normal(r, [rows, d]);
+          const [gate, up, down] = [rand.normal(r, [f, d]), rand.normal(r, [f, d]), rand.normal(r, [o, f])];
+          const want = gatedMlp(x, gate, up, down);
+          const loose = await ops.gatedMlp(x, gate, up, down); // weights not marked immutable: kernel by kernel
+          expectClose(loose, want, tol, 'kernel by kernel');
+          for (const w of [gate, up, down]) markImmutable(w.data);
+          const plans = rt?.plans.compiled ?? 0;
+          const fused = await ops.gatedMlp(x, gate, up, down);
+          if (rt) expect(rt.plans.compiled, 'model weights run as one compiled plan').toBe(plans + 1);
+          expect(Array.from(fused.data)).toEqual(Array.from(loose.data));
+          expect(Array.from((await ops.gatedMlp(x, gate, up, down)).data), 'the cached plan').toEqual(
+            Array.from(loose.data),
+          );
+          if (rt) expect(rt.plans.compiled, 'compiled once').toBe(plans + 1);
+        }),
+        { numRuns: 8 },
+      );
+    },
+  );
 
   // wasm-simd has no plans: skipped there, not passed empty
   (available && name !== 'wasm-simd' ? it : it.skip)(
@@ -75,7 +80,9 @@ describe.each(KERNEL_BACKENDS)('kernels on $title', ({ name, available }) => {
       const rt = await getRuntime(name as KernelBackendName);
       const r = new Rng(13);
       const x = rand.normal(r, [2, 4]);
-      const layers = [0, 1, 2].map(() => [rand.normal(r, [3, 4]), rand.normal(r, [3, 4]), rand.normal(r, [4, 3])] as const);
+      const layers = [0, 1, 2].map(
+        () => [rand.normal(r, [3, 4]), rand.normal(r, [3, 4]), rand.normal(r, [4, 3])] as const,
+      );
       for (const l of layers) for (const w of l) markImmutable(w.data);
       const bits = (t: Tensor) => Array.from(t.data);
       const was = { maxPlans: rt.plans.maxPlans, enabled: rt.plans.enabled };
@@ -101,28 +108,34 @@ describe.each(KERNEL_BACKENDS)('kernels on $title', ({ name, available }) => {
     },
   );
 
-  run('several products of one input (q, k, v) = reference, fused and kernel by kernel, the same bits both ways (numRuns 8)', async () => {
-    const ops = await getOps(name);
-    await fc.assert(
-      fc.asyncProperty(
-        dim(5),
-        dim(9),
-        fc.array(fc.record({ out: dim(9), bias: fc.boolean() }), { minLength: 1, maxLength: 4 }),
-        fc.integer(),
-        async (rows, nin, spec, seed) => {
-          const r = new Rng(seed);
-          const x = rand.normal(r, [rows, nin]);
-          const ws = spec.map((w) => ({ weight: rand.normal(r, [w.out, nin]), bias: w.bias ? rand.normal(r, [w.out]) : undefined }));
-          const loose = await ops.linears(x, ws);
-          ws.forEach((w, i) => expectClose(loose[i]!, linear(x, w.weight, w.bias), tol, `product ${i}`));
-          for (const w of ws) for (const t of [w.weight, w.bias]) if (t) markImmutable(t.data);
-          const fused = await ops.linears(x, ws);
-          expect(fused.map((t) => Array.from(t.data))).toEqual(loose.map((t) => Array.from(t.data)));
-        },
-      ),
-      { numRuns: 8 },
-    );
-  });
+  run(
+    'several products of one input (q, k, v) = reference, fused and kernel by kernel, the same bits both ways (numRuns 8)',
+    async () => {
+      const ops = await getOps(name);
+      await fc.assert(
+        fc.asyncProperty(
+          dim(5),
+          dim(9),
+          fc.array(fc.record({ out: dim(9), bias: fc.boolean() }), { minLength: 1, maxLength: 4 }),
+          fc.integer(),
+          async (rows, nin, spec, seed) => {
+            const r = new Rng(seed);
+            const x = rand.normal(r, [rows, nin]);
+            const ws = spec.map((w) => ({
+              weight: rand.normal(r, [w.out, nin]),
+              bias: w.bias ? rand.normal(r, [w.out]) : undefined,
+            }));
+            const loose = await ops.linears(x, ws);
+            ws.forEach((w, i) => expectClose(loose[i]!, linear(x, w.weight, w.bias), tol, `product ${i}`));
+            for (const w of ws) for (const t of [w.weight, w.bias]) if (t) markImmutable(t.data);
+            const fused = await ops.linears(x, ws);
+            expect(fused.map((t) => Array.from(t.data))).toEqual(loose.map((t) => Array.from(t.data)));
+          },
+        ),
+        { numRuns: 8 },
+      );
+    },
+  );
 
   run('a plan whose weight changed in place (markChanged) is rebuilt with the new values', async () => {
     const ops = await getOps(name);
@@ -135,21 +148,35 @@ describe.each(KERNEL_BACKENDS)('kernels on $title', ({ name, available }) => {
     for (const w of [up, down]) {
       for (let i = 0; i < w.size; i++) w.data[i] = 1 - 3 * w.data[i]!;
       markChanged(w.data);
-      expectClose(await ops.gatedMlp(x, gate, up, down), gatedMlp(x, gate, up, down), tol, `after changing ${w === up ? 'up (float64)' : 'down (float32)'}`);
+      expectClose(
+        await ops.gatedMlp(x, gate, up, down),
+        gatedMlp(x, gate, up, down),
+        tol,
+        `after changing ${w === up ? 'up (float64)' : 'down (float32)'}`,
+      );
     }
   });
 
   run('linear attention (parallel, with and without decay) = reference (numRuns 12)', async () => {
     const ops = await getOps(name);
     await fc.assert(
-      fc.asyncProperty(dim(2), dim(2), dim(20), dim(5), dim(5), fc.boolean(), fc.integer(), async (b, h, L, dk, dv, decay, seed) => {
-        const r = new Rng(seed);
-        const q = rand.normal(r, [b, h, L, dk]);
-        const k = rand.normal(r, [b, h, L, dk]);
-        const v = rand.normal(r, [b, h, L, dv]);
-        const g = decay ? rand.uniform(r, [b, h, L], 0.5, 1) : undefined;
-        expectClose(await ops.linearAttention(q, k, v, g), linearAttentionParallel(q, k, v, g), tol);
-      }),
+      fc.asyncProperty(
+        dim(2),
+        dim(2),
+        dim(20),
+        dim(5),
+        dim(5),
+        fc.boolean(),
+        fc.integer(),
+        async (b, h, L, dk, dv, decay, seed) => {
+          const r = new Rng(seed);
+          const q = rand.normal(r, [b, h, L, dk]);
+          const k = rand.normal(r, [b, h, L, dk]);
+          const v = rand.normal(r, [b, h, L, dv]);
+          const g = decay ? rand.uniform(r, [b, h, L], 0.5, 1) : undefined;
+          expectClose(await ops.linearAttention(q, k, v, g), linearAttentionParallel(q, k, v, g), tol);
+        },
+      ),
       { numRuns: 12 },
     );
   });
@@ -159,14 +186,33 @@ describe.each(KERNEL_BACKENDS)('kernels on $title', ({ name, available }) => {
     const layout = fc.constantFrom('time', 'grouped', 'invariant');
     await fc.assert(
       fc.asyncProperty(
-        fc.record({ b: dim(2), groups: dim(3), perGroup: dim(3), L: dim(40), N: dim(6), chunk: fc.option(dim(9), { nil: undefined }) }),
-        fc.record({ bl: layout, cl: layout, D: fc.boolean(), z: fc.boolean(), bias: fc.boolean(), sp: fc.boolean(), h0: fc.boolean() }),
+        fc.record({
+          b: dim(2),
+          groups: dim(3),
+          perGroup: dim(3),
+          L: dim(40),
+          N: dim(6),
+          chunk: fc.option(dim(9), { nil: undefined }),
+        }),
+        fc.record({
+          bl: layout,
+          cl: layout,
+          D: fc.boolean(),
+          z: fc.boolean(),
+          bias: fc.boolean(),
+          sp: fc.boolean(),
+          h0: fc.boolean(),
+        }),
         fc.integer(),
         async (s, o, seed) => {
           const r = new Rng(seed);
           const D = s.groups * s.perGroup;
           const proj = (kind: string) =>
-            kind === 'time' ? rand.normal(r, [s.b, s.N, s.L]) : kind === 'grouped' ? rand.normal(r, [s.b, s.groups, s.N, s.L]) : rand.normal(r, [D, s.N]);
+            kind === 'time'
+              ? rand.normal(r, [s.b, s.N, s.L])
+              : kind === 'grouped'
+                ? rand.normal(r, [s.b, s.groups, s.N, s.L])
+                : rand.normal(r, [D, s.N]);
           const inp = {
             u: rand.normal(r, [s.b, D, s.L]),
             delta: rand.normal(r, [s.b, D, s.L], 0.5),
@@ -192,48 +238,66 @@ describe.each(KERNEL_BACKENDS)('kernels on $title', ({ name, available }) => {
     );
   });
 
-  run('state update, flat and multi-head with groups = reference; with model weights (one fused plan) the same bits (numRuns 20)', async () => {
-    const ops = await getOps(name);
-    await fc.assert(
-      fc.asyncProperty(
-        fc.record({ b: dim(3), G: dim(2), hpg: dim(2), P: dim(6), N: dim(17), multi: fc.boolean(), opt: fc.boolean() }),
-        fc.integer(),
-        async (s, seed) => {
-          const r = new Rng(seed);
-          const H = s.G * s.hpg;
-          const lead = s.multi ? [H, s.P] : [s.P];
-          const inp = {
-            state: rand.normal(r, [s.b, ...lead, s.N]),
-            x: rand.normal(r, [s.b, ...lead]),
-            delta: rand.normal(r, [s.b, ...lead], 0.5),
-            A: rand.uniform(r, [...lead, s.N], -2, -0.1),
-            B: rand.normal(r, s.multi ? [s.b, s.G, s.N] : [s.b, s.N]),
-            C: rand.normal(r, s.multi ? [s.b, s.G, s.N] : [s.b, s.N]),
-            D: s.opt ? rand.normal(r, lead) : undefined,
-            z: s.opt ? rand.normal(r, [s.b, ...lead]) : undefined,
-            deltaBias: s.opt ? rand.uniform(r, lead, -3, -1) : undefined,
-            deltaSoftplus: true,
-          };
-          const want = selectiveStateUpdate(inp);
-          const got = await ops.selectiveStateUpdate(inp);
-          expectClose(got.out, want.out, tol, 'out');
-          expectClose(got.state, want.state, tol, 'state');
-          // A, D and dt_bias as a model's weights: the GPU.js backends run both passes as one fused plan
-          for (const t of [inp.A, inp.D, inp.deltaBias]) if (t) markImmutable(t.data);
-          const fused = await ops.selectiveStateUpdate(inp);
-          expect(Array.from(fused.out.data), 'fused out').toEqual(Array.from(got.out.data));
-          expect(Array.from(fused.state.data), 'fused state').toEqual(Array.from(got.state.data));
-        },
-      ),
-      { numRuns: 20 },
-    );
-  });
+  run(
+    'state update, flat and multi-head with groups = reference; with model weights (one fused plan) the same bits (numRuns 20)',
+    async () => {
+      const ops = await getOps(name);
+      await fc.assert(
+        fc.asyncProperty(
+          fc.record({
+            b: dim(3),
+            G: dim(2),
+            hpg: dim(2),
+            P: dim(6),
+            N: dim(17),
+            multi: fc.boolean(),
+            opt: fc.boolean(),
+          }),
+          fc.integer(),
+          async (s, seed) => {
+            const r = new Rng(seed);
+            const H = s.G * s.hpg;
+            const lead = s.multi ? [H, s.P] : [s.P];
+            const inp = {
+              state: rand.normal(r, [s.b, ...lead, s.N]),
+              x: rand.normal(r, [s.b, ...lead]),
+              delta: rand.normal(r, [s.b, ...lead], 0.5),
+              A: rand.uniform(r, [...lead, s.N], -2, -0.1),
+              B: rand.normal(r, s.multi ? [s.b, s.G, s.N] : [s.b, s.N]),
+              C: rand.normal(r, s.multi ? [s.b, s.G, s.N] : [s.b, s.N]),
+              D: s.opt ? rand.normal(r, lead) : undefined,
+              z: s.opt ? rand.normal(r, [s.b, ...lead]) : undefined,
+              deltaBias: s.opt ? rand.uniform(r, lead, -3, -1) : undefined,
+              deltaSoftplus: true,
+            };
+            const want = selectiveStateUpdate(inp);
+            const got = await ops.selectiveStateUpdate(inp);
+            expectClose(got.out, want.out, tol, 'out');
+            expectClose(got.state, want.state, tol, 'state');
+            // A, D and dt_bias as a model's weights: the GPU.js backends run both passes as one fused plan
+            for (const t of [inp.A, inp.D, inp.deltaBias]) if (t) markImmutable(t.data);
+            const fused = await ops.selectiveStateUpdate(inp);
+            expect(Array.from(fused.out.data), 'fused out').toEqual(Array.from(got.out.data));
+            expect(Array.from(fused.state.data), 'fused state').toEqual(Array.from(got.state.data));
+          },
+        ),
+        { numRuns: 20 },
+      );
+    },
+  );
 
   run('causal conv1d and its update (shift and circular) = reference (numRuns 20)', async () => {
     const ops = await getOps(name);
     await fc.assert(
       fc.asyncProperty(
-        fc.record({ b: dim(2), d: dim(5), L: dim(30), W: fc.integer({ min: 1, max: 5 }), extra: fc.integer({ min: 0, max: 4 }), steps: dim(4) }),
+        fc.record({
+          b: dim(2),
+          d: dim(5),
+          L: dim(30),
+          W: fc.integer({ min: 1, max: 5 }),
+          extra: fc.integer({ min: 0, max: 4 }),
+          steps: dim(4),
+        }),
         fc.record({ bias: fc.boolean(), init: fc.boolean(), silu: fc.boolean(), circular: fc.boolean() }),
         fc.integer(),
         async (s, o, seed) => {
@@ -241,7 +305,13 @@ describe.each(KERNEL_BACKENDS)('kernels on $title', ({ name, available }) => {
           const weight = rand.normal(r, [s.d, s.W]);
           const bias = o.bias ? rand.normal(r, [s.d]) : undefined;
           const activation = o.silu ? ('silu' as const) : null;
-          const c = { x: rand.normal(r, [s.b, s.d, s.L]), weight, bias, activation, initialStates: o.init ? rand.normal(r, [s.b, s.d, s.W - 1]) : undefined };
+          const c = {
+            x: rand.normal(r, [s.b, s.d, s.L]),
+            weight,
+            bias,
+            activation,
+            initialStates: o.init ? rand.normal(r, [s.b, s.d, s.W - 1]) : undefined,
+          };
           const want = causalConv1d(c);
           const got = await ops.causalConv1d(c);
           expectClose(got.out, want.out, tol, 'out');
@@ -270,7 +340,17 @@ describe.each(KERNEL_BACKENDS)('kernels on $title', ({ name, available }) => {
     const ops = await getOps(name);
     await fc.assert(
       fc.asyncProperty(
-        fc.record({ b: dim(2), L: dim(30), G: dim(2), hpg: dim(2), P: dim(4), N: dim(5), chunk: dim(8), opt: fc.boolean(), h0: fc.boolean() }),
+        fc.record({
+          b: dim(2),
+          L: dim(30),
+          G: dim(2),
+          hpg: dim(2),
+          P: dim(4),
+          N: dim(5),
+          chunk: dim(8),
+          opt: fc.boolean(),
+          h0: fc.boolean(),
+        }),
         fc.integer(),
         async (s, seed) => {
           const r = new Rng(seed);
@@ -310,7 +390,16 @@ describe.each(KERNEL_BACKENDS)('kernels on $title', ({ name, available }) => {
     const ops = await getOps(name);
     await fc.assert(
       fc.asyncProperty(
-        fc.record({ b: dim(2), G: dim(3), per: dim(4), N: dim(17), K: dim(8), r: fc.nat(8), opt: fc.boolean(), grouped: fc.boolean() }),
+        fc.record({
+          b: dim(2),
+          G: dim(3),
+          per: dim(4),
+          N: dim(17),
+          K: dim(8),
+          r: fc.nat(8),
+          opt: fc.boolean(),
+          grouped: fc.boolean(),
+        }),
         fc.integer(),
         async (s, seed) => {
           const r = new Rng(seed);
@@ -348,15 +437,23 @@ describe.each(KERNEL_BACKENDS)('kernels on $title', ({ name, available }) => {
   run('gated RMSNorm, gate before and after = reference (numRuns 15)', async () => {
     const ops = await getOps(name);
     await fc.assert(
-      fc.asyncProperty(dim(6), dim(4), dim(8), fc.boolean(), fc.boolean(), fc.integer(), async (rows, groups, gs, before, hasZ, seed) => {
-        const r = new Rng(seed);
-        const d = groups * gs;
-        const x = rand.normal(r, [rows, d]);
-        const w = rand.normal(r, [d]);
-        const z = hasZ ? rand.normal(r, [rows, d]) : undefined;
-        const o = { eps: 1e-5, groupSize: gs, normBeforeGate: before };
-        expectClose(await ops.gatedRmsnorm(x, w, z, o), gatedRmsnorm(x, w, z, o), tol);
-      }),
+      fc.asyncProperty(
+        dim(6),
+        dim(4),
+        dim(8),
+        fc.boolean(),
+        fc.boolean(),
+        fc.integer(),
+        async (rows, groups, gs, before, hasZ, seed) => {
+          const r = new Rng(seed);
+          const d = groups * gs;
+          const x = rand.normal(r, [rows, d]);
+          const w = rand.normal(r, [d]);
+          const z = hasZ ? rand.normal(r, [rows, d]) : undefined;
+          const o = { eps: 1e-5, groupSize: gs, normBeforeGate: before };
+          expectClose(await ops.gatedRmsnorm(x, w, z, o), gatedRmsnorm(x, w, z, o), tol);
+        },
+      ),
       { numRuns: 15 },
     );
   });
@@ -400,7 +497,12 @@ describe.each(KERNEL_BACKENDS)('kernels on $title', ({ name, available }) => {
         const k = rand.normal(r, [1, 1, L, 4]);
         const v = rand.normal(r, [1, 1, L, 2]);
         const g = rand.uniform(r, [1, 1, L], 0.9, 1);
-        expectClose(await ops.linearAttention(q, k, v, g), linearAttentionParallel(q, k, v, g), tol, 'linear attention');
+        expectClose(
+          await ops.linearAttention(q, k, v, g),
+          linearAttentionParallel(q, k, v, g),
+          tol,
+          'linear attention',
+        );
       }),
       { numRuns: 2 },
     );

@@ -25,7 +25,12 @@ const dim = (max: number) => fc.integer({ min: 1, max });
  * float32 sum — instead of by tol · ‖sum‖: when the terms cancel (a seen case: Σ = 0.0056 of terms whose
  * |·| add to 68.6) the float32 rounding of the terms is far above tol times the tiny result.
  */
-function expectAll(got: Record<string, unknown>, want: Record<string, unknown>, tol: number, sums: Record<string, Float64Array> = {}): void {
+function expectAll(
+  got: Record<string, unknown>,
+  want: Record<string, unknown>,
+  tol: number,
+  sums: Record<string, Float64Array> = {},
+): void {
   for (const [k, w] of Object.entries(want)) {
     if (w === undefined) continue;
     const g = got[k] as Tensor | undefined;
@@ -60,13 +65,26 @@ describe.each(KERNEL_BACKENDS)('backward ops on $title', ({ name, available }) =
     await fc.assert(
       fc.asyncProperty(
         fc.record({ b: dim(2), groups: dim(3), perGroup: dim(2), L: dim(30), N: dim(5) }),
-        fc.record({ bl: layout, cl: layout, D: fc.boolean(), z: fc.boolean(), bias: fc.boolean(), sp: fc.boolean(), h0: fc.boolean(), dlast: fc.boolean() }),
+        fc.record({
+          bl: layout,
+          cl: layout,
+          D: fc.boolean(),
+          z: fc.boolean(),
+          bias: fc.boolean(),
+          sp: fc.boolean(),
+          h0: fc.boolean(),
+          dlast: fc.boolean(),
+        }),
         fc.integer(),
         async (s, o, seed) => {
           const r = new Rng(seed);
           const D = s.groups * s.perGroup;
           const proj = (kind: string) =>
-            kind === 'time' ? rand.normal(r, [s.b, s.N, s.L]) : kind === 'grouped' ? rand.normal(r, [s.b, s.groups, s.N, s.L]) : rand.normal(r, [D, s.N]);
+            kind === 'time'
+              ? rand.normal(r, [s.b, s.N, s.L])
+              : kind === 'grouped'
+                ? rand.normal(r, [s.b, s.groups, s.N, s.L])
+                : rand.normal(r, [D, s.N]);
           const inp = {
             u: rand.normal(r, [s.b, D, s.L]),
             delta: rand.normal(r, [s.b, D, s.L], 0.5),
@@ -84,7 +102,9 @@ describe.each(KERNEL_BACKENDS)('backward ops on $title', ({ name, available }) =
           const dout = rand.normal(r, [s.b, D, s.L]);
           const dlast = o.dlast ? rand.normal(r, [s.b, D, s.N]) : undefined;
           const want = selectiveScanBackward(inp, dout, dlast);
-          expectAll({ ...(await ops.selectiveScanBackward(inp, dout, dlast)) }, { ...want }, tol, { ddeltaBias: absSums(want.ddelta, 1) });
+          expectAll({ ...(await ops.selectiveScanBackward(inp, dout, dlast)) }, { ...want }, tol, {
+            ddeltaBias: absSums(want.ddelta, 1),
+          });
         },
       ),
       { numRuns: 20 },
@@ -109,7 +129,11 @@ describe.each(KERNEL_BACKENDS)('backward ops on $title', ({ name, available }) =
           };
           const dout = rand.normal(r, [s.b, s.d, s.L]);
           const dfin = o.dfin ? rand.normal(r, [s.b, s.d, s.W - 1]) : undefined;
-          expectAll({ ...(await ops.causalConv1dBackward(c, dout, dfin)) }, { ...causalConv1dBackward(c, dout, dfin) }, tol);
+          expectAll(
+            { ...(await ops.causalConv1dBackward(c, dout, dfin)) },
+            { ...causalConv1dBackward(c, dout, dfin) },
+            tol,
+          );
         },
       ),
       { numRuns: 20 },
@@ -121,7 +145,14 @@ describe.each(KERNEL_BACKENDS)('backward ops on $title', ({ name, available }) =
     await fc.assert(
       fc.asyncProperty(
         fc.record({ b: dim(2), L: dim(20), G: dim(2), hpg: dim(2), P: dim(3), N: dim(4) }),
-        fc.record({ D: fc.boolean(), z: fc.boolean(), bias: fc.boolean(), sp: fc.boolean(), h0: fc.boolean(), dfin: fc.boolean() }),
+        fc.record({
+          D: fc.boolean(),
+          z: fc.boolean(),
+          bias: fc.boolean(),
+          sp: fc.boolean(),
+          h0: fc.boolean(),
+          dfin: fc.boolean(),
+        }),
         fc.integer(),
         async (s, o, seed) => {
           const r = new Rng(seed);
@@ -142,7 +173,9 @@ describe.each(KERNEL_BACKENDS)('backward ops on $title', ({ name, available }) =
           const dout = rand.normal(r, [s.b, s.L, H, s.P]);
           const dfin = o.dfin ? rand.normal(r, [s.b, H, s.P, s.N]) : undefined;
           const want = ssdBackward(inp, dout, dfin);
-          expectAll({ ...(await ops.ssdBackward(inp, dout, dfin)) }, { ...want }, tol, { ddeltaBias: absSums(want.ddelta, 2) });
+          expectAll({ ...(await ops.ssdBackward(inp, dout, dfin)) }, { ...want }, tol, {
+            ddeltaBias: absSums(want.ddelta, 2),
+          });
         },
       ),
       { numRuns: 15 },
@@ -152,16 +185,24 @@ describe.each(KERNEL_BACKENDS)('backward ops on $title', ({ name, available }) =
   run('gated RMSNorm backward, groups, gate before and after = reference (numRuns 20)', async () => {
     const ops = await getOps(name);
     await fc.assert(
-      fc.asyncProperty(fc.record({ rows: dim(6), groups: dim(3), gs: dim(6), z: fc.boolean(), before: fc.boolean() }), fc.integer(), async (s, seed) => {
-        const r = new Rng(seed);
-        const d = s.groups * s.gs;
-        const x = rand.normal(r, [s.rows, d]);
-        const w = rand.normal(r, [d]);
-        const z = s.z ? rand.normal(r, [s.rows, d]) : undefined;
-        const dy = rand.normal(r, [s.rows, d]);
-        const o = { eps: 1e-5, groupSize: s.gs, normBeforeGate: s.before };
-        expectAll({ ...(await ops.gatedRmsnormBackward(x, w, z, dy, o)) }, { ...gatedRmsnormBackward(x, w, z, dy, o) }, tol);
-      }),
+      fc.asyncProperty(
+        fc.record({ rows: dim(6), groups: dim(3), gs: dim(6), z: fc.boolean(), before: fc.boolean() }),
+        fc.integer(),
+        async (s, seed) => {
+          const r = new Rng(seed);
+          const d = s.groups * s.gs;
+          const x = rand.normal(r, [s.rows, d]);
+          const w = rand.normal(r, [d]);
+          const z = s.z ? rand.normal(r, [s.rows, d]) : undefined;
+          const dy = rand.normal(r, [s.rows, d]);
+          const o = { eps: 1e-5, groupSize: s.gs, normBeforeGate: s.before };
+          expectAll(
+            { ...(await ops.gatedRmsnormBackward(x, w, z, dy, o)) },
+            { ...gatedRmsnormBackward(x, w, z, dy, o) },
+            tol,
+          );
+        },
+      ),
       { numRuns: 20 },
     );
   });

@@ -111,19 +111,23 @@ describe('Algorithm 1 conversion', () => {
     // mamba_config.json (attn_layers) and mil_config.json as saved, the weights as float64
     const port = (m: HybridModel, ids: number[]) => Array.from(portLogits(portModelOf(m), ids));
     await fc.assert(
-      fc.asyncProperty(fc.constantFrom<'mamba1' | 'mamba2'>('mamba1', 'mamba2'), fc.integer({ min: 0, max: 1000 }), async (variant, seed) => {
-        const t = teacher(seed);
-        const h = convert(t, { variant, attentionFraction: 1, seed });
-        const ids = [[3, 1, 4, 1, 5, 9, 2, 6]];
-        const a = await forward(ops, t, ids, newCache(t, 1));
-        const b = await forward(ops, h, ids, newCache(h, 1));
-        expect(Array.from(b.data)).toEqual(Array.from(a.data));
-        // independent: the saved hybrid, read by the port, is the teacher as the port reads it, bit for bit, and
-        // both agree with this library's teacher to float64 rounding
-        const viaPort = port(h, ids[0]!);
-        expect(viaPort).toEqual(port(t, ids[0]!));
-        expect(relError(Float64Array.from(viaPort), Float64Array.from(a.data))).toBeLessThanOrEqual(1e-12);
-      }),
+      fc.asyncProperty(
+        fc.constantFrom<'mamba1' | 'mamba2'>('mamba1', 'mamba2'),
+        fc.integer({ min: 0, max: 1000 }),
+        async (variant, seed) => {
+          const t = teacher(seed);
+          const h = convert(t, { variant, attentionFraction: 1, seed });
+          const ids = [[3, 1, 4, 1, 5, 9, 2, 6]];
+          const a = await forward(ops, t, ids, newCache(t, 1));
+          const b = await forward(ops, h, ids, newCache(h, 1));
+          expect(Array.from(b.data)).toEqual(Array.from(a.data));
+          // independent: the saved hybrid, read by the port, is the teacher as the port reads it, bit for bit, and
+          // both agree with this library's teacher to float64 rounding
+          const viaPort = port(h, ids[0]!);
+          expect(viaPort).toEqual(port(t, ids[0]!));
+          expect(relError(Float64Array.from(viaPort), Float64Array.from(a.data))).toBeLessThanOrEqual(1e-12);
+        },
+      ),
       { numRuns: 5 },
     );
   });
@@ -146,9 +150,9 @@ describe('Algorithm 1 conversion', () => {
       expect(Math.log1p(Math.exp(b))).toBeGreaterThanOrEqual(0.999e-3);
       expect(Math.log1p(Math.exp(b))).toBeLessThanOrEqual(0.1001);
     }
-    expect(Array.from(m1.weights.get('model.layers.2.mamba.A_log').data.subarray(0, 16)).map((v) => Math.round(Math.exp(v)))).toEqual(
-      Array.from({ length: 16 }, (_, i) => i + 1),
-    );
+    expect(
+      Array.from(m1.weights.get('model.layers.2.mamba.A_log').data.subarray(0, 16)).map((v) => Math.round(Math.exp(v))),
+    ).toEqual(Array.from({ length: 16 }, (_, i) => i + 1));
     const m2 = convert(t, { variant: 'mamba2', attnLayers: [], seed: 1 });
     const inp = m2.weights.get('model.layers.3.mamba.in_proj.weight');
     const I = 64,
@@ -193,7 +197,9 @@ describe('Algorithm 1 conversion', () => {
         // independent: the teacher with softmax attention replaced by linear attention (no RoPE, no scale)
         const TW = t.weights;
         const h = Tensor.zeros([1, L, SPEC.hidden]);
-        ids.forEach((id, k) => h.data.set(TW.get('model.embed_tokens.weight').data.subarray(id * 32, id * 32 + 32), k * 32));
+        ids.forEach((id, k) =>
+          h.data.set(TW.get('model.embed_tokens.weight').data.subarray(id * 32, id * 32 + 32), k * 32),
+        );
         for (let i = 0; i < SPEC.layers; i++) {
           const p = `model.layers.${i}`;
           const x = rmsnorm(h, TW.get(`${p}.input_layernorm.weight`), 1e-5);
@@ -239,7 +245,8 @@ describe('checkpoints', () => {
           expect(back.mamba?.variant).toBe(m.mamba?.variant);
           expect(back.mamba?.semantics).toBe(m.mamba?.semantics);
           expect(back.weights.names().sort()).toEqual(m.weights.names().sort());
-          for (const n of m.weights.names()) expect(Array.from(back.weights.get(n).data)).toEqual(Array.from(m.weights.get(n).data));
+          for (const n of m.weights.names())
+            expect(Array.from(back.weights.get(n).data)).toEqual(Array.from(m.weights.get(n).data));
           const ids = [[1, 2, 3, 4]];
           const a = await forward(ops, m, ids, newCache(m, 1));
           const b = await forward(ops, back, ids, newCache(back, 1));
@@ -257,13 +264,31 @@ describe('checkpoints', () => {
     const b = randomLlama({ ...SPEC, ropeTheta: 5000, ropeParameters: true }, 3);
     expect(b.llama.ropeTheta).toBe(5000);
     const ids = [[5, 6, 7]];
-    expect(Array.from((await forward(ops, b, ids, newCache(b, 1))).data)).toEqual(Array.from((await forward(ops, a, ids, newCache(a, 1))).data));
+    expect(Array.from((await forward(ops, b, ids, newCache(b, 1))).data)).toEqual(
+      Array.from((await forward(ops, a, ids, newCache(a, 1))).data),
+    );
     const l3 = parseLlamaConfig({
       ...a.llama.raw,
-      rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 },
+      rope_scaling: {
+        rope_type: 'llama3',
+        factor: 8,
+        low_freq_factor: 1,
+        high_freq_factor: 4,
+        original_max_position_embeddings: 8192,
+      },
     });
-    expect(l3.ropeScaling).toEqual({ ropeType: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 });
-    const l3b = parseLlamaConfig({ ...a.llama.raw, rope_theta: undefined, rope_parameters: { rope_theta: 500000, rope_type: 'llama3', factor: 32 } });
+    expect(l3.ropeScaling).toEqual({
+      ropeType: 'llama3',
+      factor: 8,
+      lowFreqFactor: 1,
+      highFreqFactor: 4,
+      originalMaxPositionEmbeddings: 8192,
+    });
+    const l3b = parseLlamaConfig({
+      ...a.llama.raw,
+      rope_theta: undefined,
+      rope_parameters: { rope_theta: 500000, rope_type: 'llama3', factor: 32 },
+    });
     expect([l3b.ropeTheta, l3b.ropeScaling.ropeType, l3b.ropeScaling.factor]).toEqual([500000, 'llama3', 32]);
     expect(a.llama.headDim).toBe(16); // ≠ hidden / heads = 8
     expect(parseLlamaConfig({ ...a.llama.raw, head_dim: undefined }).headDim).toBe(8);
@@ -272,7 +297,9 @@ describe('checkpoints', () => {
     const dir = tmp();
     saveModel(dir, tied);
     const tb = loadModel(dir);
-    expect(Array.from((await forward(ops, tb, ids, newCache(tb, 1))).data)).toEqual(Array.from((await forward(ops, tied, ids, newCache(tied, 1))).data));
+    expect(Array.from((await forward(ops, tb, ids, newCache(tb, 1))).data)).toEqual(
+      Array.from((await forward(ops, tied, ids, newCache(tied, 1))).data),
+    );
     expect(() => parseLlamaConfig({ ...a.llama.raw, num_key_value_heads: 3 })).toThrow(ConfigError);
     expect(() => parseLlamaConfig({ ...a.llama.raw, rope_scaling: { rope_type: 'yarn', factor: 2 } })).toThrow(
       /'rope_scaling.rope_type' is "yarn": expected one of "default", "llama3"/,
@@ -345,7 +372,18 @@ describe('generation', () => {
           seed: fc.nat(1000),
         }),
         async (s) => {
-          const base = randomLlama({ vocab: 61, hidden: s.hidden, intermediate: 40, layers: s.layers, heads: 4, kvHeads: s.kvHeads, tie: s.tie }, s.seed);
+          const base = randomLlama(
+            {
+              vocab: 61,
+              hidden: s.hidden,
+              intermediate: 40,
+              layers: s.layers,
+              heads: 4,
+              kvHeads: s.kvHeads,
+              tie: s.tie,
+            },
+            s.seed,
+          );
           const r = new Rng(s.seed + 1);
           const tensors = new Map(base.weights.tensors);
           if (s.bias)
@@ -372,7 +410,8 @@ describe('generation', () => {
           }
           for (const [i, lc] of fused.layers.entries()) {
             const pl = plain.layers[i]!;
-            if (lc.kind !== 'attention' || pl.kind !== 'attention') throw new Error('a Llama has attention layers only');
+            if (lc.kind !== 'attention' || pl.kind !== 'attention')
+              throw new Error('a Llama has attention layers only');
             const kv = (c: typeof lc) => kvTensors(c, fused.length, 1, s.kvHeads, s.hidden / 4);
             expect(Buffer.compare(bits(kv(lc).k), bits(kv(pl).k))).toBe(0);
             expect(Buffer.compare(bits(kv(lc).v), bits(kv(pl).v))).toBe(0);
@@ -406,7 +445,11 @@ describe('generation', () => {
     );
     expect(out).toMatch(/attention kept in layers \[1, 3\]/);
     const j = JSON.parse(
-      execFileSync('node', [mil, 'generate', '--model', dir, '--prompt-ids', '1,2,3', '--max-new-tokens', '5', '--json'], { encoding: 'utf8' }),
+      execFileSync(
+        'node',
+        [mil, 'generate', '--model', dir, '--prompt-ids', '1,2,3', '--max-new-tokens', '5', '--json'],
+        { encoding: 'utf8' },
+      ),
     );
     expect(j.tokens).toHaveLength(5);
     expect(j.decode.tokens).toBe(4);

@@ -46,7 +46,10 @@ const quiet = async (argv: string[]) => {
 function bf16File(path: string): { get(name: string): { shape: number[]; words: Uint16Array } } {
   const buf = readFileSync(path);
   const n = Number(buf.readBigUInt64LE(0));
-  const header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8')) as Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
+  const header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8')) as Record<
+    string,
+    { dtype: string; shape: number[]; data_offsets: [number, number] }
+  >;
   return {
     get(name) {
       const e = header[name]!;
@@ -104,7 +107,8 @@ function llama3InvFreq(
     if (wave < highWave) out.push(f);
     else if (wave > lowWave) out.push(f / s.factor);
     else {
-      const smooth = (s.original_max_position_embeddings / wave - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+      const smooth =
+        (s.original_max_position_embeddings / wave - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
       out.push((1 - smooth) * (f / s.factor) + smooth * f);
     }
   }
@@ -154,7 +158,8 @@ function independentLogits(dir: string, ids: number[]): Float64Array[] {
         const m = Math.max(...s);
         const e = s.map((z) => Math.exp(z - m));
         const z = e.reduce((a, b) => a + b, 0);
-        for (let u = 0; u <= t; u++) for (let i = 0; i < hd; i++) att[t]![j * hd + i]! += (e[u]! / z) * v[u]![g * hd + i]!;
+        for (let u = 0; u <= t; u++)
+          for (let i = 0; i < hd; i++) att[t]![j * hd + i]! += (e[u]! / z) * v[u]![g * hd + i]!;
       }
     const o = matvecs(att, w('self_attn.o_proj.weight'), D);
     h = h.map((ht, t) => ht.map((a, i) => a + o[t]![i]!));
@@ -246,11 +251,17 @@ describe('mil init and the load-time checks (tiny configs)', () => {
     const cfg = tiny(root);
     const a = join(root, 'a');
     const b = join(root, 'b');
-    expect(await quiet(['init', '--config', cfg, '--out', a, '--layers', '3', '--seed', '5', '--max-shard-size', '60KB'])).toBe(0);
+    expect(
+      await quiet(['init', '--config', cfg, '--out', a, '--layers', '3', '--seed', '5', '--max-shard-size', '60KB']),
+    ).toBe(0);
     expect(await quiet(['init', '--config', cfg, '--out', b, '--layers', '3', '--seed', '5'])).toBe(0);
     const shards = readdirSync(a).filter((f) => f.endsWith('.safetensors'));
     expect(shards.length).toBeGreaterThan(1);
-    shards.forEach((f, i) => expect(f).toBe(`model-${String(i + 1).padStart(5, '0')}-of-${String(shards.length).padStart(5, '0')}.safetensors`));
+    shards.forEach((f, i) =>
+      expect(f).toBe(
+        `model-${String(i + 1).padStart(5, '0')}-of-${String(shards.length).padStart(5, '0')}.safetensors`,
+      ),
+    );
     const index = JSON.parse(readFileSync(join(a, 'model.safetensors.index.json'), 'utf8'));
     const ma = loadModel(a);
     const mb = loadModel(b);
@@ -259,7 +270,9 @@ describe('mil init and the load-time checks (tiny configs)', () => {
     for (const n of mb.weights.names()) expect(ma.weights.get(n).data).toEqual(mb.weights.get(n).data); // same seed, other sharding
     const c = join(root, 'c');
     expect(await quiet(['init', '--config', cfg, '--out', c, '--layers', '3', '--seed', '6'])).toBe(0);
-    expect(loadModel(c).weights.get('model.layers.0.mlp.up_proj.weight').data).not.toEqual(mb.weights.get('model.layers.0.mlp.up_proj.weight').data);
+    expect(loadModel(c).weights.get('model.layers.0.mlp.up_proj.weight').data).not.toEqual(
+      mb.weights.get('model.layers.0.mlp.up_proj.weight').data,
+    );
     // a shard missing from the index: named before any weight is read
     rmSync(join(a, shards[1]!));
     expect(() => loadModel(a)).toThrow(SafetensorsError);
@@ -284,9 +297,15 @@ describe('mil init and the load-time checks (tiny configs)', () => {
     expect(() => loadModel(dir)).toThrow(/stored as F32.*'torch_dtype' is "bfloat16"/);
     writeFileSync(cfgPath, JSON.stringify(cfg));
     const vocab = Object.fromEntries(Array.from({ length: 290 }, (_, i) => [`t${i}`, i]));
-    writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify({ model: { type: 'BPE', vocab, merges: [] }, added_tokens: [{ id: 299, content: '<s>' }] }));
+    writeFileSync(
+      join(dir, 'tokenizer.json'),
+      JSON.stringify({ model: { type: 'BPE', vocab, merges: [] }, added_tokens: [{ id: 299, content: '<s>' }] }),
+    );
     expect(() => loadModel(dir)).not.toThrow(); // 290 + an added token at 299: 300 tokens
-    writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify({ model: { type: 'BPE', vocab, merges: [] }, added_tokens: [{ id: 300, content: '<s>' }] }));
+    writeFileSync(
+      join(dir, 'tokenizer.json'),
+      JSON.stringify({ model: { type: 'BPE', vocab, merges: [] }, added_tokens: [{ id: 300, content: '<s>' }] }),
+    );
     expect(() => loadModel(dir)).toThrow(/301 tokens .* vocab_size 300/);
     expect(await quiet(['generate', '--model', dir, '--prompt-ids', '1'])).toBe(2);
     expect(existsSync(join(dir, 'model.safetensors'))).toBe(true);
@@ -296,7 +315,9 @@ describe('mil init and the load-time checks (tiny configs)', () => {
     const root = tmpFolder('init');
     const out = join(root, 'x');
     expect(await quiet(['init', '--config', tiny(root), '--out', out, '--max-shard-size', 'lots'])).toBe(2);
-    expect(await quiet(['init', '--config', tiny(root, { rope_scaling: { rope_type: 'yarn', factor: 4 } }), '--out', out])).toBe(2);
+    expect(
+      await quiet(['init', '--config', tiny(root, { rope_scaling: { rope_type: 'yarn', factor: 4 } }), '--out', out]),
+    ).toBe(2);
     expect(await quiet(['init', '--config', tiny(root), '--out', out, '--variant', 'mamba2'])).toBe(2);
     expect(existsSync(out)).toBe(false);
     const dims = (f: string) => {
@@ -319,7 +340,9 @@ describe('mil init and the load-time checks (tiny configs)', () => {
     expect(dims('tinyllama-1.1b')).toEqual([32000, 2048, 5632, 22, 32, 4, 64, false, 10000, 'default']);
     for (const f of ['llama-3.2-1b', 'tinyllama-1.1b']) {
       const d = join(root, f);
-      expect(await quiet(['init', '--config', tiny(root, pick(`configs/${f}.json`)), '--out', d, '--layers', '1'])).toBe(0);
+      expect(
+        await quiet(['init', '--config', tiny(root, pick(`configs/${f}.json`)), '--out', d, '--layers', '1']),
+      ).toBe(0);
       expect(loadModel(d).weights.has('lm_head.weight')).toBe(f === 'tinyllama-1.1b'); // tied: no lm_head written
     }
   });
@@ -328,5 +351,10 @@ describe('mil init and the load-time checks (tiny configs)', () => {
 /** The dimension-free fields of a shipped config (its rope, tie, dtype, ids) on the tiny shape. */
 function pick(path: string): Record<string, unknown> {
   const c = JSON.parse(readFileSync(path, 'utf8'));
-  return { rope_scaling: c.rope_scaling, rope_theta: c.rope_theta, tie_word_embeddings: c.tie_word_embeddings, torch_dtype: c.torch_dtype };
+  return {
+    rope_scaling: c.rope_scaling,
+    rope_theta: c.rope_theta,
+    tie_word_embeddings: c.tie_word_embeddings,
+    torch_dtype: c.torch_dtype,
+  };
 }

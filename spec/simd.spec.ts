@@ -31,7 +31,13 @@ const builds = [
 ];
 
 const rnd = (r: Rng, n: number) => Float32Array.from({ length: n }, () => r.uniform(-1, 1));
-function ref(a: (i: number, k: number) => number, b: (k: number, n: number) => number, M: number, K: number, N: number): Float64Array {
+function ref(
+  a: (i: number, k: number) => number,
+  b: (k: number, n: number) => number,
+  M: number,
+  K: number,
+  N: number,
+): Float64Array {
   const c = new Float64Array(M * N);
   for (let i = 0; i < M; i++)
     for (let n = 0; n < N; n++) {
@@ -42,7 +48,12 @@ function ref(a: (i: number, k: number) => number, b: (k: number, n: number) => n
   return c;
 }
 /** Random x (M×K) and W (N×K) from `seed`, and y = x·Wᵀ in float64. */
-function linearCase(M: number, K: number, N: number, seed: number): { x: Float32Array; w: Float32Array; want: Float64Array } {
+function linearCase(
+  M: number,
+  K: number,
+  N: number,
+  seed: number,
+): { x: Float32Array; w: Float32Array; want: Float64Array } {
   const r = new Rng(seed);
   const x = rnd(r, M * K);
   const w = rnd(r, N * K);
@@ -89,12 +100,21 @@ describe.each(builds)('SIMD matrix products = float64 reference: $build', ({ fma
   it('the one-row path of decode and verify (M = 1–3: the few-row kernels) on odd K and N, across the 256 K block and the 32-column groups (numRuns 30)', () => {
     const odd = (min: number, max: number) => fc.integer({ min, max }).map((v) => 2 * v + 1);
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 3 }), odd(0, 300), odd(0, 100), fc.integer({ min: 0, max: 1e6 }), (M, K, N, seed) => {
-        const { x, w, want } = linearCase(M, K, N, seed);
-        const got = one.linear(x, M, K, w, N);
-        expect(relError(got, want)).toBeLessThanOrEqual(1e-5);
-        for (let i = 0; i < M; i++) expect(relError(got.subarray(i * N, (i + 1) * N), want.subarray(i * N, (i + 1) * N))).toBeLessThanOrEqual(1e-5);
-      }),
+      fc.property(
+        fc.integer({ min: 1, max: 3 }),
+        odd(0, 300),
+        odd(0, 100),
+        fc.integer({ min: 0, max: 1e6 }),
+        (M, K, N, seed) => {
+          const { x, w, want } = linearCase(M, K, N, seed);
+          const got = one.linear(x, M, K, w, N);
+          expect(relError(got, want)).toBeLessThanOrEqual(1e-5);
+          for (let i = 0; i < M; i++)
+            expect(relError(got.subarray(i * N, (i + 1) * N), want.subarray(i * N, (i + 1) * N))).toBeLessThanOrEqual(
+              1e-5,
+            );
+        },
+      ),
       { numRuns: 30 },
     );
   });
@@ -165,7 +185,9 @@ describe.each(builds)('SIMD matrix products = float64 reference: $build', ({ fma
     const out = new Float32Array(27);
     expect(one.linear(x, 3, 5, w1, 9, true, out)).toBe(out); // written into the caller's buffer
     expect(Array.from(out)).toEqual(Array.from(y1));
-    expect(() => one.linear(x, 3, 5, w1, 9, true, new Float32Array(26))).toThrow(/argument 'out': expected 27 floats \(3×9\), got 26/);
+    expect(() => one.linear(x, 3, 5, w1, 9, true, new Float32Array(26))).toThrow(
+      /argument 'out': expected 27 floats \(3×9\), got 26/,
+    );
   });
   it('the decode path (fewer than 4 rows: a row against four panels at once) on exact multiples of 32 columns and with a ragged tail', () => {
     const r = new Rng(8);
@@ -197,16 +219,22 @@ describe.each(builds)('SIMD matrix products = float64 reference: $build', ({ fma
     // speculative verify window's logits equal to plain decoding's; K crosses the 256-wide block
     // (accumulation into the output) and N has ragged panels
     fc.assert(
-      fc.property(fc.integer({ min: 2, max: 14 }), fc.integer({ min: 1, max: 600 }), fc.integer({ min: 1, max: 80 }), fc.integer(), (M, K, N, seed) => {
-        const r = new Rng(seed);
-        const x = rnd(r, M * K);
-        const w = rnd(r, N * K);
-        const together = two.linear(x, M, K, w, N, false);
-        for (let i = 0; i < M; i++)
-          expect(Array.from(together.subarray(i * N, (i + 1) * N)), `row ${i}`).toEqual(
-            Array.from(two.linear(x.subarray(i * K, (i + 1) * K), 1, K, w, N, false)),
-          );
-      }),
+      fc.property(
+        fc.integer({ min: 2, max: 14 }),
+        fc.integer({ min: 1, max: 600 }),
+        fc.integer({ min: 1, max: 80 }),
+        fc.integer(),
+        (M, K, N, seed) => {
+          const r = new Rng(seed);
+          const x = rnd(r, M * K);
+          const w = rnd(r, N * K);
+          const together = two.linear(x, M, K, w, N, false);
+          for (let i = 0; i < M; i++)
+            expect(Array.from(together.subarray(i * N, (i + 1) * N)), `row ${i}`).toEqual(
+              Array.from(two.linear(x.subarray(i * K, (i + 1) * K), 1, K, w, N, false)),
+            );
+        },
+      ),
       { numRuns: 60 },
     );
   });
@@ -298,7 +326,8 @@ describe('the SIMD module', () => {
     g.linear(f(8 * 512), 8, 512, f(1000 * 512), 1000, true); // ~2 MB packed and placed from the bottom of the free memory up
     g.matmul(f(64 * 256), 64, 256, f(256 * 300), 300);
     const after = simdMultistep(g, args, sh);
-    for (const k of ['out', 'hJ', 'hK'] as const) expect(Buffer.compare(Buffer.from(after[k].buffer), Buffer.from(before[k].buffer)), k).toBe(0);
+    for (const k of ['out', 'hJ', 'hK'] as const)
+      expect(Buffer.compare(Buffer.from(after[k].buffer), Buffer.from(before[k].buffer)), k).toBe(0);
     g.close();
   });
 
@@ -338,25 +367,33 @@ describe('the SIMD module', () => {
     expect(SimdGemm.sharedExact().threads).toBe(1);
     expect(SimdGemm.shared().threads).toBe(1);
     SimdGemm.setSharedThreads(1); // the same count again: nothing to change
-    expect(() => SimdGemm.setSharedThreads(2)).toThrow(/argument 'threads': expected 1 \(the shared SIMD instances already run on that many\), got 2/);
+    expect(() => SimdGemm.setSharedThreads(2)).toThrow(
+      /argument 'threads': expected 1 \(the shared SIMD instances already run on that many\), got 2/,
+    );
   });
 
   it('asm/gemm.wasm and asm/gemm-fma.wasm are exactly what asm/gemm.ts builds to (asm/build.sh)', () => {
     const out = tmpFolder('asm');
     execFileSync('bash', [join(import.meta.dirname, '..', 'asm', 'build.sh'), out], { stdio: 'pipe' });
     for (const fma of [false, true])
-      expect(Buffer.compare(readFileSync(join(out, basename(wasmPath(fma)))), readFileSync(wasmPath(fma))), wasmPath(fma)).toBe(0);
+      expect(
+        Buffer.compare(readFileSync(join(out, basename(wasmPath(fma)))), readFileSync(wasmPath(fma))),
+        wasmPath(fma),
+      ).toBe(0);
   });
-  it.skipIf(!FMA || !cpuHasFma)('on a CPU with FMA the FMA build fuses (a·a − fl(a·a) survives) and the baseline build does not (gives 0)', () => {
-    // x·Wᵀ with x = [1, a], W = [−fl(a²), a]: the sum runs k = 0, 1, so the second step is a·a + (−fl(a²))
-    const a = 1 + 2 ** -12;
-    const fl = Math.fround(a * a);
-    const x = Float32Array.of(1, a);
-    const w = Float32Array.of(-fl, a);
-    const fused = SimdGemm.load(1, true);
-    const plain = SimdGemm.load(1, false);
-    expect(fused.linear(x, 1, 2, w, 1)[0]).toBe(a * a - fl); // exact: a² needs 26 bits
-    expect(plain.linear(x, 1, 2, w, 1)[0]).toBe(0);
-    expect(a * a - fl).not.toBe(0);
-  });
+  it.skipIf(!FMA || !cpuHasFma)(
+    'on a CPU with FMA the FMA build fuses (a·a − fl(a·a) survives) and the baseline build does not (gives 0)',
+    () => {
+      // x·Wᵀ with x = [1, a], W = [−fl(a²), a]: the sum runs k = 0, 1, so the second step is a·a + (−fl(a²))
+      const a = 1 + 2 ** -12;
+      const fl = Math.fround(a * a);
+      const x = Float32Array.of(1, a);
+      const w = Float32Array.of(-fl, a);
+      const fused = SimdGemm.load(1, true);
+      const plain = SimdGemm.load(1, false);
+      expect(fused.linear(x, 1, 2, w, 1)[0]).toBe(a * a - fl); // exact: a² needs 26 bits
+      expect(plain.linear(x, 1, 2, w, 1)[0]).toBe(0);
+      expect(a * a - fl).not.toBe(0);
+    },
+  );
 });

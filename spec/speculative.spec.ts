@@ -31,7 +31,14 @@ import {
 } from '../lib/model/hybrid.js';
 import { causalAttention } from '../lib/ref/attention.js';
 import { generate, samplingDistribution, lastLogits } from '../lib/model/generate.js';
-import { ModelDrafter, effectiveStates, foldCache, prefillSpec, rollbackCache, speculativeGenerate } from '../lib/decode/speculative.js';
+import {
+  ModelDrafter,
+  effectiveStates,
+  foldCache,
+  prefillSpec,
+  rollbackCache,
+  speculativeGenerate,
+} from '../lib/decode/speculative.js';
 import { truncateLayers } from '../lib/decode/drafts.js';
 import { convWindow, specOf } from '../lib/decode/lazy_state.js';
 import { compareWithPlain } from '../lib/decode/compare.js';
@@ -81,7 +88,13 @@ function draftModel(t: HybridModel, kind: DraftKind, seed: number): HybridModel 
  * itself is h_k (nothing pending, statePos = k); after a rejection it is h_j — the state before the window,
  * equal to plain decoding's at j — with the window's surviving k' + 1 rows pending.
  */
-async function expectStateParity(m: HybridModel, spec: ModelCache, committed: number[], tol: number, round?: { accepted: number; proposed: number }) {
+async function expectStateParity(
+  m: HybridModel,
+  spec: ModelCache,
+  committed: number[],
+  tol: number,
+  round?: { accepted: number; proposed: number },
+) {
   const ops = await getOps('reference');
   const plain = newCache(m, 1);
   await forward(ops, m, [committed.slice(0, spec.length)], plain);
@@ -98,7 +111,12 @@ async function expectStateParity(m: HybridModel, spec: ModelCache, committed: nu
       if (pj.kind === 'attention') throw new Error('layer kinds differ');
       expect(st.pending.x.length, `layer ${i} pending rows`).toBe(allAccepted ? 0 : round.accepted + 1);
       expect(st.statePos, `layer ${i} state position`).toBe(j);
-      expectClose(st.h, pj.ssm.reshape([1, st.dim, st.N]).astype('float64'), tol, `layer ${i} cached state (${allAccepted ? 'h_k' : 'h_j'})`);
+      expectClose(
+        st.h,
+        pj.ssm.reshape([1, st.dim, st.N]).astype('float64'),
+        tol,
+        `layer ${i} cached state (${allAccepted ? 'h_k' : 'h_j'})`,
+      );
     });
   }
   expect(plain.length).toBe(spec.length);
@@ -180,17 +198,23 @@ describe('greedy speculative decoding = plain greedy decoding', () => {
           const runs = [];
           for (const scheme of ['lazy', 'per-position'] as const) {
             const committed = [...prompt];
-            const res = await speculativeGenerate(ops, m, new ModelDrafter(ops, draftModel(m, dk, seed), K + 1, scheme), prompt, {
-              K,
-              maxNewTokens: 10,
-              eos: [],
-              scheme,
-              // both schemes' states equal plain decoding's after every round, hence each other's
-              onRound: async (info, c) => {
-                committed.push(...info.emitted);
-                await expectStateParity(m, c, committed, FLOAT64_TOL);
+            const res = await speculativeGenerate(
+              ops,
+              m,
+              new ModelDrafter(ops, draftModel(m, dk, seed), K + 1, scheme),
+              prompt,
+              {
+                K,
+                maxNewTokens: 10,
+                eos: [],
+                scheme,
+                // both schemes' states equal plain decoding's after every round, hence each other's
+                onRound: async (info, c) => {
+                  committed.push(...info.emitted);
+                  await expectStateParity(m, c, committed, FLOAT64_TOL);
+                },
               },
-            });
+            );
             runs.push(res);
           }
           expect(runs[1]!.tokens).toEqual(runs[0]!.tokens);
@@ -207,17 +231,30 @@ describe('greedy speculative decoding = plain greedy decoding', () => {
   it('EOS inside a window stops right after it; the length limit is exact (numRuns 10)', async () => {
     const ops = await getOps('reference');
     await fc.assert(
-      fc.asyncProperty(fc.integer({ min: 1, max: 8 }), fc.integer({ min: 0, max: 10000 }), fc.integer({ min: 0, max: 9 }), async (K, seed, cut) => {
-        const m = target('mamba2', 0.5, seed);
-        const plain = await generate(ops, m, [4, 5], { maxNewTokens: 10, eos: [] });
-        const eosTok = plain.tokens[cut]!;
-        const firstAt = plain.tokens.indexOf(eosTok);
-        const res = await speculativeGenerate(ops, m, new ModelDrafter(ops, m, K + 1, 'lazy'), [4, 5], { K, maxNewTokens: 10, eos: [eosTok] });
-        expect(res.tokens).toEqual(plain.tokens.slice(0, firstAt + 1));
-        expect(res.stoppedBy).toBe('eos');
-        const lim = await speculativeGenerate(ops, m, new ModelDrafter(ops, m, K + 1, 'lazy'), [4, 5], { K, maxNewTokens: cut + 1, eos: [] });
-        expect(lim.tokens).toEqual(plain.tokens.slice(0, cut + 1));
-      }),
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 8 }),
+        fc.integer({ min: 0, max: 10000 }),
+        fc.integer({ min: 0, max: 9 }),
+        async (K, seed, cut) => {
+          const m = target('mamba2', 0.5, seed);
+          const plain = await generate(ops, m, [4, 5], { maxNewTokens: 10, eos: [] });
+          const eosTok = plain.tokens[cut]!;
+          const firstAt = plain.tokens.indexOf(eosTok);
+          const res = await speculativeGenerate(ops, m, new ModelDrafter(ops, m, K + 1, 'lazy'), [4, 5], {
+            K,
+            maxNewTokens: 10,
+            eos: [eosTok],
+          });
+          expect(res.tokens).toEqual(plain.tokens.slice(0, firstAt + 1));
+          expect(res.stoppedBy).toBe('eos');
+          const lim = await speculativeGenerate(ops, m, new ModelDrafter(ops, m, K + 1, 'lazy'), [4, 5], {
+            K,
+            maxNewTokens: cut + 1,
+            eos: [],
+          });
+          expect(lim.tokens).toEqual(plain.tokens.slice(0, cut + 1));
+        },
+      ),
       { numRuns: 10 },
     );
   });
@@ -257,7 +294,10 @@ describe("a verify window gives plain decoding's logits, bit for bit (reference 
               const logits = await forward(ops, m, [tokens.slice(c, c + K + 1)], cache);
               const V = m.llama.vocabSize;
               for (let i = 0; i <= K; i++)
-                expect(Array.from(logits.data.subarray(i * V, (i + 1) * V)), `window row ${i} (position ${c + i})`).toEqual(plain[c + i]);
+                expect(
+                  Array.from(logits.data.subarray(i * V, (i + 1) * V)),
+                  `window row ${i} (position ${c + i})`,
+                ).toEqual(plain[c + i]);
               rollbackCache(cache, j + a + 1);
               foldCache(cache);
               c += a + 1;
@@ -309,7 +349,10 @@ describe('the in-place KV cache', () => {
           const loop = cachedAttention(q, cache, valid, Hkv);
           expectClose(loop, causalAttention(q, K.slice(2, 0, valid), V.slice(2, 0, valid)), FLOAT64_TOL, 'attention');
           const fast = cachedAttention(q, cache, valid, Hkv, simd); // the SIMD path when Lq > 1, else the loop again
-          expect(Buffer.compare(Buffer.from(fast.data.buffer), Buffer.from(loop.data.buffer)), 'SIMD products = loop, bit for bit').toBe(0);
+          expect(
+            Buffer.compare(Buffer.from(fast.data.buffer), Buffer.from(loop.data.buffer)),
+            'SIMD products = loop, bit for bit',
+          ).toBe(0);
         },
       ),
       { numRuns: 60 },
@@ -325,10 +368,19 @@ describe('compareWithPlain (the one measurement of the demo, the paper and the b
       [1, 2, 3],
       [4, 5],
     ];
-    const self = await compareWithPlain(ops, m, () => new ModelDrafter(ops, m, 4, 'lazy'), prompts, { K: 3, maxNewTokens: 8 });
+    const self = await compareWithPlain(ops, m, () => new ModelDrafter(ops, m, 4, 'lazy'), prompts, {
+      K: 3,
+      maxNewTokens: 8,
+    });
     expect(self).toMatchObject({ identical: true, acceptance: 1, newTokens: 16, rounds: 4, tokensPerVerify: 4 });
     expect(self.draftMs + self.verifyMs).toBeLessThanOrEqual(self.specDecodeMs + 1e-6);
-    const rnd = await compareWithPlain(ops, m, () => new ModelDrafter(ops, draftModel(m, 'random', 3), 4, 'lazy'), prompts, { K: 3, maxNewTokens: 8 });
+    const rnd = await compareWithPlain(
+      ops,
+      m,
+      () => new ModelDrafter(ops, draftModel(m, 'random', 3), 4, 'lazy'),
+      prompts,
+      { K: 3, maxNewTokens: 8 },
+    );
     expect(rnd.identical).toBe(true);
     expect(rnd.acceptance).toBeLessThan(1);
   });
@@ -362,7 +414,13 @@ describe('speculative sampling keeps the target distribution', () => {
       }
       const counts = new Float64Array(V * V);
       for (let s = 0; s < N; s++) {
-        const r = await speculativeGenerate(ops, m, new ModelDrafter(ops, d, cfg.K + 1, 'lazy'), prompt, { ...o, K: cfg.K, maxNewTokens: 2, eos: [], seed: s });
+        const r = await speculativeGenerate(ops, m, new ModelDrafter(ops, d, cfg.K + 1, 'lazy'), prompt, {
+          ...o,
+          K: cfg.K,
+          maxNewTokens: 2,
+          eos: [],
+          seed: s,
+        });
         counts[r.tokens[0]! * V + r.tokens[1]!]!++;
       }
       let chi2 = 0;
@@ -393,7 +451,11 @@ describe('golden hybrid_mamba1 as target', () => {
       const rates: number[] = [];
       for (const draft of [truncateLayers(teacher, 2), truncateLayers(t, 3), t])
         for (let K = 1; K <= 8; K++) {
-          const r = await speculativeGenerate(ops, t, new ModelDrafter(ops, draft, K + 1, 'lazy'), prompt, { K, maxNewTokens: want.length, eos: [] });
+          const r = await speculativeGenerate(ops, t, new ModelDrafter(ops, draft, K + 1, 'lazy'), prompt, {
+            K,
+            maxNewTokens: want.length,
+            eos: [],
+          });
           expect(r.tokens, `K=${K}`).toEqual(want);
           rates.push(r.acceptanceRate);
         }

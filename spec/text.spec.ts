@@ -44,7 +44,9 @@ describe('corpus', () => {
     writeFileSync(join(d, 'c.jsonl'), '{"text": "one"}\n\n{"id": "x", "text": "two"}\n');
     expect(loadCorpus(join(d, 'c.jsonl')).map((x) => x.text)).toEqual(['one', 'two']);
     writeFileSync(join(d, 'bad.jsonl'), '{"text": "one"}\n{"txt": "two"}\n');
-    expect(() => loadCorpus(join(d, 'bad.jsonl'))).toThrow(/bad\.jsonl:2: expected a JSON object with a string field "text"/);
+    expect(() => loadCorpus(join(d, 'bad.jsonl'))).toThrow(
+      /bad\.jsonl:2: expected a JSON object with a string field "text"/,
+    );
     writeFileSync(join(d, 'dup.jsonl'), '{"text": "a", "text": "b"}\n');
     expect(() => loadCorpus(join(d, 'dup.jsonl'))).toThrow(/dup\.jsonl:1: key 'text' appears twice/);
     mkdirSync(join(d, 'latin1'));
@@ -61,13 +63,17 @@ describe('corpus', () => {
 describe('byte-level BPE', () => {
   it('decode(encode(s)) = s and the tokens’ bytes are s’s UTF-8 bytes, for every string (all of Unicode)', () => {
     fc.assert(
-      fc.property(fc.string({ unit: 'grapheme', maxLength: 80 }), fc.string({ unit: 'binary', maxLength: 40 }), (a, b) => {
-        const s = a + b.replace(/[\uD800-\uDFFF]/g, '') + END_OF_TEXT + a;
-        const ids = shipped.encode(s);
-        expect(shipped.decode(ids)).toBe(s);
-        expect(Buffer.from(shipped.decodeBytes(ids)).equals(Buffer.from(s, 'utf8'))).toBe(true);
-        expect(ids.filter((i) => i === shipped.endOfText).length).toBe(1 + (a + b).split(END_OF_TEXT).length - 1);
-      }),
+      fc.property(
+        fc.string({ unit: 'grapheme', maxLength: 80 }),
+        fc.string({ unit: 'binary', maxLength: 40 }),
+        (a, b) => {
+          const s = a + b.replace(/[\uD800-\uDFFF]/g, '') + END_OF_TEXT + a;
+          const ids = shipped.encode(s);
+          expect(shipped.decode(ids)).toBe(s);
+          expect(Buffer.from(shipped.decodeBytes(ids)).equals(Buffer.from(s, 'utf8'))).toBe(true);
+          expect(ids.filter((i) => i === shipped.endOfText).length).toBe(1 + (a + b).split(END_OF_TEXT).length - 1);
+        },
+      ),
       { numRuns: 300 },
     );
   });
@@ -76,9 +82,13 @@ describe('byte-level BPE', () => {
   });
   it('training merges, at every step, the most frequent adjacent pair (a naive trainer recounting from scratch agrees)', () => {
     fc.assert(
-      fc.property(fc.array(fc.stringMatching(/^[ab c.\n]{0,30}$/), { minLength: 1, maxLength: 12 }), fc.integer({ min: 257, max: 300 }), (texts, vocab) => {
-        expect(trainBpe(texts, { vocabSize: vocab }).merges).toEqual(naiveBpe(texts, vocab - 257));
-      }),
+      fc.property(
+        fc.array(fc.stringMatching(/^[ab c.\n]{0,30}$/), { minLength: 1, maxLength: 12 }),
+        fc.integer({ min: 257, max: 300 }),
+        (texts, vocab) => {
+          expect(trainBpe(texts, { vocabSize: vocab }).merges).toEqual(naiveBpe(texts, vocab - 257));
+        },
+      ),
       { numRuns: 60 },
     );
   });
@@ -110,7 +120,9 @@ describe('byte-level BPE', () => {
     const write = (o: unknown) => (writeFileSync(join(d, 't.json'), JSON.stringify(o)), join(d, 't.json'));
     expect(() => BpeTokenizer.load(write({ ...j, model: { ...j.model, type: 'WordPiece' } }))).toThrow(/model\.type/);
     expect(() => BpeTokenizer.load(write({ ...j, pre_tokenizer: { type: 'Whitespace' } }))).toThrow(/pre_tokenizer/);
-    expect(() => BpeTokenizer.load(write({ ...j, model: { ...j.model, merges: j.model.merges.slice(1) } }))).toThrow(TokenizerFileError);
+    expect(() => BpeTokenizer.load(write({ ...j, model: { ...j.model, merges: j.model.merges.slice(1) } }))).toThrow(
+      TokenizerFileError,
+    );
     expect(() => BpeTokenizer.load(write({ ...j, added_tokens: [] }))).toThrow(/added_tokens/);
     writeFileSync(join(d, 'trunc.json'), shipped.toJson().slice(0, 1000));
     expect(() => BpeTokenizer.load(join(d, 'trunc.json'))).toThrow(TokenizerFileError);
@@ -125,7 +137,9 @@ function naiveBpe(texts: string[], merges: number): Array<[number, number]> {
   const out: Array<[number, number]> = [];
   while (out.length < merges) {
     const count = new Map<string, number>();
-    for (const w of words) for (let i = 0; i + 1 < w.length; i++) count.set(`${w[i]},${w[i + 1]}`, (count.get(`${w[i]},${w[i + 1]}`) ?? 0) + 1);
+    for (const w of words)
+      for (let i = 0; i + 1 < w.length; i++)
+        count.set(`${w[i]},${w[i + 1]}`, (count.get(`${w[i]},${w[i + 1]}`) ?? 0) + 1);
     let best: [number, number] | null = null;
     let bc = 0;
     for (const [k, c] of count) {

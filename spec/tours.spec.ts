@@ -9,7 +9,11 @@ import { describe, expect, it } from 'vitest';
 
 const ROOT = join(import.meta.dirname, '..');
 const tour = (name: string) =>
-  execFileSync(process.execPath, ['--import', 'tsx', join(ROOT, 'examples', name)], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 });
+  execFileSync(process.execPath, ['--import', 'tsx', join(ROOT, 'examples', name)], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
 
 describe('the tours run and show what they promise', () => {
   it('01: the parallel scan, L state updates and the written-out loop agree exactly', () => {

@@ -63,14 +63,20 @@ function expectGrad(loss: () => number, x: Float64Array, grad: Float64Array, wha
     x[i] = v;
     return (up - dn) / (2 * h);
   };
-  for (let i = 0; i < x.length; i++) worst = Math.max(worst, Math.abs((4 * central(i, H / 2) - central(i, H)) / 3 - grad[i]!));
-  expect(worst, `${what}: worst |analytic − numeric| (scale ${scale.toPrecision(3)}, rounding floor ${floor.toPrecision(2)})`).toBeLessThanOrEqual(
-    TOL * scale + floor,
-  );
+  for (let i = 0; i < x.length; i++)
+    worst = Math.max(worst, Math.abs((4 * central(i, H / 2) - central(i, H)) / 3 - grad[i]!));
+  expect(
+    worst,
+    `${what}: worst |analytic − numeric| (scale ${scale.toPrecision(3)}, rounding floor ${floor.toPrecision(2)})`,
+  ).toBeLessThanOrEqual(TOL * scale + floor);
 }
 
 /** Every input of a selective scan given, against its gradient. */
-function expectScanGrads(loss: () => number, inp: SelectiveScanInputs, g: ReturnType<typeof selectiveScanBackward>): void {
+function expectScanGrads(
+  loss: () => number,
+  inp: SelectiveScanInputs,
+  g: ReturnType<typeof selectiveScanBackward>,
+): void {
   const pairs: Array<[Tensor | undefined, Tensor | undefined, string]> = [
     [inp.u, g.du, 'du'],
     [inp.delta, g.ddelta, 'ddelta'],
@@ -141,27 +147,37 @@ describe('backward = finite differences of the forward (float64)', () => {
 
   it('swiglu: dgate, dup, large |gate| included (numRuns 30)', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 12 }), fc.integer({ min: 0, max: 1e6 }), fc.constantFrom(1, 8), (n, seed, std) => {
-        const r = new Rng(seed);
-        const [gt, u, da] = [randn(r, n, std), randn(r, n), randn(r, n)];
-        const loss = () => dot(swiglu.forward(gt, u), da);
-        const g = swiglu.backward(da, gt, u);
-        expectGrad(loss, gt, g.dg, 'dgate');
-        expectGrad(loss, u, g.du, 'dup');
-      }),
+      fc.property(
+        fc.integer({ min: 1, max: 12 }),
+        fc.integer({ min: 0, max: 1e6 }),
+        fc.constantFrom(1, 8),
+        (n, seed, std) => {
+          const r = new Rng(seed);
+          const [gt, u, da] = [randn(r, n, std), randn(r, n), randn(r, n)];
+          const loss = () => dot(swiglu.forward(gt, u), da);
+          const g = swiglu.backward(da, gt, u);
+          expectGrad(loss, gt, g.dg, 'dgate');
+          expectGrad(loss, u, g.du, 'dup');
+        },
+      ),
       { numRuns: 30 },
     );
   });
 
   it('embedding: repeated ids accumulate into one row (numRuns 20)', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 6 }), fc.integer({ min: 1, max: 4 }), fc.integer({ min: 0, max: 1e6 }), (V, D, seed) => {
-        const r = new Rng(seed);
-        const ids = Array.from({ length: r.int(1, 8) }, () => r.int(0, V - 1));
-        const E = randn(r, V * D);
-        const dh = randn(r, ids.length * D);
-        expectGrad(() => dot(embedding.forward(ids, E, V, D), dh), E, embedding.backward(dh, ids, V, D), 'dE');
-      }),
+      fc.property(
+        fc.integer({ min: 1, max: 6 }),
+        fc.integer({ min: 1, max: 4 }),
+        fc.integer({ min: 0, max: 1e6 }),
+        (V, D, seed) => {
+          const r = new Rng(seed);
+          const ids = Array.from({ length: r.int(1, 8) }, () => r.int(0, V - 1));
+          const E = randn(r, V * D);
+          const dh = randn(r, ids.length * D);
+          expectGrad(() => dot(embedding.forward(ids, E, V, D), dh), E, embedding.backward(dh, ids, V, D), 'dE');
+        },
+      ),
       { numRuns: 20 },
     );
   });
@@ -180,7 +196,12 @@ describe('backward = finite differences of the forward (float64)', () => {
           const zt = randn(r, N * V, std);
           const t = Array.from({ length: N }, () => r.int(0, V - 1));
           expectGrad(() => crossEntropy.forward(z, t, N, V), z, crossEntropy.backward(z, t, N, V), 'CE dz');
-          expectGrad(() => klDivergence.forward(z, zt, N, V, batch), z, klDivergence.backward(z, zt, N, V, batch), 'KL dz');
+          expectGrad(
+            () => klDivergence.forward(z, zt, N, V, batch),
+            z,
+            klDivergence.backward(z, zt, N, V, batch),
+            'KL dz',
+          );
         },
       ),
       { numRuns: 30 },
@@ -221,7 +242,12 @@ describe('Mamba primitives: backward = finite differences (float64, every option
         (o) => {
           const r = new Rng(o.seed);
           const G = o.dim >= 2 ? 2 : 1;
-          const bc = () => (o.layout === 'time' ? T(r, [o.b, o.N, o.L]) : o.layout === 'grouped' ? T(r, [o.b, G, o.N, o.L]) : T(r, [o.dim, o.N]));
+          const bc = () =>
+            o.layout === 'time'
+              ? T(r, [o.b, o.N, o.L])
+              : o.layout === 'grouped'
+                ? T(r, [o.b, G, o.N, o.L])
+                : T(r, [o.dim, o.N]);
           const inp: SelectiveScanInputs = {
             u: T(r, [o.b, o.dim, o.L]),
             delta: T(r, [o.b, o.dim, o.L], 0.5),
@@ -238,7 +264,10 @@ describe('Mamba primitives: backward = finite differences (float64, every option
           const dlast = T(r, [o.b, o.dim, o.N]);
           const loss = () => {
             const f = selectiveScan(inp);
-            return dot(f.out.data as Float64Array, dout.data as Float64Array) + dot(f.lastState.data as Float64Array, dlast.data as Float64Array);
+            return (
+              dot(f.out.data as Float64Array, dout.data as Float64Array) +
+              dot(f.lastState.data as Float64Array, dlast.data as Float64Array)
+            );
           };
           const g = selectiveScanBackward(inp, dout, dlast);
           expectScanGrads(loss, inp, g);
@@ -345,7 +374,10 @@ describe('Mamba primitives: backward = finite differences (float64, every option
           const dfin = T(r, [1, o.H, o.P, o.N]);
           const loss = () => {
             const f = ssdChunked(inp, o.chunk);
-            return dot(f.out.data as Float64Array, dout.data as Float64Array) + dot(f.finalState.data as Float64Array, dfin.data as Float64Array);
+            return (
+              dot(f.out.data as Float64Array, dout.data as Float64Array) +
+              dot(f.finalState.data as Float64Array, dfin.data as Float64Array)
+            );
           };
           const g = ssdBackward(inp, dout, dfin);
           expectSsdGrads(loss, inp, g);
@@ -381,13 +413,22 @@ describe('Mamba primitives: backward = finite differences (float64, every option
           const dfin = T(r, [o.b, o.dim, o.W - 1]);
           const loss = () => {
             const f = causalConv1d(inp);
-            return dot(f.out.data as Float64Array, dout.data as Float64Array) + dot(f.finalStates.data as Float64Array, dfin.data as Float64Array);
+            return (
+              dot(f.out.data as Float64Array, dout.data as Float64Array) +
+              dot(f.finalStates.data as Float64Array, dfin.data as Float64Array)
+            );
           };
           const g = causalConv1dBackward(inp, dout, dfin);
           expectGrad(loss, inp.x.data as Float64Array, g.dx.data as Float64Array, 'dx');
           expectGrad(loss, inp.weight.data as Float64Array, g.dweight.data as Float64Array, 'dweight');
           if (inp.bias) expectGrad(loss, inp.bias.data as Float64Array, g.dbias!.data as Float64Array, 'dbias');
-          if (inp.initialStates) expectGrad(loss, inp.initialStates.data as Float64Array, g.dinitialStates!.data as Float64Array, 'dinitial_states');
+          if (inp.initialStates)
+            expectGrad(
+              loss,
+              inp.initialStates.data as Float64Array,
+              g.dinitialStates!.data as Float64Array,
+              'dinitial_states',
+            );
         },
       ),
       { numRuns: 25 },
@@ -429,7 +470,10 @@ describe('Mamba primitives: backward = finite differences (float64, every option
           const dfin = T(r, [o.b, o.H, o.P, o.N]);
           const loss = () => {
             const f = ssdSequential(inp);
-            return dot(f.out.data as Float64Array, dout.data as Float64Array) + dot(f.finalState.data as Float64Array, dfin.data as Float64Array);
+            return (
+              dot(f.out.data as Float64Array, dout.data as Float64Array) +
+              dot(f.finalState.data as Float64Array, dfin.data as Float64Array)
+            );
           };
           const g = ssdBackward(inp, dout, dfin);
           expectSsdGrads(loss, inp, g);
@@ -535,7 +579,10 @@ const REF = await getOps('reference');
 
 /** Tiny models: a Llama with attention biases and tied embeddings, and its hybrids of every kind. */
 function tinyModels(seed: number): Record<string, HybridModel> {
-  const base = randomLlama({ vocab: 13, hidden: 8, intermediate: 12, layers: 2, heads: 2, kvHeads: 1, headDim: 4, tie: true }, seed);
+  const base = randomLlama(
+    { vocab: 13, hidden: 8, intermediate: 12, layers: 2, heads: 2, kvHeads: 1, headDim: 4, tie: true },
+    seed,
+  );
   const r = new Rng(seed + 1);
   const w = new Map(base.weights.tensors);
   for (let i = 0; i < 2; i++)
@@ -546,8 +593,14 @@ function tinyModels(seed: number): Record<string, HybridModel> {
       ['o', 8],
     ] as const)
       w.set(`model.layers.${i}.self_attn.${p}_proj.bias`, Tensor.normal(r, [n], 0, 0.3));
-  const llama: HybridModel = { llama: parseLlamaConfig({ ...base.llama.raw, attention_bias: true }), weights: new WeightStore(w) };
-  const plain = randomLlama({ vocab: 13, hidden: 16, intermediate: 12, layers: 2, heads: 4, kvHeads: 2, headDim: 4 }, seed + 2);
+  const llama: HybridModel = {
+    llama: parseLlamaConfig({ ...base.llama.raw, attention_bias: true }),
+    weights: new WeightStore(w),
+  };
+  const plain = randomLlama(
+    { vocab: 13, hidden: 16, intermediate: 12, layers: 2, heads: 4, kvHeads: 2, headDim: 4 },
+    seed + 2,
+  );
   return {
     llama,
     mamba1: convert(plain, { variant: 'mamba1', attnLayers: [1], seed, dState: 2 }),
@@ -568,7 +621,13 @@ describe('whole models: training forward = inference forward; gradients = finite
         expect(Math.max(...Array.from(tr, (v, i) => Math.abs(v - inf.data[i]!)))).toBeLessThan(1e-12);
         const distill = kind !== 'llama';
         const teacherLogits = distill ? Float64Array.from({ length: tr.length }, () => r.normal(0, 2)) : undefined;
-        const o = { objective: distill ? ('distill' as const) : ('lm' as const), teacherLogits, klWeight: 0.3, ceWeight: 0.7, trainable: () => true };
+        const o = {
+          objective: distill ? ('distill' as const) : ('lm' as const),
+          teacherLogits,
+          klWeight: 0.3,
+          ceWeight: 0.7,
+          trainable: () => true,
+        };
         const res = lossAndGrads(m, ids, o);
         for (const [name, g] of res.grads) {
           const p = m.weights.tensors.get(name)!.data as Float64Array;
@@ -584,7 +643,10 @@ describe('whole models: training forward = inference forward; gradients = finite
           };
           for (let s = 0; s < 4; s++) {
             const i = r.int(0, p.length - 1);
-            expect(Math.abs((4 * central(i, H / 2) - central(i, H)) / 3 - g[i]!) / scale, `${name}[${i}]`).toBeLessThanOrEqual(TOL);
+            expect(
+              Math.abs((4 * central(i, H / 2) - central(i, H)) / 3 - g[i]!) / scale,
+              `${name}[${i}]`,
+            ).toBeLessThanOrEqual(TOL);
           }
         }
         const names = [...m.weights.tensors.keys()];
@@ -596,7 +658,11 @@ describe('whole models: training forward = inference forward; gradients = finite
   it('frozen parameters receive nothing: stage 1 (names holding "mamba") gets gradients for exactly the Mamba parameters', () => {
     const m = tinyModels(5).mamba2!;
     const ids = [[1, 2, 3, 4]];
-    const res = lossAndGrads(m, ids, { objective: 'distill', teacherLogits: new Float64Array(4 * 13), trainable: mambaOnly });
+    const res = lossAndGrads(m, ids, {
+      objective: 'distill',
+      teacherLogits: new Float64Array(4 * 13),
+      trainable: mambaOnly,
+    });
     const names = [...m.weights.tensors.keys()];
     expect([...res.grads.keys()].sort()).toEqual(names.filter((n) => n.includes('mamba')).sort());
     expect(res.grads.has('model.layers.0.mlp.up_proj.weight')).toBe(false);
@@ -639,11 +705,17 @@ describe('optimizer and schedule against closed forms computed here', () => {
     const wd = 0.1;
     const pw = new Map([['w', Float64Array.from([p0])]]);
     adamStep(pw, new Map([['w', Float64Array.from([g1])]]), newAdamState(), { ...o, kind: 'adamw', weightDecay: wd });
-    expect(pw.get('w')![0]).toBeCloseTo(p0 * (1 - lr * wd) - (lr / (1 - b1)) * (m1 / (Math.sqrt(v1) / Math.sqrt(1 - b2) + eps)), 15);
+    expect(pw.get('w')![0]).toBeCloseTo(
+      p0 * (1 - lr * wd) - (lr / (1 - b1)) * (m1 / (Math.sqrt(v1) / Math.sqrt(1 - b2) + eps)),
+      15,
+    );
     const pl = new Map([['w', Float64Array.from([p0])]]);
     adamStep(pl, new Map([['w', Float64Array.from([g1])]]), newAdamState(), { ...o, weightDecay: wd });
     const gl = g1 + wd * p0;
-    expect(pl.get('w')![0]).toBeCloseTo(p0 - (lr / (1 - b1)) * (((1 - b1) * gl) / (Math.sqrt((1 - b2) * gl * gl) / Math.sqrt(1 - b2) + eps)), 15);
+    expect(pl.get('w')![0]).toBeCloseTo(
+      p0 - (lr / (1 - b1)) * (((1 - b1) * gl) / (Math.sqrt((1 - b2) * gl * gl) / Math.sqrt(1 - b2) + eps)),
+      15,
+    );
   });
   it('cosine with warmup: 0 → lr linearly over the warmup, lr/2 halfway through the decay, 0 at the end', () => {
     expect(cosineLr(1, 0, 110, 10)).toBe(0);
@@ -673,7 +745,8 @@ describe('the training loop', () => {
     train: 'all',
     ...o,
   });
-  const weightsOf = (t: Trainer) => [...t.model.weights.names()].map((n) => Array.from(t.model.weights.tensors.get(n)!.data));
+  const weightsOf = (t: Trainer) =>
+    [...t.model.weights.names()].map((n) => Array.from(t.model.weights.tensors.get(n)!.data));
 
   it('a few steps lower the loss on the data; the same seed gives bit-identical weights', async () => {
     const m = tinyModels(9).llama!;
@@ -691,11 +764,14 @@ describe('the training loop', () => {
   it('N steps = k steps + save + resume + (N − k) steps, bit for bit (weights, moments, data order, generator); distill with frozen non-Mamba parameters', async () => {
     const models = tinyModels(3);
     const teacher = models.llama!;
-    const student = convert(randomLlama({ vocab: 13, hidden: 8, intermediate: 12, layers: 2, heads: 2, kvHeads: 1, headDim: 4 }, 4), {
-      variant: 'mamba2',
-      attnLayers: [1],
-      seed: 1,
-    });
+    const student = convert(
+      randomLlama({ vocab: 13, hidden: 8, intermediate: 12, layers: 2, heads: 2, kvHeads: 1, headDim: 4 }, 4),
+      {
+        variant: 'mamba2',
+        attnLayers: [1],
+        seed: 1,
+      },
+    );
     const short = stream.slice(0, 70); // 10 windows: 6 steps of 4 windows cross two epochs (new permutations)
     const o = opts({ objective: 'distill', klWeight: 0.5, ceWeight: 1, train: 'mamba', totalSteps: 6, seqLen: 7 });
     const straight = Trainer.create(student, short, o, teacher);
@@ -712,7 +788,9 @@ describe('the training loop', () => {
     for (const [n, m] of straight.opt.m) expect(Array.from(resumed.opt.m.get(n)!), n).toEqual(Array.from(m));
     expect([...straight.opt.m.keys()].every((n) => n.includes('mamba'))).toBe(true); // frozen: no optimizer state
     const frozen = 'model.layers.0.mlp.up_proj.weight';
-    expect(Array.from(straight.model.weights.tensors.get(frozen)!.data)).toEqual(Array.from(student.weights.tensors.get(frozen)!.data, (v) => v));
+    expect(Array.from(straight.model.weights.tensors.get(frozen)!.data)).toEqual(
+      Array.from(student.weights.tensors.get(frozen)!.data, (v) => v),
+    );
   });
 
   it('bad checkpoints and non-finite steps: typed errors, nothing changed', async () => {
@@ -746,7 +824,13 @@ describe('the SIMD training engine (float32 products on the wasm-simd kernels)',
       const ids = [0, 1].map(() => Array.from({ length: 6 }, () => r.int(0, 12)));
       const distill = kind !== 'llama';
       const teacherLogits = distill ? Float64Array.from({ length: 2 * 6 * 13 }, () => r.normal(0, 2)) : undefined;
-      const o = { objective: distill ? ('distill' as const) : ('lm' as const), teacherLogits, klWeight: 0.3, ceWeight: 1, trainable: () => true };
+      const o = {
+        objective: distill ? ('distill' as const) : ('lm' as const),
+        teacherLogits,
+        klWeight: 0.3,
+        ceWeight: 1,
+        trainable: () => true,
+      };
       const a = lossAndGrads(m, ids, o);
       const b = lossAndGrads(m, ids, { ...o, engine });
       expect(Math.abs(a.loss - b.loss) / Math.abs(a.loss), kind).toBeLessThan(1e-5);
@@ -757,7 +841,13 @@ describe('the SIMD training engine (float32 products on the wasm-simd kernels)',
     const stream = Array.from({ length: 300 }, (_, i) => i % 13);
     const base = {
       objective: 'lm' as const,
-      optimizer: { kind: 'adamw' as const, lr: 0.02, betas: [0.9, 0.98] as [number, number], eps: 1e-8, weightDecay: 0 },
+      optimizer: {
+        kind: 'adamw' as const,
+        lr: 0.02,
+        betas: [0.9, 0.98] as [number, number],
+        eps: 1e-8,
+        weightDecay: 0,
+      },
       totalSteps: 10,
       warmupSteps: 1,
       batch: 2,

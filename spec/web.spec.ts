@@ -69,9 +69,17 @@ describe('the browser page', () => {
           const hybrid = await shown('#out-hybrid');
           expect(await shown('#out-teacher'), `teacher on ${backend}`).toEqual(want.teacher);
           expect(hybrid, `hybrid on ${backend}`).toEqual(want.hybrid);
-          expect(await page.textContent('#out-hybrid-time')).toMatch(new RegExp(`^${N} tokens in [\\d.]+ s on ${backend}`));
+          expect(await page.textContent('#out-hybrid-time')).toMatch(
+            new RegExp(`^${N} tokens in [\\d.]+ s on ${backend}`),
+          );
           // the GPU.js kernels ran as the backend's own class (the runtime refuses a fallback, and the page shows it)
-          const classes = { reference: null, webgpu: 'WebGPUKernel', webgl2: 'WebGL2Kernel', webasm: 'WebAssemblyKernel', cpu: 'CPUKernel' }[backend];
+          const classes = {
+            reference: null,
+            webgpu: 'WebGPUKernel',
+            webgl2: 'WebGL2Kernel',
+            webasm: 'WebAssemblyKernel',
+            cpu: 'CPUKernel',
+          }[backend];
           expect(await page.getAttribute('body', 'data-kernel-class')).toBe(classes);
 
           if (backend === 'reference' || backend === 'webgpu') {
@@ -86,10 +94,14 @@ describe('the browser page', () => {
               await page.waitForSelector(`body[data-rounds="${r + 1}"], body[data-spec-done="1"]`, { timeout: 60_000 });
             }
             expect(await shown('#spec-text')).toEqual(hybrid); // greedy speculative decoding = plain greedy decoding
-            const kept = await page.locator('#rounds tbody tr').evaluateAll((rows) => rows.map((r) => (r as HTMLElement).dataset.kept));
+            const kept = await page
+              .locator('#rounds tbody tr')
+              .evaluateAll((rows) => rows.map((r) => (r as HTMLElement).dataset.kept));
             expect(kept.length).toBeGreaterThan(1);
           }
-          const diffs = await page.locator('#alg1 td[data-diff]').evaluateAll((cells) => cells.map((c) => (c as HTMLElement).dataset.diff));
+          const diffs = await page
+            .locator('#alg1 td[data-diff]')
+            .evaluateAll((cells) => cells.map((c) => (c as HTMLElement).dataset.diff));
           expect(diffs).toEqual(['0', '0', '0', '0']);
           expect(errors, backend).toEqual([]);
           await page.close();

@@ -228,7 +228,11 @@ describe('writer: kills, full disks, races, bad targets', () => {
     saveModel(tdir, randomLlama({ vocab: 2048, hidden: 192, intermediate: 512, layers: 4, heads: 4, kvHeads: 2 }, 5));
     const out = join(parent, 'out');
     const run = (seed: number) =>
-      spawnSync('node', [MIL, 'convert', '--teacher', tdir, '--out', out, '--seed', String(seed), '--variant', 'mamba2'], { encoding: 'utf8' });
+      spawnSync(
+        'node',
+        [MIL, 'convert', '--teacher', tdir, '--out', out, '--seed', String(seed), '--variant', 'mamba2'],
+        { encoding: 'utf8' },
+      );
     expect(run(1).status).toBe(0);
     const s1 = snapshot(out);
     expect(run(2).status).toBe(0);
@@ -236,7 +240,18 @@ describe('writer: kills, full disks, races, bad targets', () => {
     expect(s1).not.toEqual(s2);
     let killedDuringWrite = 0;
     for (let i = 0; i < 12; i++) {
-      const child = spawn('node', [MIL, 'convert', '--teacher', tdir, '--out', out, '--seed', String(1 + (i % 2)), '--variant', 'mamba2']);
+      const child = spawn('node', [
+        MIL,
+        'convert',
+        '--teacher',
+        tdir,
+        '--out',
+        out,
+        '--seed',
+        String(1 + (i % 2)),
+        '--variant',
+        'mamba2',
+      ]);
       const duringWrite = i % 2 === 0;
       await new Promise<void>((res) => {
         let done = false;
@@ -258,7 +273,9 @@ describe('writer: kills, full disks, races, bad targets', () => {
       });
       loadModel(out); // restores an interrupted swap and removes stale temporaries
       const s = snapshot(out);
-      expect(JSON.stringify(s) === JSON.stringify(s1) || JSON.stringify(s) === JSON.stringify(s2), `kill ${i}`).toBe(true);
+      expect(JSON.stringify(s) === JSON.stringify(s1) || JSON.stringify(s) === JSON.stringify(s2), `kill ${i}`).toBe(
+        true,
+      );
       expect(leftovers(parent, ['teacher', 'out']), `kill ${i}`).toEqual([]);
     }
     expect(killedDuringWrite).toBeGreaterThanOrEqual(5);
@@ -275,18 +292,27 @@ describe('writer: kills, full disks, races, bad targets', () => {
       const small = randomLlama({ vocab: 64, hidden: 32, intermediate: 64, layers: 2, heads: 2, kvHeads: 1 }, 3);
       saveModel(join(mnt, 'teacher'), small);
       const out = join(mnt, 'out');
-      expect(spawnSync('node', [MIL, 'convert', '--teacher', join(mnt, 'teacher'), '--out', out], { encoding: 'utf8' }).status).toBe(0);
+      expect(
+        spawnSync('node', [MIL, 'convert', '--teacher', join(mnt, 'teacher'), '--out', out], { encoding: 'utf8' })
+          .status,
+      ).toBe(0);
       const before = snapshot(out);
-      const free = Number(spawnSync('df', ['--output=avail', '-B1', mnt], { encoding: 'utf8' }).stdout.trim().split('\n')[1]);
+      const free = Number(
+        spawnSync('df', ['--output=avail', '-B1', mnt], { encoding: 'utf8' }).stdout.trim().split('\n')[1],
+      );
       writeFileSync(join(mnt, 'filler'), Buffer.alloc(Math.max(0, free - 60_000)));
-      const r = spawnSync('node', [MIL, 'convert', '--teacher', join(mnt, 'teacher'), '--out', out, '--seed', '9'], { encoding: 'utf8' });
+      const r = spawnSync('node', [MIL, 'convert', '--teacher', join(mnt, 'teacher'), '--out', out, '--seed', '9'], {
+        encoding: 'utf8',
+      });
       expect(r.status).toBe(3);
       expect(r.stderr).toMatch(/IoError: .* (write|fsync|open) failed \(ENOSPC\)/);
       expect(snapshot(out)).toEqual(before);
       expect(leftovers(mnt, ['teacher', 'out', 'filler'])).toEqual([]);
       // the same file system remounted read-only: refused before any work, exit 3
       expect(spawnSync('mount', ['-o', 'remount,ro', mnt]).status).toBe(0);
-      const ro = spawnSync('node', [MIL, 'convert', '--teacher', join(mnt, 'teacher'), '--out', join(mnt, 'out2')], { encoding: 'utf8' });
+      const ro = spawnSync('node', [MIL, 'convert', '--teacher', join(mnt, 'teacher'), '--out', join(mnt, 'out2')], {
+        encoding: 'utf8',
+      });
       expect(ro.status).toBe(3);
       expect(ro.stderr).toMatch(/IoError: .*\((EROFS|EACCES)\)/);
       expect(ro.stderr).not.toMatch(/converting/);
@@ -322,7 +348,11 @@ describe('writer: kills, full disks, races, bad targets', () => {
     saveModel(tdir, randomLlama({ vocab: 512, hidden: 128, intermediate: 256, layers: 4, heads: 4, kvHeads: 2 }, 8));
     const out = join(parent, 'out');
     const go = (seed: number) =>
-      new Promise<number>((res) => spawn('node', [MIL, 'convert', '--teacher', tdir, '--out', out, '--seed', String(seed)]).on('exit', (c) => res(c ?? -1)));
+      new Promise<number>((res) =>
+        spawn('node', [MIL, 'convert', '--teacher', tdir, '--out', out, '--seed', String(seed)]).on('exit', (c) =>
+          res(c ?? -1),
+        ),
+      );
     const codes = await Promise.all([go(1), go(2)]);
     for (const c of codes) expect([0, 3]).toContain(c);
     expect(codes).toContain(0);
@@ -377,14 +407,19 @@ describe('writer: kills, full disks, races, bad targets', () => {
     ];
     if (process.getuid?.() !== 0) cases.push([join(ro, 'out'), /access failed \(EACCES\)/]);
     for (const [out, msg] of cases) {
-      const r = spawnSync('node', [MIL, 'convert', '--teacher', tdir, '--out', out], { encoding: 'utf8', timeout: 60_000 });
+      const r = spawnSync('node', [MIL, 'convert', '--teacher', tdir, '--out', out], {
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
       expect(r.status, `${out}: ${r.stderr}`).toBe(3);
       expect(r.stderr).toMatch(/IoError/);
       expect(r.stderr).toMatch(msg);
       expect(r.stderr).not.toMatch(/converting/); // refused before any work
     }
     expect(leftovers(parent, ['teacher', 'file', 'ro'])).toEqual([]);
-    expect(() => writeFile(join(tdir, 'config.json'), 'x', { inputs: [{ option: 'teacher', path: tdir }] })).toThrow(ArgumentError);
+    expect(() => writeFile(join(tdir, 'config.json'), 'x', { inputs: [{ option: 'teacher', path: tdir }] })).toThrow(
+      ArgumentError,
+    );
   });
 
   it('writes of any size are chunked below the 2 GiB write(2) limit (a 2.5 GiB buffer and more are written in ≤ 1 GiB calls)', () => {

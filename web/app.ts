@@ -57,7 +57,8 @@ $('backend-why').innerHTML = statuses
   .map((b) => `<b>${b.name}</b>: ${b.reason}`)
   .join('; ');
 const wanted = new URLSearchParams(location.search).get('backend') ?? 'reference';
-if (!BACKENDS.includes(wanted as BackendName)) throw new Error(`?backend= must be one of ${BACKENDS.join(', ')}, got '${wanted}'`);
+if (!BACKENDS.includes(wanted as BackendName))
+  throw new Error(`?backend= must be one of ${BACKENDS.join(', ')}, got '${wanted}'`);
 const why = statuses.find((b) => b.name === wanted)!.reason;
 if (why) throw new Error(`?backend=${wanted} cannot run in this browser: ${why}`);
 picker.value = wanted;
@@ -80,7 +81,11 @@ const t0 = performance.now();
 const tok = BpeTokenizer.fromObject((await fetchJson('models/tokenizer.json'))!, 'models/tokenizer.json');
 const manifest = (await fetchJson('models/manifest.json')) as Record<string, string[]>;
 const load = (n: string) => fetchModel(n, manifest[n] ?? []);
-const [teacher, hybrid, draft] = await Promise.all([load('teacher-small'), load('hybrid-mamba2-50'), load('draft-small')]);
+const [teacher, hybrid, draft] = await Promise.all([
+  load('teacher-small'),
+  load('hybrid-mamba2-50'),
+  load('draft-small'),
+]);
 status(`Models loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s.`);
 document.body.dataset.ready = '1';
 
@@ -104,7 +109,8 @@ $('generate').onclick = async () => {
     const t = performance.now();
     const r = await generate(ops, m, prompt, { maxNewTokens: n }); // stops at the model's EOS, as the CLI does
     show($(id), r.tokens);
-    $(`${id}-time`).textContent = `${r.tokens.length} tokens in ${((performance.now() - t) / 1000).toFixed(2)} s on ${ops.name}${await ranAs()}`;
+    $(`${id}-time`).textContent =
+      `${r.tokens.length} tokens in ${((performance.now() - t) / 1000).toFixed(2)} s on ${ops.name}${await ranAs()}`;
   }
   document.body.dataset.generated = String(Number(document.body.dataset.generated ?? 0) + 1);
 };
@@ -147,7 +153,10 @@ $('spec-start').onclick = async () => {
       const cls = (m: number) => (m < info.accepted ? 'ok' : m === info.accepted ? 'no' : 'skip');
       const drafts = drafter.last.map((t, m) => `<span class="${cls(m)}">${escape(tok.decode([t]))}</span>`).join(' ');
       const own = info.emitted.slice(info.accepted);
-      const kept = st.pending.x.length === 0 ? 'h<sub>k</sub> (all accepted)' : `h<sub>j</sub> + ${st.pending.x.length} pending rows`;
+      const kept =
+        st.pending.x.length === 0
+          ? 'h<sub>k</sub> (all accepted)'
+          : `h<sub>j</sub> + ${st.pending.x.length} pending rows`;
       const row = document.createElement('tr');
       row.dataset.accepted = String(info.accepted);
       row.dataset.kept = st.pending.x.length === 0 ? 'h_k' : 'h_j';
@@ -176,12 +185,17 @@ $('spec-start').onclick = async () => {
   const { dInner, dXb } = h.mamba!;
   const W = h.weights.get('model.layers.0.mamba.in_proj.weight');
   const rowsOf = (from: number, n: number) => W.data.subarray(from * W.shape[1]!, (from + n) * W.shape[1]!);
-  const diff = (a: ArrayLike<number>, b: ArrayLike<number>) => Math.max(0, ...Array.from(a, (v, k) => Math.abs(v - b[k]!)));
+  const diff = (a: ArrayLike<number>, b: ArrayLike<number>) =>
+    Math.max(0, ...Array.from(a, (v, k) => Math.abs(v - b[k]!)));
   const attn = (n: string) => teacher.weights.get(`model.layers.0.self_attn.${n}.weight`);
   const rows: Array<[string, string, ArrayLike<number>]> = [
     [`x: in_proj rows ${dInner}…${dInner + dXb - 1}`, 'v_proj (W^V)', rowsOf(dInner, dXb)],
     [`B: in_proj rows ${dInner + dXb}…${dInner + 2 * dXb - 1}`, 'k_proj (W^K)', rowsOf(dInner + dXb, dXb)],
-    [`C: in_proj rows ${dInner + 2 * dXb}…${2 * dInner + 2 * dXb - 1}`, 'q_proj (W^Q)', rowsOf(dInner + 2 * dXb, dInner)],
+    [
+      `C: in_proj rows ${dInner + 2 * dXb}…${2 * dInner + 2 * dXb - 1}`,
+      'q_proj (W^Q)',
+      rowsOf(dInner + 2 * dXb, dInner),
+    ],
     ['out_proj', 'o_proj (W^O)', h.weights.get('model.layers.0.mamba.out_proj.weight').data],
   ];
   $('alg1').querySelector('tbody')!.innerHTML = rows

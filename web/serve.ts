@@ -33,7 +33,10 @@ export const CHROMIUM_ARGS = [
 /** Serve `dir` on `port` (0: any free port); resolves with the server and its URL. */
 export function serveStatic(dir: string, port: number): Promise<{ server: Server; url: string }> {
   const server = createServer(async (req, res) => {
-    const rel = normalize(decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname)).replace(/^(\.\.[/\\])+/, '');
+    const rel = normalize(decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname)).replace(
+      /^(\.\.[/\\])+/,
+      '',
+    );
     const path = join(dir, rel === '/' ? 'index.html' : rel);
     if (!path.startsWith(dir)) return void res.writeHead(403).end();
     try {
@@ -44,13 +47,18 @@ export function serveStatic(dir: string, port: number): Promise<{ server: Server
     }
   });
   return new Promise((resolve) =>
-    server.listen(port, '127.0.0.1', () => resolve({ server, url: `http://127.0.0.1:${(server.address() as { port: number }).port}/` })),
+    server.listen(port, '127.0.0.1', () =>
+      resolve({ server, url: `http://127.0.0.1:${(server.address() as { port: number }).port}/` }),
+    ),
   );
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const { values } = parseArgs({
-    options: { port: { type: 'string', default: '8080' }, out: { type: 'string', default: join(import.meta.dirname, '..', 'dist', 'web') } },
+    options: {
+      port: { type: 'string', default: '8080' },
+      out: { type: 'string', default: join(import.meta.dirname, '..', 'dist', 'web') },
+    },
   });
   await buildWeb(values.out);
   const { url } = await serveStatic(values.out, Number(values.port));

@@ -10,7 +10,10 @@ import onnxProto from 'onnx-proto';
 export async function ortMatMul(M: number, K: number, N: number, wt: Float32Array): Promise<ort.InferenceSession> {
   const { onnx } = onnxProto;
   const FLOAT = 1; // onnx.TensorProto.DataType.FLOAT
-  const io = (name: string, dims: number[]) => ({ name, type: { tensorType: { elemType: FLOAT, shape: { dim: dims.map((d) => ({ dimValue: d })) } } } });
+  const io = (name: string, dims: number[]) => ({
+    name,
+    type: { tensorType: { elemType: FLOAT, shape: { dim: dims.map((d) => ({ dimValue: d })) } } },
+  });
   const model = onnx.ModelProto.create({
     irVersion: 8,
     opsetImport: [{ domain: '', version: 17 }],
@@ -19,9 +22,14 @@ export async function ortMatMul(M: number, K: number, N: number, wt: Float32Arra
       name: 'gemv',
       input: [io('x', [M, K])],
       output: [io('y', [M, N])],
-      initializer: [{ name: 'w', dims: [K, N], dataType: FLOAT, rawData: new Uint8Array(wt.buffer, wt.byteOffset, wt.byteLength) }],
+      initializer: [
+        { name: 'w', dims: [K, N], dataType: FLOAT, rawData: new Uint8Array(wt.buffer, wt.byteOffset, wt.byteLength) },
+      ],
       node: [{ opType: 'MatMul', input: ['x', 'w'], output: ['y'] }],
     },
   });
-  return ort.InferenceSession.create(onnx.ModelProto.encode(model).finish(), { intraOpNumThreads: 1, interOpNumThreads: 1 });
+  return ort.InferenceSession.create(onnx.ModelProto.encode(model).finish(), {
+    intraOpNumThreads: 1,
+    interOpNumThreads: 1,
+  });
 }

@@ -22,7 +22,13 @@ export function transposed(w: Float32Array, N: number, K: number): Float32Array 
 }
 
 /** y = x·Wᵀ in tfjs for x (M×K) and W (N×K): `run` one product (result read back), `dispose` its operands. */
-export function tfjsLinear(x: Float32Array, M: number, K: number, w: Float32Array, N: number): { run: () => void; dispose: () => void } {
+export function tfjsLinear(
+  x: Float32Array,
+  M: number,
+  K: number,
+  w: Float32Array,
+  N: number,
+): { run: () => void; dispose: () => void } {
   const a = tf.tensor2d(x, [M, K]);
   const b = tf.tensor2d(transposed(w, N, K), [K, N]);
   return {

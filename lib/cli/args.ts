@@ -32,7 +32,8 @@ function distance(a: string, b: string): number {
   const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
   for (let j = 1; j <= b.length; j++) d[0]![j] = j;
   for (let i = 1; i <= a.length; i++)
-    for (let j = 1; j <= b.length; j++) d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    for (let j = 1; j <= b.length; j++)
+      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
   return d[a.length]![b.length]!;
 }
 
@@ -52,28 +53,36 @@ const INT = /^[+-]?\d+$/;
 
 function convert(name: string, spec: OptSpec, raw: string): string | number | number[] {
   const flag = `--${name}`;
-  if (raw === '' && !(spec.kind === 'ints' && spec.allowEmpty)) throw new UsageError(`${flag} needs a value, got an empty string`);
+  if (raw === '' && !(spec.kind === 'ints' && spec.allowEmpty))
+    throw new UsageError(`${flag} needs a value, got an empty string`);
   switch (spec.kind) {
     case 'int': {
       const v = Number(raw);
-      if (!INT.test(raw.trim()) || !Number.isSafeInteger(v)) throw new UsageError(`${flag} must be an integer in [${spec.min}, ${spec.max}], got '${raw}'`);
-      if (v < spec.min || v > spec.max) throw new UsageError(`${flag} must be an integer in [${spec.min}, ${spec.max}], got ${raw}`);
+      if (!INT.test(raw.trim()) || !Number.isSafeInteger(v))
+        throw new UsageError(`${flag} must be an integer in [${spec.min}, ${spec.max}], got '${raw}'`);
+      if (v < spec.min || v > spec.max)
+        throw new UsageError(`${flag} must be an integer in [${spec.min}, ${spec.max}], got ${raw}`);
       return v;
     }
     case 'number': {
       const v = Number(raw);
-      if (raw.trim() === '' || !Number.isFinite(v)) throw new UsageError(`${flag} must be a number in [${spec.min}, ${spec.max}], got '${raw}'`);
-      if (v < spec.min || v > spec.max) throw new UsageError(`${flag} must be a number in [${spec.min}, ${spec.max}], got ${raw}`);
+      if (raw.trim() === '' || !Number.isFinite(v))
+        throw new UsageError(`${flag} must be a number in [${spec.min}, ${spec.max}], got '${raw}'`);
+      if (v < spec.min || v > spec.max)
+        throw new UsageError(`${flag} must be a number in [${spec.min}, ${spec.max}], got ${raw}`);
       return v;
     }
     case 'enum':
       if (!spec.choices.includes(raw)) {
         const s = suggest(raw, spec.choices);
-        throw new UsageError(`${flag} must be one of ${spec.choices.join(', ')}, got '${raw}'${s ? ` (did you mean '${s}'?)` : ''}`);
+        throw new UsageError(
+          `${flag} must be one of ${spec.choices.join(', ')}, got '${raw}'${s ? ` (did you mean '${s}'?)` : ''}`,
+        );
       }
       return raw;
     case 'string':
-      if (spec.pattern && !spec.pattern.test(raw)) throw new UsageError(`${flag} must be ${spec.patternHelp ?? `of the form ${spec.pattern}`}, got '${raw}'`);
+      if (spec.pattern && !spec.pattern.test(raw))
+        throw new UsageError(`${flag} must be ${spec.patternHelp ?? `of the form ${spec.pattern}`}, got '${raw}'`);
       return raw;
     case 'ints': {
       if (raw === '') return [];
@@ -83,7 +92,9 @@ function convert(name: string, spec: OptSpec, raw: string): string | number | nu
         const t = p.trim();
         const v = Number(t);
         if (!INT.test(t) || !Number.isSafeInteger(v) || v < spec.min || v > spec.max)
-          throw new UsageError(`${flag} must be comma-separated integers in [${spec.min}, ${spec.max}], got '${raw}' (entry '${p}')`);
+          throw new UsageError(
+            `${flag} must be comma-separated integers in [${spec.min}, ${spec.max}], got '${raw}' (entry '${p}')`,
+          );
         out.push(v);
       }
       return out;
@@ -94,9 +105,15 @@ function convert(name: string, spec: OptSpec, raw: string): string | number | nu
 }
 
 /** Parse `argv` against `options`; `positionals` is [min, max] of the count. */
-export function parseCommand(command: string, argv: string[], options: Record<string, OptSpec>, positionals: [number, number] = [0, 0]): Parsed {
+export function parseCommand(
+  command: string,
+  argv: string[],
+  options: Record<string, OptSpec>,
+  positionals: [number, number] = [0, 0],
+): Parsed {
   const pa: Record<string, { type: 'string' | 'boolean'; short?: string }> = {};
-  for (const [k, s] of Object.entries(options)) pa[k] = { type: s.kind === 'switch' ? 'boolean' : 'string', ...(s.short ? { short: s.short } : {}) };
+  for (const [k, s] of Object.entries(options))
+    pa[k] = { type: s.kind === 'switch' ? 'boolean' : 'string', ...(s.short ? { short: s.short } : {}) };
   const { tokens } = parseArgs({ args: argv, options: pa, strict: false, allowPositionals: true, tokens: true });
   const values: Parsed['values'] = {};
   const pos: string[] = [];

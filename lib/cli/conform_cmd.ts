@@ -41,22 +41,37 @@ export async function cmdConform(p: Parsed): Promise<number> {
   const rep = await conform({
     ...o,
     onCase: (n, _c, verdict) => {
-      if (!json) process.stderr.write(`\rcase ${n}/${o.runs}: ${verdict.status}${verdict.status === 'fail' ? ` — ${verdict.reason}\n` : '   '}`);
+      if (!json)
+        process.stderr.write(
+          `\rcase ${n}/${o.runs}: ${verdict.status}${verdict.status === 'fail' ? ` — ${verdict.reason}\n` : '   '}`,
+        );
     },
   });
   if (!json) process.stderr.write('\n');
   const s = rep.smallest;
   const size = s ? caseSize(s.case) : undefined;
   if (s && save)
-    saveCase(save, s.case, `smallest failing case of mil conform --op ${op} --port ${JSON.stringify(port)} --seed ${o.seed}: ${s.verdict.reason}`, {
-      option: 'save',
-    });
+    saveCase(
+      save,
+      s.case,
+      `smallest failing case of mil conform --op ${op} --port ${JSON.stringify(port)} --seed ${o.seed}: ${s.verdict.reason}`,
+      {
+        option: 'save',
+      },
+    );
   if (json)
     console.log(
       JSON.stringify({
         ...rep,
         smallest: s
-          ? { shapes: size!.shapes, largestDim: size!.largestDim, attrs: s.case.attrs, verdict: s.verdict, shrinkSteps: s.shrinkSteps, drawn: s.draw }
+          ? {
+              shapes: size!.shapes,
+              largestDim: size!.largestDim,
+              attrs: s.case.attrs,
+              verdict: s.verdict,
+              shrinkSteps: s.shrinkSteps,
+              drawn: s.draw,
+            }
           : undefined,
       }),
     );
@@ -71,19 +86,28 @@ export async function cmdConform(p: Parsed): Promise<number> {
           .map(([k, sh]) => `${k} [${sh.join(', ')}]`)
           .join(', ')}`,
       );
-      const attrs = Object.fromEntries(Object.entries(s.case.attrs).filter(([k]) => k !== 'layout' && k !== 'target' && k !== 'draft'));
+      const attrs = Object.fromEntries(
+        Object.entries(s.case.attrs).filter(([k]) => k !== 'layout' && k !== 'target' && k !== 'draft'),
+      );
       console.log(
         `  attrs: ${JSON.stringify(attrs)}; magnitudes: ${JSON.stringify(Object.fromEntries(Object.entries(s.draw.scale).filter(([, f]) => f !== 1)))}`,
       );
       console.log(`  the port: ${s.verdict.reason}`);
       if (s.verdict.worst)
-        console.log(`  worst element: ${s.verdict.worst.output}[${s.verdict.worst.index}] = ${s.verdict.worst.got}, reference ${s.verdict.worst.want}`);
-      if (save) console.log(`  saved to ${save} (mil golden verify reads it; case.json + case.safetensors + expected.safetensors for the port)`);
+        console.log(
+          `  worst element: ${s.verdict.worst.output}[${s.verdict.worst.index}] = ${s.verdict.worst.got}, reference ${s.verdict.worst.want}`,
+        );
+      if (save)
+        console.log(
+          `  saved to ${save} (mil golden verify reads it; case.json + case.safetensors + expected.safetensors for the port)`,
+        );
     }
   }
   if (rep.failed > 0) return 1;
   if (rep.passed === 0) {
-    console.error(`${op}: nothing was checked — the port answered unsupported to all ${rep.runs} cases (exit ${EXIT_NOTHING_CHECKED})`);
+    console.error(
+      `${op}: nothing was checked — the port answered unsupported to all ${rep.runs} cases (exit ${EXIT_NOTHING_CHECKED})`,
+    );
     return EXIT_NOTHING_CHECKED;
   }
   return 0;

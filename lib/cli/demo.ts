@@ -25,7 +25,13 @@ import { SimdGemm } from '../simd/gemm.js';
 import { engineFor, evaluate } from '../train/job.js';
 import { tokenStream } from './train_cmds.js';
 
-export const DEMO_MODELS = ['teacher-small', 'hybrid-mamba2-50', 'hybrid-mamba1-50', 'hybrid-mamba2-0', 'draft-small'] as const;
+export const DEMO_MODELS = [
+  'teacher-small',
+  'hybrid-mamba2-50',
+  'hybrid-mamba1-50',
+  'hybrid-mamba2-0',
+  'draft-small',
+] as const;
 const PROMPT = 'Fellow-Citizens of the Senate and House of Representatives: The state of the Union';
 const SAMPLE = { temperature: 0.8, topK: 40, seed: 1 };
 
@@ -69,7 +75,9 @@ export async function demo(root: string, outDir: string, backend: string | undef
   }
 
   console.log(`\n== 2. the shipped models, trained here on State of the Union addresses (models/, npm run models) ==`);
-  console.log(`  perplexity on the first ${test.length} tokens of the 12 held-out test speeches; text: a continuation of`);
+  console.log(
+    `  perplexity on the first ${test.length} tokens of the 12 held-out test speeches; text: a continuation of`,
+  );
   console.log(`  "${PROMPT}" sampled at temperature 0.8, top-k 40, seed 1 (backend ${chosen})`);
   const teacherPpl = ppl(models.get('teacher-small')!);
   for (const [name, m] of models) {
@@ -82,7 +90,9 @@ export async function demo(root: string, outDir: string, backend: string | undef
     console.log(`    …${JSON.stringify(tok.decode(r.tokens)).slice(1, -1)}`);
   }
 
-  console.log('\n== 3. Algorithm 1 live: the teacher converted to a 50% Mamba-2 hybrid, before and after distillation ==');
+  console.log(
+    '\n== 3. Algorithm 1 live: the teacher converted to a 50% Mamba-2 hybrid, before and after distillation ==',
+  );
   const converted = convert(models.get('teacher-small')!, { variant: 'mamba2', attentionFraction: 0.5, seed: 0 });
   const cdir = join(outDir, 'hybrid-mamba2-50-undistilled');
   saveModel(cdir, converted, { extra: [['tokenizer.json', tok.toJson()]] });
@@ -90,18 +100,26 @@ export async function demo(root: string, outDir: string, backend: string | undef
   console.log(
     `  written to ${cdir}: perplexity ${before.toFixed(1)} (${(before / teacherPpl).toFixed(1)}× the teacher's) with attention-initialised Mamba layers`,
   );
-  console.log(`  after stage-1 distillation (models/hybrid-mamba2-50): ${ppl(models.get('hybrid-mamba2-50')!).toFixed(2)}`);
+  console.log(
+    `  after stage-1 distillation (models/hybrid-mamba2-50): ${ppl(models.get('hybrid-mamba2-50')!).toFixed(2)}`,
+  );
   const u = await generate(ops, converted, prompt, { maxNewTokens: 24, eos: [], ...SAMPLE });
   console.log(`  undistilled text: …${JSON.stringify(tok.decode(u.tokens)).slice(1, -1)}`);
 
   const K = 7; // with the distilled draft K = 7–8 gives the most here, ×1.5–1.8 in the latest runs (docs/results.md)
-  console.log(`\n== 4. speculative decoding (Algorithm 2): draft-small proposes K = ${K}, hybrid-mamba2-50 verifies (greedy, ${chosen}) ==`);
+  console.log(
+    `\n== 4. speculative decoding (Algorithm 2): draft-small proposes K = ${K}, hybrid-mamba2-50 verifies (greedy, ${chosen}) ==`,
+  );
   const target = models.get('hybrid-mamba2-50')!;
   const draft = models.get('draft-small')!;
   const prompts = corpusPart('sotu', 'test')
     .slice(0, 3)
     .map((d) => tok.encode(d.text).slice(0, 32));
-  const c = await compareWithPlain(ops, target, () => new ModelDrafter(ops, draft, K + 1, 'lazy'), prompts, { K, maxNewTokens: 64, repeats: 2 });
+  const c = await compareWithPlain(ops, target, () => new ModelDrafter(ops, draft, K + 1, 'lazy'), prompts, {
+    K,
+    maxNewTokens: 64,
+    repeats: 2,
+  });
   if (!c.identical) failed++;
   console.log(
     `  ${prompts.length} prompts of 32 test tokens, 64 new tokens each: ${c.rounds} verify steps, ${c.tokensPerVerify.toFixed(2)} tokens per step, acceptance ${(100 * c.acceptance).toFixed(0)}%`,
@@ -117,6 +135,8 @@ export async function demo(root: string, outDir: string, backend: string | undef
   console.log(
     `  a verify window of ${K + 1} tokens costs ${perVerify.toFixed(2)} ms = ${(perVerify / perToken).toFixed(1)}× a plain token (${perToken.toFixed(2)} ms): the speedup grows as it nears 1× (a GPU's case); on this CPU the window's products are compute-bound and each layer's glue is JavaScript (docs/results.md)`,
   );
-  console.log("\nmore: docs/results.md (the paper's tables at toy scale, npm run paper), mil train / distill / eval --help");
+  console.log(
+    "\nmore: docs/results.md (the paper's tables at toy scale, npm run paper), mil train / distill / eval --help",
+  );
   return failed > 0 ? 1 : 0;
 }

@@ -41,7 +41,8 @@ export async function cmdInit(p: Parsed): Promise<number> {
   const seed = (v.seed as number | undefined) ?? 0;
   const sizeText = v['max-shard-size'] as string | undefined;
   const shardBytes = sizeText === undefined ? HF_MAX_SHARD_BYTES : parseSize(sizeText);
-  if (shardBytes === null) throw new UsageError(`--max-shard-size: expected a size like 5GB, 500MB, 2GiB or a byte count, got '${sizeText}'`);
+  if (shardBytes === null)
+    throw new UsageError(`--max-shard-size: expected a size like 5GB, 500MB, 2GiB or a byte count, got '${sizeText}'`);
   const readJson = (path: string) => readJsonObject(path, (q) => new ConfigError(path, q));
   const raw: Record<string, unknown> = { ...readJson(configPath), torch_dtype: TORCH_DTYPE[dtype] };
   delete raw.dtype; // the newer spelling of torch_dtype: one key, the written dtype
@@ -53,14 +54,24 @@ export async function cmdInit(p: Parsed): Promise<number> {
   let mamba;
   if (mambaPath) {
     mambaRaw = readJson(mambaPath);
-    if (layers !== undefined) mambaRaw = { ...mambaRaw, n_layer: layers, attn_layers: ((mambaRaw.attn_layers ?? []) as number[]).filter((l) => l < layers) };
+    if (layers !== undefined)
+      mambaRaw = {
+        ...mambaRaw,
+        n_layer: layers,
+        attn_layers: ((mambaRaw.attn_layers ?? []) as number[]).filter((l) => l < layers),
+      };
     mamba = parseMambaConfig(mambaRaw, variant, mambaPath);
-    if (mamba.nLayer !== llama.numLayers) throw new ConfigError(mambaPath, `n_layer ${mamba.nLayer} differs from num_hidden_layers ${llama.numLayers}`);
-    if (mamba.dModel !== llama.hiddenSize) throw new ConfigError(mambaPath, `d_model ${mamba.dModel} differs from hidden_size ${llama.hiddenSize}`);
+    if (mamba.nLayer !== llama.numLayers)
+      throw new ConfigError(mambaPath, `n_layer ${mamba.nLayer} differs from num_hidden_layers ${llama.numLayers}`);
+    if (mamba.dModel !== llama.hiddenSize)
+      throw new ConfigError(mambaPath, `d_model ${mamba.dModel} differs from hidden_size ${llama.hiddenSize}`);
   }
   checkOutput(out, 'folder', {
     option: 'out',
-    inputs: [{ option: 'config', path: configPath }, ...(mambaPath ? [{ option: 'mamba-config', path: mambaPath }] : [])],
+    inputs: [
+      { option: 'config', path: configPath },
+      ...(mambaPath ? [{ option: 'mamba-config', path: mambaPath }] : []),
+    ],
   });
   const weights = randomCheckpoint({ llama, mamba }, seed);
   const files = checkpointFiles(weights, { dtype, shardBytes, order: 'given' });

@@ -39,7 +39,17 @@ import { UsageError, parseCommand, suggest, type OptSpec, type Parsed } from './
 import { cmdConform } from './conform_cmd.js';
 import { INIT_OPTIONS, INIT_USAGE, cmdInit } from './init_cmd.js';
 import { CONFORM_OPS } from '../conform/cases.js';
-import { TRAIN_COMMANDS, TRAIN_USAGE, cmdDistill, cmdDpo, cmdEval, cmdSft, cmdTokenizerTrain, cmdTrain, setInvocation } from './train_cmds.js';
+import {
+  TRAIN_COMMANDS,
+  TRAIN_USAGE,
+  cmdDistill,
+  cmdDpo,
+  cmdEval,
+  cmdSft,
+  cmdTokenizerTrain,
+  cmdTrain,
+  setInvocation,
+} from './train_cmds.js';
 
 export const EXIT = { ok: 0, checkFailed: 1, usage: 2, io: 3, internal: 4 } as const;
 
@@ -48,12 +58,16 @@ const seedOpt: OptSpec = { kind: 'int', min: 0, max: MAX_SEED, help: 'seed of th
 const backendOpt: OptSpec = { kind: 'enum', choices: BACKENDS };
 
 const COMMANDS = {
-  demo: { options: { backend: backendOpt, out: { kind: 'string' } } as Record<string, OptSpec>, positionals: [0, 0] as [number, number] },
+  demo: {
+    options: { backend: backendOpt, out: { kind: 'string' } } as Record<string, OptSpec>,
+    positionals: [0, 0] as [number, number],
+  },
   'golden verify': {
-    options: { backend: { kind: 'enum', choices: [...BACKENDS, 'all'] }, json: { kind: 'switch' }, 'allow-unsupported': { kind: 'switch' } } as Record<
-      string,
-      OptSpec
-    >,
+    options: {
+      backend: { kind: 'enum', choices: [...BACKENDS, 'all'] },
+      json: { kind: 'switch' },
+      'allow-unsupported': { kind: 'switch' },
+    } as Record<string, OptSpec>,
     positionals: [1, 1] as [number, number],
   },
   'golden emit': {
@@ -61,10 +75,19 @@ const COMMANDS = {
       op: { kind: 'enum', choices: [...Object.keys(GOLDEN_OPS), 'model'] },
       seed: seedOpt,
       out: { kind: 'string' },
-      name: { kind: 'string', pattern: /^[A-Za-z0-9][A-Za-z0-9_.-]*$/, patternHelp: 'a case name of letters, digits, _ . -' },
+      name: {
+        kind: 'string',
+        pattern: /^[A-Za-z0-9][A-Za-z0-9_.-]*$/,
+        patternHelp: 'a case name of letters, digits, _ . -',
+      },
       variant: { kind: 'enum', choices: ['llama', 'mamba1', 'mamba2'] },
       train: { kind: 'switch' },
-      ...Object.fromEntries(Object.entries(EMIT_LIMITS).map(([k, [lo, hi]]) => [k, { kind: 'int', min: lo, max: hi, ...(k === 'k' ? { short: 'k' } : {}) }])),
+      ...Object.fromEntries(
+        Object.entries(EMIT_LIMITS).map(([k, [lo, hi]]) => [
+          k,
+          { kind: 'int', min: lo, max: hi, ...(k === 'k' ? { short: 'k' } : {}) },
+        ]),
+      ),
     } as Record<string, OptSpec>,
     positionals: [0, 0] as [number, number],
   },
@@ -182,7 +205,8 @@ async function cmdVerify(p: Parsed): Promise<number> {
   } else names = [await checkBackend(b)];
   const reports: VerifyReport[] = [];
   for (const name of names) {
-    if (!json) console.log(`# ${dir} on backend '${name}' (tolerance ${name === 'reference' ? '1e-9' : '1e-4'} relative)`);
+    if (!json)
+      console.log(`# ${dir} on backend '${name}' (tolerance ${name === 'reference' ? '1e-9' : '1e-4'} relative)`);
     const r = await verifyGolden(dir, name, json ? undefined : (c) => console.log(formatResult(c)));
     reports.push(r);
     if (!json) console.log(`${name}: ${r.passed} passed, ${r.failed} failed, ${r.unsupported} unsupported`);
@@ -192,11 +216,18 @@ async function cmdVerify(p: Parsed): Promise<number> {
   const failed = reports.reduce((s, r) => s + r.failed, 0);
   const unsupported = reports.reduce((s, r) => s + r.unsupported, 0);
   const ok = failed === 0 && passed > 0 && (unsupported === 0 || allowUnsupported);
-  if (json) console.log(JSON.stringify({ dir, reports, skipped, passed, failed, unsupported, ok }, (_k, x) => (x === Infinity ? 'Infinity' : x)));
+  if (json)
+    console.log(
+      JSON.stringify({ dir, reports, skipped, passed, failed, unsupported, ok }, (_k, x) =>
+        x === Infinity ? 'Infinity' : x,
+      ),
+    );
   else {
     console.log(`${passed} passed, ${failed} failed, ${unsupported} unsupported`);
     if (unsupported > 0 && !allowUnsupported)
-      console.error(`mil: ${unsupported} case(s) could not be checked: failing (pass --allow-unsupported to accept that)`);
+      console.error(
+        `mil: ${unsupported} case(s) could not be checked: failing (pass --allow-unsupported to accept that)`,
+      );
     if (passed === 0 && failed === 0 && unsupported === 0) console.error('mil: nothing was checked');
   }
   return ok ? EXIT.ok : EXIT.checkFailed;
@@ -208,12 +239,15 @@ async function cmdEmit(p: Parsed): Promise<number> {
   const out = need(v, 'out', 'golden emit');
   const seed = num(v, 'seed') ?? 0;
   const shapes: ShapeOptions = {};
-  for (const k of Object.keys(EMIT_LIMITS)) if (v[k] !== undefined) (shapes as Record<string, number>)[k] = v[k] as number;
+  for (const k of Object.keys(EMIT_LIMITS))
+    if (v[k] !== undefined) (shapes as Record<string, number>)[k] = v[k] as number;
   const variant = str(v, 'variant');
   if (variant !== undefined) shapes.variant = variant;
-  if (op !== 'model' && op !== 'speculative') only(v, 'variant', '--op model or --op speculative', 'golden emit', false);
+  if (op !== 'model' && op !== 'speculative')
+    only(v, 'variant', '--op model or --op speculative', 'golden emit', false);
   only(v, 'train', '--op model', 'golden emit', op === 'model');
-  if (op === 'speculative' && variant === 'llama') throw new UsageError('golden emit --op speculative: --variant must be mamba1 or mamba2 (the target)');
+  if (op === 'speculative' && variant === 'llama')
+    throw new UsageError('golden emit --op speculative: --variant must be mamba1 or mamba2 (the target)');
   checkEmitShapes(op, shapes);
   const name = str(v, 'name');
   if (op === 'model') {
@@ -227,7 +261,8 @@ async function cmdEmit(p: Parsed): Promise<number> {
   }
   checkOutput(out, 'folder', { option: 'out' });
   const c = await emitGolden(op, seed, shapes, out, name);
-  const list = (xs: string[]) => (xs.length > 12 ? `${xs.slice(0, 6).join(', ')}, … (${xs.length} in all)` : xs.join(', '));
+  const list = (xs: string[]) =>
+    xs.length > 12 ? `${xs.slice(0, 6).join(', ')}, … (${xs.length} in all)` : xs.join(', ');
   console.log(`wrote case '${c.name}' (${c.op}) to ${out}: inputs ${list(c.inputs)}; outputs ${list(c.outputs)}`);
   return EXIT.ok;
 }
@@ -240,14 +275,21 @@ async function cmdConvert(p: Parsed): Promise<number> {
   const semantics = str(v, 'semantics') as 'upstream' | 'clean' | undefined;
   if (semantics === 'clean' && variant !== 'mamba1')
     throw new UsageError('convert: --semantics clean applies to --variant mamba1 only (Mamba-2 has one semantics)');
-  if (v.attention !== undefined && v['attn-layers'] !== undefined) throw new UsageError('convert: give --attention or --attn-layers, not both');
+  if (v.attention !== undefined && v['attn-layers'] !== undefined)
+    throw new UsageError('convert: give --attention or --attn-layers, not both');
   const attnLayers = v['attn-layers'] as number[] | undefined;
   checkOutput(out, 'folder', { option: 'out', inputs: [{ option: 'teacher', path: teacher }] });
   const t0 = performance.now();
   console.error(`loading teacher ${teacher} …`);
   const t = loadModel(teacher);
   console.error(`converting ${t.llama.numLayers} layers (Algorithm 1, ${variant}) …`);
-  const m = convert(t, { variant, attnLayers, attentionFraction: num(v, 'attention') ?? 0.5, seed: num(v, 'seed') ?? 0, semantics });
+  const m = convert(t, {
+    variant,
+    attnLayers,
+    attentionFraction: num(v, 'attention') ?? 0.5,
+    seed: num(v, 'seed') ?? 0,
+    semantics,
+  });
   const dropped = droppedBiases(t, m);
   if (dropped.length)
     console.error(
@@ -270,10 +312,13 @@ async function cmdGenerate(p: Parsed): Promise<number> {
   const spec = v.speculative === true;
   for (const k of ['draft', 'draft-layers', 'k', 'scheme']) only(v, k, '--speculative', cmd, spec);
   if (spec && v.draft === undefined) throw new UsageError('generate --speculative needs --draft DIR');
-  if (v.prompt !== undefined && v['prompt-ids'] !== undefined) throw new UsageError('generate: give --prompt or --prompt-ids, not both');
-  if (v.prompt === undefined && v['prompt-ids'] === undefined) throw new UsageError('generate needs --prompt TEXT or --prompt-ids 1,2,3');
+  if (v.prompt !== undefined && v['prompt-ids'] !== undefined)
+    throw new UsageError('generate: give --prompt or --prompt-ids, not both');
+  if (v.prompt === undefined && v['prompt-ids'] === undefined)
+    throw new UsageError('generate needs --prompt TEXT or --prompt-ids 1,2,3');
   const temperature = num(v, 'temperature') ?? 0;
-  for (const k of ['top-k', 'top-p', 'seed']) only(v, k, '--temperature > 0 (greedy decoding draws nothing)', cmd, temperature > 0);
+  for (const k of ['top-k', 'top-p', 'seed'])
+    only(v, k, '--temperature > 0 (greedy decoding draws nothing)', cmd, temperature > 0);
   const maxNew = num(v, 'max-new-tokens') ?? 32;
   const backend = await checkBackend(str(v, 'backend'));
   const ops = await getOps(backend);
@@ -283,10 +328,14 @@ async function cmdGenerate(p: Parsed): Promise<number> {
   const ids = v['prompt-ids'] as number[] | undefined;
   if (ids !== undefined) {
     const bad = ids.find((i) => i >= m.llama.vocabSize);
-    if (bad !== undefined) throw new UsageError(`--prompt-ids: id ${bad} is not a token of this model (vocabulary ${m.llama.vocabSize})`);
+    if (bad !== undefined)
+      throw new UsageError(`--prompt-ids: id ${bad} is not a token of this model (vocabulary ${m.llama.vocabSize})`);
     prompt = ids;
   } else {
-    if (!tok) throw new UsageError(`this model has no tokenizer (vocabulary ${m.llama.vocabSize} < 256 for byte-level text): use --prompt-ids`);
+    if (!tok)
+      throw new UsageError(
+        `this model has no tokenizer (vocabulary ${m.llama.vocabSize} < 256 for byte-level text): use --prompt-ids`,
+      );
     prompt = tok.encode(str(v, 'prompt')!);
     if (prompt.length === 0) throw new UsageError('--prompt is empty');
   }
@@ -303,13 +352,18 @@ async function cmdGenerate(p: Parsed): Promise<number> {
   if (draftModel) {
     const dl = num(v, 'draft-layers');
     if (dl !== undefined) {
-      if (dl > draftModel.llama.numLayers) throw new UsageError(`--draft-layers ${dl}: the draft has ${draftModel.llama.numLayers} layers`);
+      if (dl > draftModel.llama.numLayers)
+        throw new UsageError(`--draft-layers ${dl}: the draft has ${draftModel.llama.numLayers} layers`);
       draftModel = truncateLayers(draftModel, dl);
     }
     if (draftModel.llama.vocabSize !== m.llama.vocabSize)
-      throw new UsageError(`--draft: vocabulary ${draftModel.llama.vocabSize} differs from the target's ${m.llama.vocabSize}`);
+      throw new UsageError(
+        `--draft: vocabulary ${draftModel.llama.vocabSize} differs from the target's ${m.llama.vocabSize}`,
+      );
     if (prompt.length + maxNew + K > draftModel.llama.maxPositionEmbeddings)
-      throw new UsageError(`--draft: its max_position_embeddings ${draftModel.llama.maxPositionEmbeddings} is shorter than prompt + new tokens + K`);
+      throw new UsageError(
+        `--draft: its max_position_embeddings ${draftModel.llama.maxPositionEmbeddings} is shorter than prompt + new tokens + K`,
+      );
   }
   const stream = (id: number) => {
     if (!json) process.stdout.write(tok ? tok.decode([id]) : `${id} `);
@@ -319,7 +373,14 @@ async function cmdGenerate(p: Parsed): Promise<number> {
   if (spec) await generate(ops, m, prompt, { maxNewTokens: Math.min(2, maxNew), eos: [] });
   const r = await generate(ops, m, prompt, { maxNewTokens: maxNew, ...sampling, onToken: stream });
   const timing = { prefill: r.prefill, decode: r.decode };
-  const base = { backend, prompt, tokens: r.tokens, ...(tok ? { text: tok.decode(r.tokens) } : {}), stoppedBy: r.stoppedBy, ...timing };
+  const base = {
+    backend,
+    prompt,
+    tokens: r.tokens,
+    ...(tok ? { text: tok.decode(r.tokens) } : {}),
+    stoppedBy: r.stoppedBy,
+    ...timing,
+  };
   if (!draftModel) {
     if (json) console.log(JSON.stringify(base));
     else
@@ -331,8 +392,14 @@ async function cmdGenerate(p: Parsed): Promise<number> {
   // speculative decoding of the same prompt, measured in the same run against the plain decode above
   if (!json) process.stdout.write(`\n[${backend}, speculative K=${K}, ${scheme}] `);
   const sOpts = { K, maxNewTokens: maxNew, ...sampling, scheme };
-  await speculativeGenerate(ops, m, new ModelDrafter(ops, draftModel, K + 1, scheme), prompt, { ...sOpts, maxNewTokens: Math.min(2, maxNew) }); // warm-up
-  const s = await speculativeGenerate(ops, m, new ModelDrafter(ops, draftModel, K + 1, scheme), prompt, { ...sOpts, onToken: stream });
+  await speculativeGenerate(ops, m, new ModelDrafter(ops, draftModel, K + 1, scheme), prompt, {
+    ...sOpts,
+    maxNewTokens: Math.min(2, maxNew),
+  }); // warm-up
+  const s = await speculativeGenerate(ops, m, new ModelDrafter(ops, draftModel, K + 1, scheme), prompt, {
+    ...sOpts,
+    onToken: stream,
+  });
   const plainMs = r.prefill.ms + r.decode.ms;
   const specMs = s.prefillMs + s.decodeMs;
   const res = {
@@ -358,7 +425,8 @@ async function cmdGenerate(p: Parsed): Promise<number> {
 }
 
 async function cmdBackends(): Promise<number> {
-  for (const s of await backendStatus()) console.log(`${s.name.padEnd(16)} ${s.available ? 'available' : `not available: ${s.reason}`}`);
+  for (const s of await backendStatus())
+    console.log(`${s.name.padEnd(16)} ${s.available ? 'available' : `not available: ${s.reason}`}`);
   return EXIT.ok;
 }
 
@@ -379,7 +447,13 @@ async function cmdDemo(p: Parsed): Promise<number> {
 /** The exit status for an error: usage and bad input 2, I/O and environment 3. */
 export function exitCodeFor(e: unknown): number {
   if (e instanceof UsageError) return EXIT.usage;
-  if (e instanceof IoError || e instanceof OutputLockedError || e instanceof BackendUnavailableError || e instanceof KernelError) return EXIT.io;
+  if (
+    e instanceof IoError ||
+    e instanceof OutputLockedError ||
+    e instanceof BackendUnavailableError ||
+    e instanceof KernelError
+  )
+    return EXIT.io;
   if (e instanceof MilError) return EXIT.usage;
   return EXIT.internal;
 }
@@ -394,7 +468,8 @@ export async function main(argv: string[]): Promise<number> {
     let name: CommandName;
     let rest: string[];
     if (a === 'golden') {
-      if (b !== 'verify' && b !== 'emit') throw new UsageError(`golden needs 'verify' or 'emit'${b ? `, got '${b}'` : ''}`);
+      if (b !== 'verify' && b !== 'emit')
+        throw new UsageError(`golden needs 'verify' or 'emit'${b ? `, got '${b}'` : ''}`);
       name = `golden ${b}`;
       rest = argv.slice(2);
     } else if (a === 'tokenizer') {

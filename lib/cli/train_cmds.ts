@@ -45,9 +45,29 @@ export const PRESETS = {
    * backward alone; the teacher run averaged ~900 with validation and checkpoints), which is what
    * lets `npm run paper` train the dozen students of the tables in under an hour.
    */
-  'teacher-small': { hidden: 128, intermediate: 384, layers: 4, heads: 4, kvHeads: 2, context: 256, steps: 700, batch: 8, lr: 3e-3 },
+  'teacher-small': {
+    hidden: 128,
+    intermediate: 384,
+    layers: 4,
+    heads: 4,
+    kvHeads: 2,
+    context: 256,
+    steps: 700,
+    batch: 8,
+    lr: 3e-3,
+  },
   /** The speculative draft: the same widths, 1 layer. */
-  'draft-small': { hidden: 128, intermediate: 384, layers: 1, heads: 4, kvHeads: 2, context: 256, steps: 400, batch: 8, lr: 3e-3 },
+  'draft-small': {
+    hidden: 128,
+    intermediate: 384,
+    layers: 1,
+    heads: 4,
+    kvHeads: 2,
+    context: 256,
+    steps: 400,
+    batch: 8,
+    lr: 3e-3,
+  },
   /** For tests: tiny and fast. */
   tiny: { hidden: 32, intermediate: 64, layers: 2, heads: 2, kvHeads: 1, context: 64, steps: 20, batch: 2, lr: 1e-2 },
 } as const;
@@ -74,14 +94,22 @@ const common: Record<string, OptSpec> = {
 
 export const TRAIN_COMMANDS = {
   'tokenizer train': {
-    options: { data: common.data!, out: common.out!, vocab: { kind: 'int', min: 257, max: 65535 }, seed: seedOpt } as Record<string, OptSpec>,
+    options: {
+      data: common.data!,
+      out: common.out!,
+      vocab: { kind: 'int', min: 257, max: 65535 },
+      seed: seedOpt,
+    } as Record<string, OptSpec>,
     positionals: [0, 0] as [number, number],
   },
   train: {
     options: {
       ...common,
       config: { kind: 'enum', choices: Object.keys(PRESETS) },
-      teacher: { kind: 'string', help: "train against this model's logits (kl-weight·KL + ce-weight·CE) instead of the text alone" },
+      teacher: {
+        kind: 'string',
+        help: "train against this model's logits (kl-weight·KL + ce-weight·CE) instead of the text alone",
+      },
       'kl-weight': { kind: 'number', min: 0, max: 1e6 },
       'ce-weight': { kind: 'number', min: 0, max: 1e6 },
     } as Record<string, OptSpec>,
@@ -105,7 +133,10 @@ export const TRAIN_COMMANDS = {
     } as Record<string, OptSpec>,
     positionals: [0, 0] as [number, number],
   },
-  sft: { options: { ...common, model: { kind: 'string' } } as Record<string, OptSpec>, positionals: [0, 0] as [number, number] },
+  sft: {
+    options: { ...common, model: { kind: 'string' } } as Record<string, OptSpec>,
+    positionals: [0, 0] as [number, number],
+  },
   dpo: {
     options: {
       ...common,
@@ -151,8 +182,11 @@ const num = (v: V, k: string) => v[k] as number | undefined;
 
 /** The tokenizer a command uses: --tokenizer, else the model folder's, else the shipped one. */
 export function loadTokenizer(v: V, modelDir?: string): BpeTokenizer {
-  const path = str(v, 'tokenizer') ?? (modelDir && existsSync(join(modelDir, 'tokenizer.json')) ? join(modelDir, 'tokenizer.json') : SHIPPED_TOKENIZER);
-  if (!existsSync(path)) throw new UsageError(`no tokenizer at ${path}: give --tokenizer FILE (make one with mil tokenizer train)`);
+  const path =
+    str(v, 'tokenizer') ??
+    (modelDir && existsSync(join(modelDir, 'tokenizer.json')) ? join(modelDir, 'tokenizer.json') : SHIPPED_TOKENIZER);
+  if (!existsSync(path))
+    throw new UsageError(`no tokenizer at ${path}: give --tokenizer FILE (make one with mil tokenizer train)`);
   return BpeTokenizer.load(path);
 }
 
@@ -200,7 +234,9 @@ function trainerOptions(
   const batch = num(v, 'batch') ?? d.batch;
   const seqLen = num(v, 'len') ?? d.len;
   if (v.tokens !== undefined && v.steps !== undefined) throw new UsageError('give --tokens or --steps, not both');
-  const totalSteps = num(v, 'steps') ?? (v.tokens !== undefined ? Math.max(1, Math.round(num(v, 'tokens')! / (batch * seqLen))) : d.steps);
+  const totalSteps =
+    num(v, 'steps') ??
+    (v.tokens !== undefined ? Math.max(1, Math.round(num(v, 'tokens')! / (batch * seqLen))) : d.steps);
   // the paper's stage-1 recipe (PAPER.md §3) where only the Mamba layers train; a model trained whole (from
   // scratch, with or without a teacher's logits, or SFT) gets the usual language-model one
   const stage1 = train === 'mamba';
@@ -236,9 +272,18 @@ async function prepare(v: V): Promise<void> {
 }
 
 /** How often a job validates and checkpoints (`times` per run unless --eval-every / --save-every say), on how many validation tokens, and the dtype of its final weights. */
-function cadence(v: V, totalSteps: number, times: number): { evalEvery: number; evalTokens: number; saveEvery: number; dtype: WriteDType } {
+function cadence(
+  v: V,
+  totalSteps: number,
+  times: number,
+): { evalEvery: number; evalTokens: number; saveEvery: number; dtype: WriteDType } {
   const every = Math.max(1, Math.round(totalSteps / times));
-  return { evalEvery: num(v, 'eval-every') ?? every, evalTokens: num(v, 'eval-tokens') ?? 16384, saveEvery: num(v, 'save-every') ?? every, dtype: dtypeOf(v) };
+  return {
+    evalEvery: num(v, 'eval-every') ?? every,
+    evalTokens: num(v, 'eval-tokens') ?? 16384,
+    saveEvery: num(v, 'save-every') ?? every,
+    dtype: dtypeOf(v),
+  };
 }
 /** --dtype of the final weights (default F16: what the shipped models use). */
 const dtypeOf = (v: V): WriteDType => (str(v, 'dtype') ?? 'F16') as WriteDType;
@@ -258,7 +303,10 @@ export async function cmdTrain(p: Parsed): Promise<number> {
   if (!out) throw new UsageError('train needs --out DIR');
   const preset = PRESETS[(str(v, 'config') ?? 'teacher-small') as keyof typeof PRESETS];
   const teacherDir = str(v, 'teacher');
-  checkOutput(out, 'folder', { option: 'out', inputs: teacherDir !== undefined ? [{ option: 'teacher', path: teacherDir }] : [] });
+  checkOutput(out, 'folder', {
+    option: 'out',
+    inputs: teacherDir !== undefined ? [{ option: 'teacher', path: teacherDir }] : [],
+  });
   const tok = loadTokenizer(v);
   const data = str(v, 'data') ?? 'sotu';
   const seed = num(v, 'seed') ?? 0;
@@ -266,14 +314,17 @@ export async function cmdTrain(p: Parsed): Promise<number> {
     throw new UsageError('train: --kl-weight and --ce-weight need --teacher DIR');
   const teacher = teacherDir !== undefined ? loadModel(teacherDir) : undefined;
   if (teacher && teacher.llama.vocabSize !== tok.vocabSize)
-    throw new UsageError(`--teacher ${teacherDir} has ${teacher.llama.vocabSize} tokens, the tokenizer ${tok.vocabSize}`);
+    throw new UsageError(
+      `--teacher ${teacherDir} has ${teacher.llama.vocabSize} tokens, the tokenizer ${tok.vocabSize}`,
+    );
   const o = trainerOptions(
     v,
     { batch: preset.batch, len: num(v, 'len') ?? preset.context, lr: preset.lr, steps: preset.steps },
     teacher ? 'distill' : 'lm',
     'all',
   );
-  if (o.seqLen > preset.context) throw new UsageError(`--len ${o.seqLen}: the ${str(v, 'config') ?? 'teacher-small'} context is ${preset.context}`);
+  if (o.seqLen > preset.context)
+    throw new UsageError(`--len ${o.seqLen}: the ${str(v, 'config') ?? 'teacher-small'} context is ${preset.context}`);
   if (teacher && o.seqLen > teacher.llama.maxPositionEmbeddings)
     throw new UsageError(`--len ${o.seqLen}: the teacher's context is ${teacher.llama.maxPositionEmbeddings}`);
   await prepare(v);
@@ -325,16 +376,21 @@ export async function cmdDistill(p: Parsed): Promise<number> {
   const out = str(v, 'out');
   const teacherDir = str(v, 'teacher');
   if (!out || !teacherDir) throw new UsageError('distill needs --teacher DIR and --out DIR');
-  if (v.stepwise !== undefined && v.attention !== undefined) throw new UsageError('distill: give --attention F or --stepwise F1,F2,…, not both');
-  if (v['drop-instead'] === true && v.init !== undefined) throw new UsageError('distill: --init applies to replaced layers, not --drop-instead');
-  const fractions = v.stepwise !== undefined ? str(v, 'stepwise')!.split(',').map(Number) : [num(v, 'attention') ?? 0.5];
+  if (v.stepwise !== undefined && v.attention !== undefined)
+    throw new UsageError('distill: give --attention F or --stepwise F1,F2,…, not both');
+  if (v['drop-instead'] === true && v.init !== undefined)
+    throw new UsageError('distill: --init applies to replaced layers, not --drop-instead');
+  const fractions =
+    v.stepwise !== undefined ? str(v, 'stepwise')!.split(',').map(Number) : [num(v, 'attention') ?? 0.5];
   for (let i = 1; i < fractions.length; i++)
-    if (!(fractions[i]! < fractions[i - 1]!)) throw new UsageError(`--stepwise: fractions must decrease, got ${fractions.join(',')}`);
+    if (!(fractions[i]! < fractions[i - 1]!))
+      throw new UsageError(`--stepwise: fractions must decrease, got ${fractions.join(',')}`);
   checkOutput(out, 'folder', { option: 'out', inputs: [{ option: 'teacher', path: teacherDir }] });
   const teacher = loadModel(teacherDir);
   if (teacher.mamba) throw new UsageError(`--teacher ${teacherDir} is a hybrid; distill needs a plain Llama teacher`);
   const tok = loadTokenizer(v, teacherDir);
-  if (tok.vocabSize !== teacher.llama.vocabSize) throw new UsageError(`the tokenizer has ${tok.vocabSize} tokens, the teacher ${teacher.llama.vocabSize}`);
+  if (tok.vocabSize !== teacher.llama.vocabSize)
+    throw new UsageError(`the tokenizer has ${tok.vocabSize} tokens, the teacher ${teacher.llama.vocabSize}`);
   const variant = (str(v, 'variant') ?? 'mamba2') as 'mamba1' | 'mamba2';
   const init = (str(v, 'init') ?? 'attention') as 'attention' | 'random';
   const drop = v['drop-instead'] === true;
@@ -344,7 +400,10 @@ export async function cmdDistill(p: Parsed): Promise<number> {
   const tokens = tokenStream(corpusPart(data, 'train'), tok);
   const valTokens = tokenStream(corpusPart(data, 'validation'), tok);
   // the token budget is split evenly over the stages
-  const perStage = { ...v, ...(v.tokens !== undefined ? { tokens: Math.max(1, Math.round(num(v, 'tokens')! / fractions.length)) } : {}) };
+  const perStage = {
+    ...v,
+    ...(v.tokens !== undefined ? { tokens: Math.max(1, Math.round(num(v, 'tokens')! / fractions.length)) } : {}),
+  };
   let student: HybridModel | undefined;
   let last = { ppl: NaN, bitsPerByte: NaN };
   for (const [k, f] of fractions.entries()) {
@@ -418,7 +477,8 @@ export async function cmdEval(p: Parsed): Promise<number> {
   if (!dir) throw new UsageError('eval needs --model DIR');
   const m = loadModel(dir);
   const tok = loadTokenizer(v, dir);
-  if (tok.vocabSize !== m.llama.vocabSize) throw new UsageError(`the tokenizer has ${tok.vocabSize} tokens, the model ${m.llama.vocabSize}`);
+  if (tok.vocabSize !== m.llama.vocabSize)
+    throw new UsageError(`the tokenizer has ${tok.vocabSize} tokens, the model ${m.llama.vocabSize}`);
   const engine = (str(v, 'engine') ?? 'simd') as 'simd' | 'float64';
   if (engine === 'simd') await SimdGemm.load();
   const split = (str(v, 'split') ?? 'test') as 'test';
@@ -460,10 +520,17 @@ export async function cmdSft(p: Parsed): Promise<number> {
   const data = str(v, 'data') ?? 'sotu';
   const seed = num(v, 'seed') ?? 0;
   await prepare(v);
-  const o = trainerOptions(v, { batch: 8, len: Math.min(256, m.llama.maxPositionEmbeddings), lr: 3e-4, steps: 50 }, 'lm', 'all');
+  const o = trainerOptions(
+    v,
+    { batch: 8, len: Math.min(256, m.llama.maxPositionEmbeddings), lr: 3e-4, steps: 50 },
+    'lm',
+    'all',
+  );
   const tokens = tokenStream(corpusPart(data, 'train'), tok);
   const valTokens = tokenStream(corpusPart(data, 'validation'), tok);
-  log(v)(`SFT of ${dir}: cross-entropy, all ${paramCount(m)} parameters; ${o.totalSteps} steps of ${o.batch}×${o.seqLen}`);
+  log(v)(
+    `SFT of ${dir}: cross-entropy, all ${paramCount(m)} parameters; ${o.totalSteps} steps of ${o.batch}×${o.seqLen}`,
+  );
   const r = await runJob({
     out,
     model: m,
@@ -475,7 +542,9 @@ export async function cmdSft(p: Parsed): Promise<number> {
     record: { title: `mil sft of ${dir}`, command: commandLine(), seed, data, from: dir },
     log: log(v),
   });
-  console.log(`wrote ${out}: validation perplexity ${r.final.ppl.toFixed(2)} (${r.final.bitsPerByte.toFixed(3)} bits/byte)`);
+  console.log(
+    `wrote ${out}: validation perplexity ${r.final.ppl.toFixed(2)} (${r.final.bitsPerByte.toFixed(3)} bits/byte)`,
+  );
   return 0;
 }
 
@@ -495,7 +564,9 @@ export async function cmdDpo(p: Parsed): Promise<number> {
   const nPairs = num(v, 'pairs') ?? 512;
   const batch = num(v, 'batch') ?? 8;
   if (P + C > ref.llama.maxPositionEmbeddings)
-    throw new UsageError(`--prompt-len + --cont-len (${P + C}) exceeds the model's context ${ref.llama.maxPositionEmbeddings}`);
+    throw new UsageError(
+      `--prompt-len + --cont-len (${P + C}) exceeds the model's context ${ref.llama.maxPositionEmbeddings}`,
+    );
   await prepare(v);
   const engine = engineFor((str(v, 'engine') ?? 'simd') as 'simd');
   const train = preferencePairs(tokenStream(corpusPart(data, 'train'), tok), nPairs, P, C, seed);
@@ -503,8 +574,16 @@ export async function cmdDpo(p: Parsed): Promise<number> {
   const steps = Math.ceil(nPairs / batch);
   const refAcc = preferenceAccuracy(ref, held, batch, engine);
   const t0 = performance.now();
-  log(v)(`DPO of ${dir} (reference: itself, frozen), β ${beta}: ${nPairs} pairs (prompt ${P}, continuations ${C} tokens), ${steps} steps of ${batch} pairs`);
-  const optimizer = { kind: 'adamw' as const, lr: num(v, 'lr') ?? 1e-4, betas: [0.9, 0.98] as [number, number], eps: 1e-8, weightDecay: 0 };
+  log(v)(
+    `DPO of ${dir} (reference: itself, frozen), β ${beta}: ${nPairs} pairs (prompt ${P}, continuations ${C} tokens), ${steps} steps of ${batch} pairs`,
+  );
+  const optimizer = {
+    kind: 'adamw' as const,
+    lr: num(v, 'lr') ?? 1e-4,
+    betas: [0.9, 0.98] as [number, number],
+    eps: 1e-8,
+    weightDecay: 0,
+  };
   const { policy, history } = trainDpo(ref, train, {
     beta,
     batch,
@@ -519,7 +598,12 @@ export async function cmdDpo(p: Parsed): Promise<number> {
   });
   const heldAcc = preferenceAccuracy(ref, held, batch, engine, policy);
   const valTokens = tokenStream(corpusPart(data, 'validation'), tok);
-  const ppl = evaluate(policy, valTokens, { seqLen: Math.min(256, ref.llama.maxPositionEmbeddings), maxTokens: 16384, engine, tokenizer: tok });
+  const ppl = evaluate(policy, valTokens, {
+    seqLen: Math.min(256, ref.llama.maxPositionEmbeddings),
+    maxTokens: 16384,
+    engine,
+    tokenizer: tok,
+  });
   const record = {
     title: `mil dpo of ${dir}`,
     command: commandLine(),

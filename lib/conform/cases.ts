@@ -134,13 +134,18 @@ export function drawArbitrary(op: string): fc.Arbitrary<Draw> {
   const rec = <T>(keys: string[], a: () => fc.Arbitrary<T>) => fc.record(Object.fromEntries(keys.map((k) => [k, a()])));
   return fc.record({
     shapes: fc.record(
-      Object.fromEntries(Object.entries(s.shapes).map(([k, [lo, hi]]) => [k, fc.integer({ min: lo, max: hi })])) as Record<string, fc.Arbitrary<number>>,
+      Object.fromEntries(
+        Object.entries(s.shapes).map(([k, [lo, hi]]) => [k, fc.integer({ min: lo, max: hi })]),
+      ) as Record<string, fc.Arbitrary<number>>,
     ),
     // the values' seed does not shrink: another seed is another case, not a smaller one
     seed: fc.noShrink(fc.integer({ min: 0, max: 2 ** 31 - 1 })),
     present: rec([...(s.optional ?? []), ...Object.keys(s.add ?? {})], () => fc.boolean()),
     toggles: fc.record(
-      Object.fromEntries(Object.entries(s.toggles ?? {}).map(([k, vs]) => [k, fc.constantFrom(...vs)])) as Record<string, fc.Arbitrary<unknown>>,
+      Object.fromEntries(Object.entries(s.toggles ?? {}).map(([k, vs]) => [k, fc.constantFrom(...vs)])) as Record<
+        string,
+        fc.Arbitrary<unknown>
+      >,
     ),
     scale: rec(s.scalable ?? [], () => fc.constantFrom(1, 1e3, 1e-3)),
   });
@@ -184,7 +189,10 @@ export async function buildCase(op: string, d: Draw): Promise<ConformCase> {
 async function buildModelCase(s: Record<string, number>, r: Rng): Promise<ConformCase> {
   const variant = MODEL_VARIANTS[s.variant!]!;
   const heads = s.heads!;
-  const teacher = randomLlama({ vocab: s.vocab!, hidden: 16 * heads, intermediate: 24, layers: 2, heads, kvHeads: 1, headDim: 16 }, r.int(0, 1 << 30));
+  const teacher = randomLlama(
+    { vocab: s.vocab!, hidden: 16 * heads, intermediate: 24, layers: 2, heads, kvHeads: 1, headDim: 16 },
+    r.int(0, 1 << 30),
+  );
   const model =
     variant === 'llama'
       ? teacher
@@ -199,7 +207,11 @@ async function buildModelCase(s: Record<string, number>, r: Rng): Promise<Confor
   return {
     op: 'model',
     inputs: { input_ids: Tensor.from(ids.flat(), [s.batch!, s.len!]) },
-    attrs: { variant, layout: 'input_ids: (batch, L) token ids; logits: (batch, L, vocab); the checkpoint is the folder model/ beside case.json' },
+    attrs: {
+      variant,
+      layout:
+        'input_ids: (batch, L) token ids; logits: (batch, L, vocab); the checkpoint is the folder model/ beside case.json',
+    },
     expected: { logits: logits.astype('float64') },
     model,
     shapes: s,

@@ -80,7 +80,11 @@ export function stopPorts(): void {
 }
 
 /** Run the port on one case; never throws for what the port does, never hangs past the timeout. */
-export async function runPort(cmd: string, c: ConformCase, o: { tolerance: number; timeoutMs: number }): Promise<Verdict> {
+export async function runPort(
+  cmd: string,
+  c: ConformCase,
+  o: { tolerance: number; timeoutMs: number },
+): Promise<Verdict> {
   const dir = mkdtempSync(join(tmpdir(), 'mil-conform-'));
   live.dirs.add(dir);
   try {
@@ -90,11 +94,23 @@ export async function runPort(cmd: string, c: ConformCase, o: { tolerance: numbe
     const caseDir = join(dir, 'case');
     const r = await execPort(cmd, caseDir, o.timeoutMs);
     const tail = r.stderr.trim().split('\n').slice(-3).join(' | ');
-    if (r.timedOut) return { status: 'fail', reason: `the port ran past the ${o.timeoutMs} ms timeout and was killed`, errors: {} };
-    if (r.code === EXIT_UNSUPPORTED) return { status: 'unsupported', reason: r.stderr.trim().split('\n')[0] || 'unsupported (no reason given)', errors: {} };
-    if (r.code !== 0) return { status: 'fail', reason: `the port exited ${r.code ?? `by signal ${r.signal}`}${tail ? `: ${tail}` : ''}`, errors: {} };
+    if (r.timedOut)
+      return { status: 'fail', reason: `the port ran past the ${o.timeoutMs} ms timeout and was killed`, errors: {} };
+    if (r.code === EXIT_UNSUPPORTED)
+      return {
+        status: 'unsupported',
+        reason: r.stderr.trim().split('\n')[0] || 'unsupported (no reason given)',
+        errors: {},
+      };
+    if (r.code !== 0)
+      return {
+        status: 'fail',
+        reason: `the port exited ${r.code ?? `by signal ${r.signal}`}${tail ? `: ${tail}` : ''}`,
+        errors: {},
+      };
     const outPath = join(caseDir, 'out.safetensors');
-    if (!existsSync(outPath)) return { status: 'fail', reason: 'the port exited 0 but wrote no out.safetensors', errors: {} };
+    if (!existsSync(outPath))
+      return { status: 'fail', reason: 'the port exited 0 but wrote no out.safetensors', errors: {} };
     let got: Map<string, Tensor>;
     try {
       const f = readSafetensors(outPath);
@@ -142,16 +158,25 @@ export function compare(expected: Record<string, Tensor>, got: Map<string, Tenso
     }
     errors[name] = relError(g.data, want.data);
     const failing = nonFinite >= 0 || !(errors[name] <= tolerance);
-    const key: [number, number] = [failing ? 1 : 0, nonFinite >= 0 ? Infinity : Number.isNaN(errors[name]) ? Infinity : errors[name]];
+    const key: [number, number] = [
+      failing ? 1 : 0,
+      nonFinite >= 0 ? Infinity : Number.isNaN(errors[name]) ? Infinity : errors[name],
+    ];
     if (want.size > 0 && (key[0] > worstKey[0] || (key[0] === worstKey[0] && key[1] > worstKey[1]))) {
       worstKey = key;
       const i = nonFinite >= 0 ? nonFinite : at;
       worst = { output: name, index: i, got: g.data[i]!, want: want.data[i]! };
     }
-    if (nonFinite >= 0) problems.push(`output '${name}'[${nonFinite}] is ${g.data[nonFinite]} where the reference is ${want.data[nonFinite]}`);
-    else if (!(errors[name] <= tolerance)) problems.push(`output '${name}' relative error ${errors[name].toExponential(2)} > ${tolerance}`);
+    if (nonFinite >= 0)
+      problems.push(
+        `output '${name}'[${nonFinite}] is ${g.data[nonFinite]} where the reference is ${want.data[nonFinite]}`,
+      );
+    else if (!(errors[name] <= tolerance))
+      problems.push(`output '${name}' relative error ${errors[name].toExponential(2)} > ${tolerance}`);
   }
-  return problems.length ? { status: 'fail', reason: problems.join('; '), errors, worst } : { status: 'pass', errors, worst };
+  return problems.length
+    ? { status: 'fail', reason: problems.join('; '), errors, worst }
+    : { status: 'pass', errors, worst };
 }
 
 /**
@@ -159,7 +184,11 @@ export function compare(expected: Record<string, Tensor>, got: Map<string, Tenso
  * group), not when its stderr closes: a grandchild that keeps stderr open (even one in a new session, which a
  * group kill cannot reach) never holds the harness. Whatever the port left in its group is killed on exit.
  */
-function execPort(cmd: string, dir: string, timeoutMs: number): Promise<{ code: number | null; signal: string | null; stderr: string; timedOut: boolean }> {
+function execPort(
+  cmd: string,
+  dir: string,
+  timeoutMs: number,
+): Promise<{ code: number | null; signal: string | null; stderr: string; timedOut: boolean }> {
   return new Promise((resolve) => {
     const p = spawn('sh', ['-c', `${cmd} "$1"`, 'sh', dir], { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
     if (p.pid !== undefined) live.groups.add(p.pid);
@@ -261,7 +290,10 @@ export async function conform(o: ConformOptions): Promise<ConformReport> {
   // --fail-fast: report the first failing case as drawn, without shrinking it
   const r = await fc.check(prop, { numRuns: o.runs, seed: o.seed, endOnFailure: o.failFast === true });
   // a failure with no failing verdict is the harness's own error (drawing or building a case): never a pass
-  if (r.failed && !last) throw r.errorInstance instanceof Error ? r.errorInstance : new Error(`mil conform --op ${o.op}: ${String(r.errorInstance)}`);
+  if (r.failed && !last)
+    throw r.errorInstance instanceof Error
+      ? r.errorInstance
+      : new Error(`mil conform --op ${o.op}: ${String(r.errorInstance)}`);
   if (r.failed && last) rep.smallest = { ...last, shrinkSteps };
   return rep;
 }
@@ -295,7 +327,10 @@ export function saveCase(dir: string, c: ConformCase, note: string, opts: { opti
           outputs: Object.keys(c.expected),
           note,
         };
-        stage.writeFile('kernels.json', JSON.stringify({ schema: SCHEMA, seed: 0, dtype: 'float64', cases: [gc] }, null, 1) + '\n');
+        stage.writeFile(
+          'kernels.json',
+          JSON.stringify({ schema: SCHEMA, seed: 0, dtype: 'float64', cases: [gc] }, null, 1) + '\n',
+        );
       }
     },
     { option: opts.option },

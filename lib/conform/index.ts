@@ -30,17 +30,25 @@ export type PortFunction = (
 ) => Record<string, PortTensor> | null | Promise<Record<string, PortTensor> | null>;
 
 /** The property of one op (model cases need a checkpoint folder: use `mil conform` for `model`). */
-export function property(op: string, port: PortFunction, o: { tolerance?: number } = {}): fc.IAsyncProperty<[import('./cases.js').Draw]> {
+export function property(
+  op: string,
+  port: PortFunction,
+  o: { tolerance?: number } = {},
+): fc.IAsyncProperty<[import('./cases.js').Draw]> {
   return fc.asyncProperty(drawArbitrary(op), async (d) => {
     const c = await buildCase(op, d);
     fc.pre(Object.values(c.expected).every((t) => t.data.every(Number.isFinite)));
-    const inputs = Object.fromEntries(Object.entries(c.inputs).map(([k, t]) => [k, { shape: [...t.shape], data: Float64Array.from(t.data) }]));
+    const inputs = Object.fromEntries(
+      Object.entries(c.inputs).map(([k, t]) => [k, { shape: [...t.shape], data: Float64Array.from(t.data) }]),
+    );
     const out = await port(op, inputs, c.attrs);
     fc.pre(out !== null); // unsupported
     const got = new Map(Object.entries(out).map(([k, t]) => [k, new Tensor(Float64Array.from(t.data), t.shape, k)]));
     const v = compare(c.expected, got, o.tolerance ?? 1e-4);
     if (v.status !== 'pass') {
-      const w = v.worst ? `; worst element ${v.worst.output}[${v.worst.index}] = ${v.worst.got}, reference ${v.worst.want}` : '';
+      const w = v.worst
+        ? `; worst element ${v.worst.output}[${v.worst.index}] = ${v.worst.got}, reference ${v.worst.want}`
+        : '';
       throw new Error(
         `${op}: ${v.reason}${w}; inputs ${Object.entries(c.inputs)
           .map(([k, t]) => `${k} [${t.shape.join(', ')}]`)
@@ -51,6 +59,9 @@ export function property(op: string, port: PortFunction, o: { tolerance?: number
 }
 
 /** Every kernel op's property (forward and backward). */
-export function properties(port: PortFunction, o: { tolerance?: number } = {}): Record<string, fc.IAsyncProperty<[import('./cases.js').Draw]>> {
+export function properties(
+  port: PortFunction,
+  o: { tolerance?: number } = {},
+): Record<string, fc.IAsyncProperty<[import('./cases.js').Draw]>> {
   return Object.fromEntries(CONFORM_OPS.filter((op) => op !== 'model').map((op) => [op, property(op, port, o)]));
 }

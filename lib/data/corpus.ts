@@ -87,11 +87,19 @@ function readJsonl(path: string): Doc[] {
       if (line.trim() === '') return;
       const where = `${path}:${i + 1}`;
       const o = parseJsonStrict(line, where, (p) => new CorpusError(where, p));
-      if (typeof o !== 'object' || o === null || Array.isArray(o) || typeof (o as { text?: unknown }).text !== 'string') {
+      if (
+        typeof o !== 'object' ||
+        o === null ||
+        Array.isArray(o) ||
+        typeof (o as { text?: unknown }).text !== 'string'
+      ) {
         throw new CorpusError(where, 'expected a JSON object with a string field "text"');
       }
       const id = (o as { id?: unknown }).id;
-      docs.push({ id: typeof id === 'string' || typeof id === 'number' ? String(id) : String(i + 1).padStart(8, '0'), text: (o as { text: string }).text });
+      docs.push({
+        id: typeof id === 'string' || typeof id === 'number' ? String(id) : String(i + 1).padStart(8, '0'),
+        text: (o as { text: string }).text,
+      });
     });
   if (docs.length === 0) throw new CorpusError(path, 'no documents (no non-empty lines)');
   return docs;

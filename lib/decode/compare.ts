@@ -39,7 +39,11 @@ export async function compareWithPlain(
 ): Promise<Comparison> {
   const opts = { maxNewTokens: o.maxNewTokens, eos: [] as number[] };
   await generate(ops, target, prompts[0]!, { ...opts, maxNewTokens: Math.min(4, o.maxNewTokens) }); // warm-up: kernels, JIT
-  await speculativeGenerate(ops, target, drafter(), prompts[0]!, { K: o.K, ...opts, maxNewTokens: Math.min(4, o.maxNewTokens) });
+  await speculativeGenerate(ops, target, drafter(), prompts[0]!, {
+    K: o.K,
+    ...opts,
+    maxNewTokens: Math.min(4, o.maxNewTokens),
+  });
   const c: Comparison = {
     K: o.K,
     prompts: prompts.length,

@@ -40,7 +40,8 @@ export class OracleDrafter implements Drafter {
 
 /** A draft made of a model's first `n` layers (with its final norm and head): a cheap, related draft. */
 export function truncateLayers(m: HybridModel, n: number): HybridModel {
-  if (!Number.isInteger(n) || n < 1 || n > m.llama.numLayers) throw new ArgumentError('layers', `an integer in [1, ${m.llama.numLayers}]`, n);
+  if (!Number.isInteger(n) || n < 1 || n > m.llama.numLayers)
+    throw new ArgumentError('layers', `an integer in [1, ${m.llama.numLayers}]`, n);
   const tensors = new Map<string, Tensor>();
   for (const name of m.weights.names()) {
     const mm = /^model\.layers\.(\d+)\./.exec(name);

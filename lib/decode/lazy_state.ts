@@ -50,7 +50,14 @@ export interface SpecState extends MambaStateStore {
 }
 
 /** Build a speculative state from a prefilled layer: conv window (1, C, W−1), SSM state (1, dim, N). */
-export function makeSpecState(convWindow: Tensor, ssm: Tensor, length: number, maxWindow: number, G: number, scheme: StateScheme): SpecState {
+export function makeSpecState(
+  convWindow: Tensor,
+  ssm: Tensor,
+  length: number,
+  maxWindow: number,
+  G: number,
+  scheme: StateScheme,
+): SpecState {
   const [, C, P] = convWindow.shape as [number, number, number];
   const S = P + maxWindow + 1;
   const conv = Tensor.zeros([1, C, S], 'float64', 'conv');
@@ -107,11 +114,26 @@ export function convWindow(st: SpecState, W: number): Tensor {
 }
 
 /** Conv over L new pre-conv inputs (1, L, C) through the circular buffer; returns (1, L, C) post-conv. */
-export async function specConv(ops: Ops, st: SpecState, pre: Tensor, weight: Tensor, bias: Tensor | undefined, activation: 'silu' | null): Promise<Tensor> {
+export async function specConv(
+  ops: Ops,
+  st: SpecState,
+  pre: Tensor,
+  weight: Tensor,
+  bias: Tensor | undefined,
+  activation: 'silu' | null,
+): Promise<Tensor> {
   const L = pre.shape[1]!;
   const S = st.conv.shape[2]!;
-  if (L > S - (weight.shape[1]! - 1)) throw new ArgumentError('verify window', `at most ${S - weight.shape[1]! + 1} tokens for this cache`, L);
-  const r = await ops.causalConv1dUpdate({ x: pre.transpose([0, 2, 1]), convState: st.conv, weight, bias, activation, cacheSeqlens: [st.convLen] });
+  if (L > S - (weight.shape[1]! - 1))
+    throw new ArgumentError('verify window', `at most ${S - weight.shape[1]! + 1} tokens for this cache`, L);
+  const r = await ops.causalConv1dUpdate({
+    x: pre.transpose([0, 2, 1]),
+    convState: st.conv,
+    weight,
+    bias,
+    activation,
+    cacheSeqlens: [st.convLen],
+  });
   st.conv = r.convState.named('conv'); // the backend's dtype, as the SSM states
   st.convLen += L;
   return r.out.transpose([0, 2, 1]);
@@ -123,14 +145,16 @@ export async function specSsm(ops: Ops, st: SpecState, s: SsmSteps): Promise<Ten
   st.A = s.A;
   st.deltaBias = s.deltaBias ?? null;
   const { dim, N, G } = st;
-  const rowsOf = (t: Tensor, w: number) => Array.from({ length: L }, (_, i) => Float64Array.from(t.data.subarray(i * w, (i + 1) * w)));
+  const rowsOf = (t: Tensor, w: number) =>
+    Array.from({ length: L }, (_, i) => Float64Array.from(t.data.subarray(i * w, (i + 1) * w)));
   if (st.scheme === 'per-position') {
     // one state per new position, each from the previous one
     const outs: Tensor[] = [];
     let h = st.history[st.history.length - 1]!;
     const zero = Tensor.zeros([1, 1, dim]);
     for (let t = 0; t < L; t++) {
-      const at = (x: Tensor | undefined, w: number, shape: number[]) => (x ? Tensor.from(x.data.subarray(t * w, (t + 1) * w), shape, 'float64') : undefined);
+      const at = (x: Tensor | undefined, w: number, shape: number[]) =>
+        x ? Tensor.from(x.data.subarray(t * w, (t + 1) * w), shape, 'float64') : undefined;
       const r = await ops.multistep({
         hI: h,
         xCache: zero,
@@ -188,7 +212,8 @@ export async function specSsm(ops: Ops, st: SpecState, s: SsmSteps): Promise<Ten
 /** Forget consumed tokens past position n. */
 export function rollbackState(st: SpecState, n: number): void {
   if (n > st.convLen) throw new ArgumentError('rollback position', `<= ${st.convLen} (tokens consumed)`, n);
-  if (n < st.statePos) throw new ArgumentError('rollback position', `>= ${st.statePos} (already folded into the state)`, n);
+  if (n < st.statePos)
+    throw new ArgumentError('rollback position', `>= ${st.statePos} (already folded into the state)`, n);
   st.convLen = n;
   if (st.scheme === 'per-position') {
     st.h = st.history[n - st.statePos]!;
@@ -214,7 +239,11 @@ export function foldState(st: SpecState): void {
   } else if (have >= pendingBefore) {
     st.h = hJ;
     st.statePos += pendingBefore;
-    st.pending = { x: st.pending.x.slice(pendingBefore), delta: st.pending.delta.slice(pendingBefore), B: st.pending.B.slice(pendingBefore) };
+    st.pending = {
+      x: st.pending.x.slice(pendingBefore),
+      delta: st.pending.delta.slice(pendingBefore),
+      B: st.pending.B.slice(pendingBefore),
+    };
   }
   st.last = null;
   st.history = [st.h];

@@ -30,8 +30,24 @@ import type { Ops } from '../ops.js';
 import { Rng } from '../rng.js';
 import { Tensor } from '../tensor.js';
 import { forward, newCache, type HybridModel, type ModelCache } from '../model/hybrid.js';
-import { argmax, checkLength, drawFrom, lastLogits, samplingDistribution, type SamplingOptions } from '../model/generate.js';
-import { convWindow, foldState, foldedState, makeSpecState, rollbackState, specOf, stateBytes, type StateScheme } from './lazy_state.js';
+import {
+  argmax,
+  checkLength,
+  drawFrom,
+  lastLogits,
+  samplingDistribution,
+  type SamplingOptions,
+} from '../model/generate.js';
+import {
+  convWindow,
+  foldState,
+  foldedState,
+  makeSpecState,
+  rollbackState,
+  specOf,
+  stateBytes,
+  type StateScheme,
+} from './lazy_state.js';
 
 // ---------------------------------------------------------------- caches
 
@@ -94,8 +110,13 @@ export class ModelDrafter implements Drafter {
     private readonly scheme: StateScheme,
   ) {}
 
-  async propose(committed: number[], K: number, sample: (l: Float64Array) => { token: number; p: Float64Array | null }) {
-    if (!this.cache) this.cache = (await prefillSpec(this.ops, this.model, committed.slice(0, -1), this.maxWindow, this.scheme)).cache;
+  async propose(
+    committed: number[],
+    K: number,
+    sample: (l: Float64Array) => { token: number; p: Float64Array | null },
+  ) {
+    if (!this.cache)
+      this.cache = (await prefillSpec(this.ops, this.model, committed.slice(0, -1), this.maxWindow, this.scheme)).cache;
     const tokens: number[] = [];
     const dists: Array<Float64Array | null> = [];
     if (K === 0) return { tokens, dists };
@@ -169,10 +190,18 @@ export interface SpeculativeResult {
  * layers attend to their KV cache and append s entries. Returns one row of target logits per window position:
  * row m is the target's distribution for the token after the window's m-th token.
  */
-export async function verify(ops: Ops, target: HybridModel, cache: ModelCache, lastCommitted: number, drafts: number[]): Promise<Float64Array[]> {
+export async function verify(
+  ops: Ops,
+  target: HybridModel,
+  cache: ModelCache,
+  lastCommitted: number,
+  drafts: number[],
+): Promise<Float64Array[]> {
   const logits = await forward(ops, target, [[lastCommitted, ...drafts]], cache);
   const V = target.llama.vocabSize;
-  return Array.from({ length: drafts.length + 1 }, (_, m) => Float64Array.from(logits.data.subarray(m * V, (m + 1) * V)));
+  return Array.from({ length: drafts.length + 1 }, (_, m) =>
+    Float64Array.from(logits.data.subarray(m * V, (m + 1) * V)),
+  );
 }
 
 /** What a round of acceptance decided: k' drafts accepted, then the tokens to emit (k' drafts + one more). */
@@ -263,7 +292,8 @@ export async function speculativeGenerate(
 ): Promise<SpeculativeResult> {
   if (!Number.isInteger(o.K) || o.K < 1) throw new ArgumentError('K', 'a positive integer', o.K);
   if (prompt.length === 0) throw new ArgumentError('prompt', 'at least one token', 0);
-  if (!Number.isInteger(o.maxNewTokens) || o.maxNewTokens < 0) throw new ArgumentError('maxNewTokens', 'a non-negative integer', o.maxNewTokens);
+  if (!Number.isInteger(o.maxNewTokens) || o.maxNewTokens < 0)
+    throw new ArgumentError('maxNewTokens', 'a non-negative integer', o.maxNewTokens);
   checkLength(target, prompt.length, o.maxNewTokens);
   const scheme = o.scheme ?? 'lazy';
   const greedy = !(o.temperature && o.temperature > 0);
@@ -317,7 +347,12 @@ export async function speculativeGenerate(
       }
     }
     drafter.accept(cache.length);
-    const info = { proposed: drafts.length, accepted: a.accepted, emitted: kept, uniforms: [...draftUniforms, ...a.uniforms] };
+    const info = {
+      proposed: drafts.length,
+      accepted: a.accepted,
+      emitted: kept,
+      uniforms: [...draftUniforms, ...a.uniforms],
+    };
     rounds.push(info);
     await o.onRound?.(info, cache);
   }
@@ -345,7 +380,8 @@ export async function speculativeGenerate(
 export function effectiveStates(m: HybridModel, cache: ModelCache): Map<number, { ssm: Tensor; conv: Tensor }> {
   const out = new Map<number, { ssm: Tensor; conv: Tensor }>();
   cache.layers.forEach((lc, i) => {
-    if (lc.kind !== 'attention') out.set(i, { ssm: foldedState(specOf(lc)), conv: convWindow(specOf(lc), m.mamba!.dConv) });
+    if (lc.kind !== 'attention')
+      out.set(i, { ssm: foldedState(specOf(lc)), conv: convWindow(specOf(lc), m.mamba!.dConv) });
   });
   return out;
 }

@@ -86,7 +86,11 @@ export function findDuplicateKey(text: string): string | null {
 }
 
 /** JSON.parse plus the duplicate-key check; errors name `where`. */
-export function parseJsonStrict(text: string, where: string, fail: (problem: string) => Error = (p) => new InputFileError(where, p)): unknown {
+export function parseJsonStrict(
+  text: string,
+  where: string,
+  fail: (problem: string) => Error = (p) => new InputFileError(where, p),
+): unknown {
   let v: unknown;
   try {
     v = JSON.parse(text);
@@ -107,7 +111,8 @@ export function readRegularFile(path: string, maxBytes: number): Buffer {
     throw new InputFileError(path, `cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
   }
   if (!st.isFile()) throw new InputFileError(path, `not a regular file (${fileKind(st)})`);
-  if (st.size > maxBytes) throw new InputFileError(path, `${st.size} bytes, over the limit of ${maxBytes} for this kind of file`);
+  if (st.size > maxBytes)
+    throw new InputFileError(path, `${st.size} bytes, over the limit of ${maxBytes} for this kind of file`);
   let fd: number;
   try {
     fd = openSync(path, 'r');
@@ -141,7 +146,10 @@ export function fileKind(st: import('node:fs').Stats): string {
 }
 
 /** Read a JSON object file (configs, golden json): regular file, ≤ 16 MiB, strict JSON, an object. */
-export function readJsonObject(path: string, fail: (problem: string) => Error = (p) => new InputFileError(path, p)): Record<string, unknown> {
+export function readJsonObject(
+  path: string,
+  fail: (problem: string) => Error = (p) => new InputFileError(path, p),
+): Record<string, unknown> {
   let text: string;
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(readRegularFile(path, 16 * 1024 * 1024));

@@ -18,7 +18,18 @@ import { Tensor, sizeOf } from '../tensor.js';
 
 export const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 
-const DTYPE_SIZE: Record<string, number> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 };
+const DTYPE_SIZE: Record<string, number> = {
+  F64: 8,
+  F32: 4,
+  F16: 2,
+  BF16: 2,
+  I64: 8,
+  I32: 4,
+  I16: 2,
+  I8: 1,
+  U8: 1,
+  BOOL: 1,
+};
 
 export interface TensorInfo {
   dtype: string;
@@ -60,7 +71,11 @@ export function parseSafetensorsHeader(prefix: Uint8Array, fileBytes: number, pa
   if (n64 > BigInt(MAX_HEADER_BYTES)) fail(`header length ${n64} exceeds the cap of ${MAX_HEADER_BYTES} bytes`);
   const n = Number(n64);
   if (8 + n > fileBytes) fail(`header length ${n} runs past the end of the file (${fileBytes} bytes): truncated?`);
-  const header = parseJsonStrict(decodeUtf8(prefix.subarray(8, 8 + n), fail), path, (p) => new SafetensorsError(path, `header: ${p}`));
+  const header = parseJsonStrict(
+    decodeUtf8(prefix.subarray(8, 8 + n), fail),
+    path,
+    (p) => new SafetensorsError(path, `header: ${p}`),
+  );
   if (typeof header !== 'object' || header === null || Array.isArray(header)) fail('header is not a JSON object');
   const dataStart = 8 + n;
   const dataLen = fileBytes - dataStart;
@@ -75,7 +90,8 @@ export function parseSafetensorsHeader(prefix: Uint8Array, fileBytes: number, pa
     }
     const e = v as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
     if (typeof e !== 'object' || e === null) fail(`tensor '${name}': entry is not an object`);
-    if (typeof e.dtype !== 'string' || !(e.dtype in DTYPE_SIZE)) fail(`tensor '${name}': unknown dtype ${JSON.stringify(e.dtype)}`);
+    if (typeof e.dtype !== 'string' || !(e.dtype in DTYPE_SIZE))
+      fail(`tensor '${name}': unknown dtype ${JSON.stringify(e.dtype)}`);
     if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isSafeInteger(d) && d >= 0))
       fail(`tensor '${name}': shape ${JSON.stringify(e.shape)} is not a list of non-negative integers`);
     const off = e.data_offsets;
@@ -85,8 +101,10 @@ export function parseSafetensorsHeader(prefix: Uint8Array, fileBytes: number, pa
     const shape = e.shape as number[];
     const want = sizeOf(shape) * DTYPE_SIZE[e.dtype as string]!;
     if (en < b) fail(`tensor '${name}': data_offsets [${b}, ${en}] end before begin`);
-    if (en > dataLen) fail(`tensor '${name}': data_offsets [${b}, ${en}] run past the data (${dataLen} bytes): truncated?`);
-    if (en - b !== want) fail(`tensor '${name}': ${en - b} bytes for ${e.dtype} [${shape.join(', ')}], expected ${want}`);
+    if (en > dataLen)
+      fail(`tensor '${name}': data_offsets [${b}, ${en}] run past the data (${dataLen} bytes): truncated?`);
+    if (en - b !== want)
+      fail(`tensor '${name}': ${en - b} bytes for ${e.dtype} [${shape.join(', ')}], expected ${want}`);
     ranges.push([b, en, name]);
     tensors.set(name, { dtype: e.dtype as string, shape, begin: dataStart + b, end: dataStart + en });
   }
@@ -102,7 +120,10 @@ export function parseSafetensorsHeader(prefix: Uint8Array, fileBytes: number, pa
     pos = e;
     prev = nm;
   }
-  if (pos !== dataLen) fail(`bytes [${pos}, ${dataLen}) at the end of the data belong to no tensor (trailing bytes, or a header that lies)`);
+  if (pos !== dataLen)
+    fail(
+      `bytes [${pos}, ${dataLen}) at the end of the data belong to no tensor (trailing bytes, or a header that lies)`,
+    );
   return { path, metadata, tensors };
 }
 
@@ -323,7 +344,8 @@ function encode(t: Tensor, dt: WriteDType, name: string, from: number, to: numbe
   const out = new Uint8Array(n * DTYPE_SIZE[dt]!);
   const dv = new DataView(out.buffer);
   const intCheck = (v: number, lo: number, hi: number, i: number) => {
-    if (!Number.isInteger(v) || v < lo || v > hi) throw new SafetensorsError('<write>', `tensor '${name}': value ${v} at ${i} is not representable as ${dt}`);
+    if (!Number.isInteger(v) || v < lo || v > hi)
+      throw new SafetensorsError('<write>', `tensor '${name}': value ${v} at ${i} is not representable as ${dt}`);
   };
   if (dt === 'F32' && LITTLE_ENDIAN) {
     new Float32Array(out.buffer).set(t.data.subarray(from, to)); // rounds float64 to nearest, as setFloat32
@@ -335,7 +357,10 @@ function encode(t: Tensor, dt: WriteDType, name: string, from: number, to: numbe
     const h = new Uint16Array(out.buffer);
     for (let i = 0; i < n; i++) {
       const x = bits[i]!;
-      h[i] = (x & 0x7f800000) === 0x7f800000 && x & 0x7fffff ? (x >>> 16) | 0x40 : ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
+      h[i] =
+        (x & 0x7f800000) === 0x7f800000 && x & 0x7fffff
+          ? (x >>> 16) | 0x40
+          : ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
     }
     return out;
   }
@@ -408,7 +433,8 @@ export function safetensorsChunks(
     for (let i = 0; i < entries.length; i++) {
       const [name, src] = entries[i]!;
       const t = materialize(src); // a lazy tensor is made here, one at a time, and dropped after
-      for (let s = 0; s < t.size; s += ENCODE_PIECE) yield encode(t, dts[i]!, name, s, Math.min(t.size, s + ENCODE_PIECE));
+      for (let s = 0; s < t.size; s += ENCODE_PIECE)
+        yield encode(t, dts[i]!, name, s, Math.min(t.size, s + ENCODE_PIECE));
     }
   }
   return { bytes: head.length + off, chunks: { [Symbol.iterator]: chunks } };
@@ -428,7 +454,8 @@ export interface LazyTensor {
 function materialize(t: TensorSource): Tensor {
   if (t instanceof Tensor) return t;
   const m = t.make();
-  if (m.size !== t.size) throw new SafetensorsError('<write>', `lazy tensor '${m.name}' made ${m.size} elements, announced ${t.size}`);
+  if (m.size !== t.size)
+    throw new SafetensorsError('<write>', `lazy tensor '${m.name}' made ${m.size} elements, announced ${t.size}`);
   return m;
 }
 

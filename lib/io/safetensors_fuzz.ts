@@ -25,7 +25,10 @@ export const MUTATIONS = [
 ] as const;
 export type Mutation = (typeof MUTATIONS)[number];
 
-function header(bytes: Uint8Array): { json: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>; data: Uint8Array } {
+function header(bytes: Uint8Array): {
+  json: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
+  data: Uint8Array;
+} {
   const n = Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true));
   return { json: JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n))), data: bytes.subarray(8 + n) };
 }
@@ -64,12 +67,21 @@ export function fuzzCase(r: Rng, m: Mutation): { bytes: Uint8Array; mustReject: 
     case 'gap': {
       const extra = r.int(1, 16);
       const shifted = Object.fromEntries(
-        Object.entries(json).map(([k, v]) => [k, k === '__metadata__' ? v : { ...v, data_offsets: [v.data_offsets[0] + extra, v.data_offsets[1] + extra] }]),
+        Object.entries(json).map(([k, v]) => [
+          k,
+          k === '__metadata__' ? v : { ...v, data_offsets: [v.data_offsets[0] + extra, v.data_offsets[1] + extra] },
+        ]),
       );
-      return { bytes: assemble(JSON.stringify(shifted), new Uint8Array([...new Uint8Array(extra), ...data])), mustReject: true };
+      return {
+        bytes: assemble(JSON.stringify(shifted), new Uint8Array([...new Uint8Array(extra), ...data])),
+        mustReject: true,
+      };
     }
     case 'trailing-bytes':
-      return { bytes: new Uint8Array([...good, ...new Uint8Array(r.int(1, 64)).map(() => r.int(0, 255))]), mustReject: true };
+      return {
+        bytes: new Uint8Array([...good, ...new Uint8Array(r.int(1, 64)).map(() => r.int(0, 255))]),
+        mustReject: true,
+      };
     case 'overlap': {
       const big = names.map((k) => json[k]!).filter((v) => v.data_offsets[1] - v.data_offsets[0] >= 8);
       if (names.length < 2 || big.length === 0) return { bytes: good, mustReject: false };
@@ -120,7 +132,8 @@ export function runCase(bytes: Uint8Array, mustReject: boolean): { outcome: Outc
     const f = parseSafetensors(bytes, 'fuzz');
     for (const name of f.tensors.keys()) {
       const t = getTensor(f, name);
-      if (t.size !== f.tensors.get(name)!.shape.reduce((a, b) => a * b, 1)) return { outcome: 'CRASH', detail: `tensor ${name} decoded to the wrong size` };
+      if (t.size !== f.tensors.get(name)!.shape.reduce((a, b) => a * b, 1))
+        return { outcome: 'CRASH', detail: `tensor ${name} decoded to the wrong size` };
     }
     return mustReject ? { outcome: 'WRONG-accepted' } : { outcome: 'accepted' };
   } catch (e) {
@@ -140,7 +153,8 @@ export function fuzz(n: number, seed: number): { counts: Record<string, Record<O
     const { outcome, detail } = runCase(bytes, mustReject);
     counts[m] ??= { accepted: 0, rejected: 0, 'WRONG-accepted': 0, CRASH: 0 };
     counts[m][outcome]++;
-    if ((outcome === 'CRASH' || outcome === 'WRONG-accepted') && problems.length < 5) problems.push(`case ${i} (${m}): ${outcome} ${detail ?? ''}`);
+    if ((outcome === 'CRASH' || outcome === 'WRONG-accepted') && problems.length < 5)
+      problems.push(`case ${i} (${m}): ${outcome} ${detail ?? ''}`);
   }
   return { counts, problems };
 }

@@ -44,7 +44,10 @@ export class OutputLockedError extends MilError {
     readonly path: string,
     readonly holder: string,
   ) {
-    super('E_LOCKED', `${path} is being written by another process (${holder}); wait for it or remove the stale lock file`);
+    super(
+      'E_LOCKED',
+      `${path} is being written by another process (${holder}); wait for it or remove the stale lock file`,
+    );
   }
 }
 
@@ -148,7 +151,11 @@ function checkInputs(target: string, o: WriteOptions): void {
   for (const inp of o.inputs ?? []) {
     const i = real(inp.path);
     if (t === i || t.startsWith(i + sep) || i.startsWith(t + sep)) {
-      throw new ArgumentError(`--${o.option ?? 'out'}`, `a path apart from --${inp.option} (${inp.path}), which this command reads`, target);
+      throw new ArgumentError(
+        `--${o.option ?? 'out'}`,
+        `a path apart from --${inp.option} (${inp.path}), which this command reads`,
+        target,
+      );
     }
   }
 }
@@ -177,7 +184,8 @@ function mkdirp(dir: string): void {
 }
 
 function writeAll(fd: number, path: string, data: WriteData): void {
-  const chunks: Iterable<Uint8Array> = typeof data === 'string' ? [Buffer.from(data, 'utf8')] : data instanceof Uint8Array ? [data] : data;
+  const chunks: Iterable<Uint8Array> =
+    typeof data === 'string' ? [Buffer.from(data, 'utf8')] : data instanceof Uint8Array ? [data] : data;
   for (const chunk of chunks) {
     let off = 0;
     while (off < chunk.length) {
@@ -247,9 +255,11 @@ function acquireLock(target: string): () => void {
       try {
         fs.linkSync(staging, lock);
       } catch (e) {
-        if (errno(e) !== 'EEXIST') throw new IoError(lock, 'link', errno(e), `cannot create the lock file for ${target}`);
+        if (errno(e) !== 'EEXIST')
+          throw new IoError(lock, 'link', errno(e), `cannot create the lock file for ${target}`);
         const { live, pid } = lockIsLive(lock);
-        if (live && pid === process.pid) throw new OutputLockedError(target, `this process already writes it, lock file ${lock}`);
+        if (live && pid === process.pid)
+          throw new OutputLockedError(target, `this process already writes it, lock file ${lock}`);
         if (live) throw new OutputLockedError(target, `pid ${Number.isNaN(pid) ? '?' : pid}, lock file ${lock}`);
         removeQuietly(lock); // stale: its writer was killed
         continue;
@@ -285,7 +295,11 @@ export function recoverInterruptedSwap(target: string): { restored: boolean; rem
   const hasLock = entries.includes(basename(lock));
   // temporaries and backups carry their writer's pid: only those of processes that are gone are stale
   const pidOf = (e: string) => Number(e.slice(TMP_PREFIX(name).length).split('-')[0]); // TMP_ and OLD_PREFIX have one length
-  const ours = entries.filter((e) => (e.startsWith(TMP_PREFIX(name)) || e.startsWith(OLD_PREFIX(name))) && !(isAlive(pidOf(e)) && pidOf(e) !== process.pid));
+  const ours = entries.filter(
+    (e) =>
+      (e.startsWith(TMP_PREFIX(name)) || e.startsWith(OLD_PREFIX(name))) &&
+      !(isAlive(pidOf(e)) && pidOf(e) !== process.pid),
+  );
   if (ours.length === 0 && !hasLock) return out;
   const mine = writing.has(resolve(parent, name)); // called by our own writer, under its lock
   if (hasLock && !mine && lockIsLive(lock).live) return out; // a live writer: its temporaries are not stale
@@ -326,7 +340,8 @@ function linkTree(from: string, to: string): void {
 }
 
 function fsyncTree(dir: string): void {
-  for (const ent of realFs.readdirSync(dir, { withFileTypes: true })) if (ent.isDirectory()) fsyncTree(join(dir, ent.name));
+  for (const ent of realFs.readdirSync(dir, { withFileTypes: true }))
+    if (ent.isDirectory()) fsyncTree(join(dir, ent.name));
   fsyncDir(dir);
 }
 
@@ -376,7 +391,10 @@ export function writeFolder(target: string, build: (stage: FolderStage) => void,
     });
     fsyncTree(tmp);
     if (!st) return wrap(target, 'rename', () => fs.renameSync(tmp, target));
-    const old = join(dirname(target), `${OLD_PREFIX(basename(target))}${process.pid}-${randomBytes(4).toString('hex')}`);
+    const old = join(
+      dirname(target),
+      `${OLD_PREFIX(basename(target))}${process.pid}-${randomBytes(4).toString('hex')}`,
+    );
     wrap(target, 'rename', () => fs.renameSync(target, old));
     try {
       wrap(target, 'rename', () => fs.renameSync(tmp, target));
@@ -395,7 +413,8 @@ export function writeFolder(target: string, build: (stage: FolderStage) => void,
 /** Write one file: the target ends up as its old content or the complete new one. */
 export function writeFile(target: string, data: WriteData, o: WriteOptions = {}): void {
   staged(target, o, (target, tmp) => {
-    if (realFs.existsSync(target) && !realFs.statSync(target).isFile()) throw new IoError(target, 'rename', 'EISDIR', 'exists and is not a regular file');
+    if (realFs.existsSync(target) && !realFs.statSync(target).isFile())
+      throw new IoError(target, 'rename', 'EISDIR', 'exists and is not a regular file');
     writeNewFile(tmp, data);
     wrap(target, 'rename', () => fs.renameSync(tmp, target));
   });
@@ -415,8 +434,10 @@ export function checkOutput(target: string, kind: 'folder' | 'file', o: WriteOpt
   } catch {
     /* does not exist yet */
   }
-  if (st && kind === 'folder' && !st.isDirectory()) throw new IoError(target, 'mkdir', 'ENOTDIR', 'exists and is not a folder');
-  if (st && kind === 'file' && !st.isFile()) throw new IoError(target, 'open', 'EISDIR', 'exists and is not a regular file');
+  if (st && kind === 'folder' && !st.isDirectory())
+    throw new IoError(target, 'mkdir', 'ENOTDIR', 'exists and is not a folder');
+  if (st && kind === 'file' && !st.isFile())
+    throw new IoError(target, 'open', 'EISDIR', 'exists and is not a regular file');
   let dir = dirname(target);
   for (;;) {
     let ds: realFs.Stats | undefined;
@@ -426,7 +447,8 @@ export function checkOutput(target: string, kind: 'folder' | 'file', o: WriteOpt
       if (errno(e) !== 'ENOENT') throw new IoError(dir, 'stat', errno(e));
     }
     if (ds) {
-      if (!ds.isDirectory()) throw new IoError(dir, 'mkdir', 'ENOTDIR', `cannot create ${target}: a path component is not a folder`);
+      if (!ds.isDirectory())
+        throw new IoError(dir, 'mkdir', 'ENOTDIR', `cannot create ${target}: a path component is not a folder`);
       try {
         realFs.accessSync(dir, realFs.constants.W_OK | realFs.constants.X_OK);
       } catch (e) {

@@ -82,7 +82,18 @@ export const MAMBA_SCHEMA: Schema = {
       activation: { type: 'string', oneOf: ['silu', 'swish'] },
       rmsnorm: { type: 'bool', only: true },
       norm_before_gate: { type: 'bool', only: false, note: 'the gate is applied before the norm' },
-      ...ignoring(['dt_min', 'dt_max', 'dt_init', 'dt_scale', 'dt_init_floor', 'use_fast_path', 'use_mem_eff_path', 'layer_idx', 'A_init_range', 'D_has_hdim']),
+      ...ignoring([
+        'dt_min',
+        'dt_max',
+        'dt_init',
+        'dt_scale',
+        'dt_init_floor',
+        'use_fast_path',
+        'use_mem_eff_path',
+        'layer_idx',
+        'A_init_range',
+        'D_has_hdim',
+      ]),
     },
   },
 };
@@ -147,11 +158,19 @@ export function parseLlamaConfig(raw: Record<string, unknown>, file = 'config.js
   const hidden = raw.hidden_size as number;
   const heads = raw.num_attention_heads as number;
   const kv = n(raw, 'num_key_value_heads', heads);
-  if (heads % kv !== 0) throw new ConfigError(file, `num_attention_heads (${heads}) must be a positive multiple of num_key_value_heads (${kv})`);
+  if (heads % kv !== 0)
+    throw new ConfigError(
+      file,
+      `num_attention_heads (${heads}) must be a positive multiple of num_key_value_heads (${kv})`,
+    );
   const headDim = raw.head_dim == null ? hidden / heads : (raw.head_dim as number);
   if (!Number.isInteger(headDim) || headDim % 2)
-    throw new ConfigError(file, `head_dim must be an even integer, got ${headDim}${raw.head_dim == null ? ' (hidden_size / num_attention_heads)' : ''}`);
-  if (raw.rope_parameters != null && raw.rope_scaling != null) throw new ConfigError(file, "both 'rope_parameters' and 'rope_scaling' are set: give one");
+    throw new ConfigError(
+      file,
+      `head_dim must be an even integer, got ${headDim}${raw.head_dim == null ? ' (hidden_size / num_attention_heads)' : ''}`,
+    );
+  if (raw.rope_parameters != null && raw.rope_scaling != null)
+    throw new ConfigError(file, "both 'rope_parameters' and 'rope_scaling' are set: give one");
   const rp = (raw.rope_parameters ?? null) as Record<string, unknown> | null;
   const rs = (raw.rope_scaling ?? null) as Record<string, unknown> | null;
   const theta = (rp?.rope_theta ?? raw.rope_theta ?? 10000) as number;
@@ -169,10 +188,17 @@ export function parseLlamaConfig(raw: Record<string, unknown>, file = 'config.js
         }
       : { ropeType: 'default' };
   const vocab = raw.vocab_size as number;
-  const eos = raw.eos_token_id == null ? [] : Array.isArray(raw.eos_token_id) ? (raw.eos_token_id as number[]) : [raw.eos_token_id as number];
-  for (const e of eos) if (e >= vocab) throw new ConfigError(file, `'eos_token_id' ${e} is not a token (vocab_size ${vocab})`);
+  const eos =
+    raw.eos_token_id == null
+      ? []
+      : Array.isArray(raw.eos_token_id)
+        ? (raw.eos_token_id as number[])
+        : [raw.eos_token_id as number];
+  for (const e of eos)
+    if (e >= vocab) throw new ConfigError(file, `'eos_token_id' ${e} is not a token (vocab_size ${vocab})`);
   const bos = raw.bos_token_id == null ? null : (raw.bos_token_id as number);
-  if (bos !== null && bos >= vocab) throw new ConfigError(file, `'bos_token_id' ${bos} is not a token (vocab_size ${vocab})`);
+  if (bos !== null && bos >= vocab)
+    throw new ConfigError(file, `'bos_token_id' ${bos} is not a token (vocab_size ${vocab})`);
   return {
     vocabSize: vocab,
     hiddenSize: hidden,
@@ -200,7 +226,8 @@ export function parseMambaConfig(
   semantics: 'upstream' | 'clean' = 'upstream',
 ): MambaConfig {
   checkObject(raw, MAMBA_SCHEMA, file);
-  if (variant !== 'mamba1' && variant !== 'mamba2') throw new ConfigError(file, `variant must be 'mamba1' or 'mamba2', got ${JSON.stringify(variant)}`);
+  if (variant !== 'mamba1' && variant !== 'mamba2')
+    throw new ConfigError(file, `variant must be 'mamba1' or 'mamba2', got ${JSON.stringify(variant)}`);
   if (semantics !== 'upstream' && semantics !== 'clean')
     throw new ConfigError(file, `semantics must be 'upstream' or 'clean', got ${JSON.stringify(semantics)}`);
   if (variant === 'mamba2' && semantics === 'clean')
@@ -213,16 +240,23 @@ export function parseMambaConfig(
   const dState = n(ssm, 'd_state', variant === 'mamba1' ? 16 : 128);
   const nLayer = raw.n_layer as number;
   const attnLayers = (raw.attn_layers ?? []) as number[];
-  for (const l of attnLayers) if (l >= nLayer) throw new ConfigError(file, `attn_layers entry ${l} is not a layer (n_layer = ${nLayer})`);
+  for (const l of attnLayers)
+    if (l >= nLayer) throw new ConfigError(file, `attn_layers entry ${l} is not a layer (n_layer = ${nLayer})`);
   if (dXb % dState !== 0 || dInner % dState !== 0)
     throw new ConfigError(file, `d_xb (${dXb}) and d_inner (${dInner}) must be multiples of d_state (${dState})`);
   if (dInner % dXb !== 0) throw new ConfigError(file, `d_inner (${dInner}) must be a multiple of d_xb (${dXb})`);
   if (variant === 'mamba2') {
     const H = dInner / dState;
     if (ssm.ngroups != null && ssm.ngroups !== H)
-      throw new ConfigError(file, `ssm_cfg.ngroups is ${ssm.ngroups}: the hybrid Mamba-2 layer has ngroups = heads = d_inner / d_state = ${H}`);
+      throw new ConfigError(
+        file,
+        `ssm_cfg.ngroups is ${ssm.ngroups}: the hybrid Mamba-2 layer has ngroups = heads = d_inner / d_state = ${H}`,
+      );
     if (ssm.headdim != null && ssm.headdim !== dState)
-      throw new ConfigError(file, `ssm_cfg.headdim is ${ssm.headdim}: the hybrid Mamba-2 layer has headdim = d_state = ${dState}`);
+      throw new ConfigError(
+        file,
+        `ssm_cfg.headdim is ${ssm.headdim}: the hybrid Mamba-2 layer has headdim = d_state = ${dState}`,
+      );
   }
   return {
     variant,

@@ -71,16 +71,20 @@ export function convert(teacher: HybridModel, o: ConvertOptions): HybridModel {
   const c = teacher.llama;
   const attnLayers = o.attnLayers ?? attentionLayersFor(o.attentionFraction ?? 0.5, c.numLayers);
   for (const l of attnLayers)
-    if (!Number.isInteger(l) || l < 0 || l >= c.numLayers) throw new ArgumentError('attnLayers', `layer indices in [0, ${c.numLayers})`, attnLayers);
-  if (new Set(attnLayers).size !== attnLayers.length) throw new ArgumentError('attnLayers', 'distinct layer indices', attnLayers);
-  if (o.variant !== 'mamba1' && o.variant !== 'mamba2') throw new ArgumentError('variant', "'mamba1' or 'mamba2'", o.variant);
+    if (!Number.isInteger(l) || l < 0 || l >= c.numLayers)
+      throw new ArgumentError('attnLayers', `layer indices in [0, ${c.numLayers})`, attnLayers);
+  if (new Set(attnLayers).size !== attnLayers.length)
+    throw new ArgumentError('attnLayers', 'distinct layer indices', attnLayers);
+  if (o.variant !== 'mamba1' && o.variant !== 'mamba2')
+    throw new ArgumentError('variant', "'mamba1' or 'mamba2'", o.variant);
   const dModel = c.hiddenSize;
   const dInner = c.numHeads * c.headDim;
   const dXb = c.numKvHeads * c.headDim;
   const dState = o.variant === 'mamba1' ? (o.dState ?? 16) : c.headDim;
   const raw: Record<string, unknown> = {
     d_model: dModel,
-    ssm_cfg: o.variant === 'mamba1' ? { expand: 1, d_state: dState } : { expand: 1, ngroups: c.numHeads, d_state: c.headDim },
+    ssm_cfg:
+      o.variant === 'mamba1' ? { expand: 1, d_state: dState } : { expand: 1, ngroups: c.numHeads, d_state: c.headDim },
     rms_norm_eps: c.rmsNormEps,
     vocab_size: c.vocabSize,
     d_inner: dInner,
@@ -90,7 +94,12 @@ export function convert(teacher: HybridModel, o: ConvertOptions): HybridModel {
     n_layer: c.numLayers,
     attn_layers: [...attnLayers].sort((a, b) => a - b),
   };
-  const mamba = parseMambaConfig(raw, o.variant, 'converted mamba_config', o.variant === 'mamba1' ? (o.semantics ?? 'upstream') : 'upstream');
+  const mamba = parseMambaConfig(
+    raw,
+    o.variant,
+    'converted mamba_config',
+    o.variant === 'mamba1' ? (o.semantics ?? 'upstream') : 'upstream',
+  );
   const T = teacher.weights;
   const out = new Map<string, Tensor>();
   const rng = new Rng(o.seed);
@@ -160,7 +169,9 @@ export function convert(teacher: HybridModel, o: ConvertOptions): HybridModel {
 
 /** Teacher tensors that a conversion left out: the q/k/v/o biases of replaced layers (see above). */
 export function droppedBiases(teacher: HybridModel, hybrid: HybridModel): string[] {
-  return teacher.weights.names().filter((n) => n.includes('.self_attn.') && n.endsWith('.bias') && !hybrid.weights.has(n));
+  return teacher.weights
+    .names()
+    .filter((n) => n.includes('.self_attn.') && n.endsWith('.bias') && !hybrid.weights.has(n));
 }
 
 /**
@@ -169,13 +180,19 @@ export function droppedBiases(teacher: HybridModel, hybrid: HybridModel): string
  * project's keys, which the upstream loader never reads — its MambaConfig dataclass would reject unknown
  * keys), and the weights (float32; sharded above `shardBytes`).
  */
-export function modelFiles(m: HybridModel, opts: { shardBytes?: number; dtype?: WriteDType } = {}): Array<[string, WriteData]> {
+export function modelFiles(
+  m: HybridModel,
+  opts: { shardBytes?: number; dtype?: WriteDType } = {},
+): Array<[string, WriteData]> {
   const tensors: Record<string, Tensor> = {};
   for (const n of m.weights.names()) tensors[n] = m.weights.get(n);
   const files = checkpointFiles(tensors, { dtype: opts.dtype ?? 'F32', shardBytes: opts.shardBytes });
   if (m.mamba) {
     files.push(['mamba_config.json', JSON.stringify(m.mamba.raw, null, 4) + '\n']);
-    files.push(['mil_config.json', JSON.stringify({ variant: m.mamba.variant, semantics: m.mamba.semantics }, null, 1) + '\n']);
+    files.push([
+      'mil_config.json',
+      JSON.stringify({ variant: m.mamba.variant, semantics: m.mamba.semantics }, null, 1) + '\n',
+    ]);
   }
   files.push(['config.json', JSON.stringify(m.llama.raw, null, 2) + '\n']);
   return files;
@@ -210,7 +227,8 @@ export function dropLayers(teacher: HybridModel, keep: number[]): HybridModel {
   for (const n of teacher.weights.names()) {
     const m = /^model\.layers\.(\d+)\.(.*)$/.exec(n);
     if (!m) out.set(n, teacher.weights.get(n));
-    else if (sorted.includes(Number(m[1]))) out.set(`model.layers.${sorted.indexOf(Number(m[1]))}.${m[2]}`, teacher.weights.get(n));
+    else if (sorted.includes(Number(m[1])))
+      out.set(`model.layers.${sorted.indexOf(Number(m[1]))}.${m[2]}`, teacher.weights.get(n));
   }
   const raw = { ...teacher.llama.raw, num_hidden_layers: sorted.length };
   return {
@@ -238,5 +256,8 @@ export function silenceAttention(teacher: HybridModel, keep: number[]): HybridMo
     out.set(n, m && !keep.includes(Number(m[1])) ? new Tensor(new Float64Array(w.data.length), w.shape, n) : w);
   }
   const silenced = teacher.llama.numLayers - new Set(keep).size;
-  return { llama: teacher.llama, weights: new WeightStore(out, `${teacher.weights.source} (attention silenced in ${silenced} layers)`) };
+  return {
+    llama: teacher.llama,
+    weights: new WeightStore(out, `${teacher.weights.source} (attention silenced in ${silenced} layers)`),
+  };
 }

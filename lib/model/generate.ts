@@ -115,9 +115,15 @@ export function checkLength(m: HybridModel, promptLength: number, maxNewTokens: 
     );
 }
 
-export async function generate(ops: Ops, m: HybridModel, prompt: number[], o: GenerateOptions): Promise<GenerateResult> {
+export async function generate(
+  ops: Ops,
+  m: HybridModel,
+  prompt: number[],
+  o: GenerateOptions,
+): Promise<GenerateResult> {
   if (prompt.length === 0) throw new ArgumentError('prompt', 'at least one token', 0);
-  if (!Number.isInteger(o.maxNewTokens) || o.maxNewTokens < 0) throw new ArgumentError('maxNewTokens', 'a non-negative integer', o.maxNewTokens);
+  if (!Number.isInteger(o.maxNewTokens) || o.maxNewTokens < 0)
+    throw new ArgumentError('maxNewTokens', 'a non-negative integer', o.maxNewTokens);
   checkLength(m, prompt.length, o.maxNewTokens);
   const rng = new Rng(o.seed ?? 0);
   const eos = new Set(o.eos ?? m.llama.eosTokenId);

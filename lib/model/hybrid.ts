@@ -23,7 +23,16 @@ import { rmsnorm } from '../ref/norm.js';
 import { Tensor } from '../tensor.js';
 import { fusedStepApplies, llamaStep } from './llama_step.js';
 import { attentionInfer } from './mixers/attention.js';
-import { addInto, blockEps, blockNames, layerKinds, lmHeadName, type HybridModel, type LayerCache, type ModelCache } from './mixers/block.js';
+import {
+  addInto,
+  blockEps,
+  blockNames,
+  layerKinds,
+  lmHeadName,
+  type HybridModel,
+  type LayerCache,
+  type ModelCache,
+} from './mixers/block.js';
 import { mamba1Infer } from './mixers/mamba1.js';
 import { mamba2Infer } from './mixers/mamba2.js';
 import { mlpInfer } from './mixers/mlp.js';
@@ -37,10 +46,20 @@ export { cachedAttention, kvTensors, writeKv } from './mixers/attention.js';
 
 export function newCache(m: HybridModel, batch: number): ModelCache {
   const layers = layerKinds(m).map((kind): LayerCache => {
-    if (kind === 'attention' || !m.mamba) return { kind: 'attention', k: new Float64Array(0), v: new Float64Array(0), cap: 0 };
+    if (kind === 'attention' || !m.mamba)
+      return { kind: 'attention', k: new Float64Array(0), v: new Float64Array(0), cap: 0 };
     const c = m.mamba;
-    if (kind === 'mamba1') return { kind, conv: Tensor.zeros([batch, c.dInner, c.dConv - 1]), ssm: Tensor.zeros([batch, c.dInner, c.dState]) }; // (b, d_in, K−1), (b, d_in, N)
-    return { kind, conv: Tensor.zeros([batch, c.dInner + 2 * c.dXb, c.dConv - 1]), ssm: Tensor.zeros([batch, c.nHeads, c.dState, c.dState]) }; // (b, d_in + 2·d_xb, K−1), (b, H, P, N)
+    if (kind === 'mamba1')
+      return {
+        kind,
+        conv: Tensor.zeros([batch, c.dInner, c.dConv - 1]),
+        ssm: Tensor.zeros([batch, c.dInner, c.dState]),
+      }; // (b, d_in, K−1), (b, d_in, N)
+    return {
+      kind,
+      conv: Tensor.zeros([batch, c.dInner + 2 * c.dXb, c.dConv - 1]),
+      ssm: Tensor.zeros([batch, c.nHeads, c.dState, c.dState]),
+    }; // (b, d_in + 2·d_xb, K−1), (b, H, P, N)
   });
   return { batch, length: 0, layers };
 }
@@ -53,7 +72,13 @@ export function newCache(m: HybridModel, batch: number): ModelCache {
  * decoding one token on wasm-simd runs the fused step of ./llama_step.ts instead (same bits; `fused: false`
  * keeps this path, for comparing the two).
  */
-export async function forward(ops: Ops, m: HybridModel, ids: number[][], cache: ModelCache, opts: { fused?: boolean } = {}): Promise<Tensor> {
+export async function forward(
+  ops: Ops,
+  m: HybridModel,
+  ids: number[][],
+  cache: ModelCache,
+  opts: { fused?: boolean } = {},
+): Promise<Tensor> {
   const c = m.llama;
   const W = m.weights;
   const batch = ids.length;
@@ -82,7 +107,8 @@ export async function forward(ops: Ops, m: HybridModel, ids: number[][], cache: 
   if (opts.fused !== false && fusedStepApplies(ops, m, batch, L)) {
     const row = ids[0]!;
     row.forEach((id, t) => {
-      if (!Number.isInteger(id) || id < 0 || id >= c.vocabSize) throw new ArgumentError(`ids[0][${t}]`, `a token id in [0, ${c.vocabSize})`, id);
+      if (!Number.isInteger(id) || id < 0 || id >= c.vocabSize)
+        throw new ArgumentError(`ids[0][${t}]`, `a token id in [0, ${c.vocabSize})`, id);
     });
     if (L === 1) return llamaStep(m, row[0]!, cache);
     const logits = new Float32Array(L * c.vocabSize);
@@ -94,7 +120,8 @@ export async function forward(ops: Ops, m: HybridModel, ids: number[][], cache: 
   const h = Tensor.zeros([batch, L, dModel], ops.dtype === 'float64' ? 'float64' : 'float32', 'hidden'); // (b, l, d)
   ids.forEach((row, b) =>
     row.forEach((id, t) => {
-      if (!Number.isInteger(id) || id < 0 || id >= c.vocabSize) throw new ArgumentError(`ids[${b}][${t}]`, `a token id in [0, ${c.vocabSize})`, id);
+      if (!Number.isInteger(id) || id < 0 || id >= c.vocabSize)
+        throw new ArgumentError(`ids[${b}][${t}]`, `a token id in [0, ${c.vocabSize})`, id);
       h.data.set(emb.data.subarray(id * dModel, (id + 1) * dModel), (b * L + t) * dModel);
     }),
   );

@@ -69,7 +69,12 @@ export function randomCheckpoint(m: Pick<HybridModel, 'llama' | 'mamba'>, seed: 
     return n === 'model.embed_tokens.weight' ? -1 : k ? Number(k[1]) : n === 'model.norm.weight' ? 1e9 : 2e9;
   };
   const names = Object.keys(shapes).sort((a, b) => rank(a) - rank(b)); // stable: a layer's weights keep their order
-  return Object.fromEntries(names.map((n) => [n, { shape: shapes[n]!, size: sizeOf(shapes[n]!), make: () => randomWeight(seed, n, shapes[n]!) }]));
+  return Object.fromEntries(
+    names.map((n) => [
+      n,
+      { shape: shapes[n]!, size: sizeOf(shapes[n]!), make: () => randomWeight(seed, n, shapes[n]!) },
+    ]),
+  );
 }
 
 /** torch_dtype names of the written dtypes. */
@@ -80,7 +85,18 @@ export function parseSize(s: string): number | null {
   const m = /^\s*(\d+(?:\.\d+)?(?:e\d+)?)\s*(|B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$/i.exec(s);
   if (!m) return null;
   const unit = m[2]!.toLowerCase();
-  const mult: Record<string, number> = { '': 1, b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30, tib: 2 ** 40 };
+  const mult: Record<string, number> = {
+    '': 1,
+    b: 1,
+    kb: 1e3,
+    mb: 1e6,
+    gb: 1e9,
+    tb: 1e12,
+    kib: 2 ** 10,
+    mib: 2 ** 20,
+    gib: 2 ** 30,
+    tib: 2 ** 40,
+  };
   const v = Math.floor(Number(m[1]) * mult[unit]!);
   return Number.isSafeInteger(v) && v > 0 ? v : null;
 }

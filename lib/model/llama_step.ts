@@ -27,7 +27,15 @@ import { rmsnormRows } from '../ref/norm.js';
 import { Tensor } from '../tensor.js';
 import type { Ops } from '../ops.js';
 import { attentionNames, attentionRope, attentionStep } from './mixers/attention.js';
-import { addInto, blockNames, linearInto, lmHeadName, type AttentionCache, type HybridModel, type ModelCache } from './mixers/block.js';
+import {
+  addInto,
+  blockNames,
+  linearInto,
+  lmHeadName,
+  type AttentionCache,
+  type HybridModel,
+  type ModelCache,
+} from './mixers/block.js';
 import { mlpNames, mlpStep } from './mixers/mlp.js';
 
 type FloatArray = Float32Array | Float64Array;

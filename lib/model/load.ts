@@ -10,7 +10,15 @@ import { freemem } from 'node:os';
 import { MilError, ShapeError } from '../errors.js';
 import { readJsonObject } from '../io/json.js';
 import { recoverInterruptedSwap } from '../io/writer.js';
-import { ConfigError, MIL_SCHEMA, parseLlamaConfig, parseMambaConfig, type LlamaConfig, type MambaConfig, type MambaVariant } from './config.js';
+import {
+  ConfigError,
+  MIL_SCHEMA,
+  parseLlamaConfig,
+  parseMambaConfig,
+  type LlamaConfig,
+  type MambaConfig,
+  type MambaVariant,
+} from './config.js';
 import { checkObject } from './schema.js';
 import { layerKinds, type HybridModel } from './hybrid.js';
 import { planCheckpoint, readCheckpoint, type CheckpointPlan, type WeightStore } from './weights.js';
@@ -36,7 +44,8 @@ export interface LoadOptions {
  */
 export function loadModel(dir: string, o: LoadOptions = {}): HybridModel {
   recoverInterruptedSwap(dir);
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ConfigError(dir, 'not a model folder (no such folder)');
+  if (!existsSync(dir) || !statSync(dir).isDirectory())
+    throw new ConfigError(dir, 'not a model folder (no such folder)');
   const mc = join(dir, 'mamba_config.json');
   const extraPath = join(dir, 'mil_config.json');
   const config = readJson(join(dir, 'config.json'));
@@ -65,7 +74,11 @@ export function checkDtypes(plan: CheckpointPlan, config: Record<string, unknown
   const key = config.torch_dtype != null ? 'torch_dtype' : config.dtype != null ? 'dtype' : null;
   if (key === null) return;
   const want = TORCH_DTYPES[config[key] as string];
-  if (!want) throw new ConfigError(file, `'${key}' is ${JSON.stringify(config[key])}: expected one of ${Object.keys(TORCH_DTYPES).join(', ')}`);
+  if (!want)
+    throw new ConfigError(
+      file,
+      `'${key}' is ${JSON.stringify(config[key])}: expected one of ${Object.keys(TORCH_DTYPES).join(', ')}`,
+    );
   for (const [name, w] of plan.weights)
     if (FLOAT_DTYPES.has(w.info.dtype) && w.info.dtype !== want)
       throw new ConfigError(
@@ -84,11 +97,16 @@ export function checkTokenizerVocab(path: string, vocabSize: number): void {
   const model = j.model as { vocab?: unknown } | undefined;
   let top = -1;
   const vocab = model?.vocab;
-  if (vocab && typeof vocab === 'object' && !Array.isArray(vocab)) for (const id of Object.values(vocab)) if (typeof id === 'number') top = Math.max(top, id);
+  if (vocab && typeof vocab === 'object' && !Array.isArray(vocab))
+    for (const id of Object.values(vocab)) if (typeof id === 'number') top = Math.max(top, id);
   if (Array.isArray(vocab)) top = vocab.length - 1; // Unigram: [[piece, score], …]
-  if (Array.isArray(j.added_tokens)) for (const t of j.added_tokens as Array<{ id?: unknown }>) if (typeof t?.id === 'number') top = Math.max(top, t.id);
+  if (Array.isArray(j.added_tokens))
+    for (const t of j.added_tokens as Array<{ id?: unknown }>) if (typeof t?.id === 'number') top = Math.max(top, t.id);
   if (top + 1 !== vocabSize)
-    throw new ConfigError(path, `${top + 1} tokens (the highest id + 1, added tokens included) but config.json has vocab_size ${vocabSize}`);
+    throw new ConfigError(
+      path,
+      `${top + 1} tokens (the highest id + 1, added tokens included) but config.json has vocab_size ${vocabSize}`,
+    );
 }
 
 /**
@@ -117,7 +135,12 @@ const gib = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB (${b} bytes)`;
 export function checkMemory(plan: CheckpointPlan, o: LoadOptions = {}): void {
   const limit = o.memoryLimit ?? freemem();
   if (plan.residentBytes > limit)
-    throw new MemoryError(plan.dir, plan.residentBytes, limit, o.memoryLimit === undefined ? "the machine's free memory" : 'the memory limit');
+    throw new MemoryError(
+      plan.dir,
+      plan.residentBytes,
+      limit,
+      o.memoryLimit === undefined ? "the machine's free memory" : 'the memory limit',
+    );
   if (o.backend === 'wasm-simd') {
     // every weight packed as float32, plus the staging copy of the largest while it is packed (lib/simd/gemm.ts)
     let f32 = 0;
@@ -128,7 +151,12 @@ export function checkMemory(plan: CheckpointPlan, o: LoadOptions = {}): void {
     }
     f32 += largest;
     if (f32 > WASM_SIMD_MAX_BYTES)
-      throw new MemoryError(plan.dir, f32, WASM_SIMD_MAX_BYTES, "the wasm-simd backend's module memory (float32 weights; use --backend reference)");
+      throw new MemoryError(
+        plan.dir,
+        f32,
+        WASM_SIMD_MAX_BYTES,
+        "the wasm-simd backend's module memory (float32 weights; use --backend reference)",
+      );
   }
 }
 
@@ -154,14 +182,24 @@ export function modelFromParts(p: {
   if (extra && !rawMamba) throw new ConfigError(extraPath, 'present without mamba_config.json');
   let mamba: MambaConfig | undefined;
   if (rawMamba) {
-    const byWeights: MambaVariant = weights.names().some((n) => n.endsWith('.mamba.in_proj.weight')) ? 'mamba2' : 'mamba1';
+    const byWeights: MambaVariant = weights.names().some((n) => n.endsWith('.mamba.in_proj.weight'))
+      ? 'mamba2'
+      : 'mamba1';
     const variant = (extra?.variant as MambaVariant | undefined) ?? byWeights;
     const semantics = (extra?.semantics as 'upstream' | 'clean' | undefined) ?? 'upstream';
     mamba = parseMambaConfig(rawMamba, variant, mc, semantics);
-    if (mamba.nLayer !== llama.numLayers) throw new ConfigError(mc, `n_layer ${mamba.nLayer} differs from config.json num_hidden_layers ${llama.numLayers}`);
-    if (mamba.dModel !== llama.hiddenSize) throw new ConfigError(mc, `d_model ${mamba.dModel} differs from hidden_size ${llama.hiddenSize}`);
+    if (mamba.nLayer !== llama.numLayers)
+      throw new ConfigError(
+        mc,
+        `n_layer ${mamba.nLayer} differs from config.json num_hidden_layers ${llama.numLayers}`,
+      );
+    if (mamba.dModel !== llama.hiddenSize)
+      throw new ConfigError(mc, `d_model ${mamba.dModel} differs from hidden_size ${llama.hiddenSize}`);
     if (mamba.intermediateSize !== llama.intermediateSize)
-      throw new ConfigError(mc, `intermediate_size ${mamba.intermediateSize} differs from config.json's ${llama.intermediateSize}`);
+      throw new ConfigError(
+        mc,
+        `intermediate_size ${mamba.intermediateSize} differs from config.json's ${llama.intermediateSize}`,
+      );
     if (rawMamba.vocab_size != null && rawMamba.vocab_size !== llama.vocabSize)
       throw new ConfigError(mc, `vocab_size ${rawMamba.vocab_size} differs from config.json's ${llama.vocabSize}`);
     if (extra?.variant !== undefined && mamba.attnLayers.length < llama.numLayers && extra.variant !== byWeights)
@@ -176,7 +214,10 @@ export function modelFromParts(p: {
 export function expectedWeights(m: HybridModel): Record<string, number[]> {
   const c: LlamaConfig = m.llama;
   const dModel = c.hiddenSize;
-  const e: Record<string, number[]> = { 'model.embed_tokens.weight': [c.vocabSize, dModel], 'model.norm.weight': [dModel] };
+  const e: Record<string, number[]> = {
+    'model.embed_tokens.weight': [c.vocabSize, dModel],
+    'model.norm.weight': [dModel],
+  };
   if (!c.tieWordEmbeddings || m.weights.has('lm_head.weight')) e['lm_head.weight'] = [c.vocabSize, dModel];
   layerKinds(m).forEach((kind, i) => {
     const p = `model.layers.${i}`;
@@ -272,12 +313,14 @@ export function checkWeights(m: HybridModel): void {
   const optional = optionalWeights(m);
   for (const [name, shape] of Object.entries(expected)) {
     const t = W.get(name); // throws SafetensorsError 'missing weight'
-    if (t.rank !== shape.length || t.shape.some((d, i) => d !== shape[i])) throw new ShapeError(name, `[${shape.join(', ')}]`, t.shape);
+    if (t.rank !== shape.length || t.shape.some((d, i) => d !== shape[i]))
+      throw new ShapeError(name, `[${shape.join(', ')}]`, t.shape);
   }
   for (const [name, shape] of Object.entries(optional)) {
     if (!W.has(name)) continue;
     const t = W.get(name);
-    if (t.rank !== shape.length || t.shape.some((d, i) => d !== shape[i])) throw new ShapeError(name, `[${shape.join(', ')}]`, t.shape);
+    if (t.rank !== shape.length || t.shape.some((d, i) => d !== shape[i]))
+      throw new ShapeError(name, `[${shape.join(', ')}]`, t.shape);
   }
   const unexpected = W.names().filter((n) => !(n in expected) && !(n in optional) && !IGNORABLE.test(n));
   if (unexpected.length > 0) {

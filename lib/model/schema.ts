@@ -68,12 +68,20 @@ export function checkObject(obj: Record<string, unknown>, schema: Schema, file: 
       }
       case 'number':
         if (typeof v !== 'number' || !Number.isFinite(v)) fail(key, 'a finite number' + note);
-        else if ((spec.min !== undefined && v < spec.min) || (spec.max !== undefined && v > spec.max) || (spec.above !== undefined && !(v > spec.above)))
-          fail(key, `a number ${spec.above !== undefined ? `> ${spec.above}` : `in [${spec.min ?? '-inf'}, ${spec.max ?? 'inf'}]`}${note}`);
+        else if (
+          (spec.min !== undefined && v < spec.min) ||
+          (spec.max !== undefined && v > spec.max) ||
+          (spec.above !== undefined && !(v > spec.above))
+        )
+          fail(
+            key,
+            `a number ${spec.above !== undefined ? `> ${spec.above}` : `in [${spec.min ?? '-inf'}, ${spec.max ?? 'inf'}]`}${note}`,
+          );
         break;
       case 'bool':
         if (typeof v !== 'boolean') fail(key, 'true or false' + note);
-        else if (spec.only !== undefined && v !== spec.only) fail(key, `${spec.only}: ${!spec.only} is not supported${note}`);
+        else if (spec.only !== undefined && v !== spec.only)
+          fail(key, `${spec.only}: ${!spec.only} is not supported${note}`);
         break;
       case 'string':
         if (typeof v !== 'string') fail(key, 'a string' + note);
@@ -84,19 +92,24 @@ export function checkObject(obj: Record<string, unknown>, schema: Schema, file: 
         const xs = Array.isArray(v) ? v : [v];
         if (Array.isArray(v) && v.length === 0) fail(key, 'an integer or a non-empty list of integers' + note);
         for (const x of xs)
-          if (checkInt(x, spec.min, spec.max)) fail(key, `an integer or a list of integers, each in [${spec.min ?? '-inf'}, ${spec.max ?? 'inf'}]${note}`);
+          if (checkInt(x, spec.min, spec.max))
+            fail(key, `an integer or a list of integers, each in [${spec.min ?? '-inf'}, ${spec.max ?? 'inf'}]${note}`);
         break;
       }
       case 'ints': {
         if (!Array.isArray(v)) fail(key, 'a list of integers' + note);
         const xs = v as unknown[];
-        for (const x of xs) if (checkInt(x, spec.min, spec.max)) fail(key, `a list of integers, each in [${spec.min ?? '-inf'}, ${spec.max ?? 'inf'}]${note}`);
+        for (const x of xs)
+          if (checkInt(x, spec.min, spec.max))
+            fail(key, `a list of integers, each in [${spec.min ?? '-inf'}, ${spec.max ?? 'inf'}]${note}`);
         if (spec.distinct && new Set(xs).size !== xs.length) fail(key, 'a list without repeated entries' + note);
         break;
       }
       case 'strings':
         if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) fail(key, 'a list of strings' + note);
-        else if (spec.oneOf) for (const x of v) if (!spec.oneOf.includes(x)) fail(key, `a list of ${spec.oneOf.map(show).join(', ')}${note}`);
+        else if (spec.oneOf)
+          for (const x of v)
+            if (!spec.oneOf.includes(x)) fail(key, `a list of ${spec.oneOf.map(show).join(', ')}${note}`);
         break;
       case 'object':
         if (v === null && spec.nullable) break;

@@ -16,7 +16,8 @@ export interface Tokenizer {
 
 export const byteTokenizer: Tokenizer = {
   encode: (text) => [...new TextEncoder().encode(text)],
-  decode: (ids) => new TextDecoder('utf-8', { fatal: false }).decode(Uint8Array.from(ids.filter((i) => i >= 0 && i < 256))),
+  decode: (ids) =>
+    new TextDecoder('utf-8', { fatal: false }).decode(Uint8Array.from(ids.filter((i) => i >= 0 && i < 256))),
 };
 
 export function tokenizerFor(vocabSize: number): Tokenizer | null {
@@ -28,7 +29,8 @@ export function modelTokenizer(dir: string, vocabSize: number): Tokenizer | null
   const p = join(dir, 'tokenizer.json');
   if (!existsSync(p)) return tokenizerFor(vocabSize);
   const t = BpeTokenizer.load(p);
-  if (t.vocabSize !== vocabSize) throw new ArgumentError('tokenizer.json', `a vocabulary of ${vocabSize} (config.json's vocab_size)`, t.vocabSize);
+  if (t.vocabSize !== vocabSize)
+    throw new ArgumentError('tokenizer.json', `a vocabulary of ${vocabSize} (config.json's vocab_size)`, t.vocabSize);
   return t;
 }
 

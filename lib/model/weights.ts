@@ -93,7 +93,8 @@ export function planCheckpoint(dir: string): CheckpointPlan {
   const add = (h: SafetensorsHeader, names: Iterable<string>) => {
     for (const n of names) {
       const info = h.tensors.get(n);
-      if (!info) throw new SafetensorsError(h.path, `missing tensor '${n}' (the index's weight_map puts it in this shard)`);
+      if (!info)
+        throw new SafetensorsError(h.path, `missing tensor '${n}' (the index's weight_map puts it in this shard)`);
       weights.set(n, { header: h, info });
       storedBytes += info.end - info.begin;
       resident += residentBytes(info.dtype, sizeOf(info.shape));
@@ -102,7 +103,8 @@ export function planCheckpoint(dir: string): CheckpointPlan {
   if (existsSync(index)) {
     const j = readJsonObject(index, (p) => new SafetensorsError(index, p));
     const map = j.weight_map as Record<string, unknown>;
-    if (typeof map !== 'object' || map === null || Array.isArray(map)) throw new SafetensorsError(index, "no 'weight_map' object");
+    if (typeof map !== 'object' || map === null || Array.isArray(map))
+      throw new SafetensorsError(index, "no 'weight_map' object");
     const files = new Map<string, string[]>();
     for (const [name, file] of Object.entries(map)) {
       if (typeof file !== 'string' || file.includes('/') || file.includes('..'))
@@ -119,7 +121,8 @@ export function planCheckpoint(dir: string): CheckpointPlan {
       const h = readSafetensorsHeader(join(dir, file));
       const listed = new Set(names);
       for (const n of h.tensors.keys())
-        if (!listed.has(n)) throw new SafetensorsError(join(dir, file), `tensor '${n}' is not in the index's weight_map (stale index?)`);
+        if (!listed.has(n))
+          throw new SafetensorsError(join(dir, file), `tensor '${n}' is not in the index's weight_map (stale index?)`);
       add(h, names);
     }
   } else {
@@ -141,7 +144,8 @@ export function readCheckpoint(dir: string, plan: CheckpointPlan = planCheckpoin
   const put = finitePut(tensors);
   const byFile = new Map<SafetensorsHeader, string[]>();
   for (const [n, w] of plan.weights) byFile.set(w.header, [...(byFile.get(w.header) ?? []), n]);
-  for (const [h, names] of byFile) withFile(h.path, (fd) => names.forEach((n) => put(n, readTensorAt(fd, h, n, 'compact'))));
+  for (const [h, names] of byFile)
+    withFile(h.path, (fd) => names.forEach((n) => put(n, readTensorAt(fd, h, n, 'compact'))));
   return new WeightStore(tensors, dir);
 }
 
@@ -193,7 +197,8 @@ export function checkpointFiles(
     size += b;
   }
   const pick = (s: string[]) => Object.fromEntries(s.map((n) => [n, tensors[n]!]));
-  if (shards.length === 1) return [['model.safetensors', safetensorsChunks(pick(names), { format: 'pt' }, dtype).chunks]];
+  if (shards.length === 1)
+    return [['model.safetensors', safetensorsChunks(pick(names), { format: 'pt' }, dtype).chunks]];
   const files: Array<[string, WriteData]> = [];
   const weightMap: Record<string, string> = {};
   shards.forEach((s, i) => {
@@ -207,6 +212,9 @@ export function checkpointFiles(
       .sort()
       .map((n) => [n, weightMap[n]!]),
   );
-  files.push(['model.safetensors.index.json', JSON.stringify({ metadata: { total_size: total }, weight_map: sortedMap }, null, 1) + '\n']);
+  files.push([
+    'model.safetensors.index.json',
+    JSON.stringify({ metadata: { total_size: total }, weight_map: sortedMap }, null, 1) + '\n',
+  ]);
   return files;
 }

@@ -99,9 +99,13 @@ export function lineChartSvg(c: LineChart): string {
   for (const x of ticks) out.push(`<text x="${px(x)}" y="${H - B + 16}" text-anchor="middle">${x}</text>`);
   c.series.forEach((s, si) => {
     const col = COLORS[si % COLORS.length];
-    out.push(`<polyline fill="none" stroke="${col}" stroke-width="2" points="${s.points.map(([x, yv]) => `${px(x)},${py(yv)}`).join(' ')}"/>`);
+    out.push(
+      `<polyline fill="none" stroke="${col}" stroke-width="2" points="${s.points.map(([x, yv]) => `${px(x)},${py(yv)}`).join(' ')}"/>`,
+    );
     for (const [x, yv] of s.points)
-      out.push(`<circle cx="${px(x)}" cy="${py(yv)}" r="3" fill="${col}"><title>${esc(`${s.name}: ${x}, ${yv.toPrecision(4)}`)}</title></circle>`);
+      out.push(
+        `<circle cx="${px(x)}" cy="${py(yv)}" r="3" fill="${col}"><title>${esc(`${s.name}: ${x}, ${yv.toPrecision(4)}`)}</title></circle>`,
+      );
     out.push(
       `<rect x="${W - R + 15}" y="${T + si * 20}" width="12" height="12" fill="${col}"/><text x="${W - R + 32}" y="${T + si * 20 + 10}">${esc(s.name)}</text>`,
     );

@@ -69,7 +69,8 @@ export function repeatKv(x: Tensor, n: number): Tensor {
   const blk = L! * d!;
   for (let b = 0; b < batch!; b++)
     for (let h = 0; h < H!; h++)
-      for (let r = 0; r < n; r++) out.data.set(x.data.subarray((b * H! + h) * blk, (b * H! + h + 1) * blk), ((b * H! + h) * n + r) * blk);
+      for (let r = 0; r < n; r++)
+        out.data.set(x.data.subarray((b * H! + h) * blk, (b * H! + h + 1) * blk), ((b * H! + h) * n + r) * blk);
   return out;
 }
 
@@ -80,7 +81,13 @@ export function repeatKv(x: Tensor, n: number): Tensor {
  *   dq_t += scale · Σ_j ds_j k_j;   dk_j += scale · ds_j q_t
  * Heads sharing a key/value head (grouped-query) add their dk, dv into it.
  */
-export function causalAttentionBackward(q: Tensor, k: Tensor, v: Tensor, dy: Tensor, opts: AttentionOptions = {}): { dq: Tensor; dk: Tensor; dv: Tensor } {
+export function causalAttentionBackward(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  dy: Tensor,
+  opts: AttentionOptions = {},
+): { dq: Tensor; dk: Tensor; dv: Tensor } {
   const {
     batch,
     Hq,

@@ -29,7 +29,11 @@ export interface Conv1dInputs {
 
 /** Validate a conv1d call and return its sizes. */
 export function conv1dDims(inp: Conv1dInputs): { batch: number; dim: number; L: number; W: number } {
-  const { batch, dim, L, W } = dims({ x: [inp.x, ['batch', 'dim', 'L']], weight: [inp.weight, ['dim', 'W']], bias: [inp.bias, ['dim']] });
+  const { batch, dim, L, W } = dims({
+    x: [inp.x, ['batch', 'dim', 'L']],
+    weight: [inp.weight, ['dim', 'W']],
+    bias: [inp.bias, ['dim']],
+  });
   dims({ initialStates: [inp.initialStates, [batch!, dim!, W! - 1]] });
   checkActivation(inp.activation);
   return { batch: batch!, dim: dim!, L: L!, W: W! };
@@ -60,7 +64,12 @@ export function causalConv1d(inp: Conv1dInputs): { out: Tensor; finalStates: Ten
  * The conv's state bookkeeping (copies, no arithmetic), shared by the reference and the kernel backends:
  * final_states = the last W−1 entries of [initial_states (or zeros) ; x] per channel, (batch, dim, W−1).
  */
-export function conv1dFinalStates(x: Tensor, initialStates: Tensor | undefined, W: number, dtype: 'float64' | 'float32'): Tensor {
+export function conv1dFinalStates(
+  x: Tensor,
+  initialStates: Tensor | undefined,
+  W: number,
+  dtype: 'float64' | 'float32',
+): Tensor {
   const [batch, dim, L] = x.shape as [number, number, number];
   const P = W - 1;
   const fin = Tensor.zeros([batch, dim, P], dtype, 'final_states');
@@ -76,7 +85,12 @@ export function conv1dFinalStates(x: Tensor, initialStates: Tensor | undefined, 
  * The state after an update with `steps` new inputs x (batch, dim, steps): a circular buffer written at
  * (cache_seqlens[b] + s) mod S, or — without cache_seqlens — the last S entries of [state ; x].
  */
-export function conv1dStateAfter(convState: Tensor, x: Tensor, cacheSeqlens: readonly number[] | undefined, dtype: 'float64' | 'float32'): Tensor {
+export function conv1dStateAfter(
+  convState: Tensor,
+  x: Tensor,
+  cacheSeqlens: readonly number[] | undefined,
+  dtype: 'float64' | 'float32',
+): Tensor {
   const [batch, dim, S] = convState.shape as [number, number, number];
   const steps = x.shape[2]!;
   const next = convState.astype(dtype).named('conv_state_after');
@@ -110,7 +124,13 @@ export interface Conv1dUpdateInputs {
 }
 
 /** Validate a conv1d_update call and return its sizes. */
-export function conv1dUpdateDims(inp: Conv1dUpdateInputs): { batch: number; dim: number; steps: number; S: number; W: number } {
+export function conv1dUpdateDims(inp: Conv1dUpdateInputs): {
+  batch: number;
+  dim: number;
+  steps: number;
+  S: number;
+  W: number;
+} {
   const { batch, dim, steps, S, W } = dims({
     x: [inp.x, ['batch', 'dim', 'steps']],
     convState: [inp.convState, ['batch', 'dim', 'S']],
@@ -159,7 +179,8 @@ export function checkActivation(a: unknown): void {
 
 export function checkSeqlens(c: readonly number[], batch: number): void {
   if (c.length !== batch) throw new ArgumentError('cacheSeqlens', `${batch} entries (one per batch row)`, c.length);
-  for (const v of c) if (!Number.isInteger(v) || v < 0) throw new ArgumentError('cacheSeqlens', 'non-negative integers', c);
+  for (const v of c)
+    if (!Number.isInteger(v) || v < 0) throw new ArgumentError('cacheSeqlens', 'non-negative integers', c);
 }
 
 export function mod(a: number, m: number): number {

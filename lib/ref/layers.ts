@@ -22,11 +22,12 @@ function need(cond: boolean, what: string, expected: string, actual: unknown): v
  */
 export const linear = {
   forward(x: F, W: F, b: F | undefined, N: number, I: number, O: number): F {
-    need(x.length === N * I && W.length === O * I && (!b || b.length === O), 'linear', `x (${N}, ${I}), W (${O}, ${I}), b (${O})`, [
-      x.length,
-      W.length,
-      b?.length,
-    ]);
+    need(
+      x.length === N * I && W.length === O * I && (!b || b.length === O),
+      'linear',
+      `x (${N}, ${I}), W (${O}, ${I}), b (${O})`,
+      [x.length, W.length, b?.length],
+    );
     return refLinear(new Tensor(x, [N, I]), new Tensor(W, [O, I]), b && new Tensor(b, [O])).data as F;
   },
   backward(dy: F, x: F, W: F, N: number, I: number, O: number): { dx: F; dW: F; db: F } {
@@ -137,7 +138,10 @@ export function logSoftmax(z: F, N: number, V: number): F {
  */
 export const crossEntropy = {
   forward(z: F, targets: readonly number[], N: number, V: number): number {
-    need(z.length === N * V && targets.length === N, 'crossEntropy', `logits (${N}, ${V}) and ${N} targets`, [z.length, targets.length]);
+    need(z.length === N * V && targets.length === N, 'crossEntropy', `logits (${N}, ${V}) and ${N} targets`, [
+      z.length,
+      targets.length,
+    ]);
     const lp = logSoftmax(z, N, V);
     let s = 0;
     targets.forEach((t, n) => {
@@ -161,7 +165,10 @@ export const crossEntropy = {
  */
 export const klDivergence = {
   forward(student: F, teacher: F, N: number, V: number, batch: number): number {
-    need(student.length === N * V && teacher.length === N * V, 'klDivergence', `logits (${N}, ${V}) twice`, [student.length, teacher.length]);
+    need(student.length === N * V && teacher.length === N * V, 'klDivergence', `logits (${N}, ${V}) twice`, [
+      student.length,
+      teacher.length,
+    ]);
     const ls = logSoftmax(student, N, V);
     const lt = logSoftmax(teacher, N, V);
     let s = 0;

@@ -22,7 +22,11 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
 export function linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
   const lead = x.shape.slice(0, -1);
   const xin = x.reshape([-1, x.shape[x.rank - 1]!]);
-  const { rows, in: nin, out: nout } = dims({ x: [xin, ['rows', 'in']], weight: [weight, ['out', 'in']], bias: [bias, ['out']] });
+  const {
+    rows,
+    in: nin,
+    out: nout,
+  } = dims({ x: [xin, ['rows', 'in']], weight: [weight, ['out', 'in']], bias: [bias, ['out']] });
   const y = Tensor.zeros([...lead, nout!], 'float64', 'linear');
   // weight row outer, input rows inner: each row of W is read from memory once for all input rows; each
   // dot product keeps its summation order, so results are unchanged. (Plain JS is compute-bound here:
@@ -43,8 +47,15 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
  * Validate linear(x, Wᵢ, bᵢ) for several weights of one input (every backend checks them all before the first
  * product) and return the rows, the input width and each output width.
  */
-export function linearsDims(x: Tensor, ws: ReadonlyArray<{ weight: Tensor; bias?: Tensor }>): { rows: number; nin: number; outs: number[] } {
+export function linearsDims(
+  x: Tensor,
+  ws: ReadonlyArray<{ weight: Tensor; bias?: Tensor }>,
+): { rows: number; nin: number; outs: number[] } {
   const xin = x.reshape([-1, x.shape[x.rank - 1]!]);
-  const outs = ws.map((w, i) => dims({ x: [xin, ['rows', 'in']], [`weight ${i}`]: [w.weight, ['out', 'in']], [`bias ${i}`]: [w.bias, ['out']] }).out!);
+  const outs = ws.map(
+    (w, i) =>
+      dims({ x: [xin, ['rows', 'in']], [`weight ${i}`]: [w.weight, ['out', 'in']], [`bias ${i}`]: [w.bias, ['out']] })
+        .out!,
+  );
   return { rows: xin.shape[0]!, nin: xin.shape[1]!, outs };
 }

@@ -33,7 +33,13 @@ export function linearAttentionParallel(q: Tensor, k: Tensor, v: Tensor, g?: Ten
   return out;
 }
 
-export function linearAttentionRecurrent(q: Tensor, k: Tensor, v: Tensor, g?: Tensor, initialState?: Tensor): { out: Tensor; finalState: Tensor } {
+export function linearAttentionRecurrent(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  g?: Tensor,
+  initialState?: Tensor,
+): { out: Tensor; finalState: Tensor } {
   const { batch, H, L, dk, dv } = dims({
     q: [q, ['batch', 'H', 'L', 'dk']],
     k: [k, ['batch', 'H', 'L', 'dk']],

@@ -10,7 +10,12 @@ import { linear } from './linear.js';
 import { silu } from './activations.js';
 
 /** Validate a gated MLP call (every backend, before any work) and return its sizes. */
-export function gatedMlpDims(x: Tensor, gate: Tensor, up: Tensor, down: Tensor): { rows: number; d: number; f: number; o: number } {
+export function gatedMlpDims(
+  x: Tensor,
+  gate: Tensor,
+  up: Tensor,
+  down: Tensor,
+): { rows: number; d: number; f: number; o: number } {
   const { rows, d, f, o } = dims({
     x: [x.reshape([-1, x.shape[x.rank - 1]!]), ['rows', 'd']],
     gate: [gate, ['f', 'd']],

@@ -71,7 +71,8 @@ export function multistepDims(inp: MultistepInputs): MultistepDims {
     dt_bias: [inp.deltaBias, ['dim']],
   });
   const r = inp.recomputeSteps;
-  if (!Number.isInteger(r) || r < 0 || r > d.K1!) throw new ArgumentError('recomputeSteps', `an integer in [0, ${d.K1}] (cached rows)`, r);
+  if (!Number.isInteger(r) || r < 0 || r > d.K1!)
+    throw new ArgumentError('recomputeSteps', `an integer in [0, ${d.K1}] (cached rows)`, r);
   const G = grouped ? d.G! : 1;
   if (G === 0 || d.dim! % G !== 0) throw new ArgumentError('B groups', `a divisor of dim=${d.dim}`, G);
   return { batch: d.batch!, dim: d.dim!, N: d.N!, K1: d.K1!, r, s: d.s!, G };
@@ -95,7 +96,8 @@ function step(
   if (sameA) {
     const e0 = discretizeA(deltaT, A[ao]!);
     for (let n = 0; n < N; n++) h[n] = e0 * h[n]! + discretizeBx(deltaT, Bs[bo + n]!, xv);
-  } else for (let n = 0; n < N; n++) h[n] = discretizeA(deltaT, A[ao + n]!) * h[n]! + discretizeBx(deltaT, Bs[bo + n]!, xv);
+  } else
+    for (let n = 0; n < N; n++) h[n] = discretizeA(deltaT, A[ao + n]!) * h[n]! + discretizeBx(deltaT, Bs[bo + n]!, xv);
 }
 
 export function multistep(inp: MultistepInputs): MultistepOutputs {
@@ -119,7 +121,17 @@ export function multistep(inp: MultistepInputs): MultistepOutputs {
       for (let n = 0; n < N; n++) h[n] = hI[(b * dim + d) * N + n]!;
       for (let t = 0; t < r; t++) {
         const i = (b * K1 + t) * dim + d;
-        step(h, A, d * N, N, sameA, discretizeDelta(deltaC[i]! + (bias ? bd : 0), sp), xC[i]!, BC, ((b * K1 + t) * G + g) * N);
+        step(
+          h,
+          A,
+          d * N,
+          N,
+          sameA,
+          discretizeDelta(deltaC[i]! + (bias ? bd : 0), sp),
+          xC[i]!,
+          BC,
+          ((b * K1 + t) * G + g) * N,
+        );
       }
       hJ.data.set(h, (b * dim + d) * N);
       for (let t = 0; t < s; t++) {

@@ -57,7 +57,8 @@ export function gatedRmsnorm(x: Tensor, weight: Tensor, z: Tensor | undefined, o
   const lead = x.shape.slice(0, -1);
   dims({ x: [x, [...lead, 'd']], weight: [weight, ['d']], z: [z, [...lead, 'd']] });
   const g = opts.groupSize ?? d;
-  if (!Number.isInteger(g) || g <= 0 || d % g !== 0) throw new ArgumentError('groupSize', `a positive divisor of ${d}`, g);
+  if (!Number.isInteger(g) || g <= 0 || d % g !== 0)
+    throw new ArgumentError('groupSize', `a positive divisor of ${d}`, g);
   const before = opts.normBeforeGate ?? true;
   const out = Tensor.zeros(x.shape, 'float64', 'gated_rmsnorm');
   const v = new Float64Array(g);

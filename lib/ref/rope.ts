@@ -21,8 +21,13 @@ export interface RopeScaling {
   originalMaxPositionEmbeddings?: number;
 }
 
-export function ropeInvFreq(headDim: number, theta: number, scaling: RopeScaling = { ropeType: 'default' }): Float64Array {
-  if (!Number.isInteger(headDim) || headDim <= 0 || headDim % 2 !== 0) throw new ArgumentError('headDim', 'a positive even integer', headDim);
+export function ropeInvFreq(
+  headDim: number,
+  theta: number,
+  scaling: RopeScaling = { ropeType: 'default' },
+): Float64Array {
+  if (!Number.isInteger(headDim) || headDim <= 0 || headDim % 2 !== 0)
+    throw new ArgumentError('headDim', 'a positive even integer', headDim);
   const half = headDim / 2;
   const inv = new Float64Array(half);
   for (let i = 0; i < half; i++) inv[i] = 1 / Math.pow(theta, (2 * i) / headDim);

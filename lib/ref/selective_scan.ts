@@ -47,7 +47,14 @@ export interface ProjectionLayout {
 }
 
 /** Classify B or C against (batch, dim, N, L) and return its indexer; throws ShapeError on mismatch. */
-export function projectionLayout(name: string, t: Tensor, batch: number, dim: number, N: number, L: number): ProjectionLayout {
+export function projectionLayout(
+  name: string,
+  t: Tensor,
+  batch: number,
+  dim: number,
+  N: number,
+  L: number,
+): ProjectionLayout {
   if (t.rank === 2) {
     dims({ [name]: [t, [dim, N]] });
     return { kind: 'invariant', groups: 1, index: (_b, d, n) => d * N + n };
@@ -68,7 +75,14 @@ export function projectionLayout(name: string, t: Tensor, batch: number, dim: nu
 }
 
 /** Validate every input of a scan (shapes, layouts, finiteness) and return the sizes and B/C layouts. */
-export function selectiveScanDims(inp: SelectiveScanInputs): { batch: number; dim: number; L: number; N: number; Bl: ProjectionLayout; Cl: ProjectionLayout } {
+export function selectiveScanDims(inp: SelectiveScanInputs): {
+  batch: number;
+  dim: number;
+  L: number;
+  N: number;
+  Bl: ProjectionLayout;
+  Cl: ProjectionLayout;
+} {
   const { u, delta, A, B, C, D, z, deltaBias, initialState } = inp;
   const { batch, dim, L, N } = dims({
     u: [u, ['batch', 'dim', 'L']],
@@ -91,7 +105,14 @@ function rawDelta(inp: SelectiveScanInputs, i: number, d: number): number {
 }
 
 /** h_{−1} of channel (b, d) into `h` (the initial state, or zeros). */
-function loadInitialState(inp: SelectiveScanInputs, h: Float64Array, b: number, d: number, dim: number, N: number): void {
+function loadInitialState(
+  inp: SelectiveScanInputs,
+  h: Float64Array,
+  b: number,
+  d: number,
+  dim: number,
+  N: number,
+): void {
   for (let n = 0; n < N; n++) h[n] = inp.initialState ? inp.initialState.data[(b * dim + d) * N + n]! : 0;
 }
 
@@ -110,7 +131,8 @@ export function selectiveScan(inp: SelectiveScanInputs): SelectiveScanOutputs {
         const ut = u.data[i]!;
         let y = 0;
         for (let n = 0; n < N; n++) {
-          h[n] = discretizeA(deltaT, A.data[d * N + n]!) * h[n]! + discretizeBx(deltaT, B.data[Bl.index(b, d, n, t)]!, ut);
+          h[n] =
+            discretizeA(deltaT, A.data[d * N + n]!) * h[n]! + discretizeBx(deltaT, B.data[Bl.index(b, d, n, t)]!, ut);
           y += C.data[Cl.index(b, d, n, t)]! * h[n]!;
         }
         if (D) y += D.data[d]! * ut;
@@ -148,7 +170,11 @@ export interface SelectiveScanGrads {
  *   Δ         Δ = softplus(delta + bias): d delta = dΔ·softplus'(delta + bias), d bias = Σ_t d delta
  * Grouped and time-invariant B/C accumulate over the channels (and times) that share them.
  */
-export function selectiveScanBackward(inp: SelectiveScanInputs, dout: Tensor, dLastState?: Tensor): SelectiveScanOutputs & SelectiveScanGrads {
+export function selectiveScanBackward(
+  inp: SelectiveScanInputs,
+  dout: Tensor,
+  dLastState?: Tensor,
+): SelectiveScanOutputs & SelectiveScanGrads {
   const { u, delta, A, B, C, D, z, deltaBias, initialState } = inp;
   const { batch, dim, L, N, Bl, Cl } = selectiveScanDims(inp);
   dims({ dout: [dout, [batch, dim, L]], dLastState: [dLastState, [batch, dim, N]] });
@@ -178,7 +204,9 @@ export function selectiveScanBackward(inp: SelectiveScanInputs, dout: Tensor, dL
         deltas[t] = deltaT;
         let y = D ? D.data[d]! * u.data[i]! : 0;
         for (let n = 0; n < N; n++) {
-          const h = discretizeA(deltaT, A.data[d * N + n]!) * hs[t * N + n]! + discretizeBx(deltaT, B.data[Bl.index(b, d, n, t)]!, u.data[i]!);
+          const h =
+            discretizeA(deltaT, A.data[d * N + n]!) * hs[t * N + n]! +
+            discretizeBx(deltaT, B.data[Bl.index(b, d, n, t)]!, u.data[i]!);
           hs[(t + 1) * N + n] = h;
           y += C.data[Cl.index(b, d, n, t)]! * h;
         }

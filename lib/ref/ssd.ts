@@ -115,8 +115,16 @@ export function ssdSequential(inp: SsdInputs): SsdOutputs {
  * The chunked SSD core on discretised inputs: X̃ (batch, L, H, P), a (batch, L, H) log-decays,
  * B, C (batch, L, G, N), initial state (batch, H, P, N). Returns Y (no D, no gate) and the final state.
  */
-export function ssdDiscreteChunked(X: Tensor, a: Tensor, B: Tensor, C: Tensor, chunkSize: number, initialState?: Tensor): { Y: Tensor; finalState: Tensor } {
-  if (!Number.isInteger(chunkSize) || chunkSize <= 0) throw new ArgumentError('chunkSize', 'a positive integer', chunkSize);
+export function ssdDiscreteChunked(
+  X: Tensor,
+  a: Tensor,
+  B: Tensor,
+  C: Tensor,
+  chunkSize: number,
+  initialState?: Tensor,
+): { Y: Tensor; finalState: Tensor } {
+  if (!Number.isInteger(chunkSize) || chunkSize <= 0)
+    throw new ArgumentError('chunkSize', 'a positive integer', chunkSize);
   const { batch, L, H, P, G, N } = dims({
     X: [X, ['batch', 'L', 'H', 'P']],
     A: [a, ['batch', 'L', 'H']],
@@ -165,7 +173,8 @@ export function ssdDiscreteChunked(X: Tensor, a: Tensor, B: Tensor, C: Tensor, c
         S.fill(0);
         for (let s = t0; s < t1; s++) {
           const w = Math.exp(total - cum[s - t0]!);
-          for (let p = 0; p < P; p++) for (let n = 0; n < N; n++) S[p * N + n]! += w * X.data[xIdx(s, p)]! * B.data[bIdx(s, n)]!;
+          for (let p = 0; p < P; p++)
+            for (let n = 0; n < N; n++) S[p * N + n]! += w * X.data[xIdx(s, p)]! * B.data[bIdx(s, n)]!;
         }
         const decay = Math.exp(total);
         for (let i = 0; i < P * N; i++) Hst.data[hOff + i] = decay * Hst.data[hOff + i]! + S[i]!;
@@ -197,9 +206,19 @@ export function ssdChunked(inp: SsdInputs, chunkSize: number): SsdOutputs {
 }
 
 /** ssd_minimal_discrete: X (batch, L, H, P), A (batch, L, H), B, C (batch, L, H, N), initial (batch, 1, H, P, N). */
-export function ssdMinimalDiscrete(X: Tensor, A: Tensor, B: Tensor, C: Tensor, blockLen: number, initialStates?: Tensor): { Y: Tensor; finalState: Tensor } {
-  const init = initialStates ? initialStates.reshape(initialStates.shape.filter((_, i) => i !== 1)).named('initial_states') : undefined;
-  if (initialStates) dims({ initial_states: [initialStates, [X.shape[0]!, 1, X.shape[2]!, X.shape[3]!, B.shape[3] ?? -1]] });
+export function ssdMinimalDiscrete(
+  X: Tensor,
+  A: Tensor,
+  B: Tensor,
+  C: Tensor,
+  blockLen: number,
+  initialStates?: Tensor,
+): { Y: Tensor; finalState: Tensor } {
+  const init = initialStates
+    ? initialStates.reshape(initialStates.shape.filter((_, i) => i !== 1)).named('initial_states')
+    : undefined;
+  if (initialStates)
+    dims({ initial_states: [initialStates, [X.shape[0]!, 1, X.shape[2]!, X.shape[3]!, B.shape[3] ?? -1]] });
   return ssdDiscreteChunked(X, A, B, C, blockLen, init);
 }
 

@@ -42,7 +42,9 @@ export function simdCachedAttention(
   const pO = align(pS + R * T * 8);
   g.ensure(pO + R * hd * 8);
   const mem = g.buffer;
-  const [mK, mV, mQ, mS, mO] = [pK, pV, pQ, pS, pO].map((p, i) => new Float64Array(mem, p, [kv, kv, hd * R2, R * T, R * hd][i]));
+  const [mK, mV, mQ, mS, mO] = [pK, pV, pQ, pS, pO].map(
+    (p, i) => new Float64Array(mem, p, [kv, kv, hd * R2, R * T, R * hd][i]),
+  );
   const mN = new Int32Array(mem, pN, R);
   for (let r = 0; r < R; r++) mN[r] = T - L + (r % L) + 1;
   if (R2 > R) for (let i = 0; i < hd; i++) mQ![i * R2 + R] = 0;

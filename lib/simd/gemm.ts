@@ -47,10 +47,30 @@ export interface Exports {
   packBT(w: number, N: number, K: number, bp: number): void;
   packBN(b: number, K: number, N: number, bp: number): void;
   transpose(a: number, M: number, K: number, out: number): void;
-  gemm(a: number, bp: number, c: number, M: number, N: number, K: number, n0: number, n1: number, accumulate: number): void;
+  gemm(
+    a: number,
+    bp: number,
+    c: number,
+    M: number,
+    N: number,
+    K: number,
+    n0: number,
+    n1: number,
+    accumulate: number,
+  ): void;
   readSum(p: number, n: number): number;
   multistep(...args: number[]): void;
-  attnScores(qT: number, R2: number, K: number, hd: number, ns: number, R: number, scale: number, S: number, T: number): void;
+  attnScores(
+    qT: number,
+    R2: number,
+    K: number,
+    hd: number,
+    ns: number,
+    R: number,
+    scale: number,
+    S: number,
+    T: number,
+  ): void;
   attnValues(W: number, T: number, V: number, hd: number, ns: number, R: number, O: number): void;
   siluMul(a: number, b: number, out: number, n: number): void;
   dataEnd(): number;
@@ -103,7 +123,8 @@ for (;;) {
  * compares): the baseline one, or with `fma` the relaxed-SIMD one. (A function: a browser bundle of this
  * module never reads it, and has no path module.)
  */
-export const wasmPath = (fma = false): string => join(import.meta.dirname, '..', '..', 'asm', fma ? 'gemm-fma.wasm' : 'gemm.wasm');
+export const wasmPath = (fma = false): string =>
+  join(import.meta.dirname, '..', '..', 'asm', fma ? 'gemm-fma.wasm' : 'gemm.wasm');
 
 let relaxed: boolean | undefined;
 /**
@@ -151,7 +172,10 @@ export class SimdGemm {
     this.residentTop = this.base;
     for (let t = 1; t < threads; t++) {
       const ctrl = new Int32Array(new SharedArrayBuffer(2 * 4));
-      const worker = new Worker(WORKER_JS, { eval: true, workerData: { module: mod, memory: this.memory, ctrl: ctrl.buffer, job: this.job.buffer } });
+      const worker = new Worker(WORKER_JS, {
+        eval: true,
+        workerData: { module: mod, memory: this.memory, ctrl: ctrl.buffer, job: this.job.buffer },
+      });
       worker.unref(); // idle workers never keep the process alive
       this.workers.push({ worker, ctrl, gen: 0 });
     }
@@ -162,8 +186,14 @@ export class SimdGemm {
    * (an error where the engine lacks relaxed SIMD; `relaxedSimd()` says).
    */
   static load(threads = 1, fma = false): SimdGemm {
-    if (!Number.isInteger(threads) || threads < 1 || threads > 64) throw new ArgumentError('threads', 'an integer in [1, 64]', threads);
-    if (fma && !relaxedSimd()) throw new ArgumentError('fma', 'an engine with relaxed WebAssembly SIMD', 'this engine rejects asm/gemm-fma.wasm');
+    if (!Number.isInteger(threads) || threads < 1 || threads > 64)
+      throw new ArgumentError('threads', 'an integer in [1, 64]', threads);
+    if (fma && !relaxedSimd())
+      throw new ArgumentError(
+        'fma',
+        'an engine with relaxed WebAssembly SIMD',
+        'this engine rejects asm/gemm-fma.wasm',
+      );
     return new SimdGemm(readFileSync(wasmPath(fma)), threads, fma);
   }
 
@@ -179,9 +209,15 @@ export class SimdGemm {
    * `mil train --threads T`. Before their first use: an instance already made with another count is an error.
    */
   static setSharedThreads(threads: number): void {
-    if (!Number.isInteger(threads) || threads < 1 || threads > 64) throw new ArgumentError('threads', 'an integer in [1, 64]', threads);
+    if (!Number.isInteger(threads) || threads < 1 || threads > 64)
+      throw new ArgumentError('threads', 'an integer in [1, 64]', threads);
     for (const g of SimdGemm.sharedInstances.values())
-      if (g.threads !== threads) throw new ArgumentError('threads', `${g.threads} (the shared SIMD instances already run on that many)`, threads);
+      if (g.threads !== threads)
+        throw new ArgumentError(
+          'threads',
+          `${g.threads} (the shared SIMD instances already run on that many)`,
+          threads,
+        );
     SimdGemm.sharedThreads = threads;
   }
   private static sharedOn(fma: boolean): SimdGemm {
@@ -230,7 +266,15 @@ export class SimdGemm {
   }
 
   /** y (M×N) = x (M×K) · Wᵀ, W (N×K). `resident`: keep W packed for the next call with the same array. */
-  linear(x: FloatArray, M: number, K: number, w: FloatArray, N: number, resident = true, out?: Float32Array): Float32Array {
+  linear(
+    x: FloatArray,
+    M: number,
+    K: number,
+    w: FloatArray,
+    N: number,
+    resident = true,
+    out?: Float32Array,
+  ): Float32Array {
     check('linear', x.length === M * K && w.length === N * K, `x (${M}×${K}) and W (${N}×${K})`, [x.length, w.length]);
     const hit = resident ? this.packed.get(w) : undefined;
     let bp: number;
@@ -265,7 +309,10 @@ export class SimdGemm {
 
   /** c (M×N) = aᵀ · b for a (K×M), b (K×N): the weight gradient dW = dYᵀ·X. */
   matmulTN(a: FloatArray, K: number, M: number, b: FloatArray, N: number): Float32Array {
-    check('matmulTN', a.length === K * M && b.length === K * N, `a (${K}×${M}) and b (${K}×${N})`, [a.length, b.length]);
+    check('matmulTN', a.length === K * M && b.length === K * N, `a (${K}×${M}) and b (${K}×${N})`, [
+      a.length,
+      b.length,
+    ]);
     const bp = align(this.residentTop);
     const stage = align(bp + this.packedPanels(N, K));
     this.put(b, stage);
@@ -295,10 +342,14 @@ export class SimdGemm {
         Atomics.store(k.ctrl, 0, ++k.gen);
         Atomics.notify(k.ctrl, 0);
       }
-      for (let i = Atomics.add(j, 0, 1); i < j[1]!; i = Atomics.add(j, 0, 1)) this.x.gemm(ap, bp, cp, M, N, K, i * width, Math.min(N, (i + 1) * width), 0);
+      for (let i = Atomics.add(j, 0, 1); i < j[1]!; i = Atomics.add(j, 0, 1))
+        this.x.gemm(ap, bp, cp, M, N, K, i * width, Math.min(N, (i + 1) * width), 0);
       // the workers are finishing their last chunks: spin for them a little, then sleep
       for (const k of woken) {
-        for (const until = performance.now() + SPIN_MS; Atomics.load(k.ctrl, 1) !== k.gen && performance.now() < until;);
+        for (
+          const until = performance.now() + SPIN_MS;
+          Atomics.load(k.ctrl, 1) !== k.gen && performance.now() < until;
+        );
         for (let d = Atomics.load(k.ctrl, 1); d !== k.gen; d = Atomics.load(k.ctrl, 1)) Atomics.wait(k.ctrl, 1, d);
       }
     }

@@ -55,7 +55,8 @@ export class BpeTokenizer {
   constructor(readonly merges: ReadonlyArray<readonly [number, number]>) {
     this.bytes = Array.from({ length: 256 }, (_, b) => Uint8Array.of(b));
     merges.forEach(([a, b], r) => {
-      if (!(a < 256 + r && b < 256 + r)) throw new ArgumentError('merges', `merge ${r} to use ids below ${256 + r}`, [a, b]);
+      if (!(a < 256 + r && b < 256 + r))
+        throw new ArgumentError('merges', `merge ${r} to use ids below ${256 + r}`, [a, b]);
       const m = new Uint8Array(this.bytes[a]!.length + this.bytes[b]!.length);
       m.set(this.bytes[a]!);
       m.set(this.bytes[b]!, this.bytes[a]!.length);
@@ -143,7 +144,17 @@ export class BpeTokenizer {
       version: '1.0',
       truncation: null,
       padding: null,
-      added_tokens: [{ id: this.endOfText, content: END_OF_TEXT, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }],
+      added_tokens: [
+        {
+          id: this.endOfText,
+          content: END_OF_TEXT,
+          single_word: false,
+          lstrip: false,
+          rstrip: false,
+          normalized: false,
+          special: true,
+        },
+      ],
       normalizer: null,
       pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
       post_processor: null,
@@ -181,7 +192,8 @@ export class BpeTokenizer {
       throw fail('pre_tokenizer.type is not "ByteLevel": only byte-level BPE is supported');
     if (!model.vocab || !Array.isArray(model.merges)) throw fail('model.vocab or model.merges missing');
     for (let b = 0; b < 256; b++) {
-      if (model.vocab[BYTE_TO_CHAR[b]!] !== b) throw fail(`model.vocab["${BYTE_TO_CHAR[b]}"] must be ${b} (byte ${b}); this reader needs byte b at id b`);
+      if (model.vocab[BYTE_TO_CHAR[b]!] !== b)
+        throw fail(`model.vocab["${BYTE_TO_CHAR[b]}"] must be ${b} (byte ${b}); this reader needs byte b at id b`);
     }
     const ids = new Map<string, number>(Object.entries(model.vocab).map(([s, i]) => [s, Number(i)]));
     const merges = model.merges.map((m, r) => {
@@ -193,9 +205,14 @@ export class BpeTokenizer {
       return [ia, ib] as const;
     });
     const tok = new BpeTokenizer(merges);
-    const eot = (j.added_tokens as Array<{ id?: unknown; content?: unknown }> | undefined)?.find((t) => t.content === END_OF_TEXT);
+    const eot = (j.added_tokens as Array<{ id?: unknown; content?: unknown }> | undefined)?.find(
+      (t) => t.content === END_OF_TEXT,
+    );
     if (!eot || eot.id !== tok.endOfText) throw fail(`added_tokens must hold ${END_OF_TEXT} with id ${tok.endOfText}`);
-    if (ids.size !== tok.endOfText) throw fail(`model.vocab has ${ids.size} entries, expected ${tok.endOfText} (256 bytes + ${merges.length} merges)`);
+    if (ids.size !== tok.endOfText)
+      throw fail(
+        `model.vocab has ${ids.size} entries, expected ${tok.endOfText} (256 bytes + ${merges.length} merges)`,
+      );
     return tok;
   }
 }
@@ -209,9 +226,11 @@ export interface TrainBpeOptions {
 
 /** Learn merges from texts (see the file comment). Deterministic: no randomness, ties by pair ids. */
 export function trainBpe(texts: Iterable<string>, o: TrainBpeOptions): BpeTokenizer {
-  if (!Number.isInteger(o.vocabSize) || o.vocabSize < 257 || o.vocabSize > 65535) throw new ArgumentError('--vocab', 'an integer in [257, 65535]', o.vocabSize);
+  if (!Number.isInteger(o.vocabSize) || o.vocabSize < 257 || o.vocabSize > 65535)
+    throw new ArgumentError('--vocab', 'an integer in [257, 65535]', o.vocabSize);
   const freq = new Map<string, number>();
-  for (const t of texts) for (const m of t.replaceAll(END_OF_TEXT, '').matchAll(PIECE)) freq.set(m[0], (freq.get(m[0]) ?? 0) + 1);
+  for (const t of texts)
+    for (const m of t.replaceAll(END_OF_TEXT, '').matchAll(PIECE)) freq.set(m[0], (freq.get(m[0]) ?? 0) + 1);
   const enc = new TextEncoder();
   const words: number[][] = [];
   const counts: number[] = [];

@@ -27,9 +27,16 @@ export interface Pair {
   rejected: number[];
 }
 
-export function preferencePairs(stream: readonly number[], n: number, promptLen: number, contLen: number, seed: number): Pair[] {
+export function preferencePairs(
+  stream: readonly number[],
+  n: number,
+  promptLen: number,
+  contLen: number,
+  seed: number,
+): Pair[] {
   const L = promptLen + contLen;
-  if (stream.length < 2 * L) throw new ArgumentError('pairs', `a token stream of at least ${2 * L} tokens`, stream.length);
+  if (stream.length < 2 * L)
+    throw new ArgumentError('pairs', `a token stream of at least ${2 * L} tokens`, stream.length);
   const rng = new Rng(seed);
   return Array.from({ length: n }, () => {
     const a = rng.int(0, stream.length - L);
@@ -49,7 +56,12 @@ function rows(pairs: Pair[]): number[][] {
 }
 
 /** Σ log-probabilities of each row's continuation (positions ≥ promptLen), from logits (rows·L, V). */
-export function sequenceLogps(logits: Float64Array, ids: number[][], promptLen: number, V: number): { logps: number[]; lp: Float64Array } {
+export function sequenceLogps(
+  logits: Float64Array,
+  ids: number[][],
+  promptLen: number,
+  V: number,
+): { logps: number[]; lp: Float64Array } {
   const L = ids[0]!.length;
   const lp = logSoftmax(logits, ids.length * L, V);
   const logps = ids.map((row, b) => {
@@ -63,7 +75,11 @@ export function sequenceLogps(logits: Float64Array, ids: number[][], promptLen: 
 const sigmoid = (x: number) => (x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x)));
 
 /** ℓ and ∂ℓ/∂(log π of each row), rows ordered as `rows`: n chosen then n rejected. */
-export function dpoLoss(policy: number[], reference: number[], beta: number): { loss: number; dlogp: number[]; margins: number[] } {
+export function dpoLoss(
+  policy: number[],
+  reference: number[],
+  beta: number,
+): { loss: number; dlogp: number[]; margins: number[] } {
   const n = policy.length / 2;
   let loss = 0;
   const dlogp = new Array<number>(2 * n).fill(0);
@@ -84,7 +100,12 @@ export function dpoLoss(policy: number[], reference: number[], beta: number): { 
 /** The reference model's sequence log-probabilities of a batch of pairs (no gradients). */
 export function referenceLogps(ref: HybridModel, pairs: Pair[], engine: MatmulEngine): number[] {
   const ids = rows(pairs);
-  return sequenceLogps(trainForward(ref, ids, () => false, engine).logits, ids, pairs[0]!.prompt.length, ref.llama.vocabSize).logps;
+  return sequenceLogps(
+    trainForward(ref, ids, () => false, engine).logits,
+    ids,
+    pairs[0]!.prompt.length,
+    ref.llama.vocabSize,
+  ).logps;
 }
 
 /** Loss and gradients of one batch of pairs for the policy `m` (every parameter `trainable` says). */
@@ -119,7 +140,13 @@ export function dpoLossAndGrads(
  * How often a pair's chosen continuation wins, in batches of `batch` pairs: with a policy, by the implicit
  * reward (log π − log π_ref of chosen > that of rejected); without one, by the reference's own likelihood.
  */
-export function preferenceAccuracy(ref: HybridModel, pairs: Pair[], batch: number, engine: MatmulEngine, policy?: HybridModel): number {
+export function preferenceAccuracy(
+  ref: HybridModel,
+  pairs: Pair[],
+  batch: number,
+  engine: MatmulEngine,
+  policy?: HybridModel,
+): number {
   let right = 0;
   for (let i = 0; i < pairs.length; i += batch) {
     const b = pairs.slice(i, i + batch);
@@ -146,7 +173,13 @@ export interface DpoStep {
 export function trainDpo(
   ref: HybridModel,
   pairs: Pair[],
-  o: { beta: number; batch: number; optimizer: AdamOptions; engine: MatmulEngine; onStep?: (s: DpoStep, steps: number) => void },
+  o: {
+    beta: number;
+    batch: number;
+    optimizer: AdamOptions;
+    engine: MatmulEngine;
+    onStep?: (s: DpoStep, steps: number) => void;
+  },
 ): { policy: HybridModel; history: DpoStep[] } {
   const policy = float64Model(ref);
   const params = new Map(policy.weights.names().map((n) => [n, policy.weights.tensors.get(n)!.data as Float64Array]));
@@ -160,7 +193,13 @@ export function trainDpo(
     const lr = cosineLr(o.optimizer.lr, s, steps, Math.max(1, Math.round(steps * 0.1)));
     adamStep(params, r.grads, opt, o.optimizer, lr);
     for (const n of r.grads.keys()) markChanged(params.get(n)!); // kernels must not reuse a stale packed copy
-    const row = { step: s + 1, loss: r.loss, accuracy: r.accuracy, margin: r.margins.reduce((a, x) => a + x, 0) / r.margins.length, lr };
+    const row = {
+      step: s + 1,
+      loss: r.loss,
+      accuracy: r.accuracy,
+      margin: r.margins.reduce((a, x) => a + x, 0) / r.margins.length,
+      lr,
+    };
     history.push(row);
     o.onStep?.(row, steps);
   }

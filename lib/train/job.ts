@@ -126,7 +126,13 @@ export async function runJob(o: JobOptions): Promise<JobResult> {
   } else trainer = Trainer.create(o.model, o.tokens, o.trainer, o.teacher);
   const opts = trainer.o;
   const engine = engineFor(opts.engine);
-  const val = () => evaluate(trainer.model, o.valTokens, { seqLen: opts.seqLen, maxTokens: o.evalTokens, engine, tokenizer: o.tokenizer });
+  const val = () =>
+    evaluate(trainer.model, o.valTokens, {
+      seqLen: opts.seqLen,
+      maxTokens: o.evalTokens,
+      engine,
+      tokenizer: o.tokenizer,
+    });
   const t0 = performance.now();
   const before = history.at(-1)?.seconds ?? 0;
   const startStep = trainer.step;
@@ -149,7 +155,11 @@ export async function runJob(o: JobOptions): Promise<JobResult> {
     const done = trainer.step - startStep;
     const rate = (done * info.tokens) / ((performance.now() - t0) / 1000);
     const eta = ((opts.totalSteps - trainer.step) * info.tokens) / rate;
-    if (row.valPpl !== undefined || trainer.step % Math.max(1, Math.floor(o.evalEvery / 4)) === 0 || trainer.step === 1) {
+    if (
+      row.valPpl !== undefined ||
+      trainer.step % Math.max(1, Math.floor(o.evalEvery / 4)) === 0 ||
+      trainer.step === 1
+    ) {
       o.log(
         `step ${trainer.step}/${opts.totalSteps}  loss ${info.loss.toFixed(4)}${info.kl !== undefined ? ` (ce ${info.ce.toFixed(3)}, kl ${info.kl.toFixed(3)})` : ''}` +
           `${row.valPpl !== undefined ? `  val ppl ${row.valPpl.toFixed(2)}` : ''}  ${rate.toFixed(0)} tok/s  lr ${info.lr.toExponential(2)}  ${clock(seconds)} elapsed, ETA ${clock(eta)}`,
@@ -197,5 +207,7 @@ export function lossSvg(history: HistoryRow[], title: string): string {
 function clock(s: number): string {
   if (!Number.isFinite(s)) return '?';
   const m = Math.floor(s / 60);
-  return m >= 60 ? `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m` : `${m}m${String(Math.round(s % 60)).padStart(2, '0')}s`;
+  return m >= 60
+    ? `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m`
+    : `${m}m${String(Math.round(s % 60)).padStart(2, '0')}s`;
 }

@@ -22,7 +22,18 @@ import { blockEps, blockNames, layerKinds, lmHeadName, type HybridModel } from '
 import { mamba1Train } from '../model/mixers/mamba1.js';
 import { mamba2Train } from '../model/mixers/mamba2.js';
 import { mlpTrain } from '../model/mixers/mlp.js';
-import { FLOAT64_ENGINE, add, addGrad, linearLayer, rmsLayer, weight, type Ctx, type Grads, type Layer, type MatmulEngine } from '../model/mixers/tape.js';
+import {
+  FLOAT64_ENGINE,
+  add,
+  addGrad,
+  linearLayer,
+  rmsLayer,
+  weight,
+  type Ctx,
+  type Grads,
+  type Layer,
+  type MatmulEngine,
+} from '../model/mixers/tape.js';
 import { crossEntropy, embedding, klDivergence } from '../ref/layers.js';
 import type { SimdGemm } from '../simd/gemm.js';
 import { isImmutable } from '../weight_registry.js';
@@ -73,7 +84,14 @@ function simdAttention(g: SimdGemm, q: Tensor, k: Tensor, v: Tensor): ReturnType
     for (let h = 0; h < H; h++) {
       const kh = Math.floor(h / groups);
       // P (l, l): the scores Q·Kᵀ, then softmax rows in place
-      const P = g.linear(qd.subarray(at(b, h, H, d), at(b, h, H, d) + L * d), L, d, kd.subarray(at(b, kh, Hkv, d), at(b, kh, Hkv, d) + L * d), L, false);
+      const P = g.linear(
+        qd.subarray(at(b, h, H, d), at(b, h, H, d) + L * d),
+        L,
+        d,
+        kd.subarray(at(b, kh, Hkv, d), at(b, kh, Hkv, d) + L * d),
+        L,
+        false,
+      );
       for (let t = 0; t < L; t++) {
         const r = t * L;
         let mx = -Infinity;
@@ -114,7 +132,11 @@ function simdAttention(g: SimdGemm, q: Tensor, k: Tensor, v: Tensor): ReturnType
           const gk = g.matmulTN(dP, L, L, qd.subarray(at(b, h, H, d), at(b, h, H, d) + L * d), d);
           for (let i = 0, o = at(b, kh, Hkv, d); i < gk.length; i++) dk[o + i]! += gk[i]!;
         }
-      return { dq: new Tensor(dq, q.shape, 'dq'), dk: new Tensor(dk, k.shape, 'dk'), dv: new Tensor(dV, v.shape, 'dv') };
+      return {
+        dq: new Tensor(dq, q.shape, 'dq'),
+        dk: new Tensor(dk, k.shape, 'dk'),
+        dv: new Tensor(dV, v.shape, 'dv'),
+      };
     },
   };
 }
@@ -130,7 +152,12 @@ export interface TrainForward {
 }
 
 /** The whole model on `ids` (batch × L), keeping what the backward needs. */
-export function trainForward(m: HybridModel, ids: number[][], trainable: (name: string) => boolean, mm: MatmulEngine = FLOAT64_ENGINE): TrainForward {
+export function trainForward(
+  m: HybridModel,
+  ids: number[][],
+  trainable: (name: string) => boolean,
+  mm: MatmulEngine = FLOAT64_ENGINE,
+): TrainForward {
   const batch = ids.length;
   const L = ids[0]?.length ?? 0;
   if (L === 0 || ids.some((r) => r.length !== L))
@@ -140,7 +167,8 @@ export function trainForward(m: HybridModel, ids: number[][], trainable: (name: 
       ids.map((r) => r.length),
     );
   const c = m.llama;
-  if (L > c.maxPositionEmbeddings) throw new ArgumentError('ids', `at most max_position_embeddings = ${c.maxPositionEmbeddings} positions`, L);
+  if (L > c.maxPositionEmbeddings)
+    throw new ArgumentError('ids', `at most max_position_embeddings = ${c.maxPositionEmbeddings} positions`, L);
   const ctx: Ctx = { m, batch, L, trainable, grads: new Map(), mm };
   const dModel = c.hiddenSize;
   const V = c.vocabSize;
@@ -153,7 +181,12 @@ export function trainForward(m: HybridModel, ids: number[][], trainable: (name: 
     const { prefix: p, norm1, norm2 } = blockNames(i);
     const eps = blockEps(m, kind);
     const n1 = rmsLayer(ctx, h, dModel, norm1, eps); // (b·l, d)
-    const mix = kind === 'attention' ? attentionTrain(ctx, p, n1.y) : kind === 'mamba1' ? mamba1Train(ctx, p, n1.y) : mamba2Train(ctx, p, n1.y); // (b·l, d)
+    const mix =
+      kind === 'attention'
+        ? attentionTrain(ctx, p, n1.y)
+        : kind === 'mamba1'
+          ? mamba1Train(ctx, p, n1.y)
+          : mamba2Train(ctx, p, n1.y); // (b·l, d)
     const h1 = add(h, mix.y); // (b·l, d)
     const n2 = rmsLayer(ctx, h1, dModel, norm2, eps); // (b·l, d)
     const mlp = mlpTrain(ctx, p, n2.y); // (b·l, d)

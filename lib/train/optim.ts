@@ -46,7 +46,13 @@ export function clipGradNorm(grads: Map<string, F>, maxNorm: number): number {
 }
 
 /** One optimizer step over `params` (updated in place) with `grads`; `lr` overrides o.lr (schedules). */
-export function adamStep(params: Map<string, F>, grads: Map<string, F>, state: AdamState, o: AdamOptions, lr = o.lr): void {
+export function adamStep(
+  params: Map<string, F>,
+  grads: Map<string, F>,
+  state: AdamState,
+  o: AdamOptions,
+  lr = o.lr,
+): void {
   const [b1, b2] = o.betas;
   state.step++;
   const t = state.step;
@@ -55,7 +61,8 @@ export function adamStep(params: Map<string, F>, grads: Map<string, F>, state: A
   for (const [name, g] of grads) {
     const p = params.get(name);
     if (!p) throw new ArgumentError('grads', `a gradient only for parameters being optimised`, name);
-    if (p.length !== g.length) throw new ArgumentError(`grad of '${name}'`, `${p.length} values (the parameter's size)`, g.length);
+    if (p.length !== g.length)
+      throw new ArgumentError(`grad of '${name}'`, `${p.length} values (the parameter's size)`, g.length);
     let m = state.m.get(name);
     let v = state.v.get(name);
     if (!m || !v) {

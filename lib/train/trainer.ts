@@ -133,7 +133,11 @@ export class Trainer {
     const rows: number[][] = [];
     while (rows.length < this.o.batch) {
       if (this.pos.next >= this.pos.order.length)
-        this.pos = { epoch: this.pos.epoch + 1, next: 0, order: shuffle(windows(this.tokens.length, this.o.seqLen), this.rng) };
+        this.pos = {
+          epoch: this.pos.epoch + 1,
+          next: 0,
+          order: shuffle(windows(this.tokens.length, this.o.seqLen), this.rng),
+        };
       const w = this.pos.order[this.pos.next++]!;
       rows.push(this.tokens.slice(w * this.o.seqLen, (w + 1) * this.o.seqLen));
     }
@@ -154,7 +158,8 @@ export class Trainer {
         const ids = this.nextBatch();
         const engine = this.o.engine === 'simd' ? simdEngine(SimdGemm.sharedExact()) : FLOAT64_ENGINE;
         // the teacher's logits on the same engine (the float64 one is the reference forward's math exactly)
-        const teacherLogits = this.o.objective === 'distill' ? trainForward(this.teacher!, ids, () => false, engine).logits : undefined;
+        const teacherLogits =
+          this.o.objective === 'distill' ? trainForward(this.teacher!, ids, () => false, engine).logits : undefined;
         const r = lossAndGrads(this.model, ids, {
           objective: this.o.objective,
           teacherLogits,
@@ -172,18 +177,30 @@ export class Trainer {
           for (let i = 0; i < g.length; i++) cur[i]! += g[i]! / acc;
         }
       }
-      for (const [n, g] of grads) if (!g.every(Number.isFinite)) throw new NonFiniteGradientError(this.step + 1, `the gradient of '${n}'`);
+      for (const [n, g] of grads)
+        if (!g.every(Number.isFinite)) throw new NonFiniteGradientError(this.step + 1, `the gradient of '${n}'`);
     } catch (e) {
       this.pos = savedPos; // nothing changed: the same batch comes next
       this.rng = Rng.fromState(savedRng);
-      if (e instanceof NonFiniteError) throw new NonFiniteGradientError(this.step + 1, `a value inside the forward or backward pass (${e.message})`);
+      if (e instanceof NonFiniteError)
+        throw new NonFiniteGradientError(this.step + 1, `a value inside the forward or backward pass (${e.message})`);
       throw e;
     }
-    const gradNorm = this.o.clip ? clipGradNorm(grads, this.o.clip) : Math.sqrt([...grads.values()].reduce((s, g) => s + g.reduce((a, v) => a + v * v, 0), 0));
+    const gradNorm = this.o.clip
+      ? clipGradNorm(grads, this.o.clip)
+      : Math.sqrt([...grads.values()].reduce((s, g) => s + g.reduce((a, v) => a + v * v, 0), 0));
     const lr = cosineLr(this.o.optimizer.lr, this.step, this.o.totalSteps, this.o.warmupSteps);
     adamStep(this.params, grads, this.opt, this.o.optimizer, lr);
     for (const n of grads.keys()) markChanged(this.params.get(n)!); // kernels must not reuse a stale float32 copy
-    return { step: this.step, loss, ce, kl: this.o.objective === 'distill' ? kl : undefined, gradNorm, lr, tokens: acc * this.o.batch * this.o.seqLen };
+    return {
+      step: this.step,
+      loss,
+      ce,
+      kl: this.o.objective === 'distill' ? kl : undefined,
+      gradNorm,
+      lr,
+      tokens: acc * this.o.batch * this.o.seqLen,
+    };
   }
 
   /** The files of a checkpoint of this trainer. */
@@ -196,7 +213,14 @@ export class Trainer {
     for (const [n, m] of this.opt.m) mom[`m/${n}`] = new Tensor(m, [m.length]);
     for (const [n, v] of this.opt.v) mom[`v/${n}`] = new Tensor(v, [v.length]);
     files.push(['optimizer.safetensors', safetensorsChunks(mom, { step: String(this.opt.step) }, 'F64').chunks]);
-    const state = { format: 'mil-trainer/1', step: this.opt.step, options: this.o, position: this.pos, rng: this.rng.state(), tokens: this.tokens.length };
+    const state = {
+      format: 'mil-trainer/1',
+      step: this.opt.step,
+      options: this.o,
+      position: this.pos,
+      rng: this.rng.state(),
+      tokens: this.tokens.length,
+    };
     files.push(['trainer.json', JSON.stringify(state) + '\n']);
     return files;
   }
@@ -221,16 +245,29 @@ export class Trainer {
       rng?: { seed: number; s: number[]; spare: number | null };
       tokens?: unknown;
     };
-    if (st.format !== 'mil-trainer/1') throw new CheckpointError(tp, `format is ${JSON.stringify(st.format)}, expected 'mil-trainer/1'`);
+    if (st.format !== 'mil-trainer/1')
+      throw new CheckpointError(tp, `format is ${JSON.stringify(st.format)}, expected 'mil-trainer/1'`);
     if (st.tokens !== tokens.length)
-      throw new CheckpointError(dir, `it was made on a stream of ${st.tokens} tokens, this one has ${tokens.length}: not the same data`);
-    if (!st.options || !st.position || !st.rng || !Number.isInteger(st.step)) throw new CheckpointError(tp, 'options, position, rng or step missing');
+      throw new CheckpointError(
+        dir,
+        `it was made on a stream of ${st.tokens} tokens, this one has ${tokens.length}: not the same data`,
+      );
+    if (!st.options || !st.position || !st.rng || !Number.isInteger(st.step))
+      throw new CheckpointError(tp, 'options, position, rng or step missing');
     const model = loadModel(dir);
     checkOptions(st.options, tokens.length, model, teacher);
     const opt = newAdamState();
     opt.step = st.step as number;
     const f = readSafetensors(join(dir, 'optimizer.safetensors'));
-    const trainer = new Trainer(float64Model(model), teacher, tokens, st.options, opt, Rng.fromState(st.rng), st.position);
+    const trainer = new Trainer(
+      float64Model(model),
+      teacher,
+      tokens,
+      st.options,
+      opt,
+      Rng.fromState(st.rng),
+      st.position,
+    );
     for (const [n, p] of trainer.params) {
       for (const k of ['m', 'v'] as const) {
         if (!f.tensors.has(`${k}/${n}`)) {
@@ -239,13 +276,19 @@ export class Trainer {
         }
         const t = getTensor(f, `${k}/${n}`);
         if (t.size !== p.length)
-          throw new CheckpointError(dir, `optimizer tensor '${k}/${n}' has ${t.size} values, the parameter ${p.length}: from another model`);
+          throw new CheckpointError(
+            dir,
+            `optimizer tensor '${k}/${n}' has ${t.size} values, the parameter ${p.length}: from another model`,
+          );
         (k === 'm' ? opt.m : opt.v).set(n, Float64Array.from(t.data));
       }
     }
     for (const k of f.tensors.keys())
       if (!trainer.params.has(k.slice(2)))
-        throw new CheckpointError(dir, `optimizer state for '${k.slice(2)}', which does not train here: from another model or option set`);
+        throw new CheckpointError(
+          dir,
+          `optimizer state for '${k.slice(2)}', which does not train here: from another model or option set`,
+        );
     return trainer;
   }
 }
@@ -284,8 +327,11 @@ function checkOptions(o: TrainerOptions, n: number, m: HybridModel, teacher?: Hy
   if (o.seqLen > m.llama.maxPositionEmbeddings)
     throw new ArgumentError('seqLen', `at most max_position_embeddings = ${m.llama.maxPositionEmbeddings}`, o.seqLen);
   if (n < o.seqLen) throw new ArgumentError('tokens', `at least one window of ${o.seqLen} tokens`, n);
-  if (o.objective === 'distill' && !teacher) throw new ArgumentError('teacher', 'a teacher model for the distill objective', undefined);
-  if (teacher && teacher.llama.vocabSize !== m.llama.vocabSize) throw new ArgumentError('teacher', `vocabulary ${m.llama.vocabSize}`, teacher.llama.vocabSize);
+  if (o.objective === 'distill' && !teacher)
+    throw new ArgumentError('teacher', 'a teacher model for the distill objective', undefined);
+  if (teacher && teacher.llama.vocabSize !== m.llama.vocabSize)
+    throw new ArgumentError('teacher', `vocabulary ${m.llama.vocabSize}`, teacher.llama.vocabSize);
   if (!(o.optimizer.lr > 0)) throw new ArgumentError('optimizer.lr', 'a positive number', o.optimizer.lr);
-  if (o.engine !== undefined && o.engine !== 'float64' && o.engine !== 'simd') throw new ArgumentError('engine', "'float64' or 'simd'", o.engine);
+  if (o.engine !== undefined && o.engine !== 'float64' && o.engine !== 'simd')
+    throw new ArgumentError('engine', "'float64' or 'simd'", o.engine);
 }

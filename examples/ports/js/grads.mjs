@@ -17,7 +17,13 @@ export const GRADS = {
     const N = A.shape[1];
     const G = B.shape.length === 4 ? B.shape[1] : 1;
     const idx = (b, d, n, t) => ((b * G + Math.floor(d / (dim / G))) * N + n) * L + t; // B, C: (b, [G,] N, L)
-    const g = { du: zeros(u.shape), ddelta: zeros(u.shape), dA: zeros(A.shape), dB: zeros(B.shape), dC: zeros(C.shape) };
+    const g = {
+      du: zeros(u.shape),
+      ddelta: zeros(u.shape),
+      dA: zeros(A.shape),
+      dB: zeros(B.shape),
+      dC: zeros(C.shape),
+    };
     if (D) g.dD = zeros(D.shape);
     if (z) g.dz = zeros(z.shape);
     if (bias) g.ddelta_bias = zeros(bias.shape);
@@ -33,7 +39,9 @@ export const GRADS = {
           const i = (b * dim + d) * L + t;
           const raw = delta.data[i] + (bias ? bias.data[d] : 0);
           const dt = a.delta_softplus ? softplus(raw) : raw;
-          const h = hs[t].map((hv, n) => Math.exp(dt * A.data[d * N + n]) * hv + dt * B.data[idx(b, d, n, t)] * u.data[i]);
+          const h = hs[t].map(
+            (hv, n) => Math.exp(dt * A.data[d * N + n]) * hv + dt * B.data[idx(b, d, n, t)] * u.data[i],
+          );
           let y = D ? D.data[d] * u.data[i] : 0;
           for (let n = 0; n < N; n++) y += C.data[idx(b, d, n, t)] * h[n];
           hs.push(h);
@@ -89,7 +97,10 @@ export const GRADS = {
     for (let b = 0; b < nb; b++)
       for (let d = 0; d < dim; d++) {
         const o = (b * dim + d) * L;
-        const row = [...Array.from({ length: W - 1 }, (_, k) => (init ? init.data[(b * dim + d) * (W - 1) + k] : 0)), ...x.data.subarray(o, o + L)];
+        const row = [
+          ...Array.from({ length: W - 1 }, (_, k) => (init ? init.data[(b * dim + d) * (W - 1) + k] : 0)),
+          ...x.data.subarray(o, o + L),
+        ];
         const drow = new Float64Array(L + W - 1);
         if (dfin) for (let k = 0; k < W - 1; k++) drow[L + k] = dfin.data[(b * dim + d) * (W - 1) + k];
         for (let t = 0; t < L; t++) {

@@ -66,9 +66,12 @@ export const KERNELS = {
     for (let r = 0; r < x.data.length / d; r++)
       for (let g0 = 0; g0 < d; g0 += g) {
         const o = r * d + g0;
-        const v = Array.from({ length: g }, (_, i) => (z && !before ? x.data[o + i] * silu(z.data[o + i]) : x.data[o + i]));
+        const v = Array.from({ length: g }, (_, i) =>
+          z && !before ? x.data[o + i] * silu(z.data[o + i]) : x.data[o + i],
+        );
         const rstd = 1 / Math.sqrt(v.reduce((s, e) => s + e * e, 0) / g + a.eps);
-        for (let i = 0; i < g; i++) out.data[o + i] = v[i] * rstd * weight.data[g0 + i] * (z && before ? silu(z.data[o + i]) : 1);
+        for (let i = 0; i < g; i++)
+          out.data[o + i] = v[i] * rstd * weight.data[g0 + i] * (z && before ? silu(z.data[o + i]) : 1);
       }
     return { out };
   },
@@ -113,7 +116,10 @@ export const KERNELS = {
       for (let d = 0; d < dim; d++) {
         const so = (b * dim + d) * S;
         const pos = (k) => (seq ? mod(seq.data[b] - (W - 1) + k, S) : S - (W - 1) + k);
-        const row = [...Array.from({ length: W - 1 }, (_, k) => st.data[so + pos(k)]), ...x.data.subarray((b * dim + d) * steps, (b * dim + d + 1) * steps)];
+        const row = [
+          ...Array.from({ length: W - 1 }, (_, k) => st.data[so + pos(k)]),
+          ...x.data.subarray((b * dim + d) * steps, (b * dim + d + 1) * steps),
+        ];
         for (let t = 0; t < steps; t++) {
           let s = bias ? bias.data[d] : 0;
           for (let k = 0; k < W; k++) s += weight.data[d * W + k] * row[t + k];
@@ -164,9 +170,11 @@ export const KERNELS = {
         const g = Math.floor(d / (dim / G));
         const h = Array.from(h_i.data.subarray((b * dim + d) * N, (b * dim + d + 1) * N));
         const step = (dl, xv, Bt, t, rows) => {
-          for (let n = 0; n < N; n++) h[n] = Math.exp(dl * A.data[d * N + n]) * h[n] + dl * Bt.data[((b * rows + t) * G + g) * N + n] * xv;
+          for (let n = 0; n < N; n++)
+            h[n] = Math.exp(dl * A.data[d * N + n]) * h[n] + dl * Bt.data[((b * rows + t) * G + g) * N + n] * xv;
         };
-        for (let t = 0; t < r; t++) step(delta(dt_cache.data[(b * K1 + t) * dim + d], d), x_cache.data[(b * K1 + t) * dim + d], B_cache, t, K1);
+        for (let t = 0; t < r; t++)
+          step(delta(dt_cache.data[(b * K1 + t) * dim + d], d), x_cache.data[(b * K1 + t) * dim + d], B_cache, t, K1);
         hJ.data.set(h, (b * dim + d) * N);
         for (let t = 0; t < s; t++) {
           const i = (b * s + t) * dim + d;

@@ -23,7 +23,8 @@ const dot = (a, ao, b, bo, n) => {
 function linear(x, rows, W, bias) {
   const [o, n] = W.shape;
   const y = new Float64Array(rows * o);
-  for (let r = 0; r < rows; r++) for (let j = 0; j < o; j++) y[r * o + j] = dot(x, r * n, W.data, j * n, n) + (bias ? bias.data[j] : 0);
+  for (let r = 0; r < rows; r++)
+    for (let j = 0; j < o; j++) y[r * o + j] = dot(x, r * n, W.data, j * n, n) + (bias ? bias.data[j] : 0);
   return y;
 }
 function rms(x, rows, w, eps) {
@@ -36,7 +37,8 @@ function rms(x, rows, w, eps) {
   return y;
 }
 /** Columns [from, from + w) of a (rows × width) matrix. */
-const cols = (x, rows, width, from, w) => Float64Array.from({ length: rows * w }, (_, i) => x[Math.floor(i / w) * width + from + (i % w)]);
+const cols = (x, rows, width, from, w) =>
+  Float64Array.from({ length: rows * w }, (_, i) => x[Math.floor(i / w) * width + from + (i % w)]);
 /** (rows × src) → (rows × dInner): output channel c reads source channel ⌊⌊c/w⌋/rep⌋·w + c mod w, rep = dInner/src. */
 const repeatPieces = (x, rows, src, dInner, w) =>
   Float64Array.from({ length: rows * dInner }, (_, i) => {
@@ -60,7 +62,8 @@ function conv(x, L, C, weight, bias) {
 }
 
 export function loadModel(config, mambaConfig, mil, weights) {
-  if (config.rope_scaling) throw Object.assign(new Error('rope_scaling is not implemented by this example port'), { unsupported: true });
+  if (config.rope_scaling)
+    throw Object.assign(new Error('rope_scaling is not implemented by this example port'), { unsupported: true });
   const m = { c: config, mc: mambaConfig, variant: mil?.variant, clean: mil?.semantics === 'clean', W: weights };
   m.get = (name) => {
     if (!weights[name]) throw new Error(`weight ${name} is missing`);
@@ -92,11 +95,15 @@ function attention(m, p, x, L) {
   for (let h = 0; h < H; h++) {
     const kv = Math.floor(h / (H / Hkv));
     for (let t = 0; t < L; t++) {
-      const s = Array.from({ length: t + 1 }, (_, j) => dot(q, (t * H + h) * hd, k, (j * Hkv + kv) * hd, hd) / Math.sqrt(hd));
+      const s = Array.from(
+        { length: t + 1 },
+        (_, j) => dot(q, (t * H + h) * hd, k, (j * Hkv + kv) * hd, hd) / Math.sqrt(hd),
+      );
       const mx = Math.max(...s);
       const e = s.map((v2) => Math.exp(v2 - mx));
       const z = e.reduce((a2, b2) => a2 + b2, 0);
-      for (let j = 0; j <= t; j++) for (let i = 0; i < hd; i++) y[(t * H + h) * hd + i] += (e[j] / z) * v[(j * Hkv + kv) * hd + i];
+      for (let j = 0; j <= t; j++)
+        for (let i = 0; i < hd; i++) y[(t * H + h) * hd + i] += (e[j] / z) * v[(j * Hkv + kv) * hd + i];
     }
   }
   return { out: linear(y, L, get(`${p}.self_attn.o_proj.weight`), b('o_proj')) };
@@ -113,7 +120,12 @@ function mamba1(m, p, o, L) {
   const z = linear(o, L, get(`${q}.in_proj_z.weight`));
   const B = repeatPieces(linear(o, L, get(`${q}.B_proj.weight`)), L, dXb, dInner, w); // group g reads B[g·N … g·N+N−1]
   const C = linear(o, L, get(`${q}.C_proj.weight`));
-  const dt = linear(linear(o, L, get(`${q}.dt_proj_down.weight`)), L, get(`${q}.dt_proj.weight`), m.clean ? undefined : get(`${q}.dt_proj.bias`));
+  const dt = linear(
+    linear(o, L, get(`${q}.dt_proj_down.weight`)),
+    L,
+    get(`${q}.dt_proj.weight`),
+    m.clean ? undefined : get(`${q}.dt_proj.bias`),
+  );
   const cv = conv(xr, L, dInner, get(`${q}.conv1d.weight`), m.W[`${q}.conv1d.bias`]);
   const y = new Float64Array(L * dInner);
   const ssm = new Float64Array(dInner * N);
@@ -196,7 +208,8 @@ export function run(m, ids) {
     const kind = !mc || mc.attn_layers.includes(i) ? 'attention' : m.variant;
     const eps = kind === 'attention' ? c.rms_norm_eps : (mc.rms_norm_eps ?? 1e-5);
     const x = rms(h, L, get(`${p}.input_layernorm.weight`), eps);
-    const r = kind === 'attention' ? attention(m, p, x, L) : kind === 'mamba1' ? mamba1(m, p, x, L) : mamba2(m, p, x, L);
+    const r =
+      kind === 'attention' ? attention(m, p, x, L) : kind === 'mamba1' ? mamba1(m, p, x, L) : mamba2(m, p, x, L);
     if (r.ssm) states.set(i, r);
     for (let j = 0; j < L * D; j++) h[j] += r.out[j];
     const a = rms(h, L, get(`${p}.post_attention_layernorm.weight`), eps);
@@ -216,7 +229,8 @@ export function run(m, ids) {
 
 /** Speculative sampling (temperature T; top-k / top-p unsupported) with the recorded uniforms, one round at a time. */
 export function speculative(I, a) {
-  if (a.top_k != null || a.top_p != null) throw Object.assign(new Error('top_k / top_p are not implemented by this example port'), { unsupported: true });
+  if (a.top_k != null || a.top_p != null)
+    throw Object.assign(new Error('top_k / top_p are not implemented by this example port'), { unsupported: true });
   const from = (prefix) => {
     const cfg = a[prefix];
     const w = Object.fromEntries(
@@ -228,7 +242,10 @@ export function speculative(I, a) {
   };
   const [target, draft] = [from('target'), from('draft')];
   const T = a.temperature ?? 0;
-  if (!(T > 0)) throw Object.assign(new Error('greedy speculative cases are not implemented by this example port'), { unsupported: true });
+  if (!(T > 0))
+    throw Object.assign(new Error('greedy speculative cases are not implemented by this example port'), {
+      unsupported: true,
+    });
   let used = 0;
   const uniform = () => I.uniforms.data[used++];
   const dist = (l) => {
@@ -302,6 +319,7 @@ export function modelOp(I, readFolder) {
   const m = loadModel(config, mambaConfig, mil, weights);
   const [nb, L] = I.input_ids.shape;
   const logits = new Float64Array(nb * L * config.vocab_size);
-  for (let b = 0; b < nb; b++) logits.set(run(m, Array.from(I.input_ids.data.subarray(b * L, (b + 1) * L))).logits, b * L * config.vocab_size);
+  for (let b = 0; b < nb; b++)
+    logits.set(run(m, Array.from(I.input_ids.data.subarray(b * L, (b + 1) * L))).logits, b * L * config.vocab_size);
   return { logits: { shape: [nb, L, config.vocab_size], data: logits } };
 }

@@ -22,7 +22,8 @@ const OPS = {
   speculative,
   model: (I) =>
     modelOp(I, () => {
-      const json = (f) => (existsSync(join(dir, 'model', f)) ? JSON.parse(readFileSync(join(dir, 'model', f), 'utf8')) : undefined);
+      const json = (f) =>
+        existsSync(join(dir, 'model', f)) ? JSON.parse(readFileSync(join(dir, 'model', f), 'utf8')) : undefined;
       return {
         config: json('config.json'),
         mambaConfig: json('mamba_config.json'),
@@ -57,7 +58,10 @@ function readSafetensors(path) {
     if (t.dtype !== 'F64') throw new Error(`${name}: dtype ${t.dtype}, this port reads F64`);
     const [s, e] = t.data_offsets;
     const bytes = buf.subarray(8 + n + s, 8 + n + e);
-    out[name] = { shape: t.shape, data: new Float64Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length)) };
+    out[name] = {
+      shape: t.shape,
+      data: new Float64Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length)),
+    };
   }
   return out;
 }
@@ -72,5 +76,12 @@ function writeSafetensors(path, tensors) {
   h = Buffer.concat([h, Buffer.alloc((8 - (h.length % 8)) % 8, 0x20)]);
   const len = Buffer.alloc(8);
   len.writeBigUInt64LE(BigInt(h.length));
-  writeFileSync(path, Buffer.concat([len, h, ...Object.values(tensors).map((t) => Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength))]));
+  writeFileSync(
+    path,
+    Buffer.concat([
+      len,
+      h,
+      ...Object.values(tensors).map((t) => Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength)),
+    ]),
+  );
 }

@@ -35,7 +35,10 @@ export function attentionNames(c: LlamaConfig, p: string) {
 
 /** RoPE's inverse frequencies (hd/2) and the positions pos0 … pos0+l−1 of a run of l tokens. */
 export function attentionRope(c: LlamaConfig, pos0: number, L: number): { inv: Float64Array; positions: number[] } {
-  return { inv: ropeInvFreq(c.headDim, c.ropeTheta, c.ropeScaling), positions: Array.from({ length: L }, (_, i) => pos0 + i) };
+  return {
+    inv: ropeInvFreq(c.headDim, c.ropeTheta, c.ropeScaling),
+    positions: Array.from({ length: L }, (_, i) => pos0 + i),
+  };
 }
 
 /** Rows (b, l, n·hd) → heads (b, n, l, hd). */
@@ -51,13 +54,23 @@ function fromHeads(t: Tensor, batch: number, L: number, n: number, hd: number): 
 // ---------------------------------------------------------------- inference (KV cache)
 
 /** x (b, l, d) at positions pos0 … → out (b, l, d); the keys and values are appended to `cache`. */
-export async function attentionInfer(ops: Ops, m: HybridModel, p: string, x: Tensor, cache: AttentionCache, pos0: number): Promise<Tensor> {
+export async function attentionInfer(
+  ops: Ops,
+  m: HybridModel,
+  p: string,
+  x: Tensor,
+  cache: AttentionCache,
+  pos0: number,
+): Promise<Tensor> {
   const c = m.llama;
   const W = m.weights;
   const n = attentionNames(c, p);
   const [batch, L] = x.shape as [number, number, number];
   const { inv, positions } = attentionRope(c, pos0, L);
-  const proj = (w: { weight: string; bias?: string }) => ({ weight: W.get(w.weight), bias: w.bias === undefined ? undefined : W.get(w.bias) });
+  const proj = (w: { weight: string; bias?: string }) => ({
+    weight: W.get(w.weight),
+    bias: w.bias === undefined ? undefined : W.get(w.bias),
+  });
   const [qp, kp, vp] = (await ops.linears(x, [proj(n.q), proj(n.k), proj(n.v)])) as [Tensor, Tensor, Tensor]; // (b, l, H·hd), (b, l, H_kv·hd) ×2
   const q = applyRope(toHeads(qp, batch, L, c.numHeads, c.headDim), positions, inv); // (b, H, l, hd)
   const k = applyRope(toHeads(kp, batch, L, c.numKvHeads, c.headDim), positions, inv); // (b, H_kv, l, hd)
@@ -69,14 +82,24 @@ export async function attentionInfer(ops: Ops, m: HybridModel, p: string, x: Ten
 }
 
 /** Write new keys and values (batch, Hkv, L, hd) at positions pos0 … pos0+L−1, growing the buffers if needed. */
-export function writeKv(cache: AttentionCache, k: Tensor, v: Tensor, pos0: number, batch: number, Hkv: number, hd: number, maxPos: number): void {
+export function writeKv(
+  cache: AttentionCache,
+  k: Tensor,
+  v: Tensor,
+  pos0: number,
+  batch: number,
+  Hkv: number,
+  hd: number,
+  maxPos: number,
+): void {
   const L = k.shape[2]!;
   const need = pos0 + L;
   if (need > cache.cap) {
     const cap = Math.min(maxPos, Math.max(need, 2 * cache.cap, 64));
     const grow = (old: Float64Array) => {
       const n = new Float64Array(batch * Hkv * cap * hd);
-      for (let bh = 0; bh < batch * Hkv; bh++) n.set(old.subarray(bh * cache.cap * hd, bh * cache.cap * hd + pos0 * hd), bh * cap * hd);
+      for (let bh = 0; bh < batch * Hkv; bh++)
+        n.set(old.subarray(bh * cache.cap * hd, bh * cache.cap * hd + pos0 * hd), bh * cap * hd);
       return n;
     };
     cache.k = grow(cache.k);
@@ -103,12 +126,22 @@ export function writeKv(cache: AttentionCache, k: Tensor, v: Tensor, pos0: numbe
  * queries (verify, prefill) a backend with `ops.cachedAttention` (wasm-simd) runs the two products as SIMD
  * kernels around the same `softmaxPrefix`, again the same bits (spec/speculative.spec.ts compares the two).
  */
-export function cachedAttention(q: Tensor, cache: AttentionCache, T: number, Hkv: number, ops?: Pick<Ops, 'cachedAttention'>): Tensor {
+export function cachedAttention(
+  q: Tensor,
+  cache: AttentionCache,
+  T: number,
+  Hkv: number,
+  ops?: Pick<Ops, 'cachedAttention'>,
+): Tensor {
   const [batch, H, L, hd] = q.shape as [number, number, number, number]; // q (b, H, l, hd)
   const qd = q.data instanceof Float64Array ? q.data : new Float64Array(q.data);
   // one query per head (decode): copying the keys and values into the kernel's memory costs what it saves
   if (ops?.cachedAttention && L > 1)
-    return new Tensor(ops.cachedAttention(qd, { batch, H, L, hd, Hkv, cap: cache.cap, T }, cache.k, cache.v, softmaxPrefix), [batch, H, L, hd], 'attention');
+    return new Tensor(
+      ops.cachedAttention(qd, { batch, H, L, hd, Hkv, cap: cache.cap, T }, cache.k, cache.v, softmaxPrefix),
+      [batch, H, L, hd],
+      'attention',
+    );
   const K = cache.k; // (b, H_kv, cap, hd)
   const V = cache.v; // (b, H_kv, cap, hd)
   const out = new Float64Array(batch * H * L * hd); // (b, H, l, hd)
@@ -139,7 +172,16 @@ function softmaxPrefix(s: Float64Array, off: number, n: number): void {
 }
 
 /** s_j = (q · k_j)·scale for keys j < n at K[kv + j·hd …], four keys at a time (four independent sums). */
-function scores(q: Float64Array, qo: number, K: Float64Array, kv: number, hd: number, n: number, scale: number, s: Float64Array): void {
+function scores(
+  q: Float64Array,
+  qo: number,
+  K: Float64Array,
+  kv: number,
+  hd: number,
+  n: number,
+  scale: number,
+  s: Float64Array,
+): void {
   let j = 0;
   for (; j + 4 <= n; j += 4) {
     const k0 = kv + j * hd;
@@ -171,7 +213,15 @@ function scores(q: Float64Array, qo: number, K: Float64Array, kv: number, hd: nu
 }
 
 /** out[qo + i] = Σ_{j<n} w_j · V[kv + j·hd + i], summed over j in order, four channels i at a time. */
-function weightedValues(w: Float64Array, V: Float64Array, kv: number, hd: number, n: number, out: Float64Array, qo: number): void {
+function weightedValues(
+  w: Float64Array,
+  V: Float64Array,
+  kv: number,
+  hd: number,
+  n: number,
+  out: Float64Array,
+  qo: number,
+): void {
   let i = 0;
   for (; i + 4 <= hd; i += 4) {
     let a0 = 0;
@@ -198,10 +248,17 @@ function weightedValues(w: Float64Array, V: Float64Array, kv: number, hd: number
 }
 
 /** The valid keys and values of an attention cache as (batch, Hkv, n, hd) tensors (for inspection and tests). */
-export function kvTensors(cache: AttentionCache, n: number, batch: number, Hkv: number, hd: number): { k: Tensor; v: Tensor } {
+export function kvTensors(
+  cache: AttentionCache,
+  n: number,
+  batch: number,
+  Hkv: number,
+  hd: number,
+): { k: Tensor; v: Tensor } {
   const cut = (buf: Float64Array) => {
     const o = new Float64Array(batch * Hkv * n * hd);
-    for (let bh = 0; bh < batch * Hkv; bh++) o.set(buf.subarray(bh * cache.cap * hd, bh * cache.cap * hd + n * hd), bh * n * hd);
+    for (let bh = 0; bh < batch * Hkv; bh++)
+      o.set(buf.subarray(bh * cache.cap * hd, bh * cache.cap * hd + n * hd), bh * n * hd);
     return new Tensor(o, [batch, Hkv, n, hd]);
   };
   return { k: cut(cache.k), v: cut(cache.v) };
@@ -217,7 +274,16 @@ export function kvTensors(cache: AttentionCache, n: number, batch: number, Hkv: 
 export function attentionStep(
   g: SimdGemm,
   c: LlamaConfig,
-  w: { q: FloatArray; k: FloatArray; v: FloatArray; o: FloatArray; bq?: FloatArray; bk?: FloatArray; bv?: FloatArray; bo?: FloatArray },
+  w: {
+    q: FloatArray;
+    k: FloatArray;
+    v: FloatArray;
+    o: FloatArray;
+    bq?: FloatArray;
+    bk?: FloatArray;
+    bv?: FloatArray;
+    bo?: FloatArray;
+  },
   buf: { q: Float32Array; k: Float32Array; v: Float32Array; o: Float32Array },
   x: Float64Array,
   cache: AttentionCache,

@@ -38,7 +38,9 @@ export interface HybridModel {
 export type LayerKind = 'attention' | 'mamba1' | 'mamba2';
 
 export function layerKinds(m: HybridModel): LayerKind[] {
-  return Array.from({ length: m.llama.numLayers }, (_, i) => (!m.mamba || m.mamba.attnLayers.includes(i) ? 'attention' : m.mamba.variant));
+  return Array.from({ length: m.llama.numLayers }, (_, i) =>
+    !m.mamba || m.mamba.attnLayers.includes(i) ? 'attention' : m.mamba.variant,
+  );
 }
 
 /** The Mamba settings of a model that has Mamba layers (a mixer of those layers calls this). */

@@ -25,7 +25,18 @@ import { causalConv1d, causalConv1dBackward } from '../../ref/conv1d.js';
 import { selectiveScan, selectiveScanBackward } from '../../ref/selective_scan.js';
 import { Tensor } from '../../tensor.js';
 import { mambaOf, optional, repeatPieces, toChannels, type HybridModel, type Mamba1Cache } from './block.js';
-import { add, addConvGrads, addScanGrads, given, linearLayer, repeatLayer, swapLC, weight, type Ctx, type Layer } from './tape.js';
+import {
+  add,
+  addConvGrads,
+  addScanGrads,
+  given,
+  linearLayer,
+  repeatLayer,
+  swapLC,
+  weight,
+  type Ctx,
+  type Layer,
+} from './tape.js';
 
 type F = Float64Array;
 
@@ -60,7 +71,8 @@ function mamba1Wiring(m: HybridModel, p: string) {
   const N = c.dState;
   const clean = c.semantics === 'clean';
   const piece = clean ? m.llama.headDim : N; // repeat piece width
-  if (clean && piece % N !== 0) throw new ArgumentError('clean semantics', `head_dim (${piece}) a multiple of d_state (${N})`, piece);
+  if (clean && piece % N !== 0)
+    throw new ArgumentError('clean semantics', `head_dim (${piece}) a multiple of d_state (${N})`, piece);
   return { c, n, N, G: c.dInner / N, piece, dtProjBias: clean ? undefined : n.dtBias, deltaBias: n.dtBias };
 }
 
@@ -92,10 +104,25 @@ export async function mamba1Infer(ops: Ops, m: HybridModel, p: string, o: Tensor
   if (cache.store) {
     // a state store (speculative decoding: circular conv buffer + MultiStep from one cached state, Algorithm 2)
     const xs = await cache.store.convolve(ops, x, convW, convB, 'silu'); // (1, l, d_in)
-    y = await cache.store.scan(ops, { x: xs, delta, B: Bg.reshape([1, L, G, N]), C: Cm.reshape([1, L, G, N]), z, A, D, deltaBias });
+    y = await cache.store.scan(ops, {
+      x: xs,
+      delta,
+      B: Bg.reshape([1, L, G, N]),
+      C: Cm.reshape([1, L, G, N]),
+      z,
+      A,
+      D,
+      deltaBias,
+    });
   } else if (L === 1) {
     // decode: conv window update, then one state update per channel group (multi-head layout, H = G, P = N)
-    const conv = await ops.causalConv1dUpdate({ x: x.reshape([Bt, dInner, 1]), convState: cache.conv, weight: convW, bias: convB, activation: 'silu' });
+    const conv = await ops.causalConv1dUpdate({
+      x: x.reshape([Bt, dInner, 1]),
+      convState: cache.conv,
+      weight: convW,
+      bias: convB,
+      activation: 'silu',
+    });
     cache.conv = conv.convState.named('conv'); // (b, d_in, K−1)
     const st = await ops.selectiveStateUpdate({
       state: cache.ssm.reshape([Bt, G, N, N]),
@@ -113,7 +140,13 @@ export async function mamba1Infer(ops: Ops, m: HybridModel, p: string, o: Tensor
     y = st.out.reshape([Bt, 1, dInner]);
   } else {
     const xc = toChannels(x); // (b, d_in, l)
-    const conv = await ops.causalConv1d({ x: xc, weight: convW, bias: convB, activation: 'silu', initialStates: cache.conv });
+    const conv = await ops.causalConv1d({
+      x: xc,
+      weight: convW,
+      bias: convB,
+      activation: 'silu',
+      initialStates: cache.conv,
+    });
     cache.conv = conv.finalStates.named('conv'); // (b, d_in, K−1)
     // B: (b, G, N, l) grouped, group g = the N values of Bg at channels g·N…; C likewise from C_proj
     const Bgrp = Bg.reshape([Bt, L, G, N]).transpose([0, 2, 3, 1]); // (b, G, N, l)

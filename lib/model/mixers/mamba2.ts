@@ -23,7 +23,20 @@ import { Tensor, markFinite } from '../../tensor.js';
 import type { WeightStore } from '../weights.js';
 import { markImmutable } from '../../weight_registry.js';
 import { mambaOf, optional, repeatPieces, splitLast, toChannels, type HybridModel, type Mamba2Cache } from './block.js';
-import { addConvGrads, addGrad, addScanGrads, cols, given, joinCols, linearLayer, repeatLayer, swapLC, weight, type Ctx, type Layer } from './tape.js';
+import {
+  addConvGrads,
+  addGrad,
+  addScanGrads,
+  cols,
+  given,
+  joinCols,
+  linearLayer,
+  repeatLayer,
+  swapLC,
+  weight,
+  type Ctx,
+  type Layer,
+} from './tape.js';
 
 type F = Float64Array;
 
@@ -100,7 +113,20 @@ const stored = (W: WeightStore, name: string): object => W.get(name).data;
 
 /** o (b, l, d) → out (b, l, d), advancing `cache` (or its state store). */
 export async function mamba2Infer(ops: Ops, m: HybridModel, p: string, o: Tensor, cache: Mamba2Cache): Promise<Tensor> {
-  const { c, n, H, N, P, convDim, inSplit, convSplit, deltaBias: deltaBiasName, act, gated, normOpts } = mamba2Wiring(m, p);
+  const {
+    c,
+    n,
+    H,
+    N,
+    P,
+    convDim,
+    inSplit,
+    convSplit,
+    deltaBias: deltaBiasName,
+    act,
+    gated,
+    normOpts,
+  } = mamba2Wiring(m, p);
   const W = m.weights;
   const [Bt, L] = o.shape as [number, number, number];
   const { dInner } = c;
@@ -116,11 +142,23 @@ export async function mamba2Infer(ops: Ops, m: HybridModel, p: string, o: Tensor
   if (cache.store) {
     xs = await cache.store.convolve(ops, xBC, convW, convB, act);
   } else if (L === 1) {
-    const cu = await ops.causalConv1dUpdate({ x: xBC.reshape([Bt, convDim, 1]), convState: cache.conv, weight: convW, bias: convB, activation: act });
+    const cu = await ops.causalConv1dUpdate({
+      x: xBC.reshape([Bt, convDim, 1]),
+      convState: cache.conv,
+      weight: convW,
+      bias: convB,
+      activation: act,
+    });
     cache.conv = cu.convState.named('conv'); // (b, convDim, K−1)
     xs = cu.out.reshape([Bt, 1, convDim]);
   } else {
-    const cv = await ops.causalConv1d({ x: toChannels(xBC), weight: convW, bias: convB, activation: act, initialStates: cache.conv });
+    const cv = await ops.causalConv1d({
+      x: toChannels(xBC),
+      weight: convW,
+      bias: convB,
+      activation: act,
+      initialStates: cache.conv,
+    });
     cache.conv = cv.finalStates.named('conv'); // (b, convDim, K−1)
     xs = toChannels(cv.out);
   }
@@ -155,7 +193,20 @@ export async function mamba2Infer(ops: Ops, m: HybridModel, p: string, o: Tensor
     cache.ssm = st.state.named('ssm'); // (b, H, P, N)
     y = st.out.reshape([Bt, 1, dInner]);
   } else {
-    const r = await ops.ssdChunkScan({ x, delta: delta.reshape([Bt, L, H]), A, B: Bh, C: Ch, D, deltaBias, deltaSoftplus: true, initialState: cache.ssm }, 64);
+    const r = await ops.ssdChunkScan(
+      {
+        x,
+        delta: delta.reshape([Bt, L, H]),
+        A,
+        B: Bh,
+        C: Ch,
+        D,
+        deltaBias,
+        deltaSoftplus: true,
+        initialState: cache.ssm,
+      },
+      64,
+    );
     cache.ssm = r.finalState.astype('float64').named('ssm'); // (b, H, P, N)
     y = r.out.reshape([Bt, L, dInner]);
   }

@@ -17,7 +17,11 @@ import { add, linearLayer, type Ctx, type Layer } from './tape.js';
 // ---------------------------------------------------------------- description (both paths)
 
 /** The parameters of layer prefix p's MLP. */
-export const mlpNames = (p: string) => ({ gate: `${p}.mlp.gate_proj.weight`, up: `${p}.mlp.up_proj.weight`, down: `${p}.mlp.down_proj.weight` });
+export const mlpNames = (p: string) => ({
+  gate: `${p}.mlp.gate_proj.weight`,
+  up: `${p}.mlp.up_proj.weight`,
+  down: `${p}.mlp.down_proj.weight`,
+});
 
 // ---------------------------------------------------------------- inference
 

@@ -153,7 +153,13 @@ export function given<T>(v: T | undefined, what: string): T {
 }
 
 /** The scan's parameter gradients, in this order: A_log (A = −exp(A_log), so dA_log = dA·A), D, the Δ bias. */
-export function addScanGrads(ctx: Ctx, names: { Alog: string; D: string }, deltaBias: string, A: F, g: { dA: Tensor; dD?: Tensor; ddeltaBias?: Tensor }): void {
+export function addScanGrads(
+  ctx: Ctx,
+  names: { Alog: string; D: string },
+  deltaBias: string,
+  A: F,
+  g: { dA: Tensor; dD?: Tensor; ddeltaBias?: Tensor },
+): void {
   addGrad(
     ctx,
     names.Alog,
@@ -164,7 +170,12 @@ export function addScanGrads(ctx: Ctx, names: { Alog: string; D: string }, delta
 }
 
 /** conv1d's weight gradient and, when the conv has a bias, its bias gradient. */
-export function addConvGrads(ctx: Ctx, names: { conv: string; convBias: string }, cg: { dweight: Tensor; dbias?: Tensor }, hasBias: boolean): void {
+export function addConvGrads(
+  ctx: Ctx,
+  names: { conv: string; convBias: string },
+  cg: { dweight: Tensor; dbias?: Tensor },
+  hasBias: boolean,
+): void {
   addGrad(ctx, names.conv, cg.dweight.data as F);
   if (hasBias) addGrad(ctx, names.convBias, given(cg.dbias, 'dbias').data as F);
 }

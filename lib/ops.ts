@@ -282,7 +282,7 @@ async function simdOps(): Promise<Ops> {
     },
     async matmul(a, b) {
       const { m, k, n } = dims({ a: [a, ['m', 'k']], b: [b, ['k', 'n']] });
-      return t32(g.matmul(a.data, m!, k!, b.data, n!), [m!, n!], 'matmul');
+      return t32(g.matmul(a.data, m, k, b.data, n), [m, n], 'matmul');
     },
     async linear(x, weight, bias) {
       const xin = x.reshape([-1, x.shape[x.rank - 1]!]);
@@ -292,9 +292,9 @@ async function simdOps(): Promise<Ops> {
         out: nout,
       } = dims({ x: [xin, ['rows', 'in']], weight: [weight, ['out', 'in']], bias: [bias, ['out']] });
       // weights (marked immutable by the model's WeightStore) stay packed; anything else is packed per call
-      const y = g.linear(xin.data, rows!, nin!, weight.data, nout!, isImmutable(weight.data));
-      if (bias) addBiasRows(y, rows!, bias.data);
-      return t32(y, [...x.shape.slice(0, -1), nout!], 'linear');
+      const y = g.linear(xin.data, rows, nin, weight.data, nout, isImmutable(weight.data));
+      if (bias) addBiasRows(y, rows, bias.data);
+      return t32(y, [...x.shape.slice(0, -1), nout], 'linear');
     },
   };
   simd = { ops };
@@ -317,8 +317,8 @@ function kernelOps(rt: GpuRuntime): Ops {
     dtype: 'float32',
     async matmul(a, b) {
       const { m, k, n } = dims({ a: [a, ['m', 'k']], b: [b, ['k', 'n']] });
-      const r = await matmulKernel(rt, f32(a.data), f32(b.data), m!, k!, n!, { sAi: k!, sAk: 1, sBk: n!, sBj: 1 });
-      return t32(r, [m!, n!], 'matmul');
+      const r = await matmulKernel(rt, f32(a.data), f32(b.data), m, k, n, { sAi: k, sAk: 1, sBk: n, sBj: 1 });
+      return t32(r, [m, n], 'matmul');
     },
     async linear(x, weight, bias) {
       const xin = x.reshape([-1, x.shape[x.rank - 1]!]);
@@ -331,13 +331,13 @@ function kernelOps(rt: GpuRuntime): Ops {
         rt,
         f32(xin.data),
         f32(weight.data),
-        rows!,
-        nin!,
-        nout!,
-        { sAi: nin!, sAk: 1, sBk: 1, sBj: nin! },
+        rows,
+        nin,
+        nout,
+        { sAi: nin, sAk: 1, sBk: 1, sBj: nin },
         opt(bias),
       );
-      return t32(r, [...x.shape.slice(0, -1), nout!], 'linear');
+      return t32(r, [...x.shape.slice(0, -1), nout], 'linear');
     },
     async linears(x, ws) {
       const { rows, nin, outs } = linearsDims(x, ws);
@@ -360,18 +360,8 @@ function kernelOps(rt: GpuRuntime): Ops {
       });
       if (g && g.data.some((x) => !(x > 0)))
         throw new ArgumentError('g', 'decays > 0 on kernel backends (they work in log space)', 'a value <= 0');
-      const r = await linearAttentionKernel(
-        rt,
-        f32(q.data),
-        f32(k.data),
-        f32(v.data),
-        opt(g),
-        batch! * H!,
-        L!,
-        dk!,
-        dv!,
-      );
-      return t32(r, [batch!, H!, L!, dv!], 'linear_attention');
+      const r = await linearAttentionKernel(rt, f32(q.data), f32(k.data), f32(v.data), opt(g), batch * H, L, dk, dv);
+      return t32(r, [batch, H, L, dv], 'linear_attention');
     },
     async selectiveScan(inp) {
       const L = selectiveScanDims(inp).L;
@@ -461,8 +451,8 @@ function kernelOps(rt: GpuRuntime): Ops {
         C: [C, ['batch', 'L', 'H', 'N']],
         initial_states: [initialStates, ['batch', 1, 'H', 'P', 'N']],
       });
-      const chunk = chunkOption(blockLen, d.L!, 'blockLen');
-      const shape = { batch: d.batch!, L: d.L!, H: d.H!, P: d.P!, G: d.H!, N: d.N!, chunk };
+      const chunk = chunkOption(blockLen, d.L, 'blockLen');
+      const shape = { batch: d.batch, L: d.L, H: d.H, P: d.P, G: d.H, N: d.N, chunk };
       const r = await ssdCoreKernel(rt, shape, {
         x: f32(X.data),
         A: f32(A.data),
@@ -470,7 +460,7 @@ function kernelOps(rt: GpuRuntime): Ops {
         C: f32(C.data),
         initialState: opt(initialStates),
       });
-      return { Y: t32(r.y, X.shape, 'Y'), finalState: t32(r.finalState, [d.batch!, d.H!, d.P!, d.N!], 'final_state') };
+      return { Y: t32(r.y, X.shape, 'Y'), finalState: t32(r.finalState, [d.batch, d.H, d.P, d.N], 'final_state') };
     },
     async gatedRmsnorm(x, weight, z, o = {}) {
       const d = x.shape[x.rank - 1]!;

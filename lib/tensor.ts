@@ -359,11 +359,11 @@ function allFinite(d: FloatArray): boolean {
  * is also checked for NaN/Inf unless `allowNonFinite`. The error names the tensor, the
  * expected shape with every symbol already bound, and the actual shape.
  */
-export function dims(
-  spec: Record<string, [Tensor | undefined, readonly (string | number)[]]>,
-  bound: Record<string, number> = {},
+export function dims<const S extends DimsSpec, const B extends Record<string, number> = Record<never, number>>(
+  spec: S,
+  bound?: B,
   opts: { allowNonFinite?: boolean } = {},
-): Record<string, number> {
+): BoundDims<S, B> {
   const b: Record<string, number> = { ...bound };
   // no closure is made per tensor or axis: dims runs before every op of a decode step (and under tsx every
   // closure made costs a defineProperty for its name)
@@ -383,8 +383,24 @@ export function dims(
     }
     if (!opts.allowNonFinite) assertFinite(t, name);
   }
-  return b;
+  return b as BoundDims<S, B>;
 }
+
+/** The argument of `dims`: each tensor (or undefined, for an optional one) with its symbolic shape. */
+export type DimsSpec = Record<string, readonly [Tensor | undefined, readonly (string | number)[]]>;
+type SymbolsOf<E> = E extends readonly [unknown, readonly (infer A)[]] ? Extract<A, string> : never;
+/** Symbols of the tensors that are always given: bound for sure. */
+type SureSymbols<S extends DimsSpec> = {
+  [K in keyof S]: S[K] extends readonly [Tensor, unknown] ? SymbolsOf<S[K]> : never;
+}[keyof S];
+type AllSymbols<S extends DimsSpec> = { [K in keyof S]: SymbolsOf<S[K]> }[keyof S];
+/**
+ * What `dims` returns, typed: every symbol of a tensor that is always given is a number; a symbol seen only
+ * in optional tensors may be missing (undefined) when they are absent; the `bound` sizes are numbers.
+ */
+export type BoundDims<S extends DimsSpec, B> = { [K in SureSymbols<S> | keyof B]: number } & {
+  [K in Exclude<AllSymbols<S>, SureSymbols<S> | keyof B>]?: number;
+};
 
 /** A symbolic shape with every symbol bound so far shown with its size: [batch=2, L, 16]. */
 function boundShape(want: readonly (string | number)[], b: Record<string, number>): string {

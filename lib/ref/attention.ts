@@ -25,23 +25,23 @@ export function causalAttention(q: Tensor, k: Tensor, v: Tensor, opts: Attention
     k: [k, ['batch', 'Hkv', 'Lk', 'd']],
     v: [v, ['batch', 'Hkv', 'Lk', 'dv']],
   });
-  if (Hq! % Hkv! !== 0) throw new ArgumentError('heads', `Hq (${Hq}) a multiple of Hkv (${Hkv})`, Hkv);
-  const groups = Hq! / Hkv!;
-  const scale = opts.scale ?? 1 / Math.sqrt(d!);
-  const offset = opts.offset ?? Lk! - Lq!;
-  const out = Tensor.zeros([batch!, Hq!, Lq!, dv!], 'float64', 'attention');
-  const s = new Float64Array(Lk!);
-  for (let b = 0; b < batch!; b++) {
-    for (let h = 0; h < Hq!; h++) {
+  if (Hq % Hkv !== 0) throw new ArgumentError('heads', `Hq (${Hq}) a multiple of Hkv (${Hkv})`, Hkv);
+  const groups = Hq / Hkv;
+  const scale = opts.scale ?? 1 / Math.sqrt(d);
+  const offset = opts.offset ?? Lk - Lq;
+  const out = Tensor.zeros([batch, Hq, Lq, dv], 'float64', 'attention');
+  const s = new Float64Array(Lk);
+  for (let b = 0; b < batch; b++) {
+    for (let h = 0; h < Hq; h++) {
       const kh = Math.floor(h / groups);
-      for (let t = 0; t < Lq!; t++) {
-        const last = Math.min(Lk! - 1, offset + t);
+      for (let t = 0; t < Lq; t++) {
+        const last = Math.min(Lk - 1, offset + t);
         let mx = -Infinity;
-        const qo = ((b * Hq! + h) * Lq! + t) * d!;
+        const qo = ((b * Hq + h) * Lq + t) * d;
         for (let j = 0; j <= last; j++) {
-          const ko = ((b * Hkv! + kh) * Lk! + j) * d!;
+          const ko = ((b * Hkv + kh) * Lk + j) * d;
           let dot = 0;
-          for (let i = 0; i < d!; i++) dot += q.data[qo + i]! * k.data[ko + i]!;
+          for (let i = 0; i < d; i++) dot += q.data[qo + i]! * k.data[ko + i]!;
           s[j] = dot * scale;
           if (s[j]! > mx) mx = s[j]!;
         }
@@ -50,11 +50,11 @@ export function causalAttention(q: Tensor, k: Tensor, v: Tensor, opts: Attention
           s[j] = Math.exp(s[j]! - mx);
           z += s[j]!;
         }
-        const oo = ((b * Hq! + h) * Lq! + t) * dv!;
+        const oo = ((b * Hq + h) * Lq + t) * dv;
         for (let j = 0; j <= last; j++) {
           const w = s[j]! / z;
-          const vo = ((b * Hkv! + kh) * Lk! + j) * dv!;
-          for (let i = 0; i < dv!; i++) out.data[oo + i]! += w * v.data[vo + i]!;
+          const vo = ((b * Hkv + kh) * Lk + j) * dv;
+          for (let i = 0; i < dv; i++) out.data[oo + i]! += w * v.data[vo + i]!;
         }
       }
     }
@@ -65,12 +65,12 @@ export function causalAttention(q: Tensor, k: Tensor, v: Tensor, opts: Attention
 /** repeat_kv: (batch, Hkv, L, d) → (batch, Hkv·n, L, d), each head repeated n times consecutively. */
 export function repeatKv(x: Tensor, n: number): Tensor {
   const { batch, H, L, d } = dims({ x: [x, ['batch', 'H', 'L', 'd']] });
-  const out = Tensor.zeros([batch!, H! * n, L!, d!], 'float64', x.name);
-  const blk = L! * d!;
-  for (let b = 0; b < batch!; b++)
-    for (let h = 0; h < H!; h++)
+  const out = Tensor.zeros([batch, H * n, L, d], 'float64', x.name);
+  const blk = L * d;
+  for (let b = 0; b < batch; b++)
+    for (let h = 0; h < H; h++)
       for (let r = 0; r < n; r++)
-        out.data.set(x.data.subarray((b * H! + h) * blk, (b * H! + h + 1) * blk), ((b * H! + h) * n + r) * blk);
+        out.data.set(x.data.subarray((b * H + h) * blk, (b * H + h + 1) * blk), ((b * H + h) * n + r) * blk);
   return out;
 }
 
@@ -101,27 +101,27 @@ export function causalAttentionBackward(
     k: [k, ['batch', 'Hkv', 'Lk', 'd']],
     v: [v, ['batch', 'Hkv', 'Lk', 'dv']],
   });
-  dims({ dy: [dy, [batch!, Hq!, Lq!, Dv!]] });
-  const groups = Hq! / Hkv!;
-  const scale = opts.scale ?? 1 / Math.sqrt(d!);
-  const offset = opts.offset ?? Lk! - Lq!;
+  dims({ dy: [dy, [batch, Hq, Lq, Dv]] });
+  const groups = Hq / Hkv;
+  const scale = opts.scale ?? 1 / Math.sqrt(d);
+  const offset = opts.offset ?? Lk - Lq;
   const dq = Tensor.zeros(q.shape, 'float64', 'dq');
   const dk = Tensor.zeros(k.shape, 'float64', 'dk');
   const dvt = Tensor.zeros(v.shape, 'float64', 'dv');
-  const p = new Float64Array(Lk!);
-  const dp = new Float64Array(Lk!);
-  for (let b = 0; b < batch!; b++) {
-    for (let h = 0; h < Hq!; h++) {
+  const p = new Float64Array(Lk);
+  const dp = new Float64Array(Lk);
+  for (let b = 0; b < batch; b++) {
+    for (let h = 0; h < Hq; h++) {
       const kh = Math.floor(h / groups);
-      for (let t = 0; t < Lq!; t++) {
-        const last = Math.min(Lk! - 1, offset + t);
-        const qo = ((b * Hq! + h) * Lq! + t) * d!;
-        const oo = ((b * Hq! + h) * Lq! + t) * Dv!;
+      for (let t = 0; t < Lq; t++) {
+        const last = Math.min(Lk - 1, offset + t);
+        const qo = ((b * Hq + h) * Lq + t) * d;
+        const oo = ((b * Hq + h) * Lq + t) * Dv;
         let mx = -Infinity;
         for (let j = 0; j <= last; j++) {
-          const ko = ((b * Hkv! + kh) * Lk! + j) * d!;
+          const ko = ((b * Hkv + kh) * Lk + j) * d;
           let s = 0;
-          for (let i = 0; i < d!; i++) s += q.data[qo + i]! * k.data[ko + i]!;
+          for (let i = 0; i < d; i++) s += q.data[qo + i]! * k.data[ko + i]!;
           p[j] = s * scale;
           mx = Math.max(mx, p[j]!);
         }
@@ -130,9 +130,9 @@ export function causalAttentionBackward(
         let sum = 0; // Σ_i P_i dP_i
         for (let j = 0; j <= last; j++) {
           p[j] = p[j]! / z;
-          const vo = ((b * Hkv! + kh) * Lk! + j) * Dv!;
+          const vo = ((b * Hkv + kh) * Lk + j) * Dv;
           let g = 0;
-          for (let i = 0; i < Dv!; i++) {
+          for (let i = 0; i < Dv; i++) {
             g += dy.data[oo + i]! * v.data[vo + i]!;
             dvt.data[vo + i]! += p[j]! * dy.data[oo + i]!;
           }
@@ -141,8 +141,8 @@ export function causalAttentionBackward(
         }
         for (let j = 0; j <= last; j++) {
           const ds = p[j]! * (dp[j]! - sum) * scale;
-          const ko = ((b * Hkv! + kh) * Lk! + j) * d!;
-          for (let i = 0; i < d!; i++) {
+          const ko = ((b * Hkv + kh) * Lk + j) * d;
+          for (let i = 0; i < d; i++) {
             dq.data[qo + i]! += ds * k.data[ko + i]!;
             dk.data[ko + i]! += ds * q.data[qo + i]!;
           }

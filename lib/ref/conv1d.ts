@@ -34,9 +34,9 @@ export function conv1dDims(inp: Conv1dInputs): { batch: number; dim: number; L: 
     weight: [inp.weight, ['dim', 'W']],
     bias: [inp.bias, ['dim']],
   });
-  dims({ initialStates: [inp.initialStates, [batch!, dim!, W! - 1]] });
+  dims({ initialStates: [inp.initialStates, [batch, dim, W - 1]] });
   checkActivation(inp.activation);
-  return { batch: batch!, dim: dim!, L: L!, W: W! };
+  return { batch: batch, dim: dim, L: L, W: W };
 }
 
 export function causalConv1d(inp: Conv1dInputs): { out: Tensor; finalStates: Tensor } {
@@ -138,9 +138,9 @@ export function conv1dUpdateDims(inp: Conv1dUpdateInputs): {
     bias: [inp.bias, ['dim']],
   });
   checkActivation(inp.activation);
-  if (S! < W! - 1) throw new ArgumentError('convState length', `>= width-1 = ${W! - 1}`, S);
-  if (inp.cacheSeqlens) checkSeqlens(inp.cacheSeqlens, batch!);
-  return { batch: batch!, dim: dim!, steps: steps!, S: S!, W: W! };
+  if (S < W - 1) throw new ArgumentError('convState length', `>= width-1 = ${W - 1}`, S);
+  if (inp.cacheSeqlens) checkSeqlens(inp.cacheSeqlens, batch);
+  return { batch: batch, dim: dim, steps: steps, S: S, W: W };
 }
 
 export function causalConv1dUpdate(inp: Conv1dUpdateInputs): { out: Tensor; convState: Tensor } {

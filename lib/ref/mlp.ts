@@ -22,7 +22,7 @@ export function gatedMlpDims(
     up: [up, ['f', 'd']],
     down: [down, ['o', 'f']],
   });
-  return { rows: rows!, d: d!, f: f!, o: o! };
+  return { rows: rows, d: d, f: f, o: o };
 }
 
 export function gatedMlp(x: Tensor, gate: Tensor, up: Tensor, down: Tensor): Tensor {

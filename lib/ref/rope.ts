@@ -59,7 +59,7 @@ export function ropeInvFreq(
 export function applyRope(x: Tensor, positions: readonly number[], invFreq: Float64Array): Tensor {
   const { batch, heads, L, d } = dims({ x: [x, ['batch', 'heads', 'L', 'd']] });
   if (positions.length !== L) throw new ArgumentError('positions', `length ${L}`, positions.length);
-  if (invFreq.length * 2 !== d) throw new ArgumentError('invFreq', `length ${d! / 2}`, invFreq.length);
+  if (invFreq.length * 2 !== d) throw new ArgumentError('invFreq', `length ${d / 2}`, invFreq.length);
   const half = d / 2;
   const out = Tensor.zeros(x.shape, 'float64', 'rope');
   for (let t = 0; t < L; t++) {
@@ -67,7 +67,7 @@ export function applyRope(x: Tensor, positions: readonly number[], invFreq: Floa
       const ang = positions[t]! * invFreq[i]!;
       const c = Math.cos(ang);
       const s = Math.sin(ang);
-      for (let bh = 0; bh < batch! * heads!; bh++) {
+      for (let bh = 0; bh < batch * heads; bh++) {
         const o = (bh * L + t) * d;
         const x1 = x.data[o + i]!;
         const x2 = x.data[o + i + half]!;

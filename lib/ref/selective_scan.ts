@@ -93,10 +93,10 @@ export function selectiveScanDims(inp: SelectiveScanInputs): {
     deltaBias: [deltaBias, ['dim']],
     initialState: [initialState, ['batch', 'dim', 'N']],
   });
-  const Bl = projectionLayout('B', B, batch!, dim!, N!, L!);
-  const Cl = projectionLayout('C', C, batch!, dim!, N!, L!);
+  const Bl = projectionLayout('B', B, batch, dim, N, L);
+  const Cl = projectionLayout('C', C, batch, dim, N, L);
   dims({ B: [B, B.shape], C: [C, C.shape] }); // finiteness
-  return { batch: batch!, dim: dim!, L: L!, N: N!, Bl, Cl };
+  return { batch: batch, dim: dim, L: L, N: N, Bl, Cl };
 }
 
 /** Δ_t of element i (channel d) before the softplus: delta_t + delta_bias_d. */

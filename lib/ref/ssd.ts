@@ -64,7 +64,7 @@ export function ssdDims(inp: SsdInputs): SsdDims {
     deltaBias: [inp.deltaBias, ['H']],
     initialState: [inp.initialState, ['batch', 'H', 'P', 'N']],
   });
-  if (s.H! % s.G! !== 0) throw new ArgumentError('B groups', `a divisor of heads=${s.H}`, s.G);
+  if (s.H % s.G !== 0) throw new ArgumentError('B groups', `a divisor of heads=${s.H}`, s.G);
   return s as unknown as SsdDims;
 }
 

@@ -57,7 +57,7 @@ export function stateUpdateDims(inp: StateUpdateInputs): StateUpdateDims {
       z: [z, ['batch', 'dim']],
       deltaBias: [deltaBias, ['dim']],
     });
-    return { batch: s.batch!, H: 1, P: s.dim!, N: s.N!, G: 1, multiHead: false };
+    return { batch: s.batch, H: 1, P: s.dim, N: s.N, G: 1, multiHead: false };
   }
   const s = dims({
     state: [state, ['batch', 'H', 'P', 'N']],
@@ -70,8 +70,8 @@ export function stateUpdateDims(inp: StateUpdateInputs): StateUpdateDims {
     z: [z, ['batch', 'H', 'P']],
     deltaBias: [deltaBias, ['H', 'P']],
   });
-  if (s.H! % s.G! !== 0) throw new ArgumentError('B groups', `a divisor of heads=${s.H}`, s.G);
-  return { batch: s.batch!, H: s.H!, P: s.P!, N: s.N!, G: s.G!, multiHead: true };
+  if (s.H % s.G !== 0) throw new ArgumentError('B groups', `a divisor of heads=${s.H}`, s.G);
+  return { batch: s.batch, H: s.H, P: s.P, N: s.N, G: s.G, multiHead: true };
 }
 
 export function selectiveStateUpdate(inp: StateUpdateInputs): StateUpdateOutputs {

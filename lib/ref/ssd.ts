@@ -65,7 +65,7 @@ export function ssdDims(inp: SsdInputs): SsdDims {
     initialState: [inp.initialState, ['batch', 'H', 'P', 'N']],
   });
   if (s.H % s.G !== 0) throw new ArgumentError('B groups', `a divisor of heads=${s.H}`, s.G);
-  return s as unknown as SsdDims;
+  return s;
 }
 
 /** Δ_t per (batch, L, H): softplus(dt + dt_bias) or dt + dt_bias. */

@@ -26,7 +26,7 @@ import { SimdGemm } from '../simd/gemm.js';
 import { rmsnormRows } from '../ref/norm.js';
 import { Tensor } from '../tensor.js';
 import type { Ops } from '../ops.js';
-import { attentionNames, attentionRope, attentionStep } from './mixers/attention.js';
+import { attentionNames, attentionRope, attentionStep, type AttentionStepWeights } from './mixers/attention.js';
 import {
   addInto,
   blockNames,
@@ -51,16 +51,8 @@ export function fusedStepApplies(ops: Ops, m: HybridModel, batch: number, L: num
   return ops.name === 'wasm-simd' && !m.mamba && batch === 1 && L >= 1 && L <= FUSED_MAX_TOKENS;
 }
 
-interface LayerPlan {
+interface LayerPlan extends AttentionStepWeights {
   ln1: FloatArray;
-  q: FloatArray;
-  k: FloatArray;
-  v: FloatArray;
-  o: FloatArray;
-  bq?: FloatArray;
-  bk?: FloatArray;
-  bv?: FloatArray;
-  bo?: FloatArray;
   ln2: FloatArray;
   gate: FloatArray;
   up: FloatArray;

@@ -266,6 +266,18 @@ export function kvTensors(
 
 // ---------------------------------------------------------------- inference, one token fused (../llama_step.ts, wasm-simd)
 
+/** An attention layer's projections as the fused decode step reads them (biases where the model has them). */
+export interface AttentionStepWeights {
+  q: FloatArray;
+  k: FloatArray;
+  v: FloatArray;
+  o: FloatArray;
+  bq?: FloatArray;
+  bk?: FloatArray;
+  bv?: FloatArray;
+  bo?: FloatArray;
+}
+
 /**
  * One token's attention as the fused decode step runs it: the weights looked up once, float32 buffers
  * allocated once, every product a direct SIMD call — `attentionInfer`'s operations on the same values, so
@@ -274,16 +286,7 @@ export function kvTensors(
 export function attentionStep(
   g: SimdGemm,
   c: LlamaConfig,
-  w: {
-    q: FloatArray;
-    k: FloatArray;
-    v: FloatArray;
-    o: FloatArray;
-    bq?: FloatArray;
-    bk?: FloatArray;
-    bv?: FloatArray;
-    bo?: FloatArray;
-  },
+  w: AttentionStepWeights,
   buf: { q: Float32Array; k: Float32Array; v: Float32Array; o: Float32Array },
   x: Float64Array,
   cache: AttentionCache,

@@ -5,7 +5,7 @@
  */
 import { createServer, type Server } from 'node:http';
 import { readFile } from 'node:fs/promises';
-import { extname, join, normalize } from 'node:path';
+import { extname, join, normalize, resolve, sep } from 'node:path';
 import { parseArgs } from 'node:util';
 import { buildWeb } from './build.js';
 
@@ -30,37 +30,82 @@ export const CHROMIUM_ARGS = [
   '--enable-unsafe-swiftshader',
 ];
 
+/**
+ * Headers on every response: cross-origin isolation (so the page has SharedArrayBuffer, which the wasm-simd
+ * backend's worker threads need) and no MIME sniffing.
+ */
+export const RESPONSE_HEADERS = {
+  'cross-origin-opener-policy': 'same-origin',
+  'cross-origin-embedder-policy': 'require-corp',
+  'x-content-type-options': 'nosniff',
+} as const;
+
+/**
+ * The file a request path names under `dir`, or the status that refuses it: 400 for a path that is not a
+ * well-formed URL path (a bad %-escape such as `/%`, a NUL), 403 for one that leaves `dir`.
+ */
+export function resolveRequest(dir: string, url: string | undefined): { path: string } | { status: 400 | 403 } {
+  let pathname: string;
+  try {
+    pathname = decodeURIComponent(new URL(url ?? '/', 'http://x').pathname);
+  } catch {
+    return { status: 400 };
+  }
+  if (pathname.includes('\0')) return { status: 400 };
+  const rel = normalize(pathname).replace(/^(\.\.[/\\])+/, '');
+  const root = resolve(dir);
+  const path = resolve(root, '.' + sep + (rel === '/' || rel === sep ? 'index.html' : rel));
+  if (path !== root && !path.startsWith(root + sep)) return { status: 403 };
+  return { path };
+}
+
 /** Serve `dir` on `port` (0: any free port); resolves with the server and its URL. */
 export function serveStatic(dir: string, port: number): Promise<{ server: Server; url: string }> {
-  const server = createServer(async (req, res) => {
-    const rel = normalize(decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname)).replace(
-      /^(\.\.[/\\])+/,
-      '',
+  const server = createServer((req, res) => {
+    const r = resolveRequest(dir, req.url);
+    if ('status' in r) return void res.writeHead(r.status, RESPONSE_HEADERS).end(r.status === 400 ? 'bad request' : '');
+    readFile(r.path).then(
+      (body) =>
+        res
+          .writeHead(200, { ...RESPONSE_HEADERS, 'content-type': TYPES[extname(r.path)] ?? 'application/octet-stream' })
+          .end(body),
+      () => res.writeHead(404, RESPONSE_HEADERS).end('not found'),
     );
-    const path = join(dir, rel === '/' ? 'index.html' : rel);
-    if (!path.startsWith(dir)) return void res.writeHead(403).end();
-    try {
-      const body = await readFile(path);
-      res.writeHead(200, { 'content-type': TYPES[extname(path)] ?? 'application/octet-stream' }).end(body);
-    } catch {
-      res.writeHead(404).end('not found');
-    }
   });
-  return new Promise((resolve) =>
+  return new Promise((done, reject) => {
+    server.once('error', reject);
     server.listen(port, '127.0.0.1', () =>
-      resolve({ server, url: `http://127.0.0.1:${(server.address() as { port: number }).port}/` }),
-    ),
-  );
+      done({ server, url: `http://127.0.0.1:${(server.address() as { port: number }).port}/` }),
+    );
+  });
+}
+
+/** `--port`'s value as a port number, or null when it is not an integer from 0 to 65535. */
+export function parsePort(v: string): number | null {
+  return /^\d{1,5}$/.test(v) && Number(v) <= 65535 ? Number(v) : null;
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const { values } = parseArgs({
-    options: {
-      port: { type: 'string', default: '8080' },
-      out: { type: 'string', default: join(import.meta.dirname, '..', 'dist', 'web') },
-    },
-  });
+  const options = {
+    port: { type: 'string', default: '8080' },
+    out: { type: 'string', default: join(import.meta.dirname, '..', 'dist', 'web') },
+  } as const;
+  let values: { port: string; out: string };
+  try {
+    values = parseArgs({ options }).values;
+  } catch (e) {
+    console.error(`npm run web: ${(e as Error).message} (options: --port N, --out DIR)`);
+    process.exit(2);
+  }
+  const port = parsePort(values.port);
+  if (port === null) {
+    console.error(`npm run web: --port: expected an integer from 0 to 65535, got ${JSON.stringify(values.port)}`);
+    process.exit(2);
+  }
   await buildWeb(values.out);
-  const { url } = await serveStatic(values.out, Number(values.port));
+  const { url } = await serveStatic(values.out, port).catch((e: NodeJS.ErrnoException) => {
+    console.error(`npm run web: cannot listen on 127.0.0.1:${port} (${e.code ?? e.message})`);
+    process.exit(3);
+  });
   console.log(`the page: ${url}  (built in ${values.out}; Ctrl-C stops)`);
 }

@@ -97,6 +97,21 @@ describe('checkpoint reader', () => {
     expect(r.stderr).toMatch(/model.safetensors: not a regular file \(a FIFO\)/);
   });
 
+  it('a file given where a model folder is expected is named as a file, not as a missing folder (exit 2)', () => {
+    const dir = tmpFolder('notfolder');
+    const file = join(dir, 'model.safetensors');
+    cpSync(join(TINY, 'model.safetensors'), file);
+    const r = spawnSync('node', [MIL, 'generate', '--model', file, '--prompt-ids', '1,2'], { encoding: 'utf8' });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/not a model folder: it is a file .*give the folder that holds this file/);
+    expect(r.stderr).not.toMatch(/no such folder/);
+    const missing = spawnSync('node', [MIL, 'generate', '--model', join(dir, 'nope'), '--prompt-ids', '1,2'], {
+      encoding: 'utf8',
+    });
+    expect(missing.status).toBe(2);
+    expect(missing.stderr).toMatch(/no such folder/);
+  });
+
   it('NaN/Inf weights are refused at load with the full weight name; convert never copies them', () => {
     const t = randomLlama({ vocab: 64, hidden: 16, intermediate: 32, layers: 2, heads: 2, kvHeads: 1 }, 1);
     t.weights.tensors.get('model.layers.1.mlp.up_proj.weight')!.data[5] = NaN;

@@ -44,8 +44,12 @@ export interface LoadOptions {
  */
 export function loadModel(dir: string, o: LoadOptions = {}): HybridModel {
   recoverInterruptedSwap(dir);
-  if (!existsSync(dir) || !statSync(dir).isDirectory())
-    throw new ConfigError(dir, 'not a model folder (no such folder)');
+  if (!existsSync(dir)) throw new ConfigError(dir, 'not a model folder (no such folder)');
+  if (!statSync(dir).isDirectory())
+    throw new ConfigError(
+      dir,
+      `not a model folder: it is a file (a model is a folder holding config.json and model.safetensors${dir.endsWith('.safetensors') ? '; give the folder that holds this file' : ''})`,
+    );
   const mc = join(dir, 'mamba_config.json');
   const extraPath = join(dir, 'mil_config.json');
   const config = readJson(join(dir, 'config.json'));

@@ -10,13 +10,19 @@
  *  - a component this reader lacks is refused with UnsupportedComponentError naming it and its type.
  * Measured on 2 shared cores: the file takes ~15 s (two 128k-token files loaded by both readers).
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { Tokenizer } from '@huggingface/tokenizers';
+import { main } from '../lib/cli/main.js';
 import { loadCorpus } from '../lib/data/corpus.js';
+import { ArgumentError } from '../lib/errors.js';
+import { SHIPPED_TOKENIZER } from '../lib/cli/train_cmds.js';
+import { loadTokenizer, modelTokenizer } from '../lib/model/tokenizer.js';
+import { BpeTokenizer } from '../lib/text/bpe.js';
 import { expandCaseGroups, HfTokenizer, UnsupportedComponentError } from '../lib/text/hf_tokenizer.js';
+import { tmpFolder } from './tmp.js';
 
 const fileOf = (f: string) => join('node_modules', '@lenml', `tokenizer-${f}`, 'models', 'tokenizer.json');
 const FILES = ['llama3', 'llama2'] as const;
@@ -140,5 +146,63 @@ describe('tokenizer.json components', () => {
   it('(?i:…) groups are rewritten with case classes outside character classes', () => {
     expect(expandCaseGroups("(?i:'s|[a-z]t)x")).toBe("(?:'[sS]|[a-z][tT])x");
     expect(new RegExp(expandCaseGroups("(?i:'re)"), 'u').test("'RE")).toBe(true);
+  });
+});
+
+/** `mil …` with its stdout and stderr captured. */
+async function mil(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  const log = console.log;
+  const error = console.error;
+  let out = '';
+  let err = '';
+  console.log = (...a: unknown[]) => void (out += a.join(' ') + '\n');
+  console.error = (...a: unknown[]) => void (err += a.join(' ') + '\n');
+  try {
+    return { code: await main(argv), out, err };
+  } finally {
+    console.log = log;
+    console.error = error;
+  }
+}
+
+describe('mil tokenize and model folders', () => {
+  const dir3 = dirname(fileOf('llama3'));
+  const dir2 = dirname(fileOf('llama2'));
+  it('prints the ids (folder or file, --text or --text-file), and with --json the pieces', async () => {
+    const text = "Hello world's <|eot_id|>";
+    const want = ref.llama3.encode(text);
+    expect(await mil('tokenize', '--tokenizer', dir3, '--text', text)).toEqual({ code: 0, out: want.ids.join(',') + '\n', err: '' });
+    const f = join(tmpFolder('tokenize'), 'in.txt');
+    writeFileSync(f, 'Hi there');
+    const j = await mil('tokenize', '--tokenizer', fileOf('llama2'), '--text-file', f, '--json');
+    expect(JSON.parse(j.out)).toEqual({ ids: ref.llama2.encode('Hi there').ids, tokens: ref.llama2.encode('Hi there').tokens });
+    expect((await mil('tokenize', '--tokenizer', dir2, '--text', 'Hi', '--no-special')).out).toBe(
+      ref.llama2.encode('Hi', { add_special_tokens: false }).ids.join(',') + '\n',
+    );
+    // this project's own scheme still loads through the same door
+    expect((await mil('tokenize', '--tokenizer', SHIPPED_TOKENIZER, '--text', 'Hi')).out).toBe(
+      BpeTokenizer.load(SHIPPED_TOKENIZER).encode('Hi').join(',') + '\n',
+    );
+  });
+  it('refuses bad input with exit 2 and a message naming it', async () => {
+    expect(await mil('tokenize', '--tokenizer', dir3)).toMatchObject({ code: 2, err: expect.stringContaining('exactly one of --text') });
+    expect(await mil('tokenize', '--tokenizer', dir3, '--text', 'a', '--text-file', 'b')).toMatchObject({ code: 2 });
+    expect(await mil('tokenize', '--text', 'a')).toMatchObject({ code: 2, err: expect.stringContaining('--tokenizer') });
+    expect(await mil('tokenize', '--tokenizer', '/nonexistent/tokenizer.json', '--text', 'a')).toMatchObject({
+      code: 2,
+      err: expect.stringContaining('/nonexistent'),
+    });
+    const bad = join(tmpFolder('tokenize'), 'tokenizer.json');
+    writeFileSync(bad, JSON.stringify({ ...(JSON.parse(json.llama2) as object), normalizer: { type: 'Lowercase' } }));
+    expect(await mil('tokenize', '--tokenizer', bad, '--text', 'a')).toMatchObject({
+      code: 2,
+      err: expect.stringContaining('UnsupportedComponentError: ' + bad + ': normalizer of type "Lowercase"'),
+    });
+  });
+  it('a model folder with a Hugging Face tokenizer.json uses it; a vocabulary disagreeing with config.json is refused', () => {
+    expect(modelTokenizer(dir2, 32000)).toBeInstanceOf(HfTokenizer);
+    expect(modelTokenizer(dir2, 32000)!.encode('Hi')).toEqual(ref.llama2.encode('Hi').ids);
+    expect(() => modelTokenizer(dir3, 32000)).toThrow(ArgumentError);
+    expect(loadTokenizer(SHIPPED_TOKENIZER)).toBeInstanceOf(BpeTokenizer);
   });
 });

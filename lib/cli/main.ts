@@ -38,6 +38,7 @@ import { IoError, OutputLockedError, checkOutput } from '../io/writer.js';
 import { UsageError, parseCommand, suggest, type OptSpec, type Parsed } from './args.js';
 import { cmdConform } from './conform_cmd.js';
 import { INIT_OPTIONS, INIT_USAGE, cmdInit } from './init_cmd.js';
+import { TOKENIZE_OPTIONS, TOKENIZE_USAGE, cmdTokenize } from './tokenize_cmd.js';
 import { CONFORM_OPS } from '../conform/cases.js';
 import {
   TRAIN_COMMANDS,
@@ -125,6 +126,7 @@ const COMMANDS = {
   },
   backends: { options: {} as Record<string, OptSpec>, positionals: [0, 0] as [number, number] },
   init: { options: INIT_OPTIONS, positionals: [0, 0] as [number, number] },
+  tokenize: { options: TOKENIZE_OPTIONS, positionals: [0, 0] as [number, number] },
   ...TRAIN_COMMANDS,
   conform: {
     options: {
@@ -160,6 +162,7 @@ const USAGE = `usage:
                 --backend reference for float64)
   mil backends
 ${INIT_USAGE}
+${TOKENIZE_USAGE}
 ${TRAIN_USAGE}
   mil conform --op OP --port "CMD" [--runs N] [--seed S] [--tolerance T] [--timeout MS] [--save DIR] [--fail-fast] [--json]
               OP: ${CONFORM_OPS.join('|')}   (protocol: docs/conform.md)
@@ -505,6 +508,8 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdBackends();
       case 'init':
         return await cmdInit(parsed);
+      case 'tokenize':
+        return await cmdTokenize(parsed);
       case 'tokenizer train':
         return await cmdTokenizerTrain(parsed);
       case 'train':

@@ -1,17 +1,36 @@
 /**
- * Tokenizers. A model folder with a `tokenizer.json` (the trained models under models/) uses it
- * (lib/text/bpe.ts); one without goes through a byte-level tokenizer (token id = UTF-8 byte, 0–255) when
+ * Tokenizers. A model folder with a `tokenizer.json` uses it: this project's own byte-level BPE scheme
+ * (the trained models under models/, lib/text/bpe.ts) or any Hugging Face tokenizer.json of the Llama
+ * families (lib/text/hf_tokenizer.ts; a component it lacks is refused by name); one without goes through a byte-level tokenizer (token id = UTF-8 byte, 0–255) when
  * the vocabulary has at least 256 entries; otherwise only token ids are accepted (--prompt-ids), and the
  * error says so.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { ArgumentError } from '../errors.js';
-import { BpeTokenizer } from '../text/bpe.js';
+import { readJsonObject } from '../io/json.js';
+import { BpeTokenizer, END_OF_TEXT, TokenizerFileError } from '../text/bpe.js';
+import { HfTokenizer } from '../text/hf_tokenizer.js';
 
 export interface Tokenizer {
   encode(text: string): number[];
   decode(ids: number[]): string;
+  readonly vocabSize?: number;
+}
+
+/**
+ * A tokenizer.json file, or a folder holding one: this project's scheme when the file is laid out as
+ * `BpeTokenizer.toJson` writes it (byte-level pre-tokenizer, byte b at id b, `<|endoftext|>` added),
+ * else read as a Hugging Face file.
+ */
+export function loadTokenizer(fileOrDir: string): BpeTokenizer | HfTokenizer {
+  const path = existsSync(join(fileOrDir, 'tokenizer.json')) ? join(fileOrDir, 'tokenizer.json') : fileOrDir;
+  const j = readJsonObject(path, (p) => new TokenizerFileError(path, p));
+  const added = Array.isArray(j.added_tokens) ? (j.added_tokens as Array<{ content?: unknown }>) : [];
+  const vocab = (j.model as { vocab?: Record<string, unknown> } | undefined)?.vocab;
+  const own =
+    added.length === 1 && added[0]!.content === END_OF_TEXT && vocab?.['Ā'] === 0 && (j.pre_tokenizer as { type?: unknown } | null)?.type === 'ByteLevel';
+  return own ? BpeTokenizer.fromObject(j, path) : new HfTokenizer(j, path);
 }
 
 export const byteTokenizer: Tokenizer = {
@@ -28,9 +47,8 @@ export function tokenizerFor(vocabSize: number): Tokenizer | null {
 export function modelTokenizer(dir: string, vocabSize: number): Tokenizer | null {
   const p = join(dir, 'tokenizer.json');
   if (!existsSync(p)) return tokenizerFor(vocabSize);
-  const t = BpeTokenizer.load(p);
-  if (t.vocabSize !== vocabSize)
-    throw new ArgumentError('tokenizer.json', `a vocabulary of ${vocabSize} (config.json's vocab_size)`, t.vocabSize);
+  const t = loadTokenizer(p);
+  if (t.vocabSize !== vocabSize) throw new ArgumentError('tokenizer.json', `a vocabulary of ${vocabSize} (config.json's vocab_size)`, t.vocabSize);
   return t;
 }
 

@@ -47,7 +47,14 @@ for (const name of ['llama3', 'llama2']) {
     ],
     5,
   );
-  const row = { tokenizer: name, mb, tokens, oursMBs: mb / (oursMs! / 1000), hfMBs: mb / (hfMs! / 1000), vsHf: hfMs! / oursMs! };
+  const row = {
+    tokenizer: name,
+    mb,
+    tokens,
+    oursMBs: mb / (oursMs! / 1000),
+    hfMBs: mb / (hfMs! / 1000),
+    vsHf: hfMs! / oursMs!,
+  };
   rows.push(row);
   console.log(JSON.stringify(row));
 }
@@ -61,7 +68,8 @@ const res = join(import.meta.dirname, 'results');
 writeFile(join(res, 'tokenizer.json'), JSON.stringify({ meta, rows }, null, 1) + '\n');
 let md = `# Tokenizer encoding speed: ours vs @huggingface/tokenizers (this machine, one run, ${meta.date})\n\n${meta.note}.\n\n`;
 md += '| tokenizer.json | tokens | ours MB/s | hf MB/s | × hf |\n| --- | ---: | ---: | ---: | ---: |\n';
-for (const x of rows) md += `| ${x.tokenizer} | ${x.tokens} | ${x.oursMBs.toFixed(2)} | ${x.hfMBs.toFixed(2)} | ${x.vsHf.toFixed(2)} |\n`;
+for (const x of rows)
+  md += `| ${x.tokenizer} | ${x.tokens} | ${x.oursMBs.toFixed(2)} | ${x.hfMBs.toFixed(2)} | ${x.vsHf.toFixed(2)} |\n`;
 writeFile(join(res, 'tokenizer.md'), md);
 console.log(md);
 process.exit(0);

@@ -26,10 +26,22 @@ import { tmpFolder } from './tmp.js';
 
 const fileOf = (f: string) => join('node_modules', '@lenml', `tokenizer-${f}`, 'models', 'tokenizer.json');
 const FILES = ['llama3', 'llama2'] as const;
-const json = Object.fromEntries(FILES.map((f) => [f, readFileSync(fileOf(f), 'utf8')])) as Record<(typeof FILES)[number], string>;
-const ours = Object.fromEntries(FILES.map((f) => [f, HfTokenizer.load(fileOf(f))])) as Record<(typeof FILES)[number], HfTokenizer>;
-const ref = Object.fromEntries(FILES.map((f) => [f, new Tokenizer(JSON.parse(json[f]), {})])) as Record<(typeof FILES)[number], Tokenizer>;
-const SPECIALS = { llama3: ['<|begin_of_text|>', '<|end_of_text|>', '<|eot_id|>', '<|start_header_id|>'], llama2: ['<s>', '</s>', '<unk>'] };
+const json = Object.fromEntries(FILES.map((f) => [f, readFileSync(fileOf(f), 'utf8')])) as Record<
+  (typeof FILES)[number],
+  string
+>;
+const ours = Object.fromEntries(FILES.map((f) => [f, HfTokenizer.load(fileOf(f))])) as Record<
+  (typeof FILES)[number],
+  HfTokenizer
+>;
+const ref = Object.fromEntries(FILES.map((f) => [f, new Tokenizer(JSON.parse(json[f]), {})])) as Record<
+  (typeof FILES)[number],
+  Tokenizer
+>;
+const SPECIALS = {
+  llama3: ['<|begin_of_text|>', '<|end_of_text|>', '<|eot_id|>', '<|start_header_id|>'],
+  llama2: ['<s>', '</s>', '<unk>'],
+};
 
 /** Text from pieces: any code point of any plane, whitespace runs, digits, emoji, contractions, specials. */
 const textOf = (specials: string[]) =>
@@ -39,7 +51,22 @@ const textOf = (specials: string[]) =>
         fc.string({ unit: 'binary', maxLength: 8 }),
         fc.string({ unit: fc.constantFrom(' ', '\t', '\n', '\r', '\u00a0', '\u3000', '\u2028'), maxLength: 6 }),
         fc.stringMatching(/^[0-9]{1,9}$/),
-        fc.constantFrom('😀', '👩‍👩‍👧', '🇫🇷', 'é', 'e\u0301', '𝔘', '中文', "'s", "'LL", ' the', 'Hello', '▁', 'aaaaa', '    '),
+        fc.constantFrom(
+          '😀',
+          '👩‍👩‍👧',
+          '🇫🇷',
+          'é',
+          'e\u0301',
+          '𝔘',
+          '中文',
+          "'s",
+          "'LL",
+          ' the',
+          'Hello',
+          '▁',
+          'aaaaa',
+          '    ',
+        ),
         // Llama-3 vocabulary words that its merges alone do not reach (ignore_merges makes each one token)
         fc.constantFrom(' việc', ' hợp', ' nhiều', ' điều', ' jeho', 'ektedir'),
         fc.constantFrom(...specials),
@@ -89,12 +116,15 @@ describe.each(FILES)('%s tokenizer.json', (f) => {
         if (ids.length) {
           // clean_up_tokenization_spaces is transformers' post-edit (tokenizer_config.json), not tokenizer.json's
           expect(t.decode(ids)).toBe(r.decode(ids, { clean_up_tokenization_spaces: false }));
-          expect(t.decode(ids, true)).toBe(r.decode(ids, { skip_special_tokens: true, clean_up_tokenization_spaces: false }));
+          expect(t.decode(ids, true)).toBe(
+            r.decode(ids, { skip_special_tokens: true, clean_up_tokenization_spaces: false }),
+          );
         }
         // Llama-3 is lossless on any text (specials kept); Llama-2 on text without '▁' (read back as a space)
         // and specials (the text after one gets its own ▁)
         if (f === 'llama3') expect(t.decode(t.encode(s, false))).toBe(s);
-        else if (!s.includes('▁') && !SPECIALS.llama2.some((x) => s.includes(x))) expect(t.decode(t.encode(s, false), true)).toBe(s);
+        else if (!s.includes('▁') && !SPECIALS.llama2.some((x) => s.includes(x)))
+          expect(t.decode(t.encode(s, false), true)).toBe(s);
       }),
       { numRuns: 300, seed: 25 },
     );
@@ -125,13 +155,28 @@ describe('tokenizer.json components', () => {
   it('Metaspace and MergedWithNext/Previous splits give the pieces HF documents', () => {
     const t = withPart('normalizer', null);
     const ms = new HfTokenizer(
-      { ...base, normalizer: null, pre_tokenizer: { type: 'Metaspace', replacement: '▁', prepend_scheme: 'always', split: true } },
+      {
+        ...base,
+        normalizer: null,
+        pre_tokenizer: { type: 'Metaspace', replacement: '▁', prepend_scheme: 'always', split: true },
+      },
       'm',
     );
     // "Hey  friend" → ▁Hey | ▁ | ▁friend, each then BPE'd: the same ids as the normalizer route on each piece
-    expect(ms.encode('Hey  friend', false)).toEqual([...t.encode('▁Hey', false), ...t.encode('▁', false), ...t.encode('▁friend', false)]);
+    expect(ms.encode('Hey  friend', false)).toEqual([
+      ...t.encode('▁Hey', false),
+      ...t.encode('▁', false),
+      ...t.encode('▁friend', false),
+    ]);
     const split = (behavior: string) =>
-      new HfTokenizer({ ...base, normalizer: null, pre_tokenizer: { type: 'Split', pattern: { String: '-' }, behavior, invert: false } }, 's');
+      new HfTokenizer(
+        {
+          ...base,
+          normalizer: null,
+          pre_tokenizer: { type: 'Split', pattern: { String: '-' }, behavior, invert: false },
+        },
+        's',
+      );
     const pieces = (tok: HfTokenizer, s: string) =>
       tok
         .encode(s, false)
@@ -171,11 +216,18 @@ describe('mil tokenize and model folders', () => {
   it('prints the ids (folder or file, --text or --text-file), and with --json the pieces', async () => {
     const text = "Hello world's <|eot_id|>";
     const want = ref.llama3.encode(text);
-    expect(await mil('tokenize', '--tokenizer', dir3, '--text', text)).toEqual({ code: 0, out: want.ids.join(',') + '\n', err: '' });
+    expect(await mil('tokenize', '--tokenizer', dir3, '--text', text)).toEqual({
+      code: 0,
+      out: want.ids.join(',') + '\n',
+      err: '',
+    });
     const f = join(tmpFolder('tokenize'), 'in.txt');
     writeFileSync(f, 'Hi there');
     const j = await mil('tokenize', '--tokenizer', fileOf('llama2'), '--text-file', f, '--json');
-    expect(JSON.parse(j.out)).toEqual({ ids: ref.llama2.encode('Hi there').ids, tokens: ref.llama2.encode('Hi there').tokens });
+    expect(JSON.parse(j.out)).toEqual({
+      ids: ref.llama2.encode('Hi there').ids,
+      tokens: ref.llama2.encode('Hi there').tokens,
+    });
     expect((await mil('tokenize', '--tokenizer', dir2, '--text', 'Hi', '--no-special')).out).toBe(
       ref.llama2.encode('Hi', { add_special_tokens: false }).ids.join(',') + '\n',
     );
@@ -185,9 +237,15 @@ describe('mil tokenize and model folders', () => {
     );
   });
   it('refuses bad input with exit 2 and a message naming it', async () => {
-    expect(await mil('tokenize', '--tokenizer', dir3)).toMatchObject({ code: 2, err: expect.stringContaining('exactly one of --text') });
+    expect(await mil('tokenize', '--tokenizer', dir3)).toMatchObject({
+      code: 2,
+      err: expect.stringContaining('exactly one of --text'),
+    });
     expect(await mil('tokenize', '--tokenizer', dir3, '--text', 'a', '--text-file', 'b')).toMatchObject({ code: 2 });
-    expect(await mil('tokenize', '--text', 'a')).toMatchObject({ code: 2, err: expect.stringContaining('--tokenizer') });
+    expect(await mil('tokenize', '--text', 'a')).toMatchObject({
+      code: 2,
+      err: expect.stringContaining('--tokenizer'),
+    });
     expect(await mil('tokenize', '--tokenizer', '/nonexistent/tokenizer.json', '--text', 'a')).toMatchObject({
       code: 2,
       err: expect.stringContaining('/nonexistent'),

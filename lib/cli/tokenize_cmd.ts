@@ -18,7 +18,8 @@ export const TOKENIZE_OPTIONS: Record<string, OptSpec> = {
   json: { kind: 'switch' },
 };
 
-export const TOKENIZE_USAGE = '  mil tokenize --tokenizer FILE_OR_DIR (--text S | --text-file F) [--no-special] [--json]';
+export const TOKENIZE_USAGE =
+  '  mil tokenize --tokenizer FILE_OR_DIR (--text S | --text-file F) [--no-special] [--json]';
 
 /** Texts read with --text-file: at most this many bytes. */
 const MAX_TEXT_BYTES = 256 * 2 ** 20;
@@ -29,7 +30,8 @@ export async function cmdTokenize(p: Parsed): Promise<number> {
   if (!file) throw new UsageError('tokenize needs --tokenizer FILE_OR_DIR');
   const inline = v.text as string | undefined;
   const textFile = v['text-file'] as string | undefined;
-  if ((inline === undefined) === (textFile === undefined)) throw new UsageError('tokenize needs exactly one of --text S and --text-file F');
+  if ((inline === undefined) === (textFile === undefined))
+    throw new UsageError('tokenize needs exactly one of --text S and --text-file F');
   const text = inline ?? new TextDecoder('utf-8', { fatal: false }).decode(readRegularFile(textFile!, MAX_TEXT_BYTES));
   const tok = loadTokenizer(file);
   const ids = tok instanceof BpeTokenizer ? tok.encode(text) : tok.encode(text, v['no-special'] !== true);

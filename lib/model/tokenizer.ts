@@ -29,7 +29,10 @@ export function loadTokenizer(fileOrDir: string): BpeTokenizer | HfTokenizer {
   const added = Array.isArray(j.added_tokens) ? (j.added_tokens as Array<{ content?: unknown }>) : [];
   const vocab = (j.model as { vocab?: Record<string, unknown> } | undefined)?.vocab;
   const own =
-    added.length === 1 && added[0]!.content === END_OF_TEXT && vocab?.['Ā'] === 0 && (j.pre_tokenizer as { type?: unknown } | null)?.type === 'ByteLevel';
+    added.length === 1 &&
+    added[0]!.content === END_OF_TEXT &&
+    vocab?.['Ā'] === 0 &&
+    (j.pre_tokenizer as { type?: unknown } | null)?.type === 'ByteLevel';
   return own ? BpeTokenizer.fromObject(j, path) : new HfTokenizer(j, path);
 }
 
@@ -48,7 +51,8 @@ export function modelTokenizer(dir: string, vocabSize: number): Tokenizer | null
   const p = join(dir, 'tokenizer.json');
   if (!existsSync(p)) return tokenizerFor(vocabSize);
   const t = loadTokenizer(p);
-  if (t.vocabSize !== vocabSize) throw new ArgumentError('tokenizer.json', `a vocabulary of ${vocabSize} (config.json's vocab_size)`, t.vocabSize);
+  if (t.vocabSize !== vocabSize)
+    throw new ArgumentError('tokenizer.json', `a vocabulary of ${vocabSize} (config.json's vocab_size)`, t.vocabSize);
   return t;
 }
 

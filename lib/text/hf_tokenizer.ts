@@ -38,7 +38,10 @@ export class UnsupportedComponentError extends MilError {
     readonly type: string,
     detail = '',
   ) {
-    super('E_TOKENIZER_COMPONENT', `${path}: ${component} of type ${JSON.stringify(type)} is not implemented${detail ? ` (${detail})` : ''}`);
+    super(
+      'E_TOKENIZER_COMPONENT',
+      `${path}: ${component} of type ${JSON.stringify(type)} is not implemented${detail ? ` (${detail})` : ''}`,
+    );
   }
 }
 
@@ -105,14 +108,16 @@ export class HfTokenizer {
     j: Json,
     readonly path: string,
   ) {
-    const unsupported = (component: string, type: unknown, detail?: string) => new UnsupportedComponentError(path, component, String(type), detail);
+    const unsupported = (component: string, type: unknown, detail?: string) =>
+      new UnsupportedComponentError(path, component, String(type), detail);
     const fail = (p: string) => new TokenizerFileError(path, p);
     const m = j.model as Json | undefined;
     if (!m || m.type !== 'BPE') throw unsupported('model', m?.type);
     if (m.continuing_subword_prefix != null) throw unsupported('model', 'BPE', 'continuing_subword_prefix');
     if (m.end_of_word_suffix != null) throw unsupported('model', 'BPE', 'end_of_word_suffix');
     if (m.dropout != null && m.dropout !== 0) throw unsupported('model', 'BPE', 'dropout');
-    if (!m.vocab || typeof m.vocab !== 'object' || !Array.isArray(m.merges)) throw fail('model.vocab or model.merges missing');
+    if (!m.vocab || typeof m.vocab !== 'object' || !Array.isArray(m.merges))
+      throw fail('model.vocab or model.merges missing');
     for (const [s, id] of Object.entries(m.vocab as Json)) {
       if (!Number.isInteger(id)) throw fail(`model.vocab[${JSON.stringify(s)}] is not an integer id`);
       this.vocab.set(s, id as number);
@@ -123,7 +128,8 @@ export class HfTokenizer {
       const ia = this.vocab.get(String(a));
       const ib = this.vocab.get(String(b));
       const ic = this.vocab.get(`${a}${b}`);
-      if (ia === undefined || ib === undefined || ic === undefined) throw fail(`merge ${r} (${JSON.stringify(mm)}) joins tokens missing from model.vocab`);
+      if (ia === undefined || ib === undefined || ic === undefined)
+        throw fail(`merge ${r} (${JSON.stringify(mm)}) joins tokens missing from model.vocab`);
       const key = ia * 2 ** 21 + ib;
       if (!this.mergeRank.has(key)) {
         this.mergeRank.set(key, r);
@@ -134,16 +140,21 @@ export class HfTokenizer {
     this.ignoreMerges = m.ignore_merges === true;
     this.fuseUnk = m.fuse_unk === true;
     this.unk = m.unk_token == null ? null : (this.vocab.get(String(m.unk_token)) ?? null);
-    if (m.unk_token != null && this.unk === null) throw fail(`model.unk_token ${JSON.stringify(m.unk_token)} is not in model.vocab`);
-    this.byteIds = Array.from({ length: 256 }, (_, b) => this.vocab.get(`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`));
+    if (m.unk_token != null && this.unk === null)
+      throw fail(`model.unk_token ${JSON.stringify(m.unk_token)} is not in model.vocab`);
+    this.byteIds = Array.from({ length: 256 }, (_, b) =>
+      this.vocab.get(`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`),
+    );
 
     const added = (j.added_tokens ?? []) as Json[];
     if (!Array.isArray(added)) throw fail('added_tokens is not an array');
     for (const t of added) {
       const content = String(t.content);
       if (!Number.isInteger(t.id)) throw fail(`added token ${JSON.stringify(content)} has no integer id`);
-      if (t.lstrip || t.rstrip || t.single_word) throw unsupported('added_tokens', content, 'lstrip, rstrip or single_word');
-      if (t.normalized && j.normalizer) throw unsupported('added_tokens', content, 'normalized added token with a normalizer');
+      if (t.lstrip || t.rstrip || t.single_word)
+        throw unsupported('added_tokens', content, 'lstrip, rstrip or single_word');
+      if (t.normalized && j.normalizer)
+        throw unsupported('added_tokens', content, 'normalized added token with a normalizer');
       this.addedIds.set(content, t.id as number);
       this.idToToken[t.id as number] = content;
       if (t.special) this.special.add(t.id as number);
@@ -203,7 +214,8 @@ export class HfTokenizer {
     const tokens: string[] = [];
     for (const id of ids) {
       const t = this.idToToken[id];
-      if (t === undefined) throw new TokenizerFileError(this.path, `token id ${id} is not in the vocabulary (size ${this.vocabSize})`);
+      if (t === undefined)
+        throw new TokenizerFileError(this.path, `token id ${id} is not in the vocabulary (size ${this.vocabSize})`);
       if (!(skipSpecialTokens && this.special.has(id))) tokens.push(t);
     }
     return this.decoder ? this.decoder(tokens).join('') : tokens.join(' ');
@@ -355,7 +367,8 @@ export class HfTokenizer {
       case 'Metaspace': {
         const rep = String(p.replacement ?? '▁');
         const scheme = String(p.prepend_scheme ?? (p.add_prefix_space === false ? 'never' : 'always'));
-        if (!['always', 'first', 'never'].includes(scheme)) throw unsupported('pre_tokenizer', 'Metaspace', `prepend_scheme ${scheme}`);
+        if (!['always', 'first', 'never'].includes(scheme))
+          throw unsupported('pre_tokenizer', 'Metaspace', `prepend_scheme ${scheme}`);
         const split = p.split !== false;
         const re = new RegExp(escapeRe(rep), 'gu');
         return each((s, first) => {
@@ -369,7 +382,11 @@ export class HfTokenizer {
     }
   }
 
-  private buildPostProcessor(p: Json, unsupported: (c: string, t: unknown, d?: string) => Error, fail: (p: string) => Error): void {
+  private buildPostProcessor(
+    p: Json,
+    unsupported: (c: string, t: unknown, d?: string) => Error,
+    fail: (p: string) => Error,
+  ): void {
     switch (p.type) {
       case 'Sequence':
         for (const x of (p.processors ?? []) as Json[]) this.buildPostProcessor(x, unsupported, fail);
@@ -386,7 +403,10 @@ export class HfTokenizer {
           }
           const st = item.SpecialToken as { id?: string } | undefined;
           const ids = st && specials[String(st.id)]?.ids;
-          if (!ids) throw fail(`post_processor.single names special token ${JSON.stringify(st?.id)} missing from special_tokens`);
+          if (!ids)
+            throw fail(
+              `post_processor.single names special token ${JSON.stringify(st?.id)} missing from special_tokens`,
+            );
           (seenA ? this.bos.after : this.bos.before).push(...ids);
         }
         return;

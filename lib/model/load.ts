@@ -23,6 +23,7 @@ import { checkObject } from './schema.js';
 import { layerKinds, type HybridModel } from './hybrid.js';
 import { planCheckpoint, readCheckpoint, type CheckpointPlan, type WeightStore } from './weights.js';
 import { sizeOf } from '../tensor.js';
+import { WASM_SIMD_MAX_BYTES } from '../simd/limits.js';
 
 const readJson = (path: string) => readJsonObject(path, (p) => new ConfigError(path, p));
 
@@ -112,14 +113,6 @@ export function checkTokenizerVocab(path: string, vocabSize: number): void {
       `${top + 1} tokens (the highest id + 1, added tokens included) but config.json has vocab_size ${vocabSize}`,
     );
 }
-
-/**
- * The wasm-simd backend's module memory: lib/simd/gemm.ts creates it with at most 32768 pages of 64 KiB.
- * Its packed float32 weights, and the staging copy of the largest while it is packed, must fit in it
- * (measured: a 2-layer Llama-3.2-1B-shaped model, 1.43 GiB of float32 weights + its 0.98 GiB embedding
- * staged for the tied head, ends in 'Memory.grow(): Maximum memory size exceeded').
- */
-export const WASM_SIMD_MAX_BYTES = 32768 * 65536;
 
 /** Too little memory for a checkpoint, found from its headers before reading it. */
 export class MemoryError extends MilError {

@@ -40,6 +40,7 @@ import { setFlagsFromString } from 'node:v8';
 import { Worker } from 'node:worker_threads';
 import { ArgumentError } from '../errors.js';
 import { onArrayChanged } from '../weight_registry.js';
+import { WASM_PAGE_BYTES, WASM_SIMD_MAX_PAGES } from './limits.js';
 
 type FloatArray = Float32Array | Float64Array;
 
@@ -76,7 +77,7 @@ export interface Exports {
   dataEnd(): number;
 }
 
-const PAGE = 65536;
+const PAGE = WASM_PAGE_BYTES;
 const NR = 8;
 /** columns of a panel group (asm/gemm.ts reads four 8-column panels at a time): the unit threads share work in */
 const GROUP = 4 * NR;
@@ -165,7 +166,7 @@ export class SimdGemm {
     /** whether this instance runs the fused multiply-add build (asm/gemm-fma.wasm) */
     readonly fma: boolean,
   ) {
-    this.memory = new WebAssembly.Memory({ initial: 16, maximum: 32768, shared: true });
+    this.memory = new WebAssembly.Memory({ initial: 16, maximum: WASM_SIMD_MAX_PAGES, shared: true });
     const mod = new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>);
     this.x = new WebAssembly.Instance(mod, { env: { memory: this.memory } }).exports as unknown as Exports;
     this.base = align(Math.max(16, this.x.dataEnd()));

@@ -16,6 +16,10 @@
  * Kept attention layers: `attnLayers`, or a fraction mapped to the paper's schedule (50% → odd layers, …);
  * they keep every attention tensor, biases included. A replaced layer's q/k/v/o biases (attention_bias:
  * true) are dropped, as upstream's bias-free Mamba projections do; `droppedBiases` lists them.
+ *
+ * Symbols: D = hidden_size (d) · W^Q (n·hd, D), W^K, W^V (n_kv·hd, D), W^O (D, n·hd) the attention's projections ·
+ * n, n_kv heads and key/value heads of width hd · d_inner = n·hd, d_xb = n_kv·hd · N = d_state · Δ the step size,
+ * A = −exp(A_log) · U(a, b) a uniform draw.
  */
 import { ArgumentError } from '../errors.js';
 import { inverseSoftplus } from '../ref/activations.js';
@@ -108,7 +112,7 @@ export function convert(teacher: HybridModel, o: ConvertOptions): HybridModel {
   layerKinds(model).forEach((kind, i) => {
     const p = `model.layers.${i}`;
     const att = (w: string) => {
-      const t = T.get(`${p}.self_attn.${w}_proj.weight`);
+      const t = T.get(`${p}.self_attn.${w}_proj.weight`); // (n·hd, d) for q, (n_kv·hd, d) for k and v
       return o.init === 'random' ? uniform(rng, [...t.shape], 1 / Math.sqrt(t.shape[1]!), `${w} (random init)`) : t;
     };
     if (kind === 'attention') {
@@ -139,8 +143,8 @@ export function convert(teacher: HybridModel, o: ConvertOptions): HybridModel {
       out.set(`${q}.D`, Tensor.full([dInner], 1));
     } else {
       const H = mamba.nHeads;
-      const z = uniform(rng, [dInner, dModel], 1 / Math.sqrt(dModel), 'z rows');
-      const dtRows = uniform(rng, [H, dModel], 1 / Math.sqrt(dModel), 'dt rows');
+      const z = uniform(rng, [dInner, dModel], 1 / Math.sqrt(dModel), 'z rows'); // (d_in, d)
+      const dtRows = uniform(rng, [H, dModel], 1 / Math.sqrt(dModel), 'dt rows'); // (H, d)
       out.set(
         `${q}.in_proj.weight`,
         Tensor.concat(
@@ -252,7 +256,7 @@ export function silenceAttention(teacher: HybridModel, keep: number[]): HybridMo
   const out = new Map<string, Tensor>();
   for (const n of teacher.weights.names()) {
     const m = /^model\.layers\.(\d+)\.self_attn\.o_proj\.(weight|bias)$/.exec(n);
-    const w = teacher.weights.get(n);
+    const w = teacher.weights.get(n); // (the weight's own shape)
     out.set(n, m && !keep.includes(Number(m[1])) ? new Tensor(new Float64Array(w.data.length), w.shape, n) : w);
   }
   const silenced = teacher.llama.numLayers - new Set(keep).size;

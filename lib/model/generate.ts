@@ -7,6 +7,9 @@
  *   renormalises, and draws with the seeded generator (lib/rng.ts) — same seed, same tokens.
  * Generation: prefill the prompt in one forward (parallel/chunked ops), then decode one token per forward
  * (single-step ops), stopping at max_new_tokens or an EOS id. Timing of both phases is returned.
+ *
+ * Symbols: ℓ (V) the logits of the next token · V = vocab_size · T temperature · p (V) the sampling
+ * distribution · k, p the top-k / top-p cut-offs · l the prompt's length.
  */
 import { ArgumentError } from '../errors.js';
 import type { Ops } from '../ops.js';
@@ -32,7 +35,7 @@ export function samplingDistribution(logits: ArrayLike<number>, o: SamplingOptio
   if (!Number.isFinite(mx)) throw new ArgumentError('logits', 'finite values', mx);
   // (ℓ − max)/T, not ℓ/T − max/T: stays finite for any T > 0 (a tiny T gives ±Inf/NaN the other way)
   const p = new Float64Array(V);
-  let z = 0;
+  let z = 0; // (V) probabilities
   for (let i = 0; i < V; i++) z += p[i] = Math.exp((logits[i]! - mx) / T);
   for (let i = 0; i < V; i++) p[i]! /= z;
   const order = [...p.keys()].sort((a, b) => p[b]! - p[a]! || a - b);
@@ -52,7 +55,7 @@ export function samplingDistribution(logits: ArrayLike<number>, o: SamplingOptio
       }
     }
   }
-  const q = new Float64Array(V);
+  const q = new Float64Array(V); // (V) the top-p renormalised probabilities
   let s = 0;
   for (let i = 0; i < keep; i++) s += q[order[i]!] = p[order[i]!]!;
   for (let i = 0; i < V; i++) q[i]! /= s;
@@ -78,7 +81,7 @@ export function drawFrom(p: ArrayLike<number>, u: number): number {
 }
 
 export function sampleToken(logits: ArrayLike<number>, o: SamplingOptions, rng: Rng): number {
-  const p = samplingDistribution(logits, o);
+  const p = samplingDistribution(logits, o); // (V), or null for greedy
   return p ? drawFrom(p, rng.next()) : argmax(logits);
 }
 
@@ -130,7 +133,7 @@ export async function generate(
   const cache = newCache(m, 1);
   const tokens: number[] = [];
   let t0 = performance.now();
-  let logits = await forward(ops, m, [prompt], cache);
+  let logits = await forward(ops, m, [prompt], cache); // (1, l, V), then (1, 1, V) per decoded token
   const prefillMs = performance.now() - t0;
   let stoppedBy: GenerateResult['stoppedBy'] = 'length';
   t0 = performance.now();

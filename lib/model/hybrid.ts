@@ -111,7 +111,7 @@ export async function forward(
         throw new ArgumentError(`ids[0][${t}]`, `a token id in [0, ${c.vocabSize})`, id);
     });
     if (L === 1) return llamaStep(m, row[0]!, cache);
-    const logits = new Float32Array(L * c.vocabSize);
+    const logits = new Float32Array(L * c.vocabSize); // (l, V)
     row.forEach((id, t) => logits.set(llamaStep(m, id, cache).data, t * c.vocabSize));
     return new Tensor(logits, [1, L, c.vocabSize], 'linear');
   }

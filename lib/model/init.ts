@@ -48,7 +48,7 @@ function fillUniformStd(r: Rng, a: Float32Array, mean: number, std: number): voi
 /** The values of one random weight (see the table at the top). */
 export function randomWeight(seed: number, name: string, shape: readonly number[]): Tensor {
   const r = new Rng(weightSeed(seed, name));
-  const a = new Float32Array(sizeOf(shape));
+  const a = new Float32Array(sizeOf(shape)); // (shape)
   if (name === 'model.embed_tokens.weight' || name === 'lm_head.weight') fillUniformStd(r, a, 0, 1);
   else if (name.endsWith('norm.weight')) fillUniformStd(r, a, 1, 0.1);
   else if (name.endsWith('.A_log')) for (let i = 0; i < a.length; i++) a[i] = Math.log(r.uniform(1, 16));

@@ -114,7 +114,7 @@ function planOf(m: HybridModel): Plan {
       down: get(f.down),
     };
   });
-  const emb = get('model.embed_tokens.weight');
+  const emb = get('model.embed_tokens.weight'); // (V, d)
   const d = c.hiddenSize;
   const plan: Plan = {
     held,

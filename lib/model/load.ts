@@ -309,13 +309,13 @@ export function checkWeights(m: HybridModel): void {
   const expected = expectedWeights(m);
   const optional = optionalWeights(m);
   for (const [name, shape] of Object.entries(expected)) {
-    const t = W.get(name); // throws SafetensorsError 'missing weight'
+    const t = W.get(name); // (the stored shape, checked against `shape`); throws SafetensorsError 'missing weight'
     if (t.rank !== shape.length || t.shape.some((d, i) => d !== shape[i]))
       throw new ShapeError(name, `[${shape.join(', ')}]`, t.shape);
   }
   for (const [name, shape] of Object.entries(optional)) {
     if (!W.has(name)) continue;
-    const t = W.get(name);
+    const t = W.get(name); // (the stored shape, checked against `shape`)
     if (t.rank !== shape.length || t.shape.some((d, i) => d !== shape[i]))
       throw new ShapeError(name, `[${shape.join(', ')}]`, t.shape);
   }

@@ -37,7 +37,7 @@ export class WeightStore {
   ) {}
 
   get(name: string): Tensor {
-    const t = this.tensors.get(name);
+    const t = this.tensors.get(name); // (the weight's shape), or undefined
     if (!t) throw new SafetensorsError(this.source, `missing weight '${name}'`);
     if (!this.checked.has(t.data)) {
       // once per array: a finite weight is remembered as such, so the ops' input checks skip rescanning it
@@ -152,7 +152,7 @@ export function readCheckpoint(dir: string, plan: CheckpointPlan = planCheckpoin
 /** Store `t` as weight `n` after checking every value finite (NonFiniteError names the weight and index). */
 function finitePut(tensors: Map<string, Tensor>): (n: string, t: Tensor) => void {
   return (n, t) => {
-    const d = t.data;
+    const d = t.data; // (t.size) values
     for (let i = 0; i < d.length; i++) if (!Number.isFinite(d[i]!)) throw new NonFiniteError(n, i, d[i]!);
     tensors.set(n, t);
   };

@@ -11,6 +11,10 @@
  * Preference pairs from a plain corpus (`preferencePairs`): a prompt of P tokens at a random place of
  * the training stream; chosen = the C tokens that really follow it; rejected = C tokens taken from another
  * random place of the stream (fluent text, but not this text's continuation). Seeded.
+ *
+ * Symbols: x the prompt · y_c, y_r the chosen and rejected continuations · π the policy being trained, π_ref the
+ * frozen SFT model · z_t (V) the logits at position t · β the DPO temperature · σ the logistic function ·
+ * n the number of pairs.
  */
 import { ArgumentError } from '../errors.js';
 import type { HybridModel } from '../model/hybrid.js';
@@ -63,7 +67,7 @@ export function sequenceLogps(
   V: number,
 ): { logps: number[]; lp: Float64Array } {
   const L = ids[0]!.length;
-  const lp = logSoftmax(logits, ids.length * L, V);
+  const lp = logSoftmax(logits, ids.length * L, V); // (b·l, V) log-probabilities
   const logps = ids.map((row, b) => {
     let s = 0;
     for (let t = promptLen - 1; t + 1 < L; t++) s += lp[(b * L + t) * V + row[t + 1]!]!;
@@ -124,7 +128,7 @@ export function dpoLossAndGrads(
   const f = trainForward(m, ids, trainable, engine);
   const { logps, lp } = sequenceLogps(f.logits, ids, P, V);
   const { loss, dlogp, margins } = dpoLoss(logps, refLogps, beta);
-  const dlogits = new Float64Array(f.logits.length);
+  const dlogits = new Float64Array(f.logits.length); // (b·l, V)
   ids.forEach((row, b) => {
     for (let t = P - 1; t + 1 < L; t++) {
       const o = (b * L + t) * V;

@@ -63,8 +63,8 @@ export function evaluate(
   for (let w0 = 0; w0 < n; w0 += batch) {
     const ids: number[][] = [];
     for (let w = w0; w < Math.min(n, w0 + batch); w++) ids.push(tokens.slice(w * L, (w + 1) * L));
-    const logits = trainForward(model, ids, () => false, o.engine ?? FLOAT64_ENGINE).logits;
-    const lp = logSoftmax(logits, ids.length * L, V);
+    const logits = trainForward(model, ids, () => false, o.engine ?? FLOAT64_ENGINE).logits; // (b·l, V)
+    const lp = logSoftmax(logits, ids.length * L, V); // (b·l, V)
     ids.forEach((row, b) => {
       for (let t = 0; t + 1 < L; t++) {
         nll -= lp[(b * L + t) * V + row[t + 1]!]!;

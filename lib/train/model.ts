@@ -74,9 +74,9 @@ function simdAttention(g: SimdGemm, q: Tensor, k: Tensor, v: Tensor): ReturnType
   const [, , , dv] = v.shape as [number, number, number, number]; // v (b, H_kv, l, dv)
   const groups = H / Hkv;
   const scale = 1 / Math.sqrt(d);
-  const qd = q.data as F;
-  const kd = k.data as F;
-  const vd = v.data as F;
+  const qd = q.data as F; // (b, H, l, hd)
+  const kd = k.data as F; // (b, H_kv, l, hd)
+  const vd = v.data as F; // (b, H_kv, l, dv)
   const y = new Float64Array(batch * H * L * dv); // (b, H, l, dv)
   const probs: Float32Array[] = []; // per (b, h): P (l, l)
   const at = (b: number, h: number, n: number, w: number) => (b * n + h) * L * w;
@@ -107,7 +107,7 @@ function simdAttention(g: SimdGemm, q: Tensor, k: Tensor, v: Tensor): ReturnType
   return {
     y: new Tensor(y, [batch, H, L, dv], 'attention'),
     back(dy) {
-      const dyd = dy.data as F;
+      const dyd = dy.data as F; // (b, H, l, dv)
       const dq = new Float64Array(qd.length); // (b, H, l, hd)
       const dk = new Float64Array(kd.length); // (b, H_kv, l, hd)
       const dV = new Float64Array(vd.length); // (b, H_kv, l, dv)
@@ -128,8 +128,7 @@ function simdAttention(g: SimdGemm, q: Tensor, k: Tensor, v: Tensor): ReturnType
             dP.fill(0, r + t + 1, r + L);
           }
           dq.set(g.matmul(dP, L, L, kd.subarray(at(b, kh, Hkv, d), at(b, kh, Hkv, d) + L * d), d), at(b, h, H, d));
-          // (l, hd)
-          const gk = g.matmulTN(dP, L, L, qd.subarray(at(b, h, H, d), at(b, h, H, d) + L * d), d);
+          const gk = g.matmulTN(dP, L, L, qd.subarray(at(b, h, H, d), at(b, h, H, d) + L * d), d); // (l, hd)
           for (let i = 0, o = at(b, kh, Hkv, d); i < gk.length; i++) dk[o + i]! += gk[i]!;
         }
       return {

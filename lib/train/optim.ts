@@ -10,6 +10,9 @@
  *   cosine: lr(s) = lr·s/w for s < w, else lr·½(1 + cos(π·(s − w)/(S − w)))   (S total steps, w warmup)
  *
  * Frozen parameters have no gradient and no moments: the optimizer only ever sees the trainable ones.
+ *
+ * Symbols: p a parameter, g its gradient (same shape) · m, v Adam's first and second moments (same shape) ·
+ * t the step · β₁, β₂, ε Adam's constants · λ weight decay · lr the learning rate · S total steps, w warmup.
  */
 import { ArgumentError } from '../errors.js';
 
@@ -59,12 +62,12 @@ export function adamStep(
   const bc1 = 1 - b1 ** t;
   const bc2 = Math.sqrt(1 - b2 ** t);
   for (const [name, g] of grads) {
-    const p = params.get(name);
+    const p = params.get(name); // (the parameter's size)
     if (!p) throw new ArgumentError('grads', `a gradient only for parameters being optimised`, name);
     if (p.length !== g.length)
       throw new ArgumentError(`grad of '${name}'`, `${p.length} values (the parameter's size)`, g.length);
-    let m = state.m.get(name);
-    let v = state.v.get(name);
+    let m = state.m.get(name); // (the parameter's size): first moment
+    let v = state.v.get(name); // (the parameter's size): second moment
     if (!m || !v) {
       m = new Float64Array(p.length);
       v = new Float64Array(p.length);

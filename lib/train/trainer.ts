@@ -158,7 +158,7 @@ export class Trainer {
         const ids = this.nextBatch();
         const engine = this.o.engine === 'simd' ? simdEngine(SimdGemm.sharedExact()) : FLOAT64_ENGINE;
         // the teacher's logits on the same engine (the float64 one is the reference forward's math exactly)
-        const teacherLogits =
+        const teacherLogits = // (b·l, V), distillation only
           this.o.objective === 'distill' ? trainForward(this.teacher!, ids, () => false, engine).logits : undefined;
         const r = lossAndGrads(this.model, ids, {
           objective: this.o.objective,
@@ -173,7 +173,7 @@ export class Trainer {
         ce += r.ce / acc;
         kl += (r.kl ?? 0) / acc;
         for (const [n, g] of r.grads) {
-          const cur = grads.get(n) ?? grads.set(n, new Float64Array(g.length)).get(n)!;
+          const cur = grads.get(n) ?? grads.set(n, new Float64Array(g.length)).get(n)!; // (the parameter's size)
           for (let i = 0; i < g.length; i++) cur[i]! += g[i]! / acc;
         }
       }
@@ -274,7 +274,7 @@ export class Trainer {
           if (opt.step === 0) continue;
           throw new CheckpointError(dir, `optimizer.safetensors has no '${k}/${n}': truncated, or from another model`);
         }
-        const t = getTensor(f, `${k}/${n}`);
+        const t = getTensor(f, `${k}/${n}`); // (the parameter's shape)
         if (t.size !== p.length)
           throw new CheckpointError(
             dir,
@@ -309,7 +309,7 @@ function shuffle(xs: number[], rng: Rng): number[] {
 export function float64Model(m: HybridModel): HybridModel {
   const w = new Map<string, Tensor>();
   for (const n of m.weights.names()) {
-    const t = m.weights.tensors.get(n)!;
+    const t = m.weights.tensors.get(n)!; // (the weight's shape)
     w.set(n, t.data instanceof Float64Array ? new Tensor(t.data.slice(), t.shape, n) : t.astype('float64'));
   }
   return { ...m, weights: new WeightStore(w, m.weights.source) };

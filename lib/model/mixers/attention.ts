@@ -97,7 +97,7 @@ export function writeKv(
   if (need > cache.cap) {
     const cap = Math.min(maxPos, Math.max(need, 2 * cache.cap, 64));
     const grow = (old: Float64Array) => {
-      const n = new Float64Array(batch * Hkv * cap * hd);
+      const n = new Float64Array(batch * Hkv * cap * hd); // (b, H_kv, cap, hd)
       for (let bh = 0; bh < batch * Hkv; bh++)
         n.set(old.subarray(bh * cache.cap * hd, bh * cache.cap * hd + pos0 * hd), bh * cap * hd);
       return n;
@@ -134,7 +134,7 @@ export function cachedAttention(
   ops?: Pick<Ops, 'cachedAttention'>,
 ): Tensor {
   const [batch, H, L, hd] = q.shape as [number, number, number, number]; // q (b, H, l, hd)
-  const qd = q.data instanceof Float64Array ? q.data : new Float64Array(q.data);
+  const qd = q.data instanceof Float64Array ? q.data : new Float64Array(q.data); // (b, H, l, hd)
   // one query per head (decode): copying the keys and values into the kernel's memory costs what it saves
   if (ops?.cachedAttention && L > 1)
     return new Tensor(
@@ -256,7 +256,7 @@ export function kvTensors(
   hd: number,
 ): { k: Tensor; v: Tensor } {
   const cut = (buf: Float64Array) => {
-    const o = new Float64Array(batch * Hkv * n * hd);
+    const o = new Float64Array(batch * Hkv * n * hd); // (b, H_kv, n, hd)
     for (let bh = 0; bh < batch * Hkv; bh++)
       o.set(buf.subarray(bh * cache.cap * hd, bh * cache.cap * hd + n * hd), bh * n * hd);
     return new Tensor(o, [batch, Hkv, n, hd]);

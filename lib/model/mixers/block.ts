@@ -124,7 +124,7 @@ export function repeatPieces(x: Tensor, dInner: number, w: number): Tensor {
   const dXb = x.shape[x.rank - 1]!;
   const src = repeatSources(dXb, dInner, w);
   const rows = x.size / dXb;
-  const out = Tensor.zeros([...x.shape.slice(0, -1), dInner], x.dtype, x.name);
+  const out = Tensor.zeros([...x.shape.slice(0, -1), dInner], x.dtype, x.name); // (…, d_in)
   for (let r = 0; r < rows; r++) for (let c = 0; c < dInner; c++) out.data[r * dInner + c] = x.data[r * dXb + src[c]!]!;
   return out;
 }
@@ -136,7 +136,7 @@ export const toChannels = (t: Tensor) => t.transpose([0, 2, 1]);
 export function splitLast(t: Tensor, widths: number[]): Tensor[] {
   let at = 0;
   return widths.map((w) => {
-    const s = t.slice(t.rank - 1, at, at + w);
+    const s = t.slice(t.rank - 1, at, at + w); // (…, w)
     at += w;
     return s;
   });

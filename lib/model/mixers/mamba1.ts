@@ -219,10 +219,10 @@ export function mamba1Train(ctx: Ctx, p: string, o: F): Layer {
       const cg = causalConv1dBackward(convIn, g.du);
       addConvGrads(ctx, n, cg, hasConvBias);
       const dx = xin.back(xr.back(swapLC(cg.dx.data as F, batch, I, L))); // (b·l, d)
-      const dz = zl.back(swapLC(given(g.dz, 'dz').data as F, batch, I, L));
-      const dB = bl.back(br.back(ungrp(g.dB)));
-      const dC = cl.back(ungrp(g.dC));
-      const ddt = down.back(dtl.back(swapLC(g.ddelta.data as F, batch, I, L)));
+      const dz = zl.back(swapLC(given(g.dz, 'dz').data as F, batch, I, L)); // (b·l, d)
+      const dB = bl.back(br.back(ungrp(g.dB))); // (b·l, d)
+      const dC = cl.back(ungrp(g.dC)); // (b·l, d)
+      const ddt = down.back(dtl.back(swapLC(g.ddelta.data as F, batch, I, L))); // (b·l, d)
       return [dz, dB, dC, ddt].reduce(add, dx);
     },
   };

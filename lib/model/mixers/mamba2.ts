@@ -83,7 +83,7 @@ function mamba2Wiring(m: HybridModel, p: string) {
 
 /** Each value of t repeated `times` times consecutively (per-head parameters → per-channel), in `shape`. */
 function repeatEach(t: Tensor, times: number, shape: number[]): Tensor {
-  const out = new Float64Array(t.size * times);
+  const out = new Float64Array(t.size * times); // (t.size · times) = (shape)
   for (let i = 0; i < t.size; i++) out.fill(t.data[i]!, i * times, (i + 1) * times);
   return new Tensor(out, shape);
 }
@@ -99,7 +99,7 @@ function repeatEachOnce(key: object, t: Tensor, times: number, shape: number[]):
   const k = `${times}:${shape.join(',')}`;
   const hit = m.get(k);
   if (hit && hit.src.length === t.size && hit.src.every((v, i) => v === t.data[i])) return hit.out;
-  const out = repeatEach(t, times, shape);
+  const out = repeatEach(t, times, shape); // (shape)
   // copies of finite weights: marked, so the ops reading them at every step do not rescan them; and immutable
   // (never written: changed values make a new array), so a backend may keep its float32 copy of them
   if (out.data.every(Number.isFinite)) markFinite(out.data);
@@ -134,7 +134,7 @@ export async function mamba2Infer(ops: Ops, m: HybridModel, p: string, o: Tensor
   const D = W.get(n.D); // (H)
   const deltaBias = W.get(deltaBiasName); // (H)
   const convW = W.get(n.conv).reshape([convDim, c.dConv]); // (d_in + 2·d_xb, K)
-  const convB = optional(W, n.convBias);
+  const convB = optional(W, n.convBias); // (d_in + 2·d_xb), or none
   const zxbcdt = await ops.linear(o, W.get(n.in), optional(W, n.inBias)); // (b, l, 2·d_in + 2·d_xb + H)
   const [z, xBC, delta] = splitLast(zxbcdt, [...inSplit]) as [Tensor, Tensor, Tensor]; // (b, l, d_in), (b, l, convDim), (b, l, H)
 
@@ -252,7 +252,7 @@ export function mamba2Train(ctx: Ctx, p: string, o: F): Layer {
     deltaSoftplus: true,
   };
   const y = ssdSequential(ssdIn).out; // (b, l, H, P); = the chunked SSD of the forward (a property of lib/ref/ssd.ts)
-  const zT = new Tensor(z, [batch * L, I]);
+  const zT = new Tensor(z, [batch * L, I]); // (b·l, d_in)
   const normW = gated ? new Tensor(weight(ctx, n.norm), [I]) : undefined; // (d_in)
   const yn = normW ? (gatedRmsnorm(y.reshape([batch * L, I]), normW, zT, normOpts).data as F) : (y.data as F); // (b·l, d_in)
   const out = linearLayer(ctx, yn, I, dModel, n.out); // (b·l, d)
@@ -260,8 +260,8 @@ export function mamba2Train(ctx: Ctx, p: string, o: F): Layer {
     y: out.y,
     back(dout) {
       const dyn = out.back(dout); // (b·l, d_in)
-      let dy: F = dyn;
-      let dz: F = new Float64Array(z.length);
+      let dy: F = dyn; // (b·l, d_in)
+      let dz: F = new Float64Array(z.length); // (b·l, d_in)
       if (normW) {
         const g = gatedRmsnormBackward(y.reshape([batch * L, I]), normW, zT, new Tensor(dyn, [batch * L, I]), normOpts);
         addGrad(ctx, n.norm, g.dweight.data as F);

@@ -57,14 +57,14 @@ export interface Layer {
 
 /** A parameter as float64 values. */
 export function weight(ctx: Ctx, name: string): F {
-  const t = ctx.m.weights.get(name);
+  const t = ctx.m.weights.get(name); // (the parameter's shape)
   return t.data instanceof Float64Array ? t.data : new Float64Array(t.data);
 }
 
 /** Add a parameter's gradient (accumulating: a weight used twice — tied embeddings — gets both). */
 export function addGrad(ctx: Ctx, name: string, g: F): void {
   if (!ctx.trainable(name)) return;
-  const cur = ctx.grads.get(name);
+  const cur = ctx.grads.get(name); // (the parameter's size), or undefined
   if (!cur) ctx.grads.set(name, g.slice());
   else for (let i = 0; i < g.length; i++) cur[i]! += g[i]!;
 }
@@ -122,7 +122,7 @@ export function repeatLayer(x: F, from: number, to: number, piece: number): Laye
 /** Columns [at, at + w) of rows of width `width`: (N, width) → (N, w). */
 export function cols(x: F, width: number, at: number, w: number): F {
   const rows = x.length / width;
-  const y = new Float64Array(rows * w);
+  const y = new Float64Array(rows * w); // (N, w)
   for (let r = 0; r < rows; r++) y.set(x.subarray(r * width + at, r * width + at + w), r * w);
   return y;
 }
@@ -131,7 +131,7 @@ export function cols(x: F, width: number, at: number, w: number): F {
 export function joinCols(parts: F[], widths: number[]): F {
   const width = widths.reduce((a, b) => a + b, 0);
   const rows = (parts[0]?.length ?? 0) / (widths[0] ?? 1);
-  const y = new Float64Array(rows * width);
+  const y = new Float64Array(rows * width); // (N, Σ widths)
   let at = 0;
   parts.forEach((p, k) => {
     const w = widths[k]!;

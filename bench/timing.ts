@@ -5,7 +5,7 @@
  */
 
 /** The median of xs (the upper one of an even count). */
-export function median(xs: number[]): number {
+function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)]!;
 }

@@ -8,7 +8,7 @@ import { convert } from '../lib/model/convert.js';
 import type { HybridModel } from '../lib/model/hybrid.js';
 import { Rng } from '../lib/rng.js';
 
-export const VOCAB = 2048;
+const VOCAB = 2048;
 
 /** [name, model, distilled from the teacher (else trained as a language model)] */
 export function trainBenchModels(): { teacher: HybridModel; models: Array<[string, HybridModel]> } {

@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { writeFile } from '../io/writer.js';
 import type { WriteDType } from '../io/safetensors.js';
 import { checkOutput } from '../io/writer.js';
-import { corpusPart, type Doc } from '../data/corpus.js';
+import { corpusPart, corpusPartLabelled, type Doc } from '../data/corpus.js';
 import { BpeTokenizer, trainBpe } from '../text/bpe.js';
 import { randomLlama } from '../model/random.js';
 import { convert, dropLayers, saveModel } from '../model/convert.js';
@@ -74,7 +74,7 @@ export const PRESETS = {
 
 const seedOpt: OptSpec = { kind: 'int', min: 0, max: Number.MAX_SAFE_INTEGER };
 const common: Record<string, OptSpec> = {
-  data: { kind: 'string', help: "'sotu', a folder of .txt files or a .jsonl file" },
+  data: { kind: 'string', help: "'sotu', a folder of .txt files, a .txt file or a .jsonl file" },
   out: { kind: 'string' },
   seed: seedOpt,
   tokenizer: { kind: 'string' },
@@ -164,7 +164,7 @@ export const TRAIN_COMMANDS = {
   },
 };
 
-export const TRAIN_USAGE = `  mil tokenizer train --data sotu|DIR|FILE.jsonl --vocab 2048 --out FILE [--seed S]
+export const TRAIN_USAGE = `  mil tokenizer train --data sotu|DIR|FILE.txt|FILE.jsonl --vocab 2048 --out FILE [--seed S]
   mil train --config ${Object.keys(PRESETS).join('|')} --data sotu --out DIR [--tokens N | --steps N]
             [--teacher DIR --kl-weight W --ce-weight W]   (a from-scratch student of a teacher's logits)
             [--batch B --len L --lr X --seed S --tokenizer FILE --engine simd|float64 --threads T
@@ -481,9 +481,12 @@ export async function cmdEval(p: Parsed): Promise<number> {
     throw new UsageError(`the tokenizer has ${tok.vocabSize} tokens, the model ${m.llama.vocabSize}`);
   const engine = (str(v, 'engine') ?? 'simd') as 'simd' | 'float64';
   if (engine === 'simd') await SimdGemm.load();
-  const split = (str(v, 'split') ?? 'test') as 'test';
   const data = str(v, 'data') ?? 'sotu';
-  const tokens = tokenStream(corpusPart(data, split, num(v, 'seed') ?? 0), tok);
+  // too few documents to hold out the split asked for: the whole corpus, labelled 'all' (never the split's name)
+  const { docs, label: split } = corpusPartLabelled(data, (str(v, 'split') ?? 'test') as 'test', num(v, 'seed') ?? 0);
+  if (split === 'all' && !v.json)
+    console.error(`note: ${data} has too few documents to hold out a split: evaluating all of it`);
+  const tokens = tokenStream(docs, tok);
   const seqLen = num(v, 'len') ?? Math.min(256, m.llama.maxPositionEmbeddings);
   const t0 = performance.now();
   const r = evaluate(m, tokens, {

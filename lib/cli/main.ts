@@ -17,7 +17,8 @@
  *   0  success
  *   1  a check failed: a golden case mismatched, or was unsupported without --allow-unsupported
  *   2  bad usage or bad input: an unknown or malformed option, a malformed model folder, config or file
- *   3  an I/O or environment failure: an unwritable or locked output, a full disk, an unavailable backend
+ *   3  an I/O or environment failure: an unwritable or locked output, a full disk, an unavailable backend;
+ *      or training diverged (a non-finite or exploding loss: nothing written, the last good checkpoint kept)
  *   4  an internal error (a bug: please report it with the stack trace printed)
  *   5  mil conform only: nothing was checked (the port answered unsupported to every case)
  */
@@ -39,6 +40,7 @@ import { UsageError, parseCommand, suggest, type OptSpec, type Parsed } from './
 import { cmdConform } from './conform_cmd.js';
 import { INIT_OPTIONS, INIT_USAGE, cmdInit } from './init_cmd.js';
 import { TOKENIZE_OPTIONS, TOKENIZE_USAGE, cmdTokenize } from './tokenize_cmd.js';
+import { DivergedError } from '../train/job.js';
 import { CONFORM_OPS } from '../conform/cases.js';
 import {
   TRAIN_COMMANDS,
@@ -52,7 +54,7 @@ import {
   setInvocation,
 } from './train_cmds.js';
 
-export const EXIT = { ok: 0, checkFailed: 1, usage: 2, io: 3, internal: 4 } as const;
+export const EXIT = { ok: 0, checkFailed: 1, usage: 2, io: 3, diverged: 3, internal: 4 } as const;
 
 const MAX_SEED = Number.MAX_SAFE_INTEGER;
 const seedOpt: OptSpec = { kind: 'int', min: 0, max: MAX_SEED, help: 'seed of the generator (0 … 2^53 − 1)' };
@@ -447,9 +449,10 @@ async function cmdDemo(p: Parsed): Promise<number> {
   return demo(root, out, backend);
 }
 
-/** The exit status for an error: usage and bad input 2, I/O and environment 3. */
+/** The exit status for an error: usage and bad input 2, I/O and environment 3, a diverged training run 3. */
 export function exitCodeFor(e: unknown): number {
   if (e instanceof UsageError) return EXIT.usage;
+  if (e instanceof DivergedError) return EXIT.diverged;
   if (
     e instanceof IoError ||
     e instanceof OutputLockedError ||

@@ -224,6 +224,19 @@ export async function cmdTokenizerTrain(p: Parsed): Promise<number> {
   return 0;
 }
 
+/**
+ * The distillation objective kl-weight·KL + ce-weight·CE must weigh something: both zero trains nothing, so it is
+ * refused before any work (the defaults are 0.1 and 1).
+ */
+function checkObjective(v: V): void {
+  const kl = num(v, 'kl-weight') ?? 0.1;
+  const ce = num(v, 'ce-weight') ?? 1;
+  if (kl === 0 && ce === 0)
+    throw new UsageError(
+      '--kl-weight 0 and --ce-weight 0: the objective kl-weight·KL + ce-weight·CE is zero and would train nothing; give one a weight > 0',
+    );
+}
+
 /** Trainer options from the command line over a preset's defaults. */
 function trainerOptions(
   v: V,
@@ -312,6 +325,7 @@ export async function cmdTrain(p: Parsed): Promise<number> {
   const seed = num(v, 'seed') ?? 0;
   if (teacherDir === undefined && (v['kl-weight'] !== undefined || v['ce-weight'] !== undefined))
     throw new UsageError('train: --kl-weight and --ce-weight need --teacher DIR');
+  checkObjective(v);
   const teacher = teacherDir !== undefined ? loadModel(teacherDir) : undefined;
   if (teacher && teacher.llama.vocabSize !== tok.vocabSize)
     throw new UsageError(
@@ -376,6 +390,7 @@ export async function cmdDistill(p: Parsed): Promise<number> {
   const out = str(v, 'out');
   const teacherDir = str(v, 'teacher');
   if (!out || !teacherDir) throw new UsageError('distill needs --teacher DIR and --out DIR');
+  checkObjective(v);
   if (v.stepwise !== undefined && v.attention !== undefined)
     throw new UsageError('distill: give --attention F or --stepwise F1,F2,…, not both');
   if (v['drop-instead'] === true && v.init !== undefined)

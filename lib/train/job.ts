@@ -10,6 +10,11 @@
  *   OUT/              the trained model (config, weights in `dtype`, tokenizer.json), training.json (the
  *                     command, seed, options, every logged step and validation), loss.svg
  *
+ * Divergence guard: a step whose loss or gradient is not finite (NonFiniteGradientError), or whose training loss
+ * or validation NLL exceeds EXPLODE × max(the run's first value, ln V) — far above a uniform guess over the V
+ * tokens and above where the run began — stops the job with DivergedError (the CLI's exit 3) before anything of
+ * that step is saved: OUT is not written and OUT.checkpoint keeps the last good step.
+ *
  * Perplexity (`evaluate`): the token stream cut into windows of seqLen tokens, each token after the first of
  * a window predicted from the ones before it: ppl = exp(Σ nll / n). Bits per byte divide the same Σ nll
  * (in bits) by the UTF-8 bytes of the predicted tokens, so models with different tokenizers compare.
@@ -26,7 +31,25 @@ import { SimdGemm } from '../simd/gemm.js';
 import type { BpeTokenizer } from '../text/bpe.js';
 import { FLOAT64_ENGINE, simdEngine, trainForward, type MatmulEngine } from './model.js';
 import { logSoftmax } from '../ref/layers.js';
-import { Trainer, type StepInfo, type TrainerOptions } from './trainer.js';
+import { NonFiniteGradientError, Trainer, type StepInfo, type TrainerOptions } from './trainer.js';
+import { MilError } from '../errors.js';
+
+/** How far above max(first value, ln V) a training loss or validation NLL may go before the run is called diverged. */
+export const EXPLODE = 3;
+
+/** The run diverged: `what` went non-finite or exploded at `step`; `kept` says what is left on disk. */
+export class DivergedError extends MilError {
+  constructor(
+    readonly step: number,
+    readonly what: string,
+    readonly kept: string,
+  ) {
+    super(
+      'E_DIVERGED',
+      `training diverged at step ${step}: ${what}; nothing written to the output; ${kept} (lower --lr and start again)`,
+    );
+  }
+}
 
 export interface EvalResult {
   /** mean negative log-likelihood per predicted token, nats */
@@ -141,8 +164,26 @@ export async function runJob(o: JobOptions): Promise<JobResult> {
       for (const [rel, data] of trainer.checkpointFiles()) stage.writeFile(rel, data);
       stage.writeFile('history.json', JSON.stringify({ rows: history }) + '\n');
     });
+  const lnV = Math.log(trainer.model.llama.vocabSize);
+  const kept = () =>
+    existsSync(join(ckpt, 'trainer.json'))
+      ? `the last good checkpoint ${ckpt} (step ${readJsonObject(join(ckpt, 'trainer.json')).step as number}) is kept`
+      : 'no checkpoint had been saved yet';
+  // `first`: the run's first value (undefined on its first step, which only the finiteness check can stop)
+  const guard = (step: number, what: string, x: number, first: number | undefined) => {
+    const limit = EXPLODE * Math.max(first ?? x, lnV);
+    if (!Number.isFinite(x) || x > limit)
+      throw new DivergedError(step, `${what} ${x} (limit ${limit.toFixed(2)} nats)`, kept());
+  };
   while (trainer.step < opts.totalSteps) {
-    const info = await trainer.trainStep();
+    let info: StepInfo;
+    try {
+      info = await trainer.trainStep();
+    } catch (e) {
+      if (e instanceof NonFiniteGradientError) throw new DivergedError(e.step, e.message, kept());
+      throw e;
+    }
+    guard(trainer.step, 'the training loss', info.loss, history[0]?.loss);
     const seconds = before + (performance.now() - t0) / 1000;
     const row: HistoryRow = { ...info, seconds };
     const last = trainer.step === opts.totalSteps;
@@ -150,6 +191,7 @@ export async function runJob(o: JobOptions): Promise<JobResult> {
       const v = val();
       row.valPpl = v.ppl;
       row.valNll = v.nll;
+      guard(trainer.step, 'the validation NLL', v.nll, history.find((r) => r.valNll !== undefined)?.valNll);
     }
     history.push(row);
     const done = trainer.step - startStep;

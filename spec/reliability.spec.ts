@@ -6,11 +6,16 @@
  *   5  a zero objective (--kl-weight 0 --ce-weight 0) is refused before any work (exit 2); a run whose loss or
  *      validation NLL goes non-finite or explodes stops with exit 3, writes no OUT and keeps the last good
  *      checkpoint.
+ * Exit codes (lib/cli/exit.ts): README.md's table has one row per EXIT code, starting with its EXIT_MEANING; every
+ * error class the library exports (found by reading lib/ and web/) is named in exactly one row, and exitCodeFor
+ * gives an instance of it that row's code; an error of no class of ours is the internal-error row.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { main } from '../lib/cli/main.js';
+import { EXIT, EXIT_HELP, EXIT_MEANING, exitCodeFor, type ExitName } from '../lib/cli/exit.js';
+import { ROOT as REPO, sourceFiles } from './imports.js';
 import { tmpFolder } from './tmp.js';
 
 const ROOT = join(import.meta.dirname, '..');
@@ -115,5 +120,57 @@ describe('defect 5: nothing trained is never a success', () => {
       expect(Number.isFinite(row.loss) && row.loss < 3 * Math.log(2048)).toBe(true);
       if (row.valNll !== undefined) expect(row.valNll < 3 * Math.log(2048)).toBe(true);
     }
+  }, 60_000);
+});
+
+describe('exit codes: one table, in lib/cli/exit.ts and README.md alike', () => {
+  /** README.md's exit table: code → the row's text (backticks kept). */
+  function readmeRows(): Map<number, string> {
+    const md = readFileSync(join(REPO, 'README.md'), 'utf8');
+    const table = md.slice(md.indexOf('Exit status of `mil`:'));
+    const rows = new Map<number, string>();
+    for (const m of table
+      .slice(0, table.indexOf('\n\n', table.indexOf('| code |')))
+      .matchAll(/^\| (\d+) \| (.*) \|$/gm))
+      rows.set(Number(m[1]), m[2]!);
+    return rows;
+  }
+
+  it('README.md has exactly the codes of EXIT, each row beginning with its meaning; --help lists them all', async () => {
+    const rows = readmeRows();
+    expect([...rows.keys()].sort((a, b) => a - b)).toEqual(Object.values(EXIT).sort((a, b) => a - b));
+    for (const [name, code] of Object.entries(EXIT)) {
+      expect(rows.get(code)!.replaceAll('`', ''), `${name} = ${code}`).toMatch(
+        new RegExp(`^${EXIT_MEANING[name as ExitName].replace(/[()/]/g, '\\$&')}`),
+      );
+      expect(EXIT_HELP.replaceAll('\n', ' ')).toContain(`${code} ${EXIT_MEANING[name as ExitName]}`);
+    }
+    const help = await mil(['--help']);
+    expect(help.stdout).toContain(EXIT_HELP);
+  });
+
+  it('every error class of lib/ and web/ is named in one README row and exitCodeFor gives that row its code', async () => {
+    const rows = readmeRows();
+    const rowOf = new Map<string, number>();
+    for (const [code, text] of rows)
+      for (const m of text.matchAll(/`(\w+Error)`/g)) {
+        expect(rowOf.has(m[1]!), `${m[1]} named in two rows`).toBe(false);
+        rowOf.set(m[1]!, code);
+      }
+    const found: string[] = [];
+    for (const f of sourceFiles().filter((x) => /^(lib|web)\/.*\.ts$/.test(x))) {
+      const text = readFileSync(join(REPO, f), 'utf8');
+      for (const m of text.matchAll(/^export class (\w+) extends \w*Error\b/gm)) {
+        const mod = (await import(join(REPO, f))) as Record<string, new (...a: never[]) => Error>;
+        const cls = mod[m[1]!]!;
+        found.push(m[1]!);
+        expect(rowOf.get(m[1]!), `${m[1]} (${f}) is not named in README.md's exit table`).toBeDefined();
+        expect(exitCodeFor(Object.create(cls.prototype) as Error), `${m[1]} (${f})`).toBe(rowOf.get(m[1]!));
+      }
+    }
+    expect(found.length).toBeGreaterThan(15);
+    expect(found.sort()).toEqual([...rowOf.keys()].sort()); // the README names no class that does not exist
+    expect(exitCodeFor(new TypeError('x'))).toBe(EXIT.internal);
+    expect(rows.get(EXIT.internal)).toMatch(/internal error/);
   }, 60_000);
 });

@@ -6,11 +6,15 @@
  *   5  a zero objective (--kl-weight 0 --ce-weight 0) is refused before any work (exit 2); a run whose loss or
  *      validation NLL goes non-finite or explodes stops with exit 3, writes no OUT and keeps the last good
  *      checkpoint.
+ *   6  two runs with the same --out: the second fails at once with exit 4 (OutputLockedError naming the first's
+ *      pid, command and lock file) before it loads or writes anything; a stale run lock of a dead pid is taken
+ *      over with a note.
  * Exit codes (lib/cli/exit.ts): README.md's table has one row per EXIT code, starting with its EXIT_MEANING; every
  * error class the library exports (found by reading lib/ and web/) is named in exactly one row, and exitCodeFor
  * gives an instance of it that row's code; an error of no class of ours is the internal-error row.
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { main } from '../lib/cli/main.js';
@@ -19,6 +23,7 @@ import { ROOT as REPO, sourceFiles } from './imports.js';
 import { tmpFolder } from './tmp.js';
 
 const ROOT = join(import.meta.dirname, '..');
+const MIL = join(ROOT, 'bin', 'mil.js');
 
 /** Run `mil ARGV` in-process; resolves with the exit status and what it printed on stderr and stdout. */
 async function mil(argv: string[]): Promise<{ status: number; stderr: string; stdout: string }> {
@@ -173,4 +178,57 @@ describe('exit codes: one table, in lib/cli/exit.ts and README.md alike', () => 
     expect(exitCodeFor(new TypeError('x'))).toBe(EXIT.internal);
     expect(rows.get(EXIT.internal)).toMatch(/internal error/);
   }, 60_000);
+});
+
+describe('defect 6: one run per --out, locked before any work', () => {
+  it("a second run with the same --out exits 4 at once naming the first; a dead run's lock is taken over", async () => {
+    const d = tmpFolder('rel6');
+    const out = join(d, 'run');
+    const data = join(d, 'text.txt');
+    writeFileSync(data, 'We hold these truths to be self-evident, that all men are created equal. '.repeat(40));
+    const args = ['train', '--config', 'tiny', '--data', data, '--len', '16', '--eval-tokens', '32', '--out', out];
+    // the first: a long run (its first checkpoint far away), seen training before the second starts
+    const first = spawn('node', [
+      MIL,
+      ...args,
+      '--steps',
+      '100000',
+      '--eval-every',
+      '100000',
+      '--save-every',
+      '100000',
+    ]);
+    let firstErr = '';
+    let firstExit: number | null = null;
+    first.on('exit', (c) => (firstExit = c));
+    await new Promise<void>((ok, fail) => {
+      first.stderr.on('data', (b: Buffer) => {
+        firstErr += b.toString();
+        if (/^step 1\//m.test(firstErr)) ok();
+      });
+      first.on('exit', () => fail(new Error(`the first run ended: ${firstErr}`)));
+    });
+    try {
+      const listing = readdirSync(d).sort();
+      const second = spawnSync('node', [MIL, ...args, '--steps', '2'], { encoding: 'utf8', timeout: 120_000 });
+      expect(second.status, second.stderr).toBe(4);
+      expect(second.stderr).toMatch(/OutputLockedError/);
+      expect(second.stderr).toContain(`pid ${first.pid}`);
+      expect(second.stderr).toContain('--steps 100000'); // the holder's command line
+      expect(second.stderr).toContain(join(d, '.run.mil-run-lock'));
+      expect(second.stderr).not.toMatch(/^training /m); // refused before loading data or building a model
+      expect(readdirSync(d).sort()).toEqual(listing); // it wrote nothing
+      expect(firstExit).toBe(null); // …and it was refused while the first was still training
+    } finally {
+      first.kill('SIGKILL');
+      await new Promise((ok) => (first.exitCode !== null || first.signalCode !== null ? ok(0) : first.on('exit', ok)));
+    }
+    // the first was killed holding its lock: the next run takes the stale lock over, says so, and runs
+    const third = await mil([...args, '--steps', '2', '--quiet']);
+    expect(third.status, third.stderr).toBe(0);
+    expect(third.stderr).toMatch(new RegExp(`taking over the stale run lock .*pid ${first.pid} is not running`));
+    expect(existsSync(join(out, 'model.safetensors'))).toBe(true);
+    expect(readdirSync(d).filter((f) => f.includes('mil-'))).toEqual([]); // no lock or temporary left
+    expect(readdirSync(d).sort()).toEqual(['run', 'text.txt']);
+  }, 120_000);
 });

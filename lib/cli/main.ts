@@ -31,6 +31,7 @@ import { demo } from './demo.js';
 import { ModelDrafter, speculativeGenerate } from '../decode/speculative.js';
 import { truncateLayers } from '../decode/drafts.js';
 import { checkOutput } from '../io/writer.js';
+import { releaseRunLocks } from '../io/run_lock.js';
 import { UsageError, parseCommand, suggest, type OptSpec, type Parsed } from './args.js';
 import { cmdConform } from './conform_cmd.js';
 import { EXIT, EXIT_HELP, exitCodeFor } from './exit.js';
@@ -513,5 +514,7 @@ export async function main(argv: string[]): Promise<number> {
     else if (e instanceof MilError) console.error(`mil: ${e.name}: ${e.message}`);
     else console.error(`mil: internal error (please report it):\n${(e as Error)?.stack ?? String(e)}`);
     return code;
+  } finally {
+    releaseRunLocks();
   }
 }

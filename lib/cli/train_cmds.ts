@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { writeFile } from '../io/writer.js';
 import type { WriteDType } from '../io/safetensors.js';
 import { checkOutput } from '../io/writer.js';
+import { lockRun } from '../io/run_lock.js';
 import { corpusPart, corpusPartLabelled, type Doc } from '../data/corpus.js';
 import { BpeTokenizer, trainBpe } from '../text/bpe.js';
 import { randomLlama } from '../model/random.js';
@@ -320,6 +321,7 @@ export async function cmdTrain(p: Parsed): Promise<number> {
     option: 'out',
     inputs: teacherDir !== undefined ? [{ option: 'teacher', path: teacherDir }] : [],
   });
+  lockRun(out, commandLine()); // one run per --out, taken before any work (released by main)
   const tok = loadTokenizer(v);
   const data = str(v, 'data') ?? 'sotu';
   const seed = num(v, 'seed') ?? 0;
@@ -401,6 +403,7 @@ export async function cmdDistill(p: Parsed): Promise<number> {
     if (!(fractions[i]! < fractions[i - 1]!))
       throw new UsageError(`--stepwise: fractions must decrease, got ${fractions.join(',')}`);
   checkOutput(out, 'folder', { option: 'out', inputs: [{ option: 'teacher', path: teacherDir }] });
+  lockRun(out, commandLine());
   const teacher = loadModel(teacherDir);
   if (teacher.mamba) throw new UsageError(`--teacher ${teacherDir} is a hybrid; distill needs a plain Llama teacher`);
   const tok = loadTokenizer(v, teacherDir);
@@ -533,6 +536,7 @@ export async function cmdSft(p: Parsed): Promise<number> {
   const dir = str(v, 'model');
   if (!out || !dir) throw new UsageError('sft needs --model DIR and --out DIR');
   checkOutput(out, 'folder', { option: 'out', inputs: [{ option: 'model', path: dir }] });
+  lockRun(out, commandLine());
   const m = loadModel(dir);
   const tok = loadTokenizer(v, dir);
   const data = str(v, 'data') ?? 'sotu';
@@ -572,6 +576,7 @@ export async function cmdDpo(p: Parsed): Promise<number> {
   const dir = str(v, 'model');
   if (!out || !dir) throw new UsageError('dpo needs --model DIR (the SFT model, also the reference) and --out DIR');
   checkOutput(out, 'folder', { option: 'out', inputs: [{ option: 'model', path: dir }] });
+  lockRun(out, commandLine());
   const ref = loadModel(dir);
   const tok = loadTokenizer(v, dir);
   const data = str(v, 'data') ?? 'sotu';

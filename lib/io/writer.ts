@@ -114,7 +114,7 @@ function wrap<T>(path: string, syscall: string, f: () => T): T {
 }
 
 /** A lock is live while its pid runs — or, unreadable or empty, while it is under 10 s old (being created). */
-function lockIsLive(lock: string): { live: boolean; pid: number } {
+export function lockIsLive(lock: string): { live: boolean; pid: number } {
   let text = '';
   let age = Infinity;
   try {

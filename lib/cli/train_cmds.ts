@@ -364,6 +364,7 @@ export async function cmdTrain(p: Parsed): Promise<number> {
   );
   const r = await runJob({
     out,
+    command: 'train',
     model,
     teacher,
     trainer: o,
@@ -439,6 +440,7 @@ export async function cmdDistill(p: Parsed): Promise<number> {
     );
     const r = await runJob({
       out: stageOut,
+      command: `distill stage ${k + 1}`,
       model: start,
       teacher: drop ? undefined : teacher,
       trainer: o,
@@ -555,6 +557,7 @@ export async function cmdSft(p: Parsed): Promise<number> {
   );
   const r = await runJob({
     out,
+    command: 'sft',
     model: m,
     trainer: o,
     tokens,

@@ -6,7 +6,10 @@
  *   OUT.checkpoint/   the Trainer's checkpoint (float64 weights, Adam moments, data order, generator
  *                     state) plus history.json, written every `saveEvery` steps through the one writer;
  *                     a job started again with the same OUT resumes from it, bit for bit, and it is
- *                     removed once OUT is complete
+ *                     removed once OUT is complete. It carries a run record (run.json, lib/train/run_record.ts):
+ *                     a checkpoint of another run (command, options, start model, teacher, data, tokenizer) or
+ *                     with an inconsistent step is refused (exit 2) naming both runs; a partial one is set
+ *                     aside as OUT.checkpoint.partial-<time> and the job starts afresh
  *   OUT/              the trained model (config, weights in `dtype`, tokenizer.json), training.json (the
  *                     command, seed, options, every logged step and validation), loss.svg
  *
@@ -22,7 +25,7 @@
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { readJsonObject } from '../io/json.js';
-import { writeFolder, type WriteData } from '../io/writer.js';
+import { recoverInterruptedSwap, writeFolder, type WriteData } from '../io/writer.js';
 import type { WriteDType } from '../io/safetensors.js';
 import type { HybridModel } from '../model/hybrid.js';
 import { modelFiles } from '../model/convert.js';
@@ -33,6 +36,7 @@ import { FLOAT64_ENGINE, simdEngine, trainForward, type MatmulEngine } from './m
 import { logSoftmax } from '../ref/layers.js';
 import { NonFiniteGradientError, Trainer, type StepInfo, type TrainerOptions } from './trainer.js';
 import { MilError } from '../errors.js';
+import { RUN_FILE, checkResume, inspectCheckpoint, runIdentity, runRecord, setAside } from './run_record.js';
 
 /** How far above max(first value, ln V) a training loss or validation NLL may go before the run is called diverged. */
 export const EXPLODE = 3;
@@ -102,6 +106,10 @@ export function evaluate(
 
 export interface JobOptions {
   out: string;
+  /** what the run is, for its run record: 'train', 'distill stage 2', 'sft' … (default 'job') */
+  command?: string;
+  /** where notes go that must be seen even with --quiet (a checkpoint set aside); default stderr */
+  note?: (line: string) => void;
   /** the model to start from and its trainer options (ignored when a checkpoint is resumed) */
   model: HybridModel;
   trainer: TrainerOptions;
@@ -141,11 +149,22 @@ export async function runJob(o: JobOptions): Promise<JobResult> {
   let trainer: Trainer;
   let history: HistoryRow[] = [];
   let resumedFrom: number | undefined;
-  if (existsSync(join(ckpt, 'trainer.json'))) {
-    trainer = Trainer.resume(ckpt, o.tokens, o.teacher);
-    history = (readJsonObject(join(ckpt, 'history.json')).rows as HistoryRow[]) ?? [];
+  const command = o.command ?? 'job';
+  const id = runIdentity({ ...o, command, invocation: String(o.record.command ?? command) });
+  recoverInterruptedSwap(ckpt); // a checkpoint killed mid-swap is its previous version again
+  const found = inspectCheckpoint(ckpt);
+  if (found.kind === 'partial') setAside(ckpt, found.why, o.note ?? ((l) => console.error(l)));
+  if (found.kind === 'whole') {
+    const rec = checkResume(ckpt, found, id, o.trainer.totalSteps);
+    trainer = Trainer.resume(ckpt, o.tokens, o.teacher, {
+      totalSteps: o.trainer.totalSteps,
+      warmupSteps: o.trainer.warmupSteps,
+    });
+    history = found.history as HistoryRow[];
     resumedFrom = trainer.step;
-    o.log(`resuming from ${ckpt} at step ${trainer.step}`);
+    o.log(
+      `resuming from ${ckpt} at step ${trainer.step}${rec.totalSteps !== o.trainer.totalSteps ? ` (a run of ${rec.totalSteps} steps, now going on to ${o.trainer.totalSteps})` : ''}`,
+    );
   } else trainer = Trainer.create(o.model, o.tokens, o.trainer, o.teacher);
   const opts = trainer.o;
   const engine = engineFor(opts.engine);
@@ -163,6 +182,7 @@ export async function runJob(o: JobOptions): Promise<JobResult> {
     writeFolder(ckpt, (stage) => {
       for (const [rel, data] of trainer.checkpointFiles()) stage.writeFile(rel, data);
       stage.writeFile('history.json', JSON.stringify({ rows: history }) + '\n');
+      stage.writeFile(RUN_FILE, JSON.stringify(runRecord(id, trainer.step, opts.totalSteps), null, 1) + '\n');
     });
   const lnV = Math.log(trainer.model.llama.vocabSize);
   const kept = () =>

@@ -346,6 +346,16 @@ describe('defects 2 and 7: what a run resumes from', () => {
     expect(ok.status, ok.stderr).toBe(0);
     expect(ok.stderr).toMatch(/resuming from .*same\.checkpoint at step 2\n/);
     expect(existsSync(join(d, 'same', 'model.safetensors'))).toBe(true);
+    // --steps may change on resume: not below the checkpoint's step; above it, the run goes on to the new total
+    const fewer = await mil(args(copy('fewer')).map((a) => (a === '6' ? '1' : a)));
+    expect(fewer.status, fewer.stderr).toBe(2);
+    expect(fewer.stderr).toMatch(/is at step 2, past this run's 1 steps: give --steps 2 or more \(it was made for 6\)/);
+    const more = await mil(args(copy('more')).map((a) => (a === '6' ? '8' : a)));
+    expect(more.status, more.stderr).toBe(0);
+    expect(more.stderr).toMatch(/at step 2 \(a run of 6 steps, now going on to 8\)/);
+    expect(
+      (JSON.parse(readFileSync(join(d, 'more', 'training.json'), 'utf8')) as { history: unknown[] }).history,
+    ).toHaveLength(8);
   }, 120_000);
 
   it('defect 7: a partial checkpoint is set aside and kept, the run goes on; one killed mid-swap is resumed', async () => {

@@ -169,7 +169,7 @@ describe('backends', () => {
       [mil, 'golden', 'verify', join(import.meta.dirname, '..', 'golden'), '--backend', 'webgpu'],
       { encoding: 'utf8', env },
     );
-    expect(run.status).toBe(3); // an environment failure (exit 3), not bad usage;
+    expect(run.status).toBe(6); // an environment failure (exit 6), not bad usage;
     expect(run.stderr).toMatch(
       /BackendUnavailableError: backend 'webgpu' is not available here: disabled by MIL_NO_WEBGPU/,
     );

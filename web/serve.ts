@@ -105,7 +105,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   await buildWeb(values.out);
   const { url } = await serveStatic(values.out, port).catch((e: NodeJS.ErrnoException) => {
     console.error(`npm run web: cannot listen on 127.0.0.1:${port} (${e.code ?? e.message})`);
-    process.exit(3);
+    process.exit(6); // an environment failure: the exit codes of mil (lib/cli/exit.ts)
   });
   console.log(`the page: ${url}  (built in ${values.out}; Ctrl-C stops)`);
 }

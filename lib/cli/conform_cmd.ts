@@ -7,9 +7,10 @@
 import { checkOutput } from '../io/writer.js';
 import { caseSize, conform, saveCase, stopPorts } from '../conform/harness.js';
 import { UsageError, type Parsed } from './args.js';
+import { EXIT } from './exit.js';
 
 /** `mil conform`'s exit status when no case was checked: every case was unsupported. */
-export const EXIT_NOTHING_CHECKED = 5;
+export const EXIT_NOTHING_CHECKED = EXIT.nothingChecked;
 
 export async function cmdConform(p: Parsed): Promise<number> {
   const v = p.values;
@@ -31,8 +32,8 @@ export async function cmdConform(p: Parsed): Promise<number> {
   };
   // Ctrl-C or SIGTERM: the port's process group and the case folder go too (exit 130 / 143)
   for (const [sig, code] of [
-    ['SIGINT', 130],
-    ['SIGTERM', 143],
+    ['SIGINT', EXIT.interrupted],
+    ['SIGTERM', EXIT.terminated],
   ] as const)
     process.once(sig, () => {
       stopPorts();
@@ -103,12 +104,12 @@ export async function cmdConform(p: Parsed): Promise<number> {
         );
     }
   }
-  if (rep.failed > 0) return 1;
+  if (rep.failed > 0) return EXIT.checkFailed;
   if (rep.passed === 0) {
     console.error(
       `${op}: nothing was checked — the port answered unsupported to all ${rep.runs} cases (exit ${EXIT_NOTHING_CHECKED})`,
     );
     return EXIT_NOTHING_CHECKED;
   }
-  return 0;
+  return EXIT.ok;
 }

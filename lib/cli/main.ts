@@ -13,16 +13,12 @@
  *
  * Every option is typed and range-checked, and every option of a command is validated — including
  * conflicts between options, the output path and the backend — before the command does any work
- * (lib/cli/args.ts). Exit status (EXIT below):
- *   0  success
- *   1  a check failed: a golden case mismatched, or was unsupported without --allow-unsupported
- *   2  bad usage or bad input: an unknown or malformed option, a malformed model folder, config or file
- *   3  an I/O or environment failure: an unwritable or locked output, a full disk, an unavailable backend
- *   4  an internal error (a bug: please report it with the stack trace printed)
- *   5  mil conform only: nothing was checked (the port answered unsupported to every case)
+ * (lib/cli/args.ts). Exit status: EXIT and exitCodeFor in lib/cli/exit.ts (0 ok, 1 a check failed, 2 bad usage or
+ * input, 3 a training run diverged, 4 the output locked by another run, 5 conform checked nothing, 6 I/O or
+ * environment, 7 internal error, 130/143 interrupted).
  */
 import { join } from 'node:path';
-import { BackendUnavailableError, KernelError, MilError } from '../errors.js';
+import { MilError } from '../errors.js';
 import { BACKENDS, backendStatus, defaultBackend, getOps, type BackendName } from '../ops.js';
 import { formatResult, verifyGolden, type VerifyReport } from '../golden/verify.js';
 import { EMIT_LIMITS, checkEmitShapes, emitGolden, emitModel } from '../golden/emit.js';
@@ -34,9 +30,11 @@ import { modelTokenizer } from '../model/tokenizer.js';
 import { demo } from './demo.js';
 import { ModelDrafter, speculativeGenerate } from '../decode/speculative.js';
 import { truncateLayers } from '../decode/drafts.js';
-import { IoError, OutputLockedError, checkOutput } from '../io/writer.js';
+import { checkOutput } from '../io/writer.js';
+import { releaseRunLocks } from '../io/run_lock.js';
 import { UsageError, parseCommand, suggest, type OptSpec, type Parsed } from './args.js';
 import { cmdConform } from './conform_cmd.js';
+import { EXIT, EXIT_HELP, exitCodeFor } from './exit.js';
 import { INIT_OPTIONS, INIT_USAGE, cmdInit } from './init_cmd.js';
 import { TOKENIZE_OPTIONS, TOKENIZE_USAGE, cmdTokenize } from './tokenize_cmd.js';
 import { CONFORM_OPS } from '../conform/cases.js';
@@ -52,7 +50,7 @@ import {
   setInvocation,
 } from './train_cmds.js';
 
-export const EXIT = { ok: 0, checkFailed: 1, usage: 2, io: 3, internal: 4 } as const;
+export { EXIT, exitCodeFor };
 
 const MAX_SEED = Number.MAX_SAFE_INTEGER;
 const seedOpt: OptSpec = { kind: 'int', min: 0, max: MAX_SEED, help: 'seed of the generator (0 … 2^53 − 1)' };
@@ -166,8 +164,7 @@ ${TOKENIZE_USAGE}
 ${TRAIN_USAGE}
   mil conform --op OP --port "CMD" [--runs N] [--seed S] [--tolerance T] [--timeout MS] [--save DIR] [--fail-fast] [--json]
               OP: ${CONFORM_OPS.join('|')}   (protocol: docs/conform.md)
-exit status: 0 success, 1 a check failed, 2 bad usage or input, 3 I/O or environment failure, 4 internal error,
-5 (mil conform) nothing was checked`;
+${EXIT_HELP}`;
 
 type V = Parsed['values'];
 const str = (v: V, k: string) => v[k] as string | undefined;
@@ -182,7 +179,7 @@ const only = (v: V, k: string, needs: string, cmd: string, ok: boolean) => {
 };
 
 /**
- * The backend must run here: checked before any work (exit 3 with the reason where it cannot). Absent: the
+ * The backend must run here: checked before any work (exit 6 with the reason where it cannot). Absent: the
  * fastest here (`defaultBackend`: wasm-simd on CPUs; the float64 reference only when asked).
  */
 async function checkBackend(name: string | undefined): Promise<BackendName> {
@@ -447,20 +444,6 @@ async function cmdDemo(p: Parsed): Promise<number> {
   return demo(root, out, backend);
 }
 
-/** The exit status for an error: usage and bad input 2, I/O and environment 3. */
-export function exitCodeFor(e: unknown): number {
-  if (e instanceof UsageError) return EXIT.usage;
-  if (
-    e instanceof IoError ||
-    e instanceof OutputLockedError ||
-    e instanceof BackendUnavailableError ||
-    e instanceof KernelError
-  )
-    return EXIT.io;
-  if (e instanceof MilError) return EXIT.usage;
-  return EXIT.internal;
-}
-
 export async function main(argv: string[]): Promise<number> {
   try {
     const [a, b] = argv;
@@ -531,5 +514,7 @@ export async function main(argv: string[]): Promise<number> {
     else if (e instanceof MilError) console.error(`mil: ${e.name}: ${e.message}`);
     else console.error(`mil: internal error (please report it):\n${(e as Error)?.stack ?? String(e)}`);
     return code;
+  } finally {
+    releaseRunLocks();
   }
 }

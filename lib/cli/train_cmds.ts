@@ -17,7 +17,8 @@ import { join } from 'node:path';
 import { writeFile } from '../io/writer.js';
 import type { WriteDType } from '../io/safetensors.js';
 import { checkOutput } from '../io/writer.js';
-import { corpusPart, type Doc } from '../data/corpus.js';
+import { lockRun } from '../io/run_lock.js';
+import { corpusPart, corpusPartLabelled, type Doc } from '../data/corpus.js';
 import { BpeTokenizer, trainBpe } from '../text/bpe.js';
 import { randomLlama } from '../model/random.js';
 import { convert, dropLayers, saveModel } from '../model/convert.js';
@@ -74,7 +75,7 @@ export const PRESETS = {
 
 const seedOpt: OptSpec = { kind: 'int', min: 0, max: Number.MAX_SAFE_INTEGER };
 const common: Record<string, OptSpec> = {
-  data: { kind: 'string', help: "'sotu', a folder of .txt files or a .jsonl file" },
+  data: { kind: 'string', help: "'sotu', a folder of .txt files, a .txt file or a .jsonl file" },
   out: { kind: 'string' },
   seed: seedOpt,
   tokenizer: { kind: 'string' },
@@ -164,7 +165,7 @@ export const TRAIN_COMMANDS = {
   },
 };
 
-export const TRAIN_USAGE = `  mil tokenizer train --data sotu|DIR|FILE.jsonl --vocab 2048 --out FILE [--seed S]
+export const TRAIN_USAGE = `  mil tokenizer train --data sotu|DIR|FILE.txt|FILE.jsonl --vocab 2048 --out FILE [--seed S]
   mil train --config ${Object.keys(PRESETS).join('|')} --data sotu --out DIR [--tokens N | --steps N]
             [--teacher DIR --kl-weight W --ce-weight W]   (a from-scratch student of a teacher's logits)
             [--batch B --len L --lr X --seed S --tokenizer FILE --engine simd|float64 --threads T
@@ -222,6 +223,19 @@ export async function cmdTokenizerTrain(p: Parsed): Promise<number> {
     `wrote ${out}: vocabulary ${tok.vocabSize} (${tok.merges.length} merges) from ${docs.length} training documents in ${((performance.now() - t0) / 1000).toFixed(1)} s; ${n} tokens, ${(bytes / n).toFixed(2)} bytes per token`,
   );
   return 0;
+}
+
+/**
+ * The distillation objective kl-weight·KL + ce-weight·CE must weigh something: both zero trains nothing, so it is
+ * refused before any work (the defaults are 0.1 and 1).
+ */
+function checkObjective(v: V): void {
+  const kl = num(v, 'kl-weight') ?? 0.1;
+  const ce = num(v, 'ce-weight') ?? 1;
+  if (kl === 0 && ce === 0)
+    throw new UsageError(
+      '--kl-weight 0 and --ce-weight 0: the objective kl-weight·KL + ce-weight·CE is zero and would train nothing; give one a weight > 0',
+    );
 }
 
 /** Trainer options from the command line over a preset's defaults. */
@@ -307,11 +321,13 @@ export async function cmdTrain(p: Parsed): Promise<number> {
     option: 'out',
     inputs: teacherDir !== undefined ? [{ option: 'teacher', path: teacherDir }] : [],
   });
+  lockRun(out, commandLine()); // one run per --out, taken before any work (released by main)
   const tok = loadTokenizer(v);
   const data = str(v, 'data') ?? 'sotu';
   const seed = num(v, 'seed') ?? 0;
   if (teacherDir === undefined && (v['kl-weight'] !== undefined || v['ce-weight'] !== undefined))
     throw new UsageError('train: --kl-weight and --ce-weight need --teacher DIR');
+  checkObjective(v);
   const teacher = teacherDir !== undefined ? loadModel(teacherDir) : undefined;
   if (teacher && teacher.llama.vocabSize !== tok.vocabSize)
     throw new UsageError(
@@ -348,6 +364,7 @@ export async function cmdTrain(p: Parsed): Promise<number> {
   );
   const r = await runJob({
     out,
+    command: 'train',
     model,
     teacher,
     trainer: o,
@@ -376,6 +393,7 @@ export async function cmdDistill(p: Parsed): Promise<number> {
   const out = str(v, 'out');
   const teacherDir = str(v, 'teacher');
   if (!out || !teacherDir) throw new UsageError('distill needs --teacher DIR and --out DIR');
+  checkObjective(v);
   if (v.stepwise !== undefined && v.attention !== undefined)
     throw new UsageError('distill: give --attention F or --stepwise F1,F2,…, not both');
   if (v['drop-instead'] === true && v.init !== undefined)
@@ -386,6 +404,7 @@ export async function cmdDistill(p: Parsed): Promise<number> {
     if (!(fractions[i]! < fractions[i - 1]!))
       throw new UsageError(`--stepwise: fractions must decrease, got ${fractions.join(',')}`);
   checkOutput(out, 'folder', { option: 'out', inputs: [{ option: 'teacher', path: teacherDir }] });
+  lockRun(out, commandLine());
   const teacher = loadModel(teacherDir);
   if (teacher.mamba) throw new UsageError(`--teacher ${teacherDir} is a hybrid; distill needs a plain Llama teacher`);
   const tok = loadTokenizer(v, teacherDir);
@@ -421,6 +440,7 @@ export async function cmdDistill(p: Parsed): Promise<number> {
     );
     const r = await runJob({
       out: stageOut,
+      command: `distill stage ${k + 1}`,
       model: start,
       teacher: drop ? undefined : teacher,
       trainer: o,
@@ -481,9 +501,12 @@ export async function cmdEval(p: Parsed): Promise<number> {
     throw new UsageError(`the tokenizer has ${tok.vocabSize} tokens, the model ${m.llama.vocabSize}`);
   const engine = (str(v, 'engine') ?? 'simd') as 'simd' | 'float64';
   if (engine === 'simd') await SimdGemm.load();
-  const split = (str(v, 'split') ?? 'test') as 'test';
   const data = str(v, 'data') ?? 'sotu';
-  const tokens = tokenStream(corpusPart(data, split, num(v, 'seed') ?? 0), tok);
+  // too few documents to hold out the split asked for: the whole corpus, labelled 'all' (never the split's name)
+  const { docs, label: split } = corpusPartLabelled(data, (str(v, 'split') ?? 'test') as 'test', num(v, 'seed') ?? 0);
+  if (split === 'all' && !v.json)
+    console.error(`note: ${data} has too few documents to hold out a split: evaluating all of it`);
+  const tokens = tokenStream(docs, tok);
   const seqLen = num(v, 'len') ?? Math.min(256, m.llama.maxPositionEmbeddings);
   const t0 = performance.now();
   const r = evaluate(m, tokens, {
@@ -515,6 +538,7 @@ export async function cmdSft(p: Parsed): Promise<number> {
   const dir = str(v, 'model');
   if (!out || !dir) throw new UsageError('sft needs --model DIR and --out DIR');
   checkOutput(out, 'folder', { option: 'out', inputs: [{ option: 'model', path: dir }] });
+  lockRun(out, commandLine());
   const m = loadModel(dir);
   const tok = loadTokenizer(v, dir);
   const data = str(v, 'data') ?? 'sotu';
@@ -533,6 +557,7 @@ export async function cmdSft(p: Parsed): Promise<number> {
   );
   const r = await runJob({
     out,
+    command: 'sft',
     model: m,
     trainer: o,
     tokens,
@@ -554,6 +579,7 @@ export async function cmdDpo(p: Parsed): Promise<number> {
   const dir = str(v, 'model');
   if (!out || !dir) throw new UsageError('dpo needs --model DIR (the SFT model, also the reference) and --out DIR');
   checkOutput(out, 'folder', { option: 'out', inputs: [{ option: 'model', path: dir }] });
+  lockRun(out, commandLine());
   const ref = loadModel(dir);
   const tok = loadTokenizer(v, dir);
   const data = str(v, 'data') ?? 'sotu';

@@ -7,6 +7,7 @@
  *                   speech, ids like `1790_george_washington_n`
  *   a folder        every `*.txt` file in it (not recursive), one document per file, sorted by name
  *   a `.jsonl` file one document per line: a JSON object with a string field `text` (and an optional `id`)
+ *   a `.txt` file   one document: the whole file
  *
  * The split (`splitCorpus`): documents sorted by id, shuffled by Fisher–Yates with the seeded generator
  * (lib/rng.ts, seed 0 by default), then the first ⌈5%⌉ are validation, the next ⌈5%⌉ test, the rest train.
@@ -51,14 +52,16 @@ export function sotuFolder(): string {
 /** Read a corpus named by `spec` (see the file comment). */
 export function loadCorpus(spec: string): Doc[] {
   if (spec === 'sotu') return readTxtFolder(sotuFolder());
-  if (!existsSync(spec)) throw new ArgumentError('--data', `'sotu', a folder of .txt files or a .jsonl file`, spec);
+  if (!existsSync(spec))
+    throw new ArgumentError('--data', `'sotu', a folder of .txt files, a .txt file or a .jsonl file`, spec);
   if (statSync(spec).isDirectory()) {
     const docs = readTxtFolder(spec);
     if (docs.length === 0) throw new CorpusError(spec, 'no .txt files in this folder');
     return docs;
   }
   if (spec.endsWith('.jsonl')) return readJsonl(spec);
-  throw new ArgumentError('--data', `'sotu', a folder of .txt files or a .jsonl file`, spec);
+  if (spec.endsWith('.txt')) return [{ id: basename(spec, '.txt'), text: utf8(spec) }];
+  throw new ArgumentError('--data', `'sotu', a folder of .txt files, a .txt file or a .jsonl file`, spec);
 }
 
 function readTxtFolder(dir: string): Doc[] {
@@ -119,6 +122,18 @@ export function splitCorpus(docs: Doc[], seed = 0, heldOut = 0.05): Split {
 
 /** The split a command asked for. A corpus too small to hold out documents uses its training text for all three. */
 export function corpusPart(spec: string, part: keyof Split, seed = 0): Doc[] {
+  return corpusPartLabelled(spec, part, seed).docs;
+}
+
+/**
+ * `corpusPart` with the honest name of what it returned: `part` itself, or 'all' where the corpus is too small
+ * to hold out documents (fewer than 3) and the whole corpus stands in for the split.
+ */
+export function corpusPartLabelled(
+  spec: string,
+  part: keyof Split,
+  seed = 0,
+): { docs: Doc[]; label: keyof Split | 'all' } {
   const s = splitCorpus(loadCorpus(spec), seed);
-  return s[part].length > 0 ? s[part] : s.train;
+  return s[part].length > 0 ? { docs: s[part], label: part } : { docs: s.train, label: 'all' };
 }

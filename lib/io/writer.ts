@@ -18,7 +18,7 @@
  *   writeFile(target, data): the same for one file (stage a temporary file, fsync, one rename).
  *
  * `loadModel` calls `recoverInterruptedSwap` too, so a folder killed mid-swap loads (as its old version).
- * Every failure of the file system is an IoError naming the path and the system call (CLI exit 3).
+ * Every failure of the file system is an IoError naming the path and the system call (CLI exit 6).
  * `inputs` lists the paths a command reads: writing over (or into) one is refused before any work.
  */
 import * as realFs from 'node:fs';
@@ -114,7 +114,7 @@ function wrap<T>(path: string, syscall: string, f: () => T): T {
 }
 
 /** A lock is live while its pid runs — or, unreadable or empty, while it is under 10 s old (being created). */
-function lockIsLive(lock: string): { live: boolean; pid: number } {
+export function lockIsLive(lock: string): { live: boolean; pid: number } {
   let text = '';
   let age = Infinity;
   try {

@@ -6,9 +6,17 @@
  *   OUT.checkpoint/   the Trainer's checkpoint (float64 weights, Adam moments, data order, generator
  *                     state) plus history.json, written every `saveEvery` steps through the one writer;
  *                     a job started again with the same OUT resumes from it, bit for bit, and it is
- *                     removed once OUT is complete
+ *                     removed once OUT is complete. It carries a run record (run.json, lib/train/run_record.ts):
+ *                     a checkpoint of another run (command, options, start model, teacher, data, tokenizer) or
+ *                     with an inconsistent step is refused (exit 2) naming both runs; a partial one is set
+ *                     aside as OUT.checkpoint.partial-<time> and the job starts afresh
  *   OUT/              the trained model (config, weights in `dtype`, tokenizer.json), training.json (the
  *                     command, seed, options, every logged step and validation), loss.svg
+ *
+ * Divergence guard: a step whose loss or gradient is not finite (NonFiniteGradientError), or whose training loss
+ * or validation NLL exceeds EXPLODE × max(the run's first value, ln V) — far above a uniform guess over the V
+ * tokens and above where the run began — stops the job with DivergedError (the CLI's exit 3) before anything of
+ * that step is saved: OUT is not written and OUT.checkpoint keeps the last good step.
  *
  * Perplexity (`evaluate`): the token stream cut into windows of seqLen tokens, each token after the first of
  * a window predicted from the ones before it: ppl = exp(Σ nll / n). Bits per byte divide the same Σ nll
@@ -17,7 +25,7 @@
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { readJsonObject } from '../io/json.js';
-import { writeFolder, type WriteData } from '../io/writer.js';
+import { recoverInterruptedSwap, writeFolder, type WriteData } from '../io/writer.js';
 import type { WriteDType } from '../io/safetensors.js';
 import type { HybridModel } from '../model/hybrid.js';
 import { modelFiles } from '../model/convert.js';
@@ -26,7 +34,26 @@ import { SimdGemm } from '../simd/gemm.js';
 import type { BpeTokenizer } from '../text/bpe.js';
 import { FLOAT64_ENGINE, simdEngine, trainForward, type MatmulEngine } from './model.js';
 import { logSoftmax } from '../ref/layers.js';
-import { Trainer, type StepInfo, type TrainerOptions } from './trainer.js';
+import { NonFiniteGradientError, Trainer, type StepInfo, type TrainerOptions } from './trainer.js';
+import { MilError } from '../errors.js';
+import { RUN_FILE, checkResume, inspectCheckpoint, runIdentity, runRecord, setAside } from './run_record.js';
+
+/** How far above max(first value, ln V) a training loss or validation NLL may go before the run is called diverged. */
+export const EXPLODE = 3;
+
+/** The run diverged: `what` went non-finite or exploded at `step`; `kept` says what is left on disk. */
+export class DivergedError extends MilError {
+  constructor(
+    readonly step: number,
+    readonly what: string,
+    readonly kept: string,
+  ) {
+    super(
+      'E_DIVERGED',
+      `training diverged at step ${step}: ${what}; nothing written to the output; ${kept} (lower --lr and start again)`,
+    );
+  }
+}
 
 export interface EvalResult {
   /** mean negative log-likelihood per predicted token, nats */
@@ -79,6 +106,10 @@ export function evaluate(
 
 export interface JobOptions {
   out: string;
+  /** what the run is, for its run record: 'train', 'distill stage 2', 'sft' … (default 'job') */
+  command?: string;
+  /** where notes go that must be seen even with --quiet (a checkpoint set aside); default stderr */
+  note?: (line: string) => void;
   /** the model to start from and its trainer options (ignored when a checkpoint is resumed) */
   model: HybridModel;
   trainer: TrainerOptions;
@@ -118,11 +149,22 @@ export async function runJob(o: JobOptions): Promise<JobResult> {
   let trainer: Trainer;
   let history: HistoryRow[] = [];
   let resumedFrom: number | undefined;
-  if (existsSync(join(ckpt, 'trainer.json'))) {
-    trainer = Trainer.resume(ckpt, o.tokens, o.teacher);
-    history = (readJsonObject(join(ckpt, 'history.json')).rows as HistoryRow[]) ?? [];
+  const command = o.command ?? 'job';
+  const id = runIdentity({ ...o, command, invocation: String(o.record.command ?? command) });
+  recoverInterruptedSwap(ckpt); // a checkpoint killed mid-swap is its previous version again
+  const found = inspectCheckpoint(ckpt);
+  if (found.kind === 'partial') setAside(ckpt, found.why, o.note ?? ((l) => console.error(l)));
+  if (found.kind === 'whole') {
+    const rec = checkResume(ckpt, found, id, o.trainer.totalSteps);
+    trainer = Trainer.resume(ckpt, o.tokens, o.teacher, {
+      totalSteps: o.trainer.totalSteps,
+      warmupSteps: o.trainer.warmupSteps,
+    });
+    history = found.history as HistoryRow[];
     resumedFrom = trainer.step;
-    o.log(`resuming from ${ckpt} at step ${trainer.step}`);
+    o.log(
+      `resuming from ${ckpt} at step ${trainer.step}${rec.totalSteps !== o.trainer.totalSteps ? ` (a run of ${rec.totalSteps} steps, now going on to ${o.trainer.totalSteps})` : ''}`,
+    );
   } else trainer = Trainer.create(o.model, o.tokens, o.trainer, o.teacher);
   const opts = trainer.o;
   const engine = engineFor(opts.engine);
@@ -140,9 +182,28 @@ export async function runJob(o: JobOptions): Promise<JobResult> {
     writeFolder(ckpt, (stage) => {
       for (const [rel, data] of trainer.checkpointFiles()) stage.writeFile(rel, data);
       stage.writeFile('history.json', JSON.stringify({ rows: history }) + '\n');
+      stage.writeFile(RUN_FILE, JSON.stringify(runRecord(id, trainer.step, opts.totalSteps), null, 1) + '\n');
     });
+  const lnV = Math.log(trainer.model.llama.vocabSize);
+  const kept = () =>
+    existsSync(join(ckpt, 'trainer.json'))
+      ? `the last good checkpoint ${ckpt} (step ${readJsonObject(join(ckpt, 'trainer.json')).step as number}) is kept`
+      : 'no checkpoint had been saved yet';
+  // `first`: the run's first value (undefined on its first step, which only the finiteness check can stop)
+  const guard = (step: number, what: string, x: number, first: number | undefined) => {
+    const limit = EXPLODE * Math.max(first ?? x, lnV);
+    if (!Number.isFinite(x) || x > limit)
+      throw new DivergedError(step, `${what} ${x} (limit ${limit.toFixed(2)} nats)`, kept());
+  };
   while (trainer.step < opts.totalSteps) {
-    const info = await trainer.trainStep();
+    let info: StepInfo;
+    try {
+      info = await trainer.trainStep();
+    } catch (e) {
+      if (e instanceof NonFiniteGradientError) throw new DivergedError(e.step, e.message, kept());
+      throw e;
+    }
+    guard(trainer.step, 'the training loss', info.loss, history[0]?.loss);
     const seconds = before + (performance.now() - t0) / 1000;
     const row: HistoryRow = { ...info, seconds };
     const last = trainer.step === opts.totalSteps;
@@ -150,6 +211,7 @@ export async function runJob(o: JobOptions): Promise<JobResult> {
       const v = val();
       row.valPpl = v.ppl;
       row.valNll = v.nll;
+      guard(trainer.step, 'the validation NLL', v.nll, history.find((r) => r.valNll !== undefined)?.valNll);
     }
     history.push(row);
     const done = trainer.step - startStep;

@@ -233,8 +233,16 @@ export class Trainer {
     });
   }
 
-  /** Resume from a checkpoint folder made by `save` with the same token stream (and teacher). */
-  static resume(dir: string, tokens: readonly number[], teacher?: HybridModel): Trainer {
+  /**
+   * Resume from a checkpoint folder made by `save` with the same token stream (and teacher). `schedule`: a new
+   * total (and warmup) for the cosine schedule from the next step on — a run extended or shortened on resume.
+   */
+  static resume(
+    dir: string,
+    tokens: readonly number[],
+    teacher?: HybridModel,
+    schedule?: { totalSteps: number; warmupSteps: number },
+  ): Trainer {
     const tp = join(dir, 'trainer.json');
     if (!existsSync(tp)) throw new CheckpointError(dir, 'no trainer.json: not a training checkpoint');
     const st = readJsonObject(tp, (p) => new CheckpointError(tp, p)) as {
@@ -254,6 +262,7 @@ export class Trainer {
       );
     if (!st.options || !st.position || !st.rng || !Number.isInteger(st.step))
       throw new CheckpointError(tp, 'options, position, rng or step missing');
+    if (schedule) st.options = { ...st.options, ...schedule };
     const model = loadModel(dir);
     checkOptions(st.options, tokens.length, model, teacher);
     const opt = newAdamState();

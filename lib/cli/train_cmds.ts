@@ -10,13 +10,15 @@
   mil eval --model DIR --data sotu [--split test] [--json]           perplexity and bits per byte
  *
  * Every job shows progress, resumes from OUT.checkpoint when started again, and writes OUT/training.json
- * (the command that made it, its seed, every step) and OUT/loss.svg (lib/train/job.ts).
+ * (the command that made it, its seed, every step) and OUT/loss.svg (lib/train/job.ts). Every path is
+ * checked before any work (lib/io/paths.ts): OUT, OUT.checkpoint and OUT.stageN apart from every input, and
+ * an existing folder there replaced only if it is the same command's earlier output, or with --force.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFile } from '../io/writer.js';
 import type { WriteDType } from '../io/safetensors.js';
-import { checkOutput } from '../io/writer.js';
+import { checkPaths, jobOutputs, optionPaths } from '../io/paths.js';
 import { corpusPart, type Doc } from '../data/corpus.js';
 import { BpeTokenizer, trainBpe } from '../text/bpe.js';
 import { randomLlama } from '../model/random.js';
@@ -90,6 +92,7 @@ const common: Record<string, OptSpec> = {
   threads: { kind: 'int', min: 1, max: 64 },
   dtype: { kind: 'enum', choices: ['F16', 'BF16', 'F32'] },
   quiet: { kind: 'switch' },
+  force: { kind: 'switch', help: 'replace an existing --out folder that is not an earlier output of this command' },
 };
 
 export const TRAIN_COMMANDS = {
@@ -168,7 +171,7 @@ export const TRAIN_USAGE = `  mil tokenizer train --data sotu|DIR|FILE.jsonl --v
   mil train --config ${Object.keys(PRESETS).join('|')} --data sotu --out DIR [--tokens N | --steps N]
             [--teacher DIR --kl-weight W --ce-weight W]   (a from-scratch student of a teacher's logits)
             [--batch B --len L --lr X --seed S --tokenizer FILE --engine simd|float64 --threads T
-             --eval-every N --eval-tokens N --save-every N --dtype F16|BF16|F32]
+             --eval-every N --eval-tokens N --save-every N --dtype F16|BF16|F32 --force]
   mil distill --teacher DIR --attention F --variant mamba1|mamba2 --tokens N --out DIR
               [--init attention|random] [--stepwise 0.5,0.25,…] [--drop-instead] [--kl-weight W --ce-weight W]
               [--data sotu --batch B --len L --lr X --seed S …as train]
@@ -180,11 +183,16 @@ type V = Parsed['values'];
 const str = (v: V, k: string) => v[k] as string | undefined;
 const num = (v: V, k: string) => v[k] as number | undefined;
 
-/** The tokenizer a command uses: --tokenizer, else the model folder's, else the shipped one. */
+/**
+ * The tokenizer a command uses: --tokenizer, else the model folder's, else the shipped one — never silently:
+ * a model folder without tokenizer.json gets a note naming the fallback (the one `mil generate` takes too).
+ */
 export function loadTokenizer(v: V, modelDir?: string): BpeTokenizer {
   const path =
     str(v, 'tokenizer') ??
     (modelDir && existsSync(join(modelDir, 'tokenizer.json')) ? join(modelDir, 'tokenizer.json') : SHIPPED_TOKENIZER);
+  if (modelDir && path === SHIPPED_TOKENIZER)
+    console.error(`note: ${modelDir} has no tokenizer.json: using ${SHIPPED_TOKENIZER}, as mil generate does`);
   if (!existsSync(path))
     throw new UsageError(`no tokenizer at ${path}: give --tokenizer FILE (make one with mil tokenizer train)`);
   return BpeTokenizer.load(path);
@@ -208,7 +216,11 @@ export async function cmdTokenizerTrain(p: Parsed): Promise<number> {
   const v = p.values;
   const out = str(v, 'out');
   if (!out) throw new UsageError('tokenizer train needs --out FILE');
-  checkOutput(out, 'file', { option: 'out' });
+  checkPaths({
+    command: 'tokenizer train',
+    inputs: optionPaths(v, ['data']),
+    outputs: [{ option: 'out', path: out, kind: 'file' }],
+  });
   const docs = corpusPart(str(v, 'data') ?? 'sotu', 'train', num(v, 'seed') ?? 0);
   const t0 = performance.now();
   const tok = trainBpe(
@@ -303,9 +315,11 @@ export async function cmdTrain(p: Parsed): Promise<number> {
   if (!out) throw new UsageError('train needs --out DIR');
   const preset = PRESETS[(str(v, 'config') ?? 'teacher-small') as keyof typeof PRESETS];
   const teacherDir = str(v, 'teacher');
-  checkOutput(out, 'folder', {
-    option: 'out',
-    inputs: teacherDir !== undefined ? [{ option: 'teacher', path: teacherDir }] : [],
+  checkPaths({
+    command: 'train',
+    inputs: optionPaths(v, ['teacher', 'data', 'tokenizer']),
+    outputs: jobOutputs(out),
+    force: v.force === true,
   });
   const tok = loadTokenizer(v);
   const data = str(v, 'data') ?? 'sotu';
@@ -385,7 +399,15 @@ export async function cmdDistill(p: Parsed): Promise<number> {
   for (let i = 1; i < fractions.length; i++)
     if (!(fractions[i]! < fractions[i - 1]!))
       throw new UsageError(`--stepwise: fractions must decrease, got ${fractions.join(',')}`);
-  checkOutput(out, 'folder', { option: 'out', inputs: [{ option: 'teacher', path: teacherDir }] });
+  checkPaths({
+    command: 'distill',
+    inputs: optionPaths(v, ['teacher', 'data', 'tokenizer']),
+    outputs: [
+      ...fractions.slice(0, -1).flatMap((_, k) => jobOutputs(`${out}.stage${k + 1}`, 'out', `its stage ${k + 1}`)),
+      ...jobOutputs(out),
+    ],
+    force: v.force === true,
+  });
   const teacher = loadModel(teacherDir);
   if (teacher.mamba) throw new UsageError(`--teacher ${teacherDir} is a hybrid; distill needs a plain Llama teacher`);
   const tok = loadTokenizer(v, teacherDir);
@@ -514,7 +536,12 @@ export async function cmdSft(p: Parsed): Promise<number> {
   const out = str(v, 'out');
   const dir = str(v, 'model');
   if (!out || !dir) throw new UsageError('sft needs --model DIR and --out DIR');
-  checkOutput(out, 'folder', { option: 'out', inputs: [{ option: 'model', path: dir }] });
+  checkPaths({
+    command: 'sft',
+    inputs: optionPaths(v, ['model', 'data', 'tokenizer']),
+    outputs: jobOutputs(out),
+    force: v.force === true,
+  });
   const m = loadModel(dir);
   const tok = loadTokenizer(v, dir);
   const data = str(v, 'data') ?? 'sotu';
@@ -553,7 +580,12 @@ export async function cmdDpo(p: Parsed): Promise<number> {
   const out = str(v, 'out');
   const dir = str(v, 'model');
   if (!out || !dir) throw new UsageError('dpo needs --model DIR (the SFT model, also the reference) and --out DIR');
-  checkOutput(out, 'folder', { option: 'out', inputs: [{ option: 'model', path: dir }] });
+  checkPaths({
+    command: 'dpo',
+    inputs: optionPaths(v, ['model', 'data', 'tokenizer']),
+    outputs: [{ option: 'out', path: out }],
+    force: v.force === true,
+  });
   const ref = loadModel(dir);
   const tok = loadTokenizer(v, dir);
   const data = str(v, 'data') ?? 'sotu';

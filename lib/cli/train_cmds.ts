@@ -31,6 +31,7 @@ import type { HybridModel } from '../model/hybrid.js';
 import { SimdGemm } from '../simd/gemm.js';
 import { engineFor, evaluate, runJob } from '../train/job.js';
 import type { TrainerOptions } from '../train/trainer.js';
+import { checkStepMemory } from '../train/memory.js';
 import { UsageError, type OptSpec, type Parsed } from './args.js';
 
 export const ROOT = join(import.meta.dirname, '..', '..');
@@ -75,6 +76,8 @@ export const PRESETS = {
 } as const;
 
 const seedOpt: OptSpec = { kind: 'int', min: 0, max: Number.MAX_SAFE_INTEGER };
+/** The most optimizer steps a run may take: --steps, and the steps --tokens works out to. */
+export const MAX_STEPS = 10_000_000;
 const common: Record<string, OptSpec> = {
   data: { kind: 'string', help: "'sotu', a folder of .txt files or a .jsonl file" },
   out: { kind: 'string' },
@@ -83,7 +86,7 @@ const common: Record<string, OptSpec> = {
   batch: { kind: 'int', min: 1, max: 4096 },
   len: { kind: 'int', min: 2, max: 65536 },
   lr: { kind: 'number', min: 1e-12, max: 10 },
-  steps: { kind: 'int', min: 1, max: 10_000_000 },
+  steps: { kind: 'int', min: 1, max: MAX_STEPS },
   tokens: { kind: 'int', min: 1, max: 1e12 },
   'eval-every': { kind: 'int', min: 1, max: 10_000_000 },
   'eval-tokens': { kind: 'int', min: 2, max: 1e12 },
@@ -249,6 +252,10 @@ function trainerOptions(
   const totalSteps =
     num(v, 'steps') ??
     (v.tokens !== undefined ? Math.max(1, Math.round(num(v, 'tokens')! / (batch * seqLen))) : d.steps);
+  if (totalSteps > MAX_STEPS)
+    throw new UsageError(
+      `--tokens ${num(v, 'tokens')}: ${totalSteps} steps of --batch ${batch} × --len ${seqLen}, more than the ${MAX_STEPS} steps --steps allows`,
+    );
   // the paper's stage-1 recipe (PAPER.md §3) where only the Mamba layers train; a model trained whole (from
   // scratch, with or without a teacher's logits, or SFT) gets the usual language-model one
   const stage1 = train === 'mamba';
@@ -342,8 +349,6 @@ export async function cmdTrain(p: Parsed): Promise<number> {
   if (teacher && o.seqLen > teacher.llama.maxPositionEmbeddings)
     throw new UsageError(`--len ${o.seqLen}: the teacher's context is ${teacher.llama.maxPositionEmbeddings}`);
   await prepare(v);
-  const tokens = tokenStream(corpusPart(data, 'train'), tok);
-  const valTokens = tokenStream(corpusPart(data, 'validation'), tok);
   const model = randomLlama(
     {
       vocab: tok.vocabSize,
@@ -357,6 +362,9 @@ export async function cmdTrain(p: Parsed): Promise<number> {
     },
     seed,
   );
+  checkStepMemory(teacher ? [model, teacher] : [model], { ...o, teacherLogits: teacher !== undefined });
+  const tokens = tokenStream(corpusPart(data, 'train'), tok);
+  const valTokens = tokenStream(corpusPart(data, 'validation'), tok);
   log(v)(
     `training ${str(v, 'config') ?? 'teacher-small'} (${paramCount(model)} parameters) on ${tokens.length} ${data} tokens: ${o.totalSteps} steps of ${o.batch}×${o.seqLen}`,
   );
@@ -438,6 +446,7 @@ export async function cmdDistill(p: Parsed): Promise<number> {
       drop ? 'lm' : 'distill',
       drop ? 'all' : 'mamba',
     );
+    checkStepMemory(drop ? [start] : [start, teacher], { ...o, teacherLogits: !drop });
     log(v)(
       `stage ${k + 1}/${fractions.length}: ${drop ? `drop ${teacher.llama.numLayers - layers.length} layers` : `${variant}, attention in layers [${layers.join(', ')}], ${init} init`}; ${o.totalSteps} steps of ${o.batch}×${o.seqLen}`,
     );
@@ -553,6 +562,7 @@ export async function cmdSft(p: Parsed): Promise<number> {
     'lm',
     'all',
   );
+  checkStepMemory([m], o);
   const tokens = tokenStream(corpusPart(data, 'train'), tok);
   const valTokens = tokenStream(corpusPart(data, 'validation'), tok);
   log(v)(
@@ -599,6 +609,13 @@ export async function cmdDpo(p: Parsed): Promise<number> {
     throw new UsageError(
       `--prompt-len + --cont-len (${P + C}) exceeds the model's context ${ref.llama.maxPositionEmbeddings}`,
     );
+  // a step scores each pair's chosen and rejected continuation under the policy and the frozen reference
+  checkStepMemory([ref, ref], {
+    batch: 2 * batch,
+    seqLen: P + C,
+    engine: (str(v, 'engine') ?? 'simd') as 'simd',
+    batchOption: '2 × --batch',
+  });
   await prepare(v);
   const engine = engineFor((str(v, 'engine') ?? 'simd') as 'simd');
   const train = preferencePairs(tokenStream(corpusPart(data, 'train'), tok), nPairs, P, C, seed);

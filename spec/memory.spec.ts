@@ -12,7 +12,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { EXIT, main } from '../lib/cli/main.js';
+import { EXIT } from '../lib/cli/main.js';
 import { MAX_STEPS } from '../lib/cli/train_cmds.js';
 import { convert, saveModel } from '../lib/model/convert.js';
 import { randomLlama } from '../lib/model/random.js';
@@ -23,20 +23,9 @@ import { checkStepMemory, stepMemory } from '../lib/train/memory.js';
 import { lossAndGrads, simdEngine, trainForward } from '../lib/train/model.js';
 import { ArgumentError } from '../lib/errors.js';
 import { tmpFolder } from './tmp.js';
+import { runMil } from './cli.js';
 
 afterEach(() => vi.restoreAllMocks());
-
-async function mil(args: string[]): Promise<{ code: number; err: string }> {
-  let err = '';
-  vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => void (err += a.join(' ') + '\n'));
-  vi.spyOn(console, 'log').mockImplementation(() => {});
-  vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
-  try {
-    return { code: await main(args), err };
-  } finally {
-    vi.restoreAllMocks();
-  }
-}
 
 const llama = (vocab: number, hidden = 32, layers = 2) =>
   randomLlama(
@@ -114,13 +103,13 @@ describe('defect 4: memory needed, from the options', () => {
       ['dpo', ['dpo', '--model', tdir, '--batch', '4096', '--prompt-len', '128', '--cont-len', '128']],
     ];
     for (const [name, args] of runs) {
-      const r = await mil([...args, '--data', data, '--steps', '1', '--out', join(parent, `out-${name}`)]);
+      const r = await runMil([...args, '--data', data, '--steps', '1', '--out', join(parent, `out-${name}`)]);
       expect(r.code, `${name}: ${r.err}`).toBe(EXIT.usage);
       expect(r.err, name).toMatch(/--batch × --len': expected a step that fits the wasm-simd memory limit/);
       expect(r.err, name).toMatch(/needing [\d.]+ GiB of wasm-simd memory/);
       expect(r.err, name).not.toMatch(/RangeError|internal error/);
     }
-    const r = await mil([
+    const r = await runMil([
       'train',
       '--config',
       'tiny',

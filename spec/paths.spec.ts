@@ -6,44 +6,18 @@
  *
  * Commands run in this process (lib/cli/main.ts) on tiny models; ~2 s on 2 cores.
  */
-import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { EXIT, main } from '../lib/cli/main.js';
+import { EXIT } from '../lib/cli/main.js';
 import { OUTPUT_MARKER, checkPaths, OutputExistsError } from '../lib/io/paths.js';
 import { saveModel } from '../lib/model/convert.js';
 import { randomLlama } from '../lib/model/random.js';
 import { ArgumentError } from '../lib/errors.js';
 import { tmpFolder } from './tmp.js';
+import { runMil, snapshot } from './cli.js';
 
 afterEach(() => vi.restoreAllMocks());
-
-/** Run `mil ARGS` in this process: its exit status and what it printed on stderr. */
-async function mil(args: string[]): Promise<{ code: number; err: string }> {
-  let err = '';
-  vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => void (err += a.join(' ') + '\n'));
-  vi.spyOn(console, 'log').mockImplementation(() => {});
-  vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
-  try {
-    return { code: await main(args), err };
-  } finally {
-    vi.restoreAllMocks();
-  }
-}
-
-function snapshot(dir: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (d: string) => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      const p = join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else out[relative(dir, p)] = createHash('sha256').update(readFileSync(p)).digest('hex');
-    }
-  };
-  walk(dir);
-  return out;
-}
 
 /** A tiny Llama with the shipped tokenizer's 2048 tokens (what train/distill/sft accept with it). */
 const tiny = () =>
@@ -72,7 +46,7 @@ describe('defect 3: derived output names against the inputs', () => {
       const tdir = join(parent, teacherName);
       saveModel(tdir, tiny());
       const before = snapshot(tdir);
-      const r = await mil([
+      const r = await runMil([
         'distill',
         '--teacher',
         tdir,
@@ -97,19 +71,19 @@ describe('defect 3: derived output names against the inputs', () => {
     const mdir = join(parent, 'run.checkpoint');
     saveModel(mdir, tiny());
     const before = snapshot(mdir);
-    let r = await mil(['sft', '--model', mdir, '--out', join(parent, 'run'), '--data', data, ...TRAIN]);
+    let r = await runMil(['sft', '--model', mdir, '--out', join(parent, 'run'), '--data', data, ...TRAIN]);
     expect(r.code, r.err).toBe(EXIT.usage);
     expect(r.err).toMatch(/expected a path apart from --model .*its checkpoint/s);
     expect(snapshot(mdir)).toEqual(before);
     const text = readFileSync(data);
-    r = await mil(['tokenizer', 'train', '--data', data, '--vocab', '300', '--out', data]);
+    r = await runMil(['tokenizer', 'train', '--data', data, '--vocab', '300', '--out', data]);
     expect(r.code, r.err).toBe(EXIT.usage);
     expect(r.err).toMatch(/expected a path apart from --data/);
     expect(readFileSync(data).equals(text)).toBe(true);
     const folderData = join(parent, 'texts');
     mkdirSync(folderData);
     writeFileSync(join(folderData, 'a.txt'), 'some text');
-    r = await mil(['sft', '--model', mdir, '--out', folderData, '--data', folderData, ...TRAIN]);
+    r = await runMil(['sft', '--model', mdir, '--out', folderData, '--data', folderData, ...TRAIN]);
     expect(r.code, r.err).toBe(EXIT.usage);
     expect(r.err).toMatch(/expected a path apart from --data/);
     expect(readdirSync(folderData)).toEqual(['a.txt']);
@@ -124,27 +98,27 @@ describe('defect 3: --out over an existing folder', () => {
     const other = join(parent, 'other-model');
     saveModel(other, randomLlama({ vocab: 64, hidden: 16, intermediate: 32, layers: 2, heads: 2, kvHeads: 1 }, 9));
     const before = snapshot(other);
-    let r = await mil(['convert', '--teacher', tdir, '--out', other]);
+    let r = await runMil(['convert', '--teacher', tdir, '--out', other]);
     expect(r.code, r.err).toBe(EXIT.usage);
     expect(r.err).toMatch(/OutputExistsError: --out .*other-model: expected a new folder.*without \.mil-output\.json/);
     expect(r.err).toMatch(/--force/);
     expect(snapshot(other)).toEqual(before);
-    r = await mil(['convert', '--teacher', tdir, '--out', other, '--force']);
+    r = await runMil(['convert', '--teacher', tdir, '--out', other, '--force']);
     expect(r.code, r.err).toBe(EXIT.ok);
     expect(JSON.parse(readFileSync(join(other, OUTPUT_MARKER), 'utf8'))).toEqual({ writtenBy: 'mil convert' });
-    r = await mil(['convert', '--teacher', tdir, '--out', other, '--seed', '2']);
+    r = await runMil(['convert', '--teacher', tdir, '--out', other, '--seed', '2']);
     expect(r.code, r.err).toBe(EXIT.ok);
     // another command's output is not this one's: init over convert's folder is refused
     const cfg = join(parent, 'config.json');
     writeFileSync(cfg, readFileSync(join(tdir, 'config.json')));
-    r = await mil(['init', '--config', cfg, '--out', other]);
+    r = await runMil(['init', '--config', cfg, '--out', other]);
     expect(r.code, r.err).toBe(EXIT.usage);
     expect(r.err).toMatch(/written by mil convert/);
     // an empty folder is free
     const empty = join(parent, 'empty');
     mkdirSync(empty);
-    expect((await mil(['init', '--config', cfg, '--out', empty])).code).toBe(EXIT.ok);
-    expect((await mil(['init', '--config', cfg, '--out', empty, '--seed', '4'])).code).toBe(EXIT.ok);
+    expect((await runMil(['init', '--config', cfg, '--out', empty])).code).toBe(EXIT.ok);
+    expect((await runMil(['init', '--config', cfg, '--out', empty, '--seed', '4'])).code).toBe(EXIT.ok);
   });
 
   it('train with an unrelated folder at OUT.checkpoint: exit 2 (it would be resumed from or deleted), the folder untouched', async () => {
@@ -153,7 +127,7 @@ describe('defect 3: --out over an existing folder', () => {
     const ck = join(parent, 'run.checkpoint');
     mkdirSync(ck);
     writeFileSync(join(ck, 'notes.txt'), 'the user keeps notes here');
-    const r = await mil(['train', '--config', 'tiny', '--data', data, '--out', join(parent, 'run'), ...TRAIN]);
+    const r = await runMil(['train', '--config', 'tiny', '--data', data, '--out', join(parent, 'run'), ...TRAIN]);
     expect(r.code, r.err).toBe(EXIT.usage);
     expect(r.err).toMatch(/OutputExistsError: --out .*run\.checkpoint/);
     expect(readdirSync(ck)).toEqual(['notes.txt']);

@@ -9,29 +9,16 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { EXIT, main } from '../lib/cli/main.js';
+import { EXIT } from '../lib/cli/main.js';
 import { SHIPPED_TOKENIZER } from '../lib/cli/train_cmds.js';
 import { saveModel } from '../lib/model/convert.js';
 import { randomLlama } from '../lib/model/random.js';
 import { loadTokenizer } from '../lib/model/tokenizer.js';
 import { trainBpe } from '../lib/text/bpe.js';
 import { tmpFolder } from './tmp.js';
+import { runMil } from './cli.js';
 
 afterEach(() => vi.restoreAllMocks());
-
-async function mil(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => void (err += a.join(' ') + '\n'));
-  vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void (out += a.join(' ') + '\n'));
-  vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
-  vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
-  try {
-    return { code: await main(args), out, err };
-  } finally {
-    vi.restoreAllMocks();
-  }
-}
 
 const PROMPT = 'the state of the union is strong';
 const llama = (vocab: number) =>
@@ -39,7 +26,7 @@ const llama = (vocab: number) =>
 
 /** The prompt's ids as `mil generate --json` encoded them. */
 async function promptIds(dir: string): Promise<{ ids: number[]; err: string }> {
-  const r = await mil(['generate', '--model', dir, '--prompt', PROMPT, '--max-new-tokens', '1', '--json']);
+  const r = await runMil(['generate', '--model', dir, '--prompt', PROMPT, '--max-new-tokens', '1', '--json']);
   expect(r.code, r.err).toBe(EXIT.ok);
   return { ids: (JSON.parse(r.out.trim().split('\n').at(-1)!) as { prompt: number[] }).prompt, err: r.err };
 }
@@ -61,7 +48,7 @@ describe("defect 8: a converted model reads text with its teacher's tokenizer", 
       ],
     });
     const out = join(parent, 'hybrid');
-    const r = await mil(['convert', '--teacher', tdir, '--out', out]);
+    const r = await runMil(['convert', '--teacher', tdir, '--out', out]);
     expect(r.code, r.err).toBe(EXIT.ok);
     for (const f of ['tokenizer.json', 'tokenizer_config.json'])
       expect(readFileSync(join(out, f)).equals(readFileSync(join(tdir, f))), f).toBe(true);
@@ -70,7 +57,18 @@ describe("defect 8: a converted model reads text with its teacher's tokenizer", 
     expect(g.err).not.toMatch(/no tokenizer\.json/);
     const data = join(parent, 'd.jsonl');
     writeFileSync(data, Array.from({ length: 4 }, () => JSON.stringify({ text: PROMPT })).join('\n') + '\n');
-    const e = await mil(['eval', '--model', out, '--data', data, '--split', 'train', '--engine', 'float64', '--json']);
+    const e = await runMil([
+      'eval',
+      '--model',
+      out,
+      '--data',
+      data,
+      '--split',
+      'train',
+      '--engine',
+      'float64',
+      '--json',
+    ]);
     expect(e.code, e.err).toBe(EXIT.ok); // the shipped 2048-token tokenizer would be refused here
     expect(e.err).not.toMatch(/no tokenizer\.json/);
   });
@@ -85,7 +83,18 @@ describe("defect 8: a converted model reads text with its teacher's tokenizer", 
     expect(g.err).toMatch(/note: .*bare has no tokenizer\.json: using .*tokenizer\.json/);
     const data = join(parent, 'd.jsonl');
     writeFileSync(data, JSON.stringify({ text: PROMPT }) + '\n');
-    const e = await mil(['eval', '--model', dir, '--data', data, '--split', 'train', '--engine', 'float64', '--json']);
+    const e = await runMil([
+      'eval',
+      '--model',
+      dir,
+      '--data',
+      data,
+      '--split',
+      'train',
+      '--engine',
+      'float64',
+      '--json',
+    ]);
     expect(e.code, e.err).toBe(EXIT.ok);
     expect(e.err).toMatch(/note: .*bare has no tokenizer\.json: using .*tokenizer\.json/);
     // a vocabulary the shipped tokenizer does not have: byte tokens, said so

@@ -31,6 +31,13 @@ async function promptIds(dir: string): Promise<{ ids: number[]; err: string }> {
   return { ids: (JSON.parse(r.out.trim().split('\n').at(-1)!) as { prompt: number[] }).prompt, err: r.err };
 }
 
+/** `mil eval` of `model` on a small corpus of the prompt (written into `parent`), float64. */
+function evalOn(parent: string, model: string) {
+  const data = join(parent, 'd.jsonl');
+  writeFileSync(data, Array.from({ length: 4 }, () => JSON.stringify({ text: PROMPT })).join('\n') + '\n');
+  return runMil(['eval', '--model', model, '--data', data, '--split', 'train', '--engine', 'float64', '--json']);
+}
+
 describe("defect 8: a converted model reads text with its teacher's tokenizer", () => {
   it('convert copies tokenizer.json and tokenizer_config.json; generate encodes with them, and eval accepts them', async () => {
     const parent = tmpFolder('tok');
@@ -55,20 +62,7 @@ describe("defect 8: a converted model reads text with its teacher's tokenizer", 
     const g = await promptIds(out);
     expect(g.ids).toEqual(tok.encode(PROMPT));
     expect(g.err).not.toMatch(/no tokenizer\.json/);
-    const data = join(parent, 'd.jsonl');
-    writeFileSync(data, Array.from({ length: 4 }, () => JSON.stringify({ text: PROMPT })).join('\n') + '\n');
-    const e = await runMil([
-      'eval',
-      '--model',
-      out,
-      '--data',
-      data,
-      '--split',
-      'train',
-      '--engine',
-      'float64',
-      '--json',
-    ]);
+    const e = await evalOn(parent, out);
     expect(e.code, e.err).toBe(EXIT.ok); // the shipped 2048-token tokenizer would be refused here
     expect(e.err).not.toMatch(/no tokenizer\.json/);
   });
@@ -81,20 +75,7 @@ describe("defect 8: a converted model reads text with its teacher's tokenizer", 
     const g = await promptIds(dir);
     expect(g.ids).toEqual(shipped.encode(PROMPT)); // not UTF-8 bytes
     expect(g.err).toMatch(/note: .*bare has no tokenizer\.json: using .*tokenizer\.json/);
-    const data = join(parent, 'd.jsonl');
-    writeFileSync(data, JSON.stringify({ text: PROMPT }) + '\n');
-    const e = await runMil([
-      'eval',
-      '--model',
-      dir,
-      '--data',
-      data,
-      '--split',
-      'train',
-      '--engine',
-      'float64',
-      '--json',
-    ]);
+    const e = await evalOn(parent, dir);
     expect(e.code, e.err).toBe(EXIT.ok);
     expect(e.err).toMatch(/note: .*bare has no tokenizer\.json: using .*tokenizer\.json/);
     // a vocabulary the shipped tokenizer does not have: byte tokens, said so

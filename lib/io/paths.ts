@@ -164,9 +164,9 @@ export function checkPaths(plan: PathPlan): void {
     }
     checkOutput(o.path, kind, { option: o.option });
   }
-  if (plan.mark !== false)
-    markOutputs(
-      plan.outputs.filter((o) => (o.kind ?? 'folder') === 'folder').map((o) => o.path),
-      plan.command,
-    );
+  // replaces what an earlier command of this process registered (none, with mark: false)
+  markOutputs(
+    plan.mark === false ? [] : plan.outputs.filter((o) => (o.kind ?? 'folder') === 'folder').map((o) => o.path),
+    plan.command,
+  );
 }

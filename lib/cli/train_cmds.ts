@@ -18,7 +18,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFile } from '../io/writer.js';
 import type { WriteDType } from '../io/safetensors.js';
-import { checkPaths, jobOutputs, optionPaths } from '../io/paths.js';
+import { checkPaths, jobOutputs, optionPaths, stageOf } from '../io/paths.js';
 import { corpusPart, type Doc } from '../data/corpus.js';
 import { BpeTokenizer, trainBpe } from '../text/bpe.js';
 import { randomLlama } from '../model/random.js';
@@ -411,7 +411,7 @@ export async function cmdDistill(p: Parsed): Promise<number> {
     command: 'distill',
     inputs: optionPaths(v, ['teacher', 'data', 'tokenizer']),
     outputs: [
-      ...fractions.slice(0, -1).flatMap((_, k) => jobOutputs(`${out}.stage${k + 1}`, 'out', `its stage ${k + 1}`)),
+      ...fractions.slice(0, -1).flatMap((_, k) => jobOutputs(stageOf(out, k + 1), 'out', `its stage ${k + 1}`)),
       ...jobOutputs(out),
     ],
     force: v.force === true,
@@ -438,7 +438,7 @@ export async function cmdDistill(p: Parsed): Promise<number> {
   let last = { ppl: NaN, bitsPerByte: NaN };
   for (const [k, f] of fractions.entries()) {
     const layers = attentionLayersFor(f, teacher.llama.numLayers);
-    const stageOut = k === fractions.length - 1 ? out : `${out}.stage${k + 1}`;
+    const stageOut = k === fractions.length - 1 ? out : stageOf(out, k + 1);
     const start = drop ? dropLayers(teacher, layers) : stageModel(teacher, student, layers, { variant, seed, init });
     const o = trainerOptions(
       perStage,

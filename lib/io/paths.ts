@@ -58,6 +58,11 @@ export function optionPaths(values: Record<string, unknown>, options: string[]):
   return out;
 }
 
+/** The checkpoint folder of a training job writing OUT (lib/train/job.ts): OUT.checkpoint. */
+export const checkpointOf = (out: string): string => `${out}.checkpoint`;
+/** The folder of stage k (1-based) of a stepwise distillation writing OUT, but for its last: OUT.stageK. */
+export const stageOf = (out: string, k: number): string => `${out}.stage${k}`;
+
 /**
  * What a training job (lib/train/job.ts, runJob) writes or deletes for --out OUT: OUT, and OUT.checkpoint
  * (saved while it trains, removed at the end).
@@ -65,7 +70,7 @@ export function optionPaths(values: Record<string, unknown>, options: string[]):
 export function jobOutputs(out: string, option = 'out', derived?: string): PathUse[] {
   return [
     { option, path: out, ...(derived ? { derived } : {}) },
-    { option, path: `${out}.checkpoint`, derived: `${derived ? `${derived}'s` : 'its'} checkpoint` },
+    { option, path: checkpointOf(out), derived: `${derived ? `${derived}'s` : 'its'} checkpoint` },
   ];
 }
 

@@ -133,6 +133,23 @@ describe('defect 3: --out over an existing folder', () => {
     expect(readdirSync(ck)).toEqual(['notes.txt']);
   });
 
+  it('golden emit adds cases to a golden folder (its own, unmarked) but refuses an unrelated non-empty folder', async () => {
+    const parent = tmpFolder('paths');
+    const g = join(parent, 'g');
+    const emit = (out: string, seed: string) =>
+      runMil(['golden', 'emit', '--op', 'causal_conv1d', '--dim', '4', '--len', '5', '--seed', seed, '--out', out]);
+    expect((await emit(g, '1')).code).toBe(EXIT.ok);
+    expect((await emit(g, '2')).code).toBe(EXIT.ok); // a second case into the same golden folder
+    expect(existsSync(join(g, OUTPUT_MARKER))).toBe(false);
+    const mine = join(parent, 'mine');
+    mkdirSync(mine);
+    writeFileSync(join(mine, 'thesis.tex'), 'months of work');
+    const r = await emit(mine, '1');
+    expect(r.code, r.err).toBe(EXIT.usage);
+    expect(r.err).toMatch(/OutputExistsError: --out .*mine: .*holding thesis\.tex/);
+    expect(readdirSync(mine)).toEqual(['thesis.tex']);
+  });
+
   it('checkPaths itself: equal, inside, containing, and a temporary-like name; an own or empty folder passes', () => {
     const parent = tmpFolder('paths');
     const inp = join(parent, 'in');

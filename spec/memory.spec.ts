@@ -55,7 +55,7 @@ describe('defect 4: memory needed, from the options', () => {
     const t = llama(512);
     const cases: Array<[string, HybridModel, number, number, HybridModel | undefined]> = [
       ['llama b2 l16', llama(512), 2, 16, undefined],
-      ['llama b4 l128', llama(2048), 4, 128, undefined],
+      ['llama b2 l96', llama(2048), 2, 96, undefined],
       ['mamba2 student b2 l64', convert(t, { variant: 'mamba2', attentionFraction: 0.5, seed: 1 }), 2, 64, t],
       ['mamba1 student b3 l32', convert(t, { variant: 'mamba1', attentionFraction: 0, seed: 1 }), 3, 32, t],
     ];

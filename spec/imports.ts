@@ -17,8 +17,8 @@ export function sourceFiles(): string[] {
     ['ls-files', '--cached', '--others', '--exclude-standard', '--', '*.ts', '*.mjs', '*.js'],
     { cwd: ROOT, encoding: 'utf8' },
   );
-  return out
-    .split('\n')
+  // a file with a merge conflict is listed once per stage: each name once
+  return [...new Set(out.split('\n'))]
     .filter((f) => f && !f.startsWith('asm/build/') && existsSync(join(ROOT, f)))
     .sort();
 }

@@ -204,7 +204,7 @@ describe('real shapes: a 2-layer Llama-3.2-1B-shaped bf16 checkpoint from mil in
   it('loads compactly and gives the logits of an independent float64 forward (reference backend: 1e-9 of the scale of the logits); wasm-simd refused before reading', async () => {
     const dir = join(tmpFolder('realsize'), 'l2');
     expect(await quiet(['init', '--config', CONFIG, '--out', dir, '--layers', '2', '--seed', '7'])).toBe(0);
-    expect(readdirSync(dir).sort()).toEqual(['config.json', 'model.safetensors']);
+    expect(readdirSync(dir).sort()).toEqual(['.mil-output.json', 'config.json', 'model.safetensors']); // the marker: lib/io/paths.ts
     const ids = [128000, 791, 8415, 128255]; // BOS, text, the last id
     const want = independentLogits(dir, ids);
     const m = loadModel(dir);

@@ -4,10 +4,9 @@
  * beside it. Checked on the two writes users care most about: a converted model folder (`saveModel`, the
  * output of `mil convert`) and a golden folder (`emitGolden`, which rewrites files inside an existing folder).
  */
-import { createHash } from 'node:crypto';
 import { spawn, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   IoError,
@@ -26,23 +25,10 @@ import { randomLlama } from '../lib/model/random.js';
 import { emitGolden } from '../lib/golden/emit.js';
 import { ArgumentError } from '../lib/errors.js';
 import { tmpFolder } from './tmp.js';
+import { snapshot } from './cli.js';
 import { Trainer } from '../lib/train/trainer.js';
 
 const MIL = join(import.meta.dirname, '..', 'bin', 'mil.js');
-
-/** Every regular file under `dir` with a hash of its bytes (the folder's exact content). */
-function snapshot(dir: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (d: string) => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      const p = join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else out[relative(dir, p)] = createHash('sha256').update(readFileSync(p)).digest('hex');
-    }
-  };
-  walk(dir);
-  return out;
-}
 
 /** Entries of `parent` other than `keep`: temporaries, backups and locks the writer must not leave. */
 const leftovers = (parent: string, keep: string[]) => readdirSync(parent).filter((e) => !keep.includes(e));

@@ -4,7 +4,7 @@
  * Exit status: 0 no case failed and at least one was checked, 1 a case failed, 2 bad usage, 5 nothing was
  * checked (the port answered 'unsupported' to every case: a port that supports nothing must not pass).
  */
-import { checkOutput } from '../io/writer.js';
+import { checkPaths } from '../io/paths.js';
 import { caseSize, conform, saveCase, stopPorts } from '../conform/harness.js';
 import { UsageError, type Parsed } from './args.js';
 import { EXIT } from './exit.js';
@@ -19,7 +19,8 @@ export async function cmdConform(p: Parsed): Promise<number> {
   if (!op || !port) throw new UsageError('conform needs --op OP and --port "CMD"');
   if (port.trim() === '') throw new UsageError('--port is empty');
   const save = v.save as string | undefined;
-  if (save) checkOutput(save, 'folder', { option: 'save' });
+  if (save)
+    checkPaths({ command: 'conform', inputs: [], outputs: [{ option: 'save', path: save }], force: v.force === true });
   const json = v.json === true;
   const o = {
     op,

@@ -11,7 +11,8 @@ import { ConfigError, parseLlamaConfig, parseMambaConfig, type MambaVariant } fr
 import { HF_MAX_SHARD_BYTES, checkpointFiles } from '../model/weights.js';
 import { TORCH_DTYPE, parseSize, randomCheckpoint, type WriteDType } from '../model/init.js';
 import { readJsonObject } from '../io/json.js';
-import { checkOutput, writeFolder } from '../io/writer.js';
+import { writeFolder } from '../io/writer.js';
+import { checkPaths, optionPaths } from '../io/paths.js';
 import { UsageError, type OptSpec, type Parsed } from './args.js';
 
 export const INIT_OPTIONS: Record<string, OptSpec> = {
@@ -23,10 +24,11 @@ export const INIT_OPTIONS: Record<string, OptSpec> = {
   layers: { kind: 'int', min: 1, max: 4096 },
   'mamba-config': { kind: 'string' },
   variant: { kind: 'enum', choices: ['mamba1', 'mamba2'] },
+  force: { kind: 'switch', help: 'replace an existing --out folder that mil init did not write' },
 };
 
 export const INIT_USAGE = `  mil init --config config.json --out DIR [--dtype bf16|f16|f32] [--seed S] [--max-shard-size 5GB] [--layers N]
-           [--mamba-config mamba_config.json [--variant mamba1|mamba2]]`;
+           [--mamba-config mamba_config.json [--variant mamba1|mamba2]] [--force]`;
 
 const DTYPES: Record<string, WriteDType> = { bf16: 'BF16', f16: 'F16', f32: 'F32' };
 
@@ -66,12 +68,11 @@ export async function cmdInit(p: Parsed): Promise<number> {
     if (mamba.dModel !== llama.hiddenSize)
       throw new ConfigError(mambaPath, `d_model ${mamba.dModel} differs from hidden_size ${llama.hiddenSize}`);
   }
-  checkOutput(out, 'folder', {
-    option: 'out',
-    inputs: [
-      { option: 'config', path: configPath },
-      ...(mambaPath ? [{ option: 'mamba-config', path: mambaPath }] : []),
-    ],
+  checkPaths({
+    command: 'init',
+    inputs: optionPaths(v, ['config', 'mamba-config']),
+    outputs: [{ option: 'out', path: out }],
+    force: v.force === true,
   });
   const weights = randomCheckpoint({ llama, mamba }, seed);
   const files = checkpointFiles(weights, { dtype, shardBytes, order: 'given' });

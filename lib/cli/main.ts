@@ -24,14 +24,15 @@ import { formatResult, verifyGolden, type VerifyReport } from '../golden/verify.
 import { EMIT_LIMITS, checkEmitShapes, emitGolden, emitModel } from '../golden/emit.js';
 import { GOLDEN_OPS, type ShapeOptions } from '../golden/ops.js';
 import { loadModel } from '../model/load.js';
-import { convert, droppedBiases, saveModel } from '../model/convert.js';
+import { convert, droppedBiases, saveModel, tokenizerFiles } from '../model/convert.js';
 import { checkLength, generate } from '../model/generate.js';
-import { modelTokenizer } from '../model/tokenizer.js';
+import { folderTokenizer } from '../model/tokenizer.js';
 import { demo } from './demo.js';
 import { ModelDrafter, speculativeGenerate } from '../decode/speculative.js';
 import { truncateLayers } from '../decode/drafts.js';
 import { checkOutput } from '../io/writer.js';
 import { releaseRunLocks } from '../io/run_lock.js';
+import { checkPaths, optionPaths } from '../io/paths.js';
 import { UsageError, parseCommand, suggest, type OptSpec, type Parsed } from './args.js';
 import { cmdConform } from './conform_cmd.js';
 import { EXIT, EXIT_HELP, exitCodeFor } from './exit.js';
@@ -40,6 +41,7 @@ import { TOKENIZE_OPTIONS, TOKENIZE_USAGE, cmdTokenize } from './tokenize_cmd.js
 import { CONFORM_OPS } from '../conform/cases.js';
 import {
   TRAIN_COMMANDS,
+  SHIPPED_TOKENIZER,
   TRAIN_USAGE,
   cmdDistill,
   cmdDpo,
@@ -81,6 +83,7 @@ const COMMANDS = {
       },
       variant: { kind: 'enum', choices: ['llama', 'mamba1', 'mamba2'] },
       train: { kind: 'switch' },
+      force: { kind: 'switch' },
       ...Object.fromEntries(
         Object.entries(EMIT_LIMITS).map(([k, [lo, hi]]) => [
           k,
@@ -99,6 +102,7 @@ const COMMANDS = {
       'attn-layers': { kind: 'ints', min: 0, max: 4095, allowEmpty: true },
       seed: seedOpt,
       semantics: { kind: 'enum', choices: ['upstream', 'clean'] },
+      force: { kind: 'switch' },
     } as Record<string, OptSpec>,
     positionals: [0, 0] as [number, number],
   },
@@ -137,6 +141,7 @@ const COMMANDS = {
       save: { kind: 'string' },
       json: { kind: 'switch' },
       'fail-fast': { kind: 'switch' },
+      force: { kind: 'switch' },
     } as Record<string, OptSpec>,
     positionals: [0, 0] as [number, number],
   },
@@ -148,11 +153,11 @@ const USAGE = `usage:
   mil golden verify DIR [--backend ${BACKENDS.join('|')}|all] [--allow-unsupported] [--json]
   mil golden emit --op ${Object.keys(GOLDEN_OPS).join('|')} --seed S --out DIR
                   [--batch B --dim D --len L --state N --groups G --heads H --headdim P
-                   --width W --chunk C --steps S --recompute R --name CASE]
+                   --width W --chunk C --steps S --recompute R --name CASE --force]
                   speculative: [--variant mamba1|mamba2 --vocab V --heads H -k K --len PROMPT --steps NEW]
   mil golden emit --op model --variant llama|mamba1|mamba2 --seed S --out DIR [--vocab V --dim D --heads H --groups KV --headdim P --len L] [--train]
   mil convert --teacher DIR (--attention F | --attn-layers 1,3) --variant mamba1|mamba2 --out DIR
-              [--seed S] [--semantics upstream|clean]
+              [--seed S] [--semantics upstream|clean] [--force]
   mil generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [--max-new-tokens N]
                [--temperature T [--top-k K] [--top-p P] [--seed S]] [--backend NAME] [--json]
                [--speculative --draft DIR [--draft-layers N] [-k K] [--scheme lazy|per-position]]
@@ -162,7 +167,7 @@ const USAGE = `usage:
 ${INIT_USAGE}
 ${TOKENIZE_USAGE}
 ${TRAIN_USAGE}
-  mil conform --op OP --port "CMD" [--runs N] [--seed S] [--tolerance T] [--timeout MS] [--save DIR] [--fail-fast] [--json]
+  mil conform --op OP --port "CMD" [--runs N] [--seed S] [--tolerance T] [--timeout MS] [--save DIR [--force]] [--fail-fast] [--json]
               OP: ${CONFORM_OPS.join('|')}   (protocol: docs/conform.md)
 ${EXIT_HELP}`;
 
@@ -252,14 +257,30 @@ async function cmdEmit(p: Parsed): Promise<number> {
   const name = str(v, 'name');
   if (op === 'model') {
     const dir = join(out, 'models', name ?? `${variant ?? 'mamba2'}_s${seed}`);
-    checkOutput(dir, 'folder', { option: 'out' });
+    const teacherDir =
+      v.train === true && variant !== 'llama'
+        ? [{ option: 'out', path: `${dir}-teacher`, derived: 'its teacher' }]
+        : [];
+    checkPaths({
+      command: 'golden emit',
+      inputs: [],
+      outputs: [{ option: 'out', path: dir }, ...teacherDir],
+      force: v.force === true,
+      mark: false,
+    });
     await emitModel(variant ?? 'mamba2', seed, shapes, out, name, { train: v.train === true });
     console.log(
       `wrote model case ${dir} (checkpoint, golden.safetensors, golden.json${v.train ? ', train.json, train.safetensors' : ''})${v.train && variant !== 'llama' ? ` and its teacher ${dir}-teacher` : ''}`,
     );
     return EXIT.ok;
   }
-  checkOutput(out, 'folder', { option: 'out' });
+  checkPaths({
+    command: 'golden emit',
+    inputs: [],
+    outputs: [{ option: 'out', path: out }],
+    force: v.force === true,
+    mark: false,
+  });
   const c = await emitGolden(op, seed, shapes, out, name);
   const list = (xs: string[]) =>
     xs.length > 12 ? `${xs.slice(0, 6).join(', ')}, … (${xs.length} in all)` : xs.join(', ');
@@ -278,7 +299,12 @@ async function cmdConvert(p: Parsed): Promise<number> {
   if (v.attention !== undefined && v['attn-layers'] !== undefined)
     throw new UsageError('convert: give --attention or --attn-layers, not both');
   const attnLayers = v['attn-layers'] as number[] | undefined;
-  checkOutput(out, 'folder', { option: 'out', inputs: [{ option: 'teacher', path: teacher }] });
+  checkPaths({
+    command: 'convert',
+    inputs: optionPaths(v, ['teacher']),
+    outputs: [{ option: 'out', path: out }],
+    force: v.force === true,
+  });
   const t0 = performance.now();
   console.error(`loading teacher ${teacher} …`);
   const t = loadModel(teacher);
@@ -296,10 +322,11 @@ async function cmdConvert(p: Parsed): Promise<number> {
       `note: the replaced layers' attention biases are dropped, as upstream's bias-free Mamba projections do (${dropped.length} tensors, e.g. ${dropped[0]})`,
     );
   console.error(`writing ${out} …`);
-  saveModel(out, m, { option: 'out', inputs: [{ option: 'teacher', path: teacher }] });
+  const tokFiles = tokenizerFiles(teacher); // the hybrid reads text as its teacher does
+  saveModel(out, m, { extra: tokFiles, option: 'out', inputs: [{ option: 'teacher', path: teacher }] });
   const kept = m.mamba!.attnLayers;
   console.log(
-    `wrote ${out}: ${variant} hybrid, attention kept in layers [${kept.join(', ')}] (${kept.length}/${m.llama.numLayers}), semantics ${m.mamba!.semantics}, ${((performance.now() - t0) / 1000).toFixed(2)} s`,
+    `wrote ${out}: ${variant} hybrid${tokFiles.length ? ` with the teacher's ${tokFiles.map(([f]) => f).join(' and ')}` : ''}, attention kept in layers [${kept.join(', ')}] (${kept.length}/${m.llama.numLayers}), semantics ${m.mamba!.semantics}, ${((performance.now() - t0) / 1000).toFixed(2)} s`,
   );
   return EXIT.ok;
 }
@@ -323,7 +350,7 @@ async function cmdGenerate(p: Parsed): Promise<number> {
   const backend = await checkBackend(str(v, 'backend'));
   const ops = await getOps(backend);
   const m = loadModel(dir, { backend });
-  const tok = modelTokenizer(dir, m.llama.vocabSize);
+  const tok = folderTokenizer(dir, m.llama.vocabSize, SHIPPED_TOKENIZER, (line) => console.error(line));
   let prompt: number[];
   const ids = v['prompt-ids'] as number[] | undefined;
   if (ids !== undefined) {

@@ -10,14 +10,16 @@
   mil eval --model DIR --data sotu [--split test] [--json]           perplexity and bits per byte
  *
  * Every job shows progress, resumes from OUT.checkpoint when started again, and writes OUT/training.json
- * (the command that made it, its seed, every step) and OUT/loss.svg (lib/train/job.ts).
+ * (the command that made it, its seed, every step) and OUT/loss.svg (lib/train/job.ts). Every path is
+ * checked before any work (lib/io/paths.ts): OUT, OUT.checkpoint and OUT.stageN apart from every input, and
+ * an existing folder there replaced only if it is the same command's earlier output, or with --force.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFile } from '../io/writer.js';
 import type { WriteDType } from '../io/safetensors.js';
-import { checkOutput } from '../io/writer.js';
 import { lockRun } from '../io/run_lock.js';
+import { checkPaths, jobOutputs, optionPaths, stageOf } from '../io/paths.js';
 import { corpusPart, corpusPartLabelled, type Doc } from '../data/corpus.js';
 import { BpeTokenizer, trainBpe } from '../text/bpe.js';
 import { randomLlama } from '../model/random.js';
@@ -30,6 +32,7 @@ import type { HybridModel } from '../model/hybrid.js';
 import { SimdGemm } from '../simd/gemm.js';
 import { engineFor, evaluate, runJob } from '../train/job.js';
 import type { TrainerOptions } from '../train/trainer.js';
+import { checkStepMemory } from '../train/memory.js';
 import { UsageError, type OptSpec, type Parsed } from './args.js';
 
 export const ROOT = join(import.meta.dirname, '..', '..');
@@ -74,6 +77,8 @@ export const PRESETS = {
 } as const;
 
 const seedOpt: OptSpec = { kind: 'int', min: 0, max: Number.MAX_SAFE_INTEGER };
+/** The most optimizer steps a run may take: --steps, and the steps --tokens works out to. */
+export const MAX_STEPS = 10_000_000;
 const common: Record<string, OptSpec> = {
   data: { kind: 'string', help: "'sotu', a folder of .txt files, a .txt file or a .jsonl file" },
   out: { kind: 'string' },
@@ -82,7 +87,7 @@ const common: Record<string, OptSpec> = {
   batch: { kind: 'int', min: 1, max: 4096 },
   len: { kind: 'int', min: 2, max: 65536 },
   lr: { kind: 'number', min: 1e-12, max: 10 },
-  steps: { kind: 'int', min: 1, max: 10_000_000 },
+  steps: { kind: 'int', min: 1, max: MAX_STEPS },
   tokens: { kind: 'int', min: 1, max: 1e12 },
   'eval-every': { kind: 'int', min: 1, max: 10_000_000 },
   'eval-tokens': { kind: 'int', min: 2, max: 1e12 },
@@ -91,6 +96,7 @@ const common: Record<string, OptSpec> = {
   threads: { kind: 'int', min: 1, max: 64 },
   dtype: { kind: 'enum', choices: ['F16', 'BF16', 'F32'] },
   quiet: { kind: 'switch' },
+  force: { kind: 'switch', help: 'replace an existing --out folder that is not an earlier output of this command' },
 };
 
 export const TRAIN_COMMANDS = {
@@ -169,7 +175,7 @@ export const TRAIN_USAGE = `  mil tokenizer train --data sotu|DIR|FILE.txt|FILE.
   mil train --config ${Object.keys(PRESETS).join('|')} --data sotu --out DIR [--tokens N | --steps N]
             [--teacher DIR --kl-weight W --ce-weight W]   (a from-scratch student of a teacher's logits)
             [--batch B --len L --lr X --seed S --tokenizer FILE --engine simd|float64 --threads T
-             --eval-every N --eval-tokens N --save-every N --dtype F16|BF16|F32]
+             --eval-every N --eval-tokens N --save-every N --dtype F16|BF16|F32 --force]
   mil distill --teacher DIR --attention F --variant mamba1|mamba2 --tokens N --out DIR
               [--init attention|random] [--stepwise 0.5,0.25,…] [--drop-instead] [--kl-weight W --ce-weight W]
               [--data sotu --batch B --len L --lr X --seed S …as train]
@@ -181,11 +187,16 @@ type V = Parsed['values'];
 const str = (v: V, k: string) => v[k] as string | undefined;
 const num = (v: V, k: string) => v[k] as number | undefined;
 
-/** The tokenizer a command uses: --tokenizer, else the model folder's, else the shipped one. */
+/**
+ * The tokenizer a command uses: --tokenizer, else the model folder's, else the shipped one — never silently:
+ * a model folder without tokenizer.json gets a note naming the fallback (the one `mil generate` takes too).
+ */
 export function loadTokenizer(v: V, modelDir?: string): BpeTokenizer {
   const path =
     str(v, 'tokenizer') ??
     (modelDir && existsSync(join(modelDir, 'tokenizer.json')) ? join(modelDir, 'tokenizer.json') : SHIPPED_TOKENIZER);
+  if (modelDir && path === SHIPPED_TOKENIZER)
+    console.error(`note: ${modelDir} has no tokenizer.json: using ${SHIPPED_TOKENIZER}, as mil generate does`);
   if (!existsSync(path))
     throw new UsageError(`no tokenizer at ${path}: give --tokenizer FILE (make one with mil tokenizer train)`);
   return BpeTokenizer.load(path);
@@ -209,7 +220,11 @@ export async function cmdTokenizerTrain(p: Parsed): Promise<number> {
   const v = p.values;
   const out = str(v, 'out');
   if (!out) throw new UsageError('tokenizer train needs --out FILE');
-  checkOutput(out, 'file', { option: 'out' });
+  checkPaths({
+    command: 'tokenizer train',
+    inputs: optionPaths(v, ['data']),
+    outputs: [{ option: 'out', path: out, kind: 'file' }],
+  });
   const docs = corpusPart(str(v, 'data') ?? 'sotu', 'train', num(v, 'seed') ?? 0);
   const t0 = performance.now();
   const tok = trainBpe(
@@ -251,6 +266,10 @@ function trainerOptions(
   const totalSteps =
     num(v, 'steps') ??
     (v.tokens !== undefined ? Math.max(1, Math.round(num(v, 'tokens')! / (batch * seqLen))) : d.steps);
+  if (totalSteps > MAX_STEPS)
+    throw new UsageError(
+      `--tokens ${num(v, 'tokens')}: ${totalSteps} steps of --batch ${batch} × --len ${seqLen}, more than the ${MAX_STEPS} steps --steps allows`,
+    );
   // the paper's stage-1 recipe (PAPER.md §3) where only the Mamba layers train; a model trained whole (from
   // scratch, with or without a teacher's logits, or SFT) gets the usual language-model one
   const stage1 = train === 'mamba';
@@ -317,9 +336,11 @@ export async function cmdTrain(p: Parsed): Promise<number> {
   if (!out) throw new UsageError('train needs --out DIR');
   const preset = PRESETS[(str(v, 'config') ?? 'teacher-small') as keyof typeof PRESETS];
   const teacherDir = str(v, 'teacher');
-  checkOutput(out, 'folder', {
-    option: 'out',
-    inputs: teacherDir !== undefined ? [{ option: 'teacher', path: teacherDir }] : [],
+  checkPaths({
+    command: 'train',
+    inputs: optionPaths(v, ['teacher', 'data', 'tokenizer']),
+    outputs: jobOutputs(out),
+    force: v.force === true,
   });
   lockRun(out, commandLine()); // one run per --out, taken before any work (released by main)
   const tok = loadTokenizer(v);
@@ -344,8 +365,6 @@ export async function cmdTrain(p: Parsed): Promise<number> {
   if (teacher && o.seqLen > teacher.llama.maxPositionEmbeddings)
     throw new UsageError(`--len ${o.seqLen}: the teacher's context is ${teacher.llama.maxPositionEmbeddings}`);
   await prepare(v);
-  const tokens = tokenStream(corpusPart(data, 'train'), tok);
-  const valTokens = tokenStream(corpusPart(data, 'validation'), tok);
   const model = randomLlama(
     {
       vocab: tok.vocabSize,
@@ -359,6 +378,9 @@ export async function cmdTrain(p: Parsed): Promise<number> {
     },
     seed,
   );
+  checkStepMemory(teacher ? [model, teacher] : [model], { ...o, teacherLogits: teacher !== undefined });
+  const tokens = tokenStream(corpusPart(data, 'train'), tok);
+  const valTokens = tokenStream(corpusPart(data, 'validation'), tok);
   log(v)(
     `training ${str(v, 'config') ?? 'teacher-small'} (${paramCount(model)} parameters) on ${tokens.length} ${data} tokens: ${o.totalSteps} steps of ${o.batch}×${o.seqLen}`,
   );
@@ -403,7 +425,15 @@ export async function cmdDistill(p: Parsed): Promise<number> {
   for (let i = 1; i < fractions.length; i++)
     if (!(fractions[i]! < fractions[i - 1]!))
       throw new UsageError(`--stepwise: fractions must decrease, got ${fractions.join(',')}`);
-  checkOutput(out, 'folder', { option: 'out', inputs: [{ option: 'teacher', path: teacherDir }] });
+  checkPaths({
+    command: 'distill',
+    inputs: optionPaths(v, ['teacher', 'data', 'tokenizer']),
+    outputs: [
+      ...fractions.slice(0, -1).flatMap((_, k) => jobOutputs(stageOf(out, k + 1), 'out', `its stage ${k + 1}`)),
+      ...jobOutputs(out),
+    ],
+    force: v.force === true,
+  });
   lockRun(out, commandLine());
   const teacher = loadModel(teacherDir);
   if (teacher.mamba) throw new UsageError(`--teacher ${teacherDir} is a hybrid; distill needs a plain Llama teacher`);
@@ -427,7 +457,7 @@ export async function cmdDistill(p: Parsed): Promise<number> {
   let last = { ppl: NaN, bitsPerByte: NaN };
   for (const [k, f] of fractions.entries()) {
     const layers = attentionLayersFor(f, teacher.llama.numLayers);
-    const stageOut = k === fractions.length - 1 ? out : `${out}.stage${k + 1}`;
+    const stageOut = k === fractions.length - 1 ? out : stageOf(out, k + 1);
     const start = drop ? dropLayers(teacher, layers) : stageModel(teacher, student, layers, { variant, seed, init });
     const o = trainerOptions(
       perStage,
@@ -435,6 +465,7 @@ export async function cmdDistill(p: Parsed): Promise<number> {
       drop ? 'lm' : 'distill',
       drop ? 'all' : 'mamba',
     );
+    checkStepMemory(drop ? [start] : [start, teacher], { ...o, teacherLogits: !drop });
     log(v)(
       `stage ${k + 1}/${fractions.length}: ${drop ? `drop ${teacher.llama.numLayers - layers.length} layers` : `${variant}, attention in layers [${layers.join(', ')}], ${init} init`}; ${o.totalSteps} steps of ${o.batch}×${o.seqLen}`,
     );
@@ -537,7 +568,12 @@ export async function cmdSft(p: Parsed): Promise<number> {
   const out = str(v, 'out');
   const dir = str(v, 'model');
   if (!out || !dir) throw new UsageError('sft needs --model DIR and --out DIR');
-  checkOutput(out, 'folder', { option: 'out', inputs: [{ option: 'model', path: dir }] });
+  checkPaths({
+    command: 'sft',
+    inputs: optionPaths(v, ['model', 'data', 'tokenizer']),
+    outputs: jobOutputs(out),
+    force: v.force === true,
+  });
   lockRun(out, commandLine());
   const m = loadModel(dir);
   const tok = loadTokenizer(v, dir);
@@ -550,6 +586,7 @@ export async function cmdSft(p: Parsed): Promise<number> {
     'lm',
     'all',
   );
+  checkStepMemory([m], o);
   const tokens = tokenStream(corpusPart(data, 'train'), tok);
   const valTokens = tokenStream(corpusPart(data, 'validation'), tok);
   log(v)(
@@ -578,7 +615,12 @@ export async function cmdDpo(p: Parsed): Promise<number> {
   const out = str(v, 'out');
   const dir = str(v, 'model');
   if (!out || !dir) throw new UsageError('dpo needs --model DIR (the SFT model, also the reference) and --out DIR');
-  checkOutput(out, 'folder', { option: 'out', inputs: [{ option: 'model', path: dir }] });
+  checkPaths({
+    command: 'dpo',
+    inputs: optionPaths(v, ['model', 'data', 'tokenizer']),
+    outputs: [{ option: 'out', path: out }],
+    force: v.force === true,
+  });
   lockRun(out, commandLine());
   const ref = loadModel(dir);
   const tok = loadTokenizer(v, dir);
@@ -593,6 +635,13 @@ export async function cmdDpo(p: Parsed): Promise<number> {
     throw new UsageError(
       `--prompt-len + --cont-len (${P + C}) exceeds the model's context ${ref.llama.maxPositionEmbeddings}`,
     );
+  // a step scores each pair's chosen and rejected continuation under the policy and the frozen reference
+  checkStepMemory([ref, ref], {
+    batch: 2 * batch,
+    seqLen: P + C,
+    engine: (str(v, 'engine') ?? 'simd') as 'simd',
+    batchOption: '2 × --batch',
+  });
   await prepare(v);
   const engine = engineFor((str(v, 'engine') ?? 'simd') as 'simd');
   const train = preferencePairs(tokenStream(corpusPart(data, 'train'), tok), nPairs, P, C, seed);

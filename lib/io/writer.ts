@@ -20,6 +20,8 @@
  * `loadModel` calls `recoverInterruptedSwap` too, so a folder killed mid-swap loads (as its old version).
  * Every failure of the file system is an IoError naming the path and the system call (CLI exit 6).
  * `inputs` lists the paths a command reads: writing over (or into) one is refused before any work.
+ * A folder that lib/io/paths.ts's checkPaths registered for the running command gets OUTPUT_MARKER
+ * (`.mil-output.json`, {"writtenBy": "mil CMD"}): how a later run recognises its own earlier output.
  */
 import * as realFs from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -239,6 +241,17 @@ const LOCK = (parent: string, name: string) => join(parent, `.${name}.mil-lock`)
 const TMP_PREFIX = (name: string) => `.${name}.mil-tmp-`;
 const OLD_PREFIX = (name: string) => `.${name}.mil-old-`;
 
+/** The file by which a folder says which command wrote it (lib/io/paths.ts reads it). */
+export const OUTPUT_MARKER = '.mil-output.json';
+/** Folder targets of the running command (set by checkPaths) → its name: writeFolder marks them. */
+const marked = new Map<string, string>();
+
+/** lib/io/paths.ts: the folders the running command will write, which writeFolder marks as written by it. */
+export function markOutputs(targets: string[], command: string): void {
+  marked.clear();
+  for (const t of targets) marked.set(resolve(t), command);
+}
+
 /** Targets this process holds the lock of (recoverInterruptedSwap never removes those). */
 const writing = new Set<string>();
 
@@ -389,6 +402,12 @@ export function writeFolder(target: string, build: (stage: FolderStage) => void,
         writeNewFile(p, data);
       },
     });
+    const by = marked.get(target);
+    if (by !== undefined) {
+      const p = join(tmp, OUTPUT_MARKER);
+      if (realFs.existsSync(p)) realFs.unlinkSync(p); // linked in by keepExisting: replace, never write through
+      writeNewFile(p, JSON.stringify({ writtenBy: `mil ${by}` }) + '\n');
+    }
     fsyncTree(tmp);
     if (!st) return wrap(target, 'rename', () => fs.renameSync(tmp, target));
     const old = join(

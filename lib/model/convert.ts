@@ -16,11 +16,15 @@
  * Kept attention layers: `attnLayers`, or a fraction mapped to the paper's schedule (50% → odd layers, …);
  * they keep every attention tensor, biases included. A replaced layer's q/k/v/o biases (attention_bias:
  * true) are dropped, as upstream's bias-free Mamba projections do; `droppedBiases` lists them.
+ * The teacher's tokenizer files (`tokenizerFiles`: tokenizer.json, tokenizer_config.json) are copied into
+ * the converted folder, so the hybrid reads text exactly as its teacher did.
  *
  * Symbols: D = hidden_size (d) · W^Q (n·hd, D), W^K, W^V (n_kv·hd, D), W^O (D, n·hd) the attention's projections ·
  * n, n_kv heads and key/value heads of width hd · d_inner = n·hd, d_xb = n_kv·hd · N = d_state · Δ the step size,
  * A = −exp(A_log) · U(a, b) a uniform draw.
  */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { ArgumentError } from '../errors.js';
 import { inverseSoftplus } from '../ref/activations.js';
 import { Rng } from '../rng.js';
@@ -218,6 +222,14 @@ export function saveModel(
     },
     opts,
   );
+}
+
+/** The files of a model folder that say how its text is tokenized: they travel with converted weights. */
+export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json'] as const;
+
+/** `dir`'s tokenizer files that exist, as [name, bytes] for saveModel's `extra`. */
+export function tokenizerFiles(dir: string): Array<[string, WriteData]> {
+  return TOKENIZER_FILES.filter((f) => existsSync(join(dir, f))).map((f) => [f, readFileSync(join(dir, f))]);
 }
 
 /**

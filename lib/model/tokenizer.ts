@@ -56,6 +56,33 @@ export function modelTokenizer(dir: string, vocabSize: number): Tokenizer | null
   return t;
 }
 
+/**
+ * The tokenizer `mil generate` uses for model folder `dir`, the one `mil eval` uses too: its tokenizer.json;
+ * else `shipped` (the repository's tokenizer, eval's fallback) when its vocabulary is the model's; else byte
+ * tokens (vocabulary ≥ 256) or none. A fallback is never silent: `note` gets a line naming it.
+ */
+export function folderTokenizer(
+  dir: string,
+  vocabSize: number,
+  shipped: string,
+  note: (line: string) => void,
+): Tokenizer | null {
+  if (existsSync(join(dir, 'tokenizer.json'))) return modelTokenizer(dir, vocabSize);
+  if (existsSync(shipped)) {
+    const t = loadTokenizer(shipped);
+    if (t.vocabSize === vocabSize) {
+      note(`note: ${dir} has no tokenizer.json: using ${shipped} (vocabulary ${vocabSize}), as mil eval does`);
+      return t;
+    }
+  }
+  const b = tokenizerFor(vocabSize);
+  if (b)
+    note(
+      `note: ${dir} has no tokenizer.json (and ${shipped} has another vocabulary): text is read as UTF-8 byte tokens, id = byte`,
+    );
+  return b;
+}
+
 export function parseIds(s: string, vocabSize: number): number[] {
   const ids = s
     .split(',')

@@ -40,7 +40,7 @@ import { setFlagsFromString } from 'node:v8';
 import { Worker } from 'node:worker_threads';
 import { ArgumentError } from '../errors.js';
 import { onArrayChanged } from '../weight_registry.js';
-import { WASM_PAGE_BYTES, WASM_SIMD_MAX_PAGES } from './limits.js';
+import { WASM_PAGE_BYTES, WASM_SIMD_INITIAL_PAGES, WASM_SIMD_MAX_PAGES } from './limits.js';
 
 type FloatArray = Float32Array | Float64Array;
 
@@ -166,7 +166,11 @@ export class SimdGemm {
     /** whether this instance runs the fused multiply-add build (asm/gemm-fma.wasm) */
     readonly fma: boolean,
   ) {
-    this.memory = new WebAssembly.Memory({ initial: 16, maximum: WASM_SIMD_MAX_PAGES, shared: true });
+    this.memory = new WebAssembly.Memory({
+      initial: WASM_SIMD_INITIAL_PAGES,
+      maximum: WASM_SIMD_MAX_PAGES,
+      shared: true,
+    });
     const mod = new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>);
     this.x = new WebAssembly.Instance(mod, { env: { memory: this.memory } }).exports as unknown as Exports;
     this.base = align(Math.max(16, this.x.dataEnd()));

@@ -5,6 +5,8 @@
 
 /** A WebAssembly page: 64 KiB. */
 export const WASM_PAGE_BYTES = 65536;
+/** The pages the backend's module memory starts with (lib/simd/gemm.ts; its static data sits at the bottom). */
+export const WASM_SIMD_INITIAL_PAGES = 16;
 /** The pages the backend's module memory may grow to (lib/simd/gemm.ts creates it with this maximum). */
 export const WASM_SIMD_MAX_PAGES = 32768;
 /**

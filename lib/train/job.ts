@@ -26,6 +26,7 @@ import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { readJsonObject } from '../io/json.js';
 import { recoverInterruptedSwap, writeFolder, type WriteData } from '../io/writer.js';
+import { checkpointOf } from '../io/paths.js';
 import type { WriteDType } from '../io/safetensors.js';
 import type { HybridModel } from '../model/hybrid.js';
 import { modelFiles } from '../model/convert.js';
@@ -145,7 +146,7 @@ export interface JobResult {
 }
 
 export async function runJob(o: JobOptions): Promise<JobResult> {
-  const ckpt = `${o.out}.checkpoint`;
+  const ckpt = checkpointOf(o.out); // a derived output: lib/io/paths.ts checks it before the command runs
   let trainer: Trainer;
   let history: HistoryRow[] = [];
   let resumedFrom: number | undefined;

@@ -83,29 +83,24 @@ function generationEos(dir: string): number[] {
   return ids as number[];
 }
 
-export interface ChatSetup {
-  m: HybridModel;
-  tok: Tokenizer;
-  template: ChatTemplate;
-  stop: number[];
-  render: ChatOptions['render'];
+/** The folder's chat template (or --chat-template's) and the render options: cheap, checked first. */
+export function chatTemplate(v: V): { template: ChatTemplate; render: NonNullable<ChatOptions['render']> } {
+  const template = loadChatTemplate(v.model as string, v['chat-template'] as string | undefined);
+  const dateString = v['date-string'] as string | undefined;
+  return { template, render: dateString === undefined ? {} : { variables: { date_string: dateString } } };
 }
 
-/** The model, tokenizer, template and stop ids of a chat, every input checked before any model work. */
-export function chatSetup(v: V, backend: BackendName): ChatSetup {
+/** The model, tokenizer and stop ids of a chat. */
+export function chatModel(
+  v: V,
+  backend: BackendName,
+  template: ChatTemplate,
+): { m: HybridModel; tok: Tokenizer; stop: number[] } {
   const dir = v.model as string;
-  const template = loadChatTemplate(dir, v['chat-template'] as string | undefined);
   const m = loadModel(dir, { backend });
   const tok = modelTokenizer(dir, m.llama.vocabSize);
   if (!tok) throw new UsageError(`chat: ${dir} has no tokenizer.json (vocabulary ${m.llama.vocabSize} < 256)`);
-  const dateString = v['date-string'] as string | undefined;
-  return {
-    m,
-    tok,
-    template,
-    stop: chatStopIds(m, tok, template, generationEos(dir)),
-    render: dateString === undefined ? {} : { variables: { date_string: dateString } },
-  };
+  return { m, tok, stop: chatStopIds(m, tok, template, generationEos(dir)) };
 }
 
 export async function cmdChat(
@@ -120,16 +115,17 @@ export async function cmdChat(
   const sampling = samplingValues(v, 'chat');
   const backend = ((v.backend as string | undefined) ?? defaultBackend()) as BackendName;
   const ops = await getOps(backend);
-  const s = chatSetup(v, backend);
+  const { template, render } = chatTemplate(v);
+  const s = chatModel(v, backend, template);
   const json = v.json === true;
-  const session = new ChatSession(ops, s.m, s.tok, s.template, {
+  const session = new ChatSession(ops, s.m, s.tok, template, {
     ...sampling,
     maxNewTokens: (v['max-new-tokens'] as number | undefined) ?? 256,
     stop: s.stop,
     system: v.system as string | undefined,
-    render: s.render,
+    render,
   });
-  console.error(`[chat on ${backend}; template ${s.template.path}; stop ids ${s.stop.join(',')}; /exit ends]`);
+  console.error(`[chat on ${backend}; template ${template.path}; stop ids ${s.stop.join(',')}; /exit ends]`);
   const lines = createInterface({ input: io.input, crlfDelay: Infinity, terminal: false });
   for await (const line of lines) {
     if (line.trim() === '/exit') break;

@@ -46,7 +46,8 @@ import {
   CHAT_TEMPLATE_OPTIONS,
   CHAT_USAGE,
   SAMPLING_OPTIONS,
-  chatSetup,
+  chatModel,
+  chatTemplate,
   cmdChat,
   samplingValues,
 } from './chat_cmd.js';
@@ -345,18 +346,23 @@ async function cmdGenerate(p: Parsed): Promise<number> {
   const maxNew = num(v, 'max-new-tokens') ?? 32;
   const backend = await checkBackend(str(v, 'backend'));
   const ops = await getOps(backend);
-  const setup = chat ? chatSetup(v, backend) : undefined;
+  // --chat: the user turn rendered through the template before any model work (a template that raises: exit 2)
+  let chatText: string | undefined;
+  let template: ReturnType<typeof chatTemplate>['template'] | undefined;
+  if (chat) {
+    const t = chatTemplate(v);
+    const messages: ChatMessage[] = [{ role: 'user', content: str(v, 'prompt')! }];
+    if (v.system !== undefined) messages.unshift({ role: 'system', content: str(v, 'system')! });
+    chatText = renderChat(t.template, messages, { ...t.render, addGenerationPrompt: true });
+    template = t.template;
+  }
+  const setup = template ? chatModel(v, backend, template) : undefined;
   const m = setup?.m ?? loadModel(dir, { backend });
   const tok = setup?.tok ?? modelTokenizer(dir, m.llama.vocabSize);
   let prompt: number[];
   const ids = v['prompt-ids'] as number[] | undefined;
   if (setup) {
-    const messages: ChatMessage[] = [{ role: 'user', content: str(v, 'prompt')! }];
-    if (v.system !== undefined) messages.unshift({ role: 'system', content: str(v, 'system')! });
-    prompt = encodePlain(
-      setup.tok,
-      renderChat(setup.template, messages, { ...setup.render, addGenerationPrompt: true }),
-    );
+    prompt = encodePlain(setup.tok, chatText!);
   } else if (ids !== undefined) {
     const bad = ids.find((i) => i >= m.llama.vocabSize);
     if (bad !== undefined)
@@ -432,7 +438,16 @@ async function cmdGenerate(p: Parsed): Promise<number> {
     backend,
     prompt,
     tokens: r.tokens,
-    ...(tok ? { text: tok.decode(r.tokens) } : {}),
+    ...(tok
+      ? {
+          text: stop
+            ? decodeShown(
+                tok,
+                r.tokens.filter((t) => !stop.has(t)),
+              )
+            : tok.decode(r.tokens),
+        }
+      : {}),
     stoppedBy: r.stoppedBy,
     ...timing,
   };

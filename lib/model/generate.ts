@@ -82,12 +82,12 @@ export function drawFrom(p: ArrayLike<number>, u: number): number {
   return last;
 }
 
-/** Transformers' repetition penalty θ on `logits` (in place) for every id in `seen`. */
+/** Transformers' repetition penalty θ on `logits` (in place), once for every distinct id in `seen`. */
 export function applyRepetitionPenalty(logits: Float64Array, seen: Iterable<number>, theta: number): void {
   if (!(theta > 0) || !Number.isFinite(theta))
     throw new ArgumentError('repetitionPenalty', 'a finite number > 0', theta);
   if (theta === 1) return;
-  for (const id of seen) {
+  for (const id of new Set(seen)) {
     const l = logits[id]!;
     logits[id] = l > 0 ? l / theta : l * theta;
   }

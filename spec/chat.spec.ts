@@ -440,6 +440,30 @@ describe('a tiny random Llama with the real Llama-3 tokenizer chats with its cac
     expect(fresh.tokens.slice(0, t2.tokens.length)).toEqual(t2.tokens);
   });
 
+  it('a template that renders the past differently as the conversation grows: the whole conversation again', async () => {
+    const counting = {
+      ...template,
+      source:
+        '{{ bos_token }}{{ messages|length }}{% for m in messages %}<|start_header_id|>{{ m.role }}<|end_header_id|>\n\n{{ m.content }}<|eot_id|>{% endfor %}<|start_header_id|>assistant<|end_header_id|>\n\n',
+    };
+    const s = new ChatSession(ops, m, tok3, counting, { maxNewTokens: 4, stop, repetitionPenalty: 2 });
+    const t1 = await s.turn('Hello there');
+    const t2 = await s.turn('What is 2+2?');
+    expect(t2.reused).toBe(false);
+    const whole = renderChat(counting, s.messages.slice(0, 3), { addGenerationPrompt: true });
+    expect(whole.startsWith(`<|begin_of_text|>3<|start_header_id|>user`)).toBe(true);
+    expect(t2.prefilled).toEqual(refIds(ref3, whole));
+    expect(s.history).toEqual([...t2.prefilled, ...t2.tokens.slice(0, -1)]);
+    const fresh = await generate(ops, m, t2.prefilled, { maxNewTokens: 4, eos: stop, repetitionPenalty: 2 });
+    expect(fresh.tokens).toEqual(t2.tokens);
+    expect(t1.reused).toBe(true);
+  });
+
+  it('a conversation longer than max_position_embeddings is refused, naming it', async () => {
+    const s = new ChatSession(ops, m, tok3, template, { maxNewTokens: 4, stop });
+    await expect(s.turn('word '.repeat(600))).rejects.toThrow(/'conversation'.*max_position_embeddings = 512/);
+  });
+
   it('sampling: the same seed gives the same conversation; another seed another one', async () => {
     const talk = async (seed: number) => {
       const o = { maxNewTokens: 3, stop, temperature: 1, topK: 50, topP: 0.95, repetitionPenalty: 1.3, seed };

@@ -25,8 +25,11 @@ import { cmdChat, CHAT_OPTIONS } from '../lib/cli/chat_cmd.js';
 import { parseCommand } from '../lib/cli/args.js';
 import { getOps } from '../lib/ops.js';
 import { loadModel } from '../lib/model/load.js';
+import { byteTokenizer } from '../lib/model/tokenizer.js';
 import { ChatSession, chatStopIds, encodePlain, type TurnResult } from '../lib/model/chat.js';
 import { applyRepetitionPenalty, generate } from '../lib/model/generate.js';
+import { convert } from '../lib/model/convert.js';
+import { Rng } from '../lib/rng.js';
 import { BYTE_TO_CHAR } from '../lib/text/bpe.js';
 import { ChatTemplateError, loadChatTemplate, renderChat, type ChatMessage } from '../lib/text/chat_template.js';
 import { HfTokenizer } from '../lib/text/hf_tokenizer.js';
@@ -341,7 +344,7 @@ describe('sampling options', () => {
 });
 
 /** A tiny random Llama-3.2-shaped model (d16, 2 layers, vocab 128,256) with the real Llama-3 tokenizer files. */
-async function tinyModel(): Promise<string> {
+async function tinyModel(extra: Record<string, unknown> = {}): Promise<string> {
   const root = tmpFolder('chat');
   const cfg = {
     ...JSON.parse(readFileSync('configs/llama-3.2-1b.json', 'utf8')),
@@ -352,12 +355,14 @@ async function tinyModel(): Promise<string> {
     head_dim: 8,
     max_position_embeddings: 512,
     eos_token_id: [128001, 128008],
+    ...extra,
   };
   writeFileSync(join(root, 'tiny.json'), JSON.stringify(cfg));
   const dir = join(root, 'm');
   const r = await cli(['init', '--config', join(root, 'tiny.json'), '--out', dir, '--layers', '2', '--seed', '3']);
   if (r.code !== 0) throw new Error(`mil init failed: ${r.err}`);
-  for (const f of ['tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(LLAMA3, f), join(dir, f));
+  if (extra.vocab_size === undefined)
+    for (const f of ['tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(LLAMA3, f), join(dir, f));
   return dir;
 }
 
@@ -494,4 +499,41 @@ describe('a tiny random Llama with the real Llama-3 tokenizer chats with its cac
     expect(missing.code).toBe(2);
     expect(missing.err).toContain(`${join(none, 'tokenizer_config.json')} (key 'chat_template'): no chat template`);
   });
+});
+
+describe('hybrids keep their conv and SSM states across turns', async () => {
+  // a vocabulary of 512 (bytes as tokens) keeps sampling cheap: the sampler sorts the whole vocabulary per draw
+  const dir = await tinyModel({ vocab_size: 512, bos_token_id: 1, eos_token_id: 2 });
+  const ops = await getOps('reference');
+  const llama = loadModel(dir, { backend: 'reference' });
+  const template = {
+    path: 'inline',
+    key: '',
+    source: '{% for m in messages %}<{{ m.role }}>{{ m.content }}\n{% endfor %}<assistant>',
+    specialTokens: {},
+  };
+  const stop = [2];
+
+  it.each(['mamba1', 'mamba2'] as const)(
+    'a %s hybrid (Algorithm 1, attention in layer 0): turn 2 prefills the new text only and equals a fresh run',
+    async (variant) => {
+      const h = convert(llama, { variant, attnLayers: [0], seed: 1, dState: 8 });
+      // sampled at temperature 1: a draw moves with any change of the distribution, where a random model's
+      // argmax may not (the fresh run continues the same generator: one draw per token of turn 1)
+      const o = { maxNewTokens: 6, stop, temperature: 1, seed: 3 };
+      const s = new ChatSession(ops, h, byteTokenizer, template, o);
+      const t1 = await s.turn('Hello there');
+      const t2 = await s.turn('What is 2+2?');
+      expect(t2.reused).toBe(true);
+      const fed = t1.stoppedBy === 'length' ? t1.tokens.slice(0, -1) : t1.tokens;
+      expect(t2.prefilled).toEqual([
+        ...t1.tokens.slice(fed.length),
+        ...byteTokenizer.encode('\n<user>What is 2+2?\n<assistant>'),
+      ]);
+      const rng = new Rng(3);
+      for (let i = 0; i < t1.tokens.length + (t1.stoppedBy === 'eos' ? 1 : 0); i++) rng.next();
+      const fresh = await generate(ops, h, [...t1.prefilled, ...fed, ...t2.prefilled], { ...o, eos: stop, rng });
+      expect(fresh.tokens.slice(0, t2.tokens.length)).toEqual(t2.tokens);
+    },
+  );
 });

@@ -516,6 +516,25 @@ describe('a small vocabulary (bytes as tokens): sampling, and hybrids keeping co
     expect(await talk(6)).not.toEqual(a);
   });
 
+  it.each(['llama', 'mamba2'] as const)(
+    'on wasm-simd (the CLI default: fused decode steps, float32 products), a %s model too',
+    async (variant) => {
+      const simd = await getOps('wasm-simd');
+      const base = loadModel(dir, { backend: 'wasm-simd' });
+      const model = variant === 'llama' ? base : convert(base, { variant, attnLayers: [0], seed: 1 });
+      const o = { maxNewTokens: 6, stop, temperature: 1, seed: 4 };
+      const s = new ChatSession(simd, model, byteTokenizer, template, o);
+      const t1 = await s.turn('Hello there');
+      const t2 = await s.turn('What is 2+2?');
+      expect(t2.reused).toBe(true);
+      const rng = new Rng(4);
+      for (let i = 0; i < t1.tokens.length + (t1.stoppedBy === 'eos' ? 1 : 0); i++) rng.next();
+      const fed = t1.stoppedBy === 'length' ? t1.tokens.slice(0, -1) : t1.tokens;
+      const fresh = await generate(simd, model, [...t1.prefilled, ...fed, ...t2.prefilled], { ...o, eos: stop, rng });
+      expect(fresh.tokens.slice(0, t2.tokens.length)).toEqual(t2.tokens);
+    },
+  );
+
   it.each(['mamba1', 'mamba2'] as const)(
     'a %s hybrid (Algorithm 1, attention in layer 0): turn 2 prefills the new text only and equals a fresh run',
     async (variant) => {

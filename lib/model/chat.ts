@@ -97,6 +97,8 @@ export class ChatSession {
   /** the text of the last prompt rendered with the generation prompt */
   private prompt = '';
   private readonly rng: Rng;
+  /** one clock for the whole conversation: a template's date (strftime_now) must not change between turns */
+  private readonly now = new Date();
 
   constructor(
     private readonly ops: Ops,
@@ -111,7 +113,7 @@ export class ChatSession {
   }
 
   private render(messages: ChatMessage[]): string {
-    return renderChat(this.template, messages, { ...this.o.render, addGenerationPrompt: true });
+    return renderChat(this.template, messages, { now: this.now, ...this.o.render, addGenerationPrompt: true });
   }
 
   /** The ids the next turn would prefill for `user`, and whether the cache is kept. */

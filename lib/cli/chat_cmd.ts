@@ -127,9 +127,17 @@ export async function cmdChat(
   });
   console.error(`[chat on ${backend}; template ${template.path}; stop ids ${s.stop.join(',')}; /exit ends]`);
   const lines = createInterface({ input: io.input, crlfDelay: Infinity, terminal: false });
+  // a person at a terminal gets a prompt on stderr; piped turns keep stdout and stderr to the replies and notes
+  const ask = () => {
+    if ((io.input as { isTTY?: boolean }).isTTY === true) process.stderr.write('> ');
+  };
+  ask();
   for await (const line of lines) {
     if (line.trim() === '/exit') break;
-    if (line.trim() === '') continue;
+    if (line.trim() === '') {
+      ask();
+      continue;
+    }
     const r = await session.turn(line, json ? undefined : io.write);
     if (json) io.write(`${JSON.stringify(r)}\n`);
     else {
@@ -138,6 +146,7 @@ export async function cmdChat(
         `[${r.tokens.length} tokens, stopped by ${r.stoppedBy}; prefilled ${r.prefilled.length} new tokens${r.reused ? '' : ' (the whole conversation again)'} at ${r.prefill.tokensPerS.toFixed(1)} tok/s; decode ${r.decode.tokensPerS.toFixed(1)} tok/s; ${session.history.length} tokens in the cache]`,
       );
     }
+    ask();
   }
   lines.close();
   return 0;

@@ -31,6 +31,7 @@ import { byteTokenizer } from '../lib/model/tokenizer.js';
 import { ChatSession, chatStopIds, encodePlain, type TurnResult } from '../lib/model/chat.js';
 import { applyRepetitionPenalty, generate } from '../lib/model/generate.js';
 import { convert } from '../lib/model/convert.js';
+import { newCache } from '../lib/model/hybrid.js';
 import { Rng } from '../lib/rng.js';
 import { BYTE_TO_CHAR } from '../lib/text/bpe.js';
 import { ChatTemplateError, loadChatTemplate, renderChat, type ChatMessage } from '../lib/text/chat_template.js';
@@ -504,6 +505,16 @@ describe('a small vocabulary (bytes as tokens): sampling, and hybrids keeping co
     specialTokens: {},
   };
   const stop = [2];
+
+  it('a repetition penalty that is not a finite number > 0 is refused before any work', async () => {
+    for (const bad of [0, -1, Infinity, NaN]) {
+      const cache = newCache(llama, 1);
+      await expect(generate(ops, llama, [1, 2], { maxNewTokens: 2, repetitionPenalty: bad, cache })).rejects.toThrow(
+        /argument 'repetitionPenalty': expected a finite number > 0/,
+      );
+      expect(cache.length).toBe(0); // nothing was prefilled
+    }
+  });
 
   it('sampling: the same seed gives the same conversation; another seed another one', async () => {
     const talk = async (seed: number) => {

@@ -82,10 +82,14 @@ export function drawFrom(p: ArrayLike<number>, u: number): number {
   return last;
 }
 
-/** Transformers' repetition penalty θ on `logits` (in place), once for every distinct id in `seen`. */
-export function applyRepetitionPenalty(logits: Float64Array, seen: Iterable<number>, theta: number): void {
+function checkPenalty(theta: number): void {
   if (!(theta > 0) || !Number.isFinite(theta))
     throw new ArgumentError('repetitionPenalty', 'a finite number > 0', theta);
+}
+
+/** Transformers' repetition penalty θ on `logits` (in place), once for every distinct id in `seen`. */
+export function applyRepetitionPenalty(logits: Float64Array, seen: Iterable<number>, theta: number): void {
+  checkPenalty(theta);
   if (theta === 1) return;
   for (const id of new Set(seen)) {
     const l = logits[id]!;
@@ -153,6 +157,7 @@ export async function generate(
   const rng = o.rng ?? new Rng(o.seed ?? 0);
   const eos = new Set(o.eos ?? m.llama.eosTokenId);
   const penalty = o.repetitionPenalty ?? 1;
+  checkPenalty(penalty);
   const seen = penalty === 1 ? null : new Set([...(o.context ?? []), ...prompt]);
   const tokens: number[] = [];
   let t0 = performance.now();

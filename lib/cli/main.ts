@@ -6,7 +6,9 @@
  *   mil golden emit --op OP --seed S [shape options] --out DIR [--name CASE]   (OP: a forward or *_grad op, or model [--train])
  *   mil convert --teacher DIR (--attention F | --attn-layers 1,3) --variant mamba1|mamba2 --out DIR [--seed S] [--semantics upstream|clean]
  *   mil generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3) --max-new-tokens N
- *                [--temperature T --top-k K --top-p P --seed S] [--backend NAME] [--json]
+ *                [--temperature T --top-k K --top-p P --seed S] [--repetition-penalty R] [--backend NAME] [--json]
+ *                [--chat [--system TEXT] [--chat-template FILE]]   (--prompt as one user turn of the chat template)
+ *   mil chat --model DIR [--system TEXT] [options of generate]   a conversation, turns from stdin (chat_cmd.ts)
  *                (generate and demo: the fastest backend here unless --backend names one: wasm-simd on CPUs)
  *   mil backends                                           which backends run here, and why not
  *   mil tokenizer train | train | distill | eval            training (lib/cli/train_cmds.ts)
@@ -38,6 +40,19 @@ import { cmdConform } from './conform_cmd.js';
 import { EXIT, EXIT_HELP, exitCodeFor } from './exit.js';
 import { INIT_OPTIONS, INIT_USAGE, cmdInit } from './init_cmd.js';
 import { TOKENIZE_OPTIONS, TOKENIZE_USAGE, cmdTokenize } from './tokenize_cmd.js';
+import {
+  CHAT_OPTIONS,
+  CHAT_TEMPLATE_OPTIONS,
+  CHAT_USAGE,
+  SAMPLING_OPTIONS,
+  chatModel,
+  chatTemplate,
+  cmdChat,
+  samplingValues,
+} from './chat_cmd.js';
+import { encodePlain, decodeShown } from '../model/chat.js';
+import { renderChat, type ChatMessage } from '../text/chat_template.js';
+import { TextStream } from '../text/stream.js';
 import { CONFORM_OPS } from '../conform/cases.js';
 import {
   TRAIN_COMMANDS,
@@ -112,10 +127,9 @@ const COMMANDS = {
       prompt: { kind: 'string' },
       'prompt-ids': { kind: 'ints', min: 0, max: 2 ** 31 - 1 },
       'max-new-tokens': { kind: 'int', min: 1, max: 1 << 20 },
-      temperature: { kind: 'number', min: 0, max: 1000 },
-      'top-k': { kind: 'int', min: 1, max: 1 << 22 },
-      'top-p': { kind: 'number', min: Number.MIN_VALUE, max: 1 },
-      seed: seedOpt,
+      ...SAMPLING_OPTIONS,
+      chat: { kind: 'switch' },
+      ...CHAT_TEMPLATE_OPTIONS,
       backend: backendOpt,
       json: { kind: 'switch' },
       speculative: { kind: 'switch' },
@@ -129,6 +143,7 @@ const COMMANDS = {
   backends: { options: {} as Record<string, OptSpec>, positionals: [0, 0] as [number, number] },
   init: { options: INIT_OPTIONS, positionals: [0, 0] as [number, number] },
   tokenize: { options: TOKENIZE_OPTIONS, positionals: [0, 0] as [number, number] },
+  chat: { options: CHAT_OPTIONS, positionals: [0, 0] as [number, number] },
   ...TRAIN_COMMANDS,
   conform: {
     options: {
@@ -159,13 +174,15 @@ const USAGE = `usage:
   mil convert --teacher DIR (--attention F | --attn-layers 1,3) --variant mamba1|mamba2 --out DIR
               [--seed S] [--semantics upstream|clean] [--force]
   mil generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [--max-new-tokens N]
-               [--temperature T [--top-k K] [--top-p P] [--seed S]] [--backend NAME] [--json]
+               [--temperature T [--top-k K] [--top-p P] [--seed S]] [--repetition-penalty R] [--backend NAME] [--json]
                [--speculative --draft DIR [--draft-layers N] [-k K] [--scheme lazy|per-position]]
+               [--chat [--system TEXT] [--chat-template FILE] [--date-string S]]   (--prompt as a chat's user turn)
                (generate, demo: the fastest backend here unless --backend names one — wasm-simd on CPUs;
                 --backend reference for float64)
   mil backends
 ${INIT_USAGE}
 ${TOKENIZE_USAGE}
+${CHAT_USAGE}
 ${TRAIN_USAGE}
   mil conform --op OP --port "CMD" [--runs N] [--seed S] [--tolerance T] [--timeout MS] [--save DIR [--force]] [--fail-fast] [--json]
               OP: ${CONFORM_OPS.join('|')}   (protocol: docs/conform.md)
@@ -339,21 +356,38 @@ async function cmdGenerate(p: Parsed): Promise<number> {
   const spec = v.speculative === true;
   for (const k of ['draft', 'draft-layers', 'k', 'scheme']) only(v, k, '--speculative', cmd, spec);
   if (spec && v.draft === undefined) throw new UsageError('generate --speculative needs --draft DIR');
+  const chat = v.chat === true;
+  for (const k of Object.keys(CHAT_TEMPLATE_OPTIONS)) only(v, k, '--chat', cmd, chat);
+  if (chat && spec) throw new UsageError('generate: --chat and --speculative do not go together (use plain decoding)');
+  if (chat && v['prompt-ids'] !== undefined)
+    throw new UsageError('generate --chat takes --prompt TEXT (the user turn)');
+  only(v, 'repetition-penalty', 'plain decoding (not --speculative)', cmd, !spec);
   if (v.prompt !== undefined && v['prompt-ids'] !== undefined)
     throw new UsageError('generate: give --prompt or --prompt-ids, not both');
   if (v.prompt === undefined && v['prompt-ids'] === undefined)
     throw new UsageError('generate needs --prompt TEXT or --prompt-ids 1,2,3');
-  const temperature = num(v, 'temperature') ?? 0;
-  for (const k of ['top-k', 'top-p', 'seed'])
-    only(v, k, '--temperature > 0 (greedy decoding draws nothing)', cmd, temperature > 0);
+  const { repetitionPenalty, ...sampling } = samplingValues(v, cmd);
   const maxNew = num(v, 'max-new-tokens') ?? 32;
   const backend = await checkBackend(str(v, 'backend'));
   const ops = await getOps(backend);
-  const m = loadModel(dir, { backend });
-  const tok = folderTokenizer(dir, m.llama.vocabSize, SHIPPED_TOKENIZER, (line) => console.error(line));
+  // --chat: the user turn rendered through the template before any model work (a template that raises: exit 2)
+  let chatText: string | undefined;
+  let template: ReturnType<typeof chatTemplate>['template'] | undefined;
+  if (chat) {
+    const t = chatTemplate(v);
+    const messages: ChatMessage[] = [{ role: 'user', content: str(v, 'prompt')! }];
+    if (v.system !== undefined) messages.unshift({ role: 'system', content: str(v, 'system')! });
+    chatText = renderChat(t.template, messages, { ...t.render, addGenerationPrompt: true });
+    template = t.template;
+  }
+  const setup = template ? chatModel(v, backend, template) : undefined;
+  const m = setup?.m ?? loadModel(dir, { backend });
+  const tok = setup?.tok ?? folderTokenizer(dir, m.llama.vocabSize, SHIPPED_TOKENIZER, (line) => console.error(line));
   let prompt: number[];
   const ids = v['prompt-ids'] as number[] | undefined;
-  if (ids !== undefined) {
+  if (setup) {
+    prompt = encodePlain(setup.tok, chatText!);
+  } else if (ids !== undefined) {
     const bad = ids.find((i) => i >= m.llama.vocabSize);
     if (bad !== undefined)
       throw new UsageError(`--prompt-ids: id ${bad} is not a token of this model (vocabulary ${m.llama.vocabSize})`);
@@ -392,19 +426,52 @@ async function cmdGenerate(p: Parsed): Promise<number> {
         `--draft: its max_position_embeddings ${draftModel.llama.maxPositionEmbeddings} is shorter than prompt + new tokens + K`,
       );
   }
-  const stream = (id: number) => {
-    if (!json) process.stdout.write(tok ? tok.decode([id]) : `${id} `);
+  // printed as decoded, never half a character (lib/text/stream.ts); a chat's stop token is not printed
+  const stop = setup ? new Set(setup.stop) : undefined;
+  const streamer = () => {
+    const text =
+      tok &&
+      new TextStream(
+        (xs) => (setup ? decodeShown(tok, xs) : tok.decode(xs)),
+        (s) => process.stdout.write(s),
+      );
+    return {
+      onToken: (id: number) => {
+        if (json || stop?.has(id)) return;
+        if (text) text.push(id);
+        else process.stdout.write(`${id} `);
+      },
+      end: () => {
+        if (!json) text?.end();
+      },
+    };
   };
-  const sampling = { temperature, topK: num(v, 'top-k'), topP: num(v, 'top-p'), seed: num(v, 'seed') ?? 0 };
   // when comparing with speculative decoding, both paths are measured warm (kernels compiled, JIT done)
   if (spec) await generate(ops, m, prompt, { maxNewTokens: Math.min(2, maxNew), eos: [] });
-  const r = await generate(ops, m, prompt, { maxNewTokens: maxNew, ...sampling, onToken: stream });
+  const plainStream = streamer();
+  const r = await generate(ops, m, prompt, {
+    maxNewTokens: maxNew,
+    ...sampling,
+    repetitionPenalty,
+    eos: setup?.stop,
+    onToken: plainStream.onToken,
+  });
+  plainStream.end();
   const timing = { prefill: r.prefill, decode: r.decode };
   const base = {
     backend,
     prompt,
     tokens: r.tokens,
-    ...(tok ? { text: tok.decode(r.tokens) } : {}),
+    ...(tok
+      ? {
+          text: stop
+            ? decodeShown(
+                tok,
+                r.tokens.filter((t) => !stop.has(t)),
+              )
+            : tok.decode(r.tokens),
+        }
+      : {}),
     stoppedBy: r.stoppedBy,
     ...timing,
   };
@@ -423,10 +490,12 @@ async function cmdGenerate(p: Parsed): Promise<number> {
     ...sOpts,
     maxNewTokens: Math.min(2, maxNew),
   }); // warm-up
+  const specStream = streamer();
   const s = await speculativeGenerate(ops, m, new ModelDrafter(ops, draftModel, K + 1, scheme), prompt, {
     ...sOpts,
-    onToken: stream,
+    onToken: specStream.onToken,
   });
+  specStream.end();
   const plainMs = r.prefill.ms + r.decode.ms;
   const specMs = s.prefillMs + s.decodeMs;
   const res = {
@@ -520,6 +589,8 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdInit(parsed);
       case 'tokenize':
         return await cmdTokenize(parsed);
+      case 'chat':
+        return await cmdChat(parsed);
       case 'tokenizer train':
         return await cmdTokenizerTrain(parsed);
       case 'train':

@@ -5,11 +5,16 @@
  *   temperature T = 0 → argmax (ties: lowest id); otherwise p ∝ exp(ℓ/T), then
  *   top-k keeps the k most probable ids, top-p keeps the smallest prefix (by probability) whose mass ≥ p,
  *   renormalises, and draws with the seeded generator (lib/rng.ts) — same seed, same tokens.
+ * Repetition penalty θ (transformers' RepetitionPenaltyLogitsProcessor, applied before the sampler, greedy
+ * included): for every id already in the context (earlier turns, the prompt, the tokens generated so far),
+ *   ℓ_id ← ℓ_id / θ if ℓ_id > 0, else ℓ_id · θ      (θ = 1: no change; θ > 1 discourages repeats)
  * Generation: prefill the prompt in one forward (parallel/chunked ops), then decode one token per forward
- * (single-step ops), stopping at max_new_tokens or an EOS id. Timing of both phases is returned.
+ * (single-step ops), stopping at max_new_tokens or an EOS id. Timing of both phases is returned. Given a
+ * cache, the prompt continues it (a chat's next turn prefills only its new tokens); the last sampled token is
+ * never fed to the cache.
  *
  * Symbols: ℓ (V) the logits of the next token · V = vocab_size · T temperature · p (V) the sampling
- * distribution · k, p the top-k / top-p cut-offs · l the prompt's length.
+ * distribution · k, p the top-k / top-p cut-offs · θ the repetition penalty · l the prompt's length.
  */
 import { ArgumentError } from '../errors.js';
 import type { Ops } from '../ops.js';
@@ -80,6 +85,21 @@ export function drawFrom(p: ArrayLike<number>, u: number): number {
   return last;
 }
 
+function checkPenalty(theta: number): void {
+  if (!(theta > 0) || !Number.isFinite(theta))
+    throw new ArgumentError('repetitionPenalty', 'a finite number > 0', theta);
+}
+
+/** Transformers' repetition penalty θ on `logits` (in place), once for every distinct id in `seen`. */
+export function applyRepetitionPenalty(logits: Float64Array, seen: Iterable<number>, theta: number): void {
+  checkPenalty(theta);
+  if (theta === 1) return;
+  for (const id of new Set(seen)) {
+    const l = logits[id]!;
+    logits[id] = l > 0 ? l / theta : l * theta;
+  }
+}
+
 export function sampleToken(logits: ArrayLike<number>, o: SamplingOptions, rng: Rng): number {
   const p = samplingDistribution(logits, o); // (V), or null for greedy
   return p ? drawFrom(p, rng.next()) : argmax(logits);
@@ -91,6 +111,14 @@ export interface GenerateOptions extends SamplingOptions {
   /** stop ids (default: the model's eos_token_id) */
   eos?: number[];
   onToken?: (id: number) => void;
+  /** continue this cache (the prompt is prefilled after what it holds) instead of a new one */
+  cache?: ModelCache;
+  /** the generator to draw from (a chat keeps one across turns); default: a new one from `seed` */
+  rng?: Rng;
+  /** repetition penalty θ (default 1: none) over `context`, the prompt and the tokens generated */
+  repetitionPenalty?: number;
+  /** ids before the prompt that the repetition penalty counts (a chat's earlier turns) */
+  context?: Iterable<number>;
 }
 
 export interface GenerateResult {
@@ -127,10 +155,13 @@ export async function generate(
   if (prompt.length === 0) throw new ArgumentError('prompt', 'at least one token', 0);
   if (!Number.isInteger(o.maxNewTokens) || o.maxNewTokens < 0)
     throw new ArgumentError('maxNewTokens', 'a non-negative integer', o.maxNewTokens);
-  checkLength(m, prompt.length, o.maxNewTokens);
-  const rng = new Rng(o.seed ?? 0);
+  const cache = o.cache ?? newCache(m, 1);
+  checkLength(m, cache.length + prompt.length, o.maxNewTokens);
+  const rng = o.rng ?? new Rng(o.seed ?? 0);
   const eos = new Set(o.eos ?? m.llama.eosTokenId);
-  const cache = newCache(m, 1);
+  const penalty = o.repetitionPenalty ?? 1;
+  checkPenalty(penalty);
+  const seen = penalty === 1 ? null : new Set([...(o.context ?? []), ...prompt]);
   const tokens: number[] = [];
   let t0 = performance.now();
   let logits = await forward(ops, m, [prompt], cache); // (1, l, V), then (1, 1, V) per decoded token
@@ -139,8 +170,11 @@ export async function generate(
   t0 = performance.now();
   let decoded = 0;
   while (tokens.length < o.maxNewTokens) {
-    const id = sampleToken(lastLogits(logits), o, rng);
+    const last = lastLogits(logits); // (V) the logits of the last position
+    if (seen) applyRepetitionPenalty(last, seen, penalty);
+    const id = sampleToken(last, o, rng);
     tokens.push(id);
+    seen?.add(id);
     o.onToken?.(id);
     if (eos.has(id)) {
       stoppedBy = 'eos';

@@ -86,7 +86,7 @@ export function hashModel(m: HybridModel): string {
   const h = createHash('sha256');
   h.update(canonical({ llama: m.llama, mamba: m.mamba ?? null }));
   for (const n of [...m.weights.names()].sort()) {
-    const t = m.weights.get(n);
+    const t = m.weights.get(n); // (the weight's shape)
     h.update(`\n${n} ${t.dtype} ${t.shape.join('x')}\n`);
     h.update(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
   }

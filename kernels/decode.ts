@@ -1,0 +1,281 @@
+/**
+ * Kernels of one decoded token (float32, batch 1), for the resident chain of lib/model/gpu_decode.ts — GPU.js
+ * kernel sources (one thread per output value, every loop bound a constant) and the constants each takes.
+ *
+ *   embed:     h_c = E[id, c]                                      id = meta[0]
+ *   rmsnorm:   n_c = h_c / √(mean(h²) + ε) · w_c                    each thread recomputes mean(h²) (d ≤ a few thousand)
+ *   matvec:    y_r = Σ_i Wᵀ[i, r] x_i (+ h_r)                       Wᵀ (K, R): W stored transposed, so neighbouring
+ *                                                                 threads read neighbouring addresses (coalesced)
+ *   qkv+rope:  [q | k | v] = [W_q x | W_k x | W_v x], q and k rotated by RoPE at position pos = meta[1]:
+ *              out_c = y_c cos θ − y_{c+hd/2} sin θ (c < hd/2),  y_c cos θ + y_{c−hd/2} sin θ (c ≥ hd/2)
+ *              cos θ, sin θ from a float64-computed table (cap, hd): [cos_0 … cos_{hd/2−1} | sin_0 … sin_{hd/2−1}]
+ *   attention: y_{h,c} = Σ_{j ≤ pos} softmax_j(q_h·k_{g,j}/√hd) v_{g,j,c}   g = ⌊h/(H/H_kv)⌋, one pass (running max)
+ *   swiglu:    a_f = silu(W_gate n)_f · (W_up n)_f
+ *   argmax:    two steps: C threads each take the strided slice f ≡ c (mod C) (first maximum), then one thread
+ *              the best of the C (ties: lowest id, as lib/model/generate.ts `argmax`)
+ * The caches are laid out (cap, H_kv·hd): a token's keys (values) are one contiguous row, written by a buffer
+ * copy at row pos (kernels/resident_chain.ts). Token ids and positions travel as float32 (exact below 2^24).
+ *
+ * Mamba-2 one-step kernels (PAPER.md §2; lib/model/mixers/mamba2.ts), per token, conv state (convDim, K−1):
+ *   conv:      xs_c = act(Σ_{k<K−1} s_{c,k} w_{c,k} + u_c w_{c,K−1} + b_c)    u = xBC of in_proj; s ← [s_{c,1:} | u_c]
+ *   ssm:       Δ_h = softplus(dt_h + b_h),  h_{h,p,n} ← exp(Δ_h A_h) h_{h,p,n} + Δ_h x_{h,p} B_{h,n}
+ *   y:         y_{h,p} = Σ_n h_{h,p,n} C_{h,n} + D_h x_{h,p},  then the gated RMSNorm (groups of P, gate first)
+ */
+import { siluExpr, softplusSnippet } from './snippets.js';
+
+export interface DecodeKernel {
+  key: string;
+  source: string;
+  constants: Record<string, number>;
+}
+
+export const embedKernel = (d: number): DecodeKernel => ({
+  key: 'dec.embed',
+  source: `function (emb, meta) { return emb[meta[0] * this.constants.D + this.thread.x]; }`,
+  constants: { D: d },
+});
+
+export const rmsnormKernel = (d: number, eps: number): DecodeKernel => ({
+  key: 'dec.rmsnorm',
+  source: `function (h, w) {
+    let ss = 0.0;
+    for (let i = 0; i < this.constants.D; i++) { ss += h[i] * h[i]; }
+    return h[this.thread.x] * (1.0 / Math.sqrt(ss / this.constants.D + this.constants.EPS)) * w[this.thread.x];
+  }`,
+  constants: { D: d, EPS: eps },
+});
+
+/** y = Wᵀ-stored matrix times x (K inputs, R outputs), plus the residual h when `residual`. */
+export const matvecKernel = (K: number, R: number, residual: boolean): DecodeKernel => ({
+  key: residual ? 'dec.matvec+res' : 'dec.matvec',
+  source: `function (x, wt${residual ? ', h' : ''}) {
+    let s = 0.0;
+    for (let i = 0; i < this.constants.K; i++) { s += wt[i * this.constants.R + this.thread.x] * x[i]; }
+    return ${residual ? 'h[this.thread.x] + s' : 's'};
+  }`,
+  constants: { K, R },
+});
+
+/** Output (H·hd + 2·H_kv·hd): q and k rotated, then v. */
+export const qkvRopeKernel = (d: number, H: number, Hkv: number, hd: number): DecodeKernel => ({
+  key: 'dec.qkv_rope',
+  source: `function (x, wq, wk, wv, rope, meta) {
+    const t = this.thread.x;
+    let out = 0.0;
+    if (t >= this.constants.Q + this.constants.KV) {
+      const r = t - this.constants.Q - this.constants.KV;
+      for (let i = 0; i < this.constants.D; i++) { out += wv[i * this.constants.KV + r] * x[i]; }
+    } else {
+      let r = t;
+      let R = this.constants.Q;
+      if (t >= this.constants.Q) { r = t - this.constants.Q; R = this.constants.KV; }
+      const c = r - Math.floor(r / this.constants.HD) * this.constants.HD;
+      let partner = r + this.constants.HALF;
+      let sign = -1.0;
+      let f = c;
+      if (c >= this.constants.HALF) { partner = r - this.constants.HALF; sign = 1.0; f = c - this.constants.HALF; }
+      let a = 0.0;
+      let b = 0.0;
+      if (t >= this.constants.Q) {
+        for (let i = 0; i < this.constants.D; i++) { a += wk[i * R + r] * x[i]; b += wk[i * R + partner] * x[i]; }
+      } else {
+        for (let i = 0; i < this.constants.D; i++) { a += wq[i * R + r] * x[i]; b += wq[i * R + partner] * x[i]; }
+      }
+      const row = meta[1] * this.constants.HD;
+      out = a * rope[row + f] + sign * b * rope[row + this.constants.HALF + f];
+    }
+    return out;
+  }`,
+  constants: { D: d, Q: H * hd, KV: Hkv * hd, HD: hd, HALF: hd / 2 },
+});
+
+export const attentionKernel = (H: number, Hkv: number, hd: number, cap: number): DecodeKernel => ({
+  key: 'dec.attention',
+  source: `function (qkv, kc, vc, meta) {
+    const t = this.thread.x;
+    const h = Math.floor(t / this.constants.HD);
+    const c = t - h * this.constants.HD;
+    const g = Math.floor(h / this.constants.GROUPS) * this.constants.HD;
+    const pos = meta[1];
+    let m = -3.0e38;
+    let z = 0.0;
+    let acc = 0.0;
+    for (let j = 0; j < this.constants.CAP; j++) {
+      if (j > pos) { break; }
+      let s = 0.0;
+      for (let i = 0; i < this.constants.HD; i++) {
+        s += qkv[h * this.constants.HD + i] * kc[j * this.constants.KV + g + i];
+      }
+      s = s * this.constants.SCALE;
+      if (s > m) {
+        const r = Math.exp(m - s);
+        z = z * r;
+        acc = acc * r;
+        m = s;
+      }
+      const e = Math.exp(s - m);
+      z += e;
+      acc += e * vc[j * this.constants.KV + g + c];
+    }
+    return acc / z;
+  }`,
+  constants: { HD: hd, GROUPS: H / Hkv, KV: Hkv * hd, CAP: cap, SCALE: 1 / Math.sqrt(hd) },
+});
+
+export const swigluKernel = (d: number, F: number): DecodeKernel => ({
+  key: 'dec.swiglu',
+  source: `function (x, wg, wu) {
+    let g = 0.0;
+    let u = 0.0;
+    for (let i = 0; i < this.constants.D; i++) {
+      g += wg[i * this.constants.F + this.thread.x] * x[i];
+      u += wu[i * this.constants.F + this.thread.x] * x[i];
+    }
+    return ${siluExpr('g')} * u;
+  }`,
+  constants: { D: d, F },
+});
+
+/** Threads of the argmax's first step (each scans ⌈V/C⌉ strided logits). */
+export const argmaxLanes = (V: number) => Math.min(256, V);
+
+export const argmaxLanesKernel = (V: number): DecodeKernel => ({
+  key: 'dec.argmax1',
+  source: `function (logits) {
+    const c = this.thread.x;
+    let best = c;
+    let bv = logits[c];
+    for (let k = 1; k < this.constants.PER; k++) {
+      const i = c + k * this.constants.C;
+      if (i < this.constants.V) {
+        const v = logits[i];
+        if (v > bv) { bv = v; best = i; }
+      }
+    }
+    return best;
+  }`,
+  constants: { V, C: argmaxLanes(V), PER: Math.ceil(V / argmaxLanes(V)) },
+});
+
+export const argmaxFinalKernel = (V: number): DecodeKernel => ({
+  key: 'dec.argmax2',
+  source: `function (logits, lanes) {
+    let best = lanes[0];
+    let bv = logits[best];
+    for (let k = 1; k < this.constants.C; k++) {
+      const i = lanes[k];
+      const v = logits[i];
+      if (v > bv || (v == bv && i < best)) { bv = v; best = i; }
+    }
+    return best;
+  }`,
+  constants: { C: argmaxLanes(V) },
+});
+
+// ---------------------------------------------------------------- Mamba-2 one step
+
+/**
+ * The depthwise conv's one step: xs_c (convDim) from the old window s (convDim, K−1), u_c = zxbcdt[ZOFF + c] and
+ * the conv weight (convDim, K). A GPU.js kernel has one output, so the new window is its own kernel (below).
+ */
+export const convStepKernel = (convDim: number, K: number, zOff: number, silu: boolean): DecodeKernel => ({
+  key: silu ? 'dec.conv+silu' : 'dec.conv',
+  source: `function (s, zxbcdt, w, b) {
+    const c = this.thread.x;
+    let acc = b[c];
+    for (let k = 0; k < this.constants.KM1; k++) { acc += s[c * this.constants.KM1 + k] * w[c * this.constants.K + k]; }
+    acc += zxbcdt[this.constants.ZOFF + c] * w[c * this.constants.K + this.constants.KM1];
+    return ${silu ? siluExpr('acc') : 'acc'};
+  }`,
+  constants: { K, KM1: K - 1, ZOFF: zOff },
+});
+
+/** The new conv window (convDim, K−1): shifted left by one, u appended. */
+export const convShiftKernel = (K: number, zOff: number): DecodeKernel => ({
+  key: 'dec.conv_shift',
+  source: `function (s, zxbcdt) {
+    const t = this.thread.x;
+    const c = Math.floor(t / this.constants.KM1);
+    const k = t - c * this.constants.KM1;
+    let v = 0.0;
+    if (k + 1 < this.constants.KM1) { v = s[t + 1]; } else { v = zxbcdt[this.constants.ZOFF + c]; }
+    return v;
+  }`,
+  constants: { KM1: K - 1, ZOFF: zOff },
+});
+
+/**
+ * The SSM state's step, one thread per (h, p, n): h' = exp(Δ_h A_h) h + Δ_h x_{h,p} B_{h,n}. x and B are read
+ * from the conv output xs = [x (d_xb) | B (d_xb) | C (d_in)] through the grouped-query repeat: head h's
+ * channel p of x is source channel ⌊h/REP⌋·P + p (REP = d_in/d_xb), the same for B with n.
+ * params: [A (H) | dt_bias (H) | D (H)] with A = −exp(A_log) (float64, then float32).
+ */
+export const ssmStepKernel = (
+  H: number,
+  P: number,
+  N: number,
+  dXb: number,
+  dInner: number,
+  dtOff: number,
+): DecodeKernel => ({
+  key: 'dec.ssm_step',
+  source: `function (ssm, xs, zxbcdt, par) {
+    const t = this.thread.x;
+    const h = Math.floor(t / this.constants.PN);
+    const pn = t - h * this.constants.PN;
+    const p = Math.floor(pn / this.constants.N);
+    const n = pn - p * this.constants.N;
+    const src = Math.floor(h / this.constants.REP) * this.constants.P;
+    const dtv = zxbcdt[this.constants.DTOFF + h] + par[this.constants.H + h];
+    ${softplusSnippet('dtv', 'delta')}
+    const xv = xs[src + p];
+    const bv = xs[this.constants.XB + src + n];
+    return Math.exp(delta * par[h]) * ssm[t] + delta * xv * bv;
+  }`,
+  constants: { H, P, N, PN: P * N, REP: dInner / dXb, XB: dXb, DTOFF: dtOff },
+});
+
+/**
+ * y_{h,p} = Σ_n h_{h,p,n} C_{h,n} + D_h x_{h,p}, gated by silu(z) and normed over its group of P (gate first),
+ * times the norm weight: one thread per channel (h, p), each recomputing its group's sum of squares.
+ */
+export const ssmOutKernel = (
+  H: number,
+  P: number,
+  N: number,
+  dXb: number,
+  dInner: number,
+  gated: boolean,
+  eps: number,
+): DecodeKernel => {
+  // y of channel q (as an expression block writing into a variable), reused for the group's mean square
+  const yOf = (q: string, out: string) => `
+      const ${out}_h = Math.floor(${q} / this.constants.P);
+      const ${out}_p = ${q} - ${out}_h * this.constants.P;
+      const ${out}_src = Math.floor(${out}_h / this.constants.REP) * this.constants.P;
+      let ${out} = par[this.constants.H2 + ${out}_h] * xs[${out}_src + ${out}_p];
+      for (let n = 0; n < this.constants.N; n++) {
+        ${out} += ssm[${q} * this.constants.N + n] * xs[this.constants.XB2 + ${out}_h * this.constants.N + n];
+      }
+      ${gated ? `${out} = ${out} * ${siluExpr(`zxbcdt[${q}]`)};` : ''}`;
+  return {
+    key: gated ? 'dec.ssm_out+gated' : 'dec.ssm_out',
+    source: `function (ssm, xs, zxbcdt, par, w) {
+      const t = this.thread.x;
+      ${yOf('t', 'yt')}
+      ${
+        gated
+          ? `const g0 = Math.floor(t / this.constants.P) * this.constants.P;
+      let ss = 0.0;
+      for (let k = 0; k < this.constants.P; k++) {
+        const q = g0 + k;
+        ${yOf('q', 'yq')}
+        ss += yq * yq;
+      }
+      return yt / Math.sqrt(ss / this.constants.P + this.constants.EPS) * w[t];`
+          : 'return yt;'
+      }
+    }`,
+    constants: { H2: 2 * H, P, N, REP: dInner / dXb, XB2: 2 * dXb, EPS: eps },
+  };
+};

@@ -1,0 +1,293 @@
+/**
+ * One GPU submission per decoded token (webgpu): the whole forward of one token — embedding row, every layer,
+ * final norm, lm_head and greedy argmax — as one chain of GPU.js kernels in one command encoder
+ * (kernels/resident_chain.ts), with every cache and state resident on the GPU between tokens; per token the
+ * host writes [id, pos] (a queue write) and reads back the chosen id (and the logits only when asked).
+ *
+ *   h = E[id]                                                                (d)
+ *   for each layer:  n = rmsnorm₁(h)
+ *     attention:     [q | k | v] = rope([W_q n | W_k n | W_v n], pos);  K[pos] ← k, V[pos] ← v   (buffer copies)
+ *                    h ← h + W_o attention(q, K[0 … pos], V[0 … pos])
+ *     Mamba-2:       [z | xBC | dt] = W_in n (+ b_in);  xs = silu(conv_step(conv state, xBC));  conv state ← shifted
+ *                    ssm ← exp(Δ A) ssm + Δ x Bᵀ;  y = ssm C + D x;  h ← h + W_out gated_rmsnorm(y, z)
+ *                    (new states written to scratch, copied back in the same encoder)
+ *                    n = rmsnorm₂(h);  h ← h + W_down (silu(W_gate n) ⊙ W_up n)
+ *   logits = lm_head(rmsnorm(h));  id' = argmax(logits)                      (V)
+ *
+ * The same model as lib/model/hybrid.ts `forward` (the float64 reference it is tested against, at float32
+ * tolerance: spec/gpu_decode.spec.ts), for batch 1. Mamba-1 layers and HF attention biases are not in the
+ * chain yet: such a model gets an ArgumentError before anything is uploaded. Weights are uploaded once,
+ * transposed (kernels/decode.ts `matvecKernel`); the KV cache holds `capacity` positions, (cap, H_kv·hd).
+ *
+ * Symbols: d hidden_size · V vocab · H, H_kv heads · hd head_dim · F intermediate_size · pos the token's
+ * position · Mamba-2: H_m heads, P = N head width and state size, d_in, d_xb, K conv width.
+ */
+import { ArgumentError } from '../errors.js';
+import {
+  argmaxFinalKernel,
+  argmaxLanes,
+  argmaxLanesKernel,
+  attentionKernel,
+  convShiftKernel,
+  convStepKernel,
+  embedKernel,
+  matvecKernel,
+  qkvRopeKernel,
+  rmsnormKernel,
+  ssmOutKernel,
+  ssmStepKernel,
+  swigluKernel,
+  type DecodeKernel,
+} from '../../kernels/decode.js';
+import { ResidentChain, type ChainBuffer } from '../../kernels/resident_chain.js';
+import { attentionNames, attentionRope } from './mixers/attention.js';
+import { blockEps, blockNames, layerKinds, lmHeadName, mambaOf, type HybridModel } from './mixers/block.js';
+import { mlpNames } from './mixers/mlp.js';
+
+/** What a layer keeps on the GPU between tokens (for tests: read back with `GpuDecoder.readLayer`). */
+type LayerState =
+  { kind: 'attention'; k: ChainBuffer; v: ChainBuffer } | { kind: 'mamba2'; conv: ChainBuffer; ssm: ChainBuffer };
+
+export interface GpuDecodeOptions {
+  /** positions the KV caches hold (default: min(max_position_embeddings, 4096)) */
+  capacity?: number;
+}
+
+/** W (R, K) as stored → Wᵀ (K, R) float32: thread r of a matvec then reads K values R apart (coalesced). */
+function transposed(w: ArrayLike<number>, R: number, K: number): Float32Array {
+  const t = new Float32Array(R * K);
+  for (let r = 0; r < R; r++) for (let i = 0; i < K; i++) t[i * R + r] = w[r * K + i]!;
+  return t;
+}
+
+export class GpuDecoder {
+  /** Tokens folded into the caches so far. */
+  length = 0;
+  private constructor(
+    readonly chain: ResidentChain,
+    private readonly m: HybridModel,
+    readonly capacity: number,
+    private readonly meta: ChainBuffer,
+    private readonly logits: ChainBuffer,
+    private readonly token: ChainBuffer,
+    private readonly layers: LayerState[],
+  ) {}
+
+  /** Build the chain for `m` (uploads every weight once). */
+  static async create(m: HybridModel, opts: GpuDecodeOptions = {}): Promise<GpuDecoder> {
+    const c = m.llama;
+    const kinds = layerKinds(m);
+    if (kinds.includes('mamba1'))
+      throw new ArgumentError(
+        'model',
+        'attention and Mamba-2 layers (Mamba-1 is not in the GPU decode chain yet)',
+        'mamba1',
+      );
+    if (c.attentionBias)
+      throw new ArgumentError('model', 'no attention biases (attention_bias is not in the GPU decode chain yet)', true);
+    const capacity = opts.capacity ?? Math.min(c.maxPositionEmbeddings, 4096);
+    if (!Number.isInteger(capacity) || capacity < 1 || capacity > c.maxPositionEmbeddings)
+      throw new ArgumentError('capacity', `an integer in [1, ${c.maxPositionEmbeddings}]`, capacity);
+    const W = m.weights;
+    const d = c.hiddenSize;
+    const [H, Hkv, hd, F, V] = [c.numHeads, c.numKvHeads, c.headDim, c.intermediateSize, c.vocabSize];
+    const chain = await ResidentChain.create();
+    // a model that does not fit the device's buffers: a clear error before any upload
+    const limit = chain.maxBufferElements;
+    const biggest: Array<[string, number]> = [
+      ['the embedding (vocab × hidden)', V * d],
+      ['lm_head (vocab × hidden)', V * d],
+      ['an MLP matrix (intermediate × hidden)', F * d],
+      ['a KV cache (capacity × kv heads × head_dim)', capacity * Hkv * hd],
+    ];
+    if (m.mamba)
+      biggest.push(['in_proj of a Mamba-2 layer', (2 * m.mamba.dInner + 2 * m.mamba.dXb + m.mamba.nHeads) * d]);
+    for (const [what, n] of biggest)
+      if (n > limit)
+        throw new ArgumentError(
+          what,
+          `at most ${limit} float32 elements (this WebGPU device's maxStorageBufferBindingSize / maxBufferSize)`,
+          n,
+        );
+    try {
+      const f32 = (name: string) => {
+        const t = W.get(name);
+        return t.data instanceof Float32Array ? t.data : Float32Array.from(t.data);
+      };
+      const upT = (name: string, R: number, K: number) => chain.buffer(name, R * K, transposed(W.get(name).data, R, K));
+      const up = (name: string) => chain.buffer(name, W.get(name).size, f32(name));
+      const scratch = (name: string, n: number) => chain.buffer(name, n);
+      const k = (label: string, kern: DecodeKernel, args: ChainBuffer[], out: ChainBuffer) =>
+        chain.kernel(label, kern.key, kern.source, kern.constants, args, out);
+
+      const meta = scratch('meta [id, pos]', 2);
+      // RoPE's cos/sin per position, float64 then float32: (cap, hd) = [cos … | sin …]
+      const { inv } = attentionRope(c, 0, 1);
+      const rope = new Float32Array(capacity * hd);
+      for (let p = 0; p < capacity; p++)
+        for (let i = 0; i < hd / 2; i++) {
+          rope[p * hd + i] = Math.cos(p * inv[i]!);
+          rope[p * hd + hd / 2 + i] = Math.sin(p * inv[i]!);
+        }
+      const ropeBuf = kinds.includes('attention') ? chain.buffer('rope cos|sin', capacity * hd, rope) : undefined;
+
+      const emb = up('model.embed_tokens.weight'); // (V, d), read by rows
+      let h = scratch('h', d);
+      await k('embed', embedKernel(d), [emb, meta], h);
+      const layers: LayerState[] = [];
+      for (let i = 0; i < kinds.length; i++) {
+        const kind = kinds[i]!;
+        const { prefix: p, norm1, norm2 } = blockNames(i);
+        const eps = blockEps(m, kind);
+        const L = `layer${i}`;
+        const n1 = scratch(`${L}.n1`, d);
+        await k(`${L}.norm1`, rmsnormKernel(d, eps), [h, up(norm1)], n1);
+        const h1 = scratch(`${L}.h1`, d);
+        if (kind === 'attention') {
+          const a = attentionNames(c, p);
+          const [Q, KV] = [H * hd, Hkv * hd];
+          const qkv = scratch(`${L}.qkv`, Q + 2 * KV);
+          await k(
+            `${L}.qkv_rope`,
+            qkvRopeKernel(d, H, Hkv, hd),
+            [n1, upT(a.q.weight, Q, d), upT(a.k.weight, KV, d), upT(a.v.weight, KV, d), ropeBuf!, meta],
+            qkv,
+          );
+          const kc = scratch(`${L}.k cache`, capacity * KV);
+          const vc = scratch(`${L}.v cache`, capacity * KV);
+          chain.copy(`${L}.k_write`, qkv, Q, kc, (v) => v.pos * KV, KV);
+          chain.copy(`${L}.v_write`, qkv, Q + KV, vc, (v) => v.pos * KV, KV);
+          const y = scratch(`${L}.attn`, Q);
+          await k(`${L}.attention`, attentionKernel(H, Hkv, hd, capacity), [qkv, kc, vc, meta], y);
+          await k(`${L}.o_proj`, matvecKernel(Q, d, true), [y, upT(a.o.weight, d, Q), h], h1);
+          layers.push({ kind, k: kc, v: vc });
+        } else {
+          const mc = mambaOf(m);
+          const q = `${p}.mamba`;
+          const { dInner, dXb, dState: N, nHeads: Hm, dConv: K } = mc;
+          const P = N;
+          const convDim = dInner + 2 * dXb;
+          const R = 2 * dInner + 2 * dXb + Hm;
+          const zx = scratch(`${L}.zxbcdt`, R);
+          const hasBias = W.has(`${q}.in_proj.bias`);
+          await k(
+            `${L}.in_proj`,
+            matvecKernel(d, R, hasBias),
+            hasBias
+              ? [n1, upT(`${q}.in_proj.weight`, R, d), up(`${q}.in_proj.bias`)]
+              : [n1, upT(`${q}.in_proj.weight`, R, d)],
+            zx,
+          );
+          const conv = scratch(`${L}.conv state`, convDim * (K - 1));
+          const convNext = scratch(`${L}.conv state'`, convDim * (K - 1));
+          const convW = chain.buffer(`${q}.conv1d.weight`, convDim * K, f32(`${q}.conv1d.weight`));
+          const convB = W.has(`${q}.conv1d.bias`) ? up(`${q}.conv1d.bias`) : scratch(`${L}.conv bias 0`, convDim);
+          const xs = scratch(`${L}.xs`, convDim);
+          const silu = m.ablation?.convActivation !== false;
+          await k(`${L}.conv`, convStepKernel(convDim, K, dInner, silu), [conv, zx, convW, convB], xs);
+          await k(`${L}.conv_shift`, convShiftKernel(K, dInner), [conv, zx], convNext);
+          chain.copy(`${L}.conv_write`, convNext, 0, conv, () => 0, convDim * (K - 1));
+          // [A | dt_bias | D] per head, A = −exp(A_log) in float64
+          const par = new Float32Array(3 * Hm);
+          const Alog = W.get(`${q}.A_log`).data;
+          const dtb = W.get(`${q}.dt_bias`).data;
+          const Dd = W.get(`${q}.D`).data;
+          for (let j = 0; j < Hm; j++) {
+            par[j] = -Math.exp(Alog[j]!);
+            par[Hm + j] = dtb[j]!;
+            par[2 * Hm + j] = Dd[j]!;
+          }
+          const parBuf = chain.buffer(`${L}.A|dt_bias|D`, 3 * Hm, par);
+          const ssm = scratch(`${L}.ssm state`, Hm * P * N);
+          const ssmNext = scratch(`${L}.ssm state'`, Hm * P * N);
+          await k(
+            `${L}.ssm_step`,
+            ssmStepKernel(Hm, P, N, dXb, dInner, dInner + convDim),
+            [ssm, xs, zx, parBuf],
+            ssmNext,
+          );
+          const gated = m.ablation?.gatedNorm !== false;
+          const y = scratch(`${L}.y`, dInner);
+          await k(
+            `${L}.ssm_out`,
+            ssmOutKernel(Hm, P, N, dXb, dInner, gated, 1e-5),
+            [ssmNext, xs, zx, parBuf, up(`${q}.norm.weight`)],
+            y,
+          );
+          chain.copy(`${L}.ssm_write`, ssmNext, 0, ssm, () => 0, Hm * P * N);
+          await k(`${L}.out_proj`, matvecKernel(dInner, d, true), [y, upT(`${q}.out_proj.weight`, d, dInner), h], h1);
+          layers.push({ kind: 'mamba2', conv, ssm });
+        }
+        const f = mlpNames(p);
+        const n2 = scratch(`${L}.n2`, d);
+        await k(`${L}.norm2`, rmsnormKernel(d, eps), [h1, up(norm2)], n2);
+        const a = scratch(`${L}.swiglu`, F);
+        await k(`${L}.gate_up`, swigluKernel(d, F), [n2, upT(f.gate, F, d), upT(f.up, F, d)], a);
+        const h2 = scratch(`${L}.h2`, d);
+        await k(`${L}.down`, matvecKernel(F, d, true), [a, upT(f.down, d, F), h1], h2);
+        h = h2;
+      }
+      const nf = scratch('final norm', d);
+      await k('final_norm', rmsnormKernel(d, c.rmsNormEps), [h, up('model.norm.weight')], nf);
+      const logits = scratch('logits', V);
+      const head = lmHeadName(m);
+      await k('lm_head', matvecKernel(d, V, false), [nf, upT(head, V, d)], logits);
+      const lanes = scratch('argmax lanes', argmaxLanes(V));
+      await k('argmax1', argmaxLanesKernel(V), [logits], lanes);
+      const token = scratch('token', 1);
+      await k('argmax2', argmaxFinalKernel(V), [logits, lanes], token);
+      return new GpuDecoder(chain, m, capacity, meta, logits, token, layers);
+    } catch (e) {
+      chain.destroy();
+      throw e;
+    }
+  }
+
+  /**
+   * Fold token `id` in at position `length` (one submission, one readback) and return the greedy next id,
+   * with the logits (V) when `logits` is set.
+   */
+  async step(id: number, opts: { logits?: boolean } = {}): Promise<{ token: number; logits?: Float32Array }> {
+    const V = this.m.llama.vocabSize;
+    if (!Number.isInteger(id) || id < 0 || id >= V) throw new ArgumentError('id', `a token id in [0, ${V})`, id);
+    if (this.length >= this.capacity)
+      throw new ArgumentError('position', `below the GPU decoder's capacity ${this.capacity}`, this.length);
+    const pos = this.length;
+    this.chain.write(this.meta, new Float32Array([id, pos]));
+    const reads = opts.logits ? [{ from: this.token }, { from: this.logits }] : [{ from: this.token }];
+    const [tok, logits] = await this.chain.run({ pos }, reads);
+    this.length++;
+    return { token: tok![0]!, ...(logits ? { logits } : {}) };
+  }
+
+  /** Greedy decoding: the prompt token by token, then `n` tokens; the generated ids. */
+  async generate(prompt: readonly number[], n: number): Promise<number[]> {
+    if (prompt.length === 0) throw new ArgumentError('prompt', 'at least one token', 0);
+    let next = 0;
+    for (const id of prompt) next = (await this.step(id)).token;
+    const out: number[] = [];
+    for (let i = 0; i < n; i++) {
+      out.push(next);
+      if (i + 1 < n) next = (await this.step(next)).token;
+    }
+    return out;
+  }
+
+  /** Layer i's cache or states as they are on the GPU (for tests; separate submissions). */
+  async readLayer(
+    i: number,
+  ): Promise<
+    { kind: 'attention'; k: Float32Array; v: Float32Array } | { kind: 'mamba2'; conv: Float32Array; ssm: Float32Array }
+  > {
+    const l = this.layers[i];
+    if (!l) throw new ArgumentError('layer', `an index in [0, ${this.layers.length})`, i);
+    return l.kind === 'attention'
+      ? { kind: 'attention', k: await this.chain.read(l.k), v: await this.chain.read(l.v) }
+      : { kind: 'mamba2', conv: await this.chain.read(l.conv), ssm: await this.chain.read(l.ssm) };
+  }
+
+  /** Free the device buffers. */
+  destroy(): void {
+    this.chain.destroy();
+  }
+}

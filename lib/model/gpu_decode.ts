@@ -286,6 +286,14 @@ export class GpuDecoder {
       : { kind: 'mamba2', conv: await this.chain.read(l.conv), ssm: await this.chain.read(l.ssm) };
   }
 
+  /** Start a new sequence: length 0, every cache and state zeroed (queue writes, no submission). */
+  reset(): void {
+    for (const l of this.layers)
+      for (const b of l.kind === 'mamba2' ? [l.conv, l.ssm] : [l.k, l.v])
+        this.chain.write(b, new Float32Array(b.elements));
+    this.length = 0;
+  }
+
   /** Free the device buffers. */
   destroy(): void {
     this.chain.destroy();

@@ -1,0 +1,274 @@
+/**
+ * One GPU submission per decoded token (lib/model/gpu_decode.ts, kernels/resident_chain.ts) on the webgpu
+ * backend — here Dawn's CPU adapter (lavapipe), so the shapes are tiny.
+ *
+ * Against the float64 reference (lib/model/hybrid.ts `forward`: the prompt prefilled at once, then one token
+ * per forward), on random Llamas and 50% Mamba-2 hybrids (fast-check, numRuns in the titles), over a prompt
+ * and several decoded tokens:
+ *   - the greedy ids are the reference's argmax (wherever the reference's top two logits are further apart
+ *     than twice the tolerance; closer, float32 may legitimately pick the other one — both decoders are then
+ *     fed the reference's id so they stay on one sequence);
+ *   - logits, KV caches, conv and SSM states agree at |gpu − ref| ≤ TOL_ABS + TOL_REL·|ref|. The chain is
+ *     float32 throughout (the reference float64): measured max errors here ~1e-6 on logits of size ~3, so
+ *     TOL_ABS = 1e-4, TOL_REL = 1e-4 leave a margin of ~50× for deeper sums and other adapters;
+ *   - every token costs exactly one queue.submit and one mapAsync (counted on the device itself).
+ * Mutations, each of which must push the logits past the tolerance: a layer's MLP down-projection left out of
+ * the chain, a KV-cache write left out, a Mamba-2 state write-back left out.
+ */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { ArgumentError } from '../lib/errors.js';
+import { convert } from '../lib/model/convert.js';
+import { GpuDecoder } from '../lib/model/gpu_decode.js';
+import { forward, newCache, type HybridModel, type ModelCache } from '../lib/model/hybrid.js';
+import { randomLlama } from '../lib/model/random.js';
+import { getOps } from '../lib/ops.js';
+import { KERNEL_BACKENDS } from './helpers.js';
+
+const TOL_ABS = 1e-4;
+const TOL_REL = 1e-4;
+const webgpu = KERNEL_BACKENDS.find((b) => b.name === 'webgpu')!;
+const run = webgpu.available ? it : it.skip;
+
+/** max over i of |a_i − b_i| − TOL_REL·|b_i| (≤ TOL_ABS: within tolerance) */
+function excess(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  expect(a.length).toBe(b.length);
+  let e = 0;
+  for (let i = 0; i < a.length; i++) e = Math.max(e, Math.abs(a[i]! - b[i]!) - TOL_REL * Math.abs(b[i]!));
+  return e;
+}
+
+/** The reference's id and whether its top two are clearly apart. */
+function refChoice(l: ArrayLike<number>): { id: number; clear: boolean } {
+  let a = 0;
+  for (let i = 1; i < l.length; i++) if (l[i]! > l[a]!) a = i;
+  let b = -Infinity;
+  for (let i = 0; i < l.length; i++) if (i !== a) b = Math.max(b, l[i]!);
+  return { id: a, clear: l[a]! - b > 2 * (TOL_ABS + TOL_REL * Math.abs(l[a]!)) };
+}
+
+interface RefRun {
+  /** the ids fed at each position (prompt, then the reference's greedy ids) */
+  ids: number[];
+  /** logits after each position (V each) */
+  logits: Float64Array[];
+  cache: ModelCache;
+}
+
+/** The float64 reference: prompt prefilled in one forward, then `steps` greedy tokens one forward each. */
+async function reference(m: HybridModel, prompt: number[], steps: number): Promise<RefRun> {
+  const ops = await getOps('reference');
+  const V = m.llama.vocabSize;
+  const cache = newCache(m, 1);
+  const pre = await forward(ops, m, [prompt], cache);
+  const logits = prompt.map((_, t) => Float64Array.from(pre.data.subarray(t * V, (t + 1) * V)));
+  const ids = [...prompt];
+  for (let s = 0; s < steps; s++) {
+    const id = refChoice(logits[logits.length - 1]!).id;
+    ids.push(id);
+    logits.push(Float64Array.from((await forward(ops, m, [[id]], cache)).data));
+  }
+  return { ids, logits, cache };
+}
+
+/** Feed the reference's ids to the GPU decoder; the worst logit excess, and how many ids were compared. */
+async function replay(dec: GpuDecoder, ref: RefRun): Promise<{ worst: number; compared: number; wrong: number }> {
+  let worst = 0;
+  let compared = 0;
+  let wrong = 0;
+  for (let t = 0; t < ref.ids.length; t++) {
+    const { token, logits } = await dec.step(ref.ids[t]!, { logits: true });
+    worst = Math.max(worst, excess(logits!, ref.logits[t]!));
+    const c = refChoice(ref.logits[t]!);
+    if (c.clear) {
+      compared++;
+      if (token !== c.id) wrong++;
+    }
+  }
+  return { worst, compared, wrong };
+}
+
+const modelArb = (hybrid: boolean) =>
+  fc.record({
+    vocab: fc.integer({ min: 20, max: 90 }),
+    hd: fc.constantFrom(4, 8),
+    kvHeads: fc.integer({ min: 1, max: 2 }),
+    group: fc.integer({ min: 1, max: 2 }),
+    intermediate: fc.integer({ min: 8, max: 40 }),
+    layers: fc.integer({ min: hybrid ? 2 : 1, max: 3 }),
+    tie: fc.boolean(),
+    hybrid: fc.constant(hybrid),
+    seed: fc.nat(1000),
+  });
+
+function buildModel(s: {
+  vocab: number;
+  hd: number;
+  kvHeads: number;
+  group: number;
+  intermediate: number;
+  layers: number;
+  tie: boolean;
+  hybrid: boolean;
+  seed: number;
+}): HybridModel {
+  const heads = s.kvHeads * s.group;
+  const t = randomLlama(
+    {
+      vocab: s.vocab,
+      hidden: heads * s.hd,
+      intermediate: s.intermediate,
+      layers: s.layers,
+      heads,
+      kvHeads: s.kvHeads,
+      headDim: s.hd,
+      tie: s.tie,
+    },
+    s.seed,
+  );
+  return s.hybrid ? convert(t, { variant: 'mamba2', attentionFraction: 0.5, seed: s.seed }) : t;
+}
+
+describe('one GPU submission per decoded token (webgpu)', () => {
+  for (const [hybrid, runs] of [
+    [false, 2],
+    [true, 3],
+  ] as const)
+    run(
+      `random ${hybrid ? '50% Mamba-2 hybrids' : 'Llamas'}: the reference's greedy ids, logits, ${hybrid ? 'KV caches and Mamba states' : 'KV caches'} at float32 tolerance; one submit and one readback per token (numRuns ${runs}) (${webgpu.title})`,
+      async () => {
+        await fc.assert(
+          fc.asyncProperty(
+            modelArb(hybrid),
+            fc.array(fc.nat(1000), { minLength: 1, maxLength: 5 }),
+            fc.integer({ min: 2, max: 4 }),
+            async (spec, rawPrompt, steps) => {
+              const m = buildModel(spec);
+              const prompt = rawPrompt.map((x) => x % spec.vocab);
+              const ref = await reference(m, prompt, steps);
+              const dec = await GpuDecoder.create(m, { capacity: 16 });
+              try {
+                // counted on the device itself, not by the chain
+                const queue = dec.chain.device.queue as unknown as { submit: (b: unknown[]) => void };
+                const submit = queue.submit.bind(queue);
+                let submits = 0;
+                queue.submit = (b) => {
+                  submits++;
+                  submit(b);
+                };
+                const proto = (
+                  globalThis as unknown as {
+                    GPUBuffer: { prototype: { mapAsync: (...a: unknown[]) => Promise<void> } };
+                  }
+                ).GPUBuffer.prototype;
+                const mapAsync = proto.mapAsync;
+                let maps = 0;
+                proto.mapAsync = function (this: unknown, ...a: unknown[]) {
+                  maps++;
+                  return mapAsync.apply(this, a);
+                };
+                let r: Awaited<ReturnType<typeof replay>>;
+                try {
+                  r = await replay(dec, ref);
+                } finally {
+                  proto.mapAsync = mapAsync;
+                  queue.submit = submit;
+                }
+                expect(submits, 'one submit per token').toBe(ref.ids.length);
+                expect(maps, 'one readback per token').toBe(ref.ids.length);
+                expect(r.worst, 'logits').toBeLessThanOrEqual(TOL_ABS);
+                expect(r.wrong, `greedy ids (${r.compared} compared)`).toBe(0);
+                // the caches and states left on the GPU
+                const T = ref.ids.length;
+                for (let i = 0; i < m.llama.numLayers; i++) {
+                  const g = await dec.readLayer(i);
+                  const lc = ref.cache.layers[i]!;
+                  if (g.kind === 'attention' && lc.kind === 'attention') {
+                    const [Hkv, hd] = [m.llama.numKvHeads, m.llama.headDim];
+                    // reference (1, H_kv, cap, hd) → the GPU's (cap, H_kv·hd), first T rows
+                    const k = new Float64Array(T * Hkv * hd);
+                    const v = new Float64Array(T * Hkv * hd);
+                    for (let j = 0; j < T; j++)
+                      for (let kv = 0; kv < Hkv; kv++)
+                        for (let c = 0; c < hd; c++) {
+                          k[(j * Hkv + kv) * hd + c] = lc.k[(kv * lc.cap + j) * hd + c]!;
+                          v[(j * Hkv + kv) * hd + c] = lc.v[(kv * lc.cap + j) * hd + c]!;
+                        }
+                    expect(excess(g.k.subarray(0, T * Hkv * hd), k), `layer ${i} keys`).toBeLessThanOrEqual(TOL_ABS);
+                    expect(excess(g.v.subarray(0, T * Hkv * hd), v), `layer ${i} values`).toBeLessThanOrEqual(TOL_ABS);
+                  } else if (g.kind === 'mamba2' && lc.kind === 'mamba2') {
+                    expect(excess(g.conv, lc.conv.data), `layer ${i} conv state`).toBeLessThanOrEqual(TOL_ABS);
+                    expect(excess(g.ssm, lc.ssm.data), `layer ${i} SSM state`).toBeLessThanOrEqual(TOL_ABS);
+                    expect(Math.max(...Array.from(g.ssm, Math.abs)), 'a state that moved').toBeGreaterThan(0);
+                  } else throw new Error(`layer ${i}: ${g.kind} on the GPU, ${lc.kind} in the reference`);
+                }
+              } finally {
+                dec.destroy();
+              }
+            },
+          ),
+          { numRuns: runs },
+        );
+      },
+    );
+
+  run(
+    `a layer's kernel or a cache/state write left out of the chain breaks the logits; reset() starts a sequence afresh (${webgpu.title})`,
+    async () => {
+      const m = buildModel({
+        vocab: 40,
+        hd: 4,
+        kvHeads: 2,
+        group: 2,
+        intermediate: 24,
+        layers: 2,
+        tie: false,
+        hybrid: true,
+        seed: 5,
+      });
+      const ref = await reference(m, [3, 9, 14], 3);
+      const dec = await GpuDecoder.create(m, { capacity: 8 });
+      try {
+        const labels = dec.chain.labels;
+        const attn = m.mamba!.attnLayers[0]!;
+        const mamba = attn === 0 ? 1 : 0;
+        const mutations = [
+          `layer1.down`,
+          `layer${attn}.k_write`,
+          `layer${attn}.v_write`,
+          `layer${mamba}.ssm_write`,
+          `layer${mamba}.conv_write`,
+        ];
+        for (const mut of mutations) {
+          expect(labels, mut).toContain(mut);
+          dec.reset();
+          dec.chain.omit.clear();
+          dec.chain.omit.add(mut);
+          expect((await replay(dec, ref)).worst, `without ${mut}`).toBeGreaterThan(TOL_ABS);
+        }
+        dec.chain.omit.clear();
+        dec.reset();
+        expect((await replay(dec, ref)).worst, 'whole chain after reset').toBeLessThanOrEqual(TOL_ABS);
+      } finally {
+        dec.destroy();
+      }
+    },
+  );
+
+  run(`bad input: a clear ArgumentError before any work (${webgpu.title})`, async () => {
+    const t = randomLlama({ vocab: 20, hidden: 8, intermediate: 8, layers: 2, heads: 2, kvHeads: 1 }, 1);
+    await expect(
+      GpuDecoder.create(convert(t, { variant: 'mamba1', attnLayers: [1], seed: 0, dState: 4 })),
+    ).rejects.toThrow(/Mamba-1 is not in the GPU decode chain/);
+    await expect(GpuDecoder.create(t, { capacity: 0 })).rejects.toThrow(ArgumentError);
+    const dec = await GpuDecoder.create(t, { capacity: 2 });
+    try {
+      await expect(dec.step(20)).rejects.toThrow(/argument 'id': expected a token id in \[0, 20\)/);
+      await dec.step(1);
+      await dec.step(2);
+      await expect(dec.step(3)).rejects.toThrow(/below the GPU decoder's capacity 2/);
+    } finally {
+      dec.destroy();
+    }
+  });
+});

@@ -15,6 +15,9 @@
  * Mutations, each of which must push the logits past the tolerance: a layer's MLP down-projection left out of
  * the chain, a KV-cache write left out, a Mamba-2 state write-back left out.
  */
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ArgumentError } from '../lib/errors.js';
@@ -24,6 +27,7 @@ import { forward, newCache, type HybridModel, type ModelCache } from '../lib/mod
 import { randomLlama } from '../lib/model/random.js';
 import { getOps } from '../lib/ops.js';
 import { KERNEL_BACKENDS } from './helpers.js';
+import { tmpFolder } from './tmp.js';
 
 const TOL_ABS = 1e-4;
 const TOL_REL = 1e-4;
@@ -270,5 +274,29 @@ describe('one GPU submission per decoded token (webgpu)', () => {
     } finally {
       dec.destroy();
     }
+  });
+
+  run(`bench/gpu.ts --tiny runs here and writes its table (${webgpu.title})`, () => {
+    const out = tmpFolder('gpu-bench');
+    const r = spawnSync(
+      process.execPath,
+      ['--import', 'tsx', 'bench/gpu.ts', '--tiny', '--tokens', '2', '--no-torch', '--out', out],
+      { encoding: 'utf8', timeout: 100_000 },
+    );
+    expect(r.status, r.stderr).toBe(0);
+    const j = JSON.parse(readFileSync(join(out, 'gpu.json'), 'utf8')) as {
+      rows: Array<{ model: string; path: string; ms_per_token: number; submits_per_token?: number }>;
+    };
+    expect(j.rows.map((x) => x.model)).toEqual([
+      'Llama (teacher)',
+      'Llama (teacher)',
+      '50% Mamba-2 hybrid',
+      '50% Mamba-2 hybrid',
+    ]);
+    for (const row of j.rows) expect(row.ms_per_token).toBeGreaterThan(0);
+    expect(j.rows.filter((x) => x.submits_per_token !== undefined).map((x) => x.submits_per_token)).toEqual([1, 1]);
+    expect(readFileSync(join(out, 'gpu.md'), 'utf8')).toMatch(
+      /\| Llama \(teacher\) \| webgpu, one submission per token/,
+    );
   });
 });

@@ -42,9 +42,9 @@ if (reason) {
   console.error(`bench/gpu.ts: the webgpu backend is not available here: ${reason}`);
   process.exit(6); // EXIT.io: an unavailable backend
 }
-const adapter = (await (
+const adapter = await (
   globalThis as unknown as { navigator: { gpu: { requestAdapter(): Promise<{ info?: Record<string, string> }> } } }
-).navigator.gpu.requestAdapter());
+).navigator.gpu.requestAdapter();
 const adapterName = adapter.info
   ? `${adapter.info.vendor ?? ''} ${adapter.info.architecture ?? ''} ${adapter.info.device ?? ''} ${adapter.info.description ?? ''}`
       .replace(/\s+/g, ' ')

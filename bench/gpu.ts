@@ -8,6 +8,9 @@
  * token after a 64-token prompt (the time of `--tokens` greedy tokens, divided).
  *
  *   node --import tsx bench/gpu.ts [--tiny] [--out DIR] [--tokens N] [--no-torch] [--no-per-op] [--python PATH]
+ *                                  [--peer bench/peers/torch_gpu.py]
+ * On the GPU machine (no Node there): bench/device-bundle.sh here; there, the bundle unpacked in /tmp/mil and, from
+ * the repository root (where bench/peers/torch_gpu.py is found), `/tmp/mil/node /tmp/mil/dist/bench/gpu.js --out $OUT`.
  *
  * --tiny: d 32, 2 layers, vocab 256, prompt 8, 4 tokens (a check that the bench runs, e.g. on Dawn's CPU
  * adapter). Writes gpu.json and gpu.md to DIR (default bench/results). The ids of the chain and the per-op
@@ -15,6 +18,7 @@
  * the GPU machine (most of it torch.compile).
  */
 import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFile } from '../lib/io/writer.js';
 import { convert } from '../lib/model/convert.js';
@@ -165,7 +169,14 @@ if (!args.includes('--no-torch')) {
           : null,
       })),
     };
-    const t = spawnSync(python, [join(import.meta.dirname, 'peers', 'torch_gpu.py'), JSON.stringify(mspec)], {
+    // beside this file; compiled into dist/ (bench/device-bundle.sh) the .py stays in the source tree's bench/peers
+    const peer =
+      flag('peer') ??
+      [join(import.meta.dirname, 'peers', 'torch_gpu.py'), join(process.cwd(), 'bench', 'peers', 'torch_gpu.py')].find(
+        (f) => existsSync(f),
+      ) ??
+      'bench/peers/torch_gpu.py';
+    const t = spawnSync(python, [peer, JSON.stringify(mspec)], {
       encoding: 'utf8',
       timeout: 240_000,
       stdio: ['ignore', 'pipe', 'inherit'],

@@ -84,13 +84,14 @@ class Model:
                     L[k].zero_()
 
     def rope(self, x, pos):  # x (heads, hd)
-        c, s = self.cos[pos], self.sin[pos]
+        # index_select, not t[pos]: a 0-d index tensor may be read on the host (a sync, refused inside a capture)
+        c, s = torch.index_select(self.cos, 0, pos.view(1))[0], torch.index_select(self.sin, 0, pos.view(1))[0]
         h = self.hd // 2
         return x * c + torch.cat([-x[:, h:], x[:, :h]], -1) * s
 
     def step(self, tok, pos):  # tok (1,) int64, pos () int64, both on the device
         H, Hkv, hd = self.H, self.Hkv, self.hd
-        h = self.emb[tok[0]]
+        h = torch.index_select(self.emb, 0, tok)[0]
         for i, L in enumerate(self.layers):
             n = rms(h, L["ln1"])
             if i in self.attn:
@@ -137,7 +138,8 @@ def decode(model, fn, prompt, tokens, dev):
         pos.fill_(p)
         nxt = int(fn(tok, pos))
     out = []
-    torch.cuda.synchronize()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
     t0 = time.perf_counter()
     for k in range(tokens):
         out.append(nxt)
@@ -150,7 +152,7 @@ def decode(model, fn, prompt, tokens, dev):
 
 def main():
     spec = json.loads(sys.argv[1])
-    dev = torch.device("cuda")
+    dev = torch.device(spec.get("device", "cuda"))  # "cpu": a check of the eager path where there is no GPU
     prompt_len, tokens = spec["prompt"], spec["tokens"]
     rows = []
     for ms_ in spec["models"]:
@@ -189,7 +191,8 @@ def main():
             except Exception as e:  # one mode failing (e.g. compile without a toolchain) leaves the others
                 rows.append({"model": ms_["name"], "mode": mode, "error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"})
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    print(json.dumps({"torch": torch.__version__, "device": torch.cuda.get_device_name(0), "rows": rows}))
+    name = torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu"
+    print(json.dumps({"torch": torch.__version__, "device": name, "rows": rows}))
 
 
 if __name__ == "__main__":

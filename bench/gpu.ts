@@ -73,6 +73,7 @@ interface Row {
   note?: string;
 }
 const rows: Row[] = [];
+const prefillRows: Array<{ model: string; path: string; ms: number }> = [];
 const tokensOf: Record<string, Record<string, number[]>> = {};
 
 for (const [name, m] of models) {
@@ -82,8 +83,10 @@ for (const [name, m] of models) {
   try {
     const once = async () => {
       dec.reset();
-      let next = 0;
-      for (const id of prompt) next = (await dec.step(id)).token;
+      // the prompt in one submission, then one submission per token
+      const t0 = performance.now();
+      let next = (await dec.prefill(prompt)).token;
+      const prefillMs = performance.now() - t0;
       const ids: number[] = [];
       const s0 = dec.chain.counters.submits;
       const t = performance.now();
@@ -91,7 +94,8 @@ for (const [name, m] of models) {
         ids.push(next);
         next = (await dec.step(next)).token;
       }
-      return { ms: (performance.now() - t) / TOKENS, ids, submits: (dec.chain.counters.submits - s0) / TOKENS };
+      const ms = (performance.now() - t) / TOKENS;
+      return { ms, prefillMs, ids, submits: (dec.chain.counters.submits - s0) / TOKENS };
     };
     await once(); // warm-up
     const r = await once();
@@ -102,7 +106,12 @@ for (const [name, m] of models) {
       ms_per_token: r.ms,
       submits_per_token: r.submits,
     });
-    console.log(`${name}: chain ${r.ms.toFixed(3)} ms/token`);
+    prefillRows.push({
+      model: name,
+      path: 'webgpu chain, the prompt in one submission (token after token)',
+      ms: r.prefillMs,
+    });
+    console.log(`${name}: chain ${r.ms.toFixed(3)} ms/token, prefill ${r.prefillMs.toFixed(2)} ms`);
   } finally {
     dec.destroy();
   }
@@ -111,7 +120,9 @@ for (const [name, m] of models) {
     const ops = await getOps('webgpu');
     const once = async (n: number) => {
       const cache = newCache(m, 1);
+      const t0 = performance.now();
       const pre = await forward(ops, m, [prompt], cache);
+      const prefillMs = performance.now() - t0;
       let next = argmax(pre.data.subarray((PROMPT - 1) * spec.vocab));
       const ids: number[] = [];
       const t = performance.now();
@@ -119,7 +130,7 @@ for (const [name, m] of models) {
         ids.push(next);
         next = argmax((await forward(ops, m, [[next]], cache)).data);
       }
-      return { ms: (performance.now() - t) / n, ids };
+      return { ms: (performance.now() - t) / n, ids, prefillMs };
     };
     await once(2);
     const r = await once(TOKENS);
@@ -131,7 +142,8 @@ for (const [name, m] of models) {
       ms_per_token: r.ms,
       note: same ? 'same ids as the chain' : 'ids differ from the chain (float32 near-tie?)',
     });
-    console.log(`${name}: per-op ${r.ms.toFixed(3)} ms/token`);
+    prefillRows.push({ model: name, path: 'webgpu per op, the prompt as one forward (parallel ops)', ms: r.prefillMs });
+    console.log(`${name}: per-op ${r.ms.toFixed(3)} ms/token, prefill ${r.prefillMs.toFixed(2)} ms`);
   }
 }
 
@@ -224,11 +236,27 @@ const md = [
     return `| ${r.model} | ${r.path} | ${r.ms_per_token === null ? '—' : r.ms_per_token.toFixed(3)} | ${ratio} | ${[r.note ?? '', r.submits_per_token !== undefined ? `${r.submits_per_token} submit/token` : ''].filter(Boolean).join('; ')} |`;
   }),
   '',
+  `Prefill of the ${PROMPT}-token prompt (ms for the whole prompt, tokens/s):`,
+  '',
+  '| model | path | ms | tokens/s |',
+  '|---|---|---:|---:|',
+  ...prefillRows.map((r) => `| ${r.model} | ${r.path} | ${r.ms.toFixed(2)} | ${((PROMPT * 1000) / r.ms).toFixed(0)} |`),
+  '',
 ].join('\n');
 writeFile(
   join(outDir, 'gpu.json'),
   JSON.stringify(
-    { date, adapter: adapterName, torch: torchInfo, spec, prompt: PROMPT, tokens: TOKENS, rows, ids: tokensOf },
+    {
+      date,
+      adapter: adapterName,
+      torch: torchInfo,
+      spec,
+      prompt: PROMPT,
+      tokens: TOKENS,
+      rows,
+      prefill: prefillRows,
+      ids: tokensOf,
+    },
     null,
     1,
   ) + '\n',

@@ -290,33 +290,58 @@ export class ResidentChain {
    * map. Returns each read's floats. Calls run one after another (the staging buffer is shared).
    */
   run(vars: ChainVars, reads: ReadonlyArray<{ from: ChainBuffer; elements?: number }>): Promise<Float32Array[]> {
-    const r = this.tail.then(() => this.runNow(vars, reads));
+    return this.runSequence([vars], reads);
+  }
+
+  /**
+   * Several passes through the chain in one call (one encoder, one submit, one map): pass i runs with vars[i]
+   * and, with `feed`, first copies feed.src[i·n … (i+1)·n) into feed.dst[0 … n) (n = feed.elements) — a
+   * prompt's [id, pos] pairs fed one pass at a time. The reads are taken after the last pass.
+   */
+  runSequence(
+    vars: readonly ChainVars[],
+    reads: ReadonlyArray<{ from: ChainBuffer; elements?: number }>,
+    feed?: { src: ChainBuffer; dst: ChainBuffer; elements: number },
+  ): Promise<Float32Array[]> {
+    if (vars.length === 0) throw new ArgumentError('passes', 'at least one', 0);
+    if (feed && vars.length * feed.elements > feed.src.elements)
+      throw new ArgumentError(`${feed.src.name} (feed)`, `${vars.length * feed.elements} elements`, feed.src.elements);
+    const r = this.tail.then(() => this.runNow(vars, reads, feed));
     this.tail = r.catch(() => undefined);
     return r;
   }
 
   private async runNow(
-    vars: ChainVars,
+    passes: readonly ChainVars[],
     reads: ReadonlyArray<{ from: ChainBuffer; elements?: number }>,
+    feed?: { src: ChainBuffer; dst: ChainBuffer; elements: number },
   ): Promise<Float32Array[]> {
     if (this.destroyed) throw new KernelError('webgpu', 'resident chain', 'the chain has been destroyed');
     const dev = this.device;
     const enc = dev.createCommandEncoder();
     let pass: ComputePass | undefined;
-    for (const op of this.ops) {
-      if (this.omit.has(op.label)) continue;
-      if (op.kind === 'dispatch') {
-        pass ??= enc.beginComputePass();
-        pass.setPipeline(op.pipeline);
-        pass.setBindGroup(0, op.bindGroup);
-        pass.dispatchWorkgroups(op.groups[0]!, op.groups[1], op.groups[2]);
-      } else {
+    for (const [i, vars] of passes.entries()) {
+      if (feed) {
         pass?.end();
         pass = undefined;
-        const at = op.dstOffset(vars);
-        if (!Number.isInteger(at) || at < 0 || at + op.elements > op.dst.elements)
-          throw new ArgumentError(`${op.label} destination`, `a row within ${op.dst.name}`, at);
-        enc.copyBufferToBuffer(op.src.buffer, op.srcOffset * 4, op.dst.buffer, at * 4, op.elements * 4);
+        const n = feed.elements * 4;
+        enc.copyBufferToBuffer(feed.src.buffer, i * n, feed.dst.buffer, 0, n);
+      }
+      for (const op of this.ops) {
+        if (this.omit.has(op.label)) continue;
+        if (op.kind === 'dispatch') {
+          pass ??= enc.beginComputePass();
+          pass.setPipeline(op.pipeline);
+          pass.setBindGroup(0, op.bindGroup);
+          pass.dispatchWorkgroups(op.groups[0]!, op.groups[1], op.groups[2]);
+        } else {
+          pass?.end();
+          pass = undefined;
+          const at = op.dstOffset(vars);
+          if (!Number.isInteger(at) || at < 0 || at + op.elements > op.dst.elements)
+            throw new ArgumentError(`${op.label} destination`, `a row within ${op.dst.name}`, at);
+          enc.copyBufferToBuffer(op.src.buffer, op.srcOffset * 4, op.dst.buffer, at * 4, op.elements * 4);
+        }
       }
     }
     pass?.end();

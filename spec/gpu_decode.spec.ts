@@ -75,13 +75,23 @@ async function reference(m: HybridModel, prompt: number[], steps: number): Promi
   return { ids, logits, cache };
 }
 
-/** Feed the reference's ids to the GPU decoder; the worst logit excess, and how many ids were compared. */
-async function replay(dec: GpuDecoder, ref: RefRun): Promise<{ worst: number; compared: number; wrong: number }> {
+/**
+ * Feed the reference's ids to the GPU decoder (the first `prefill` of them in one `prefill` call, the others one
+ * `step` each); the worst logit excess, and how many ids were compared.
+ */
+async function replay(
+  dec: GpuDecoder,
+  ref: RefRun,
+  prefill = 0,
+): Promise<{ worst: number; compared: number; wrong: number }> {
   let worst = 0;
   let compared = 0;
   let wrong = 0;
-  for (let t = 0; t < ref.ids.length; t++) {
-    const { token, logits } = await dec.step(ref.ids[t]!, { logits: true });
+  for (let t = Math.max(0, prefill - 1); t < ref.ids.length; t++) {
+    const { token, logits } =
+      t < prefill
+        ? await dec.prefill(ref.ids.slice(0, prefill), { logits: true })
+        : await dec.step(ref.ids[t]!, { logits: true });
     worst = Math.max(worst, excess(logits!, ref.logits[t]!));
     const c = refChoice(ref.logits[t]!);
     if (c.clear) {
@@ -90,6 +100,59 @@ async function replay(dec: GpuDecoder, ref: RefRun): Promise<{ worst: number; co
     }
   }
   return { worst, compared, wrong };
+}
+
+/** Run f counting queue.submit on the decoder's device and mapAsync on every GPUBuffer (not the chain's own counters). */
+async function counted<T>(dec: GpuDecoder, f: () => Promise<T>): Promise<{ value: T; submits: number; maps: number }> {
+  const queue = dec.chain.device.queue as unknown as { submit: (b: unknown[]) => void };
+  const submit = queue.submit;
+  const proto = (
+    globalThis as unknown as { GPUBuffer: { prototype: { mapAsync: (...a: unknown[]) => Promise<void> } } }
+  ).GPUBuffer.prototype;
+  const mapAsync = proto.mapAsync;
+  let submits = 0;
+  let maps = 0;
+  queue.submit = (b) => {
+    submits++;
+    submit.call(queue, b);
+  };
+  proto.mapAsync = function (this: unknown, ...a: unknown[]) {
+    maps++;
+    return mapAsync.apply(this, a);
+  };
+  try {
+    return { value: await f(), submits, maps };
+  } finally {
+    proto.mapAsync = mapAsync;
+    queue.submit = submit;
+  }
+}
+
+/** The caches and states left on the GPU against the reference's (first T = every fed position). */
+async function expectCaches(dec: GpuDecoder, m: HybridModel, ref: RefRun): Promise<void> {
+  const T = ref.ids.length;
+  for (let i = 0; i < m.llama.numLayers; i++) {
+    const g = await dec.readLayer(i);
+    const lc = ref.cache.layers[i]!;
+    if (g.kind === 'attention' && lc.kind === 'attention') {
+      const [Hkv, hd] = [m.llama.numKvHeads, m.llama.headDim];
+      // reference (1, H_kv, cap, hd) → the GPU's (cap, H_kv·hd), first T rows
+      const k = new Float64Array(T * Hkv * hd);
+      const v = new Float64Array(T * Hkv * hd);
+      for (let j = 0; j < T; j++)
+        for (let kv = 0; kv < Hkv; kv++)
+          for (let c = 0; c < hd; c++) {
+            k[(j * Hkv + kv) * hd + c] = lc.k[(kv * lc.cap + j) * hd + c]!;
+            v[(j * Hkv + kv) * hd + c] = lc.v[(kv * lc.cap + j) * hd + c]!;
+          }
+      expect(excess(g.k.subarray(0, T * Hkv * hd), k), `layer ${i} keys`).toBeLessThanOrEqual(TOL_ABS);
+      expect(excess(g.v.subarray(0, T * Hkv * hd), v), `layer ${i} values`).toBeLessThanOrEqual(TOL_ABS);
+    } else if (g.kind === 'mamba2' && lc.kind === 'mamba2') {
+      expect(excess(g.conv, lc.conv.data), `layer ${i} conv state`).toBeLessThanOrEqual(TOL_ABS);
+      expect(excess(g.ssm, lc.ssm.data), `layer ${i} SSM state`).toBeLessThanOrEqual(TOL_ABS);
+      expect(Math.max(...Array.from(g.ssm, Math.abs)), 'a state that moved').toBeGreaterThan(0);
+    } else throw new Error(`layer ${i}: ${g.kind} on the GPU, ${lc.kind} in the reference`);
+  }
 }
 
 const modelArb = (hybrid: boolean) =>
@@ -152,60 +215,20 @@ describe('one GPU submission per decoded token (webgpu)', () => {
               const ref = await reference(m, prompt, steps);
               const dec = await GpuDecoder.create(m, { capacity: 16 });
               try {
-                // counted on the device itself, not by the chain
-                const queue = dec.chain.device.queue as unknown as { submit: (b: unknown[]) => void };
-                const submit = queue.submit.bind(queue);
-                let submits = 0;
-                queue.submit = (b) => {
-                  submits++;
-                  submit(b);
-                };
-                const proto = (
-                  globalThis as unknown as {
-                    GPUBuffer: { prototype: { mapAsync: (...a: unknown[]) => Promise<void> } };
-                  }
-                ).GPUBuffer.prototype;
-                const mapAsync = proto.mapAsync;
-                let maps = 0;
-                proto.mapAsync = function (this: unknown, ...a: unknown[]) {
-                  maps++;
-                  return mapAsync.apply(this, a);
-                };
-                let r: Awaited<ReturnType<typeof replay>>;
-                try {
-                  r = await replay(dec, ref);
-                } finally {
-                  proto.mapAsync = mapAsync;
-                  queue.submit = submit;
-                }
-                expect(submits, 'one submit per token').toBe(ref.ids.length);
-                expect(maps, 'one readback per token').toBe(ref.ids.length);
-                expect(r.worst, 'logits').toBeLessThanOrEqual(TOL_ABS);
-                expect(r.wrong, `greedy ids (${r.compared} compared)`).toBe(0);
-                // the caches and states left on the GPU
-                const T = ref.ids.length;
-                for (let i = 0; i < m.llama.numLayers; i++) {
-                  const g = await dec.readLayer(i);
-                  const lc = ref.cache.layers[i]!;
-                  if (g.kind === 'attention' && lc.kind === 'attention') {
-                    const [Hkv, hd] = [m.llama.numKvHeads, m.llama.headDim];
-                    // reference (1, H_kv, cap, hd) → the GPU's (cap, H_kv·hd), first T rows
-                    const k = new Float64Array(T * Hkv * hd);
-                    const v = new Float64Array(T * Hkv * hd);
-                    for (let j = 0; j < T; j++)
-                      for (let kv = 0; kv < Hkv; kv++)
-                        for (let c = 0; c < hd; c++) {
-                          k[(j * Hkv + kv) * hd + c] = lc.k[(kv * lc.cap + j) * hd + c]!;
-                          v[(j * Hkv + kv) * hd + c] = lc.v[(kv * lc.cap + j) * hd + c]!;
-                        }
-                    expect(excess(g.k.subarray(0, T * Hkv * hd), k), `layer ${i} keys`).toBeLessThanOrEqual(TOL_ABS);
-                    expect(excess(g.v.subarray(0, T * Hkv * hd), v), `layer ${i} values`).toBeLessThanOrEqual(TOL_ABS);
-                  } else if (g.kind === 'mamba2' && lc.kind === 'mamba2') {
-                    expect(excess(g.conv, lc.conv.data), `layer ${i} conv state`).toBeLessThanOrEqual(TOL_ABS);
-                    expect(excess(g.ssm, lc.ssm.data), `layer ${i} SSM state`).toBeLessThanOrEqual(TOL_ABS);
-                    expect(Math.max(...Array.from(g.ssm, Math.abs)), 'a state that moved').toBeGreaterThan(0);
-                  } else throw new Error(`layer ${i}: ${g.kind} on the GPU, ${lc.kind} in the reference`);
-                }
+                const r = await counted(dec, () => replay(dec, ref));
+                expect(r.submits, 'one submit per token').toBe(ref.ids.length);
+                expect(r.maps, 'one readback per token').toBe(ref.ids.length);
+                expect(r.value.worst, 'logits').toBeLessThanOrEqual(TOL_ABS);
+                expect(r.value.wrong, `greedy ids (${r.value.compared} compared)`).toBe(0);
+                await expectCaches(dec, m, ref);
+                // the prompt again, in one submission
+                dec.reset();
+                const p = await counted(dec, () => replay(dec, ref, prompt.length));
+                expect(p.submits, 'one submit for the prompt, one per token after it').toBe(1 + steps);
+                expect(p.maps, 'one readback for the prompt, one per token after it').toBe(1 + steps);
+                expect(p.value.worst, 'logits after a one-submission prefill').toBeLessThanOrEqual(TOL_ABS);
+                expect(p.value.wrong, 'greedy ids after a one-submission prefill').toBe(0);
+                await expectCaches(dec, m, ref);
               } finally {
                 dec.destroy();
               }

@@ -68,6 +68,8 @@ export class GpuDecoder {
     private readonly m: HybridModel,
     readonly capacity: number,
     private readonly meta: ChainBuffer,
+    /** [id, pos] of every position (capacity × 2): a prefill's passes copy theirs into meta */
+    private readonly feed: ChainBuffer,
     private readonly logits: ChainBuffer,
     private readonly token: ChainBuffer,
     private readonly layers: LayerState[],
@@ -121,6 +123,7 @@ export class GpuDecoder {
         chain.kernel(label, kern.key, kern.source, kern.constants, args, out);
 
       const meta = scratch('meta [id, pos]', 2);
+      const feed = scratch('prefill [id, pos] rows', 2 * capacity);
       // RoPE's cos/sin per position, float64 then float32: (cap, hd) = [cos … | sin …]
       const { inv } = attentionRope(c, 0, 1);
       const rope = new Float32Array(capacity * hd);
@@ -236,7 +239,7 @@ export class GpuDecoder {
       await k('argmax1', argmaxLanesKernel(V), [logits], lanes);
       const token = scratch('token', 1);
       await k('argmax2', argmaxFinalKernel(V), [logits, lanes], token);
-      return new GpuDecoder(chain, m, capacity, meta, logits, token, layers);
+      return new GpuDecoder(chain, m, capacity, meta, feed, logits, token, layers);
     } catch (e) {
       chain.destroy();
       throw e;
@@ -257,6 +260,40 @@ export class GpuDecoder {
     const reads = opts.logits ? [{ from: this.token }, { from: this.logits }] : [{ from: this.token }];
     const [tok, logits] = await this.chain.run({ pos }, reads);
     this.length++;
+    return { token: tok![0]!, ...(logits ? { logits } : {}) };
+  }
+
+  /**
+   * Fold a prompt in with ONE submission: the chain runs once per token inside one command encoder (each pass
+   * first copies its [id, pos] from a buffer written once), so no JavaScript round trip separates the tokens;
+   * the greedy id after the last token is read back (and its logits when asked). The arithmetic is `step`'s,
+   * token after token (the products are matrix-vector, not one matrix product over the prompt).
+   */
+  async prefill(
+    ids: readonly number[],
+    opts: { logits?: boolean } = {},
+  ): Promise<{ token: number; logits?: Float32Array }> {
+    const V = this.m.llama.vocabSize;
+    if (ids.length === 0) throw new ArgumentError('ids', 'at least one token', 0);
+    ids.forEach((id, t) => {
+      if (!Number.isInteger(id) || id < 0 || id >= V)
+        throw new ArgumentError(`ids[${t}]`, `a token id in [0, ${V})`, id);
+    });
+    if (this.length + ids.length > this.capacity)
+      throw new ArgumentError(
+        'ids',
+        `at most ${this.capacity - this.length} tokens (the GPU decoder's capacity ${this.capacity}, ${this.length} used)`,
+        ids.length,
+      );
+    const pos0 = this.length;
+    this.chain.write(this.feed, Float32Array.from(ids.flatMap((id, t) => [id, pos0 + t])));
+    const reads = opts.logits ? [{ from: this.token }, { from: this.logits }] : [{ from: this.token }];
+    const [tok, logits] = await this.chain.runSequence(
+      ids.map((_, t) => ({ pos: pos0 + t })),
+      reads,
+      { src: this.feed, dst: this.meta, elements: 2 },
+    );
+    this.length += ids.length;
     return { token: tok![0]!, ...(logits ? { logits } : {}) };
   }
 

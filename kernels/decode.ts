@@ -20,6 +20,8 @@
  *   conv:      xs_c = act(Σ_{k<K−1} s_{c,k} w_{c,k} + u_c w_{c,K−1} + b_c)    u = xBC of in_proj; s ← [s_{c,1:} | u_c]
  *   ssm:       Δ_h = softplus(dt_h + b_h),  h_{h,p,n} ← exp(Δ_h A_h) h_{h,p,n} + Δ_h x_{h,p} B_{h,n}
  *   y:         y_{h,p} = Σ_n h_{h,p,n} C_{h,n} + D_h x_{h,p},  then the gated RMSNorm (groups of P, gate first)
+ * Mamba-1 (lib/model/mixers/mamba1.ts), per channel c of group g = ⌊c/N⌋: the same conv on the repeated x, then
+ *   Δ_c = softplus(W_dt dt_low + b_Δ),  h_{c,n} ← exp(Δ_c A_{c,n}) h_{c,n} + Δ_c xc_c B_{g,n},  y_c = (h_c·C_g + D_c xc_c)·silu(z_c)
  */
 import { siluExpr, softplusSnippet } from './snippets.js';
 
@@ -175,33 +177,51 @@ export const argmaxFinalKernel = (V: number): DecodeKernel => ({
 // ---------------------------------------------------------------- Mamba-2 one step
 
 /**
- * The depthwise conv's one step: xs_c (convDim) from the old window s (convDim, K−1), u_c = zxbcdt[ZOFF + c] and
- * the conv weight (convDim, K). A GPU.js kernel has one output, so the new window is its own kernel (below).
+ * Conv channel c's new input: u_c = src[ZOFF + c], or through the grouped-query repeat (Mamba-1: x comes out of
+ * its projection d_xb wide) src[ZOFF + ⌊⌊c/w⌋/rep⌋·w + c mod w] (lib/model/mixers/block.ts `repeatSources`).
  */
-export const convStepKernel = (convDim: number, K: number, zOff: number, silu: boolean): DecodeKernel => ({
-  key: silu ? 'dec.conv+silu' : 'dec.conv',
+export interface ConvInput {
+  zOff: number;
+  repeat?: { piece: number; rep: number };
+}
+const convInput = (c: string, r: ConvInput) =>
+  r.repeat
+    ? `this.constants.ZOFF + Math.floor(Math.floor(${c} / this.constants.PIECE) / this.constants.REP) * this.constants.PIECE + ${c} - Math.floor(${c} / this.constants.PIECE) * this.constants.PIECE`
+    : `this.constants.ZOFF + ${c}`;
+const convConstants = (r: ConvInput) => ({
+  ZOFF: r.zOff,
+  ...(r.repeat ? { PIECE: r.repeat.piece, REP: r.repeat.rep } : {}),
+});
+
+/**
+ * The depthwise conv's one step: xs_c (channels) from the old window s (channels, K−1), the new input u_c (see
+ * ConvInput) and the conv weight (channels, K). A GPU.js kernel has one output, so the new window is its own
+ * kernel (below).
+ */
+export const convStepKernel = (K: number, r: ConvInput, silu: boolean): DecodeKernel => ({
+  key: `dec.conv${silu ? '+silu' : ''}${r.repeat ? '+repeat' : ''}`,
   source: `function (s, zxbcdt, w, b) {
     const c = this.thread.x;
     let acc = b[c];
     for (let k = 0; k < this.constants.KM1; k++) { acc += s[c * this.constants.KM1 + k] * w[c * this.constants.K + k]; }
-    acc += zxbcdt[this.constants.ZOFF + c] * w[c * this.constants.K + this.constants.KM1];
+    acc += zxbcdt[${convInput('c', r)}] * w[c * this.constants.K + this.constants.KM1];
     return ${silu ? siluExpr('acc') : 'acc'};
   }`,
-  constants: { K, KM1: K - 1, ZOFF: zOff },
+  constants: { K, KM1: K - 1, ...convConstants(r) },
 });
 
-/** The new conv window (convDim, K−1): shifted left by one, u appended. */
-export const convShiftKernel = (K: number, zOff: number): DecodeKernel => ({
-  key: 'dec.conv_shift',
+/** The new conv window (channels, K−1): shifted left by one, u appended. */
+export const convShiftKernel = (K: number, r: ConvInput): DecodeKernel => ({
+  key: `dec.conv_shift${r.repeat ? '+repeat' : ''}`,
   source: `function (s, zxbcdt) {
     const t = this.thread.x;
     const c = Math.floor(t / this.constants.KM1);
     const k = t - c * this.constants.KM1;
     let v = 0.0;
-    if (k + 1 < this.constants.KM1) { v = s[t + 1]; } else { v = zxbcdt[this.constants.ZOFF + c]; }
+    if (k + 1 < this.constants.KM1) { v = s[t + 1]; } else { v = zxbcdt[${convInput('c', r)}]; }
     return v;
   }`,
-  constants: { KM1: K - 1, ZOFF: zOff },
+  constants: { KM1: K - 1, ...convConstants(r) },
 });
 
 /**
@@ -279,3 +299,57 @@ export const ssmOutKernel = (
     constants: { H2: 2 * H, P, N, REP: dInner / dXb, XB2: 2 * dXb, EPS: eps },
   };
 };
+
+// ---------------------------------------------------------------- Mamba-1 one step
+
+/**
+ * Mamba-1's projections come out of one matvec as proj = [x (d_xb) | z (d_in) | B (d_xb) | C (d_in) | dt_low (R)].
+ * The state step, one thread per (c, n), c = g·N + p a channel of group g:
+ *   Δ_c = softplus(Σ_r W_dt[c, r] dt_low_r + b_c·TWICE + b_c)     (upstream adds b_Δ twice: TWICE = 1; clean: 0)
+ *   h_{c,n} ← exp(Δ_c A_{c,n}) h_{c,n} + Δ_c xc_c B_{g,n}        B_{g,n} = B through the repeat of piece w
+ * par = [b_Δ (d_in) | D (d_in)], A = −exp(A_log) (d_in, N), W_dt (d_in, R) as stored.
+ */
+export const mamba1StepKernel = (
+  dInner: number,
+  N: number,
+  R: number,
+  dXb: number,
+  piece: number,
+  twice: boolean,
+): DecodeKernel => ({
+  key: 'dec.m1_step',
+  source: `function (ssm, xc, proj, wdt, A, par) {
+    const t = this.thread.x;
+    const c = Math.floor(t / this.constants.N);
+    const n = t - c * this.constants.N;
+    let dt = par[c] * this.constants.BIAS;
+    for (let r = 0; r < this.constants.R; r++) { dt += wdt[c * this.constants.R + r] * proj[this.constants.DOWN + r]; }
+    ${softplusSnippet('dt', 'delta')}
+    const q = Math.floor(c / this.constants.N) * this.constants.N + n;
+    const bsrc = Math.floor(Math.floor(q / this.constants.PIECE) / this.constants.REP) * this.constants.PIECE + q - Math.floor(q / this.constants.PIECE) * this.constants.PIECE;
+    return Math.exp(delta * A[t]) * ssm[t] + delta * xc[c] * proj[this.constants.BOFF + bsrc];
+  }`,
+  constants: {
+    N,
+    R,
+    BIAS: twice ? 2 : 1,
+    DOWN: 2 * dXb + 2 * dInner,
+    BOFF: dXb + dInner,
+    PIECE: piece,
+    REP: dInner / dXb,
+  },
+});
+
+/** y_c = (Σ_n h_{c,n} C_{g,n} + D_c xc_c) · silu(z_c), one thread per channel. */
+export const mamba1OutKernel = (dInner: number, N: number, dXb: number): DecodeKernel => ({
+  key: 'dec.m1_out',
+  source: `function (ssm, xc, proj, par) {
+    const c = this.thread.x;
+    const g0 = Math.floor(c / this.constants.N) * this.constants.N;
+    let y = par[this.constants.DIN + c] * xc[c];
+    for (let n = 0; n < this.constants.N; n++) { y += ssm[c * this.constants.N + n] * proj[this.constants.COFF + g0 + n]; }
+    const zv = proj[this.constants.ZOFF + c];
+    return y * ${siluExpr('zv')};
+  }`,
+  constants: { N, DIN: dInner, COFF: 2 * dXb + dInner, ZOFF: dXb },
+});

@@ -147,7 +147,7 @@ async function expectCaches(dec: GpuDecoder, m: HybridModel, ref: RefRun): Promi
           }
       expect(excess(g.k.subarray(0, T * Hkv * hd), k), `layer ${i} keys`).toBeLessThanOrEqual(TOL_ABS);
       expect(excess(g.v.subarray(0, T * Hkv * hd), v), `layer ${i} values`).toBeLessThanOrEqual(TOL_ABS);
-    } else if (g.kind === 'mamba2' && lc.kind === 'mamba2') {
+    } else if (g.kind !== 'attention' && g.kind === lc.kind) {
       expect(excess(g.conv, lc.conv.data), `layer ${i} conv state`).toBeLessThanOrEqual(TOL_ABS);
       expect(excess(g.ssm, lc.ssm.data), `layer ${i} SSM state`).toBeLessThanOrEqual(TOL_ABS);
       expect(Math.max(...Array.from(g.ssm, Math.abs)), 'a state that moved').toBeGreaterThan(0);
@@ -155,16 +155,18 @@ async function expectCaches(dec: GpuDecoder, m: HybridModel, ref: RefRun): Promi
   }
 }
 
-const modelArb = (hybrid: boolean) =>
+/** mamba1: upstream semantics (b_Δ twice, N-wide repeat pieces); mamba1-clean: the paper's */
+type Variant = 'llama' | 'mamba2' | 'mamba1' | 'mamba1-clean';
+const modelArb = (variant: Variant) =>
   fc.record({
     vocab: fc.integer({ min: 20, max: 90 }),
     hd: fc.constantFrom(4, 8),
     kvHeads: fc.integer({ min: 1, max: 2 }),
     group: fc.integer({ min: 1, max: 2 }),
     intermediate: fc.integer({ min: 8, max: 40 }),
-    layers: fc.integer({ min: hybrid ? 2 : 1, max: 3 }),
+    layers: fc.integer({ min: variant === 'llama' ? 1 : 2, max: 3 }),
     tie: fc.boolean(),
-    hybrid: fc.constant(hybrid),
+    variant: fc.constant(variant),
     seed: fc.nat(1000),
   });
 
@@ -176,7 +178,7 @@ function buildModel(s: {
   intermediate: number;
   layers: number;
   tie: boolean;
-  hybrid: boolean;
+  variant: Variant;
   seed: number;
 }): HybridModel {
   const heads = s.kvHeads * s.group;
@@ -193,20 +195,31 @@ function buildModel(s: {
     },
     s.seed,
   );
-  return s.hybrid ? convert(t, { variant: 'mamba2', attentionFraction: 0.5, seed: s.seed }) : t;
+  if (s.variant === 'llama') return t;
+  if (s.variant === 'mamba2') return convert(t, { variant: 'mamba2', attentionFraction: 0.5, seed: s.seed });
+  const semantics = s.variant === 'mamba1' ? 'upstream' : 'clean';
+  return convert(t, { variant: 'mamba1', attentionFraction: 0.5, seed: s.seed, dState: s.hd, semantics });
 }
 
 describe('one GPU submission per decoded token (webgpu)', () => {
-  for (const [hybrid, runs] of [
-    [false, 2],
-    [true, 3],
+  const titles = {
+    llama: 'Llamas',
+    mamba2: '50% Mamba-2 hybrids',
+    mamba1: '50% Mamba-1 hybrids (upstream semantics)',
+    'mamba1-clean': "50% Mamba-1 hybrids (the paper's semantics)",
+  };
+  for (const [variant, runs] of [
+    ['llama', 2],
+    ['mamba2', 3],
+    ['mamba1', 1],
+    ['mamba1-clean', 1],
   ] as const)
     run(
-      `random ${hybrid ? '50% Mamba-2 hybrids' : 'Llamas'}: the reference's greedy ids, logits, ${hybrid ? 'KV caches and Mamba states' : 'KV caches'} at float32 tolerance; one submit and one readback per token (numRuns ${runs}) (${webgpu.title})`,
+      `random ${titles[variant]}: the reference's greedy ids, logits, ${variant === 'llama' ? 'KV caches' : 'KV caches and Mamba states'} at float32 tolerance; one submit and one readback per token (numRuns ${runs}) (${webgpu.title})`,
       async () => {
         await fc.assert(
           fc.asyncProperty(
-            modelArb(hybrid),
+            modelArb(variant),
             fc.array(fc.nat(1000), { minLength: 1, maxLength: 5 }),
             fc.integer({ min: 2, max: 4 }),
             async (spec, rawPrompt, steps) => {
@@ -250,7 +263,7 @@ describe('one GPU submission per decoded token (webgpu)', () => {
         intermediate: 24,
         layers: 2,
         tie: false,
-        hybrid: true,
+        variant: 'mamba2',
         seed: 5,
       });
       const ref = await reference(m, [3, 9, 14], 3);
@@ -284,13 +297,14 @@ describe('one GPU submission per decoded token (webgpu)', () => {
 
   run(`bad input: a clear ArgumentError before any work (${webgpu.title})`, async () => {
     const t = randomLlama({ vocab: 20, hidden: 8, intermediate: 8, layers: 2, heads: 2, kvHeads: 1 }, 1);
-    await expect(
-      GpuDecoder.create(convert(t, { variant: 'mamba1', attnLayers: [1], seed: 0, dState: 4 })),
-    ).rejects.toThrow(/Mamba-1 is not in the GPU decode chain/);
     await expect(GpuDecoder.create(t, { capacity: 0 })).rejects.toThrow(ArgumentError);
+    await expect(GpuDecoder.create(t, { capacity: 4097 })).rejects.toThrow(/argument 'capacity'/);
     const dec = await GpuDecoder.create(t, { capacity: 2 });
     try {
       await expect(dec.step(20)).rejects.toThrow(/argument 'id': expected a token id in \[0, 20\)/);
+      await expect(dec.prefill([])).rejects.toThrow(/argument 'ids': expected at least one token/);
+      await expect(dec.prefill([1, -1])).rejects.toThrow(/argument 'ids\[1\]'/);
+      await expect(dec.prefill([1, 2, 3])).rejects.toThrow(/at most 2 tokens/);
       await dec.step(1);
       await dec.step(2);
       await expect(dec.step(3)).rejects.toThrow(/below the GPU decoder's capacity 2/);

@@ -10,17 +10,20 @@
  *                    h ← h + W_o attention(q, K[0 … pos], V[0 … pos])
  *     Mamba-2:       [z | xBC | dt] = W_in n (+ b_in);  xs = silu(conv_step(conv state, xBC));  conv state ← shifted
  *                    ssm ← exp(Δ A) ssm + Δ x Bᵀ;  y = ssm C + D x;  h ← h + W_out gated_rmsnorm(y, z)
+ *     Mamba-1:       [x | z | B | C | dt_low] = W n (the five projections stacked);  xc = silu(conv_step(…, repeat(x)))
+ *                    Δ = softplus(W_dt dt_low + b_Δ (+ b_Δ upstream));  ssm ← exp(Δ A) ssm + Δ xc repeat(B)ᵀ
+ *                    y = (ssm C + D xc) · silu(z);  h ← h + W_out y
  *                    (new states written to scratch, copied back in the same encoder)
- *                    n = rmsnorm₂(h);  h ← h + W_down (silu(W_gate n) ⊙ W_up n)
+ *     then           n = rmsnorm₂(h);  h ← h + W_down (silu(W_gate n) ⊙ W_up n)
  *   logits = lm_head(rmsnorm(h));  id' = argmax(logits)                      (V)
  *
  * The same model as lib/model/hybrid.ts `forward` (the float64 reference it is tested against, at float32
- * tolerance: spec/gpu_decode.spec.ts), for batch 1. Mamba-1 layers and HF attention biases are not in the
- * chain yet: such a model gets an ArgumentError before anything is uploaded. Weights are uploaded once,
+ * tolerance: spec/gpu_decode.spec.ts), for batch 1, Mamba-1 under both semantics. HF attention biases are not
+ * in the chain yet: such a model gets an ArgumentError before anything is uploaded. Weights are uploaded once,
  * transposed (kernels/decode.ts `matvecKernel`); the KV cache holds `capacity` positions, (cap, H_kv·hd).
  *
  * Symbols: d hidden_size · V vocab · H, H_kv heads · hd head_dim · F intermediate_size · pos the token's
- * position · Mamba-2: H_m heads, P = N head width and state size, d_in, d_xb, K conv width.
+ * position · Mamba-2: H_m heads, P = N head width and state size, d_in, d_xb, K conv width · Mamba-1: R dt_rank.
  */
 import { ArgumentError } from '../errors.js';
 import {
@@ -31,6 +34,8 @@ import {
   convShiftKernel,
   convStepKernel,
   embedKernel,
+  mamba1OutKernel,
+  mamba1StepKernel,
   matvecKernel,
   qkvRopeKernel,
   rmsnormKernel,
@@ -46,7 +51,8 @@ import { mlpNames } from './mixers/mlp.js';
 
 /** What a layer keeps on the GPU between tokens (for tests: read back with `GpuDecoder.readLayer`). */
 type LayerState =
-  { kind: 'attention'; k: ChainBuffer; v: ChainBuffer } | { kind: 'mamba2'; conv: ChainBuffer; ssm: ChainBuffer };
+  | { kind: 'attention'; k: ChainBuffer; v: ChainBuffer }
+  | { kind: 'mamba1' | 'mamba2'; conv: ChainBuffer; ssm: ChainBuffer };
 
 export interface GpuDecodeOptions {
   /** positions the KV caches hold (default: min(max_position_embeddings, 4096)) */
@@ -79,12 +85,8 @@ export class GpuDecoder {
   static async create(m: HybridModel, opts: GpuDecodeOptions = {}): Promise<GpuDecoder> {
     const c = m.llama;
     const kinds = layerKinds(m);
-    if (kinds.includes('mamba1'))
-      throw new ArgumentError(
-        'model',
-        'attention and Mamba-2 layers (Mamba-1 is not in the GPU decode chain yet)',
-        'mamba1',
-      );
+    if (m.mamba && m.mamba.dConv < 2)
+      throw new ArgumentError('d_conv', 'at least 2 (a conv window to keep)', m.mamba.dConv);
     if (c.attentionBias)
       throw new ArgumentError('model', 'no attention biases (attention_bias is not in the GPU decode chain yet)', true);
     const capacity = opts.capacity ?? Math.min(c.maxPositionEmbeddings, 4096);
@@ -164,6 +166,56 @@ export class GpuDecoder {
           await k(`${L}.attention`, attentionKernel(H, Hkv, hd, capacity), [qkv, kc, vc, meta], y);
           await k(`${L}.o_proj`, matvecKernel(Q, d, true), [y, upT(a.o.weight, d, Q), h], h1);
           layers.push({ kind, k: kc, v: vc });
+        } else if (kind === 'mamba1') {
+          const mc = mambaOf(m);
+          const q = `${p}.mamba`;
+          const { dInner, dXb, dState: N, dConv: K, dtRank: R } = mc;
+          const clean = mc.semantics === 'clean';
+          const piece = clean ? hd : N; // ./mixers/mamba1.ts mamba1Wiring
+          // [x | z | B | C | dt_low] = one matvec over the stacked projections
+          const names = ['in_proj_x', 'in_proj_z', 'B_proj', 'C_proj', 'dt_proj_down'].map((n) => `${q}.${n}.weight`);
+          const Rt = 2 * dXb + 2 * dInner + R;
+          const stacked = new Float32Array(Rt * d);
+          let at = 0;
+          for (const n of names) {
+            const w = W.get(n).data;
+            for (let j = 0; j < w.length; j++) stacked[at + j] = w[j]!;
+            at += w.length;
+          }
+          const proj = scratch(`${L}.proj`, Rt);
+          await k(
+            `${L}.in_proj`,
+            matvecKernel(d, Rt, false),
+            [n1, chain.buffer(`${q} projections`, Rt * d, transposed(stacked, Rt, d))],
+            proj,
+          );
+          const conv = scratch(`${L}.conv state`, dInner * (K - 1));
+          const convNext = scratch(`${L}.conv state'`, dInner * (K - 1));
+          const convW = chain.buffer(`${q}.conv1d.weight`, dInner * K, f32(`${q}.conv1d.weight`));
+          const convB = W.has(`${q}.conv1d.bias`) ? up(`${q}.conv1d.bias`) : scratch(`${L}.conv bias 0`, dInner);
+          const src = { zOff: 0, repeat: { piece, rep: dInner / dXb } };
+          const xc = scratch(`${L}.xc`, dInner);
+          await k(`${L}.conv`, convStepKernel(K, src, true), [conv, proj, convW, convB], xc);
+          await k(`${L}.conv_shift`, convShiftKernel(K, src), [conv, proj], convNext);
+          chain.copy(`${L}.conv_write`, convNext, 0, conv, () => 0, dInner * (K - 1));
+          const A = Float32Array.from(W.get(`${q}.A_log`).data, (a) => -Math.exp(a));
+          const par = new Float32Array(2 * dInner);
+          par.set(f32(`${q}.dt_proj.bias`));
+          par.set(f32(`${q}.D`), dInner);
+          const parBuf = chain.buffer(`${L}.dt_bias|D`, 2 * dInner, par);
+          const ssm = scratch(`${L}.ssm state`, dInner * N);
+          const ssmNext = scratch(`${L}.ssm state'`, dInner * N);
+          await k(
+            `${L}.ssm_step`,
+            mamba1StepKernel(dInner, N, R, dXb, piece, !clean),
+            [ssm, xc, proj, up(`${q}.dt_proj.weight`), chain.buffer(`${q} A`, dInner * N, A), parBuf],
+            ssmNext,
+          );
+          const y = scratch(`${L}.y`, dInner);
+          await k(`${L}.ssm_out`, mamba1OutKernel(dInner, N, dXb), [ssmNext, xc, proj, parBuf], y);
+          chain.copy(`${L}.ssm_write`, ssmNext, 0, ssm, () => 0, dInner * N);
+          await k(`${L}.out_proj`, matvecKernel(dInner, d, true), [y, upT(`${q}.out_proj.weight`, d, dInner), h], h1);
+          layers.push({ kind: 'mamba1', conv, ssm });
         } else {
           const mc = mambaOf(m);
           const q = `${p}.mamba`;
@@ -187,8 +239,8 @@ export class GpuDecoder {
           const convB = W.has(`${q}.conv1d.bias`) ? up(`${q}.conv1d.bias`) : scratch(`${L}.conv bias 0`, convDim);
           const xs = scratch(`${L}.xs`, convDim);
           const silu = m.ablation?.convActivation !== false;
-          await k(`${L}.conv`, convStepKernel(convDim, K, dInner, silu), [conv, zx, convW, convB], xs);
-          await k(`${L}.conv_shift`, convShiftKernel(K, dInner), [conv, zx], convNext);
+          await k(`${L}.conv`, convStepKernel(K, { zOff: dInner }, silu), [conv, zx, convW, convB], xs);
+          await k(`${L}.conv_shift`, convShiftKernel(K, { zOff: dInner }), [conv, zx], convNext);
           chain.copy(`${L}.conv_write`, convNext, 0, conv, () => 0, convDim * (K - 1));
           // [A | dt_bias | D] per head, A = −exp(A_log) in float64
           const par = new Float32Array(3 * Hm);
@@ -314,19 +366,20 @@ export class GpuDecoder {
   async readLayer(
     i: number,
   ): Promise<
-    { kind: 'attention'; k: Float32Array; v: Float32Array } | { kind: 'mamba2'; conv: Float32Array; ssm: Float32Array }
+    | { kind: 'attention'; k: Float32Array; v: Float32Array }
+    | { kind: 'mamba1' | 'mamba2'; conv: Float32Array; ssm: Float32Array }
   > {
     const l = this.layers[i];
     if (!l) throw new ArgumentError('layer', `an index in [0, ${this.layers.length})`, i);
     return l.kind === 'attention'
       ? { kind: 'attention', k: await this.chain.read(l.k), v: await this.chain.read(l.v) }
-      : { kind: 'mamba2', conv: await this.chain.read(l.conv), ssm: await this.chain.read(l.ssm) };
+      : { kind: l.kind, conv: await this.chain.read(l.conv), ssm: await this.chain.read(l.ssm) };
   }
 
   /** Start a new sequence: length 0, every cache and state zeroed (queue writes, no submission). */
   reset(): void {
     for (const l of this.layers)
-      for (const b of l.kind === 'mamba2' ? [l.conv, l.ssm] : [l.k, l.v])
+      for (const b of l.kind === 'attention' ? [l.k, l.v] : [l.conv, l.ssm])
         this.chain.write(b, new Float32Array(b.elements));
     this.length = 0;
   }

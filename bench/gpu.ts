@@ -8,7 +8,7 @@
  * token after a 64-token prompt (the time of `--tokens` greedy tokens, divided).
  *
  *   node --import tsx bench/gpu.ts [--tiny] [--out DIR] [--tokens N] [--no-torch] [--no-per-op] [--python PATH]
- *                                  [--peer bench/peers/torch_gpu.py]
+ *                                  [--peer bench/peers/torch_gpu.py] [--torch-cpu]
  * On the GPU machine (no Node there): bench/device-bundle.sh here; there, the bundle unpacked in /tmp/mil and, from
  * the repository root (where bench/peers/torch_gpu.py is found), `/tmp/mil/node /tmp/mil/dist/bench/gpu.js --out $OUT`.
  *
@@ -35,6 +35,8 @@ const flag = (k: string) => (args.includes(`--${k}`) ? args[args.indexOf(`--${k}
 const tiny = args.includes('--tiny');
 const outDir = flag('out') ?? join(import.meta.dirname, 'results');
 const python = flag('python') ?? 'python3';
+/** --torch-cpu: the PyTorch peer's eager mode on the CPU (a check of the peer and its rows where there is no GPU) */
+const torchCpu = args.includes('--torch-cpu');
 const PROMPT = tiny ? 8 : 64;
 const TOKENS = Number(flag('tokens') ?? (tiny ? 4 : 32));
 const spec = tiny
@@ -150,16 +152,20 @@ for (const [name, m] of models) {
 // PyTorch on the same GPU, same shapes, in the same run
 let torchInfo = 'not run (--no-torch)';
 if (!args.includes('--no-torch')) {
-  const probe = spawnSync(python, ['-c', 'import torch; assert torch.cuda.is_available(); print(torch.__version__)'], {
-    encoding: 'utf8',
-    timeout: 60_000,
-  });
-  if (probe.status !== 0) torchInfo = `not run: ${python} has no torch with CUDA here`;
+  const probe = spawnSync(
+    python,
+    ['-c', `import torch; ${torchCpu ? '' : 'assert torch.cuda.is_available(); '}print(1)`],
+    {
+      encoding: 'utf8',
+      timeout: 60_000,
+    },
+  );
+  if (probe.status !== 0) torchInfo = `not run: ${python} has no torch${torchCpu ? '' : ' with CUDA'} here`;
   else {
     const mspec = {
       prompt: PROMPT,
       tokens: TOKENS,
-      modes: ['eager', 'compile', 'cudagraph'],
+      ...(torchCpu ? { device: 'cpu', modes: ['eager'] } : { modes: ['eager', 'compile', 'cudagraph'] }),
       models: models.map(([name, m]) => ({
         name,
         vocab: spec.vocab,
@@ -190,31 +196,34 @@ if (!args.includes('--no-torch')) {
       'bench/peers/torch_gpu.py';
     const t = spawnSync(python, [peer, JSON.stringify(mspec)], {
       encoding: 'utf8',
-      timeout: 240_000,
+      timeout: 270_000, // torch.compile takes most of it
       stdio: ['ignore', 'pipe', 'inherit'],
     });
-    const line = (t.stdout ?? '').trim().split('\n').pop() ?? '';
-    if (t.status !== 0 || !line.startsWith('{')) torchInfo = `failed (exit ${t.status ?? t.signal}): see stderr above`;
-    else {
-      const res = JSON.parse(line) as {
-        torch: string;
-        device: string;
-        rows: Array<{ model: string; mode: string; ms_per_token?: number; error?: string }>;
-      };
-      torchInfo = `PyTorch ${res.torch} on ${res.device}`;
-      const label: Record<string, string> = {
-        eager: 'PyTorch eager',
-        compile: 'PyTorch torch.compile (reduce-overhead)',
-        cudagraph: 'PyTorch CUDA graph',
-      };
-      for (const r of res.rows)
-        rows.push({
-          model: r.model,
-          path: label[r.mode] ?? r.mode,
-          ms_per_token: r.ms_per_token ?? null,
-          ...(r.error ? { note: r.error } : {}),
-        });
-    }
+    // JSON lines: the versions first, then one row per (model, mode) as measured (a run cut short keeps its rows)
+    const lines = (t.stdout ?? '')
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const head = lines.find((l) => 'torch' in l) as { torch: string; device: string } | undefined;
+    const label: Record<string, string> = {
+      eager: 'PyTorch eager',
+      compile: 'PyTorch torch.compile (reduce-overhead)',
+      cudagraph: 'PyTorch CUDA graph',
+    };
+    for (const r of lines.filter((l) => 'mode' in l) as Array<{
+      model: string;
+      mode: string;
+      ms_per_token?: number;
+      error?: string;
+    }>)
+      rows.push({
+        model: r.model,
+        path: label[r.mode] ?? r.mode,
+        ms_per_token: r.ms_per_token ?? null,
+        ...(r.error ? { note: r.error } : {}),
+      });
+    torchInfo = head ? `PyTorch ${head.torch} on ${head.device}` : 'PyTorch did not start';
+    if (t.status !== 0) torchInfo += ` (the peer stopped: exit ${t.status ?? t.signal}; see stderr above)`;
   }
 }
 console.log(`# torch: ${torchInfo}`);

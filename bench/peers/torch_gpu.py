@@ -13,7 +13,8 @@ Every step ends with the id read back to the host (int(...)), as a decode loop m
 usage: python3 bench/peers/torch_gpu.py SPEC_JSON     (SPEC_JSON: {"models": [{"name", "vocab", "hidden",
        "intermediate", "layers", "heads", "kv_heads", "head_dim", "attn_layers", "mamba": {...} | null}],
        "prompt": 64, "tokens": 32, "modes": ["eager", "compile", "cudagraph"]})
-prints one JSON line: {"torch": version, "device": name, "rows": [{"model", "mode", "ms_per_token", "tokens"}|{"model", "mode", "error"}]}
+prints JSON lines: first {"torch": version, "device": name}, then one per (model, mode) as it is measured:
+{"model", "mode", "ms_per_token", "tokens"} or {"model", "mode", "error"}
 """
 import json
 import math
@@ -154,6 +155,8 @@ def main():
     spec = json.loads(sys.argv[1])
     dev = torch.device(spec.get("device", "cuda"))  # "cpu": a check of the eager path where there is no GPU
     prompt_len, tokens = spec["prompt"], spec["tokens"]
+    name = torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu"
+    print(json.dumps({"torch": torch.__version__, "device": name}), flush=True)
     rows = []
     for ms_ in spec["models"]:
         cap = prompt_len + tokens + 1
@@ -190,9 +193,7 @@ def main():
                 rows.append({"model": ms_["name"], "mode": mode, "ms_per_token": ms, "tokens": out})
             except Exception as e:  # one mode failing (e.g. compile without a toolchain) leaves the others
                 rows.append({"model": ms_["name"], "mode": mode, "error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"})
-            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    name = torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu"
-    print(json.dumps({"torch": torch.__version__, "device": name, "rows": rows}))
+            print(json.dumps(rows[-1]), flush=True)  # row by row: a run cut short keeps what it measured
 
 
 if __name__ == "__main__":

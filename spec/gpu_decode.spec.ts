@@ -295,6 +295,37 @@ describe('one GPU submission per decoded token (webgpu)', () => {
     },
   );
 
+  run(
+    `argmax over the vocabulary: ties go to the lowest id, within a lane and across lanes (${webgpu.title})`,
+    async () => {
+      // V > 256: ids a and a+256 share a lane of the first argmax step (lane = id mod 256), a and a±1 do not
+      const t = randomLlama({ vocab: 600, hidden: 8, intermediate: 8, layers: 1, heads: 2, kvHeads: 1 }, 4);
+      const first = await GpuDecoder.create(t, { capacity: 2 });
+      let a: number;
+      try {
+        a = (await first.step(7)).token;
+      } finally {
+        first.destroy();
+      }
+      const V = 600;
+      const d = t.llama.hiddenSize;
+      // copy lm_head row a into rows a+1 (the next lane), a+255 (the lane before, a higher id: only the final step's
+      // tie rule picks a over it) and a+256 (a's own lane): the same dot product in the same order, the same bits
+      const head = t.weights.get('lm_head.weight').data;
+      expect(a + 256, 'the seed gives a winner with room for its twins').toBeLessThan(V);
+      const twins = [a + 1, a + 255, a + 256];
+      for (const r of twins) for (let i = 0; i < d; i++) head[r * d + i] = head[a * d + i]!;
+      const dec = await GpuDecoder.create(t, { capacity: 2 });
+      try {
+        const { token, logits } = await dec.step(7, { logits: true });
+        for (const r of twins) expect(logits![r], `logit ${r} equals logit ${a}`).toBe(logits![a]);
+        expect(token).toBe(Math.min(a, ...twins));
+      } finally {
+        dec.destroy();
+      }
+    },
+  );
+
   run(`bad input: a clear ArgumentError before any work (${webgpu.title})`, async () => {
     const t = randomLlama({ vocab: 20, hidden: 8, intermediate: 8, layers: 2, heads: 2, kvHeads: 1 }, 1);
     await expect(GpuDecoder.create(t, { capacity: 0 })).rejects.toThrow(ArgumentError);

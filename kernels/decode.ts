@@ -9,7 +9,7 @@
  *   qkv+rope:  [q | k | v] = [W_q x | W_k x | W_v x], q and k rotated by RoPE at position pos = meta[1]:
  *              out_c = y_c cos θ − y_{c+hd/2} sin θ (c < hd/2),  y_c cos θ + y_{c−hd/2} sin θ (c ≥ hd/2)
  *              cos θ, sin θ from a float64-computed table (cap, hd): [cos_0 … cos_{hd/2−1} | sin_0 … sin_{hd/2−1}]
- *   attention: y_{h,c} = Σ_{j ≤ pos} softmax_j(q_h·k_{g,j}/√hd) v_{g,j,c}   g = ⌊h/(H/H_kv)⌋, one pass (running max)
+ *   attention: y_{h,c} = Σ_{j ≤ pos} softmax_j(q_h·k_{g,j}/√hd) v_{g,j,c}   g = ⌊h/(H/H_kv)⌋: scores (H, cap), then values
  *   swiglu:    a_f = silu(W_gate n)_f · (W_up n)_f
  *   argmax:    two steps: C threads each take the strided slice f ≡ c (mod C) (first maximum), then one thread
  *              the best of the C (ties: lowest id, as lib/model/generate.ts `argmax`)
@@ -91,37 +91,57 @@ export const qkvRopeKernel = (d: number, H: number, Hkv: number, hd: number): De
   constants: { D: d, Q: H * hd, KV: Hkv * hd, HD: hd, HALF: hd / 2 },
 });
 
-export const attentionKernel = (H: number, Hkv: number, hd: number, cap: number): DecodeKernel => ({
-  key: 'dec.attention',
-  source: `function (qkv, kc, vc, meta) {
+/**
+ * Attention's scores, one thread per (head h, key j): s_{h,j} = q_h·k_{g,j}/√hd for j ≤ pos, −3e38 past it
+ * (never read: the weighted sum stops at pos). Two kernels rather than one thread per output channel looping
+ * over every key (pos·hd steps each): this one is cap·H threads of hd steps, the next H·hd threads of 2·pos.
+ */
+export const attentionScoresKernel = (H: number, Hkv: number, hd: number, cap: number): DecodeKernel => ({
+  key: 'dec.attn_scores',
+  source: `function (qkv, kc, meta) {
+    const t = this.thread.x;
+    const h = Math.floor(t / this.constants.CAP);
+    const j = t - h * this.constants.CAP;
+    const g = Math.floor(h / this.constants.GROUPS) * this.constants.HD;
+    let s = -3.0e38;
+    if (j <= meta[1]) {
+      s = 0.0;
+      for (let i = 0; i < this.constants.HD; i++) {
+        s += qkv[h * this.constants.HD + i] * kc[j * this.constants.KV + g + i];
+      }
+      s = s * this.constants.SCALE;
+    }
+    return s;
+  }`,
+  constants: { HD: hd, GROUPS: H / Hkv, KV: Hkv * hd, CAP: cap, SCALE: 1 / Math.sqrt(hd) },
+});
+
+/** y_{h,c} = Σ_{j ≤ pos} exp(s_{h,j} − max) v_{g,j,c} / Σ_{j ≤ pos} exp(s_{h,j} − max), one thread per (h, c). */
+export const attentionValuesKernel = (H: number, Hkv: number, hd: number, cap: number): DecodeKernel => ({
+  key: 'dec.attn_values',
+  source: `function (scores, vc, meta) {
     const t = this.thread.x;
     const h = Math.floor(t / this.constants.HD);
     const c = t - h * this.constants.HD;
     const g = Math.floor(h / this.constants.GROUPS) * this.constants.HD;
     const pos = meta[1];
-    let m = -3.0e38;
+    const row = h * this.constants.CAP;
+    let m = scores[row];
+    for (let j = 1; j < this.constants.CAP; j++) {
+      if (j > pos) { break; }
+      m = Math.max(m, scores[row + j]);
+    }
     let z = 0.0;
     let acc = 0.0;
     for (let j = 0; j < this.constants.CAP; j++) {
       if (j > pos) { break; }
-      let s = 0.0;
-      for (let i = 0; i < this.constants.HD; i++) {
-        s += qkv[h * this.constants.HD + i] * kc[j * this.constants.KV + g + i];
-      }
-      s = s * this.constants.SCALE;
-      if (s > m) {
-        const r = Math.exp(m - s);
-        z = z * r;
-        acc = acc * r;
-        m = s;
-      }
-      const e = Math.exp(s - m);
+      const e = Math.exp(scores[row + j] - m);
       z += e;
       acc += e * vc[j * this.constants.KV + g + c];
     }
     return acc / z;
   }`,
-  constants: { HD: hd, GROUPS: H / Hkv, KV: Hkv * hd, CAP: cap, SCALE: 1 / Math.sqrt(hd) },
+  constants: { HD: hd, GROUPS: H / Hkv, KV: Hkv * hd, CAP: cap },
 });
 
 export const swigluKernel = (d: number, F: number): DecodeKernel => ({

@@ -30,7 +30,8 @@ import {
   argmaxFinalKernel,
   argmaxLanes,
   argmaxLanesKernel,
-  attentionKernel,
+  attentionScoresKernel,
+  attentionValuesKernel,
   convShiftKernel,
   convStepKernel,
   embedKernel,
@@ -163,7 +164,9 @@ export class GpuDecoder {
           chain.copy(`${L}.k_write`, qkv, Q, kc, (v) => v.pos * KV, KV);
           chain.copy(`${L}.v_write`, qkv, Q + KV, vc, (v) => v.pos * KV, KV);
           const y = scratch(`${L}.attn`, Q);
-          await k(`${L}.attention`, attentionKernel(H, Hkv, hd, capacity), [qkv, kc, vc, meta], y);
+          const scores = scratch(`${L}.scores`, H * capacity);
+          await k(`${L}.attn_scores`, attentionScoresKernel(H, Hkv, hd, capacity), [qkv, kc, meta], scores);
+          await k(`${L}.attn_values`, attentionValuesKernel(H, Hkv, hd, capacity), [scores, vc, meta], y);
           await k(`${L}.o_proj`, matvecKernel(Q, d, true), [y, upT(a.o.weight, d, Q), h], h1);
           layers.push({ kind, k: kc, v: vc });
         } else if (kind === 'mamba1') {

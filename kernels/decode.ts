@@ -58,6 +58,39 @@ export const matvecKernel = (K: number, R: number, residual: boolean): DecodeKer
   constants: { K, R },
 });
 
+/**
+ * Split-K matvec, for few outputs over a long input (o_proj, down_proj: R = d outputs, only R/64 workgroups of
+ * one long loop each): S·R threads, thread (s, r) sums i ∈ [s·KC, min(K, (s+1)·KC)), KC = ⌈K/S⌉; then
+ * `splitSumKernel` adds the S partial sums (and the residual or bias). `splitsFor` picks S.
+ */
+export const matvecPartialKernel = (K: number, R: number, S: number): DecodeKernel => ({
+  key: 'dec.matvec_part',
+  source: `function (x, wt) {
+    const s = Math.floor(this.thread.x / this.constants.R);
+    const r = this.thread.x - s * this.constants.R;
+    let acc = 0.0;
+    for (let k = 0; k < this.constants.KC; k++) {
+      const i = s * this.constants.KC + k;
+      if (i < this.constants.K) { acc += wt[i * this.constants.R + r] * x[i]; }
+    }
+    return acc;
+  }`,
+  constants: { K, R, KC: Math.ceil(K / S) },
+});
+
+export const splitSumKernel = (R: number, S: number, residual: boolean): DecodeKernel => ({
+  key: residual ? 'dec.split_sum+res' : 'dec.split_sum',
+  source: `function (part${residual ? ', h' : ''}) {
+    let acc = ${residual ? 'h[this.thread.x]' : '0.0'};
+    for (let s = 0; s < this.constants.S; s++) { acc += part[s * this.constants.R + this.thread.x]; }
+    return acc;
+  }`,
+  constants: { R, S },
+});
+
+/** Splits of a K-long, R-output matvec: enough threads to fill a GPU (~8192), each summing ≥ 8 inputs. */
+export const splitsFor = (K: number, R: number): number => Math.max(1, Math.min(Math.ceil(8192 / R), Math.ceil(K / 8)));
+
 /** Output (H·hd + 2·H_kv·hd): q and k rotated, then v. */
 export const qkvRopeKernel = (d: number, H: number, Hkv: number, hd: number): DecodeKernel => ({
   key: 'dec.qkv_rope',

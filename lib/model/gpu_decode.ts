@@ -38,6 +38,9 @@ import {
   mamba1OutKernel,
   mamba1StepKernel,
   matvecKernel,
+  matvecPartialKernel,
+  splitSumKernel,
+  splitsFor,
   qkvRopeKernel,
   rmsnormKernel,
   ssmOutKernel,
@@ -124,6 +127,22 @@ export class GpuDecoder {
       const scratch = (name: string, n: number) => chain.buffer(name, n);
       const k = (label: string, kern: DecodeKernel, args: ChainBuffer[], out: ChainBuffer) =>
         chain.kernel(label, kern.key, kern.source, kern.constants, args, out);
+      // out = Wᵀ-stored w (K inputs, R outputs) times x (+ add: a residual or a bias), split over K where R is small
+      const mv = async (
+        label: string,
+        x: ChainBuffer,
+        w: ChainBuffer,
+        K: number,
+        R: number,
+        out: ChainBuffer,
+        add?: ChainBuffer,
+      ) => {
+        const S = splitsFor(K, R);
+        if (S === 1) return k(label, matvecKernel(K, R, !!add), add ? [x, w, add] : [x, w], out);
+        const part = scratch(`${label} partial sums`, S * R);
+        await k(label, matvecPartialKernel(K, R, S), [x, w], part);
+        await k(`${label}.sum`, splitSumKernel(R, S, !!add), add ? [part, add] : [part], out);
+      };
 
       const meta = scratch('meta [id, pos]', 2);
       const feed = scratch('prefill [id, pos] rows', 2 * capacity);
@@ -167,7 +186,7 @@ export class GpuDecoder {
           const scores = scratch(`${L}.scores`, H * capacity);
           await k(`${L}.attn_scores`, attentionScoresKernel(H, Hkv, hd, capacity), [qkv, kc, meta], scores);
           await k(`${L}.attn_values`, attentionValuesKernel(H, Hkv, hd, capacity), [scores, vc, meta], y);
-          await k(`${L}.o_proj`, matvecKernel(Q, d, true), [y, upT(a.o.weight, d, Q), h], h1);
+          await mv(`${L}.o_proj`, y, upT(a.o.weight, d, Q), Q, d, h1, h);
           layers.push({ kind, k: kc, v: vc });
         } else if (kind === 'mamba1') {
           const mc = mambaOf(m);
@@ -186,10 +205,12 @@ export class GpuDecoder {
             at += w.length;
           }
           const proj = scratch(`${L}.proj`, Rt);
-          await k(
+          await mv(
             `${L}.in_proj`,
-            matvecKernel(d, Rt, false),
-            [n1, chain.buffer(`${q} projections`, Rt * d, transposed(stacked, Rt, d))],
+            n1,
+            chain.buffer(`${q} projections`, Rt * d, transposed(stacked, Rt, d)),
+            d,
+            Rt,
             proj,
           );
           const conv = scratch(`${L}.conv state`, dInner * (K - 1));
@@ -217,7 +238,7 @@ export class GpuDecoder {
           const y = scratch(`${L}.y`, dInner);
           await k(`${L}.ssm_out`, mamba1OutKernel(dInner, N, dXb), [ssmNext, xc, proj, parBuf], y);
           chain.copy(`${L}.ssm_write`, ssmNext, 0, ssm, () => 0, dInner * N);
-          await k(`${L}.out_proj`, matvecKernel(dInner, d, true), [y, upT(`${q}.out_proj.weight`, d, dInner), h], h1);
+          await mv(`${L}.out_proj`, y, upT(`${q}.out_proj.weight`, d, dInner), dInner, d, h1, h);
           layers.push({ kind: 'mamba1', conv, ssm });
         } else {
           const mc = mambaOf(m);
@@ -228,13 +249,14 @@ export class GpuDecoder {
           const R = 2 * dInner + 2 * dXb + Hm;
           const zx = scratch(`${L}.zxbcdt`, R);
           const hasBias = W.has(`${q}.in_proj.bias`);
-          await k(
+          await mv(
             `${L}.in_proj`,
-            matvecKernel(d, R, hasBias),
-            hasBias
-              ? [n1, upT(`${q}.in_proj.weight`, R, d), up(`${q}.in_proj.bias`)]
-              : [n1, upT(`${q}.in_proj.weight`, R, d)],
+            n1,
+            upT(`${q}.in_proj.weight`, R, d),
+            d,
+            R,
             zx,
+            hasBias ? up(`${q}.in_proj.bias`) : undefined,
           );
           const conv = scratch(`${L}.conv state`, convDim * (K - 1));
           const convNext = scratch(`${L}.conv state'`, convDim * (K - 1));
@@ -273,7 +295,7 @@ export class GpuDecoder {
             y,
           );
           chain.copy(`${L}.ssm_write`, ssmNext, 0, ssm, () => 0, Hm * P * N);
-          await k(`${L}.out_proj`, matvecKernel(dInner, d, true), [y, upT(`${q}.out_proj.weight`, d, dInner), h], h1);
+          await mv(`${L}.out_proj`, y, upT(`${q}.out_proj.weight`, d, dInner), dInner, d, h1, h);
           layers.push({ kind: 'mamba2', conv, ssm });
         }
         const f = mlpNames(p);
@@ -282,14 +304,14 @@ export class GpuDecoder {
         const a = scratch(`${L}.swiglu`, F);
         await k(`${L}.gate_up`, swigluKernel(d, F), [n2, upT(f.gate, F, d), upT(f.up, F, d)], a);
         const h2 = scratch(`${L}.h2`, d);
-        await k(`${L}.down`, matvecKernel(F, d, true), [a, upT(f.down, d, F), h1], h2);
+        await mv(`${L}.down`, a, upT(f.down, d, F), F, d, h2, h1);
         h = h2;
       }
       const nf = scratch('final norm', d);
       await k('final_norm', rmsnormKernel(d, c.rmsNormEps), [h, up('model.norm.weight')], nf);
       const logits = scratch('logits', V);
       const head = lmHeadName(m);
-      await k('lm_head', matvecKernel(d, V, false), [nf, upT(head, V, d)], logits);
+      await mv('lm_head', nf, upT(head, V, d), d, V, logits);
       const lanes = scratch('argmax lanes', argmaxLanes(V));
       await k('argmax1', argmaxLanesKernel(V), [logits], lanes);
       const token = scratch('token', 1);

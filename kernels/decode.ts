@@ -191,6 +191,21 @@ export const swigluKernel = (d: number, F: number): DecodeKernel => ({
   constants: { D: d, F },
 });
 
+/** The SwiGLU after split-K partial sums of gate and up (matvecPartialKernel each): a_f = silu(Σ_s g_s,f)·Σ_s u_s,f. */
+export const swigluSumKernel = (F: number, S: number): DecodeKernel => ({
+  key: 'dec.swiglu_sum',
+  source: `function (pg, pu) {
+    let g = 0.0;
+    let u = 0.0;
+    for (let s = 0; s < this.constants.S; s++) {
+      g += pg[s * this.constants.F + this.thread.x];
+      u += pu[s * this.constants.F + this.thread.x];
+    }
+    return ${siluExpr('g')} * u;
+  }`,
+  constants: { F, S },
+});
+
 /** Threads of the argmax's first step (each scans ⌈V/C⌉ strided logits). */
 export const argmaxLanes = (V: number) => Math.min(256, V);
 

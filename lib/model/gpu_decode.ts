@@ -46,6 +46,7 @@ import {
   ssmOutKernel,
   ssmStepKernel,
   swigluKernel,
+  swigluSumKernel,
   type DecodeKernel,
 } from '../../kernels/decode.js';
 import { ResidentChain, type ChainBuffer } from '../../kernels/resident_chain.js';
@@ -302,7 +303,15 @@ export class GpuDecoder {
         const n2 = scratch(`${L}.n2`, d);
         await k(`${L}.norm2`, rmsnormKernel(d, eps), [h1, up(norm2)], n2);
         const a = scratch(`${L}.swiglu`, F);
-        await k(`${L}.gate_up`, swigluKernel(d, F), [n2, upT(f.gate, F, d), upT(f.up, F, d)], a);
+        const [wg, wu] = [upT(f.gate, F, d), upT(f.up, F, d)];
+        const S = splitsFor(d, F);
+        if (S === 1) await k(`${L}.gate_up`, swigluKernel(d, F), [n2, wg, wu], a);
+        else {
+          const [pg, pu] = [scratch(`${L}.gate partial sums`, S * F), scratch(`${L}.up partial sums`, S * F)];
+          await k(`${L}.gate_up`, matvecPartialKernel(d, F, S), [n2, wg], pg);
+          await k(`${L}.up`, matvecPartialKernel(d, F, S), [n2, wu], pu);
+          await k(`${L}.swiglu`, swigluSumKernel(F, S), [pg, pu], a);
+        }
         const h2 = scratch(`${L}.h2`, d);
         await mv(`${L}.down`, a, upT(f.down, d, F), F, d, h2, h1);
         h = h2;

@@ -324,49 +324,51 @@ export const ssmStepKernel = (
 });
 
 /**
- * y_{h,p} = Σ_n h_{h,p,n} C_{h,n} + D_h x_{h,p}, gated by silu(z) and normed over its group of P (gate first),
- * times the norm weight: one thread per channel (h, p), each recomputing its group's sum of squares.
+ * v_{h,p} = (Σ_n h_{h,p,n} C_{h,n} + D_h x_{h,p}) · silu(z_{h,p}) (the gate, when `gated`; else y as it is), one
+ * thread per channel; then `groupNormKernel` for the gated RMSNorm (gate first). Two kernels, so no thread
+ * recomputes its group's y (P·N steps each).
  */
-export const ssmOutKernel = (
+export const ssmYKernel = (
   H: number,
   P: number,
   N: number,
   dXb: number,
   dInner: number,
   gated: boolean,
-  eps: number,
-): DecodeKernel => {
-  // y of channel q (as an expression block writing into a variable), reused for the group's mean square
-  const yOf = (q: string, out: string) => `
-      const ${out}_h = Math.floor(${q} / this.constants.P);
-      const ${out}_p = ${q} - ${out}_h * this.constants.P;
-      const ${out}_src = Math.floor(${out}_h / this.constants.REP) * this.constants.P;
-      let ${out} = par[this.constants.H2 + ${out}_h] * xs[${out}_src + ${out}_p];
-      for (let n = 0; n < this.constants.N; n++) {
-        ${out} += ssm[${q} * this.constants.N + n] * xs[this.constants.XB2 + ${out}_h * this.constants.N + n];
-      }
-      ${gated ? `${out} = ${out} * ${siluExpr(`zxbcdt[${q}]`)};` : ''}`;
-  return {
-    key: gated ? 'dec.ssm_out+gated' : 'dec.ssm_out',
-    source: `function (ssm, xs, zxbcdt, par, w) {
-      const t = this.thread.x;
-      ${yOf('t', 'yt')}
-      ${
-        gated
-          ? `const g0 = Math.floor(t / this.constants.P) * this.constants.P;
-      let ss = 0.0;
-      for (let k = 0; k < this.constants.P; k++) {
-        const q = g0 + k;
-        ${yOf('q', 'yq')}
-        ss += yq * yq;
-      }
-      return yt / Math.sqrt(ss / this.constants.P + this.constants.EPS) * w[t];`
-          : 'return yt;'
-      }
-    }`,
-    constants: { H2: 2 * H, P, N, REP: dInner / dXb, XB2: 2 * dXb, EPS: eps },
-  };
-};
+): DecodeKernel => ({
+  key: gated ? 'dec.ssm_y+gate' : 'dec.ssm_y',
+  source: `function (ssm, xs, zxbcdt, par) {
+    const t = this.thread.x;
+    const h = Math.floor(t / this.constants.P);
+    const p = t - h * this.constants.P;
+    const src = Math.floor(h / this.constants.REP) * this.constants.P;
+    let y = par[this.constants.H2 + h] * xs[src + p];
+    for (let n = 0; n < this.constants.N; n++) {
+      y += ssm[t * this.constants.N + n] * xs[this.constants.XB2 + h * this.constants.N + n];
+    }
+    ${
+      gated
+        ? `const zv = zxbcdt[t];
+    y = y * ${siluExpr('zv')};`
+        : ''
+    }
+    return y;
+  }`,
+  constants: { H2: 2 * H, P, N, REP: dInner / dXb, XB2: 2 * dXb },
+});
+
+/** y_c = v_c / √(mean over c's group of GS of v² + ε) · w_c. */
+export const groupNormKernel = (GS: number, eps: number): DecodeKernel => ({
+  key: 'dec.group_norm',
+  source: `function (v, w) {
+    const t = this.thread.x;
+    const g0 = Math.floor(t / this.constants.GS) * this.constants.GS;
+    let ss = 0.0;
+    for (let k = 0; k < this.constants.GS; k++) { ss += v[g0 + k] * v[g0 + k]; }
+    return v[t] / Math.sqrt(ss / this.constants.GS + this.constants.EPS) * w[t];
+  }`,
+  constants: { GS, EPS: eps },
+});
 
 // ---------------------------------------------------------------- Mamba-1 one step
 

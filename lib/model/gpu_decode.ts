@@ -43,7 +43,8 @@ import {
   splitsFor,
   qkvRopeKernel,
   rmsnormKernel,
-  ssmOutKernel,
+  ssmYKernel,
+  groupNormKernel,
   ssmStepKernel,
   swigluKernel,
   swigluSumKernel,
@@ -288,13 +289,13 @@ export class GpuDecoder {
             ssmNext,
           );
           const gated = m.ablation?.gatedNorm !== false;
-          const y = scratch(`${L}.y`, dInner);
-          await k(
-            `${L}.ssm_out`,
-            ssmOutKernel(Hm, P, N, dXb, dInner, gated, 1e-5),
-            [ssmNext, xs, zx, parBuf, up(`${q}.norm.weight`)],
-            y,
-          );
+          const v = scratch(`${L}.y·silu(z)`, dInner);
+          await k(`${L}.ssm_out`, ssmYKernel(Hm, P, N, dXb, dInner, gated), [ssmNext, xs, zx, parBuf], v);
+          let y = v;
+          if (gated) {
+            y = scratch(`${L}.y`, dInner);
+            await k(`${L}.gated_norm`, groupNormKernel(P, 1e-5), [v, up(`${q}.norm.weight`)], y);
+          }
           chain.copy(`${L}.ssm_write`, ssmNext, 0, ssm, () => 0, Hm * P * N);
           await mv(`${L}.out_proj`, y, upT(`${q}.out_proj.weight`, d, dInner), dInner, d, h1, h);
           layers.push({ kind: 'mamba2', conv, ssm });

@@ -49,8 +49,9 @@ import {
   swigluKernel,
   swigluSumKernel,
   type DecodeKernel,
-} from '../../kernels/decode.js';
-import { ResidentChain, type ChainBuffer } from '../../kernels/resident_chain.js';
+  ResidentChain,
+  type ChainBuffer,
+} from '../ops_resident.js';
 import { attentionNames, attentionRope } from './mixers/attention.js';
 import { blockEps, blockNames, layerKinds, lmHeadName, mambaOf, type HybridModel } from './mixers/block.js';
 import { mlpNames } from './mixers/mlp.js';

@@ -20,6 +20,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { EXIT } from '../lib/cli/main.js';
 import { writeFile } from '../lib/io/writer.js';
 import { convert } from '../lib/model/convert.js';
 import { GpuDecoder } from '../lib/model/gpu_decode.js';
@@ -46,7 +47,7 @@ const spec = tiny
 const reason = await unavailableReason('webgpu');
 if (reason) {
   console.error(`bench/gpu.ts: the webgpu backend is not available here: ${reason}`);
-  process.exit(6); // EXIT.io: an unavailable backend
+  process.exit(EXIT.io); // an unavailable backend
 }
 const adapter = await (
   globalThis as unknown as { navigator: { gpu: { requestAdapter(): Promise<{ info?: Record<string, string> }> } } }

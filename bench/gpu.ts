@@ -14,8 +14,9 @@
  *
  * --tiny: d 32, 2 layers, vocab 256, prompt 8, 4 tokens (a check that the bench runs, e.g. on Dawn's CPU
  * adapter). Writes gpu.json and gpu.md to DIR (default bench/results). The ids of the chain and the per-op
- * path are compared (both float32; a near-tie may differ, reported, not asserted). No prompts; ~2 minutes on
- * the GPU machine (most of it torch.compile).
+ * path are compared (both float32; a near-tie may differ, reported, not asserted). No prompts; expected to take
+ * ~2–4 minutes on the GPU machine, most of it torch.compile (not yet run there: the PyTorch peer's eager mode was
+ * checked on a CPU torch with --torch-cpu, its compile and CUDA-graph modes not at all).
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';

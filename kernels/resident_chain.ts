@@ -1,0 +1,407 @@
+/**
+ * Resident chains (webgpu): GPU.js kernels recorded into ONE command encoder over device buffers that stay on
+ * the GPU between calls — the mechanism under one GPU submission per decoded token (lib/model/gpu_decode.ts).
+ *
+ * Why not `createPipeline` (kernels/plans.ts): GPU.js's fused encoder (gpu.js src/backend/web-gpu/
+ * pipeline-executor.js) owns its plan buffers, takes plain arrays only (a resident buffer handle as an
+ * argument degrades the plan to its generic executor: one submit and one readback per kernel) and has no way
+ * to write a buffer that persists from one call to the next. A decode step needs exactly that: the KV cache
+ * and the Mamba states updated in place token after token, the weights bound where they already are.
+ *
+ * How — GPU.js's own mechanism, with buffers this chain owns (this is where GPU.js is extended; see also
+ * docs/GPUJS.md): every kernel is a GPU.js kernel (`createKernel` on a source text, as everywhere in
+ * kernels/), built by GPU.js's WebGPUKernel.build for float32 array arguments of the right lengths, exactly
+ * as its fused encoder builds plan steps: GPU.js translates the source to WGSL and makes the compute
+ * pipeline, bind-group layout and params layout. The chain then
+ *   - allocates device buffers once (weights uploaded once, states, caches, intermediates; `buffer`),
+ *   - binds them into one bind group per step and writes each step's params uniform once (`kernel`),
+ *   - per call (`run`): writes the few per-call values (`write`, a queue write, no submission), records every
+ *     step into one command encoder — dispatches in one compute pass, broken only where a buffer copy
+ *     (`copy`: a cache row written at the token's position, a state put back) sits between them —, copies
+ *     what is read back into one staging buffer, submits once and maps once.
+ * A kernel reads and writes different buffers (WebGPU refuses one buffer bound read-only and writable in one
+ * dispatch): an in-place state update writes a scratch buffer and a copy in the same encoder puts it back.
+ * Built programs are shared between steps of the same kernel and shapes (a model's layers compile once).
+ *
+ * Cost of the extension: nothing per call beyond what GPU.js's fused encoder does (one encoder, one submit,
+ * one map); the per-call JavaScript is one setPipeline/setBindGroup/dispatch per step (bench/gpu.ts).
+ */
+import { ArgumentError, BackendUnavailableError, KernelError } from '../lib/errors.js';
+import { unavailableReason } from './runtime.js';
+
+// WebGPU numbers (pinned by the spec; the globals exist only where WebGPU does)
+const USAGE_MAP_READ = 0x0001;
+const USAGE_COPY_SRC = 0x0004;
+const USAGE_COPY_DST = 0x0008;
+const USAGE_UNIFORM = 0x0040;
+const USAGE_STORAGE = 0x0080;
+const MAP_MODE_READ = 0x0001;
+
+/** The slice of the WebGPU API used here (the project does not load @webgpu/types). */
+export interface GpuBufferLike {
+  readonly size: number;
+  destroy(): void;
+  mapAsync(mode: number, offset?: number, size?: number): Promise<void>;
+  getMappedRange(offset?: number, size?: number): ArrayBuffer;
+  unmap(): void;
+}
+interface ComputePass {
+  setPipeline(p: unknown): void;
+  setBindGroup(i: number, g: unknown): void;
+  dispatchWorkgroups(x: number, y?: number, z?: number): void;
+  end(): void;
+}
+interface CommandEncoder {
+  beginComputePass(): ComputePass;
+  copyBufferToBuffer(src: GpuBufferLike, so: number, dst: GpuBufferLike, dOff: number, size: number): void;
+  finish(): unknown;
+}
+export interface GpuQueueLike {
+  submit(buffers: unknown[]): void;
+  writeBuffer(b: GpuBufferLike, offset: number, data: ArrayBufferView): void;
+  onSubmittedWorkDone(): Promise<void>;
+}
+export interface GpuDeviceLike {
+  readonly queue: GpuQueueLike;
+  readonly limits: Record<string, number>;
+  createBuffer(d: { size: number; usage: number }): GpuBufferLike;
+  createBindGroup(d: { layout: unknown; entries: unknown[] }): unknown;
+  createCommandEncoder(): CommandEncoder;
+}
+/** GPU.js's WebGPUKernel after build(): what its own fused encoder reads from it. */
+interface BuiltKernel {
+  constructor: { name: string };
+  build(...args: unknown[]): Promise<void>;
+  computePipeline: unknown;
+  bindGroupLayout: unknown;
+  paramsLayout: {
+    arrayArgs: Array<{ dimsOffset: number }>;
+    scalarArgs: unknown[];
+    bufferConstants: Array<{ buffer: GpuBufferLike }>;
+    randomSeedOffset: number | null;
+    byteLength: number;
+  };
+  threadDim: number[];
+  componentCount: number;
+  _device: GpuDeviceLike;
+  _computeDispatch(threadDim: number[]): { groups: number[]; dispatchWidth: number };
+  outputBuffer: (GpuBufferLike & { _refs?: number }) | null;
+  destroy(): void;
+}
+interface GpuJs {
+  GPU: new (s: Record<string, unknown>) => {
+    createKernel(src: string, s: Record<string, unknown>): { kernel: BuiltKernel };
+    destroy(): unknown;
+  };
+  Input: new (value: Float32Array, size: number[]) => unknown;
+}
+
+/** A device buffer of float32 elements owned by a chain. */
+export interface ChainBuffer {
+  readonly name: string;
+  readonly elements: number;
+  readonly buffer: GpuBufferLike;
+}
+
+/** Per-call values an op may depend on (a cache row is written at the token's position). */
+export interface ChainVars {
+  pos: number;
+}
+
+type Op =
+  | { kind: 'dispatch'; label: string; pipeline: unknown; bindGroup: unknown; groups: number[] }
+  | {
+      kind: 'copy';
+      label: string;
+      src: ChainBuffer;
+      srcOffset: number;
+      dst: ChainBuffer;
+      dstOffset: (v: ChainVars) => number;
+      elements: number;
+    };
+
+/** Counts of what the chain did (tests assert one submission and one readback per run). */
+export interface ChainCounters {
+  submits: number;
+  maps: number;
+}
+
+export class ResidentChain {
+  private readonly ops: Op[] = [];
+  private readonly buffers: ChainBuffer[] = [];
+  private readonly params: GpuBufferLike[] = [];
+  private readonly programs = new Map<string, BuiltKernel>();
+  private staging: GpuBufferLike | undefined;
+  private stagingBytes = 0;
+  private tail: Promise<unknown> = Promise.resolve();
+  private destroyed = false;
+  /** Test hook: ops whose label is here are left out of the encoder (a test must then fail). */
+  readonly omit = new Set<string>();
+  readonly counters: ChainCounters = { submits: 0, maps: 0 };
+  /** Float32 elements uploaded or allocated on the device. */
+  deviceElements = 0;
+
+  private constructor(
+    private readonly gpu: InstanceType<GpuJs['GPU']>,
+    private readonly Input: GpuJs['Input'],
+    readonly device: GpuDeviceLike,
+  ) {}
+
+  /** A chain on the webgpu device GPU.js uses (BackendUnavailableError with the reason where there is none). */
+  static async create(): Promise<ResidentChain> {
+    const reason = await unavailableReason('webgpu');
+    if (reason) throw new BackendUnavailableError('webgpu', reason);
+    const mod = (await import('gpu.js')) as unknown as GpuJs;
+    const gpu = new mod.GPU({ mode: 'webgpu' });
+    // the device: GPU.js shares one per process; a one-element kernel built here hands it over
+    const probe = gpu.createKernel('function (a) { return a[this.thread.x]; }', { output: [1] }).kernel;
+    await probe.build(new mod.Input(new Float32Array(1), [1]));
+    const device = probe._device;
+    probe.destroy();
+    return new ResidentChain(gpu, mod.Input, device);
+  }
+
+  /** Largest float32 buffer a kernel may bind on this device (elements). */
+  get maxBufferElements(): number {
+    return Math.floor(Math.min(this.device.limits.maxStorageBufferBindingSize!, this.device.limits.maxBufferSize!) / 4);
+  }
+
+  /** A device buffer of `elements` float32, zeroed, or holding `data`. */
+  buffer(name: string, elements: number, data?: Float32Array): ChainBuffer {
+    if (!Number.isInteger(elements) || elements <= 0)
+      throw new ArgumentError(`${name} elements`, 'a positive integer', elements);
+    if (elements > this.maxBufferElements)
+      throw new ArgumentError(
+        `${name} elements`,
+        `at most ${this.maxBufferElements} (this WebGPU device's maxStorageBufferBindingSize / maxBufferSize)`,
+        elements,
+      );
+    if (data && data.length !== elements) throw new ArgumentError(`${name} data`, `${elements} elements`, data.length);
+    const buffer = this.device.createBuffer({
+      size: elements * 4,
+      usage: USAGE_STORAGE | USAGE_COPY_SRC | USAGE_COPY_DST,
+    });
+    const b = { name, elements, buffer };
+    this.buffers.push(b);
+    this.deviceElements += elements;
+    this.write(b, data ?? new Float32Array(elements));
+    return b;
+  }
+
+  /** Write `data` into `b` at element `offset` (a queue write: no submission; ordered before the next run). */
+  write(b: ChainBuffer, data: Float32Array, offset = 0): void {
+    if (offset + data.length > b.elements)
+      throw new ArgumentError(`${b.name} write`, `at most ${b.elements - offset} elements`, data.length);
+    this.device.queue.writeBuffer(b.buffer, offset * 4, data);
+  }
+
+  /**
+   * Append a kernel step: `source` (a GPU.js kernel function as text) with `constants`, reading `args`, writing
+   * `out` (one float per thread, `out.elements` threads). Built on first use of a (key, constants, shapes).
+   */
+  async kernel(
+    label: string,
+    key: string,
+    source: string,
+    constants: Record<string, number>,
+    args: readonly ChainBuffer[],
+    out: ChainBuffer,
+  ): Promise<void> {
+    if (args.includes(out))
+      throw new ArgumentError(
+        `${label} output`,
+        'a buffer none of its arguments is (WebGPU: read xor write)',
+        out.name,
+      );
+    const pk = `${key}|${JSON.stringify(constants)}|${out.elements}|${args.map((a) => a.elements).join(',')}`;
+    let k = this.programs.get(pk);
+    if (!k) {
+      k = this.gpu.createKernel(source, {
+        output: [out.elements],
+        constants,
+        loopMaxIterations: 1 << 30,
+        tactic: 'precision',
+        pipeline: true,
+      }).kernel;
+      try {
+        await k.build(...args.map((a) => new this.Input(new Float32Array(a.elements), [a.elements])));
+      } catch (e) {
+        throw new KernelError('webgpu', key, (e as Error).message.split('\n')[0] ?? String(e));
+      }
+      if (k.constructor.name !== 'WebGPUKernel' || k.componentCount !== 1)
+        throw new KernelError('webgpu', key, `GPU.js built it as ${k.constructor.name}, not a one-value WebGPUKernel`);
+      // the steps write chain buffers; the output buffer the build allocated would only hold memory
+      if (k.outputBuffer) {
+        if (k.outputBuffer._refs === undefined || --k.outputBuffer._refs === 0) k.outputBuffer.destroy();
+        k.outputBuffer = null;
+      }
+      this.programs.set(pk, k);
+    }
+    const layout = k.paramsLayout;
+    if (layout.scalarArgs.length > 0 || layout.randomSeedOffset !== null)
+      throw new KernelError('webgpu', key, 'chain kernels take arrays only (per-call values live in a buffer)');
+    const mirror = new ArrayBuffer(layout.byteLength);
+    const u32 = new Uint32Array(mirror);
+    const dispatch = k._computeDispatch(k.threadDim);
+    u32.set([k.threadDim[0]!, k.threadDim[1]!, k.threadDim[2]!, dispatch.dispatchWidth]);
+    layout.arrayArgs.forEach((r, j) => u32.set([args[j]!.elements, 1, 1, args[j]!.elements], r.dimsOffset / 4));
+    const params = this.device.createBuffer({ size: layout.byteLength, usage: USAGE_UNIFORM | USAGE_COPY_DST });
+    this.device.queue.writeBuffer(params, 0, u32);
+    this.params.push(params);
+    const entries: unknown[] = [{ binding: 0, resource: { buffer: params } }];
+    args.forEach((a, j) => entries.push({ binding: 1 + j, resource: { buffer: a.buffer } }));
+    entries.push({ binding: 1 + args.length, resource: { buffer: out.buffer } });
+    layout.bufferConstants.forEach((c, j) =>
+      entries.push({ binding: 2 + args.length + j, resource: { buffer: c.buffer } }),
+    );
+    this.ops.push({
+      kind: 'dispatch',
+      label,
+      pipeline: k.computePipeline,
+      bindGroup: this.device.createBindGroup({ layout: k.bindGroupLayout, entries }),
+      groups: dispatch.groups,
+    });
+  }
+
+  /** Append a copy of `elements` floats from src[srcOffset …] to dst[dstOffset(vars) …] (e.g. a cache row at pos). */
+  copy(
+    label: string,
+    src: ChainBuffer,
+    srcOffset: number,
+    dst: ChainBuffer,
+    dstOffset: (v: ChainVars) => number,
+    elements: number,
+  ): void {
+    if (srcOffset + elements > src.elements)
+      throw new ArgumentError(`${label} source range`, `within ${src.name}'s ${src.elements}`, srcOffset + elements);
+    this.ops.push({ kind: 'copy', label, src, srcOffset, dst, dstOffset, elements });
+  }
+
+  /** Labels of the ops, in order (for tests and the bench's description). */
+  get labels(): string[] {
+    return this.ops.map((o) => o.label);
+  }
+  get dispatches(): number {
+    return this.ops.filter((o) => o.kind === 'dispatch').length;
+  }
+
+  /**
+   * One call: every op into one command encoder, the `reads` copied into one staging buffer, one submit, one
+   * map. Returns each read's floats. Calls run one after another (the staging buffer is shared).
+   */
+  run(vars: ChainVars, reads: ReadonlyArray<{ from: ChainBuffer; elements?: number }>): Promise<Float32Array[]> {
+    return this.runSequence([vars], reads);
+  }
+
+  /**
+   * Several passes through the chain in one call (one encoder, one submit, one map): pass i runs with vars[i]
+   * and, with `feed`, first copies feed.src[i·n … (i+1)·n) into feed.dst[0 … n) (n = feed.elements) — a
+   * prompt's [id, pos] pairs fed one pass at a time. The reads are taken after the last pass.
+   */
+  runSequence(
+    vars: readonly ChainVars[],
+    reads: ReadonlyArray<{ from: ChainBuffer; elements?: number }>,
+    feed?: { src: ChainBuffer; dst: ChainBuffer; elements: number },
+  ): Promise<Float32Array[]> {
+    if (vars.length === 0) throw new ArgumentError('passes', 'at least one', 0);
+    if (feed && vars.length * feed.elements > feed.src.elements)
+      throw new ArgumentError(`${feed.src.name} (feed)`, `${vars.length * feed.elements} elements`, feed.src.elements);
+    const r = this.tail.then(() => this.runNow(vars, reads, feed));
+    this.tail = r.catch(() => undefined);
+    return r;
+  }
+
+  private async runNow(
+    passes: readonly ChainVars[],
+    reads: ReadonlyArray<{ from: ChainBuffer; elements?: number }>,
+    feed?: { src: ChainBuffer; dst: ChainBuffer; elements: number },
+  ): Promise<Float32Array[]> {
+    if (this.destroyed) throw new KernelError('webgpu', 'resident chain', 'the chain has been destroyed');
+    const dev = this.device;
+    const enc = dev.createCommandEncoder();
+    let pass: ComputePass | undefined;
+    for (const [i, vars] of passes.entries()) {
+      if (feed) {
+        pass?.end();
+        pass = undefined;
+        const n = feed.elements * 4;
+        enc.copyBufferToBuffer(feed.src.buffer, i * n, feed.dst.buffer, 0, n);
+      }
+      for (const op of this.ops) {
+        if (this.omit.has(op.label)) continue;
+        if (op.kind === 'dispatch') {
+          pass ??= enc.beginComputePass();
+          pass.setPipeline(op.pipeline);
+          pass.setBindGroup(0, op.bindGroup);
+          pass.dispatchWorkgroups(op.groups[0]!, op.groups[1], op.groups[2]);
+        } else {
+          pass?.end();
+          pass = undefined;
+          const at = op.dstOffset(vars);
+          if (!Number.isInteger(at) || at < 0 || at + op.elements > op.dst.elements)
+            throw new ArgumentError(`${op.label} destination`, `a row within ${op.dst.name}`, at);
+          enc.copyBufferToBuffer(op.src.buffer, op.srcOffset * 4, op.dst.buffer, at * 4, op.elements * 4);
+        }
+      }
+    }
+    pass?.end();
+    const offsets: number[] = [];
+    let bytes = 0;
+    for (const rd of reads) {
+      offsets.push(bytes);
+      bytes += Math.ceil(((rd.elements ?? rd.from.elements) * 4) / 16) * 16;
+    }
+    if (bytes > this.stagingBytes) {
+      this.staging?.destroy();
+      this.staging = dev.createBuffer({ size: bytes, usage: USAGE_MAP_READ | USAGE_COPY_DST });
+      this.stagingBytes = bytes;
+    }
+    reads.forEach((rd, i) =>
+      enc.copyBufferToBuffer(rd.from.buffer, 0, this.staging!, offsets[i]!, (rd.elements ?? rd.from.elements) * 4),
+    );
+    dev.queue.submit([enc.finish()]);
+    this.counters.submits++;
+    if (reads.length === 0) {
+      await dev.queue.onSubmittedWorkDone();
+      return [];
+    }
+    const staging = this.staging!;
+    await staging.mapAsync(MAP_MODE_READ, 0, bytes);
+    this.counters.maps++;
+    const mapped = staging.getMappedRange(0, bytes);
+    const out = reads.map(
+      (rd, i) => new Float32Array(mapped.slice(offsets[i], offsets[i]! + (rd.elements ?? rd.from.elements) * 4)),
+    );
+    staging.unmap();
+    return out;
+  }
+
+  /** Read one buffer back (its own submission: for tests and inspection, not the decode path). */
+  async read(b: ChainBuffer): Promise<Float32Array> {
+    const tmp = this.device.createBuffer({ size: b.elements * 4, usage: USAGE_MAP_READ | USAGE_COPY_DST });
+    try {
+      await this.tail;
+      const enc = this.device.createCommandEncoder();
+      enc.copyBufferToBuffer(b.buffer, 0, tmp, 0, b.elements * 4);
+      this.device.queue.submit([enc.finish()]);
+      await tmp.mapAsync(MAP_MODE_READ);
+      const out = new Float32Array(tmp.getMappedRange().slice(0));
+      tmp.unmap();
+      return out;
+    } finally {
+      tmp.destroy();
+    }
+  }
+
+  /** Free every device buffer and built kernel; later calls throw. */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    for (const b of this.buffers) b.buffer.destroy();
+    for (const p of this.params) p.destroy();
+    this.staging?.destroy();
+    for (const k of this.programs.values()) k.destroy();
+    this.programs.clear();
+    this.ops.length = 0;
+  }
+}

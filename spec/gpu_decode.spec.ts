@@ -1,0 +1,370 @@
+/**
+ * One GPU submission per decoded token (lib/model/gpu_decode.ts, kernels/resident_chain.ts) on the webgpu
+ * backend — here Dawn's CPU adapter (lavapipe), so the shapes are tiny.
+ *
+ * Against the float64 reference (lib/model/hybrid.ts `forward`: the prompt prefilled at once, then one token
+ * per forward), on random Llamas and 50% Mamba-2 hybrids (fast-check, numRuns in the titles), over a prompt
+ * and several decoded tokens:
+ *   - the greedy ids are the reference's argmax (wherever the reference's top two logits are further apart
+ *     than twice the tolerance; closer, float32 may legitimately pick the other one — both decoders are then
+ *     fed the reference's id so they stay on one sequence);
+ *   - logits, KV caches, conv and SSM states agree at |gpu − ref| ≤ TOL_ABS + TOL_REL·|ref|. The chain is
+ *     float32 throughout (the reference float64): measured max errors here ~1e-6 on logits of size ~3, so
+ *     TOL_ABS = 1e-4, TOL_REL = 1e-4 leave a margin of ~50× for deeper sums and other adapters;
+ *   - every token costs exactly one queue.submit and one mapAsync (counted on the device itself).
+ * Mutations, each of which must push the logits past the tolerance: a layer's MLP down-projection left out of
+ * the chain, a KV-cache write left out, a Mamba-2 state write-back left out.
+ */
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { ArgumentError } from '../lib/errors.js';
+import { convert } from '../lib/model/convert.js';
+import { GpuDecoder } from '../lib/model/gpu_decode.js';
+import { forward, newCache, type HybridModel, type ModelCache } from '../lib/model/hybrid.js';
+import { randomLlama } from '../lib/model/random.js';
+import { getOps } from '../lib/ops.js';
+import { KERNEL_BACKENDS } from './helpers.js';
+import { tmpFolder } from './tmp.js';
+
+const TOL_ABS = 1e-4;
+const TOL_REL = 1e-4;
+const webgpu = KERNEL_BACKENDS.find((b) => b.name === 'webgpu')!;
+const run = webgpu.available ? it : it.skip;
+
+/** max over i of |a_i − b_i| − TOL_REL·|b_i| (≤ TOL_ABS: within tolerance) */
+function excess(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  expect(a.length).toBe(b.length);
+  let e = 0;
+  for (let i = 0; i < a.length; i++) e = Math.max(e, Math.abs(a[i]! - b[i]!) - TOL_REL * Math.abs(b[i]!));
+  return e;
+}
+
+/** The reference's id and whether its top two are clearly apart. */
+function refChoice(l: ArrayLike<number>): { id: number; clear: boolean } {
+  let a = 0;
+  for (let i = 1; i < l.length; i++) if (l[i]! > l[a]!) a = i;
+  let b = -Infinity;
+  for (let i = 0; i < l.length; i++) if (i !== a) b = Math.max(b, l[i]!);
+  return { id: a, clear: l[a]! - b > 2 * (TOL_ABS + TOL_REL * Math.abs(l[a]!)) };
+}
+
+interface RefRun {
+  /** the ids fed at each position (prompt, then the reference's greedy ids) */
+  ids: number[];
+  /** logits after each position (V each) */
+  logits: Float64Array[];
+  cache: ModelCache;
+}
+
+/** The float64 reference: prompt prefilled in one forward, then `steps` greedy tokens one forward each. */
+async function reference(m: HybridModel, prompt: number[], steps: number): Promise<RefRun> {
+  const ops = await getOps('reference');
+  const V = m.llama.vocabSize;
+  const cache = newCache(m, 1);
+  const pre = await forward(ops, m, [prompt], cache);
+  const logits = prompt.map((_, t) => Float64Array.from(pre.data.subarray(t * V, (t + 1) * V)));
+  const ids = [...prompt];
+  for (let s = 0; s < steps; s++) {
+    const id = refChoice(logits[logits.length - 1]!).id;
+    ids.push(id);
+    logits.push(Float64Array.from((await forward(ops, m, [[id]], cache)).data));
+  }
+  return { ids, logits, cache };
+}
+
+/**
+ * Feed the reference's ids to the GPU decoder (the first `prefill` of them in one `prefill` call, the others one
+ * `step` each); the worst logit excess, and how many ids were compared.
+ */
+async function replay(
+  dec: GpuDecoder,
+  ref: RefRun,
+  prefill = 0,
+): Promise<{ worst: number; compared: number; wrong: number }> {
+  let worst = 0;
+  let compared = 0;
+  let wrong = 0;
+  for (let t = Math.max(0, prefill - 1); t < ref.ids.length; t++) {
+    const { token, logits } =
+      t < prefill
+        ? await dec.prefill(ref.ids.slice(0, prefill), { logits: true })
+        : await dec.step(ref.ids[t]!, { logits: true });
+    worst = Math.max(worst, excess(logits!, ref.logits[t]!));
+    const c = refChoice(ref.logits[t]!);
+    if (c.clear) {
+      compared++;
+      if (token !== c.id) wrong++;
+    }
+  }
+  return { worst, compared, wrong };
+}
+
+/** Run f counting queue.submit on the decoder's device and mapAsync on every GPUBuffer (not the chain's own counters). */
+async function counted<T>(dec: GpuDecoder, f: () => Promise<T>): Promise<{ value: T; submits: number; maps: number }> {
+  const queue = dec.chain.device.queue as unknown as { submit: (b: unknown[]) => void };
+  const submit = queue.submit;
+  const proto = (
+    globalThis as unknown as { GPUBuffer: { prototype: { mapAsync: (...a: unknown[]) => Promise<void> } } }
+  ).GPUBuffer.prototype;
+  const mapAsync = proto.mapAsync;
+  let submits = 0;
+  let maps = 0;
+  queue.submit = (b) => {
+    submits++;
+    submit.call(queue, b);
+  };
+  proto.mapAsync = function (this: unknown, ...a: unknown[]) {
+    maps++;
+    return mapAsync.apply(this, a);
+  };
+  try {
+    return { value: await f(), submits, maps };
+  } finally {
+    proto.mapAsync = mapAsync;
+    queue.submit = submit;
+  }
+}
+
+/** The caches and states left on the GPU against the reference's (first T = every fed position). */
+async function expectCaches(dec: GpuDecoder, m: HybridModel, ref: RefRun): Promise<void> {
+  const T = ref.ids.length;
+  for (let i = 0; i < m.llama.numLayers; i++) {
+    const g = await dec.readLayer(i);
+    const lc = ref.cache.layers[i]!;
+    if (g.kind === 'attention' && lc.kind === 'attention') {
+      const [Hkv, hd] = [m.llama.numKvHeads, m.llama.headDim];
+      // reference (1, H_kv, cap, hd) → the GPU's (cap, H_kv·hd), first T rows
+      const k = new Float64Array(T * Hkv * hd);
+      const v = new Float64Array(T * Hkv * hd);
+      for (let j = 0; j < T; j++)
+        for (let kv = 0; kv < Hkv; kv++)
+          for (let c = 0; c < hd; c++) {
+            k[(j * Hkv + kv) * hd + c] = lc.k[(kv * lc.cap + j) * hd + c]!;
+            v[(j * Hkv + kv) * hd + c] = lc.v[(kv * lc.cap + j) * hd + c]!;
+          }
+      expect(excess(g.k.subarray(0, T * Hkv * hd), k), `layer ${i} keys`).toBeLessThanOrEqual(TOL_ABS);
+      expect(excess(g.v.subarray(0, T * Hkv * hd), v), `layer ${i} values`).toBeLessThanOrEqual(TOL_ABS);
+    } else if (g.kind !== 'attention' && g.kind === lc.kind) {
+      expect(excess(g.conv, lc.conv.data), `layer ${i} conv state`).toBeLessThanOrEqual(TOL_ABS);
+      expect(excess(g.ssm, lc.ssm.data), `layer ${i} SSM state`).toBeLessThanOrEqual(TOL_ABS);
+      expect(Math.max(...Array.from(g.ssm, Math.abs)), 'a state that moved').toBeGreaterThan(0);
+    } else throw new Error(`layer ${i}: ${g.kind} on the GPU, ${lc.kind} in the reference`);
+  }
+}
+
+/** mamba1: upstream semantics (b_Δ twice, N-wide repeat pieces); mamba1-clean: the paper's */
+type Variant = 'llama' | 'mamba2' | 'mamba1' | 'mamba1-clean';
+const modelArb = (variant: Variant) =>
+  fc.record({
+    vocab: fc.integer({ min: 20, max: 90 }),
+    hd: fc.constantFrom(4, 8),
+    kvHeads: fc.integer({ min: 1, max: 2 }),
+    group: fc.integer({ min: 1, max: 2 }),
+    intermediate: fc.integer({ min: 8, max: 40 }),
+    layers: fc.integer({ min: variant === 'llama' ? 1 : 2, max: 3 }),
+    tie: fc.boolean(),
+    variant: fc.constant(variant),
+    seed: fc.nat(1000),
+  });
+
+function buildModel(s: {
+  vocab: number;
+  hd: number;
+  kvHeads: number;
+  group: number;
+  intermediate: number;
+  layers: number;
+  tie: boolean;
+  variant: Variant;
+  seed: number;
+}): HybridModel {
+  const heads = s.kvHeads * s.group;
+  const t = randomLlama(
+    {
+      vocab: s.vocab,
+      hidden: heads * s.hd,
+      intermediate: s.intermediate,
+      layers: s.layers,
+      heads,
+      kvHeads: s.kvHeads,
+      headDim: s.hd,
+      tie: s.tie,
+    },
+    s.seed,
+  );
+  if (s.variant === 'llama') return t;
+  if (s.variant === 'mamba2') return convert(t, { variant: 'mamba2', attentionFraction: 0.5, seed: s.seed });
+  const semantics = s.variant === 'mamba1' ? 'upstream' : 'clean';
+  return convert(t, { variant: 'mamba1', attentionFraction: 0.5, seed: s.seed, dState: s.hd, semantics });
+}
+
+describe('one GPU submission per decoded token (webgpu)', () => {
+  const titles = {
+    llama: 'Llamas',
+    mamba2: '50% Mamba-2 hybrids',
+    mamba1: '50% Mamba-1 hybrids (upstream semantics)',
+    'mamba1-clean': "50% Mamba-1 hybrids (the paper's semantics)",
+  };
+  for (const [variant, runs] of [
+    ['llama', 2],
+    ['mamba2', 3],
+    ['mamba1', 1],
+    ['mamba1-clean', 1],
+  ] as const)
+    run(
+      `random ${titles[variant]}: the reference's greedy ids, logits, ${variant === 'llama' ? 'KV caches' : 'KV caches and Mamba states'} at float32 tolerance; one submit and one readback per token (numRuns ${runs}) (${webgpu.title})`,
+      async () => {
+        await fc.assert(
+          fc.asyncProperty(
+            modelArb(variant),
+            fc.array(fc.nat(1000), { minLength: 1, maxLength: 5 }),
+            fc.integer({ min: 2, max: 4 }),
+            async (spec, rawPrompt, steps) => {
+              const m = buildModel(spec);
+              const prompt = rawPrompt.map((x) => x % spec.vocab);
+              const ref = await reference(m, prompt, steps);
+              const dec = await GpuDecoder.create(m, { capacity: 16 });
+              try {
+                const r = await counted(dec, () => replay(dec, ref));
+                expect(r.submits, 'one submit per token').toBe(ref.ids.length);
+                expect(r.maps, 'one readback per token').toBe(ref.ids.length);
+                expect(r.value.worst, 'logits').toBeLessThanOrEqual(TOL_ABS);
+                expect(r.value.wrong, `greedy ids (${r.value.compared} compared)`).toBe(0);
+                await expectCaches(dec, m, ref);
+                // the prompt again, in one submission
+                dec.reset();
+                const p = await counted(dec, () => replay(dec, ref, prompt.length));
+                expect(p.submits, 'one submit for the prompt, one per token after it').toBe(1 + steps);
+                expect(p.maps, 'one readback for the prompt, one per token after it').toBe(1 + steps);
+                expect(p.value.worst, 'logits after a one-submission prefill').toBeLessThanOrEqual(TOL_ABS);
+                expect(p.value.wrong, 'greedy ids after a one-submission prefill').toBe(0);
+                await expectCaches(dec, m, ref);
+              } finally {
+                dec.destroy();
+              }
+            },
+          ),
+          { numRuns: runs },
+        );
+      },
+    );
+
+  run(
+    `a layer's kernel or a cache/state write left out of the chain breaks the logits; reset() starts a sequence afresh (${webgpu.title})`,
+    async () => {
+      const m = buildModel({
+        vocab: 40,
+        hd: 4,
+        kvHeads: 2,
+        group: 2,
+        intermediate: 24,
+        layers: 2,
+        tie: false,
+        variant: 'mamba2',
+        seed: 5,
+      });
+      const ref = await reference(m, [3, 9, 14], 3);
+      const dec = await GpuDecoder.create(m, { capacity: 8 });
+      try {
+        const labels = dec.chain.labels;
+        const attn = m.mamba!.attnLayers[0]!;
+        const mamba = attn === 0 ? 1 : 0;
+        const mutations = [
+          `layer1.down`,
+          `layer${attn}.k_write`,
+          `layer${attn}.v_write`,
+          `layer${mamba}.ssm_write`,
+          `layer${mamba}.conv_write`,
+        ];
+        for (const mut of mutations) {
+          expect(labels, mut).toContain(mut);
+          dec.reset();
+          dec.chain.omit.clear();
+          dec.chain.omit.add(mut);
+          expect((await replay(dec, ref)).worst, `without ${mut}`).toBeGreaterThan(TOL_ABS);
+        }
+        dec.chain.omit.clear();
+        dec.reset();
+        expect((await replay(dec, ref)).worst, 'whole chain after reset').toBeLessThanOrEqual(TOL_ABS);
+      } finally {
+        dec.destroy();
+      }
+    },
+  );
+
+  run(
+    `argmax over the vocabulary: ties go to the lowest id, within a lane and across lanes (${webgpu.title})`,
+    async () => {
+      // V > 256: ids a and a+256 share a lane of the first argmax step (lane = id mod 256), a and a±1 do not
+      const t = randomLlama({ vocab: 600, hidden: 8, intermediate: 8, layers: 1, heads: 2, kvHeads: 1 }, 4);
+      const first = await GpuDecoder.create(t, { capacity: 2 });
+      let a: number;
+      try {
+        a = (await first.step(7)).token;
+      } finally {
+        first.destroy();
+      }
+      const V = 600;
+      const d = t.llama.hiddenSize;
+      // copy lm_head row a into rows a+1 (the next lane), a+255 (the lane before, a higher id: only the final step's
+      // tie rule picks a over it) and a+256 (a's own lane): the same dot product in the same order, the same bits
+      const head = t.weights.get('lm_head.weight').data;
+      expect(a + 256, 'the seed gives a winner with room for its twins').toBeLessThan(V);
+      const twins = [a + 1, a + 255, a + 256];
+      for (const r of twins) for (let i = 0; i < d; i++) head[r * d + i] = head[a * d + i]!;
+      const dec = await GpuDecoder.create(t, { capacity: 2 });
+      try {
+        const { token, logits } = await dec.step(7, { logits: true });
+        for (const r of twins) expect(logits![r], `logit ${r} equals logit ${a}`).toBe(logits![a]);
+        expect(token).toBe(Math.min(a, ...twins));
+      } finally {
+        dec.destroy();
+      }
+    },
+  );
+
+  run(`bad input: a clear ArgumentError before any work (${webgpu.title})`, async () => {
+    const t = randomLlama({ vocab: 20, hidden: 8, intermediate: 8, layers: 2, heads: 2, kvHeads: 1 }, 1);
+    await expect(GpuDecoder.create(t, { capacity: 0 })).rejects.toThrow(ArgumentError);
+    await expect(GpuDecoder.create(t, { capacity: 4097 })).rejects.toThrow(/argument 'capacity'/);
+    const dec = await GpuDecoder.create(t, { capacity: 2 });
+    try {
+      await expect(dec.step(20)).rejects.toThrow(/argument 'id': expected a token id in \[0, 20\)/);
+      await expect(dec.prefill([])).rejects.toThrow(/argument 'ids': expected at least one token/);
+      await expect(dec.prefill([1, -1])).rejects.toThrow(/argument 'ids\[1\]'/);
+      await expect(dec.prefill([1, 2, 3])).rejects.toThrow(/at most 2 tokens/);
+      await dec.step(1);
+      await dec.step(2);
+      await expect(dec.step(3)).rejects.toThrow(/below the GPU decoder's capacity 2/);
+    } finally {
+      dec.destroy();
+    }
+  });
+
+  run(`bench/gpu.ts --tiny runs here and writes its table (${webgpu.title})`, () => {
+    const out = tmpFolder('gpu-bench');
+    const r = spawnSync(
+      process.execPath,
+      ['--import', 'tsx', 'bench/gpu.ts', '--tiny', '--tokens', '2', '--no-torch', '--out', out],
+      { encoding: 'utf8', timeout: 100_000 },
+    );
+    expect(r.status, r.stderr).toBe(0);
+    const j = JSON.parse(readFileSync(join(out, 'gpu.json'), 'utf8')) as {
+      rows: Array<{ model: string; path: string; ms_per_token: number; submits_per_token?: number }>;
+    };
+    expect(j.rows.map((x) => x.model)).toEqual([
+      'Llama (teacher)',
+      'Llama (teacher)',
+      '50% Mamba-2 hybrid',
+      '50% Mamba-2 hybrid',
+    ]);
+    for (const row of j.rows) expect(row.ms_per_token).toBeGreaterThan(0);
+    expect(j.rows.filter((x) => x.submits_per_token !== undefined).map((x) => x.submits_per_token)).toEqual([1, 1]);
+    expect(readFileSync(join(out, 'gpu.md'), 'utf8')).toMatch(
+      /\| Llama \(teacher\) \| webgpu, one submission per token/,
+    );
+  });
+});

@@ -21,7 +21,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { EXIT } from '../lib/cli/main.js';
+import { EXIT } from '../lib/cli/exit.js';
 import { writeFile } from '../lib/io/writer.js';
 import { convert } from '../lib/model/convert.js';
 import { GpuDecoder } from '../lib/model/gpu_decode.js';

@@ -40,6 +40,7 @@ import { cmdConform } from './conform_cmd.js';
 import { INIT_OPTIONS, INIT_USAGE, cmdInit } from './init_cmd.js';
 import { TOKENIZE_OPTIONS, TOKENIZE_USAGE, cmdTokenize } from './tokenize_cmd.js';
 import { CONFORM_OPS } from '../conform/cases.js';
+import { PROTOCOLS } from '../conform/harness.js';
 import {
   TRAIN_COMMANDS,
   TRAIN_USAGE,
@@ -134,9 +135,12 @@ const COMMANDS = {
       port: { kind: 'string' },
       runs: { kind: 'int', min: 1, max: 1_000_000 },
       seed: seedOpt,
-      tolerance: { kind: 'number', min: 0, max: 1e6 },
+      rtol: { kind: 'number', min: 0, max: 1e6, help: 'allclose: |got − want| ≤ atol + rtol·|want|' },
+      atol: { kind: 'number', min: 0, max: 1e300, help: 'allclose: |got − want| ≤ atol + rtol·|want|' },
       timeout: { kind: 'int', min: 1, max: 3_600_000, help: 'per case, milliseconds' },
+      protocol: { kind: 'enum', choices: PROTOCOLS },
       save: { kind: 'string' },
+      replay: { kind: 'string' },
       json: { kind: 'switch' },
       'fail-fast': { kind: 'switch' },
     } as Record<string, OptSpec>,
@@ -164,7 +168,9 @@ const USAGE = `usage:
 ${INIT_USAGE}
 ${TOKENIZE_USAGE}
 ${TRAIN_USAGE}
-  mil conform --op OP --port "CMD" [--runs N] [--seed S] [--tolerance T] [--timeout MS] [--save DIR] [--fail-fast] [--json]
+  mil conform --op OP --port "CMD" [--protocol files|lines] [--runs N] [--seed S] [--rtol R] [--atol A]
+              [--timeout MS] [--save DIR] [--fail-fast] [--json]
+  mil conform --replay DIR --port "CMD" [--protocol files|lines] [--rtol R] [--atol A] [--timeout MS] [--json]
               OP: ${CONFORM_OPS.join('|')}   (protocol: docs/conform.md)
 exit status: 0 success, 1 a check failed, 2 bad usage or input, 3 I/O or environment failure, 4 internal error,
 5 (mil conform) nothing was checked`;

@@ -389,6 +389,208 @@ describe('what a bad port gets', () => {
   }, 60_000);
 });
 
+describe('what a bad port gets in the lines protocol', () => {
+  const d = {
+    shapes: { batch: 1, dim: 2, len: 3, width: 2 },
+    seed: 1,
+    present: { bias: true, initial_states: false },
+    toggles: { activation: 'silu' },
+    scale: {},
+  };
+  it('dies, hangs, garbage, another id, NaN, wrong dtype, shape or byte count, no answer, an error: a verdict naming it; the port (its whole group) is killed and restarted, and the next case passes', async () => {
+    const tmp = tmpFolder('lines');
+    const [mode, pids, child] = ['mode', 'pids', 'child'].map((f) => join(tmp, f)) as [string, string, string];
+    const port = join(tmp, 'p.mjs');
+    // the behaviour is read from the file `mode` at each request; 'ok' answers with the JS example port's kernels
+    writeFileSync(
+      port,
+      `import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { KERNELS } from ${JSON.stringify(join(ROOT, 'examples', 'ports', 'js', 'kernels.mjs'))};
+const b64 = (a) => Buffer.from(Float64Array.from(a).buffer).toString('base64');
+for await (const line of createInterface({ input: process.stdin })) {
+  const q = JSON.parse(line);
+  appendFileSync(${JSON.stringify(pids)}, process.pid + '\\n');
+  const m = readFileSync(${JSON.stringify(mode)}, 'utf8');
+  const I = Object.fromEntries(Object.entries(q.inputs).map(([k, t]) => [k, { shape: t.shape, data: new Float64Array(new Uint8Array(Buffer.from(t.data_b64, 'base64')).buffer) }]));
+  const out = Object.fromEntries(Object.entries(KERNELS[q.op](I, q.options)).map(([k, t]) => [k, { shape: t.shape, dtype: 'F64', data_b64: b64(t.data) }]));
+  const say = (r) => process.stdout.write(JSON.stringify(r) + '\\n');
+  if (m === 'ok') say({ id: q.id, outputs: out });
+  if (m === 'exit') { console.error('segfault, say'); process.exit(3); }
+  if (m === 'nothing') process.exit(0);
+  if (m === 'hang') { const c = spawn('sleep', ['30'], { stdio: 'ignore' }); writeFileSync(${JSON.stringify(child)}, String(c.pid)); }
+  if (m === 'garbage') process.stdout.write('computing...\\n');
+  if (m === 'id') say({ id: q.id + 1, outputs: out });
+  if (m === 'nan') say({ id: q.id, outputs: { ...out, out: { ...out.out, data_b64: b64(new Float64Array(6).fill(NaN)) } } });
+  if (m === 'dtype') say({ id: q.id, outputs: { ...out, out: { ...out.out, dtype: 'F32' } } });
+  if (m === 'shape') say({ id: q.id, outputs: { ...out, out: { ...out.out, shape: [2, 3] } } });
+  if (m === 'bytes') say({ id: q.id, outputs: { ...out, out: { ...out.out, data_b64: b64([1, 2]) } } });
+  if (m === 'error') say({ id: q.id, error: 'out of memory' });
+  if (m === 'unsupported') say({ id: q.id, unsupported: 'no conv here' });
+}
+`,
+    );
+    const c = await buildCase('causal_conv1d', d);
+    const p = openPort(`node ${port}`, 'lines');
+    const lastPid = () => readFileSync(pids, 'utf8').trim().split('\n').at(-1)!;
+    const ask = async (m: string) => {
+      writeFileSync(mode, m);
+      return judge(c, await p.ask(c, 1500), DEFAULT_TOLERANCE.causal_conv1d!);
+    };
+    try {
+      expect((await ask('ok')).status).toBe('pass');
+      const expectations: Array<[string, RegExp, boolean]> = [
+        // mode, the verdict's reason, whether the port is restarted after it
+        ['exit', /the port exited 3 without answering request \d+: segfault, say/, true],
+        ['nothing', /the port exited 0 without answering request \d+/, true],
+        ['hang', /ran past the 1500 ms timeout and was killed/, true],
+        ['garbage', /the port wrote a line that is not JSON: "computing\.\.\."/, true],
+        ['id', /the port answered id (\d+) to request (?!\1)\d+/, true],
+        ['nan', /output 'out'\[0\] is NaN where the reference is/, false],
+        ['dtype', /output 'out' has dtype "F32"; the lines protocol carries 'F64'/, false],
+        ['shape', /output 'out' has shape \[2, 3\], expected \[1, 2, 3\]/, false],
+        ['bytes', /output 'out' has 16 bytes of data for shape \[1, 2, 3\] \(48 expected\)/, false],
+        ['error', /the port answered error: out of memory/, false],
+      ];
+      for (const [m, reason, restarted] of expectations) {
+        const pid = lastPid();
+        const t0 = performance.now();
+        const v = await ask(m);
+        expect(v.status, m).toBe('fail');
+        expect(v.reason, m).toMatch(reason);
+        expect(performance.now() - t0, m).toBeLessThan(4000);
+        expect((await ask('ok')).status, `${m}: the next case`).toBe('pass');
+        expect(lastPid() !== pid, `${m}: restarted`).toBe(restarted);
+      }
+      expect(await ask('unsupported')).toMatchObject({ status: 'unsupported', reason: 'no conv here' });
+      // the hang's child was in the port's group: killed with it
+      const sleeper = Number(readFileSync(child, 'utf8'));
+      const alive = () => {
+        try {
+          process.kill(sleeper, 0);
+          return !/^Z/m.test(spawnSync('ps', ['-o', 'stat=', '-p', String(sleeper)], { encoding: 'utf8' }).stdout);
+        } catch {
+          return false;
+        }
+      };
+      expect(alive(), 'the hung port’s child is gone').toBe(false);
+    } finally {
+      p.close();
+    }
+  }, 60_000);
+});
+
+describe('the tolerance', () => {
+  const T = (v: number[]) => new Tensor(Float64Array.from(v), [v.length], 'x'); // (n)
+  it('is numpy’s allclose per element: |got − want| ≤ atol + rtol·|want|, the count of elements outside named', () => {
+    // written out: element 0 is inside by 1e-12 + 1e-3·1 = 1.000000000001e-3, element 1 is outside
+    const want = { out: T([1, 2, 0, 0]) };
+    const got = new Map([['out', T([1 + 0.9e-3, 2 + 2.1e-3, 0.5e-12, -0.5e-12])]]);
+    const v = compare(want, got, { rtol: 1e-3, atol: 1e-12 });
+    expect(v.status).toBe('fail');
+    expect(v.reason).toMatch(/^output 'out': 1 of 4 elements outside .*worst out\[1\]/);
+    expect(v.excess!.out).toBeCloseTo(2.1e-3 / (1e-12 + 2e-3), 6);
+    expect(compare(want, got, { rtol: 1.1e-3, atol: 1e-12 }).status).toBe('pass');
+    expect(compare(want, got, { rtol: 1.1e-3, atol: 0 }).status).toBe('fail'); // the zeros need atol
+  });
+  it('a correct port whose outputs are ~1e-29 (a sum that cancels, computed in another order) passes on atol, and failed on a relative measure alone', () => {
+    const want = { out: T([1.3e-29, -2.2e-29, 0.7e-29]) };
+    const got = new Map([['out', T([-0.4e-29, 3.1e-29, 0])]]);
+    expect(compare(want, got, DEFAULT_TOLERANCE.selective_scan!).status).toBe('pass');
+    expect(compare(want, got, { rtol: 1e-3, atol: 0 }).status).toBe('fail');
+  });
+  it('docs/conform.md tabulates every op’s default rtol and atol as the code has them', () => {
+    const md = readFileSync(join(ROOT, 'docs', 'conform.md'), 'utf8');
+    const rows = [...md.matchAll(/^\| `(\w+)` \| ([\d.e-]+) \| ([\d.e-]+) \|/gm)].map((m) => [
+      m[1],
+      Number(m[2]),
+      Number(m[3]),
+    ]);
+    expect(rows).toEqual(Object.entries(DEFAULT_TOLERANCE).map(([op, t]) => [op, t.rtol, t.atol]));
+    expect(Object.keys(DEFAULT_TOLERANCE).sort()).toEqual([...CONFORM_OPS].sort());
+  });
+});
+
+describe('replay', () => {
+  const mil = (...args: string[]) => spawnSync('node', [join(ROOT, 'bin', 'mil.js'), ...args], { encoding: 'utf8' });
+  it('--save keeps the shrunk case (fewer elements, a smaller value seed than the first failure); --replay reruns it to the same verdict, and a fixed port passes it', () => {
+    const out = join(tmpFolder('replay'), 'case');
+    const port = `node ${broken(JS, 'kernels.mjs', 'if (D) y += D.data[d] * u.data[i];', 'if (D && z) y += D.data[d] * u.data[i];')}`;
+    const r = mil(
+      'conform',
+      '--op',
+      'selective_scan',
+      '--port',
+      port,
+      '--protocol',
+      'lines',
+      '--seed',
+      '3',
+      '--save',
+      out,
+      '--json',
+    );
+    expect(r.status, r.stderr).toBe(1);
+    const j = JSON.parse(r.stdout) as {
+      first: { shapes: Record<string, number[]>; drawn: { seed: number } };
+      smallest: { shapes: Record<string, number[]>; drawn: { seed: number }; verdict: Verdict };
+    };
+    const count = (s: Record<string, number[]>) =>
+      Object.values(s).reduce((n, sh) => n + sh.reduce((a, b) => a * b, 1), 0);
+    expect(count(j.smallest.shapes)).toBeLessThan(count(j.first.shapes));
+    expect(j.smallest.drawn.seed).toBeLessThan(j.first.drawn.seed);
+    for (const protocol of ['lines', 'files']) {
+      const again = mil('conform', '--replay', out, '--port', port, '--protocol', protocol, '--json');
+      expect(again.status, again.stderr).toBe(1);
+      const a = JSON.parse(again.stdout) as { verdict: Verdict; saved: Verdict; same: boolean };
+      expect(a.same).toBe(true);
+      expect(a.verdict.reason).toBe(j.smallest.verdict.reason);
+    }
+    const fixed = mil('conform', '--replay', out, '--port', `node ${JS}`);
+    expect(fixed.status, fixed.stderr).toBe(0);
+    expect(fixed.stdout).toMatch(
+      /^selective_scan \(replay of .*\): pass\n {2}saved verdict: fail — .* \(this run differs\)/,
+    );
+  }, 60_000);
+  it('a saved timeout replays as a timeout with the same limit', () => {
+    const out = join(tmpFolder('replay'), 'case');
+    const hang = join(tmpFolder('port'), 'hang.mjs');
+    writeFileSync(hang, 'setInterval(() => {}, 1000);\n');
+    const r = mil(
+      'conform',
+      '--op',
+      'causal_conv1d',
+      '--port',
+      `node ${hang}`,
+      '--timeout',
+      '700',
+      '--fail-fast',
+      '--save',
+      out,
+    );
+    expect(r.status, r.stderr).toBe(1);
+    expect(JSON.parse(readFileSync(join(out, 'conform.json'), 'utf8'))).toMatchObject({
+      timeoutMs: 700,
+      verdict: { timedOutMs: 700 },
+    });
+    const t0 = performance.now();
+    const again = mil('conform', '--replay', out, '--port', `node ${hang}`, '--protocol', 'lines');
+    expect(again.status).toBe(1);
+    expect(again.stdout).toMatch(/timeout 700 ms\): fail — the port ran past the 700 ms timeout and was killed/);
+    expect(performance.now() - t0).toBeLessThan(10_000);
+  }, 60_000);
+  it('a folder that is not a saved case, or a replay with --op, is refused before the port runs', () => {
+    const dir = tmpFolder('replay');
+    const r = mil('conform', '--replay', dir, '--port', 'true');
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/conform\.json/);
+    expect(mil('conform', '--replay', dir, '--port', 'true', '--op', 'selective_scan').stderr).toMatch(
+      /--op does not go with --replay/,
+    );
+  }, 30_000);
+});
+
 describe('Ctrl-C', () => {
   it('SIGINT to mil conform kills the running port and removes the case folder; exit 130', async () => {
     const tmp = tmpFolder('sigint');

@@ -292,6 +292,7 @@ class LinesPort implements PortSession {
     this.exited = undefined;
     if (p.pid !== undefined) live.groups.add(p.pid);
     p.stdout.on('data', (b: Buffer) => {
+      if (this.p !== p) return;
       const parts = (this.partial + b.toString('utf8')).split('\n');
       this.partial = parts.pop()!;
       if (this.partial.length > 1 << 28) [this.lines, this.partial] = [[...parts, this.partial], ''];
@@ -299,12 +300,14 @@ class LinesPort implements PortSession {
       if (this.lines.length) this.wake?.();
     });
     p.stderr.on('data', (b: Buffer) => {
+      if (this.p !== p) return;
       this.stderr = (this.stderr + b.toString('utf8')).slice(-(1 << 16));
     });
     p.stdin.on('error', () => {}); // EPIPE when the port died: seen as its exit
     const gone = (how: string) => {
       // output written before the exit is read within the grace; a grandchild holding the pipes never holds us
       setTimeout(() => {
+        if (this.p !== p) return; // a process killed before this one was started
         this.exited ??= how;
         this.wake?.();
       }, 100);
@@ -647,7 +650,10 @@ export async function replay(
         `input '${k}' differs from the one the saved draw builds today (the case generator changed since it was saved)`,
       );
   }
-  const tolerance = { ...saved.tolerance, ...o.tolerance };
+  const tolerance: Tolerance = {
+    rtol: o.tolerance?.rtol ?? saved.tolerance?.rtol ?? toleranceOf(saved.op).rtol,
+    atol: o.tolerance?.atol ?? saved.tolerance?.atol ?? toleranceOf(saved.op).atol,
+  };
   const timeoutMs = o.timeoutMs ?? saved.timeoutMs;
   const port = openPort(o.port, o.protocol ?? saved.protocol);
   try {

@@ -592,42 +592,60 @@ describe('replay', () => {
 });
 
 describe('Ctrl-C', () => {
-  it('SIGINT to mil conform kills the running port and removes the case folder; exit 130', async () => {
-    const tmp = tmpFolder('sigint');
-    const marker = join(tmp, 'marker');
-    const port = join(tmp, 'port.mjs');
-    writeFileSync(
-      port,
-      `import { writeFileSync } from 'node:fs';\nwriteFileSync(${JSON.stringify(marker)}, process.pid + ' ' + process.argv[2]);\nsetInterval(() => {}, 1000);\n`,
-    );
-    const child = spawn(
-      'node',
-      [join(ROOT, 'bin', 'mil.js'), 'conform', '--op', 'selective_scan', '--port', `node ${port}`, '--runs', '3'],
-      {
-        env: { ...process.env, TMPDIR: tmp },
-        stdio: 'ignore',
-      },
-    );
-    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-    while (!existsSync(marker)) await new Promise((r) => setTimeout(r, 50));
-    const [pid, dir] = readFileSync(marker, 'utf8').split(' ') as [string, string];
-    expect(existsSync(dir)).toBe(true);
-    child.kill('SIGINT');
-    expect(await exited).toBe(130);
-    const alive = () => {
-      try {
-        process.kill(Number(pid), 0);
-        return !/^Z/m.test(spawnSync('ps', ['-o', 'stat=', '-p', pid], { encoding: 'utf8' }).stdout); // a zombie is dead
-      } catch {
-        return false;
-      }
-    };
-    for (let t = 0; t < 40 && alive(); t++) await new Promise((r) => setTimeout(r, 50));
-    const left = alive();
-    if (left) process.kill(Number(pid), 'SIGKILL'); // a failing run leaves nothing behind either
-    expect(left, 'the port process is gone').toBe(false);
-    expect(existsSync(dir), 'the case folder is removed').toBe(false);
-  }, 30_000);
+  // files: the case folder; lines: the model folder of a `model` request (the only folder that protocol makes)
+  it.each(['files', 'lines'])(
+    '%s protocol: SIGINT to mil conform kills the running port and removes the case folder; exit 130',
+    async (protocol) => {
+      const tmp = tmpFolder('sigint');
+      const marker = join(tmp, 'marker');
+      const port = join(tmp, 'port.mjs');
+      writeFileSync(
+        port,
+        protocol === 'files'
+          ? `import { writeFileSync } from 'node:fs';\nwriteFileSync(${JSON.stringify(marker)}, process.pid + ' ' + process.argv[2]);\nsetInterval(() => {}, 1000);\n`
+          : `import { writeFileSync } from 'node:fs';\nimport { createInterface } from 'node:readline';\nsetInterval(() => {}, 1000); // outlives the end of stdin\nfor await (const line of createInterface({ input: process.stdin })) writeFileSync(${JSON.stringify(marker)}, process.pid + ' ' + JSON.parse(line).model_dir);\n`,
+      );
+      const child = spawn(
+        'node',
+        [
+          join(ROOT, 'bin', 'mil.js'),
+          'conform',
+          '--op',
+          protocol === 'files' ? 'selective_scan' : 'model',
+          '--port',
+          `node ${port}`,
+          '--runs',
+          '3',
+          '--protocol',
+          protocol,
+        ],
+        {
+          env: { ...process.env, TMPDIR: tmp },
+          stdio: 'ignore',
+        },
+      );
+      const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+      while (!existsSync(marker)) await new Promise((r) => setTimeout(r, 50));
+      const [pid, dir] = readFileSync(marker, 'utf8').split(' ') as [string, string];
+      expect(existsSync(dir)).toBe(true);
+      child.kill('SIGINT');
+      expect(await exited).toBe(130);
+      const alive = () => {
+        try {
+          process.kill(Number(pid), 0);
+          return !/^Z/m.test(spawnSync('ps', ['-o', 'stat=', '-p', pid], { encoding: 'utf8' }).stdout); // a zombie is dead
+        } catch {
+          return false;
+        }
+      };
+      for (let t = 0; t < 40 && alive(); t++) await new Promise((r) => setTimeout(r, 50));
+      const left = alive();
+      if (left) process.kill(Number(pid), 'SIGKILL'); // a failing run leaves nothing behind either
+      expect(left, 'the port process is gone').toBe(false);
+      expect(existsSync(dir), 'the case folder is removed').toBe(false);
+    },
+    30_000,
+  );
 });
 
 describe('a port that checks nothing', () => {

@@ -61,6 +61,25 @@ function broken(src: string, file: string, from: string, to: string): string {
   return join(dir, basename(src));
 }
 
+/** a small causal_conv1d case for the bad-port specs */
+const CONV_DRAW = {
+  shapes: { batch: 1, dim: 2, len: 3, width: 2 },
+  seed: 1,
+  present: { bias: true, initial_states: false },
+  toggles: { activation: 'silu' },
+  scale: {},
+};
+
+/** whether a process is running (a zombie is dead) */
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return !/^Z/m.test(spawnSync('ps', ['-o', 'stat=', '-p', String(pid)], { encoding: 'utf8' }).stdout);
+  } catch {
+    return false;
+  }
+};
+
 /** how many input elements a case has */
 const elements = (c: { inputs: Record<string, { size: number }> }) =>
   Object.values(c.inputs).reduce((n, t) => n + t.size, 0);
@@ -298,13 +317,7 @@ describe('the comparison and the harness itself', () => {
 });
 
 describe('what a bad port gets', () => {
-  const d = {
-    shapes: { batch: 1, dim: 2, len: 3, width: 2 },
-    seed: 1,
-    present: { bias: true, initial_states: false },
-    toggles: { activation: 'silu' },
-    scale: {},
-  };
+  const d = CONV_DRAW;
   const write = (body: string) => {
     const p = join(tmpFolder('port'), 'p.mjs');
     writeFileSync(p, `import { writeFileSync } from 'node:fs';\nconst dir = process.argv[2];\n${body}\n`);
@@ -385,18 +398,14 @@ describe('what a bad port gets', () => {
     );
     expect(r.status, r.stderr).toBe(1);
     expect(r.stdout).toMatch(/first failure at case \d+; shrunk in \d+ further runs to:\n {2}inputs: u \[1, 1, 1\]/);
+    // the command it suggests is one that runs (the replay spec below runs it)
+    expect(r.stdout).toContain(`rerun it: mil conform --replay ${out} --port ${JSON.stringify(`node ${port}`)}`);
     return verifyGolden(out, 'reference').then((v) => expect([v.passed, v.failed]).toEqual([1, 0]));
   }, 60_000);
 });
 
 describe('what a bad port gets in the lines protocol', () => {
-  const d = {
-    shapes: { batch: 1, dim: 2, len: 3, width: 2 },
-    seed: 1,
-    present: { bias: true, initial_states: false },
-    toggles: { activation: 'silu' },
-    scale: {},
-  };
+  const d = CONV_DRAW;
   it('dies, hangs, garbage, another id, NaN, wrong dtype, shape or byte count, no answer, an error: a verdict naming it; the port (its whole group) is killed and restarted, and the next case passes', async () => {
     const tmp = tmpFolder('lines');
     const [mode, pids, child] = ['mode', 'pids', 'child'].map((f) => join(tmp, f)) as [string, string, string];
@@ -466,15 +475,8 @@ for await (const line of createInterface({ input: process.stdin })) {
       expect(await ask('unsupported')).toMatchObject({ status: 'unsupported', reason: 'no conv here' });
       // the hang's child was in the port's group: killed with it
       const sleeper = Number(readFileSync(child, 'utf8'));
-      const alive = () => {
-        try {
-          process.kill(sleeper, 0);
-          return !/^Z/m.test(spawnSync('ps', ['-o', 'stat=', '-p', String(sleeper)], { encoding: 'utf8' }).stdout);
-        } catch {
-          return false;
-        }
-      };
-      expect(alive(), 'the hung port’s child is gone').toBe(false);
+      for (let t = 0; t < 40 && alive(sleeper); t++) await new Promise((r) => setTimeout(r, 50));
+      expect(alive(sleeper), 'the hung port’s child is gone').toBe(false);
     } finally {
       p.close();
     }
@@ -630,16 +632,8 @@ describe('Ctrl-C', () => {
       expect(existsSync(dir)).toBe(true);
       child.kill('SIGINT');
       expect(await exited).toBe(130);
-      const alive = () => {
-        try {
-          process.kill(Number(pid), 0);
-          return !/^Z/m.test(spawnSync('ps', ['-o', 'stat=', '-p', pid], { encoding: 'utf8' }).stdout); // a zombie is dead
-        } catch {
-          return false;
-        }
-      };
-      for (let t = 0; t < 40 && alive(); t++) await new Promise((r) => setTimeout(r, 50));
-      const left = alive();
+      for (let t = 0; t < 40 && alive(Number(pid)); t++) await new Promise((r) => setTimeout(r, 50));
+      const left = alive(Number(pid));
       if (left) process.kill(Number(pid), 'SIGKILL'); // a failing run leaves nothing behind either
       expect(left, 'the port process is gone').toBe(false);
       expect(existsSync(dir), 'the case folder is removed').toBe(false);

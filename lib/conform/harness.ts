@@ -295,8 +295,9 @@ class LinesPort implements PortSession {
       if (this.p !== p) return;
       const parts = (this.partial + b.toString('utf8')).split('\n');
       this.partial = parts.pop()!;
-      if (this.partial.length > 1 << 28) [this.lines, this.partial] = [[...parts, this.partial], ''];
-      else this.lines.push(...parts);
+      this.lines.push(...parts);
+      // a "line" past 256 MiB with no newline is cut there (and fails to parse) rather than held without end
+      if (this.partial.length > 1 << 28) [this.lines, this.partial] = [[...this.lines, this.partial], ''];
       if (this.lines.length) this.wake?.();
     });
     p.stderr.on('data', (b: Buffer) => {

@@ -158,7 +158,7 @@ export async function cmdConform(p: Parsed): Promise<number> {
       if (w) console.log(w);
       if (save)
         console.log(
-          `  saved to ${save}; rerun it: mil conform --replay ${save} --port ${JSON.stringify(port)} (case.json + case.safetensors are what the port read, expected.safetensors the reference; mil golden verify ${save} checks this project's backends on it)`,
+          `  saved to ${save}; rerun it: mil conform --replay ${save} --port ${JSON.stringify(port)} (case.json + case.safetensors are what the port read, expected.safetensors the reference${op === 'model' ? '' : `; mil golden verify ${save} checks this project's backends on it`})`,
         );
     }
   }

@@ -54,6 +54,7 @@ import { encodePlain, decodeShown } from '../model/chat.js';
 import { renderChat, type ChatMessage } from '../text/chat_template.js';
 import { TextStream } from '../text/stream.js';
 import { CONFORM_OPS } from '../conform/cases.js';
+import { PROTOCOLS } from '../conform/harness.js';
 import {
   TRAIN_COMMANDS,
   SHIPPED_TOKENIZER,
@@ -151,9 +152,12 @@ const COMMANDS = {
       port: { kind: 'string' },
       runs: { kind: 'int', min: 1, max: 1_000_000 },
       seed: seedOpt,
-      tolerance: { kind: 'number', min: 0, max: 1e6 },
+      rtol: { kind: 'number', min: 0, max: 1e6, help: 'allclose: |got − want| ≤ atol + rtol·|want|' },
+      atol: { kind: 'number', min: 0, max: 1e300, help: 'allclose: |got − want| ≤ atol + rtol·|want|' },
       timeout: { kind: 'int', min: 1, max: 3_600_000, help: 'per case, milliseconds' },
+      protocol: { kind: 'enum', choices: PROTOCOLS },
       save: { kind: 'string' },
+      replay: { kind: 'string' },
       json: { kind: 'switch' },
       'fail-fast': { kind: 'switch' },
       force: { kind: 'switch' },
@@ -184,7 +188,9 @@ ${INIT_USAGE}
 ${TOKENIZE_USAGE}
 ${CHAT_USAGE}
 ${TRAIN_USAGE}
-  mil conform --op OP --port "CMD" [--runs N] [--seed S] [--tolerance T] [--timeout MS] [--save DIR [--force]] [--fail-fast] [--json]
+  mil conform --op OP --port "CMD" [--protocol files|lines] [--runs N] [--seed S] [--rtol R] [--atol A]
+              [--timeout MS] [--save DIR [--force]] [--fail-fast] [--json]
+  mil conform --replay DIR --port "CMD" [--protocol files|lines] [--rtol R] [--atol A] [--timeout MS] [--json]
               OP: ${CONFORM_OPS.join('|')}   (protocol: docs/conform.md)
 ${EXIT_HELP}`;
 

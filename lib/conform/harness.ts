@@ -1,7 +1,8 @@
 /**
  * `mil conform`: property-based checking of a port (any program, any language) against the float64
- * references. The protocol (docs/conform.md):
+ * references, in one of two protocols (docs/conform.md):
  *
+ * files (default), one process per case:
  *   the harness writes    DIR/case.json          {schema: "mil-conform/1", op, attrs, inputs, outputs, layout}
  *                         DIR/case.safetensors   every input, float64, by its name
  *                         DIR/model/             for op "model": the checkpoint (config.json, …, model.safetensors)
@@ -9,35 +10,97 @@
  *   the port writes       DIR/out.safetensors    every output named in case.json (F64, F32, F16 or BF16)
  *   and exits             0 done · 77 this op or option is unsupported (first stderr line: why) · else a crash
  *
+ * lines, one process for the whole run: the harness runs `CMD --lines` once and writes one JSON request per
+ * line on its stdin, {schema: "mil-conform-lines/1", id, op, options, inputs: {name: {shape, dtype: "F64",
+ * data_b64}}, outputs, model_dir?}; the port answers each with one line on stdout, {id, outputs: {name: {shape,
+ * dtype: "F64", data_b64}}} or {id, unsupported: "why"} or {id, error: "what"} (data_b64: float64
+ * little-endian, base64). A port that dies, hangs past the case's timeout, writes a line that is not such a
+ * reply or answers another id fails that case; its process group is killed and it is started afresh for the
+ * next case.
+ *
  * Each case gets `timeoutMs` (default 20 s); past it the port's whole process group is killed. A case fails
- * when the port crashes, times out, writes no out.safetensors or an unreadable one, leaves an output out,
- * gives a wrong shape, a NaN/Inf where the reference is finite, or a relative L2 error above the tolerance.
- * fast-check draws the cases (lib/conform/cases.ts) and, on a failure, shrinks through the same loop to the
- * smallest case that still fails; that case is printed and can be saved as a golden folder.
+ * when the port crashes, times out, gives no outputs or unreadable ones, leaves an output out, gives a wrong
+ * shape, a NaN/Inf where the reference is finite, or an element outside numpy's allclose,
+ * |got − want| ≤ atol + rtol·|want| (per-op defaults: DEFAULT_TOLERANCE). fast-check draws the cases
+ * (lib/conform/cases.ts) and, on a failure, shrinks through the same loop to the smallest case that still
+ * fails (shapes, options, magnitudes and the values' seed); that case is printed and can be saved, then
+ * replayed against the port (`mil conform --replay DIR`).
  */
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
+import { GoldenFormatError } from '../errors.js';
 import { getTensor, readSafetensors, safetensorsChunks } from '../io/safetensors.js';
 import { writeFolder, type WriteData } from '../io/writer.js';
-import { relError, type Tensor } from '../tensor.js';
+import { relError, Tensor } from '../tensor.js';
 import { modelFiles } from '../model/convert.js';
 import { GOLDEN_OPS } from '../golden/ops.js';
 import { SCHEMA } from '../golden/verify.js';
 import { buildCase, drawArbitrary, type ConformCase, type Draw } from './cases.js';
 
 export const CONFORM_SCHEMA = 'mil-conform/1';
+export const LINES_SCHEMA = 'mil-conform-lines/1';
+export const REPLAY_SCHEMA = 'mil-conform-replay/1';
 export const EXIT_UNSUPPORTED = 77;
+export const PROTOCOLS = ['files', 'lines'] as const;
+export type Protocol = (typeof PROTOCOLS)[number];
+
+/** numpy's allclose: an element passes when |got − want| ≤ atol + rtol·|want|. */
+export interface Tolerance {
+  rtol: number;
+  atol: number;
+}
+
+/**
+ * The default tolerance of each op, for a port computing in float32 (docs/conform.md's table is checked
+ * against this by spec/conform.spec.ts). Measured by bench/conform-tolerance.ts: on 600 draws per op, rounding
+ * only the inputs and the outputs to float32 (what any float32 port does at least) moves an element by up to
+ * this much relative beyond atol 1e-6 — the elements a sum cancels make it far more than float32's 6e-8:
+ *   selective_scan 2.2e-4 · selective_state_update 2.3e-4 · causal_conv1d 3.2e-3 · causal_conv1d_update 8.6e-5
+ *   ssd_chunk_scan 6.0e-5 · ssd_minimal_discrete 7.8e-4 · gated_rmsnorm 1.4e-7 · multistep 3.8e-4
+ *   selective_scan_grad 5.1e-3 · causal_conv1d_grad 1.7e-4 · ssd_chunk_scan_grad 7.4e-4 · gated_rmsnorm_grad 5.1e-5
+ * rtol is the next 1 or 3 × 10^k at least 3× that, and at least 1e-4; atol 1e-6 lets elements whose reference
+ * is ~0 (a sum that cancels to 1e-29, say) pass on absolute error. `speculative` (tokens, acceptances and
+ * states, exact in any correct port) and `model` (two layers: rounding the weights was not measured) take
+ * 1e-4 and 1e-3. A float64 port should ask for more: the example ports pass every op at rtol 1e-9, atol 1e-12
+ * except gated_rmsnorm_grad (1.2e-6 relative on an element whose sum cancels: --rtol 1e-5 there).
+ */
+export const DEFAULT_TOLERANCE: Record<string, Tolerance> = {
+  selective_scan: { rtol: 1e-3, atol: 1e-6 },
+  selective_state_update: { rtol: 1e-3, atol: 1e-6 },
+  causal_conv1d: { rtol: 1e-2, atol: 1e-6 },
+  causal_conv1d_update: { rtol: 3e-4, atol: 1e-6 },
+  ssd_chunk_scan: { rtol: 3e-4, atol: 1e-6 },
+  ssd_minimal_discrete: { rtol: 3e-3, atol: 1e-6 },
+  gated_rmsnorm: { rtol: 1e-4, atol: 1e-6 },
+  multistep: { rtol: 3e-3, atol: 1e-6 },
+  speculative: { rtol: 1e-4, atol: 1e-6 },
+  selective_scan_grad: { rtol: 3e-2, atol: 1e-6 },
+  causal_conv1d_grad: { rtol: 1e-3, atol: 1e-6 },
+  ssd_chunk_scan_grad: { rtol: 3e-3, atol: 1e-6 },
+  gated_rmsnorm_grad: { rtol: 3e-4, atol: 1e-6 },
+  model: { rtol: 1e-3, atol: 1e-6 },
+};
+
+/** The tolerance of `op`: its default, with `rtol` / `atol` replaced where given. */
+export function toleranceOf(op: string, o: Partial<Tolerance> = {}): Tolerance {
+  const d = DEFAULT_TOLERANCE[op] ?? { rtol: 1e-4, atol: 1e-6 };
+  return { rtol: o.rtol ?? d.rtol, atol: o.atol ?? d.atol };
+}
 
 export interface Verdict {
   status: 'pass' | 'fail' | 'unsupported';
   reason?: string;
-  /** relative L2 error per output */
+  /** relative L2 error per output (for information: the verdict is allclose's) */
   errors: Record<string, number>;
-  /** the element furthest from the reference: output, flat index, port value, reference value */
+  /** per output, max over elements of |got − want| / (atol + rtol·|want|): the output passes when ≤ 1 */
+  excess?: Record<string, number>;
+  /** the element furthest outside the tolerance (by the ratio above), in the output that fails by the most */
   worst?: { output: string; index: number; got: number; want: number };
+  /** the port ran past this many milliseconds and was killed */
+  timedOutMs?: number;
 }
 
 /** The files of a case folder (what the port reads). */
@@ -79,63 +142,289 @@ export function stopPorts(): void {
   live.dirs.clear();
 }
 
-/** Run the port on one case; never throws for what the port does, never hangs past the timeout. */
+/** What a port answered on one case, before the comparison. */
+export type Answer =
+  | { kind: 'outputs'; got: Map<string, Tensor> }
+  | { kind: 'unsupported'; reason: string }
+  | { kind: 'fail'; reason: string; timedOutMs?: number };
+
+/** A port being run: `ask` never throws for what the port does and never waits past the timeout. */
+export interface PortSession {
+  ask(c: ConformCase, timeoutMs: number): Promise<Answer>;
+  /** end the port (its process group) and remove its folders */
+  close(): void;
+}
+
+/** A port in the given protocol; nothing starts until the first case. */
+export function openPort(cmd: string, protocol: Protocol = 'files'): PortSession {
+  return protocol === 'lines' ? new LinesPort(cmd) : new FilesPort(cmd);
+}
+
+const timeoutAnswer = (ms: number): Answer => ({
+  kind: 'fail',
+  reason: `the port ran past the ${ms} ms timeout and was killed`,
+  timedOutMs: ms,
+});
+const tailOf = (stderr: string) => stderr.trim().split('\n').slice(-3).join(' | ');
+
+/** The verdict on an answer. */
+export function judge(c: ConformCase, a: Answer, tol: Tolerance | number): Verdict {
+  if (a.kind === 'unsupported') return { status: 'unsupported', reason: a.reason, errors: {} };
+  if (a.kind === 'fail')
+    return { status: 'fail', reason: a.reason, errors: {}, ...(a.timedOutMs ? { timedOutMs: a.timedOutMs } : {}) };
+  return compare(c.expected, a.got, tol);
+}
+
+/** Run the port on one case (one-shot session); never throws for what the port does. */
 export async function runPort(
   cmd: string,
   c: ConformCase,
-  o: { tolerance: number; timeoutMs: number },
+  o: { tolerance?: Tolerance | number; timeoutMs: number; protocol?: Protocol },
 ): Promise<Verdict> {
+  const port = openPort(cmd, o.protocol);
+  try {
+    return judge(c, await port.ask(c, o.timeoutMs), o.tolerance ?? toleranceOf(c.op));
+  } finally {
+    port.close();
+  }
+}
+
+/** A fresh temporary folder, removed by {@link stopPorts} too. */
+function tempDir(): string {
   const dir = mkdtempSync(join(tmpdir(), 'mil-conform-'));
   live.dirs.add(dir);
+  return dir;
+}
+function removeDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+  live.dirs.delete(dir);
+}
+function killGroup(pid: number | undefined): void {
+  if (pid === undefined) return;
   try {
-    writeFolder(join(dir, 'case'), (stage) => {
-      for (const [rel, data] of caseFiles(c)) stage.writeFile(rel, data);
-    });
-    const caseDir = join(dir, 'case');
-    const r = await execPort(cmd, caseDir, o.timeoutMs);
-    const tail = r.stderr.trim().split('\n').slice(-3).join(' | ');
-    if (r.timedOut)
-      return { status: 'fail', reason: `the port ran past the ${o.timeoutMs} ms timeout and was killed`, errors: {} };
-    if (r.code === EXIT_UNSUPPORTED)
-      return {
-        status: 'unsupported',
-        reason: r.stderr.trim().split('\n')[0] || 'unsupported (no reason given)',
-        errors: {},
-      };
-    if (r.code !== 0)
-      return {
-        status: 'fail',
-        reason: `the port exited ${r.code ?? `by signal ${r.signal}`}${tail ? `: ${tail}` : ''}`,
-        errors: {},
-      };
-    const outPath = join(caseDir, 'out.safetensors');
-    if (!existsSync(outPath))
-      return { status: 'fail', reason: 'the port exited 0 but wrote no out.safetensors', errors: {} };
-    let got: Map<string, Tensor>;
+    process.kill(-pid, 'SIGKILL'); // the whole group: sh and whatever it started
+  } catch {
+    /* already gone */
+  }
+  live.groups.delete(pid);
+}
+
+/** The files protocol: a case folder and a process per case. */
+class FilesPort implements PortSession {
+  constructor(private readonly cmd: string) {}
+  async ask(c: ConformCase, timeoutMs: number): Promise<Answer> {
+    const dir = tempDir();
     try {
-      const f = readSafetensors(outPath);
-      got = new Map([...f.tensors.keys()].map((k) => [k, getTensor(f, k)]));
-    } catch (e) {
-      return { status: 'fail', reason: `out.safetensors is unreadable: ${(e as Error).message}`, errors: {} };
+      writeFolder(join(dir, 'case'), (stage) => {
+        for (const [rel, data] of caseFiles(c)) stage.writeFile(rel, data);
+      });
+      const caseDir = join(dir, 'case');
+      const r = await execPort(this.cmd, caseDir, timeoutMs);
+      const tail = tailOf(r.stderr);
+      if (r.timedOut) return timeoutAnswer(timeoutMs);
+      if (r.code === EXIT_UNSUPPORTED)
+        return { kind: 'unsupported', reason: r.stderr.trim().split('\n')[0] || 'unsupported (no reason given)' };
+      if (r.code !== 0)
+        return {
+          kind: 'fail',
+          reason: `the port exited ${r.code ?? `by signal ${r.signal}`}${tail ? `: ${tail}` : ''}`,
+        };
+      const outPath = join(caseDir, 'out.safetensors');
+      if (!existsSync(outPath)) return { kind: 'fail', reason: 'the port exited 0 but wrote no out.safetensors' };
+      try {
+        const f = readSafetensors(outPath);
+        return { kind: 'outputs', got: new Map([...f.tensors.keys()].map((k) => [k, getTensor(f, k)])) };
+      } catch (e) {
+        return { kind: 'fail', reason: `out.safetensors is unreadable: ${(e as Error).message}` };
+      }
+    } finally {
+      removeDir(dir);
     }
-    return compare(c.expected, got, o.tolerance);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-    live.dirs.delete(dir);
+  }
+  close(): void {}
+}
+
+/** A tensor as the lines protocol carries it: float64 little-endian, base64. */
+export function encodeTensor(t: Tensor): { shape: number[]; dtype: 'F64'; data_b64: string } {
+  const f = Float64Array.from(t.data);
+  const b = Buffer.from(f.buffer, f.byteOffset, f.byteLength);
+  if (new Uint8Array(new Float64Array([1]).buffer)[7] !== 0x3f) b.swap64(); // big-endian host
+  return { shape: [...t.shape], dtype: 'F64', data_b64: b.toString('base64') };
+}
+
+/** An output of a lines reply as a tensor, or why it is not one. */
+function decodeTensor(name: string, v: unknown): Tensor | string {
+  const o = v as { shape?: unknown; dtype?: unknown; data_b64?: unknown } | null;
+  if (typeof o !== 'object' || o === null) return `output '${name}' is not {shape, dtype, data_b64}`;
+  const { shape, dtype, data_b64 } = o;
+  if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && (d as number) >= 0))
+    return `output '${name}' has shape ${JSON.stringify(shape)}, not a list of non-negative integers`;
+  if (dtype !== 'F64') return `output '${name}' has dtype ${JSON.stringify(dtype)}; the lines protocol carries 'F64'`;
+  if (typeof data_b64 !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(data_b64))
+    return `output '${name}' has no base64 data_b64`;
+  const bytes = Buffer.from(data_b64, 'base64');
+  const n = (shape as number[]).reduce((a, b) => a * b, 1);
+  if (bytes.length !== n * 8)
+    return `output '${name}' has ${bytes.length} bytes of data for shape [${shape.join(', ')}] (${n * 8} expected)`;
+  if (new Uint8Array(new Float64Array([1]).buffer)[7] !== 0x3f) bytes.swap64();
+  const data = new Float64Array(n);
+  new Uint8Array(data.buffer).set(bytes);
+  return new Tensor(data, shape as number[], name);
+}
+
+/** The lines protocol: one process answering JSON lines, restarted after any case it fails to answer. */
+class LinesPort implements PortSession {
+  private p?: ChildProcessWithoutNullStreams;
+  private lines: string[] = [];
+  private partial = '';
+  private stderr = '';
+  private exited?: string;
+  private wake?: () => void;
+  private id = 0;
+  constructor(private readonly cmd: string) {}
+
+  private start(): ChildProcessWithoutNullStreams {
+    const p = spawn('sh', ['-c', `${this.cmd} "$1"`, 'sh', '--lines'], { stdio: 'pipe', detached: true });
+    this.p = p;
+    this.lines = [];
+    this.partial = '';
+    this.stderr = '';
+    this.exited = undefined;
+    if (p.pid !== undefined) live.groups.add(p.pid);
+    p.stdout.on('data', (b: Buffer) => {
+      if (this.p !== p) return;
+      const parts = (this.partial + b.toString('utf8')).split('\n');
+      this.partial = parts.pop()!;
+      this.lines.push(...parts);
+      // a "line" past 256 MiB with no newline is cut there (and fails to parse) rather than held without end
+      if (this.partial.length > 1 << 28) [this.lines, this.partial] = [[...this.lines, this.partial], ''];
+      if (this.lines.length) this.wake?.();
+    });
+    p.stderr.on('data', (b: Buffer) => {
+      if (this.p !== p) return;
+      this.stderr = (this.stderr + b.toString('utf8')).slice(-(1 << 16));
+    });
+    p.stdin.on('error', () => {}); // EPIPE when the port died: seen as its exit
+    const gone = (how: string) => {
+      // output written before the exit is read within the grace; a grandchild holding the pipes never holds us
+      setTimeout(() => {
+        if (this.p !== p) return; // a process killed before this one was started
+        this.exited ??= how;
+        this.wake?.();
+      }, 100);
+    };
+    p.on('error', (e) => gone(`could not be started (${e.message})`));
+    p.on('exit', (code, signal) => gone(`exited ${code ?? `by signal ${signal}`}`));
+    return p;
+  }
+
+  /** the next line of the port, or why none came */
+  private next(timeoutMs: number): Promise<string | { timeout: true } | { exited: string }> {
+    return new Promise((resolve) => {
+      const check = () => {
+        if (this.lines.length) return done(this.lines.shift()!);
+        if (this.exited) return done({ exited: this.exited });
+      };
+      const timer = setTimeout(() => done({ timeout: true }), timeoutMs);
+      const done = (r: string | { timeout: true } | { exited: string }) => {
+        clearTimeout(timer);
+        this.wake = undefined;
+        resolve(r);
+      };
+      this.wake = check;
+      check();
+    });
+  }
+
+  async ask(c: ConformCase, timeoutMs: number): Promise<Answer> {
+    const p = this.p ?? this.start();
+    const id = ++this.id;
+    const from = this.stderr.length;
+    let modelDir: string | undefined;
+    try {
+      if (c.model) {
+        modelDir = tempDir();
+        writeFolder(join(modelDir, 'model'), (stage) => {
+          for (const [rel, data] of modelFiles(c.model!, { dtype: 'F64' })) stage.writeFile(rel, data);
+        });
+      }
+      const request = {
+        schema: LINES_SCHEMA,
+        id,
+        op: c.op,
+        options: c.attrs,
+        inputs: Object.fromEntries(Object.entries(c.inputs).map(([k, t]) => [k, encodeTensor(t)])),
+        outputs: Object.keys(c.expected),
+        ...(modelDir ? { model_dir: join(modelDir, 'model') } : {}),
+      };
+      p.stdin.write(JSON.stringify(request) + '\n');
+      const line = await this.next(timeoutMs);
+      const fail = (reason: string): Answer => {
+        this.close(); // out of step with the harness: the next case starts it afresh
+        return { kind: 'fail', reason };
+      };
+      if (typeof line !== 'string') {
+        if ('timeout' in line) {
+          this.close();
+          return timeoutAnswer(timeoutMs);
+        }
+        const tail = tailOf(this.stderr.slice(from));
+        return fail(`the port ${line.exited} without answering request ${id}${tail ? `: ${tail}` : ''}`);
+      }
+      let r: { id?: unknown; outputs?: unknown; unsupported?: unknown; error?: unknown };
+      try {
+        r = JSON.parse(line) as typeof r;
+      } catch {
+        return fail(`the port wrote a line that is not JSON: ${JSON.stringify(line.slice(0, 120))}`);
+      }
+      if (typeof r !== 'object' || r === null || Array.isArray(r))
+        return fail(`the port wrote ${JSON.stringify(line.slice(0, 120))}, not a reply object`);
+      if (r.id !== id) return fail(`the port answered id ${JSON.stringify(r.id)} to request ${id}`);
+      if (r.unsupported !== undefined) return { kind: 'unsupported', reason: String(r.unsupported) || 'unsupported' };
+      if (r.error !== undefined) return { kind: 'fail', reason: `the port answered error: ${String(r.error)}` };
+      if (typeof r.outputs !== 'object' || r.outputs === null)
+        return fail(`the reply to request ${id} has none of outputs, unsupported, error`);
+      const got = new Map<string, Tensor>();
+      for (const [k, v] of Object.entries(r.outputs)) {
+        const t = decodeTensor(k, v);
+        if (typeof t === 'string') return { kind: 'fail', reason: t };
+        got.set(k, t);
+      }
+      return { kind: 'outputs', got };
+    } finally {
+      if (modelDir) removeDir(modelDir);
+    }
+  }
+
+  close(): void {
+    const p = this.p;
+    this.p = undefined;
+    if (!p) return;
+    killGroup(p.pid);
+    p.stdin.destroy();
+    p.stdout.destroy();
+    p.stderr.destroy();
   }
 }
 
 /**
- * The verdict on a port's outputs. An output fails when missing, misshapen, non-finite where the reference is
- * finite, or with relative L2 error ‖got − want‖ / ‖want‖ above the tolerance. The worst element is the one
- * furthest (|got − want|) from the reference in the output that fails by the most (non-finite first), so it
- * always names a failing output; when all pass, in the output with the largest relative error.
+ * The verdict on a port's outputs: numpy's allclose per element, |got − want| ≤ atol + rtol·|want| (a bare
+ * number is rtol with atol 0). An output fails when missing, misshapen, non-finite where the reference is
+ * finite, or with any element outside it. The worst element is the one furthest outside (the largest
+ * |got − want| / (atol + rtol·|want|)) in the output that fails by the most (non-finite first), so it always
+ * names a failing output; when all pass, in the output closest to failing.
  */
-export function compare(expected: Record<string, Tensor>, got: Map<string, Tensor>, tolerance: number): Verdict {
+export function compare(
+  expected: Record<string, Tensor>,
+  got: Map<string, Tensor>,
+  tolerance: Tolerance | number,
+): Verdict {
+  const { rtol, atol } = typeof tolerance === 'number' ? { rtol: tolerance, atol: 0 } : tolerance;
   const errors: Record<string, number> = {};
+  const excess: Record<string, number> = {};
   const problems: string[] = [];
   let worst: Verdict['worst'];
-  let worstKey: [failing: number, error: number] = [-1, -1];
+  let worstKey: [failing: number, excess: number] = [-1, -1];
   for (const [name, want] of Object.entries(expected)) {
     const g = got.get(name);
     if (!g) {
@@ -148,20 +437,22 @@ export function compare(expected: Record<string, Tensor>, got: Map<string, Tenso
     }
     let nonFinite = -1;
     let at = 0;
-    let atDiff = -1;
+    let atRatio = -1;
+    let outside = 0;
     for (let i = 0; i < want.size; i++) {
       const a = g.data[i]!;
       const b = want.data[i]!;
       if (!Number.isFinite(a) && Number.isFinite(b) && nonFinite < 0) nonFinite = i;
-      const diff = Number.isFinite(a) ? Math.abs(a - b) : Infinity;
-      if (diff > atDiff) [at, atDiff] = [i, diff];
+      const diff = a === b ? 0 : Math.abs(a - b); // equal infinities agree
+      const bound = atol + rtol * Math.abs(b);
+      const ratio = diff === 0 ? 0 : Number.isNaN(diff) ? Infinity : bound > 0 ? diff / bound : Infinity;
+      if (ratio > 1) outside++;
+      if (ratio > atRatio) [at, atRatio] = [i, ratio];
     }
     errors[name] = relError(g.data, want.data);
-    const failing = nonFinite >= 0 || !(errors[name] <= tolerance);
-    const key: [number, number] = [
-      failing ? 1 : 0,
-      nonFinite >= 0 ? Infinity : Number.isNaN(errors[name]) ? Infinity : errors[name],
-    ];
+    excess[name] = Math.max(0, atRatio);
+    const failing = nonFinite >= 0 || outside > 0;
+    const key: [number, number] = [failing ? 1 : 0, nonFinite >= 0 ? Infinity : atRatio];
     if (want.size > 0 && (key[0] > worstKey[0] || (key[0] === worstKey[0] && key[1] > worstKey[1]))) {
       worstKey = key;
       const i = nonFinite >= 0 ? nonFinite : at;
@@ -171,12 +462,14 @@ export function compare(expected: Record<string, Tensor>, got: Map<string, Tenso
       problems.push(
         `output '${name}'[${nonFinite}] is ${g.data[nonFinite]} where the reference is ${want.data[nonFinite]}`,
       );
-    else if (!(errors[name] <= tolerance))
-      problems.push(`output '${name}' relative error ${errors[name].toExponential(2)} > ${tolerance}`);
+    else if (outside > 0)
+      problems.push(
+        `output '${name}': ${outside} of ${want.size} elements outside |got − want| ≤ atol + rtol·|want| (rtol ${rtol}, atol ${atol}; worst ${name}[${at}] = ${g.data[at]}, reference ${want.data[at]})`,
+      );
   }
   return problems.length
-    ? { status: 'fail', reason: problems.join('; '), errors, worst }
-    : { status: 'pass', errors, worst };
+    ? { status: 'fail', reason: problems.join('; '), errors, excess, worst }
+    : { status: 'pass', errors, excess, worst };
 }
 
 /**
@@ -237,8 +530,11 @@ export interface ConformOptions {
   port: string;
   runs: number;
   seed: number;
-  tolerance: number;
+  /** rtol / atol replacing the op's defaults (DEFAULT_TOLERANCE) */
+  tolerance?: Partial<Tolerance>;
   timeoutMs: number;
+  /** 'files' (default): a process per case; 'lines': one process answering JSON lines */
+  protocol?: Protocol;
   failFast?: boolean;
   onCase?: (n: number, c: ConformCase, v: Verdict) => void;
 }
@@ -249,8 +545,12 @@ export interface ConformReport {
   passed: number;
   unsupported: number;
   failed: number;
+  /** the tolerance the verdicts used */
+  tolerance: Tolerance;
   /** cases run until the first failure (1-based), if any */
   firstFailureAt?: number;
+  /** the first failing case as drawn */
+  first?: { draw: Draw; case: ConformCase; verdict: Verdict };
   /** the smallest failing case fast-check shrank to, and what the port did on it */
   smallest?: { draw: Draw; case: ConformCase; verdict: Verdict; shrinkSteps: number };
   unsupportedReason?: string;
@@ -261,15 +561,17 @@ export interface ConformReport {
  * through the port too). Unsupported cases count apart and are never failures (nor shrunk).
  */
 export async function conform(o: ConformOptions): Promise<ConformReport> {
-  const rep: ConformReport = { op: o.op, runs: 0, passed: 0, unsupported: 0, failed: 0 };
+  const tolerance = toleranceOf(o.op, o.tolerance);
+  const rep: ConformReport = { op: o.op, runs: 0, passed: 0, unsupported: 0, failed: 0, tolerance };
   let last: { draw: Draw; case: ConformCase; verdict: Verdict } | undefined;
   let shrinking = false;
   let shrinkSteps = 0;
+  const port = openPort(o.port, o.protocol);
   const prop = fc.asyncProperty(drawArbitrary(o.op), async (d) => {
     const c = await buildCase(o.op, d);
     // a draw whose reference outputs overflow (e.g. exp(Δ·A) with Δ·A ≫ 0) checks nothing: drawn again
     fc.pre(Object.values(c.expected).every((t) => t.data.every(Number.isFinite)));
-    const v = await runPort(o.port, c, o);
+    const v = judge(c, await port.ask(c, o.timeoutMs), tolerance);
     if (!shrinking) {
       rep.runs++;
       if (v.status === 'pass') rep.passed++;
@@ -280,6 +582,7 @@ export async function conform(o: ConformOptions): Promise<ConformReport> {
       if (v.status === 'fail') {
         rep.failed++;
         rep.firstFailureAt = rep.runs;
+        rep.first = { draw: d, case: c, verdict: v };
         shrinking = true;
       }
       o.onCase?.(rep.runs, c, v);
@@ -287,15 +590,78 @@ export async function conform(o: ConformOptions): Promise<ConformReport> {
     if (v.status === 'fail') last = { draw: d, case: c, verdict: v };
     return v.status !== 'fail';
   });
-  // --fail-fast: report the first failing case as drawn, without shrinking it
-  const r = await fc.check(prop, { numRuns: o.runs, seed: o.seed, endOnFailure: o.failFast === true });
-  // a failure with no failing verdict is the harness's own error (drawing or building a case): never a pass
-  if (r.failed && !last)
-    throw r.errorInstance instanceof Error
-      ? r.errorInstance
-      : new Error(`mil conform --op ${o.op}: ${String(r.errorInstance)}`);
-  if (r.failed && last) rep.smallest = { ...last, shrinkSteps };
-  return rep;
+  try {
+    // --fail-fast: report the first failing case as drawn, without shrinking it
+    const r = await fc.check(prop, { numRuns: o.runs, seed: o.seed, endOnFailure: o.failFast === true });
+    // a failure with no failing verdict is the harness's own error (drawing or building a case): never a pass
+    if (r.failed && !last)
+      throw r.errorInstance instanceof Error
+        ? r.errorInstance
+        : new Error(`mil conform --op ${o.op}: ${String(r.errorInstance)}`);
+    if (r.failed && last) rep.smallest = { ...last, shrinkSteps };
+    return rep;
+  } finally {
+    port.close();
+  }
+}
+
+/** What `--save` records beside a case so that `--replay` reruns it the same way (conform.json). */
+export interface ReplayRecord {
+  schema: typeof REPLAY_SCHEMA;
+  op: string;
+  /** the draw the case is built from (lib/conform/cases.ts: deterministic) */
+  draw: Draw;
+  tolerance: Tolerance;
+  /** the per-case limit the case ran under: a saved timeout replays as a timeout with the same limit */
+  timeoutMs: number;
+  protocol: Protocol;
+  port: string;
+  verdict: { status: Verdict['status']; reason?: string; timedOutMs?: number };
+}
+
+/**
+ * Rerun a case saved by `mil conform --save` (its conform.json) against a port: the case is rebuilt from the
+ * saved draw and checked equal to the saved inputs (a case folder from another version of the generator is
+ * refused, not silently replaced), then run with the saved tolerance and timeout unless `o` replaces them.
+ */
+export async function replay(
+  dir: string,
+  o: { port: string; protocol?: Protocol; timeoutMs?: number; tolerance?: Partial<Tolerance> },
+): Promise<{ saved: ReplayRecord; case: ConformCase; verdict: Verdict; tolerance: Tolerance; timeoutMs: number }> {
+  const at = join(dir, 'conform.json');
+  if (!existsSync(at))
+    throw new GoldenFormatError(dir, 'no conform.json: not a folder saved by mil conform --save (this version)');
+  let saved: ReplayRecord;
+  try {
+    saved = JSON.parse(readFileSync(at, 'utf8')) as ReplayRecord;
+  } catch (e) {
+    throw new GoldenFormatError(at, `not JSON: ${(e as Error).message}`);
+  }
+  if (saved?.schema !== REPLAY_SCHEMA)
+    throw new GoldenFormatError(at, `schema ${JSON.stringify(saved?.schema)}, expected '${REPLAY_SCHEMA}'`);
+  if (!(saved.op in DEFAULT_TOLERANCE) || typeof saved.draw !== 'object' || !(saved.timeoutMs > 0))
+    throw new GoldenFormatError(at, 'op, draw or timeoutMs missing or malformed');
+  const c = await buildCase(saved.op, saved.draw);
+  const f = readSafetensors(join(dir, 'case.safetensors'));
+  for (const [k, t] of Object.entries(c.inputs)) {
+    const s = f.tensors.has(k) ? getTensor(f, k) : undefined;
+    if (!s || s.shape.join(',') !== t.shape.join(',') || s.data.some((x, i) => !Object.is(x, t.data[i])))
+      throw new GoldenFormatError(
+        join(dir, 'case.safetensors'),
+        `input '${k}' differs from the one the saved draw builds today (the case generator changed since it was saved)`,
+      );
+  }
+  const tolerance: Tolerance = {
+    rtol: o.tolerance?.rtol ?? saved.tolerance?.rtol ?? toleranceOf(saved.op).rtol,
+    atol: o.tolerance?.atol ?? saved.tolerance?.atol ?? toleranceOf(saved.op).atol,
+  };
+  const timeoutMs = o.timeoutMs ?? saved.timeoutMs;
+  const port = openPort(o.port, o.protocol ?? saved.protocol);
+  try {
+    return { saved, case: c, verdict: judge(c, await port.ask(c, timeoutMs), tolerance), tolerance, timeoutMs };
+  } finally {
+    port.close();
+  }
 }
 
 /** The largest dimension of any input of a case: how small a shrunk case is. */
@@ -305,8 +671,13 @@ export function caseSize(c: ConformCase): { largestDim: number; shapes: Record<s
 }
 
 /** Write a case as a golden folder for the port's own regression suite: the case folder, expected.safetensors,
- * and (for kernel ops) kernels.json + kernels.safetensors in mil-golden/1, which `mil golden verify` reads. */
-export function saveCase(dir: string, c: ConformCase, note: string, opts: { option?: string } = {}): void {
+ * conform.json (what `mil conform --replay` reruns) and (for kernel ops) kernels.json + kernels.safetensors in mil-golden/1, which `mil golden verify` reads. */
+export function saveCase(
+  dir: string,
+  c: ConformCase,
+  note: string,
+  opts: { option?: string; replay?: Omit<ReplayRecord, 'schema' | 'op'> } = {},
+): void {
   const name = `${c.op}_conform`;
   const tensors: Record<string, Tensor> = {};
   for (const [k, t] of Object.entries(c.inputs)) tensors[`${name}/in/${k}`] = t.astype('float64');
@@ -316,6 +687,10 @@ export function saveCase(dir: string, c: ConformCase, note: string, opts: { opti
     (stage) => {
       for (const [rel, data] of caseFiles(c)) stage.writeFile(rel, data);
       stage.writeFile('expected.safetensors', safetensorsChunks(c.expected, { schema: CONFORM_SCHEMA }, 'F64').chunks);
+      if (opts.replay) {
+        const r: ReplayRecord = { schema: REPLAY_SCHEMA, op: c.op, ...opts.replay };
+        stage.writeFile('conform.json', JSON.stringify(r, null, 1) + '\n');
+      }
       if (c.op !== 'model') {
         stage.writeFile('kernels.safetensors', safetensorsChunks(tensors, { schema: SCHEMA }, 'F64').chunks);
         const gc = {

@@ -1,51 +1,77 @@
 #!/usr/bin/env node
-// An example port for `mil conform` (docs/conform.md), in plain JavaScript with no dependency: it reads
-// DIR/case.json and DIR/case.safetensors (and DIR/model/ for `model`), computes the op, writes
-// DIR/out.safetensors, and exits 77 ("unsupported", the reason on stderr) for what it does not implement.
+// An example port for `mil conform` (docs/conform.md), in plain JavaScript with no dependency, in both protocols:
+//   files  `port.mjs DIR`: reads DIR/case.json and DIR/case.safetensors (and DIR/model/ for `model`), computes
+//          the op, writes DIR/out.safetensors; exits 77 ("unsupported", the reason on stderr) for what it does not do.
+//   lines  `port.mjs --lines`: answers one JSON request per stdin line with one JSON reply per stdout line,
+//          tensors as base64 float64 little-endian; {id, unsupported: why} for what it does not do.
 // Every op the harness draws: the forward kernels (kernels.mjs), the backward ops (grads.mjs), and the whole
 // model and speculative sampling (model.mjs).
-//   npx mil conform --op selective_scan --port "node examples/ports/js/port.mjs"
+//   npx mil conform --op selective_scan --port "node examples/ports/js/port.mjs" [--protocol lines]
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { GRADS } from './grads.mjs';
 import { KERNELS } from './kernels.mjs';
 import { modelOp, speculative } from './model.mjs';
 
-const dir = process.argv[2];
-const c = JSON.parse(readFileSync(join(dir, 'case.json'), 'utf8'));
-const I = readSafetensors(join(dir, 'case.safetensors'));
-const a = c.attrs;
-
-const OPS = {
-  ...KERNELS,
-  ...GRADS,
-  speculative,
-  model: (I) =>
-    modelOp(I, () => {
-      const json = (f) =>
-        existsSync(join(dir, 'model', f)) ? JSON.parse(readFileSync(join(dir, 'model', f), 'utf8')) : undefined;
-      return {
-        config: json('config.json'),
-        mambaConfig: json('mamba_config.json'),
-        mil: json('mil_config.json'),
-        weights: readSafetensors(join(dir, 'model', 'model.safetensors')),
-      };
-    }),
-};
-
-const unsupported = (why) => {
-  console.error(why);
-  process.exit(77);
-};
-if (!OPS[c.op]) unsupported(`op ${c.op} is not implemented by this example port`);
-let out;
-try {
-  out = OPS[c.op](I, a);
-} catch (e) {
-  if (e.unsupported) unsupported(e.message);
-  throw e;
+/** The outputs of one case ({name: {shape, data}}), or throws an error with `unsupported` set. */
+function run(op, I, a, modelDir) {
+  const OPS = {
+    ...KERNELS,
+    ...GRADS,
+    speculative,
+    model: (I) =>
+      modelOp(I, () => {
+        const json = (f) =>
+          existsSync(join(modelDir, f)) ? JSON.parse(readFileSync(join(modelDir, f), 'utf8')) : undefined;
+        return {
+          config: json('config.json'),
+          mambaConfig: json('mamba_config.json'),
+          mil: json('mil_config.json'),
+          weights: readSafetensors(join(modelDir, 'model.safetensors')),
+        };
+      }),
+  };
+  if (!OPS[op])
+    throw Object.assign(new Error(`op ${op} is not implemented by this example port`), { unsupported: true });
+  return OPS[op](I, a);
 }
-writeSafetensors(join(dir, 'out.safetensors'), out);
+
+if (process.argv[2] === '--lines') {
+  const decode = (t) => {
+    const b = Buffer.from(t.data_b64, 'base64');
+    return { shape: t.shape, data: new Float64Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.length)) };
+  };
+  const encode = (t) => ({
+    shape: t.shape,
+    dtype: 'F64',
+    data_b64: Buffer.from(Float64Array.from(t.data).buffer).toString('base64'),
+  });
+  for await (const line of createInterface({ input: process.stdin, crlfDelay: Infinity })) {
+    const q = JSON.parse(line);
+    let reply;
+    try {
+      const I = Object.fromEntries(Object.entries(q.inputs).map(([k, t]) => [k, decode(t)]));
+      const out = run(q.op, I, q.options, q.model_dir);
+      reply = { id: q.id, outputs: Object.fromEntries(Object.entries(out).map(([k, t]) => [k, encode(t)])) };
+    } catch (e) {
+      reply = e.unsupported ? { id: q.id, unsupported: e.message } : { id: q.id, error: String(e.stack ?? e) };
+    }
+    process.stdout.write(JSON.stringify(reply) + '\n');
+  }
+} else {
+  const dir = process.argv[2];
+  const c = JSON.parse(readFileSync(join(dir, 'case.json'), 'utf8'));
+  let out;
+  try {
+    out = run(c.op, readSafetensors(join(dir, 'case.safetensors')), c.attrs, join(dir, 'model'));
+  } catch (e) {
+    if (!e.unsupported) throw e;
+    console.error(e.message);
+    process.exit(77);
+  }
+  writeSafetensors(join(dir, 'out.safetensors'), out);
+}
 
 // ---- safetensors: an 8-byte little-endian header length, a JSON header, then the data
 function readSafetensors(path) {

@@ -40,6 +40,7 @@ import { cmdConform } from './conform_cmd.js';
 import { INIT_OPTIONS, INIT_USAGE, cmdInit } from './init_cmd.js';
 import { TOKENIZE_OPTIONS, TOKENIZE_USAGE, cmdTokenize } from './tokenize_cmd.js';
 import { CONFORM_OPS } from '../conform/cases.js';
+import { packageRoot } from '../package_root.js';
 import {
   TRAIN_COMMANDS,
   TRAIN_USAGE,
@@ -434,7 +435,7 @@ async function cmdBackends(): Promise<number> {
 }
 
 async function cmdDemo(p: Parsed): Promise<number> {
-  const root = join(import.meta.dirname, '..', '..');
+  const root = packageRoot();
   const out = str(p.values, 'out') ?? join(root, 'runs', 'demo');
   const backend = await checkBackend(str(p.values, 'backend'));
   checkOutput(join(out, 'hybrid-mamba2-50-undistilled'), 'folder', {

@@ -20,3 +20,5 @@ export { Rng } from './rng.js';
 export * from './errors.js';
 /** The ops on a backend chosen by name: `getOps('reference' | 'wasm-simd' | 'cpu' | …)`. */
 export { getOps, backendStatus, defaultBackend, isBackendName, BACKENDS, type BackendName, type Ops } from './ops.js';
+/** The GPU.js backends' names (part of `BackendName`). */
+export type { KernelBackendName } from '../kernels/runtime.js';

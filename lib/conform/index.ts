@@ -19,7 +19,16 @@
 export { CONFORM_OPS, CONFORM_SPECS, buildCase, drawArbitrary } from './cases.js';
 export type { ConformCase, Draw, OpSpec } from './cases.js';
 /** The harness of `mil conform`: a port program run on cases, the verdicts, the saved failing case. */
-export { caseSize, compare, conform, runPort, saveCase, type Verdict } from './harness.js';
+export {
+  caseSize,
+  compare,
+  conform,
+  runPort,
+  saveCase,
+  type ConformOptions,
+  type ConformReport,
+  type Verdict,
+} from './harness.js';
 /** The property suite over a port function (numpy.allclose tolerances). */
 export {
   allclose,

@@ -12,7 +12,28 @@
 /** Read a Hugging Face Llama or MambaInLlama folder (checked for every weight's presence and shape). */
 export { loadModel, MemoryError, type LoadOptions } from './load.js';
 /** The model, its caches and the forward over token ids through them. */
-export { forward, newCache, type HybridModel, type ModelCache } from './hybrid.js';
+export {
+  forward,
+  newCache,
+  type HybridModel,
+  type ModelCache,
+  type AttentionCache,
+  type Mamba1Cache,
+  type Mamba2Cache,
+} from './hybrid.js';
+/** One layer's cache: attention's KV entries, or a Mamba layer's conv and SSM state. */
+export type { LayerCache } from './mixers/block.js';
+export type { MambaStateStore, SsmSteps } from './state_store.js';
+/** A model's weights by their checkpoint names (float32 as read, float64 where a reference widens). */
+export type { WeightStore } from './weights.js';
+/** Llama 3's rope scaling (`rope_scaling` in config.json). */
+export type { RopeScaling } from '../ref/rope.js';
+/** The tokenizers `loadTokenizer` returns: this project's byte-level BPE and Hugging Face's tokenizer.json. */
+export type { BpeTokenizer } from '../text/bpe.js';
+export type { HfTokenizer } from '../text/hf_tokenizer.js';
+/** What `saveModel` writes through the one writer (lib/io/writer.ts) and the dtypes it may store. */
+export type { WriteData, WriteOptions } from '../io/writer.js';
+export type { WriteDType } from '../io/safetensors.js';
 /** The config files: Llama's `config.json` and MambaInLlama's `mamba_config.json`, parsed and checked. */
 export {
   parseLlamaConfig,

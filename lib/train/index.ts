@@ -16,6 +16,7 @@ export {
   trainableBy,
   mambaOnly,
   simdEngine,
+  type TrainForward,
   FLOAT64_ENGINE,
   type Grads,
   type MatmulEngine,
@@ -23,6 +24,8 @@ export {
   type LossResult,
   type TrainRule,
 } from './model.js';
+/** The wasm-simd matrix products `simdEngine` runs the linear layers on (`SimdGemm.load(threads)`). */
+export { SimdGemm } from '../simd/gemm.js';
 /** Adam/AdamW, gradient clipping and the learning-rate schedule. */
 export { adamStep, newAdamState, clipGradNorm, cosineLr, type AdamOptions, type AdamState } from './optim.js';
 /** The training loop with checkpoints that resume bit for bit. */

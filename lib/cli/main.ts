@@ -436,7 +436,8 @@ async function cmdBackends(): Promise<number> {
 
 async function cmdDemo(p: Parsed): Promise<number> {
   const root = packageRoot();
-  const out = str(p.values, 'out') ?? join(root, 'runs', 'demo');
+  // runs/demo under the working folder: in an installed package the package root is inside node_modules
+  const out = str(p.values, 'out') ?? join(process.cwd(), 'runs', 'demo');
   const backend = await checkBackend(str(p.values, 'backend'));
   checkOutput(join(out, 'hybrid-mamba2-50-undistilled'), 'folder', {
     option: 'out',

@@ -9,7 +9,8 @@
  *  - `npx mil --help`, `mil golden emit` + `mil golden verify` of one case on wasm-simd run from dist/ with no
  *    tsx installed; bad usage exits 2.
  * bin/mil.js alone (no build, no sources beside it) exits 6 with what to do.
- * Cost, measured here on 2 cores shared with other jobs: 195–231 s wall, 45 s user CPU — the pack (a 34 MB
+ * Cost, measured here on 2 cores shared with other jobs: 90 s wall when they were quiet, 195–231 s under load;
+ * 45 s user CPU — the pack (a 34 MB
  * tarball, the build included) ~45 s, the install of the run-time dependencies (~300 MB with webgpu's and
  * gpu.js's binaries) from npm's cache ~85 s, tsc --strict over the consumer and the library's declarations
  * 20–50 s (7 s CPU), the CLI runs ~20 s.
@@ -56,12 +57,12 @@ describe('bin/mil.js', () => {
   });
 });
 
+const dir = tmpFolder('package'); // at module level: removed after the file (a describe's beforeAll would count as a test)
 let app: string; // the consumer's folder, with node_modules/mamba-in-llama installed from the tarball
 let packed: string[]; // the tarball's file list
 
 describe('the package installed from its packed tarball', () => {
   beforeAll(() => {
-    const dir = tmpFolder('package');
     const pack = ok(
       run('npm', ['pack', '--json', '--pack-destination', dir, '--prefer-offline'], ROOT, 300_000),
       'npm pack',

@@ -9,11 +9,10 @@
  *  - `npx mil --help`, `mil golden emit` + `mil golden verify` of one case on wasm-simd run from dist/ with no
  *    tsx installed; bad usage exits 2.
  * bin/mil.js alone (no build, no sources beside it) exits 6 with what to do.
- * Cost, measured here on 2 cores shared with other jobs: 90 s wall when they were quiet, 195–231 s under load;
- * 45 s user CPU — the pack (a 34 MB
- * tarball, the build included) ~45 s, the install of the run-time dependencies (~300 MB with webgpu's and
- * gpu.js's binaries) from npm's cache ~85 s, tsc --strict over the consumer and the library's declarations
- * 20–50 s (7 s CPU), the CLI runs ~20 s.
+ * Cost, measured here on 2 cores shared with other jobs: 90 s wall when they were quiet, 195–231 s under load,
+ * 45 s user CPU. Under load: the pack (a 34 MB tarball, the build included) ~45 s, the install of the run-time
+ * dependencies (~300 MB with webgpu's and gpu.js's binaries) from npm's cache ~85 s, tsc --strict over the
+ * consumer and the library's declarations 20–50 s (7 s CPU), the CLI runs ~20 s.
  */
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';

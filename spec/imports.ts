@@ -85,6 +85,7 @@ export function boxOf(file: string): string {
   const parts = file.split('/');
   const top = parts[0] ?? file;
   if (top !== 'lib') return parts.length === 1 ? 'root' : top;
+  if (file === 'lib/index.ts') return 'lib/index'; // the package's main entry: above core and ops
   if (parts.length === 2) return /^ops/.test(parts[1] ?? '') ? 'lib/ops' : 'lib/core';
   return `lib/${parts[1]}`;
 }

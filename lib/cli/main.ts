@@ -55,6 +55,7 @@ import { renderChat, type ChatMessage } from '../text/chat_template.js';
 import { TextStream } from '../text/stream.js';
 import { CONFORM_OPS } from '../conform/cases.js';
 import { PROTOCOLS } from '../conform/harness.js';
+import { packageRoot } from '../package_root.js';
 import {
   TRAIN_COMMANDS,
   SHIPPED_TOKENIZER,
@@ -533,8 +534,9 @@ async function cmdBackends(): Promise<number> {
 }
 
 async function cmdDemo(p: Parsed): Promise<number> {
-  const root = join(import.meta.dirname, '..', '..');
-  const out = str(p.values, 'out') ?? join(root, 'runs', 'demo');
+  const root = packageRoot();
+  // runs/demo under the working folder: in an installed package the package root is inside node_modules
+  const out = str(p.values, 'out') ?? join(process.cwd(), 'runs', 'demo');
   const backend = await checkBackend(str(p.values, 'backend'));
   checkOutput(join(out, 'hybrid-mamba2-50-undistilled'), 'folder', {
     option: 'out',

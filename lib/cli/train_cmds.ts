@@ -34,8 +34,9 @@ import { engineFor, evaluate, runJob } from '../train/job.js';
 import type { TrainerOptions } from '../train/trainer.js';
 import { checkStepMemory } from '../train/memory.js';
 import { UsageError, type OptSpec, type Parsed } from './args.js';
+import { packageRoot } from '../package_root.js';
 
-export const ROOT = join(import.meta.dirname, '..', '..');
+export const ROOT = packageRoot();
 /** The tokenizer shipped with the repo (made by `npm run models`: scripts/models.ts, the commands in scripts/commands.ts). */
 export const SHIPPED_TOKENIZER = join(ROOT, 'models', 'tokenizer.json');
 

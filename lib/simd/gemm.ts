@@ -41,6 +41,7 @@ import { Worker } from 'node:worker_threads';
 import { ArgumentError } from '../errors.js';
 import { onArrayChanged } from '../weight_registry.js';
 import { WASM_PAGE_BYTES, WASM_SIMD_INITIAL_PAGES, WASM_SIMD_MAX_PAGES } from './limits.js';
+import { packageRoot } from '../package_root.js';
 
 type FloatArray = Float32Array | Float64Array;
 
@@ -124,8 +125,7 @@ for (;;) {
  * compares): the baseline one, or with `fma` the relaxed-SIMD one. (A function: a browser bundle of this
  * module never reads it, and has no path module.)
  */
-export const wasmPath = (fma = false): string =>
-  join(import.meta.dirname, '..', '..', 'asm', fma ? 'gemm-fma.wasm' : 'gemm.wasm');
+export const wasmPath = (fma = false): string => join(packageRoot(), 'asm', fma ? 'gemm-fma.wasm' : 'gemm.wasm');
 
 let relaxed: boolean | undefined;
 /**

@@ -31,7 +31,7 @@ export interface PlanStep {
  * runs every step over one WebAssembly memory, webgpu records every step into one command encoder (one submit,
  * one readback); cpu and webgl2 walk the steps through their own kernels. Anything else is refused.
  */
-export const PLAN_EXECUTORS: Record<KernelBackendName, readonly string[]> = {
+const PLAN_EXECUTORS: Record<KernelBackendName, readonly string[]> = {
   cpu: ['generic'],
   webasm: ['fused-sync'],
   'webasm-threaded': ['fused-threaded', 'fused-sync'],
@@ -40,7 +40,7 @@ export const PLAN_EXECUTORS: Record<KernelBackendName, readonly string[]> = {
 };
 
 /** Most compiled plans kept alive by default: a d512 model has ~12 per window size. */
-export const MAX_PLANS = 256;
+const MAX_PLANS = 256;
 
 /** A GPU.js pipeline shortcut (gpu.js ships loose types; this is the slice used here). */
 export interface GpuPipeline {

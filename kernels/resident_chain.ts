@@ -56,7 +56,7 @@ interface CommandEncoder {
   copyBufferToBuffer(src: GpuBufferLike, so: number, dst: GpuBufferLike, dOff: number, size: number): void;
   finish(): unknown;
 }
-export interface GpuQueueLike {
+interface GpuQueueLike {
   submit(buffers: unknown[]): void;
   writeBuffer(b: GpuBufferLike, offset: number, data: ArrayBufferView): void;
   onSubmittedWorkDone(): Promise<void>;

@@ -36,10 +36,10 @@ export const KERNEL_BACKENDS: readonly KernelBackendName[] = ['cpu', 'webasm', '
 const inBrowser = typeof window === 'object' && typeof document === 'object';
 
 /** Largest tensor or output (elements) a float32 kernel takes: flat indices must be exact in float32. */
-export const MAX_ELEMENTS = 1 << 24;
+const MAX_ELEMENTS = 1 << 24;
 
 /** Most separate array arguments a kernel gets before they are packed into one buffer. */
-export const MAX_ARGS = 7;
+const MAX_ARGS = 7;
 
 /** Parameter names of a `function (a, b, c) {` source. */
 function paramNames(source: string): string[] {
@@ -52,7 +52,7 @@ function paramNames(source: string): string[] {
 }
 
 /** Rewrite a kernel source so all its array arguments are read from one packed buffer. */
-export function packSource(source: string, names: readonly string[]): string {
+function packSource(source: string, names: readonly string[]): string {
   let body = source.replace(/^\s*function\s*\([^)]*\)/, 'function (packed_)');
   for (const n of names) body = body.replace(new RegExp(`\\b${n}\\[`, 'g'), `packed_[this.constants.OFF_${n} + `);
   return body;
@@ -173,7 +173,7 @@ onArrayChanged((a, copy) => {
 });
 
 /** Throw ArgumentError unless a kernel's output size is a positive integer and it and every input fit MAX_ELEMENTS. */
-export function checkSizes(key: string, outputSize: number, inputs: readonly Float32Array[]): void {
+function checkSizes(key: string, outputSize: number, inputs: readonly Float32Array[]): void {
   if (!Number.isInteger(outputSize) || outputSize <= 0)
     throw new ArgumentError(`${key} output size`, 'a positive integer', outputSize);
   if (outputSize > MAX_ELEMENTS)
@@ -184,7 +184,7 @@ export function checkSizes(key: string, outputSize: number, inputs: readonly Flo
 }
 
 /** The GPU.js kernel class each backend must run on: anything else is a fallback, refused (never silent). */
-export const KERNEL_CLASS: Record<KernelBackendName, string> = {
+const KERNEL_CLASS: Record<KernelBackendName, string> = {
   cpu: 'CPUKernel',
   webasm: 'WebAssemblyKernel',
   'webasm-threaded': 'WebAssemblyKernel',

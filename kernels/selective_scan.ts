@@ -17,7 +17,7 @@
 import type { GpuRuntime } from './runtime.js';
 import { siluExpr, softplusSnippet, unflatten } from './snippets.js';
 
-export type ProjKind = 'time' | 'grouped' | 'invariant';
+type ProjKind = 'time' | 'grouped' | 'invariant';
 
 export interface ScanShape {
   batch: number;

@@ -21,7 +21,7 @@ export function sizeOf(shape: readonly number[]): number {
 }
 
 /** Row-major strides of a shape. */
-export function stridesOf(shape: readonly number[]): number[] {
+function stridesOf(shape: readonly number[]): number[] {
   const s = new Array<number>(shape.length);
   let acc = 1;
   for (let a = shape.length - 1; a >= 0; a--) {
@@ -300,7 +300,7 @@ export class Tensor {
 }
 
 /** Throw ShapeError unless `t.shape` equals `shape`. */
-export function assertSameShape(t: Tensor, shape: readonly number[], what = 'reference'): void {
+function assertSameShape(t: Tensor, shape: readonly number[], what = 'reference'): void {
   if (t.rank !== shape.length || t.shape.some((d, a) => d !== shape[a])) {
     throw new ShapeError(t.name, `[${shape.join(', ')}] (same as ${what})`, t.shape);
   }

@@ -21,7 +21,7 @@ import { UsageError, type Parsed } from './args.js';
 import { EXIT } from './exit.js';
 
 /** `mil conform`'s exit status when no case was checked: every case was unsupported. */
-export const EXIT_NOTHING_CHECKED = EXIT.nothingChecked;
+const EXIT_NOTHING_CHECKED = EXIT.nothingChecked;
 
 const worstLine = (v: Verdict) =>
   v.worst ? `  worst element: ${v.worst.output}[${v.worst.index}] = ${v.worst.got}, reference ${v.worst.want}` : '';

@@ -25,7 +25,7 @@ import { SimdGemm } from '../simd/gemm.js';
 import { engineFor, evaluate } from '../train/job.js';
 import { tokenStream } from './train_cmds.js';
 
-export const DEMO_MODELS = [
+const DEMO_MODELS = [
   'teacher-small',
   'hybrid-mamba2-50',
   'hybrid-mamba1-50',

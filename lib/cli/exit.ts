@@ -63,7 +63,7 @@ export const EXIT_HELP = (Object.keys(EXIT) as ExitName[])
 type ErrorClass = abstract new (...args: never[]) => Error;
 
 /** Error class → exit status; the first class the error is an instance of wins (subclasses before MilError). */
-export const ERROR_EXITS: ReadonlyArray<readonly [ErrorClass, ExitName]> = [
+const ERROR_EXITS: ReadonlyArray<readonly [ErrorClass, ExitName]> = [
   [UsageError, 'usage'],
   [DivergedError, 'diverged'],
   [NonFiniteGradientError, 'diverged'],

@@ -36,7 +36,7 @@ import { checkStepMemory } from '../train/memory.js';
 import { UsageError, type OptSpec, type Parsed } from './args.js';
 import { packageRoot } from '../package_root.js';
 
-export const ROOT = packageRoot();
+const ROOT = packageRoot();
 /** The tokenizer shipped with the repo (made by `npm run models`: scripts/models.ts, the commands in scripts/commands.ts). */
 export const SHIPPED_TOKENIZER = join(ROOT, 'models', 'tokenizer.json');
 
@@ -192,7 +192,7 @@ const num = (v: V, k: string) => v[k] as number | undefined;
  * The tokenizer a command uses: --tokenizer, else the model folder's, else the shipped one — never silently:
  * a model folder without tokenizer.json gets a note naming the fallback (the one `mil generate` takes too).
  */
-export function loadTokenizer(v: V, modelDir?: string): BpeTokenizer {
+function loadTokenizer(v: V, modelDir?: string): BpeTokenizer {
   const path =
     str(v, 'tokenizer') ??
     (modelDir && existsSync(join(modelDir, 'tokenizer.json')) ? join(modelDir, 'tokenizer.json') : SHIPPED_TOKENIZER);
@@ -560,7 +560,7 @@ export async function cmdEval(p: Parsed): Promise<number> {
   return 0;
 }
 
-export function paramCount(m: HybridModel): number {
+function paramCount(m: HybridModel): number {
   return m.weights.names().reduce((s, n) => s + m.weights.get(n).size, 0);
 }
 

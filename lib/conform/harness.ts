@@ -40,17 +40,30 @@ import { GOLDEN_OPS } from '../golden/ops.js';
 import { SCHEMA } from '../golden/verify.js';
 import { buildCase, drawArbitrary, type ConformCase, type Draw } from './cases.js';
 
-export const CONFORM_SCHEMA = 'mil-conform/1';
-export const LINES_SCHEMA = 'mil-conform-lines/1';
-export const REPLAY_SCHEMA = 'mil-conform-replay/1';
-export const EXIT_UNSUPPORTED = 77;
+const CONFORM_SCHEMA = 'mil-conform/1';
+const LINES_SCHEMA = 'mil-conform-lines/1';
+const REPLAY_SCHEMA = 'mil-conform-replay/1';
+const EXIT_UNSUPPORTED = 77;
 export const PROTOCOLS = ['files', 'lines'] as const;
 export type Protocol = (typeof PROTOCOLS)[number];
 
 /** numpy's allclose: an element passes when |got − want| ≤ atol + rtol·|want|. */
 export interface Tolerance {
+  /** relative tolerance */
   rtol: number;
+  /** absolute tolerance */
   atol: number;
+}
+
+/**
+ * numpy.isclose for one element (want the reference): |got − want| ≤ atol + rtol·|want|; a NaN or an infinity is
+ * close only to the same infinity — never to a finite number, even where the bound itself is infinite. The one
+ * rule of every verdict here and of the property suite (lib/conform/properties.ts).
+ */
+export function isClose(got: number, want: number, t: Tolerance): boolean {
+  if (got === want) return true; // equal infinities too
+  if (!Number.isFinite(got) || !Number.isFinite(want)) return false;
+  return Math.abs(got - want) <= t.atol + t.rtol * Math.abs(want);
 }
 
 /**
@@ -85,7 +98,7 @@ export const DEFAULT_TOLERANCE: Record<string, Tolerance> = {
 };
 
 /** The tolerance of `op`: its default, with `rtol` / `atol` replaced where given. */
-export function toleranceOf(op: string, o: Partial<Tolerance> = {}): Tolerance {
+function toleranceOf(op: string, o: Partial<Tolerance> = {}): Tolerance {
   const d = DEFAULT_TOLERANCE[op] ?? { rtol: 1e-4, atol: 1e-6 };
   return { rtol: o.rtol ?? d.rtol, atol: o.atol ?? d.atol };
 }
@@ -104,7 +117,7 @@ export interface Verdict {
 }
 
 /** The files of a case folder (what the port reads). */
-export function caseFiles(c: ConformCase): Array<[string, WriteData]> {
+function caseFiles(c: ConformCase): Array<[string, WriteData]> {
   const json = {
     schema: CONFORM_SCHEMA,
     op: c.op,
@@ -245,7 +258,7 @@ class FilesPort implements PortSession {
 }
 
 /** A tensor as the lines protocol carries it: float64 little-endian, base64. */
-export function encodeTensor(t: Tensor): { shape: number[]; dtype: 'F64'; data_b64: string } {
+function encodeTensor(t: Tensor): { shape: number[]; dtype: 'F64'; data_b64: string } {
   const f = Float64Array.from(t.data);
   const b = Buffer.from(f.buffer, f.byteOffset, f.byteLength);
   if (new Uint8Array(new Float64Array([1]).buffer)[7] !== 0x3f) b.swap64(); // big-endian host
@@ -443,10 +456,12 @@ export function compare(
       const a = g.data[i]!;
       const b = want.data[i]!;
       if (!Number.isFinite(a) && Number.isFinite(b) && nonFinite < 0) nonFinite = i;
+      const close = isClose(a, b, { rtol, atol });
       const diff = a === b ? 0 : Math.abs(a - b); // equal infinities agree
       const bound = atol + rtol * Math.abs(b);
-      const ratio = diff === 0 ? 0 : Number.isNaN(diff) ? Infinity : bound > 0 ? diff / bound : Infinity;
-      if (ratio > 1) outside++;
+      // how far outside: |got − want| / bound (> 1 exactly when not close; Infinity for NaN, ±∞ or bound 0)
+      const ratio = close ? (diff === 0 ? 0 : diff / bound) : diff / bound > 1 ? diff / bound : Infinity;
+      if (!close) outside++;
       if (ratio > atRatio) [at, atRatio] = [i, ratio];
     }
     errors[name] = relError(g.data, want.data);

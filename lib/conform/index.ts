@@ -24,8 +24,11 @@ export {
   compare,
   conform,
   runPort,
+  isClose,
   saveCase,
   type ConformOptions,
+  type ReplayRecord,
+  type Tolerance,
   type ConformReport,
   type Verdict,
 } from './harness.js';
@@ -40,5 +43,5 @@ export {
   type PortFunction,
   type PortTensor,
   type PropertiesOptions,
-  type Tolerance,
+  type PropertyTolerance,
 } from './properties.js';

@@ -25,6 +25,7 @@ import { getOps } from '../ops.js';
 import { Tensor } from '../tensor.js';
 import { GOLDEN_OPS, type Named } from '../golden/ops.js';
 import { buildCase, CONFORM_OPS, drawArbitrary, type Draw } from './cases.js';
+import { isClose, type Tolerance as HarnessTolerance } from './harness.js';
 
 /** A tensor as a port sees it: its shape and its row-major elements (float64 from the harness). */
 export interface PortTensor {
@@ -42,13 +43,8 @@ export type PortFunction = (
   attrs: Record<string, unknown>,
 ) => Record<string, PortTensor> | null | Promise<Record<string, PortTensor> | null>;
 
-/** numpy.allclose's tolerances: an element passes when |got − want| ≤ atol + rtol·|want|. */
-export interface Tolerance {
-  /** relative tolerance (default 1e-5, numpy's) */
-  rtol?: number;
-  /** absolute tolerance (default 1e-8, numpy's) */
-  atol?: number;
-}
+/** numpy.allclose's tolerances (harness.ts `Tolerance`), each optional here: rtol 1e-5 and atol 1e-8 (numpy's). */
+export type PropertyTolerance = Partial<HarnessTolerance>;
 
 /** The ops `properties` covers: every conformance op but `model`. */
 export const PROPERTY_OPS: readonly string[] = CONFORM_OPS.filter((op) => op !== 'model');
@@ -70,7 +66,7 @@ export interface AllcloseResult {
 export function allclose(
   want: Record<string, PortTensor>,
   got: Record<string, PortTensor>,
-  tol: Tolerance = {},
+  tol: PropertyTolerance = {},
 ): AllcloseResult {
   const { rtol, atol } = tolerance(tol);
   const problems: string[] = [];
@@ -91,11 +87,9 @@ export function allclose(
       const a = g.data[i]!;
       const b = w.data[i]!;
       const bound = atol + rtol * Math.abs(b);
-      // as numpy: a NaN or an infinity is close only to the same infinity (never to a finite number, even
-      // where the bound itself is infinite); finite values by the bound
-      const diff = a === b ? 0 : Number.isFinite(a) && Number.isFinite(b) ? Math.abs(a - b) : NaN;
-      const by = Number.isNaN(diff) ? Infinity : diff - bound;
-      if (!(diff <= bound)) {
+      if (!isClose(a, b, { rtol, atol })) {
+        const diff = Number.isFinite(a) && Number.isFinite(b) ? Math.abs(a - b) : NaN;
+        const by = Number.isNaN(diff) ? Infinity : diff - bound;
         bad++;
         if (worst === undefined || by > worstBy)
           [worst, worstBy] = [{ output: name, index: i, got: a, want: b, bound }, by];
@@ -106,7 +100,7 @@ export function allclose(
   return problems.length ? { ok: false, reason: problems.join('; '), worst } : { ok: true };
 }
 
-function tolerance(t: Tolerance): { rtol: number; atol: number } {
+function tolerance(t: PropertyTolerance): { rtol: number; atol: number } {
   const rtol = t.rtol ?? 1e-5;
   const atol = t.atol ?? 1e-8;
   if (!(rtol >= 0) || !Number.isFinite(rtol)) throw new ArgumentError('rtol', 'a finite number ≥ 0', t.rtol);
@@ -121,7 +115,7 @@ const portTensors = (n: Named): Record<string, PortTensor> =>
  * The property of one op over `port`: see the file comment. Throws an `ArgumentError` at once for an op the
  * cases do not cover, or a tolerance that is negative or not a number.
  */
-export function property(op: string, port: PortFunction, tol: Tolerance = {}): fc.IAsyncProperty<[Draw]> {
+export function property(op: string, port: PortFunction, tol: PropertyTolerance = {}): fc.IAsyncProperty<[Draw]> {
   if (!PROPERTY_OPS.includes(op)) throw new ArgumentError('op', `one of ${PROPERTY_OPS.join(', ')}`, op);
   tolerance(tol);
   return fc.asyncProperty(drawArbitrary(op), async (d) => {
@@ -142,7 +136,7 @@ export function property(op: string, port: PortFunction, tol: Tolerance = {}): f
 }
 
 /** The tolerances, and which ops to check. */
-export interface PropertiesOptions extends Tolerance {
+export interface PropertiesOptions extends PropertyTolerance {
   /** the ops your port implements (default: every op of PROPERTY_OPS) */
   ops?: readonly string[];
 }

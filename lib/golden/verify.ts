@@ -118,7 +118,7 @@ async function verifyCase(c: GoldenCase, f: SafetensorsFile, backend: BackendNam
 }
 
 /** Check one model folder: logits of input_ids, and the greedy continuation of prompt through the caches. */
-export async function verifyModel(dir: string, name: string, backend: BackendName, tol: number): Promise<CaseResult> {
+async function verifyModel(dir: string, name: string, backend: BackendName, tol: number): Promise<CaseResult> {
   const base = { name, op: 'model', errors: {} as Record<string, number>, tolerance: tol };
   try {
     const m = loadModel(dir);

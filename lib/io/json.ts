@@ -24,7 +24,7 @@ export class InputFileError extends MilError {
  * The first key that appears twice in one object of a JSON text (as a path like `a.b`), or null.
  * The text must already be valid JSON (run JSON.parse first); this scanner only tracks keys.
  */
-export function findDuplicateKey(text: string): string | null {
+function findDuplicateKey(text: string): string | null {
   let i = 0;
   const ws = () => {
     while (i < text.length && ' \t\n\r'.includes(text[i]!)) i++;

@@ -102,7 +102,7 @@ function real(p: string): string {
 const label = (o: PathUse) => `--${o.option}${o.derived ? ` (${o.derived} ${o.path})` : ''}`;
 
 /** Why `dir` (an existing folder) counts as an earlier output of `command`, or undefined if it does not. */
-export function ownOutput(dir: string, command: string, derived = false): string | undefined {
+function ownOutput(dir: string, command: string, derived = false): string | undefined {
   const entries = readdirSync(dir);
   if (entries.length === 0) return 'empty';
   const json = (f: string): Record<string, unknown> | undefined => {

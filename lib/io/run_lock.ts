@@ -19,7 +19,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { IoError, OutputLockedError, lockIsLive } from './writer.js';
 
 /** The run lock file of `out`. */
-export const runLockPath = (out: string) => join(dirname(resolve(out)), `.${basename(resolve(out))}.mil-run-lock`);
+const runLockPath = (out: string) => join(dirname(resolve(out)), `.${basename(resolve(out))}.mil-run-lock`);
 
 const held = new Set<string>();
 

@@ -16,7 +16,7 @@ import { writeFile } from './writer.js';
 import { SafetensorsError } from '../errors.js';
 import { Tensor, sizeOf } from '../tensor.js';
 
-export const MAX_HEADER_BYTES = 100 * 1024 * 1024;
+const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 
 const DTYPE_SIZE: Record<string, number> = {
   F64: 8,
@@ -61,7 +61,7 @@ export function parseSafetensors(bytes: Uint8Array, path = '<buffer>'): Safetens
  * Parse and validate the header of a safetensors file of `fileBytes` bytes from its first bytes `prefix`
  * (at least the 8-byte length and the header): every check of parseSafetensors, without the data.
  */
-export function parseSafetensorsHeader(prefix: Uint8Array, fileBytes: number, path = '<buffer>'): SafetensorsHeader {
+function parseSafetensorsHeader(prefix: Uint8Array, fileBytes: number, path = '<buffer>'): SafetensorsHeader {
   const fail = (why: string): never => {
     throw new SafetensorsError(path, why);
   };
@@ -128,7 +128,7 @@ export function parseSafetensorsHeader(prefix: Uint8Array, fileBytes: number, pa
 }
 
 /** The largest file read whole (node's Buffer limit); larger checkpoints must be sharded. */
-export const MAX_FILE_BYTES = 2 ** 31 - 1;
+const MAX_FILE_BYTES = 2 ** 31 - 1;
 
 /**
  * Read and validate a safetensors file. Refused before reading it whole: anything but a regular file
@@ -306,7 +306,7 @@ const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 export type WriteDType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'U8';
 
 /** float → IEEE half (round to nearest even; overflow → ±Inf). */
-export function floatToHalf(v: number): number {
+function floatToHalf(v: number): number {
   const f = new Float32Array([v]);
   const x = new Uint32Array(f.buffer)[0]!;
   const sign = (x >>> 16) & 0x8000;
@@ -332,7 +332,7 @@ export function floatToHalf(v: number): number {
 }
 
 /** float → bfloat16 (round to nearest even). */
-export function floatToBf16(v: number): number {
+function floatToBf16(v: number): number {
   const f = new Float32Array([v]);
   const x = new Uint32Array(f.buffer)[0]!;
   if ((x & 0x7f800000) === 0x7f800000 && x & 0x7fffff) return (x >>> 16) | 0x40;

@@ -10,7 +10,7 @@ import { SafetensorsError } from '../errors.js';
 import { Rng } from '../rng.js';
 import { Tensor } from '../tensor.js';
 
-export const MUTATIONS = [
+const MUTATIONS = [
   'none',
   'duplicate-key',
   'gap',
@@ -23,7 +23,7 @@ export const MUTATIONS = [
   'flip-bytes',
   'header-length',
 ] as const;
-export type Mutation = (typeof MUTATIONS)[number];
+type Mutation = (typeof MUTATIONS)[number];
 
 function header(bytes: Uint8Array): {
   json: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
@@ -43,7 +43,7 @@ function assemble(headerText: string, data: Uint8Array): Uint8Array {
 }
 
 /** A random valid file, then one mutation. Returns the bytes and whether the mutation must be rejected. */
-export function fuzzCase(r: Rng, m: Mutation): { bytes: Uint8Array; mustReject: boolean } {
+function fuzzCase(r: Rng, m: Mutation): { bytes: Uint8Array; mustReject: boolean } {
   const tensors: Record<string, Tensor> = {};
   const count = r.int(1, 4);
   for (let i = 0; i < count; i++) {
@@ -127,7 +127,7 @@ export function fuzzCase(r: Rng, m: Mutation): { bytes: Uint8Array; mustReject: 
 export type Outcome = 'accepted' | 'rejected' | 'WRONG-accepted' | 'CRASH';
 
 /** Run the reader on one case: accepted files must decode completely; anything thrown must be typed. */
-export function runCase(bytes: Uint8Array, mustReject: boolean): { outcome: Outcome; detail?: string } {
+function runCase(bytes: Uint8Array, mustReject: boolean): { outcome: Outcome; detail?: string } {
   try {
     const f = parseSafetensors(bytes, 'fuzz');
     for (const name of f.tensors.keys()) {

@@ -38,7 +38,7 @@ export function decodeShown(tok: Tokenizer, ids: number[]): string {
 }
 
 /** End-of-turn tokens that stop a reply when the tokenizer has them as one token. */
-export const END_OF_TURN_TOKENS = ['<|eot_id|>', '<|eom_id|>', '<|end_of_text|>', '</s>'];
+const END_OF_TURN_TOKENS = ['<|eot_id|>', '<|eom_id|>', '<|end_of_text|>', '</s>'];
 
 /**
  * The ids that end a reply: config.json's eos_token_id (one or a list), generation_config.json's (passed

@@ -19,7 +19,7 @@ import { ConfigError, PRETRAINED_CONFIG_IGNORED, checkObject, ignoring, type Sch
 export { ConfigError };
 
 /** Limits that keep a hostile config from allocating without bound before its checkpoint is read. */
-export const CONFIG_LIMITS = { layers: 4096, width: 1 << 17, vocab: 1 << 22, positions: 1 << 24 } as const;
+const CONFIG_LIMITS = { layers: 4096, width: 1 << 17, vocab: 1 << 22, positions: 1 << 24 } as const;
 
 const ROPE_SCHEMA: Schema = {
   rope_type: { type: 'string', oneOf: ['default', 'llama3'], note: 'other rope types are not implemented' },
@@ -32,7 +32,7 @@ const ROPE_SCHEMA: Schema = {
 };
 
 /** Hugging Face LlamaConfig: every key it defines, with what this implementation supports. */
-export const LLAMA_SCHEMA: Schema = {
+const LLAMA_SCHEMA: Schema = {
   ...ignoring(PRETRAINED_CONFIG_IGNORED),
   model_type: { type: 'string', oneOf: ['llama'], note: 'only Llama teachers are implemented' },
   vocab_size: { type: 'int', min: 1, max: CONFIG_LIMITS.vocab, required: true },
@@ -57,7 +57,7 @@ export const LLAMA_SCHEMA: Schema = {
 };
 
 /** MambaInLlama's MambaConfig dataclass (mamba/ and mamba2/hybrid_mamba_config.py) and its ssm_cfg. */
-export const MAMBA_SCHEMA: Schema = {
+const MAMBA_SCHEMA: Schema = {
   d_model: { type: 'int', min: 1, max: CONFIG_LIMITS.width, required: true },
   d_inner: { type: 'int', min: 1, max: CONFIG_LIMITS.width },
   d_xb: { type: 'int', min: 1, max: CONFIG_LIMITS.width, required: true },

@@ -225,7 +225,7 @@ export function saveModel(
 }
 
 /** The files of a model folder that say how its text is tokenized: they travel with converted weights. */
-export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json'] as const;
+const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json'] as const;
 
 /** `dir`'s tokenizer files that exist, as [name, bytes] for saveModel's `extra`. */
 export function tokenizerFiles(dir: string): Array<[string, WriteData]> {

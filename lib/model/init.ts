@@ -21,7 +21,7 @@ import { expectedWeights } from './load.js';
 import { WeightStore } from './weights.js';
 
 /** A generator seed for one weight: FNV-1a of its name, mixed with the checkpoint's seed (a safe integer). */
-export function weightSeed(seed: number, name: string): number {
+function weightSeed(seed: number, name: string): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193) >>> 0;
   return (seed % 2 ** 21) * 2 ** 32 + h; // < 2^53
@@ -46,7 +46,7 @@ function fillUniformStd(r: Rng, a: Float32Array, mean: number, std: number): voi
 }
 
 /** The values of one random weight (see the table at the top). */
-export function randomWeight(seed: number, name: string, shape: readonly number[]): Tensor {
+function randomWeight(seed: number, name: string, shape: readonly number[]): Tensor {
   const r = new Rng(weightSeed(seed, name));
   const a = new Float32Array(sizeOf(shape)); // (shape)
   if (name === 'model.embed_tokens.weight' || name === 'lm_head.weight') fillUniformStd(r, a, 0, 1);

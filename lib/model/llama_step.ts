@@ -46,7 +46,7 @@ type FloatArray = Float32Array | Float64Array;
  * arithmetic whether the rows come together or one by one (a speculative draft catching up on two accepted
  * tokens); past that, the products over several rows at once win.
  */
-export const FUSED_MAX_TOKENS = 3;
+const FUSED_MAX_TOKENS = 3;
 export function fusedStepApplies(ops: Ops, m: HybridModel, batch: number, L: number): boolean {
   return ops.name === 'wasm-simd' && !m.mamba && batch === 1 && L >= 1 && L <= FUSED_MAX_TOKENS;
 }

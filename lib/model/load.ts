@@ -75,7 +75,7 @@ const FLOAT_DTYPES = new Set(['BF16', 'F16', 'F32', 'F64']);
  * config.json's `torch_dtype` (or the newer `dtype`), where given, is the dtype of every floating weight:
  * a weight stored otherwise is a ConfigError naming it, before any weight is read.
  */
-export function checkDtypes(plan: CheckpointPlan, config: Record<string, unknown>, file: string): void {
+function checkDtypes(plan: CheckpointPlan, config: Record<string, unknown>, file: string): void {
   const key = config.torch_dtype != null ? 'torch_dtype' : config.dtype != null ? 'dtype' : null;
   if (key === null) return;
   const want = TORCH_DTYPES[config[key] as string];
@@ -96,7 +96,7 @@ export function checkDtypes(plan: CheckpointPlan, config: Record<string, unknown
  * A tokenizer.json beside the weights must have config.json's vocab_size tokens (its model's vocabulary and
  * its added tokens: the highest id + 1); checked from the JSON before any weight is read.
  */
-export function checkTokenizerVocab(path: string, vocabSize: number): void {
+function checkTokenizerVocab(path: string, vocabSize: number): void {
   if (!existsSync(path)) return;
   const j = readJsonObject(path, (p) => new ConfigError(path, p));
   const model = j.model as { vocab?: unknown } | undefined;
@@ -129,7 +129,7 @@ export class MemoryError extends MilError {
 const gib = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB (${b} bytes)`;
 
 /** The checkpoint's weights must fit the memory limit and, on wasm-simd, the module's memory (MemoryError). */
-export function checkMemory(plan: CheckpointPlan, o: LoadOptions = {}): void {
+function checkMemory(plan: CheckpointPlan, o: LoadOptions = {}): void {
   const limit = o.memoryLimit ?? freemem();
   if (plan.residentBytes > limit)
     throw new MemoryError(
@@ -270,7 +270,7 @@ export function expectedWeights(m: HybridModel): Record<string, number[]> {
 }
 
 /** Weights the forward reads when present (upstream's conv_bias / bias options), with their shapes. */
-export function optionalWeights(m: HybridModel): Record<string, number[]> {
+function optionalWeights(m: HybridModel): Record<string, number[]> {
   const e: Record<string, number[]> = {};
   if (!m.mamba) return e;
   const { dInner: I, dXb: X, nHeads: H } = m.mamba;
@@ -293,7 +293,7 @@ const IGNORABLE = /^model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq$/;
  * work), then every expected weight present with its shape, then nothing unexpected (a weight the forward
  * would silently ignore — a layer beyond num_hidden_layers, a bias the config does not declare).
  */
-export function checkWeights(m: HybridModel): void {
+function checkWeights(m: HybridModel): void {
   const W: WeightStore = m.weights;
   const src = W.source;
   let maxLayer = -1;

@@ -16,7 +16,7 @@ export class ConfigError extends MilError {
   }
 }
 
-export type FieldSpec =
+type FieldSpec =
   | { type: 'int'; min?: number; max?: number; nullable?: boolean; required?: boolean; note?: string }
   | { type: 'number'; min?: number; max?: number; above?: number; required?: boolean; note?: string }
   | { type: 'bool'; only?: boolean; required?: boolean; note?: string }

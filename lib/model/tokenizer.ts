@@ -42,7 +42,7 @@ export const byteTokenizer: Tokenizer = {
     new TextDecoder('utf-8', { fatal: false }).decode(Uint8Array.from(ids.filter((i) => i >= 0 && i < 256))),
 };
 
-export function tokenizerFor(vocabSize: number): Tokenizer | null {
+function tokenizerFor(vocabSize: number): Tokenizer | null {
   return vocabSize >= 256 ? byteTokenizer : null;
 }
 

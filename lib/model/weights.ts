@@ -58,7 +58,7 @@ export class WeightStore {
 }
 
 /** Where one weight of a checkpoint lies: its shard and its header entry. */
-export interface PlannedWeight {
+interface PlannedWeight {
   header: SafetensorsHeader;
   info: TensorInfo;
 }
@@ -76,7 +76,7 @@ export interface CheckpointPlan {
 }
 
 /** Bytes a weight of this dtype and element count takes once read (readCheckpoint keeps it compact). */
-export function residentBytes(dtype: string, elements: number): number {
+function residentBytes(dtype: string, elements: number): number {
   return elements * (dtype === 'F32' || dtype === 'F16' || dtype === 'BF16' ? 4 : 8);
 }
 

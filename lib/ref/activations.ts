@@ -14,7 +14,7 @@ export function silu(x: number): number {
   return x / (1 + Math.exp(-x));
 }
 
-export function sigmoid(x: number): number {
+function sigmoid(x: number): number {
   return 1 / (1 + Math.exp(-x));
 }
 

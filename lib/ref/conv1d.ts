@@ -177,7 +177,7 @@ export function checkActivation(a: unknown): void {
   if (a !== undefined && a !== null && a !== 'silu') throw new ArgumentError('activation', "null or 'silu'", a);
 }
 
-export function checkSeqlens(c: readonly number[], batch: number): void {
+function checkSeqlens(c: readonly number[], batch: number): void {
   if (c.length !== batch) throw new ArgumentError('cacheSeqlens', `${batch} entries (one per batch row)`, c.length);
   for (const v of c)
     if (!Number.isInteger(v) || v < 0) throw new ArgumentError('cacheSeqlens', 'non-negative integers', c);

@@ -47,14 +47,7 @@ export interface ProjectionLayout {
 }
 
 /** Classify B or C against (batch, dim, N, L) and return its indexer; throws ShapeError on mismatch. */
-export function projectionLayout(
-  name: string,
-  t: Tensor,
-  batch: number,
-  dim: number,
-  N: number,
-  L: number,
-): ProjectionLayout {
+function projectionLayout(name: string, t: Tensor, batch: number, dim: number, N: number, L: number): ProjectionLayout {
   if (t.rank === 2) {
     dims({ [name]: [t, [dim, N]] });
     return { kind: 'invariant', groups: 1, index: (_b, d, n) => d * N + n };

@@ -69,7 +69,7 @@ export function ssdDims(inp: SsdInputs): SsdDims {
 }
 
 /** Δ_t per (batch, L, H): softplus(dt + dt_bias) or dt + dt_bias. */
-export function ssdDelta(inp: SsdInputs, s: SsdDims): Float64Array {
+function ssdDelta(inp: SsdInputs, s: SsdDims): Float64Array {
   const out = new Float64Array(s.batch * s.L * s.H);
   for (let i = 0; i < out.length; i++) {
     const v = inp.delta.data[i]! + (inp.deltaBias ? inp.deltaBias.data[i % s.H]! : 0);

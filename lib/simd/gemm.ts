@@ -97,7 +97,7 @@ const SPIN_MS = 0.2;
  * for 4 rows (106–158 vs 99–136, noisy); one row (0.5 MFLOP, decode) and the 8 × 388 × 128 in-projection
  * (0.8 MFLOP) stay on one. (The earlier 8 MFLOP came from a run where 5 rows were faster on one thread.)
  */
-export const MIN_PARALLEL_FLOP = 1 << 21;
+const MIN_PARALLEL_FLOP = 1 << 21;
 
 // the product being computed, shared by all threads (Int32): [next chunk, chunks, chunk columns, ap, bp, cp, M, N, K]
 const JOB = 9;

@@ -123,7 +123,7 @@ const MONTHS = 'January February March April May June July August September Octo
 const DAYS = 'Sunday Monday Tuesday Wednesday Thursday Friday Saturday'.split(' ');
 
 /** Python's `date.strftime` for the directives chat templates use (%d %m %Y %y %b %B %a %A %H %M %S %j %%). */
-export function strftime(d: Date, format: string): string {
+function strftime(d: Date, format: string): string {
   const p2 = (n: number) => String(n).padStart(2, '0');
   const dayOfYear =
     Math.round((+new Date(d.getFullYear(), d.getMonth(), d.getDate()) - +new Date(d.getFullYear(), 0, 1)) / 864e5) + 1;

@@ -60,7 +60,7 @@ function rows(pairs: Pair[]): number[][] {
 }
 
 /** Σ log-probabilities of each row's continuation (positions ≥ promptLen), from logits (rows·L, V). */
-export function sequenceLogps(
+function sequenceLogps(
   logits: Float64Array,
   ids: number[][],
   promptLen: number,

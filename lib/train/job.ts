@@ -40,7 +40,7 @@ import { MilError } from '../errors.js';
 import { RUN_FILE, checkResume, inspectCheckpoint, runIdentity, runRecord, setAside } from './run_record.js';
 
 /** How far above max(first value, ln V) a training loss or validation NLL may go before the run is called diverged. */
-export const EXPLODE = 3;
+const EXPLODE = 3;
 
 /** The run diverged: `what` went non-finite or exploded at `step`; `kept` says what is left on disk. */
 export class DivergedError extends MilError {
@@ -131,7 +131,7 @@ export interface JobOptions {
   extra?: Array<[string, WriteData]>;
 }
 
-export interface HistoryRow extends StepInfo {
+interface HistoryRow extends StepInfo {
   seconds: number;
   valPpl?: number;
   valNll?: number;
@@ -248,7 +248,7 @@ export async function runJob(o: JobOptions): Promise<JobResult> {
 }
 
 /** Training loss (smoothed) and validation loss against step. */
-export function lossSvg(history: HistoryRow[], title: string): string {
+function lossSvg(history: HistoryRow[], title: string): string {
   const k = Math.max(1, Math.floor(history.length / 50));
   const train: Array<[number, number]> = [];
   for (let i = 0; i < history.length; i += k) {

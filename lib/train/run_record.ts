@@ -82,7 +82,7 @@ function canonical(v: unknown): string {
 }
 
 /** sha256 of a model: its configs and every weight's name, dtype, shape and values. */
-export function hashModel(m: HybridModel): string {
+function hashModel(m: HybridModel): string {
   const h = createHash('sha256');
   h.update(canonical({ llama: m.llama, mamba: m.mamba ?? null }));
   for (const n of [...m.weights.names()].sort()) {
@@ -94,7 +94,7 @@ export function hashModel(m: HybridModel): string {
 }
 
 /** sha256 of token streams (each as int32 values, with its length). */
-export function hashTokens(...streams: ReadonlyArray<readonly number[]>): string {
+function hashTokens(...streams: ReadonlyArray<readonly number[]>): string {
   const h = createHash('sha256');
   for (const s of streams) {
     h.update(`${s.length}\n`);

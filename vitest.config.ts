@@ -14,7 +14,7 @@ const paths = (
 ).compilerOptions.paths;
 const selfAlias = Object.entries(paths).map(([name, [path]]) => ({
   find: new RegExp(`^${name}$`),
-  replacement: resolve(import.meta.dirname, path!),
+  replacement: resolve(import.meta.dirname, path),
 }));
 
 export default defineConfig({

@@ -23,15 +23,15 @@ export function scanLoop(
     h.fill(0);
     for (let t = 0; t < L; t++) {
       const i = d * L + t;
-      const v = delta[i]! + bias[d]!;
+      const v = delta[i] + bias[d];
       const dl = v > 20 ? v : Math.log1p(Math.exp(v));
       let y = 0;
       for (let n = 0; n < N; n++) {
-        h[n] = Math.exp(dl * A[d * N + n]!) * h[n]! + dl * B[n * L + t]! * u[i]!;
-        y += C[n * L + t]! * h[n]!;
+        h[n] = Math.exp(dl * A[d * N + n]) * h[n] + dl * B[n * L + t] * u[i];
+        y += C[n * L + t] * h[n];
       }
-      y += D[d]! * u[i]!;
-      out[i] = y * (z[i]! / (1 + Math.exp(-z[i]!)));
+      y += D[d] * u[i];
+      out[i] = y * (z[i] / (1 + Math.exp(-z[i])));
     }
   }
   return out;
@@ -43,7 +43,7 @@ export function matvecLoop(W: Float32Array, x: Float32Array, rows: number, cols:
   for (let r = 0; r < rows; r++) {
     let s = 0;
     const o = r * cols;
-    for (let c = 0; c < cols; c++) s += W[o + c]! * x[c]!;
+    for (let c = 0; c < cols; c++) s += W[o + c] * x[c];
     y[r] = s;
   }
   return y;
@@ -66,13 +66,13 @@ export function multistepLoop(
   const out = new Float32Array(K * dim);
   for (let k = 0; k < K; k++)
     for (let d = 0; d < dim; d++) {
-      const v = dt[k * dim + d]! + bias[d]!;
+      const v = dt[k * dim + d] + bias[d];
       const dl = v > 20 ? v : Math.log1p(Math.exp(v));
       let y = 0;
       for (let n = 0; n < N; n++) {
         const si = d * N + n;
-        h[si] = Math.exp(dl * A[si]!) * h[si]! + dl * B[k * N + n]! * x[k * dim + d]!;
-        y += C[k * N + n]! * h[si];
+        h[si] = Math.exp(dl * A[si]) * h[si] + dl * B[k * N + n] * x[k * dim + d];
+        y += C[k * N + n] * h[si];
       }
       out[k * dim + d] = y;
     }

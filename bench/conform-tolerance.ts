@@ -17,6 +17,7 @@ import { CONFORM_OPS, buildCase, drawArbitrary } from '../lib/conform/cases.js';
 import { DEFAULT_TOLERANCE } from '../lib/conform/harness.js';
 import { GOLDEN_OPS } from '../lib/golden/ops.js';
 import { getOps } from '../lib/ops.js';
+import { lookup } from '../lib/checked.js';
 
 const atol = Number(process.argv[2] ?? 1e-6);
 const ref = await getOps('reference');
@@ -34,13 +35,13 @@ for (const op of CONFORM_OPS) {
         continue;
       }
       const I = Object.fromEntries(Object.entries(c.inputs).map(([k, t]) => [k, t.map(Math.fround)]));
-      const got = await GOLDEN_OPS[op]!.run(ref, I, c.attrs);
+      const got = await lookup(GOLDEN_OPS, op).run(ref, I, c.attrs);
       used++;
       for (const [k, want] of Object.entries(c.expected))
         for (let i = 0; i < want.size; i++) {
-          const diff = Math.abs(Math.fround(got[k]!.data[i]!) - want.data[i]!);
-          need = Math.max(need, diff <= atol ? 0 : (diff - atol) / Math.abs(want.data[i]!));
+          const diff = Math.abs(Math.fround(lookup(got, k).data[i]) - want.data[i]);
+          need = Math.max(need, diff <= atol ? 0 : (diff - atol) / Math.abs(want.data[i]));
         }
     }
-  console.log(`${op}: ${used}, ${beyond}, ${need.toExponential(1)} (${DEFAULT_TOLERANCE[op]!.rtol})`);
+  console.log(`${op}: ${used}, ${beyond}, ${need.toExponential(1)} (${lookup(DEFAULT_TOLERANCE, op).rtol})`);
 }

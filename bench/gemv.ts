@@ -56,10 +56,10 @@ for (const [M, K, N] of SHAPES) {
   const y = new Float32Array(M * N); // reused: no allocation inside the timing
   const session = await ortMatMul(M, K, N, transposed(w, N, K));
   const feeds = { x: new ort.Tensor('float32', x, [M, K]) };
-  const check = (await session.run(feeds)).y!.data as Float32Array;
+  const check = (await session.run(feeds)).y.data as Float32Array;
   one.linear(x, M, K, w, N, true, y);
   let worst = 0; // ours and onnxruntime compute the same product (float32, sums in other orders)
-  for (let i = 0; i < M * N; i++) worst = Math.max(worst, Math.abs(check[i]! - y[i]!));
+  for (let i = 0; i < M * N; i++) worst = Math.max(worst, Math.abs(check[i] - y[i]));
   if (worst > 1e-3 * Math.sqrt(K)) throw new Error(`onnxruntime and ours differ by ${worst} on ${M}×${K}×${N}`);
   const [ours1, ours2, tfjs, onnxMs, readMs] = (await timeAll([
     () => one.linear(x, M, K, w, N, true, y),

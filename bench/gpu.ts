@@ -31,6 +31,7 @@ import { layerKinds } from '../lib/model/mixers/block.js';
 import { randomLlama } from '../lib/model/random.js';
 import { getOps } from '../lib/ops.js';
 import { unavailableReason } from '../kernels/runtime.js';
+import { lookup } from '../lib/checked.js';
 
 const args = process.argv.slice(2);
 const flag = (k: string) => (args.includes(`--${k}`) ? args[args.indexOf(`--${k}`) + 1] : undefined);
@@ -139,7 +140,7 @@ for (const [name, m] of models) {
     await once(2);
     const r = await once(TOKENS);
     tokensOf[name]['per-op'] = r.ids;
-    const same = r.ids.every((id, i) => id === tokensOf[name]!['chain']![i]);
+    const same = r.ids.every((id, i) => id === lookup(lookup(tokensOf, name), 'chain')[i]);
     rows.push({
       model: name,
       path: 'webgpu, per op (a submission and a readback each)',

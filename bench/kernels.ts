@@ -15,13 +15,14 @@ import { Rng } from '../lib/rng.js';
 import { Tensor } from '../lib/tensor.js';
 import { writeFile } from '../lib/io/writer.js';
 import { matvecLoop, multistepLoop, scanLoop } from './baselines.js';
+import { lookup } from '../lib/checked.js';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const bi = args.indexOf('--backends');
 const status = await backendStatus();
 const wanted =
-  bi >= 0 ? args[bi + 1]!.split(',') : status.filter((s) => s.available && s.name !== 'reference').map((s) => s.name);
+  bi >= 0 ? args[bi + 1].split(',') : status.filter((s) => s.available && s.name !== 'reference').map((s) => s.name);
 for (const s of status) if (!s.available) console.log(`# backend '${s.name}' not available here: ${s.reason}`);
 
 const r = new Rng(2024);
@@ -34,7 +35,7 @@ async function median(name: string, fn: () => unknown, samples: number): Promise
     await fn();
   });
   await b.run();
-  const res = b.tasks[0]!.result as unknown as { latency?: { p50: number }; error?: Error };
+  const res = b.tasks[0].result as unknown as { latency?: { p50: number }; error?: Error };
   if (!res.latency) throw res.error ?? new Error(`${name}: no result`);
   return res.latency.p50;
 }
@@ -139,7 +140,7 @@ const log = (row: Row) => {
   for (const name of wanted) opsFor[name] = await getOps(name);
   const one: Record<string, number> = {};
   for (const name of wanted) {
-    const o = opsFor[name]!;
+    const o = lookup(opsFor, name);
     const x = f32([1, dim], -1, 1),
       dt = f32([1, dim], -1, 1),
       B = f32([1, N], -1, 1),
@@ -175,7 +176,7 @@ const log = (row: Row) => {
     );
     log({ kernel: 'multistep', size, backend: 'ts-f32-loop', medianMs: base, ratioToLoop: 1 });
     for (const name of wanted) {
-      const o = opsFor[name]!;
+      const o = lookup(opsFor, name);
       const ms = await median(
         `ms ${name} ${K}`,
         () =>
@@ -195,7 +196,7 @@ const log = (row: Row) => {
           }),
         quick ? 2 : 5,
       );
-      const rowAt = (t: Tensor, k: number) => t.slice(1, k, k + 1).reshape([1, t.shape[2]!]);
+      const rowAt = (t: Tensor, k: number) => t.slice(1, k, k + 1).reshape([1, t.shape[2]]);
       const xs = Array.from({ length: K }, (_, k) => ({
         x: rowAt(x, k),
         delta: rowAt(dt, k),
@@ -217,14 +218,14 @@ const log = (row: Row) => {
         backend: name,
         medianMs: ms,
         ratioToLoop: ms / base,
-        extra: { vsOneUpdate: ms / one[name]!, vsKUpdates: ms / sep },
+        extra: { vsOneUpdate: ms / lookup(one, name), vsKUpdates: ms / sep },
       });
     }
   }
 }
 
 const oi = args.indexOf('--out');
-const dir = oi >= 0 ? args[oi + 1]! : join(import.meta.dirname, 'results');
+const dir = oi >= 0 ? args[oi + 1] : join(import.meta.dirname, 'results');
 const meta = {
   date: new Date().toISOString(),
   node: process.version,

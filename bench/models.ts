@@ -25,12 +25,13 @@ import { writeFile } from '../lib/io/writer.js';
 import { barChartSvg, writeSvg } from '../lib/plot/svg.js';
 import { SimdGemm } from '../lib/simd/gemm.js';
 import { getRuntime } from '../kernels/runtime.js';
+import { lastOf } from '../lib/checked.js';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const bi = args.indexOf('--backends');
 const status = await backendStatus();
-const backends = bi >= 0 ? args[bi + 1]!.split(',') : status.filter((s) => s.available).map((s) => s.name);
+const backends = bi >= 0 ? args[bi + 1].split(',') : status.filter((s) => s.available).map((s) => s.name);
 const opt = (name: string) => (args.indexOf(name) >= 0 ? args[args.indexOf(name) + 1] : undefined);
 const TORCH_PY = opt('--torch-python') ?? '/usr/bin/python3';
 const TORCH_DEVICE = opt('--torch-device') ?? 'cpu';
@@ -46,7 +47,7 @@ function bandwidth(kind: 'f32' | 'f64'): number {
   for (let r = 0; r < 5; r++) {
     const t = performance.now();
     let s = 0;
-    for (let i = 0; i < n; i++) s += a[i]!;
+    for (let i = 0; i < n; i++) s += a[i];
     best = Math.min(best, performance.now() - t);
     sink += s;
   }
@@ -58,7 +59,7 @@ function bandwidth(kind: 'f32' | 'f64'): number {
 function paramsPerToken(m: HybridModel): number {
   let p = 0;
   for (const [name, shape] of Object.entries(expectedWeights(m)))
-    p += name === 'model.embed_tokens.weight' ? shape[1]! : shape.reduce((a, b) => a * b, 1);
+    p += name === 'model.embed_tokens.weight' ? shape[1] : shape.reduce((a, b) => a * b, 1);
   if (m.llama.tieWordEmbeddings) p += m.llama.vocabSize * m.llama.hiddenSize;
   return p;
 }
@@ -149,7 +150,7 @@ const torchRows: Array<{
   msPerToken: number;
   sameTokens: string;
 }> = [];
-const ourBackend = backends.includes('wasm-simd') ? 'wasm-simd' : backends[0]!;
+const ourBackend = backends.includes('wasm-simd') ? 'wasm-simd' : backends[0];
 if (spawnSync(TORCH_PY, ['-c', 'import torch'], { encoding: 'utf8' }).status === 0) {
   const tdir = mkdtempSync(join(tmpdir(), 'mil-bench-models-'));
   try {
@@ -186,7 +187,7 @@ if (spawnSync(TORCH_PY, ['-c', 'import torch'], { encoding: 'utf8' }).status ===
             },
           },
         );
-        const t = JSON.parse(out.trim().split('\n').at(-1)!);
+        const t = JSON.parse(lastOf(out.trim().split('\n')));
         const same = (t.tokens as number[]).filter((x, i) => x === ours.tokens[i]).length;
         torchRows.push({
           model: name,

@@ -70,7 +70,7 @@ cases.push({
   run: async () => Object.values(await ops.selectiveStateUpdate(su)).map((t) => t.data as Float32Array),
 });
 
-const median = (a: number[]) => [...a].sort((p, q) => p - q)[Math.floor(a.length / 2)]!;
+const median = (a: number[]) => [...a].sort((p, q) => p - q)[Math.floor(a.length / 2)];
 const rowsOut: Array<{
   op: string;
   rows: number;
@@ -90,8 +90,8 @@ for (const c of cases) {
       if (i >= 3) t[mode].push(performance.now() - t0); // the first calls compile
     }
   rt.plans.enabled = true;
-  const sameBits = res.fused!.every(
-    (a, i) => a.length === res.loose![i]!.length && a.every((v, j) => Object.is(v, res.loose![i]![j])),
+  const sameBits = res.fused.every(
+    (a, i) => a.length === res.loose[i].length && a.every((v, j) => Object.is(v, res.loose[i][j])),
   );
   const row = {
     op: c.name,

@@ -95,7 +95,7 @@ for (const [tname, m] of targets) {
           pairs.push({ plainMs: plainNow, s: sp });
         }
         pairs.sort((a, b) => a.plainMs / a.s.decodeMs - b.plainMs / b.s.decodeMs);
-        const { plainMs, s } = pairs[Math.floor(pairs.length / 2)]!;
+        const { plainMs, s } = pairs[Math.floor(pairs.length / 2)];
         const row = {
           target: tname,
           draft: dname,

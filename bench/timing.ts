@@ -7,7 +7,7 @@
 /** The median of xs (the upper one of an even count). */
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
+  return s[Math.floor(s.length / 2)];
 }
 
 /**
@@ -32,11 +32,11 @@ export async function timeAll(fs: Array<() => unknown>, rounds = 11): Promise<nu
   for (let r = 0; r < rounds; r++)
     for (const [i, f] of fs.entries()) {
       const t = performance.now();
-      for (let k = 0; k < per[i]!; k++) {
+      for (let k = 0; k < per[i]; k++) {
         const p = f();
         if (p instanceof Promise) await p;
       }
-      samples[i]!.push((performance.now() - t) / per[i]!);
+      samples[i].push((performance.now() - t) / per[i]);
     }
   return samples.map(median);
 }

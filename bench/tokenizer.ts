@@ -51,9 +51,9 @@ for (const name of ['llama3', 'llama2']) {
     tokenizer: name,
     mb,
     tokens,
-    oursMBs: mb / (oursMs! / 1000),
-    hfMBs: mb / (hfMs! / 1000),
-    vsHf: hfMs! / oursMs!,
+    oursMBs: mb / (oursMs / 1000),
+    hfMBs: mb / (hfMs / 1000),
+    vsHf: hfMs / oursMs,
   };
   rows.push(row);
   console.log(JSON.stringify(row));

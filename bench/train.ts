@@ -24,6 +24,7 @@ import { Rng } from '../lib/rng.js';
 import { writeFile } from '../lib/io/writer.js';
 import { barChartSvg, writeSvg } from '../lib/plot/svg.js';
 import { trainBenchIds, trainBenchModels } from './train_setup.js';
+import { lastOf } from '../lib/checked.js';
 
 const { values } = parseArgs({
   options: {
@@ -116,7 +117,7 @@ for (const [name, m] of models) {
       [join(import.meta.dirname, 'torch_train.py'), mdir, idsPath, ...(distill ? [tdir] : []), `--threads=${threads}`],
       { encoding: 'utf8', maxBuffer: 1 << 24 },
     );
-    const t = JSON.parse(out.trim().split('\n').at(-1)!);
+    const t = JSON.parse(lastOf(out.trim().split('\n')));
     torch = {
       torchMs: t.ms,
       torchTokensPerS: (B * L * 1000) / t.ms,
@@ -197,7 +198,7 @@ writeSvg(
   barChartSvg({
     title: `one training step, batch ${B} × ${L} tokens (higher is better)`,
     yLabel: 'tokens/s',
-    groups: models.map(([n]) => n.split(' (')[0]!),
+    groups: models.map(([n]) => n.split(' (')[0]),
     series: [
       ...engines.map(([e]) => ({
         name: `ours, ${e.split(' (')[0]}`,

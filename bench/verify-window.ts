@@ -89,7 +89,7 @@ for (const [name, m] of models) {
       token = Math.min(token, t);
       win = Math.min(win, w);
     }
-    const ratio = ratios.sort((a, b) => a - b)[Math.floor(ratios.length / 2)]!;
+    const ratio = ratios.sort((a, b) => a - b)[Math.floor(ratios.length / 2)];
     rows.push({ model: name, K, tokenMs: token, windowMs: win, ratio });
     console.log(
       `${name.padEnd(32)} K=${K}  token ${token.toFixed(2)} ms  window of ${K + 1}: ${win.toFixed(2)} ms  window/token ${ratio.toFixed(2)} (median of pairs)`,

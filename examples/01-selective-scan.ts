@@ -35,12 +35,12 @@ console.log('  t   x_t      Δ_t     Ā_t[0]  Ā_t[3]   h_t[0]   h_t[3]   y_t');
 const h = new Array<number>(N).fill(0);
 const yLoop: number[] = [];
 for (let t = 0; t < L; t++) {
-  const dt = softplus(delta[t]! + bias);
+  const dt = softplus(delta[t] + bias);
   const Abar = A.map((a) => Math.exp(dt * a));
-  for (let n = 0; n < N; n++) h[n] = Abar[n]! * h[n]! + dt * B[t]![n]! * x[t]!;
-  const y = C[t]!.reduce((s, c, n) => s + c * h[n]!, 0) + D * x[t]!;
+  for (let n = 0; n < N; n++) h[n] = Abar[n] * h[n] + dt * B[t][n] * x[t];
+  const y = C[t].reduce((s, c, n) => s + c * h[n], 0) + D * x[t];
   yLoop.push(y);
-  console.log(`  ${t} ${f(x[t]!)} ${f(dt)} ${f(Abar[0]!)} ${f(Abar[3]!)} ${f(h[0]!)} ${f(h[3]!)} ${f(y)}`);
+  console.log(`  ${t} ${f(x[t])} ${f(dt)} ${f(Abar[0])} ${f(Abar[3])} ${f(h[0])} ${f(h[3])} ${f(y)}`);
 }
 console.log('  (the state index with the largest |A| forgets fastest: Ā_t[3] is the smallest)');
 
@@ -51,11 +51,11 @@ const scan = selectiveScan({
   delta: T(delta, [1, 1, L]),
   A: T(A, [1, N]),
   B: T(
-    Array.from({ length: N * L }, (_, i) => B[i % L]![Math.floor(i / L)]!),
+    Array.from({ length: N * L }, (_, i) => B[i % L][Math.floor(i / L)]),
     [1, N, L],
   ),
   C: T(
-    Array.from({ length: N * L }, (_, i) => C[i % L]![Math.floor(i / L)]!),
+    Array.from({ length: N * L }, (_, i) => C[i % L][Math.floor(i / L)]),
     [1, N, L],
   ),
   D: T([D], [1]),
@@ -68,20 +68,20 @@ const ySteps: number[] = [];
 for (let t = 0; t < L; t++) {
   const s = selectiveStateUpdate({
     state,
-    x: T([x[t]!], [1, 1]),
-    delta: T([delta[t]!], [1, 1]),
+    x: T([x[t]], [1, 1]),
+    delta: T([delta[t]], [1, 1]),
     A: T(A, [1, N]),
-    B: T(B[t]!, [1, N]),
-    C: T(C[t]!, [1, N]),
+    B: T(B[t], [1, N]),
+    C: T(C[t], [1, N]),
     D: T([D], [1]),
     deltaBias: T([bias], [1]),
     deltaSoftplus: true,
   });
   state = s.state;
-  ySteps.push(s.out.data[0]!);
+  ySteps.push(s.out.data[0]);
 }
 const maxDiff = (a: ArrayLike<number>, b: ArrayLike<number>) =>
-  Math.max(...Array.from(a, (v, i) => Math.abs(v - b[i]!)));
+  Math.max(...Array.from(a, (v, i) => Math.abs(v - b[i])));
 console.log('\nthree ways, one answer:');
 console.log(`  parallel scan   vs the loop above: max |Δy| = ${maxDiff(scan.out.data, yLoop).toExponential(1)}`);
 console.log(`  L state updates vs the loop above: max |Δy| = ${maxDiff(ySteps, yLoop).toExponential(1)}`);

@@ -29,9 +29,9 @@ console.log(
 );
 
 /** rows [from, from + n) of a (rows × cols) matrix */
-const rows = (t: Tensor, from: number, n: number) => t.data.subarray(from * t.shape[1]!, (from + n) * t.shape[1]!);
+const rows = (t: Tensor, from: number, n: number) => t.data.subarray(from * t.shape[1], (from + n) * t.shape[1]);
 const diff = (a: ArrayLike<number>, b: ArrayLike<number>) =>
-  a.length !== b.length ? NaN : Math.max(0, ...Array.from(a, (v, i) => Math.abs(v - b[i]!)));
+  a.length !== b.length ? NaN : Math.max(0, ...Array.from(a, (v, i) => Math.abs(v - b[i])));
 const T = (m: HybridModel, n: string) => m.weights.get(n);
 
 for (const variant of ['mamba2', 'mamba1'] as const) {

@@ -39,5 +39,5 @@ export async function gatedMlpKernel(
     ],
     [x],
   );
-  return out!;
+  return out;
 }

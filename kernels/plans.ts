@@ -128,10 +128,10 @@ export class Plans {
             s.source,
             s.constants,
             s.outputSize,
-            s.args.map((a) => ('input' in a ? inputs[a.input]! : 'weight' in a ? a.weight : results[a.step]!)),
+            s.args.map((a) => ('input' in a ? inputs[a.input] : 'weight' in a ? a.weight : results[a.step])),
           ),
         );
-      return outputs.map((i) => results[i]!);
+      return outputs.map((i) => results[i]);
     }
     h.checkSizes(planKey, 1, [...inputs, ...weights]);
     for (const s of steps) {
@@ -140,8 +140,8 @@ export class Plans {
         throw new ArgumentError(`${s.key} arguments in a plan`, `at most ${h.maxArgs}`, s.args.length);
     }
     const key = `${planKey}|${inputs.map((a) => a.length).join(',')}|${outputs.join(',')}`;
-    let byKey = this.byWeight.get(weights[0]!);
-    if (!byKey) this.byWeight.set(weights[0]!, (byKey = new Map()));
+    let byKey = this.byWeight.get(weights[0]);
+    if (!byKey) this.byWeight.set(weights[0], (byKey = new Map()));
     let plan = byKey.get(key);
     if (plan && (plan.dead || plan.weights.length !== weights.length || plan.weights.some((w, i) => w !== weights[i])))
       plan = undefined;
@@ -216,7 +216,7 @@ export class Plans {
       const results: unknown[] = [];
       steps.forEach((s, i) =>
         results.push(
-          kernels[i]!(
+          kernels[i](
             ...s.args.map((a) => ('input' in a ? handles[a.input] : 'weight' in a ? a.weight : results[a.step])),
           ),
         ),

@@ -163,7 +163,7 @@ export class ResidentChain {
 
   /** Largest float32 buffer a kernel may bind on this device (elements). */
   get maxBufferElements(): number {
-    return Math.floor(Math.min(this.device.limits.maxStorageBufferBindingSize!, this.device.limits.maxBufferSize!) / 4);
+    return Math.floor(Math.min(this.device.limits.maxStorageBufferBindingSize, this.device.limits.maxBufferSize) / 4);
   }
 
   /** A device buffer of `elements` float32, zeroed, or holding `data`. */
@@ -243,8 +243,8 @@ export class ResidentChain {
     const mirror = new ArrayBuffer(layout.byteLength);
     const u32 = new Uint32Array(mirror);
     const dispatch = k._computeDispatch(k.threadDim);
-    u32.set([k.threadDim[0]!, k.threadDim[1]!, k.threadDim[2]!, dispatch.dispatchWidth]);
-    layout.arrayArgs.forEach((r, j) => u32.set([args[j]!.elements, 1, 1, args[j]!.elements], r.dimsOffset / 4));
+    u32.set([k.threadDim[0], k.threadDim[1], k.threadDim[2], dispatch.dispatchWidth]);
+    layout.arrayArgs.forEach((r, j) => u32.set([args[j].elements, 1, 1, args[j].elements], r.dimsOffset / 4));
     const params = this.device.createBuffer({ size: layout.byteLength, usage: USAGE_UNIFORM | USAGE_COPY_DST });
     this.device.queue.writeBuffer(params, 0, u32);
     this.params.push(params);
@@ -333,7 +333,7 @@ export class ResidentChain {
           pass ??= enc.beginComputePass();
           pass.setPipeline(op.pipeline);
           pass.setBindGroup(0, op.bindGroup);
-          pass.dispatchWorkgroups(op.groups[0]!, op.groups[1], op.groups[2]);
+          pass.dispatchWorkgroups(op.groups[0], op.groups[1], op.groups[2]);
         } else {
           pass?.end();
           pass = undefined;
@@ -357,7 +357,7 @@ export class ResidentChain {
       this.stagingBytes = bytes;
     }
     reads.forEach((rd, i) =>
-      enc.copyBufferToBuffer(rd.from.buffer, 0, this.staging!, offsets[i]!, (rd.elements ?? rd.from.elements) * 4),
+      enc.copyBufferToBuffer(rd.from.buffer, 0, this.staging!, offsets[i], (rd.elements ?? rd.from.elements) * 4),
     );
     dev.queue.submit([enc.finish()]);
     this.counters.submits++;
@@ -370,7 +370,7 @@ export class ResidentChain {
     this.counters.maps++;
     const mapped = staging.getMappedRange(0, bytes);
     const out = reads.map(
-      (rd, i) => new Float32Array(mapped.slice(offsets[i], offsets[i]! + (rd.elements ?? rd.from.elements) * 4)),
+      (rd, i) => new Float32Array(mapped.slice(offsets[i], offsets[i] + (rd.elements ?? rd.from.elements) * 4)),
     );
     staging.unmap();
     return out;

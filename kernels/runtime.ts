@@ -45,7 +45,7 @@ const MAX_ARGS = 7;
 function paramNames(source: string): string[] {
   const m = /^\s*function\s*\(([^)]*)\)/.exec(source);
   if (!m) throw new ArgumentError('kernel source', 'a `function (...) {...}` text', source.slice(0, 40));
-  return m[1]!
+  return m[1]
     .split(',')
     .map((s) => s.trim())
     .filter(Boolean);

@@ -209,6 +209,6 @@ export async function selectiveScanKernel(
 
   // last_state = hs at c = C (a strided gather of data already computed)
   const lastState = new Float32Array(s.batch * s.dim * s.N);
-  for (let i = 0; i < lastState.length; i++) lastState[i] = hs[i * (C + 1) + C]!;
+  for (let i = 0; i < lastState.length; i++) lastState[i] = hs[i * (C + 1) + C];
   return { out, lastState };
 }

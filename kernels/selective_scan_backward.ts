@@ -298,14 +298,14 @@ export async function selectiveScanBackwardKernel(rt: GpuRuntime, s: ScanShape, 
   if (a.z) r.dz = await outKernel('dz', `dout[i] * y * ${siluGradExpr('z[i]')}`, [a.z, a.dout], ', z, dout');
 
   // last_state (the forward's last chunk state) and ∂ℓ/∂h_0 = e_0 G_0
-  for (let i = 0; i < nBD * s.N; i++) r.lastState[i] = hs[i * (NC + 1) + NC]!;
+  for (let i = 0; i < nBD * s.N; i++) r.lastState[i] = hs[i * (NC + 1) + NC];
   if (a.initialState) {
     r.dInitialState = new Float32Array(nBD * s.N);
     for (let bd = 0; bd < nBD; bd++)
       for (let n = 0; n < s.N; n++) {
         const d = bd % s.dim;
         r.dInitialState[bd * s.N + n] = Math.fround(
-          Math.exp(dl[bd * s.L]! * a.A[d * s.N + n]!) * G[(bd * s.N + n) * s.L]!,
+          Math.exp(dl[bd * s.L] * a.A[d * s.N + n]) * G[(bd * s.N + n) * s.L],
         );
       }
   }

@@ -175,6 +175,6 @@ export async function ssdCoreKernel(
   );
 
   const finalState = new Float32Array(s.batch * s.H * s.P * s.N);
-  for (let i = 0; i < finalState.length; i++) finalState[i] = hs[i * (NC + 1) + NC]!;
+  for (let i = 0; i < finalState.length; i++) finalState[i] = hs[i * (NC + 1) + NC];
   return { y, finalState };
 }

@@ -83,5 +83,5 @@ export async function stateUpdateKernel(
     inputs,
     [1, 0],
   );
-  return { out: out!, state: state! };
+  return { out: out, state: state };
 }

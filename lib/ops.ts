@@ -285,7 +285,7 @@ async function simdOps(): Promise<Ops> {
       return t32(g.matmul(a.data, m, k, b.data, n), [m, n], 'matmul');
     },
     async linear(x, weight, bias) {
-      const xin = x.reshape([-1, x.shape[x.rank - 1]!]);
+      const xin = x.reshape([-1, x.shape[x.rank - 1]]);
       const {
         rows,
         in: nin,
@@ -321,7 +321,7 @@ function kernelOps(rt: GpuRuntime): Ops {
       return t32(r, [m, n], 'matmul');
     },
     async linear(x, weight, bias) {
-      const xin = x.reshape([-1, x.shape[x.rank - 1]!]);
+      const xin = x.reshape([-1, x.shape[x.rank - 1]]);
       const {
         rows,
         in: nin,
@@ -342,9 +342,9 @@ function kernelOps(rt: GpuRuntime): Ops {
     async linears(x, ws) {
       const { rows, nin, outs } = linearsDims(x, ws);
       if (ws.length === 0) return [];
-      const shaped = ws.map((w, i) => ({ out: outs[i]!, weight: f32(w.weight.data), bias: opt(w.bias) }));
+      const shaped = ws.map((w, i) => ({ out: outs[i], weight: f32(w.weight.data), bias: opt(w.bias) }));
       const r = await linearsKernel(rt, f32(x.data), rows, nin, shaped);
-      return r.map((y, i) => t32(y, [...x.shape.slice(0, -1), outs[i]!], 'linear'));
+      return r.map((y, i) => t32(y, [...x.shape.slice(0, -1), outs[i]], 'linear'));
     },
     async gatedMlp(x, gate, up, down) {
       const { rows, d, f, o } = gatedMlpDims(x, gate, up, down);
@@ -407,7 +407,7 @@ function kernelOps(rt: GpuRuntime): Ops {
       const { batch, dim, steps, S, W } = conv1dUpdateDims(inp);
       const P = W - 1;
       const start = new Float32Array(batch);
-      for (let b = 0; b < batch; b++) start[b] = cacheSeqlens ? mod(cacheSeqlens[b]! - P, S) : S - P;
+      for (let b = 0; b < batch; b++) start[b] = cacheSeqlens ? mod(cacheSeqlens[b] - P, S) : S - P;
       const out = await conv1dUpdateKernel(
         rt,
         { batch: batch, dim: dim, L: steps, W: W, S: S },
@@ -463,7 +463,7 @@ function kernelOps(rt: GpuRuntime): Ops {
       return { Y: t32(r.y, X.shape, 'Y'), finalState: t32(r.finalState, [d.batch, d.H, d.P, d.N], 'final_state') };
     },
     async gatedRmsnorm(x, weight, z, o = {}) {
-      const d = x.shape[x.rank - 1]!;
+      const d = x.shape[x.rank - 1];
       const lead = x.shape.slice(0, -1);
       dims({ x: [x, [...lead, 'd']], weight: [weight, ['d']], z: [z, [...lead, 'd']] });
       const g = o.groupSize ?? d;

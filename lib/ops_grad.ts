@@ -159,7 +159,7 @@ export function kernelGradOps(
         new Tensor(
           Float64Array.from(
             { length: shape.reduce((a, b) => a * b, 1) },
-            (_, i) => t.data[Math.floor(i / (shape.length === 2 ? P * N : P))]!,
+            (_, i) => t.data[Math.floor(i / (shape.length === 2 ? P * N : P))],
           ),
           shape,
         );
@@ -173,7 +173,7 @@ export function kernelGradOps(
               (_, i) =>
                 inp.delta.data[
                   (Math.floor(i / (dim * L)) * L + (i % L)) * H + Math.floor((Math.floor(i / L) % dim) / P)
-                ]!,
+                ],
             ),
             [batch, dim, L],
           ),
@@ -192,14 +192,14 @@ export function kernelGradOps(
       // per-head parameters: the sum over their head's channels
       const sumHeads = (a: Float32Array, per: number, name: string) => {
         const out = new Float32Array(H);
-        for (let i = 0; i < a.length; i++) out[Math.floor(i / per)]! += a[i]!;
+        for (let i = 0; i < a.length; i++) out[Math.floor(i / per)] += a[i];
         return t32(out, [H], name);
       };
       const ddtScan = new Tensor(r.ddelta, [batch, dim, L]);
       const ddt = new Float32Array(batch * L * H);
       for (let b = 0; b < batch; b++)
         for (let d = 0; d < dim; d++)
-          for (let t = 0; t < L; t++) ddt[(b * L + t) * H + Math.floor(d / P)]! += ddtScan.data[(b * dim + d) * L + t]!;
+          for (let t = 0; t < L; t++) ddt[(b * L + t) * H + Math.floor(d / P)] += ddtScan.data[(b * dim + d) * L + t];
       const fromBc = (a: Float32Array, name: string) =>
         new Tensor(a, [batch, G, N, L]).transpose([0, 3, 1, 2]).astype('float32').named(name);
       const g: SsdOutputs & SsdGrads = {
@@ -219,7 +219,7 @@ export function kernelGradOps(
     },
 
     async gatedRmsnormBackward(x, weight, z, dy, o = {}) {
-      const d = x.shape[x.rank - 1]!;
+      const d = x.shape[x.rank - 1];
       const lead = x.shape.slice(0, -1);
       dims({ x: [x, [...lead, 'd']], weight: [weight, ['d']], z: [z, [...lead, 'd']], dy: [dy, [...lead, 'd']] });
       const gs = o.groupSize ?? d;

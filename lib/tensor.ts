@@ -9,6 +9,7 @@
  */
 import { ArgumentError, DTypeError, NonFiniteError, ShapeError } from './errors.js';
 import type { Rng } from './rng.js';
+import { lookup } from './checked.js';
 
 export type DType = 'float32' | 'float64';
 export type FloatArray = Float32Array | Float64Array;
@@ -26,7 +27,7 @@ function stridesOf(shape: readonly number[]): number[] {
   let acc = 1;
   for (let a = shape.length - 1; a >= 0; a--) {
     s[a] = acc;
-    acc *= shape[a]!;
+    acc *= shape[a];
   }
   return s;
 }
@@ -114,15 +115,15 @@ export class Tensor {
     let off = 0;
     const st = this.strides;
     for (let a = 0; a < idx.length; a++) {
-      const i = idx[a]!;
-      if (!Number.isInteger(i) || i < 0 || i >= this.shape[a]!)
+      const i = idx[a];
+      if (!Number.isInteger(i) || i < 0 || i >= this.shape[a])
         throw new ArgumentError(`${this.name} index[${a}]`, `integer in [0, ${this.shape[a]})`, i);
-      off += i * st[a]!;
+      off += i * st[a];
     }
     return off;
   }
   at(...idx: number[]): number {
-    return this.data[this.offset(...idx)]!;
+    return this.data[this.offset(...idx)];
   }
 
   /** View with a new shape of the same size; one dimension may be -1. */
@@ -150,7 +151,7 @@ export class Tensor {
     const p = perm ?? [...Array(r).keys()].reverse();
     if (p.length !== r || [...p].sort((a, b) => a - b).some((v, i) => v !== i))
       throw new ArgumentError('perm', `a permutation of 0..${r - 1}`, p);
-    const outShape = p.map((a) => this.shape[a]!);
+    const outShape = p.map((a) => this.shape[a]);
     const out = Tensor.zeros(outShape, this.dtype, this.name);
     if (out.size === 0) return out;
     let kept = r; // axes kept ≥ kept: p[a] = a for every a ≥ kept
@@ -167,27 +168,27 @@ export class Tensor {
       p.slice(0, r - 2).every((a, i) => a === i)
     ) {
       // the last two axes swapped (a batch of matrix transposes): one plain double loop per matrix
-      const [rows, cols] = [this.shape[r - 2]!, this.shape[r - 1]!];
+      const [rows, cols] = [this.shape[r - 2], this.shape[r - 1]];
       for (let o = 0; o < out.size; o += rows * cols) swapLastTwo(this.data, out.data, o, rows, cols);
       return out;
     }
     const run = sizeOf(this.shape.slice(kept)); // contiguous values copied together
     const inSt = this.strides;
-    const srcSt = p.slice(0, kept).map((a) => inSt[a]!);
+    const srcSt = p.slice(0, kept).map((a) => inSt[a]);
     const last = kept - 1;
-    const nLast = outShape[last]!;
-    const stLast = srcSt[last]!;
+    const nLast = outShape[last];
+    const stLast = srcSt[last];
     const idx = new Array<number>(last).fill(0);
     const src = this.data;
     const dst = out.data;
     for (let o = 0; o < out.size; o += nLast * run) {
       let base = 0;
-      for (let a = 0; a < last; a++) base += idx[a]! * srcSt[a]!;
-      if (run === 1) for (let i = 0; i < nLast; i++) dst[o + i] = src[base + i * stLast]!;
+      for (let a = 0; a < last; a++) base += idx[a] * srcSt[a];
+      if (run === 1) for (let i = 0; i < nLast; i++) dst[o + i] = src[base + i * stLast];
       else
         for (let i = 0; i < nLast; i++) dst.set(src.subarray(base + i * stLast, base + i * stLast + run), o + i * run);
       for (let a = last - 1; a >= 0; a--) {
-        if (++idx[a]! < outShape[a]!) break;
+        if (++idx[a] < outShape[a]) break;
         idx[a] = 0;
       }
     }
@@ -198,7 +199,7 @@ export class Tensor {
   slice(axis: number, start: number, end: number): Tensor {
     const ax = axis < 0 ? axis + this.rank : axis;
     if (ax < 0 || ax >= this.rank) throw new ArgumentError('axis', `in [0, ${this.rank})`, axis);
-    const n = this.shape[ax]!;
+    const n = this.shape[ax];
     if (!(Number.isInteger(start) && Number.isInteger(end) && 0 <= start && start <= end && end <= n)) {
       throw new ArgumentError(`${this.name} slice`, `0 <= start <= end <= ${n}`, [start, end]);
     }
@@ -218,7 +219,7 @@ export class Tensor {
   /** Concatenate along an axis; all other dimensions must agree. */
   static concat(tensors: readonly Tensor[], axis: number): Tensor {
     if (tensors.length === 0) throw new ArgumentError('tensors', 'at least one tensor', 0);
-    const first = tensors[0]!;
+    const first = tensors[0];
     const ax = axis < 0 ? axis + first.rank : axis;
     for (const t of tensors) {
       if (t.rank !== first.rank || t.shape.some((d, a) => a !== ax && d !== first.shape[a])) {
@@ -232,14 +233,14 @@ export class Tensor {
     }
     const outer = sizeOf(first.shape.slice(0, ax));
     const inner = sizeOf(first.shape.slice(ax + 1));
-    const total = tensors.reduce((s, t) => s + t.shape[ax]!, 0);
+    const total = tensors.reduce((s, t) => s + t.shape[ax], 0);
     const outShape = [...first.shape];
     outShape[ax] = total;
     const out = Tensor.zeros(outShape, first.dtype, first.name);
     for (let o = 0; o < outer; o++) {
       let pos = 0;
       for (const t of tensors) {
-        const len = t.shape[ax]! * inner;
+        const len = t.shape[ax] * inner;
         out.data.set(t.data.subarray(o * len, (o + 1) * len), o * total * inner + pos);
         pos += len;
       }
@@ -250,7 +251,7 @@ export class Tensor {
   /** Elementwise f(x) into a new tensor of the same dtype (or `dtype`). */
   map(f: (x: number, i: number) => number, dtype: DType = this.dtype): Tensor {
     const out = allocate(dtype, this.size);
-    for (let i = 0; i < this.size; i++) out[i] = f(this.data[i]!, i);
+    for (let i = 0; i < this.size; i++) out[i] = f(this.data[i], i);
     return new Tensor(out, this.shape, this.name);
   }
 
@@ -258,7 +259,7 @@ export class Tensor {
   zip(other: Tensor, f: (a: number, b: number) => number): Tensor {
     assertSameShape(other, this.shape, this.name);
     const out = allocate(this.dtype, this.size);
-    for (let i = 0; i < this.size; i++) out[i] = f(this.data[i]!, other.data[i]!);
+    for (let i = 0; i < this.size; i++) out[i] = f(this.data[i], other.data[i]);
     return new Tensor(out, this.shape, this.name);
   }
 
@@ -292,8 +293,8 @@ export class Tensor {
   toNested(): unknown {
     const rec = (a: number, off: number): unknown => {
       if (a === this.rank) return this.data[off];
-      const st = this.strides[a]!;
-      return Array.from({ length: this.shape[a]! }, (_, i) => rec(a + 1, off + i * st));
+      const st = this.strides[a];
+      return Array.from({ length: this.shape[a] }, (_, i) => rec(a + 1, off + i * st));
     };
     return rec(0, 0);
   }
@@ -325,7 +326,7 @@ export function assertFinite(t: Tensor, name = t.name): void {
   if (knownFinite.has(d)) return;
   if (allFinite(d)) return;
   for (let i = 0; i < d.length; i++) {
-    if (!Number.isFinite(d[i]!)) throw new NonFiniteError(name, i, d[i]!);
+    if (!Number.isFinite(d[i])) throw new NonFiniteError(name, i, d[i]);
   }
 }
 
@@ -341,12 +342,12 @@ function allFinite(d: FloatArray): boolean {
   let s3 = 0;
   const n = d.length - (d.length % 4);
   for (let i = 0; i < n; i += 4) {
-    s0 += d[i]! * 0;
-    s1 += d[i + 1]! * 0;
-    s2 += d[i + 2]! * 0;
-    s3 += d[i + 3]! * 0;
+    s0 += d[i] * 0;
+    s1 += d[i + 1] * 0;
+    s2 += d[i + 2] * 0;
+    s3 += d[i + 3] * 0;
   }
-  for (let i = n; i < d.length; i++) s0 += d[i]! * 0;
+  for (let i = n; i < d.length; i++) s0 += d[i] * 0;
   return s0 + s1 + s2 + s3 === 0;
 }
 
@@ -368,12 +369,12 @@ export function dims<const S extends DimsSpec, const B extends Record<string, nu
   // no closure is made per tensor or axis: dims runs before every op of a decode step (and under tsx every
   // closure made costs a defineProperty for its name)
   for (const name in spec) {
-    const [t, want] = spec[name]!;
+    const [t, want] = lookup(spec, name);
     if (t === undefined) continue;
     if (t.rank !== want.length) throw new ShapeError(name, boundShape(want, b), t.shape);
     for (let a = 0; a < want.length; a++) {
-      const w = want[a]!;
-      const d = t.shape[a]!;
+      const w = want[a];
+      const d = t.shape[a];
       if (typeof w === 'number') {
         if (d !== w) throw new ShapeError(name, boundShape(want, b), t.shape);
       } else if (w in b) {
@@ -414,17 +415,17 @@ export function relError(got: ArrayLike<number>, want: ArrayLike<number>): numbe
   // nor underflow (|x| < 1e-162 would give a zero denominator and an absolute error instead)
   let scale = 0;
   for (let i = 0; i < want.length; i++) {
-    const d = got[i]! - want[i]!;
+    const d = got[i] - want[i];
     if (Number.isNaN(d)) return Infinity;
-    scale = Math.max(scale, Math.abs(want[i]!), Math.abs(d));
+    scale = Math.max(scale, Math.abs(want[i]), Math.abs(d));
   }
   if (scale === 0) return 0;
   if (!Number.isFinite(scale)) return Infinity;
   let num = 0;
   let den = 0;
   for (let i = 0; i < want.length; i++) {
-    const d = (got[i]! - want[i]!) / scale;
-    const w = want[i]! / scale;
+    const d = (got[i] - want[i]) / scale;
+    const w = want[i] / scale;
     num += d * d;
     den += w * w;
   }
@@ -436,7 +437,7 @@ export function maxAbsError(got: ArrayLike<number>, want: ArrayLike<number>): nu
   if (got.length !== want.length) return Infinity;
   let m = 0;
   for (let i = 0; i < want.length; i++) {
-    const d = Math.abs(got[i]! - want[i]!);
+    const d = Math.abs(got[i] - want[i]);
     if (!(d <= m)) m = d; // NaN propagates as NaN > m false → use !(<=)
   }
   return m;
@@ -446,6 +447,6 @@ export function maxAbsError(got: ArrayLike<number>, want: ArrayLike<number>): nu
 function swapLastTwo(src: FloatArray, dst: FloatArray, o: number, rows: number, cols: number): void {
   for (let i = 0; i < rows; i++) {
     const si = o + i * cols;
-    for (let j = 0; j < cols; j++) dst[o + j * rows + i] = src[si + j]!;
+    for (let j = 0; j < cols; j++) dst[o + j * rows + i] = src[si + j];
   }
 }

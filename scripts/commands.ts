@@ -178,7 +178,7 @@ export async function runAll(
   while (pending.length > 0 || running.size > 0) {
     const i = pending.findIndex((m) => needs(m).every((p) => done.has(p)));
     if (i >= 0 && running.size < jobs) {
-      const m = pending.splice(i, 1)[0]!;
+      const m = pending.splice(i, 1)[0];
       log(`mil ${m.args.join(' ')}`);
       const t0 = performance.now();
       const p: Promise<void> = new Promise<void>((resolve, reject) => {

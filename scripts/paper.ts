@@ -37,6 +37,7 @@ import { compareWithPlain, type Comparison } from '../lib/decode/compare.js';
 import { writeFile } from '../lib/io/writer.js';
 import { barChartSvg, lineChartSvg, writeSvg } from '../lib/plot/svg.js';
 import { DISTILL_TOKENS, PAPER_RUNS, runAll } from './commands.js';
+import { lastOf, lookup } from '../lib/checked.js';
 
 const { values } = parseArgs({
   options: {
@@ -152,16 +153,16 @@ for (const e of evaluations) {
   ppl[e.name] = evalTest(e.model());
   measuredOn[e.name] = e.fp!;
   remeasured.add(e.name);
-  console.error(`[paper] ${e.what}: ppl ${ppl[e.name]!.ppl.toFixed(2)}`);
+  console.error(`[paper] ${e.what}: ppl ${lookup(ppl, e.name).ppl.toFixed(2)}`);
 }
-const T = ppl.teacher!.ppl;
+const T = ppl.teacher.ppl;
 /** How many of the teacher's layers a fraction of attention converts. */
 const converted = (fraction: number) => TEACHER_LAYERS - attentionLayersFor(fraction, TEACHER_LAYERS).length;
 /** How much of what the attention added a run got back: ln(silenced / run) / ln(silenced / teacher). */
 const recovered = (run: string, silenced: string) =>
-  Math.log(ppl[silenced]!.ppl / ppl[run]!.ppl) / Math.log(ppl[silenced]!.ppl / T);
+  Math.log(lookup(ppl, silenced).ppl / lookup(ppl, run).ppl) / Math.log(lookup(ppl, silenced).ppl / T);
 const info = (name: string): RunInfo => {
-  const f = join(ROOT, PAPER_RUNS[name]!.out, 'training.json');
+  const f = join(ROOT, lookup(PAPER_RUNS, name).out, 'training.json');
   if (existsSync(f)) return JSON.parse(readFileSync(f, 'utf8')) as RunInfo;
   const s = saved?.runs?.[name];
   if (!s)
@@ -183,9 +184,9 @@ function initGap(attn: string, random: string): Array<{ step: number; tokens: nu
   for (let i = 0; i < Math.min(a.length, r.length); i++) {
     const lo = Math.max(0, i - (WINDOW - 1));
     let d = 0;
-    for (let k = lo; k <= i; k++) d += r[k]!.ce - a[k]!.ce;
+    for (let k = lo; k <= i; k++) d += r[k].ce - a[k].ce;
     out.push({
-      step: a[i]!.step,
+      step: a[i].step,
       tokens: a.slice(0, i + 1).reduce((n, h) => n + h.tokens, 0),
       ratio: Math.exp(d / (i - lo + 1)),
     });
@@ -197,7 +198,7 @@ const gaps = { '50%': initGap('mamba2-50', 'mamba2-50-random'), '0%': initGap('m
 function gapSummary(g: Array<{ tokens: number; ratio: number }>): string {
   const peak = g.reduce((a, b) => (b.ratio > a.ratio ? b : a));
   const above = g.filter((p) => p.ratio >= 2);
-  const span = above.length ? `, ≥ 2× from ${above[0]!.tokens} to ${above.at(-1)!.tokens} tokens` : ', never 2×';
+  const span = above.length ? `, ≥ 2× from ${above[0].tokens} to ${lastOf(above).tokens} tokens` : ', never 2×';
   return `peaks at ${peak.ratio.toFixed(2)}× after ${peak.tokens} tokens${span}`;
 }
 
@@ -217,7 +218,7 @@ interface SpecRow extends Comparison {
 const remeasure = !saved || values.speculative || ['draft', 'mamba2-50', 'mamba2-0'].some((n) => remeasured.has(n));
 const spec: SpecRow[] = remeasure ? [] : saved.spec;
 for (const target of remeasure ? ['mamba2-50', 'mamba2-0'] : []) {
-  const m = loadModel(join(ROOT, PAPER_RUNS[target]!.out));
+  const m = loadModel(join(ROOT, lookup(PAPER_RUNS, target).out));
   for (let K = 1; K <= 8; K++) {
     const row = {
       target,
@@ -237,7 +238,7 @@ for (const target of remeasure ? ['mamba2-50', 'mamba2-0'] : []) {
 // ------------------------------------------------------------------ the page
 /** Each claim of PAPER.md's results list against what was measured here, decided by the numbers. */
 function agreement(): string[] {
-  const r = (n: string) => ppl[n]!.ppl;
+  const r = (n: string) => lookup(ppl, n).ppl;
   const grows = (v: string) => r(`${v}-50`) <= r(`${v}-25`) && r(`${v}-25`) <= r(`${v}-0`);
   const initRatio = [r('mamba2-50-random') / r('mamba2-50'), r('mamba2-0-random') / r('mamba2-0')];
   const b50 = best('mamba2-50');
@@ -253,7 +254,7 @@ function agreement(): string[] {
 }
 
 const total = saved ? trainingMinutes + saved.measureMinutes : (performance.now() - t00) / 60000;
-const row = (name: string) => `${ppl[name]!.ppl.toFixed(2)} | ${(ppl[name]!.ppl / T).toFixed(3)}`;
+const row = (name: string) => `${lookup(ppl, name).ppl.toFixed(2)} | ${(lookup(ppl, name).ppl / T).toFixed(3)}`;
 const cmd = (name: string) => `\`${info(name).command}\``;
 const svgDir = join(DOCS, 'results');
 writeSvg(
@@ -264,7 +265,7 @@ writeSvg(
     groups: ['50%', '25%', '0%'],
     series: ['mamba1', 'mamba2'].map((v) => ({
       name: v,
-      values: ['50', '25', '0'].map((a) => ppl[`${v}-${a}`]!.ppl / T),
+      values: ['50', '25', '0'].map((a) => lookup(ppl, `${v}-${a}`).ppl / T),
     })),
   }),
 );
@@ -281,7 +282,7 @@ writeSvg(
       })),
       {
         name: '2× (the issue)',
-        points: [[gaps['50%'][0]!.tokens, 2] as [number, number], [gaps['50%'].at(-1)!.tokens, 2] as [number, number]],
+        points: [[gaps['50%'][0].tokens, 2] as [number, number], [lastOf(gaps['50%']).tokens, 2] as [number, number]],
       },
     ],
   }),
@@ -307,7 +308,7 @@ const md = [
   '',
   `Made by \`npm run paper\` (scripts/paper.ts) on this machine (2 cores): the ${RUN_LIST.length} training runs took ${madeIn !== undefined ? `${madeIn.toFixed(1)} min` : 'an unrecorded time'} (two at a time, one thread each) in the invocation that made them, and the evaluation and speculative measurements ${(total - trainingMinutes).toFixed(1)} min in this one (${Object.keys(minutes).length} runs made in it), so a fresh \`npm run paper\` takes about ${((madeIn ?? 0) + total - trainingMinutes).toFixed(0)} min. Teacher: \`models/teacher-small\` (d_model 128, 4 layers, 4 query / 2 key-value heads, vocabulary 2048), trained by the command in its training.json. Data: State of the Union addresses, split by speech; perplexities are on the test split's first ${EVAL_TOKENS} tokens (windows of 256), with \`${evalCmd('DIR')}\`. Every distillation run sees ${TOKENS} training tokens (100 steps of batch 4 × 256), KL weight 0.1, CE weight 1, AdamW (0.9, 0.98), lr 3e-3, cosine with 5% warmup, clip 0.1, only Mamba parameters training; runs go two at a time, one thread each.`,
   '',
-  `Teacher test perplexity: **${T.toFixed(2)}** (${ppl.teacher!.bitsPerByte.toFixed(3)} bits/byte).`,
+  `Teacher test perplexity: **${T.toFixed(2)}** (${ppl.teacher.bitsPerByte.toFixed(3)} bits/byte).`,
   '',
   '## Table 6: perplexity ratio to the teacher as attention shrinks',
   '',
@@ -323,8 +324,8 @@ const md = [
   '',
   '| attention | attention init ppl | ratio | random init ppl | ratio | random / attention | paper (random / attention) |',
   '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
-  `| 50% | ${row('mamba2-50')} | ${row('mamba2-50-random')} | ${(ppl['mamba2-50-random']!.ppl / ppl['mamba2-50']!.ppl).toFixed(2)}× | ${(7.4 / 2.09).toFixed(2)}× |`,
-  `| 0% | ${row('mamba2-0')} | ${row('mamba2-0-random')} | ${(ppl['mamba2-0-random']!.ppl / ppl['mamba2-0']!.ppl).toFixed(2)}× | ${(18.2 / 3.36).toFixed(2)}× |`,
+  `| 50% | ${row('mamba2-50')} | ${row('mamba2-50-random')} | ${(lookup(ppl, 'mamba2-50-random').ppl / lookup(ppl, 'mamba2-50').ppl).toFixed(2)}× | ${(7.4 / 2.09).toFixed(2)}× |`,
+  `| 0% | ${row('mamba2-0')} | ${row('mamba2-0-random')} | ${(lookup(ppl, 'mamba2-0-random').ppl / lookup(ppl, 'mamba2-0').ppl).toFixed(2)}× | ${(18.2 / 3.36).toFixed(2)}× |`,
   '',
   '### What bounds the gap at this scale',
   '',
@@ -334,10 +335,10 @@ const md = [
   '| --- | ---: | ---: | ---: | ---: | ---: |',
   ...(['50', '0'] as const).map(
     (f) =>
-      `| ${f}% | ${T.toFixed(2)} | ${ppl[`silenced-${f}`]!.ppl.toFixed(2)} | ${(ppl[`silenced-${f}`]!.ppl / T).toFixed(2)}× | ${(100 * recovered(`mamba2-${f}`, `silenced-${f}`)).toFixed(0)}% | ${(100 * recovered(`mamba2-${f}-random`, `silenced-${f}`)).toFixed(0)}% |`,
+      `| ${f}% | ${T.toFixed(2)} | ${lookup(ppl, `silenced-${f}`).ppl.toFixed(2)} | ${(lookup(ppl, `silenced-${f}`).ppl / T).toFixed(2)}× | ${(100 * recovered(`mamba2-${f}`, `silenced-${f}`)).toFixed(0)}% | ${(100 * recovered(`mamba2-${f}-random`, `silenced-${f}`)).toFixed(0)}% |`,
   ),
   '',
-  `${(['50', '0'] as const).every((f) => ppl[`mamba2-${f}-random`]!.ppl < ppl[`silenced-${f}`]!.ppl) ? 'Both random-init runs end below the floor' : 'Not every random-init run ends below the floor'} (${(['50', '0'] as const).map((f) => `${f}%: ${ppl[`mamba2-${f}-random`]!.ppl.toFixed(2)} against ${ppl[`silenced-${f}`]!.ppl.toFixed(2)}`).join(', ')}). In this teacher the attention of the ${converted(0.5)} layers the 50% hybrid converts is worth ${(ppl['silenced-50']!.ppl / T).toFixed(2)}× in perplexity and that of all ${converted(0)} ${(ppl['silenced-0']!.ppl / T).toFixed(2)}×, so no trained random init can stay 2× behind at the budget; in the paper's 7B models the random-init students stayed 3.5–5.4× behind. Measured against what there is to recover, the attention init is far ahead at 50% and ahead at 0%.`,
+  `${(['50', '0'] as const).every((f) => lookup(ppl, `mamba2-${f}-random`).ppl < lookup(ppl, `silenced-${f}`).ppl) ? 'Both random-init runs end below the floor' : 'Not every random-init run ends below the floor'} (${(['50', '0'] as const).map((f) => `${f}%: ${lookup(ppl, `mamba2-${f}-random`).ppl.toFixed(2)} against ${lookup(ppl, `silenced-${f}`).ppl.toFixed(2)}`).join(', ')}). In this teacher the attention of the ${converted(0.5)} layers the 50% hybrid converts is worth ${(lookup(ppl, 'silenced-50').ppl / T).toFixed(2)}× in perplexity and that of all ${converted(0)} ${(lookup(ppl, 'silenced-0').ppl / T).toFixed(2)}×, so no trained random init can stay 2× behind at the budget; in the paper's 7B models the random-init students stayed 3.5–5.4× behind. Measured against what there is to recover, the attention init is far ahead at 50% and ahead at 0%.`,
   '',
   '### How the gap closes during training',
   '',
@@ -347,7 +348,7 @@ const md = [
   '| ---: | ---: | ---: |',
   ...[1, 5, 10, 20, 30, 50, 75, 100].map(
     (st) =>
-      `| ${gaps['50%'][st - 1]!.tokens} | ${gaps['50%'][st - 1]!.ratio.toFixed(2)}× | ${gaps['0%'][st - 1]!.ratio.toFixed(2)}× |`,
+      `| ${gaps['50%'][st - 1].tokens} | ${gaps['50%'][st - 1].ratio.toFixed(2)}× | ${gaps['0%'][st - 1].ratio.toFixed(2)}× |`,
   ),
   '',
   `At 50% attention the ratio ${gapSummary(gaps['50%'])}; at 0% it ${gapSummary(gaps['0%'])}. At the full ${TOKENS} tokens the test-split ratios are those of the table above.`,
@@ -382,7 +383,7 @@ const md = [
   '',
   '## Speculative decoding with a trained draft',
   '',
-  `Draft: \`models/draft-small\`, a 1-layer Llama trained on the teacher's next-token distributions (KL only: \`${draftCommand}\`), test ppl ${ppl.draft!.ppl.toFixed(2)} (${(ppl.draft!.ppl / T).toFixed(2)}× the teacher's). Backend wasm-simd, greedy, ${prompts.length} prompts of 32 test tokens, ${NEW} new tokens each, each decoded ${REPEATS} times both ways (interleaved) and the fastest kept; speedup = plain decoding time / speculative decoding time after the prompt (the prefill, the same in both, left out; with it in the last column), draft cost included, same prompts, same run; "identical" = the speculative tokens equal plain greedy decoding's.`,
+  `Draft: \`models/draft-small\`, a 1-layer Llama trained on the teacher's next-token distributions (KL only: \`${draftCommand}\`), test ppl ${ppl.draft.ppl.toFixed(2)} (${(ppl.draft.ppl / T).toFixed(2)}× the teacher's). Backend wasm-simd, greedy, ${prompts.length} prompts of 32 test tokens, ${NEW} new tokens each, each decoded ${REPEATS} times both ways (interleaved) and the fastest kept; speedup = plain decoding time / speculative decoding time after the prompt (the prefill, the same in both, left out; with it in the last column), draft cost included, same prompts, same run; "identical" = the speculative tokens equal plain greedy decoding's.`,
   '',
   '| target | K | acceptance | tokens per verify | speedup | identical | speedup with prefill |',
   '| --- | ---: | ---: | ---: | ---: | --- | ---: |',

@@ -39,6 +39,7 @@ import { ChatTemplateError, loadChatTemplate, renderChat, type ChatMessage } fro
 import { HfTokenizer } from '../lib/text/hf_tokenizer.js';
 import { TextStream } from '../lib/text/stream.js';
 import { tmpFolder } from './tmp.js';
+import { lookup } from '../lib/checked.js';
 
 const pkg = (f: string) => join('node_modules', '@lenml', `tokenizer-${f}`, 'models');
 const LLAMA3 = pkg('llama3');
@@ -285,7 +286,7 @@ describe('streaming', () => {
     fc.assert(
       fc.property(anyText, (s) => {
         fc.pre(!s.includes('\uFFFD'));
-        const ids = [...new TextEncoder().encode(s)].map((b) => byteId.get(b)!);
+        const ids = [...new TextEncoder().encode(s)].map((b) => lookup(byteId, b));
         const pieces: string[] = [];
         const stream = new TextStream(
           (xs) => tok3.decode(xs),
@@ -411,17 +412,17 @@ describe('a tiny random Llama with the real Llama-3 tokenizer chats with its cac
     expect(prompt1).toBe(
       '<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHello there<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n',
     );
-    expect(t1!.prefilled).toEqual(refIds(ref3, prompt1));
-    expect(t1!.stoppedBy).toBe('length'); // a random model: 6 tokens, no stop id
-    expect(t1!.tokens).toHaveLength(6);
+    expect(t1.prefilled).toEqual(refIds(ref3, prompt1));
+    expect(t1.stoppedBy).toBe('length'); // a random model: 6 tokens, no stop id
+    expect(t1.tokens).toHaveLength(6);
     // turn 2: the last sampled token of turn 1 (never fed), then the template's end of turn and the next header
-    expect(t2!.reused).toBe(true);
-    expect(t2!.prefilled).toEqual([t1!.tokens.at(-1), ...refIds(ref3, turn2Text)]);
-    const full = [...t1!.prefilled, ...t1!.tokens.slice(0, -1), ...t2!.prefilled];
+    expect(t2.reused).toBe(true);
+    expect(t2.prefilled).toEqual([t1.tokens.at(-1), ...refIds(ref3, turn2Text)]);
+    const full = [...t1.prefilled, ...t1.tokens.slice(0, -1), ...t2.prefilled];
     const fresh = await generate(ops, m, full, { maxNewTokens: 6, eos: stop, repetitionPenalty: 2 });
-    expect(new Set(t2!.tokens).size).toBeGreaterThan(1);
-    expect(fresh.tokens).toEqual(t2!.tokens);
-    expect(t2!.text).toBe(tok3.decode(t2!.tokens, true));
+    expect(new Set(t2.tokens).size).toBeGreaterThan(1);
+    expect(fresh.tokens).toEqual(t2.tokens);
+    expect(t2.text).toBe(tok3.decode(t2.tokens, true));
   });
 
   it('a stop id ends the reply, is not part of it, and the template writes the end of turn in its place', async () => {
@@ -430,7 +431,7 @@ describe('a tiny random Llama with the real Llama-3 tokenizer chats with its cac
     const first = await new ChatSession(ops, m, tok3, template, { ...o, stop }).turn('Hello there');
     const k = first.tokens.findIndex((id, i) => i > 0 && !first.tokens.slice(0, i).includes(id));
     expect(k).toBeGreaterThan(0);
-    const stopAt = first.tokens[k]!; // make the first new id after the first token a stop id
+    const stopAt = first.tokens[k]; // make the first new id after the first token a stop id
     const s = new ChatSession(ops, m, tok3, template, { ...o, stop: [...stop, stopAt] });
     const shown: string[] = [];
     const t1 = await s.turn('Hello there', (x) => shown.push(x));

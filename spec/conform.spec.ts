@@ -36,6 +36,7 @@ import { DEFAULT_TOLERANCE, judge, openPort, type Protocol, type Verdict } from 
 import { Tensor, relError } from '../lib/tensor.js';
 import { verifyGolden } from '../lib/golden/verify.js';
 import { tmpFolder } from './tmp.js';
+import { lastOf, lookup } from '../lib/checked.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const JS = join(ROOT, 'examples', 'ports', 'js', 'port.mjs');
@@ -127,7 +128,7 @@ describe('the two protocols give the same verdicts', () => {
     try {
       for (const d of fc.sample(drawArbitrary(op), { numRuns: n, seed: 42 })) {
         const c = await buildCase(op, d);
-        out.push(judge(c, await p.ask(c, 20000), DEFAULT_TOLERANCE[op]!));
+        out.push(judge(c, await p.ask(c, 20000), lookup(DEFAULT_TOLERANCE, op)));
       }
     } finally {
       p.close();
@@ -286,8 +287,8 @@ describe('the comparison and the harness itself', () => {
         (w, rho, e) => {
           fc.pre(w.some((v) => Math.abs(v) > 1e-3));
           // at scale 1, the plain formula (no overflow possible here), written independently
-          const g1 = w.map((v, i) => v * (1 + rho[i]!));
-          const naive = Math.sqrt(w.reduce((s, v, i) => s + (g1[i]! - v) ** 2, 0) / w.reduce((s, v) => s + v * v, 0));
+          const g1 = w.map((v, i) => v * (1 + rho[i]));
+          const naive = Math.sqrt(w.reduce((s, v, i) => s + (g1[i] - v) ** 2, 0) / w.reduce((s, v) => s + v * v, 0));
           const k = 10 ** e;
           const got = relError(
             g1.map((v) => v * k),
@@ -442,10 +443,10 @@ for await (const line of createInterface({ input: process.stdin })) {
     );
     const c = await buildCase('causal_conv1d', d);
     const p = openPort(`node ${port}`, 'lines');
-    const lastPid = () => readFileSync(pids, 'utf8').trim().split('\n').at(-1)!;
+    const lastPid = () => lastOf(readFileSync(pids, 'utf8').trim().split('\n'));
     const ask = async (m: string) => {
       writeFileSync(mode, m);
-      return judge(c, await p.ask(c, 1500), DEFAULT_TOLERANCE.causal_conv1d!);
+      return judge(c, await p.ask(c, 1500), DEFAULT_TOLERANCE.causal_conv1d);
     };
     try {
       expect((await ask('ok')).status).toBe('pass');
@@ -499,7 +500,7 @@ describe('the tolerance', () => {
   it('a correct port whose outputs are ~1e-29 (a sum that cancels, computed in another order) passes on atol, and failed on a relative measure alone', () => {
     const want = { out: T([1.3e-29, -2.2e-29, 0.7e-29]) };
     const got = new Map([['out', T([-0.4e-29, 3.1e-29, 0])]]);
-    expect(compare(want, got, DEFAULT_TOLERANCE.selective_scan!).status).toBe('pass');
+    expect(compare(want, got, DEFAULT_TOLERANCE.selective_scan).status).toBe('pass');
     expect(compare(want, got, { rtol: 1e-3, atol: 0 }).status).toBe('fail');
   });
   it('docs/conform.md tabulates every op’s default rtol and atol as the code has them', () => {

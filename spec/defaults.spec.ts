@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { main } from '../lib/cli/main.js';
 import { defaultBackend } from '../lib/ops.js';
+import { lastOf } from '../lib/checked.js';
 
 const MODELS = join(import.meta.dirname, '..', 'models');
 
@@ -27,7 +28,7 @@ async function mil(...args: string[]): Promise<{ status: number; out: string }> 
     err.mockRestore();
   }
 }
-const lastJson = (out: string) => JSON.parse(out.trim().split('\n').at(-1)!);
+const lastJson = (out: string) => JSON.parse(lastOf(out.trim().split('\n')));
 
 describe('the default backend', () => {
   it('is wasm-simd where it loads (here, in Node)', () => {

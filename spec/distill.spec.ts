@@ -28,6 +28,7 @@ import { Rng } from '../lib/rng.js';
 import type { TrainerOptions } from '../lib/train/trainer.js';
 import type { HybridModel } from '../lib/model/hybrid.js';
 import { tmpFolder } from './tmp.js';
+import { lastOf, lookup } from '../lib/checked.js';
 
 const tok = BpeTokenizer.load(SHIPPED_TOKENIZER);
 
@@ -352,14 +353,14 @@ describe('DPO', () => {
       for (let k = 0; k < 3; k++) {
         const i = r.int(0, w.length - 1);
         const h = 1e-5;
-        const x = w[i]!;
+        const x = w[i];
         w[i] = x + h;
         const up = dpoLossAndGrads(f64, pairs, refLp, 0.7, () => false, FLOAT64_ENGINE).loss;
         w[i] = x - h;
         const dn = dpoLossAndGrads(f64, pairs, refLp, 0.7, () => false, FLOAT64_ENGINE).loss;
         w[i] = x;
         const fd = (up - dn) / (2 * h);
-        expect(Math.abs(g.grads.get(n)![i]! - fd), `${n}[${i}]`).toBeLessThan(1e-7 + 1e-5 * Math.abs(fd));
+        expect(Math.abs(lookup(g.grads, n)[i] - fd), `${n}[${i}]`).toBeLessThan(1e-7 + 1e-5 * Math.abs(fd));
       }
     }
   });
@@ -375,14 +376,14 @@ describe('DPO', () => {
     expect(preferenceAccuracy(ref, pairs, 4, FLOAT64_ENGINE, ref)).toBe(0);
     const wins = pairs.filter((p) => {
       const lp = referenceLogps(ref, [p], FLOAT64_ENGINE); // one pair at a time: [chosen, rejected]
-      return lp[0]! > lp[1]!;
+      return lp[0] > lp[1];
     }).length;
     expect(preferenceAccuracy(ref, pairs, 4, FLOAT64_ENGINE)).toBe(wins / pairs.length);
   });
   it('pairs: the chosen continuation follows the prompt in the stream, the rejected one comes from elsewhere', () => {
     const stream = Array.from({ length: 500 }, (_, i) => i);
     for (const p of preferencePairs(stream, 20, 5, 4, 3)) {
-      expect(p.chosen[0]).toBe(p.prompt.at(-1)! + 1);
+      expect(p.chosen[0]).toBe(lastOf(p.prompt) + 1);
       expect(p.rejected[0]).not.toBe(p.chosen[0]);
     }
   });
@@ -400,7 +401,7 @@ describe('eval', () => {
     expect(r.ppl).toBeCloseTo(tok.vocabSize, 9);
     let bytes = 0;
     for (let w = 0; w < Math.floor(stream.length / 16); w++)
-      for (let t = 1; t < 16; t++) bytes += tok.bytes[stream[w * 16 + t]!]!.length;
+      for (let t = 1; t < 16; t++) bytes += tok.bytes[stream[w * 16 + t]].length;
     expect(r.bitsPerByte).toBeCloseTo((Math.log2(tok.vocabSize) * r.tokens) / bytes, 12);
   });
 });

@@ -15,6 +15,7 @@ import { KERNELS } from '../examples/ports/js/kernels.mjs';
 import { GRADS } from '../examples/ports/js/grads.mjs';
 // @ts-expect-error idem
 import { loadModel, run, speculative } from '../examples/ports/js/model.mjs';
+import { lastOf } from '../lib/checked.js';
 
 export interface PortTensor {
   shape: number[];
@@ -70,7 +71,7 @@ export function portLogits(m: PortModel, ids: number[]): Float64Array {
 export function portGreedy(m: PortModel, prompt: number[], n: number): number[] {
   const seq = [...prompt];
   for (let s = 0; s < n; s++) {
-    const last = (run(m, seq) as { rows: Float64Array[] }).rows.at(-1)!;
+    const last = lastOf((run(m, seq) as { rows: Float64Array[] }).rows);
     seq.push(last.indexOf(Math.max(...last)));
   }
   return seq.slice(prompt.length);

@@ -15,6 +15,7 @@ import { emitGolden, emitModel } from '../lib/golden/emit.js';
 import { GOLDEN_OPS } from '../lib/golden/ops.js';
 import { getTensor, readSafetensors, writeSafetensors } from '../lib/io/safetensors.js';
 import { ALL_BACKENDS, Tensor } from './helpers.js';
+import { lookup } from '../lib/checked.js';
 
 const GOLDEN = join(import.meta.dirname, '..', 'golden');
 const tmp = () => tmpFolder('golden');
@@ -116,11 +117,11 @@ describe('emitted cases against an independent float64 implementation', () => {
       const I = Object.fromEntries(c.inputs.map((n) => [n, toPort(getTensor(f, `${c.name}/in/${n}`))]));
       const fn = PORT_OPS[c.op];
       expect(fn, `the example port implements ${c.op}`).toBeDefined();
-      const out = fn!(I, c.attrs);
+      const out = fn(I, c.attrs);
       for (const n of c.outputs) {
         const want = getTensor(f, `${c.name}/out/${n}`);
         expect(out[n]?.shape, `${c.name} ${n} shape`).toEqual([...want.shape]);
-        expect(relErr(out[n]!.data, want.data), `${c.name} ${n}`).toBeLessThanOrEqual(
+        expect(relErr(lookup(out, n).data, want.data), `${c.name} ${n}`).toBeLessThanOrEqual(
           c.op === 'gated_rmsnorm_grad' ? 1e-4 : 1e-9,
         );
       }
@@ -161,11 +162,11 @@ describe('malformed golden folders', () => {
     writeFileSync(join(dir, 'kernels.json'), JSON.stringify(j));
     const r = await verifyGolden(dir, 'reference');
     const by = Object.fromEntries(r.results.map((c) => [c.name, c]));
-    expect(by.conv1d_0!.status).toBe('fail');
-    expect(by.conv1d_0!.reason).toMatch(/missing tensor 'conv1d_0\/in\/bias'/);
-    expect(by.state_update_0!.status).toBe('fail');
-    expect(by.state_update_0!.reason).toMatch(/tensor 'x': expected shape \[batch=2, dim=8\], got \[2, 7\]/);
-    expect(by.future_0!.status).toBe('unsupported');
+    expect(by.conv1d_0.status).toBe('fail');
+    expect(by.conv1d_0.reason).toMatch(/missing tensor 'conv1d_0\/in\/bias'/);
+    expect(by.state_update_0.status).toBe('fail');
+    expect(by.state_update_0.reason).toMatch(/tensor 'x': expected shape \[batch=2, dim=8\], got \[2, 7\]/);
+    expect(by.future_0.status).toBe('unsupported');
     expect([r.passed, r.failed, r.unsupported]).toEqual([28, 2, 1]);
   });
   it('a truncated safetensors file and a bad schema are reported as failures, not crashes', async () => {
@@ -175,10 +176,10 @@ describe('malformed golden folders', () => {
     writeFileSync(join(dir, 'kernels.safetensors'), bytes.subarray(0, bytes.length - 100));
     const r = await verifyGolden(dir, 'reference');
     expect(r.failed).toBe(1);
-    expect(r.results[0]!.reason).toMatch(/truncated/);
+    expect(r.results[0].reason).toMatch(/truncated/);
     writeFileSync(join(dir, 'kernels.json'), JSON.stringify({ schema: 'other/2', cases: [] }));
     const r2 = await verifyGolden(dir, 'reference');
-    expect(r2.results[0]!.reason).toMatch(/schema is "other\/2", expected 'mil-golden\/1'/);
+    expect(r2.results[0].reason).toMatch(/schema is "other\/2", expected 'mil-golden\/1'/);
     const r3 = await verifyGolden(tmp(), 'reference');
     expect(r3.failed).toBe(1);
   });
@@ -214,7 +215,7 @@ describe('mil CLI', () => {
     const f = readSafetensors(join(dir, 'kernels.safetensors'));
     const ts: Record<string, Tensor> = {};
     for (const k of f.tensors.keys()) ts[k] = getTensor(f, k);
-    ts['multistep_0/out/h_k'] = ts['multistep_0/out/h_k']!.map((v) => v * 1.001);
+    ts['multistep_0/out/h_k'] = lookup(ts, 'multistep_0/out/h_k').map((v) => v * 1.001);
     writeSafetensors(join(dir, 'kernels.safetensors'), ts);
     const bad = spawnSync('node', [mil, 'golden', 'verify', dir], { encoding: 'utf8' });
     expect(bad.status).toBe(1);
@@ -266,17 +267,17 @@ describe('malformed model folders', () => {
     const gf = readSafetensors(g);
     const ts: Record<string, Tensor> = {};
     for (const k of gf.tensors.keys()) ts[k] = getTensor(gf, k);
-    ts.greedy = ts.greedy!.map((v, i) => (i === 5 ? (v + 1) % 101 : v));
+    ts.greedy = ts.greedy.map((v, i) => (i === 5 ? (v + 1) % 101 : v));
     writeSafetensors(g, ts);
     const r = await verifyGolden(dir, 'reference');
     const by = Object.fromEntries(r.results.map((c) => [c.name, c]));
-    expect(by['models/llama_tiny']!.status).toBe('fail');
-    expect(by['models/llama_tiny']!.reason).toMatch(/truncated/);
-    expect(by['models/hybrid_mamba1']!.status).toBe('fail');
-    expect(by['models/hybrid_mamba1']!.reason).toMatch(/greedy token 5 is/);
+    expect(lookup(by, 'models/llama_tiny').status).toBe('fail');
+    expect(lookup(by, 'models/llama_tiny').reason).toMatch(/truncated/);
+    expect(lookup(by, 'models/hybrid_mamba1').status).toBe('fail');
+    expect(lookup(by, 'models/hybrid_mamba1').reason).toMatch(/greedy token 5 is/);
     // the truncated llama_tiny also fails its training case and both distill cases (it is their teacher)
     for (const n of ['models/llama_tiny/train', 'models/hybrid_mamba1/train', 'models/hybrid_mamba2/train'])
-      expect(by[n]!.reason, n).toMatch(/truncated/);
+      expect(lookup(by, n).reason, n).toMatch(/truncated/);
     expect(r.passed).toBe(25);
   });
 });

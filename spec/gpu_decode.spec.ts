@@ -38,17 +38,17 @@ const run = webgpu.available ? it : it.skip;
 function excess(a: ArrayLike<number>, b: ArrayLike<number>): number {
   expect(a.length).toBe(b.length);
   let e = 0;
-  for (let i = 0; i < a.length; i++) e = Math.max(e, Math.abs(a[i]! - b[i]!) - TOL_REL * Math.abs(b[i]!));
+  for (let i = 0; i < a.length; i++) e = Math.max(e, Math.abs(a[i] - b[i]) - TOL_REL * Math.abs(b[i]));
   return e;
 }
 
 /** The reference's id and whether its top two are clearly apart. */
 function refChoice(l: ArrayLike<number>): { id: number; clear: boolean } {
   let a = 0;
-  for (let i = 1; i < l.length; i++) if (l[i]! > l[a]!) a = i;
+  for (let i = 1; i < l.length; i++) if (l[i] > l[a]) a = i;
   let b = -Infinity;
-  for (let i = 0; i < l.length; i++) if (i !== a) b = Math.max(b, l[i]!);
-  return { id: a, clear: l[a]! - b > 2 * (TOL_ABS + TOL_REL * Math.abs(l[a]!)) };
+  for (let i = 0; i < l.length; i++) if (i !== a) b = Math.max(b, l[i]);
+  return { id: a, clear: l[a] - b > 2 * (TOL_ABS + TOL_REL * Math.abs(l[a])) };
 }
 
 interface RefRun {
@@ -68,7 +68,7 @@ async function reference(m: HybridModel, prompt: number[], steps: number): Promi
   const logits = prompt.map((_, t) => Float64Array.from(pre.data.subarray(t * V, (t + 1) * V)));
   const ids = [...prompt];
   for (let s = 0; s < steps; s++) {
-    const id = refChoice(logits[logits.length - 1]!).id;
+    const id = refChoice(logits[logits.length - 1]).id;
     ids.push(id);
     logits.push(Float64Array.from((await forward(ops, m, [[id]], cache)).data));
   }
@@ -91,9 +91,9 @@ async function replay(
     const { token, logits } =
       t < prefill
         ? await dec.prefill(ref.ids.slice(0, prefill), { logits: true })
-        : await dec.step(ref.ids[t]!, { logits: true });
-    worst = Math.max(worst, excess(logits!, ref.logits[t]!));
-    const c = refChoice(ref.logits[t]!);
+        : await dec.step(ref.ids[t], { logits: true });
+    worst = Math.max(worst, excess(logits!, ref.logits[t]));
+    const c = refChoice(ref.logits[t]);
     if (c.clear) {
       compared++;
       if (token !== c.id) wrong++;
@@ -133,7 +133,7 @@ async function expectCaches(dec: GpuDecoder, m: HybridModel, ref: RefRun): Promi
   const T = ref.ids.length;
   for (let i = 0; i < m.llama.numLayers; i++) {
     const g = await dec.readLayer(i);
-    const lc = ref.cache.layers[i]!;
+    const lc = ref.cache.layers[i];
     if (g.kind === 'attention' && lc.kind === 'attention') {
       const [Hkv, hd] = [m.llama.numKvHeads, m.llama.headDim];
       // reference (1, H_kv, cap, hd) → the GPU's (cap, H_kv·hd), first T rows
@@ -142,8 +142,8 @@ async function expectCaches(dec: GpuDecoder, m: HybridModel, ref: RefRun): Promi
       for (let j = 0; j < T; j++)
         for (let kv = 0; kv < Hkv; kv++)
           for (let c = 0; c < hd; c++) {
-            k[(j * Hkv + kv) * hd + c] = lc.k[(kv * lc.cap + j) * hd + c]!;
-            v[(j * Hkv + kv) * hd + c] = lc.v[(kv * lc.cap + j) * hd + c]!;
+            k[(j * Hkv + kv) * hd + c] = lc.k[(kv * lc.cap + j) * hd + c];
+            v[(j * Hkv + kv) * hd + c] = lc.v[(kv * lc.cap + j) * hd + c];
           }
       expect(excess(g.k.subarray(0, T * Hkv * hd), k), `layer ${i} keys`).toBeLessThanOrEqual(TOL_ABS);
       expect(excess(g.v.subarray(0, T * Hkv * hd), v), `layer ${i} values`).toBeLessThanOrEqual(TOL_ABS);
@@ -270,7 +270,7 @@ describe('one GPU submission per decoded token (webgpu)', () => {
       const dec = await GpuDecoder.create(m, { capacity: 8 });
       try {
         const labels = dec.chain.labels;
-        const attn = m.mamba!.attnLayers[0]!;
+        const attn = m.mamba!.attnLayers[0];
         const mamba = attn === 0 ? 1 : 0;
         const mutations = [
           `layer1.down`,
@@ -314,7 +314,7 @@ describe('one GPU submission per decoded token (webgpu)', () => {
       const head = t.weights.get('lm_head.weight').data;
       expect(a + 256, 'the seed gives a winner with room for its twins').toBeLessThan(V);
       const twins = [a + 1, a + 255, a + 256];
-      for (const r of twins) for (let i = 0; i < d; i++) head[r * d + i] = head[a * d + i]!;
+      for (const r of twins) for (let i = 0; i < d; i++) head[r * d + i] = head[a * d + i];
       const dec = await GpuDecoder.create(t, { capacity: 2 });
       try {
         const { token, logits } = await dec.step(7, { logits: true });

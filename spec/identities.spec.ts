@@ -204,7 +204,7 @@ describe.each(ALL_BACKENDS)('identities on $title', ({ name, available }) => {
           const delta = Tensor.from(
             Array.from(
               { length: dimN * s.L },
-              (_, i) => inp.delta.data[(i % s.L) * H + Math.floor(Math.floor(i / s.L) / s.P)]!,
+              (_, i) => inp.delta.data[(i % s.L) * H + Math.floor(Math.floor(i / s.L) / s.P)],
             ),
             [1, dimN, s.L],
           );
@@ -212,18 +212,18 @@ describe.each(ALL_BACKENDS)('identities on $title', ({ name, available }) => {
             u,
             delta,
             A: Tensor.from(
-              Array.from({ length: dimN * s.N }, (_, i) => inp.A.data[Math.floor(Math.floor(i / s.N) / s.P)]!),
+              Array.from({ length: dimN * s.N }, (_, i) => inp.A.data[Math.floor(Math.floor(i / s.N) / s.P)]),
               [dimN, s.N],
             ),
             B: inp.B.transpose([0, 2, 3, 1]),
             C: inp.C.transpose([0, 2, 3, 1]),
             D: Tensor.from(
-              Array.from({ length: dimN }, (_, i) => inp.D.data[Math.floor(i / s.P)]!),
+              Array.from({ length: dimN }, (_, i) => inp.D.data[Math.floor(i / s.P)]),
               [dimN],
             ),
             z: inp.z.reshape([1, s.L, dimN]).transpose([0, 2, 1]),
             deltaBias: Tensor.from(
-              Array.from({ length: dimN }, (_, i) => inp.deltaBias.data[Math.floor(i / s.P)]!),
+              Array.from({ length: dimN }, (_, i) => inp.deltaBias.data[Math.floor(i / s.P)]),
               [dimN],
             ),
             deltaSoftplus: true,
@@ -282,7 +282,7 @@ describe.each(ALL_BACKENDS)('identities on $title', ({ name, available }) => {
           deltaSoftplus: true,
         };
         const ms = await o.multistep(inp);
-        const row = (t: Tensor, i: number) => cut(t, 1, i, i + 1).reshape([1, t.shape[2]!]);
+        const row = (t: Tensor, i: number) => cut(t, 1, i, i + 1).reshape([1, t.shape[2]]);
         let state = inp.hI;
         for (let t = 0; t < rec; t++) {
           const st = await o.selectiveStateUpdate({
@@ -497,7 +497,7 @@ describe('float64 reference identities', () => {
       originalMaxPositionEmbeddings: 8192,
     });
     expect(l3[0]).toBe(plain[0]); // wavelength 2π < 2048: unchanged
-    expect(l3[63]).toBeCloseTo(plain[63]! / 8, 20); // longest wavelength: divided by factor
+    expect(l3[63]).toBeCloseTo(plain[63] / 8, 20); // longest wavelength: divided by factor
   });
 });
 
@@ -521,9 +521,9 @@ describe('tensor layer', () => {
           // independent: walk every input index, place it at its permuted position with Tensor.offset
           const idx = new Array<number>(shape.length).fill(0);
           for (let n = 0; n < t.size; n++) {
-            expect(got.data[got.offset(...perm.map((a) => idx[a]!))]).toBe(t.data[n]);
+            expect(got.data[got.offset(...perm.map((a) => idx[a]))]).toBe(t.data[n]);
             for (let a = shape.length - 1; a >= 0; a--) {
-              if (++idx[a]! < shape[a]!) break;
+              if (++idx[a] < shape[a]) break;
               idx[a] = 0;
             }
           }

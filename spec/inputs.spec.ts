@@ -26,6 +26,7 @@ import { main } from '../lib/cli/main.js';
 import { markChanged } from '../lib/weight_registry.js';
 import { fuzz } from '../lib/io/safetensors_fuzz.js';
 import { tmpFolder } from './tmp.js';
+import { lookup } from '../lib/checked.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const GOLDEN = join(ROOT, 'golden');
@@ -57,9 +58,9 @@ describe('checkpoint reader', () => {
       'bad-dtype',
       'bad-shape',
     ]) {
-      expect(counts[m]!.rejected, m).toBe(300);
+      expect(lookup(counts, m).rejected, m).toBe(300);
     }
-    expect(counts.none!.accepted).toBe(300);
+    expect(counts.none.accepted).toBe(300);
   });
 
   it('a duplicate key that swaps two tensors is refused, naming the key', () => {
@@ -114,7 +115,7 @@ describe('checkpoint reader', () => {
 
   it('NaN/Inf weights are refused at load with the full weight name; convert never copies them', () => {
     const t = randomLlama({ vocab: 64, hidden: 16, intermediate: 32, layers: 2, heads: 2, kvHeads: 1 }, 1);
-    t.weights.tensors.get('model.layers.1.mlp.up_proj.weight')!.data[5] = NaN;
+    lookup(t.weights.tensors, 'model.layers.1.mlp.up_proj.weight').data[5] = NaN;
     const d = join(tmpFolder('nan'), 'm');
     saveModel(d, t);
     expect(() => loadModel(d)).toThrow(NonFiniteError);
@@ -291,7 +292,7 @@ describe('bounds and numerics', () => {
           const data = f64 ? Float64Array.from(vals) : Float32Array.from(vals);
           const r = new Rng(seed);
           const at = bad.map(() => Math.floor(r.uniform() * data.length)).filter((i) => i < data.length);
-          at.forEach((i, k) => (data[i] = bad[k]!));
+          at.forEach((i, k) => (data[i] = bad[k]));
           const first = data.findIndex((v) => !Number.isFinite(v));
           const t = new Tensor(data, [data.length], 'probe');
           if (first < 0) expect(() => assertFinite(t)).not.toThrow();
@@ -341,7 +342,7 @@ describe('golden verify never passes what it did not check', () => {
       ['no_outputs', 'fail'],
       ['mystery', 'unsupported'],
     ]);
-    expect(r.results[1]!.reason).toMatch(/lists no outputs/);
+    expect(r.results[1].reason).toMatch(/lists no outputs/);
     const empty = tmpFolder('gv');
     expect((await verifyGolden(empty, 'reference')).failed).toBe(1);
     await expect(verifyGolden(join(empty, 'nope'), 'reference')).rejects.toThrow(ArgumentError);
@@ -361,9 +362,9 @@ describe('golden verify never passes what it did not check', () => {
       ['models/tiny', 'pass'],
       ['models/tiny/train', 'fail'],
     ]);
-    expect(r.results[3]!.reason).toMatch(/'objective' must be "lm" or "distill"/);
+    expect(r.results[3].reason).toMatch(/'objective' must be "lm" or "distill"/);
     const w = await verifyGolden(dir, 'webasm');
-    expect(w.results[3]!.status).toBe('unsupported');
+    expect(w.results[3].status).toBe('unsupported');
   });
   it('a model case with an empty greedy continuation fails', async () => {
     const dir = tmpFolder('gv');
@@ -375,8 +376,8 @@ describe('golden verify never passes what it did not check', () => {
     ts.greedy = Tensor.zeros([1, 0]);
     writeFileSync(join(dir, 'models', 'llama_tiny', 'golden.safetensors'), serializeSafetensors(ts, undefined, 'F64'));
     const r = await verifyGolden(dir, 'reference');
-    expect(r.results[0]!.status).toBe('fail');
-    expect(r.results[0]!.reason).toMatch(/'greedy' is empty/);
+    expect(r.results[0].status).toBe('fail');
+    expect(r.results[0].reason).toMatch(/'greedy' is empty/);
   });
   it('CLI: unsupported cases exit 1 unless --allow-unsupported; a missing folder exits 2; a bad kernels.json exits 1 with the reason', async () => {
     const dir = tmpFolder('gv');

@@ -70,8 +70,8 @@ describe('safetensors', () => {
           const b = getTensor(f, 'b').data;
           fl.forEach((v, k) => {
             // half: 11 significant bits → relative error ≤ 2^-11 (normal range); bf16: 8 bits → ≤ 2^-8
-            expect(Math.abs(h[k]! - v)).toBeLessThanOrEqual(Math.max(Math.abs(v) * 2 ** -11, 2 ** -25));
-            expect(Math.abs(b[k]! - v)).toBeLessThanOrEqual(Math.abs(v) * 2 ** -8 + 1e-40);
+            expect(Math.abs(h[k] - v)).toBeLessThanOrEqual(Math.max(Math.abs(v) * 2 ** -11, 2 ** -25));
+            expect(Math.abs(b[k] - v)).toBeLessThanOrEqual(Math.abs(v) * 2 ** -8 + 1e-40);
           });
           expect(Array.from(getTensor(f, 'i').data)).toEqual(ints);
           expect(Array.from(getTensor(f, 'j').data)).toEqual(ints);

@@ -95,12 +95,12 @@ describe.each(KERNEL_BACKENDS)('kernels on $title', ({ name, available }) => {
         // three plans at once: the first is retired while it runs, and destroyed only once its call is done
         expect((await Promise.all(layers.map((l) => ops.gatedMlp(x, ...l)))).map(bits)).toEqual(want.map(bits));
         expect(rt.plans.compiled).toBe(compiled + 3);
-        expect(bits(await ops.gatedMlp(x, ...layers[2]!)), 'recently used: still alive').toEqual(bits(want[2]!));
+        expect(bits(await ops.gatedMlp(x, ...layers[2])), 'recently used: still alive').toEqual(bits(want[2]));
         expect(rt.plans.compiled).toBe(compiled + 3);
-        expect(bits(await ops.gatedMlp(x, ...layers[0]!)), 'retired: compiled again').toEqual(bits(want[0]!));
+        expect(bits(await ops.gatedMlp(x, ...layers[0])), 'retired: compiled again').toEqual(bits(want[0]));
         expect(rt.plans.compiled).toBe(compiled + 4);
         rt.plans.release();
-        expect(bits(await ops.gatedMlp(x, ...layers[2]!))).toEqual(bits(want[2]!));
+        expect(bits(await ops.gatedMlp(x, ...layers[2]))).toEqual(bits(want[2]));
         expect(rt.plans.compiled, 'released plans are compiled again').toBe(compiled + 5);
       } finally {
         Object.assign(rt.plans, was);
@@ -126,7 +126,7 @@ describe.each(KERNEL_BACKENDS)('kernels on $title', ({ name, available }) => {
               bias: w.bias ? rand.normal(r, [w.out]) : undefined,
             }));
             const loose = await ops.linears(x, ws);
-            ws.forEach((w, i) => expectClose(loose[i]!, linear(x, w.weight, w.bias), tol, `product ${i}`));
+            ws.forEach((w, i) => expectClose(loose[i], linear(x, w.weight, w.bias), tol, `product ${i}`));
             for (const w of ws) for (const t of [w.weight, w.bias]) if (t) markImmutable(t.data);
             const fused = await ops.linears(x, ws);
             expect(fused.map((t) => Array.from(t.data))).toEqual(loose.map((t) => Array.from(t.data)));
@@ -146,7 +146,7 @@ describe.each(KERNEL_BACKENDS)('kernels on $title', ({ name, available }) => {
     for (const w of [gate, up, down]) markImmutable(w.data);
     expectClose(await ops.gatedMlp(x, gate, up, down), gatedMlp(x, gate, up, down), tol, 'before');
     for (const w of [up, down]) {
-      for (let i = 0; i < w.size; i++) w.data[i] = 1 - 3 * w.data[i]!;
+      for (let i = 0; i < w.size; i++) w.data[i] = 1 - 3 * w.data[i];
       markChanged(w.data);
       expectClose(
         await ops.gatedMlp(x, gate, up, down),
@@ -553,7 +553,7 @@ describe('webgpu keeps weights resident (uploaded once, bound in place of a copy
         const w = dtype === 'float32' ? new Tensor(Float32Array.from(W.data), W.shape) : W;
         markImmutable(w.data);
         expectClose(await ops.linear(x, w), linear(x, w), FLOAT32_TOL, `${dtype} weight before`);
-        for (let i = 0; i < w.size; i++) w.data[i] = -2 * w.data[i]! + 1;
+        for (let i = 0; i < w.size; i++) w.data[i] = -2 * w.data[i] + 1;
         const held = rt.residentElements;
         markChanged(w.data);
         expectClose(await ops.linear(x, w), linear(x, w), FLOAT32_TOL, `${dtype} weight after the change`);

@@ -41,7 +41,7 @@ function expectAll(
       continue;
     }
     expect(g.shape, `${k} shape`).toEqual((w as Tensor).shape);
-    const err = Math.hypot(...Array.from(g.data, (v, i) => v - (w as Tensor).data[i]!));
+    const err = Math.hypot(...Array.from(g.data, (v, i) => v - (w as Tensor).data[i]));
     const scale = Math.hypot(...abs);
     expect(err, `${k}: error ${err} against Σ|terms| ${scale}`).toBeLessThanOrEqual(tol * scale);
   }
@@ -49,9 +49,9 @@ function expectAll(
 
 /** Σ over every axis but `channelAxis` of |t|: the absolute terms of a per-channel sum. */
 function absSums(t: Tensor, channelAxis: number): Float64Array {
-  const out = new Float64Array(t.shape[channelAxis]!);
+  const out = new Float64Array(t.shape[channelAxis]);
   const inner = t.shape.slice(channelAxis + 1).reduce((a, b) => a * b, 1);
-  for (let i = 0; i < t.data.length; i++) out[Math.floor(i / inner) % out.length]! += Math.abs(t.data[i]!);
+  for (let i = 0; i < t.data.length; i++) out[Math.floor(i / inner) % out.length] += Math.abs(t.data[i]);
   return out;
 }
 

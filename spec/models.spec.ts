@@ -32,6 +32,7 @@ import { silu, inverseSoftplus } from '../lib/ref/activations.js';
 import { linear } from '../lib/ref/linear.js';
 import { SafetensorsError, ShapeError } from '../lib/errors.js';
 import { FLOAT32_TOL, FLOAT64_TOL, Rng, Tensor, expectClose } from './helpers.js';
+import { lookup } from '../lib/checked.js';
 
 const SPEC = { vocab: 37, hidden: 32, intermediate: 48, layers: 4, heads: 4, kvHeads: 2, headDim: 16 };
 const teacher = (seed: number) => randomLlama(SPEC, seed);
@@ -56,7 +57,7 @@ async function incrementalMatchesFull(ops: Ops, m: HybridModel, ids: number[], a
   const parts: Tensor[] = [];
   if (a > 0) parts.push(await forward(ops, m, [ids.slice(0, a)], cache));
   if (k > a) parts.push(await forward(ops, m, [ids.slice(a, k)], cache));
-  for (let t = k; t < ids.length; t++) parts.push(await forward(ops, m, [[ids[t]!]], cache));
+  for (let t = k; t < ids.length; t++) parts.push(await forward(ops, m, [[ids[t]]], cache));
   const inc = Tensor.concat(
     parts.map((p) => p.astype('float64')),
     1,
@@ -123,8 +124,8 @@ describe('Algorithm 1 conversion', () => {
           expect(Array.from(b.data)).toEqual(Array.from(a.data));
           // independent: the saved hybrid, read by the port, is the teacher as the port reads it, bit for bit, and
           // both agree with this library's teacher to float64 rounding
-          const viaPort = port(h, ids[0]!);
-          expect(viaPort).toEqual(port(t, ids[0]!));
+          const viaPort = port(h, ids[0]);
+          expect(viaPort).toEqual(port(t, ids[0]));
           expect(relError(Float64Array.from(viaPort), Float64Array.from(a.data))).toBeLessThanOrEqual(1e-12);
         },
       ),
@@ -181,7 +182,7 @@ describe('Algorithm 1 conversion', () => {
           const q = `model.layers.${i}.mamba`;
           W.set(`${q}.A_log`, Tensor.full([H], -Infinity)); // A = −exp(−∞) = 0
           W.set(`${q}.dt_bias`, Tensor.full([H], inverseSoftplus(1))); // Δ = softplus(0 + b) = 1
-          const inp = W.get(`${q}.in_proj.weight`)!.clone();
+          const inp = lookup(W, `${q}.in_proj.weight`).clone();
           inp.data.fill(0, (2 * I + 2 * X) * SPEC.hidden); // dt rows = 0
           W.set(`${q}.in_proj.weight`, inp);
           const conv = Tensor.zeros([I + 2 * X, 1, 4]);
@@ -209,7 +210,7 @@ describe('Algorithm 1 conversion', () => {
               .transpose([0, 2, 1, 3]);
           const y = linearAttentionParallel(heads('q', H), repeatKv(heads('k', 2), 2), repeatKv(heads('v', 2), 2));
           const o = linear(y.transpose([0, 2, 1, 3]).reshape([1, L, 64]), TW.get(`${p}.self_attn.o_proj.weight`));
-          for (let j = 0; j < h.size; j++) h.data[j]! += o.data[j]!;
+          for (let j = 0; j < h.size; j++) h.data[j] += o.data[j];
           const x2 = rmsnorm(h, TW.get(`${p}.post_attention_layernorm.weight`), 1e-5);
           const g = linear(x2, TW.get(`${p}.mlp.gate_proj.weight`));
           const u = linear(x2, TW.get(`${p}.mlp.up_proj.weight`));
@@ -217,7 +218,7 @@ describe('Algorithm 1 conversion', () => {
             g.zip(u, (a, b) => silu(a) * b),
             TW.get(`${p}.mlp.down_proj.weight`),
           );
-          for (let j = 0; j < h.size; j++) h.data[j]! += d.data[j]!;
+          for (let j = 0; j < h.size; j++) h.data[j] += d.data[j];
         }
         const want = linear(rmsnorm(h, TW.get('model.norm.weight'), 1e-5), TW.get('lm_head.weight'));
         expectClose(got, want, FLOAT64_TOL, 'logits');
@@ -335,7 +336,7 @@ describe('generation', () => {
     const k1 = await generate(ops, m, [1, 2, 3], { maxNewTokens: 6, temperature: 0.7, topK: 1, seed: 9, eos: [] });
     expect(s1.tokens).toEqual(s2.tokens);
     expect(k1.tokens).toEqual(g.tokens);
-    const stop = await generate(ops, m, [1, 2, 3], { maxNewTokens: 6, eos: [g.tokens[2]!] });
+    const stop = await generate(ops, m, [1, 2, 3], { maxNewTokens: 6, eos: [g.tokens[2]] });
     expect(stop.tokens).toEqual(g.tokens.slice(0, 3));
     expect(stop.stoppedBy).toBe('eos');
     fc.assert(
@@ -345,10 +346,10 @@ describe('generation', () => {
         (logits, topP) => {
           const full = samplingDistribution(logits, { temperature: 1 })!;
           const p = samplingDistribution(logits, { temperature: 1, topP })!;
-          const kept = [...p.keys()].filter((i) => p[i]! > 0);
-          const mass = kept.reduce((s, i) => s + full[i]!, 0);
+          const kept = [...p.keys()].filter((i) => p[i] > 0);
+          const mass = kept.reduce((s, i) => s + full[i], 0);
           expect(mass).toBeGreaterThanOrEqual(topP - 1e-12);
-          const minKept = Math.min(...kept.map((i) => full[i]!));
+          const minKept = Math.min(...kept.map((i) => full[i]));
           expect(mass - minKept).toBeLessThan(topP + 1e-12); // dropping the least likely kept id falls short
           expect(sampleToken(logits, { temperature: 0 }, new Rng(1))).toBe(logits.indexOf(Math.max(...logits)));
         },
@@ -409,7 +410,7 @@ describe('generation', () => {
             expect(Buffer.compare(bits(a), bits(b))).toBe(0);
           }
           for (const [i, lc] of fused.layers.entries()) {
-            const pl = plain.layers[i]!;
+            const pl = plain.layers[i];
             if (lc.kind !== 'attention' || pl.kind !== 'attention')
               throw new Error('a Llama has attention layers only');
             const kv = (c: typeof lc) => kvTensors(c, fused.length, 1, s.kvHeads, s.hidden / 4);

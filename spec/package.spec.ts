@@ -70,14 +70,14 @@ describe('the package installed from its packed tarball', () => {
       filename: string;
       files: Array<{ path: string }>;
     }>;
-    packed = info[0]!.files.map((f) => f.path);
+    packed = info[0].files.map((f) => f.path);
     app = join(dir, 'app');
     ok(run('mkdir', ['-p', app], dir), 'mkdir');
     writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }));
     ok(
       run(
         'npm',
-        ['install', '--omit=dev', '--prefer-offline', '--no-audit', '--no-fund', join(dir, info[0]!.filename)],
+        ['install', '--omit=dev', '--prefer-offline', '--no-audit', '--no-fund', join(dir, info[0].filename)],
         app,
         400_000,
       ),

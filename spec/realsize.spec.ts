@@ -25,6 +25,7 @@ import { forward, newCache } from '../lib/model/hybrid.js';
 import { getOps, backendStatus } from '../lib/ops.js';
 import { ConfigError, parseLlamaConfig } from '../lib/model/config.js';
 import { SafetensorsError } from '../lib/errors.js';
+import { lookup } from '../lib/checked.js';
 
 const CONFIG = 'configs/llama-3.2-1b.json';
 const quiet = async (argv: string[]) => {
@@ -52,7 +53,7 @@ function bf16File(path: string): { get(name: string): { shape: number[]; words: 
   >;
   return {
     get(name) {
-      const e = header[name]!;
+      const e = lookup(header, name);
       expect(e.dtype).toBe('BF16');
       const [b, en] = e.data_offsets;
       const bytes = new Uint8Array(en - b);
@@ -67,18 +68,18 @@ const scratchU = new Uint32Array(scratchF.buffer);
 /** A bf16 word as its value: the high half of a float32. */
 const bf16 = (w: number) => {
   scratchU[0] = w << 16;
-  return scratchF[0]!;
+  return scratchF[0];
 };
 const widen = (t: { words: Uint16Array }) => Float64Array.from(t.words, bf16);
 
 /** y[t][o] = Σ_i x[t][i]·W[o][i] over W: (out, in). */
 function matvecs(x: Float64Array[], W: Float64Array, out: number): Float64Array[] {
-  const nin = x[0]!.length;
+  const nin = x[0].length;
   return x.map((xt) => {
     const y = new Float64Array(out);
     for (let o = 0; o < out; o++) {
       let s = 0;
-      for (let i = 0; i < nin; i++) s += xt[i]! * W[o * nin + i]!;
+      for (let i = 0; i < nin; i++) s += xt[i] * W[o * nin + i];
       y[o] = s;
     }
     return y;
@@ -89,7 +90,7 @@ const rms = (x: Float64Array, w: Float64Array, eps: number) => {
   let ss = 0;
   for (const v of x) ss += v * v;
   const r = 1 / Math.sqrt(ss / x.length + eps);
-  return x.map((v, i) => v * r * w[i]!);
+  return x.map((v, i) => v * r * w[i]);
 };
 
 /** transformers' _compute_llama3_parameters, from its published formula. */
@@ -131,8 +132,8 @@ function independentLogits(dir: string, ids: number[]): Float64Array[] {
   const rope = (v: Float64Array, heads: number, pos: number) => {
     for (let j = 0; j < heads; j++)
       for (let i = 0; i < hd / 2; i++) {
-        const a = pos * inv[i]!;
-        const [x1, x2] = [v[j * hd + i]!, v[j * hd + i + hd / 2]!];
+        const a = pos * inv[i];
+        const [x1, x2] = [v[j * hd + i], v[j * hd + i + hd / 2]];
         v[j * hd + i] = x1 * Math.cos(a) - x2 * Math.sin(a);
         v[j * hd + i + hd / 2] = x2 * Math.cos(a) + x1 * Math.sin(a);
       }
@@ -152,23 +153,22 @@ function independentLogits(dir: string, ids: number[]): Float64Array[] {
         const g = Math.floor(j / (H / Hkv));
         const s = Array.from({ length: t + 1 }, (_, u) => {
           let d = 0;
-          for (let i = 0; i < hd; i++) d += q[t]![j * hd + i]! * k[u]![g * hd + i]!;
+          for (let i = 0; i < hd; i++) d += q[t][j * hd + i] * k[u][g * hd + i];
           return d / Math.sqrt(hd);
         });
         const m = Math.max(...s);
         const e = s.map((z) => Math.exp(z - m));
         const z = e.reduce((a, b) => a + b, 0);
-        for (let u = 0; u <= t; u++)
-          for (let i = 0; i < hd; i++) att[t]![j * hd + i]! += (e[u]! / z) * v[u]![g * hd + i]!;
+        for (let u = 0; u <= t; u++) for (let i = 0; i < hd; i++) att[t][j * hd + i] += (e[u] / z) * v[u][g * hd + i];
       }
     const o = matvecs(att, w('self_attn.o_proj.weight'), D);
-    h = h.map((ht, t) => ht.map((a, i) => a + o[t]![i]!));
+    h = h.map((ht, t) => ht.map((a, i) => a + o[t][i]));
     const x2 = h.map((ht) => rms(ht, w('post_attention_layernorm.weight'), eps));
     const gate = matvecs(x2, w('mlp.gate_proj.weight'), I);
     const up = matvecs(x2, w('mlp.up_proj.weight'), I);
-    const act = gate.map((gt, t) => gt.map((a, i) => (a / (1 + Math.exp(-a))) * up[t]![i]!));
+    const act = gate.map((gt, t) => gt.map((a, i) => (a / (1 + Math.exp(-a))) * up[t][i]));
     const down = matvecs(act, w('mlp.down_proj.weight'), D);
-    h = h.map((ht, t) => ht.map((a, i) => a + down[t]![i]!));
+    h = h.map((ht, t) => ht.map((a, i) => a + down[t][i]));
   }
   const hn = h.map((ht) => rms(ht, widen(f.get('model.norm.weight')), eps));
   // tied head: one embedding row at a time, widened from bf16 (never the whole matrix as float64)
@@ -176,11 +176,11 @@ function independentLogits(dir: string, ids: number[]): Float64Array[] {
   const logits = ids.map(() => new Float64Array(V));
   const row = new Float64Array(D);
   for (let r = 0; r < V; r++) {
-    for (let i = 0; i < D; i++) row[i] = bf16(E[r * D + i]!);
+    for (let i = 0; i < D; i++) row[i] = bf16(E[r * D + i]);
     for (let t = 0; t < T; t++) {
       let s = 0;
-      for (let i = 0; i < D; i++) s += hn[t]![i]! * row[i]!;
-      logits[t]![r] = s;
+      for (let i = 0; i < D; i++) s += hn[t][i] * row[i];
+      logits[t][r] = s;
     }
   }
   return logits;
@@ -188,12 +188,12 @@ function independentLogits(dir: string, ids: number[]): Float64Array[] {
 
 /** max |a − b| over max |b|: the error on the scale of the logits. */
 function scaledError(a: ArrayLike<number>, b: Float64Array[]): number {
-  const V = b[0]!.length;
+  const V = b[0].length;
   let err = 0;
   let scale = 0;
   b.forEach((bt, t) =>
     bt.forEach((y, r) => {
-      err = Math.max(err, Math.abs(a[t * V + r]! - y));
+      err = Math.max(err, Math.abs(a[t * V + r] - y));
       scale = Math.max(scale, Math.abs(y));
     }),
   );
@@ -274,7 +274,7 @@ describe('mil init and the load-time checks (tiny configs)', () => {
       mb.weights.get('model.layers.0.mlp.up_proj.weight').data,
     );
     // a shard missing from the index: named before any weight is read
-    rmSync(join(a, shards[1]!));
+    rmSync(join(a, shards[1]));
     expect(() => loadModel(a)).toThrow(SafetensorsError);
     expect(() => loadModel(a)).toThrow(new RegExp(`shard '${shards[1]}'.*missing`));
     expect(await quiet(['generate', '--model', a, '--prompt-ids', '1'])).toBe(2);

@@ -35,6 +35,7 @@ import { main } from '../lib/cli/main.js';
 import { EXIT, EXIT_HELP, EXIT_MEANING, exitCodeFor, type ExitName } from '../lib/cli/exit.js';
 import { ROOT as REPO, sourceFiles } from './imports.js';
 import { tmpFolder } from './tmp.js';
+import { lookup } from '../lib/checked.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const MIL = join(ROOT, 'bin', 'mil.js');
@@ -80,7 +81,7 @@ describe('defect 10: eval on a single text file, and an honest split label', () 
       runs[data] = JSON.parse(r.stdout) as { split: string; tokens: number };
       expect(runs[data].split, data).toBe('all');
     }
-    expect(runs[file]!.tokens).toBe(runs[folder]!.tokens);
+    expect(lookup(runs, file).tokens).toBe(lookup(runs, folder).tokens);
     const bad = await mil(['eval', '--model', join(ROOT, 'models', 'teacher-small'), '--data', join(d, 'x.csv')]);
     expect(bad.status).toBe(2);
     expect(bad.stderr).toMatch(/--data/);
@@ -95,7 +96,7 @@ describe('defect 5: nothing trained is never a success', () => {
       ['distill', '--teacher', teacher],
       ['train', '--config', 'tiny', '--teacher', teacher],
     ]) {
-      const out = join(d, cmd[0]!);
+      const out = join(d, cmd[0]);
       const r = await mil([...cmd, '--kl-weight', '0', '--ce-weight', '0', '--out', out]);
       expect(r.status, r.stderr).toBe(2);
       expect(r.stderr).toMatch(/--kl-weight 0 and --ce-weight 0: the objective .* is zero/);
@@ -151,7 +152,7 @@ describe('exit codes: one table, in lib/cli/exit.ts and README.md alike', () => 
     for (const m of table
       .slice(0, table.indexOf('\n\n', table.indexOf('| code |')))
       .matchAll(/^\| (\d+) \| (.*) \|$/gm))
-      rows.set(Number(m[1]), m[2]!);
+      rows.set(Number(m[1]), m[2]);
     return rows;
   }
 
@@ -159,7 +160,7 @@ describe('exit codes: one table, in lib/cli/exit.ts and README.md alike', () => 
     const rows = readmeRows();
     expect([...rows.keys()].sort((a, b) => a - b)).toEqual(Object.values(EXIT).sort((a, b) => a - b));
     for (const [name, code] of Object.entries(EXIT)) {
-      expect(rows.get(code)!.replaceAll('`', ''), `${name} = ${code}`).toMatch(
+      expect(lookup(rows, code).replaceAll('`', ''), `${name} = ${code}`).toMatch(
         new RegExp(`^${EXIT_MEANING[name as ExitName].replace(/[()/]/g, '\\$&')}`),
       );
       expect(EXIT_HELP.replaceAll('\n', ' ')).toContain(`${code} ${EXIT_MEANING[name as ExitName]}`);
@@ -173,18 +174,18 @@ describe('exit codes: one table, in lib/cli/exit.ts and README.md alike', () => 
     const rowOf = new Map<string, number>();
     for (const [code, text] of rows)
       for (const m of text.matchAll(/`(\w+Error)`/g)) {
-        expect(rowOf.has(m[1]!), `${m[1]} named in two rows`).toBe(false);
-        rowOf.set(m[1]!, code);
+        expect(rowOf.has(m[1]), `${m[1]} named in two rows`).toBe(false);
+        rowOf.set(m[1], code);
       }
     const found: string[] = [];
     for (const f of sourceFiles().filter((x) => /^(lib|web)\/.*\.ts$/.test(x))) {
       const text = readFileSync(join(REPO, f), 'utf8');
       for (const m of text.matchAll(/^export class (\w+) extends \w*Error\b/gm)) {
         const mod = (await import(join(REPO, f))) as Record<string, new (...a: never[]) => Error>;
-        const cls = mod[m[1]!]!;
-        found.push(m[1]!);
-        expect(rowOf.get(m[1]!), `${m[1]} (${f}) is not named in README.md's exit table`).toBeDefined();
-        expect(exitCodeFor(Object.create(cls.prototype) as Error), `${m[1]} (${f})`).toBe(rowOf.get(m[1]!));
+        const cls = lookup(mod, m[1]);
+        found.push(m[1]);
+        expect(rowOf.get(m[1]), `${m[1]} (${f}) is not named in README.md's exit table`).toBeDefined();
+        expect(exitCodeFor(Object.create(cls.prototype) as Error), `${m[1]} (${f})`).toBe(rowOf.get(m[1]));
       }
     }
     expect(found.length).toBeGreaterThan(15);
@@ -380,8 +381,8 @@ describe('defects 2 and 7: what a run resumes from', () => {
       );
       const aside = readdirSync(d).filter((f) => f.startsWith(`${name}.checkpoint.partial-`));
       expect(aside).toHaveLength(1);
-      expect(readdirSync(join(d, aside[0]!)).sort()).toEqual(files); // kept as it was
-      expect(readFileSync(join(d, aside[0]!, 'trainer.json')).equals(bytes)).toBe(true);
+      expect(readdirSync(join(d, aside[0])).sort()).toEqual(files); // kept as it was
+      expect(readFileSync(join(d, aside[0], 'trainer.json')).equals(bytes)).toBe(true);
       expect(existsSync(join(out, 'model.safetensors'))).toBe(true);
       expect(existsSync(`${out}.checkpoint`)).toBe(false);
     }

@@ -58,8 +58,8 @@ function linearCase(
   const x = rnd(r, M * K);
   const w = rnd(r, N * K);
   const want = ref(
-    (i, k) => x[i * K + k]!,
-    (k, n) => w[n * K + k]!,
+    (i, k) => x[i * K + k],
+    (k, n) => w[n * K + k],
     M,
     K,
     N,
@@ -128,8 +128,8 @@ describe.each(builds)('SIMD matrix products = float64 reference: $build', ({ fma
           relError(
             one.matmul(a, M, K, b, N),
             ref(
-              (i, k) => a[i * K + k]!,
-              (k, n) => b[k * N + n]!,
+              (i, k) => a[i * K + k],
+              (k, n) => b[k * N + n],
               M,
               K,
               N,
@@ -141,8 +141,8 @@ describe.each(builds)('SIMD matrix products = float64 reference: $build', ({ fma
           relError(
             two.matmulTN(at, K, M, b, N),
             ref(
-              (i, k) => at[k * M + i]!,
-              (k, n) => b[k * N + n]!,
+              (i, k) => at[k * M + i],
+              (k, n) => b[k * N + n],
               M,
               K,
               N,
@@ -171,8 +171,8 @@ describe.each(builds)('SIMD matrix products = float64 reference: $build', ({ fma
       relError(
         y2,
         ref(
-          (i, k) => x[i * 5 + k]!,
-          (k, n) => w2[n * 5 + k]!,
+          (i, k) => x[i * 5 + k],
+          (k, n) => w2[n * 5 + k],
           3,
           5,
           9,
@@ -203,8 +203,8 @@ describe.each(builds)('SIMD matrix products = float64 reference: $build', ({ fma
         relError(
           two.linear(x, M, K, w, N, false),
           ref(
-            (i, k) => x[i * K + k]!,
-            (k, n) => w[n * K + k]!,
+            (i, k) => x[i * K + k],
+            (k, n) => w[n * K + k],
             M,
             K,
             N,
@@ -255,8 +255,8 @@ describe('the SIMD module', () => {
       relError(
         g.linear(x, 2, 7, w, 5),
         ref(
-          (i, k) => x[i * 7 + k]!,
-          (k, n) => w[n * 7 + k]!,
+          (i, k) => x[i * 7 + k],
+          (k, n) => w[n * 7 + k],
           2,
           7,
           5,
@@ -277,22 +277,22 @@ describe('the SIMD module', () => {
     const x = rnd(r, 3 * 40);
     const ws = [rnd(r, 24 * 40), rnd(r, 8 * 40), rnd(r, 24 * 40)];
     const shapes = [24, 8, 24];
-    ws.forEach((w, i) => g.linear(x, 3, 40, w, shapes[i]!));
+    ws.forEach((w, i) => g.linear(x, 3, 40, w, shapes[i]));
     const bytes = g.residentBytes;
     for (let step = 0; step < 50; step++) {
       ws.forEach((w, i) => {
-        w[step % w.length]! += 1;
+        w[step % w.length] += 1;
         g.forget(w);
-        const y = g.linear(x, 3, 40, w, shapes[i]!);
+        const y = g.linear(x, 3, 40, w, shapes[i]);
         expect(
           relError(
             y,
             ref(
-              (a, k) => x[a * 40 + k]!,
-              (k, n) => w[n * 40 + k]!,
+              (a, k) => x[a * 40 + k],
+              (k, n) => w[n * 40 + k],
               3,
               40,
-              shapes[i]!,
+              shapes[i],
             ),
           ),
         ).toBeLessThanOrEqual(1e-5);
@@ -341,9 +341,9 @@ describe('the SIMD module', () => {
       const y = simdSiluMul(g, a);
       let worst = 0;
       for (let i = 0; i < a.length; i++) {
-        const want = silu(a[i]!); // the float64 reference (lib/ref/activations.ts)
+        const want = silu(a[i]); // the float64 reference (lib/ref/activations.ts)
         const ulp = Math.abs(want) >= 2 ** -126 ? 3 * 2 ** (Math.floor(Math.log2(Math.abs(want))) - 23) : 2 ** -148;
-        worst = Math.max(worst, Math.abs(y[i]! - want) / ulp);
+        worst = Math.max(worst, Math.abs(y[i] - want) / ulp);
       }
       expect(worst, `${a.length} points: error / bound`).toBeLessThanOrEqual(1);
     }
@@ -352,7 +352,7 @@ describe('the SIMD module', () => {
     const ab = simdSiluMul(g, a, b);
     expect(ab.length).toBe(37);
     for (let i = 0; i < 37; i++) {
-      expect(ab[i]).toBe(Math.fround(simdSiluMul(g, a.subarray(i, i + 1))[0]! * b[i]!));
+      expect(ab[i]).toBe(Math.fround(simdSiluMul(g, a.subarray(i, i + 1))[0] * b[i]));
       expect(simdSiluMul(g, a.subarray(i, i + 1), b.subarray(i, i + 1))[0]).toBe(ab[i]);
     }
     const out = new Float32Array(37);

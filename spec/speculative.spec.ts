@@ -47,6 +47,7 @@ import { FLOAT32_TOL, FLOAT64_TOL, Rng, Tensor, expectClose } from './helpers.js
 import { join } from 'node:path';
 import { loadModel } from '../lib/model/load.js';
 import { getTensor, readSafetensors } from '../lib/io/safetensors.js';
+import { lastOf, lookup } from '../lib/checked.js';
 
 const SPEC = { vocab: 29, hidden: 32, intermediate: 48, layers: 4, heads: 4, kvHeads: 2, headDim: 16 };
 type Kind = 'llama' | 'mamba1' | 'mamba1-clean' | 'mamba2';
@@ -107,7 +108,7 @@ async function expectStateParity(
     spec.layers.forEach((lc, i) => {
       if (lc.kind === 'attention') return;
       const st = specOf(lc);
-      const pj = atJ.layers[i]!;
+      const pj = atJ.layers[i];
       if (pj.kind === 'attention') throw new Error('layer kinds differ');
       expect(st.pending.x.length, `layer ${i} pending rows`).toBe(allAccepted ? 0 : round.accepted + 1);
       expect(st.statePos, `layer ${i} state position`).toBe(j);
@@ -122,7 +123,7 @@ async function expectStateParity(
   expect(plain.length).toBe(spec.length);
   const effective = effectiveStates(m, spec);
   spec.layers.forEach((lc, i) => {
-    const pc = plain.layers[i]!;
+    const pc = plain.layers[i];
     if (lc.kind === 'attention' && pc.kind === 'attention') {
       // the valid KV positions (the rest of the in-place buffers is stale by design)
       const c = m.llama;
@@ -137,7 +138,7 @@ async function expectStateParity(
     expect(st.convLen).toBe(spec.length); // conv write position
     expectClose(convWindow(st, m.mamba!.dConv), pc.conv.astype('float64'), tol, `layer ${i} conv window`);
     // effective SSM state: the cached state with the pending (x, raw dt, B) rows folded in
-    const eff = effective.get(i)!.ssm;
+    const eff = lookup(effective, i).ssm;
     expectClose(eff, pc.ssm.reshape([1, st.dim, st.N]).astype('float64'), tol, `layer ${i} effective SSM state`);
   });
 }
@@ -217,11 +218,11 @@ describe('greedy speculative decoding = plain greedy decoding', () => {
             );
             runs.push(res);
           }
-          expect(runs[1]!.tokens).toEqual(runs[0]!.tokens);
-          expect(runs[1]!.rounds.map((x) => x.accepted)).toEqual(runs[0]!.rounds.map((x) => x.accepted));
+          expect(runs[1].tokens).toEqual(runs[0].tokens);
+          expect(runs[1].rounds.map((x) => x.accepted)).toEqual(runs[0].rounds.map((x) => x.accepted));
           // the point of one cached state (PAPER.md §4): lazy holds h, the pending rows and the window's h_j and
           // h_k (≈ 3 states + rows); per-position holds a state per window position (K + 2) — smaller from K = 2
-          if (K >= 2) expect(runs[0]!.peakStateBytes).toBeLessThan(runs[1]!.peakStateBytes);
+          if (K >= 2) expect(runs[0].peakStateBytes).toBeLessThan(runs[1].peakStateBytes);
         },
       ),
       { numRuns: 8 },
@@ -238,7 +239,7 @@ describe('greedy speculative decoding = plain greedy decoding', () => {
         async (K, seed, cut) => {
           const m = target('mamba2', 0.5, seed);
           const plain = await generate(ops, m, [4, 5], { maxNewTokens: 10, eos: [] });
-          const eosTok = plain.tokens[cut]!;
+          const eosTok = plain.tokens[cut];
           const firstAt = plain.tokens.indexOf(eosTok);
           const res = await speculativeGenerate(ops, m, new ModelDrafter(ops, m, K + 1, 'lazy'), [4, 5], {
             K,
@@ -334,7 +335,7 @@ describe('the in-place KV cache', () => {
           for (const L of pieces) {
             ks.push(Tensor.normal(r, [B, Hkv, L, hd]));
             vs.push(Tensor.normal(r, [B, Hkv, L, hd]));
-            writeKv(cache, ks.at(-1)!, vs.at(-1)!, T, B, Hkv, hd, 4096);
+            writeKv(cache, lastOf(ks), lastOf(vs), T, B, Hkv, hd, 4096);
             T += L;
           }
           // what was written, kept apart from the cache (concatenated independently)
@@ -410,7 +411,7 @@ describe('speculative sampling keeps the target distribution', () => {
       for (let a = 0; a < V; a++) {
         if (p1[a] === 0) continue;
         const p2 = samplingDistribution(lastLogits(await forward(ops, m, [[...prompt, a]], newCache(m, 1))), o)!;
-        for (let b = 0; b < V; b++) exact[a * V + b] = p1[a]! * p2[b]!;
+        for (let b = 0; b < V; b++) exact[a * V + b] = p1[a] * p2[b];
       }
       const counts = new Float64Array(V * V);
       for (let s = 0; s < N; s++) {
@@ -421,13 +422,13 @@ describe('speculative sampling keeps the target distribution', () => {
           eos: [],
           seed: s,
         });
-        counts[r.tokens[0]! * V + r.tokens[1]!]!++;
+        counts[r.tokens[0] * V + r.tokens[1]]++;
       }
       let chi2 = 0;
       let impossible = 0;
       for (let i = 0; i < V * V; i++) {
-        if (exact[i] === 0) impossible += counts[i]!;
-        else chi2 += (counts[i]! - N * exact[i]!) ** 2 / (N * exact[i]!);
+        if (exact[i] === 0) impossible += counts[i];
+        else chi2 += (counts[i] - N * exact[i]) ** 2 / (N * exact[i]);
       }
       expect(impossible).toBe(0); // never emits a token the target's filtered distribution excludes
       expect(chi2).toBeLessThan(CHI2_999_DF24);

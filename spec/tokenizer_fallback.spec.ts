@@ -17,6 +17,7 @@ import { loadTokenizer } from '../lib/model/tokenizer.js';
 import { trainBpe } from '../lib/text/bpe.js';
 import { tmpFolder } from './tmp.js';
 import { runMil } from './cli.js';
+import { lastOf } from '../lib/checked.js';
 
 afterEach(() => vi.restoreAllMocks());
 
@@ -28,7 +29,7 @@ const llama = (vocab: number) =>
 async function promptIds(dir: string): Promise<{ ids: number[]; err: string }> {
   const r = await runMil(['generate', '--model', dir, '--prompt', PROMPT, '--max-new-tokens', '1', '--json']);
   expect(r.code, r.err).toBe(EXIT.ok);
-  return { ids: (JSON.parse(r.out.trim().split('\n').at(-1)!) as { prompt: number[] }).prompt, err: r.err };
+  return { ids: (JSON.parse(lastOf(r.out.trim().split('\n'))) as { prompt: number[] }).prompt, err: r.err };
 }
 
 /** `mil eval` of `model` on a small corpus of the prompt (written into `parent`), float64. */

@@ -33,6 +33,7 @@ import { adamStep, clipGradNorm, cosineLr, newAdamState } from '../lib/train/opt
 import { CheckpointError, NonFiniteGradientError, Trainer, type TrainerOptions } from '../lib/train/trainer.js';
 import { tmpFolder } from './tmp.js';
 import { SimdGemm } from '../lib/simd/gemm.js';
+import { lastOf, lookup } from '../lib/checked.js';
 
 const H = 1e-5;
 const TOL = 1e-6;
@@ -40,7 +41,7 @@ const TOL = 1e-6;
 function randn(r: Rng, n: number, std = 1): Float64Array {
   return Float64Array.from({ length: n }, () => r.normal(0, std));
 }
-const dot = (a: Float64Array, b: Float64Array) => a.reduce((s, v, i) => s + v * b[i]!, 0);
+const dot = (a: Float64Array, b: Float64Array) => a.reduce((s, v, i) => s + v * b[i], 0);
 
 /**
  * Compare `grad` with central differences of `loss` over every element of `x` (x is restored).
@@ -55,7 +56,7 @@ function expectGrad(loss: () => number, x: Float64Array, grad: Float64Array, wha
   const floor = (16 * Number.EPSILON * Math.abs(loss())) / H;
   let worst = 0;
   const central = (i: number, h: number) => {
-    const v = x[i]!;
+    const v = x[i];
     x[i] = v + h;
     const up = loss();
     x[i] = v - h;
@@ -64,7 +65,7 @@ function expectGrad(loss: () => number, x: Float64Array, grad: Float64Array, wha
     return (up - dn) / (2 * h);
   };
   for (let i = 0; i < x.length; i++)
-    worst = Math.max(worst, Math.abs((4 * central(i, H / 2) - central(i, H)) / 3 - grad[i]!));
+    worst = Math.max(worst, Math.abs((4 * central(i, H / 2) - central(i, H)) / 3 - grad[i]));
   expect(
     worst,
     `${what}: worst |analytic − numeric| (scale ${scale.toPrecision(3)}, rounding floor ${floor.toPrecision(2)})`,
@@ -310,7 +311,7 @@ describe('Mamba primitives: backward = finite differences (float64, every option
           // the forward as L calls of the decode kernel's reference, each consuming one time step
           const at = (t: Tensor, w: number, tt: number) =>
             Tensor.from(
-              Array.from({ length: t.size / o.L }, (_, i) => t.data[i * o.L + tt]!),
+              Array.from({ length: t.size / o.L }, (_, i) => t.data[i * o.L + tt]),
               [o.b, w],
             );
           const loss = () => {
@@ -330,7 +331,7 @@ describe('Mamba primitives: backward = finite differences (float64, every option
                 deltaSoftplus: o.sp,
               });
               state = st.state;
-              for (let i = 0; i < o.b * o.dim; i++) s += st.out.data[i]! * dout.data[i * o.L + t]!;
+              for (let i = 0; i < o.b * o.dim; i++) s += st.out.data[i] * dout.data[i * o.L + t];
             }
             return s + dot(state.data as Float64Array, dlast.data as Float64Array);
           };
@@ -552,7 +553,7 @@ describe('Mamba primitives: backward = finite differences (float64, every option
         const g1 = selectiveScanBackward(first, part(dout, 0, cut), g2.dInitialState);
         const gw = selectiveScanBackward(whole, dout, dlast);
         const close = (a: Tensor, bb: Tensor, what: string) =>
-          expect(Math.max(...Array.from(a.data, (v, i) => Math.abs(v - bb.data[i]!))), what).toBeLessThan(
+          expect(Math.max(...Array.from(a.data, (v, i) => Math.abs(v - bb.data[i]))), what).toBeLessThan(
             1e-12 * Math.max(1, ...Array.from(bb.data, Math.abs)),
           );
         close(Tensor.concat([g1.du, g2.du], 2), gw.du, 'du');
@@ -613,12 +614,12 @@ describe('whole models: training forward = inference forward; gradients = finite
   for (const kind of ['llama', 'mamba1', 'mamba1-clean', 'mamba2']) {
     it(`${kind}: logits equal hybrid.ts's forward; ∂loss/∂(every parameter) = central differences on sampled elements (numRuns 3)`, async () => {
       for (let run = 0; run < 3; run++) {
-        const m = tinyModels(100 + run)[kind]!;
+        const m = lookup(tinyModels(100 + run), kind);
         const r = new Rng(run);
         const ids = [0, 1].map(() => Array.from({ length: 5 }, () => r.int(0, 12)));
         const inf = await forward(REF, m, ids, newCache(m, 2));
         const tr = trainForward(m, ids, () => false).logits;
-        expect(Math.max(...Array.from(tr, (v, i) => Math.abs(v - inf.data[i]!)))).toBeLessThan(1e-12);
+        expect(Math.max(...Array.from(tr, (v, i) => Math.abs(v - inf.data[i])))).toBeLessThan(1e-12);
         const distill = kind !== 'llama';
         const teacherLogits = distill ? Float64Array.from({ length: tr.length }, () => r.normal(0, 2)) : undefined;
         const o = {
@@ -630,10 +631,10 @@ describe('whole models: training forward = inference forward; gradients = finite
         };
         const res = lossAndGrads(m, ids, o);
         for (const [name, g] of res.grads) {
-          const p = m.weights.tensors.get(name)!.data as Float64Array;
+          const p = lookup(m.weights.tensors, name).data as Float64Array;
           const scale = Math.max(1, ...Array.from(g, Math.abs));
           const central = (i: number, h: number) => {
-            const v = p[i]!;
+            const v = p[i];
             p[i] = v + h;
             const up = lossAndGrads(m, ids, { ...o, trainable: () => false }).loss;
             p[i] = v - h;
@@ -644,7 +645,7 @@ describe('whole models: training forward = inference forward; gradients = finite
           for (let s = 0; s < 4; s++) {
             const i = r.int(0, p.length - 1);
             expect(
-              Math.abs((4 * central(i, H / 2) - central(i, H)) / 3 - g[i]!) / scale,
+              Math.abs((4 * central(i, H / 2) - central(i, H)) / 3 - g[i]) / scale,
               `${name}[${i}]`,
             ).toBeLessThanOrEqual(TOL);
           }
@@ -656,7 +657,7 @@ describe('whole models: training forward = inference forward; gradients = finite
   }
 
   it('frozen parameters receive nothing: stage 1 (names holding "mamba") gets gradients for exactly the Mamba parameters', () => {
-    const m = tinyModels(5).mamba2!;
+    const m = tinyModels(5).mamba2;
     const ids = [[1, 2, 3, 4]];
     const res = lossAndGrads(m, ids, {
       objective: 'distill',
@@ -678,11 +679,11 @@ describe('optimizer and schedule against closed forms computed here', () => {
       ['b', Float64Array.from([4])],
     ]);
     expect(clipGradNorm(g, 1)).toBe(5);
-    expect(Array.from(g.get('a')!)).toEqual([3 / (5 + 1e-6), 0]);
-    expect(g.get('b')![0]).toBe(4 / (5 + 1e-6));
+    expect(Array.from(lookup(g, 'a'))).toEqual([3 / (5 + 1e-6), 0]);
+    expect(lookup(g, 'b')[0]).toBe(4 / (5 + 1e-6));
     const small = new Map([['a', Float64Array.from([0.3, 0.4])]]);
     expect(clipGradNorm(small, 1)).toBeCloseTo(0.5, 15);
-    expect(Array.from(small.get('a')!)).toEqual([0.3, 0.4]);
+    expect(Array.from(lookup(small, 'a'))).toEqual([0.3, 0.4]);
   });
   it('Adam, two steps; AdamW with decoupled decay; Adam with L2 decay — element by element', () => {
     const [lr, b1, b2, eps] = [0.01, 0.9, 0.98, 1e-8];
@@ -699,20 +700,20 @@ describe('optimizer and schedule against closed forms computed here', () => {
     const st = newAdamState();
     const o = { kind: 'adam' as const, lr, betas: [b1, b2] as [number, number], eps, weightDecay: 0 };
     adamStep(params, new Map([['w', Float64Array.from([g1])]]), st, o);
-    expect(params.get('w')![0]).toBe(p1);
+    expect(lookup(params, 'w')[0]).toBe(p1);
     adamStep(params, new Map([['w', Float64Array.from([g2])]]), st, o);
-    expect(params.get('w')![0]).toBe(p2);
+    expect(lookup(params, 'w')[0]).toBe(p2);
     const wd = 0.1;
     const pw = new Map([['w', Float64Array.from([p0])]]);
     adamStep(pw, new Map([['w', Float64Array.from([g1])]]), newAdamState(), { ...o, kind: 'adamw', weightDecay: wd });
-    expect(pw.get('w')![0]).toBeCloseTo(
+    expect(lookup(pw, 'w')[0]).toBeCloseTo(
       p0 * (1 - lr * wd) - (lr / (1 - b1)) * (m1 / (Math.sqrt(v1) / Math.sqrt(1 - b2) + eps)),
       15,
     );
     const pl = new Map([['w', Float64Array.from([p0])]]);
     adamStep(pl, new Map([['w', Float64Array.from([g1])]]), newAdamState(), { ...o, weightDecay: wd });
     const gl = g1 + wd * p0;
-    expect(pl.get('w')![0]).toBeCloseTo(
+    expect(lookup(pl, 'w')[0]).toBeCloseTo(
       p0 - (lr / (1 - b1)) * (((1 - b1) * gl) / (Math.sqrt((1 - b2) * gl * gl) / Math.sqrt(1 - b2) + eps)),
       15,
     );
@@ -746,10 +747,10 @@ describe('the training loop', () => {
     ...o,
   });
   const weightsOf = (t: Trainer) =>
-    [...t.model.weights.names()].map((n) => Array.from(t.model.weights.tensors.get(n)!.data));
+    [...t.model.weights.names()].map((n) => Array.from(lookup(t.model.weights.tensors, n).data));
 
   it('a few steps lower the loss on the data; the same seed gives bit-identical weights', async () => {
-    const m = tinyModels(9).llama!;
+    const m = tinyModels(9).llama;
     const a = Trainer.create(m, stream, opts());
     const b = Trainer.create(m, stream, opts());
     const first = await a.trainStep();
@@ -758,12 +759,12 @@ describe('the training loop', () => {
     for (let i = 0; i < 12; i++) await b.trainStep();
     expect(last.loss).toBeLessThan(first.loss * 0.8);
     expect(weightsOf(a)).toEqual(weightsOf(b));
-    expect(Array.from(m.weights.tensors.get('model.norm.weight')!.data)).not.toEqual(weightsOf(a)[0]); // the input model is untouched
+    expect(Array.from(lookup(m.weights.tensors, 'model.norm.weight').data)).not.toEqual(weightsOf(a)[0]); // the input model is untouched
   });
 
   it('N steps = k steps + save + resume + (N − k) steps, bit for bit (weights, moments, data order, generator); distill with frozen non-Mamba parameters', async () => {
     const models = tinyModels(3);
-    const teacher = models.llama!;
+    const teacher = models.llama;
     const student = convert(
       randomLlama({ vocab: 13, hidden: 8, intermediate: 12, layers: 2, heads: 2, kvHeads: 1, headDim: 4 }, 4),
       {
@@ -785,16 +786,16 @@ describe('the training loop', () => {
     for (let i = 0; i < 4; i++) await resumed.trainStep();
     expect(weightsOf(resumed)).toEqual(weightsOf(straight));
     expect([...resumed.opt.m.keys()].sort()).toEqual([...straight.opt.m.keys()].sort());
-    for (const [n, m] of straight.opt.m) expect(Array.from(resumed.opt.m.get(n)!), n).toEqual(Array.from(m));
+    for (const [n, m] of straight.opt.m) expect(Array.from(lookup(resumed.opt.m, n)), n).toEqual(Array.from(m));
     expect([...straight.opt.m.keys()].every((n) => n.includes('mamba'))).toBe(true); // frozen: no optimizer state
     const frozen = 'model.layers.0.mlp.up_proj.weight';
-    expect(Array.from(straight.model.weights.tensors.get(frozen)!.data)).toEqual(
-      Array.from(student.weights.tensors.get(frozen)!.data, (v) => v),
+    expect(Array.from(lookup(straight.model.weights.tensors, frozen).data)).toEqual(
+      Array.from(lookup(student.weights.tensors, frozen).data, (v) => v),
     );
   });
 
   it('bad checkpoints and non-finite steps: typed errors, nothing changed', async () => {
-    const m = tinyModels(4).llama!;
+    const m = tinyModels(4).llama;
     const t = Trainer.create(m, stream, opts());
     await t.trainStep();
     const dir = pjoin(tmpFolder('ckpt'), 'c');
@@ -804,8 +805,8 @@ describe('the training loop', () => {
     expect(() => Trainer.resume(dir, stream)).toThrow(/optimizer.safetensors/);
     expect(() => Trainer.resume(tmpFolder('ckpt'), stream)).toThrow(CheckpointError);
     const before = weightsOf(t);
-    const bad = t.params.get('model.layers.0.mlp.up_proj.weight')!;
-    const keep = bad[0]!;
+    const bad = lookup(t.params, 'model.layers.0.mlp.up_proj.weight');
+    const keep = bad[0];
     bad[0] = Infinity;
     await expect(t.trainStep()).rejects.toThrow(NonFiniteGradientError);
     bad[0] = keep;
@@ -834,7 +835,7 @@ describe('the SIMD training engine (float32 products on the wasm-simd kernels)',
       const a = lossAndGrads(m, ids, o);
       const b = lossAndGrads(m, ids, { ...o, engine });
       expect(Math.abs(a.loss - b.loss) / Math.abs(a.loss), kind).toBeLessThan(1e-5);
-      for (const [n, g] of a.grads) expect(relError(b.grads.get(n)!, g), `${kind} ${n}`).toBeLessThan(1e-4);
+      for (const [n, g] of a.grads) expect(relError(lookup(b.grads, n), g), `${kind} ${n}`).toBeLessThan(1e-4);
     }
   });
   it('a Trainer on the SIMD engine lowers the loss like the float64 one; a step changes weights, whose packed copies are then dropped', async () => {
@@ -855,15 +856,15 @@ describe('the SIMD training engine (float32 products on the wasm-simd kernels)',
       seed: 3,
       train: 'all' as const,
     };
-    const f64 = Trainer.create(tinyModels(8).llama!, stream, base);
-    const f32 = Trainer.create(tinyModels(8).llama!, stream, { ...base, engine: 'simd' });
+    const f64 = Trainer.create(tinyModels(8).llama, stream, base);
+    const f32 = Trainer.create(tinyModels(8).llama, stream, { ...base, engine: 'simd' });
     const l64: number[] = [];
     const l32: number[] = [];
     for (let i = 0; i < 10; i++) {
       l64.push((await f64.trainStep()).loss);
       l32.push((await f32.trainStep()).loss);
     }
-    expect(l32.at(-1)!).toBeLessThan(l32[0]! * 0.7);
-    for (let i = 0; i < 10; i++) expect(Math.abs(l32[i]! - l64[i]!) / l64[i]!, `step ${i}`).toBeLessThan(1e-3);
+    expect(lastOf(l32)).toBeLessThan(l32[0] * 0.7);
+    for (let i = 0; i < 10; i++) expect(Math.abs(l32[i] - l64[i]) / l64[i], `step ${i}`).toBeLessThan(1e-3);
   });
 });

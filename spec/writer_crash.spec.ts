@@ -32,6 +32,7 @@ import {
   type WriterFs,
 } from '../lib/io/writer.js';
 import { tmpFolder } from './tmp.js';
+import { lookup } from '../lib/checked.js';
 
 afterEach(() => setWriterFsForTesting());
 
@@ -129,7 +130,7 @@ function recordWrite(parent: string, target: string): { kill: FolderState[]; pow
     renameSync: (a, b) => {
       before(`rename ${basename(a)} → ${basename(b)}`);
       r.renameSync(a, b);
-      names.set(inParent(b), names.get(inParent(a))!);
+      names.set(inParent(b), lookup(names, inParent(a)));
       names.delete(inParent(a));
     },
     mkdirSync: (p) => {
@@ -139,7 +140,7 @@ function recordWrite(parent: string, target: string): { kill: FolderState[]; pow
     linkSync: (a, b) => {
       before(`link ${basename(a)} → ${basename(b)}`);
       r.linkSync(a, b);
-      names.set(inParent(b), names.get(inParent(a))!);
+      names.set(inParent(b), lookup(names, inParent(a)));
     },
   };
   setWriterFsForTesting(shim);
@@ -182,8 +183,8 @@ describe('single-file writer: a crash at every step leaves the old or the new fi
     const dead = deadPid();
     const seen = { kill: { old: 0, new: 0 }, power: { old: 0, new: 0 } };
     for (const [k, call] of calls.entries()) {
-      seen.kill[checkCrashState(kill[k]!, 'tokenizer.json', `kill before call ${k + 1} (${call})`, dead)]++;
-      seen.power[checkCrashState(power[k]!, 'tokenizer.json', `power cut before call ${k + 1} (${call})`, dead)]++;
+      seen.kill[checkCrashState(kill[k], 'tokenizer.json', `kill before call ${k + 1} (${call})`, dead)]++;
+      seen.power[checkCrashState(power[k], 'tokenizer.json', `power cut before call ${k + 1} (${call})`, dead)]++;
     }
     // both outcomes occur, and the power cut keeps the old file for longer (until the folder's fsync)
     expect(seen.kill.old).toBeGreaterThan(10);
@@ -204,8 +205,8 @@ describe('single-file writer: a crash at every step leaves the old or the new fi
     const dead = deadPid();
     for (const [k, call] of calls.entries())
       for (const [what, s] of [
-        ['kill', kill[k]!],
-        ['power cut', power[k]!],
+        ['kill', kill[k]],
+        ['power cut', power[k]],
       ] as const) {
         const label = `${what} before call ${k + 1} (${call})`;
         if (!s.has('out.json')) {
@@ -214,7 +215,7 @@ describe('single-file writer: a crash at every step leaves the old or the new fi
           for (const n of readdirSync(dir)) if (n.endsWith('.mil-lock')) writeFileSync(join(dir, n), `${dead} x\n`);
           recoverInterruptedSwap(join(dir, 'out.json'));
           expect(readdirSync(dir), label).toEqual([]);
-        } else expect(s.get('out.json')!.equals(NEW), label).toBe(true);
+        } else expect(s?.get('out.json')?.equals(NEW), label).toBe(true);
       }
   });
 

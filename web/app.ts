@@ -184,9 +184,9 @@ $('spec-start').onclick = async () => {
   const h = convert(teacher, { variant: 'mamba2', attentionFraction: 0.5, seed: 0 });
   const { dInner, dXb } = h.mamba!;
   const W = h.weights.get('model.layers.0.mamba.in_proj.weight');
-  const rowsOf = (from: number, n: number) => W.data.subarray(from * W.shape[1]!, (from + n) * W.shape[1]!);
+  const rowsOf = (from: number, n: number) => W.data.subarray(from * W.shape[1], (from + n) * W.shape[1]);
   const diff = (a: ArrayLike<number>, b: ArrayLike<number>) =>
-    Math.max(0, ...Array.from(a, (v, k) => Math.abs(v - b[k]!)));
+    Math.max(0, ...Array.from(a, (v, k) => Math.abs(v - b[k])));
   const attn = (n: string) => teacher.weights.get(`model.layers.0.self_attn.${n}.weight`);
   const rows: Array<[string, string, ArrayLike<number>]> = [
     [`x: in_proj rows ${dInner}…${dInner + dXb - 1}`, 'v_proj (W^V)', rowsOf(dInner, dXb)],
@@ -200,7 +200,7 @@ $('spec-start').onclick = async () => {
   ];
   $('alg1').querySelector('tbody')!.innerHTML = rows
     .map(([a, b, v]) => {
-      const src = attn(b.split(' ')[0]!);
+      const src = attn(b.split(' ')[0]);
       return `<tr><td>${a}</td><td>${b}</td><td>[${src.shape.join(' × ')}]</td><td data-diff="${diff(v, src.data)}">${diff(v, src.data)}</td></tr>`;
     })
     .join('');

@@ -38,7 +38,7 @@ export async function buildWeb(out: string): Promise<void> {
     plugins: [nodeStubs],
     logLevel: 'warning',
   });
-  const js = r.outputFiles[0]!.contents;
+  const js = r.outputFiles[0].contents;
   writeFolder(out, (stage) => {
     stage.writeFile('app.js', js);
     stage.writeFile('index.html', readFileSync(join(ROOT, 'web', 'index.html')));

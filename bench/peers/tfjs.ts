@@ -17,7 +17,7 @@ export async function startTfjs(): Promise<void> {
 /** W (N×K, row-major) laid out K×N. */
 export function transposed(w: Float32Array, N: number, K: number): Float32Array {
   const wt = new Float32Array(K * N);
-  for (let o = 0; o < N; o++) for (let k = 0; k < K; k++) wt[k * N + o] = w[o * K + k]!;
+  for (let o = 0; o < N; o++) for (let k = 0; k < K; k++) wt[k * N + o] = w[o * K + k];
   return wt;
 }
 

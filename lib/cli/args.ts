@@ -30,11 +30,11 @@ export type Parsed = { positionals: string[]; values: Record<string, string | nu
 /** Levenshtein distance, for "did you mean". */
 function distance(a: string, b: string): number {
   const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
-  for (let j = 1; j <= b.length; j++) d[0]![j] = j;
+  for (let j = 1; j <= b.length; j++) d[0][j] = j;
   for (let i = 1; i <= a.length; i++)
     for (let j = 1; j <= b.length; j++)
-      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-  return d[a.length]![b.length]!;
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+  return d[a.length][b.length];
 }
 
 export function suggest(name: string, known: readonly string[]): string {
@@ -45,7 +45,7 @@ export function suggest(name: string, known: readonly string[]): string {
     if (dd < bd || (dd === bd && k.startsWith(name))) [best, bd] = [k, dd];
   }
   const prefix = known.filter((k) => k.startsWith(name));
-  if (prefix.length === 1) return prefix[0]!;
+  if (prefix.length === 1) return prefix[0];
   return bd <= Math.max(2, Math.floor(name.length / 3)) ? best : '';
 }
 

@@ -24,6 +24,7 @@ import { corpusPart } from '../data/corpus.js';
 import { SimdGemm } from '../simd/gemm.js';
 import { engineFor, evaluate } from '../train/job.js';
 import { tokenStream } from './train_cmds.js';
+import { lookup } from '../checked.js';
 
 const DEMO_MODELS = [
   'teacher-small',
@@ -79,7 +80,7 @@ export async function demo(root: string, outDir: string, backend: string | undef
     `  perplexity on the first ${test.length} tokens of the 12 held-out test speeches; text: a continuation of`,
   );
   console.log(`  "${PROMPT}" sampled at temperature 0.8, top-k 40, seed 1 (backend ${chosen})`);
-  const teacherPpl = ppl(models.get('teacher-small')!);
+  const teacherPpl = ppl(lookup(models, 'teacher-small'));
   for (const [name, m] of models) {
     const p = name === 'teacher-small' ? teacherPpl : ppl(m);
     const kind = m.mamba
@@ -93,7 +94,7 @@ export async function demo(root: string, outDir: string, backend: string | undef
   console.log(
     '\n== 3. Algorithm 1 live: the teacher converted to a 50% Mamba-2 hybrid, before and after distillation ==',
   );
-  const converted = convert(models.get('teacher-small')!, { variant: 'mamba2', attentionFraction: 0.5, seed: 0 });
+  const converted = convert(lookup(models, 'teacher-small'), { variant: 'mamba2', attentionFraction: 0.5, seed: 0 });
   const cdir = join(outDir, 'hybrid-mamba2-50-undistilled');
   saveModel(cdir, converted, { extra: [['tokenizer.json', tok.toJson()]] });
   const before = ppl(loadModel(cdir));
@@ -101,7 +102,7 @@ export async function demo(root: string, outDir: string, backend: string | undef
     `  written to ${cdir}: perplexity ${before.toFixed(1)} (${(before / teacherPpl).toFixed(1)}× the teacher's) with attention-initialised Mamba layers`,
   );
   console.log(
-    `  after stage-1 distillation (models/hybrid-mamba2-50): ${ppl(models.get('hybrid-mamba2-50')!).toFixed(2)}`,
+    `  after stage-1 distillation (models/hybrid-mamba2-50): ${ppl(lookup(models, 'hybrid-mamba2-50')).toFixed(2)}`,
   );
   const u = await generate(ops, converted, prompt, { maxNewTokens: 24, eos: [], ...SAMPLE });
   console.log(`  undistilled text: …${JSON.stringify(tok.decode(u.tokens)).slice(1, -1)}`);
@@ -110,8 +111,8 @@ export async function demo(root: string, outDir: string, backend: string | undef
   console.log(
     `\n== 4. speculative decoding (Algorithm 2): draft-small proposes K = ${K}, hybrid-mamba2-50 verifies (greedy, ${chosen}) ==`,
   );
-  const target = models.get('hybrid-mamba2-50')!;
-  const draft = models.get('draft-small')!;
+  const target = lookup(models, 'hybrid-mamba2-50');
+  const draft = lookup(models, 'draft-small');
   const prompts = corpusPart('sotu', 'test')
     .slice(0, 3)
     .map((d) => tok.encode(d.text).slice(0, 32));

@@ -14,6 +14,7 @@ import { readJsonObject } from '../io/json.js';
 import { writeFolder } from '../io/writer.js';
 import { checkPaths, optionPaths } from '../io/paths.js';
 import { UsageError, type OptSpec, type Parsed } from './args.js';
+import { lookup } from '../checked.js';
 
 export const INIT_OPTIONS: Record<string, OptSpec> = {
   config: { kind: 'string' },
@@ -39,7 +40,7 @@ export async function cmdInit(p: Parsed): Promise<number> {
   if (!configPath || !out) throw new UsageError('init needs --config config.json and --out DIR');
   const mambaPath = v['mamba-config'] as string | undefined;
   if (v.variant !== undefined && !mambaPath) throw new UsageError('init: --variant is only valid with --mamba-config');
-  const dtype = DTYPES[(v.dtype as string | undefined) ?? 'bf16']!;
+  const dtype = lookup(DTYPES, (v.dtype as string | undefined) ?? 'bf16');
   const seed = (v.seed as number | undefined) ?? 0;
   const sizeText = v['max-shard-size'] as string | undefined;
   const shardBytes = sizeText === undefined ? HF_MAX_SHARD_BYTES : parseSize(sizeText);

@@ -218,7 +218,7 @@ async function checkBackend(name: string | undefined): Promise<BackendName> {
 }
 
 async function cmdVerify(p: Parsed): Promise<number> {
-  const dir = p.positionals[0]!;
+  const dir = p.positionals[0];
   const v = p.values;
   const b = str(v, 'backend') ?? 'reference';
   const json = v.json === true;

@@ -103,8 +103,8 @@ const common: Record<string, OptSpec> = {
 export const TRAIN_COMMANDS = {
   'tokenizer train': {
     options: {
-      data: common.data!,
-      out: common.out!,
+      data: common.data,
+      out: common.out,
       vocab: { kind: 'int', min: 257, max: 65535 },
       seed: seedOpt,
     } as Record<string, OptSpec>,
@@ -159,14 +159,14 @@ export const TRAIN_COMMANDS = {
   eval: {
     options: {
       model: { kind: 'string' },
-      data: common.data!,
+      data: common.data,
       split: { kind: 'enum', choices: ['test', 'validation', 'train'] },
-      tokens: common.tokens!,
-      len: common.len!,
+      tokens: common.tokens,
+      len: common.len,
       json: { kind: 'switch' },
-      engine: common.engine!,
+      engine: common.engine,
       seed: seedOpt,
-      tokenizer: common.tokenizer!,
+      tokenizer: common.tokenizer,
     } as Record<string, OptSpec>,
     positionals: [0, 0] as [number, number],
   },
@@ -424,7 +424,7 @@ export async function cmdDistill(p: Parsed): Promise<number> {
   const fractions =
     v.stepwise !== undefined ? str(v, 'stepwise')!.split(',').map(Number) : [num(v, 'attention') ?? 0.5];
   for (let i = 1; i < fractions.length; i++)
-    if (!(fractions[i]! < fractions[i - 1]!))
+    if (!(fractions[i] < fractions[i - 1]))
       throw new UsageError(`--stepwise: fractions must decrease, got ${fractions.join(',')}`);
   checkPaths({
     command: 'distill',

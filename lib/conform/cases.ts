@@ -17,6 +17,7 @@ import { GOLDEN_OPS, type Attrs, type Named, type ShapeOptions } from '../golden
 import { randomLlama } from '../model/random.js';
 import { convert } from '../model/convert.js';
 import { forward, newCache, type HybridModel } from '../model/hybrid.js';
+import { lookup } from '../checked.js';
 
 type ShapeKey = keyof ShapeOptions;
 
@@ -37,16 +38,16 @@ export interface OpSpec {
 
 const N = (r: Rng, shape: readonly number[]) => Tensor.normal(r, [...shape], 0, 1);
 const divisible = (s: Record<string, number>, of: string, by: string) => {
-  s[of] = Math.max(1, Math.ceil(s[of]! / s[by]!)) * s[by]!;
+  s[of] = Math.max(1, Math.ceil(lookup(s, of) / lookup(s, by))) * lookup(s, by);
 };
 
 const SCAN: OpSpec = {
   shapes: { batch: [1, 3], dim: [1, 8], len: [1, 20], state: [1, 6], groups: [0, 3] },
   fix: (s) => {
-    if (s.groups! > 0) divisible(s, 'dim', 'groups');
+    if (s.groups > 0) divisible(s, 'dim', 'groups');
   },
   optional: ['D', 'z', 'delta_bias'],
-  add: { initial_state: (r, I) => N(r, [I.u!.shape[0]!, I.u!.shape[1]!, I.A!.shape[1]!]) },
+  add: { initial_state: (r, I) => N(r, [I.u.shape[0], I.u.shape[1], I.A.shape[1]]) },
   toggles: { delta_softplus: [true, false] },
   scalable: ['u', 'delta', 'A', 'B', 'C', 'D', 'z', 'delta_bias'],
 };
@@ -59,10 +60,10 @@ const CONV: OpSpec = {
 const SSD: OpSpec = {
   shapes: { batch: [1, 2], len: [1, 20], heads: [1, 4], headdim: [1, 4], groups: [1, 2], state: [1, 5], chunk: [1, 8] },
   fix: (s) => {
-    s.heads = Math.max(1, Math.ceil(s.heads! / s.groups!)) * s.groups!;
+    s.heads = Math.max(1, Math.ceil(s.heads / s.groups)) * s.groups;
   },
   optional: ['D', 'z', 'dt_bias'],
-  add: { initial_states: (r, I) => N(r, [I.x!.shape[0]!, I.x!.shape[2]!, I.x!.shape[3]!, I.B!.shape[3]!]) },
+  add: { initial_states: (r, I) => N(r, [I.x.shape[0], I.x.shape[2], I.x.shape[3], I.B.shape[3]]) },
   toggles: { dt_softplus: [true, false] },
   scalable: ['x', 'dt', 'A', 'B', 'C', 'D', 'z', 'dt_bias'],
 };
@@ -80,7 +81,7 @@ export const CONFORM_SPECS: Record<string, OpSpec> = {
   selective_state_update: {
     shapes: { batch: [1, 3], dim: [1, 8], state: [1, 6], heads: [0, 3], headdim: [1, 3], groups: [1, 3] },
     fix: (s) => {
-      if (s.heads! > 0) s.heads = Math.max(1, Math.ceil(s.heads! / s.groups!)) * s.groups!;
+      if (s.heads > 0) s.heads = Math.max(1, Math.ceil(s.heads / s.groups)) * s.groups;
       else delete s.heads;
     },
     optional: ['D', 'z', 'dt_bias'],
@@ -98,7 +99,7 @@ export const CONFORM_SPECS: Record<string, OpSpec> = {
   ssd_minimal_discrete: {
     shapes: { batch: [1, 2], len: [1, 4], heads: [1, 3], headdim: [1, 4], state: [1, 5], chunk: [1, 5] },
     fix: (s) => {
-      s.len = s.len! * s.chunk!; // the minimal SSD needs whole blocks
+      s.len = s.len * s.chunk; // the minimal SSD needs whole blocks
     },
     optional: ['initial_states'],
     scalable: ['X', 'B', 'C'],
@@ -169,29 +170,29 @@ const MODEL_VARIANTS = [...VARIANTS, 'mamba1-clean'] as const;
 
 /** Inputs, attributes and the float64 reference's outputs of a draw. */
 export async function buildCase(op: string, d: Draw): Promise<ConformCase> {
-  const spec = CONFORM_SPECS[op]!;
+  const spec = lookup(CONFORM_SPECS, op);
   const shapes = { ...d.shapes };
   spec.fix?.(shapes);
   const r = new Rng(d.seed);
   if (op === 'model') return buildModelCase(shapes, r);
   const so: ShapeOptions = { ...shapes };
-  if (op === 'speculative') so.variant = VARIANTS[shapes.variant!]!;
+  if (op === 'speculative') so.variant = VARIANTS[shapes.variant];
   if ('groups' in shapes && shapes.groups === 0) delete so.groups;
-  const g = GOLDEN_OPS[op]!.generate(r, so);
+  const g = lookup(GOLDEN_OPS, op).generate(r, so);
   const inputs: Named = { ...g.inputs };
   for (const k of spec.optional ?? []) if (!d.present[k]) delete inputs[k];
   for (const [k, make] of Object.entries(spec.add ?? {})) if (d.present[k]) inputs[k] = make(r, inputs);
   for (const [k, f] of Object.entries(d.scale)) if (inputs[k] && f !== 1) inputs[k] = inputs[k].map((v) => v * f);
   const attrs: Attrs = { ...g.attrs, ...d.toggles };
-  const expected = await GOLDEN_OPS[op]!.run(await getOps('reference'), inputs, attrs);
+  const expected = await lookup(GOLDEN_OPS, op).run(await getOps('reference'), inputs, attrs);
   return { op, inputs, attrs, expected, shapes };
 }
 
 async function buildModelCase(s: Record<string, number>, r: Rng): Promise<ConformCase> {
-  const variant = MODEL_VARIANTS[s.variant!]!;
-  const heads = s.heads!;
+  const variant = MODEL_VARIANTS[s.variant];
+  const heads = s.heads;
   const teacher = randomLlama(
-    { vocab: s.vocab!, hidden: 16 * heads, intermediate: 24, layers: 2, heads, kvHeads: 1, headDim: 16 },
+    { vocab: s.vocab, hidden: 16 * heads, intermediate: 24, layers: 2, heads, kvHeads: 1, headDim: 16 },
     r.int(0, 1 << 30),
   );
   const model =
@@ -203,11 +204,11 @@ async function buildModelCase(s: Record<string, number>, r: Rng): Promise<Confor
           seed: r.int(0, 1 << 30),
           semantics: variant === 'mamba1-clean' ? 'clean' : 'upstream',
         });
-  const ids = Array.from({ length: s.batch! }, () => Array.from({ length: s.len! }, () => r.int(0, s.vocab! - 1)));
+  const ids = Array.from({ length: s.batch }, () => Array.from({ length: s.len }, () => r.int(0, s.vocab - 1)));
   const logits = await forward(await getOps('reference'), model, ids, newCache(model, ids.length));
   return {
     op: 'model',
-    inputs: { input_ids: Tensor.from(ids.flat(), [s.batch!, s.len!]) },
+    inputs: { input_ids: Tensor.from(ids.flat(), [s.batch, s.len]) },
     attrs: {
       variant,
       layout:

@@ -39,6 +39,7 @@ import { modelFiles } from '../model/convert.js';
 import { GOLDEN_OPS } from '../golden/ops.js';
 import { SCHEMA } from '../golden/verify.js';
 import { buildCase, drawArbitrary, type ConformCase, type Draw } from './cases.js';
+import { lookup } from '../checked.js';
 
 const CONFORM_SCHEMA = 'mil-conform/1';
 const LINES_SCHEMA = 'mil-conform-lines/1';
@@ -453,8 +454,8 @@ export function compare(
     let atRatio = -1;
     let outside = 0;
     for (let i = 0; i < want.size; i++) {
-      const a = g.data[i]!;
-      const b = want.data[i]!;
+      const a = g.data[i];
+      const b = want.data[i];
       if (!Number.isFinite(a) && Number.isFinite(b) && nonFinite < 0) nonFinite = i;
       const close = isClose(a, b, { rtol, atol });
       const diff = a === b ? 0 : Math.abs(a - b); // equal infinities agree
@@ -471,7 +472,7 @@ export function compare(
     if (want.size > 0 && (key[0] > worstKey[0] || (key[0] === worstKey[0] && key[1] > worstKey[1]))) {
       worstKey = key;
       const i = nonFinite >= 0 ? nonFinite : at;
-      worst = { output: name, index: i, got: g.data[i]!, want: want.data[i]! };
+      worst = { output: name, index: i, got: g.data[i], want: want.data[i] };
     }
     if (nonFinite >= 0)
       problems.push(
@@ -711,7 +712,7 @@ export function saveCase(
         const gc = {
           name,
           op: c.op,
-          upstream: GOLDEN_OPS[c.op]!.upstream,
+          upstream: lookup(GOLDEN_OPS, c.op).upstream,
           attrs: c.attrs,
           inputs: Object.keys(c.inputs),
           outputs: Object.keys(c.expected),

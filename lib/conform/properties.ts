@@ -84,8 +84,8 @@ export function allclose(
     }
     let bad = 0;
     for (let i = 0; i < w.data.length; i++) {
-      const a = g.data[i]!;
-      const b = w.data[i]!;
+      const a = g.data[i];
+      const b = w.data[i];
       const bound = atol + rtol * Math.abs(b);
       if (!isClose(a, b, { rtol, atol })) {
         const diff = Number.isFinite(a) && Number.isFinite(b) ? Math.abs(a - b) : NaN;

@@ -112,7 +112,7 @@ export function splitCorpus(docs: Doc[], seed = 0, heldOut = 0.05): Split {
   const rng = new Rng(seed);
   for (let i = sorted.length - 1; i > 0; i--) {
     const j = rng.int(0, i);
-    [sorted[i], sorted[j]] = [sorted[j]!, sorted[i]!];
+    [sorted[i], sorted[j]] = [sorted[j], sorted[i]];
   }
   const n = sorted.length < 3 ? 0 : Math.max(1, Math.ceil(sorted.length * heldOut));
   return { validation: sorted.slice(0, n), test: sorted.slice(n, 2 * n), train: sorted.slice(2 * n) };

@@ -38,8 +38,8 @@ export async function compareWithPlain(
   o: { K: number; maxNewTokens: number; repeats?: number },
 ): Promise<Comparison> {
   const opts = { maxNewTokens: o.maxNewTokens, eos: [] as number[] };
-  await generate(ops, target, prompts[0]!, { ...opts, maxNewTokens: Math.min(4, o.maxNewTokens) }); // warm-up: kernels, JIT
-  await speculativeGenerate(ops, target, drafter(), prompts[0]!, {
+  await generate(ops, target, prompts[0], { ...opts, maxNewTokens: Math.min(4, o.maxNewTokens) }); // warm-up: kernels, JIT
+  await speculativeGenerate(ops, target, drafter(), prompts[0], {
     K: o.K,
     ...opts,
     maxNewTokens: Math.min(4, o.maxNewTokens),

@@ -62,7 +62,7 @@ export function makeSpecState(
   for (let c = 0; c < C; c++)
     for (let k = 0; k < P; k++) {
       const pos = length - P + k;
-      if (pos >= 0) conv.data[c * S + (pos % S)] = convWindow.data[c * P + k]!;
+      if (pos >= 0) conv.data[c * S + (pos % S)] = convWindow.data[c * P + k];
     }
   const [, dim, N] = ssm.shape as [number, number, number];
   const h = ssm.astype('float64').named('h');
@@ -106,7 +106,7 @@ export function convWindow(st: SpecState, W: number): Tensor {
   for (let c = 0; c < C; c++)
     for (let k = 0; k < P; k++) {
       const pos = st.convLen - P + k;
-      out.data[c * P + k] = pos >= 0 ? st.conv.data[c * S + (pos % S)]! : 0;
+      out.data[c * P + k] = pos >= 0 ? st.conv.data[c * S + (pos % S)] : 0;
     }
   return out;
 }
@@ -120,10 +120,10 @@ async function specConv(
   bias: Tensor | undefined,
   activation: 'silu' | null,
 ): Promise<Tensor> {
-  const L = pre.shape[1]!;
-  const S = st.conv.shape[2]!;
-  if (L > S - (weight.shape[1]! - 1))
-    throw new ArgumentError('verify window', `at most ${S - weight.shape[1]! + 1} tokens for this cache`, L);
+  const L = pre.shape[1];
+  const S = st.conv.shape[2];
+  if (L > S - (weight.shape[1] - 1))
+    throw new ArgumentError('verify window', `at most ${S - weight.shape[1] + 1} tokens for this cache`, L);
   const r = await ops.causalConv1dUpdate({
     x: pre.transpose([0, 2, 1]),
     convState: st.conv,
@@ -139,7 +139,7 @@ async function specConv(
 
 /** The SSM over L new steps from the lazy state; returns y (1, L, dim). */
 async function specSsm(ops: Ops, st: SpecState, s: SsmSteps): Promise<Tensor> {
-  const L = s.x.shape[1]!;
+  const L = s.x.shape[1];
   st.A = s.A;
   st.deltaBias = s.deltaBias ?? null;
   const { dim, N, G } = st;
@@ -148,7 +148,7 @@ async function specSsm(ops: Ops, st: SpecState, s: SsmSteps): Promise<Tensor> {
   if (st.scheme === 'per-position') {
     // one state per new position, each from the previous one
     const outs: Tensor[] = [];
-    let h = st.history[st.history.length - 1]!;
+    let h = st.history[st.history.length - 1];
     const zero = Tensor.zeros([1, 1, dim]);
     for (let t = 0; t < L; t++) {
       const at = (x: Tensor | undefined, w: number, shape: number[]) =>
@@ -214,7 +214,7 @@ export function rollbackState(st: SpecState, n: number): void {
     throw new ArgumentError('rollback position', `>= ${st.statePos} (already folded into the state)`, n);
   st.convLen = n;
   if (st.scheme === 'per-position') {
-    st.h = st.history[n - st.statePos]!;
+    st.h = st.history[n - st.statePos];
     st.statePos = n;
     st.history = [st.h];
     return;

@@ -220,11 +220,11 @@ export interface Acceptance {
 export function acceptGreedy(drafts: number[], rows: Float64Array[]): Acceptance {
   const emitted: number[] = [];
   for (let m = 0; m < drafts.length; m++) {
-    const t = argmax(rows[m]!);
+    const t = argmax(rows[m]);
     emitted.push(t);
     if (t !== drafts[m]) return { accepted: m, emitted, uniforms: [] };
   }
-  emitted.push(argmax(rows[drafts.length]!));
+  emitted.push(argmax(rows[drafts.length]));
   return { accepted: drafts.length, emitted, uniforms: [] };
 }
 
@@ -250,16 +250,16 @@ export function acceptSampling(
   };
   const emitted: number[] = [];
   for (let m = 0; m < drafts.length; m++) {
-    const d = drafts[m]!;
-    const pt = dist(rows[m]!);
+    const d = drafts[m];
+    const pt = dist(rows[m]);
     const pd = draftDists[m] ?? oneHot(d, pt.length);
-    if (draw() < Math.min(1, pt[d]! / pd[d]!)) {
+    if (draw() < Math.min(1, pt[d] / pd[d])) {
       emitted.push(d);
       continue;
     }
     const res = new Float64Array(pt.length);
     let z = 0;
-    for (let i = 0; i < pt.length; i++) z += res[i] = Math.max(pt[i]! - pd[i]!, 0);
+    for (let i = 0; i < pt.length; i++) z += res[i] = Math.max(pt[i] - pd[i], 0);
     const u2 = draw();
     emitted.push(
       z > 0
@@ -271,7 +271,7 @@ export function acceptSampling(
     );
     return { accepted: m, emitted, uniforms };
   }
-  emitted.push(drawFrom(dist(rows[drafts.length]!), draw()));
+  emitted.push(drawFrom(dist(rows[drafts.length]), draw()));
   return { accepted: drafts.length, emitted, uniforms };
 }
 
@@ -327,7 +327,7 @@ export async function speculativeGenerate(
     const tVerify = performance.now();
     draftMs += tVerify - tDraft;
     const j = cache.length; // = committed.length − 1: the last committed token is consumed by VERIFY
-    const rows = await verify(ops, target, cache, committed[committed.length - 1]!, drafts);
+    const rows = await verify(ops, target, cache, committed[committed.length - 1], drafts);
     verifyMs += performance.now() - tVerify;
     peak = Math.max(peak, specStateBytes(cache));
     const a = greedy ? acceptGreedy(drafts, rows) : acceptSampling(drafts, dists, rows, dist, next);

@@ -123,7 +123,7 @@ async function modelCaseFiles(m: HybridModel, variant: string, seed: number, ids
   for (let k = 0; k < S; k++) seq.push(argmax(lastLogits(await forward(ops, m, [seq], newCache(m, 1)))));
   const golden = safetensorsChunks(
     {
-      input_ids: Tensor.from(ids.flat(), [ids.length, ids[0]!.length]),
+      input_ids: Tensor.from(ids.flat(), [ids.length, ids[0].length]),
       logits: logits.named('logits'),
       prompt: Tensor.from(prompt, [1, prompt.length]),
       greedy: Tensor.from(seq.slice(prompt.length), [1, S]),
@@ -143,7 +143,7 @@ function trainCaseFiles(m: HybridModel, ids: number[][], teacherLogits: Float64A
   const distill = teacherLogits !== undefined;
   const trainable = trainableBy(distill ? 'mamba' : 'all');
   const res = lossAndGrads(m, ids, { objective: distill ? 'distill' : 'lm', teacherLogits, klWeight: TRAIN_CASE.klWeight, ceWeight: TRAIN_CASE.ceWeight, trainable });
-  const t: Record<string, Tensor> = { input_ids: Tensor.from(ids.flat(), [ids.length, ids[0]!.length]), loss: Tensor.from([res.loss], []), ce: Tensor.from([res.ce], []) };
+  const t: Record<string, Tensor> = { input_ids: Tensor.from(ids.flat(), [ids.length, ids[0].length]), loss: Tensor.from([res.loss], []), ce: Tensor.from([res.ce], []) };
   if (distill) t.kl = Tensor.from([res.kl!], []);
   for (const [n, g] of res.grads) t[`grad/${n}`] = new Tensor(g.slice(), m.weights.get(n).shape);
   t.grad_norm = Tensor.from([clipGradNorm(res.grads, TRAIN_CASE.clip)], []);

@@ -248,9 +248,9 @@ export const GOLDEN_OPS: Record<string, GoldenOp> = {
       return pick({ out: r.out, last_state: r.lastState, du: r.du, ddelta: r.ddelta, dA: r.dA, dB: r.dB, dC: r.dC, dD: r.dD, dz: r.dz, ddelta_bias: r.ddeltaBias, dinitial_state: r.dInitialState });
     },
     generate(r, s) {
-      const f = GOLDEN_OPS.selective_scan!.generate(r, s);
-      const [b, dim, L] = f.inputs.u!.shape as [number, number, number];
-      const n = f.inputs.A!.shape[1]!;
+      const f = GOLDEN_OPS.selective_scan.generate(r, s);
+      const [b, dim, L] = f.inputs.u.shape as [number, number, number];
+      const n = f.inputs.A.shape[1];
       return { inputs: { ...f.inputs, dout: N(r, [b, dim, L]), dlast_state: N(r, [b, dim, n]) }, attrs: { ...f.attrs, layout: this.layout } };
     },
   },
@@ -263,11 +263,11 @@ export const GOLDEN_OPS: Record<string, GoldenOp> = {
       return pick({ out: r.out, final_states: I.initial_states ? r.finalStates : undefined, dx: r.dx, dweight: r.dweight, dbias: r.dbias, dinitial_states: r.dinitialStates });
     },
     generate(r, s) {
-      const f = GOLDEN_OPS.causal_conv1d!.generate(r, s);
-      const x = f.inputs.x!;
-      const W = f.inputs.weight!.shape[1]!;
+      const f = GOLDEN_OPS.causal_conv1d.generate(r, s);
+      const x = f.inputs.x;
+      const W = f.inputs.weight.shape[1];
       const extra: Named = { dout: N(r, x.shape as number[]) };
-      if (f.inputs.initial_states) extra.dfinal_states = N(r, [x.shape[0]!, x.shape[1]!, W - 1]);
+      if (f.inputs.initial_states) extra.dfinal_states = N(r, [x.shape[0], x.shape[1], W - 1]);
       return { inputs: { ...f.inputs, ...extra }, attrs: { ...f.attrs, layout: this.layout } };
     },
   },
@@ -281,10 +281,10 @@ export const GOLDEN_OPS: Record<string, GoldenOp> = {
       return pick({ out: r.out, dx: r.dx, ddt: r.ddelta, dA: r.dA, dB: r.dB, dC: r.dC, dD: r.dD, dz: r.dz, ddt_bias: r.ddeltaBias, dinitial_states: r.dInitialState });
     },
     generate(r, s) {
-      const f = GOLDEN_OPS.ssd_chunk_scan!.generate(r, s);
+      const f = GOLDEN_OPS.ssd_chunk_scan.generate(r, s);
       const inputs = { ...f.inputs };
       delete inputs.initial_states; // the backward case has none
-      return { inputs: { ...inputs, dout: N(r, f.inputs.x!.shape as number[]) }, attrs: { ...f.attrs, layout: this.layout } };
+      return { inputs: { ...inputs, dout: N(r, f.inputs.x.shape as number[]) }, attrs: { ...f.attrs, layout: this.layout } };
     },
   },
   gated_rmsnorm_grad: {
@@ -303,8 +303,8 @@ export const GOLDEN_OPS: Record<string, GoldenOp> = {
       return pick({ out: r.out, dx: r.dx, dweight: r.dweight, dz: r.dz });
     },
     generate(r, s) {
-      const f = GOLDEN_OPS.gated_rmsnorm!.generate(r, s);
-      return { inputs: { ...f.inputs, dout: N(r, f.inputs.x!.shape as number[]) }, attrs: { ...f.attrs, norm_before_gate: r.next() < 0.5, layout: this.layout } };
+      const f = GOLDEN_OPS.gated_rmsnorm.generate(r, s);
+      return { inputs: { ...f.inputs, dout: N(r, f.inputs.x.shape as number[]) }, attrs: { ...f.attrs, norm_before_gate: r.next() < 0.5, layout: this.layout } };
     },
   },
 };

@@ -45,7 +45,7 @@ export const SPECULATIVE_OP: GoldenOp = {
       let used = 0;
       const uniform = () => {
         if (used >= U.length) throw new GoldenFormatError('uniforms', `more than the ${U.length} recorded draws were needed`);
-        return U[used++]!;
+        return U[used++];
       };
       const K = int(a, 'K');
       const out: Named = {};

@@ -18,6 +18,7 @@ import { getOps } from '../ops.js';
 import { lossAndGrads, trainableBy } from '../train/model.js';
 import { adamStep, clipGradNorm, newAdamState } from '../train/optim.js';
 import type { CaseResult } from './verify.js';
+import { lookup } from '../checked.js';
 
 
 export async function verifyTrain(dir: string, name: string, tol: number): Promise<CaseResult> {
@@ -64,7 +65,7 @@ export async function verifyTrain(dir: string, name: string, tol: number): Promi
       return fail(`trainable parameters differ from the file's: missing ${missing.slice(0, 3).join(', ') || 'none'}; extra ${extra.slice(0, 3).join(', ') || 'none'}`);
     }
     let worstGrad = 0;
-    for (const k of want) worstGrad = Math.max(worstGrad, relError(r.grads.get(k)!, getTensor(f, `grad/${k}`).data));
+    for (const k of want) worstGrad = Math.max(worstGrad, relError(lookup(r.grads, k), getTensor(f, `grad/${k}`).data));
     base.errors.grads = worstGrad;
     base.errors.grad_norm = relError([clipGradNorm(r.grads, num(j.clip_grad_norm, 'clip_grad_norm'))], getTensor(f, 'grad_norm').data);
     const before = new Map(want.map((k) => [k, Float64Array.from(m.weights.get(k).data)]));
@@ -74,9 +75,9 @@ export async function verifyTrain(dir: string, name: string, tol: number): Promi
     let worstUpdate = 0; // the step itself (step1 − p), which the parameter's size would otherwise hide
     for (const k of want) {
       const w = getTensor(f, `step1/${k}`).data;
-      const p0 = before.get(k)!;
-      worstStep = Math.max(worstStep, relError(params.get(k)!, w));
-      worstUpdate = Math.max(worstUpdate, relError(params.get(k)!.map((v, i) => v - p0[i]!), Float64Array.from(w, (v, i) => v - p0[i]!)));
+      const p0 = lookup(before, k);
+      worstStep = Math.max(worstStep, relError(lookup(params, k), w));
+      worstUpdate = Math.max(worstUpdate, relError(lookup(params, k).map((v, i) => v - p0[i]), Float64Array.from(w, (v, i) => v - p0[i])));
     }
     base.errors.step1 = worstStep;
     base.errors.update = worstUpdate;

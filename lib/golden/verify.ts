@@ -24,6 +24,7 @@ import { loadModel } from '../model/load.js';
 import { forward, newCache } from '../model/hybrid.js';
 import { generate } from '../model/generate.js';
 import { verifyTrain } from './train.js';
+import { lookup } from '../checked.js';
 
 export const SCHEMA = 'mil-golden/1';
 
@@ -100,13 +101,13 @@ async function verifyCase(c: GoldenCase, f: SafetensorsFile, backend: BackendNam
         why.push(`op produced no output '${n}'`);
         continue;
       }
-      if (g.shape.join() !== want[n]!.shape.join()) {
+      if (g.shape.join() !== lookup(want, n).shape.join()) {
         ok = false;
-        why.push(`output '${n}' has shape [${g.shape}] but the golden file has [${want[n]!.shape}]`);
+        why.push(`output '${n}' has shape [${g.shape}] but the golden file has [${lookup(want, n).shape}]`);
         base.errors[n] = Infinity;
         continue;
       }
-      const e = relError(g.data, want[n]!.data);
+      const e = relError(g.data, lookup(want, n).data);
       base.errors[n] = e;
       if (!(e <= tol)) ok = false;
     }

@@ -27,7 +27,7 @@ export class InputFileError extends MilError {
 function findDuplicateKey(text: string): string | null {
   let i = 0;
   const ws = () => {
-    while (i < text.length && ' \t\n\r'.includes(text[i]!)) i++;
+    while (i < text.length && ' \t\n\r'.includes(text[i])) i++;
   };
   const str = (): string => {
     const start = i;
@@ -79,7 +79,7 @@ function findDuplicateKey(text: string): string | null {
       str();
       return null;
     }
-    while (i < text.length && !',]} \t\n\r'.includes(text[i]!)) i++; // number, true, false, null
+    while (i < text.length && !',]} \t\n\r'.includes(text[i])) i++; // number, true, false, null
     return null;
   };
   return value('');

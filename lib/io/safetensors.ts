@@ -15,6 +15,7 @@ import { InputFileError, fileKind, parseJsonStrict, readRegularFile } from './js
 import { writeFile } from './writer.js';
 import { SafetensorsError } from '../errors.js';
 import { Tensor, sizeOf } from '../tensor.js';
+import { lookup } from '../checked.js';
 
 const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 
@@ -99,7 +100,7 @@ function parseSafetensorsHeader(prefix: Uint8Array, fileBytes: number, path = '<
       fail(`tensor '${name}': data_offsets ${JSON.stringify(off)} is not [begin, end]`);
     const [b, en] = off as [number, number];
     const shape = e.shape as number[];
-    const want = sizeOf(shape) * DTYPE_SIZE[e.dtype as string]!;
+    const want = sizeOf(shape) * lookup(DTYPE_SIZE, e.dtype as string);
     if (en < b) fail(`tensor '${name}': data_offsets [${b}, ${en}] end before begin`);
     if (en > dataLen)
       fail(`tensor '${name}': data_offsets [${b}, ${en}] run past the data (${dataLen} bytes): truncated?`);
@@ -240,7 +241,7 @@ function decodeTensor(buf: Uint8Array, info: TensorInfo, name: string, path: str
     const out = new Float32Array(n);
     const bits = new Uint32Array(out.buffer);
     const src = new Uint16Array(buf.buffer, 0, n);
-    for (let i = 0; i < n; i++) bits[i] = src[i]! << 16;
+    for (let i = 0; i < n; i++) bits[i] = src[i] << 16;
     return new Tensor(out, info.shape, name);
   }
   const out = compact ? new Float32Array(n) : new Float64Array(n);
@@ -298,7 +299,7 @@ function halfToFloat(h: number): number {
 function bf16ToFloat(b: number): number {
   const f = new Float32Array(1);
   new Uint32Array(f.buffer)[0] = b << 16;
-  return f[0]!;
+  return f[0];
 }
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
@@ -308,7 +309,7 @@ export type WriteDType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'U8';
 /** float → IEEE half (round to nearest even; overflow → ±Inf). */
 function floatToHalf(v: number): number {
   const f = new Float32Array([v]);
-  const x = new Uint32Array(f.buffer)[0]!;
+  const x = new Uint32Array(f.buffer)[0];
   const sign = (x >>> 16) & 0x8000;
   const exp = (x >>> 23) & 0xff;
   let mant = x & 0x7fffff;
@@ -334,14 +335,14 @@ function floatToHalf(v: number): number {
 /** float → bfloat16 (round to nearest even). */
 function floatToBf16(v: number): number {
   const f = new Float32Array([v]);
-  const x = new Uint32Array(f.buffer)[0]!;
+  const x = new Uint32Array(f.buffer)[0];
   if ((x & 0x7f800000) === 0x7f800000 && x & 0x7fffff) return (x >>> 16) | 0x40;
   return ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
 }
 
 function encode(t: Tensor, dt: WriteDType, name: string, from: number, to: number): Uint8Array {
   const n = to - from;
-  const out = new Uint8Array(n * DTYPE_SIZE[dt]!);
+  const out = new Uint8Array(n * lookup(DTYPE_SIZE, dt));
   const dv = new DataView(out.buffer);
   const intCheck = (v: number, lo: number, hi: number, i: number) => {
     if (!Number.isInteger(v) || v < lo || v > hi)
@@ -356,7 +357,7 @@ function encode(t: Tensor, dt: WriteDType, name: string, from: number, to: numbe
     const bits = new Uint32Array(Float32Array.from(t.data.subarray(from, to)).buffer);
     const h = new Uint16Array(out.buffer);
     for (let i = 0; i < n; i++) {
-      const x = bits[i]!;
+      const x = bits[i];
       h[i] =
         (x & 0x7f800000) === 0x7f800000 && x & 0x7fffff
           ? (x >>> 16) | 0x40
@@ -365,7 +366,7 @@ function encode(t: Tensor, dt: WriteDType, name: string, from: number, to: numbe
     return out;
   }
   for (let i = 0; i < n; i++) {
-    const v = t.data[from + i]!;
+    const v = t.data[from + i];
     switch (dt) {
       case 'F64':
         dv.setFloat64(8 * i, v, true);
@@ -418,7 +419,7 @@ export function safetensorsChunks(
         ? dtype(name, materialize(t))
         : (dtype ?? (t instanceof Tensor && t.dtype === 'float32' ? 'F32' : t instanceof Tensor ? 'F64' : 'F32'));
     dts.push(dt);
-    const len = t.size * DTYPE_SIZE[dt]!;
+    const len = t.size * lookup(DTYPE_SIZE, dt);
     header[name] = { dtype: dt, shape: [...t.shape], data_offsets: [off, off + len] };
     off += len;
   }
@@ -431,10 +432,10 @@ export function safetensorsChunks(
   function* chunks(): Generator<Uint8Array> {
     yield head;
     for (let i = 0; i < entries.length; i++) {
-      const [name, src] = entries[i]!;
+      const [name, src] = entries[i];
       const t = materialize(src); // a lazy tensor is made here, one at a time, and dropped after
       for (let s = 0; s < t.size; s += ENCODE_PIECE)
-        yield encode(t, dts[i]!, name, s, Math.min(t.size, s + ENCODE_PIECE));
+        yield encode(t, dts[i], name, s, Math.min(t.size, s + ENCODE_PIECE));
     }
   }
   return { bytes: head.length + off, chunks: { [Symbol.iterator]: chunks } };

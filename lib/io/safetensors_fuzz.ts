@@ -9,6 +9,7 @@ import { getTensor, parseSafetensors, serializeSafetensors } from './safetensors
 import { SafetensorsError } from '../errors.js';
 import { Rng } from '../rng.js';
 import { Tensor } from '../tensor.js';
+import { lookup } from '../checked.js';
 
 const MUTATIONS = [
   'none',
@@ -53,7 +54,7 @@ function fuzzCase(r: Rng, m: Mutation): { bytes: Uint8Array; mustReject: boolean
   const good = serializeSafetensors(tensors, { format: 'pt' }, r.next() < 0.5 ? 'F32' : 'F64');
   const { json, data } = header(good);
   const names = Object.keys(json).filter((k) => k !== '__metadata__');
-  const pick = () => names[r.int(0, names.length - 1)]!;
+  const pick = () => names[r.int(0, names.length - 1)];
   switch (m) {
     case 'none':
       return { bytes: good, mustReject: false };
@@ -83,32 +84,35 @@ function fuzzCase(r: Rng, m: Mutation): { bytes: Uint8Array; mustReject: boolean
         mustReject: true,
       };
     case 'overlap': {
-      const big = names.map((k) => json[k]!).filter((v) => v.data_offsets[1] - v.data_offsets[0] >= 8);
+      const big = names.map((k) => lookup(json, k)).filter((v) => v.data_offsets[1] - v.data_offsets[0] >= 8);
       if (names.length < 2 || big.length === 0) return { bytes: good, mustReject: false };
       const copy = structuredClone(json);
-      const [a, b] = [names[0]!, names[1]!];
-      copy[b]!.data_offsets = [...copy[a]!.data_offsets];
-      copy[b]!.shape = [...copy[a]!.shape];
-      copy[b]!.dtype = copy[a]!.dtype;
+      const [a, b] = [names[0], names[1]];
+      lookup(copy, b).data_offsets = [...lookup(copy, a).data_offsets];
+      lookup(copy, b).shape = [...lookup(copy, a).shape];
+      lookup(copy, b).dtype = lookup(copy, a).dtype;
       return { bytes: assemble(JSON.stringify(copy), data), mustReject: true };
     }
     case 'offset-past-end': {
       const copy = structuredClone(json);
       const a = pick();
-      copy[a]!.data_offsets = [copy[a]!.data_offsets[0] + data.length + 8, copy[a]!.data_offsets[1] + data.length + 8];
+      lookup(copy, a).data_offsets = [
+        lookup(copy, a).data_offsets[0] + data.length + 8,
+        lookup(copy, a).data_offsets[1] + data.length + 8,
+      ];
       return { bytes: assemble(JSON.stringify(copy), data), mustReject: true };
     }
     case 'truncate':
       return { bytes: good.subarray(0, r.int(0, good.length - 1)), mustReject: true };
     case 'bad-dtype': {
       const copy = structuredClone(json);
-      copy[pick()]!.dtype = ['F8', 'f32', 'C64', '', 'FLOAT'][r.int(0, 4)]!;
+      lookup(copy, pick()).dtype = ['F8', 'f32', 'C64', '', 'FLOAT'][r.int(0, 4)];
       return { bytes: assemble(JSON.stringify(copy), data), mustReject: true };
     }
     case 'bad-shape': {
       const copy = structuredClone(json);
       const a = pick();
-      copy[a]!.shape = [...copy[a]!.shape, r.int(2, 5)];
+      lookup(copy, a).shape = [...lookup(copy, a).shape, r.int(2, 5)];
       return { bytes: assemble(JSON.stringify(copy), data), mustReject: true };
     }
     case 'flip-bytes': {
@@ -132,7 +136,7 @@ function runCase(bytes: Uint8Array, mustReject: boolean): { outcome: Outcome; de
     const f = parseSafetensors(bytes, 'fuzz');
     for (const name of f.tensors.keys()) {
       const t = getTensor(f, name);
-      if (t.size !== f.tensors.get(name)!.shape.reduce((a, b) => a * b, 1))
+      if (t.size !== lookup(f.tensors, name).shape.reduce((a, b) => a * b, 1))
         return { outcome: 'CRASH', detail: `tensor ${name} decoded to the wrong size` };
     }
     return mustReject ? { outcome: 'WRONG-accepted' } : { outcome: 'accepted' };
@@ -148,7 +152,7 @@ export function fuzz(n: number, seed: number): { counts: Record<string, Record<O
   const counts: Record<string, Record<Outcome, number>> = {};
   const problems: string[] = [];
   for (let i = 0; i < n; i++) {
-    const m = MUTATIONS[i % MUTATIONS.length]!;
+    const m = MUTATIONS[i % MUTATIONS.length];
     const { bytes, mustReject } = fuzzCase(r, m);
     const { outcome, detail } = runCase(bytes, mustReject);
     counts[m] ??= { accepted: 0, rejected: 0, 'WRONG-accepted': 0, CRASH: 0 };

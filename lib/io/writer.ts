@@ -319,7 +319,7 @@ export function recoverInterruptedSwap(target: string): { restored: boolean; rem
   const olds = ours.filter((e) => e.startsWith(OLD_PREFIX(name))).sort();
   if (!realFs.existsSync(join(parent, name)) && olds.length > 0) {
     try {
-      realFs.renameSync(join(parent, olds[olds.length - 1]!), join(parent, name));
+      realFs.renameSync(join(parent, olds[olds.length - 1]), join(parent, name));
       out.restored = true;
     } catch {
       /* leave it for the next writer */

@@ -26,6 +26,7 @@ import { TextStream } from '../text/stream.js';
 import { generate, type SamplingOptions } from './generate.js';
 import { newCache, type HybridModel, type ModelCache } from './hybrid.js';
 import type { Tokenizer } from './tokenizer.js';
+import { lastOf } from '../checked.js';
 
 /** Ids of text without the post-processor's special tokens (BOS): the template writes its own. */
 export function encodePlain(tok: Tokenizer, text: string): number[] {
@@ -55,7 +56,7 @@ export function chatStopIds(
   for (const s of [template.specialTokens.eos_token, ...END_OF_TURN_TOKENS]) {
     if (s === undefined) continue;
     const e = encodePlain(tok, s);
-    if (e.length === 1 && tok.decode(e) === s) ids.add(e[0]!);
+    if (e.length === 1 && tok.decode(e) === s) ids.add(e[0]);
   }
   return [...ids].filter((i) => i < m.llama.vocabSize).sort((a, b) => a - b);
 }
@@ -123,7 +124,7 @@ export class ChatSession {
     const last = this.messages[this.messages.length - 1];
     if (this.history.length === 0 || last?.role !== 'assistant')
       return { ids: encodePlain(this.tok, prompt), reused: this.history.length === 0, prompt };
-    const marked = this.render([...this.messages.slice(0, -1), { role: 'assistant', content: SENTINEL }, next.at(-1)!]);
+    const marked = this.render([...this.messages.slice(0, -1), { role: 'assistant', content: SENTINEL }, lastOf(next)]);
     const at = marked.indexOf(SENTINEL);
     const before = marked.slice(0, at);
     if (

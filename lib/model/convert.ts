@@ -117,7 +117,7 @@ export function convert(teacher: HybridModel, o: ConvertOptions): HybridModel {
     const p = `model.layers.${i}`;
     const att = (w: string) => {
       const t = T.get(`${p}.self_attn.${w}_proj.weight`); // (n·hd, d) for q, (n_kv·hd, d) for k and v
-      return o.init === 'random' ? uniform(rng, [...t.shape], 1 / Math.sqrt(t.shape[1]!), `${w} (random init)`) : t;
+      return o.init === 'random' ? uniform(rng, [...t.shape], 1 / Math.sqrt(t.shape[1]), `${w} (random init)`) : t;
     };
     if (kind === 'attention') {
       // a kept layer keeps every attention tensor, biases included (attention_bias: true)

@@ -36,14 +36,14 @@ export function samplingDistribution(logits: ArrayLike<number>, o: SamplingOptio
   if (!Number.isFinite(T)) throw new ArgumentError('temperature', 'a finite number >= 0', T);
   const V = logits.length;
   let mx = -Infinity;
-  for (let i = 0; i < V; i++) mx = Math.max(mx, logits[i]!);
+  for (let i = 0; i < V; i++) mx = Math.max(mx, logits[i]);
   if (!Number.isFinite(mx)) throw new ArgumentError('logits', 'finite values', mx);
   // (ℓ − max)/T, not ℓ/T − max/T: stays finite for any T > 0 (a tiny T gives ±Inf/NaN the other way)
   const p = new Float64Array(V);
   let z = 0; // (V) probabilities
-  for (let i = 0; i < V; i++) z += p[i] = Math.exp((logits[i]! - mx) / T);
-  for (let i = 0; i < V; i++) p[i]! /= z;
-  const order = [...p.keys()].sort((a, b) => p[b]! - p[a]! || a - b);
+  for (let i = 0; i < V; i++) z += p[i] = Math.exp((logits[i] - mx) / T);
+  for (let i = 0; i < V; i++) p[i] /= z;
+  const order = [...p.keys()].sort((a, b) => p[b] - p[a] || a - b);
   let keep = V;
   if (o.topK !== undefined) {
     if (!Number.isInteger(o.topK) || o.topK < 1) throw new ArgumentError('topK', 'a positive integer', o.topK);
@@ -53,7 +53,7 @@ export function samplingDistribution(logits: ArrayLike<number>, o: SamplingOptio
     if (!(o.topP > 0 && o.topP <= 1)) throw new ArgumentError('topP', 'a number in (0, 1]', o.topP);
     let mass = 0;
     for (let i = 0; i < keep; i++) {
-      mass += p[order[i]!]!;
+      mass += p[order[i]];
       if (mass >= o.topP) {
         keep = i + 1;
         break;
@@ -62,14 +62,14 @@ export function samplingDistribution(logits: ArrayLike<number>, o: SamplingOptio
   }
   const q = new Float64Array(V); // (V) the top-p renormalised probabilities
   let s = 0;
-  for (let i = 0; i < keep; i++) s += q[order[i]!] = p[order[i]!]!;
-  for (let i = 0; i < V; i++) q[i]! /= s;
+  for (let i = 0; i < keep; i++) s += q[order[i]] = p[order[i]];
+  for (let i = 0; i < V; i++) q[i] /= s;
   return q;
 }
 
 export function argmax(a: ArrayLike<number>): number {
   let best = 0;
-  for (let i = 1; i < a.length; i++) if (a[i]! > a[best]!) best = i;
+  for (let i = 1; i < a.length; i++) if (a[i] > a[best]) best = i;
   return best;
 }
 
@@ -78,8 +78,8 @@ export function drawFrom(p: ArrayLike<number>, u: number): number {
   let c = 0;
   let last = 0;
   for (let i = 0; i < p.length; i++) {
-    if (p[i]! > 0) last = i;
-    c += p[i]!;
+    if (p[i] > 0) last = i;
+    c += p[i];
     if (u < c) return i;
   }
   return last;
@@ -95,7 +95,7 @@ export function applyRepetitionPenalty(logits: Float64Array, seen: Iterable<numb
   checkPenalty(theta);
   if (theta === 1) return;
   for (const id of new Set(seen)) {
-    const l = logits[id]!;
+    const l = logits[id];
     logits[id] = l > 0 ? l / theta : l * theta;
   }
 }

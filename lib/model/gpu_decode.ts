@@ -68,8 +68,8 @@ export interface GpuDecodeOptions {
 
 /** W (R, K) as stored → Wᵀ (K, R) float32: thread r of a matvec then reads K values R apart (coalesced). */
 function transposed(w: ArrayLike<number>, R: number, K: number): Float32Array {
-  const t = new Float32Array(R * K);
-  for (let r = 0; r < R; r++) for (let i = 0; i < K; i++) t[i * R + r] = w[r * K + i]!;
+  const t = new Float32Array(R * K); // (K, R)
+  for (let r = 0; r < R; r++) for (let i = 0; i < K; i++) t[i * R + r] = w[r * K + i];
   return t;
 }
 
@@ -122,7 +122,7 @@ export class GpuDecoder {
         );
     try {
       const f32 = (name: string) => {
-        const t = W.get(name);
+        const t = W.get(name); // (the weight's shape)
         return t.data instanceof Float32Array ? t.data : Float32Array.from(t.data);
       };
       const upT = (name: string, R: number, K: number) => chain.buffer(name, R * K, transposed(W.get(name).data, R, K));
@@ -151,11 +151,11 @@ export class GpuDecoder {
       const feed = scratch('prefill [id, pos] rows', 2 * capacity);
       // RoPE's cos/sin per position, float64 then float32: (cap, hd) = [cos … | sin …]
       const { inv } = attentionRope(c, 0, 1);
-      const rope = new Float32Array(capacity * hd);
+      const rope = new Float32Array(capacity * hd); // (cap, hd)
       for (let p = 0; p < capacity; p++)
         for (let i = 0; i < hd / 2; i++) {
-          rope[p * hd + i] = Math.cos(p * inv[i]!);
-          rope[p * hd + hd / 2 + i] = Math.sin(p * inv[i]!);
+          rope[p * hd + i] = Math.cos(p * inv[i]);
+          rope[p * hd + hd / 2 + i] = Math.sin(p * inv[i]);
         }
       const ropeBuf = kinds.includes('attention') ? chain.buffer('rope cos|sin', capacity * hd, rope) : undefined;
 
@@ -164,7 +164,7 @@ export class GpuDecoder {
       await k('embed', embedKernel(d), [emb, meta], h);
       const layers: LayerState[] = [];
       for (let i = 0; i < kinds.length; i++) {
-        const kind = kinds[i]!;
+        const kind = kinds[i];
         const { prefix: p, norm1, norm2 } = blockNames(i);
         const eps = blockEps(m, kind);
         const L = `layer${i}`;
@@ -200,11 +200,11 @@ export class GpuDecoder {
           // [x | z | B | C | dt_low] = one matvec over the stacked projections
           const names = ['in_proj_x', 'in_proj_z', 'B_proj', 'C_proj', 'dt_proj_down'].map((n) => `${q}.${n}.weight`);
           const Rt = 2 * dXb + 2 * dInner + R;
-          const stacked = new Float32Array(Rt * d);
+          const stacked = new Float32Array(Rt * d); // (R_t, d): the stacked projection rows
           let at = 0;
           for (const n of names) {
-            const w = W.get(n).data;
-            for (let j = 0; j < w.length; j++) stacked[at + j] = w[j]!;
+            const w = W.get(n).data; // (the weight's size)
+            for (let j = 0; j < w.length; j++) stacked[at + j] = w[j];
             at += w.length;
           }
           const proj = scratch(`${L}.proj`, Rt);
@@ -225,8 +225,8 @@ export class GpuDecoder {
           await k(`${L}.conv`, convStepKernel(K, src, true), [conv, proj, convW, convB], xc);
           await k(`${L}.conv_shift`, convShiftKernel(K, src), [conv, proj], convNext);
           chain.copy(`${L}.conv_write`, convNext, 0, conv, () => 0, dInner * (K - 1));
-          const A = Float32Array.from(W.get(`${q}.A_log`).data, (a) => -Math.exp(a));
-          const par = new Float32Array(2 * dInner);
+          const A = Float32Array.from(W.get(`${q}.A_log`).data, (a) => -Math.exp(a)); // (d_in, N)
+          const par = new Float32Array(2 * dInner); // (2·d_in)
           par.set(f32(`${q}.dt_proj.bias`));
           par.set(f32(`${q}.D`), dInner);
           const parBuf = chain.buffer(`${L}.dt_bias|D`, 2 * dInner, par);
@@ -272,13 +272,13 @@ export class GpuDecoder {
           chain.copy(`${L}.conv_write`, convNext, 0, conv, () => 0, convDim * (K - 1));
           // [A | dt_bias | D] per head, A = −exp(A_log) in float64
           const par = new Float32Array(3 * Hm);
-          const Alog = W.get(`${q}.A_log`).data;
-          const dtb = W.get(`${q}.dt_bias`).data;
-          const Dd = W.get(`${q}.D`).data;
+          const Alog = W.get(`${q}.A_log`).data; // (H)
+          const dtb = W.get(`${q}.dt_bias`).data; // (H)
+          const Dd = W.get(`${q}.D`).data; // (H)
           for (let j = 0; j < Hm; j++) {
-            par[j] = -Math.exp(Alog[j]!);
-            par[Hm + j] = dtb[j]!;
-            par[2 * Hm + j] = Dd[j]!;
+            par[j] = -Math.exp(Alog[j]);
+            par[Hm + j] = dtb[j];
+            par[2 * Hm + j] = Dd[j];
           }
           const parBuf = chain.buffer(`${L}.A|dt_bias|D`, 3 * Hm, par);
           const ssm = scratch(`${L}.ssm state`, Hm * P * N);
@@ -346,9 +346,9 @@ export class GpuDecoder {
     const pos = this.length;
     this.chain.write(this.meta, new Float32Array([id, pos]));
     const reads = opts.logits ? [{ from: this.token }, { from: this.logits }] : [{ from: this.token }];
-    const [tok, logits] = await this.chain.run({ pos }, reads);
+    const [tok, logits] = await this.chain.run({ pos }, reads); // the token id (1); the logits (V) when asked
     this.length++;
-    return { token: tok![0]!, ...(logits ? { logits } : {}) };
+    return { token: tok[0], ...(logits ? { logits } : {}) };
   }
 
   /**
@@ -377,12 +377,13 @@ export class GpuDecoder {
     this.chain.write(this.feed, Float32Array.from(ids.flatMap((id, t) => [id, pos0 + t])));
     const reads = opts.logits ? [{ from: this.token }, { from: this.logits }] : [{ from: this.token }];
     const [tok, logits] = await this.chain.runSequence(
+      // the ids (1 per token); the last logits (V) when asked
       ids.map((_, t) => ({ pos: pos0 + t })),
       reads,
       { src: this.feed, dst: this.meta, elements: 2 },
     );
     this.length += ids.length;
-    return { token: tok![0]!, ...(logits ? { logits } : {}) };
+    return { token: tok[0], ...(logits ? { logits } : {}) };
   }
 
   /** Greedy decoding: the prompt token by token, then `n` tokens; the generated ids. */

@@ -105,12 +105,12 @@ export async function forward(
     );
   // a plain Llama decoding a token or a few on wasm-simd: fused steps, one token each, the same arithmetic (./llama_step.ts)
   if (opts.fused !== false && fusedStepApplies(ops, m, batch, L)) {
-    const row = ids[0]!;
+    const row = ids[0];
     row.forEach((id, t) => {
       if (!Number.isInteger(id) || id < 0 || id >= c.vocabSize)
         throw new ArgumentError(`ids[0][${t}]`, `a token id in [0, ${c.vocabSize})`, id);
     });
-    if (L === 1) return llamaStep(m, row[0]!, cache);
+    if (L === 1) return llamaStep(m, row[0], cache);
     const logits = new Float32Array(L * c.vocabSize); // (l, V)
     row.forEach((id, t) => logits.set(llamaStep(m, id, cache).data, t * c.vocabSize));
     return new Tensor(logits, [1, L, c.vocabSize], 'linear');
@@ -127,7 +127,7 @@ export async function forward(
   );
   for (let i = 0; i < kinds.length; i++) {
     const { prefix: p, norm1, norm2 } = blockNames(i);
-    const lc = cache.layers[i] as LayerCache;
+    const lc = cache.layers[i];
     const eps = blockEps(m, lc.kind);
     const x = rmsnorm(h, W.get(norm1), eps); // (b, l, d)
     const mixed = // (b, l, d)

@@ -19,6 +19,7 @@ import { Tensor, sizeOf } from '../tensor.js';
 import type { HybridModel } from './hybrid.js';
 import { expectedWeights } from './load.js';
 import { WeightStore } from './weights.js';
+import { lookup } from '../checked.js';
 
 /** A generator seed for one weight: FNV-1a of its name, mixed with the checkpoint's seed (a safe integer). */
 function weightSeed(seed: number, name: string): number {
@@ -53,7 +54,7 @@ function randomWeight(seed: number, name: string, shape: readonly number[]): Ten
   else if (name.endsWith('norm.weight')) fillUniformStd(r, a, 1, 0.1);
   else if (name.endsWith('.A_log')) for (let i = 0; i < a.length; i++) a[i] = Math.log(r.uniform(1, 16));
   else if (name.endsWith('.D')) a.fill(1);
-  else if (shape.length >= 2) fillUniformStd(r, a, 0, 1 / Math.sqrt(shape[shape.length - 1]!));
+  else if (shape.length >= 2) fillUniformStd(r, a, 0, 1 / Math.sqrt(shape[shape.length - 1]));
   else fillUniformStd(r, a, 0, 0.1);
   return new Tensor(a, shape, name);
 }
@@ -72,7 +73,11 @@ export function randomCheckpoint(m: Pick<HybridModel, 'llama' | 'mamba'>, seed: 
   return Object.fromEntries(
     names.map((n) => [
       n,
-      { shape: shapes[n]!, size: sizeOf(shapes[n]!), make: () => randomWeight(seed, n, shapes[n]!) },
+      {
+        shape: lookup(shapes, n),
+        size: sizeOf(lookup(shapes, n)),
+        make: () => randomWeight(seed, n, lookup(shapes, n)),
+      },
     ]),
   );
 }
@@ -84,7 +89,7 @@ export const TORCH_DTYPE: Record<string, string> = { BF16: 'bfloat16', F16: 'flo
 export function parseSize(s: string): number | null {
   const m = /^\s*(\d+(?:\.\d+)?(?:e\d+)?)\s*(|B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$/i.exec(s);
   if (!m) return null;
-  const unit = m[2]!.toLowerCase();
+  const unit = m[2].toLowerCase();
   const mult: Record<string, number> = {
     '': 1,
     b: 1,
@@ -97,7 +102,7 @@ export function parseSize(s: string): number | null {
     gib: 2 ** 30,
     tib: 2 ** 40,
   };
-  const v = Math.floor(Number(m[1]) * mult[unit]!);
+  const v = Math.floor(Number(m[1]) * lookup(mult, unit));
   return Number.isSafeInteger(v) && v > 0 ? v : null;
 }
 

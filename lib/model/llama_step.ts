@@ -37,6 +37,7 @@ import {
   type ModelCache,
 } from './mixers/block.js';
 import { mlpNames, mlpStep } from './mixers/mlp.js';
+import { lookup } from '../checked.js';
 
 type FloatArray = Float32Array | Float64Array;
 
@@ -89,7 +90,7 @@ function planOf(m: HybridModel): Plan {
   const held: Array<[string, Tensor]> = [];
   const get = (name: string): FloatArray => {
     const t = W.get(name); // marks the array immutable (so its packed copy stays resident) and finite
-    held.push([name, W.tensors.get(name)!]);
+    held.push([name, lookup(W.tensors, name)]);
     return t.data;
   };
   const bias = (name: string | undefined) => (name === undefined ? undefined : get(name));
@@ -152,7 +153,7 @@ export function llamaStep(m: HybridModel, id: number, cache: ModelCache): Tensor
   const pos = cache.length;
   h.set(P.emb.subarray(id * d, (id + 1) * d));
   for (let i = 0; i < P.layers.length; i++) {
-    const Lw = P.layers[i]!;
+    const Lw = P.layers[i];
     const lc = cache.layers[i] as AttentionCache;
     rmsnormInto(h, Lw.ln1, c.rmsNormEps, x);
     attentionStep(g, c, Lw, P, x, lc, pos, P.inv); // P.o (d)

@@ -6,6 +6,7 @@
  * so that a real checkpoint's config passes, while anything unknown is refused rather than silently skipped.
  */
 import { MilError } from '../errors.js';
+import { lookup } from '../checked.js';
 
 export class ConfigError extends MilError {
   constructor(
@@ -44,7 +45,7 @@ export function checkObject(obj: Record<string, unknown>, schema: Schema, file: 
   };
   for (const key of Object.keys(obj)) {
     if (!(key in schema)) {
-      const known = Object.keys(schema).filter((k) => schema[k]!.type !== 'ignored');
+      const known = Object.keys(schema).filter((k) => lookup(schema, k).type !== 'ignored');
       throw new ConfigError(
         file,
         `unknown key '${prefix}${key}' (value ${show(obj[key])}): this implementation does not know what it changes; supported keys: ${known.join(', ')}`,

@@ -30,7 +30,7 @@ export function loadTokenizer(fileOrDir: string): BpeTokenizer | HfTokenizer {
   const vocab = (j.model as { vocab?: Record<string, unknown> } | undefined)?.vocab;
   const own =
     added.length === 1 &&
-    added[0]!.content === END_OF_TEXT &&
+    added[0].content === END_OF_TEXT &&
     vocab?.['Ā'] === 0 &&
     (j.pre_tokenizer as { type?: unknown } | null)?.type === 'ByteLevel';
   return own ? BpeTokenizer.fromObject(j, path) : new HfTokenizer(j, path);

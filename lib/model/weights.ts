@@ -25,6 +25,7 @@ import {
 import type { WriteData } from '../io/writer.js';
 import { markFinite, sizeOf, type Tensor } from '../tensor.js';
 import { markImmutable } from '../weight_registry.js';
+import { lookup } from '../checked.js';
 
 /**
  * Named weights. Weights are immutable once read through `get` (their float32 copy for the kernels is
@@ -115,7 +116,7 @@ export function planCheckpoint(dir: string): CheckpointPlan {
       if (!existsSync(join(dir, file)))
         throw new SafetensorsError(
           index,
-          `shard '${file}' (holding ${files.get(file)!.length} weight(s), e.g. '${files.get(file)![0]}') is missing from ${dir}`,
+          `shard '${file}' (holding ${lookup(files, file).length} weight(s), e.g. '${lookup(files, file)[0]}') is missing from ${dir}`,
         );
     for (const [file, names] of files) {
       const h = readSafetensorsHeader(join(dir, file));
@@ -153,7 +154,7 @@ export function readCheckpoint(dir: string, plan: CheckpointPlan = planCheckpoin
 function finitePut(tensors: Map<string, Tensor>): (n: string, t: Tensor) => void {
   return (n, t) => {
     const d = t.data; // (t.size) values
-    for (let i = 0; i < d.length; i++) if (!Number.isFinite(d[i]!)) throw new NonFiniteError(n, i, d[i]!);
+    for (let i = 0; i < d.length; i++) if (!Number.isFinite(d[i])) throw new NonFiniteError(n, i, d[i]);
     tensors.set(n, t);
   };
 }
@@ -188,15 +189,15 @@ export function checkpointFiles(
   const shards: string[][] = [[]];
   let size = 0;
   for (const n of names) {
-    const b = tensors[n]!.size * per;
+    const b = lookup(tensors, n).size * per;
     if (opts.shardBytes && size > 0 && size + b > opts.shardBytes) {
       shards.push([]);
       size = 0;
     }
-    shards[shards.length - 1]!.push(n);
+    shards[shards.length - 1].push(n);
     size += b;
   }
-  const pick = (s: string[]) => Object.fromEntries(s.map((n) => [n, tensors[n]!]));
+  const pick = (s: string[]) => Object.fromEntries(s.map((n) => [n, lookup(tensors, n)]));
   if (shards.length === 1)
     return [['model.safetensors', safetensorsChunks(pick(names), { format: 'pt' }, dtype).chunks]];
   const files: Array<[string, WriteData]> = [];
@@ -206,11 +207,11 @@ export function checkpointFiles(
     for (const n of s) weightMap[n] = file;
     files.push([file, safetensorsChunks(pick(s), { format: 'pt' }, dtype).chunks]);
   });
-  const total = names.reduce((s, n) => s + tensors[n]!.size * per, 0);
+  const total = names.reduce((s, n) => s + lookup(tensors, n).size * per, 0);
   const sortedMap = Object.fromEntries(
     Object.keys(weightMap)
       .sort()
-      .map((n) => [n, weightMap[n]!]),
+      .map((n) => [n, lookup(weightMap, n)]),
   );
   files.push([
     'model.safetensors.index.json',

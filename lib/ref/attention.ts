@@ -41,20 +41,20 @@ export function causalAttention(q: Tensor, k: Tensor, v: Tensor, opts: Attention
         for (let j = 0; j <= last; j++) {
           const ko = ((b * Hkv + kh) * Lk + j) * d;
           let dot = 0;
-          for (let i = 0; i < d; i++) dot += q.data[qo + i]! * k.data[ko + i]!;
+          for (let i = 0; i < d; i++) dot += q.data[qo + i] * k.data[ko + i];
           s[j] = dot * scale;
-          if (s[j]! > mx) mx = s[j]!;
+          if (s[j] > mx) mx = s[j];
         }
         let z = 0;
         for (let j = 0; j <= last; j++) {
-          s[j] = Math.exp(s[j]! - mx);
-          z += s[j]!;
+          s[j] = Math.exp(s[j] - mx);
+          z += s[j];
         }
         const oo = ((b * Hq + h) * Lq + t) * dv;
         for (let j = 0; j <= last; j++) {
-          const w = s[j]! / z;
+          const w = s[j] / z;
           const vo = ((b * Hkv + kh) * Lk + j) * dv;
-          for (let i = 0; i < dv; i++) out.data[oo + i]! += w * v.data[vo + i]!;
+          for (let i = 0; i < dv; i++) out.data[oo + i] += w * v.data[vo + i];
         }
       }
     }
@@ -121,30 +121,30 @@ export function causalAttentionBackward(
         for (let j = 0; j <= last; j++) {
           const ko = ((b * Hkv + kh) * Lk + j) * d;
           let s = 0;
-          for (let i = 0; i < d; i++) s += q.data[qo + i]! * k.data[ko + i]!;
+          for (let i = 0; i < d; i++) s += q.data[qo + i] * k.data[ko + i];
           p[j] = s * scale;
-          mx = Math.max(mx, p[j]!);
+          mx = Math.max(mx, p[j]);
         }
         let z = 0;
-        for (let j = 0; j <= last; j++) z += p[j] = Math.exp(p[j]! - mx);
+        for (let j = 0; j <= last; j++) z += p[j] = Math.exp(p[j] - mx);
         let sum = 0; // Σ_i P_i dP_i
         for (let j = 0; j <= last; j++) {
-          p[j] = p[j]! / z;
+          p[j] = p[j] / z;
           const vo = ((b * Hkv + kh) * Lk + j) * Dv;
           let g = 0;
           for (let i = 0; i < Dv; i++) {
-            g += dy.data[oo + i]! * v.data[vo + i]!;
-            dvt.data[vo + i]! += p[j]! * dy.data[oo + i]!;
+            g += dy.data[oo + i] * v.data[vo + i];
+            dvt.data[vo + i] += p[j] * dy.data[oo + i];
           }
           dp[j] = g;
-          sum += p[j]! * g;
+          sum += p[j] * g;
         }
         for (let j = 0; j <= last; j++) {
-          const ds = p[j]! * (dp[j]! - sum) * scale;
+          const ds = p[j] * (dp[j] - sum) * scale;
           const ko = ((b * Hkv + kh) * Lk + j) * d;
           for (let i = 0; i < d; i++) {
-            dq.data[qo + i]! += ds * k.data[ko + i]!;
-            dk.data[ko + i]! += ds * q.data[qo + i]!;
+            dq.data[qo + i] += ds * k.data[ko + i];
+            dk.data[ko + i] += ds * q.data[qo + i];
           }
         }
       }

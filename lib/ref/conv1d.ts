@@ -51,8 +51,8 @@ export function causalConv1d(inp: Conv1dInputs): { out: Tensor; finalStates: Ten
       if (initialStates) xt.set(initialStates.data.subarray((b * dim + d) * P, (b * dim + d + 1) * P), 0);
       xt.set(x.data.subarray((b * dim + d) * L, (b * dim + d + 1) * L), P);
       for (let t = 0; t < L; t++) {
-        let s = bias ? bias.data[d]! : 0;
-        for (let k = 0; k < W; k++) s += weight.data[d * W + k]! * xt[t + k]!;
+        let s = bias ? bias.data[d] : 0;
+        for (let k = 0; k < W; k++) s += weight.data[d * W + k] * xt[t + k];
         out.data[(b * dim + d) * L + t] = inp.activation === 'silu' ? silu(s) : s;
       }
     }
@@ -76,7 +76,7 @@ export function conv1dFinalStates(
   for (let bd = 0; bd < batch * dim; bd++)
     for (let k = 0; k < P; k++) {
       const j = L - P + k; // position in x; negative → from the initial state
-      fin.data[bd * P + k] = j >= 0 ? x.data[bd * L + j]! : initialStates ? initialStates.data[bd * P + P + j]! : 0;
+      fin.data[bd * P + k] = j >= 0 ? x.data[bd * L + j] : initialStates ? initialStates.data[bd * P + P + j] : 0;
     }
   return fin;
 }
@@ -92,20 +92,20 @@ export function conv1dStateAfter(
   dtype: 'float64' | 'float32',
 ): Tensor {
   const [batch, dim, S] = convState.shape as [number, number, number];
-  const steps = x.shape[2]!;
+  const steps = x.shape[2];
   const next = convState.astype(dtype).named('conv_state_after');
   const at = new Int32Array(steps); // circular: where step s lands in a row, the same for every channel
   for (let b = 0; b < batch; b++) {
-    if (cacheSeqlens) for (let s = 0; s < steps; s++) at[s] = mod(cacheSeqlens[b]! + s, S);
+    if (cacheSeqlens) for (let s = 0; s < steps; s++) at[s] = mod(cacheSeqlens[b] + s, S);
     for (let d = 0; d < dim; d++) {
       const so = (b * dim + d) * S;
       const xo = (b * dim + d) * steps;
       if (cacheSeqlens) {
-        for (let s = 0; s < steps; s++) next.data[so + at[s]!] = x.data[xo + s]!;
+        for (let s = 0; s < steps; s++) next.data[so + at[s]] = x.data[xo + s];
       } else {
         for (let k = 0; k < S; k++) {
           const j = k + steps; // index into [old state ; x]
-          next.data[so + k] = j < S ? convState.data[so + j]! : x.data[xo + j - S]!;
+          next.data[so + k] = j < S ? convState.data[so + j] : x.data[xo + j - S];
         }
       }
     }
@@ -155,17 +155,17 @@ export function causalConv1dUpdate(inp: Conv1dUpdateInputs): { out: Tensor; conv
   const xt = new Float64Array(P + steps);
   const at = new Int32Array(P); // where the last P inputs sit in a state row, the same for every channel
   for (let b = 0; b < batch; b++) {
-    const first = cacheSeqlens ? cacheSeqlens[b]! - P : S - P;
+    const first = cacheSeqlens ? cacheSeqlens[b] - P : S - P;
     for (let k = 0; k < P; k++) at[k] = mod(first + k, S);
     for (let d = 0; d < dim; d++) {
       const so = (b * dim + d) * S;
       const xo = (b * dim + d) * steps;
-      for (let k = 0; k < P; k++) xt[k] = st[so + at[k]!]!;
-      for (let s = 0; s < steps; s++) xt[P + s] = xs[xo + s]!;
+      for (let k = 0; k < P; k++) xt[k] = st[so + at[k]];
+      for (let s = 0; s < steps; s++) xt[P + s] = xs[xo + s];
       const wo = d * W;
       for (let t = 0; t < steps; t++) {
-        let s = bias ? bias[d]! : 0;
-        for (let k = 0; k < W; k++) s += w[wo + k]! * xt[t + k]!;
+        let s = bias ? bias[d] : 0;
+        for (let k = 0; k < W; k++) s += w[wo + k] * xt[t + k];
         o[xo + t] = act ? silu(s) : s;
       }
     }
@@ -216,15 +216,15 @@ export function causalConv1dBackward(
       dxt.fill(0);
       if (initialStates) xt.set(initialStates.data.subarray((b * dim + d) * P, (b * dim + d + 1) * P), 0);
       xt.set(x.data.subarray((b * dim + d) * L, (b * dim + d + 1) * L), P);
-      if (dFinalStates) for (let k = 0; k < P; k++) dxt[L + k]! += dFinalStates.data[(b * dim + d) * P + k]!;
+      if (dFinalStates) for (let k = 0; k < P; k++) dxt[L + k] += dFinalStates.data[(b * dim + d) * P + k];
       for (let t = 0; t < L; t++) {
-        let s = bias ? bias.data[d]! : 0;
-        for (let k = 0; k < W; k++) s += weight.data[d * W + k]! * xt[t + k]!;
-        const ds = dout.data[(b * dim + d) * L + t]! * (inp.activation === 'silu' ? siluGrad(s) : 1);
-        if (dbias) dbias.data[d]! += ds;
+        let s = bias ? bias.data[d] : 0;
+        for (let k = 0; k < W; k++) s += weight.data[d * W + k] * xt[t + k];
+        const ds = dout.data[(b * dim + d) * L + t] * (inp.activation === 'silu' ? siluGrad(s) : 1);
+        if (dbias) dbias.data[d] += ds;
         for (let k = 0; k < W; k++) {
-          dweight.data[d * W + k]! += ds * xt[t + k]!;
-          dxt[t + k]! += ds * weight.data[d * W + k]!;
+          dweight.data[d * W + k] += ds * xt[t + k];
+          dxt[t + k] += ds * weight.data[d * W + k];
         }
       }
       dx.data.set(dxt.subarray(P, P + L), (b * dim + d) * L);

@@ -36,11 +36,11 @@ export const linear = {
     const db = new Float64Array(O);
     for (let n = 0; n < N; n++)
       for (let o = 0; o < O; o++) {
-        const g = dy[n * O + o]!;
-        db[o]! += g;
+        const g = dy[n * O + o];
+        db[o] += g;
         for (let i = 0; i < I; i++) {
-          dx[n * I + i]! += g * W[o * I + i]!;
-          dW[o * I + i]! += g * x[n * I + i]!;
+          dx[n * I + i] += g * W[o * I + i];
+          dW[o * I + i] += g * x[n * I + i];
         }
       }
     return { dx, dW, db };
@@ -60,15 +60,15 @@ export const rmsnorm = {
     const dx = new Float64Array(N * d);
     const dw = new Float64Array(d);
     for (let n = 0; n < N; n++) {
-      const r = rstd[n]!;
+      const r = rstd[n];
       let dot = 0; // mean(g ⊙ x̂)
       for (let i = 0; i < d; i++) {
-        const xh = x[n * d + i]! * r;
-        dw[i]! += dy[n * d + i]! * xh;
-        dot += dy[n * d + i]! * w[i]! * xh;
+        const xh = x[n * d + i] * r;
+        dw[i] += dy[n * d + i] * xh;
+        dot += dy[n * d + i] * w[i] * xh;
       }
       dot /= d;
-      for (let i = 0; i < d; i++) dx[n * d + i] = r * (dy[n * d + i]! * w[i]! - x[n * d + i]! * r * dot);
+      for (let i = 0; i < d; i++) dx[n * d + i] = r * (dy[n * d + i] * w[i] - x[n * d + i] * r * dot);
     }
     return { dx, dw };
   },
@@ -83,15 +83,15 @@ const sigmoid = (v: number) => 1 / (1 + Math.exp(-v));
 export const swiglu = {
   forward(g: F, u: F): F {
     need(g.length === u.length, 'swiglu', 'gate and up of one size', [g.length, u.length]);
-    return g.map((v, i) => v * sigmoid(v) * u[i]!);
+    return g.map((v, i) => v * sigmoid(v) * u[i]);
   },
   backward(da: F, g: F, u: F): { dg: F; du: F } {
     const dg = new Float64Array(g.length);
     const du = new Float64Array(g.length);
     for (let i = 0; i < g.length; i++) {
-      const s = sigmoid(g[i]!);
-      du[i] = da[i]! * g[i]! * s;
-      dg[i] = da[i]! * u[i]! * s * (1 + g[i]! * (1 - s));
+      const s = sigmoid(g[i]);
+      du[i] = da[i] * g[i] * s;
+      dg[i] = da[i] * u[i] * s * (1 + g[i] * (1 - s));
     }
     return { dg, du };
   },
@@ -112,7 +112,7 @@ export const embedding = {
   backward(dh: F, ids: readonly number[], V: number, dModel: number): F {
     const dE = new Float64Array(V * dModel);
     ids.forEach((id, n) => {
-      for (let i = 0; i < dModel; i++) dE[id * dModel + i]! += dh[n * dModel + i]!;
+      for (let i = 0; i < dModel; i++) dE[id * dModel + i] += dh[n * dModel + i];
     });
     return dE;
   },
@@ -123,11 +123,11 @@ export function logSoftmax(z: F, N: number, V: number): F {
   const out = new Float64Array(N * V);
   for (let n = 0; n < N; n++) {
     let m = -Infinity;
-    for (let v = 0; v < V; v++) m = Math.max(m, z[n * V + v]!);
+    for (let v = 0; v < V; v++) m = Math.max(m, z[n * V + v]);
     let s = 0;
-    for (let v = 0; v < V; v++) s += Math.exp(z[n * V + v]! - m);
+    for (let v = 0; v < V; v++) s += Math.exp(z[n * V + v] - m);
     const lse = m + Math.log(s);
-    for (let v = 0; v < V; v++) out[n * V + v] = z[n * V + v]! - lse;
+    for (let v = 0; v < V; v++) out[n * V + v] = z[n * V + v] - lse;
   }
   return out;
 }
@@ -146,14 +146,14 @@ export const crossEntropy = {
     let s = 0;
     targets.forEach((t, n) => {
       need(Number.isInteger(t) && t >= 0 && t < V, `targets[${n}]`, `a class in [0, ${V})`, t);
-      s -= lp[n * V + t]!;
+      s -= lp[n * V + t];
     });
     return s / N;
   },
   backward(z: F, targets: readonly number[], N: number, V: number): F {
     const dz = logSoftmax(z, N, V);
-    for (let i = 0; i < dz.length; i++) dz[i] = Math.exp(dz[i]!) / N;
-    targets.forEach((t, n) => (dz[n * V + t]! -= 1 / N));
+    for (let i = 0; i < dz.length; i++) dz[i] = Math.exp(dz[i]) / N;
+    targets.forEach((t, n) => (dz[n * V + t] -= 1 / N));
     return dz;
   },
 };
@@ -172,13 +172,13 @@ export const klDivergence = {
     const ls = logSoftmax(student, N, V);
     const lt = logSoftmax(teacher, N, V);
     let s = 0;
-    for (let i = 0; i < N * V; i++) s += Math.exp(lt[i]!) * (lt[i]! - ls[i]!);
+    for (let i = 0; i < N * V; i++) s += Math.exp(lt[i]) * (lt[i] - ls[i]);
     return s / batch;
   },
   backward(student: F, teacher: F, N: number, V: number, batch: number): F {
     const ps = logSoftmax(student, N, V);
     const lt = logSoftmax(teacher, N, V);
-    for (let i = 0; i < ps.length; i++) ps[i] = (Math.exp(ps[i]!) - Math.exp(lt[i]!)) / batch;
+    for (let i = 0; i < ps.length; i++) ps[i] = (Math.exp(ps[i]) - Math.exp(lt[i])) / batch;
     return ps;
   },
 };

@@ -12,8 +12,8 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
   const out = Tensor.zeros([m, n], 'float64', 'matmul');
   for (let i = 0; i < m; i++) {
     for (let kk = 0; kk < k; kk++) {
-      const aik = a.data[i * k + kk]!;
-      for (let j = 0; j < n; j++) out.data[i * n + j]! += aik * b.data[kk * n + j]!;
+      const aik = a.data[i * k + kk];
+      for (let j = 0; j < n; j++) out.data[i * n + j] += aik * b.data[kk * n + j];
     }
   }
   return out;
@@ -21,7 +21,7 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
 
 export function linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
   const lead = x.shape.slice(0, -1);
-  const xin = x.reshape([-1, x.shape[x.rank - 1]!]);
+  const xin = x.reshape([-1, x.shape[x.rank - 1]]);
   const {
     rows,
     in: nin,
@@ -34,9 +34,9 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
   for (let o = 0; o < nout; o++) {
     const w = weight.data.subarray(o * nin, (o + 1) * nin);
     for (let r = 0; r < rows; r++) {
-      let s = bias ? bias.data[o]! : 0;
+      let s = bias ? bias.data[o] : 0;
       const xo = r * nin;
-      for (let i = 0; i < nin; i++) s += xin.data[xo + i]! * w[i]!;
+      for (let i = 0; i < nin; i++) s += xin.data[xo + i] * w[i];
       y.data[r * nout + o] = s;
     }
   }
@@ -51,11 +51,11 @@ export function linearsDims(
   x: Tensor,
   ws: ReadonlyArray<{ weight: Tensor; bias?: Tensor }>,
 ): { rows: number; nin: number; outs: number[] } {
-  const xin = x.reshape([-1, x.shape[x.rank - 1]!]);
+  const xin = x.reshape([-1, x.shape[x.rank - 1]]);
   const outs = ws.map(
     (w, i) =>
       dims({ x: [xin, ['rows', 'in']], [`weight ${i}`]: [w.weight, ['out', 'in']], [`bias ${i}`]: [w.bias, ['out']] })
         .out!,
   );
-  return { rows: xin.shape[0]!, nin: xin.shape[1]!, outs };
+  return { rows: xin.shape[0], nin: xin.shape[1], outs };
 }

@@ -22,11 +22,11 @@ export function linearAttentionParallel(q: Tensor, k: Tensor, v: Tensor, g?: Ten
     for (let t = 0; t < L; t++) {
       let decay = 1; // Π_{r=s+1..t} g_r, built as s walks down from t
       for (let s = t; s >= 0; s--) {
-        if (s < t && g) decay *= g.data[bh * L + s + 1]!;
+        if (s < t && g) decay *= g.data[bh * L + s + 1];
         let dot = 0;
-        for (let i = 0; i < dk; i++) dot += q.data[(bh * L + t) * dk + i]! * k.data[(bh * L + s) * dk + i]!;
+        for (let i = 0; i < dk; i++) dot += q.data[(bh * L + t) * dk + i] * k.data[(bh * L + s) * dk + i];
         const w = decay * dot;
-        for (let j = 0; j < dv; j++) out.data[(bh * L + t) * dv + j]! += w * v.data[(bh * L + s) * dv + j]!;
+        for (let j = 0; j < dv; j++) out.data[(bh * L + t) * dv + j] += w * v.data[(bh * L + s) * dv + j];
       }
     }
   }
@@ -53,17 +53,17 @@ export function linearAttentionRecurrent(
   const blk = dk * dv;
   for (let bh = 0; bh < batch * H; bh++) {
     for (let t = 0; t < L; t++) {
-      const gt = g ? g.data[bh * L + t]! : 1;
+      const gt = g ? g.data[bh * L + t] : 1;
       for (let i = 0; i < dk; i++) {
-        const ki = k.data[(bh * L + t) * dk + i]!;
+        const ki = k.data[(bh * L + t) * dk + i];
         for (let j = 0; j < dv; j++) {
           const o = bh * blk + i * dv + j;
-          S.data[o] = gt * S.data[o]! + ki * v.data[(bh * L + t) * dv + j]!;
+          S.data[o] = gt * S.data[o] + ki * v.data[(bh * L + t) * dv + j];
         }
       }
       for (let j = 0; j < dv; j++) {
         let y = 0;
-        for (let i = 0; i < dk; i++) y += S.data[bh * blk + i * dv + j]! * q.data[(bh * L + t) * dk + i]!;
+        for (let i = 0; i < dk; i++) y += S.data[bh * blk + i * dv + j] * q.data[(bh * L + t) * dk + i];
         out.data[(bh * L + t) * dv + j] = y;
       }
     }

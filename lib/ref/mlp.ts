@@ -17,7 +17,7 @@ export function gatedMlpDims(
   down: Tensor,
 ): { rows: number; d: number; f: number; o: number } {
   const { rows, d, f, o } = dims({
-    x: [x.reshape([-1, x.shape[x.rank - 1]!]), ['rows', 'd']],
+    x: [x.reshape([-1, x.shape[x.rank - 1]]), ['rows', 'd']],
     gate: [gate, ['f', 'd']],
     up: [up, ['f', 'd']],
     down: [down, ['o', 'f']],

@@ -15,7 +15,7 @@ import { Tensor, dims } from '../tensor.js';
 import { silu, siluGrad } from './activations.js';
 
 export function rmsnorm(x: Tensor, weight: Tensor, eps = 1e-5): Tensor {
-  const d = x.shape[x.rank - 1]!;
+  const d = x.shape[x.rank - 1];
   dims({ x: [x, [...x.shape.slice(0, -1), 'd']], weight: [weight, ['d']] });
   return new Tensor(rmsnormRows(x.data, weight.data, x.size / d, d, eps).y, x.shape, 'rmsnorm');
 }
@@ -35,10 +35,10 @@ export function rmsnormRows(
   const rstd = new Float64Array(N);
   for (let r = 0; r < N; r++) {
     let ss = 0;
-    for (let i = 0; i < d; i++) ss += x[r * d + i]! ** 2;
+    for (let i = 0; i < d; i++) ss += x[r * d + i] ** 2;
     const k = 1 / Math.sqrt(ss / d + eps);
     rstd[r] = k;
-    for (let i = 0; i < d; i++) y[r * d + i] = x[r * d + i]! * k * w[i]!;
+    for (let i = 0; i < d; i++) y[r * d + i] = x[r * d + i] * k * w[i];
   }
   return { y, rstd };
 }
@@ -53,7 +53,7 @@ export interface GatedRmsnormOptions {
 
 export function gatedRmsnorm(x: Tensor, weight: Tensor, z: Tensor | undefined, opts: GatedRmsnormOptions = {}): Tensor {
   const eps = opts.eps ?? 1e-6;
-  const d = x.shape[x.rank - 1]!;
+  const d = x.shape[x.rank - 1];
   const lead = x.shape.slice(0, -1);
   dims({ x: [x, [...lead, 'd']], weight: [weight, ['d']], z: [z, [...lead, 'd']] });
   const g = opts.groupSize ?? d;
@@ -67,14 +67,14 @@ export function gatedRmsnorm(x: Tensor, weight: Tensor, z: Tensor | undefined, o
       let ss = 0;
       for (let i = 0; i < g; i++) {
         const o = r * d + g0 + i;
-        v[i] = z && !before ? x.data[o]! * silu(z.data[o]!) : x.data[o]!;
-        ss += v[i]! * v[i]!;
+        v[i] = z && !before ? x.data[o] * silu(z.data[o]) : x.data[o];
+        ss += v[i] * v[i];
       }
       const rstd = 1 / Math.sqrt(ss / g + eps);
       for (let i = 0; i < g; i++) {
         const o = r * d + g0 + i;
-        let y = v[i]! * rstd * weight.data[g0 + i]!;
-        if (z && before) y *= silu(z.data[o]!);
+        let y = v[i] * rstd * weight.data[g0 + i];
+        if (z && before) y *= silu(z.data[o]);
         out.data[o] = y;
       }
     }
@@ -98,7 +98,7 @@ export function gatedRmsnormBackward(
 ): { out: Tensor; dx: Tensor; dweight: Tensor; dz?: Tensor } {
   const out = gatedRmsnorm(x, weight, z, opts);
   const eps = opts.eps ?? 1e-6;
-  const d = x.shape[x.rank - 1]!;
+  const d = x.shape[x.rank - 1];
   dims({ dy: [dy, x.shape] });
   const g = opts.groupSize ?? d;
   const before = opts.normBeforeGate ?? true;
@@ -112,26 +112,26 @@ export function gatedRmsnormBackward(
       let ss = 0;
       for (let i = 0; i < g; i++) {
         const o = r * d + g0 + i;
-        v[i] = z && !before ? x.data[o]! * silu(z.data[o]!) : x.data[o]!;
-        ss += v[i]! ** 2;
+        v[i] = z && !before ? x.data[o] * silu(z.data[o]) : x.data[o];
+        ss += v[i] ** 2;
       }
       const rstd = 1 / Math.sqrt(ss / g + eps);
       let mean = 0; // mean(gᵥ ⊙ v̂)
       for (let i = 0; i < g; i++) {
         const o = r * d + g0 + i;
-        const w = weight.data[g0 + i]!;
-        dn[i] = z && before ? dy.data[o]! * silu(z.data[o]!) : dy.data[o]!;
-        if (z && before) dz!.data[o] = dy.data[o]! * v[i]! * rstd * w * siluGrad(z.data[o]!);
-        dweight.data[g0 + i]! += dn[i]! * v[i]! * rstd;
-        mean += dn[i]! * w * v[i]! * rstd;
+        const w = weight.data[g0 + i];
+        dn[i] = z && before ? dy.data[o] * silu(z.data[o]) : dy.data[o];
+        if (z && before) dz!.data[o] = dy.data[o] * v[i] * rstd * w * siluGrad(z.data[o]);
+        dweight.data[g0 + i] += dn[i] * v[i] * rstd;
+        mean += dn[i] * w * v[i] * rstd;
       }
       mean /= g;
       for (let i = 0; i < g; i++) {
         const o = r * d + g0 + i;
-        const dv = rstd * (dn[i]! * weight.data[g0 + i]! - v[i]! * rstd * mean);
+        const dv = rstd * (dn[i] * weight.data[g0 + i] - v[i] * rstd * mean);
         if (z && !before) {
-          dx.data[o] = dv * silu(z.data[o]!);
-          dz!.data[o] = dv * x.data[o]! * siluGrad(z.data[o]!);
+          dx.data[o] = dv * silu(z.data[o]);
+          dz!.data[o] = dv * x.data[o] * siluGrad(z.data[o]);
         } else dx.data[o] = dv;
       }
     }

@@ -39,11 +39,11 @@ export function ropeInvFreq(
     const lowWave = orig / lff;
     const highWave = orig / hff;
     for (let i = 0; i < half; i++) {
-      const wavelen = (2 * Math.PI) / inv[i]!;
-      if (wavelen > lowWave) inv[i] = inv[i]! / factor;
+      const wavelen = (2 * Math.PI) / inv[i];
+      if (wavelen > lowWave) inv[i] = inv[i] / factor;
       else if (wavelen >= highWave) {
         const s = (orig / wavelen - lff) / (hff - lff);
-        inv[i] = ((1 - s) * inv[i]!) / factor + s * inv[i]!;
+        inv[i] = ((1 - s) * inv[i]) / factor + s * inv[i];
       }
     }
   } else if (scaling.ropeType !== 'default') {
@@ -64,13 +64,13 @@ export function applyRope(x: Tensor, positions: readonly number[], invFreq: Floa
   const out = Tensor.zeros(x.shape, 'float64', 'rope');
   for (let t = 0; t < L; t++) {
     for (let i = 0; i < half; i++) {
-      const ang = positions[t]! * invFreq[i]!;
+      const ang = positions[t] * invFreq[i];
       const c = Math.cos(ang);
       const s = Math.sin(ang);
       for (let bh = 0; bh < batch * heads; bh++) {
         const o = (bh * L + t) * d;
-        const x1 = x.data[o + i]!;
-        const x2 = x.data[o + i + half]!;
+        const x1 = x.data[o + i];
+        const x2 = x.data[o + i + half];
         out.data[o + i] = x1 * c - x2 * s;
         out.data[o + i + half] = x2 * c + x1 * s;
       }

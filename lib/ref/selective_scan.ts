@@ -57,7 +57,7 @@ function projectionLayout(name: string, t: Tensor, batch: number, dim: number, N
     return { kind: 'time', groups: 1, index: (b, _d, n, tt) => (b * N + n) * L + tt };
   }
   if (t.rank === 4) {
-    const G = t.shape[1]!;
+    const G = t.shape[1];
     dims({ [name]: [t, [batch, G, N, L]] });
     if (G <= 0 || dim % G !== 0) throw new ArgumentError(`${name} groups`, `a divisor of dim=${dim}`, G);
     const per = dim / G;
@@ -94,7 +94,7 @@ export function selectiveScanDims(inp: SelectiveScanInputs): {
 
 /** Δ_t of element i (channel d) before the softplus: delta_t + delta_bias_d. */
 function rawDelta(inp: SelectiveScanInputs, i: number, d: number): number {
-  return inp.delta.data[i]! + (inp.deltaBias ? inp.deltaBias.data[d]! : 0);
+  return inp.delta.data[i] + (inp.deltaBias ? inp.deltaBias.data[d] : 0);
 }
 
 /** h_{−1} of channel (b, d) into `h` (the initial state, or zeros). */
@@ -106,7 +106,7 @@ function loadInitialState(
   dim: number,
   N: number,
 ): void {
-  for (let n = 0; n < N; n++) h[n] = inp.initialState ? inp.initialState.data[(b * dim + d) * N + n]! : 0;
+  for (let n = 0; n < N; n++) h[n] = inp.initialState ? inp.initialState.data[(b * dim + d) * N + n] : 0;
 }
 
 export function selectiveScan(inp: SelectiveScanInputs): SelectiveScanOutputs {
@@ -121,15 +121,14 @@ export function selectiveScan(inp: SelectiveScanInputs): SelectiveScanOutputs {
       for (let t = 0; t < L; t++) {
         const i = (b * dim + d) * L + t;
         const deltaT = discretizeDelta(rawDelta(inp, i, d), inp.deltaSoftplus === true);
-        const ut = u.data[i]!;
+        const ut = u.data[i];
         let y = 0;
         for (let n = 0; n < N; n++) {
-          h[n] =
-            discretizeA(deltaT, A.data[d * N + n]!) * h[n]! + discretizeBx(deltaT, B.data[Bl.index(b, d, n, t)]!, ut);
-          y += C.data[Cl.index(b, d, n, t)]! * h[n]!;
+          h[n] = discretizeA(deltaT, A.data[d * N + n]) * h[n] + discretizeBx(deltaT, B.data[Bl.index(b, d, n, t)], ut);
+          y += C.data[Cl.index(b, d, n, t)] * h[n];
         }
-        if (D) y += D.data[d]! * ut;
-        if (z) y *= silu(z.data[i]!);
+        if (D) y += D.data[d] * ut;
+        if (z) y *= silu(z.data[i]);
         out.data[i] = y;
       }
       last.data.set(h, (b * dim + d) * N);
@@ -195,48 +194,48 @@ export function selectiveScanBackward(
         const i = (b * dim + d) * L + t;
         const deltaT = discretizeDelta(rawDelta(inp, i, d), inp.deltaSoftplus === true);
         deltas[t] = deltaT;
-        let y = D ? D.data[d]! * u.data[i]! : 0;
+        let y = D ? D.data[d] * u.data[i] : 0;
         for (let n = 0; n < N; n++) {
           const h =
-            discretizeA(deltaT, A.data[d * N + n]!) * hs[t * N + n]! +
-            discretizeBx(deltaT, B.data[Bl.index(b, d, n, t)]!, u.data[i]!);
+            discretizeA(deltaT, A.data[d * N + n]) * hs[t * N + n] +
+            discretizeBx(deltaT, B.data[Bl.index(b, d, n, t)], u.data[i]);
           hs[(t + 1) * N + n] = h;
-          y += C.data[Cl.index(b, d, n, t)]! * h;
+          y += C.data[Cl.index(b, d, n, t)] * h;
         }
         ys[t] = y;
       }
-      for (let n = 0; n < N; n++) dh[n] = dLastState ? dLastState.data[(b * dim + d) * N + n]! : 0;
+      for (let n = 0; n < N; n++) dh[n] = dLastState ? dLastState.data[(b * dim + d) * N + n] : 0;
       for (let t = L - 1; t >= 0; t--) {
         const i = (b * dim + d) * L + t;
-        const ut = u.data[i]!;
-        const deltaT = deltas[t]!;
-        let dy = dout.data[i]!;
+        const ut = u.data[i];
+        const deltaT = deltas[t];
+        let dy = dout.data[i];
         if (z) {
-          g.dz!.data[i] = dy * ys[t]! * siluGrad(z.data[i]!);
-          dy *= silu(z.data[i]!);
+          g.dz!.data[i] = dy * ys[t] * siluGrad(z.data[i]);
+          dy *= silu(z.data[i]);
         }
         if (D) {
-          g.dD!.data[d]! += dy * ut;
-          g.du.data[i]! += dy * D.data[d]!;
+          g.dD!.data[d] += dy * ut;
+          g.du.data[i] += dy * D.data[d];
         }
         let dDeltaT = 0;
         for (let n = 0; n < N; n++) {
           const ci = Cl.index(b, d, n, t);
           const bi = Bl.index(b, d, n, t);
-          g.dC.data[ci]! += dy * hs[(t + 1) * N + n]!;
-          dh[n]! += dy * C.data[ci]!;
-          const a = A.data[d * N + n]!;
+          g.dC.data[ci] += dy * hs[(t + 1) * N + n];
+          dh[n] += dy * C.data[ci];
+          const a = A.data[d * N + n];
           const decay = discretizeA(deltaT, a);
-          const hPrev = hs[t * N + n]!;
-          dDeltaT += dh[n]! * (a * decay * hPrev + B.data[bi]! * ut);
-          g.dA.data[d * N + n]! += dh[n]! * deltaT * decay * hPrev;
-          g.dB.data[bi]! += dh[n]! * deltaT * ut;
-          g.du.data[i]! += dh[n]! * deltaT * B.data[bi]!;
-          dh[n] = dh[n]! * decay;
+          const hPrev = hs[t * N + n];
+          dDeltaT += dh[n] * (a * decay * hPrev + B.data[bi] * ut);
+          g.dA.data[d * N + n] += dh[n] * deltaT * decay * hPrev;
+          g.dB.data[bi] += dh[n] * deltaT * ut;
+          g.du.data[i] += dh[n] * deltaT * B.data[bi];
+          dh[n] = dh[n] * decay;
         }
         const dRaw = inp.deltaSoftplus ? dDeltaT * softplusGrad(rawDelta(inp, i, d)) : dDeltaT;
         g.ddelta.data[i] = dRaw;
-        if (g.ddeltaBias) g.ddeltaBias.data[d]! += dRaw;
+        if (g.ddeltaBias) g.ddeltaBias.data[d] += dRaw;
       }
       if (g.dInitialState) g.dInitialState.data.set(dh, (b * dim + d) * N);
     }

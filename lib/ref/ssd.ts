@@ -72,7 +72,7 @@ export function ssdDims(inp: SsdInputs): SsdDims {
 function ssdDelta(inp: SsdInputs, s: SsdDims): Float64Array {
   const out = new Float64Array(s.batch * s.L * s.H);
   for (let i = 0; i < out.length; i++) {
-    const v = inp.delta.data[i]! + (inp.deltaBias ? inp.deltaBias.data[i % s.H]! : 0);
+    const v = inp.delta.data[i] + (inp.deltaBias ? inp.deltaBias.data[i % s.H] : 0);
     out[i] = discretizeDelta(v, inp.deltaSoftplus === true);
   }
   return out;
@@ -89,20 +89,20 @@ export function ssdSequential(inp: SsdInputs): SsdOutputs {
     for (let t = 0; t < L; t++) {
       for (let h = 0; h < H; h++) {
         const g = Math.floor(h / (H / G));
-        const deltaT = delta[(b * L + t) * H + h]!;
-        const decay = discretizeA(deltaT, inp.A.data[h]!);
+        const deltaT = delta[(b * L + t) * H + h];
+        const decay = discretizeA(deltaT, inp.A.data[h]);
         const bo = ((b * L + t) * G + g) * N;
         for (let p = 0; p < P; p++) {
           const xi = ((b * L + t) * H + h) * P + p;
-          const xv = inp.x.data[xi]!;
+          const xv = inp.x.data[xi];
           let y = 0;
           for (let n = 0; n < N; n++) {
             const si = ((b * H + h) * P + p) * N + n;
-            st.data[si] = decay * st.data[si]! + scaleByDelta(deltaT, xv) * inp.B.data[bo + n]!;
-            y += st.data[si] * inp.C.data[bo + n]!;
+            st.data[si] = decay * st.data[si] + scaleByDelta(deltaT, xv) * inp.B.data[bo + n];
+            y += st.data[si] * inp.C.data[bo + n];
           }
-          if (inp.D) y += inp.D.data[h]! * xv;
-          if (inp.z) y *= silu(inp.z.data[xi]!);
+          if (inp.D) y += inp.D.data[h] * xv;
+          if (inp.z) y *= silu(inp.z.data[xi]);
           out.data[xi] = y;
         }
       }
@@ -149,35 +149,35 @@ export function ssdDiscreteChunked(
       for (let t0 = 0; t0 < L; t0 += chunkSize) {
         const t1 = Math.min(L, t0 + chunkSize);
         let c = 0;
-        for (let t = t0; t < t1; t++) cum[t - t0] = c += a.data[(b * L + t) * H + h]!;
-        const total = cum[t1 - 1 - t0]!;
+        for (let t = t0; t < t1; t++) cum[t - t0] = c += a.data[(b * L + t) * H + h];
+        const total = cum[t1 - 1 - t0];
         // chunk scan: outputs of this chunk from the state entering it (H_c) and the chunk itself;
         // C_t·B_s and the decays exp(cum_t − cum_s) do not depend on p: computed once per (t, s)
         for (let t = t0; t < t1; t++) {
-          const ct = cum[t - t0]!;
+          const ct = cum[t - t0];
           const et = Math.exp(ct);
           for (let s = t0; s <= t; s++) {
             let cb = 0;
-            for (let n = 0; n < N; n++) cb += C.data[bIdx(t, n)]! * B.data[bIdx(s, n)]!;
+            for (let n = 0; n < N; n++) cb += C.data[bIdx(t, n)] * B.data[bIdx(s, n)];
             cbw[s - t0] = cb;
-            ew[s - t0] = Math.exp(ct - cum[s - t0]!);
+            ew[s - t0] = Math.exp(ct - cum[s - t0]);
           }
           for (let p = 0; p < P; p++) {
             let y = 0;
-            for (let n = 0; n < N; n++) y += et * Hst.data[hOff + p * N + n]! * C.data[bIdx(t, n)]!;
-            for (let s = t0; s <= t; s++) y += ew[s - t0]! * cbw[s - t0]! * X.data[xIdx(s, p)]!;
+            for (let n = 0; n < N; n++) y += et * Hst.data[hOff + p * N + n] * C.data[bIdx(t, n)];
+            for (let s = t0; s <= t; s++) y += ew[s - t0] * cbw[s - t0] * X.data[xIdx(s, p)];
             Y.data[xIdx(t, p)] = y;
           }
         }
         // chunk state from zero, then state passing H_{c+1} = exp(total) H_c + S_c
         S.fill(0);
         for (let s = t0; s < t1; s++) {
-          const w = Math.exp(total - cum[s - t0]!);
+          const w = Math.exp(total - cum[s - t0]);
           for (let p = 0; p < P; p++)
-            for (let n = 0; n < N; n++) S[p * N + n]! += w * X.data[xIdx(s, p)]! * B.data[bIdx(s, n)]!;
+            for (let n = 0; n < N; n++) S[p * N + n] += w * X.data[xIdx(s, p)] * B.data[bIdx(s, n)];
         }
         const decay = Math.exp(total);
-        for (let i = 0; i < P * N; i++) Hst.data[hOff + i] = decay * Hst.data[hOff + i]! + S[i]!;
+        for (let i = 0; i < P * N; i++) Hst.data[hOff + i] = decay * Hst.data[hOff + i] + S[i];
       }
     }
   }
@@ -189,17 +189,17 @@ export function ssdChunked(inp: SsdInputs, chunkSize: number): SsdOutputs {
   const s = ssdDims(inp);
   const { batch, L, H, P } = s;
   const delta = ssdDelta(inp, s);
-  const Xt = inp.x.map((v, i) => scaleByDelta(delta[Math.floor(i / P)]!, v), 'float64'); // X = Δ·x
+  const Xt = inp.x.map((v, i) => scaleByDelta(delta[Math.floor(i / P)], v), 'float64'); // X = Δ·x
   // a_t = Δ_t·A = log Ā_t: the chunked form sums these inside a chunk (Π Ā = exp(Σ a))
   const a = Tensor.from(
-    delta.map((deltaT, i) => deltaT * inp.A.data[i % H]!),
+    delta.map((deltaT, i) => deltaT * inp.A.data[i % H]),
     [batch, L, H],
   );
   const { Y, finalState } = ssdDiscreteChunked(Xt, a, inp.B, inp.C, chunkSize, inp.initialState);
   const out = Y.map((y, i) => {
-    const xv = inp.x.data[i]!;
-    let v = inp.D ? y + inp.D.data[Math.floor(i / P) % H]! * xv : y;
-    if (inp.z) v *= silu(inp.z.data[i]!);
+    const xv = inp.x.data[i];
+    let v = inp.D ? y + inp.D.data[Math.floor(i / P) % H] * xv : y;
+    if (inp.z) v *= silu(inp.z.data[i]);
     return v;
   }).named('out');
   return { out, finalState };
@@ -218,7 +218,7 @@ export function ssdMinimalDiscrete(
     ? initialStates.reshape(initialStates.shape.filter((_, i) => i !== 1)).named('initial_states')
     : undefined;
   if (initialStates)
-    dims({ initial_states: [initialStates, [X.shape[0]!, 1, X.shape[2]!, X.shape[3]!, B.shape[3] ?? -1]] });
+    dims({ initial_states: [initialStates, [X.shape[0], 1, X.shape[2], X.shape[3], B.shape[3] ?? -1]] });
   return ssdDiscreteChunked(X, A, B, C, blockLen, init);
 }
 
@@ -271,20 +271,20 @@ export function ssdBackward(inp: SsdInputs, dout: Tensor, dFinalState?: Tensor):
   for (let b = 0; b < batch; b++) {
     for (let h = 0; h < H; h++) {
       const grp = Math.floor(h / (H / G));
-      const a = A.data[h]!;
+      const a = A.data[h];
       if (initialState) Hs.set(initialState.data.subarray((b * H + h) * PN, (b * H + h + 1) * PN), 0);
       else Hs.fill(0, 0, PN);
       for (let t = 0; t < L; t++) {
-        const deltaT = delta[(b * L + t) * H + h]!;
+        const deltaT = delta[(b * L + t) * H + h];
         const decay = discretizeA(deltaT, a);
         const bo = ((b * L + t) * G + grp) * N;
         for (let p = 0; p < P; p++) {
-          const xv = x.data[((b * L + t) * H + h) * P + p]!;
-          let y = D ? D.data[h]! * xv : 0;
+          const xv = x.data[((b * L + t) * H + h) * P + p];
+          let y = D ? D.data[h] * xv : 0;
           for (let n = 0; n < N; n++) {
-            const v = decay * Hs[t * PN + p * N + n]! + scaleByDelta(deltaT, xv) * B.data[bo + n]!;
+            const v = decay * Hs[t * PN + p * N + n] + scaleByDelta(deltaT, xv) * B.data[bo + n];
             Hs[(t + 1) * PN + p * N + n] = v;
-            y += v * C.data[bo + n]!;
+            y += v * C.data[bo + n];
           }
           ys[t * P + p] = y;
         }
@@ -292,38 +292,38 @@ export function ssdBackward(inp: SsdInputs, dout: Tensor, dFinalState?: Tensor):
       if (dFinalState) dH.set(dFinalState.data.subarray((b * H + h) * PN, (b * H + h + 1) * PN));
       else dH.fill(0);
       for (let t = L - 1; t >= 0; t--) {
-        const deltaT = delta[(b * L + t) * H + h]!;
+        const deltaT = delta[(b * L + t) * H + h];
         const decay = discretizeA(deltaT, a);
         const bo = ((b * L + t) * G + grp) * N;
         let dDeltaT = 0;
         for (let p = 0; p < P; p++) {
           const xi = ((b * L + t) * H + h) * P + p;
-          const xv = x.data[xi]!;
-          let dy = dout.data[xi]!;
+          const xv = x.data[xi];
+          let dy = dout.data[xi];
           if (z) {
-            g.dz!.data[xi] = dy * ys[t * P + p]! * siluGrad(z.data[xi]!);
-            dy *= silu(z.data[xi]!);
+            g.dz!.data[xi] = dy * ys[t * P + p] * siluGrad(z.data[xi]);
+            dy *= silu(z.data[xi]);
           }
           if (D) {
-            g.dD!.data[h]! += dy * xv;
-            g.dx.data[xi]! += dy * D.data[h]!;
+            g.dD!.data[h] += dy * xv;
+            g.dx.data[xi] += dy * D.data[h];
           }
           for (let n = 0; n < N; n++) {
             const k = p * N + n;
-            g.dC.data[bo + n]! += dy * Hs[(t + 1) * PN + k]!;
-            dH[k]! += dy * C.data[bo + n]!;
-            const hPrev = Hs[t * PN + k]!;
-            dDeltaT += dH[k]! * (a * decay * hPrev + xv * B.data[bo + n]!);
-            g.dA.data[h]! += dH[k]! * deltaT * decay * hPrev;
-            g.dx.data[xi]! += dH[k]! * deltaT * B.data[bo + n]!;
-            g.dB.data[bo + n]! += dH[k]! * deltaT * xv;
-            dH[k] = dH[k]! * decay;
+            g.dC.data[bo + n] += dy * Hs[(t + 1) * PN + k];
+            dH[k] += dy * C.data[bo + n];
+            const hPrev = Hs[t * PN + k];
+            dDeltaT += dH[k] * (a * decay * hPrev + xv * B.data[bo + n]);
+            g.dA.data[h] += dH[k] * deltaT * decay * hPrev;
+            g.dx.data[xi] += dH[k] * deltaT * B.data[bo + n];
+            g.dB.data[bo + n] += dH[k] * deltaT * xv;
+            dH[k] = dH[k] * decay;
           }
         }
-        const raw = inp.delta.data[(b * L + t) * H + h]! + (deltaBias ? deltaBias.data[h]! : 0);
+        const raw = inp.delta.data[(b * L + t) * H + h] + (deltaBias ? deltaBias.data[h] : 0);
         const dRaw = inp.deltaSoftplus ? dDeltaT * softplusGrad(raw) : dDeltaT;
         g.ddelta.data[(b * L + t) * H + h] = dRaw;
-        if (g.ddeltaBias) g.ddeltaBias.data[h]! += dRaw;
+        if (g.ddeltaBias) g.ddeltaBias.data[h] += dRaw;
       }
       if (g.dInitialState) g.dInitialState.data.set(dH, (b * H + h) * PN);
     }

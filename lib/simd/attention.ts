@@ -47,24 +47,24 @@ export function simdCachedAttention(
   );
   const mN = new Int32Array(mem, pN, R);
   for (let r = 0; r < R; r++) mN[r] = T - L + (r % L) + 1;
-  if (R2 > R) for (let i = 0; i < hd; i++) mQ![i * R2 + R] = 0;
+  if (R2 > R) for (let i = 0; i < hd; i++) mQ[i * R2 + R] = 0;
   const out = new Float64Array(batch * H * L * hd);
   const scale = 1 / Math.sqrt(hd);
   for (let b = 0; b < batch; b++)
     for (let kvh = 0; kvh < Hkv; kvh++) {
       const src = (b * Hkv + kvh) * cap * hd;
-      mK!.set(K.subarray(src, src + kv));
-      mV!.set(V.subarray(src, src + kv));
+      mK.set(K.subarray(src, src + kv));
+      mV.set(V.subarray(src, src + kv));
       for (let r = 0; r < R; r++) {
         const qo = ((b * H + kvh * groups + Math.floor(r / L)) * L + (r % L)) * hd;
-        for (let i = 0; i < hd; i++) mQ![i * R2 + r] = q[qo + i]!;
+        for (let i = 0; i < hd; i++) mQ[i * R2 + r] = q[qo + i];
       }
       g.kernels.attnScores(pQ, R2, pK, hd, pN, R, scale, pS, T);
-      for (let r = 0; r < R; r++) softmax(mS!, r * T, mN[r]!);
+      for (let r = 0; r < R; r++) softmax(mS, r * T, mN[r]);
       g.kernels.attnValues(pS, T, pV, hd, pN, R, pO);
       for (let r = 0; r < R; r++) {
         const qo = ((b * H + kvh * groups + Math.floor(r / L)) * L + (r % L)) * hd;
-        out.set(mO!.subarray(r * hd, (r + 1) * hd), qo);
+        out.set(mO.subarray(r * hd, (r + 1) * hd), qo);
       }
     }
   return out;

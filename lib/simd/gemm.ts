@@ -347,7 +347,7 @@ export class SimdGemm {
         Atomics.store(k.ctrl, 0, ++k.gen);
         Atomics.notify(k.ctrl, 0);
       }
-      for (let i = Atomics.add(j, 0, 1); i < j[1]!; i = Atomics.add(j, 0, 1))
+      for (let i = Atomics.add(j, 0, 1); i < j[1]; i = Atomics.add(j, 0, 1))
         this.x.gemm(ap, bp, cp, M, N, K, i * width, Math.min(N, (i + 1) * width), 0);
       // the workers are finishing their last chunks: spin for them a little, then sleep
       for (const k of woken) {
@@ -423,7 +423,7 @@ export class SimdGemm {
   private takeFree(bytes: number): number | undefined {
     const i = this.free.findIndex((f) => f.bytes >= bytes);
     if (i < 0) return undefined;
-    const f = this.free[i]!;
+    const f = this.free[i];
     const rest = f.bytes - align(bytes);
     if (rest >= 64) this.free[i] = { ptr: f.ptr + align(bytes), bytes: rest };
     else this.free.splice(i, 1);
@@ -449,7 +449,7 @@ export const align = (p: number) => (p + 63) & ~63;
 /** y (rows × bias.length, float32) += bias, each bias value rounded to float32 first: the backend's biased linear. */
 export function addBiasRows(y: Float32Array, rows: number, bias: ArrayLike<number>): void {
   const n = bias.length;
-  for (let r = 0; r < rows; r++) for (let o = 0; o < n; o++) y[r * n + o]! += Math.fround(bias[o]!);
+  for (let r = 0; r < rows; r++) for (let o = 0; o < n; o++) y[r * n + o] += Math.fround(bias[o]);
 }
 
 function check(what: string, ok: boolean, expected: string, actual: unknown): void {

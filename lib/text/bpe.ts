@@ -19,6 +19,7 @@
  */
 import { ArgumentError, MilError } from '../errors.js';
 import { readJsonObject } from '../io/json.js';
+import { lookup } from '../checked.js';
 
 export const END_OF_TEXT = '<|endoftext|>';
 
@@ -57,9 +58,9 @@ export class BpeTokenizer {
     merges.forEach(([a, b], r) => {
       if (!(a < 256 + r && b < 256 + r))
         throw new ArgumentError('merges', `merge ${r} to use ids below ${256 + r}`, [a, b]);
-      const m = new Uint8Array(this.bytes[a]!.length + this.bytes[b]!.length);
-      m.set(this.bytes[a]!);
-      m.set(this.bytes[b]!, this.bytes[a]!.length);
+      const m = new Uint8Array(this.bytes[a].length + this.bytes[b].length);
+      m.set(this.bytes[a]);
+      m.set(this.bytes[b], this.bytes[a].length);
       this.bytes.push(m);
       this.rank.set(a * 65536 + b, r);
     });
@@ -89,20 +90,20 @@ export class BpeTokenizer {
       let best = -1;
       let bestRank = Infinity;
       for (let i = 0; i + 1 < ids.length; i++) {
-        const r = this.rank.get(ids[i]! * 65536 + ids[i + 1]!);
+        const r = this.rank.get(ids[i] * 65536 + ids[i + 1]);
         if (r !== undefined && r < bestRank) {
           bestRank = r;
           best = i;
         }
       }
       if (best < 0) break;
-      const [a, b] = this.merges[bestRank]!;
+      const [a, b] = this.merges[bestRank];
       const merged: number[] = [];
       for (let i = 0; i < ids.length; i++) {
         if (i + 1 < ids.length && ids[i] === a && ids[i + 1] === b) {
           merged.push(256 + bestRank);
           i++;
-        } else merged.push(ids[i]!);
+        } else merged.push(ids[i]);
       }
       ids.splice(0, ids.length, ...merged);
     }
@@ -133,7 +134,7 @@ export class BpeTokenizer {
   /** The byte-level string of a token, as in tokenizer.json's vocab. */
   tokenString(id: number): string {
     if (id === this.endOfText) return END_OF_TEXT;
-    return [...this.bytes[id]!].map((b) => BYTE_TO_CHAR[b]).join('');
+    return [...this.bytes[id]].map((b) => BYTE_TO_CHAR[b]).join('');
   }
 
   /** Hugging Face tokenizer.json. */
@@ -192,7 +193,7 @@ export class BpeTokenizer {
       throw fail('pre_tokenizer.type is not "ByteLevel": only byte-level BPE is supported');
     if (!model.vocab || !Array.isArray(model.merges)) throw fail('model.vocab or model.merges missing');
     for (let b = 0; b < 256; b++) {
-      if (model.vocab[BYTE_TO_CHAR[b]!] !== b)
+      if (model.vocab[BYTE_TO_CHAR[b]] !== b)
         throw fail(`model.vocab["${BYTE_TO_CHAR[b]}"] must be ${b} (byte ${b}); this reader needs byte b at id b`);
     }
     const ids = new Map<string, number>(Object.entries(model.vocab).map(([s, i]) => [s, Number(i)]));
@@ -241,11 +242,11 @@ export function trainBpe(texts: Iterable<string>, o: TrainBpeOptions): BpeTokeni
   const pairCount = new Map<number, number>();
   const where = new Map<number, Set<number>>(); // pair → words that (may) hold it
   const addPairs = (wi: number, sign: number) => {
-    const w = words[wi]!;
+    const w = words[wi];
     for (let i = 0; i + 1 < w.length; i++) {
-      const k = w[i]! * 65536 + w[i + 1]!;
-      pairCount.set(k, (pairCount.get(k) ?? 0) + sign * counts[wi]!);
-      if (sign > 0) (where.get(k) ?? where.set(k, new Set()).get(k)!).add(wi);
+      const k = w[i] * 65536 + w[i + 1];
+      pairCount.set(k, (pairCount.get(k) ?? 0) + sign * counts[wi]);
+      if (sign > 0) (where.get(k) ?? lookup(where.set(k, new Set()), k)).add(wi);
     }
   };
   words.forEach((_, wi) => addPairs(wi, 1));
@@ -265,14 +266,14 @@ export function trainBpe(texts: Iterable<string>, o: TrainBpeOptions): BpeTokeni
     const id = 256 + merges.length;
     merges.push([a, b]);
     for (const wi of where.get(best) ?? []) {
-      const w = words[wi]!;
+      const w = words[wi];
       addPairs(wi, -1);
       const next: number[] = [];
       for (let i = 0; i < w.length; i++) {
         if (i + 1 < w.length && w[i] === a && w[i + 1] === b) {
           next.push(id);
           i++;
-        } else next.push(w[i]!);
+        } else next.push(w[i]);
       }
       words[wi] = next;
       addPairs(wi, 1);

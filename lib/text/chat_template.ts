@@ -138,13 +138,13 @@ function strftime(d: Date, format: string): string {
       case 'y':
         return p2(d.getFullYear() % 100);
       case 'b':
-        return MONTHS[d.getMonth()]!.slice(0, 3);
+        return MONTHS[d.getMonth()].slice(0, 3);
       case 'B':
-        return MONTHS[d.getMonth()]!;
+        return MONTHS[d.getMonth()];
       case 'a':
-        return DAYS[d.getDay()]!.slice(0, 3);
+        return DAYS[d.getDay()].slice(0, 3);
       case 'A':
-        return DAYS[d.getDay()]!;
+        return DAYS[d.getDay()];
       case 'H':
         return p2(d.getHours());
       case 'M':

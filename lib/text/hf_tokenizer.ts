@@ -29,6 +29,7 @@
 import { MilError } from '../errors.js';
 import { readJsonObject } from '../io/json.js';
 import { BYTE_TO_CHAR, TokenizerFileError } from './bpe.js';
+import { lookup } from '../checked.js';
 
 /** A tokenizer.json component (normalizer, pre_tokenizer, model, post_processor, decoder) this reader lacks. */
 export class UnsupportedComponentError extends MilError {
@@ -68,7 +69,7 @@ export function expandCaseGroups(re: string): string {
     let depth = 1;
     let inClass = false;
     while (i < re.length && depth > 0) {
-      const c = re[i]!;
+      const c = re[i];
       if (c === '\\') {
         out += re.slice(i, i + 2);
         i += 2;
@@ -201,7 +202,7 @@ export class HfTokenizer {
       this.addedRe.lastIndex = 0;
       for (const mt of text.matchAll(this.addedRe)) {
         plain(text.slice(last, mt.index), last === 0);
-        ids.push(this.addedIds.get(mt[0])!);
+        ids.push(lookup(this.addedIds, mt[0]));
         last = mt.index + mt[0].length;
       }
     }
@@ -260,18 +261,18 @@ export class HfTokenizer {
     const prev = Int32Array.from({ length: n }, (_, i) => i - 1);
     // min-heap of [rank, position, left id, right id]
     const heap: number[][] = [];
-    const less = (a: number[], b: number[]) => a[0]! < b[0]! || (a[0] === b[0] && a[1]! < b[1]!);
+    const less = (a: number[], b: number[]) => a[0] < b[0] || (a[0] === b[0] && a[1] < b[1]);
     const push = (e: number[]) => {
       heap.push(e);
       for (let i = heap.length - 1; i > 0;) {
         const p = (i - 1) >> 1;
-        if (!less(heap[i]!, heap[p]!)) break;
-        [heap[i], heap[p]] = [heap[p]!, heap[i]!];
+        if (!less(heap[i], heap[p])) break;
+        [heap[i], heap[p]] = [heap[p], heap[i]];
         i = p;
       }
     };
     const pop = () => {
-      const top = heap[0]!;
+      const top = heap[0];
       const end = heap.pop()!;
       if (heap.length) {
         heap[0] = end;
@@ -279,35 +280,35 @@ export class HfTokenizer {
           const l = 2 * i + 1;
           const r = l + 1;
           let s = i;
-          if (l < heap.length && less(heap[l]!, heap[s]!)) s = l;
-          if (r < heap.length && less(heap[r]!, heap[s]!)) s = r;
+          if (l < heap.length && less(heap[l], heap[s])) s = l;
+          if (r < heap.length && less(heap[r], heap[s])) s = r;
           if (s === i) break;
-          [heap[i], heap[s]] = [heap[s]!, heap[i]!];
+          [heap[i], heap[s]] = [heap[s], heap[i]];
           i = s;
         }
       }
       return top;
     };
     const consider = (i: number) => {
-      const j = next[i]!;
+      const j = next[i];
       if (i < 0 || j < 0) return;
-      const r = this.mergeRank.get(sym[i]! * 2 ** 21 + sym[j]!);
-      if (r !== undefined) push([r, i, sym[i]!, sym[j]!]);
+      const r = this.mergeRank.get(sym[i] * 2 ** 21 + sym[j]);
+      if (r !== undefined) push([r, i, sym[i], sym[j]]);
     };
     for (let i = 0; i + 1 < n; i++) consider(i);
     while (heap.length) {
       const [, i, a, b] = pop() as [number, number, number, number];
-      const j = next[i]!;
+      const j = next[i];
       if (sym[i] !== a || j < 0 || sym[j] !== b) continue; // stale entry
-      sym[i] = this.mergeResult.get(a * 2 ** 21 + b)!;
+      sym[i] = lookup(this.mergeResult, a * 2 ** 21 + b);
       sym[j] = -1;
-      next[i] = next[j]!;
-      if (next[j]! >= 0) prev[next[j]!] = i;
-      consider(prev[i]!);
+      next[i] = next[j];
+      if (next[j] >= 0) prev[next[j]] = i;
+      consider(prev[i]);
       consider(i);
     }
     const out: number[] = [];
-    for (let i = 0; i >= 0; i = next[i]!) out.push(sym[i]!);
+    for (let i = 0; i >= 0; i = next[i]) out.push(sym[i]);
     return out;
   }
 
@@ -455,7 +456,7 @@ export class HfTokenizer {
           };
           for (const t of tokens) {
             const m = /^<0x([0-9A-F]{2})>$/.exec(t);
-            if (m) pending.push(parseInt(m[1]!, 16));
+            if (m) pending.push(parseInt(m[1], 16));
             else {
               flush();
               out.push(t);

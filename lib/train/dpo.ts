@@ -24,6 +24,7 @@ import { trainForward, type Grads, type MatmulEngine } from './model.js';
 import { adamStep, clipGradNorm, cosineLr, newAdamState, type AdamOptions } from './optim.js';
 import { float64Model } from './trainer.js';
 import { markChanged } from '../weight_registry.js';
+import { lookup } from '../checked.js';
 
 export interface Pair {
   prompt: number[];
@@ -66,11 +67,11 @@ function sequenceLogps(
   promptLen: number,
   V: number,
 ): { logps: number[]; lp: Float64Array } {
-  const L = ids[0]!.length;
+  const L = ids[0].length;
   const lp = logSoftmax(logits, ids.length * L, V); // (b·l, V) log-probabilities
   const logps = ids.map((row, b) => {
     let s = 0;
-    for (let t = promptLen - 1; t + 1 < L; t++) s += lp[(b * L + t) * V + row[t + 1]!]!;
+    for (let t = promptLen - 1; t + 1 < L; t++) s += lp[(b * L + t) * V + row[t + 1]];
     return s;
   });
   return { logps, lp };
@@ -89,7 +90,7 @@ export function dpoLoss(
   const dlogp = new Array<number>(2 * n).fill(0);
   const margins: number[] = [];
   for (let i = 0; i < n; i++) {
-    const delta = policy[i]! - reference[i]! - (policy[n + i]! - reference[n + i]!);
+    const delta = policy[i] - reference[i] - (policy[n + i] - reference[n + i]);
     margins.push(delta);
     // −log σ(βΔ) = softplus(−βΔ), computed stably
     const x = -beta * delta;
@@ -107,7 +108,7 @@ export function referenceLogps(ref: HybridModel, pairs: Pair[], engine: MatmulEn
   return sequenceLogps(
     trainForward(ref, ids, () => false, engine).logits,
     ids,
-    pairs[0]!.prompt.length,
+    pairs[0].prompt.length,
     ref.llama.vocabSize,
   ).logps;
 }
@@ -123,8 +124,8 @@ export function dpoLossAndGrads(
 ): { loss: number; grads: Grads; margins: number[]; accuracy: number } {
   const ids = rows(pairs);
   const V = m.llama.vocabSize;
-  const P = pairs[0]!.prompt.length;
-  const L = ids[0]!.length;
+  const P = pairs[0].prompt.length;
+  const L = ids[0].length;
   const f = trainForward(m, ids, trainable, engine);
   const { logps, lp } = sequenceLogps(f.logits, ids, P, V);
   const { loss, dlogp, margins } = dpoLoss(logps, refLogps, beta);
@@ -132,8 +133,8 @@ export function dpoLossAndGrads(
   ids.forEach((row, b) => {
     for (let t = P - 1; t + 1 < L; t++) {
       const o = (b * L + t) * V;
-      for (let v = 0; v < V; v++) dlogits[o + v] = -dlogp[b]! * Math.exp(lp[o + v]!);
-      dlogits[o + row[t + 1]!]! += dlogp[b]!;
+      for (let v = 0; v < V; v++) dlogits[o + v] = -dlogp[b] * Math.exp(lp[o + v]);
+      dlogits[o + row[t + 1]] += dlogp[b];
     }
   });
   f.back(dlogits);
@@ -157,7 +158,7 @@ export function preferenceAccuracy(
     const n = b.length;
     const r = referenceLogps(ref, b, engine);
     const p = policy ? referenceLogps(policy, b, engine) : undefined;
-    for (let k = 0; k < n; k++) if (p ? p[k]! - r[k]! > p[n + k]! - r[n + k]! : r[k]! > r[n + k]!) right++;
+    for (let k = 0; k < n; k++) if (p ? p[k] - r[k] > p[n + k] - r[n + k] : r[k] > r[n + k]) right++;
   }
   return right / pairs.length;
 }
@@ -186,7 +187,9 @@ export function trainDpo(
   },
 ): { policy: HybridModel; history: DpoStep[] } {
   const policy = float64Model(ref);
-  const params = new Map(policy.weights.names().map((n) => [n, policy.weights.tensors.get(n)!.data as Float64Array]));
+  const params = new Map(
+    policy.weights.names().map((n) => [n, lookup(policy.weights.tensors, n).data as Float64Array]),
+  );
   const opt = newAdamState();
   const steps = Math.ceil(pairs.length / o.batch);
   const history: DpoStep[] = [];
@@ -196,7 +199,7 @@ export function trainDpo(
     clipGradNorm(r.grads, 1);
     const lr = cosineLr(o.optimizer.lr, s, steps, Math.max(1, Math.round(steps * 0.1)));
     adamStep(params, r.grads, opt, o.optimizer, lr);
-    for (const n of r.grads.keys()) markChanged(params.get(n)!); // kernels must not reuse a stale packed copy
+    for (const n of r.grads.keys()) markChanged(lookup(params, n)); // kernels must not reuse a stale packed copy
     const row = {
       step: s + 1,
       loss: r.loss,

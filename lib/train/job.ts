@@ -38,6 +38,7 @@ import { logSoftmax } from '../ref/layers.js';
 import { NonFiniteGradientError, Trainer, type StepInfo, type TrainerOptions } from './trainer.js';
 import { MilError } from '../errors.js';
 import { RUN_FILE, checkResume, inspectCheckpoint, runIdentity, runRecord, setAside } from './run_record.js';
+import { lastOf } from '../checked.js';
 
 /** How far above max(first value, ln V) a training loss or validation NLL may go before the run is called diverged. */
 const EXPLODE = 3;
@@ -95,9 +96,9 @@ export function evaluate(
     const lp = logSoftmax(logits, ids.length * L, V); // (b·l, V)
     ids.forEach((row, b) => {
       for (let t = 0; t + 1 < L; t++) {
-        nll -= lp[(b * L + t) * V + row[t + 1]!]!;
+        nll -= lp[(b * L + t) * V + row[t + 1]];
         count++;
-        bytes += o.tokenizer ? o.tokenizer.bytes[row[t + 1]!]!.length : 1;
+        bytes += o.tokenizer ? o.tokenizer.bytes[row[t + 1]].length : 1;
       }
     });
     o.onProgress?.(Math.min(n, w0 + batch), n);
@@ -253,7 +254,7 @@ function lossSvg(history: HistoryRow[], title: string): string {
   const train: Array<[number, number]> = [];
   for (let i = 0; i < history.length; i += k) {
     const part = history.slice(i, i + k);
-    train.push([part.at(-1)!.step, part.reduce((s, r) => s + r.loss, 0) / part.length]);
+    train.push([lastOf(part).step, part.reduce((s, r) => s + r.loss, 0) / part.length]);
   }
   const valid = history.filter((r) => r.valNll !== undefined).map((r) => [r.step, r.valNll!] as [number, number]);
   return lineChartSvg({

@@ -48,14 +48,14 @@ export function simdEngine(g: SimdGemm): MatmulEngine {
     forward(x, W, b, N, I, O) {
       const y = g.linear(x, N, I, W, O, isImmutable(W)); // (N, O) float32
       const out = new Float64Array(y.length); // (N, O)
-      for (let r = 0; r < N; r++) for (let o = 0; o < O; o++) out[r * O + o] = y[r * O + o]! + (b ? b[o]! : 0);
+      for (let r = 0; r < N; r++) for (let o = 0; o < O; o++) out[r * O + o] = y[r * O + o] + (b ? b[o] : 0);
       return out;
     },
     backward(dy, x, W, N, I, O, needW) {
       const dx = new Float64Array(g.matmul(dy, N, O, W, I)); // (N, I)
       const dW = needW ? new Float64Array(g.matmulTN(dy, N, O, x, I)) : undefined; // (O, I)
       const db = new Float64Array(O); // (O)
-      for (let r = 0; r < N; r++) for (let o = 0; o < O; o++) db[o]! += dy[r * O + o]!;
+      for (let r = 0; r < N; r++) for (let o = 0; o < O; o++) db[o] += dy[r * O + o];
       return { dx, dW, db };
     },
     attention: (q, k, v) => simdAttention(g, q, k, v),
@@ -95,10 +95,10 @@ function simdAttention(g: SimdGemm, q: Tensor, k: Tensor, v: Tensor): ReturnType
       for (let t = 0; t < L; t++) {
         const r = t * L;
         let mx = -Infinity;
-        for (let j = 0; j <= t; j++) mx = Math.max(mx, P[r + j]! * scale);
+        for (let j = 0; j <= t; j++) mx = Math.max(mx, P[r + j] * scale);
         let z = 0;
-        for (let j = 0; j <= t; j++) z += P[r + j] = Math.exp(P[r + j]! * scale - mx);
-        for (let j = 0; j <= t; j++) P[r + j]! /= z;
+        for (let j = 0; j <= t; j++) z += P[r + j] = Math.exp(P[r + j] * scale - mx);
+        for (let j = 0; j <= t; j++) P[r + j] /= z;
         P.fill(0, r + t + 1, r + L);
       }
       probs.push(P);
@@ -114,22 +114,22 @@ function simdAttention(g: SimdGemm, q: Tensor, k: Tensor, v: Tensor): ReturnType
       for (let b = 0; b < batch; b++)
         for (let h = 0; h < H; h++) {
           const kh = Math.floor(h / groups);
-          const P = probs[b * H + h]!; // (l, l)
+          const P = probs[b * H + h]; // (l, l)
           const dys = dyd.subarray(at(b, h, H, dv), at(b, h, H, dv) + L * dv); // (l, dv)
           const vs = vd.subarray(at(b, kh, Hkv, dv), at(b, kh, Hkv, dv) + L * dv); // (l, dv)
           const dP = g.linear(dys, L, dv, vs, L, false); // (l, l): dP, then dS in place
           const gv = g.matmulTN(P, L, L, dys, dv); // (l, dv)
-          for (let i = 0, o = at(b, kh, Hkv, dv); i < gv.length; i++) dV[o + i]! += gv[i]!;
+          for (let i = 0, o = at(b, kh, Hkv, dv); i < gv.length; i++) dV[o + i] += gv[i];
           for (let t = 0; t < L; t++) {
             const r = t * L;
             let sum = 0;
-            for (let j = 0; j <= t; j++) sum += P[r + j]! * dP[r + j]!;
-            for (let j = 0; j <= t; j++) dP[r + j] = P[r + j]! * (dP[r + j]! - sum) * scale;
+            for (let j = 0; j <= t; j++) sum += P[r + j] * dP[r + j];
+            for (let j = 0; j <= t; j++) dP[r + j] = P[r + j] * (dP[r + j] - sum) * scale;
             dP.fill(0, r + t + 1, r + L);
           }
           dq.set(g.matmul(dP, L, L, kd.subarray(at(b, kh, Hkv, d), at(b, kh, Hkv, d) + L * d), d), at(b, h, H, d));
           const gk = g.matmulTN(dP, L, L, qd.subarray(at(b, h, H, d), at(b, h, H, d) + L * d), d); // (l, hd)
-          for (let i = 0, o = at(b, kh, Hkv, d); i < gk.length; i++) dk[o + i]! += gk[i]!;
+          for (let i = 0, o = at(b, kh, Hkv, d); i < gk.length; i++) dk[o + i] += gk[i];
         }
       return {
         dq: new Tensor(dq, q.shape, 'dq'),
@@ -261,7 +261,7 @@ export function lossAndGrads(m: HybridModel, ids: number[][], o: LossOptions): L
   const dlogits = new Float64Array(batch * L * V); // (b·l, V)
   const dsub = crossEntropy.backward(sub, targets, rows.length, V); // (b·(l−1), V)
   rows.forEach((r, k) => {
-    for (let v = 0; v < V; v++) dlogits[r * V + v] = ceW * dsub[k * V + v]!;
+    for (let v = 0; v < V; v++) dlogits[r * V + v] = ceW * dsub[k * V + v];
   });
   let loss = ceW * ce;
   let kl: number | undefined;
@@ -271,7 +271,7 @@ export function lossAndGrads(m: HybridModel, ids: number[][], o: LossOptions): L
     const klW = o.klWeight ?? 1;
     kl = klDivergence.forward(f.logits, o.teacherLogits, batch * L, V, batch);
     const dkl = klDivergence.backward(f.logits, o.teacherLogits, batch * L, V, batch); // (b·l, V)
-    for (let i = 0; i < dlogits.length; i++) dlogits[i]! += klW * dkl[i]!;
+    for (let i = 0; i < dlogits.length; i++) dlogits[i] += klW * dkl[i];
     loss += klW * kl;
   }
   f.back(dlogits);

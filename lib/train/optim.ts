@@ -41,10 +41,10 @@ export function newAdamState(): AdamState {
 export function clipGradNorm(grads: Map<string, F>, maxNorm: number): number {
   if (!(maxNorm > 0)) throw new ArgumentError('maxNorm', 'a positive number', maxNorm);
   let ss = 0;
-  for (const g of grads.values()) for (let i = 0; i < g.length; i++) ss += g[i]! * g[i]!;
+  for (const g of grads.values()) for (let i = 0; i < g.length; i++) ss += g[i] * g[i];
   const norm = Math.sqrt(ss);
   const coef = maxNorm / (norm + 1e-6);
-  if (coef < 1) for (const g of grads.values()) for (let i = 0; i < g.length; i++) g[i]! *= coef;
+  if (coef < 1) for (const g of grads.values()) for (let i = 0; i < g.length; i++) g[i] *= coef;
   return norm;
 }
 
@@ -75,12 +75,12 @@ export function adamStep(
       state.v.set(name, v);
     }
     for (let i = 0; i < p.length; i++) {
-      let gi = g[i]!;
-      if (o.kind === 'adamw') p[i]! *= 1 - lr * o.weightDecay;
-      else if (o.weightDecay !== 0) gi += o.weightDecay * p[i]!;
-      m[i] = b1 * m[i]! + (1 - b1) * gi;
-      v[i] = b2 * v[i]! + (1 - b2) * gi * gi;
-      p[i]! -= (lr / bc1) * (m[i]! / (Math.sqrt(v[i]!) / bc2 + o.eps));
+      let gi = g[i];
+      if (o.kind === 'adamw') p[i] *= 1 - lr * o.weightDecay;
+      else if (o.weightDecay !== 0) gi += o.weightDecay * p[i];
+      m[i] = b1 * m[i] + (1 - b1) * gi;
+      v[i] = b2 * v[i] + (1 - b2) * gi * gi;
+      p[i] -= (lr / bc1) * (m[i] / (Math.sqrt(v[i]) / bc2 + o.eps));
     }
   }
 }

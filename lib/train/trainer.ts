@@ -29,6 +29,7 @@ import { markChanged } from '../weight_registry.js';
 import { FLOAT64_ENGINE, lossAndGrads, simdEngine, trainForward, trainableBy, type TrainRule } from './model.js';
 import { SimdGemm } from '../simd/gemm.js';
 import { adamStep, clipGradNorm, cosineLr, newAdamState, type AdamOptions, type AdamState } from './optim.js';
+import { lookup } from '../checked.js';
 
 /** A loss or gradient went NaN/Inf: the step is abandoned; nothing was changed. */
 export class NonFiniteGradientError extends MilError {
@@ -106,7 +107,7 @@ export class Trainer {
       model.weights
         .names()
         .filter(trainable)
-        .map((n) => [n, model.weights.tensors.get(n)!.data as Float64Array]),
+        .map((n) => [n, lookup(model.weights.tensors, n).data as Float64Array]),
     );
   }
 
@@ -138,7 +139,7 @@ export class Trainer {
           next: 0,
           order: shuffle(windows(this.tokens.length, this.o.seqLen), this.rng),
         };
-      const w = this.pos.order[this.pos.next++]!;
+      const w = this.pos.order[this.pos.next++];
       rows.push(this.tokens.slice(w * this.o.seqLen, (w + 1) * this.o.seqLen));
     }
     return rows;
@@ -173,8 +174,8 @@ export class Trainer {
         ce += r.ce / acc;
         kl += (r.kl ?? 0) / acc;
         for (const [n, g] of r.grads) {
-          const cur = grads.get(n) ?? grads.set(n, new Float64Array(g.length)).get(n)!; // (the parameter's size)
-          for (let i = 0; i < g.length; i++) cur[i]! += g[i]! / acc;
+          const cur = grads.get(n) ?? lookup(grads.set(n, new Float64Array(g.length)), n); // (the parameter's size)
+          for (let i = 0; i < g.length; i++) cur[i] += g[i] / acc;
         }
       }
       for (const [n, g] of grads)
@@ -191,7 +192,7 @@ export class Trainer {
       : Math.sqrt([...grads.values()].reduce((s, g) => s + g.reduce((a, v) => a + v * v, 0), 0));
     const lr = cosineLr(this.o.optimizer.lr, this.step, this.o.totalSteps, this.o.warmupSteps);
     adamStep(this.params, grads, this.opt, this.o.optimizer, lr);
-    for (const n of grads.keys()) markChanged(this.params.get(n)!); // kernels must not reuse a stale float32 copy
+    for (const n of grads.keys()) markChanged(lookup(this.params, n)); // kernels must not reuse a stale float32 copy
     return {
       step: this.step,
       loss,
@@ -310,7 +311,7 @@ function windows(n: number, seqLen: number): number[] {
 function shuffle(xs: number[], rng: Rng): number[] {
   for (let i = xs.length - 1; i > 0; i--) {
     const j = rng.int(0, i);
-    [xs[i], xs[j]] = [xs[j]!, xs[i]!];
+    [xs[i], xs[j]] = [xs[j], xs[i]];
   }
   return xs;
 }
@@ -318,7 +319,7 @@ function shuffle(xs: number[], rng: Rng): number[] {
 export function float64Model(m: HybridModel): HybridModel {
   const w = new Map<string, Tensor>();
   for (const n of m.weights.names()) {
-    const t = m.weights.tensors.get(n)!; // (the weight's shape)
+    const t = lookup(m.weights.tensors, n); // (the weight's shape)
     w.set(n, t.data instanceof Float64Array ? new Tensor(t.data.slice(), t.shape, n) : t.astype('float64'));
   }
   return { ...m, weights: new WeightStore(w, m.weights.source) };

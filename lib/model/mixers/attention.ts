@@ -92,7 +92,7 @@ export function writeKv(
   hd: number,
   maxPos: number,
 ): void {
-  const L = k.shape[2]!;
+  const L = k.shape[2];
   const need = pos0 + L;
   if (need > cache.cap) {
     const cap = Math.min(maxPos, Math.max(need, 2 * cache.cap, 64));
@@ -165,10 +165,10 @@ export function cachedAttention(
 /** s[off … off+n−1] ← softmax of those scores, in place: exp(s_j − max s) / Σ exp(s − max s), sums in order. */
 function softmaxPrefix(s: Float64Array, off: number, n: number): void {
   let mx = -Infinity;
-  for (let j = off; j < off + n; j++) if (s[j]! > mx) mx = s[j]!;
+  for (let j = off; j < off + n; j++) if (s[j] > mx) mx = s[j];
   let z = 0;
-  for (let j = off; j < off + n; j++) z += s[j] = Math.exp(s[j]! - mx);
-  for (let j = off; j < off + n; j++) s[j] = s[j]! / z;
+  for (let j = off; j < off + n; j++) z += s[j] = Math.exp(s[j] - mx);
+  for (let j = off; j < off + n; j++) s[j] = s[j] / z;
 }
 
 /** s_j = (q · k_j)·scale for keys j < n at K[kv + j·hd …], four keys at a time (four independent sums). */
@@ -193,11 +193,11 @@ function scores(
     let d2 = 0;
     let d3 = 0;
     for (let i = 0; i < hd; i++) {
-      const qi = q[qo + i]!;
-      d0 += qi * K[k0 + i]!;
-      d1 += qi * K[k1 + i]!;
-      d2 += qi * K[k2 + i]!;
-      d3 += qi * K[k3 + i]!;
+      const qi = q[qo + i];
+      d0 += qi * K[k0 + i];
+      d1 += qi * K[k1 + i];
+      d2 += qi * K[k2 + i];
+      d3 += qi * K[k3 + i];
     }
     s[j] = d0 * scale;
     s[j + 1] = d1 * scale;
@@ -207,7 +207,7 @@ function scores(
   for (; j < n; j++) {
     const k0 = kv + j * hd;
     let d = 0;
-    for (let i = 0; i < hd; i++) d += q[qo + i]! * K[k0 + i]!;
+    for (let i = 0; i < hd; i++) d += q[qo + i] * K[k0 + i];
     s[j] = d * scale;
   }
 }
@@ -229,11 +229,11 @@ function weightedValues(
     let a2 = 0;
     let a3 = 0;
     for (let j = 0, vo = kv + i; j < n; j++, vo += hd) {
-      const wj = w[j]!;
-      a0 += wj * V[vo]!;
-      a1 += wj * V[vo + 1]!;
-      a2 += wj * V[vo + 2]!;
-      a3 += wj * V[vo + 3]!;
+      const wj = w[j];
+      a0 += wj * V[vo];
+      a1 += wj * V[vo + 1];
+      a2 += wj * V[vo + 2];
+      a3 += wj * V[vo + 3];
     }
     out[qo + i] = a0;
     out[qo + i + 1] = a1;
@@ -242,7 +242,7 @@ function weightedValues(
   }
   for (; i < hd; i++) {
     let a = 0;
-    for (let j = 0, vo = kv + i; j < n; j++, vo += hd) a += w[j]! * V[vo]!;
+    for (let j = 0, vo = kv + i; j < n; j++, vo += hd) a += w[j] * V[vo];
     out[qo + i] = a;
   }
 }

@@ -107,7 +107,7 @@ export interface ModelCache {
 
 /** h += d elementwise, in h's own precision (the float32 hidden state of a float32 backend rounds each sum). */
 export function addInto(h: Float32Array | Float64Array, d: ArrayLike<number>): void {
-  for (let i = 0; i < h.length; i++) h[i]! += d[i]!;
+  for (let i = 0; i < h.length; i++) h[i] += d[i];
 }
 
 /**
@@ -121,11 +121,11 @@ export function repeatSources(dXb: number, dInner: number, w: number): Int32Arra
 
 /** x (…, d_xb) repeated to (…, d_in) by `repeatSources` (inference; the training path is tape.ts `repeatLayer`). */
 export function repeatPieces(x: Tensor, dInner: number, w: number): Tensor {
-  const dXb = x.shape[x.rank - 1]!;
+  const dXb = x.shape[x.rank - 1];
   const src = repeatSources(dXb, dInner, w);
   const rows = x.size / dXb;
   const out = Tensor.zeros([...x.shape.slice(0, -1), dInner], x.dtype, x.name); // (…, d_in)
-  for (let r = 0; r < rows; r++) for (let c = 0; c < dInner; c++) out.data[r * dInner + c] = x.data[r * dXb + src[c]!]!;
+  for (let r = 0; r < rows; r++) for (let c = 0; c < dInner; c++) out.data[r * dInner + c] = x.data[r * dXb + src[c]];
   return out;
 }
 

@@ -84,7 +84,7 @@ function mamba2Wiring(m: HybridModel, p: string) {
 /** Each value of t repeated `times` times consecutively (per-head parameters → per-channel), in `shape`. */
 function repeatEach(t: Tensor, times: number, shape: number[]): Tensor {
   const out = new Float64Array(t.size * times); // (t.size · times) = (shape)
-  for (let i = 0; i < t.size; i++) out.fill(t.data[i]!, i * times, (i + 1) * times);
+  for (let i = 0; i < t.size; i++) out.fill(t.data[i], i * times, (i + 1) * times);
   return new Tensor(out, shape);
 }
 

@@ -66,11 +66,11 @@ export function addGrad(ctx: Ctx, name: string, g: F): void {
   if (!ctx.trainable(name)) return;
   const cur = ctx.grads.get(name); // (the parameter's size), or undefined
   if (!cur) ctx.grads.set(name, g.slice());
-  else for (let i = 0; i < g.length; i++) cur[i]! += g[i]!;
+  else for (let i = 0; i < g.length; i++) cur[i] += g[i];
 }
 
 /** a + b elementwise, a new array. */
-export const add = (a: F, b: F): F => a.map((v, i) => v + b[i]!);
+export const add = (a: F, b: F): F => a.map((v, i) => v + b[i]);
 
 /** y = x·Wᵀ (+ b), x (N, I) → y (N, O); back: dx = dy·W, dW = dyᵀ·x, db = Σ dy. */
 export function linearLayer(ctx: Ctx, x: F, I: number, O: number, wName: string, bName?: string): Layer {
@@ -108,12 +108,12 @@ export function repeatLayer(x: F, from: number, to: number, piece: number): Laye
   const src = repeatSources(from, to, piece);
   const rows = x.length / from;
   const y = new Float64Array(rows * to); // (N, to)
-  for (let r = 0; r < rows; r++) for (let c = 0; c < to; c++) y[r * to + c] = x[r * from + src[c]!]!;
+  for (let r = 0; r < rows; r++) for (let c = 0; c < to; c++) y[r * to + c] = x[r * from + src[c]];
   return {
     y,
     back(dy) {
       const dx = new Float64Array(rows * from); // (N, from)
-      for (let r = 0; r < rows; r++) for (let c = 0; c < to; c++) dx[r * from + src[c]!]! += dy[r * to + c]!;
+      for (let r = 0; r < rows; r++) for (let c = 0; c < to; c++) dx[r * from + src[c]] += dy[r * to + c];
       return dx;
     },
   };
@@ -134,7 +134,7 @@ export function joinCols(parts: F[], widths: number[]): F {
   const y = new Float64Array(rows * width); // (N, Σ widths)
   let at = 0;
   parts.forEach((p, k) => {
-    const w = widths[k]!;
+    const w = widths[k];
     for (let r = 0; r < rows; r++) y.set(p.subarray(r * w, (r + 1) * w), r * width + at);
     at += w;
   });
@@ -163,7 +163,7 @@ export function addScanGrads(
   addGrad(
     ctx,
     names.Alog,
-    (g.dA.data as F).map((v, i) => v * A[i]!),
+    (g.dA.data as F).map((v, i) => v * A[i]),
   );
   addGrad(ctx, names.D, given(g.dD, 'dD').data as F);
   addGrad(ctx, deltaBias, given(g.ddeltaBias, 'ddeltaBias').data as F);

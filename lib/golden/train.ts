@@ -15,7 +15,7 @@ import { relError } from '../tensor.js';
 import { loadModel } from '../model/load.js';
 import { forward, newCache } from '../model/hybrid.js';
 import { getOps } from '../ops.js';
-import { lossAndGrads, trainableBy } from '../train/model.js';
+import { lossAndGrads, trainForward, trainableBy } from '../train/model.js';
 import { adamStep, clipGradNorm, newAdamState } from '../train/optim.js';
 import type { CaseResult } from './verify.js';
 import { lookup } from '../checked.js';
@@ -49,6 +49,10 @@ export async function verifyTrain(dir: string, name: string, tol: number): Promi
       const t = await forward(await getOps('reference'), teacher, ids, newCache(teacher, B));
       teacherLogits = Float64Array.from(t.data);
     }
+    // the inference path's logits on the same batch equal the training path's (each mixer's two paths from one
+    // description, lib/model/mixers/): a wiring change in either path fails this case and the model case alike
+    const inferred = await forward(await getOps('reference'), m, ids, newCache(m, B)); // (b, l, V)
+    base.errors.infer_forward = relError(inferred.data, trainForward(m, ids, () => false).logits);
     const trainable = trainableBy(objective === 'lm' ? 'all' : 'mamba');
     const r = lossAndGrads(m, ids, { objective, teacherLogits, klWeight: objective === 'distill' ? num(j.kl_weight, 'kl_weight') : undefined, ceWeight: num(j.ce_weight ?? 1, 'ce_weight'), trainable });
     const scalar = (k: string, got: number) => {

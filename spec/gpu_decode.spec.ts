@@ -23,9 +23,14 @@ import { describe, expect, it } from 'vitest';
 import { ArgumentError } from '../lib/errors.js';
 import { convert } from '../lib/model/convert.js';
 import { GpuDecoder } from '../lib/model/gpu_decode.js';
+import { generate, GPU_DECODER_PATH, PER_OP_WEBGPU_PATH } from '../lib/model/generate.js';
 import { forward, newCache, type HybridModel, type ModelCache } from '../lib/model/hybrid.js';
 import { randomLlama } from '../lib/model/random.js';
+import { WeightStore } from '../lib/model/weights.js';
+import { Rng } from '../lib/rng.js';
+import { Tensor } from '../lib/tensor.js';
 import { getOps } from '../lib/ops.js';
+import { ResidentChain } from '../lib/ops_resident.js';
 import { KERNEL_BACKENDS } from './helpers.js';
 import { tmpFolder } from './tmp.js';
 
@@ -102,9 +107,15 @@ async function replay(
   return { worst, compared, wrong };
 }
 
-/** Run f counting queue.submit on the decoder's device and mapAsync on every GPUBuffer (not the chain's own counters). */
-async function counted<T>(dec: GpuDecoder, f: () => Promise<T>): Promise<{ value: T; submits: number; maps: number }> {
-  const queue = dec.chain.device.queue as unknown as { submit: (b: unknown[]) => void };
+/**
+ * Run f counting queue.submit on `device` (the decoder's: GPU.js shares one per process) and mapAsync on every
+ * GPUBuffer (not the chain's own counters); `mark` snapshots [submits, maps] into `marks`.
+ */
+async function counted<T>(
+  device: { queue: unknown },
+  f: (mark: () => void) => Promise<T>,
+): Promise<{ value: T; submits: number; maps: number; marks: number[][] }> {
+  const queue = device.queue as { submit: (b: unknown[]) => void };
   const submit = queue.submit;
   const proto = (
     globalThis as unknown as { GPUBuffer: { prototype: { mapAsync: (...a: unknown[]) => Promise<void> } } }
@@ -120,8 +131,10 @@ async function counted<T>(dec: GpuDecoder, f: () => Promise<T>): Promise<{ value
     maps++;
     return mapAsync.apply(this, a);
   };
+  const marks: number[][] = [];
   try {
-    return { value: await f(), submits, maps };
+    const value = await f(() => marks.push([submits, maps]));
+    return { value, submits, maps, marks };
   } finally {
     proto.mapAsync = mapAsync;
     queue.submit = submit;
@@ -228,7 +241,7 @@ describe('one GPU submission per decoded token (webgpu)', () => {
               const ref = await reference(m, prompt, steps);
               const dec = await GpuDecoder.create(m, { capacity: 16 });
               try {
-                const r = await counted(dec, () => replay(dec, ref));
+                const r = await counted(dec.chain.device, () => replay(dec, ref));
                 expect(r.submits, 'one submit per token').toBe(ref.ids.length);
                 expect(r.maps, 'one readback per token').toBe(ref.ids.length);
                 expect(r.value.worst, 'logits').toBeLessThanOrEqual(TOL_ABS);
@@ -236,7 +249,7 @@ describe('one GPU submission per decoded token (webgpu)', () => {
                 await expectCaches(dec, m, ref);
                 // the prompt again, in one submission
                 dec.reset();
-                const p = await counted(dec, () => replay(dec, ref, prompt.length));
+                const p = await counted(dec.chain.device, () => replay(dec, ref, prompt.length));
                 expect(p.submits, 'one submit for the prompt, one per token after it').toBe(1 + steps);
                 expect(p.maps, 'one readback for the prompt, one per token after it').toBe(1 + steps);
                 expect(p.value.worst, 'logits after a one-submission prefill').toBeLessThanOrEqual(TOL_ABS);
@@ -367,4 +380,111 @@ describe('one GPU submission per decoded token (webgpu)', () => {
       /\| Llama \(teacher\) \| webgpu, one submission per token/,
     );
   });
+});
+
+/**
+ * `generate` on the webgpu backend (lib/model/generate.ts): greedy runs the per-op parallel prefill, seeds the
+ * decoder's caches from it (GpuDecoder.load) and decodes one submission per token; the caches come back into
+ * the host cache (GpuDecoder.save). Submits and readbacks counted between consecutive onToken calls.
+ */
+describe('generate on webgpu uses the one-submission decoder where it can', () => {
+  for (const [variant, runs] of [
+    ['llama', 2],
+    ['mamba2', 2],
+  ] as const)
+    run(
+      `random ${variant === 'llama' ? 'Llamas' : '50% Mamba-2 hybrids'}: the float64 reference's greedy tokens, one submit and one readback per decoded token, caches written back (numRuns ${runs}) (${webgpu.title})`,
+      async () => {
+        const gpu = await getOps('webgpu');
+        const probe = await ResidentChain.create(); // its device: the one the per-op path and the decoder share
+        try {
+          await fc.assert(
+            fc.asyncProperty(
+              modelArb(variant),
+              fc.array(fc.nat(1000), { minLength: 1, maxLength: 5 }),
+              fc.integer({ min: 2, max: 5 }),
+              async (spec, rawPrompt, n) => {
+                const m = buildModel(spec);
+                const prompt = rawPrompt.map((x) => x % spec.vocab);
+                const ref = await reference(m, prompt, n - 1); // the reference's ids and logits, n − 1 decoded
+                const { value: r, marks } = await counted(probe.device, (mark) =>
+                  generate(gpu, m, prompt, { maxNewTokens: n, eos: [], onToken: mark }),
+                );
+                expect(r.path).toBe(GPU_DECODER_PATH);
+                expect(r.fallback).toBeUndefined();
+                // the tokens: the reference's, up to (and including) its first close call
+                const choices = Array.from({ length: n }, (_, t) => refChoice(ref.logits[prompt.length - 1 + t]));
+                const want = choices.map((c) => c.id); // = ref.ids after the prompt, and the n-th id
+                expect(r.tokens.length).toBe(n);
+                for (let t = 0; t < n; t++) {
+                  if (!choices[t].clear) break;
+                  expect(r.tokens[t], `token ${t}`).toBe(want[t]);
+                }
+                for (let t = 1; t < n; t++) {
+                  expect(marks[t][0] - marks[t - 1][0], `submits for decoded token ${t}`).toBe(1);
+                  expect(marks[t][1] - marks[t - 1][1], `readbacks for decoded token ${t}`).toBe(1);
+                }
+                expect(r.decode.tokens).toBe(n - 1);
+                // the host cache continues where the decoder stopped (a chat's next turn): same states as the reference's
+                const T = prompt.length + n - 1;
+                expect(r.cache.length).toBe(T);
+                if (r.tokens.every((x, t) => x === want[t]))
+                  for (let i = 0; i < m.llama.numLayers; i++) {
+                    const [a, b] = [r.cache.layers[i], ref.cache.layers[i]];
+                    if (a.kind === 'attention' && b.kind === 'attention') {
+                      const rows = (x: Float64Array, cap: number) =>
+                        Array.from({ length: m.llama.numKvHeads }, (_, h) =>
+                          Array.from(x.subarray(h * cap * m.llama.headDim, (h * cap + T) * m.llama.headDim)),
+                        ).flat(); // (H_kv, T, hd)
+                      expect(excess(rows(a.k, a.cap), rows(b.k, b.cap)), `layer ${i} keys`).toBeLessThanOrEqual(
+                        TOL_ABS,
+                      );
+                      expect(excess(rows(a.v, a.cap), rows(b.v, b.cap)), `layer ${i} values`).toBeLessThanOrEqual(
+                        TOL_ABS,
+                      );
+                    } else if (a.kind !== 'attention' && b.kind !== 'attention') {
+                      expect(excess(a.conv.data, b.conv.data), `layer ${i} conv`).toBeLessThanOrEqual(TOL_ABS);
+                      expect(excess(a.ssm.data, b.ssm.data), `layer ${i} ssm`).toBeLessThanOrEqual(TOL_ABS);
+                    } else throw new Error(`layer ${i}: ${a.kind} vs ${b.kind}`);
+                  }
+              },
+            ),
+            { numRuns: runs },
+          );
+        } finally {
+          probe.destroy();
+        }
+      },
+    );
+
+  run(
+    `sampling, a repetition penalty and an attention-bias model fall back to the per-op path and say why (${webgpu.title})`,
+    async () => {
+      const gpu = await getOps('webgpu');
+      const t = randomLlama({ vocab: 30, hidden: 8, intermediate: 8, layers: 1, heads: 2, kvHeads: 1 }, 3);
+      const sampled = await generate(gpu, t, [1, 2], { maxNewTokens: 3, eos: [], temperature: 0.8, seed: 1 });
+      expect(sampled.path).toBe(PER_OP_WEBGPU_PATH);
+      expect(sampled.fallback).toMatch(/sampling \(temperature 0.8\)/);
+      expect(sampled.tokens).toHaveLength(3);
+      const pen = await generate(gpu, t, [1, 2], { maxNewTokens: 3, eos: [], repetitionPenalty: 1.3 });
+      expect(pen.path).toBe(PER_OP_WEBGPU_PATH);
+      expect(pen.fallback).toMatch(/repetition penalty 1.3/);
+      const r = new Rng(4);
+      const tensors = new Map(t.weights.tensors);
+      for (const [p, n] of [
+        ['q', 8],
+        ['k', 4],
+        ['v', 4],
+        ['o', 8],
+      ] as const)
+        tensors.set(`model.layers.0.self_attn.${p}_proj.bias`, Tensor.normal(r, [n], 0, 0.5));
+      const biased: HybridModel = { llama: { ...t.llama, attentionBias: true }, weights: new WeightStore(tensors) };
+      const b = await generate(gpu, biased, [1, 2], { maxNewTokens: 3, eos: [] });
+      expect(b.path).toBe(PER_OP_WEBGPU_PATH);
+      expect(b.fallback).toMatch(/refuses this model.*attention_bias/);
+      const ref = await generate(await getOps('reference'), biased, [1, 2], { maxNewTokens: 3, eos: [] });
+      expect(ref.path).toBe('reference');
+      expect(b.tokens).toEqual(ref.tokens);
+    },
+  );
 });

@@ -464,9 +464,11 @@ async function cmdGenerate(p: Parsed): Promise<number> {
     onToken: plainStream.onToken,
   });
   plainStream.end();
-  const timing = { prefill: r.prefill, decode: r.decode };
+  const timing = { prefill: r.prefill, decode: r.decode, ...(r.setupMs !== undefined ? { setupMs: r.setupMs } : {}) };
   const base = {
     backend,
+    path: r.path,
+    ...(r.fallback !== undefined ? { fallback: r.fallback } : {}),
     prompt,
     tokens: r.tokens,
     ...(tok
@@ -486,7 +488,7 @@ async function cmdGenerate(p: Parsed): Promise<number> {
     if (json) console.log(JSON.stringify(base));
     else
       console.log(
-        `\n[${backend}] ${r.tokens.length} tokens (stopped by ${r.stoppedBy}); prefill ${r.prefill.tokens} tokens in ${r.prefill.ms.toFixed(1)} ms = ${r.prefill.tokensPerS.toFixed(1)} tok/s; decode ${r.decode.tokens} tokens in ${r.decode.ms.toFixed(1)} ms = ${r.decode.tokensPerS.toFixed(1)} tok/s`,
+        `\n[${r.path}${r.fallback !== undefined ? `: ${r.fallback}` : ''}] ${r.tokens.length} tokens (stopped by ${r.stoppedBy}); prefill ${r.prefill.tokens} tokens in ${r.prefill.ms.toFixed(1)} ms = ${r.prefill.tokensPerS.toFixed(1)} tok/s; decode ${r.decode.tokens} tokens in ${r.decode.ms.toFixed(1)} ms = ${r.decode.tokensPerS.toFixed(1)} tok/s`,
       );
     return EXIT.ok;
   }

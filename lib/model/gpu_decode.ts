@@ -52,8 +52,17 @@ import {
   ResidentChain,
   type ChainBuffer,
 } from '../ops_resident.js';
-import { attentionNames, attentionRope } from './mixers/attention.js';
-import { blockEps, blockNames, layerKinds, lmHeadName, mambaOf, type HybridModel } from './mixers/block.js';
+import { Tensor } from '../tensor.js';
+import { attentionNames, attentionRope, writeKv } from './mixers/attention.js';
+import {
+  blockEps,
+  blockNames,
+  layerKinds,
+  lmHeadName,
+  mambaOf,
+  type HybridModel,
+  type ModelCache,
+} from './mixers/block.js';
 import { mlpNames } from './mixers/mlp.js';
 
 /** What a layer keeps on the GPU between tokens (for tests: read back with `GpuDecoder.readLayer`). */
@@ -397,6 +406,75 @@ export class GpuDecoder {
       if (i + 1 < n) next = (await this.step(next)).token;
     }
     return out;
+  }
+
+  /**
+   * Continue from a host cache (batch 1, e.g. left by a per-op parallel prefill): every layer's keys/values of
+   * positions [0, cache.length) and conv/SSM states are queue-written (no submission), and `length` becomes
+   * cache.length. Keys/values: the host's (1, H_kv, cap, hd) → the GPU's (capacity, H_kv·hd) rows.
+   */
+  load(cache: ModelCache): void {
+    const [Hkv, hd] = [this.m.llama.numKvHeads, this.m.llama.headDim];
+    if (cache.batch !== 1)
+      throw new ArgumentError('cache', 'batch 1 (the GPU decoder decodes one sequence)', cache.batch);
+    if (cache.layers.length !== this.layers.length)
+      throw new ArgumentError('cache', `${this.layers.length} layers`, cache.layers.length);
+    const T = cache.length;
+    if (T > this.capacity)
+      throw new ArgumentError('cache', `at most ${this.capacity} positions (the GPU decoder's capacity)`, T);
+    this.layers.forEach((g, i) => {
+      const h = cache.layers[i];
+      if (g.kind !== h.kind) throw new ArgumentError(`cache layer ${i}`, g.kind, h.kind);
+      if (g.kind === 'attention' && h.kind === 'attention') {
+        const k = new Float32Array(T * Hkv * hd); // (T, H_kv·hd)
+        const v = new Float32Array(T * Hkv * hd); // (T, H_kv·hd)
+        for (let j = 0; j < T; j++)
+          for (let kv = 0; kv < Hkv; kv++)
+            for (let c = 0; c < hd; c++) {
+              k[(j * Hkv + kv) * hd + c] = h.k[(kv * h.cap + j) * hd + c];
+              v[(j * Hkv + kv) * hd + c] = h.v[(kv * h.cap + j) * hd + c];
+            }
+        this.chain.write(g.k, k);
+        this.chain.write(g.v, v);
+      } else if (g.kind !== 'attention' && h.kind !== 'attention') {
+        if (h.store) throw new ArgumentError(`cache layer ${i}`, 'states in the cache (not a state store)', 'a store');
+        this.chain.write(g.conv, Float32Array.from(h.conv.data)); // (conv dim, K−1)
+        this.chain.write(g.ssm, Float32Array.from(h.ssm.data)); // (d_in, N) or (H, P, N)
+      }
+    });
+    this.length = T;
+  }
+
+  /**
+   * Write what the GPU holds back into a host cache that `load` was given (separate submissions, after
+   * decoding): keys/values of positions [cache.length, length) appended, conv/SSM states replaced, and
+   * cache.length = length — so a chat's next turn continues it on any path.
+   */
+  async save(cache: ModelCache): Promise<void> {
+    const c = this.m.llama;
+    const [Hkv, hd] = [c.numKvHeads, c.headDim];
+    const [from, L] = [cache.length, this.length - cache.length];
+    for (let i = 0; i < this.layers.length; i++) {
+      const g = await this.readLayer(i);
+      const h = cache.layers[i];
+      if (g.kind === 'attention' && h.kind === 'attention') {
+        if (L <= 0) continue;
+        const k = new Float64Array(Hkv * L * hd); // (1, H_kv, L, hd)
+        const v = new Float64Array(Hkv * L * hd); // (1, H_kv, L, hd)
+        for (let j = 0; j < L; j++)
+          for (let kv = 0; kv < Hkv; kv++)
+            for (let e = 0; e < hd; e++) {
+              k[(kv * L + j) * hd + e] = g.k[((from + j) * Hkv + kv) * hd + e];
+              v[(kv * L + j) * hd + e] = g.v[((from + j) * Hkv + kv) * hd + e];
+            }
+        const shape = [1, Hkv, L, hd];
+        writeKv(h, new Tensor(k, shape), new Tensor(v, shape), from, 1, Hkv, hd, c.maxPositionEmbeddings);
+      } else if (g.kind !== 'attention' && h.kind !== 'attention') {
+        h.conv = new Tensor(Float64Array.from(g.conv), h.conv.shape, 'conv');
+        h.ssm = new Tensor(Float64Array.from(g.ssm), h.ssm.shape, 'ssm');
+      }
+    }
+    cache.length = this.length;
   }
 
   /** Layer i's cache or states as they are on the GPU (for tests; separate submissions). */

@@ -19,7 +19,8 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
+import { main } from '../lib/cli/main.js';
 import { ArgumentError } from '../lib/errors.js';
 import { convert } from '../lib/model/convert.js';
 import { GpuDecoder } from '../lib/model/gpu_decode.js';
@@ -485,6 +486,33 @@ describe('generate on webgpu uses the one-submission decoder where it can', () =
       const ref = await generate(await getOps('reference'), biased, [1, 2], { maxNewTokens: 3, eos: [] });
       expect(ref.path).toBe('reference');
       expect(b.tokens).toEqual(ref.tokens);
+    },
+  );
+  run(
+    `mil generate --backend webgpu --json names its path: one submission per token greedy, per op when sampling (${webgpu.title})`,
+    async () => {
+      const args = ['generate', '--model', join(import.meta.dirname, '..', 'models', 'hybrid-mamba2-50')];
+      args.push('--prompt-ids', '1,2,3', '--max-new-tokens', '3', '--json');
+      const json = async (...more: string[]) => {
+        const lines: string[] = [];
+        const log = vi.spyOn(console, 'log').mockImplementation((...xs: unknown[]) => void lines.push(xs.join(' ')));
+        const err = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+        try {
+          expect(await main([...args, ...more])).toBe(0);
+        } finally {
+          log.mockRestore();
+          err.mockRestore();
+        }
+        return JSON.parse(lines.at(-1)!) as { path: string; fallback?: string; tokens: number[]; setupMs?: number };
+      };
+      const greedy = await json('--backend', 'webgpu');
+      expect(greedy.path).toBe('webgpu (one submission per token)');
+      expect(greedy.fallback).toBeUndefined();
+      expect(greedy.setupMs).toBeGreaterThan(0);
+      expect(greedy.tokens).toEqual((await json('--backend', 'reference')).tokens); // float32 vs float64: same argmax here
+      const sampled = await json('--backend', 'webgpu', '--temperature', '0.7', '--seed', '3');
+      expect(sampled.path).toBe('webgpu (per op)');
+      expect(sampled.fallback).toMatch(/sampling \(temperature 0.7\): the one-submission decoder is greedy only/);
     },
   );
 });

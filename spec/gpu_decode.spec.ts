@@ -27,12 +27,9 @@ import { GpuDecoder } from '../lib/model/gpu_decode.js';
 import { generate, GPU_DECODER_PATH, PER_OP_WEBGPU_PATH } from '../lib/model/generate.js';
 import { forward, newCache, type HybridModel, type ModelCache } from '../lib/model/hybrid.js';
 import { randomLlama } from '../lib/model/random.js';
-import { WeightStore } from '../lib/model/weights.js';
-import { Rng } from '../lib/rng.js';
-import { Tensor } from '../lib/tensor.js';
 import { getOps } from '../lib/ops.js';
 import { ResidentChain } from '../lib/ops_resident.js';
-import { KERNEL_BACKENDS } from './helpers.js';
+import { KERNEL_BACKENDS, withAttentionBias } from './helpers.js';
 import { tmpFolder } from './tmp.js';
 
 const TOL_ABS = 1e-4;
@@ -470,16 +467,7 @@ describe('generate on webgpu uses the one-submission decoder where it can', () =
       const pen = await generate(gpu, t, [1, 2], { maxNewTokens: 3, eos: [], repetitionPenalty: 1.3 });
       expect(pen.path).toBe(PER_OP_WEBGPU_PATH);
       expect(pen.fallback).toMatch(/repetition penalty 1.3/);
-      const r = new Rng(4);
-      const tensors = new Map(t.weights.tensors);
-      for (const [p, n] of [
-        ['q', 8],
-        ['k', 4],
-        ['v', 4],
-        ['o', 8],
-      ] as const)
-        tensors.set(`model.layers.0.self_attn.${p}_proj.bias`, Tensor.normal(r, [n], 0, 0.5));
-      const biased: HybridModel = { llama: { ...t.llama, attentionBias: true }, weights: new WeightStore(tensors) };
+      const biased = withAttentionBias(t, 4);
       const b = await generate(gpu, biased, [1, 2], { maxNewTokens: 3, eos: [] });
       expect(b.path).toBe(PER_OP_WEBGPU_PATH);
       expect(b.fallback).toMatch(/refuses this model.*attention_bias/);

@@ -6,6 +6,8 @@
  *                        (measured: 1e-8 … 1e-6; the bound leaves room for long scans and webgpu's exp)
  */
 import { expect } from 'vitest';
+import { layerKinds, type HybridModel } from '../lib/model/mixers/block.js';
+import { WeightStore } from '../lib/model/weights.js';
 import { backendStatus, type BackendName } from '../lib/ops.js';
 import { Rng } from '../lib/rng.js';
 import { Tensor, relError } from '../lib/tensor.js';
@@ -38,3 +40,24 @@ export const rand = {
 };
 
 export { Rng, Tensor };
+
+/**
+ * `m` with attention biases (attention_bias: true): every attention layer's q/k/v/o projection gets a bias
+ * drawn from normal(0, std) — (H·hd), (H_kv·hd), (H_kv·hd), (d) — in a new weight store (m is left as it is).
+ */
+export function withAttentionBias(m: HybridModel, seed: number, std = 0.5): HybridModel {
+  const c = m.llama;
+  const r = new Rng(seed);
+  const tensors = new Map(m.weights.tensors);
+  layerKinds(m).forEach((kind, i) => {
+    if (kind !== 'attention') return;
+    for (const [p, n] of [
+      ['q', c.numHeads * c.headDim],
+      ['k', c.numKvHeads * c.headDim],
+      ['v', c.numKvHeads * c.headDim],
+      ['o', c.hiddenSize],
+    ] as const)
+      tensors.set(`model.layers.${i}.self_attn.${p}_proj.bias`, Tensor.normal(r, [n], 0, std)); // (n)
+  });
+  return { ...m, llama: { ...c, attentionBias: true }, weights: new WeightStore(tensors) };
+}

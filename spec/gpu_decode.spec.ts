@@ -384,6 +384,10 @@ describe('one GPU submission per decoded token (webgpu)', () => {
  * `generate` on the webgpu backend (lib/model/generate.ts): greedy runs the per-op parallel prefill, seeds the
  * decoder's caches from it (GpuDecoder.load) and decodes one submission per token; the caches come back into
  * the host cache (GpuDecoder.save). Submits and readbacks counted between consecutive onToken calls.
+ * Mutations tried, each failing a test here: load skipping the prefill's last KV row or setting length T − 1,
+ * load skipping the SSM states, generate without load or without save, the decoder built but the per-op decode
+ * kept, capacity without the cache's length, load reading keys with stride T instead of cap, sampling not
+ * refused, the decoder accepting attention_bias, mil generate --json without `path`.
  */
 describe('generate on webgpu uses the one-submission decoder where it can', () => {
   for (const [variant, runs] of [

@@ -22,6 +22,10 @@
  * in the chain yet: such a model gets an ArgumentError before anything is uploaded. Weights are uploaded once,
  * transposed (kernels/decode.ts `matvecKernel`); the KV cache holds `capacity` positions, (cap, H_kv·hd).
  *
+ * `load` seeds the caches and states from a host ModelCache (lib/model/generate.ts: after the per-op path's
+ * parallel prefill, faster than `prefill` on an H200: 118 vs 326 ms for 64 tokens) and `save` writes them back,
+ * so a host cache continues on either path.
+ *
  * Symbols: d hidden_size · V vocab · H, H_kv heads · hd head_dim · F intermediate_size · pos the token's
  * position · Mamba-2: H_m heads, P = N head width and state size, d_in, d_xb, K conv width · Mamba-1: R dt_rank.
  */

@@ -1,6 +1,7 @@
 /**
  * The full-disk (and kill) sweep over the writing commands (issue #27): for each of convert, init, train,
- * distill, sft, dpo, tokenizer train and golden emit at tiny sizes, a first run makes a good output; then
+ * distill, sft, dpo, tokenizer train, golden emit and conform --save (a deliberately broken example port in the
+ * lines protocol, whose smallest failing case is saved; exit 1) at tiny sizes, a first run makes a good output; then
  * the same command with another seed runs on a disk that fills up after N bytes (the writer's write(2)
  * writes what fits, the next fails with ENOSPC; N = 0, half, and all but the last 4 KiB of what the run
  * writes — its timings make the total vary by a few bytes). Each must exit with EXIT.io, leave the good
@@ -11,12 +12,11 @@
  * random 0.3–2.8 s (3 kills each); once recovered as the next writer would, the output must be the good
  * one or the complete new one, with nothing beside it (42 s here: not in the default run).
  * The default run is in-process: ~11 s on 2 cores (15 s when the machine is busy).
- * Not covered here: mil conform --save (needs a failing port: spec/conform.spec.ts), npm run paper (runs
- * these commands). Mutations that fail it: leaving the writer's temporary behind (convert: leftover
+ * Not covered here: npm run paper (runs these commands). Mutations that fail it: leaving the writer's temporary behind (convert: leftover
  * .convert.mil-tmp-*); writeFile in place (tokenizer train: the good file changed).
  */
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { EXIT } from '../lib/cli/main.js';
@@ -72,6 +72,8 @@ interface Case {
   name: string;
   /** the command line writing `out`, with the seed that makes the new output differ */
   args: (out: string, seed: number) => string[];
+  /** its exit status when it completes (conform --save: 1, the port failed; the default EXIT.ok) */
+  done?: number;
 }
 
 function setup(parent: string): Case[] {
@@ -96,6 +98,13 @@ function setup(parent: string): Case[] {
   const config = join(parent, 'config.json');
   writeFileSync(config, readFileSync(join(teacher, 'config.json')));
   const s = (seed: number) => ['--seed', String(seed)];
+  // a deliberately broken example port (spec/conform.spec.ts): its smallest failing case is what --save writes
+  const port = join(parent, 'port');
+  cpSync(join(import.meta.dirname, '..', 'examples', 'ports', 'js'), port, { recursive: true });
+  const kernels = readFileSync(join(port, 'kernels.mjs'), 'utf8');
+  const fault = ['if (D) y += D.data[d] * u.data[i];', 'if (D && z) y += D.data[d] * u.data[i];'] as const;
+  expect(kernels).toContain(fault[0]);
+  writeFileSync(join(port, 'kernels.mjs'), kernels.replace(...fault));
   return [
     { name: 'convert', args: (o, k) => ['convert', '--teacher', teacher, '--out', o, ...s(k)] },
     { name: 'init', args: (o, k) => ['init', '--config', config, '--out', o, ...s(k)] },
@@ -148,6 +157,24 @@ function setup(parent: string): Case[] {
       name: 'golden emit',
       args: (o, k) => ['golden', 'emit', '--op', 'causal_conv1d', '--dim', '4', '--len', '5', '--out', o, ...s(k)],
     },
+    {
+      name: 'conform --save',
+      args: (o, k) => [
+        'conform',
+        '--op',
+        'selective_scan',
+        '--port',
+        `node ${join(port, 'port.mjs')}`,
+        '--protocol',
+        'lines',
+        '--runs',
+        '10',
+        '--save',
+        o,
+        ...s(k),
+      ],
+      done: EXIT.checkFailed,
+    },
   ];
 }
 
@@ -159,18 +186,18 @@ function stable(s: Record<string, string>): string {
 const target = (c: Case, out: string) => (c.name === 'tokenizer train' ? `${out}.json` : out);
 
 describe('sweep: a full disk during every writing command loses nothing and leaves nothing', () => {
-  it('convert, init, train, distill, sft, dpo, tokenizer train, golden emit: ENOSPC after 0, half and all but 4 KiB of the bytes', async () => {
+  it('convert, init, train, distill, sft, dpo, tokenizer train, golden emit, conform --save: ENOSPC after 0, half and all but 4 KiB of the bytes', async () => {
     const parent = tmpFolder('sweep');
     for (const c of setup(parent)) {
       const out = join(parent, c.name.replace(' ', '-'));
       const first = await runMil(c.args(out, 1));
-      expect(first.code, `${c.name}: ${first.err}`).toBe(EXIT.ok);
+      expect(first.code, `${c.name}: ${first.err}`).toBe(c.done ?? EXIT.ok);
       const good = state(target(c, out));
       // how many bytes the second run writes, on a disk with room
       // (a target path of the same length: training.json records the command line)
       const probe = join(tmpFolder('sweep'), c.name.replace(' ', '-'));
       const count = fullDisk(Infinity);
-      expect((await runMil(c.args(probe, 2))).code).toBe(EXIT.ok);
+      expect((await runMil(c.args(probe, 2))).code).toBe(c.done ?? EXIT.ok);
       const total = count.written();
       setWriterFsForTesting();
       expect(total, c.name).toBeGreaterThan(0);

@@ -8,12 +8,21 @@
  * output byte for byte, and leave no temporary, backup or lock beside it (an OUT.checkpoint a training run
  * saved before the disk filled is its resumable state: kept, and removed before the next injection).
  *
- * Kills: with MIL_SWEEP_KILLS=1, each command also runs as a child process killed with SIGKILL after a
- * random 0.3–2.8 s (3 kills each); once recovered as the next writer would, the output must be the good
- * one or the complete new one, with nothing beside it (42 s here: not in the default run).
- * The default run is in-process: ~11 s on 2 cores (15 s when the machine is busy).
- * Not covered here: npm run paper (runs these commands). Mutations that fail it: leaving the writer's temporary behind (convert: leftover
- * .convert.mil-tmp-*); writeFile in place (tokenizer train: the good file changed).
+ * Kills: a command runs as a child process that kills itself with SIGKILL just before a random system call of
+ * its writer (spec/kill_hook.ts numbers them; the count comes from the same command run in this process, which
+ * also makes the new output): a kill inside a write, never only somewhere in the compute around it. Once
+ * recovered as the next writer would, the output must be the good one or the complete new one, with nothing
+ * beside it; a training run's checkpoint left by the kill must resume to the same new output. The default run
+ * kills once each a folder writer (convert), a training run with a checkpoint every step (train), the
+ * single-file writer (tokenizer train), a folder added to (golden emit) and the conformance harness's case
+ * folder (conform --save): ~10 s here. MIL_SWEEP_KILLS=1 kills every command 3 times. The kill points are
+ * drawn from a printed seed: MIL_SWEEP_SEED=N reruns the same kills.
+ * The whole default run: 17–18 s of tests on 2 cores (full disk 4–7 s, kills 9–14 s; 21–25 s with imports).
+ * Not covered here: npm run paper (runs these commands).
+ * Mutations that fail it: leaving the writer's temporary behind (convert: leftover .convert.mil-tmp-*;
+ * conform --save: .conform---save.mil-tmp-*); writeFile in place (tokenizer train: the good file changed on a
+ * full disk; killed before the in-place write, MIL_SWEEP_SEED=10: the file neither version); recovery not
+ * removing a killed writer's lock and temporaries (MIL_SWEEP_SEED=570289532: .convert.mil-lock left).
  */
 import { spawn } from 'node:child_process';
 import { cpSync, existsSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -24,7 +33,9 @@ import { REAL_WRITER_FS, recoverInterruptedSwap, setWriterFsForTesting } from '.
 import { saveModel } from '../lib/model/convert.js';
 import { randomLlama } from '../lib/model/random.js';
 import { trainBpe } from '../lib/text/bpe.js';
+import { Rng } from '../lib/rng.js';
 import { runMil, snapshot } from './cli.js';
+import { steppingFs } from './kill_hook.js';
 import { tmpFolder } from './tmp.js';
 
 afterEach(() => setWriterFsForTesting());
@@ -43,6 +54,21 @@ const TRAIN_OPTIONS = [
   '1',
   '--quiet',
 ];
+
+/** MIL_SWEEP_KILLS=1: every command, 3 kills each; by default one kill each for a subset with every kind of write. */
+const KILLS_ALL = process.env.MIL_SWEEP_KILLS === '1';
+/** a folder (convert), a folder with a checkpoint beside it (train), one file (tokenizer train), a folder added
+ * to (golden emit), a folder from the conformance harness (conform --save) */
+const DEFAULT_KILLS = ['convert', 'train', 'tokenizer train', 'golden emit', 'conform --save'];
+
+/** `mil ARGS` in a child process that kills itself just before its writer's system call number `killAt`
+ * (spec/kill_hook.ts): its exit status, null when it was killed. */
+function runChild(args: string[], killAt: number): Promise<number | null> {
+  const hook = ['--import', 'tsx', '--import', join(import.meta.dirname, 'kill_hook.ts')];
+  const env = { ...process.env, MIL_SWEEP_KILL_AT: String(killAt) };
+  const child = spawn('node', [...hook, MIL, ...args], { stdio: 'ignore', env });
+  return new Promise((res) => child.on('exit', (code) => res(code)));
+}
 
 /** A disk with `budget` bytes free: a write(2) writes what fits, the next one fails with ENOSPC. */
 function fullDisk(budget: number): { written: () => number } {
@@ -216,38 +242,52 @@ describe('sweep: a full disk during every writing command loses nothing and leav
     }
   });
 
-  it.runIf(process.env.MIL_SWEEP_KILLS === '1')(
-    'MIL_SWEEP_KILLS=1: each command killed at random moments leaves the good output or the new one, nothing beside it',
+  it(
+    KILLS_ALL
+      ? 'MIL_SWEEP_KILLS=1: every command killed before 3 random writer steps leaves the good output or the new one, nothing beside it'
+      : 'killed before a random writer step, convert, train (with a checkpoint), tokenizer train, golden emit and conform --save leave the good output or the new one, nothing beside it',
     async () => {
+      const seed = Number(process.env.MIL_SWEEP_SEED ?? Math.floor(Math.random() * 2 ** 31));
+      console.log(`kill sweep: seed ${seed} (rerun with MIL_SWEEP_SEED=${seed})`);
+      const rng = new Rng(seed);
       const parent = tmpFolder('sweepkill');
-      for (const c of setup(parent)) {
+      const cases = setup(parent).filter((c) => KILLS_ALL || DEFAULT_KILLS.includes(c.name));
+      for (const c of cases) {
         const out = join(parent, c.name.replace(' ', '-'));
-        expect((await runMil(c.args(out, 1))).code).toBe(EXIT.ok);
+        expect((await runMil(c.args(out, 1))).code).toBe(c.done ?? EXIT.ok);
         const good = state(target(c, out));
+        // the new output, made in this process, counting the writer's system calls: the steps a kill can precede
         const news = join(parent, `${c.name.replace(' ', '-')}-new`);
-        expect((await runMil(c.args(news, 2))).code).toBe(EXIT.ok);
+        let steps = 0;
+        setWriterFsForTesting(steppingFs(() => void steps++));
+        expect((await runMil(c.args(news, 2))).code, c.name).toBe(c.done ?? EXIT.ok);
+        setWriterFsForTesting();
         const fresh = stable(state(target(c, news)));
-        for (let k = 0; k < 3; k++) {
-          const child = spawn('node', [MIL, ...c.args(out, 2)], { stdio: 'ignore' });
-          const delay = 300 + Math.floor(Math.random() * 2500);
-          await new Promise<void>((res) => {
-            const t = setTimeout(() => child.kill('SIGKILL'), delay);
-            child.on('exit', () => (clearTimeout(t), res()));
-          });
+        for (let k = 0; k < (KILLS_ALL ? 3 : 1); k++) {
+          const at = rng.int(1, steps);
+          const what = `${c.name} killed before writer step ${at} of ${steps} (seed ${seed})`;
+          expect(await runChild(c.args(out, 2), at), what).toBe(null);
           recoverInterruptedSwap(target(c, out)); // what the next writer or loadModel does first
-          for (const ck of [`${out}.checkpoint`]) if (existsSync(ck)) recoverInterruptedSwap(ck);
+          recoverInterruptedSwap(`${out}.checkpoint`); // what the next training run does first (its writer)
           const now = stable(state(target(c, out)));
+          console.log(
+            `${what}: ${now === stable(good) ? 'the good output' : now === fresh ? 'the new output' : 'neither the good nor the new output'}`,
+          );
           // golden emit adds to its folder, and a finished run's output differs from `fresh` only in its seed's
           // outputs; both are complete versions
           if (c.name === 'golden emit') JSON.parse(readFileSync(join(out, 'kernels.json'), 'utf8')); // complete
-          expect(
-            now === stable(good) || now === fresh || c.name === 'golden emit',
-            `${c.name} killed after ${delay} ms`,
-          ).toBe(true);
-          expect(leftovers(parent), `${c.name} killed after ${delay} ms`).toEqual([]);
-          if (now !== stable(good)) expect((await runMil(c.args(out, 1))).code).toBe(EXIT.ok);
+          expect(now === stable(good) || now === fresh || c.name === 'golden emit', what).toBe(true);
+          expect(leftovers(parent), what).toEqual([]);
+          if (existsSync(`${out}.checkpoint`)) {
+            // the checkpoint a training run saved before the kill resumes to the same new output
+            expect((await runMil(c.args(out, 2))).code, what).toBe(EXIT.ok);
+            expect(stable(state(target(c, out))), `${what}: resumed`).toEqual(fresh);
+            expect(existsSync(`${out}.checkpoint`), `${what}: resumed`).toBe(false);
+          }
+          if (now !== stable(good)) expect((await runMil(c.args(out, 1))).code).toBe(c.done ?? EXIT.ok);
         }
       }
     },
+    KILLS_ALL ? 300_000 : 60_000,
   );
 });

@@ -17,14 +17,21 @@
  * single-file writer (tokenizer train), a folder added to (golden emit) and the conformance harness's case
  * folder (conform --save): ~10 s here. MIL_SWEEP_KILLS=1 kills every command 3 times. The kill points are
  * drawn from a printed seed: MIL_SWEEP_SEED=N reruns the same kills.
+ * Races: for the commands that take no run lock (convert, init, tokenizer train, golden emit), another `mil`
+ * process writing the same output runs to its end at an exact point of this one's write (spawnSync from the
+ * writer shim): just before its lock is taken (the other one finishes; this one's complete output replaces it —
+ * golden emit, which adds to its folder, keeps the other one's case too) and inside it (the other one is
+ * refused with EXIT.locked). Never a mix, nothing beside it: ~6 s here.
  * The whole default run: 17–18 s of tests on 2 cores (full disk 4–7 s, kills 9–14 s; 21–25 s with imports).
  * Not covered here: npm run paper (runs these commands).
  * Mutations that fail it: leaving the writer's temporary behind (convert: leftover .convert.mil-tmp-*;
  * conform --save: .conform---save.mil-tmp-*); writeFile in place (tokenizer train: the good file changed on a
  * full disk; killed before the in-place write, MIL_SWEEP_SEED=10: the file neither version); recovery not
- * removing a killed writer's lock and temporaries (MIL_SWEEP_SEED=570289532: .convert.mil-lock left).
+ * removing a killed writer's lock and temporaries (MIL_SWEEP_SEED=570289532: .convert.mil-lock left); a live
+ * lock taken for stale (convert: the other writer inside the write exits 0, not 4). The race failed on golden
+ * emit as it was (it read the folder's cases before taking the writer's lock: the other emit's case was lost).
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -290,4 +297,53 @@ describe('sweep: a full disk during every writing command loses nothing and leav
     },
     KILLS_ALL ? 300_000 : 60_000,
   );
+
+  describe('sweep: two processes writing the same output at once (the commands without a run lock)', () => {
+    it("convert, init, tokenizer train, golden emit: a second writer before or inside the first one's write leaves one complete output (golden emit: both cases), nothing beside it", async () => {
+      const parent = tmpFolder('sweeprace');
+      const RACED = ['convert', 'init', 'tokenizer train', 'golden emit'];
+      for (const c of setup(parent).filter((x) => RACED.includes(x.name))) {
+        const out = join(parent, c.name.replace(' ', '-'));
+        // each command's complete outputs for seeds 2 (this process) and 3 (the other one)
+        const complete = new Map<number, string>();
+        for (const seed of [2, 3]) {
+          const alone = join(tmpFolder('sweeprace'), c.name.replace(' ', '-'));
+          expect((await runMil(c.args(alone, seed))).code).toBe(EXIT.ok);
+          complete.set(seed, stable(state(target(c, alone))));
+        }
+        // the other process runs to its end just before this one's writer makes its first system call (creating
+        // its lock: the other one takes the lock and finishes), or its sixth (the lock is ours: it must refuse)
+        for (const [step, when] of [
+          [1, 'before the lock'],
+          [6, 'inside the write'],
+        ] as const) {
+          rmSync(target(c, out), { recursive: true, force: true });
+          expect((await runMil(c.args(out, 1))).code).toBe(EXIT.ok);
+          let n = 0;
+          let other: number | null = -1;
+          setWriterFsForTesting(
+            steppingFs(() => {
+              if (++n === step) other = spawnSync('node', [MIL, ...c.args(out, 3)], { stdio: 'ignore' }).status;
+            }),
+          );
+          const mine = await runMil(c.args(out, 2));
+          setWriterFsForTesting();
+          const what = `${c.name}, the other writer ${when}`;
+          expect(mine.code, `${what}: ${mine.err}`).toBe(EXIT.ok);
+          expect(other, what).toBe(step === 1 ? EXIT.ok : EXIT.locked);
+          if (c.name === 'golden emit') {
+            // emit adds a case to the folder: the other one's case must survive this one's write
+            const cases = (
+              JSON.parse(readFileSync(join(out, 'kernels.json'), 'utf8')) as { cases: Array<{ name: string }> }
+            ).cases
+              .map((k) => k.name)
+              .sort();
+            const seeds = step === 1 ? [1, 2, 3] : [1, 2];
+            expect(cases, what).toEqual(seeds.map((k) => `causal_conv1d_s${k}`));
+          } else expect(stable(state(target(c, out))), what).toBe(complete.get(2));
+          expect(leftovers(parent), what).toEqual([]);
+        }
+      }
+    }, 60_000);
+  });
 });

@@ -23,7 +23,17 @@
  * golden emit, which adds to its folder, keeps the other one's case too) and inside it (the other one is
  * refused with EXIT.locked). Never a mix, nothing beside it: ~6 s here.
  * The whole default run: 17–18 s of tests on 2 cores (full disk 4–7 s, kills 9–14 s; 21–25 s with imports).
- * Not covered here: npm run paper (runs these commands).
+ * Not run here: npm run paper (scripts/paper.ts). It has no size or output option: it distils the shipped
+ * d_model-128 teacher (models/teacher-small) in 100-step runs of batch 4 × 256 and evaluates on 32768 test tokens
+ * (tens of minutes on 2 cores), and writes into the checkout itself (runs/paper/, docs/results.md,
+ * docs/results/); even --page-only rewrites docs/ and re-measures perplexities. What covers its writes: every
+ * training run is a `mil distill|sft|dpo` child process (scripts/commands.ts runAll), the commands swept above
+ * under a full disk and kills (and their run lock, spec/reliability.spec.ts); a run counts as done when its
+ * output folder exists, which the writer's swap makes true only of a complete one (the kill sweep's promise);
+ * its own files (timing.json, results.md, results.json, the SVGs through lib/plot/svg.ts writeSvg) go through
+ * the single-file writer, swept here with tokenizer train and crash-tested in spec/writer.spec.ts. Left open:
+ * results.md and results.json are two writes, so a kill between them leaves each complete but from different
+ * invocations (--page-only rebuilds both).
  * Mutations that fail it: leaving the writer's temporary behind (convert: leftover .convert.mil-tmp-*;
  * conform --save: .conform---save.mil-tmp-*); writeFile in place (tokenizer train: the good file changed on a
  * full disk; killed before the in-place write, MIL_SWEEP_SEED=10: the file neither version); recovery not

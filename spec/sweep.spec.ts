@@ -31,7 +31,7 @@
  * under a full disk and kills (and their run lock, spec/reliability.spec.ts); a run counts as done when its
  * output folder exists, which the writer's swap makes true only of a complete one (the kill sweep's promise);
  * its own files (timing.json, results.md, results.json, the SVGs through lib/plot/svg.ts writeSvg) go through
- * the single-file writer, swept here with tokenizer train and crash-tested in spec/writer.spec.ts. Left open:
+ * the single-file writer, swept here with tokenizer train and crash-tested in spec/writer_crash.spec.ts. Left open:
  * results.md and results.json are two writes, so a kill between them leaves each complete but from different
  * invocations (--page-only rebuilds both).
  * Mutations that fail it: leaving the writer's temporary behind (convert: leftover .convert.mil-tmp-*;

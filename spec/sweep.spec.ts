@@ -15,14 +15,14 @@
  * beside it; a training run's checkpoint left by the kill must resume to the same new output. The default run
  * kills once each a folder writer (convert), a training run with a checkpoint every step (train), the
  * single-file writer (tokenizer train), a folder added to (golden emit) and the conformance harness's case
- * folder (conform --save): ~10 s here. MIL_SWEEP_KILLS=1 kills every command 3 times. The kill points are
+ * folder (conform --save): 8–14 s here. MIL_SWEEP_KILLS=1 kills every command 3 times. The kill points are
  * drawn from a printed seed: MIL_SWEEP_SEED=N reruns the same kills.
  * Races: for the commands that take no run lock (convert, init, tokenizer train, golden emit), another `mil`
  * process writing the same output runs to its end at an exact point of this one's write (spawnSync from the
  * writer shim): just before its lock is taken (the other one finishes; this one's complete output replaces it —
  * golden emit, which adds to its folder, keeps the other one's case too) and inside it (the other one is
  * refused with EXIT.locked). Never a mix, nothing beside it: 6–11 s here (8 child processes).
- * The whole default run: 22–28 s of tests on 2 cores (full disk 3–7 s, kills 9–14 s, races 6–11 s).
+ * The whole default run: 19–23 s of tests on 2 cores (full disk 2–5 s, kills 8–14 s, races 6–11 s).
  * Not run here: npm run paper (scripts/paper.ts). It has no size or output option: it distils the shipped
  * d_model-128 teacher (models/teacher-small) in 100-step runs of batch 4 × 256 and evaluates on 32768 test tokens
  * (tens of minutes on 2 cores), and writes into the checkout itself (runs/paper/, docs/results.md,

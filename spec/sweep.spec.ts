@@ -1,22 +1,50 @@
 /**
  * The full-disk (and kill) sweep over the writing commands (issue #27): for each of convert, init, train,
- * distill, sft, dpo, tokenizer train and golden emit at tiny sizes, a first run makes a good output; then
+ * distill, sft, dpo, tokenizer train, golden emit and conform --save (a deliberately broken example port in the
+ * lines protocol, whose smallest failing case is saved; exit 1) at tiny sizes, a first run makes a good output; then
  * the same command with another seed runs on a disk that fills up after N bytes (the writer's write(2)
  * writes what fits, the next fails with ENOSPC; N = 0, half, and all but the last 4 KiB of what the run
  * writes — its timings make the total vary by a few bytes). Each must exit with EXIT.io, leave the good
  * output byte for byte, and leave no temporary, backup or lock beside it (an OUT.checkpoint a training run
  * saved before the disk filled is its resumable state: kept, and removed before the next injection).
  *
- * Kills: with MIL_SWEEP_KILLS=1, each command also runs as a child process killed with SIGKILL after a
- * random 0.3–2.8 s (3 kills each); once recovered as the next writer would, the output must be the good
- * one or the complete new one, with nothing beside it (42 s here: not in the default run).
- * The default run is in-process: ~11 s on 2 cores (15 s when the machine is busy).
- * Not covered here: mil conform --save (needs a failing port: spec/conform.spec.ts), npm run paper (runs
- * these commands). Mutations that fail it: leaving the writer's temporary behind (convert: leftover
- * .convert.mil-tmp-*); writeFile in place (tokenizer train: the good file changed).
+ * Kills: a command runs as a child process that kills itself with SIGKILL just before a random system call of
+ * its writer (spec/kill_hook.ts numbers them; the count comes from the same command run in this process, which
+ * also makes the new output): a kill inside a write, never only somewhere in the compute around it. Once
+ * recovered as the next writer would, the output must be the good one or the complete new one, with nothing
+ * beside it; a training run's checkpoint left by the kill must resume to the same new output. The default run
+ * kills once each a folder writer (convert), a training run with a checkpoint every step (train), the
+ * single-file writer (tokenizer train), a folder added to (golden emit) and the conformance harness's case
+ * folder (conform --save): 8–14 s here. MIL_SWEEP_KILLS=1 kills every command 3 times. The kill points are
+ * drawn from a printed seed: MIL_SWEEP_SEED=N reruns the same kills.
+ * Races: for the commands that take no run lock (convert, init, tokenizer train, golden emit), another `mil`
+ * process writing the same output runs to its end at an exact point of this one's write (spawnSync from the
+ * writer shim): just before its lock is taken (the other one finishes; this one's complete output replaces it —
+ * golden emit, which adds to its folder, keeps the other one's case too) and inside it (the other one is
+ * refused with EXIT.locked). Never a mix, nothing beside it: 6–11 s here (8 child processes).
+ * The whole default run: 19–23 s of tests on 2 cores (full disk 2–5 s, kills 8–14 s, races 6–11 s).
+ * Not run here: npm run paper (scripts/paper.ts). It has no size or output option: it distils the shipped
+ * d_model-128 teacher (models/teacher-small) in 100-step runs of batch 4 × 256 and evaluates on 32768 test tokens
+ * (tens of minutes on 2 cores), and writes into the checkout itself (runs/paper/, docs/results.md,
+ * docs/results/); even --page-only rewrites docs/ and re-measures perplexities. What covers its writes: every
+ * training run is a `mil distill|sft|dpo` child process (scripts/commands.ts runAll), the commands swept above
+ * under a full disk and kills (and their run lock, spec/reliability.spec.ts); a run counts as done when its
+ * output folder exists, which the writer's swap makes true only of a complete one (the kill sweep's promise);
+ * its own files (timing.json, results.md, results.json, the SVGs through lib/plot/svg.ts writeSvg) go through
+ * the single-file writer, swept here with tokenizer train and crash-tested in spec/writer_crash.spec.ts. Left open:
+ * results.md and results.json are two writes, so a kill between them leaves each complete but from different
+ * invocations (--page-only rebuilds both).
+ * Mutations that fail it: leaving the writer's temporary behind (convert: leftover .convert.mil-tmp-*;
+ * conform --save: .conform---save.mil-tmp-*); writeFile in place (tokenizer train: the good file changed on a
+ * full disk; killed before the in-place write, MIL_SWEEP_SEED=10: the file neither version); recovery not
+ * removing a killed writer's lock and temporaries (MIL_SWEEP_SEED=570289532: .convert.mil-lock left); a live
+ * lock taken for stale (convert: the other writer inside the write exits 0, not 4). The race failed on golden
+ * emit as it was (it read the folder's cases before taking the writer's lock: the other emit's case was lost).
+ * Each part checks that the new version differs from the good one (tokenizer train's merges ignore --seed: its
+ * two versions differ by --vocab; before, they were the same bytes, and "the good file unchanged" held trivially).
  */
-import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { cpSync, existsSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { EXIT } from '../lib/cli/main.js';
@@ -24,7 +52,9 @@ import { REAL_WRITER_FS, recoverInterruptedSwap, setWriterFsForTesting } from '.
 import { saveModel } from '../lib/model/convert.js';
 import { randomLlama } from '../lib/model/random.js';
 import { trainBpe } from '../lib/text/bpe.js';
+import { Rng } from '../lib/rng.js';
 import { runMil, snapshot } from './cli.js';
+import { steppingFs } from './kill_hook.js';
 import { tmpFolder } from './tmp.js';
 
 afterEach(() => setWriterFsForTesting());
@@ -43,6 +73,21 @@ const TRAIN_OPTIONS = [
   '1',
   '--quiet',
 ];
+
+/** MIL_SWEEP_KILLS=1: every command, 3 kills each; by default one kill each for a subset with every kind of write. */
+const KILLS_ALL = process.env.MIL_SWEEP_KILLS === '1';
+/** a folder (convert), a folder with a checkpoint beside it (train), one file (tokenizer train), a folder added
+ * to (golden emit), a folder from the conformance harness (conform --save) */
+const DEFAULT_KILLS = ['convert', 'train', 'tokenizer train', 'golden emit', 'conform --save'];
+
+/** `mil ARGS` in a child process that kills itself just before its writer's system call number `killAt`
+ * (spec/kill_hook.ts): its exit status, null when it was killed. */
+function runChild(args: string[], killAt: number): Promise<number | null> {
+  const hook = ['--import', 'tsx', '--import', join(import.meta.dirname, 'kill_hook.ts')];
+  const env = { ...process.env, MIL_SWEEP_KILL_AT: String(killAt) };
+  const child = spawn('node', [...hook, MIL, ...args], { stdio: 'ignore', env });
+  return new Promise((res) => child.on('exit', (code) => res(code)));
+}
 
 /** A disk with `budget` bytes free: a write(2) writes what fits, the next one fails with ENOSPC. */
 function fullDisk(budget: number): { written: () => number } {
@@ -72,6 +117,8 @@ interface Case {
   name: string;
   /** the command line writing `out`, with the seed that makes the new output differ */
   args: (out: string, seed: number) => string[];
+  /** its exit status when it completes (conform --save: 1, the port failed; the default EXIT.ok) */
+  done?: number;
 }
 
 function setup(parent: string): Case[] {
@@ -96,6 +143,13 @@ function setup(parent: string): Case[] {
   const config = join(parent, 'config.json');
   writeFileSync(config, readFileSync(join(teacher, 'config.json')));
   const s = (seed: number) => ['--seed', String(seed)];
+  // a deliberately broken example port (spec/conform.spec.ts): its smallest failing case is what --save writes
+  const port = join(parent, 'port');
+  cpSync(join(import.meta.dirname, '..', 'examples', 'ports', 'js'), port, { recursive: true });
+  const kernels = readFileSync(join(port, 'kernels.mjs'), 'utf8');
+  const fault = ['if (D) y += D.data[d] * u.data[i];', 'if (D && z) y += D.data[d] * u.data[i];'] as const;
+  expect(kernels).toContain(fault[0]);
+  writeFileSync(join(port, 'kernels.mjs'), kernels.replace(...fault));
   return [
     { name: 'convert', args: (o, k) => ['convert', '--teacher', teacher, '--out', o, ...s(k)] },
     { name: 'init', args: (o, k) => ['init', '--config', config, '--out', o, ...s(k)] },
@@ -142,11 +196,30 @@ function setup(parent: string): Case[] {
     },
     {
       name: 'tokenizer train',
-      args: (o, k) => ['tokenizer', 'train', '--data', data, '--vocab', '260', '--out', `${o}.json`, ...s(k)],
+      // the merges do not depend on the seed: the vocabulary size makes the versions differ
+      args: (o, k) => ['tokenizer', 'train', '--data', data, '--vocab', String(259 + k), '--out', `${o}.json`, ...s(k)],
     },
     {
       name: 'golden emit',
       args: (o, k) => ['golden', 'emit', '--op', 'causal_conv1d', '--dim', '4', '--len', '5', '--out', o, ...s(k)],
+    },
+    {
+      name: 'conform --save',
+      args: (o, k) => [
+        'conform',
+        '--op',
+        'selective_scan',
+        '--port',
+        `node ${join(port, 'port.mjs')}`,
+        '--protocol',
+        'lines',
+        '--runs',
+        '10',
+        '--save',
+        o,
+        ...s(k),
+      ],
+      done: EXIT.checkFailed,
     },
   ];
 }
@@ -159,20 +232,23 @@ function stable(s: Record<string, string>): string {
 const target = (c: Case, out: string) => (c.name === 'tokenizer train' ? `${out}.json` : out);
 
 describe('sweep: a full disk during every writing command loses nothing and leaves nothing', () => {
-  it('convert, init, train, distill, sft, dpo, tokenizer train, golden emit: ENOSPC after 0, half and all but 4 KiB of the bytes', async () => {
+  it('convert, init, train, distill, sft, dpo, tokenizer train, golden emit, conform --save: ENOSPC after 0, half and all but 4 KiB of the bytes', async () => {
     const parent = tmpFolder('sweep');
     for (const c of setup(parent)) {
       const out = join(parent, c.name.replace(' ', '-'));
       const first = await runMil(c.args(out, 1));
-      expect(first.code, `${c.name}: ${first.err}`).toBe(EXIT.ok);
+      expect(first.code, `${c.name}: ${first.err}`).toBe(c.done ?? EXIT.ok);
       const good = state(target(c, out));
       // how many bytes the second run writes, on a disk with room
       // (a target path of the same length: training.json records the command line)
       const probe = join(tmpFolder('sweep'), c.name.replace(' ', '-'));
       const count = fullDisk(Infinity);
-      expect((await runMil(c.args(probe, 2))).code).toBe(EXIT.ok);
+      expect((await runMil(c.args(probe, 2))).code).toBe(c.done ?? EXIT.ok);
       const total = count.written();
       setWriterFsForTesting();
+      expect(stable(state(target(c, probe))), `${c.name}: the new output differs from the good one`).not.toBe(
+        stable(good),
+      );
       expect(total, c.name).toBeGreaterThan(0);
       for (const budget of [0, Math.floor(total / 2), Math.max(0, total - 4096)]) {
         fullDisk(budget);
@@ -189,38 +265,102 @@ describe('sweep: a full disk during every writing command loses nothing and leav
     }
   });
 
-  it.runIf(process.env.MIL_SWEEP_KILLS === '1')(
-    'MIL_SWEEP_KILLS=1: each command killed at random moments leaves the good output or the new one, nothing beside it',
+  it(
+    KILLS_ALL
+      ? 'MIL_SWEEP_KILLS=1: every command killed before 3 random writer steps leaves the good output or the new one, nothing beside it'
+      : 'killed before a random writer step, convert, train (with a checkpoint), tokenizer train, golden emit and conform --save leave the good output or the new one, nothing beside it',
     async () => {
+      const seed = Number(process.env.MIL_SWEEP_SEED ?? Math.floor(Math.random() * 2 ** 31));
+      console.log(`kill sweep: seed ${seed} (rerun with MIL_SWEEP_SEED=${seed})`);
+      const rng = new Rng(seed);
       const parent = tmpFolder('sweepkill');
-      for (const c of setup(parent)) {
+      const cases = setup(parent).filter((c) => KILLS_ALL || DEFAULT_KILLS.includes(c.name));
+      for (const c of cases) {
         const out = join(parent, c.name.replace(' ', '-'));
-        expect((await runMil(c.args(out, 1))).code).toBe(EXIT.ok);
+        expect((await runMil(c.args(out, 1))).code).toBe(c.done ?? EXIT.ok);
         const good = state(target(c, out));
+        // the new output, made in this process, counting the writer's system calls: the steps a kill can precede
         const news = join(parent, `${c.name.replace(' ', '-')}-new`);
-        expect((await runMil(c.args(news, 2))).code).toBe(EXIT.ok);
+        // (golden emit adds its case to the folder: the new version is the good one's case and this one's)
+        if (c.name === 'golden emit') expect((await runMil(c.args(news, 1))).code).toBe(EXIT.ok);
+        let steps = 0;
+        setWriterFsForTesting(steppingFs(() => void steps++));
+        expect((await runMil(c.args(news, 2))).code, c.name).toBe(c.done ?? EXIT.ok);
+        setWriterFsForTesting();
         const fresh = stable(state(target(c, news)));
-        for (let k = 0; k < 3; k++) {
-          const child = spawn('node', [MIL, ...c.args(out, 2)], { stdio: 'ignore' });
-          const delay = 300 + Math.floor(Math.random() * 2500);
-          await new Promise<void>((res) => {
-            const t = setTimeout(() => child.kill('SIGKILL'), delay);
-            child.on('exit', () => (clearTimeout(t), res()));
-          });
+        expect(fresh, `${c.name}: the new output differs from the good one`).not.toBe(stable(good));
+        for (let k = 0; k < (KILLS_ALL ? 3 : 1); k++) {
+          const at = rng.int(1, steps);
+          const what = `${c.name} killed before writer step ${at} of ${steps} (seed ${seed})`;
+          expect(await runChild(c.args(out, 2), at), what).toBe(null);
           recoverInterruptedSwap(target(c, out)); // what the next writer or loadModel does first
-          for (const ck of [`${out}.checkpoint`]) if (existsSync(ck)) recoverInterruptedSwap(ck);
+          recoverInterruptedSwap(`${out}.checkpoint`); // what the next training run does first (its writer)
           const now = stable(state(target(c, out)));
-          // golden emit adds to its folder, and a finished run's output differs from `fresh` only in its seed's
-          // outputs; both are complete versions
-          if (c.name === 'golden emit') JSON.parse(readFileSync(join(out, 'kernels.json'), 'utf8')); // complete
-          expect(
-            now === stable(good) || now === fresh || c.name === 'golden emit',
-            `${c.name} killed after ${delay} ms`,
-          ).toBe(true);
-          expect(leftovers(parent), `${c.name} killed after ${delay} ms`).toEqual([]);
-          if (now !== stable(good)) expect((await runMil(c.args(out, 1))).code).toBe(EXIT.ok);
+          console.log(
+            `${what}: ${now === stable(good) ? 'the good output' : now === fresh ? 'the new output' : 'neither the good nor the new output'}`,
+          );
+          expect(now === stable(good) || now === fresh, what).toBe(true);
+          expect(leftovers(parent), what).toEqual([]);
+          if (existsSync(`${out}.checkpoint`)) {
+            // the checkpoint a training run saved before the kill resumes to the same new output
+            expect((await runMil(c.args(out, 2))).code, what).toBe(EXIT.ok);
+            expect(stable(state(target(c, out))), `${what}: resumed`).toEqual(fresh);
+            expect(existsSync(`${out}.checkpoint`), `${what}: resumed`).toBe(false);
+          }
+          // the next kill starts from the good output again
+          if (stable(state(target(c, out))) !== stable(good)) {
+            rmSync(target(c, out), { recursive: true });
+            expect((await runMil(c.args(out, 1))).code).toBe(c.done ?? EXIT.ok);
+          }
         }
       }
     },
+    KILLS_ALL ? 300_000 : 60_000,
   );
+
+  describe('sweep: two processes writing the same output at once (the commands without a run lock)', () => {
+    it("convert, init, tokenizer train, golden emit: a second writer before or inside the first one's write leaves one complete output (golden emit: both cases), nothing beside it", async () => {
+      const parent = tmpFolder('sweeprace');
+      const RACED = ['convert', 'init', 'tokenizer train', 'golden emit'];
+      for (const c of setup(parent).filter((x) => RACED.includes(x.name))) {
+        const out = join(parent, c.name.replace(' ', '-'));
+        // this process's complete output (seed 2), made alone (golden emit's is checked by its case names)
+        const alone = join(tmpFolder('sweeprace'), c.name.replace(' ', '-'));
+        if (c.name !== 'golden emit') expect((await runMil(c.args(alone, 2))).code).toBe(EXIT.ok);
+        const complete = c.name === 'golden emit' ? '' : stable(state(target(c, alone)));
+        // the other process runs to its end just before this one's writer makes its first system call (creating
+        // its lock: the other one takes the lock and finishes), or its sixth (the lock is ours: it must refuse)
+        for (const [step, when] of [
+          [1, 'before the lock'],
+          [6, 'inside the write'],
+        ] as const) {
+          rmSync(target(c, out), { recursive: true, force: true });
+          expect((await runMil(c.args(out, 1))).code).toBe(EXIT.ok);
+          let n = 0;
+          let other: number | null = -1;
+          setWriterFsForTesting(
+            steppingFs(() => {
+              if (++n === step) other = spawnSync('node', [MIL, ...c.args(out, 3)], { stdio: 'ignore' }).status;
+            }),
+          );
+          const mine = await runMil(c.args(out, 2));
+          setWriterFsForTesting();
+          const what = `${c.name}, the other writer ${when}`;
+          expect(mine.code, `${what}: ${mine.err}`).toBe(EXIT.ok);
+          expect(other, what).toBe(step === 1 ? EXIT.ok : EXIT.locked);
+          if (c.name === 'golden emit') {
+            // emit adds a case to the folder: the other one's case must survive this one's write
+            const cases = (
+              JSON.parse(readFileSync(join(out, 'kernels.json'), 'utf8')) as { cases: Array<{ name: string }> }
+            ).cases
+              .map((k) => k.name)
+              .sort();
+            const seeds = step === 1 ? [1, 2, 3] : [1, 2];
+            expect(cases, what).toEqual(seeds.map((k) => `causal_conv1d_s${k}`));
+          } else expect(stable(state(target(c, out))), what).toBe(complete);
+          expect(leftovers(parent), what).toEqual([]);
+        }
+      }
+    }, 60_000);
+  });
 });

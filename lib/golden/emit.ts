@@ -34,18 +34,7 @@ export async function emitGolden(op: string, seed: number, shapes: ShapeOptions,
   const { inputs, attrs, note } = impl.generate(new Rng(seed), shapes);
   const ref = await getOps('reference');
   const outputs = await impl.run(ref, inputs, attrs);
-  const jsonPath = join(outDir, 'kernels.json');
-  const stPath = join(outDir, 'kernels.safetensors');
-  let cases: GoldenCase[] = [];
-  const tensors: Record<string, Tensor> = {};
-  if (existsSync(jsonPath) && existsSync(stPath)) {
-    cases = readKernelsJson(outDir).cases;
-    const f = readSafetensors(stPath);
-    for (const k of f.tensors.keys()) tensors[k] = getTensor(f, k);
-  }
   const caseName = name ?? `${op}_s${seed}`;
-  for (const k of Object.keys(tensors)) if (k.startsWith(`${caseName}/`)) delete tensors[k];
-  cases = cases.filter((c) => c.name !== caseName);
   const c: GoldenCase = {
     name: caseName,
     op,
@@ -55,12 +44,25 @@ export async function emitGolden(op: string, seed: number, shapes: ShapeOptions,
     outputs: Object.keys(outputs),
     note: note ?? `emitted by mamba-in-llama (float64 reference), seed ${seed}`,
   };
-  for (const [k, t] of Object.entries(inputs)) tensors[`${caseName}/in/${k}`] = t.astype('float64');
-  for (const [k, t] of Object.entries(outputs)) tensors[`${caseName}/out/${k}`] = t.astype('float64');
-  cases.push(c);
   writeFolder(
     outDir,
     (stage) => {
+      // the cases already there are read from the stage (the folder's files, linked in under the writer's lock),
+      // not before it: a concurrent emit into the same folder finishes before the lock is ours, and its case stays
+      const jsonPath = join(stage.dir, 'kernels.json');
+      const stPath = join(stage.dir, 'kernels.safetensors');
+      let cases: GoldenCase[] = [];
+      const tensors: Record<string, Tensor> = {};
+      if (existsSync(jsonPath) && existsSync(stPath)) {
+        cases = readKernelsJson(stage.dir).cases;
+        const f = readSafetensors(stPath);
+        for (const k of f.tensors.keys()) tensors[k] = getTensor(f, k);
+      }
+      for (const k of Object.keys(tensors)) if (k.startsWith(`${caseName}/`)) delete tensors[k];
+      cases = cases.filter((k) => k.name !== caseName);
+      for (const [k, t] of Object.entries(inputs)) tensors[`${caseName}/in/${k}`] = t.astype('float64');
+      for (const [k, t] of Object.entries(outputs)) tensors[`${caseName}/out/${k}`] = t.astype('float64');
+      cases.push(c);
       stage.writeFile('kernels.safetensors', safetensorsChunks(tensors, { schema: SCHEMA }, 'F64').chunks);
       stage.writeFile('kernels.json', JSON.stringify({ schema: SCHEMA, seed, dtype: 'float64', cases }, null, 1) + '\n');
     },

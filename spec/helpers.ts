@@ -8,6 +8,7 @@
 import { expect } from 'vitest';
 import { layerKinds, type HybridModel } from '../lib/model/mixers/block.js';
 import { WeightStore } from '../lib/model/weights.js';
+import { parseLlamaConfig } from '../lib/model/config.js';
 import { backendStatus, type BackendName } from '../lib/ops.js';
 import { Rng } from '../lib/rng.js';
 import { Tensor, relError } from '../lib/tensor.js';
@@ -59,5 +60,5 @@ export function withAttentionBias(m: HybridModel, seed: number, std = 0.5): Hybr
     ] as const)
       tensors.set(`model.layers.${i}.self_attn.${p}_proj.bias`, Tensor.normal(r, [n], 0, std)); // (n)
   });
-  return { ...m, llama: { ...c, attentionBias: true }, weights: new WeightStore(tensors) };
+  return { ...m, llama: parseLlamaConfig({ ...c.raw, attention_bias: true }), weights: new WeightStore(tensors) };
 }

@@ -34,11 +34,10 @@ import { Tensor, relError } from '../lib/tensor.js';
 import { trainForward } from '../lib/train/model.js';
 import { randomLlama } from '../lib/model/random.js';
 import { convert } from '../lib/model/convert.js';
-import { parseLlamaConfig } from '../lib/model/config.js';
-import { WeightStore } from '../lib/model/weights.js';
 import { forward, newCache, type HybridModel } from '../lib/model/hybrid.js';
 import { getOps } from '../lib/ops.js';
 import { portLogits, portModelOf } from './example_port.js';
+import { withAttentionBias } from './helpers.js';
 
 const REF = await getOps('reference');
 const TOL = 1e-9;
@@ -48,20 +47,7 @@ type Kind = (typeof KINDS)[number];
 /** A tiny model of the kind: 3 layers (the hybrids keep layer 1 as attention), grouped-query heads. */
 function tinyModel(kind: Kind, seed: number): HybridModel {
   const spec = { vocab: 17, hidden: 16, intermediate: 20, layers: 3, heads: 4, kvHeads: 2, headDim: 4 };
-  if (kind === 'llama-bias-tied') {
-    const base = randomLlama({ ...spec, tie: true }, seed);
-    const r = new Rng(seed + 1);
-    const w = new Map(base.weights.tensors);
-    for (let i = 0; i < spec.layers; i++)
-      for (const [p, n] of [
-        ['q', spec.heads * spec.headDim],
-        ['k', spec.kvHeads * spec.headDim],
-        ['v', spec.kvHeads * spec.headDim],
-        ['o', spec.hidden],
-      ] as const)
-        w.set(`model.layers.${i}.self_attn.${p}_proj.bias`, Tensor.normal(r, [n], 0, 0.3));
-    return { llama: parseLlamaConfig({ ...base.llama.raw, attention_bias: true }), weights: new WeightStore(w) };
-  }
+  if (kind === 'llama-bias-tied') return withAttentionBias(randomLlama({ ...spec, tie: true }, seed), seed + 1, 0.3);
   const plain = randomLlama(spec, seed);
   const variant = kind === 'mamba2' ? 'mamba2' : 'mamba1';
   // d_state 2 < head_dim 4: upstream's N-wide repeat and clean's hd-wide repeat differ

@@ -25,13 +25,12 @@ import { Tensor, relError } from '../lib/tensor.js';
 import { lossAndGrads, mambaOnly, simdEngine, trainForward } from '../lib/train/model.js';
 import { randomLlama } from '../lib/model/random.js';
 import { convert } from '../lib/model/convert.js';
-import { parseLlamaConfig } from '../lib/model/config.js';
-import { WeightStore } from '../lib/model/weights.js';
 import { forward, newCache, type HybridModel } from '../lib/model/hybrid.js';
 import { getOps } from '../lib/ops.js';
 import { adamStep, clipGradNorm, cosineLr, newAdamState } from '../lib/train/optim.js';
 import { CheckpointError, NonFiniteGradientError, Trainer, type TrainerOptions } from '../lib/train/trainer.js';
 import { tmpFolder } from './tmp.js';
+import { withAttentionBias } from './helpers.js';
 import { SimdGemm } from '../lib/simd/gemm.js';
 import { lastOf, lookup } from '../lib/checked.js';
 
@@ -584,20 +583,7 @@ function tinyModels(seed: number): Record<string, HybridModel> {
     { vocab: 13, hidden: 8, intermediate: 12, layers: 2, heads: 2, kvHeads: 1, headDim: 4, tie: true },
     seed,
   );
-  const r = new Rng(seed + 1);
-  const w = new Map(base.weights.tensors);
-  for (let i = 0; i < 2; i++)
-    for (const [p, n] of [
-      ['q', 8],
-      ['k', 4],
-      ['v', 4],
-      ['o', 8],
-    ] as const)
-      w.set(`model.layers.${i}.self_attn.${p}_proj.bias`, Tensor.normal(r, [n], 0, 0.3));
-  const llama: HybridModel = {
-    llama: parseLlamaConfig({ ...base.llama.raw, attention_bias: true }),
-    weights: new WeightStore(w),
-  };
+  const llama = withAttentionBias(base, seed + 1, 0.3);
   const plain = randomLlama(
     { vocab: 13, hidden: 16, intermediate: 12, layers: 2, heads: 4, kvHeads: 2, headDim: 4 },
     seed + 2,

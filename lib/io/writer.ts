@@ -116,7 +116,7 @@ function wrap<T>(path: string, syscall: string, f: () => T): T {
 }
 
 /** A lock is live while its pid runs — or, unreadable or empty, while it is under 10 s old (being created). */
-export function lockIsLive(lock: string): { live: boolean; pid: number } {
+function lockIsLive(lock: string): { live: boolean; pid: number } {
   let text = '';
   let age = Infinity;
   try {
@@ -255,15 +255,22 @@ export function markOutputs(targets: string[], command: string): void {
 /** Targets this process holds the lock of (recoverInterruptedSwap never removes those). */
 const writing = new Set<string>();
 
-function acquireLock(target: string): () => void {
-  const parent = dirname(target);
-  const name = basename(target);
-  const lock = LOCK(parent, name);
-  // the lock is written under a temporary name, then hard-linked into place: link(2) fails if the lock
-  // exists, and the lock never exists without its content (a kill leaves at most a stale temporary)
-  const staging = join(parent, `${TMP_PREFIX(name)}${process.pid}-${randomBytes(4).toString('hex')}-lock`);
+/**
+ * Take the lock file `lock` for `target` (the writer's per-write lock, and lib/io/run_lock.ts's run lock):
+ * `<pid> <ISO time>[ <holder>]`, written under a temporary name, then hard-linked into place — link(2) fails
+ * if the lock exists, and the lock never exists without its content (a kill leaves at most a stale temporary).
+ * A live holder: OutputLockedError naming its pid, its `holder` text and the lock file. A stale one (its
+ * process is gone): removed, `onStale` told, and taken. Returns the release.
+ */
+export function takeLock(
+  lock: string,
+  target: string,
+  o: { holder?: string; onStale?: (pid: number, holder: string) => void } = {},
+): () => void {
+  const parent = dirname(lock);
+  const staging = join(parent, `${TMP_PREFIX(basename(target))}${process.pid}-${randomBytes(4).toString('hex')}-lock`);
   try {
-    writeNewFile(staging, `${process.pid} ${new Date().toISOString()}\n`);
+    writeNewFile(staging, `${process.pid} ${new Date().toISOString()}${o.holder ? ` ${o.holder}` : ''}\n`);
     for (let attempt = 0; attempt < 3; attempt++) {
       try {
         fs.linkSync(staging, lock);
@@ -271,22 +278,37 @@ function acquireLock(target: string): () => void {
         if (errno(e) !== 'EEXIST')
           throw new IoError(lock, 'link', errno(e), `cannot create the lock file for ${target}`);
         const { live, pid } = lockIsLive(lock);
-        if (live && pid === process.pid)
-          throw new OutputLockedError(target, `this process already writes it, lock file ${lock}`);
-        if (live) throw new OutputLockedError(target, `pid ${Number.isNaN(pid) ? '?' : pid}, lock file ${lock}`);
-        removeQuietly(lock); // stale: its writer was killed
+        const holder = holderOf(lock);
+        const who = `${pid === process.pid ? 'this process already writes it' : `pid ${Number.isNaN(pid) ? '?' : pid}`}${holder ? `: ${holder}` : ''}`;
+        if (live) throw new OutputLockedError(target, `${who}, lock file ${lock}`);
+        o.onStale?.(pid, holder);
+        removeQuietly(lock); // stale: its holder was killed
         continue;
       }
-      writing.add(target);
-      return () => {
-        writing.delete(target);
-        removeQuietly(lock);
-      };
+      return () => removeQuietly(lock);
     }
     throw new OutputLockedError(target, `lock file ${lock} keeps changing hands`);
   } finally {
     removeQuietly(staging);
   }
+}
+
+/** The holder text recorded in a lock file after its pid and time ('' if none or unreadable). */
+function holderOf(lock: string): string {
+  try {
+    return realFs.readFileSync(lock, 'utf8').trim().split(' ').slice(2).join(' ');
+  } catch {
+    return '';
+  }
+}
+
+function acquireLock(target: string): () => void {
+  const release = takeLock(LOCK(dirname(target), basename(target)), target);
+  writing.add(target);
+  return () => {
+    writing.delete(target);
+    release();
+  };
 }
 
 /**

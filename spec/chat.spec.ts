@@ -301,6 +301,53 @@ describe('streaming', () => {
     );
   });
 
+  it('prints the decode of all ids: whole tokens and characters cut into byte tokens, mixed (fast-check, both files)', () => {
+    // a chunk: a whole token (its text valid UTF-8 alone), or one character as the byte tokens of its UTF-8 bytes
+    const files = [
+      { tok: tok3, byte: (b: number) => lookup(byteId, b) },
+      {
+        tok: tok2,
+        byte: (b: number) => tok2.encode(`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`, false)[0],
+      },
+    ];
+    for (const { tok, byte } of files) {
+      const whole = fc
+        .integer({ min: 300, max: 31999 })
+        .filter((id) => !tok.decode([id]).includes('\uFFFD'))
+        .map((id) => [id]);
+      const char = codePoint.map((c) => [...new TextEncoder().encode(String.fromCodePoint(c))].map(byte));
+      fc.assert(
+        fc.property(fc.array(fc.oneof(whole, char), { maxLength: 16 }), (chunks) => {
+          const ids = chunks.flat();
+          const pieces: string[] = [];
+          const stream = new TextStream(
+            (xs) => tok.decode(xs),
+            (p) => pieces.push(p),
+          );
+          ids.forEach((id) => stream.push(id));
+          const all = stream.end();
+          expect(all).toBe(tok.decode(ids));
+          expect(pieces.join('')).toBe(all);
+          for (const p of pieces) expect(p).not.toContain('\uFFFD');
+        }),
+        { numRuns: 200 },
+      );
+    }
+  });
+
+  it('decodes a few ids per pushed id, not all of them (linear, not quadratic, in the length)', () => {
+    const ids = tok2.encode('the quick brown fox jumps over the lazy dog '.repeat(40), false);
+    let decoded = 0;
+    const stream = new TextStream(
+      (xs) => ((decoded += xs.length), tok2.decode(xs)),
+      () => {},
+    );
+    ids.forEach((id) => stream.push(id));
+    stream.end();
+    expect(ids.length).toBeGreaterThan(300);
+    expect(decoded).toBeLessThan(6 * ids.length); // all-so-far decoding: ids.length² / 2
+  });
+
   it("Llama-2's decoder: byte-fallback pieces wait for their character; the first space is stripped once", () => {
     const ids = tok2.encode('Hello wörld 🦙 𝔘 €', false);
     expect(ids.filter((id) => /^<0x[0-9A-F]{2}>$/.test(tok2.token(id)!))).toHaveLength(8); // 🦙 and 𝔘: 4 bytes each

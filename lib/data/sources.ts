@@ -244,7 +244,7 @@ export const SOURCES: readonly Source[] = [
       name: 'django',
       pkg: 'python-django-doc',
       licence: 'BSD-3-Clause',
-      content: 'Django 4.2 documentation and release notes, HTML',
+      content: 'Django 3.2 documentation and release notes, HTML',
     },
     'usr/share/doc/python-django-doc/html',
     (rel) => rel.endsWith('.html') && !/^_|(^|\/)(genindex|py-modindex|search)\.html$/.test(rel),

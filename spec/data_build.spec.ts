@@ -205,7 +205,7 @@ describe('dedup, split, Brown index', () => {
     expect(other.filter((p, i) => p !== parts[i]).length).toBeGreaterThan(400);
   });
 
-  it('cleanDocs drops a paragraph that holds a Brown sentence, and reports the Brown text', () => {
+  it('cleanDocs drops junk and a paragraph that holds a Brown sentence, and reports the Brown text', () => {
     const rng = new Rng(2);
     const brown = new BrownIndex([
       { id: 'brown/ca01', text: prose(rng, 3, 30) },
@@ -214,11 +214,11 @@ describe('dedup, split, Brown index', () => {
     const planted = brown.docs[1].text.split('\n\n')[1];
     const docs = [
       { id: 'x/1', text: prose(rng, 4) + '\n\nAs quoted: ' + planted + ' end.' },
-      { id: 'x/2', text: prose(rng, 4) },
+      { id: 'x/2', text: prose(rng, 4) + '\n\n| 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9 |\n\n--- ** ---' },
     ];
     const stats = new Map<string, ParagraphStats>();
     const clean = cleanDocs(docs, brown, stats);
-    expect(stats.get('x')).toMatchObject({ read: 9, brown: 1, kept: 8 });
+    expect(stats.get('x')).toMatchObject({ read: 11, brown: 1, junk: 2, kept: 8 });
     expect(clean.map((d) => d.text).join('\n')).not.toContain(planted.slice(0, 60));
     expect(brown.overlap().docs.map((d) => d.id)).toEqual(['brown/cb01']);
   });

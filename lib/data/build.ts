@@ -231,7 +231,7 @@ export interface ParagraphStats {
 const emptyStats = (): ParagraphStats => ({ read: 0, junk: 0, exact: 0, near: 0, brown: 0, kept: 0 });
 
 /** Whether a paragraph is junk (see the file comment, step 2). */
-export function isJunk(p: string, words: number): boolean {
+function isJunk(p: string, words: number): boolean {
   if (words === 0) return true;
   if (p.length < 20) return false;
   const visible = p.replace(/\s/g, '').length;

@@ -67,7 +67,7 @@ const CP1252 = new TextDecoder('windows-1252');
  * UTF-8 text where the few bytes that start no valid sequence are read as Windows-1252 (a curly quote 0x92
  * left in an otherwise UTF-8 file): `repaired` gets the offset of each such byte, so the build reports them.
  */
-export function utf8TextRepairingCp1252(bytes: Uint8Array, repaired: (offset: number) => void): string {
+function utf8TextRepairingCp1252(bytes: Uint8Array, repaired: (offset: number) => void): string {
   const parts: string[] = [];
   let at = 0;
   for (;;) {
@@ -85,7 +85,7 @@ export function utf8TextRepairingCp1252(bytes: Uint8Array, repaired: (offset: nu
 }
 
 /** NFC, `\n` line ends, no control characters, runs of spaces collapsed, paragraphs split on blank lines. */
-export function normalizeText(text: string): string {
+function normalizeText(text: string): string {
   return paragraphs(text).join('\n\n');
 }
 
@@ -137,7 +137,7 @@ const NAMED: Record<string, string> = {
 };
 
 /** Decode HTML character references (named ones from a short list; numeric ones all). */
-export function decodeEntities(s: string): string {
+function decodeEntities(s: string): string {
   return s.replace(/&(#[0-9]+|#[xX][0-9a-fA-F]+|[A-Za-z]+);/g, (m, e: string) => {
     if (e[0] === '#') {
       const cp = e[1] === 'x' || e[1] === 'X' ? parseInt(e.slice(2), 16) : parseInt(e.slice(1), 10);

@@ -63,29 +63,27 @@ describe('extractors', () => {
   });
 
   it('POD: formatting codes reduced, verbatim paragraphs and =begin blocks dropped', () => {
-    const pod = [
-      '=head1 NAME',
-      '',
-      'perlfoo - B<bold> I<it> C<< $a <=> $b >> L<perlop/"Shift"> L<text|perlre> E<lt>x E<gt> L<https://perl.org>',
-      '',
-      '    my $code = 1;',
-      '',
-      '=begin html',
-      '',
-      '<b>no</b>',
-      '',
-      '=end html',
-      '',
-      '=over',
-      '',
-      '=item * first item',
-      '',
-      'Body text.',
-      '',
-      '=cut',
-      '',
-      'sub not_pod {}',
-    ].join('\n');
+    const pod = `=head1 NAME
+
+perlfoo - B<bold> I<it> C<< $a <=> $b >> L<perlop/"Shift"> L<text|perlre> E<lt>x E<gt> L<https://perl.org>
+
+    my $code = 1;
+
+=begin html
+
+<b>no</b>
+
+=end html
+
+=over
+
+=item * first item
+
+Body text.
+
+=cut
+
+sub not_pod {}`;
     expect(podText(pod)).toBe(
       'NAME\n\nperlfoo - bold it $a <=> $b perlop Shift text <x > https://perl.org\n\nfirst item\n\nBody text.',
     );
@@ -416,50 +414,17 @@ describe('mil data build on a fixture', () => {
 
   it('mil train and eval read the built folder; another tokenizer is refused naming both', async () => {
     const model = join(tmpFolder('data-train'), 'm');
-    const t = await runMil([
-      'train',
-      '--config',
-      'tiny',
-      '--data',
-      base,
-      '--out',
-      model,
-      '--steps',
-      '1',
-      '--len',
-      '16',
-      '--eval-tokens',
-      '64',
-      '--quiet',
-    ]);
+    const t = await runMil(
+      `train --config tiny --data ${base} --out ${model} --steps 1 --len 16 --eval-tokens 64 --quiet`.split(' '),
+    );
     expect(t.err).toBe('');
     expect(t.code).toBe(0);
-    const e = await runMil([
-      'eval',
-      '--model',
-      model,
-      '--data',
-      base,
-      '--split',
-      'validation',
-      '--len',
-      '16',
-      '--json',
-    ]);
+    const e = await runMil(`eval --model ${model} --data ${base} --split validation --len 16 --json`.split(' '));
     expect(e.code).toBe(0);
     expect(JSON.parse(e.out)).toMatchObject({ split: 'validation' });
     const shipped = join(import.meta.dirname, '..', 'models', 'tokenizer.json');
     const bad = await runMil([
-      'train',
-      '--config',
-      'tiny',
-      '--data',
-      base,
-      '--out',
-      `${model}2`,
-      '--steps',
-      '1',
-      '--tokenizer',
+      ...`train --config tiny --data ${base} --out ${model}2 --steps 1 --tokenizer`.split(' '),
       shipped,
     ]);
     expect(bad.code).toBe(2);

@@ -243,11 +243,20 @@ function isJunk(p: string, words: number): boolean {
  * Step 2 on documents in id order: the documents with their kept paragraphs (those left with none dropped),
  * and per-source paragraph figures.
  */
-export function cleanDocs(docs: Doc[], brown: BrownIndex, stats: Map<string, ParagraphStats>): Doc[] {
+export function cleanDocs(
+  docs: Doc[],
+  brown: BrownIndex,
+  stats: Map<string, ParagraphStats>,
+  /** called after each document with the documents and UTF-16 units done so far */
+  onDoc?: (docs: number, units: number) => void,
+): Doc[] {
   const dedup = new Deduper();
   const out: Doc[] = [];
   const sorted = [...docs].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-  for (const d of sorted) {
+  let units = 0;
+  for (const [i, d] of sorted.entries()) {
+    units += d.text.length;
+    onDoc?.(i + 1, units);
     const src = d.id.slice(0, d.id.indexOf('/'));
     const st = stats.get(src) ?? stats.set(src, emptyStats()).get(src)!;
     const kept: string[] = [];
@@ -306,7 +315,18 @@ export function buildCorpus(out: string, o: BuildOptions): CorpusManifest {
   const brown = new BrownIndex(brownSrc.docs);
   o.log(`Brown corpus: ${brownSrc.docs.length} texts, ${brown.size} distinct word ${NGRAM}-grams`);
   const stats = new Map<string, ParagraphStats>();
-  const clean = cleanDocs(docs, brown, stats);
+  const allUnits = docs.reduce((a, d) => a + d.text.length, 0);
+  const tClean = performance.now();
+  let lastClean = tClean;
+  const clean = cleanDocs(docs, brown, stats, (n, units) => {
+    const now = performance.now();
+    if (now - lastClean < 5000) return;
+    lastClean = now;
+    const s = (now - tClean) / 1000;
+    o.log(
+      `  clean: ${n}/${docs.length} documents, ${((units / allUnits) * 100).toFixed(0)}% of the text, ${(units / s / 1e6).toFixed(2)}M characters/s, ETA ${dur(((allUnits - units) * s) / units)}`,
+    );
+  });
   docs.length = 0;
   const total = [...stats.values()].reduce(
     (a, s) => ({

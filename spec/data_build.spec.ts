@@ -12,10 +12,11 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BrownIndex, Deduper, cleanDocs, partOf, type ParagraphStats } from '../lib/data/build.js';
 import { brownText, dictEntryText, firstInvalidUtf8, htmlText, podText, rstText } from '../lib/data/extract.js';
 import { decodeIds, encodeIds, readManifest, readPart } from '../lib/data/ids.js';
+import { REAL_WRITER_FS, setWriterFsForTesting } from '../lib/io/writer.js';
 import { BpeTokenizer } from '../lib/text/bpe.js';
 import { Rng } from '../lib/rng.js';
 import { runMil, snapshot } from './cli.js';
@@ -223,6 +224,7 @@ describe('dedup, split, Brown index', () => {
 });
 
 describe('mil data build on a fixture', () => {
+  afterEach(() => setWriterFsForTesting());
   // made while the file is collected, so they live for the whole file (tmp.ts), not for the first test
   const root = tmpFolder('data-root');
   const brownDir = tmpFolder('data-brown');
@@ -410,6 +412,25 @@ describe('mil data build on a fixture', () => {
     expect(gone.err).toContain(
       `argument '--root': expected a folder below which packages are installed, got '${join(r3, 'nothing-here')}'`,
     );
+  });
+
+  it('a disk that fills up mid-write: exit 6, the earlier build kept byte for byte, nothing left beside it', async () => {
+    const before = snapshot(base);
+    let free = 4_000; // bytes: part of the first file written (tokenizer.json) fits
+    setWriterFsForTesting({
+      ...REAL_WRITER_FS,
+      writeSync: (fd, b, o, l) => {
+        const n = Math.min(l, free); // a short write of what fits, then ENOSPC
+        if (n <= 0) throw Object.assign(new Error('no space left (injected)'), { code: 'ENOSPC' });
+        free -= n;
+        return REAL_WRITER_FS.writeSync(fd, b, o, n);
+      },
+    });
+    const r = await build(base, ['--seed', '3']);
+    expect(r.code).toBe(6);
+    expect(r.err).toMatch(/ENOSPC/);
+    expect(snapshot(base)).toEqual(before);
+    expect(readdirSync(join(base, '..')).filter((e) => e.includes('.mil-'))).toEqual([]);
   });
 
   it('mil train and eval read the built folder; another tokenizer is refused naming both', async () => {

@@ -8,6 +8,7 @@
  * naming the file and byte offset (exit 2), a missing package named with its install command (exit 6), and
  * training commands reading the folder. About 10 s on 2 cores.
  */
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -359,7 +360,7 @@ describe('mil data build on a fixture', () => {
     expect([...decodeIds(encodeIds(ids).gz, 'x').ids]).toEqual([...ids]);
   });
 
-  it('a shard that differs from the manifest is refused naming it', () => {
+  it('a shard that differs from the manifest, or holds an id outside the vocabulary, is refused naming it', () => {
     const m = readManifest(base);
     const copy = join(tmpFolder('data-bad'), 'c');
     mkdirSync(copy);
@@ -367,6 +368,16 @@ describe('mil data build on a fixture', () => {
     const s = m.parts.validation.shards[0];
     writeFileSync(join(copy, s.file), encodeIds(Uint16Array.from({ length: s.tokens }, () => 1)).gz);
     expect(() => readPart(copy, 'validation')).toThrow(`${join(copy, s.file)}: sha-256 of its ids`);
+    // ids out of the vocabulary, the manifest made to agree with the shard
+    const V = m.tokenizer.vocabSize;
+    const { raw, gz } = encodeIds(Uint16Array.from({ length: s.tokens }, (_, i) => (i === 7 ? V : 1)));
+    writeFileSync(join(copy, s.file), gz);
+    const j = JSON.parse(readFileSync(join(copy, 'manifest.json'), 'utf8')) as typeof m;
+    j.parts.validation.shards[0].sha256 = createHash('sha256').update(raw).digest('hex');
+    writeFileSync(join(copy, 'manifest.json'), JSON.stringify(j));
+    expect(() => readPart(copy, 'validation')).toThrow(
+      `${join(copy, s.file)}: token id ${V} at index 7 is not below the vocabulary ${V}`,
+    );
   });
 
   it('the same seed gives the same bytes; another seed another split', async () => {

@@ -13,6 +13,7 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
+import { endianness } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { readJsonObject, readRegularFile } from '../io/json.js';
@@ -67,8 +68,13 @@ export function decodeIds(gz: Uint8Array, file: string): { ids: Uint16Array; sha
     throw new CorpusError(file, `not a gzip file (${(e as Error).message})`);
   }
   if (raw.length % 2 !== 0) throw new CorpusError(file, `${raw.length} bytes: not a whole number of uint16 ids`);
-  const out = new Uint16Array(raw.length / 2);
-  for (let i = 0; i < out.length; i++) out[i] = raw.readUInt16LE(2 * i);
+  let out: Uint16Array;
+  if (endianness() === 'LE')
+    out = new Uint16Array(Uint8Array.from(raw).buffer); // a copy, so 2-byte aligned
+  else {
+    out = new Uint16Array(raw.length / 2);
+    for (let i = 0; i < out.length; i++) out[i] = raw.readUInt16LE(2 * i);
+  }
   return { ids: out, sha256: sha256(raw) };
 }
 
@@ -99,20 +105,18 @@ export function readManifest(dir: string): CorpusManifest {
 export function readPart(dir: string, part: CorpusPart, o: { shards?: number } = {}): number[] {
   const m = readManifest(dir);
   const shards = m.parts[part].shards.slice(0, o.shards ?? Infinity);
-  const out: number[] = [];
+  const out = new Array<number>(shards.reduce((a, s) => a + s.tokens, 0));
+  let at = 0;
   for (const s of shards) {
     const file = join(dir, s.file);
     const gz = readRegularFile(file, 1 << 30);
     const { ids, sha256: got } = decodeIds(gz, file);
     if (ids.length !== s.tokens) throw new CorpusError(file, `${ids.length} token ids, the manifest says ${s.tokens}`);
     if (got !== s.sha256) throw new CorpusError(file, `sha-256 of its ids is ${got}, the manifest says ${s.sha256}`);
+    const V = m.tokenizer.vocabSize;
     for (let i = 0; i < ids.length; i++) {
-      if (ids[i] >= m.tokenizer.vocabSize)
-        throw new CorpusError(
-          file,
-          `token id ${ids[i]} at index ${i} is not below the vocabulary ${m.tokenizer.vocabSize}`,
-        );
-      out.push(ids[i]);
+      if (ids[i] >= V) throw new CorpusError(file, `token id ${ids[i]} at index ${i} is not below the vocabulary ${V}`);
+      out[at++] = ids[i];
     }
   }
   return out;

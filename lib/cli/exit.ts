@@ -10,7 +10,7 @@
  *     4  the output is locked by another live run: OutputLockedError (names the holder's pid and the lock file)
  *     5  mil conform checked nothing: the port answered unsupported to every case
  *     6  an I/O or environment failure: IoError (an unwritable output, a full disk), BackendUnavailableError,
- *        KernelError
+ *        KernelError, MissingSourceError (a corpus source's package not installed: names it and its install command)
  *     7  an internal error: anything that is not one of the above (a bug; the stack trace is printed)
  *   130  interrupted by Ctrl-C (SIGINT); 143 terminated by SIGTERM (128 + the signal's number, as a shell reports)
  *
@@ -22,6 +22,7 @@ import { IoError, OutputLockedError } from '../io/writer.js';
 import { DivergedError } from '../train/job.js';
 import { NonFiniteGradientError } from '../train/trainer.js';
 import { UsageError } from './args.js';
+import { MissingSourceError } from '../data/sources.js';
 
 export const EXIT = {
   ok: 0,
@@ -71,6 +72,7 @@ const ERROR_EXITS: ReadonlyArray<readonly [ErrorClass, ExitName]> = [
   [IoError, 'io'],
   [BackendUnavailableError, 'io'],
   [KernelError, 'io'],
+  [MissingSourceError, 'io'],
   [MilError, 'usage'],
 ];
 

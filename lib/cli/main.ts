@@ -12,6 +12,7 @@
  *                (generate and demo: the fastest backend here unless --backend names one: wasm-simd on CPUs)
  *   mil backends                                           which backends run here, and why not
  *   mil tokenizer train | train | distill | eval            training (lib/cli/train_cmds.ts)
+ *   mil data build --out DIR [--seed S]                     the #25 training corpus as token ids (lib/cli/data_cmd.ts)
  *
  * Every option is typed and range-checked, and every option of a command is validated — including
  * conflicts between options, the output path and the backend — before the command does any work
@@ -40,6 +41,7 @@ import { cmdConform } from './conform_cmd.js';
 import { EXIT, EXIT_HELP, exitCodeFor } from './exit.js';
 import { INIT_OPTIONS, INIT_USAGE, cmdInit } from './init_cmd.js';
 import { TOKENIZE_OPTIONS, TOKENIZE_USAGE, cmdTokenize } from './tokenize_cmd.js';
+import { DATA_OPTIONS, DATA_USAGE, cmdDataBuild } from './data_cmd.js';
 import {
   CHAT_OPTIONS,
   CHAT_TEMPLATE_OPTIONS,
@@ -147,6 +149,7 @@ const COMMANDS = {
   tokenize: { options: TOKENIZE_OPTIONS, positionals: [0, 0] as [number, number] },
   chat: { options: CHAT_OPTIONS, positionals: [0, 0] as [number, number] },
   ...TRAIN_COMMANDS,
+  'data build': { options: DATA_OPTIONS, positionals: [0, 0] as [number, number] },
   conform: {
     options: {
       op: { kind: 'enum', choices: CONFORM_OPS },
@@ -189,6 +192,7 @@ ${INIT_USAGE}
 ${TOKENIZE_USAGE}
 ${CHAT_USAGE}
 ${TRAIN_USAGE}
+${DATA_USAGE}
   mil conform --op OP --port "CMD" [--protocol files|lines] [--runs N] [--seed S] [--rtol R] [--atol A]
               [--timeout MS] [--save DIR [--force]] [--fail-fast] [--json]
   mil conform --replay DIR --port "CMD" [--protocol files|lines] [--rtol R] [--atol A] [--timeout MS] [--json]
@@ -568,11 +572,15 @@ export async function main(argv: string[]): Promise<number> {
       if (b !== 'train') throw new UsageError(`tokenizer needs 'train'${b ? `, got '${b}'` : ''}`);
       name = 'tokenizer train';
       rest = argv.slice(2);
+    } else if (a === 'data') {
+      if (b !== 'build') throw new UsageError(`data needs 'build'${b ? `, got '${b}'` : ''}`);
+      name = 'data build';
+      rest = argv.slice(2);
     } else if (a in COMMANDS && !a.includes(' ')) {
       name = a as CommandName;
       rest = argv.slice(1);
     } else {
-      const s = suggest(a, [...Object.keys(COMMANDS).filter((c) => !c.includes(' ')), 'golden', 'tokenizer']);
+      const s = suggest(a, [...Object.keys(COMMANDS).filter((c) => !c.includes(' ')), 'golden', 'tokenizer', 'data']);
       throw new UsageError(`unknown command '${a}'${s ? ` (did you mean '${s}'?)` : ''}`);
     }
     if (rest.includes('--help')) {
@@ -615,6 +623,8 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdSft(parsed);
       case 'dpo':
         return await cmdDpo(parsed);
+      case 'data build':
+        return await cmdDataBuild(parsed, ['mil', ...argv].join(' '));
     }
   } catch (e) {
     const code = exitCodeFor(e);

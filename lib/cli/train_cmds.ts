@@ -21,6 +21,7 @@ import type { WriteDType } from '../io/safetensors.js';
 import { lockRun } from '../io/run_lock.js';
 import { checkPaths, jobOutputs, optionPaths, stageOf } from '../io/paths.js';
 import { corpusPart, corpusPartLabelled, type Doc } from '../data/corpus.js';
+import { isBuiltCorpus, readManifest, readPart, sha256 } from '../data/ids.js';
 import { BpeTokenizer, trainBpe } from '../text/bpe.js';
 import { randomLlama } from '../model/random.js';
 import { convert, dropLayers, saveModel } from '../model/convert.js';
@@ -81,7 +82,10 @@ const seedOpt: OptSpec = { kind: 'int', min: 0, max: Number.MAX_SAFE_INTEGER };
 /** The most optimizer steps a run may take: --steps, and the steps --tokens works out to. */
 export const MAX_STEPS = 10_000_000;
 const common: Record<string, OptSpec> = {
-  data: { kind: 'string', help: "'sotu', a folder of .txt files, a .txt file or a .jsonl file" },
+  data: {
+    kind: 'string',
+    help: "'sotu', a folder of .txt files, a .txt file, a .jsonl file, or a folder built by mil data build (token ids)",
+  },
   out: { kind: 'string' },
   seed: seedOpt,
   tokenizer: { kind: 'string' },
@@ -193,14 +197,35 @@ const num = (v: V, k: string) => v[k] as number | undefined;
  * a model folder without tokenizer.json gets a note naming the fallback (the one `mil generate` takes too).
  */
 function loadTokenizer(v: V, modelDir?: string): BpeTokenizer {
+  const data = str(v, 'data');
+  const built = data !== undefined && data !== 'sotu' && isBuiltCorpus(data) ? data : undefined;
   const path =
     str(v, 'tokenizer') ??
-    (modelDir && existsSync(join(modelDir, 'tokenizer.json')) ? join(modelDir, 'tokenizer.json') : SHIPPED_TOKENIZER);
+    (modelDir && existsSync(join(modelDir, 'tokenizer.json'))
+      ? join(modelDir, 'tokenizer.json')
+      : built && !modelDir
+        ? join(built, readManifest(built).tokenizer.file)
+        : SHIPPED_TOKENIZER);
   if (modelDir && path === SHIPPED_TOKENIZER)
     console.error(`note: ${modelDir} has no tokenizer.json: using ${SHIPPED_TOKENIZER}, as mil generate does`);
   if (!existsSync(path))
     throw new UsageError(`no tokenizer at ${path}: give --tokenizer FILE (make one with mil tokenizer train)`);
   return BpeTokenizer.load(path);
+}
+
+/**
+ * The token stream of a split: a folder built by `mil data build` is read as its token ids (lib/data/ids.ts),
+ * which must be in `tok`'s vocabulary — the same tokenizer.json, else a UsageError naming both; any other
+ * corpus is tokenized here (`tokenStream` of `corpusPart`).
+ */
+function splitTokens(data: string, part: 'train' | 'validation' | 'test', tok: BpeTokenizer, seed = 0): number[] {
+  if (data === 'sotu' || !isBuiltCorpus(data)) return tokenStream(corpusPart(data, part, seed), tok);
+  const m = readManifest(data);
+  if (sha256(tok.toJson()) !== m.tokenizer.sha256)
+    throw new UsageError(
+      `--data ${data} holds token ids of its own tokenizer (${join(data, m.tokenizer.file)}, vocabulary ${m.tokenizer.vocabSize}), not of the one this command uses (vocabulary ${tok.vocabSize}): give --tokenizer ${join(data, m.tokenizer.file)} or a model trained with it`,
+    );
+  return readPart(data, part);
 }
 
 /** The documents of a split, joined into one token stream with <|endoftext|> after each. */
@@ -226,6 +251,10 @@ export async function cmdTokenizerTrain(p: Parsed): Promise<number> {
     inputs: optionPaths(v, ['data']),
     outputs: [{ option: 'out', path: out, kind: 'file' }],
   });
+  if (isBuiltCorpus(str(v, 'data') ?? 'sotu'))
+    throw new UsageError(
+      `--data ${str(v, 'data')} is a built corpus: its tokenizer is ${join(str(v, 'data')!, 'tokenizer.json')}`,
+    );
   const docs = corpusPart(str(v, 'data') ?? 'sotu', 'train', num(v, 'seed') ?? 0);
   const t0 = performance.now();
   const tok = trainBpe(
@@ -380,8 +409,8 @@ export async function cmdTrain(p: Parsed): Promise<number> {
     seed,
   );
   checkStepMemory(teacher ? [model, teacher] : [model], { ...o, teacherLogits: teacher !== undefined });
-  const tokens = tokenStream(corpusPart(data, 'train'), tok);
-  const valTokens = tokenStream(corpusPart(data, 'validation'), tok);
+  const tokens = splitTokens(data, 'train', tok);
+  const valTokens = splitTokens(data, 'validation', tok);
   log(v)(
     `training ${str(v, 'config') ?? 'teacher-small'} (${paramCount(model)} parameters) on ${tokens.length} ${data} tokens: ${o.totalSteps} steps of ${o.batch}×${o.seqLen}`,
   );
@@ -447,8 +476,8 @@ export async function cmdDistill(p: Parsed): Promise<number> {
   const data = str(v, 'data') ?? 'sotu';
   const seed = num(v, 'seed') ?? 0;
   await prepare(v);
-  const tokens = tokenStream(corpusPart(data, 'train'), tok);
-  const valTokens = tokenStream(corpusPart(data, 'validation'), tok);
+  const tokens = splitTokens(data, 'train', tok);
+  const valTokens = splitTokens(data, 'validation', tok);
   // the token budget is split evenly over the stages
   const perStage = {
     ...v,
@@ -535,10 +564,14 @@ export async function cmdEval(p: Parsed): Promise<number> {
   if (engine === 'simd') await SimdGemm.load();
   const data = str(v, 'data') ?? 'sotu';
   // too few documents to hold out the split asked for: the whole corpus, labelled 'all' (never the split's name)
-  const { docs, label: split } = corpusPartLabelled(data, (str(v, 'split') ?? 'test') as 'test', num(v, 'seed') ?? 0);
+  const asked = (str(v, 'split') ?? 'test') as 'test';
+  const built = data !== 'sotu' && isBuiltCorpus(data);
+  const { docs, label: split } = built
+    ? { docs: [], label: asked }
+    : corpusPartLabelled(data, asked, num(v, 'seed') ?? 0);
   if (split === 'all' && !v.json)
     console.error(`note: ${data} has too few documents to hold out a split: evaluating all of it`);
-  const tokens = tokenStream(docs, tok);
+  const tokens = built ? splitTokens(data, asked, tok) : tokenStream(docs, tok);
   const seqLen = num(v, 'len') ?? Math.min(256, m.llama.maxPositionEmbeddings);
   const t0 = performance.now();
   const r = evaluate(m, tokens, {
@@ -588,8 +621,8 @@ export async function cmdSft(p: Parsed): Promise<number> {
     'all',
   );
   checkStepMemory([m], o);
-  const tokens = tokenStream(corpusPart(data, 'train'), tok);
-  const valTokens = tokenStream(corpusPart(data, 'validation'), tok);
+  const tokens = splitTokens(data, 'train', tok);
+  const valTokens = splitTokens(data, 'validation', tok);
   log(v)(
     `SFT of ${dir}: cross-entropy, all ${paramCount(m)} parameters; ${o.totalSteps} steps of ${o.batch}×${o.seqLen}`,
   );
@@ -645,8 +678,8 @@ export async function cmdDpo(p: Parsed): Promise<number> {
   });
   await prepare(v);
   const engine = engineFor((str(v, 'engine') ?? 'simd') as 'simd');
-  const train = preferencePairs(tokenStream(corpusPart(data, 'train'), tok), nPairs, P, C, seed);
-  const held = preferencePairs(tokenStream(corpusPart(data, 'validation'), tok), 64, P, C, seed + 1);
+  const train = preferencePairs(splitTokens(data, 'train', tok), nPairs, P, C, seed);
+  const held = preferencePairs(splitTokens(data, 'validation', tok), 64, P, C, seed + 1);
   const steps = Math.ceil(nPairs / batch);
   const refAcc = preferenceAccuracy(ref, held, batch, engine);
   const t0 = performance.now();
@@ -673,7 +706,7 @@ export async function cmdDpo(p: Parsed): Promise<number> {
     },
   });
   const heldAcc = preferenceAccuracy(ref, held, batch, engine, policy);
-  const valTokens = tokenStream(corpusPart(data, 'validation'), tok);
+  const valTokens = splitTokens(data, 'validation', tok);
   const ppl = evaluate(policy, valTokens, {
     seqLen: Math.min(256, ref.llama.maxPositionEmbeddings),
     maxTokens: 16384,

@@ -4,7 +4,9 @@
  * the bench's prompt, prefill in one forward, then NEW_TOKENS steps; the median ms/token of `--runs` runs.
  *
  * usage: node --import tsx bench/decode_threads.ts MODEL_DIR PROMPT_LEN NEW_TOKENS --threads=T [--runs=3]
- * prints one JSON line: {"ms_per_token": ..., "runs_ms": [...], "tokens": [...], "threads": T, "path": ...}
+ * prints one JSON line: {"ms_per_token": ..., "runs_ms": [...], "tokens": [...], "threads": T, "path": ...,
+ * "split_ms_per_token", "products_ms_per_token"}: the last two from one more run with the one-row products timed
+ * (what they take of a token; the rest is the step's other work).
  */
 import { loadModel } from '../lib/model/load.js';
 import { generate } from '../lib/model/generate.js';
@@ -28,6 +30,20 @@ for (let r = 0; r < runs; r++) {
   last = await generate(ops, m, prompt, { maxNewTokens: Number(args[2]), eos: [] });
   ms.push(last.decode.ms / last.decode.tokens);
 }
+// where a token's time goes: one more run with every one-row product (SimdGemm.linear with M = 1: decode's,
+// not the prefill's) timed; the rest of the step is norms, RoPE, attention over the cache, copies
+const g = SimdGemm.shared();
+const linear = g.linear.bind(g);
+let productsMs = 0;
+g.linear = (...a: Parameters<SimdGemm['linear']>) => {
+  if (a[1] !== 1) return linear(...a);
+  const t = performance.now();
+  const y = linear(...a);
+  productsMs += performance.now() - t;
+  return y;
+};
+const split = await generate(ops, m, prompt, { maxNewTokens: Number(args[2]), eos: [] });
+g.linear = linear;
 const sorted = [...ms].sort((a, b) => a - b);
 console.log(
   JSON.stringify({
@@ -36,6 +52,8 @@ console.log(
     tokens: last?.tokens,
     threads,
     path: last?.path,
+    split_ms_per_token: split.decode.ms / split.decode.tokens,
+    products_ms_per_token: productsMs / split.decode.tokens,
   }),
 );
 process.exit(0);

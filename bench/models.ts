@@ -15,7 +15,7 @@
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { backendStatus, getOps } from '../lib/ops.js';
 import { randomLlama } from '../lib/model/random.js';
@@ -32,6 +32,9 @@ import ort from 'onnxruntime-node';
 import { ortLlamaDecoder } from './peers/onnxruntime.js';
 
 const args = process.argv.slice(2);
+// the machine's load when the run starts (and, in meta, when it ends): on a shared machine a load above its cores
+// makes every figure slower and the 2-thread ones far slower (a worker waits for a core)
+const loadAtStart = loadavg()[0];
 const quick = args.includes('--quick');
 const bi = args.indexOf('--backends');
 const status = await backendStatus();
@@ -163,6 +166,8 @@ const onnxRows: Array<{
   oursTokensEqual: string;
   torchMs: number | undefined;
   floorMs: number;
+  /** of ours' ms/token, the one-row products' share (bench/decode_threads.ts: one run with them timed) */
+  productsShare: number;
 }> = [];
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const ourBackend = backends.includes('wasm-simd') ? 'wasm-simd' : backends[0];
@@ -276,10 +281,11 @@ async function onnxPeer(): Promise<void> {
       oursTokensEqual: same(o.tokens),
       torchMs: torchMs(threads),
       floorMs,
+      productsShare: (o.products_ms_per_token as number) / (o.split_ms_per_token as number),
     };
     onnxRows.push(row);
     console.log(
-      `${name.padEnd(20)} ${threads} thr.: onnxruntime-node ${ort.env.versions.common} ${ortMs.toFixed(2)} ms/token (greedy tokens equal to ours: ${row.onnxTokensEqual}); ours wasm-simd ${row.oursMs.toFixed(2)} ms/token = ${(row.oursMs / ortMs).toFixed(2)}× onnxruntime, ${row.torchMs ? (row.oursMs / row.torchMs).toFixed(2) + '× PyTorch, ' : ''}${(row.oursMs / floorMs).toFixed(2)}× the floor (${floorMs.toFixed(1)} ms)`,
+      `${name.padEnd(20)} ${threads} thr.: onnxruntime-node ${ort.env.versions.common} ${ortMs.toFixed(2)} ms/token (greedy tokens equal to ours: ${row.onnxTokensEqual}); ours wasm-simd ${row.oursMs.toFixed(2)} ms/token = ${(row.oursMs / ortMs).toFixed(2)}× onnxruntime, ${row.torchMs ? (row.oursMs / row.torchMs).toFixed(2) + '× PyTorch, ' : ''}${(row.oursMs / floorMs).toFixed(2)}× the floor (${floorMs.toFixed(1)} ms); products ${(100 * row.productsShare).toFixed(0)}% of ours`,
     );
   }
 }
@@ -291,6 +297,7 @@ const meta = {
   prefillTokens: PREFILL,
   decodeTokens: DECODE,
   spec,
+  loadAverage1m: { start: loadAtStart, end: loadavg()[0] },
   torch: torchRows,
   onnxruntime: onnxRows,
   bandwidthGBs: { fairSimd: fair / 1e9, jsSumF32: jsBw.f32 / 1e9, jsSumF64: jsBw.f64 / 1e9 },
@@ -302,6 +309,7 @@ writeFile(
     `# Model benchmark (${meta.date}, node ${meta.node})`,
     '',
     `Random Llama teacher d_model ${spec.hidden}, ${spec.layers} layers, ${spec.heads} heads (${spec.kvHeads} kv), vocab ${spec.vocab}; hybrids are Mamba-2 conversions (Algorithm 1).`,
+    `Load average (1 min) on this machine's ${availableParallelism()} cores: ${meta.loadAverage1m.start.toFixed(1)} at the start, ${meta.loadAverage1m.end.toFixed(1)} at the end (above the core count every figure is slowed, the 2-thread ones most).`,
     `Prefill ${PREFILL} tokens in one forward; decode ${DECODE} tokens one forward each. Floor = weight bytes per token / the fair read bandwidth measured in this run: ${meta.bandwidthGBs.fairSimd.toFixed(1)} GB/s (a SIMD sum with eight accumulators; a one-accumulator JS sum reads only ${meta.bandwidthGBs.jsSumF32.toFixed(1)} GB/s in float32, ${meta.bandwidthGBs.jsSumF64.toFixed(1)} in float64, bound by the latency of its adds).`,
     '',
     '| model | backend | prefill tok/s | decode tok/s | weight MB/token | floor ms/token | decode ms/token | × floor |',
@@ -326,13 +334,13 @@ writeFile(
       : []),
     ...(onnxRows.length
       ? [
-          `The teacher on onnxruntime-node ${ort.env.versions.common} (CPU provider, MLAS; its KV-cache decode graph built in bench/peers/onnxruntime.ts) and ours on wasm-simd on as many threads (bench/decode_threads.ts, its own process), the same weights and prompt; each the median of 3 decodes of ${DECODE + 1} tokens. PyTorch from the table above. Targets (issue #28): ours ≤ 1.0× onnxruntime and ≤ 1.3× the floor on 1 and on 2 threads.`,
+          `The teacher on onnxruntime-node ${ort.env.versions.common} (CPU provider, MLAS; its KV-cache decode graph built in bench/peers/onnxruntime.ts) and ours on wasm-simd on as many threads (bench/decode_threads.ts, its own process), the same weights and prompt; each the median of 3 decodes of ${DECODE + 1} tokens. PyTorch from the table above. "products / rest": of ours' time per token, the one-row products (SimdGemm.linear, timed in one more run) and the rest of the step (norms, RoPE, attention over the cache, copies). Targets (issue #28): ours ≤ 1.0× onnxruntime and ≤ 1.3× the floor on 1 and on 2 threads.`,
           '',
-          '| model | threads | onnxruntime ms/token | ours ms/token | ours / onnxruntime | ours / PyTorch | floor ms/token | ours / floor | greedy tokens equal (onnxruntime, ours) |',
-          '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
+          '| model | threads | onnxruntime ms/token | ours ms/token | ours / onnxruntime | ours / PyTorch | floor ms/token | ours / floor | ours: products / rest | greedy tokens equal (onnxruntime, ours) |',
+          '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |',
           ...onnxRows.map(
             (o) =>
-              `| ${o.model} | ${o.threads} | ${o.onnxMs.toFixed(2)} | ${o.oursMs.toFixed(2)} | ${(o.oursMs / o.onnxMs).toFixed(2)}× | ${o.torchMs ? (o.oursMs / o.torchMs).toFixed(2) + '×' : '—'} | ${o.floorMs.toFixed(2)} | ${(o.oursMs / o.floorMs).toFixed(2)}× | ${o.onnxTokensEqual}, ${o.oursTokensEqual} |`,
+              `| ${o.model} | ${o.threads} | ${o.onnxMs.toFixed(2)} | ${o.oursMs.toFixed(2)} | ${(o.oursMs / o.onnxMs).toFixed(2)}× | ${o.torchMs ? (o.oursMs / o.torchMs).toFixed(2) + '×' : '—'} | ${o.floorMs.toFixed(2)} | ${(o.oursMs / o.floorMs).toFixed(2)}× | ${(100 * o.productsShare).toFixed(0)}% / ${(100 - 100 * o.productsShare).toFixed(0)}% | ${o.onnxTokensEqual}, ${o.oursTokensEqual} |`,
           ),
           '',
         ]

@@ -10,10 +10,12 @@
  * --torch-python PATH (default /usr/bin/python3, Debian's python3-torch) and --torch-device cuda (the PyTorch
  * peer on a GPU, one row per model, compared with our first backend: the side-by-side run on the GPU machine).
  * webgpu runs three times: as it is; without fused plans; and also with weights copied per call (same-run ratios).
+ * Peers in the same run: PyTorch (above) for every model, and for the Llama teacher onnxruntime-node with a KV
+ * cache against ours on wasm-simd, both on 1 and on 2 threads (skipped with --quick unless --onnx).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { backendStatus, getOps } from '../lib/ops.js';
 import { randomLlama } from '../lib/model/random.js';
@@ -26,8 +28,13 @@ import { barChartSvg, writeSvg } from '../lib/plot/svg.js';
 import { SimdGemm } from '../lib/simd/gemm.js';
 import { getRuntime } from '../kernels/runtime.js';
 import { lastOf } from '../lib/checked.js';
+import ort from 'onnxruntime-node';
+import { ortLlamaDecoder } from './peers/onnxruntime.js';
 
 const args = process.argv.slice(2);
+// the machine's load when the run starts (and, in meta, when it ends): on a shared machine a load above its cores
+// makes every figure slower and the 2-thread ones far slower (a worker waits for a core)
+const loadAtStart = loadavg()[0];
 const quick = args.includes('--quick');
 const bi = args.indexOf('--backends');
 const status = await backendStatus();
@@ -150,62 +157,138 @@ const torchRows: Array<{
   msPerToken: number;
   sameTokens: string;
 }> = [];
+const onnxRows: Array<{
+  model: string;
+  threads: number;
+  onnxMs: number;
+  onnxTokensEqual: string;
+  oursMs: number;
+  oursTokensEqual: string;
+  torchMs: number | undefined;
+  floorMs: number;
+  /** of ours' ms/token, the one-row products' share (bench/decode_threads.ts: one run with them timed) */
+  productsShare: number;
+}> = [];
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const ourBackend = backends.includes('wasm-simd') ? 'wasm-simd' : backends[0];
-if (spawnSync(TORCH_PY, ['-c', 'import torch'], { encoding: 'utf8' }).status === 0) {
-  const tdir = mkdtempSync(join(tmpdir(), 'mil-bench-models-'));
-  try {
-    for (const [name, m] of models) {
-      if (m.mamba && m.mamba.variant !== 'mamba2') continue;
-      const mdir = join(tdir, name.replace(/\W+/g, '_'));
-      saveModel(mdir, m);
-      if (ourBackend === 'webgpu') {
-        const rt = await getRuntime('webgpu');
-        rt.residentWeights = true;
-        rt.plans.enabled = true;
-      }
-      const ours = await generate(await getOps(ourBackend), m, prompt, { maxNewTokens: DECODE + 1, eos: [] });
-      for (const threads of TORCH_DEVICE === 'cpu' ? [1, 2] : [1]) {
-        const out = execFileSync(
-          TORCH_PY,
-          [
-            join(import.meta.dirname, 'torch_decode.py'),
-            mdir,
-            String(PREFILL),
-            String(DECODE + 1),
-            `--threads=${threads}`,
-            `--device=${TORCH_DEVICE}`,
-          ],
-          // OpenBLAS as it tunes itself on this CPU (the machine's OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset), on as many threads as torch
-          {
-            encoding: 'utf8',
-            maxBuffer: 1 << 24,
-            env: {
-              ...process.env,
-              OPENBLAS_CORETYPE: undefined,
-              OPENBLAS_L2_SIZE: undefined,
-              OPENBLAS_NUM_THREADS: String(threads),
-            },
-          },
-        );
-        const t = JSON.parse(lastOf(out.trim().split('\n')));
-        const same = (t.tokens as number[]).filter((x, i) => x === ours.tokens[i]).length;
-        torchRows.push({
-          model: name,
-          threads,
-          device: t.device,
-          blas: t.blas,
-          msPerToken: t.ms_per_token,
-          sameTokens: `${same}/${t.tokens.length}`,
-        });
-        console.log(
-          `${name.padEnd(20)} PyTorch ${t.torch} (${t.blas}) ${t.device} ${threads} thr.  decode ${t.ms_per_token.toFixed(2)} ms/token   greedy tokens equal to ours: ${same}/${t.tokens.length}`,
-        );
-      }
-    }
-  } finally {
-    rmSync(tdir, { recursive: true, force: true });
+const tdir = mkdtempSync(join(tmpdir(), 'mil-bench-models-'));
+const modelDir = (name: string) => join(tdir, name.replace(/\W+/g, '_'));
+try {
+  for (const [name, m] of models) if (!m.mamba || m.mamba.variant === 'mamba2') saveModel(modelDir(name), m);
+  await torchPeer();
+  if (!quick || args.includes('--onnx')) await onnxPeer();
+} finally {
+  rmSync(tdir, { recursive: true, force: true });
+}
+
+async function torchPeer(): Promise<void> {
+  if (spawnSync(TORCH_PY, ['-c', 'import torch'], { encoding: 'utf8' }).status !== 0) {
+    console.log(`# PyTorch not installed for ${TORCH_PY} (apt-get install python3-torch): no PyTorch rows`);
+    return;
   }
-} else console.log(`# PyTorch not installed for ${TORCH_PY} (apt-get install python3-torch): no PyTorch rows`);
+  for (const [name, m] of models) {
+    if (m.mamba && m.mamba.variant !== 'mamba2') continue;
+    const mdir = modelDir(name);
+    if (ourBackend === 'webgpu') {
+      const rt = await getRuntime('webgpu');
+      rt.residentWeights = true;
+      rt.plans.enabled = true;
+    }
+    const ours = await generate(await getOps(ourBackend), m, prompt, { maxNewTokens: DECODE + 1, eos: [] });
+    for (const threads of TORCH_DEVICE === 'cpu' ? [1, 2] : [1]) {
+      const out = execFileSync(
+        TORCH_PY,
+        [
+          join(import.meta.dirname, 'torch_decode.py'),
+          mdir,
+          String(PREFILL),
+          String(DECODE + 1),
+          `--threads=${threads}`,
+          `--device=${TORCH_DEVICE}`,
+        ],
+        // OpenBLAS as it tunes itself on this CPU (the machine's OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset), on as many threads as torch
+        {
+          encoding: 'utf8',
+          maxBuffer: 1 << 24,
+          env: {
+            ...process.env,
+            OPENBLAS_CORETYPE: undefined,
+            OPENBLAS_L2_SIZE: undefined,
+            OPENBLAS_NUM_THREADS: String(threads),
+          },
+        },
+      );
+      const t = JSON.parse(lastOf(out.trim().split('\n')));
+      const same = (t.tokens as number[]).filter((x, i) => x === ours.tokens[i]).length;
+      torchRows.push({
+        model: name,
+        threads,
+        device: t.device,
+        blas: t.blas,
+        msPerToken: t.ms_per_token,
+        sameTokens: `${same}/${t.tokens.length}`,
+      });
+      console.log(
+        `${name.padEnd(20)} PyTorch ${t.torch} (${t.blas}) ${t.device} ${threads} thr.  decode ${t.ms_per_token.toFixed(2)} ms/token   greedy tokens equal to ours: ${same}/${t.tokens.length}`,
+      );
+    }
+  }
+}
+
+/**
+ * The Llama teacher on onnxruntime-node (bench/peers/onnxruntime.ts: its KV-cache decode graph) and ours on
+ * wasm-simd with the same number of threads (bench/decode_threads.ts, a process per thread count), 1 and 2
+ * threads, each the median of RUNS decodes of DECODE + 1 tokens, ORT and ours alternating; greedy tokens
+ * compared with ours in this process.
+ */
+async function onnxPeer(): Promise<void> {
+  const RUNS = 3;
+  const [name, m] = models[0];
+  const ref = await generate(await getOps(ourBackend), m, prompt, { maxNewTokens: DECODE + 1, eos: [] });
+  const same = (tokens: number[]) => `${tokens.filter((x, i) => x === ref.tokens[i]).length}/${tokens.length}`;
+  const torchMs = (threads: number) =>
+    torchRows.find((t) => t.model === name && t.threads === threads && t.device === 'cpu')?.msPerToken;
+  for (const threads of [1, 2]) {
+    process.stderr.write(`  onnxruntime ${threads} thr.: building the graph … `);
+    const dec = await ortLlamaDecoder(m, threads);
+    await dec.decode(prompt.slice(0, 4), 2); // warm-up
+    process.stderr.write('measure\n');
+    const runs: Array<{ tokens: number[]; msPerToken: number }> = [];
+    for (let r = 0; r < RUNS; r++) runs.push(await dec.decode(prompt, DECODE + 1));
+    const ortMs = median(runs.map((r) => r.msPerToken));
+    const out = execFileSync(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        join(import.meta.dirname, 'decode_threads.ts'),
+        modelDir(name),
+        String(PREFILL),
+        String(DECODE + 1),
+        `--threads=${threads}`,
+        `--runs=${RUNS}`,
+      ],
+      { encoding: 'utf8', maxBuffer: 1 << 24 },
+    );
+    const o = JSON.parse(lastOf(out.trim().split('\n')));
+    const floorMs = ((paramsPerToken(m) * 4) / fair) * 1000;
+    const row = {
+      model: name,
+      threads,
+      onnxMs: ortMs,
+      onnxTokensEqual: same(runs[0].tokens),
+      oursMs: o.ms_per_token as number,
+      oursTokensEqual: same(o.tokens),
+      torchMs: torchMs(threads),
+      floorMs,
+      productsShare: (o.products_ms_per_token as number) / (o.split_ms_per_token as number),
+    };
+    onnxRows.push(row);
+    console.log(
+      `${name.padEnd(20)} ${threads} thr.: onnxruntime-node ${ort.env.versions.common} ${ortMs.toFixed(2)} ms/token (greedy tokens equal to ours: ${row.onnxTokensEqual}); ours wasm-simd ${row.oursMs.toFixed(2)} ms/token = ${(row.oursMs / ortMs).toFixed(2)}× onnxruntime, ${row.torchMs ? (row.oursMs / row.torchMs).toFixed(2) + '× PyTorch, ' : ''}${(row.oursMs / floorMs).toFixed(2)}× the floor (${floorMs.toFixed(1)} ms); products ${(100 * row.productsShare).toFixed(0)}% of ours`,
+    );
+  }
+}
 
 const dir = opt('--out') ?? join(import.meta.dirname, 'results');
 const meta = {
@@ -214,7 +297,9 @@ const meta = {
   prefillTokens: PREFILL,
   decodeTokens: DECODE,
   spec,
+  loadAverage1m: { start: loadAtStart, end: loadavg()[0] },
   torch: torchRows,
+  onnxruntime: onnxRows,
   bandwidthGBs: { fairSimd: fair / 1e9, jsSumF32: jsBw.f32 / 1e9, jsSumF64: jsBw.f64 / 1e9 },
 };
 writeFile(join(dir, 'models.json'), JSON.stringify({ meta, rows }, null, 1) + '\n');
@@ -224,6 +309,7 @@ writeFile(
     `# Model benchmark (${meta.date}, node ${meta.node})`,
     '',
     `Random Llama teacher d_model ${spec.hidden}, ${spec.layers} layers, ${spec.heads} heads (${spec.kvHeads} kv), vocab ${spec.vocab}; hybrids are Mamba-2 conversions (Algorithm 1).`,
+    `Load average (1 min) on this machine's ${availableParallelism()} cores: ${meta.loadAverage1m.start.toFixed(1)} at the start, ${meta.loadAverage1m.end.toFixed(1)} at the end (above the core count every figure is slowed, the 2-thread ones most).`,
     `Prefill ${PREFILL} tokens in one forward; decode ${DECODE} tokens one forward each. Floor = weight bytes per token / the fair read bandwidth measured in this run: ${meta.bandwidthGBs.fairSimd.toFixed(1)} GB/s (a SIMD sum with eight accumulators; a one-accumulator JS sum reads only ${meta.bandwidthGBs.jsSumF32.toFixed(1)} GB/s in float32, ${meta.bandwidthGBs.jsSumF64.toFixed(1)} in float64, bound by the latency of its adds).`,
     '',
     '| model | backend | prefill tok/s | decode tok/s | weight MB/token | floor ms/token | decode ms/token | × floor |',
@@ -243,6 +329,19 @@ writeFile(
             const ours = rows.find((r) => r.model === t.model && r.backend === ourBackend)?.decodeMsPerToken;
             return `| ${t.model} | ${t.device} (${t.blas}) | ${t.threads} | ${t.msPerToken.toFixed(2)} | ${ours?.toFixed(1) ?? '—'} | ${ours ? (ours / t.msPerToken).toFixed(2) + '×' : '—'} | ${t.sameTokens} |`;
           }),
+          '',
+        ]
+      : []),
+    ...(onnxRows.length
+      ? [
+          `The teacher on onnxruntime-node ${ort.env.versions.common} (CPU provider, MLAS; its KV-cache decode graph built in bench/peers/onnxruntime.ts) and ours on wasm-simd on as many threads (bench/decode_threads.ts, its own process), the same weights and prompt; each the median of 3 decodes of ${DECODE + 1} tokens. PyTorch from the table above. "products / rest": of ours' time per token, the one-row products (SimdGemm.linear, timed in one more run) and the rest of the step (norms, RoPE, attention over the cache, copies). Targets (issue #28): ours ≤ 1.0× onnxruntime and ≤ 1.3× the floor on 1 and on 2 threads.`,
+          '',
+          '| model | threads | onnxruntime ms/token | ours ms/token | ours / onnxruntime | ours / PyTorch | floor ms/token | ours / floor | ours: products / rest | greedy tokens equal (onnxruntime, ours) |',
+          '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |',
+          ...onnxRows.map(
+            (o) =>
+              `| ${o.model} | ${o.threads} | ${o.onnxMs.toFixed(2)} | ${o.oursMs.toFixed(2)} | ${(o.oursMs / o.onnxMs).toFixed(2)}× | ${o.torchMs ? (o.oursMs / o.torchMs).toFixed(2) + '×' : '—'} | ${o.floorMs.toFixed(2)} | ${(o.oursMs / o.floorMs).toFixed(2)}× | ${(100 * o.productsShare).toFixed(0)}% / ${(100 - 100 * o.productsShare).toFixed(0)}% | ${o.onnxTokensEqual}, ${o.oursTokensEqual} |`,
+          ),
           '',
         ]
       : []),

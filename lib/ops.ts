@@ -141,7 +141,9 @@ let simd: { ops: Ops } | undefined;
 
 function simdUnavailableReason(): string | null {
   if (typeof WebAssembly !== 'object') return 'this JavaScript engine has no WebAssembly';
-  if (typeof SharedArrayBuffer !== 'function') return 'threads need SharedArrayBuffer';
+  if (typeof SharedArrayBuffer !== 'function')
+    return 'its shared memory needs SharedArrayBuffer (in a browser: a cross-origin isolated page)';
+  if (SimdGemm.isProvided) return null; // the browser page's instance, from the module it fetched
   try {
     SimdGemm.load(1).close();
     return null;

@@ -10,7 +10,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RESPONSE_HEADERS, parsePort, resolveRequest, serveStatic } from '../web/serve.js';
+import { RESPONSE_HEADERS } from '../web/build.js';
+import { parsePort, resolveRequest, serveStatic } from '../web/serve.js';
 import { tmpFolder } from './tmp.js';
 
 let dir: string;

@@ -1,16 +1,19 @@
 /**
  * The browser page (web/) end to end in headless Chromium (Debian's `chromium`, driven by playwright-core;
  * skipped with the reason where /usr/bin/chromium is absent — .ci/run installs it): it loads the shipped
- * models, generates exactly the CLI's tokens for the same prompt (`mil generate --backend reference --json`),
+ * models, generates exactly the CLI's tokens for the same prompt (`mil generate --backend reference --json`; on
+ * wasm-simd, the SIMD module fetched into the cross-origin isolated page, `mil generate`'s default: wasm-simd),
  * steps speculative decoding round by round (each round showing its drafts, the state kept and the conv
- * position) to the same text as plain greedy decoding, and shows Algorithm 1's copied weights equal.
+ * position) to the same text as plain greedy decoding, and shows Algorithm 1's copied weights equal; on wasm-simd
+ * it measures speculative against plain decoding in the tab (a speedup shown, the output identical). The static
+ * build's `_headers` names the cross-origin isolation headers the server sends.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { chromium } from 'playwright-core';
-import { buildWeb } from '../web/build.js';
+import { RESPONSE_HEADERS, buildWeb } from '../web/build.js';
 import { CHROMIUM_ARGS, serveStatic } from '../web/serve.js';
 import { tmpFolder } from './tmp.js';
 
@@ -19,8 +22,8 @@ const CHROMIUM = '/usr/bin/chromium';
 const PROMPT = 'Fellow-Citizens of the Senate and House of Representatives: The state of the Union';
 const N = 12;
 
-/** The CLI's greedy continuation on the float64 reference backend. */
-function cliTokens(model: string): number[] {
+/** The CLI's greedy continuation on `backend` (the float64 reference, or `mil generate`'s default: wasm-simd). */
+function cliTokens(model: string, backend: 'reference' | 'default' = 'reference'): number[] {
   const r = spawnSync(
     process.execPath,
     [
@@ -32,8 +35,7 @@ function cliTokens(model: string): number[] {
       PROMPT,
       '--max-new-tokens',
       String(N),
-      '--backend',
-      'reference',
+      ...(backend === 'reference' ? ['--backend', 'reference'] : []),
       '--json',
     ],
     { encoding: 'utf8' },
@@ -44,15 +46,20 @@ function cliTokens(model: string): number[] {
 
 describe('the browser page', () => {
   it.skipIf(!existsSync(CHROMIUM))(
-    `in headless Chromium, on the float64 reference and on GPU.js's webgpu: loads the models, generates the CLI's tokens, steps speculative rounds to plain decoding's text, shows Algorithm 1; on webgl2, webasm and cpu: the same tokens (skipped where ${CHROMIUM} is absent: apt-get install chromium)`,
+    `in headless Chromium, cross-origin isolated: on the float64 reference and on GPU.js's webgpu: loads the models, generates the CLI's tokens, steps speculative rounds to plain decoding's text, shows Algorithm 1; on wasm-simd: mil generate's tokens, speculative measured against plain in the tab, identical; on webgl2, webasm and cpu: the same tokens (skipped where ${CHROMIUM} is absent: apt-get install chromium)`,
     async () => {
       const dir = join(tmpFolder('web'), 'site');
       await buildWeb(dir);
       const { server, url } = await serveStatic(dir, 0);
       const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
-      const want = { teacher: cliTokens('teacher-small'), hybrid: cliTokens('hybrid-mamba2-50') };
+      const reference = { teacher: cliTokens('teacher-small'), hybrid: cliTokens('hybrid-mamba2-50') };
+      const simd = { teacher: cliTokens('teacher-small', 'default'), hybrid: cliTokens('hybrid-mamba2-50', 'default') };
+      // the static build names the cross-origin isolation headers for a static host
+      const headers = readFileSync(join(dir, '_headers'), 'utf8');
+      for (const [k, v] of Object.entries(RESPONSE_HEADERS)) expect(headers).toContain(`  ${k}: ${v}\n`);
       try {
-        for (const backend of ['reference', 'webgpu', 'webgl2', 'webasm', 'cpu']) {
+        for (const backend of ['reference', 'wasm-simd', 'webgpu', 'webgl2', 'webasm', 'cpu']) {
+          const want = backend === 'wasm-simd' ? simd : reference; // wasm-simd: what `mil generate` gives by default
           const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
           const errors: string[] = [];
           page.on('pageerror', (e) => errors.push(e.message));
@@ -60,10 +67,12 @@ describe('the browser page', () => {
           await page.goto(`${url}?backend=${backend}`);
           await page.waitForSelector('body[data-ready="1"]', { timeout: 60_000 });
           expect(await page.getAttribute('body', 'data-backend'), `the page runs on ${backend}`).toBe(backend);
+          // COOP + COEP from the server: SharedArrayBuffer exists, which wasm-simd's shared memory needs
+          expect(await page.getAttribute('body', 'data-cross-origin-isolated')).toBe('true');
 
           await page.fill('#prompt', PROMPT);
           await page.fill('#n', String(N));
-          await page.click('#generate');
+          await page.click('#generate', { timeout: 120_000 }); // the click waits while a slow backend's generate holds the page's thread
           await page.waitForSelector('body[data-generated="1"]', { timeout: 120_000 });
           const shown = async (sel: string) => (await page.getAttribute(sel, 'data-tokens'))!.split(',').map(Number);
           const hybrid = await shown('#out-hybrid');
@@ -75,6 +84,7 @@ describe('the browser page', () => {
           // the GPU.js kernels ran as the backend's own class (the runtime refuses a fallback, and the page shows it)
           const classes = {
             reference: null,
+            'wasm-simd': null,
             webgpu: 'WebGPUKernel',
             webgl2: 'WebGL2Kernel',
             webasm: 'WebAssemblyKernel',
@@ -98,6 +108,16 @@ describe('the browser page', () => {
               .locator('#rounds tbody tr')
               .evaluateAll((rows) => rows.map((r) => (r as HTMLElement).dataset.kept));
             expect(kept.length).toBeGreaterThan(1);
+          }
+          if (backend === 'wasm-simd') {
+            // speculative decoding measured against plain decoding in this tab: the speedup shown, the output identical
+            await page.click('#spec-measure', { timeout: 120_000 });
+            await page.waitForSelector('body[data-measured="1"]', { timeout: 120_000 });
+            expect(await page.getAttribute('#spec-speed', 'data-identical')).toBe('true');
+            expect(Number(await page.getAttribute('#spec-speed', 'data-speedup'))).toBeGreaterThan(0);
+            expect(await page.textContent('#spec-speed')).toMatch(
+              /^on wasm-simd, K = 3: .* ×[\d.]+; .*output identical to plain/,
+            );
           }
           const diffs = await page
             .locator('#alg1 td[data-diff]')

@@ -5,7 +5,9 @@
  * WebAssembly or plain JavaScript otherwise — each listed with why it is unavailable where it is. Three parts: greedy generation
  * with the teacher and the distilled hybrid side by side; speculative decoding stepped one round at a time
  * (the round's drafts, the target's verdict, i, j, k, the state kept and the conv write position); and
- * Algorithm 1's weight mapping checked live. Each output element carries its token ids in `data-tokens`
+ * Algorithm 1's weight mapping checked live. Speculative decoding is also measured against plain decoding in the
+ * tab (the speedup, and whether the output is identical). On wasm-simd the SIMD module is fetched (gemm.wasm,
+ * gemm-fma.wasm beside the page) and runs on the page's thread; the page must be cross-origin isolated. Each output element carries its token ids in `data-tokens`
  * (spec/web.spec.ts compares them with the CLI's).
  */
 import { BACKENDS, backendStatus, getOps, type BackendName, type Ops } from '../lib/ops.js';
@@ -18,6 +20,8 @@ import type { HybridModel, Mamba1Cache, Mamba2Cache } from '../lib/model/hybrid.
 import { ModelDrafter, speculativeGenerate, type Drafter } from '../lib/decode/speculative.js';
 import { specOf } from '../lib/decode/lazy_state.js';
 import { BpeTokenizer } from '../lib/text/bpe.js';
+import { compareWithPlain } from '../lib/decode/compare.js';
+import { SimdGemm } from '../lib/simd/gemm.js';
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const status = (s: string) => ($('status').textContent = s);
@@ -42,6 +46,19 @@ async function fetchModel(name: string, files: string[]): Promise<HybridModel> {
     weights: weightsFromBytes(bytes, `${dir}/model.safetensors`),
   });
 }
+
+// ---- the wasm-simd backend's module, fetched (the page has no files): the FMA build where this browser runs
+// relaxed SIMD, as Node's `SimdGemm.shared()` chooses, on this thread alone (the Node backend's worker threads
+// block in Atomics.wait, which a page's main thread may not). Its memory is shared (a SharedArrayBuffer), which
+// a page has only when cross-origin isolated: web/serve.ts and the static build's _headers ask for that.
+if (self.crossOriginIsolated) {
+  const [base, fma] = await Promise.all(
+    ['gemm.wasm', 'gemm-fma.wasm'].map(async (f) => new Uint8Array(await (await fetch(f)).arrayBuffer())),
+  );
+  const relaxed = WebAssembly.validate(fma);
+  SimdGemm.provideShared(relaxed ? fma : base, relaxed);
+}
+document.body.dataset.crossOriginIsolated = String(self.crossOriginIsolated);
 
 // ---- the backend: every one this library has, those that cannot run in this browser disabled with the reason
 const picker = $<HTMLSelectElement>('backend');
@@ -177,6 +194,30 @@ $('spec-start').onclick = async () => {
     ` <span class="note">(done: ${res.rounds.length} target forwards for ${res.tokens.length} tokens, acceptance ${(100 * res.acceptanceRate).toFixed(0)}%)</span>`;
   document.body.dataset.specDone = '1';
   $<HTMLButtonElement>('spec-start').disabled = false;
+};
+
+// ---- 2b. speculative against plain decoding, measured in this tab (lib/decode/compare.ts, as `mil demo` does)
+$<HTMLButtonElement>('spec-measure').disabled = false;
+$('spec-measure').onclick = async () => {
+  const K = Number($<HTMLInputElement>('K').value);
+  const prompt = tok.encode($<HTMLTextAreaElement>('prompt').value);
+  const el = $('spec-speed');
+  el.textContent = '…';
+  $<HTMLButtonElement>('spec-measure').disabled = true;
+  await new Promise((r) => setTimeout(r, 0));
+  const c = await compareWithPlain(ops, hybrid, () => new ModelDrafter(ops, draft, K + 1, 'lazy'), [prompt], {
+    K,
+    maxNewTokens: Number($<HTMLInputElement>('n').value),
+    repeats: 3,
+  });
+  el.dataset.speedup = String(c.speedup);
+  el.dataset.identical = String(c.identical);
+  el.textContent =
+    `on ${ops.name}, K = ${K}: speculative ${c.specDecodeMs.toFixed(0)} ms vs plain ${c.plainDecodeMs.toFixed(0)} ms for ` +
+    `${c.newTokens} tokens (after the prompt; best of 3) — ×${c.speedup.toFixed(2)}; ${c.tokensPerVerify.toFixed(2)} tokens ` +
+    `per verify, acceptance ${(100 * c.acceptance).toFixed(0)}%; output ${c.identical ? 'identical to' : 'DIFFERENT from'} plain greedy decoding`;
+  $<HTMLButtonElement>('spec-measure').disabled = false;
+  document.body.dataset.measured = String(Number(document.body.dataset.measured ?? 0) + 1);
 };
 
 // ---- 3. Algorithm 1, checked live

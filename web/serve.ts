@@ -7,13 +7,14 @@ import { createServer, type Server } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import { extname, join, normalize, resolve, sep } from 'node:path';
 import { parseArgs } from 'node:util';
-import { buildWeb } from './build.js';
+import { RESPONSE_HEADERS, buildWeb } from './build.js';
 
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
   '.js': 'text/javascript',
   '.json': 'application/json',
   '.safetensors': 'application/octet-stream',
+  '.wasm': 'application/wasm',
 };
 
 /**
@@ -29,16 +30,6 @@ export const CHROMIUM_ARGS = [
   '--enable-unsafe-webgpu',
   '--enable-unsafe-swiftshader',
 ];
-
-/**
- * Headers on every response: cross-origin isolation (so the page has SharedArrayBuffer, which the wasm-simd
- * backend's worker threads need) and no MIME sniffing.
- */
-export const RESPONSE_HEADERS = {
-  'cross-origin-opener-policy': 'same-origin',
-  'cross-origin-embedder-policy': 'require-corp',
-  'x-content-type-options': 'nosniff',
-} as const;
 
 /**
  * The file a request path names under `dir`, or the status that refuses it: 400 for a path that is not a

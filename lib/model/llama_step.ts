@@ -24,6 +24,7 @@
  */
 import { SimdGemm } from '../simd/gemm.js';
 import { rmsnormRows } from '../ref/norm.js';
+import { ropeAngles } from '../ref/rope.js';
 import { Tensor } from '../tensor.js';
 import type { Ops } from '../ops.js';
 import { attentionNames, attentionRope, attentionStep, type AttentionStepWeights } from './mixers/attention.js';
@@ -69,9 +70,12 @@ interface Plan {
   norm: FloatArray; // (d)
   head: FloatArray; // (V, d)
   inv: Float64Array; // (hd/2): RoPE's inverse frequencies
+  rope: { cos: Float64Array; sin: Float64Array }; // (hd/2) each: this token's RoPE angles, computed once for every layer
   h: Float32Array; // (d): the hidden state, float32 as on every float32 backend
   x: Float64Array; // (d): a normed row
   q: Float32Array; // (H·hd)
+  qr: Float64Array; // (H·hd): q after RoPE
+  kr: Float64Array; // (H_kv·hd): k after RoPE
   k: Float32Array; // (H_kv·hd)
   v: Float32Array; // (H_kv·hd)
   o: Float32Array; // (d): the attention's or the MLP's output
@@ -126,6 +130,9 @@ function planOf(m: HybridModel): Plan {
     inv: attentionRope(c, 0, 1).inv, // RoPE as ./mixers/attention.ts applies it
     h: new Float32Array(d),
     x: new Float64Array(d),
+    rope: { cos: new Float64Array(c.headDim / 2), sin: new Float64Array(c.headDim / 2) },
+    qr: new Float64Array(c.numHeads * c.headDim),
+    kr: new Float64Array(c.numKvHeads * c.headDim),
     q: new Float32Array(c.numHeads * c.headDim),
     k: new Float32Array(c.numKvHeads * c.headDim),
     v: new Float32Array(c.numKvHeads * c.headDim),
@@ -152,11 +159,12 @@ export function llamaStep(m: HybridModel, id: number, cache: ModelCache): Tensor
   const d = c.hiddenSize;
   const pos = cache.length;
   h.set(P.emb.subarray(id * d, (id + 1) * d));
+  ropeAngles(pos, P.inv, P.rope.cos, P.rope.sin);
   for (let i = 0; i < P.layers.length; i++) {
     const Lw = P.layers[i];
     const lc = cache.layers[i] as AttentionCache;
     rmsnormInto(h, Lw.ln1, c.rmsNormEps, x);
-    attentionStep(g, c, Lw, P, x, lc, pos, P.inv); // P.o (d)
+    attentionStep(g, c, Lw, P, x, lc, pos, P.rope); // P.o (d)
     addInto(h, P.o);
     rmsnormInto(h, Lw.ln2, c.rmsNormEps, x);
     mlpStep(g, Lw, P, x); // P.o (d)

@@ -60,23 +60,49 @@ export function applyRope(x: Tensor, positions: readonly number[], invFreq: Floa
   const { batch, heads, L, d } = dims({ x: [x, ['batch', 'heads', 'L', 'd']] });
   if (positions.length !== L) throw new ArgumentError('positions', `length ${L}`, positions.length);
   if (invFreq.length * 2 !== d) throw new ArgumentError('invFreq', `length ${d / 2}`, invFreq.length);
-  const half = d / 2;
   const out = Tensor.zeros(x.shape, 'float64', 'rope');
+  const cos = new Float64Array(d / 2); // (d/2)
+  const sin = new Float64Array(d / 2); // (d/2)
   for (let t = 0; t < L; t++) {
-    for (let i = 0; i < half; i++) {
-      const ang = positions[t] * invFreq[i];
-      const c = Math.cos(ang);
-      const s = Math.sin(ang);
-      for (let bh = 0; bh < batch * heads; bh++) {
-        const o = (bh * L + t) * d;
-        const x1 = x.data[o + i];
-        const x2 = x.data[o + i + half];
-        out.data[o + i] = x1 * c - x2 * s;
-        out.data[o + i + half] = x2 * c + x1 * s;
-      }
-    }
+    ropeAngles(positions[t], invFreq, cos, sin);
+    ropeRows(x.data, out.data as Float64Array, batch * heads, t * d, L * d, cos, sin);
   }
   return out;
+}
+
+/** cos θ_i and sin θ_i, θ_i = pos · inv_freq_i (d/2 each): one position's angles, as `applyRope` takes them. */
+export function ropeAngles(pos: number, invFreq: Float64Array, cos: Float64Array, sin: Float64Array): void {
+  for (let i = 0; i < invFreq.length; i++) {
+    const ang = pos * invFreq[i];
+    cos[i] = Math.cos(ang);
+    sin[i] = Math.sin(ang);
+  }
+}
+
+/**
+ * `rows` rows of width d = 2·cos.length at offsets o0 + r·stride in x, rotated at one position (its `ropeAngles`)
+ * into out at the same offsets: out = [x₁ cos − x₂ sin, x₂ cos + x₁ sin], float64. `applyRope` per position,
+ * and the fused decode step (lib/model/mixers/attention.ts attentionStep) on its buffers, angles computed once a token.
+ */
+export function ropeRows(
+  x: ArrayLike<number>,
+  out: Float64Array,
+  rows: number,
+  o0: number,
+  stride: number,
+  cos: Float64Array,
+  sin: Float64Array,
+): void {
+  const half = cos.length;
+  for (let r = 0; r < rows; r++) {
+    const o = o0 + r * stride;
+    for (let i = 0; i < half; i++) {
+      const x1 = x[o + i];
+      const x2 = x[o + i + half];
+      out[o + i] = x1 * cos[i] - x2 * sin[i];
+      out[o + i + half] = x2 * cos[i] + x1 * sin[i];
+    }
+  }
 }
 
 /**

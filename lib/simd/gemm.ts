@@ -239,7 +239,22 @@ export class SimdGemm {
    * A weight changed in place (kernels/runtime.ts markChanged) has its packed copy dropped.
    */
   static shared(): SimdGemm {
-    return SimdGemm.sharedOn(fmaWanted());
+    return SimdGemm.provided ?? SimdGemm.sharedOn(fmaWanted());
+  }
+  private static provided: SimdGemm | undefined;
+  /**
+   * Where the module cannot be read from a file (the browser page, web/app.ts fetches it): the instance that
+   * `shared()` returns from now on, made from the module's `bytes` (the FMA build when `fma`) on the calling
+   * thread alone. Inference only: `sharedExact` still loads the baseline build from its file.
+   */
+  static provideShared(bytes: Uint8Array, fma: boolean): SimdGemm {
+    const g = new SimdGemm(bytes, 1, fma);
+    onArrayChanged((a) => g.forget(a));
+    return (SimdGemm.provided = g);
+  }
+  /** Whether `provideShared` gave the shared instance (the wasm-simd backend then needs no file). */
+  static get isProvided(): boolean {
+    return SimdGemm.provided !== undefined;
   }
   /** The training engine's process-wide instance: the baseline build always, the same bits on every machine. */
   static sharedExact(): SimdGemm {

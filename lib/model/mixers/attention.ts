@@ -13,7 +13,7 @@
  * biases only with HF `attention_bias: true` · rope with θ = rope_theta and the config's rope_scaling.
  */
 import type { Ops } from '../../ops.js';
-import { applyRope, applyRopeBackward, ropeInvFreq } from '../../ref/rope.js';
+import { applyRope, applyRopeBackward, ropeInvFreq, ropeRows } from '../../ref/rope.js';
 import { Tensor, type FloatArray } from '../../tensor.js';
 import type { SimdGemm } from '../../simd/gemm.js';
 import type { LlamaConfig } from '../config.js';
@@ -287,19 +287,29 @@ export function attentionStep(
   g: SimdGemm,
   c: LlamaConfig,
   w: AttentionStepWeights,
-  buf: { q: Float32Array; k: Float32Array; v: Float32Array; o: Float32Array },
+  buf: {
+    q: Float32Array;
+    k: Float32Array;
+    v: Float32Array;
+    o: Float32Array;
+    qr: Float64Array;
+    kr: Float64Array;
+  },
   x: Float64Array,
   cache: AttentionCache,
   pos: number,
-  inv: Float64Array,
+  rope: { cos: Float64Array; sin: Float64Array },
 ): void {
   const { numHeads: H, numKvHeads: Hkv, headDim: hd } = c;
   linearInto(g, x, w.q, buf.q, w.bq); // (H·hd)
   linearInto(g, x, w.k, buf.k, w.bk); // (H_kv·hd)
   linearInto(g, x, w.v, buf.v, w.bv); // (H_kv·hd)
-  // one token: (1, 1, heads·hd) is already (1, heads, 1, hd)
-  const q = applyRope(new Tensor(buf.q, [1, H, 1, hd]), [pos], inv); // (1, H, 1, hd)
-  const k = applyRope(new Tensor(buf.k, [1, Hkv, 1, hd]), [pos], inv); // (1, H_kv, 1, hd)
+  // one token: (1, 1, heads·hd) is already (1, heads, 1, hd); RoPE at pos (angles computed once a token, by the
+  // caller) into float64 buffers, as applyRope returns them
+  ropeRows(buf.q, buf.qr, H, 0, hd, rope.cos, rope.sin); // (H·hd)
+  ropeRows(buf.k, buf.kr, Hkv, 0, hd, rope.cos, rope.sin); // (H_kv·hd)
+  const q = new Tensor(buf.qr, [1, H, 1, hd]); // (1, H, 1, hd)
+  const k = new Tensor(buf.kr, [1, Hkv, 1, hd]); // (1, H_kv, 1, hd)
   writeKv(cache, k, new Tensor(buf.v, [1, Hkv, 1, hd]), pos, 1, Hkv, hd, c.maxPositionEmbeddings);
   const att = cachedAttention(q, cache, pos + 1, Hkv).data; // (1, H, 1, hd) = (1, 1, H·hd)
   linearInto(g, att, w.o, buf.o, w.bo); // (d)

@@ -14,8 +14,15 @@
  * (a non-finite step changes nothing, as on the CPU). Per-step scalars live in a 4-float buffer written before
  * the step: hyper = [lr, lr/(1 − β₁ᵗ), √(1 − β₂ᵗ), 1 − lr λ] (float64 on the host, then float32).
  */
-import type { AdamOptions } from '../lib/train/optim.js';
 import type { TrainKernel } from './train_layers.js';
+
+/** The optimizer settings the kernels read (lib/train/optim.ts AdamOptions has these fields). */
+interface AdamOptions {
+  betas: [number, number];
+  eps: number;
+  weightDecay: number;
+  kind: 'adam' | 'adamw';
+}
 
 /** Partial sums per parameter (the norm kernel reads PARTS of them per parameter). */
 export const NORM_PARTS = 64;

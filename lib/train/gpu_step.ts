@@ -1,0 +1,447 @@
+/**
+ * A training step of the Llama teacher on the GPU (webgpu): forward, backward, global-norm clipping and
+ * Adam/AdamW as one chain of GPU.js kernels (lib/ops_train.ts) recorded into a resident chain
+ * (kernels/resident_chain.ts) — one command encoder, one queue.submit and one mapAsync per step, reading back
+ * only [CE, KL] and [‖g‖, clip coefficient, ok]. Parameters, gradients and both Adam moments live in device
+ * buffers from `create` on; `read` copies parameters and moments back (float32) for checkpoints.
+ *
+ * The same math as the float64 CPU trainer (lib/train/model.ts `trainForward` / `lossAndGrads`, lib/train/optim.ts):
+ *   h = embed(ids)                                                       (b·l, d)
+ *   per layer:  h₁ = h + W_o attn(rope(W_q n₁), rope(W_k n₁), W_v n₁),  n₁ = rmsnorm₁ h
+ *               h  = h₁ + W_down (silu(W_gate n₂) ⊙ W_up n₂),             n₂ = rmsnorm₂ h₁
+ *   logits = lm_head(rmsnorm(h));  loss = ce_w · CE(next token)          (b·l, V)
+ * then back in reverse (each kernel's backward beside its forward in kernels/), clip, Adam. Frozen parameters
+ * (`trainable` false) get no gradient kernels. A step whose gradient norm is not finite changes nothing: the
+ * Adam kernels return their inputs (kernels/adamw.ts) and the step throws NonFiniteGradientError.
+ *
+ * Symbols: b batch · l sequence length · N = b·l rows · d hidden_size · V vocab · H, H_kv heads · hd head_dim ·
+ * F intermediate_size. Activations are row-major (N, width) float32 device buffers.
+ *
+ * Not supported yet (a clear ArgumentError before any upload): Mamba layers (the hybrids), the distill objective,
+ * gradient accumulation > 1.
+ */
+import { ArgumentError } from '../errors.js';
+import type { HybridModel } from '../model/hybrid.js';
+import { attentionNames, attentionRope } from '../model/mixers/attention.js';
+import { blockNames, layerKinds, lmHeadName } from '../model/mixers/block.js';
+import { mlpNames } from '../model/mixers/mlp.js';
+import { ResidentChain, type ChainBuffer } from '../ops_resident.js';
+import {
+  NORM_PARTS,
+  adamHyper,
+  adamKernel,
+  attnDeltaKernel,
+  attnDkvKernel,
+  attnDqKernel,
+  attnDsKernel,
+  attnLseKernel,
+  attnScoresKernel,
+  attnValuesKernel,
+  embeddingDwKernel,
+  embeddingIndex,
+  embeddingKernel,
+  gradNormKernel,
+  linearDbKernel,
+  linearDwKernel,
+  linearDxKernel,
+  linearKernel,
+  lossGradKernel,
+  lossRowsKernel,
+  lossSumKernel,
+  lseKernel,
+  rmsnormDwKernel,
+  rmsnormDxKernel,
+  rmsnormKernel,
+  ropeKernel,
+  ropeTable,
+  rstdKernel,
+  sumSquaresKernel,
+  swigluBackKernel,
+  swigluKernel,
+  type AttnShape,
+  type TrainKernel,
+} from '../ops_train.js';
+import type { AdamOptions } from './optim.js';
+
+export interface GpuStepOptions {
+  batch: number;
+  seqLen: number;
+  optimizer: AdamOptions;
+  /** clip_grad_norm_ max norm; 0 or absent: none */
+  clip?: number;
+  ceWeight?: number;
+  trainable: (name: string) => boolean;
+}
+
+export interface GpuStepResult {
+  loss: number;
+  ce: number;
+  gradNorm: number;
+  /** false: a non-finite gradient; nothing changed on the device */
+  ok: boolean;
+}
+
+/** Why `model` with these options cannot train on the GPU step yet, or null. */
+export function gpuStepUnsupported(m: HybridModel, o: { objective?: string; accumulate?: number }): string | null {
+  if (layerKinds(m).some((k) => k !== 'attention'))
+    return 'Mamba layers (the hybrids) train on the CPU engines only so far: only the Llama teacher trains on webgpu';
+  if (o.objective !== undefined && o.objective !== 'lm')
+    return `the ${o.objective} objective trains on the CPU engines only so far (webgpu: 'lm')`;
+  if ((o.accumulate ?? 1) !== 1) return 'gradient accumulation (accumulate > 1) is not on webgpu yet';
+  return null;
+}
+
+interface Param {
+  name: string;
+  p: ChainBuffer;
+  g?: ChainBuffer;
+  m?: ChainBuffer;
+  v?: ChainBuffer;
+}
+
+export class GpuTrainStep {
+  private readonly params = new Map<string, Param>();
+  private constructor(
+    private readonly chain: ResidentChain,
+    private readonly o: GpuStepOptions,
+    private readonly V: number,
+    private readonly io: {
+      ids: ChainBuffer;
+      tgt: ChainBuffer;
+      order: ChainBuffer;
+      start: ChainBuffer;
+      hyper: ChainBuffer;
+      loss: ChainBuffer;
+      norm: ChainBuffer;
+    },
+  ) {}
+
+  /** Upload `m`'s weights (and zero moments) and record the step; throws ArgumentError where unsupported. */
+  static async create(m: HybridModel, o: GpuStepOptions): Promise<GpuTrainStep> {
+    const why = gpuStepUnsupported(m, {});
+    if (why)
+      throw new ArgumentError('backend', `a model and options the webgpu training step supports (${why})`, 'webgpu');
+    const c = m.llama;
+    const { batch: B, seqLen: L } = o;
+    const N = B * L;
+    const [d, V, H, Hkv, hd, F] = [c.hiddenSize, c.vocabSize, c.numHeads, c.numKvHeads, c.headDim, c.intermediateSize];
+    const chain = await ResidentChain.create();
+    try {
+      // sizes checked against the device before any upload
+      const largest = Math.max(
+        N * Math.max(V, F, H * hd),
+        B * H * L * L,
+        ...m.weights.names().map((n) => m.weights.get(n).size),
+      );
+      if (largest > chain.maxBufferElements)
+        throw new ArgumentError(
+          'model and batch',
+          `buffers of at most ${chain.maxBufferElements} float32 (this device)`,
+          largest,
+        );
+      const io = {
+        ids: chain.buffer('ids', N),
+        tgt: chain.buffer('targets', N),
+        order: chain.buffer('embedding order', N),
+        start: chain.buffer('embedding start', V + 1),
+        hyper: chain.buffer('adam hyper', 4),
+        loss: chain.buffer('loss', 2),
+        norm: chain.buffer('grad norm', 3),
+      };
+      const step = new GpuTrainStep(chain, o, V, io);
+      await step.record(m, { B, L, N, d, V, H, Hkv, hd, F });
+      return step;
+    } catch (e) {
+      chain.destroy();
+      throw e;
+    }
+  }
+
+  /** Kernel `k` reading `args`, writing a fresh buffer (or `out`). */
+  private async k(label: string, k: TrainKernel, args: ChainBuffer[], out?: ChainBuffer): Promise<ChainBuffer> {
+    const o = out ?? this.chain.buffer(label, k.size);
+    if (o.elements !== k.size) throw new ArgumentError(`${label} output`, `${k.size} elements`, o.elements);
+    await this.chain.kernel(label, k.key, k.source, k.constants, args, o);
+    return o;
+  }
+
+  private async record(
+    m: HybridModel,
+    s: { B: number; L: number; N: number; d: number; V: number; H: number; Hkv: number; hd: number; F: number },
+  ): Promise<void> {
+    const { B, L, N, d, V, H, Hkv, hd, F } = s;
+    const c = m.llama;
+    const chain = this.chain;
+    const tr = this.o.trainable;
+    for (const name of m.weights.names()) {
+      const data = Float32Array.from(m.weights.get(name).data); // (the parameter's shape)
+      const n = data.length;
+      this.params.set(
+        name,
+        tr(name)
+          ? {
+              name,
+              p: chain.buffer(`p:${name}`, n, data),
+              g: chain.buffer(`g:${name}`, n),
+              m: chain.buffer(`m:${name}`, n),
+              v: chain.buffer(`v:${name}`, n),
+            }
+          : { name, p: chain.buffer(`p:${name}`, n, data) },
+      );
+    }
+    const P = (name: string): ChainBuffer => {
+      const p = this.params.get(name);
+      if (!p) throw new ArgumentError('weights', `a tensor '${name}'`, undefined);
+      return p.p;
+    };
+    const G = (name: string) => this.params.get(name)?.g;
+    /** dW = dyᵀ x into the parameter's gradient (and db), where it trains. */
+    const dW = async (
+      label: string,
+      w: string,
+      b: string | undefined,
+      dy: ChainBuffer,
+      x: ChainBuffer,
+      I: number,
+      O: number,
+    ) => {
+      const g = G(w);
+      if (g) await this.k(`${label}.dW`, linearDwKernel(N, I, O), [dy, x], g);
+      const gb = b ? G(b) : undefined;
+      if (gb) await this.k(`${label}.db`, linearDbKernel(N, O), [dy], gb);
+    };
+    const bias = (b: string | undefined) => (b ? [P(b)] : []);
+    const { inv } = attentionRope(c, 0, L);
+    const rope = chain.buffer('rope cos|sin', L * hd, ropeTable(L, inv));
+    const att: AttnShape = { batch: B, L, H, Hkv, hd };
+    const embedName = 'model.embed_tokens.weight';
+    const headName = lmHeadName(m);
+    const tied = headName === embedName;
+
+    // ---------------- forward
+    let h = await this.k('embed', embeddingKernel(N, d), [this.io.ids, P(embedName)]);
+    const saved: Array<Record<string, ChainBuffer>> = [];
+    for (let i = 0; i < c.numLayers; i++) {
+      const { prefix: p, norm1, norm2 } = blockNames(i);
+      const an = attentionNames(c, p);
+      const mn = mlpNames(p);
+      const t = `L${i}`;
+      const r1 = await this.k(`${t}.rstd1`, rstdKernel(N, d, c.rmsNormEps), [h]);
+      const n1 = await this.k(`${t}.norm1`, rmsnormKernel(N, d), [h, r1, P(norm1)]);
+      const lin = (
+        w: { weight: string; bias?: string },
+        x: ChainBuffer,
+        I: number,
+        O: number,
+        label: string,
+        res?: ChainBuffer,
+      ) =>
+        this.k(label, linearKernel(N, I, O, !!w.bias, !!res), [x, P(w.weight), ...bias(w.bias), ...(res ? [res] : [])]);
+      const q = await lin(an.q, n1, d, H * hd, `${t}.q`);
+      const k = await lin(an.k, n1, d, Hkv * hd, `${t}.k`);
+      const v = await lin(an.v, n1, d, Hkv * hd, `${t}.v`);
+      const qr = await this.k(`${t}.rope_q`, ropeKernel(N, L, H, hd, 1), [q, rope]);
+      const kr = await this.k(`${t}.rope_k`, ropeKernel(N, L, Hkv, hd, 1), [k, rope]);
+      const sc = await this.k(`${t}.scores`, attnScoresKernel(att), [qr, kr]);
+      const lse = await this.k(`${t}.lse`, attnLseKernel(att), [sc]);
+      const y = await this.k(`${t}.attn`, attnValuesKernel(att), [sc, lse, v]);
+      const h1 = await lin(an.o, y, H * hd, d, `${t}.o`, h);
+      const r2 = await this.k(`${t}.rstd2`, rstdKernel(N, d, c.rmsNormEps), [h1]);
+      const n2 = await this.k(`${t}.norm2`, rmsnormKernel(N, d), [h1, r2, P(norm2)]);
+      const g = await lin({ weight: mn.gate }, n2, d, F, `${t}.gate`);
+      const u = await lin({ weight: mn.up }, n2, d, F, `${t}.up`);
+      const a = await this.k(`${t}.swiglu`, swigluKernel(N * F), [g, u]);
+      const hn = await lin({ weight: mn.down }, a, F, d, `${t}.down`, h1);
+      saved.push({ h, r1, n1, qr, kr, v, sc, lse, y, h1, r2, n2, g, u, a });
+      h = hn;
+    }
+    const rf = await this.k('rstd_f', rstdKernel(N, d, c.rmsNormEps), [h]);
+    const nf = await this.k('norm_f', rmsnormKernel(N, d), [h, rf, P('model.norm.weight')]);
+    const logits = await this.k('lm_head', linearKernel(N, d, V, false, false), [nf, P(headName)]);
+    const ls = { N, V, ceWeight: this.o.ceWeight ?? 1, ceRows: B * (L - 1) };
+    const lse = await this.k('loss.lse', lseKernel(N, V), [logits]);
+    const lossArgs = [logits, lse, this.io.tgt];
+    const dlogits = await this.k('loss.grad', lossGradKernel(ls), lossArgs);
+    const rows = await this.k('loss.rows', lossRowsKernel(ls), lossArgs);
+    await this.k('loss.sum', lossSumKernel(ls), [rows], this.io.loss);
+
+    // ---------------- backward
+    const dnf = await this.k('lm_head.dx', linearDxKernel(N, d, [V]), [dlogits, P(headName)]);
+    const headGrad = tied ? (G(embedName) ? chain.buffer('lm_head.dW (tied)', V * d) : undefined) : G(headName);
+    if (headGrad) await this.k('lm_head.dW', linearDwKernel(N, d, V), [dlogits, nf], headGrad);
+    const gnf = G('model.norm.weight');
+    if (gnf) await this.k('norm_f.dw', rmsnormDwKernel(N, d), [dnf, h, rf], gnf);
+    // per-layer gradients, shared by the layers (the same shapes); ∂ℓ/∂h alternates between two buffers
+    const buf = (name: string, n: number) => chain.buffer(name, n);
+    const dhs = [buf('bw.dh a', N * d), buf('bw.dh b', N * d)];
+    let dh = await this.k(
+      'norm_f.dx',
+      rmsnormDxKernel(N, d, c.rmsNormEps, false),
+      [dnf, h, rf, P('model.norm.weight')],
+      dhs[0],
+    );
+    const B_ = {
+      da: buf('bw.da', N * F),
+      dg: buf('bw.dg', N * F),
+      du: buf('bw.du', N * F),
+      dn: buf('bw.dn', N * d),
+      dh1: buf('bw.dh1', N * d),
+      dy: buf('bw.dy', N * H * hd),
+      delta: buf('bw.D', B * H * L),
+      ds: buf('bw.dS', B * H * L * L),
+      dqr: buf('bw.dq_rot', N * H * hd),
+      dkr: buf('bw.dk_rot', N * Hkv * hd),
+      dq: buf('bw.dq', N * H * hd),
+      dk: buf('bw.dk', N * Hkv * hd),
+      dv: buf('bw.dv', N * Hkv * hd),
+    };
+    for (let i = c.numLayers - 1; i >= 0; i--) {
+      const sv = saved[i];
+      const { prefix: p, norm1, norm2 } = blockNames(i);
+      const an = attentionNames(c, p);
+      const mn = mlpNames(p);
+      const t = `L${i}.back`;
+      // MLP
+      await this.k(`${t}.down.dx`, linearDxKernel(N, F, [d]), [dh, P(mn.down)], B_.da);
+      await dW(`${t}.down`, mn.down, undefined, dh, sv.a, F, d);
+      await this.k(`${t}.swiglu.dg`, swigluBackKernel(N * F, 'dg'), [B_.da, sv.g, sv.u], B_.dg);
+      await this.k(`${t}.swiglu.du`, swigluBackKernel(N * F, 'du'), [B_.da, sv.g], B_.du);
+      await this.k(`${t}.gate_up.dx`, linearDxKernel(N, d, [F, F]), [B_.dg, P(mn.gate), B_.du, P(mn.up)], B_.dn);
+      await dW(`${t}.gate`, mn.gate, undefined, B_.dg, sv.n2, d, F);
+      await dW(`${t}.up`, mn.up, undefined, B_.du, sv.n2, d, F);
+      const g2 = G(norm2);
+      if (g2) await this.k(`${t}.norm2.dw`, rmsnormDwKernel(N, d), [B_.dn, sv.h1, sv.r2], g2);
+      await this.k(
+        `${t}.norm2.dx`,
+        rmsnormDxKernel(N, d, c.rmsNormEps, true),
+        [B_.dn, sv.h1, sv.r2, P(norm2), dh],
+        B_.dh1,
+      );
+      // attention
+      await this.k(`${t}.o.dx`, linearDxKernel(N, H * hd, [d]), [B_.dh1, P(an.o.weight)], B_.dy);
+      await dW(`${t}.o`, an.o.weight, an.o.bias, B_.dh1, sv.y, H * hd, d);
+      await this.k(`${t}.attn.D`, attnDeltaKernel(att), [B_.dy, sv.y], B_.delta);
+      await this.k(`${t}.attn.dS`, attnDsKernel(att), [sv.sc, sv.lse, B_.dy, sv.v, B_.delta], B_.ds);
+      await this.k(`${t}.attn.dq`, attnDqKernel(att), [B_.ds, sv.kr], B_.dqr);
+      await this.k(`${t}.attn.dk`, attnDkvKernel(att, 'dk'), [B_.ds, sv.qr], B_.dkr);
+      await this.k(`${t}.attn.dv`, attnDkvKernel(att, 'dv'), [sv.sc, sv.lse, B_.dy], B_.dv);
+      await this.k(`${t}.rope_q.back`, ropeKernel(N, L, H, hd, -1), [B_.dqr, rope], B_.dq);
+      await this.k(`${t}.rope_k.back`, ropeKernel(N, L, Hkv, hd, -1), [B_.dkr, rope], B_.dk);
+      await this.k(
+        `${t}.qkv.dx`,
+        linearDxKernel(N, d, [H * hd, Hkv * hd, Hkv * hd]),
+        [B_.dq, P(an.q.weight), B_.dk, P(an.k.weight), B_.dv, P(an.v.weight)],
+        B_.dn,
+      );
+      await dW(`${t}.q`, an.q.weight, an.q.bias, B_.dq, sv.n1, d, H * hd);
+      await dW(`${t}.k`, an.k.weight, an.k.bias, B_.dk, sv.n1, d, Hkv * hd);
+      await dW(`${t}.v`, an.v.weight, an.v.bias, B_.dv, sv.n1, d, Hkv * hd);
+      const g1 = G(norm1);
+      if (g1) await this.k(`${t}.norm1.dw`, rmsnormDwKernel(N, d), [B_.dn, sv.h, sv.r1], g1);
+      const next = dh === dhs[0] ? dhs[1] : dhs[0];
+      await this.k(
+        `${t}.norm1.dx`,
+        rmsnormDxKernel(N, d, c.rmsNormEps, true),
+        [B_.dn, sv.h, sv.r1, P(norm1), B_.dh1],
+        next,
+      );
+      dh = next;
+    }
+    const gE = G(embedName);
+    if (gE)
+      await this.k(
+        'embed.dW',
+        embeddingDwKernel(N, V, d, !!headGrad && tied),
+        [dh, this.io.order, this.io.start, ...(headGrad && tied ? [headGrad] : [])],
+        gE,
+      );
+
+    // ---------------- clip and Adam
+    const trained = [...this.params.values()].filter((q) => q.g);
+    if (trained.length === 0) throw new ArgumentError('trainable', 'at least one parameter that trains', 0);
+    const part = chain.buffer('norm parts', NORM_PARTS);
+    const parts = chain.buffer('norm parts (all)', NORM_PARTS * trained.length);
+    for (const [j, q] of trained.entries()) {
+      await this.k(`sumsq ${q.name}`, sumSquaresKernel(q.p.elements), [q.g!], part);
+      chain.copy(`gather ${q.name}`, part, 0, parts, () => j * NORM_PARTS, NORM_PARTS);
+    }
+    await this.k('grad norm', gradNormKernel(parts.elements, this.o.clip ?? 0), [parts], this.io.norm);
+    const temps = new Map<number, ChainBuffer[]>();
+    for (const q of trained) {
+      const n = q.p.elements;
+      let tmp = temps.get(n);
+      if (!tmp) temps.set(n, (tmp = [0, 1, 2].map((k) => chain.buffer(`adam tmp ${k} (${n})`, n))));
+      const args = [q.g!, q.p, q.m!, q.v!, this.io.norm, this.io.hyper];
+      for (const [k, which] of (['m', 'v', 'p'] as const).entries())
+        await this.k(`adam.${which} ${q.name}`, adamKernel(n, this.o.optimizer, which), args, tmp[k]);
+      chain.copy(`adam.m← ${q.name}`, tmp[0], 0, q.m!, () => 0, n);
+      chain.copy(`adam.v← ${q.name}`, tmp[1], 0, q.v!, () => 0, n);
+      chain.copy(`adam.p← ${q.name}`, tmp[2], 0, q.p, () => 0, n);
+    }
+  }
+
+  /** Number of kernel dispatches in one step (for tests and the bench). */
+  get dispatches(): number {
+    return this.chain.dispatches;
+  }
+  get counters(): { submits: number; maps: number } {
+    return this.chain.counters;
+  }
+  /** Test hook: leave the op with this label out of every step (a test must then fail). */
+  omit(label: string): void {
+    if (!this.chain.labels.includes(label)) throw new ArgumentError('omit', 'a label of the chain', label);
+    this.chain.omit.add(label);
+  }
+
+  /** One step on rows `ids` (batch × seqLen) at learning rate lr, Adam step t (1-based): one submit, one map. */
+  async step(ids: number[][], lr: number, t: number): Promise<GpuStepResult> {
+    const { batch, seqLen } = this.o;
+    if (ids.length !== batch || ids.some((r) => r.length !== seqLen))
+      throw new ArgumentError(
+        'ids',
+        `${batch} rows of ${seqLen} tokens`,
+        ids.map((r) => r.length),
+      );
+    const flat = ids.flat();
+    flat.forEach((id, n) => {
+      if (!Number.isInteger(id) || id < 0 || id >= this.V)
+        throw new ArgumentError(`ids[${n}]`, `a token id in [0, ${this.V})`, id);
+    });
+    const tgt = Float32Array.from(flat, (_, n) => (n % seqLen === seqLen - 1 ? -1 : flat[n + 1])); // (b·l): next id, −1 at a row's end
+    const { order, start } = embeddingIndex(flat, this.V);
+    this.chain.write(this.io.ids, Float32Array.from(flat));
+    this.chain.write(this.io.tgt, tgt);
+    this.chain.write(this.io.order, order);
+    this.chain.write(this.io.start, start);
+    this.chain.write(this.io.hyper, adamHyper(this.o.optimizer, t, lr));
+    const [loss, norm] = await this.chain.run({ pos: 0 }, [{ from: this.io.loss }, { from: this.io.norm }]); // (2) [CE, KL], (3) [‖g‖, c, ok]
+    const ce = loss[0];
+    return { loss: (this.o.ceWeight ?? 1) * ce, ce, gradNorm: norm[0], ok: norm[2] > 0.5 && Number.isFinite(ce) };
+  }
+
+  /** The parameters and (for those that train) Adam moments, read back from the device (float32). */
+  async read(): Promise<Map<string, { p: Float32Array; m?: Float32Array; v?: Float32Array }>> {
+    const out = new Map<string, { p: Float32Array; m?: Float32Array; v?: Float32Array }>();
+    for (const q of this.params.values())
+      out.set(q.name, {
+        p: await this.chain.read(q.p),
+        m: q.m && (await this.chain.read(q.m)),
+        v: q.v && (await this.chain.read(q.v)),
+      });
+    return out;
+  }
+
+  /** Write moments (a resumed run's, float64 on the host) into the device buffers. */
+  setMoments(m: ReadonlyMap<string, ArrayLike<number>>, v: ReadonlyMap<string, ArrayLike<number>>): void {
+    for (const q of this.params.values()) {
+      const mm = m.get(q.name);
+      const vv = v.get(q.name);
+      if (q.m && mm) this.chain.write(q.m, Float32Array.from(mm));
+      if (q.v && vv) this.chain.write(q.v, Float32Array.from(vv));
+    }
+  }
+
+  destroy(): void {
+    this.chain.destroy();
+  }
+}

@@ -19,7 +19,8 @@ import { convert } from '../lib/model/convert.js';
 import { GpuTrainStep } from '../lib/train/gpu_step.js';
 import { lossAndGrads } from '../lib/train/model.js';
 import { adamStep, clipGradNorm, newAdamState, type AdamOptions } from '../lib/train/optim.js';
-import { float64Model } from '../lib/train/trainer.js';
+import { Trainer, float64Model, type TrainerOptions } from '../lib/train/trainer.js';
+import { tmpFolder } from './tmp.js';
 import { relError } from '../lib/tensor.js';
 import { FLOAT32_TOL, KERNEL_BACKENDS, Rng, withAttentionBias } from './helpers.js';
 
@@ -131,5 +132,55 @@ describe(`GPU training step on ${webgpu.title}`, () => {
     await expect(GpuTrainStep.create(m, { batch: 1, seqLen: 4, optimizer: o, trainable: () => true })).rejects.toThrow(
       ArgumentError,
     );
+  });
+});
+
+describe(`Trainer with engine 'webgpu' on ${webgpu.title}`, () => {
+  const opts = (engine: 'float64' | 'webgpu'): TrainerOptions => ({
+    objective: 'lm',
+    optimizer: { lr: 1e-2, betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0.1, kind: 'adamw' },
+    clip: 1,
+    totalSteps: 4,
+    warmupSteps: 1,
+    batch: 2,
+    seqLen: 6,
+    seed: 3,
+    train: 'all',
+    engine,
+  });
+  const r = new Rng(9);
+  const tokens = Array.from({ length: 60 }, () => r.int(0, 18));
+  const start = () => randomLlama({ vocab: 19, hidden: 8, intermediate: 12, layers: 2, heads: 2, kvHeads: 1 }, 4);
+
+  run(
+    'losses = the float64 trainer over 4 steps; a checkpoint after 2 resumes on webgpu (the same losses) and on the CPU',
+    async () => {
+      const steps = async (t: Trainer, n: number) => {
+        const out: number[] = [];
+        for (let i = 0; i < n; i++) out.push((await t.trainStep()).loss);
+        return out;
+      };
+      const cpu = await steps(Trainer.create(start(), tokens, opts('float64')), 4);
+      const gpu = Trainer.create(start(), tokens, opts('webgpu'));
+      const first = await steps(gpu, 2);
+      await gpu.sync();
+      const dir = tmpFolder('gpu-train');
+      gpu.save(dir);
+      const rest = await steps(gpu, 2);
+      await gpu.close();
+      expect(relError([...first, ...rest], cpu), `${[...first, ...rest]} vs ${cpu}`).toBeLessThanOrEqual(FLOAT32_TOL);
+      const again = Trainer.resume(dir, tokens);
+      expect(again.o.engine).toBe('webgpu');
+      expect(await steps(again, 2)).toEqual(rest); // the float32 state read back is the state the GPU had
+      await again.close();
+      const onCpu = Trainer.resume(dir, tokens, undefined, { engine: 'float64' });
+      expect(relError(await steps(onCpu, 2), rest)).toBeLessThanOrEqual(FLOAT32_TOL);
+    },
+  );
+
+  it('a model or objective the GPU step does not support is refused before any work', () => {
+    const hybrid = convert(start(), { variant: 'mamba2', attentionFraction: 0.5, seed: 1 });
+    expect(() => Trainer.create(hybrid, tokens, opts('webgpu'))).toThrow(/Mamba layers/);
+    expect(() => Trainer.create(start(), tokens, { ...opts('webgpu'), accumulate: 2 })).toThrow(/accumulation/);
   });
 });

@@ -11,7 +11,10 @@
  * moves), a backward kernel left out (the last layer's dk: the parameters after the step move).
  */
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it, vi } from 'vitest';
+import { main } from '../lib/cli/main.js';
 import { ArgumentError } from '../lib/errors.js';
 import { randomLlama } from '../lib/model/random.js';
 import type { HybridModel } from '../lib/model/hybrid.js';
@@ -182,5 +185,35 @@ describe(`Trainer with engine 'webgpu' on ${webgpu.title}`, () => {
     const hybrid = convert(start(), { variant: 'mamba2', attentionFraction: 0.5, seed: 1 });
     expect(() => Trainer.create(hybrid, tokens, opts('webgpu'))).toThrow(/Mamba layers/);
     expect(() => Trainer.create(start(), tokens, { ...opts('webgpu'), accumulate: 2 })).toThrow(/accumulation/);
+  });
+});
+
+describe('mil train|distill|sft|dpo --backend webgpu: what is not on the GPU yet is refused before any work', () => {
+  /** exit code and stderr of `mil …args` */
+  async function mil(...args: string[]): Promise<{ code: number; err: string }> {
+    let err = '';
+    const log = vi.spyOn(console, 'log').mockImplementation(() => {});
+    const e = vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => void (err += a.join(' ') + '\n'));
+    try {
+      return { code: await main(args), err };
+    } finally {
+      log.mockRestore();
+      e.mockRestore();
+    }
+  }
+  it('exit 2 naming what is missing, nothing written (distill, dpo, --engine alongside)', async () => {
+    const d = tmpFolder('gpu-train-cli');
+    const out = join(d, 'out');
+    const cases: Array<[string[], RegExp]> = [
+      [['distill', '--teacher', d, '--backend', 'webgpu', '--out', out], /distill .* not on the GPU yet/],
+      [['dpo', '--model', d, '--backend', 'webgpu', '--out', out], /dpo is not on the GPU yet/],
+      [['train', '--config', 'tiny', '--backend', 'webgpu', '--engine', 'simd', '--out', out], /not both/],
+    ];
+    for (const [args, msg] of cases) {
+      const r = await mil(...args);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.err).toMatch(msg);
+      expect(existsSync(out)).toBe(false);
+    }
   });
 });

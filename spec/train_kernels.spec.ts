@@ -76,7 +76,7 @@ describe.each(BACKENDS)('training kernels on $title', ({ name, available }) => {
     return runTrainKernel(rt, kernel, args.map(f32));
   };
 
-  run('linear forward (bias, residual), dX over 1–3 pairs, dW, db = lib/ref/layers.ts linear (numRuns 6)', async () => {
+  run('linear forward (bias, residual), dX over 1–3 pairs, dW, db = lib/ref/layers.ts linear (numRuns 4)', async () => {
     await fc.assert(
       fc.asyncProperty(
         fc.record({ N: dim(7), I: dim(9), O: dim(8), pairs: fc.integer({ min: 1, max: 3 }) }),
@@ -109,11 +109,11 @@ describe.each(BACKENDS)('training kernels on $title', ({ name, available }) => {
           close(await k(linearDbKernel(N, O), [ps[0].dy]), g.db, 'db');
         },
       ),
-      { numRuns: 6 },
+      { numRuns: 4 },
     );
   });
 
-  run('RMSNorm rstd, y, dX (+ residual), dw = lib/ref/layers.ts rmsnorm (numRuns 6)', async () => {
+  run('RMSNorm rstd, y, dX (+ residual), dw = lib/ref/layers.ts rmsnorm (numRuns 4)', async () => {
     await fc.assert(
       fc.asyncProperty(dim(6), dim(12), fc.boolean(), fc.integer(), async (N, d, res, seed) => {
         const r = new Rng(seed);
@@ -131,7 +131,7 @@ describe.each(BACKENDS)('training kernels on $title', ({ name, available }) => {
         close(await k(rmsnormDxKernel(N, d, eps, res), args), res ? g.dx.map((v, i) => v + rr[i]) : g.dx, 'dx');
         close(await k(rmsnormDwKernel(N, d), [dy, x, rstd]), g.dw, 'dw');
       }),
-      { numRuns: 6 },
+      { numRuns: 4 },
     );
   });
 
@@ -154,7 +154,7 @@ describe.each(BACKENDS)('training kernels on $title', ({ name, available }) => {
     );
   });
 
-  run('RoPE forward and backward on rows = lib/ref/rope.ts on heads (numRuns 5)', async () => {
+  run('RoPE forward and backward on rows = lib/ref/rope.ts on heads (numRuns 3)', async () => {
     await fc.assert(
       fc.asyncProperty(
         fc.record({ b: dim(2), L: dim(6), heads: dim(3), half: dim(4) }),
@@ -177,12 +177,12 @@ describe.each(BACKENDS)('training kernels on $title', ({ name, available }) => {
           );
         },
       ),
-      { numRuns: 5 },
+      { numRuns: 3 },
     );
   });
 
   run(
-    'embedding forward and its deterministic scatter-add (+ a tied head) = lib/ref/layers.ts (numRuns 5)',
+    'embedding forward and its deterministic scatter-add (+ a tied head) = lib/ref/layers.ts (numRuns 3)',
     async () => {
       await fc.assert(
         fc.asyncProperty(dim(12), dim(6), dim(5), fc.boolean(), fc.integer(), async (N, V, d, tied, seed) => {
@@ -196,12 +196,12 @@ describe.each(BACKENDS)('training kernels on $title', ({ name, available }) => {
           const want = embedding.backward(dh, ids, V, d).map((v, i) => v + (tied ? head[i] : 0));
           close(await k(embeddingDwKernel(N, V, d, tied), [dh, order, start, ...(tied ? [head] : [])]), want, 'dE');
         }),
-        { numRuns: 5 },
+        { numRuns: 3 },
       );
     },
   );
 
-  run('causal GQA attention: y, then dq, dk, dv = lib/ref/attention.ts (numRuns 6)', async () => {
+  run('causal GQA attention: y, then dq, dk, dv = lib/ref/attention.ts (numRuns 4)', async () => {
     await fc.assert(
       fc.asyncProperty(
         fc.record({ batch: dim(2), L: dim(7), Hkv: dim(2), groups: dim(2), hd: dim(5) }),
@@ -229,12 +229,12 @@ describe.each(BACKENDS)('training kernels on $title', ({ name, available }) => {
           close(await k(attnDkvKernel(s, 'dv'), [sc, lse, dy]), rows(want.dv), 'dv');
         },
       ),
-      { numRuns: 6 },
+      { numRuns: 4 },
     );
   });
 
   run(
-    'cross-entropy (+ KL) fused with ∂ℓ/∂logits = lib/ref/layers.ts as lossAndGrads composes it (numRuns 5)',
+    'cross-entropy (+ KL) fused with ∂ℓ/∂logits = lib/ref/layers.ts as lossAndGrads composes it (numRuns 4)',
     async () => {
       await fc.assert(
         fc.asyncProperty(
@@ -275,13 +275,13 @@ describe.each(BACKENDS)('training kernels on $title', ({ name, available }) => {
             if (kl) close([sums[1]], [klDivergence.forward(z, zt, N, V, b)], 'kl');
           },
         ),
-        { numRuns: 5 },
+        { numRuns: 4 },
       );
     },
   );
 
   run(
-    'clip + Adam/AdamW over 3 steps = lib/train/optim.ts; a non-finite gradient changes nothing (numRuns 4)',
+    'clip + Adam/AdamW over 3 steps = lib/train/optim.ts; a non-finite gradient changes nothing (numRuns 3)',
     async () => {
       await fc.assert(
         fc.asyncProperty(
@@ -333,7 +333,7 @@ describe.each(BACKENDS)('training kernels on $title', ({ name, available }) => {
             }
           },
         ),
-        { numRuns: 4 },
+        { numRuns: 3 },
       );
     },
   );

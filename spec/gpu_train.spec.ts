@@ -3,12 +3,14 @@
  * of GPU.js kernels) on webgpu — here Dawn's CPU adapter (lavapipe), so the shapes are tiny — against the float64
  * CPU trainer's math (lib/train/model.ts lossAndGrads, lib/train/optim.ts clipGradNorm + adamStep) over 3 steps on
  * the same batches, on random Llamas (fast-check, numRuns in the titles: tied or separate head, attention biases
- * or none, grouped-query or not; Adam or AdamW; clipping on or off):
+ * or none, grouped-query or not; Adam or AdamW; clipping on or off; the lm objective, or distillation from a
+ * random Llama teacher of another shape: ce_w·CE + kl_w·KL with the teacher's forward in the same chain):
  *   - loss and gradient norm of every step, then every parameter and Adam moment read back after the last, agree
  *     at relative error ≤ FLOAT32_TOL = 1e-4 (measured: losses ~1e-7, parameters ~1e-7, moments ~2e-6);
  *   - every step is exactly one queue.submit and one mapAsync (the chain's own counters).
  * Mutations, each of which must fail: a forward kernel left out of the chain (layer 0's down-projection: the loss
- * moves), a backward kernel left out (the last layer's dk: the parameters after the step move).
+ * moves), a backward kernel left out (the last layer's dk: the parameters after the step move), the teacher's
+ * down-projection left out (the KL moves).
  */
 import fc from 'fast-check';
 import { existsSync } from 'node:fs';
@@ -20,7 +22,7 @@ import { randomLlama } from '../lib/model/random.js';
 import type { HybridModel } from '../lib/model/hybrid.js';
 import { convert } from '../lib/model/convert.js';
 import { GpuTrainStep } from '../lib/train/gpu_step.js';
-import { lossAndGrads } from '../lib/train/model.js';
+import { lossAndGrads, trainForward } from '../lib/train/model.js';
 import { adamStep, clipGradNorm, newAdamState, type AdamOptions } from '../lib/train/optim.js';
 import { Trainer, float64Model, type TrainerOptions } from '../lib/train/trainer.js';
 import { tmpFolder } from './tmp.js';
@@ -36,6 +38,8 @@ interface Case {
   kvHeads: 1 | 2;
   kind: 'adam' | 'adamw';
   clip: number;
+  /** distillation from a random Llama teacher of another width and depth (KL weight 0.7) */
+  teacher: boolean;
   seed: number;
 }
 
@@ -60,7 +64,19 @@ async function compare(
 ): Promise<{ loss: number; norm: number; params: number; moments: number }> {
   const m = model(c);
   const o: AdamOptions = { lr: 3e-3, betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0.1, kind: c.kind };
-  const gpu = await GpuTrainStep.create(m, { batch: B, seqLen: L, optimizer: o, clip: c.clip, trainable: () => true });
+  const teacher = c.teacher
+    ? float64Model(
+        randomLlama({ vocab: 19, hidden: 12, intermediate: 10, layers: 1, heads: 2, kvHeads: 2 }, c.seed + 1),
+      )
+    : undefined;
+  const gpu = await GpuTrainStep.create(m, {
+    batch: B,
+    seqLen: L,
+    optimizer: o,
+    clip: c.clip,
+    teacher: teacher && { model: teacher, klWeight: 0.7 },
+    trainable: () => true,
+  });
   try {
     if (mutate) gpu.omit(mutate);
     const params = new Map(m.weights.names().map((n) => [n, m.weights.get(n).data as Float64Array]));
@@ -74,7 +90,12 @@ async function compare(
       const g = await gpu.step(ids, o.lr, t);
       expect(gpu.counters).toEqual({ submits: before.submits + 1, maps: before.maps + 1 });
       expect(g.ok).toBe(true);
-      const cpu = lossAndGrads(m, ids, { objective: 'lm', trainable: () => true });
+      const cpu = lossAndGrads(m, ids, {
+        objective: teacher ? 'distill' : 'lm',
+        teacherLogits: teacher && trainForward(teacher, ids, () => false).logits,
+        klWeight: 0.7,
+        trainable: () => true,
+      });
       const norm = c.clip
         ? clipGradNorm(cpu.grads, c.clip)
         : Math.sqrt([...cpu.grads.values()].reduce((s, a) => s + a.reduce((x, y) => x + y * y, 0), 0));
@@ -100,7 +121,7 @@ async function compare(
 
 describe(`GPU training step on ${webgpu.title}`, () => {
   run(
-    '3 steps = the float64 CPU trainer (loss, grad norm, parameters, moments); one submit per step (numRuns 2)',
+    '3 steps = the float64 CPU trainer (loss, grad norm, parameters, moments); one submit per step (numRuns 1 + a distilling example)',
     async () => {
       await fc.assert(
         fc.asyncProperty(
@@ -110,6 +131,7 @@ describe(`GPU training step on ${webgpu.title}`, () => {
             kvHeads: fc.constantFrom<1 | 2>(1, 2),
             kind: fc.constantFrom<'adam' | 'adamw'>('adam', 'adamw'),
             clip: fc.constantFrom(0, 1),
+            teacher: fc.boolean(),
             seed: fc.integer({ min: 0, max: 1000 }),
           }),
           async (c) => {
@@ -117,15 +139,20 @@ describe(`GPU training step on ${webgpu.title}`, () => {
             for (const [k, v] of Object.entries(e)) expect(v, `${k} relative error`).toBeLessThanOrEqual(FLOAT32_TOL);
           },
         ),
-        { numRuns: 2 },
+        // one random case, and one distilling from a teacher (the other options random-looking but fixed)
+        {
+          numRuns: 1,
+          examples: [[{ tie: true, bias: true, kvHeads: 2, kind: 'adam', clip: 1, teacher: true, seed: 7 }]],
+        },
       );
     },
   );
 
   run('a forward or a backward kernel left out of the chain is caught', async () => {
-    const c: Case = { tie: false, bias: false, kvHeads: 1, kind: 'adamw', clip: 1, seed: 5 };
+    const c: Case = { tie: false, bias: false, kvHeads: 1, kind: 'adamw', clip: 1, teacher: true, seed: 5 };
     expect((await compare(c, 'L0.down')).loss).toBeGreaterThan(100 * FLOAT32_TOL);
     expect((await compare(c, 'L1.back.attn.dk')).params).toBeGreaterThan(100 * FLOAT32_TOL);
+    expect((await compare(c, 'teacher.L0.down')).loss).toBeGreaterThan(100 * FLOAT32_TOL);
   });
 
   it('a hybrid is refused with a typed error before anything is uploaded', async () => {

@@ -99,7 +99,7 @@ const common: Record<string, OptSpec> = {
   backend: {
     kind: 'enum',
     choices: ['webgpu'],
-    help: "'webgpu': each training step as one GPU submission (mil train of the Llama, objective lm; anything else is refused, exit 2)",
+    help: "'webgpu': each training step as one GPU submission (mil train and sft of Llamas, a Llama --teacher; anything else is refused, exit 2)",
   },
   threads: { kind: 'int', min: 1, max: 64 },
   dtype: { kind: 'enum', choices: ['F16', 'BF16', 'F32'] },
@@ -374,7 +374,6 @@ export async function cmdTrain(p: Parsed): Promise<number> {
   const seed = num(v, 'seed') ?? 0;
   if (teacherDir === undefined && (v['kl-weight'] !== undefined || v['ce-weight'] !== undefined))
     throw new UsageError('train: --kl-weight and --ce-weight need --teacher DIR');
-  gpuBackend(v, teacherDir !== undefined ? "--teacher (the distill objective's KL)" : undefined);
   checkObjective(v);
   const teacher = teacherDir !== undefined ? loadModel(teacherDir) : undefined;
   if (teacher && teacher.llama.vocabSize !== tok.vocabSize)

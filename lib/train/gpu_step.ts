@@ -17,8 +17,10 @@
  * Symbols: b batch · l sequence length · N = b·l rows · d hidden_size · V vocab · H, H_kv heads · hd head_dim ·
  * F intermediate_size. Activations are row-major (N, width) float32 device buffers.
  *
- * Not supported yet (a clear ArgumentError before any upload): Mamba layers (the hybrids), the distill objective,
- * gradient accumulation > 1.
+ * With a teacher (distillation of a Llama student from a Llama teacher, `mil train --teacher`), the teacher's
+ * forward runs first in the same chain on its own frozen buffers and the loss adds kl_w·KL(teacher ‖ student)
+ * (kernels/train_loss.ts). Not supported yet (a clear ArgumentError before any upload): Mamba layers (the
+ * hybrids: student or teacher), gradient accumulation > 1.
  */
 import { ArgumentError } from '../errors.js';
 import type { HybridModel } from '../model/hybrid.js';
@@ -62,6 +64,7 @@ import {
   type TrainKernel,
 } from '../ops_train.js';
 import type { AdamOptions } from './optim.js';
+import { lookup } from '../checked.js';
 
 export interface GpuStepOptions {
   batch: number;
@@ -70,23 +73,31 @@ export interface GpuStepOptions {
   /** clip_grad_norm_ max norm; 0 or absent: none */
   clip?: number;
   ceWeight?: number;
+  /** distillation: a frozen Llama teacher's logits on the same batch, loss = ce_w·CE + kl_w·KL(teacher ‖ student) */
+  teacher?: { model: HybridModel; klWeight: number };
   trainable: (name: string) => boolean;
 }
 
 export interface GpuStepResult {
   loss: number;
   ce: number;
+  /** with a teacher */
+  kl?: number;
   gradNorm: number;
   /** false: a non-finite gradient; nothing changed on the device */
   ok: boolean;
 }
 
 /** Why `model` with these options cannot train on the GPU step yet, or null. */
-export function gpuStepUnsupported(m: HybridModel, o: { objective?: string; accumulate?: number }): string | null {
+export function gpuStepUnsupported(
+  m: HybridModel,
+  o: { objective?: string; accumulate?: number },
+  teacher?: HybridModel,
+): string | null {
   if (layerKinds(m).some((k) => k !== 'attention'))
-    return 'Mamba layers (the hybrids) train on the CPU engines only so far: only the Llama teacher trains on webgpu';
-  if (o.objective !== undefined && o.objective !== 'lm')
-    return `the ${o.objective} objective trains on the CPU engines only so far (webgpu: 'lm')`;
+    return 'Mamba layers (the hybrids) train on the CPU engines only so far: only Llamas train on webgpu';
+  if (teacher && layerKinds(teacher).some((k) => k !== 'attention'))
+    return "a hybrid teacher's forward is not on the GPU yet (a Llama teacher is)";
   if ((o.accumulate ?? 1) !== 1) return 'gradient accumulation (accumulate > 1) is not on webgpu yet';
   return null;
 }
@@ -118,7 +129,7 @@ export class GpuTrainStep {
 
   /** Upload `m`'s weights (and zero moments) and record the step; throws ArgumentError where unsupported. */
   static async create(m: HybridModel, o: GpuStepOptions): Promise<GpuTrainStep> {
-    const why = gpuStepUnsupported(m, {});
+    const why = gpuStepUnsupported(m, {}, o.teacher?.model);
     if (why)
       throw new ArgumentError('backend', `a model and options the webgpu training step supports (${why})`, 'webgpu');
     const c = m.llama;
@@ -163,6 +174,81 @@ export class GpuTrainStep {
     if (o.elements !== k.size) throw new ArgumentError(`${label} output`, `${k.size} elements`, o.elements);
     await this.chain.kernel(label, k.key, k.source, k.constants, args, o);
     return o;
+  }
+
+  /**
+   * The forward of `m` on the ids buffer: every layer's saved activations, the final norm and the logits. `P`
+   * reads a parameter's buffer (absent: `m`'s weights are uploaded here as frozen buffers, labelled `tag`).
+   */
+  private async forward(
+    m: HybridModel,
+    B: number,
+    L: number,
+    tag: string,
+    P0?: (name: string) => ChainBuffer,
+    rope0?: ChainBuffer,
+  ): Promise<{
+    saved: Array<Record<string, ChainBuffer>>;
+    h: ChainBuffer;
+    rf: ChainBuffer;
+    nf: ChainBuffer;
+    logits: ChainBuffer;
+  }> {
+    const c = m.llama;
+    const N = B * L;
+    const [d, V, H, Hkv, hd, F] = [c.hiddenSize, c.vocabSize, c.numHeads, c.numKvHeads, c.headDim, c.intermediateSize];
+    const frozen = new Map<string, ChainBuffer>();
+    if (!P0)
+      for (const name of m.weights.names())
+        frozen.set(
+          name,
+          this.chain.buffer(`${tag} p:${name}`, m.weights.get(name).size, Float32Array.from(m.weights.get(name).data)),
+        );
+    const P = P0 ?? ((name: string) => lookup(frozen, name));
+    const rope = rope0 ?? this.chain.buffer(`${tag} rope cos|sin`, L * hd, ropeTable(L, attentionRope(c, 0, L).inv));
+    const att: AttnShape = { batch: B, L, H, Hkv, hd };
+    const bias = (b: string | undefined) => (b ? [P(b)] : []);
+    const pre = tag ? `${tag}.` : '';
+    let h = await this.k(`${pre}embed`, embeddingKernel(N, d), [this.io.ids, P('model.embed_tokens.weight')]);
+    const saved: Array<Record<string, ChainBuffer>> = [];
+    for (let i = 0; i < c.numLayers; i++) {
+      const { prefix: p, norm1, norm2 } = blockNames(i);
+      const an = attentionNames(c, p);
+      const mn = mlpNames(p);
+      const t = `${pre}L${i}`;
+      const r1 = await this.k(`${t}.rstd1`, rstdKernel(N, d, c.rmsNormEps), [h]);
+      const n1 = await this.k(`${t}.norm1`, rmsnormKernel(N, d), [h, r1, P(norm1)]);
+      const lin = (
+        w: { weight: string; bias?: string },
+        x: ChainBuffer,
+        I: number,
+        O: number,
+        label: string,
+        res?: ChainBuffer,
+      ) =>
+        this.k(label, linearKernel(N, I, O, !!w.bias, !!res), [x, P(w.weight), ...bias(w.bias), ...(res ? [res] : [])]);
+      const q = await lin(an.q, n1, d, H * hd, `${t}.q`);
+      const k = await lin(an.k, n1, d, Hkv * hd, `${t}.k`);
+      const v = await lin(an.v, n1, d, Hkv * hd, `${t}.v`);
+      const qr = await this.k(`${t}.rope_q`, ropeKernel(N, L, H, hd, 1), [q, rope]);
+      const kr = await this.k(`${t}.rope_k`, ropeKernel(N, L, Hkv, hd, 1), [k, rope]);
+      const sc = await this.k(`${t}.scores`, attnScoresKernel(att), [qr, kr]);
+      const lse = await this.k(`${t}.lse`, attnLseKernel(att), [sc]);
+      const y = await this.k(`${t}.attn`, attnValuesKernel(att), [sc, lse, v]);
+      const h1 = await lin(an.o, y, H * hd, d, `${t}.o`, h);
+      const r2 = await this.k(`${t}.rstd2`, rstdKernel(N, d, c.rmsNormEps), [h1]);
+      const n2 = await this.k(`${t}.norm2`, rmsnormKernel(N, d), [h1, r2, P(norm2)]);
+      const g = await lin({ weight: mn.gate }, n2, d, F, `${t}.gate`);
+      const u = await lin({ weight: mn.up }, n2, d, F, `${t}.up`);
+      const a = await this.k(`${t}.swiglu`, swigluKernel(N * F), [g, u]);
+      const hn = await lin({ weight: mn.down }, a, F, d, `${t}.down`, h1);
+      saved.push({ h, r1, n1, qr, kr, v, sc, lse, y, h1, r2, n2, g, u, a });
+      h = hn;
+    }
+    const rf = await this.k(`${pre}rstd_f`, rstdKernel(N, d, c.rmsNormEps), [h]);
+    const nf = await this.k(`${pre}norm_f`, rmsnormKernel(N, d), [h, rf, P('model.norm.weight')]);
+    const logits = await this.k(`${pre}lm_head`, linearKernel(N, d, V, false, false), [nf, P(lmHeadName(m))]);
+    return { saved, h, rf, nf, logits };
   }
 
   private async record(
@@ -210,7 +296,6 @@ export class GpuTrainStep {
       const gb = b ? G(b) : undefined;
       if (gb) await this.k(`${label}.db`, linearDbKernel(N, O), [dy], gb);
     };
-    const bias = (b: string | undefined) => (b ? [P(b)] : []);
     const { inv } = attentionRope(c, 0, L);
     const rope = chain.buffer('rope cos|sin', L * hd, ropeTable(L, inv));
     const att: AttnShape = { batch: B, L, H, Hkv, hd };
@@ -218,49 +303,21 @@ export class GpuTrainStep {
     const headName = lmHeadName(m);
     const tied = headName === embedName;
 
-    // ---------------- forward
-    let h = await this.k('embed', embeddingKernel(N, d), [this.io.ids, P(embedName)]);
-    const saved: Array<Record<string, ChainBuffer>> = [];
-    for (let i = 0; i < c.numLayers; i++) {
-      const { prefix: p, norm1, norm2 } = blockNames(i);
-      const an = attentionNames(c, p);
-      const mn = mlpNames(p);
-      const t = `L${i}`;
-      const r1 = await this.k(`${t}.rstd1`, rstdKernel(N, d, c.rmsNormEps), [h]);
-      const n1 = await this.k(`${t}.norm1`, rmsnormKernel(N, d), [h, r1, P(norm1)]);
-      const lin = (
-        w: { weight: string; bias?: string },
-        x: ChainBuffer,
-        I: number,
-        O: number,
-        label: string,
-        res?: ChainBuffer,
-      ) =>
-        this.k(label, linearKernel(N, I, O, !!w.bias, !!res), [x, P(w.weight), ...bias(w.bias), ...(res ? [res] : [])]);
-      const q = await lin(an.q, n1, d, H * hd, `${t}.q`);
-      const k = await lin(an.k, n1, d, Hkv * hd, `${t}.k`);
-      const v = await lin(an.v, n1, d, Hkv * hd, `${t}.v`);
-      const qr = await this.k(`${t}.rope_q`, ropeKernel(N, L, H, hd, 1), [q, rope]);
-      const kr = await this.k(`${t}.rope_k`, ropeKernel(N, L, Hkv, hd, 1), [k, rope]);
-      const sc = await this.k(`${t}.scores`, attnScoresKernel(att), [qr, kr]);
-      const lse = await this.k(`${t}.lse`, attnLseKernel(att), [sc]);
-      const y = await this.k(`${t}.attn`, attnValuesKernel(att), [sc, lse, v]);
-      const h1 = await lin(an.o, y, H * hd, d, `${t}.o`, h);
-      const r2 = await this.k(`${t}.rstd2`, rstdKernel(N, d, c.rmsNormEps), [h1]);
-      const n2 = await this.k(`${t}.norm2`, rmsnormKernel(N, d), [h1, r2, P(norm2)]);
-      const g = await lin({ weight: mn.gate }, n2, d, F, `${t}.gate`);
-      const u = await lin({ weight: mn.up }, n2, d, F, `${t}.up`);
-      const a = await this.k(`${t}.swiglu`, swigluKernel(N * F), [g, u]);
-      const hn = await lin({ weight: mn.down }, a, F, d, `${t}.down`, h1);
-      saved.push({ h, r1, n1, qr, kr, v, sc, lse, y, h1, r2, n2, g, u, a });
-      h = hn;
-    }
-    const rf = await this.k('rstd_f', rstdKernel(N, d, c.rmsNormEps), [h]);
-    const nf = await this.k('norm_f', rmsnormKernel(N, d), [h, rf, P('model.norm.weight')]);
-    const logits = await this.k('lm_head', linearKernel(N, d, V, false, false), [nf, P(headName)]);
-    const ls = { N, V, ceWeight: this.o.ceWeight ?? 1, ceRows: B * (L - 1) };
+    // ---------------- forward (the teacher's first, frozen: its own weights, no gradients)
+    const teacherLogits = this.o.teacher
+      ? (await this.forward(this.o.teacher.model, B, L, 'teacher')).logits
+      : undefined;
+    const { saved, h, rf, nf, logits } = await this.forward(m, B, L, '', P, rope);
+    const ls = {
+      N,
+      V,
+      ceWeight: this.o.ceWeight ?? 1,
+      ceRows: B * (L - 1),
+      kl: this.o.teacher && { weight: this.o.teacher.klWeight, batch: B },
+    };
     const lse = await this.k('loss.lse', lseKernel(N, V), [logits]);
     const lossArgs = [logits, lse, this.io.tgt];
+    if (teacherLogits) lossArgs.push(teacherLogits, await this.k('teacher.loss.lse', lseKernel(N, V), [teacherLogits]));
     const dlogits = await this.k('loss.grad', lossGradKernel(ls), lossArgs);
     const rows = await this.k('loss.rows', lossRowsKernel(ls), lossArgs);
     await this.k('loss.sum', lossSumKernel(ls), [rows], this.io.loss);
@@ -416,7 +473,14 @@ export class GpuTrainStep {
     this.chain.write(this.io.hyper, adamHyper(this.o.optimizer, t, lr));
     const [loss, norm] = await this.chain.run({ pos: 0 }, [{ from: this.io.loss }, { from: this.io.norm }]); // (2) [CE, KL], (3) [‖g‖, c, ok]
     const ce = loss[0];
-    return { loss: (this.o.ceWeight ?? 1) * ce, ce, gradNorm: norm[0], ok: norm[2] > 0.5 && Number.isFinite(ce) };
+    const kl = this.o.teacher ? loss[1] : undefined;
+    return {
+      loss: (this.o.ceWeight ?? 1) * ce + (kl === undefined ? 0 : this.o.teacher!.klWeight * kl),
+      ce,
+      kl,
+      gradNorm: norm[0],
+      ok: norm[2] > 0.5 && Number.isFinite(ce) && (kl === undefined || Number.isFinite(kl)),
+    };
   }
 
   /** The parameters and (for those that train) Adam moments, read back from the device (float32). */

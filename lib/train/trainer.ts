@@ -12,7 +12,7 @@
  *             float64 weights, so resuming loses nothing), `optimizer.safetensors` (m/<name>, v/<name>),
  *             `trainer.json` (step, epoch, position in the order, the order, the generator state, options)
  *   resume    `Trainer.resume(dir, …)`: N steps = k steps + save + resume + (N − k) steps, bit for bit
- *   webgpu    engine 'webgpu' (the Llama teacher, objective 'lm', no accumulation): each step is one GPU submission
+ *   webgpu    engine 'webgpu' (Llamas, a Llama teacher for 'distill', no accumulation): each step is one GPU submission
  *             (lib/train/gpu_step.ts) with parameters and moments on the device; `sync()` reads them back into
  *             `params` and the Adam state (float32 values) before anything reads the model or saves it, so a
  *             checkpoint is the CPU format and resumes on either engine
@@ -224,6 +224,7 @@ export class Trainer {
         optimizer: this.o.optimizer,
         clip: this.o.clip,
         ceWeight: this.o.ceWeight,
+        teacher: this.o.objective === 'distill' ? { model: this.teacher!, klWeight: this.o.klWeight ?? 1 } : undefined,
         trainable: this.trainable,
       });
       this.gpu.step.setMoments(this.opt.m, this.opt.v); // a resumed run's moments (none on a fresh one)
@@ -244,6 +245,7 @@ export class Trainer {
       step: this.step,
       loss: r.loss,
       ce: r.ce,
+      kl: r.kl,
       gradNorm: r.gradNorm,
       lr,
       tokens: this.o.batch * this.o.seqLen,
@@ -416,6 +418,6 @@ function checkOptions(o: TrainerOptions, n: number, m: HybridModel, teacher?: Hy
   if (!(o.optimizer.lr > 0)) throw new ArgumentError('optimizer.lr', 'a positive number', o.optimizer.lr);
   if (o.engine !== undefined && o.engine !== 'float64' && o.engine !== 'simd' && o.engine !== 'webgpu')
     throw new ArgumentError('engine', "'float64', 'simd' or 'webgpu'", o.engine);
-  const gpuWhy = o.engine === 'webgpu' ? gpuStepUnsupported(m, o) : null;
+  const gpuWhy = o.engine === 'webgpu' ? gpuStepUnsupported(m, o, teacher) : null;
   if (gpuWhy) throw new ArgumentError('engine', `a run the webgpu training step supports (${gpuWhy})`, 'webgpu');
 }

@@ -483,14 +483,18 @@ export class GpuTrainStep {
     };
   }
 
-  /** The parameters and (for those that train) Adam moments, read back from the device (float32). */
-  async read(): Promise<Map<string, { p: Float32Array; m?: Float32Array; v?: Float32Array }>> {
-    const out = new Map<string, { p: Float32Array; m?: Float32Array; v?: Float32Array }>();
+  /**
+   * The parameters and (for those that train) Adam moments and the last step's gradients (before clipping), read
+   * back from the device (float32).
+   */
+  async read(): Promise<Map<string, { p: Float32Array; m?: Float32Array; v?: Float32Array; g?: Float32Array }>> {
+    const out = new Map<string, { p: Float32Array; m?: Float32Array; v?: Float32Array; g?: Float32Array }>();
     for (const q of this.params.values())
       out.set(q.name, {
         p: await this.chain.read(q.p),
         m: q.m && (await this.chain.read(q.m)),
         v: q.v && (await this.chain.read(q.v)),
+        g: q.g && (await this.chain.read(q.g)),
       });
     return out;
   }

@@ -155,6 +155,14 @@ describe(`GPU training step on ${webgpu.title}`, () => {
     expect((await compare(c, 'teacher.L0.down')).loss).toBeGreaterThan(100 * FLOAT32_TOL);
   });
 
+  run('a batch whose logits pass 2^24 elements is refused naming the limit before anything is uploaded', async () => {
+    const m = randomLlama({ vocab: 70000, hidden: 8, intermediate: 12, layers: 1, heads: 2, kvHeads: 1 }, 1);
+    const o: AdamOptions = { lr: 1e-3, betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0, kind: 'adamw' };
+    await expect(
+      GpuTrainStep.create(m, { batch: 1, seqLen: 256, optimizer: o, trainable: () => true }),
+    ).rejects.toThrow(/at most 16777216 float32 elements.*17920000/);
+  });
+
   it('a hybrid is refused with a typed error before anything is uploaded', async () => {
     const t = randomLlama({ vocab: 19, hidden: 8, intermediate: 12, layers: 2, heads: 2, kvHeads: 1 }, 1);
     const m = convert(t, { variant: 'mamba2', attentionFraction: 0.5, seed: 1 });

@@ -138,16 +138,22 @@ export class GpuTrainStep {
     const [d, V, H, Hkv, hd, F] = [c.hiddenSize, c.vocabSize, c.numHeads, c.numKvHeads, c.headDim, c.intermediateSize];
     const chain = await ResidentChain.create();
     try {
-      // sizes checked against the device before any upload
-      const largest = Math.max(
-        N * Math.max(V, F, H * hd),
-        B * H * L * L,
-        ...m.weights.names().map((n) => m.weights.get(n).size),
-      );
-      if (largest > chain.maxBufferElements)
+      // sizes checked before any upload: this device's largest buffer, and 2^24 elements (kernels split their thread
+      // index with float arithmetic, exact below 2^24: kernels/runtime.ts MAX_ELEMENTS) — the logits (b·l, V) first
+      const sizes = (x: HybridModel) => {
+        const k = x.llama;
+        return [
+          N * Math.max(k.vocabSize, k.intermediateSize, k.numHeads * k.headDim),
+          B * k.numHeads * L * L,
+          ...x.weights.names().map((n) => x.weights.get(n).size),
+        ];
+      };
+      const largest = Math.max(...sizes(m), ...(o.teacher ? sizes(o.teacher.model) : []));
+      const limit = Math.min(chain.maxBufferElements, 2 ** 24);
+      if (largest > limit)
         throw new ArgumentError(
-          'model and batch',
-          `buffers of at most ${chain.maxBufferElements} float32 (this device)`,
+          'model and batch (batch · seqLen · vocab, the logits, is the usual culprit)',
+          `buffers of at most ${limit} float32 elements (min of 2^24 and this device's maxStorageBufferBindingSize / maxBufferSize, ${chain.maxBufferElements})`,
           largest,
         );
       const io = {

@@ -24,7 +24,7 @@ import { convert } from '../lib/model/convert.js';
 import { GpuTrainStep } from '../lib/train/gpu_step.js';
 import { lossAndGrads, trainForward } from '../lib/train/model.js';
 import { adamStep, clipGradNorm, newAdamState, type AdamOptions } from '../lib/train/optim.js';
-import { Trainer, float64Model, type TrainerOptions } from '../lib/train/trainer.js';
+import { NonFiniteGradientError, Trainer, float64Model, type TrainerOptions } from '../lib/train/trainer.js';
 import { tmpFolder } from './tmp.js';
 import { relError } from '../lib/tensor.js';
 import { FLOAT32_TOL, KERNEL_BACKENDS, Rng, withAttentionBias } from './helpers.js';
@@ -215,6 +215,23 @@ describe(`Trainer with engine 'webgpu' on ${webgpu.title}`, () => {
       expect(relError(await steps(onCpu, 2), rest)).toBeLessThanOrEqual(FLOAT32_TOL);
     },
   );
+
+  run('a non-finite gradient: NonFiniteGradientError, and the device state read back is the state before', async () => {
+    const m = start();
+    (m.weights.get('model.norm.weight').data as Float64Array | Float32Array)[0] = NaN; // the loss and gradients go NaN
+    const t = Trainer.create(m, tokens, opts('webgpu'));
+    const before = new Map([...t.params].map(([n, p]) => [n, Array.from(p)]));
+    await expect(t.trainStep()).rejects.toThrow(NonFiniteGradientError);
+    expect(t.step).toBe(0);
+    await t.sync(); // reads the device back: Adam's kernels returned their inputs
+    for (const [n, p] of t.params) expect(Array.from(p), n).toEqual(before.get(n));
+    for (const [n, a] of t.opt.m)
+      expect(
+        a.every((x) => x === 0),
+        n,
+      ).toBe(true);
+    await t.close();
+  });
 
   it('a model or objective the GPU step does not support is refused before any work', () => {
     const hybrid = convert(start(), { variant: 'mamba2', attentionFraction: 0.5, seed: 1 });

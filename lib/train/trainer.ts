@@ -237,6 +237,7 @@ export class Trainer {
     if (!r.ok) {
       this.pos = savedPos; // nothing changed on the device either (kernels/adamw.ts): the same batch comes next
       this.rng = Rng.fromState(savedRng);
+      this.gpu.dirty = true; // the next sync reads that unchanged state back (the tests check it is unchanged)
       throw new NonFiniteGradientError(this.step + 1, Number.isFinite(r.ce) ? 'the gradient' : 'the loss');
     }
     this.opt.step++;

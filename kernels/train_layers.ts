@@ -75,13 +75,13 @@ export const linearDxKernel = (N: number, I: number, Os: readonly number[]): Tra
   };
 };
 
-/** dW = dyᵀ·x: dy (N, O), x (N, I) → (O, I). */
-export const linearDwKernel = (N: number, I: number, O: number): TrainKernel => ({
-  key: 'tr.linear_dw',
-  source: `function (dy, x) {
+/** dW = dyᵀ·x (+ prev, a sum over row chunks): dy (N, O), x (N, I) → (O, I). */
+export const linearDwKernel = (N: number, I: number, O: number, acc = false): TrainKernel => ({
+  key: `tr.linear_dw${acc ? '+acc' : ''}`,
+  source: `function (dy, x${acc ? ', prev' : ''}) {
     const o = Math.floor(this.thread.x / this.constants.I);
     const i = this.thread.x - o * this.constants.I;
-    let s = 0.0;
+    let s = ${acc ? 'prev[this.thread.x]' : '0.0'};
     for (let n = 0; n < this.constants.N; n++) { s += dy[n * this.constants.O + o] * x[n * this.constants.I + i]; }
     return s;
   }`,

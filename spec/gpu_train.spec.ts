@@ -7,7 +7,8 @@
  * random Llama teacher of another shape: ce_w·CE + kl_w·KL with the teacher's forward in the same chain):
  *   - loss and gradient norm of every step, then every parameter and Adam moment read back after the last, agree
  *     at relative error ≤ FLOAT32_TOL = 1e-4 (measured: losses ~1e-7, parameters ~1e-7, moments ~2e-6);
- *   - every step is exactly one queue.submit and one mapAsync (the chain's own counters).
+ *   - every step is exactly one queue.submit and one mapAsync (the chain's own counters);
+ *   - the head and the loss by row chunks (what keeps (b·l)·V logits under 2^24 elements per kernel) give the same.
  * Mutations, each of which must fail: a forward kernel left out of the chain (layer 0's down-projection: the loss
  * moves), a backward kernel left out (the last layer's dk: the parameters after the step move), the teacher's
  * down-projection left out (the KL moves).
@@ -40,6 +41,8 @@ interface Case {
   clip: number;
   /** distillation from a random Llama teacher of another width and depth (KL weight 0.7) */
   teacher: boolean;
+  /** the head and loss by chunks of this many rows (GpuStepOptions.logitRows); absent: one chunk here */
+  logitRows?: number;
   seed: number;
 }
 
@@ -75,6 +78,7 @@ async function compare(
     optimizer: o,
     clip: c.clip,
     teacher: teacher && { model: teacher, klWeight: 0.7 },
+    logitRows: c.logitRows,
     trainable: () => true,
   });
   try {
@@ -132,6 +136,7 @@ describe(`GPU training step on ${webgpu.title}`, () => {
             kind: fc.constantFrom<'adam' | 'adamw'>('adam', 'adamw'),
             clip: fc.constantFrom(0, 1),
             teacher: fc.boolean(),
+            logitRows: fc.constantFrom<number | undefined>(undefined, 4),
             seed: fc.integer({ min: 0, max: 1000 }),
           }),
           async (c) => {
@@ -139,10 +144,12 @@ describe(`GPU training step on ${webgpu.title}`, () => {
             for (const [k, v] of Object.entries(e)) expect(v, `${k} relative error`).toBeLessThanOrEqual(FLOAT32_TOL);
           },
         ),
-        // one random case, and one distilling from a teacher (the other options random-looking but fixed)
+        // one random case, and one distilling from a teacher with the head and loss in chunks of 3 rows (3+3+3+1)
         {
           numRuns: 1,
-          examples: [[{ tie: true, bias: true, kvHeads: 2, kind: 'adam', clip: 1, teacher: true, seed: 7 }]],
+          examples: [
+            [{ tie: true, bias: true, kvHeads: 2, kind: 'adam', clip: 1, teacher: true, logitRows: 3, seed: 7 }],
+          ],
         },
       );
     },
@@ -155,13 +162,16 @@ describe(`GPU training step on ${webgpu.title}`, () => {
     expect((await compare(c, 'teacher.L0.down')).loss).toBeGreaterThan(100 * FLOAT32_TOL);
   });
 
-  run('a batch whose logits pass 2^24 elements is refused naming the limit before anything is uploaded', async () => {
-    const m = randomLlama({ vocab: 70000, hidden: 8, intermediate: 12, layers: 1, heads: 2, kvHeads: 1 }, 1);
-    const o: AdamOptions = { lr: 1e-3, betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0, kind: 'adamw' };
-    await expect(
-      GpuTrainStep.create(m, { batch: 1, seqLen: 256, optimizer: o, trainable: () => true }),
-    ).rejects.toThrow(/at most 16777216 float32 elements.*17920000/);
-  });
+  run(
+    'a batch whose activations pass 2^24 elements is refused naming the limit before anything is uploaded',
+    async () => {
+      const m = randomLlama({ vocab: 19, hidden: 8, intermediate: 70000, layers: 1, heads: 2, kvHeads: 1 }, 1);
+      const o: AdamOptions = { lr: 1e-3, betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0, kind: 'adamw' };
+      await expect(
+        GpuTrainStep.create(m, { batch: 1, seqLen: 256, optimizer: o, trainable: () => true }),
+      ).rejects.toThrow(/at most 16777216 float32 elements.*17920000/);
+    },
+  );
 
   it('a hybrid is refused with a typed error before anything is uploaded', async () => {
     const t = randomLlama({ vocab: 19, hidden: 8, intermediate: 12, layers: 2, heads: 2, kvHeads: 1 }, 1);

@@ -75,6 +75,8 @@ export interface GpuStepOptions {
   ceWeight?: number;
   /** distillation: a frozen Llama teacher's logits on the same batch, loss = ce_w·CE + kl_w·KL(teacher ‖ student) */
   teacher?: { model: HybridModel; klWeight: number };
+  /** rows of logits per chunk of the head and loss (default ⌊2^24 / V⌋: exact thread indices); tests set it small */
+  logitRows?: number;
   trainable: (name: string) => boolean;
 }
 
@@ -139,11 +141,13 @@ export class GpuTrainStep {
     const chain = await ResidentChain.create();
     try {
       // sizes checked before any upload: this device's largest buffer, and 2^24 elements (kernels split their thread
-      // index with float arithmetic, exact below 2^24: kernels/runtime.ts MAX_ELEMENTS) — the logits (b·l, V) first
+      // index with float arithmetic, exact below 2^24: kernels/runtime.ts MAX_ELEMENTS); the logits go by row chunks
       const sizes = (x: HybridModel) => {
         const k = x.llama;
+        const rows = Math.max(1, Math.min(N, o.logitRows ?? Math.floor(2 ** 24 / k.vocabSize))); // the head's chunks
         return [
-          N * Math.max(k.vocabSize, k.intermediateSize, k.numHeads * k.headDim),
+          rows * k.vocabSize,
+          N * Math.max(k.intermediateSize, k.numHeads * k.headDim, k.hiddenSize),
           B * k.numHeads * L * L,
           ...x.weights.names().map((n) => x.weights.get(n).size),
         ];
@@ -152,7 +156,7 @@ export class GpuTrainStep {
       const limit = Math.min(chain.maxBufferElements, 2 ** 24);
       if (largest > limit)
         throw new ArgumentError(
-          'model and batch (batch · seqLen · vocab, the logits, is the usual culprit)',
+          'model and batch',
           `buffers of at most ${limit} float32 elements (min of 2^24 and this device's maxStorageBufferBindingSize / maxBufferSize, ${chain.maxBufferElements})`,
           largest,
         );
@@ -183,7 +187,7 @@ export class GpuTrainStep {
   }
 
   /**
-   * The forward of `m` on the ids buffer: every layer's saved activations, the final norm and the logits. `P`
+   * The forward of `m` on the ids buffer: every layer's saved activations, the final norm and the head's weight. `P`
    * reads a parameter's buffer (absent: `m`'s weights are uploaded here as frozen buffers, labelled `tag`).
    */
   private async forward(
@@ -198,11 +202,11 @@ export class GpuTrainStep {
     h: ChainBuffer;
     rf: ChainBuffer;
     nf: ChainBuffer;
-    logits: ChainBuffer;
+    head: ChainBuffer;
   }> {
     const c = m.llama;
     const N = B * L;
-    const [d, V, H, Hkv, hd, F] = [c.hiddenSize, c.vocabSize, c.numHeads, c.numKvHeads, c.headDim, c.intermediateSize];
+    const [d, H, Hkv, hd, F] = [c.hiddenSize, c.numHeads, c.numKvHeads, c.headDim, c.intermediateSize];
     const frozen = new Map<string, ChainBuffer>();
     if (!P0)
       for (const name of m.weights.names())
@@ -253,8 +257,7 @@ export class GpuTrainStep {
     }
     const rf = await this.k(`${pre}rstd_f`, rstdKernel(N, d, c.rmsNormEps), [h]);
     const nf = await this.k(`${pre}norm_f`, rmsnormKernel(N, d), [h, rf, P('model.norm.weight')]);
-    const logits = await this.k(`${pre}lm_head`, linearKernel(N, d, V, false, false), [nf, P(lmHeadName(m))]);
-    return { saved, h, rf, nf, logits };
+    return { saved, h, rf, nf, head: P(lmHeadName(m)) };
   }
 
   private async record(
@@ -310,10 +313,11 @@ export class GpuTrainStep {
     const tied = headName === embedName;
 
     // ---------------- forward (the teacher's first, frozen: its own weights, no gradients)
-    const teacherLogits = this.o.teacher
-      ? (await this.forward(this.o.teacher.model, B, L, 'teacher')).logits
-      : undefined;
-    const { saved, h, rf, nf, logits } = await this.forward(m, B, L, '', P, rope);
+    const tf = this.o.teacher ? await this.forward(this.o.teacher.model, B, L, 'teacher') : undefined;
+    const dT = this.o.teacher?.model.llama.hiddenSize ?? 0;
+    const { saved, h, rf, nf } = await this.forward(m, B, L, '', P, rope);
+
+    // ---------------- the head, the loss and ∂ℓ/∂logits, by chunks of R rows (R·V ≤ 2^24: exact thread indices)
     const ls = {
       N,
       V,
@@ -321,17 +325,68 @@ export class GpuTrainStep {
       ceRows: B * (L - 1),
       kl: this.o.teacher && { weight: this.o.teacher.klWeight, batch: B },
     };
-    const lse = await this.k('loss.lse', lseKernel(N, V), [logits]);
-    const lossArgs = [logits, lse, this.io.tgt];
-    if (teacherLogits) lossArgs.push(teacherLogits, await this.k('teacher.loss.lse', lseKernel(N, V), [teacherLogits]));
-    const dlogits = await this.k('loss.grad', lossGradKernel(ls), lossArgs);
-    const rows = await this.k('loss.rows', lossRowsKernel(ls), lossArgs);
+    const R = Math.max(1, Math.min(N, this.o.logitRows ?? Math.floor(2 ** 24 / V)));
+    const rows = chain.buffer('loss rows', 2 * N); // [ce_n | kl_n]
+    const dnf = chain.buffer('lm_head.dx', N * d);
+    const headGrad = tied ? (G(embedName) ? chain.buffer('lm_head.dW (tied)', V * d) : undefined) : G(headName);
+    const chunks = Math.ceil(N / R);
+    const acc =
+      chunks > 1 && headGrad ? [chain.buffer('lm_head.dW a', V * d), chain.buffer('lm_head.dW b', V * d)] : [];
+    const reuse = new Map<string, ChainBuffer>();
+    /** a per-chunk buffer, shared by the chunks of one size (the ops run in order) */
+    const cbuf = (name: string, n: number) => {
+      let b = reuse.get(`${name}|${n}`);
+      if (!b) reuse.set(`${name}|${n}`, (b = chain.buffer(`${name} (${n})`, n)));
+      return b;
+    };
+    for (let c = 0; c < chunks; c++) {
+      const r0 = c * R;
+      const Rc = Math.min(R, N - r0);
+      const t = chunks > 1 ? ` [${r0}]` : '';
+      const take = (src: ChainBuffer, width: number, name: string) => {
+        const dst = cbuf(name, Rc * width);
+        chain.copy(`${name}${t}`, src, r0 * width, dst, () => 0, Rc * width);
+        return dst;
+      };
+      const nfC = take(nf, d, 'lm_head.x');
+      const logits = await this.k(
+        `lm_head${t}`,
+        linearKernel(Rc, d, V, false, false),
+        [nfC, P(headName)],
+        cbuf('logits', Rc * V),
+      );
+      const lseC = await this.k(`loss.lse${t}`, lseKernel(Rc, V), [logits], cbuf('lse', Rc));
+      const args = [logits, lseC, take(this.io.tgt, 1, 'targets')];
+      if (tf) {
+        const tl = await this.k(
+          `teacher.lm_head${t}`,
+          linearKernel(Rc, dT, V, false, false),
+          [take(tf.nf, dT, 'teacher.lm_head.x'), tf.head],
+          cbuf('teacher logits', Rc * V),
+        );
+        args.push(tl, await this.k(`teacher.loss.lse${t}`, lseKernel(Rc, V), [tl], cbuf('teacher lse', Rc)));
+      }
+      const lc = { ...ls, N: Rc };
+      const dlogits = await this.k(`loss.grad${t}`, lossGradKernel(lc), args, cbuf('dlogits', Rc * V));
+      const rc = await this.k(`loss.rows${t}`, lossRowsKernel(lc), args, cbuf('loss rows', 2 * Rc));
+      chain.copy(`loss.rows ce${t}`, rc, 0, rows, () => r0, Rc);
+      chain.copy(`loss.rows kl${t}`, rc, Rc, rows, () => N + r0, Rc);
+      const dx = await this.k(
+        `lm_head.dx${t}`,
+        linearDxKernel(Rc, d, [V]),
+        [dlogits, P(headName)],
+        cbuf('dnf', Rc * d),
+      );
+      chain.copy(`lm_head.dx→${t}`, dx, 0, dnf, () => r0 * d, Rc * d);
+      if (headGrad) {
+        const out = c === chunks - 1 ? headGrad : acc[c % 2];
+        const prev = c > 0 ? [acc[(c - 1) % 2]] : [];
+        await this.k(`lm_head.dW${t}`, linearDwKernel(Rc, d, V, c > 0), [dlogits, nfC, ...prev], out);
+      }
+    }
     await this.k('loss.sum', lossSumKernel(ls), [rows], this.io.loss);
 
     // ---------------- backward
-    const dnf = await this.k('lm_head.dx', linearDxKernel(N, d, [V]), [dlogits, P(headName)]);
-    const headGrad = tied ? (G(embedName) ? chain.buffer('lm_head.dW (tied)', V * d) : undefined) : G(headName);
-    if (headGrad) await this.k('lm_head.dW', linearDwKernel(N, d, V), [dlogits, nf], headGrad);
     const gnf = G('model.norm.weight');
     if (gnf) await this.k('norm_f.dw', rmsnormDwKernel(N, d), [dnf, h, rf], gnf);
     // per-layer gradients, shared by the layers (the same shapes); ∂ℓ/∂h alternates between two buffers

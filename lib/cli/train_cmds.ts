@@ -35,6 +35,8 @@ import { engineFor, evaluate, runJob } from '../train/job.js';
 import type { TrainerOptions } from '../train/trainer.js';
 import { checkStepMemory } from '../train/memory.js';
 import { UsageError, type OptSpec, type Parsed } from './args.js';
+import { BackendUnavailableError } from '../errors.js';
+import { backendStatus } from '../ops.js';
 import { packageRoot } from '../package_root.js';
 
 const ROOT = packageRoot();
@@ -98,6 +100,11 @@ const common: Record<string, OptSpec> = {
   'eval-tokens': { kind: 'int', min: 2, max: 1e12 },
   'save-every': { kind: 'int', min: 1, max: 10_000_000 },
   engine: { kind: 'enum', choices: ['simd', 'float64'] },
+  backend: {
+    kind: 'enum',
+    choices: ['webgpu'],
+    help: "'webgpu': each training step as one GPU submission (mil train and sft of Llamas, a Llama --teacher; anything else is refused, exit 2)",
+  },
   threads: { kind: 'int', min: 1, max: 64 },
   dtype: { kind: 'enum', choices: ['F16', 'BF16', 'F32'] },
   quiet: { kind: 'switch' },
@@ -179,7 +186,7 @@ export const TRAIN_COMMANDS = {
 export const TRAIN_USAGE = `  mil tokenizer train --data sotu|DIR|FILE.txt|FILE.jsonl --vocab 2048 --out FILE [--seed S]
   mil train --config ${Object.keys(PRESETS).join('|')} --data sotu --out DIR [--tokens N | --steps N]
             [--teacher DIR --kl-weight W --ce-weight W]   (a from-scratch student of a teacher's logits)
-            [--batch B --len L --lr X --seed S --tokenizer FILE --engine simd|float64 --threads T
+            [--batch B --len L --lr X --seed S --tokenizer FILE --engine simd|float64 | --backend webgpu --threads T
              --eval-every N --eval-tokens N --save-every N --dtype F16|BF16|F32 --force]
   mil distill --teacher DIR --attention F --variant mamba1|mamba2 --tokens N --out DIR
               [--init attention|random] [--stepwise 0.5,0.25,…] [--drop-instead] [--kl-weight W --ce-weight W]
@@ -283,6 +290,20 @@ function checkObjective(v: V): void {
     );
 }
 
+/**
+ * --backend webgpu: the whole step on the GPU (lib/train/gpu_step.ts) — so far the Llama's lm objective only;
+ * `unsupported` names what this command would need that it lacks (refused before any work, exit 2, never a
+ * silent CPU run). Returns whether the run is on webgpu.
+ */
+function gpuBackend(v: V, unsupported?: string): boolean {
+  if (str(v, 'backend') !== 'webgpu') return false;
+  if (v.engine !== undefined)
+    throw new UsageError('--backend webgpu runs the whole step on the GPU: give it or --engine, not both');
+  if (unsupported)
+    throw new UsageError(`--backend webgpu: ${unsupported} is not on the GPU yet (use --engine simd|float64)`);
+  return true;
+}
+
 /** Trainer options from the command line over a preset's defaults. */
 function trainerOptions(
   v: V,
@@ -321,11 +342,15 @@ function trainerOptions(
     seqLen,
     seed: num(v, 'seed') ?? 0,
     train,
-    engine: (str(v, 'engine') ?? 'simd') as 'simd' | 'float64',
+    engine: gpuBackend(v) ? 'webgpu' : ((str(v, 'engine') ?? 'simd') as 'simd' | 'float64'),
   };
 }
 
 async function prepare(v: V): Promise<void> {
+  if (gpuBackend(v)) {
+    const s = (await backendStatus()).find((b) => b.name === 'webgpu');
+    if (!s?.available) throw new BackendUnavailableError('webgpu', s?.reason ?? 'not available here');
+  }
   if ((str(v, 'engine') ?? 'simd') !== 'simd') return;
   // --threads: the training engine's thread count (every core when absent); loading it here reports a
   // backend that cannot run before any work starts
@@ -446,6 +471,7 @@ export async function cmdDistill(p: Parsed): Promise<number> {
   const teacherDir = str(v, 'teacher');
   if (!out || !teacherDir) throw new UsageError('distill needs --teacher DIR and --out DIR');
   checkObjective(v);
+  gpuBackend(v, 'distill (the Mamba layers and the KL objective)');
   if (v.stepwise !== undefined && v.attention !== undefined)
     throw new UsageError('distill: give --attention F or --stepwise F1,F2,…, not both');
   if (v['drop-instead'] === true && v.init !== undefined)
@@ -610,6 +636,7 @@ export async function cmdSft(p: Parsed): Promise<number> {
   });
   lockRun(out, commandLine());
   const m = loadModel(dir);
+  gpuBackend(v, m.mamba ? 'a hybrid (Mamba layers)' : undefined);
   const tok = loadTokenizer(v, dir);
   const data = str(v, 'data') ?? 'sotu';
   const seed = num(v, 'seed') ?? 0;
@@ -649,6 +676,7 @@ export async function cmdDpo(p: Parsed): Promise<number> {
   const out = str(v, 'out');
   const dir = str(v, 'model');
   if (!out || !dir) throw new UsageError('dpo needs --model DIR (the SFT model, also the reference) and --out DIR');
+  gpuBackend(v, 'dpo');
   checkPaths({
     command: 'dpo',
     inputs: optionPaths(v, ['model', 'data', 'tokenizer']),

@@ -6,6 +6,12 @@
  * The set of trainable parameters must match the file's exactly (lm: every parameter; distill: those whose
  * name holds 'mamba', as upstream freezes the rest). Errors are relative (‖got − want‖ / ‖want‖), one per
  * tensor; the case reports the worst grad/ and step1/ error and passes when every one is within tolerance.
+ *
+ * On webgpu (`backend` 'webgpu': lm cases of a Llama; others are unsupported there) the step is the GPU training
+ * step (lib/train/gpu_step.ts: forward, backward, clip and Adam as one submission, float32); loss, ce, the
+ * gradients (read back before clipping), grad_norm and step1 are checked against the same file at the float32
+ * tolerance. `update` (step1 − p) is reported but not held to it: Adam's first step is ≈ lr·sign(g), so a float32
+ * gradient error on a near-zero gradient moves that element's update by up to 2·lr (see lib/golden/verify.ts).
  */
 import { join } from 'node:path';
 import { GoldenFormatError, MilError } from '../errors.js';
@@ -13,15 +19,31 @@ import { readJsonObject } from '../io/json.js';
 import { getTensor, readSafetensors } from '../io/safetensors.js';
 import { relError } from '../tensor.js';
 import { loadModel } from '../model/load.js';
-import { forward, newCache } from '../model/hybrid.js';
+import { forward, newCache, type HybridModel } from '../model/hybrid.js';
 import { getOps } from '../ops.js';
 import { lossAndGrads, trainForward, trainableBy } from '../train/model.js';
 import { adamStep, clipGradNorm, newAdamState } from '../train/optim.js';
 import type { CaseResult } from './verify.js';
 import { lookup } from '../checked.js';
+import { GpuTrainStep, gpuStepUnsupported } from '../train/gpu_step.js';
+import type { AdamOptions } from '../train/optim.js';
+
+/** One lm step of `m` on the webgpu training step: loss, ce, gradients (before clipping), their norm, the parameters after. */
+async function gpuStep(m: HybridModel, ids: number[][], adam: AdamOptions, clip: number, ceWeight: number) {
+  const s = await GpuTrainStep.create(m, { batch: ids.length, seqLen: ids[0].length, optimizer: adam, clip, ceWeight, trainable: () => true });
+  try {
+    const r = await s.step(ids, adam.lr, 1);
+    const back = await s.read();
+    const grads = new Map([...back].map(([k, t]) => [k, Float64Array.from(t.g ?? [])]));
+    const params = new Map([...back].map(([k, t]) => [k, Float64Array.from(t.p)]));
+    return { loss: r.loss, ce: r.ce, kl: undefined as number | undefined, gradNorm: r.gradNorm, grads, params };
+  } finally {
+    s.destroy();
+  }
+}
 
 
-export async function verifyTrain(dir: string, name: string, tol: number): Promise<CaseResult> {
+export async function verifyTrain(dir: string, name: string, tol: number, backend: 'reference' | 'webgpu' = 'reference'): Promise<CaseResult> {
   const base = { name, op: 'train', errors: {} as Record<string, number>, tolerance: tol };
   const fail = (reason: string): CaseResult => ({ ...base, status: 'fail', reason });
   try {
@@ -38,6 +60,9 @@ export async function verifyTrain(dir: string, name: string, tol: number): Promi
     const betas = opt.betas as unknown[];
     if (!Array.isArray(betas) || betas.length !== 2) throw new GoldenFormatError(jp, "'optimizer.betas' must be [beta1, beta2]");
     const m = loadModel(dir);
+    const onGpu = backend === 'webgpu';
+    const gpuWhy = onGpu ? (objective !== 'lm' ? 'distill cases (Mamba layers train) are not on the webgpu training step yet' : gpuStepUnsupported(m, {})) : null;
+    if (gpuWhy) return { ...base, status: 'unsupported', reason: gpuWhy };
     const f = readSafetensors(join(dir, 'train.safetensors'));
     const ids2 = getTensor(f, 'input_ids');
     const [B, L] = ids2.shape as [number, number];
@@ -54,7 +79,10 @@ export async function verifyTrain(dir: string, name: string, tol: number): Promi
     const inferred = await forward(await getOps('reference'), m, ids, newCache(m, B)); // (b, l, V)
     base.errors.infer_forward = relError(inferred.data, trainForward(m, ids, () => false).logits);
     const trainable = trainableBy(objective === 'lm' ? 'all' : 'mamba');
-    const r = lossAndGrads(m, ids, { objective, teacherLogits, klWeight: objective === 'distill' ? num(j.kl_weight, 'kl_weight') : undefined, ceWeight: num(j.ce_weight ?? 1, 'ce_weight'), trainable });
+    const adam: AdamOptions = { kind: 'adam', lr: num(opt.lr, 'optimizer.lr'), betas: [num(betas[0], 'beta1'), num(betas[1], 'beta2')], eps: num(opt.eps, 'optimizer.eps'), weightDecay: num(opt.weight_decay ?? 0, 'optimizer.weight_decay') };
+    const clip = num(j.clip_grad_norm, 'clip_grad_norm');
+    const gpu = onGpu ? await gpuStep(m, ids, adam, clip, num(j.ce_weight ?? 1, 'ce_weight')) : undefined;
+    const r = gpu ?? lossAndGrads(m, ids, { objective, teacherLogits, klWeight: objective === 'distill' ? num(j.kl_weight, 'kl_weight') : undefined, ceWeight: num(j.ce_weight ?? 1, 'ce_weight'), trainable });
     const scalar = (k: string, got: number) => {
       base.errors[k] = relError([got], getTensor(f, k).data);
     };
@@ -71,10 +99,10 @@ export async function verifyTrain(dir: string, name: string, tol: number): Promi
     let worstGrad = 0;
     for (const k of want) worstGrad = Math.max(worstGrad, relError(lookup(r.grads, k), getTensor(f, `grad/${k}`).data));
     base.errors.grads = worstGrad;
-    base.errors.grad_norm = relError([clipGradNorm(r.grads, num(j.clip_grad_norm, 'clip_grad_norm'))], getTensor(f, 'grad_norm').data);
+    base.errors.grad_norm = relError([gpu ? gpu.gradNorm : clipGradNorm(r.grads, clip)], getTensor(f, 'grad_norm').data);
     const before = new Map(want.map((k) => [k, Float64Array.from(m.weights.get(k).data)]));
-    const params = new Map([...before].map(([k, v]) => [k, v.slice()]));
-    adamStep(params, r.grads, newAdamState(), { kind: 'adam', lr: num(opt.lr, 'optimizer.lr'), betas: [num(betas[0], 'beta1'), num(betas[1], 'beta2')], eps: num(opt.eps, 'optimizer.eps'), weightDecay: num(opt.weight_decay ?? 0, 'optimizer.weight_decay') });
+    const params = gpu?.params ?? new Map([...before].map(([k, v]) => [k, v.slice()]));
+    if (!gpu) adamStep(params, r.grads, newAdamState(), adam);
     let worstStep = 0;
     let worstUpdate = 0; // the step itself (step1 − p), which the parameter's size would otherwise hide
     for (const k of want) {
@@ -85,7 +113,7 @@ export async function verifyTrain(dir: string, name: string, tol: number): Promi
     }
     base.errors.step1 = worstStep;
     base.errors.update = worstUpdate;
-    const bad = Object.entries(base.errors).filter(([, e]) => !(e <= tol));
+    const bad = Object.entries(base.errors).filter(([k, e]) => !(e <= tol) && !(onGpu && k === 'update'));
     return { ...base, status: bad.length ? 'fail' : 'pass', reason: bad.length ? `above tolerance: ${bad.map(([k]) => k).join(', ')}` : undefined };
   } catch (e) {
     if (e instanceof MilError) return fail(e.message);

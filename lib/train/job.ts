@@ -65,8 +65,9 @@ export interface EvalResult {
   tokens: number;
 }
 
-export function engineFor(name: 'float64' | 'simd' | undefined): MatmulEngine {
-  return name === 'simd' ? simdEngine(SimdGemm.sharedExact()) : FLOAT64_ENGINE;
+/** The CPU products of an engine name (validation on a 'webgpu' run runs on the SIMD products). */
+export function engineFor(name: 'float64' | 'simd' | 'webgpu' | undefined): MatmulEngine {
+  return name === 'simd' || name === 'webgpu' ? simdEngine(SimdGemm.sharedExact()) : FLOAT64_ENGINE;
 }
 
 /** Perplexity and bits per byte of `model` on `tokens` (see the file comment); at most `maxTokens` of them. */
@@ -210,6 +211,7 @@ export async function runJob(o: JobOptions): Promise<JobResult> {
     const row: HistoryRow = { ...info, seconds };
     const last = trainer.step === opts.totalSteps;
     if (trainer.step % o.evalEvery === 0 || last) {
+      await trainer.sync();
       const v = val();
       row.valPpl = v.ppl;
       row.valNll = v.nll;
@@ -229,8 +231,12 @@ export async function runJob(o: JobOptions): Promise<JobResult> {
           `${row.valPpl !== undefined ? `  val ppl ${row.valPpl.toFixed(2)}` : ''}  ${rate.toFixed(0)} tok/s  lr ${info.lr.toExponential(2)}  ${clock(seconds)} elapsed, ETA ${clock(eta)}`,
       );
     }
-    if (trainer.step % o.saveEvery === 0 && !last) save();
+    if (trainer.step % o.saveEvery === 0 && !last) {
+      await trainer.sync();
+      save();
+    }
   }
+  await trainer.close();
   const final = val();
   const seconds = before + (performance.now() - t0) / 1000;
   const record = { ...o.record, options: opts, seconds: Math.round(seconds), resumedFrom, validation: final, history };

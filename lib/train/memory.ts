@@ -71,11 +71,18 @@ const gib = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB`;
  */
 export function checkStepMemory(
   models: HybridModel[],
-  o: { batch: number; seqLen: number; engine?: 'simd' | 'float64'; teacherLogits?: boolean; batchOption?: string },
+  o: {
+    batch: number;
+    seqLen: number;
+    engine?: 'simd' | 'float64' | 'webgpu';
+    teacherLogits?: boolean;
+    batchOption?: string;
+  },
   machineBytes = totalmem(),
 ): StepMemory {
   const need = (b: number) => stepMemory(models, b, o.seqLen, o.teacherLogits);
-  const fits = (n: StepMemory) => (o.engine === 'float64' || n.wasm <= WASM_SIMD_MAX_BYTES) && n.js <= machineBytes;
+  const noWasm = o.engine === 'float64' || o.engine === 'webgpu'; // webgpu: the GPU step checks its device's limits
+  const fits = (n: StepMemory) => (noWasm || n.wasm <= WASM_SIMD_MAX_BYTES) && n.js <= machineBytes;
   const got = need(o.batch);
   if (fits(got)) return got;
   let lo = 0; // the largest batch that fits at this length
@@ -85,7 +92,7 @@ export function checkStepMemory(
     else hi = mid - 1;
   }
   const b = o.batchOption ?? '--batch';
-  const wasmOver = o.engine !== 'float64' && got.wasm > WASM_SIMD_MAX_BYTES;
+  const wasmOver = !noWasm && got.wasm > WASM_SIMD_MAX_BYTES;
   throw new ArgumentError(
     `${b} × --len`,
     `a step that fits ${wasmOver ? `the wasm-simd memory limit of ${gib(WASM_SIMD_MAX_BYTES)} (lib/simd/limits.ts)` : `this machine's ${gib(machineBytes)} of memory`}${lo > 0 ? ` (at --len ${o.seqLen}: ${b} ${lo} at most)` : ` (--len ${o.seqLen} alone is too long)`}`,

@@ -12,6 +12,10 @@
  *             float64 weights, so resuming loses nothing), `optimizer.safetensors` (m/<name>, v/<name>),
  *             `trainer.json` (step, epoch, position in the order, the order, the generator state, options)
  *   resume    `Trainer.resume(dir, …)`: N steps = k steps + save + resume + (N − k) steps, bit for bit
+ *   webgpu    engine 'webgpu' (Llamas, a Llama teacher for 'distill', no accumulation): each step is one GPU submission
+ *             (lib/train/gpu_step.ts) with parameters and moments on the device; `sync()` reads them back into
+ *             `params` and the Adam state (float32 values) before anything reads the model or saves it, so a
+ *             checkpoint is the CPU format and resumes on either engine
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -30,6 +34,7 @@ import { FLOAT64_ENGINE, lossAndGrads, simdEngine, trainForward, trainableBy, ty
 import { SimdGemm } from '../simd/gemm.js';
 import { adamStep, clipGradNorm, cosineLr, newAdamState, type AdamOptions, type AdamState } from './optim.js';
 import { lookup } from '../checked.js';
+import { GpuTrainStep, gpuStepUnsupported } from './gpu_step.js';
 
 /** A loss or gradient went NaN/Inf: the step is abandoned; nothing was changed. */
 export class NonFiniteGradientError extends MilError {
@@ -71,8 +76,11 @@ export interface TrainerOptions {
   seed: number;
   /** which parameters train: 'all' or 'mamba' (names holding 'mamba', upstream's stage 1) */
   train: TrainRule;
-  /** where the linear layers' products run: 'float64' (default, exact) or 'simd' (float32, wasm-simd kernels) */
-  engine?: 'float64' | 'simd';
+  /**
+   * where the linear layers' products run: 'float64' (default, exact) or 'simd' (float32, wasm-simd kernels);
+   * 'webgpu': the whole step on the GPU (float32, lib/train/gpu_step.ts)
+   */
+  engine?: 'float64' | 'simd' | 'webgpu';
 }
 
 export interface StepInfo {
@@ -93,6 +101,8 @@ interface Position {
 
 export class Trainer {
   readonly params: Map<string, Float64Array>;
+  /** the GPU step (engine 'webgpu'), made on the first step; `dirty`: the device is ahead of `params` */
+  private gpu: { step?: GpuTrainStep; dirty: boolean } = { dirty: false };
   private constructor(
     readonly model: HybridModel,
     readonly teacher: HybridModel | undefined,
@@ -147,6 +157,7 @@ export class Trainer {
 
   /** One optimizer step. */
   async trainStep(): Promise<StepInfo> {
+    if (this.o.engine === 'webgpu') return this.gpuStep();
     const acc = this.o.accumulate ?? 1;
     const grads = new Map<string, Float64Array>();
     let loss = 0;
@@ -204,8 +215,71 @@ export class Trainer {
     };
   }
 
-  /** The files of a checkpoint of this trainer. */
+  /** One step on the GPU: the next batch, the scheduled rate; a non-finite gradient changes nothing. */
+  private async gpuStep(): Promise<StepInfo> {
+    if (!this.gpu.step) {
+      this.gpu.step = await GpuTrainStep.create(this.model, {
+        batch: this.o.batch,
+        seqLen: this.o.seqLen,
+        optimizer: this.o.optimizer,
+        clip: this.o.clip,
+        ceWeight: this.o.ceWeight,
+        teacher: this.o.objective === 'distill' ? { model: this.teacher!, klWeight: this.o.klWeight ?? 1 } : undefined,
+        trainable: this.trainable,
+      });
+      this.gpu.step.setMoments(this.opt.m, this.opt.v); // a resumed run's moments (none on a fresh one)
+    }
+    const savedPos = { ...this.pos, order: this.pos.order };
+    const savedRng = this.rng.state();
+    const ids = this.nextBatch();
+    const lr = cosineLr(this.o.optimizer.lr, this.step, this.o.totalSteps, this.o.warmupSteps);
+    const r = await this.gpu.step.step(ids, lr, this.step + 1);
+    if (!r.ok) {
+      this.pos = savedPos; // nothing changed on the device either (kernels/adamw.ts): the same batch comes next
+      this.rng = Rng.fromState(savedRng);
+      this.gpu.dirty = true; // the next sync reads that unchanged state back (the tests check it is unchanged)
+      throw new NonFiniteGradientError(this.step + 1, Number.isFinite(r.ce) ? 'the gradient' : 'the loss');
+    }
+    this.opt.step++;
+    this.gpu.dirty = true;
+    return {
+      step: this.step,
+      loss: r.loss,
+      ce: r.ce,
+      kl: r.kl,
+      gradNorm: r.gradNorm,
+      lr,
+      tokens: this.o.batch * this.o.seqLen,
+    };
+  }
+
+  /** Bring `params` and the Adam state up to date with the GPU's (engine 'webgpu'; nothing to do otherwise). */
+  async sync(): Promise<void> {
+    if (!this.gpu.step || !this.gpu.dirty) return;
+    for (const [n, t] of await this.gpu.step.read()) {
+      const p = this.params.get(n); // (the parameter's size)
+      if (!p) continue;
+      p.set(t.p);
+      markChanged(p);
+      if (t.m && t.v) {
+        this.opt.m.set(n, Float64Array.from(t.m));
+        this.opt.v.set(n, Float64Array.from(t.v));
+      }
+    }
+    this.gpu.dirty = false;
+  }
+
+  /** Free the GPU step's device memory (engine 'webgpu'); the next step makes it again from `params`. */
+  async close(): Promise<void> {
+    await this.sync();
+    this.gpu.step?.destroy();
+    this.gpu = { dirty: false };
+  }
+
+  /** The files of a checkpoint of this trainer (engine 'webgpu': call `sync()` first). */
   checkpointFiles(): Array<[string, WriteData]> {
+    if (this.gpu.dirty)
+      throw new ArgumentError('trainer', 'sync() before a checkpoint (the GPU is ahead of the host)', 'unsynced');
     const files = modelFiles(this.model).filter(([n]) => !n.startsWith('model'));
     const tensors: Record<string, Tensor> = {};
     for (const n of this.model.weights.names()) tensors[n] = this.model.weights.get(n);
@@ -236,13 +310,14 @@ export class Trainer {
 
   /**
    * Resume from a checkpoint folder made by `save` with the same token stream (and teacher). `schedule`: a new
-   * total (and warmup) for the cosine schedule from the next step on — a run extended or shortened on resume.
+   * total (and warmup) for the cosine schedule from the next step on — a run extended or shortened on resume —
+   * and/or another engine (a webgpu run resumed on the CPU or the other way round: the checkpoint is the same).
    */
   static resume(
     dir: string,
     tokens: readonly number[],
     teacher?: HybridModel,
-    schedule?: { totalSteps: number; warmupSteps: number },
+    schedule?: { totalSteps?: number; warmupSteps?: number; engine?: TrainerOptions['engine'] },
   ): Trainer {
     const tp = join(dir, 'trainer.json');
     if (!existsSync(tp)) throw new CheckpointError(dir, 'no trainer.json: not a training checkpoint');
@@ -342,6 +417,8 @@ function checkOptions(o: TrainerOptions, n: number, m: HybridModel, teacher?: Hy
   if (teacher && teacher.llama.vocabSize !== m.llama.vocabSize)
     throw new ArgumentError('teacher', `vocabulary ${m.llama.vocabSize}`, teacher.llama.vocabSize);
   if (!(o.optimizer.lr > 0)) throw new ArgumentError('optimizer.lr', 'a positive number', o.optimizer.lr);
-  if (o.engine !== undefined && o.engine !== 'float64' && o.engine !== 'simd')
-    throw new ArgumentError('engine', "'float64' or 'simd'", o.engine);
+  if (o.engine !== undefined && o.engine !== 'float64' && o.engine !== 'simd' && o.engine !== 'webgpu')
+    throw new ArgumentError('engine', "'float64', 'simd' or 'webgpu'", o.engine);
+  const gpuWhy = o.engine === 'webgpu' ? gpuStepUnsupported(m, o, teacher) : null;
+  if (gpuWhy) throw new ArgumentError('engine', `a run the webgpu training step supports (${gpuWhy})`, 'webgpu');
 }

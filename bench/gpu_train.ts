@@ -1,0 +1,105 @@
+/**
+ * The training-step row of issue #23's GPU bench, kept apart from bench/gpu.ts (decode) so the two merge
+ * cleanly: one step (forward, loss, backward, clip, AdamW) of a random Llama — d 512, 8 layers, 8 heads
+ * (4 kv heads), SwiGLU 1536, vocabulary 32,000, float32 — on batch × length tokens (default 8 × 256), as the GPU
+ * training step (lib/train/gpu_step.ts: one submission and one small readback per step, parameters and moments
+ * resident) against peers measured in the same run on the same ids: the wasm-simd CPU trainer's step
+ * (lib/train/model.ts on simdEngine + clip + Adam; skipped with --no-cpu: minutes per step at the full shape)
+ * and PyTorch on the CPU (bench/torch_train.py, where /usr/bin/python3 imports torch; --no-torch skips it).
+ * A CUDA PyTorch peer (the issue's target: ≤ 2× PyTorch eager on the same GPU) is not written yet.
+ *
+ *   node --import tsx bench/gpu_train.ts [--tiny] [--batch 8] [--len 256] [--steps 5] [--no-cpu] [--no-torch]
+ * --tiny: d 32, 2 layers, vocab 256, batch 2 × 16 (a check that it runs, e.g. on Dawn's CPU adapter).
+ * Prints one JSON line per engine: {engine, msPerStep (median of --steps after one warm-up step), tokensPerS,
+ * loss of the first step}; the first step's losses agree across engines within float32 rounding.
+ * The CPU trainer's row is one step without warm-up. Measured here only with --tiny (lavapipe, a CPU rasteriser:
+ * nothing to compare): webgpu 26 ms, wasm-simd 349 ms, torch CPU 12 ms per step, first losses equal to 1e-8;
+ * not yet run on the GPU machine.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { saveModel } from '../lib/model/convert.js';
+import { randomLlama } from '../lib/model/random.js';
+import { Rng } from '../lib/rng.js';
+import { SimdGemm } from '../lib/simd/gemm.js';
+import { GpuTrainStep } from '../lib/train/gpu_step.js';
+import { lossAndGrads, simdEngine } from '../lib/train/model.js';
+import { adamStep, clipGradNorm, newAdamState, type AdamOptions } from '../lib/train/optim.js';
+import { float64Model } from '../lib/train/trainer.js';
+import { lastOf } from '../lib/checked.js';
+
+const { values } = parseArgs({
+  options: {
+    tiny: { type: 'boolean', default: false },
+    batch: { type: 'string' },
+    len: { type: 'string' },
+    steps: { type: 'string', default: '5' },
+    'no-cpu': { type: 'boolean', default: false },
+    'no-torch': { type: 'boolean', default: false },
+  },
+});
+const tiny = values.tiny;
+const B = Number(values.batch ?? (tiny ? 2 : 8));
+const L = Number(values.len ?? (tiny ? 16 : 256));
+const steps = Number(values.steps);
+const spec = tiny
+  ? { vocab: 256, hidden: 32, intermediate: 64, layers: 2, heads: 4, kvHeads: 2 }
+  : { vocab: 32000, hidden: 512, intermediate: 1536, layers: 8, heads: 8, kvHeads: 4 };
+const model = float64Model(randomLlama(spec, 1));
+const r = new Rng(2);
+const ids = Array.from({ length: B }, () => Array.from({ length: L }, () => r.int(0, spec.vocab - 1)));
+const adam: AdamOptions = { kind: 'adamw', lr: 1e-4, betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0.1 };
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const report = (engine: string, ms: number, loss: number) =>
+  console.log(JSON.stringify({ engine, batch: B, len: L, spec, msPerStep: ms, tokensPerS: (B * L * 1000) / ms, loss }));
+
+// the GPU step
+const gpu = await GpuTrainStep.create(model, { batch: B, seqLen: L, optimizer: adam, clip: 1, trainable: () => true });
+const first = await gpu.step(ids, adam.lr, 1); // compiles every pipeline
+const times: number[] = [];
+for (let t = 2; t <= steps + 1; t++) {
+  const t0 = performance.now();
+  await gpu.step(ids, adam.lr, t);
+  times.push(performance.now() - t0);
+}
+gpu.destroy();
+report('webgpu (one submission per step)', median(times), first.loss);
+
+// the wasm-simd CPU trainer, one step
+if (!values['no-cpu']) {
+  const engine = simdEngine(SimdGemm.sharedExact());
+  const t0 = performance.now();
+  const res = lossAndGrads(model, ids, { objective: 'lm', trainable: () => true, engine });
+  clipGradNorm(res.grads, 1);
+  adamStep(
+    new Map(model.weights.names().map((n) => [n, Float64Array.from(model.weights.get(n).data)])),
+    res.grads,
+    newAdamState(),
+    adam,
+  );
+  report('wasm-simd CPU trainer', performance.now() - t0, res.loss);
+}
+
+// PyTorch on the CPU (bench/torch_train.py: Adam, float32), where torch imports
+if (!values['no-torch'] && spawnSync('/usr/bin/python3', ['-c', 'import torch'], { encoding: 'utf8' }).status === 0) {
+  const dir = mkdtempSync(join(tmpdir(), 'mil-bench-gpu-train-'));
+  try {
+    saveModel(join(dir, 'model'), model);
+    writeFileSync(join(dir, 'ids.json'), JSON.stringify(ids));
+    const out = execFileSync(
+      '/usr/bin/python3',
+      [join(import.meta.dirname, 'torch_train.py'), join(dir, 'model'), join(dir, 'ids.json')],
+      {
+        encoding: 'utf8',
+        maxBuffer: 1 << 24,
+      },
+    );
+    const t = JSON.parse(lastOf(out.trim().split('\n'))) as { ms: number; loss: number };
+    report('PyTorch CPU eager (bench/torch_train.py)', t.ms, t.loss);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,576 @@
+/**
+ * A training step of the Llama teacher on the GPU (webgpu): forward, backward, global-norm clipping and
+ * Adam/AdamW as one chain of GPU.js kernels (lib/ops_train.ts) recorded into a resident chain
+ * (kernels/resident_chain.ts) — one command encoder, one queue.submit and one mapAsync per step, reading back
+ * only [CE, KL] and [‖g‖, clip coefficient, ok]. Parameters, gradients and both Adam moments live in device
+ * buffers from `create` on; `read` copies parameters and moments back (float32) for checkpoints.
+ *
+ * The same math as the float64 CPU trainer (lib/train/model.ts `trainForward` / `lossAndGrads`, lib/train/optim.ts):
+ *   h = embed(ids)                                                       (b·l, d)
+ *   per layer:  h₁ = h + W_o attn(rope(W_q n₁), rope(W_k n₁), W_v n₁),  n₁ = rmsnorm₁ h
+ *               h  = h₁ + W_down (silu(W_gate n₂) ⊙ W_up n₂),             n₂ = rmsnorm₂ h₁
+ *   logits = lm_head(rmsnorm(h));  loss = ce_w · CE(next token)          (b·l, V)
+ * then back in reverse (each kernel's backward beside its forward in kernels/), clip, Adam. Frozen parameters
+ * (`trainable` false) get no gradient kernels. A step whose gradient norm is not finite changes nothing: the
+ * Adam kernels return their inputs (kernels/adamw.ts) and the step throws NonFiniteGradientError.
+ *
+ * Symbols: b batch · l sequence length · N = b·l rows · d hidden_size · V vocab · H, H_kv heads · hd head_dim ·
+ * F intermediate_size. Activations are row-major (N, width) float32 device buffers.
+ *
+ * With a teacher (distillation of a Llama student from a Llama teacher, `mil train --teacher`), the teacher's
+ * forward runs first in the same chain on its own frozen buffers and the loss adds kl_w·KL(teacher ‖ student)
+ * (kernels/train_loss.ts). Not supported yet (a clear ArgumentError before any upload): Mamba layers (the
+ * hybrids: student or teacher), gradient accumulation > 1.
+ */
+import { ArgumentError } from '../errors.js';
+import type { HybridModel } from '../model/hybrid.js';
+import { attentionNames, attentionRope } from '../model/mixers/attention.js';
+import { blockNames, layerKinds, lmHeadName } from '../model/mixers/block.js';
+import { mlpNames } from '../model/mixers/mlp.js';
+import { ResidentChain, type ChainBuffer } from '../ops_resident.js';
+import {
+  NORM_PARTS,
+  adamHyper,
+  adamKernel,
+  attnDeltaKernel,
+  attnDkvKernel,
+  attnDqKernel,
+  attnDsKernel,
+  attnLseKernel,
+  attnScoresKernel,
+  attnValuesKernel,
+  embeddingDwKernel,
+  embeddingIndex,
+  embeddingKernel,
+  gradNormKernel,
+  linearDbKernel,
+  linearDwKernel,
+  linearDxKernel,
+  linearKernel,
+  lossGradKernel,
+  lossRowsKernel,
+  lossSumKernel,
+  lseKernel,
+  rmsnormDwKernel,
+  rmsnormDxKernel,
+  rmsnormKernel,
+  ropeKernel,
+  ropeTable,
+  rstdKernel,
+  sumSquaresKernel,
+  swigluBackKernel,
+  swigluKernel,
+  type AttnShape,
+  type TrainKernel,
+} from '../ops_train.js';
+import type { AdamOptions } from './optim.js';
+import { lookup } from '../checked.js';
+
+export interface GpuStepOptions {
+  batch: number;
+  seqLen: number;
+  optimizer: AdamOptions;
+  /** clip_grad_norm_ max norm; 0 or absent: none */
+  clip?: number;
+  ceWeight?: number;
+  /** distillation: a frozen Llama teacher's logits on the same batch, loss = ce_w·CE + kl_w·KL(teacher ‖ student) */
+  teacher?: { model: HybridModel; klWeight: number };
+  /** rows of logits per chunk of the head and loss (default ⌊2^24 / V⌋: exact thread indices); tests set it small */
+  logitRows?: number;
+  trainable: (name: string) => boolean;
+}
+
+export interface GpuStepResult {
+  loss: number;
+  ce: number;
+  /** with a teacher */
+  kl?: number;
+  gradNorm: number;
+  /** false: a non-finite gradient; nothing changed on the device */
+  ok: boolean;
+}
+
+/** Why `model` with these options cannot train on the GPU step yet, or null. */
+export function gpuStepUnsupported(
+  m: HybridModel,
+  o: { objective?: string; accumulate?: number },
+  teacher?: HybridModel,
+): string | null {
+  if (layerKinds(m).some((k) => k !== 'attention'))
+    return 'Mamba layers (the hybrids) train on the CPU engines only so far: only Llamas train on webgpu';
+  if (teacher && layerKinds(teacher).some((k) => k !== 'attention'))
+    return "a hybrid teacher's forward is not on the GPU yet (a Llama teacher is)";
+  if ((o.accumulate ?? 1) !== 1) return 'gradient accumulation (accumulate > 1) is not on webgpu yet';
+  return null;
+}
+
+interface Param {
+  name: string;
+  p: ChainBuffer;
+  g?: ChainBuffer;
+  m?: ChainBuffer;
+  v?: ChainBuffer;
+}
+
+export class GpuTrainStep {
+  private readonly params = new Map<string, Param>();
+  private constructor(
+    private readonly chain: ResidentChain,
+    private readonly o: GpuStepOptions,
+    private readonly V: number,
+    private readonly io: {
+      ids: ChainBuffer;
+      tgt: ChainBuffer;
+      order: ChainBuffer;
+      start: ChainBuffer;
+      hyper: ChainBuffer;
+      loss: ChainBuffer;
+      norm: ChainBuffer;
+    },
+  ) {}
+
+  /** Upload `m`'s weights (and zero moments) and record the step; throws ArgumentError where unsupported. */
+  static async create(m: HybridModel, o: GpuStepOptions): Promise<GpuTrainStep> {
+    const why = gpuStepUnsupported(m, {}, o.teacher?.model);
+    if (why)
+      throw new ArgumentError('backend', `a model and options the webgpu training step supports (${why})`, 'webgpu');
+    const c = m.llama;
+    const { batch: B, seqLen: L } = o;
+    const N = B * L;
+    const [d, V, H, Hkv, hd, F] = [c.hiddenSize, c.vocabSize, c.numHeads, c.numKvHeads, c.headDim, c.intermediateSize];
+    const chain = await ResidentChain.create();
+    try {
+      // sizes checked before any upload: this device's largest buffer, and 2^24 elements (kernels split their thread
+      // index with float arithmetic, exact below 2^24: kernels/runtime.ts MAX_ELEMENTS); the logits go by row chunks
+      const sizes = (x: HybridModel) => {
+        const k = x.llama;
+        const rows = Math.max(1, Math.min(N, o.logitRows ?? Math.floor(2 ** 24 / k.vocabSize))); // the head's chunks
+        return [
+          rows * k.vocabSize,
+          N * Math.max(k.intermediateSize, k.numHeads * k.headDim, k.hiddenSize),
+          B * k.numHeads * L * L,
+          ...x.weights.names().map((n) => x.weights.get(n).size),
+        ];
+      };
+      const largest = Math.max(...sizes(m), ...(o.teacher ? sizes(o.teacher.model) : []));
+      const limit = Math.min(chain.maxBufferElements, 2 ** 24);
+      if (largest > limit)
+        throw new ArgumentError(
+          'model and batch',
+          `buffers of at most ${limit} float32 elements (min of 2^24 and this device's maxStorageBufferBindingSize / maxBufferSize, ${chain.maxBufferElements})`,
+          largest,
+        );
+      const io = {
+        ids: chain.buffer('ids', N),
+        tgt: chain.buffer('targets', N),
+        order: chain.buffer('embedding order', N),
+        start: chain.buffer('embedding start', V + 1),
+        hyper: chain.buffer('adam hyper', 4),
+        loss: chain.buffer('loss', 2),
+        norm: chain.buffer('grad norm', 3),
+      };
+      const step = new GpuTrainStep(chain, o, V, io);
+      await step.record(m, { B, L, N, d, V, H, Hkv, hd, F });
+      return step;
+    } catch (e) {
+      chain.destroy();
+      throw e;
+    }
+  }
+
+  /** Kernel `k` reading `args`, writing a fresh buffer (or `out`). */
+  private async k(label: string, k: TrainKernel, args: ChainBuffer[], out?: ChainBuffer): Promise<ChainBuffer> {
+    const o = out ?? this.chain.buffer(label, k.size);
+    if (o.elements !== k.size) throw new ArgumentError(`${label} output`, `${k.size} elements`, o.elements);
+    await this.chain.kernel(label, k.key, k.source, k.constants, args, o);
+    return o;
+  }
+
+  /**
+   * The forward of `m` on the ids buffer: every layer's saved activations, the final norm and the head's weight. `P`
+   * reads a parameter's buffer (absent: `m`'s weights are uploaded here as frozen buffers, labelled `tag`).
+   */
+  private async forward(
+    m: HybridModel,
+    B: number,
+    L: number,
+    tag: string,
+    P0?: (name: string) => ChainBuffer,
+    rope0?: ChainBuffer,
+  ): Promise<{
+    saved: Array<Record<string, ChainBuffer>>;
+    h: ChainBuffer;
+    rf: ChainBuffer;
+    nf: ChainBuffer;
+    head: ChainBuffer;
+  }> {
+    const c = m.llama;
+    const N = B * L;
+    const [d, H, Hkv, hd, F] = [c.hiddenSize, c.numHeads, c.numKvHeads, c.headDim, c.intermediateSize];
+    const frozen = new Map<string, ChainBuffer>();
+    if (!P0)
+      for (const name of m.weights.names())
+        frozen.set(
+          name,
+          this.chain.buffer(`${tag} p:${name}`, m.weights.get(name).size, Float32Array.from(m.weights.get(name).data)),
+        );
+    const P = P0 ?? ((name: string) => lookup(frozen, name));
+    const rope = rope0 ?? this.chain.buffer(`${tag} rope cos|sin`, L * hd, ropeTable(L, attentionRope(c, 0, L).inv));
+    const att: AttnShape = { batch: B, L, H, Hkv, hd };
+    const bias = (b: string | undefined) => (b ? [P(b)] : []);
+    const pre = tag ? `${tag}.` : '';
+    let h = await this.k(`${pre}embed`, embeddingKernel(N, d), [this.io.ids, P('model.embed_tokens.weight')]);
+    const saved: Array<Record<string, ChainBuffer>> = [];
+    for (let i = 0; i < c.numLayers; i++) {
+      const { prefix: p, norm1, norm2 } = blockNames(i);
+      const an = attentionNames(c, p);
+      const mn = mlpNames(p);
+      const t = `${pre}L${i}`;
+      const r1 = await this.k(`${t}.rstd1`, rstdKernel(N, d, c.rmsNormEps), [h]);
+      const n1 = await this.k(`${t}.norm1`, rmsnormKernel(N, d), [h, r1, P(norm1)]);
+      const lin = (
+        w: { weight: string; bias?: string },
+        x: ChainBuffer,
+        I: number,
+        O: number,
+        label: string,
+        res?: ChainBuffer,
+      ) =>
+        this.k(label, linearKernel(N, I, O, !!w.bias, !!res), [x, P(w.weight), ...bias(w.bias), ...(res ? [res] : [])]);
+      const q = await lin(an.q, n1, d, H * hd, `${t}.q`);
+      const k = await lin(an.k, n1, d, Hkv * hd, `${t}.k`);
+      const v = await lin(an.v, n1, d, Hkv * hd, `${t}.v`);
+      const qr = await this.k(`${t}.rope_q`, ropeKernel(N, L, H, hd, 1), [q, rope]);
+      const kr = await this.k(`${t}.rope_k`, ropeKernel(N, L, Hkv, hd, 1), [k, rope]);
+      const sc = await this.k(`${t}.scores`, attnScoresKernel(att), [qr, kr]);
+      const lse = await this.k(`${t}.lse`, attnLseKernel(att), [sc]);
+      const y = await this.k(`${t}.attn`, attnValuesKernel(att), [sc, lse, v]);
+      const h1 = await lin(an.o, y, H * hd, d, `${t}.o`, h);
+      const r2 = await this.k(`${t}.rstd2`, rstdKernel(N, d, c.rmsNormEps), [h1]);
+      const n2 = await this.k(`${t}.norm2`, rmsnormKernel(N, d), [h1, r2, P(norm2)]);
+      const g = await lin({ weight: mn.gate }, n2, d, F, `${t}.gate`);
+      const u = await lin({ weight: mn.up }, n2, d, F, `${t}.up`);
+      const a = await this.k(`${t}.swiglu`, swigluKernel(N * F), [g, u]);
+      const hn = await lin({ weight: mn.down }, a, F, d, `${t}.down`, h1);
+      saved.push({ h, r1, n1, qr, kr, v, sc, lse, y, h1, r2, n2, g, u, a });
+      h = hn;
+    }
+    const rf = await this.k(`${pre}rstd_f`, rstdKernel(N, d, c.rmsNormEps), [h]);
+    const nf = await this.k(`${pre}norm_f`, rmsnormKernel(N, d), [h, rf, P('model.norm.weight')]);
+    return { saved, h, rf, nf, head: P(lmHeadName(m)) };
+  }
+
+  private async record(
+    m: HybridModel,
+    s: { B: number; L: number; N: number; d: number; V: number; H: number; Hkv: number; hd: number; F: number },
+  ): Promise<void> {
+    const { B, L, N, d, V, H, Hkv, hd, F } = s;
+    const c = m.llama;
+    const chain = this.chain;
+    const tr = this.o.trainable;
+    for (const name of m.weights.names()) {
+      const data = Float32Array.from(m.weights.get(name).data); // (the parameter's shape)
+      const n = data.length;
+      this.params.set(
+        name,
+        tr(name)
+          ? {
+              name,
+              p: chain.buffer(`p:${name}`, n, data),
+              g: chain.buffer(`g:${name}`, n),
+              m: chain.buffer(`m:${name}`, n),
+              v: chain.buffer(`v:${name}`, n),
+            }
+          : { name, p: chain.buffer(`p:${name}`, n, data) },
+      );
+    }
+    const P = (name: string): ChainBuffer => {
+      const p = this.params.get(name);
+      if (!p) throw new ArgumentError('weights', `a tensor '${name}'`, undefined);
+      return p.p;
+    };
+    const G = (name: string) => this.params.get(name)?.g;
+    /** dW = dyᵀ x into the parameter's gradient (and db), where it trains. */
+    const dW = async (
+      label: string,
+      w: string,
+      b: string | undefined,
+      dy: ChainBuffer,
+      x: ChainBuffer,
+      I: number,
+      O: number,
+    ) => {
+      const g = G(w);
+      if (g) await this.k(`${label}.dW`, linearDwKernel(N, I, O), [dy, x], g);
+      const gb = b ? G(b) : undefined;
+      if (gb) await this.k(`${label}.db`, linearDbKernel(N, O), [dy], gb);
+    };
+    const { inv } = attentionRope(c, 0, L);
+    const rope = chain.buffer('rope cos|sin', L * hd, ropeTable(L, inv));
+    const att: AttnShape = { batch: B, L, H, Hkv, hd };
+    const embedName = 'model.embed_tokens.weight';
+    const headName = lmHeadName(m);
+    const tied = headName === embedName;
+
+    // ---------------- forward (the teacher's first, frozen: its own weights, no gradients)
+    const tf = this.o.teacher ? await this.forward(this.o.teacher.model, B, L, 'teacher') : undefined;
+    const dT = this.o.teacher?.model.llama.hiddenSize ?? 0;
+    const { saved, h, rf, nf } = await this.forward(m, B, L, '', P, rope);
+
+    // ---------------- the head, the loss and ∂ℓ/∂logits, by chunks of R rows (R·V ≤ 2^24: exact thread indices)
+    const ls = {
+      N,
+      V,
+      ceWeight: this.o.ceWeight ?? 1,
+      ceRows: B * (L - 1),
+      kl: this.o.teacher && { weight: this.o.teacher.klWeight, batch: B },
+    };
+    const R = Math.max(1, Math.min(N, this.o.logitRows ?? Math.floor(2 ** 24 / V)));
+    const rows = chain.buffer('loss rows', 2 * N); // [ce_n | kl_n]
+    const dnf = chain.buffer('lm_head.dx', N * d);
+    const headGrad = tied ? (G(embedName) ? chain.buffer('lm_head.dW (tied)', V * d) : undefined) : G(headName);
+    const chunks = Math.ceil(N / R);
+    const acc =
+      chunks > 1 && headGrad ? [chain.buffer('lm_head.dW a', V * d), chain.buffer('lm_head.dW b', V * d)] : [];
+    const reuse = new Map<string, ChainBuffer>();
+    /** a per-chunk buffer, shared by the chunks of one size (the ops run in order) */
+    const cbuf = (name: string, n: number) => {
+      let b = reuse.get(`${name}|${n}`);
+      if (!b) reuse.set(`${name}|${n}`, (b = chain.buffer(`${name} (${n})`, n)));
+      return b;
+    };
+    for (let c = 0; c < chunks; c++) {
+      const r0 = c * R;
+      const Rc = Math.min(R, N - r0);
+      const t = chunks > 1 ? ` [${r0}]` : '';
+      const take = (src: ChainBuffer, width: number, name: string) => {
+        const dst = cbuf(name, Rc * width);
+        chain.copy(`${name}${t}`, src, r0 * width, dst, () => 0, Rc * width);
+        return dst;
+      };
+      const nfC = take(nf, d, 'lm_head.x');
+      const logits = await this.k(
+        `lm_head${t}`,
+        linearKernel(Rc, d, V, false, false),
+        [nfC, P(headName)],
+        cbuf('logits', Rc * V),
+      );
+      const lseC = await this.k(`loss.lse${t}`, lseKernel(Rc, V), [logits], cbuf('lse', Rc));
+      const args = [logits, lseC, take(this.io.tgt, 1, 'targets')];
+      if (tf) {
+        const tl = await this.k(
+          `teacher.lm_head${t}`,
+          linearKernel(Rc, dT, V, false, false),
+          [take(tf.nf, dT, 'teacher.lm_head.x'), tf.head],
+          cbuf('teacher logits', Rc * V),
+        );
+        args.push(tl, await this.k(`teacher.loss.lse${t}`, lseKernel(Rc, V), [tl], cbuf('teacher lse', Rc)));
+      }
+      const lc = { ...ls, N: Rc };
+      const dlogits = await this.k(`loss.grad${t}`, lossGradKernel(lc), args, cbuf('dlogits', Rc * V));
+      const rc = await this.k(`loss.rows${t}`, lossRowsKernel(lc), args, cbuf('loss rows', 2 * Rc));
+      chain.copy(`loss.rows ce${t}`, rc, 0, rows, () => r0, Rc);
+      chain.copy(`loss.rows kl${t}`, rc, Rc, rows, () => N + r0, Rc);
+      const dx = await this.k(
+        `lm_head.dx${t}`,
+        linearDxKernel(Rc, d, [V]),
+        [dlogits, P(headName)],
+        cbuf('dnf', Rc * d),
+      );
+      chain.copy(`lm_head.dx→${t}`, dx, 0, dnf, () => r0 * d, Rc * d);
+      if (headGrad) {
+        const out = c === chunks - 1 ? headGrad : acc[c % 2];
+        const prev = c > 0 ? [acc[(c - 1) % 2]] : [];
+        await this.k(`lm_head.dW${t}`, linearDwKernel(Rc, d, V, c > 0), [dlogits, nfC, ...prev], out);
+      }
+    }
+    await this.k('loss.sum', lossSumKernel(ls), [rows], this.io.loss);
+
+    // ---------------- backward
+    const gnf = G('model.norm.weight');
+    if (gnf) await this.k('norm_f.dw', rmsnormDwKernel(N, d), [dnf, h, rf], gnf);
+    // per-layer gradients, shared by the layers (the same shapes); ∂ℓ/∂h alternates between two buffers
+    const buf = (name: string, n: number) => chain.buffer(name, n);
+    const dhs = [buf('bw.dh a', N * d), buf('bw.dh b', N * d)];
+    let dh = await this.k(
+      'norm_f.dx',
+      rmsnormDxKernel(N, d, c.rmsNormEps, false),
+      [dnf, h, rf, P('model.norm.weight')],
+      dhs[0],
+    );
+    const B_ = {
+      da: buf('bw.da', N * F),
+      dg: buf('bw.dg', N * F),
+      du: buf('bw.du', N * F),
+      dn: buf('bw.dn', N * d),
+      dh1: buf('bw.dh1', N * d),
+      dy: buf('bw.dy', N * H * hd),
+      delta: buf('bw.D', B * H * L),
+      ds: buf('bw.dS', B * H * L * L),
+      dqr: buf('bw.dq_rot', N * H * hd),
+      dkr: buf('bw.dk_rot', N * Hkv * hd),
+      dq: buf('bw.dq', N * H * hd),
+      dk: buf('bw.dk', N * Hkv * hd),
+      dv: buf('bw.dv', N * Hkv * hd),
+    };
+    for (let i = c.numLayers - 1; i >= 0; i--) {
+      const sv = saved[i];
+      const { prefix: p, norm1, norm2 } = blockNames(i);
+      const an = attentionNames(c, p);
+      const mn = mlpNames(p);
+      const t = `L${i}.back`;
+      // MLP
+      await this.k(`${t}.down.dx`, linearDxKernel(N, F, [d]), [dh, P(mn.down)], B_.da);
+      await dW(`${t}.down`, mn.down, undefined, dh, sv.a, F, d);
+      await this.k(`${t}.swiglu.dg`, swigluBackKernel(N * F, 'dg'), [B_.da, sv.g, sv.u], B_.dg);
+      await this.k(`${t}.swiglu.du`, swigluBackKernel(N * F, 'du'), [B_.da, sv.g], B_.du);
+      await this.k(`${t}.gate_up.dx`, linearDxKernel(N, d, [F, F]), [B_.dg, P(mn.gate), B_.du, P(mn.up)], B_.dn);
+      await dW(`${t}.gate`, mn.gate, undefined, B_.dg, sv.n2, d, F);
+      await dW(`${t}.up`, mn.up, undefined, B_.du, sv.n2, d, F);
+      const g2 = G(norm2);
+      if (g2) await this.k(`${t}.norm2.dw`, rmsnormDwKernel(N, d), [B_.dn, sv.h1, sv.r2], g2);
+      await this.k(
+        `${t}.norm2.dx`,
+        rmsnormDxKernel(N, d, c.rmsNormEps, true),
+        [B_.dn, sv.h1, sv.r2, P(norm2), dh],
+        B_.dh1,
+      );
+      // attention
+      await this.k(`${t}.o.dx`, linearDxKernel(N, H * hd, [d]), [B_.dh1, P(an.o.weight)], B_.dy);
+      await dW(`${t}.o`, an.o.weight, an.o.bias, B_.dh1, sv.y, H * hd, d);
+      await this.k(`${t}.attn.D`, attnDeltaKernel(att), [B_.dy, sv.y], B_.delta);
+      await this.k(`${t}.attn.dS`, attnDsKernel(att), [sv.sc, sv.lse, B_.dy, sv.v, B_.delta], B_.ds);
+      await this.k(`${t}.attn.dq`, attnDqKernel(att), [B_.ds, sv.kr], B_.dqr);
+      await this.k(`${t}.attn.dk`, attnDkvKernel(att, 'dk'), [B_.ds, sv.qr], B_.dkr);
+      await this.k(`${t}.attn.dv`, attnDkvKernel(att, 'dv'), [sv.sc, sv.lse, B_.dy], B_.dv);
+      await this.k(`${t}.rope_q.back`, ropeKernel(N, L, H, hd, -1), [B_.dqr, rope], B_.dq);
+      await this.k(`${t}.rope_k.back`, ropeKernel(N, L, Hkv, hd, -1), [B_.dkr, rope], B_.dk);
+      await this.k(
+        `${t}.qkv.dx`,
+        linearDxKernel(N, d, [H * hd, Hkv * hd, Hkv * hd]),
+        [B_.dq, P(an.q.weight), B_.dk, P(an.k.weight), B_.dv, P(an.v.weight)],
+        B_.dn,
+      );
+      await dW(`${t}.q`, an.q.weight, an.q.bias, B_.dq, sv.n1, d, H * hd);
+      await dW(`${t}.k`, an.k.weight, an.k.bias, B_.dk, sv.n1, d, Hkv * hd);
+      await dW(`${t}.v`, an.v.weight, an.v.bias, B_.dv, sv.n1, d, Hkv * hd);
+      const g1 = G(norm1);
+      if (g1) await this.k(`${t}.norm1.dw`, rmsnormDwKernel(N, d), [B_.dn, sv.h, sv.r1], g1);
+      const next = dh === dhs[0] ? dhs[1] : dhs[0];
+      await this.k(
+        `${t}.norm1.dx`,
+        rmsnormDxKernel(N, d, c.rmsNormEps, true),
+        [B_.dn, sv.h, sv.r1, P(norm1), B_.dh1],
+        next,
+      );
+      dh = next;
+    }
+    const gE = G(embedName);
+    if (gE)
+      await this.k(
+        'embed.dW',
+        embeddingDwKernel(N, V, d, !!headGrad && tied),
+        [dh, this.io.order, this.io.start, ...(headGrad && tied ? [headGrad] : [])],
+        gE,
+      );
+
+    // ---------------- clip and Adam
+    const trained = [...this.params.values()].filter((q) => q.g);
+    if (trained.length === 0) throw new ArgumentError('trainable', 'at least one parameter that trains', 0);
+    const part = chain.buffer('norm parts', NORM_PARTS);
+    const parts = chain.buffer('norm parts (all)', NORM_PARTS * trained.length);
+    for (const [j, q] of trained.entries()) {
+      await this.k(`sumsq ${q.name}`, sumSquaresKernel(q.p.elements), [q.g!], part);
+      chain.copy(`gather ${q.name}`, part, 0, parts, () => j * NORM_PARTS, NORM_PARTS);
+    }
+    await this.k('grad norm', gradNormKernel(parts.elements, this.o.clip ?? 0), [parts], this.io.norm);
+    const temps = new Map<number, ChainBuffer[]>();
+    for (const q of trained) {
+      const n = q.p.elements;
+      let tmp = temps.get(n);
+      if (!tmp) temps.set(n, (tmp = [0, 1, 2].map((k) => chain.buffer(`adam tmp ${k} (${n})`, n))));
+      const args = [q.g!, q.p, q.m!, q.v!, this.io.norm, this.io.hyper];
+      for (const [k, which] of (['m', 'v', 'p'] as const).entries())
+        await this.k(`adam.${which} ${q.name}`, adamKernel(n, this.o.optimizer, which), args, tmp[k]);
+      chain.copy(`adam.m← ${q.name}`, tmp[0], 0, q.m!, () => 0, n);
+      chain.copy(`adam.v← ${q.name}`, tmp[1], 0, q.v!, () => 0, n);
+      chain.copy(`adam.p← ${q.name}`, tmp[2], 0, q.p, () => 0, n);
+    }
+  }
+
+  /** Number of kernel dispatches in one step (for tests and the bench). */
+  get dispatches(): number {
+    return this.chain.dispatches;
+  }
+  get counters(): { submits: number; maps: number } {
+    return this.chain.counters;
+  }
+  /** Test hook: leave the op with this label out of every step (a test must then fail). */
+  omit(label: string): void {
+    if (!this.chain.labels.includes(label)) throw new ArgumentError('omit', 'a label of the chain', label);
+    this.chain.omit.add(label);
+  }
+
+  /** One step on rows `ids` (batch × seqLen) at learning rate lr, Adam step t (1-based): one submit, one map. */
+  async step(ids: number[][], lr: number, t: number): Promise<GpuStepResult> {
+    const { batch, seqLen } = this.o;
+    if (ids.length !== batch || ids.some((r) => r.length !== seqLen))
+      throw new ArgumentError(
+        'ids',
+        `${batch} rows of ${seqLen} tokens`,
+        ids.map((r) => r.length),
+      );
+    const flat = ids.flat();
+    flat.forEach((id, n) => {
+      if (!Number.isInteger(id) || id < 0 || id >= this.V)
+        throw new ArgumentError(`ids[${n}]`, `a token id in [0, ${this.V})`, id);
+    });
+    const tgt = Float32Array.from(flat, (_, n) => (n % seqLen === seqLen - 1 ? -1 : flat[n + 1])); // (b·l): next id, −1 at a row's end
+    const { order, start } = embeddingIndex(flat, this.V);
+    this.chain.write(this.io.ids, Float32Array.from(flat));
+    this.chain.write(this.io.tgt, tgt);
+    this.chain.write(this.io.order, order);
+    this.chain.write(this.io.start, start);
+    this.chain.write(this.io.hyper, adamHyper(this.o.optimizer, t, lr));
+    const [loss, norm] = await this.chain.run({ pos: 0 }, [{ from: this.io.loss }, { from: this.io.norm }]); // (2) [CE, KL], (3) [‖g‖, c, ok]
+    const ce = loss[0];
+    const kl = this.o.teacher ? loss[1] : undefined;
+    return {
+      loss: (this.o.ceWeight ?? 1) * ce + (kl === undefined ? 0 : this.o.teacher!.klWeight * kl),
+      ce,
+      kl,
+      gradNorm: norm[0],
+      ok: norm[2] > 0.5 && Number.isFinite(ce) && (kl === undefined || Number.isFinite(kl)),
+    };
+  }
+
+  /**
+   * The parameters and (for those that train) Adam moments and the last step's gradients (before clipping), read
+   * back from the device (float32).
+   */
+  async read(): Promise<Map<string, { p: Float32Array; m?: Float32Array; v?: Float32Array; g?: Float32Array }>> {
+    const out = new Map<string, { p: Float32Array; m?: Float32Array; v?: Float32Array; g?: Float32Array }>();
+    for (const q of this.params.values())
+      out.set(q.name, {
+        p: await this.chain.read(q.p),
+        m: q.m && (await this.chain.read(q.m)),
+        v: q.v && (await this.chain.read(q.v)),
+        g: q.g && (await this.chain.read(q.g)),
+      });
+    return out;
+  }
+
+  /** Write moments (a resumed run's, float64 on the host) into the device buffers. */
+  setMoments(m: ReadonlyMap<string, ArrayLike<number>>, v: ReadonlyMap<string, ArrayLike<number>>): void {
+    for (const q of this.params.values()) {
+      const mm = m.get(q.name);
+      const vv = v.get(q.name);
+      if (q.m && mm) this.chain.write(q.m, Float32Array.from(mm));
+      if (q.v && vv) this.chain.write(q.v, Float32Array.from(vv));
+    }
+  }
+
+  destroy(): void {
+    this.chain.destroy();
+  }
+}

@@ -1,0 +1,281 @@
+/**
+ * The Llama training step on the GPU (lib/train/gpu_step.ts: forward, backward, clip, Adam as one resident chain
+ * of GPU.js kernels) on webgpu — here Dawn's CPU adapter (lavapipe), so the shapes are tiny — against the float64
+ * CPU trainer's math (lib/train/model.ts lossAndGrads, lib/train/optim.ts clipGradNorm + adamStep) over 3 steps on
+ * the same batches, on random Llamas (fast-check, numRuns in the titles: tied or separate head, attention biases
+ * or none, grouped-query or not; Adam or AdamW; clipping on or off; the lm objective, or distillation from a
+ * random Llama teacher of another shape: ce_w·CE + kl_w·KL with the teacher's forward in the same chain):
+ *   - loss and gradient norm of every step, then every parameter and Adam moment read back after the last, agree
+ *     at relative error ≤ FLOAT32_TOL = 1e-4 (measured: losses ~1e-7, parameters ~1e-7, moments ~2e-6);
+ *   - every step is exactly one queue.submit and one mapAsync (the chain's own counters);
+ *   - the head and the loss by row chunks (what keeps (b·l)·V logits under 2^24 elements per kernel) give the same.
+ * Mutations, each of which must fail: a forward kernel left out of the chain (layer 0's down-projection: the loss
+ * moves), a backward kernel left out (the last layer's dk: the parameters after the step move), the teacher's
+ * down-projection left out (the KL moves).
+ */
+import fc from 'fast-check';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it, vi } from 'vitest';
+import { main } from '../lib/cli/main.js';
+import { ArgumentError } from '../lib/errors.js';
+import { randomLlama } from '../lib/model/random.js';
+import type { HybridModel } from '../lib/model/hybrid.js';
+import { convert } from '../lib/model/convert.js';
+import { GpuTrainStep } from '../lib/train/gpu_step.js';
+import { lossAndGrads, trainForward } from '../lib/train/model.js';
+import { adamStep, clipGradNorm, newAdamState, type AdamOptions } from '../lib/train/optim.js';
+import { NonFiniteGradientError, Trainer, float64Model, type TrainerOptions } from '../lib/train/trainer.js';
+import { tmpFolder } from './tmp.js';
+import { relError } from '../lib/tensor.js';
+import { FLOAT32_TOL, KERNEL_BACKENDS, Rng, withAttentionBias } from './helpers.js';
+
+const webgpu = KERNEL_BACKENDS.find((b) => b.name === 'webgpu')!;
+const run = webgpu.available ? it : it.skip;
+
+interface Case {
+  tie: boolean;
+  bias: boolean;
+  kvHeads: 1 | 2;
+  kind: 'adam' | 'adamw';
+  clip: number;
+  /** distillation from a random Llama teacher of another width and depth (KL weight 0.7) */
+  teacher: boolean;
+  /** the head and loss by chunks of this many rows (GpuStepOptions.logitRows); absent: one chunk here */
+  logitRows?: number;
+  seed: number;
+}
+
+function model(c: Case): HybridModel {
+  const m = randomLlama(
+    { vocab: 19, hidden: 8, intermediate: 12, layers: 2, heads: 2, kvHeads: c.kvHeads, tie: c.tie },
+    c.seed,
+  );
+  return float64Model(c.bias ? withAttentionBias(m, c.seed) : m);
+}
+
+const B = 2;
+const L = 5;
+
+/**
+ * 3 steps on the GPU and on the CPU on the same batches: the worst relative error of losses, norms, parameters
+ * and moments. `mutate` names a chain op to leave out.
+ */
+async function compare(
+  c: Case,
+  mutate?: string,
+): Promise<{ loss: number; norm: number; params: number; moments: number }> {
+  const m = model(c);
+  const o: AdamOptions = { lr: 3e-3, betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0.1, kind: c.kind };
+  const teacher = c.teacher
+    ? float64Model(
+        randomLlama({ vocab: 19, hidden: 12, intermediate: 10, layers: 1, heads: 2, kvHeads: 2 }, c.seed + 1),
+      )
+    : undefined;
+  const gpu = await GpuTrainStep.create(m, {
+    batch: B,
+    seqLen: L,
+    optimizer: o,
+    clip: c.clip,
+    teacher: teacher && { model: teacher, klWeight: 0.7 },
+    logitRows: c.logitRows,
+    trainable: () => true,
+  });
+  try {
+    if (mutate) gpu.omit(mutate);
+    const params = new Map(m.weights.names().map((n) => [n, m.weights.get(n).data as Float64Array]));
+    const st = newAdamState();
+    const r = new Rng(c.seed);
+    const got = { loss: [] as number[], norm: [] as number[] };
+    const want = { loss: [] as number[], norm: [] as number[] };
+    for (let t = 1; t <= 3; t++) {
+      const ids = Array.from({ length: B }, () => Array.from({ length: L }, () => r.int(0, m.llama.vocabSize - 1)));
+      const before = { ...gpu.counters };
+      const g = await gpu.step(ids, o.lr, t);
+      expect(gpu.counters).toEqual({ submits: before.submits + 1, maps: before.maps + 1 });
+      expect(g.ok).toBe(true);
+      const cpu = lossAndGrads(m, ids, {
+        objective: teacher ? 'distill' : 'lm',
+        teacherLogits: teacher && trainForward(teacher, ids, () => false).logits,
+        klWeight: 0.7,
+        trainable: () => true,
+      });
+      const norm = c.clip
+        ? clipGradNorm(cpu.grads, c.clip)
+        : Math.sqrt([...cpu.grads.values()].reduce((s, a) => s + a.reduce((x, y) => x + y * y, 0), 0));
+      adamStep(params, cpu.grads, st, o, o.lr);
+      got.loss.push(g.loss);
+      want.loss.push(cpu.loss);
+      got.norm.push(g.gradNorm);
+      want.norm.push(norm);
+    }
+    const back = await gpu.read();
+    let pe = 0;
+    let me = 0;
+    for (const [n, p] of params) {
+      const b = back.get(n)!;
+      pe = Math.max(pe, relError(b.p, p));
+      me = Math.max(me, relError(b.m!, st.m.get(n)!), relError(b.v!, st.v.get(n)!));
+    }
+    return { loss: relError(got.loss, want.loss), norm: relError(got.norm, want.norm), params: pe, moments: me };
+  } finally {
+    gpu.destroy();
+  }
+}
+
+describe(`GPU training step on ${webgpu.title}`, () => {
+  run(
+    '3 steps = the float64 CPU trainer (loss, grad norm, parameters, moments); one submit per step (numRuns 1 + a distilling example)',
+    async () => {
+      await fc.assert(
+        fc.asyncProperty(
+          fc.record({
+            tie: fc.boolean(),
+            bias: fc.boolean(),
+            kvHeads: fc.constantFrom<1 | 2>(1, 2),
+            kind: fc.constantFrom<'adam' | 'adamw'>('adam', 'adamw'),
+            clip: fc.constantFrom(0, 1),
+            teacher: fc.boolean(),
+            logitRows: fc.constantFrom<number | undefined>(undefined, 4),
+            seed: fc.integer({ min: 0, max: 1000 }),
+          }),
+          async (c) => {
+            const e = await compare(c);
+            for (const [k, v] of Object.entries(e)) expect(v, `${k} relative error`).toBeLessThanOrEqual(FLOAT32_TOL);
+          },
+        ),
+        // one random case, and one distilling from a teacher with the head and loss in chunks of 3 rows (3+3+3+1)
+        {
+          numRuns: 1,
+          examples: [
+            [{ tie: true, bias: true, kvHeads: 2, kind: 'adam', clip: 1, teacher: true, logitRows: 3, seed: 7 }],
+          ],
+        },
+      );
+    },
+  );
+
+  run('a forward or a backward kernel left out of the chain is caught', async () => {
+    const c: Case = { tie: false, bias: false, kvHeads: 1, kind: 'adamw', clip: 1, teacher: true, seed: 5 };
+    expect((await compare(c, 'L0.down')).loss).toBeGreaterThan(100 * FLOAT32_TOL);
+    expect((await compare(c, 'L1.back.attn.dk')).params).toBeGreaterThan(100 * FLOAT32_TOL);
+    expect((await compare(c, 'teacher.L0.down')).loss).toBeGreaterThan(100 * FLOAT32_TOL);
+  });
+
+  run(
+    'a batch whose activations pass 2^24 elements is refused naming the limit before anything is uploaded',
+    async () => {
+      const m = randomLlama({ vocab: 19, hidden: 8, intermediate: 70000, layers: 1, heads: 2, kvHeads: 1 }, 1);
+      const o: AdamOptions = { lr: 1e-3, betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0, kind: 'adamw' };
+      await expect(
+        GpuTrainStep.create(m, { batch: 1, seqLen: 256, optimizer: o, trainable: () => true }),
+      ).rejects.toThrow(/at most 16777216 float32 elements.*17920000/);
+    },
+  );
+
+  it('a hybrid is refused with a typed error before anything is uploaded', async () => {
+    const t = randomLlama({ vocab: 19, hidden: 8, intermediate: 12, layers: 2, heads: 2, kvHeads: 1 }, 1);
+    const m = convert(t, { variant: 'mamba2', attentionFraction: 0.5, seed: 1 });
+    const o: AdamOptions = { lr: 1e-3, betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0, kind: 'adamw' };
+    await expect(GpuTrainStep.create(m, { batch: 1, seqLen: 4, optimizer: o, trainable: () => true })).rejects.toThrow(
+      ArgumentError,
+    );
+  });
+});
+
+describe(`Trainer with engine 'webgpu' on ${webgpu.title}`, () => {
+  const opts = (engine: 'float64' | 'webgpu'): TrainerOptions => ({
+    objective: 'lm',
+    optimizer: { lr: 1e-2, betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0.1, kind: 'adamw' },
+    clip: 1,
+    totalSteps: 4,
+    warmupSteps: 1,
+    batch: 2,
+    seqLen: 6,
+    seed: 3,
+    train: 'all',
+    engine,
+  });
+  const r = new Rng(9);
+  const tokens = Array.from({ length: 60 }, () => r.int(0, 18));
+  const start = () => randomLlama({ vocab: 19, hidden: 8, intermediate: 12, layers: 2, heads: 2, kvHeads: 1 }, 4);
+
+  run(
+    'losses = the float64 trainer over 4 steps; a checkpoint after 2 resumes on webgpu (the same losses) and on the CPU',
+    async () => {
+      const steps = async (t: Trainer, n: number) => {
+        const out: number[] = [];
+        for (let i = 0; i < n; i++) out.push((await t.trainStep()).loss);
+        return out;
+      };
+      const cpu = await steps(Trainer.create(start(), tokens, opts('float64')), 4);
+      const gpu = Trainer.create(start(), tokens, opts('webgpu'));
+      const first = await steps(gpu, 2);
+      await gpu.sync();
+      const dir = tmpFolder('gpu-train');
+      gpu.save(dir);
+      const rest = await steps(gpu, 2);
+      await gpu.close();
+      expect(relError([...first, ...rest], cpu), `${[...first, ...rest]} vs ${cpu}`).toBeLessThanOrEqual(FLOAT32_TOL);
+      const again = Trainer.resume(dir, tokens);
+      expect(again.o.engine).toBe('webgpu');
+      expect(await steps(again, 2)).toEqual(rest); // the float32 state read back is the state the GPU had
+      await again.close();
+      const onCpu = Trainer.resume(dir, tokens, undefined, { engine: 'float64' });
+      expect(relError(await steps(onCpu, 2), rest)).toBeLessThanOrEqual(FLOAT32_TOL);
+    },
+  );
+
+  run('a non-finite gradient: NonFiniteGradientError, and the device state read back is the state before', async () => {
+    const m = start();
+    m.weights.get('model.norm.weight').data[0] = NaN; // the loss and gradients go NaN
+    const t = Trainer.create(m, tokens, opts('webgpu'));
+    const before = new Map([...t.params].map(([n, p]) => [n, Array.from(p)]));
+    await expect(t.trainStep()).rejects.toThrow(NonFiniteGradientError);
+    expect(t.step).toBe(0);
+    await t.sync(); // reads the device back: Adam's kernels returned their inputs
+    for (const [n, p] of t.params) expect(Array.from(p), n).toEqual(before.get(n));
+    for (const [n, a] of t.opt.m)
+      expect(
+        a.every((x) => x === 0),
+        n,
+      ).toBe(true);
+    await t.close();
+  });
+
+  it('a model or objective the GPU step does not support is refused before any work', () => {
+    const hybrid = convert(start(), { variant: 'mamba2', attentionFraction: 0.5, seed: 1 });
+    expect(() => Trainer.create(hybrid, tokens, opts('webgpu'))).toThrow(/Mamba layers/);
+    expect(() => Trainer.create(start(), tokens, { ...opts('webgpu'), accumulate: 2 })).toThrow(/accumulation/);
+  });
+});
+
+describe('mil train|distill|sft|dpo --backend webgpu: what is not on the GPU yet is refused before any work', () => {
+  /** exit code and stderr of `mil …args` */
+  async function mil(...args: string[]): Promise<{ code: number; err: string }> {
+    let err = '';
+    const log = vi.spyOn(console, 'log').mockImplementation(() => {});
+    const e = vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => void (err += a.join(' ') + '\n'));
+    try {
+      return { code: await main(args), err };
+    } finally {
+      log.mockRestore();
+      e.mockRestore();
+    }
+  }
+  it('exit 2 naming what is missing, nothing written (distill, dpo, --engine alongside)', async () => {
+    const d = tmpFolder('gpu-train-cli');
+    const out = join(d, 'out');
+    const cases: Array<[string[], RegExp]> = [
+      [['distill', '--teacher', d, '--backend', 'webgpu', '--out', out], /distill .* not on the GPU yet/],
+      [['dpo', '--model', d, '--backend', 'webgpu', '--out', out], /dpo is not on the GPU yet/],
+      [['train', '--config', 'tiny', '--backend', 'webgpu', '--engine', 'simd', '--out', out], /not both/],
+    ];
+    for (const [args, msg] of cases) {
+      const r = await mil(...args);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.err).toMatch(msg);
+      expect(existsSync(out)).toBe(false);
+    }
+  });
+});

@@ -6,7 +6,10 @@
  * resident) against peers measured in the same run on the same ids: the wasm-simd CPU trainer's step
  * (lib/train/model.ts on simdEngine + clip + Adam; skipped with --no-cpu: minutes per step at the full shape)
  * and PyTorch on the CPU (bench/torch_train.py, where /usr/bin/python3 imports torch; --no-torch skips it).
- * A CUDA PyTorch peer (the issue's target: ≤ 2× PyTorch eager on the same GPU) is not written yet.
+ * On a machine whose `--python` (default python3) imports torch with CUDA, the same script runs the step on the
+ * GPU too (--device=cuda, the median of --steps steps after a warm-up): the issue's peer (target ≤ 2× PyTorch
+ * eager on the same GPU). The PyTorch step is Adam with its own lr/betas/clip (bench/torch_train.py): the work
+ * per step is the same, the first loss (before any update) is the shared one.
  *
  *   node --import tsx bench/gpu_train.ts [--tiny] [--batch 8] [--len 256] [--steps 5] [--no-cpu] [--no-torch]
  * --tiny: d 32, 2 layers, vocab 256, batch 2 × 16 (a check that it runs, e.g. on Dawn's CPU adapter).
@@ -39,6 +42,7 @@ const { values } = parseArgs({
     steps: { type: 'string', default: '5' },
     'no-cpu': { type: 'boolean', default: false },
     'no-torch': { type: 'boolean', default: false },
+    python: { type: 'string', default: 'python3' },
   },
 });
 const tiny = values.tiny;
@@ -81,6 +85,31 @@ if (!values['no-cpu']) {
     adam,
   );
   report('wasm-simd CPU trainer', performance.now() - t0, res.loss);
+}
+
+// PyTorch eager on the GPU (bench/torch_train.py --device=cuda), where --python imports torch with CUDA
+const cuda = spawnSync(values.python, ['-c', 'import torch; assert torch.cuda.is_available()'], { encoding: 'utf8' });
+if (!values['no-torch'] && cuda.status === 0) {
+  const dir = mkdtempSync(join(tmpdir(), 'mil-bench-gpu-train-'));
+  try {
+    saveModel(join(dir, 'model'), model);
+    writeFileSync(join(dir, 'ids.json'), JSON.stringify(ids));
+    const out = execFileSync(
+      values.python,
+      [
+        join(import.meta.dirname, 'torch_train.py'),
+        join(dir, 'model'),
+        join(dir, 'ids.json'),
+        '--device=cuda',
+        `--reps=${steps}`,
+      ],
+      { encoding: 'utf8', maxBuffer: 1 << 24 },
+    );
+    const t = JSON.parse(lastOf(out.trim().split('\n'))) as { ms: number; loss: number };
+    report('PyTorch CUDA eager (bench/torch_train.py --device=cuda)', t.ms, t.loss);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 // PyTorch on the CPU (bench/torch_train.py: Adam, float32), where torch imports

@@ -3,8 +3,11 @@ the bench), same ids, same objective (lm for the Llama, distill with stage-1 fre
 A minimal re-implementation of the models in eager PyTorch, following the upstream references
 (transformers Llama; mamba_ssm selective_scan_ref; the SSD recurrence; rms_norm_ref), float32.
 
-usage: python3 bench/torch_train.py MODEL_DIR IDS.json [TEACHER_DIR] [--threads N] [--dtype float32|float64]
+usage: python3 bench/torch_train.py MODEL_DIR IDS.json [TEACHER_DIR] [--threads=N] [--dtype=float32|float64]
+                                   [--device=cpu|cuda] [--reps=N]
 prints one JSON line: {"ms": step time, "loss": ..., "forward_ms": ..., "teacher_ms": ...}
+--device=cuda: the same eager step on the GPU (bench/gpu_train.ts's peer), timed with torch.cuda.synchronize()
+at each mark; --reps=N (default 1): the median of N timed steps after the warm-up step.
 """
 import json
 import math
@@ -21,13 +24,21 @@ args = [a for a in sys.argv[1:] if not a.startswith("--")]
 opts = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a)
 torch.set_num_threads(int(opts.get("threads", "1")))
 DT = torch.float64 if opts.get("dtype") == "float64" else torch.float32
+DEV = torch.device(opts.get("device", "cpu"))
+REPS = int(opts.get("reps", "1"))
+
+
+def mark():
+    if DEV.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter()
 
 
 def load(d):
     cfg = json.load(open(os.path.join(d, "config.json")))
     mc = json.load(open(os.path.join(d, "mamba_config.json"))) if os.path.exists(os.path.join(d, "mamba_config.json")) else None
     extra = json.load(open(os.path.join(d, "mil_config.json"))) if os.path.exists(os.path.join(d, "mil_config.json")) else {}
-    w = {k: torch.from_numpy(v).to(DT) for k, v in load_safetensors(os.path.join(d, "model.safetensors")).items()}
+    w = {k: torch.from_numpy(v).to(DT).to(DEV) for k, v in load_safetensors(os.path.join(d, "model.safetensors")).items()}
     return cfg, mc, extra, w
 
 
@@ -142,34 +153,38 @@ def model(cfg, mc, extra, w, ids):
 
 def main():
     cfg, mc, extra, w = load(args[0])
-    ids = torch.tensor(json.load(open(args[1])))
+    ids = torch.tensor(json.load(open(args[1]))).to(DEV)
     teacher = load(args[2]) if len(args) > 2 else None
     trainable = [k for k in w if (mc is None or "mamba" in k)]
     for k in trainable:
         w[k].requires_grad_(True)
     opt = torch.optim.Adam([w[k] for k in trainable], lr=1e-3, betas=(0.9, 0.98), eps=1e-8)
-    res = {}
-    for rep in range(2):  # the first step warms up the allocator and the thread pool; the second is timed
-        t0 = time.perf_counter()
+    runs = []
+    for rep in range(1 + REPS):  # the first step warms up the allocator and the thread pool; the rest are timed
+        t0 = mark()
         tl = None
         if teacher:
             with torch.no_grad():
                 tl = model(*teacher, ids)
-        t1 = time.perf_counter()
+        t1 = mark()
         logits = model(cfg, mc, extra, w, ids)
         V = logits.shape[-1]
         loss = F.cross_entropy(logits[:, :-1].reshape(-1, V), ids[:, 1:].reshape(-1))
         if teacher:
             loss = loss + 0.1 * F.kl_div(logits.log_softmax(-1), tl.softmax(-1), reduction="batchmean")
-        t2 = time.perf_counter()
+        t2 = mark()
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_([w[k] for k in trainable], 0.1)
         opt.step()
-        t3 = time.perf_counter()
+        t3 = mark()
         if rep == 0:
             first_loss = loss.item()  # the loss at the shared starting weights: compared with the TypeScript step's
-        res = {"ms": (t3 - t1) * 1000, "teacher_ms": (t1 - t0) * 1000, "forward_ms": (t2 - t1) * 1000, "loss": first_loss, "threads": torch.get_num_threads(), "torch": torch.__version__, "dtype": str(DT)}
+        else:
+            runs.append(((t3 - t1) * 1000, (t1 - t0) * 1000, (t2 - t1) * 1000))
+    runs.sort()
+    ms, teacher_ms, forward_ms = runs[len(runs) // 2]
+    res = {"ms": ms, "teacher_ms": teacher_ms, "forward_ms": forward_ms, "loss": first_loss, "threads": torch.get_num_threads(), "torch": torch.__version__, "dtype": str(DT), "device": str(DEV), "reps": REPS}
     print(json.dumps(res))
 
 

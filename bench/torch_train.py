@@ -3,12 +3,16 @@ the bench), same ids, same objective (lm for the Llama, distill with stage-1 fre
 A minimal re-implementation of the models in eager PyTorch, following the upstream references
 (transformers Llama; mamba_ssm selective_scan_ref; the SSD recurrence; rms_norm_ref), float32.
 
-usage: python3 bench/torch_train.py MODEL_DIR IDS.json [TEACHER_DIR] [--threads N] [--dtype float32|float64]
-prints one JSON line: {"ms": step time, "loss": ..., "forward_ms": ..., "teacher_ms": ...}
+usage: python3 bench/torch_train.py MODEL_DIR IDS.json [TEACHER_DIR] [--threads N] [--dtype float32|float64] [--reps N]
+One full step warms up the allocator and the thread pool; then `reps` steps (default 3) are timed and their
+medians reported: wall-clock ms and the process's CPU ms (all threads; under a loaded machine the fairer figure).
+prints one JSON line: {"ms": median step time, "cpu_ms": ..., "loss": ..., "forward_ms": ..., "teacher_ms": ...,
+"blas": the BLAS library this process has mapped (OpenBLAS, MKL, or the netlib reference)}
 """
 import json
 import math
 import os
+import statistics
 import sys
 import time
 
@@ -148,14 +152,17 @@ def main():
     for k in trainable:
         w[k].requires_grad_(True)
     opt = torch.optim.Adam([w[k] for k in trainable], lr=1e-3, betas=(0.9, 0.98), eps=1e-8)
-    res = {}
-    for rep in range(2):  # the first step warms up the allocator and the thread pool; the second is timed
+    start = {k: w[k].detach().clone() for k in trainable}
+    reps = int(opts.get("reps", "3"))
+    runs = []
+    for rep in range(1 + reps):  # the first step warms up the allocator and the thread pool; the rest are timed
         t0 = time.perf_counter()
         tl = None
         if teacher:
             with torch.no_grad():
                 tl = model(*teacher, ids)
         t1 = time.perf_counter()
+        c1 = time.process_time()
         logits = model(cfg, mc, extra, w, ids)
         V = logits.shape[-1]
         loss = F.cross_entropy(logits[:, :-1].reshape(-1, V), ids[:, 1:].reshape(-1))
@@ -167,10 +174,28 @@ def main():
         torch.nn.utils.clip_grad_norm_([w[k] for k in trainable], 0.1)
         opt.step()
         t3 = time.perf_counter()
+        c3 = time.process_time()
         if rep == 0:
             first_loss = loss.item()  # the loss at the shared starting weights: compared with the TypeScript step's
-        res = {"ms": (t3 - t1) * 1000, "teacher_ms": (t1 - t0) * 1000, "forward_ms": (t2 - t1) * 1000, "loss": first_loss, "threads": torch.get_num_threads(), "torch": torch.__version__, "dtype": str(DT)}
+            for k in trainable:  # the timed steps start from the same weights (as the TypeScript bench's do)
+                w[k].data.copy_(start[k])
+            opt = torch.optim.Adam([w[k] for k in trainable], lr=1e-3, betas=(0.9, 0.98), eps=1e-8)
+        else:
+            runs.append(((t3 - t1) * 1000, (c3 - c1) * 1000, (t1 - t0) * 1000, (t2 - t1) * 1000))
+    med = lambda i: statistics.median(r[i] for r in runs)  # noqa: E731
+    res = {"ms": med(0), "cpu_ms": med(1), "teacher_ms": med(2), "forward_ms": med(3), "reps": reps, "loss": first_loss,
+           "threads": torch.get_num_threads(), "torch": torch.__version__, "dtype": str(DT), "blas": blas()}
     print(json.dumps(res))
+
+
+def blas():
+    """The BLAS this process runs: the shared library mapped for it (Debian's torch links libblas.so.3, which the
+    alternatives system points at OpenBLAS once libopenblas0-pthread is installed, else at the netlib reference)."""
+    libs = sorted({ln.split()[-1] for ln in open("/proc/self/maps") if "blas" in ln.lower() or "mkl" in ln.lower()})
+    name = next((os.path.basename(x) for x in libs if "openblas" in x or "mkl" in x), None)
+    if name:
+        return name
+    return ("netlib reference BLAS (" + os.path.basename(libs[0]) + ")") if libs else "none mapped"
 
 
 main()

@@ -3,8 +3,8 @@ the bench), same ids, same objective (lm for the Llama, distill with stage-1 fre
 A minimal re-implementation of the models in eager PyTorch, following the upstream references
 (transformers Llama; mamba_ssm selective_scan_ref; the SSD recurrence; rms_norm_ref), float32.
 
-usage: python3 bench/torch_train.py MODEL_DIR IDS.json [TEACHER_DIR] [--threads N] [--dtype float32|float64] [--reps N]
-One full step warms up the allocator and the thread pool; then `reps` steps (default 3) are timed and their
+usage: python3 bench/torch_train.py MODEL_DIR IDS.json [TEACHER_DIR] [--threads N] [--dtype float32|float64] [--reps N] [--warmup N]
+`warmup` full steps (default 2) warm up the allocator and the thread pool; then `reps` steps (default 3) are timed and their
 medians reported: wall-clock ms and the process's CPU ms (all threads; under a loaded machine the fairer figure).
 prints one JSON line: {"ms": median step time, "cpu_ms": ..., "loss": ..., "forward_ms": ..., "teacher_ms": ...,
 "blas": the BLAS library this process has mapped (OpenBLAS, MKL, or the netlib reference)}
@@ -154,8 +154,9 @@ def main():
     opt = torch.optim.Adam([w[k] for k in trainable], lr=1e-3, betas=(0.9, 0.98), eps=1e-8)
     start = {k: w[k].detach().clone() for k in trainable}
     reps = int(opts.get("reps", "3"))
+    warmup = int(opts.get("warmup", "2"))
     runs = []
-    for rep in range(1 + reps):  # the first step warms up the allocator and the thread pool; the rest are timed
+    for rep in range(warmup + reps):  # the first steps warm up the allocator and the thread pool; the rest are timed
         t0 = time.perf_counter()
         tl = None
         if teacher:
@@ -177,10 +178,11 @@ def main():
         c3 = time.process_time()
         if rep == 0:
             first_loss = loss.item()  # the loss at the shared starting weights: compared with the TypeScript step's
+        if rep == warmup - 1:
             for k in trainable:  # the timed steps start from the same weights (as the TypeScript bench's do)
                 w[k].data.copy_(start[k])
             opt = torch.optim.Adam([w[k] for k in trainable], lr=1e-3, betas=(0.9, 0.98), eps=1e-8)
-        else:
+        if rep >= warmup:
             runs.append(((t3 - t1) * 1000, (c3 - c1) * 1000, (t1 - t0) * 1000, (t2 - t1) * 1000))
     med = lambda i: statistics.median(r[i] for r in runs)  # noqa: E731
     res = {"ms": med(0), "cpu_ms": med(1), "teacher_ms": med(2), "forward_ms": med(3), "reps": reps, "loss": first_loss,
@@ -192,9 +194,9 @@ def blas():
     """The BLAS this process runs: the shared library mapped for it (Debian's torch links libblas.so.3, which the
     alternatives system points at OpenBLAS once libopenblas0-pthread is installed, else at the netlib reference)."""
     libs = sorted({ln.split()[-1] for ln in open("/proc/self/maps") if "blas" in ln.lower() or "mkl" in ln.lower()})
-    name = next((os.path.basename(x) for x in libs if "openblas" in x or "mkl" in x), None)
+    name = next((x for x in libs if "openblas" in x.lower() or "mkl" in x.lower()), None)
     if name:
-        return name
+        return ("OpenBLAS " if "openblas" in name.lower() else "MKL ") + name
     return ("netlib reference BLAS (" + os.path.basename(libs[0]) + ")") if libs else "none mapped"
 
 

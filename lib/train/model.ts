@@ -47,19 +47,35 @@ export function simdEngine(g: SimdGemm): MatmulEngine {
   return {
     forward(x, W, b, N, I, O) {
       const y = g.linear(x, N, I, W, O, isImmutable(W)); // (N, O) float32
-      const out = new Float64Array(y.length); // (N, O)
-      for (let r = 0; r < N; r++) for (let o = 0; o < O; o++) out[r * O + o] = y[r * O + o] + (b ? b[o] : 0);
-      return out;
+      return b ? widenAddRows(y, N, b) : widen(y); // (N, O)
     },
-    backward(dy, x, W, N, I, O, needW) {
-      const dx = new Float64Array(g.matmul(dy, N, O, W, I)); // (N, I)
-      const dW = needW ? new Float64Array(g.matmulTN(dy, N, O, x, I)) : undefined; // (O, I)
-      const db = new Float64Array(O); // (O)
-      for (let r = 0; r < N; r++) for (let o = 0; o < O; o++) db[o] += dy[r * O + o];
+    backward(dy, x, W, N, I, O, needW, needB) {
+      const dx = widen(g.matmul(dy, N, O, W, I)); // (N, I)
+      const dW = needW ? widen(g.matmulTN(dy, N, O, x, I)) : undefined; // (O, I)
+      let db: F | undefined;
+      if (needB) {
+        db = new Float64Array(O); // (O)
+        for (let r = 0; r < N; r++) for (let o = 0; o < O; o++) db[o] += dy[r * O + o];
+      }
       return { dx, dW, db };
     },
     attention: (q, k, v) => simdAttention(g, q, k, v),
   };
+}
+
+/** A float32 result as float64 (a plain loop: TypedArray.from and .set across element types are far slower in V8). */
+function widen(y: Float32Array): F {
+  const out = new Float64Array(y.length); // (y's shape)
+  for (let i = 0; i < y.length; i++) out[i] = y[i];
+  return out;
+}
+
+/** y (N, O) float32 + b (O) on every row, as float64. */
+function widenAddRows(y: Float32Array, N: number, b: F): F {
+  const O = b.length;
+  const out = new Float64Array(N * O); // (N, O)
+  for (let r = 0; r < N; r++) for (let o = 0; o < O; o++) out[r * O + o] = y[r * O + o] + b[o];
+  return out;
 }
 
 /**

@@ -34,7 +34,7 @@ import {
   type Layer,
   type MatmulEngine,
 } from '../model/mixers/tape.js';
-import { crossEntropy, embedding, klDivergence } from '../ref/layers.js';
+import { crossEntropy, embedding, klDivergence, logSoftmax } from '../ref/layers.js';
 import type { SimdGemm } from '../simd/gemm.js';
 import { isImmutable } from '../weight_registry.js';
 
@@ -270,12 +270,13 @@ export function lossAndGrads(m: HybridModel, ids: number[][], o: LossOptions): L
     for (let t = 0; t < L - 1; t++) rows.push(b * L + t);
     targets.push(...row.slice(1));
   });
+  // log-probabilities once (logSoftmax works row by row: a row's values do not depend on the others)
+  const ls = logSoftmax(f.logits, batch * L, V); // (b·l, V)
   const sub = new Float64Array(rows.length * V); // (b·(l−1), V): the rows that have a next token
-  rows.forEach((r, k) => sub.set(f.logits.subarray(r * V, (r + 1) * V), k * V));
+  rows.forEach((r, k) => sub.set(ls.subarray(r * V, (r + 1) * V), k * V));
   const ceW = o.ceWeight ?? 1;
-  const ce = crossEntropy.forward(sub, targets, rows.length, V);
+  const { loss: ce, dz: dsub } = crossEntropy.fromLogProbs(sub, targets, rows.length, V); // dsub (b·(l−1), V)
   const dlogits = new Float64Array(batch * L * V); // (b·l, V)
-  const dsub = crossEntropy.backward(sub, targets, rows.length, V); // (b·(l−1), V)
   rows.forEach((r, k) => {
     for (let v = 0; v < V; v++) dlogits[r * V + v] = ceW * dsub[k * V + v];
   });
@@ -285,9 +286,9 @@ export function lossAndGrads(m: HybridModel, ids: number[][], o: LossOptions): L
     if (!o.teacherLogits || o.teacherLogits.length !== batch * L * V)
       throw new ArgumentError('teacherLogits', `(batch·L, vocab) = ${batch * L * V} values`, o.teacherLogits?.length);
     const klW = o.klWeight ?? 1;
-    kl = klDivergence.forward(f.logits, o.teacherLogits, batch * L, V, batch);
-    const dkl = klDivergence.backward(f.logits, o.teacherLogits, batch * L, V, batch); // (b·l, V)
-    for (let i = 0; i < dlogits.length; i++) dlogits[i] += klW * dkl[i];
+    const k = klDivergence.fromLogProbs(ls, logSoftmax(o.teacherLogits, batch * L, V), batch); // dz (b·l, V)
+    kl = k.loss;
+    for (let i = 0; i < dlogits.length; i++) dlogits[i] += klW * k.dz[i];
     loss += klW * kl;
   }
   f.back(dlogits);

@@ -557,7 +557,7 @@ export async function cmdEval(p: Parsed): Promise<number> {
     onProgress: (d: number, n: number) => !v.json && process.stderr.write(`\r${d}/${n} windows`),
   };
   // --engine simd: the wasm-simd backend's forward (float32, batched rows); float64: the reference training forward
-  const r: EvalResult & { gflops?: number } = ops
+  const r: EvalResult & { gflops?: number; gflopsPerCpuSecond?: number } = ops
     ? await evaluateOn(ops, m, tokens, o)
     : evaluate(m, tokens, { ...o, engine: FLOAT64_ENGINE });
   if (!v.json) process.stderr.write('\n');
@@ -570,7 +570,7 @@ export async function cmdEval(p: Parsed): Promise<number> {
   if (v.json) console.log(JSON.stringify(res));
   else
     console.log(
-      `[${backend}] ${dir} on ${data}/${split}: perplexity ${r.ppl.toFixed(3)}, ${r.bitsPerByte.toFixed(4)} bits/byte, mean NLL ${r.nll.toFixed(4)} nats over ${r.tokens} tokens (windows of ${seqLen}); ${seconds.toFixed(1)} s${gflops === null ? '' : `, ${gflops.toFixed(1)} GFLOP/s on ${simdThreads} thread(s)`}`,
+      `[${backend}] ${dir} on ${data}/${split}: perplexity ${r.ppl.toFixed(3)}, ${r.bitsPerByte.toFixed(4)} bits/byte, mean NLL ${r.nll.toFixed(4)} nats over ${r.tokens} tokens (windows of ${seqLen}); ${seconds.toFixed(1)} s${gflops === null ? '' : `, ${gflops.toFixed(1)} GFLOP/s (${(r.gflopsPerCpuSecond ?? 0).toFixed(1)} per CPU second) on ${simdThreads} thread(s)`}`,
     );
   return 0;
 }

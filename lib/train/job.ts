@@ -96,23 +96,33 @@ export function evaluate(
 /**
  * `evaluate` on an inference backend's forward (lib/model/hybrid.ts; wasm-simd: float32, every product a batched
  * SIMD product over the b·l rows of `batch` windows) — `mil eval`'s fast path — with its speed: the forward's
- * floating-point operations (`forwardFlops`) over the seconds of the whole evaluation.
+ * floating-point operations (`forwardFlops`) over the seconds of the whole evaluation, wall-clock and the process's
+ * CPU time.
  */
 export async function evaluateOn(
   ops: Ops,
   model: HybridModel,
   tokens: readonly number[],
   o: EvalOptions,
-): Promise<EvalResult & { seconds: number; gflops: number }> {
+): Promise<EvalResult & { seconds: number; gflops: number; cpuSeconds: number; gflopsPerCpuSecond: number }> {
   const acc = new NllSum(model.llama.vocabSize, o.tokenizer);
   let flop = 0;
+  const c0 = process.cpuUsage();
   const t0 = performance.now();
   for (const ids of evalBatches(tokens, o)) {
     acc.add((await forward(ops, model, ids, newCache(model, ids.length))).data, ids); // logits (b, l, V)
     flop += forwardFlops(model, ids.length, ids[0].length);
   }
   const seconds = (performance.now() - t0) / 1000;
-  return { ...acc.result(), seconds, gflops: flop / seconds / 1e9 };
+  const c = process.cpuUsage(c0);
+  const cpuSeconds = (c.user + c.system) / 1e6; // the process's, every thread's: on a shared machine the fairer clock
+  return {
+    ...acc.result(),
+    seconds,
+    gflops: flop / seconds / 1e9,
+    cpuSeconds,
+    gflopsPerCpuSecond: flop / cpuSeconds / 1e9,
+  };
 }
 
 /** The windows of seqLen tokens, `batch` at a time (see the file comment), reporting progress after each batch. */

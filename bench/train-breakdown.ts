@@ -3,7 +3,9 @@
  * wasm-simd training engine): the linear layers' forward and backward products, attention (its products on
  * the SIMD kernels, forward and backward), and everything else — the float64 JavaScript of norms, RoPE, the
  * scans' and convs' references and their backwards, softmax/cross-entropy/KL. Adam is not in the step.
- *   node --import tsx bench/train-breakdown.ts [--batch 8] [--len 256] [--only teacher|mamba2]
+ * Measured after two full warm-up steps (V8's tier-up and the allocator's first use take a few), on `--threads`
+ * (default 1: the bench's targets are one thread); parts in wall-clock ms, the step's process CPU ms beside.
+ *   node --import tsx bench/train-breakdown.ts [--batch 8] [--len 256] [--only teacher|mamba2] [--threads 1]
  */
 import { parseArgs } from 'node:util';
 import { lossAndGrads, simdEngine, trainableBy, type MatmulEngine } from '../lib/train/model.js';
@@ -17,8 +19,10 @@ const { values } = parseArgs({
     batch: { type: 'string', default: '8' },
     len: { type: 'string', default: '256' },
     only: { type: 'string' },
+    threads: { type: 'string', default: '1' },
   },
 });
+SimdGemm.setSharedThreads(Number(values.threads));
 const B = Number(values.batch);
 const L = Number(values.len);
 const { teacher, models } = trainBenchModels();
@@ -60,15 +64,17 @@ for (const [name, m] of picked) {
     trainable: distill ? trainableBy('mamba') : () => true,
     engine,
   };
-  lossAndGrads(m, ids.slice(0, 1), { ...o, teacherLogits: teacherLogits?.subarray(0, L * 2048) }); // warm-up
+  for (let k = 0; k < 2; k++) lossAndGrads(m, ids, { ...o, teacherLogits }); // warm-up
   t.linearForward = t.linearBackward = t.attention = 0;
+  const c = process.cpuUsage();
   const s = performance.now();
   lossAndGrads(m, ids, { ...o, teacherLogits });
   const total = performance.now() - s;
+  const cpu = process.cpuUsage(c);
   const rest = total - t.linearForward - t.linearBackward - t.attention;
   const pc = (x: number) => `${x.toFixed(0)} ms (${((100 * x) / total).toFixed(0)}%)`;
   console.log(
-    `${name}, ${B} × ${L} tokens: ${total.toFixed(0)} ms = linear forward ${pc(t.linearForward)} + linear backward ${pc(t.linearBackward)} + attention ${pc(t.attention)} + the rest, float64 JavaScript, ${pc(rest)}`,
+    `${name}, ${B} × ${L} tokens: ${total.toFixed(0)} ms = linear forward ${pc(t.linearForward)} + linear backward ${pc(t.linearBackward)} + attention ${pc(t.attention)} + the rest, float64 JavaScript, ${pc(rest)}; CPU ${((cpu.user + cpu.system) / 1000).toFixed(0)} ms`,
   );
 }
 process.exit(0);

@@ -301,19 +301,19 @@ export class SimdGemm {
     return this.run(ap, M, K, bp, N, align(ap + M * K * 4), out);
   }
 
-  /** c (M×N) = a (M×K) · b (K×N). */
-  matmul(a: FloatArray, M: number, K: number, b: FloatArray, N: number): Float32Array {
+  /** c (M×N) = a (M×K) · b (K×N); `out`: a buffer of M·N floats to reuse. */
+  matmul(a: FloatArray, M: number, K: number, b: FloatArray, N: number, out?: Float32Array): Float32Array {
     check('matmul', a.length === M * K && b.length === K * N, `a (${M}×${K}) and b (${K}×${N})`, [a.length, b.length]);
     const bp = align(this.residentTop);
     const stage = align(bp + this.packedPanels(N, K));
     this.put(b, stage);
     this.x.packBN(stage, K, N, bp);
     this.put(a, stage); // b is packed: its staging area is free again
-    return this.run(stage, M, K, bp, N, align(stage + Math.max(M * K, K * N) * 4));
+    return this.run(stage, M, K, bp, N, align(stage + Math.max(M * K, K * N) * 4), out);
   }
 
-  /** c (M×N) = aᵀ · b for a (K×M), b (K×N): the weight gradient dW = dYᵀ·X. */
-  matmulTN(a: FloatArray, K: number, M: number, b: FloatArray, N: number): Float32Array {
+  /** c (M×N) = aᵀ · b for a (K×M), b (K×N): the weight gradient dW = dYᵀ·X; `out`: a buffer of M·N floats to reuse. */
+  matmulTN(a: FloatArray, K: number, M: number, b: FloatArray, N: number, out?: Float32Array): Float32Array {
     check('matmulTN', a.length === K * M && b.length === K * N, `a (${K}×${M}) and b (${K}×${N})`, [
       a.length,
       b.length,
@@ -323,7 +323,7 @@ export class SimdGemm {
     this.put(b, stage);
     this.x.packBN(stage, K, N, bp);
     this.putTransposed(a, K, M, stage); // b is packed: its staging area is free again
-    return this.run(stage, M, K, bp, N, align(stage + Math.max(K * M, K * N) * 4));
+    return this.run(stage, M, K, bp, N, align(stage + Math.max(K * M, K * N) * 4), out);
   }
 
   /**

@@ -42,16 +42,25 @@ export { FLOAT64_ENGINE, type Grads, type MatmulEngine } from '../model/mixers/t
 
 type F = Float64Array;
 
-/** The float32 SIMD engine over one SimdGemm (weights packed once while they are unchanged). */
+/**
+ * The float32 SIMD engine over one SimdGemm (weights packed once while they are unchanged). Each product's float32
+ * result lands in one scratch buffer the engine keeps (fresh memory is slow to touch here: a new array per product
+ * cost more than the product at small batches), and is widened from it into the float64 array the caller keeps.
+ */
 export function simdEngine(g: SimdGemm): MatmulEngine {
+  let scratch = new Float32Array(0);
+  const out = (n: number): Float32Array => {
+    if (scratch.length < n) scratch = new Float32Array(n);
+    return scratch.subarray(0, n); // (n)
+  };
   return {
     forward(x, W, b, N, I, O) {
-      const y = g.linear(x, N, I, W, O, isImmutable(W)); // (N, O) float32
+      const y = g.linear(x, N, I, W, O, isImmutable(W), out(N * O)); // (N, O) float32
       return b ? widenAddRows(y, N, b) : widen(y); // (N, O)
     },
     backward(dy, x, W, N, I, O, needW, needB) {
-      const dx = widen(g.matmul(dy, N, O, W, I)); // (N, I)
-      const dW = needW ? widen(g.matmulTN(dy, N, O, x, I)) : undefined; // (O, I)
+      const dx = widen(g.matmul(dy, N, O, W, I, out(N * I))); // (N, I)
+      const dW = needW ? widen(g.matmulTN(dy, N, O, x, I, out(O * I))) : undefined; // (O, I)
       let db: F | undefined;
       if (needB) {
         db = new Float64Array(O); // (O)

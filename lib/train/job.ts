@@ -180,7 +180,7 @@ class NllSum {
 export function forwardFlops(m: HybridModel, batch: number, L: number): number {
   let f = 0;
   for (const n of m.weights.names()) {
-    const t = m.weights.get(n);
+    const t = m.weights.get(n); // (the weight's shape)
     if (t.rank === 2 && !n.endsWith('embed_tokens.weight')) f += 2 * batch * L * t.size;
   }
   const attnLayers = m.mamba ? m.mamba.attnLayers.length : m.llama.numLayers;

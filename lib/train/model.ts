@@ -48,7 +48,7 @@ type F = Float64Array;
  * cost more than the product at small batches), and is widened from it into the float64 array the caller keeps.
  */
 export function simdEngine(g: SimdGemm): MatmulEngine {
-  let scratch = new Float32Array(0);
+  let scratch = new Float32Array(0); // (the largest product so far: M·N)
   const out = (n: number): Float32Array => {
     if (scratch.length < n) scratch = new Float32Array(n);
     return scratch.subarray(0, n); // (n)

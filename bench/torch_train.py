@@ -3,15 +3,18 @@ the bench), same ids, same objective (lm for the Llama, distill with stage-1 fre
 A minimal re-implementation of the models in eager PyTorch, following the upstream references
 (transformers Llama; mamba_ssm selective_scan_ref; the SSD recurrence; rms_norm_ref), float32.
 
-usage: python3 bench/torch_train.py MODEL_DIR IDS.json [TEACHER_DIR] [--threads=N] [--dtype=float32|float64]
-                                   [--device=cpu|cuda] [--reps=N]
-prints one JSON line: {"ms": step time, "loss": ..., "forward_ms": ..., "teacher_ms": ...}
---device=cuda: the same eager step on the GPU (bench/gpu_train.ts's peer), timed with torch.cuda.synchronize()
-at each mark; --reps=N (default 1): the median of N timed steps after the warm-up step.
+usage: python3 bench/torch_train.py MODEL_DIR IDS.json [TEACHER_DIR] [--threads N] [--dtype float32|float64] [--reps N] [--warmup N]
+`warmup` full steps (default 2) warm up the allocator and the thread pool; then `reps` steps (default 3) are timed and their
+medians reported: wall-clock ms and the process's CPU ms (all threads; under a loaded machine the fairer figure).
+prints one JSON line: {"ms": median step time, "cpu_ms": ..., "loss": ..., "forward_ms": ..., "teacher_ms": ...,
+"blas": the BLAS library this process has mapped (OpenBLAS, MKL, or the netlib reference)}
+--device=cuda: the same eager step on the GPU (bench/gpu_train.ts's peer), each time mark after
+torch.cuda.synchronize().
 """
 import json
 import math
 import os
+import statistics
 import sys
 import time
 
@@ -25,7 +28,6 @@ opts = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--") and 
 torch.set_num_threads(int(opts.get("threads", "1")))
 DT = torch.float64 if opts.get("dtype") == "float64" else torch.float32
 DEV = torch.device(opts.get("device", "cpu"))
-REPS = int(opts.get("reps", "1"))
 
 
 def mark():
@@ -159,14 +161,18 @@ def main():
     for k in trainable:
         w[k].requires_grad_(True)
     opt = torch.optim.Adam([w[k] for k in trainable], lr=1e-3, betas=(0.9, 0.98), eps=1e-8)
+    start = {k: w[k].detach().clone() for k in trainable}
+    reps = int(opts.get("reps", "3"))
+    warmup = int(opts.get("warmup", "2"))
     runs = []
-    for rep in range(1 + REPS):  # the first step warms up the allocator and the thread pool; the rest are timed
+    for rep in range(warmup + reps):  # the first steps warm up the allocator and the thread pool; the rest are timed
         t0 = mark()
         tl = None
         if teacher:
             with torch.no_grad():
                 tl = model(*teacher, ids)
         t1 = mark()
+        c1 = time.process_time()
         logits = model(cfg, mc, extra, w, ids)
         V = logits.shape[-1]
         loss = F.cross_entropy(logits[:, :-1].reshape(-1, V), ids[:, 1:].reshape(-1))
@@ -178,14 +184,29 @@ def main():
         torch.nn.utils.clip_grad_norm_([w[k] for k in trainable], 0.1)
         opt.step()
         t3 = mark()
+        c3 = time.process_time()
         if rep == 0:
             first_loss = loss.item()  # the loss at the shared starting weights: compared with the TypeScript step's
-        else:
-            runs.append(((t3 - t1) * 1000, (t1 - t0) * 1000, (t2 - t1) * 1000))
-    runs.sort()
-    ms, teacher_ms, forward_ms = runs[len(runs) // 2]
-    res = {"ms": ms, "teacher_ms": teacher_ms, "forward_ms": forward_ms, "loss": first_loss, "threads": torch.get_num_threads(), "torch": torch.__version__, "dtype": str(DT), "device": str(DEV), "reps": REPS}
+        if rep == warmup - 1:
+            for k in trainable:  # the timed steps start from the same weights (as the TypeScript bench's do)
+                w[k].data.copy_(start[k])
+            opt = torch.optim.Adam([w[k] for k in trainable], lr=1e-3, betas=(0.9, 0.98), eps=1e-8)
+        if rep >= warmup:
+            runs.append(((t3 - t1) * 1000, (c3 - c1) * 1000, (t1 - t0) * 1000, (t2 - t1) * 1000))
+    med = lambda i: statistics.median(r[i] for r in runs)  # noqa: E731
+    res = {"ms": med(0), "cpu_ms": med(1), "teacher_ms": med(2), "forward_ms": med(3), "reps": reps, "loss": first_loss,
+           "threads": torch.get_num_threads(), "torch": torch.__version__, "dtype": str(DT), "blas": blas(), "device": str(DEV)}
     print(json.dumps(res))
+
+
+def blas():
+    """The BLAS this process runs: the shared library mapped for it (Debian's torch links libblas.so.3, which the
+    alternatives system points at OpenBLAS once libopenblas0-pthread is installed, else at the netlib reference)."""
+    libs = sorted({ln.split()[-1] for ln in open("/proc/self/maps") if "blas" in ln.lower() or "mkl" in ln.lower()})
+    name = next((x for x in libs if "openblas" in x.lower() or "mkl" in x.lower()), None)
+    if name:
+        return ("OpenBLAS " if "openblas" in name.lower() else "MKL ") + name
+    return ("netlib reference BLAS (" + os.path.basename(libs[0]) + ")") if libs else "none mapped"
 
 
 main()

@@ -20,7 +20,8 @@ import { forward, newCache } from '../lib/model/hybrid.js';
 import { getOps } from '../lib/ops.js';
 import { randomLlama } from '../lib/model/random.js';
 import { BpeTokenizer } from '../lib/text/bpe.js';
-import { evaluate, runJob } from '../lib/train/job.js';
+import { evaluate, evaluateOn, forwardFlops, runJob } from '../lib/train/job.js';
+import { logSoftmax } from '../lib/ref/layers.js';
 import { dpoLoss, dpoLossAndGrads, preferenceAccuracy, preferencePairs, referenceLogps } from '../lib/train/dpo.js';
 import { FLOAT64_ENGINE } from '../lib/train/model.js';
 import { Tensor } from '../lib/tensor.js';
@@ -403,6 +404,29 @@ describe('eval', () => {
     for (let w = 0; w < Math.floor(stream.length / 16); w++)
       for (let t = 1; t < 16; t++) bytes += tok.bytes[stream[w * 16 + t]].length;
     expect(r.bitsPerByte).toBeCloseTo((Math.log2(tok.vocabSize) * r.tokens) / bytes, 12);
+  });
+  it('mean NLL = −log softmax(reference forward logits)[next token] averaged over the windows, on the float64 training forward (1e-12) and on the wasm-simd forward in batches of 3 windows (float32: 1e-5); a Llama and a Mamba-2 hybrid', async () => {
+    const llama = randomLlama({ vocab: 64, hidden: 16, intermediate: 32, layers: 2, heads: 2, kvHeads: 1 }, 3);
+    const hybrid = convert(llama, { variant: 'mamba2', attentionFraction: 0.5, seed: 2 });
+    const r = new Rng(5);
+    const stream = Array.from({ length: 7 * 12 + 5 }, () => r.int(0, 63)); // 7 windows of 12, 5 tokens left over
+    const ref = await getOps('reference');
+    for (const m of [llama, hybrid]) {
+      let nll = 0;
+      let n = 0;
+      for (let w = 0; w < 7; w++) {
+        const ids = stream.slice(w * 12, (w + 1) * 12);
+        const lp = logSoftmax(Float64Array.from((await forward(ref, m, [ids], newCache(m, 1))).data), 12, 64); // (l, V)
+        for (let t = 0; t < 11; t++, n++) nll -= lp[t * 64 + ids[t + 1]];
+      }
+      const exact = evaluate(m, stream, { seqLen: 12, engine: FLOAT64_ENGINE });
+      expect(exact.tokens).toBe(n);
+      expect(Math.abs(exact.nll - nll / n)).toBeLessThan(1e-12 * (nll / n));
+      const fast = await evaluateOn(await getOps('wasm-simd'), m, stream, { seqLen: 12, batch: 3 });
+      expect(fast.tokens).toBe(n);
+      expect(Math.abs(fast.nll - nll / n)).toBeLessThan(1e-5 * (nll / n));
+      expect(fast.gflops).toBeCloseTo((7 * forwardFlops(m, 1, 12)) / fast.seconds / 1e9, 6);
+    }
   });
 });
 

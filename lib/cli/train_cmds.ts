@@ -31,7 +31,9 @@ import { attentionLayersFor } from '../model/config.js';
 import { loadModel } from '../model/load.js';
 import type { HybridModel } from '../model/hybrid.js';
 import { SimdGemm } from '../simd/gemm.js';
-import { engineFor, evaluate, runJob } from '../train/job.js';
+import { engineFor, evaluate, evaluateOn, runJob, type EvalResult } from '../train/job.js';
+import { FLOAT64_ENGINE } from '../train/model.js';
+import { getOps } from '../ops.js';
 import type { TrainerOptions } from '../train/trainer.js';
 import { checkStepMemory } from '../train/memory.js';
 import { UsageError, type OptSpec, type Parsed } from './args.js';
@@ -178,6 +180,8 @@ export const TRAIN_COMMANDS = {
       engine: common.engine,
       seed: seedOpt,
       tokenizer: common.tokenizer,
+      threads: common.threads,
+      batch: common.batch,
     } as Record<string, OptSpec>,
     positionals: [0, 0] as [number, number],
   },
@@ -193,7 +197,8 @@ export const TRAIN_USAGE = `  mil tokenizer train --data sotu|DIR|FILE.txt|FILE.
               [--data sotu --batch B --len L --lr X --seed S …as train]
   mil sft --model DIR --out DIR [--tokens N] [--data sotu --lr X …as train]      stage 2: CE, all parameters
   mil dpo --model DIR --out DIR [--pairs N --beta B --prompt-len P --cont-len C --batch B --lr X --seed S]
-  mil eval --model DIR [--data sotu] [--split test|validation|train] [--tokens N] [--len L] [--json]`;
+  mil eval --model DIR [--data sotu] [--split test|validation|train] [--tokens N] [--len L] [--batch B]
+           [--engine simd|float64] [--threads T] [--json]   (simd: the wasm-simd forward, float32, B windows a product)`;
 
 type V = Parsed['values'];
 const str = (v: V, k: string) => v[k] as string | undefined;
@@ -587,7 +592,10 @@ export async function cmdEval(p: Parsed): Promise<number> {
   if (tok.vocabSize !== m.llama.vocabSize)
     throw new UsageError(`the tokenizer has ${tok.vocabSize} tokens, the model ${m.llama.vocabSize}`);
   const engine = (str(v, 'engine') ?? 'simd') as 'simd' | 'float64';
-  if (engine === 'simd') await SimdGemm.load();
+  const threads = num(v, 'threads');
+  if (threads !== undefined) SimdGemm.setSharedThreads(threads);
+  // the backend loads before any work starts (one that cannot run here is reported at once)
+  const ops = engine === 'simd' ? await getOps('wasm-simd') : undefined;
   const data = str(v, 'data') ?? 'sotu';
   // too few documents to hold out the split asked for: the whole corpus, labelled 'all' (never the split's name)
   const asked = (str(v, 'split') ?? 'test') as 'test';
@@ -600,21 +608,28 @@ export async function cmdEval(p: Parsed): Promise<number> {
   const tokens = built ? splitTokens(data, asked, tok) : tokenStream(docs, tok);
   const seqLen = num(v, 'len') ?? Math.min(256, m.llama.maxPositionEmbeddings);
   const t0 = performance.now();
-  const r = evaluate(m, tokens, {
+  const o = {
     seqLen,
     maxTokens: num(v, 'tokens'),
-    engine: engineFor(engine),
+    batch: num(v, 'batch'),
     tokenizer: tok,
-    onProgress: (d, n) => !v.json && process.stderr.write(`\r${d}/${n} windows`),
-  });
+    onProgress: (d: number, n: number) => !v.json && process.stderr.write(`\r${d}/${n} windows`),
+  };
+  // --engine simd: the wasm-simd backend's forward (float32, batched rows); float64: the reference training forward
+  const r: EvalResult & { gflops?: number; gflopsPerCpuSecond?: number } = ops
+    ? await evaluateOn(ops, m, tokens, o)
+    : evaluate(m, tokens, { ...o, engine: FLOAT64_ENGINE });
   if (!v.json) process.stderr.write('\n');
-  // the backend it ran on, named in every output: --engine simd is wasm-simd's float32 products (the default)
+  // the backend it ran on, named in every output, with its speed (GFLOP/s: the forward's flops over the seconds)
   const backend = engine === 'simd' ? 'wasm-simd' : 'reference';
-  const res = { model: dir, data, split, seqLen, backend, engine, ...r, seconds: (performance.now() - t0) / 1000 };
+  const seconds = (performance.now() - t0) / 1000;
+  const gflops = r.gflops ?? null;
+  const simdThreads = ops ? SimdGemm.shared().threads : 1;
+  const res = { model: dir, data, split, seqLen, backend, engine, threads: simdThreads, ...r, seconds, gflops };
   if (v.json) console.log(JSON.stringify(res));
   else
     console.log(
-      `[${backend}] ${dir} on ${data}/${split}: perplexity ${r.ppl.toFixed(3)}, ${r.bitsPerByte.toFixed(4)} bits/byte, mean NLL ${r.nll.toFixed(4)} nats over ${r.tokens} tokens (windows of ${seqLen})`,
+      `[${backend}] ${dir} on ${data}/${split}: perplexity ${r.ppl.toFixed(3)}, ${r.bitsPerByte.toFixed(4)} bits/byte, mean NLL ${r.nll.toFixed(4)} nats over ${r.tokens} tokens (windows of ${seqLen}); ${seconds.toFixed(1)} s${gflops === null ? '' : `, ${gflops.toFixed(1)} GFLOP/s (${(r.gflopsPerCpuSecond ?? 0).toFixed(1)} per CPU second) on ${simdThreads} thread(s)`}`,
     );
   return 0;
 }

@@ -83,7 +83,9 @@ const sigmoid = (v: number) => 1 / (1 + Math.exp(-v));
 export const swiglu = {
   forward(g: F, u: F): F {
     need(g.length === u.length, 'swiglu', 'gate and up of one size', [g.length, u.length]);
-    return g.map((v, i) => v * sigmoid(v) * u[i]);
+    const a = new Float64Array(g.length); // (g's shape)
+    for (let i = 0; i < g.length; i++) a[i] = g[i] * sigmoid(g[i]) * u[i];
+    return a;
   },
   backward(da: F, g: F, u: F): { dg: F; du: F } {
     const dg = new Float64Array(g.length);
@@ -142,19 +144,22 @@ export const crossEntropy = {
       z.length,
       targets.length,
     ]);
-    const lp = logSoftmax(z, N, V);
+    return crossEntropy.fromLogProbs(logSoftmax(z, N, V), targets, N, V).loss;
+  },
+  backward(z: F, targets: readonly number[], N: number, V: number): F {
+    return crossEntropy.fromLogProbs(logSoftmax(z, N, V), targets, N, V).dz;
+  },
+  /** Both from the log-probabilities lp = logSoftmax(z) (N, V): a training step computes them once. */
+  fromLogProbs(lp: F, targets: readonly number[], N: number, V: number): { loss: number; dz: F } {
     let s = 0;
     targets.forEach((t, n) => {
       need(Number.isInteger(t) && t >= 0 && t < V, `targets[${n}]`, `a class in [0, ${V})`, t);
       s -= lp[n * V + t];
     });
-    return s / N;
-  },
-  backward(z: F, targets: readonly number[], N: number, V: number): F {
-    const dz = logSoftmax(z, N, V);
-    for (let i = 0; i < dz.length; i++) dz[i] = Math.exp(dz[i]) / N;
+    const dz = new Float64Array(N * V); // (N, V)
+    for (let i = 0; i < dz.length; i++) dz[i] = Math.exp(lp[i]) / N;
     targets.forEach((t, n) => (dz[n * V + t] -= 1 / N));
-    return dz;
+    return { loss: s / N, dz };
   },
 };
 
@@ -169,16 +174,17 @@ export const klDivergence = {
       student.length,
       teacher.length,
     ]);
-    const ls = logSoftmax(student, N, V);
-    const lt = logSoftmax(teacher, N, V);
-    let s = 0;
-    for (let i = 0; i < N * V; i++) s += Math.exp(lt[i]) * (lt[i] - ls[i]);
-    return s / batch;
+    return klDivergence.fromLogProbs(logSoftmax(student, N, V), logSoftmax(teacher, N, V), batch).loss;
   },
   backward(student: F, teacher: F, N: number, V: number, batch: number): F {
-    const ps = logSoftmax(student, N, V);
-    const lt = logSoftmax(teacher, N, V);
-    for (let i = 0; i < ps.length; i++) ps[i] = (Math.exp(ps[i]) - Math.exp(lt[i])) / batch;
-    return ps;
+    return klDivergence.fromLogProbs(logSoftmax(student, N, V), logSoftmax(teacher, N, V), batch).dz;
+  },
+  /** Both from the log-probabilities ls, lt (N, V) of student and teacher: a training step computes them once. */
+  fromLogProbs(ls: F, lt: F, batch: number): { loss: number; dz: F } {
+    let s = 0;
+    for (let i = 0; i < ls.length; i++) s += Math.exp(lt[i]) * (lt[i] - ls[i]);
+    const dz = new Float64Array(ls.length); // (N, V)
+    for (let i = 0; i < ls.length; i++) dz[i] = (Math.exp(ls[i]) - Math.exp(lt[i])) / batch;
+    return { loss: s / batch, dz };
   },
 };

@@ -246,11 +246,17 @@ export interface SsdGrads {
  *   Δ          Δ = softplus(dt + dt_bias): d dt = dΔ·softplus'(dt + dt_bias);  d dt_bias_h = Σ d dt
  * B and C are shared by the heads of a group, so their gradients add over those heads.
  */
-export function ssdBackward(inp: SsdInputs, dout: Tensor, dFinalState?: Tensor): SsdOutputs & SsdGrads {
+export function ssdBackward(
+  inp: SsdInputs,
+  dout: Tensor,
+  dFinalState?: Tensor,
+  /** the forward's outputs on these inputs, where the caller has them (a training step): not run again */
+  forwardOutputs?: SsdOutputs,
+): SsdOutputs & SsdGrads {
   const s = ssdDims(inp);
   const { batch, L, H, P, G, N } = s;
   dims({ dout: [dout, [batch, L, H, P]], dFinalState: [dFinalState, [batch, H, P, N]] });
-  const fwd = ssdSequential(inp);
+  const fwd = forwardOutputs ?? ssdSequential(inp);
   const delta = ssdDelta(inp, s);
   const { x, A, B, C, D, z, deltaBias, initialState } = inp;
   const g = {

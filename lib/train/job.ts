@@ -28,13 +28,13 @@ import { readJsonObject } from '../io/json.js';
 import { recoverInterruptedSwap, writeFolder, type WriteData } from '../io/writer.js';
 import { checkpointOf } from '../io/paths.js';
 import type { WriteDType } from '../io/safetensors.js';
-import type { HybridModel } from '../model/hybrid.js';
+import { forward, newCache, type HybridModel } from '../model/hybrid.js';
+import type { Ops } from '../ops.js';
 import { modelFiles } from '../model/convert.js';
 import { lineChartSvg } from '../plot/svg.js';
 import { SimdGemm } from '../simd/gemm.js';
 import type { BpeTokenizer } from '../text/bpe.js';
 import { FLOAT64_ENGINE, simdEngine, trainForward, type MatmulEngine } from './model.js';
-import { logSoftmax } from '../ref/layers.js';
 import { NonFiniteGradientError, Trainer, type StepInfo, type TrainerOptions } from './trainer.js';
 import { MilError } from '../errors.js';
 import { RUN_FILE, checkResume, inspectCheckpoint, runIdentity, runRecord, setAside } from './run_record.js';
@@ -70,41 +70,122 @@ export function engineFor(name: 'float64' | 'simd' | 'webgpu' | undefined): Matm
   return name === 'simd' || name === 'webgpu' ? simdEngine(SimdGemm.sharedExact()) : FLOAT64_ENGINE;
 }
 
-/** Perplexity and bits per byte of `model` on `tokens` (see the file comment); at most `maxTokens` of them. */
+interface EvalOptions {
+  seqLen: number;
+  maxTokens?: number;
+  tokenizer?: BpeTokenizer;
+  /** windows per forward (rows of one batched product) */
+  batch?: number;
+  onProgress?: (done: number, total: number) => void;
+}
+
+/**
+ * Perplexity and bits per byte of `model` on `tokens` (see the file comment); at most `maxTokens` of them, on a
+ * training engine's forward (`engine`; default the float64 one, exact).
+ */
 export function evaluate(
   model: HybridModel,
   tokens: readonly number[],
-  o: {
-    seqLen: number;
-    maxTokens?: number;
-    engine?: MatmulEngine;
-    tokenizer?: BpeTokenizer;
-    batch?: number;
-    onProgress?: (done: number, total: number) => void;
-  },
+  o: EvalOptions & { engine?: MatmulEngine },
 ): EvalResult {
+  const acc = new NllSum(model.llama.vocabSize, o.tokenizer);
+  for (const ids of evalBatches(tokens, o))
+    acc.add(trainForward(model, ids, () => false, o.engine ?? FLOAT64_ENGINE).logits, ids); // logits (b·l, V)
+  return acc.result();
+}
+
+/**
+ * `evaluate` on an inference backend's forward (lib/model/hybrid.ts; wasm-simd: float32, every product a batched
+ * SIMD product over the b·l rows of `batch` windows) — `mil eval`'s fast path — with its speed: the forward's
+ * floating-point operations (`forwardFlops`) over the seconds of the whole evaluation, wall-clock and the process's
+ * CPU time.
+ */
+export async function evaluateOn(
+  ops: Ops,
+  model: HybridModel,
+  tokens: readonly number[],
+  o: EvalOptions,
+): Promise<EvalResult & { seconds: number; gflops: number; cpuSeconds: number; gflopsPerCpuSecond: number }> {
+  const acc = new NllSum(model.llama.vocabSize, o.tokenizer);
+  let flop = 0;
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  for (const ids of evalBatches(tokens, o)) {
+    acc.add((await forward(ops, model, ids, newCache(model, ids.length))).data, ids); // logits (b, l, V)
+    flop += forwardFlops(model, ids.length, ids[0].length);
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  const c = process.cpuUsage(c0);
+  const cpuSeconds = (c.user + c.system) / 1e6; // the process's, every thread's: on a shared machine the fairer clock
+  return {
+    ...acc.result(),
+    seconds,
+    gflops: flop / seconds / 1e9,
+    cpuSeconds,
+    gflopsPerCpuSecond: flop / cpuSeconds / 1e9,
+  };
+}
+
+/** The windows of seqLen tokens, `batch` at a time (see the file comment), reporting progress after each batch. */
+function* evalBatches(tokens: readonly number[], o: EvalOptions): Generator<number[][]> {
   const L = Math.min(o.seqLen, tokens.length);
   const n = Math.floor(Math.min(tokens.length, o.maxTokens ?? Infinity) / L);
-  const V = model.llama.vocabSize;
   const batch = o.batch ?? 8;
-  let nll = 0;
-  let count = 0;
-  let bytes = 0;
   for (let w0 = 0; w0 < n; w0 += batch) {
     const ids: number[][] = [];
     for (let w = w0; w < Math.min(n, w0 + batch); w++) ids.push(tokens.slice(w * L, (w + 1) * L));
-    const logits = trainForward(model, ids, () => false, o.engine ?? FLOAT64_ENGINE).logits; // (b·l, V)
-    const lp = logSoftmax(logits, ids.length * L, V); // (b·l, V)
-    ids.forEach((row, b) => {
-      for (let t = 0; t + 1 < L; t++) {
-        nll -= lp[(b * L + t) * V + row[t + 1]];
-        count++;
-        bytes += o.tokenizer ? o.tokenizer.bytes[row[t + 1]].length : 1;
-      }
-    });
+    yield ids;
     o.onProgress?.(Math.min(n, w0 + batch), n);
   }
-  return { nll: nll / count, ppl: Math.exp(nll / count), bitsPerByte: nll / Math.LN2 / bytes, tokens: count };
+}
+
+/**
+ * Σ −log p(next token) over windows' logits, row by row: nll_t = lse(z_t) − z_t[next], lse = m + log Σ exp(z − m)
+ * (logSoftmax's arithmetic for the one entry needed, without the (b·l, V) array), and the predicted tokens' bytes.
+ */
+class NllSum {
+  private nll = 0;
+  private count = 0;
+  private bytes = 0;
+  constructor(
+    readonly V: number,
+    readonly tokenizer?: BpeTokenizer,
+  ) {}
+  add(logits: ArrayLike<number>, ids: number[][]): void {
+    const V = this.V;
+    const L = ids[0].length;
+    ids.forEach((row, b) => {
+      for (let t = 0; t + 1 < L; t++) {
+        const z = (b * L + t) * V;
+        let m = -Infinity;
+        for (let v = 0; v < V; v++) m = Math.max(m, logits[z + v]);
+        let s = 0;
+        for (let v = 0; v < V; v++) s += Math.exp(logits[z + v] - m);
+        this.nll -= logits[z + row[t + 1]] - (m + Math.log(s));
+        this.count++;
+        this.bytes += this.tokenizer ? this.tokenizer.bytes[row[t + 1]].length : 1;
+      }
+    });
+  }
+  result(): EvalResult {
+    const { nll, count, bytes } = this;
+    return { nll: nll / count, ppl: Math.exp(nll / count), bitsPerByte: nll / Math.LN2 / bytes, tokens: count };
+  }
+}
+
+/**
+ * Floating-point operations of one forward over batch × L tokens, as the benches count them: every linear layer
+ * 2·(b·l)·I·O (the embedding, a lookup, not), and causal attention's two products counted whole, 2·2·l²·hd per
+ * head and window (the masked half is computed too). A training step (forward + dx + dW) is three times this.
+ */
+export function forwardFlops(m: HybridModel, batch: number, L: number): number {
+  let f = 0;
+  for (const n of m.weights.names()) {
+    const t = m.weights.get(n); // (the weight's shape)
+    if (t.rank === 2 && !n.endsWith('embed_tokens.weight')) f += 2 * batch * L * t.size;
+  }
+  const attnLayers = m.mamba ? m.mamba.attnLayers.length : m.llama.numLayers;
+  return f + attnLayers * m.llama.numHeads * batch * 2 * L * L * m.llama.headDim;
 }
 
 export interface JobOptions {

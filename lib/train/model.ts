@@ -34,7 +34,7 @@ import {
   type Layer,
   type MatmulEngine,
 } from '../model/mixers/tape.js';
-import { crossEntropy, embedding, klDivergence } from '../ref/layers.js';
+import { crossEntropy, embedding, klDivergence, logSoftmax } from '../ref/layers.js';
 import type { SimdGemm } from '../simd/gemm.js';
 import { isImmutable } from '../weight_registry.js';
 
@@ -42,24 +42,49 @@ export { FLOAT64_ENGINE, type Grads, type MatmulEngine } from '../model/mixers/t
 
 type F = Float64Array;
 
-/** The float32 SIMD engine over one SimdGemm (weights packed once while they are unchanged). */
+/**
+ * The float32 SIMD engine over one SimdGemm (weights packed once while they are unchanged). Each product's float32
+ * result lands in one scratch buffer the engine keeps (fresh memory is slow to touch here: a new array per product
+ * cost more than the product at small batches), and is widened from it into the float64 array the caller keeps.
+ */
 export function simdEngine(g: SimdGemm): MatmulEngine {
+  let scratch = new Float32Array(0); // (the largest product so far: M·N)
+  const out = (n: number): Float32Array => {
+    if (scratch.length < n) scratch = new Float32Array(n);
+    return scratch.subarray(0, n); // (n)
+  };
   return {
     forward(x, W, b, N, I, O) {
-      const y = g.linear(x, N, I, W, O, isImmutable(W)); // (N, O) float32
-      const out = new Float64Array(y.length); // (N, O)
-      for (let r = 0; r < N; r++) for (let o = 0; o < O; o++) out[r * O + o] = y[r * O + o] + (b ? b[o] : 0);
-      return out;
+      const y = g.linear(x, N, I, W, O, isImmutable(W), out(N * O)); // (N, O) float32
+      return b ? widenAddRows(y, N, b) : widen(y); // (N, O)
     },
-    backward(dy, x, W, N, I, O, needW) {
-      const dx = new Float64Array(g.matmul(dy, N, O, W, I)); // (N, I)
-      const dW = needW ? new Float64Array(g.matmulTN(dy, N, O, x, I)) : undefined; // (O, I)
-      const db = new Float64Array(O); // (O)
-      for (let r = 0; r < N; r++) for (let o = 0; o < O; o++) db[o] += dy[r * O + o];
+    backward(dy, x, W, N, I, O, needW, needB) {
+      const dx = widen(g.matmul(dy, N, O, W, I, out(N * I))); // (N, I)
+      const dW = needW ? widen(g.matmulTN(dy, N, O, x, I, out(O * I))) : undefined; // (O, I)
+      let db: F | undefined;
+      if (needB) {
+        db = new Float64Array(O); // (O)
+        for (let r = 0; r < N; r++) for (let o = 0; o < O; o++) db[o] += dy[r * O + o];
+      }
       return { dx, dW, db };
     },
     attention: (q, k, v) => simdAttention(g, q, k, v),
   };
+}
+
+/** A float32 result as float64 (a plain loop: TypedArray.from and .set across element types are far slower in V8). */
+function widen(y: Float32Array): F {
+  const out = new Float64Array(y.length); // (y's shape)
+  for (let i = 0; i < y.length; i++) out[i] = y[i];
+  return out;
+}
+
+/** y (N, O) float32 + b (O) on every row, as float64. */
+function widenAddRows(y: Float32Array, N: number, b: F): F {
+  const O = b.length;
+  const out = new Float64Array(N * O); // (N, O)
+  for (let r = 0; r < N; r++) for (let o = 0; o < O; o++) out[r * O + o] = y[r * O + o] + b[o];
+  return out;
 }
 
 /**
@@ -254,12 +279,13 @@ export function lossAndGrads(m: HybridModel, ids: number[][], o: LossOptions): L
     for (let t = 0; t < L - 1; t++) rows.push(b * L + t);
     targets.push(...row.slice(1));
   });
+  // log-probabilities once (logSoftmax works row by row: a row's values do not depend on the others)
+  const ls = logSoftmax(f.logits, batch * L, V); // (b·l, V)
   const sub = new Float64Array(rows.length * V); // (b·(l−1), V): the rows that have a next token
-  rows.forEach((r, k) => sub.set(f.logits.subarray(r * V, (r + 1) * V), k * V));
+  rows.forEach((r, k) => sub.set(ls.subarray(r * V, (r + 1) * V), k * V));
   const ceW = o.ceWeight ?? 1;
-  const ce = crossEntropy.forward(sub, targets, rows.length, V);
+  const { loss: ce, dz: dsub } = crossEntropy.fromLogProbs(sub, targets, rows.length, V); // dsub (b·(l−1), V)
   const dlogits = new Float64Array(batch * L * V); // (b·l, V)
-  const dsub = crossEntropy.backward(sub, targets, rows.length, V); // (b·(l−1), V)
   rows.forEach((r, k) => {
     for (let v = 0; v < V; v++) dlogits[r * V + v] = ceW * dsub[k * V + v];
   });
@@ -269,9 +295,9 @@ export function lossAndGrads(m: HybridModel, ids: number[][], o: LossOptions): L
     if (!o.teacherLogits || o.teacherLogits.length !== batch * L * V)
       throw new ArgumentError('teacherLogits', `(batch·L, vocab) = ${batch * L * V} values`, o.teacherLogits?.length);
     const klW = o.klWeight ?? 1;
-    kl = klDivergence.forward(f.logits, o.teacherLogits, batch * L, V, batch);
-    const dkl = klDivergence.backward(f.logits, o.teacherLogits, batch * L, V, batch); // (b·l, V)
-    for (let i = 0; i < dlogits.length; i++) dlogits[i] += klW * dkl[i];
+    const k = klDivergence.fromLogProbs(ls, logSoftmax(o.teacherLogits, batch * L, V), batch); // dz (b·l, V)
+    kl = k.loss;
+    for (let i = 0; i < dlogits.length; i++) dlogits[i] += klW * k.dz[i];
     loss += klW * kl;
   }
   f.back(dlogits);

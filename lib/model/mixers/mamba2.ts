@@ -251,7 +251,8 @@ export function mamba2Train(ctx: Ctx, p: string, o: F): Layer {
     deltaBias: new Tensor(weight(ctx, deltaBias), [H]),
     deltaSoftplus: true,
   };
-  const y = ssdSequential(ssdIn).out; // (b, l, H, P); = the chunked SSD of the forward (a property of lib/ref/ssd.ts)
+  const ssdOut = ssdSequential(ssdIn); // = the chunked SSD of the forward (a property of lib/ref/ssd.ts)
+  const y = ssdOut.out; // (b, l, H, P)
   const zT = new Tensor(z, [batch * L, I]); // (b·l, d_in)
   const normW = gated ? new Tensor(weight(ctx, n.norm), [I]) : undefined; // (d_in)
   const yn = normW ? (gatedRmsnorm(y.reshape([batch * L, I]), normW, zT, normOpts).data as F) : (y.data as F); // (b·l, d_in)
@@ -268,7 +269,7 @@ export function mamba2Train(ctx: Ctx, p: string, o: F): Layer {
         dy = g.dx.data as F;
         dz = given(g.dz, 'dz').data as F;
       }
-      const g = ssdBackward(ssdIn, new Tensor(dy, [batch, L, H, P]));
+      const g = ssdBackward(ssdIn, new Tensor(dy, [batch, L, H, P]), undefined, ssdOut);
       addScanGrads(ctx, n, deltaBias, A, g);
       const dxs = joinCols([xr.back(g.dx.data as F), br.back(g.dB.data as F), g.dC.data as F], [xW, bW, cW]); // (b·l, convDim)
       const cg = causalConv1dBackward(convIn, new Tensor(swapLC(dxs, batch, L, convDim), [batch, convDim, L]));

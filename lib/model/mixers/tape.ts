@@ -29,7 +29,17 @@ export type Grads = Map<string, F>;
  */
 export interface MatmulEngine {
   forward(x: F, W: F, b: F | undefined, N: number, I: number, O: number): F;
-  backward(dy: F, x: F, W: F, N: number, I: number, O: number, needW: boolean): { dx: F; dW?: F; db: F };
+  /** `needW`, `needB`: whether dW, db are wanted (an engine may skip them; db is Σ dy over the rows) */
+  backward(
+    dy: F,
+    x: F,
+    W: F,
+    N: number,
+    I: number,
+    O: number,
+    needW: boolean,
+    needB: boolean,
+  ): { dx: F; dW?: F; db?: F };
   /** causal attention over (b, heads, l, d) tensors, with its backward (lib/ref/attention.ts's math) */
   attention(q: Tensor, k: Tensor, v: Tensor): { y: Tensor; back(dy: Tensor): { dq: Tensor; dk: Tensor; dv: Tensor } };
 }
@@ -61,16 +71,23 @@ export function weight(ctx: Ctx, name: string): F {
   return t.data instanceof Float64Array ? t.data : new Float64Array(t.data);
 }
 
-/** Add a parameter's gradient (accumulating: a weight used twice — tied embeddings — gets both). */
-export function addGrad(ctx: Ctx, name: string, g: F): void {
+/**
+ * Add a parameter's gradient (accumulating: a weight used twice — tied embeddings — gets both). `owned`: `g` is a
+ * fresh array nobody else holds, kept as it is instead of copied.
+ */
+export function addGrad(ctx: Ctx, name: string, g: F, owned = false): void {
   if (!ctx.trainable(name)) return;
   const cur = ctx.grads.get(name); // (the parameter's size), or undefined
-  if (!cur) ctx.grads.set(name, g.slice());
+  if (!cur) ctx.grads.set(name, owned ? g : g.slice());
   else for (let i = 0; i < g.length; i++) cur[i] += g[i];
 }
 
 /** a + b elementwise, a new array. */
-export const add = (a: F, b: F): F => a.map((v, i) => v + b[i]);
+export function add(a: F, b: F): F {
+  const y = new Float64Array(a.length); // (a's shape)
+  for (let i = 0; i < a.length; i++) y[i] = a[i] + b[i];
+  return y;
+}
 
 /** y = x·Wᵀ (+ b), x (N, I) → y (N, O); back: dx = dy·W, dW = dyᵀ·x, db = Σ dy. */
 export function linearLayer(ctx: Ctx, x: F, I: number, O: number, wName: string, bName?: string): Layer {
@@ -80,9 +97,10 @@ export function linearLayer(ctx: Ctx, x: F, I: number, O: number, wName: string,
   return {
     y: ctx.mm.forward(x, W, b, N, I, O), // (N, O)
     back(dy) {
-      const g = ctx.mm.backward(dy, x, W, N, I, O, ctx.trainable(wName));
-      if (g.dW) addGrad(ctx, wName, g.dW);
-      if (bName) addGrad(ctx, bName, g.db);
+      const needB = bName !== undefined && ctx.trainable(bName);
+      const g = ctx.mm.backward(dy, x, W, N, I, O, ctx.trainable(wName), needB);
+      if (g.dW) addGrad(ctx, wName, g.dW, true);
+      if (bName && needB) addGrad(ctx, bName, given(g.db, 'db'), true);
       return g.dx; // (N, I)
     },
   };

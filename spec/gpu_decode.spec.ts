@@ -19,40 +19,18 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { describe, expect, it, vi } from 'vitest';
+import { describe, expect, vi } from 'vitest';
 import { main } from '../lib/cli/main.js';
 import { ArgumentError } from '../lib/errors.js';
-import { convert } from '../lib/model/convert.js';
 import { GpuDecoder } from '../lib/model/gpu_decode.js';
 import { generate, GPU_DECODER_PATH, lastLogits, PER_OP_WEBGPU_PATH } from '../lib/model/generate.js';
 import { forward, newCache, type HybridModel, type ModelCache } from '../lib/model/hybrid.js';
 import { randomLlama } from '../lib/model/random.js';
 import { getOps } from '../lib/ops.js';
 import { ResidentChain } from '../lib/ops_resident.js';
-import { KERNEL_BACKENDS, withAttentionBias } from './helpers.js';
+import { withAttentionBias } from './helpers.js';
+import { buildModel, counted, excess, modelArb, refChoice, TOL_ABS, webgpu, webgpuIt as run } from './gpu_helpers.js';
 import { tmpFolder } from './tmp.js';
-
-const TOL_ABS = 1e-4;
-const TOL_REL = 1e-4;
-const webgpu = KERNEL_BACKENDS.find((b) => b.name === 'webgpu')!;
-const run = webgpu.available ? it : it.skip;
-
-/** max over i of |a_i − b_i| − TOL_REL·|b_i| (≤ TOL_ABS: within tolerance) */
-function excess(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  expect(a.length).toBe(b.length);
-  let e = 0;
-  for (let i = 0; i < a.length; i++) e = Math.max(e, Math.abs(a[i] - b[i]) - TOL_REL * Math.abs(b[i]));
-  return e;
-}
-
-/** The reference's id and whether its top two are clearly apart. */
-function refChoice(l: ArrayLike<number>): { id: number; clear: boolean } {
-  let a = 0;
-  for (let i = 1; i < l.length; i++) if (l[i] > l[a]) a = i;
-  let b = -Infinity;
-  for (let i = 0; i < l.length; i++) if (i !== a) b = Math.max(b, l[i]);
-  return { id: a, clear: l[a] - b > 2 * (TOL_ABS + TOL_REL * Math.abs(l[a])) };
-}
 
 interface RefRun {
   /** the ids fed at each position (prompt, then the reference's greedy ids) */
@@ -105,40 +83,6 @@ async function replay(
   return { worst, compared, wrong };
 }
 
-/**
- * Run f counting queue.submit on `device` (the decoder's: GPU.js shares one per process) and mapAsync on every
- * GPUBuffer (not the chain's own counters); `mark` snapshots [submits, maps] into `marks`.
- */
-async function counted<T>(
-  device: { queue: unknown },
-  f: (mark: () => void) => Promise<T>,
-): Promise<{ value: T; submits: number; maps: number; marks: number[][] }> {
-  const queue = device.queue as { submit: (b: unknown[]) => void };
-  const submit = queue.submit;
-  const proto = (
-    globalThis as unknown as { GPUBuffer: { prototype: { mapAsync: (...a: unknown[]) => Promise<void> } } }
-  ).GPUBuffer.prototype;
-  const mapAsync = proto.mapAsync;
-  let submits = 0;
-  let maps = 0;
-  queue.submit = (b) => {
-    submits++;
-    submit.call(queue, b);
-  };
-  proto.mapAsync = function (this: unknown, ...a: unknown[]) {
-    maps++;
-    return mapAsync.apply(this, a);
-  };
-  const marks: number[][] = [];
-  try {
-    const value = await f(() => marks.push([submits, maps]));
-    return { value, submits, maps, marks };
-  } finally {
-    proto.mapAsync = mapAsync;
-    queue.submit = submit;
-  }
-}
-
 /** The caches and states left on the GPU against the reference's (first T = every fed position). */
 async function expectCaches(dec: GpuDecoder, m: HybridModel, ref: RefRun): Promise<void> {
   const T = ref.ids.length;
@@ -164,52 +108,6 @@ async function expectCaches(dec: GpuDecoder, m: HybridModel, ref: RefRun): Promi
       expect(Math.max(...Array.from(g.ssm, Math.abs)), 'a state that moved').toBeGreaterThan(0);
     } else throw new Error(`layer ${i}: ${g.kind} on the GPU, ${lc.kind} in the reference`);
   }
-}
-
-/** mamba1: upstream semantics (b_Δ twice, N-wide repeat pieces); mamba1-clean: the paper's */
-type Variant = 'llama' | 'mamba2' | 'mamba1' | 'mamba1-clean';
-const modelArb = (variant: Variant) =>
-  fc.record({
-    vocab: fc.integer({ min: 20, max: 90 }),
-    hd: fc.constantFrom(4, 8),
-    kvHeads: fc.integer({ min: 1, max: 2 }),
-    group: fc.integer({ min: 1, max: 2 }),
-    intermediate: fc.integer({ min: 8, max: 40 }),
-    layers: fc.integer({ min: variant === 'llama' ? 1 : 2, max: 3 }),
-    tie: fc.boolean(),
-    variant: fc.constant(variant),
-    seed: fc.nat(1000),
-  });
-
-function buildModel(s: {
-  vocab: number;
-  hd: number;
-  kvHeads: number;
-  group: number;
-  intermediate: number;
-  layers: number;
-  tie: boolean;
-  variant: Variant;
-  seed: number;
-}): HybridModel {
-  const heads = s.kvHeads * s.group;
-  const t = randomLlama(
-    {
-      vocab: s.vocab,
-      hidden: heads * s.hd,
-      intermediate: s.intermediate,
-      layers: s.layers,
-      heads,
-      kvHeads: s.kvHeads,
-      headDim: s.hd,
-      tie: s.tie,
-    },
-    s.seed,
-  );
-  if (s.variant === 'llama') return t;
-  if (s.variant === 'mamba2') return convert(t, { variant: 'mamba2', attentionFraction: 0.5, seed: s.seed });
-  const semantics = s.variant === 'mamba1' ? 'upstream' : 'clean';
-  return convert(t, { variant: 'mamba1', attentionFraction: 0.5, seed: s.seed, dState: s.hd, semantics });
 }
 
 describe('one GPU submission per decoded token (webgpu)', () => {

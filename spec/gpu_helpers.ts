@@ -1,0 +1,114 @@
+/**
+ * What the GPU decoder specs share (spec/gpu_decode.spec.ts, spec/gpu_verify.spec.ts): the float32-vs-float64
+ * tolerances, the reference's greedy choice, a counter of submissions and readbacks on the device, and random
+ * small Llamas / Mamba hybrids.
+ */
+import fc from 'fast-check';
+import { expect, it } from 'vitest';
+import { convert } from '../lib/model/convert.js';
+import type { HybridModel } from '../lib/model/hybrid.js';
+import { randomLlama } from '../lib/model/random.js';
+import { KERNEL_BACKENDS } from './helpers.js';
+
+export const TOL_ABS = 1e-4;
+export const TOL_REL = 1e-4;
+export const webgpu = KERNEL_BACKENDS.find((b) => b.name === 'webgpu')!;
+/** `it` where the webgpu backend is available, else skipped */
+export const webgpuIt = webgpu.available ? it : it.skip;
+
+/** max over i of |a_i − b_i| − TOL_REL·|b_i| (≤ TOL_ABS: within tolerance) */
+export function excess(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  expect(a.length).toBe(b.length);
+  let e = 0;
+  for (let i = 0; i < a.length; i++) e = Math.max(e, Math.abs(a[i] - b[i]) - TOL_REL * Math.abs(b[i]));
+  return e;
+}
+
+/** The reference's id and whether its top two are clearly apart. */
+export function refChoice(l: ArrayLike<number>): { id: number; clear: boolean } {
+  let a = 0;
+  for (let i = 1; i < l.length; i++) if (l[i] > l[a]) a = i;
+  let b = -Infinity;
+  for (let i = 0; i < l.length; i++) if (i !== a) b = Math.max(b, l[i]);
+  return { id: a, clear: l[a] - b > 2 * (TOL_ABS + TOL_REL * Math.abs(l[a])) };
+}
+
+/**
+ * Run f counting queue.submit on `device` (the decoder's: GPU.js shares one per process) and mapAsync on every
+ * GPUBuffer (not the chain's own counters); `mark` snapshots [submits, maps] into `marks`.
+ */
+export async function counted<T>(
+  device: { queue: unknown },
+  f: (mark: () => void) => Promise<T>,
+): Promise<{ value: T; submits: number; maps: number; marks: number[][] }> {
+  const queue = device.queue as { submit: (b: unknown[]) => void };
+  const submit = queue.submit;
+  const proto = (
+    globalThis as unknown as { GPUBuffer: { prototype: { mapAsync: (...a: unknown[]) => Promise<void> } } }
+  ).GPUBuffer.prototype;
+  const mapAsync = proto.mapAsync;
+  let submits = 0;
+  let maps = 0;
+  queue.submit = (b) => {
+    submits++;
+    submit.call(queue, b);
+  };
+  proto.mapAsync = function (this: unknown, ...a: unknown[]) {
+    maps++;
+    return mapAsync.apply(this, a);
+  };
+  const marks: number[][] = [];
+  try {
+    const value = await f(() => marks.push([submits, maps]));
+    return { value, submits, maps, marks };
+  } finally {
+    proto.mapAsync = mapAsync;
+    queue.submit = submit;
+  }
+}
+
+/** mamba1: upstream semantics (b_Δ twice, N-wide repeat pieces); mamba1-clean: the paper's */
+export type Variant = 'llama' | 'mamba2' | 'mamba1' | 'mamba1-clean';
+export const modelArb = (variant: Variant) =>
+  fc.record({
+    vocab: fc.integer({ min: 20, max: 90 }),
+    hd: fc.constantFrom(4, 8),
+    kvHeads: fc.integer({ min: 1, max: 2 }),
+    group: fc.integer({ min: 1, max: 2 }),
+    intermediate: fc.integer({ min: 8, max: 40 }),
+    layers: fc.integer({ min: variant === 'llama' ? 1 : 2, max: 3 }),
+    tie: fc.boolean(),
+    variant: fc.constant(variant),
+    seed: fc.nat(1000),
+  });
+
+export function buildModel(s: {
+  vocab: number;
+  hd: number;
+  kvHeads: number;
+  group: number;
+  intermediate: number;
+  layers: number;
+  tie: boolean;
+  variant: Variant;
+  seed: number;
+}): HybridModel {
+  const heads = s.kvHeads * s.group;
+  const t = randomLlama(
+    {
+      vocab: s.vocab,
+      hidden: heads * s.hd,
+      intermediate: s.intermediate,
+      layers: s.layers,
+      heads,
+      kvHeads: s.kvHeads,
+      headDim: s.hd,
+      tie: s.tie,
+    },
+    s.seed,
+  );
+  if (s.variant === 'llama') return t;
+  if (s.variant === 'mamba2') return convert(t, { variant: 'mamba2', attentionFraction: 0.5, seed: s.seed });
+  const semantics = s.variant === 'mamba1' ? 'upstream' : 'clean';
+  return convert(t, { variant: 'mamba1', attentionFraction: 0.5, seed: s.seed, dState: s.hd, semantics });
+}

@@ -1,0 +1,185 @@
+/**
+ * Algorithm 2's VERIFY in one GPU submission (lib/model/gpu_decode.ts `verify`, the window program) and the
+ * window prefill, on the webgpu backend — here Dawn's CPU adapter, so the shapes are tiny.
+ *
+ * Against the CPU reference's Algorithm 2 step (lib/decode/speculative.ts on the float64 reference ops:
+ * prefillSpec, verify, acceptGreedy, rollbackCache, foldCache), on random Llamas and 50% Mamba-2 / Mamba-1
+ * hybrids (fast-check) with drafts that are the target's greedy continuation corrupted at a random place:
+ *   - the K + 1 rows of logits agree at |gpu − ref| ≤ TOL_ABS + TOL_REL·|ref| (float32 vs float64; the same
+ *     tolerances as spec/gpu_decode.spec.ts, whose header says how they were measured);
+ *   - the accepted count and the next token are the reference's (whenever each deciding row's top two logits
+ *     are further apart than twice the tolerance);
+ *   - the caches end as if exactly the accepted tokens had been decoded: length, KV rows, and each Mamba
+ *     layer's conv window and SSM state equal the reference's folded ones (lib/decode/speculative.ts
+ *     effectiveStates);
+ *   - the verify costs exactly one queue.submit and one mapAsync; the prompt before it (a window prefill) one each.
+ * Mutations, each failing here: a layer's MLP down-projection, a KV write, a Mamba state commit or a conv
+ * window commit left out of the window program.
+ */
+import fc from 'fast-check';
+import { describe, expect } from 'vitest';
+import {
+  acceptGreedy,
+  effectiveStates,
+  foldCache,
+  prefillSpec,
+  rollbackCache,
+  verify,
+} from '../lib/decode/speculative.js';
+import { generate } from '../lib/model/generate.js';
+import { GpuDecoder } from '../lib/model/gpu_decode.js';
+import type { HybridModel, ModelCache } from '../lib/model/hybrid.js';
+import { getOps } from '../lib/ops.js';
+import { buildModel, counted, excess, modelArb, refChoice, TOL_ABS, webgpuIt as run } from './gpu_helpers.js';
+
+interface RefVerify {
+  rows: Float64Array[];
+  accepted: number;
+  next: number;
+  /** every deciding row's choice is clear (float32 may legitimately differ otherwise) */
+  clear: boolean;
+  cache: ModelCache;
+}
+
+/** The CPU reference's Algorithm 2 step: prompt but its last token prefilled, then VERIFY([last, drafts]). */
+async function referenceVerify(m: HybridModel, prompt: number[], drafts: number[]): Promise<RefVerify> {
+  const ops = await getOps('reference');
+  const { cache } = await prefillSpec(ops, m, prompt.slice(0, -1), drafts.length + 1, 'lazy');
+  const j = cache.length;
+  const rows = await verify(ops, m, cache, prompt[prompt.length - 1], drafts);
+  const a = acceptGreedy(drafts, rows);
+  rollbackCache(cache, j + 1 + a.accepted);
+  foldCache(cache);
+  const clear = rows.slice(0, a.accepted + 1).every((r) => refChoice(r).clear);
+  return { rows, accepted: a.accepted, next: a.emitted[a.emitted.length - 1], clear, cache };
+}
+
+/** The worst excess of the GPU's caches and states over the reference's (first `T` positions of each KV cache). */
+async function cacheExcess(dec: GpuDecoder, m: HybridModel, ref: ModelCache): Promise<number> {
+  const T = ref.length;
+  const states = effectiveStates(m, ref);
+  let worst = 0;
+  for (let i = 0; i < m.llama.numLayers; i++) {
+    const g = await dec.readLayer(i);
+    const lc = ref.layers[i];
+    if (g.kind === 'attention' && lc.kind === 'attention') {
+      const [Hkv, hd] = [m.llama.numKvHeads, m.llama.headDim];
+      const k = new Float64Array(T * Hkv * hd); // (T, H_kv·hd)
+      const v = new Float64Array(T * Hkv * hd); // (T, H_kv·hd)
+      for (let j = 0; j < T; j++)
+        for (let kv = 0; kv < Hkv; kv++)
+          for (let c = 0; c < hd; c++) {
+            k[(j * Hkv + kv) * hd + c] = lc.k[(kv * lc.cap + j) * hd + c];
+            v[(j * Hkv + kv) * hd + c] = lc.v[(kv * lc.cap + j) * hd + c];
+          }
+      worst = Math.max(worst, excess(g.k.subarray(0, k.length), k), excess(g.v.subarray(0, v.length), v));
+    } else if (g.kind !== 'attention') {
+      const s = states.get(i)!;
+      worst = Math.max(worst, excess(g.conv, s.conv.data), excess(g.ssm, s.ssm.data));
+    } else throw new Error(`layer ${i}: ${g.kind} on the GPU, ${lc.kind} in the reference`);
+  }
+  return worst;
+}
+
+/** Drafts: the target's greedy continuation (K tokens) with the token at `wrongAt` (if < K) replaced. */
+async function draftsFor(m: HybridModel, prompt: number[], K: number, wrongAt: number, shift: number) {
+  const g = await generate(await getOps('reference'), m, prompt, { maxNewTokens: K, eos: [] });
+  const V = m.llama.vocabSize;
+  return g.tokens.map((t, i) => (i === wrongAt ? (t + 1 + (shift % (V - 1))) % V : t));
+}
+
+describe('Algorithm 2 VERIFY in one GPU submission (webgpu)', () => {
+  for (const [variant, runs] of [
+    ['llama', 1],
+    ['mamba2', 2],
+    ['mamba1', 1],
+    ['mamba1-clean', 1],
+  ] as const)
+    run(
+      `random ${variant} models: the reference step's logits, accepted count, next token and caches; one submit and one readback (numRuns ${runs})`,
+      async () => {
+        await fc.assert(
+          fc.asyncProperty(
+            modelArb(variant),
+            fc.array(fc.nat(1000), { minLength: 1, maxLength: 4 }),
+            fc.integer({ min: 1, max: 4 }),
+            fc.nat(5),
+            fc.nat(1000),
+            async (spec, rawPrompt, K, wrongAt, shift) => {
+              const m = buildModel(spec);
+              const prompt = rawPrompt.map((x) => x % spec.vocab);
+              const drafts = await draftsFor(m, prompt, K, wrongAt, shift);
+              const ref = await referenceVerify(m, prompt, drafts);
+              const dec = await GpuDecoder.create(m, { capacity: 12, prefillWidth: 2 });
+              try {
+                if (prompt.length > 1) {
+                  const p = await counted(dec.chain.device, () => dec.prefill(prompt.slice(0, -1)));
+                  expect([p.submits, p.maps], 'a prefill: one submit, one readback').toEqual([1, 1]);
+                }
+                const r = await counted(dec.chain.device, () =>
+                  dec.verify(prompt[prompt.length - 1], drafts, { logits: true }),
+                );
+                expect([r.submits, r.maps], 'a verify: one submit, one readback').toEqual([1, 1]);
+                const rows = r.value.logits!;
+                expect(rows.length).toBe(K + 1);
+                rows.forEach((row, t) =>
+                  expect(excess(row, ref.rows[t]), `logits row ${t}`).toBeLessThanOrEqual(TOL_ABS),
+                );
+                if (!ref.clear) return; // a near-tie: float32 may accept one more or one fewer
+                expect(r.value.accepted, 'accepted drafts').toBe(ref.accepted);
+                expect(r.value.next, 'the correction or bonus token').toBe(ref.next);
+                expect(dec.length).toBe(ref.cache.length);
+                expect(await cacheExcess(dec, m, ref.cache), 'caches and states').toBeLessThanOrEqual(TOL_ABS);
+              } finally {
+                dec.destroy();
+              }
+            },
+          ),
+          { numRuns: runs },
+        );
+      },
+    );
+
+  run(`a layer's kernel, a KV write or a state/conv commit left out of the window fails`, async () => {
+    const m = buildModel({
+      vocab: 40,
+      hd: 4,
+      kvHeads: 2,
+      group: 2,
+      intermediate: 24,
+      layers: 2,
+      tie: false,
+      variant: 'mamba2',
+      seed: 5,
+    });
+    const prompt = [3, 9, 14];
+    const drafts = await draftsFor(m, prompt, 3, 2, 0); // two accepted, the third rejected
+    const ref = await referenceVerify(m, prompt, drafts);
+    expect(ref.clear && ref.accepted === 2).toBe(true);
+    const attn = m.mamba!.attnLayers[0];
+    const mamba = attn === 0 ? 1 : 0;
+    const dec = await GpuDecoder.create(m, { capacity: 8, prefillWidth: 2 });
+    try {
+      const worst = async (p: number[], ds: number[]) => {
+        dec.reset();
+        await dec.prefill(p.slice(0, -1));
+        const r = await dec.verify(p[2], ds, { logits: true });
+        let w = await cacheExcess(dec, m, ref.cache);
+        r.logits!.forEach((row, t) => (w = Math.max(w, excess(row, ref.rows[t]))));
+        return w;
+      };
+      expect(await worst(prompt, drafts), 'the whole window').toBeLessThanOrEqual(TOL_ABS);
+      for (const mut of ['layer1.down', `layer${attn}.k_write`, `layer${mamba}.ssm_step`, `layer${mamba}.conv_shift`]) {
+        const label = `w4.${mut}`;
+        expect(dec.chain.labelsOf('window4'), label).toContain(label);
+        // the whole window on other tokens first: a left-out kernel's output must not hold this run's values
+        dec.chain.omit.clear();
+        await worst([7, 1, 30], [2, 2, 2]);
+        dec.chain.omit.add(label);
+        expect(await worst(prompt, drafts), `without ${label}`).toBeGreaterThan(TOL_ABS);
+      }
+    } finally {
+      dec.destroy();
+    }
+  });
+});

@@ -24,37 +24,24 @@ import { main } from '../lib/cli/main.js';
 import { ArgumentError } from '../lib/errors.js';
 import { GpuDecoder } from '../lib/model/gpu_decode.js';
 import { generate, GPU_DECODER_PATH, lastLogits, PER_OP_WEBGPU_PATH } from '../lib/model/generate.js';
-import { forward, newCache, type HybridModel, type ModelCache } from '../lib/model/hybrid.js';
+import { forward, type HybridModel } from '../lib/model/hybrid.js';
 import { randomLlama } from '../lib/model/random.js';
 import { getOps } from '../lib/ops.js';
 import { ResidentChain } from '../lib/ops_resident.js';
 import { withAttentionBias } from './helpers.js';
-import { buildModel, counted, excess, modelArb, refChoice, TOL_ABS, webgpu, webgpuIt as run } from './gpu_helpers.js';
+import {
+  buildModel,
+  counted,
+  excess,
+  modelArb,
+  reference,
+  refChoice,
+  TOL_ABS,
+  type RefRun,
+  webgpu,
+  webgpuIt as run,
+} from './gpu_helpers.js';
 import { tmpFolder } from './tmp.js';
-
-interface RefRun {
-  /** the ids fed at each position (prompt, then the reference's greedy ids) */
-  ids: number[];
-  /** logits after each position (V each) */
-  logits: Float64Array[];
-  cache: ModelCache;
-}
-
-/** The float64 reference: prompt prefilled in one forward, then `steps` greedy tokens one forward each. */
-async function reference(m: HybridModel, prompt: number[], steps: number): Promise<RefRun> {
-  const ops = await getOps('reference');
-  const V = m.llama.vocabSize;
-  const cache = newCache(m, 1);
-  const pre = await forward(ops, m, [prompt], cache);
-  const logits = prompt.map((_, t) => Float64Array.from(pre.data.subarray(t * V, (t + 1) * V)));
-  const ids = [...prompt];
-  for (let s = 0; s < steps; s++) {
-    const id = refChoice(logits[logits.length - 1]).id;
-    ids.push(id);
-    logits.push(Float64Array.from((await forward(ops, m, [[id]], cache)).data));
-  }
-  return { ids, logits, cache };
-}
 
 /**
  * Feed the reference's ids to the GPU decoder (the first `prefill` of them in one `prefill` call, the others one

@@ -6,7 +6,8 @@
 import fc from 'fast-check';
 import { expect, it } from 'vitest';
 import { convert } from '../lib/model/convert.js';
-import type { HybridModel } from '../lib/model/hybrid.js';
+import { forward, newCache, type HybridModel, type ModelCache } from '../lib/model/hybrid.js';
+import { getOps } from '../lib/ops.js';
 import { randomLlama } from '../lib/model/random.js';
 import { KERNEL_BACKENDS } from './helpers.js';
 
@@ -111,4 +112,28 @@ export function buildModel(s: {
   if (s.variant === 'mamba2') return convert(t, { variant: 'mamba2', attentionFraction: 0.5, seed: s.seed });
   const semantics = s.variant === 'mamba1' ? 'upstream' : 'clean';
   return convert(t, { variant: 'mamba1', attentionFraction: 0.5, seed: s.seed, dState: s.hd, semantics });
+}
+
+export interface RefRun {
+  /** the ids fed at each position (prompt, then the reference's greedy ids) */
+  ids: number[];
+  /** logits after each position (V each) */
+  logits: Float64Array[];
+  cache: ModelCache;
+}
+
+/** The float64 reference: prompt prefilled in one forward, then `steps` greedy tokens one forward each. */
+export async function reference(m: HybridModel, prompt: number[], steps: number): Promise<RefRun> {
+  const ops = await getOps('reference');
+  const V = m.llama.vocabSize;
+  const cache = newCache(m, 1);
+  const pre = await forward(ops, m, [prompt], cache);
+  const logits = prompt.map((_, t) => Float64Array.from(pre.data.subarray(t * V, (t + 1) * V)));
+  const ids = [...prompt];
+  for (let s = 0; s < steps; s++) {
+    const id = refChoice(logits[logits.length - 1]).id;
+    ids.push(id);
+    logits.push(Float64Array.from((await forward(ops, m, [[id]], cache)).data));
+  }
+  return { ids, logits, cache };
 }

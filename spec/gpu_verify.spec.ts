@@ -22,15 +22,27 @@ import {
   acceptGreedy,
   effectiveStates,
   foldCache,
+  GPU_SPECULATIVE_PATH,
+  ModelDrafter,
   prefillSpec,
   rollbackCache,
+  speculativeGenerate,
   verify,
 } from '../lib/decode/speculative.js';
 import { generate } from '../lib/model/generate.js';
 import { GpuDecoder } from '../lib/model/gpu_decode.js';
 import type { HybridModel, ModelCache } from '../lib/model/hybrid.js';
 import { getOps } from '../lib/ops.js';
-import { buildModel, counted, excess, modelArb, refChoice, TOL_ABS, webgpuIt as run } from './gpu_helpers.js';
+import {
+  buildModel,
+  counted,
+  excess,
+  modelArb,
+  reference,
+  refChoice,
+  TOL_ABS,
+  webgpuIt as run,
+} from './gpu_helpers.js';
 
 interface RefVerify {
   rows: Float64Array[];
@@ -178,6 +190,66 @@ describe('Algorithm 2 VERIFY in one GPU submission (webgpu)', () => {
         dec.chain.omit.add(label);
         expect(await worst(prompt, drafts), `without ${label}`).toBeGreaterThan(TOL_ABS);
       }
+    } finally {
+      dec.destroy();
+    }
+  });
+
+  run(`speculative decoding on webgpu: target and draft as GPU decoders, plain greedy decoding's tokens`, async () => {
+    const spec = { vocab: 30, hd: 4, kvHeads: 1, group: 2, intermediate: 16, layers: 3, tie: false } as const;
+    const target = buildModel({ ...spec, variant: 'mamba2', seed: 3 });
+    const prompt = [4, 17, 9];
+    const n = 9;
+    const ref = await reference(target, prompt, n - 1); // plain greedy on the float64 reference
+    const want = ref.ids.slice(prompt.length);
+    want.push(refChoice(ref.logits[ref.logits.length - 1]).id);
+    const clear = ref.logits.slice(prompt.length - 1).findIndex((l) => !refChoice(l).clear);
+    const upTo = clear < 0 ? n : clear + 1; // the tokens up to (and including) the first close call
+    const gpu = await getOps('webgpu');
+    // drafts: the target itself (every draft accepted: the bonus path), a random 1-layer Llama (most rejected)
+    // and a random Mamba-2 hybrid (rejections rewind its states)
+    for (const [name, draft] of [
+      ['the target itself', target],
+      ['a 1-layer Llama', buildModel({ ...spec, layers: 1, variant: 'llama', seed: 11 })],
+      ['a Mamba-2 hybrid', buildModel({ ...spec, layers: 2, variant: 'mamba2', seed: 12 })],
+    ] as const) {
+      const r = await speculativeGenerate(gpu, target, new ModelDrafter(gpu, draft, 4, 'lazy'), prompt, {
+        K: 3,
+        maxNewTokens: n,
+        eos: [],
+      });
+      expect(r.path, name).toBe(GPU_SPECULATIVE_PATH);
+      expect(r.tokens.slice(0, upTo), name).toEqual(want.slice(0, upTo));
+      expect(r.tokens.length, name).toBe(n);
+      if (draft === target) expect(r.acceptanceRate, name).toBe(1);
+      else expect(r.acceptanceRate, `${name}: some drafts rejected`).toBeLessThan(1);
+    }
+  });
+
+  run(`mark() and rewind() put a Mamba hybrid's states and length back (what a rejected draft needs)`, async () => {
+    const m = buildModel({
+      vocab: 30,
+      hd: 4,
+      kvHeads: 1,
+      group: 2,
+      intermediate: 16,
+      layers: 2,
+      tie: false,
+      variant: 'mamba2',
+      seed: 8,
+    });
+    const dec = await GpuDecoder.create(m, { capacity: 12, prefillWidth: 2 });
+    try {
+      await dec.prefill([5, 6, 7]);
+      const want = (await dec.step(8, { logits: true })).logits!;
+      dec.reset();
+      await dec.prefill([5, 6, 7]);
+      await dec.mark();
+      await dec.step(1);
+      await dec.step(2);
+      await dec.rewind();
+      expect(dec.length).toBe(3);
+      expect(Array.from((await dec.step(8, { logits: true })).logits!)).toEqual(Array.from(want));
     } finally {
       dec.destroy();
     }

@@ -506,13 +506,13 @@ export class GpuDecoder {
     }
   }
 
-  /** The window program of the smallest recorded width ≥ s, recorded for width s when there is none. */
-  private async window(s: number): Promise<Program> {
+  /** The window program of the smallest recorded width ≥ s, recorded for width `width` when there is none. */
+  private async window(s: number, width: number): Promise<Program> {
     let best: Program | undefined;
     for (const p of this.programs.values()) if (p.T > 1 && p.T >= s && (!best || p.T < best.T)) best = p;
     if (best) return best;
-    const p = await recordProgram(this.shared, s);
-    this.programs.set(s, p);
+    const p = await recordProgram(this.shared, width);
+    this.programs.set(width, p);
     return p;
   }
 
@@ -589,7 +589,9 @@ export class GpuDecoder {
         `at most ${this.capacity - this.length - (verify ? 1 : 0)} tokens (the GPU decoder's capacity ${this.capacity}, ${this.length} used)`,
         ids.length - (verify ? 1 : 0),
       );
-    const p = await this.window(verify ? Math.max(2, ids.length) : Math.max(2, this.prefillWidth));
+    // a verify: a window of its width; a prompt: the smallest recorded window it fits in, else prefillWidth rows
+    const w = Math.max(2, verify ? ids.length : this.prefillWidth);
+    const p = await this.window(Math.min(ids.length, w), w);
     const T = p.T;
     const passes = Math.ceil(ids.length / T);
     const ml = windowMetaLength(T);
@@ -719,12 +721,56 @@ export class GpuDecoder {
       : { kind: l.kind, conv: await this.chain.read(l.conv), ssm: await this.chain.read(l.ssm) };
   }
 
+  private marked: { length: number; saved: boolean } | undefined;
+
+  /**
+   * Remember where the sequence is (`rewind` goes back to it): the length, and each Mamba layer's conv window and
+   * state copied aside on the GPU (one submission, no readback; nothing for a model of attention layers only —
+   * its KV rows past the length are simply overwritten).
+   */
+  async mark(): Promise<void> {
+    const mambas = this.layers.filter((l) => l.kind !== 'attention');
+    if (mambas.length > 0) {
+      if (!this.saves) {
+        this.saves = mambas.map((l, j) => ({
+          conv: this.chain.buffer(`mark ${j}.conv`, l.conv.elements),
+          ssm: this.chain.buffer(`mark ${j}.ssm`, l.ssm.elements),
+        }));
+        const copies = (name: string, back: boolean) => {
+          this.chain.record(name);
+          mambas.forEach((l, j) => {
+            const s = this.saves![j];
+            for (const [a, b] of [
+              [l.conv, s.conv],
+              [l.ssm, s.ssm],
+            ])
+              this.chain.copy(`${name} ${j}`, back ? b : a, 0, back ? a : b, () => 0, a.elements);
+          });
+        };
+        copies('mark', false);
+        copies('rewind', true);
+        this.chain.record();
+      }
+      await this.chain.run({ pos: 0 }, [], 'mark');
+    }
+    this.marked = { length: this.length, saved: mambas.length > 0 };
+  }
+
+  /** Go back to the last `mark` (its states copied back: one submission, no readback). */
+  async rewind(): Promise<void> {
+    if (!this.marked) throw new ArgumentError('rewind', 'a mark() before it', 'none');
+    if (this.marked.saved) await this.chain.run({ pos: 0 }, [], 'rewind');
+    this.length = this.marked.length;
+  }
+  private saves: Array<{ conv: ChainBuffer; ssm: ChainBuffer }> | undefined;
+
   /** Start a new sequence: length 0, every cache and state zeroed (queue writes, no submission). */
   reset(): void {
     for (const l of this.layers)
       for (const b of l.kind === 'attention' ? [l.k, l.v] : [l.conv, l.ssm])
         this.chain.write(b, new Float32Array(b.elements));
     this.length = 0;
+    this.marked = undefined;
   }
 
   /** Free the device buffers. */

@@ -266,9 +266,10 @@ describe('one GPU submission per decoded token (webgpu)', () => {
 });
 
 /**
- * `generate` on the webgpu backend (lib/model/generate.ts): greedy runs the per-op parallel prefill, seeds the
- * decoder's caches from it (GpuDecoder.load) and decodes one submission per token; the caches come back into
- * the host cache (GpuDecoder.save). Submits and readbacks counted between consecutive onToken calls.
+ * `generate` on the webgpu backend (lib/model/generate.ts): greedy seeds the decoder's caches from a given
+ * cache (GpuDecoder.load), prefills the prompt in one submission (GpuDecoder.prefill) and decodes one submission
+ * per token; the caches come back into the host cache (GpuDecoder.save). Submits and readbacks counted up to
+ * the first onToken call (the prefill) and between consecutive ones.
  * Mutations tried, each failing a test here: load skipping the prefill's last KV row or setting length T − 1,
  * load skipping the SSM states, generate without load or without save, the decoder built but the per-op decode
  * kept, capacity without the cache's length, load reading keys with stride T instead of cap, sampling not
@@ -307,6 +308,7 @@ describe('generate on webgpu uses the one-submission decoder where it can', () =
                   if (!choices[t].clear) break;
                   expect(r.tokens[t], `token ${t}`).toBe(want[t]);
                 }
+                expect(marks[0], 'the prefill: one submit, one readback').toEqual([1, 1]);
                 for (let t = 1; t < n; t++) {
                   expect(marks[t][0] - marks[t - 1][0], `submits for decoded token ${t}`).toBe(1);
                   expect(marks[t][1] - marks[t - 1][1], `readbacks for decoded token ${t}`).toBe(1);
@@ -341,6 +343,7 @@ describe('generate on webgpu uses the one-submission decoder where it can', () =
                   generate(gpu, m, turn2, { maxNewTokens: 2, eos: [], cache: r.cache, onToken: mark }),
                 );
                 expect(r2.value.path).toBe(GPU_DECODER_PATH);
+                expect(r2.marks[0], "the second turn's prefill: one submit, one readback").toEqual([1, 1]);
                 expect(r2.marks[1][0] - r2.marks[0][0], "one submit for the second turn's decoded token").toBe(1);
                 if (c0.clear) expect(r2.value.tokens[0], "second turn's first token").toBe(c0.id);
                 if (c0.clear && c1.clear) expect(r2.value.tokens[1], "second turn's second token").toBe(c1.id);

@@ -13,10 +13,10 @@
  * cache, the prompt continues it (a chat's next turn prefills only its new tokens); the last sampled token is
  * never fed to the cache.
  * On the webgpu backend, greedy decoding (T = 0, θ = 1) of more than one token runs on the one-submission
- * decoder (./gpu_decode.ts): the prompt is prefilled by the per-op path's parallel forward (measured faster on
- * an H200: 118 ms vs the decoder's token-after-token prefill 326 ms for 64 tokens), its caches are queue-written
- * into the decoder (`GpuDecoder.load`, no submission), then every decoded token is one submission and one
- * readback (the GPU's argmax), and the caches are written back afterwards (`save`) so a chat continues them.
+ * decoder (./gpu_decode.ts): a given cache (a chat's earlier turns) is queue-written into it (`GpuDecoder.load`,
+ * no submission), the prompt is prefilled in one submission (windows of parallel kernels, `GpuDecoder.prefill`),
+ * then every decoded token is one submission and one readback (the GPU's argmax), and the caches are written
+ * back afterwards (`save`) so a chat continues them on any path.
  * Sampling, a repetition penalty, a state-store cache or a model the decoder refuses keep the per-op path,
  * and the result says why (`path`, `fallback`).
  *
@@ -213,18 +213,21 @@ export async function generate(
   try {
     const tokens: number[] = [];
     let t0 = performance.now();
-    let logits = await forward(ops, m, [prompt], cache); // (1, l, V), then (1, 1, V) per decoded token
-    dec?.load(cache);
+    let logits: Tensor | undefined; // (1, l, V), then (1, 1, V) per decoded token (the per-op path)
+    let next: number | undefined; // the decoder's greedy id for the next position
+    if (dec) {
+      dec.load(cache); // the earlier turns, if any
+      next = (await dec.prefill(prompt)).token;
+    } else logits = await forward(ops, m, [prompt], cache);
     const prefillMs = performance.now() - t0;
     let stoppedBy: GenerateResult['stoppedBy'] = 'length';
     t0 = performance.now();
     let decoded = 0;
-    let next: number | undefined; // the decoder's greedy id for the next position
     while (tokens.length < o.maxNewTokens) {
       let id: number;
       if (next !== undefined) id = next;
       else {
-        const last = lastLogits(logits); // (V) the logits of the last position
+        const last = lastLogits(logits!); // (V) the logits of the last position
         if (seen) applyRepetitionPenalty(last, seen, penalty);
         id = sampleToken(last, o, rng);
       }

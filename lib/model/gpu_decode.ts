@@ -590,7 +590,8 @@ export class GpuDecoder {
         ids.length - (verify ? 1 : 0),
       );
     // a verify: a window of its width; a prompt: the smallest recorded window it fits in, else prefillWidth rows
-    const w = Math.max(2, verify ? ids.length : this.prefillWidth);
+    // (a power of two up to prefillWidth: the few widths a chat's turns record)
+    const w = Math.max(2, verify ? ids.length : Math.min(this.prefillWidth, 2 ** Math.ceil(Math.log2(ids.length))));
     const p = await this.window(Math.min(ids.length, w), w);
     const T = p.T;
     const passes = Math.ceil(ids.length / T);

@@ -250,7 +250,12 @@ describe('one GPU submission per decoded token (webgpu)', () => {
     expect(r.status, r.stderr).toBe(0);
     const j = JSON.parse(readFileSync(join(out, 'gpu.json'), 'utf8')) as {
       rows: Array<{ model: string; path: string; ms_per_token: number; submits_per_token?: number }>;
+      verify: Array<{ model: string; s: number; ms: number }>;
+      speculative: Array<{ model: string; same: boolean; ms_per_token: number }>;
     };
+    expect(j.verify.map((v) => v.s)).toEqual([1, 3, 1, 3]); // both models, windows of 1 and 3 tokens
+    for (const v of j.verify) expect(v.ms).toBeGreaterThan(0);
+    expect(j.speculative.map((r) => [r.model, r.same])).toEqual([['50% Mamba-2 hybrid', true]]);
     expect(j.rows.map((x) => x.model)).toEqual([
       'Llama (teacher)',
       'Llama (teacher)',

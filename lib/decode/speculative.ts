@@ -226,7 +226,7 @@ async function onGpu(
       rounds: r.rounds.map((x) => ({ ...x, uniforms: [] })),
       acceptanceRate: r.acceptanceRate,
       tokensPerVerify: r.rounds.length ? r.tokens.length / r.rounds.length : 0,
-      prefillMs: 0,
+      prefillMs: r.prefillMs,
       decodeMs: r.ms,
       tokensPerS: (r.tokens.length * 1000) / Math.max(r.ms, 1e-9),
       peakStateBytes: 0,

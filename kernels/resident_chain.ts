@@ -65,6 +65,8 @@ interface GpuQueueLike {
 }
 export interface GpuDeviceLike {
   readonly queue: GpuQueueLike;
+  /** resolves when the device is lost (destroyed, a driver reset, …) */
+  readonly lost: Promise<{ reason?: string; message?: string }>;
   readonly limits: Record<string, number>;
   createBuffer(d: { size: number; usage: number }): GpuBufferLike;
   createBindGroup(d: { layout: unknown; entries: unknown[] }): unknown;
@@ -150,11 +152,31 @@ export class ResidentChain {
   /** Float32 elements uploaded or allocated on the device. */
   deviceElements = 0;
 
+  /** Rejects with a KernelError once the device is lost: every wait on the GPU races it, so none hangs. */
+  private readonly whenLost: Promise<never>;
+  private lostDetail: string | undefined;
+
   private constructor(
     private readonly gpu: InstanceType<GpuJs['GPU']>,
     private readonly Input: GpuJs['Input'],
     readonly device: GpuDeviceLike,
-  ) {}
+  ) {
+    this.whenLost = device.lost.then((info) => {
+      this.lostDetail = `the WebGPU device was lost (${info.reason ?? 'unknown'}${info.message ? `: ${info.message}` : ''})`;
+      throw new KernelError('webgpu', 'resident chain', this.lostDetail);
+    });
+    this.whenLost.catch(() => undefined); // handled: each wait below races it
+  }
+
+  /** Wait for `p` (a map, a queue drain) unless the device is lost first; a failed wait is a KernelError. */
+  private async gpuWait(what: string, p: Promise<void>): Promise<void> {
+    try {
+      await Promise.race([p, this.whenLost]);
+    } catch (e) {
+      if (e instanceof KernelError) throw e;
+      throw new KernelError('webgpu', 'resident chain', `${what} failed: ${(e as Error).message ?? String(e)}`);
+    }
+  }
 
   /** A chain on the webgpu device GPU.js uses (BackendUnavailableError with the reason where there is none). */
   static async create(): Promise<ResidentChain> {
@@ -347,6 +369,7 @@ export class ResidentChain {
     feed?: { src: ChainBuffer; dst: ChainBuffer; elements: number },
   ): Promise<Float32Array[]> {
     if (this.destroyed) throw new KernelError('webgpu', 'resident chain', 'the chain has been destroyed');
+    if (this.lostDetail) throw new KernelError('webgpu', 'resident chain', this.lostDetail);
     const dev = this.device;
     const enc = dev.createCommandEncoder();
     let pass: ComputePass | undefined;
@@ -393,11 +416,11 @@ export class ResidentChain {
     dev.queue.submit([enc.finish()]);
     this.counters.submits++;
     if (reads.length === 0) {
-      await dev.queue.onSubmittedWorkDone();
+      await this.gpuWait('waiting for the queue', dev.queue.onSubmittedWorkDone());
       return [];
     }
     const staging = this.staging!;
-    await staging.mapAsync(MAP_MODE_READ, 0, bytes);
+    await this.gpuWait('mapAsync of the readback', staging.mapAsync(MAP_MODE_READ, 0, bytes));
     this.counters.maps++;
     const mapped = staging.getMappedRange(0, bytes);
     const out = reads.map(
@@ -415,7 +438,7 @@ export class ResidentChain {
       const enc = this.device.createCommandEncoder();
       enc.copyBufferToBuffer(b.buffer, 0, tmp, 0, b.elements * 4);
       this.device.queue.submit([enc.finish()]);
-      await tmp.mapAsync(MAP_MODE_READ);
+      await this.gpuWait('mapAsync of a read', tmp.mapAsync(MAP_MODE_READ));
       const out = new Float32Array(tmp.getMappedRange().slice(0));
       tmp.unmap();
       return out;

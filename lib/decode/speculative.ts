@@ -25,7 +25,7 @@
  * (the window shrinks to what is left). The draft keeps its own caches the same lazy way: its proposals
  * are consumed lazily (pending rows) and rolled back to the accepted prefix after each round.
  */
-import { ArgumentError } from '../errors.js';
+import { ArgumentError, DeviceLimitError } from '../errors.js';
 import type { GpuDecoder } from '../model/gpu_decode.js';
 import type { Ops } from '../ops.js';
 import { Rng } from '../rng.js';
@@ -215,7 +215,8 @@ async function onGpu(
     }
   } catch (e) {
     for (const d of built) d.destroy();
-    if (e instanceof ArgumentError) return `a GPU decoder refuses a model: ${e.message}`;
+    if (e instanceof ArgumentError || e instanceof DeviceLimitError)
+      return `a GPU decoder refuses a model: ${e.message}`;
     throw e;
   }
   try {

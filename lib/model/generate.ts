@@ -23,7 +23,7 @@
  * Symbols: ℓ (V) the logits of the next token · V = vocab_size · T temperature · p (V) the sampling
  * distribution · k, p the top-k / top-p cut-offs · θ the repetition penalty · l the prompt's length.
  */
-import { ArgumentError } from '../errors.js';
+import { ArgumentError, DeviceLimitError } from '../errors.js';
 import type { GpuDecoder } from './gpu_decode.js';
 import type { Ops } from '../ops.js';
 import { Rng } from '../rng.js';
@@ -205,7 +205,7 @@ export async function generate(
         dec = await GpuDecoder.create(m, { capacity: cache.length + prompt.length + o.maxNewTokens - 1 });
         setupMs = performance.now() - t;
       } catch (e) {
-        if (!(e instanceof ArgumentError)) throw e;
+        if (!(e instanceof ArgumentError || e instanceof DeviceLimitError)) throw e;
         fallback = `the one-submission decoder refuses this model: ${e.message}`;
       }
     }

@@ -38,7 +38,7 @@
  * Symbols: d hidden_size · V vocab · H, H_kv heads · hd head_dim · F intermediate_size · pos the token's
  * position · Mamba-2: H_m heads, P = N head width and state size, d_in, d_xb, K conv width · Mamba-1: R dt_rank.
  */
-import { ArgumentError } from '../errors.js';
+import { ArgumentError, DeviceLimitError } from '../errors.js';
 import {
   argmaxFinalKernel,
   argmaxLanes,
@@ -405,6 +405,37 @@ async function recordProgram(g: Shared, T: number): Promise<Program> {
   return { T, meta, logits, result: commit, feed };
 }
 
+/** Storage buffers the widest kernel binds (qkv_rope: x, W_q, W_k, W_v, rope, meta and its output). */
+const MAX_KERNEL_BINDINGS = 7;
+
+/**
+ * The device limits a decoder for `m` needs (the largest buffers it binds: weights, a KV cache, a prefill
+ * window's scores and logits; the bindings of its widest kernel): DeviceLimitError naming the first one missed.
+ */
+function checkLimits(limits: Record<string, number>, m: HybridModel, capacity: number, width: number): void {
+  const c = m.llama;
+  const [H, Hkv, hd, F, V, d] = [c.numHeads, c.numKvHeads, c.headDim, c.intermediateSize, c.vocabSize, c.hiddenSize];
+  const buffers: Array<[string, number]> = [
+    ['the embedding (vocab × hidden)', V * d],
+    ['an MLP matrix (intermediate × hidden)', F * d],
+    ['a KV cache (capacity × kv heads × head_dim)', capacity * Hkv * hd],
+    ["a prefill window's attention scores (width × heads × capacity)", width * H * capacity],
+    ["a prefill window's logits (width × vocab)", width * V],
+  ];
+  if (m.mamba)
+    buffers.push(['in_proj of a Mamba-2 layer', (2 * m.mamba.dInner + 2 * m.mamba.dXb + m.mamba.nHeads) * d]);
+  for (const limit of ['maxStorageBufferBindingSize', 'maxBufferSize'])
+    for (const [what, n] of buffers)
+      if (4 * n > limits[limit]) throw new DeviceLimitError(limit, `${4 * n} bytes for ${what}`, limits[limit]);
+  const bindings = limits.maxStorageBuffersPerShaderStage;
+  if (bindings < MAX_KERNEL_BINDINGS)
+    throw new DeviceLimitError(
+      'maxStorageBuffersPerShaderStage',
+      `${MAX_KERNEL_BINDINGS} storage buffers in one kernel (q/k/v with RoPE)`,
+      bindings,
+    );
+}
+
 export class GpuDecoder {
   /** Tokens folded into the caches so far. */
   length = 0;
@@ -436,28 +467,15 @@ export class GpuDecoder {
     const prefillWidth = opts.prefillWidth ?? Math.min(capacity, 64);
     if (!Number.isInteger(prefillWidth) || prefillWidth < 1 || prefillWidth > capacity)
       throw new ArgumentError('prefillWidth', `an integer in [1, ${capacity}] (the capacity)`, prefillWidth);
-    const [Hkv, hd, F, V] = [c.numKvHeads, c.headDim, c.intermediateSize, c.vocabSize];
-    const d = c.hiddenSize;
+    const [Hkv, hd] = [c.numKvHeads, c.headDim];
     const chain = await ResidentChain.create();
-    // a model that does not fit the device's buffers: a clear error before any upload
-    const limit = chain.maxBufferElements;
-    const biggest: Array<[string, number]> = [
-      ['the embedding (vocab × hidden)', V * d],
-      ['lm_head (vocab × hidden)', V * d],
-      ['an MLP matrix (intermediate × hidden)', F * d],
-      ['a KV cache (capacity × kv heads × head_dim)', capacity * Hkv * hd],
-    ];
-    if (m.mamba)
-      biggest.push(['in_proj of a Mamba-2 layer', (2 * m.mamba.dInner + 2 * m.mamba.dXb + m.mamba.nHeads) * d]);
-    for (const [what, n] of biggest)
-      if (n > limit) {
-        chain.destroy();
-        throw new ArgumentError(
-          what,
-          `at most ${limit} float32 elements (this WebGPU device's maxStorageBufferBindingSize / maxBufferSize)`,
-          n,
-        );
-      }
+    // a model that does not fit the device's limits: a clear error before any upload
+    try {
+      checkLimits(chain.device.limits, m, capacity, prefillWidth);
+    } catch (e) {
+      chain.destroy();
+      throw e;
+    }
     try {
       const weights = new Map<string, ChainBuffer>();
       const weight = (key: string, make?: () => Float32Array) => {

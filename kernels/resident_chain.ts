@@ -199,6 +199,11 @@ export class ResidentChain {
     this.ops = ops;
   }
 
+  /** Whether the device was lost (every run then refuses). */
+  get isLost(): boolean {
+    return this.lostDetail !== undefined;
+  }
+
   /** Largest float32 buffer a kernel may bind on this device (elements). */
   get maxBufferElements(): number {
     return Math.floor(Math.min(this.device.limits.maxStorageBufferBindingSize, this.device.limits.maxBufferSize) / 4);

@@ -22,6 +22,7 @@ import fc from 'fast-check';
 import { describe, expect, vi } from 'vitest';
 import { main } from '../lib/cli/main.js';
 import { ArgumentError } from '../lib/errors.js';
+import { markChanged } from '../lib/weight_registry.js';
 import { GpuDecoder } from '../lib/model/gpu_decode.js';
 import { generate, GPU_DECODER_PATH, lastLogits, PER_OP_WEBGPU_PATH } from '../lib/model/generate.js';
 import { forward, type HybridModel } from '../lib/model/hybrid.js';
@@ -362,6 +363,51 @@ describe('generate on webgpu uses the one-submission decoder where it can', () =
         }
       },
     );
+
+  run(
+    `the decoder is kept per model between calls; a weight changed in place is written again, nothing else (${webgpu.title})`,
+    async () => {
+      const gpu = await getOps('webgpu');
+      const m = buildModel({
+        vocab: 40,
+        hd: 4,
+        kvHeads: 1,
+        group: 2,
+        intermediate: 16,
+        layers: 2,
+        tie: false,
+        variant: 'mamba2',
+        seed: 21,
+      });
+      const prompt = [3, 8, 1];
+      const o = { maxNewTokens: 4, eos: [] };
+      const first = await generate(gpu, m, prompt, o);
+      const built = vi.spyOn(GpuDecoder, 'create');
+      try {
+        const again = await generate(gpu, m, prompt, o);
+        expect(again.tokens).toEqual(first.tokens);
+        expect(built, 'no decoder built on the second call').not.toHaveBeenCalled();
+        // a training step's in-place change: the down-projection of layer 1 doubled, then marked changed
+        const w = m.weights.get('model.layers.1.mlp.down_proj.weight').data;
+        for (let i = 0; i < w.length; i++) w[i] *= 2;
+        markChanged(w);
+        const ref = await reference(m, prompt, o.maxNewTokens - 1);
+        const want = ref.ids.slice(prompt.length).concat(refChoice(ref.logits[ref.logits.length - 1]).id);
+        expect(want, 'the change changes the tokens').not.toEqual(first.tokens);
+        const changed = await generate(gpu, m, prompt, o);
+        expect(built, 'still no decoder built').not.toHaveBeenCalled();
+        const upTo = ref.logits.slice(prompt.length - 1).findIndex((l) => !refChoice(l).clear);
+        expect(changed.tokens.slice(0, upTo < 0 ? undefined : upTo + 1)).toEqual(
+          want.slice(0, upTo < 0 ? undefined : upTo + 1),
+        );
+        const { dec } = await GpuDecoder.reuse(m, 1);
+        dec.release();
+        expect(dec.reuploads, 'one buffer written again (the transposed down-projection)').toBe(1);
+      } finally {
+        built.mockRestore();
+      }
+    },
+  );
 
   run(
     `sampling, a repetition penalty and an attention-bias model fall back to the per-op path and say why (${webgpu.title})`,

@@ -16,7 +16,8 @@
  * decoder (./gpu_decode.ts): a given cache (a chat's earlier turns) is queue-written into it (`GpuDecoder.load`,
  * no submission), the prompt is prefilled in one submission (windows of parallel kernels, `GpuDecoder.prefill`),
  * then every decoded token is one submission and one readback (the GPU's argmax), and the caches are written
- * back afterwards (`save`) so a chat continues them on any path.
+ * back afterwards (`save`) so a chat continues them on any path. The decoder is kept per model between calls
+ * (`GpuDecoder.reuse`): built once (weights uploaded, kernels compiled), its changed weights written again.
  * Sampling, a repetition penalty, a state-store cache or a model the decoder refuses keep the per-op path,
  * and the result says why (`path`, `fallback`).
  *
@@ -193,6 +194,7 @@ export async function generate(
   const seen = penalty === 1 ? null : new Set([...(o.context ?? []), ...prompt]);
   // webgpu: the one-submission decoder where it can run (built before any model work: a refusal costs nothing)
   let dec: GpuDecoder | undefined;
+  let owned = false; // a decoder of this call only (another call holds the model's kept one)
   let fallback: string | undefined;
   let setupMs: number | undefined;
   if (ops.name === 'webgpu') {
@@ -202,7 +204,8 @@ export async function generate(
       const { GpuDecoder } = await import('./gpu_decode.js');
       try {
         // positions it holds: the cache, the prompt and every new token but the last (never fed)
-        dec = await GpuDecoder.create(m, { capacity: cache.length + prompt.length + o.maxNewTokens - 1 });
+        const r = await GpuDecoder.reuse(m, cache.length + prompt.length + o.maxNewTokens - 1);
+        [dec, owned] = [r.dec, r.owned];
         setupMs = performance.now() - t;
       } catch (e) {
         if (!(e instanceof ArgumentError || e instanceof DeviceLimitError)) throw e;
@@ -256,6 +259,7 @@ export async function generate(
       ...(setupMs !== undefined ? { setupMs } : {}),
     };
   } finally {
-    dec?.destroy();
+    if (owned) dec?.destroy();
+    else dec?.release();
   }
 }

@@ -89,6 +89,7 @@ import {
   type ModelCache,
 } from './mixers/block.js';
 import { mlpNames } from './mixers/mlp.js';
+import { onArrayChanged } from '../weight_registry.js';
 
 /** What a layer keeps on the GPU between tokens (for tests: read back with `GpuDecoder.readLayer`). */
 type LayerState =
@@ -117,8 +118,11 @@ interface Shared {
   chain: ResidentChain;
   m: HybridModel;
   capacity: number;
-  /** the weight buffer `key`, uploaded on first use from make() (or the stored tensor `key` as it is) */
-  weight: (key: string, make?: () => Float32Array) => ChainBuffer;
+  /**
+   * the weight buffer `key`, uploaded on first use from make(), made from the stored tensors `deps` (default:
+   * the tensor `key`); uploaded again when one of them is marked changed (lib/weight_registry.ts)
+   */
+  weight: (key: string, make: () => Float32Array, deps?: readonly string[]) => ChainBuffer;
   rope: ChainBuffer | undefined;
   layers: LayerState[];
 }
@@ -155,7 +159,8 @@ async function recordProgram(g: Shared, T: number): Promise<Program> {
     const t = W.get(name); // (the weight's shape)
     return t.data instanceof Float32Array ? t.data : Float32Array.from(t.data);
   };
-  const upT = (name: string, R: number, K: number) => weight(`${name}ᵀ`, () => transposed(W.get(name).data, R, K));
+  const upT = (name: string, R: number, K: number) =>
+    weight(`${name}ᵀ`, () => transposed(W.get(name).data, R, K), [name]);
   const up = (name: string) => weight(name, () => f32(name));
   const scratch = (name: string, n: number) => chain.buffer(`${at}${name}`, n);
   const k = (label: string, kern: DecodeKernel, args: ChainBuffer[], out: ChainBuffer) =>
@@ -221,32 +226,42 @@ async function recordProgram(g: Shared, T: number): Promise<Program> {
       // [x | z | B | C | dt_low] = one matvec over the stacked projections
       const names = ['in_proj_x', 'in_proj_z', 'B_proj', 'C_proj', 'dt_proj_down'].map((n) => `${q}.${n}.weight`);
       const Rt = 2 * dXb + 2 * dInner + R;
-      const stackedT = weight(`${q} projections`, () => {
-        const stacked = new Float32Array(Rt * d); // (R_t, d): the stacked projection rows
-        let o = 0;
-        for (const n of names) {
-          const w = W.get(n).data; // (the weight's size)
-          for (let j = 0; j < w.length; j++) stacked[o + j] = w[j];
-          o += w.length;
-        }
-        return transposed(stacked, Rt, d);
-      });
+      const stackedT = weight(
+        `${q} projections`,
+        () => {
+          const stacked = new Float32Array(Rt * d); // (R_t, d): the stacked projection rows
+          let o = 0;
+          for (const n of names) {
+            const w = W.get(n).data; // (the weight's size)
+            for (let j = 0; j < w.length; j++) stacked[o + j] = w[j];
+            o += w.length;
+          }
+          return transposed(stacked, Rt, d);
+        },
+        names,
+      );
       const proj = scratch(`${L}.proj`, T * Rt);
       await mv(`${L}.in_proj`, n1, stackedT, d, Rt, proj);
       const convNext = scratch(`${L}.conv state'`, dInner * (K - 1));
       const convW = up(`${q}.conv1d.weight`);
       const convB = W.has(`${q}.conv1d.bias`)
         ? up(`${q}.conv1d.bias`)
-        : weight(`${L}.conv bias 0`, () => new Float32Array(dInner));
+        : weight(`${L}.conv bias 0`, () => new Float32Array(dInner), []);
       const src = { zOff: 0, repeat: { piece, rep: dInner / dXb } };
       const xc = scratch(`${L}.xc`, T * dInner);
-      const A = weight(`${q} A`, () => Float32Array.from(W.get(`${q}.A_log`).data, (x) => -Math.exp(x))); // (d_in, N)
-      const parBuf = weight(`${L}.dt_bias|D`, () => {
-        const par = new Float32Array(2 * dInner); // (2·d_in)
-        par.set(f32(`${q}.dt_proj.bias`));
-        par.set(f32(`${q}.D`), dInner);
-        return par;
-      });
+      const A = weight(`${q} A`, () => Float32Array.from(W.get(`${q}.A_log`).data, (x) => -Math.exp(x)), [
+        `${q}.A_log`,
+      ]); // (d_in, N)
+      const parBuf = weight(
+        `${L}.dt_bias|D`,
+        () => {
+          const par = new Float32Array(2 * dInner); // (2·d_in)
+          par.set(f32(`${q}.dt_proj.bias`));
+          par.set(f32(`${q}.D`), dInner);
+          return par;
+        },
+        [`${q}.dt_proj.bias`, `${q}.D`],
+      );
       const ssmNext = scratch(`${L}.ssm state'`, dInner * N);
       const y = scratch(`${L}.y`, T * dInner);
       if (!win) {
@@ -311,22 +326,26 @@ async function recordProgram(g: Shared, T: number): Promise<Program> {
       const convW = up(`${q}.conv1d.weight`);
       const convB = W.has(`${q}.conv1d.bias`)
         ? up(`${q}.conv1d.bias`)
-        : weight(`${L}.conv bias 0`, () => new Float32Array(convDim));
+        : weight(`${L}.conv bias 0`, () => new Float32Array(convDim), []);
       const xs = scratch(`${L}.xs`, T * convDim);
       const silu = m.ablation?.convActivation !== false;
       // [A | dt_bias | D] per head, A = −exp(A_log) in float64
-      const parBuf = weight(`${L}.A|dt_bias|D`, () => {
-        const par = new Float32Array(3 * Hm);
-        const Alog = W.get(`${q}.A_log`).data; // (H)
-        const dtb = W.get(`${q}.dt_bias`).data; // (H)
-        const Dd = W.get(`${q}.D`).data; // (H)
-        for (let j = 0; j < Hm; j++) {
-          par[j] = -Math.exp(Alog[j]);
-          par[Hm + j] = dtb[j];
-          par[2 * Hm + j] = Dd[j];
-        }
-        return par;
-      });
+      const parBuf = weight(
+        `${L}.A|dt_bias|D`,
+        () => {
+          const par = new Float32Array(3 * Hm);
+          const Alog = W.get(`${q}.A_log`).data; // (H)
+          const dtb = W.get(`${q}.dt_bias`).data; // (H)
+          const Dd = W.get(`${q}.D`).data; // (H)
+          for (let j = 0; j < Hm; j++) {
+            par[j] = -Math.exp(Alog[j]);
+            par[Hm + j] = dtb[j];
+            par[2 * Hm + j] = Dd[j];
+          }
+          return par;
+        },
+        [`${q}.A_log`, `${q}.dt_bias`, `${q}.D`],
+      );
       const ssmNext = scratch(`${L}.ssm state'`, Hm * P * N);
       const gated = m.ablation?.gatedNorm !== false;
       const v = scratch(`${L}.y·silu(z)`, T * dInner);
@@ -436,6 +455,24 @@ function checkLimits(limits: Record<string, number>, m: HybridModel, capacity: n
     );
 }
 
+/** The decoders alive (told of weight changes through one listener, registered once). */
+const live = new Set<WeakRef<GpuDecoder>>();
+let watching = false;
+function watchWeights(): void {
+  if (watching) return;
+  watching = true;
+  onArrayChanged((a) => {
+    for (const r of live) {
+      const d = r.deref();
+      if (d) d.changed(a);
+      else live.delete(r);
+    }
+  });
+}
+
+/** One decoder per model, kept between calls (`GpuDecoder.reuse`). */
+const reusable = new WeakMap<HybridModel, GpuDecoder>();
+
 export class GpuDecoder {
   /** Tokens folded into the caches so far. */
   length = 0;
@@ -447,7 +484,32 @@ export class GpuDecoder {
     private readonly shared: Shared,
     /** the window width a prefill runs */
     readonly prefillWidth: number,
-  ) {}
+    /** stored weight array → the device buffers made from it (re-uploaded when it is marked changed) */
+    private readonly uploads: Map<object, Array<{ b: ChainBuffer; make: () => Float32Array }>>,
+  ) {
+    watchWeights();
+    live.add(new WeakRef(this));
+  }
+
+  /** Weights marked changed since the last run (their buffers are written again before the next). */
+  private readonly stale = new Set<object>();
+  /** Buffers written again since the decoder was built (for tests: a weight update costs only its own). */
+  reuploads = 0;
+
+  /** lib/weight_registry.ts says `a` changed in place: its buffers are re-made before the next run. */
+  changed(a: object): void {
+    if (this.uploads.has(a)) this.stale.add(a);
+  }
+
+  /** Write the changed weights' buffers again (queue writes, ordered before the next submission). */
+  private refresh(): void {
+    for (const a of this.stale)
+      for (const u of this.uploads.get(a) ?? []) {
+        this.chain.write(u.b, u.make());
+        this.reuploads++;
+      }
+    this.stale.clear();
+  }
 
   private get layers(): LayerState[] {
     return this.shared.layers;
@@ -478,11 +540,19 @@ export class GpuDecoder {
     }
     try {
       const weights = new Map<string, ChainBuffer>();
-      const weight = (key: string, make?: () => Float32Array) => {
+      /** every uploaded buffer made from a stored array: re-made and written again when it changes */
+      const uploads = new Map<object, Array<{ b: ChainBuffer; make: () => Float32Array }>>();
+      const weight = (key: string, make: () => Float32Array, deps: readonly string[] = [key]) => {
         let b = weights.get(key);
         if (!b) {
-          const data = make ? make() : Float32Array.from(m.weights.get(key).data); // (the weight's size)
+          const data = make(); // (the buffer's elements)
           weights.set(key, (b = chain.buffer(key, data.length, data)));
+          for (const dep of deps) {
+            const a = m.weights.get(dep).data;
+            let list = uploads.get(a);
+            if (!list) uploads.set(a, (list = []));
+            list.push({ b, make });
+          }
         }
         return b;
       };
@@ -515,13 +585,41 @@ export class GpuDecoder {
         };
       });
       const shared: Shared = { chain, m, capacity, weight, rope, layers };
-      const dec = new GpuDecoder(chain, m, capacity, shared, prefillWidth);
+      const dec = new GpuDecoder(chain, m, capacity, shared, prefillWidth, uploads);
       dec.programs.set(1, await recordProgram(shared, 1));
       return dec;
     } catch (e) {
       chain.destroy();
       throw e;
     }
+  }
+
+  /**
+   * The decoder kept for `m` (built on first use: weights uploaded, kernels compiled), reused by every later
+   * call — generate's calls, a chat's turns — as long as it holds `capacity` positions; a larger need builds a
+   * new one (the old destroyed). Weights changed in place since (markChanged) are written again, nothing else.
+   * The caller resets or loads it; `busy` guards against two users at once (the second gets its own decoder,
+   * to destroy: `owned`).
+   */
+  static async reuse(m: HybridModel, capacity: number): Promise<{ dec: GpuDecoder; owned: boolean }> {
+    const have = reusable.get(m);
+    if (have && !have.busy && !have.chain.isLost && have.capacity >= capacity) {
+      have.busy = true;
+      return { dec: have, owned: false };
+    }
+    if (have?.busy) return { dec: await GpuDecoder.create(m, { capacity }), owned: true };
+    have?.destroy();
+    const dec = await GpuDecoder.create(m, {
+      capacity: Math.min(m.llama.maxPositionEmbeddings, Math.max(capacity, 256)),
+    });
+    reusable.set(m, dec);
+    dec.busy = true;
+    return { dec, owned: false };
+  }
+  /** In use by a `reuse` caller until it calls `release`. */
+  private busy = false;
+  release(): void {
+    this.busy = false;
   }
 
   /** The window program of the smallest recorded width ≥ s, recorded for width `width` when there is none. */
@@ -553,6 +651,7 @@ export class GpuDecoder {
       throw new ArgumentError('position', `below the GPU decoder's capacity ${this.capacity}`, this.length);
     const pos = this.length;
     const main = this.programs.get(1)!;
+    this.refresh();
     this.chain.write(main.meta, new Float32Array([id, pos]));
     const reads = opts.logits ? [{ from: main.result }, { from: main.logits }] : [{ from: main.result }];
     const [tok, logits] = await this.chain.run({ pos }, reads); // the token id (1); the logits (V) when asked
@@ -611,6 +710,7 @@ export class GpuDecoder {
     // (a power of two up to prefillWidth: the few widths a chat's turns record)
     const w = Math.max(2, verify ? ids.length : Math.min(this.prefillWidth, 2 ** Math.ceil(Math.log2(ids.length))));
     const p = await this.window(Math.min(ids.length, w), w);
+    this.refresh();
     const T = p.T;
     const passes = Math.ceil(ids.length / T);
     const ml = windowMetaLength(T);
@@ -794,6 +894,8 @@ export class GpuDecoder {
 
   /** Free the device buffers. */
   destroy(): void {
+    for (const r of live) if (r.deref() === this) live.delete(r);
+    if (reusable.get(this.m) === this) reusable.delete(this.m);
     this.chain.destroy();
   }
 }

@@ -730,3 +730,99 @@ export const m1CommitKernel = (
   }`,
   constants: { DIN: dInner, N, RT, T, BOFF: dXb + dInner, PIECE: piece, REP: dInner / dXb },
 });
+
+// ---------------------------------------------------------------- sampling (lib/model/generate.ts's sampler)
+
+/**
+ * The one-token meta with sampling: [id, pos, u, T, k, p] — u a uniform in [0, 1) drawn on the host from the
+ * seeded generator, T the temperature (0: greedy), k the top-k (≥ V: none), p the top-p (≥ 1: none).
+ */
+export const SAMPLE_META = 6;
+
+/**
+ * q_i = exp((ℓ_i − max)/T) when id i is kept, else 0 (unnormalised): kept = rank(i) < k and the mass of the ids
+ * ranked before it < p·z — the sampler's order (probability descending, ties by lower id), without sorting:
+ * thread i counts its rank and the mass before it over all V ids (V steps; skipped when neither cut is set).
+ * max = ℓ at the argmax. T = 0 (greedy): 0 everywhere (the draw returns the argmax).
+ */
+export const sampleWeightsKernel = (V: number): DecodeKernel => ({
+  key: 'dec.sample_weights',
+  source: `function (logits, amax, meta) {
+    const T = meta[3];
+    let q = 0.0;
+    if (T > 0.0) {
+      const i = this.thread.x;
+      const mx = logits[amax[0]];
+      const pi = Math.exp((logits[i] - mx) / T);
+      q = pi;
+      if (meta[4] < this.constants.V || meta[5] < 1.0) {
+        let rank = 0.0;
+        let before = 0.0;
+        let z = 0.0;
+        for (let j = 0; j < this.constants.V; j++) {
+          const pj = Math.exp((logits[j] - mx) / T);
+          z += pj;
+          if (pj > pi || (pj == pi && j < i)) { rank += 1.0; before += pj; }
+        }
+        if (rank >= meta[4]) { q = 0.0; }
+        if (before >= meta[5] * z) { q = 0.0; }
+      }
+    }
+    return q;
+  }`,
+  constants: { V },
+});
+
+/** Sums of the sampling weights over C contiguous chunks of ⌈V/C⌉ ids (the draw's first step). */
+export const sampleChunksKernel = (V: number): DecodeKernel => ({
+  key: 'dec.sample_chunks',
+  source: `function (q) {
+    let s = 0.0;
+    for (let k = 0; k < this.constants.CH; k++) {
+      const i = this.thread.x * this.constants.CH + k;
+      if (i < this.constants.V) { s += q[i]; }
+    }
+    return s;
+  }`,
+  constants: { V, CH: Math.ceil(V / argmaxLanes(V)) },
+});
+
+/**
+ * The draw (one thread), as lib/model/generate.ts drawFrom: the first id (in id order) whose cumulative weight
+ * exceeds u·Σq — the chunk first, then within it; the last id of positive weight if rounding leaves none. T = 0:
+ * the argmax.
+ */
+export const sampleDrawKernel = (V: number): DecodeKernel => ({
+  key: 'dec.sample_draw',
+  source: `function (q, chunks, meta, amax) {
+    let out = amax[0];
+    if (meta[3] > 0.0) {
+      let S = 0.0;
+      for (let c = 0; c < this.constants.C; c++) { S += chunks[c]; }
+      const target = meta[2] * S;
+      let acc = 0.0;
+      let chunk = -1;
+      for (let c = 0; c < this.constants.C; c++) {
+        if (chunk < 0) {
+          if (target < acc + chunks[c]) { chunk = c; } else { acc += chunks[c]; }
+        }
+      }
+      let found = -1;
+      if (chunk >= 0) {
+        for (let k = 0; k < this.constants.CH; k++) {
+          const i = chunk * this.constants.CH + k;
+          if (found < 0 && i < this.constants.V) {
+            acc += q[i];
+            if (target < acc) { found = i; }
+          }
+        }
+      }
+      if (found < 0) {
+        for (let i = 0; i < this.constants.V; i++) { if (q[i] > 0.0) { found = i; } }
+      }
+      out = found;
+    }
+    return out;
+  }`,
+  constants: { V, C: argmaxLanes(V), CH: Math.ceil(V / argmaxLanes(V)) },
+});

@@ -12,7 +12,7 @@ import { randomLlama } from '../lib/model/random.js';
 import { KERNEL_BACKENDS } from './helpers.js';
 
 export const TOL_ABS = 1e-4;
-export const TOL_REL = 1e-4;
+const TOL_REL = 1e-4;
 export const webgpu = KERNEL_BACKENDS.find((b) => b.name === 'webgpu')!;
 /** `it` where the webgpu backend is available, else skipped */
 export const webgpuIt = webgpu.available ? it : it.skip;

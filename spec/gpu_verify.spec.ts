@@ -29,10 +29,11 @@ import {
   speculativeGenerate,
   verify,
 } from '../lib/decode/speculative.js';
-import { generate } from '../lib/model/generate.js';
+import { argmax, drawFrom, generate, samplingDistribution, type SamplingOptions } from '../lib/model/generate.js';
 import { GpuDecoder } from '../lib/model/gpu_decode.js';
 import type { HybridModel, ModelCache } from '../lib/model/hybrid.js';
 import { getOps } from '../lib/ops.js';
+import { Rng } from '../lib/rng.js';
 import {
   buildModel,
   counted,
@@ -250,6 +251,67 @@ describe('Algorithm 2 VERIFY in one GPU submission (webgpu)', () => {
       await dec.rewind();
       expect(dec.length).toBe(3);
       expect(Array.from((await dec.step(8, { logits: true })).logits!)).toEqual(Array.from(want));
+    } finally {
+      dec.destroy();
+    }
+  });
+
+  run(`sampling on the GPU draws the CPU sampler's token from the same float32 logits and uniform`, async () => {
+    const m = buildModel({
+      vocab: 90,
+      hd: 4,
+      kvHeads: 1,
+      group: 2,
+      intermediate: 16,
+      layers: 2,
+      tie: false,
+      variant: 'mamba2',
+      seed: 4,
+    });
+    const dec = await GpuDecoder.create(m, { capacity: 40 });
+    const rng = new Rng(5);
+    const settings: SamplingOptions[] = [
+      { temperature: 0.7 },
+      { temperature: 1, topK: 5 },
+      { temperature: 1.3, topP: 0.8 },
+      { temperature: 0.9, topK: 12, topP: 0.6 },
+      { temperature: 2, topK: 1 },
+    ];
+    let compared = 0;
+    try {
+      let id = 3;
+      for (let t = 0; t < 30; t++) {
+        const o = settings[t % settings.length];
+        const u = rng.next();
+        const r = await dec.step(id, {
+          logits: true,
+          sample: { u, temperature: o.temperature!, topK: o.topK, topP: o.topP },
+        });
+        const p = samplingDistribution(Float64Array.from(r.logits!), o)!; // (V) the CPU sampler's, float64
+        const want = drawFrom(p, u);
+        // a draw within 1e-4 of a boundary (of the cumulative sum, or of the top-p cut) may go either way in float32
+        let c = 0;
+        let near = false;
+        for (let i = 0; i < p.length; i++) {
+          c += p[i];
+          if (p[i] > 0 && Math.abs(c - u) < 1e-4) near = true;
+        }
+        const sorted = Array.from(r.logits!)
+          .map((l) => Math.exp((l - Math.max(...r.logits!)) / o.temperature!))
+          .sort((a, b) => b - a);
+        const z = sorted.reduce((a, b) => a + b, 0);
+        let mass = 0;
+        for (const x of sorted) if (o.topP !== undefined && Math.abs((mass += x / z) - o.topP) < 1e-4) near = true;
+        if (!near) {
+          compared++;
+          expect(r.token, `draw ${t} (${JSON.stringify(o)}, u ${u})`).toBe(want);
+        }
+        id = want;
+      }
+      expect(compared, 'draws compared').toBeGreaterThanOrEqual(25);
+      // greedy is the argmax still
+      const g = await dec.step(id, { logits: true });
+      expect(g.token).toBe(argmax(g.logits!));
     } finally {
       dec.destroy();
     }

@@ -12,13 +12,14 @@
  * (single-step ops), stopping at max_new_tokens or an EOS id. Timing of both phases is returned. Given a
  * cache, the prompt continues it (a chat's next turn prefills only its new tokens); the last sampled token is
  * never fed to the cache.
- * On the webgpu backend, greedy decoding (T = 0, θ = 1) of more than one token runs on the one-submission
+ * On the webgpu backend, decoding (greedy or sampled, θ = 1) of more than one token runs on the one-submission
  * decoder (./gpu_decode.ts): a given cache (a chat's earlier turns) is queue-written into it (`GpuDecoder.load`,
  * no submission), the prompt is prefilled in one submission (windows of parallel kernels, `GpuDecoder.prefill`),
- * then every decoded token is one submission and one readback (the GPU's argmax), and the caches are written
+ * then every decoded token is one submission and one readback (the GPU's argmax, or its draw with the uniform the
+ * seeded generator gives next: the same token as the CPU sampler from the same logits), and the caches are written
  * back afterwards (`save`) so a chat continues them on any path. The decoder is kept per model between calls
  * (`GpuDecoder.reuse`): built once (weights uploaded, kernels compiled), its changed weights written again.
- * Sampling, a repetition penalty, a state-store cache or a model the decoder refuses keep the per-op path,
+ * A repetition penalty, a state-store cache or a model the decoder refuses keep the per-op path,
  * and the result says why (`path`, `fallback`).
  *
  * Symbols: ℓ (V) the logits of the next token · V = vocab_size · T temperature · p (V) the sampling
@@ -147,10 +148,8 @@ export interface GenerateResult {
 export const GPU_DECODER_PATH = 'webgpu (one submission per token)';
 export const PER_OP_WEBGPU_PATH = 'webgpu (per op)';
 
-/** Why greedy-only GpuDecoder cannot run this generation (undefined: it can). */
+/** Why GpuDecoder cannot run this generation (undefined: it can). */
 function gpuDecoderRefusal(cache: ModelCache, o: GenerateOptions, penalty: number): string | undefined {
-  const T = o.temperature ?? 0;
-  if (T !== 0) return `sampling (temperature ${T}): the one-submission decoder is greedy only`;
   if (penalty !== 1) return `repetition penalty ${penalty}: not in the one-submission decoder`;
   if (o.maxNewTokens <= 1) return `${o.maxNewTokens} new token(s): nothing to decode after the prefill`;
   if (cache.batch !== 1) return `a cache of batch ${cache.batch}: the one-submission decoder decodes one sequence`;
@@ -217,10 +216,14 @@ export async function generate(
     const tokens: number[] = [];
     let t0 = performance.now();
     let logits: Tensor | undefined; // (1, l, V), then (1, 1, V) per decoded token (the per-op path)
-    let next: number | undefined; // the decoder's greedy id for the next position
+    let next: number | undefined; // the decoder's id for the next position
+    let first: Float64Array | undefined; // (V) the decoder's logits after the prompt, when sampling
+    const sampling = (o.temperature ?? 0) > 0;
     if (dec) {
       dec.load(cache); // the earlier turns, if any
-      next = (await dec.prefill(prompt)).token;
+      const r = await dec.prefill(prompt, { logits: sampling });
+      if (sampling) first = Float64Array.from(r.logits!);
+      else next = r.token;
     } else logits = await forward(ops, m, [prompt], cache);
     const prefillMs = performance.now() - t0;
     let stoppedBy: GenerateResult['stoppedBy'] = 'length';
@@ -230,7 +233,8 @@ export async function generate(
       let id: number;
       if (next !== undefined) id = next;
       else {
-        const last = lastLogits(logits!); // (V) the logits of the last position
+        const last = first ?? lastLogits(logits!); // (V) the logits of the last position
+        first = undefined;
         if (seen) applyRepetitionPenalty(last, seen, penalty);
         id = sampleToken(last, o, rng);
       }
@@ -242,8 +246,12 @@ export async function generate(
         break;
       }
       if (tokens.length === o.maxNewTokens) break;
-      if (dec) next = (await dec.step(id)).token;
-      else logits = await forward(ops, m, [[id]], cache);
+      if (dec) {
+        // the decoder samples on the GPU with the uniform the CPU sampler would have drawn next
+        const u = sampling ? rng.next() : 0;
+        const sample = sampling ? { u, temperature: o.temperature!, topK: o.topK, topP: o.topP } : undefined;
+        next = (await dec.step(id, { sample })).token;
+      } else logits = await forward(ops, m, [[id]], cache);
       decoded++;
     }
     const decodeMs = performance.now() - t0;

@@ -66,6 +66,10 @@ import {
   type ChainBuffer,
   type ChainVars,
   acceptKernel,
+  sampleChunksKernel,
+  sampleDrawKernel,
+  sampleWeightsKernel,
+  SAMPLE_META,
   convCommitKernel,
   convWindowKernel,
   m1CommitKernel,
@@ -183,7 +187,9 @@ async function recordProgram(g: Shared, T: number): Promise<Program> {
     await k(label, matvecPartialKernel(K, R, S, T), [x, w], part);
     await k(`${label}.sum`, splitSumKernel(T * R, S, an), add ? [part, add] : [part], out);
   };
-  const meta = win ? scratch('meta [s, pos, ids, verify]', windowMetaLength(T)) : scratch('meta [id, pos]', 2);
+  const meta = win
+    ? scratch('meta [s, pos, ids, verify]', windowMetaLength(T))
+    : scratch('meta [id, pos, u, T, k, p]', SAMPLE_META);
   /** what runs after the acceptance: each Mamba layer's conv window and state advanced by the committed rows */
   const commits: Array<(commit: ChainBuffer) => Promise<void>> = [];
 
@@ -414,9 +420,18 @@ async function recordProgram(g: Shared, T: number): Promise<Program> {
   await mv('lm_head', nf, upT(lmHeadName(m), V, d), d, V, logits);
   const lanes = scratch('argmax lanes', T * argmaxLanes(V));
   await k('argmax1', argmaxLanesKernel(V, T), [logits], lanes);
-  const amax = scratch(win ? 'argmax' : 'token', T);
+  const amax = scratch('argmax', T);
   await k('argmax2', argmaxFinalKernel(V, T), [logits, lanes], amax);
-  if (!win) return { T, meta, logits, result: amax };
+  if (!win) {
+    // the sampler (greedy when meta's T is 0: the draw returns the argmax)
+    const q = scratch('sampling weights', V);
+    await k('sample_weights', sampleWeightsKernel(V), [logits, amax, meta], q);
+    const chunks = scratch('sampling chunk sums', argmaxLanes(V));
+    await k('sample_chunks', sampleChunksKernel(V), [q], chunks);
+    const token = scratch('token', 1);
+    await k('sample_draw', sampleDrawKernel(V), [q, chunks, meta, amax], token);
+    return { T, meta, logits, result: token };
+  }
   const commit = scratch('commit [n, next]', 2);
   await k('accept', acceptKernel(T), [amax, meta], commit);
   for (const c of commits) await c(commit);
@@ -641,10 +656,14 @@ export class GpuDecoder {
   }
 
   /**
-   * Fold token `id` in at position `length` (one submission, one readback) and return the greedy next id,
-   * with the logits (V) when `logits` is set.
+   * Fold token `id` in at position `length` (one submission, one readback) and return the next id — greedy, or
+   * with `sample` drawn on the GPU as lib/model/generate.ts's sampler draws (temperature, top-k, top-p) with the
+   * host's uniform u — with the logits (V) when `logits` is set.
    */
-  async step(id: number, opts: { logits?: boolean } = {}): Promise<{ token: number; logits?: Float32Array }> {
+  async step(
+    id: number,
+    opts: { logits?: boolean; sample?: { u: number; temperature: number; topK?: number; topP?: number } } = {},
+  ): Promise<{ token: number; logits?: Float32Array }> {
     const V = this.m.llama.vocabSize;
     if (!Number.isInteger(id) || id < 0 || id >= V) throw new ArgumentError('id', `a token id in [0, ${V})`, id);
     if (this.length >= this.capacity)
@@ -652,7 +671,12 @@ export class GpuDecoder {
     const pos = this.length;
     const main = this.programs.get(1)!;
     this.refresh();
-    this.chain.write(main.meta, new Float32Array([id, pos]));
+    const sm = opts.sample;
+    if (sm && !(sm.u >= 0 && sm.u < 1)) throw new ArgumentError('sample.u', 'a uniform in [0, 1)', sm.u);
+    this.chain.write(
+      main.meta,
+      new Float32Array([id, pos, sm?.u ?? 0, sm?.temperature ?? 0, sm?.topK ?? V, sm?.topP ?? 1]),
+    );
     const reads = opts.logits ? [{ from: main.result }, { from: main.logits }] : [{ from: main.result }];
     const [tok, logits] = await this.chain.run({ pos }, reads); // the token id (1); the logits (V) when asked
     this.length++;

@@ -425,6 +425,10 @@ export const groupNormKernel = (GS: number, eps: number, W: number): DecodeKerne
 
 // ---------------------------------------------------------------- Mamba-1 one step
 
+/** Statements: q = channel c's state index n within its group, bsrc = q through the repeat of piece PIECE (B's source). */
+const m1Bsrc = `const q = Math.floor(c / this.constants.N) * this.constants.N + n;
+      const bsrc = Math.floor(Math.floor(q / this.constants.PIECE) / this.constants.REP) * this.constants.PIECE + q - Math.floor(q / this.constants.PIECE) * this.constants.PIECE;`;
+
 /**
  * Mamba-1's projections come out of one matvec as proj = [x (d_xb) | z (d_in) | B (d_xb) | C (d_in) | dt_low (R)].
  * The state step, one thread per (c, n), c = g·N + p a channel of group g:
@@ -448,8 +452,7 @@ export const mamba1StepKernel = (
     let dt = par[c] * this.constants.BIAS;
     for (let r = 0; r < this.constants.R; r++) { dt += wdt[c * this.constants.R + r] * proj[this.constants.DOWN + r]; }
     ${softplusSnippet('dt', 'delta')}
-    const q = Math.floor(c / this.constants.N) * this.constants.N + n;
-    const bsrc = Math.floor(Math.floor(q / this.constants.PIECE) / this.constants.REP) * this.constants.PIECE + q - Math.floor(q / this.constants.PIECE) * this.constants.PIECE;
+    ${m1Bsrc}
     return Math.exp(delta * A[t]) * ssm[t] + delta * xc[c] * proj[this.constants.BOFF + bsrc];
   }`,
   constants: {
@@ -643,9 +646,6 @@ export const m2CommitKernel = (
   }`,
   constants: { H, P, N, PN: P * N, REP: dInner / dXb, XB: dXb, CD: dInner + 2 * dXb, T },
 });
-
-const m1Bsrc = `const q = Math.floor(c / this.constants.N) * this.constants.N + n;
-      const bsrc = Math.floor(Math.floor(q / this.constants.PIECE) / this.constants.REP) * this.constants.PIECE + q - Math.floor(q / this.constants.PIECE) * this.constants.PIECE;`;
 
 /** Mamba-1's Δ_{t,c} = softplus(Σ_r W_dt[c, r] dt_low_{t,r} + b_c·(1 + TWICE)) over a window. Output (T, d_in). */
 export const m1DeltaKernel = (dInner: number, R: number, RT: number, dXb: number, twice: boolean): DecodeKernel => ({

@@ -34,7 +34,9 @@ import {
   buildModel,
   counted,
   excess,
+  gpuLayoutKv,
   modelArb,
+  MUTATION_MODEL,
   reference,
   refChoice,
   TOL_ABS,
@@ -78,18 +80,9 @@ async function expectCaches(dec: GpuDecoder, m: HybridModel, ref: RefRun): Promi
     const g = await dec.readLayer(i);
     const lc = ref.cache.layers[i];
     if (g.kind === 'attention' && lc.kind === 'attention') {
-      const [Hkv, hd] = [m.llama.numKvHeads, m.llama.headDim];
-      // reference (1, H_kv, cap, hd) → the GPU's (cap, H_kv·hd), first T rows
-      const k = new Float64Array(T * Hkv * hd);
-      const v = new Float64Array(T * Hkv * hd);
-      for (let j = 0; j < T; j++)
-        for (let kv = 0; kv < Hkv; kv++)
-          for (let c = 0; c < hd; c++) {
-            k[(j * Hkv + kv) * hd + c] = lc.k[(kv * lc.cap + j) * hd + c];
-            v[(j * Hkv + kv) * hd + c] = lc.v[(kv * lc.cap + j) * hd + c];
-          }
-      expect(excess(g.k.subarray(0, T * Hkv * hd), k), `layer ${i} keys`).toBeLessThanOrEqual(TOL_ABS);
-      expect(excess(g.v.subarray(0, T * Hkv * hd), v), `layer ${i} values`).toBeLessThanOrEqual(TOL_ABS);
+      const { k, v } = gpuLayoutKv(m, lc, T);
+      expect(excess(g.k.subarray(0, k.length), k), `layer ${i} keys`).toBeLessThanOrEqual(TOL_ABS);
+      expect(excess(g.v.subarray(0, v.length), v), `layer ${i} values`).toBeLessThanOrEqual(TOL_ABS);
     } else if (g.kind !== 'attention' && g.kind === lc.kind) {
       expect(excess(g.conv, lc.conv.data), `layer ${i} conv state`).toBeLessThanOrEqual(TOL_ABS);
       expect(excess(g.ssm, lc.ssm.data), `layer ${i} SSM state`).toBeLessThanOrEqual(TOL_ABS);
@@ -152,17 +145,7 @@ describe('one GPU submission per decoded token (webgpu)', () => {
   run(
     `a layer's kernel or a cache/state write left out of the chain breaks the logits; reset() starts a sequence afresh (${webgpu.title})`,
     async () => {
-      const m = buildModel({
-        vocab: 40,
-        hd: 4,
-        kvHeads: 2,
-        group: 2,
-        intermediate: 24,
-        layers: 2,
-        tie: false,
-        variant: 'mamba2',
-        seed: 5,
-      });
+      const m = buildModel(MUTATION_MODEL);
       const ref = await reference(m, [3, 9, 14], 3);
       const dec = await GpuDecoder.create(m, { capacity: 8 });
       try {

@@ -137,3 +137,34 @@ export async function reference(m: HybridModel, prompt: number[], steps: number)
   }
   return { ids, logits, cache };
 }
+
+/** A reference attention cache's first T positions, (1, H_kv, cap, hd), in the GPU decoder's layout (T, H_kv·hd). */
+export function gpuLayoutKv(
+  m: HybridModel,
+  lc: { k: Float64Array; v: Float64Array; cap: number },
+  T: number,
+): { k: Float64Array; v: Float64Array } {
+  const [Hkv, hd] = [m.llama.numKvHeads, m.llama.headDim];
+  const k = new Float64Array(T * Hkv * hd); // (T, H_kv·hd)
+  const v = new Float64Array(T * Hkv * hd); // (T, H_kv·hd)
+  for (let j = 0; j < T; j++)
+    for (let kv = 0; kv < Hkv; kv++)
+      for (let c = 0; c < hd; c++) {
+        k[(j * Hkv + kv) * hd + c] = lc.k[(kv * lc.cap + j) * hd + c];
+        v[(j * Hkv + kv) * hd + c] = lc.v[(kv * lc.cap + j) * hd + c];
+      }
+  return { k, v };
+}
+
+/** The small 50% Mamba-2 hybrid of the mutation tests (a head group of 2, two KV heads, two layers). */
+export const MUTATION_MODEL = {
+  vocab: 40,
+  hd: 4,
+  kvHeads: 2,
+  group: 2,
+  intermediate: 24,
+  layers: 2,
+  tie: false,
+  variant: 'mamba2',
+  seed: 5,
+} as const;

@@ -38,7 +38,9 @@ import {
   buildModel,
   counted,
   excess,
+  gpuLayoutKv,
   modelArb,
+  MUTATION_MODEL,
   reference,
   refChoice,
   TOL_ABS,
@@ -76,15 +78,7 @@ async function cacheExcess(dec: GpuDecoder, m: HybridModel, ref: ModelCache): Pr
     const g = await dec.readLayer(i);
     const lc = ref.layers[i];
     if (g.kind === 'attention' && lc.kind === 'attention') {
-      const [Hkv, hd] = [m.llama.numKvHeads, m.llama.headDim];
-      const k = new Float64Array(T * Hkv * hd); // (T, H_kv·hd)
-      const v = new Float64Array(T * Hkv * hd); // (T, H_kv·hd)
-      for (let j = 0; j < T; j++)
-        for (let kv = 0; kv < Hkv; kv++)
-          for (let c = 0; c < hd; c++) {
-            k[(j * Hkv + kv) * hd + c] = lc.k[(kv * lc.cap + j) * hd + c];
-            v[(j * Hkv + kv) * hd + c] = lc.v[(kv * lc.cap + j) * hd + c];
-          }
+      const { k, v } = gpuLayoutKv(m, lc, T);
       worst = Math.max(worst, excess(g.k.subarray(0, k.length), k), excess(g.v.subarray(0, v.length), v));
     } else if (g.kind !== 'attention') {
       const s = states.get(i)!;
@@ -154,17 +148,7 @@ describe('Algorithm 2 VERIFY in one GPU submission (webgpu)', () => {
     );
 
   run(`a layer's kernel, a KV write or a state/conv commit left out of the window fails`, async () => {
-    const m = buildModel({
-      vocab: 40,
-      hd: 4,
-      kvHeads: 2,
-      group: 2,
-      intermediate: 24,
-      layers: 2,
-      tie: false,
-      variant: 'mamba2',
-      seed: 5,
-    });
+    const m = buildModel(MUTATION_MODEL);
     const prompt = [3, 9, 14];
     const drafts = await draftsFor(m, prompt, 3, 2, 0); // two accepted, the third rejected
     const ref = await referenceVerify(m, prompt, drafts);
@@ -228,17 +212,7 @@ describe('Algorithm 2 VERIFY in one GPU submission (webgpu)', () => {
   });
 
   run(`mark() and rewind() put a Mamba hybrid's states and length back (what a rejected draft needs)`, async () => {
-    const m = buildModel({
-      vocab: 30,
-      hd: 4,
-      kvHeads: 1,
-      group: 2,
-      intermediate: 16,
-      layers: 2,
-      tie: false,
-      variant: 'mamba2',
-      seed: 8,
-    });
+    const m = buildModel({ ...MUTATION_MODEL, vocab: 30, kvHeads: 1, intermediate: 16, seed: 8 });
     const dec = await GpuDecoder.create(m, { capacity: 12, prefillWidth: 2 });
     try {
       await dec.prefill([5, 6, 7]);
@@ -257,17 +231,7 @@ describe('Algorithm 2 VERIFY in one GPU submission (webgpu)', () => {
   });
 
   run(`sampling on the GPU draws the CPU sampler's token from the same float32 logits and uniform`, async () => {
-    const m = buildModel({
-      vocab: 90,
-      hd: 4,
-      kvHeads: 1,
-      group: 2,
-      intermediate: 16,
-      layers: 2,
-      tie: false,
-      variant: 'mamba2',
-      seed: 4,
-    });
+    const m = buildModel({ ...MUTATION_MODEL, vocab: 90, kvHeads: 1, intermediate: 16, seed: 4 });
     const dec = await GpuDecoder.create(m, { capacity: 40 });
     const rng = new Rng(5);
     const settings: SamplingOptions[] = [

@@ -37,6 +37,14 @@ export interface GpuSpeculativeResult {
   ms: number;
 }
 
+/** K, the prompt and maxNewTokens as speculative decoding takes them (ArgumentError naming the first wrong one). */
+export function checkSpeculativeArgs(K: number, prompt: readonly number[], maxNewTokens: number): void {
+  if (!Number.isInteger(K) || K < 1) throw new ArgumentError('K', 'a positive integer', K);
+  if (prompt.length === 0) throw new ArgumentError('prompt', 'at least one token', 0);
+  if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0)
+    throw new ArgumentError('maxNewTokens', 'a non-negative integer', maxNewTokens);
+}
+
 /** Greedy speculative decoding of `prompt` on two GPU decoders (both reset first). */
 export async function gpuSpeculativeGreedy(
   target: GpuDecoder,
@@ -44,10 +52,7 @@ export async function gpuSpeculativeGreedy(
   prompt: readonly number[],
   o: GpuSpeculativeOptions,
 ): Promise<GpuSpeculativeResult> {
-  if (!Number.isInteger(o.K) || o.K < 1) throw new ArgumentError('K', 'a positive integer', o.K);
-  if (prompt.length === 0) throw new ArgumentError('prompt', 'at least one token', 0);
-  if (!Number.isInteger(o.maxNewTokens) || o.maxNewTokens < 0)
-    throw new ArgumentError('maxNewTokens', 'a non-negative integer', o.maxNewTokens);
+  checkSpeculativeArgs(o.K, prompt, o.maxNewTokens);
   // a window never reaches past the last new token: K shrinks to what is left
   const need = prompt.length + o.maxNewTokens;
   for (const [name, d] of [

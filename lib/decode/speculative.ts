@@ -27,6 +27,7 @@
  */
 import { ArgumentError, DeviceLimitError } from '../errors.js';
 import type { GpuDecoder } from '../model/gpu_decode.js';
+import { checkSpeculativeArgs } from './gpu_speculative.js';
 import type { Ops } from '../ops.js';
 import { Rng } from '../rng.js';
 import { Tensor } from '../tensor.js';
@@ -350,10 +351,7 @@ export async function speculativeGenerate(
   prompt: number[],
   o: SpeculativeOptions,
 ): Promise<SpeculativeResult> {
-  if (!Number.isInteger(o.K) || o.K < 1) throw new ArgumentError('K', 'a positive integer', o.K);
-  if (prompt.length === 0) throw new ArgumentError('prompt', 'at least one token', 0);
-  if (!Number.isInteger(o.maxNewTokens) || o.maxNewTokens < 0)
-    throw new ArgumentError('maxNewTokens', 'a non-negative integer', o.maxNewTokens);
+  checkSpeculativeArgs(o.K, prompt, o.maxNewTokens);
   checkLength(target, prompt.length, o.maxNewTokens);
   let fallback: string | undefined;
   if (ops.name === 'webgpu') {

@@ -1,8 +1,10 @@
 /**
  * One GPU submission per decoded token (webgpu): the whole forward of one token — embedding row, every layer,
- * final norm, lm_head and greedy argmax — as one chain of GPU.js kernels in one command encoder
- * (kernels/resident_chain.ts), with every cache and state resident on the GPU between tokens; per token the
- * host writes [id, pos] (a queue write) and reads back the chosen id (and the logits only when asked).
+ * final norm, lm_head and the greedy argmax or the sampler's draw — as one chain of GPU.js kernels in one command
+ * encoder (kernels/resident_chain.ts), with every cache and state resident on the GPU between tokens; per token
+ * the host writes [id, pos, u, T, k, p] (a queue write) and reads back the chosen id (and the logits only when
+ * asked). Sampling (kernels/decode.ts sampleWeights/sampleDraw): the CPU sampler's kept set (top-k, top-p in its
+ * order) and draw, with the uniform u the host's seeded generator gives next.
  *
  *   h = E[id]                                                                (d)
  *   for each layer:  n = rmsnorm₁(h)

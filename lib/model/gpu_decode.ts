@@ -341,7 +341,7 @@ async function recordProgram(g: Shared, T: number): Promise<Program> {
       const parBuf = weight(
         `${L}.A|dt_bias|D`,
         () => {
-          const par = new Float32Array(3 * Hm);
+          const par = new Float32Array(3 * Hm); // (3·H_m)
           const Alog = W.get(`${q}.A_log`).data; // (H)
           const dtb = W.get(`${q}.dt_bias`).data; // (H)
           const Dd = W.get(`${q}.D`).data; // (H)
@@ -565,7 +565,7 @@ export class GpuDecoder {
           const data = make(); // (the buffer's elements)
           weights.set(key, (b = chain.buffer(key, data.length, data)));
           for (const dep of deps) {
-            const a = m.weights.get(dep).data;
+            const a = m.weights.get(dep).data; // (the weight's size)
             let list = uploads.get(a);
             if (!list) uploads.set(a, (list = []));
             list.push({ b, make });

@@ -17,7 +17,7 @@
  * window commit left out of the window program.
  */
 import fc from 'fast-check';
-import { describe, expect } from 'vitest';
+import { describe, expect, vi } from 'vitest';
 import {
   acceptGreedy,
   effectiveStates,
@@ -192,7 +192,8 @@ describe('Algorithm 2 VERIFY in one GPU submission (webgpu)', () => {
     const upTo = clear < 0 ? n : clear + 1; // the tokens up to (and including) the first close call
     const gpu = await getOps('webgpu');
     // drafts: the target itself (every draft accepted: the bonus path), a random 1-layer Llama (most rejected)
-    // and a random Mamba-2 hybrid (rejections rewind its states)
+    // and a random Mamba-2 hybrid (rejections rewind its states); the target's decoder is kept between the calls
+    const built = vi.spyOn(GpuDecoder, 'create');
     for (const [name, draft] of [
       ['the target itself', target],
       ['a 1-layer Llama', buildModel({ ...spec, layers: 1, variant: 'llama', seed: 11 })],
@@ -209,6 +210,9 @@ describe('Algorithm 2 VERIFY in one GPU submission (webgpu)', () => {
       if (draft === target) expect(r.acceptanceRate, name).toBe(1);
       else expect(r.acceptanceRate, `${name}: some drafts rejected`).toBeLessThan(1);
     }
+    // the target's (kept), the self-draft's (its own: the target's is in use), then only each new draft's
+    expect(built).toHaveBeenCalledTimes(4);
+    built.mockRestore();
   });
 
   run(`mark() and rewind() put a Mamba hybrid's states and length back (what a rejected draft needs)`, async () => {

@@ -209,19 +209,23 @@ async function onGpu(
   const { GpuDecoder: Decoder } = await import('../model/gpu_decode.js');
   const { gpuSpeculativeGreedy } = await import('./gpu_speculative.js');
   const capacity = prompt.length + o.maxNewTokens; // what a window may reach (./gpu_speculative.ts)
-  const built: GpuDecoder[] = [];
+  // the decoders kept per model (GpuDecoder.reuse: weights uploaded once across calls); one of this call only
+  // where another user holds a model's (the draft being the target itself, a concurrent call) is destroyed after
+  const built: Array<{ dec: GpuDecoder; owned: boolean }> = [];
+  const done = () => built.forEach((b) => (b.owned ? b.dec.destroy() : b.dec.release()));
   try {
-    for (const m of [target, drafter.model]) {
-      built.push(await Decoder.create(m, { capacity, prefillWidth: Math.min(capacity, 64) }));
-    }
+    for (const m of [target, drafter.model]) built.push(await Decoder.reuse(m, capacity));
   } catch (e) {
-    for (const d of built) d.destroy();
+    done();
     if (e instanceof ArgumentError || e instanceof DeviceLimitError)
       return `a GPU decoder refuses a model: ${e.message}`;
     throw e;
   }
   try {
-    const r = await gpuSpeculativeGreedy(built[0], built[1], prompt, { ...o, eos: o.eos ?? target.llama.eosTokenId });
+    const r = await gpuSpeculativeGreedy(built[0].dec, built[1].dec, prompt, {
+      ...o,
+      eos: o.eos ?? target.llama.eosTokenId,
+    });
     return {
       tokens: r.tokens,
       stoppedBy: r.stoppedBy,
@@ -237,7 +241,7 @@ async function onGpu(
       path: GPU_SPECULATIVE_PATH,
     };
   } finally {
-    for (const d of built) d.destroy();
+    done();
   }
 }
 

@@ -1,5 +1,6 @@
 /**
- * `npm run bench:gpu`: decode time per token on the webgpu backend — the one-submission chain
+ * `npm run bench:gpu`: decode time per token, verify windows, prefill and speculative decoding on the webgpu
+ * backend — the one-submission chain
  * (lib/model/gpu_decode.ts: one command encoder and one readback per token, caches and states resident) against
  * the per-op webgpu path (lib/model/hybrid.ts `forward` on getOps('webgpu'): a submission and a readback per
  * op) and against PyTorch on the same GPU in the same run (bench/peers/torch_gpu.py: eager, torch.compile
@@ -7,8 +8,18 @@
  * holds) — for a Llama (d 512, 8 layers, vocab 32,000, float32 random weights) and its 50% Mamba-2 hybrid, one
  * token after a 64-token prompt (the time of `--tokens` greedy tokens, divided).
  *
- *   node --import tsx bench/gpu.ts [--tiny] [--out DIR] [--tokens N] [--no-torch] [--no-per-op] [--python PATH]
- *                                  [--peer bench/peers/torch_gpu.py] [--torch-cpu]
+ *   node --import tsx bench/gpu.ts [--tiny | --shape d512|1b] [--quick] [--out DIR] [--tokens N] [--no-torch]
+ *                                  [--no-per-op] [--python PATH] [--peer bench/peers/torch_gpu.py] [--torch-cpu]
+ *
+ * Rows, for each model (the Llama and its 50% Mamba-2 hybrid):
+ *   decode      ms per token: the chain (one submission a token), the per-op path, PyTorch (three ways)
+ *   verify      ms per VERIFY of a window of s = 1 … 9 tokens (GpuDecoder.verify: one submission; PyTorch: one
+ *               forward of s tokens), and its ratio to one decoded token (the issue's target: s = 9 ≤ 1.3×)
+ *   prefill     the prompt: the chain's windows of parallel kernels (one submission), the per-op forward, PyTorch
+ *   speculative the hybrid as target, a random 1-layer Llama as draft, greedy, K = 4 (both GPU decoders): ms per
+ *               token, acceptance, and whether the tokens equal the plain chain's (they must, up to float32 ties)
+ * --shape 1b: a Llama-3.2-1B shape (vocab 128,256, d 2048, 16 layers, 32/8 heads, F 8192; random float32 weights,
+ * ~5 GB of host memory), prompt 64. --quick: 8 tokens timed, verify windows of 1, 5 and 9 only.
  * On the GPU machine (no Node there): bench/device-bundle.sh here; there, the bundle unpacked in /tmp/mil and, from
  * the repository root (where bench/peers/torch_gpu.py is found), `/tmp/mil/node /tmp/mil/dist/bench/gpu.js --out $OUT`.
  *
@@ -25,6 +36,7 @@ import { EXIT } from '../lib/cli/exit.js';
 import { writeFile } from '../lib/io/writer.js';
 import { convert } from '../lib/model/convert.js';
 import { GpuDecoder } from '../lib/model/gpu_decode.js';
+import { gpuSpeculativeGreedy } from '../lib/decode/gpu_speculative.js';
 import { forward, newCache, type HybridModel } from '../lib/model/hybrid.js';
 import { argmax } from '../lib/model/generate.js';
 import { layerKinds } from '../lib/model/mixers/block.js';
@@ -40,11 +52,24 @@ const outDir = flag('out') ?? join(import.meta.dirname, 'results');
 const python = flag('python') ?? 'python3';
 /** --torch-cpu: the PyTorch peer's eager mode on the CPU (a check of the peer and its rows where there is no GPU) */
 const torchCpu = args.includes('--torch-cpu');
+const quick = args.includes('--quick');
+const shape = tiny ? 'tiny' : (flag('shape') ?? 'd512');
+const shapes = {
+  tiny: { vocab: 256, hidden: 32, intermediate: 64, layers: 2, heads: 4, kvHeads: 2, headDim: 8 },
+  d512: { vocab: 32000, hidden: 512, intermediate: 1408, layers: 8, heads: 8, kvHeads: 4, headDim: 64 },
+  '1b': { vocab: 128256, hidden: 2048, intermediate: 8192, layers: 16, heads: 32, kvHeads: 8, headDim: 64 },
+};
+if (!(shape in shapes)) {
+  console.error(`bench/gpu.ts: --shape: expected one of ${Object.keys(shapes).join(', ')}, got ${shape}`);
+  process.exit(EXIT.usage);
+}
+const spec = shapes[shape as keyof typeof shapes];
 const PROMPT = tiny ? 8 : 64;
-const TOKENS = Number(flag('tokens') ?? (tiny ? 4 : 32));
-const spec = tiny
-  ? { vocab: 256, hidden: 32, intermediate: 64, layers: 2, heads: 4, kvHeads: 2, headDim: 8 }
-  : { vocab: 32000, hidden: 512, intermediate: 1408, layers: 8, heads: 8, kvHeads: 4, headDim: 64 };
+const TOKENS = Number(flag('tokens') ?? (tiny ? 4 : quick ? 8 : 32));
+/** verify window sizes s (the last committed token + s − 1 drafts) */
+const WINDOWS = tiny ? [1, 3] : quick ? [1, 5, 9] : [1, 2, 3, 4, 5, 6, 7, 8, 9];
+const VERIFY_REPS = tiny ? 2 : quick ? 5 : 20;
+const SPEC_K = 4;
 
 const reason = await unavailableReason('webgpu');
 if (reason) {
@@ -63,7 +88,7 @@ console.log(
   `# webgpu adapter: ${adapterName || 'unnamed'}; model d ${spec.hidden}, ${spec.layers} layers, vocab ${spec.vocab}; prompt ${PROMPT}, ${TOKENS} tokens timed`,
 );
 
-const teacher = randomLlama(spec, 7);
+const teacher = randomLlama({ ...spec, float32: true }, 7);
 const models: Array<[string, HybridModel]> = [
   ['Llama (teacher)', teacher],
   ['50% Mamba-2 hybrid', convert(teacher, { variant: 'mamba2', attentionFraction: 0.5, seed: 1 })],
@@ -79,12 +104,15 @@ interface Row {
 }
 const rows: Row[] = [];
 const prefillRows: Array<{ model: string; path: string; ms: number }> = [];
+/** ms per verify of a window of s tokens, by model and path */
+const verifyRows: Array<{ model: string; path: string; s: number; ms: number }> = [];
+const specRows: Array<{ model: string; path: string; ms_per_token: number; acceptance: number; same: boolean }> = [];
 const tokensOf: Record<string, Record<string, number[]>> = {};
 
 for (const [name, m] of models) {
   tokensOf[name] = {};
   // the one-submission chain
-  const dec = await GpuDecoder.create(m, { capacity: PROMPT + TOKENS + 1 });
+  const dec = await GpuDecoder.create(m, { capacity: PROMPT + TOKENS + 16 });
   try {
     const once = async () => {
       dec.reset();
@@ -113,12 +141,56 @@ for (const [name, m] of models) {
     });
     prefillRows.push({
       model: name,
-      path: 'webgpu chain, the prompt in one submission (token after token)',
+      path: `webgpu chain, the prompt in one submission (windows of ≤ ${dec.prefillWidth} rows)`,
       ms: r.prefillMs,
     });
     console.log(`${name}: chain ${r.ms.toFixed(3)} ms/token, prefill ${r.prefillMs.toFixed(2)} ms`);
+    // verify windows: [last, s − 1 drafts] after the prompt, each in one submission (rewound to the prompt by
+    // length: the KV rows past it are overwritten; the Mamba states drift, which does not change the time)
+    for (const sz of WINDOWS) {
+      const drafts = r.ids.slice(0, sz - 1);
+      dec.length = PROMPT - 1;
+      await dec.verify(prompt[PROMPT - 1], drafts); // records the window (compiles its kernels)
+      const t = performance.now();
+      for (let k = 0; k < VERIFY_REPS; k++) {
+        dec.length = PROMPT - 1;
+        await dec.verify(prompt[PROMPT - 1], drafts);
+      }
+      const ms = (performance.now() - t) / VERIFY_REPS;
+      verifyRows.push({ model: name, path: 'webgpu chain, one submission', s: sz, ms });
+      console.log(`${name}: verify of ${sz} tokens ${ms.toFixed(3)} ms (${(ms / r.ms).toFixed(2)}× a token)`);
+    }
   } finally {
     dec.destroy();
+  }
+  // speculative decoding: the hybrid as target, a random 1-layer Llama as draft (both GPU decoders), greedy
+  if (m.mamba) {
+    const draftModel = randomLlama({ ...spec, layers: 1, float32: true }, 9);
+    const [target, draft] = [
+      await GpuDecoder.create(m, { capacity: PROMPT + TOKENS + 16 }),
+      await GpuDecoder.create(draftModel, { capacity: PROMPT + TOKENS + 16 }),
+    ];
+    try {
+      const o = { K: SPEC_K, maxNewTokens: TOKENS, eos: [] };
+      await gpuSpeculativeGreedy(target, draft, prompt, o); // warm-up: records and compiles every window
+      const r = await gpuSpeculativeGreedy(target, draft, prompt, o);
+      const ms = r.ms / TOKENS; // the rounds (the draft's catch-up on the prompt in the first), not the target's prefill
+      const plain = lookup(lookup(tokensOf, name), 'chain');
+      const same = r.tokens.every((id, i) => id === plain[i]);
+      specRows.push({
+        model: name,
+        path: `webgpu, both models GPU decoders, K ${SPEC_K}, 1-layer random Llama draft`,
+        ms_per_token: ms,
+        acceptance: r.acceptanceRate,
+        same,
+      });
+      console.log(
+        `${name}: speculative ${ms.toFixed(3)} ms/token, acceptance ${r.acceptanceRate.toFixed(2)}, same ids: ${same}`,
+      );
+    } finally {
+      target.destroy();
+      draft.destroy();
+    }
   }
   // the per-op webgpu path (the prompt prefilled at once, then one forward per token)
   if (!args.includes('--no-per-op')) {
@@ -168,6 +240,8 @@ if (!args.includes('--no-torch')) {
     const mspec = {
       prompt: PROMPT,
       tokens: TOKENS,
+      windows: WINDOWS,
+      verify_reps: VERIFY_REPS,
       ...(torchCpu ? { device: 'cpu', modes: ['eager'] } : { modes: ['eager', 'compile', 'cudagraph'] }),
       models: models.map(([name, m]) => ({
         name,
@@ -216,15 +290,23 @@ if (!args.includes('--no-torch')) {
     for (const r of lines.filter((l) => 'mode' in l) as Array<{
       model: string;
       mode: string;
+      kind?: 'verify' | 'prefill';
+      s?: number;
+      ms?: number;
       ms_per_token?: number;
       error?: string;
     }>)
-      rows.push({
-        model: r.model,
-        path: label[r.mode] ?? r.mode,
-        ms_per_token: r.ms_per_token ?? null,
-        ...(r.error ? { note: r.error } : {}),
-      });
+      if (r.kind === 'verify' && r.ms !== undefined)
+        verifyRows.push({ model: r.model, path: label[r.mode] ?? r.mode, s: r.s!, ms: r.ms });
+      else if (r.kind === 'prefill' && r.ms !== undefined)
+        prefillRows.push({ model: r.model, path: label[r.mode] ?? r.mode, ms: r.ms });
+      else if (r.kind === undefined)
+        rows.push({
+          model: r.model,
+          path: label[r.mode] ?? r.mode,
+          ms_per_token: r.ms_per_token ?? null,
+          ...(r.error ? { note: r.error } : {}),
+        });
     torchInfo = head ? `PyTorch ${head.torch} on ${head.device}` : 'PyTorch did not start';
     if (t.status !== 0) torchInfo += ` (the peer stopped: exit ${t.status ?? t.signal}; see stderr above)`;
   }
@@ -238,7 +320,7 @@ const md = [
   `# Decode per token on the GPU (bench/gpu.ts)`,
   '',
   `${date} · webgpu adapter: ${adapterName || 'unnamed'} · ${torchInfo}`,
-  `Model: d ${spec.hidden}, ${spec.layers} layers, vocab ${spec.vocab}, float32 random weights; one token after a ${PROMPT}-token prompt (${TOKENS} tokens timed).`,
+  `Model (${shape}): d ${spec.hidden}, ${spec.layers} layers, vocab ${spec.vocab}, float32 random weights; one token after a ${PROMPT}-token prompt (${TOKENS} tokens timed).`,
   '',
   '| model | path | ms / token | × the chain | note |',
   '|---|---|---:|---:|---|',
@@ -254,6 +336,30 @@ const md = [
   '|---|---|---:|---:|',
   ...prefillRows.map((r) => `| ${r.model} | ${r.path} | ${r.ms.toFixed(2)} | ${((PROMPT * 1000) / r.ms).toFixed(0)} |`),
   '',
+  `Verify window of s tokens after the prompt (ms per verify; × one decoded token on the same path):`,
+  '',
+  `| model | path | ${WINDOWS.map((w) => `s = ${w}`).join(' | ')} | s = ${WINDOWS[WINDOWS.length - 1]} × a token |`,
+  `|---|---|${WINDOWS.map(() => '---:|').join('')}---:|`,
+  ...[...new Set(verifyRows.map((r) => `${r.model}\u0000${r.path}`))].map((key) => {
+    const [model, path] = key.split('\u0000');
+    const of = verifyRows.filter((r) => r.model === model && r.path === path);
+    const ms = (w: number) => of.find((r) => r.s === w)?.ms;
+    const token = path.startsWith('webgpu')
+      ? chainMs(model)
+      : rows.find((r) => r.model === model && r.path === path)?.ms_per_token;
+    const last = ms(WINDOWS[WINDOWS.length - 1]);
+    return `| ${model} | ${path} | ${WINDOWS.map((w) => ms(w)?.toFixed(3) ?? '—').join(' | ')} | ${last !== undefined && token ? (last / token).toFixed(2) : ''} |`;
+  }),
+  '',
+  `Speculative decoding, greedy (${TOKENS} tokens after the prompt; ms per token after the target's prefill; the draft's prefill of the prompt is in its first round):`,
+  '',
+  '| model | path | ms / token | × plain chain decoding | acceptance | same tokens as plain |',
+  '|---|---|---:|---:|---:|---|',
+  ...specRows.map((r) => {
+    const c = chainMs(r.model);
+    return `| ${r.model} | ${r.path} | ${r.ms_per_token.toFixed(3)} | ${c ? (r.ms_per_token / c).toFixed(2) : ''} | ${r.acceptance.toFixed(2)} | ${r.same ? 'yes' : 'NO'} |`;
+  }),
+  '',
 ].join('\n');
 writeFile(
   join(outDir, 'gpu.json'),
@@ -267,6 +373,8 @@ writeFile(
       tokens: TOKENS,
       rows,
       prefill: prefillRows,
+      verify: verifyRows,
+      speculative: specRows,
       ids: tokensOf,
     },
     null,

@@ -15,6 +15,8 @@
  * pipeline, bind-group layout and params layout. The chain then
  *   - allocates device buffers once (weights uploaded once, states, caches, intermediates; `buffer`),
  *   - binds them into one bind group per step and writes each step's params uniform once (`kernel`),
+ *   - records into named programs (`record`): one chain may hold a one-token step and windows of T tokens that
+ *     share its weights, caches and states,
  *   - per call (`run`): writes the few per-call values (`write`, a queue write, no submission), records every
  *     step into one command encoder — dispatches in one compute pass, broken only where a buffer copy
  *     (`copy`: a cache row written at the token's position, a state put back) sits between them —, copies
@@ -63,6 +65,8 @@ interface GpuQueueLike {
 }
 export interface GpuDeviceLike {
   readonly queue: GpuQueueLike;
+  /** resolves when the device is lost (destroyed, a driver reset, …) */
+  readonly lost: Promise<{ reason?: string; message?: string }>;
   readonly limits: Record<string, number>;
   createBuffer(d: { size: number; usage: number }): GpuBufferLike;
   createBindGroup(d: { layout: unknown; entries: unknown[] }): unknown;
@@ -106,6 +110,8 @@ export interface ChainBuffer {
 /** Per-call values an op may depend on (a cache row is written at the token's position). */
 export interface ChainVars {
   pos: number;
+  /** rows of a window that are real (a window program copies only these into the caches; default 1) */
+  rows?: number;
 }
 
 type Op =
@@ -117,7 +123,7 @@ type Op =
       srcOffset: number;
       dst: ChainBuffer;
       dstOffset: (v: ChainVars) => number;
-      elements: number;
+      elements: number | ((v: ChainVars) => number);
     };
 
 /** Counts of what the chain did (tests assert one submission and one readback per run). */
@@ -126,8 +132,13 @@ export interface ChainCounters {
   maps: number;
 }
 
+/** The program a chain records into and runs unless told otherwise (the one-token decode). */
+const MAIN = 'main';
+
 export class ResidentChain {
-  private readonly ops: Op[] = [];
+  /** Op lists by program: one chain may hold several (a one-token step, a window of W tokens) over shared buffers. */
+  private readonly opLists = new Map<string, Op[]>([[MAIN, []]]);
+  private ops: Op[] = this.opLists.get(MAIN)!;
   private readonly buffers: ChainBuffer[] = [];
   private readonly params: GpuBufferLike[] = [];
   private readonly programs = new Map<string, BuiltKernel>();
@@ -141,11 +152,31 @@ export class ResidentChain {
   /** Float32 elements uploaded or allocated on the device. */
   deviceElements = 0;
 
+  /** Rejects with a KernelError once the device is lost: every wait on the GPU races it, so none hangs. */
+  private readonly whenLost: Promise<never>;
+  private lostDetail: string | undefined;
+
   private constructor(
     private readonly gpu: InstanceType<GpuJs['GPU']>,
     private readonly Input: GpuJs['Input'],
     readonly device: GpuDeviceLike,
-  ) {}
+  ) {
+    this.whenLost = device.lost.then((info) => {
+      this.lostDetail = `the WebGPU device was lost (${info.reason ?? 'unknown'}${info.message ? `: ${info.message}` : ''})`;
+      throw new KernelError('webgpu', 'resident chain', this.lostDetail);
+    });
+    this.whenLost.catch(() => undefined); // handled: each wait below races it
+  }
+
+  /** Wait for `p` (a map, a queue drain) unless the device is lost first; a failed wait is a KernelError. */
+  private async gpuWait(what: string, p: Promise<void>): Promise<void> {
+    try {
+      await Promise.race([p, this.whenLost]);
+    } catch (e) {
+      if (e instanceof KernelError) throw e;
+      throw new KernelError('webgpu', 'resident chain', `${what} failed: ${(e as Error).message ?? String(e)}`);
+    }
+  }
 
   /** A chain on the webgpu device GPU.js uses (BackendUnavailableError with the reason where there is none). */
   static async create(): Promise<ResidentChain> {
@@ -159,6 +190,18 @@ export class ResidentChain {
     const device = probe._device;
     probe.destroy();
     return new ResidentChain(gpu, mod.Input, device);
+  }
+
+  /** Record the following kernels and copies into program `name` (created empty on first use). */
+  record(name: string = MAIN): void {
+    let ops = this.opLists.get(name);
+    if (!ops) this.opLists.set(name, (ops = []));
+    this.ops = ops;
+  }
+
+  /** Whether the device was lost (every run then refuses). */
+  get isLost(): boolean {
+    return this.lostDetail !== undefined;
   }
 
   /** Largest float32 buffer a kernel may bind on this device (elements). */
@@ -270,27 +313,37 @@ export class ResidentChain {
     srcOffset: number,
     dst: ChainBuffer,
     dstOffset: (v: ChainVars) => number,
-    elements: number,
+    elements: number | ((v: ChainVars) => number),
   ): void {
-    if (srcOffset + elements > src.elements)
+    if (typeof elements === 'number' && srcOffset + elements > src.elements)
       throw new ArgumentError(`${label} source range`, `within ${src.name}'s ${src.elements}`, srcOffset + elements);
     this.ops.push({ kind: 'copy', label, src, srcOffset, dst, dstOffset, elements });
   }
 
-  /** Labels of the ops, in order (for tests and the bench's description). */
+  /** Labels of the main program's ops, in order (for tests and the bench's description). */
   get labels(): string[] {
-    return this.ops.map((o) => o.label);
+    return this.labelsOf(MAIN);
+  }
+  labelsOf(program: string): string[] {
+    return (this.opLists.get(program) ?? []).map((o) => o.label);
   }
   get dispatches(): number {
-    return this.ops.filter((o) => o.kind === 'dispatch').length;
+    return this.dispatchesOf(MAIN);
+  }
+  dispatchesOf(program: string): number {
+    return (this.opLists.get(program) ?? []).filter((o) => o.kind === 'dispatch').length;
   }
 
   /**
    * One call: every op into one command encoder, the `reads` copied into one staging buffer, one submit, one
    * map. Returns each read's floats. Calls run one after another (the staging buffer is shared).
    */
-  run(vars: ChainVars, reads: ReadonlyArray<{ from: ChainBuffer; elements?: number }>): Promise<Float32Array[]> {
-    return this.runSequence([vars], reads);
+  run(
+    vars: ChainVars,
+    reads: ReadonlyArray<{ from: ChainBuffer; elements?: number }>,
+    program: string = MAIN,
+  ): Promise<Float32Array[]> {
+    return this.runSequence([vars], reads, undefined, program);
   }
 
   /**
@@ -302,21 +355,26 @@ export class ResidentChain {
     vars: readonly ChainVars[],
     reads: ReadonlyArray<{ from: ChainBuffer; elements?: number }>,
     feed?: { src: ChainBuffer; dst: ChainBuffer; elements: number },
+    program: string = MAIN,
   ): Promise<Float32Array[]> {
     if (vars.length === 0) throw new ArgumentError('passes', 'at least one', 0);
+    const ops = this.opLists.get(program);
+    if (!ops?.length) throw new ArgumentError('program', `one recorded in this chain`, program);
     if (feed && vars.length * feed.elements > feed.src.elements)
       throw new ArgumentError(`${feed.src.name} (feed)`, `${vars.length * feed.elements} elements`, feed.src.elements);
-    const r = this.tail.then(() => this.runNow(vars, reads, feed));
+    const r = this.tail.then(() => this.runNow(ops, vars, reads, feed));
     this.tail = r.catch(() => undefined);
     return r;
   }
 
   private async runNow(
+    ops: readonly Op[],
     passes: readonly ChainVars[],
     reads: ReadonlyArray<{ from: ChainBuffer; elements?: number }>,
     feed?: { src: ChainBuffer; dst: ChainBuffer; elements: number },
   ): Promise<Float32Array[]> {
     if (this.destroyed) throw new KernelError('webgpu', 'resident chain', 'the chain has been destroyed');
+    if (this.lostDetail) throw new KernelError('webgpu', 'resident chain', this.lostDetail);
     const dev = this.device;
     const enc = dev.createCommandEncoder();
     let pass: ComputePass | undefined;
@@ -327,7 +385,7 @@ export class ResidentChain {
         const n = feed.elements * 4;
         enc.copyBufferToBuffer(feed.src.buffer, i * n, feed.dst.buffer, 0, n);
       }
-      for (const op of this.ops) {
+      for (const op of ops) {
         if (this.omit.has(op.label)) continue;
         if (op.kind === 'dispatch') {
           pass ??= enc.beginComputePass();
@@ -338,9 +396,10 @@ export class ResidentChain {
           pass?.end();
           pass = undefined;
           const at = op.dstOffset(vars);
-          if (!Number.isInteger(at) || at < 0 || at + op.elements > op.dst.elements)
+          const n = typeof op.elements === 'number' ? op.elements : op.elements(vars);
+          if (!Number.isInteger(at) || at < 0 || at + n > op.dst.elements || op.srcOffset + n > op.src.elements)
             throw new ArgumentError(`${op.label} destination`, `a row within ${op.dst.name}`, at);
-          enc.copyBufferToBuffer(op.src.buffer, op.srcOffset * 4, op.dst.buffer, at * 4, op.elements * 4);
+          if (n > 0) enc.copyBufferToBuffer(op.src.buffer, op.srcOffset * 4, op.dst.buffer, at * 4, n * 4);
         }
       }
     }
@@ -362,11 +421,11 @@ export class ResidentChain {
     dev.queue.submit([enc.finish()]);
     this.counters.submits++;
     if (reads.length === 0) {
-      await dev.queue.onSubmittedWorkDone();
+      await this.gpuWait('waiting for the queue', dev.queue.onSubmittedWorkDone());
       return [];
     }
     const staging = this.staging!;
-    await staging.mapAsync(MAP_MODE_READ, 0, bytes);
+    await this.gpuWait('mapAsync of the readback', staging.mapAsync(MAP_MODE_READ, 0, bytes));
     this.counters.maps++;
     const mapped = staging.getMappedRange(0, bytes);
     const out = reads.map(
@@ -384,7 +443,7 @@ export class ResidentChain {
       const enc = this.device.createCommandEncoder();
       enc.copyBufferToBuffer(b.buffer, 0, tmp, 0, b.elements * 4);
       this.device.queue.submit([enc.finish()]);
-      await tmp.mapAsync(MAP_MODE_READ);
+      await this.gpuWait('mapAsync of a read', tmp.mapAsync(MAP_MODE_READ));
       const out = new Float32Array(tmp.getMappedRange().slice(0));
       tmp.unmap();
       return out;
@@ -402,6 +461,6 @@ export class ResidentChain {
     this.staging?.destroy();
     for (const k of this.programs.values()) k.destroy();
     this.programs.clear();
-    this.ops.length = 0;
+    for (const ops of this.opLists.values()) ops.length = 0;
   }
 }

@@ -94,6 +94,20 @@ export class KernelError extends MilError {
   }
 }
 
+/**
+ * A model that does not fit a GPU device's limits (checked before anything is uploaded): `limit` names the
+ * device limit (e.g. maxStorageBufferBindingSize), `need` what the model asks of it, `value` the device's value.
+ */
+export class DeviceLimitError extends MilError {
+  constructor(
+    readonly limit: string,
+    readonly need: string,
+    readonly value: number,
+  ) {
+    super('E_DEVICE_LIMIT', `this WebGPU device's ${limit} is ${value}, and the model needs ${need}`);
+  }
+}
+
 /** A golden folder or file that does not follow FORMAT.md (`mil-golden/1`). */
 export class GoldenFormatError extends MilError {
   constructor(

@@ -19,64 +19,32 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { describe, expect, it, vi } from 'vitest';
+import { describe, expect, vi } from 'vitest';
 import { main } from '../lib/cli/main.js';
 import { ArgumentError } from '../lib/errors.js';
-import { convert } from '../lib/model/convert.js';
+import { markChanged } from '../lib/weight_registry.js';
 import { GpuDecoder } from '../lib/model/gpu_decode.js';
 import { generate, GPU_DECODER_PATH, lastLogits, PER_OP_WEBGPU_PATH } from '../lib/model/generate.js';
-import { forward, newCache, type HybridModel, type ModelCache } from '../lib/model/hybrid.js';
+import { forward, type HybridModel } from '../lib/model/hybrid.js';
 import { randomLlama } from '../lib/model/random.js';
 import { getOps } from '../lib/ops.js';
 import { ResidentChain } from '../lib/ops_resident.js';
-import { KERNEL_BACKENDS, withAttentionBias } from './helpers.js';
+import { withAttentionBias } from './helpers.js';
+import {
+  buildModel,
+  counted,
+  excess,
+  gpuLayoutKv,
+  modelArb,
+  MUTATION_MODEL,
+  reference,
+  refChoice,
+  TOL_ABS,
+  type RefRun,
+  webgpu,
+  webgpuIt as run,
+} from './gpu_helpers.js';
 import { tmpFolder } from './tmp.js';
-
-const TOL_ABS = 1e-4;
-const TOL_REL = 1e-4;
-const webgpu = KERNEL_BACKENDS.find((b) => b.name === 'webgpu')!;
-const run = webgpu.available ? it : it.skip;
-
-/** max over i of |a_i − b_i| − TOL_REL·|b_i| (≤ TOL_ABS: within tolerance) */
-function excess(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  expect(a.length).toBe(b.length);
-  let e = 0;
-  for (let i = 0; i < a.length; i++) e = Math.max(e, Math.abs(a[i] - b[i]) - TOL_REL * Math.abs(b[i]));
-  return e;
-}
-
-/** The reference's id and whether its top two are clearly apart. */
-function refChoice(l: ArrayLike<number>): { id: number; clear: boolean } {
-  let a = 0;
-  for (let i = 1; i < l.length; i++) if (l[i] > l[a]) a = i;
-  let b = -Infinity;
-  for (let i = 0; i < l.length; i++) if (i !== a) b = Math.max(b, l[i]);
-  return { id: a, clear: l[a] - b > 2 * (TOL_ABS + TOL_REL * Math.abs(l[a])) };
-}
-
-interface RefRun {
-  /** the ids fed at each position (prompt, then the reference's greedy ids) */
-  ids: number[];
-  /** logits after each position (V each) */
-  logits: Float64Array[];
-  cache: ModelCache;
-}
-
-/** The float64 reference: prompt prefilled in one forward, then `steps` greedy tokens one forward each. */
-async function reference(m: HybridModel, prompt: number[], steps: number): Promise<RefRun> {
-  const ops = await getOps('reference');
-  const V = m.llama.vocabSize;
-  const cache = newCache(m, 1);
-  const pre = await forward(ops, m, [prompt], cache);
-  const logits = prompt.map((_, t) => Float64Array.from(pre.data.subarray(t * V, (t + 1) * V)));
-  const ids = [...prompt];
-  for (let s = 0; s < steps; s++) {
-    const id = refChoice(logits[logits.length - 1]).id;
-    ids.push(id);
-    logits.push(Float64Array.from((await forward(ops, m, [[id]], cache)).data));
-  }
-  return { ids, logits, cache };
-}
 
 /**
  * Feed the reference's ids to the GPU decoder (the first `prefill` of them in one `prefill` call, the others one
@@ -105,40 +73,6 @@ async function replay(
   return { worst, compared, wrong };
 }
 
-/**
- * Run f counting queue.submit on `device` (the decoder's: GPU.js shares one per process) and mapAsync on every
- * GPUBuffer (not the chain's own counters); `mark` snapshots [submits, maps] into `marks`.
- */
-async function counted<T>(
-  device: { queue: unknown },
-  f: (mark: () => void) => Promise<T>,
-): Promise<{ value: T; submits: number; maps: number; marks: number[][] }> {
-  const queue = device.queue as { submit: (b: unknown[]) => void };
-  const submit = queue.submit;
-  const proto = (
-    globalThis as unknown as { GPUBuffer: { prototype: { mapAsync: (...a: unknown[]) => Promise<void> } } }
-  ).GPUBuffer.prototype;
-  const mapAsync = proto.mapAsync;
-  let submits = 0;
-  let maps = 0;
-  queue.submit = (b) => {
-    submits++;
-    submit.call(queue, b);
-  };
-  proto.mapAsync = function (this: unknown, ...a: unknown[]) {
-    maps++;
-    return mapAsync.apply(this, a);
-  };
-  const marks: number[][] = [];
-  try {
-    const value = await f(() => marks.push([submits, maps]));
-    return { value, submits, maps, marks };
-  } finally {
-    proto.mapAsync = mapAsync;
-    queue.submit = submit;
-  }
-}
-
 /** The caches and states left on the GPU against the reference's (first T = every fed position). */
 async function expectCaches(dec: GpuDecoder, m: HybridModel, ref: RefRun): Promise<void> {
   const T = ref.ids.length;
@@ -146,70 +80,15 @@ async function expectCaches(dec: GpuDecoder, m: HybridModel, ref: RefRun): Promi
     const g = await dec.readLayer(i);
     const lc = ref.cache.layers[i];
     if (g.kind === 'attention' && lc.kind === 'attention') {
-      const [Hkv, hd] = [m.llama.numKvHeads, m.llama.headDim];
-      // reference (1, H_kv, cap, hd) → the GPU's (cap, H_kv·hd), first T rows
-      const k = new Float64Array(T * Hkv * hd);
-      const v = new Float64Array(T * Hkv * hd);
-      for (let j = 0; j < T; j++)
-        for (let kv = 0; kv < Hkv; kv++)
-          for (let c = 0; c < hd; c++) {
-            k[(j * Hkv + kv) * hd + c] = lc.k[(kv * lc.cap + j) * hd + c];
-            v[(j * Hkv + kv) * hd + c] = lc.v[(kv * lc.cap + j) * hd + c];
-          }
-      expect(excess(g.k.subarray(0, T * Hkv * hd), k), `layer ${i} keys`).toBeLessThanOrEqual(TOL_ABS);
-      expect(excess(g.v.subarray(0, T * Hkv * hd), v), `layer ${i} values`).toBeLessThanOrEqual(TOL_ABS);
+      const { k, v } = gpuLayoutKv(m, lc, T);
+      expect(excess(g.k.subarray(0, k.length), k), `layer ${i} keys`).toBeLessThanOrEqual(TOL_ABS);
+      expect(excess(g.v.subarray(0, v.length), v), `layer ${i} values`).toBeLessThanOrEqual(TOL_ABS);
     } else if (g.kind !== 'attention' && g.kind === lc.kind) {
       expect(excess(g.conv, lc.conv.data), `layer ${i} conv state`).toBeLessThanOrEqual(TOL_ABS);
       expect(excess(g.ssm, lc.ssm.data), `layer ${i} SSM state`).toBeLessThanOrEqual(TOL_ABS);
       expect(Math.max(...Array.from(g.ssm, Math.abs)), 'a state that moved').toBeGreaterThan(0);
     } else throw new Error(`layer ${i}: ${g.kind} on the GPU, ${lc.kind} in the reference`);
   }
-}
-
-/** mamba1: upstream semantics (b_Δ twice, N-wide repeat pieces); mamba1-clean: the paper's */
-type Variant = 'llama' | 'mamba2' | 'mamba1' | 'mamba1-clean';
-const modelArb = (variant: Variant) =>
-  fc.record({
-    vocab: fc.integer({ min: 20, max: 90 }),
-    hd: fc.constantFrom(4, 8),
-    kvHeads: fc.integer({ min: 1, max: 2 }),
-    group: fc.integer({ min: 1, max: 2 }),
-    intermediate: fc.integer({ min: 8, max: 40 }),
-    layers: fc.integer({ min: variant === 'llama' ? 1 : 2, max: 3 }),
-    tie: fc.boolean(),
-    variant: fc.constant(variant),
-    seed: fc.nat(1000),
-  });
-
-function buildModel(s: {
-  vocab: number;
-  hd: number;
-  kvHeads: number;
-  group: number;
-  intermediate: number;
-  layers: number;
-  tie: boolean;
-  variant: Variant;
-  seed: number;
-}): HybridModel {
-  const heads = s.kvHeads * s.group;
-  const t = randomLlama(
-    {
-      vocab: s.vocab,
-      hidden: heads * s.hd,
-      intermediate: s.intermediate,
-      layers: s.layers,
-      heads,
-      kvHeads: s.kvHeads,
-      headDim: s.hd,
-      tie: s.tie,
-    },
-    s.seed,
-  );
-  if (s.variant === 'llama') return t;
-  if (s.variant === 'mamba2') return convert(t, { variant: 'mamba2', attentionFraction: 0.5, seed: s.seed });
-  const semantics = s.variant === 'mamba1' ? 'upstream' : 'clean';
-  return convert(t, { variant: 'mamba1', attentionFraction: 0.5, seed: s.seed, dState: s.hd, semantics });
 }
 
 describe('one GPU submission per decoded token (webgpu)', () => {
@@ -266,17 +145,7 @@ describe('one GPU submission per decoded token (webgpu)', () => {
   run(
     `a layer's kernel or a cache/state write left out of the chain breaks the logits; reset() starts a sequence afresh (${webgpu.title})`,
     async () => {
-      const m = buildModel({
-        vocab: 40,
-        hd: 4,
-        kvHeads: 2,
-        group: 2,
-        intermediate: 24,
-        layers: 2,
-        tie: false,
-        variant: 'mamba2',
-        seed: 5,
-      });
+      const m = buildModel(MUTATION_MODEL);
       const ref = await reference(m, [3, 9, 14], 3);
       const dec = await GpuDecoder.create(m, { capacity: 8 });
       try {
@@ -365,7 +234,12 @@ describe('one GPU submission per decoded token (webgpu)', () => {
     expect(r.status, r.stderr).toBe(0);
     const j = JSON.parse(readFileSync(join(out, 'gpu.json'), 'utf8')) as {
       rows: Array<{ model: string; path: string; ms_per_token: number; submits_per_token?: number }>;
+      verify: Array<{ model: string; s: number; ms: number }>;
+      speculative: Array<{ model: string; same: boolean; ms_per_token: number }>;
     };
+    expect(j.verify.map((v) => v.s)).toEqual([1, 3, 1, 3]); // both models, windows of 1 and 3 tokens
+    for (const v of j.verify) expect(v.ms).toBeGreaterThan(0);
+    expect(j.speculative.map((r) => [r.model, r.same])).toEqual([['50% Mamba-2 hybrid', true]]);
     expect(j.rows.map((x) => x.model)).toEqual([
       'Llama (teacher)',
       'Llama (teacher)',
@@ -381,9 +255,10 @@ describe('one GPU submission per decoded token (webgpu)', () => {
 });
 
 /**
- * `generate` on the webgpu backend (lib/model/generate.ts): greedy runs the per-op parallel prefill, seeds the
- * decoder's caches from it (GpuDecoder.load) and decodes one submission per token; the caches come back into
- * the host cache (GpuDecoder.save). Submits and readbacks counted between consecutive onToken calls.
+ * `generate` on the webgpu backend (lib/model/generate.ts): greedy seeds the decoder's caches from a given
+ * cache (GpuDecoder.load), prefills the prompt in one submission (GpuDecoder.prefill) and decodes one submission
+ * per token; the caches come back into the host cache (GpuDecoder.save). Submits and readbacks counted up to
+ * the first onToken call (the prefill) and between consecutive ones.
  * Mutations tried, each failing a test here: load skipping the prefill's last KV row or setting length T − 1,
  * load skipping the SSM states, generate without load or without save, the decoder built but the per-op decode
  * kept, capacity without the cache's length, load reading keys with stride T instead of cap, sampling not
@@ -422,6 +297,7 @@ describe('generate on webgpu uses the one-submission decoder where it can', () =
                   if (!choices[t].clear) break;
                   expect(r.tokens[t], `token ${t}`).toBe(want[t]);
                 }
+                expect(marks[0], 'the prefill: one submit, one readback').toEqual([1, 1]);
                 for (let t = 1; t < n; t++) {
                   expect(marks[t][0] - marks[t - 1][0], `submits for decoded token ${t}`).toBe(1);
                   expect(marks[t][1] - marks[t - 1][1], `readbacks for decoded token ${t}`).toBe(1);
@@ -456,6 +332,7 @@ describe('generate on webgpu uses the one-submission decoder where it can', () =
                   generate(gpu, m, turn2, { maxNewTokens: 2, eos: [], cache: r.cache, onToken: mark }),
                 );
                 expect(r2.value.path).toBe(GPU_DECODER_PATH);
+                expect(r2.marks[0], "the second turn's prefill: one submit, one readback").toEqual([1, 1]);
                 expect(r2.marks[1][0] - r2.marks[0][0], "one submit for the second turn's decoded token").toBe(1);
                 if (c0.clear) expect(r2.value.tokens[0], "second turn's first token").toBe(c0.id);
                 if (c0.clear && c1.clear) expect(r2.value.tokens[1], "second turn's second token").toBe(c1.id);
@@ -471,14 +348,62 @@ describe('generate on webgpu uses the one-submission decoder where it can', () =
     );
 
   run(
-    `sampling, a repetition penalty and an attention-bias model fall back to the per-op path and say why (${webgpu.title})`,
+    `the decoder is kept per model between calls; a weight changed in place is written again, nothing else (${webgpu.title})`,
+    async () => {
+      const gpu = await getOps('webgpu');
+      const m = buildModel({
+        vocab: 40,
+        hd: 4,
+        kvHeads: 1,
+        group: 2,
+        intermediate: 16,
+        layers: 2,
+        tie: false,
+        variant: 'mamba2',
+        seed: 21,
+      });
+      const prompt = [3, 8, 1];
+      const o = { maxNewTokens: 4, eos: [] };
+      const first = await generate(gpu, m, prompt, o);
+      const built = vi.spyOn(GpuDecoder, 'create');
+      try {
+        const again = await generate(gpu, m, prompt, o);
+        expect(again.tokens).toEqual(first.tokens);
+        expect(built, 'no decoder built on the second call').not.toHaveBeenCalled();
+        // a training step's in-place change: the down-projection of layer 1 doubled, then marked changed
+        const w = m.weights.get('model.layers.1.mlp.down_proj.weight').data;
+        for (let i = 0; i < w.length; i++) w[i] *= 2;
+        markChanged(w);
+        const ref = await reference(m, prompt, o.maxNewTokens - 1);
+        const want = ref.ids.slice(prompt.length).concat(refChoice(ref.logits[ref.logits.length - 1]).id);
+        expect(want, 'the change changes the tokens').not.toEqual(first.tokens);
+        const changed = await generate(gpu, m, prompt, o);
+        expect(built, 'still no decoder built').not.toHaveBeenCalled();
+        const upTo = ref.logits.slice(prompt.length - 1).findIndex((l) => !refChoice(l).clear);
+        expect(changed.tokens.slice(0, upTo < 0 ? undefined : upTo + 1)).toEqual(
+          want.slice(0, upTo < 0 ? undefined : upTo + 1),
+        );
+        const { dec } = await GpuDecoder.reuse(m, 1);
+        dec.release();
+        expect(dec.reuploads, 'one buffer written again (the transposed down-projection)').toBe(1);
+      } finally {
+        built.mockRestore();
+      }
+    },
+  );
+
+  run(
+    `sampling runs on the decoder (the reference's tokens); a repetition penalty and an attention-bias model fall back to the per-op path and say why (${webgpu.title})`,
     async () => {
       const gpu = await getOps('webgpu');
       const t = randomLlama({ vocab: 30, hidden: 8, intermediate: 8, layers: 1, heads: 2, kvHeads: 1 }, 3);
-      const sampled = await generate(gpu, t, [1, 2], { maxNewTokens: 3, eos: [], temperature: 0.8, seed: 1 });
-      expect(sampled.path).toBe(PER_OP_WEBGPU_PATH);
-      expect(sampled.fallback).toMatch(/sampling \(temperature 0.8\)/);
-      expect(sampled.tokens).toHaveLength(3);
+      // sampling runs on the decoder: the reference's tokens from the same seed (float32 vs float64 logits: a draw
+      // this close to a boundary did not happen here)
+      const so = { maxNewTokens: 6, eos: [], temperature: 0.8, topK: 20, topP: 0.9, seed: 1 };
+      const sampled = await generate(gpu, t, [1, 2], so);
+      expect(sampled.path).toBe(GPU_DECODER_PATH);
+      expect(sampled.fallback).toBeUndefined();
+      expect(sampled.tokens).toEqual((await generate(await getOps('reference'), t, [1, 2], so)).tokens);
       const pen = await generate(gpu, t, [1, 2], { maxNewTokens: 3, eos: [], repetitionPenalty: 1.3 });
       expect(pen.path).toBe(PER_OP_WEBGPU_PATH);
       expect(pen.fallback).toMatch(/repetition penalty 1.3/);
@@ -492,7 +417,7 @@ describe('generate on webgpu uses the one-submission decoder where it can', () =
     },
   );
   run(
-    `mil generate --backend webgpu --json names its path: one submission per token greedy, per op when sampling (${webgpu.title})`,
+    `mil generate --backend webgpu --json names its path: one submission per token, greedy and sampled (${webgpu.title})`,
     async () => {
       const args = ['generate', '--model', join(import.meta.dirname, '..', 'models', 'hybrid-mamba2-50')];
       args.push('--prompt-ids', '1,2,3', '--max-new-tokens', '3', '--json');
@@ -514,8 +439,11 @@ describe('generate on webgpu uses the one-submission decoder where it can', () =
       expect(greedy.setupMs).toBeGreaterThan(0);
       expect(greedy.tokens).toEqual((await json('--backend', 'reference')).tokens); // float32 vs float64: same argmax here
       const sampled = await json('--backend', 'webgpu', '--temperature', '0.7', '--seed', '3');
-      expect(sampled.path).toBe('webgpu (per op)');
-      expect(sampled.fallback).toMatch(/sampling \(temperature 0.7\): the one-submission decoder is greedy only/);
+      expect(sampled.path).toBe('webgpu (one submission per token)');
+      expect(sampled.fallback).toBeUndefined();
+      expect(sampled.tokens).toEqual(
+        (await json('--backend', 'reference', '--temperature', '0.7', '--seed', '3')).tokens,
+      );
     },
   );
 });

@@ -10,11 +10,22 @@ One decode step (shape-static, so it can be captured):
   id' = argmax(lm_head rmsnorm(h)).
 Every step ends with the id read back to the host (int(...)), as a decode loop must; caches stay on the GPU.
 
+A window of s tokens at positions pos .. pos+s-1 (Algorithm 2's VERIFY, and the prefill of the prompt):
+  every product over the s rows at once, attention over the cache with the window's rows written first (causal),
+  the Mamba-2 conv over [old window | the s inputs] at once and the SSM recurrence row after row (eager torch:
+  no fused scan kernel here — mamba_ssm's would be faster), then the greedy acceptance on the GPU (argmax of row
+  m against token m+1, the accepted count by a cumulative product) and [count, next] read back. The states are
+  advanced by all s rows (a timing peer: what the TypeScript side commits is checked there, not here).
+Verify windows are measured eager and as CUDA graphs (one capture per s; torch.compile would recompile per s),
+the prefill (s = the prompt) the same way.
+
 usage: python3 bench/peers/torch_gpu.py SPEC_JSON     (SPEC_JSON: {"models": [{"name", "vocab", "hidden",
        "intermediate", "layers", "heads", "kv_heads", "head_dim", "attn_layers", "mamba": {...} | null}],
-       "prompt": 64, "tokens": 32, "modes": ["eager", "compile", "cudagraph"]})
+       "prompt": 64, "tokens": 32, "modes": ["eager", "compile", "cudagraph"], "windows": [1, ..., 9],
+       "verify_reps": 20})
 prints JSON lines: first {"torch": version, "device": name}, then one per (model, mode) as it is measured:
-{"model", "mode", "ms_per_token", "tokens"} or {"model", "mode", "error"}
+{"model", "mode", "ms_per_token", "tokens"} or {"model", "mode", "error"}; then per (model, mode in eager,
+cudagraph): {"model", "mode", "kind": "prefill", "ms"} and {"model", "mode", "kind": "verify", "s", "ms"}
 """
 import json
 import math
@@ -127,6 +138,57 @@ class Model:
             h = h + L["down"] @ (F.silu(L["gate"] @ n) * (L["up"] @ n))
         return (self.head @ rms(h, self.fnorm)).argmax().view(1)
 
+    def window(self, toks, pos, verify=True):  # toks (s,) int64, pos () the first row's position -> [count, next]
+        H, Hkv, hd = self.H, self.Hkv, self.hd
+        S = toks.shape[0]
+        ps = pos + torch.arange(S, device=toks.device)  # (s,)
+        h = torch.index_select(self.emb, 0, toks)  # (s, d)
+        half = hd // 2
+        c, sn = torch.index_select(self.cos, 0, ps)[:, None], torch.index_select(self.sin, 0, ps)[:, None]
+
+        def rope(x):  # (s, heads, hd)
+            return x * c + torch.cat([-x[..., half:], x[..., :half]], -1) * sn
+
+        for i, L in enumerate(self.layers):
+            n = rms(h, L["ln1"])
+            if i in self.attn:
+                q = rope((n @ L["q"].T).view(S, H, hd))
+                k = rope((n @ L["k"].T).view(S, Hkv, hd))
+                v = (n @ L["v"].T).view(S, Hkv, hd)
+                L["kc"].index_copy_(0, ps, k)
+                L["vc"].index_copy_(0, ps, v)
+                K = L["kc"].repeat_interleave(H // Hkv, 1)  # (cap, H, hd)
+                Vv = L["vc"].repeat_interleave(H // Hkv, 1)
+                sc = torch.einsum("shd,chd->hsc", q, K) / math.sqrt(hd)
+                sc = sc.masked_fill(self.ar[None, None, :] > ps[None, :, None], float("-inf"))
+                y = torch.einsum("hsc,chd->shd", torch.softmax(sc, -1), Vv).reshape(S, H * hd)
+                h = h + y @ L["o"].T
+            else:
+                I, X, N, Hm, K_, conv_dim = self.mdims
+                zx = n @ L["inp"].T  # (s, R)
+                z, xBC, dt = zx[:, :I], zx[:, I : I + conv_dim], zx[:, I + conv_dim :]
+                win = torch.cat([L["conv"], xBC.T], 1)  # (conv_dim, K-1+s)
+                L["conv"].copy_(win[:, S:])
+                xs = F.silu((win.unfold(1, K_, 1) * L["convw"][:, None, :]).sum(-1) + L["convb"][:, None]).T  # (s, C)
+                delta = F.softplus(dt + L["dtb"])  # (s, Hm)
+                ys = []
+                for t in range(S):
+                    x = xs[t, :X][L["idx_x"]].view(Hm, N)
+                    B = xs[t, X : 2 * X][L["idx_x"]].view(Hm, N)
+                    C = xs[t, 2 * X :].view(Hm, N)
+                    L["ssm"].copy_(torch.exp(delta[t] * L["A"])[:, None, None] * L["ssm"] + (delta[t][:, None] * x)[:, :, None] * B[:, None, :])
+                    ys.append((L["ssm"] @ C[:, :, None]).squeeze(-1) + L["D"][:, None] * x)
+                gt = torch.stack(ys) * F.silu(z.view(S, Hm, N))
+                yn = (gt * torch.rsqrt(gt.pow(2).mean(-1, keepdim=True) + 1e-5)).reshape(S, I) * L["norm"]
+                h = h + yn @ L["out"].T
+            n = rms(h, L["ln2"])
+            h = h + (F.silu(n @ L["gate"].T) * (n @ L["up"].T)) @ L["down"].T
+        am = (rms(h, self.fnorm) @ self.head.T).argmax(-1)  # (s,)
+        if not verify:  # a prefill: every row committed, the greedy id after the last
+            return torch.stack([torch.full_like(am[0], S), am[-1]])
+        count = 1 + torch.cumprod((am[:-1] == toks[1:]).long(), 0).sum()
+        return torch.stack([count, torch.index_select(am, 0, (count - 1).view(1))[0]])
+
 
 def decode(model, fn, prompt, tokens, dev):
     """Feed the prompt, then time `tokens` greedy steps; fn(tok, pos) -> next id tensor (1,). ms per token."""
@@ -194,6 +256,65 @@ def main():
             except Exception as e:  # one mode failing (e.g. compile without a toolchain) leaves the others
                 rows.append({"model": ms_["name"], "mode": mode, "error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"})
             print(json.dumps(rows[-1]), flush=True)  # row by row: a run cut short keeps what it measured
+        for mode in [m for m in spec["modes"] if m in ("eager", "cudagraph")]:
+            try:
+                with torch.no_grad():
+                    windows(model, mode, prompt, spec, dev, ms_["name"])
+            except Exception as e:
+                print(json.dumps({"model": ms_["name"], "mode": mode, "kind": "verify", "error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}), flush=True)
+
+
+def runner(model, mode, s, dev, verify=True):
+    """fn(toks (s,), pos ()) -> [count, next]: eager, or a CUDA graph captured for windows of s tokens."""
+    if mode == "eager":
+        return lambda toks, pos: model.window(toks, pos, verify)
+    st_tok = torch.zeros(s, dtype=torch.int64, device=dev)
+    st_pos = torch.zeros((), dtype=torch.int64, device=dev)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            model.window(st_tok, st_pos, verify)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        st_out = model.window(st_tok, st_pos, verify)
+
+    def fn(toks, pos):
+        st_tok.copy_(toks)
+        st_pos.copy_(pos)
+        graph.replay()
+        return st_out
+
+    return fn
+
+
+def windows(model, mode, prompt, spec, dev, name):
+    """The prompt as one window, then verify windows of s = 1 .. 9 tokens after it; ms each (read back included)."""
+    P = len(prompt)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    model.reset()
+    fn = runner(model, mode, P, dev, verify=False)
+    toks = torch.tensor(prompt, dtype=torch.int64, device=dev)
+    pos0 = torch.zeros((), dtype=torch.int64, device=dev)
+    fn(toks, pos0).tolist()  # warm-up
+    model.reset()
+    sync()
+    t0 = time.perf_counter()
+    fn(toks, pos0).tolist()
+    print(json.dumps({"model": name, "mode": mode, "kind": "prefill", "ms": (time.perf_counter() - t0) * 1000}), flush=True)
+    for s in spec.get("windows", []):
+        fn = runner(model, mode, s, dev)
+        wt = torch.tensor([prompt[-1]] + [(7 * j + 3) % model.V for j in range(s - 1)], dtype=torch.int64, device=dev)
+        pos = torch.full((), P - 1, dtype=torch.int64, device=dev)
+        fn(wt, pos).tolist()
+        reps = spec.get("verify_reps", 20)
+        sync()
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            fn(wt, pos).tolist()
+        ms = (time.perf_counter() - t0) * 1000 / reps
+        print(json.dumps({"model": name, "mode": mode, "kind": "verify", "s": s, "ms": ms}), flush=True)
 
 
 if __name__ == "__main__":

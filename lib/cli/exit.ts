@@ -17,7 +17,7 @@
  * README.md's table of exit codes is checked against EXIT and EXIT_MEANING, and each error class it names
  * against `exitCodeFor` (spec/reliability.spec.ts).
  */
-import { BackendUnavailableError, KernelError, MilError } from '../errors.js';
+import { BackendUnavailableError, DeviceLimitError, KernelError, MilError } from '../errors.js';
 import { IoError, OutputLockedError } from '../io/writer.js';
 import { DivergedError } from '../train/job.js';
 import { NonFiniteGradientError } from '../train/trainer.js';
@@ -73,6 +73,7 @@ const ERROR_EXITS: ReadonlyArray<readonly [ErrorClass, ExitName]> = [
   [BackendUnavailableError, 'io'],
   [KernelError, 'io'],
   [MissingSourceError, 'io'],
+  [DeviceLimitError, 'io'],
   [MilError, 'usage'],
 ];
 

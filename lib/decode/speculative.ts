@@ -25,7 +25,9 @@
  * (the window shrinks to what is left). The draft keeps its own caches the same lazy way: its proposals
  * are consumed lazily (pending rows) and rolled back to the accepted prefix after each round.
  */
-import { ArgumentError } from '../errors.js';
+import { ArgumentError, DeviceLimitError } from '../errors.js';
+import type { GpuDecoder } from '../model/gpu_decode.js';
+import { checkSpeculativeArgs } from './gpu_speculative.js';
 import type { Ops } from '../ops.js';
 import { Rng } from '../rng.js';
 import { Tensor } from '../tensor.js';
@@ -178,6 +180,69 @@ export interface SpeculativeResult {
   /** where the decode time went: the draft's proposals, and the target's verify forwards */
   draftMs: number;
   verifyMs: number;
+  /** on webgpu: GPU_SPECULATIVE_PATH (both models on the GPU, each verify one submission) or why not (`fallback`) */
+  path?: string;
+  fallback?: string;
+}
+
+export const GPU_SPECULATIVE_PATH = 'webgpu (one submission per verify)';
+
+/**
+ * Why the GPU path (./gpu_speculative.ts) cannot run this speculative decoding (undefined: it can): it is greedy,
+ * with a model as the draft, the lazy scheme and no per-round inspection of host caches.
+ */
+function gpuRefusal(drafter: Drafter, o: SpeculativeOptions): string | undefined {
+  if (o.temperature && o.temperature > 0) return `sampling (temperature ${o.temperature}): the GPU path is greedy only`;
+  if (!(drafter instanceof ModelDrafter)) return 'the draft is not a model';
+  if ((o.scheme ?? 'lazy') !== 'lazy') return `the ${o.scheme} scheme (the GPU path keeps one state: lazy)`;
+  if (o.onRound) return 'onRound inspects host caches';
+  return undefined;
+}
+
+/** Algorithm 2 greedy with both models as GpuDecoders; undefined (and why) where a decoder refuses a model. */
+async function onGpu(
+  target: HybridModel,
+  drafter: ModelDrafter,
+  prompt: number[],
+  o: SpeculativeOptions,
+): Promise<SpeculativeResult | string> {
+  const { GpuDecoder: Decoder } = await import('../model/gpu_decode.js');
+  const { gpuSpeculativeGreedy } = await import('./gpu_speculative.js');
+  const capacity = prompt.length + o.maxNewTokens; // what a window may reach (./gpu_speculative.ts)
+  // the decoders kept per model (GpuDecoder.reuse: weights uploaded once across calls); one of this call only
+  // where another user holds a model's (the draft being the target itself, a concurrent call) is destroyed after
+  const built: Array<{ dec: GpuDecoder; owned: boolean }> = [];
+  const done = () => built.forEach((b) => (b.owned ? b.dec.destroy() : b.dec.release()));
+  try {
+    for (const m of [target, drafter.model]) built.push(await Decoder.reuse(m, capacity));
+  } catch (e) {
+    done();
+    if (e instanceof ArgumentError || e instanceof DeviceLimitError)
+      return `a GPU decoder refuses a model: ${e.message}`;
+    throw e;
+  }
+  try {
+    const r = await gpuSpeculativeGreedy(built[0].dec, built[1].dec, prompt, {
+      ...o,
+      eos: o.eos ?? target.llama.eosTokenId,
+    });
+    return {
+      tokens: r.tokens,
+      stoppedBy: r.stoppedBy,
+      rounds: r.rounds.map((x) => ({ ...x, uniforms: [] })),
+      acceptanceRate: r.acceptanceRate,
+      tokensPerVerify: r.rounds.length ? r.tokens.length / r.rounds.length : 0,
+      prefillMs: r.prefillMs,
+      decodeMs: r.ms,
+      tokensPerS: (r.tokens.length * 1000) / Math.max(r.ms, 1e-9),
+      peakStateBytes: 0,
+      draftMs: 0,
+      verifyMs: 0,
+      path: GPU_SPECULATIVE_PATH,
+    };
+  } finally {
+    done();
+  }
 }
 
 /**
@@ -290,11 +355,17 @@ export async function speculativeGenerate(
   prompt: number[],
   o: SpeculativeOptions,
 ): Promise<SpeculativeResult> {
-  if (!Number.isInteger(o.K) || o.K < 1) throw new ArgumentError('K', 'a positive integer', o.K);
-  if (prompt.length === 0) throw new ArgumentError('prompt', 'at least one token', 0);
-  if (!Number.isInteger(o.maxNewTokens) || o.maxNewTokens < 0)
-    throw new ArgumentError('maxNewTokens', 'a non-negative integer', o.maxNewTokens);
+  checkSpeculativeArgs(o.K, prompt, o.maxNewTokens);
   checkLength(target, prompt.length, o.maxNewTokens);
+  let fallback: string | undefined;
+  if (ops.name === 'webgpu') {
+    fallback = gpuRefusal(drafter, o);
+    if (fallback === undefined) {
+      const r = await onGpu(target, drafter as ModelDrafter, prompt, o);
+      if (typeof r !== 'string') return r;
+      fallback = r;
+    }
+  }
   const scheme = o.scheme ?? 'lazy';
   const greedy = !(o.temperature && o.temperature > 0);
   const seeded = new Rng(o.seed ?? 0);
@@ -370,6 +441,7 @@ export async function speculativeGenerate(
     peakStateBytes: peak,
     draftMs,
     verifyMs,
+    ...(fallback !== undefined ? { path: 'webgpu (per op)', fallback } : {}),
   };
 }
 

@@ -12,18 +12,20 @@
  * (single-step ops), stopping at max_new_tokens or an EOS id. Timing of both phases is returned. Given a
  * cache, the prompt continues it (a chat's next turn prefills only its new tokens); the last sampled token is
  * never fed to the cache.
- * On the webgpu backend, greedy decoding (T = 0, θ = 1) of more than one token runs on the one-submission
- * decoder (./gpu_decode.ts): the prompt is prefilled by the per-op path's parallel forward (measured faster on
- * an H200: 118 ms vs the decoder's token-after-token prefill 326 ms for 64 tokens), its caches are queue-written
- * into the decoder (`GpuDecoder.load`, no submission), then every decoded token is one submission and one
- * readback (the GPU's argmax), and the caches are written back afterwards (`save`) so a chat continues them.
- * Sampling, a repetition penalty, a state-store cache or a model the decoder refuses keep the per-op path,
+ * On the webgpu backend, decoding (greedy or sampled, θ = 1) of more than one token runs on the one-submission
+ * decoder (./gpu_decode.ts): a given cache (a chat's earlier turns) is queue-written into it (`GpuDecoder.load`,
+ * no submission), the prompt is prefilled in one submission (windows of parallel kernels, `GpuDecoder.prefill`),
+ * then every decoded token is one submission and one readback (the GPU's argmax, or its draw with the uniform the
+ * seeded generator gives next: the same token as the CPU sampler from the same logits), and the caches are written
+ * back afterwards (`save`) so a chat continues them on any path. The decoder is kept per model between calls
+ * (`GpuDecoder.reuse`): built once (weights uploaded, kernels compiled), its changed weights written again.
+ * A repetition penalty, a state-store cache or a model the decoder refuses keep the per-op path,
  * and the result says why (`path`, `fallback`).
  *
  * Symbols: ℓ (V) the logits of the next token · V = vocab_size · T temperature · p (V) the sampling
  * distribution · k, p the top-k / top-p cut-offs · θ the repetition penalty · l the prompt's length.
  */
-import { ArgumentError } from '../errors.js';
+import { ArgumentError, DeviceLimitError } from '../errors.js';
 import type { GpuDecoder } from './gpu_decode.js';
 import type { Ops } from '../ops.js';
 import { Rng } from '../rng.js';
@@ -146,10 +148,8 @@ export interface GenerateResult {
 export const GPU_DECODER_PATH = 'webgpu (one submission per token)';
 export const PER_OP_WEBGPU_PATH = 'webgpu (per op)';
 
-/** Why greedy-only GpuDecoder cannot run this generation (undefined: it can). */
+/** Why GpuDecoder cannot run this generation (undefined: it can). */
 function gpuDecoderRefusal(cache: ModelCache, o: GenerateOptions, penalty: number): string | undefined {
-  const T = o.temperature ?? 0;
-  if (T !== 0) return `sampling (temperature ${T}): the one-submission decoder is greedy only`;
   if (penalty !== 1) return `repetition penalty ${penalty}: not in the one-submission decoder`;
   if (o.maxNewTokens <= 1) return `${o.maxNewTokens} new token(s): nothing to decode after the prefill`;
   if (cache.batch !== 1) return `a cache of batch ${cache.batch}: the one-submission decoder decodes one sequence`;
@@ -193,6 +193,7 @@ export async function generate(
   const seen = penalty === 1 ? null : new Set([...(o.context ?? []), ...prompt]);
   // webgpu: the one-submission decoder where it can run (built before any model work: a refusal costs nothing)
   let dec: GpuDecoder | undefined;
+  let owned = false; // a decoder of this call only (another call holds the model's kept one)
   let fallback: string | undefined;
   let setupMs: number | undefined;
   if (ops.name === 'webgpu') {
@@ -202,10 +203,11 @@ export async function generate(
       const { GpuDecoder } = await import('./gpu_decode.js');
       try {
         // positions it holds: the cache, the prompt and every new token but the last (never fed)
-        dec = await GpuDecoder.create(m, { capacity: cache.length + prompt.length + o.maxNewTokens - 1 });
+        const r = await GpuDecoder.reuse(m, cache.length + prompt.length + o.maxNewTokens - 1);
+        [dec, owned] = [r.dec, r.owned];
         setupMs = performance.now() - t;
       } catch (e) {
-        if (!(e instanceof ArgumentError)) throw e;
+        if (!(e instanceof ArgumentError || e instanceof DeviceLimitError)) throw e;
         fallback = `the one-submission decoder refuses this model: ${e.message}`;
       }
     }
@@ -213,18 +215,26 @@ export async function generate(
   try {
     const tokens: number[] = [];
     let t0 = performance.now();
-    let logits = await forward(ops, m, [prompt], cache); // (1, l, V), then (1, 1, V) per decoded token
-    dec?.load(cache);
+    let logits: Tensor | undefined; // (1, l, V), then (1, 1, V) per decoded token (the per-op path)
+    let next: number | undefined; // the decoder's id for the next position
+    let first: Float64Array | undefined; // (V) the decoder's logits after the prompt, when sampling
+    const sampling = (o.temperature ?? 0) > 0;
+    if (dec) {
+      dec.load(cache); // the earlier turns, if any
+      const r = await dec.prefill(prompt, { logits: sampling });
+      if (sampling) first = Float64Array.from(r.logits!);
+      else next = r.token;
+    } else logits = await forward(ops, m, [prompt], cache);
     const prefillMs = performance.now() - t0;
     let stoppedBy: GenerateResult['stoppedBy'] = 'length';
     t0 = performance.now();
     let decoded = 0;
-    let next: number | undefined; // the decoder's greedy id for the next position
     while (tokens.length < o.maxNewTokens) {
       let id: number;
       if (next !== undefined) id = next;
       else {
-        const last = lastLogits(logits); // (V) the logits of the last position
+        const last = first ?? lastLogits(logits!); // (V) the logits of the last position
+        first = undefined;
         if (seen) applyRepetitionPenalty(last, seen, penalty);
         id = sampleToken(last, o, rng);
       }
@@ -236,8 +246,12 @@ export async function generate(
         break;
       }
       if (tokens.length === o.maxNewTokens) break;
-      if (dec) next = (await dec.step(id)).token;
-      else logits = await forward(ops, m, [[id]], cache);
+      if (dec) {
+        // the decoder samples on the GPU with the uniform the CPU sampler would have drawn next
+        const u = sampling ? rng.next() : 0;
+        const sample = sampling ? { u, temperature: o.temperature!, topK: o.topK, topP: o.topP } : undefined;
+        next = (await dec.step(id, { sample })).token;
+      } else logits = await forward(ops, m, [[id]], cache);
       decoded++;
     }
     const decodeMs = performance.now() - t0;
@@ -253,6 +267,7 @@ export async function generate(
       ...(setupMs !== undefined ? { setupMs } : {}),
     };
   } finally {
-    dec?.destroy();
+    if (owned) dec?.destroy();
+    else dec?.release();
   }
 }

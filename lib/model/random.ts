@@ -30,6 +30,11 @@ export interface RandomLlamaSpec {
    * 1/√(2·layers) as in GPT-2, so the residual stream does not grow with depth
    */
   init?: 'test' | 'train';
+  /**
+   * float32 weights drawn straight into Float32Arrays (no intermediate arrays: a 1B-parameter model fits in
+   * memory and is drawn in seconds; the values differ from the default's)
+   */
+  float32?: boolean;
 }
 
 export function randomLlama(spec: RandomLlamaSpec, seed: number): HybridModel {
@@ -58,16 +63,16 @@ export function randomLlama(spec: RandomLlamaSpec, seed: number): HybridModel {
   const w = new Map<string, Tensor>();
   const train = spec.init === 'train';
   const residual = train ? 0.02 / Math.sqrt(2 * spec.layers) : undefined;
+  const draw = (shape: number[], f: () => number) => {
+    const n = shape.reduce((a, b) => a * b, 1);
+    if (!spec.float32) return Tensor.from(Array.from({ length: n }, f), shape);
+    const a = new Float32Array(n); // (shape)
+    for (let i = 0; i < n; i++) a[i] = f();
+    return new Tensor(a, shape);
+  };
   const mat = (rows: number, cols: number, std = train ? 0.02 : 1 / Math.sqrt(cols)) =>
-    Tensor.from(
-      Array.from({ length: rows * cols }, () => Math.fround(r.normal(0, std))),
-      [rows, cols],
-    );
-  const norm = (n: number) =>
-    Tensor.from(
-      Array.from({ length: n }, () => (train ? 1 : Math.fround(1 + r.normal(0, 0.1)))),
-      [n],
-    );
+    draw([rows, cols], () => Math.fround(r.normal(0, std)));
+  const norm = (n: number) => draw([n], () => (train ? 1 : Math.fround(1 + r.normal(0, 0.1))));
   const dModel = spec.hidden;
   w.set('model.embed_tokens.weight', mat(spec.vocab, dModel, train ? 0.02 : 1));
   for (let i = 0; i < spec.layers; i++) {

@@ -478,7 +478,7 @@ export function writeFile(target: string, data: WriteData, o: WriteOptions = {})
 }
 
 /** A member of a set written together (writeSet): a file's bytes, or a folder's build (keepExisting as writeFolder's). */
-export type SetMember =
+type SetMember =
   { target: string; data: WriteData } | { target: string; build: (stage: FolderStage) => void; keepExisting?: boolean };
 
 /**

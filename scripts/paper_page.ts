@@ -1,7 +1,8 @@
 /**
- * The page of `npm run paper` (scripts/paper.ts), rendered from its measurements alone: `renderPaper(R)` turns the
- * content of results/results.json into results.md and the three SVG plots, and nothing else goes in — so the page can
- * be rebuilt from the JSON at any time (scripts/paper.ts does when the page does not carry the JSON's sha-256).
+ * The page of `npm run paper` (scripts/paper.ts), rendered from its measurements alone: renderPage(R) and
+ * renderSvgs(R) turn the content of results/results.json into results.md and the three SVG plots, and nothing else
+ * goes in — so the page can be rebuilt from the JSON at any time (scripts/paper.ts does when the page does not carry
+ * the JSON's sha-256).
  *
  *   R           the measurements (PaperResults, results.json): perplexities ppl[run] on the test split, the
  *               speculative rows, each run's command, seconds and per-step cross-entropy history
@@ -9,7 +10,8 @@
  *   gap(t)      exp(mean over the last WINDOW steps of CE_random − CE_attention): the random / attention-init perplexity
  *               ratio at equal tokens, from the two runs' histories (same batches in the same order)
  *   recovered   ln(silenced / run) / ln(silenced / T): the share of what the teacher's attention added that a run got back
- *   sha line    the last line of the page, `<!-- results/results.json sha-256: H -->`, H the hash of the JSON's bytes
+ *   sha line    the last line of the page (after a blank one), `<!-- results/results.json sha-256: H … -->`, H the
+ *               hash of the JSON's bytes
  */
 import { attentionLayersFor } from '../lib/model/config.js';
 import type { Comparison } from '../lib/decode/compare.js';
@@ -60,7 +62,7 @@ export interface PaperResults {
 
 /** The page's last line: the sha-256 of the results.json it was rendered from. */
 const shaLine = (sha: string) =>
-  `<!-- results/results.json sha-256: ${sha} (the page is rendered from that file alone) -->\n`;
+  `\n<!-- results/results.json sha-256: ${sha} (the page is rendered from that file alone) -->\n`;
 
 /** The sha-256 a page says it was rendered from (undefined: none, a page older than the line). */
 export function recordedSha(page: string): string | undefined {

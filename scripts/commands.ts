@@ -95,19 +95,37 @@ const run = (name: string, extra: string[]): Made => ({
   ],
 });
 
-/** name → how it is made; the three shipped hybrids are reused from models/. */
-export const PAPER_RUNS: Record<string, Made> = {
+/**
+ * The distillation runs of the paper's tables, name → the options that make each differ (scale's options apart):
+ * Table 6 (variant × attention fraction), Tables 7/8 (random init), Table 9 (dropping layers), stepwise.
+ */
+const DISTILL_RUNS: Record<string, string[]> = {
+  'mamba2-50': ['--variant', 'mamba2', '--attention', '0.5'],
+  'mamba2-25': ['--variant', 'mamba2', '--attention', '0.25'],
+  'mamba2-0': ['--variant', 'mamba2', '--attention', '0'],
+  'mamba1-50': ['--variant', 'mamba1', '--attention', '0.5'],
+  'mamba1-25': ['--variant', 'mamba1', '--attention', '0.25'],
+  'mamba1-0': ['--variant', 'mamba1', '--attention', '0'],
+  'mamba2-50-random': ['--variant', 'mamba2', '--attention', '0.5', '--init', 'random'],
+  'mamba2-0-random': ['--variant', 'mamba2', '--attention', '0', '--init', 'random'],
+  'drop-50': ['--drop-instead', '--attention', '0.5'],
+  'drop-25': ['--drop-instead', '--attention', '0.25'],
+  'mamba2-stepwise-0': ['--variant', 'mamba2', '--stepwise', '0.5,0.25,0'],
+};
+/** what the DPO stage's runs share (β 0.1), at every scale */
+const DPO_OPTIONS = ['--beta', '0.1', '--seed', '0', '--threads', '1', '--quiet'];
+/** the distillation runs that are shipped hybrids of models/ (made by the same options), reused */
+const SHIPPED_RUNS: Record<string, Made> = {
   'mamba2-50': hybrid('mamba2', 50),
-  'mamba2-25': run('mamba2-25', ['--variant', 'mamba2', '--attention', '0.25']),
   'mamba2-0': hybrid('mamba2', 0),
   'mamba1-50': hybrid('mamba1', 50),
-  'mamba1-25': run('mamba1-25', ['--variant', 'mamba1', '--attention', '0.25']),
-  'mamba1-0': run('mamba1-0', ['--variant', 'mamba1', '--attention', '0']),
-  'mamba2-50-random': run('mamba2-50-random', ['--variant', 'mamba2', '--attention', '0.5', '--init', 'random']),
-  'mamba2-0-random': run('mamba2-0-random', ['--variant', 'mamba2', '--attention', '0', '--init', 'random']),
-  'drop-50': run('drop-50', ['--drop-instead', '--attention', '0.5']),
-  'drop-25': run('drop-25', ['--drop-instead', '--attention', '0.25']),
-  'mamba2-stepwise-0': run('mamba2-stepwise-0', ['--variant', 'mamba2', '--stepwise', '0.5,0.25,0']),
+};
+
+/** name → how it is made; the three shipped hybrids are reused from models/. */
+export const PAPER_RUNS: Record<string, Made> = {
+  ...Object.fromEntries(
+    Object.entries(DISTILL_RUNS).map(([name, extra]) => [name, SHIPPED_RUNS[name] ?? run(name, extra)]),
+  ),
   'mamba2-50-sft': {
     out: 'runs/paper/mamba2-50-sft',
     args: [
@@ -141,13 +159,7 @@ export const PAPER_RUNS: Record<string, Made> = {
       '256',
       '--batch',
       '8',
-      '--beta',
-      '0.1',
-      '--seed',
-      '0',
-      '--threads',
-      '1',
-      '--quiet',
+      ...DPO_OPTIONS,
       '--out',
       'runs/paper/mamba2-50-dpo',
     ],
@@ -195,17 +207,7 @@ export function tinyPaperRuns(dir: string, data: string): Record<string, Made> {
       '0',
       ...trainArgs,
     ]),
-    'mamba2-50': distill('mamba2-50', ['--variant', 'mamba2', '--attention', '0.5']),
-    'mamba2-25': distill('mamba2-25', ['--variant', 'mamba2', '--attention', '0.25']),
-    'mamba2-0': distill('mamba2-0', ['--variant', 'mamba2', '--attention', '0']),
-    'mamba1-50': distill('mamba1-50', ['--variant', 'mamba1', '--attention', '0.5']),
-    'mamba1-25': distill('mamba1-25', ['--variant', 'mamba1', '--attention', '0.25']),
-    'mamba1-0': distill('mamba1-0', ['--variant', 'mamba1', '--attention', '0']),
-    'mamba2-50-random': distill('mamba2-50-random', ['--variant', 'mamba2', '--attention', '0.5', '--init', 'random']),
-    'mamba2-0-random': distill('mamba2-0-random', ['--variant', 'mamba2', '--attention', '0', '--init', 'random']),
-    'drop-50': distill('drop-50', ['--drop-instead', '--attention', '0.5']),
-    'drop-25': distill('drop-25', ['--drop-instead', '--attention', '0.25']),
-    'mamba2-stepwise-0': distill('mamba2-stepwise-0', ['--variant', 'mamba2', '--stepwise', '0.5,0.25,0']),
+    ...Object.fromEntries(Object.entries(DISTILL_RUNS).map(([name, extra]) => [name, distill(name, extra)])),
     'mamba2-50-sft': made('mamba2-50-sft', [
       'sft',
       '--model',
@@ -232,13 +234,7 @@ export function tinyPaperRuns(dir: string, data: string): Record<string, Made> {
       '4',
       '--cont-len',
       '4',
-      '--beta',
-      '0.1',
-      '--seed',
-      '0',
-      '--threads',
-      '1',
-      '--quiet',
+      ...DPO_OPTIONS,
     ]),
   };
 }

@@ -215,6 +215,14 @@ describe('writer: fault injection at every system call', () => {
         { target: folder, build: (s) => (s.writeFile('a.json', `{"v": "${v}"}`), s.writeFile('b.svg', v.repeat(50))) },
         { target: file, data: `page of ${v}\n` },
       ]);
+    /** write('new'): its error, undefined if none */
+    const attempt = (): unknown => {
+      try {
+        write('new');
+      } catch (e) {
+        return e;
+      }
+    };
     const state = () => [readFileSync(join(folder, 'a.json'), 'utf8'), readFileSync(file, 'utf8')];
     write('old');
     const OLD = state();
@@ -236,12 +244,7 @@ describe('writer: fault injection at every system call', () => {
         },
       ]);
       setWriterFsForTesting(Object.fromEntries(named) as WriterFs);
-      let err: unknown;
-      try {
-        write('new');
-      } catch (e) {
-        err = e;
-      }
+      const err = attempt();
       setWriterFsForTesting();
       if (err !== undefined) expect(err, `call ${at}`).toBeInstanceOf(IoError);
       const s = state();
@@ -284,12 +287,7 @@ describe('writer: fault injection at every system call', () => {
     for (const budget of [...Array(Math.ceil(total / 29)).keys()].map((k) => 29 * k).concat([total - 1, total])) {
       write('old');
       disk(budget);
-      let err: unknown;
-      try {
-        write('new');
-      } catch (e) {
-        err = e;
-      }
+      const err = attempt();
       setWriterFsForTesting();
       if (budget === total) expect(err).toBe(undefined);
       if (err === undefined) expect(state()).toEqual(NEW);

@@ -112,8 +112,8 @@ const DISTILL_RUNS: Record<string, string[]> = {
   'drop-25': ['--drop-instead', '--attention', '0.25'],
   'mamba2-stepwise-0': ['--variant', 'mamba2', '--stepwise', '0.5,0.25,0'],
 };
-/** what the DPO stage's runs share (β 0.1), at every scale */
-const DPO_OPTIONS = ['--beta', '0.1', '--seed', '0', '--threads', '1', '--quiet'];
+/** what the DPO stage's runs share (β 0.1, seed 0), at every scale */
+const DPO_OPTIONS = ['--beta', '0.1', '--seed', '0'];
 /** the distillation runs that are shipped hybrids of models/ (made by the same options), reused */
 const SHIPPED_RUNS: Record<string, Made> = {
   'mamba2-50': hybrid('mamba2', 50),
@@ -160,6 +160,9 @@ export const PAPER_RUNS: Record<string, Made> = {
       '--batch',
       '8',
       ...DPO_OPTIONS,
+      '--threads',
+      '1',
+      '--quiet',
       '--out',
       'runs/paper/mamba2-50-dpo',
     ],
@@ -177,7 +180,8 @@ export const TINY_TOKENS = 96;
 export function tinyPaperRuns(dir: string, data: string): Record<string, Made> {
   const at = (name: string) => join(dir, name);
   const made = (name: string, args: string[]): Made => ({ out: at(name), args: [...args, '--out', at(name)] });
-  const small = ['--batch', '1', '--len', '16', '--eval-tokens', '32', '--seed', '0', '--threads', '1', '--quiet'];
+  // no --threads: the runs share this process's SIMD instances, on every core (one thread count per process)
+  const small = ['--batch', '1', '--len', '16', '--eval-tokens', '32', '--seed', '0', '--quiet'];
   const trainArgs = ['--data', data, '--steps', '4', ...small];
   const distill = (name: string, extra: string[]) =>
     made(name, [
@@ -235,6 +239,7 @@ export function tinyPaperRuns(dir: string, data: string): Record<string, Made> {
       '--cont-len',
       '4',
       ...DPO_OPTIONS,
+      '--quiet',
     ]),
   };
 }

@@ -34,8 +34,9 @@
  * the output is then the good or the new one (results.json without its timings, the page carrying the JSON's
  * sha-256) and a rerun completes to the uninterrupted run's output. Race: a second paper run started at this one's
  * first write under --out (its run lock, beside --out, taken before any work) exits 4 naming the lock; this one
- * completes whole. The paper part: 19 s of CPU (the vitest process and its children, `time`), 92 s of wall time on
- * this VM under a load of 17–19 (full disk 52 s, kill 28 s, race 8 s).
+ * completes whole. The paper part: 18.6–19.4 s of CPU (the vitest process and its children, `time`, transform and
+ * import included), under the 30 s budget on 2 idle cores; its wall time on this shared VM was 37–92 s under a load
+ * of 10–19 (full disk 24–52 s, kill 10–28 s, race 4–8 s). MIL_SWEEP_KILLS=1: + 3 random kills, 27 s of CPU in all.
  * Mutations that fail it: leaving the writer's temporary behind (convert: leftover .convert.mil-tmp-*;
  * conform --save: .conform---save.mil-tmp-*); writeFile in place (tokenizer train: the good file changed on a
  * full disk; killed before the in-place write, MIL_SWEEP_SEED=10: the file neither version); recovery not

@@ -1,12 +1,12 @@
 /**
  * The commands that make every trained artefact: `npm run models` (models/, shipped in the repo) and
- * `npm run paper` (runs/paper/, the tables of docs/results.md). Each is a `mil` command line; the same
- * line is recorded in the artefact's training.json.
+ * `npm run paper` (runs/paper/, the tables of docs/results.md; `--scale tiny`: tinyPaperRuns, seconds in all).
+ * Each is a `mil` command line; the same line is recorded in the artefact's training.json.
  */
 
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 
 /** Tokens each distillation run sees (batch 4 × 256 per step: 100 steps); learning rate 3e-3. */
 export const DISTILL_TOKENS = 102400;
@@ -95,19 +95,37 @@ const run = (name: string, extra: string[]): Made => ({
   ],
 });
 
-/** name → how it is made; the three shipped hybrids are reused from models/. */
-export const PAPER_RUNS: Record<string, Made> = {
+/**
+ * The distillation runs of the paper's tables, name → the options that make each differ (scale's options apart):
+ * Table 6 (variant × attention fraction), Tables 7/8 (random init), Table 9 (dropping layers), stepwise.
+ */
+const DISTILL_RUNS: Record<string, string[]> = {
+  'mamba2-50': ['--variant', 'mamba2', '--attention', '0.5'],
+  'mamba2-25': ['--variant', 'mamba2', '--attention', '0.25'],
+  'mamba2-0': ['--variant', 'mamba2', '--attention', '0'],
+  'mamba1-50': ['--variant', 'mamba1', '--attention', '0.5'],
+  'mamba1-25': ['--variant', 'mamba1', '--attention', '0.25'],
+  'mamba1-0': ['--variant', 'mamba1', '--attention', '0'],
+  'mamba2-50-random': ['--variant', 'mamba2', '--attention', '0.5', '--init', 'random'],
+  'mamba2-0-random': ['--variant', 'mamba2', '--attention', '0', '--init', 'random'],
+  'drop-50': ['--drop-instead', '--attention', '0.5'],
+  'drop-25': ['--drop-instead', '--attention', '0.25'],
+  'mamba2-stepwise-0': ['--variant', 'mamba2', '--stepwise', '0.5,0.25,0'],
+};
+/** what the DPO stage's runs share (β 0.1, seed 0), at every scale */
+const DPO_OPTIONS = ['--beta', '0.1', '--seed', '0'];
+/** the distillation runs that are shipped hybrids of models/ (made by the same options), reused */
+const SHIPPED_RUNS: Record<string, Made> = {
   'mamba2-50': hybrid('mamba2', 50),
-  'mamba2-25': run('mamba2-25', ['--variant', 'mamba2', '--attention', '0.25']),
   'mamba2-0': hybrid('mamba2', 0),
   'mamba1-50': hybrid('mamba1', 50),
-  'mamba1-25': run('mamba1-25', ['--variant', 'mamba1', '--attention', '0.25']),
-  'mamba1-0': run('mamba1-0', ['--variant', 'mamba1', '--attention', '0']),
-  'mamba2-50-random': run('mamba2-50-random', ['--variant', 'mamba2', '--attention', '0.5', '--init', 'random']),
-  'mamba2-0-random': run('mamba2-0-random', ['--variant', 'mamba2', '--attention', '0', '--init', 'random']),
-  'drop-50': run('drop-50', ['--drop-instead', '--attention', '0.5']),
-  'drop-25': run('drop-25', ['--drop-instead', '--attention', '0.25']),
-  'mamba2-stepwise-0': run('mamba2-stepwise-0', ['--variant', 'mamba2', '--stepwise', '0.5,0.25,0']),
+};
+
+/** name → how it is made; the three shipped hybrids are reused from models/. */
+export const PAPER_RUNS: Record<string, Made> = {
+  ...Object.fromEntries(
+    Object.entries(DISTILL_RUNS).map(([name, extra]) => [name, SHIPPED_RUNS[name] ?? run(name, extra)]),
+  ),
   'mamba2-50-sft': {
     out: 'runs/paper/mamba2-50-sft',
     args: [
@@ -141,10 +159,7 @@ export const PAPER_RUNS: Record<string, Made> = {
       '256',
       '--batch',
       '8',
-      '--beta',
-      '0.1',
-      '--seed',
-      '0',
+      ...DPO_OPTIONS,
       '--threads',
       '1',
       '--quiet',
@@ -154,10 +169,87 @@ export const PAPER_RUNS: Record<string, Made> = {
   },
 };
 
+/** Tokens each distillation run sees at `--scale tiny` (batch 1 × 16 per step: 6 steps). */
+export const TINY_TOKENS = 96;
+
+/**
+ * `npm run paper -- --scale tiny`: PAPER_RUNS' runs at a size that takes seconds, all in `dir` (absolute), on the
+ * corpus `data` — and the teacher and draft too, trained there for 4 steps (toy scale uses the shipped ones):
+ * the `tiny` config (d_model 32, 2 layers) for teacher and draft, the toy runs' options, batch 1 × 16, evaluation on 32 tokens.
+ */
+export function tinyPaperRuns(dir: string, data: string): Record<string, Made> {
+  const at = (name: string) => join(dir, name);
+  const made = (name: string, args: string[]): Made => ({ out: at(name), args: [...args, '--out', at(name)] });
+  // no --threads: the runs share this process's SIMD instances, on every core (one thread count per process)
+  const small = ['--batch', '1', '--len', '16', '--eval-tokens', '32', '--seed', '0', '--quiet'];
+  const trainArgs = ['--data', data, '--steps', '4', ...small];
+  const distill = (name: string, extra: string[]) =>
+    made(name, [
+      'distill',
+      '--teacher',
+      at('teacher'),
+      '--data',
+      data,
+      ...extra,
+      '--tokens',
+      String(TINY_TOKENS),
+      '--lr',
+      '3e-3',
+      ...small,
+    ]);
+  return {
+    teacher: made('teacher', ['train', '--config', 'tiny', ...trainArgs]),
+    draft: made('draft', [
+      'train',
+      '--config',
+      'tiny',
+      '--teacher',
+      at('teacher'),
+      '--kl-weight',
+      '1',
+      '--ce-weight',
+      '0',
+      ...trainArgs,
+    ]),
+    ...Object.fromEntries(Object.entries(DISTILL_RUNS).map(([name, extra]) => [name, distill(name, extra)])),
+    'mamba2-50-sft': made('mamba2-50-sft', [
+      'sft',
+      '--model',
+      at('mamba2-50'),
+      '--data',
+      data,
+      '--tokens',
+      '32',
+      '--lr',
+      '3e-4',
+      ...small,
+    ]),
+    'mamba2-50-dpo': made('mamba2-50-dpo', [
+      'dpo',
+      '--model',
+      at('mamba2-50-sft'),
+      '--data',
+      data,
+      '--pairs',
+      '4',
+      '--batch',
+      '2',
+      '--prompt-len',
+      '4',
+      '--cont-len',
+      '4',
+      ...DPO_OPTIONS,
+      '--quiet',
+    ]),
+  };
+}
+
 /**
  * Run `mil` commands as child processes, `jobs` at a time (each on one thread: two single-threaded runs
  * use two cores better than one run on both), skipping those whose output exists. A command waits for
  * the commands whose outputs it reads (`--teacher`/`--model` naming another command's output).
+ * `inProcess`: each command runs in this process instead (lib/cli/main.ts `main`, one at a time; what tiny runs
+ * cost is mostly a process's start-up). A command that fails throws an Error whose `exitCode` is its exit status.
  * Returns minutes per command run.
  */
 export async function runAll(
@@ -165,9 +257,10 @@ export async function runAll(
   list: Made[],
   jobs: number,
   log: (s: string) => void,
+  inProcess = false,
 ): Promise<Record<string, number>> {
   const minutes: Record<string, number> = {};
-  const pending = list.filter((m) => !existsSync(join(root, m.out)));
+  const pending = list.filter((m) => !existsSync(resolve(root, m.out)));
   for (const m of list) if (!pending.includes(m)) log(`${m.out}: exists, kept`);
   const done = new Set(list.filter((m) => !pending.includes(m)).map((m) => m.out));
   const needs = (m: Made) =>
@@ -177,25 +270,34 @@ export async function runAll(
   const running = new Set<Promise<void>>();
   while (pending.length > 0 || running.size > 0) {
     const i = pending.findIndex((m) => needs(m).every((p) => done.has(p)));
-    if (i >= 0 && running.size < jobs) {
+    if (i >= 0 && running.size < (inProcess ? 1 : jobs)) {
       const m = pending.splice(i, 1)[0];
       log(`mil ${m.args.join(' ')}`);
       const t0 = performance.now();
-      const p: Promise<void> = new Promise<void>((resolve, reject) => {
-        const c = spawn(process.execPath, [join(root, 'bin', 'mil.js'), ...m.args], {
-          cwd: root,
-          stdio: ['ignore', 'pipe', 'pipe'],
-        });
-        const fwd = (b: Buffer) =>
-          b
-            .toString('utf8')
-            .split('\n')
-            .filter(Boolean)
-            .forEach((l) => log(`  [${m.out}] ${l}`));
-        c.stdout.on('data', fwd);
-        c.stderr.on('data', fwd);
-        c.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`mil ${m.args.join(' ')} exited ${code}`))));
-      }).then(() => {
+      const failed = (code: number | null) =>
+        Object.assign(new Error(`mil ${m.args.join(' ')} exited ${code}`), { exitCode: code ?? undefined });
+      const ran: Promise<void> = inProcess
+        ? import('../lib/cli/main.js')
+            .then(({ main }) => main(m.args))
+            .then((code) => {
+              if (code !== 0) throw failed(code);
+            })
+        : new Promise<void>((resolve, reject) => {
+            const c = spawn(process.execPath, [join(root, 'bin', 'mil.js'), ...m.args], {
+              cwd: root,
+              stdio: ['ignore', 'pipe', 'pipe'],
+            });
+            const fwd = (b: Buffer) =>
+              b
+                .toString('utf8')
+                .split('\n')
+                .filter(Boolean)
+                .forEach((l) => log(`  [${m.out}] ${l}`));
+            c.stdout.on('data', fwd);
+            c.stderr.on('data', fwd);
+            c.on('close', (code) => (code === 0 ? resolve() : reject(failed(code))));
+          });
+      const p: Promise<void> = ran.then(() => {
         minutes[m.out] = (performance.now() - t0) / 60000;
         done.add(m.out);
         running.delete(p);

@@ -17,6 +17,7 @@ import {
   setWriterFsForTesting,
   writeFile,
   writeFolder,
+  writeSet,
   type WriterFs,
 } from '../lib/io/writer.js';
 import { convert, saveModel } from '../lib/model/convert.js';
@@ -204,6 +205,95 @@ describe('writer: fault injection at every system call', () => {
     setWriterFsForTesting();
     saveModel(join(parent, 'normal'), oldModel);
     expect(snapshot(join(parent, 'short'))).toEqual(snapshot(join(parent, 'normal')));
+  });
+  it("writeSet (a folder and a file): a failure while staging leaves both old; only a failed swap of the file, after the folder's, leaves the folder new beside the old file; nothing beside them", () => {
+    const parent = tmpFolder('writer');
+    const folder = join(parent, 'set');
+    const file = join(parent, 'set.md');
+    const write = (v: string) =>
+      writeSet([
+        { target: folder, build: (s) => (s.writeFile('a.json', `{"v": "${v}"}`), s.writeFile('b.svg', v.repeat(50))) },
+        { target: file, data: `page of ${v}\n` },
+      ]);
+    /** write('new'): its error, undefined if none */
+    const attempt = (): unknown => {
+      try {
+        write('new');
+      } catch (e) {
+        return e;
+      }
+    };
+    const state = () => [readFileSync(join(folder, 'a.json'), 'utf8'), readFileSync(file, 'utf8')];
+    write('old');
+    const OLD = state();
+    write('new');
+    const NEW = state();
+    write('old');
+    let sawMix = 0;
+    for (let at = 1; ; at++) {
+      const f = faulty(at, 'EIO');
+      let renames = 0;
+      let folderIn = false; // the folder's new version renamed into place
+      const named = Object.entries(f.fs).map(([name, g]: [string, (...a: unknown[]) => unknown]) => [
+        name,
+        (...a: unknown[]) => {
+          const r = g(...a);
+          if (name === 'renameSync') renames++;
+          if (name === 'renameSync' && a[1] === folder && String(a[0]).includes('.set.mil-tmp-')) folderIn = true;
+          return r;
+        },
+      ]);
+      setWriterFsForTesting(Object.fromEntries(named) as WriterFs);
+      const err = attempt();
+      setWriterFsForTesting();
+      if (err !== undefined) expect(err, `call ${at}`).toBeInstanceOf(IoError);
+      const s = state();
+      const what = `call ${at} failed (${renames} renames made)`;
+      if (!folderIn && err !== undefined)
+        expect(s, `${what}: a failure before the folder's swap, so both old`).toEqual(OLD);
+      else if (err === undefined) expect(s, what).toEqual(NEW);
+      else if (folderIn) {
+        // the folder's swap was done (target aside, new one in place), then a call failed: before the file's swap
+        // (the folder new beside the old file) or after it (its parent's fsync: both new)
+        expect([JSON.stringify(NEW), JSON.stringify([NEW[0], OLD[1]])], what).toContain(JSON.stringify(s));
+        if (s[1] === OLD[1]) sawMix++;
+      } else expect([JSON.stringify(OLD), JSON.stringify(NEW)], what).toContain(JSON.stringify(s));
+      recoverInterruptedSwap(folder);
+      recoverInterruptedSwap(file);
+      expect(readdirSync(parent).sort(), `${what}: leftovers`).toEqual(['set', 'set.md']);
+      if (f.calls() < at) break;
+      write('old');
+    }
+    expect(sawMix, "a failed swap of the file after the folder's").toBeGreaterThan(0);
+    // a full disk after any number of bytes (every 29th, and all): both old, or both new when all fit
+    const disk = (budget: number) => {
+      let used = 0;
+      const r = realFs();
+      setWriterFsForTesting({
+        ...r,
+        writeSync: (fd, b, o, l) => {
+          const n = Math.min(l, budget - used);
+          if (n <= 0) throw Object.assign(new Error('injected ENOSPC'), { code: 'ENOSPC' });
+          used += n;
+          return r.writeSync(fd, b, o, n);
+        },
+      });
+      return () => used;
+    };
+    const used = disk(Infinity);
+    write('new');
+    const total = used();
+    setWriterFsForTesting();
+    for (const budget of [...Array(Math.ceil(total / 29)).keys()].map((k) => 29 * k).concat([total - 1, total])) {
+      write('old');
+      disk(budget);
+      const err = attempt();
+      setWriterFsForTesting();
+      if (budget === total) expect(err).toBe(undefined);
+      if (err === undefined) expect(state()).toEqual(NEW);
+      else expect(state(), `disk full after ${budget} of ${total} bytes`).toEqual(OLD);
+      expect(readdirSync(parent).sort()).toEqual(['set', 'set.md']);
+    }
   });
 });
 

@@ -29,16 +29,23 @@ const held = new Map<string, () => void>();
  * The lock file is the writer's (`takeLock`): written whole, then linked into place.
  */
 export function lockRun(out: string, command: string, note: (line: string) => void = console.error): void {
+  held.set(runLockPath(out), takeRunLock(out, command, note));
+}
+
+/**
+ * `lockRun` for a caller that releases the lock itself (scripts/paper.ts, whose in-process `mil` commands end
+ * with `releaseRunLocks`): the release is returned, not kept in this process's list.
+ */
+export function takeRunLock(out: string, command: string, note: (line: string) => void = console.error): () => void {
   const lock = runLockPath(out);
   fs.mkdirSync(dirname(lock), { recursive: true });
-  const release = takeLock(lock, resolve(out), {
+  return takeLock(lock, resolve(out), {
     holder: command.replace(/\s+/g, ' '),
     onStale: (pid, holder) =>
       note(
         `note: taking over the stale run lock ${lock} (pid ${Number.isNaN(pid) ? '?' : pid} is not running${holder ? `; it was ${holder}` : ''})`,
       ),
   });
-  held.set(lock, release);
 }
 
 /** Release every run lock this process holds (main calls it when a command returns or throws). */

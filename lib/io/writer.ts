@@ -16,6 +16,7 @@
  *     4. swap      rename(target → .old), rename(tmp → target), fsync the parent, remove .old; if the
  *                  second rename fails the first is undone
  *   writeFile(target, data): the same for one file (stage a temporary file, fsync, one rename).
+ *   writeSet(members): files and folders as one set: all staged (a full disk changes nothing), then all swapped.
  *
  * `loadModel` calls `recoverInterruptedSwap` too, so a folder killed mid-swap loads (as its old version).
  * Every failure of the file system is an IoError naming the path and the system call (CLI exit 6).
@@ -408,57 +409,105 @@ function staged(target: string, o: WriteOptions, body: (target: string, tmp: str
   }
 }
 
+/** Stage a folder's new version in `tmp` (fsynced); returns whether the target exists (the swap moves it aside). */
+function stageFolder(
+  target: string,
+  tmp: string,
+  build: (stage: FolderStage) => void,
+  keepExisting?: boolean,
+): boolean {
+  const st = realFs.existsSync(target) ? realFs.statSync(target) : undefined;
+  if (st && !st.isDirectory()) throw new IoError(target, 'mkdir', 'ENOTDIR', 'exists and is not a folder');
+  wrap(tmp, 'mkdir', () => fs.mkdirSync(tmp));
+  if (st && keepExisting) linkTree(target, tmp);
+  build({
+    dir: tmp,
+    writeFile: (rel, data) => {
+      const p = stagePath(tmp, rel);
+      mkdirp(dirname(p));
+      if (realFs.existsSync(p)) realFs.unlinkSync(p); // a hard link to the old version: replace, never write through
+      writeNewFile(p, data);
+    },
+  });
+  const by = marked.get(target);
+  if (by !== undefined) {
+    const p = join(tmp, OUTPUT_MARKER);
+    if (realFs.existsSync(p)) realFs.unlinkSync(p); // linked in by keepExisting: replace, never write through
+    writeNewFile(p, JSON.stringify({ writtenBy: `mil ${by}` }) + '\n');
+  }
+  fsyncTree(tmp);
+  return st !== undefined;
+}
+
+/** Put a staged folder in place: rename(target → .old), rename(tmp → target), remove .old (the first undone if the second fails). */
+function swapFolder(target: string, tmp: string, exists: boolean): void {
+  if (!exists) return wrap(target, 'rename', () => fs.renameSync(tmp, target));
+  const old = join(dirname(target), `${OLD_PREFIX(basename(target))}${process.pid}-${randomBytes(4).toString('hex')}`);
+  wrap(target, 'rename', () => fs.renameSync(target, old));
+  try {
+    wrap(target, 'rename', () => fs.renameSync(tmp, target));
+  } catch (e) {
+    try {
+      fs.renameSync(old, target);
+    } catch {
+      /* recoverInterruptedSwap restores it at the next open or write */
+    }
+    throw e;
+  }
+  removeQuietly(old);
+}
+
+/** Stage a file's new content in `tmp` (fsynced), refusing a target that is not a regular file. */
+function stageFile(target: string, tmp: string, data: WriteData): void {
+  if (realFs.existsSync(target) && !realFs.statSync(target).isFile())
+    throw new IoError(target, 'rename', 'EISDIR', 'exists and is not a regular file');
+  writeNewFile(tmp, data);
+}
+
 /** Write a whole folder: the target ends up as its old version or the complete new one. */
 export function writeFolder(target: string, build: (stage: FolderStage) => void, o: WriteOptions = {}): void {
-  staged(target, o, (target, tmp) => {
-    const st = realFs.existsSync(target) ? realFs.statSync(target) : undefined;
-    if (st && !st.isDirectory()) throw new IoError(target, 'mkdir', 'ENOTDIR', 'exists and is not a folder');
-    wrap(tmp, 'mkdir', () => fs.mkdirSync(tmp));
-    if (st && o.keepExisting) linkTree(target, tmp);
-    build({
-      dir: tmp,
-      writeFile: (rel, data) => {
-        const p = stagePath(tmp, rel);
-        mkdirp(dirname(p));
-        if (realFs.existsSync(p)) realFs.unlinkSync(p); // a hard link to the old version: replace, never write through
-        writeNewFile(p, data);
-      },
-    });
-    const by = marked.get(target);
-    if (by !== undefined) {
-      const p = join(tmp, OUTPUT_MARKER);
-      if (realFs.existsSync(p)) realFs.unlinkSync(p); // linked in by keepExisting: replace, never write through
-      writeNewFile(p, JSON.stringify({ writtenBy: `mil ${by}` }) + '\n');
-    }
-    fsyncTree(tmp);
-    if (!st) return wrap(target, 'rename', () => fs.renameSync(tmp, target));
-    const old = join(
-      dirname(target),
-      `${OLD_PREFIX(basename(target))}${process.pid}-${randomBytes(4).toString('hex')}`,
-    );
-    wrap(target, 'rename', () => fs.renameSync(target, old));
-    try {
-      wrap(target, 'rename', () => fs.renameSync(tmp, target));
-    } catch (e) {
-      try {
-        fs.renameSync(old, target);
-      } catch {
-        /* recoverInterruptedSwap restores it at the next open or write */
-      }
-      throw e;
-    }
-    removeQuietly(old);
-  });
+  staged(target, o, (target, tmp) => swapFolder(target, tmp, stageFolder(target, tmp, build, o.keepExisting)));
 }
 
 /** Write one file: the target ends up as its old content or the complete new one. */
 export function writeFile(target: string, data: WriteData, o: WriteOptions = {}): void {
   staged(target, o, (target, tmp) => {
-    if (realFs.existsSync(target) && !realFs.statSync(target).isFile())
-      throw new IoError(target, 'rename', 'EISDIR', 'exists and is not a regular file');
-    writeNewFile(tmp, data);
+    stageFile(target, tmp, data);
     wrap(target, 'rename', () => fs.renameSync(tmp, target));
   });
+}
+
+/** A member of a set written together (writeSet): a file's bytes, or a folder's build (keepExisting as writeFolder's). */
+type SetMember =
+  { target: string; data: WriteData } | { target: string; build: (stage: FolderStage) => void; keepExisting?: boolean };
+
+/**
+ * Write several targets as one set: every member is staged in full first (each under its own lock, as writeFile
+ * and writeFolder stage), so a failure while staging — a full disk — leaves every target as it was; then the
+ * members are swapped in the order given, the parent fsynced after each. A kill between two swaps leaves the
+ * members before it new and those after it old, each whole: a set whose members must agree says so in its last
+ * member (e.g. a hash of the first) and repairs itself on the next run (scripts/paper.ts does).
+ */
+export function writeSet(members: SetMember[], o: WriteOptions = {}): void {
+  const swaps: Array<() => void> = [];
+  const stageFrom = (i: number): void => {
+    if (i === members.length) {
+      for (const swap of swaps) swap();
+      return;
+    }
+    const m = members[i];
+    staged(m.target, o, (target, tmp) => {
+      if ('data' in m) {
+        stageFile(target, tmp, m.data);
+        swaps.push(() => (wrap(target, 'rename', () => fs.renameSync(tmp, target)), fsyncDir(dirname(target))));
+      } else {
+        const exists = stageFolder(target, tmp, m.build, m.keepExisting);
+        swaps.push(() => (swapFolder(target, tmp, exists), fsyncDir(dirname(target))));
+      }
+      stageFrom(i + 1);
+    });
+  };
+  stageFrom(0);
 }
 
 /**

@@ -28,6 +28,8 @@ opts = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--") and 
 torch.set_num_threads(int(opts.get("threads", "1")))
 DT = torch.float64 if opts.get("dtype") == "float64" else torch.float32
 DEV = torch.device(opts.get("device", "cpu"))
+if DEV.type == "cuda":
+    torch.set_default_device(DEV)  # the tensors the model makes as it runs (rope angles, masks, states) too
 
 
 def mark():

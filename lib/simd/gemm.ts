@@ -49,33 +49,27 @@ import { packageRoot } from '../package_root.js';
 
 type FloatArray = Float32Array | Float64Array;
 
+/** C[:, n0:n1] (+)= A · packed B (asm/gemm.ts `gemm`; addresses are byte offsets in the module memory) */
+type GemmKernel = (
+  a: number,
+  bp: number,
+  c: number,
+  M: number,
+  N: number,
+  K: number,
+  n0: number,
+  n1: number,
+  accumulate: number,
+) => void;
+
 export interface Exports {
   packBT(w: number, N: number, K: number, bp: number): void;
   packBN(b: number, K: number, N: number, bp: number): void;
   packBTBf16(w: number, N: number, K: number, bp: number): void;
   transpose(a: number, M: number, K: number, out: number): void;
-  gemm(
-    a: number,
-    bp: number,
-    c: number,
-    M: number,
-    N: number,
-    K: number,
-    n0: number,
-    n1: number,
-    accumulate: number,
-  ): void;
-  gemmBf16(
-    a: number,
-    bp: number,
-    c: number,
-    M: number,
-    N: number,
-    K: number,
-    n0: number,
-    n1: number,
-    accumulate: number,
-  ): void;
+  gemm: GemmKernel;
+  /** as gemm, B packed as bf16 panels */
+  gemmBf16: GemmKernel;
   readSum(p: number, n: number): number;
   multistep(...args: number[]): void;
   attnScores(

@@ -19,8 +19,9 @@
  * headers alone (a sparse file: nothing is read). The other cases: bad input named before any work (exit 2).
  * Cost, measured on 2 shared cores: 64 s for the file (init 11 s; the rest the two forwards), peak RSS 2.2 GB
  * (the 769 MB file read whole by the check, 1.4 GiB of float32 weights) before the wasm-simd case; with it,
- * 2.7 GB peak RSS (+0.77 GB of panels and the staging), and the case itself took 111 s wall at load average 17
- * on 2026-12-04 (the whole file 714 s then: a contended machine; not measured quiet). The tiny cases: 3 s.
+ * 2.7 GB peak RSS (+0.77 GB of panels and the staging), and the case itself (load into bf16 panels, both
+ * forwards) took 7.1 s at load average ~5 (the test 137 s then; 111 s and 699 s at load average 17), 2026-12-04.
+ * The tiny cases: 3 s.
  */
 import { describe, expect, it } from 'vitest';
 import { readFileSync, writeFileSync, readdirSync, rmSync, existsSync, truncateSync, copyFileSync } from 'node:fs';

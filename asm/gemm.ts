@@ -7,6 +7,13 @@
 //
 // Memory is imported (the caller owns it and places every array above `dataEnd()`); nothing here allocates.
 // Layouts: row-major; a packed panel p holds rows k = 0…K−1 of columns 8p…8p+7 contiguously (zero-padded).
+//
+// Panels come in two element types, one source for both (every kernel is generic in T, resolved at compile time):
+//   f32  (T = f32)  `gemm`, packed by `packBT`/`packBN`: 32 bytes per k of a panel
+//   bf16 (T = u16)  `gemmBf16`, packed by `packBTBf16` from bf16 words (the high 16 bits of a float32): 16 bytes
+//                   per k, widened to f32 in registers — bf16 → f32 is exact (the word shifted left by 16), so a
+//                   product over bf16 panels equals the f32 product over the same weights widened, bit for bit,
+//                   while decode reads half the bytes. Only B is bf16; A, C and every sum stay float32.
 
 const MR: i32 = 4;
 const NR: i32 = 8;
@@ -50,23 +57,78 @@ export function packBN(b: usize, K: i32, N: i32, bp: usize): void {
   packB(b, K, N, <usize>N, 1, bp);
 }
 
+/**
+ * Pack B = Wᵀ for y = x·Wᵀ from bf16 words, W (N×K) row-major at w (2 bytes a word), into bf16 panels:
+ * bp[(p·K + k)·8 + c] = W[8p + c][k] (2 bytes each; columns past N are zero).
+ */
+export function packBTBf16(w: usize, N: i32, K: i32, bp: usize): void {
+  const panels = (N + NR - 1) / NR;
+  for (let p = 0; p < panels; p++) {
+    for (let c = 0; c < NR; c++) {
+      const n = p * NR + c;
+      let dst = bp + (((<usize>p * <usize>K) * <usize>NR + <usize>c) << 1);
+      if (n < N) {
+        let src = w + ((<usize>n * <usize>K) << 1);
+        for (let k = 0; k < K; k++) {
+          store<u16>(dst, load<u16>(src));
+          src += 2;
+          dst += <usize>NR << 1;
+        }
+      } else for (let k = 0; k < K; k++) {
+        store<u16>(dst, 0);
+        dst += <usize>NR << 1;
+      }
+    }
+  }
+}
+
 /** out[K×M] = aᵀ for a (M×K) row-major. */
 export function transpose(a: usize, M: i32, K: i32, out: usize): void {
   for (let i = 0; i < M; i++)
     for (let k = 0; k < K; k++) store<f32>(out + ((<usize>k * <usize>M + <usize>i) << 2), load<f32>(a + ((<usize>i * <usize>K + <usize>k) << 2)));
 }
 
+/** The 8 columns of one k of a panel, as two f32x4 (columns 0–3 in lo, 4–7 in hi): a bf16 word w is the float32 w << 16. */
+// @ts-ignore: decorator
+@inline
+function widenLo(w: v128): v128 {
+  return i32x4.shl(i32x4.extend_low_i16x8_u(w), 16);
+}
+// @ts-ignore: decorator
+@inline
+function widenHi(w: v128): v128 {
+  return i32x4.shl(i32x4.extend_high_i16x8_u(w), 16);
+}
+// @ts-ignore: decorator
+@inline
+function panelLo<T>(p: usize): v128 {
+  if (sizeof<T>() == 4) return v128.load(p);
+  return widenLo(v128.load(p));
+}
+// @ts-ignore: decorator
+@inline
+function panelHi<T>(p: usize): v128 {
+  if (sizeof<T>() == 4) return v128.load(p, 16);
+  return widenHi(v128.load(p));
+}
+/** Bytes of one k of a panel (8 columns of T). */
+// @ts-ignore: decorator
+@inline
+function kStep<T>(): usize {
+  return <usize>NR * sizeof<T>();
+}
+
 // Four rows × 8 columns: 8 accumulators; per k, 4 broadcast loads of A, 2 vector loads of the panel, 8 multiply-adds.
 // @ts-ignore: decorator
 @inline
-function kernel4x8(a: usize, lda: usize, bp: usize, c: usize, ldc: usize, k0: i32, k1: i32, accumulate: bool, cols: i32): void {
+function kernel4x8<T>(a: usize, lda: usize, bp: usize, c: usize, ldc: usize, k0: i32, k1: i32, accumulate: bool, cols: i32): void {
   let c00 = f32x4.splat(0), c01 = f32x4.splat(0), c10 = f32x4.splat(0), c11 = f32x4.splat(0);
   let c20 = f32x4.splat(0), c21 = f32x4.splat(0), c30 = f32x4.splat(0), c31 = f32x4.splat(0);
   let pa = a + (<usize>k0 << 2);
-  let pb = bp + ((<usize>k0 * <usize>NR) << 2);
+  let pb = bp + <usize>k0 * kStep<T>();
   for (let k = k0; k < k1; k++) {
-    const b0 = v128.load(pb);
-    const b1 = v128.load(pb, 16);
+    const b0 = panelLo<T>(pb);
+    const b1 = panelHi<T>(pb);
     let s = v128.load32_splat(pa);
     c00 = madd(c00, s, b0);
     c01 = madd(c01, s, b1);
@@ -80,7 +142,7 @@ function kernel4x8(a: usize, lda: usize, bp: usize, c: usize, ldc: usize, k0: i3
     c30 = madd(c30, s, b0);
     c31 = madd(c31, s, b1);
     pa += 4;
-    pb += 32;
+    pb += kStep<T>();
   }
   storeRow8(c, c00, c01, cols, accumulate);
   storeRow8(c + ldc, c10, c11, cols, accumulate);
@@ -104,16 +166,16 @@ function storeRow8(c: usize, v0: v128, v1: v128, cols: i32, accumulate: bool): v
 
 // @ts-ignore: decorator
 @inline
-function kernel1x8(a: usize, bp: usize, c: usize, k0: i32, k1: i32, accumulate: bool, cols: i32): void {
+function kernel1x8<T>(a: usize, bp: usize, c: usize, k0: i32, k1: i32, accumulate: bool, cols: i32): void {
   let c0 = f32x4.splat(0), c1 = f32x4.splat(0);
   let pa = a + (<usize>k0 << 2);
-  let pb = bp + ((<usize>k0 * <usize>NR) << 2);
+  let pb = bp + <usize>k0 * kStep<T>();
   for (let k = k0; k < k1; k++) {
     const s = v128.load32_splat(pa);
-    c0 = madd(c0, s, v128.load(pb));
-    c1 = madd(c1, s, v128.load(pb, 16));
+    c0 = madd(c0, s, panelLo<T>(pb));
+    c1 = madd(c1, s, panelHi<T>(pb));
     pa += 4;
-    pb += 32;
+    pb += kStep<T>();
   }
   storeRow8(c, c0, c1, cols, accumulate);
 }
@@ -123,24 +185,24 @@ function kernel1x8(a: usize, bp: usize, c: usize, k0: i32, k1: i32, accumulate: 
 // bound by reading the weights, and this reads them at close to the memory's speed.
 // @ts-ignore: decorator
 @inline
-function kernel1x32(a: usize, bp: usize, panelBytes: usize, c: usize, k0: i32, k1: i32, accumulate: bool): void {
+function kernel1x32<T>(a: usize, bp: usize, panelBytes: usize, c: usize, k0: i32, k1: i32, accumulate: bool): void {
   let c0 = f32x4.splat(0), c1 = f32x4.splat(0), c2 = f32x4.splat(0), c3 = f32x4.splat(0);
   let c4 = f32x4.splat(0), c5 = f32x4.splat(0), c6 = f32x4.splat(0), c7 = f32x4.splat(0);
   let pa = a + (<usize>k0 << 2);
-  let p0 = bp + ((<usize>k0 * <usize>NR) << 2);
+  let p0 = bp + <usize>k0 * kStep<T>();
   const p1 = panelBytes, p2 = panelBytes << 1, p3 = panelBytes * <usize>3;
   for (let k = k0; k < k1; k++) {
     const s = v128.load32_splat(pa);
-    c0 = madd(c0, s, v128.load(p0));
-    c1 = madd(c1, s, v128.load(p0, 16));
-    c2 = madd(c2, s, v128.load(p0 + p1));
-    c3 = madd(c3, s, v128.load(p0 + p1, 16));
-    c4 = madd(c4, s, v128.load(p0 + p2));
-    c5 = madd(c5, s, v128.load(p0 + p2, 16));
-    c6 = madd(c6, s, v128.load(p0 + p3));
-    c7 = madd(c7, s, v128.load(p0 + p3, 16));
+    c0 = madd(c0, s, panelLo<T>(p0));
+    c1 = madd(c1, s, panelHi<T>(p0));
+    c2 = madd(c2, s, panelLo<T>(p0 + p1));
+    c3 = madd(c3, s, panelHi<T>(p0 + p1));
+    c4 = madd(c4, s, panelLo<T>(p0 + p2));
+    c5 = madd(c5, s, panelHi<T>(p0 + p2));
+    c6 = madd(c6, s, panelLo<T>(p0 + p3));
+    c7 = madd(c7, s, panelHi<T>(p0 + p3));
     pa += 4;
-    p0 += 32;
+    p0 += kStep<T>();
   }
   if (accumulate) {
     c0 = f32x4.add(c0, v128.load(c)); c1 = f32x4.add(c1, v128.load(c, 16));
@@ -157,15 +219,15 @@ function kernel1x32(a: usize, bp: usize, panelBytes: usize, c: usize, k0: i32, k
 // additions are those of kernel1x32 in the same order (bit-identical to running the rows one by one).
 // @ts-ignore: decorator
 @inline
-function kernelRowsx16(rows: i32, a: usize, lda: usize, bp: usize, panelBytes: usize, c: usize, ldc: usize, k0: i32, k1: i32, accumulate: bool): void {
+function kernelRowsx16<T>(rows: i32, a: usize, lda: usize, bp: usize, panelBytes: usize, c: usize, ldc: usize, k0: i32, k1: i32, accumulate: bool): void {
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
   let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
   let d0 = f32x4.splat(0), d1 = f32x4.splat(0), d2 = f32x4.splat(0), d3 = f32x4.splat(0);
   let pa = a + (<usize>k0 << 2);
-  let p0 = bp + ((<usize>k0 * <usize>NR) << 2);
+  let p0 = bp + <usize>k0 * kStep<T>();
   const three = rows == 3;
   for (let k = k0; k < k1; k++) {
-    const w0 = v128.load(p0), w1 = v128.load(p0, 16), w2 = v128.load(p0 + panelBytes), w3 = v128.load(p0 + panelBytes, 16);
+    const w0 = panelLo<T>(p0), w1 = panelHi<T>(p0), w2 = panelLo<T>(p0 + panelBytes), w3 = panelHi<T>(p0 + panelBytes);
     let s = v128.load32_splat(pa);
     a0 = madd(a0, s, w0); a1 = madd(a1, s, w1);
     a2 = madd(a2, s, w2); a3 = madd(a3, s, w3);
@@ -178,7 +240,7 @@ function kernelRowsx16(rows: i32, a: usize, lda: usize, bp: usize, panelBytes: u
       d2 = madd(d2, s, w2); d3 = madd(d3, s, w3);
     }
     pa += 4;
-    p0 += 32;
+    p0 += kStep<T>();
   }
   storeRow16(c, a0, a1, a2, a3, accumulate);
   storeRow16(c + ldc, b0, b1, b2, b3, accumulate);
@@ -215,9 +277,20 @@ function extract(v: v128, j: i32): f32 {
  * (N columns), C (M×N, row stride N). `accumulate` adds into C instead of overwriting it.
  */
 export function gemm(a: usize, bp: usize, c: usize, M: i32, N: i32, K: i32, n0: i32, n1: i32, accumulate: bool): void {
+  gemmOf<f32>(a, bp, c, M, N, K, n0, n1, accumulate);
+}
+
+/** As `gemm`, B packed as bf16 panels (`packBTBf16`): the weights widened to f32 in registers. */
+export function gemmBf16(a: usize, bp: usize, c: usize, M: i32, N: i32, K: i32, n0: i32, n1: i32, accumulate: bool): void {
+  gemmOf<u16>(a, bp, c, M, N, K, n0, n1, accumulate);
+}
+
+// @ts-ignore: decorator
+@inline
+function gemmOf<T>(a: usize, bp: usize, c: usize, M: i32, N: i32, K: i32, n0: i32, n1: i32, accumulate: bool): void {
   const lda = <usize>K << 2;
   const ldc = <usize>N << 2;
-  const panelBytes = (<usize>K * <usize>NR) << 2;
+  const panelBytes = <usize>K * kStep<T>();
   const full = M & ~(MR - 1); // rows in groups of four; the 1–3 left over go to fewRows
   if (M <= MC) {
     // A window of up to MC rows (decode: 1, a verify window: K + 1) sits in L1/L2 whole, so B is read once, in
@@ -232,9 +305,9 @@ export function gemm(a: usize, bp: usize, c: usize, M: i32, N: i32, K: i32, n0: 
         for (let n = g; n < g1; n += NR) {
           const cols = min(NR, g1 - n);
           const panel = bp + <usize>(n / NR) * panelBytes;
-          for (let i = 0; i < full; i += MR) kernel4x8(a + <usize>i * lda, lda, panel, c + <usize>i * ldc + (<usize>n << 2), ldc, k0, k1, acc, cols);
+          for (let i = 0; i < full; i += MR) kernel4x8<T>(a + <usize>i * lda, lda, panel, c + <usize>i * ldc + (<usize>n << 2), ldc, k0, k1, acc, cols);
         }
-        if (full < M) fewRows(M - full, a + <usize>full * lda, lda, bp, panelBytes, c + <usize>full * ldc, ldc, g, g1, k0, k1, acc);
+        if (full < M) fewRows<T>(M - full, a + <usize>full * lda, lda, bp, panelBytes, c + <usize>full * ldc, ldc, g, g1, k0, k1, acc);
       }
     }
     return;
@@ -249,9 +322,9 @@ export function gemm(a: usize, bp: usize, c: usize, M: i32, N: i32, K: i32, n0: 
       for (let n = n0; n < n1; n += NR) {
         const cols = min(NR, n1 - n);
         const panel = bp + <usize>(n / NR) * panelBytes;
-        for (let i = m0; i < mf; i += MR) kernel4x8(a + <usize>i * lda, lda, panel, c + <usize>i * ldc + (<usize>n << 2), ldc, k0, k1, acc, cols);
+        for (let i = m0; i < mf; i += MR) kernel4x8<T>(a + <usize>i * lda, lda, panel, c + <usize>i * ldc + (<usize>n << 2), ldc, k0, k1, acc, cols);
       }
-      if (mf < m1) fewRows(m1 - mf, a + <usize>mf * lda, lda, bp, panelBytes, c + <usize>mf * ldc, ldc, n0, n1, k0, k1, acc);
+      if (mf < m1) fewRows<T>(m1 - mf, a + <usize>mf * lda, lda, bp, panelBytes, c + <usize>mf * ldc, ldc, n0, n1, k0, k1, acc);
     }
   }
 }
@@ -262,14 +335,14 @@ export function gemm(a: usize, bp: usize, c: usize, M: i32, N: i32, K: i32, n0: 
  * serves all of them with 8–12 sums in flight (a lone 1×8 kernel has two, and waits on its own additions);
  * a ragged end row by row.
  */
-function fewRows(rows: i32, a: usize, lda: usize, bp: usize, panelBytes: usize, c: usize, ldc: usize, n0: i32, n1: i32, k0: i32, k1: i32, acc: bool): void {
+function fewRows<T>(rows: i32, a: usize, lda: usize, bp: usize, panelBytes: usize, c: usize, ldc: usize, n0: i32, n1: i32, k0: i32, k1: i32, acc: bool): void {
   let n = n0;
-  if (rows == 1) for (; n + 4 * NR <= n1; n += 4 * NR) kernel1x32(a, bp + <usize>(n / NR) * panelBytes, panelBytes, c + (<usize>n << 2), k0, k1, acc);
+  if (rows == 1) for (; n + 4 * NR <= n1; n += 4 * NR) kernel1x32<T>(a, bp + <usize>(n / NR) * panelBytes, panelBytes, c + (<usize>n << 2), k0, k1, acc);
   // the row count passed as a constant: each call inlines a loop without the `three` test in it
-  else if (rows == 2) for (; n + 2 * NR <= n1; n += 2 * NR) kernelRowsx16(2, a, lda, bp + <usize>(n / NR) * panelBytes, panelBytes, c + (<usize>n << 2), ldc, k0, k1, acc);
-  else for (; n + 2 * NR <= n1; n += 2 * NR) kernelRowsx16(3, a, lda, bp + <usize>(n / NR) * panelBytes, panelBytes, c + (<usize>n << 2), ldc, k0, k1, acc);
+  else if (rows == 2) for (; n + 2 * NR <= n1; n += 2 * NR) kernelRowsx16<T>(2, a, lda, bp + <usize>(n / NR) * panelBytes, panelBytes, c + (<usize>n << 2), ldc, k0, k1, acc);
+  else for (; n + 2 * NR <= n1; n += 2 * NR) kernelRowsx16<T>(3, a, lda, bp + <usize>(n / NR) * panelBytes, panelBytes, c + (<usize>n << 2), ldc, k0, k1, acc);
   for (; n < n1; n += NR)
-    for (let i = 0; i < rows; i++) kernel1x8(a + <usize>i * lda, bp + <usize>(n / NR) * panelBytes, c + <usize>i * ldc + (<usize>n << 2), k0, k1, acc, min(NR, n1 - n));
+    for (let i = 0; i < rows; i++) kernel1x8<T>(a + <usize>i * lda, bp + <usize>(n / NR) * panelBytes, c + <usize>i * ldc + (<usize>n << 2), k0, k1, acc, min(NR, n1 - n));
 }
 
 /**

@@ -40,6 +40,7 @@ import { SimdGemm, addBiasRows } from './simd/gemm.js';
 import { simdMultistep } from './simd/multistep.js';
 import { simdCachedAttention, type CachedAttentionFn } from './simd/attention.js';
 import { simdSiluMul } from './simd/activations.js';
+import { PackedWeight } from './simd/packed_weight.js';
 import { linearsKernel, matmulKernel } from '../kernels/matmul.js';
 import { gatedMlpKernel } from '../kernels/mlp.js';
 import { linearAttentionKernel } from '../kernels/linear_attention.js';
@@ -293,8 +294,12 @@ async function simdOps(): Promise<Ops> {
         in: nin,
         out: nout,
       } = dims({ x: [xin, ['rows', 'in']], weight: [weight, ['out', 'in']], bias: [bias, ['out']] });
-      // weights (marked immutable by the model's WeightStore) stay packed; anything else is packed per call
-      const y = g.linear(xin.data, rows, nin, weight.data, nout, isImmutable(weight.data));
+      // weights (marked immutable by the model's WeightStore) stay packed; anything else is packed per call;
+      // a bf16 checkpoint's matrices are bf16 panels already (lib/simd/packed_weight.ts)
+      const y =
+        weight instanceof PackedWeight
+          ? g.linear(xin.data, rows, nin, weight.panels, nout)
+          : g.linear(xin.data, rows, nin, weight.data, nout, isImmutable(weight.data));
       if (bias) addBiasRows(y, rows, bias.data);
       return t32(y, [...x.shape.slice(0, -1), nout], 'linear');
     },

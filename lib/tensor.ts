@@ -71,6 +71,13 @@ export class Tensor {
   get rank(): number {
     return this.shape.length;
   }
+  /**
+   * Whether the values live outside `data` (a weight held as bf16 panels in the wasm-simd module,
+   * lib/simd/packed_weight.ts, checked finite when it was packed): shape checks skip the finiteness scan.
+   */
+  get packed(): boolean {
+    return false;
+  }
   get strides(): number[] {
     return stridesOf(this.shape);
   }
@@ -322,6 +329,7 @@ export function forgetFinite(a: FloatArray): void {
 
 /** Throw NonFiniteError at the first NaN or ±Inf (naming the tensor `name`, default its own name). */
 export function assertFinite(t: Tensor, name = t.name): void {
+  if (t.packed) return; // checked when packed
   const d = t.data;
   if (knownFinite.has(d)) return;
   if (allFinite(d)) return;

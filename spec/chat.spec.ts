@@ -580,7 +580,8 @@ describe('a small vocabulary (bytes as tokens): sampling, and hybrids keeping co
     'on wasm-simd (the CLI default: fused decode steps, float32 products), a %s model too',
     async (variant) => {
       const simd = await getOps('wasm-simd');
-      const base = loadModel(dir, { backend: 'wasm-simd' });
+      // the Llama as bf16 panels (BF16 on wasm-simd); converting reads the weights' values, so float32 arrays there
+      const base = loadModel(dir, { backend: 'wasm-simd', bf16Panels: variant === 'llama' });
       const model = variant === 'llama' ? base : convert(base, { variant, attnLayers: [0], seed: 1 });
       const o = { maxNewTokens: 6, stop, temperature: 1, seed: 4 };
       const s = new ChatSession(simd, model, byteTokenizer, template, o);

@@ -10,13 +10,21 @@
  *   h += (silu(rms(h)·w₂ Wgᵀ) ⊙ rms(h)·w₂ Wuᵀ) Wdᵀ;   logits = (rms(h)·w_f) Eᵀ   (tied)
  *
  * Tolerance: the float64 reference backend within 1e-9 of the scale of the logits (max error over max |logit|;
- * measured 0). wasm-simd cannot hold this model in its 2 GiB module memory until weights are packed in bf16:
- * the test checks that it is refused from the headers. The other cases: bad input named before any work
- * (exit 2). Cost, measured on 2 shared cores: 64 s for the file (init 11 s; the rest the two forwards), peak RSS 2.2 GB
- * (the 769 MB file read whole by the check, 1.4 GiB of float32 weights).
+ * measured 0). wasm-simd, its BF16 matrices loaded as bf16 panels in the module (lib/simd/packed_weight.ts;
+ * 0.77 GB where float32 panels took 2.4 GiB with the staged head, over the old 2 GiB limit), within TOL_F32 of
+ * that scale: its weights are the file's values exactly (bf16 → float32 is exact), so what differs is float32
+ * arithmetic — the activations rounded to float32 between ops and the products' sums (K ≤ 8192) accumulated in
+ * float32, each within about √K·2⁻²⁴ ≈ 5e-6 of its scale for random signs, through 2 layers and the head.
+ * A model that truly cannot fit (Llama-3.2-3B-shaped, 6.4 GB of bf16 panels over 4 GiB) is refused from its
+ * headers alone (a sparse file: nothing is read). The other cases: bad input named before any work (exit 2).
+ * Cost, measured on 2 shared cores: 64 s for the file (init 11 s; the rest the two forwards), peak RSS 2.2 GB
+ * (the 769 MB file read whole by the check, 1.4 GiB of float32 weights) before the wasm-simd case; with it,
+ * 2.7 GB peak RSS (+0.77 GB of panels and the staging), and the case itself (load into bf16 panels, both
+ * forwards) took 7.1 s at load average ~5 (the test 137 s then; 111 s and 699 s at load average 17), 2026-12-04.
+ * The tiny cases: 3 s.
  */
 import { describe, expect, it } from 'vitest';
-import { readFileSync, writeFileSync, readdirSync, rmSync, existsSync } from 'node:fs';
+import { readFileSync, writeFileSync, readdirSync, rmSync, existsSync, truncateSync, copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpFolder } from './tmp.js';
 import { main } from '../lib/cli/main.js';
@@ -24,10 +32,16 @@ import { loadModel, MemoryError } from '../lib/model/load.js';
 import { forward, newCache } from '../lib/model/hybrid.js';
 import { getOps, backendStatus } from '../lib/ops.js';
 import { ConfigError, parseLlamaConfig } from '../lib/model/config.js';
-import { SafetensorsError } from '../lib/errors.js';
+import { DTypeError, NonFiniteError, SafetensorsError } from '../lib/errors.js';
+import { PackedWeight } from '../lib/simd/packed_weight.js';
 import { lookup } from '../lib/checked.js';
 
 const CONFIG = 'configs/llama-3.2-1b.json';
+/**
+ * wasm-simd's logits against the float64 forward, over max |logit|: about √K·2⁻²⁴ ≈ 5e-6 for K = 8192 (see the
+ * header); measured 1.0e-7 for both paths (2026-12-04)
+ */
+const TOL_F32 = 1e-5;
 const quiet = async (argv: string[]) => {
   const log = console.log;
   const err = console.error;
@@ -201,7 +215,7 @@ function scaledError(a: ArrayLike<number>, b: Float64Array[]): number {
 }
 
 describe('real shapes: a 2-layer Llama-3.2-1B-shaped bf16 checkpoint from mil init', () => {
-  it('loads compactly and gives the logits of an independent float64 forward (reference backend: 1e-9 of the scale of the logits); wasm-simd refused before reading', async () => {
+  it('loads compactly and gives the logits of an independent float64 forward (reference backend: 1e-9 of the scale of the logits; wasm-simd on bf16 panels: TOL_F32, batched and fused decode)', async () => {
     const dir = join(tmpFolder('realsize'), 'l2');
     expect(await quiet(['init', '--config', CONFIG, '--out', dir, '--layers', '2', '--seed', '7'])).toBe(0);
     expect(readdirSync(dir).sort()).toEqual(['.mil-output.json', 'config.json', 'model.safetensors']); // the marker: lib/io/paths.ts
@@ -211,10 +225,23 @@ describe('real shapes: a 2-layer Llama-3.2-1B-shaped bf16 checkpoint from mil in
     expect(m.weights.get('model.embed_tokens.weight').dtype).toBe('float32'); // no float64 copy
     expect(m.llama.ropeScaling.ropeType).toBe('llama3');
     const errors: Record<string, number> = {};
-    // wasm-simd packs float32 weights in a 2 GiB module memory: this model (1.43 GiB + the 0.98 GiB head staged
-    // while packed) cannot fit until weights are packed in bf16 — refused from the headers, before any read
-    expect(() => loadModel(dir, { backend: 'wasm-simd' })).toThrow(MemoryError);
-    expect(() => loadModel(dir, { backend: 'wasm-simd' })).toThrow(/wasm-simd backend's module memory/);
+    // wasm-simd: the matrices as bf16 panels in the module, no float32 copy (the tied head IS the embedding)
+    const t0 = performance.now();
+    const ms = loadModel(dir, { backend: 'wasm-simd' });
+    const E = ms.weights.get('model.embed_tokens.weight');
+    expect(E).toBeInstanceOf(PackedWeight);
+    expect(E.shape).toEqual([128256, 2048]);
+    expect(() => E.data).toThrow(DTypeError);
+    expect(ms.weights.get('model.norm.weight').dtype).toBe('float32'); // vectors stay arrays
+    const simd = await getOps('wasm-simd');
+    const batched = await forward(simd, ms, [ids], newCache(ms, 1), { fused: false }); // 4 rows: the 4×8 kernels
+    errors['wasm-simd batched'] = scaledError(batched.data, want);
+    // the fused decode step (lib/model/llama_step.ts: 1 row, the few-row kernels), the prompt then one token
+    const cache = newCache(ms, 1);
+    await forward(simd, ms, [ids.slice(0, 3)], cache);
+    const step = await forward(simd, ms, [ids.slice(3)], cache);
+    errors['wasm-simd fused step'] = scaledError(step.data, want.slice(3));
+    console.log(`realsize wasm-simd: load (bf16 panels) and both forwards ${(performance.now() - t0).toFixed(0)} ms`);
     for (const s of await backendStatus()) {
       if (!s.available || s.name !== 'reference') continue;
       const ops = await getOps(s.name);
@@ -224,7 +251,60 @@ describe('real shapes: a 2-layer Llama-3.2-1B-shaped bf16 checkpoint from mil in
     }
     console.log('realsize logits, max error / max |logit|:', errors);
     expect(errors.reference).toBeLessThan(1e-9);
-  }, 120_000);
+    expect(errors['wasm-simd batched']).toBeLessThan(TOL_F32);
+    expect(errors['wasm-simd fused step']).toBeLessThan(TOL_F32);
+  }, 600_000);
+
+  it('a model that cannot fit the wasm-simd module even in bf16 (Llama-3.2-3B-shaped) is refused from its headers before any read, naming the bytes and the limit', () => {
+    const dir = tmpFolder('realsize3b');
+    const cfg = JSON.parse(readFileSync('configs/llama-3.2-3b.json', 'utf8'));
+    copyFileSync('configs/llama-3.2-3b.json', join(dir, 'config.json'));
+    // every weight of the config, its shape from the Llama equations (independent of lib/model/load.ts)
+    const { hidden_size: D, intermediate_size: F, vocab_size: V, head_dim: hd } = cfg;
+    const [H, Hkv] = [cfg.num_attention_heads, cfg.num_key_value_heads];
+    const shapes: Record<string, number[]> = { 'model.embed_tokens.weight': [V, D], 'model.norm.weight': [D] };
+    for (let l = 0; l < cfg.num_hidden_layers; l++)
+      Object.assign(shapes, {
+        [`model.layers.${l}.input_layernorm.weight`]: [D],
+        [`model.layers.${l}.post_attention_layernorm.weight`]: [D],
+        [`model.layers.${l}.self_attn.q_proj.weight`]: [H * hd, D],
+        [`model.layers.${l}.self_attn.k_proj.weight`]: [Hkv * hd, D],
+        [`model.layers.${l}.self_attn.v_proj.weight`]: [Hkv * hd, D],
+        [`model.layers.${l}.self_attn.o_proj.weight`]: [D, H * hd],
+        [`model.layers.${l}.mlp.gate_proj.weight`]: [F, D],
+        [`model.layers.${l}.mlp.up_proj.weight`]: [F, D],
+        [`model.layers.${l}.mlp.down_proj.weight`]: [D, F],
+      });
+    // a sparse safetensors file: the header, then holes of the data's size (no disk used, nothing read)
+    let at = 0;
+    const header: Record<string, unknown> = {};
+    let bf16Bytes = 0;
+    for (const [n, sh] of Object.entries(shapes)) {
+      const bytes = 2 * sh.reduce((a, b) => a * b, 1);
+      header[n] = { dtype: 'BF16', shape: sh, data_offsets: [at, at + bytes] };
+      at += bytes;
+      if (sh.length === 2) bf16Bytes += bytes;
+    }
+    const json = Buffer.from(JSON.stringify(header));
+    const prefix = Buffer.alloc(8);
+    prefix.writeBigUInt64LE(BigInt(json.length));
+    const file = join(dir, 'model.safetensors');
+    writeFileSync(file, Buffer.concat([prefix, json]));
+    truncateSync(file, 8 + json.length + at);
+    let err: MemoryError | undefined;
+    try {
+      loadModel(dir, { backend: 'wasm-simd', memoryLimit: 2 ** 50 });
+    } catch (e) {
+      err = e as MemoryError;
+    }
+    expect(err).toBeInstanceOf(MemoryError);
+    expect(err!.message).toMatch(/wasm-simd backend's module memory \(bf16 panels/);
+    expect(err!.limitBytes).toBe(2 ** 32);
+    // counted at 2 bytes a weight (every row count here is a multiple of 8), plus at most the embedding's staging
+    expect(err!.needBytes).toBeGreaterThanOrEqual(bf16Bytes);
+    expect(err!.needBytes).toBeLessThanOrEqual(bf16Bytes + 2 * V * D + 2 * D * (2 * cfg.num_hidden_layers + 1) * 8);
+    expect(bf16Bytes).toBeGreaterThan(2 ** 32);
+  });
 });
 
 describe('mil init and the load-time checks (tiny configs)', () => {
@@ -309,6 +389,57 @@ describe('mil init and the load-time checks (tiny configs)', () => {
     expect(() => loadModel(dir)).toThrow(/301 tokens .* vocab_size 300/);
     expect(await quiet(['generate', '--model', dir, '--prompt-ids', '1'])).toBe(2);
     expect(existsSync(join(dir, 'model.safetensors'))).toBe(true);
+  });
+
+  it('wasm-simd takes a BF16 checkpoint as bf16 panels: logits bit-identical to float32 panels of the same weights (bf16Panels: false, MIL_SIMD_BF16=0), batched and fused; a NaN word named at load; F32 stays arrays', async () => {
+    const root = tmpFolder('init');
+    const dir = join(root, 'm');
+    expect(await quiet(['init', '--config', tiny(root), '--out', dir, '--layers', '2', '--seed', '3'])).toBe(0);
+    const a = loadModel(dir, { backend: 'wasm-simd' });
+    const b = loadModel(dir, { backend: 'wasm-simd', bf16Panels: false });
+    process.env.MIL_SIMD_BF16 = '0';
+    try {
+      expect(loadModel(dir, { backend: 'wasm-simd' }).weights.get('model.embed_tokens.weight')).not.toBeInstanceOf(
+        PackedWeight,
+      );
+    } finally {
+      delete process.env.MIL_SIMD_BF16;
+    }
+    for (const n of ['model.embed_tokens.weight', 'model.layers.1.mlp.down_proj.weight'])
+      expect([a.weights.get(n) instanceof PackedWeight, b.weights.get(n) instanceof PackedWeight]).toEqual([
+        true,
+        false,
+      ]);
+    expect(a.weights.names()).toEqual(b.weights.names()); // the checkpoint's order either way
+    const ops = await getOps('wasm-simd');
+    const ids = [1, 5, 7, 299, 3];
+    for (const fused of [false, true]) {
+      const ya = await forward(ops, a, [ids], newCache(a, 1), { fused });
+      const yb = await forward(ops, b, [ids], newCache(b, 1), { fused });
+      expect(Array.from(ya.data), `fused ${fused}`).toEqual(Array.from(yb.data));
+    }
+    const c1 = newCache(a, 1);
+    await forward(ops, a, [ids.slice(0, 2)], c1);
+    const c2 = newCache(b, 1);
+    await forward(ops, b, [ids.slice(0, 2)], c2);
+    expect(Array.from((await forward(ops, a, [[9]], c1)).data)).toEqual(
+      Array.from((await forward(ops, b, [[9]], c2)).data),
+    ); // the fused one-token step
+    // a NaN in a matrix's bf16 words: named with its index when packed
+    const file = join(dir, 'model.safetensors');
+    const buf = readFileSync(file);
+    const n = Number(buf.readBigUInt64LE(0));
+    const e = JSON.parse(buf.subarray(8, 8 + n).toString('utf8'))['model.layers.1.mlp.up_proj.weight'];
+    buf.writeUInt16LE(0x7fc0, 8 + n + e.data_offsets[0] + 2 * 5);
+    writeFileSync(file, buf);
+    expect(() => loadModel(dir, { backend: 'wasm-simd' })).toThrow(NonFiniteError);
+    expect(() => loadModel(dir, { backend: 'wasm-simd' })).toThrow(/up_proj.weight'.*NaN at flat index 5/);
+    const f = join(root, 'f32');
+    expect(await quiet(['init', '--config', tiny(root), '--out', f, '--layers', '1', '--dtype', 'f32'])).toBe(0);
+    expect(loadModel(f, { backend: 'wasm-simd' }).weights.get('model.embed_tokens.weight').dtype).toBe('float32');
+    expect(loadModel(f, { backend: 'wasm-simd' }).weights.get('model.embed_tokens.weight')).not.toBeInstanceOf(
+      PackedWeight,
+    );
   });
 
   it('init: bad options and configs exit 2 and write nothing; the shipped configs parse', async () => {

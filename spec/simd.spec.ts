@@ -8,6 +8,10 @@
  * SIMD's fused multiply-add; skipped, saying why, on an engine without relaxed SIMD).
  * Tolerance: float32 products of length K against float64, relative (Frobenius) error ≤ 1e-5 (either build:
  * fusing removes one rounding per term, it adds none).
+ * Bf16 panels (packBf16, gemmBf16): against a float64 product of the bf16 weights (each word widened exactly)
+ * within the same 1e-5 — the weights are exact, so only the float32 accumulation errs, as for float32 panels —
+ * and bit-identical to float32 panels of those widened weights (the widening in registers is exact); the
+ * packing read back row by row (rowBf16) gives every word.
  */
 import fc from 'fast-check';
 import { execFileSync } from 'node:child_process';
@@ -31,6 +35,14 @@ const builds = [
 ];
 
 const rnd = (r: Rng, n: number) => Float32Array.from({ length: n }, () => r.uniform(-1, 1));
+/** n random finite bf16 words: the high halves of float32s of every magnitude in [2⁻⁸, 2⁸), either sign. */
+const bf16Words = (r: Rng, n: number) =>
+  Uint16Array.from({ length: n }, () => {
+    const f = new Float32Array([(r.uniform(-1, 1) < 0 ? -1 : 1) * 2 ** r.uniform(-8, 8)]);
+    return new Uint32Array(f.buffer)[0] >>> 16;
+  });
+/** bf16 words as float32 (exact: the word is the float32's high half), written independently of lib/simd. */
+const widenBf16 = (w: Uint16Array) => new Float32Array(Uint32Array.from(w, (v) => v * 65536).buffer);
 function ref(
   a: (i: number, k: number) => number,
   b: (k: number, n: number) => number,
@@ -117,6 +129,44 @@ describe.each(builds)('SIMD matrix products = float64 reference: $build', ({ fma
       ),
       { numRuns: 30 },
     );
+  });
+  it('bf16 panels: y = x·Wᵀ on random shapes (M = 1–3 decode/verify rows, up to 75; ragged N and K) = the float64 product of the bf16 weights, bit-identical to float32 panels of them, 1 and 2 threads; every row read back (numRuns 40)', () => {
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          fc.integer({ min: 1, max: 3 }),
+          shape.map((s) => s.M),
+        ),
+        fc.oneof(fc.integer({ min: 1, max: 40 }), fc.integer({ min: 250, max: 530 })),
+        fc.oneof(fc.integer({ min: 1, max: 41 }), fc.integer({ min: 60, max: 100 })),
+        fc.integer({ min: 0, max: 1e6 }),
+        (M, K, N, seed) => {
+          const r = new Rng(seed);
+          const x = rnd(r, M * K);
+          const words = bf16Words(r, N * K); // (N, K)
+          const wide = widenBf16(words); // (N, K), exact
+          const want = ref(
+            (i, k) => x[i * K + k],
+            (k, n) => wide[n * K + k],
+            M,
+            K,
+            N,
+          );
+          const pack = (g: SimdGemm) => g.packBf16(N, K, (b) => b.set(new Uint8Array(words.buffer)));
+          const p1 = pack(one);
+          const got = one.linear(x, M, K, p1, N);
+          expect(relError(got, want)).toBeLessThanOrEqual(1e-5);
+          expect(Array.from(got)).toEqual(Array.from(one.linear(x, M, K, wide, N, false)));
+          expect(Array.from(two.linear(x, M, K, pack(two), N))).toEqual(Array.from(got));
+          const row = new Float32Array(K);
+          for (let n = 0; n < N; n++)
+            expect(Array.from(one.rowBf16(p1, n, row))).toEqual(Array.from(wide.subarray(n * K, (n + 1) * K)));
+        },
+      ),
+      { numRuns: 40 },
+    );
+    one.releaseResident();
+    two.releaseResident();
   });
   it('matmul c = a·b and matmulTN c = aᵀ·b (the dW of a backward) (numRuns 30)', () => {
     fc.assert(

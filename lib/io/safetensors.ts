@@ -216,6 +216,18 @@ export function readTensorAt(fd: number, h: SafetensorsHeader, name: string, int
 }
 
 /**
+ * Copy one tensor's stored bytes, as they are (no decoding), from an open file into `into` (exactly the tensor's
+ * byte length): a caller that keeps the stored dtype (bf16 panels, lib/simd/gemm.ts) reads straight into place.
+ */
+export function readRawAt(fd: number, h: SafetensorsHeader, name: string, into: Uint8Array): void {
+  const info = h.tensors.get(name);
+  if (!info) throw new SafetensorsError(h.path, `missing tensor '${name}'`);
+  if (into.length !== info.end - info.begin)
+    throw new SafetensorsError(h.path, `tensor '${name}': ${info.end - info.begin} bytes, read into ${into.length}`);
+  readExactly(fd, h.path, into, info.begin);
+}
+
+/**
  * 'float64': every dtype widened to float64. 'compact': F32, F16 and BF16 to float32 (exact: each is a
  * subset of float32), the others (F64, integers) to float64 — what a checkpoint keeps in memory.
  */

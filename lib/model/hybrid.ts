@@ -21,6 +21,7 @@ import { ArgumentError } from '../errors.js';
 import type { Ops } from '../ops.js';
 import { rmsnorm } from '../ref/norm.js';
 import { Tensor } from '../tensor.js';
+import { weightRow } from '../simd/packed_weight.js';
 import { fusedStepApplies, llamaStep } from './llama_step.js';
 import { attentionInfer } from './mixers/attention.js';
 import {
@@ -122,7 +123,7 @@ export async function forward(
     row.forEach((id, t) => {
       if (!Number.isInteger(id) || id < 0 || id >= c.vocabSize)
         throw new ArgumentError(`ids[${b}][${t}]`, `a token id in [0, ${c.vocabSize})`, id);
-      h.data.set(emb.data.subarray(id * dModel, (id + 1) * dModel), (b * L + t) * dModel);
+      weightRow(emb, id, h.data.subarray((b * L + t) * dModel, (b * L + t + 1) * dModel)); // a float array or bf16 panels
     }),
   );
   for (let i = 0; i < kinds.length; i++) {

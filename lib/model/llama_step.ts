@@ -39,6 +39,8 @@ import {
 } from './mixers/block.js';
 import { mlpNames, mlpStep } from './mixers/mlp.js';
 import { lookup } from '../checked.js';
+import { PackedWeight, weightRow } from '../simd/packed_weight.js';
+import type { Bf16Panels } from '../simd/gemm.js';
 
 type FloatArray = Float32Array | Float64Array;
 
@@ -53,12 +55,15 @@ export function fusedStepApplies(ops: Ops, m: HybridModel, batch: number, L: num
   return ops.name === 'wasm-simd' && !m.mamba && batch === 1 && L >= 1 && L <= FUSED_MAX_TOKENS;
 }
 
+/** A matrix as the products take it: a float array, or a bf16 checkpoint's panels (lib/simd/packed_weight.ts). */
+type Matrix = FloatArray | Bf16Panels;
+
 interface LayerPlan extends AttentionStepWeights {
   ln1: FloatArray;
   ln2: FloatArray;
-  gate: FloatArray;
-  up: FloatArray;
-  down: FloatArray;
+  gate: Matrix;
+  up: Matrix;
+  down: Matrix;
 }
 
 /** Weights looked up once and buffers allocated once, for one model (rebuilt when a weight tensor is replaced). */
@@ -66,9 +71,9 @@ interface Plan {
   /** every weight tensor the plan holds, by name: a replaced one (`tensors.set`) makes a new plan */
   held: Array<[string, Tensor]>;
   layers: LayerPlan[];
-  emb: FloatArray; // (V, d)
+  emb: Tensor; // (V, d): its rows read by weightRow (a float array or bf16 panels)
   norm: FloatArray; // (d)
-  head: FloatArray; // (V, d)
+  head: Matrix; // (V, d)
   inv: Float64Array; // (hd/2): RoPE's inverse frequencies
   rope: { cos: Float64Array; sin: Float64Array }; // (hd/2) each: this token's RoPE angles, computed once for every layer
   h: Float32Array; // (d): the hidden state, float32 as on every float32 backend
@@ -92,10 +97,15 @@ function planOf(m: HybridModel): Plan {
   if (old && old.held.every(([name, t]) => W.tensors.get(name) === t)) return old;
   const c = m.llama;
   const held: Array<[string, Tensor]> = [];
-  const get = (name: string): FloatArray => {
+  const tensor = (name: string): Tensor => {
     const t = W.get(name); // marks the array immutable (so its packed copy stays resident) and finite
     held.push([name, lookup(W.tensors, name)]);
-    return t.data;
+    return t;
+  };
+  const get = (name: string): FloatArray => tensor(name).data; // a vector (norms, biases)
+  const matrix = (name: string): Matrix => {
+    const t = tensor(name); // (out, in)
+    return t instanceof PackedWeight ? t.panels : t.data;
   };
   const bias = (name: string | undefined) => (name === undefined ? undefined : get(name));
   // the parameter names of ./mixers/ (the one description of the attention, MLP and block)
@@ -105,28 +115,28 @@ function planOf(m: HybridModel): Plan {
     const f = mlpNames(p);
     return {
       ln1: get(norm1),
-      q: get(a.q.weight),
-      k: get(a.k.weight),
-      v: get(a.v.weight),
-      o: get(a.o.weight),
+      q: matrix(a.q.weight),
+      k: matrix(a.k.weight),
+      v: matrix(a.v.weight),
+      o: matrix(a.o.weight),
       bq: bias(a.q.bias),
       bk: bias(a.k.bias),
       bv: bias(a.v.bias),
       bo: bias(a.o.bias),
       ln2: get(norm2),
-      gate: get(f.gate),
-      up: get(f.up),
-      down: get(f.down),
+      gate: matrix(f.gate),
+      up: matrix(f.up),
+      down: matrix(f.down),
     };
   });
-  const emb = get('model.embed_tokens.weight'); // (V, d)
+  const emb = tensor('model.embed_tokens.weight'); // (V, d)
   const d = c.hiddenSize;
   const plan: Plan = {
     held,
     layers,
     emb,
     norm: get('model.norm.weight'),
-    head: get(lmHeadName(m)),
+    head: matrix(lmHeadName(m)),
     inv: attentionRope(c, 0, 1).inv, // RoPE as ./mixers/attention.ts applies it
     h: new Float32Array(d),
     x: new Float64Array(d),
@@ -156,9 +166,8 @@ export function llamaStep(m: HybridModel, id: number, cache: ModelCache): Tensor
   const g = SimdGemm.shared();
   const P = planOf(m);
   const { h, x } = P;
-  const d = c.hiddenSize;
   const pos = cache.length;
-  h.set(P.emb.subarray(id * d, (id + 1) * d));
+  weightRow(P.emb, id, h);
   ropeAngles(pos, P.inv, P.rope.cos, P.rope.sin);
   for (let i = 0; i < P.layers.length; i++) {
     const Lw = P.layers[i];

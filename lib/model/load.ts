@@ -21,16 +21,26 @@ import {
 } from './config.js';
 import { checkObject } from './schema.js';
 import { layerKinds, type HybridModel } from './hybrid.js';
-import { planCheckpoint, readCheckpoint, type CheckpointPlan, type WeightStore } from './weights.js';
+import { packsAsBf16, planCheckpoint, readCheckpoint, type CheckpointPlan, type WeightStore } from './weights.js';
 import { sizeOf } from '../tensor.js';
-import { WASM_SIMD_MAX_BYTES } from '../simd/limits.js';
+import { wasmSimdMaxBytes } from '../simd/limits.js';
+import { SimdGemm } from '../simd/gemm.js';
 
 const readJson = (path: string) => readJsonObject(path, (p) => new ConfigError(path, p));
 
 /** What loadModel checks the checkpoint's memory need against. */
 export interface LoadOptions {
-  /** the backend the model will run on: 'wasm-simd' adds its module's memory limit (WASM_SIMD_MAX_BYTES) */
+  /**
+   * the backend the model will run on: 'wasm-simd' adds its module's memory limit (wasmSimdMaxBytes, 4 GiB where
+   * the engine allows it), and packs a BF16 checkpoint's matrices into that module as bf16 panels while reading
+   * them (lib/simd/packed_weight.ts: they are then read through that backend only)
+   */
   backend?: string;
+  /**
+   * on wasm-simd, BF16 matrices as bf16 panels (default: yes, unless the environment sets MIL_SIMD_BF16=0); false
+   * keeps float32 arrays, packed as float32 panels at first use (as for F32/F16 checkpoints: the comparison)
+   */
+  bf16Panels?: boolean;
   /** bytes the weights may take in memory (default: the machine's free memory, os.freemem()) */
   memoryLimit?: number;
 }
@@ -58,13 +68,14 @@ export function loadModel(dir: string, o: LoadOptions = {}): HybridModel {
   const plan = planCheckpoint(dir);
   checkDtypes(plan, config, join(dir, 'config.json'));
   checkTokenizerVocab(join(dir, 'tokenizer.json'), llama.vocabSize);
-  checkMemory(plan, o);
+  const bf16 = o.backend === 'wasm-simd' && (o.bf16Panels ?? process.env.MIL_SIMD_BF16 !== '0');
+  checkMemory(plan, o, bf16);
   return modelFromParts({
     dir,
     config,
     mambaConfig: existsSync(mc) ? readJson(mc) : undefined,
     milConfig: existsSync(extraPath) ? readJson(extraPath) : undefined,
-    weights: readCheckpoint(dir, plan),
+    weights: readCheckpoint(dir, plan, bf16 ? SimdGemm.shared() : undefined),
   });
 }
 
@@ -128,33 +139,64 @@ export class MemoryError extends MilError {
 
 const gib = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB (${b} bytes)`;
 
-/** The checkpoint's weights must fit the memory limit and, on wasm-simd, the module's memory (MemoryError). */
-function checkMemory(plan: CheckpointPlan, o: LoadOptions = {}): void {
+/**
+ * The checkpoint's weights must fit the memory limit and, on wasm-simd, the module's memory (MemoryError).
+ * `bf16`: the BF16 matrices go into the module as bf16 panels (2 bytes a weight, rows padded to the 8-column
+ * panel) instead of float32 arrays (4 bytes) — counted so in both.
+ */
+function checkMemory(plan: CheckpointPlan, o: LoadOptions, bf16: boolean): void {
+  const wasm = o.backend === 'wasm-simd' ? wasmSimdModuleBytes(plan, bf16) : { bytes: 0, packedJsBytes: 0 };
+  // the packed matrices leave the JavaScript heap (their float32 arrays are never made) for the module memory
+  const need = plan.residentBytes - wasm.packedJsBytes + (bf16 ? wasm.bytes : 0);
   const limit = o.memoryLimit ?? freemem();
-  if (plan.residentBytes > limit)
+  if (need > limit)
     throw new MemoryError(
       plan.dir,
-      plan.residentBytes,
+      need,
       limit,
       o.memoryLimit === undefined ? "the machine's free memory" : 'the memory limit',
     );
-  if (o.backend === 'wasm-simd') {
-    // every weight packed as float32, plus the staging copy of the largest while it is packed (lib/simd/gemm.ts)
-    let f32 = 0;
-    let largest = 0;
-    for (const w of plan.weights.values()) {
-      f32 += 4 * sizeOf(w.info.shape);
-      largest = Math.max(largest, 4 * sizeOf(w.info.shape));
+  if (o.backend === 'wasm-simd' && wasm.bytes > wasmSimdMaxBytes())
+    throw new MemoryError(
+      plan.dir,
+      wasm.bytes,
+      wasmSimdMaxBytes(),
+      `the wasm-simd backend's module memory (${bf16 ? 'bf16 panels for the BF16 matrices, float32 for the rest' : 'float32 panels'}; use --backend reference)`,
+    );
+}
+
+/**
+ * The wasm-simd module memory a checkpoint's weights take (lib/simd/gemm.ts): the bf16 panels (`bf16`: the
+ * `packsAsBf16` matrices, packed at load, largest first, each staged as its 2·N·K bytes above the panels packed
+ * before it — the peak over that sequence), then every other weight as float32 panels (4 bytes a weight, rows
+ * padded to 8) plus the float32 staging of the largest while it is packed. `packedJsBytes`: the float32 bytes the
+ * bf16-packed matrices would have taken in the JavaScript heap.
+ */
+function wasmSimdModuleBytes(plan: CheckpointPlan, bf16: boolean): { bytes: number; packedJsBytes: number } {
+  const pad8 = (n: number) => Math.ceil(n / 8) * 8;
+  const packed: number[][] = [];
+  let f32 = 0;
+  let largest = 0;
+  for (const [name, w] of plan.weights) {
+    const shape = w.info.shape;
+    if (bf16 && packsAsBf16(name, w.info)) packed.push(shape);
+    else {
+      const rows = shape.length > 1 ? pad8(shape[0]) * sizeOf(shape.slice(1)) : pad8(sizeOf(shape));
+      f32 += 4 * rows;
+      largest = Math.max(largest, 4 * sizeOf(shape));
     }
-    f32 += largest;
-    if (f32 > WASM_SIMD_MAX_BYTES)
-      throw new MemoryError(
-        plan.dir,
-        f32,
-        WASM_SIMD_MAX_BYTES,
-        "the wasm-simd backend's module memory (float32 weights; use --backend reference)",
-      );
   }
+  packed.sort((a, b) => sizeOf(b) - sizeOf(a));
+  let top = 0;
+  let peak = 0;
+  for (const [N, K] of packed) {
+    peak = Math.max(peak, top + 2 * pad8(N) * K + 2 * N * K);
+    top += 2 * pad8(N) * K;
+  }
+  return {
+    bytes: Math.max(peak, top + f32 + largest),
+    packedJsBytes: packed.reduce((s, sh) => s + 4 * sizeOf(sh), 0),
+  };
 }
 
 /**

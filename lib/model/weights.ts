@@ -4,6 +4,8 @@
  * (`planCheckpoint`: what it needs in memory, before any weight is read), then read one tensor at a time and
  * kept compact — F32/F16/BF16 weights as float32, never a float64 copy of the model. The float64 reference
  * ops read them as they are (float32 → float64 is exact); the kernels take them without a copy.
+ * For the wasm-simd backend a BF16 checkpoint's matrices go from the file into bf16 panels in the SIMD module
+ * (lib/simd/packed_weight.ts), never a float32 copy: `readCheckpoint(dir, plan, gemm)`.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -14,6 +16,7 @@ import {
   parseSafetensors,
   readSafetensorsHeader,
   readTensorAt,
+  readRawAt,
   dtypeBytes,
   safetensorsChunks,
   withFile,
@@ -26,6 +29,8 @@ import type { WriteData } from '../io/writer.js';
 import { markFinite, sizeOf, type Tensor } from '../tensor.js';
 import { markImmutable } from '../weight_registry.js';
 import { lookup } from '../checked.js';
+import { PackedWeight } from '../simd/packed_weight.js';
+import type { SimdGemm } from '../simd/gemm.js';
 
 /**
  * Named weights. Weights are immutable once read through `get` (their float32 copy for the kernels is
@@ -40,6 +45,7 @@ export class WeightStore {
   get(name: string): Tensor {
     const t = this.tensors.get(name); // (the weight's shape), or undefined
     if (!t) throw new SafetensorsError(this.source, `missing weight '${name}'`);
+    if (t instanceof PackedWeight) return t.named(name); // checked finite when packed; immutable (no array)
     if (!this.checked.has(t.data)) {
       // once per array: a finite weight is remembered as such, so the ops' input checks skip rescanning it
       // (checkpoints are checked at load; an in-memory analysis may set A_log = −∞ on purpose)
@@ -74,6 +80,14 @@ export interface CheckpointPlan {
   weights: Map<string, PlannedWeight>;
   storedBytes: number;
   residentBytes: number;
+}
+
+/**
+ * Is this weight packed as bf16 panels when read for the wasm-simd backend? A BF16 matrix (rank 2, a `.weight`:
+ * the linear layers, the embedding and an untied head); vectors, convolutions and the SSM's A_log stay arrays.
+ */
+export function packsAsBf16(name: string, info: TensorInfo): boolean {
+  return info.dtype === 'BF16' && info.shape.length === 2 && name.endsWith('.weight');
 }
 
 /** Bytes a weight of this dtype and element count takes once read (readCheckpoint keeps it compact). */
@@ -139,15 +153,44 @@ export function planCheckpoint(dir: string): CheckpointPlan {
  * the float64 reference ops read float32 weights as they are (widening a float32 to float64 is exact, so
  * the results are those of float64 weights). Each weight is checked finite here, so a NaN or ±Inf is
  * reported with its full name at load (NonFiniteError), not at the first forward.
+ * With `bf16Into` (the wasm-simd backend's instance), the BF16 matrices (`packsAsBf16`) are read one at a time
+ * from the file straight into the module's staging memory and packed as bf16 panels there (PackedWeight), the
+ * largest first: each one's staging is then overwritten by the panels packed after it, so the module memory
+ * ends at the panels' bytes plus the last (smallest) staging.
  */
-export function readCheckpoint(dir: string, plan: CheckpointPlan = planCheckpoint(dir)): WeightStore {
-  const tensors = new Map<string, Tensor>();
-  const put = finitePut(tensors);
+export function readCheckpoint(
+  dir: string,
+  plan: CheckpointPlan = planCheckpoint(dir),
+  bf16Into?: SimdGemm,
+): WeightStore {
+  const read = new Map<string, Tensor>();
+  const put = finitePut(read);
+  const packed = bf16Into ? [...plan.weights].filter(([n, w]) => packsAsBf16(n, w.info)) : [];
+  packed.sort(([, a], [, b]) => sizeOf(b.info.shape) - sizeOf(a.info.shape));
+  for (const [n, { header: h, info }] of packed) {
+    const [N, K] = info.shape;
+    const panels = bf16Into!.packBf16(N, K, (bytes) =>
+      withFile(h.path, (fd) => {
+        readRawAt(fd, h, n, bytes);
+        const words = new Uint16Array(bytes.buffer, bytes.byteOffset, N * K); // (N, K) bf16
+        for (let i = 0; i < words.length; i++)
+          if ((words[i] & 0x7f80) === 0x7f80) throw new NonFiniteError(n, i, bf16Value(words[i]));
+      }),
+    );
+    read.set(n, new PackedWeight(panels, n));
+  }
   const byFile = new Map<SafetensorsHeader, string[]>();
-  for (const [n, w] of plan.weights) byFile.set(w.header, [...(byFile.get(w.header) ?? []), n]);
+  for (const [n, w] of plan.weights) if (!read.has(n)) byFile.set(w.header, [...(byFile.get(w.header) ?? []), n]);
   for (const [h, names] of byFile)
     withFile(h.path, (fd) => names.forEach((n) => put(n, readTensorAt(fd, h, n, 'compact'))));
+  const tensors = new Map<string, Tensor>();
+  for (const n of plan.weights.keys()) tensors.set(n, lookup(read, n)); // the checkpoint's order
   return new WeightStore(tensors, dir);
+}
+
+/** A bf16 word's value (for an error message): the high half of a float32. */
+function bf16Value(w: number): number {
+  return new Float32Array(new Uint32Array([w << 16]).buffer)[0];
 }
 
 /** Store `t` as weight `n` after checking every value finite (NonFiniteError names the weight and index). */

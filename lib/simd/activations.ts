@@ -20,14 +20,15 @@ export function simdSiluMul(g: SimdGemm, a: FloatArray, b?: FloatArray, out?: Fl
   const po = align(pb + (b ? n4 * 4 : 0));
   g.ensure(po + n4 * 4);
   const mem = new Float32Array(g.buffer);
-  mem.set(a, pa >> 2);
-  mem.fill(0, (pa >> 2) + n, (pa >> 2) + n4);
+  const f = (p: number) => p / 4; // a byte address (64-aligned, maybe past 2³¹: no >>) as a float index
+  mem.set(a, f(pa));
+  mem.fill(0, f(pa) + n, f(pa) + n4);
   if (b) {
-    mem.set(b, pb >> 2);
-    mem.fill(0, (pb >> 2) + n, (pb >> 2) + n4);
+    mem.set(b, f(pb));
+    mem.fill(0, f(pb) + n, f(pb) + n4);
   }
   g.kernels.siluMul(pa, b ? pb : 0, po, n4);
-  const y = mem.subarray(po >> 2, (po >> 2) + n);
+  const y = mem.subarray(f(po), f(po) + n);
   if (!out) return y.slice();
   out.set(y);
   return out;

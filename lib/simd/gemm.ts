@@ -9,6 +9,10 @@
  *                                              buffer to reuse (no allocation per call, as decode wants)
  *   matmul(a, b)   c = a·b    (M×K)·(K×N)
  *   matmulTN(a, b) c = aᵀ·b   (the dW = dYᵀ·X of a backward: a transposed into scratch first)
+ *   packBf16(N, K, fill)      W (N×K) given as bf16 words, packed once into bf16 panels (`Bf16Panels`, 2 bytes a
+ *                             weight): `linear` with them widens each weight to float32 in registers — exact, so
+ *                             the same bits as float32 panels of the same (bf16-valued) weights, reading half the
+ *                             bytes; `rowBf16` reads one row of W back (an embedding lookup from the tied head)
  *
  * Memory: one shared WebAssembly.Memory. The module's static data (Math tables) sits at the bottom, below
  * `dataEnd()`; nothing is placed there. Packed weights live in a resident region (a bump allocator whose
@@ -40,26 +44,32 @@ import { setFlagsFromString } from 'node:v8';
 import { Worker } from 'node:worker_threads';
 import { ArgumentError } from '../errors.js';
 import { onArrayChanged } from '../weight_registry.js';
-import { WASM_PAGE_BYTES, WASM_SIMD_INITIAL_PAGES, WASM_SIMD_MAX_PAGES } from './limits.js';
+import { WASM_PAGE_BYTES, WASM_SIMD_INITIAL_PAGES, wasmSimdMaxPages } from './limits.js';
 import { packageRoot } from '../package_root.js';
 
 type FloatArray = Float32Array | Float64Array;
 
+/** C[:, n0:n1] (+)= A · packed B (asm/gemm.ts `gemm`; addresses are byte offsets in the module memory) */
+type GemmKernel = (
+  a: number,
+  bp: number,
+  c: number,
+  M: number,
+  N: number,
+  K: number,
+  n0: number,
+  n1: number,
+  accumulate: number,
+) => void;
+
 export interface Exports {
   packBT(w: number, N: number, K: number, bp: number): void;
   packBN(b: number, K: number, N: number, bp: number): void;
+  packBTBf16(w: number, N: number, K: number, bp: number): void;
   transpose(a: number, M: number, K: number, out: number): void;
-  gemm(
-    a: number,
-    bp: number,
-    c: number,
-    M: number,
-    N: number,
-    K: number,
-    n0: number,
-    n1: number,
-    accumulate: number,
-  ): void;
+  gemm: GemmKernel;
+  /** as gemm, B packed as bf16 panels */
+  gemmBf16: GemmKernel;
   readSum(p: number, n: number): number;
   multistep(...args: number[]): void;
   attnScores(
@@ -99,13 +109,14 @@ const SPIN_MS = 0.2;
  */
 const MIN_PARALLEL_FLOP = 1 << 21;
 
-// the product being computed, shared by all threads (Int32): [next chunk, chunks, chunk columns, ap, bp, cp, M, N, K]
-const JOB = 9;
+// the product being computed, shared by all threads (Int32): [next chunk, chunks, chunk columns, ap, bp, cp, M, N, K,
+// bf16 panels (1) or float32 (0)]; addresses past 2 GiB are stored as their int32 bits (the kernels read them as u32)
+const JOB = 10;
 // control block of a worker (Int32): [generation, done]
 const WORKER_JS = `
 const { workerData } = require('node:worker_threads');
 const { module, memory, ctrl, job } = workerData;
-const gemm = new WebAssembly.Instance(module, { env: { memory } }).exports.gemm;
+const { gemm, gemmBf16 } = new WebAssembly.Instance(module, { env: { memory } }).exports;
 const c = new Int32Array(ctrl);
 const j = new Int32Array(job);
 let gen = 0;
@@ -115,7 +126,8 @@ for (;;) {
   Atomics.wait(c, 0, gen);
   gen = Atomics.load(c, 0);
   if (gen < 0) break;
-  for (let i = Atomics.add(j, 0, 1); i < j[1]; i = Atomics.add(j, 0, 1)) gemm(j[3], j[4], j[5], j[6], j[7], j[8], i * j[2], Math.min(j[7], (i + 1) * j[2]), 0);
+  const f = j[9] ? gemmBf16 : gemm;
+  for (let i = Atomics.add(j, 0, 1); i < j[1]; i = Atomics.add(j, 0, 1)) f(j[3], j[4], j[5], j[6], j[7], j[8], i * j[2], Math.min(j[7], (i + 1) * j[2]), 0);
   Atomics.store(c, 1, gen);
   Atomics.notify(c, 1);
 }`;
@@ -149,6 +161,22 @@ export function relaxedSimd(): boolean {
 /** The inference backend's choice: the FMA build where the engine runs it, unless MIL_SIMD_FMA=0. */
 export const fmaWanted = (): boolean => process.env.MIL_SIMD_FMA !== '0' && relaxedSimd();
 
+/**
+ * A weight W (N×K) held as bf16 panels in one instance's resident memory (`SimdGemm.packBf16`): the packed copy
+ * is the only one. Valid until that instance's `releaseResident`.
+ */
+export class Bf16Panels {
+  constructor(
+    readonly gemm: SimdGemm,
+    /** byte address of the panels in the module memory */
+    readonly ptr: number,
+    readonly N: number,
+    readonly K: number,
+    /** the instance's resident generation it was packed in (releaseResident starts a new one) */
+    readonly epoch: number,
+  ) {}
+}
+
 export class SimdGemm {
   private readonly memory: WebAssembly.Memory;
   private readonly x: Exports;
@@ -156,6 +184,8 @@ export class SimdGemm {
   private readonly base: number;
   private residentTop: number; // end of the packed weights, from `base` up
   private packed = new WeakMap<object, { ptr: number; N: number; K: number }>();
+  /** bumped by releaseResident: Bf16Panels of an earlier generation point at reused memory */
+  private epoch = 0;
 
   private readonly workers: Array<{ worker: Worker; ctrl: Int32Array; gen: number }> = [];
   private readonly job = new Int32Array(new SharedArrayBuffer(JOB * 4));
@@ -168,7 +198,7 @@ export class SimdGemm {
   ) {
     this.memory = new WebAssembly.Memory({
       initial: WASM_SIMD_INITIAL_PAGES,
-      maximum: WASM_SIMD_MAX_PAGES,
+      maximum: wasmSimdMaxPages(),
       shared: true,
     });
     const mod = new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>);
@@ -285,16 +315,66 @@ export class SimdGemm {
     return Math.ceil(N / NR) * NR * K * 4;
   }
 
+  /**
+   * Pack W (N×K) from bf16 words into resident bf16 panels: `fill` writes W's 2·N·K bytes (row-major bf16, as a
+   * safetensors file stores them) into the staging view it is given — straight from a file, so no other copy of
+   * W is made — and asm/gemm.ts packBTBf16 packs them. The staging sits above the panels and is reused by the
+   * next weight packed: pack the largest first and the module memory ends at the panels' bytes plus the last
+   * (smaller) staging.
+   */
+  packBf16(N: number, K: number, fill: (bytes: Uint8Array) => void): Bf16Panels {
+    if (!Number.isInteger(N) || !Number.isInteger(K) || N < 1 || K < 1)
+      throw new ArgumentError('packBf16', 'a weight of N ≥ 1 rows and K ≥ 1 columns', [N, K]);
+    const bp = align(this.residentTop);
+    const bytes = Math.ceil(N / NR) * NR * K * 2;
+    const stage = align(bp + bytes);
+    this.ensure(stage + N * K * 2);
+    fill(new Uint8Array(this.memory.buffer, stage, N * K * 2));
+    this.x.packBTBf16(stage, N, K, bp);
+    this.residentTop = bp + bytes;
+    return new Bf16Panels(this, bp, N, K, this.epoch);
+  }
+
+  /** out (K floats) = row r of the W packed in `w` (each bf16 word widened: w << 16), read from its panels. */
+  rowBf16(w: Bf16Panels, r: number, out: Float32Array): Float32Array {
+    this.checkPanels(w, w.N, w.K);
+    if (!Number.isInteger(r) || r < 0 || r >= w.N) throw new ArgumentError('row', `an integer in [0, ${w.N})`, r);
+    if (out.length !== w.K) throw new ArgumentError('out', `${w.K} floats`, out.length);
+    const K = w.K;
+    // panel ⌊r/8⌋, column r mod 8: element k at word (⌊r/8⌋·K + k)·8 + r mod 8
+    const words = new Uint16Array(this.memory.buffer, w.ptr + Math.floor(r / NR) * K * NR * 2, K * NR);
+    const bits = new Uint32Array(out.buffer, out.byteOffset, K);
+    for (let k = 0, i = r % NR; k < K; k++, i += NR) bits[k] = words[i] << 16;
+    return out;
+  }
+
+  private checkPanels(w: Bf16Panels, N: number, K: number): void {
+    if (w.gemm !== this || w.epoch !== this.epoch)
+      throw new ArgumentError(
+        'weight',
+        'bf16 panels packed in this SIMD instance since its last releaseResident',
+        w.gemm !== this ? 'panels of another instance' : 'panels released since',
+      );
+    if (w.N !== N || w.K !== K) throw new ArgumentError('weight', `bf16 panels of ${N}×${K}`, `${w.N}×${w.K}`);
+  }
+
   /** y (M×N) = x (M×K) · Wᵀ, W (N×K). `resident`: keep W packed for the next call with the same array. */
   linear(
     x: FloatArray,
     M: number,
     K: number,
-    w: FloatArray,
+    w: FloatArray | Bf16Panels,
     N: number,
     resident = true,
     out?: Float32Array,
   ): Float32Array {
+    if (w instanceof Bf16Panels) {
+      check('linear', x.length === M * K, `x (${M}×${K})`, x.length);
+      this.checkPanels(w, N, K);
+      const xp = align(this.residentTop);
+      this.put(x, xp);
+      return this.run(xp, M, K, w.ptr, N, align(xp + M * K * 4), out, true);
+    }
     check('linear', x.length === M * K && w.length === N * K, `x (${M}×${K}) and W (${N}×${K})`, [x.length, w.length]);
     const hit = resident ? this.packed.get(w) : undefined;
     let bp: number;
@@ -358,25 +438,35 @@ export class SimdGemm {
   }
 
   /** C (at cp) = A (at ap) · packed B; copied into `out` (M·N floats) when given, else into a new array. */
-  private run(ap: number, M: number, K: number, bp: number, N: number, cp: number, out?: Float32Array): Float32Array {
+  private run(
+    ap: number,
+    M: number,
+    K: number,
+    bp: number,
+    N: number,
+    cp: number,
+    out?: Float32Array,
+    bf16 = false,
+  ): Float32Array {
     if (out && out.length !== M * N) throw new ArgumentError('out', `${M * N} floats (${M}×${N})`, out.length);
     this.ensure(cp + M * N * 4);
     const groups = Math.ceil(N / GROUP);
     const helpers = 2 * M * N * K >= MIN_PARALLEL_FLOP ? Math.min(this.workers.length, groups - 1) : 0;
-    if (helpers === 0) this.x.gemm(ap, bp, cp, M, N, K, 0, N, 0);
+    const gemm = bf16 ? this.x.gemmBf16 : this.x.gemm;
+    if (helpers === 0) gemm(ap, bp, cp, M, N, K, 0, N, 0);
     else {
       // chunks of whole panel groups, about CHUNKS_PER_THREAD per thread; every thread takes the next one left
       const chunks = Math.min(groups, (helpers + 1) * CHUNKS_PER_THREAD);
       const width = Math.ceil(groups / chunks) * GROUP;
       const j = this.job;
-      j.set([0, Math.ceil(N / width), width, ap, bp, cp, M, N, K]);
+      j.set([0, Math.ceil(N / width), width, ap, bp, cp, M, N, K, bf16 ? 1 : 0]);
       const woken = this.workers.slice(0, helpers);
       for (const k of woken) {
         Atomics.store(k.ctrl, 0, ++k.gen);
         Atomics.notify(k.ctrl, 0);
       }
       for (let i = Atomics.add(j, 0, 1); i < j[1]; i = Atomics.add(j, 0, 1))
-        this.x.gemm(ap, bp, cp, M, N, K, i * width, Math.min(N, (i + 1) * width), 0);
+        gemm(ap, bp, cp, M, N, K, i * width, Math.min(N, (i + 1) * width), 0);
       // the workers are finishing their last chunks: spin for them a little, then sleep
       for (const k of woken) {
         for (
@@ -461,6 +551,7 @@ export class SimdGemm {
   /** Forget every resident packed weight (their memory is reused). */
   releaseResident(): void {
     this.residentTop = this.base;
+    this.epoch++;
     this.free = [];
     this.packed = new WeakMap(); // a WeakMap cannot be cleared: replace it
   }
@@ -471,8 +562,8 @@ export class SimdGemm {
   }
 }
 
-/** The next 64-byte boundary at or above p (where every array is placed). */
-export const align = (p: number) => (p + 63) & ~63;
+/** The next 64-byte boundary at or above p (where every array is placed); arithmetic, not bitwise: p may pass 2³¹. */
+export const align = (p: number) => Math.ceil(p / 64) * 64;
 
 /** y (rows × bias.length, float32) += bias, each bias value rounded to float32 first: the backend's biased linear. */
 export function addBiasRows(y: Float32Array, rows: number, bias: ArrayLike<number>): void {

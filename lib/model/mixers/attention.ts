@@ -15,7 +15,7 @@
 import type { Ops } from '../../ops.js';
 import { applyRope, applyRopeBackward, ropeInvFreq, ropeRows } from '../../ref/rope.js';
 import { Tensor, type FloatArray } from '../../tensor.js';
-import type { SimdGemm } from '../../simd/gemm.js';
+import type { Bf16Panels, SimdGemm } from '../../simd/gemm.js';
 import type { LlamaConfig } from '../config.js';
 import { linearInto, type AttentionCache, type HybridModel } from './block.js';
 import { add, linearLayer, type Ctx, type Layer } from './tape.js';
@@ -267,11 +267,12 @@ export function kvTensors(
 // ---------------------------------------------------------------- inference, one token fused (../llama_step.ts, wasm-simd)
 
 /** An attention layer's projections as the fused decode step reads them (biases where the model has them). */
+/** The projections' weights: float arrays, or a bf16 checkpoint's panels (lib/simd/packed_weight.ts). */
 export interface AttentionStepWeights {
-  q: FloatArray;
-  k: FloatArray;
-  v: FloatArray;
-  o: FloatArray;
+  q: FloatArray | Bf16Panels;
+  k: FloatArray | Bf16Panels;
+  v: FloatArray | Bf16Panels;
+  o: FloatArray | Bf16Panels;
   bq?: FloatArray;
   bk?: FloatArray;
   bv?: FloatArray;

@@ -20,7 +20,7 @@ import type { LlamaConfig, MambaConfig } from '../config.js';
 import type { WeightStore } from '../weights.js';
 import type { MambaStateStore } from '../state_store.js';
 import { Tensor, type FloatArray } from '../../tensor.js';
-import { addBiasRows, type SimdGemm } from '../../simd/gemm.js';
+import { addBiasRows, type Bf16Panels, type SimdGemm } from '../../simd/gemm.js';
 
 export interface HybridModel {
   llama: LlamaConfig;
@@ -148,7 +148,13 @@ export function optional(W: WeightStore, name: string): Tensor | undefined {
 }
 
 /** y = x·Wᵀ (+ b) into y, one row: the wasm-simd backend's `linear` (x rounded to float32; bias added in float32). */
-export function linearInto(g: SimdGemm, x: FloatArray, W: FloatArray, y: Float32Array, b?: FloatArray): void {
+export function linearInto(
+  g: SimdGemm,
+  x: FloatArray,
+  W: FloatArray | Bf16Panels,
+  y: Float32Array,
+  b?: FloatArray,
+): void {
   g.linear(x, 1, x.length, W, y.length, true, y);
   if (b) addBiasRows(y, 1, b);
 }

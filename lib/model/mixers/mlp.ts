@@ -9,7 +9,7 @@
 import type { Ops } from '../../ops.js';
 import type { FloatArray, Tensor } from '../../tensor.js';
 import { simdSiluMul } from '../../simd/activations.js';
-import type { SimdGemm } from '../../simd/gemm.js';
+import type { Bf16Panels, SimdGemm } from '../../simd/gemm.js';
 import { swiglu } from '../../ref/layers.js';
 import { linearInto, type HybridModel } from './block.js';
 import { add, linearLayer, type Ctx, type Layer } from './tape.js';
@@ -35,7 +35,7 @@ export function mlpInfer(ops: Ops, m: HybridModel, p: string, n: Tensor): Promis
 /** One token's MLP as the fused decode step (../llama_step.ts) runs it: x (d) normed row → buf.o (d), `mlpInfer`'s bits. */
 export function mlpStep(
   g: SimdGemm,
-  w: { gate: FloatArray; up: FloatArray; down: FloatArray },
+  w: { gate: FloatArray | Bf16Panels; up: FloatArray | Bf16Panels; down: FloatArray | Bf16Panels },
   buf: { g: Float32Array; u: Float32Array; a: Float32Array; o: Float32Array },
   x: Float64Array,
 ): void {

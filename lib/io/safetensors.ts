@@ -13,7 +13,7 @@
 import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { InputFileError, fileKind, parseJsonStrict, readRegularFile } from './json.js';
 import { writeFile } from './writer.js';
-import { SafetensorsError } from '../errors.js';
+import { NonFiniteError, SafetensorsError } from '../errors.js';
 import { Tensor, sizeOf } from '../tensor.js';
 import { lookup } from '../checked.js';
 
@@ -181,16 +181,20 @@ export function readSafetensorsHeader(path: string): SafetensorsHeader {
 
 /** Run `f` with the file open for reading (closed after). */
 export function withFile<T>(path: string, f: (fd: number) => T): T {
-  let fd: number;
-  try {
-    fd = openSync(path, 'r');
-  } catch (e) {
-    throw new SafetensorsError(path, `cannot open (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-  }
+  const fd = openForReading(path);
   try {
     return f(fd);
   } finally {
     closeSync(fd);
+  }
+}
+
+/** Open a file for reading (a SafetensorsError naming it when it cannot be). */
+function openForReading(path: string): number {
+  try {
+    return openSync(path, 'r');
+  } catch (e) {
+    throw new SafetensorsError(path, `cannot open (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
   }
 }
 
@@ -433,6 +437,16 @@ export function safetensorsChunks(
     yield head;
     for (let i = 0; i < entries.length; i++) {
       const [name, src] = entries[i];
+      if (!(src instanceof Tensor) && src.pieces) {
+        let n = 0;
+        for (const piece of src.pieces(dts[i])) {
+          n += piece.length;
+          yield piece;
+        }
+        if (n !== src.size * lookup(DTYPE_SIZE, dts[i]))
+          throw new SafetensorsError('<write>', `tensor '${name}': ${n} bytes written, announced ${src.size} values`);
+        continue;
+      }
       const t = materialize(src); // a lazy tensor is made here, one at a time, and dropped after
       for (let s = 0; s < t.size; s += ENCODE_PIECE)
         yield encode(t, dts[i], name, s, Math.min(t.size, s + ENCODE_PIECE));
@@ -450,6 +464,44 @@ export interface LazyTensor {
   shape: readonly number[];
   size: number;
   make: () => Tensor;
+  /** where given, the tensor's bytes as `dtype` in pieces, written without making the tensor whole */
+  pieces?: (dtype: WriteDType) => Iterable<Uint8Array>;
+}
+
+/**
+ * Tensor `name` of a file on disk as a LazyTensor: written, its bytes are copied from the file in pieces of
+ * at most ENCODE_PIECE elements — as they are when the written dtype is the stored one (decoding then
+ * encoding gives the same bytes), re-encoded otherwise — each piece checked finite (NonFiniteError, as a
+ * checkpoint's load does). The memory it needs is one piece, whatever the tensor's size.
+ */
+export function storedTensor(h: SafetensorsHeader, name: string): LazyTensor {
+  const found = h.tensors.get(name);
+  if (!found) throw new SafetensorsError(h.path, `missing tensor '${name}'`);
+  const info: TensorInfo = found;
+  const size = sizeOf(info.shape);
+  const per = lookup(DTYPE_SIZE, info.dtype);
+  function* pieces(dtype: WriteDType): Generator<Uint8Array> {
+    const fd = openForReading(h.path);
+    try {
+      for (let s = 0; s < size; s += ENCODE_PIECE) {
+        const m = Math.min(size - s, ENCODE_PIECE);
+        const buf = new Uint8Array(m * per);
+        readExactly(fd, h.path, buf, info.begin + s * per);
+        const t = decodeTensor(buf, { ...info, shape: [m] }, name, h.path, 'compact'); // (m)
+        const d = t.data;
+        for (let i = 0; i < m; i++) if (!Number.isFinite(d[i])) throw new NonFiniteError(name, s + i, d[i]);
+        yield dtype === info.dtype ? buf : encode(t, dtype, name, 0, m);
+      }
+    } finally {
+      closeSync(fd);
+    }
+  }
+  return {
+    shape: info.shape,
+    size,
+    make: () => withFile(h.path, (fd) => readTensorAt(fd, h, name, 'compact')),
+    pieces,
+  };
 }
 
 function materialize(t: TensorSource): Tensor {

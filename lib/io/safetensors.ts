@@ -464,7 +464,10 @@ export interface LazyTensor {
   shape: readonly number[];
   size: number;
   make: () => Tensor;
-  /** where given, the tensor's bytes as `dtype` in pieces, written without making the tensor whole */
+  /**
+   * where given, the tensor's bytes as `dtype` in pieces, written without making the tensor whole; a piece is
+   * valid until the next is asked for (its buffer is reused)
+   */
   pieces?: (dtype: WriteDType) => Iterable<Uint8Array>;
 }
 
@@ -482,26 +485,46 @@ export function storedTensor(h: SafetensorsHeader, name: string): LazyTensor {
   const per = lookup(DTYPE_SIZE, info.dtype);
   function* pieces(dtype: WriteDType): Generator<Uint8Array> {
     const fd = openForReading(h.path);
+    const buf = new Uint8Array(Math.min(size, ENCODE_PIECE) * per); // one buffer for every piece (no garbage per piece)
     try {
       for (let s = 0; s < size; s += ENCODE_PIECE) {
         const m = Math.min(size - s, ENCODE_PIECE);
-        const buf = new Uint8Array(m * per);
-        readExactly(fd, h.path, buf, info.begin + s * per);
-        const t = decodeTensor(buf, { ...info, shape: [m] }, name, h.path, 'compact'); // (m)
-        const d = t.data;
-        for (let i = 0; i < m; i++) if (!Number.isFinite(d[i])) throw new NonFiniteError(name, s + i, d[i]);
-        yield dtype === info.dtype ? buf : encode(t, dtype, name, 0, m);
+        const piece = buf.subarray(0, m * per);
+        readExactly(fd, h.path, piece, info.begin + s * per);
+        const same = dtype === info.dtype;
+        const t = same && !hasNonFinite(piece, info.dtype, m) ? undefined : decodePiece(piece, m); // (m)
+        if (t)
+          for (let i = 0; i < m; i++) if (!Number.isFinite(t.data[i])) throw new NonFiniteError(name, s + i, t.data[i]);
+        yield t ? encode(t, dtype, name, 0, m) : piece;
       }
     } finally {
       closeSync(fd);
     }
   }
+  const decodePiece = (piece: Uint8Array, m: number) =>
+    decodeTensor(piece.slice(), { ...info, shape: [m] }, name, h.path, 'compact');
   return {
     shape: info.shape,
     size,
     make: () => withFile(h.path, (fd) => readTensorAt(fd, h, name, 'compact')),
     pieces,
   };
+}
+
+/** Whether the first `m` values of float dtype `dtype` in `b` hold a NaN or ±Inf (an all-ones exponent). */
+function hasNonFinite(b: Uint8Array, dtype: string, m: number): boolean {
+  if (dtype === 'BF16' || dtype === 'F16') {
+    const w = new Uint16Array(b.buffer, b.byteOffset, m);
+    const e = dtype === 'BF16' ? 0x7f80 : 0x7c00;
+    for (let i = 0; i < m; i++) if ((w[i] & e) === e) return true;
+  } else if (dtype === 'F32') {
+    const w = new Uint32Array(b.buffer, b.byteOffset, m);
+    for (let i = 0; i < m; i++) if ((w[i] & 0x7f800000) === 0x7f800000) return true;
+  } else if (dtype === 'F64') {
+    const w = new Float64Array(b.buffer, b.byteOffset, m);
+    for (let i = 0; i < m; i++) if (!Number.isFinite(w[i])) return true;
+  }
+  return false;
 }
 
 function materialize(t: TensorSource): Tensor {

@@ -168,6 +168,32 @@ describe('mil convert: bad input before any work (exit 2), a full disk mid-shard
     expect(readdirSync(root).sort()).toEqual(['hybrid', 'teacher']);
   });
 
+  it('a NaN in a teacher weight copied as it is (stored bits checked): NonFiniteError, exit 2, nothing left', async () => {
+    const root = tmpFolder('cstream');
+    const teacher = teacherDir(root);
+    const index = JSON.parse(readFileSync(join(teacher, 'model.safetensors.index.json'), 'utf8'));
+    const name = 'model.layers.2.mlp.up_proj.weight'; // copied as it is, never decoded when the dtype is kept
+    const shard = join(teacher, index.weight_map[name]);
+    const bytes = readFileSync(shard);
+    const n = Number(bytes.readBigUInt64LE(0));
+    const at = 8 + n + JSON.parse(bytes.subarray(8, 8 + n).toString())[name].data_offsets[0] + 2 * 5;
+    bytes.writeUInt16LE(0x7fc0, at); // its value 5: a bf16 NaN
+    writeFileSync(shard, bytes);
+    const out = join(root, 'out');
+    const err = console.error;
+    const said: string[] = [];
+    console.error = (...a: unknown[]) => said.push(a.join(' '));
+    try {
+      expect(await main(['convert', '--teacher', teacher, '--out', out, '--dtype', 'bf16'])).toBe(2);
+    } finally {
+      console.error = err;
+    }
+    expect(said.join('\n')).toMatch(
+      /NonFiniteError: tensor 'model.layers.2.mlp.up_proj.weight': non-finite value NaN at flat index 5/,
+    );
+    expect(readdirSync(root)).toEqual(['teacher']);
+  });
+
   it('a write that fails mid-shard (ENOSPC): exit 6, no output and no temporary left', async () => {
     const root = tmpFolder('cstream');
     const teacher = teacherDir(root);

@@ -22,6 +22,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeFile } from '../lib/io/writer.js';
 import { lastOf } from '../lib/checked.js';
+import { torchEnv } from './timing.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string) => (args.indexOf(name) >= 0 ? args[args.indexOf(name) + 1] : undefined);
@@ -155,17 +156,7 @@ try {
             `--context=${CONTEXT}`,
             `--maxlen=${Math.max(PROMPT, CONTEXT) + DECODE + 8}`,
           ],
-          // OpenBLAS as it tunes itself on this CPU, on as many threads as torch
-          {
-            encoding: 'utf8',
-            maxBuffer: 1 << 24,
-            env: {
-              ...process.env,
-              OPENBLAS_CORETYPE: undefined,
-              OPENBLAS_L2_SIZE: undefined,
-              OPENBLAS_NUM_THREADS: String(threads),
-            },
-          },
+          { encoding: 'utf8', maxBuffer: 1 << 24, env: torchEnv(threads) },
         );
         if (r.status !== 0) throw new Error(`PyTorch on ${name} failed (${r.status}): ${r.stderr.slice(-2000)}`);
         const t = JSON.parse(lastOf(r.stdout.trim().split('\n')));

@@ -16,24 +16,14 @@ import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'no
 import { join } from 'node:path';
 import { tmpFolder } from './tmp.js';
 import { withAttentionBias } from './helpers.js';
-import { main } from '../lib/cli/main.js';
+import { runMil } from './cli.js';
 import { randomLlama } from '../lib/model/random.js';
 import { convert, convertFolder, modelFiles, saveModel, type ConvertOptions } from '../lib/model/convert.js';
 import { loadModel } from '../lib/model/load.js';
 import { REAL_WRITER_FS, setWriterFsForTesting, type WriteData } from '../lib/io/writer.js';
 import type { WriteDType } from '../lib/io/safetensors.js';
 
-const quiet = async (argv: string[]) => {
-  const [log, err] = [console.log, console.error];
-  console.log = () => {};
-  console.error = () => {};
-  try {
-    return await main(argv);
-  } finally {
-    console.log = log;
-    console.error = err;
-  }
-};
+const quiet = async (argv: string[]) => (await runMil(argv)).code;
 
 /** The bytes of a file the writer would write. */
 function bytesOf(data: WriteData): Buffer {
@@ -180,15 +170,9 @@ describe('mil convert: bad input before any work (exit 2), a full disk mid-shard
     bytes.writeUInt16LE(0x7fc0, at); // its value 5: a bf16 NaN
     writeFileSync(shard, bytes);
     const out = join(root, 'out');
-    const err = console.error;
-    const said: string[] = [];
-    console.error = (...a: unknown[]) => said.push(a.join(' '));
-    try {
-      expect(await main(['convert', '--teacher', teacher, '--out', out, '--dtype', 'bf16'])).toBe(2);
-    } finally {
-      console.error = err;
-    }
-    expect(said.join('\n')).toMatch(
+    const r = await runMil(['convert', '--teacher', teacher, '--out', out, '--dtype', 'bf16']);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(
       /NonFiniteError: tensor 'model.layers.2.mlp.up_proj.weight': non-finite value NaN at flat index 5/,
     );
     expect(readdirSync(root)).toEqual(['teacher']);

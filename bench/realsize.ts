@@ -18,7 +18,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeFile } from '../lib/io/writer.js';
 import { lastOf } from '../lib/checked.js';
@@ -73,6 +73,7 @@ interface Row {
   blas?: string;
 }
 
+const loadAtStart = loadavg()[0];
 const tmp = mkdtempSync(join(tmpdir(), 'mil-bench-realsize-'));
 const rows: Row[] = [];
 const steps: Record<string, { s: number; maxRSS: number; bytes: number }> = {};
@@ -203,11 +204,13 @@ const meta = {
   context: CONTEXT,
   decodeTokens: DECODE,
   steps,
+  /** the machine's 1-minute load average at the start and the end, and its cores: a shared machine's noise */
+  load: { start: loadAtStart, end: loadavg()[0], cores: availableParallelism() },
 };
 const lines = [
   `# Real-size benchmark (${meta.date}, node ${meta.node})`,
   '',
-  `Random ${meta.shape} checkpoint (mil init) and its 50% Mamba-2 hybrid (streamed mil convert, attention in the odd layers). One child process per row: load, prefill of a ${PROMPT}-token prompt, decode of ${DECODE} tokens after it and after a ${CONTEXT}-token context; peak RSS is the process's. PyTorch: bench/torch_decode.py --prefill=batched (float32, eager) on the same folders.`,
+  `Random ${meta.shape} checkpoint (mil init) and its 50% Mamba-2 hybrid (streamed mil convert, attention in the odd layers). One child process per row: load, prefill of a ${PROMPT}-token prompt, decode of ${DECODE} tokens after it and after a ${CONTEXT}-token context; peak RSS is the process's. PyTorch: bench/torch_decode.py --prefill=batched (float32, eager) on the same folders. Load average (1 min) ${meta.load.start.toFixed(1)} at the start, ${meta.load.end.toFixed(1)} at the end, on ${meta.load.cores} cores.`,
   '',
   '| step | s | peak RSS MB | wrote MB |',
   '| --- | ---: | ---: | ---: |',

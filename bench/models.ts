@@ -28,6 +28,7 @@ import { barChartSvg, writeSvg } from '../lib/plot/svg.js';
 import { SimdGemm } from '../lib/simd/gemm.js';
 import { getRuntime } from '../kernels/runtime.js';
 import { lastOf } from '../lib/checked.js';
+import { torchEnv } from './timing.js';
 import ort from 'onnxruntime-node';
 import { ortLlamaDecoder } from './peers/onnxruntime.js';
 
@@ -207,16 +208,7 @@ async function torchPeer(): Promise<void> {
           `--device=${TORCH_DEVICE}`,
         ],
         // OpenBLAS as it tunes itself on this CPU (the machine's OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset), on as many threads as torch
-        {
-          encoding: 'utf8',
-          maxBuffer: 1 << 24,
-          env: {
-            ...process.env,
-            OPENBLAS_CORETYPE: undefined,
-            OPENBLAS_L2_SIZE: undefined,
-            OPENBLAS_NUM_THREADS: String(threads),
-          },
-        },
+        { encoding: 'utf8', maxBuffer: 1 << 24, env: torchEnv(threads) },
       );
       const t = JSON.parse(lastOf(out.trim().split('\n')));
       const same = (t.tokens as number[]).filter((x, i) => x === ours.tokens[i]).length;

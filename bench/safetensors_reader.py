@@ -1,5 +1,7 @@
-"""Read a safetensors file into numpy arrays with nothing but numpy (Debian's python3-numpy)."""
+"""Read a safetensors file (or a sharded checkpoint folder) into numpy arrays with nothing but numpy (Debian's python3-numpy).
+BF16 (which numpy lacks) is widened to float32 exactly: its bits are the high half of a float32."""
 import json
+import os
 import struct
 
 import numpy as np
@@ -18,5 +20,21 @@ def load_safetensors(path):
         if name == "__metadata__":
             continue
         b, en = e["data_offsets"]
-        out[name] = np.frombuffer(data[base + b : base + en], dtype=DTYPES[e["dtype"]]).reshape(e["shape"]).copy()
+        raw = data[base + b : base + en]
+        if e["dtype"] == "BF16":
+            a = (np.frombuffer(raw, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
+        else:
+            a = np.frombuffer(raw, dtype=DTYPES[e["dtype"]]).copy()
+        out[name] = a.reshape(e["shape"])
+    return out
+
+
+def load_checkpoint(folder):
+    """model.safetensors, or every shard model.safetensors.index.json lists."""
+    index = os.path.join(folder, "model.safetensors.index.json")
+    if not os.path.exists(index):
+        return load_safetensors(os.path.join(folder, "model.safetensors"))
+    out = {}
+    for shard in sorted(set(json.load(open(index))["weight_map"].values())):
+        out.update(load_safetensors(os.path.join(folder, shard)))
     return out

@@ -40,3 +40,16 @@ export async function timeAll(fs: Array<() => unknown>, rounds = 11): Promise<nu
     }
   return samples.map(median);
 }
+
+/**
+ * The environment of a PyTorch peer on `threads` CPU threads: OpenBLAS as it tunes itself on this CPU (the
+ * machine's OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset), on as many threads as torch.
+ */
+export function torchEnv(threads: number): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    OPENBLAS_CORETYPE: undefined,
+    OPENBLAS_L2_SIZE: undefined,
+    OPENBLAS_NUM_THREADS: String(threads),
+  };
+}

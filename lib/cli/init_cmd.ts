@@ -16,12 +16,25 @@ import { checkPaths, optionPaths } from '../io/paths.js';
 import { UsageError, type OptSpec, type Parsed } from './args.js';
 import { lookup } from '../checked.js';
 
+/** The options of a command that writes a checkpoint (init, convert): its dtype and its shard size. */
+export const CHECKPOINT_OPTIONS: Record<string, OptSpec> = {
+  dtype: { kind: 'enum', choices: ['bf16', 'f16', 'f32'] },
+  'max-shard-size': { kind: 'string', help: "Hugging Face's max_shard_size: 5GB, 500MB, 2GiB or bytes" },
+};
+
+/** --max-shard-size in bytes (Hugging Face's syntax; absent: its default "5GB"); a bad size is a UsageError. */
+export function maxShardBytes(sizeText: string | undefined): number {
+  const shardBytes = sizeText === undefined ? HF_MAX_SHARD_BYTES : parseSize(sizeText);
+  if (shardBytes === null)
+    throw new UsageError(`--max-shard-size: expected a size like 5GB, 500MB, 2GiB or a byte count, got '${sizeText}'`);
+  return shardBytes;
+}
+
 export const INIT_OPTIONS: Record<string, OptSpec> = {
   config: { kind: 'string' },
   out: { kind: 'string' },
-  dtype: { kind: 'enum', choices: ['bf16', 'f16', 'f32'] },
   seed: { kind: 'int', min: 0, max: Number.MAX_SAFE_INTEGER },
-  'max-shard-size': { kind: 'string', help: "Hugging Face's max_shard_size: 5GB, 500MB, 2GiB or bytes" },
+  ...CHECKPOINT_OPTIONS,
   layers: { kind: 'int', min: 1, max: 4096 },
   'mamba-config': { kind: 'string' },
   variant: { kind: 'enum', choices: ['mamba1', 'mamba2'] },
@@ -31,7 +44,8 @@ export const INIT_OPTIONS: Record<string, OptSpec> = {
 export const INIT_USAGE = `  mil init --config config.json --out DIR [--dtype bf16|f16|f32] [--seed S] [--max-shard-size 5GB] [--layers N]
            [--mamba-config mamba_config.json [--variant mamba1|mamba2]] [--force]`;
 
-const DTYPES: Record<string, WriteDType> = { bf16: 'BF16', f16: 'F16', f32: 'F32' };
+/** --dtype's names of the written dtypes. */
+export const DTYPES: Record<string, WriteDType> = { bf16: 'BF16', f16: 'F16', f32: 'F32' };
 
 export async function cmdInit(p: Parsed): Promise<number> {
   const v = p.values;
@@ -42,10 +56,7 @@ export async function cmdInit(p: Parsed): Promise<number> {
   if (v.variant !== undefined && !mambaPath) throw new UsageError('init: --variant is only valid with --mamba-config');
   const dtype = lookup(DTYPES, (v.dtype as string | undefined) ?? 'bf16');
   const seed = (v.seed as number | undefined) ?? 0;
-  const sizeText = v['max-shard-size'] as string | undefined;
-  const shardBytes = sizeText === undefined ? HF_MAX_SHARD_BYTES : parseSize(sizeText);
-  if (shardBytes === null)
-    throw new UsageError(`--max-shard-size: expected a size like 5GB, 500MB, 2GiB or a byte count, got '${sizeText}'`);
+  const shardBytes = maxShardBytes(v['max-shard-size'] as string | undefined);
   const readJson = (path: string) => readJsonObject(path, (q) => new ConfigError(path, q));
   const raw: Record<string, unknown> = { ...readJson(configPath), torch_dtype: TORCH_DTYPE[dtype] };
   delete raw.dtype; // the newer spelling of torch_dtype: one key, the written dtype

@@ -5,6 +5,7 @@
  *   mil golden verify DIR [--backend NAME|all] [--allow-unsupported] [--json]
  *   mil golden emit --op OP --seed S [shape options] --out DIR [--name CASE]   (OP: a forward or *_grad op, or model [--train])
  *   mil convert --teacher DIR (--attention F | --attn-layers 1,3) --variant mamba1|mamba2 --out DIR [--seed S] [--semantics upstream|clean]
+ *               [--dtype bf16|f16|f32] [--max-shard-size 5GB]   (streamed layer by layer: convertFolder)
  *   mil generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3) --max-new-tokens N
  *                [--temperature T --top-k K --top-p P --seed S] [--repetition-penalty R] [--backend NAME] [--json]
  *                [--chat [--system TEXT] [--chat-template FILE]]   (--prompt as one user turn of the chat template)
@@ -27,7 +28,8 @@ import { formatResult, verifyGolden, type VerifyReport } from '../golden/verify.
 import { EMIT_LIMITS, checkEmitShapes, emitGolden, emitModel } from '../golden/emit.js';
 import { GOLDEN_OPS, type ShapeOptions } from '../golden/ops.js';
 import { loadModel } from '../model/load.js';
-import { convert, droppedBiases, saveModel, tokenizerFiles } from '../model/convert.js';
+import { convertFolder, tokenizerFiles } from '../model/convert.js';
+import { lookup } from '../checked.js';
 import { checkLength, generate } from '../model/generate.js';
 import { folderTokenizer } from '../model/tokenizer.js';
 import { demo } from './demo.js';
@@ -39,7 +41,7 @@ import { checkPaths, optionPaths } from '../io/paths.js';
 import { UsageError, parseCommand, suggest, type OptSpec, type Parsed } from './args.js';
 import { cmdConform } from './conform_cmd.js';
 import { EXIT, EXIT_HELP, exitCodeFor } from './exit.js';
-import { INIT_OPTIONS, INIT_USAGE, cmdInit } from './init_cmd.js';
+import { CHECKPOINT_OPTIONS, DTYPES, INIT_OPTIONS, INIT_USAGE, cmdInit, maxShardBytes } from './init_cmd.js';
 import { TOKENIZE_OPTIONS, TOKENIZE_USAGE, cmdTokenize } from './tokenize_cmd.js';
 import { DATA_OPTIONS, DATA_USAGE, cmdDataBuild } from './data_cmd.js';
 import {
@@ -121,6 +123,7 @@ const COMMANDS = {
       'attn-layers': { kind: 'ints', min: 0, max: 4095, allowEmpty: true },
       seed: seedOpt,
       semantics: { kind: 'enum', choices: ['upstream', 'clean'] },
+      ...CHECKPOINT_OPTIONS,
       force: { kind: 'switch' },
     } as Record<string, OptSpec>,
     positionals: [0, 0] as [number, number],
@@ -180,7 +183,8 @@ const USAGE = `usage:
                   speculative: [--variant mamba1|mamba2 --vocab V --heads H -k K --len PROMPT --steps NEW]
   mil golden emit --op model --variant llama|mamba1|mamba2 --seed S --out DIR [--vocab V --dim D --heads H --groups KV --headdim P --len L] [--train]
   mil convert --teacher DIR (--attention F | --attn-layers 1,3) --variant mamba1|mamba2 --out DIR
-              [--seed S] [--semantics upstream|clean] [--force]
+              [--seed S] [--semantics upstream|clean] [--dtype bf16|f16|f32] [--max-shard-size 5GB] [--force]
+              (streamed layer by layer; written in the teacher's dtype unless --dtype)
   mil generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [--max-new-tokens N]
                [--temperature T [--top-k K] [--top-p P] [--seed S]] [--repetition-penalty R] [--backend NAME] [--json]
                [--speculative --draft DIR [--draft-layers N] [-k K] [--scheme lazy|per-position]]
@@ -327,6 +331,8 @@ async function cmdConvert(p: Parsed): Promise<number> {
   if (v.attention !== undefined && v['attn-layers'] !== undefined)
     throw new UsageError('convert: give --attention or --attn-layers, not both');
   const attnLayers = v['attn-layers'] as number[] | undefined;
+  const shardBytes = maxShardBytes(str(v, 'max-shard-size'));
+  const dtypeName = str(v, 'dtype');
   checkPaths({
     command: 'convert',
     inputs: optionPaths(v, ['teacher']),
@@ -334,27 +340,27 @@ async function cmdConvert(p: Parsed): Promise<number> {
     force: v.force === true,
   });
   const t0 = performance.now();
-  console.error(`loading teacher ${teacher} …`);
-  const t = loadModel(teacher);
-  console.error(`converting ${t.llama.numLayers} layers (Algorithm 1, ${variant}) …`);
-  const m = convert(t, {
+  console.error(`writing ${out}: ${teacher} converted layer by layer as it is written (Algorithm 1, ${variant}) …`);
+  const tokFiles = tokenizerFiles(teacher); // the hybrid reads text as its teacher does
+  const r = convertFolder(teacher, out, {
     variant,
     attnLayers,
     attentionFraction: num(v, 'attention') ?? 0.5,
     seed: num(v, 'seed') ?? 0,
     semantics,
+    dtype: dtypeName === undefined ? undefined : lookup(DTYPES, dtypeName),
+    shardBytes,
+    extra: tokFiles,
+    option: 'out',
+    inputs: [{ option: 'teacher', path: teacher }],
   });
-  const dropped = droppedBiases(t, m);
-  if (dropped.length)
+  if (r.dropped.length)
     console.error(
-      `note: the replaced layers' attention biases are dropped, as upstream's bias-free Mamba projections do (${dropped.length} tensors, e.g. ${dropped[0]})`,
+      `note: the replaced layers' attention biases are dropped, as upstream's bias-free Mamba projections do (${r.dropped.length} tensors, e.g. ${r.dropped[0]})`,
     );
-  console.error(`writing ${out} …`);
-  const tokFiles = tokenizerFiles(teacher); // the hybrid reads text as its teacher does
-  saveModel(out, m, { extra: tokFiles, option: 'out', inputs: [{ option: 'teacher', path: teacher }] });
-  const kept = m.mamba!.attnLayers;
+  const kept = r.mamba.attnLayers;
   console.log(
-    `wrote ${out}: ${variant} hybrid${tokFiles.length ? ` with the teacher's ${tokFiles.map(([f]) => f).join(' and ')}` : ''}, attention kept in layers [${kept.join(', ')}] (${kept.length}/${m.llama.numLayers}), semantics ${m.mamba!.semantics}, ${((performance.now() - t0) / 1000).toFixed(2)} s`,
+    `wrote ${out}: ${variant} hybrid (${r.dtype}, ${r.shards} safetensors file(s))${tokFiles.length ? ` with the teacher's ${tokFiles.map(([f]) => f).join(' and ')}` : ''}, attention kept in layers [${kept.join(', ')}] (${kept.length}/${r.mamba.nLayer}), semantics ${r.mamba.semantics}, ${((performance.now() - t0) / 1000).toFixed(2)} s`,
   );
   return EXIT.ok;
 }

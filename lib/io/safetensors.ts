@@ -13,7 +13,7 @@
 import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { InputFileError, fileKind, parseJsonStrict, readRegularFile } from './json.js';
 import { writeFile } from './writer.js';
-import { SafetensorsError } from '../errors.js';
+import { NonFiniteError, SafetensorsError } from '../errors.js';
 import { Tensor, sizeOf } from '../tensor.js';
 import { lookup } from '../checked.js';
 
@@ -181,16 +181,20 @@ export function readSafetensorsHeader(path: string): SafetensorsHeader {
 
 /** Run `f` with the file open for reading (closed after). */
 export function withFile<T>(path: string, f: (fd: number) => T): T {
-  let fd: number;
-  try {
-    fd = openSync(path, 'r');
-  } catch (e) {
-    throw new SafetensorsError(path, `cannot open (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-  }
+  const fd = openForReading(path);
   try {
     return f(fd);
   } finally {
     closeSync(fd);
+  }
+}
+
+/** Open a file for reading (a SafetensorsError naming it when it cannot be). */
+function openForReading(path: string): number {
+  try {
+    return openSync(path, 'r');
+  } catch (e) {
+    throw new SafetensorsError(path, `cannot open (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
   }
 }
 
@@ -445,6 +449,16 @@ export function safetensorsChunks(
     yield head;
     for (let i = 0; i < entries.length; i++) {
       const [name, src] = entries[i];
+      if (!(src instanceof Tensor) && src.pieces) {
+        let n = 0;
+        for (const piece of src.pieces(dts[i])) {
+          n += piece.length;
+          yield piece;
+        }
+        if (n !== src.size * lookup(DTYPE_SIZE, dts[i]))
+          throw new SafetensorsError('<write>', `tensor '${name}': ${n} bytes written, announced ${src.size} values`);
+        continue;
+      }
       const t = materialize(src); // a lazy tensor is made here, one at a time, and dropped after
       for (let s = 0; s < t.size; s += ENCODE_PIECE)
         yield encode(t, dts[i], name, s, Math.min(t.size, s + ENCODE_PIECE));
@@ -462,6 +476,67 @@ export interface LazyTensor {
   shape: readonly number[];
   size: number;
   make: () => Tensor;
+  /**
+   * where given, the tensor's bytes as `dtype` in pieces, written without making the tensor whole; a piece is
+   * valid until the next is asked for (its buffer is reused)
+   */
+  pieces?: (dtype: WriteDType) => Iterable<Uint8Array>;
+}
+
+/**
+ * Tensor `name` of a file on disk as a LazyTensor: written, its bytes are copied from the file in pieces of
+ * at most ENCODE_PIECE elements — as they are when the written dtype is the stored one (decoding then
+ * encoding gives the same bytes), re-encoded otherwise — each piece checked finite (NonFiniteError, as a
+ * checkpoint's load does). The memory it needs is one piece, whatever the tensor's size.
+ */
+export function storedTensor(h: SafetensorsHeader, name: string): LazyTensor {
+  const found = h.tensors.get(name);
+  if (!found) throw new SafetensorsError(h.path, `missing tensor '${name}'`);
+  const info: TensorInfo = found;
+  const size = sizeOf(info.shape);
+  const per = lookup(DTYPE_SIZE, info.dtype);
+  function* pieces(dtype: WriteDType): Generator<Uint8Array> {
+    const fd = openForReading(h.path);
+    const buf = new Uint8Array(Math.min(size, ENCODE_PIECE) * per); // one buffer for every piece (no garbage per piece)
+    try {
+      for (let s = 0; s < size; s += ENCODE_PIECE) {
+        const m = Math.min(size - s, ENCODE_PIECE);
+        const piece = buf.subarray(0, m * per);
+        readExactly(fd, h.path, piece, info.begin + s * per);
+        const same = dtype === info.dtype;
+        const t = same && !hasNonFinite(piece, info.dtype, m) ? undefined : decodePiece(piece, m); // (m)
+        if (t)
+          for (let i = 0; i < m; i++) if (!Number.isFinite(t.data[i])) throw new NonFiniteError(name, s + i, t.data[i]);
+        yield t ? encode(t, dtype, name, 0, m) : piece;
+      }
+    } finally {
+      closeSync(fd);
+    }
+  }
+  const decodePiece = (piece: Uint8Array, m: number) =>
+    decodeTensor(piece.slice(), { ...info, shape: [m] }, name, h.path, 'compact');
+  return {
+    shape: info.shape,
+    size,
+    make: () => withFile(h.path, (fd) => readTensorAt(fd, h, name, 'compact')),
+    pieces,
+  };
+}
+
+/** Whether the first `m` values of float dtype `dtype` in `b` hold a NaN or ±Inf (an all-ones exponent). */
+function hasNonFinite(b: Uint8Array, dtype: string, m: number): boolean {
+  if (dtype === 'BF16' || dtype === 'F16') {
+    const w = new Uint16Array(b.buffer, b.byteOffset, m);
+    const e = dtype === 'BF16' ? 0x7f80 : 0x7c00;
+    for (let i = 0; i < m; i++) if ((w[i] & e) === e) return true;
+  } else if (dtype === 'F32') {
+    const w = new Uint32Array(b.buffer, b.byteOffset, m);
+    for (let i = 0; i < m; i++) if ((w[i] & 0x7f800000) === 0x7f800000) return true;
+  } else if (dtype === 'F64') {
+    const w = new Float64Array(b.buffer, b.byteOffset, m);
+    for (let i = 0; i < m; i++) if (!Number.isFinite(w[i])) return true;
+  }
+  return false;
 }
 
 function materialize(t: TensorSource): Tensor {

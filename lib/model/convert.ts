@@ -15,7 +15,7 @@
  * saved), so convert → save → load gives back exactly the converted model.
  * Kept attention layers: `attnLayers`, or a fraction mapped to the paper's schedule (50% → odd layers, …);
  * they keep every attention tensor, biases included. A replaced layer's q/k/v/o biases (attention_bias:
- * true) are dropped, as upstream's bias-free Mamba projections do; `droppedBiases` lists them.
+ * true) are dropped, as upstream's bias-free Mamba projections do; convertFolder lists them.
  * The teacher's tokenizer files (`tokenizerFiles`: tokenizer.json, tokenizer_config.json) are copied into
  * the converted folder, so the hybrid reads text exactly as its teacher did.
  *
@@ -28,12 +28,23 @@ import { join } from 'node:path';
 import { ArgumentError } from '../errors.js';
 import { inverseSoftplus } from '../ref/activations.js';
 import { Rng } from '../rng.js';
-import { Tensor } from '../tensor.js';
+import { Tensor, sizeOf } from '../tensor.js';
 import { writeFolder, type WriteData, type WriteOptions } from '../io/writer.js';
-import type { WriteDType } from '../io/safetensors.js';
-import { attentionLayersFor, parseLlamaConfig, parseMambaConfig, type MambaVariant } from './config.js';
+import { storedTensor, type TensorSource, type WriteDType } from '../io/safetensors.js';
+import {
+  attentionLayersFor,
+  parseLlamaConfig,
+  parseMambaConfig,
+  type LlamaConfig,
+  type MambaConfig,
+  type MambaVariant,
+} from './config.js';
 import { layerKinds, type HybridModel } from './hybrid.js';
-import { WeightStore, checkpointFiles } from './weights.js';
+import type { LayerKind } from './mixers/block.js';
+import { checkPlannedLlama, planModel } from './load.js';
+import { TORCH_DTYPE } from './init.js';
+import { HF_MAX_SHARD_BYTES, WeightStore, checkpointFiles, readPlannedWeight, type CheckpointPlan } from './weights.js';
+import { lookup } from '../checked.js';
 
 export interface ConvertOptions {
   variant: MambaVariant;
@@ -76,7 +87,27 @@ function deltaBias(rng: Rng, n: number): Tensor {
 
 export function convert(teacher: HybridModel, o: ConvertOptions): HybridModel {
   if (teacher.mamba) throw new ArgumentError('teacher', 'a plain Llama (no mamba_config.json)', 'a hybrid');
-  const c = teacher.llama;
+  const mamba = hybridConfig(teacher.llama, o);
+  const T = teacher.weights;
+  const out = new Map<string, Tensor>();
+  const rng = new Rng(o.seed);
+  const model: HybridModel = { llama: teacher.llama, mamba, weights: new WeightStore(out, 'converted') };
+  for (const name of T.names()) if (!name.includes('.self_attn.')) out.set(name, T.get(name));
+  const source: TeacherSource = { names: () => T.names(), get: (n) => T.get(n) };
+  layerKinds(model).forEach((kind, i) => {
+    for (const [n, t] of convertLayer(source, kind, i, mamba, rng, o)) out.set(n, t);
+  });
+  return model;
+}
+
+/** What Algorithm 1 reads of a teacher: its weights' names, and one weight at a time (in memory or from disk). */
+interface TeacherSource {
+  names(): string[];
+  get(name: string): Tensor;
+}
+
+/** The hybrid's mamba_config of a conversion of Llama `c` (its options checked: layer indices, variant). */
+function hybridConfig(c: LlamaConfig, o: ConvertOptions): MambaConfig {
   const attnLayers = o.attnLayers ?? attentionLayersFor(o.attentionFraction ?? 0.5, c.numLayers);
   for (const l of attnLayers)
     if (!Number.isInteger(l) || l < 0 || l >= c.numLayers)
@@ -102,84 +133,93 @@ export function convert(teacher: HybridModel, o: ConvertOptions): HybridModel {
     n_layer: c.numLayers,
     attn_layers: [...attnLayers].sort((a, b) => a - b),
   };
-  const mamba = parseMambaConfig(
+  return parseMambaConfig(
     raw,
     o.variant,
     'converted mamba_config',
     o.variant === 'mamba1' ? (o.semantics ?? 'upstream') : 'upstream',
   );
-  const T = teacher.weights;
+}
+
+/**
+ * Layer `i`'s weights in the hybrid, other than its MLP and norms (copied as they are): a kept layer's
+ * attention tensors, or the Mamba layer of Algorithm 1 — its fresh parameters drawn from `rng` in a fixed
+ * order, so a conversion that starts each layer from the generator state the previous layers left gives the
+ * same weights, whatever order the layers are made in.
+ */
+function convertLayer(
+  T: TeacherSource,
+  kind: LayerKind,
+  i: number,
+  mamba: MambaConfig,
+  rng: Rng,
+  o: ConvertOptions,
+): Map<string, Tensor> {
   const out = new Map<string, Tensor>();
-  const rng = new Rng(o.seed);
-  const model: HybridModel = { llama: c, mamba, weights: new WeightStore(out, 'converted') };
-  for (const name of T.names()) if (!name.includes('.self_attn.')) out.set(name, T.get(name));
-  layerKinds(model).forEach((kind, i) => {
-    const p = `model.layers.${i}`;
-    const att = (w: string) => {
-      const t = T.get(`${p}.self_attn.${w}_proj.weight`); // (n·hd, d) for q, (n_kv·hd, d) for k and v
-      return o.init === 'random' ? uniform(rng, [...t.shape], 1 / Math.sqrt(t.shape[1]), `${w} (random init)`) : t;
-    };
-    if (kind === 'attention') {
-      // a kept layer keeps every attention tensor, biases included (attention_bias: true)
-      for (const n of T.names()) if (n.startsWith(`${p}.self_attn.`)) out.set(n, T.get(n));
-      return;
-    }
-    const q = `${p}.mamba`;
-    if (kind === 'mamba1') {
-      const R = mamba.dtRank;
-      out.set(`${q}.in_proj_x.weight`, att('v'));
-      out.set(`${q}.B_proj.weight`, att('k'));
-      out.set(`${q}.C_proj.weight`, att('q'));
-      out.set(`${q}.out_proj.weight`, att('o'));
-      out.set(`${q}.in_proj_z.weight`, uniform(rng, [dInner, dModel], 1 / Math.sqrt(dModel), 'in_proj_z'));
-      out.set(`${q}.dt_proj_down.weight`, uniform(rng, [R, dModel], 1 / Math.sqrt(dModel), 'dt_proj_down'));
-      out.set(`${q}.dt_proj.weight`, uniform(rng, [dInner, R], R ** -0.5, 'dt_proj'));
-      out.set(`${q}.dt_proj.bias`, deltaBias(rng, dInner));
-      out.set(`${q}.conv1d.weight`, uniform(rng, [dInner, 1, mamba.dConv], 1 / Math.sqrt(mamba.dConv), 'conv1d'));
-      out.set(`${q}.conv1d.bias`, uniform(rng, [dInner], 1 / Math.sqrt(mamba.dConv), 'conv1d.bias'));
-      out.set(
-        `${q}.A_log`,
-        Tensor.from(
-          Array.from({ length: dInner * dState }, (_, k) => f32(Math.log((k % dState) + 1))),
-          [dInner, dState],
-        ),
-      );
-      out.set(`${q}.D`, Tensor.full([dInner], 1));
-    } else {
-      const H = mamba.nHeads;
-      const z = uniform(rng, [dInner, dModel], 1 / Math.sqrt(dModel), 'z rows'); // (d_in, d)
-      const dtRows = uniform(rng, [H, dModel], 1 / Math.sqrt(dModel), 'dt rows'); // (H, d)
-      out.set(
-        `${q}.in_proj.weight`,
-        Tensor.concat(
-          [z, att('v'), att('k'), att('q'), dtRows].map((t) => t.astype('float64')),
-          0,
-        ).named('in_proj'),
-      ); // teacher weights are read as float32
-      out.set(`${q}.out_proj.weight`, att('o'));
-      const convDim = dInner + 2 * dXb;
-      out.set(`${q}.conv1d.weight`, uniform(rng, [convDim, 1, mamba.dConv], 1 / Math.sqrt(mamba.dConv), 'conv1d'));
-      out.set(`${q}.conv1d.bias`, uniform(rng, [convDim], 1 / Math.sqrt(mamba.dConv), 'conv1d.bias'));
-      out.set(`${q}.dt_bias`, deltaBias(rng, H));
-      out.set(
-        `${q}.A_log`,
-        Tensor.from(
-          Array.from({ length: H }, () => f32(Math.log(rng.uniform(1, 16)))),
-          [H],
-        ),
-      );
-      out.set(`${q}.D`, Tensor.full([H], 1));
-      out.set(`${q}.norm.weight`, Tensor.full([dInner], 1));
-    }
-  });
-  return model;
+  const p = `model.layers.${i}`;
+  const { dModel, dInner, dXb, dState } = mamba;
+  const att = (w: string) => {
+    const t = T.get(`${p}.self_attn.${w}_proj.weight`); // (n·hd, d) for q, (n_kv·hd, d) for k and v
+    return o.init === 'random' ? uniform(rng, [...t.shape], 1 / Math.sqrt(t.shape[1]), `${w} (random init)`) : t;
+  };
+  if (kind === 'attention') {
+    // a kept layer keeps every attention tensor, biases included (attention_bias: true)
+    for (const n of T.names()) if (n.startsWith(`${p}.self_attn.`)) out.set(n, T.get(n));
+    return out;
+  }
+  const q = `${p}.mamba`;
+  if (kind === 'mamba1') {
+    const R = mamba.dtRank;
+    out.set(`${q}.in_proj_x.weight`, att('v'));
+    out.set(`${q}.B_proj.weight`, att('k'));
+    out.set(`${q}.C_proj.weight`, att('q'));
+    out.set(`${q}.out_proj.weight`, att('o'));
+    out.set(`${q}.in_proj_z.weight`, uniform(rng, [dInner, dModel], 1 / Math.sqrt(dModel), 'in_proj_z'));
+    out.set(`${q}.dt_proj_down.weight`, uniform(rng, [R, dModel], 1 / Math.sqrt(dModel), 'dt_proj_down'));
+    out.set(`${q}.dt_proj.weight`, uniform(rng, [dInner, R], R ** -0.5, 'dt_proj'));
+    out.set(`${q}.dt_proj.bias`, deltaBias(rng, dInner));
+    out.set(`${q}.conv1d.weight`, uniform(rng, [dInner, 1, mamba.dConv], 1 / Math.sqrt(mamba.dConv), 'conv1d'));
+    out.set(`${q}.conv1d.bias`, uniform(rng, [dInner], 1 / Math.sqrt(mamba.dConv), 'conv1d.bias'));
+    out.set(
+      `${q}.A_log`,
+      Tensor.from(
+        Array.from({ length: dInner * dState }, (_, k) => f32(Math.log((k % dState) + 1))),
+        [dInner, dState],
+      ),
+    );
+    out.set(`${q}.D`, Tensor.full([dInner], 1));
+  } else {
+    const H = mamba.nHeads;
+    const z = uniform(rng, [dInner, dModel], 1 / Math.sqrt(dModel), 'z rows'); // (d_in, d)
+    const dtRows = uniform(rng, [H, dModel], 1 / Math.sqrt(dModel), 'dt rows'); // (H, d)
+    out.set(
+      `${q}.in_proj.weight`,
+      Tensor.concat(
+        [z, att('v'), att('k'), att('q'), dtRows].map((t) => t.astype('float64')),
+        0,
+      ).named('in_proj'),
+    ); // teacher weights are read as float32
+    out.set(`${q}.out_proj.weight`, att('o'));
+    const convDim = dInner + 2 * dXb;
+    out.set(`${q}.conv1d.weight`, uniform(rng, [convDim, 1, mamba.dConv], 1 / Math.sqrt(mamba.dConv), 'conv1d'));
+    out.set(`${q}.conv1d.bias`, uniform(rng, [convDim], 1 / Math.sqrt(mamba.dConv), 'conv1d.bias'));
+    out.set(`${q}.dt_bias`, deltaBias(rng, H));
+    out.set(
+      `${q}.A_log`,
+      Tensor.from(
+        Array.from({ length: H }, () => f32(Math.log(rng.uniform(1, 16)))),
+        [H],
+      ),
+    );
+    out.set(`${q}.D`, Tensor.full([H], 1));
+    out.set(`${q}.norm.weight`, Tensor.full([dInner], 1));
+  }
+  return out;
 }
 
 /** Teacher tensors that a conversion left out: the q/k/v/o biases of replaced layers (see above). */
-export function droppedBiases(teacher: HybridModel, hybrid: HybridModel): string[] {
-  return teacher.weights
-    .names()
-    .filter((n) => n.includes('.self_attn.') && n.endsWith('.bias') && !hybrid.weights.has(n));
+function leftOut(teacherNames: string[], kept: (name: string) => boolean): string[] {
+  return teacherNames.filter((n) => n.includes('.self_attn.') && n.endsWith('.bias') && !kept(n));
 }
 
 /**
@@ -194,35 +234,123 @@ export function modelFiles(
 ): Array<[string, WriteData]> {
   const tensors: Record<string, Tensor> = {};
   for (const n of m.weights.names()) tensors[n] = m.weights.get(n);
+  return folderFiles(m.llama.raw, m.mamba, tensors, opts);
+}
+
+/** modelFiles from the parts: config.json's content, the Mamba config, the tensors (in memory or lazy). */
+function folderFiles(
+  config: Record<string, unknown>,
+  mamba: MambaConfig | undefined,
+  tensors: Record<string, TensorSource>,
+  opts: { shardBytes?: number; dtype?: WriteDType },
+): Array<[string, WriteData]> {
   const files = checkpointFiles(tensors, { dtype: opts.dtype ?? 'F32', shardBytes: opts.shardBytes });
-  if (m.mamba) {
-    files.push(['mamba_config.json', JSON.stringify(m.mamba.raw, null, 4) + '\n']);
+  if (mamba) {
+    files.push(['mamba_config.json', JSON.stringify(mamba.raw, null, 4) + '\n']);
     files.push([
       'mil_config.json',
-      JSON.stringify({ variant: m.mamba.variant, semantics: m.mamba.semantics }, null, 1) + '\n',
+      JSON.stringify({ variant: mamba.variant, semantics: mamba.semantics }, null, 1) + '\n',
     ]);
   }
-  files.push(['config.json', JSON.stringify(m.llama.raw, null, 2) + '\n']);
+  files.push(['config.json', JSON.stringify(config, null, 2) + '\n']);
   return files;
 }
+
+type SaveOptions = { shardBytes?: number; dtype?: WriteDType; extra?: Array<[string, WriteData]> } & WriteOptions;
 
 /**
  * Write a model folder through the one writer: the folder is replaced as a whole (a previous model there
  * stays intact until the new one is complete), `extra` files are written beside the model's.
  */
-export function saveModel(
-  dir: string,
-  m: HybridModel,
-  opts: { shardBytes?: number; dtype?: WriteDType; extra?: Array<[string, WriteData]> } & WriteOptions = {},
-): void {
+export function saveModel(dir: string, m: HybridModel, opts: SaveOptions = {}): void {
+  writeFiles(dir, modelFiles(m, opts), opts);
+}
+
+function writeFiles(dir: string, files: Array<[string, WriteData]>, opts: SaveOptions): void {
   writeFolder(
     dir,
     (stage) => {
-      for (const [rel, data] of [...modelFiles(m, opts), ...(opts.extra ?? [])]) stage.writeFile(rel, data);
+      for (const [rel, data] of [...files, ...(opts.extra ?? [])]) stage.writeFile(rel, data);
     },
     opts,
   );
 }
+
+/**
+ * `mil convert`: Algorithm 1 from a teacher folder on disk to a hybrid folder, streamed. Everything is
+ * checked from the configs and the checkpoint's headers first (planModel and checkPlannedLlama: a missing
+ * shard, a dtype the config does not declare, a missing or misshapen weight — before any weight is read,
+ * before anything is written). Then the hybrid's files are written through the one writer (the folder
+ * appears whole or not at all), sharded as save_pretrained past `shardBytes` (default HF_MAX_SHARD_BYTES), in
+ * the teacher's dtype unless `dtype` says otherwise, with the same tensors in the same order as
+ * convert → saveModel — the same bytes for the same dtype and shard size. Memory: the teacher is never held;
+ * a weight copied as it is (embedding, MLP, norms, kept attention) goes from its shard to the output in pieces
+ * (storedTensor), a converted layer is made when its first tensor is written and dropped at the next layer —
+ * one layer's tensors in memory, as float64, whatever the model's size. Each Mamba layer starts from the
+ * generator state the previous layers left, found by a first pass that draws every layer's fresh values once
+ * (on zero stand-ins for the teacher's matrices, nothing read) and keeps the state at each layer's start.
+ */
+export function convertFolder(
+  teacherDir: string,
+  outDir: string,
+  o: ConvertOptions & SaveOptions,
+): { mamba: MambaConfig; dtype: WriteDType; shards: number; dropped: string[] } {
+  const { llama, plan } = planModel(teacherDir);
+  if (existsSync(join(teacherDir, 'mamba_config.json')))
+    throw new ArgumentError('teacher', 'a plain Llama (no mamba_config.json)', 'a hybrid');
+  checkPlannedLlama(llama, plan);
+  const mamba = hybridConfig(llama, o);
+  const dtype = o.dtype ?? storedDtype(plan);
+  const names = [...plan.weights.keys()];
+  const stored = (n: string) => storedTensor(lookup(plan.weights, n).header, n);
+  const kinds = layerKinds({ llama, mamba, weights: new WeightStore(new Map(), teacherDir) });
+  // pass 1: the generator state at each layer's start, and the names and shapes each layer makes
+  const zeros: TeacherSource = {
+    names: () => names,
+    get: (n) =>
+      new Tensor(new Float32Array(sizeOf(lookup(plan.weights, n).info.shape)), lookup(plan.weights, n).info.shape, n),
+  };
+  const rng = new Rng(o.seed);
+  const starts = kinds.map((kind, i) => {
+    const state = rng.state();
+    const shapes = new Map([...convertLayer(zeros, kind, i, mamba, rng, o)].map(([n, t]) => [n, t.shape]));
+    return { state, shapes };
+  });
+  // pass 2, as the files are written: each tensor made when its bytes are
+  const disk: TeacherSource = { names: () => names, get: (n) => readPlannedWeight(plan, n) };
+  let made: { layer: number; tensors: Map<string, Tensor> } | undefined;
+  const layerTensor = (i: number, n: string): Tensor => {
+    if (made?.layer !== i) {
+      made = undefined; // the previous layer's tensors go before this one's are made
+      made = { layer: i, tensors: convertLayer(disk, kinds[i], i, mamba, Rng.fromState(starts[i].state), o) };
+    }
+    return lookup(made.tensors, n);
+  };
+  const tensors: Record<string, TensorSource> = {};
+  for (const n of names) if (!n.includes('.self_attn.')) tensors[n] = stored(n);
+  starts.forEach(({ shapes }, i) => {
+    for (const [n, shape] of shapes)
+      tensors[n] = plan.weights.has(n) ? stored(n) : { shape, size: sizeOf(shape), make: () => layerTensor(i, n) };
+  });
+  const config: Record<string, unknown> = { ...llama.raw, torch_dtype: TORCH_DTYPE[dtype] };
+  delete config.dtype; // the newer spelling of torch_dtype: one key, the written dtype
+  const files = folderFiles(config, mamba, tensors, { dtype, shardBytes: o.shardBytes ?? HF_MAX_SHARD_BYTES });
+  writeFiles(outDir, files, o);
+  return {
+    mamba,
+    dtype,
+    shards: files.filter(([f]) => f.endsWith('.safetensors')).length,
+    dropped: leftOut(names, (n) => n in tensors),
+  };
+}
+
+/** The one floating dtype a checkpoint's weights are stored in ('F32' where they mix dtypes). */
+function storedDtype(plan: CheckpointPlan): WriteDType {
+  const floats = new Set([...plan.weights.values()].map((w) => w.info.dtype).filter((d) => FLOATS.includes(d)));
+  const [only] = floats;
+  return floats.size === 1 ? (only as WriteDType) : 'F32';
+}
+const FLOATS = ['F64', 'F32', 'F16', 'BF16'];
 
 /** The files of a model folder that say how its text is tokenized: they travel with converted weights. */
 const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json'] as const;

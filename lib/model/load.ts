@@ -7,7 +7,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { freemem } from 'node:os';
-import { MilError, ShapeError } from '../errors.js';
+import { MilError, SafetensorsError, ShapeError } from '../errors.js';
 import { readJsonObject } from '../io/json.js';
 import { recoverInterruptedSwap } from '../io/writer.js';
 import {
@@ -21,7 +21,7 @@ import {
 } from './config.js';
 import { checkObject } from './schema.js';
 import { layerKinds, type HybridModel } from './hybrid.js';
-import { packsAsBf16, planCheckpoint, readCheckpoint, type CheckpointPlan, type WeightStore } from './weights.js';
+import { WeightStore, packsAsBf16, planCheckpoint, readCheckpoint, type CheckpointPlan } from './weights.js';
 import { sizeOf } from '../tensor.js';
 import { wasmSimdMaxBytes } from '../simd/limits.js';
 import { SimdGemm } from '../simd/gemm.js';
@@ -54,22 +54,11 @@ export interface LoadOptions {
  * whose write was killed mid-swap is restored first (lib/io/writer.ts).
  */
 export function loadModel(dir: string, o: LoadOptions = {}): HybridModel {
-  recoverInterruptedSwap(dir);
-  if (!existsSync(dir)) throw new ConfigError(dir, 'not a model folder (no such folder)');
-  if (!statSync(dir).isDirectory())
-    throw new ConfigError(
-      dir,
-      `not a model folder: it is a file (a model is a folder holding config.json and model.safetensors${dir.endsWith('.safetensors') ? '; give the folder that holds this file' : ''})`,
-    );
-  const mc = join(dir, 'mamba_config.json');
-  const extraPath = join(dir, 'mil_config.json');
-  const config = readJson(join(dir, 'config.json'));
-  const llama = parseLlamaConfig(config, join(dir, 'config.json'));
-  const plan = planCheckpoint(dir);
-  checkDtypes(plan, config, join(dir, 'config.json'));
-  checkTokenizerVocab(join(dir, 'tokenizer.json'), llama.vocabSize);
+  const { config, plan } = planModel(dir);
   const bf16 = o.backend === 'wasm-simd' && (o.bf16Panels ?? process.env.MIL_SIMD_BF16 !== '0');
   checkMemory(plan, o, bf16);
+  const mc = join(dir, 'mamba_config.json');
+  const extraPath = join(dir, 'mil_config.json');
   return modelFromParts({
     dir,
     config,
@@ -77,6 +66,27 @@ export function loadModel(dir: string, o: LoadOptions = {}): HybridModel {
     milConfig: existsSync(extraPath) ? readJson(extraPath) : undefined,
     weights: readCheckpoint(dir, plan, bf16 ? SimdGemm.shared() : undefined),
   });
+}
+
+/**
+ * A model folder known from its config.json and its checkpoint's headers, no weight read: the checks of
+ * loadModel that come before reading (a folder, a valid config, every shard present, each weight's dtype the
+ * declared one, tokenizer.json's vocabulary the config's). `mil convert` streams from this plan.
+ */
+export function planModel(dir: string): { config: Record<string, unknown>; llama: LlamaConfig; plan: CheckpointPlan } {
+  recoverInterruptedSwap(dir);
+  if (!existsSync(dir)) throw new ConfigError(dir, 'not a model folder (no such folder)');
+  if (!statSync(dir).isDirectory())
+    throw new ConfigError(
+      dir,
+      `not a model folder: it is a file (a model is a folder holding config.json and model.safetensors${dir.endsWith('.safetensors') ? '; give the folder that holds this file' : ''})`,
+    );
+  const config = readJson(join(dir, 'config.json'));
+  const llama = parseLlamaConfig(config, join(dir, 'config.json'));
+  const plan = planCheckpoint(dir);
+  checkDtypes(plan, config, join(dir, 'config.json'));
+  checkTokenizerVocab(join(dir, 'tokenizer.json'), llama.vocabSize);
+  return { config, llama, plan };
 }
 
 const TORCH_DTYPES: Record<string, string> = { bfloat16: 'BF16', float16: 'F16', float32: 'F32', float64: 'F64' };
@@ -249,15 +259,15 @@ export function modelFromParts(p: {
   return m;
 }
 
-/** Every weight the forward pass reads, with its expected shape. */
-export function expectedWeights(m: HybridModel): Record<string, number[]> {
+/** Every weight the forward pass reads, with its expected shape (`lmHead`: the checkpoint has lm_head.weight). */
+export function expectedWeights(m: HybridModel, lmHead = m.weights.has('lm_head.weight')): Record<string, number[]> {
   const c: LlamaConfig = m.llama;
   const dModel = c.hiddenSize;
   const e: Record<string, number[]> = {
     'model.embed_tokens.weight': [c.vocabSize, dModel],
     'model.norm.weight': [dModel],
   };
-  if (!c.tieWordEmbeddings || m.weights.has('lm_head.weight')) e['lm_head.weight'] = [c.vocabSize, dModel];
+  if (!c.tieWordEmbeddings || lmHead) e['lm_head.weight'] = [c.vocabSize, dModel];
   layerKinds(m).forEach((kind, i) => {
     const p = `model.layers.${i}`;
     e[`${p}.input_layernorm.weight`] = [dModel];
@@ -337,9 +347,29 @@ const IGNORABLE = /^model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq$/;
  */
 function checkWeights(m: HybridModel): void {
   const W: WeightStore = m.weights;
-  const src = W.source;
+  checkShapes(m, W.names(), (n) => (W.has(n) ? W.get(n).shape : undefined), W.source);
+}
+
+/**
+ * checkWeights for a plain Llama known from its headers alone (planModel): every weight the forward reads
+ * present with its shape, nothing unexpected — before any weight is read.
+ */
+export function checkPlannedLlama(llama: LlamaConfig, plan: CheckpointPlan): void {
+  const names = [...plan.weights.keys()];
+  const m: HybridModel = { llama, weights: new WeightStore(new Map(), plan.dir) };
+  const lmHead = plan.weights.has('lm_head.weight');
+  checkShapes(m, names, (n) => plan.weights.get(n)?.info.shape, plan.dir, lmHead);
+}
+
+function checkShapes(
+  m: HybridModel,
+  names: string[],
+  shapeOf: (name: string) => readonly number[] | undefined,
+  src: string,
+  lmHead?: boolean,
+): void {
   let maxLayer = -1;
-  for (const n of W.names()) {
+  for (const n of names) {
     const k = /^model\.layers\.(\d+)\./.exec(n);
     if (k) maxLayer = Math.max(maxLayer, Number(k[1]));
   }
@@ -348,20 +378,22 @@ function checkWeights(m: HybridModel): void {
       src,
       `the checkpoint holds ${maxLayer + 1} layers (model.layers.0 … ${maxLayer}) but config.json has num_hidden_layers ${m.llama.numLayers}`,
     );
-  const expected = expectedWeights(m);
+  const expected = expectedWeights(m, lmHead);
   const optional = optionalWeights(m);
+  const check = (name: string, shape: number[], got: readonly number[]) => {
+    if (got.length !== shape.length || got.some((d, i) => d !== shape[i]))
+      throw new ShapeError(name, `[${shape.join(', ')}]`, [...got]);
+  };
   for (const [name, shape] of Object.entries(expected)) {
-    const t = W.get(name); // (the stored shape, checked against `shape`); throws SafetensorsError 'missing weight'
-    if (t.rank !== shape.length || t.shape.some((d, i) => d !== shape[i]))
-      throw new ShapeError(name, `[${shape.join(', ')}]`, t.shape);
+    const got = shapeOf(name); // the stored shape, checked against `shape`
+    if (!got) throw new SafetensorsError(src, `missing weight '${name}'`);
+    check(name, shape, got);
   }
   for (const [name, shape] of Object.entries(optional)) {
-    if (!W.has(name)) continue;
-    const t = W.get(name); // (the stored shape, checked against `shape`)
-    if (t.rank !== shape.length || t.shape.some((d, i) => d !== shape[i]))
-      throw new ShapeError(name, `[${shape.join(', ')}]`, t.shape);
+    const got = shapeOf(name);
+    if (got) check(name, shape, got);
   }
-  const unexpected = W.names().filter((n) => !(n in expected) && !(n in optional) && !IGNORABLE.test(n));
+  const unexpected = names.filter((n) => !(n in expected) && !(n in optional) && !IGNORABLE.test(n));
   if (unexpected.length > 0) {
     const bias = unexpected.some((n) => n.includes('.self_attn.') && n.endsWith('.bias'));
     throw new ConfigError(

@@ -195,11 +195,23 @@ function bf16Value(w: number): number {
 
 /** Store `t` as weight `n` after checking every value finite (NonFiniteError names the weight and index). */
 function finitePut(tensors: Map<string, Tensor>): (n: string, t: Tensor) => void {
-  return (n, t) => {
-    const d = t.data; // (t.size) values
-    for (let i = 0; i < d.length; i++) if (!Number.isFinite(d[i])) throw new NonFiniteError(n, i, d[i]);
-    tensors.set(n, t);
-  };
+  return (n, t) => tensors.set(n, checkFinite(n, t));
+}
+
+function checkFinite(n: string, t: Tensor): Tensor {
+  const d = t.data; // (t.size) values
+  for (let i = 0; i < d.length; i++) if (!Number.isFinite(d[i])) throw new NonFiniteError(n, i, d[i]);
+  return t;
+}
+
+/** One weight of a planned checkpoint, read from its shard and kept compact, checked finite (as readCheckpoint). */
+export function readPlannedWeight(plan: CheckpointPlan, name: string): Tensor {
+  const w = plan.weights.get(name);
+  if (!w) throw new SafetensorsError(plan.dir, `missing weight '${name}'`);
+  return checkFinite(
+    name,
+    withFile(w.header.path, (fd) => readTensorAt(fd, w.header, name, 'compact')),
+  );
 }
 
 /** The weights of one model.safetensors already in memory (the browser page fetches it), read compactly (as readCheckpoint). */

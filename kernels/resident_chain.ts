@@ -29,7 +29,7 @@
  * one map); the per-call JavaScript is one setPipeline/setBindGroup/dispatch per step (bench/gpu.ts).
  */
 import { ArgumentError, BackendUnavailableError, KernelError } from '../lib/errors.js';
-import { unavailableReason } from './runtime.js';
+import { noteRanOn, unavailableReason } from './runtime.js';
 
 // WebGPU numbers (pinned by the spec; the globals exist only where WebGPU does)
 const USAGE_MAP_READ = 0x0001;
@@ -273,6 +273,7 @@ export class ResidentChain {
       }
       if (k.constructor.name !== 'WebGPUKernel' || k.componentCount !== 1)
         throw new KernelError('webgpu', key, `GPU.js built it as ${k.constructor.name}, not a one-value WebGPUKernel`);
+      await noteRanOn('webgpu', k.constructor.name); // what the page and the CLI report the kernels ran as
       // the steps write chain buffers; the output buffer the build allocated would only hold memory
       if (k.outputBuffer) {
         if (k.outputBuffer._refs === undefined || --k.outputBuffer._refs === 0) k.outputBuffer.destroy();

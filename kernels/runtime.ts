@@ -145,6 +145,15 @@ const runtimes = new Map<KernelBackendName, Promise<GpuRuntime>>();
 const liveRuntimes = new Set<GpuRuntime>();
 
 /** The runtime of a backend, created once; throws BackendUnavailableError with the reason. */
+/**
+ * Record that kernels of backend `name` ran as GPU.js class `cls` outside its runtime (kernels/resident_chain.ts
+ * builds its own kernels): added to that runtime's `ranOn` where the runtime exists (none is made for it).
+ */
+export async function noteRanOn(name: KernelBackendName, cls: string): Promise<void> {
+  const rt = await runtimes.get(name)?.catch(() => undefined);
+  rt?.ranOn.add(cls);
+}
+
 export function getRuntime(name: KernelBackendName): Promise<GpuRuntime> {
   let p = runtimes.get(name);
   if (!p) {

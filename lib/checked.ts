@@ -27,3 +27,9 @@ export function lastOf<T>(a: ArrayLike<T>): T {
   if (v === undefined) throw new RangeError('the last element of an empty array');
   return v;
 }
+
+/** `v`, checked present: throws a RangeError naming `what` when it is undefined or null. */
+export function present<T>(v: T | undefined | null, what: string): T {
+  if (v === undefined || v === null) throw new RangeError(`${what} is missing`);
+  return v;
+}

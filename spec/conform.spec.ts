@@ -36,7 +36,7 @@ import { DEFAULT_TOLERANCE, judge, openPort, type Protocol, type Verdict } from 
 import { Tensor, relError } from '../lib/tensor.js';
 import { verifyGolden } from '../lib/golden/verify.js';
 import { tmpFolder } from './tmp.js';
-import { lastOf, lookup } from '../lib/checked.js';
+import { lastOf, lookup, present } from '../lib/checked.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const JS = join(ROOT, 'examples', 'ports', 'js', 'port.mjs');
@@ -223,14 +223,15 @@ describe('broken ports are caught and shrunk', () => {
     it(`JavaScript, ${what}: caught, shrunk to no dimension above ${largest}`, async () => {
       const r = await conform({ ...base, runs: 200, op, port: `node ${broken(JS, file, from, to)}` });
       expect(r.failed).toBe(1);
-      expect(r.smallest).toBeDefined();
-      const s = caseSize(r.smallest!.case);
+      const smallest = present(r.smallest, 'smallest');
+      const first = present(r.first, 'first');
+      const s = caseSize(smallest.case);
       expect(s.largestDim, JSON.stringify(s.shapes)).toBeLessThanOrEqual(largest);
       // every choice shrank or stayed: no more elements than the first failure, a value seed no larger
-      expect(elements(r.smallest!.case)).toBeLessThanOrEqual(elements(r.first!.case));
-      expect(r.smallest!.draw.seed).toBeLessThanOrEqual(r.first!.draw.seed);
+      expect(elements(smallest.case)).toBeLessThanOrEqual(elements(first.case));
+      expect(smallest.draw.seed).toBeLessThanOrEqual(first.draw.seed);
       console.log(
-        `[conform] ${what}: first failure at case ${r.firstFailureAt} (${elements(r.first!.case)} elements, seed ${r.first!.draw.seed}), ${r.smallest!.shrinkSteps} shrink runs, smallest ${JSON.stringify(s.shapes)} seed ${r.smallest!.draw.seed}`,
+        `[conform] ${what}: first failure at case ${r.firstFailureAt} (${elements(first.case)} elements, seed ${first.draw.seed}), ${smallest.shrinkSteps} shrink runs, smallest ${JSON.stringify(s.shapes)} seed ${smallest.draw.seed}`,
       );
     }, 120_000);
   }
@@ -674,11 +675,11 @@ describe('the library entry', () => {
         if (op !== 'selective_scan') return null;
         const t = (k: string) => (I[k] ? new Tensor(Float64Array.from(I[k].data), I[k].shape, k) : undefined);
         const r = selectiveScan({
-          u: t('u')!,
-          delta: t('delta')!,
-          A: t('A')!,
-          B: t('B')!,
-          C: t('C')!,
+          u: present(t('u'), 'u'),
+          delta: present(t('delta'), 'delta'),
+          A: present(t('A'), 'A'),
+          B: present(t('B'), 'B'),
+          C: present(t('C'), 'C'),
           D: t('D'),
           z: t('z'),
           deltaBias: t('delta_bias'),

@@ -17,6 +17,7 @@ import fc from 'fast-check';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
+import { lookup, present } from '../lib/checked.js';
 import { main } from '../lib/cli/main.js';
 import { ArgumentError } from '../lib/errors.js';
 import { randomLlama } from '../lib/model/random.js';
@@ -113,9 +114,9 @@ async function compare(
     let pe = 0;
     let me = 0;
     for (const [n, p] of params) {
-      const b = back.get(n)!;
+      const b = lookup(back, n);
       pe = Math.max(pe, relError(b.p, p));
-      me = Math.max(me, relError(b.m!, st.m.get(n)!), relError(b.v!, st.v.get(n)!));
+      me = Math.max(me, relError(present(b.m, 'm'), lookup(st.m, n)), relError(present(b.v, 'v'), lookup(st.v, n)));
     }
     return { loss: relError(got.loss, want.loss), norm: relError(got.norm, want.norm), params: pe, moments: me };
   } finally {

@@ -18,6 +18,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, vi } from 'vitest';
+import { lookup, present } from '../lib/checked.js';
 import {
   acceptGreedy,
   effectiveStates,
@@ -81,7 +82,7 @@ async function cacheExcess(dec: GpuDecoder, m: HybridModel, ref: ModelCache): Pr
       const { k, v } = gpuLayoutKv(m, lc, T);
       worst = Math.max(worst, excess(g.k.subarray(0, k.length), k), excess(g.v.subarray(0, v.length), v));
     } else if (g.kind !== 'attention') {
-      const s = states.get(i)!;
+      const s = lookup(states, i);
       worst = Math.max(worst, excess(g.conv, s.conv.data), excess(g.ssm, s.ssm.data));
     } else throw new Error(`layer ${i}: ${g.kind} on the GPU, ${lc.kind} in the reference`);
   }
@@ -127,7 +128,7 @@ describe('Algorithm 2 VERIFY in one GPU submission (webgpu)', () => {
                   dec.verify(prompt[prompt.length - 1], drafts, { logits: true }),
                 );
                 expect([r.submits, r.maps], 'a verify: one submit, one readback').toEqual([1, 1]);
-                const rows = r.value.logits!;
+                const rows = present(r.value.logits, 'logits');
                 expect(rows.length).toBe(K + 1);
                 rows.forEach((row, t) =>
                   expect(excess(row, ref.rows[t]), `logits row ${t}`).toBeLessThanOrEqual(TOL_ABS),
@@ -153,7 +154,7 @@ describe('Algorithm 2 VERIFY in one GPU submission (webgpu)', () => {
     const drafts = await draftsFor(m, prompt, 3, 2, 0); // two accepted, the third rejected
     const ref = await referenceVerify(m, prompt, drafts);
     expect(ref.clear && ref.accepted === 2).toBe(true);
-    const attn = m.mamba!.attnLayers[0];
+    const attn = present(m.mamba, 'mamba config').attnLayers[0];
     const mamba = attn === 0 ? 1 : 0;
     const dec = await GpuDecoder.create(m, { capacity: 8, prefillWidth: 2 });
     try {
@@ -162,7 +163,7 @@ describe('Algorithm 2 VERIFY in one GPU submission (webgpu)', () => {
         await dec.prefill(p.slice(0, -1));
         const r = await dec.verify(p[2], ds, { logits: true });
         let w = await cacheExcess(dec, m, ref.cache);
-        r.logits!.forEach((row, t) => (w = Math.max(w, excess(row, ref.rows[t]))));
+        present(r.logits, 'logits').forEach((row, t) => (w = Math.max(w, excess(row, ref.rows[t]))));
         return w;
       };
       expect(await worst(prompt, drafts), 'the whole window').toBeLessThanOrEqual(TOL_ABS);
@@ -253,9 +254,9 @@ describe('Algorithm 2 VERIFY in one GPU submission (webgpu)', () => {
         const u = rng.next();
         const r = await dec.step(id, {
           logits: true,
-          sample: { u, temperature: o.temperature!, topK: o.topK, topP: o.topP },
+          sample: { u, temperature: present(o.temperature, 'temperature'), topK: o.topK, topP: o.topP },
         });
-        const p = samplingDistribution(Float64Array.from(r.logits!), o)!; // (V) the CPU sampler's, float64
+        const p = present(samplingDistribution(Float64Array.from(present(r.logits, 'logits')), o), 'distribution'); // (V) the CPU sampler's, float64
         const want = drawFrom(p, u);
         // a draw within 1e-4 of a boundary (of the cumulative sum, or of the top-p cut) may go either way in float32
         let c = 0;
@@ -264,8 +265,8 @@ describe('Algorithm 2 VERIFY in one GPU submission (webgpu)', () => {
           c += p[i];
           if (p[i] > 0 && Math.abs(c - u) < 1e-4) near = true;
         }
-        const sorted = Array.from(r.logits!)
-          .map((l) => Math.exp((l - Math.max(...r.logits!)) / o.temperature!))
+        const sorted = Array.from(present(r.logits, 'logits'))
+          .map((l) => Math.exp((l - Math.max(...present(r.logits, 'logits'))) / present(o.temperature, 'temperature')))
           .sort((a, b) => b - a);
         const z = sorted.reduce((a, b) => a + b, 0);
         let mass = 0;
@@ -279,7 +280,7 @@ describe('Algorithm 2 VERIFY in one GPU submission (webgpu)', () => {
       expect(compared, 'draws compared').toBeGreaterThanOrEqual(25);
       // greedy is the argmax still
       const g = await dec.step(id, { logits: true });
-      expect(g.token).toBe(argmax(g.logits!));
+      expect(g.token).toBe(argmax(present(g.logits, 'logits')));
     } finally {
       dec.destroy();
     }

@@ -25,6 +25,7 @@
  * (the window shrinks to what is left). The draft keeps its own caches the same lazy way: its proposals
  * are consumed lazily (pending rows) and rolled back to the accepted prefix after each round.
  */
+import { present } from '../checked.js';
 import { ArgumentError, DeviceLimitError } from '../errors.js';
 import type { GpuDecoder } from '../model/gpu_decode.js';
 import { checkSpeculativeArgs } from './gpu_speculative.js';
@@ -65,8 +66,9 @@ export async function prefillSpec(
   const logits = ids.length ? await forward(ops, m, [ids], cache) : null;
   for (const lc of cache.layers) {
     if (lc.kind === 'attention') continue;
-    const G = lc.kind === 'mamba1' ? m.mamba!.dInner / m.mamba!.dState : m.mamba!.nHeads;
-    const ssm = lc.kind === 'mamba1' ? lc.ssm : lc.ssm.reshape([1, m.mamba!.nHeads * m.mamba!.dState, m.mamba!.dState]);
+    const mc = present(m.mamba, 'the mamba config of a model with Mamba layers');
+    const G = lc.kind === 'mamba1' ? mc.dInner / mc.dState : mc.nHeads;
+    const ssm = lc.kind === 'mamba1' ? lc.ssm : lc.ssm.reshape([1, mc.nHeads * mc.dState, mc.dState]);
     lc.store = makeSpecState(lc.conv, ssm, cache.length, maxWindow, G, scheme);
   }
   return { cache, logits };

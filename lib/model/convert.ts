@@ -256,7 +256,12 @@ function folderFiles(
   return files;
 }
 
-type SaveOptions = { shardBytes?: number; dtype?: WriteDType; extra?: Array<[string, WriteData]> } & WriteOptions;
+/** saveModel's options: shard size, the dtype written, extra files, and the writer's options. */
+export type SaveOptions = {
+  shardBytes?: number;
+  dtype?: WriteDType;
+  extra?: Array<[string, WriteData]>;
+} & WriteOptions;
 
 /**
  * Write a model folder through the one writer: the folder is replaced as a whole (a previous model there

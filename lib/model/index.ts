@@ -46,7 +46,7 @@ export {
 /** A config key or value this library refuses, by name. */
 export { ConfigError } from './schema.js';
 /** Algorithm 1: a teacher into a hybrid; writing a model folder; the layer-dropping ablation. */
-export { convert, saveModel, dropLayers, type ConvertOptions } from './convert.js';
+export { convert, saveModel, dropLayers, type ConvertOptions, type SaveOptions } from './convert.js';
 /** Greedy and sampled generation with caches, and the sampling rules (temperature, top-k, top-p). */
 export {
   generate,

@@ -25,7 +25,7 @@ export {
   type TrainRule,
 } from './model.js';
 /** The wasm-simd matrix products `simdEngine` runs the linear layers on (`SimdGemm.load(threads)`). */
-export { SimdGemm } from '../simd/gemm.js';
+export { SimdGemm, type Bf16Panels } from '../simd/gemm.js';
 /** Adam/AdamW, gradient clipping and the learning-rate schedule. */
 export { adamStep, newAdamState, clipGradNorm, cosineLr, type AdamOptions, type AdamState } from './optim.js';
 /** The training loop with checkpoints that resume bit for bit. */
@@ -40,4 +40,4 @@ export {
 /** Direct preference optimisation (stage 3). */
 export { trainDpo, dpoLoss, preferencePairs, preferenceAccuracy, type Pair, type DpoStep } from './dpo.js';
 /** Perplexity on a split. */
-export { evaluate, type EvalResult } from './job.js';
+export { evaluate, type EvalOptions, type EvalResult } from './job.js';

@@ -70,7 +70,7 @@ export function engineFor(name: 'float64' | 'simd' | 'webgpu' | undefined): Matm
   return name === 'simd' || name === 'webgpu' ? simdEngine(SimdGemm.sharedExact()) : FLOAT64_ENGINE;
 }
 
-interface EvalOptions {
+export interface EvalOptions {
   seqLen: number;
   maxTokens?: number;
   tokenizer?: BpeTokenizer;

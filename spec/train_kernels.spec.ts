@@ -12,7 +12,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { embedding, linear, rmsnorm, swiglu, crossEntropy, klDivergence } from '../lib/ref/layers.js';
-import { applyRope, applyRopeBackward, ropeInvFreq } from '../lib/ref/rope.js';
+import { applyRope, applyRopeBackward, ropeInvFreq, ropeTable } from '../lib/ref/rope.js';
 import { causalAttention, causalAttentionBackward } from '../lib/ref/attention.js';
 import { adamStep, clipGradNorm, newAdamState, type AdamOptions } from '../lib/train/optim.js';
 import { getRuntime, type GpuRuntime, type KernelBackendName } from '../kernels/runtime.js';
@@ -29,7 +29,6 @@ import {
   rmsnormDxKernel,
   rmsnormKernel,
   ropeKernel,
-  ropeTable,
   rstdKernel,
   runTrainKernel,
   swigluBackKernel,

@@ -85,6 +85,7 @@ import {
 } from '../ops_resident.js';
 import { Tensor } from '../tensor.js';
 import { attentionNames, attentionRope, writeKv } from './mixers/attention.js';
+import { ropeTable } from '../ref/rope.js';
 import {
   blockEps,
   blockNames,
@@ -577,13 +578,7 @@ export class GpuDecoder {
       let rope: ChainBuffer | undefined;
       if (kinds.includes('attention')) {
         const { inv } = attentionRope(c, 0, 1);
-        const table = new Float32Array(capacity * hd); // (cap, hd)
-        for (let p = 0; p < capacity; p++)
-          for (let i = 0; i < hd / 2; i++) {
-            table[p * hd + i] = Math.cos(p * inv[i]);
-            table[p * hd + hd / 2 + i] = Math.sin(p * inv[i]);
-          }
-        rope = chain.buffer('rope cos|sin', capacity * hd, table);
+        rope = chain.buffer('rope cos|sin', capacity * hd, ropeTable(capacity, inv)); // (cap, hd)
       }
       const layers: LayerState[] = kinds.map((kind, i) => {
         if (kind === 'attention')

@@ -117,3 +117,18 @@ export function applyRopeBackward(dy: Tensor, positions: readonly number[], invF
     invFreq,
   );
 }
+
+/**
+ * RoPE's cos/sin for positions 0 … l−1 as the GPU chains read it, computed in float64 and stored as float32:
+ * row t = [cos(t·inv_i) … | sin(t·inv_i) …], (l, hd) — the decoder's and the training step's table.
+ */
+export function ropeTable(L: number, inv: Float64Array): Float32Array {
+  const hd = inv.length * 2;
+  const t = new Float32Array(L * hd); // (l, hd)
+  for (let p = 0; p < L; p++)
+    for (let i = 0; i < inv.length; i++) {
+      t[p * hd + i] = Math.cos(p * inv[i]);
+      t[p * hd + inv.length + i] = Math.sin(p * inv[i]);
+    }
+  return t;
+}

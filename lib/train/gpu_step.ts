@@ -22,6 +22,7 @@
  * (kernels/train_loss.ts). Not supported yet (a clear ArgumentError before any upload): Mamba layers (the
  * hybrids: student or teacher), gradient accumulation > 1.
  */
+import { ropeTable } from '../ref/rope.js';
 import { ArgumentError } from '../errors.js';
 import type { HybridModel } from '../model/hybrid.js';
 import { attentionNames, attentionRope } from '../model/mixers/attention.js';
@@ -55,7 +56,6 @@ import {
   rmsnormDxKernel,
   rmsnormKernel,
   ropeKernel,
-  ropeTable,
   rstdKernel,
   sumSquaresKernel,
   swigluBackKernel,

@@ -15,6 +15,7 @@
  */
 import { ArgumentError } from '../errors.js';
 import type { GpuDecoder } from '../model/gpu_decode.js';
+import { emitTokens } from './speculative.js';
 
 export interface GpuSpeculativeOptions {
   K: number;
@@ -82,8 +83,6 @@ export async function gpuSpeculativeGreedy(
     }
     const { accepted, next } = await target.verify(last, drafts);
     const emitted = [...drafts.slice(0, accepted), next];
-    const kept: number[] = [];
-    rounds.push({ proposed: drafts.length, accepted, emitted: kept });
     if (K > 0) {
       if (accepted === K) pending = [drafts[K - 1], next];
       else {
@@ -92,16 +91,9 @@ export async function gpuSpeculativeGreedy(
       }
     } else pending.push(next);
     last = next;
-    for (const t of emitted) {
-      if (out.length >= o.maxNewTokens) break;
-      out.push(t);
-      kept.push(t);
-      o.onToken?.(t);
-      if (eos.has(t)) {
-        stoppedBy = 'eos';
-        break;
-      }
-    }
+    const { kept, stopped } = emitTokens(emitted, out, o.maxNewTokens, eos, o.onToken);
+    rounds.push({ proposed: drafts.length, accepted, emitted: kept });
+    if (stopped) stoppedBy = 'eos';
   }
   const proposed = rounds.reduce((s, r) => s + r.proposed, 0);
   return {

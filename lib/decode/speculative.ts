@@ -407,18 +407,9 @@ export async function speculativeGenerate(
     // the caches keep the accepted prefix: the last committed token + k' accepted drafts
     rollbackCache(cache, j + 1 + a.accepted);
     foldCache(cache);
-    const kept: number[] = [];
-    for (const t of a.emitted) {
-      if (out.length >= o.maxNewTokens) break;
-      kept.push(t);
-      out.push(t);
-      committed.push(t);
-      o.onToken?.(t);
-      if (eos.has(t)) {
-        stoppedBy = 'eos';
-        break;
-      }
-    }
+    const { kept, stopped } = emitTokens(a.emitted, out, o.maxNewTokens, eos, o.onToken);
+    committed.push(...kept);
+    if (stopped) stoppedBy = 'eos';
     drafter.accept(cache.length);
     const info = {
       proposed: drafts.length,
@@ -464,4 +455,26 @@ function oneHot(i: number, V: number): Float64Array {
   const p = new Float64Array(V);
   p[i] = 1;
   return p;
+}
+
+/**
+ * A round's emitted tokens into `out`, in order, up to `maxNewTokens` and through the first eos: each passed to
+ * `onToken`. Returns the tokens kept and whether an eos ended the generation (the CPU and GPU loops' shared tail).
+ */
+export function emitTokens(
+  emitted: readonly number[],
+  out: number[],
+  maxNewTokens: number,
+  eos: ReadonlySet<number>,
+  onToken?: (t: number) => void,
+): { kept: number[]; stopped: boolean } {
+  const kept: number[] = [];
+  for (const t of emitted) {
+    if (out.length >= maxNewTokens) break;
+    out.push(t);
+    kept.push(t);
+    onToken?.(t);
+    if (eos.has(t)) return { kept, stopped: true };
+  }
+  return { kept, stopped: false };
 }

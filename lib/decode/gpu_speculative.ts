@@ -15,7 +15,7 @@
  */
 import { ArgumentError } from '../errors.js';
 import type { GpuDecoder } from '../model/gpu_decode.js';
-import { emitTokens } from './speculative.js';
+import { emitTokens } from './emit.js';
 
 export interface GpuSpeculativeOptions {
   K: number;

@@ -25,6 +25,7 @@
  * (the window shrinks to what is left). The draft keeps its own caches the same lazy way: its proposals
  * are consumed lazily (pending rows) and rolled back to the accepted prefix after each round.
  */
+import { emitTokens } from './emit.js';
 import { present } from '../checked.js';
 import { ArgumentError, DeviceLimitError } from '../errors.js';
 import type { GpuDecoder } from '../model/gpu_decode.js';
@@ -455,26 +456,4 @@ function oneHot(i: number, V: number): Float64Array {
   const p = new Float64Array(V);
   p[i] = 1;
   return p;
-}
-
-/**
- * A round's emitted tokens into `out`, in order, up to `maxNewTokens` and through the first eos: each passed to
- * `onToken`. Returns the tokens kept and whether an eos ended the generation (the CPU and GPU loops' shared tail).
- */
-export function emitTokens(
-  emitted: readonly number[],
-  out: number[],
-  maxNewTokens: number,
-  eos: ReadonlySet<number>,
-  onToken?: (t: number) => void,
-): { kept: number[]; stopped: boolean } {
-  const kept: number[] = [];
-  for (const t of emitted) {
-    if (out.length >= maxNewTokens) break;
-    out.push(t);
-    kept.push(t);
-    onToken?.(t);
-    if (eos.has(t)) return { kept, stopped: true };
-  }
-  return { kept, stopped: false };
 }

@@ -8,7 +8,7 @@
  * holds) — for a Llama (d 512, 8 layers, vocab 32,000, float32 random weights) and its 50% Mamba-2 hybrid, one
  * token after a 64-token prompt (the time of `--tokens` greedy tokens, divided).
  *
- *   node --import tsx bench/gpu.ts [--tiny | --shape d512|1b] [--quick] [--out DIR] [--tokens N] [--no-torch]
+ *   node --import tsx bench/gpu.ts [--tiny | --shape d512|1b] [--quick] [--profile] [--out DIR] [--tokens N] [--no-torch]
  *                                  [--no-per-op] [--python PATH] [--peer bench/peers/torch_gpu.py] [--torch-cpu]
  *
  * Rows, for each model (the Llama and its 50% Mamba-2 hybrid):
@@ -43,7 +43,7 @@ import { layerKinds } from '../lib/model/mixers/block.js';
 import { randomLlama } from '../lib/model/random.js';
 import { getOps } from '../lib/ops.js';
 import { unavailableReason } from '../kernels/runtime.js';
-import { lookup } from '../lib/checked.js';
+import { lastOf, lookup } from '../lib/checked.js';
 
 const args = process.argv.slice(2);
 const flag = (k: string) => (args.includes(`--${k}`) ? args[args.indexOf(`--${k}`) + 1] : undefined);
@@ -53,6 +53,8 @@ const python = flag('python') ?? 'python3';
 /** --torch-cpu: the PyTorch peer's eager mode on the CPU (a check of the peer and its rows where there is no GPU) */
 const torchCpu = args.includes('--torch-cpu');
 const quick = args.includes('--quick');
+/** --profile: each kernel of the token step and the widest verify window timed alone (ResidentChain.profile) */
+const profile = args.includes('--profile');
 const shape = tiny ? 'tiny' : (flag('shape') ?? 'd512');
 const shapes = {
   tiny: { vocab: 256, hidden: 32, intermediate: 64, layers: 2, heads: 4, kvHeads: 2, headDim: 8 },
@@ -159,6 +161,20 @@ for (const [name, m] of models) {
       const ms = (performance.now() - t) / VERIFY_REPS;
       verifyRows.push({ model: name, path: 'webgpu chain, one submission', s: sz, ms });
       console.log(`${name}: verify of ${sz} tokens ${ms.toFixed(3)} ms (${(ms / r.ms).toFixed(2)}× a token)`);
+    }
+    if (profile) {
+      // where the time goes: each kernel of the one-token step and of the widest verify window submitted alone
+      const wide = lastOf(WINDOWS);
+      for (const [program, rows] of [
+        ['main', 1],
+        [`window${Math.max(2, wide)}`, wide],
+      ] as const) {
+        const prof = await dec.chain.profile({ pos: PROMPT - 1, rows }, program);
+        const total = prof.reduce((a, x) => a + x.ms, 0);
+        console.log(`${name}: profile of ${program} (each kernel alone), ${total.toFixed(3)} ms in all`);
+        for (const x of prof.slice(0, 25))
+          console.log(`  ${x.label.padEnd(40)} ${x.ms.toFixed(3)} ms  ×${x.n}  ${((100 * x.ms) / total).toFixed(1)}%`);
+      }
     }
   } finally {
     dec.destroy();

@@ -11,7 +11,8 @@
  * eager on the same GPU). The PyTorch step is Adam with its own lr/betas/clip (bench/torch_train.py): the work
  * per step is the same, the first loss (before any update) is the shared one.
  *
- *   node --import tsx bench/gpu_train.ts [--tiny] [--batch 8] [--len 256] [--steps 5] [--no-cpu] [--no-torch]
+ *   node --import tsx bench/gpu_train.ts [--tiny] [--batch 8] [--len 256] [--steps 5] [--no-cpu] [--no-torch] [--profile]
+ * --profile: after the timed steps, each kernel of the step timed alone (ResidentChain.profile), summed by label.
  * --tiny: d 32, 2 layers, vocab 256, batch 2 × 16 (a check that it runs, e.g. on Dawn's CPU adapter).
  * Prints one JSON line per engine: {engine, msPerStep (median of --steps after one warm-up step), tokensPerS,
  * loss of the first step}; the first step's losses agree across engines within float32 rounding.
@@ -42,6 +43,7 @@ const { values } = parseArgs({
     steps: { type: 'string', default: '5' },
     'no-cpu': { type: 'boolean', default: false },
     'no-torch': { type: 'boolean', default: false },
+    profile: { type: 'boolean', default: false },
     python: { type: 'string', default: 'python3' },
   },
 });
@@ -68,6 +70,14 @@ for (let t = 2; t <= steps + 1; t++) {
   const t0 = performance.now();
   await gpu.step(ids, adam.lr, t);
   times.push(performance.now() - t0);
+}
+if (values.profile) {
+  // where the step's time goes: each kernel submitted alone (bench only; leaves the parameters meaningless)
+  const rows = await gpu.profile();
+  const total = rows.reduce((s, r) => s + r.ms, 0);
+  for (const r of rows)
+    console.log(JSON.stringify({ profile: r.label, ms: +r.ms.toFixed(3), n: r.n, share: +(r.ms / total).toFixed(3) }));
+  console.log(JSON.stringify({ profileTotalMs: +total.toFixed(2) }));
 }
 gpu.destroy();
 report('webgpu (one submission per step)', median(times), first.loss);

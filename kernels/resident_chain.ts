@@ -436,6 +436,59 @@ export class ResidentChain {
     return out;
   }
 
+  /**
+   * Where a program's time goes (benches only, never the decode or training path): each op is encoded `repeats`
+   * times in its own command encoder and submitted alone, and the queue drained; its time is the wall time of
+   * that submission less an empty submission's (measured the same way), divided by `repeats`. Ops are summed by
+   * label with digits removed (`L3.q` and `L5.q` are one row). Running an op several times in a row changes what
+   * accumulating ops leave in their buffers: a profile leaves the chain's state meaningless.
+   */
+  async profile(
+    vars: ChainVars,
+    program: string = MAIN,
+    repeats = 10,
+  ): Promise<{ label: string; ms: number; n: number }[]> {
+    const ops = this.opLists.get(program);
+    if (!ops?.length) throw new ArgumentError('program', `one recorded in this chain`, program);
+    await this.tail;
+    const dev = this.device;
+    const timeOne = async (encode: (enc: ReturnType<GpuDeviceLike['createCommandEncoder']>) => void) => {
+      const enc = dev.createCommandEncoder();
+      encode(enc);
+      const t0 = performance.now();
+      dev.queue.submit([enc.finish()]);
+      await this.gpuWait('waiting for the queue', dev.queue.onSubmittedWorkDone());
+      return performance.now() - t0;
+    };
+    const empty: number[] = [];
+    for (let i = 0; i < 20; i++) empty.push(await timeOne(() => undefined));
+    const base = [...empty].sort((a, b) => a - b)[10];
+    const rows = new Map<string, { ms: number; n: number }>();
+    for (const op of ops) {
+      const t = await timeOne((enc) => {
+        for (let r = 0; r < repeats; r++) {
+          if (op.kind === 'dispatch') {
+            const pass = enc.beginComputePass();
+            pass.setPipeline(op.pipeline);
+            pass.setBindGroup(0, op.bindGroup);
+            pass.dispatchWorkgroups(op.groups[0], op.groups[1], op.groups[2]);
+            pass.end();
+          } else {
+            const n = typeof op.elements === 'number' ? op.elements : op.elements(vars);
+            if (n > 0)
+              enc.copyBufferToBuffer(op.src.buffer, op.srcOffset * 4, op.dst.buffer, op.dstOffset(vars) * 4, n * 4);
+          }
+        }
+      });
+      const key = op.label.replace(/\d+/g, '#');
+      const row = rows.get(key) ?? { ms: 0, n: 0 };
+      row.ms += Math.max(0, t - base) / repeats;
+      row.n += 1;
+      rows.set(key, row);
+    }
+    return [...rows.entries()].map(([label, r]) => ({ label, ...r })).sort((a, b) => b.ms - a.ms);
+  }
+
   /** Read one buffer back (its own submission: for tests and inspection, not the decode path). */
   async read(b: ChainBuffer): Promise<Float32Array> {
     const tmp = this.device.createBuffer({ size: b.elements * 4, usage: USAGE_MAP_READ | USAGE_COPY_DST });

@@ -505,6 +505,10 @@ export class GpuTrainStep {
   get counters(): { submits: number; maps: number } {
     return this.chain.counters;
   }
+  /** Where a step's time goes, by kernel label (benches only: it leaves parameters and moments meaningless). */
+  profile(repeats?: number): Promise<{ label: string; ms: number; n: number }[]> {
+    return this.chain.profile({ pos: 0 }, undefined, repeats);
+  }
   /** Test hook: leave the op with this label out of every step (a test must then fail). */
   omit(label: string): void {
     if (!this.chain.labels.includes(label)) throw new ArgumentError('omit', 'a label of the chain', label);

@@ -636,8 +636,11 @@ export class GpuDecoder {
 
   /** The window program of the smallest recorded width ≥ s, recorded for width `width` when there is none. */
   private async window(s: number, width: number): Promise<Program> {
+    // a recorded window is reused only up to twice the rows asked for: every kernel of a window runs over all its
+    // T rows, so a 9-token verify on the prompt's 64-row window cost 2.3–2.6× a token on the H200 (s = 1 … 9)
     let best: Program | undefined;
-    for (const p of this.programs.values()) if (p.T > 1 && p.T >= s && (!best || p.T < best.T)) best = p;
+    for (const p of this.programs.values())
+      if (p.T > 1 && p.T >= s && p.T <= Math.max(2, 2 * s) && (!best || p.T < best.T)) best = p;
     if (best) return best;
     const p = await recordProgram(this.shared, width);
     this.programs.set(width, p);
@@ -727,7 +730,8 @@ export class GpuDecoder {
         `at most ${this.capacity - this.length - (verify ? 1 : 0)} tokens (the GPU decoder's capacity ${this.capacity}, ${this.length} used)`,
         ids.length - (verify ? 1 : 0),
       );
-    // a verify: a window of its width; a prompt: the smallest recorded window it fits in, else prefillWidth rows
+    // a verify: a window of its width; a prompt: the smallest recorded window it fits in (≤ 2× its rows), else
+    // prefillWidth rows
     // (a power of two up to prefillWidth: the few widths a chat's turns record)
     const w = Math.max(2, verify ? ids.length : Math.min(this.prefillWidth, 2 ** Math.ceil(Math.log2(ids.length))));
     const p = await this.window(Math.min(ids.length, w), w);

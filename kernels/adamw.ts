@@ -4,7 +4,8 @@
  * training step (lib/train/gpu_step.ts). Reference (float64): lib/train/optim.ts `clipGradNorm`, `adamStep` —
  * the same formula, term for term:
  *
- *   parts:  S partial sums of g² per parameter (thread s: Σ_{i ≡ s mod S} g_i²), gathered into one buffer
+ *   parts:  S partial sums of g² per parameter (thread s: Σ_{i ≡ s mod S} g_i²; a large parameter in two levels,
+ *           `sumSquaresKernels`), gathered into one buffer
  *   norm:   out = [n, c, ok]:  n = √Σ parts,  c = min(1, max_norm/(n + 1e-6)) (1 without clipping),
  *           ok = 1 when n is finite (n < 3e38; NaN compares false), else 0
  *   moment: ĝ = c·g (+ λ p for 'adam', L2 decay);  m' = β₁ m + (1 − β₁) ĝ;  v' = β₂ v + (1 − β₂) ĝ²
@@ -27,19 +28,33 @@ interface AdamOptions {
 /** Partial sums per parameter (the norm kernel reads PARTS of them per parameter). */
 export const NORM_PARTS = 64;
 
-export const sumSquaresKernel = (size: number): TrainKernel => ({
-  key: 'tr.sumsq',
+/** Thread s of `parts`: Σ_{i ≡ s mod parts, i < size} x_i² (`square`) or x_i — adjacent threads read adjacent values. */
+const partialSumKernel = (size: number, parts: number, square: boolean): TrainKernel => ({
+  key: square ? 'tr.sumsq' : 'tr.sum_parts',
   source: `function (g) {
     let acc = 0.0;
     for (let k = 0; k < this.constants.STEPS; k++) {
       const i = k * this.constants.S + this.thread.x;
-      if (i < this.constants.SIZE) { acc += g[i] * g[i]; }
+      if (i < this.constants.SIZE) { acc += ${square ? 'g[i] * g[i]' : 'g[i]'}; }
     }
     return acc;
   }`,
-  constants: { S: NORM_PARTS, SIZE: size, STEPS: Math.ceil(size / NORM_PARTS) },
-  size: NORM_PARTS,
+  constants: { S: parts, SIZE: size, STEPS: Math.ceil(size / parts) },
+  size: parts,
 });
+
+/**
+ * The NORM_PARTS partial sums of g² for one parameter of `size` values, as one or two kernels run in order (each
+ * reads the one before): a parameter of more than NORM_PARTS · `perThread` values first sums g² over NORM_PARTS·2^m
+ * threads of about `perThread` values each, then folds those into NORM_PARTS sums (thread s: the parts ≡ s mod
+ * NORM_PARTS). One level of 64 threads over a 16M-value head took 100 ms on the H200 (bench/gpu_train.ts --profile);
+ * two levels give every thread ≤ ~1,024 values. A fixed summation order either way (deterministic).
+ */
+export const sumSquaresKernels = (size: number, perThread = 1024): TrainKernel[] => {
+  const wide = NORM_PARTS * 2 ** Math.max(0, Math.ceil(Math.log2(size / (NORM_PARTS * perThread))));
+  if (wide <= NORM_PARTS) return [partialSumKernel(size, NORM_PARTS, true)];
+  return [partialSumKernel(size, wide, true), partialSumKernel(wide, NORM_PARTS, false)];
+};
 
 /** [norm, clip coefficient, ok] from `count` gathered partial sums; clip 0: no clipping. */
 export const gradNormKernel = (count: number, clip: number): TrainKernel => ({

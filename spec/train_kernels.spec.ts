@@ -45,8 +45,8 @@ import {
   attnValuesKernel,
   type AttnShape,
 } from '../kernels/train_attention.js';
-import { lossGradKernel, lossRowsKernel, lossSumKernel, lseKernel, type LossShape } from '../kernels/train_loss.js';
-import { NORM_PARTS, adamHyper, adamKernel, gradNormKernel, sumSquaresKernel } from '../kernels/adamw.js';
+import { lossGradKernel, lossRowsKernel, lossSumKernel, lseKernels, type LossShape } from '../kernels/train_loss.js';
+import { NORM_PARTS, adamHyper, adamKernel, gradNormKernel, sumSquaresKernels } from '../kernels/adamw.js';
 import { relError, Tensor } from '../lib/tensor.js';
 import { FLOAT32_TOL, KERNEL_BACKENDS, Rng } from './helpers.js';
 
@@ -73,6 +73,11 @@ describe.each(BACKENDS)('training kernels on $title', ({ name, available }) => {
   const k = async (kernel: TrainKernel, args: ArrayLike<number>[]) => {
     rt ??= await getRuntime(name as KernelBackendName);
     return runTrainKernel(rt, kernel, args.map(f32));
+  }; /** kernels run in order, each reading the one before */
+  const kseq = async (kernels: readonly TrainKernel[], x: ArrayLike<number>) => {
+    let y: ArrayLike<number> = x;
+    for (const kk of kernels) y = await k(kk, [y]);
+    return y as Float32Array;
   };
 
   run('linear forward (bias, residual), dX over 1–3 pairs, dW, db = lib/ref/layers.ts linear (numRuns 4)', async () => {
@@ -242,7 +247,8 @@ describe.each(BACKENDS)('training kernels on $title', ({ name, available }) => {
           dim(9),
           fc.boolean(),
           fc.integer(),
-          async (b, L, V, kl, seed) => {
+          fc.integer({ min: 1, max: 4 }),
+          async (b, L, V, kl, seed, slices) => {
             const r = new Rng(seed);
             const N = b * L;
             const z = normal(r, N * V, 2);
@@ -265,8 +271,9 @@ describe.each(BACKENDS)('training kernels on $title', ({ name, available }) => {
               dz[rows[Math.floor(i / V)] * V + (i % V)] = 0.7 * g;
             });
             if (kl) klDivergence.backward(z, zt, N, V, b).forEach((g, i) => (dz[i] += 1.3 * g));
-            const lse = await k(lseKernel(N, V), [z]);
-            const lset = await k(lseKernel(N, V), [zt]);
+            // λ over P slices of each row then combined (P = 1: one kernel); the default P and a random one
+            const lse = await kseq(lseKernels(N, V), z);
+            const lset = await kseq(lseKernels(N, V, slices), zt);
             const args = [z, lse, Float64Array.from(tgt), ...(kl ? [zt, lset] : [])];
             close(await k(lossGradKernel(s), args), dz, 'dlogits');
             const sums = await k(lossSumKernel(s), [await k(lossRowsKernel(s), args)]);
@@ -284,11 +291,13 @@ describe.each(BACKENDS)('training kernels on $title', ({ name, available }) => {
     async () => {
       await fc.assert(
         fc.asyncProperty(
-          fc.array(dim(70), { minLength: 1, maxLength: 3 }),
+          // one parameter of 200 values: over NORM_PARTS · perThread for perThread 1 and 2, so the two-level sums run
+          fc.array(dim(70), { minLength: 0, maxLength: 2 }).map((a) => [...a, 200]),
           fc.constantFrom<'adam' | 'adamw'>('adam', 'adamw'),
           fc.constantFrom(0, 0.5, 100),
           fc.integer(),
-          async (sizes, kind, clip, seed) => {
+          fc.constantFrom(1024, 1, 2), // values per thread: 1 and 2 take the two-level sums on these small sizes
+          async (sizes, kind, clip, seed, perThread) => {
             const r = new Rng(seed);
             const o: AdamOptions = { lr: 0.01, betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0.1, kind };
             const names = sizes.map((_, i) => `p${i}`);
@@ -301,7 +310,8 @@ describe.each(BACKENDS)('training kernels on $title', ({ name, available }) => {
               const grads = new Map(names.map((n, i) => [n, normal(r, sizes[i])]));
               const g = names.map((n) => f32(grads.get(n)!));
               const parts = new Float32Array(NORM_PARTS * sizes.length);
-              for (const [i, gi] of g.entries()) parts.set(await k(sumSquaresKernel(sizes[i]), [gi]), i * NORM_PARTS);
+              for (const [i, gi] of g.entries())
+                parts.set(await kseq(sumSquaresKernels(sizes[i], perThread), gi), i * NORM_PARTS);
               const norm = await k(gradNormKernel(parts.length, clip), [parts]);
               const wantNorm = clip
                 ? clipGradNorm(grads, clip)
@@ -322,7 +332,7 @@ describe.each(BACKENDS)('training kernels on $title', ({ name, available }) => {
             // a NaN in a gradient: ok = 0 and every kernel returns its input
             const bad = f32(normal(r, sizes[0]));
             bad[0] = NaN;
-            const parts = await k(sumSquaresKernel(sizes[0]), [bad]);
+            const parts = await kseq(sumSquaresKernels(sizes[0], perThread), bad);
             const norm = await k(gradNormKernel(NORM_PARTS, clip), [parts]);
             expect(norm[2]).toBe(0);
             const hyper = adamHyper(o, 4, o.lr);

@@ -51,13 +51,13 @@ import {
   lossGradKernel,
   lossRowsKernel,
   lossSumKernel,
-  lseKernel,
+  lseKernels,
   rmsnormDwKernel,
   rmsnormDxKernel,
   rmsnormKernel,
   ropeKernel,
   rstdKernel,
-  sumSquaresKernel,
+  sumSquaresKernels,
   swigluBackKernel,
   swigluKernel,
   type AttnShape,
@@ -185,6 +185,30 @@ export class GpuTrainStep {
     await this.chain.kernel(label, k.key, k.source, k.constants, args, o);
     return o;
   }
+
+  /** Kernels run in order, each reading the one before (the first reads `args`), the last writing `out`. */
+  private async ks(
+    label: string,
+    ks: readonly TrainKernel[],
+    args: ChainBuffer[],
+    out: ChainBuffer,
+  ): Promise<ChainBuffer> {
+    let prev = args;
+    for (const [j, k] of ks.entries()) {
+      const last = j === ks.length - 1;
+      const o = last ? out : this.scratch(`${label} (level ${j + 1}, ${k.size})`, k.size);
+      prev = [await this.k(last ? label : `${label}.${j + 1}`, k, prev, o)];
+    }
+    return out;
+  }
+
+  /** A buffer by name, made on first use and shared by every op that asks for it (the ops run in order). */
+  private scratch(name: string, n: number): ChainBuffer {
+    let b = this.scratches.get(name);
+    if (!b) this.scratches.set(name, (b = this.chain.buffer(name, n)));
+    return b;
+  }
+  private readonly scratches = new Map<string, ChainBuffer>();
 
   /**
    * The forward of `m` on the ids buffer: every layer's saved activations, the final norm and the head's weight. `P`
@@ -355,7 +379,7 @@ export class GpuTrainStep {
         [nfC, P(headName)],
         cbuf('logits', Rc * V),
       );
-      const lseC = await this.k(`loss.lse${t}`, lseKernel(Rc, V), [logits], cbuf('lse', Rc));
+      const lseC = await this.ks(`loss.lse${t}`, lseKernels(Rc, V), [logits], cbuf('lse', Rc));
       const args = [logits, lseC, take(this.io.tgt, 1, 'targets')];
       if (tf) {
         const tl = await this.k(
@@ -364,7 +388,7 @@ export class GpuTrainStep {
           [take(tf.nf, dT, 'teacher.lm_head.x'), tf.head],
           cbuf('teacher logits', Rc * V),
         );
-        args.push(tl, await this.k(`teacher.loss.lse${t}`, lseKernel(Rc, V), [tl], cbuf('teacher lse', Rc)));
+        args.push(tl, await this.ks(`teacher.loss.lse${t}`, lseKernels(Rc, V), [tl], cbuf('teacher lse', Rc)));
       }
       const lc = { ...ls, N: Rc };
       const dlogits = await this.k(`loss.grad${t}`, lossGradKernel(lc), args, cbuf('dlogits', Rc * V));
@@ -480,7 +504,7 @@ export class GpuTrainStep {
     const part = chain.buffer('norm parts', NORM_PARTS);
     const parts = chain.buffer('norm parts (all)', NORM_PARTS * trained.length);
     for (const [j, q] of trained.entries()) {
-      await this.k(`sumsq ${q.name}`, sumSquaresKernel(q.p.elements), [q.g!], part);
+      await this.ks(`sumsq ${q.name}`, sumSquaresKernels(q.p.elements), [q.g!], part);
       chain.copy(`gather ${q.name}`, part, 0, parts, () => j * NORM_PARTS, NORM_PARTS);
     }
     await this.k('grad norm', gradNormKernel(parts.elements, this.o.clip ?? 0), [parts], this.io.norm);

@@ -8,7 +8,7 @@
  * holds) — for a Llama (d 512, 8 layers, vocab 32,000, float32 random weights) and its 50% Mamba-2 hybrid, one
  * token after a 64-token prompt (the time of `--tokens` greedy tokens, divided).
  *
- *   node --import tsx bench/gpu.ts [--tiny | --shape d512|1b] [--quick] [--profile] [--out DIR] [--tokens N] [--no-torch]
+ *   node --import tsx bench/gpu.ts [--tiny | --shape d512|1b] [--quick] [--profile] [--torch-modes eager,compile,cudagraph] [--out DIR] [--tokens N] [--no-torch]
  *                                  [--no-per-op] [--python PATH] [--peer bench/peers/torch_gpu.py] [--torch-cpu]
  *
  * Rows, for each model (the Llama and its 50% Mamba-2 hybrid):
@@ -55,6 +55,14 @@ const torchCpu = args.includes('--torch-cpu');
 const quick = args.includes('--quick');
 /** --profile: each kernel of the token step and the widest verify window timed alone (ResidentChain.profile) */
 const profile = args.includes('--profile');
+/** --torch-modes eager,compile,cudagraph (default all): the 1B shape's torch.compile alone outlasts a device command */
+const torchModes = (flag('torch-modes') ?? 'eager,compile,cudagraph').split(',');
+if (torchModes.some((m) => !['eager', 'compile', 'cudagraph'].includes(m))) {
+  console.error(
+    `bench/gpu.ts: --torch-modes: expected a comma list of eager, compile, cudagraph, got ${torchModes.join(',')}`,
+  );
+  process.exit(EXIT.usage);
+}
 const shape = tiny ? 'tiny' : (flag('shape') ?? 'd512');
 const shapes = {
   tiny: { vocab: 256, hidden: 32, intermediate: 64, layers: 2, heads: 4, kvHeads: 2, headDim: 8 },
@@ -272,7 +280,7 @@ if (!args.includes('--no-torch')) {
       tokens: TOKENS,
       windows: WINDOWS,
       verify_reps: VERIFY_REPS,
-      ...(torchCpu ? { device: 'cpu', modes: ['eager'] } : { modes: ['eager', 'compile', 'cudagraph'] }),
+      ...(torchCpu ? { device: 'cpu', modes: ['eager'] } : { modes: torchModes }),
       models: models.map(([name, m]) => ({
         name,
         vocab: spec.vocab,

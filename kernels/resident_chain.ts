@@ -126,6 +126,17 @@ type Op =
       elements: number | ((v: ChainVars) => number);
     };
 
+/**
+ * A value carried from one pass of `runSequence` to the next, all in one submission: after pass i, from[0] is
+ * copied to out[i]; before pass i ≥ 1 (after its feed), from[0] is copied to to[0] — a greedy id fed back as the
+ * next step's input, so n decode steps need no host round trip between them.
+ */
+export interface Carry {
+  from: ChainBuffer;
+  to: ChainBuffer;
+  out: ChainBuffer;
+}
+
 /** Counts of what the chain did (tests assert one submission and one readback per run). */
 export interface ChainCounters {
   submits: number;
@@ -357,13 +368,16 @@ export class ResidentChain {
     reads: ReadonlyArray<{ from: ChainBuffer; elements?: number }>,
     feed?: { src: ChainBuffer; dst: ChainBuffer; elements: number },
     program: string = MAIN,
+    carry?: Carry,
   ): Promise<Float32Array[]> {
     if (vars.length === 0) throw new ArgumentError('passes', 'at least one', 0);
     const ops = this.opLists.get(program);
     if (!ops?.length) throw new ArgumentError('program', `one recorded in this chain`, program);
     if (feed && vars.length * feed.elements > feed.src.elements)
       throw new ArgumentError(`${feed.src.name} (feed)`, `${vars.length * feed.elements} elements`, feed.src.elements);
-    const r = this.tail.then(() => this.runNow(ops, vars, reads, feed));
+    if (carry && vars.length > carry.out.elements)
+      throw new ArgumentError(`${carry.out.name} (carry)`, `${vars.length} elements`, carry.out.elements);
+    const r = this.tail.then(() => this.runNow(ops, vars, reads, feed, carry));
     this.tail = r.catch(() => undefined);
     return r;
   }
@@ -373,6 +387,7 @@ export class ResidentChain {
     passes: readonly ChainVars[],
     reads: ReadonlyArray<{ from: ChainBuffer; elements?: number }>,
     feed?: { src: ChainBuffer; dst: ChainBuffer; elements: number },
+    carry?: Carry,
   ): Promise<Float32Array[]> {
     if (this.destroyed) throw new KernelError('webgpu', 'resident chain', 'the chain has been destroyed');
     if (this.lostDetail) throw new KernelError('webgpu', 'resident chain', this.lostDetail);
@@ -385,6 +400,12 @@ export class ResidentChain {
         pass = undefined;
         const n = feed.elements * 4;
         enc.copyBufferToBuffer(feed.src.buffer, i * n, feed.dst.buffer, 0, n);
+      }
+      if (carry && i > 0) {
+        // the previous pass's value becomes this pass's input (after the feed, which wrote a placeholder there)
+        pass?.end();
+        pass = undefined;
+        enc.copyBufferToBuffer(carry.from.buffer, 0, carry.to.buffer, 0, 4);
       }
       for (const op of ops) {
         if (this.omit.has(op.label)) continue;
@@ -402,6 +423,11 @@ export class ResidentChain {
             throw new ArgumentError(`${op.label} destination`, `a row within ${op.dst.name}`, at);
           if (n > 0) enc.copyBufferToBuffer(op.src.buffer, op.srcOffset * 4, op.dst.buffer, at * 4, n * 4);
         }
+      }
+      if (carry) {
+        pass?.end();
+        pass = undefined;
+        enc.copyBufferToBuffer(carry.from.buffer, 0, carry.out.buffer, i * 4, 4);
       }
     }
     pass?.end();

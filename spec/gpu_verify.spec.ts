@@ -216,6 +216,37 @@ describe('Algorithm 2 VERIFY in one GPU submission (webgpu)', () => {
     built.mockRestore();
   });
 
+  run(
+    `steps(first, n): n greedy steps in one submission = n calls of step() (ids, states, the next logits)`,
+    async () => {
+      for (const variant of ['llama', 'mamba2', 'mamba1'] as const) {
+        const m = buildModel({ ...MUTATION_MODEL, variant, vocab: 30, kvHeads: 1, intermediate: 16, seed: 21 });
+        const dec = await GpuDecoder.create(m, { capacity: 16, prefillWidth: 2 });
+        try {
+          // one by one: the ids, then the logits after them
+          await dec.prefill([5, 6, 7]);
+          const one: number[] = [];
+          let id = 8;
+          for (let i = 0; i < 5; i++) one.push((id = (await dec.step(id)).token));
+          const after = (await dec.step(id, { logits: true })).logits!;
+          // the same in one submission
+          dec.reset();
+          await dec.prefill([5, 6, 7]);
+          const submits = dec.chain.counters.submits;
+          const ids = await dec.steps(8, 5);
+          expect(dec.chain.counters.submits - submits, variant).toBe(1);
+          expect(ids, variant).toEqual(one);
+          expect(dec.length, variant).toBe(8);
+          expect(Array.from((await dec.step(lookup(ids, 4), { logits: true })).logits!), variant).toEqual(
+            Array.from(after),
+          );
+        } finally {
+          dec.destroy();
+        }
+      }
+    },
+  );
+
   run(`mark() and rewind() put a Mamba hybrid's states and length back (what a rejected draft needs)`, async () => {
     const m = buildModel({ ...MUTATION_MODEL, vocab: 30, kvHeads: 1, intermediate: 16, seed: 8 });
     const dec = await GpuDecoder.create(m, { capacity: 12, prefillWidth: 2 });

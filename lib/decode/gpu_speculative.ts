@@ -3,7 +3,8 @@
  * the draft are GpuDecoders (lib/model/gpu_decode.ts), caches and states resident.
  *
  *   round:  d_1 = the draft's greedy id after the committed tokens it has not consumed yet (one submission:
- *           a step, or a window prefill when there are several);  d_2 … d_K by one draft step each;
+ *           a step, or a window prefill when there are several);  d_2 … d_K by K − 1 draft steps in ONE
+ *           submission (GpuDecoder.steps: each greedy id fed back on the GPU);
  *           [n, next] = target.verify(last, d_1 … d_K)   — ONE submission: the window through every layer,
  *           the greedy acceptance on the GPU, the target's caches advanced by exactly the n committed tokens;
  *           emit d_1 … d_{n−1}, next.
@@ -79,7 +80,7 @@ export async function gpuSpeculativeGreedy(
     if (K > 0) {
       drafts.push(pending.length === 1 ? (await draft.step(pending[0])).token : (await draft.prefill(pending)).token);
       await draft.mark();
-      for (let m = 1; m < K; m++) drafts.push((await draft.step(drafts[m - 1])).token);
+      if (K > 1) drafts.push(...(await draft.steps(drafts[0], K - 1))); // d_2 … d_K: one submission
     }
     const { accepted, next } = await target.verify(last, drafts);
     const emitted = [...drafts.slice(0, accepted), next];

@@ -684,6 +684,44 @@ export class GpuDecoder {
   }
 
   /**
+   * n greedy steps in ONE submission: fold `first` in at position `length`, then each step's greedy id as the next
+   * step's input (copied on the GPU: ResidentChain's `carry`), and return the n ids — what n calls of `step` return,
+   * without n − 1 host round trips. The draft's K − 1 proposals of a speculative round (lib/decode/gpu_speculative.ts).
+   */
+  async steps(first: number, n: number): Promise<number[]> {
+    const V = this.m.llama.vocabSize;
+    if (!Number.isInteger(first) || first < 0 || first >= V)
+      throw new ArgumentError('first', `a token id in [0, ${V})`, first);
+    if (!Number.isInteger(n) || n < 1) throw new ArgumentError('n', 'a positive integer', n);
+    if (this.length + n > this.capacity)
+      throw new ArgumentError('n', `at most ${this.capacity - this.length} steps (the GPU decoder's capacity)`, n);
+    const main = this.programs.get(1)!;
+    this.refresh();
+    if (!this.stepIo || this.stepIo.out.elements < n)
+      this.stepIo = {
+        feed: this.chain.buffer(`steps feed (${n})`, n * SAMPLE_META),
+        out: this.chain.buffer(`steps ids (${n})`, n),
+      };
+    const metas = new Float32Array(n * SAMPLE_META); // (n, SAMPLE_META): [id, pos, u, T, k, p], greedy
+    const vars: ChainVars[] = [];
+    for (let i = 0; i < n; i++) {
+      metas.set([i === 0 ? first : 0, this.length + i, 0, 0, V, 1], i * SAMPLE_META);
+      vars.push({ pos: this.length + i });
+    }
+    this.chain.write(this.stepIo.feed, metas);
+    const [ids] = await this.chain.runSequence(
+      vars,
+      [{ from: this.stepIo.out, elements: n }],
+      { src: this.stepIo.feed, dst: main.meta, elements: SAMPLE_META },
+      'main',
+      { from: main.result, to: main.meta, out: this.stepIo.out },
+    );
+    this.length += n;
+    return Array.from(ids);
+  }
+  private stepIo: { feed: ChainBuffer; out: ChainBuffer } | undefined;
+
+  /**
    * Algorithm 2's VERIFY on the GPU in ONE submission: the window [last, d_1 … d_K] at positions length …
    * length + K through every layer at once (attention over the KV cache with the window's rows appended, Mamba
    * layers by MultiStep from their one cached state h_j), the greedy acceptance on the GPU (d_m accepted while it

@@ -1,0 +1,158 @@
+/**
+ * `npm run bench:speculative-trained`: speculative decoding (Algorithm 2) with the TRAINED shipped models, reported
+ * as issue #25 item 5 asks — the median and the spread over every (prompt, run), not the best K or the best run:
+ *   targets  models/hybrid-mamba2-50 (the 50% Mamba-2 hybrid) and models/hybrid-mamba2-0 (pure Mamba-2), both
+ *            distilled from models/teacher-small;  draft  models/draft-small (a 1-layer Llama trained here)
+ *   prompts  the first 32 tokens of the first --prompts (20) held-out SOTU test speeches (lib/data/corpus.ts), 64
+ *            new tokens each, greedy; every prompt decoded --runs (3) times both ways, in the same run
+ *   speedup  plain decode time / speculative decode time of the same prompt in the same run (prefill left out: the
+ *            same work both ways; the draft's time is in the speculative time)
+ * per backend (--backends, default wasm-simd and webgpu where available) and K (--ks, default 2,4,6,8): the median
+ * speedup with its quartiles and min/max, acceptance, tokens per verify, ms per token plain and speculative; and
+ * whether every speculative output equals plain greedy decoding's (it must: greedy acceptance).
+ * On the GPU machine the SOTU package is not carried: `--write-prompts FILE` (here) writes the tokenized prompts,
+ * `--read-prompts FILE` (there) reads them. Writes OUT/speculative-trained.{json,md} (--out, default bench/results).
+ */
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { readFileSync } from 'node:fs';
+import { getOps, backendStatus, type BackendName } from '../lib/ops.js';
+import { loadModel } from '../lib/model/load.js';
+import { generate } from '../lib/model/generate.js';
+import { ModelDrafter, speculativeGenerate } from '../lib/decode/speculative.js';
+import { writeFile } from '../lib/io/writer.js';
+
+const { values } = parseArgs({
+  options: {
+    backends: { type: 'string' },
+    ks: { type: 'string', default: '2,4,6,8' },
+    prompts: { type: 'string', default: '20' },
+    runs: { type: 'string', default: '3' },
+    tokens: { type: 'string', default: '64' },
+    models: { type: 'string', default: join(import.meta.dirname, '..', 'models') },
+    out: { type: 'string', default: join(import.meta.dirname, 'results') },
+    'write-prompts': { type: 'string' },
+    'read-prompts': { type: 'string' },
+  },
+});
+const Ks = values.ks.split(',').map(Number);
+const RUNS = Number(values.runs);
+const NEW = Number(values.tokens);
+const N_PROMPTS = Number(values.prompts);
+
+async function prompts(): Promise<number[][]> {
+  if (values['read-prompts']) return JSON.parse(readFileSync(values['read-prompts'], 'utf8')) as number[][];
+  const { corpusPart } = await import('../lib/data/corpus.js');
+  const { BpeTokenizer } = await import('../lib/text/bpe.js');
+  const tok = BpeTokenizer.load(join(values.models, 'tokenizer.json'));
+  return corpusPart('sotu', 'test')
+    .slice(0, N_PROMPTS)
+    .map((d) => tok.encode(d.text).slice(0, 32));
+}
+const P = await prompts();
+if (values['write-prompts']) {
+  writeFile(values['write-prompts'], JSON.stringify(P));
+  console.log(`wrote ${P.length} prompts to ${values['write-prompts']}`);
+  process.exit(0);
+}
+
+const available = (await backendStatus()).filter((b) => b.available).map((b) => b.name);
+const backends = values.backends
+  ? (values.backends.split(',') as BackendName[])
+  : (['wasm-simd', 'webgpu'] as const).filter((b) => available.includes(b));
+const draft = loadModel(join(values.models, 'draft-small'));
+const targets = ['hybrid-mamba2-50', 'hybrid-mamba2-0'].map((n) => [n, loadModel(join(values.models, n))] as const);
+
+const q = (xs: number[], f: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const i = (s.length - 1) * f;
+  return s[Math.floor(i)] + (s[Math.ceil(i)] - s[Math.floor(i)]) * (i - Math.floor(i));
+};
+interface Row {
+  backend: string;
+  path: string;
+  target: string;
+  K: number;
+  samples: number;
+  median: number;
+  q1: number;
+  q3: number;
+  min: number;
+  max: number;
+  acceptance: number;
+  tokensPerVerify: number;
+  plainMsPerToken: number;
+  specMsPerToken: number;
+  identical: boolean;
+}
+const rows: Row[] = [];
+for (const backend of backends) {
+  const ops = await getOps(backend);
+  for (const [name, target] of targets) {
+    const opts = { maxNewTokens: NEW, eos: [] as number[] };
+    for (const K of Ks) {
+      const mk = () => new ModelDrafter(ops, draft, K + 1, 'lazy');
+      await generate(ops, target, P[0], { ...opts, maxNewTokens: 4 }); // warm-up: kernels, windows, JIT
+      await speculativeGenerate(ops, target, mk(), P[0], { K, ...opts, maxNewTokens: 2 * K + 2 });
+      const speedups: number[] = [];
+      let [acc, prop, rounds, toks, plainMs, specMs] = [0, 0, 0, 0, 0, 0];
+      let identical = true;
+      let path = '';
+      for (let run = 0; run < RUNS; run++)
+        for (const p of P) {
+          const plain = await generate(ops, target, p, opts);
+          const s = await speculativeGenerate(ops, target, mk(), p, { K, ...opts });
+          path = s.path ?? backend;
+          identical &&= s.tokens.join() === plain.tokens.join();
+          speedups.push(plain.decode.ms / s.decodeMs);
+          acc += s.rounds.reduce((a, r) => a + r.accepted, 0);
+          prop += s.rounds.reduce((a, r) => a + r.proposed, 0);
+          rounds += s.rounds.length;
+          toks += s.tokens.length;
+          plainMs += plain.decode.ms / Math.max(1, plain.decode.tokens);
+          specMs += s.decodeMs / Math.max(1, s.tokens.length);
+        }
+      const n = speedups.length;
+      const row: Row = {
+        backend,
+        path,
+        target: name,
+        K,
+        samples: n,
+        median: q(speedups, 0.5),
+        q1: q(speedups, 0.25),
+        q3: q(speedups, 0.75),
+        min: Math.min(...speedups),
+        max: Math.max(...speedups),
+        acceptance: prop ? acc / prop : 0,
+        tokensPerVerify: toks / rounds,
+        plainMsPerToken: plainMs / n,
+        specMsPerToken: specMs / n,
+        identical,
+      };
+      rows.push(row);
+      console.log(JSON.stringify(row));
+    }
+  }
+}
+
+const f = (x: number, d = 2) => x.toFixed(d);
+const md = [
+  `# Speculative decoding with the trained shipped models (${new Date().toISOString().slice(0, 10)})`,
+  '',
+  `Targets distilled from models/teacher-small; draft models/draft-small; ${P.length} held-out SOTU prompts of 32 tokens × ${RUNS} runs, ${NEW} new tokens, greedy. Speedup = plain decode time ÷ speculative decode time of the same prompt in the same run (prefill excluded, draft included); median [quartiles] (min–max) over all ${P.length * RUNS} samples.`,
+  '',
+  '| backend | target | K | speedup median [q1, q3] (min–max) | acceptance | tokens/verify | ms/token plain → speculative | output = plain greedy |',
+  '|---|---|---:|---|---:|---:|---|---|',
+  ...rows.map(
+    (r) =>
+      `| ${r.path} | ${r.target} | ${r.K} | ×${f(r.median)} [${f(r.q1)}, ${f(r.q3)}] (${f(r.min)}–${f(r.max)}) | ${f(100 * r.acceptance, 0)}% | ${f(r.tokensPerVerify)} | ${f(r.plainMsPerToken, 3)} → ${f(r.specMsPerToken, 3)} | ${r.identical ? 'yes' : 'NO'} |`,
+  ),
+  '',
+];
+writeFile(
+  join(values.out, 'speculative-trained.json'),
+  JSON.stringify({ date: new Date().toISOString(), rows }, null, 1),
+);
+writeFile(join(values.out, 'speculative-trained.md'), md.join('\n'));
+console.log(md.join('\n'));

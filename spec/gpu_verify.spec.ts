@@ -237,9 +237,7 @@ describe('Algorithm 2 VERIFY in one GPU submission (webgpu)', () => {
           expect(dec.chain.counters.submits - submits, variant).toBe(1);
           expect(ids, variant).toEqual(one);
           expect(dec.length, variant).toBe(8);
-          expect(Array.from((await dec.step(ids[4], { logits: true })).logits!), variant).toEqual(
-            Array.from(after),
-          );
+          expect(Array.from((await dec.step(ids[4], { logits: true })).logits!), variant).toEqual(Array.from(after));
         } finally {
           dec.destroy();
         }

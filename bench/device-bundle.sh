@@ -19,6 +19,7 @@ cp "$(command -v node)" "$out/build/node"
 # the tree and this folder travel together under 64 MiB: drop symbols and GPU.js's browser builds (Node reads src/)
 strip "$out/build/node" "$out/build/node_modules/webgpu/dist/linux-x64/dawn.node" 2>/dev/null || true
 rm -rf "$out/build/node_modules/gpu.js/dist"
+mkdir -p "$out/build/asm" && cp asm/*.wasm "$out/build/asm/" # the wasm-simd backend (lib/simd/gemm.ts wasmPath)
 echo '{"type":"module"}' > "$out/build/package.json"
 XZ_OPT=-9e tar cJf "$out/bundle.tar.xz" -C "$out/build" .
 rm -rf "$out/build"

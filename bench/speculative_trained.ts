@@ -3,8 +3,8 @@
  * as issue #25 item 5 asks — the median and the spread over every (prompt, run), not the best K or the best run:
  *   targets  models/hybrid-mamba2-50 (the 50% Mamba-2 hybrid) and models/hybrid-mamba2-0 (pure Mamba-2), both
  *            distilled from models/teacher-small;  draft  models/draft-small (a 1-layer Llama trained here)
- *   prompts  the first 32 tokens of the first --prompts (20) held-out SOTU test speeches (lib/data/corpus.ts), 64
- *            new tokens each, greedy; every prompt decoded --runs (3) times both ways, in the same run
+ *   prompts  --prompts (20) windows of 32 tokens from the 12 held-out SOTU test speeches (lib/data/corpus.ts; 512
+ *            tokens apart, round-robin over the speeches), 64 new tokens each, greedy; every prompt decoded --runs (3) times both ways, in the same run
  *   speedup  plain decode time / speculative decode time of the same prompt in the same run (prefill left out: the
  *            same work both ways; the draft's time is in the speculative time)
  * per backend (--backends, default wasm-simd and webgpu where available) and K (--ks, default 2,4,6,8): the median
@@ -19,6 +19,7 @@ import { readFileSync } from 'node:fs';
 import { getOps, backendStatus, type BackendName } from '../lib/ops.js';
 import { loadModel } from '../lib/model/load.js';
 import { generate } from '../lib/model/generate.js';
+import { forward, newCache, type HybridModel } from '../lib/model/hybrid.js';
 import { ModelDrafter, speculativeGenerate } from '../lib/decode/speculative.js';
 import { writeFile } from '../lib/io/writer.js';
 
@@ -45,9 +46,13 @@ async function prompts(): Promise<number[][]> {
   const { corpusPart } = await import('../lib/data/corpus.js');
   const { BpeTokenizer } = await import('../lib/text/bpe.js');
   const tok = BpeTokenizer.load(join(values.models, 'tokenizer.json'));
-  return corpusPart('sotu', 'test')
-    .slice(0, N_PROMPTS)
-    .map((d) => tok.encode(d.text).slice(0, 32));
+  // the test split has 12 speeches: 32-token windows 512 tokens apart, taken round-robin over them
+  const docs = corpusPart('sotu', 'test').map((d) => tok.encode(d.text));
+  const out: number[][] = [];
+  for (let j = 0; out.length < N_PROMPTS && j < 64; j++)
+    for (const ids of docs)
+      if (out.length < N_PROMPTS && ids.length >= j * 512 + 32) out.push(ids.slice(j * 512, j * 512 + 32));
+  return out;
 }
 const P = await prompts();
 if (values['write-prompts']) {
@@ -86,6 +91,30 @@ interface Row {
   identical: boolean;
 }
 const rows: Row[] = [];
+/** Where a speculative output left plain greedy decoding's: the float64 reference's choice and top-two gap there. */
+interface Divergence {
+  target: string;
+  K: number;
+  run: number;
+  at: number;
+  plain: number;
+  speculative: number;
+  reference: number;
+  /** the reference's top-two logit gap at that position (a near-tie: float32 may pick either) */
+  gap: number;
+}
+const divergences: Divergence[] = [];
+const refOps = await getOps('reference');
+async function divergence(m: HybridModel, prompt: number[], plain: number[], spec: number[], at: number) {
+  const logits = (await forward(refOps, m, [[...prompt, ...plain.slice(0, at)]], newCache(m, 1))).data; // (1, L, V)
+  const V = m.llama.vocabSize;
+  const last = logits.subarray(logits.length - V);
+  let a = 0;
+  for (let i = 1; i < V; i++) if (last[i] > last[a]) a = i;
+  let b = -Infinity;
+  for (let i = 0; i < V; i++) if (i !== a) b = Math.max(b, last[i]);
+  return { at, plain: plain[at], speculative: spec[at], reference: a, gap: last[a] - b };
+}
 for (const backend of backends) {
   const ops = await getOps(backend);
   for (const [name, target] of targets) {
@@ -103,7 +132,11 @@ for (const backend of backends) {
           const plain = await generate(ops, target, p, opts);
           const s = await speculativeGenerate(ops, target, mk(), p, { K, ...opts });
           path = s.path ?? backend;
-          identical &&= s.tokens.join() === plain.tokens.join();
+          const at = s.tokens.findIndex((t, j) => t !== plain.tokens[j]);
+          if (at >= 0) {
+            identical = false;
+            divergences.push({ target: name, K, run, ...(await divergence(target, p, plain.tokens, s.tokens, at)) });
+          }
           speedups.push(plain.decode.ms / s.decodeMs);
           acc += s.rounds.reduce((a, r) => a + r.accepted, 0);
           prop += s.rounds.reduce((a, r) => a + r.proposed, 0);

@@ -243,7 +243,11 @@ describe('one GPU submission per decoded token (webgpu)', () => {
       rows: Array<{ model: string; path: string; ms_per_token: number; submits_per_token?: number }>;
       verify: Array<{ model: string; s: number; ms: number }>;
       speculative: Array<{ model: string; same: boolean; ms_per_token: number }>;
+      fixed: Array<{ what: string; ms: number }>;
     };
+    // the fixed cost of a call and its parts, each timed
+    expect(j.fixed.map((f) => f.what.split(':')[0])).toEqual(['chain', 'map', 'drain', 'drain+map', 'tick']);
+    for (const f of j.fixed) expect(f.ms, f.what).toBeGreaterThan(0);
     expect(j.verify.map((v) => v.s)).toEqual([1, 3, 1, 3]); // both models, windows of 1 and 3 tokens
     for (const v of j.verify) expect(v.ms).toBeGreaterThan(0);
     expect(j.speculative.map((r) => [r.model, r.same])).toEqual([['50% Mamba-2 hybrid', true]]);

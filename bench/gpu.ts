@@ -16,6 +16,8 @@
  *   verify      ms per VERIFY of a window of s = 1 … 9 tokens (GpuDecoder.verify: one submission; PyTorch: one
  *               forward of s tokens), and its ratio to one decoded token (the issue's target: s = 9 ≤ 1.3×)
  *   prefill     the prompt: the chain's windows of parallel kernels (one submission), the per-op forward, PyTorch
+ *   fixed       the fixed cost of one call: a one-kernel chain program submitted and its 2-float readback mapped,
+ *               and its parts (a map, a queue drain, a turn of the event loop), ms per call (`fixedCost`)
  *   speculative the hybrid as target, a random 1-layer Llama as draft, greedy, K = 4 (both GPU decoders): ms per
  *               token, acceptance, and whether the tokens equal the plain chain's (they must, up to float32 ties)
  * --shape 1b: a Llama-3.2-1B shape (vocab 128,256, d 2048, 16 layers, 32/8 heads, F 8192; random float32 weights,
@@ -44,6 +46,7 @@ import { randomLlama } from '../lib/model/random.js';
 import { getOps } from '../lib/ops.js';
 import { unavailableReason } from '../kernels/runtime.js';
 import { lastOf, lookup } from '../lib/checked.js';
+import { ResidentChain } from '../lib/ops_resident.js';
 
 const args = process.argv.slice(2);
 const flag = (k: string) => (args.includes(`--${k}`) ? args[args.indexOf(`--${k}`) + 1] : undefined);
@@ -97,6 +100,81 @@ const adapterName = adapter.info
 console.log(
   `# webgpu adapter: ${adapterName || 'unnamed'}; model d ${spec.hidden}, ${spec.layers} layers, vocab ${spec.vocab}; prompt ${PROMPT}, ${TOKENS} tokens timed`,
 );
+
+/**
+ * The fixed cost of one call, the floor under any per-token figure: ms per call (median of FIXED_REPS after 20
+ * warm-ups) of
+ *   chain   a one-kernel chain program (2 threads) run with its 2-float readback (ResidentChain.run: one encoder,
+ *           one submit, one mapAsync) — what every decoded token pays besides its kernels
+ *   map     an encoder holding only the 2-float copy into a mappable buffer, submitted, mapAsync'd, unmapped
+ *   drain   an empty submission and queue.onSubmittedWorkDone (no map)
+ *   drain+map  the copy submitted, onSubmittedWorkDone awaited, then mapAsync (a map of work already done)
+ *   tick    one turn of Node's event loop (await setImmediate): Dawn's binding polls the instance
+ *           (wgpuInstanceProcessEvents) from setImmediate callbacks while a map or a drain is pending
+ */
+async function fixedCost(): Promise<Array<{ what: string; ms: number }>> {
+  const chain = await ResidentChain.create();
+  try {
+    const src = chain.buffer('fixed src', 2);
+    const out = chain.buffer('fixed out', 2);
+    chain.record('fixed');
+    await chain.kernel('fixed', 'bench.fixed', 'function (a) { return a[this.thread.x] + 1.0; }', {}, [src], out);
+    chain.record();
+    const dev = chain.device;
+    const staging = dev.createBuffer({ size: 8, usage: 0x0001 | 0x0008 }); // MAP_READ | COPY_DST
+    const copyEncoder = () => {
+      const enc = dev.createCommandEncoder();
+      enc.copyBufferToBuffer(out.buffer, 0, staging, 0, 8);
+      return enc.finish();
+    };
+    const ways: Array<[string, () => Promise<unknown>]> = [
+      ['chain: one kernel, submit, map 2 floats', () => chain.run({ pos: 0 }, [{ from: out }], 'fixed')],
+      [
+        'map: a 2-float copy, submit, map',
+        async () => {
+          dev.queue.submit([copyEncoder()]);
+          await staging.mapAsync(1, 0, 8);
+          staging.unmap();
+        },
+      ],
+      [
+        'drain: an empty submit, onSubmittedWorkDone',
+        async () => {
+          dev.queue.submit([dev.createCommandEncoder().finish()]);
+          await dev.queue.onSubmittedWorkDone();
+        },
+      ],
+      [
+        'drain+map: the copy, onSubmittedWorkDone, then map',
+        async () => {
+          dev.queue.submit([copyEncoder()]);
+          await dev.queue.onSubmittedWorkDone();
+          await staging.mapAsync(1, 0, 8);
+          staging.unmap();
+        },
+      ],
+      ['tick: one turn of the event loop (setImmediate)', () => new Promise((r) => setImmediate(r))],
+    ];
+    const rows: Array<{ what: string; ms: number }> = [];
+    for (const [what, call] of ways) {
+      for (let i = 0; i < 20; i++) await call();
+      const times: number[] = [];
+      for (let i = 0; i < FIXED_REPS; i++) {
+        const t = performance.now();
+        await call();
+        times.push(performance.now() - t);
+      }
+      rows.push({ what, ms: times.sort((a, b) => a - b)[Math.floor(FIXED_REPS / 2)] });
+      console.log(`fixed cost: ${what}: ${lastOf(rows).ms.toFixed(4)} ms (median of ${FIXED_REPS})`);
+    }
+    staging.destroy();
+    return rows;
+  } finally {
+    chain.destroy();
+  }
+}
+const FIXED_REPS = tiny ? 20 : 200;
+const fixedRows = await fixedCost();
 
 const teacher = randomLlama({ ...spec, float32: true }, 7);
 const models: Array<[string, HybridModel]> = [
@@ -389,6 +467,12 @@ const md = [
     return `| ${model} | ${path} | ${WINDOWS.map((w) => ms(w)?.toFixed(3) ?? '—').join(' | ')} | ${last !== undefined && token ? (last / token).toFixed(2) : ''} |`;
   }),
   '',
+  `Fixed cost of one call (ms, median of ${FIXED_REPS}): the floor under the per-token figures above`,
+  '',
+  '| what | ms |',
+  '|---|---:|',
+  ...fixedRows.map((r) => `| ${r.what} | ${r.ms.toFixed(4)} |`),
+  '',
   `Speculative decoding, greedy (${TOKENS} tokens after the prompt; ms per token after the target's prefill; the draft's prefill of the prompt is in its first round):`,
   '',
   '| model | path | ms / token | × plain chain decoding | acceptance | same tokens as plain |',
@@ -413,6 +497,7 @@ writeFile(
       prefill: prefillRows,
       verify: verifyRows,
       speculative: specRows,
+      fixed: fixedRows,
       ids: tokensOf,
     },
     null,

@@ -183,9 +183,23 @@ const md = [
   ),
   '',
 ];
+if (divergences.length) {
+  md.push(
+    `Outputs that left plain greedy decoding (the first differing position; the float64 reference's top-two logit gap there — both decoders compute in float32, so a near-tie may go either way):`,
+    '',
+    '| target | K | run | position | plain | speculative | float64 reference | reference gap |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|',
+    ...divergences.map(
+      (d) =>
+        `| ${d.target} | ${d.K} | ${d.run} | ${d.at} | ${d.plain} | ${d.speculative} | ${d.reference} | ${d.gap.toExponential(2)} |`,
+    ),
+    '',
+  );
+  for (const d of divergences) console.log(JSON.stringify({ divergence: d }));
+}
 writeFile(
   join(values.out, 'speculative-trained.json'),
-  JSON.stringify({ date: new Date().toISOString(), rows }, null, 1),
+  JSON.stringify({ date: new Date().toISOString(), rows, divergences }, null, 1),
 );
 writeFile(join(values.out, 'speculative-trained.md'), md.join('\n'));
 console.log(md.join('\n'));

@@ -25,6 +25,10 @@
  * dispatch): an in-place state update writes a scratch buffer and a copy in the same encoder puts it back.
  * Built programs are shared between steps of the same kernel and shapes (a model's layers compile once).
  *
+ * Where GPU.js's WGSL cannot express a kernel (workgroup memory, barriers, several outputs per thread), `wgsl`
+ * records a hand-written WGSL shader as the same kind of dispatch op (kernels/tiled_matmul.ts, the training step's
+ * products; docs/GPUJS.md says why).
+ *
  * Cost of the extension: nothing per call beyond what GPU.js's fused encoder does (one encoder, one submit,
  * one map); the per-call JavaScript is one setPipeline/setBindGroup/dispatch per step (bench/gpu.ts).
  */
@@ -38,6 +42,7 @@ const USAGE_COPY_DST = 0x0008;
 const USAGE_UNIFORM = 0x0040;
 const USAGE_STORAGE = 0x0080;
 const MAP_MODE_READ = 0x0001;
+const SHADER_STAGE_COMPUTE = 0x4;
 
 /** The slice of the WebGPU API used here (the project does not load @webgpu/types). */
 export interface GpuBufferLike {
@@ -71,6 +76,30 @@ export interface GpuDeviceLike {
   createBuffer(d: { size: number; usage: number }): GpuBufferLike;
   createBindGroup(d: { layout: unknown; entries: unknown[] }): unknown;
   createCommandEncoder(): CommandEncoder;
+  createShaderModule(d: { code: string }): unknown;
+  createBindGroupLayout(d: { entries: unknown[] }): unknown;
+  createPipelineLayout(d: { bindGroupLayouts: unknown[] }): unknown;
+  createComputePipeline(d: { layout: unknown; compute: { module: unknown; entryPoint: string } }): unknown;
+  pushErrorScope(filter: 'validation'): void;
+  popErrorScope(): Promise<{ message: string } | null>;
+}
+
+/**
+ * A compute shader written in WGSL by hand (not by GPU.js), for what GPU.js's generated WGSL cannot express:
+ * `var<workgroup>` tiles, workgroupBarrier (which WGSL allows only under uniform control flow, and GPU.js's
+ * kernels `return` early for out-of-range threads), several outputs per thread. Entry point `main`; bindings, in
+ * group 0: 0 a uniform of `uniforms.length` u32 (when there are any), then each argument read-only storage, then
+ * the output read_write storage. The module is compiled once per distinct `code` on the chain's device.
+ */
+export interface WgslKernel {
+  readonly key: string;
+  readonly code: string;
+  /** u32 values for the uniform at binding 0 (shapes, so one module serves every shape of its form) */
+  readonly uniforms: readonly number[];
+  /** workgroups to dispatch, x y z */
+  readonly groups: readonly [number, number, number];
+  /** float32 values the output holds */
+  readonly size: number;
 }
 /** GPU.js's WebGPUKernel after build(): what its own fused encoder reads from it. */
 interface BuiltKernel {
@@ -153,6 +182,7 @@ export class ResidentChain {
   private readonly buffers: ChainBuffer[] = [];
   private readonly params: GpuBufferLike[] = [];
   private readonly programs = new Map<string, BuiltKernel>();
+  private readonly modules = new Map<string, { pipeline: unknown; layout: unknown }>();
   private staging: GpuBufferLike | undefined;
   private stagingBytes = 0;
   private tail: Promise<unknown> = Promise.resolve();
@@ -315,6 +345,73 @@ export class ResidentChain {
       pipeline: k.computePipeline,
       bindGroup: this.device.createBindGroup({ layout: k.bindGroupLayout, entries }),
       groups: dispatch.groups,
+    });
+  }
+
+  /**
+   * Append a hand-written WGSL step (see WgslKernel: where GPU.js's WGSL cannot express a kernel): reading `args`,
+   * writing `out`. Compiled on first use of its `code`; a WGSL or validation error is a KernelError naming `key`.
+   */
+  async wgsl(label: string, k: WgslKernel, args: readonly ChainBuffer[], out: ChainBuffer): Promise<void> {
+    if (args.includes(out))
+      throw new ArgumentError(
+        `${label} output`,
+        'a buffer none of its arguments is (WebGPU: read xor write)',
+        out.name,
+      );
+    if (out.elements !== k.size) throw new ArgumentError(`${label} output`, `${k.size} elements`, out.elements);
+    const maxStorage = this.device.limits.maxStorageBuffersPerShaderStage;
+    if (args.length + 1 > maxStorage)
+      throw new ArgumentError(
+        `${label} arguments`,
+        `at most ${maxStorage - 1} (maxStorageBuffersPerShaderStage)`,
+        args.length,
+      );
+    const maxGroups = this.device.limits.maxComputeWorkgroupsPerDimension;
+    if (k.groups.some((g) => !Number.isInteger(g) || g < 1 || g > maxGroups))
+      throw new ArgumentError(`${label} workgroups`, `1 … ${maxGroups} per dimension`, k.groups.join('×'));
+    const uniform = k.uniforms.length > 0;
+    let built = this.modules.get(k.code);
+    if (!built) {
+      const entries: unknown[] = [];
+      if (uniform) entries.push({ binding: 0, visibility: SHADER_STAGE_COMPUTE, buffer: { type: 'uniform' } });
+      const at = uniform ? 1 : 0;
+      args.forEach((_, j) =>
+        entries.push({ binding: at + j, visibility: SHADER_STAGE_COMPUTE, buffer: { type: 'read-only-storage' } }),
+      );
+      entries.push({ binding: at + args.length, visibility: SHADER_STAGE_COMPUTE, buffer: { type: 'storage' } });
+      const dev = this.device;
+      dev.pushErrorScope('validation');
+      const layout = dev.createBindGroupLayout({ entries });
+      const pipeline = dev.createComputePipeline({
+        layout: dev.createPipelineLayout({ bindGroupLayouts: [layout] }),
+        compute: { module: dev.createShaderModule({ code: k.code }), entryPoint: 'main' },
+      });
+      const err = await dev.popErrorScope();
+      if (err) throw new KernelError('webgpu', k.key, err.message.split('\n')[0] ?? err.message);
+      built = { pipeline, layout };
+      this.modules.set(k.code, built);
+    }
+    const entries: unknown[] = [];
+    if (uniform) {
+      const u32 = Uint32Array.from(k.uniforms);
+      const params = this.device.createBuffer({
+        size: Math.ceil(u32.byteLength / 16) * 16,
+        usage: USAGE_UNIFORM | USAGE_COPY_DST,
+      });
+      this.device.queue.writeBuffer(params, 0, u32);
+      this.params.push(params);
+      entries.push({ binding: 0, resource: { buffer: params } });
+    }
+    const at = uniform ? 1 : 0;
+    args.forEach((a, j) => entries.push({ binding: at + j, resource: { buffer: a.buffer } }));
+    entries.push({ binding: at + args.length, resource: { buffer: out.buffer } });
+    this.ops.push({
+      kind: 'dispatch',
+      label,
+      pipeline: built.pipeline,
+      bindGroup: this.device.createBindGroup({ layout: built.layout, entries }),
+      groups: [...k.groups],
     });
   }
 
@@ -541,6 +638,7 @@ export class ResidentChain {
     this.staging?.destroy();
     for (const k of this.programs.values()) k.destroy();
     this.programs.clear();
+    this.modules.clear();
     for (const ops of this.opLists.values()) ops.length = 0;
   }
 }

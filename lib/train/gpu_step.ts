@@ -1,6 +1,7 @@
 /**
  * A training step of the Llama teacher on the GPU (webgpu): forward, backward, global-norm clipping and
- * Adam/AdamW as one chain of GPU.js kernels (lib/ops_train.ts) recorded into a resident chain
+ * Adam/AdamW as one chain of GPU.js kernels (lib/ops_train.ts) — the matrix products (x·Wᵀ, dX, dW, the head's
+ * chunks) as a tiled product in hand-written WGSL (kernels/tiled_matmul.ts) — recorded into a resident chain
  * (kernels/resident_chain.ts) — one command encoder, one queue.submit and one mapAsync per step, reading back
  * only [CE, KL] and [‖g‖, clip coefficient, ok]. Parameters, gradients and both Adam moments live in device
  * buffers from `create` on; `read` copies parameters and moments back (float32) for checkpoints.
@@ -45,9 +46,6 @@ import {
   embeddingKernel,
   gradNormKernel,
   linearDbKernel,
-  linearDwKernel,
-  linearDxKernel,
-  linearKernel,
   lossGradKernel,
   lossRowsKernel,
   lossSumKernel,
@@ -60,8 +58,12 @@ import {
   sumSquaresKernels,
   swigluBackKernel,
   swigluKernel,
+  tiledLinear,
+  tiledLinearDw,
+  tiledLinearDx,
   type AttnShape,
   type TrainKernel,
+  type WgslKernel,
 } from '../ops_train.js';
 import type { AdamOptions } from './optim.js';
 import { lookup } from '../checked.js';
@@ -178,11 +180,20 @@ export class GpuTrainStep {
     }
   }
 
-  /** Kernel `k` reading `args`, writing a fresh buffer (or `out`). */
-  private async k(label: string, k: TrainKernel, args: ChainBuffer[], out?: ChainBuffer): Promise<ChainBuffer> {
+  /**
+   * Kernel `k` reading `args`, writing a fresh buffer (or `out`): a GPU.js kernel, or a hand-written WGSL one (the
+   * products: kernels/tiled_matmul.ts).
+   */
+  private async k(
+    label: string,
+    k: TrainKernel | WgslKernel,
+    args: ChainBuffer[],
+    out?: ChainBuffer,
+  ): Promise<ChainBuffer> {
     const o = out ?? this.chain.buffer(label, k.size);
     if (o.elements !== k.size) throw new ArgumentError(`${label} output`, `${k.size} elements`, o.elements);
-    await this.chain.kernel(label, k.key, k.source, k.constants, args, o);
+    if ('code' in k) await this.chain.wgsl(label, k, args, o);
+    else await this.chain.kernel(label, k.key, k.source, k.constants, args, o);
     return o;
   }
 
@@ -260,7 +271,7 @@ export class GpuTrainStep {
         label: string,
         res?: ChainBuffer,
       ) =>
-        this.k(label, linearKernel(N, I, O, !!w.bias, !!res), [x, P(w.weight), ...bias(w.bias), ...(res ? [res] : [])]);
+        this.k(label, tiledLinear(N, I, O, !!w.bias, !!res), [x, P(w.weight), ...bias(w.bias), ...(res ? [res] : [])]);
       const q = await lin(an.q, n1, d, H * hd, `${t}.q`);
       const k = await lin(an.k, n1, d, Hkv * hd, `${t}.k`);
       const v = await lin(an.v, n1, d, Hkv * hd, `${t}.v`);
@@ -325,7 +336,7 @@ export class GpuTrainStep {
       O: number,
     ) => {
       const g = G(w);
-      if (g) await this.k(`${label}.dW`, linearDwKernel(N, I, O), [dy, x], g);
+      if (g) await this.k(`${label}.dW`, tiledLinearDw(N, I, O), [dy, x], g);
       const gb = b ? G(b) : undefined;
       if (gb) await this.k(`${label}.db`, linearDbKernel(N, O), [dy], gb);
     };
@@ -375,7 +386,7 @@ export class GpuTrainStep {
       const nfC = take(nf, d, 'lm_head.x');
       const logits = await this.k(
         `lm_head${t}`,
-        linearKernel(Rc, d, V, false, false),
+        tiledLinear(Rc, d, V, false, false),
         [nfC, P(headName)],
         cbuf('logits', Rc * V),
       );
@@ -384,7 +395,7 @@ export class GpuTrainStep {
       if (tf) {
         const tl = await this.k(
           `teacher.lm_head${t}`,
-          linearKernel(Rc, dT, V, false, false),
+          tiledLinear(Rc, dT, V, false, false),
           [take(tf.nf, dT, 'teacher.lm_head.x'), tf.head],
           cbuf('teacher logits', Rc * V),
         );
@@ -395,17 +406,12 @@ export class GpuTrainStep {
       const rc = await this.k(`loss.rows${t}`, lossRowsKernel(lc), args, cbuf('loss rows', 2 * Rc));
       chain.copy(`loss.rows ce${t}`, rc, 0, rows, () => r0, Rc);
       chain.copy(`loss.rows kl${t}`, rc, Rc, rows, () => N + r0, Rc);
-      const dx = await this.k(
-        `lm_head.dx${t}`,
-        linearDxKernel(Rc, d, [V]),
-        [dlogits, P(headName)],
-        cbuf('dnf', Rc * d),
-      );
+      const dx = await this.k(`lm_head.dx${t}`, tiledLinearDx(Rc, d, [V]), [dlogits, P(headName)], cbuf('dnf', Rc * d));
       chain.copy(`lm_head.dx→${t}`, dx, 0, dnf, () => r0 * d, Rc * d);
       if (headGrad) {
         const out = c === chunks - 1 ? headGrad : acc[c % 2];
         const prev = c > 0 ? [acc[(c - 1) % 2]] : [];
-        await this.k(`lm_head.dW${t}`, linearDwKernel(Rc, d, V, c > 0), [dlogits, nfC, ...prev], out);
+        await this.k(`lm_head.dW${t}`, tiledLinearDw(Rc, d, V, c > 0), [dlogits, nfC, ...prev], out);
       }
     }
     await this.k('loss.sum', lossSumKernel(ls), [rows], this.io.loss);
@@ -444,11 +450,11 @@ export class GpuTrainStep {
       const mn = mlpNames(p);
       const t = `L${i}.back`;
       // MLP
-      await this.k(`${t}.down.dx`, linearDxKernel(N, F, [d]), [dh, P(mn.down)], B_.da);
+      await this.k(`${t}.down.dx`, tiledLinearDx(N, F, [d]), [dh, P(mn.down)], B_.da);
       await dW(`${t}.down`, mn.down, undefined, dh, sv.a, F, d);
       await this.k(`${t}.swiglu.dg`, swigluBackKernel(N * F, 'dg'), [B_.da, sv.g, sv.u], B_.dg);
       await this.k(`${t}.swiglu.du`, swigluBackKernel(N * F, 'du'), [B_.da, sv.g], B_.du);
-      await this.k(`${t}.gate_up.dx`, linearDxKernel(N, d, [F, F]), [B_.dg, P(mn.gate), B_.du, P(mn.up)], B_.dn);
+      await this.k(`${t}.gate_up.dx`, tiledLinearDx(N, d, [F, F]), [B_.dg, P(mn.gate), B_.du, P(mn.up)], B_.dn);
       await dW(`${t}.gate`, mn.gate, undefined, B_.dg, sv.n2, d, F);
       await dW(`${t}.up`, mn.up, undefined, B_.du, sv.n2, d, F);
       const g2 = G(norm2);
@@ -460,7 +466,7 @@ export class GpuTrainStep {
         B_.dh1,
       );
       // attention
-      await this.k(`${t}.o.dx`, linearDxKernel(N, H * hd, [d]), [B_.dh1, P(an.o.weight)], B_.dy);
+      await this.k(`${t}.o.dx`, tiledLinearDx(N, H * hd, [d]), [B_.dh1, P(an.o.weight)], B_.dy);
       await dW(`${t}.o`, an.o.weight, an.o.bias, B_.dh1, sv.y, H * hd, d);
       await this.k(`${t}.attn.D`, attnDeltaKernel(att), [B_.dy, sv.y], B_.delta);
       await this.k(`${t}.attn.dS`, attnDsKernel(att), [sv.sc, sv.lse, B_.dy, sv.v, B_.delta], B_.ds);
@@ -471,7 +477,7 @@ export class GpuTrainStep {
       await this.k(`${t}.rope_k.back`, ropeKernel(N, L, Hkv, hd, -1), [B_.dkr, rope], B_.dk);
       await this.k(
         `${t}.qkv.dx`,
-        linearDxKernel(N, d, [H * hd, Hkv * hd, Hkv * hd]),
+        tiledLinearDx(N, d, [H * hd, Hkv * hd, Hkv * hd]),
         [B_.dq, P(an.q.weight), B_.dk, P(an.k.weight), B_.dv, P(an.v.weight)],
         B_.dn,
       );

@@ -1,0 +1,171 @@
+/**
+ * The GPU training step's matrix products (float32, webgpu) as a classic tiled product written in WGSL by hand and
+ * recorded into a resident chain (kernels/resident_chain.ts `wgsl`) — the one place where the step leaves GPU.js's
+ * generated WGSL. Everything else stays GPU.js.
+ *
+ * Why not a GPU.js kernel: GPU.js writes one f32 per thread, `return`s early for out-of-range threads before the
+ * body (so a workgroupBarrier after it fails WGSL's uniformity analysis) and has no `var<workgroup>` memory. A
+ * one-thread-per-output product (kernels/train_layers.ts linearKernel & co.) reads each operand from global memory
+ * once per output: on the H200 0.2–0.4 TFLOP/s for x·Wᵀ (adjacent threads read W rows I floats apart) and 1.6–2
+ * for the coalesced dX / dW. Here a workgroup of 16×16 threads computes a TM×TN = 64×64 tile of C, staging
+ * TK = 16-wide slices of both operands in workgroup memory (each global value read once per tile, coalesced), each
+ * thread keeping 4×4 outputs in registers (rows ty + 16i, columns tx + 16j: neighbouring threads store neighbouring
+ * addresses).
+ *
+ *   C[m,n] = Σ_p Σ_k A_p(m,k) B_p(k,n)  (+ bias[n])  (+ D[m,n])         C (M, N) row-major
+ * with, from row-major buffers and no transposing copy:
+ *   A_p(m,k) = a[m·K + k]  ('mk': A stored (M, K))   or  a[k·M + m]  ('km': A stored (K, M), the product uses Aᵀ)
+ *   B_p(k,n) = b[n·K + k]  ('nk': B stored (N, K), the product uses Bᵀ)  or  b[k·N + n]  ('kn': B stored (K, N))
+ * which gives the trainer's three products (N rows, W (O, I) as stored, lib/train/gpu_step.ts):
+ *   forward  y = x·Wᵀ (+ b) (+ r):  M = N, N = O, K = I,   a = x 'mk',  b = W 'nk'             (tiledLinear)
+ *   dX       dx = Σ_p dy_p·W_p:      M = N, N = I, K = O_p, a = dy_p 'mk', b = W_p 'kn'         (tiledLinearDx)
+ *   dW       dW = dyᵀ·x (+ prev):    M = O, N = I, K = N,   a = dy 'km', b = x 'kn'             (tiledLinearDw)
+ * Edges are guarded (any M, N, K ≥ 1; out-of-range loads read 0, out-of-range outputs are not written).
+ * Deterministic: each output is one thread's sum in increasing k (pair after pair), then + bias, then + D; no atomics.
+ * Shapes are a uniform ([M, N, K_0, K_1, K_2]), so one compiled module serves every shape of its form.
+ * Error: float32 recursive summation, |Ĉ − C| ≤ γ_{K+2}·(Σ_k |A||B| + |bias| + |D|), γ_n = n·2⁻²⁴/(1 − n·2⁻²⁴)
+ * (spec/tiled_matmul.spec.ts checks exactly that bound against a float64 product).
+ */
+import { ArgumentError } from '../lib/errors.js';
+import type { WgslKernel } from './resident_chain.js';
+
+/** Output tile rows × columns, K-step, threads per workgroup side (each thread: TM/WG × TN/WG outputs). */
+const TM = 64;
+const TN = 64;
+const TK = 16;
+const WG = 16;
+const RM = TM / WG;
+const RN = TN / WG;
+/** workgroup-memory row stride (TM/TN + 1: the transposing stores hit distinct banks) */
+const SA = TM + 1;
+const SB = TN + 1;
+
+/** How a product reads its operands and what it adds (see the header). */
+export interface MatmulForm {
+  a: 'mk' | 'km';
+  b: 'nk' | 'kn';
+  /** (A, B) pairs summed, 1–3 (the q, k, v products share x) */
+  pairs: number;
+  bias: boolean;
+  add: boolean;
+}
+
+/** The WGSL of one form (shapes come from the uniform). */
+function source(f: MatmulForm): string {
+  const P = f.pairs;
+  const decl: string[] = [
+    'struct Dims { mnk: vec4<u32>, k2: vec4<u32> }',
+    '@group(0) @binding(0) var<uniform> dims: Dims;',
+  ];
+  let at = 1;
+  for (let p = 0; p < P; p++) {
+    decl.push(`@group(0) @binding(${at++}) var<storage, read> a${p}: array<f32>;`);
+    decl.push(`@group(0) @binding(${at++}) var<storage, read> b${p}: array<f32>;`);
+  }
+  if (f.bias) decl.push(`@group(0) @binding(${at++}) var<storage, read> bias: array<f32>;`);
+  if (f.add) decl.push(`@group(0) @binding(${at++}) var<storage, read> addend: array<f32>;`);
+  decl.push(`@group(0) @binding(${at}) var<storage, read_write> c: array<f32>;`);
+  decl.push(`var<workgroup> As: array<f32, ${TK * SA}>;`, `var<workgroup> Bs: array<f32, ${TK * SB}>;`);
+  const threads = WG * WG;
+  const loads = (p: number): string[] => {
+    const out: string[] = [];
+    for (let r = 0; r < (TM * TK) / threads; r++) {
+      const e = `(t + ${r * threads}u)`;
+      const [mm, kk] = f.a === 'mk' ? [`${e} / ${TK}u`, `${e} % ${TK}u`] : [`${e} % ${TM}u`, `${e} / ${TM}u`];
+      const idx = f.a === 'mk' ? '(m0 + mm) * K + k0 + kk' : '(k0 + kk) * M + m0 + mm';
+      out.push(
+        `{ let mm = ${mm}; let kk = ${kk}; var v = 0.0;`,
+        `  if (m0 + mm < M && k0 + kk < K) { v = a${p}[${idx}]; }`,
+        `  As[kk * ${SA}u + mm] = v; }`,
+      );
+    }
+    for (let r = 0; r < (TN * TK) / threads; r++) {
+      const e = `(t + ${r * threads}u)`;
+      const [nn, kk] = f.b === 'nk' ? [`${e} / ${TK}u`, `${e} % ${TK}u`] : [`${e} % ${TN}u`, `${e} / ${TN}u`];
+      const idx = f.b === 'nk' ? '(n0 + nn) * K + k0 + kk' : '(k0 + kk) * N + n0 + nn';
+      out.push(
+        `{ let nn = ${nn}; let kk = ${kk}; var v = 0.0;`,
+        `  if (n0 + nn < N && k0 + kk < K) { v = b${p}[${idx}]; }`,
+        `  Bs[kk * ${SB}u + nn] = v; }`,
+      );
+    }
+    return out;
+  };
+  const kOf = ['dims.mnk.z', 'dims.mnk.w', 'dims.k2.x'];
+  const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+  const body: string[] = [];
+  for (let p = 0; p < P; p++)
+    body.push(
+      `{ let K = ${kOf[p]};`,
+      `for (var k0 = 0u; k0 < K; k0 += ${TK}u) {`,
+      ...loads(p),
+      'workgroupBarrier();',
+      `for (var kk = 0u; kk < ${TK}u; kk++) {`,
+      `  let bv = vec4<f32>(${range(RN)
+        .map((j) => `Bs[kk * ${SB}u + tx + ${j * WG}u]`)
+        .join(', ')});`,
+      ...range(RM).map((i) => `  acc${i} += As[kk * ${SA}u + ty + ${i * WG}u] * bv;`),
+      '}',
+      'workgroupBarrier();',
+      '} }',
+    );
+  const store: string[] = [];
+  for (let i = 0; i < RM; i++)
+    for (let j = 0; j < RN; j++) {
+      const xyzw = 'xyzw'[j];
+      store.push(
+        `{ let gm = m0 + ty + ${i * WG}u; let gn = n0 + tx + ${j * WG}u;`,
+        `  if (gm < M && gn < N) { var s = acc${i}.${xyzw};${f.bias ? ' s += bias[gn];' : ''}${
+          f.add ? ' s += addend[gm * N + gn];' : ''
+        } c[gm * N + gn] = s; } }`,
+      );
+    }
+  return [
+    ...decl,
+    `@compute @workgroup_size(${WG}, ${WG})`,
+    'fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {',
+    'let M = dims.mnk.x; let N = dims.mnk.y;',
+    `let tx = lid.x; let ty = lid.y; let t = ty * ${WG}u + tx;`,
+    `let m0 = wid.y * ${TM}u; let n0 = wid.x * ${TN}u;`,
+    ...range(RM).map((i) => `var acc${i} = vec4<f32>(0.0);`),
+    ...body,
+    ...store,
+    '}',
+  ].join('\n');
+}
+
+const sources = new Map<string, string>();
+
+/**
+ * C (M, N) = Σ_p A_p·B_p (+ bias) (+ D) in the form `f`, K_p = Ks[p]. Arguments, in order: a0, b0, a1, b1, …,
+ * bias (N) if f.bias, D (M, N) if f.add.
+ */
+export function tiledMatmul(f: MatmulForm, M: number, N: number, Ks: readonly number[]): WgslKernel {
+  if (f.pairs < 1 || f.pairs > 3) throw new ArgumentError('tiledMatmul pairs', '1, 2 or 3', f.pairs);
+  if (Ks.length !== f.pairs) throw new ArgumentError('tiledMatmul Ks', `${f.pairs} values`, Ks.length);
+  for (const [name, v] of [['M', M], ['N', N], ...Ks.map((k, p) => [`K${p}`, k] as const)] as const)
+    if (!Number.isInteger(v) || v < 1) throw new ArgumentError(`tiledMatmul ${name}`, 'a positive integer', v);
+  const key = `mm.${f.a}.${f.b}.${f.pairs}${f.bias ? '+b' : ''}${f.add ? '+d' : ''}`;
+  let code = sources.get(key);
+  if (!code) sources.set(key, (code = source(f)));
+  const k = [...Ks, 0, 0];
+  return {
+    key,
+    code,
+    uniforms: [M, N, k[0], k[1], k[2], 0, 0, 0],
+    groups: [Math.ceil(N / TN), Math.ceil(M / TM), 1],
+    size: M * N,
+  };
+}
+
+/** y = x·Wᵀ (+ b) (+ r): x (N, I), W (O, I) → (N, O); arguments x, W, b?, r? (as linearKernel). */
+export const tiledLinear = (N: number, I: number, O: number, bias: boolean, residual: boolean): WgslKernel =>
+  tiledMatmul({ a: 'mk', b: 'nk', pairs: 1, bias, add: residual }, N, O, [I]);
+
+/** dx = Σ_k dy_k·W_k: dy_k (N, O_k), W_k (O_k, I) → (N, I); arguments dy0, W0, dy1, W1, … (as linearDxKernel). */
+export const tiledLinearDx = (N: number, I: number, Os: readonly number[]): WgslKernel =>
+  tiledMatmul({ a: 'mk', b: 'kn', pairs: Os.length, bias: false, add: false }, N, I, Os);
+
+/** dW = dyᵀ·x (+ prev): dy (N, O), x (N, I) → (O, I); arguments dy, x, prev? (as linearDwKernel). */
+export const tiledLinearDw = (N: number, I: number, O: number, acc = false): WgslKernel =>
+  tiledMatmul({ a: 'km', b: 'kn', pairs: 1, bias: false, add: acc }, O, I, [N]);

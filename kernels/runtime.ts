@@ -97,7 +97,7 @@ function setupWebGPU(): Promise<string | null> {
       Object.assign(globalThis, mod.globals);
       try {
         Object.defineProperty(globalThis, 'navigator', {
-          value: { gpu: mod.create([]) },
+          value: { gpu: mod.create((g.process as { env: Record<string, string | undefined> }).env.MIL_DAWN_FLAGS?.split(' ').filter(Boolean) ?? []) },
           configurable: true,
           writable: true,
         });

@@ -373,7 +373,7 @@ function render(rep: Report): string {
     '',
     `Machine: ${meta.machine ?? 'not recorded'}. Load average (1 min) ${meta.load.start.toFixed(1)} at the start, ${meta.load.end.toFixed(1)} at the end, on ${meta.load.cores} cores: the machine is shared by several developers, so every time is given as wall seconds **and** the CPU seconds the process used (all its threads); the CPU seconds are the steadier figure, wall time includes waiting for a core. Ratios only between rows of this one run.`,
     '',
-    `Random ${meta.shape} checkpoint (\`mil init\`) and its 50% Mamba-2 hybrid (streamed \`mil convert\`, attention in the odd layers). One child process per row: load, prefill of a ${meta.prompt}-token prompt, greedy decode of ${meta.decodeTokens} tokens after it${long ? ` and after a ${meta.context}-token context` : ''}; peak RSS is the process's own (VmHWM; PyTorch: getrusage maxrss). wasm-simd: bf16 checkpoint matrices kept as bf16 panels in the module, widened in the micro-kernel. PyTorch: bench/torch_decode.py --prefill=batched (weights widened to float32 at load, eager, the BLAS named) on the same folders. onnxruntime-node: no row — there is no graph of the whole decode step with its KV/SSM caches here, and building one by hand (ONNX protobuf of 16 layers, cache inputs/outputs, the Mamba-2 scan) is not cheap; bench/gemv.ts compares the products alone against onnxruntime's MLAS.`,
+    `Random ${meta.shape} checkpoint (\`mil init\`) and its 50% Mamba-2 hybrid (streamed \`mil convert\`, attention in the odd layers). One child process per row: load, prefill of a ${meta.prompt}-token prompt, greedy decode of ${meta.decodeTokens} tokens after it${long ? ` and after a ${meta.context}-token context` : ''}; peak RSS is the process's own (VmHWM; PyTorch: getrusage maxrss). wasm-simd: bf16 checkpoint matrices kept as bf16 panels in the module, widened in the micro-kernel. PyTorch: bench/torch_decode.py --prefill=batched (weights widened to float32 at load, eager, the BLAS named) on the same folders. onnxruntime-node: no row at this shape — bench/peers/onnxruntime.ts (ortLlamaDecoder) builds a plain Llama's KV-cache decode graph with its weights as float32 initializers inside the protobuf: 4.9 GB here, over protobuf's 2 GiB message limit (it would need ONNX external data), and the model, the serialized graph and the session's copy together need ~15 GB, over the ~5 GB one process may take on this shared machine; it has no graph of the Mamba-2 hybrid. bench/gemv.ts compares the products alone against onnxruntime's MLAS.`,
     '',
     '| step | wall s | CPU s | peak RSS MB | bound MB | wrote MB |',
     '| --- | ---: | ---: | ---: | ---: | ---: |',
@@ -392,7 +392,7 @@ function render(rep: Report): string {
     '',
     ...(spec.length
       ? [
-          `Speculative decoding (Algorithm 2, greedy, lib/decode/compare.ts: the same prompt decoded plainly and speculatively in the same process, both warmed up; ${meta.specDecodeTokens ?? meta.decodeTokens} new tokens after the ${meta.prompt}-token prompt). The draft is the target's own first layers with its final norm and head (truncateLayers: the same tensors, no second copy in memory). The weights are random, so what the draft proposes agrees with the target only as far as the first layers already decide the argmax — acceptance says how often; an unrelated random draft would be accepted ~never (1 in 128,256).`,
+          `Speculative decoding (Algorithm 2, greedy, lib/decode/compare.ts: the same prompt decoded plainly and speculatively in the same process, both warmed up; ${meta.specDecodeTokens ?? meta.decodeTokens} new tokens after the ${meta.prompt}-token prompt). The draft is the target's own first layers with its final norm and head (truncateLayers: the same tensors, no second copy in memory). The weights are random, so what the draft proposes agrees with the target only as far as the first layers already decide the argmax — acceptance says how often; an unrelated random draft would be accepted ~never (1 in 128,256). Acceptance near 1 here is an artefact of random weights (the embedding dominates the residual stream), not a figure for trained models. The draft's share includes its own prefill of the prompt, which lib/decode/compare.ts counts in the speculative decode time and which computes the 128,256-wide head at every prompt position: over this few new tokens it dominates, so the speedup says nothing yet about long generations.`,
           '',
           '| target | runner | threads | draft | K | plain ms/token | speculative ms/token | speedup | draft share | acceptance | tokens/verify | same tokens as plain | CPU s (whole comparison) | peak RSS MB | bound MB |',
           '| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |',
@@ -405,12 +405,27 @@ function render(rep: Report): string {
       : []),
     "Bytes one decoded token reads (weights as float32, embedding one row, tied head whole; KV cache float32): the floor that memory bandwidth sets, free of this machine's noise. A Mamba-2 layer reads more weights than the attention it replaced (in_proj has the z and dt rows); it wins once the KV cache it drops outweighs them:",
     '',
-    `| model | weights MB | KV at ${meta.prompt} MB | KV at ${meta.context} MB | total at ${meta.prompt} MB | total at ${meta.context} MB |`,
-    '| --- | ---: | ---: | ---: | ---: | ---: |',
+    `| model | weights MB | KV at ${meta.prompt} MB |${long ? ` KV at ${meta.context} MB |` : ''} total at ${meta.prompt} MB |${long ? ` total at ${meta.context} MB |` : ''}`,
+    `| --- | ---: | ---: | ---: |${long ? ' ---: | ---: |' : ''}`,
     ...Object.entries(reads).map(
       ([n, r]) =>
-        `| ${n} | ${mb(r.weights)} | ${(r.kvShort / 1e6).toFixed(1)} | ${(r.kvLong / 1e6).toFixed(1)} | ${mb(r.weights + r.kvShort)} | ${mb(r.weights + r.kvLong)} |`,
+        `| ${n} | ${mb(r.weights)} | ${(r.kvShort / 1e6).toFixed(1)} |${long ? ` ${(r.kvLong / 1e6).toFixed(1)} |` : ''} ${mb(r.weights + r.kvShort)} |${long ? ` ${mb(r.weights + r.kvLong)} |` : ''}`,
     ),
+    '',
+    'Same-run ratios in CPU seconds (the steadier figure on this shared machine), PyTorch over ours — above 1: ours used less CPU:',
+    '',
+    ...rows
+      .filter((r) => r.runner.startsWith('PyTorch') && r.cpu)
+      .flatMap((t) => {
+        const o = rows.find(
+          (r) => r.model === t.model && r.threads === t.threads && r.fits && !r.runner.startsWith('PyTorch'),
+        );
+        return o?.cpu && t.cpu
+          ? [
+              `- ${t.model}, ${t.threads} thr. (${o.runner} vs ${t.runner}): prefill ${(t.cpu.prefill / o.cpu.prefill).toFixed(2)}×, decode per token ${(t.cpu.decodePerToken / o.cpu.decodePerToken).toFixed(2)}×, load ${(t.cpu.load / o.cpu.load).toFixed(2)}×; peak RSS ${(t.maxRSS / o.maxRSS).toFixed(2)}×`,
+            ]
+          : [];
+      }),
     '',
     ...(long
       ? [

@@ -7,7 +7,8 @@ prints one JSON line: {"ms_per_token": ..., "tokens": [...], "threads": N, "devi
 The folder may be sharded (model.safetensors.index.json) and bf16 (widened to float32); llama3 rope scaling is
 applied as transformers does. --prefill=batched (bench/realsize.ts) runs the prompt through each layer at once
 (projections and MLP as matrix products, the attention by query blocks, the Mamba-2 recurrence step by step)
-instead of one step per token, and adds load_s, prefill_tok_per_s and max_rss (bytes, this process's peak);
+instead of one step per token, and adds load_s, prefill_tok_per_s and max_rss (bytes, this process's peak), and
+the CPU seconds (time.process_time, all threads) of loading (load_cpu_s), the prefill and a decoded token (cpu_s);
 --context=N measures decoding again after an N-token prompt (ms_per_token_context).
 On a GPU every step ends with the next token read back to the host (int(argmax)), as a decode loop must, so
 the time per token includes that synchronisation; weights and caches stay on the device (eager, no graphs).
@@ -33,9 +34,9 @@ d = args[0]
 cfg = json.load(open(os.path.join(d, "config.json")))
 mcp = os.path.join(d, "mamba_config.json")
 mc = json.load(open(mcp)) if os.path.exists(mcp) else None
-t_load = time.perf_counter()
+t_load, c_load = time.perf_counter(), time.process_time()
 w = {k: torch.from_numpy(v).float().to(dev) for k, v in load_checkpoint(d).items()}
-load_s = time.perf_counter() - t_load
+load_s, load_cpu_s = time.perf_counter() - t_load, time.process_time() - c_load
 D, V, L = cfg["hidden_size"], cfg["vocab_size"], cfg["num_hidden_layers"]
 H, Hkv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
 hd = cfg.get("head_dim") or D // H
@@ -179,6 +180,7 @@ def prefill(prompt, caches, Wc):  # the prompt through each layer at once; the l
 
 
 prefill_s = [0.0]
+cpu_s = {}  # CPU seconds (time.process_time: every thread of this process) of the last run's prefill and decode
 
 
 def run(prompt_len, new):
@@ -186,20 +188,22 @@ def run(prompt_len, new):
     caches = [AttnCache() if i in attn else MambaCache(Wc) for i in range(L)]
     prompt = [(i * 7919) % V for i in range(prompt_len)]
     with torch.no_grad():
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         if opts.get("prefill") == "batched":
             logits = prefill(prompt, caches, Wc)
         else:
             for pos, t in enumerate(prompt):
                 logits = step(t, caches, pos)
         prefill_s[0] = time.perf_counter() - t0
+        cpu_s["prefill"] = time.process_time() - c0
         out = []
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for k in range(new):
             tok = int(logits.argmax())
             out.append(tok)
             logits = step(tok, caches, prompt_len + k)
         ms = (time.perf_counter() - t0) * 1000 / new
+        cpu_s["decode_per_token"] = (time.process_time() - c0) / new
     return ms, out
 
 
@@ -209,7 +213,7 @@ extra = {}
 if opts.get("prefill") == "batched":
     import resource
 
-    extra = {"load_s": load_s, "prefill_tok_per_s": int(args[1]) / prefill_s[0]}
+    extra = {"load_s": load_s, "load_cpu_s": load_cpu_s, "prefill_tok_per_s": int(args[1]) / prefill_s[0], "cpu_s": dict(cpu_s)}
     if "context" in opts:
         extra["ms_per_token_context"], _ = run(int(opts["context"]), int(args[2]))
     extra["max_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -18,7 +18,7 @@ import { convert, saveModel } from '../lib/model/convert.js';
 import { randomLlama } from '../lib/model/random.js';
 import type { HybridModel } from '../lib/model/hybrid.js';
 import { SimdGemm } from '../lib/simd/gemm.js';
-import { WASM_SIMD_MAX_BYTES } from '../lib/simd/limits.js';
+import { wasmSimdMaxBytes } from '../lib/simd/limits.js';
 import { checkStepMemory, stepMemory } from '../lib/train/memory.js';
 import { lossAndGrads, simdEngine, trainForward } from '../lib/train/model.js';
 import { ArgumentError } from '../lib/errors.js';
@@ -78,15 +78,32 @@ describe('defect 4: memory needed, from the options', () => {
     })();
     expect(err).toBeInstanceOf(ArgumentError);
     expect(err!.message).toMatch(/--batch × --len/);
-    expect(err!.message).toMatch(/wasm-simd memory limit of 2\.00 GiB/);
+    // the limit is the module's real maximum here: 4 GiB on Node ≥ 16 (lib/simd/limits.ts), as lib/simd/gemm.ts makes it
+    const limit = wasmSimdMaxBytes();
+    expect(limit).toBe(2 ** 32);
+    expect(err!.message).toMatch(/wasm-simd memory limit of 4\.00 GiB/);
     expect(err!.message).toMatch(/--batch 4096 × --len 64 = 262144 tokens per step, needing [\d.]+ GiB/);
     const most = Number(/--batch (\d+) at most/.exec(err!.message)![1]);
-    expect(stepMemory([m], most, 64).wasm).toBeLessThanOrEqual(WASM_SIMD_MAX_BYTES);
-    expect(stepMemory([m], most + 1, 64).wasm).toBeGreaterThan(WASM_SIMD_MAX_BYTES);
+    expect(stepMemory([m], most, 64).wasm).toBeLessThanOrEqual(limit);
+    expect(stepMemory([m], most + 1, 64).wasm).toBeGreaterThan(limit);
     // the float64 engine has no wasm limit, but the activations must fit the machine
     expect(() => checkStepMemory([m], { batch: 256, seqLen: 64, engine: 'float64' }, 2 ** 32)).not.toThrow();
     expect(() => checkStepMemory([m], { batch: 1024, seqLen: 64, engine: 'float64' }, 2 ** 30)).toThrow(
       /this machine's 1\.00 GiB of memory.*activations kept for the backward pass/s,
+    );
+  });
+
+  it('a step between 2 and 4 GiB is planned against the real 4 GiB module limit, not the old 2 GiB', () => {
+    const m = llama(2048, 128, 4);
+    let b = 1; // the smallest batch whose step needs more than 2 GiB
+    while (stepMemory([m], b, 64).wasm <= 2 ** 31) b *= 2;
+    const need = stepMemory([m], b, 64).wasm;
+    expect(need).toBeGreaterThan(2 ** 31);
+    expect(need).toBeLessThanOrEqual(2 ** 32);
+    expect(checkStepMemory([m], { batch: b, seqLen: 64 }).wasm).toBe(need);
+    // an engine that allows only 2 GiB (wasmSimdMaxPages' fallback) refuses the same step, naming its limit
+    expect(() => checkStepMemory([m], { batch: b, seqLen: 64, wasmLimit: 2 ** 31 })).toThrow(
+      /wasm-simd memory limit of 2\.00 GiB/,
     );
   });
 

@@ -15,13 +15,6 @@ export const WASM_SIMD_INITIAL_PAGES = 16;
 const PAGES_2G = 32768;
 /** 4 GiB: all that wasm32 addresses (asm/build.sh declares the imported memory with this maximum). */
 const PAGES_4G = 65536;
-/**
- * 2 GiB, the module memory's size on every engine: the training engine's memory plan (lib/train/memory.ts)
- * keeps within it. (Measured: a 2-layer Llama-3.2-1B-shaped model as float32 panels, 1.43 GiB + its 0.98 GiB
- * embedding staged for the tied head, ended in 'Memory.grow(): Maximum memory size exceeded' at this limit.)
- */
-export const WASM_SIMD_MAX_BYTES = PAGES_2G * WASM_PAGE_BYTES;
-
 let maxPages: number | undefined;
 /**
  * The pages the backend's module memory may grow to here (lib/simd/gemm.ts creates it with this maximum):

@@ -6,7 +6,9 @@
  * Symbols: T = batch·len tokens per step, l = len, per model: weights W_i (N_i × K_i), V vocab, d hidden,
  * hd head_dim, H heads, L_a attention layers, L layers, I intermediate width.
  *
- *   wasm-simd (lib/simd/gemm.ts, one memory of at most WASM_SIMD_MAX_BYTES, lib/simd/limits.ts): the
+ *   wasm-simd (lib/simd/gemm.ts, one memory of at most wasmSimdMaxBytes(), lib/simd/limits.ts: the 4 GiB a
+ *   wasm32 memory addresses where the engine allows a shared memory that large — Node ≥ 16, Chrome — else
+ *   2 GiB; the module is made with that maximum, so the plan holds a step against the same limit): the
  *   packed weights of every model in the step stay resident, Σ_i ⌈N_i/8⌉·8·K_i floats; on top, one product
  *   at a time is staged. A product of T rows with a weight N × K (forward y = x·Wᵀ, backward dx = dy·W,
  *   dW = dyᵀ·x) stages at most its packed operand, the two row operands and the result:
@@ -24,7 +26,7 @@
 import { totalmem } from 'node:os';
 import { ArgumentError } from '../errors.js';
 import type { HybridModel } from '../model/hybrid.js';
-import { WASM_PAGE_BYTES, WASM_SIMD_INITIAL_PAGES, WASM_SIMD_MAX_BYTES } from '../simd/limits.js';
+import { WASM_PAGE_BYTES, WASM_SIMD_INITIAL_PAGES, wasmSimdMaxBytes } from '../simd/limits.js';
 
 const panels = (N: number) => Math.ceil(N / 8) * 8;
 const stage = (T: number, N: number, K: number) => 2 * T * (N + K) + 2 * panels(N) * K;
@@ -67,7 +69,8 @@ const gib = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB`;
 
 /**
  * Refuse (ArgumentError naming --batch and --len, exit 2) a step that cannot fit: the wasm-simd memory
- * limit (engine 'simd') or the machine's memory. `machineBytes` defaults to os.totalmem().
+ * limit (engine 'simd': `o.wasmLimit`, default wasmSimdMaxBytes(), the module's real maximum here) or the
+ * machine's memory. `machineBytes` defaults to os.totalmem().
  */
 export function checkStepMemory(
   models: HybridModel[],
@@ -77,12 +80,15 @@ export function checkStepMemory(
     engine?: 'simd' | 'float64' | 'webgpu';
     teacherLogits?: boolean;
     batchOption?: string;
+    /** the wasm-simd memory's limit in bytes (default wasmSimdMaxBytes(): 4 GiB where the engine allows) */
+    wasmLimit?: number;
   },
   machineBytes = totalmem(),
 ): StepMemory {
   const need = (b: number) => stepMemory(models, b, o.seqLen, o.teacherLogits);
+  const limit = o.wasmLimit ?? wasmSimdMaxBytes();
   const noWasm = o.engine === 'float64' || o.engine === 'webgpu'; // webgpu: the GPU step checks its device's limits
-  const fits = (n: StepMemory) => (noWasm || n.wasm <= WASM_SIMD_MAX_BYTES) && n.js <= machineBytes;
+  const fits = (n: StepMemory) => (noWasm || n.wasm <= limit) && n.js <= machineBytes;
   const got = need(o.batch);
   if (fits(got)) return got;
   let lo = 0; // the largest batch that fits at this length
@@ -92,10 +98,10 @@ export function checkStepMemory(
     else hi = mid - 1;
   }
   const b = o.batchOption ?? '--batch';
-  const wasmOver = !noWasm && got.wasm > WASM_SIMD_MAX_BYTES;
+  const wasmOver = !noWasm && got.wasm > limit;
   throw new ArgumentError(
     `${b} × --len`,
-    `a step that fits ${wasmOver ? `the wasm-simd memory limit of ${gib(WASM_SIMD_MAX_BYTES)} (lib/simd/limits.ts)` : `this machine's ${gib(machineBytes)} of memory`}${lo > 0 ? ` (at --len ${o.seqLen}: ${b} ${lo} at most)` : ` (--len ${o.seqLen} alone is too long)`}`,
+    `a step that fits ${wasmOver ? `the wasm-simd memory limit of ${gib(limit)} (lib/simd/limits.ts)` : `this machine's ${gib(machineBytes)} of memory`}${lo > 0 ? ` (at --len ${o.seqLen}: ${b} ${lo} at most)` : ` (--len ${o.seqLen} alone is too long)`}`,
     `${b} ${o.batch} × --len ${o.seqLen} = ${o.batch * o.seqLen} tokens per step, needing ${wasmOver ? `${gib(got.wasm)} of wasm-simd memory` : `at least ${gib(got.js)} for the activations kept for the backward pass`}`,
   );
 }

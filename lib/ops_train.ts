@@ -7,3 +7,6 @@ export * from '../kernels/train_layers.js';
 export * from '../kernels/train_attention.js';
 export * from '../kernels/train_loss.js';
 export * from '../kernels/adamw.js';
+export * from '../kernels/train_mamba.js';
+export { gatedRmsnormBackwardSources, gatedRmsnormSource } from '../kernels/gated_rmsnorm.js';
+export { defaultScanChunk } from '../kernels/selective_scan.js';

@@ -19,14 +19,22 @@
  *
  * With a teacher (distillation of a Llama student from a Llama teacher, `mil train --teacher`), the teacher's
  * forward runs first in the same chain on its own frozen buffers and the loss adds kl_w·KL(teacher ‖ student)
- * (kernels/train_loss.ts). Not supported yet (a clear ArgumentError before any upload): Mamba layers (the
- * hybrids: student or teacher), gradient accumulation > 1.
+ * (kernels/train_loss.ts).
+ *
+ * Hybrids (distillation stage 1, `mil distill --backend webgpu`): a Mamba-2 layer's mixer (lib/model/mixers/mamba2.ts
+ * mamba2Train, the float64 reference) runs as kernels/train_mamba.ts's kernels, in the same chain:
+ *   [z | xBC | dt] = W_in n₁,  xs = silu(conv1d(xBC)),  [x | B | C] = xs, x and B repeated per head,
+ *   Δ = softplus(dt + dt_bias),  y = SSD(x, Δ, A = −exp(A_log), B, C) + D x,  h₁ = h + W_out gated_rmsnorm(y, z)
+ * and back in reverse; its block's norms use the Mamba config's ε (block.ts blockEps). A teacher may be a hybrid
+ * too (its forward only). Not supported yet (a clear ArgumentError before any upload): Mamba-1 layers, the
+ * Mamba-2 ablations, gradient accumulation > 1.
  */
 import { ropeTable } from '../ref/rope.js';
 import { ArgumentError } from '../errors.js';
 import type { HybridModel } from '../model/hybrid.js';
 import { attentionNames, attentionRope } from '../model/mixers/attention.js';
-import { blockNames, layerKinds, lmHeadName } from '../model/mixers/block.js';
+import { blockEps, blockNames, layerKinds, lmHeadName } from '../model/mixers/block.js';
+import { mamba2Wiring } from '../model/mixers/mamba2.js';
 import { mlpNames } from '../model/mixers/mlp.js';
 import { ResidentChain, type ChainBuffer } from '../ops_resident.js';
 import {
@@ -40,6 +48,34 @@ import {
   attnLseKernel,
   attnScoresKernel,
   attnValuesKernel,
+  colsKernel,
+  convDsKernel,
+  convDwKernel,
+  convDxKernel,
+  convRowsKernel,
+  defaultScanChunk,
+  deltaBackKernel,
+  deltaKernel,
+  gatedRmsnormBackwardSources,
+  gatedRmsnormSource,
+  join3Kernel,
+  repeatBackKernel,
+  repeatKernel,
+  ssdDalogKernel,
+  ssdDbKernel,
+  ssdDcKernel,
+  ssdDdKernel,
+  ssdDdeltaKernel,
+  ssdDxKernel,
+  ssdGKernel,
+  ssdGinKernel,
+  ssdGlocalKernel,
+  ssdLocalKernel,
+  ssdOutKernel,
+  ssdPassKernel,
+  ssdStatesKernel,
+  type ConvRows,
+  type SsdRows,
   embeddingDwKernel,
   embeddingIndex,
   embeddingKernel,
@@ -96,12 +132,46 @@ export function gpuStepUnsupported(
   o: { objective?: string; accumulate?: number },
   teacher?: HybridModel,
 ): string | null {
-  if (layerKinds(m).some((k) => k !== 'attention'))
-    return 'Mamba layers (the hybrids) train on the CPU engines only so far: only Llamas train on webgpu';
-  if (teacher && layerKinds(teacher).some((k) => k !== 'attention'))
-    return "a hybrid teacher's forward is not on the GPU yet (a Llama teacher is)";
+  for (const [who, x] of [
+    ['', m],
+    ['a teacher with ', teacher],
+  ] as const) {
+    if (x && layerKinds(x).includes('mamba1'))
+      return `${who}Mamba-1 layers train on the CPU engines only so far (attention and Mamba-2 layers train on webgpu)`;
+    if (x?.ablation && (x.ablation.convActivation === false || x.ablation.gatedNorm === false))
+      return `${who}an ablated Mamba-2 layer (no conv silu / no gated norm) is not on the GPU`;
+  }
   if ((o.accumulate ?? 1) !== 1) return 'gradient accumulation (accumulate > 1) is not on webgpu yet';
   return null;
+}
+
+/**
+ * A Mamba-2 layer's names and sizes as the chain's kernels take them (the wiring is mamba2.ts's own): in_proj's
+ * output width Win = d_in + convDim + H, the conv over convDim = 2·d_xb + d_in channels, the SSD's shape and the
+ * gated norm's kernels (groups of N_s, gate before the norm).
+ */
+function mamba2Shape(m: HybridModel, p: string, B: number, L: number) {
+  const w = mamba2Wiring(m, p);
+  const { n, H, N: Ns, P, convDim } = w;
+  const N = B * L;
+  const I = w.c.dInner;
+  const has = (name: string) => (m.weights.has(name) ? name : undefined);
+  const ss: SsdRows = { batch: B, L, H, P, Ns, chunk: defaultScanChunk(L) };
+  const g = w.normOpts;
+  return {
+    n,
+    I,
+    X: w.c.dXb,
+    Win: I + convDim + H,
+    inBias: has(n.inBias),
+    convBias: has(n.convBias),
+    conv: { N, L, C: convDim, K: w.c.dConv } satisfies ConvRows,
+    ss,
+    norm: gatedRmsnormSource(N, I, g.groupSize, g.eps, g.normBeforeGate, true),
+    normBack: gatedRmsnormBackwardSources(N, I, g.groupSize, g.eps, g.normBeforeGate, true),
+    /** the largest buffers: states and G per row (N·d_in·N_s), chunk states (b·(NC+1)·d_in·N_s) */
+    largest: Math.max(N * I * Ns, B * (Math.ceil(L / ss.chunk) + 1) * I * Ns, N * (I + convDim + H)),
+  };
 }
 
 interface Param {
@@ -150,6 +220,9 @@ export class GpuTrainStep {
           N * Math.max(k.intermediateSize, k.numHeads * k.headDim, k.hiddenSize),
           B * k.numHeads * L * L,
           ...x.weights.names().map((n) => x.weights.get(n).size),
+          ...layerKinds(x).map((kind, i) =>
+            kind === 'mamba2' ? mamba2Shape(x, blockNames(i).prefix, B, L).largest : 0,
+          ),
         ];
       };
       const largest = Math.max(...sizes(m), ...(o.teacher ? sizes(o.teacher.model) : []));
@@ -221,38 +294,68 @@ export class GpuTrainStep {
     const pre = tag ? `${tag}.` : '';
     let h = await this.k(`${pre}embed`, embeddingKernel(N, d), [this.io.ids, P('model.embed_tokens.weight')]);
     const saved: Array<Record<string, ChainBuffer>> = [];
+    const lin = (
+      w: { weight: string; bias?: string },
+      x: ChainBuffer,
+      I: number,
+      O: number,
+      label: string,
+      res?: ChainBuffer,
+    ) =>
+      this.k(label, linearKernel(N, I, O, !!w.bias, !!res), [x, P(w.weight), ...bias(w.bias), ...(res ? [res] : [])]);
+    const kinds = layerKinds(m);
     for (let i = 0; i < c.numLayers; i++) {
       const { prefix: p, norm1, norm2 } = blockNames(i);
-      const an = attentionNames(c, p);
       const mn = mlpNames(p);
       const t = `${pre}L${i}`;
-      const r1 = await this.k(`${t}.rstd1`, rstdKernel(N, d, c.rmsNormEps), [h]);
+      const eps = blockEps(m, kinds[i]);
+      const r1 = await this.k(`${t}.rstd1`, rstdKernel(N, d, eps), [h]);
       const n1 = await this.k(`${t}.norm1`, rmsnormKernel(N, d), [h, r1, P(norm1)]);
-      const lin = (
-        w: { weight: string; bias?: string },
-        x: ChainBuffer,
-        I: number,
-        O: number,
-        label: string,
-        res?: ChainBuffer,
-      ) =>
-        this.k(label, linearKernel(N, I, O, !!w.bias, !!res), [x, P(w.weight), ...bias(w.bias), ...(res ? [res] : [])]);
-      const q = await lin(an.q, n1, d, H * hd, `${t}.q`);
-      const k = await lin(an.k, n1, d, Hkv * hd, `${t}.k`);
-      const v = await lin(an.v, n1, d, Hkv * hd, `${t}.v`);
-      const qr = await this.k(`${t}.rope_q`, ropeKernel(N, L, H, hd, 1), [q, rope]);
-      const kr = await this.k(`${t}.rope_k`, ropeKernel(N, L, Hkv, hd, 1), [k, rope]);
-      const sc = await this.k(`${t}.scores`, attnScoresKernel(att), [qr, kr]);
-      const lse = await this.k(`${t}.lse`, attnLseKernel(att), [sc]);
-      const y = await this.k(`${t}.attn`, attnValuesKernel(att), [sc, lse, v]);
-      const h1 = await lin(an.o, y, H * hd, d, `${t}.o`, h);
-      const r2 = await this.k(`${t}.rstd2`, rstdKernel(N, d, c.rmsNormEps), [h1]);
+      let h1: ChainBuffer;
+      let mix: Record<string, ChainBuffer>;
+      if (kinds[i] === 'attention') {
+        const an = attentionNames(c, p);
+        const q = await lin(an.q, n1, d, H * hd, `${t}.q`);
+        const k = await lin(an.k, n1, d, Hkv * hd, `${t}.k`);
+        const v = await lin(an.v, n1, d, Hkv * hd, `${t}.v`);
+        const qr = await this.k(`${t}.rope_q`, ropeKernel(N, L, H, hd, 1), [q, rope]);
+        const kr = await this.k(`${t}.rope_k`, ropeKernel(N, L, Hkv, hd, 1), [k, rope]);
+        const sc = await this.k(`${t}.scores`, attnScoresKernel(att), [qr, kr]);
+        const lse = await this.k(`${t}.lse`, attnLseKernel(att), [sc]);
+        const y = await this.k(`${t}.attn`, attnValuesKernel(att), [sc, lse, v]);
+        h1 = await lin(an.o, y, H * hd, d, `${t}.o`, h);
+        mix = { qr, kr, v, sc, lse, y };
+      } else {
+        // Mamba-2 (lib/model/mixers/mamba2.ts mamba2Train; kernels/train_mamba.ts)
+        const s = mamba2Shape(m, p, B, L);
+        const { n, conv, ss, I, X, Win } = s;
+        const inp = await lin({ weight: n.in, bias: s.inBias }, n1, d, Win, `${t}.in_proj`); // (N, [z | xBC | dt])
+        const z = await this.k(`${t}.z`, colsKernel(N, Win, 0, I), [inp]);
+        const xBC = await this.k(`${t}.xBC`, colsKernel(N, Win, I, conv.C), [inp]);
+        const dt = await this.k(`${t}.dt`, colsKernel(N, Win, I + conv.C, ss.H), [inp]);
+        const dl = await this.k(`${t}.delta`, deltaKernel(N, ss.H), [dt, P(n.dtBias)]);
+        const xs = await this.k(`${t}.conv`, convRowsKernel(conv, !!s.convBias, true), [
+          xBC,
+          P(n.conv),
+          ...bias(s.convBias),
+        ]);
+        const xr = await this.k(`${t}.repeat_x`, repeatKernel(N, conv.C, 0, X, I, ss.P), [xs]);
+        const br = await this.k(`${t}.repeat_B`, repeatKernel(N, conv.C, X, X, I, ss.Ns), [xs]);
+        const cm = await this.k(`${t}.C`, colsKernel(N, conv.C, 2 * X, I), [xs]);
+        const local = await this.k(`${t}.ssd_local`, ssdLocalKernel(ss), [xr, br, dl, P(n.Alog)]);
+        const hs = await this.k(`${t}.ssd_pass`, ssdPassKernel(ss), [local, dl, P(n.Alog)]);
+        const y = await this.k(`${t}.ssd_out`, ssdOutKernel(ss), [xr, br, cm, dl, P(n.Alog), hs, P(n.D)]);
+        const yn = await this.k(`${t}.gated_norm`, s.norm, [y, P(n.norm), z]);
+        h1 = await lin({ weight: n.out }, yn, I, d, `${t}.out_proj`, h);
+        mix = { z, xBC, dt, dl, xr, br, cm, hs, y, yn };
+      }
+      const r2 = await this.k(`${t}.rstd2`, rstdKernel(N, d, eps), [h1]);
       const n2 = await this.k(`${t}.norm2`, rmsnormKernel(N, d), [h1, r2, P(norm2)]);
       const g = await lin({ weight: mn.gate }, n2, d, F, `${t}.gate`);
       const u = await lin({ weight: mn.up }, n2, d, F, `${t}.up`);
       const a = await this.k(`${t}.swiglu`, swigluKernel(N * F), [g, u]);
       const hn = await lin({ weight: mn.down }, a, F, d, `${t}.down`, h1);
-      saved.push({ h, r1, n1, qr, kr, v, sc, lse, y, h1, r2, n2, g, u, a });
+      saved.push({ h, r1, n1, ...mix, h1, r2, n2, g, u, a });
       h = hn;
     }
     const rf = await this.k(`${pre}rstd_f`, rstdKernel(N, d, c.rmsNormEps), [h]);
@@ -391,6 +494,14 @@ export class GpuTrainStep {
     if (gnf) await this.k('norm_f.dw', rmsnormDwKernel(N, d), [dnf, h, rf], gnf);
     // per-layer gradients, shared by the layers (the same shapes); ∂ℓ/∂h alternates between two buffers
     const buf = (name: string, n: number) => chain.buffer(name, n);
+    const kinds = layerKinds(m);
+    const shared = new Map<string, ChainBuffer>();
+    /** a buffer the layers share by name and size (the Mamba layers' backward intermediates) */
+    const bw = (name: string, n: number) => {
+      let b = shared.get(`${name}|${n}`);
+      if (!b) shared.set(`${name}|${n}`, (b = chain.buffer(`bw.${name}`, n)));
+      return b;
+    };
     const dhs = [buf('bw.dh a', N * d), buf('bw.dh b', N * d)];
     let dh = await this.k(
       'norm_f.dx',
@@ -416,9 +527,9 @@ export class GpuTrainStep {
     for (let i = c.numLayers - 1; i >= 0; i--) {
       const sv = saved[i];
       const { prefix: p, norm1, norm2 } = blockNames(i);
-      const an = attentionNames(c, p);
       const mn = mlpNames(p);
       const t = `L${i}.back`;
+      const eps = blockEps(m, kinds[i]);
       // MLP
       await this.k(`${t}.down.dx`, linearDxKernel(N, F, [d]), [dh, P(mn.down)], B_.da);
       await dW(`${t}.down`, mn.down, undefined, dh, sv.a, F, d);
@@ -429,40 +540,89 @@ export class GpuTrainStep {
       await dW(`${t}.up`, mn.up, undefined, B_.du, sv.n2, d, F);
       const g2 = G(norm2);
       if (g2) await this.k(`${t}.norm2.dw`, rmsnormDwKernel(N, d), [B_.dn, sv.h1, sv.r2], g2);
-      await this.k(
-        `${t}.norm2.dx`,
-        rmsnormDxKernel(N, d, c.rmsNormEps, true),
-        [B_.dn, sv.h1, sv.r2, P(norm2), dh],
-        B_.dh1,
-      );
-      // attention
-      await this.k(`${t}.o.dx`, linearDxKernel(N, H * hd, [d]), [B_.dh1, P(an.o.weight)], B_.dy);
-      await dW(`${t}.o`, an.o.weight, an.o.bias, B_.dh1, sv.y, H * hd, d);
-      await this.k(`${t}.attn.D`, attnDeltaKernel(att), [B_.dy, sv.y], B_.delta);
-      await this.k(`${t}.attn.dS`, attnDsKernel(att), [sv.sc, sv.lse, B_.dy, sv.v, B_.delta], B_.ds);
-      await this.k(`${t}.attn.dq`, attnDqKernel(att), [B_.ds, sv.kr], B_.dqr);
-      await this.k(`${t}.attn.dk`, attnDkvKernel(att, 'dk'), [B_.ds, sv.qr], B_.dkr);
-      await this.k(`${t}.attn.dv`, attnDkvKernel(att, 'dv'), [sv.sc, sv.lse, B_.dy], B_.dv);
-      await this.k(`${t}.rope_q.back`, ropeKernel(N, L, H, hd, -1), [B_.dqr, rope], B_.dq);
-      await this.k(`${t}.rope_k.back`, ropeKernel(N, L, Hkv, hd, -1), [B_.dkr, rope], B_.dk);
-      await this.k(
-        `${t}.qkv.dx`,
-        linearDxKernel(N, d, [H * hd, Hkv * hd, Hkv * hd]),
-        [B_.dq, P(an.q.weight), B_.dk, P(an.k.weight), B_.dv, P(an.v.weight)],
-        B_.dn,
-      );
-      await dW(`${t}.q`, an.q.weight, an.q.bias, B_.dq, sv.n1, d, H * hd);
-      await dW(`${t}.k`, an.k.weight, an.k.bias, B_.dk, sv.n1, d, Hkv * hd);
-      await dW(`${t}.v`, an.v.weight, an.v.bias, B_.dv, sv.n1, d, Hkv * hd);
+      await this.k(`${t}.norm2.dx`, rmsnormDxKernel(N, d, eps, true), [B_.dn, sv.h1, sv.r2, P(norm2), dh], B_.dh1);
+      if (kinds[i] === 'attention') {
+        const an = attentionNames(c, p);
+        await this.k(`${t}.o.dx`, linearDxKernel(N, H * hd, [d]), [B_.dh1, P(an.o.weight)], B_.dy);
+        await dW(`${t}.o`, an.o.weight, an.o.bias, B_.dh1, sv.y, H * hd, d);
+        await this.k(`${t}.attn.D`, attnDeltaKernel(att), [B_.dy, sv.y], B_.delta);
+        await this.k(`${t}.attn.dS`, attnDsKernel(att), [sv.sc, sv.lse, B_.dy, sv.v, B_.delta], B_.ds);
+        await this.k(`${t}.attn.dq`, attnDqKernel(att), [B_.ds, sv.kr], B_.dqr);
+        await this.k(`${t}.attn.dk`, attnDkvKernel(att, 'dk'), [B_.ds, sv.qr], B_.dkr);
+        await this.k(`${t}.attn.dv`, attnDkvKernel(att, 'dv'), [sv.sc, sv.lse, B_.dy], B_.dv);
+        await this.k(`${t}.rope_q.back`, ropeKernel(N, L, H, hd, -1), [B_.dqr, rope], B_.dq);
+        await this.k(`${t}.rope_k.back`, ropeKernel(N, L, Hkv, hd, -1), [B_.dkr, rope], B_.dk);
+        await this.k(
+          `${t}.qkv.dx`,
+          linearDxKernel(N, d, [H * hd, Hkv * hd, Hkv * hd]),
+          [B_.dq, P(an.q.weight), B_.dk, P(an.k.weight), B_.dv, P(an.v.weight)],
+          B_.dn,
+        );
+        await dW(`${t}.q`, an.q.weight, an.q.bias, B_.dq, sv.n1, d, H * hd);
+        await dW(`${t}.k`, an.k.weight, an.k.bias, B_.dk, sv.n1, d, Hkv * hd);
+        await dW(`${t}.v`, an.v.weight, an.v.bias, B_.dv, sv.n1, d, Hkv * hd);
+      } else {
+        // Mamba-2, back from ∂ℓ/∂out (dh1) to ∂ℓ/∂n1 (B_.dn)
+        const s = mamba2Shape(m, p, B, L);
+        const { n, conv, ss, I, X, Win } = s;
+        const alog = P(n.Alog);
+        const dyn = await this.k(
+          `${t}.out_proj.dx`,
+          linearDxKernel(N, I, [d]),
+          [B_.dh1, P(n.out)],
+          bw('m2.dyn', N * I),
+        );
+        await dW(`${t}.out_proj`, n.out, undefined, B_.dh1, sv.yn, I, d);
+        const nargs = [sv.y, P(n.norm), dyn, sv.z];
+        const dy = await this.k(`${t}.gated_norm.dx`, s.normBack.dx, nargs, bw('m2.dy', N * I));
+        const dz = await this.k(`${t}.gated_norm.dz`, s.normBack.dz!, nargs, bw('m2.dz', N * I));
+        const gw = G(n.norm);
+        if (gw) await this.k(`${t}.gated_norm.dw`, s.normBack.dweight, nargs, gw);
+        const st = ssdStatesKernel(ss);
+        const hst = await this.k(`${t}.ssd_states`, st, [sv.xr, sv.br, sv.dl, alog, sv.hs], bw('m2.h', st.size));
+        const gl = ssdGlocalKernel(ss);
+        const glocal = await this.k(`${t}.ssd_glocal`, gl, [dy, sv.cm, sv.dl, alog], bw('m2.glocal', gl.size));
+        const gin = await this.k(`${t}.ssd_gin`, ssdGinKernel(ss), [glocal, sv.dl, alog], bw('m2.gin', gl.size));
+        const gg = await this.k(`${t}.ssd_G`, ssdGKernel(ss), [dy, sv.cm, sv.dl, alog, gin], bw('m2.G', st.size));
+        const dd = [sv.xr, sv.br, sv.dl, alog, hst, gg];
+        const ddelta = await this.k(`${t}.ssd_ddelta`, ssdDdeltaKernel(ss), dd, bw('m2.ddelta', N * ss.H));
+        const dtArgs = [ddelta, sv.dt, P(n.dtBias)];
+        const ddt = await this.k(`${t}.delta.back`, deltaBackKernel(N, ss.H), dtArgs, bw('m2.ddt', N * ss.H));
+        const dxr = await this.k(`${t}.ssd_dx`, ssdDxKernel(ss), [dy, sv.br, sv.dl, gg, P(n.D)], bw('m2.dx', N * I));
+        const dbr = await this.k(`${t}.ssd_dB`, ssdDbKernel(ss), [sv.xr, sv.dl, gg], bw('m2.dB', N * I));
+        const dc = await this.k(`${t}.ssd_dC`, ssdDcKernel(ss), [dy, hst], bw('m2.dC', N * I));
+        const ga = G(n.Alog);
+        if (ga) await this.k(`${t}.ssd_dAlog`, ssdDalogKernel(ss), [sv.dl, alog, hst, gg], ga);
+        const gd = G(n.D);
+        if (gd) await this.k(`${t}.ssd_dD`, ssdDdKernel(ss), [dy, sv.xr], gd);
+        const gdb = G(n.dtBias);
+        if (gdb) await this.k(`${t}.dt_bias.dW`, linearDbKernel(N, ss.H), [ddt], gdb);
+        const dxs = await this.k(
+          `${t}.repeat.back`,
+          repeatBackKernel(N, X, I, ss.P, ss.Ns),
+          [dxr, dbr, dc],
+          bw('m2.dxs', N * conv.C),
+        );
+        const cargs = [sv.xBC, P(n.conv), dxs, ...(s.convBias ? [P(s.convBias)] : [])];
+        const ds = await this.k(`${t}.conv.ds`, convDsKernel(conv, !!s.convBias, true), cargs, bw('m2.ds', N * conv.C));
+        const dxBC = await this.k(`${t}.conv.dx`, convDxKernel(conv), [P(n.conv), ds], bw('m2.dxBC', N * conv.C));
+        const gc = G(n.conv);
+        if (gc) await this.k(`${t}.conv.dw`, convDwKernel(conv), [sv.xBC, ds], gc);
+        const gcb = s.convBias && G(s.convBias);
+        if (gcb) await this.k(`${t}.conv.db`, linearDbKernel(N, conv.C), [ds], gcb);
+        const dinp = await this.k(
+          `${t}.in_proj.dy`,
+          join3Kernel(N, [I, conv.C, ss.H]),
+          [dz, dxBC, ddt],
+          bw('m2.dinp', N * Win),
+        );
+        await this.k(`${t}.in_proj.dx`, linearDxKernel(N, d, [Win]), [dinp, P(n.in)], B_.dn);
+        await dW(`${t}.in_proj`, n.in, s.inBias, dinp, sv.n1, d, Win);
+      }
       const g1 = G(norm1);
       if (g1) await this.k(`${t}.norm1.dw`, rmsnormDwKernel(N, d), [B_.dn, sv.h, sv.r1], g1);
       const next = dh === dhs[0] ? dhs[1] : dhs[0];
-      await this.k(
-        `${t}.norm1.dx`,
-        rmsnormDxKernel(N, d, c.rmsNormEps, true),
-        [B_.dn, sv.h, sv.r1, P(norm1), B_.dh1],
-        next,
-      );
+      await this.k(`${t}.norm1.dx`, rmsnormDxKernel(N, d, eps, true), [B_.dn, sv.h, sv.r1, P(norm1), B_.dh1], next);
       dh = next;
     }
     const gE = G(embedName);

@@ -16,7 +16,7 @@
  * measured losses ~1e-7, parameters ~1e-7, moments ≤ 1.1e-5 (8 random cases); six Mamba kernels left out each fail.
  */
 import fc from 'fast-check';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { lookup, present } from '../lib/checked.js';
@@ -25,6 +25,7 @@ import { ArgumentError } from '../lib/errors.js';
 import { randomLlama } from '../lib/model/random.js';
 import type { HybridModel } from '../lib/model/hybrid.js';
 import { convert } from '../lib/model/convert.js';
+import { loadModel } from '../lib/model/load.js';
 import { GpuTrainStep } from '../lib/train/gpu_step.js';
 import { lossAndGrads, mambaOnly, trainForward } from '../lib/train/model.js';
 import { adamStep, clipGradNorm, newAdamState, type AdamOptions } from '../lib/train/optim.js';
@@ -210,30 +211,48 @@ describe(`Trainer with engine 'webgpu' on ${webgpu.title}`, () => {
   const tokens = Array.from({ length: 60 }, () => r.int(0, 18));
   const start = () => randomLlama({ vocab: 19, hidden: 8, intermediate: 12, layers: 2, heads: 2, kvHeads: 1 }, 4);
 
+  /**
+   * 4 steps on webgpu = 4 on the float64 trainer; a checkpoint after 2 resumes on webgpu (the same losses) and on
+   * the CPU. `o(engine)` the options, `teacher` for distillation.
+   */
+  async function resumes(
+    start: () => HybridModel,
+    o: (engine: 'float64' | 'webgpu') => TrainerOptions,
+    teacher?: HybridModel,
+  ): Promise<void> {
+    const steps = async (t: Trainer, n: number) => {
+      const out: number[] = [];
+      for (let i = 0; i < n; i++) out.push((await t.trainStep()).loss);
+      return out;
+    };
+    const cpu = await steps(Trainer.create(start(), tokens, o('float64'), teacher), 4);
+    const gpu = Trainer.create(start(), tokens, o('webgpu'), teacher);
+    const first = await steps(gpu, 2);
+    await gpu.sync();
+    const dir = tmpFolder('gpu-train');
+    gpu.save(dir);
+    const rest = await steps(gpu, 2);
+    await gpu.close();
+    expect(relError([...first, ...rest], cpu), `${[...first, ...rest]} vs ${cpu}`).toBeLessThanOrEqual(FLOAT32_TOL);
+    const again = Trainer.resume(dir, tokens, teacher);
+    expect(again.o.engine).toBe('webgpu');
+    expect(await steps(again, 2)).toEqual(rest); // the float32 state read back is the state the GPU had
+    await again.close();
+    const onCpu = Trainer.resume(dir, tokens, teacher, { engine: 'float64' });
+    expect(relError(await steps(onCpu, 2), rest)).toBeLessThanOrEqual(FLOAT32_TOL);
+  }
+
   run(
     'losses = the float64 trainer over 4 steps; a checkpoint after 2 resumes on webgpu (the same losses) and on the CPU',
-    async () => {
-      const steps = async (t: Trainer, n: number) => {
-        const out: number[] = [];
-        for (let i = 0; i < n; i++) out.push((await t.trainStep()).loss);
-        return out;
-      };
-      const cpu = await steps(Trainer.create(start(), tokens, opts('float64')), 4);
-      const gpu = Trainer.create(start(), tokens, opts('webgpu'));
-      const first = await steps(gpu, 2);
-      await gpu.sync();
-      const dir = tmpFolder('gpu-train');
-      gpu.save(dir);
-      const rest = await steps(gpu, 2);
-      await gpu.close();
-      expect(relError([...first, ...rest], cpu), `${[...first, ...rest]} vs ${cpu}`).toBeLessThanOrEqual(FLOAT32_TOL);
-      const again = Trainer.resume(dir, tokens);
-      expect(again.o.engine).toBe('webgpu');
-      expect(await steps(again, 2)).toEqual(rest); // the float32 state read back is the state the GPU had
-      await again.close();
-      const onCpu = Trainer.resume(dir, tokens, undefined, { engine: 'float64' });
-      expect(relError(await steps(onCpu, 2), rest)).toBeLessThanOrEqual(FLOAT32_TOL);
-    },
+    () => resumes(start, opts),
+  );
+
+  run('the same for distillation stage 1 of a 50% Mamba-2 hybrid from its Llama (only the Mamba layers train)', () =>
+    resumes(
+      () => convert(start(), { variant: 'mamba2', attentionFraction: 0.5, seed: 2 }),
+      (engine) => ({ ...opts(engine), objective: 'distill', klWeight: 1, ceWeight: 0.5, train: 'mamba', clip: 0.1 }),
+      start(),
+    ),
   );
 
   run('a non-finite gradient: NonFiniteGradientError, and the device state read back is the state before', async () => {
@@ -260,7 +279,7 @@ describe(`Trainer with engine 'webgpu' on ${webgpu.title}`, () => {
   });
 });
 
-describe('mil train|distill|sft|dpo --backend webgpu: what is not on the GPU yet is refused before any work', () => {
+describe('mil distill|dpo --backend webgpu', () => {
   /** exit code and stderr of `mil …args` */
   async function mil(...args: string[]): Promise<{ code: number; err: string }> {
     let err = '';
@@ -277,7 +296,10 @@ describe('mil train|distill|sft|dpo --backend webgpu: what is not on the GPU yet
     const d = tmpFolder('gpu-train-cli');
     const out = join(d, 'out');
     const cases: Array<[string[], RegExp]> = [
-      [['distill', '--teacher', d, '--backend', 'webgpu', '--out', out], /distill .* not on the GPU yet/],
+      [
+        ['distill', '--teacher', d, '--variant', 'mamba1', '--backend', 'webgpu', '--out', out],
+        /distill --variant mamba1 is not on the GPU yet/,
+      ],
       [['dpo', '--model', d, '--backend', 'webgpu', '--out', out], /dpo is not on the GPU yet/],
       [['train', '--config', 'tiny', '--backend', 'webgpu', '--engine', 'simd', '--out', out], /not both/],
     ];
@@ -288,6 +310,44 @@ describe('mil train|distill|sft|dpo --backend webgpu: what is not on the GPU yet
       expect(existsSync(out)).toBe(false);
     }
   });
+
+  run(
+    'mil distill --backend webgpu (stage 1, Mamba-2) = --engine float64: the same losses, only Mamba weights move',
+    async () => {
+      const d = tmpFolder('gpu-distill-cli');
+      const data = join(d, 'txt');
+      mkdirSync(data);
+      const words = 'the union is strong and the people of the states have made it so by their law'.split(' ');
+      const r = new Rng(3);
+      for (let i = 0; i < 6; i++)
+        writeFileSync(join(data, `doc${i}.txt`), Array.from({ length: 300 }, () => words[r.int(0, 15)]).join(' '));
+      const common = ['--data', data, '--len', '8', '--batch', '2', '--eval-tokens', '32', '--quiet'];
+      const t = join(d, 't');
+      expect(
+        (await mil('train', '--config', 'tiny', ...common, '--steps', '1', '--engine', 'float64', '--out', t)).code,
+      ).toBe(0);
+      const kd = ['distill', '--teacher', t, '--attention', '0.5', '--steps', '3', ...common];
+      expect((await mil(...kd, '--backend', 'webgpu', '--out', join(d, 'gpu'))).code).toBe(0);
+      expect((await mil(...kd, '--engine', 'float64', '--out', join(d, 'cpu'))).code).toBe(0);
+      const record = (dir: string) =>
+        JSON.parse(readFileSync(join(d, dir, 'training.json'), 'utf8')) as { options: object };
+      expect(record('gpu').options).toMatchObject({ engine: 'webgpu', objective: 'distill', train: 'mamba' });
+      expect(record('cpu').options).toMatchObject({ engine: 'float64' });
+      const history = (dir: string) =>
+        (
+          JSON.parse(readFileSync(join(d, dir, 'training.json'), 'utf8')) as { history: Array<{ loss: number }> }
+        ).history.map((h) => h.loss);
+      expect(history('gpu')).toHaveLength(3);
+      expect(relError(history('gpu'), history('cpu'))).toBeLessThanOrEqual(FLOAT32_TOL);
+      const teacher = loadModel(t);
+      const gpu = loadModel(join(d, 'gpu'));
+      const start = convert(teacher, { variant: 'mamba2', attnLayers: [1], seed: 0 });
+      for (const n of gpu.weights.names()) {
+        const same = gpu.weights.get(n).data.every((x, i) => x === start.weights.get(n).data[i]);
+        expect(same, n).toBe(!n.includes('mamba')); // stage 1: every Mamba parameter trains, nothing else
+      }
+    },
+  );
 });
 
 /**

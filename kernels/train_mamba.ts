@@ -12,7 +12,9 @@
  *   conv:      s[n, c] = bias[c] + Σ_k w[c, k] x[n + k − (K−1), c]  (terms before the row's start left out),
  *              xs = silu(s);  back: ds = dxs silu'(s), dx[n, c] = Σ_k w[c, k] ds[n + K−1−k, c] (within the row),
  *              dw[c, k] = Σ_n ds[n, c] x[n + k − (K−1), c], dbias = Σ_n ds (kernels/train_layers.ts linearDbKernel)
- * The SSD per head h with A_h = −exp(A_log[h]), e_t = exp(Δ_t A_h), on x (N, H·P), B, C (N, H·N_s):
+ * The scan (ScanRows: the Mamba-2 SSD's channels are (head h, p), Δ, A, D per head; Mamba-1's are its d_in
+ * channels, Δ and D per channel, A per (channel, state)), written here for the SSD per head h with
+ * A_h = −exp(A_log[h]), e_t = exp(Δ_t A_h), on x (N, H·P), B, C (N, H·N_s):
  *   h_t[p, s] = e_t h_{t−1}[p, s] + Δ_t B_t[s] x_t[p],   y_t[p] = Σ_s C_t[s] h_t[p, s] + D_h x_t[p]
  * chunked as kernels/selective_scan.ts (chunks of CH steps: each chunk's state from zero, the state entering each
  * chunk, then a replay of ≤ CH steps), and back as kernels/selective_scan_backward.ts, with f_t = dy_t[p] C_t[s]:
@@ -195,61 +197,58 @@ export const convDwKernel = (s: ConvRows): TrainKernel => ({
   size: s.C * s.K,
 });
 
-/** The SSD's sizes: batch b, length l, heads H, head width P, d_state N_s, chunk length CH. */
-export interface SsdRows {
+/**
+ * The scan's sizes: batch b, length l, I channels, d_state N_s, chunk length CH; HW channels share one Δ, D (and,
+ * unless `aPerState`, one A): Mamba-2 HW = P (a head's channels), Mamba-1 HW = 1. B and C are (N, I) rows read in
+ * groups of N_s: channel c reads columns ⌊c/N_s⌋·N_s + s (Mamba-2: its head's, since P = N_s; Mamba-1: its group's).
+ * A_log is (I/HW) per group of channels, or (I, N_s) with `aPerState` (Mamba-1).
+ */
+export interface ScanRows {
   batch: number;
   L: number;
-  H: number;
-  P: number;
+  I: number;
   Ns: number;
+  HW: number;
+  aPerState: boolean;
   chunk: number;
 }
 
-const ssdConsts = (s: SsdRows) => {
+const scanConsts = (s: ScanRows) => {
   const NC = Math.ceil(s.L / s.chunk);
-  return {
-    L: s.L,
-    H: s.H,
-    P: s.P,
-    NS: s.Ns,
-    CH: s.chunk,
-    NC,
-    NC1: NC + 1,
-    I: s.H * s.P,
-    HN: s.H * s.Ns,
-    NR: s.batch * s.L,
-  };
+  return { L: s.L, I: s.I, NS: s.Ns, HW: s.HW, DW: s.I / s.HW, CH: s.chunk, NC, NC1: NC + 1, NR: s.batch * s.L };
 };
 
-// index expressions of the row-major operands at row `n` (b·l + t), head h, channel p, state s
-const X = (n: string) => `xr[(${n}) * ${K}.I + h * ${K}.P + p]`;
-const Bx = (n: string) => `br[(${n}) * ${K}.HN + h * ${K}.NS + s]`;
-const Cx = (n: string) => `cm[(${n}) * ${K}.HN + h * ${K}.NS + s]`;
-const DL = (n: string) => `dl[(${n}) * ${K}.H + h]`;
-const DY = (n: string) => `dy[(${n}) * ${K}.I + h * ${K}.P + p]`;
-/** a per-chunk (b, c, h, p, s) buffer's index; `nc` the chunk count it has */
-const chunkAt = (c: string, nc: string) => `((((b * ${nc} + ${c}) * ${K}.H + h) * ${K}.P + p) * ${K}.NS + s)`;
-/** a per-row (n, h, p, s) buffer's index */
-const rowAt = (n: string) => `((((${n}) * ${K}.H + h) * ${K}.P + p) * ${K}.NS + s)`;
-const A = `const a = -Math.exp(alog[h]);`;
+// index expressions of the row-major operands at row `n` (b·l + t), channel c (j = ⌊c/HW⌋ its Δ), state s
+const X = (n: string) => `xr[(${n}) * ${K}.I + c]`;
+const Bx = (n: string) => `br[(${n}) * ${K}.I + Math.floor(c / ${K}.NS) * ${K}.NS + s]`;
+const Cx = (n: string) => `cm[(${n}) * ${K}.I + Math.floor(c / ${K}.NS) * ${K}.NS + s]`;
+const DL = (n: string) => `dl[(${n}) * ${K}.DW + Math.floor(c / ${K}.HW)]`;
+const DY = (n: string) => `dy[(${n}) * ${K}.I + c]`;
+/** a per-chunk (b, chunk, c, s) buffer's index; `nc` the chunk count it has */
+const chunkAt = (cc: string, nc: string) => `(((b * ${nc} + ${cc}) * ${K}.I + c) * ${K}.NS + s)`;
+/** a per-row (n, c, s) buffer's index */
+const rowAt = (n: string) => `(((${n}) * ${K}.I + c) * ${K}.NS + s)`;
+/** a = A of channel c, state s */
+const A = (s: ScanRows) => `const a = -Math.exp(alog[${s.aPerState ? `c * ${K}.NS + s` : `Math.floor(c / ${K}.HW)`}]);`;
 /** a chunk's Σ Δ (statements declaring `sum`) */
 const chunkSum = (cc: string) => `let sum = 0.0;
       for (let k = 0; k < ${K}.CH; k++) {
         const t = ${cc} * ${K}.CH + k;
         if (t < ${K}.L) { sum += ${DL(`b * ${K}.L + t`)}; }
       }`;
+const tag = (s: ScanRows) => (s.aPerState ? '/As' : '');
 
-/** Each chunk's state from zero: xr, br, dl, alog → (b, NC, H, P, N_s). */
-export const ssdLocalKernel = (s: SsdRows): TrainKernel => {
-  const k = ssdConsts(s);
+/** Each chunk's state from zero: xr, br, dl, alog → (b, NC, I, N_s). */
+export const scanLocalKernel = (s: ScanRows): TrainKernel => {
+  const k = scanConsts(s);
   return {
-    key: 'm2.ssd_local',
+    key: `m2.scan_local${tag(s)}`,
     source: `function (xr, br, dl, alog) {
-    ${unflatten('this.thread.x', ['b', 'c', 'h', 'p', 's'], ['', `${K}.NC`, `${K}.H`, `${K}.P`, `${K}.NS`])}
-    ${A}
+    ${unflatten('this.thread.x', ['b', 'cc', 'c', 's'], ['', `${K}.NC`, `${K}.I`, `${K}.NS`])}
+    ${A(s)}
     let st = 0.0;
     for (let k = 0; k < ${K}.CH; k++) {
-      const t = c * ${K}.CH + k;
+      const t = cc * ${K}.CH + k;
       if (t < ${K}.L) {
         const n = b * ${K}.L + t;
         st = Math.exp(${DL('n')} * a) * st + ${DL('n')} * ${Bx('n')} * ${X('n')};
@@ -258,21 +257,21 @@ export const ssdLocalKernel = (s: SsdRows): TrainKernel => {
     return st;
   }`,
     constants: k,
-    size: s.batch * k.NC * k.I * s.Ns,
+    size: s.batch * k.NC * s.I * s.Ns,
   };
 };
 
-/** The state entering each chunk c = 0 … NC: local, dl, alog → (b, NC + 1, H, P, N_s). */
-export const ssdPassKernel = (s: SsdRows): TrainKernel => {
-  const k = ssdConsts(s);
+/** The state entering each chunk 0 … NC: local, dl, alog → (b, NC + 1, I, N_s). */
+export const scanPassKernel = (s: ScanRows): TrainKernel => {
+  const k = scanConsts(s);
   return {
-    key: 'm2.ssd_pass',
+    key: `m2.scan_pass${tag(s)}`,
     source: `function (local, dl, alog) {
-    ${unflatten('this.thread.x', ['b', 'c', 'h', 'p', 's'], ['', `${K}.NC1`, `${K}.H`, `${K}.P`, `${K}.NS`])}
-    ${A}
+    ${unflatten('this.thread.x', ['b', 'ci', 'c', 's'], ['', `${K}.NC1`, `${K}.I`, `${K}.NS`])}
+    ${A(s)}
     let st = 0.0;
     for (let cc = 0; cc < ${K}.NC; cc++) {
-      if (cc < c) {
+      if (cc < ci) {
         ${chunkSum('cc')}
         st = Math.exp(a * sum) * st + local[${chunkAt('cc', `${K}.NC`)}];
       }
@@ -280,74 +279,74 @@ export const ssdPassKernel = (s: SsdRows): TrainKernel => {
     return st;
   }`,
     constants: k,
-    size: s.batch * k.NC1 * k.I * s.Ns,
+    size: s.batch * k.NC1 * s.I * s.Ns,
   };
 };
 
-/** h_t from the state entering t's chunk (statements declaring `st`, for row n = b·l + t, state s) */
-const replay = `const c = Math.floor(t / ${K}.CH);
-      let st = hs[${chunkAt('c', `${K}.NC1`)}];
+/** h_t from the state entering t's chunk (statements declaring `st`, for row n = b·l + t, channel c, state s) */
+const replay = `const ci = Math.floor(t / ${K}.CH);
+      let st = hs[${chunkAt('ci', `${K}.NC1`)}];
       for (let k = 0; k < ${K}.CH; k++) {
-        const tt = c * ${K}.CH + k;
+        const tt = ci * ${K}.CH + k;
         if (tt <= t) {
           const m = b * ${K}.L + tt;
           st = Math.exp(${DL('m')} * a) * st + ${DL('m')} * ${Bx('m')} * ${X('m')};
         }
       }`;
 
-/** y = C·h + D x: xr, br, cm, dl, alog, hs, D → (N, H·P). */
-export const ssdOutKernel = (s: SsdRows): TrainKernel => {
-  const k = ssdConsts(s);
+/** y = C·h + D x: xr, br, cm, dl, alog, hs, D → (N, I). */
+export const scanOutKernel = (s: ScanRows): TrainKernel => {
+  const k = scanConsts(s);
   return {
-    key: 'm2.ssd_out',
+    key: `m2.scan_out${tag(s)}`,
     source: `function (xr, br, cm, dl, alog, hs, dd) {
-    ${unflatten('this.thread.x', ['n', 'h', 'p'], ['', `${K}.H`, `${K}.P`])}
+    ${unflatten('this.thread.x', ['n', 'c'], ['', `${K}.I`])}
     const b = Math.floor(n / ${K}.L);
     const t = n - b * ${K}.L;
-    ${A}
-    let y = dd[h] * ${X('n')};
+    let y = dd[Math.floor(c / ${K}.HW)] * ${X('n')};
     for (let s = 0; s < ${K}.NS; s++) {
+      ${A(s)}
       ${replay}
       y += ${Cx('n')} * st;
     }
     return y;
   }`,
     constants: k,
-    size: s.batch * s.L * k.I,
+    size: k.NR * s.I,
   };
 };
 
-/** h_t for every row: xr, br, dl, alog, hs → (N, H, P, N_s). */
-export const ssdStatesKernel = (s: SsdRows): TrainKernel => {
-  const k = ssdConsts(s);
+/** h_t for every row: xr, br, dl, alog, hs → (N, I, N_s). */
+export const scanStatesKernel = (s: ScanRows): TrainKernel => {
+  const k = scanConsts(s);
   return {
-    key: 'm2.ssd_states',
+    key: `m2.scan_states${tag(s)}`,
     source: `function (xr, br, dl, alog, hs) {
-    ${unflatten('this.thread.x', ['n', 'h', 'p', 's'], ['', `${K}.H`, `${K}.P`, `${K}.NS`])}
+    ${unflatten('this.thread.x', ['n', 'c', 's'], ['', `${K}.I`, `${K}.NS`])}
     const b = Math.floor(n / ${K}.L);
     const t = n - b * ${K}.L;
-    ${A}
+    ${A(s)}
     ${replay}
     return st;
   }`,
     constants: k,
-    size: s.batch * s.L * k.I * s.Ns,
+    size: k.NR * s.I * s.Ns,
   };
 };
 
 const F = (n: string) => `${DY(n)} * ${Cx(n)}`;
 
-/** g from zero at each chunk's end run back to its start: dy, cm, dl, alog → (b, NC, H, P, N_s). */
-export const ssdGlocalKernel = (s: SsdRows): TrainKernel => {
-  const k = ssdConsts(s);
+/** g from zero at each chunk's end run back to its start: dy, cm, dl, alog → (b, NC, I, N_s). */
+export const scanGlocalKernel = (s: ScanRows): TrainKernel => {
+  const k = scanConsts(s);
   return {
-    key: 'm2.ssd_glocal',
+    key: `m2.scan_glocal${tag(s)}`,
     source: `function (dy, cm, dl, alog) {
-    ${unflatten('this.thread.x', ['b', 'c', 'h', 'p', 's'], ['', `${K}.NC`, `${K}.H`, `${K}.P`, `${K}.NS`])}
-    ${A}
+    ${unflatten('this.thread.x', ['b', 'cc', 'c', 's'], ['', `${K}.NC`, `${K}.I`, `${K}.NS`])}
+    ${A(s)}
     let g = 0.0;
     for (let k = 0; k < ${K}.CH; k++) {
-      const t = c * ${K}.CH + (${K}.CH - 1 - k);
+      const t = cc * ${K}.CH + (${K}.CH - 1 - k);
       if (t < ${K}.L) {
         const n = b * ${K}.L + t;
         g = Math.exp(${DL('n')} * a) * (${F('n')} + g);
@@ -356,22 +355,22 @@ export const ssdGlocalKernel = (s: SsdRows): TrainKernel => {
     return g;
   }`,
     constants: k,
-    size: s.batch * k.NC * k.I * s.Ns,
+    size: s.batch * k.NC * s.I * s.Ns,
   };
 };
 
-/** g entering each chunk from the right (through the chunks after it): glocal, dl, alog → (b, NC, H, P, N_s). */
-export const ssdGinKernel = (s: SsdRows): TrainKernel => {
-  const k = ssdConsts(s);
+/** g entering each chunk from the right (through the chunks after it): glocal, dl, alog → (b, NC, I, N_s). */
+export const scanGinKernel = (s: ScanRows): TrainKernel => {
+  const k = scanConsts(s);
   return {
-    key: 'm2.ssd_gin',
+    key: `m2.scan_gin${tag(s)}`,
     source: `function (glocal, dl, alog) {
-    ${unflatten('this.thread.x', ['b', 'c', 'h', 'p', 's'], ['', `${K}.NC`, `${K}.H`, `${K}.P`, `${K}.NS`])}
-    ${A}
+    ${unflatten('this.thread.x', ['b', 'ci', 'c', 's'], ['', `${K}.NC`, `${K}.I`, `${K}.NS`])}
+    ${A(s)}
     let g = 0.0;
     for (let j = 0; j < ${K}.NC; j++) {
       const cc = ${K}.NC - 1 - j;
-      if (cc > c) {
+      if (cc > ci) {
         ${chunkSum('cc')}
         g = Math.exp(a * sum) * g + glocal[${chunkAt('cc', `${K}.NC`)}];
       }
@@ -379,24 +378,24 @@ export const ssdGinKernel = (s: SsdRows): TrainKernel => {
     return g;
   }`,
     constants: k,
-    size: s.batch * k.NC * k.I * s.Ns,
+    size: s.batch * k.NC * s.I * s.Ns,
   };
 };
 
-/** G_t = f_t + g_{t+1} for every row: dy, cm, dl, alog, gin → (N, H, P, N_s). */
-export const ssdGKernel = (s: SsdRows): TrainKernel => {
-  const k = ssdConsts(s);
+/** G_t = f_t + g_{t+1} for every row: dy, cm, dl, alog, gin → (N, I, N_s). */
+export const scanGKernel = (s: ScanRows): TrainKernel => {
+  const k = scanConsts(s);
   return {
-    key: 'm2.ssd_G',
+    key: `m2.scan_G${tag(s)}`,
     source: `function (dy, cm, dl, alog, gin) {
-    ${unflatten('this.thread.x', ['n', 'h', 'p', 's'], ['', `${K}.H`, `${K}.P`, `${K}.NS`])}
+    ${unflatten('this.thread.x', ['n', 'c', 's'], ['', `${K}.I`, `${K}.NS`])}
     const b = Math.floor(n / ${K}.L);
     const t = n - b * ${K}.L;
-    ${A}
-    const c = Math.floor(t / ${K}.CH);
-    let g = gin[${chunkAt('c', `${K}.NC`)}];
+    ${A(s)}
+    const ci = Math.floor(t / ${K}.CH);
+    let g = gin[${chunkAt('ci', `${K}.NC`)}];
     for (let k = 0; k < ${K}.CH; k++) {
-      const tt = c * ${K}.CH + (${K}.CH - 1 - k);
+      const tt = ci * ${K}.CH + (${K}.CH - 1 - k);
       if (tt < ${K}.L && tt > t) {
         const m = b * ${K}.L + tt;
         g = Math.exp(${DL('m')} * a) * (${F('m')} + g);
@@ -405,136 +404,136 @@ export const ssdGKernel = (s: SsdRows): TrainKernel => {
     return ${F('n')} + g;
   }`,
     constants: k,
-    size: s.batch * s.L * k.I * s.Ns,
+    size: k.NR * s.I * s.Ns,
   };
 };
 
-/** h_{t−1} of row n at (h, p, s): the states buffer one row back, 0 at a sequence's start */
+/** h_{t−1} of row n at (c, s): the states buffer one row back, 0 at a sequence's start */
 const hPrev = `(t > 0 ? hst[${rowAt('n - 1')}] : 0.0)`;
 
-/** ∂ℓ/∂Δ: xr, br, dl, alog, hst, G → (N, H). */
-export const ssdDdeltaKernel = (s: SsdRows): TrainKernel => {
-  const k = ssdConsts(s);
+/** ∂ℓ/∂Δ: xr, br, dl, alog, hst, G → (N, I/HW). */
+export const scanDdeltaKernel = (s: ScanRows): TrainKernel => {
+  const k = scanConsts(s);
   return {
-    key: 'm2.ssd_ddelta',
+    key: `m2.scan_ddelta${tag(s)}`,
     source: `function (xr, br, dl, alog, hst, gg) {
-    const n = Math.floor(this.thread.x / ${K}.H);
-    const h = this.thread.x - n * ${K}.H;
+    ${unflatten('this.thread.x', ['n', 'j'], ['', `${K}.DW`])}
     const t = n - Math.floor(n / ${K}.L) * ${K}.L;
-    ${A}
-    const e = Math.exp(${DL('n')} * a);
     let v = 0.0;
-    for (let p = 0; p < ${K}.P; p++) {
+    for (let q = 0; q < ${K}.HW; q++) {
+      const c = j * ${K}.HW + q;
       for (let s = 0; s < ${K}.NS; s++) {
-        v += gg[${rowAt('n')}] * (a * e * ${hPrev} + ${Bx('n')} * ${X('n')});
+        ${A(s)}
+        v += gg[${rowAt('n')}] * (a * Math.exp(${DL('n')} * a) * ${hPrev} + ${Bx('n')} * ${X('n')});
       }
     }
     return v;
   }`,
     constants: k,
-    size: s.batch * s.L * s.H,
+    size: k.NR * k.DW,
   };
 };
 
-/** ∂ℓ/∂dt = ∂ℓ/∂Δ · softplus'(dt + dt_bias) = · σ(dt + dt_bias) (1 above 20): dΔ, dt, dt_bias → (N, H). */
-export const deltaBackKernel = (N: number, H: number): TrainKernel => ({
+/** ∂ℓ/∂dt = ∂ℓ/∂Δ · softplus'(dt + dt_bias) = · σ(dt + dt_bias) (1 above 20): dΔ, dt, dt_bias → (N, W). */
+export const deltaBackKernel = (N: number, W: number): TrainKernel => ({
   key: 'm2.delta_back',
   source: `function (dd, dt, bias) {
-    const h = this.thread.x - Math.floor(this.thread.x / ${K}.H) * ${K}.H;
-    const u = dt[this.thread.x] + bias[h];
+    const j = this.thread.x - Math.floor(this.thread.x / ${K}.W) * ${K}.W;
+    const u = dt[this.thread.x] + bias[j];
     let v = dd[this.thread.x];
     if (u <= 20.0) { v = v / (1.0 + Math.exp(-u)); }
     return v;
   }`,
-  constants: { H },
-  size: N * H,
+  constants: { W },
+  size: N * W,
 });
 
-/** ∂ℓ/∂x (the repeated x): dy, br, dl, G, D → (N, H·P). */
-export const ssdDxKernel = (s: SsdRows): TrainKernel => {
-  const k = ssdConsts(s);
+/** ∂ℓ/∂x: dy, br, dl, G, D → (N, I). */
+export const scanDxKernel = (s: ScanRows): TrainKernel => {
+  const k = scanConsts(s);
   return {
-    key: 'm2.ssd_dx',
+    key: 'm2.scan_dx',
     source: `function (dy, br, dl, gg, dd) {
-    ${unflatten('this.thread.x', ['n', 'h', 'p'], ['', `${K}.H`, `${K}.P`])}
-    let v = ${DY('n')} * dd[h];
+    ${unflatten('this.thread.x', ['n', 'c'], ['', `${K}.I`])}
+    let v = ${DY('n')} * dd[Math.floor(c / ${K}.HW)];
     for (let s = 0; s < ${K}.NS; s++) { v += gg[${rowAt('n')}] * ${DL('n')} * ${Bx('n')}; }
     return v;
   }`,
     constants: k,
-    size: s.batch * s.L * k.I,
+    size: k.NR * s.I,
   };
 };
 
-/** ∂ℓ/∂B (the repeated B): xr, dl, G → (N, H·N_s). */
-export const ssdDbKernel = (s: SsdRows): TrainKernel => {
-  const k = ssdConsts(s);
+/** ∂ℓ/∂B (B: xr, dl, G) or ∂ℓ/∂C (C: dy, hst) in B's and C's (N, I) layout: a sum over the group's N_s channels. */
+export const scanDbcKernel = (s: ScanRows, which: 'B' | 'C'): TrainKernel => {
+  const k = scanConsts(s);
   return {
-    key: 'm2.ssd_dB',
-    source: `function (xr, dl, gg) {
-    ${unflatten('this.thread.x', ['n', 'h', 's'], ['', `${K}.H`, `${K}.NS`])}
+    key: `m2.scan_d${which}`,
+    source: `function (${which === 'B' ? 'xr, dl, gg' : 'dy, hst'}) {
+    ${unflatten('this.thread.x', ['n', 'col'], ['', `${K}.I`])}
+    const g0 = col - (col - Math.floor(col / ${K}.NS) * ${K}.NS);
+    const s = col - g0;
     let v = 0.0;
-    for (let p = 0; p < ${K}.P; p++) { v += gg[${rowAt('n')}] * ${DL('n')} * ${X('n')}; }
+    for (let q = 0; q < ${K}.NS; q++) {
+      const c = g0 + q;
+      v += ${which === 'B' ? `gg[${rowAt('n')}] * ${DL('n')} * ${X('n')}` : `${DY('n')} * hst[${rowAt('n')}]`};
+    }
     return v;
   }`,
     constants: k,
-    size: s.batch * s.L * k.HN,
+    size: k.NR * s.I,
   };
 };
 
-/** ∂ℓ/∂C: dy, hst → (N, H·N_s). */
-export const ssdDcKernel = (s: SsdRows): TrainKernel => {
-  const k = ssdConsts(s);
+/** ∂ℓ/∂A_log: dl, alog, hst, G → (I/HW), or (I, N_s) with `aPerState`. */
+export const scanDalogKernel = (s: ScanRows): TrainKernel => {
+  const k = scanConsts(s);
+  const term = `v += gg[${rowAt('n')}] * ${DL('n')} * Math.exp(${DL('n')} * a) * ${hPrev};`;
   return {
-    key: 'm2.ssd_dC',
-    source: `function (dy, hst) {
-    ${unflatten('this.thread.x', ['n', 'h', 's'], ['', `${K}.H`, `${K}.NS`])}
-    let v = 0.0;
-    for (let p = 0; p < ${K}.P; p++) { v += ${DY('n')} * hst[${rowAt('n')}]; }
-    return v;
-  }`,
-    constants: k,
-    size: s.batch * s.L * k.HN,
-  };
-};
-
-/** ∂ℓ/∂A_log: dl, alog, hst, G → (H). */
-export const ssdDalogKernel = (s: SsdRows): TrainKernel => {
-  const k = ssdConsts(s);
-  return {
-    key: 'm2.ssd_dAlog',
-    source: `function (dl, alog, hst, gg) {
-    const h = this.thread.x;
-    ${A}
+    key: `m2.scan_dAlog${tag(s)}`,
+    source: s.aPerState
+      ? `function (dl, alog, hst, gg) {
+    ${unflatten('this.thread.x', ['c', 's'], ['', `${K}.NS`])}
+    ${A(s)}
     let v = 0.0;
     for (let n = 0; n < ${K}.NR; n++) {
       const t = n - Math.floor(n / ${K}.L) * ${K}.L;
-      const de = ${DL('n')} * Math.exp(${DL('n')} * a);
-      for (let p = 0; p < ${K}.P; p++) {
-        for (let s = 0; s < ${K}.NS; s++) { v += gg[${rowAt('n')}] * de * ${hPrev}; }
+      ${term}
+    }
+    return v * a;
+  }`
+      : `function (dl, alog, hst, gg) {
+    const j = this.thread.x;
+    const a = -Math.exp(alog[j]);
+    let v = 0.0;
+    for (let n = 0; n < ${K}.NR; n++) {
+      const t = n - Math.floor(n / ${K}.L) * ${K}.L;
+      for (let q = 0; q < ${K}.HW; q++) {
+        const c = j * ${K}.HW + q;
+        for (let s = 0; s < ${K}.NS; s++) { ${term} }
       }
     }
     return v * a;
   }`,
     constants: k,
-    size: s.H,
+    size: s.aPerState ? s.I * s.Ns : k.DW,
   };
 };
 
-/** ∂ℓ/∂D: dy, xr → (H). */
-export const ssdDdKernel = (s: SsdRows): TrainKernel => {
-  const k = ssdConsts(s);
+/** ∂ℓ/∂D: dy, xr → (I/HW). */
+export const scanDdKernel = (s: ScanRows): TrainKernel => {
+  const k = scanConsts(s);
   return {
-    key: 'm2.ssd_dD',
+    key: 'm2.scan_dD',
     source: `function (dy, xr) {
-    const h = this.thread.x;
+    const j = this.thread.x;
     let v = 0.0;
     for (let n = 0; n < ${K}.NR; n++) {
-      for (let p = 0; p < ${K}.P; p++) { v += ${DY('n')} * ${X('n')}; }
+      for (let q = 0; q < ${K}.HW; q++) { const c = j * ${K}.HW + q; v += ${DY('n')} * ${X('n')}; }
     }
     return v;
   }`,
     constants: k,
-    size: s.H,
+    size: k.DW,
   };
 };

@@ -61,21 +61,20 @@ import {
   join3Kernel,
   repeatBackKernel,
   repeatKernel,
-  ssdDalogKernel,
-  ssdDbKernel,
-  ssdDcKernel,
-  ssdDdKernel,
-  ssdDdeltaKernel,
-  ssdDxKernel,
-  ssdGKernel,
-  ssdGinKernel,
-  ssdGlocalKernel,
-  ssdLocalKernel,
-  ssdOutKernel,
-  ssdPassKernel,
-  ssdStatesKernel,
+  scanDalogKernel,
+  scanDbcKernel,
+  scanDdKernel,
+  scanDdeltaKernel,
+  scanDxKernel,
+  scanGKernel,
+  scanGinKernel,
+  scanGlocalKernel,
+  scanLocalKernel,
+  scanOutKernel,
+  scanPassKernel,
+  scanStatesKernel,
   type ConvRows,
-  type SsdRows,
+  type ScanRows,
   embeddingDwKernel,
   embeddingIndex,
   embeddingKernel,
@@ -156,11 +155,13 @@ function mamba2Shape(m: HybridModel, p: string, B: number, L: number) {
   const N = B * L;
   const I = w.c.dInner;
   const has = (name: string) => (m.weights.has(name) ? name : undefined);
-  const ss: SsdRows = { batch: B, L, H, P, Ns, chunk: defaultScanChunk(L) };
+  const ss: ScanRows = { batch: B, L, I, Ns, HW: P, aPerState: false, chunk: defaultScanChunk(L) };
   const g = w.normOpts;
   return {
     n,
     I,
+    H,
+    P,
     X: w.c.dXb,
     Win: I + convDim + H,
     inBias: has(n.inBias),
@@ -332,19 +333,19 @@ export class GpuTrainStep {
         const inp = await lin({ weight: n.in, bias: s.inBias }, n1, d, Win, `${t}.in_proj`); // (N, [z | xBC | dt])
         const z = await this.k(`${t}.z`, colsKernel(N, Win, 0, I), [inp]);
         const xBC = await this.k(`${t}.xBC`, colsKernel(N, Win, I, conv.C), [inp]);
-        const dt = await this.k(`${t}.dt`, colsKernel(N, Win, I + conv.C, ss.H), [inp]);
-        const dl = await this.k(`${t}.delta`, deltaKernel(N, ss.H), [dt, P(n.dtBias)]);
+        const dt = await this.k(`${t}.dt`, colsKernel(N, Win, I + conv.C, s.H), [inp]);
+        const dl = await this.k(`${t}.delta`, deltaKernel(N, s.H), [dt, P(n.dtBias)]);
         const xs = await this.k(`${t}.conv`, convRowsKernel(conv, !!s.convBias, true), [
           xBC,
           P(n.conv),
           ...bias(s.convBias),
         ]);
-        const xr = await this.k(`${t}.repeat_x`, repeatKernel(N, conv.C, 0, X, I, ss.P), [xs]);
+        const xr = await this.k(`${t}.repeat_x`, repeatKernel(N, conv.C, 0, X, I, s.P), [xs]);
         const br = await this.k(`${t}.repeat_B`, repeatKernel(N, conv.C, X, X, I, ss.Ns), [xs]);
         const cm = await this.k(`${t}.C`, colsKernel(N, conv.C, 2 * X, I), [xs]);
-        const local = await this.k(`${t}.ssd_local`, ssdLocalKernel(ss), [xr, br, dl, P(n.Alog)]);
-        const hs = await this.k(`${t}.ssd_pass`, ssdPassKernel(ss), [local, dl, P(n.Alog)]);
-        const y = await this.k(`${t}.ssd_out`, ssdOutKernel(ss), [xr, br, cm, dl, P(n.Alog), hs, P(n.D)]);
+        const local = await this.k(`${t}.ssd_local`, scanLocalKernel(ss), [xr, br, dl, P(n.Alog)]);
+        const hs = await this.k(`${t}.ssd_pass`, scanPassKernel(ss), [local, dl, P(n.Alog)]);
+        const y = await this.k(`${t}.ssd_out`, scanOutKernel(ss), [xr, br, cm, dl, P(n.Alog), hs, P(n.D)]);
         const yn = await this.k(`${t}.gated_norm`, s.norm, [y, P(n.norm), z]);
         h1 = await lin({ weight: n.out }, yn, I, d, `${t}.out_proj`, h);
         mix = { z, xBC, dt, dl, xr, br, cm, hs, y, yn };
@@ -578,28 +579,28 @@ export class GpuTrainStep {
         const dz = await this.k(`${t}.gated_norm.dz`, s.normBack.dz!, nargs, bw('m2.dz', N * I));
         const gw = G(n.norm);
         if (gw) await this.k(`${t}.gated_norm.dw`, s.normBack.dweight, nargs, gw);
-        const st = ssdStatesKernel(ss);
+        const st = scanStatesKernel(ss);
         const hst = await this.k(`${t}.ssd_states`, st, [sv.xr, sv.br, sv.dl, alog, sv.hs], bw('m2.h', st.size));
-        const gl = ssdGlocalKernel(ss);
+        const gl = scanGlocalKernel(ss);
         const glocal = await this.k(`${t}.ssd_glocal`, gl, [dy, sv.cm, sv.dl, alog], bw('m2.glocal', gl.size));
-        const gin = await this.k(`${t}.ssd_gin`, ssdGinKernel(ss), [glocal, sv.dl, alog], bw('m2.gin', gl.size));
-        const gg = await this.k(`${t}.ssd_G`, ssdGKernel(ss), [dy, sv.cm, sv.dl, alog, gin], bw('m2.G', st.size));
+        const gin = await this.k(`${t}.ssd_gin`, scanGinKernel(ss), [glocal, sv.dl, alog], bw('m2.gin', gl.size));
+        const gg = await this.k(`${t}.ssd_G`, scanGKernel(ss), [dy, sv.cm, sv.dl, alog, gin], bw('m2.G', st.size));
         const dd = [sv.xr, sv.br, sv.dl, alog, hst, gg];
-        const ddelta = await this.k(`${t}.ssd_ddelta`, ssdDdeltaKernel(ss), dd, bw('m2.ddelta', N * ss.H));
+        const ddelta = await this.k(`${t}.ssd_ddelta`, scanDdeltaKernel(ss), dd, bw('m2.ddelta', N * s.H));
         const dtArgs = [ddelta, sv.dt, P(n.dtBias)];
-        const ddt = await this.k(`${t}.delta.back`, deltaBackKernel(N, ss.H), dtArgs, bw('m2.ddt', N * ss.H));
-        const dxr = await this.k(`${t}.ssd_dx`, ssdDxKernel(ss), [dy, sv.br, sv.dl, gg, P(n.D)], bw('m2.dx', N * I));
-        const dbr = await this.k(`${t}.ssd_dB`, ssdDbKernel(ss), [sv.xr, sv.dl, gg], bw('m2.dB', N * I));
-        const dc = await this.k(`${t}.ssd_dC`, ssdDcKernel(ss), [dy, hst], bw('m2.dC', N * I));
+        const ddt = await this.k(`${t}.delta.back`, deltaBackKernel(N, s.H), dtArgs, bw('m2.ddt', N * s.H));
+        const dxr = await this.k(`${t}.ssd_dx`, scanDxKernel(ss), [dy, sv.br, sv.dl, gg, P(n.D)], bw('m2.dx', N * I));
+        const dbr = await this.k(`${t}.ssd_dB`, scanDbcKernel(ss, 'B'), [sv.xr, sv.dl, gg], bw('m2.dB', N * I));
+        const dc = await this.k(`${t}.ssd_dC`, scanDbcKernel(ss, 'C'), [dy, hst], bw('m2.dC', N * I));
         const ga = G(n.Alog);
-        if (ga) await this.k(`${t}.ssd_dAlog`, ssdDalogKernel(ss), [sv.dl, alog, hst, gg], ga);
+        if (ga) await this.k(`${t}.ssd_dAlog`, scanDalogKernel(ss), [sv.dl, alog, hst, gg], ga);
         const gd = G(n.D);
-        if (gd) await this.k(`${t}.ssd_dD`, ssdDdKernel(ss), [dy, sv.xr], gd);
+        if (gd) await this.k(`${t}.ssd_dD`, scanDdKernel(ss), [dy, sv.xr], gd);
         const gdb = G(n.dtBias);
-        if (gdb) await this.k(`${t}.dt_bias.dW`, linearDbKernel(N, ss.H), [ddt], gdb);
+        if (gdb) await this.k(`${t}.dt_bias.dW`, linearDbKernel(N, s.H), [ddt], gdb);
         const dxs = await this.k(
           `${t}.repeat.back`,
-          repeatBackKernel(N, X, I, ss.P, ss.Ns),
+          repeatBackKernel(N, X, I, s.P, ss.Ns),
           [dxr, dbr, dc],
           bw('m2.dxs', N * conv.C),
         );
@@ -612,7 +613,7 @@ export class GpuTrainStep {
         if (gcb) await this.k(`${t}.conv.db`, linearDbKernel(N, conv.C), [ds], gcb);
         const dinp = await this.k(
           `${t}.in_proj.dy`,
-          join3Kernel(N, [I, conv.C, ss.H]),
+          join3Kernel(N, [I, conv.C, s.H]),
           [dz, dxBC, ddt],
           bw('m2.dinp', N * Win),
         );

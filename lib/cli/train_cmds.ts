@@ -105,7 +105,7 @@ const common: Record<string, OptSpec> = {
   backend: {
     kind: 'enum',
     choices: ['webgpu'],
-    help: "'webgpu': each training step as one GPU submission (mil train, sft and distill: Llamas and Mamba-2 hybrids; Mamba-1 layers, dpo and accumulation are refused, exit 2)",
+    help: "'webgpu': each training step as one GPU submission (mil train, sft and distill: Llamas and hybrids; dpo and accumulation are refused, exit 2)",
   },
   threads: { kind: 'int', min: 1, max: 64 },
   dtype: { kind: 'enum', choices: ['F16', 'BF16', 'F32'] },
@@ -296,7 +296,7 @@ function checkObjective(v: V): void {
 }
 
 /**
- * --backend webgpu: the whole step on the GPU (lib/train/gpu_step.ts) — Llamas and Mamba-2 hybrids, lm or distill;
+ * --backend webgpu: the whole step on the GPU (lib/train/gpu_step.ts) — Llamas and hybrids, lm or distill;
  * `unsupported` names what this command would need that it lacks (refused before any work, exit 2, never a
  * silent CPU run). Returns whether the run is on webgpu.
  */
@@ -477,8 +477,6 @@ export async function cmdDistill(p: Parsed): Promise<number> {
   if (!out || !teacherDir) throw new UsageError('distill needs --teacher DIR and --out DIR');
   checkObjective(v);
   const variant = (str(v, 'variant') ?? 'mamba2') as 'mamba1' | 'mamba2';
-  // stage 1 of a Mamba-2 hybrid (and --drop-instead's Llama) runs on the GPU step; Mamba-1 layers do not yet
-  gpuBackend(v, variant === 'mamba1' && v['drop-instead'] !== true ? 'distill --variant mamba1' : undefined);
   if (v.stepwise !== undefined && v.attention !== undefined)
     throw new UsageError('distill: give --attention F or --stepwise F1,F2,…, not both');
   if (v['drop-instead'] === true && v.init !== undefined)

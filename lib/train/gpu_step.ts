@@ -25,15 +25,20 @@
  * mamba2Train, the float64 reference) runs as kernels/train_mamba.ts's kernels, in the same chain:
  *   [z | xBC | dt] = W_in n₁,  xs = silu(conv1d(xBC)),  [x | B | C] = xs, x and B repeated per head,
  *   Δ = softplus(dt + dt_bias),  y = SSD(x, Δ, A = −exp(A_log), B, C) + D x,  h₁ = h + W_out gated_rmsnorm(y, z)
+ * and a Mamba-1 layer's (lib/model/mixers/mamba1.ts mamba1Train) as
+ *   x = repeat(W_x n₁) → conv1d → silu,  z = W_z n₁,  B = repeat(W_B n₁),  C = W_C n₁,
+ *   Δ = softplus(W_dt (W_down n₁) (+ b_Δ) + b_Δ),  y = scan(x, Δ, A = −exp(A_log) (d_in, N), B, C) + D x,
+ *   h₁ = h + W_out (y · silu(z))                    (the same scan kernels: one Δ per channel, A per state)
  * and back in reverse; its block's norms use the Mamba config's ε (block.ts blockEps). A teacher may be a hybrid
- * too (its forward only). Not supported yet (a clear ArgumentError before any upload): Mamba-1 layers, the
- * Mamba-2 ablations, gradient accumulation > 1.
+ * too (its forward only). Not supported yet (a clear ArgumentError before any upload): the Mamba-2 ablations,
+ * gradient accumulation > 1.
  */
 import { ropeTable } from '../ref/rope.js';
-import { ArgumentError } from '../errors.js';
+import { ArgumentError, KernelError } from '../errors.js';
 import type { HybridModel } from '../model/hybrid.js';
 import { attentionNames, attentionRope } from '../model/mixers/attention.js';
 import { blockEps, blockNames, layerKinds, lmHeadName } from '../model/mixers/block.js';
+import { mamba1Wiring } from '../model/mixers/mamba1.js';
 import { mamba2Wiring } from '../model/mixers/mamba2.js';
 import { mlpNames } from '../model/mixers/mlp.js';
 import { ResidentChain, type ChainBuffer } from '../ops_resident.js';
@@ -47,6 +52,7 @@ import {
   attnDsKernel,
   attnLseKernel,
   attnScoresKernel,
+  addKernel,
   attnValuesKernel,
   colsKernel,
   convDsKernel,
@@ -135,8 +141,6 @@ export function gpuStepUnsupported(
     ['', m],
     ['a teacher with ', teacher],
   ] as const) {
-    if (x && layerKinds(x).includes('mamba1'))
-      return `${who}Mamba-1 layers train on the CPU engines only so far (attention and Mamba-2 layers train on webgpu)`;
     if (x?.ablation && (x.ablation.convActivation === false || x.ablation.gatedNorm === false))
       return `${who}an ablated Mamba-2 layer (no conv silu / no gated norm) is not on the GPU`;
   }
@@ -172,6 +176,27 @@ function mamba2Shape(m: HybridModel, p: string, B: number, L: number) {
     normBack: gatedRmsnormBackwardSources(N, I, g.groupSize, g.eps, g.normBeforeGate, true),
     /** the largest buffers: states and G per row (N·d_in·N_s), chunk states (b·(NC+1)·d_in·N_s) */
     largest: Math.max(N * I * Ns, B * (Math.ceil(L / ss.chunk) + 1) * I * Ns, N * (I + convDim + H)),
+  };
+}
+
+/** A Mamba-1 layer's names and sizes as the chain's kernels take them (the wiring is mamba1.ts's own). */
+function mamba1Shape(m: HybridModel, p: string, B: number, L: number) {
+  const w = mamba1Wiring(m, p);
+  const { n, N: Ns, c } = w;
+  const I = c.dInner;
+  return {
+    n,
+    I,
+    X: c.dXb,
+    R: c.dtRank,
+    piece: w.piece,
+    dtProjBias: w.dtProjBias,
+    deltaBias: w.deltaBias,
+    convBias: m.weights.has(n.convBias) ? n.convBias : undefined,
+    conv: { N: B * L, L, C: I, K: c.dConv } satisfies ConvRows,
+    ss: { batch: B, L, I, Ns, HW: 1, aPerState: true, chunk: defaultScanChunk(L) } satisfies ScanRows,
+    /** the largest buffers: states and G per row (N·d_in·N_s), chunk states (b·(NC+1)·d_in·N_s) */
+    largest: Math.max(B * L * I * Ns, B * (Math.ceil(L / defaultScanChunk(L)) + 1) * I * Ns),
   };
 }
 
@@ -222,7 +247,11 @@ export class GpuTrainStep {
           B * k.numHeads * L * L,
           ...x.weights.names().map((n) => x.weights.get(n).size),
           ...layerKinds(x).map((kind, i) =>
-            kind === 'mamba2' ? mamba2Shape(x, blockNames(i).prefix, B, L).largest : 0,
+            kind === 'mamba2'
+              ? mamba2Shape(x, blockNames(i).prefix, B, L).largest
+              : kind === 'mamba1'
+                ? mamba1Shape(x, blockNames(i).prefix, B, L).largest
+                : 0,
           ),
         ];
       };
@@ -326,6 +355,30 @@ export class GpuTrainStep {
         const y = await this.k(`${t}.attn`, attnValuesKernel(att), [sc, lse, v]);
         h1 = await lin(an.o, y, H * hd, d, `${t}.o`, h);
         mix = { qr, kr, v, sc, lse, y };
+      } else if (kinds[i] === 'mamba1') {
+        // Mamba-1 (lib/model/mixers/mamba1.ts mamba1Train; kernels/train_mamba.ts)
+        const s = mamba1Shape(m, p, B, L);
+        const { n, conv, ss, I, X, R } = s;
+        const xin = await lin({ weight: n.inX }, n1, d, X, `${t}.in_x`); // (N, d_xb)
+        const xr = await this.k(`${t}.repeat_x`, repeatKernel(N, X, 0, X, I, s.piece), [xin]);
+        const z = await lin({ weight: n.inZ }, n1, d, I, `${t}.in_z`);
+        const bl = await lin({ weight: n.B }, n1, d, X, `${t}.B`);
+        const br = await this.k(`${t}.repeat_B`, repeatKernel(N, X, 0, X, I, s.piece), [bl]);
+        const cm = await lin({ weight: n.C }, n1, d, I, `${t}.C`);
+        const down = await lin({ weight: n.dtDown }, n1, d, R, `${t}.dt_down`);
+        const dt = await lin({ weight: n.dt, bias: s.dtProjBias }, down, R, I, `${t}.dt_proj`);
+        const dl = await this.k(`${t}.delta`, deltaKernel(N, I), [dt, P(s.deltaBias)]);
+        const xc = await this.k(`${t}.conv`, convRowsKernel(conv, !!s.convBias, true), [
+          xr,
+          P(n.conv),
+          ...bias(s.convBias),
+        ]);
+        const local = await this.k(`${t}.ssd_local`, scanLocalKernel(ss), [xc, br, dl, P(n.Alog)]);
+        const hs = await this.k(`${t}.ssd_pass`, scanPassKernel(ss), [local, dl, P(n.Alog)]);
+        const y = await this.k(`${t}.ssd_out`, scanOutKernel(ss), [xc, br, cm, dl, P(n.Alog), hs, P(n.D)]);
+        const yg = await this.k(`${t}.gate`, swigluKernel(N * I), [z, y]); // y · silu(z)
+        h1 = await lin({ weight: n.out }, yg, I, d, `${t}.out_proj`, h);
+        mix = { xr, z, br, cm, down, dt, dl, xc, hs, y, yg };
       } else {
         // Mamba-2 (lib/model/mixers/mamba2.ts mamba2Train; kernels/train_mamba.ts)
         const s = mamba2Shape(m, p, B, L);
@@ -356,7 +409,10 @@ export class GpuTrainStep {
       const u = await lin({ weight: mn.up }, n2, d, F, `${t}.up`);
       const a = await this.k(`${t}.swiglu`, swigluKernel(N * F), [g, u]);
       const hn = await lin({ weight: mn.down }, a, F, d, `${t}.down`, h1);
-      saved.push({ h, r1, n1, ...mix, h1, r2, n2, g, u, a });
+      const block = { h, r1, n1, h1, r2, n2, g, u, a };
+      const clash = Object.keys(mix).find((key) => key in block);
+      if (clash) throw new KernelError('webgpu', 'training chain', `a mixer saved '${clash}', a name the block uses`);
+      saved.push({ ...block, ...mix });
       h = hn;
     }
     const rf = await this.k(`${pre}rstd_f`, rstdKernel(N, d, c.rmsNormEps), [h]);
@@ -562,7 +618,7 @@ export class GpuTrainStep {
         await dW(`${t}.q`, an.q.weight, an.q.bias, B_.dq, sv.n1, d, H * hd);
         await dW(`${t}.k`, an.k.weight, an.k.bias, B_.dk, sv.n1, d, Hkv * hd);
         await dW(`${t}.v`, an.v.weight, an.v.bias, B_.dv, sv.n1, d, Hkv * hd);
-      } else {
+      } else if (kinds[i] === 'mamba2') {
         // Mamba-2, back from ∂ℓ/∂out (dh1) to ∂ℓ/∂n1 (B_.dn)
         const s = mamba2Shape(m, p, B, L);
         const { n, conv, ss, I, X, Win } = s;
@@ -619,6 +675,77 @@ export class GpuTrainStep {
         );
         await this.k(`${t}.in_proj.dx`, linearDxKernel(N, d, [Win]), [dinp, P(n.in)], B_.dn);
         await dW(`${t}.in_proj`, n.in, s.inBias, dinp, sv.n1, d, Win);
+      } else {
+        // Mamba-1, back from ∂ℓ/∂out (dh1) to ∂ℓ/∂n1 (B_.dn)
+        const s = mamba1Shape(m, p, B, L);
+        const { n, conv, ss, I, X, R } = s;
+        const alog = P(n.Alog);
+        const dyg = await this.k(
+          `${t}.out_proj.dx`,
+          linearDxKernel(N, I, [d]),
+          [B_.dh1, P(n.out)],
+          bw('m1.dyg', N * I),
+        );
+        await dW(`${t}.out_proj`, n.out, undefined, B_.dh1, sv.yg, I, d);
+        const dy = await this.k(`${t}.gate.dy`, swigluBackKernel(N * I, 'du'), [dyg, sv.z], bw('m1.dy', N * I));
+        const dz = await this.k(`${t}.gate.dz`, swigluBackKernel(N * I, 'dg'), [dyg, sv.z, sv.y], bw('m1.dz', N * I));
+        const st = scanStatesKernel(ss);
+        const hst = await this.k(`${t}.ssd_states`, st, [sv.xc, sv.br, sv.dl, alog, sv.hs], bw('m1.h', st.size));
+        const gl = scanGlocalKernel(ss);
+        const glocal = await this.k(`${t}.ssd_glocal`, gl, [dy, sv.cm, sv.dl, alog], bw('m1.glocal', gl.size));
+        const gin = await this.k(`${t}.ssd_gin`, scanGinKernel(ss), [glocal, sv.dl, alog], bw('m1.gin', gl.size));
+        const gg = await this.k(`${t}.ssd_G`, scanGKernel(ss), [dy, sv.cm, sv.dl, alog, gin], bw('m1.G', st.size));
+        const dd = [sv.xc, sv.br, sv.dl, alog, hst, gg];
+        const ddelta = await this.k(`${t}.ssd_ddelta`, scanDdeltaKernel(ss), dd, bw('m1.ddelta', N * I));
+        const dtArgs = [ddelta, sv.dt, P(s.deltaBias)];
+        const ddt = await this.k(`${t}.delta.back`, deltaBackKernel(N, I), dtArgs, bw('m1.ddt', N * I));
+        const du = await this.k(`${t}.ssd_dx`, scanDxKernel(ss), [dy, sv.br, sv.dl, gg, P(n.D)], bw('m1.du', N * I));
+        const dbr = await this.k(`${t}.ssd_dB`, scanDbcKernel(ss, 'B'), [sv.xc, sv.dl, gg], bw('m1.dB', N * I));
+        const dc = await this.k(`${t}.ssd_dC`, scanDbcKernel(ss, 'C'), [dy, hst], bw('m1.dC', N * I));
+        const ga = G(n.Alog);
+        if (ga) await this.k(`${t}.ssd_dAlog`, scanDalogKernel(ss), [sv.dl, alog, hst, gg], ga);
+        const gd = G(n.D);
+        if (gd) await this.k(`${t}.ssd_dD`, scanDdKernel(ss), [dy, sv.xc], gd);
+        const gdb = G(s.deltaBias);
+        if (gdb && !s.dtProjBias) await this.k(`${t}.dt_bias.dW`, linearDbKernel(N, I), [ddt], gdb);
+        if (gdb && s.dtProjBias) {
+          // upstream adds b_Δ twice (dt_proj's bias and the scan's delta_bias): its gradient is Σ ∂dt, twice
+          const once = await this.k(`${t}.dt_bias.dW`, linearDbKernel(N, I), [ddt], bw('m1.db', I));
+          await this.k(`${t}.dt_bias.dW twice`, addKernel(I), [once, once], gdb);
+        }
+        const cargs = [sv.xr, P(n.conv), du, ...(s.convBias ? [P(s.convBias)] : [])];
+        const ds = await this.k(`${t}.conv.ds`, convDsKernel(conv, !!s.convBias, true), cargs, bw('m1.ds', N * I));
+        const dxr = await this.k(`${t}.conv.dx`, convDxKernel(conv), [P(n.conv), ds], bw('m1.dxr', N * I));
+        const gc = G(n.conv);
+        if (gc) await this.k(`${t}.conv.dw`, convDwKernel(conv), [sv.xr, ds], gc);
+        const gcb = s.convBias && G(s.convBias);
+        if (gcb) await this.k(`${t}.conv.db`, linearDbKernel(N, I), [ds], gcb);
+        // [∂x_in | ∂B_in | ∂C]: the repeats summed back
+        const W3 = 2 * X + I;
+        const rb = repeatBackKernel(N, X, I, s.piece, s.piece);
+        const dxs = await this.k(`${t}.repeat.back`, rb, [dxr, dbr, dc], bw('m1.dxs', N * W3));
+        const dxin = await this.k(`${t}.dx_in`, colsKernel(N, W3, 0, X), [dxs], bw('m1.dxin', N * X));
+        const dbl = await this.k(`${t}.dB_in`, colsKernel(N, W3, X, X), [dxs], bw('m1.dbl', N * X));
+        const ddown = await this.k(`${t}.dt_proj.dx`, linearDxKernel(N, R, [I]), [ddt, P(n.dt)], bw('m1.ddown', N * R));
+        await dW(`${t}.dt_proj`, n.dt, undefined, ddt, sv.down, R, I);
+        const dn3 = await this.k(
+          `${t}.in.dx`,
+          linearDxKernel(N, d, [X, X, I]),
+          [dxin, P(n.inX), dbl, P(n.B), dc, P(n.C)],
+          bw('m1.dn3', N * d),
+        );
+        const dn2 = await this.k(
+          `${t}.in2.dx`,
+          linearDxKernel(N, d, [I, R]),
+          [dz, P(n.inZ), ddown, P(n.dtDown)],
+          bw('m1.dn2', N * d),
+        );
+        await this.k(`${t}.in.dx sum`, addKernel(N * d), [dn3, dn2], B_.dn);
+        await dW(`${t}.in_x`, n.inX, undefined, dxin, sv.n1, d, X);
+        await dW(`${t}.in_z`, n.inZ, undefined, dz, sv.n1, d, I);
+        await dW(`${t}.B`, n.B, undefined, dbl, sv.n1, d, X);
+        await dW(`${t}.C`, n.C, undefined, dc, sv.n1, d, I);
+        await dW(`${t}.dt_down`, n.dtDown, undefined, ddown, sv.n1, d, R);
       }
       const g1 = G(norm1);
       if (g1) await this.k(`${t}.norm1.dw`, rmsnormDwKernel(N, d), [B_.dn, sv.h, sv.r1], g1);

@@ -12,7 +12,7 @@
  *             float64 weights, so resuming loses nothing), `optimizer.safetensors` (m/<name>, v/<name>),
  *             `trainer.json` (step, epoch, position in the order, the order, the generator state, options)
  *   resume    `Trainer.resume(dir, …)`: N steps = k steps + save + resume + (N − k) steps, bit for bit
- *   webgpu    engine 'webgpu' (Llamas and Mamba-2 hybrids, a teacher for 'distill', no accumulation): each step is one GPU submission
+ *   webgpu    engine 'webgpu' (Llamas and hybrids, a teacher for 'distill', no accumulation): each step is one GPU submission
  *             (lib/train/gpu_step.ts) with parameters and moments on the device; `sync()` reads them back into
  *             `params` and the Adam state (float32 values) before anything reads the model or saves it, so a
  *             checkpoint is the CPU format and resumes on either engine

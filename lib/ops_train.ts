@@ -10,3 +10,4 @@ export * from '../kernels/adamw.js';
 export * from '../kernels/train_mamba.js';
 export { gatedRmsnormBackwardSources, gatedRmsnormSource } from '../kernels/gated_rmsnorm.js';
 export { defaultScanChunk } from '../kernels/selective_scan.js';
+export * from '../kernels/train_accumulate.js';

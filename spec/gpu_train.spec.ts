@@ -52,6 +52,8 @@ interface Case {
   teacher: boolean;
   /** the head and loss by chunks of this many rows (GpuStepOptions.logitRows); absent: one chunk here */
   logitRows?: number;
+  /** micro-batches per step (GpuStepOptions.accumulate; the CPU side averages their losses and gradients) */
+  accumulate?: number;
   seed: number;
 }
 
@@ -95,8 +97,10 @@ async function compare(
     clip: c.clip,
     teacher: teacher && { model: teacher, klWeight: 0.7 },
     logitRows: c.logitRows,
+    accumulate: c.accumulate,
     trainable,
   });
+  const A = c.accumulate ?? 1;
   try {
     if (mutate) gpu.omit(mutate);
     const params = new Map(m.weights.names().map((n) => [n, m.weights.get(n).data as Float64Array]));
@@ -107,17 +111,28 @@ async function compare(
     const got = { loss: [] as number[], norm: [] as number[] };
     const want = { loss: [] as number[], norm: [] as number[] };
     for (let t = 1; t <= 3; t++) {
-      const ids = Array.from({ length: B }, () => Array.from({ length: L }, () => r.int(0, m.llama.vocabSize - 1)));
+      const ids = Array.from({ length: A * B }, () => Array.from({ length: L }, () => r.int(0, m.llama.vocabSize - 1)));
       const before = { ...gpu.counters };
       const g = await gpu.step(ids, o.lr, t);
-      expect(gpu.counters).toEqual({ submits: before.submits + 1, maps: before.maps + 1 });
+      // one submission (accumulate > 1: the micro-batches' program first, waited on without a map)
+      expect(gpu.counters).toEqual({ submits: before.submits + (A > 1 ? 2 : 1), maps: before.maps + 1 });
       expect(g.ok).toBe(true);
-      const cpu = lossAndGrads(m, ids, {
-        objective: teacher ? 'distill' : 'lm',
-        teacherLogits: teacher && trainForward(teacher, ids, () => false).logits,
-        klWeight: 0.7,
-        trainable,
-      });
+      // the mean over the micro-batches of the loss and gradients (lib/train/trainer.ts trainStep)
+      const cpu = { loss: 0, grads: new Map<string, Float64Array>() };
+      for (let k = 0; k < A; k++) {
+        const micro = ids.slice(k * B, (k + 1) * B);
+        const one = lossAndGrads(m, micro, {
+          objective: teacher ? 'distill' : 'lm',
+          teacherLogits: teacher && trainForward(teacher, micro, () => false).logits,
+          klWeight: 0.7,
+          trainable,
+        });
+        cpu.loss += one.loss / A;
+        for (const [n, gr] of one.grads) {
+          const sum = cpu.grads.get(n) ?? lookup(cpu.grads.set(n, new Float64Array(gr.length)), n); // (the parameter's size)
+          for (let i = 0; i < gr.length; i++) sum[i] += gr[i] / A;
+        }
+      }
       const norm = c.clip
         ? clipGradNorm(cpu.grads, c.clip)
         : Math.sqrt([...cpu.grads.values()].reduce((s, a) => s + a.reduce((x, y) => x + y * y, 0), 0));
@@ -164,6 +179,7 @@ describe(`GPU training step on ${webgpu.title}`, () => {
             clip: fc.constantFrom(0, 1),
             teacher: fc.boolean(),
             logitRows: fc.constantFrom<number | undefined>(undefined, 4),
+            accumulate: fc.constantFrom(1, 2),
             seed: fc.integer({ min: 0, max: 1000 }),
           }),
           async (c) => {
@@ -171,11 +187,24 @@ describe(`GPU training step on ${webgpu.title}`, () => {
             for (const [k, v] of Object.entries(e)) expect(v, `${k} relative error`).toBeLessThanOrEqual(FLOAT32_TOL);
           },
         ),
-        // one random case, and one distilling from a teacher with the head and loss in chunks of 3 rows (3+3+3+1)
+        // one random case, and one distilling from a teacher with the head and loss in chunks of 3 rows (3+3+3+1),
+        // two micro-batches per step
         {
           numRuns: 1,
           examples: [
-            [{ tie: true, bias: true, kvHeads: 2, kind: 'adam', clip: 1, teacher: true, logitRows: 3, seed: 7 }],
+            [
+              {
+                tie: true,
+                bias: true,
+                kvHeads: 2,
+                kind: 'adam',
+                clip: 1,
+                teacher: true,
+                logitRows: 3,
+                accumulate: 2,
+                seed: 7,
+              },
+            ],
           ],
         },
       );
@@ -241,7 +270,8 @@ describe(`Trainer with engine 'webgpu' on ${webgpu.title}`, () => {
       for (let i = 0; i < n; i++) out.push((await t.trainStep()).loss);
       return out;
     };
-    const cpu = await steps(Trainer.create(start(), tokens, o('float64'), teacher), 4);
+    const tc = Trainer.create(start(), tokens, o('float64'), teacher);
+    const cpu = await steps(tc, 4);
     const gpu = Trainer.create(start(), tokens, o('webgpu'), teacher);
     const first = await steps(gpu, 2);
     await gpu.sync();
@@ -250,6 +280,7 @@ describe(`Trainer with engine 'webgpu' on ${webgpu.title}`, () => {
     const rest = await steps(gpu, 2);
     await gpu.close();
     expect(relError([...first, ...rest], cpu), `${[...first, ...rest]} vs ${cpu}`).toBeLessThanOrEqual(FLOAT32_TOL);
+    for (const [n, p] of tc.params) expect(relError(lookup(gpu.params, n), p), n).toBeLessThanOrEqual(FLOAT32_TOL);
     const again = Trainer.resume(dir, tokens, teacher);
     expect(again.o.engine).toBe('webgpu');
     expect(await steps(again, 2)).toEqual(rest); // the float32 state read back is the state the GPU had
@@ -271,6 +302,16 @@ describe(`Trainer with engine 'webgpu' on ${webgpu.title}`, () => {
     ),
   );
 
+  // accumulation: the micro-batches as a second program of the chain (one pass each), their mean before clip and Adam
+  run('the same with 3 micro-batches per step (accumulate 3): the Llama, and the hybrid distilling', async () => {
+    await resumes(start, (engine) => ({ ...opts(engine), accumulate: 3 }));
+    await resumes(
+      () => convert(start(), { variant: 'mamba2', attentionFraction: 0.5, seed: 2 }),
+      (engine) => ({ ...opts(engine), objective: 'distill', klWeight: 1, ceWeight: 0.5, accumulate: 3 }),
+      start(),
+    );
+  });
+
   run('a non-finite gradient: NonFiniteGradientError, and the device state read back is the state before', async () => {
     const m = start();
     m.weights.get('model.norm.weight').data[0] = NaN; // the loss and gradients go NaN
@@ -288,8 +329,12 @@ describe(`Trainer with engine 'webgpu' on ${webgpu.title}`, () => {
     await t.close();
   });
 
-  it('a model or objective the GPU step does not support is refused before any work', () => {
-    expect(() => Trainer.create(start(), tokens, { ...opts('webgpu'), accumulate: 2 })).toThrow(/accumulation/);
+  it('a model the GPU step does not support is refused before any work', () => {
+    const ablated = {
+      ...convert(start(), { variant: 'mamba2', attentionFraction: 0.5, seed: 1 }),
+      ablation: { gatedNorm: false },
+    };
+    expect(() => Trainer.create(ablated, tokens, opts('webgpu'))).toThrow(/ablated Mamba-2 layer/);
   });
 });
 

@@ -105,7 +105,7 @@ const common: Record<string, OptSpec> = {
   backend: {
     kind: 'enum',
     choices: ['webgpu'],
-    help: "'webgpu': each training step as one GPU submission (mil train, sft and distill: Llamas and hybrids; dpo and accumulation are refused, exit 2)",
+    help: "'webgpu': each training step as one GPU submission (mil train, sft and distill: Llamas and hybrids; dpo is refused, exit 2)",
   },
   threads: { kind: 'int', min: 1, max: 64 },
   dtype: { kind: 'enum', choices: ['F16', 'BF16', 'F32'] },

@@ -30,8 +30,12 @@
  *   Δ = softplus(W_dt (W_down n₁) (+ b_Δ) + b_Δ),  y = scan(x, Δ, A = −exp(A_log) (d_in, N), B, C) + D x,
  *   h₁ = h + W_out (y · silu(z))                    (the same scan kernels: one Δ per channel, A per state)
  * and back in reverse; its block's norms use the Mamba config's ε (block.ts blockEps). A teacher may be a hybrid
- * too (its forward only). Not supported yet (a clear ArgumentError before any upload): the Mamba-2 ablations,
- * gradient accumulation > 1.
+ * too (its forward only). Not supported yet (a clear ArgumentError before any upload): the Mamba-2 ablations.
+ *
+ * Gradient accumulation (accumulate A > 1): the forward, loss and backward are recorded as a second program,
+ * 'micro', run A times in one submission (each pass fed its micro-batch's ids, targets and embedding index), each
+ * pass adding its gradients and [CE, KL] into accumulators (kernels/train_accumulate.ts); the main program then
+ * takes their mean (÷A), clips, steps Adam and zeroes the accumulators — the CPU trainer's mean over micro-batches.
  */
 import { ropeTable } from '../ref/rope.js';
 import { ArgumentError, KernelError } from '../errors.js';
@@ -78,6 +82,7 @@ import {
   scanLocalKernel,
   scanOutKernel,
   scanPassKernel,
+  scaleKernel,
   scanStatesKernel,
   type ConvRows,
   type ScanRows,
@@ -116,6 +121,8 @@ export interface GpuStepOptions {
   ceWeight?: number;
   /** distillation: a frozen Llama teacher's logits on the same batch, loss = ce_w·CE + kl_w·KL(teacher ‖ student) */
   teacher?: { model: HybridModel; klWeight: number };
+  /** micro-batches per step (default 1): gradients and losses averaged over them before clipping and Adam */
+  accumulate?: number;
   /** rows of logits per chunk of the head and loss (default ⌊2^24 / V⌋: exact thread indices); tests set it small */
   logitRows?: number;
   trainable: (name: string) => boolean;
@@ -144,7 +151,6 @@ export function gpuStepUnsupported(
     if (x?.ablation && (x.ablation.convActivation === false || x.ablation.gatedNorm === false))
       return `${who}an ablated Mamba-2 layer (no conv silu / no gated norm) is not on the GPU`;
   }
-  if ((o.accumulate ?? 1) !== 1) return 'gradient accumulation (accumulate > 1) is not on webgpu yet';
   return null;
 }
 
@@ -222,12 +228,16 @@ export class GpuTrainStep {
       hyper: ChainBuffer;
       loss: ChainBuffer;
       norm: ChainBuffer;
+      /** accumulate > 1: every micro-batch's [ids | targets | order | start], the one fed to a pass, the mean loss */
+      all?: ChainBuffer;
+      inp?: ChainBuffer;
+      lossMean?: ChainBuffer;
     },
   ) {}
 
   /** Upload `m`'s weights (and zero moments) and record the step; throws ArgumentError where unsupported. */
   static async create(m: HybridModel, o: GpuStepOptions): Promise<GpuTrainStep> {
-    const why = gpuStepUnsupported(m, {}, o.teacher?.model);
+    const why = gpuStepUnsupported(m, { accumulate: o.accumulate }, o.teacher?.model);
     if (why)
       throw new ArgumentError('backend', `a model and options the webgpu training step supports (${why})`, 'webgpu');
     const c = m.llama;
@@ -272,7 +282,15 @@ export class GpuTrainStep {
         loss: chain.buffer('loss', 2),
         norm: chain.buffer('grad norm', 3),
       };
-      const step = new GpuTrainStep(chain, o, V, io);
+      const A = o.accumulate ?? 1;
+      if (!Number.isInteger(A) || A < 1) throw new ArgumentError('accumulate', 'a positive integer', A);
+      const per = 3 * N + V + 1;
+      const acc = A > 1 && {
+        all: chain.buffer('micro-batches', A * per),
+        inp: chain.buffer('micro-batch', per),
+        lossMean: chain.buffer('loss (mean)', 2),
+      };
+      const step = new GpuTrainStep(chain, o, V, { ...io, ...(acc || {}) });
       await step.record(m, { B, L, N, d, V, H, Hkv, hd, F });
       return step;
     } catch (e) {
@@ -471,6 +489,22 @@ export class GpuTrainStep {
     const embedName = 'model.embed_tokens.weight';
     const headName = lmHeadName(m);
     const tied = headName === embedName;
+
+    // ---------------- accumulate > 1: forward and backward are the 'micro' program, run once per micro-batch (its
+    // inputs fed into `inp`, copied here into the buffers the kernels read), each adding its gradients and losses into
+    // accumulators; the main program then takes their mean, clips, steps Adam and zeroes them
+    const A = this.o.accumulate ?? 1;
+    const inp = this.io.inp;
+    if (A > 1 && inp) {
+      chain.record('micro');
+      const parts: Array<[ChainBuffer, number]> = [
+        [this.io.ids, 0],
+        [this.io.tgt, N],
+        [this.io.order, 2 * N],
+        [this.io.start, 3 * N],
+      ];
+      for (const [b, at] of parts) chain.copy(`micro ${b.name}`, inp, at, b, () => 0, b.elements);
+    }
 
     // ---------------- forward (the teacher's first, frozen: its own weights, no gradients)
     const tf = this.o.teacher ? await this.forward(this.o.teacher.model, B, L, 'teacher') : undefined;
@@ -765,6 +799,25 @@ export class GpuTrainStep {
     // ---------------- clip and Adam
     const trained = [...this.params.values()].filter((q) => q.g);
     if (trained.length === 0) throw new ArgumentError('trainable', 'at least one parameter that trains', 0);
+    if (A > 1 && this.io.lossMean) {
+      // acc += g per micro-batch (a kernel into a scratch buffer, copied back); then, once: g = acc/A, acc = 0
+      const sums: Array<[ChainBuffer, ChainBuffer]> = [
+        ...trained.map((q): [ChainBuffer, ChainBuffer] => [q.g!, chain.buffer(`acc:${q.name}`, q.g!.elements)]),
+        [this.io.loss, chain.buffer('acc:loss', 2)],
+      ];
+      const scratch = new Map<number, ChainBuffer>();
+      const tmp = (n: number) => scratch.get(n) ?? lookup(scratch.set(n, chain.buffer(`acc tmp (${n})`, n)), n);
+      for (const [g, a] of sums) {
+        await this.k(`acc+ ${g.name}`, addKernel(g.elements), [a, g], tmp(g.elements));
+        chain.copy(`acc← ${g.name}`, tmp(g.elements), 0, a, () => 0, g.elements);
+      }
+      chain.record();
+      const zeros = chain.buffer('zeros', Math.max(...sums.map(([g]) => g.elements)));
+      for (const [g, a] of sums) {
+        await this.k(`acc/A ${g.name}`, scaleKernel(g.elements, 1 / A), [a], g === this.io.loss ? this.io.lossMean : g);
+        chain.copy(`acc=0 ${g.name}`, zeros, 0, a, () => 0, g.elements);
+      }
+    }
     const part = chain.buffer('norm parts', NORM_PARTS);
     const parts = chain.buffer('norm parts (all)', NORM_PARTS * trained.length);
     for (const [j, q] of trained.entries()) {
@@ -799,32 +852,60 @@ export class GpuTrainStep {
   }
   /** Test hook: leave the op with this label out of every step (a test must then fail). */
   omit(label: string): void {
-    if (!this.chain.labels.includes(label)) throw new ArgumentError('omit', 'a label of the chain', label);
+    if (!this.chain.labels.includes(label) && !this.chain.labelsOf('micro').includes(label))
+      throw new ArgumentError('omit', 'a label of the chain', label);
     this.chain.omit.add(label);
   }
 
-  /** One step on rows `ids` (batch × seqLen) at learning rate lr, Adam step t (1-based): one submit, one map. */
+  /**
+   * One step on rows `ids` (accumulate × batch rows of seqLen: micro-batch k is rows k·batch …) at learning rate lr,
+   * Adam step t (1-based): one submit and one map (accumulate > 1: the micro-batches in a second submission before).
+   */
   async step(ids: number[][], lr: number, t: number): Promise<GpuStepResult> {
     const { batch, seqLen } = this.o;
-    if (ids.length !== batch || ids.some((r) => r.length !== seqLen))
+    const A = this.o.accumulate ?? 1;
+    if (ids.length !== A * batch || ids.some((r) => r.length !== seqLen))
       throw new ArgumentError(
         'ids',
-        `${batch} rows of ${seqLen} tokens`,
+        `${A * batch} rows of ${seqLen} tokens`,
         ids.map((r) => r.length),
       );
-    const flat = ids.flat();
-    flat.forEach((id, n) => {
+    ids.flat().forEach((id, n) => {
       if (!Number.isInteger(id) || id < 0 || id >= this.V)
         throw new ArgumentError(`ids[${n}]`, `a token id in [0, ${this.V})`, id);
     });
-    const tgt = Float32Array.from(flat, (_, n) => (n % seqLen === seqLen - 1 ? -1 : flat[n + 1])); // (b·l): next id, −1 at a row's end
-    const { order, start } = embeddingIndex(flat, this.V);
-    this.chain.write(this.io.ids, Float32Array.from(flat));
-    this.chain.write(this.io.tgt, tgt);
-    this.chain.write(this.io.order, order);
-    this.chain.write(this.io.start, start);
+    /** a micro-batch's inputs: ids, next ids (−1 at a row's end), the embedding's order and start */
+    const inputs = (rows: number[][]) => {
+      const flat = rows.flat(); // (b·l)
+      const { order, start } = embeddingIndex(flat, this.V);
+      const tgt = Float32Array.from(flat, (_, n) => (n % seqLen === seqLen - 1 ? -1 : flat[n + 1])); // (b·l)
+      return [Float32Array.from(flat), tgt, order, start];
+    };
+    const { all, inp, lossMean } = this.io;
+    if (A > 1 && all && inp && lossMean) {
+      const per = inp.elements;
+      const data = new Float32Array(A * per); // (A, 3·b·l + V + 1)
+      for (let k = 0; k < A; k++) {
+        let at = k * per;
+        for (const part of inputs(ids.slice(k * batch, (k + 1) * batch)))
+          data.set(part, (at += part.length) - part.length);
+      }
+      this.chain.write(all, data);
+      await this.chain.runSequence(
+        Array.from({ length: A }, () => ({ pos: 0 })),
+        [],
+        { src: all, dst: inp, elements: per },
+        'micro',
+      );
+    } else {
+      const [flat, tgt, order, start] = inputs(ids);
+      this.chain.write(this.io.ids, flat);
+      this.chain.write(this.io.tgt, tgt);
+      this.chain.write(this.io.order, order);
+      this.chain.write(this.io.start, start);
+    }
     this.chain.write(this.io.hyper, adamHyper(this.o.optimizer, t, lr));
-    const [loss, norm] = await this.chain.run({ pos: 0 }, [{ from: this.io.loss }, { from: this.io.norm }]); // (2) [CE, KL], (3) [‖g‖, c, ok]
+    const [loss, norm] = await this.chain.run({ pos: 0 }, [{ from: lossMean ?? this.io.loss }, { from: this.io.norm }]); // (2) [CE, KL], (3) [‖g‖, c, ok]
     const ce = loss[0];
     const kl = this.o.teacher ? loss[1] : undefined;
     return {

@@ -73,6 +73,14 @@ const L = 5;
  * 3 steps on the GPU and on the CPU on the same batches: the worst relative error of losses, norms, parameters
  * and moments. `mutate` names a chain op to leave out.
  */
+/** The random parts of a Case both property tests draw: the model's shape options and the optimizer. */
+const modelAndOptimizer = {
+  tie: fc.boolean(),
+  bias: fc.boolean(),
+  kvHeads: fc.constantFrom<1 | 2>(1, 2),
+  kind: fc.constantFrom<'adam' | 'adamw'>('adam', 'adamw'),
+};
+
 const norm2 = (a: ArrayLike<number>) => Math.sqrt(Array.from(a).reduce((s, x) => s + x * x, 0));
 
 async function compare(
@@ -172,10 +180,7 @@ describe(`GPU training step on ${webgpu.title}`, () => {
       await fc.assert(
         fc.asyncProperty(
           fc.record({
-            tie: fc.boolean(),
-            bias: fc.boolean(),
-            kvHeads: fc.constantFrom<1 | 2>(1, 2),
-            kind: fc.constantFrom<'adam' | 'adamw'>('adam', 'adamw'),
+            ...modelAndOptimizer,
             clip: fc.constantFrom(0, 1),
             teacher: fc.boolean(),
             logitRows: fc.constantFrom<number | undefined>(undefined, 4),
@@ -441,10 +446,7 @@ describe(`GPU training step of a Mamba-2 or Mamba-1 hybrid on ${webgpu.title}`, 
     await fc.assert(
       fc.asyncProperty(
         fc.record({
-          tie: fc.boolean(),
-          bias: fc.boolean(),
-          kvHeads: fc.constantFrom<1 | 2>(1, 2),
-          kind: fc.constantFrom<'adam' | 'adamw'>('adam', 'adamw'),
+          ...modelAndOptimizer,
           clip: fc.constantFrom(0, 0.1),
           teacher: fc.constant(true),
           stage1: fc.boolean(),

@@ -615,6 +615,43 @@ export class GpuTrainStep {
       dk: buf('bw.dk', N * Hkv * hd),
       dv: buf('bw.dv', N * Hkv * hd),
     };
+    /**
+     * The scan's backward (kernels/train_mamba.ts), shared by both Mamba mixers: from ∂ℓ/∂y (dy) to ∂ℓ/∂dt (through
+     * softplus), ∂ℓ/∂x, ∂ℓ/∂B, ∂ℓ/∂C, with A_log's and D's gradients written where they train. `x` the scan's input,
+     * `sv` the layer's saved br, cm, dl (Δ), hs (chunk states), dt (before softplus).
+     */
+    const scanBack = async (
+      t: string,
+      ss: ScanRows,
+      x: ChainBuffer,
+      sv: Record<string, ChainBuffer>,
+      dy: ChainBuffer,
+      n: { Alog: string; D: string },
+      deltaBias: string,
+    ) => {
+      const alog = P(n.Alog);
+      const Nd = N * (ss.I / ss.HW); // Δ's values: (N, H) for Mamba-2, (N, d_in) for Mamba-1
+      const st = scanStatesKernel(ss);
+      const hst = await this.k(`${t}.ssd_states`, st, [x, sv.br, sv.dl, alog, sv.hs], bw('scan.h', st.size));
+      const gl = scanGlocalKernel(ss);
+      const glocal = await this.k(`${t}.ssd_glocal`, gl, [dy, sv.cm, sv.dl, alog], bw('scan.glocal', gl.size));
+      const gin = await this.k(`${t}.ssd_gin`, scanGinKernel(ss), [glocal, sv.dl, alog], bw('scan.gin', gl.size));
+      const gg = await this.k(`${t}.ssd_G`, scanGKernel(ss), [dy, sv.cm, sv.dl, alog, gin], bw('scan.G', st.size));
+      const dd = [x, sv.br, sv.dl, alog, hst, gg];
+      const ddelta = await this.k(`${t}.ssd_ddelta`, scanDdeltaKernel(ss), dd, bw('scan.ddelta', Nd));
+      const dtArgs = [ddelta, sv.dt, P(deltaBias)];
+      const width = ss.I / ss.HW;
+      const ddt = await this.k(`${t}.delta.back`, deltaBackKernel(N, width), dtArgs, bw('scan.ddt', Nd));
+      const NI = N * ss.I;
+      const dx = await this.k(`${t}.ssd_dx`, scanDxKernel(ss), [dy, sv.br, sv.dl, gg, P(n.D)], bw('scan.dx', NI));
+      const dB = await this.k(`${t}.ssd_dB`, scanDbcKernel(ss, 'B'), [x, sv.dl, gg], bw('scan.dB', NI));
+      const dC = await this.k(`${t}.ssd_dC`, scanDbcKernel(ss, 'C'), [dy, hst], bw('scan.dC', NI));
+      const ga = G(n.Alog);
+      if (ga) await this.k(`${t}.ssd_dAlog`, scanDalogKernel(ss), [sv.dl, alog, hst, gg], ga);
+      const gd = G(n.D);
+      if (gd) await this.k(`${t}.ssd_dD`, scanDdKernel(ss), [dy, x], gd);
+      return { ddt, dx, dB, dC };
+    };
     for (let i = c.numLayers - 1; i >= 0; i--) {
       const sv = saved[i];
       const { prefix: p, norm1, norm2 } = blockNames(i);
@@ -656,7 +693,6 @@ export class GpuTrainStep {
         // Mamba-2, back from ∂ℓ/∂out (dh1) to ∂ℓ/∂n1 (B_.dn)
         const s = mamba2Shape(m, p, B, L);
         const { n, conv, ss, I, X, Win } = s;
-        const alog = P(n.Alog);
         const dyn = await this.k(
           `${t}.out_proj.dx`,
           linearDxKernel(N, I, [d]),
@@ -669,23 +705,7 @@ export class GpuTrainStep {
         const dz = await this.k(`${t}.gated_norm.dz`, s.normBack.dz!, nargs, bw('m2.dz', N * I));
         const gw = G(n.norm);
         if (gw) await this.k(`${t}.gated_norm.dw`, s.normBack.dweight, nargs, gw);
-        const st = scanStatesKernel(ss);
-        const hst = await this.k(`${t}.ssd_states`, st, [sv.xr, sv.br, sv.dl, alog, sv.hs], bw('m2.h', st.size));
-        const gl = scanGlocalKernel(ss);
-        const glocal = await this.k(`${t}.ssd_glocal`, gl, [dy, sv.cm, sv.dl, alog], bw('m2.glocal', gl.size));
-        const gin = await this.k(`${t}.ssd_gin`, scanGinKernel(ss), [glocal, sv.dl, alog], bw('m2.gin', gl.size));
-        const gg = await this.k(`${t}.ssd_G`, scanGKernel(ss), [dy, sv.cm, sv.dl, alog, gin], bw('m2.G', st.size));
-        const dd = [sv.xr, sv.br, sv.dl, alog, hst, gg];
-        const ddelta = await this.k(`${t}.ssd_ddelta`, scanDdeltaKernel(ss), dd, bw('m2.ddelta', N * s.H));
-        const dtArgs = [ddelta, sv.dt, P(n.dtBias)];
-        const ddt = await this.k(`${t}.delta.back`, deltaBackKernel(N, s.H), dtArgs, bw('m2.ddt', N * s.H));
-        const dxr = await this.k(`${t}.ssd_dx`, scanDxKernel(ss), [dy, sv.br, sv.dl, gg, P(n.D)], bw('m2.dx', N * I));
-        const dbr = await this.k(`${t}.ssd_dB`, scanDbcKernel(ss, 'B'), [sv.xr, sv.dl, gg], bw('m2.dB', N * I));
-        const dc = await this.k(`${t}.ssd_dC`, scanDbcKernel(ss, 'C'), [dy, hst], bw('m2.dC', N * I));
-        const ga = G(n.Alog);
-        if (ga) await this.k(`${t}.ssd_dAlog`, scanDalogKernel(ss), [sv.dl, alog, hst, gg], ga);
-        const gd = G(n.D);
-        if (gd) await this.k(`${t}.ssd_dD`, scanDdKernel(ss), [dy, sv.xr], gd);
+        const { ddt, dx: dxr, dB: dbr, dC: dc } = await scanBack(t, ss, sv.xr, sv, dy, n, n.dtBias);
         const gdb = G(n.dtBias);
         if (gdb) await this.k(`${t}.dt_bias.dW`, linearDbKernel(N, s.H), [ddt], gdb);
         const dxs = await this.k(
@@ -713,7 +733,6 @@ export class GpuTrainStep {
         // Mamba-1, back from ∂ℓ/∂out (dh1) to ∂ℓ/∂n1 (B_.dn)
         const s = mamba1Shape(m, p, B, L);
         const { n, conv, ss, I, X, R } = s;
-        const alog = P(n.Alog);
         const dyg = await this.k(
           `${t}.out_proj.dx`,
           linearDxKernel(N, I, [d]),
@@ -723,23 +742,7 @@ export class GpuTrainStep {
         await dW(`${t}.out_proj`, n.out, undefined, B_.dh1, sv.yg, I, d);
         const dy = await this.k(`${t}.gate.dy`, swigluBackKernel(N * I, 'du'), [dyg, sv.z], bw('m1.dy', N * I));
         const dz = await this.k(`${t}.gate.dz`, swigluBackKernel(N * I, 'dg'), [dyg, sv.z, sv.y], bw('m1.dz', N * I));
-        const st = scanStatesKernel(ss);
-        const hst = await this.k(`${t}.ssd_states`, st, [sv.xc, sv.br, sv.dl, alog, sv.hs], bw('m1.h', st.size));
-        const gl = scanGlocalKernel(ss);
-        const glocal = await this.k(`${t}.ssd_glocal`, gl, [dy, sv.cm, sv.dl, alog], bw('m1.glocal', gl.size));
-        const gin = await this.k(`${t}.ssd_gin`, scanGinKernel(ss), [glocal, sv.dl, alog], bw('m1.gin', gl.size));
-        const gg = await this.k(`${t}.ssd_G`, scanGKernel(ss), [dy, sv.cm, sv.dl, alog, gin], bw('m1.G', st.size));
-        const dd = [sv.xc, sv.br, sv.dl, alog, hst, gg];
-        const ddelta = await this.k(`${t}.ssd_ddelta`, scanDdeltaKernel(ss), dd, bw('m1.ddelta', N * I));
-        const dtArgs = [ddelta, sv.dt, P(s.deltaBias)];
-        const ddt = await this.k(`${t}.delta.back`, deltaBackKernel(N, I), dtArgs, bw('m1.ddt', N * I));
-        const du = await this.k(`${t}.ssd_dx`, scanDxKernel(ss), [dy, sv.br, sv.dl, gg, P(n.D)], bw('m1.du', N * I));
-        const dbr = await this.k(`${t}.ssd_dB`, scanDbcKernel(ss, 'B'), [sv.xc, sv.dl, gg], bw('m1.dB', N * I));
-        const dc = await this.k(`${t}.ssd_dC`, scanDbcKernel(ss, 'C'), [dy, hst], bw('m1.dC', N * I));
-        const ga = G(n.Alog);
-        if (ga) await this.k(`${t}.ssd_dAlog`, scanDalogKernel(ss), [sv.dl, alog, hst, gg], ga);
-        const gd = G(n.D);
-        if (gd) await this.k(`${t}.ssd_dD`, scanDdKernel(ss), [dy, sv.xc], gd);
+        const { ddt, dx: du, dB: dbr, dC: dc } = await scanBack(t, ss, sv.xc, sv, dy, n, s.deltaBias);
         const gdb = G(s.deltaBias);
         if (gdb && !s.dtProjBias) await this.k(`${t}.dt_bias.dW`, linearDbKernel(N, I), [ddt], gdb);
         if (gdb && s.dtProjBias) {

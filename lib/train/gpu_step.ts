@@ -110,7 +110,7 @@ import {
   type TrainKernel,
 } from '../ops_train.js';
 import type { AdamOptions } from './optim.js';
-import { lookup } from '../checked.js';
+import { lookup, present } from '../checked.js';
 
 export interface GpuStepOptions {
   batch: number;
@@ -702,7 +702,12 @@ export class GpuTrainStep {
         await dW(`${t}.out_proj`, n.out, undefined, B_.dh1, sv.yn, I, d);
         const nargs = [sv.y, P(n.norm), dyn, sv.z];
         const dy = await this.k(`${t}.gated_norm.dx`, s.normBack.dx, nargs, bw('m2.dy', N * I));
-        const dz = await this.k(`${t}.gated_norm.dz`, s.normBack.dz!, nargs, bw('m2.dz', N * I));
+        const dz = await this.k(
+          `${t}.gated_norm.dz`,
+          present(s.normBack.dz, 'the gated norm dz kernel'),
+          nargs,
+          bw('m2.dz', N * I),
+        );
         const gw = G(n.norm);
         if (gw) await this.k(`${t}.gated_norm.dw`, s.normBack.dweight, nargs, gw);
         const { ddt, dx: dxr, dB: dbr, dC: dc } = await scanBack(t, ss, sv.xr, sv, dy, n, n.dtBias);
@@ -805,7 +810,10 @@ export class GpuTrainStep {
     if (A > 1 && this.io.lossMean) {
       // acc += g per micro-batch (a kernel into a scratch buffer, copied back); then, once: g = acc/A, acc = 0
       const sums: Array<[ChainBuffer, ChainBuffer]> = [
-        ...trained.map((q): [ChainBuffer, ChainBuffer] => [q.g!, chain.buffer(`acc:${q.name}`, q.g!.elements)]),
+        ...trained.map((q): [ChainBuffer, ChainBuffer] => {
+          const g = present(q.g, `${q.name}'s gradient`);
+          return [g, chain.buffer(`acc:${q.name}`, g.elements)];
+        }),
         [this.io.loss, chain.buffer('acc:loss', 2)],
       ];
       const scratch = new Map<number, ChainBuffer>();
@@ -901,7 +909,7 @@ export class GpuTrainStep {
         'micro',
       );
     } else {
-      const [flat, tgt, order, start] = inputs(ids);
+      const [flat, tgt, order, start] = inputs(ids); // (b·l) ×3, (V + 1)
       this.chain.write(this.io.ids, flat);
       this.chain.write(this.io.tgt, tgt);
       this.chain.write(this.io.order, order);

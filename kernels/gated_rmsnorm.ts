@@ -6,6 +6,40 @@
  */
 import type { GpuRuntime } from './runtime.js';
 import { siluExpr } from './snippets.js';
+import type { TrainKernel } from './train_layers.js';
+
+/**
+ * The forward as a kernel description (args x, w (and z)): the one source of `gatedRmsnormKernel` and of the GPU
+ * training step's chain (lib/train/gpu_step.ts), where rows are its (b·l, d_in) activations.
+ */
+export function gatedRmsnormSource(
+  rows: number,
+  d: number,
+  group: number,
+  eps: number,
+  normBeforeGate: boolean,
+  hasZ: boolean,
+): TrainKernel {
+  const gateFirst = hasZ && !normBeforeGate;
+  const gateAfter = hasZ && normBeforeGate;
+  const v = (idx: string) => (gateFirst ? `(x[${idx}] * ${siluExpr(`z[${idx}]`)})` : `x[${idx}]`);
+  const source = `function (x, w${hasZ ? ', z' : ''}) {
+    const i = this.thread.x;
+    const col = i - Math.floor(i / this.constants.D) * this.constants.D;
+    const g0 = i - (col - Math.floor(col / this.constants.GS) * this.constants.GS);
+    let ss = 0.0;
+    for (let k = 0; k < this.constants.GS; k++) { const vk = ${v('g0 + k')}; ss += vk * vk; }
+    let y = ${v('i')} / Math.sqrt(ss / this.constants.GS + this.constants.EPS) * w[col];
+    ${gateAfter ? `y = y * ${siluExpr('z[i]')};` : ''}
+    return y;
+  }`;
+  return {
+    key: `grms${gateFirst ? '+gatefirst' : ''}${gateAfter ? '+gateafter' : ''}`,
+    source,
+    constants: { D: d, GS: group, EPS: eps },
+    size: rows * d,
+  };
+}
 
 export function gatedRmsnormKernel(
   rt: GpuRuntime,
@@ -18,26 +52,8 @@ export function gatedRmsnormKernel(
   w: Float32Array,
   z: Float32Array | undefined,
 ): Promise<Float32Array> {
-  const gateFirst = !!z && !normBeforeGate;
-  const gateAfter = !!z && normBeforeGate;
-  const v = (idx: string) => (gateFirst ? `(x[${idx}] * ${siluExpr(`z[${idx}]`)})` : `x[${idx}]`);
-  const src = `function (x, w${z ? ', z' : ''}) {
-    const i = this.thread.x;
-    const col = i - Math.floor(i / this.constants.D) * this.constants.D;
-    const g0 = i - (col - Math.floor(col / this.constants.GS) * this.constants.GS);
-    let ss = 0.0;
-    for (let k = 0; k < this.constants.GS; k++) { const vk = ${v('g0 + k')}; ss += vk * vk; }
-    let y = ${v('i')} / Math.sqrt(ss / this.constants.GS + this.constants.EPS) * w[col];
-    ${gateAfter ? `y = y * ${siluExpr('z[i]')};` : ''}
-    return y;
-  }`;
-  return rt.run(
-    `grms${gateFirst ? '+gatefirst' : ''}${gateAfter ? '+gateafter' : ''}`,
-    src,
-    { D: d, GS: group, EPS: eps },
-    rows * d,
-    z ? [x, w, z] : [x, w],
-  );
+  const k = gatedRmsnormSource(rows, d, group, eps, normBeforeGate, !!z);
+  return rt.run(k.key, k.source, k.constants, k.size, z ? [x, w, z] : [x, w]);
 }
 
 /**
@@ -51,26 +67,22 @@ export function gatedRmsnormKernel(
  *   norm first:                  ∂ℓ/∂x = ∂ℓ/∂v,          ∂ℓ/∂z = dy n w silu'(z)
  * One thread per element of dx or dz (each re-reads its group), one per column of dweight (each loops the rows).
  */
-export async function gatedRmsnormBackwardKernel(
-  rt: GpuRuntime,
+/** The backward as kernel descriptions (args x, w, dy (and z)): dx, dz (with z), dweight. */
+export function gatedRmsnormBackwardSources(
   rows: number,
   d: number,
   group: number,
   eps: number,
   normBeforeGate: boolean,
-  x: Float32Array,
-  w: Float32Array,
-  z: Float32Array | undefined,
-  dy: Float32Array,
-): Promise<{ dx: Float32Array; dweight: Float32Array; dz?: Float32Array }> {
-  const gateFirst = !!z && !normBeforeGate;
-  const gateAfter = !!z && normBeforeGate;
+  hasZ: boolean,
+): { dx: TrainKernel; dz?: TrainKernel; dweight: TrainKernel } {
+  const gateFirst = hasZ && !normBeforeGate;
+  const gateAfter = hasZ && normBeforeGate;
   const sig = (e: string) => `(1.0 / (1.0 + Math.exp(-(${e}))))`;
   const v = (idx: string) => (gateFirst ? `(x[${idx}] * ${siluExpr(`z[${idx}]`)})` : `x[${idx}]`);
   const post = (idx: string) => (gateAfter ? ` * ${siluExpr(`z[${idx}]`)}` : '');
-  const names = `x, w, dy${z ? ', z' : ''}`;
-  const args = z ? [x, w, dy, z] : [x, w, dy];
-  const consts = { D: d, GS: group, EPS: eps, ROWS: rows };
+  const names = `x, w, dy${hasZ ? ', z' : ''}`;
+  const constants = { D: d, GS: group, EPS: eps, ROWS: rows };
   const tag = `${gateFirst ? '+gatefirst' : ''}${gateAfter ? '+gateafter' : ''}`;
   // per element i: its group's r and mean(dn·n), then ∂ℓ/∂v_i
   const head = `const i = this.thread.x;
@@ -90,34 +102,23 @@ export async function gatedRmsnormBackwardKernel(
       }
     }
     const dv = r * (this.constants.EPS * r * r * dni + cross / this.constants.GS);`;
-  const dx = await rt.run(
-    `grmsb.dx${tag}`,
-    `function (${names}) {\n    ${head}\n    return dv${gateFirst ? ` * ${siluExpr('z[i]')}` : ''};\n  }`,
-    consts,
-    rows * d,
-    args,
-  );
+  const elementwise = (name: string, ret: string): TrainKernel => ({
+    key: `grmsb.${name}${tag}`,
+    source: `function (${names}) {\n    ${head}\n    return ${ret};\n  }`,
+    constants,
+    size: rows * d,
+  });
   const siluGrad = (e: string) => `(${sig(e)} * (1.0 + (${e}) * (1.0 - ${sig(e)})))`;
-  let dz: Float32Array | undefined;
-  if (gateFirst)
-    dz = await rt.run(
-      `grmsb.dz${tag}`,
-      `function (${names}) {\n    ${head}\n    return dv * x[i] * ${siluGrad('z[i]')};\n  }`,
-      consts,
-      rows * d,
-      args,
-    );
-  if (gateAfter)
-    dz = await rt.run(
-      `grmsb.dz${tag}`,
-      `function (${names}) {\n    ${head}\n    return dy[i] * x[i] * r * w[col] * ${siluGrad('z[i]')};\n  }`,
-      consts,
-      rows * d,
-      args,
-    );
-  const dweight = await rt.run(
-    `grmsb.dw${tag}`,
-    `function (${names}) {
+  return {
+    dx: elementwise('dx', `dv${gateFirst ? ` * ${siluExpr('z[i]')}` : ''}`),
+    dz: gateFirst
+      ? elementwise('dz', `dv * x[i] * ${siluGrad('z[i]')}`)
+      : gateAfter
+        ? elementwise('dz', `dy[i] * x[i] * r * w[col] * ${siluGrad('z[i]')}`)
+        : undefined,
+    dweight: {
+      key: `grmsb.dw${tag}`,
+      source: `function (${names}) {
     const col = this.thread.x;
     const c0 = col - (col - Math.floor(col / this.constants.GS) * this.constants.GS);
     let s = 0.0;
@@ -130,9 +131,26 @@ export async function gatedRmsnormBackwardKernel(
     }
     return s;
   }`,
-    consts,
-    d,
-    args,
-  );
-  return { dx, dweight, dz };
+      constants,
+      size: d,
+    },
+  };
+}
+
+export async function gatedRmsnormBackwardKernel(
+  rt: GpuRuntime,
+  rows: number,
+  d: number,
+  group: number,
+  eps: number,
+  normBeforeGate: boolean,
+  x: Float32Array,
+  w: Float32Array,
+  z: Float32Array | undefined,
+  dy: Float32Array,
+): Promise<{ dx: Float32Array; dweight: Float32Array; dz?: Float32Array }> {
+  const k = gatedRmsnormBackwardSources(rows, d, group, eps, normBeforeGate, !!z);
+  const args = z ? [x, w, dy, z] : [x, w, dy];
+  const go = (t: TrainKernel) => rt.run(t.key, t.source, t.constants, t.size, args);
+  return { dx: await go(k.dx), dz: k.dz && (await go(k.dz)), dweight: await go(k.dweight) };
 }

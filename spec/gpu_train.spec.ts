@@ -6,15 +6,21 @@
  * or none, grouped-query or not; Adam or AdamW; clipping on or off; the lm objective, or distillation from a
  * random Llama teacher of another shape: ce_w·CE + kl_w·KL with the teacher's forward in the same chain):
  *   - loss and gradient norm of every step, then every parameter and Adam moment read back after the last, agree
- *     at relative error ≤ FLOAT32_TOL = 1e-4 (measured: losses ~1e-7, parameters ~1e-7, moments ~2e-6);
+ *     at relative error ≤ FLOAT32_TOL = 1e-4 (measured: losses ~1e-7, parameters ~1e-7, moments ~2e-6). Adam's
+ *     first moment m = Σ_k (1−β₁)β₁^{K−k} g_k is measured against the same sum of |g_k| (v against itself): the
+ *     gradients of successive steps may cancel in m (seen: a dt_bias whose three gradients each agree within 1e-5
+ *     summing to an m 55× smaller than that of |g|, 1.8e-4 relative to itself), and a float32 error is relative
+ *     to the terms summed, not to what is left after they cancel;
  *   - every step is exactly one queue.submit and one mapAsync (the chain's own counters);
  *   - the head and the loss by row chunks (what keeps (b·l)·V logits under 2^24 elements per kernel) give the same.
  * Mutations, each of which must fail: a forward kernel left out of the chain (layer 0's down-projection: the loss
  * moves), a backward kernel left out (the last layer's dk: the parameters after the step move), the teacher's
  * down-projection left out (the KL moves).
+ * The same for 50% Mamba-2 and Mamba-1 hybrids distilled from their Llama (stage 1: only the Mamba parameters
+ * train, or all); six Mamba kernels left out each fail.
  */
 import fc from 'fast-check';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { lookup, present } from '../lib/checked.js';
@@ -23,12 +29,14 @@ import { ArgumentError } from '../lib/errors.js';
 import { randomLlama } from '../lib/model/random.js';
 import type { HybridModel } from '../lib/model/hybrid.js';
 import { convert } from '../lib/model/convert.js';
+import { loadModel } from '../lib/model/load.js';
 import { GpuTrainStep } from '../lib/train/gpu_step.js';
-import { lossAndGrads, trainForward } from '../lib/train/model.js';
+import { lossAndGrads, mambaOnly, trainForward } from '../lib/train/model.js';
 import { adamStep, clipGradNorm, newAdamState, type AdamOptions } from '../lib/train/optim.js';
 import { NonFiniteGradientError, Trainer, float64Model, type TrainerOptions } from '../lib/train/trainer.js';
 import { tmpFolder } from './tmp.js';
-import { relError } from '../lib/tensor.js';
+import { Tensor, relError } from '../lib/tensor.js';
+import { WeightStore } from '../lib/model/weights.js';
 import { FLOAT32_TOL, KERNEL_BACKENDS, Rng, withAttentionBias } from './helpers.js';
 
 const webgpu = KERNEL_BACKENDS.find((b) => b.name === 'webgpu')!;
@@ -44,6 +52,8 @@ interface Case {
   teacher: boolean;
   /** the head and loss by chunks of this many rows (GpuStepOptions.logitRows); absent: one chunk here */
   logitRows?: number;
+  /** micro-batches per step (GpuStepOptions.accumulate; the CPU side averages their losses and gradients) */
+  accumulate?: number;
   seed: number;
 }
 
@@ -55,6 +65,7 @@ function model(c: Case): HybridModel {
   return float64Model(c.bias ? withAttentionBias(m, c.seed) : m);
 }
 
+const NRUNS = Number(process.env.NRUNS ?? 2);
 const B = 2;
 const L = 5;
 
@@ -62,17 +73,31 @@ const L = 5;
  * 3 steps on the GPU and on the CPU on the same batches: the worst relative error of losses, norms, parameters
  * and moments. `mutate` names a chain op to leave out.
  */
+/** The random parts of a Case both property tests draw: the model's shape options and the optimizer. */
+const modelAndOptimizer = {
+  tie: fc.boolean(),
+  bias: fc.boolean(),
+  kvHeads: fc.constantFrom<1 | 2>(1, 2),
+  kind: fc.constantFrom<'adam' | 'adamw'>('adam', 'adamw'),
+};
+
+const norm2 = (a: ArrayLike<number>) => Math.sqrt(Array.from(a).reduce((s, x) => s + x * x, 0));
+
 async function compare(
   c: Case,
   mutate?: string,
+  given?: { m: HybridModel; teacher: HybridModel; trainable: (name: string) => boolean },
 ): Promise<{ loss: number; norm: number; params: number; moments: number }> {
-  const m = model(c);
+  const m = given?.m ?? model(c);
+  const trainable = given?.trainable ?? (() => true);
   const o: AdamOptions = { lr: 3e-3, betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0.1, kind: c.kind };
-  const teacher = c.teacher
-    ? float64Model(
-        randomLlama({ vocab: 19, hidden: 12, intermediate: 10, layers: 1, heads: 2, kvHeads: 2 }, c.seed + 1),
-      )
-    : undefined;
+  const teacher =
+    given?.teacher ??
+    (c.teacher
+      ? float64Model(
+          randomLlama({ vocab: 19, hidden: 12, intermediate: 10, layers: 1, heads: 2, kvHeads: 2 }, c.seed + 1),
+        )
+      : undefined);
   const gpu = await GpuTrainStep.create(m, {
     batch: B,
     seqLen: L,
@@ -80,30 +105,52 @@ async function compare(
     clip: c.clip,
     teacher: teacher && { model: teacher, klWeight: 0.7 },
     logitRows: c.logitRows,
-    trainable: () => true,
+    accumulate: c.accumulate,
+    trainable,
   });
+  const A = c.accumulate ?? 1;
   try {
     if (mutate) gpu.omit(mutate);
     const params = new Map(m.weights.names().map((n) => [n, m.weights.get(n).data as Float64Array]));
     const st = newAdamState();
+    /** Adam's m of |g| (|g + λp| for Adam's L2): the scale m's float32 error is relative to (m may cancel) */
+    const mAbs = new Map<string, Float64Array>();
     const r = new Rng(c.seed);
     const got = { loss: [] as number[], norm: [] as number[] };
     const want = { loss: [] as number[], norm: [] as number[] };
     for (let t = 1; t <= 3; t++) {
-      const ids = Array.from({ length: B }, () => Array.from({ length: L }, () => r.int(0, m.llama.vocabSize - 1)));
+      const ids = Array.from({ length: A * B }, () => Array.from({ length: L }, () => r.int(0, m.llama.vocabSize - 1)));
       const before = { ...gpu.counters };
       const g = await gpu.step(ids, o.lr, t);
-      expect(gpu.counters).toEqual({ submits: before.submits + 1, maps: before.maps + 1 });
+      // one submission (accumulate > 1: the micro-batches' program first, waited on without a map)
+      expect(gpu.counters).toEqual({ submits: before.submits + (A > 1 ? 2 : 1), maps: before.maps + 1 });
       expect(g.ok).toBe(true);
-      const cpu = lossAndGrads(m, ids, {
-        objective: teacher ? 'distill' : 'lm',
-        teacherLogits: teacher && trainForward(teacher, ids, () => false).logits,
-        klWeight: 0.7,
-        trainable: () => true,
-      });
+      // the mean over the micro-batches of the loss and gradients (lib/train/trainer.ts trainStep)
+      const cpu = { loss: 0, grads: new Map<string, Float64Array>() };
+      for (let k = 0; k < A; k++) {
+        const micro = ids.slice(k * B, (k + 1) * B);
+        const one = lossAndGrads(m, micro, {
+          objective: teacher ? 'distill' : 'lm',
+          teacherLogits: teacher && trainForward(teacher, micro, () => false).logits,
+          klWeight: 0.7,
+          trainable,
+        });
+        cpu.loss += one.loss / A;
+        for (const [n, gr] of one.grads) {
+          const sum = cpu.grads.get(n) ?? lookup(cpu.grads.set(n, new Float64Array(gr.length)), n); // (the parameter's size)
+          for (let i = 0; i < gr.length; i++) sum[i] += gr[i] / A;
+        }
+      }
       const norm = c.clip
         ? clipGradNorm(cpu.grads, c.clip)
         : Math.sqrt([...cpu.grads.values()].reduce((s, a) => s + a.reduce((x, y) => x + y * y, 0), 0));
+      for (const [n, gr] of cpu.grads) {
+        const a = mAbs.get(n) ?? lookup(mAbs.set(n, new Float64Array(gr.length)), n); // (the parameter's size)
+        const p = lookup(params, n); // (the parameter's size): before this step (Adam's L2 term reads it)
+        for (let i = 0; i < gr.length; i++)
+          a[i] =
+            o.betas[0] * a[i] + (1 - o.betas[0]) * Math.abs(gr[i] + (o.kind === 'adam' ? o.weightDecay * p[i] : 0));
+      }
       adamStep(params, cpu.grads, st, o, o.lr);
       got.loss.push(g.loss);
       want.loss.push(cpu.loss);
@@ -116,7 +163,9 @@ async function compare(
     for (const [n, p] of params) {
       const b = lookup(back, n);
       pe = Math.max(pe, relError(b.p, p));
-      me = Math.max(me, relError(present(b.m, 'm'), lookup(st.m, n)), relError(present(b.v, 'v'), lookup(st.v, n)));
+      if (!trainable(n)) continue;
+      const dm = present(b.m, 'm').map((x, i) => x - lookup(st.m, n)[i]); // (the parameter's size)
+      me = Math.max(me, norm2(dm) / norm2(lookup(mAbs, n)), relError(present(b.v, 'v'), lookup(st.v, n)));
     }
     return { loss: relError(got.loss, want.loss), norm: relError(got.norm, want.norm), params: pe, moments: me };
   } finally {
@@ -131,13 +180,11 @@ describe(`GPU training step on ${webgpu.title}`, () => {
       await fc.assert(
         fc.asyncProperty(
           fc.record({
-            tie: fc.boolean(),
-            bias: fc.boolean(),
-            kvHeads: fc.constantFrom<1 | 2>(1, 2),
-            kind: fc.constantFrom<'adam' | 'adamw'>('adam', 'adamw'),
+            ...modelAndOptimizer,
             clip: fc.constantFrom(0, 1),
             teacher: fc.boolean(),
             logitRows: fc.constantFrom<number | undefined>(undefined, 4),
+            accumulate: fc.constantFrom(1, 2),
             seed: fc.integer({ min: 0, max: 1000 }),
           }),
           async (c) => {
@@ -145,11 +192,24 @@ describe(`GPU training step on ${webgpu.title}`, () => {
             for (const [k, v] of Object.entries(e)) expect(v, `${k} relative error`).toBeLessThanOrEqual(FLOAT32_TOL);
           },
         ),
-        // one random case, and one distilling from a teacher with the head and loss in chunks of 3 rows (3+3+3+1)
+        // one random case, and one distilling from a teacher with the head and loss in chunks of 3 rows (3+3+3+1),
+        // two micro-batches per step
         {
           numRuns: 1,
           examples: [
-            [{ tie: true, bias: true, kvHeads: 2, kind: 'adam', clip: 1, teacher: true, logitRows: 3, seed: 7 }],
+            [
+              {
+                tie: true,
+                bias: true,
+                kvHeads: 2,
+                kind: 'adam',
+                clip: 1,
+                teacher: true,
+                logitRows: 3,
+                accumulate: 2,
+                seed: 7,
+              },
+            ],
           ],
         },
       );
@@ -174,9 +234,9 @@ describe(`GPU training step on ${webgpu.title}`, () => {
     },
   );
 
-  it('a hybrid is refused with a typed error before anything is uploaded', async () => {
+  it('an ablated Mamba-2 hybrid is refused with a typed error before anything is uploaded', async () => {
     const t = randomLlama({ vocab: 19, hidden: 8, intermediate: 12, layers: 2, heads: 2, kvHeads: 1 }, 1);
-    const m = convert(t, { variant: 'mamba2', attentionFraction: 0.5, seed: 1 });
+    const m = { ...convert(t, { variant: 'mamba2', attentionFraction: 0.5, seed: 1 }), ablation: { gatedNorm: false } };
     const o: AdamOptions = { lr: 1e-3, betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0, kind: 'adamw' };
     await expect(GpuTrainStep.create(m, { batch: 1, seqLen: 4, optimizer: o, trainable: () => true })).rejects.toThrow(
       ArgumentError,
@@ -201,31 +261,61 @@ describe(`Trainer with engine 'webgpu' on ${webgpu.title}`, () => {
   const tokens = Array.from({ length: 60 }, () => r.int(0, 18));
   const start = () => randomLlama({ vocab: 19, hidden: 8, intermediate: 12, layers: 2, heads: 2, kvHeads: 1 }, 4);
 
+  /**
+   * 4 steps on webgpu = 4 on the float64 trainer; a checkpoint after 2 resumes on webgpu (the same losses) and on
+   * the CPU. `o(engine)` the options, `teacher` for distillation.
+   */
+  async function resumes(
+    start: () => HybridModel,
+    o: (engine: 'float64' | 'webgpu') => TrainerOptions,
+    teacher?: HybridModel,
+  ): Promise<void> {
+    const steps = async (t: Trainer, n: number) => {
+      const out: number[] = [];
+      for (let i = 0; i < n; i++) out.push((await t.trainStep()).loss);
+      return out;
+    };
+    const tc = Trainer.create(start(), tokens, o('float64'), teacher);
+    const cpu = await steps(tc, 4);
+    const gpu = Trainer.create(start(), tokens, o('webgpu'), teacher);
+    const first = await steps(gpu, 2);
+    await gpu.sync();
+    const dir = tmpFolder('gpu-train');
+    gpu.save(dir);
+    const rest = await steps(gpu, 2);
+    await gpu.close();
+    expect(relError([...first, ...rest], cpu), `${[...first, ...rest]} vs ${cpu}`).toBeLessThanOrEqual(FLOAT32_TOL);
+    for (const [n, p] of tc.params) expect(relError(lookup(gpu.params, n), p), n).toBeLessThanOrEqual(FLOAT32_TOL);
+    const again = Trainer.resume(dir, tokens, teacher);
+    expect(again.o.engine).toBe('webgpu');
+    expect(await steps(again, 2)).toEqual(rest); // the float32 state read back is the state the GPU had
+    await again.close();
+    const onCpu = Trainer.resume(dir, tokens, teacher, { engine: 'float64' });
+    expect(relError(await steps(onCpu, 2), rest)).toBeLessThanOrEqual(FLOAT32_TOL);
+  }
+
   run(
     'losses = the float64 trainer over 4 steps; a checkpoint after 2 resumes on webgpu (the same losses) and on the CPU',
-    async () => {
-      const steps = async (t: Trainer, n: number) => {
-        const out: number[] = [];
-        for (let i = 0; i < n; i++) out.push((await t.trainStep()).loss);
-        return out;
-      };
-      const cpu = await steps(Trainer.create(start(), tokens, opts('float64')), 4);
-      const gpu = Trainer.create(start(), tokens, opts('webgpu'));
-      const first = await steps(gpu, 2);
-      await gpu.sync();
-      const dir = tmpFolder('gpu-train');
-      gpu.save(dir);
-      const rest = await steps(gpu, 2);
-      await gpu.close();
-      expect(relError([...first, ...rest], cpu), `${[...first, ...rest]} vs ${cpu}`).toBeLessThanOrEqual(FLOAT32_TOL);
-      const again = Trainer.resume(dir, tokens);
-      expect(again.o.engine).toBe('webgpu');
-      expect(await steps(again, 2)).toEqual(rest); // the float32 state read back is the state the GPU had
-      await again.close();
-      const onCpu = Trainer.resume(dir, tokens, undefined, { engine: 'float64' });
-      expect(relError(await steps(onCpu, 2), rest)).toBeLessThanOrEqual(FLOAT32_TOL);
-    },
+    () => resumes(start, opts),
   );
+
+  run('the same for distillation stage 1 of a 50% Mamba-2 hybrid from its Llama (only the Mamba layers train)', () =>
+    resumes(
+      () => convert(start(), { variant: 'mamba2', attentionFraction: 0.5, seed: 2 }),
+      (engine) => ({ ...opts(engine), objective: 'distill', klWeight: 1, ceWeight: 0.5, train: 'mamba', clip: 0.1 }),
+      start(),
+    ),
+  );
+
+  // accumulation: the micro-batches as a second program of the chain (one pass each), their mean before clip and Adam
+  run('the same with 3 micro-batches per step (accumulate 3): the Llama, and the hybrid distilling', async () => {
+    await resumes(start, (engine) => ({ ...opts(engine), accumulate: 3 }));
+    await resumes(
+      () => convert(start(), { variant: 'mamba2', attentionFraction: 0.5, seed: 2 }),
+      (engine) => ({ ...opts(engine), objective: 'distill', klWeight: 1, ceWeight: 0.5, accumulate: 3 }),
+      start(),
+    );
+  });
 
   run('a non-finite gradient: NonFiniteGradientError, and the device state read back is the state before', async () => {
     const m = start();
@@ -244,14 +334,16 @@ describe(`Trainer with engine 'webgpu' on ${webgpu.title}`, () => {
     await t.close();
   });
 
-  it('a model or objective the GPU step does not support is refused before any work', () => {
-    const hybrid = convert(start(), { variant: 'mamba2', attentionFraction: 0.5, seed: 1 });
-    expect(() => Trainer.create(hybrid, tokens, opts('webgpu'))).toThrow(/Mamba layers/);
-    expect(() => Trainer.create(start(), tokens, { ...opts('webgpu'), accumulate: 2 })).toThrow(/accumulation/);
+  it('a model the GPU step does not support is refused before any work', () => {
+    const ablated = {
+      ...convert(start(), { variant: 'mamba2', attentionFraction: 0.5, seed: 1 }),
+      ablation: { gatedNorm: false },
+    };
+    expect(() => Trainer.create(ablated, tokens, opts('webgpu'))).toThrow(/ablated Mamba-2 layer/);
   });
 });
 
-describe('mil train|distill|sft|dpo --backend webgpu: what is not on the GPU yet is refused before any work', () => {
+describe('mil distill|dpo --backend webgpu', () => {
   /** exit code and stderr of `mil …args` */
   async function mil(...args: string[]): Promise<{ code: number; err: string }> {
     let err = '';
@@ -264,11 +356,10 @@ describe('mil train|distill|sft|dpo --backend webgpu: what is not on the GPU yet
       e.mockRestore();
     }
   }
-  it('exit 2 naming what is missing, nothing written (distill, dpo, --engine alongside)', async () => {
+  it('exit 2 naming what is missing, nothing written (dpo, --engine alongside)', async () => {
     const d = tmpFolder('gpu-train-cli');
     const out = join(d, 'out');
     const cases: Array<[string[], RegExp]> = [
-      [['distill', '--teacher', d, '--backend', 'webgpu', '--out', out], /distill .* not on the GPU yet/],
       [['dpo', '--model', d, '--backend', 'webgpu', '--out', out], /dpo is not on the GPU yet/],
       [['train', '--config', 'tiny', '--backend', 'webgpu', '--engine', 'simd', '--out', out], /not both/],
     ];
@@ -277,6 +368,126 @@ describe('mil train|distill|sft|dpo --backend webgpu: what is not on the GPU yet
       expect(r.code, args.join(' ')).toBe(2);
       expect(r.err).toMatch(msg);
       expect(existsSync(out)).toBe(false);
+    }
+  });
+
+  run(
+    'mil distill --backend webgpu (stage 1, Mamba-2) = --engine float64: the same losses, only Mamba weights move',
+    async () => {
+      const d = tmpFolder('gpu-distill-cli');
+      const data = join(d, 'txt');
+      mkdirSync(data);
+      const words = 'the union is strong and the people of the states have made it so by their law'.split(' ');
+      const r = new Rng(3);
+      for (let i = 0; i < 6; i++)
+        writeFileSync(join(data, `doc${i}.txt`), Array.from({ length: 300 }, () => words[r.int(0, 15)]).join(' '));
+      const common = ['--data', data, '--len', '8', '--batch', '2', '--eval-tokens', '32', '--quiet'];
+      const t = join(d, 't');
+      expect(
+        (await mil('train', '--config', 'tiny', ...common, '--steps', '1', '--engine', 'float64', '--out', t)).code,
+      ).toBe(0);
+      const kd = ['distill', '--teacher', t, '--attention', '0.5', '--steps', '3', ...common];
+      expect((await mil(...kd, '--backend', 'webgpu', '--out', join(d, 'gpu'))).code).toBe(0);
+      expect((await mil(...kd, '--engine', 'float64', '--out', join(d, 'cpu'))).code).toBe(0);
+      const record = (dir: string) =>
+        JSON.parse(readFileSync(join(d, dir, 'training.json'), 'utf8')) as { options: object };
+      expect(record('gpu').options).toMatchObject({ engine: 'webgpu', objective: 'distill', train: 'mamba' });
+      expect(record('cpu').options).toMatchObject({ engine: 'float64' });
+      const history = (dir: string) =>
+        (
+          JSON.parse(readFileSync(join(d, dir, 'training.json'), 'utf8')) as { history: Array<{ loss: number }> }
+        ).history.map((h) => h.loss);
+      expect(history('gpu')).toHaveLength(3);
+      expect(relError(history('gpu'), history('cpu'))).toBeLessThanOrEqual(FLOAT32_TOL);
+      const teacher = loadModel(t);
+      const gpu = loadModel(join(d, 'gpu'));
+      const start = convert(teacher, { variant: 'mamba2', attnLayers: [1], seed: 0 });
+      for (const n of gpu.weights.names()) {
+        const same = gpu.weights.get(n).data.every((x, i) => x === start.weights.get(n).data[i]);
+        expect(same, n).toBe(!n.includes('mamba')); // stage 1: every Mamba parameter trains, nothing else
+      }
+    },
+  );
+});
+
+/**
+ * Distillation stage 1 of a 50% hybrid on the GPU: the student `convert`ed from a random Llama (Mamba-2 or Mamba-1
+ * in the converted layer 0, attention in layer 1), that Llama its teacher (KL in the same chain), only the Mamba
+ * parameters training (mambaOnly, as `mil distill` trains them) or every parameter. `bias`: Mamba-2 with an
+ * in_proj bias and no conv bias (convert gives the opposite); Mamba-1 with 'clean' semantics (b_Δ once, head_dim
+ * pieces) and no conv bias (else upstream's: b_Δ added twice). l = 5 in chunks of 2 (defaultScanChunk): the
+ * scan's chunk states, the state passing and a partial last chunk all run.
+ */
+function hybridCase(c: Case & { stage1: boolean; variant: 'mamba1' | 'mamba2' }) {
+  const t = randomLlama(
+    { vocab: 19, hidden: 8, intermediate: 12, layers: 2, heads: 2, kvHeads: c.kvHeads, tie: c.tie },
+    c.seed,
+  );
+  const teacher = float64Model(t);
+  const semantics = c.variant === 'mamba1' && c.bias ? 'clean' : 'upstream';
+  const m = float64Model(
+    convert(t, { variant: c.variant, attentionFraction: 0.5, seed: c.seed, dState: 4, semantics }),
+  );
+  if (c.bias) {
+    const w = new Map(m.weights.tensors);
+    const q = 'model.layers.0.mamba';
+    w.delete(`${q}.conv1d.bias`);
+    if (c.variant === 'mamba2') {
+      const rows = m.weights.get(`${q}.in_proj.weight`).shape[0];
+      w.set(`${q}.in_proj.bias`, Tensor.normal(new Rng(c.seed), [rows], 0, 0.3)); // (2·d_in + 2·d_xb + H)
+    }
+    m.weights = new WeightStore(w);
+  }
+  return { m, teacher, trainable: c.stage1 ? mambaOnly : () => true };
+}
+
+describe(`GPU training step of a Mamba-2 or Mamba-1 hybrid on ${webgpu.title}`, () => {
+  run('3 steps = the float64 CPU trainer, distilling from its Llama (numRuns 2)', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({
+          ...modelAndOptimizer,
+          clip: fc.constantFrom(0, 0.1),
+          teacher: fc.constant(true),
+          stage1: fc.boolean(),
+          variant: fc.constantFrom<'mamba1' | 'mamba2'>('mamba1', 'mamba2'),
+          seed: fc.integer({ min: 0, max: 1000 }),
+        }),
+        async (c) => {
+          const e = await compare(c, undefined, hybridCase(c));
+          for (const [k, v] of Object.entries(e)) expect(v, `${k} relative error`).toBeLessThanOrEqual(FLOAT32_TOL);
+        },
+      ),
+      { numRuns: NRUNS },
+    );
+  });
+
+  // a backward kernel left out moves the gradients, which the moments (m = Σ (1−β₁)β₁ᵏ g) show directly
+  run('a Mamba-2 or Mamba-1 kernel left out of the chain is caught', async () => {
+    for (const [variant, op, what] of [
+      ['mamba2', 'L0.ssd_out', 'loss'],
+      ['mamba2', 'L0.conv', 'loss'],
+      ['mamba2', 'L0.back.ssd_gin', 'moments'],
+      ['mamba2', 'L0.back.ssd_ddelta', 'moments'],
+      ['mamba2', 'L0.back.repeat.back', 'moments'],
+      ['mamba2', 'L0.back.conv.dx', 'moments'],
+      ['mamba1', 'L0.gate', 'loss'],
+      ['mamba1', 'L0.back.in2.dx', 'moments'],
+      ['mamba1', 'L0.back.dt_bias.dW twice', 'moments'],
+    ] as const) {
+      const c = {
+        tie: false,
+        bias: false,
+        kvHeads: 1,
+        kind: 'adamw',
+        clip: 0,
+        teacher: true,
+        stage1: false,
+        variant,
+        seed: 5,
+      } as const;
+      const e = await compare(c, op, hybridCase(c));
+      expect(e[what], op).toBeGreaterThan(100 * FLOAT32_TOL);
     }
   });
 });

@@ -105,7 +105,7 @@ const common: Record<string, OptSpec> = {
   backend: {
     kind: 'enum',
     choices: ['webgpu'],
-    help: "'webgpu': each training step as one GPU submission (mil train and sft of Llamas, a Llama --teacher; anything else is refused, exit 2)",
+    help: "'webgpu': each training step as one GPU submission (mil train, sft and distill: Llamas and hybrids; dpo is refused, exit 2)",
   },
   threads: { kind: 'int', min: 1, max: 64 },
   dtype: { kind: 'enum', choices: ['F16', 'BF16', 'F32'] },
@@ -296,7 +296,7 @@ function checkObjective(v: V): void {
 }
 
 /**
- * --backend webgpu: the whole step on the GPU (lib/train/gpu_step.ts) — so far the Llama's lm objective only;
+ * --backend webgpu: the whole step on the GPU (lib/train/gpu_step.ts) — Llamas and hybrids, lm or distill;
  * `unsupported` names what this command would need that it lacks (refused before any work, exit 2, never a
  * silent CPU run). Returns whether the run is on webgpu.
  */
@@ -476,7 +476,7 @@ export async function cmdDistill(p: Parsed): Promise<number> {
   const teacherDir = str(v, 'teacher');
   if (!out || !teacherDir) throw new UsageError('distill needs --teacher DIR and --out DIR');
   checkObjective(v);
-  gpuBackend(v, 'distill (the Mamba layers and the KL objective)');
+  const variant = (str(v, 'variant') ?? 'mamba2') as 'mamba1' | 'mamba2';
   if (v.stepwise !== undefined && v.attention !== undefined)
     throw new UsageError('distill: give --attention F or --stepwise F1,F2,…, not both');
   if (v['drop-instead'] === true && v.init !== undefined)
@@ -501,7 +501,6 @@ export async function cmdDistill(p: Parsed): Promise<number> {
   const tok = loadTokenizer(v, teacherDir);
   if (tok.vocabSize !== teacher.llama.vocabSize)
     throw new UsageError(`the tokenizer has ${tok.vocabSize} tokens, the teacher ${teacher.llama.vocabSize}`);
-  const variant = (str(v, 'variant') ?? 'mamba2') as 'mamba1' | 'mamba2';
   const init = (str(v, 'init') ?? 'attention') as 'attention' | 'random';
   const drop = v['drop-instead'] === true;
   const data = str(v, 'data') ?? 'sotu';

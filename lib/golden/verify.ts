@@ -191,7 +191,7 @@ export async function verifyGolden(dir: string, backend: BackendName, onResult?:
         // a training step runs on the float64 training engine (lib/train/). Not on wasm-simd's float32 products
         // either: Adam's first step is ≈ lr·sign(g), so float32 gradient errors (4e-6 here) on near-zero
         // gradients move the update by ~1e-4 relative, failing a check that means nothing about the engine
-        // webgpu: the GPU training step (lib/train/gpu_step.ts), lm cases of Llamas (lib/golden/train.ts says what it holds)
+        // webgpu: the GPU training step (lib/train/gpu_step.ts), lm and distill cases (lib/golden/train.ts says what it holds)
         if (backend === 'reference' || backend === 'webgpu') push(await verifyTrain(join(models, m), `models/${m}/train`, tol, backend));
         else push({ name: `models/${m}/train`, op: 'train', status: 'unsupported', errors: {}, tolerance: tol, reason: `training steps are checked on the float64 training engine only (${backend} has the backward ops, lib/ops_grad.ts)` });
       }

@@ -20,14 +20,31 @@
  *
  * With a teacher (distillation of a Llama student from a Llama teacher, `mil train --teacher`), the teacher's
  * forward runs first in the same chain on its own frozen buffers and the loss adds kl_w·KL(teacher ‖ student)
- * (kernels/train_loss.ts). Not supported yet (a clear ArgumentError before any upload): Mamba layers (the
- * hybrids: student or teacher), gradient accumulation > 1.
+ * (kernels/train_loss.ts).
+ *
+ * Hybrids (distillation stage 1, `mil distill --backend webgpu`): a Mamba-2 layer's mixer (lib/model/mixers/mamba2.ts
+ * mamba2Train, the float64 reference) runs as kernels/train_mamba.ts's kernels, in the same chain:
+ *   [z | xBC | dt] = W_in n₁,  xs = silu(conv1d(xBC)),  [x | B | C] = xs, x and B repeated per head,
+ *   Δ = softplus(dt + dt_bias),  y = SSD(x, Δ, A = −exp(A_log), B, C) + D x,  h₁ = h + W_out gated_rmsnorm(y, z)
+ * and a Mamba-1 layer's (lib/model/mixers/mamba1.ts mamba1Train) as
+ *   x = repeat(W_x n₁) → conv1d → silu,  z = W_z n₁,  B = repeat(W_B n₁),  C = W_C n₁,
+ *   Δ = softplus(W_dt (W_down n₁) (+ b_Δ) + b_Δ),  y = scan(x, Δ, A = −exp(A_log) (d_in, N), B, C) + D x,
+ *   h₁ = h + W_out (y · silu(z))                    (the same scan kernels: one Δ per channel, A per state)
+ * and back in reverse; its block's norms use the Mamba config's ε (block.ts blockEps). A teacher may be a hybrid
+ * too (its forward only). Not supported yet (a clear ArgumentError before any upload): the Mamba-2 ablations.
+ *
+ * Gradient accumulation (accumulate A > 1): the forward, loss and backward are recorded as a second program,
+ * 'micro', run A times in one submission (each pass fed its micro-batch's ids, targets and embedding index), each
+ * pass adding its gradients and [CE, KL] into accumulators (kernels/train_accumulate.ts); the main program then
+ * takes their mean (÷A), clips, steps Adam and zeroes the accumulators — the CPU trainer's mean over micro-batches.
  */
 import { ropeTable } from '../ref/rope.js';
-import { ArgumentError } from '../errors.js';
+import { ArgumentError, KernelError } from '../errors.js';
 import type { HybridModel } from '../model/hybrid.js';
 import { attentionNames, attentionRope } from '../model/mixers/attention.js';
-import { blockNames, layerKinds, lmHeadName } from '../model/mixers/block.js';
+import { blockEps, blockNames, layerKinds, lmHeadName } from '../model/mixers/block.js';
+import { mamba1Wiring } from '../model/mixers/mamba1.js';
+import { mamba2Wiring } from '../model/mixers/mamba2.js';
 import { mlpNames } from '../model/mixers/mlp.js';
 import { ResidentChain, type ChainBuffer } from '../ops_resident.js';
 import {
@@ -40,7 +57,36 @@ import {
   attnDsKernel,
   attnLseKernel,
   attnScoresKernel,
+  addKernel,
   attnValuesKernel,
+  colsKernel,
+  convDsKernel,
+  convDwKernel,
+  convDxKernel,
+  convRowsKernel,
+  defaultScanChunk,
+  deltaBackKernel,
+  deltaKernel,
+  gatedRmsnormBackwardSources,
+  gatedRmsnormSource,
+  join3Kernel,
+  repeatBackKernel,
+  repeatKernel,
+  scanDalogKernel,
+  scanDbcKernel,
+  scanDdKernel,
+  scanDdeltaKernel,
+  scanDxKernel,
+  scanGKernel,
+  scanGinKernel,
+  scanGlocalKernel,
+  scanLocalKernel,
+  scanOutKernel,
+  scanPassKernel,
+  scaleKernel,
+  scanStatesKernel,
+  type ConvRows,
+  type ScanRows,
   embeddingDwKernel,
   embeddingIndex,
   embeddingKernel,
@@ -66,7 +112,7 @@ import {
   type WgslKernel,
 } from '../ops_train.js';
 import type { AdamOptions } from './optim.js';
-import { lookup } from '../checked.js';
+import { lookup, present } from '../checked.js';
 
 export interface GpuStepOptions {
   batch: number;
@@ -77,6 +123,8 @@ export interface GpuStepOptions {
   ceWeight?: number;
   /** distillation: a frozen Llama teacher's logits on the same batch, loss = ce_w·CE + kl_w·KL(teacher ‖ student) */
   teacher?: { model: HybridModel; klWeight: number };
+  /** micro-batches per step (default 1): gradients and losses averaged over them before clipping and Adam */
+  accumulate?: number;
   /** rows of logits per chunk of the head and loss (default ⌊2^24 / V⌋: exact thread indices); tests set it small */
   logitRows?: number;
   trainable: (name: string) => boolean;
@@ -98,12 +146,66 @@ export function gpuStepUnsupported(
   o: { objective?: string; accumulate?: number },
   teacher?: HybridModel,
 ): string | null {
-  if (layerKinds(m).some((k) => k !== 'attention'))
-    return 'Mamba layers (the hybrids) train on the CPU engines only so far: only Llamas train on webgpu';
-  if (teacher && layerKinds(teacher).some((k) => k !== 'attention'))
-    return "a hybrid teacher's forward is not on the GPU yet (a Llama teacher is)";
-  if ((o.accumulate ?? 1) !== 1) return 'gradient accumulation (accumulate > 1) is not on webgpu yet';
+  for (const [who, x] of [
+    ['', m],
+    ['a teacher with ', teacher],
+  ] as const) {
+    if (x?.ablation && (x.ablation.convActivation === false || x.ablation.gatedNorm === false))
+      return `${who}an ablated Mamba-2 layer (no conv silu / no gated norm) is not on the GPU`;
+  }
   return null;
+}
+
+/**
+ * A Mamba-2 layer's names and sizes as the chain's kernels take them (the wiring is mamba2.ts's own): in_proj's
+ * output width Win = d_in + convDim + H, the conv over convDim = 2·d_xb + d_in channels, the SSD's shape and the
+ * gated norm's kernels (groups of N_s, gate before the norm).
+ */
+function mamba2Shape(m: HybridModel, p: string, B: number, L: number) {
+  const w = mamba2Wiring(m, p);
+  const { n, H, N: Ns, P, convDim } = w;
+  const N = B * L;
+  const I = w.c.dInner;
+  const has = (name: string) => (m.weights.has(name) ? name : undefined);
+  const ss: ScanRows = { batch: B, L, I, Ns, HW: P, aPerState: false, chunk: defaultScanChunk(L) };
+  const g = w.normOpts;
+  return {
+    n,
+    I,
+    H,
+    P,
+    X: w.c.dXb,
+    Win: I + convDim + H,
+    inBias: has(n.inBias),
+    convBias: has(n.convBias),
+    conv: { N, L, C: convDim, K: w.c.dConv } satisfies ConvRows,
+    ss,
+    norm: gatedRmsnormSource(N, I, g.groupSize, g.eps, g.normBeforeGate, true),
+    normBack: gatedRmsnormBackwardSources(N, I, g.groupSize, g.eps, g.normBeforeGate, true),
+    /** the largest buffers: states and G per row (N·d_in·N_s), chunk states (b·(NC+1)·d_in·N_s) */
+    largest: Math.max(N * I * Ns, B * (Math.ceil(L / ss.chunk) + 1) * I * Ns, N * (I + convDim + H)),
+  };
+}
+
+/** A Mamba-1 layer's names and sizes as the chain's kernels take them (the wiring is mamba1.ts's own). */
+function mamba1Shape(m: HybridModel, p: string, B: number, L: number) {
+  const w = mamba1Wiring(m, p);
+  const { n, N: Ns, c } = w;
+  const I = c.dInner;
+  return {
+    n,
+    I,
+    X: c.dXb,
+    R: c.dtRank,
+    piece: w.piece,
+    dtProjBias: w.dtProjBias,
+    deltaBias: w.deltaBias,
+    convBias: m.weights.has(n.convBias) ? n.convBias : undefined,
+    conv: { N: B * L, L, C: I, K: c.dConv } satisfies ConvRows,
+    ss: { batch: B, L, I, Ns, HW: 1, aPerState: true, chunk: defaultScanChunk(L) } satisfies ScanRows,
+    /** the largest buffers: states and G per row (N·d_in·N_s), chunk states (b·(NC+1)·d_in·N_s) */
+    largest: Math.max(B * L * I * Ns, B * (Math.ceil(L / defaultScanChunk(L)) + 1) * I * Ns),
+  };
 }
 
 interface Param {
@@ -128,12 +230,16 @@ export class GpuTrainStep {
       hyper: ChainBuffer;
       loss: ChainBuffer;
       norm: ChainBuffer;
+      /** accumulate > 1: every micro-batch's [ids | targets | order | start], the one fed to a pass, the mean loss */
+      all?: ChainBuffer;
+      inp?: ChainBuffer;
+      lossMean?: ChainBuffer;
     },
   ) {}
 
   /** Upload `m`'s weights (and zero moments) and record the step; throws ArgumentError where unsupported. */
   static async create(m: HybridModel, o: GpuStepOptions): Promise<GpuTrainStep> {
-    const why = gpuStepUnsupported(m, {}, o.teacher?.model);
+    const why = gpuStepUnsupported(m, { accumulate: o.accumulate }, o.teacher?.model);
     if (why)
       throw new ArgumentError('backend', `a model and options the webgpu training step supports (${why})`, 'webgpu');
     const c = m.llama;
@@ -152,6 +258,13 @@ export class GpuTrainStep {
           N * Math.max(k.intermediateSize, k.numHeads * k.headDim, k.hiddenSize),
           B * k.numHeads * L * L,
           ...x.weights.names().map((n) => x.weights.get(n).size),
+          ...layerKinds(x).map((kind, i) =>
+            kind === 'mamba2'
+              ? mamba2Shape(x, blockNames(i).prefix, B, L).largest
+              : kind === 'mamba1'
+                ? mamba1Shape(x, blockNames(i).prefix, B, L).largest
+                : 0,
+          ),
         ];
       };
       const largest = Math.max(...sizes(m), ...(o.teacher ? sizes(o.teacher.model) : []));
@@ -171,7 +284,15 @@ export class GpuTrainStep {
         loss: chain.buffer('loss', 2),
         norm: chain.buffer('grad norm', 3),
       };
-      const step = new GpuTrainStep(chain, o, V, io);
+      const A = o.accumulate ?? 1;
+      if (!Number.isInteger(A) || A < 1) throw new ArgumentError('accumulate', 'a positive integer', A);
+      const per = 3 * N + V + 1;
+      const acc = A > 1 && {
+        all: chain.buffer('micro-batches', A * per),
+        inp: chain.buffer('micro-batch', per),
+        lossMean: chain.buffer('loss (mean)', 2),
+      };
+      const step = new GpuTrainStep(chain, o, V, { ...io, ...(acc || {}) });
       await step.record(m, { B, L, N, d, V, H, Hkv, hd, F });
       return step;
     } catch (e) {
@@ -256,38 +377,94 @@ export class GpuTrainStep {
     const pre = tag ? `${tag}.` : '';
     let h = await this.k(`${pre}embed`, embeddingKernel(N, d), [this.io.ids, P('model.embed_tokens.weight')]);
     const saved: Array<Record<string, ChainBuffer>> = [];
+    const lin = (
+      w: { weight: string; bias?: string },
+      x: ChainBuffer,
+      I: number,
+      O: number,
+      label: string,
+      res?: ChainBuffer,
+    ) => this.k(label, tiledLinear(N, I, O, !!w.bias, !!res), [x, P(w.weight), ...bias(w.bias), ...(res ? [res] : [])]);
+    const kinds = layerKinds(m);
     for (let i = 0; i < c.numLayers; i++) {
       const { prefix: p, norm1, norm2 } = blockNames(i);
-      const an = attentionNames(c, p);
       const mn = mlpNames(p);
       const t = `${pre}L${i}`;
-      const r1 = await this.k(`${t}.rstd1`, rstdKernel(N, d, c.rmsNormEps), [h]);
+      const eps = blockEps(m, kinds[i]);
+      const r1 = await this.k(`${t}.rstd1`, rstdKernel(N, d, eps), [h]);
       const n1 = await this.k(`${t}.norm1`, rmsnormKernel(N, d), [h, r1, P(norm1)]);
-      const lin = (
-        w: { weight: string; bias?: string },
-        x: ChainBuffer,
-        I: number,
-        O: number,
-        label: string,
-        res?: ChainBuffer,
-      ) =>
-        this.k(label, tiledLinear(N, I, O, !!w.bias, !!res), [x, P(w.weight), ...bias(w.bias), ...(res ? [res] : [])]);
-      const q = await lin(an.q, n1, d, H * hd, `${t}.q`);
-      const k = await lin(an.k, n1, d, Hkv * hd, `${t}.k`);
-      const v = await lin(an.v, n1, d, Hkv * hd, `${t}.v`);
-      const qr = await this.k(`${t}.rope_q`, ropeKernel(N, L, H, hd, 1), [q, rope]);
-      const kr = await this.k(`${t}.rope_k`, ropeKernel(N, L, Hkv, hd, 1), [k, rope]);
-      const sc = await this.k(`${t}.scores`, attnScoresKernel(att), [qr, kr]);
-      const lse = await this.k(`${t}.lse`, attnLseKernel(att), [sc]);
-      const y = await this.k(`${t}.attn`, attnValuesKernel(att), [sc, lse, v]);
-      const h1 = await lin(an.o, y, H * hd, d, `${t}.o`, h);
-      const r2 = await this.k(`${t}.rstd2`, rstdKernel(N, d, c.rmsNormEps), [h1]);
+      let h1: ChainBuffer;
+      let mix: Record<string, ChainBuffer>;
+      if (kinds[i] === 'attention') {
+        const an = attentionNames(c, p);
+        const q = await lin(an.q, n1, d, H * hd, `${t}.q`);
+        const k = await lin(an.k, n1, d, Hkv * hd, `${t}.k`);
+        const v = await lin(an.v, n1, d, Hkv * hd, `${t}.v`);
+        const qr = await this.k(`${t}.rope_q`, ropeKernel(N, L, H, hd, 1), [q, rope]);
+        const kr = await this.k(`${t}.rope_k`, ropeKernel(N, L, Hkv, hd, 1), [k, rope]);
+        const sc = await this.k(`${t}.scores`, attnScoresKernel(att), [qr, kr]);
+        const lse = await this.k(`${t}.lse`, attnLseKernel(att), [sc]);
+        const y = await this.k(`${t}.attn`, attnValuesKernel(att), [sc, lse, v]);
+        h1 = await lin(an.o, y, H * hd, d, `${t}.o`, h);
+        mix = { qr, kr, v, sc, lse, y };
+      } else if (kinds[i] === 'mamba1') {
+        // Mamba-1 (lib/model/mixers/mamba1.ts mamba1Train; kernels/train_mamba.ts)
+        const s = mamba1Shape(m, p, B, L);
+        const { n, conv, ss, I, X, R } = s;
+        const xin = await lin({ weight: n.inX }, n1, d, X, `${t}.in_x`); // (N, d_xb)
+        const xr = await this.k(`${t}.repeat_x`, repeatKernel(N, X, 0, X, I, s.piece), [xin]);
+        const z = await lin({ weight: n.inZ }, n1, d, I, `${t}.in_z`);
+        const bl = await lin({ weight: n.B }, n1, d, X, `${t}.B`);
+        const br = await this.k(`${t}.repeat_B`, repeatKernel(N, X, 0, X, I, s.piece), [bl]);
+        const cm = await lin({ weight: n.C }, n1, d, I, `${t}.C`);
+        const down = await lin({ weight: n.dtDown }, n1, d, R, `${t}.dt_down`);
+        const dt = await lin({ weight: n.dt, bias: s.dtProjBias }, down, R, I, `${t}.dt_proj`);
+        const dl = await this.k(`${t}.delta`, deltaKernel(N, I), [dt, P(s.deltaBias)]);
+        const xc = await this.k(`${t}.conv`, convRowsKernel(conv, !!s.convBias, true), [
+          xr,
+          P(n.conv),
+          ...bias(s.convBias),
+        ]);
+        const local = await this.k(`${t}.ssd_local`, scanLocalKernel(ss), [xc, br, dl, P(n.Alog)]);
+        const hs = await this.k(`${t}.ssd_pass`, scanPassKernel(ss), [local, dl, P(n.Alog)]);
+        const y = await this.k(`${t}.ssd_out`, scanOutKernel(ss), [xc, br, cm, dl, P(n.Alog), hs, P(n.D)]);
+        const yg = await this.k(`${t}.gate`, swigluKernel(N * I), [z, y]); // y · silu(z)
+        h1 = await lin({ weight: n.out }, yg, I, d, `${t}.out_proj`, h);
+        mix = { xr, z, br, cm, down, dt, dl, xc, hs, y, yg };
+      } else {
+        // Mamba-2 (lib/model/mixers/mamba2.ts mamba2Train; kernels/train_mamba.ts)
+        const s = mamba2Shape(m, p, B, L);
+        const { n, conv, ss, I, X, Win } = s;
+        const inp = await lin({ weight: n.in, bias: s.inBias }, n1, d, Win, `${t}.in_proj`); // (N, [z | xBC | dt])
+        const z = await this.k(`${t}.z`, colsKernel(N, Win, 0, I), [inp]);
+        const xBC = await this.k(`${t}.xBC`, colsKernel(N, Win, I, conv.C), [inp]);
+        const dt = await this.k(`${t}.dt`, colsKernel(N, Win, I + conv.C, s.H), [inp]);
+        const dl = await this.k(`${t}.delta`, deltaKernel(N, s.H), [dt, P(n.dtBias)]);
+        const xs = await this.k(`${t}.conv`, convRowsKernel(conv, !!s.convBias, true), [
+          xBC,
+          P(n.conv),
+          ...bias(s.convBias),
+        ]);
+        const xr = await this.k(`${t}.repeat_x`, repeatKernel(N, conv.C, 0, X, I, s.P), [xs]);
+        const br = await this.k(`${t}.repeat_B`, repeatKernel(N, conv.C, X, X, I, ss.Ns), [xs]);
+        const cm = await this.k(`${t}.C`, colsKernel(N, conv.C, 2 * X, I), [xs]);
+        const local = await this.k(`${t}.ssd_local`, scanLocalKernel(ss), [xr, br, dl, P(n.Alog)]);
+        const hs = await this.k(`${t}.ssd_pass`, scanPassKernel(ss), [local, dl, P(n.Alog)]);
+        const y = await this.k(`${t}.ssd_out`, scanOutKernel(ss), [xr, br, cm, dl, P(n.Alog), hs, P(n.D)]);
+        const yn = await this.k(`${t}.gated_norm`, s.norm, [y, P(n.norm), z]);
+        h1 = await lin({ weight: n.out }, yn, I, d, `${t}.out_proj`, h);
+        mix = { z, xBC, dt, dl, xr, br, cm, hs, y, yn };
+      }
+      const r2 = await this.k(`${t}.rstd2`, rstdKernel(N, d, eps), [h1]);
       const n2 = await this.k(`${t}.norm2`, rmsnormKernel(N, d), [h1, r2, P(norm2)]);
       const g = await lin({ weight: mn.gate }, n2, d, F, `${t}.gate`);
       const u = await lin({ weight: mn.up }, n2, d, F, `${t}.up`);
       const a = await this.k(`${t}.swiglu`, swigluKernel(N * F), [g, u]);
       const hn = await lin({ weight: mn.down }, a, F, d, `${t}.down`, h1);
-      saved.push({ h, r1, n1, qr, kr, v, sc, lse, y, h1, r2, n2, g, u, a });
+      const block = { h, r1, n1, h1, r2, n2, g, u, a };
+      const clash = Object.keys(mix).find((key) => key in block);
+      if (clash) throw new KernelError('webgpu', 'training chain', `a mixer saved '${clash}', a name the block uses`);
+      saved.push({ ...block, ...mix });
       h = hn;
     }
     const rf = await this.k(`${pre}rstd_f`, rstdKernel(N, d, c.rmsNormEps), [h]);
@@ -346,6 +523,22 @@ export class GpuTrainStep {
     const embedName = 'model.embed_tokens.weight';
     const headName = lmHeadName(m);
     const tied = headName === embedName;
+
+    // ---------------- accumulate > 1: forward and backward are the 'micro' program, run once per micro-batch (its
+    // inputs fed into `inp`, copied here into the buffers the kernels read), each adding its gradients and losses into
+    // accumulators; the main program then takes their mean, clips, steps Adam and zeroes them
+    const A = this.o.accumulate ?? 1;
+    const inp = this.io.inp;
+    if (A > 1 && inp) {
+      chain.record('micro');
+      const parts: Array<[ChainBuffer, number]> = [
+        [this.io.ids, 0],
+        [this.io.tgt, N],
+        [this.io.order, 2 * N],
+        [this.io.start, 3 * N],
+      ];
+      for (const [b, at] of parts) chain.copy(`micro ${b.name}`, inp, at, b, () => 0, b.elements);
+    }
 
     // ---------------- forward (the teacher's first, frozen: its own weights, no gradients)
     const tf = this.o.teacher ? await this.forward(this.o.teacher.model, B, L, 'teacher') : undefined;
@@ -421,6 +614,14 @@ export class GpuTrainStep {
     if (gnf) await this.k('norm_f.dw', rmsnormDwKernel(N, d), [dnf, h, rf], gnf);
     // per-layer gradients, shared by the layers (the same shapes); ∂ℓ/∂h alternates between two buffers
     const buf = (name: string, n: number) => chain.buffer(name, n);
+    const kinds = layerKinds(m);
+    const shared = new Map<string, ChainBuffer>();
+    /** a buffer the layers share by name and size (the Mamba layers' backward intermediates) */
+    const bw = (name: string, n: number) => {
+      let b = shared.get(`${name}|${n}`);
+      if (!b) shared.set(`${name}|${n}`, (b = chain.buffer(`bw.${name}`, n)));
+      return b;
+    };
     const dhs = [buf('bw.dh a', N * d), buf('bw.dh b', N * d)];
     let dh = await this.k(
       'norm_f.dx',
@@ -443,12 +644,49 @@ export class GpuTrainStep {
       dk: buf('bw.dk', N * Hkv * hd),
       dv: buf('bw.dv', N * Hkv * hd),
     };
+    /**
+     * The scan's backward (kernels/train_mamba.ts), shared by both Mamba mixers: from ∂ℓ/∂y (dy) to ∂ℓ/∂dt (through
+     * softplus), ∂ℓ/∂x, ∂ℓ/∂B, ∂ℓ/∂C, with A_log's and D's gradients written where they train. `x` the scan's input,
+     * `sv` the layer's saved br, cm, dl (Δ), hs (chunk states), dt (before softplus).
+     */
+    const scanBack = async (
+      t: string,
+      ss: ScanRows,
+      x: ChainBuffer,
+      sv: Record<string, ChainBuffer>,
+      dy: ChainBuffer,
+      n: { Alog: string; D: string },
+      deltaBias: string,
+    ) => {
+      const alog = P(n.Alog);
+      const Nd = N * (ss.I / ss.HW); // Δ's values: (N, H) for Mamba-2, (N, d_in) for Mamba-1
+      const st = scanStatesKernel(ss);
+      const hst = await this.k(`${t}.ssd_states`, st, [x, sv.br, sv.dl, alog, sv.hs], bw('scan.h', st.size));
+      const gl = scanGlocalKernel(ss);
+      const glocal = await this.k(`${t}.ssd_glocal`, gl, [dy, sv.cm, sv.dl, alog], bw('scan.glocal', gl.size));
+      const gin = await this.k(`${t}.ssd_gin`, scanGinKernel(ss), [glocal, sv.dl, alog], bw('scan.gin', gl.size));
+      const gg = await this.k(`${t}.ssd_G`, scanGKernel(ss), [dy, sv.cm, sv.dl, alog, gin], bw('scan.G', st.size));
+      const dd = [x, sv.br, sv.dl, alog, hst, gg];
+      const ddelta = await this.k(`${t}.ssd_ddelta`, scanDdeltaKernel(ss), dd, bw('scan.ddelta', Nd));
+      const dtArgs = [ddelta, sv.dt, P(deltaBias)];
+      const width = ss.I / ss.HW;
+      const ddt = await this.k(`${t}.delta.back`, deltaBackKernel(N, width), dtArgs, bw('scan.ddt', Nd));
+      const NI = N * ss.I;
+      const dx = await this.k(`${t}.ssd_dx`, scanDxKernel(ss), [dy, sv.br, sv.dl, gg, P(n.D)], bw('scan.dx', NI));
+      const dB = await this.k(`${t}.ssd_dB`, scanDbcKernel(ss, 'B'), [x, sv.dl, gg], bw('scan.dB', NI));
+      const dC = await this.k(`${t}.ssd_dC`, scanDbcKernel(ss, 'C'), [dy, hst], bw('scan.dC', NI));
+      const ga = G(n.Alog);
+      if (ga) await this.k(`${t}.ssd_dAlog`, scanDalogKernel(ss), [sv.dl, alog, hst, gg], ga);
+      const gd = G(n.D);
+      if (gd) await this.k(`${t}.ssd_dD`, scanDdKernel(ss), [dy, x], gd);
+      return { ddt, dx, dB, dC };
+    };
     for (let i = c.numLayers - 1; i >= 0; i--) {
       const sv = saved[i];
       const { prefix: p, norm1, norm2 } = blockNames(i);
-      const an = attentionNames(c, p);
       const mn = mlpNames(p);
       const t = `L${i}.back`;
+      const eps = blockEps(m, kinds[i]);
       // MLP
       await this.k(`${t}.down.dx`, tiledLinearDx(N, F, [d]), [dh, P(mn.down)], B_.da);
       await dW(`${t}.down`, mn.down, undefined, dh, sv.a, F, d);
@@ -459,40 +697,121 @@ export class GpuTrainStep {
       await dW(`${t}.up`, mn.up, undefined, B_.du, sv.n2, d, F);
       const g2 = G(norm2);
       if (g2) await this.k(`${t}.norm2.dw`, rmsnormDwKernel(N, d), [B_.dn, sv.h1, sv.r2], g2);
-      await this.k(
-        `${t}.norm2.dx`,
-        rmsnormDxKernel(N, d, c.rmsNormEps, true),
-        [B_.dn, sv.h1, sv.r2, P(norm2), dh],
-        B_.dh1,
-      );
-      // attention
-      await this.k(`${t}.o.dx`, tiledLinearDx(N, H * hd, [d]), [B_.dh1, P(an.o.weight)], B_.dy);
-      await dW(`${t}.o`, an.o.weight, an.o.bias, B_.dh1, sv.y, H * hd, d);
-      await this.k(`${t}.attn.D`, attnDeltaKernel(att), [B_.dy, sv.y], B_.delta);
-      await this.k(`${t}.attn.dS`, attnDsKernel(att), [sv.sc, sv.lse, B_.dy, sv.v, B_.delta], B_.ds);
-      await this.k(`${t}.attn.dq`, attnDqKernel(att), [B_.ds, sv.kr], B_.dqr);
-      await this.k(`${t}.attn.dk`, attnDkvKernel(att, 'dk'), [B_.ds, sv.qr], B_.dkr);
-      await this.k(`${t}.attn.dv`, attnDkvKernel(att, 'dv'), [sv.sc, sv.lse, B_.dy], B_.dv);
-      await this.k(`${t}.rope_q.back`, ropeKernel(N, L, H, hd, -1), [B_.dqr, rope], B_.dq);
-      await this.k(`${t}.rope_k.back`, ropeKernel(N, L, Hkv, hd, -1), [B_.dkr, rope], B_.dk);
-      await this.k(
-        `${t}.qkv.dx`,
-        tiledLinearDx(N, d, [H * hd, Hkv * hd, Hkv * hd]),
-        [B_.dq, P(an.q.weight), B_.dk, P(an.k.weight), B_.dv, P(an.v.weight)],
-        B_.dn,
-      );
-      await dW(`${t}.q`, an.q.weight, an.q.bias, B_.dq, sv.n1, d, H * hd);
-      await dW(`${t}.k`, an.k.weight, an.k.bias, B_.dk, sv.n1, d, Hkv * hd);
-      await dW(`${t}.v`, an.v.weight, an.v.bias, B_.dv, sv.n1, d, Hkv * hd);
+      await this.k(`${t}.norm2.dx`, rmsnormDxKernel(N, d, eps, true), [B_.dn, sv.h1, sv.r2, P(norm2), dh], B_.dh1);
+      if (kinds[i] === 'attention') {
+        const an = attentionNames(c, p);
+        await this.k(`${t}.o.dx`, tiledLinearDx(N, H * hd, [d]), [B_.dh1, P(an.o.weight)], B_.dy);
+        await dW(`${t}.o`, an.o.weight, an.o.bias, B_.dh1, sv.y, H * hd, d);
+        await this.k(`${t}.attn.D`, attnDeltaKernel(att), [B_.dy, sv.y], B_.delta);
+        await this.k(`${t}.attn.dS`, attnDsKernel(att), [sv.sc, sv.lse, B_.dy, sv.v, B_.delta], B_.ds);
+        await this.k(`${t}.attn.dq`, attnDqKernel(att), [B_.ds, sv.kr], B_.dqr);
+        await this.k(`${t}.attn.dk`, attnDkvKernel(att, 'dk'), [B_.ds, sv.qr], B_.dkr);
+        await this.k(`${t}.attn.dv`, attnDkvKernel(att, 'dv'), [sv.sc, sv.lse, B_.dy], B_.dv);
+        await this.k(`${t}.rope_q.back`, ropeKernel(N, L, H, hd, -1), [B_.dqr, rope], B_.dq);
+        await this.k(`${t}.rope_k.back`, ropeKernel(N, L, Hkv, hd, -1), [B_.dkr, rope], B_.dk);
+        await this.k(
+          `${t}.qkv.dx`,
+          tiledLinearDx(N, d, [H * hd, Hkv * hd, Hkv * hd]),
+          [B_.dq, P(an.q.weight), B_.dk, P(an.k.weight), B_.dv, P(an.v.weight)],
+          B_.dn,
+        );
+        await dW(`${t}.q`, an.q.weight, an.q.bias, B_.dq, sv.n1, d, H * hd);
+        await dW(`${t}.k`, an.k.weight, an.k.bias, B_.dk, sv.n1, d, Hkv * hd);
+        await dW(`${t}.v`, an.v.weight, an.v.bias, B_.dv, sv.n1, d, Hkv * hd);
+      } else if (kinds[i] === 'mamba2') {
+        // Mamba-2, back from ∂ℓ/∂out (dh1) to ∂ℓ/∂n1 (B_.dn)
+        const s = mamba2Shape(m, p, B, L);
+        const { n, conv, ss, I, X, Win } = s;
+        const dyn = await this.k(`${t}.out_proj.dx`, tiledLinearDx(N, I, [d]), [B_.dh1, P(n.out)], bw('m2.dyn', N * I));
+        await dW(`${t}.out_proj`, n.out, undefined, B_.dh1, sv.yn, I, d);
+        const nargs = [sv.y, P(n.norm), dyn, sv.z];
+        const dy = await this.k(`${t}.gated_norm.dx`, s.normBack.dx, nargs, bw('m2.dy', N * I));
+        const dz = await this.k(
+          `${t}.gated_norm.dz`,
+          present(s.normBack.dz, 'the gated norm dz kernel'),
+          nargs,
+          bw('m2.dz', N * I),
+        );
+        const gw = G(n.norm);
+        if (gw) await this.k(`${t}.gated_norm.dw`, s.normBack.dweight, nargs, gw);
+        const { ddt, dx: dxr, dB: dbr, dC: dc } = await scanBack(t, ss, sv.xr, sv, dy, n, n.dtBias);
+        const gdb = G(n.dtBias);
+        if (gdb) await this.k(`${t}.dt_bias.dW`, linearDbKernel(N, s.H), [ddt], gdb);
+        const dxs = await this.k(
+          `${t}.repeat.back`,
+          repeatBackKernel(N, X, I, s.P, ss.Ns),
+          [dxr, dbr, dc],
+          bw('m2.dxs', N * conv.C),
+        );
+        const cargs = [sv.xBC, P(n.conv), dxs, ...(s.convBias ? [P(s.convBias)] : [])];
+        const ds = await this.k(`${t}.conv.ds`, convDsKernel(conv, !!s.convBias, true), cargs, bw('m2.ds', N * conv.C));
+        const dxBC = await this.k(`${t}.conv.dx`, convDxKernel(conv), [P(n.conv), ds], bw('m2.dxBC', N * conv.C));
+        const gc = G(n.conv);
+        if (gc) await this.k(`${t}.conv.dw`, convDwKernel(conv), [sv.xBC, ds], gc);
+        const gcb = s.convBias && G(s.convBias);
+        if (gcb) await this.k(`${t}.conv.db`, linearDbKernel(N, conv.C), [ds], gcb);
+        const dinp = await this.k(
+          `${t}.in_proj.dy`,
+          join3Kernel(N, [I, conv.C, s.H]),
+          [dz, dxBC, ddt],
+          bw('m2.dinp', N * Win),
+        );
+        await this.k(`${t}.in_proj.dx`, tiledLinearDx(N, d, [Win]), [dinp, P(n.in)], B_.dn);
+        await dW(`${t}.in_proj`, n.in, s.inBias, dinp, sv.n1, d, Win);
+      } else {
+        // Mamba-1, back from ∂ℓ/∂out (dh1) to ∂ℓ/∂n1 (B_.dn)
+        const s = mamba1Shape(m, p, B, L);
+        const { n, conv, ss, I, X, R } = s;
+        const dyg = await this.k(`${t}.out_proj.dx`, tiledLinearDx(N, I, [d]), [B_.dh1, P(n.out)], bw('m1.dyg', N * I));
+        await dW(`${t}.out_proj`, n.out, undefined, B_.dh1, sv.yg, I, d);
+        const dy = await this.k(`${t}.gate.dy`, swigluBackKernel(N * I, 'du'), [dyg, sv.z], bw('m1.dy', N * I));
+        const dz = await this.k(`${t}.gate.dz`, swigluBackKernel(N * I, 'dg'), [dyg, sv.z, sv.y], bw('m1.dz', N * I));
+        const { ddt, dx: du, dB: dbr, dC: dc } = await scanBack(t, ss, sv.xc, sv, dy, n, s.deltaBias);
+        const gdb = G(s.deltaBias);
+        if (gdb && !s.dtProjBias) await this.k(`${t}.dt_bias.dW`, linearDbKernel(N, I), [ddt], gdb);
+        if (gdb && s.dtProjBias) {
+          // upstream adds b_Δ twice (dt_proj's bias and the scan's delta_bias): its gradient is Σ ∂dt, twice
+          const once = await this.k(`${t}.dt_bias.dW`, linearDbKernel(N, I), [ddt], bw('m1.db', I));
+          await this.k(`${t}.dt_bias.dW twice`, addKernel(I), [once, once], gdb);
+        }
+        const cargs = [sv.xr, P(n.conv), du, ...(s.convBias ? [P(s.convBias)] : [])];
+        const ds = await this.k(`${t}.conv.ds`, convDsKernel(conv, !!s.convBias, true), cargs, bw('m1.ds', N * I));
+        const dxr = await this.k(`${t}.conv.dx`, convDxKernel(conv), [P(n.conv), ds], bw('m1.dxr', N * I));
+        const gc = G(n.conv);
+        if (gc) await this.k(`${t}.conv.dw`, convDwKernel(conv), [sv.xr, ds], gc);
+        const gcb = s.convBias && G(s.convBias);
+        if (gcb) await this.k(`${t}.conv.db`, linearDbKernel(N, I), [ds], gcb);
+        // [∂x_in | ∂B_in | ∂C]: the repeats summed back
+        const W3 = 2 * X + I;
+        const rb = repeatBackKernel(N, X, I, s.piece, s.piece);
+        const dxs = await this.k(`${t}.repeat.back`, rb, [dxr, dbr, dc], bw('m1.dxs', N * W3));
+        const dxin = await this.k(`${t}.dx_in`, colsKernel(N, W3, 0, X), [dxs], bw('m1.dxin', N * X));
+        const dbl = await this.k(`${t}.dB_in`, colsKernel(N, W3, X, X), [dxs], bw('m1.dbl', N * X));
+        const ddown = await this.k(`${t}.dt_proj.dx`, tiledLinearDx(N, R, [I]), [ddt, P(n.dt)], bw('m1.ddown', N * R));
+        await dW(`${t}.dt_proj`, n.dt, undefined, ddt, sv.down, R, I);
+        const dn3 = await this.k(
+          `${t}.in.dx`,
+          tiledLinearDx(N, d, [X, X, I]),
+          [dxin, P(n.inX), dbl, P(n.B), dc, P(n.C)],
+          bw('m1.dn3', N * d),
+        );
+        const dn2 = await this.k(
+          `${t}.in2.dx`,
+          tiledLinearDx(N, d, [I, R]),
+          [dz, P(n.inZ), ddown, P(n.dtDown)],
+          bw('m1.dn2', N * d),
+        );
+        await this.k(`${t}.in.dx sum`, addKernel(N * d), [dn3, dn2], B_.dn);
+        await dW(`${t}.in_x`, n.inX, undefined, dxin, sv.n1, d, X);
+        await dW(`${t}.in_z`, n.inZ, undefined, dz, sv.n1, d, I);
+        await dW(`${t}.B`, n.B, undefined, dbl, sv.n1, d, X);
+        await dW(`${t}.C`, n.C, undefined, dc, sv.n1, d, I);
+        await dW(`${t}.dt_down`, n.dtDown, undefined, ddown, sv.n1, d, R);
+      }
       const g1 = G(norm1);
       if (g1) await this.k(`${t}.norm1.dw`, rmsnormDwKernel(N, d), [B_.dn, sv.h, sv.r1], g1);
       const next = dh === dhs[0] ? dhs[1] : dhs[0];
-      await this.k(
-        `${t}.norm1.dx`,
-        rmsnormDxKernel(N, d, c.rmsNormEps, true),
-        [B_.dn, sv.h, sv.r1, P(norm1), B_.dh1],
-        next,
-      );
+      await this.k(`${t}.norm1.dx`, rmsnormDxKernel(N, d, eps, true), [B_.dn, sv.h, sv.r1, P(norm1), B_.dh1], next);
       dh = next;
     }
     const gE = G(embedName);
@@ -507,6 +826,28 @@ export class GpuTrainStep {
     // ---------------- clip and Adam
     const trained = [...this.params.values()].filter((q) => q.g);
     if (trained.length === 0) throw new ArgumentError('trainable', 'at least one parameter that trains', 0);
+    if (A > 1 && this.io.lossMean) {
+      // acc += g per micro-batch (a kernel into a scratch buffer, copied back); then, once: g = acc/A, acc = 0
+      const sums: Array<[ChainBuffer, ChainBuffer]> = [
+        ...trained.map((q): [ChainBuffer, ChainBuffer] => {
+          const g = present(q.g, `${q.name}'s gradient`);
+          return [g, chain.buffer(`acc:${q.name}`, g.elements)];
+        }),
+        [this.io.loss, chain.buffer('acc:loss', 2)],
+      ];
+      const scratch = new Map<number, ChainBuffer>();
+      const tmp = (n: number) => scratch.get(n) ?? lookup(scratch.set(n, chain.buffer(`acc tmp (${n})`, n)), n);
+      for (const [g, a] of sums) {
+        await this.k(`acc+ ${g.name}`, addKernel(g.elements), [a, g], tmp(g.elements));
+        chain.copy(`acc← ${g.name}`, tmp(g.elements), 0, a, () => 0, g.elements);
+      }
+      chain.record();
+      const zeros = chain.buffer('zeros', Math.max(...sums.map(([g]) => g.elements)));
+      for (const [g, a] of sums) {
+        await this.k(`acc/A ${g.name}`, scaleKernel(g.elements, 1 / A), [a], g === this.io.loss ? this.io.lossMean : g);
+        chain.copy(`acc=0 ${g.name}`, zeros, 0, a, () => 0, g.elements);
+      }
+    }
     const part = chain.buffer('norm parts', NORM_PARTS);
     const parts = chain.buffer('norm parts (all)', NORM_PARTS * trained.length);
     for (const [j, q] of trained.entries()) {
@@ -541,32 +882,60 @@ export class GpuTrainStep {
   }
   /** Test hook: leave the op with this label out of every step (a test must then fail). */
   omit(label: string): void {
-    if (!this.chain.labels.includes(label)) throw new ArgumentError('omit', 'a label of the chain', label);
+    if (!this.chain.labels.includes(label) && !this.chain.labelsOf('micro').includes(label))
+      throw new ArgumentError('omit', 'a label of the chain', label);
     this.chain.omit.add(label);
   }
 
-  /** One step on rows `ids` (batch × seqLen) at learning rate lr, Adam step t (1-based): one submit, one map. */
+  /**
+   * One step on rows `ids` (accumulate × batch rows of seqLen: micro-batch k is rows k·batch …) at learning rate lr,
+   * Adam step t (1-based): one submit and one map (accumulate > 1: the micro-batches in a second submission before).
+   */
   async step(ids: number[][], lr: number, t: number): Promise<GpuStepResult> {
     const { batch, seqLen } = this.o;
-    if (ids.length !== batch || ids.some((r) => r.length !== seqLen))
+    const A = this.o.accumulate ?? 1;
+    if (ids.length !== A * batch || ids.some((r) => r.length !== seqLen))
       throw new ArgumentError(
         'ids',
-        `${batch} rows of ${seqLen} tokens`,
+        `${A * batch} rows of ${seqLen} tokens`,
         ids.map((r) => r.length),
       );
-    const flat = ids.flat();
-    flat.forEach((id, n) => {
+    ids.flat().forEach((id, n) => {
       if (!Number.isInteger(id) || id < 0 || id >= this.V)
         throw new ArgumentError(`ids[${n}]`, `a token id in [0, ${this.V})`, id);
     });
-    const tgt = Float32Array.from(flat, (_, n) => (n % seqLen === seqLen - 1 ? -1 : flat[n + 1])); // (b·l): next id, −1 at a row's end
-    const { order, start } = embeddingIndex(flat, this.V);
-    this.chain.write(this.io.ids, Float32Array.from(flat));
-    this.chain.write(this.io.tgt, tgt);
-    this.chain.write(this.io.order, order);
-    this.chain.write(this.io.start, start);
+    /** a micro-batch's inputs: ids, next ids (−1 at a row's end), the embedding's order and start */
+    const inputs = (rows: number[][]) => {
+      const flat = rows.flat(); // (b·l)
+      const { order, start } = embeddingIndex(flat, this.V);
+      const tgt = Float32Array.from(flat, (_, n) => (n % seqLen === seqLen - 1 ? -1 : flat[n + 1])); // (b·l)
+      return [Float32Array.from(flat), tgt, order, start];
+    };
+    const { all, inp, lossMean } = this.io;
+    if (A > 1 && all && inp && lossMean) {
+      const per = inp.elements;
+      const data = new Float32Array(A * per); // (A, 3·b·l + V + 1)
+      for (let k = 0; k < A; k++) {
+        let at = k * per;
+        for (const part of inputs(ids.slice(k * batch, (k + 1) * batch)))
+          data.set(part, (at += part.length) - part.length);
+      }
+      this.chain.write(all, data);
+      await this.chain.runSequence(
+        Array.from({ length: A }, () => ({ pos: 0 })),
+        [],
+        { src: all, dst: inp, elements: per },
+        'micro',
+      );
+    } else {
+      const [flat, tgt, order, start] = inputs(ids); // (b·l) ×3, (V + 1)
+      this.chain.write(this.io.ids, flat);
+      this.chain.write(this.io.tgt, tgt);
+      this.chain.write(this.io.order, order);
+      this.chain.write(this.io.start, start);
+    }
     this.chain.write(this.io.hyper, adamHyper(this.o.optimizer, t, lr));
-    const [loss, norm] = await this.chain.run({ pos: 0 }, [{ from: this.io.loss }, { from: this.io.norm }]); // (2) [CE, KL], (3) [‖g‖, c, ok]
+    const [loss, norm] = await this.chain.run({ pos: 0 }, [{ from: lossMean ?? this.io.loss }, { from: this.io.norm }]); // (2) [CE, KL], (3) [‖g‖, c, ok]
     const ce = loss[0];
     const kl = this.o.teacher ? loss[1] : undefined;
     return {

@@ -12,7 +12,7 @@
  *             float64 weights, so resuming loses nothing), `optimizer.safetensors` (m/<name>, v/<name>),
  *             `trainer.json` (step, epoch, position in the order, the order, the generator state, options)
  *   resume    `Trainer.resume(dir, …)`: N steps = k steps + save + resume + (N − k) steps, bit for bit
- *   webgpu    engine 'webgpu' (Llamas, a Llama teacher for 'distill', no accumulation): each step is one GPU submission
+ *   webgpu    engine 'webgpu' (Llamas and hybrids, a teacher for 'distill', accumulation): each step is one GPU submission
  *             (lib/train/gpu_step.ts) with parameters and moments on the device; `sync()` reads them back into
  *             `params` and the Adam state (float32 values) before anything reads the model or saves it, so a
  *             checkpoint is the CPU format and resumes on either engine
@@ -225,13 +225,15 @@ export class Trainer {
         clip: this.o.clip,
         ceWeight: this.o.ceWeight,
         teacher: this.o.objective === 'distill' ? { model: this.teacher!, klWeight: this.o.klWeight ?? 1 } : undefined,
+        accumulate: this.o.accumulate,
         trainable: this.trainable,
       });
       this.gpu.step.setMoments(this.opt.m, this.opt.v); // a resumed run's moments (none on a fresh one)
     }
     const savedPos = { ...this.pos, order: this.pos.order };
     const savedRng = this.rng.state();
-    const ids = this.nextBatch();
+    const acc = this.o.accumulate ?? 1;
+    const ids = Array.from({ length: acc }, () => this.nextBatch()).flat(); // (acc·batch rows): the micro-batches in order
     const lr = cosineLr(this.o.optimizer.lr, this.step, this.o.totalSteps, this.o.warmupSteps);
     const r = await this.gpu.step.step(ids, lr, this.step + 1);
     if (!r.ok) {
@@ -249,7 +251,7 @@ export class Trainer {
       kl: r.kl,
       gradNorm: r.gradNorm,
       lr,
-      tokens: this.o.batch * this.o.seqLen,
+      tokens: acc * this.o.batch * this.o.seqLen,
     };
   }
 

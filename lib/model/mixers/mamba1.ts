@@ -65,7 +65,7 @@ function mamba1Names(p: string) {
  * The wiring options, decided here once: the repeat's piece width, and where b_Δ goes — always as the scan's
  * delta_bias, and under upstream semantics also as dt_proj's bias (`dtProjBias`: twice in all).
  */
-function mamba1Wiring(m: HybridModel, p: string) {
+export function mamba1Wiring(m: HybridModel, p: string) {
   const c = mambaOf(m);
   const n = mamba1Names(p);
   const N = c.dState;

@@ -59,7 +59,7 @@ function mamba2Names(p: string) {
 }
 
 /** The wiring, decided here once: in_proj's split, the conv's split, the Δ bias, the activation and the gated norm. */
-function mamba2Wiring(m: HybridModel, p: string) {
+export function mamba2Wiring(m: HybridModel, p: string) {
   const c = mambaOf(m);
   const { dInner, dXb, dState: N, nHeads: H } = c;
   const convDim = dInner + 2 * dXb;

@@ -1,24 +1,18 @@
 /**
  * Kernels of one decoded token (float32, batch 1), for the resident chain of lib/model/gpu_decode.ts — GPU.js
  * kernel sources (one thread per output value, every loop bound a constant) and the constants each takes.
- * No thread walks a whole row of d or more on the token's path: reductions are split (S partial sums, then a
- * kernel adding them with the epilogue), each kernel ~√(row) serial steps — on a GPU a thread's n dependent
- * loads cost ~n load latencies, and few threads leave most of it idle (H200, d512: issue #23).
  *
  *   embed:     h_c = E[id, c]                                      id = meta[0]
- *   rmsnorm:   n_c = h_c / √(mean(h²) + ε) · w_c                    Σh² as S ≈ √d partial sums, then each output
- *                                                                 adds its row's S
+ *   rmsnorm:   n_c = h_c / √(mean(h²) + ε) · w_c                    each thread recomputes mean(h²) (d ≤ a few thousand)
  *   matvec:    y_r = Σ_i Wᵀ[i, r] x_i (+ h_r)                       Wᵀ (K, R): W stored transposed, so neighbouring
- *                                                                 threads read neighbouring addresses (coalesced);
- *                                                                 split-K: S partial sums (splitsFor), then their sum
- *   qkv+rope:  [q | k | v] = [W_q x | W_k x | W_v x] (split-K over the stacked [W_q; W_k; W_v]), q and k rotated
- *              by RoPE at position pos = meta[1] in the kernel adding the partial sums:
+ *                                                                 threads read neighbouring addresses (coalesced)
+ *   qkv+rope:  [q | k | v] = [W_q x | W_k x | W_v x], q and k rotated by RoPE at position pos = meta[1]:
  *              out_c = y_c cos θ − y_{c+hd/2} sin θ (c < hd/2),  y_c cos θ + y_{c−hd/2} sin θ (c ≥ hd/2)
  *              cos θ, sin θ from a float64-computed table (cap, hd): [cos_0 … cos_{hd/2−1} | sin_0 … sin_{hd/2−1}]
  *   attention: y_{h,c} = Σ_{j ≤ pos} softmax_j(q_h·k_{g,j}/√hd) v_{g,j,c}   g = ⌊h/(H/H_kv)⌋: scores (H, cap), then values
- *   swiglu:    a_f = silu(W_gate n)_f · (W_up n)_f                   split-K over the stacked [W_gate; W_up]
- *   argmax:    C = ⌈V/16⌉ lanes each take the strided slice f ≡ c (mod C) (first maximum), then merges of ~√C
- *              candidates a thread down to one (ties: lowest id, as lib/model/generate.ts `argmax`)
+ *   swiglu:    a_f = silu(W_gate n)_f · (W_up n)_f
+ *   argmax:    two steps: C threads each take the strided slice f ≡ c (mod C) (first maximum), then one thread
+ *              the best of the C (ties: lowest id, as lib/model/generate.ts `argmax`)
  * The caches are laid out (cap, H_kv·hd): a token's keys (values) are one contiguous row, written by a buffer
  * copy at row pos (kernels/resident_chain.ts). Token ids and positions travel as float32 (exact below 2^24).
  *
@@ -47,37 +41,16 @@ export const embedKernel = (d: number, T = 1, idOff = 0): DecodeKernel => ({
   constants: { D: d, T, IDOFF: idOff },
 });
 
-/**
- * RMSNorm in two kernels, so no thread walks a whole row: `sumSquaresKernel` — T·S threads, thread (t, s) sums
- * h² over slice s of row t (⌈d/S⌉ values) —, then `rmsnormKernel` — one thread per output, reading the S
- * partial sums of its row. `normSplits` picks S ≈ √d (both kernels ~√d serial steps).
- */
-export const normSplits = (d: number): number => Math.max(1, Math.ceil(Math.sqrt(d)));
-
-export const sumSquaresKernel = (d: number, S: number): DecodeKernel => ({
-  key: 'dec.sum_squares',
-  source: `function (h) {
-    const t = Math.floor(this.thread.x / this.constants.S);
-    const s = this.thread.x - t * this.constants.S;
-    let ss = 0.0;
-    for (let k = 0; k < this.constants.DC; k++) {
-      const i = s * this.constants.DC + k;
-      if (i < this.constants.D) { ss += h[t * this.constants.D + i] * h[t * this.constants.D + i]; }
-    }
-    return ss;
-  }`,
-  constants: { D: d, S, DC: Math.ceil(d / S) },
-});
-
-export const rmsnormKernel = (d: number, eps: number, S: number): DecodeKernel => ({
+export const rmsnormKernel = (d: number, eps: number, T = 1): DecodeKernel => ({
   key: 'dec.rmsnorm',
-  source: `function (h, part, w) {
+  source: `function (h, w) {
     const t = Math.floor(this.thread.x / this.constants.D);
+    const o = t * this.constants.D;
     let ss = 0.0;
-    for (let s = 0; s < this.constants.S; s++) { ss += part[t * this.constants.S + s]; }
-    return h[this.thread.x] * (1.0 / Math.sqrt(ss / this.constants.D + this.constants.EPS)) * w[this.thread.x - t * this.constants.D];
+    for (let i = 0; i < this.constants.D; i++) { ss += h[o + i] * h[o + i]; }
+    return h[this.thread.x] * (1.0 / Math.sqrt(ss / this.constants.D + this.constants.EPS)) * w[this.thread.x - o];
   }`,
-  constants: { D: d, EPS: eps, S },
+  constants: { D: d, EPS: eps, T },
 });
 
 /** Index of `add` (AN floats: a residual of every output, or a bias of one row) for output this.thread.x. */
@@ -134,24 +107,16 @@ export const splitSumKernel = (R: number, S: number, addLen: number): DecodeKern
   constants: { R, S, AN: Math.max(addLen, 1) },
 });
 
-/**
- * Splits S of a K-long matvec of R outputs (all rows of a window): S ≈ √K, so a partial's loop (⌈K/S⌉) and the
- * sum's (S) are both ~√K serial steps, but no more than fill a large GPU (S·R ≤ 2^18 = 262,144 threads, an
- * H200's 132 SMs × 2,048 resident threads). On the H200 (d512) one thread per output over 8k threads with a
- * 512-long loop was latency-bound: a thread's n dependent loads cost ~n load latencies, most SMs sat idle.
- */
-export const splitsFor = (K: number, R: number): number =>
-  Math.max(1, Math.min(Math.ceil(2 ** 18 / R), Math.ceil(Math.sqrt(K))));
+/** Splits of a K-long, R-output matvec: enough threads to fill a GPU (~8192), each summing ≥ 8 inputs. */
+export const splitsFor = (K: number, R: number): number => Math.max(1, Math.min(Math.ceil(8192 / R), Math.ceil(K / 8)));
 
 /**
- * [q (T, H·hd) | k (T, H_kv·hd) | v (T, H_kv·hd)] from the S split-K partial sums of the stacked projection
- * [W_q; W_k; W_v] n (matvecPartialKernel: part (S, T, Q + 2·KV), row t's [q | k | v]): q and k rotated at
- * position meta[1] + t, then v. Each block holds its T rows contiguously, so a window's keys (values) go into
- * the cache with one copy.
+ * Output [q (T, H·hd) | k (T, H_kv·hd) | v (T, H_kv·hd)]: q and k rotated at position meta[1] + t, then v. Each
+ * block holds its T rows contiguously, so a window's keys (values) go into the cache with one copy.
  */
-export const qkvRopeSumKernel = (H: number, Hkv: number, hd: number, S: number, T = 1): DecodeKernel => ({
-  key: 'dec.qkv_rope_sum',
-  source: `function (part, rope, meta) {
+export const qkvRopeKernel = (d: number, H: number, Hkv: number, hd: number, T = 1): DecodeKernel => ({
+  key: 'dec.qkv_rope',
+  source: `function (x, wq, wk, wv, rope, meta) {
     const u = this.thread.x;
     let tt = 0;
     let t = u;
@@ -167,40 +132,33 @@ export const qkvRopeSumKernel = (H: number, Hkv: number, hd: number, S: number, 
       tt = Math.floor(u / this.constants.Q);
       t = u - tt * this.constants.Q;
     }
-    const po = tt * this.constants.RW;
+    const xo = tt * this.constants.D;
     let out = 0.0;
     if (t >= this.constants.Q + this.constants.KV) {
-      for (let s = 0; s < this.constants.S; s++) { out += part[s * this.constants.TRW + po + t]; }
+      const r = t - this.constants.Q - this.constants.KV;
+      for (let i = 0; i < this.constants.D; i++) { out += wv[i * this.constants.KV + r] * x[xo + i]; }
     } else {
       let r = t;
-      if (t >= this.constants.Q) { r = t - this.constants.Q; }
+      let R = this.constants.Q;
+      if (t >= this.constants.Q) { r = t - this.constants.Q; R = this.constants.KV; }
       const c = r - Math.floor(r / this.constants.HD) * this.constants.HD;
-      let partner = t + this.constants.HALF;
+      let partner = r + this.constants.HALF;
       let sign = -1.0;
       let f = c;
-      if (c >= this.constants.HALF) { partner = t - this.constants.HALF; sign = 1.0; f = c - this.constants.HALF; }
+      if (c >= this.constants.HALF) { partner = r - this.constants.HALF; sign = 1.0; f = c - this.constants.HALF; }
       let a = 0.0;
       let b = 0.0;
-      for (let s = 0; s < this.constants.S; s++) {
-        a += part[s * this.constants.TRW + po + t];
-        b += part[s * this.constants.TRW + po + partner];
+      if (t >= this.constants.Q) {
+        for (let i = 0; i < this.constants.D; i++) { a += wk[i * R + r] * x[xo + i]; b += wk[i * R + partner] * x[xo + i]; }
+      } else {
+        for (let i = 0; i < this.constants.D; i++) { a += wq[i * R + r] * x[xo + i]; b += wq[i * R + partner] * x[xo + i]; }
       }
       const row = (meta[1] + tt) * this.constants.HD;
       out = a * rope[row + f] + sign * b * rope[row + this.constants.HALF + f];
     }
     return out;
   }`,
-  constants: {
-    Q: H * hd,
-    KV: Hkv * hd,
-    HD: hd,
-    HALF: hd / 2,
-    TQ: T * H * hd,
-    TKV: T * Hkv * hd,
-    RW: (H + 2 * Hkv) * hd,
-    TRW: T * (H + 2 * Hkv) * hd,
-    S,
-  },
+  constants: { D: d, Q: H * hd, KV: Hkv * hd, HD: hd, HALF: hd / 2, TQ: T * H * hd, TKV: T * Hkv * hd },
 });
 
 /**
@@ -262,28 +220,40 @@ export const attentionValuesKernel = (H: number, Hkv: number, hd: number, cap: n
   constants: { H, HD: hd, GROUPS: H / Hkv, KV: Hkv * hd, CAP: cap, T },
 });
 
-/**
- * SwiGLU after the split-K partial sums of the stacked [W_gate; W_up] n (matvecPartialKernel: part (S, T, 2F),
- * row t's [gate | up]): a_{t,f} = silu(Σ_s g_{s,t,f})·Σ_s u_{s,t,f}, one thread per (t, f).
- */
-export const swigluSumKernel = (F: number, S: number, T = 1): DecodeKernel => ({
-  key: 'dec.swiglu_sum',
-  source: `function (part) {
+export const swigluKernel = (d: number, F: number, T = 1): DecodeKernel => ({
+  key: 'dec.swiglu',
+  source: `function (x, wg, wu) {
     const t = Math.floor(this.thread.x / this.constants.F);
-    const o = t * this.constants.F2 + this.thread.x - t * this.constants.F;
+    const f = this.thread.x - t * this.constants.F;
+    const o = t * this.constants.D;
     let g = 0.0;
     let u = 0.0;
-    for (let s = 0; s < this.constants.S; s++) {
-      g += part[s * this.constants.TF2 + o];
-      u += part[s * this.constants.TF2 + o + this.constants.F];
+    for (let i = 0; i < this.constants.D; i++) {
+      g += wg[i * this.constants.F + f] * x[o + i];
+      u += wu[i * this.constants.F + f] * x[o + i];
     }
     return ${siluExpr('g')} * u;
   }`,
-  constants: { F, F2: 2 * F, TF2: 2 * T * F, S },
+  constants: { D: d, F, T },
 });
 
-/** Lanes C of the argmax's first step: each scans the ⌈V/C⌉ ≤ 16 ids ≡ lane (mod C). */
-export const argmaxLanes = (V: number) => Math.ceil(V / 16);
+/** The SwiGLU after split-K partial sums of gate and up (matvecPartialKernel each): a_f = silu(Σ_s g_s,f)·Σ_s u_s,f. */
+export const swigluSumKernel = (F: number, S: number): DecodeKernel => ({
+  key: 'dec.swiglu_sum',
+  source: `function (pg, pu) {
+    let g = 0.0;
+    let u = 0.0;
+    for (let s = 0; s < this.constants.S; s++) {
+      g += pg[s * this.constants.F + this.thread.x];
+      u += pu[s * this.constants.F + this.thread.x];
+    }
+    return ${siluExpr('g')} * u;
+  }`,
+  constants: { F, S },
+});
+
+/** Threads of the argmax's first step (each scans ⌈V/C⌉ strided logits). */
+export const argmaxLanes = (V: number) => Math.min(256, V);
 
 /** Lanes (T rows × C): lane c of row t holds the first maximum's id (within the row) over ids ≡ c (mod C). */
 export const argmaxLanesKernel = (V: number, T = 1): DecodeKernel => ({
@@ -306,44 +276,23 @@ export const argmaxLanesKernel = (V: number, T = 1): DecodeKernel => ({
   constants: { V, C: argmaxLanes(V), PER: Math.ceil(V / argmaxLanes(V)), T },
 });
 
-/**
- * The merges after the lanes: N candidates a row → G = ⌈N/CH⌉, CH = N (N ≤ 64: one merge gives the argmax) or
- * ⌈√N⌉ (V = 32,000: 2,000 lanes → 45 → 1); each a list of (N, G) for `argmaxMergeKernel`.
- */
-export function argmaxMerges(V: number): Array<[number, number]> {
-  const out: Array<[number, number]> = [];
-  for (let n = argmaxLanes(V); out.length === 0 || n > 1;) {
-    const ch = n <= 64 ? n : Math.ceil(Math.sqrt(n));
-    const g = Math.ceil(n / ch);
-    out.push([n, g]);
-    n = g;
-  }
-  return out;
-}
-
-/**
- * Thread (t, g) of T·G: the best of candidates cand[t, g·CH … g·CH + CH − 1] (ids into row t's logits, N a
- * row), CH = ⌈N/G⌉; ties: the lowest id (as lib/model/generate.ts `argmax`). G = 1: row t's argmax.
- */
-export const argmaxMergeKernel = (V: number, N: number, G: number): DecodeKernel => ({
-  key: 'dec.argmax_merge',
-  source: `function (logits, cand) {
-    const t = Math.floor(this.thread.x / this.constants.G);
-    const g = this.thread.x - t * this.constants.G;
+/** Row t's argmax (an id in [0, V)) from its C lanes; ties: the lowest id. */
+export const argmaxFinalKernel = (V: number, T = 1): DecodeKernel => ({
+  key: 'dec.argmax2',
+  source: `function (logits, lanes) {
+    const t = this.thread.x;
     const o = t * this.constants.V;
-    const lo = t * this.constants.N + g * this.constants.CH;
-    let best = cand[lo];
+    const lo = t * this.constants.C;
+    let best = lanes[lo];
     let bv = logits[o + best];
-    for (let k = 1; k < this.constants.CH; k++) {
-      if (g * this.constants.CH + k < this.constants.N) {
-        const i = cand[lo + k];
-        const v = logits[o + i];
-        if (v > bv || (v == bv && i < best)) { bv = v; best = i; }
-      }
+    for (let k = 1; k < this.constants.C; k++) {
+      const i = lanes[lo + k];
+      const v = logits[o + i];
+      if (v > bv || (v == bv && i < best)) { bv = v; best = i; }
     }
     return best;
   }`,
-  constants: { V, N, G, CH: Math.ceil(N / G) },
+  constants: { V, C: argmaxLanes(V), T },
 });
 
 // ---------------------------------------------------------------- Mamba-2 one step
@@ -824,9 +773,6 @@ export const sampleWeightsKernel = (V: number): DecodeKernel => ({
   constants: { V },
 });
 
-/** Chunks C of the sampler's draw (one thread walks them, then ⌈V/C⌉ ids of one). */
-export const sampleChunks = (V: number) => Math.min(256, V);
-
 /** Sums of the sampling weights over C contiguous chunks of ⌈V/C⌉ ids (the draw's first step). */
 export const sampleChunksKernel = (V: number): DecodeKernel => ({
   key: 'dec.sample_chunks',
@@ -838,7 +784,7 @@ export const sampleChunksKernel = (V: number): DecodeKernel => ({
     }
     return s;
   }`,
-  constants: { V, CH: Math.ceil(V / sampleChunks(V)) },
+  constants: { V, CH: Math.ceil(V / argmaxLanes(V)) },
 });
 
 /**
@@ -878,5 +824,5 @@ export const sampleDrawKernel = (V: number): DecodeKernel => ({
     }
     return out;
   }`,
-  constants: { V, C: sampleChunks(V), CH: Math.ceil(V / sampleChunks(V)) },
+  constants: { V, C: argmaxLanes(V), CH: Math.ceil(V / argmaxLanes(V)) },
 });

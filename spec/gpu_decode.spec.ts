@@ -28,7 +28,7 @@ import { generate, GPU_DECODER_PATH, lastLogits, PER_OP_WEBGPU_PATH } from '../l
 import { forward, type HybridModel } from '../lib/model/hybrid.js';
 import { randomLlama } from '../lib/model/random.js';
 import { getOps } from '../lib/ops.js';
-import { argmaxLanes, argmaxMerges, ResidentChain } from '../lib/ops_resident.js';
+import { ResidentChain } from '../lib/ops_resident.js';
 import { withAttentionBias } from './helpers.js';
 import {
   buildModel,
@@ -178,15 +178,8 @@ describe('one GPU submission per decoded token (webgpu)', () => {
   run(
     `argmax over the vocabulary: ties go to the lowest id, within a lane and across lanes (${webgpu.title})`,
     async () => {
-      // V = 1200: C = argmaxLanes(V) = 75 lanes (lane = id mod C), merged 75 → 9 groups of 9 lanes → 1
-      // (argmaxMerges): ids a and a+C share a lane, a and a+1 do not, a and a+9 sit in different merge groups
-      const V = 1200;
-      const C = argmaxLanes(V);
-      expect(argmaxMerges(V), 'two merge levels').toEqual([
-        [C, 9],
-        [9, 1],
-      ]);
-      const t = randomLlama({ vocab: V, hidden: 8, intermediate: 8, layers: 1, heads: 2, kvHeads: 1 }, 4);
+      // V > 256: ids a and a+256 share a lane of the first argmax step (lane = id mod 256), a and a±1 do not
+      const t = randomLlama({ vocab: 600, hidden: 8, intermediate: 8, layers: 1, heads: 2, kvHeads: 1 }, 4);
       const first = await GpuDecoder.create(t, { capacity: 2 });
       let a: number;
       try {
@@ -194,13 +187,13 @@ describe('one GPU submission per decoded token (webgpu)', () => {
       } finally {
         first.destroy();
       }
+      const V = 600;
       const d = t.llama.hiddenSize;
-      // copy lm_head row a into rows a+1 (the next lane), a+9 (another merge group: only the last merge's tie rule
-      // picks a over it), a+C−1 (the lane before, a higher id: only a merge's tie rule picks a over it) and a+C
-      // (a's own lane): the same dot product in the same order, the same bits
+      // copy lm_head row a into rows a+1 (the next lane), a+255 (the lane before, a higher id: only the final step's
+      // tie rule picks a over it) and a+256 (a's own lane): the same dot product in the same order, the same bits
       const head = t.weights.get('lm_head.weight').data;
-      expect(a + C, 'the seed gives a winner with room for its twins').toBeLessThan(V);
-      const twins = [a + 1, a + 9, a + C - 1, a + C];
+      expect(a + 256, 'the seed gives a winner with room for its twins').toBeLessThan(V);
+      const twins = [a + 1, a + 255, a + 256];
       for (const r of twins) for (let i = 0; i < d; i++) head[r * d + i] = head[a * d + i];
       const dec = await GpuDecoder.create(t, { capacity: 2 });
       try {

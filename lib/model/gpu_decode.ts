@@ -42,10 +42,9 @@
  */
 import { ArgumentError, DeviceLimitError } from '../errors.js';
 import {
+  argmaxFinalKernel,
   argmaxLanes,
   argmaxLanesKernel,
-  argmaxMergeKernel,
-  argmaxMerges,
   attentionScoresKernel,
   attentionValuesKernel,
   convShiftKernel,
@@ -57,14 +56,12 @@ import {
   matvecPartialKernel,
   splitSumKernel,
   splitsFor,
-  normSplits,
-  qkvRopeSumKernel,
+  qkvRopeKernel,
   rmsnormKernel,
-  sampleChunks,
-  sumSquaresKernel,
   ssmYKernel,
   groupNormKernel,
   ssmStepKernel,
+  swigluKernel,
   swigluSumKernel,
   type DecodeKernel,
   ResidentChain,
@@ -118,19 +115,6 @@ function transposed(w: ArrayLike<number>, R: number, K: number): Float32Array {
   const t = new Float32Array(R * K); // (K, R)
   for (let r = 0; r < R; r++) for (let i = 0; i < K; i++) t[i * R + r] = w[r * K + i];
   return t;
-}
-
-/** The weights `names` (R_j, K) each, stacked row-wise (Σ R_j, K) and transposed: one matvec over all of them. */
-function stackedTransposed(W: HybridModel['weights'], names: readonly string[], K: number): Float32Array {
-  const parts = names.map((n) => W.get(n).data); // (R_j, K) each
-  const R = parts.reduce((a, w) => a + w.length / K, 0);
-  const stacked = new Float32Array(R * K); // (Σ R_j, K)
-  let o = 0;
-  for (const w of parts) {
-    for (let j = 0; j < w.length; j++) stacked[o + j] = w[j];
-    o += w.length;
-  }
-  return transposed(stacked, R, K);
 }
 
 /** The program of a window of T rows (T = 1: the one-token step, 'main'). */
@@ -206,13 +190,6 @@ async function recordProgram(g: Shared, T: number): Promise<Program> {
     await k(label, matvecPartialKernel(K, R, S, T), [x, w], part);
     await k(`${label}.sum`, splitSumKernel(T * R, S, an), add ? [part, add] : [part], out);
   };
-  // out = rmsnorm(x) (T rows of d): the sums of squares over normSplits(d) slices a row, then the outputs
-  const norm = async (label: string, x: ChainBuffer, w: ChainBuffer, eps: number, out: ChainBuffer) => {
-    const S = normSplits(d);
-    const part = scratch(`${label} sums of squares`, T * S);
-    await k(`${label}.sumsq`, sumSquaresKernel(d, S), [x], part);
-    await k(label, rmsnormKernel(d, eps, S), [x, part, w], out);
-  };
   const meta = win
     ? scratch('meta [s, pos, ids, verify]', windowMetaLength(T))
     : scratch('meta [id, pos, u, T, k, p]', SAMPLE_META);
@@ -228,19 +205,18 @@ async function recordProgram(g: Shared, T: number): Promise<Program> {
     const L = `layer${i}`;
     const state = g.layers[i];
     const n1 = scratch(`${L}.n1`, T * d);
-    await norm(`${L}.norm1`, h, up(norm1), eps, n1);
+    await k(`${L}.norm1`, rmsnormKernel(d, eps, T), [h, up(norm1)], n1);
     const h1 = scratch(`${L}.h1`, T * d);
     if (state.kind === 'attention') {
       const a = attentionNames(c, p);
       const [Q, KV] = [H * hd, Hkv * hd];
       const qkv = scratch(`${L}.qkv`, T * (Q + 2 * KV)); // [q (T, Q) | k (T, KV) | v (T, KV)]
-      // split-K partial sums of [W_q; W_k; W_v] n, then their sums with RoPE applied
-      const names = [a.q.weight, a.k.weight, a.v.weight];
-      const wqkv = weight(`${p} [q; k; v]ᵀ`, () => stackedTransposed(W, names, d), names); // (d, Q + 2·KV)
-      const S = splitsFor(d, T * (Q + 2 * KV));
-      const part = scratch(`${L}.qkv partial sums`, S * T * (Q + 2 * KV)); // (S, T, Q + 2·KV)
-      await k(`${L}.qkv`, matvecPartialKernel(d, Q + 2 * KV, S, T), [n1, wqkv], part);
-      await k(`${L}.qkv_rope`, qkvRopeSumKernel(H, Hkv, hd, S, T), [part, rope!, meta], qkv);
+      await k(
+        `${L}.qkv_rope`,
+        qkvRopeKernel(d, H, Hkv, hd, T),
+        [n1, upT(a.q.weight, Q, d), upT(a.k.weight, KV, d), upT(a.v.weight, KV, d), rope!, meta],
+        qkv,
+      );
       // the rows' keys and values into the cache at pos … pos + rows − 1 (only the real rows of a window)
       const rows = (v: ChainVars) => (v.rows ?? 1) * KV;
       chain.copy(`${at}${L}.k_write`, qkv, T * Q, state.k, (v) => v.pos * KV, rows);
@@ -259,7 +235,20 @@ async function recordProgram(g: Shared, T: number): Promise<Program> {
       // [x | z | B | C | dt_low] = one matvec over the stacked projections
       const names = ['in_proj_x', 'in_proj_z', 'B_proj', 'C_proj', 'dt_proj_down'].map((n) => `${q}.${n}.weight`);
       const Rt = 2 * dXb + 2 * dInner + R;
-      const stackedT = weight(`${q} projections`, () => stackedTransposed(W, names, d), names); // (d, R_t)
+      const stackedT = weight(
+        `${q} projections`,
+        () => {
+          const stacked = new Float32Array(Rt * d); // (R_t, d): the stacked projection rows
+          let o = 0;
+          for (const n of names) {
+            const w = W.get(n).data; // (the weight's size)
+            for (let j = 0; j < w.length; j++) stacked[o + j] = w[j];
+            o += w.length;
+          }
+          return transposed(stacked, Rt, d);
+        },
+        names,
+      );
       const proj = scratch(`${L}.proj`, T * Rt);
       await mv(`${L}.in_proj`, n1, stackedT, d, Rt, proj);
       const convNext = scratch(`${L}.conv state'`, dInner * (K - 1));
@@ -413,36 +402,34 @@ async function recordProgram(g: Shared, T: number): Promise<Program> {
     }
     const f = mlpNames(p);
     const n2 = scratch(`${L}.n2`, T * d);
-    await norm(`${L}.norm2`, h1, up(norm2), eps, n2);
+    await k(`${L}.norm2`, rmsnormKernel(d, eps, T), [h1, up(norm2)], n2);
     const a = scratch(`${L}.swiglu`, T * F);
-    // split-K partial sums of [W_gate; W_up] n, then SwiGLU over their sums
-    const wgu = weight(`${p} [gate; up]ᵀ`, () => stackedTransposed(W, [f.gate, f.up], d), [f.gate, f.up]); // (d, 2F)
-    const S = splitsFor(d, T * 2 * F);
-    const part = scratch(`${L}.gate|up partial sums`, S * T * 2 * F); // (S, T, 2F)
-    await k(`${L}.gate_up`, matvecPartialKernel(d, 2 * F, S, T), [n2, wgu], part);
-    await k(`${L}.swiglu`, swigluSumKernel(F, S, T), [part], a);
+    const [wg, wu] = [upT(f.gate, F, d), upT(f.up, F, d)];
+    const S = splitsFor(d, T * F);
+    if (S === 1) await k(`${L}.gate_up`, swigluKernel(d, F, T), [n2, wg, wu], a);
+    else {
+      const [pg, pu] = [scratch(`${L}.gate partial sums`, S * T * F), scratch(`${L}.up partial sums`, S * T * F)];
+      await k(`${L}.gate_up`, matvecPartialKernel(d, F, S, T), [n2, wg], pg);
+      await k(`${L}.up`, matvecPartialKernel(d, F, S, T), [n2, wu], pu);
+      await k(`${L}.swiglu`, swigluSumKernel(T * F, S), [pg, pu], a);
+    }
     const h2 = scratch(`${L}.h2`, T * d);
     await mv(`${L}.down`, a, upT(f.down, d, F), F, d, h2, h1);
     h = h2;
   }
   const nf = scratch('final norm', T * d);
-  await norm('final_norm', h, up('model.norm.weight'), c.rmsNormEps, nf);
+  await k('final_norm', rmsnormKernel(d, c.rmsNormEps, T), [h, up('model.norm.weight')], nf);
   const logits = scratch('logits', T * V);
   await mv('lm_head', nf, upT(lmHeadName(m), V, d), d, V, logits);
-  // the argmax: lanes of ≤ 16 strided ids, then merges of ≤ ~√N candidates down to one id a row
-  let cand = scratch('argmax lanes', T * argmaxLanes(V));
-  await k('argmax1', argmaxLanesKernel(V, T), [logits], cand);
-  for (const [j, [N, G]] of argmaxMerges(V).entries()) {
-    const next = scratch(G === 1 ? 'argmax' : `argmax merge ${j}`, T * G);
-    await k(`argmax_merge${j}`, argmaxMergeKernel(V, N, G), [logits, cand], next);
-    cand = next;
-  }
-  const amax = cand;
+  const lanes = scratch('argmax lanes', T * argmaxLanes(V));
+  await k('argmax1', argmaxLanesKernel(V, T), [logits], lanes);
+  const amax = scratch('argmax', T);
+  await k('argmax2', argmaxFinalKernel(V, T), [logits, lanes], amax);
   if (!win) {
     // the sampler (greedy when meta's T is 0: the draw returns the argmax)
     const q = scratch('sampling weights', V);
     await k('sample_weights', sampleWeightsKernel(V), [logits, amax, meta], q);
-    const chunks = scratch('sampling chunk sums', sampleChunks(V));
+    const chunks = scratch('sampling chunk sums', argmaxLanes(V));
     await k('sample_chunks', sampleChunksKernel(V), [q], chunks);
     const token = scratch('token', 1);
     await k('sample_draw', sampleDrawKernel(V), [q, chunks, meta, amax], token);
@@ -455,7 +442,7 @@ async function recordProgram(g: Shared, T: number): Promise<Program> {
   return { T, meta, logits, result: commit, feed };
 }
 
-/** Storage buffers the widest kernel binds (m1_window_out: ssm, xc, proj, A, par, Δ and its output). */
+/** Storage buffers the widest kernel binds (qkv_rope: x, W_q, W_k, W_v, rope, meta and its output). */
 const MAX_KERNEL_BINDINGS = 7;
 
 /**

@@ -181,7 +181,16 @@ export class ResidentChain {
   private readonly buffers: ChainBuffer[] = [];
   private readonly params: GpuBufferLike[] = [];
   private readonly programs = new Map<string, BuiltKernel>();
-  private readonly modules = new Map<string, { pipeline: unknown; layout: unknown }>();
+  /**
+   * Hand-written WGSL pipelines by source, per device and kept for the process (shared by every chain on the device:
+   * a pipeline holds no buffer, and a chain built again — a test's next case — then compiles nothing)
+   */
+  private static readonly wgslModules = new WeakMap<object, Map<string, { pipeline: unknown; layout: unknown }>>();
+  private get modules(): Map<string, { pipeline: unknown; layout: unknown }> {
+    let m = ResidentChain.wgslModules.get(this.device);
+    if (!m) ResidentChain.wgslModules.set(this.device, (m = new Map()));
+    return m;
+  }
   /** split-K partial sums, one buffer per size, shared by the ops (each op's two dispatches run back to back) */
   private readonly scratch = new Map<number, ChainBuffer>();
   private staging: GpuBufferLike | undefined;
@@ -639,7 +648,6 @@ export class ResidentChain {
     this.staging?.destroy();
     for (const k of this.programs.values()) k.destroy();
     this.programs.clear();
-    this.modules.clear();
     for (const ops of this.opLists.values()) ops.length = 0;
   }
 }

@@ -32,16 +32,19 @@
 import { ArgumentError } from '../lib/errors.js';
 import type { WgslKernel } from './resident_chain.js';
 
-/** Output tile rows × columns, K-step, threads per workgroup side (each thread: TM/WG × TN/WG outputs). */
-const TM = 64;
-const TN = 64;
-const TK = 16;
+/**
+ * A tile shape: TM × TN outputs per workgroup of WG × WG threads (each RM = TM/WG rows × RN = TN/WG columns, RN a
+ * multiple of 4: vec4 accumulators), K-steps of TK staged in workgroup memory with rows padded by 1 (the
+ * transposing stores hit distinct banks). 'a' (the default) 64×64 / 4×4 / 16; 'b' 128×128 / 8×8 / 8; 'c' 128×64
+ * (rows × columns) / 8×4 / 16 — the others are there to be measured against it (bench/gpu_products.ts --tiles).
+ */
+export const TILES = {
+  a: { TM: 64, TN: 64, TK: 16 },
+  b: { TM: 128, TN: 128, TK: 8 },
+  c: { TM: 128, TN: 64, TK: 16 },
+} as const;
+export type TileName = keyof typeof TILES;
 const WG = 16;
-const RM = TM / WG;
-const RN = TN / WG;
-/** workgroup-memory row stride (TM/TN + 1: the transposing stores hit distinct banks) */
-const SA = TM + 1;
-const SB = TN + 1;
 
 /** How a product reads its operands and what it adds (see the header). */
 export interface MatmulForm {
@@ -55,8 +58,10 @@ export interface MatmulForm {
   split?: boolean;
 }
 
-/** The WGSL of one form (shapes come from the uniform). */
-function source(f: MatmulForm): string {
+/** The WGSL of one form in one tile shape (shapes come from the uniform). */
+function source(f: MatmulForm, tile: TileName): string {
+  const { TM, TN, TK } = TILES[tile];
+  const [RM, RN, SA, SB] = [TM / WG, TN / WG, TM + 1, TN + 1];
   const P = f.pairs;
   const decl: string[] = [
     'struct Dims { mnk: vec4<u32>, k2: vec4<u32> }',
@@ -107,10 +112,17 @@ function source(f: MatmulForm): string {
       ...loads(p),
       'workgroupBarrier();',
       `for (var kk = 0u; kk < ${TK}u; kk++) {`,
-      `  let bv = vec4<f32>(${range(RN)
-        .map((j) => `Bs[kk * ${SB}u + tx + ${j * WG}u]`)
-        .join(', ')});`,
-      ...range(RM).map((i) => `  acc${i} += As[kk * ${SA}u + ty + ${i * WG}u] * bv;`),
+      ...range(RN / 4).map(
+        (q) =>
+          `  let bv${q} = vec4<f32>(${range(4)
+            .map((j) => `Bs[kk * ${SB}u + tx + ${(4 * q + j) * WG}u]`)
+            .join(', ')});`,
+      ),
+      ...range(RM).flatMap((i) => [
+        `  { let av = As[kk * ${SA}u + ty + ${i * WG}u];`,
+        ...range(RN / 4).map((q) => `    acc${i}_${q} += av * bv${q};`),
+        '  }',
+      ]),
       '}',
       'workgroupBarrier();',
       '} }',
@@ -118,10 +130,10 @@ function source(f: MatmulForm): string {
   const store: string[] = [];
   for (let i = 0; i < RM; i++)
     for (let j = 0; j < RN; j++) {
-      const xyzw = 'xyzw'[j];
+      const xyzw = 'xyzw'[j % 4];
       store.push(
         `{ let gm = m0 + ty + ${i * WG}u; let gn = n0 + tx + ${j * WG}u;`,
-        `  if (gm < M && gn < N) { var s = acc${i}.${xyzw};${f.bias ? ' s += bias[gn];' : ''}${
+        `  if (gm < M && gn < N) { var s = acc${i}_${Math.floor(j / 4)}.${xyzw};${f.bias ? ' s += bias[gn];' : ''}${
           f.add ? ' s += addend[gm * N + gn];' : ''
         } c[${f.split ? 'wid.z * M * N + ' : ''}gm * N + gn] = s; } }`,
       );
@@ -133,7 +145,7 @@ function source(f: MatmulForm): string {
     'let M = dims.mnk.x; let N = dims.mnk.y;',
     `let tx = lid.x; let ty = lid.y; let t = ty * ${WG}u + tx;`,
     `let m0 = wid.y * ${TM}u; let n0 = wid.x * ${TN}u;`,
-    ...range(RM).map((i) => `var acc${i} = vec4<f32>(0.0);`),
+    ...range(RM).flatMap((i) => range(RN / 4).map((q) => `var acc${i}_${q} = vec4<f32>(0.0);`)),
     ...body,
     ...store,
     '}',
@@ -188,7 +200,15 @@ const SPLIT_MIN_K = 256;
  * bias (N) if f.bias, D (M, N) if f.add. `parts`: split-K into that many slices (default: by SPLIT_TARGET; 1 =
  * none) — the slices' partial sums go to a chain scratch buffer and a second dispatch sums them in order.
  */
-export function tiledMatmul(f: MatmulForm, M: number, N: number, Ks: readonly number[], parts?: number): WgslKernel {
+export function tiledMatmul(
+  f: MatmulForm,
+  M: number,
+  N: number,
+  Ks: readonly number[],
+  parts?: number,
+  tile: TileName = 'a',
+): WgslKernel {
+  const { TM, TN, TK } = TILES[tile];
   if (f.pairs < 1 || f.pairs > 3) throw new ArgumentError('tiledMatmul pairs', '1, 2 or 3', f.pairs);
   if (Ks.length !== f.pairs) throw new ArgumentError('tiledMatmul Ks', `${f.pairs} values`, Ks.length);
   for (const [name, v] of [['M', M], ['N', N], ...Ks.map((k, p) => [`K${p}`, k] as const)] as const)
@@ -205,12 +225,12 @@ export function tiledMatmul(f: MatmulForm, M: number, N: number, Ks: readonly nu
     throw new ArgumentError('tiledMatmul parts', 'a positive integer (1 with several pairs)', S);
   const Kc = Math.ceil(K / S / TK) * TK; // each slice a whole number of K-steps
   S = Math.min(S, Math.ceil(K / Kc));
-  const key = `mm.${f.a}.${f.b}.${f.pairs}${f.bias ? '+b' : ''}${f.add ? '+d' : ''}`;
+  const key = `mm.${tile}.${f.a}.${f.b}.${f.pairs}${f.bias ? '+b' : ''}${f.add ? '+d' : ''}`;
   const k = [...Ks, 0, 0];
   if (S === 1)
     return {
       key,
-      code: cached(key, () => source({ ...f, split: false })),
+      code: cached(key, () => source({ ...f, split: false }, tile)),
       uniforms: [M, N, k[0], k[1], k[2], 0, 0, 0],
       groups,
       size: M * N,
@@ -221,7 +241,7 @@ export function tiledMatmul(f: MatmulForm, M: number, N: number, Ks: readonly nu
   const rx = Math.min(blocks, 65535);
   return {
     key: sk,
-    code: cached(sk, () => source({ ...f, bias: false, add: false, split: true })),
+    code: cached(sk, () => source({ ...f, bias: false, add: false, split: true }, tile)),
     uniforms: [M, N, K, 0, 0, Kc, 0, 0],
     groups: [groups[0], groups[1], S],
     size: M * N,

@@ -14,7 +14,14 @@
 import fc from 'fast-check';
 import { afterAll, describe, expect } from 'vitest';
 import { ResidentChain } from '../kernels/resident_chain.js';
-import { tiledLinear, tiledLinearDw, tiledLinearDx, tiledMatmul, type MatmulForm } from '../kernels/tiled_matmul.js';
+import {
+  tiledLinear,
+  tiledLinearDw,
+  tiledLinearDx,
+  tiledMatmul,
+  type MatmulForm,
+  type TileName,
+} from '../kernels/tiled_matmul.js';
 import { Rng } from '../lib/rng.js';
 import { webgpuIt } from './gpu_helpers.js';
 
@@ -29,6 +36,8 @@ interface Case {
   seed: number;
   /** split-K slices (tiledMatmul's `parts`); absent: its own choice (none at these sizes) */
   parts?: number;
+  /** tile shape (default 'a') */
+  tile?: TileName;
 }
 
 /** The float64 product and its error scale Σ|A||B| + |bias| + |D| of `c` on inputs `x` (the kernel's arguments). */
@@ -71,7 +80,7 @@ describe('tiled WGSL product (kernels/tiled_matmul.ts) on webgpu', () => {
   /** Runs case `c` twice in one chain program; returns the worst |err| / bound (≤ 1: within tolerance). */
   const check = async (
     c: Case,
-    kernel = tiledMatmul(c.f, c.M, c.N, c.Ks, c.parts),
+    kernel = tiledMatmul(c.f, c.M, c.N, c.Ks, c.parts, c.tile),
     poke?: (x: Float32Array[]) => void,
   ): Promise<number> => {
     chain ??= await ResidentChain.create();
@@ -141,7 +150,7 @@ describe('tiled WGSL product (kernels/tiled_matmul.ts) on webgpu', () => {
       await fc.assert(
         fc.asyncProperty(
           fc.record({
-            f: fc.constantFrom(FORMS[0], FORMS[2]),
+            f: fc.constant(FORMS[0]),
             M: dim,
             N: dim,
             Ks: fc.tuple(fc.integer({ min: 17, max: 140 })),
@@ -157,6 +166,25 @@ describe('tiled WGSL product (kernels/tiled_matmul.ts) on webgpu', () => {
       );
     },
   );
+
+  webgpuIt("the other tile shapes ('b' 128×128 / 8×8 / K-step 8, 'c' 128×64 / 8×4 / 16) (numRuns 4)", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({
+          f: fc.constant(FORMS[0]),
+          M: fc.integer({ min: 1, max: 200 }),
+          N: fc.integer({ min: 1, max: 200 }),
+          Ks: fc.tuple(dim),
+          seed: fc.nat(),
+          tile: fc.constantFrom('b' as const, 'c' as const),
+        }),
+        async (c) => {
+          expect(await check(c), JSON.stringify(c)).toBeLessThanOrEqual(1);
+        },
+      ),
+      { numRuns: 4 },
+    );
+  });
 
   webgpuIt('edges: 1 row, 1 column, K = 1, exact tiles, one past a tile', async () => {
     for (const f of [FORMS[0], FORMS[2]])

@@ -5,13 +5,15 @@
  * one-thread-per-output kernels (kernels/train_layers.ts linearKernel / linearDxKernel / linearDwKernel), each
  * recorded into a resident chain and timed by ResidentChain.profile (each op submitted alone `--repeats` times,
  * less an empty submission). Run on the GPU machine: node dist/bench/gpu_products.js [--rows 2048] [--repeats 20]
- * [--no-peer]; --tiny (64 rows, small widths) checks that it runs (e.g. on Dawn's CPU adapter).
- * Prints one JSON line per shape: {product, M, N, K, tiledMs, tiledTflops, peerMs, peerTflops, speedup}.
+ * [--no-peer] [--tiles a,b,c] (tile shapes of kernels/tiled_matmul.ts TILES, each timed; default a); --tiny (64
+ * rows, small widths) checks that it runs (e.g. on Dawn's CPU adapter).
+ * Prints one JSON line per product and tile: {product, M, N, K, tile, splitK, tiledMs, tiledTflops, peerMs,
+ * peerTflops, speedup}.
  */
 import { parseArgs } from 'node:util';
 import { ResidentChain, type ChainBuffer } from '../kernels/resident_chain.js';
 import { linearDwKernel, linearDxKernel, linearKernel, type TrainKernel } from '../kernels/train_layers.js';
-import { tiledLinear, tiledLinearDw, tiledLinearDx } from '../kernels/tiled_matmul.js';
+import { TILES, tiledMatmul, type MatmulForm, type TileName } from '../kernels/tiled_matmul.js';
 import type { WgslKernel } from '../kernels/resident_chain.js';
 
 const { values } = parseArgs({
@@ -20,12 +22,21 @@ const { values } = parseArgs({
     rows: { type: 'string' },
     repeats: { type: 'string', default: '20' },
     'no-peer': { type: 'boolean', default: false },
+    tiles: { type: 'string', default: 'a' },
   },
 });
 const tiny = values.tiny;
 const N = Number(values.rows ?? (tiny ? 64 : 2048));
 const [d, F, q, kv, V, R] = tiny ? [32, 96, 32, 16, 1000, 32] : [512, 1536, 512, 256, 32000, 512];
 const repeats = Number(values.repeats);
+const tiles = values.tiles.split(',').map((t) => {
+  if (!(t in TILES)) throw new Error(`--tiles: ${t} is not one of ${Object.keys(TILES).join(', ')}`);
+  return t as TileName;
+});
+const plain = { pairs: 1, bias: false, add: false };
+const FWD: MatmulForm = { a: 'mk', b: 'nk', ...plain };
+const DX: MatmulForm = { a: 'mk', b: 'kn', ...plain };
+const DW: MatmulForm = { a: 'km', b: 'kn', ...plain };
 
 /** name, rows (M of the forward), I, O (W (O, I)); each gives forward, dX and dW */
 const shapes: Array<[string, number, number, number]> = [
@@ -60,29 +71,34 @@ for (const [name, M, I, O] of shapes) {
   const y = chain.buffer('y', M * O);
   const dx = chain.buffer('dx', M * I);
   const dw = chain.buffer('dW', O * I);
-  const cases: Array<[string, WgslKernel, TrainKernel, ChainBuffer[], ChainBuffer, number, number, number]> = [
-    [`${name} x·Wᵀ`, tiledLinear(M, I, O, false, false), linearKernel(M, I, O, false, false), [x, w], y, M, O, I],
-    [`${name} dX`, tiledLinearDx(M, I, [O]), linearDxKernel(M, I, [O]), [dy, w], dx, M, I, O],
-    [`${name} dW`, tiledLinearDw(M, I, O), linearDwKernel(M, I, O), [dy, x], dw, O, I, M],
+  const cases: Array<[string, MatmulForm, TrainKernel, ChainBuffer[], ChainBuffer, number, number, number]> = [
+    [`${name} x·Wᵀ`, FWD, linearKernel(M, I, O, false, false), [x, w], y, M, O, I],
+    [`${name} dX`, DX, linearDxKernel(M, I, [O]), [dy, w], dx, M, I, O],
+    [`${name} dW`, DW, linearDwKernel(M, I, O), [dy, x], dw, O, I, M],
   ];
-  for (const [product, tiled, peer, args, out, m, n, k] of cases) {
+  for (const [product, form, peer, args, out, m, n, k] of cases) {
     const flop = 2 * m * n * k;
-    const tiledMs = await time(tiled, args, out);
-    const peerMs = values['no-peer'] ? NaN : await time(peer, args, out);
     const tf = (ms: number) => +(flop / (ms * 1e9)).toFixed(3);
-    console.log(
-      JSON.stringify({
-        product,
-        M: m,
-        N: n,
-        K: k,
-        tiledMs: +tiledMs.toFixed(4),
-        tiledTflops: tf(tiledMs),
-        peerMs: +peerMs.toFixed(4),
-        peerTflops: tf(peerMs),
-        speedup: +(peerMs / tiledMs).toFixed(2),
-      }),
-    );
+    const peerMs = values['no-peer'] ? NaN : await time(peer, args, out);
+    for (const tile of tiles) {
+      const kernel = tiledMatmul(form, m, n, [k], undefined, tile);
+      const tiledMs = await time(kernel, args, out);
+      console.log(
+        JSON.stringify({
+          product,
+          M: m,
+          N: n,
+          K: k,
+          tile,
+          splitK: kernel.split?.parts ?? 1,
+          tiledMs: +tiledMs.toFixed(4),
+          tiledTflops: tf(tiledMs),
+          peerMs: +peerMs.toFixed(4),
+          peerTflops: tf(peerMs),
+          speedup: +(peerMs / tiledMs).toFixed(2),
+        }),
+      );
+    }
   }
 }
 chain.destroy();

@@ -100,6 +100,16 @@ export interface WgslKernel {
   readonly groups: readonly [number, number, number];
   /** float32 values the output holds */
   readonly size: number;
+  /**
+   * Two dispatches (a split-K product): this shader binds the arguments before `first` and writes `parts`·size
+   * values into a scratch buffer of the chain; `reduce` binds that scratch, then the arguments from `first` on,
+   * and writes the output.
+   */
+  readonly split?: {
+    readonly parts: number;
+    readonly first: number;
+    readonly reduce: Pick<WgslKernel, 'key' | 'code' | 'uniforms' | 'groups'>;
+  };
 }
 /** GPU.js's WebGPUKernel after build(): what its own fused encoder reads from it. */
 interface BuiltKernel {
@@ -182,7 +192,18 @@ export class ResidentChain {
   private readonly buffers: ChainBuffer[] = [];
   private readonly params: GpuBufferLike[] = [];
   private readonly programs = new Map<string, BuiltKernel>();
-  private readonly modules = new Map<string, { pipeline: unknown; layout: unknown }>();
+  /**
+   * Hand-written WGSL pipelines by source, per device and kept for the process (shared by every chain on the device:
+   * a pipeline holds no buffer, and a chain built again — a test's next case — then compiles nothing)
+   */
+  private static readonly wgslModules = new WeakMap<object, Map<string, { pipeline: unknown; layout: unknown }>>();
+  private get modules(): Map<string, { pipeline: unknown; layout: unknown }> {
+    let m = ResidentChain.wgslModules.get(this.device);
+    if (!m) ResidentChain.wgslModules.set(this.device, (m = new Map()));
+    return m;
+  }
+  /** split-K partial sums, one buffer per size, shared by the ops (each op's two dispatches run back to back) */
+  private readonly scratch = new Map<number, ChainBuffer>();
   private staging: GpuBufferLike | undefined;
   private stagingBytes = 0;
   private tail: Promise<unknown> = Promise.resolve();
@@ -360,6 +381,21 @@ export class ResidentChain {
         out.name,
       );
     if (out.elements !== k.size) throw new ArgumentError(`${label} output`, `${k.size} elements`, out.elements);
+    if (!k.split) return this.wgslStage(label, k, args, out);
+    const n = k.split.parts * k.size;
+    let scratch = this.scratch.get(n);
+    if (!scratch) this.scratch.set(n, (scratch = this.buffer(`wgsl partials (${n})`, n)));
+    await this.wgslStage(label, k, args.slice(0, k.split.first), scratch);
+    await this.wgslStage(label, k.split.reduce, [scratch, ...args.slice(k.split.first)], out);
+  }
+
+  /** One dispatch of a WGSL shader (see `wgsl`). */
+  private async wgslStage(
+    label: string,
+    k: Pick<WgslKernel, 'key' | 'code' | 'uniforms' | 'groups'>,
+    args: readonly ChainBuffer[],
+    out: ChainBuffer,
+  ): Promise<void> {
     const maxStorage = this.device.limits.maxStorageBuffersPerShaderStage;
     if (args.length + 1 > maxStorage)
       throw new ArgumentError(
@@ -638,7 +674,6 @@ export class ResidentChain {
     this.staging?.destroy();
     for (const k of this.programs.values()) k.destroy();
     this.programs.clear();
-    this.modules.clear();
     for (const ops of this.opLists.values()) ops.length = 0;
   }
 }

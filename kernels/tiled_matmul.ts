@@ -23,22 +23,28 @@
  * Edges are guarded (any M, N, K ≥ 1; out-of-range loads read 0, out-of-range outputs are not written).
  * Deterministic: each output is one thread's sum in increasing k (pair after pair), then + bias, then + D; no atomics.
  * Shapes are a uniform ([M, N, K_0, K_1, K_2]), so one compiled module serves every shape of its form.
+ * Split-K, for products with few tiles and a long K (lm_head.dx: 64 tiles, K = 32000): workgroup z of the grid sums
+ * k in [z·Kc, min(K, (z+1)·Kc)) (Kc whole K-steps) into a partial buffer of the chain, and a second dispatch adds
+ * the partials in increasing z, then bias, then D — still one fixed order.
  * Error: float32 recursive summation, |Ĉ − C| ≤ γ_{K+2}·(Σ_k |A||B| + |bias| + |D|), γ_n = n·2⁻²⁴/(1 − n·2⁻²⁴)
  * (spec/tiled_matmul.spec.ts checks exactly that bound against a float64 product).
  */
 import { ArgumentError } from '../lib/errors.js';
 import type { WgslKernel } from './resident_chain.js';
 
-/** Output tile rows × columns, K-step, threads per workgroup side (each thread: TM/WG × TN/WG outputs). */
-const TM = 64;
-const TN = 64;
-const TK = 16;
+/**
+ * A tile shape: TM × TN outputs per workgroup of WG × WG threads (each RM = TM/WG rows × RN = TN/WG columns, RN a
+ * multiple of 4: vec4 accumulators), K-steps of TK staged in workgroup memory with rows padded by 1 (the
+ * transposing stores hit distinct banks). 'a' (the default) 64×64 / 4×4 / 16; 'b' 128×128 / 8×8 / 8; 'c' 128×64
+ * (rows × columns) / 8×4 / 16 — the others are there to be measured against it (bench/gpu_products.ts --tiles).
+ */
+export const TILES = {
+  a: { TM: 64, TN: 64, TK: 16 },
+  b: { TM: 128, TN: 128, TK: 8 },
+  c: { TM: 128, TN: 64, TK: 16 },
+} as const;
+export type TileName = keyof typeof TILES;
 const WG = 16;
-const RM = TM / WG;
-const RN = TN / WG;
-/** workgroup-memory row stride (TM/TN + 1: the transposing stores hit distinct banks) */
-const SA = TM + 1;
-const SB = TN + 1;
 
 /** How a product reads its operands and what it adds (see the header). */
 export interface MatmulForm {
@@ -48,10 +54,14 @@ export interface MatmulForm {
   pairs: number;
   bias: boolean;
   add: boolean;
+  /** split-K (1 pair only): workgroup z sums k in [z·Kc, (z+1)·Kc) into partials z·M·N + …, bias and D left out */
+  split?: boolean;
 }
 
-/** The WGSL of one form (shapes come from the uniform). */
-function source(f: MatmulForm): string {
+/** The WGSL of one form in one tile shape (shapes come from the uniform). */
+function source(f: MatmulForm, tile: TileName): string {
+  const { TM, TN, TK } = TILES[tile];
+  const [RM, RN, SA, SB] = [TM / WG, TN / WG, TM + 1, TN + 1];
   const P = f.pairs;
   const decl: string[] = [
     'struct Dims { mnk: vec4<u32>, k2: vec4<u32> }',
@@ -75,7 +85,7 @@ function source(f: MatmulForm): string {
       const idx = f.a === 'mk' ? '(m0 + mm) * K + k0 + kk' : '(k0 + kk) * M + m0 + mm';
       out.push(
         `{ let mm = ${mm}; let kk = ${kk}; var v = 0.0;`,
-        `  if (m0 + mm < M && k0 + kk < K) { v = a${p}[${idx}]; }`,
+        `  if (m0 + mm < M && k0 + kk < ke) { v = a${p}[${idx}]; }`,
         `  As[kk * ${SA}u + mm] = v; }`,
       );
     }
@@ -85,7 +95,7 @@ function source(f: MatmulForm): string {
       const idx = f.b === 'nk' ? '(n0 + nn) * K + k0 + kk' : '(k0 + kk) * N + n0 + nn';
       out.push(
         `{ let nn = ${nn}; let kk = ${kk}; var v = 0.0;`,
-        `  if (n0 + nn < N && k0 + kk < K) { v = b${p}[${idx}]; }`,
+        `  if (n0 + nn < N && k0 + kk < ke) { v = b${p}[${idx}]; }`,
         `  Bs[kk * ${SB}u + nn] = v; }`,
       );
     }
@@ -97,14 +107,22 @@ function source(f: MatmulForm): string {
   for (let p = 0; p < P; p++)
     body.push(
       `{ let K = ${kOf[p]};`,
-      `for (var k0 = 0u; k0 < K; k0 += ${TK}u) {`,
+      f.split ? 'let kb = wid.z * dims.k2.y; let ke = min(K, kb + dims.k2.y);' : 'let kb = 0u; let ke = K;',
+      `for (var k0 = kb; k0 < ke; k0 += ${TK}u) {`,
       ...loads(p),
       'workgroupBarrier();',
       `for (var kk = 0u; kk < ${TK}u; kk++) {`,
-      `  let bv = vec4<f32>(${range(RN)
-        .map((j) => `Bs[kk * ${SB}u + tx + ${j * WG}u]`)
-        .join(', ')});`,
-      ...range(RM).map((i) => `  acc${i} += As[kk * ${SA}u + ty + ${i * WG}u] * bv;`),
+      ...range(RN / 4).map(
+        (q) =>
+          `  let bv${q} = vec4<f32>(${range(4)
+            .map((j) => `Bs[kk * ${SB}u + tx + ${(4 * q + j) * WG}u]`)
+            .join(', ')});`,
+      ),
+      ...range(RM).flatMap((i) => [
+        `  { let av = As[kk * ${SA}u + ty + ${i * WG}u];`,
+        ...range(RN / 4).map((q) => `    acc${i}_${q} += av * bv${q};`),
+        '  }',
+      ]),
       '}',
       'workgroupBarrier();',
       '} }',
@@ -112,12 +130,12 @@ function source(f: MatmulForm): string {
   const store: string[] = [];
   for (let i = 0; i < RM; i++)
     for (let j = 0; j < RN; j++) {
-      const xyzw = 'xyzw'[j];
+      const xyzw = 'xyzw'[j % 4];
       store.push(
         `{ let gm = m0 + ty + ${i * WG}u; let gn = n0 + tx + ${j * WG}u;`,
-        `  if (gm < M && gn < N) { var s = acc${i}.${xyzw};${f.bias ? ' s += bias[gn];' : ''}${
+        `  if (gm < M && gn < N) { var s = acc${i}_${Math.floor(j / 4)}.${xyzw};${f.bias ? ' s += bias[gn];' : ''}${
           f.add ? ' s += addend[gm * N + gn];' : ''
-        } c[gm * N + gn] = s; } }`,
+        } c[${f.split ? 'wid.z * M * N + ' : ''}gm * N + gn] = s; } }`,
       );
     }
   return [
@@ -127,34 +145,116 @@ function source(f: MatmulForm): string {
     'let M = dims.mnk.x; let N = dims.mnk.y;',
     `let tx = lid.x; let ty = lid.y; let t = ty * ${WG}u + tx;`,
     `let m0 = wid.y * ${TM}u; let n0 = wid.x * ${TN}u;`,
-    ...range(RM).map((i) => `var acc${i} = vec4<f32>(0.0);`),
+    ...range(RM).flatMap((i) => range(RN / 4).map((q) => `var acc${i}_${q} = vec4<f32>(0.0);`)),
     ...body,
     ...store,
     '}',
   ].join('\n');
 }
 
+/** The split-K sum: C[i] = Σ_z part[z·M·N + i] in increasing z (+ bias[i mod N]) (+ D[i]); 256 threads a group. */
+function reduceSource(bias: boolean, add: boolean): string {
+  const decl = [
+    'struct Dims { mn: u32, parts: u32, n: u32, pad: u32 }',
+    '@group(0) @binding(0) var<uniform> dims: Dims;',
+  ];
+  let at = 1;
+  decl.push(`@group(0) @binding(${at++}) var<storage, read> part: array<f32>;`);
+  if (bias) decl.push(`@group(0) @binding(${at++}) var<storage, read> bias: array<f32>;`);
+  if (add) decl.push(`@group(0) @binding(${at++}) var<storage, read> addend: array<f32>;`);
+  decl.push(`@group(0) @binding(${at}) var<storage, read_write> c: array<f32>;`);
+  return [
+    ...decl,
+    '@compute @workgroup_size(256)',
+    'fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,',
+    '        @builtin(num_workgroups) nw: vec3<u32>) {',
+    'let i = (wid.y * nw.x + wid.x) * 256u + lid.x;',
+    'if (i >= dims.mn) { return; }',
+    'var s = part[i];',
+    'for (var z = 1u; z < dims.parts; z++) { s += part[z * dims.mn + i]; }',
+    ...(bias ? ['s += bias[i % dims.n];'] : []),
+    ...(add ? ['s += addend[i];'] : []),
+    'c[i] = s;',
+    '}',
+  ].join('\n');
+}
+
 const sources = new Map<string, string>();
+const cached = (key: string, make: () => string): string => {
+  let code = sources.get(key);
+  if (!code) sources.set(key, (code = make()));
+  return code;
+};
+
+/**
+ * Workgroups a product should fill (two per streaming multiprocessor of an H200's 132, about what any large GPU
+ * needs to hide its latencies): a one-pair product with at most half as many tiles and K ≥ 2·SPLIT_MIN_K is split
+ * over K into ⌈SPLIT_TARGET / tiles⌉ slices (at most K / SPLIT_MIN_K). At the d512 step's shapes: lm_head.dx (64 tiles,
+ * K = 32000) 5 slices, the 512×512 dW 5, k/v's dW 8, k/v's forward 2.
+ */
+const SPLIT_TARGET = 264;
+const SPLIT_MIN_K = 256;
 
 /**
  * C (M, N) = Σ_p A_p·B_p (+ bias) (+ D) in the form `f`, K_p = Ks[p]. Arguments, in order: a0, b0, a1, b1, …,
- * bias (N) if f.bias, D (M, N) if f.add.
+ * bias (N) if f.bias, D (M, N) if f.add. `parts`: split-K into that many slices (default: by SPLIT_TARGET; 1 =
+ * none) — the slices' partial sums go to a chain scratch buffer and a second dispatch sums them in order.
  */
-export function tiledMatmul(f: MatmulForm, M: number, N: number, Ks: readonly number[]): WgslKernel {
+export function tiledMatmul(
+  f: MatmulForm,
+  M: number,
+  N: number,
+  Ks: readonly number[],
+  parts?: number,
+  tile: TileName = 'a',
+): WgslKernel {
+  const { TM, TN, TK } = TILES[tile];
   if (f.pairs < 1 || f.pairs > 3) throw new ArgumentError('tiledMatmul pairs', '1, 2 or 3', f.pairs);
   if (Ks.length !== f.pairs) throw new ArgumentError('tiledMatmul Ks', `${f.pairs} values`, Ks.length);
   for (const [name, v] of [['M', M], ['N', N], ...Ks.map((k, p) => [`K${p}`, k] as const)] as const)
     if (!Number.isInteger(v) || v < 1) throw new ArgumentError(`tiledMatmul ${name}`, 'a positive integer', v);
-  const key = `mm.${f.a}.${f.b}.${f.pairs}${f.bias ? '+b' : ''}${f.add ? '+d' : ''}`;
-  let code = sources.get(key);
-  if (!code) sources.set(key, (code = source(f)));
+  const groups: [number, number, number] = [Math.ceil(N / TN), Math.ceil(M / TM), 1];
+  const tiles = groups[0] * groups[1];
+  const K = Ks[0];
+  let S =
+    parts ??
+    (f.pairs === 1 && 2 * tiles <= SPLIT_TARGET
+      ? Math.max(1, Math.min(Math.ceil(SPLIT_TARGET / tiles), Math.floor(K / SPLIT_MIN_K)))
+      : 1);
+  if (!Number.isInteger(S) || S < 1 || (S > 1 && f.pairs > 1))
+    throw new ArgumentError('tiledMatmul parts', 'a positive integer (1 with several pairs)', S);
+  const Kc = Math.ceil(K / S / TK) * TK; // each slice a whole number of K-steps
+  S = Math.min(S, Math.ceil(K / Kc));
+  const key = `mm.${tile}.${f.a}.${f.b}.${f.pairs}${f.bias ? '+b' : ''}${f.add ? '+d' : ''}`;
   const k = [...Ks, 0, 0];
+  if (S === 1)
+    return {
+      key,
+      code: cached(key, () => source({ ...f, split: false }, tile)),
+      uniforms: [M, N, k[0], k[1], k[2], 0, 0, 0],
+      groups,
+      size: M * N,
+    };
+  const sk = `${key}/split`;
+  const rk = `mm.sum${f.bias ? '+b' : ''}${f.add ? '+d' : ''}`;
+  const blocks = Math.ceil((M * N) / 256);
+  const rx = Math.min(blocks, 65535);
   return {
-    key,
-    code,
-    uniforms: [M, N, k[0], k[1], k[2], 0, 0, 0],
-    groups: [Math.ceil(N / TN), Math.ceil(M / TM), 1],
+    key: sk,
+    code: cached(sk, () => source({ ...f, bias: false, add: false, split: true }, tile)),
+    uniforms: [M, N, K, 0, 0, Kc, 0, 0],
+    groups: [groups[0], groups[1], S],
     size: M * N,
+    split: {
+      parts: S,
+      first: 2,
+      reduce: {
+        key: rk,
+        code: cached(rk, () => reduceSource(f.bias, f.add)),
+        uniforms: [M * N, S, N, 0],
+        groups: [rx, Math.ceil(blocks / rx), 1],
+      },
+    },
   };
 }
 

@@ -6,14 +6,22 @@
  * Tolerance: the float32 recursive-summation bound, per element
  *   |got − want| ≤ γ_{K+2} · (Σ_p Σ_k |A_p(m,k)| |B_p(k,n)| + |bias_n| + |D_mn|),  γ_n = n u/(1 − n u), u = 2⁻²⁴,
  * K = Σ_p K_p (measured: at most ~0.05 of the bound). Every output is written (the buffer is first filled with
- * NaN) and two runs give identical bits (a fixed summation order).
+ * NaN) and two runs give identical bits (a fixed summation order). Split-K (K cut into slices of whole K-steps, the
+ * partial sums added in slice order by a second dispatch that also adds bias and D) is checked the same way.
  * Mutations tried (each failed these tests): the tile's row offset m0 = wid.y·TM + 1; the k < K guard of A's load
  * left out (only the non-finite test catches it: a finite neighbour times B's guarded 0 is 0); the bias added twice.
  */
 import fc from 'fast-check';
 import { afterAll, describe, expect } from 'vitest';
 import { ResidentChain } from '../kernels/resident_chain.js';
-import { tiledLinear, tiledLinearDw, tiledLinearDx, tiledMatmul, type MatmulForm } from '../kernels/tiled_matmul.js';
+import {
+  tiledLinear,
+  tiledLinearDw,
+  tiledLinearDx,
+  tiledMatmul,
+  type MatmulForm,
+  type TileName,
+} from '../kernels/tiled_matmul.js';
 import { Rng } from '../lib/rng.js';
 import { webgpuIt } from './gpu_helpers.js';
 
@@ -26,6 +34,10 @@ interface Case {
   N: number;
   Ks: number[];
   seed: number;
+  /** split-K slices (tiledMatmul's `parts`); absent: its own choice (none at these sizes) */
+  parts?: number;
+  /** tile shape (default 'a') */
+  tile?: TileName;
 }
 
 /** The float64 product and its error scale Σ|A||B| + |bias| + |D| of `c` on inputs `x` (the kernel's arguments). */
@@ -68,7 +80,7 @@ describe('tiled WGSL product (kernels/tiled_matmul.ts) on webgpu', () => {
   /** Runs case `c` twice in one chain program; returns the worst |err| / bound (≤ 1: within tolerance). */
   const check = async (
     c: Case,
-    kernel = tiledMatmul(c.f, c.M, c.N, c.Ks),
+    kernel = tiledMatmul(c.f, c.M, c.N, c.Ks, c.parts, c.tile),
     poke?: (x: Float32Array[]) => void,
   ): Promise<number> => {
     chain ??= await ResidentChain.create();
@@ -129,6 +141,48 @@ describe('tiled WGSL product (kernels/tiled_matmul.ts) on webgpu', () => {
         },
       ),
       { numRuns: 10 },
+    );
+  });
+
+  webgpuIt(
+    'split-K (partials, then their sum in order with bias and addend) = the same product (numRuns 6)',
+    async () => {
+      await fc.assert(
+        fc.asyncProperty(
+          fc.record({
+            f: fc.constant(FORMS[0]),
+            M: dim,
+            N: dim,
+            Ks: fc.tuple(fc.integer({ min: 17, max: 140 })),
+            seed: fc.nat(),
+            parts: fc.integer({ min: 2, max: 5 }),
+          }),
+          async (c) => {
+            expect(tiledMatmul(c.f, c.M, c.N, c.Ks, c.parts).split, 'split').toBeDefined();
+            expect(await check(c), JSON.stringify(c)).toBeLessThanOrEqual(1);
+          },
+        ),
+        { numRuns: 6 },
+      );
+    },
+  );
+
+  webgpuIt("the other tile shapes ('b' 128×128 / 8×8 / K-step 8, 'c' 128×64 / 8×4 / 16) (numRuns 4)", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({
+          f: fc.constant(FORMS[0]),
+          M: fc.integer({ min: 1, max: 200 }),
+          N: fc.integer({ min: 1, max: 200 }),
+          Ks: fc.tuple(dim),
+          seed: fc.nat(),
+          tile: fc.constantFrom('b' as const, 'c' as const),
+        }),
+        async (c) => {
+          expect(await check(c), JSON.stringify(c)).toBeLessThanOrEqual(1);
+        },
+      ),
+      { numRuns: 4 },
     );
   });
 

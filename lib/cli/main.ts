@@ -14,6 +14,7 @@
  *   mil backends                                           which backends run here, and why not
  *   mil tokenizer train | train | distill | eval            training (lib/cli/train_cmds.ts)
  *   mil data build --out DIR [--seed S]                     the #25 training corpus as token ids (lib/cli/data_cmd.ts)
+ *   mil passkey --model DIR[,DIR…] [--out DIR]              the passkey long-context test, heat-map (passkey_cmd.ts)
  *
  * Every option is typed and range-checked, and every option of a command is validated — including
  * conflicts between options, the output path and the backend — before the command does any work
@@ -44,6 +45,7 @@ import { EXIT, EXIT_HELP, exitCodeFor } from './exit.js';
 import { CHECKPOINT_OPTIONS, DTYPES, INIT_OPTIONS, INIT_USAGE, cmdInit, maxShardBytes } from './init_cmd.js';
 import { TOKENIZE_OPTIONS, TOKENIZE_USAGE, cmdTokenize } from './tokenize_cmd.js';
 import { DATA_OPTIONS, DATA_USAGE, cmdDataBuild } from './data_cmd.js';
+import { PASSKEY_OPTIONS, PASSKEY_USAGE, cmdPasskey } from './passkey_cmd.js';
 import {
   CHAT_OPTIONS,
   CHAT_TEMPLATE_OPTIONS,
@@ -153,6 +155,7 @@ const COMMANDS = {
   chat: { options: CHAT_OPTIONS, positionals: [0, 0] as [number, number] },
   ...TRAIN_COMMANDS,
   'data build': { options: DATA_OPTIONS, positionals: [0, 0] as [number, number] },
+  passkey: { options: PASSKEY_OPTIONS, positionals: [0, 0] as [number, number] },
   conform: {
     options: {
       op: { kind: 'enum', choices: CONFORM_OPS },
@@ -197,6 +200,7 @@ ${TOKENIZE_USAGE}
 ${CHAT_USAGE}
 ${TRAIN_USAGE}
 ${DATA_USAGE}
+${PASSKEY_USAGE}
   mil conform --op OP --port "CMD" [--protocol files|lines] [--runs N] [--seed S] [--rtol R] [--atol A]
               [--timeout MS] [--save DIR [--force]] [--fail-fast] [--json]
   mil conform --replay DIR --port "CMD" [--protocol files|lines] [--rtol R] [--atol A] [--timeout MS] [--json]
@@ -629,6 +633,8 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdSft(parsed);
       case 'dpo':
         return await cmdDpo(parsed);
+      case 'passkey':
+        return await cmdPasskey(parsed);
       case 'data build':
         return await cmdDataBuild(parsed, ['mil', ...argv].join(' '));
     }

@@ -219,7 +219,7 @@ const num = (v: V, k: string) => v[k] as number | undefined;
  * The tokenizer a command uses: --tokenizer, else the model folder's, else the shipped one — never silently:
  * a model folder without tokenizer.json gets a note naming the fallback (the one `mil generate` takes too).
  */
-function loadTokenizer(v: V, modelDir?: string): BpeTokenizer {
+export function loadTokenizer(v: V, modelDir?: string): BpeTokenizer {
   const data = str(v, 'data');
   const built = data !== undefined && data !== 'sotu' && isBuiltCorpus(data) ? data : undefined;
   const path =
@@ -241,7 +241,12 @@ function loadTokenizer(v: V, modelDir?: string): BpeTokenizer {
  * which must be in `tok`'s vocabulary — the same tokenizer.json, else a UsageError naming both; any other
  * corpus is tokenized here (`tokenStream` of `corpusPart`).
  */
-function splitTokens(data: string, part: 'train' | 'validation' | 'test', tok: BpeTokenizer, seed = 0): number[] {
+export function splitTokens(
+  data: string,
+  part: 'train' | 'validation' | 'test',
+  tok: BpeTokenizer,
+  seed = 0,
+): number[] {
   if (data === 'sotu' || !isBuiltCorpus(data)) return tokenStream(corpusPart(data, part, seed), tok);
   const m = readManifest(data);
   if (sha256(tok.toJson()) !== m.tokenizer.sha256)

@@ -44,7 +44,14 @@ import { cmdConform } from './conform_cmd.js';
 import { EXIT, EXIT_HELP, exitCodeFor } from './exit.js';
 import { CHECKPOINT_OPTIONS, DTYPES, INIT_OPTIONS, INIT_USAGE, cmdInit, maxShardBytes } from './init_cmd.js';
 import { TOKENIZE_OPTIONS, TOKENIZE_USAGE, cmdTokenize } from './tokenize_cmd.js';
-import { DATA_OPTIONS, DATA_USAGE, cmdDataBuild } from './data_cmd.js';
+import {
+  DATA_OPTIONS,
+  DATA_USAGE,
+  INSTRUCT_OPTIONS,
+  INSTRUCT_USAGE,
+  cmdDataBuild,
+  cmdDataInstruct,
+} from './data_cmd.js';
 import { PASSKEY_OPTIONS, PASSKEY_USAGE, cmdPasskey } from './passkey_cmd.js';
 import {
   CHAT_OPTIONS,
@@ -155,6 +162,7 @@ const COMMANDS = {
   chat: { options: CHAT_OPTIONS, positionals: [0, 0] as [number, number] },
   ...TRAIN_COMMANDS,
   'data build': { options: DATA_OPTIONS, positionals: [0, 0] as [number, number] },
+  'data instruct': { options: INSTRUCT_OPTIONS, positionals: [0, 0] as [number, number] },
   passkey: { options: PASSKEY_OPTIONS, positionals: [0, 0] as [number, number] },
   conform: {
     options: {
@@ -200,6 +208,7 @@ ${TOKENIZE_USAGE}
 ${CHAT_USAGE}
 ${TRAIN_USAGE}
 ${DATA_USAGE}
+${INSTRUCT_USAGE}
 ${PASSKEY_USAGE}
   mil conform --op OP --port "CMD" [--protocol files|lines] [--runs N] [--seed S] [--rtol R] [--atol A]
               [--timeout MS] [--save DIR [--force]] [--fail-fast] [--json]
@@ -583,8 +592,9 @@ export async function main(argv: string[]): Promise<number> {
       name = 'tokenizer train';
       rest = argv.slice(2);
     } else if (a === 'data') {
-      if (b !== 'build') throw new UsageError(`data needs 'build'${b ? `, got '${b}'` : ''}`);
-      name = 'data build';
+      if (b !== 'build' && b !== 'instruct')
+        throw new UsageError(`data needs 'build' or 'instruct'${b ? `, got '${b}'` : ''}`);
+      name = `data ${b}`;
       rest = argv.slice(2);
     } else if (a in COMMANDS && !a.includes(' ')) {
       name = a as CommandName;
@@ -637,6 +647,8 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdPasskey(parsed);
       case 'data build':
         return await cmdDataBuild(parsed, ['mil', ...argv].join(' '));
+      case 'data instruct':
+        return await cmdDataInstruct(parsed, ['mil', ...argv].join(' '));
     }
   } catch (e) {
     const code = exitCodeFor(e);

@@ -7,6 +7,7 @@
  *               [--init attention|random] [--stepwise 0.5,0.25] [--drop-instead]
  *   mil sft --model DIR --out DIR [--tokens N] [--data sotu --lr X …as train]      stage 2: CE, all parameters
   mil dpo --model DIR --out DIR [--pairs N --beta B --prompt-len P --cont-len C --batch B --lr X --seed S]
+          [--preferences DIR]   (pairs of mil data instruct instead of continuations cut from --data)
   mil eval --model DIR --data sotu [--split test] [--json]           perplexity and bits per byte
  *
  * Every job shows progress, resumes from OUT.checkpoint when started again, and writes OUT/training.json
@@ -26,7 +27,8 @@ import { BpeTokenizer, trainBpe } from '../text/bpe.js';
 import { randomLlama } from '../model/random.js';
 import { convert, dropLayers, saveModel } from '../model/convert.js';
 import { lineChartSvg } from '../plot/svg.js';
-import { preferenceAccuracy, preferencePairs, trainDpo } from '../train/dpo.js';
+import { fitPair, preferenceAccuracy, preferencePairs, trainDpo } from '../train/dpo.js';
+import { readPreferences } from '../data/instruct.js';
 import { attentionLayersFor } from '../model/config.js';
 import { loadModel } from '../model/load.js';
 import type { HybridModel } from '../model/hybrid.js';
@@ -169,6 +171,10 @@ export const TRAIN_COMMANDS = {
       beta: { kind: 'number', min: 1e-6, max: 100 },
       'prompt-len': { kind: 'int', min: 1, max: 65536 },
       'cont-len': { kind: 'int', min: 1, max: 65536 },
+      preferences: {
+        kind: 'string',
+        help: 'a folder made by mil data instruct: its dpo.jsonl pairs instead of pairs cut from --data (dpo-validation.jsonl held out)',
+      },
     } as Record<string, OptSpec>,
     positionals: [0, 0] as [number, number],
   },
@@ -207,6 +213,7 @@ export const TRAIN_USAGE = `  mil tokenizer train --data sotu|DIR|FILE.txt|FILE.
               [--data sotu --batch B --len L --lr X --seed S …as train]
   mil sft --model DIR --out DIR [--tokens N] [--data sotu --lr X …as train]      stage 2: CE, all parameters
   mil dpo --model DIR --out DIR [--pairs N --beta B --prompt-len P --cont-len C --batch B --lr X --seed S]
+          [--preferences DIR]   (pairs of mil data instruct instead of continuations cut from --data)
   mil eval --model DIR [--data sotu] [--split test|validation|train] [--tokens N] [--len L] [--batch B]
            [--engine simd|float64] [--threads T] [--json] [--out FILE.json]   (simd: the wasm-simd forward, float32, B windows a product)
            [--silence 0.5,0.25,0.125,0]   the silenced-attention floor of a Llama teacher at each fraction of attention kept`;
@@ -767,7 +774,7 @@ export async function cmdDpo(p: Parsed): Promise<number> {
   gpuBackend(v, 'dpo');
   checkPaths({
     command: 'dpo',
-    inputs: optionPaths(v, ['model', 'data', 'tokenizer']),
+    inputs: optionPaths(v, ['model', 'data', 'tokenizer', 'preferences']),
     outputs: [{ option: 'out', path: out }],
     force: v.force === true,
   });
@@ -794,8 +801,22 @@ export async function cmdDpo(p: Parsed): Promise<number> {
   });
   await prepare(v);
   const engine = engineFor((str(v, 'engine') ?? 'simd') as 'simd');
-  const train = preferencePairs(splitTokens(data, 'train', tok), nPairs, P, C, seed);
-  const held = preferencePairs(splitTokens(data, 'validation', tok), 64, P, C, seed + 1);
+  const prefs = str(v, 'preferences');
+  const fromSet = (file: string, n: number) =>
+    readPreferences(join(prefs!, file), n).map((q) =>
+      fitPair(
+        { prompt: tok.encode(q.prompt), chosen: tok.encode(q.chosen), rejected: tok.encode(q.rejected) },
+        P,
+        C,
+        tok.endOfText,
+      ),
+    );
+  const train = prefs
+    ? fromSet('dpo.jsonl', nPairs)
+    : preferencePairs(splitTokens(data, 'train', tok), nPairs, P, C, seed);
+  const held = prefs
+    ? fromSet('dpo-validation.jsonl', 64)
+    : preferencePairs(splitTokens(data, 'validation', tok), 64, P, C, seed + 1);
   const steps = Math.ceil(nPairs / batch);
   const refAcc = preferenceAccuracy(ref, held, batch, engine);
   const t0 = performance.now();
@@ -839,7 +860,9 @@ export async function cmdDpo(p: Parsed): Promise<number> {
     pairs: nPairs,
     promptLen: P,
     contLen: C,
-    rejected: 'a continuation taken from another random place of the stream',
+    rejected: prefs
+      ? `another headword's definition (${prefs}, mil data instruct)`
+      : 'a continuation taken from another random place of the stream',
     heldOutPairs: held.length,
     referencePreferenceAccuracy: refAcc,
     heldOutRewardAccuracy: heldAcc,

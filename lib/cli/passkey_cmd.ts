@@ -17,7 +17,7 @@ import { loadModel } from '../model/load.js';
 import { generate } from '../model/generate.js';
 import type { HybridModel } from '../model/hybrid.js';
 import { BACKENDS, defaultBackend, getOps } from '../ops.js';
-import { heatMapSvg } from '../plot/svg.js';
+import { passkeyHeatMapSvg } from '../plot/svg.js';
 import { passkeyAccuracy, passkeyTrials, type PasskeyCell } from '../decode/passkey.js';
 import { loadTokenizer, splitTokens } from './train_cmds.js';
 import { UsageError, type OptSpec, type Parsed } from './args.js';
@@ -112,19 +112,7 @@ export async function cmdPasskey(p: Parsed): Promise<number> {
   }
   const json = JSON.stringify(report, null, 1) + '\n';
   if (out !== undefined) {
-    const svg = heatMapSvg({
-      title: `Passkey retrieval: accuracy (%) over ${trials} trials per cell (training context ${context})`,
-      xLabel: 'needle depth',
-      yLabel: 'prompt length (tokens)',
-      cols: depths.map((d) => `${Math.round(100 * d)}%`),
-      rows: lengths.map((l, i) => `${l} (${multiples[i]}×)`),
-      panels: report.models.map((r) => ({
-        name: r.name,
-        values: lengths.map((l) =>
-          depths.map((d) => r.cells.find((c) => c.length === l && c.depth === d)?.accuracy ?? null),
-        ),
-      })),
-    });
+    const svg = passkeyHeatMapSvg({ ...report, multiples, models: report.models });
     writeFolder(out, (stage) => {
       stage.writeFile('passkey.json', json);
       stage.writeFile('passkey.svg', svg + '\n');

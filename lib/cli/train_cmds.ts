@@ -80,6 +80,34 @@ export const PRESETS = {
     batch: 8,
     lr: 3e-3,
   },
+  /**
+   * Issue #25's small-scale teacher: d_model 384, 8 layers, 6 query / 2 key-value heads (head_dim 64, GQA), SwiGLU
+   * width 1024, context 1024; with the 8,192-token corpus tokenizer about 19.3M parameters (untied embeddings
+   * 2 × 3.1M, 1.6M a layer). Steps and batch: 20M tokens at 8 × 1024 a step (trained on the GPU, --backend webgpu).
+   */
+  'teacher-20m': {
+    hidden: 384,
+    intermediate: 1024,
+    layers: 8,
+    heads: 6,
+    kvHeads: 2,
+    context: 1024,
+    steps: 2442,
+    batch: 8,
+    lr: 1e-3,
+  },
+  /** Its speculative draft: the same widths, 1 layer. */
+  'draft-20m': {
+    hidden: 384,
+    intermediate: 1024,
+    layers: 1,
+    heads: 6,
+    kvHeads: 2,
+    context: 1024,
+    steps: 600,
+    batch: 8,
+    lr: 1e-3,
+  },
   /** For tests: tiny and fast. */
   tiny: { hidden: 32, intermediate: 64, layers: 2, heads: 2, kvHeads: 1, context: 64, steps: 20, batch: 2, lr: 1e-2 },
 } as const;

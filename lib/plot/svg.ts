@@ -114,7 +114,7 @@ export function lineChartSvg(c: LineChart): string {
   return out.join('\n');
 }
 
-export interface HeatMap {
+interface HeatMap {
   title: string;
   xLabel: string;
   yLabel: string;
@@ -126,7 +126,7 @@ export interface HeatMap {
 }
 
 /** Heat-maps of values in [0, 1] (white 0 → blue 1), one panel per entry, each cell labelled with its percentage. */
-export function heatMapSvg(c: HeatMap): string {
+function heatMapSvg(c: HeatMap): string {
   const cell = 44,
     L = 90,
     T = 60,
@@ -171,6 +171,30 @@ export function heatMapSvg(c: HeatMap): string {
   });
   out.push('</svg>');
   return out.join('\n');
+}
+
+/** The passkey test's heat-maps (`mil passkey`, `npm run paper`): accuracy per (length, depth), a panel per model. */
+export function passkeyHeatMapSvg(p: {
+  context: number;
+  trials: number;
+  multiples: number[];
+  lengths: number[];
+  depths: number[];
+  models: Array<{ name: string; cells: Array<{ length: number; depth: number; accuracy: number }> }>;
+}): string {
+  return heatMapSvg({
+    title: `Passkey retrieval: accuracy (%), ${p.trials} trial(s) per cell (training context ${p.context})`,
+    xLabel: 'needle depth',
+    yLabel: 'prompt length (tokens)',
+    cols: p.depths.map((d) => `${Math.round(100 * d)}%`),
+    rows: p.lengths.map((l, i) => `${l} (${p.multiples[i]}×)`),
+    panels: p.models.map((m) => ({
+      name: m.name,
+      values: p.lengths.map((l) =>
+        p.depths.map((d) => m.cells.find((c) => c.length === l && c.depth === d)?.accuracy ?? null),
+      ),
+    })),
+  });
 }
 
 export function writeSvg(path: string, svg: string): void {

@@ -11,12 +11,19 @@
  *   SFT, DPO   stage 2 and stage 3 on the 50% Mamba-2 hybrid
  *   speculative  the trained 1-layer draft against the 50% and 0% Mamba-2 hybrids, K = 1..8, greedy
  *
- * Scales (--scale; issue #25 adds `small`, on a GPU):
+ * Scales (--scale):
  *   toy   (default) the shipped teacher and draft (made by `npm run models`); 100-step distillation runs of batch
  *         4 × 256, evaluation on 32768 test tokens: about 45 min on 2 cores. OUT docs/, runs in runs/paper/.
  *   tiny  seconds: a teacher and draft trained for 4 steps, 6-step runs of batch 1 × 16, 64 evaluation tokens, one
  *         prompt, on 20 State of the Union addresses cut to 600 characters; every table is still produced. The
  *         runs go in OUT/runs/ (OUT runs/paper-tiny/ by default), so a tiny run never touches docs/ or runs/paper/.
+ *   small issue #25, on the GPU machine: a ~19M-parameter teacher (teacher-20m) and its draft on --data (a corpus of
+ *         mil data build, default data/corpus), 29 distillation runs of 4M tokens, SFT/DPO on --instruct (mil data
+ *         instruct, default data/instruct); OUT runs/paper-small/. `--dry-run` prints the plan (every stage, its
+ *         command, its backend); a run is refused (exit 2) while any stage cannot run on the GPU yet, named.
+ * Every scale also measures the silenced-attention floor (mil eval --silence) and, tiny and small, the passkey test
+ * (mil passkey), recorded with the minutes of every stage in results.json. A runs folder holds one scale's runs
+ * (OUT/runs/scale.json): another scale's are refused, naming both.
  *
  * Every training run is a `mil` command (scripts/commands.ts; toy: child processes two at a time, tiny: in this
  * process) whose line is printed in the table; its folder holds training.json and loss.svg. A run whose folder
@@ -33,8 +40,8 @@
  *            both as they were; a kill leaves each whole, old or new, and at worst the new folder beside the old
  *            page, which the next run repairs; no temporary is ever left
  * The page is rendered from results.json alone, so `--page-only` rebuilds it from the saved measurements.
- * usage: npm run paper [-- --scale tiny|toy] [-- --out DIR] [-- --fresh] [-- --eval-tokens N]
- *        [-- --page-only [--speculative]]
+ * usage: npm run paper [-- --scale tiny|toy|small] [-- --out DIR] [-- --fresh] [-- --eval-tokens N]
+ *        [-- --page-only [--speculative]] [-- --dry-run] [-- --data DIR --instruct DIR (small)]
  * Exit status as mil's (lib/cli/exit.ts): 0 done, 2 a bad option, 4 OUT locked by another run, 6 an I/O failure
  * (a full disk), 7 an internal error; a failed training command's own status.
  */
@@ -302,7 +309,9 @@ function checkRunnable(S: Scale): void {
  */
 function checkScaleOfRuns(S: Scale): void {
   const f = join(S.runsDir, 'scale.json');
-  const mine = { scale: S.name, teacher: S.runs.teacher?.args.join(' ') ?? S.teacher };
+  // the teacher by its preset (no paths: a runs folder copied elsewhere is still the same scale's)
+  const t = S.runs.teacher?.args;
+  const mine = { scale: S.name, teacher: t ? `--config ${t[t.indexOf('--config') + 1]}` : 'the shipped teacher-small' };
   if (existsSync(f)) {
     const theirs = JSON.parse(readFileSync(f, 'utf8')) as { scale: string; teacher: string };
     if (theirs.scale !== mine.scale || theirs.teacher !== mine.teacher)

@@ -76,14 +76,11 @@ describe('npm run paper: the page and its options', () => {
   it('runs of another scale in the runs folder are refused (exit 2), naming both scales, before any training', async () => {
     const out = tmpFolder('paperscale');
     mkdirSync(join(out, 'runs'));
-    writeFileSync(
-      join(out, 'runs', 'scale.json'),
-      JSON.stringify({ scale: 'small', teacher: 'mil train --config teacher-20m' }),
-    );
+    writeFileSync(join(out, 'runs', 'scale.json'), JSON.stringify({ scale: 'small', teacher: '--config teacher-20m' }));
     let log = '';
     expect(await paper(['--scale', 'tiny', '--out', out], (l) => void (log += l))).toBe(EXIT.usage);
     expect(log).toMatch(
-      /holds the runs of --scale small \(teacher: mil train --config teacher-20m\), not of --scale tiny \(teacher: train --config tiny/,
+      /holds the runs of --scale small \(teacher: --config teacher-20m\), not of --scale tiny \(teacher: --config tiny\)/,
     );
     expect(readdirSync(join(out, 'runs'))).toEqual(['scale.json']);
   });

@@ -82,7 +82,7 @@ export const PRESETS = {
   },
   /**
    * Issue #25's small-scale teacher: d_model 384, 8 layers, 6 query / 2 key-value heads (head_dim 64, GQA), SwiGLU
-   * width 1024, context 1024; with the 8,192-token corpus tokenizer about 19.3M parameters (untied embeddings
+   * width 1024, context 1024; with the 8,192-token corpus tokenizer 18,880,896 parameters (untied embeddings
    * 2 × 3.1M, 1.6M a layer). Steps and batch: 20M tokens at 8 × 1024 a step (trained on the GPU, --backend webgpu).
    */
   'teacher-20m': {

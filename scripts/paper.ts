@@ -59,7 +59,7 @@ import { loadModel } from '../lib/model/load.js';
 import { silenceAttention } from '../lib/model/convert.js';
 import { attentionLayersFor } from '../lib/model/config.js';
 import type { HybridModel } from '../lib/model/hybrid.js';
-import { evaluate, engineFor } from '../lib/train/job.js';
+import { evaluate, engineFor, type EvalResult } from '../lib/train/job.js';
 import { SimdGemm } from '../lib/simd/gemm.js';
 import { getOps } from '../lib/ops.js';
 import { ModelDrafter } from '../lib/decode/speculative.js';
@@ -519,10 +519,19 @@ async function measureAndWrite(S: Scale, o: Options, log: (l: string) => void): 
         '--out',
         file,
       ]);
-      const f = JSON.parse(readFileSync(file, 'utf8')) as Required<PaperResults>['floor'] & {
-        floor: Required<PaperResults>['floor']['rows'];
+      const f = JSON.parse(readFileSync(file, 'utf8')) as {
+        teacher: EvalResult;
+        floor: Array<EvalResult & { kept: number; attnLayers: number[]; ratio: number }>;
+        verdict: string | null;
       };
-      floor = { command: cmds.floor, teacher: f.teacher, rows: f.floor, verdict: f.verdict };
+      // the figures only: the timings (seconds, GFLOP/s) differ from run to run (the stage's minutes are in stageMinutes)
+      const fig = ({ nll, ppl, bitsPerByte, tokens }: EvalResult) => ({ nll, ppl, bitsPerByte, tokens });
+      floor = {
+        command: cmds.floor,
+        teacher: fig(f.teacher),
+        rows: f.floor.map((r) => ({ kept: r.kept, attnLayers: r.attnLayers, ratio: r.ratio, ...fig(r) })),
+        verdict: f.verdict,
+      };
     }
     if (S.passkey && (!passkey || PASSKEY_MODELS.some((n) => remeasured.has(n)))) {
       const dir = join(stageDir, 'passkey');

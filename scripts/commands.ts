@@ -171,6 +171,33 @@ export const PAPER_RUNS: Record<string, Made> = {
   },
 };
 
+/** A draft trained on `teacher`'s next-token distributions alone (KL only): preset `config`, then `tail`. */
+const draftOf = (config: string, teacher: string, tail: string[]) => [
+  'train',
+  '--config',
+  config,
+  '--teacher',
+  teacher,
+  '--kl-weight',
+  '1',
+  '--ce-weight',
+  '0',
+  ...tail,
+];
+
+/** A distillation command of `teacher` on `data` for `tokens` tokens: the run's `extra` options, then `tail`. */
+const distillOn = (teacher: string, data: string, extra: string[], tokens: number, tail: string[]) => [
+  'distill',
+  '--teacher',
+  teacher,
+  '--data',
+  data,
+  ...extra,
+  '--tokens',
+  String(tokens),
+  ...tail,
+];
+
 /** Tokens each distillation run sees at `--scale tiny` (batch 1 × 16 per step: 6 steps). */
 export const TINY_TOKENS = 96;
 
@@ -186,33 +213,10 @@ export function tinyPaperRuns(dir: string, data: string): Record<string, Made> {
   const small = ['--batch', '1', '--len', '16', '--eval-tokens', '32', '--seed', '0', '--quiet'];
   const trainArgs = ['--data', data, '--steps', '4', ...small];
   const distill = (name: string, extra: string[]) =>
-    made(name, [
-      'distill',
-      '--teacher',
-      at('teacher'),
-      '--data',
-      data,
-      ...extra,
-      '--tokens',
-      String(TINY_TOKENS),
-      '--lr',
-      '3e-3',
-      ...small,
-    ]);
+    made(name, distillOn(at('teacher'), data, extra, TINY_TOKENS, ['--lr', '3e-3', ...small]));
   return {
     teacher: made('teacher', ['train', '--config', 'tiny', ...trainArgs]),
-    draft: made('draft', [
-      'train',
-      '--config',
-      'tiny',
-      '--teacher',
-      at('teacher'),
-      '--kl-weight',
-      '1',
-      '--ce-weight',
-      '0',
-      ...trainArgs,
-    ]),
+    draft: made('draft', draftOf('tiny', at('teacher'), trainArgs)),
     ...Object.fromEntries(Object.entries(DISTILL_RUNS).map(([name, extra]) => [name, distill(name, extra)])),
     'mamba2-50-sft': made('mamba2-50-sft', [
       'sft',
@@ -338,45 +342,14 @@ export function smallPaperRuns(dir: string, data: string, instruct: string): Rec
   const distill = (name: string, extra: string[], seed: number) =>
     made(
       name,
-      [
-        'distill',
-        '--teacher',
-        at('teacher'),
-        '--data',
-        data,
-        ...extra,
-        '--tokens',
-        String(SMALL_TOKENS),
-        '--batch',
-        '8',
-        '--len',
-        '1024',
-        '--lr',
-        '1e-3',
-        '--seed',
-        String(seed),
-        '--quiet',
-      ],
+      distillOn(at('teacher'), data, extra, SMALL_TOKENS, [
+        ...['--batch', '8', '--len', '1024', '--lr', '1e-3', '--seed', String(seed), '--quiet'],
+      ]),
       NOT_YET,
     );
   const runs: Record<string, Made> = {
     teacher: made('teacher', ['train', '--config', 'teacher-20m', '--data', data, '--seed', '0', ...gpu]),
-    draft: made('draft', [
-      'train',
-      '--config',
-      'draft-20m',
-      '--data',
-      data,
-      '--teacher',
-      at('teacher'),
-      '--kl-weight',
-      '1',
-      '--ce-weight',
-      '0',
-      '--seed',
-      '0',
-      ...gpu,
-    ]),
+    draft: made('draft', draftOf('draft-20m', at('teacher'), ['--data', data, '--seed', '0', ...gpu])),
   };
   const SMALL_DISTILL: Record<string, string[]> = {
     ...DISTILL_RUNS,

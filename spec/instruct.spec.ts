@@ -5,8 +5,7 @@
  * its entry); rejected answers another headword's definition of the same part; the command on a fake dictd
  * installation (gcide.index + gcide.dict.dz made here). ~1 s on 2 cores.
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { gzipSync } from 'node:zlib';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { EXIT } from '../lib/cli/main.js';
@@ -14,6 +13,7 @@ import { definitionOf, instructionSets, readPreferences } from '../lib/data/inst
 import { partOf } from '../lib/data/build.js';
 import { fitPair } from '../lib/train/dpo.js';
 import { tmpFolder } from './tmp.js';
+import { writeDictd } from './dictd.js';
 import { runMil } from './cli.js';
 
 afterEach(() => vi.restoreAllMocks());
@@ -107,25 +107,12 @@ describe('mil data instruct', () => {
   /** A fake installation of dict-gcide below a fresh root (dictd index: word, offset and length in base 64). */
   function makeRoot(): string {
     const root = tmpFolder('gcide');
-    const b64 = (n: number) => {
-      const A = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
-      let s = '';
-      do {
-        s = A[n % 64] + s;
-        n = Math.floor(n / 64);
-      } while (n > 0);
-      return s;
-    };
-    const texts = ENTRIES.slice(0, 50).map((e) => e.text + '\n');
-    let off = 0;
-    const index = texts.map((t, i) => {
-      const line = `w${i}\t${b64(off)}\t${b64(Buffer.byteLength(t))}`;
-      off += Buffer.byteLength(t);
-      return line;
-    });
-    mkdirSync(join(root, 'usr/share/dictd'), { recursive: true });
-    writeFileSync(join(root, 'usr/share/dictd/gcide.index'), index.join('\n') + '\n');
-    writeFileSync(join(root, 'usr/share/dictd/gcide.dict.dz'), gzipSync(Buffer.from(texts.join(''))));
+    writeDictd(
+      root,
+      'gcide',
+      ENTRIES.slice(0, 50).map((e) => e.text + '\n'),
+      (i) => `w${i}`,
+    );
     return root;
   }
   it('writes the sets, split with data build’s defaults; a root without dict-gcide exits 6 naming the package', async () => {

@@ -107,7 +107,7 @@ interface Scale {
   /** the evaluation's window (mil eval --len) */
   evalLen: number;
   /** the passkey stage (mil passkey): multiples of the teacher's context, depths, trials; none at toy scale */
-  passkey?: { multiples: number[]; depths: number[]; trials: number };
+  passkey?: { models: string[]; multiples: number[]; depths: number[]; trials: number };
   /** what the GPU-capable stages run on */
   backend: 'wasm-simd' | 'webgpu';
   tokens: number;
@@ -133,7 +133,7 @@ function scaleFor(name: (typeof SCALES)[number], out: string | undefined, opt: P
       runsAt: 'one at a time on the GPU machine (each a 10-minute command)',
       evalTokens: 131072,
       evalLen: 1024,
-      passkey: { multiples: [1, 2, 4, 8], depths: [0, 0.25, 0.5, 0.75, 1], trials: 10 },
+      passkey: { models: PASSKEY_MODELS, multiples: [1, 2, 4, 8], depths: [0, 0.25, 0.5, 0.75, 1], trials: 10 },
       backend: 'webgpu',
       tokens: SMALL_TOKENS,
       distill: { steps: SMALL_TOKENS / 8192, batch: 8, len: 1024, lr: '1e-3' },
@@ -177,7 +177,8 @@ function scaleFor(name: (typeof SCALES)[number], out: string | undefined, opt: P
     evalTokens: 64,
     evalLen: 32,
     // the tiny context (64) is shorter than the needle's prompt (~82 tokens): 2× and 3× (the test split's filler is ~150 tokens)
-    passkey: { multiples: [2, 3], depths: [0, 0.5, 1], trials: 1 },
+    // three models, two depths: the stage runs in every tiny paper of the test suite (~2 s)
+    passkey: { models: ['teacher', 'mamba2-50', 'mamba2-0'], multiples: [2, 3], depths: [0, 1], trials: 1 },
     backend: 'wasm-simd',
     tokens: TINY_TOKENS,
     distill: { steps: 6, batch: 1, len: 16, lr: '3e-3' },
@@ -260,7 +261,7 @@ const sha256 = (b: Uint8Array | string) => createHash('sha256').update(b).digest
 
 /** The fractions of attention kept whose silenced-attention floor the run measures (mil eval --silence). */
 const FLOOR_FRACTIONS = '0.5,0.25,0.125,0';
-/** The models of the passkey stage, teacher first (the pure Mamba students last). */
+/** The models of the small scale's passkey stage, teacher first (the pure Mamba students last). */
 const PASSKEY_MODELS = ['teacher', 'mamba2-50', 'mamba1-50', 'mamba2-0', 'mamba1-0'];
 
 /** The measurement stages after the training runs, as `mil` command lines (what the plan and the page show). */
@@ -272,7 +273,7 @@ function measureCommands(S: Scale): Record<string, string> {
     speculative: `speculative decoding, the draft against mamba2-50 and mamba2-0, K = 1..8, wasm-simd: ${S.speculative.prompts} prompts, each decoded ${S.speculative.repeats} times both ways and the fastest kept (compareWithPlain; the median and spread over runs, and the webgpu rows, are not measured yet)`,
   };
   if (S.passkey)
-    cmds.passkey = `mil passkey --model ${PASSKEY_MODELS.map((n) => (n === 'teacher' ? S.teacher : join(S.runsDir, n))).join(',')}${dataOpt} --multiples ${S.passkey.multiples.join(',')} --depths ${S.passkey.depths.join(',')} --trials ${S.passkey.trials} --out passkey/`;
+    cmds.passkey = `mil passkey --model ${S.passkey.models.map((n) => (n === 'teacher' ? S.teacher : join(S.runsDir, n))).join(',')}${dataOpt} --multiples ${S.passkey.multiples.join(',')} --depths ${S.passkey.depths.join(',')} --trials ${S.passkey.trials} --out passkey/`;
   return cmds;
 }
 
@@ -533,9 +534,9 @@ async function measureAndWrite(S: Scale, o: Options, log: (l: string) => void): 
         verdict: f.verdict,
       };
     }
-    if (S.passkey && (!passkey || PASSKEY_MODELS.some((n) => remeasured.has(n)))) {
+    if (S.passkey && (!passkey || S.passkey.models.some((n) => remeasured.has(n)))) {
       const dir = join(stageDir, 'passkey');
-      const models = PASSKEY_MODELS.map((n) => (n === 'teacher' ? TEACHER : resolve(ROOT, lookup(S.runs, n).out)));
+      const models = S.passkey.models.map((n) => (n === 'teacher' ? TEACHER : resolve(ROOT, lookup(S.runs, n).out)));
       await milStage('passkey', [
         'passkey',
         '--model',

@@ -29,6 +29,8 @@ export interface Made {
   /** the folder (or file) the command writes */
   out: string;
   args: string[];
+  /** why this command cannot run on the scale's backend yet (a small-scale stage on the CPU), where it cannot */
+  notOnGpu?: string;
 }
 
 const hybrid = (variant: string, pct: number): Made => ({
@@ -169,6 +171,33 @@ export const PAPER_RUNS: Record<string, Made> = {
   },
 };
 
+/** A draft trained on `teacher`'s next-token distributions alone (KL only): preset `config`, then `tail`. */
+const draftOf = (config: string, teacher: string, tail: string[]) => [
+  'train',
+  '--config',
+  config,
+  '--teacher',
+  teacher,
+  '--kl-weight',
+  '1',
+  '--ce-weight',
+  '0',
+  ...tail,
+];
+
+/** A distillation command of `teacher` on `data` for `tokens` tokens: the run's `extra` options, then `tail`. */
+const distillOn = (teacher: string, data: string, extra: string[], tokens: number, tail: string[]) => [
+  'distill',
+  '--teacher',
+  teacher,
+  '--data',
+  data,
+  ...extra,
+  '--tokens',
+  String(tokens),
+  ...tail,
+];
+
 /** Tokens each distillation run sees at `--scale tiny` (batch 1 × 16 per step: 6 steps). */
 export const TINY_TOKENS = 96;
 
@@ -184,33 +213,10 @@ export function tinyPaperRuns(dir: string, data: string): Record<string, Made> {
   const small = ['--batch', '1', '--len', '16', '--eval-tokens', '32', '--seed', '0', '--quiet'];
   const trainArgs = ['--data', data, '--steps', '4', ...small];
   const distill = (name: string, extra: string[]) =>
-    made(name, [
-      'distill',
-      '--teacher',
-      at('teacher'),
-      '--data',
-      data,
-      ...extra,
-      '--tokens',
-      String(TINY_TOKENS),
-      '--lr',
-      '3e-3',
-      ...small,
-    ]);
+    made(name, distillOn(at('teacher'), data, extra, TINY_TOKENS, ['--lr', '3e-3', ...small]));
   return {
     teacher: made('teacher', ['train', '--config', 'tiny', ...trainArgs]),
-    draft: made('draft', [
-      'train',
-      '--config',
-      'tiny',
-      '--teacher',
-      at('teacher'),
-      '--kl-weight',
-      '1',
-      '--ce-weight',
-      '0',
-      ...trainArgs,
-    ]),
+    draft: made('draft', draftOf('tiny', at('teacher'), trainArgs)),
     ...Object.fromEntries(Object.entries(DISTILL_RUNS).map(([name, extra]) => [name, distill(name, extra)])),
     'mamba2-50-sft': made('mamba2-50-sft', [
       'sft',
@@ -309,4 +315,103 @@ export async function runAll(
     await Promise.race(running);
   }
   return minutes;
+}
+
+/** Tokens each distillation run sees at `--scale small` (the same for both arms of every comparison). */
+export const SMALL_TOKENS = 4_194_304;
+/** The seeds of the small-scale comparisons whose difference may be small (random init, replace vs drop, stepwise). */
+const SMALL_SEEDS = [0, 1, 2];
+
+/**
+ * `npm run paper -- --scale small` (issue #25): the teacher (teacher-20m, 20M tokens) and draft (draft-20m, KL to the
+ * teacher) trained on the GPU (--backend webgpu) on `data` (a folder made by mil data build), then every
+ * distillation run of the tables at SMALL_TOKENS each (batch 8 × 1024, Table 6 also at 12.5%: 1 of 8 layers), the
+ * comparisons of Tables 7/8/9 and stepwise at SMALL_SEEDS, SFT on `instruct`/sft.jsonl and DPO on `instruct`'s
+ * pairs. Commands the GPU does not run yet (distill, dpo, a hybrid's sft: lib/train/gpu_step.ts trains Llamas) are
+ * marked `notOnGpu` with the reason: paper.ts prints them in the plan (--dry-run) and refuses to start them.
+ */
+export function smallPaperRuns(dir: string, data: string, instruct: string): Record<string, Made> {
+  const at = (name: string) => join(dir, name);
+  const made = (name: string, args: string[], notOnGpu?: string): Made => ({
+    out: at(name),
+    args: [...args, '--out', at(name)],
+    ...(notOnGpu ? { notOnGpu } : {}),
+  });
+  const gpu = ['--backend', 'webgpu', '--quiet'];
+  const NOT_YET = 'distillation (Mamba layers) is not on the GPU yet: mil distill --backend webgpu is refused';
+  const distill = (name: string, extra: string[], seed: number) =>
+    made(
+      name,
+      distillOn(at('teacher'), data, extra, SMALL_TOKENS, [
+        ...['--batch', '8', '--len', '1024', '--lr', '1e-3', '--seed', String(seed), '--quiet'],
+      ]),
+      NOT_YET,
+    );
+  const runs: Record<string, Made> = {
+    teacher: made('teacher', ['train', '--config', 'teacher-20m', '--data', data, '--seed', '0', ...gpu]),
+    draft: made('draft', draftOf('draft-20m', at('teacher'), ['--data', data, '--seed', '0', ...gpu])),
+  };
+  const SMALL_DISTILL: Record<string, string[]> = {
+    ...DISTILL_RUNS,
+    'mamba2-12': ['--variant', 'mamba2', '--attention', '0.125'],
+    'mamba1-12': ['--variant', 'mamba1', '--attention', '0.125'],
+  };
+  const seeded = new Set([
+    'mamba2-50',
+    'mamba2-0',
+    'mamba2-50-random',
+    'mamba2-0-random',
+    'drop-50',
+    'drop-25',
+    'mamba2-stepwise-0',
+  ]);
+  for (const [name, extra] of Object.entries(SMALL_DISTILL))
+    for (const seed of seeded.has(name) ? SMALL_SEEDS : [0])
+      runs[seed === 0 ? name : `${name}-s${seed}`] = distill(seed === 0 ? name : `${name}-s${seed}`, extra, seed);
+  runs['mamba2-50-sft'] = made(
+    'mamba2-50-sft',
+    [
+      'sft',
+      '--model',
+      at('mamba2-50'),
+      '--data',
+      join(instruct, 'sft.jsonl'),
+      '--tokens',
+      '1048576',
+      '--batch',
+      '8',
+      '--len',
+      '256',
+      '--lr',
+      '1e-4',
+      '--seed',
+      '0',
+      '--quiet',
+    ],
+    'SFT of a hybrid (Mamba layers) is not on the GPU yet: mil sft --backend webgpu refuses hybrids',
+  );
+  runs['mamba2-50-dpo'] = made(
+    'mamba2-50-dpo',
+    [
+      'dpo',
+      '--model',
+      at('mamba2-50-sft'),
+      '--data',
+      data,
+      '--preferences',
+      instruct,
+      '--pairs',
+      '4096',
+      '--batch',
+      '8',
+      '--prompt-len',
+      '32',
+      '--cont-len',
+      '48',
+      ...DPO_OPTIONS,
+      '--quiet',
+    ],
+    'DPO is not on the GPU yet: mil dpo --backend webgpu is refused',
+  );
+  return runs;
 }

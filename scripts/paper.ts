@@ -11,12 +11,19 @@
  *   SFT, DPO   stage 2 and stage 3 on the 50% Mamba-2 hybrid
  *   speculative  the trained 1-layer draft against the 50% and 0% Mamba-2 hybrids, K = 1..8, greedy
  *
- * Scales (--scale; issue #25 adds `small`, on a GPU):
+ * Scales (--scale):
  *   toy   (default) the shipped teacher and draft (made by `npm run models`); 100-step distillation runs of batch
  *         4 × 256, evaluation on 32768 test tokens: about 45 min on 2 cores. OUT docs/, runs in runs/paper/.
  *   tiny  seconds: a teacher and draft trained for 4 steps, 6-step runs of batch 1 × 16, 64 evaluation tokens, one
  *         prompt, on 20 State of the Union addresses cut to 600 characters; every table is still produced. The
  *         runs go in OUT/runs/ (OUT runs/paper-tiny/ by default), so a tiny run never touches docs/ or runs/paper/.
+ *   small issue #25, on the GPU machine: a ~19M-parameter teacher (teacher-20m) and its draft on --data (a corpus of
+ *         mil data build, default data/corpus), 29 distillation runs of 4M tokens, SFT/DPO on --instruct (mil data
+ *         instruct, default data/instruct); OUT runs/paper-small/. `--dry-run` prints the plan (every stage, its
+ *         command, its backend); a run is refused (exit 2) while any stage cannot run on the GPU yet, named.
+ * Every scale also measures the silenced-attention floor (mil eval --silence) and, tiny and small, the passkey test
+ * (mil passkey), recorded with the minutes of every stage in results.json. A runs folder holds one scale's runs
+ * (OUT/runs/scale.json): another scale's are refused, naming both.
  *
  * Every training run is a `mil` command (scripts/commands.ts; toy: child processes two at a time, tiny: in this
  * process) whose line is printed in the table; its folder holds training.json and loss.svg. A run whose folder
@@ -33,24 +40,26 @@
  *            both as they were; a kill leaves each whole, old or new, and at worst the new folder beside the old
  *            page, which the next run repairs; no temporary is ever left
  * The page is rendered from results.json alone, so `--page-only` rebuilds it from the saved measurements.
- * usage: npm run paper [-- --scale tiny|toy] [-- --out DIR] [-- --fresh] [-- --eval-tokens N]
- *        [-- --page-only [--speculative]]
+ * usage: npm run paper [-- --scale tiny|toy|small] [-- --out DIR] [-- --fresh] [-- --eval-tokens N]
+ *        [-- --page-only [--speculative]] [-- --dry-run] [-- --data DIR --instruct DIR (small)]
  * Exit status as mil's (lib/cli/exit.ts): 0 done, 2 a bad option, 4 OUT locked by another run, 6 an I/O failure
  * (a full disk), 7 an internal error; a failed training command's own status.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { SHIPPED_TOKENIZER, tokenStream } from '../lib/cli/train_cmds.js';
 import { corpusPart, loadCorpus } from '../lib/data/corpus.js';
+import { readManifest, readPart } from '../lib/data/ids.js';
+import { cpus, tmpdir } from 'node:os';
 import { BpeTokenizer } from '../lib/text/bpe.js';
 import { loadModel } from '../lib/model/load.js';
 import { silenceAttention } from '../lib/model/convert.js';
 import { attentionLayersFor } from '../lib/model/config.js';
 import type { HybridModel } from '../lib/model/hybrid.js';
-import { evaluate, engineFor } from '../lib/train/job.js';
+import { evaluate, engineFor, type EvalResult } from '../lib/train/job.js';
 import { SimdGemm } from '../lib/simd/gemm.js';
 import { getOps } from '../lib/ops.js';
 import { ModelDrafter } from '../lib/decode/speculative.js';
@@ -60,13 +69,22 @@ import { takeRunLock } from '../lib/io/run_lock.js';
 import { ArgumentError, MilError } from '../lib/errors.js';
 import { EXIT, exitCodeFor } from '../lib/cli/exit.js';
 import { UsageError } from '../lib/cli/args.js';
-import { DISTILL_TOKENS, PAPER_RUNS, TINY_TOKENS, runAll, tinyPaperRuns, type Made } from './commands.js';
+import {
+  DISTILL_TOKENS,
+  PAPER_RUNS,
+  SMALL_TOKENS,
+  TINY_TOKENS,
+  runAll,
+  smallPaperRuns,
+  tinyPaperRuns,
+  type Made,
+} from './commands.js';
 import { lookup } from '../lib/checked.js';
 import { recordedSha, renderPage, renderSvgs, type PaperResults, type RunInfo, type SpecRow } from './paper_page.js';
 
 const ROOT = join(import.meta.dirname, '..');
 /** The scales --scale accepts (issue #25 adds 'small'). */
-const SCALES = ['tiny', 'toy'] as const;
+const SCALES = ['tiny', 'toy', 'small'] as const;
 
 /** The tiny corpus: TINY_DOCS speeches of sotu, each cut to its first TINY_CHARS characters (tinyCorpus). */
 const TINY_DOCS = 20;
@@ -88,12 +106,40 @@ interface Scale {
   evalTokens: number;
   /** the evaluation's window (mil eval --len) */
   evalLen: number;
+  /** the passkey stage (mil passkey): multiples of the teacher's context, depths, trials; none at toy scale */
+  passkey?: { models: string[]; multiples: number[]; depths: number[]; trials: number };
+  /** what the GPU-capable stages run on */
+  backend: 'wasm-simd' | 'webgpu';
   tokens: number;
   distill: PaperResults['distill'];
   speculative: Omit<PaperResults['speculative'], 'prompts'> & { prompts: number };
 }
 
-function scaleFor(name: (typeof SCALES)[number], out: string | undefined): Scale {
+function scaleFor(name: (typeof SCALES)[number], out: string | undefined, opt: Partial<Options> = {}): Scale {
+  if (name === 'small') {
+    const so = resolve(out ?? join(ROOT, 'runs', 'paper-small'));
+    const runsDir = join(so, 'runs');
+    const data = resolve(opt.data ?? join(ROOT, 'data', 'corpus'));
+    return {
+      name,
+      out: so,
+      runsDir,
+      teacher: join(runsDir, 'teacher'),
+      draft: join(runsDir, 'draft'),
+      data,
+      dataWords: `the issue #25 corpus (${data}: mil data build, 25.2M training tokens, tokenizer of 8,192), held-out test part`,
+      runs: smallPaperRuns(runsDir, data, resolve(opt.instruct ?? join(ROOT, 'data', 'instruct'))),
+      inProcess: false,
+      runsAt: 'one at a time on the GPU machine (each a 10-minute command)',
+      evalTokens: 131072,
+      evalLen: 1024,
+      passkey: { models: PASSKEY_MODELS, multiples: [1, 2, 4, 8], depths: [0, 0.25, 0.5, 0.75, 1], trials: 10 },
+      backend: 'webgpu',
+      tokens: SMALL_TOKENS,
+      distill: { steps: SMALL_TOKENS / 8192, batch: 8, len: 1024, lr: '1e-3' },
+      speculative: { prompts: 20, promptTokens: 64, newTokens: 128, repeats: 3 },
+    };
+  }
   if (name === 'toy')
     return {
       name,
@@ -108,6 +154,7 @@ function scaleFor(name: (typeof SCALES)[number], out: string | undefined): Scale
       runsAt: 'two at a time, one thread each',
       evalTokens: 32768,
       evalLen: 256,
+      backend: 'wasm-simd',
       tokens: DISTILL_TOKENS,
       distill: { steps: 100, batch: 4, len: 256, lr: '3e-3' },
       // each prompt decoded `repeats` times both ways (interleaved), the fastest of each kept: this VM's speed drifts by 1.5× over seconds
@@ -129,6 +176,10 @@ function scaleFor(name: (typeof SCALES)[number], out: string | undefined): Scale
     runsAt: 'one at a time, in this process',
     evalTokens: 64,
     evalLen: 32,
+    // the tiny context (64) is shorter than the needle's prompt (~82 tokens): 2× and 3× (the test split's filler is ~150 tokens)
+    // three models, two depths: the stage runs in every tiny paper of the test suite (~2 s)
+    passkey: { models: ['teacher', 'mamba2-50', 'mamba2-0'], multiples: [2, 3], depths: [0, 1], trials: 1 },
+    backend: 'wasm-simd',
     tokens: TINY_TOKENS,
     distill: { steps: 6, batch: 1, len: 16, lr: '3e-3' },
     speculative: { prompts: 1, promptTokens: 8, newTokens: 8, repeats: 1 },
@@ -154,6 +205,11 @@ interface Options {
   evalTokens?: number;
   pageOnly: boolean;
   speculative: boolean;
+  /** print the stages and their commands, run nothing */
+  dryRun: boolean;
+  /** --scale small: the corpus folder (mil data build) and the instruction sets (mil data instruct) */
+  data?: string;
+  instruct?: string;
 }
 
 /** The options, checked before any work: a bad one is an ArgumentError or UsageError (exit 2). */
@@ -170,6 +226,9 @@ function parseOptions(argv: string[]): Options {
         'page-only': { type: 'boolean', default: false },
         // with --page-only: measure the speculative decoding rows again (the code changed, the models did not)
         speculative: { type: 'boolean', default: false },
+        'dry-run': { type: 'boolean', default: false },
+        data: { type: 'string' },
+        instruct: { type: 'string' },
       },
     }));
   } catch (e) {
@@ -182,6 +241,9 @@ function parseOptions(argv: string[]): Options {
   if (et !== undefined && !(/^\d+$/.test(et) && Number(et) >= 2))
     throw new ArgumentError('--eval-tokens', 'an integer ≥ 2', et);
   if (values.out === '') throw new ArgumentError('--out', 'a folder', '');
+  for (const k of ['data', 'instruct'] as const)
+    if (values[k] !== undefined && scale !== 'small')
+      throw new ArgumentError(`--${k}`, 'only with --scale small (tiny and toy use their own corpus)', values[k]);
   return {
     scale: scale as Options['scale'],
     out: values.out,
@@ -189,10 +251,76 @@ function parseOptions(argv: string[]): Options {
     evalTokens: et === undefined ? undefined : Number(et),
     pageOnly: values['page-only'],
     speculative: values.speculative,
+    dryRun: values['dry-run'],
+    data: values.data,
+    instruct: values.instruct,
   };
 }
 
 const sha256 = (b: Uint8Array | string) => createHash('sha256').update(b).digest('hex');
+
+/** The fractions of attention kept whose silenced-attention floor the run measures (mil eval --silence). */
+const FLOOR_FRACTIONS = '0.5,0.25,0.125,0';
+/** The models of the small scale's passkey stage, teacher first (the pure Mamba students last). */
+const PASSKEY_MODELS = ['teacher', 'mamba2-50', 'mamba1-50', 'mamba2-0', 'mamba1-0'];
+
+/** The measurement stages after the training runs, as `mil` command lines (what the plan and the page show). */
+function measureCommands(S: Scale): Record<string, string> {
+  const dataOpt = S.data === 'sotu' ? '' : ` --data ${S.data}`;
+  const cmds: Record<string, string> = {
+    floor: `mil eval --model ${S.teacher}${dataOpt} --split test --tokens ${S.evalTokens} --len ${S.evalLen} --silence ${FLOOR_FRACTIONS} --out floor.json`,
+    evaluation: `mil eval --model DIR${dataOpt} --split test --tokens ${S.evalTokens} --len ${S.evalLen}   (each model)`,
+    speculative: `speculative decoding, the draft against mamba2-50 and mamba2-0, K = 1..8, wasm-simd: ${S.speculative.prompts} prompts, each decoded ${S.speculative.repeats} times both ways and the fastest kept (compareWithPlain; the median and spread over runs, and the webgpu rows, are not measured yet)`,
+  };
+  if (S.passkey)
+    cmds.passkey = `mil passkey --model ${S.passkey.models.map((n) => (n === 'teacher' ? S.teacher : join(S.runsDir, n))).join(',')}${dataOpt} --multiples ${S.passkey.multiples.join(',')} --depths ${S.passkey.depths.join(',')} --trials ${S.passkey.trials} --out passkey/`;
+  return cmds;
+}
+
+/** --dry-run: every stage in order, its command, and where it runs (or why it cannot yet). */
+function printPlan(S: Scale, out: (l: string) => void): void {
+  out(`npm run paper --scale ${S.name}: results in ${S.out}, runs in ${S.runsDir}, corpus ${S.data}`);
+  out(
+    `training and distillation (${Object.keys(S.runs).length} runs, ${S.runsAt}; each resumable, an existing one kept):`,
+  );
+  for (const [name, m] of Object.entries(S.runs)) {
+    const where = m.notOnGpu ? `NOT YET on ${S.backend}: ${m.notOnGpu}` : m.args.includes('webgpu') ? 'webgpu' : 'CPU';
+    out(`  ${name.padEnd(22)} [${where}] mil ${m.args.join(' ')}`);
+  }
+  out('measurements (after the runs):');
+  for (const [name, c] of Object.entries(measureCommands(S))) out(`  ${name.padEnd(22)} ${c}`);
+}
+
+/** A scale whose stages the backend cannot run yet is refused before any work, naming each stage and why. */
+function checkRunnable(S: Scale): void {
+  const blocked = new Map<string, string[]>(); // reason → stages
+  for (const [n, m] of Object.entries(S.runs))
+    if (m.notOnGpu && !existsSync(m.out)) blocked.set(m.notOnGpu, [...(blocked.get(m.notOnGpu) ?? []), n]);
+  if (blocked.size > 0)
+    throw new UsageError(
+      `--scale ${S.name}: ${[...blocked.values()].flat().length} stage(s) cannot run on ${S.backend} yet — ${[...blocked].map(([why, ns]) => `${why}: ${ns.join(', ')}`).join('; ')}. --dry-run prints the whole plan`,
+    );
+  if (S.name === 'small' && !existsSync(join(S.data, 'manifest.json')))
+    throw new UsageError(`--data ${S.data}: not a corpus made by mil data build (no manifest.json; docs/data.md)`);
+}
+
+/**
+ * The runs folder belongs to one scale: RUNS/scale.json names it (written on first use). Runs of another scale (a
+ * tiny teacher under a small --out) are never reused: refused, naming both.
+ */
+function checkScaleOfRuns(S: Scale): void {
+  const f = join(S.runsDir, 'scale.json');
+  // the teacher by its preset (no paths: a runs folder copied elsewhere is still the same scale's)
+  const t = S.runs.teacher?.args;
+  const mine = { scale: S.name, teacher: t ? `--config ${t[t.indexOf('--config') + 1]}` : 'the shipped teacher-small' };
+  if (existsSync(f)) {
+    const theirs = JSON.parse(readFileSync(f, 'utf8')) as { scale: string; teacher: string };
+    if (theirs.scale !== mine.scale || theirs.teacher !== mine.teacher)
+      throw new UsageError(
+        `${S.runsDir} holds the runs of --scale ${theirs.scale} (teacher: ${theirs.teacher}), not of --scale ${mine.scale} (teacher: ${mine.teacher}): give another --out, or --fresh to remake them`,
+      );
+  } else writeFile(f, JSON.stringify(mine) + '\n');
+}
 
 /**
  * What a run does first, under its lock: finish or undo what a killed writer left (recoverInterruptedSwap), then
@@ -222,7 +350,12 @@ export async function paper(argv: string[], log = (l: string) => console.error(`
   let release: (() => void) | undefined;
   try {
     const o = parseOptions(argv);
-    const S = scaleFor(o.scale, o.out);
+    const S = scaleFor(o.scale, o.out, o);
+    if (o.dryRun) {
+      printPlan(S, (l) => console.log(l));
+      return EXIT.ok;
+    }
+    checkRunnable(S);
     checkOutput(join(S.out, 'results'), 'folder');
     checkOutput(join(S.out, 'results.md'), 'file');
     release = takeRunLock(S.out, `npm run paper ${argv.join(' ')}`.trim(), log);
@@ -256,6 +389,7 @@ async function measureAndWrite(S: Scale, o: Options, log: (l: string) => void): 
   const { teacher: TEACHER, draft: DRAFT } = S;
   const EVAL_TOKENS = o.evalTokens ?? S.evalTokens;
   if (o.fresh) rmSync(RUNS, { recursive: true, force: true });
+  checkScaleOfRuns(S);
   if (S.name === 'tiny' && !existsSync(S.data)) writeFile(S.data, tinyCorpus());
   if (S.name === 'toy')
     for (const p of [TEACHER, DRAFT])
@@ -282,9 +416,11 @@ async function measureAndWrite(S: Scale, o: Options, log: (l: string) => void): 
 
   // ------------------------------------------------------------------ evaluation on the test split
   await SimdGemm.load();
-  const tok = BpeTokenizer.load(SHIPPED_TOKENIZER);
-  const testDocs = corpusPart(S.data, 'test');
-  const test = tokenStream(testDocs, tok);
+  // small: the built corpus's token ids and tokenizer; tiny and toy: texts tokenized with the shipped tokenizer
+  const built = S.name === 'small';
+  const tok = BpeTokenizer.load(built ? join(S.data, readManifest(S.data).tokenizer.file) : SHIPPED_TOKENIZER);
+  const testDocs = built ? [] : corpusPart(S.data, 'test');
+  const test = built ? readPart(S.data, 'test') : tokenStream(testDocs, tok);
   const ppl: PaperResults['ppl'] = saved?.ppl ?? {};
   const dataOpt = S.data === 'sotu' ? '' : ` --data ${shown(S.data)}`;
   const lenOpt = S.evalLen === 256 ? '' : ` --len ${S.evalLen}`;
@@ -347,6 +483,90 @@ async function measureAndWrite(S: Scale, o: Options, log: (l: string) => void): 
     remeasured.add(e.name);
     log(`${e.what}: ppl ${lookup(ppl, e.name).ppl.toFixed(2)}`);
   }
+  // ------------------------------------------------------------------ issue #25: the floor and the passkey test
+  // each a `mil` command run in this process (its output file read back), timed; measured again where the teacher
+  // (or a passkey model) was measured again above, else kept from results.json
+  const stageMinutes: Record<string, number> = { ...saved?.stageMinutes };
+  const cmds = measureCommands(S);
+  const milStage = async (name: string, args: string[]) => {
+    const t = performance.now();
+    const { main } = await import('../lib/cli/main.js');
+    const code = await main(args);
+    if (code !== 0) throw Object.assign(new Error(`mil ${args.join(' ')} exited ${code}`), { exitCode: code });
+    stageMinutes[name] = (performance.now() - t) / 60000;
+  };
+  const dataArgs = S.data === 'sotu' ? [] : ['--data', S.data];
+  // the stages' own files go to a temporary folder, removed after: what the run writes is results/ and the page,
+  // as one set (writeSet below), never a half-updated runs folder
+  let floor = saved?.floor;
+  let passkey = saved?.passkey;
+  const stageDir = mkdtempSync(join(tmpdir(), 'mil-paper-'));
+  try {
+    if (!floor || remeasured.has('teacher')) {
+      const file = join(stageDir, 'floor.json');
+      await milStage('floor', [
+        'eval',
+        '--model',
+        TEACHER,
+        ...dataArgs,
+        '--split',
+        'test',
+        '--tokens',
+        String(EVAL_TOKENS),
+        '--len',
+        String(S.evalLen),
+        '--silence',
+        FLOOR_FRACTIONS,
+        '--out',
+        file,
+      ]);
+      const f = JSON.parse(readFileSync(file, 'utf8')) as {
+        teacher: EvalResult;
+        floor: Array<EvalResult & { kept: number; attnLayers: number[]; ratio: number }>;
+        verdict: string | null;
+      };
+      // the figures only: the timings (seconds, GFLOP/s) differ from run to run (the stage's minutes are in stageMinutes)
+      const fig = ({ nll, ppl, bitsPerByte, tokens }: EvalResult) => ({ nll, ppl, bitsPerByte, tokens });
+      floor = {
+        command: cmds.floor,
+        teacher: fig(f.teacher),
+        rows: f.floor.map((r) => ({ kept: r.kept, attnLayers: r.attnLayers, ratio: r.ratio, ...fig(r) })),
+        verdict: f.verdict,
+      };
+    }
+    if (S.passkey && (!passkey || S.passkey.models.some((n) => remeasured.has(n)))) {
+      const dir = join(stageDir, 'passkey');
+      const models = S.passkey.models.map((n) => (n === 'teacher' ? TEACHER : resolve(ROOT, lookup(S.runs, n).out)));
+      await milStage('passkey', [
+        'passkey',
+        '--model',
+        models.join(','),
+        ...dataArgs,
+        '--multiples',
+        S.passkey.multiples.join(','),
+        '--depths',
+        S.passkey.depths.join(','),
+        '--trials',
+        String(S.passkey.trials),
+        '--out',
+        dir,
+      ]);
+      const p = JSON.parse(readFileSync(join(dir, 'passkey.json'), 'utf8')) as Omit<
+        Required<PaperResults>['passkey'],
+        'command' | 'multiples'
+      >;
+      // the models' seconds left out: they differ from run to run (the stage's minutes are in stageMinutes)
+      passkey = {
+        ...p,
+        models: p.models.map(({ name, cells }) => ({ name, cells })),
+        command: cmds.passkey,
+        multiples: S.passkey.multiples,
+      };
+    }
+  } finally {
+    rmSync(stageDir, { recursive: true, force: true });
+  }
+
   const info = (name: string): RunInfo => {
     const f = join(resolve(ROOT, lookup(S.runs, name).out), 'training.json');
     if (existsSync(f)) return JSON.parse(readFileSync(f, 'utf8')) as RunInfo;
@@ -359,9 +579,10 @@ async function measureAndWrite(S: Scale, o: Options, log: (l: string) => void): 
   const ops = await getOps('wasm-simd');
   const draft = loadModel(DRAFT);
   const { newTokens: NEW, repeats: REPEATS } = S.speculative;
-  const prompts = testDocs
-    .slice(0, S.speculative.prompts)
-    .map((d) => tok.encode(d.text).slice(0, S.speculative.promptTokens));
+  const { promptTokens: PT, prompts: NP } = S.speculative;
+  const prompts = built
+    ? Array.from({ length: NP }, (_, i) => test.slice(i * 4 * PT, i * 4 * PT + PT)) // spread over the test part
+    : testDocs.slice(0, NP).map((d) => tok.encode(d.text).slice(0, PT));
   // measured again with --speculative, and whenever the draft or a target was measured again above (remade)
   const remeasure = !saved || o.speculative || ['draft', 'mamba2-50', 'mamba2-0'].some((n) => remeasured.has(n));
   const spec: SpecRow[] = remeasure ? [] : saved.spec;
@@ -436,6 +657,13 @@ async function measureAndWrite(S: Scale, o: Options, log: (l: string) => void): 
     data: S.dataWords,
     eval: { tokens: EVAL_TOKENS, seqLen: S.evalLen, command: evalCmd('DIR') },
     speculative: { ...S.speculative, prompts: prompts.length },
+    ...(floor ? { floor } : {}),
+    ...(passkey ? { passkey } : {}),
+    stageMinutes: {
+      ...Object.fromEntries(RUN_LIST.map((r) => [r.name, info(r.name).seconds / 60])),
+      ...stageMinutes,
+    },
+    machine: `${cpus().length} CPU cores (${cpus()[0]?.model.trim() ?? 'unknown'}), GPU stages on ${S.backend}`,
   };
   const json = JSON.stringify(R, null, 1) + '\n';
   const svgs = renderSvgs(R);

@@ -11,7 +11,6 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { HeldOutIndex, Deduper, cleanDocs, partOf, type ParagraphStats } from '../lib/data/build.js';
@@ -22,6 +21,7 @@ import { BpeTokenizer } from '../lib/text/bpe.js';
 import { Rng } from '../lib/rng.js';
 import { runMil, snapshot } from './cli.js';
 import { tmpFolder } from './tmp.js';
+import { writeDictd } from './dictd.js';
 
 describe('extractors', () => {
   it('HTML: scripts, navigation, <pre> and tables dropped, blocks are paragraphs, entities decoded', () => {
@@ -236,16 +236,6 @@ describe('mil data build on a fixture', () => {
     name: `doc${String(i).padStart(2, '0')}.rst.txt`,
     text: `Title ${i}\n========\n\n${prose(rng, 6)}${i === 3 ? `\n\n${planted}` : ''}${i === 5 ? `\n\n${prose(new Rng(1000), 1)}` : ''}${i === 6 ? `\n\n${prose(new Rng(1000), 1)}` : ''}\n`,
   }));
-  const b64 = (n: number) => {
-    const A = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
-    let s = '';
-    do {
-      s = A[n % 64] + s;
-      n = Math.floor(n / 64);
-    } while (n > 0);
-    return s;
-  };
-
   /** A fake install root: dpkg status, the Python docs' reST sources, the Devil's Dictionary. */
   function makeRoot(dir: string, o: { python?: boolean } = {}): string {
     const status = [
@@ -261,15 +251,7 @@ describe('mil data build on a fixture', () => {
       { length: 30 },
       (_, i) => `Word${i}\n   ${prose(rng, 1, 16).replace(/(.{60}) /g, '$1\n   ')}\n`,
     );
-    let off = 0;
-    const index = entries.map((e, i) => {
-      const line = `word${i}\t${b64(off)}\t${b64(Buffer.byteLength(e))}`;
-      off += Buffer.byteLength(e);
-      return line;
-    });
-    mkdirSync(join(dir, 'usr/share/dictd'), { recursive: true });
-    writeFileSync(join(dir, 'usr/share/dictd/devil.index'), index.join('\n') + '\n');
-    writeFileSync(join(dir, 'usr/share/dictd/devil.dict.dz'), gzipSync(Buffer.from(entries.join(''))));
+    writeDictd(dir, 'devil', entries, (i) => `word${i}`);
     return dir;
   }
 

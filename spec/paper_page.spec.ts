@@ -7,9 +7,9 @@
  * any work, naming the option, what it accepts and what it got.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { EXIT } from '../lib/cli/exit.js';
 import { paper } from '../scripts/paper.js';
 import { recordedSha, renderPage, renderSvgs, type PaperResults } from '../scripts/paper_page.js';
@@ -33,7 +33,7 @@ describe('npm run paper: the page and its options', () => {
   it('a bad option exits 2 before any work, naming it, what it accepts and what it got', async () => {
     const out = tmpFolder('paperopts');
     for (const [args, expected] of [
-      [['--scale', 'small'], /--scale.*one of tiny, toy.*small/],
+      [['--scale', 'huge'], /--scale.*one of tiny, toy, small.*huge/],
       [['--scale', 'tiny', '--eval-tokens', 'lots'], /--eval-tokens.*integer.*lots/],
       [['--scale', 'tiny', '--steps', '3'], /--steps/],
     ] as const) {
@@ -47,5 +47,41 @@ describe('npm run paper: the page and its options', () => {
       readdirSync(dirname(out)).filter((e) => e.startsWith(`.${basename(out)}.`)),
       'no lock',
     ).toEqual([]);
+  });
+
+  it('--scale small --dry-run prints every stage with its command and backend, writes nothing; without it, the stages not on the GPU yet are refused (exit 2), named', async () => {
+    const out = join(tmpFolder('papersmall'), 'o');
+    const lines: string[] = [];
+    const spy = vi.spyOn(console, 'log').mockImplementation((l: string) => void lines.push(l));
+    try {
+      expect(await paper(['--scale', 'small', '--out', out, '--dry-run'], () => {})).toBe(EXIT.ok);
+    } finally {
+      spy.mockRestore();
+    }
+    const plan = lines.join('\n');
+    expect(plan).toMatch(/teacher +\[webgpu\] mil train --config teacher-20m .*--backend webgpu/);
+    expect(plan).toMatch(/mamba2-12 +\[NOT YET on webgpu: distillation/);
+    expect(plan).toMatch(/mamba2-50-random-s2 /); // the seeded comparisons
+    expect(plan).toMatch(/floor +mil eval .*--silence 0\.5,0\.25,0\.125,0/);
+    expect(plan).toMatch(/passkey +mil passkey .*--multiples 1,2,4,8/);
+    expect(existsSync(out)).toBe(false);
+    let log = '';
+    expect(await paper(['--scale', 'small', '--out', out], (l) => void (log += l))).toBe(EXIT.usage);
+    expect(log).toMatch(
+      /cannot run on webgpu yet — distillation.*mamba2-50, .*DPO is not on the GPU yet[^;]*refused: mamba2-50-dpo/,
+    );
+    expect(existsSync(out)).toBe(false);
+  });
+
+  it('runs of another scale in the runs folder are refused (exit 2), naming both scales, before any training', async () => {
+    const out = tmpFolder('paperscale');
+    mkdirSync(join(out, 'runs'));
+    writeFileSync(join(out, 'runs', 'scale.json'), JSON.stringify({ scale: 'small', teacher: '--config teacher-20m' }));
+    let log = '';
+    expect(await paper(['--scale', 'tiny', '--out', out], (l) => void (log += l))).toBe(EXIT.usage);
+    expect(log).toMatch(
+      /holds the runs of --scale small \(teacher: --config teacher-20m\), not of --scale tiny \(teacher: --config tiny\)/,
+    );
+    expect(readdirSync(join(out, 'runs'))).toEqual(['scale.json']);
   });
 });

@@ -404,8 +404,9 @@ async function paperCopy(name: string): Promise<string> {
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 /**
  * The paper's output set in a comparable form: results.json without what differs from run to run (minutes, seconds,
- * the speculative timings and speedups; `out` itself written as <out>), and whether it is whole: results.md ends
- * with the sha-256 of that results.json (computed here) and results/ holds the JSON and its three plots.
+ * the speculative timings and speedups, the minutes per stage; `out` itself written as <out>), and whether it is
+ * whole: results.md ends with the sha-256 of that results.json (computed here) and results/ holds the JSON and its
+ * four plots.
  */
 function paperState(out: string): string {
   const json = readFileSync(join(out, 'results', 'results.json'));
@@ -413,13 +414,14 @@ function paperState(out: string): string {
   const whole =
     page.trimEnd().endsWith(`sha-256: ${sha256(json)} (the page is rendered from that file alone) -->`) &&
     JSON.stringify(readdirSync(join(out, 'results')).sort()) ===
-      JSON.stringify(['init-gap.svg', 'results.json', 'speculative.svg', 'table6.svg']);
+      JSON.stringify(['init-gap.svg', 'passkey.svg', 'results.json', 'speculative.svg', 'table6.svg']);
   const R = JSON.parse(json.toString('utf8')) as Record<string, unknown> & {
     runs: Record<string, { seconds?: number }>;
     spec: Array<Record<string, unknown>>;
   };
   delete R.measureMinutes;
   delete R.trainingMinutes;
+  delete R.stageMinutes;
   for (const r of Object.values(R.runs)) delete r.seconds;
   for (const s of R.spec)
     for (const k of ['plainDecodeMs', 'specDecodeMs', 'draftMs', 'verifyMs', 'speedup', 'speedupWithPrefill'])

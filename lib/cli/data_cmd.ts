@@ -11,7 +11,11 @@
  * (MissingSourceError, naming the package and the command that installs it) or an unwritable --out.
  */
 import { checkPaths } from '../io/paths.js';
+import { writeFolder } from '../io/writer.js';
 import { buildCorpus } from '../data/build.js';
+import { isBuiltCorpus, readManifest } from '../data/ids.js';
+import { readDict, SOURCES } from '../data/sources.js';
+import { instructionSets } from '../data/instruct.js';
 import { UsageError, type OptSpec, type Parsed } from './args.js';
 
 export const DATA_OPTIONS: Record<string, OptSpec> = {
@@ -67,6 +71,71 @@ export async function cmdDataBuild(p: Parsed, commandLine: string): Promise<numb
   const t = m.parts;
   console.log(
     `wrote ${out}: ${t.train.tokens} training, ${t.validation.tokens} validation and ${t.test.tokens} test tokens (vocabulary ${m.tokenizer.vocabSize})`,
+  );
+  return 0;
+}
+
+export const INSTRUCT_OPTIONS: Record<string, OptSpec> = {
+  out: { kind: 'string' },
+  corpus: { kind: 'string', help: 'the folder mil data build made: its seed and held-out fraction split the sets' },
+  seed: { kind: 'int', min: 0, max: Number.MAX_SAFE_INTEGER, help: "the rejected answers' generator" },
+  root: DATA_OPTIONS.root,
+  force: { kind: 'switch' },
+};
+
+export const INSTRUCT_USAGE = `  mil data instruct --out DIR [--corpus DIR] [--seed S] [--root DIR] [--force]
+                 (SFT and DPO sets of GCIDE definitions: sft.jsonl for mil sft --data, DIR for mil dpo --preferences)`;
+
+/**
+ * `mil data instruct`: the SFT and DPO sets of lib/data/instruct.ts from the installed GCIDE (dict-gcide), split as
+ * the corpus of --corpus was (its manifest's seed and held-out fraction; without it, data build's defaults 0 and
+ * 0.02). Writes, as one folder through the writer: sft.jsonl (the training part: `mil sft --data DIR/sft.jsonl`),
+ * sft-validation.jsonl, sft-test.jsonl, dpo.jsonl and dpo-validation.jsonl (`mil dpo --preferences DIR`),
+ * dpo-test.jsonl and manifest.json (counts, source, licence, the command). Exit 2 for bad options or a corpus
+ * folder that is not one; 6 when dict-gcide is not installed (naming its apt-get line).
+ */
+export async function cmdDataInstruct(p: Parsed, commandLine: string): Promise<number> {
+  const v = p.values;
+  const out = v.out as string | undefined;
+  if (!out) throw new UsageError('data instruct needs --out DIR');
+  const corpus = v.corpus as string | undefined;
+  const root = (v.root as string | undefined) ?? '/';
+  checkPaths({
+    command: 'data instruct',
+    inputs: [
+      ...(corpus ? [{ option: 'corpus', path: corpus }] : []),
+      ...(v.root ? [{ option: 'root', path: root }] : []),
+    ],
+    outputs: [{ option: 'out', path: out }],
+    force: v.force === true,
+  });
+  if (corpus !== undefined && !isBuiltCorpus(corpus))
+    throw new UsageError(`--corpus ${corpus} is not a folder made by mil data build (no manifest.json)`);
+  const m = corpus ? readManifest(corpus) : undefined;
+  const split = { seed: (m?.seed as number | undefined) ?? 0, heldOut: (m?.heldOut as number | undefined) ?? 0.02 };
+  const gcide = SOURCES.find((s) => s.name === 'gcide')!;
+  const { entries } = readDict(root, gcide, 'gcide', { cp1252: true });
+  const sets = instructionSets(entries, { source: 'gcide', ...split, pairSeed: (v.seed as number | undefined) ?? 0 });
+  const jsonl = (xs: object[]) => xs.map((x) => JSON.stringify(x)).join('\n') + '\n';
+  const manifest = {
+    format: 'mil-instruct/1',
+    command: commandLine,
+    source: { name: gcide.name, pkg: gcide.pkg, licence: gcide.licence, entries: entries.length },
+    split: { corpus: corpus ?? null, ...split },
+    sft: Object.fromEntries(Object.entries(sets.sft).map(([k, xs]) => [k, xs.length])),
+    dpo: Object.fromEntries(Object.entries(sets.dpo).map(([k, xs]) => [k, xs.length])),
+  };
+  writeFolder(out, (stage) => {
+    stage.writeFile('sft.jsonl', jsonl(sets.sft.train));
+    stage.writeFile('sft-validation.jsonl', jsonl(sets.sft.validation));
+    stage.writeFile('sft-test.jsonl', jsonl(sets.sft.test));
+    stage.writeFile('dpo.jsonl', jsonl(sets.dpo.train));
+    stage.writeFile('dpo-validation.jsonl', jsonl(sets.dpo.validation));
+    stage.writeFile('dpo-test.jsonl', jsonl(sets.dpo.test));
+    stage.writeFile('manifest.json', JSON.stringify(manifest, null, 1) + '\n');
+  });
+  console.log(
+    `wrote ${out}: ${sets.sft.train.length} SFT and ${sets.dpo.train.length} DPO training items (${sets.sft.validation.length}/${sets.dpo.validation.length} validation, ${sets.sft.test.length}/${sets.dpo.test.length} test) from ${entries.length} GCIDE entries`,
   );
   return 0;
 }

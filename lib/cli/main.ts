@@ -14,6 +14,7 @@
  *   mil backends                                           which backends run here, and why not
  *   mil tokenizer train | train | distill | eval            training (lib/cli/train_cmds.ts)
  *   mil data build --out DIR [--seed S]                     the #25 training corpus as token ids (lib/cli/data_cmd.ts)
+ *   mil passkey --model DIR[,DIR…] [--out DIR]              the passkey long-context test, heat-map (passkey_cmd.ts)
  *
  * Every option is typed and range-checked, and every option of a command is validated — including
  * conflicts between options, the output path and the backend — before the command does any work
@@ -43,7 +44,15 @@ import { cmdConform } from './conform_cmd.js';
 import { EXIT, EXIT_HELP, exitCodeFor } from './exit.js';
 import { CHECKPOINT_OPTIONS, DTYPES, INIT_OPTIONS, INIT_USAGE, cmdInit, maxShardBytes } from './init_cmd.js';
 import { TOKENIZE_OPTIONS, TOKENIZE_USAGE, cmdTokenize } from './tokenize_cmd.js';
-import { DATA_OPTIONS, DATA_USAGE, cmdDataBuild } from './data_cmd.js';
+import {
+  DATA_OPTIONS,
+  DATA_USAGE,
+  INSTRUCT_OPTIONS,
+  INSTRUCT_USAGE,
+  cmdDataBuild,
+  cmdDataInstruct,
+} from './data_cmd.js';
+import { PASSKEY_OPTIONS, PASSKEY_USAGE, cmdPasskey } from './passkey_cmd.js';
 import {
   CHAT_OPTIONS,
   CHAT_TEMPLATE_OPTIONS,
@@ -153,6 +162,8 @@ const COMMANDS = {
   chat: { options: CHAT_OPTIONS, positionals: [0, 0] as [number, number] },
   ...TRAIN_COMMANDS,
   'data build': { options: DATA_OPTIONS, positionals: [0, 0] as [number, number] },
+  'data instruct': { options: INSTRUCT_OPTIONS, positionals: [0, 0] as [number, number] },
+  passkey: { options: PASSKEY_OPTIONS, positionals: [0, 0] as [number, number] },
   conform: {
     options: {
       op: { kind: 'enum', choices: CONFORM_OPS },
@@ -197,6 +208,8 @@ ${TOKENIZE_USAGE}
 ${CHAT_USAGE}
 ${TRAIN_USAGE}
 ${DATA_USAGE}
+${INSTRUCT_USAGE}
+${PASSKEY_USAGE}
   mil conform --op OP --port "CMD" [--protocol files|lines] [--runs N] [--seed S] [--rtol R] [--atol A]
               [--timeout MS] [--save DIR [--force]] [--fail-fast] [--json]
   mil conform --replay DIR --port "CMD" [--protocol files|lines] [--rtol R] [--atol A] [--timeout MS] [--json]
@@ -579,8 +592,9 @@ export async function main(argv: string[]): Promise<number> {
       name = 'tokenizer train';
       rest = argv.slice(2);
     } else if (a === 'data') {
-      if (b !== 'build') throw new UsageError(`data needs 'build'${b ? `, got '${b}'` : ''}`);
-      name = 'data build';
+      if (b !== 'build' && b !== 'instruct')
+        throw new UsageError(`data needs 'build' or 'instruct'${b ? `, got '${b}'` : ''}`);
+      name = `data ${b}`;
       rest = argv.slice(2);
     } else if (a in COMMANDS && !a.includes(' ')) {
       name = a as CommandName;
@@ -629,8 +643,12 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdSft(parsed);
       case 'dpo':
         return await cmdDpo(parsed);
+      case 'passkey':
+        return await cmdPasskey(parsed);
       case 'data build':
         return await cmdDataBuild(parsed, ['mil', ...argv].join(' '));
+      case 'data instruct':
+        return await cmdDataInstruct(parsed, ['mil', ...argv].join(' '));
     }
   } catch (e) {
     const code = exitCodeFor(e);

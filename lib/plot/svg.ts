@@ -1,5 +1,5 @@
 /**
- * Minimal SVG charts (no dependency): grouped bar charts and line charts, written with the atomic writer.
+ * Minimal SVG charts (no dependency): grouped bar charts, line charts and heat-maps, written with the atomic writer.
  * Enough for benchmark results that people would rather look at than read.
  */
 import { writeFile } from '../io/writer.js';
@@ -112,6 +112,89 @@ export function lineChartSvg(c: LineChart): string {
   });
   out.push('</svg>');
   return out.join('\n');
+}
+
+interface HeatMap {
+  title: string;
+  xLabel: string;
+  yLabel: string;
+  /** column labels (x) and row labels (y, drawn top to bottom) shared by every panel */
+  cols: string[];
+  rows: string[];
+  /** one panel per model, side by side: values[row][col] in [0, 1] (null: not measured) */
+  panels: Array<{ name: string; values: Array<Array<number | null>> }>;
+}
+
+/** Heat-maps of values in [0, 1] (white 0 → blue 1), one panel per entry, each cell labelled with its percentage. */
+function heatMapSvg(c: HeatMap): string {
+  const cell = 44,
+    L = 90,
+    T = 60,
+    B = 50,
+    gap = 30;
+  const pw = c.cols.length * cell;
+  const W = L + c.panels.length * (pw + gap) + 10;
+  const H = T + c.rows.length * cell + B;
+  const shade = (v: number) => {
+    const t = Math.max(0, Math.min(1, v));
+    const ch = (a: number, b: number) => Math.round(a + (b - a) * t);
+    return `rgb(${ch(255, 33)},${ch(255, 102)},${ch(255, 172)})`;
+  };
+  const out: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">`,
+    `<rect width="${W}" height="${H}" fill="white"/>`,
+    `<text x="${W / 2}" y="20" text-anchor="middle" font-size="16">${esc(c.title)}</text>`,
+    `<text x="14" y="${T + (c.rows.length * cell) / 2}" transform="rotate(-90 14 ${T + (c.rows.length * cell) / 2})" text-anchor="middle">${esc(c.yLabel)}</text>`,
+  ];
+  c.rows.forEach((r, ri) =>
+    out.push(`<text x="${L - 6}" y="${T + ri * cell + cell / 2 + 4}" text-anchor="end">${esc(r)}</text>`),
+  );
+  c.panels.forEach((p, pi) => {
+    const x0 = L + pi * (pw + gap);
+    out.push(`<text x="${x0 + pw / 2}" y="${T - 22}" text-anchor="middle" font-size="13">${esc(p.name)}</text>`);
+    c.cols.forEach((col, ci) =>
+      out.push(`<text x="${x0 + ci * cell + cell / 2}" y="${T - 6}" text-anchor="middle">${esc(col)}</text>`),
+    );
+    c.rows.forEach((r, ri) =>
+      c.cols.forEach((col, ci) => {
+        const v = p.values[ri]?.[ci] ?? null;
+        const x = x0 + ci * cell;
+        const y = T + ri * cell;
+        const label = v === null ? '–' : `${Math.round(100 * v)}`;
+        out.push(
+          `<rect x="${x}" y="${y}" width="${cell - 1}" height="${cell - 1}" fill="${v === null ? '#eee' : shade(v)}"><title>${esc(`${p.name} ${r} ${col}: ${label}`)}</title></rect>`,
+          `<text x="${x + cell / 2}" y="${y + cell / 2 + 4}" text-anchor="middle" fill="${v !== null && v > 0.6 ? 'white' : 'black'}">${label}</text>`,
+        );
+      }),
+    );
+    out.push(`<text x="${x0 + pw / 2}" y="${H - 18}" text-anchor="middle">${esc(c.xLabel)}</text>`);
+  });
+  out.push('</svg>');
+  return out.join('\n');
+}
+
+/** The passkey test's heat-maps (`mil passkey`, `npm run paper`): accuracy per (length, depth), a panel per model. */
+export function passkeyHeatMapSvg(p: {
+  context: number;
+  trials: number;
+  multiples: number[];
+  lengths: number[];
+  depths: number[];
+  models: Array<{ name: string; cells: Array<{ length: number; depth: number; accuracy: number }> }>;
+}): string {
+  return heatMapSvg({
+    title: `Passkey retrieval: accuracy (%), ${p.trials} trial(s) per cell (training context ${p.context})`,
+    xLabel: 'needle depth',
+    yLabel: 'prompt length (tokens)',
+    cols: p.depths.map((d) => `${Math.round(100 * d)}%`),
+    rows: p.lengths.map((l, i) => `${l} (${p.multiples[i]}×)`),
+    panels: p.models.map((m) => ({
+      name: m.name,
+      values: p.lengths.map((l) =>
+        p.depths.map((d) => m.cells.find((c) => c.length === l && c.depth === d)?.accuracy ?? null),
+      ),
+    })),
+  });
 }
 
 export function writeSvg(path: string, svg: string): void {

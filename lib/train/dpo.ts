@@ -55,6 +55,28 @@ export function preferencePairs(
   });
 }
 
+/**
+ * A preference of a set (`mil dpo --preferences`, lib/data/instruct.ts) as a Pair of the fixed lengths a batch needs:
+ * the prompt's last `promptLen` tokens, left-padded with `pad` (the end-of-text token: what precedes a document in
+ * training); each continuation's first `contLen` tokens, right-padded with `pad` (an answer, then end of text).
+ */
+export function fitPair(
+  p: { prompt: number[]; chosen: number[]; rejected: number[] },
+  promptLen: number,
+  contLen: number,
+  pad: number,
+): Pair {
+  const left = (ids: number[]) => [
+    ...Array<number>(Math.max(0, promptLen - ids.length)).fill(pad),
+    ...ids.slice(-promptLen),
+  ];
+  const right = (ids: number[]) => [
+    ...ids.slice(0, contLen),
+    ...Array<number>(Math.max(0, contLen - ids.length)).fill(pad),
+  ];
+  return { prompt: left(p.prompt), chosen: right(p.chosen), rejected: right(p.rejected) };
+}
+
 /** Rows [prompt + chosen] for every pair, then [prompt + rejected]. */
 function rows(pairs: Pair[]): number[][] {
   return [...pairs.map((p) => [...p.prompt, ...p.chosen]), ...pairs.map((p) => [...p.prompt, ...p.rejected])];

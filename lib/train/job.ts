@@ -30,7 +30,8 @@ import { checkpointOf } from '../io/paths.js';
 import type { WriteDType } from '../io/safetensors.js';
 import { forward, newCache, type HybridModel } from '../model/hybrid.js';
 import type { Ops } from '../ops.js';
-import { modelFiles } from '../model/convert.js';
+import { modelFiles, silenceAttention } from '../model/convert.js';
+import { attentionLayersFor } from '../model/config.js';
 import { lineChartSvg } from '../plot/svg.js';
 import { SimdGemm } from '../simd/gemm.js';
 import type { BpeTokenizer } from '../text/bpe.js';
@@ -124,6 +125,38 @@ export async function evaluateOn(
     cpuSeconds,
     gflopsPerCpuSecond: flop / cpuSeconds / 1e9,
   };
+}
+
+/** One row of the silenced-attention floor (`attentionFloor`). */
+interface FloorRow extends EvalResult {
+  /** the fraction of attention layers kept (the conversion ratio) */
+  kept: number;
+  /** the layers whose attention is kept (attentionLayersFor, the choice `mil distill` makes) */
+  attnLayers: number[];
+  /** ppl / the teacher's ppl */
+  ratio: number;
+}
+
+/**
+ * The silenced-attention floor (issue #25 item 2): for each fraction F kept, the teacher with the attention of every
+ * layer distillation would convert (all but attentionLayersFor(F, L)) silenced (silenceAttention: o_proj zeroed,
+ * MLPs and norms kept) and measured by `measure` — what Mamba layers that learned only to output zero would give,
+ * the bound on how much attention initialisation can help (Tables 7/8). F = 1 is the teacher itself.
+ */
+export async function attentionFloor(
+  teacher: HybridModel,
+  fractions: readonly number[],
+  measure: (m: HybridModel) => Promise<EvalResult>,
+): Promise<{ teacher: EvalResult; rows: FloorRow[] }> {
+  const t = await measure(teacher);
+  const L = teacher.llama.numLayers;
+  const rows: FloorRow[] = [];
+  for (const kept of fractions) {
+    const attnLayers = attentionLayersFor(kept, L);
+    const r = await measure(silenceAttention(teacher, attnLayers)); // F = 1 too: silencing nothing is the teacher
+    rows.push({ kept, attnLayers, ...r, ratio: r.ppl / t.ppl });
+  }
+  return { teacher: t, rows };
 }
 
 /** The windows of seqLen tokens, `batch` at a time (see the file comment), reporting progress after each batch. */

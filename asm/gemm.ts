@@ -382,5 +382,5 @@ export function dataEnd(): usize {
 export { multistep } from './multistep';
 // and so do the two float64 products of cached attention
 export { attnScores, attnValues } from './attention';
-// and the SIMD SiLU of the MLP and the convolution
-export { siluMul } from './activations';
+// and the SIMD SiLU of the MLP and the convolution, and the log-sum-exp of logits rows (`mil eval`)
+export { siluMul, rowLse } from './activations';

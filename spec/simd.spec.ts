@@ -292,6 +292,18 @@ describe.each(builds)('SIMD matrix products = float64 reference: $build', ({ fma
 });
 
 describe('the SIMD module', () => {
+  it('the multiply-add peak probe (peakMadd) computes all 12 chains of 4 lanes, in both builds: n rounds of a ← c + a·m from a = 1…12', () => {
+    for (const fma of FMA ? [false, true] : [false]) {
+      const g = SimdGemm.load(1, fma);
+      // m = 1, c = 1: each chain ends at a + n, so 4 lanes · (Σ 1…12 + 12·n)
+      expect(g.kernels.peakMadd(10, 1, 1)).toBe(4 * (78 + 12 * 10));
+      // m = 0.5, c = 1: every chain converges to 2 (exactly, in float32)
+      expect(g.kernels.peakMadd(200, 0.5, 1)).toBe(96);
+      const p = g.maddPeak(100_000, 2);
+      expect(p.wall).toBeGreaterThan(0);
+      g.close();
+    }
+  });
   it('releaseResident forgets packed weights (the next call packs again, correctly); readSum reads a sum and a bandwidth', () => {
     const g = SimdGemm.load(1);
     const r = new Rng(9);

@@ -71,6 +71,7 @@ export interface Exports {
   /** as gemm, B packed as bf16 panels */
   gemmBf16: GemmKernel;
   readSum(p: number, n: number): number;
+  peakMadd(n: number, m: number, c: number): number;
   multistep(...args: number[]): void;
   attnScores(
     qT: number,
@@ -529,6 +530,26 @@ export class SimdGemm {
       best = Math.min(best, performance.now() - t);
     }
     return (n * 4) / (best / 1000);
+  }
+
+  /**
+   * The SIMD multiply-add peak of this build on this thread (asm/gemm.ts peakMadd: 12 independent f32x4 chains,
+   * fused in the FMA build, a mul and an add in the baseline one), GFLOP/s per wall second and per CPU second,
+   * each the best of `reps` runs of `rounds` rounds (96 flops a round): the ceiling of every product of this build.
+   */
+  maddPeak(rounds = 16_000_000, reps = 5): { wall: number; cpu: number } {
+    let ms = Infinity;
+    let cpuMs = Infinity;
+    for (let r = 0; r < reps; r++) {
+      const c0 = process.cpuUsage();
+      const t = performance.now();
+      if (!Number.isFinite(this.x.peakMadd(rounds, 0.5, 1))) throw new Error('peakMadd: not finite');
+      ms = Math.min(ms, performance.now() - t);
+      const c = process.cpuUsage(c0);
+      cpuMs = Math.min(cpuMs, (c.user + c.system) / 1000);
+    }
+    const flop = 96 * rounds;
+    return { wall: flop / ms / 1e6, cpu: flop / Math.max(cpuMs, 1e-3) / 1e6 };
   }
 
   /**

@@ -370,6 +370,26 @@ export function readSum(p: usize, n: i32): f32 {
 }
 
 /**
+ * The multiply-add peak probe (bench/: the bound of every product here): n rounds of 12 independent chains
+ * acc ← c + acc·m (f32x4, `madd`: a fused relaxed_madd in gemm-fma.wasm, a mul then an add in gemm.wasm), so
+ * nothing is loop-invariant and 12 chains hide the latency of either form on two SIMD ports. Each round is
+ * 12·4 multiply-adds = 96 flops; returns a sum of the chains (so they are computed).
+ */
+export function peakMadd(n: i32, m: f32, c: f32): f32 {
+  const vm = f32x4.splat(m), vc = f32x4.splat(c);
+  let a0 = f32x4.splat(1), a1 = f32x4.splat(2), a2 = f32x4.splat(3), a3 = f32x4.splat(4);
+  let a4 = f32x4.splat(5), a5 = f32x4.splat(6), a6 = f32x4.splat(7), a7 = f32x4.splat(8);
+  let a8 = f32x4.splat(9), a9 = f32x4.splat(10), a10 = f32x4.splat(11), a11 = f32x4.splat(12);
+  for (let i = 0; i < n; i++) {
+    a0 = madd(vc, a0, vm); a1 = madd(vc, a1, vm); a2 = madd(vc, a2, vm); a3 = madd(vc, a3, vm);
+    a4 = madd(vc, a4, vm); a5 = madd(vc, a5, vm); a6 = madd(vc, a6, vm); a7 = madd(vc, a7, vm);
+    a8 = madd(vc, a8, vm); a9 = madd(vc, a9, vm); a10 = madd(vc, a10, vm); a11 = madd(vc, a11, vm);
+  }
+  const s = f32x4.add(f32x4.add(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)), f32x4.add(f32x4.add(a4, a5), f32x4.add(a6, a7))), f32x4.add(f32x4.add(a8, a9), f32x4.add(a10, a11)));
+  return f32x4.extract_lane(s, 0) + f32x4.extract_lane(s, 1) + f32x4.extract_lane(s, 2) + f32x4.extract_lane(s, 3);
+}
+
+/**
  * Where the module's static data ends (the tables of Math.exp and Math.log1p that asm/multistep.ts uses live
  * below it): the caller places arrays only above this address.
  */
@@ -382,5 +402,5 @@ export function dataEnd(): usize {
 export { multistep } from './multistep';
 // and so do the two float64 products of cached attention
 export { attnScores, attnValues } from './attention';
-// and the SIMD SiLU of the MLP and the convolution
-export { siluMul } from './activations';
+// and the SIMD SiLU of the MLP and the convolution, and the log-sum-exp of logits rows (`mil eval`)
+export { siluMul, rowLse } from './activations';

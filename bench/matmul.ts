@@ -32,6 +32,9 @@ const FMA = fmaWanted();
 const one = SimdGemm.load(1, FMA);
 const two = SimdGemm.load(2, FMA);
 const base = SimdGemm.load(1, false);
+// the bound of each build's products, measured in this run: its SIMD multiply-add peak on one thread
+const peak = { ours: one.maddPeak().wall, baseline: base.maddPeak().wall };
+console.log(JSON.stringify({ maddPeakGflops: peak }));
 const r = new Rng(1);
 const rows: Array<Record<string, number | string | null>> = [];
 for (const [M, K, N] of SHAPES) {
@@ -83,6 +86,9 @@ for (const [M, K, N] of SHAPES) {
     gpujs: gpujs === null ? null : g(gpujs),
     ratio1: tfjs / ours1,
     ratio2: tfjs / ours2,
+    oursOfPeak1: g(ours1) / peak.ours,
+    baselineOfPeak1: g(base1) / peak.baseline,
+    numpyOverPeak: numpy === null ? null : g(numpy) / peak.ours,
   };
   rows.push(row);
   console.log(JSON.stringify(row));
@@ -96,16 +102,17 @@ const meta = {
   node: process.version,
   cpu: 'see lscpu',
   fma: FMA,
+  maddPeakGflops: peak,
   note: `GFLOP/s = 2·M·K·N / time; ratio = ours / tfjs-wasm GFLOP/s (1 thread each, and ours on 2 threads against tfjs on 1); "ours" is the build the wasm-simd backend runs here (${FMA ? 'asm/gemm-fma.wasm: fused multiply-add' : 'asm/gemm.wasm: this engine has no relaxed SIMD'}), "baseline" asm/gemm.wasm (no fused multiply-add; the training engine's)`,
 };
 const res = join(import.meta.dirname, 'results');
 writeFile(join(res, 'matmul.json'), JSON.stringify({ meta, rows }, null, 1) + '\n');
 const f = (v: unknown, d = 1) => (typeof v === 'number' ? v.toFixed(d) : '—');
-let md = `# Matrix products, GFLOP/s (this machine, one run)\n\n${meta.note}. Shapes are M×K×N of y = x·Wᵀ (x: M×K).\n\n`;
+let md = `# Matrix products, GFLOP/s (this machine, one run)\n\n${meta.note}. Shapes are M×K×N of y = x·Wᵀ (x: M×K).\n\nThe bound, measured in this run: WebAssembly SIMD's multiply-add peak on one thread (asm/gemm.ts peakMadd, 12 independent f32x4 chains, best of 5, per wall second like the products) is ${f(peak.ours)} GFLOP/s in the build ours runs and ${f(peak.baseline)} in the baseline build; "of peak" is a product's GFLOP/s over its build's peak, "numpy ÷ peak" OpenBLAS (2 threads, AVX2/AVX-512) over the 1-thread wasm peak of ours' build.\n\n`;
 md +=
-  '| shape | ours, 1 thread | ours, 2 threads | baseline build, 1 thread | tfjs-wasm (XNNPACK), 1 thread | numpy/OpenBLAS, 2 threads | GPU.js webasm (before) | ours/tfjs, 1 thread | ours 2 thr./tfjs |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n';
+  '| shape | ours, 1 thread | ours, 2 threads | baseline build, 1 thread | tfjs-wasm (XNNPACK), 1 thread | numpy/OpenBLAS, 2 threads | GPU.js webasm (before) | ours/tfjs, 1 thread | ours 2 thr./tfjs | ours 1 thr. of peak | baseline of peak | numpy ÷ peak |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n';
 for (const x of rows)
-  md += `| ${x.shape} | ${f(x.ours1)} | ${f(x.ours2)} | ${f(x.oursBaseline1)} | ${f(x.tfjs)} | ${f(x.numpy)} | ${f(x.gpujs, 2)} | ${f(x.ratio1, 2)}× | ${f(x.ratio2, 2)}× |\n`;
+  md += `| ${x.shape} | ${f(x.ours1)} | ${f(x.ours2)} | ${f(x.oursBaseline1)} | ${f(x.tfjs)} | ${f(x.numpy)} | ${f(x.gpujs, 2)} | ${f(x.ratio1, 2)}× | ${f(x.ratio2, 2)}× | ${f(x.oursOfPeak1, 2)} | ${f(x.baselineOfPeak1, 2)} | ${f(x.numpyOverPeak, 2)}× |\n`;
 writeFile(join(res, 'matmul.md'), md);
 console.log(md);
 process.exit(0);

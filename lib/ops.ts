@@ -40,6 +40,7 @@ import { SimdGemm, addBiasRows } from './simd/gemm.js';
 import { simdMultistep } from './simd/multistep.js';
 import { simdCachedAttention, type CachedAttentionFn } from './simd/attention.js';
 import { simdSiluMul } from './simd/activations.js';
+import { simdLinearNll } from './simd/nll.js';
 import { PackedWeight } from './simd/packed_weight.js';
 import { linearsKernel, matmulKernel } from '../kernels/matmul.js';
 import { gatedMlpKernel } from '../kernels/mlp.js';
@@ -101,6 +102,11 @@ export interface Ops extends GradOps {
    * backends, where the model runs its loop.
    */
   readonly cachedAttention?: CachedAttentionFn;
+  /**
+   * Optional: nll_r = lse(z_r) − z_r[targets[r]] for the logits z = x·weightᵀ (x: rows × d, weight: V × d) without
+   * the logits leaving the backend (lib/simd/nll.ts; `mil eval`). Absent where the caller takes `linear`'s logits.
+   */
+  linearNll?(x: Tensor, weight: Tensor, targets: ArrayLike<number>): Promise<Float64Array>;
 }
 
 /** Is `name` a backend this library knows? */
@@ -302,6 +308,13 @@ async function simdOps(): Promise<Ops> {
           : g.linear(xin.data, rows, nin, weight.data, nout, isImmutable(weight.data));
       if (bias) addBiasRows(y, rows, bias.data);
       return t32(y, [...x.shape.slice(0, -1), nout], 'linear');
+    },
+    async linearNll(x, weight, targets) {
+      const xin = x.reshape([-1, x.shape[x.rank - 1]]);
+      const { rows, in: nin, out: nout } = dims({ x: [xin, ['rows', 'in']], weight: [weight, ['out', 'in']] });
+      return weight instanceof PackedWeight
+        ? simdLinearNll(g, xin.data, rows, nin, weight.panels, nout, targets, true)
+        : simdLinearNll(g, xin.data, rows, nin, weight.data, nout, targets, isImmutable(weight.data));
     },
   };
   simd = { ops };

@@ -18,7 +18,8 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { relaxedSimd, SimdGemm, wasmPath } from '../lib/simd/gemm.js';
+import { relaxedSimd, SimdGemm, wasmPath, type Bf16Panels } from '../lib/simd/gemm.js';
+import { simdLinearNll } from '../lib/simd/nll.js';
 import { simdMultistep } from '../lib/simd/multistep.js';
 import { simdSiluMul } from '../lib/simd/activations.js';
 import { silu } from '../lib/ref/activations.js';
@@ -291,6 +292,18 @@ describe.each(builds)('SIMD matrix products = float64 reference: $build', ({ fma
 });
 
 describe('the SIMD module', () => {
+  it('the multiply-add peak probe (peakMadd) computes all 12 chains of 4 lanes, in both builds: n rounds of a ← c + a·m from a = 1…12', () => {
+    for (const fma of FMA ? [false, true] : [false]) {
+      const g = SimdGemm.load(1, fma);
+      // m = 1, c = 1: each chain ends at a + n, so 4 lanes · (Σ 1…12 + 12·n)
+      expect(g.kernels.peakMadd(10, 1, 1)).toBe(4 * (78 + 12 * 10));
+      // m = 0.5, c = 1: every chain converges to 2 (exactly, in float32)
+      expect(g.kernels.peakMadd(200, 0.5, 1)).toBe(96);
+      const p = g.maddPeak(100_000, 2);
+      expect(p.wall).toBeGreaterThan(0);
+      g.close();
+    }
+  });
   it('releaseResident forgets packed weights (the next call packs again, correctly); readSum reads a sum and a bandwidth', () => {
     const g = SimdGemm.load(1);
     const r = new Rng(9);
@@ -408,6 +421,56 @@ describe('the SIMD module', () => {
     const out = new Float32Array(37);
     expect(simdSiluMul(g, a, b, out)).toBe(out);
     expect(() => simdSiluMul(g, a, b.subarray(1))).toThrow(/argument 'b': expected 37 values \(as many as a\), got 36/);
+    g.close();
+  });
+
+  it('the next-token NLL on the head (lib/simd/nll.ts, asm/activations.ts rowLse): lse(z_r) − z_r[t_r] of the logits z = x·Wᵀ, against float64 on the same float32 logits within 2e-6 (the float32 exp: 3 ulp; z − m rounded to float32: |z − m|·2⁻²⁴ for the terms that count), on random shapes (V ragged mod 4, logits spread up to ±60), float32 and bf16 heads; bad targets refused (numRuns 30)', () => {
+    const g = SimdGemm.load(1);
+    fc.assert(
+      fc.property(
+        fc.record({
+          rows: fc.integer({ min: 1, max: 70 }),
+          d: fc.integer({ min: 1, max: 40 }),
+          V: fc.integer({ min: 1, max: 300 }),
+          spread: fc.double({ min: 0.1, max: 60, noNaN: true }),
+          seed: fc.integer({ min: 0, max: 1e6 }),
+        }),
+        ({ rows, d, V, spread, seed }) => {
+          const r = new Rng(seed);
+          const x = Float32Array.from({ length: rows * d }, () => r.uniform(-1, 1) * Math.sqrt(spread));
+          const w = Float32Array.from({ length: V * d }, () => r.uniform(-1, 1) * Math.sqrt(spread / d));
+          const words = bf16Words(r, V * d);
+          const targets = Array.from({ length: rows }, () => r.int(0, V - 1));
+          const heads = [
+            { head: w as Float32Array | Bf16Panels, wide: w },
+            {
+              head: g.packBf16(V, d, (b) => new Uint16Array(b.buffer, b.byteOffset, V * d).set(words)),
+              wide: widenBf16(words),
+            },
+          ];
+          for (const { head, wide } of heads) {
+            const z = g.linear(x, rows, d, wide, V, false); // the same float32 logits, copied out
+            const nll = simdLinearNll(g, x, rows, d, head, V, targets, false);
+            for (let i = 0; i < rows; i++) {
+              let m = -Infinity;
+              for (let v = 0; v < V; v++) m = Math.max(m, z[i * V + v]);
+              let s = 0;
+              for (let v = 0; v < V; v++) s += Math.exp(z[i * V + v] - m);
+              expect(Math.abs(nll[i] - (m + Math.log(s) - z[i * V + targets[i]]))).toBeLessThanOrEqual(2e-6);
+            }
+          }
+          g.releaseResident();
+        },
+      ),
+      { numRuns: 30 },
+    );
+    const x = new Float32Array(6);
+    expect(() => simdLinearNll(g, x, 2, 3, new Float32Array(15), 5, [0, 5], false)).toThrow(
+      /argument 'targets\[1\]': expected a token id in \[0, 5\), got 5/,
+    );
+    expect(() => simdLinearNll(g, x, 2, 3, new Float32Array(15), 5, [0], false)).toThrow(
+      /argument 'targets': expected 2 token ids \(one per row\), got 1/,
+    );
     g.close();
   });
 

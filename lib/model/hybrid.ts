@@ -71,14 +71,15 @@ export function newCache(m: HybridModel, batch: number): ModelCache {
  * Run `ids` (batch × L token ids) through the model from the state in `cache` (which is advanced), and
  * return the logits (batch, L, vocab). L = 1 takes the decode path of the Mamba layers. A plain Llama
  * decoding one token on wasm-simd runs the fused step of ./llama_step.ts instead (same bits; `fused: false`
- * keeps this path, for comparing the two).
+ * keeps this path, for comparing the two). `head: false` returns the final normed hidden states (b, l, d)
+ * instead of the logits (the caller applies the head: `mil eval` takes only the next tokens' log-likelihoods).
  */
 export async function forward(
   ops: Ops,
   m: HybridModel,
   ids: number[][],
   cache: ModelCache,
-  opts: { fused?: boolean } = {},
+  opts: { fused?: boolean; head?: boolean } = {},
 ): Promise<Tensor> {
   const c = m.llama;
   const W = m.weights;
@@ -105,7 +106,7 @@ export async function forward(
       cache.layers.map((lc) => lc.kind),
     );
   // a plain Llama decoding a token or a few on wasm-simd: fused steps, one token each, the same arithmetic (./llama_step.ts)
-  if (opts.fused !== false && fusedStepApplies(ops, m, batch, L)) {
+  if (opts.fused !== false && opts.head !== false && fusedStepApplies(ops, m, batch, L)) {
     const row = ids[0];
     row.forEach((id, t) => {
       if (!Number.isInteger(id) || id < 0 || id >= c.vocabSize)
@@ -141,6 +142,7 @@ export async function forward(
     addInto(h.data, (await mlpInfer(ops, m, p, rmsnorm(h, W.get(norm2), eps))).data);
   }
   cache.length += L;
-  const head = W.get(lmHeadName(m)); // (V, d)
-  return ops.linear(rmsnorm(h, W.get('model.norm.weight'), c.rmsNormEps), head);
+  const final = rmsnorm(h, W.get('model.norm.weight'), c.rmsNormEps); // (b, l, d)
+  if (opts.head === false) return final;
+  return ops.linear(final, W.get(lmHeadName(m))); // (b, l, d)·(V, d)ᵀ → (b, l, V)
 }

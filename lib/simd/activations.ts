@@ -4,7 +4,7 @@
  * (silu(gate)·up), the fused Llama step, the convolutions' activation and the gated norm's gate.
  */
 import type { SimdGemm } from './gemm.js';
-import { align } from './gemm.js';
+import { align, copyOut } from './gemm.js';
 import { ArgumentError } from '../errors.js';
 
 type FloatArray = Float32Array | Float64Array;
@@ -29,7 +29,7 @@ export function simdSiluMul(g: SimdGemm, a: FloatArray, b?: FloatArray, out?: Fl
   }
   g.kernels.siluMul(pa, b ? pb : 0, po, n4);
   const y = mem.subarray(f(po), f(po) + n);
-  if (!out) return y.slice();
+  if (!out) return copyOut(y);
   out.set(y);
   return out;
 }

@@ -71,6 +71,7 @@ export interface Exports {
   /** as gemm, B packed as bf16 panels */
   gemmBf16: GemmKernel;
   readSum(p: number, n: number): number;
+  peakMadd(n: number, m: number, c: number): number;
   multistep(...args: number[]): void;
   attnScores(
     qT: number,
@@ -85,6 +86,7 @@ export interface Exports {
   ): void;
   attnValues(W: number, T: number, V: number, hd: number, ns: number, R: number, O: number): void;
   siluMul(a: number, b: number, out: number, n: number): void;
+  rowLse(z: number, rows: number, V: number, out: number): void;
   dataEnd(): number;
 }
 
@@ -368,12 +370,21 @@ export class SimdGemm {
     resident = true,
     out?: Float32Array,
   ): Float32Array {
+    checkOut(out, M, N);
+    return this.result(this.linearAt(x, M, K, w, N, resident), M * N, out);
+  }
+
+  /**
+   * `linear` leaving y in the module's memory: its byte address (M·N float32, row-major), valid until the next
+   * call that uses the scratch region — for a kernel that reads y there (lib/simd/nll.ts: logits never copied out).
+   */
+  linearAt(x: FloatArray, M: number, K: number, w: FloatArray | Bf16Panels, N: number, resident = true): number {
     if (w instanceof Bf16Panels) {
       check('linear', x.length === M * K, `x (${M}×${K})`, x.length);
       this.checkPanels(w, N, K);
       const xp = align(this.residentTop);
       this.put(x, xp);
-      return this.run(xp, M, K, w.ptr, N, align(xp + M * K * 4), out, true);
+      return this.run(xp, M, K, w.ptr, N, align(xp + M * K * 4), true);
     }
     check('linear', x.length === M * K && w.length === N * K, `x (${M}×${K}) and W (${N}×${K})`, [x.length, w.length]);
     const hit = resident ? this.packed.get(w) : undefined;
@@ -393,18 +404,19 @@ export class SimdGemm {
     }
     const ap = align(Math.max(this.residentTop, bp + this.packedPanels(N, K)));
     this.put(x, ap);
-    return this.run(ap, M, K, bp, N, align(ap + M * K * 4), out);
+    return this.run(ap, M, K, bp, N, align(ap + M * K * 4));
   }
 
   /** c (M×N) = a (M×K) · b (K×N); `out`: a buffer of M·N floats to reuse. */
   matmul(a: FloatArray, M: number, K: number, b: FloatArray, N: number, out?: Float32Array): Float32Array {
     check('matmul', a.length === M * K && b.length === K * N, `a (${M}×${K}) and b (${K}×${N})`, [a.length, b.length]);
+    checkOut(out, M, N);
     const bp = align(this.residentTop);
     const stage = align(bp + this.packedPanels(N, K));
     this.put(b, stage);
     this.x.packBN(stage, K, N, bp);
     this.put(a, stage); // b is packed: its staging area is free again
-    return this.run(stage, M, K, bp, N, align(stage + Math.max(M * K, K * N) * 4), out);
+    return this.result(this.run(stage, M, K, bp, N, align(stage + Math.max(M * K, K * N) * 4)), M * N, out);
   }
 
   /** c (M×N) = aᵀ · b for a (K×M), b (K×N): the weight gradient dW = dYᵀ·X; `out`: a buffer of M·N floats to reuse. */
@@ -413,12 +425,13 @@ export class SimdGemm {
       a.length,
       b.length,
     ]);
+    checkOut(out, M, N);
     const bp = align(this.residentTop);
     const stage = align(bp + this.packedPanels(N, K));
     this.put(b, stage);
     this.x.packBN(stage, K, N, bp);
     this.putTransposed(a, K, M, stage); // b is packed: its staging area is free again
-    return this.run(stage, M, K, bp, N, align(stage + Math.max(K * M, K * N) * 4), out);
+    return this.result(this.run(stage, M, K, bp, N, align(stage + Math.max(K * M, K * N) * 4)), M * N, out);
   }
 
   /**
@@ -437,18 +450,8 @@ export class SimdGemm {
       }
   }
 
-  /** C (at cp) = A (at ap) · packed B; copied into `out` (M·N floats) when given, else into a new array. */
-  private run(
-    ap: number,
-    M: number,
-    K: number,
-    bp: number,
-    N: number,
-    cp: number,
-    out?: Float32Array,
-    bf16 = false,
-  ): Float32Array {
-    if (out && out.length !== M * N) throw new ArgumentError('out', `${M * N} floats (${M}×${N})`, out.length);
+  /** C (at cp, returned) = A (at ap) · packed B. */
+  private run(ap: number, M: number, K: number, bp: number, N: number, cp: number, bf16 = false): number {
     this.ensure(cp + M * N * 4);
     const groups = Math.ceil(N / GROUP);
     const helpers = 2 * M * N * K >= MIN_PARALLEL_FLOP ? Math.min(this.workers.length, groups - 1) : 0;
@@ -476,8 +479,13 @@ export class SimdGemm {
         for (let d = Atomics.load(k.ctrl, 1); d !== k.gen; d = Atomics.load(k.ctrl, 1)) Atomics.wait(k.ctrl, 1, d);
       }
     }
-    const c = new Float32Array(this.memory.buffer, cp, M * N);
-    if (!out) return c.slice();
+    return cp;
+  }
+
+  /** The n floats at byte cp, copied into `out` when given, else into a new array. */
+  private result(cp: number, n: number, out?: Float32Array): Float32Array {
+    const c = new Float32Array(this.memory.buffer, cp, n);
+    if (!out) return copyOut(c);
     out.set(c);
     return out;
   }
@@ -525,6 +533,26 @@ export class SimdGemm {
   }
 
   /**
+   * The SIMD multiply-add peak of this build on this thread (asm/gemm.ts peakMadd: 12 independent f32x4 chains,
+   * fused in the FMA build, a mul and an add in the baseline one), GFLOP/s per wall second and per CPU second,
+   * each the best of `reps` runs of `rounds` rounds (96 flops a round): the ceiling of every product of this build.
+   */
+  maddPeak(rounds = 16_000_000, reps = 5): { wall: number; cpu: number } {
+    let ms = Infinity;
+    let cpuMs = Infinity;
+    for (let r = 0; r < reps; r++) {
+      const c0 = process.cpuUsage();
+      const t = performance.now();
+      if (!Number.isFinite(this.x.peakMadd(rounds, 0.5, 1))) throw new Error('peakMadd: not finite');
+      ms = Math.min(ms, performance.now() - t);
+      const c = process.cpuUsage(c0);
+      cpuMs = Math.min(cpuMs, (c.user + c.system) / 1000);
+    }
+    const flop = 96 * rounds;
+    return { wall: flop / ms / 1e6, cpu: flop / Math.max(cpuMs, 1e-3) / 1e6 };
+  }
+
+  /**
    * Forget the packed copy of one weight array (it changed in place, as every trainable weight does at each
    * training step): its memory goes on a free list that the next packed weight of at most its size reuses,
    * so a training loop re-packing the same weights every step runs in constant memory.
@@ -565,10 +593,26 @@ export class SimdGemm {
 /** The next 64-byte boundary at or above p (where every array is placed); arithmetic, not bitwise: p may pass 2³¹. */
 export const align = (p: number) => Math.ceil(p / 64) * 64;
 
+/**
+ * A fresh (unshared) copy of a view of the module's memory. Not `view.slice()`: on a SharedArrayBuffer V8 copies
+ * element by element (4M floats: 154 ms against 0.8 ms for `set`, Node 20 on this machine, 2026-12-04) — it was a
+ * third of `mil eval`'s time on the vocabulary projection's logits.
+ */
+export function copyOut(view: Float32Array): Float32Array {
+  const r = new Float32Array(view.length);
+  r.set(view);
+  return r;
+}
+
 /** y (rows × bias.length, float32) += bias, each bias value rounded to float32 first: the backend's biased linear. */
 export function addBiasRows(y: Float32Array, rows: number, bias: ArrayLike<number>): void {
   const n = bias.length;
   for (let r = 0; r < rows; r++) for (let o = 0; o < n; o++) y[r * n + o] += Math.fround(bias[o]);
+}
+
+/** `out`, when given, must hold the M×N result (checked before any work). */
+function checkOut(out: Float32Array | undefined, M: number, N: number): void {
+  if (out && out.length !== M * N) throw new ArgumentError('out', `${M * N} floats (${M}×${N})`, out.length);
 }
 
 function check(what: string, ok: boolean, expected: string, actual: unknown): void {

@@ -5,7 +5,7 @@
  * wasm-simd backend's `multistep` is this, checked against it by the every-backend properties).
  */
 import type { SimdGemm } from './gemm.js';
-import { align } from './gemm.js';
+import { align, copyOut } from './gemm.js';
 import { f32, isImmutable } from '../weight_registry.js';
 
 type FloatArray = Float32Array | Float64Array;
@@ -49,6 +49,6 @@ export function simdMultistep(
   const hK = align(hJ + states * 4);
   g.ensure(hK + states * 4);
   g.kernels.multistep(...ins, batch, dim, N, K1, r, s, G, a.deltaSoftplus ? 1 : 0, out, hJ, hK);
-  const read = (p: number, n: number) => new Float32Array(g.buffer, p, n).slice();
+  const read = (p: number, n: number) => copyOut(new Float32Array(g.buffer, p, n));
   return { out: read(out, batch * s * dim), hJ: read(hJ, states), hK: read(hK, states) };
 }

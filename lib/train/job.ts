@@ -29,6 +29,7 @@ import { recoverInterruptedSwap, writeFolder, type WriteData } from '../io/write
 import { checkpointOf } from '../io/paths.js';
 import type { WriteDType } from '../io/safetensors.js';
 import { forward, newCache, type HybridModel } from '../model/hybrid.js';
+import { lmHeadName } from '../model/mixers/block.js';
 import type { Ops } from '../ops.js';
 import { modelFiles, silenceAttention } from '../model/convert.js';
 import { attentionLayersFor } from '../model/config.js';
@@ -112,7 +113,12 @@ export async function evaluateOn(
   const c0 = process.cpuUsage();
   const t0 = performance.now();
   for (const ids of evalBatches(tokens, o)) {
-    acc.add((await forward(ops, model, ids, newCache(model, ids.length))).data, ids); // logits (b, l, V)
+    if (ops.linearNll) {
+      // the head and the log-softmax in the backend: the logits never leave it (lib/simd/nll.ts)
+      const h = await forward(ops, model, ids, newCache(model, ids.length), { head: false }); // (b, l, d)
+      const next = ids.flatMap((row) => row.map((_, t) => row[Math.min(t + 1, row.length - 1)])); // (b·l)
+      acc.addNll(await ops.linearNll(h, model.weights.get(lmHeadName(model)), next), ids);
+    } else acc.add((await forward(ops, model, ids, newCache(model, ids.length))).data, ids); // logits (b, l, V)
     flop += forwardFlops(model, ids.length, ids[0].length);
   }
   const seconds = (performance.now() - t0) / 1000;
@@ -187,6 +193,7 @@ class NllSum {
   add(logits: ArrayLike<number>, ids: number[][]): void {
     const V = this.V;
     const L = ids[0].length;
+    const nll = new Float64Array(ids.length * L); // (b·l); the last position of each window predicts nothing
     ids.forEach((row, b) => {
       for (let t = 0; t + 1 < L; t++) {
         const z = (b * L + t) * V;
@@ -194,7 +201,17 @@ class NllSum {
         for (let v = 0; v < V; v++) m = Math.max(m, logits[z + v]);
         let s = 0;
         for (let v = 0; v < V; v++) s += Math.exp(logits[z + v] - m);
-        this.nll -= logits[z + row[t + 1]] - (m + Math.log(s));
+        nll[b * L + t] = m + Math.log(s) - logits[z + row[t + 1]];
+      }
+    });
+    this.addNll(nll, ids);
+  }
+  /** nll (b·l): row b·l + t holds −log p(ids[b][t + 1]); the last position of each window is not counted. */
+  addNll(nll: ArrayLike<number>, ids: number[][]): void {
+    const L = ids[0].length;
+    ids.forEach((row, b) => {
+      for (let t = 0; t + 1 < L; t++) {
+        this.nll += nll[b * L + t];
         this.count++;
         this.bytes += this.tokenizer ? this.tokenizer.bytes[row[t + 1]].length : 1;
       }

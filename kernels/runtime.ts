@@ -97,7 +97,13 @@ function setupWebGPU(): Promise<string | null> {
       Object.assign(globalThis, mod.globals);
       try {
         Object.defineProperty(globalThis, 'navigator', {
-          value: { gpu: mod.create((g.process as { env: Record<string, string | undefined> }).env.MIL_DAWN_FLAGS?.split(' ').filter(Boolean) ?? []) },
+          value: {
+            gpu: mod.create(
+              (g.process as { env: Record<string, string | undefined> }).env.MIL_DAWN_FLAGS?.split(' ').filter(
+                Boolean,
+              ) ?? [],
+            ),
+          },
           configurable: true,
           writable: true,
         });

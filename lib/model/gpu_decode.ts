@@ -709,6 +709,7 @@ export class GpuDecoder {
       vars.push({ pos: this.length + i });
     }
     this.chain.write(this.stepIo.feed, metas);
+    // the n greedy ids (n)
     const [ids] = await this.chain.runSequence(
       vars,
       [{ from: this.stepIo.out, elements: n }],

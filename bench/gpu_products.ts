@@ -22,7 +22,7 @@ const { values } = parseArgs({
     rows: { type: 'string' },
     repeats: { type: 'string', default: '20' },
     'no-peer': { type: 'boolean', default: false },
-    tiles: { type: 'string', default: 'a' },
+    tiles: { type: 'string', default: 'c' },
   },
 });
 const tiny = values.tiny;

@@ -35,8 +35,10 @@ import type { WgslKernel } from './resident_chain.js';
 /**
  * A tile shape: TM × TN outputs per workgroup of WG × WG threads (each RM = TM/WG rows × RN = TN/WG columns, RN a
  * multiple of 4: vec4 accumulators), K-steps of TK staged in workgroup memory with rows padded by 1 (the
- * transposing stores hit distinct banks). 'a' (the default) 64×64 / 4×4 / 16; 'b' 128×128 / 8×8 / 8; 'c' 128×64
- * (rows × columns) / 8×4 / 16 — the others are there to be measured against it (bench/gpu_products.ts --tiles).
+ * transposing stores hit distinct banks). 'a' 64×64 / 4×4 / 16; 'b' 128×128 / 8×8 / 8; 'c' (the default) 128×64
+ * (rows × columns) / 8×4 / 16 — on the H200 (bench/gpu_products.ts --tiles a,b,c, d512 step shapes) c was the
+ * fastest or within 2% in 13 of 15 products: 19–26 TFLOP/s on the layers, lm_head's dX 19.4 (a: 7.3); lm_head's
+ * forward (N = 32,000, K = 512) stays the slow one at 5.5 (bench/results/h200/gpu-products.jsonl).
  */
 export const TILES = {
   a: { TM: 64, TN: 64, TK: 16 },
@@ -206,7 +208,7 @@ export function tiledMatmul(
   N: number,
   Ks: readonly number[],
   parts?: number,
-  tile: TileName = 'a',
+  tile: TileName = 'c',
 ): WgslKernel {
   const { TM, TN, TK } = TILES[tile];
   if (f.pairs < 1 || f.pairs > 3) throw new ArgumentError('tiledMatmul pairs', '1, 2 or 3', f.pairs);

@@ -315,7 +315,11 @@ describe('streaming', () => {
         .integer({ min: 300, max: 31999 })
         .filter((id) => !tok.decode([id]).includes('\uFFFD'))
         .map((id) => [id]);
-      const char = codePoint.map((c) => [...new TextEncoder().encode(String.fromCodePoint(c))].map(byte));
+      // U+FFFD itself is left out: its bytes (EF BF BD) decode to the replacement character, which a piece then
+      // rightly contains (fast-check found it: ids [171, 123, 121] in the Llama-3 file)
+      const char = codePoint
+        .filter((c) => c !== 0xfffd)
+        .map((c) => [...new TextEncoder().encode(String.fromCodePoint(c))].map(byte));
       fc.assert(
         fc.property(fc.array(fc.oneof(whole, char), { maxLength: 16 }), (chunks) => {
           const ids = chunks.flat();

@@ -134,5 +134,42 @@ for (const [name, m, prompt] of models) {
     dec.destroy();
   }
 }
+// which op: the float64 reference with ONE op taken from the per-op webgpu backend, on the first trained hybrid
+const trained = models.find(([n]) => n.startsWith('hybrid-mamba2'));
+if (trained) {
+  const [name, m, prompt] = trained;
+  const V = m.llama.vocabSize;
+  const want = (await forward(ref, m, [prompt], newCache(m, 1))).data; // (1, L, V)
+  for (const op of [
+    'matmul',
+    'linear',
+    'gatedMlp',
+    'linears',
+    'causalConv1d',
+    'ssdChunkScan',
+    'ssdMinimalDiscrete',
+    'gatedRmsnorm',
+    'multistep',
+    'cachedAttention',
+  ] as const) {
+    const g = (gpuOps as unknown as Record<string, unknown>)[op];
+    if (typeof g !== 'function') continue;
+    const mixed = Object.create(ref) as typeof ref;
+    (mixed as unknown as Record<string, unknown>)[op] = (g as (...a: unknown[]) => unknown).bind(gpuOps);
+    try {
+      const got = (await forward(mixed, m, [prompt], newCache(m, 1))).data;
+      let [e, sc] = [0, 0];
+      for (let i = 0; i < want.length; i++) {
+        e = Math.max(e, Math.abs(got[i] - want[i]));
+        sc = Math.max(sc, Math.abs(want[i]));
+      }
+      console.log(
+        `${name}: the reference with webgpu's ${op.padEnd(18)} ${(e / sc).toExponential(1)} (${want.length / V} rows)`,
+      );
+    } catch (err) {
+      console.log(`${name}: ${op}: ${(err as Error).message.split('\n')[0]}`);
+    }
+  }
+}
 console.log(`worst row error ${worst.toExponential(2)} (tolerance ${TOL}); '!' marks a row whose greedy id differs`);
 process.exit(worst <= TOL ? 0 : 1);

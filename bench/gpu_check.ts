@@ -22,6 +22,7 @@ import { convert } from '../lib/model/convert.js';
 import { GpuDecoder } from '../lib/model/gpu_decode.js';
 import { Rng } from '../lib/rng.js';
 import { getRuntime } from '../kernels/runtime.js';
+import { Tensor } from '../lib/tensor.js';
 
 const { values } = parseArgs({
   options: {
@@ -66,24 +67,60 @@ const compare = (a: ArrayLike<number>, b: ArrayLike<number>) => {
 // float32 index arithmetic: GPU.js kernels split a thread index by Math.floor(x / R), exact when division is
 // correctly rounded (Dawn's CPU adapter) — WGSL allows 2.5 ULP, and an exact multiple k·R may come out just below k
 const rt = await getRuntime('webgpu');
-for (const R of [384, 768, 1408, 1536, 96, 3 * 2048]) {
-  const n = 1 << 20;
-  const got = await rt.run(
-    'check.idiv',
-    'function () { const x = this.thread.x; return x - Math.floor(x / this.constants.R) * this.constants.R; }',
-    { R },
-    n,
-    [],
-  );
-  let bad = 0;
-  let first = -1;
-  for (let x = 0; x < n; x++)
-    if (got[x] !== x % R) {
-      bad++;
-      if (first < 0) first = x;
-    }
+{
+  // every divisor R in 2 … 2048, x < 2^16: how many x give x − floor(x / R)·R ≠ x mod R (R an argument: one kernel)
+  const n = 1 << 16;
+  const bad: string[] = [];
+  let total = 0;
+  for (let R = 2; R <= 2048; R++) {
+    const got = await rt.run(
+      'check.idiv',
+      'function (r) { const x = this.thread.x; return x - Math.floor(x / r[0]) * r[0]; }',
+      {},
+      n,
+      [Float32Array.of(R)],
+    );
+    let wrong = 0;
+    let first = -1;
+    for (let x = 0; x < n; x++)
+      if (got[x] !== x % R) {
+        wrong++;
+        if (first < 0) first = x;
+      }
+    total += wrong;
+    if (wrong) bad.push(`${R} (${wrong}, first x = ${first})`);
+  }
   console.log(
-    `x mod ${R} by x − floor(x / R)·R over x < 2^20: ${bad} wrong${bad ? ` (first at x = ${first}: ${got[first]})` : ''}`,
+    `x mod R as x − floor(x / R)·R, R = 2 … 2048, x < 2^16: ${total} wrong in ${bad.length} divisors${bad.length ? `: ${bad.slice(0, 30).join(', ')}` : ''}`,
+  );
+}
+
+{
+  // the same with R a kernel constant (a literal in the WGSL, which a compiler may turn into a multiplication by 1/R)
+  const bad: string[] = [];
+  const Rs = [
+    3, 5, 6, 7, 12, 25, 97, 100, 129, 192, 257, 384, 388, 768, 1408, 1536, 2048, 2176, 2564, 4100, 6144, 32000,
+  ];
+  for (const R of Rs) {
+    const n = 1 << 20;
+    const got = await rt.run(
+      'check.idiv_const',
+      'function () { const x = this.thread.x; return x - Math.floor(x / this.constants.R) * this.constants.R; }',
+      { R },
+      n,
+      [],
+    );
+    let wrong = 0;
+    let first = -1;
+    for (let x = 0; x < n; x++)
+      if (got[x] !== x % R) {
+        wrong++;
+        if (first < 0) first = x;
+      }
+    if (wrong) bad.push(`${R} (${wrong}, first x = ${first}: ${got[first]})`);
+  }
+  console.log(
+    `the same with R a constant, R in ${Rs.join(' ')}, x < 2^20: wrong for ${bad.length ? bad.join(', ') : 'none'}`,
   );
 }
 
@@ -169,6 +206,40 @@ if (trained) {
     } catch (err) {
       console.log(`${name}: ${op}: ${(err as Error).message.split('\n')[0]}`);
     }
+  }
+}
+// the product itself: webgpu's linear on a trained hybrid's weights with random x (32 rows), element by element
+if (trained) {
+  const [, m] = trained;
+  const rr = new Rng(7);
+  for (const wn of ['model.layers.0.mamba.in_proj.weight', 'model.layers.0.mamba.out_proj.weight', 'lm_head.weight']) {
+    if (!m.weights.names().includes(wn)) continue;
+    const w = m.weights.get(wn);
+    const [O, I] = w.shape;
+    const x = new Tensor(
+      Float64Array.from({ length: 32 * I }, () => Math.fround(rr.next() * 2 - 1)),
+      [32, I],
+    );
+    const wf = new Tensor(
+      Float64Array.from(w.data, (v) => Math.fround(v)),
+      [O, I],
+    );
+    const got = (await gpuOps.linear(x, wf)).data;
+    const want = (await ref.linear(x, wf)).data;
+    const bad: string[] = [];
+    let worstE = 0;
+    for (let i = 0; i < 32; i++)
+      for (let o = 0; o < O; o++) {
+        let sc = 0;
+        for (let k = 0; k < I; k++) sc += Math.abs(x.data[i * I + k] * wf.data[o * I + k]);
+        const e = Math.abs(got[i * O + o] - want[i * O + o]) / sc;
+        worstE = Math.max(worstE, e);
+        if (e > 1e-5 && bad.length < 12)
+          bad.push(`[${i},${o}] ${got[i * O + o].toPrecision(6)} vs ${want[i * O + o].toPrecision(6)}`);
+      }
+    console.log(
+      `linear ${wn} (${O}×${I}) on 32 random rows: worst |error| / Σ|x·w| ${worstE.toExponential(1)}${bad.length ? `; ${bad.join('; ')}` : ''}`,
+    );
   }
 }
 console.log(`worst row error ${worst.toExponential(2)} (tolerance ${TOL}); '!' marks a row whose greedy id differs`);

@@ -14,6 +14,7 @@
  */
 import { ArgumentError, KernelError } from '../lib/errors.js';
 import type { KernelBackendName } from './runtime.js';
+import { exactDivision } from './idiv.js';
 
 /** An argument of a plan step: the plan's i-th input, a weight the plan captures (uploaded with it, once), or an earlier step's result. */
 export type PlanArg = { input: number } | { weight: Float32Array } | { step: number };
@@ -201,7 +202,7 @@ export class Plans {
       const kk = `${s.key}|${JSON.stringify(s.constants)}|${s.outputSize}`;
       let k = this.templates.get(kk);
       if (!k) {
-        k = this.host.gpu.createKernel(s.source, {
+        k = this.host.gpu.createKernel(this.host.name === 'webgpu' ? exactDivision(s.source) : s.source, {
           output: [s.outputSize],
           constants: s.constants,
           loopMaxIterations: 1 << 30,

@@ -34,6 +34,7 @@
  */
 import { ArgumentError, BackendUnavailableError, KernelError } from '../lib/errors.js';
 import { noteRanOn, unavailableReason } from './runtime.js';
+import { exactDivision, idivFloor } from './idiv.js';
 
 // WebGPU numbers (pinned by the spec; the globals exist only where WebGPU does)
 const USAGE_MAP_READ = 0x0001;
@@ -134,6 +135,7 @@ interface BuiltKernel {
 interface GpuJs {
   GPU: new (s: Record<string, unknown>) => {
     createKernel(src: string, s: Record<string, unknown>): { kernel: BuiltKernel };
+    addFunction(fn: (...a: number[]) => number): unknown;
     destroy(): unknown;
   };
   Input: new (value: Float32Array, size: number[]) => unknown;
@@ -246,6 +248,7 @@ export class ResidentChain {
     if (reason) throw new BackendUnavailableError('webgpu', reason);
     const mod = (await import('gpu.js')) as unknown as GpuJs;
     const gpu = new mod.GPU({ mode: 'webgpu' });
+    gpu.addFunction(idivFloor); // kernels/idiv.ts: exact index division on real GPUs
     // the device: GPU.js shares one per process; a one-element kernel built here hands it over
     const probe = gpu.createKernel('function (a) { return a[this.thread.x]; }', { output: [1] }).kernel;
     await probe.build(new mod.Input(new Float32Array(1), [1]));
@@ -321,7 +324,7 @@ export class ResidentChain {
     const pk = `${key}|${JSON.stringify(constants)}|${out.elements}|${args.map((a) => a.elements).join(',')}`;
     let k = this.programs.get(pk);
     if (!k) {
-      k = this.gpu.createKernel(source, {
+      k = this.gpu.createKernel(exactDivision(source), {
         output: [out.elements],
         constants,
         loopMaxIterations: 1 << 30,

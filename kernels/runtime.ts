@@ -26,6 +26,7 @@ import { ArgumentError, BackendUnavailableError, KernelError } from '../lib/erro
 import type { FloatArray } from '../lib/tensor.js';
 import { isStableInput, onArrayChanged } from '../lib/weight_registry.js';
 import { Plans, type GpuPipeline, type PlanStep } from './plans.js';
+import { exactDivision, idivFloor } from './idiv.js';
 
 export type { PlanArg, PlanStep } from './plans.js';
 
@@ -66,6 +67,7 @@ interface GpuKernel {
 interface GpuInstance {
   createKernel(src: string, settings: Record<string, unknown>): GpuKernel;
   createPipeline(fn: (...handles: unknown[]) => unknown, settings?: Record<string, unknown>): GpuPipeline;
+  addFunction(fn: (...a: number[]) => number): unknown;
   destroy?: () => unknown;
 }
 interface GpuModule {
@@ -168,7 +170,9 @@ export function getRuntime(name: KernelBackendName): Promise<GpuRuntime> {
       if (reason) throw new BackendUnavailableError(name, reason);
       const { GPU } = (await import('gpu.js')) as unknown as GpuModule;
       const mode = name === 'webasm-threaded' ? 'webasm' : name;
-      const rt = new GpuRuntime(name, new GPU({ mode }));
+      const gpu = new GPU({ mode });
+      if (name === 'webgpu') gpu.addFunction(idivFloor); // kernels/idiv.ts: exact index division on real GPUs
+      const rt = new GpuRuntime(name, gpu);
       liveRuntimes.add(rt);
       return rt;
     })();
@@ -358,7 +362,7 @@ export class GpuRuntime {
     const ck = `${key}|${JSON.stringify(consts)}|${outputSize}|${callArgs.map((a, i) => (bound[i] === a ? '' : 'r') + a.length).join(',')}`;
     let k = this.cache.get(ck);
     if (!k) {
-      k = this.gpu.createKernel(src, {
+      k = this.gpu.createKernel(this.name === 'webgpu' ? exactDivision(src) : src, {
         output: [outputSize],
         constants: consts,
         loopMaxIterations: 1 << 30,

@@ -66,6 +66,17 @@ const compare = (a: ArrayLike<number>, b: ArrayLike<number>) => {
 
 // float32 index arithmetic: GPU.js kernels split a thread index by Math.floor(x / R), exact when division is
 // correctly rounded (Dawn's CPU adapter) — WGSL allows 2.5 ULP, and an exact multiple k·R may come out just below k
+/** How many of got[x] (x = 0 …) are not x mod R, and the first such x (−1: none). */
+function wrongRemainders(got: Float32Array, R: number): { wrong: number; first: number } {
+  let wrong = 0;
+  let first = -1;
+  for (let x = 0; x < got.length; x++)
+    if (got[x] !== x % R) {
+      wrong++;
+      if (first < 0) first = x;
+    }
+  return { wrong, first };
+}
 const rt = await getRuntime('webgpu');
 {
   // every divisor R in 2 … 2048, x < 2^16: how many x give x − floor(x / R)·R ≠ x mod R (R an argument: one kernel)
@@ -80,13 +91,7 @@ const rt = await getRuntime('webgpu');
       n,
       [Float32Array.of(R)],
     );
-    let wrong = 0;
-    let first = -1;
-    for (let x = 0; x < n; x++)
-      if (got[x] !== x % R) {
-        wrong++;
-        if (first < 0) first = x;
-      }
+    const { wrong, first } = wrongRemainders(got, R);
     total += wrong;
     if (wrong) bad.push(`${R} (${wrong}, first x = ${first})`);
   }
@@ -110,13 +115,7 @@ const rt = await getRuntime('webgpu');
       n,
       [],
     );
-    let wrong = 0;
-    let first = -1;
-    for (let x = 0; x < n; x++)
-      if (got[x] !== x % R) {
-        wrong++;
-        if (first < 0) first = x;
-      }
+    const { wrong, first } = wrongRemainders(got, R);
     if (wrong) bad.push(`${R} (${wrong}, first x = ${first}: ${got[first]})`);
   }
   console.log(

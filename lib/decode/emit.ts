@@ -23,3 +23,9 @@ export function emitTokens(
   }
   return { kept, stopped: false };
 }
+
+/** Accepted drafts over proposed drafts across rounds (0 when none was proposed): both loops report it. */
+export function acceptanceOf(rounds: ReadonlyArray<{ proposed: number; accepted: number }>): number {
+  const proposed = rounds.reduce((s, r) => s + r.proposed, 0);
+  return proposed ? rounds.reduce((s, r) => s + r.accepted, 0) / proposed : 0;
+}

@@ -16,7 +16,7 @@
  */
 import { ArgumentError } from '../errors.js';
 import type { GpuDecoder } from '../model/gpu_decode.js';
-import { emitTokens } from './emit.js';
+import { acceptanceOf, emitTokens } from './emit.js';
 
 export interface GpuSpeculativeOptions {
   K: number;
@@ -96,12 +96,11 @@ export async function gpuSpeculativeGreedy(
     rounds.push({ proposed: drafts.length, accepted, emitted: kept });
     if (stopped) stoppedBy = 'eos';
   }
-  const proposed = rounds.reduce((s, r) => s + r.proposed, 0);
   return {
     tokens: out,
     stoppedBy,
     rounds,
-    acceptanceRate: proposed ? rounds.reduce((s, r) => s + r.accepted, 0) / proposed : 0,
+    acceptanceRate: acceptanceOf(rounds),
     verifies: rounds.length,
     prefillMs: t1 - t0,
     ms: performance.now() - t1,

@@ -25,7 +25,7 @@
  * (the window shrinks to what is left). The draft keeps its own caches the same lazy way: its proposals
  * are consumed lazily (pending rows) and rolled back to the accepted prefix after each round.
  */
-import { emitTokens } from './emit.js';
+import { acceptanceOf, emitTokens } from './emit.js';
 import { present } from '../checked.js';
 import { ArgumentError, DeviceLimitError } from '../errors.js';
 import type { GpuDecoder } from '../model/gpu_decode.js';
@@ -422,12 +422,11 @@ export async function speculativeGenerate(
     await o.onRound?.(info, cache);
   }
   const decodeMs = performance.now() - t1;
-  const proposed = rounds.reduce((s, r) => s + r.proposed, 0);
   return {
     tokens: out,
     stoppedBy,
     rounds,
-    acceptanceRate: proposed ? rounds.reduce((s, r) => s + r.accepted, 0) / proposed : 0,
+    acceptanceRate: acceptanceOf(rounds),
     tokensPerVerify: rounds.length ? out.length / rounds.length : 0,
     prefillMs,
     decodeMs,

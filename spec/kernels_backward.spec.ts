@@ -55,6 +55,156 @@ function absSums(t: Tensor, channelAxis: number): Float64Array {
   return out;
 }
 
+/**
+ * The same for the selective scan (Mamba-1), whose dA is (dim, N) and dD (dim): with one channel and N = 1
+ * each is a single sum over batch and time. Per (batch, channel d, state n), B and C in any of their three
+ * layouts (told apart by rank: (dim, N), (batch, N, L), (batch, G, N, L)):
+ *   h_t = e^{Δ A_dn} h_{t−1} + Δ B_n u;   dh_t = e^{Δ A_dn} dh_{t+1} + dy_t C_n;   dA_dn = Σ dh·Δ·e^{ΔA}·h_{t−1}
+ */
+function scanAbsTerms(
+  inp: {
+    u: Tensor;
+    delta: Tensor;
+    A: Tensor;
+    B: Tensor;
+    C: Tensor;
+    z?: Tensor;
+    deltaBias?: Tensor;
+    deltaSoftplus: boolean;
+    initialState?: Tensor;
+  },
+  dout: Tensor,
+  dlast: Tensor | undefined,
+): { dA: Float64Array; dD: Float64Array; signed: { dA: Float64Array; dD: Float64Array } } {
+  const [batch, D, L] = inp.u.shape;
+  const N = inp.A.shape[1];
+  const at = (t: Tensor, b: number, d: number, n: number, tt: number): number =>
+    t.shape.length === 2
+      ? t.data[d * N + n]
+      : t.shape.length === 3
+        ? t.data[(b * N + n) * L + tt]
+        : t.data[((b * t.shape[1] + Math.floor(d / (D / t.shape[1]))) * N + n) * L + tt];
+  const dA = new Float64Array(D * N);
+  const dD = new Float64Array(D);
+  const signed = { dA: new Float64Array(D * N), dD: new Float64Array(D) };
+  for (let b = 0; b < batch; b++)
+    for (let d = 0; d < D; d++) {
+      const i = (tt: number) => (b * D + d) * L + tt;
+      const dy = (tt: number) => {
+        const zv = inp.z?.data[i(tt)];
+        return dout.data[i(tt)] * (zv === undefined ? 1 : zv / (1 + Math.exp(-zv)));
+      };
+      const deltas = Array.from({ length: L }, (_, tt) => {
+        const raw = inp.delta.data[i(tt)] + (inp.deltaBias ? inp.deltaBias.data[d] : 0);
+        return inp.deltaSoftplus ? Math.log1p(Math.exp(raw)) : raw;
+      });
+      for (let tt = 0; tt < L; tt++) {
+        dD[d] += Math.abs(dy(tt) * inp.u.data[i(tt)]);
+        signed.dD[d] += dy(tt) * inp.u.data[i(tt)];
+      }
+      for (let n = 0; n < N; n++) {
+        const a = inp.A.data[d * N + n];
+        const h = new Float64Array(L + 1); // h[t + 1] = h_t
+        h[0] = inp.initialState ? inp.initialState.data[(b * D + d) * N + n] : 0;
+        for (let tt = 0; tt < L; tt++)
+          h[tt + 1] = Math.exp(deltas[tt] * a) * h[tt] + deltas[tt] * at(inp.B, b, d, n, tt) * inp.u.data[i(tt)];
+        let dh = dlast ? dlast.data[(b * D + d) * N + n] : 0;
+        for (let tt = L - 1; tt >= 0; tt--) {
+          dh += dy(tt) * at(inp.C, b, d, n, tt);
+          const decay = Math.exp(deltas[tt] * a);
+          const term = dh * deltas[tt] * decay * h[tt];
+          dA[d * N + n] += Math.abs(term);
+          signed.dA[d * N + n] += term;
+          dh *= decay;
+        }
+      }
+    }
+  return { dA, dD, signed };
+}
+
+/** The terms are the reference's own: their signed sums are its dA and dD (to 1e-12 of Σ|terms|). */
+function expectTermsMatch(
+  terms: { dA: Float64Array; dD: Float64Array; signed: { dA: Float64Array; dD: Float64Array } },
+  want: { dA: Tensor; dD?: Tensor },
+): void {
+  for (const k of ['dA', 'dD'] as const) {
+    const ref = want[k];
+    if (!ref) continue;
+    for (let i = 0; i < ref.data.length; i++)
+      expect(Math.abs(terms.signed[k][i] - ref.data[i]), `${k} terms`).toBeLessThanOrEqual(1e-12 * (1 + terms[k][i]));
+  }
+}
+
+/**
+ * The absolute terms of SSD's per-head sums, in float64, written here apart from lib/ref/ssd.ts: dA_h is
+ * Σ over batch, time, p, n of dH_pn·Δ·e^{ΔA}·H'_pn and dD_h is Σ over batch, time, p of dy_p·x_p. With one
+ * head these are single scalars whose terms can cancel (a seen case: dA = −0.00119 from terms adding, in |·|,
+ * to far more), so their error is bounded, like the Δ-bias sum's, by tol·Σ|terms|. The signed sums come back
+ * too, to check the terms against the reference. The recurrence, per (batch, head):
+ *   H_t = e^{ΔA} H_{t−1} + Δ x B;   dH_t = e^{ΔA} dH_{t+1} + dy_t C_t,   from dH_L = d final_state.
+ */
+function ssdAbsTerms(
+  inp: {
+    x: Tensor;
+    delta: Tensor;
+    A: Tensor;
+    B: Tensor;
+    C: Tensor;
+    z?: Tensor;
+    deltaBias?: Tensor;
+    deltaSoftplus: boolean;
+    initialState?: Tensor;
+  },
+  dout: Tensor,
+  dfin: Tensor | undefined,
+): { dA: Float64Array; dD: Float64Array; signed: { dA: Float64Array; dD: Float64Array } } {
+  const [batch, L, H, P] = inp.x.shape;
+  const [, , G, N] = inp.B.shape;
+  const dA = new Float64Array(H);
+  const dD = new Float64Array(H);
+  const signed = { dA: new Float64Array(H), dD: new Float64Array(H) };
+  for (let b = 0; b < batch; b++)
+    for (let h = 0; h < H; h++) {
+      const g = Math.floor(h / (H / G));
+      const steps: { Hprev: Float64Array; decay: number; delta: number }[] = [];
+      let state = new Float64Array(P * N);
+      if (inp.initialState) state.set(inp.initialState.data.subarray((b * H + h) * P * N, (b * H + h + 1) * P * N));
+      for (let t = 0; t < L; t++) {
+        const raw = inp.delta.data[(b * L + t) * H + h] + (inp.deltaBias ? inp.deltaBias.data[h] : 0);
+        const delta = inp.deltaSoftplus ? Math.log1p(Math.exp(raw)) : raw;
+        const decay = Math.exp(delta * inp.A.data[h]);
+        steps.push({ Hprev: state, decay, delta });
+        const next = new Float64Array(P * N);
+        for (let p = 0; p < P; p++)
+          for (let n = 0; n < N; n++)
+            next[p * N + n] =
+              decay * state[p * N + n] +
+              delta * inp.x.data[((b * L + t) * H + h) * P + p] * inp.B.data[((b * L + t) * G + g) * N + n];
+        state = next;
+      }
+      const dH = dfin
+        ? Float64Array.from(dfin.data.subarray((b * H + h) * P * N, (b * H + h + 1) * P * N))
+        : new Float64Array(P * N);
+      for (let t = L - 1; t >= 0; t--) {
+        const { Hprev, decay, delta } = steps[t];
+        for (let p = 0; p < P; p++) {
+          const i = ((b * L + t) * H + h) * P + p;
+          const zv = inp.z?.data[i];
+          const dy = dout.data[i] * (zv === undefined ? 1 : zv / (1 + Math.exp(-zv)));
+          dD[h] += Math.abs(dy * inp.x.data[i]);
+          signed.dD[h] += dy * inp.x.data[i];
+          for (let n = 0; n < N; n++) {
+            dH[p * N + n] += dy * inp.C.data[((b * L + t) * G + g) * N + n];
+            dA[h] += Math.abs(dH[p * N + n] * delta * decay * Hprev[p * N + n]);
+            signed.dA[h] += dH[p * N + n] * delta * decay * Hprev[p * N + n];
+            dH[p * N + n] *= decay;
+          }
+        }
+      }
+    }
+  return { dA, dD, signed };
+}
+
 describe.each(KERNEL_BACKENDS)('backward ops on $title', ({ name, available }) => {
   const run = available ? it : it.skip;
   const tol = FLOAT32_TOL;
@@ -102,8 +252,12 @@ describe.each(KERNEL_BACKENDS)('backward ops on $title', ({ name, available }) =
           const dout = rand.normal(r, [s.b, D, s.L]);
           const dlast = o.dlast ? rand.normal(r, [s.b, D, s.N]) : undefined;
           const want = selectiveScanBackward(inp, dout, dlast);
+          const terms = scanAbsTerms(inp, dout, dlast);
+          expectTermsMatch(terms, want);
           expectAll({ ...(await ops.selectiveScanBackward(inp, dout, dlast)) }, { ...want }, tol, {
             ddeltaBias: absSums(want.ddelta, 1),
+            dA: terms.dA,
+            ...(o.D ? { dD: terms.dD } : {}),
           });
         },
       ),
@@ -173,8 +327,12 @@ describe.each(KERNEL_BACKENDS)('backward ops on $title', ({ name, available }) =
           const dout = rand.normal(r, [s.b, s.L, H, s.P]);
           const dfin = o.dfin ? rand.normal(r, [s.b, H, s.P, s.N]) : undefined;
           const want = ssdBackward(inp, dout, dfin);
+          const terms = ssdAbsTerms(inp, dout, dfin);
+          expectTermsMatch(terms, want);
           expectAll({ ...(await ops.ssdBackward(inp, dout, dfin)) }, { ...want }, tol, {
             ddeltaBias: absSums(want.ddelta, 2),
+            dA: terms.dA,
+            ...(o.D ? { dD: terms.dD } : {}),
           });
         },
       ),

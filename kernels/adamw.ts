@@ -4,8 +4,8 @@
  * training step (lib/train/gpu_step.ts). Reference (float64): lib/train/optim.ts `clipGradNorm`, `adamStep` —
  * the same formula, term for term:
  *
- *   parts:  S partial sums of g² per parameter (thread s: Σ_{i ≡ s mod S} g_i²; a large parameter in two levels,
- *           `sumSquaresKernels`), gathered into one buffer
+ *   parts:  S partial sums of g² per parameter (thread s: Σ_{i ≡ s mod S} g_i²; a large parameter in levels of
+ *           short sums, `sumSquaresKernels`), gathered into one buffer
  *   norm:   out = [n, c, ok]:  n = √Σ parts,  c = min(1, max_norm/(n + 1e-6)) (1 without clipping),
  *           ok = 1 when n is finite (n < 3e38; NaN compares false), else 0
  *   moment: ĝ = c·g (+ λ p for 'adam', L2 decay);  m' = β₁ m + (1 − β₁) ĝ;  v' = β₂ v + (1 − β₂) ĝ²
@@ -15,6 +15,7 @@
  * (a non-finite step changes nothing, as on the CPU). Per-step scalars live in a 4-float buffer written before
  * the step: hyper = [lr, lr/(1 − β₁ᵗ), √(1 − β₂ᵗ), 1 − lr λ] (float64 on the host, then float32).
  */
+import { ArgumentError } from '../lib/errors.js';
 import type { TrainKernel } from './train_layers.js';
 
 /** The optimizer settings the kernels read (lib/train/optim.ts AdamOptions has these fields). */
@@ -44,16 +45,26 @@ const partialSumKernel = (size: number, parts: number, square: boolean): TrainKe
 });
 
 /**
- * The NORM_PARTS partial sums of g² for one parameter of `size` values, as one or two kernels run in order (each
- * reads the one before): a parameter of more than NORM_PARTS · `perThread` values first sums g² over NORM_PARTS·2^m
- * threads of about `perThread` values each, then folds those into NORM_PARTS sums (thread s: the parts ≡ s mod
- * NORM_PARTS). One level of 64 threads over a 16M-value head took 100 ms on the H200 (bench/gpu_train.ts --profile);
- * two levels give every thread ≤ ~1,024 values. A fixed summation order either way (deterministic).
+ * The NORM_PARTS partial sums of g² for one parameter of `size` values, as kernels run in order (each reads the one
+ * before): while more than NORM_PARTS · `perThread` values are left, a level of ⌈values/perThread⌉ threads (a
+ * multiple of NORM_PARTS) each sums about `perThread` of them (thread s: the values ≡ s mod threads; the first
+ * level squares them), and a last level folds what is left into NORM_PARTS sums. Few threads with long loops are
+ * slow on a GPU: one level of 64 threads over a 16M-value head took 100 ms on the H200, two levels of ≤ 1,024
+ * values per thread still 0.2–0.3 ms per 131k–262k-value matrix (bench/gpu_train.ts --profile); with 32 values
+ * per thread every level is short. A fixed summation order (deterministic).
  */
-export const sumSquaresKernels = (size: number, perThread = 1024): TrainKernel[] => {
-  const wide = NORM_PARTS * 2 ** Math.max(0, Math.ceil(Math.log2(size / (NORM_PARTS * perThread))));
-  if (wide <= NORM_PARTS) return [partialSumKernel(size, NORM_PARTS, true)];
-  return [partialSumKernel(size, wide, true), partialSumKernel(wide, NORM_PARTS, false)];
+export const sumSquaresKernels = (size: number, perThread = 32): TrainKernel[] => {
+  // each level must shrink what is left: 2 values per thread at least
+  if (!Number.isInteger(perThread) || perThread < 2) throw new ArgumentError('perThread', 'an integer ≥ 2', perThread);
+  const out: TrainKernel[] = [];
+  let values = size;
+  while (values > NORM_PARTS * perThread) {
+    const threads = NORM_PARTS * Math.ceil(values / (NORM_PARTS * perThread));
+    out.push(partialSumKernel(values, threads, out.length === 0));
+    values = threads;
+  }
+  out.push(partialSumKernel(values, NORM_PARTS, out.length === 0));
+  return out;
 };
 
 /** [norm, clip coefficient, ok] from `count` gathered partial sums; clip 0: no clipping. */

@@ -12,9 +12,10 @@
  *   rstd:      r_n = 1/√(mean_i x[n,i]² + ε)                          rmsnorm: y[n,i] = x[n,i] r_n w_i
  *   rms dX:    with x̂ = x r, g = dy ⊙ w:  dx_i = r (ε r² g_i + mean_j x̂_j (g_i x̂_j − x̂_i g_j)) (+ a residual grad)
  *              — the same as r (g_i − x̂_i mean(g x̂)) since mean x̂² = 1 − ε r², without its cancellation
- *              (kernels/gated_rmsnorm.ts explains: at d = 1 the plain form loses every float32 digit); the j = i
- *              term is 0 and left out (computed, a fused multiply-add leaves a rounding error of g_i x̂_i² there)
- *   rms dw:    dw_i = Σ_n dy[n,i] x[n,i] r_n
+ *              (kernels/gated_rmsnorm.ts explains: at d = 1 the plain form loses every float32 digit). The j-sum is
+ *              g_i Σ_j x̂_j² − x̂_i Σ_j x̂_j g_j: two sums per row (`rmsnormRowSumsKernel`, spread over S threads),
+ *              then O(1) per value; at d = 1 it is empty (its j = i term is 0) and left out: dx = ε r³ g
+ *   rms dw:    dw_i = Σ_n dy[n,i] x[n,i] r_n  (two levels: row chunks, then their sum)
  *   swiglu:    a = silu(g) u;  dg = da u σ(g)(1 + g(1 − σ(g))),  du = da silu(g)
  *   rope:      per head of hd, position t = n mod l, θ_i = t·inv_freq_i (cos, sin from a float64 table (l, hd)):
  *              out_c = x_c cos θ − x_{c+hd/2} sin θ (c < hd/2),  x_c cos θ + x_{c−hd/2} sin θ;  backward: θ → −θ
@@ -124,45 +125,124 @@ export const rmsnormKernel = (N: number, d: number): TrainKernel => ({
   size: N * d,
 });
 
-/** ∂ℓ/∂x of the RMSNorm (the stable form above), plus `res` (a residual stream's gradient) when given. */
-export const rmsnormDxKernel = (N: number, d: number, eps: number, residual: boolean): TrainKernel => ({
-  key: `tr.rmsnorm_dx${residual ? '+r' : ''}`,
-  source: `function (dy, x, r, w${residual ? ', res' : ''}) {
+/** How many parts `rmsnormRowSumsKernel` splits a row of d values into by default: 16, or d when smaller. */
+const rmsnormParts = (d: number): number => Math.min(16, d);
+
+/**
+ * Partial sums per row for the RMSNorm dX, thread (n, q, s) for q ∈ {0, 1} and s < S: over j ≡ s (mod S),
+ *   q = 0:  Σ x̂_j²          q = 1:  Σ x̂_j g_j          (x̂ = x r_n, g = dy ⊙ w)
+ * so a row's two sums are spread over S threads of ⌈d/S⌉ terms each (adjacent threads read adjacent values), and
+ * `rmsnormDxKernel` adds the S parts. One thread per row, d terms each, took 0.6 ms per call at N = 2048, d = 512
+ * on the H200 with the dX kernel summing O(d) per value (bench/gpu_train.ts --profile); this takes O(d/S).
+ * dy, x (N, d), r (N), w (d) → (N, 2, S).
+ */
+export const rmsnormRowSumsKernel = (N: number, d: number, S = rmsnormParts(d)): TrainKernel => ({
+  key: 'tr.rmsnorm_sums',
+  source: `function (dy, x, r, w) {
+    const row = Math.floor(this.thread.x / this.constants.S2);
+    const qs = this.thread.x - row * this.constants.S2;
+    const q = Math.floor(qs / this.constants.S);
+    const s0 = qs - q * this.constants.S;
+    const n = row * this.constants.D;
+    const rn = r[row];
+    let acc = 0.0;
+    for (let k = 0; k < this.constants.STEPS; k++) {
+      const j = k * this.constants.S + s0;
+      if (j < this.constants.D) {
+        const xj = x[n + j] * rn;
+        if (q == 0) { acc += xj * xj; } else { acc += xj * (dy[n + j] * w[j]); }
+      }
+    }
+    return acc;
+  }`,
+  constants: { D: d, S, S2: 2 * S, STEPS: Math.ceil(d / S) },
+  size: N * 2 * S,
+});
+
+/**
+ * ∂ℓ/∂x of the RMSNorm (the form above, its j-sum written with the row's two sums S2 = Σ x̂_j², Sxg = Σ x̂_j g_j
+ * from `rmsnormRowSumsKernel`): dx_i = r (ε r² g_i + (g_i S2 − x̂_i Sxg)/d), plus `res` (a residual stream's
+ * gradient) when given. The j = i term of the j-sum is 0 and so is its share here, up to rounding: at d = 1 the
+ * sum is empty and left out (a constant), so dx = ε r³ g exactly as the form says; at d ≥ 2 the rounding of the
+ * sums is γ_d (|g_i| S2 + |x̂_i| Σ|x̂ g|), the same order as the O(d)-per-value loop this replaces.
+ * args dy, x, r, w, sums (N, 2, S)[, res] → (N, d); S as given to `rmsnormRowSumsKernel`.
+ */
+export const rmsnormDxKernel = (
+  N: number,
+  d: number,
+  eps: number,
+  residual: boolean,
+  S = rmsnormParts(d),
+): TrainKernel => {
+  return {
+    key: `tr.rmsnorm_dx${residual ? '+r' : ''}${d === 1 ? '1' : ''}`,
+    source: `function (dy, x, r, w, sums${residual ? ', res' : ''}) {
     const n = Math.floor(this.thread.x / this.constants.D);
     const i = this.thread.x - n * this.constants.D;
-    const row = n * this.constants.D;
     const rn = r[n];
-    const xi = x[this.thread.x] * rn;
     const gi = dy[this.thread.x] * w[i];
     let acc = 0.0;
-    for (let j = 0; j < this.constants.D; j++) {
-      if (j != i) {
-        const xj = x[row + j] * rn;
-        acc += xj * (gi * xj - xi * (dy[row + j] * w[j]));
-      }
+    ${
+      d === 1
+        ? ''
+        : `const xi = x[this.thread.x] * rn;
+    let s2 = 0.0;
+    let sxg = 0.0;
+    for (let s = 0; s < this.constants.S; s++) {
+      s2 += sums[n * 2 * this.constants.S + s];
+      sxg += sums[(n * 2 + 1) * this.constants.S + s];
+    }
+    acc = gi * s2 - xi * sxg;`
     }
     let out = rn * (this.constants.EPS * rn * rn * gi + acc / this.constants.D);
     ${residual ? 'out += res[this.thread.x];' : ''}
     return out;
   }`,
-  constants: { D: d, EPS: eps },
-  size: N * d,
-});
+    constants: { D: d, EPS: eps, S },
+    size: N * d,
+  };
+};
 
-/** dw_i = Σ_n dy[n,i] x[n,i] r_n → (d). */
-export const rmsnormDwKernel = (N: number, d: number): TrainKernel => ({
-  key: 'tr.rmsnorm_dw',
-  source: `function (dy, x, r) {
+/** Row chunks of `rmsnormDwKernels`' first level. */
+const DW_CHUNKS = 64;
+
+/**
+ * dw_i = Σ_n dy[n,i] x[n,i] r_n → (d), in two levels: thread (c, i) sums the rows n ≡ c (mod C), C = min(64, N) by default,
+ * into (C, d), then thread i adds its C parts (a fixed order: deterministic). One level — d threads of N rows
+ * each — took 0.47 ms per call at N = 2048, d = 512 on the H200. Args of the first: dy, x (N, d), r (N).
+ */
+export const rmsnormDwKernels = (N: number, d: number, C = Math.min(DW_CHUNKS, N)): [TrainKernel, TrainKernel] => {
+  return [
+    {
+      key: 'tr.rmsnorm_dw_parts',
+      source: `function (dy, x, r) {
+    const c = Math.floor(this.thread.x / this.constants.D);
+    const i = this.thread.x - c * this.constants.D;
     let s = 0.0;
-    for (let n = 0; n < this.constants.N; n++) {
-      const at = n * this.constants.D + this.thread.x;
-      s += dy[at] * x[at] * r[n];
+    for (let k = 0; k < this.constants.STEPS; k++) {
+      const n = k * this.constants.C + c;
+      if (n < this.constants.N) {
+        const at = n * this.constants.D + i;
+        s += dy[at] * x[at] * r[n];
+      }
     }
     return s;
   }`,
-  constants: { N, D: d },
-  size: d,
-});
+      constants: { N, D: d, C, STEPS: Math.ceil(N / C) },
+      size: C * d,
+    },
+    {
+      key: 'tr.rmsnorm_dw_fold',
+      source: `function (parts) {
+    let s = 0.0;
+    for (let c = 0; c < this.constants.C; c++) { s += parts[c * this.constants.D + this.thread.x]; }
+    return s;
+  }`,
+      constants: { D: d, C },
+      size: d,
+    },
+  ];
+};
 
 /** a = silu(g) u, elementwise over `size` values. */
 export const swigluKernel = (size: number): TrainKernel => ({

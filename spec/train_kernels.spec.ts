@@ -25,8 +25,9 @@ import {
   linearDwKernel,
   linearDxKernel,
   linearKernel,
-  rmsnormDwKernel,
+  rmsnormDwKernels,
   rmsnormDxKernel,
+  rmsnormRowSumsKernel,
   rmsnormKernel,
   ropeKernel,
   rstdKernel,
@@ -117,9 +118,9 @@ describe.each(BACKENDS)('training kernels on $title', ({ name, available }) => {
     );
   });
 
-  run('RMSNorm rstd, y, dX (+ residual), dw = lib/ref/layers.ts rmsnorm (numRuns 4)', async () => {
+  run('RMSNorm rstd, y, dX (+ residual; row sums in S parts), dw = lib/ref/layers.ts rmsnorm (numRuns 4)', async () => {
     await fc.assert(
-      fc.asyncProperty(dim(6), dim(12), fc.boolean(), fc.integer(), async (N, d, res, seed) => {
+      fc.asyncProperty(dim(6), dim(12), fc.boolean(), fc.integer(), dim(12), async (N, d, res, seed, parts) => {
         const r = new Rng(seed);
         const eps = 1e-5;
         const x = normal(r, N * d, 2);
@@ -131,11 +132,22 @@ describe.each(BACKENDS)('training kernels on $title', ({ name, available }) => {
         close(rstd, f.rstd, 'rstd');
         close(await k(rmsnormKernel(N, d), [x, rstd, w]), f.y, 'y');
         const g = rmsnorm.backward(dy, x, w, f.rstd, N, d);
-        const args = [dy, x, rstd, w, ...(res ? [rr] : [])];
-        close(await k(rmsnormDxKernel(N, d, eps, res), args), res ? g.dx.map((v, i) => v + rr[i]) : g.dx, 'dx');
-        close(await k(rmsnormDwKernel(N, d), [dy, x, rstd]), g.dw, 'dw');
+        // S parts per row's sums: any 1 ≤ S ≤ d (several values per thread), or the default
+        const S = parts <= d ? parts : undefined;
+        const sums = await k(rmsnormRowSumsKernel(N, d, S), [dy, x, rstd, w]);
+        const args = [dy, x, rstd, w, sums, ...(res ? [rr] : [])];
+        close(await k(rmsnormDxKernel(N, d, eps, res, S), args), res ? g.dx.map((v, i) => v + rr[i]) : g.dx, 'dx');
+        const [dwParts, dwFold] = rmsnormDwKernels(N, d, parts <= N ? parts : undefined); // chunks of rows likewise
+        close(await k(dwFold, [await k(dwParts, [dy, x, rstd])]), g.dw, 'dw');
       }),
-      { numRuns: 4 },
+      // d = 1 (the empty j-sum), and d = 40 in S = 5 parts over N = 9 rows in 5 chunks (several values per thread)
+      {
+        numRuns: 4,
+        examples: [
+          [3, 1, false, 7, 1],
+          [9, 40, false, 3, 5],
+        ],
+      },
     );
   });
 
@@ -291,12 +303,13 @@ describe.each(BACKENDS)('training kernels on $title', ({ name, available }) => {
     async () => {
       await fc.assert(
         fc.asyncProperty(
-          // one parameter of 200 values: over NORM_PARTS · perThread for perThread 1 and 2, so the two-level sums run
-          fc.array(dim(70), { minLength: 0, maxLength: 2 }).map((a) => [...a, 200]),
+          // one parameter of 300 values: over NORM_PARTS · perThread for perThread 2 and 3, so the sums run in
+          // levels (perThread 2: 300 → 192 → 128 → 64 parts, three kernels; 3: 300 → 128 → 64, two)
+          fc.array(dim(70), { minLength: 0, maxLength: 2 }).map((a) => [...a, 300]),
           fc.constantFrom<'adam' | 'adamw'>('adam', 'adamw'),
           fc.constantFrom(0, 0.5, 100),
           fc.integer(),
-          fc.constantFrom(1024, 1, 2), // values per thread: 1 and 2 take the two-level sums on these small sizes
+          fc.constantFrom(32, 2, 3), // values per thread: 2 and 3 take the levels on these small sizes
           async (sizes, kind, clip, seed, perThread) => {
             const r = new Rng(seed);
             const o: AdamOptions = { lr: 0.01, betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0.1, kind };

@@ -96,8 +96,9 @@ import {
   lossRowsKernel,
   lossSumKernel,
   lseKernels,
-  rmsnormDwKernel,
+  rmsnormDwKernels,
   rmsnormDxKernel,
+  rmsnormRowSumsKernel,
   rmsnormKernel,
   ropeKernel,
   rstdKernel,
@@ -332,6 +333,27 @@ export class GpuTrainStep {
       prev = [await this.k(last ? label : `${label}.${j + 1}`, k, prev, o)];
     }
     return out;
+  }
+
+  /** ∂ℓ/∂x of an RMSNorm (+ `res`) into `out`: the rows' two sums (a shared scratch), then O(1) per value. */
+  private async normDx(
+    label: string,
+    [N, d, eps]: [number, number, number],
+    [dy, x, r, w]: ChainBuffer[],
+    out: ChainBuffer,
+    res?: ChainBuffer,
+  ): Promise<ChainBuffer> {
+    const sk = rmsnormRowSumsKernel(N, d);
+    const sums = await this.k(`${label}.sums`, sk, [dy, x, r, w], this.scratch(`rms sums (${sk.size})`, sk.size));
+    const args = [dy, x, r, w, sums, ...(res ? [res] : [])];
+    return this.k(label, rmsnormDxKernel(N, d, eps, res !== undefined), args, out);
+  }
+
+  /** ∂ℓ/∂w of an RMSNorm into `out`: per chunk of rows (a shared scratch), then their sum. */
+  private async normDw(label: string, [N, d]: [number, number], args: ChainBuffer[], out: ChainBuffer): Promise<void> {
+    const [parts, fold] = rmsnormDwKernels(N, d);
+    const p = await this.k(`${label}.parts`, parts, args, this.scratch(`rms dw parts (${parts.size})`, parts.size));
+    await this.k(label, fold, [p], out);
   }
 
   /** A buffer by name, made on first use and shared by every op that asks for it (the ops run in order). */
@@ -611,7 +633,7 @@ export class GpuTrainStep {
 
     // ---------------- backward
     const gnf = G('model.norm.weight');
-    if (gnf) await this.k('norm_f.dw', rmsnormDwKernel(N, d), [dnf, h, rf], gnf);
+    if (gnf) await this.normDw('norm_f.dw', [N, d], [dnf, h, rf], gnf);
     // per-layer gradients, shared by the layers (the same shapes); ∂ℓ/∂h alternates between two buffers
     const buf = (name: string, n: number) => chain.buffer(name, n);
     const kinds = layerKinds(m);
@@ -623,12 +645,7 @@ export class GpuTrainStep {
       return b;
     };
     const dhs = [buf('bw.dh a', N * d), buf('bw.dh b', N * d)];
-    let dh = await this.k(
-      'norm_f.dx',
-      rmsnormDxKernel(N, d, c.rmsNormEps, false),
-      [dnf, h, rf, P('model.norm.weight')],
-      dhs[0],
-    );
+    let dh = await this.normDx('norm_f.dx', [N, d, c.rmsNormEps], [dnf, h, rf, P('model.norm.weight')], dhs[0]);
     const B_ = {
       da: buf('bw.da', N * F),
       dg: buf('bw.dg', N * F),
@@ -696,8 +713,8 @@ export class GpuTrainStep {
       await dW(`${t}.gate`, mn.gate, undefined, B_.dg, sv.n2, d, F);
       await dW(`${t}.up`, mn.up, undefined, B_.du, sv.n2, d, F);
       const g2 = G(norm2);
-      if (g2) await this.k(`${t}.norm2.dw`, rmsnormDwKernel(N, d), [B_.dn, sv.h1, sv.r2], g2);
-      await this.k(`${t}.norm2.dx`, rmsnormDxKernel(N, d, eps, true), [B_.dn, sv.h1, sv.r2, P(norm2), dh], B_.dh1);
+      if (g2) await this.normDw(`${t}.norm2.dw`, [N, d], [B_.dn, sv.h1, sv.r2], g2);
+      await this.normDx(`${t}.norm2.dx`, [N, d, eps], [B_.dn, sv.h1, sv.r2, P(norm2)], B_.dh1, dh);
       if (kinds[i] === 'attention') {
         const an = attentionNames(c, p);
         await this.k(`${t}.o.dx`, tiledLinearDx(N, H * hd, [d]), [B_.dh1, P(an.o.weight)], B_.dy);
@@ -809,9 +826,9 @@ export class GpuTrainStep {
         await dW(`${t}.dt_down`, n.dtDown, undefined, ddown, sv.n1, d, R);
       }
       const g1 = G(norm1);
-      if (g1) await this.k(`${t}.norm1.dw`, rmsnormDwKernel(N, d), [B_.dn, sv.h, sv.r1], g1);
+      if (g1) await this.normDw(`${t}.norm1.dw`, [N, d], [B_.dn, sv.h, sv.r1], g1);
       const next = dh === dhs[0] ? dhs[1] : dhs[0];
-      await this.k(`${t}.norm1.dx`, rmsnormDxKernel(N, d, eps, true), [B_.dn, sv.h, sv.r1, P(norm1), B_.dh1], next);
+      await this.normDx(`${t}.norm1.dx`, [N, d, eps], [B_.dn, sv.h, sv.r1, P(norm1)], next, B_.dh1);
       dh = next;
     }
     const gE = G(embedName);

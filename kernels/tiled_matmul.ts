@@ -26,6 +26,11 @@
  * Split-K, for products with few tiles and a long K (lm_head.dx: 64 tiles, K = 32000): workgroup z of the grid sums
  * k in [z·Kc, min(K, (z+1)·Kc)) (Kc whole K-steps) into a partial buffer of the chain, and a second dispatch adds
  * the partials in increasing z, then bias, then D — still one fixed order.
+ * Batched (`batchedMatmul`, attention's products: kernels/train_attention.ts attnProducts): workgroup z is one of
+ * outer × inner products whose operands sit strided in shared buffers (offsets from z in a uniform, rows `ld` apart,
+ * a kv head's rows serving `div` query heads), optionally adding `rep` products (a group's heads) in one sum,
+ * scaled by α, with causal skips of what is zero or never read (whole tiles above the diagonal; k past a tile's
+ * last row or before its first).
  * Error: float32 recursive summation, |Ĉ − C| ≤ γ_{K+2}·(Σ_k |A||B| + |bias| + |D|), γ_n = n·2⁻²⁴/(1 − n·2⁻²⁴)
  * (spec/tiled_matmul.spec.ts checks exactly that bound against a float64 product).
  */
@@ -58,6 +63,8 @@ export interface MatmulForm {
   add: boolean;
   /** split-K (1 pair only): workgroup z sums k in [z·Kc, (z+1)·Kc) into partials z·M·N + …, bias and D left out */
   split?: boolean;
+  /** batched (1 pair, no bias, addend or split): workgroup z is one product of `batchedMatmul`, strided operands */
+  batched?: boolean;
 }
 
 /** The WGSL of one form in one tile shape (shapes come from the uniform). */
@@ -65,8 +72,11 @@ function source(f: MatmulForm, tile: TileName): string {
   const { TM, TN, TK } = TILES[tile];
   const [RM, RN, SA, SB] = [TM / WG, TN / WG, TM + 1, TN + 1];
   const P = f.pairs;
+  const B = f.batched === true;
   const decl: string[] = [
-    'struct Dims { mnk: vec4<u32>, k2: vec4<u32> }',
+    B
+      ? 'struct Dims { mnk: vec4<u32>, a: vec4<u32>, b: vec4<u32>, c: vec4<u32>, x: vec4<u32>, y: vec4<u32> }'
+      : 'struct Dims { mnk: vec4<u32>, k2: vec4<u32> }',
     '@group(0) @binding(0) var<uniform> dims: Dims;',
   ];
   let at = 1;
@@ -84,7 +94,13 @@ function source(f: MatmulForm, tile: TileName): string {
     for (let r = 0; r < (TM * TK) / threads; r++) {
       const e = `(t + ${r * threads}u)`;
       const [mm, kk] = f.a === 'mk' ? [`${e} / ${TK}u`, `${e} % ${TK}u`] : [`${e} % ${TM}u`, `${e} / ${TM}u`];
-      const idx = f.a === 'mk' ? '(m0 + mm) * K + k0 + kk' : '(k0 + kk) * M + m0 + mm';
+      const idx = B
+        ? f.a === 'mk'
+          ? 'oa + (m0 + mm) * dims.a.w + k0 + kk'
+          : 'oa + (k0 + kk) * dims.a.w + m0 + mm'
+        : f.a === 'mk'
+          ? '(m0 + mm) * K + k0 + kk'
+          : '(k0 + kk) * M + m0 + mm';
       out.push(
         `{ let mm = ${mm}; let kk = ${kk}; var v = 0.0;`,
         `  if (m0 + mm < M && k0 + kk < ke) { v = a${p}[${idx}]; }`,
@@ -94,7 +110,13 @@ function source(f: MatmulForm, tile: TileName): string {
     for (let r = 0; r < (TN * TK) / threads; r++) {
       const e = `(t + ${r * threads}u)`;
       const [nn, kk] = f.b === 'nk' ? [`${e} / ${TK}u`, `${e} % ${TK}u`] : [`${e} % ${TN}u`, `${e} / ${TN}u`];
-      const idx = f.b === 'nk' ? '(n0 + nn) * K + k0 + kk' : '(k0 + kk) * N + n0 + nn';
+      const idx = B
+        ? f.b === 'nk'
+          ? 'ob + (n0 + nn) * dims.b.w + k0 + kk'
+          : 'ob + (k0 + kk) * dims.b.w + n0 + nn'
+        : f.b === 'nk'
+          ? '(n0 + nn) * K + k0 + kk'
+          : '(k0 + kk) * N + n0 + nn';
       out.push(
         `{ let nn = ${nn}; let kk = ${kk}; var v = 0.0;`,
         `  if (n0 + nn < N && k0 + kk < ke) { v = b${p}[${idx}]; }`,
@@ -108,8 +130,19 @@ function source(f: MatmulForm, tile: TileName): string {
   const body: string[] = [];
   for (let p = 0; p < P; p++)
     body.push(
-      `{ let K = ${kOf[p]};`,
-      f.split ? 'let kb = wid.z * dims.k2.y; let ke = min(K, kb + dims.k2.y);' : 'let kb = 0u; let ke = K;',
+      ...(B
+        ? [
+            // the group's heads (rep of them) one after the other, each its own operand offsets
+            'for (var r = 0u; r < dims.x.x; r++) {',
+            'let oa = oa0 + r * dims.x.y; let ob = ob0 + r * dims.x.z;',
+            `{ let K = dims.mnk.z; var kb = 0u; var ke = K;`,
+            `if (dims.x.w == 2u) { ke = min(K, m0 + ${TM}u); }`,
+            `if (dims.x.w == 3u) { kb = m0 - m0 % ${TK}u; }`,
+          ]
+        : [
+            `{ let K = ${kOf[p]};`,
+            f.split ? 'let kb = wid.z * dims.k2.y; let ke = min(K, kb + dims.k2.y);' : 'let kb = 0u; let ke = K;',
+          ]),
       `for (var k0 = kb; k0 < ke; k0 += ${TK}u) {`,
       ...loads(p),
       'workgroupBarrier();',
@@ -127,7 +160,7 @@ function source(f: MatmulForm, tile: TileName): string {
       ]),
       '}',
       'workgroupBarrier();',
-      '} }',
+      B ? '} } }' : '} }',
     );
   const store: string[] = [];
   for (let i = 0; i < RM; i++)
@@ -137,7 +170,9 @@ function source(f: MatmulForm, tile: TileName): string {
         `{ let gm = m0 + ty + ${i * WG}u; let gn = n0 + tx + ${j * WG}u;`,
         `  if (gm < M && gn < N) { var s = acc${i}_${Math.floor(j / 4)}.${xyzw};${f.bias ? ' s += bias[gn];' : ''}${
           f.add ? ' s += addend[gm * N + gn];' : ''
-        } c[${f.split ? 'wid.z * M * N + ' : ''}gm * N + gn] = s; } }`,
+        } c[${B ? 'oc + gm * dims.c.w + gn' : `${f.split ? 'wid.z * M * N + ' : ''}gm * N + gn`}] = s${
+          B ? ' * bitcast<f32>(dims.y.x)' : ''
+        }; } }`,
       );
     }
   return [
@@ -147,6 +182,16 @@ function source(f: MatmulForm, tile: TileName): string {
     'let M = dims.mnk.x; let N = dims.mnk.y;',
     `let tx = lid.x; let ty = lid.y; let t = ty * ${WG}u + tx;`,
     `let m0 = wid.y * ${TM}u; let n0 = wid.x * ${TN}u;`,
+    ...(B
+      ? [
+          // product z = (zb, zh): each operand at zb·sb + ⌊zh/div⌋·sh; mode 1: a tile wholly above the diagonal
+          'let zb = wid.z / dims.mnk.w; let zh = wid.z % dims.mnk.w;',
+          'let oa0 = zb * dims.a.x + (zh / dims.a.z) * dims.a.y;',
+          'let ob0 = zb * dims.b.x + (zh / dims.b.z) * dims.b.y;',
+          'let oc = zb * dims.c.x + (zh / dims.c.z) * dims.c.y;',
+          `if (dims.x.w == 1u && n0 >= m0 + ${TM}u) { return; }`,
+        ]
+      : []),
     ...range(RM).flatMap((i) => range(RN / 4).map((q) => `var acc${i}_${q} = vec4<f32>(0.0);`)),
     ...body,
     ...store,
@@ -257,6 +302,79 @@ export function tiledMatmul(
         groups: [rx, Math.ceil(blocks / rx), 1],
       },
     },
+  };
+}
+
+/** Where one operand of product z = (zb, zh) of `batchedMatmul` starts and how its rows are laid out. */
+export interface BatchOperand {
+  /** elements from one zb to the next */
+  sb: number;
+  /** elements from one ⌊zh/div⌋ to the next */
+  sh: number;
+  /** zh's divisor (a kv head serves `div` query heads); default 1 */
+  div?: number;
+  /** elements from one row to the next: for 'mk' a row is an m, for 'km' a k, for 'nk' an n, for 'kn' a k */
+  ld: number;
+  /** elements from one of the `rep` summed products to the next (A and B only) */
+  sr?: number;
+}
+
+/** How `batchedMatmul` skips what a causal mask makes zero or leaves unread. */
+export type CausalMode =
+  /** every k, every tile */
+  | 'none'
+  /** C[m, n] is read only where n ≤ m: a tile wholly above the diagonal is not computed (left as it was) */
+  | 'lower'
+  /** A(m, k) = 0 for k > m: k stops at the tile's last row */
+  | 'k≤m'
+  /** A(m, k) = 0 for k < m: k starts at the tile's first row */
+  | 'k≥m';
+
+/**
+ * outer·inner products in one dispatch (workgroup z = zb·inner + zh), each C_z (M, N) = α Σ_{r<rep} A_{z,r}·B_{z,r},
+ * every operand strided in one buffer (`BatchOperand`): attention's per-(batch, head) products read their q, k, v
+ * rows in place (a kv head's rows serve `div` query heads) and dk/dv add a group's heads (rep) in one sum — in
+ * increasing r, then k (deterministic). The causal modes skip only what is zero or never read (exact).
+ * Arguments: a, b.
+ */
+export function batchedMatmul(
+  f: Pick<MatmulForm, 'a' | 'b'>,
+  [M, N, K]: [number, number, number],
+  z: { outer: number; inner: number; rep?: number; alpha?: number; causal?: CausalMode },
+  ops: { A: BatchOperand; B: BatchOperand; C: BatchOperand },
+  /** elements of the output buffer (every C_z inside it) */
+  size: number,
+  tile: TileName = 'c',
+): WgslKernel {
+  const { TM, TN } = TILES[tile];
+  const rep = z.rep ?? 1;
+  for (const [name, v] of [
+    ['M', M],
+    ['N', N],
+    ['K', K],
+    ['outer', z.outer],
+    ['inner', z.inner],
+    ['rep', rep],
+  ] as const)
+    if (!Number.isInteger(v) || v < 1) throw new ArgumentError(`batchedMatmul ${name}`, 'a positive integer', v);
+  const form: MatmulForm = { ...f, pairs: 1, bias: false, add: false, batched: true };
+  const key = `mm.${tile}.${f.a}.${f.b}.batched`;
+  const op = (o: BatchOperand) => [o.sb, o.sh, o.div ?? 1, o.ld];
+  const alphaBits = new Uint32Array(Float32Array.of(z.alpha ?? 1).buffer)[0];
+  const mode = ['none', 'lower', 'k≤m', 'k≥m'].indexOf(z.causal ?? 'none');
+  return {
+    key,
+    code: cached(key, () => source(form, tile)),
+    uniforms: [
+      ...[M, N, K, z.inner],
+      ...op(ops.A),
+      ...op(ops.B),
+      ...op(ops.C),
+      ...[rep, ops.A.sr ?? 0, ops.B.sr ?? 0, mode],
+      ...[alphaBits, 0, 0, 0],
+    ],
+    groups: [Math.ceil(N / TN), Math.ceil(M / TM), z.outer * z.inner],
+    size,
   };
 }
 

@@ -38,14 +38,14 @@ import {
 } from '../kernels/train_layers.js';
 import {
   attnDeltaKernel,
-  attnDkvKernel,
-  attnDqKernel,
   attnDsKernel,
   attnLseKernel,
-  attnScoresKernel,
-  attnValuesKernel,
+  attnProbKernel,
+  attnProducts,
   type AttnShape,
 } from '../kernels/train_attention.js';
+import { ResidentChain, type ChainBuffer } from '../kernels/resident_chain.js';
+import { webgpuIt } from './gpu_helpers.js';
 import { lossGradKernel, lossRowsKernel, lossSumKernel, lseKernels, type LossShape } from '../kernels/train_loss.js';
 import { NORM_PARTS, adamHyper, adamKernel, gradNormKernel, sumSquaresKernels } from '../kernels/adamw.js';
 import { relError, Tensor } from '../lib/tensor.js';
@@ -217,38 +217,6 @@ describe.each(BACKENDS)('training kernels on $title', ({ name, available }) => {
     },
   );
 
-  run('causal GQA attention: y, then dq, dk, dv = lib/ref/attention.ts (numRuns 4)', async () => {
-    await fc.assert(
-      fc.asyncProperty(
-        fc.record({ batch: dim(2), L: dim(7), Hkv: dim(2), groups: dim(2), hd: dim(5) }),
-        fc.integer(),
-        async ({ batch, L, Hkv, groups, hd }, seed) => {
-          const r = new Rng(seed);
-          const s: AttnShape = { batch, L, H: Hkv * groups, Hkv, hd };
-          const N = batch * L;
-          const q = normal(r, N * s.H * hd); // rows (N, H·hd)
-          const kk = normal(r, N * Hkv * hd); // rows (N, H_kv·hd)
-          const v = normal(r, N * Hkv * hd);
-          const dy = normal(r, N * s.H * hd);
-          const heads = (t: F, h: number) => new Tensor(t, [batch, L, h, hd]).transpose([0, 2, 1, 3]);
-          const rows = (t: Tensor) => t.transpose([0, 2, 1, 3]).data;
-          const sc = await k(attnScoresKernel(s), [q, kk]);
-          const lse = await k(attnLseKernel(s), [sc]);
-          const y = await k(attnValuesKernel(s), [sc, lse, v]);
-          const [qh, kh, vh] = [heads(q, s.H), heads(kk, Hkv), heads(v, Hkv)];
-          close(y, rows(causalAttention(qh, kh, vh)), 'y');
-          const want = causalAttentionBackward(qh, kh, vh, heads(dy, s.H));
-          const dl = await k(attnDeltaKernel(s), [dy, y]);
-          const ds = await k(attnDsKernel(s), [sc, lse, dy, v, dl]);
-          close(await k(attnDqKernel(s), [ds, kk]), rows(want.dq), 'dq');
-          close(await k(attnDkvKernel(s, 'dk'), [ds, q]), rows(want.dk), 'dk');
-          close(await k(attnDkvKernel(s, 'dv'), [sc, lse, dy]), rows(want.dv), 'dv');
-        },
-      ),
-      { numRuns: 4 },
-    );
-  });
-
   run(
     'cross-entropy (+ KL) fused with ∂ℓ/∂logits = lib/ref/layers.ts as lossAndGrads composes it (numRuns 4)',
     async () => {
@@ -359,4 +327,84 @@ describe.each(BACKENDS)('training kernels on $title', ({ name, available }) => {
       );
     },
   );
+});
+
+/**
+ * Attention's products are WGSL (kernels/tiled_matmul.ts batchedMatmul: webgpu only), so the whole chain —
+ * scores, lse, P, y; D, dP, dS, dq, dk, dv — runs in a resident chain as the training step records it. Lengths
+ * cross the 128 × 64 tile (the causal skips: tiles above the diagonal, k past the tile's last row or before its
+ * first); the scores and dP buffers start as NaN, so a value above the diagonal that anything read would show.
+ */
+describe('causal GQA attention in a resident chain (webgpu)', () => {
+  let chain: ResidentChain | undefined;
+  let program = 0;
+  webgpuIt('y, then dq, dk, dv = lib/ref/attention.ts (numRuns 5)', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({
+          batch: dim(2),
+          L: fc.oneof(dim(7), fc.integer({ min: 60, max: 140 })),
+          Hkv: dim(2),
+          groups: dim(3),
+          hd: dim(9),
+        }),
+        fc.integer(),
+        async ({ batch, L, Hkv, groups, hd }, seed) => {
+          chain ??= await ResidentChain.create();
+          const c = chain;
+          const r = new Rng(seed);
+          const s: AttnShape = { batch, L, H: Hkv * groups, Hkv, hd };
+          const N = batch * L;
+          const q = normal(r, N * s.H * hd); // rows (N, H·hd)
+          const kk = normal(r, N * Hkv * hd); // rows (N, H_kv·hd)
+          const v = normal(r, N * Hkv * hd);
+          const dy = normal(r, N * s.H * hd);
+          const mm = attnProducts(s);
+          const b = (name: string, x: F) => c.buffer(name, x.length, f32(x));
+          const nan = (name: string, n: number) => c.buffer(name, n, new Float32Array(n).fill(NaN));
+          const [qb, kb, vb, dyb] = [b('q', q), b('k', kk), b('v', v), b('dy', dy)];
+          const out = (name: string, n: number) => c.buffer(name, n);
+          c.record(`attention ${program++}`);
+          const sc = nan('S', mm.scores.size);
+          await c.wgsl('scores', mm.scores, [qb, kb], sc);
+          const gk = async (label: string, kern: TrainKernel, args: ChainBuffer[]) => {
+            const o = out(label, kern.size);
+            await c.kernel(label, kern.key, kern.source, kern.constants, args, o);
+            return o;
+          };
+          const lse = await gk('lse', attnLseKernel(s), [sc]);
+          const P = await gk('P', attnProbKernel(s), [sc, lse]);
+          const y = out('y', mm.y.size);
+          await c.wgsl('y', mm.y, [P, vb], y);
+          const D = await gk('D', attnDeltaKernel(s), [dyb, y]);
+          const dP = nan('dP', mm.dP.size);
+          await c.wgsl('dP', mm.dP, [dyb, vb], dP);
+          const dS = await gk('dS', attnDsKernel(s), [P, dP, D]);
+          const grads = await Promise.all(
+            (['dq', 'dk', 'dv'] as const).map(async (g) => {
+              const o = out(g, mm[g].size);
+              await c.wgsl(g, mm[g], g === 'dq' ? [dS, kb] : g === 'dk' ? [dS, qb] : [P, dyb], o);
+              return o;
+            }),
+          );
+          const [yg, dq, dk, dv] = await c.run(
+            { pos: 0 },
+            [y, ...grads].map((from) => ({ from })),
+            `attention ${program - 1}`,
+          );
+          const heads = (t: F, h: number) => new Tensor(t, [batch, L, h, hd]).transpose([0, 2, 1, 3]);
+          const rows = (t: Tensor) => t.transpose([0, 2, 1, 3]).data;
+          const [qh, kh, vh] = [heads(q, s.H), heads(kk, Hkv), heads(v, Hkv)];
+          close(yg, rows(causalAttention(qh, kh, vh)), 'y');
+          const want = causalAttentionBackward(qh, kh, vh, heads(dy, s.H));
+          close(dq, rows(want.dq), 'dq');
+          close(dk, rows(want.dk), 'dk');
+          close(dv, rows(want.dv), 'dv');
+        },
+      ),
+      // two row tiles and three column tiles of 128 × 64, kv heads serving 3 heads each
+      { numRuns: 5, examples: [[{ batch: 2, L: 131, Hkv: 2, groups: 3, hd: 9 }, 5]] },
+    );
+    chain?.destroy();
+  });
 });

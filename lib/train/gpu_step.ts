@@ -52,13 +52,11 @@ import {
   adamHyper,
   adamKernel,
   attnDeltaKernel,
-  attnDkvKernel,
-  attnDqKernel,
   attnDsKernel,
   attnLseKernel,
-  attnScoresKernel,
+  attnProbKernel,
+  attnProducts,
   addKernel,
-  attnValuesKernel,
   colsKernel,
   convDsKernel,
   convDwKernel,
@@ -424,11 +422,13 @@ export class GpuTrainStep {
         const v = await lin(an.v, n1, d, Hkv * hd, `${t}.v`);
         const qr = await this.k(`${t}.rope_q`, ropeKernel(N, L, H, hd, 1), [q, rope]);
         const kr = await this.k(`${t}.rope_k`, ropeKernel(N, L, Hkv, hd, 1), [k, rope]);
-        const sc = await this.k(`${t}.scores`, attnScoresKernel(att), [qr, kr]);
-        const lse = await this.k(`${t}.lse`, attnLseKernel(att), [sc]);
-        const y = await this.k(`${t}.attn`, attnValuesKernel(att), [sc, lse, v]);
+        const mm = attnProducts(att);
+        const sc = await this.k(`${t}.scores`, mm.scores, [qr, kr], this.scratch('attn scores', mm.scores.size));
+        const lse = await this.k(`${t}.lse`, attnLseKernel(att), [sc], this.scratch('attn lse', B * H * L));
+        const pr = await this.k(`${t}.P`, attnProbKernel(att), [sc, lse]); // (b, H, l, l), saved
+        const y = await this.k(`${t}.attn`, mm.y, [pr, v]);
         h1 = await lin(an.o, y, H * hd, d, `${t}.o`, h);
-        mix = { qr, kr, v, sc, lse, y };
+        mix = { qr, kr, v, pr, y };
       } else if (kinds[i] === 'mamba1') {
         // Mamba-1 (lib/model/mixers/mamba1.ts mamba1Train; kernels/train_mamba.ts)
         const s = mamba1Shape(m, p, B, L);
@@ -719,11 +719,13 @@ export class GpuTrainStep {
         const an = attentionNames(c, p);
         await this.k(`${t}.o.dx`, tiledLinearDx(N, H * hd, [d]), [B_.dh1, P(an.o.weight)], B_.dy);
         await dW(`${t}.o`, an.o.weight, an.o.bias, B_.dh1, sv.y, H * hd, d);
+        const mm = attnProducts(att);
         await this.k(`${t}.attn.D`, attnDeltaKernel(att), [B_.dy, sv.y], B_.delta);
-        await this.k(`${t}.attn.dS`, attnDsKernel(att), [sv.sc, sv.lse, B_.dy, sv.v, B_.delta], B_.ds);
-        await this.k(`${t}.attn.dq`, attnDqKernel(att), [B_.ds, sv.kr], B_.dqr);
-        await this.k(`${t}.attn.dk`, attnDkvKernel(att, 'dk'), [B_.ds, sv.qr], B_.dkr);
-        await this.k(`${t}.attn.dv`, attnDkvKernel(att, 'dv'), [sv.sc, sv.lse, B_.dy], B_.dv);
+        const dp = await this.k(`${t}.attn.dP`, mm.dP, [B_.dy, sv.v], this.scratch('attn dP', mm.dP.size));
+        await this.k(`${t}.attn.dS`, attnDsKernel(att), [sv.pr, dp, B_.delta], B_.ds);
+        await this.k(`${t}.attn.dq`, mm.dq, [B_.ds, sv.kr], B_.dqr);
+        await this.k(`${t}.attn.dk`, mm.dk, [B_.ds, sv.qr], B_.dkr);
+        await this.k(`${t}.attn.dv`, mm.dv, [sv.pr, B_.dy], B_.dv);
         await this.k(`${t}.rope_q.back`, ropeKernel(N, L, H, hd, -1), [B_.dqr, rope], B_.dq);
         await this.k(`${t}.rope_k.back`, ropeKernel(N, L, Hkv, hd, -1), [B_.dkr, rope], B_.dk);
         await this.k(

@@ -12,6 +12,11 @@
  * per step is the same, the first loss (before any update) is the shared one.
  *
  *   node --import tsx bench/gpu_train.ts [--tiny] [--batch 8] [--len 256] [--steps 5] [--no-cpu] [--no-torch] [--profile]
+ *        [--config teacher-20m [--vocab 8192]] [--attention 0.5 [--variant mamba2|mamba1]]
+ * --config: a `mil train --config` preset's shape (its batch and context unless given; vocabulary --vocab).
+ * --attention F: the step is distillation stage 1 of the F-attention hybrid converted from the Llama (the teacher's
+ *   forward in the same submission, CE + 0.1·KL as torch_train.py, only the Mamba layers train), as `mil distill` runs it;
+ *   its PyTorch peer runs mamba_ssm's reference loops (no CUDA kernels there) and its time includes the teacher.
  * --profile: after the timed steps, each kernel of the step timed alone (ResidentChain.profile), summed by label.
  * --tiny: d 32, 2 layers, vocab 256, batch 2 × 16 (a check that it runs, e.g. on Dawn's CPU adapter).
  * Prints one JSON line per engine: {engine, msPerStep (median of --steps after one warm-up step), tokensPerS,
@@ -25,7 +30,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { saveModel } from '../lib/model/convert.js';
+import { convert, saveModel } from '../lib/model/convert.js';
+import { PRESETS } from '../lib/cli/train_cmds.js';
+import type { HybridModel } from '../lib/model/hybrid.js';
 import { randomLlama } from '../lib/model/random.js';
 import { Rng } from '../lib/rng.js';
 import { SimdGemm } from '../lib/simd/gemm.js';
@@ -45,25 +52,62 @@ const { values } = parseArgs({
     'no-torch': { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
     python: { type: 'string', default: 'python3' },
+    config: { type: 'string' },
+    vocab: { type: 'string', default: '8192' },
+    attention: { type: 'string' },
+    variant: { type: 'string', default: 'mamba2' },
   },
 });
 const tiny = values.tiny;
-const B = Number(values.batch ?? (tiny ? 2 : 8));
-const L = Number(values.len ?? (tiny ? 16 : 256));
+const preset = values.config === undefined ? undefined : PRESETS[values.config as keyof typeof PRESETS];
+if (values.config !== undefined && !preset)
+  throw new Error(`--config: one of ${Object.keys(PRESETS).join(', ')}; got ${values.config}`);
+const B = Number(values.batch ?? preset?.batch ?? (tiny ? 2 : 8));
+const L = Number(values.len ?? preset?.context ?? (tiny ? 16 : 256));
 const steps = Number(values.steps);
-const spec = tiny
-  ? { vocab: 256, hidden: 32, intermediate: 64, layers: 2, heads: 4, kvHeads: 2 }
-  : { vocab: 32000, hidden: 512, intermediate: 1536, layers: 8, heads: 8, kvHeads: 4 };
-const model = float64Model(randomLlama(spec, 1));
+const spec = preset
+  ? { vocab: Number(values.vocab), ...pick(preset) }
+  : tiny
+    ? { vocab: 256, hidden: 32, intermediate: 64, layers: 2, heads: 4, kvHeads: 2 }
+    : { vocab: 32000, hidden: 512, intermediate: 1536, layers: 8, heads: 8, kvHeads: 4 };
+function pick(p: (typeof PRESETS)[keyof typeof PRESETS]) {
+  return { hidden: p.hidden, intermediate: p.intermediate, layers: p.layers, heads: p.heads, kvHeads: p.kvHeads };
+}
+const llama = float64Model(randomLlama(spec, 1));
+// --attention F: the step is distillation stage 1 of the F-attention hybrid from this Llama (Algorithm 1's
+// conversion; the teacher's forward in the same submission, KL + CE, only the Mamba layers train) — as `mil distill`
+const fraction = values.attention === undefined ? undefined : Number(values.attention);
+const variant = values.variant === 'mamba1' ? 'mamba1' : 'mamba2';
+const model: HybridModel =
+  fraction === undefined ? llama : float64Model(convert(llama, { variant, attentionFraction: fraction, seed: 3 }));
+const trainable = (n: string) => fraction === undefined || n.includes('.mamba.');
 const r = new Rng(2);
 const ids = Array.from({ length: B }, () => Array.from({ length: L }, () => r.int(0, spec.vocab - 1)));
 const adam: AdamOptions = { kind: 'adamw', lr: 1e-4, betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0.1 };
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const report = (engine: string, ms: number, loss: number) =>
-  console.log(JSON.stringify({ engine, batch: B, len: L, spec, msPerStep: ms, tokensPerS: (B * L * 1000) / ms, loss }));
+  console.log(
+    JSON.stringify({
+      engine,
+      batch: B,
+      len: L,
+      spec,
+      ...(fraction === undefined ? {} : { student: { variant, attention: fraction } }),
+      msPerStep: ms,
+      tokensPerS: (B * L * 1000) / ms,
+      loss,
+    }),
+  );
 
 // the GPU step
-const gpu = await GpuTrainStep.create(model, { batch: B, seqLen: L, optimizer: adam, clip: 1, trainable: () => true });
+const gpu = await GpuTrainStep.create(model, {
+  batch: B,
+  seqLen: L,
+  optimizer: adam,
+  clip: 1,
+  trainable,
+  ...(fraction === undefined ? {} : { teacher: { model: llama, klWeight: 0.1 } }), // torch_train.py's weights
+});
 const first = await gpu.step(ids, adam.lr, 1); // compiles every pipeline
 const times: number[] = [];
 for (let t = 2; t <= steps + 1; t++) {
@@ -83,7 +127,7 @@ gpu.destroy();
 report('webgpu (one submission per step)', median(times), first.loss);
 
 // the wasm-simd CPU trainer, one step
-if (!values['no-cpu']) {
+if (!values['no-cpu'] && fraction === undefined) {
   const engine = simdEngine(SimdGemm.sharedExact());
   const t0 = performance.now();
   const res = lossAndGrads(model, ids, { objective: 'lm', trainable: () => true, engine });
@@ -97,26 +141,32 @@ if (!values['no-cpu']) {
   report('wasm-simd CPU trainer', performance.now() - t0, res.loss);
 }
 
+/** The peer's arguments: the model (and with --attention its teacher) and the ids, written into `dir`. */
+function peerFiles(dir: string): string[] {
+  saveModel(join(dir, 'model'), model);
+  writeFileSync(join(dir, 'ids.json'), JSON.stringify(ids));
+  if (fraction === undefined) return [join(dir, 'model'), join(dir, 'ids.json')];
+  saveModel(join(dir, 'teacher'), llama);
+  return [join(dir, 'model'), join(dir, 'ids.json'), join(dir, 'teacher')];
+}
+/** torch_train.py's Mamba layers are mamba_ssm's reference loops (one step of the scan per Python iteration), not
+ * its CUDA/Triton kernels, which are not installed there: a slower peer than a mamba_ssm user's. Its step time
+ * here includes the teacher's forward (ours runs it in the same submission). */
+const peerNote = fraction === undefined ? '' : ' [Mamba layers: reference loops; + the teacher forward]';
+
 // PyTorch eager on the GPU (bench/torch_train.py --device=cuda), where --python imports torch with CUDA
 const cuda = spawnSync(values.python, ['-c', 'import torch; assert torch.cuda.is_available()'], { encoding: 'utf8' });
 if (!values['no-torch'] && cuda.status === 0) {
   const dir = mkdtempSync(join(tmpdir(), 'mil-bench-gpu-train-'));
   try {
-    saveModel(join(dir, 'model'), model);
-    writeFileSync(join(dir, 'ids.json'), JSON.stringify(ids));
+    const args = peerFiles(dir);
     const out = execFileSync(
       values.python,
-      [
-        join(import.meta.dirname, 'torch_train.py'),
-        join(dir, 'model'),
-        join(dir, 'ids.json'),
-        '--device=cuda',
-        `--reps=${steps}`,
-      ],
+      [join(import.meta.dirname, 'torch_train.py'), ...args, '--device=cuda', `--reps=${steps}`],
       { encoding: 'utf8', maxBuffer: 1 << 24 },
     );
-    const t = JSON.parse(lastOf(out.trim().split('\n'))) as { ms: number; loss: number };
-    report('PyTorch CUDA eager (bench/torch_train.py --device=cuda)', t.ms, t.loss);
+    const t = JSON.parse(lastOf(out.trim().split('\n'))) as { ms: number; teacher_ms: number; loss: number };
+    report(`PyTorch CUDA eager (bench/torch_train.py --device=cuda)${peerNote}`, t.ms + t.teacher_ms, t.loss);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -126,18 +176,12 @@ if (!values['no-torch'] && cuda.status === 0) {
 if (!values['no-torch'] && spawnSync('/usr/bin/python3', ['-c', 'import torch'], { encoding: 'utf8' }).status === 0) {
   const dir = mkdtempSync(join(tmpdir(), 'mil-bench-gpu-train-'));
   try {
-    saveModel(join(dir, 'model'), model);
-    writeFileSync(join(dir, 'ids.json'), JSON.stringify(ids));
-    const out = execFileSync(
-      '/usr/bin/python3',
-      [join(import.meta.dirname, 'torch_train.py'), join(dir, 'model'), join(dir, 'ids.json')],
-      {
-        encoding: 'utf8',
-        maxBuffer: 1 << 24,
-      },
-    );
-    const t = JSON.parse(lastOf(out.trim().split('\n'))) as { ms: number; loss: number };
-    report('PyTorch CPU eager (bench/torch_train.py)', t.ms, t.loss);
+    const out = execFileSync('/usr/bin/python3', [join(import.meta.dirname, 'torch_train.py'), ...peerFiles(dir)], {
+      encoding: 'utf8',
+      maxBuffer: 1 << 24,
+    });
+    const t = JSON.parse(lastOf(out.trim().split('\n'))) as { ms: number; teacher_ms: number; loss: number };
+    report(`PyTorch CPU eager (bench/torch_train.py)${peerNote}`, t.ms + t.teacher_ms, t.loss);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

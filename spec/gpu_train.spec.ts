@@ -30,7 +30,7 @@ import { randomLlama } from '../lib/model/random.js';
 import type { HybridModel } from '../lib/model/hybrid.js';
 import { convert } from '../lib/model/convert.js';
 import { loadModel } from '../lib/model/load.js';
-import { GpuTrainStep } from '../lib/train/gpu_step.js';
+import { GpuTrainStep, gpuMicroBatch, gpuStepLargest } from '../lib/train/gpu_step.js';
 import { lossAndGrads, mambaOnly, trainForward } from '../lib/train/model.js';
 import { adamStep, clipGradNorm, newAdamState, type AdamOptions } from '../lib/train/optim.js';
 import { NonFiniteGradientError, Trainer, float64Model, type TrainerOptions } from '../lib/train/trainer.js';
@@ -316,6 +316,50 @@ describe(`Trainer with engine 'webgpu' on ${webgpu.title}`, () => {
       start(),
     );
   });
+
+  // a batch whose buffers pass 2^24 elements (the #25 teacher's 8 × 1024: attention's 50M probabilities) runs as
+  // more micro-batches of the same rows (Trainer → gpuMicroBatch): the micro-batch chosen, and that it trains the same
+  run(
+    'a batch as micro-batches: the largest divisor that fits, and 4 rows at once = 2 micro-batches of 2',
+    async () => {
+      const m = start();
+      const at = (b: number) => gpuStepLargest(m, { batch: b, seqLen: 6 });
+      expect([at(1), at(2), at(4)]).toEqual([152, 228, 456]); // the embedding (19 × 8), then the logits (6·b rows × 19)
+      const micro = (limit: number) => gpuMicroBatch(m, { batch: 4, seqLen: 6 }, limit);
+      expect([micro(at(4)), micro(at(4) - 1), micro(at(2)), micro(at(1)), micro(at(1) - 1)]).toEqual([4, 2, 2, 1, 4]);
+      const optimizer: AdamOptions = { lr: 1e-2, betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0.1, kind: 'adamw' };
+      const whole = await GpuTrainStep.create(start(), {
+        batch: 4,
+        seqLen: 6,
+        optimizer,
+        clip: 1,
+        trainable: () => true,
+      });
+      const split = await GpuTrainStep.create(start(), {
+        batch: 2,
+        seqLen: 6,
+        optimizer,
+        clip: 1,
+        accumulate: 2,
+        trainable: () => true,
+      });
+      try {
+        const rr = new Rng(5);
+        for (let t = 1; t <= 2; t++) {
+          const ids = Array.from({ length: 4 }, () => Array.from({ length: 6 }, () => rr.int(0, 18)));
+          const [a, b] = [await whole.step(ids, 1e-2, t), await split.step(ids, 1e-2, t)];
+          expect(relError([b.loss, b.gradNorm], [a.loss, a.gradNorm]), `step ${t}`).toBeLessThanOrEqual(FLOAT32_TOL);
+        }
+        const [pa, pb] = [await whole.read(), await split.read()];
+        for (const [n, x] of pa) expect(relError(lookup(pb, n).p, x.p), n).toBeLessThanOrEqual(FLOAT32_TOL);
+      } finally {
+        whole.destroy();
+        split.destroy();
+      }
+      // the Trainer takes that path past its buffer limit (here the embedding's 152 elements: micro-batches of 1 row)
+      await resumes(start, (engine) => ({ ...opts(engine), gpuBufferLimit: 152 }));
+    },
+  );
 
   run('a non-finite gradient: NonFiniteGradientError, and the device state read back is the state before', async () => {
     const m = start();

@@ -156,6 +156,55 @@ export function gpuStepUnsupported(
 }
 
 /**
+ * The most float32 elements any one buffer of the step holds for `m` (and its teacher) at `batch` × `seqLen`: the
+ * logits' row chunk, the widest activation, attention's (b, H, l, l) probabilities, the largest weight, a Mamba
+ * layer's largest intermediate. No device needed (GpuTrainStep.create checks it against the device's limits).
+ */
+export function gpuStepLargest(
+  m: HybridModel,
+  o: Pick<GpuStepOptions, 'batch' | 'seqLen' | 'logitRows' | 'teacher'>,
+): number {
+  const { batch: B, seqLen: L } = o;
+  const N = B * L;
+  const sizes = (x: HybridModel) => {
+    const k = x.llama;
+    const rows = Math.max(1, Math.min(N, o.logitRows ?? Math.floor(2 ** 24 / k.vocabSize))); // the head's chunks
+    return [
+      rows * k.vocabSize,
+      N * Math.max(k.intermediateSize, k.numHeads * k.headDim, k.hiddenSize),
+      B * k.numHeads * L * L,
+      ...x.weights.names().map((n) => x.weights.get(n).size),
+      ...layerKinds(x).map((kind, i) =>
+        kind === 'mamba2'
+          ? mamba2Shape(x, blockNames(i).prefix, B, L).largest
+          : kind === 'mamba1'
+            ? mamba1Shape(x, blockNames(i).prefix, B, L).largest
+            : 0,
+      ),
+    ];
+  };
+  return Math.max(...sizes(m), ...(o.teacher ? sizes(o.teacher.model) : []));
+}
+
+/**
+ * The micro-batch the GPU step runs a batch of `batch` rows in: the largest divisor of `batch` whose step keeps
+ * every buffer within `limit` elements (default 2^24, the kernels' exact thread indices) — e.g. the #25 teacher's
+ * 8 × 1024 tokens (6 heads: attention's probabilities 8·6·1024² = 50M elements) runs as 8 micro-batches of one
+ * sequence (6.3M). The micro-batches' mean loss and gradient equal the batch's (equal sizes), so a caller that
+ * runs `batch/micro` times more micro-batches of `micro` rows, in order, trains the same model (to float32
+ * rounding). `batch` itself when even one row does not fit: GpuTrainStep.create then refuses it by name.
+ */
+export function gpuMicroBatch(
+  m: HybridModel,
+  o: Pick<GpuStepOptions, 'batch' | 'seqLen' | 'logitRows' | 'teacher'>,
+  limit = 2 ** 24,
+): number {
+  for (let micro = o.batch; micro >= 1; micro--)
+    if (o.batch % micro === 0 && gpuStepLargest(m, { ...o, batch: micro }) <= limit) return micro;
+  return o.batch;
+}
+
+/**
  * A Mamba-2 layer's names and sizes as the chain's kernels take them (the wiring is mamba2.ts's own): in_proj's
  * output width Win = d_in + convDim + H, the conv over convDim = 2·d_xb + d_in channels, the SSD's shape and the
  * gated norm's kernels (groups of N_s, gate before the norm).
@@ -249,24 +298,7 @@ export class GpuTrainStep {
     try {
       // sizes checked before any upload: this device's largest buffer, and 2^24 elements (kernels split their thread
       // index with float arithmetic, exact below 2^24: kernels/runtime.ts MAX_ELEMENTS); the logits go by row chunks
-      const sizes = (x: HybridModel) => {
-        const k = x.llama;
-        const rows = Math.max(1, Math.min(N, o.logitRows ?? Math.floor(2 ** 24 / k.vocabSize))); // the head's chunks
-        return [
-          rows * k.vocabSize,
-          N * Math.max(k.intermediateSize, k.numHeads * k.headDim, k.hiddenSize),
-          B * k.numHeads * L * L,
-          ...x.weights.names().map((n) => x.weights.get(n).size),
-          ...layerKinds(x).map((kind, i) =>
-            kind === 'mamba2'
-              ? mamba2Shape(x, blockNames(i).prefix, B, L).largest
-              : kind === 'mamba1'
-                ? mamba1Shape(x, blockNames(i).prefix, B, L).largest
-                : 0,
-          ),
-        ];
-      };
-      const largest = Math.max(...sizes(m), ...(o.teacher ? sizes(o.teacher.model) : []));
+      const largest = gpuStepLargest(m, o);
       const limit = Math.min(chain.maxBufferElements, 2 ** 24);
       if (largest > limit)
         throw new ArgumentError(

@@ -34,7 +34,7 @@ import { FLOAT64_ENGINE, lossAndGrads, simdEngine, trainForward, trainableBy, ty
 import { SimdGemm } from '../simd/gemm.js';
 import { adamStep, clipGradNorm, cosineLr, newAdamState, type AdamOptions, type AdamState } from './optim.js';
 import { lookup } from '../checked.js';
-import { GpuTrainStep, gpuStepUnsupported } from './gpu_step.js';
+import { GpuTrainStep, gpuMicroBatch, gpuStepUnsupported } from './gpu_step.js';
 
 /** A loss or gradient went NaN/Inf: the step is abandoned; nothing was changed. */
 export class NonFiniteGradientError extends MilError {
@@ -73,6 +73,12 @@ export interface TrainerOptions {
   seqLen: number;
   /** micro-batches per optimizer step (gradient accumulation) */
   accumulate?: number;
+  /**
+   * engine 'webgpu': the most float32 elements one buffer of the step may hold (default 2^24, the kernels' exact
+   * thread indices); a batch past it runs as smaller micro-batches of the same rows (gpu_step.ts gpuMicroBatch).
+   * Tests set it small to take that path at toy sizes.
+   */
+  gpuBufferLimit?: number;
   seed: number;
   /** which parameters train: 'all' or 'mamba' (names holding 'mamba', upstream's stage 1) */
   train: TrainRule;
@@ -218,14 +224,20 @@ export class Trainer {
   /** One step on the GPU: the next batch, the scheduled rate; a non-finite gradient changes nothing. */
   private async gpuStep(): Promise<StepInfo> {
     if (!this.gpu.step) {
+      const teacher =
+        this.o.objective === 'distill' ? { model: this.teacher!, klWeight: this.o.klWeight ?? 1 } : undefined;
+      // a batch whose buffers pass the kernels' 2^24 elements runs as more, smaller micro-batches of the same rows in
+      // the same order (lib/train/gpu_step.ts gpuMicroBatch: the same mean loss and gradient)
+      const shape = { batch: this.o.batch, seqLen: this.o.seqLen, teacher };
+      const micro = gpuMicroBatch(this.model, shape, this.o.gpuBufferLimit);
       this.gpu.step = await GpuTrainStep.create(this.model, {
-        batch: this.o.batch,
+        batch: micro,
         seqLen: this.o.seqLen,
         optimizer: this.o.optimizer,
         clip: this.o.clip,
         ceWeight: this.o.ceWeight,
-        teacher: this.o.objective === 'distill' ? { model: this.teacher!, klWeight: this.o.klWeight ?? 1 } : undefined,
-        accumulate: this.o.accumulate,
+        teacher,
+        accumulate: (this.o.accumulate ?? 1) * (this.o.batch / micro),
         trainable: this.trainable,
       });
       this.gpu.step.setMoments(this.opt.m, this.opt.v); // a resumed run's moments (none on a fresh one)

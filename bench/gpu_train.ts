@@ -36,7 +36,7 @@ import type { HybridModel } from '../lib/model/hybrid.js';
 import { randomLlama } from '../lib/model/random.js';
 import { Rng } from '../lib/rng.js';
 import { SimdGemm } from '../lib/simd/gemm.js';
-import { GpuTrainStep } from '../lib/train/gpu_step.js';
+import { GpuTrainStep, gpuMicroBatch } from '../lib/train/gpu_step.js';
 import { lossAndGrads, simdEngine } from '../lib/train/model.js';
 import { adamStep, clipGradNorm, newAdamState, type AdamOptions } from '../lib/train/optim.js';
 import { float64Model } from '../lib/train/trainer.js';
@@ -100,13 +100,18 @@ const report = (engine: string, ms: number, loss: number) =>
   );
 
 // the GPU step
+const teacher = fraction === undefined ? undefined : { model: llama, klWeight: 0.1 }; // torch_train.py's weights
+// a batch past the kernels' 2^24 elements a buffer (e.g. teacher-20m's 8 × 1024) runs as micro-batches, as mil train does
+const micro = gpuMicroBatch(model, { batch: B, seqLen: L, teacher });
+if (micro < B) console.error(`webgpu: ${B / micro} micro-batches of ${micro} rows a step (gpu_step.ts gpuMicroBatch)`);
 const gpu = await GpuTrainStep.create(model, {
-  batch: B,
+  batch: micro,
   seqLen: L,
   optimizer: adam,
   clip: 1,
   trainable,
-  ...(fraction === undefined ? {} : { teacher: { model: llama, klWeight: 0.1 } }), // torch_train.py's weights
+  teacher,
+  accumulate: B / micro,
 });
 const first = await gpu.step(ids, adam.lr, 1); // compiles every pipeline
 const times: number[] = [];

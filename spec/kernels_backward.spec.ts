@@ -55,27 +55,31 @@ function absSums(t: Tensor, channelAxis: number): Float64Array {
   return out;
 }
 
+/** What the two scans' inputs share (the x or u they scan is added by each). */
+interface ScanInputs {
+  delta: Tensor;
+  A: Tensor;
+  B: Tensor;
+  C: Tensor;
+  z?: Tensor;
+  deltaBias?: Tensor;
+  deltaSoftplus: boolean;
+  initialState?: Tensor;
+}
+/** Σ|terms| of dA and dD per element, and their signed sums (to check the terms against the reference). */
+interface AbsTerms {
+  dA: Float64Array;
+  dD: Float64Array;
+  signed: { dA: Float64Array; dD: Float64Array };
+}
+
 /**
  * The same for the selective scan (Mamba-1), whose dA is (dim, N) and dD (dim): with one channel and N = 1
  * each is a single sum over batch and time. Per (batch, channel d, state n), B and C in any of their three
  * layouts (told apart by rank: (dim, N), (batch, N, L), (batch, G, N, L)):
  *   h_t = e^{Δ A_dn} h_{t−1} + Δ B_n u;   dh_t = e^{Δ A_dn} dh_{t+1} + dy_t C_n;   dA_dn = Σ dh·Δ·e^{ΔA}·h_{t−1}
  */
-function scanAbsTerms(
-  inp: {
-    u: Tensor;
-    delta: Tensor;
-    A: Tensor;
-    B: Tensor;
-    C: Tensor;
-    z?: Tensor;
-    deltaBias?: Tensor;
-    deltaSoftplus: boolean;
-    initialState?: Tensor;
-  },
-  dout: Tensor,
-  dlast: Tensor | undefined,
-): { dA: Float64Array; dD: Float64Array; signed: { dA: Float64Array; dD: Float64Array } } {
+function scanAbsTerms(inp: ScanInputs & { u: Tensor }, dout: Tensor, dlast: Tensor | undefined): AbsTerms {
   const [batch, D, L] = inp.u.shape;
   const N = inp.A.shape[1];
   const at = (t: Tensor, b: number, d: number, n: number, tt: number): number =>
@@ -123,10 +127,7 @@ function scanAbsTerms(
 }
 
 /** The terms are the reference's own: their signed sums are its dA and dD (to 1e-12 of Σ|terms|). */
-function expectTermsMatch(
-  terms: { dA: Float64Array; dD: Float64Array; signed: { dA: Float64Array; dD: Float64Array } },
-  want: { dA: Tensor; dD?: Tensor },
-): void {
+function expectTermsMatch(terms: AbsTerms, want: { dA: Tensor; dD?: Tensor }): void {
   for (const k of ['dA', 'dD'] as const) {
     const ref = want[k];
     if (!ref) continue;
@@ -143,21 +144,7 @@ function expectTermsMatch(
  * too, to check the terms against the reference. The recurrence, per (batch, head):
  *   H_t = e^{ΔA} H_{t−1} + Δ x B;   dH_t = e^{ΔA} dH_{t+1} + dy_t C_t,   from dH_L = d final_state.
  */
-function ssdAbsTerms(
-  inp: {
-    x: Tensor;
-    delta: Tensor;
-    A: Tensor;
-    B: Tensor;
-    C: Tensor;
-    z?: Tensor;
-    deltaBias?: Tensor;
-    deltaSoftplus: boolean;
-    initialState?: Tensor;
-  },
-  dout: Tensor,
-  dfin: Tensor | undefined,
-): { dA: Float64Array; dD: Float64Array; signed: { dA: Float64Array; dD: Float64Array } } {
+function ssdAbsTerms(inp: ScanInputs & { x: Tensor }, dout: Tensor, dfin: Tensor | undefined): AbsTerms {
   const [batch, L, H, P] = inp.x.shape;
   const [, , G, N] = inp.B.shape;
   const dA = new Float64Array(H);

@@ -38,6 +38,7 @@ import { FLOAT64_ENGINE } from '../train/model.js';
 import { getOps } from '../ops.js';
 import type { TrainerOptions } from '../train/trainer.js';
 import { checkStepMemory } from '../train/memory.js';
+import { gpuStepUnsupported } from '../train/gpu_step.js';
 import { UsageError, type OptSpec, type Parsed } from './args.js';
 import { BackendUnavailableError } from '../errors.js';
 import { backendStatus } from '../ops.js';
@@ -128,6 +129,12 @@ const common: Record<string, OptSpec> = {
   lr: { kind: 'number', min: 1e-12, max: 10 },
   steps: { kind: 'int', min: 1, max: MAX_STEPS },
   tokens: { kind: 'int', min: 1, max: 1e12 },
+  accumulate: {
+    kind: 'int',
+    min: 1,
+    max: 4096,
+    help: 'micro-batches of --batch rows per optimizer step, their gradients averaged (default 1): a step sees accumulate × batch × len tokens',
+  },
   'eval-every': { kind: 'int', min: 1, max: 10_000_000 },
   'eval-tokens': { kind: 'int', min: 2, max: 1e12 },
   'save-every': { kind: 'int', min: 1, max: 10_000_000 },
@@ -234,7 +241,7 @@ export const TRAIN_COMMANDS = {
 export const TRAIN_USAGE = `  mil tokenizer train --data sotu|DIR|FILE.txt|FILE.jsonl --vocab 2048 --out FILE [--seed S]
   mil train --config ${Object.keys(PRESETS).join('|')} --data sotu --out DIR [--tokens N | --steps N]
             [--teacher DIR --kl-weight W --ce-weight W]   (a from-scratch student of a teacher's logits)
-            [--batch B --len L --lr X --seed S --tokenizer FILE --engine simd|float64 | --backend webgpu --threads T
+            [--batch B --accumulate A --len L --lr X --seed S --tokenizer FILE --engine simd|float64 | --backend webgpu --threads T
              --eval-every N --eval-tokens N --save-every N --dtype F16|BF16|F32 --force]
   mil distill --teacher DIR --attention F --variant mamba1|mamba2 --tokens N --out DIR
               [--init attention|random] [--stepwise 0.5,0.25,…] [--drop-instead] [--kl-weight W --ce-weight W]
@@ -360,6 +367,16 @@ function gpuBackend(v: V, unsupported?: string): boolean {
   return true;
 }
 
+/**
+ * --backend webgpu: a model, teacher and batch × length the GPU step cannot hold (a buffer past 2^24 elements,
+ * lib/train/gpu_step.ts gpuStepUnsupported) refused before any work, naming --batch and --len (exit 2).
+ */
+function checkGpuShape(o: TrainerOptions, model: HybridModel, teacher?: HybridModel): void {
+  if (o.engine !== 'webgpu') return;
+  const why = gpuStepUnsupported(model, o, teacher);
+  if (why) throw new UsageError(`--backend webgpu --batch ${o.batch} --len ${o.seqLen}: ${why}`);
+}
+
 /** Trainer options from the command line over a preset's defaults. */
 function trainerOptions(
   v: V,
@@ -370,12 +387,13 @@ function trainerOptions(
   const batch = num(v, 'batch') ?? d.batch;
   const seqLen = num(v, 'len') ?? d.len;
   if (v.tokens !== undefined && v.steps !== undefined) throw new UsageError('give --tokens or --steps, not both');
+  const accumulate = num(v, 'accumulate') ?? 1;
   const totalSteps =
     num(v, 'steps') ??
-    (v.tokens !== undefined ? Math.max(1, Math.round(num(v, 'tokens')! / (batch * seqLen))) : d.steps);
+    (v.tokens !== undefined ? Math.max(1, Math.round(num(v, 'tokens')! / (accumulate * batch * seqLen))) : d.steps);
   if (totalSteps > MAX_STEPS)
     throw new UsageError(
-      `--tokens ${num(v, 'tokens')}: ${totalSteps} steps of --batch ${batch} × --len ${seqLen}, more than the ${MAX_STEPS} steps --steps allows`,
+      `--tokens ${num(v, 'tokens')}: ${totalSteps} steps of --accumulate ${accumulate} × --batch ${batch} × --len ${seqLen}, more than the ${MAX_STEPS} steps --steps allows`,
     );
   // the paper's stage-1 recipe (PAPER.md §3) where only the Mamba layers train; a model trained whole (from
   // scratch, with or without a teacher's logits, or SFT) gets the usual language-model one
@@ -396,6 +414,7 @@ function trainerOptions(
     warmupSteps: Math.max(1, Math.round(totalSteps * 0.05)),
     batch,
     seqLen,
+    ...(accumulate > 1 ? { accumulate } : {}),
     seed: num(v, 'seed') ?? 0,
     train,
     engine: gpuBackend(v) ? 'webgpu' : ((str(v, 'engine') ?? 'simd') as 'simd' | 'float64'),
@@ -490,6 +509,7 @@ export async function cmdTrain(p: Parsed): Promise<number> {
     seed,
   );
   checkStepMemory(teacher ? [model, teacher] : [model], { ...o, teacherLogits: teacher !== undefined });
+  checkGpuShape(o, model, teacher);
   const tokens = splitTokens(data, 'train', tok);
   const valTokens = splitTokens(data, 'validation', tok);
   log(v)(
@@ -577,6 +597,7 @@ export async function cmdDistill(p: Parsed): Promise<number> {
       drop ? 'all' : 'mamba',
     );
     checkStepMemory(drop ? [start] : [start, teacher], { ...o, teacherLogits: !drop });
+    checkGpuShape(o, start, drop ? undefined : teacher);
     log(v)(
       `stage ${k + 1}/${fractions.length}: ${drop ? `drop ${teacher.llama.numLayers - layers.length} layers` : `${variant}, attention in layers [${layers.join(', ')}], ${init} init`}; ${o.totalSteps} steps of ${o.batch}×${o.seqLen}`,
     );
@@ -770,6 +791,7 @@ export async function cmdSft(p: Parsed): Promise<number> {
     'all',
   );
   checkStepMemory([m], o);
+  checkGpuShape(o, m);
   const tokens = splitTokens(data, 'train', tok);
   const valTokens = splitTokens(data, 'validation', tok);
   log(v)(
@@ -799,6 +821,8 @@ export async function cmdDpo(p: Parsed): Promise<number> {
   const dir = str(v, 'model');
   if (!out || !dir) throw new UsageError('dpo needs --model DIR (the SFT model, also the reference) and --out DIR');
   gpuBackend(v, 'dpo');
+  if (v.accumulate !== undefined)
+    throw new UsageError(`dpo: --accumulate ${num(v, 'accumulate')}: not a dpo option (a step is --batch pairs)`);
   checkPaths({
     command: 'dpo',
     inputs: optionPaths(v, ['model', 'data', 'tokenizer', 'preferences']),

@@ -143,7 +143,7 @@ export interface GpuStepResult {
 /** Why `model` with these options cannot train on the GPU step yet, or null. */
 export function gpuStepUnsupported(
   m: HybridModel,
-  o: { objective?: string; accumulate?: number },
+  o: { objective?: string; accumulate?: number; batch?: number; seqLen?: number },
   teacher?: HybridModel,
 ): string | null {
   for (const [who, x] of [
@@ -153,7 +153,40 @@ export function gpuStepUnsupported(
     if (x?.ablation && (x.ablation.convActivation === false || x.ablation.gatedNorm === false))
       return `${who}an ablated Mamba-2 layer (no conv silu / no gated norm) is not on the GPU`;
   }
+  if (o.batch !== undefined && o.seqLen !== undefined) {
+    // the kernels split thread indices with float32 arithmetic, exact below 2^24 elements a buffer (create checks
+    // the device's own limit too)
+    const largest = Math.max(
+      ...[m, teacher].map((x) => (x ? Math.max(...stepBufferSizes(x, o.batch!, o.seqLen!)) : 0)),
+    );
+    if (largest > 2 ** 24)
+      return `a buffer of ${largest} float32 elements at batch ${o.batch} × length ${o.seqLen} (at most 2^24 = 16777216: lower the batch or the length, and accumulate micro-batches)`;
+  }
   return null;
+}
+
+/**
+ * The element counts of the step's buffers for `x` at batch B × length L that grow with the model or the batch:
+ * the head's chunk of logits (rows of ⌊2^24 / V⌋ or `logitRows`), the widest activation, the attention scores
+ * (b·H·l²), every weight, and each Mamba layer's largest (its SSD states per row).
+ */
+function stepBufferSizes(x: HybridModel, B: number, L: number, logitRows?: number): number[] {
+  const k = x.llama;
+  const N = B * L;
+  const rows = Math.max(1, Math.min(N, logitRows ?? Math.floor(2 ** 24 / k.vocabSize))); // the head's chunks
+  return [
+    rows * k.vocabSize,
+    N * Math.max(k.intermediateSize, k.numHeads * k.headDim, k.hiddenSize),
+    B * k.numHeads * L * L,
+    ...x.weights.names().map((n) => x.weights.get(n).size),
+    ...layerKinds(x).map((kind, i) =>
+      kind === 'mamba2'
+        ? mamba2Shape(x, blockNames(i).prefix, B, L).largest
+        : kind === 'mamba1'
+          ? mamba1Shape(x, blockNames(i).prefix, B, L).largest
+          : 0,
+    ),
+  ];
 }
 
 /**
@@ -250,23 +283,7 @@ export class GpuTrainStep {
     try {
       // sizes checked before any upload: this device's largest buffer, and 2^24 elements (kernels split their thread
       // index with float arithmetic, exact below 2^24: kernels/runtime.ts MAX_ELEMENTS); the logits go by row chunks
-      const sizes = (x: HybridModel) => {
-        const k = x.llama;
-        const rows = Math.max(1, Math.min(N, o.logitRows ?? Math.floor(2 ** 24 / k.vocabSize))); // the head's chunks
-        return [
-          rows * k.vocabSize,
-          N * Math.max(k.intermediateSize, k.numHeads * k.headDim, k.hiddenSize),
-          B * k.numHeads * L * L,
-          ...x.weights.names().map((n) => x.weights.get(n).size),
-          ...layerKinds(x).map((kind, i) =>
-            kind === 'mamba2'
-              ? mamba2Shape(x, blockNames(i).prefix, B, L).largest
-              : kind === 'mamba1'
-                ? mamba1Shape(x, blockNames(i).prefix, B, L).largest
-                : 0,
-          ),
-        ];
-      };
+      const sizes = (x: HybridModel) => stepBufferSizes(x, B, L, o.logitRows);
       const largest = Math.max(...sizes(m), ...(o.teacher ? sizes(o.teacher.model) : []));
       const limit = Math.min(chain.maxBufferElements, 2 ** 24);
       if (largest > limit)

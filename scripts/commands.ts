@@ -389,28 +389,21 @@ export function smallPaperRuns(dir: string, data: string, instruct: string): Rec
   for (const [name, extra] of Object.entries(SMALL_DISTILL))
     for (const seed of seeded.has(name) ? SMALL_SEEDS : [0])
       runs[seed === 0 ? name : `${name}-s${seed}`] = distill(seed === 0 ? name : `${name}-s${seed}`, extra, seed);
-  runs['mamba2-50-sft'] = made(
-    'mamba2-50-sft',
-    [
-      'sft',
-      '--model',
-      at('mamba2-50'),
-      '--data',
-      join(instruct, 'sft.jsonl'),
-      '--tokens',
-      '1048576',
-      '--batch',
-      '8',
-      '--len',
-      '256',
-      '--lr',
-      '1e-4',
-      '--seed',
-      '0',
-      '--quiet',
-    ],
-    'SFT of a hybrid (Mamba layers) is not on the GPU yet: mil sft --backend webgpu refuses hybrids',
-  );
+  runs['mamba2-50-sft'] = made('mamba2-50-sft', [
+    'sft',
+    '--model',
+    at('mamba2-50'),
+    '--data',
+    join(instruct, 'sft.jsonl'),
+    '--tokens',
+    '1048576',
+    ...SMALL_SHAPES.sft,
+    '--lr',
+    '1e-4',
+    '--seed',
+    '0',
+    ...gpu,
+  ]);
   runs['mamba2-50-dpo'] = made(
     'mamba2-50-dpo',
     [

@@ -7,12 +7,17 @@
  *     computed from the models' real tensors and layer kinds (random weights, nothing runs on a GPU);
  *   - the tiny scale with --backend webgpu runs the small scale's kinds of GPU run end to end through `mil`
  *     (Dawn's CPU adapter here): a teacher, a stepwise Mamba-2 student (three stages, one-shot distillation's path
- *     each), a dropped-layers one and SFT of a Mamba-2 hybrid, each recording engine 'webgpu' in training.json
- *     (Mamba-1 distillation through mil on webgpu: spec/gpu_train.spec.ts's step tests; the whole tiny plan ran
- *     with --backend webgpu in 31 s on 2 cores when this was written).
+ *     each) and a dropped-layers one, each recording engine 'webgpu' in training.json (Mamba-1 distillation on
+ *     webgpu: spec/gpu_train.spec.ts's step tests; the whole tiny plan ran with --backend webgpu in ~40 s on 2 cores
+ *     when this was written);
+ *   - SFT of a 50% Mamba-2 hybrid through `mil sft --backend webgpu` = `--engine float64` over 3 steps: losses and
+ *     every weight after within FLOAT32_TOL = 1e-4 relative (measured 6.4e-8 and 9.9e-7), every weight trained
+ *     (SFT is the lm objective, CE on every next token of the SFT documents, all parameters, as on the CPU: the
+ *     GPU step needs nothing more than the Mamba layers it already had).
  * Mutations tried: the distillation shape back to --batch 8 --len 1024 (the plan's old one) fails the first test
  * (a Mamba-2 layer's SSD states, 8·1024·384·64 = 201M elements); --backend webgpu dropped from the tiny runs fails
- * the second.
+ * the tiny test; --accumulate left out of the tokens→steps count fails its test; SFT on webgpu training only the
+ * Mamba parameters, or the GPU step's embedding gradient left out, fails the SFT test.
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -26,7 +31,9 @@ import type { HybridModel } from '../lib/model/hybrid.js';
 import { randomLlama } from '../lib/model/random.js';
 import { gpuStepUnsupported } from '../lib/train/gpu_step.js';
 import { runAll, smallPaperRuns, tinyPaperRuns } from '../scripts/commands.js';
-import { KERNEL_BACKENDS } from './helpers.js';
+import { FLOAT32_TOL, KERNEL_BACKENDS } from './helpers.js';
+import { relError } from '../lib/tensor.js';
+import { loadModel } from '../lib/model/load.js';
 import { tmpFolder } from './tmp.js';
 
 const webgpu = KERNEL_BACKENDS.find((b) => b.name === 'webgpu')!;
@@ -149,7 +156,54 @@ describe('npm run paper on the GPU', () => {
   );
 
   run(
-    'the tiny scale with --backend webgpu: teacher, stepwise Mamba-2 (3 stages), dropped layers and SFT of a hybrid through mil on webgpu',
+    'mil sft --backend webgpu of a 50% Mamba-2 hybrid = --engine float64: the same losses and weights, all of them trained',
+    async () => {
+      const dir = tmpFolder('paper-gpu-sft');
+      const data = join(dir, 'corpus.jsonl');
+      writeFileSync(data, corpus());
+      const common = ['--data', data, '--len', '8', '--batch', '2', '--eval-tokens', '32', '--quiet'];
+      const log = vi.spyOn(console, 'log').mockImplementation(() => {});
+      const err = vi.spyOn(console, 'error').mockImplementation(() => {});
+      const at = (n: string) => join(dir, n);
+      try {
+        const cpu = [...common, '--steps', '1', '--engine', 'float64', '--dtype', 'F32'];
+        expect(await main(['train', '--config', 'tiny', ...cpu, '--out', at('t')])).toBe(EXIT.ok);
+        expect(await main(['distill', '--teacher', at('t'), '--attention', '0.5', ...cpu, '--out', at('h')])).toBe(
+          EXIT.ok,
+        );
+        const sft = ['sft', '--model', at('h'), ...common, '--steps', '3', '--lr', '1e-2', '--dtype', 'F32'];
+        expect(await main([...sft, '--backend', 'webgpu', '--out', at('gpu')])).toBe(EXIT.ok);
+        expect(await main([...sft, '--engine', 'float64', '--out', at('cpu')])).toBe(EXIT.ok);
+      } finally {
+        log.mockRestore();
+        err.mockRestore();
+      }
+      const record = (n: string) =>
+        JSON.parse(readFileSync(join(at(n), 'training.json'), 'utf8')) as {
+          options: { engine: string; objective: string; train: string };
+          history: Array<{ loss: number }>;
+        };
+      expect(record('gpu').options).toMatchObject({ engine: 'webgpu', objective: 'lm', train: 'all' });
+      const losses = (n: string) => record(n).history.map((h) => h.loss);
+      expect(losses('gpu')).toHaveLength(3);
+      expect(relError(losses('gpu'), losses('cpu')), `${losses('gpu')} vs ${losses('cpu')}`).toBeLessThanOrEqual(
+        FLOAT32_TOL,
+      );
+      const [start, gpu, cpu] = ['h', 'gpu', 'cpu'].map((n) => loadModel(at(n)));
+      expect(start.mamba).toBeDefined();
+      for (const n of gpu.weights.names()) {
+        const g = gpu.weights.get(n).data;
+        expect(relError(g, cpu.weights.get(n).data), n).toBeLessThanOrEqual(FLOAT32_TOL);
+        expect(
+          g.some((x, i) => x !== start.weights.get(n).data[i]),
+          `${n} trained`,
+        ).toBe(true);
+      }
+    },
+  );
+
+  run(
+    'the tiny scale with --backend webgpu: teacher, stepwise Mamba-2 (3 stages) and dropped layers through mil on webgpu',
     async () => {
       const dir = tmpFolder('paper-gpu');
       const data = join(dir, 'corpus.jsonl');

@@ -61,6 +61,7 @@ describe('npm run paper: the page and its options', () => {
     const plan = lines.join('\n');
     expect(plan).toMatch(/teacher +\[webgpu\] mil train --config teacher-20m .*--backend webgpu/);
     expect(plan).toMatch(/mamba2-12 +\[webgpu\] mil distill .*--backend webgpu/);
+    expect(plan).toMatch(/mamba2-50-sft +\[webgpu\] mil sft .*--backend webgpu/);
     expect(plan).toMatch(/drop-50 +\[webgpu\] mil distill .*--drop-instead .*--backend webgpu/);
     expect(plan).toMatch(/mamba2-stepwise-0 +\[webgpu\] mil distill .*--stepwise 0\.5,0\.25,0 .*--backend webgpu/);
     expect(plan).toMatch(/mamba2-50-random-s2 /); // the seeded comparisons
@@ -70,7 +71,7 @@ describe('npm run paper: the page and its options', () => {
     let log = '';
     expect(await paper(['--scale', 'small', '--out', out], (l) => void (log += l))).toBe(EXIT.usage);
     expect(log).toMatch(
-      /cannot run on webgpu yet — SFT of a hybrid.*: mamba2-50-sft; DPO is not on the GPU yet[^;]*refused: mamba2-50-dpo/,
+      /1 stage\(s\) cannot run on webgpu yet — DPO is not on the GPU yet[^;]*refused: mamba2-50-dpo\./,
     );
     expect(existsSync(out)).toBe(false);
   });

@@ -779,7 +779,9 @@ export async function cmdSft(p: Parsed): Promise<number> {
   });
   lockRun(out, commandLine());
   const m = loadModel(dir);
-  gpuBackend(v, m.mamba ? 'a hybrid (Mamba layers)' : undefined);
+  // a Llama or a hybrid: SFT is the lm objective (CE on every next token of the SFT documents, prompt and answer
+  // alike, as on the CPU) with every parameter training, which the GPU step runs for both
+  gpuBackend(v);
   const tok = loadTokenizer(v, dir);
   const data = str(v, 'data') ?? 'sotu';
   const seed = num(v, 'seed') ?? 0;

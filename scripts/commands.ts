@@ -348,7 +348,7 @@ const SMALL_SHAPES = {
  * `npm run paper -- --scale small` (issue #25): the teacher (teacher-20m, 20M tokens) and draft (draft-20m, KL to the
  * teacher) trained on the GPU (--backend webgpu) on `data` (a folder made by mil data build), then every
  * distillation run of the tables at SMALL_TOKENS each (8,192 tokens a step: SMALL_SHAPES; Table 6 also at 12.5%: 1 of
- * 8 layers), the comparisons of Tables 7/8/9 and stepwise at SMALL_SEEDS, SFT on `instruct`/sft.jsonl and DPO on
+ * 8 layers), the comparisons of Tables 7/8/9 (Table 8: --train-mlp beside the frozen MLPs) and stepwise at SMALL_SEEDS, SFT on `instruct`/sft.jsonl and DPO on
  * `instruct`'s pairs, each on the GPU but DPO (`mil dpo --backend webgpu` is refused), marked `notOnGpu` with the
  * reason: paper.ts prints it in the plan (--dry-run) and refuses to start it.
  */
@@ -376,12 +376,17 @@ export function smallPaperRuns(dir: string, data: string, instruct: string): Rec
     ...DISTILL_RUNS,
     'mamba2-12': ['--variant', 'mamba2', '--attention', '0.125'],
     'mamba1-12': ['--variant', 'mamba1', '--attention', '0.125'],
+    // Table 8: the MLPs trained in stage 1 too, beside their frozen twins mamba2-50 and mamba2-0 (same tokens, seeds)
+    'mamba2-50-mlp': ['--variant', 'mamba2', '--attention', '0.5', '--train-mlp'],
+    'mamba2-0-mlp': ['--variant', 'mamba2', '--attention', '0', '--train-mlp'],
   };
   const seeded = new Set([
     'mamba2-50',
     'mamba2-0',
     'mamba2-50-random',
     'mamba2-0-random',
+    'mamba2-50-mlp',
+    'mamba2-0-mlp',
     'drop-50',
     'drop-25',
     'mamba2-stepwise-0',

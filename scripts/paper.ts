@@ -6,6 +6,7 @@
  *              (12.5% of 4 layers rounds to 1 layer, the same model as 25%: the row is not repeated)
  *   Table 7/8  attention-weight initialisation vs random initialisation (Mamba-2, 50% and 0%), with the floor
  *              that bounds their gap: the teacher with those layers' attention silenced, untrained
+ *   Table 8    (small scale) frozen vs trained MLPs in stage 1 (mil distill --train-mlp), Mamba-2 at 50% and 0%
  *   Table 9    replacing the attention layers by Mamba vs dropping those layers (50% and 25%)
  *   stepwise   50% → 25% → 0% in three stages vs one shot to 0%, the same total tokens
  *   SFT, DPO   stage 2 and stage 3 on the 50% Mamba-2 hybrid
@@ -20,7 +21,7 @@
  *         `--backend webgpu`: the runs the small scale makes on the GPU (all but DPO) with --backend webgpu, the
  *         small scale's wiring in seconds (Dawn's CPU adapter where there is no GPU; OUT runs/paper-tiny-webgpu/).
  *   small issue #25, on the GPU machine: a ~19M-parameter teacher (teacher-20m) and its draft on --data (a corpus of
- *         mil data build, default data/corpus), 29 distillation runs of 4M tokens, SFT/DPO on --instruct (mil data
+ *         mil data build, default data/corpus), 33 distillation runs of 4M tokens, SFT/DPO on --instruct (mil data
  *         instruct, default data/instruct); OUT runs/paper-small/. `--dry-run` prints the plan (every stage, its
  *         command, its backend); a run is refused (exit 2) while any stage cannot run on the GPU yet, named.
  * Every scale also measures the silenced-attention floor (mil eval --silence) and, tiny and small, the passkey test
@@ -139,7 +140,8 @@ function scaleFor(name: (typeof SCALES)[number], out: string | undefined, opt: P
       passkey: { models: PASSKEY_MODELS, multiples: [1, 2, 4, 8], depths: [0, 0.25, 0.5, 0.75, 1], trials: 10 },
       backend: 'webgpu',
       tokens: SMALL_TOKENS,
-      distill: { steps: SMALL_TOKENS / 8192, batch: 8, len: 1024, lr: '1e-3' },
+      // 16 micro-batches of 1 × 512 a step (commands.ts SMALL_SHAPES): 8,192 tokens
+      distill: { steps: SMALL_TOKENS / 8192, batch: 16, len: 512, lr: '1e-3' },
       speculative: { prompts: 20, promptTokens: 64, newTokens: 128, repeats: 3 },
     };
   }

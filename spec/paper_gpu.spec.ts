@@ -14,10 +14,18 @@
  *     every weight after within FLOAT32_TOL = 1e-4 relative (measured 6.4e-8 and 9.9e-7), every weight trained
  *     (SFT is the lm objective, CE on every next token of the SFT documents, all parameters, as on the CPU: the
  *     GPU step needs nothing more than the Mamba layers it already had).
+ *   - Table 8's arm, `mil distill --train-mlp`: on the float64 CPU trainer the Mamba parameters and every layer's
+ *     MLP (gate, up, down) move and nothing else does (attention, norms, embedding bit-identical to the converted
+ *     start), with the stage-1 recipe of its frozen twin (clip 0.1, no weight decay) whose first loss it equals bit
+ *     for bit (the same start and batch: the option changes only what the update touches); the frozen twin's MLPs
+ *     stay bit-identical; on webgpu the losses and every weight = the CPU's within FLOAT32_TOL; with --drop-instead
+ *     it is refused (exit 2).
  * Mutations tried: the distillation shape back to --batch 8 --len 1024 (the plan's old one) fails the first test
  * (a Mamba-2 layer's SSD states, 8·1024·384·64 = 201M elements); --backend webgpu dropped from the tiny runs fails
  * the tiny test; --accumulate left out of the tokens→steps count fails its test; SFT on webgpu training only the
- * Mamba parameters, or the GPU step's embedding gradient left out, fails the SFT test.
+ * Mamba parameters, or the GPU step's embedding gradient left out, fails the SFT test; 'mamba+mlp' training the
+ * Mamba parameters alone, or --train-mlp taking the language-model recipe (clip 1, weight decay), fails the Table 8
+ * test.
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -33,10 +41,14 @@ import { gpuStepUnsupported } from '../lib/train/gpu_step.js';
 import { runAll, smallPaperRuns, tinyPaperRuns } from '../scripts/commands.js';
 import { FLOAT32_TOL, KERNEL_BACKENDS } from './helpers.js';
 import { relError } from '../lib/tensor.js';
+import { lookup, present } from '../lib/checked.js';
 import { loadModel } from '../lib/model/load.js';
 import { tmpFolder } from './tmp.js';
 
-const webgpu = KERNEL_BACKENDS.find((b) => b.name === 'webgpu')!;
+const webgpu = present(
+  KERNEL_BACKENDS.find((b) => b.name === 'webgpu'),
+  'the webgpu backend',
+);
 const run = webgpu.available ? it : it.skip;
 
 /** The value of option `name` in `args`, or undefined. */
@@ -57,7 +69,8 @@ function corpus(): string {
 describe('npm run paper on the GPU', () => {
   it('every small-scale webgpu run fits the GPU step: no buffer past 2^24 elements at its batch × length', () => {
     const made = new Map<string, HybridModel>();
-    const preset = (name: 'teacher-20m' | 'draft-20m') => made.get(name) ?? made.set(name, llama(name)).get(name)!;
+    const preset = (name: 'teacher-20m' | 'draft-20m') =>
+      lookup(made.has(name) ? made : made.set(name, llama(name)), name);
     const llama = (name: 'teacher-20m' | 'draft-20m') => {
       const p = PRESETS[name];
       // 2 layers, not 8: no buffer the check counts grows with depth (per-layer activations, scores and SSD states,
@@ -83,7 +96,7 @@ describe('npm run paper on the GPU', () => {
         teacherOf = opt(a, '--teacher') ? teacher : undefined;
       } else {
         // distill: its last stage has the most Mamba layers; sft: the 50% Mamba-2 hybrid it starts from
-        const fractions = cmd === 'sft' ? ['0.5'] : (opt(a, '--stepwise') ?? opt(a, '--attention')!).split(',');
+        const fractions = cmd === 'sft' ? ['0.5'] : (opt(a, '--stepwise') ?? opt(a, '--attention') ?? '').split(',');
         const layers = attentionLayersFor(Number(fractions.at(-1)), teacher.llama.numLayers);
         const variant = (opt(a, '--variant') ?? 'mamba2') as 'mamba1' | 'mamba2';
         const key = a.includes('--drop-instead') ? `drop ${layers}` : `${variant} ${layers}`;
@@ -94,7 +107,7 @@ describe('npm run paper on the GPU', () => {
               ? dropLayers(teacher, layers)
               : convert(teacher, { variant, attnLayers: layers, seed: 0 }),
           );
-        model = students.get(key)!;
+        model = lookup(students, key);
         teacherOf = cmd === 'distill' && !a.includes('--drop-instead') ? teacher : undefined;
       }
       const batch = Number(opt(a, '--batch'));
@@ -102,7 +115,7 @@ describe('npm run paper on the GPU', () => {
       expect(gpuStepUnsupported(model, { batch, seqLen }, teacherOf), `${name}: mil ${a.join(' ')}`).toBeNull();
     }
     // the check itself: the old plan's distillation shape is refused
-    const m2 = students.get(`mamba2 ${attentionLayersFor(0, 2)}`)!;
+    const m2 = lookup(students, `mamba2 ${attentionLayersFor(0, 2)}`);
     expect(gpuStepUnsupported(m2, { batch: 8, seqLen: 1024 }, teacher)).toMatch(/201326592 float32 elements/);
   });
 
@@ -199,6 +212,60 @@ describe('npm run paper on the GPU', () => {
           `${n} trained`,
         ).toBe(true);
       }
+    },
+  );
+
+  run(
+    'Table 8: mil distill --train-mlp trains the MLPs with the Mamba layers, on the CPU and = on webgpu; without it they stay frozen',
+    async () => {
+      const dir = tmpFolder('paper-gpu-mlp');
+      const data = join(dir, 'corpus.jsonl');
+      writeFileSync(data, corpus());
+      const common = ['--data', data, '--len', '8', '--batch', '2', '--eval-tokens', '32', '--quiet', '--dtype', 'F32'];
+      const at = (n: string) => join(dir, n);
+      const log = vi.spyOn(console, 'log').mockImplementation(() => {});
+      const err = vi.spyOn(console, 'error').mockImplementation(() => {});
+      try {
+        const t = ['train', '--config', 'tiny', ...common, '--steps', '1', '--engine', 'float64', '--out', at('t')];
+        expect(await main(t)).toBe(EXIT.ok);
+        const kd = ['distill', '--teacher', at('t'), '--attention', '0.5', '--steps', '3', ...common];
+        expect(await main([...kd, '--engine', 'float64', '--out', at('frozen')])).toBe(EXIT.ok);
+        expect(await main([...kd, '--train-mlp', '--engine', 'float64', '--out', at('cpu')])).toBe(EXIT.ok);
+        expect(await main([...kd, '--train-mlp', '--backend', 'webgpu', '--out', at('gpu')])).toBe(EXIT.ok);
+        expect(await main([...kd, '--train-mlp', '--drop-instead', '--out', at('bad')])).toBe(EXIT.usage);
+      } finally {
+        log.mockRestore();
+        err.mockRestore();
+      }
+      const record = (n: string) =>
+        JSON.parse(readFileSync(join(at(n), 'training.json'), 'utf8')) as {
+          options: { train: string; clip: number; optimizer: { weightDecay: number } };
+          trainMlp?: boolean;
+          history: Array<{ loss: number }>;
+        };
+      const losses = (n: string) => record(n).history.map((h) => h.loss);
+      expect(record('cpu')).toMatchObject({ trainMlp: true, options: { train: 'mamba+mlp', clip: 0.1 } });
+      expect(record('frozen').options).toMatchObject({ train: 'mamba', clip: 0.1, optimizer: { weightDecay: 0 } });
+      // the same start and batches: the first step's loss (before any update) is the frozen twin's, bit for bit
+      expect(losses('cpu')[0]).toBe(losses('frozen')[0]);
+      expect(losses('cpu')[2]).not.toBe(losses('frozen')[2]);
+      expect(relError(losses('gpu'), losses('cpu')), `${losses('gpu')} vs ${losses('cpu')}`).toBeLessThanOrEqual(
+        FLOAT32_TOL,
+      );
+      const start = convert(loadModel(at('t')), { variant: 'mamba2', attnLayers: [1], seed: 0 });
+      const [frozen, cpu, gpu] = ['frozen', 'cpu', 'gpu'].map((n) => loadModel(at(n)));
+      const moved = (m: HybridModel, n: string) =>
+        m.weights.get(n).data.some((x, i) => x !== start.weights.get(n).data[i]);
+      const mlp = start.weights.names().filter((n) => n.includes('.mlp.'));
+      expect(mlp).toHaveLength(6); // gate, up, down of both layers
+      for (const n of start.weights.names()) {
+        const trains = n.includes('mamba') || n.includes('.mlp.');
+        expect(moved(cpu, n), `${n} (--train-mlp)`).toBe(trains);
+        expect(moved(gpu, n), `${n} (--train-mlp, webgpu)`).toBe(trains);
+        expect(moved(frozen, n), `${n} (frozen MLPs)`).toBe(n.includes('mamba'));
+        expect(relError(gpu.weights.get(n).data, cpu.weights.get(n).data), n).toBeLessThanOrEqual(FLOAT32_TOL);
+      }
+      expect(existsSync(at('bad'))).toBe(false);
     },
   );
 

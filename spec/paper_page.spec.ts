@@ -61,6 +61,7 @@ describe('npm run paper: the page and its options', () => {
     const plan = lines.join('\n');
     expect(plan).toMatch(/teacher +\[webgpu\] mil train --config teacher-20m .*--backend webgpu/);
     expect(plan).toMatch(/mamba2-12 +\[webgpu\] mil distill .*--backend webgpu/);
+    expect(plan).toMatch(/mamba2-0-mlp-s2 +\[webgpu\] mil distill .*--attention 0 --train-mlp .*--backend webgpu/); // Table 8
     expect(plan).toMatch(/mamba2-50-sft +\[webgpu\] mil sft .*--backend webgpu/);
     expect(plan).toMatch(/drop-50 +\[webgpu\] mil distill .*--drop-instead .*--backend webgpu/);
     expect(plan).toMatch(/mamba2-stepwise-0 +\[webgpu\] mil distill .*--stepwise 0\.5,0\.25,0 .*--backend webgpu/);

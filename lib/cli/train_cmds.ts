@@ -4,7 +4,7 @@
  *   mil tokenizer train --data sotu --vocab 2048 --out FILE           byte-level BPE on the training split
  *   mil train --config teacher-small|draft-small --data sotu --out DIR  a Llama from scratch
  *   mil distill --teacher DIR --attention F --variant mamba1|mamba2 --tokens N --out DIR
- *               [--init attention|random] [--stepwise 0.5,0.25] [--drop-instead]
+ *               [--init attention|random] [--stepwise 0.5,0.25] [--drop-instead] [--train-mlp]
  *   mil sft --model DIR --out DIR [--tokens N] [--data sotu --lr X …as train]      stage 2: CE, all parameters
   mil dpo --model DIR --out DIR [--pairs N --beta B --prompt-len P --cont-len C --batch B --lr X --seed S]
           [--preferences DIR]   (pairs of mil data instruct instead of continuations cut from --data)
@@ -34,7 +34,7 @@ import { loadModel } from '../model/load.js';
 import type { HybridModel } from '../model/hybrid.js';
 import { SimdGemm } from '../simd/gemm.js';
 import { attentionFloor, engineFor, evaluate, evaluateOn, runJob, type EvalResult } from '../train/job.js';
-import { FLOAT64_ENGINE } from '../train/model.js';
+import { FLOAT64_ENGINE, type TrainRule } from '../train/model.js';
 import { getOps } from '../ops.js';
 import type { TrainerOptions } from '../train/trainer.js';
 import { checkStepMemory } from '../train/memory.js';
@@ -189,6 +189,10 @@ export const TRAIN_COMMANDS = {
         patternHelp: 'comma-separated attention fractions, e.g. 0.5,0.25',
       },
       'drop-instead': { kind: 'switch' },
+      'train-mlp': {
+        kind: 'switch',
+        help: "stage 1 trains every layer's MLP too, not only the Mamba layers (the paper's Table 8: frozen vs trained MLP)",
+      },
       'kl-weight': { kind: 'number', min: 0, max: 1e6 },
       'ce-weight': { kind: 'number', min: 0, max: 1e6 },
     } as Record<string, OptSpec>,
@@ -244,7 +248,7 @@ export const TRAIN_USAGE = `  mil tokenizer train --data sotu|DIR|FILE.txt|FILE.
             [--batch B --accumulate A --len L --lr X --seed S --tokenizer FILE --engine simd|float64 | --backend webgpu --threads T
              --eval-every N --eval-tokens N --save-every N --dtype F16|BF16|F32 --force]
   mil distill --teacher DIR --attention F --variant mamba1|mamba2 --tokens N --out DIR
-              [--init attention|random] [--stepwise 0.5,0.25,…] [--drop-instead] [--kl-weight W --ce-weight W]
+              [--init attention|random] [--stepwise 0.5,0.25,…] [--drop-instead] [--train-mlp] [--kl-weight W --ce-weight W]
               [--data sotu --batch B --len L --lr X --seed S …as train]
   mil sft --model DIR --out DIR [--tokens N] [--data sotu --lr X …as train]      stage 2: CE, all parameters
   mil dpo --model DIR --out DIR [--pairs N --beta B --prompt-len P --cont-len C --batch B --lr X --seed S]
@@ -382,7 +386,7 @@ function trainerOptions(
   v: V,
   d: { batch: number; len: number; lr: number; steps: number },
   objective: 'lm' | 'distill',
-  train: 'all' | 'mamba',
+  train: TrainRule,
 ): TrainerOptions {
   const batch = num(v, 'batch') ?? d.batch;
   const seqLen = num(v, 'len') ?? d.len;
@@ -397,7 +401,7 @@ function trainerOptions(
     );
   // the paper's stage-1 recipe (PAPER.md §3) where only the Mamba layers train; a model trained whole (from
   // scratch, with or without a teacher's logits, or SFT) gets the usual language-model one
-  const stage1 = train === 'mamba';
+  const stage1 = train !== 'all';
   return {
     objective,
     klWeight: num(v, 'kl-weight') ?? 0.1,
@@ -552,6 +556,11 @@ export async function cmdDistill(p: Parsed): Promise<number> {
     throw new UsageError('distill: give --attention F or --stepwise F1,F2,…, not both');
   if (v['drop-instead'] === true && v.init !== undefined)
     throw new UsageError('distill: --init applies to replaced layers, not --drop-instead');
+  if (v['drop-instead'] === true && v['train-mlp'] === true)
+    throw new UsageError(
+      'distill: --train-mlp applies to stage 1 of replaced layers; --drop-instead trains every parameter',
+    );
+  const trainMlp = v['train-mlp'] === true;
   const fractions =
     v.stepwise !== undefined ? str(v, 'stepwise')!.split(',').map(Number) : [num(v, 'attention') ?? 0.5];
   for (let i = 1; i < fractions.length; i++)
@@ -594,12 +603,12 @@ export async function cmdDistill(p: Parsed): Promise<number> {
       perStage,
       { batch: 8, len: Math.min(256, teacher.llama.maxPositionEmbeddings), lr: 3e-3, steps: 100 },
       drop ? 'lm' : 'distill',
-      drop ? 'all' : 'mamba',
+      drop ? 'all' : trainMlp ? 'mamba+mlp' : 'mamba',
     );
     checkStepMemory(drop ? [start] : [start, teacher], { ...o, teacherLogits: !drop });
     checkGpuShape(o, start, drop ? undefined : teacher);
     log(v)(
-      `stage ${k + 1}/${fractions.length}: ${drop ? `drop ${teacher.llama.numLayers - layers.length} layers` : `${variant}, attention in layers [${layers.join(', ')}], ${init} init`}; ${o.totalSteps} steps of ${o.batch}×${o.seqLen}`,
+      `stage ${k + 1}/${fractions.length}: ${drop ? `drop ${teacher.llama.numLayers - layers.length} layers` : `${variant}, attention in layers [${layers.join(', ')}], ${init} init${trainMlp ? ', MLPs trained too' : ''}`}; ${o.totalSteps} steps of ${o.batch}×${o.seqLen}`,
     );
     const r = await runJob({
       out: stageOut,
@@ -621,6 +630,7 @@ export async function cmdDistill(p: Parsed): Promise<number> {
         attention: f,
         variant: drop ? 'drop' : variant,
         init,
+        ...(trainMlp ? { trainMlp } : {}),
       },
       log: log(v),
     });

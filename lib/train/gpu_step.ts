@@ -153,14 +153,13 @@ export function gpuStepUnsupported(
     if (x?.ablation && (x.ablation.convActivation === false || x.ablation.gatedNorm === false))
       return `${who}an ablated Mamba-2 layer (no conv silu / no gated norm) is not on the GPU`;
   }
-  if (o.batch !== undefined && o.seqLen !== undefined) {
+  const { batch: B, seqLen: L } = o;
+  if (B !== undefined && L !== undefined) {
     // the kernels split thread indices with float32 arithmetic, exact below 2^24 elements a buffer (create checks
     // the device's own limit too)
-    const largest = Math.max(
-      ...[m, teacher].map((x) => (x ? Math.max(...stepBufferSizes(x, o.batch!, o.seqLen!)) : 0)),
-    );
+    const largest = Math.max(...[m, teacher].map((x) => (x ? Math.max(...stepBufferSizes(x, B, L)) : 0)));
     if (largest > 2 ** 24)
-      return `a buffer of ${largest} float32 elements at batch ${o.batch} × length ${o.seqLen} (at most 2^24 = 16777216: lower the batch or the length, and accumulate micro-batches)`;
+      return `a buffer of ${largest} float32 elements at batch ${B} × length ${L} (at most 2^24 = 16777216: lower the batch or the length, and accumulate micro-batches)`;
   }
   return null;
 }

@@ -39,6 +39,8 @@ import { getOps } from '../ops.js';
 import type { TrainerOptions } from '../train/trainer.js';
 import { checkStepMemory } from '../train/memory.js';
 import { gpuStepUnsupported } from '../train/gpu_step.js';
+import { maxShardBytes } from './init_cmd.js';
+import type { JobResult, StoppedJob } from '../train/job.js';
 import { UsageError, type OptSpec, type Parsed } from './args.js';
 import { BackendUnavailableError } from '../errors.js';
 import { backendStatus } from '../ops.js';
@@ -146,6 +148,16 @@ const common: Record<string, OptSpec> = {
   },
   threads: { kind: 'int', min: 1, max: 64 },
   dtype: { kind: 'enum', choices: ['F16', 'BF16', 'F32'] },
+  'max-shard-size': {
+    kind: 'string',
+    help: "the final weights' largest file, Hugging Face's max_shard_size: 16MiB, 500MB or bytes (default: one file)",
+  },
+  'max-minutes': {
+    kind: 'number',
+    min: 0,
+    max: 1e6,
+    help: 'stop at the first step that ends this many minutes after the command started, OUT.checkpoint saved and OUT not written (exit 0); the same command again goes on from there',
+  },
   quiet: { kind: 'switch' },
   force: { kind: 'switch', help: 'replace an existing --out folder that is not an earlier output of this command' },
 };
@@ -246,7 +258,8 @@ export const TRAIN_USAGE = `  mil tokenizer train --data sotu|DIR|FILE.txt|FILE.
   mil train --config ${Object.keys(PRESETS).join('|')} --data sotu --out DIR [--tokens N | --steps N]
             [--teacher DIR --kl-weight W --ce-weight W]   (a from-scratch student of a teacher's logits)
             [--batch B --accumulate A --len L --lr X --seed S --tokenizer FILE --engine simd|float64 | --backend webgpu --threads T
-             --eval-every N --eval-tokens N --save-every N --dtype F16|BF16|F32 --force]
+             --eval-every N --eval-tokens N --save-every N --dtype F16|BF16|F32 --max-shard-size 16MiB
+             --max-minutes M --force]   (--max-minutes: checkpointed and stopped, exit 0; run it again to go on)
   mil distill --teacher DIR --attention F --variant mamba1|mamba2 --tokens N --out DIR
               [--init attention|random] [--stepwise 0.5,0.25,…] [--drop-instead] [--train-mlp] [--kl-weight W --ce-weight W]
               [--data sotu --batch B --len L --lr X --seed S …as train]
@@ -455,6 +468,26 @@ function cadence(
 /** --dtype of the final weights (default F16: what the shipped models use). */
 const dtypeOf = (v: V): WriteDType => (str(v, 'dtype') ?? 'F16') as WriteDType;
 
+/**
+ * What a job takes from --max-minutes and --max-shard-size (checked before any work): the moment to stop at (the
+ * limit counted from now, the command's start) and the final weights' largest shard.
+ */
+function limits(v: V): { stopAt?: number; shardBytes: number } {
+  const shardBytes = maxShardBytes(str(v, 'max-shard-size'));
+  const m = num(v, 'max-minutes');
+  return m === undefined ? { shardBytes } : { stopAt: performance.now() + m * 60000, shardBytes };
+}
+
+/** A job stopped at --max-minutes: say where it stopped and how to go on (exit 0: nothing failed). */
+function stoppedAt(r: JobResult | StoppedJob, out: string): r is StoppedJob {
+  if (!('stopped' in r)) return false;
+  const { step, totalSteps, checkpoint } = r.stopped;
+  console.log(
+    `stopped at --max-minutes after step ${step} of ${totalSteps}: ${checkpoint} holds it, ${out} is not written yet; run the same command again to go on`,
+  );
+  return true;
+}
+
 let invocation: string[] = [];
 /** The arguments `mil` was called with (main sets them), recorded in training.json. */
 export function setInvocation(argv: string[]): void {
@@ -466,6 +499,7 @@ function commandLine(): string {
 
 export async function cmdTrain(p: Parsed): Promise<number> {
   const v = p.values;
+  const lim = limits(v);
   const out = str(v, 'out');
   if (!out) throw new UsageError('train needs --out DIR');
   const preset = PRESETS[(str(v, 'config') ?? 'teacher-small') as keyof typeof PRESETS];
@@ -538,7 +572,9 @@ export async function cmdTrain(p: Parsed): Promise<number> {
       ...(teacherDir !== undefined ? { teacher: teacherDir } : {}),
     },
     log: log(v),
+    ...lim,
   });
+  if (stoppedAt(r, out)) return 0;
   console.log(
     `wrote ${out}: validation perplexity ${r.final.ppl.toFixed(2)} (${r.final.bitsPerByte.toFixed(3)} bits/byte) after ${o.totalSteps} steps in ${(r.seconds / 60).toFixed(1)} min`,
   );
@@ -547,6 +583,7 @@ export async function cmdTrain(p: Parsed): Promise<number> {
 
 export async function cmdDistill(p: Parsed): Promise<number> {
   const v = p.values;
+  const lim = limits(v);
   const out = str(v, 'out');
   const teacherDir = str(v, 'teacher');
   if (!out || !teacherDir) throw new UsageError('distill needs --teacher DIR and --out DIR');
@@ -633,7 +670,9 @@ export async function cmdDistill(p: Parsed): Promise<number> {
         ...(trainMlp ? { trainMlp } : {}),
       },
       log: log(v),
+      ...lim,
     });
+    if (stoppedAt(r, stageOut)) return 0;
     student = r.model;
     last = r.final;
   }
@@ -778,6 +817,7 @@ function paramCount(m: HybridModel): number {
 
 export async function cmdSft(p: Parsed): Promise<number> {
   const v = p.values;
+  const lim = limits(v);
   const out = str(v, 'out');
   const dir = str(v, 'model');
   if (!out || !dir) throw new UsageError('sft needs --model DIR and --out DIR');
@@ -820,7 +860,9 @@ export async function cmdSft(p: Parsed): Promise<number> {
     ...cadence(v, o.totalSteps, 5),
     record: { title: `mil sft of ${dir}`, command: commandLine(), seed, data, from: dir },
     log: log(v),
+    ...lim,
   });
+  if (stoppedAt(r, out)) return 0;
   console.log(
     `wrote ${out}: validation perplexity ${r.final.ppl.toFixed(2)} (${r.final.bitsPerByte.toFixed(3)} bits/byte)`,
   );
@@ -833,8 +875,8 @@ export async function cmdDpo(p: Parsed): Promise<number> {
   const dir = str(v, 'model');
   if (!out || !dir) throw new UsageError('dpo needs --model DIR (the SFT model, also the reference) and --out DIR');
   gpuBackend(v, 'dpo');
-  if (v.accumulate !== undefined)
-    throw new UsageError(`dpo: --accumulate ${num(v, 'accumulate')}: not a dpo option (a step is --batch pairs)`);
+  for (const k of ['accumulate', 'max-minutes', 'max-shard-size'])
+    if (v[k] !== undefined) throw new UsageError(`dpo: --${k} is not a dpo option (a train, distill and sft one)`);
   checkPaths({
     command: 'dpo',
     inputs: optionPaths(v, ['model', 'data', 'tokenizer', 'preferences']),

@@ -205,15 +205,22 @@ export const TINY_TOKENS = 96;
  * `npm run paper -- --scale tiny`: PAPER_RUNS' runs at a size that takes seconds, all in `dir` (absolute), on the
  * corpus `data` — and the teacher and draft too, trained there for 4 steps (toy scale uses the shipped ones):
  * the `tiny` config (d_model 32, 2 layers) for teacher and draft, the toy runs' options, batch 1 × 16, evaluation on 32 tokens.
+ * `backend` 'webgpu': every run the small scale trains on the GPU (teacher, draft, distillation, SFT) with
+ * `--backend webgpu` too — the small scale's wiring, checked in seconds (on Dawn's CPU adapter where there is no GPU).
  */
-export function tinyPaperRuns(dir: string, data: string): Record<string, Made> {
+export function tinyPaperRuns(
+  dir: string,
+  data: string,
+  backend: 'wasm-simd' | 'webgpu' = 'wasm-simd',
+): Record<string, Made> {
   const at = (name: string) => join(dir, name);
   const made = (name: string, args: string[]): Made => ({ out: at(name), args: [...args, '--out', at(name)] });
   // no --threads: the runs share this process's SIMD instances, on every core (one thread count per process)
+  const gpu = backend === 'webgpu' ? ['--backend', 'webgpu'] : [];
   const small = ['--batch', '1', '--len', '16', '--eval-tokens', '32', '--seed', '0', '--quiet'];
-  const trainArgs = ['--data', data, '--steps', '4', ...small];
+  const trainArgs = ['--data', data, '--steps', '4', ...small, ...gpu];
   const distill = (name: string, extra: string[]) =>
-    made(name, distillOn(at('teacher'), data, extra, TINY_TOKENS, ['--lr', '3e-3', ...small]));
+    made(name, distillOn(at('teacher'), data, extra, TINY_TOKENS, ['--lr', '3e-3', ...small, ...gpu]));
   return {
     teacher: made('teacher', ['train', '--config', 'tiny', ...trainArgs]),
     draft: made('draft', draftOf('tiny', at('teacher'), trainArgs)),
@@ -229,6 +236,7 @@ export function tinyPaperRuns(dir: string, data: string): Record<string, Made> {
       '--lr',
       '3e-4',
       ...small,
+      ...gpu,
     ]),
     'mamba2-50-dpo': made('mamba2-50-dpo', [
       'dpo',
@@ -323,12 +331,26 @@ export const SMALL_TOKENS = 4_194_304;
 const SMALL_SEEDS = [0, 1, 2];
 
 /**
+ * The micro-batches of the small scale's GPU runs (lib/train/gpu_step.ts holds no buffer past 2^24 float32
+ * elements: gpuStepUnsupported). The teacher and draft at length 1024: attention scores b·H·l² = 2·6·1024² = 12.6M,
+ * so 2 rows a micro-batch, 4 of them a step (8 × 1024 tokens, the preset's batch). Distillation at length 512: a
+ * Mamba-2 layer's SSD states per row l·d_inner·d_state = 512·384·64 = 12.6M a row (25.2M at 1024, refused at any
+ * batch), so 1 row a micro-batch, 16 a step (8,192 tokens, as 8 × 1024) — every arm of every table the same. SFT:
+ * 2 rows of 256 (12.6M), 4 a step.
+ */
+const SMALL_SHAPES = {
+  train: ['--batch', '2', '--accumulate', '4'],
+  distill: ['--batch', '1', '--len', '512', '--accumulate', '16'],
+  sft: ['--batch', '2', '--len', '256', '--accumulate', '4'],
+};
+
+/**
  * `npm run paper -- --scale small` (issue #25): the teacher (teacher-20m, 20M tokens) and draft (draft-20m, KL to the
  * teacher) trained on the GPU (--backend webgpu) on `data` (a folder made by mil data build), then every
- * distillation run of the tables at SMALL_TOKENS each (batch 8 × 1024, Table 6 also at 12.5%: 1 of 8 layers), the
- * comparisons of Tables 7/8/9 and stepwise at SMALL_SEEDS, SFT on `instruct`/sft.jsonl and DPO on `instruct`'s
- * pairs. Commands the GPU does not run yet (distill, dpo, a hybrid's sft: lib/train/gpu_step.ts trains Llamas) are
- * marked `notOnGpu` with the reason: paper.ts prints them in the plan (--dry-run) and refuses to start them.
+ * distillation run of the tables at SMALL_TOKENS each (8,192 tokens a step: SMALL_SHAPES; Table 6 also at 12.5%: 1 of
+ * 8 layers), the comparisons of Tables 7/8/9 (Table 8: --train-mlp beside the frozen MLPs) and stepwise at SMALL_SEEDS, SFT on `instruct`/sft.jsonl and DPO on
+ * `instruct`'s pairs, each on the GPU but DPO (`mil dpo --backend webgpu` is refused), marked `notOnGpu` with the
+ * reason: paper.ts prints it in the plan (--dry-run) and refuses to start it.
  */
 export function smallPaperRuns(dir: string, data: string, instruct: string): Record<string, Made> {
   const at = (name: string) => join(dir, name);
@@ -338,29 +360,33 @@ export function smallPaperRuns(dir: string, data: string, instruct: string): Rec
     ...(notOnGpu ? { notOnGpu } : {}),
   });
   const gpu = ['--backend', 'webgpu', '--quiet'];
-  const NOT_YET = 'distillation (Mamba layers) is not on the GPU yet: mil distill --backend webgpu is refused';
   const distill = (name: string, extra: string[], seed: number) =>
     made(
       name,
       distillOn(at('teacher'), data, extra, SMALL_TOKENS, [
-        ...['--batch', '8', '--len', '1024', '--lr', '1e-3', '--seed', String(seed), '--quiet'],
+        ...[...SMALL_SHAPES.distill, '--lr', '1e-3', '--seed', String(seed), ...gpu],
       ]),
-      NOT_YET,
     );
+  const train = [...SMALL_SHAPES.train, ...gpu];
   const runs: Record<string, Made> = {
-    teacher: made('teacher', ['train', '--config', 'teacher-20m', '--data', data, '--seed', '0', ...gpu]),
-    draft: made('draft', draftOf('draft-20m', at('teacher'), ['--data', data, '--seed', '0', ...gpu])),
+    teacher: made('teacher', ['train', '--config', 'teacher-20m', '--data', data, '--seed', '0', ...train]),
+    draft: made('draft', draftOf('draft-20m', at('teacher'), ['--data', data, '--seed', '0', ...train])),
   };
   const SMALL_DISTILL: Record<string, string[]> = {
     ...DISTILL_RUNS,
     'mamba2-12': ['--variant', 'mamba2', '--attention', '0.125'],
     'mamba1-12': ['--variant', 'mamba1', '--attention', '0.125'],
+    // Table 8: the MLPs trained in stage 1 too, beside their frozen twins mamba2-50 and mamba2-0 (same tokens, seeds)
+    'mamba2-50-mlp': ['--variant', 'mamba2', '--attention', '0.5', '--train-mlp'],
+    'mamba2-0-mlp': ['--variant', 'mamba2', '--attention', '0', '--train-mlp'],
   };
   const seeded = new Set([
     'mamba2-50',
     'mamba2-0',
     'mamba2-50-random',
     'mamba2-0-random',
+    'mamba2-50-mlp',
+    'mamba2-0-mlp',
     'drop-50',
     'drop-25',
     'mamba2-stepwise-0',
@@ -368,28 +394,21 @@ export function smallPaperRuns(dir: string, data: string, instruct: string): Rec
   for (const [name, extra] of Object.entries(SMALL_DISTILL))
     for (const seed of seeded.has(name) ? SMALL_SEEDS : [0])
       runs[seed === 0 ? name : `${name}-s${seed}`] = distill(seed === 0 ? name : `${name}-s${seed}`, extra, seed);
-  runs['mamba2-50-sft'] = made(
-    'mamba2-50-sft',
-    [
-      'sft',
-      '--model',
-      at('mamba2-50'),
-      '--data',
-      join(instruct, 'sft.jsonl'),
-      '--tokens',
-      '1048576',
-      '--batch',
-      '8',
-      '--len',
-      '256',
-      '--lr',
-      '1e-4',
-      '--seed',
-      '0',
-      '--quiet',
-    ],
-    'SFT of a hybrid (Mamba layers) is not on the GPU yet: mil sft --backend webgpu refuses hybrids',
-  );
+  runs['mamba2-50-sft'] = made('mamba2-50-sft', [
+    'sft',
+    '--model',
+    at('mamba2-50'),
+    '--data',
+    join(instruct, 'sft.jsonl'),
+    '--tokens',
+    '1048576',
+    ...SMALL_SHAPES.sft,
+    '--lr',
+    '1e-4',
+    '--seed',
+    '0',
+    ...gpu,
+  ]);
   runs['mamba2-50-dpo'] = made(
     'mamba2-50-dpo',
     [

@@ -6,6 +6,7 @@
  *              (12.5% of 4 layers rounds to 1 layer, the same model as 25%: the row is not repeated)
  *   Table 7/8  attention-weight initialisation vs random initialisation (Mamba-2, 50% and 0%), with the floor
  *              that bounds their gap: the teacher with those layers' attention silenced, untrained
+ *   Table 8    (small scale) frozen vs trained MLPs in stage 1 (mil distill --train-mlp), Mamba-2 at 50% and 0%
  *   Table 9    replacing the attention layers by Mamba vs dropping those layers (50% and 25%)
  *   stepwise   50% → 25% → 0% in three stages vs one shot to 0%, the same total tokens
  *   SFT, DPO   stage 2 and stage 3 on the 50% Mamba-2 hybrid
@@ -17,8 +18,10 @@
  *   tiny  seconds: a teacher and draft trained for 4 steps, 6-step runs of batch 1 × 16, 64 evaluation tokens, one
  *         prompt, on 20 State of the Union addresses cut to 600 characters; every table is still produced. The
  *         runs go in OUT/runs/ (OUT runs/paper-tiny/ by default), so a tiny run never touches docs/ or runs/paper/.
+ *         `--backend webgpu`: the runs the small scale makes on the GPU (all but DPO) with --backend webgpu, the
+ *         small scale's wiring in seconds (Dawn's CPU adapter where there is no GPU; OUT runs/paper-tiny-webgpu/).
  *   small issue #25, on the GPU machine: a ~19M-parameter teacher (teacher-20m) and its draft on --data (a corpus of
- *         mil data build, default data/corpus), 29 distillation runs of 4M tokens, SFT/DPO on --instruct (mil data
+ *         mil data build, default data/corpus), 33 distillation runs of 4M tokens, SFT/DPO on --instruct (mil data
  *         instruct, default data/instruct); OUT runs/paper-small/. `--dry-run` prints the plan (every stage, its
  *         command, its backend); a run is refused (exit 2) while any stage cannot run on the GPU yet, named.
  * Every scale also measures the silenced-attention floor (mil eval --silence) and, tiny and small, the passkey test
@@ -42,6 +45,7 @@
  * The page is rendered from results.json alone, so `--page-only` rebuilds it from the saved measurements.
  * usage: npm run paper [-- --scale tiny|toy|small] [-- --out DIR] [-- --fresh] [-- --eval-tokens N]
  *        [-- --page-only [--speculative]] [-- --dry-run] [-- --data DIR --instruct DIR (small)]
+ *        [-- --backend webgpu (tiny)]
  * Exit status as mil's (lib/cli/exit.ts): 0 done, 2 a bad option, 4 OUT locked by another run, 6 an I/O failure
  * (a full disk), 7 an internal error; a failed training command's own status.
  */
@@ -136,7 +140,8 @@ function scaleFor(name: (typeof SCALES)[number], out: string | undefined, opt: P
       passkey: { models: PASSKEY_MODELS, multiples: [1, 2, 4, 8], depths: [0, 0.25, 0.5, 0.75, 1], trials: 10 },
       backend: 'webgpu',
       tokens: SMALL_TOKENS,
-      distill: { steps: SMALL_TOKENS / 8192, batch: 8, len: 1024, lr: '1e-3' },
+      // 16 micro-batches of 1 × 512 a step (commands.ts SMALL_SHAPES): 8,192 tokens
+      distill: { steps: SMALL_TOKENS / 8192, batch: 16, len: 512, lr: '1e-3' },
       speculative: { prompts: 20, promptTokens: 64, newTokens: 128, repeats: 3 },
     };
   }
@@ -160,7 +165,8 @@ function scaleFor(name: (typeof SCALES)[number], out: string | undefined, opt: P
       // each prompt decoded `repeats` times both ways (interleaved), the fastest of each kept: this VM's speed drifts by 1.5× over seconds
       speculative: { prompts: 3, promptTokens: 32, newTokens: 64, repeats: 5 },
     };
-  const o = resolve(out ?? join(ROOT, 'runs', 'paper-tiny'));
+  const backend = opt.backend ?? 'wasm-simd';
+  const o = resolve(out ?? join(ROOT, 'runs', backend === 'webgpu' ? 'paper-tiny-webgpu' : 'paper-tiny'));
   const runsDir = join(o, 'runs');
   const data = join(runsDir, 'corpus.jsonl');
   return {
@@ -171,7 +177,7 @@ function scaleFor(name: (typeof SCALES)[number], out: string | undefined, opt: P
     draft: join(runsDir, 'draft'),
     data,
     dataWords: `${TINY_DOCS} State of the Union addresses cut to their first ${TINY_CHARS} characters, split by speech`,
-    runs: tinyPaperRuns(runsDir, data),
+    runs: tinyPaperRuns(runsDir, data, backend),
     inProcess: true,
     runsAt: 'one at a time, in this process',
     evalTokens: 64,
@@ -179,7 +185,7 @@ function scaleFor(name: (typeof SCALES)[number], out: string | undefined, opt: P
     // the tiny context (64) is shorter than the needle's prompt (~82 tokens): 2× and 3× (the test split's filler is ~150 tokens)
     // three models, two depths: the stage runs in every tiny paper of the test suite (~2 s)
     passkey: { models: ['teacher', 'mamba2-50', 'mamba2-0'], multiples: [2, 3], depths: [0, 1], trials: 1 },
-    backend: 'wasm-simd',
+    backend,
     tokens: TINY_TOKENS,
     distill: { steps: 6, batch: 1, len: 16, lr: '3e-3' },
     speculative: { prompts: 1, promptTokens: 8, newTokens: 8, repeats: 1 },
@@ -210,6 +216,8 @@ interface Options {
   /** --scale small: the corpus folder (mil data build) and the instruction sets (mil data instruct) */
   data?: string;
   instruct?: string;
+  /** --scale tiny --backend webgpu: the runs the small scale trains on the GPU, on webgpu (tinyPaperRuns) */
+  backend?: 'webgpu';
 }
 
 /** The options, checked before any work: a bad one is an ArgumentError or UsageError (exit 2). */
@@ -229,6 +237,7 @@ function parseOptions(argv: string[]): Options {
         'dry-run': { type: 'boolean', default: false },
         data: { type: 'string' },
         instruct: { type: 'string' },
+        backend: { type: 'string' },
       },
     }));
   } catch (e) {
@@ -244,6 +253,12 @@ function parseOptions(argv: string[]): Options {
   for (const k of ['data', 'instruct'] as const)
     if (values[k] !== undefined && scale !== 'small')
       throw new ArgumentError(`--${k}`, 'only with --scale small (tiny and toy use their own corpus)', values[k]);
+  if (values.backend !== undefined && (scale !== 'tiny' || values.backend !== 'webgpu'))
+    throw new ArgumentError(
+      '--backend',
+      "'webgpu', with --scale tiny only (small runs on webgpu, toy on the CPU)",
+      `${values.backend} (--scale ${scale})`,
+    );
   return {
     scale: scale as Options['scale'],
     out: values.out,
@@ -254,6 +269,7 @@ function parseOptions(argv: string[]): Options {
     dryRun: values['dry-run'],
     data: values.data,
     instruct: values.instruct,
+    ...(values.backend === 'webgpu' ? { backend: 'webgpu' as const } : {}),
   };
 }
 

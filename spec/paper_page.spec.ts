@@ -60,7 +60,11 @@ describe('npm run paper: the page and its options', () => {
     }
     const plan = lines.join('\n');
     expect(plan).toMatch(/teacher +\[webgpu\] mil train --config teacher-20m .*--backend webgpu/);
-    expect(plan).toMatch(/mamba2-12 +\[NOT YET on webgpu: distillation/);
+    expect(plan).toMatch(/mamba2-12 +\[webgpu\] mil distill .*--backend webgpu/);
+    expect(plan).toMatch(/mamba2-0-mlp-s2 +\[webgpu\] mil distill .*--attention 0 --train-mlp .*--backend webgpu/); // Table 8
+    expect(plan).toMatch(/mamba2-50-sft +\[webgpu\] mil sft .*--backend webgpu/);
+    expect(plan).toMatch(/drop-50 +\[webgpu\] mil distill .*--drop-instead .*--backend webgpu/);
+    expect(plan).toMatch(/mamba2-stepwise-0 +\[webgpu\] mil distill .*--stepwise 0\.5,0\.25,0 .*--backend webgpu/);
     expect(plan).toMatch(/mamba2-50-random-s2 /); // the seeded comparisons
     expect(plan).toMatch(/floor +mil eval .*--silence 0\.5,0\.25,0\.125,0/);
     expect(plan).toMatch(/passkey +mil passkey .*--multiples 1,2,4,8/);
@@ -68,7 +72,7 @@ describe('npm run paper: the page and its options', () => {
     let log = '';
     expect(await paper(['--scale', 'small', '--out', out], (l) => void (log += l))).toBe(EXIT.usage);
     expect(log).toMatch(
-      /cannot run on webgpu yet — distillation.*mamba2-50, .*DPO is not on the GPU yet[^;]*refused: mamba2-50-dpo/,
+      /1 stage\(s\) cannot run on webgpu yet — DPO is not on the GPU yet[^;]*refused: mamba2-50-dpo\./,
     );
     expect(existsSync(out)).toBe(false);
   });

@@ -4,7 +4,7 @@
  *   mil tokenizer train --data sotu --vocab 2048 --out FILE           byte-level BPE on the training split
  *   mil train --config teacher-small|draft-small --data sotu --out DIR  a Llama from scratch
  *   mil distill --teacher DIR --attention F --variant mamba1|mamba2 --tokens N --out DIR
- *               [--init attention|random] [--stepwise 0.5,0.25] [--drop-instead]
+ *               [--init attention|random] [--stepwise 0.5,0.25] [--drop-instead] [--train-mlp]
  *   mil sft --model DIR --out DIR [--tokens N] [--data sotu --lr X …as train]      stage 2: CE, all parameters
   mil dpo --model DIR --out DIR [--pairs N --beta B --prompt-len P --cont-len C --batch B --lr X --seed S]
           [--preferences DIR]   (pairs of mil data instruct instead of continuations cut from --data)
@@ -34,10 +34,13 @@ import { loadModel } from '../model/load.js';
 import type { HybridModel } from '../model/hybrid.js';
 import { SimdGemm } from '../simd/gemm.js';
 import { attentionFloor, engineFor, evaluate, evaluateOn, runJob, type EvalResult } from '../train/job.js';
-import { FLOAT64_ENGINE } from '../train/model.js';
+import { FLOAT64_ENGINE, type TrainRule } from '../train/model.js';
 import { getOps } from '../ops.js';
 import type { TrainerOptions } from '../train/trainer.js';
 import { checkStepMemory } from '../train/memory.js';
+import { gpuStepUnsupported } from '../train/gpu_step.js';
+import { maxShardBytes } from './init_cmd.js';
+import type { JobResult, StoppedJob } from '../train/job.js';
 import { UsageError, type OptSpec, type Parsed } from './args.js';
 import { BackendUnavailableError } from '../errors.js';
 import { backendStatus } from '../ops.js';
@@ -128,6 +131,12 @@ const common: Record<string, OptSpec> = {
   lr: { kind: 'number', min: 1e-12, max: 10 },
   steps: { kind: 'int', min: 1, max: MAX_STEPS },
   tokens: { kind: 'int', min: 1, max: 1e12 },
+  accumulate: {
+    kind: 'int',
+    min: 1,
+    max: 4096,
+    help: 'micro-batches of --batch rows per optimizer step, their gradients averaged (default 1): a step sees accumulate × batch × len tokens',
+  },
   'eval-every': { kind: 'int', min: 1, max: 10_000_000 },
   'eval-tokens': { kind: 'int', min: 2, max: 1e12 },
   'save-every': { kind: 'int', min: 1, max: 10_000_000 },
@@ -139,6 +148,16 @@ const common: Record<string, OptSpec> = {
   },
   threads: { kind: 'int', min: 1, max: 64 },
   dtype: { kind: 'enum', choices: ['F16', 'BF16', 'F32'] },
+  'max-shard-size': {
+    kind: 'string',
+    help: "the final weights' largest file, Hugging Face's max_shard_size: 16MiB, 500MB or bytes (default: one file)",
+  },
+  'max-minutes': {
+    kind: 'number',
+    min: 0,
+    max: 1e6,
+    help: 'stop at the first step that ends this many minutes after the command started, OUT.checkpoint saved and OUT not written (exit 0); the same command again goes on from there',
+  },
   quiet: { kind: 'switch' },
   force: { kind: 'switch', help: 'replace an existing --out folder that is not an earlier output of this command' },
 };
@@ -182,6 +201,10 @@ export const TRAIN_COMMANDS = {
         patternHelp: 'comma-separated attention fractions, e.g. 0.5,0.25',
       },
       'drop-instead': { kind: 'switch' },
+      'train-mlp': {
+        kind: 'switch',
+        help: "stage 1 trains every layer's MLP too, not only the Mamba layers (the paper's Table 8: frozen vs trained MLP)",
+      },
       'kl-weight': { kind: 'number', min: 0, max: 1e6 },
       'ce-weight': { kind: 'number', min: 0, max: 1e6 },
     } as Record<string, OptSpec>,
@@ -234,10 +257,11 @@ export const TRAIN_COMMANDS = {
 export const TRAIN_USAGE = `  mil tokenizer train --data sotu|DIR|FILE.txt|FILE.jsonl --vocab 2048 --out FILE [--seed S]
   mil train --config ${Object.keys(PRESETS).join('|')} --data sotu --out DIR [--tokens N | --steps N]
             [--teacher DIR --kl-weight W --ce-weight W]   (a from-scratch student of a teacher's logits)
-            [--batch B --len L --lr X --seed S --tokenizer FILE --engine simd|float64 | --backend webgpu --threads T
-             --eval-every N --eval-tokens N --save-every N --dtype F16|BF16|F32 --force]
+            [--batch B --accumulate A --len L --lr X --seed S --tokenizer FILE --engine simd|float64 | --backend webgpu --threads T
+             --eval-every N --eval-tokens N --save-every N --dtype F16|BF16|F32 --max-shard-size 16MiB
+             --max-minutes M --force]   (--max-minutes: checkpointed and stopped, exit 0; run it again to go on)
   mil distill --teacher DIR --attention F --variant mamba1|mamba2 --tokens N --out DIR
-              [--init attention|random] [--stepwise 0.5,0.25,…] [--drop-instead] [--kl-weight W --ce-weight W]
+              [--init attention|random] [--stepwise 0.5,0.25,…] [--drop-instead] [--train-mlp] [--kl-weight W --ce-weight W]
               [--data sotu --batch B --len L --lr X --seed S …as train]
   mil sft --model DIR --out DIR [--tokens N] [--data sotu --lr X …as train]      stage 2: CE, all parameters
   mil dpo --model DIR --out DIR [--pairs N --beta B --prompt-len P --cont-len C --batch B --lr X --seed S]
@@ -360,26 +384,38 @@ function gpuBackend(v: V, unsupported?: string): boolean {
   return true;
 }
 
+/**
+ * --backend webgpu: a model, teacher and length the GPU step cannot hold even one sequence of (a buffer past 2^24
+ * elements, lib/train/gpu_step.ts gpuStepUnsupported; a larger batch runs as micro-batches) refused before any
+ * work, naming --batch and --len (exit 2).
+ */
+function checkGpuShape(o: TrainerOptions, model: HybridModel, teacher?: HybridModel): void {
+  if (o.engine !== 'webgpu') return;
+  const why = gpuStepUnsupported(model, o, teacher);
+  if (why) throw new UsageError(`--backend webgpu --batch ${o.batch} --len ${o.seqLen}: ${why}`);
+}
+
 /** Trainer options from the command line over a preset's defaults. */
 function trainerOptions(
   v: V,
   d: { batch: number; len: number; lr: number; steps: number },
   objective: 'lm' | 'distill',
-  train: 'all' | 'mamba',
+  train: TrainRule,
 ): TrainerOptions {
   const batch = num(v, 'batch') ?? d.batch;
   const seqLen = num(v, 'len') ?? d.len;
   if (v.tokens !== undefined && v.steps !== undefined) throw new UsageError('give --tokens or --steps, not both');
+  const accumulate = num(v, 'accumulate') ?? 1;
   const totalSteps =
     num(v, 'steps') ??
-    (v.tokens !== undefined ? Math.max(1, Math.round(num(v, 'tokens')! / (batch * seqLen))) : d.steps);
+    (v.tokens !== undefined ? Math.max(1, Math.round(num(v, 'tokens')! / (accumulate * batch * seqLen))) : d.steps);
   if (totalSteps > MAX_STEPS)
     throw new UsageError(
-      `--tokens ${num(v, 'tokens')}: ${totalSteps} steps of --batch ${batch} × --len ${seqLen}, more than the ${MAX_STEPS} steps --steps allows`,
+      `--tokens ${num(v, 'tokens')}: ${totalSteps} steps of --accumulate ${accumulate} × --batch ${batch} × --len ${seqLen}, more than the ${MAX_STEPS} steps --steps allows`,
     );
   // the paper's stage-1 recipe (PAPER.md §3) where only the Mamba layers train; a model trained whole (from
   // scratch, with or without a teacher's logits, or SFT) gets the usual language-model one
-  const stage1 = train === 'mamba';
+  const stage1 = train !== 'all';
   return {
     objective,
     klWeight: num(v, 'kl-weight') ?? 0.1,
@@ -396,6 +432,7 @@ function trainerOptions(
     warmupSteps: Math.max(1, Math.round(totalSteps * 0.05)),
     batch,
     seqLen,
+    ...(accumulate > 1 ? { accumulate } : {}),
     seed: num(v, 'seed') ?? 0,
     train,
     engine: gpuBackend(v) ? 'webgpu' : ((str(v, 'engine') ?? 'simd') as 'simd' | 'float64'),
@@ -432,6 +469,26 @@ function cadence(
 /** --dtype of the final weights (default F16: what the shipped models use). */
 const dtypeOf = (v: V): WriteDType => (str(v, 'dtype') ?? 'F16') as WriteDType;
 
+/**
+ * What a job takes from --max-minutes and --max-shard-size (checked before any work): the moment to stop at (the
+ * limit counted from now, the command's start) and the final weights' largest shard.
+ */
+function limits(v: V): { stopAt?: number; shardBytes: number } {
+  const shardBytes = maxShardBytes(str(v, 'max-shard-size'));
+  const m = num(v, 'max-minutes');
+  return m === undefined ? { shardBytes } : { stopAt: performance.now() + m * 60000, shardBytes };
+}
+
+/** A job stopped at --max-minutes: say where it stopped and how to go on (exit 0: nothing failed). */
+function stoppedAt(r: JobResult | StoppedJob, out: string): r is StoppedJob {
+  if (!('stopped' in r)) return false;
+  const { step, totalSteps, checkpoint } = r.stopped;
+  console.log(
+    `stopped at --max-minutes after step ${step} of ${totalSteps}: ${checkpoint} holds it, ${out} is not written yet; run the same command again to go on`,
+  );
+  return true;
+}
+
 let invocation: string[] = [];
 /** The arguments `mil` was called with (main sets them), recorded in training.json. */
 export function setInvocation(argv: string[]): void {
@@ -443,6 +500,7 @@ function commandLine(): string {
 
 export async function cmdTrain(p: Parsed): Promise<number> {
   const v = p.values;
+  const lim = limits(v);
   const out = str(v, 'out');
   if (!out) throw new UsageError('train needs --out DIR');
   const preset = PRESETS[(str(v, 'config') ?? 'teacher-small') as keyof typeof PRESETS];
@@ -490,6 +548,7 @@ export async function cmdTrain(p: Parsed): Promise<number> {
     seed,
   );
   checkStepMemory(teacher ? [model, teacher] : [model], { ...o, teacherLogits: teacher !== undefined });
+  checkGpuShape(o, model, teacher);
   const tokens = splitTokens(data, 'train', tok);
   const valTokens = splitTokens(data, 'validation', tok);
   log(v)(
@@ -514,7 +573,9 @@ export async function cmdTrain(p: Parsed): Promise<number> {
       ...(teacherDir !== undefined ? { teacher: teacherDir } : {}),
     },
     log: log(v),
+    ...lim,
   });
+  if (stoppedAt(r, out)) return 0;
   console.log(
     `wrote ${out}: validation perplexity ${r.final.ppl.toFixed(2)} (${r.final.bitsPerByte.toFixed(3)} bits/byte) after ${o.totalSteps} steps in ${(r.seconds / 60).toFixed(1)} min`,
   );
@@ -523,6 +584,7 @@ export async function cmdTrain(p: Parsed): Promise<number> {
 
 export async function cmdDistill(p: Parsed): Promise<number> {
   const v = p.values;
+  const lim = limits(v);
   const out = str(v, 'out');
   const teacherDir = str(v, 'teacher');
   if (!out || !teacherDir) throw new UsageError('distill needs --teacher DIR and --out DIR');
@@ -532,6 +594,11 @@ export async function cmdDistill(p: Parsed): Promise<number> {
     throw new UsageError('distill: give --attention F or --stepwise F1,F2,…, not both');
   if (v['drop-instead'] === true && v.init !== undefined)
     throw new UsageError('distill: --init applies to replaced layers, not --drop-instead');
+  if (v['drop-instead'] === true && v['train-mlp'] === true)
+    throw new UsageError(
+      'distill: --train-mlp applies to stage 1 of replaced layers; --drop-instead trains every parameter',
+    );
+  const trainMlp = v['train-mlp'] === true;
   const fractions =
     v.stepwise !== undefined ? str(v, 'stepwise')!.split(',').map(Number) : [num(v, 'attention') ?? 0.5];
   for (let i = 1; i < fractions.length; i++)
@@ -574,11 +641,12 @@ export async function cmdDistill(p: Parsed): Promise<number> {
       perStage,
       { batch: 8, len: Math.min(256, teacher.llama.maxPositionEmbeddings), lr: 3e-3, steps: 100 },
       drop ? 'lm' : 'distill',
-      drop ? 'all' : 'mamba',
+      drop ? 'all' : trainMlp ? 'mamba+mlp' : 'mamba',
     );
     checkStepMemory(drop ? [start] : [start, teacher], { ...o, teacherLogits: !drop });
+    checkGpuShape(o, start, drop ? undefined : teacher);
     log(v)(
-      `stage ${k + 1}/${fractions.length}: ${drop ? `drop ${teacher.llama.numLayers - layers.length} layers` : `${variant}, attention in layers [${layers.join(', ')}], ${init} init`}; ${o.totalSteps} steps of ${o.batch}×${o.seqLen}`,
+      `stage ${k + 1}/${fractions.length}: ${drop ? `drop ${teacher.llama.numLayers - layers.length} layers` : `${variant}, attention in layers [${layers.join(', ')}], ${init} init${trainMlp ? ', MLPs trained too' : ''}`}; ${o.totalSteps} steps of ${o.batch}×${o.seqLen}`,
     );
     const r = await runJob({
       out: stageOut,
@@ -600,9 +668,12 @@ export async function cmdDistill(p: Parsed): Promise<number> {
         attention: f,
         variant: drop ? 'drop' : variant,
         init,
+        ...(trainMlp ? { trainMlp } : {}),
       },
       log: log(v),
+      ...lim,
     });
+    if (stoppedAt(r, stageOut)) return 0;
     student = r.model;
     last = r.final;
   }
@@ -747,6 +818,7 @@ function paramCount(m: HybridModel): number {
 
 export async function cmdSft(p: Parsed): Promise<number> {
   const v = p.values;
+  const lim = limits(v);
   const out = str(v, 'out');
   const dir = str(v, 'model');
   if (!out || !dir) throw new UsageError('sft needs --model DIR and --out DIR');
@@ -758,7 +830,9 @@ export async function cmdSft(p: Parsed): Promise<number> {
   });
   lockRun(out, commandLine());
   const m = loadModel(dir);
-  gpuBackend(v, m.mamba ? 'a hybrid (Mamba layers)' : undefined);
+  // a Llama or a hybrid: SFT is the lm objective (CE on every next token of the SFT documents, prompt and answer
+  // alike, as on the CPU) with every parameter training, which the GPU step runs for both
+  gpuBackend(v);
   const tok = loadTokenizer(v, dir);
   const data = str(v, 'data') ?? 'sotu';
   const seed = num(v, 'seed') ?? 0;
@@ -770,6 +844,7 @@ export async function cmdSft(p: Parsed): Promise<number> {
     'all',
   );
   checkStepMemory([m], o);
+  checkGpuShape(o, m);
   const tokens = splitTokens(data, 'train', tok);
   const valTokens = splitTokens(data, 'validation', tok);
   log(v)(
@@ -786,7 +861,9 @@ export async function cmdSft(p: Parsed): Promise<number> {
     ...cadence(v, o.totalSteps, 5),
     record: { title: `mil sft of ${dir}`, command: commandLine(), seed, data, from: dir },
     log: log(v),
+    ...lim,
   });
+  if (stoppedAt(r, out)) return 0;
   console.log(
     `wrote ${out}: validation perplexity ${r.final.ppl.toFixed(2)} (${r.final.bitsPerByte.toFixed(3)} bits/byte)`,
   );
@@ -799,6 +876,8 @@ export async function cmdDpo(p: Parsed): Promise<number> {
   const dir = str(v, 'model');
   if (!out || !dir) throw new UsageError('dpo needs --model DIR (the SFT model, also the reference) and --out DIR');
   gpuBackend(v, 'dpo');
+  for (const k of ['accumulate', 'max-minutes', 'max-shard-size'])
+    if (v[k] !== undefined) throw new UsageError(`dpo: --${k} is not a dpo option (a train, distill and sft one)`);
   checkPaths({
     command: 'dpo',
     inputs: optionPaths(v, ['model', 'data', 'tokenizer', 'preferences']),

@@ -142,7 +142,7 @@ export interface GpuStepResult {
 /** Why `model` with these options cannot train on the GPU step yet, or null. */
 export function gpuStepUnsupported(
   m: HybridModel,
-  o: { objective?: string; accumulate?: number },
+  o: { objective?: string; accumulate?: number; seqLen?: number },
   teacher?: HybridModel,
 ): string | null {
   for (const [who, x] of [
@@ -151,6 +151,14 @@ export function gpuStepUnsupported(
   ] as const) {
     if (x?.ablation && (x.ablation.convActivation === false || x.ablation.gatedNorm === false))
       return `${who}an ablated Mamba-2 layer (no conv silu / no gated norm) is not on the GPU`;
+  }
+  const { seqLen: L } = o;
+  if (L !== undefined) {
+    // the kernels split thread indices with float32 arithmetic, exact below 2^24 elements a buffer (create checks
+    // the device's own limit too); a batch past it runs as micro-batches (gpuMicroBatch), down to one sequence
+    const one = gpuStepLargest(m, { batch: 1, seqLen: L, teacher: teacher && { model: teacher, klWeight: 1 } });
+    if (one > 2 ** 24)
+      return `a buffer of ${one} float32 elements for one sequence of length ${L} (at most 2^24 = 16777216: lower the length; a larger batch runs as micro-batches of the same rows)`;
   }
   return null;
 }

@@ -10,8 +10,12 @@
  *                     a checkpoint of another run (command, options, start model, teacher, data, tokenizer) or
  *                     with an inconsistent step is refused (exit 2) naming both runs; a partial one is set
  *                     aside as OUT.checkpoint.partial-<time> and the job starts afresh
- *   OUT/              the trained model (config, weights in `dtype`, tokenizer.json), training.json (the
- *                     command, seed, options, every logged step and validation), loss.svg
+ *   OUT/              the trained model (config, weights in `dtype`, sharded past `shardBytes`, tokenizer.json),
+ *                     training.json (the command, seed, options, every logged step and validation), loss.svg
+ *
+ * Time limit (`stopAt`, mil's --max-minutes): once a step ends past that moment (performance.now() clock) with
+ * steps left, the job saves OUT.checkpoint and returns `{ stopped }` instead of the model, OUT not written; the same
+ * job started again resumes there, bit for bit (the checkpoint's usual resume). At least one step runs each time.
  *
  * Divergence guard: a step whose loss or gradient is not finite (NonFiniteGradientError), or whose training loss
  * or validation NLL exceeds EXPLODE × max(the run's first value, ln V) — far above a uniform guess over the V
@@ -262,6 +266,10 @@ export interface JobOptions {
   log: (line: string) => void;
   /** files to add to the final folder */
   extra?: Array<[string, WriteData]>;
+  /** the final weights' largest shard in bytes (default: one file) */
+  shardBytes?: number;
+  /** stop, checkpointed, after the first step that ends past this performance.now() time (see the file comment) */
+  stopAt?: number;
 }
 
 interface HistoryRow extends StepInfo {
@@ -278,7 +286,13 @@ export interface JobResult {
   seconds: number;
 }
 
-export async function runJob(o: JobOptions): Promise<JobResult> {
+/** A job stopped at its time limit (`stopAt`): the step its checkpoint holds, of how many; where this run began. */
+export interface StoppedJob {
+  stopped: { step: number; totalSteps: number; checkpoint: string };
+  resumedFrom?: number;
+}
+
+export async function runJob(o: JobOptions): Promise<JobResult | StoppedJob> {
   const ckpt = checkpointOf(o.out); // a derived output: lib/io/paths.ts checks it before the command runs
   let trainer: Trainer;
   let history: HistoryRow[] = [];
@@ -362,9 +376,14 @@ export async function runJob(o: JobOptions): Promise<JobResult> {
           `${row.valPpl !== undefined ? `  val ppl ${row.valPpl.toFixed(2)}` : ''}  ${rate.toFixed(0)} tok/s  lr ${info.lr.toExponential(2)}  ${clock(seconds)} elapsed, ETA ${clock(eta)}`,
       );
     }
-    if (trainer.step % o.saveEvery === 0 && !last) {
+    const late = o.stopAt !== undefined && performance.now() >= o.stopAt;
+    if ((trainer.step % o.saveEvery === 0 || late) && !last) {
       await trainer.sync();
       save();
+    }
+    if (late && !last) {
+      await trainer.close();
+      return { stopped: { step: trainer.step, totalSteps: opts.totalSteps, checkpoint: ckpt }, resumedFrom };
     }
   }
   await trainer.close();
@@ -372,7 +391,7 @@ export async function runJob(o: JobOptions): Promise<JobResult> {
   const seconds = before + (performance.now() - t0) / 1000;
   const record = { ...o.record, options: opts, seconds: Math.round(seconds), resumedFrom, validation: final, history };
   const files: Array<[string, WriteData]> = [
-    ...modelFiles(trainer.model, { dtype: o.dtype }),
+    ...modelFiles(trainer.model, { dtype: o.dtype, shardBytes: o.shardBytes }),
     ['tokenizer.json', o.tokenizer.toJson()],
     ['training.json', JSON.stringify(record, null, 1) + '\n'],
     ['loss.svg', lossSvg(history, String(o.record.title ?? o.out)) + '\n'],

@@ -233,11 +233,16 @@ export function trainForward(
   };
 }
 
-/** Which parameters train: every one, or upstream's stage 1 — only those whose name holds 'mamba'. */
-export type TrainRule = 'all' | 'mamba';
+/**
+ * Which parameters train: every one, upstream's stage 1 — only those whose name holds 'mamba' — or stage 1 with
+ * every layer's MLP (gate, up, down projections: '.mlp.') training too, the paper's Table 8 arm (`mil distill
+ * --train-mlp`).
+ */
+export type TrainRule = 'all' | 'mamba' | 'mamba+mlp';
 export const mambaOnly = (name: string): boolean => name.includes('mamba');
+const mambaAndMlp = (name: string): boolean => mambaOnly(name) || name.includes('.mlp.');
 export function trainableBy(rule: TrainRule): (name: string) => boolean {
-  return rule === 'all' ? () => true : mambaOnly;
+  return rule === 'all' ? () => true : rule === 'mamba+mlp' ? mambaAndMlp : mambaOnly;
 }
 
 export interface LossOptions {

@@ -16,7 +16,7 @@
  *
  * What may change when a run resumes (not part of the identity): --steps / --tokens (the run goes on to the new
  * total — refused if the checkpoint is already past it — and the cosine schedule follows the new total from the
- * next step), --save-every, --eval-every, --eval-tokens, --dtype, --threads, --quiet.
+ * next step), --save-every, --eval-every, --eval-tokens, --dtype, --threads, --quiet, --max-minutes, --max-shard-size.
  *
  * A checkpoint is resumed only when it is whole and belongs to this run:
  *   partial   a file missing (trainer.json, run.json, history.json, config.json, model.safetensors,

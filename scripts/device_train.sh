@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# A training run of `npm run paper -- --scale small` on the lent GPU machine (issue #25): what travels there, and a
+# run cut into 10-minute commands that each stop, checkpointed, before the limit and go on in the next.
+#
+# Limits it is made for: one command ≤ 10 min; what travels (the checkout's files that git does not ignore, plus
+# the carried .device-carry/) ≤ 64 MiB; what comes back ≤ 8 files of ≤ 16 MiB; a machine given back ~30 s after a
+# command ends (its disk with it), and held 30 min at most.
+#
+# Here, in the checkout the GPU machine gets (after `mil data build --out data/corpus`):
+#   bash bench/device-bundle.sh                            # .device-carry/bundle.tar.xz (node, dist/, Dawn) + debs
+#   bash scripts/device_train.sh pack --corpus data/corpus # .device-carry/corpus.tar.xz, then the 64 MiB check
+# The corpus travels as one tar of raw uint16 ids, xz -9e: 20.4 MB for the 25.2M-token corpus (29.1 MB as its gzip
+# shards; 3.4 min to pack on 2 busy cores, unpacked there in seconds, every id the same). With the bundle (27.3 MB)
+# that is 47.7 MB: the checkout's own files must fit in the 19.4 MB left (`budget` prints it; /work/main's were
+# 11.1 MB when this was written, a worktree with golden/models/ 40.3 MB — too many).
+#
+# There, one device command (carry [".device-carry"], timeout 600), the same again while it prints `stopped`:
+#   bash scripts/device_train.sh run teacher train --config teacher-20m --seed 0 --batch 2 --accumulate 4
+# and then, with the teacher back in runs/device/teacher (copied there from $OUT/teacher, see below), the draft:
+#   bash scripts/device_train.sh run draft train --config draft-20m --teacher runs/device/teacher \
+#        --kl-weight 1 --ce-weight 0 --seed 0 --batch 2 --accumulate 4
+# (the teacher and draft commands of scripts/commands.ts smallPaperRuns, on this corpus). `run NAME ARGS…` unpacks
+# the bundle and the corpus once per machine (kept on its disk between commands), then runs
+#   mil ARGS --data .device-carry/corpus --backend webgpu --max-minutes $MAX_MINUTES --max-shard-size 16MiB
+#       --quiet --out runs/device/NAME
+# MAX_MINUTES (default 8) leaves the rest of the 10 minutes to unpacking, the last checkpoint and the final write.
+# mil stops at the first step that ends past it, saves runs/device/NAME.checkpoint (float64 weights and Adam
+# moments, 0.45 GB for the teacher: too large to come back, so it stays on the machine's disk, under the ignored
+# runs/), exits 0 and this prints `stopped at step S of T`: send the same command again at once, before the machine
+# is given back (30 s) — a fresh machine has no checkpoint and starts the run over. Once the run is whole, it prints
+# `done` and copies its config.json, tokenizer.json, training.json and the weights (F16, shards ≤ 16 MiB: 3 for the
+# teacher's 37.8 MB, with their index) to $OUT/NAME/ — 7 files. Place them here in runs/paper-small/runs/NAME for
+# `npm run paper -- --scale small` (a run whose folder exists is kept).
+# Exit status: mil's (0 also when stopped at the time limit; 2 bad usage; 6 no GPU); 1 here when over a limit.
+#
+# Subcommands: pack [--corpus DIR] [--to DIR] · unpack [--from FILE] [--to DIR] · budget [--carry DIR] ·
+#              run NAME MIL-ARGS…  (env: MAX_MINUTES, MIL (the mil command; default the bundle's), CORPUS, RUNS)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+LIMIT=$((64 * 1024 * 1024))
+CARRY=.device-carry
+
+# the bytes of the files that travel: every file git does not ignore (as the device tool sends them), and shared/
+tree_bytes() {
+  git ls-files -z --cached --others --exclude-standard | xargs -0 -r stat -c %s -- 2>/dev/null | awk '{s += $1} END {print s + 0}'
+}
+dir_bytes() { [ -d "$1" ] && find "$1" -type f -printf '%s\n' | awk '{s += $1} END {print s + 0}' || echo 0; }
+
+budget() {
+  local carry=${1:-$CARRY} t c
+  t=$(tree_bytes)
+  c=$(dir_bytes "$carry")
+  [ -d shared ] && t=$((t + $(dir_bytes shared)))
+  awk -v t="$t" -v c="$c" -v l="$LIMIT" -v d="$carry" 'BEGIN {
+    printf "travels: the checkout %.1f MB + %s %.1f MB = %.1f MB of %.1f MB (64 MiB)\n", t / 1e6, d, c / 1e6, (t + c) / 1e6, l / 1e6 }'
+  if [ $((t + c)) -gt $LIMIT ]; then
+    echo "over the device's 64 MiB by $(((t + c - LIMIT) / 1000)) kB: carry less" >&2
+    return 1
+  fi
+}
+
+# corpus DIR (mil data build) → TO/corpus.tar.xz: manifest, tokenizer and every shard as raw uint16 ids
+pack() {
+  local corpus=data/corpus to=$CARRY
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --corpus) corpus=$2; shift 2 ;;
+      --to) to=$2; shift 2 ;;
+      *) echo "pack: unknown option $1" >&2; exit 2 ;;
+    esac
+  done
+  [ -f "$corpus/manifest.json" ] || { echo "pack: --corpus $corpus: no manifest.json (a corpus of mil data build)" >&2; exit 2; }
+  local tmp
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' RETURN
+  cp "$corpus/manifest.json" "$tmp/"
+  cp "$corpus/$(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1])).tokenizer.file)' "$corpus/manifest.json")" "$tmp/"
+  for f in "$corpus"/*.u16.gz; do gzip -dc "$f" >"$tmp/$(basename "$f" .gz)"; done
+  mkdir -p "$to"
+  # written beside, then renamed: never a truncated corpus.tar.xz
+  (cd "$tmp" && XZ_OPT='-9e -T0' tar cJf "$tmp/corpus.tar.xz.part" --sort=name -- *.json *.u16)
+  mv "$tmp/corpus.tar.xz.part" "$to/corpus.tar.xz"
+  echo "packed $corpus as $to/corpus.tar.xz: $(stat -c %s "$to/corpus.tar.xz") bytes ($(dir_bytes "$corpus") as gzip shards)"
+  if [ "$to" = "$CARRY" ]; then budget "$to"; fi
+}
+
+# FROM (corpus.tar.xz) → TO: the corpus again, each shard gzip-compressed as mil reads it (the manifest checks the
+# ids' sha-256, not the files')
+unpack() {
+  local from=$CARRY/corpus.tar.xz to=$CARRY/corpus
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --from) from=$2; shift 2 ;;
+      --to) to=$2; shift 2 ;;
+      *) echo "unpack: unknown option $1" >&2; exit 2 ;;
+    esac
+  done
+  local tmp="$to.unpacking"
+  rm -rf "$tmp"
+  mkdir -p "$tmp"
+  tar xJf "$from" -C "$tmp"
+  find "$tmp" -name '*.u16' -print0 | xargs -0 -r -n 1 -P "$(nproc)" gzip -1
+  rm -rf "$to"
+  mv "$tmp" "$to"
+}
+
+run() {
+  local name=${1:?run NAME MIL-ARGS…}
+  shift
+  local runs=${RUNS:-$ROOT/runs/device} corpus=${CORPUS:-$ROOT/$CARRY/corpus} mil
+  if [ -n "${MIL:-}" ]; then
+    mil=$MIL
+  else
+    if [ ! -x /tmp/mil/node ]; then
+      mkdir -p /tmp/mil
+      tar xJf "$CARRY/bundle.tar.xz" -C /tmp/mil
+      for f in "$CARRY"/*.deb; do dpkg -x "$f" /; done
+      ldconfig
+    fi
+    mkdir -p /tmp/mil/bin && cp bin/mil.js /tmp/mil/bin/mil.js # no lib/ beside it there: it runs dist/
+    export VK_DRIVER_FILES=${VK_DRIVER_FILES:-/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json}
+    export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp}
+    mil="/tmp/mil/node /tmp/mil/bin/mil.js"
+  fi
+  [ -f "$corpus/manifest.json" ] || unpack --to "$corpus"
+  mkdir -p "$runs"
+  local out=$runs/$name
+  # shellcheck disable=SC2086 # $mil is a command and its script
+  $mil "$@" --data "$corpus" --backend webgpu --max-minutes "${MAX_MINUTES:-8}" --max-shard-size 16MiB --quiet \
+    --out "$out" | tee "$runs/$name.log"
+  if [ -f "$out/config.json" ]; then
+    local back=${OUT:?OUT: the folder whose files come back}/$name
+    mkdir -p "$back"
+    cp "$out"/config.json "$out"/tokenizer.json "$out"/training.json "$out"/*.safetensors* "$back/"
+    echo "done: $(ls "$back" | wc -l) files in $back"
+  else
+    echo "stopped at $(grep -o 'step [0-9]* of [0-9]*' "$runs/$name.log" | tail -1): send the same command again now"
+  fi
+}
+
+cmd=${1:-}
+shift || true
+case $cmd in
+  pack) pack "$@" ;;
+  unpack) unpack "$@" ;;
+  budget) budget "$@" ;;
+  run) run "$@" ;;
+  *) sed -n '2,/^set -euo/p' "$0" | sed '$d' >&2; exit 2 ;;
+esac

@@ -1,0 +1,185 @@
+/**
+ * A training run cut to the GPU machine's commands (issue #25: each command at most 10 minutes, what comes back at
+ * most 8 files of 16 MiB), at tiny scale on the CPU:
+ *   - `--max-minutes M` (lib/train/job.ts stopAt): the run stops at the first step that ends past M minutes after
+ *     the command started, OUT.checkpoint saved and OUT not written, exit 0 with a line naming the step; the same
+ *     command again goes on from there; the model it ends with is the uninterrupted run's, bit for bit (F32), and
+ *     its history the same steps with the same losses. `--max-minutes 0` stops after exactly one step each time;
+ *   - `--max-shard-size` shards the final weights: more than one file, none holding more tensor bytes than asked;
+ *   - scripts/device_train.sh: `pack` then `unpack` give back a built corpus with the same token ids in every part,
+ *     the same manifest and tokenizer; `run` gives mil the corpus, --backend webgpu, MAX_MINUTES, 16 MiB shards and
+ *     the output under RUNS, says `stopped at step S of T` and sends nothing back while the run is cut, and once it
+ *     is whole copies back its config, tokenizer, training record and weights (shards and index) alone, ≤ 8 files.
+ * Mutations tried: the time check left out of the job's loop (the run trains to the end: OUT written on the first
+ * invocation) fails the first test; shardBytes not passed to modelFiles (one file) fails it too; `pack` taking the
+ * train shards alone fails the pack test.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it, vi } from 'vitest';
+import { main } from '../lib/cli/main.js';
+import { EXIT } from '../lib/cli/exit.js';
+import { loadModel } from '../lib/model/load.js';
+import { tmpFolder } from './tmp.js';
+import { CORPUS_FORMAT, CORPUS_PARTS, encodeIds, readPart, sha256 } from '../lib/data/ids.js';
+import { SHIPPED_TOKENIZER } from '../lib/cli/train_cmds.js';
+import { Rng } from './helpers.js';
+
+const ROOT = join(import.meta.dirname, '..');
+
+/** A corpus of 8 documents of 120 words (jsonl). */
+function corpus(): string {
+  const words = 'the union is strong and the people of the states have made it so by their law'.split(' ');
+  const docs = Array.from({ length: 8 }, (_, d) =>
+    JSON.stringify({ id: `d${d}`, text: Array.from({ length: 120 }, (_, i) => words[(i * 5 + d) % 16]).join(' ') }),
+  );
+  return docs.join('\n') + '\n';
+}
+
+/** `mil …args`: its exit code and what it printed on stdout. */
+async function mil(args: string[]): Promise<{ code: number; out: string }> {
+  let out = '';
+  const log = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void (out += a.join(' ') + '\n'));
+  const err = vi.spyOn(console, 'error').mockImplementation(() => {});
+  try {
+    return { code: await main(args), out };
+  } finally {
+    log.mockRestore();
+    err.mockRestore();
+  }
+}
+
+/** A built corpus (mil data build's format) of random ids in the shipped tokenizer's vocabulary: 2 train shards. */
+function builtCorpus(dir: string): void {
+  mkdirSync(dir, { recursive: true });
+  const tok = readFileSync(SHIPPED_TOKENIZER);
+  writeFileSync(join(dir, 'tokenizer.json'), tok);
+  const r = new Rng(4);
+  const part = (name: string, sizes: number[]) => ({
+    docs: sizes.length,
+    textBytes: 0,
+    tokens: sizes.reduce((a, b) => a + b, 0),
+    shards: sizes.map((n, k) => {
+      const ids = Uint16Array.from({ length: n }, () => r.int(0, 2047)); // (n)
+      const { raw, gz } = encodeIds(ids);
+      const file = `${name}-${String(k).padStart(3, '0')}.u16.gz`;
+      writeFileSync(join(dir, file), gz);
+      return { file, docs: 1, tokens: n, sha256: sha256(raw), bytes: gz.length };
+    }),
+  });
+  const manifest = {
+    format: CORPUS_FORMAT,
+    tokenizer: { file: 'tokenizer.json', vocabSize: 2048, sha256: sha256(tok) },
+    ids: { dtype: 'uint16', endianness: 'little', compression: 'gzip' },
+    parts: { train: part('train', [3000, 1000]), validation: part('validation', [400]), test: part('test', [300]) },
+  };
+  writeFileSync(join(dir, 'manifest.json'), JSON.stringify(manifest, null, 1) + '\n');
+}
+
+const sh = (args: string[], env: Record<string, string> = {}) =>
+  execFileSync('bash', [join(ROOT, 'scripts', 'device_train.sh'), ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+
+describe('a training run in commands of limited time (issue #25, the GPU machine)', () => {
+  it('--max-minutes 0: one step a command, checkpointed, exit 0; run again it goes on; the end = an uninterrupted run, bit for bit', async () => {
+    const dir = tmpFolder('device-train');
+    const data = join(dir, 'corpus.jsonl');
+    writeFileSync(data, corpus());
+    const base = ['train', '--config', 'tiny', '--data', data, '--steps', '4', '--batch', '2', '--len', '8'];
+    const rest = ['--eval-tokens', '32', '--engine', 'float64', '--dtype', 'F32', '--quiet', '--save-every', '100'];
+    const whole = join(dir, 'whole');
+    const cut = join(dir, 'cut');
+    expect((await mil([...base, ...rest, '--out', whole])).code).toBe(EXIT.ok);
+    for (const step of [1, 2]) {
+      const r = await mil([...base, ...rest, '--max-minutes', '0', '--out', cut]);
+      expect(r.code).toBe(EXIT.ok);
+      expect(r.out).toMatch(
+        new RegExp(`stopped at --max-minutes after step ${step} of 4: .*cut\\.checkpoint holds it`),
+      );
+      expect(existsSync(cut)).toBe(false);
+      const t = JSON.parse(readFileSync(join(`${cut}.checkpoint`, 'trainer.json'), 'utf8')) as { step: number };
+      expect(t.step).toBe(step);
+    }
+    // the last command without the limit (it may change on resume), the weights in shards of at most 300 kB (one tensor, the embedding, is 262 kB)
+    expect((await mil([...base, ...rest, '--max-shard-size', '300KB', '--out', cut])).code).toBe(EXIT.ok);
+    expect(existsSync(`${cut}.checkpoint`)).toBe(false);
+    const record = (d: string) =>
+      JSON.parse(readFileSync(join(d, 'training.json'), 'utf8')) as {
+        resumedFrom?: number;
+        history: Array<{ step: number; loss: number; seconds: number }>;
+      };
+    expect(record(cut).resumedFrom).toBe(2);
+    expect(record(cut).history).toEqual(
+      record(whole).history.map((h, i) => ({ ...h, seconds: record(cut).history[i]?.seconds })),
+    );
+    const [a, b] = [loadModel(cut), loadModel(whole)];
+    for (const n of b.weights.names())
+      expect(Array.from(a.weights.get(n).data), n).toEqual(Array.from(b.weights.get(n).data));
+    const shards = readdirSync(cut).filter((f) => f.endsWith('.safetensors'));
+    expect(shards.length).toBeGreaterThan(1);
+    for (const f of shards) {
+      const bytes = readFileSync(join(cut, f));
+      const header = Number(bytes.readBigUInt64LE(0));
+      expect(statSync(join(cut, f)).size - 8 - header, f).toBeLessThanOrEqual(300_000);
+    }
+  });
+
+  it('scripts/device_train.sh pack → unpack: the same token ids, manifest and tokenizer (xz of raw ids, gzip again)', () => {
+    const dir = tmpFolder('device-pack');
+    const corpus = join(dir, 'corpus');
+    builtCorpus(corpus);
+    const out = sh(['pack', '--corpus', corpus, '--to', join(dir, 'carry')]);
+    expect(out).toMatch(/packed .* as .*corpus\.tar\.xz: \d+ bytes/);
+    sh(['unpack', '--from', join(dir, 'carry', 'corpus.tar.xz'), '--to', join(dir, 'there')]);
+    for (const p of CORPUS_PARTS) expect(readPart(join(dir, 'there'), p), p).toEqual(readPart(corpus, p));
+    for (const f of ['manifest.json', 'tokenizer.json'])
+      expect(readFileSync(join(dir, 'there', f)).equals(readFileSync(join(corpus, f))), f).toBe(true);
+    expect(readdirSync(join(dir, 'there')).filter((f) => f.endsWith('.u16'))).toEqual([]);
+  });
+
+  // `mil` here is a stand-in that records its arguments and plays a stopped or a finished run (the real one, through
+  // bin/mil.js on webgpu, took 28 s on 2 cores for the two commands: the time-limit stop itself is the test above)
+  it('scripts/device_train.sh run: mil given the corpus, webgpu, the time limit, 16 MiB shards; stopped: nothing back; done: the model back in OUT', () => {
+    const dir = tmpFolder('device-run');
+    const fake = join(dir, 'mil.sh');
+    writeFileSync(
+      fake,
+      [
+        'echo "$@" > "$RUNS/args"',
+        'out=${@: -1}',
+        'if [ -f "$RUNS/finish" ]; then mkdir -p "$out"; for f in config.json tokenizer.json training.json loss.svg .mil-output.json model-00001-of-00002.safetensors model-00002-of-00002.safetensors model.safetensors.index.json; do echo x > "$out/$f"; done; echo "wrote $out"',
+        'else echo "stopped at --max-minutes after step 3 of 9: $out.checkpoint holds it, $out is not written yet; run the same command again to go on"; fi',
+      ].join('\n'),
+    );
+    mkdirSync(join(dir, 'corpus'));
+    writeFileSync(join(dir, 'corpus', 'manifest.json'), '{}');
+    const env = {
+      MIL: `bash ${fake}`,
+      CORPUS: join(dir, 'corpus'),
+      RUNS: join(dir, 'runs'),
+      OUT: join(dir, 'out'),
+      MAX_MINUTES: '7.5',
+    };
+    const args = ['run', 't', 'train', '--config', 'teacher-20m', '--seed', '0'];
+    expect(sh(args, env)).toMatch(/stopped at step 3 of 9: send the same command again now/);
+    expect(readFileSync(join(dir, 'runs', 'args'), 'utf8').trim()).toBe(
+      `train --config teacher-20m --seed 0 --data ${join(dir, 'corpus')} --backend webgpu --max-minutes 7.5 --max-shard-size 16MiB --quiet --out ${join(dir, 'runs', 't')}`,
+    );
+    expect(existsSync(join(dir, 'out'))).toBe(false);
+    writeFileSync(join(dir, 'runs', 'finish'), '');
+    expect(sh(args, env)).toMatch(/done: 6 files in .*out\/t/);
+    // what comes back: at most 8 files (no loss.svg, no writer's marker)
+    expect(readdirSync(join(dir, 'out', 't')).sort()).toEqual([
+      'config.json',
+      'model-00001-of-00002.safetensors',
+      'model-00002-of-00002.safetensors',
+      'model.safetensors.index.json',
+      'tokenizer.json',
+      'training.json',
+    ]);
+  });
+});

@@ -238,6 +238,40 @@ function ssdAbsTerms(
   return { dA, dD, signed };
 }
 
+/**
+ * The same for the gated RMSNorm's weight gradient, a sum over rows (with one column per group and a few rows,
+ * one short sum that can cancel). In float64, apart from lib/ref/norm.ts, per row and group of size g:
+ *   v = x·silu(z) (gate before the norm) or x;   r = 1/√(mean(v²) + ε);   dn = dy·silu(z) (norm before the gate) or dy
+ *   dw_j = Σ_rows dn_j·v_j·r
+ */
+function normAbsTerms(
+  x: Tensor,
+  z: Tensor | undefined,
+  dy: Tensor,
+  o: { eps: number; groupSize: number; normBeforeGate: boolean },
+): { dweight: Float64Array; signed: { dweight: Float64Array } } {
+  const [rows, d] = x.shape;
+  const g = o.groupSize;
+  const silu = (v: number) => v / (1 + Math.exp(-v));
+  const dweight = new Float64Array(d);
+  const signed = { dweight: new Float64Array(d) };
+  for (let r = 0; r < rows; r++)
+    for (let g0 = 0; g0 < d; g0 += g) {
+      const v = Array.from({ length: g }, (_, i) => {
+        const k = r * d + g0 + i;
+        return z && !o.normBeforeGate ? x.data[k] * silu(z.data[k]) : x.data[k];
+      });
+      const rstd = 1 / Math.sqrt(v.reduce((s, a) => s + a * a, 0) / g + o.eps);
+      for (let i = 0; i < g; i++) {
+        const k = r * d + g0 + i;
+        const term = dy.data[k] * (z && o.normBeforeGate ? silu(z.data[k]) : 1) * v[i] * rstd;
+        dweight[g0 + i] += Math.abs(term);
+        signed.dweight[g0 + i] += term;
+      }
+    }
+  return { dweight, signed };
+}
+
 describe.each(KERNEL_BACKENDS)('backward ops on $title', ({ name, available }) => {
   const run = available ? it : it.skip;
   const tol = FLOAT32_TOL;
@@ -389,11 +423,12 @@ describe.each(KERNEL_BACKENDS)('backward ops on $title', ({ name, available }) =
           const z = s.z ? rand.normal(r, [s.rows, d]) : undefined;
           const dy = rand.normal(r, [s.rows, d]);
           const o = { eps: 1e-5, groupSize: s.gs, normBeforeGate: s.before };
-          expectAll(
-            { ...(await ops.gatedRmsnormBackward(x, w, z, dy, o)) },
-            { ...gatedRmsnormBackward(x, w, z, dy, o) },
-            tol,
-          );
+          const want = gatedRmsnormBackward(x, w, z, dy, o);
+          const terms = normAbsTerms(x, z, dy, o);
+          expectTermsMatch(terms, want);
+          expectAll({ ...(await ops.gatedRmsnormBackward(x, w, z, dy, o)) }, { ...want }, tol, {
+            dweight: terms.dweight,
+          });
         },
       ),
       { numRuns: 20 },

@@ -9,9 +9,9 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { getOps } from '../lib/ops.js';
-import { selectiveScanBackward } from '../lib/ref/selective_scan.js';
+import { selectiveScanBackward, type SelectiveScanInputs } from '../lib/ref/selective_scan.js';
 import { causalConv1dBackward } from '../lib/ref/conv1d.js';
-import { ssdBackward } from '../lib/ref/ssd.js';
+import { ssdBackward, type SsdInputs } from '../lib/ref/ssd.js';
 import { gatedRmsnormBackward } from '../lib/ref/norm.js';
 import type { Tensor } from '../lib/tensor.js';
 import { FLOAT32_TOL, KERNEL_BACKENDS, Rng, expectClose, expectCloseToTerms, rand } from './helpers.js';
@@ -49,8 +49,27 @@ function absSums(t: Tensor, channelAxis: number): Float64Array {
   return out;
 }
 
-/** The selective scan's outputs that are sums over batch, time, channels of a group or states. */
-type ScanSum = 'dA' | 'dD' | 'dB' | 'dC' | 'dInitialState';
+/**
+ * Accumulators for named sums: add(k, j, term, bound) adds term to the signed sum k[j] and its bound (|term| unless
+ * given: a recurrence's bound on |·|) to the absolute one.
+ */
+function termSums<K extends string>(sizes: Record<K, number>) {
+  const zeros = () =>
+    Object.fromEntries(Object.entries<number>(sizes).map(([k, n]) => [k, new Float64Array(n)])) as Record<
+      K,
+      Float64Array
+    >;
+  const [abs, signed] = [zeros(), zeros()];
+  const add = (k: K, j: number, term: number, absTerm = Math.abs(term)) => {
+    abs[k][j] += absTerm;
+    signed[k][j] += term;
+  };
+  return { abs, signed, add };
+}
+
+/** The outputs of the scan's and SSD's backward that are sums (over batch, time, a group's channels or heads, …). */
+type StateSum = 'dA' | 'dD' | 'dB' | 'dC' | 'dInitialState';
+type TermSums = Record<StateSum, Float64Array> & { signed: Record<StateSum, Float64Array> };
 
 /**
  * The same for the selective scan (Mamba-1), whose dA is (dim, N) and dD (dim): with one channel and N = 1
@@ -62,21 +81,7 @@ type ScanSum = 'dA' | 'dD' | 'dB' | 'dC' | 'dInitialState';
  * relative in 6,000 draws), d initial_state and h are sums over time: their terms' bounds are the same
  * recurrences on absolute values (ĥ_t = e^{ΔA} ĥ_{t−1} + |Δ B u|, and so for dh).
  */
-function scanAbsTerms(
-  inp: {
-    u: Tensor;
-    delta: Tensor;
-    A: Tensor;
-    B: Tensor;
-    C: Tensor;
-    z?: Tensor;
-    deltaBias?: Tensor;
-    deltaSoftplus: boolean;
-    initialState?: Tensor;
-  },
-  dout: Tensor,
-  dlast: Tensor | undefined,
-): Record<ScanSum, Float64Array> & { signed: Record<ScanSum, Float64Array> } {
+function scanAbsTerms(inp: SelectiveScanInputs, dout: Tensor, dlast: Tensor | undefined): TermSums {
   const [batch, D, L] = inp.u.shape;
   const N = inp.A.shape[1];
   const index = (t: Tensor, b: number, d: number, n: number, tt: number): number =>
@@ -86,23 +91,14 @@ function scanAbsTerms(
         ? (b * N + n) * L + tt
         : ((b * t.shape[1] + Math.floor(d / (D / t.shape[1]))) * N + n) * L + tt;
   const at = (t: Tensor, b: number, d: number, n: number, tt: number): number => t.data[index(t, b, d, n, tt)];
-  const sizes: Record<ScanSum, number> = {
+  const sizes: Record<StateSum, number> = {
     dA: D * N,
     dD: D,
     dB: inp.B.data.length,
     dC: inp.C.data.length,
     dInitialState: batch * D * N,
   };
-  const zeros = () =>
-    Object.fromEntries(Object.entries(sizes).map(([k, n]) => [k, new Float64Array(n)])) as Record<
-      ScanSum,
-      Float64Array
-    >;
-  const [abs, signed] = [zeros(), zeros()];
-  const add = (k: ScanSum, j: number, term: number, absTerm = Math.abs(term)) => {
-    abs[k][j] += absTerm;
-    signed[k][j] += term;
-  };
+  const { abs, signed, add } = termSums(sizes);
   for (let b = 0; b < batch; b++)
     for (let d = 0; d < D; d++) {
       const i = (tt: number) => (b * D + d) * L + tt;
@@ -204,9 +200,6 @@ function convAbsTerms(
   return { dweight, dbias, signed };
 }
 
-/** SSD's outputs that are sums over batch, time, heads of a group, p or n. */
-type SsdSum = 'dA' | 'dD' | 'dB' | 'dC' | 'dInitialState';
-
 /**
  * The absolute terms of SSD's per-head sums, in float64, written here apart from lib/ref/ssd.ts: dA_h is
  * Σ over batch, time, p, n of dH_pn·Δ·e^{ΔA}·H'_pn and dD_h is Σ over batch, time, p of dy_p·x_p. With one
@@ -217,37 +210,17 @@ type SsdSum = 'dA' | 'dD' | 'dB' | 'dC' | 'dInitialState';
  * dB_gn += dH·Δ·x_p and dC_gn += dy_p·H_t over a group's heads and p; d initial_state = e^{Δ_0 A} dH_0, a sum
  * over time (seen at 2.6e-5 relative in 6,000 draws): their terms' bounds are the recurrences on |·|, as for the scan.
  */
-function ssdAbsTerms(
-  inp: {
-    x: Tensor;
-    delta: Tensor;
-    A: Tensor;
-    B: Tensor;
-    C: Tensor;
-    z?: Tensor;
-    deltaBias?: Tensor;
-    deltaSoftplus: boolean;
-    initialState?: Tensor;
-  },
-  dout: Tensor,
-  dfin: Tensor | undefined,
-): Record<SsdSum, Float64Array> & { signed: Record<SsdSum, Float64Array> } {
+function ssdAbsTerms(inp: SsdInputs, dout: Tensor, dfin: Tensor | undefined): TermSums {
   const [batch, L, H, P] = inp.x.shape;
   const [, , G, N] = inp.B.shape;
-  const sizes: Record<SsdSum, number> = {
+  const sizes: Record<StateSum, number> = {
     dA: H,
     dD: H,
     dB: inp.B.data.length,
     dC: inp.C.data.length,
     dInitialState: batch * H * P * N,
   };
-  const zeros = () =>
-    Object.fromEntries(Object.entries(sizes).map(([k, n]) => [k, new Float64Array(n)])) as Record<SsdSum, Float64Array>;
-  const [abs, signed] = [zeros(), zeros()];
-  const add = (k: SsdSum, j: number, term: number, absTerm = Math.abs(term)) => {
-    abs[k][j] += absTerm;
-    signed[k][j] += term;
-  };
+  const { abs, signed, add } = termSums(sizes);
   for (let b = 0; b < batch; b++)
     for (let h = 0; h < H; h++) {
       const g = Math.floor(h / (H / G));

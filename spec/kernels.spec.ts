@@ -20,9 +20,57 @@ import { causalConv1d, causalConv1dUpdate } from '../lib/ref/conv1d.js';
 import { ssdSequential, ssdMinimalDiscrete } from '../lib/ref/ssd.js';
 import { gatedRmsnorm } from '../lib/ref/norm.js';
 import { multistep } from '../lib/ref/multistep.js';
-import { FLOAT32_TOL, KERNEL_BACKENDS, Rng, Tensor, expectClose, rand } from './helpers.js';
+import { FLOAT32_TOL, KERNEL_BACKENDS, Rng, Tensor, expectClose, expectCloseToTerms, rand } from './helpers.js';
 
 const dim = (max: number) => fc.integer({ min: 1, max });
+
+/**
+ * Σ|terms| of each element of a product, for expectCloseToTerms (a 1×1 product is one dot product, whose sum
+ * can cancel: fast-check's sizes of 1 drew m = n = 1, k = 11 at relative error 6e-4, err/Σ|terms| 2e-8).
+ * In float64, apart from lib/ref: (rows, k) · (k, cols) with `b` read as (k, cols), or as (cols, k) when
+ * transposed (linear's weight), plus |bias|:   S_ij = Σ_k |a_ik|·|b_kj| + |bias_j|
+ */
+function absProduct(a: Tensor, b: Tensor, transposed: boolean, bias?: Tensor): Float64Array {
+  const [rows, k] = a.shape;
+  const cols = transposed ? b.shape[0] : b.shape[1];
+  const out = new Float64Array(rows * cols);
+  for (let i = 0; i < rows; i++)
+    for (let j = 0; j < cols; j++) {
+      let s = bias ? Math.abs(bias.data[j]) : 0;
+      for (let t = 0; t < k; t++) s += Math.abs(a.data[i * k + t] * b.data[transposed ? j * k + t : t * cols + j]);
+      out[i * cols + j] = s;
+    }
+  return out;
+}
+
+/**
+ * The same for the gated MLP y = down·h, h = silu(g) ⊙ u, g = x·gateᵀ, u = x·upᵀ (rows 1 and outputs 1 make y one
+ * dot product). First order, each float32 sum's error bounded by its Σ|terms| and carried through silu:
+ *   S_ro = Σ_j |down_oj| · (|h_rj| + |silu'(g_rj)|·|u_rj|·G_rj + |silu(g_rj)|·U_rj),   G = |x|·|gate|ᵀ, U = |x|·|up|ᵀ
+ * with silu'(g) = σ(g)(1 + g(1 − σ(g))).
+ */
+function absGatedMlp(x: Tensor, gate: Tensor, up: Tensor, down: Tensor): Float64Array {
+  const [rows, d] = x.shape;
+  const [f, o] = [gate.shape[0], down.shape[0]];
+  const [G, U] = [absProduct(x, gate, true), absProduct(x, up, true)];
+  const dotRow = (w: Tensor, r: number, j: number) => {
+    let s = 0;
+    for (let t = 0; t < d; t++) s += x.data[r * d + t] * w.data[j * d + t];
+    return s;
+  };
+  const out = new Float64Array(rows * o);
+  for (let r = 0; r < rows; r++)
+    for (let j = 0; j < f; j++) {
+      const [g, u] = [dotRow(gate, r, j), dotRow(up, r, j)];
+      const sig = 1 / (1 + Math.exp(-g));
+      const hTerm =
+        Math.abs(g * sig * u) +
+        Math.abs(sig * (1 + g * (1 - sig)) * u) * G[r * f + j] +
+        Math.abs(g * sig) * U[r * f + j];
+      for (let c = 0; c < o; c++) out[r * o + c] += Math.abs(down.data[c * f + j]) * hTerm;
+    }
+  return out;
+}
 
 describe.each(KERNEL_BACKENDS)('kernels on $title', ({ name, available }) => {
   const run = available ? it : it.skip;
@@ -35,10 +83,10 @@ describe.each(KERNEL_BACKENDS)('kernels on $title', ({ name, available }) => {
         const r = new Rng(seed);
         const a = rand.normal(r, [m, k]);
         const b = rand.normal(r, [k, n]);
-        expectClose(await ops.matmul(a, b), matmul(a, b), tol);
+        expectCloseToTerms(await ops.matmul(a, b), matmul(a, b), absProduct(a, b, false), tol, 'matmul');
         const W = rand.normal(r, [n, k]);
         const bb = bias ? rand.normal(r, [n]) : undefined;
-        expectClose(await ops.linear(a, W, bb), linear(a, W, bb), tol);
+        expectCloseToTerms(await ops.linear(a, W, bb), linear(a, W, bb), absProduct(a, W, true, bb), tol, 'linear');
       }),
       { numRuns: 15 },
     );
@@ -56,7 +104,7 @@ describe.each(KERNEL_BACKENDS)('kernels on $title', ({ name, available }) => {
           const [gate, up, down] = [rand.normal(r, [f, d]), rand.normal(r, [f, d]), rand.normal(r, [o, f])];
           const want = gatedMlp(x, gate, up, down);
           const loose = await ops.gatedMlp(x, gate, up, down); // weights not marked immutable: kernel by kernel
-          expectClose(loose, want, tol, 'kernel by kernel');
+          expectCloseToTerms(loose, want, absGatedMlp(x, gate, up, down), tol, 'kernel by kernel');
           for (const w of [gate, up, down]) markImmutable(w.data);
           const plans = rt?.plans.compiled ?? 0;
           const fused = await ops.gatedMlp(x, gate, up, down);
@@ -126,7 +174,15 @@ describe.each(KERNEL_BACKENDS)('kernels on $title', ({ name, available }) => {
               bias: w.bias ? rand.normal(r, [w.out]) : undefined,
             }));
             const loose = await ops.linears(x, ws);
-            ws.forEach((w, i) => expectClose(loose[i], linear(x, w.weight, w.bias), tol, `product ${i}`));
+            ws.forEach((w, i) =>
+              expectCloseToTerms(
+                loose[i],
+                linear(x, w.weight, w.bias),
+                absProduct(x, w.weight, true, w.bias),
+                tol,
+                `product ${i}`,
+              ),
+            );
             for (const w of ws) for (const t of [w.weight, w.bias]) if (t) markImmutable(t.data);
             const fused = await ops.linears(x, ws);
             expect(fused.map((t) => Array.from(t.data))).toEqual(loose.map((t) => Array.from(t.data)));

@@ -60,16 +60,26 @@ budget() {
   fi
 }
 
+# `options WHAT NAMES ARGS…`: each `--NAME VALUE` of ARGS into the caller's variable NAME (one of NAMES); another
+# option, or one without its value, exits 2 naming it
+options() {
+  local what=$1 names=" $2 "
+  shift 2
+  while [ $# -gt 0 ]; do
+    local name=${1#--}
+    if [[ $1 != --* || $names != *" $name "* || $# -lt 2 ]]; then
+      echo "$what: unknown option or missing value: $1 (options: $names)" >&2
+      exit 2
+    fi
+    printf -v "$name" '%s' "$2"
+    shift 2
+  done
+}
+
 # corpus DIR (mil data build) → TO/corpus.tar.xz: manifest, tokenizer and every shard as raw uint16 ids
 pack() {
   local corpus=data/corpus to=$CARRY
-  while [ $# -gt 0 ]; do
-    case $1 in
-      --corpus) corpus=$2; shift 2 ;;
-      --to) to=$2; shift 2 ;;
-      *) echo "pack: unknown option $1" >&2; exit 2 ;;
-    esac
-  done
+  options pack 'corpus to' "$@"
   [ -f "$corpus/manifest.json" ] || { echo "pack: --corpus $corpus: no manifest.json (a corpus of mil data build)" >&2; exit 2; }
   local tmp
   tmp=$(mktemp -d)
@@ -89,13 +99,7 @@ pack() {
 # ids' sha-256, not the files')
 unpack() {
   local from=$CARRY/corpus.tar.xz to=$CARRY/corpus
-  while [ $# -gt 0 ]; do
-    case $1 in
-      --from) from=$2; shift 2 ;;
-      --to) to=$2; shift 2 ;;
-      *) echo "unpack: unknown option $1" >&2; exit 2 ;;
-    esac
-  done
+  options unpack 'from to' "$@"
   local tmp="$to.unpacking"
   rm -rf "$tmp"
   mkdir -p "$tmp"

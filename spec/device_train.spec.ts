@@ -5,6 +5,9 @@
  *     the command started, OUT.checkpoint saved and OUT not written, exit 0 with a line naming the step; the same
  *     command again goes on from there; the model it ends with is the uninterrupted run's, bit for bit (F32), and
  *     its history the same steps with the same losses. `--max-minutes 0` stops after exactly one step each time;
+ *   - with --stepwise, a stage that an earlier command finished is kept (its folder's training.json names the same
+ *     stage, fraction, variant, init, teacher, seed and data; its weights F32, what the next stage starts from in
+ *     one command too), so a run cut into commands ends;
  *   - `--max-shard-size` shards the final weights: more than one file, none holding more tensor bytes than asked;
  *   - scripts/device_train.sh: `pack` then `unpack` give back a built corpus with the same token ids in every part,
  *     the same manifest and tokenizer; `run` gives mil the corpus, --backend webgpu, MAX_MINUTES, 16 MiB shards and
@@ -12,7 +15,9 @@
  *     is whole copies back its config, tokenizer, training record and weights (shards and index) alone, ≤ 8 files.
  * Mutations tried: the time check left out of the job's loop (the run trains to the end: OUT written on the first
  * invocation) fails the first test; shardBytes not passed to modelFiles (one file) fails it too; `pack` taking the
- * train shards alone fails the pack test.
+ * train shards alone fails the pack test; finishedStage never finding the stage (stage 1 trained again, stopped
+ * again), or stage 2 started from the in-memory float64 stage 1 in one command (its start then differs from the
+ * saved one a later command reuses: the checkpoint refused), fail the stepwise test.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -126,6 +131,30 @@ describe('a training run in commands of limited time (issue #25, the GPU machine
       const header = Number(bytes.readBigUInt64LE(0));
       expect(statSync(join(cut, f)).size - 8 - header, f).toBeLessThanOrEqual(300_000);
     }
+  });
+
+  it('--max-minutes with --stepwise: a stage finished by an earlier command is kept, not trained again; the run ends', async () => {
+    const dir = tmpFolder('device-stepwise');
+    const data = join(dir, 'corpus.jsonl');
+    writeFileSync(data, corpus());
+    const common = ['--data', data, '--batch', '2', '--len', '8', '--eval-tokens', '32', '--engine', 'float64'];
+    const t = join(dir, 't');
+    expect((await mil(['train', '--config', 'tiny', ...common, '--steps', '1', '--quiet', '--out', t])).code).toBe(0);
+    const out = join(dir, 's');
+    const args = ['distill', '--teacher', t, '--stepwise', '0.5,0', '--steps', '2', ...common, '--max-minutes', '0'];
+    const said: string[] = [];
+    let stage1 = '';
+    for (let i = 0; i < 3; i++) {
+      const r = await mil([...args, '--quiet', '--out', out]);
+      expect(r.code).toBe(EXIT.ok);
+      said.push(r.out);
+      if (i === 1) stage1 = readFileSync(join(`${out}.stage1`, 'training.json'), 'utf8');
+    }
+    expect(said[0]).toMatch(/stopped .*after step 1 of 2: .*s\.stage1\.checkpoint/);
+    expect(said[1]).toMatch(/stopped .*after step 1 of 2: .*s\.checkpoint/); // stage 1 finished, stage 2 begun
+    expect(said[2]).toMatch(/^wrote .*s: validation perplexity/m);
+    expect(readFileSync(join(`${out}.stage1`, 'training.json'), 'utf8')).toBe(stage1); // kept, not trained again
+    expect(existsSync(join(out, 'config.json'))).toBe(true);
   });
 
   it('scripts/device_train.sh pack → unpack: the same token ids, manifest and tokenizer (xz of raw ids, gzip again)', () => {

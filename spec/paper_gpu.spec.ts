@@ -66,6 +66,23 @@ function corpus(): string {
   return docs.join('\n') + '\n';
 }
 
+/** `f` with console.log and console.error silenced; what went to console.error. */
+async function quietly(f: () => Promise<void>): Promise<string> {
+  let said = '';
+  const log = vi.spyOn(console, 'log').mockImplementation(() => {});
+  const err = vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => void (said += a.join(' ') + '\n'));
+  try {
+    await f();
+  } finally {
+    log.mockRestore();
+    err.mockRestore();
+  }
+  return said;
+}
+
+/** A run's training.json. */
+const trainingJson = <T>(dir: string) => JSON.parse(readFileSync(join(dir, 'training.json'), 'utf8')) as T;
+
 describe('npm run paper on the GPU', () => {
   it('every small-scale webgpu run fits the GPU step: no buffer past 2^24 elements for one sequence of its length', () => {
     const made = new Map<string, HybridModel>();
@@ -129,38 +146,19 @@ describe('npm run paper on the GPU', () => {
     writeFileSync(data, corpus());
     const tiny = ['train', '--config', 'tiny', '--data', data, '--eval-tokens', '32', '--quiet'];
     const out = join(dir, 'acc');
-    const log = vi.spyOn(console, 'log').mockImplementation(() => {});
-    const err = vi.spyOn(console, 'error').mockImplementation(() => {});
-    try {
-      expect(
-        await main([
-          ...tiny,
-          '--accumulate',
-          '2',
-          '--batch',
-          '1',
-          '--len',
-          '16',
-          '--tokens',
-          '64',
-          '--engine',
-          'float64',
-          '--out',
-          out,
-        ]),
-      ).toBe(EXIT.ok);
-      const t = JSON.parse(readFileSync(join(out, 'training.json'), 'utf8')) as {
-        options: { accumulate: number; totalSteps: number };
-        history: Array<{ tokens: number }>;
-      };
-      expect(t.options).toMatchObject({ accumulate: 2, totalSteps: 2 });
-      expect(t.history.map((h) => h.tokens)).toEqual([32, 32]);
-      // (a length the GPU step cannot hold is refused by gpuStepUnsupported, above; the tiny preset's context of 64
-      // cannot reach it, and a large batch is no longer refused: it runs as micro-batches)
-    } finally {
-      log.mockRestore();
-      err.mockRestore();
-    }
+    const acc = ['--accumulate', '2', '--batch', '1', '--len', '16', '--tokens', '64', '--engine', 'float64'];
+    await quietly(async () => {
+      expect(await main([...tiny, ...acc, '--out', out])).toBe(EXIT.ok);
+    });
+    const t = trainingJson<{
+      options: { accumulate: number; totalSteps: number };
+      history: Array<{ tokens: number }>;
+    }>(out);
+    expect(t.options).toMatchObject({ accumulate: 2, totalSteps: 2 });
+    expect(t.history.map((h) => h.tokens)).toEqual([32, 32]);
+    // (a length the GPU step cannot hold is refused by gpuStepUnsupported, above; the tiny preset's context of 64
+    // cannot reach it, and a large batch is no longer refused: it runs as micro-batches, lib/train/gpu_step.ts
+    // gpuMicroBatch, spec/gpu_train.spec.ts)
   });
 
   run(
@@ -170,10 +168,8 @@ describe('npm run paper on the GPU', () => {
       const data = join(dir, 'corpus.jsonl');
       writeFileSync(data, corpus());
       const common = ['--data', data, '--len', '8', '--batch', '2', '--eval-tokens', '32', '--quiet'];
-      const log = vi.spyOn(console, 'log').mockImplementation(() => {});
-      const err = vi.spyOn(console, 'error').mockImplementation(() => {});
       const at = (n: string) => join(dir, n);
-      try {
+      await quietly(async () => {
         const cpu = [...common, '--steps', '1', '--engine', 'float64', '--dtype', 'F32'];
         expect(await main(['train', '--config', 'tiny', ...cpu, '--out', at('t')])).toBe(EXIT.ok);
         expect(await main(['distill', '--teacher', at('t'), '--attention', '0.5', ...cpu, '--out', at('h')])).toBe(
@@ -182,15 +178,12 @@ describe('npm run paper on the GPU', () => {
         const sft = ['sft', '--model', at('h'), ...common, '--steps', '3', '--lr', '1e-2', '--dtype', 'F32'];
         expect(await main([...sft, '--backend', 'webgpu', '--out', at('gpu')])).toBe(EXIT.ok);
         expect(await main([...sft, '--engine', 'float64', '--out', at('cpu')])).toBe(EXIT.ok);
-      } finally {
-        log.mockRestore();
-        err.mockRestore();
-      }
+      });
       const record = (n: string) =>
-        JSON.parse(readFileSync(join(at(n), 'training.json'), 'utf8')) as {
+        trainingJson<{
           options: { engine: string; objective: string; train: string };
           history: Array<{ loss: number }>;
-        };
+        }>(at(n));
       expect(record('gpu').options).toMatchObject({ engine: 'webgpu', objective: 'lm', train: 'all' });
       const losses = (n: string) => record(n).history.map((h) => h.loss);
       expect(losses('gpu')).toHaveLength(3);
@@ -218,9 +211,7 @@ describe('npm run paper on the GPU', () => {
       writeFileSync(data, corpus());
       const common = ['--data', data, '--len', '8', '--batch', '2', '--eval-tokens', '32', '--quiet', '--dtype', 'F32'];
       const at = (n: string) => join(dir, n);
-      const log = vi.spyOn(console, 'log').mockImplementation(() => {});
-      const err = vi.spyOn(console, 'error').mockImplementation(() => {});
-      try {
+      await quietly(async () => {
         const t = ['train', '--config', 'tiny', ...common, '--steps', '1', '--engine', 'float64', '--out', at('t')];
         expect(await main(t)).toBe(EXIT.ok);
         const kd = ['distill', '--teacher', at('t'), '--attention', '0.5', '--steps', '3', ...common];
@@ -228,16 +219,13 @@ describe('npm run paper on the GPU', () => {
         expect(await main([...kd, '--train-mlp', '--engine', 'float64', '--out', at('cpu')])).toBe(EXIT.ok);
         expect(await main([...kd, '--train-mlp', '--backend', 'webgpu', '--out', at('gpu')])).toBe(EXIT.ok);
         expect(await main([...kd, '--train-mlp', '--drop-instead', '--out', at('bad')])).toBe(EXIT.usage);
-      } finally {
-        log.mockRestore();
-        err.mockRestore();
-      }
+      });
       const record = (n: string) =>
-        JSON.parse(readFileSync(join(at(n), 'training.json'), 'utf8')) as {
+        trainingJson<{
           options: { train: string; clip: number; optimizer: { weightDecay: number } };
           trainMlp?: boolean;
           history: Array<{ loss: number }>;
-        };
+        }>(at(n));
       const losses = (n: string) => record(n).history.map((h) => h.loss);
       expect(record('cpu')).toMatchObject({ trainMlp: true, options: { train: 'mamba+mlp', clip: 0.1 } });
       expect(record('frozen').options).toMatchObject({ train: 'mamba', clip: 0.1, optimizer: { weightDecay: 0 } });
@@ -281,7 +269,7 @@ describe('npm run paper on the GPU', () => {
         true,
       );
       for (const n of names) {
-        const t = JSON.parse(readFileSync(join(dir, n, 'training.json'), 'utf8')) as { options: { engine: string } };
+        const t = trainingJson<{ options: { engine: string } }>(join(dir, n));
         expect(t.options.engine, n).toBe('webgpu');
       }
     },

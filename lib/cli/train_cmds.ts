@@ -15,7 +15,7 @@
  * checked before any work (lib/io/paths.ts): OUT, OUT.checkpoint and OUT.stageN apart from every input, and
  * an existing folder there replaced only if it is the same command's earlier output, or with --force.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { checkOutput, writeFile } from '../io/writer.js';
 import type { WriteDType } from '../io/safetensors.js';
@@ -636,6 +636,26 @@ export async function cmdDistill(p: Parsed): Promise<number> {
   for (const [k, f] of fractions.entries()) {
     const layers = attentionLayersFor(f, teacher.llama.numLayers);
     const stageOut = k === fractions.length - 1 ? out : stageOf(out, k + 1);
+    // an earlier stage this command finished before (a run cut by --max-minutes): its folder, not trained again
+    // (checkPaths let it stand only as this command's earlier output); the next stage starts from its saved weights
+    // (--dtype), where one uninterrupted command hands on the float64 ones
+    const done =
+      k < fractions.length - 1
+        ? finishedStage(stageOut, {
+            stage: k + 1,
+            attention: f,
+            variant: drop ? 'drop' : variant,
+            init,
+            teacher: teacherDir,
+            seed,
+            data,
+          })
+        : undefined;
+    if (done) {
+      log(v)(`stage ${k + 1}/${fractions.length}: ${stageOut} was finished by an earlier run of this command: kept`);
+      student = done;
+      continue;
+    }
     const start = drop ? dropLayers(teacher, layers) : stageModel(teacher, student, layers, { variant, seed, init });
     const o = trainerOptions(
       perStage,
@@ -658,6 +678,9 @@ export async function cmdDistill(p: Parsed): Promise<number> {
       valTokens,
       tokenizer: tok,
       ...cadence(v, o.totalSteps, 5),
+      // a stage folder F32 (whatever --dtype): the next stage starts from its weights as saved, in this command or,
+      // reused, in a later one (finishedStage) — the same start, so a run cut by --max-minutes resumes
+      ...(stageOut === out ? {} : { dtype: 'F32' as const }),
       record: {
         title: `mil distill (stage ${k + 1}: ${drop ? 'drop' : variant} ${f * 100}% attention)`,
         command: commandLine(),
@@ -674,11 +697,22 @@ export async function cmdDistill(p: Parsed): Promise<number> {
       ...lim,
     });
     if (stoppedAt(r, stageOut)) return 0;
-    student = r.model;
+    student = stageOut === out ? r.model : loadModel(stageOut); // as a later command reusing it would
     last = r.final;
   }
   console.log(`wrote ${out}: validation perplexity ${last.ppl.toFixed(2)} (${last.bitsPerByte.toFixed(3)} bits/byte)`);
   return 0;
+}
+
+/**
+ * A stepwise stage's folder that an earlier run of the same distillation finished (its training.json records the
+ * same stage, fraction, teacher, seed and data), as a model; else undefined.
+ */
+function finishedStage(dir: string, want: Record<string, unknown>): HybridModel | undefined {
+  const f = join(dir, 'training.json');
+  if (!existsSync(f)) return undefined;
+  const rec = JSON.parse(readFileSync(f, 'utf8')) as Record<string, unknown>;
+  return Object.entries(want).every(([k, x]) => rec[k] === x) ? loadModel(dir) : undefined;
 }
 
 /**

@@ -89,18 +89,21 @@ function source(f: MatmulForm, tile: TileName): string {
   decl.push(`@group(0) @binding(${at}) var<storage, read_write> c: array<f32>;`);
   decl.push(`var<workgroup> As: array<f32, ${TK * SA}>;`, `var<workgroup> Bs: array<f32, ${TK * SB}>;`);
   const threads = WG * WG;
+  /**
+   * Where operand `o` (a or b) holds the value of output row/column index `r` (m or n) and k: stored row by row in
+   * r (`byRow`: rows K long, or `dims.o.w` apart when batched, from offset o·) or in k (rows M / N long).
+   */
+  const stored = (o: 'a' | 'b', r: 'm' | 'n', byRow: boolean): string => {
+    const ld = B ? `dims.${o}.w` : byRow ? 'K' : r.toUpperCase();
+    const idx = byRow ? `(${r}0 + ${r}${r}) * ${ld} + k0 + kk` : `(k0 + kk) * ${ld} + ${r}0 + ${r}${r}`;
+    return B ? `o${o} + ${idx}` : idx;
+  };
   const loads = (p: number): string[] => {
     const out: string[] = [];
     for (let r = 0; r < (TM * TK) / threads; r++) {
       const e = `(t + ${r * threads}u)`;
       const [mm, kk] = f.a === 'mk' ? [`${e} / ${TK}u`, `${e} % ${TK}u`] : [`${e} % ${TM}u`, `${e} / ${TM}u`];
-      const idx = B
-        ? f.a === 'mk'
-          ? 'oa + (m0 + mm) * dims.a.w + k0 + kk'
-          : 'oa + (k0 + kk) * dims.a.w + m0 + mm'
-        : f.a === 'mk'
-          ? '(m0 + mm) * K + k0 + kk'
-          : '(k0 + kk) * M + m0 + mm';
+      const idx = stored('a', 'm', f.a === 'mk');
       out.push(
         `{ let mm = ${mm}; let kk = ${kk}; var v = 0.0;`,
         `  if (m0 + mm < M && k0 + kk < ke) { v = a${p}[${idx}]; }`,
@@ -110,13 +113,7 @@ function source(f: MatmulForm, tile: TileName): string {
     for (let r = 0; r < (TN * TK) / threads; r++) {
       const e = `(t + ${r * threads}u)`;
       const [nn, kk] = f.b === 'nk' ? [`${e} / ${TK}u`, `${e} % ${TK}u`] : [`${e} % ${TN}u`, `${e} / ${TN}u`];
-      const idx = B
-        ? f.b === 'nk'
-          ? 'ob + (n0 + nn) * dims.b.w + k0 + kk'
-          : 'ob + (k0 + kk) * dims.b.w + n0 + nn'
-        : f.b === 'nk'
-          ? '(n0 + nn) * K + k0 + kk'
-          : '(k0 + kk) * N + n0 + nn';
+      const idx = stored('b', 'n', f.b === 'nk');
       out.push(
         `{ let nn = ${nn}; let kk = ${kk}; var v = 0.0;`,
         `  if (n0 + nn < N && k0 + kk < ke) { v = b${p}[${idx}]; }`,

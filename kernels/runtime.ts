@@ -226,10 +226,31 @@ const residentRelease = new FinalizationRegistry<{ handle: DeviceHandle; rt: Gpu
 /** The identity kernel that uploads a weight once: its `pipeline: true, immutable: true` result stays on the device. */
 const UPLOAD_SRC = 'function (w) { return w[this.thread.x]; }';
 
+/**
+ * Compiled kernels kept per runtime (least recently used retired past it). Each is one shape of one source; on
+ * webasm each holds its own wasm memory, and with no bound a process that met ~1,000–2,000 shapes (property tests
+ * at 20× their runs) failed in `WebAssembly.Memory()`. A retired kernel is compiled again when next needed.
+ */
+const MAX_KERNELS = 512;
+
+/** Free what a retired kernel holds (its GPU.js resources); nothing else refers to it. */
+function destroyKernel(k: GpuKernel): void {
+  try {
+    (k as unknown as { destroy?: () => void }).destroy?.();
+  } catch {
+    // a kernel that cannot be destroyed is left to the garbage collector
+  }
+}
+
 export class GpuRuntime {
   private readonly cache = new Map<string, GpuKernel>();
   /** Number of kernels compiled so far (for tests of the cache). */
   compiled = 0;
+  /** At most this many compiled kernels stay alive (weights' upload kernels aside): see MAX_KERNELS. */
+  maxKernels = MAX_KERNELS;
+  /** Calls running per kernel: a retired kernel is destroyed once they end. */
+  private readonly inFlight = new Map<GpuKernel, number>();
+  private readonly retired = new Set<GpuKernel>();
   /**
    * Keep weights resident (webgpu only): a stable input (a weight's float32 array, see f32) is uploaded to a
    * device buffer on first use and every later call binds that buffer instead of copying the array again
@@ -324,6 +345,20 @@ export class GpuRuntime {
     return this.plans.run(planKey, steps, inputs, outputs);
   }
 
+  /** Retire the least recently used kernels past maxKernels (upload kernels stay: their outputs are the weights). */
+  private evict(): void {
+    let alive = 0;
+    for (const key of this.cache.keys()) if (!key.startsWith('upload|')) alive++;
+    for (const [key, k] of this.cache) {
+      if (alive <= this.maxKernels) break;
+      if (key.startsWith('upload|')) continue;
+      this.cache.delete(key);
+      alive--;
+      if (this.inFlight.has(k)) this.retired.add(k);
+      else destroyKernel(k);
+    }
+  }
+
   /**
    * Run a kernel: `source` is a GPU.js kernel function as text, compiled once per (key, constants)
    * and cached. `outputSize` threads each return one float. Arguments are flat arrays.
@@ -361,7 +396,10 @@ export class GpuRuntime {
     // a kernel is compiled for arrays or device buffers in each position: the key says which
     const ck = `${key}|${JSON.stringify(consts)}|${outputSize}|${callArgs.map((a, i) => (bound[i] === a ? '' : 'r') + a.length).join(',')}`;
     let k = this.cache.get(ck);
-    if (!k) {
+    if (k) {
+      this.cache.delete(ck); // most recently used: to the end
+      this.cache.set(ck, k);
+    } else {
       k = this.gpu.createKernel(this.name === 'webgpu' ? exactDivision(src) : src, {
         output: [outputSize],
         constants: consts,
@@ -371,13 +409,20 @@ export class GpuRuntime {
       });
       this.cache.set(ck, k);
       this.compiled++;
+      this.evict();
     }
     let r: Float32Array;
+    this.inFlight.set(k, (this.inFlight.get(k) ?? 0) + 1);
     try {
       r = await k(...bound);
     } catch (e) {
-      this.cache.delete(ck);
+      if (this.cache.get(ck) === k) this.cache.delete(ck);
       throw new KernelError(this.name, key, (e as Error).message.split('\n')[0] ?? String(e));
+    } finally {
+      const n = (this.inFlight.get(k) ?? 1) - 1;
+      if (n > 0) this.inFlight.set(k, n);
+      else this.inFlight.delete(k);
+      if (n <= 0 && this.retired.delete(k)) destroyKernel(k); // retired while this call ran
     }
     // GPU.js may degrade a kernel to another of its backends (its `fallbackReason`): refuse, never run elsewhere silently
     const inner = (k as unknown as { kernel?: { constructor: { name: string }; fallbackReason?: string | null } })

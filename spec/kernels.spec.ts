@@ -120,6 +120,35 @@ describe.each(KERNEL_BACKENDS)('kernels on $title', ({ name, available }) => {
     },
   );
 
+  // the GPU.js runtime's own cache of compiled kernels (wasm-simd has none)
+  (available && name !== 'wasm-simd' ? it : it.skip)(
+    'at most maxKernels compiled kernels stay alive: the least recently used is retired and compiled again when needed, with the same results',
+    async () => {
+      const rt = await getRuntime(name as KernelBackendName);
+      const was = rt.maxKernels;
+      const src = 'function (a) { return a[this.thread.x] * this.constants.S + 1.0; }';
+      // three shapes of one source (each its own kernel), a unique scale so no other test shares them
+      const run = (n: number) =>
+        rt.run('spec.lru', src, { S: 3.25 }, n, [Float32Array.from({ length: n }, (_, i) => i)]);
+      const want = (n: number) => Array.from({ length: n }, (_, i) => i * 3.25 + 1);
+      try {
+        rt.maxKernels = rt.compiled + 1000; // nothing else retired while the three are compiled
+        const base = rt.compiled;
+        for (const n of [5, 6, 7]) expect(Array.from(await run(n))).toEqual(want(n));
+        expect(rt.compiled).toBe(base + 3);
+        rt.maxKernels = 2; // the two most recent (6, 7) stay
+        expect(Array.from(await run(8))).toEqual(want(8)); // a fourth: compiled, and the oldest ones retired
+        expect(rt.compiled).toBe(base + 4);
+        expect(Array.from(await run(8)), 'recently used: still alive').toEqual(want(8));
+        expect(rt.compiled).toBe(base + 4);
+        expect(Array.from(await run(5)), 'retired: compiled again').toEqual(want(5));
+        expect(rt.compiled).toBe(base + 5);
+      } finally {
+        rt.maxKernels = was;
+      }
+    },
+  );
+
   // wasm-simd has no plans: skipped there, not passed empty
   (available && name !== 'wasm-simd' ? it : it.skip)(
     'at most maxPlans compiled plans stay alive: the least recently used is retired (after its call in flight) and compiled again when needed, with the same results',

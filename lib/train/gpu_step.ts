@@ -156,22 +156,22 @@ export function gpuStepUnsupported(
   if (L !== undefined) {
     // the kernels split thread indices with float32 arithmetic, exact below 2^24 elements a buffer (create checks
     // the device's own limit too); a batch past it runs as micro-batches (gpuMicroBatch), down to one sequence
-    const one = gpuStepLargest(m, { batch: 1, seqLen: L, teacher: teacher && { model: teacher, klWeight: 1 } });
+    const one = gpuStepLargest(m, { batch: 1, seqLen: L, teacher: teacher && { model: teacher } });
     if (one > 2 ** 24)
       return `a buffer of ${one} float32 elements for one sequence of length ${L} (at most 2^24 = 16777216: lower the length; a larger batch runs as micro-batches of the same rows)`;
   }
   return null;
 }
 
+/** What sizes the step's buffers: the batch × length, the logits' chunk rows, and a teacher's model if any. */
+type StepShape = Pick<GpuStepOptions, 'batch' | 'seqLen' | 'logitRows'> & { teacher?: { model: HybridModel } };
+
 /**
  * The most float32 elements any one buffer of the step holds for `m` (and its teacher) at `batch` × `seqLen`: the
  * logits' row chunk, the widest activation, attention's (b, H, l, l) probabilities, the largest weight, a Mamba
  * layer's largest intermediate. No device needed (GpuTrainStep.create checks it against the device's limits).
  */
-export function gpuStepLargest(
-  m: HybridModel,
-  o: Pick<GpuStepOptions, 'batch' | 'seqLen' | 'logitRows' | 'teacher'>,
-): number {
+export function gpuStepLargest(m: HybridModel, o: StepShape): number {
   const { batch: B, seqLen: L } = o;
   const N = B * L;
   const sizes = (x: HybridModel) => {
@@ -202,11 +202,7 @@ export function gpuStepLargest(
  * runs `batch/micro` times more micro-batches of `micro` rows, in order, trains the same model (to float32
  * rounding). `batch` itself when even one row does not fit: GpuTrainStep.create then refuses it by name.
  */
-export function gpuMicroBatch(
-  m: HybridModel,
-  o: Pick<GpuStepOptions, 'batch' | 'seqLen' | 'logitRows' | 'teacher'>,
-  limit = 2 ** 24,
-): number {
+export function gpuMicroBatch(m: HybridModel, o: StepShape, limit = 2 ** 24): number {
   for (let micro = o.batch; micro >= 1; micro--)
     if (o.batch % micro === 0 && gpuStepLargest(m, { ...o, batch: micro }) <= limit) return micro;
   return o.batch;

@@ -12,7 +12,10 @@ rm -rf "$out/build" "$out/bundle.tar.xz"
 mkdir -p "$out/build/node_modules/webgpu/dist"
 npx tsc -p . --noEmit false --outDir "$out/build/dist" --rootDir .
 rm -rf "$out/build/dist/spec"
-for p in gpu.js acorn gpu-mock.js tinybench debug ms; do [ -d "node_modules/$p" ] && cp -r "node_modules/$p" "$out/build/node_modules/"; done
+# every runtime import of dist/ (the CLI loads @huggingface/jinja for chat templates; lib/conform fast-check)
+for p in gpu.js acorn gpu-mock.js tinybench debug ms @huggingface/jinja fast-check pure-rand; do
+  [ -d "node_modules/$p" ] && mkdir -p "$out/build/node_modules/$(dirname "$p")" && cp -r "node_modules/$p" "$out/build/node_modules/$p"
+done
 cp node_modules/webgpu/package.json node_modules/webgpu/index.js "$out/build/node_modules/webgpu/"
 cp -r node_modules/webgpu/dist/linux-x64 "$out/build/node_modules/webgpu/dist/"
 cp "$(command -v node)" "$out/build/node"

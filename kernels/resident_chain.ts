@@ -185,7 +185,7 @@ export interface ChainCounters {
 }
 
 /** The program a chain records into and runs unless told otherwise (the one-token decode). */
-const MAIN = 'main';
+export const MAIN = 'main';
 
 export class ResidentChain {
   /** Op lists by program: one chain may hold several (a one-token step, a window of W tokens) over shared buffers. */
@@ -262,6 +262,25 @@ export class ResidentChain {
     let ops = this.opLists.get(name);
     if (!ops) this.opLists.set(name, (ops = []));
     this.ops = ops;
+  }
+
+  /**
+   * Program `name` made of some of program `from`'s recorded ops, in their order, over the same buffers and bind
+   * groups (nothing compiled or allocated): those whose position i in `from` and label pass `keep` — a training
+   * step's forward and loss rows alone, run to validate without a second copy of the activations.
+   */
+  derive(name: string, from: string, keep: (i: number, label: string) => boolean): void {
+    const src = this.opLists.get(from);
+    if (!src?.length) throw new ArgumentError('program', `one recorded in this chain`, from);
+    this.opLists.set(
+      name,
+      src.filter((op, i) => keep(i, op.label)),
+    );
+  }
+
+  /** How many ops program `name` holds so far (a position for `derive`). */
+  opCount(name: string = MAIN): number {
+    return this.opLists.get(name)?.length ?? 0;
   }
 
   /** Whether the device was lost (every run then refuses). */

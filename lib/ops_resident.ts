@@ -5,4 +5,4 @@
  * lib/model/gpu_decode.ts (one GPU submission per decoded token).
  */
 export * from '../kernels/decode.js';
-export { ResidentChain, type ChainBuffer, type ChainVars } from '../kernels/resident_chain.js';
+export { MAIN, ResidentChain, type ChainBuffer, type ChainVars } from '../kernels/resident_chain.js';

@@ -418,6 +418,9 @@ function boundShape(want: readonly (string | number)[], b: Record<string, number
 
 /** Relative error ‖got − want‖₂ / ‖want‖₂ (absolute ‖got‖ when want is all zeros). */
 export function relError(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  // a number has no length: without this, relError(x, y) of two scalars would compare nothing and return 0
+  if (typeof got?.length !== 'number' || typeof want?.length !== 'number')
+    throw new TypeError(`relError takes two arrays of numbers, got ${typeof got} and ${typeof want}`);
   if (got.length !== want.length) return Infinity;
   // scaled by the largest magnitude first, so squares neither overflow (|x| > 1e154 would give Inf/Inf = NaN)
   // nor underflow (|x| < 1e-162 would give a zero denominator and an absolute error instead)

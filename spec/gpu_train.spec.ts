@@ -34,6 +34,7 @@ import { GpuTrainStep, gpuMicroBatch, gpuStepLargest } from '../lib/train/gpu_st
 import { lossAndGrads, mambaOnly, trainForward } from '../lib/train/model.js';
 import { adamStep, clipGradNorm, newAdamState, type AdamOptions } from '../lib/train/optim.js';
 import { NonFiniteGradientError, Trainer, float64Model, type TrainerOptions } from '../lib/train/trainer.js';
+import { evaluate, evaluateRows } from '../lib/train/job.js';
 import { tmpFolder } from './tmp.js';
 import { Tensor, relError } from '../lib/tensor.js';
 import { WeightStore } from '../lib/model/weights.js';
@@ -358,6 +359,75 @@ describe(`Trainer with engine 'webgpu' on ${webgpu.title}`, () => {
       }
       // the Trainer takes that path past its buffer limit (here the embedding's 152 elements: micro-batches of 1 row)
       await resumes(start, (engine) => ({ ...opts(engine), gpuBufferLimit: 152 }));
+    },
+  );
+
+  // validation on the device: the step's forward and per-row CE as the chain's 'eval' program (GpuTrainStep.nll),
+  // against the float64 forward of the parameters the device holds (read back by sync), window by window; 31 tokens
+  // are 5 windows of 6, so the last batch of 2 is filled up (evaluateRows) and its copy must not be counted
+  run(
+    "validation on the device = the float64 forward of the device's parameters, window by window (Llama, hybrid distilling; accumulate 1 or 2; head in chunks)",
+    async () => {
+      const valTokens = Array.from({ length: 31 }, () => r.int(0, 18));
+      const windows = Array.from({ length: 5 }, (_, w) => valTokens.slice(6 * w, 6 * w + 6));
+      const cases = [
+        { hybrid: false, accumulate: 1 },
+        { hybrid: true, accumulate: 2 },
+        { hybrid: true, accumulate: 1, logitRows: 5 },
+        { hybrid: false, accumulate: 2, logitRows: 5 },
+      ];
+      for (const c of cases) {
+        const what = JSON.stringify(c);
+        const teacher = start();
+        const m = c.hybrid ? convert(start(), { variant: 'mamba2', attentionFraction: 0.5, seed: 2 }) : start();
+        let nll: (ids: number[][]) => Promise<Float32Array>;
+        let model: HybridModel;
+        let done: () => Promise<void>;
+        if (c.logitRows === undefined) {
+          const o: TrainerOptions = c.hybrid
+            ? { ...opts('webgpu'), objective: 'distill', klWeight: 1, ceWeight: 0.5, train: 'mamba' }
+            : opts('webgpu');
+          const t = Trainer.create(m, tokens, { ...o, accumulate: c.accumulate }, c.hybrid ? teacher : undefined);
+          expect(t.gpuEval, what).toBeUndefined(); // no GPU step before the first step: validation on the host
+          for (let i = 0; i < 2; i++) await t.trainStep();
+          const g = present(t.gpuEval, 'gpuEval');
+          expect([g.batch, g.seqLen], what).toEqual([2, 6]);
+          nll = g.nll;
+          await t.sync();
+          model = t.model;
+          done = () => t.close();
+        } else {
+          // the head and its loss in chunks of 5 rows (12 rows per pass): the rows copied into place chunk by chunk
+          const step = await GpuTrainStep.create(m, {
+            batch: 2,
+            seqLen: 6,
+            optimizer: opts('webgpu').optimizer,
+            accumulate: c.accumulate,
+            logitRows: c.logitRows,
+            trainable: () => true,
+            teacher: c.hybrid ? { model: teacher, klWeight: 1 } : undefined,
+          });
+          await step.step(windows.slice(0, 2 * c.accumulate), 1e-2, 1);
+          nll = (ids) => step.nll(ids);
+          const read = await step.read();
+          model = m;
+          for (const n of m.weights.names()) m.weights.get(n).data.set(lookup(read, n).p);
+          done = async () => step.destroy();
+        }
+        const ev = await evaluateRows(nll, 2, 19, valTokens, { seqLen: 6 });
+        const ref = evaluate(float64Model(model), valTokens, { seqLen: 6 });
+        expect(ev.tokens, what).toBe(25);
+        expect(relError([ev.nll], [ref.nll]), what).toBeLessThanOrEqual(FLOAT32_TOL);
+        // each window on its own: rows t < 5 of a window, and 0 at its last position
+        for (const w of windows) {
+          const rows = await nll([w, windows[0]]);
+          expect(rows[5], what).toBe(0);
+          const one = evaluate(float64Model(model), w, { seqLen: 6 });
+          const mean = rows.slice(0, 5).reduce((a, x) => a + x, 0) / 5;
+          expect(relError([mean], [one.nll]), what).toBeLessThanOrEqual(FLOAT32_TOL);
+        }
+        await done();
+      }
     },
   );
 

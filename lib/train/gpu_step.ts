@@ -46,7 +46,7 @@ import { blockEps, blockNames, layerKinds, lmHeadName } from '../model/mixers/bl
 import { mamba1Wiring } from '../model/mixers/mamba1.js';
 import { mamba2Wiring } from '../model/mixers/mamba2.js';
 import { mlpNames } from '../model/mixers/mlp.js';
-import { ResidentChain, type ChainBuffer } from '../ops_resident.js';
+import { MAIN, ResidentChain, type ChainBuffer } from '../ops_resident.js';
 import {
   NORM_PARTS,
   adamHyper,
@@ -268,8 +268,13 @@ interface Param {
   v?: ChainBuffer;
 }
 
+/** The program of a step's chain that validates: the forward and per-row CE alone (`GpuTrainStep.nll`). */
+const EVAL = 'eval';
+
 export class GpuTrainStep {
   private readonly params = new Map<string, Param>();
+  /** the loss rows [ce_n | kl_n] (2N) the 'eval' program writes */
+  private evalRows: ChainBuffer | undefined;
   private constructor(
     private readonly chain: ResidentChain,
     private readonly o: GpuStepOptions,
@@ -598,10 +603,21 @@ export class GpuTrainStep {
       for (const [b, at] of parts) chain.copy(`micro ${b.name}`, inp, at, b, () => 0, b.elements);
     }
 
+    // the ops of validation (the 'eval' program derived below): the micro-batch's input copies, the student's forward,
+    // its head and per-row CE — positions in the program being recorded
+    const prog = A > 1 && inp ? 'micro' : MAIN;
+    const evalOps: Array<[number, number]> = [[0, chain.opCount(prog)]];
+    const evalPart = async <T>(f: () => Promise<T>): Promise<T> => {
+      const a = chain.opCount(prog);
+      const r = await f();
+      evalOps.push([a, chain.opCount(prog)]);
+      return r;
+    };
+
     // ---------------- forward (the teacher's first, frozen: its own weights, no gradients)
     const tf = this.o.teacher ? await this.forward(this.o.teacher.model, B, L, 'teacher') : undefined;
     const dT = this.o.teacher?.model.llama.hiddenSize ?? 0;
-    const { saved, h, rf, nf } = await this.forward(m, B, L, '', P, rope);
+    const { saved, h, rf, nf } = await evalPart(() => this.forward(m, B, L, '', P, rope));
 
     // ---------------- the head, the loss and ∂ℓ/∂logits, by chunks of R rows (R·V ≤ 2^24: exact thread indices)
     const ls = {
@@ -634,15 +650,12 @@ export class GpuTrainStep {
         chain.copy(`${name}${t}`, src, r0 * width, dst, () => 0, Rc * width);
         return dst;
       };
-      const nfC = take(nf, d, 'lm_head.x');
-      const logits = await this.k(
-        `lm_head${t}`,
-        tiledLinear(Rc, d, V, false, false),
-        [nfC, P(headName)],
-        cbuf('logits', Rc * V),
-      );
-      const lseC = await this.ks(`loss.lse${t}`, lseKernels(Rc, V), [logits], cbuf('lse', Rc));
-      const args = [logits, lseC, take(this.io.tgt, 1, 'targets')];
+      const [nfC, logits, lseC, tgtC] = await evalPart(async () => {
+        const x = take(nf, d, 'lm_head.x');
+        const z = await this.k(`lm_head${t}`, tiledLinear(Rc, d, V, false, false), [x, P(headName)], cbuf('logits', Rc * V));
+        return [x, z, await this.ks(`loss.lse${t}`, lseKernels(Rc, V), [z], cbuf('lse', Rc)), take(this.io.tgt, 1, 'targets')];
+      });
+      const args = [logits, lseC, tgtC];
       if (tf) {
         const tl = await this.k(
           `teacher.lm_head${t}`,
@@ -654,8 +667,11 @@ export class GpuTrainStep {
       }
       const lc = { ...ls, N: Rc };
       const dlogits = await this.k(`loss.grad${t}`, lossGradKernel(lc), args, cbuf('dlogits', Rc * V));
-      const rc = await this.k(`loss.rows${t}`, lossRowsKernel(lc), args, cbuf('loss rows', 2 * Rc));
-      chain.copy(`loss.rows ce${t}`, rc, 0, rows, () => r0, Rc);
+      const rc = await evalPart(async () => {
+        const r = await this.k(`loss.rows${t}`, lossRowsKernel(lc), args, cbuf('loss rows', 2 * Rc));
+        chain.copy(`loss.rows ce${t}`, r, 0, rows, () => r0, Rc);
+        return r;
+      });
       chain.copy(`loss.rows kl${t}`, rc, Rc, rows, () => N + r0, Rc);
       const dx = await this.k(`lm_head.dx${t}`, tiledLinearDx(Rc, d, [V]), [dlogits, P(headName)], cbuf('dnf', Rc * d));
       chain.copy(`lm_head.dx→${t}`, dx, 0, dnf, () => r0 * d, Rc * d);
@@ -666,6 +682,8 @@ export class GpuTrainStep {
       }
     }
     await this.k('loss.sum', lossSumKernel(ls), [rows], this.io.loss);
+    chain.derive(EVAL, prog, (i) => evalOps.some(([a, b]) => i >= a && i < b));
+    this.evalRows = rows;
 
     // ---------------- backward
     const gnf = G('model.norm.weight');
@@ -925,6 +943,11 @@ export class GpuTrainStep {
   }
 
   /** Number of kernel dispatches in one step (for tests and the bench). */
+  /** The rows of one pass (the micro-batch) and their length: what `nll` takes. */
+  get shape(): { batch: number; seqLen: number } {
+    return { batch: this.o.batch, seqLen: this.o.seqLen };
+  }
+
   get dispatches(): number {
     return this.chain.dispatches;
   }
@@ -955,17 +978,8 @@ export class GpuTrainStep {
         `${A * batch} rows of ${seqLen} tokens`,
         ids.map((r) => r.length),
       );
-    ids.flat().forEach((id, n) => {
-      if (!Number.isInteger(id) || id < 0 || id >= this.V)
-        throw new ArgumentError(`ids[${n}]`, `a token id in [0, ${this.V})`, id);
-    });
-    /** a micro-batch's inputs: ids, next ids (−1 at a row's end), the embedding's order and start */
-    const inputs = (rows: number[][]) => {
-      const flat = rows.flat(); // (b·l)
-      const { order, start } = embeddingIndex(flat, this.V);
-      const tgt = Float32Array.from(flat, (_, n) => (n % seqLen === seqLen - 1 ? -1 : flat[n + 1])); // (b·l)
-      return [Float32Array.from(flat), tgt, order, start];
-    };
+    this.checkIds(ids);
+    const inputs = (rows: number[][]) => this.inputs(rows);
     const { all, inp, lossMean } = this.io;
     if (A > 1 && all && inp && lossMean) {
       const per = inp.elements;
@@ -1000,6 +1014,50 @@ export class GpuTrainStep {
       gradNorm: norm[0],
       ok: norm[2] > 0.5 && Number.isFinite(ce) && (kl === undefined || Number.isFinite(kl)),
     };
+  }
+
+  private checkIds(ids: number[][]): void {
+    ids.flat().forEach((id, n) => {
+      if (!Number.isInteger(id) || id < 0 || id >= this.V)
+        throw new ArgumentError(`ids[${n}]`, `a token id in [0, ${this.V})`, id);
+    });
+  }
+
+  /** A micro-batch's inputs: ids, next ids (−1 at a row's end), the embedding's order and start. */
+  private inputs(rows: number[][]): Float32Array[] {
+    const L = this.o.seqLen;
+    const flat = rows.flat(); // (b·l)
+    const { order, start } = embeddingIndex(flat, this.V);
+    const tgt = Float32Array.from(flat, (_, n) => (n % L === L - 1 ? -1 : flat[n + 1])); // (b·l)
+    return [Float32Array.from(flat), tgt, order, start];
+  }
+
+  /**
+   * Validation on the device, at the parameters it holds now: nll (b·l) with nll[b·l + t] = −log p(ids[b][t + 1])
+   * under the model being trained (0 at each row's last position), for `batch` rows of seqLen tokens (the step's
+   * micro-batch). One submission of the step's own forward and per-row CE kernels (the 'eval' program: no
+   * backward, no teacher, no update; its buffers are the step's, so a step and this never run at once — the
+   * chain runs its calls in order). Reference: lib/train/job.ts `evaluate` (float64, on the host's weights).
+   */
+  async nll(ids: number[][]): Promise<Float32Array> {
+    const { batch, seqLen } = this.o;
+    if (ids.length !== batch || ids.some((r) => r.length !== seqLen))
+      throw new ArgumentError(
+        'ids',
+        `${batch} rows of ${seqLen} tokens`,
+        ids.map((r) => r.length),
+      );
+    this.checkIds(ids);
+    const parts = this.inputs(ids); // (b·l) ×3, (V + 1)
+    const { inp } = this.io;
+    if (inp) {
+      const data = new Float32Array(inp.elements); // (3·b·l + V + 1), as a micro-batch is fed
+      let at = 0;
+      for (const part of parts) data.set(part, (at += part.length) - part.length);
+      this.chain.write(inp, data);
+    } else [this.io.ids, this.io.tgt, this.io.order, this.io.start].forEach((b, i) => this.chain.write(b, parts[i]));
+    const [rows] = await this.chain.run({ pos: 0 }, [{ from: present(this.evalRows, 'the eval program'), elements: batch * seqLen }], EVAL);
+    return rows;
   }
 
   /**

@@ -267,6 +267,16 @@ export class Trainer {
     };
   }
 
+  /**
+   * Validation on the device (engine 'webgpu', once a step has made the GPU step): `nll` of `batch` windows of
+   * `seqLen` tokens at a time, at the parameters the device holds (GpuTrainStep.nll) — no sync, no host forward;
+   * undefined otherwise (validate on `model` after `sync()`).
+   */
+  get gpuEval(): { batch: number; seqLen: number; nll: (ids: number[][]) => Promise<Float32Array> } | undefined {
+    const g = this.gpu.step;
+    return g && { ...g.shape, nll: (ids) => g.nll(ids) };
+  }
+
   /** Bring `params` and the Adam state up to date with the GPU's (engine 'webgpu'; nothing to do otherwise). */
   async sync(): Promise<void> {
     if (!this.gpu.step || !this.gpu.dirty) return;

@@ -15,6 +15,8 @@
  *              the best of the C (ties: lowest id, as lib/model/generate.ts `argmax`)
  * The caches are laid out (cap, H_kv·hd): a token's keys (values) are one contiguous row, written by a buffer
  * copy at row pos (kernels/resident_chain.ts). Token ids and positions travel as float32 (exact below 2^24).
+ * An index into a weight that may pass 2^24 elements (the embedding and head of a 128k vocabulary, a 3B model's
+ * MLP) is computed by `imad` in 32-bit integers (kernels/idiv.ts): float32 arithmetic would round it.
  *
  * Mamba-2 one-step kernels (PAPER.md §2; lib/model/mixers/mamba2.ts), per token, conv state (convDim, K−1):
  *   conv:      xs_c = act(Σ_{k<K−1} s_{c,k} w_{c,k} + u_c w_{c,K−1} + b_c)    u = xBC of in_proj; s ← [s_{c,1:} | u_c]
@@ -36,7 +38,7 @@ export const embedKernel = (d: number, T = 1, idOff = 0): DecodeKernel => ({
   key: 'dec.embed',
   source: `function (emb, meta) {
     const t = Math.floor(this.thread.x / this.constants.D);
-    return emb[meta[this.constants.IDOFF + t] * this.constants.D + this.thread.x - t * this.constants.D];
+    return emb[imad(meta[this.constants.IDOFF + t], this.constants.D, this.thread.x - t * this.constants.D)];
   }`,
   constants: { D: d, T, IDOFF: idOff },
 });
@@ -67,7 +69,7 @@ export const matvecKernel = (K: number, R: number, addLen: number, T = 1): Decod
     const r = this.thread.x - t * this.constants.R;
     const o = t * this.constants.K;
     let s = 0.0;
-    for (let i = 0; i < this.constants.K; i++) { s += wt[i * this.constants.R + r] * x[o + i]; }
+    for (let i = 0; i < this.constants.K; i++) { s += wt[imad(i, this.constants.R, r)] * x[o + i]; }
     return ${addLen ? `h[${addAt}] + s` : 's'};
   }`,
   constants: { K, R, T, AN: Math.max(addLen, 1) },
@@ -89,7 +91,7 @@ export const matvecPartialKernel = (K: number, R: number, S: number, T = 1): Dec
     let acc = 0.0;
     for (let k = 0; k < this.constants.KC; k++) {
       const i = s * this.constants.KC + k;
-      if (i < this.constants.K) { acc += wt[i * this.constants.R + r] * x[o + i]; }
+      if (i < this.constants.K) { acc += wt[imad(i, this.constants.R, r)] * x[o + i]; }
     }
     return acc;
   }`,
@@ -229,8 +231,8 @@ export const swigluKernel = (d: number, F: number, T = 1): DecodeKernel => ({
     let g = 0.0;
     let u = 0.0;
     for (let i = 0; i < this.constants.D; i++) {
-      g += wg[i * this.constants.F + f] * x[o + i];
-      u += wu[i * this.constants.F + f] * x[o + i];
+      g += wg[imad(i, this.constants.F, f)] * x[o + i]; // past 2^24 at Llama-3.2-3B (3,072 × 8,192)
+      u += wu[imad(i, this.constants.F, f)] * x[o + i];
     }
     return ${siluExpr('g')} * u;
   }`,

@@ -53,3 +53,21 @@ export function exactDivision(source: string): string {
     at = j;
   }
 }
+
+/**
+ * a·b + c in 32-bit integers (GPU.js types its arguments and result Integer, so WGSL computes it in i32): an index
+ * past 2^24, where float32 arithmetic is no longer exact — the element (i, r) of a weight of more than 2^24 values,
+ * such as Llama-3.2-1B's tied embedding and head (128,256 × 2,048 = 262M). Each operand must be an integer below
+ * 2^24 (exact as a float32, then converted); the result below 2^31. Reading `wt[i * R + r]` in float32 arithmetic
+ * instead rounds the index to a multiple of 32 there: bench/realsize.ts's 1B rows decoded other tokens on webgpu
+ * than on wasm-simd until this was used (spec/gpu_decode.spec.ts: vocab 65,536 × d 512).
+ */
+export function imad(a: number, b: number, c: number): number {
+  return a * b + c;
+}
+
+/** GPU.js settings for `imad` (gpu.addFunction(imad, IMAD_TYPES)): Integer arguments and result. */
+export const IMAD_TYPES = {
+  argumentTypes: { a: 'Integer', b: 'Integer', c: 'Integer' },
+  returnType: 'Integer',
+};

@@ -34,7 +34,7 @@
  */
 import { ArgumentError, BackendUnavailableError, KernelError } from '../lib/errors.js';
 import { noteRanOn, unavailableReason } from './runtime.js';
-import { exactDivision, idivFloor } from './idiv.js';
+import { IMAD_TYPES, exactDivision, idivFloor, imad } from './idiv.js';
 
 // WebGPU numbers (pinned by the spec; the globals exist only where WebGPU does)
 const USAGE_MAP_READ = 0x0001;
@@ -135,7 +135,10 @@ interface BuiltKernel {
 interface GpuJs {
   GPU: new (s: Record<string, unknown>) => {
     createKernel(src: string, s: Record<string, unknown>): { kernel: BuiltKernel };
-    addFunction(fn: (...a: number[]) => number): unknown;
+    addFunction(
+      fn: (...a: number[]) => number,
+      settings?: { argumentTypes?: Record<string, string>; returnType?: string },
+    ): unknown;
     destroy(): unknown;
   };
   Input: new (value: Float32Array, size: number[]) => unknown;
@@ -249,6 +252,7 @@ export class ResidentChain {
     const mod = (await import('gpu.js')) as unknown as GpuJs;
     const gpu = new mod.GPU({ mode: 'webgpu' });
     gpu.addFunction(idivFloor); // kernels/idiv.ts: exact index division on real GPUs
+    gpu.addFunction(imad, IMAD_TYPES); // and exact indices past 2^24 (a 1B model's embedding and head)
     // the device: GPU.js shares one per process; a one-element kernel built here hands it over
     const probe = gpu.createKernel('function (a) { return a[this.thread.x]; }', { output: [1] }).kernel;
     await probe.build(new mod.Input(new Float32Array(1), [1]));

@@ -269,6 +269,47 @@ describe('one GPU submission per decoded token (webgpu)', () => {
  * refused, the decoder accepting attention_bias, mil generate --json without `path`.
  */
 describe('generate on webgpu uses the one-submission decoder where it can', () => {
+  // a weight past 2^24 elements (the embedding and tied head of a 128k vocabulary: Llama-3.2-1B's 262M): float32
+  // index arithmetic rounds wt[i·R + r] there; kernels/idiv.ts imad computes it in i32. Before it, the H200 decoded
+  // other tokens than wasm-simd at the 1B shape (bench/realsize.ts), and here every token of this case differed.
+  // Mutation: the embedding's or the head's index without imad fails.
+  run(
+    `an embedding and tied head of 65,536 × 512 (2^25 values): the reference's tokens and logits (${webgpu.title})`,
+    async () => {
+      const gpu = await getOps('webgpu');
+      const m = buildModel({
+        vocab: 65536,
+        hd: 128,
+        kvHeads: 2,
+        group: 2,
+        intermediate: 64,
+        layers: 1,
+        tie: true,
+        variant: 'llama',
+        seed: 3,
+      });
+      expect(m.weights.get('model.embed_tokens.weight').size).toBe(2 ** 25);
+      const prompt = [5, 40000, 65535, 17, 50001];
+      const ref = await reference(m, prompt, 3);
+      const r = await generate(gpu, m, prompt, { maxNewTokens: 4, eos: [] });
+      expect(r.path).toBe(GPU_DECODER_PATH);
+      for (let t = 0; t < 4; t++) {
+        const c = refChoice(ref.logits[prompt.length - 1 + t]);
+        if (!c.clear) break;
+        expect(r.tokens[t], `token ${t}`).toBe(c.id);
+      }
+      const dec = await GpuDecoder.create(m);
+      try {
+        const p = await dec.prefill(prompt, { logits: true });
+        expect(excess(p.logits!, ref.logits[prompt.length - 1]), 'logits after the prompt').toBeLessThanOrEqual(
+          TOL_ABS,
+        );
+      } finally {
+        dec.destroy();
+      }
+    },
+  );
+
   for (const [variant, runs] of [
     ['llama', 2],
     ['mamba2', 2],

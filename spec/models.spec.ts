@@ -64,6 +64,10 @@ async function incrementalMatchesFull(ops: Ops, m: HybridModel, ids: number[], a
   );
   expect(cache.length).toBe(ids.length);
   expectClose(inc, full.astype('float64').reshape([1, ids.length, V]), tol, 'logits');
+  // a prompt's prefill as generate runs it: the head on the last position only (lastOnly), = the full one's last row
+  const last = await forward(ops, m, [ids], newCache(m, 1), { lastOnly: true }); // (1, 1, V)
+  expect(last.shape).toEqual([1, 1, V]);
+  expect(relError(last.data, full.data.subarray((ids.length - 1) * V))).toBeLessThanOrEqual(tol);
 }
 
 const cases: Array<[string, Ops | null, number, number]> = [

@@ -224,7 +224,7 @@ export async function generate(
       const r = await dec.prefill(prompt, { logits: sampling });
       if (sampling) first = Float64Array.from(r.logits!);
       else next = r.token;
-    } else logits = await forward(ops, m, [prompt], cache);
+    } else logits = await forward(ops, m, [prompt], cache, { lastOnly: true }); // (1, 1, V), or (1, l, V) fused
     const prefillMs = performance.now() - t0;
     let stoppedBy: GenerateResult['stoppedBy'] = 'length';
     t0 = performance.now();

@@ -79,7 +79,7 @@ export async function forward(
   m: HybridModel,
   ids: number[][],
   cache: ModelCache,
-  opts: { fused?: boolean; head?: boolean } = {},
+  opts: { fused?: boolean; head?: boolean; lastOnly?: boolean } = {},
 ): Promise<Tensor> {
   const c = m.llama;
   const W = m.weights;
@@ -144,5 +144,13 @@ export async function forward(
   cache.length += L;
   const final = rmsnorm(h, W.get('model.norm.weight'), c.rmsNormEps); // (b, l, d)
   if (opts.head === false) return final;
+  if (opts.lastOnly && L > 1) {
+    // a prompt's prefill needs only its last position's logits: the head on (b, 1, d), not a (b, l, V) array
+    // (2,048 × 128,256 float32 = 1.05 GB for Llama-3.2-1B's vocabulary)
+    const last = Tensor.zeros([batch, 1, dModel], final.dtype, 'hidden'); // (b, 1, d)
+    for (let b = 0; b < batch; b++)
+      last.data.set(final.data.subarray((b * L + L - 1) * dModel, (b * L + L) * dModel), b * dModel);
+    return ops.linear(last, W.get(lmHeadName(m))); // (b, 1, V)
+  }
   return ops.linear(final, W.get(lmHeadName(m))); // (b, l, d)·(V, d)ᵀ → (b, l, V)
 }

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Build .device-carry/ for runs on the lent GPU machine (which has no Node and reaches no registry):
+# (and Debian's `time`: bench/realsize.ts measures mil init and convert under /usr/bin/time)
 # the compiled JavaScript of lib/, kernels/ and bench/, the node binary, the runtime node_modules (webgpu
 # with only its linux-x64 Dawn build), packed as bundle.tar.xz, plus Debian's Vulkan loader.
 # On the device:  tar xJf .device-carry/bundle.tar.xz -C /tmp/mil; for f in .device-carry/*.deb; do dpkg -x $f /; done; ldconfig
@@ -26,5 +27,5 @@ mkdir -p "$out/build/asm" && cp asm/*.wasm "$out/build/asm/" # the wasm-simd bac
 echo '{"type":"module"}' > "$out/build/package.json"
 XZ_OPT=-9e tar cJf "$out/bundle.tar.xz" -C "$out/build" .
 rm -rf "$out/build"
-(cd "$out" && for p in libvulkan1 libglvnd0 libegl1 libgl1 libglx0 libopengl0 libgles2; do ls ${p}_*_amd64.deb >/dev/null 2>&1 || apt-get download $p:amd64; done)
+(cd "$out" && for p in libvulkan1 libglvnd0 libegl1 libgl1 libglx0 libopengl0 libgles2 time; do ls ${p}_*_amd64.deb >/dev/null 2>&1 || apt-get download $p:amd64; done)
 du -sh "$out"

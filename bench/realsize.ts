@@ -146,9 +146,15 @@ interface Report {
 
 /** The child's JSON line (bench/realsize_child.ts). */
 function child(job: object): Record<string, unknown> {
+  // from the sources through tsx, or compiled (bench/device-bundle.sh: dist/bench/*.js, no tsx on the GPU machine)
+  const compiled = import.meta.filename.endsWith('.js');
   const r = spawnSync(
     process.execPath,
-    ['--import', 'tsx', join(import.meta.dirname, 'realsize_child.ts'), JSON.stringify(job)],
+    [
+      ...(compiled ? [] : ['--import', 'tsx']),
+      join(import.meta.dirname, compiled ? 'realsize_child.js' : 'realsize_child.ts'),
+      JSON.stringify(job),
+    ],
     { encoding: 'utf8', maxBuffer: 1 << 24 },
   );
   if (r.status !== 0) throw new Error(`child ${JSON.stringify(job)} failed (${r.status}): ${r.stderr.slice(-2000)}`);

@@ -164,6 +164,26 @@ export function lastLogits(logits: Tensor): Float64Array {
   return new Float64Array(logits.data.subarray((L - 1) * V, L * V));
 }
 
+/**
+ * Prompt positions one forward of a prefill takes at most: a longer prompt goes through the cache in pieces of
+ * this many (the same logits: spec/models.spec.ts, incremental = full), so what a forward holds for the moment —
+ * attention's scores (H × piece × context), the MLP's (piece × F) — stays bounded however long the prompt.
+ * Llama-3.2-1B, 2,048-token prompt in one piece: 537 MB of scores per layer, more than the bf16 checkpoint's 1.3×
+ * bound leaves (bench/realsize.ts).
+ */
+export const PREFILL_PIECE = 512;
+
+/**
+ * The prompt into `cache`, in pieces of PREFILL_PIECE positions (the last one's head on its last position only):
+ * the logits after the prompt, (1, 1, V) — or (1, l, V) where a few tokens take the fused steps.
+ */
+export async function prefill(ops: Ops, m: HybridModel, prompt: number[], cache: ModelCache): Promise<Tensor> {
+  let a = 0;
+  for (; prompt.length - a > PREFILL_PIECE; a += PREFILL_PIECE)
+    await forward(ops, m, [prompt.slice(a, a + PREFILL_PIECE)], cache, { head: false }); // (1, piece, d), dropped
+  return forward(ops, m, [prompt.slice(a)], cache, { lastOnly: true });
+}
+
 /** prompt + new tokens must fit the model's max_position_embeddings (checked before any work). */
 export function checkLength(m: HybridModel, promptLength: number, maxNewTokens: number): void {
   const maxPos = m.llama.maxPositionEmbeddings;
@@ -224,7 +244,7 @@ export async function generate(
       const r = await dec.prefill(prompt, { logits: sampling });
       if (sampling) first = Float64Array.from(r.logits!);
       else next = r.token;
-    } else logits = await forward(ops, m, [prompt], cache, { lastOnly: true }); // (1, 1, V), or (1, l, V) fused
+    } else logits = await prefill(ops, m, prompt, cache); // (1, 1, V), or (1, l, V) fused
     const prefillMs = performance.now() - t0;
     let stoppedBy: GenerateResult['stoppedBy'] = 'length';
     t0 = performance.now();

@@ -171,13 +171,13 @@ export function lastLogits(logits: Tensor): Float64Array {
  * Llama-3.2-1B, 2,048-token prompt in one piece: 537 MB of scores per layer, more than the bf16 checkpoint's 1.3×
  * bound leaves (bench/realsize.ts).
  */
-export const PREFILL_PIECE = 512;
+const PREFILL_PIECE = 512;
 
 /**
  * The prompt into `cache`, in pieces of PREFILL_PIECE positions (the last one's head on its last position only):
  * the logits after the prompt, (1, 1, V) — or (1, l, V) where a few tokens take the fused steps.
  */
-export async function prefill(ops: Ops, m: HybridModel, prompt: number[], cache: ModelCache): Promise<Tensor> {
+async function prefill(ops: Ops, m: HybridModel, prompt: number[], cache: ModelCache): Promise<Tensor> {
   let a = 0;
   for (; prompt.length - a > PREFILL_PIECE; a += PREFILL_PIECE)
     await forward(ops, m, [prompt.slice(a, a + PREFILL_PIECE)], cache, { head: false }); // (1, piece, d), dropped

@@ -652,8 +652,18 @@ export class GpuTrainStep {
       };
       const [nfC, logits, lseC, tgtC] = await evalPart(async () => {
         const x = take(nf, d, 'lm_head.x');
-        const z = await this.k(`lm_head${t}`, tiledLinear(Rc, d, V, false, false), [x, P(headName)], cbuf('logits', Rc * V));
-        return [x, z, await this.ks(`loss.lse${t}`, lseKernels(Rc, V), [z], cbuf('lse', Rc)), take(this.io.tgt, 1, 'targets')];
+        const z = await this.k(
+          `lm_head${t}`,
+          tiledLinear(Rc, d, V, false, false),
+          [x, P(headName)],
+          cbuf('logits', Rc * V),
+        );
+        return [
+          x,
+          z,
+          await this.ks(`loss.lse${t}`, lseKernels(Rc, V), [z], cbuf('lse', Rc)),
+          take(this.io.tgt, 1, 'targets'),
+        ];
       });
       const args = [logits, lseC, tgtC];
       if (tf) {
@@ -1056,7 +1066,11 @@ export class GpuTrainStep {
       for (const part of parts) data.set(part, (at += part.length) - part.length);
       this.chain.write(inp, data);
     } else [this.io.ids, this.io.tgt, this.io.order, this.io.start].forEach((b, i) => this.chain.write(b, parts[i]));
-    const [rows] = await this.chain.run({ pos: 0 }, [{ from: present(this.evalRows, 'the eval program'), elements: batch * seqLen }], EVAL);
+    const [rows] = await this.chain.run(
+      { pos: 0 },
+      [{ from: present(this.evalRows, 'the eval program'), elements: batch * seqLen }],
+      EVAL,
+    );
     return rows;
   }
 

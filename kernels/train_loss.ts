@@ -7,6 +7,7 @@
  * position of each sequence); z_T the teacher's logits (distillation only):
  *   lse:    λ_n = m + log Σ_v exp(z[n,v] − m),  m = max_v z[n,v]  (over P slices of the row, then combined)  (N)
  *   grad:   ∂ℓ/∂z[n,v] = ce_w/N_ce · [tgt_n ≥ 0] (p_s − 1[v = tgt_n]) + kl_w/b · (p_s − p_T)             (N, V)
+ *           (with row weights: w_n in place of ce_w/N_ce, no KL — DPO's gradient, lib/train/dpo.ts)
  *           p_s = exp(z − λ),  p_T = exp(z_T − λ_T);  N_ce = b·(l−1)
  *   rows:   ce_n = [tgt_n ≥ 0] (λ_n − z[n, tgt_n]),  kl_n = Σ_v p_T ((z_T − λ_T) − (z − λ))            (2N)
  *   sums:   [Σ_n ce_n / N_ce, Σ_n kl_n / b]: CE and KL as the trainer reports them                     (2)
@@ -20,6 +21,11 @@ export interface LossShape {
   ceWeight: number;
   ceRows: number;
   kl?: { weight: number; batch: number };
+  /**
+   * a weight per row in place of ce_w/N_ce (DPO on the GPU: w_n = −∂ℓ/∂ log π of row n's sequence on its
+   * continuation, 0 elsewhere — lib/train/dpo.ts): the gradient kernel takes w (N) after tgt; no KL with it
+   */
+  rowWeights?: boolean;
 }
 
 /**
@@ -74,8 +80,8 @@ export const lseKernels = (
 
 /** ∂ℓ/∂z: args z, λ, tgt (and z_T, λ_T with kl) → (N, V). */
 export const lossGradKernel = (s: LossShape): TrainKernel => ({
-  key: `tr.loss_grad${s.kl ? '+kl' : ''}`,
-  source: `function (z, lse, tgt${s.kl ? ', zt, lset' : ''}) {
+  key: `tr.loss_grad${s.kl ? '+kl' : ''}${s.rowWeights ? '+w' : ''}`,
+  source: `function (z, lse, tgt${s.kl ? ', zt, lset' : ''}${s.rowWeights ? ', w' : ''}) {
     const n = Math.floor(this.thread.x / this.constants.V);
     const v = this.thread.x - n * this.constants.V;
     const ps = Math.exp(z[this.thread.x] - lse[n]);
@@ -83,7 +89,7 @@ export const lossGradKernel = (s: LossShape): TrainKernel => ({
     if (tgt[n] >= 0.0) {
       let hot = 0.0;
       if (tgt[n] == v) { hot = 1.0; }
-      g = this.constants.CE * (ps - hot);
+      g = ${s.rowWeights ? 'w[n]' : 'this.constants.CE'} * (ps - hot);
     }
     ${s.kl ? 'g += this.constants.KL * (ps - Math.exp(zt[this.thread.x] - lset[n]));' : ''}
     return g;

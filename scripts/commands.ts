@@ -29,8 +29,6 @@ export interface Made {
   /** the folder (or file) the command writes */
   out: string;
   args: string[];
-  /** why this command cannot run on the scale's backend yet (a small-scale stage on the CPU), where it cannot */
-  notOnGpu?: string;
 }
 
 const hybrid = (variant: string, pct: number): Made => ({
@@ -205,7 +203,7 @@ export const TINY_TOKENS = 96;
  * `npm run paper -- --scale tiny`: PAPER_RUNS' runs at a size that takes seconds, all in `dir` (absolute), on the
  * corpus `data` — and the teacher and draft too, trained there for 4 steps (toy scale uses the shipped ones):
  * the `tiny` config (d_model 32, 2 layers) for teacher and draft, the toy runs' options, batch 1 × 16, evaluation on 32 tokens.
- * `backend` 'webgpu': every run the small scale trains on the GPU (teacher, draft, distillation, SFT) with
+ * `backend` 'webgpu': every run the small scale trains on the GPU (teacher, draft, distillation, SFT, DPO) with
  * `--backend webgpu` too — the small scale's wiring, checked in seconds (on Dawn's CPU adapter where there is no GPU).
  */
 export function tinyPaperRuns(
@@ -254,6 +252,7 @@ export function tinyPaperRuns(
       '4',
       ...DPO_OPTIONS,
       '--quiet',
+      ...gpu,
     ]),
   };
 }
@@ -349,16 +348,11 @@ const SMALL_SHAPES = {
  * teacher) trained on the GPU (--backend webgpu) on `data` (a folder made by mil data build), then every
  * distillation run of the tables at SMALL_TOKENS each (8,192 tokens a step: SMALL_SHAPES; Table 6 also at 12.5%: 1 of
  * 8 layers), the comparisons of Tables 7/8/9 (Table 8: --train-mlp beside the frozen MLPs) and stepwise at SMALL_SEEDS, SFT on `instruct`/sft.jsonl and DPO on
- * `instruct`'s pairs, each on the GPU but DPO (`mil dpo --backend webgpu` is refused), marked `notOnGpu` with the
- * reason: paper.ts prints it in the plan (--dry-run) and refuses to start it.
+ * `instruct`'s pairs, every one on the GPU.
  */
 export function smallPaperRuns(dir: string, data: string, instruct: string): Record<string, Made> {
   const at = (name: string) => join(dir, name);
-  const made = (name: string, args: string[], notOnGpu?: string): Made => ({
-    out: at(name),
-    args: [...args, '--out', at(name)],
-    ...(notOnGpu ? { notOnGpu } : {}),
-  });
+  const made = (name: string, args: string[]): Made => ({ out: at(name), args: [...args, '--out', at(name)] });
   const gpu = ['--backend', 'webgpu', '--quiet'];
   const distill = (name: string, extra: string[], seed: number) =>
     made(
@@ -409,28 +403,24 @@ export function smallPaperRuns(dir: string, data: string, instruct: string): Rec
     '0',
     ...gpu,
   ]);
-  runs['mamba2-50-dpo'] = made(
-    'mamba2-50-dpo',
-    [
-      'dpo',
-      '--model',
-      at('mamba2-50-sft'),
-      '--data',
-      data,
-      '--preferences',
-      instruct,
-      '--pairs',
-      '4096',
-      '--batch',
-      '8',
-      '--prompt-len',
-      '32',
-      '--cont-len',
-      '48',
-      ...DPO_OPTIONS,
-      '--quiet',
-    ],
-    'DPO is not on the GPU yet: mil dpo --backend webgpu is refused',
-  );
+  runs['mamba2-50-dpo'] = made('mamba2-50-dpo', [
+    'dpo',
+    '--model',
+    at('mamba2-50-sft'),
+    '--data',
+    data,
+    '--preferences',
+    instruct,
+    '--pairs',
+    '4096',
+    '--batch',
+    '8',
+    '--prompt-len',
+    '32',
+    '--cont-len',
+    '48',
+    ...DPO_OPTIONS,
+    ...gpu,
+  ]);
   return runs;
 }

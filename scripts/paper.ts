@@ -300,22 +300,15 @@ function printPlan(S: Scale, out: (l: string) => void): void {
     `training and distillation (${Object.keys(S.runs).length} runs, ${S.runsAt}; each resumable, an existing one kept):`,
   );
   for (const [name, m] of Object.entries(S.runs)) {
-    const where = m.notOnGpu ? `NOT YET on ${S.backend}: ${m.notOnGpu}` : m.args.includes('webgpu') ? 'webgpu' : 'CPU';
+    const where = m.args.includes('webgpu') ? 'webgpu' : 'CPU';
     out(`  ${name.padEnd(22)} [${where}] mil ${m.args.join(' ')}`);
   }
   out('measurements (after the runs):');
   for (const [name, c] of Object.entries(measureCommands(S))) out(`  ${name.padEnd(22)} ${c}`);
 }
 
-/** A scale whose stages the backend cannot run yet is refused before any work, naming each stage and why. */
+/** The small scale's corpus must be one `mil data build` made, checked before any work. */
 function checkRunnable(S: Scale): void {
-  const blocked = new Map<string, string[]>(); // reason → stages
-  for (const [n, m] of Object.entries(S.runs))
-    if (m.notOnGpu && !existsSync(m.out)) blocked.set(m.notOnGpu, [...(blocked.get(m.notOnGpu) ?? []), n]);
-  if (blocked.size > 0)
-    throw new UsageError(
-      `--scale ${S.name}: ${[...blocked.values()].flat().length} stage(s) cannot run on ${S.backend} yet — ${[...blocked].map(([why, ns]) => `${why}: ${ns.join(', ')}`).join('; ')}. --dry-run prints the whole plan`,
-    );
   if (S.name === 'small' && !existsSync(join(S.data, 'manifest.json')))
     throw new UsageError(`--data ${S.data}: not a corpus made by mil data build (no manifest.json; docs/data.md)`);
 }

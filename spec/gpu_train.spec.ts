@@ -35,6 +35,8 @@ import { lossAndGrads, mambaOnly, trainForward } from '../lib/train/model.js';
 import { adamStep, clipGradNorm, newAdamState, type AdamOptions } from '../lib/train/optim.js';
 import { NonFiniteGradientError, Trainer, float64Model, type TrainerOptions } from '../lib/train/trainer.js';
 import { evaluate, evaluateRows } from '../lib/train/job.js';
+import { preferencePairs, trainDpo, trainDpoGpu } from '../lib/train/dpo.js';
+import { FLOAT64_ENGINE } from '../lib/train/model.js';
 import { tmpFolder } from './tmp.js';
 import { Tensor, relError } from '../lib/tensor.js';
 import { WeightStore } from '../lib/model/weights.js';
@@ -431,6 +433,42 @@ describe(`Trainer with engine 'webgpu' on ${webgpu.title}`, () => {
     },
   );
 
+  // DPO: the cross-entropy's gradient weighted per row (kernels/train_loss.ts rowWeights), the reference's and the
+  // policy's log π from the steps' eval program; 5 pairs in batches of 2, so the last batch is filled up
+  run(
+    'DPO on the GPU = trainDpo (float64) over 3 steps, a last batch of 1 pair filled up (Llama in micro-batches of 1 row; 50% Mamba-2 hybrid)',
+    async () => {
+      const optimizer: AdamOptions = { kind: 'adamw', lr: 1e-2, betas: [0.9, 0.98], eps: 1e-8, weightDecay: 0 };
+      for (const hybrid of [false, true]) {
+        const ref = hybrid ? convert(start(), { variant: 'mamba2', attentionFraction: 0.5, seed: 2 }) : start();
+        const pairs = preferencePairs(tokens, 5, 3, 3, 1);
+        const o = { beta: 0.5, batch: 2, optimizer };
+        const cpu = trainDpo(ref, pairs, { ...o, engine: FLOAT64_ENGINE });
+        // the Llama's 4 rows a step as micro-batches of one row (a buffer limit of its embedding, 19 × 8 = 152 elements)
+        const gpu = await trainDpoGpu(ref, pairs, { ...o, bufferLimit: hybrid ? undefined : 152 });
+        const what = hybrid ? 'hybrid' : 'llama (micro-batches of 1 row)';
+        expect(gpu.history.length, what).toBe(3);
+        for (const k of ['loss', 'margin', 'lr', 'gradNorm'] as const)
+          expect(
+            relError(
+              gpu.history.map((h) => h[k]),
+              cpu.history.map((h) => h[k]),
+            ),
+            `${what} ${k}`,
+          ).toBeLessThanOrEqual(FLOAT32_TOL);
+        expect(
+          gpu.history.map((h) => h.accuracy),
+          what,
+        ).toEqual(cpu.history.map((h) => h.accuracy));
+        for (const n of cpu.policy.weights.names())
+          expect(
+            relError(gpu.policy.weights.get(n).data, cpu.policy.weights.get(n).data),
+            `${what} ${n}`,
+          ).toBeLessThanOrEqual(FLOAT32_TOL);
+      }
+    },
+  );
+
   run('a non-finite gradient: NonFiniteGradientError, and the device state read back is the state before', async () => {
     const m = start();
     m.weights.get('model.norm.weight').data[0] = NaN; // the loss and gradients go NaN
@@ -474,7 +512,7 @@ describe('mil distill|dpo --backend webgpu', () => {
     const d = tmpFolder('gpu-train-cli');
     const out = join(d, 'out');
     const cases: Array<[string[], RegExp]> = [
-      [['dpo', '--model', d, '--backend', 'webgpu', '--out', out], /dpo is not on the GPU yet/],
+      [['dpo', '--model', d, '--backend', 'webgpu', '--engine', 'float64', '--out', out], /not both/],
       [['train', '--config', 'tiny', '--backend', 'webgpu', '--engine', 'simd', '--out', out], /not both/],
     ];
     for (const [args, msg] of cases) {
@@ -500,6 +538,36 @@ describe('mil distill|dpo --backend webgpu', () => {
       expect(
         (await mil('train', '--config', 'tiny', ...common, '--steps', '1', '--engine', 'float64', '--out', t)).code,
       ).toBe(0);
+      // mil dpo --backend webgpu of that Llama = --engine float64: the same DPO losses (3 steps of 2 pairs)
+      const dpo = [
+        'dpo',
+        '--model',
+        t,
+        '--data',
+        data,
+        '--pairs',
+        '6',
+        '--batch',
+        '2',
+        '--prompt-len',
+        '4',
+        '--cont-len',
+        '4',
+        '--quiet',
+      ];
+      expect((await mil(...dpo, '--backend', 'webgpu', '--out', join(d, 'dpo-gpu'))).code).toBe(0);
+      expect((await mil(...dpo, '--engine', 'float64', '--out', join(d, 'dpo-cpu'))).code).toBe(0);
+      const dpoLosses = (dir: string) => {
+        const r = JSON.parse(readFileSync(join(d, dir, 'training.json'), 'utf8')) as {
+          backend: string;
+          history: Array<{ loss: number }>;
+        };
+        return { backend: r.backend, losses: r.history.map((h) => h.loss) };
+      };
+      const [dg, dc] = [dpoLosses('dpo-gpu'), dpoLosses('dpo-cpu')];
+      expect([dg.backend, dc.backend]).toEqual(['webgpu', 'cpu (float64)']);
+      expect(dg.losses).toHaveLength(3);
+      expect(relError(dg.losses, dc.losses)).toBeLessThanOrEqual(FLOAT32_TOL);
       const kd = ['distill', '--teacher', t, '--attention', '0.5', '--steps', '3', ...common];
       expect((await mil(...kd, '--backend', 'webgpu', '--out', join(d, 'gpu'))).code).toBe(0);
       expect((await mil(...kd, '--engine', 'float64', '--out', join(d, 'cpu'))).code).toBe(0);

@@ -102,7 +102,7 @@ describe('npm run paper on the GPU', () => {
     const runs = Object.entries(smallPaperRuns('/runs', '/data', '/instruct')).filter(([, m]) =>
       m.args.includes('webgpu'),
     );
-    expect(runs.length).toBeGreaterThan(25); // every run but DPO
+    expect(runs.length).toBe(Object.keys(smallPaperRuns('/runs', '/data', '/instruct')).length); // every run, DPO too
     for (const [name, m] of runs) {
       const a = m.args;
       const cmd = a[0];
@@ -112,8 +112,9 @@ describe('npm run paper on the GPU', () => {
         model = preset(opt(a, '--config') as 'teacher-20m' | 'draft-20m');
         teacherOf = opt(a, '--teacher') ? teacher : undefined;
       } else {
-        // distill: its last stage has the most Mamba layers; sft: the 50% Mamba-2 hybrid it starts from
-        const fractions = cmd === 'sft' ? ['0.5'] : (opt(a, '--stepwise') ?? opt(a, '--attention') ?? '').split(',');
+        // distill: its last stage has the most Mamba layers; sft, dpo: the 50% Mamba-2 hybrid they start from
+        const fractions =
+          cmd === 'sft' || cmd === 'dpo' ? ['0.5'] : (opt(a, '--stepwise') ?? opt(a, '--attention') ?? '').split(',');
         const layers = attentionLayersFor(Number(fractions.at(-1)), teacher.llama.numLayers);
         const variant = (opt(a, '--variant') ?? 'mamba2') as 'mamba1' | 'mamba2';
         const key = a.includes('--drop-instead') ? `drop ${layers}` : `${variant} ${layers}`;
@@ -128,7 +129,11 @@ describe('npm run paper on the GPU', () => {
         teacherOf = cmd === 'distill' && !a.includes('--drop-instead') ? teacher : undefined;
       }
       const batch = Number(opt(a, '--batch'));
-      const seqLen = Number(opt(a, '--len') ?? model.llama.maxPositionEmbeddings);
+      // dpo: rows of prompt + continuation (2 × --batch of them a step, as micro-batches: lib/train/dpo.ts trainDpoGpu)
+      const seqLen =
+        cmd === 'dpo'
+          ? Number(opt(a, '--prompt-len')) + Number(opt(a, '--cont-len'))
+          : Number(opt(a, '--len') ?? model.llama.maxPositionEmbeddings);
       expect(
         gpuStepUnsupported(model, { seqLen }, teacherOf),
         `${name}: mil ${a.join(' ')} (batch ${batch})`,

@@ -49,7 +49,7 @@ describe('npm run paper: the page and its options', () => {
     ).toEqual([]);
   });
 
-  it('--scale small --dry-run prints every stage with its command and backend, writes nothing; without it, the stages not on the GPU yet are refused (exit 2), named', async () => {
+  it('--scale small --dry-run prints every stage with its command and backend, writes nothing (DPO on the GPU too); without it, a --data that is no built corpus is refused (exit 2)', async () => {
     const out = join(tmpFolder('papersmall'), 'o');
     const lines: string[] = [];
     const spy = vi.spyOn(console, 'log').mockImplementation((l: string) => void lines.push(l));
@@ -63,6 +63,7 @@ describe('npm run paper: the page and its options', () => {
     expect(plan).toMatch(/mamba2-12 +\[webgpu\] mil distill .*--backend webgpu/);
     expect(plan).toMatch(/mamba2-0-mlp-s2 +\[webgpu\] mil distill .*--attention 0 --train-mlp .*--backend webgpu/); // Table 8
     expect(plan).toMatch(/mamba2-50-sft +\[webgpu\] mil sft .*--backend webgpu/);
+    expect(plan).toMatch(/mamba2-50-dpo +\[webgpu\] mil dpo .*--backend webgpu/);
     expect(plan).toMatch(/drop-50 +\[webgpu\] mil distill .*--drop-instead .*--backend webgpu/);
     expect(plan).toMatch(/mamba2-stepwise-0 +\[webgpu\] mil distill .*--stepwise 0\.5,0\.25,0 .*--backend webgpu/);
     expect(plan).toMatch(/mamba2-50-random-s2 /); // the seeded comparisons
@@ -70,10 +71,11 @@ describe('npm run paper: the page and its options', () => {
     expect(plan).toMatch(/passkey +mil passkey .*--multiples 1,2,4,8/);
     expect(existsSync(out)).toBe(false);
     let log = '';
-    expect(await paper(['--scale', 'small', '--out', out], (l) => void (log += l))).toBe(EXIT.usage);
-    expect(log).toMatch(
-      /1 stage\(s\) cannot run on webgpu yet — DPO is not on the GPU yet[^;]*refused: mamba2-50-dpo\./,
+    const noCorpus = join(tmpFolder('papersmall'), 'no-corpus');
+    expect(await paper(['--scale', 'small', '--data', noCorpus, '--out', out], (l) => void (log += l))).toBe(
+      EXIT.usage,
     );
+    expect(log).toMatch(/--data .*no-corpus: not a corpus made by mil data build/);
     expect(existsSync(out)).toBe(false);
   });
 

@@ -27,7 +27,7 @@ import { BpeTokenizer, trainBpe } from '../text/bpe.js';
 import { randomLlama } from '../model/random.js';
 import { convert, dropLayers, saveModel } from '../model/convert.js';
 import { lineChartSvg } from '../plot/svg.js';
-import { fitPair, preferenceAccuracy, preferencePairs, trainDpo } from '../train/dpo.js';
+import { fitPair, preferenceAccuracy, preferencePairs, trainDpo, trainDpoGpu, type DpoStep } from '../train/dpo.js';
 import { readPreferences } from '../data/instruct.js';
 import { attentionLayersFor } from '../model/config.js';
 import { loadModel } from '../model/load.js';
@@ -144,7 +144,7 @@ const common: Record<string, OptSpec> = {
   backend: {
     kind: 'enum',
     choices: ['webgpu'],
-    help: "'webgpu': each training step as one GPU submission (mil train, sft and distill: Llamas and hybrids; dpo is refused, exit 2)",
+    help: "'webgpu': each training step as one GPU submission (mil train, sft, distill and dpo: Llamas and hybrids)",
   },
   threads: { kind: 'int', min: 1, max: 64 },
   dtype: { kind: 'enum', choices: ['F16', 'BF16', 'F32'] },
@@ -909,7 +909,7 @@ export async function cmdDpo(p: Parsed): Promise<number> {
   const out = str(v, 'out');
   const dir = str(v, 'model');
   if (!out || !dir) throw new UsageError('dpo needs --model DIR (the SFT model, also the reference) and --out DIR');
-  gpuBackend(v, 'dpo');
+  const gpu = gpuBackend(v);
   for (const k of ['accumulate', 'max-minutes', 'max-shard-size'])
     if (v[k] !== undefined) throw new UsageError(`dpo: --${k} is not a dpo option (a train, distill and sft one)`);
   checkPaths({
@@ -970,18 +970,17 @@ export async function cmdDpo(p: Parsed): Promise<number> {
     eps: 1e-8,
     weightDecay: 0,
   };
-  const { policy, history } = trainDpo(ref, train, {
-    beta,
-    batch,
-    optimizer,
-    engine,
-    onStep: (h, n) => {
-      if (h.step % Math.max(1, Math.floor(n / 10)) === 0 || h.step === 1)
-        log(v)(
-          `step ${h.step}/${n}  dpo loss ${h.loss.toFixed(4)}  batch accuracy ${(100 * h.accuracy).toFixed(0)}%  mean margin ${h.margin.toFixed(3)}  ${((performance.now() - t0) / 1000).toFixed(0)} s`,
-        );
-    },
-  });
+  const onStep = (h: DpoStep, n: number) => {
+    if (h.step % Math.max(1, Math.floor(n / 10)) === 0 || h.step === 1)
+      log(v)(
+        `step ${h.step}/${n}  dpo loss ${h.loss.toFixed(4)}  batch accuracy ${(100 * h.accuracy).toFixed(0)}%  mean margin ${h.margin.toFixed(3)}  ${((performance.now() - t0) / 1000).toFixed(0)} s`,
+      );
+  };
+  // --backend webgpu: every step on the GPU (lib/train/dpo.ts trainDpoGpu); the accuracies and the perplexity
+  // before and after on the host's SIMD products, as on the CPU
+  const { policy, history } = gpu
+    ? await trainDpoGpu(ref, train, { beta, batch, optimizer, onStep })
+    : trainDpo(ref, train, { beta, batch, optimizer, engine, onStep });
   const heldAcc = preferenceAccuracy(ref, held, batch, engine, policy);
   const valTokens = splitTokens(data, 'validation', tok);
   const ppl = evaluate(policy, valTokens, {
@@ -1004,6 +1003,7 @@ export async function cmdDpo(p: Parsed): Promise<number> {
       ? `another headword's definition (${prefs}, mil data instruct)`
       : 'a continuation taken from another random place of the stream',
     heldOutPairs: held.length,
+    backend: gpu ? 'webgpu' : `cpu (${str(v, 'engine') ?? 'simd'})`,
     referencePreferenceAccuracy: refAcc,
     heldOutRewardAccuracy: heldAcc,
     validation: ppl,

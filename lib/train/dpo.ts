@@ -23,6 +23,7 @@ import { logSoftmax } from '../ref/layers.js';
 import { trainForward, type Grads, type MatmulEngine } from './model.js';
 import { adamStep, clipGradNorm, cosineLr, newAdamState, type AdamOptions } from './optim.js';
 import { float64Model } from './trainer.js';
+import { GpuTrainStep, gpuMicroBatch } from './gpu_step.js';
 import { markChanged } from '../weight_registry.js';
 import { lookup } from '../checked.js';
 
@@ -191,6 +192,103 @@ export interface DpoStep {
   accuracy: number;
   margin: number;
   lr: number;
+  /** the gradient's norm before clipping */
+  gradNorm: number;
+}
+
+/**
+ * `trainDpo` on the GPU (engine 'webgpu'): the same steps, losses and AdamW, in float32. DPO's gradient is the
+ * cross-entropy's weighted per row, ∂ℓ/∂z_t = w_b (softmax(z_t) − onehot(y_{t+1})) with w_b = −∂ℓ/∂ log π(row b)
+ * on the continuation and 0 on the prompt, so each step is three submissions of lib/train/gpu_step.ts:
+ *   1. the frozen reference's per-row −log p (a second GPU step that never steps: `nll`, its forward only);
+ *   2. the policy's, at its current parameters (`nll`);
+ *   3. on the host: log π, Δ, ℓ and w (`dpoLoss`); then the policy's step with those row weights (forward, backward,
+ *      clip 1, AdamW: `step(rows, lr, t, w)`).
+ * The step's shape is fixed, so a last batch of fewer pairs is filled up with copies of its first pair, their rows
+ * weighted 0 and left out of ℓ (1/n over the real pairs, as on the CPU). Reference: `trainDpo` (float64).
+ */
+export async function trainDpoGpu(
+  ref: HybridModel,
+  pairs: Pair[],
+  o: {
+    beta: number;
+    batch: number;
+    optimizer: AdamOptions;
+    onStep?: (s: DpoStep, steps: number) => void;
+    /** the most float32 elements a buffer may hold before a step runs as micro-batches (default 2^24; tests) */
+    bufferLimit?: number;
+  },
+): Promise<{ policy: HybridModel; history: DpoStep[] }> {
+  const B = o.batch;
+  const P = pairs[0].prompt.length;
+  const L = P + pairs[0].chosen.length;
+  // 2B rows a step, as micro-batches of `micro` rows where the whole batch's buffers pass 2^24 elements (the
+  // small plan's 16 rows × 80 tokens of a 50% Mamba-2 hybrid: 31M SSD states); the step averages micro-batches
+  const micro = gpuMicroBatch(ref, { batch: 2 * B, seqLen: L }, o.bufferLimit);
+  const A = (2 * B) / micro;
+  const shape = { batch: micro, seqLen: L, optimizer: o.optimizer };
+  const refStep = await GpuTrainStep.create(ref, { ...shape, trainable: () => false });
+  const policy = float64Model(ref);
+  let step: GpuTrainStep | undefined;
+  try {
+    step = await GpuTrainStep.create(policy, {
+      ...shape,
+      accumulate: A,
+      clip: 1,
+      rowWeights: true,
+      trainable: () => true,
+    });
+    /** −log p of every row, `micro` rows per submission */
+    const nll = async (s: GpuTrainStep, ids: number[][]) => {
+      const out = new Float32Array(ids.length * L); // (2B·L)
+      for (let k = 0; k < A; k++) out.set(await s.nll(ids.slice(k * micro, (k + 1) * micro)), k * micro * L);
+      return out;
+    };
+    /** log π of each row's continuation from per-row −log p: Σ_{t = P−1}^{L−2} −nll[b·L + t] */
+    const logps = (nll: Float32Array) =>
+      Array.from({ length: 2 * B }, (_, b) => {
+        let s = 0;
+        for (let t = P - 1; t + 1 < L; t++) s -= nll[b * L + t];
+        return s;
+      });
+    const steps = Math.ceil(pairs.length / B);
+    const history: DpoStep[] = [];
+    for (let s = 0; s < steps; s++) {
+      const real = pairs.slice(s * B, (s + 1) * B);
+      const n = real.length;
+      const ids = rows([...real, ...Array.from({ length: B - n }, () => real[0])]); // (2B, L): B chosen, B rejected
+      const [rl, pl] = [logps(await nll(refStep, ids)), logps(await nll(step, ids))];
+      const pick = (x: number[]) => [...x.slice(0, n), ...x.slice(B, B + n)]; // the real pairs' rows
+      const r = dpoLoss(pick(pl), pick(rl), o.beta);
+      const w = new Float32Array(2 * B * L); // (2B·L): −∂ℓ/∂ log π on the continuation
+      for (let k = 0; k < 2 * n; k++) {
+        const b = k < n ? k : B + k - n;
+        w.fill(-A * r.dlogp[k], b * L + P - 1, b * L + L - 1); // × A: the step averages its A micro-batches
+      }
+      const lr = cosineLr(o.optimizer.lr, s, steps, Math.max(1, Math.round(steps * 0.1)));
+      const g = await step.step(ids, lr, s + 1, w);
+      if (!g.ok) throw new ArgumentError('DPO step', 'a finite gradient', `not finite at step ${s + 1}`);
+      const row = {
+        step: s + 1,
+        loss: r.loss,
+        accuracy: r.margins.filter((d) => d > 0).length / r.margins.length,
+        margin: r.margins.reduce((a, x) => a + x, 0) / r.margins.length,
+        lr,
+        gradNorm: g.gradNorm,
+      };
+      history.push(row);
+      o.onStep?.(row, steps);
+    }
+    for (const [name, t] of await step.read()) {
+      const p = lookup(policy.weights.tensors, name).data as Float64Array; // (the parameter's shape)
+      p.set(t.p);
+      markChanged(p);
+    }
+    return { policy, history };
+  } finally {
+    refStep.destroy();
+    step?.destroy();
+  }
 }
 
 /**
@@ -218,7 +316,7 @@ export function trainDpo(
   for (let s = 0; s < steps; s++) {
     const b = pairs.slice(s * o.batch, (s + 1) * o.batch);
     const r = dpoLossAndGrads(policy, b, referenceLogps(ref, b, o.engine), o.beta, () => true, o.engine);
-    clipGradNorm(r.grads, 1);
+    const gradNorm = clipGradNorm(r.grads, 1);
     const lr = cosineLr(o.optimizer.lr, s, steps, Math.max(1, Math.round(steps * 0.1)));
     adamStep(params, r.grads, opt, o.optimizer, lr);
     for (const n of r.grads.keys()) markChanged(lookup(params, n)); // kernels must not reuse a stale packed copy
@@ -228,6 +326,7 @@ export function trainDpo(
       accuracy: r.accuracy,
       margin: r.margins.reduce((a, x) => a + x, 0) / r.margins.length,
       lr,
+      gradNorm,
     };
     history.push(row);
     o.onStep?.(row, steps);

@@ -126,6 +126,12 @@ export interface GpuStepOptions {
   accumulate?: number;
   /** rows of logits per chunk of the head and loss (default ⌊2^24 / V⌋: exact thread indices); tests set it small */
   logitRows?: number;
+  /**
+   * the loss's gradient weighted per row, w_n·(p − onehot) in place of ce_w/N_ce (kernels/train_loss.ts): each
+   * `step` then takes the weights of all its rows (DPO: lib/train/dpo.ts trainDpoGpu; with accumulate A the step
+   * averages the micro-batches' gradients, so a sum over rows needs weights × A); no teacher
+   */
+  rowWeights?: boolean;
   trainable: (name: string) => boolean;
 }
 
@@ -275,6 +281,8 @@ export class GpuTrainStep {
   private readonly params = new Map<string, Param>();
   /** the loss rows [ce_n | kl_n] (2N) the 'eval' program writes */
   private evalRows: ChainBuffer | undefined;
+  /** made with no parameter that trains: `nll` only, `step` refused */
+  private forwardOnly = false;
   private constructor(
     private readonly chain: ResidentChain,
     private readonly o: GpuStepOptions,
@@ -291,6 +299,8 @@ export class GpuTrainStep {
       all?: ChainBuffer;
       inp?: ChainBuffer;
       lossMean?: ChainBuffer;
+      /** rowWeights: w (N) */
+      rowW?: ChainBuffer;
     },
   ) {}
 
@@ -326,13 +336,15 @@ export class GpuTrainStep {
       };
       const A = o.accumulate ?? 1;
       if (!Number.isInteger(A) || A < 1) throw new ArgumentError('accumulate', 'a positive integer', A);
-      const per = 3 * N + V + 1;
+      if (o.rowWeights && o.teacher) throw new ArgumentError('rowWeights', 'no teacher', 'a teacher');
+      const per = 3 * N + V + 1 + (o.rowWeights ? N : 0); // [ids | targets | order | start (| row weights)]
       const acc = A > 1 && {
         all: chain.buffer('micro-batches', A * per),
         inp: chain.buffer('micro-batch', per),
         lossMean: chain.buffer('loss (mean)', 2),
       };
-      const step = new GpuTrainStep(chain, o, V, { ...io, ...(acc || {}) });
+      const rowW = o.rowWeights ? { rowW: chain.buffer('row weights', N) } : {};
+      const step = new GpuTrainStep(chain, o, V, { ...io, ...(acc || {}), ...rowW });
       await step.record(m, { B, L, N, d, V, H, Hkv, hd, F });
       return step;
     } catch (e) {
@@ -599,6 +611,7 @@ export class GpuTrainStep {
         [this.io.tgt, N],
         [this.io.order, 2 * N],
         [this.io.start, 3 * N],
+        ...(this.io.rowW ? [[this.io.rowW, 3 * N + V + 1] as [ChainBuffer, number]] : []),
       ];
       for (const [b, at] of parts) chain.copy(`micro ${b.name}`, inp, at, b, () => 0, b.elements);
     }
@@ -626,6 +639,7 @@ export class GpuTrainStep {
       ceWeight: this.o.ceWeight ?? 1,
       ceRows: B * (L - 1),
       kl: this.o.teacher && { weight: this.o.teacher.klWeight, batch: B },
+      rowWeights: this.o.rowWeights,
     };
     const R = Math.max(1, Math.min(N, this.o.logitRows ?? Math.floor(2 ** 24 / V)));
     const rows = chain.buffer('loss rows', 2 * N); // [ce_n | kl_n]
@@ -676,7 +690,8 @@ export class GpuTrainStep {
         args.push(tl, await this.ks(`teacher.loss.lse${t}`, lseKernels(Rc, V), [tl], cbuf('teacher lse', Rc)));
       }
       const lc = { ...ls, N: Rc };
-      const dlogits = await this.k(`loss.grad${t}`, lossGradKernel(lc), args, cbuf('dlogits', Rc * V));
+      const rw = this.io.rowW ? [take(this.io.rowW, 1, 'row weights')] : [];
+      const dlogits = await this.k(`loss.grad${t}`, lossGradKernel(lc), [...args, ...rw], cbuf('dlogits', Rc * V));
       const rc = await evalPart(async () => {
         const r = await this.k(`loss.rows${t}`, lossRowsKernel(lc), args, cbuf('loss rows', 2 * Rc));
         chain.copy(`loss.rows ce${t}`, r, 0, rows, () => r0, Rc);
@@ -694,6 +709,11 @@ export class GpuTrainStep {
     await this.k('loss.sum', lossSumKernel(ls), [rows], this.io.loss);
     chain.derive(EVAL, prog, (i) => evalOps.some(([a, b]) => i >= a && i < b));
     this.evalRows = rows;
+    // nothing trains: a step for `nll` alone (DPO's frozen reference), no backward or optimizer recorded
+    if (!m.weights.names().some(tr)) {
+      this.forwardOnly = true;
+      return;
+    }
 
     // ---------------- backward
     const gnf = G('model.norm.weight');
@@ -979,7 +999,7 @@ export class GpuTrainStep {
    * One step on rows `ids` (accumulate × batch rows of seqLen: micro-batch k is rows k·batch …) at learning rate lr,
    * Adam step t (1-based): one submit and one map (accumulate > 1: the micro-batches in a second submission before).
    */
-  async step(ids: number[][], lr: number, t: number): Promise<GpuStepResult> {
+  async step(ids: number[][], lr: number, t: number, rowWeights?: Float32Array): Promise<GpuStepResult> {
     const { batch, seqLen } = this.o;
     const A = this.o.accumulate ?? 1;
     if (ids.length !== A * batch || ids.some((r) => r.length !== seqLen))
@@ -989,14 +1009,28 @@ export class GpuTrainStep {
         ids.map((r) => r.length),
       );
     this.checkIds(ids);
-    const inputs = (rows: number[][]) => this.inputs(rows);
+    if (this.forwardOnly)
+      throw new ArgumentError('trainable', 'at least one parameter that trains (this step was made for nll only)', 0);
+    const nw = A * batch * seqLen;
+    if (!!this.io.rowW !== !!rowWeights || (rowWeights && rowWeights.length !== nw))
+      throw new ArgumentError(
+        'rowWeights',
+        this.io.rowW ? `${nw} weights, one per row of ids (a step made with rowWeights)` : 'none (a step made without)',
+        rowWeights?.length,
+      );
+    if (this.io.rowW && rowWeights && A === 1) this.chain.write(this.io.rowW, rowWeights);
+    /** micro-batch k's inputs, and its rows' weights where the step takes them */
+    const inputs = (rows: number[][], k = 0) => [
+      ...this.inputs(rows),
+      ...(rowWeights ? [rowWeights.subarray(k * batch * seqLen, (k + 1) * batch * seqLen)] : []),
+    ];
     const { all, inp, lossMean } = this.io;
     if (A > 1 && all && inp && lossMean) {
       const per = inp.elements;
       const data = new Float32Array(A * per); // (A, 3·b·l + V + 1)
       for (let k = 0; k < A; k++) {
         let at = k * per;
-        for (const part of inputs(ids.slice(k * batch, (k + 1) * batch)))
+        for (const part of inputs(ids.slice(k * batch, (k + 1) * batch), k))
           data.set(part, (at += part.length) - part.length);
       }
       this.chain.write(all, data);
@@ -1007,7 +1041,7 @@ export class GpuTrainStep {
         'micro',
       );
     } else {
-      const [flat, tgt, order, start] = inputs(ids); // (b·l) ×3, (V + 1)
+      const [flat, tgt, order, start] = this.inputs(ids); // (b·l) ×3, (V + 1)
       this.chain.write(this.io.ids, flat);
       this.chain.write(this.io.tgt, tgt);
       this.chain.write(this.io.order, order);
@@ -1066,11 +1100,8 @@ export class GpuTrainStep {
       for (const part of parts) data.set(part, (at += part.length) - part.length);
       this.chain.write(inp, data);
     } else [this.io.ids, this.io.tgt, this.io.order, this.io.start].forEach((b, i) => this.chain.write(b, parts[i]));
-    const [rows] = await this.chain.run(
-      { pos: 0 },
-      [{ from: present(this.evalRows, 'the eval program'), elements: batch * seqLen }],
-      EVAL,
-    );
+    const read = [{ from: present(this.evalRows, 'the eval program'), elements: batch * seqLen }];
+    const [rows] = await this.chain.run({ pos: 0 }, read, EVAL); // (b·l): −log p of each next token, 0 at a row's end
     return rows;
   }
 

@@ -196,6 +196,14 @@ export interface DpoStep {
   gradNorm: number;
 }
 
+/** What a DPO run takes on either engine: β, pairs per step, the optimizer, a callback per step. */
+export interface DpoOptions {
+  beta: number;
+  batch: number;
+  optimizer: AdamOptions;
+  onStep?: (s: DpoStep, steps: number) => void;
+}
+
 /**
  * `trainDpo` on the GPU (engine 'webgpu'): the same steps, losses and AdamW, in float32. DPO's gradient is the
  * cross-entropy's weighted per row, ∂ℓ/∂z_t = w_b (softmax(z_t) − onehot(y_{t+1})) with w_b = −∂ℓ/∂ log π(row b)
@@ -210,11 +218,7 @@ export interface DpoStep {
 export async function trainDpoGpu(
   ref: HybridModel,
   pairs: Pair[],
-  o: {
-    beta: number;
-    batch: number;
-    optimizer: AdamOptions;
-    onStep?: (s: DpoStep, steps: number) => void;
+  o: DpoOptions & {
     /** the most float32 elements a buffer may hold before a step runs as micro-batches (default 2^24; tests) */
     bufferLimit?: number;
   },
@@ -298,13 +302,7 @@ export async function trainDpoGpu(
 export function trainDpo(
   ref: HybridModel,
   pairs: Pair[],
-  o: {
-    beta: number;
-    batch: number;
-    optimizer: AdamOptions;
-    engine: MatmulEngine;
-    onStep?: (s: DpoStep, steps: number) => void;
-  },
+  o: DpoOptions & { engine: MatmulEngine },
 ): { policy: HybridModel; history: DpoStep[] } {
   const policy = float64Model(ref);
   const params = new Map(

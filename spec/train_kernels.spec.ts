@@ -218,17 +218,19 @@ describe.each(BACKENDS)('training kernels on $title', ({ name, available }) => {
   );
 
   run(
-    'cross-entropy (+ KL) fused with ∂ℓ/∂logits = lib/ref/layers.ts as lossAndGrads composes it (numRuns 4)',
+    'cross-entropy (+ KL, or weighted per row as DPO uses it) fused with ∂ℓ/∂logits = lib/ref/layers.ts as lossAndGrads composes it (numRuns 6)',
     async () => {
       await fc.assert(
         fc.asyncProperty(
           dim(3),
           fc.integer({ min: 2, max: 5 }),
           dim(9),
-          fc.boolean(),
+          fc.constantFrom('ce', 'kl', 'weighted'),
           fc.integer(),
           fc.integer({ min: 1, max: 4 }),
-          async (b, L, V, kl, seed, slices) => {
+          async (b, L, V, mode, seed, slices) => {
+            const kl = mode === 'kl';
+            const weighted = mode === 'weighted';
             const r = new Rng(seed);
             const N = b * L;
             const z = normal(r, N * V, 2);
@@ -240,28 +242,39 @@ describe.each(BACKENDS)('training kernels on $title', ({ name, available }) => {
               ceWeight: 0.7,
               ceRows: b * (L - 1),
               kl: kl ? { weight: 1.3, batch: b } : undefined,
+              rowWeights: weighted,
             };
+            const w = normal(r, N); // (N) a weight per row, in place of ce_w/N_ce (lib/train/dpo.ts trainDpoGpu)
             // the reference: CE over the rows that have a target, KL over every row (lib/train/model.ts lossAndGrads)
             const rows = tgt.flatMap((t, n) => (t >= 0 ? [n] : []));
             const sub = new Float64Array(rows.length * V);
             rows.forEach((n, i) => sub.set(z.subarray(n * V, (n + 1) * V), i * V));
             const targets = rows.map((n) => tgt[n]);
             const dz = new Float64Array(N * V);
+            // crossEntropy.backward is the mean's gradient, (softmax − onehot) / rows: × rows × w_n when weighted
             crossEntropy.backward(sub, targets, rows.length, V).forEach((g, i) => {
-              dz[rows[Math.floor(i / V)] * V + (i % V)] = 0.7 * g;
+              const n = rows[Math.floor(i / V)];
+              dz[n * V + (i % V)] = weighted ? w[n] * rows.length * g : 0.7 * g;
             });
             if (kl) klDivergence.backward(z, zt, N, V, b).forEach((g, i) => (dz[i] += 1.3 * g));
             // λ over P slices of each row then combined (P = 1: one kernel); the default P and a random one
             const lse = await kseq(lseKernels(N, V), z);
             const lset = await kseq(lseKernels(N, V, slices), zt);
             const args = [z, lse, Float64Array.from(tgt), ...(kl ? [zt, lset] : [])];
-            close(await k(lossGradKernel(s), args), dz, 'dlogits');
+            close(await k(lossGradKernel(s), [...args, ...(weighted ? [w] : [])]), dz, 'dlogits');
             const sums = await k(lossSumKernel(s), [await k(lossRowsKernel(s), args)]);
             close([sums[0]], [crossEntropy.forward(sub, targets, rows.length, V)], 'ce');
             if (kl) close([sums[1]], [klDivergence.forward(z, zt, N, V, b)], 'kl');
           },
         ),
-        { numRuns: 4 },
+        // the weighted and KL kernels every run, beside the random draws
+        {
+          numRuns: 6,
+          examples: [
+            [2, 3, 5, 'weighted', 1, 2],
+            [2, 4, 7, 'kl', 2, 1],
+          ],
+        },
       );
     },
   );

@@ -20,7 +20,7 @@ import { randomLlama } from '../lib/model/random.js';
 import { convert, saveModel } from '../lib/model/convert.js';
 import { relError } from '../lib/tensor.js';
 import { portLogits, portModelOf } from './example_port.js';
-import { forward, kvTensors, newCache, type HybridModel } from '../lib/model/hybrid.js';
+import { forward, kvTensors, newCache, prefill, type HybridModel } from '../lib/model/hybrid.js';
 import { WeightStore } from '../lib/model/weights.js';
 import { loadModel } from '../lib/model/load.js';
 import { attentionLayersFor, parseLlamaConfig, ConfigError } from '../lib/model/config.js';
@@ -68,6 +68,14 @@ async function incrementalMatchesFull(ops: Ops, m: HybridModel, ids: number[], a
   const last = await forward(ops, m, [ids], newCache(m, 1), { lastOnly: true }); // (1, 1, V)
   expect(last.shape).toEqual([1, 1, V]);
   expect(relError(last.data, full.data.subarray((ids.length - 1) * V))).toBeLessThanOrEqual(tol);
+  // prefill in pieces of 3 positions (generate's: 512): the same last row, the cache as full (the decode after it)
+  const pc = newCache(m, 1);
+  const pre = await prefill(ops, m, ids.slice(0, -1), pc, 3); // (1, 1, V)
+  const want = full.data.subarray((ids.length - 2) * V, (ids.length - 1) * V); // after ids[0 … L−2]
+  expect(relError(pre.data.subarray(pre.data.length - V), want), 'prefill in pieces').toBeLessThanOrEqual(tol);
+  expect(pc.length).toBe(ids.length - 1);
+  const next = await forward(ops, m, [[ids[ids.length - 1]]], pc); // (1, 1, V)
+  expect(relError(next.data, full.data.subarray((ids.length - 1) * V)), 'decode after it').toBeLessThanOrEqual(tol);
 }
 
 const cases: Array<[string, Ops | null, number, number]> = [

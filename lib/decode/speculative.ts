@@ -33,7 +33,7 @@ import { checkSpeculativeArgs } from './gpu_speculative.js';
 import type { Ops } from '../ops.js';
 import { Rng } from '../rng.js';
 import { Tensor } from '../tensor.js';
-import { forward, newCache, type HybridModel, type ModelCache } from '../model/hybrid.js';
+import { forward, newCache, prefill, type HybridModel, type ModelCache } from '../model/hybrid.js';
 import {
   argmax,
   checkLength,
@@ -55,7 +55,7 @@ import {
 
 // ---------------------------------------------------------------- caches
 
-/** Prefill `ids` with the plain path, then turn the Mamba layers' caches into speculative ones. */
+/** Prefill `ids` with the plain path (lib/model/hybrid.ts prefill), then turn the Mamba layers' caches into speculative ones. */
 export async function prefillSpec(
   ops: Ops,
   m: HybridModel,
@@ -64,7 +64,7 @@ export async function prefillSpec(
   scheme: StateScheme,
 ): Promise<{ cache: ModelCache; logits: Tensor | null }> {
   const cache = newCache(m, 1);
-  const logits = ids.length ? await forward(ops, m, [ids], cache) : null;
+  const logits = ids.length ? await prefill(ops, m, ids, cache) : null; // (1, 1, V) (or (1, l, V) fused)
   for (const lc of cache.layers) {
     if (lc.kind === 'attention') continue;
     const mc = present(m.mamba, 'the mamba config of a model with Mamba layers');

@@ -30,7 +30,7 @@ import type { GpuDecoder } from './gpu_decode.js';
 import type { Ops } from '../ops.js';
 import { Rng } from '../rng.js';
 import type { Tensor } from '../tensor.js';
-import { forward, newCache, type HybridModel, type ModelCache } from './hybrid.js';
+import { forward, newCache, prefill, type HybridModel, type ModelCache } from './hybrid.js';
 
 export interface SamplingOptions {
   temperature?: number;
@@ -162,26 +162,6 @@ function gpuDecoderRefusal(cache: ModelCache, o: GenerateOptions, penalty: numbe
 export function lastLogits(logits: Tensor): Float64Array {
   const [, L, V] = logits.shape as [number, number, number];
   return new Float64Array(logits.data.subarray((L - 1) * V, L * V));
-}
-
-/**
- * Prompt positions one forward of a prefill takes at most: a longer prompt goes through the cache in pieces of
- * this many (the same logits: spec/models.spec.ts, incremental = full), so what a forward holds for the moment —
- * attention's scores (H × piece × context), the MLP's (piece × F) — stays bounded however long the prompt.
- * Llama-3.2-1B, 2,048-token prompt in one piece: 537 MB of scores per layer, more than the bf16 checkpoint's 1.3×
- * bound leaves (bench/realsize.ts).
- */
-const PREFILL_PIECE = 512;
-
-/**
- * The prompt into `cache`, in pieces of PREFILL_PIECE positions (the last one's head on its last position only):
- * the logits after the prompt, (1, 1, V) — or (1, l, V) where a few tokens take the fused steps.
- */
-async function prefill(ops: Ops, m: HybridModel, prompt: number[], cache: ModelCache): Promise<Tensor> {
-  let a = 0;
-  for (; prompt.length - a > PREFILL_PIECE; a += PREFILL_PIECE)
-    await forward(ops, m, [prompt.slice(a, a + PREFILL_PIECE)], cache, { head: false }); // (1, piece, d), dropped
-  return forward(ops, m, [prompt.slice(a)], cache, { lastOnly: true });
 }
 
 /** prompt + new tokens must fit the model's max_position_embeddings (checked before any work). */

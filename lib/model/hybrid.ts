@@ -154,3 +154,31 @@ export async function forward(
   }
   return ops.linear(final, W.get(lmHeadName(m))); // (b, l, d)·(V, d)ᵀ → (b, l, V)
 }
+
+/**
+ * Prompt positions one forward of a prefill takes at most: a longer prompt goes through the cache in pieces of
+ * this many (the same logits: spec/models.spec.ts), so what a forward holds for the moment — attention's scores
+ * (H × piece × context), the MLP's (piece × F) — stays bounded however long the prompt. Llama-3.2-1B, 2,048-token
+ * prompt in one piece: 537 MB of scores per layer, more than the bf16 checkpoint's 1.3× bound leaves
+ * (bench/realsize.ts).
+ */
+const PREFILL_PIECE = 512;
+
+/**
+ * A prompt (one row) into `cache`, in pieces of `piece` positions, the head on the very last position only: the
+ * logits after the prompt, (1, 1, V) — or (1, l, V) where a few tokens take the fused steps. What `generate` and
+ * speculative decoding (lib/decode/speculative.ts prefillSpec) start from.
+ */
+export async function prefill(
+  ops: Ops,
+  m: HybridModel,
+  prompt: number[],
+  cache: ModelCache,
+  piece = PREFILL_PIECE,
+): Promise<Tensor> {
+  if (!Number.isInteger(piece) || piece < 1) throw new ArgumentError('piece', 'a positive integer', piece);
+  let a = 0;
+  for (; prompt.length - a > piece; a += piece)
+    await forward(ops, m, [prompt.slice(a, a + piece)], cache, { head: false }); // (1, piece, d), dropped
+  return forward(ops, m, [prompt.slice(a)], cache, { lastOnly: true });
+}

@@ -196,6 +196,12 @@ export interface DpoStep {
   gradNorm: number;
 }
 
+/** A step's record: the batch accuracy is the share of pairs whose margin Δ is positive, the margin their mean. */
+function stepRow(step: number, loss: number, margins: number[], lr: number, gradNorm: number): DpoStep {
+  const accuracy = margins.filter((d) => d > 0).length / margins.length;
+  return { step, loss, accuracy, margin: margins.reduce((a, x) => a + x, 0) / margins.length, lr, gradNorm };
+}
+
 /** What a DPO run takes on either engine: β, pairs per step, the optimizer, a callback per step. */
 export interface DpoOptions {
   beta: number;
@@ -272,14 +278,7 @@ export async function trainDpoGpu(
       const lr = cosineLr(o.optimizer.lr, s, steps, Math.max(1, Math.round(steps * 0.1)));
       const g = await step.step(ids, lr, s + 1, w);
       if (!g.ok) throw new ArgumentError('DPO step', 'a finite gradient', `not finite at step ${s + 1}`);
-      const row = {
-        step: s + 1,
-        loss: r.loss,
-        accuracy: r.margins.filter((d) => d > 0).length / r.margins.length,
-        margin: r.margins.reduce((a, x) => a + x, 0) / r.margins.length,
-        lr,
-        gradNorm: g.gradNorm,
-      };
+      const row = stepRow(s + 1, r.loss, r.margins, lr, g.gradNorm);
       history.push(row);
       o.onStep?.(row, steps);
     }
@@ -318,14 +317,7 @@ export function trainDpo(
     const lr = cosineLr(o.optimizer.lr, s, steps, Math.max(1, Math.round(steps * 0.1)));
     adamStep(params, r.grads, opt, o.optimizer, lr);
     for (const n of r.grads.keys()) markChanged(lookup(params, n)); // kernels must not reuse a stale packed copy
-    const row = {
-      step: s + 1,
-      loss: r.loss,
-      accuracy: r.accuracy,
-      margin: r.margins.reduce((a, x) => a + x, 0) / r.margins.length,
-      lr,
-      gradNorm,
-    };
+    const row = stepRow(s + 1, r.loss, r.margins, lr, gradNorm);
     history.push(row);
     o.onStep?.(row, steps);
   }

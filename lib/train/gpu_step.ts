@@ -972,12 +972,12 @@ export class GpuTrainStep {
     }
   }
 
-  /** Number of kernel dispatches in one step (for tests and the bench). */
   /** The rows of one pass (the micro-batch) and their length: what `nll` takes. */
   get shape(): { batch: number; seqLen: number } {
     return { batch: this.o.batch, seqLen: this.o.seqLen };
   }
 
+  /** Number of kernel dispatches in one step (for tests and the bench). */
   get dispatches(): number {
     return this.chain.dispatches;
   }
@@ -1027,7 +1027,7 @@ export class GpuTrainStep {
     const { all, inp, lossMean } = this.io;
     if (A > 1 && all && inp && lossMean) {
       const per = inp.elements;
-      const data = new Float32Array(A * per); // (A, 3·b·l + V + 1)
+      const data = new Float32Array(A * per); // (A, 3·b·l + V + 1 (+ b·l row weights))
       for (let k = 0; k < A; k++) {
         let at = k * per;
         for (const part of inputs(ids.slice(k * batch, (k + 1) * batch), k))

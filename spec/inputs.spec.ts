@@ -19,7 +19,7 @@ import { randomLlama } from '../lib/model/random.js';
 import { generate, samplingDistribution } from '../lib/model/generate.js';
 import { getOps } from '../lib/ops.js';
 import { Rng } from '../lib/rng.js';
-import { Tensor, assertFinite } from '../lib/tensor.js';
+import { Tensor, assertFinite, relError } from '../lib/tensor.js';
 import { emitGolden } from '../lib/golden/emit.js';
 import { verifyGolden } from '../lib/golden/verify.js';
 import { main } from '../lib/cli/main.js';
@@ -44,6 +44,14 @@ function withConfig(edit: (c: Record<string, unknown>) => void): string {
   writeFileSync(join(d, 'config.json'), JSON.stringify(c));
   return d;
 }
+
+describe('relError (every tolerance check of the suite goes through it)', () => {
+  it('two numbers instead of arrays are a TypeError, not 0 (a comparison of nothing)', () => {
+    expect(() => relError(1 as unknown as number[], 2 as unknown as number[])).toThrow(TypeError);
+    expect(relError([1, 2], [1, 2.5])).toBeGreaterThan(0.1);
+    expect(relError([1], [1, 2])).toBe(Infinity);
+  });
+});
 
 describe('checkpoint reader', () => {
   it('fuzz: 3300 mutated files (duplicate keys, gaps, trailing bytes, overlaps, lying offsets, truncation, bad dtypes/shapes, byte flips) — every one accepted whole or rejected with SafetensorsError', () => {

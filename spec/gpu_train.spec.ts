@@ -34,7 +34,7 @@ import { GpuTrainStep, gpuMicroBatch, gpuStepLargest } from '../lib/train/gpu_st
 import { lossAndGrads, mambaOnly, trainForward } from '../lib/train/model.js';
 import { adamStep, clipGradNorm, newAdamState, type AdamOptions } from '../lib/train/optim.js';
 import { NonFiniteGradientError, Trainer, float64Model, type TrainerOptions } from '../lib/train/trainer.js';
-import { evaluate, evaluateRows } from '../lib/train/job.js';
+import { evaluate, evaluateGpu, evaluateRows } from '../lib/train/job.js';
 import { preferencePairs, trainDpo, trainDpoGpu } from '../lib/train/dpo.js';
 import { FLOAT64_ENGINE } from '../lib/train/model.js';
 import { tmpFolder } from './tmp.js';
@@ -429,6 +429,30 @@ describe(`Trainer with engine 'webgpu' on ${webgpu.title}`, () => {
           expect(relError([mean], [one.nll]), what).toBeLessThanOrEqual(FLOAT32_TOL);
         }
         await done();
+      }
+    },
+  );
+
+  // mil eval --backend webgpu: a forward-only step's nll (nothing trains), the same windows as the float64 evaluate;
+  // 31 tokens are 5 windows of 6 in batches of 2, so the last batch is filled up and its copy must not be counted
+  run(
+    'evaluateGpu = the float64 evaluate (Llama, 50% Mamba-1 and 0% Mamba-2 hybrids; a last batch filled up)',
+    async () => {
+      const valTokens = Array.from({ length: 31 }, () => r.int(0, 18));
+      const models: Array<[string, HybridModel]> = [
+        ['llama', start()],
+        ['mamba1-50', convert(start(), { variant: 'mamba1', attentionFraction: 0.5, seed: 3, dState: 4 })],
+        ['mamba2-0', convert(start(), { variant: 'mamba2', attentionFraction: 0, seed: 4 })],
+      ];
+      for (const [what, m] of models) {
+        const ev = await evaluateGpu(m, valTokens, { seqLen: 6, batch: 2 });
+        const ref = evaluate(float64Model(m), valTokens, { seqLen: 6 });
+        expect(ev.tokens, what).toBe(25);
+        expect(relError([ev.nll], [ref.nll]), what).toBeLessThanOrEqual(FLOAT32_TOL);
+        // at most `maxTokens`: the first 2 windows alone
+        const two = await evaluateGpu(m, valTokens, { seqLen: 6, batch: 2, maxTokens: 12 });
+        const refTwo = evaluate(float64Model(m), valTokens.slice(0, 12), { seqLen: 6 });
+        expect([two.tokens, relError([two.nll], [refTwo.nll]) <= FLOAT32_TOL], what).toEqual([10, true]);
       }
     },
   );

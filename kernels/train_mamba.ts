@@ -22,12 +22,14 @@
  *   ∂ℓ/∂Δ[n, h]   = Σ_{p,s} G_t (A_h e_t h_{t−1} + B_t x_t),  ∂ℓ/∂dt = ∂ℓ/∂Δ σ(dt + dt_bias)  (softplus'; 1 above 20)
  *   ∂ℓ/∂x_t[p]    = dy_t D_h + Σ_s G_t Δ_t B_t[s]      ∂ℓ/∂B_t[s] = Σ_p G_t Δ_t x_t[p]    ∂ℓ/∂C_t[s] = Σ_p dy_t h_t
  *   ∂ℓ/∂A_log[h]  = A_h Σ_{n,p,s} G_t Δ_t e_t h_{t−1}  ∂ℓ/∂D_h = Σ_{n,p} dy x       ∂ℓ/∂dt_bias = Σ_n ∂ℓ/∂dt
+ *                   (the two sums per head in two levels of many short loops: headSumKernels)
  *   repeat back:  ∂ℓ/∂xs[n, j] = Σ over the rep copies of piece ⌊j/w⌋ (the scatter-add of tape.ts repeatLayer)
  *
  * Symbols: b batch · l sequence length · N rows · H heads · P head width · N_s d_state (P = N_s) · d_in = H·P ·
  * d_xb · K conv width · CH chunk length · NC = ⌈l/CH⌉ chunks.
  */
 import type { TrainKernel } from './train_layers.js';
+import { ArgumentError } from '../lib/errors.js';
 import { siluExpr, softplusSnippet, unflatten } from './snippets.js';
 
 const K = 'this.constants';
@@ -485,39 +487,100 @@ export const scanDbcKernel = (s: ScanRows, which: 'B' | 'C'): TrainKernel => {
   };
 };
 
-/** ∂ℓ/∂A_log: dl, alog, hst, G → (I/HW), or (I, N_s) with `aPerState`. */
+/** ∂ℓ/∂A_log of Mamba-1 (`aPerState`: A per (channel, state)): dl, alog, hst, G → (I, N_s). */
 export const scanDalogKernel = (s: ScanRows): TrainKernel => {
+  if (!s.aPerState)
+    throw new ArgumentError('aPerState', 'true (Mamba-2: scanDalogTermsKernel and headSumKernels)', s.aPerState);
   const k = scanConsts(s);
-  const term = `v += gg[${rowAt('n')}] * ${DL('n')} * Math.exp(${DL('n')} * a) * ${hPrev};`;
   return {
-    key: `m2.scan_dAlog${tag(s)}`,
-    source: s.aPerState
-      ? `function (dl, alog, hst, gg) {
+    key: 'm2.scan_dAlog/As',
+    source: `function (dl, alog, hst, gg) {
     ${unflatten('this.thread.x', ['c', 's'], ['', `${K}.NS`])}
     ${A(s)}
     let v = 0.0;
     for (let n = 0; n < ${K}.NR; n++) {
       const t = n - Math.floor(n / ${K}.L) * ${K}.L;
-      ${term}
-    }
-    return v * a;
-  }`
-      : `function (dl, alog, hst, gg) {
-    const j = this.thread.x;
-    const a = -Math.exp(alog[j]);
-    let v = 0.0;
-    for (let n = 0; n < ${K}.NR; n++) {
-      const t = n - Math.floor(n / ${K}.L) * ${K}.L;
-      for (let q = 0; q < ${K}.HW; q++) {
-        const c = j * ${K}.HW + q;
-        for (let s = 0; s < ${K}.NS; s++) { ${term} }
-      }
+      v += gg[${rowAt('n')}] * ${DL('n')} * Math.exp(${DL('n')} * a) * ${hPrev};
     }
     return v * a;
   }`,
     constants: k,
-    size: s.aPerState ? s.I * s.Ns : k.DW,
+    size: s.I * s.Ns,
   };
+};
+
+/**
+ * ∂ℓ/∂A_log of Mamba-2 (A per head), first step: each row and channel's Σ_s G_t Δ_t e_t h_{t−1}[c, s]:
+ * dl, alog, hst, G → (N, I); headSumKernels(…, scaleByA) then sums a head's rows and channels and multiplies by A_h.
+ */
+export const scanDalogTermsKernel = (s: ScanRows): TrainKernel => {
+  const k = scanConsts(s);
+  return {
+    key: 'm2.scan_dAlog_terms',
+    source: `function (dl, alog, hst, gg) {
+    ${unflatten('this.thread.x', ['n', 'c'], ['', `${K}.I`])}
+    const t = n - Math.floor(n / ${K}.L) * ${K}.L;
+    ${A(s)}
+    const d = ${DL('n')};
+    const e = Math.exp(d * a);
+    let v = 0.0;
+    for (let s = 0; s < ${K}.NS; s++) { v += gg[${rowAt('n')}] * ${hPrev}; }
+    return v * d * e;
+  }`,
+    constants: k,
+    size: k.NR * s.I,
+  };
+};
+
+/** Row chunks of `headSumKernels`' first level. */
+const HEAD_SUM_CHUNKS = 64;
+
+/**
+ * Per head j < I/HW, the sum over every row n and the head's HW channels of an (N, I) matrix (`terms`: args m) or
+ * of dy ⊙ xr (`product`: args dy, xr — ∂ℓ/∂D_h), in two levels as kernels/train_layers.ts rmsnormDwKernels: thread
+ * (p, j) sums the rows n ≡ p (mod C), C = min(64, N), into (C, I/HW); then thread j adds its C parts in a fixed
+ * order (deterministic), times A_j = −exp(A_log[j]) with `scaleByA` (∂ℓ/∂A_log; args parts, alog). One level of
+ * I/HW threads over all N·HW·N_s terms (6 threads at the #25 scale, 2.1M terms each) made a 16 × 512-row
+ * distillation step ~16 s on the H200; a GPU wants many short loops.
+ */
+export const headSumKernels = (
+  s: ScanRows,
+  what: 'terms' | 'product',
+  scaleByA: boolean,
+  C = Math.min(HEAD_SUM_CHUNKS, s.batch * s.L),
+): [TrainKernel, TrainKernel] => {
+  const k = { ...scanConsts(s), C, STEPS: Math.ceil((s.batch * s.L) / C) };
+  return [
+    {
+      key: `m2.head_sum_parts/${what}`,
+      source: `function (${what === 'terms' ? 'm' : 'dy, xr'}) {
+    ${unflatten('this.thread.x', ['p', 'j'], ['', `${K}.DW`])}
+    let v = 0.0;
+    for (let i = 0; i < ${K}.STEPS; i++) {
+      const n = i * ${K}.C + p;
+      if (n < ${K}.NR) {
+        for (let q = 0; q < ${K}.HW; q++) {
+          const c = j * ${K}.HW + q;
+          v += ${what === 'terms' ? `m[n * ${K}.I + c]` : `${DY('n')} * ${X('n')}`};
+        }
+      }
+    }
+    return v;
+  }`,
+      constants: k,
+      size: C * k.DW,
+    },
+    {
+      key: `m2.head_sum_fold${scaleByA ? '*A' : ''}`,
+      source: `function (parts${scaleByA ? ', alog' : ''}) {
+    let v = 0.0;
+    for (let p = 0; p < ${K}.C; p++) { v += parts[p * ${K}.DW + this.thread.x]; }
+    return ${scaleByA ? `-Math.exp(alog[this.thread.x]) * v` : 'v'};
+  }`,
+      constants: k,
+      size: k.DW,
+    },
+  ];
 };
 
 /** ∂ℓ/∂D: dy, xr → (I/HW). */

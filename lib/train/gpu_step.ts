@@ -70,7 +70,9 @@ import {
   join3Kernel,
   repeatBackKernel,
   repeatKernel,
+  headSumKernels,
   scanDalogKernel,
+  scanDalogTermsKernel,
   scanDbcKernel,
   scanDdKernel,
   scanDdeltaKernel,
@@ -776,10 +778,32 @@ export class GpuTrainStep {
       const dx = await this.k(`${t}.ssd_dx`, scanDxKernel(ss), [dy, sv.br, sv.dl, gg, P(n.D)], bw('scan.dx', NI));
       const dB = await this.k(`${t}.ssd_dB`, scanDbcKernel(ss, 'B'), [x, sv.dl, gg], bw('scan.dB', NI));
       const dC = await this.k(`${t}.ssd_dC`, scanDbcKernel(ss, 'C'), [dy, hst], bw('scan.dC', NI));
+      // ∂ℓ/∂A_log, ∂ℓ/∂D: Mamba-1's per channel (and state); Mamba-2's per head, in two levels (headSumKernels)
       const ga = G(n.Alog);
-      if (ga) await this.k(`${t}.ssd_dAlog`, scanDalogKernel(ss), [sv.dl, alog, hst, gg], ga);
       const gd = G(n.D);
-      if (gd) await this.k(`${t}.ssd_dD`, scanDdKernel(ss), [dy, x], gd);
+      if (ss.aPerState) {
+        if (ga) await this.k(`${t}.ssd_dAlog`, scanDalogKernel(ss), [sv.dl, alog, hst, gg], ga);
+        if (gd) await this.k(`${t}.ssd_dD`, scanDdKernel(ss), [dy, x], gd);
+      } else {
+        // per head: Σ over rows and the head's channels of `args` (terms, or dy ⊙ x), × A_h for ∂ℓ/∂A_log
+        const headSum = async (
+          label: string,
+          what: 'terms' | 'product',
+          byA: boolean,
+          args: ChainBuffer[],
+          out: ChainBuffer,
+        ) => {
+          const [parts, fold] = headSumKernels(ss, what, byA);
+          const p = await this.k(`${label}.parts`, parts, args, bw('scan.head parts', parts.size));
+          await this.k(label, fold, byA ? [p, alog] : [p], out);
+        };
+        if (ga) {
+          const dl = [sv.dl, alog, hst, gg];
+          const terms = await this.k(`${t}.ssd_dAlog.terms`, scanDalogTermsKernel(ss), dl, bw('scan.dAlog', NI));
+          await headSum(`${t}.ssd_dAlog`, 'terms', true, [terms], ga);
+        }
+        if (gd) await headSum(`${t}.ssd_dD`, 'product', false, [dy, x], gd);
+      }
       return { ddt, dx, dB, dC };
     };
     for (let i = c.numLayers - 1; i >= 0; i--) {

@@ -38,7 +38,7 @@
 #   bash scripts/device_train.sh arms teacher mamba2-50 mamba2-50-random mamba2-0 …
 # Subcommands: pack [--corpus DIR] [--to DIR] · unpack [--from FILE] [--to DIR] · budget [--carry DIR] ·
 #              run NAME MIL-ARGS…  (env: MAX_MINUTES, MIL (the mil command; default the bundle's), CORPUS, RUNS) ·
-#              arms NAME…  (env: BUDGET_MINUTES, BROWN, EVAL_TOKENS, MIL, NODE, PLAN_JS, CORPUS, RUNS) · back NAME…
+#              arms NAME…  (env: BUDGET_MINUTES, TOKENS, BROWN, EVAL_TOKENS, MIL, NODE, PLAN_JS, CORPUS, RUNS) · back NAME…
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -141,7 +141,7 @@ back() {
   local out=$runs/$1 to=${OUT:?OUT: the folder whose files come back}/$1
   mkdir -p "$to"
   cp "$out"/config.json "$out"/tokenizer.json "$out"/training.json "$out"/*.safetensors* "$to/"
-  echo "back: $(ls "$to" | wc -l) files in $to"
+  echo "done: $(ls "$to" | wc -l) files in $to"
 }
 
 run() {
@@ -199,6 +199,10 @@ arms() {
       if awk -v l="$left" 'BEGIN { exit !(l < 1) }'; then echo "arms: no time left for $name: send the same command again"; break; fi
       local args
       mapfile -t args < <(printf '%s\n' "$line" | tr '\t' '\n' | tail -n +2)
+      # TOKENS: every distillation run of this command at that many tokens instead of the plan's (both arms of a
+      # comparison the same; training.json records it)
+      local i
+      for i in "${!args[@]}"; do [ -z "${TOKENS:-}" ] || [ "${args[$i]}" != --tokens ] || args[i + 1]=$TOKENS; done
       echo "arms: $name ($left min left): mil ${args[*]}"
       local s=$SECONDS
       $mil "${args[@]}" --max-minutes "$left" --max-shard-size 16MiB | tee -a "$runs/$name.log" ||

@@ -13,6 +13,10 @@
  *     the same manifest and tokenizer; `run` gives mil the corpus, --backend webgpu, MAX_MINUTES, 16 MiB shards and
  *     the output under RUNS, says `stopped at step S of T` and sends nothing back while the run is cut, and once it
  *     is whole copies back its config, tokenizer, training record and weights (shards and index) alone, ≤ 8 files.
+ *     `arms` runs the small plan's own commands by name (scripts/commands.ts smallPaperRuns; TOKENS in place of
+ *     --tokens, what is left of BUDGET_MINUTES as --max-minutes), evaluates each whole run on the test split and
+ *     Brown (a run already evaluated is not again), stops the list at a run cut by the time limit, and sends the
+ *     records back as one tar; a name outside the plan exits 2. Mutations: no stop after a cut run, TOKENS ignored.
  * Mutations tried: the time check left out of the job's loop (the run trains to the end: OUT written on the first
  * invocation) fails the first test; shardBytes not passed to modelFiles (one file) fails it too; `pack` taking the
  * train shards alone fails the pack test; finishedStage never finding the stage (stage 1 trained again, stopped
@@ -210,5 +214,88 @@ describe('a training run in commands of limited time (issue #25, the GPU machine
       'tokenizer.json',
       'training.json',
     ]);
+  });
+
+  it("scripts/device_train.sh arms: the plan's own commands in order (TOKENS in place of --tokens, the budget as --max-minutes), each whole run evaluated on test and Brown, a cut run stops the rest; the records back as one tar", () => {
+    const dir = tmpFolder('device-arms');
+    const runs = join(dir, 'runs');
+    const fake = join(dir, 'mil.sh');
+    // a fake mil: eval writes its --out; a training run finishes where RUNS/finish exists, else stops checkpointed
+    writeFileSync(
+      fake,
+      [
+        'echo "$@" >> "$RUNS/calls"',
+        'if [ "$1" = eval ]; then out=${@: -1}; echo \'{"ppl": 2}\' > "$out"; exit 0; fi',
+        'out=; prev=; for a in "$@"; do [ "$prev" = --out ] && out=$a; prev=$a; done',
+        'if [ -f "$RUNS/finish" ]; then mkdir -p "$out"; echo "{}" > "$out/config.json"; echo "{}" > "$out/training.json"; echo "wrote $out"',
+        'else echo "stopped at --max-minutes after step 3 of 9: $out.checkpoint holds it"; fi',
+      ].join('\n'),
+    );
+    mkdirSync(join(dir, 'corpus'));
+    writeFileSync(join(dir, 'corpus', 'manifest.json'), '{}');
+    mkdirSync(join(runs, 'teacher'), { recursive: true });
+    writeFileSync(join(runs, 'teacher', 'config.json'), '{}');
+    writeFileSync(join(dir, 'brown.jsonl'), '{}\n');
+    const env = {
+      MIL: `bash ${fake}`,
+      NODE: 'node --import tsx',
+      PLAN_JS: join(ROOT, 'scripts', 'commands.ts'),
+      CORPUS: join(dir, 'corpus'),
+      RUNS: runs,
+      OUT: join(dir, 'out'),
+      BROWN: join(dir, 'brown.jsonl'),
+      TOKENS: '1024',
+      BUDGET_MINUTES: '9',
+    };
+    mkdirSync(join(dir, 'out'));
+    const args = ['arms', 'teacher', 'mamba2-50', 'mamba2-0'];
+    expect(sh(args, env)).toMatch(/mamba2-50 stopped checkpointed: send the same command again/);
+    const calls = () => readFileSync(join(runs, 'calls'), 'utf8').trim().split('\n');
+    const c1 = calls();
+    // the teacher (already whole) evaluated twice, then mamba2-50 as the plan has it, then nothing (cut)
+    expect(c1.length).toBe(3);
+    expect(c1[0]).toMatch(
+      new RegExp(
+        `^eval --model ${runs}/teacher --data ${dir}/corpus --split test --len 512 --backend webgpu --out ${runs}/teacher.test.json$`,
+      ),
+    );
+    expect(c1[1]).toMatch(
+      new RegExp(
+        `^eval --model ${runs}/teacher --data ${dir}/brown.jsonl --split test --len 512 --backend webgpu --out ${runs}/teacher.brown.json$`,
+      ),
+    );
+    expect(c1[2]).toMatch(
+      new RegExp(
+        `^distill --teacher ${runs}/teacher --data ${dir}/corpus --variant mamba2 --attention 0.5 --tokens 1024 --batch 1 --len 512 --accumulate 16 --lr 1e-3 --seed 0 --backend webgpu --quiet --out ${runs}/mamba2-50 --max-minutes [78]\\.\\d\\d --max-shard-size 16MiB$`,
+      ),
+    );
+    writeFileSync(join(runs, 'finish'), '');
+    expect(sh(args, env)).toMatch(/14 files back in records-teacher.tar.xz/);
+    const c2 = calls().slice(3);
+    // the teacher not evaluated again; both runs made and evaluated
+    expect(c2.map((c) => c.split(' ').slice(0, 3).join(' '))).toEqual([
+      `distill --teacher ${runs}/teacher`,
+      `eval --model ${runs}/mamba2-50`,
+      `eval --model ${runs}/mamba2-50`,
+      `distill --teacher ${runs}/teacher`,
+      `eval --model ${runs}/mamba2-0`,
+      `eval --model ${runs}/mamba2-0`,
+    ]);
+    const listed = execFileSync('tar', ['tJf', join(dir, 'out', 'records-teacher.tar.xz')], { encoding: 'utf8' });
+    expect(listed.trim().split('\n').sort()).toEqual(
+      ['teacher/config.json', 'teacher.test.json', 'teacher.brown.json', 'teacher.log']
+        .concat(
+          ['mamba2-50', 'mamba2-0'].flatMap((n) => [
+            `${n}/training.json`,
+            `${n}/config.json`,
+            `${n}.test.json`,
+            `${n}.brown.json`,
+            `${n}.log`,
+          ]),
+        )
+        .sort(),
+    );
+    // a name outside the plan: exit 2 naming it
+    expect(() => sh(['arms', 'mamba9-50'], env)).toThrow(/mamba9-50 is not a run of the small plan/);
   });
 });

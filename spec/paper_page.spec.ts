@@ -10,9 +10,19 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
+import { present } from '../lib/checked.js';
 import { EXIT } from '../lib/cli/exit.js';
 import { paper } from '../scripts/paper.js';
 import { recordedSha, renderPage, renderSvgs, type PaperResults } from '../scripts/paper_page.js';
+import {
+  ARMS_JSON,
+  PAGE,
+  readRecords,
+  renderArms,
+  sectionOf,
+  withSection,
+  type Arm,
+} from '../scripts/paper_small_arms.js';
 import { tmpFolder } from './tmp.js';
 
 const DOCS = join(import.meta.dirname, '..', 'docs');
@@ -89,5 +99,59 @@ describe('npm run paper: the page and its options', () => {
       /holds the runs of --scale small \(teacher: --config teacher-20m\), not of --scale tiny \(teacher: --config tiny\)/,
     );
     expect(readdirSync(join(out, 'runs'))).toEqual(['scale.json']);
+  });
+});
+
+// the small scale's first arms (issue #25): docs/results/paper-small.md's section rendered from arms.json alone
+describe('docs/results/paper-small.md: the distillation arms (scripts/paper_small_arms.ts)', () => {
+  it('the section is the render of paper-small/arms.json, with its ratios recomputed here', () => {
+    const page = readFileSync(PAGE, 'utf8');
+    const { arms } = JSON.parse(readFileSync(ARMS_JSON, 'utf8')) as { arms: Arm[] };
+    expect(withSection(page, renderArms(arms))).toBe(page);
+    const section = sectionOf(page);
+    const t = present(
+      arms.find((a) => a.name === 'teacher'),
+      'the teacher row',
+    );
+    for (const a of arms) {
+      // the row's ratio to the teacher, and Table 7's random ÷ attention where both arms ran
+      expect(section, a.name).toContain(`| ${a.name} |`);
+      expect(section, a.name).toContain(`| ${(a.test.ppl / t.test.ppl).toFixed(3)} |`);
+      const twin = arms.find((b) => b.init === 'random' && a.init === 'attention' && b.attention === a.attention);
+      if (twin) expect(section, a.name).toContain(`| ${(twin.test.ppl / a.test.ppl).toFixed(3)} |`);
+    }
+  });
+
+  it('records of the GPU machine → arms: the evaluations and the run record; no teacher row is refused', () => {
+    const dir = tmpFolder('arms-records');
+    const ev = (ppl: number) => JSON.stringify({ ppl, bitsPerByte: 2, nll: Math.log(ppl), tokens: 100, seqLen: 512 });
+    writeFileSync(join(dir, 'teacher.test.json'), ev(10));
+    writeFileSync(join(dir, 'm.test.json'), ev(15));
+    writeFileSync(join(dir, 'm.brown.json'), ev(30));
+    mkdirSync(join(dir, 'm'));
+    const options = { totalSteps: 4, batch: 1, seqLen: 512, accumulate: 16 };
+    writeFileSync(
+      join(dir, 'm', 'training.json'),
+      JSON.stringify({
+        command: 'mil distill …',
+        attention: 0.5,
+        variant: 'mamba2',
+        init: 'attention',
+        seed: 0,
+        seconds: 9,
+        options,
+      }),
+    );
+    const arms = readRecords(dir);
+    expect(arms.map((a) => [a.name, a.tokens, a.brown?.ppl])).toEqual([
+      ['m', 4 * 512 * 16, 30],
+      ['teacher', undefined, undefined],
+    ]);
+    const s = renderArms(arms);
+    expect(s).toContain('| m | 50% | attention | 15.00 | 1.500 |');
+    expect(s).toContain('| 50% | 1.500 | 1.03 |');
+    expect(() => renderArms(arms.filter((a) => a.name !== 'teacher'))).toThrow(/no 'teacher' row/);
+    writeFileSync(join(dir, 'bad.test.json'), JSON.stringify({ ppl: 'x' }));
+    expect(() => readRecords(dir)).toThrow(/numeric 'ppl'/);
   });
 });

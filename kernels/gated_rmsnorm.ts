@@ -6,7 +6,7 @@
  */
 import type { GpuRuntime } from './runtime.js';
 import { siluExpr } from './snippets.js';
-import type { TrainKernel } from './train_layers.js';
+import { DW_CHUNKS, dwFoldKernel, type TrainKernel } from './train_layers.js';
 
 /**
  * The forward as a kernel description (args x, w (and z)): the one source of `gatedRmsnormKernel` and of the GPU
@@ -76,14 +76,9 @@ export function gatedRmsnormBackwardSources(
   normBeforeGate: boolean,
   hasZ: boolean,
 ): { dx: TrainKernel; dz?: TrainKernel; dweight: TrainKernel } {
-  const gateFirst = hasZ && !normBeforeGate;
-  const gateAfter = hasZ && normBeforeGate;
+  const { gateFirst, gateAfter, v, post, names, tag, dwColumn, dwRow } = dwParts(group, normBeforeGate, hasZ);
   const sig = (e: string) => `(1.0 / (1.0 + Math.exp(-(${e}))))`;
-  const v = (idx: string) => (gateFirst ? `(x[${idx}] * ${siluExpr(`z[${idx}]`)})` : `x[${idx}]`);
-  const post = (idx: string) => (gateAfter ? ` * ${siluExpr(`z[${idx}]`)}` : '');
-  const names = `x, w, dy${hasZ ? ', z' : ''}`;
   const constants = { D: d, GS: group, EPS: eps, ROWS: rows };
-  const tag = `${gateFirst ? '+gatefirst' : ''}${gateAfter ? '+gateafter' : ''}`;
   // per element i: its group's r and mean(dn·n), then ∂ℓ/∂v_i
   const head = `const i = this.thread.x;
     const col = i - Math.floor(i / this.constants.D) * this.constants.D;
@@ -120,20 +115,81 @@ export function gatedRmsnormBackwardSources(
       key: `grmsb.dw${tag}`,
       source: `function (${names}) {
     const col = this.thread.x;
-    const c0 = col - (col - Math.floor(col / this.constants.GS) * this.constants.GS);
-    let s = 0.0;
+    ${dwColumn}
     for (let row = 0; row < this.constants.ROWS; row++) {
-      const g0 = row * this.constants.D + c0;
-      const i = row * this.constants.D + col;
-      let ss = 0.0;
-      for (let k = 0; k < this.constants.GS; k++) { const vk = ${v('g0 + k')}; ss += vk * vk; }
-      s += dy[i] * ${v('i')} / Math.sqrt(ss / this.constants.GS + this.constants.EPS)${post('i')};
+      ${dwRow}
     }
     return s;
   }`,
       constants,
       size: d,
     },
+  };
+}
+
+/**
+ * ∂ℓ/∂w of the gated RMSNorm (`gatedRmsnormBackwardSources`' dweight) in two levels, as train_layers.ts
+ * rmsnormDwKernels: thread (c, col) sums the rows ≡ c (mod C), C = min(64, rows), into (C, d); then dwFoldKernel
+ * adds each column's C parts (fixed order). The GPU training step's form: its one level — d threads, each over every
+ * row and its group — was 3.4 ms a call, 30% of a 512-token distillation micro-batch of the #25 hybrid on the H200
+ * (bench/gpu_train.ts --profile). Args of the first: x, w, dy (and z).
+ */
+export function gatedRmsnormDwKernels(
+  rows: number,
+  d: number,
+  group: number,
+  eps: number,
+  normBeforeGate: boolean,
+  hasZ: boolean,
+  C = Math.min(DW_CHUNKS, rows),
+): [TrainKernel, TrainKernel] {
+  const { names, tag, dwColumn, dwRow } = dwParts(group, normBeforeGate, hasZ);
+  return [
+    {
+      key: `grmsb.dw_parts${tag}`,
+      source: `function (${names}) {
+    const p = Math.floor(this.thread.x / this.constants.D);
+    const col = this.thread.x - p * this.constants.D;
+    ${dwColumn}
+    for (let q = 0; q < this.constants.STEPS; q++) {
+      const row = q * this.constants.C + p;
+      if (row < this.constants.ROWS) {
+        ${dwRow}
+      }
+    }
+    return s;
+  }`,
+      constants: { D: d, GS: group, EPS: eps, ROWS: rows, C, STEPS: Math.ceil(rows / C) },
+      size: C * d,
+    },
+    dwFoldKernel(C, d),
+  ];
+}
+
+/**
+ * The backward's shared pieces: where the gate goes, v (the normed value: x, or x·silu(z) gate first) and the gate
+ * after the norm as source text, the argument names, the key's tag, and ∂ℓ/∂w's: the column's start of group `c0`
+ * (with `let s`) and one row's term added to s (for `row` and `col`): dy_i n_i (· silu(z_i) when the norm comes first).
+ */
+function dwParts(group: number, normBeforeGate: boolean, hasZ: boolean) {
+  const gateFirst = hasZ && !normBeforeGate;
+  const gateAfter = hasZ && normBeforeGate;
+  const v = (idx: string) => (gateFirst ? `(x[${idx}] * ${siluExpr(`z[${idx}]`)})` : `x[${idx}]`);
+  const post = (idx: string) => (gateAfter ? ` * ${siluExpr(`z[${idx}]`)}` : '');
+  return {
+    gateFirst,
+    gateAfter,
+    v,
+    post,
+    names: `x, w, dy${hasZ ? ', z' : ''}`,
+    tag: `${gateFirst ? '+gatefirst' : ''}${gateAfter ? '+gateafter' : ''}`,
+    dwColumn: `const c0 = col - (col - Math.floor(col / this.constants.GS) * this.constants.GS);
+    let s = 0.0;`,
+    dwRow: `const g0 = row * this.constants.D + c0;
+      const i = row * this.constants.D + col;
+      let ss = 0.0;
+      for (let k = 0; k < this.constants.GS; k++) { const vk = ${v('g0 + k')}; ss += vk * vk; }
+      s += dy[i] * ${v('i')} / Math.sqrt(ss / this.constants.GS + this.constants.EPS)${post('i')};`,
   };
 }
 

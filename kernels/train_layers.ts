@@ -203,8 +203,8 @@ export const rmsnormDxKernel = (
   };
 };
 
-/** Row chunks of `rmsnormDwKernels`' first level. */
-const DW_CHUNKS = 64;
+/** Row chunks of `rmsnormDwKernels`' first level (and gated_rmsnorm.ts gatedRmsnormDwKernels'). */
+export const DW_CHUNKS = 64;
 
 /**
  * dw_i = Σ_n dy[n,i] x[n,i] r_n → (d), in two levels: thread (c, i) sums the rows n ≡ c (mod C), C = min(64, N) by default,
@@ -231,18 +231,24 @@ export const rmsnormDwKernels = (N: number, d: number, C = Math.min(DW_CHUNKS, N
       constants: { N, D: d, C, STEPS: Math.ceil(N / C) },
       size: C * d,
     },
-    {
-      key: 'tr.rmsnorm_dw_fold',
-      source: `function (parts) {
+    dwFoldKernel(C, d),
+  ];
+};
+
+/**
+ * The second level of a weight gradient summed in row chunks (rmsnormDwKernels, gated_rmsnorm.ts
+ * gatedRmsnormDwKernels): thread i adds the C parts (C, d) of its column, in a fixed order (deterministic).
+ */
+export const dwFoldKernel = (C: number, d: number): TrainKernel => ({
+  key: 'tr.rmsnorm_dw_fold',
+  source: `function (parts) {
     let s = 0.0;
     for (let c = 0; c < this.constants.C; c++) { s += parts[c * this.constants.D + this.thread.x]; }
     return s;
   }`,
-      constants: { D: d, C },
-      size: d,
-    },
-  ];
-};
+  constants: { D: d, C },
+  size: d,
+});
 
 /** a = silu(g) u, elementwise over `size` values. */
 export const swigluKernel = (size: number): TrainKernel => ({

@@ -436,6 +436,46 @@ export const scanDdeltaKernel = (s: ScanRows): TrainKernel => {
   };
 };
 
+/**
+ * ∂ℓ/∂Δ of Mamba-2 (Δ per head) in two steps of short loops: each row and channel's Σ_s G_t (A_h e_t h_{t−1} + B_t x_t)
+ * (xr, br, dl, alog, hst, G → (N, I)), then `rowHeadSumKernel` adds a head's HW channels per row. One thread per
+ * (row, head) over HW·N_s = 4,096 terms took ~1 ms a call at the #25 scale on the H200 (bench/gpu_train.ts --profile).
+ */
+export const scanDdeltaTermsKernel = (s: ScanRows): TrainKernel => {
+  const k = scanConsts(s);
+  return {
+    key: 'm2.scan_ddelta_terms',
+    source: `function (xr, br, dl, alog, hst, gg) {
+    ${unflatten('this.thread.x', ['n', 'c'], ['', `${K}.I`])}
+    const t = n - Math.floor(n / ${K}.L) * ${K}.L;
+    ${A(s)}
+    const ae = a * Math.exp(${DL('n')} * a);
+    const x = ${X('n')};
+    let v = 0.0;
+    for (let s = 0; s < ${K}.NS; s++) { v += gg[${rowAt('n')}] * (ae * ${hPrev} + ${Bx('n')} * x); }
+    return v;
+  }`,
+    constants: k,
+    size: k.NR * s.I,
+  };
+};
+
+/** Per row, the sum of each head's HW channels: m (N, I) → (N, I/HW). */
+export const rowHeadSumKernel = (s: ScanRows): TrainKernel => {
+  const k = scanConsts(s);
+  return {
+    key: 'm2.row_head_sum',
+    source: `function (m) {
+    ${unflatten('this.thread.x', ['n', 'j'], ['', `${K}.DW`])}
+    let v = 0.0;
+    for (let q = 0; q < ${K}.HW; q++) { v += m[n * ${K}.I + j * ${K}.HW + q]; }
+    return v;
+  }`,
+    constants: k,
+    size: k.NR * k.DW,
+  };
+};
+
 /** ∂ℓ/∂dt = ∂ℓ/∂Δ · softplus'(dt + dt_bias) = · σ(dt + dt_bias) (1 above 20): dΔ, dt, dt_bias → (N, W). */
 export const deltaBackKernel = (N: number, W: number): TrainKernel => ({
   key: 'm2.delta_back',

@@ -10,6 +10,6 @@ export * from '../kernels/adamw.js';
 export * from '../kernels/tiled_matmul.js';
 export type { WgslKernel } from '../kernels/resident_chain.js';
 export * from '../kernels/train_mamba.js';
-export { gatedRmsnormBackwardSources, gatedRmsnormSource } from '../kernels/gated_rmsnorm.js';
+export { gatedRmsnormBackwardSources, gatedRmsnormDwKernels, gatedRmsnormSource } from '../kernels/gated_rmsnorm.js';
 export { defaultScanChunk } from '../kernels/selective_scan.js';
 export * from '../kernels/train_accumulate.js';

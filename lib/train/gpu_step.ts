@@ -66,6 +66,7 @@ import {
   deltaBackKernel,
   deltaKernel,
   gatedRmsnormBackwardSources,
+  gatedRmsnormDwKernels,
   gatedRmsnormSource,
   join3Kernel,
   repeatBackKernel,
@@ -76,6 +77,8 @@ import {
   scanDbcKernel,
   scanDdKernel,
   scanDdeltaKernel,
+  scanDdeltaTermsKernel,
+  rowHeadSumKernel,
   scanDxKernel,
   scanGKernel,
   scanGinKernel,
@@ -242,6 +245,8 @@ function mamba2Shape(m: HybridModel, p: string, B: number, L: number) {
     ss,
     norm: gatedRmsnormSource(N, I, g.groupSize, g.eps, g.normBeforeGate, true),
     normBack: gatedRmsnormBackwardSources(N, I, g.groupSize, g.eps, g.normBeforeGate, true),
+    /** ∂ℓ/∂w of the gated norm in row chunks, then their sum */
+    normDw: gatedRmsnormDwKernels(N, I, g.groupSize, g.eps, g.normBeforeGate, true),
     /** the largest buffers: states and G per row (N·d_in·N_s), chunk states (b·(NC+1)·d_in·N_s) */
     largest: Math.max(N * I * Ns, B * (Math.ceil(L / ss.chunk) + 1) * I * Ns, N * (I + convDim + H)),
   };
@@ -770,11 +775,19 @@ export class GpuTrainStep {
       const gin = await this.k(`${t}.ssd_gin`, scanGinKernel(ss), [glocal, sv.dl, alog], bw('scan.gin', gl.size));
       const gg = await this.k(`${t}.ssd_G`, scanGKernel(ss), [dy, sv.cm, sv.dl, alog, gin], bw('scan.G', st.size));
       const dd = [x, sv.br, sv.dl, alog, hst, gg];
-      const ddelta = await this.k(`${t}.ssd_ddelta`, scanDdeltaKernel(ss), dd, bw('scan.ddelta', Nd));
+      const NI = N * ss.I;
+      // ∂ℓ/∂Δ: Mamba-1's per channel in one kernel; Mamba-2's per head from per-channel terms (short loops)
+      const ddelta = ss.aPerState
+        ? await this.k(`${t}.ssd_ddelta`, scanDdeltaKernel(ss), dd, bw('scan.ddelta', Nd))
+        : await this.k(
+            `${t}.ssd_ddelta`,
+            rowHeadSumKernel(ss),
+            [await this.k(`${t}.ssd_ddelta.terms`, scanDdeltaTermsKernel(ss), dd, bw('scan.ddelta terms', NI))],
+            bw('scan.ddelta', Nd),
+          );
       const dtArgs = [ddelta, sv.dt, P(deltaBias)];
       const width = ss.I / ss.HW;
       const ddt = await this.k(`${t}.delta.back`, deltaBackKernel(N, width), dtArgs, bw('scan.ddt', Nd));
-      const NI = N * ss.I;
       const dx = await this.k(`${t}.ssd_dx`, scanDxKernel(ss), [dy, sv.br, sv.dl, gg, P(n.D)], bw('scan.dx', NI));
       const dB = await this.k(`${t}.ssd_dB`, scanDbcKernel(ss, 'B'), [x, sv.dl, gg], bw('scan.dB', NI));
       const dC = await this.k(`${t}.ssd_dC`, scanDbcKernel(ss, 'C'), [dy, hst], bw('scan.dC', NI));
@@ -860,7 +873,11 @@ export class GpuTrainStep {
           bw('m2.dz', N * I),
         );
         const gw = G(n.norm);
-        if (gw) await this.k(`${t}.gated_norm.dw`, s.normBack.dweight, nargs, gw);
+        if (gw) {
+          const [parts, fold] = s.normDw;
+          const q = await this.k(`${t}.gated_norm.dw.parts`, parts, nargs, bw('m2.norm dw parts', parts.size));
+          await this.k(`${t}.gated_norm.dw`, fold, [q], gw);
+        }
         const { ddt, dx: dxr, dB: dbr, dC: dc } = await scanBack(t, ss, sv.xr, sv, dy, n, n.dtBias);
         const gdb = G(n.dtBias);
         if (gdb) await this.k(`${t}.dt_bias.dW`, linearDbKernel(N, s.H), [ddt], gdb);

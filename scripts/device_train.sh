@@ -34,11 +34,13 @@
 # Exit status: mil's (0 also when stopped at the time limit; 2 bad usage; 6 no GPU); 1 here when over a limit.
 #
 # The distillation runs of the small plan (Tables 6–9, the draft, stepwise), several in one command, each evaluated
-# there on the GPU and only their records sent back (see `arms` below):
+# there on the GPU and only their records sent back (see `arms` below). The teacher (37.8 MB), the bundle and the
+# corpus do not travel together under 64 MiB, so: first `setup` (carry [".device-carry"]: bundle, corpus, Brown as
+# brown.jsonl.xz; unpacked on the machine's disk), then at once, on the same machine (carry ["runs/device/teacher"]):
 #   bash scripts/device_train.sh arms teacher mamba2-50 mamba2-50-random mamba2-0 …
 # Subcommands: pack [--corpus DIR] [--to DIR] · unpack [--from FILE] [--to DIR] · budget [--carry DIR] ·
 #              run NAME MIL-ARGS…  (env: MAX_MINUTES, MIL (the mil command; default the bundle's), CORPUS, RUNS) ·
-#              arms NAME…  (env: BUDGET_MINUTES, TOKENS, BROWN, EVAL_TOKENS, MIL, NODE, PLAN_JS, CORPUS, RUNS) · back NAME…
+#              setup · arms NAME…  (env: BUDGET_MINUTES, TOKENS, BROWN, EVAL_TOKENS, MIL, NODE, PLAN_JS, CORPUS, RUNS) · back NAME…
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -229,7 +231,8 @@ case $cmd in
   unpack) unpack "$@" ;;
   budget) budget "$@" ;;
   run) run "$@" ;;
-  arms) arms "$@" ;;
+  setup) setup && { [ ! -f "$CARRY/brown.jsonl.xz" ] || [ -f "$CARRY/brown.jsonl" ] || xz -dk "$CARRY/brown.jsonl.xz"; } && echo "setup: $mil, corpus $corpus" ;;
+  arms) [ $# -gt 0 ] || { echo "arms: name the runs (e.g. arms teacher mamba2-50)" >&2; exit 2; }; arms "$@" ;;
   back) for n in "$@"; do mil='' runs=${RUNS:-$ROOT/runs/device} back "$n"; done ;;
   *) sed -n '2,/^set -euo/p' "$0" | sed '$d' >&2; exit 2 ;;
 esac

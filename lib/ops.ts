@@ -212,7 +212,56 @@ async function simdOps(): Promise<Ops> {
     name: 'wasm-simd',
     dtype: 'float32',
     linearAttention: rounded(r.linearAttention),
-    selectiveScan: rounded(r.selectiveScan),
+    // the selective scan over a whole sequence is MultiStep from h_0 (or zero) with nothing replayed and L new steps
+    // (asm/multistep.ts, float32), its (b, dim, L) operands as MultiStep's (b, L, dim) rows; a B or C constant over
+    // time ((dim, N): no row per step), or B and C in different groups, go to the reference
+    async selectiveScan(inp) {
+      const { batch, dim, L, N, Bl, Cl } = selectiveScanDims(inp);
+      if (Bl.kind === 'invariant' || Cl.kind === 'invariant' || Bl.groups !== Cl.groups)
+        return toF32(await r.selectiveScan(inp));
+      const G = Bl.groups;
+      /** (b, dim, L) → (b, L, dim) */
+      const rows = (t: Tensor) => {
+        const out = new Float32Array(batch * L * dim); // (b, L, dim)
+        for (let b = 0; b < batch; b++)
+          for (let d = 0; d < dim; d++)
+            for (let t2 = 0; t2 < L; t2++) out[(b * L + t2) * dim + d] = t.data[(b * dim + d) * L + t2];
+        return new Tensor(out, [batch, L, dim]);
+      };
+      /** B or C, (b, N, L) or (b, G, N, L) → (b, L, G, N) */
+      const groupRows = (t: Tensor) => {
+        const out = new Float32Array(batch * L * G * N); // (b, L, G, N)
+        for (let b = 0; b < batch; b++)
+          for (let q = 0; q < G * N; q++)
+            for (let t2 = 0; t2 < L; t2++) out[(b * L + t2) * G * N + q] = t.data[(b * G * N + q) * L + t2];
+        return new Tensor(out, [batch, L, G, N]);
+      };
+      const one = new Tensor(new Float32Array(batch * dim), [batch, 1, dim]); // an empty cache row (nothing replayed)
+      const k = runMultistep(
+        {
+          hI: inp.initialState ?? new Tensor(new Float32Array(batch * dim * N), [batch, dim, N]),
+          xCache: one,
+          deltaCache: one,
+          BCache: new Tensor(new Float32Array(batch * G * N), [batch, 1, G, N]),
+          recomputeSteps: 0,
+          x: rows(inp.u),
+          delta: rows(inp.delta),
+          B: groupRows(inp.B),
+          C: groupRows(inp.C),
+          z: inp.z && rows(inp.z),
+          A: inp.A,
+          D: inp.D,
+          deltaBias: inp.deltaBias,
+          deltaSoftplus: inp.deltaSoftplus === true,
+        },
+        { batch, dim, N, K1: 1, r: 0, s: L, G },
+      );
+      const out = new Float32Array(batch * dim * L); // (b, dim, L)
+      for (let b = 0; b < batch; b++)
+        for (let t2 = 0; t2 < L; t2++)
+          for (let d = 0; d < dim; d++) out[(b * dim + d) * L + t2] = k.out.data[(b * L + t2) * dim + d];
+      return { out: new Tensor(out, [batch, dim, L], 'out'), lastState: k.hK.named('last_state') };
+    },
     async selectiveStateUpdate(inp) {
       // one decode step is MultiStep with nothing to replay and one new step (asm/multistep.ts): plain decoding
       // and a speculative verify window take the same float32 arithmetic, bit for bit. The state-update layouts
@@ -256,7 +305,52 @@ async function simdOps(): Promise<Ops> {
       const c = await r.causalConv1dUpdate({ ...inp, activation: null });
       return { out: activate(c.out, inp.activation), convState: c.convState.astype('float32') };
     },
-    ssdChunkScan: rounded(r.ssdChunkScan),
+    // the SSD over a whole sequence is the recurrence h_t = exp(Δ_t A_h) h_{t−1} + Δ_t x_t B_tᵀ, y_t = h_t C_t (+ D x,
+    // · silu(z)): MultiStep from h_0 with nothing replayed and L new steps (asm/multistep.ts, float32, one SIMD
+    // sweep of the state per step) — the chunked form's result to float32 rounding (the chunking is a GPU's way to
+    // parallelise over time; on one CPU thread the plain recurrence does the least work: 4·P·N flops per head and
+    // token). Mamba-2's per-head Δ, dt_bias, A and D are MultiStep's per-channel ones repeated over the head's P
+    // channels; the chunk size only shapes the GPU kernels and the reference.
+    async ssdChunkScan(inp, chunkSize) {
+      if (!Number.isInteger(chunkSize) || chunkSize <= 0)
+        throw new ArgumentError('chunkSize', 'a positive integer', chunkSize);
+      const { batch, L, H, P, G, N } = ssdDims(inp);
+      const dim = H * P;
+      /** (…, H) → (…, H·P): each head's value over its P channels */
+      const perChannel = (v: ArrayLike<number>, rows: number) => {
+        const out = new Float32Array(rows * dim); // (rows, H·P)
+        for (let i = 0; i < rows * H; i++) out.fill(v[i], i * P, (i + 1) * P);
+        return out;
+      };
+      const A = new Float32Array(dim * N); // (H·P, N): A_h at every (p, n)
+      for (let h = 0; h < H; h++) A.fill(inp.A.data[h], h * P * N, (h + 1) * P * N);
+      const one = new Tensor(new Float32Array(batch * dim), [batch, 1, dim]); // an empty cache row (nothing replayed)
+      const k = runMultistep(
+        {
+          hI:
+            inp.initialState?.reshape([batch, dim, N]) ??
+            new Tensor(new Float32Array(batch * dim * N), [batch, dim, N]),
+          xCache: one,
+          deltaCache: one,
+          BCache: new Tensor(new Float32Array(batch * G * N), [batch, 1, G, N]),
+          recomputeSteps: 0,
+          x: inp.x.reshape([batch, L, dim]),
+          delta: new Tensor(perChannel(inp.delta.data, batch * L), [batch, L, dim]),
+          B: inp.B,
+          C: inp.C,
+          z: inp.z?.reshape([batch, L, dim]),
+          A: new Tensor(A, [dim, N]),
+          D: inp.D && new Tensor(perChannel(inp.D.data, 1), [dim]),
+          deltaBias: inp.deltaBias && new Tensor(perChannel(inp.deltaBias.data, 1), [dim]),
+          deltaSoftplus: inp.deltaSoftplus === true,
+        },
+        { batch, dim, N, K1: 1, r: 0, s: L, G },
+      );
+      return {
+        out: k.out.reshape([batch, L, H, P]).named('out'),
+        finalState: k.hK.reshape([batch, H, P, N]).named('final_state'),
+      };
+    },
     ssdMinimalDiscrete: rounded(r.ssdMinimalDiscrete),
     async gatedRmsnorm(x, weight, z, opts) {
       // the gate by the SIMD SiLU (float32), the norm by the reference

@@ -20,9 +20,7 @@ export function gatedRmsnormSource(
   normBeforeGate: boolean,
   hasZ: boolean,
 ): TrainKernel {
-  const gateFirst = hasZ && !normBeforeGate;
-  const gateAfter = hasZ && normBeforeGate;
-  const v = (idx: string) => (gateFirst ? `(x[${idx}] * ${siluExpr(`z[${idx}]`)})` : `x[${idx}]`);
+  const { gateFirst, gateAfter, v } = sourceParts(normBeforeGate, hasZ);
   const source = `function (x, w${hasZ ? ', z' : ''}) {
     const i = this.thread.x;
     const col = i - Math.floor(i / this.constants.D) * this.constants.D;
@@ -76,7 +74,7 @@ export function gatedRmsnormBackwardSources(
   normBeforeGate: boolean,
   hasZ: boolean,
 ): { dx: TrainKernel; dz?: TrainKernel; dweight: TrainKernel } {
-  const { gateFirst, gateAfter, v, post, names, tag, dwColumn, dwRow } = dwParts(group, normBeforeGate, hasZ);
+  const { gateFirst, gateAfter, v, post, names, tag, dwColumn, dwRow } = sourceParts(normBeforeGate, hasZ);
   const sig = (e: string) => `(1.0 / (1.0 + Math.exp(-(${e}))))`;
   const constants = { D: d, GS: group, EPS: eps, ROWS: rows };
   // per element i: its group's r and mean(dn·n), then ∂ℓ/∂v_i
@@ -143,7 +141,7 @@ export function gatedRmsnormDwKernels(
   hasZ: boolean,
   C = Math.min(DW_CHUNKS, rows),
 ): [TrainKernel, TrainKernel] {
-  const { names, tag, dwColumn, dwRow } = dwParts(group, normBeforeGate, hasZ);
+  const { names, tag, dwColumn, dwRow } = sourceParts(normBeforeGate, hasZ);
   return [
     {
       key: `grmsb.dw_parts${tag}`,
@@ -167,11 +165,12 @@ export function gatedRmsnormDwKernels(
 }
 
 /**
- * The backward's shared pieces: where the gate goes, v (the normed value: x, or x·silu(z) gate first) and the gate
- * after the norm as source text, the argument names, the key's tag, and ∂ℓ/∂w's: the column's start of group `c0`
- * (with `let s`) and one row's term added to s (for `row` and `col`): dy_i n_i (· silu(z_i) when the norm comes first).
+ * The shared pieces of the forward's and backward's sources: where the gate goes, v (the normed value: x, or
+ * x·silu(z) gate first) and the gate after the norm as source text, the argument names, the key's tag, and ∂ℓ/∂w's:
+ * the column's start of group `c0` (with `let s`) and one row's term added to s (for `row` and `col`): dy_i n_i
+ * (· silu(z_i) when the norm comes first).
  */
-function dwParts(group: number, normBeforeGate: boolean, hasZ: boolean) {
+function sourceParts(normBeforeGate: boolean, hasZ: boolean) {
   const gateFirst = hasZ && !normBeforeGate;
   const gateAfter = hasZ && normBeforeGate;
   const v = (idx: string) => (gateFirst ? `(x[${idx}] * ${siluExpr(`z[${idx}]`)})` : `x[${idx}]`);

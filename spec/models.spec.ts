@@ -445,6 +445,87 @@ describe('generation', () => {
     );
   });
 
+  it('the fused step of a Mamba-2 hybrid (lib/model/llama_step.ts, mixers/mamba2.ts mamba2Step) = the generic forward on wasm-simd, bit for bit: logits, conv windows, SSM states and KV caches, 1–3 tokens a call, any mix of attention and Mamba-2 layers, random Mamba weights and biases, both ablations; a replaced weight tensor is picked up (numRuns 12)', async () => {
+    const ops = await getOps('wasm-simd');
+    const bits = (t: Tensor) => Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({
+          hidden: fc.constantFrom(16, 32, 48),
+          layers: fc.integer({ min: 1, max: 3 }),
+          kvHeads: fc.constantFrom(1, 2, 4),
+          attn: fc.array(fc.boolean(), { minLength: 3, maxLength: 3 }),
+          bias: fc.boolean(),
+          convActivation: fc.boolean(),
+          gatedNorm: fc.boolean(),
+          steps: fc.array(fc.integer({ min: 1, max: 3 }), { minLength: 2, maxLength: 5 }),
+          seed: fc.nat(1000),
+        }),
+        async (s) => {
+          const base = randomLlama(
+            { vocab: 61, hidden: s.hidden, intermediate: 40, layers: s.layers, heads: 4, kvHeads: s.kvHeads },
+            s.seed,
+          );
+          const attnLayers = [...Array(s.layers).keys()].filter((i) => s.attn[i]);
+          const conv = convert(base, { variant: 'mamba2', attnLayers, seed: s.seed });
+          const r = new Rng(s.seed + 1);
+          // every Mamba parameter random (the conversion's A, Δ bias, D, conv and norm are too regular to catch a
+          // swapped index), and the optional biases where drawn
+          const tensors = new Map(conv.weights.tensors);
+          for (const [name, t] of tensors)
+            if (name.includes('.mamba.'))
+              tensors.set(name, Tensor.normal(r, t.shape, name.endsWith('A_log') ? -0.5 : 0, 0.5));
+          const inWidth = (i: number) => lookup(tensors, `model.layers.${i}.mamba.in_proj.weight`).shape[0];
+          const convDim = (i: number) => lookup(tensors, `model.layers.${i}.mamba.conv1d.weight`).shape[0];
+          if (s.bias)
+            for (let i = 0; i < s.layers; i++)
+              if (!attnLayers.includes(i)) {
+                tensors.set(`model.layers.${i}.mamba.in_proj.bias`, Tensor.normal(r, [inWidth(i)], 0, 0.5));
+                tensors.set(`model.layers.${i}.mamba.conv1d.bias`, Tensor.normal(r, [convDim(i)], 0, 0.5));
+              }
+          const m: HybridModel = {
+            ...conv,
+            weights: new WeightStore(tensors),
+            ablation: { convActivation: s.convActivation, gatedNorm: s.gatedNorm },
+          };
+          const fused = newCache(m, 1);
+          const plain = newCache(m, 1);
+          await forward(ops, m, [[1, 2, 3, 4, 5]], fused);
+          await forward(ops, m, [[1, 2, 3, 4, 5]], plain);
+          const mambaAt = [...Array(s.layers).keys()].find((i) => !attnLayers.includes(i));
+          for (const [n, L] of s.steps.entries()) {
+            if (n === 1 && mambaAt !== undefined) {
+              // replaced mid-decode: a Mamba layer's output projection and its per-head A_log
+              const o = `model.layers.${mambaAt}.mamba.out_proj.weight`;
+              tensors.set(o, Tensor.normal(r, lookup(tensors, o).shape, 0, 0.5));
+              const a = `model.layers.${mambaAt}.mamba.A_log`;
+              tensors.set(a, Tensor.normal(r, lookup(tensors, a).shape, -0.5, 0.5));
+            }
+            const ids = Array.from({ length: L }, (_, t) => (7 * n + 3 * t + s.seed) % 61);
+            const a = await forward(ops, m, [ids], fused);
+            const b = await forward(ops, m, [ids], plain, { fused: false });
+            expect(a.shape).toEqual(b.shape);
+            expect(Buffer.compare(bits(a), bits(b))).toBe(0);
+          }
+          for (const [i, lc] of fused.layers.entries()) {
+            const pl = plain.layers[i];
+            if (lc.kind === 'attention' && pl.kind === 'attention') {
+              const kv = (c: typeof lc) => kvTensors(c, fused.length, 1, s.kvHeads, s.hidden / 4);
+              expect(Buffer.compare(bits(kv(lc).k), bits(kv(pl).k))).toBe(0);
+              expect(Buffer.compare(bits(kv(lc).v), bits(kv(pl).v))).toBe(0);
+            } else if (lc.kind === 'mamba2' && pl.kind === 'mamba2') {
+              expect(lc.conv.shape).toEqual(pl.conv.shape);
+              expect(lc.ssm.shape).toEqual(pl.ssm.shape);
+              expect(Buffer.compare(bits(lc.conv.astype('float32')), bits(pl.conv.astype('float32')))).toBe(0);
+              expect(Buffer.compare(bits(lc.ssm.astype('float32')), bits(pl.ssm.astype('float32')))).toBe(0);
+            } else throw new Error(`layer ${i}: ${lc.kind} and ${pl.kind}`);
+          }
+        },
+      ),
+      { numRuns: 12 },
+    );
+  });
+
   it('mil convert then mil generate --json on the result', () => {
     const mil = join(import.meta.dirname, '..', 'bin', 'mil.js');
     const dir = tmp();

@@ -22,7 +22,7 @@ import type { Ops } from '../ops.js';
 import { rmsnorm } from '../ref/norm.js';
 import { Tensor } from '../tensor.js';
 import { weightRow } from '../simd/packed_weight.js';
-import { fusedStepApplies, llamaStep } from './llama_step.js';
+import { fusedStep, fusedStepApplies } from './llama_step.js';
 import { attentionInfer } from './mixers/attention.js';
 import {
   addInto,
@@ -105,16 +105,17 @@ export async function forward(
       `one cache per layer, of its kind (${kinds.join(', ')})`,
       cache.layers.map((lc) => lc.kind),
     );
-  // a plain Llama decoding a token or a few on wasm-simd: fused steps, one token each, the same arithmetic (./llama_step.ts)
-  if (opts.fused !== false && opts.head !== false && fusedStepApplies(ops, m, batch, L)) {
+  // a Llama or a Mamba-2 hybrid decoding a token or a few on wasm-simd: fused steps, one token each, the same
+  // arithmetic (./llama_step.ts)
+  if (opts.fused !== false && opts.head !== false && fusedStepApplies(ops, m, cache, batch, L)) {
     const row = ids[0];
     row.forEach((id, t) => {
       if (!Number.isInteger(id) || id < 0 || id >= c.vocabSize)
         throw new ArgumentError(`ids[0][${t}]`, `a token id in [0, ${c.vocabSize})`, id);
     });
-    if (L === 1) return llamaStep(m, row[0], cache);
+    if (L === 1) return fusedStep(m, row[0], cache);
     const logits = new Float32Array(L * c.vocabSize); // (l, V)
-    row.forEach((id, t) => logits.set(llamaStep(m, id, cache).data, t * c.vocabSize));
+    row.forEach((id, t) => logits.set(fusedStep(m, id, cache).data, t * c.vocabSize));
     return new Tensor(logits, [1, L, c.vocabSize], 'linear');
   }
   const emb = W.get('model.embed_tokens.weight'); // (V, d)

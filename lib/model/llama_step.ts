@@ -1,26 +1,33 @@
 /**
- * One decode step of a plain Llama (every layer attention), batch 1, one token, on the wasm-simd backend —
- * fused in the manner of llama2.c's run.c: the weights are looked up and the buffers allocated once per
- * model, every product is a direct call into the SIMD kernels (lib/simd/gemm.ts), and nothing between them
+ * One decode step of a Llama or of its hybrid with Mamba-2 layers, batch 1, one token, on the wasm-simd
+ * backend — fused in the manner of llama2.c's run.c: the weights are looked up and the buffers allocated once
+ * per model, every product is a direct call into the SIMD kernels (lib/simd/gemm.ts), and nothing between them
  * builds a tensor or re-checks a shape (`forward` has checked the token and the cache before coming here).
  *
  *   h = embed(id)
- *   for each layer:   x = rmsnorm(h)·w₁;  q, k = rope(x·W_qᵀ, x·W_kᵀ);  v = x·W_vᵀ;  append k, v to the cache
- *                     h += attention(q, K, V)·W_oᵀ
+ *   for each layer:   x = rmsnorm(h)·w₁
+ *                     attention:  q, k = rope(x·W_qᵀ, x·W_kᵀ);  v = x·W_vᵀ;  append k, v to the cache
+ *                                 h += attention(q, K, V)·W_oᵀ
+ *                     Mamba-2:    [z | xBC | dt] = x·W_inᵀ;  [x | B | C] = silu(conv(window, xBC))
+ *                                 h_t = exp(Δ A) h_{t−1} + Δ B x,  y = C·h_t + D x  (one MultiStep step)
+ *                                 h += rmsnorm_gated(y, z)·W_outᵀ
  *                     x = rmsnorm(h)·w₂;  h += (silu(x·W_gateᵀ) ⊙ x·W_upᵀ)·W_downᵀ
  *   logits = rmsnorm(h)·w · W_headᵀ
  *
  * It is lib/model/hybrid.ts `forward` on that backend operation for operation — the same float64 norm,
- * RoPE and attention on the same float32 values, the same products, the same roundings into the float32
- * hidden state — so the logits and the caches are the same to the bit (spec/models.spec.ts compares the two
- * on random Llamas). `forward` takes this path by itself when it applies (`fusedStepApplies`); a speculative
- * draft, the teacher's generation and the demo all decode through it. Per token on the shipped 1-layer draft
- * it removes most of what is not arithmetic (tensor objects, per-op checks, awaits, name lookups).
+ * RoPE and attention, the same conv sums and SSM step on the same float32 values, the same products, the same
+ * roundings into the float32 hidden state — so the logits and the caches are the same to the bit
+ * (spec/models.spec.ts compares the two on random Llamas and hybrids). `forward` takes this path by itself when
+ * it applies (`fusedStepApplies`); a speculative draft, the teacher's generation, a hybrid's plain decoding and
+ * the demo all decode through it. Per token it removes most of what is not arithmetic (tensor objects, per-op
+ * checks, awaits, name lookups): on the d512 / 8-layer bench models (bench/models.ts) a pure Mamba-2 hybrid's
+ * token took ~1.6× the Llama's before its layers came here.
  *
  * Symbols: d hidden_size · V vocab · H, H_kv attention and kv heads · hd head_dim · F intermediate_size ·
- * pos the token's position. This file is the plan and the loop; the layer's two halves are the mixers' own
- * fused steps (`attentionStep` in ./mixers/attention.ts, `mlpStep` in ./mixers/mlp.ts), beside their other
- * paths and reading the same weight names.
+ * pos the token's position. This file is the plan and the loop; a layer's parts are the mixers' own fused
+ * steps (`attentionStep` in ./mixers/attention.ts, `mamba2Step` in ./mixers/mamba2.ts, `mlpStep` in
+ * ./mixers/mlp.ts), beside their other paths and reading the same weight names. Mamba-1 layers, and a cache
+ * whose Mamba layers hold a speculative state store, take the generic forward.
  */
 import { SimdGemm } from '../simd/gemm.js';
 import { rmsnormRows } from '../ref/norm.js';
@@ -30,13 +37,17 @@ import type { Ops } from '../ops.js';
 import { attentionNames, attentionRope, attentionStep, type AttentionStepWeights } from './mixers/attention.js';
 import {
   addInto,
+  blockEps,
   blockNames,
+  layerKinds,
   linearInto,
   lmHeadName,
   type AttentionCache,
   type HybridModel,
+  type Mamba2Cache,
   type ModelCache,
 } from './mixers/block.js';
+import { mamba2Step, mamba2StepPlan, mamba2StepTakes, type Mamba2StepPlan } from './mixers/mamba2.js';
 import { mlpNames, mlpStep } from './mixers/mlp.js';
 import { lookup } from '../checked.js';
 import { PackedWeight, weightRow } from '../simd/packed_weight.js';
@@ -45,22 +56,28 @@ import type { Bf16Panels } from '../simd/gemm.js';
 type FloatArray = Float32Array | Float64Array;
 
 /**
- * The step applies to a plain Llama, one row, on wasm-simd, and `forward` takes it for up to
- * FUSED_MAX_TOKENS tokens, one step each: per row the products, the norms, RoPE and attention do the same
- * arithmetic whether the rows come together or one by one (a speculative draft catching up on two accepted
- * tokens); past that, the products over several rows at once win.
+ * The step applies to a Llama or a hybrid of attention and Mamba-2 layers, one row, on wasm-simd, its Mamba
+ * layers' caches plain (no speculative state store), and `forward` takes it for up to FUSED_MAX_TOKENS tokens,
+ * one step each: per row the products, the norms, RoPE, attention and the SSM step do the same arithmetic
+ * whether the rows come together or one by one (a speculative draft catching up on two accepted tokens); past
+ * that, the products over several rows at once win.
  */
 const FUSED_MAX_TOKENS = 3;
-export function fusedStepApplies(ops: Ops, m: HybridModel, batch: number, L: number): boolean {
-  return ops.name === 'wasm-simd' && !m.mamba && batch === 1 && L >= 1 && L <= FUSED_MAX_TOKENS;
+export function fusedStepApplies(ops: Ops, m: HybridModel, cache: ModelCache, batch: number, L: number): boolean {
+  if (ops.name !== 'wasm-simd' || batch !== 1 || L < 1 || L > FUSED_MAX_TOKENS) return false;
+  const K = m.mamba?.dConv ?? 0;
+  return cache.layers.every((lc) => lc.kind === 'attention' || (lc.kind === 'mamba2' && mamba2StepTakes({ K }, lc)));
 }
 
 /** A matrix as the products take it: a float array, or a bf16 checkpoint's panels (lib/simd/packed_weight.ts). */
 type Matrix = FloatArray | Bf16Panels;
 
-interface LayerPlan extends AttentionStepWeights {
+interface LayerPlan {
   ln1: FloatArray;
   ln2: FloatArray;
+  eps: number; // the block's norms' ε (a Mamba layer's may differ from the Llama's)
+  attention?: AttentionStepWeights; // an attention layer's projections
+  mamba2?: Mamba2StepPlan; // a Mamba-2 layer's weights and buffers
   gate: Matrix;
   up: Matrix;
   down: Matrix;
@@ -109,20 +126,28 @@ function planOf(m: HybridModel): Plan {
   };
   const bias = (name: string | undefined) => (name === undefined ? undefined : get(name));
   // the parameter names of ./mixers/ (the one description of the attention, MLP and block)
+  const kinds = layerKinds(m);
   const layers = Array.from({ length: c.numLayers }, (_, i): LayerPlan => {
     const { prefix: p, norm1, norm2 } = blockNames(i);
     const a = attentionNames(c, p);
     const f = mlpNames(p);
     return {
       ln1: get(norm1),
-      q: matrix(a.q.weight),
-      k: matrix(a.k.weight),
-      v: matrix(a.v.weight),
-      o: matrix(a.o.weight),
-      bq: bias(a.q.bias),
-      bk: bias(a.k.bias),
-      bv: bias(a.v.bias),
-      bo: bias(a.o.bias),
+      eps: blockEps(m, kinds[i]),
+      attention:
+        kinds[i] === 'attention'
+          ? {
+              q: matrix(a.q.weight),
+              k: matrix(a.k.weight),
+              v: matrix(a.v.weight),
+              o: matrix(a.o.weight),
+              bq: bias(a.q.bias),
+              bk: bias(a.k.bias),
+              bv: bias(a.v.bias),
+              bo: bias(a.o.bias),
+            }
+          : undefined,
+      mamba2: kinds[i] === 'mamba2' ? mamba2StepPlan(m, p, tensor, matrix) : undefined,
       ln2: get(norm2),
       gate: matrix(f.gate),
       up: matrix(f.up),
@@ -161,7 +186,7 @@ function rmsnormInto(h: Float32Array, w: FloatArray, eps: number, x: Float64Arra
 }
 
 /** One token through the model from `cache` (advanced by one position); the logits (1, 1, vocab), float32. */
-export function llamaStep(m: HybridModel, id: number, cache: ModelCache): Tensor {
+export function fusedStep(m: HybridModel, id: number, cache: ModelCache): Tensor {
   const c = m.llama;
   const g = SimdGemm.shared();
   const P = planOf(m);
@@ -171,11 +196,13 @@ export function llamaStep(m: HybridModel, id: number, cache: ModelCache): Tensor
   ropeAngles(pos, P.inv, P.rope.cos, P.rope.sin);
   for (let i = 0; i < P.layers.length; i++) {
     const Lw = P.layers[i];
-    const lc = cache.layers[i] as AttentionCache;
-    rmsnormInto(h, Lw.ln1, c.rmsNormEps, x);
-    attentionStep(g, c, Lw, P, x, lc, pos, P.rope); // P.o (d)
+    rmsnormInto(h, Lw.ln1, Lw.eps, x);
+    if (Lw.mamba2)
+      mamba2Step(g, Lw.mamba2, x, cache.layers[i] as Mamba2Cache, P.o); // P.o (d)
+    else if (Lw.attention) attentionStep(g, c, Lw.attention, P, x, cache.layers[i] as AttentionCache, pos, P.rope);
+    else throw new Error(`layer ${i}: no fused step for it (fusedStepApplies admits attention and Mamba-2 only)`);
     addInto(h, P.o);
-    rmsnormInto(h, Lw.ln2, c.rmsNormEps, x);
+    rmsnormInto(h, Lw.ln2, Lw.eps, x);
     mlpStep(g, Lw, P, x); // P.o (d)
     addInto(h, P.o);
   }

@@ -32,6 +32,7 @@ export function simdMultistep(
   g: SimdGemm,
   a: SimdMultistepArgs,
   sh: { batch: number; dim: number; N: number; K1: number; r: number; s: number; G: number },
+  readJ = true,
 ): { out: Float32Array; hJ: Float32Array; hK: Float32Array } {
   const { batch, dim, N, K1, r, s, G } = sh;
   let at = g.scratchStart();
@@ -50,5 +51,6 @@ export function simdMultistep(
   g.ensure(hK + states * 4);
   g.kernels.multistep(...ins, batch, dim, N, K1, r, s, G, a.deltaSoftplus ? 1 : 0, out, hJ, hK);
   const read = (p: number, n: number) => copyOut(new Float32Array(g.buffer, p, n));
-  return { out: read(out, batch * s * dim), hJ: read(hJ, states), hK: read(hK, states) };
+  // `readJ` false: h_j left in the module (a decode step, nothing replayed: h_j is h_i) and returned empty
+  return { out: read(out, batch * s * dim), hJ: readJ ? read(hJ, states) : new Float32Array(0), hK: read(hK, states) };
 }

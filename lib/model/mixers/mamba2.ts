@@ -19,10 +19,23 @@ import type { Ops } from '../../ops.js';
 import { causalConv1d, causalConv1dBackward } from '../../ref/conv1d.js';
 import { gatedRmsnorm, gatedRmsnormBackward } from '../../ref/norm.js';
 import { ssdBackward, ssdSequential } from '../../ref/ssd.js';
-import { Tensor, markFinite } from '../../tensor.js';
+import { Tensor, markFinite, type FloatArray } from '../../tensor.js';
 import type { WeightStore } from '../weights.js';
 import { markImmutable } from '../../weight_registry.js';
-import { mambaOf, optional, repeatPieces, splitLast, toChannels, type HybridModel, type Mamba2Cache } from './block.js';
+import {
+  linearInto,
+  mambaOf,
+  optional,
+  repeatPieces,
+  repeatSources,
+  splitLast,
+  toChannels,
+  type HybridModel,
+  type Mamba2Cache,
+} from './block.js';
+import type { Bf16Panels, SimdGemm } from '../../simd/gemm.js';
+import { simdSiluMul } from '../../simd/activations.js';
+import { simdMultistep } from '../../simd/multistep.js';
 import {
   addConvGrads,
   addGrad,
@@ -75,7 +88,7 @@ export function mamba2Wiring(m: HybridModel, p: string) {
     deltaBias: mamba2Names(p).dtBias, // added once, inside the softplus
     act: m.ablation?.convActivation === false ? null : ('silu' as const),
     gated: m.ablation?.gatedNorm !== false,
-    normOpts: { eps: 1e-5, groupSize: N, normBeforeGate: false },
+    normOpts: { eps: 1e-5, groupSize: N, normBeforeGate: false as const },
   };
 }
 
@@ -212,6 +225,156 @@ export async function mamba2Infer(ops: Ops, m: HybridModel, p: string, o: Tensor
   }
   const yn = gated ? await ops.gatedRmsnorm(y, W.get(n.norm), z, normOpts) : y; // (b, l, d_in)
   return ops.linear(yn, W.get(n.out)); // (b, l, d)
+}
+
+// ---------------------------------------------------------------- inference, one token fused (../llama_step.ts, wasm-simd)
+
+/**
+ * A Mamba-2 layer as the fused decode step holds it: the weights looked up once (float arrays, or a bf16
+ * checkpoint's panels for the two products), the repeat maps and the buffers allocated once.
+ */
+export interface Mamba2StepPlan {
+  W: WeightStore;
+  n: ReturnType<typeof mamba2Names>;
+  H: number;
+  N: number;
+  P: number;
+  K: number; // conv width
+  dInner: number;
+  dXb: number;
+  convDim: number;
+  act: 'silu' | null;
+  gated: boolean;
+  normOpts: { eps: number; groupSize: number; normBeforeGate: false };
+  inW: FloatArray | Bf16Panels; // (2·d_in + 2·d_xb + H, d)
+  inB?: FloatArray;
+  convW: FloatArray; // (d_in + 2·d_xb, K)
+  convB?: FloatArray;
+  normW?: Tensor; // (d_in)
+  outW: FloatArray | Bf16Panels; // (d, d_in)
+  xSrc: Int32Array; // (d_in): repeatSources of x (pieces of P)
+  bSrc: Int32Array; // (d_in): repeatSources of B (pieces of N)
+  zxbcdt: Float32Array; // (2·d_in + 2·d_xb + H)
+  pre: Float64Array; // (convDim): the conv's sums before the activation
+  xr: Float32Array; // (d_in): x per channel
+  br: Float32Array; // (d_in): B per head
+  dl: Float64Array; // (d_in): raw Δ per channel
+  zeros: Float32Array; // (d_in): MultiStep's empty cache rows (nothing replayed)
+}
+
+/** Layer prefix p's plan; `tensor(name)` looks a weight up (and holds it, so a replaced tensor makes a new plan). */
+export function mamba2StepPlan(
+  m: HybridModel,
+  p: string,
+  tensor: (name: string) => Tensor,
+  matrix: (name: string) => FloatArray | Bf16Panels,
+): Mamba2StepPlan {
+  const { c, n, H, N, P, convDim, act, gated, normOpts } = mamba2Wiring(m, p);
+  const { dInner, dXb, dConv: K } = c;
+  const W = m.weights;
+  const opt = (name: string) => (W.has(name) ? tensor(name).data : undefined);
+  return {
+    W,
+    n,
+    H,
+    N,
+    P,
+    K,
+    dInner,
+    dXb,
+    convDim,
+    act,
+    gated,
+    normOpts,
+    inW: matrix(n.in),
+    inB: opt(n.inBias),
+    convW: tensor(n.conv).data,
+    convB: opt(n.convBias),
+    normW: gated ? tensor(n.norm) : undefined,
+    outW: matrix(n.out),
+    xSrc: repeatSources(dXb, dInner, P),
+    bSrc: repeatSources(dXb, dInner, N),
+    zxbcdt: new Float32Array(2 * dInner + 2 * dXb + H),
+    pre: new Float64Array(convDim),
+    xr: new Float32Array(dInner),
+    br: new Float32Array(dInner),
+    dl: new Float64Array(dInner),
+    zeros: new Float32Array(dInner),
+  };
+}
+
+/** Whether `mamba2Step` takes this cache: the plain one (no state store), its conv window K − 1 wide. */
+export function mamba2StepTakes(s: { K: number }, cache: Mamba2Cache): boolean {
+  return !cache.store && cache.conv.shape.length === 3 && cache.conv.shape[2] === s.K - 1;
+}
+
+/**
+ * One token's Mamba-2 mixer as the fused decode step runs it: `mamba2Infer`'s decode path (one conv update, one
+ * state update as MultiStep with nothing replayed) on the same values in the same order, so the same bits
+ * (spec/models.spec.ts), without its tensors, shape checks and per-call lookups. x (d) normed row → out (d);
+ * the conv window and the SSM state of `cache` advanced by one token (new float32 arrays, as that path leaves them).
+ */
+export function mamba2Step(
+  g: SimdGemm,
+  s: Mamba2StepPlan,
+  x: Float64Array,
+  cache: Mamba2Cache,
+  out: Float32Array,
+): void {
+  const { H, N, P, K, dInner, dXb, convDim, zxbcdt, pre, xr, br, dl } = s;
+  linearInto(g, x, s.inW, zxbcdt, s.inB); // [z | xBC | dt] (2·d_in + 2·d_xb + H)
+  // the conv over [window ; xBC], channel by channel, float64 sums in lib/ref/conv1d.ts causalConv1dUpdate's order
+  const win = cache.conv.data; // (convDim, K−1)
+  const next = new Float32Array(convDim * (K - 1)); // (convDim, K−1): the window moved on by one input
+  const w = s.convW; // (convDim, K)
+  for (let d = 0; d < convDim; d++) {
+    const v = zxbcdt[dInner + d]; // xBC[d]
+    let acc = s.convB ? s.convB[d] : 0;
+    for (let k = 0; k < K - 1; k++) acc += w[d * K + k] * win[d * (K - 1) + k];
+    acc += w[d * K + K - 1] * v;
+    pre[d] = acc;
+    for (let k = 0; k < K - 2; k++) next[d * (K - 1) + k] = win[d * (K - 1) + k + 1];
+    next[d * (K - 1) + K - 2] = v;
+  }
+  const xs = s.act === 'silu' ? simdSiluMul(g, pre) : Float32Array.from(pre); // [x | B | C] (convDim)
+  for (let c = 0; c < dInner; c++) {
+    xr[c] = xs[s.xSrc[c]]; // x per channel (h, p)
+    br[c] = xs[dXb + s.bSrc[c]]; // B per head (h, n)
+    dl[c] = zxbcdt[dInner + convDim + Math.floor(c / P)]; // Δ of head ⌊c/P⌋, raw
+  }
+  const W = s.W;
+  const A = W.get(s.n.Alog).map((a) => -Math.exp(a), 'float64'); // (H)
+  const D = W.get(s.n.D); // (H)
+  const deltaBias = W.get(s.n.dtBias); // (H)
+  const k = simdMultistep(
+    g,
+    {
+      hI: cache.ssm.data,
+      xCache: s.zeros,
+      deltaCache: s.zeros,
+      BCache: s.zeros,
+      x: xr,
+      delta: dl,
+      B: br,
+      C: xs.subarray(2 * dXb, 2 * dXb + dInner),
+      A: repeatEachOnce(stored(W, s.n.Alog), A, P * N, [H, P, N]).data,
+      D: repeatEachOnce(D.data, D, P, [H, P]).data,
+      deltaBias: repeatEachOnce(deltaBias.data, deltaBias, P, [H, P]).data,
+      deltaSoftplus: true,
+    },
+    { batch: 1, dim: dInner, N, K1: 1, r: 0, s: 1, G: H },
+    false,
+  );
+  cache.conv = new Tensor(next, [1, convDim, K - 1], 'conv'); // (1, convDim, K−1)
+  cache.ssm = new Tensor(k.hK, [1, H, P, N], 'ssm'); // (1, H, P, N)
+  let yn = k.out; // (d_in)
+  if (s.normW) {
+    // ops.gatedRmsnorm on wasm-simd with the gate before the norm (mamba2Wiring's normBeforeGate: false): the
+    // gate by the SIMD SiLU, the norm by the reference, rounded to float32
+    const gatedY = new Tensor(simdSiluMul(g, zxbcdt.subarray(0, dInner), yn), [1, 1, dInner]); // silu(z) ⊙ y
+    yn = gatedRmsnorm(gatedY, s.normW, undefined, s.normOpts).astype('float32').data as Float32Array;
+  }
+  linearInto(g, yn, s.outW, out); // (d)
 }
 
 // ---------------------------------------------------------------- training (forward with saved activations, backward)

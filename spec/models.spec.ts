@@ -445,7 +445,7 @@ describe('generation', () => {
     );
   });
 
-  it('the fused step of a Mamba-2 hybrid (lib/model/llama_step.ts, mixers/mamba2.ts mamba2Step) = the generic forward on wasm-simd, bit for bit: logits, conv windows, SSM states and KV caches, 1–3 tokens a call, any mix of attention and Mamba-2 layers, random Mamba weights and biases, both ablations; a replaced weight tensor is picked up (numRuns 12)', async () => {
+  it('the fused step of a hybrid (lib/model/llama_step.ts; mixers/mamba1.ts mamba1Step, mamba2.ts mamba2Step) = the generic forward on wasm-simd, bit for bit: logits, conv windows, SSM states and KV caches, 1–3 tokens a call, any mix of attention and Mamba layers, Mamba-1 (upstream and clean) and Mamba-2, random Mamba weights and biases, both ablations; a replaced weight tensor is picked up (numRuns 16)', async () => {
     const ops = await getOps('wasm-simd');
     const bits = (t: Tensor) => Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
     await fc.assert(
@@ -455,6 +455,8 @@ describe('generation', () => {
           layers: fc.integer({ min: 1, max: 3 }),
           kvHeads: fc.constantFrom(1, 2, 4),
           attn: fc.array(fc.boolean(), { minLength: 3, maxLength: 3 }),
+          variant: fc.constantFrom('mamba1', 'mamba1-clean', 'mamba2'),
+          dState: fc.constantFrom(2, 4),
           bias: fc.boolean(),
           convActivation: fc.boolean(),
           gatedNorm: fc.boolean(),
@@ -467,7 +469,13 @@ describe('generation', () => {
             s.seed,
           );
           const attnLayers = [...Array(s.layers).keys()].filter((i) => s.attn[i]);
-          const conv = convert(base, { variant: 'mamba2', attnLayers, seed: s.seed });
+          const conv = convert(base, {
+            variant: s.variant === 'mamba2' ? 'mamba2' : 'mamba1',
+            semantics: s.variant === 'mamba1-clean' ? 'clean' : undefined,
+            dState: s.variant === 'mamba2' ? undefined : s.dState,
+            attnLayers,
+            seed: s.seed,
+          });
           const r = new Rng(s.seed + 1);
           // every Mamba parameter random (the conversion's A, Δ bias, D, conv and norm are too regular to catch a
           // swapped index), and the optional biases where drawn
@@ -475,13 +483,17 @@ describe('generation', () => {
           for (const [name, t] of tensors)
             if (name.includes('.mamba.'))
               tensors.set(name, Tensor.normal(r, t.shape, name.endsWith('A_log') ? -0.5 : 0, 0.5));
-          const inWidth = (i: number) => lookup(tensors, `model.layers.${i}.mamba.in_proj.weight`).shape[0];
           const convDim = (i: number) => lookup(tensors, `model.layers.${i}.mamba.conv1d.weight`).shape[0];
           if (s.bias)
             for (let i = 0; i < s.layers; i++)
               if (!attnLayers.includes(i)) {
-                tensors.set(`model.layers.${i}.mamba.in_proj.bias`, Tensor.normal(r, [inWidth(i)], 0, 0.5));
                 tensors.set(`model.layers.${i}.mamba.conv1d.bias`, Tensor.normal(r, [convDim(i)], 0, 0.5));
+                const inProj = `model.layers.${i}.mamba.in_proj.weight`; // Mamba-2's only
+                if (tensors.has(inProj))
+                  tensors.set(
+                    `model.layers.${i}.mamba.in_proj.bias`,
+                    Tensor.normal(r, [lookup(tensors, inProj).shape[0]], 0, 0.5),
+                  );
               }
           const m: HybridModel = {
             ...conv,
@@ -513,7 +525,7 @@ describe('generation', () => {
               const kv = (c: typeof lc) => kvTensors(c, fused.length, 1, s.kvHeads, s.hidden / 4);
               expect(Buffer.compare(bits(kv(lc).k), bits(kv(pl).k))).toBe(0);
               expect(Buffer.compare(bits(kv(lc).v), bits(kv(pl).v))).toBe(0);
-            } else if (lc.kind === 'mamba2' && pl.kind === 'mamba2') {
+            } else if (lc.kind !== 'attention' && pl.kind === lc.kind) {
               expect(lc.conv.shape).toEqual(pl.conv.shape);
               expect(lc.ssm.shape).toEqual(pl.ssm.shape);
               expect(Buffer.compare(bits(lc.conv.astype('float32')), bits(pl.conv.astype('float32')))).toBe(0);
@@ -522,7 +534,7 @@ describe('generation', () => {
           }
         },
       ),
-      { numRuns: 12 },
+      { numRuns: 16 },
     );
   });
 

@@ -1,5 +1,5 @@
 /**
- * One decode step of a Llama or of its hybrid with Mamba-2 layers, batch 1, one token, on the wasm-simd
+ * One decode step of a Llama or of its hybrid with Mamba layers, batch 1, one token, on the wasm-simd
  * backend — fused in the manner of llama2.c's run.c: the weights are looked up and the buffers allocated once
  * per model, every product is a direct call into the SIMD kernels (lib/simd/gemm.ts), and nothing between them
  * builds a tensor or re-checks a shape (`forward` has checked the token and the cache before coming here).
@@ -11,13 +11,15 @@
  *                     Mamba-2:    [z | xBC | dt] = x·W_inᵀ;  [x | B | C] = silu(conv(window, xBC))
  *                                 h_t = exp(Δ A) h_{t−1} + Δ B x,  y = C·h_t + D x  (one MultiStep step)
  *                                 h += rmsnorm_gated(y, z)·W_outᵀ
+ *                     Mamba-1:    x, z, B, C, Δ = six products of x;  x = silu(conv(window, x))
+ *                                 h_t = exp(Δ A) h_{t−1} + Δ B x,  y = (C·h_t + D x)·silu(z);  h += y·W_outᵀ
  *                     x = rmsnorm(h)·w₂;  h += (silu(x·W_gateᵀ) ⊙ x·W_upᵀ)·W_downᵀ
  *   logits = rmsnorm(h)·w · W_headᵀ
  *
  * It is lib/model/hybrid.ts `forward` on that backend operation for operation — the same float64 norm,
  * RoPE and attention, the same conv sums and SSM step on the same float32 values, the same products, the same
  * roundings into the float32 hidden state — so the logits and the caches are the same to the bit
- * (spec/models.spec.ts compares the two on random Llamas and hybrids). `forward` takes this path by itself when
+ * (spec/models.spec.ts compares the two on random Llamas and on hybrids of both Mamba variants). `forward` takes this path by itself when
  * it applies (`fusedStepApplies`); a speculative draft, the teacher's generation, a hybrid's plain decoding and
  * the demo all decode through it. Per token it removes most of what is not arithmetic (tensor objects, per-op
  * checks, awaits, name lookups): on the d512 / 8-layer bench models (bench/models.ts) a pure Mamba-2 hybrid's
@@ -25,9 +27,9 @@
  *
  * Symbols: d hidden_size · V vocab · H, H_kv attention and kv heads · hd head_dim · F intermediate_size ·
  * pos the token's position. This file is the plan and the loop; a layer's parts are the mixers' own fused
- * steps (`attentionStep` in ./mixers/attention.ts, `mamba2Step` in ./mixers/mamba2.ts, `mlpStep` in
- * ./mixers/mlp.ts), beside their other paths and reading the same weight names. Mamba-1 layers, and a cache
- * whose Mamba layers hold a speculative state store, take the generic forward.
+ * steps (`attentionStep` in ./mixers/attention.ts, `mamba1Step` and `mamba2Step` in ./mixers/mamba1.ts and
+ * mamba2.ts, `mlpStep` in ./mixers/mlp.ts), beside their other paths and reading the same weight names. A cache
+ * whose Mamba layers hold a speculative state store (Algorithm 2's) takes the generic forward.
  */
 import { SimdGemm } from '../simd/gemm.js';
 import { rmsnormRows } from '../ref/norm.js';
@@ -44,9 +46,11 @@ import {
   lmHeadName,
   type AttentionCache,
   type HybridModel,
+  type Mamba1Cache,
   type Mamba2Cache,
   type ModelCache,
 } from './mixers/block.js';
+import { mamba1Step, mamba1StepPlan, mamba1StepTakes, type Mamba1StepPlan } from './mixers/mamba1.js';
 import { mamba2Step, mamba2StepPlan, mamba2StepTakes, type Mamba2StepPlan } from './mixers/mamba2.js';
 import { mlpNames, mlpStep } from './mixers/mlp.js';
 import { lookup } from '../checked.js';
@@ -56,7 +60,7 @@ import type { Bf16Panels } from '../simd/gemm.js';
 type FloatArray = Float32Array | Float64Array;
 
 /**
- * The step applies to a Llama or a hybrid of attention and Mamba-2 layers, one row, on wasm-simd, its Mamba
+ * The step applies to a Llama or a hybrid of attention and Mamba layers, one row, on wasm-simd, its Mamba
  * layers' caches plain (no speculative state store), and `forward` takes it for up to FUSED_MAX_TOKENS tokens,
  * one step each: per row the products, the norms, RoPE, attention and the SSM step do the same arithmetic
  * whether the rows come together or one by one (a speculative draft catching up on two accepted tokens); past
@@ -66,7 +70,12 @@ const FUSED_MAX_TOKENS = 3;
 export function fusedStepApplies(ops: Ops, m: HybridModel, cache: ModelCache, batch: number, L: number): boolean {
   if (ops.name !== 'wasm-simd' || batch !== 1 || L < 1 || L > FUSED_MAX_TOKENS) return false;
   const K = m.mamba?.dConv ?? 0;
-  return cache.layers.every((lc) => lc.kind === 'attention' || (lc.kind === 'mamba2' && mamba2StepTakes({ K }, lc)));
+  return cache.layers.every(
+    (lc) =>
+      lc.kind === 'attention' ||
+      (lc.kind === 'mamba2' && mamba2StepTakes({ K }, lc)) ||
+      (lc.kind === 'mamba1' && mamba1StepTakes({ K }, lc)),
+  );
 }
 
 /** A matrix as the products take it: a float array, or a bf16 checkpoint's panels (lib/simd/packed_weight.ts). */
@@ -77,6 +86,7 @@ interface LayerPlan {
   ln2: FloatArray;
   eps: number; // the block's norms' ε (a Mamba layer's may differ from the Llama's)
   attention?: AttentionStepWeights; // an attention layer's projections
+  mamba1?: Mamba1StepPlan; // a Mamba-1 layer's weights and buffers
   mamba2?: Mamba2StepPlan; // a Mamba-2 layer's weights and buffers
   gate: Matrix;
   up: Matrix;
@@ -147,6 +157,7 @@ function planOf(m: HybridModel): Plan {
               bo: bias(a.o.bias),
             }
           : undefined,
+      mamba1: kinds[i] === 'mamba1' ? mamba1StepPlan(m, p, tensor, matrix) : undefined,
       mamba2: kinds[i] === 'mamba2' ? mamba2StepPlan(m, p, tensor, matrix) : undefined,
       ln2: get(norm2),
       gate: matrix(f.gate),
@@ -197,10 +208,12 @@ export function fusedStep(m: HybridModel, id: number, cache: ModelCache): Tensor
   for (let i = 0; i < P.layers.length; i++) {
     const Lw = P.layers[i];
     rmsnormInto(h, Lw.ln1, Lw.eps, x);
+    const lc = cache.layers[i];
     if (Lw.mamba2)
-      mamba2Step(g, Lw.mamba2, x, cache.layers[i] as Mamba2Cache, P.o); // P.o (d)
-    else if (Lw.attention) attentionStep(g, c, Lw.attention, P, x, cache.layers[i] as AttentionCache, pos, P.rope);
-    else throw new Error(`layer ${i}: no fused step for it (fusedStepApplies admits attention and Mamba-2 only)`);
+      mamba2Step(g, Lw.mamba2, x, lc as Mamba2Cache, P.o); // P.o (d)
+    else if (Lw.mamba1) mamba1Step(g, Lw.mamba1, x, lc as Mamba1Cache, P.o);
+    else if (Lw.attention) attentionStep(g, c, Lw.attention, P, x, lc as AttentionCache, pos, P.rope);
+    else throw new Error(`layer ${i}: no fused step for it (fusedStepApplies admits attention, Mamba-1 and Mamba-2)`);
     addInto(h, P.o);
     rmsnormInto(h, Lw.ln2, Lw.eps, x);
     mlpStep(g, Lw, P, x); // P.o (d)

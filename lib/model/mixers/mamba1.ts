@@ -23,8 +23,21 @@ import { ArgumentError } from '../../errors.js';
 import type { Ops } from '../../ops.js';
 import { causalConv1d, causalConv1dBackward } from '../../ref/conv1d.js';
 import { selectiveScan, selectiveScanBackward } from '../../ref/selective_scan.js';
-import { Tensor } from '../../tensor.js';
-import { mambaOf, optional, repeatPieces, toChannels, type HybridModel, type Mamba1Cache } from './block.js';
+import { Tensor, type FloatArray } from '../../tensor.js';
+import type { Bf16Panels, SimdGemm } from '../../simd/gemm.js';
+import { simdSiluMul } from '../../simd/activations.js';
+import { simdMultistep } from '../../simd/multistep.js';
+import type { WeightStore } from '../weights.js';
+import {
+  linearInto,
+  mambaOf,
+  optional,
+  repeatPieces,
+  repeatSources,
+  toChannels,
+  type HybridModel,
+  type Mamba1Cache,
+} from './block.js';
 import {
   add,
   addConvGrads,
@@ -167,6 +180,153 @@ export async function mamba1Infer(ops: Ops, m: HybridModel, p: string, o: Tensor
     y = toChannels(scan.out); // (b, l, d_in)
   }
   return ops.linear(y, W.get(n.out)); // (b, l, d)
+}
+
+// ---------------------------------------------------------------- inference, one token fused (../llama_step.ts, wasm-simd)
+
+/**
+ * A Mamba-1 layer as the fused decode step holds it: the weights looked up once (float arrays, or a bf16
+ * checkpoint's panels for the products), the repeat map and the buffers allocated once.
+ */
+export interface Mamba1StepPlan {
+  W: WeightStore;
+  n: ReturnType<typeof mamba1Names>;
+  N: number;
+  G: number; // d_in / N channel groups
+  K: number; // conv width
+  dInner: number;
+  inX: Matrix; // (d_xb, d)
+  inZ: Matrix; // (d_in, d)
+  Bw: Matrix; // (d_xb, d)
+  Cw: Matrix; // (d_in, d)
+  dtDown: Matrix; // (R, d)
+  dtW: Matrix; // (d_in, R)
+  dtProjBias?: FloatArray; // (d_in): upstream semantics add b_Δ here too
+  convW: FloatArray; // (d_in, K)
+  convB?: FloatArray; // (d_in)
+  outW: Matrix; // (d, d_in)
+  src: Int32Array; // (d_in): repeatSources of x and B (pieces of `piece`)
+  xsrc: Float32Array; // (d_xb)
+  bsrc: Float32Array; // (d_xb)
+  xr: Float32Array; // (d_in): x repeated, before the conv
+  z: Float32Array; // (d_in)
+  br: Float32Array; // (d_in): B per group
+  cm: Float32Array; // (d_in): C per group
+  dtLow: Float32Array; // (R)
+  dl: Float32Array; // (d_in): raw Δ
+  pre: Float64Array; // (d_in): the conv's sums before the SiLU
+  zeros: Float32Array; // (d_in): MultiStep's empty cache rows (nothing replayed)
+}
+type Matrix = FloatArray | Bf16Panels;
+
+/** Layer prefix p's plan; `tensor(name)` looks a weight up (and holds it, so a replaced tensor makes a new plan). */
+export function mamba1StepPlan(
+  m: HybridModel,
+  p: string,
+  tensor: (name: string) => Tensor,
+  matrix: (name: string) => Matrix,
+): Mamba1StepPlan {
+  const { c, n, N, G, piece, dtProjBias } = mamba1Wiring(m, p);
+  const { dInner, dXb, dtRank: R } = c;
+  const W = m.weights;
+  return {
+    W,
+    n,
+    N,
+    G,
+    K: c.dConv,
+    dInner,
+    inX: matrix(n.inX),
+    inZ: matrix(n.inZ),
+    Bw: matrix(n.B),
+    Cw: matrix(n.C),
+    dtDown: matrix(n.dtDown),
+    dtW: matrix(n.dt),
+    dtProjBias: dtProjBias === undefined ? undefined : tensor(dtProjBias).data,
+    convW: tensor(n.conv).data,
+    convB: W.has(n.convBias) ? tensor(n.convBias).data : undefined,
+    outW: matrix(n.out),
+    src: repeatSources(dXb, dInner, piece),
+    xsrc: new Float32Array(dXb),
+    bsrc: new Float32Array(dXb),
+    xr: new Float32Array(dInner),
+    z: new Float32Array(dInner),
+    br: new Float32Array(dInner),
+    cm: new Float32Array(dInner),
+    dtLow: new Float32Array(R),
+    dl: new Float32Array(dInner),
+    pre: new Float64Array(dInner),
+    zeros: new Float32Array(dInner),
+  };
+}
+
+/**
+ * One token's Mamba-1 mixer as the fused decode step runs it: `mamba1Infer`'s decode path (the six products, one
+ * conv update, one state update as MultiStep with nothing replayed, its z gate inside) on the same values in the
+ * same order, so the same bits (spec/models.spec.ts), without its tensors, shape checks and per-call lookups.
+ * x (d) normed row → out (d); the conv window and the SSM state of `cache` advanced by one token (new float32
+ * arrays, as that path leaves them).
+ */
+export function mamba1Step(
+  g: SimdGemm,
+  s: Mamba1StepPlan,
+  x: Float64Array,
+  cache: Mamba1Cache,
+  out: Float32Array,
+): void {
+  const { N, G, K, dInner, src, xr, br, pre } = s;
+  linearInto(g, x, s.inX, s.xsrc); // (d_xb)
+  linearInto(g, x, s.inZ, s.z); // (d_in)
+  linearInto(g, x, s.Bw, s.bsrc); // (d_xb)
+  linearInto(g, x, s.Cw, s.cm); // (d_in)
+  linearInto(g, x, s.dtDown, s.dtLow); // (R)
+  linearInto(g, s.dtLow, s.dtW, s.dl, s.dtProjBias); // (d_in): Δ before the softplus
+  for (let c = 0; c < dInner; c++) {
+    xr[c] = s.xsrc[src[c]];
+    br[c] = s.bsrc[src[c]];
+  }
+  // the conv over [window ; x], channel by channel, float64 sums in lib/ref/conv1d.ts causalConv1dUpdate's order
+  const win = cache.conv.data; // (d_in, K−1)
+  const next = new Float32Array(dInner * (K - 1)); // (d_in, K−1): the window moved on by one input
+  const w = s.convW; // (d_in, K)
+  for (let d = 0; d < dInner; d++) {
+    let acc = s.convB ? s.convB[d] : 0;
+    for (let k = 0; k < K - 1; k++) acc += w[d * K + k] * win[d * (K - 1) + k];
+    acc += w[d * K + K - 1] * xr[d];
+    pre[d] = acc;
+    for (let k = 0; k < K - 2; k++) next[d * (K - 1) + k] = win[d * (K - 1) + k + 1];
+    next[d * (K - 1) + K - 2] = xr[d];
+  }
+  const xs = simdSiluMul(g, pre); // (d_in): silu(conv), float32
+  const W = s.W;
+  const k = simdMultistep(
+    g,
+    {
+      hI: cache.ssm.data,
+      xCache: s.zeros,
+      deltaCache: s.zeros,
+      BCache: s.zeros,
+      x: xs,
+      delta: s.dl,
+      B: br,
+      C: s.cm,
+      z: s.z,
+      A: W.get(s.n.Alog).map((a) => -Math.exp(a), 'float64').data, // (d_in, N)
+      D: W.get(s.n.D).data,
+      deltaBias: W.get(s.n.dtBias).data,
+      deltaSoftplus: true,
+    },
+    { batch: 1, dim: dInner, N, K1: 1, r: 0, s: 1, G },
+    false,
+  );
+  cache.conv = new Tensor(next, [1, dInner, K - 1], 'conv'); // (1, d_in, K−1)
+  cache.ssm = new Tensor(k.hK, [1, dInner, N], 'ssm'); // (1, d_in, N)
+  linearInto(g, k.out, s.outW, out); // (d)
+}
+
+/** Whether `mamba1Step` takes this cache: the plain one (no state store), its conv window K − 1 wide. */
+export function mamba1StepTakes(s: { K: number }, cache: Mamba1Cache): boolean {
+  return !cache.store && cache.conv.shape.length === 3 && cache.conv.shape[2] === s.K - 1;
 }
 
 // ---------------------------------------------------------------- training (forward with saved activations, backward)

@@ -40,7 +40,8 @@
 #   bash scripts/device_train.sh arms teacher mamba2-50 mamba2-50-random mamba2-0 …
 # Subcommands: pack [--corpus DIR] [--to DIR] · unpack [--from FILE] [--to DIR] · budget [--carry DIR] ·
 #              run NAME MIL-ARGS…  (env: MAX_MINUTES, MIL (the mil command; default the bundle's), CORPUS, RUNS) ·
-#              setup · arms NAME…  (env: BUDGET_MINUTES, TOKENS, BROWN, EVAL_TOKENS, MIL, NODE, PLAN_JS, CORPUS, RUNS) · back NAME…
+#              setup · arms NAME…  (env: BUDGET_MINUTES, TOKENS, BROWN, EVAL_TOKENS, MIL, NODE, PLAN_JS, CORPUS, RUNS) · back NAME… ·
+#              speculative NAME…  (env: BACKENDS, KS, RUNS_PER, PROMPTS, NEW_TOKENS, NODE, SPEC_JS, CORPUS, RUNS)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -225,6 +226,27 @@ arms() {
   echo "arms: ${#files[@]} files back in records-$1.tar.xz; $((SECONDS - t0)) s in all"
 }
 
+# `speculative NAME…`: issue #25 item 5 on the GPU machine, after `arms draft NAME…` made the runs there (whole, on its
+# disk): bench/speculative_trained.ts (the bundle's compiled copy) with runs/device/draft as the draft and the named
+# runs as its targets, PROMPTS (default 20) prompts of 32 tokens spread over the corpus's test part, RUNS_PER (3)
+# runs of each, K in KS (2,4,6,8), 64 new tokens, greedy, on BACKENDS (webgpu); the median and spread of the
+# speedup, acceptance and tokens per verify per K, and whether every output equals plain greedy decoding's, in
+# $OUT/speculative-trained.{json,md}.
+speculative() {
+  local mil runs corpus
+  setup
+  local targets=() n
+  for n in draft "$@"; do
+    [ -f "$runs/$n/config.json" ] || { echo "speculative: $runs/$n is not a whole run: make it first (arms $n)" >&2; exit 2; }
+    [ "$n" = draft ] || targets+=("$n=$runs/$n")
+  done
+  # shellcheck disable=SC2086 # $NODE may be a command and its options
+  ${NODE:-/tmp/mil/node} "${SPEC_JS:-/tmp/mil/dist/bench/speculative_trained.js}" --draft "$runs/draft" \
+    --targets "$(IFS=,; echo "${targets[*]}")" --prompts-data "$corpus" --backends "${BACKENDS:-webgpu}" \
+    --ks "${KS:-2,4,6,8}" --runs "${RUNS_PER:-3}" --prompts "${PROMPTS:-20}" --tokens "${NEW_TOKENS:-64}" \
+    --out "${OUT:?OUT: the folder whose files come back}"
+}
+
 cmd=${1:-}
 shift || true
 case $cmd in
@@ -234,6 +256,7 @@ case $cmd in
   run) run "$@" ;;
   setup) setup && { [ ! -f "$CARRY/brown.jsonl.xz" ] || [ -f "$CARRY/brown.jsonl" ] || xz -dk "$CARRY/brown.jsonl.xz"; } && echo "setup: $mil, corpus $corpus" ;;
   arms) [ $# -gt 0 ] || { echo "arms: name the runs (e.g. arms teacher mamba2-50)" >&2; exit 2; }; arms "$@" ;;
+  speculative) [ $# -gt 0 ] || { echo "speculative: name the targets (e.g. speculative mamba2-50 mamba2-0)" >&2; exit 2; }; speculative "$@" ;;
   back) for n in "$@"; do mil='' runs=${RUNS:-$ROOT/runs/device} back "$n"; done ;;
   *) sed -n '2,/^set -euo/p' "$0" | sed '$d' >&2; exit 2 ;;
 esac

@@ -34,6 +34,8 @@ import { tmpFolder } from './tmp.js';
 import { CORPUS_FORMAT, CORPUS_PARTS, encodeIds, readPart, sha256 } from '../lib/data/ids.js';
 import { SHIPPED_TOKENIZER } from '../lib/cli/train_cmds.js';
 import { Rng } from './helpers.js';
+import { randomLlama } from '../lib/model/random.js';
+import { convert, saveModel } from '../lib/model/convert.js';
 
 const ROOT = join(import.meta.dirname, '..');
 
@@ -297,5 +299,41 @@ describe('a training run in commands of limited time (issue #25, the GPU machine
     );
     // a name outside the plan: exit 2 naming it
     expect(() => sh(['arms', 'mamba9-50'], env)).toThrow(/mamba9-50 is not a run of the small plan/);
+  });
+  it("scripts/device_train.sh speculative: the bench over the draft and the named targets made on the machine, prompts from the corpus's test part, the report in OUT; a run not made there: exit 2 naming it", () => {
+    const dir = tmpFolder('device-speculative');
+    const runs = join(dir, 'runs');
+    builtCorpus(join(dir, 'corpus'));
+    const spec = { vocab: 2048, hidden: 16, intermediate: 32, heads: 2, kvHeads: 1 };
+    const teacher = randomLlama({ ...spec, layers: 2 }, 3);
+    saveModel(join(runs, 'draft'), randomLlama({ ...spec, layers: 1 }, 4));
+    saveModel(join(runs, 'mamba2-50'), convert(teacher, { variant: 'mamba2', attentionFraction: 0.5, seed: 1 }));
+    mkdirSync(join(dir, 'out'));
+    const env = {
+      MIL: 'false', // setup does not unpack the bundle where MIL is given; the bench runs on NODE
+      NODE: 'node --import tsx',
+      SPEC_JS: join(ROOT, 'bench', 'speculative_trained.ts'),
+      CORPUS: join(dir, 'corpus'),
+      RUNS: runs,
+      OUT: join(dir, 'out'),
+      BACKENDS: 'wasm-simd',
+      KS: '2',
+      RUNS_PER: '1',
+      PROMPTS: '2',
+      NEW_TOKENS: '6',
+    };
+    expect(sh(['speculative', 'mamba2-50'], env)).toMatch(/\| wasm-simd \| mamba2-50 \| 2 \| .* \| yes \|/);
+    const report = JSON.parse(readFileSync(join(dir, 'out', 'speculative-trained.json'), 'utf8')) as {
+      rows: Array<{ target: string; K: number; samples: number; identical: boolean }>;
+    };
+    expect(report.rows.map((r) => [r.target, r.K, r.samples, r.identical])).toEqual([['mamba2-50', 2, 2, true]]);
+    const md = readFileSync(join(dir, 'out', 'speculative-trained.md'), 'utf8');
+    expect(md).toContain(
+      `Targets mamba2-50 (${runs}/mamba2-50); draft ${runs}/draft; 2 held-out prompts (${dir}/corpus test part)`,
+    );
+    expect(() => sh(['speculative', 'mamba2-0'], env)).toThrow(
+      /mamba2-0 is not a whole run: make it first \(arms mamba2-0\)/,
+    );
+    expect(() => sh(['speculative'], env)).toThrow(/name the targets/);
   });
 });

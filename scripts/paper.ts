@@ -280,16 +280,22 @@ const FLOOR_FRACTIONS = '0.5,0.25,0.125,0';
 /** The models of the small scale's passkey stage, teacher first (the pure Mamba students last). */
 const PASSKEY_MODELS = ['teacher', 'mamba2-50', 'mamba1-50', 'mamba2-0', 'mamba1-0'];
 
+/** A path as the page shows it: relative to the checkout where it lies inside it. */
+function shown(p: string): string {
+  const r = relative(ROOT, p);
+  return r.startsWith('..') || isAbsolute(r) ? p : r;
+}
+
 /** The measurement stages after the training runs, as `mil` command lines (what the plan and the page show). */
 function measureCommands(S: Scale): Record<string, string> {
   const dataOpt = S.data === 'sotu' ? '' : ` --data ${S.data}`;
   const cmds: Record<string, string> = {
-    floor: `mil eval --model ${S.teacher}${dataOpt} --split test --tokens ${S.evalTokens} --len ${S.evalLen} --silence ${FLOOR_FRACTIONS} --out floor.json`,
+    floor: `mil eval --model ${shown(S.teacher)}${dataOpt} --split test --tokens ${S.evalTokens} --len ${S.evalLen} --silence ${FLOOR_FRACTIONS} --out floor.json`,
     evaluation: `mil eval --model DIR${dataOpt} --split test --tokens ${S.evalTokens} --len ${S.evalLen}   (each model)`,
     speculative: `speculative decoding, the draft against mamba2-50 and mamba2-0, K = 1..8, wasm-simd: ${S.speculative.prompts} prompts, each decoded ${S.speculative.repeats} times both ways and the fastest kept (compareWithPlain; the median and spread over runs, and the webgpu rows, are not measured yet)`,
   };
   if (S.passkey)
-    cmds.passkey = `mil passkey --model ${S.passkey.models.map((n) => (n === 'teacher' ? S.teacher : join(S.runsDir, n))).join(',')}${dataOpt} --multiples ${S.passkey.multiples.join(',')} --depths ${S.passkey.depths.join(',')} --trials ${S.passkey.trials} --out passkey/`;
+    cmds.passkey = `mil passkey --model ${S.passkey.models.map((n) => shown(n === 'teacher' ? S.teacher : join(S.runsDir, n))).join(',')}${dataOpt} --multiples ${S.passkey.multiples.join(',')} --depths ${S.passkey.depths.join(',')} --trials ${S.passkey.trials} --out passkey/`;
   return cmds;
 }
 
@@ -405,11 +411,6 @@ async function measureAndWrite(S: Scale, o: Options, log: (l: string) => void): 
       if (!existsSync(join(p, 'config.json'))) throw new Error(`${p} is missing: run npm run models first`);
 
   const t00 = performance.now();
-  /** a path as the page shows it: relative to the checkout where it lies inside it */
-  const shown = (p: string) => {
-    const r = relative(ROOT, p);
-    return r.startsWith('..') || isAbsolute(r) ? p : r;
-  };
   const RUN_LIST = Object.entries(S.runs).map(([name, m]) => ({ name, ...m }));
 
   const minutes = saved ? {} : await runAll(ROOT, RUN_LIST, 2, (l) => log(l), S.inProcess);

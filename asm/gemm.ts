@@ -6,7 +6,12 @@
 //   M by MC so the block of A stays in L2 while the panels stream past it.
 //
 // Memory is imported (the caller owns it and places every array above `dataEnd()`); nothing here allocates.
-// Layouts: row-major; a packed panel p holds rows k = 0…K−1 of columns 8p…8p+7 contiguously (zero-padded).
+// Layouts: row-major; packed B in groups of GW = 4 panels of 8 columns (32 columns, the last group zero-padded),
+// a group's four panels interleaved by k: group G holds, for k = 0…K−1 in turn, the 8 columns of its panel 0,
+// then of panels 1, 2, 3 — column n = 32G + 8j + c at byte ((G·K + k)·4 + j)·kStep + c·sizeof(T). A one-row
+// product reads a group's 32 columns as ONE stream front to back (`kernel1x32`); with the panels one after
+// another it read four streams K·32 bytes apart, ~30% slower where K = 512 (the d512 models' every projection
+// but one, measured on this machine: 17.5 against 24.5 GB/s). A kernel on one panel steps k by kStride bytes.
 //
 // Panels come in two element types, one source for both (every kernel is generic in T, resolved at compile time):
 //   f32  (T = f32)  `gemm`, packed by `packBT`/`packBN`: 32 bytes per k of a panel
@@ -17,6 +22,7 @@
 
 const MR: i32 = 4;
 const NR: i32 = 8;
+const GW: i32 = 4; // panels in a group, interleaved by k
 const KC: i32 = 256;
 const MC: i32 = 64; // rows of A per block: MC·KC·4 = 64 KiB stays in L2 while every panel passes over it
 
@@ -33,12 +39,16 @@ function madd(acc: v128, s: v128, b: v128): v128 {
   return f32x4.add(acc, f32x4.mul(s, b));
 }
 
-/** Pack the K×N matrix whose element (k, n) sits at src + 4·(k·sk + n·sn): bp[(p·K + k)·8 + c] = B[k][8p + c]. */
+/**
+ * Pack the K×N matrix whose element (k, n) sits at src + 4·(k·sk + n·sn): B[k][8p + c] at
+ * panelAt(bp, 8p, K) + k·kStride + 4c (see Layouts; a last group's panels past N are not written, nor read).
+ */
 function packB(src: usize, K: i32, N: i32, sk: usize, sn: usize, bp: usize): void {
   const panels = (N + NR - 1) / NR;
   for (let p = 0; p < panels; p++) {
+    const base = panelAt<f32>(bp, p * NR, K);
     for (let k = 0; k < K; k++) {
-      const dst = bp + (((<usize>p * <usize>K + <usize>k) * <usize>NR) << 2);
+      const dst = base + <usize>k * kStride<f32>();
       for (let c = 0; c < NR; c++) {
         const n = p * NR + c;
         store<f32>(dst + (<usize>c << 2), n < N ? load<f32>(src + ((<usize>k * sk + <usize>n * sn) << 2)) : 0);
@@ -59,24 +69,25 @@ export function packBN(b: usize, K: i32, N: i32, bp: usize): void {
 
 /**
  * Pack B = Wᵀ for y = x·Wᵀ from bf16 words, W (N×K) row-major at w (2 bytes a word), into bf16 panels:
- * bp[(p·K + k)·8 + c] = W[8p + c][k] (2 bytes each; columns past N are zero).
+ * W[8p + c][k] at panelAt(bp, 8p, K) + k·kStride + 2c (2 bytes each; columns past N in a written panel are zero).
  */
 export function packBTBf16(w: usize, N: i32, K: i32, bp: usize): void {
   const panels = (N + NR - 1) / NR;
   for (let p = 0; p < panels; p++) {
+    const base = panelAt<u16>(bp, p * NR, K);
     for (let c = 0; c < NR; c++) {
       const n = p * NR + c;
-      let dst = bp + (((<usize>p * <usize>K) * <usize>NR + <usize>c) << 1);
+      let dst = base + (<usize>c << 1);
       if (n < N) {
         let src = w + ((<usize>n * <usize>K) << 1);
         for (let k = 0; k < K; k++) {
           store<u16>(dst, load<u16>(src));
           src += 2;
-          dst += <usize>NR << 1;
+          dst += kStride<u16>();
         }
       } else for (let k = 0; k < K; k++) {
         store<u16>(dst, 0);
-        dst += <usize>NR << 1;
+        dst += kStride<u16>();
       }
     }
   }
@@ -117,6 +128,19 @@ function panelHi<T>(p: usize): v128 {
 function kStep<T>(): usize {
   return <usize>NR * sizeof<T>();
 }
+/** Bytes from one k of a panel to the next: a group's four panels interleaved by k (see Layouts). */
+// @ts-ignore: decorator
+@inline
+function kStride<T>(): usize {
+  return <usize>(GW * NR) * sizeof<T>();
+}
+/** The first byte of the panel holding column n (n a multiple of 8) of B packed with K rows at bp. */
+// @ts-ignore: decorator
+@inline
+function panelAt<T>(bp: usize, n: i32, K: i32): usize {
+  const p = n / NR;
+  return bp + (<usize>(p / GW) * <usize>K) * kStride<T>() + <usize>(p % GW) * kStep<T>();
+}
 
 // Four rows × 8 columns: 8 accumulators; per k, 4 broadcast loads of A, 2 vector loads of the panel, 8 multiply-adds.
 // @ts-ignore: decorator
@@ -125,7 +149,7 @@ function kernel4x8<T>(a: usize, lda: usize, bp: usize, c: usize, ldc: usize, k0:
   let c00 = f32x4.splat(0), c01 = f32x4.splat(0), c10 = f32x4.splat(0), c11 = f32x4.splat(0);
   let c20 = f32x4.splat(0), c21 = f32x4.splat(0), c30 = f32x4.splat(0), c31 = f32x4.splat(0);
   let pa = a + (<usize>k0 << 2);
-  let pb = bp + <usize>k0 * kStep<T>();
+  let pb = bp + <usize>k0 * kStride<T>();
   for (let k = k0; k < k1; k++) {
     const b0 = panelLo<T>(pb);
     const b1 = panelHi<T>(pb);
@@ -142,7 +166,7 @@ function kernel4x8<T>(a: usize, lda: usize, bp: usize, c: usize, ldc: usize, k0:
     c30 = madd(c30, s, b0);
     c31 = madd(c31, s, b1);
     pa += 4;
-    pb += kStep<T>();
+    pb += kStride<T>();
   }
   storeRow8(c, c00, c01, cols, accumulate);
   storeRow8(c + ldc, c10, c11, cols, accumulate);
@@ -169,28 +193,29 @@ function storeRow8(c: usize, v0: v128, v1: v128, cols: i32, accumulate: bool): v
 function kernel1x8<T>(a: usize, bp: usize, c: usize, k0: i32, k1: i32, accumulate: bool, cols: i32): void {
   let c0 = f32x4.splat(0), c1 = f32x4.splat(0);
   let pa = a + (<usize>k0 << 2);
-  let pb = bp + <usize>k0 * kStep<T>();
+  let pb = bp + <usize>k0 * kStride<T>();
   for (let k = k0; k < k1; k++) {
     const s = v128.load32_splat(pa);
     c0 = madd(c0, s, panelLo<T>(pb));
     c1 = madd(c1, s, panelHi<T>(pb));
     pa += 4;
-    pb += kStep<T>();
+    pb += kStride<T>();
   }
   storeRow8(c, c0, c1, cols, accumulate);
 }
 
-// One row of A against four panels at once (32 columns): one broadcast of A per k serves 8 vector
-// multiply-adds, and four panel streams are read in parallel — the matrix-vector product of decode is
-// bound by reading the weights, and this reads them at close to the memory's speed.
+// One row of A against a group's four panels at once (32 columns): one broadcast of A per k serves 8 vector
+// multiply-adds, and the group is read as one stream front to back (its panels interleaved by k) — the
+// matrix-vector product of decode is bound by reading the weights, and this reads them at close to the
+// memory's speed.
 // @ts-ignore: decorator
 @inline
-function kernel1x32<T>(a: usize, bp: usize, panelBytes: usize, c: usize, k0: i32, k1: i32, accumulate: bool): void {
+function kernel1x32<T>(a: usize, bp: usize, c: usize, k0: i32, k1: i32, accumulate: bool): void {
   let c0 = f32x4.splat(0), c1 = f32x4.splat(0), c2 = f32x4.splat(0), c3 = f32x4.splat(0);
   let c4 = f32x4.splat(0), c5 = f32x4.splat(0), c6 = f32x4.splat(0), c7 = f32x4.splat(0);
   let pa = a + (<usize>k0 << 2);
-  let p0 = bp + <usize>k0 * kStep<T>();
-  const p1 = panelBytes, p2 = panelBytes << 1, p3 = panelBytes * <usize>3;
+  let p0 = bp + <usize>k0 * kStride<T>();
+  const p1 = kStep<T>(), p2 = kStep<T>() << 1, p3 = kStep<T>() * <usize>3;
   for (let k = k0; k < k1; k++) {
     const s = v128.load32_splat(pa);
     c0 = madd(c0, s, panelLo<T>(p0));
@@ -202,7 +227,7 @@ function kernel1x32<T>(a: usize, bp: usize, panelBytes: usize, c: usize, k0: i32
     c6 = madd(c6, s, panelLo<T>(p0 + p3));
     c7 = madd(c7, s, panelHi<T>(p0 + p3));
     pa += 4;
-    p0 += kStep<T>();
+    p0 += kStride<T>();
   }
   if (accumulate) {
     c0 = f32x4.add(c0, v128.load(c)); c1 = f32x4.add(c1, v128.load(c, 16));
@@ -214,47 +239,56 @@ function kernel1x32<T>(a: usize, bp: usize, panelBytes: usize, c: usize, k0: i32
   v128.store(c, c4, 64); v128.store(c, c5, 80); v128.store(c, c6, 96); v128.store(c, c7, 112);
 }
 
-// Two or three rows of A against two panels at once (16 columns): each panel vector loaded serves every
-// row, so a verify window of 2–3 tokens reads the weights once instead of once per row. Per column the
-// additions are those of kernel1x32 in the same order (bit-identical to running the rows one by one).
+// Two rows of A against a group's four panels (32 columns): 16 accumulators, each weight vector loaded once for
+// both rows, the group read as one stream — a verify window's leftover rows read the weights once. Per column
+// the additions are kernel1x32's in the same order (rows one by one give the same bits).
 // @ts-ignore: decorator
 @inline
-function kernelRowsx16<T>(rows: i32, a: usize, lda: usize, bp: usize, panelBytes: usize, c: usize, ldc: usize, k0: i32, k1: i32, accumulate: bool): void {
+function kernel2x32<T>(a: usize, lda: usize, bp: usize, c: usize, ldc: usize, k0: i32, k1: i32, accumulate: bool): void {
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let a4 = f32x4.splat(0), a5 = f32x4.splat(0), a6 = f32x4.splat(0), a7 = f32x4.splat(0);
   let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
-  let d0 = f32x4.splat(0), d1 = f32x4.splat(0), d2 = f32x4.splat(0), d3 = f32x4.splat(0);
+  let b4 = f32x4.splat(0), b5 = f32x4.splat(0), b6 = f32x4.splat(0), b7 = f32x4.splat(0);
   let pa = a + (<usize>k0 << 2);
-  let p0 = bp + <usize>k0 * kStep<T>();
-  const three = rows == 3;
+  let p0 = bp + <usize>k0 * kStride<T>();
+  const p1 = kStep<T>(), p2 = kStep<T>() << 1, p3 = kStep<T>() * <usize>3;
   for (let k = k0; k < k1; k++) {
-    const w0 = panelLo<T>(p0), w1 = panelHi<T>(p0), w2 = panelLo<T>(p0 + panelBytes), w3 = panelHi<T>(p0 + panelBytes);
-    let s = v128.load32_splat(pa);
-    a0 = madd(a0, s, w0); a1 = madd(a1, s, w1);
-    a2 = madd(a2, s, w2); a3 = madd(a3, s, w3);
-    s = v128.load32_splat(pa + lda);
-    b0 = madd(b0, s, w0); b1 = madd(b1, s, w1);
-    b2 = madd(b2, s, w2); b3 = madd(b3, s, w3);
-    if (three) {
-      s = v128.load32_splat(pa + 2 * lda);
-      d0 = madd(d0, s, w0); d1 = madd(d1, s, w1);
-      d2 = madd(d2, s, w2); d3 = madd(d3, s, w3);
-    }
+    const s = v128.load32_splat(pa);
+    const t = v128.load32_splat(pa + lda);
+    let w = panelLo<T>(p0);
+    a0 = madd(a0, s, w); b0 = madd(b0, t, w);
+    w = panelHi<T>(p0);
+    a1 = madd(a1, s, w); b1 = madd(b1, t, w);
+    w = panelLo<T>(p0 + p1);
+    a2 = madd(a2, s, w); b2 = madd(b2, t, w);
+    w = panelHi<T>(p0 + p1);
+    a3 = madd(a3, s, w); b3 = madd(b3, t, w);
+    w = panelLo<T>(p0 + p2);
+    a4 = madd(a4, s, w); b4 = madd(b4, t, w);
+    w = panelHi<T>(p0 + p2);
+    a5 = madd(a5, s, w); b5 = madd(b5, t, w);
+    w = panelLo<T>(p0 + p3);
+    a6 = madd(a6, s, w); b6 = madd(b6, t, w);
+    w = panelHi<T>(p0 + p3);
+    a7 = madd(a7, s, w); b7 = madd(b7, t, w);
     pa += 4;
-    p0 += kStep<T>();
+    p0 += kStride<T>();
   }
-  storeRow16(c, a0, a1, a2, a3, accumulate);
-  storeRow16(c + ldc, b0, b1, b2, b3, accumulate);
-  if (three) storeRow16(c + 2 * ldc, d0, d1, d2, d3, accumulate);
+  storeRow32(c, a0, a1, a2, a3, a4, a5, a6, a7, accumulate);
+  storeRow32(c + ldc, b0, b1, b2, b3, b4, b5, b6, b7, accumulate);
 }
 
 // @ts-ignore: decorator
 @inline
-function storeRow16(c: usize, v0: v128, v1: v128, v2: v128, v3: v128, accumulate: bool): void {
+function storeRow32(c: usize, v0: v128, v1: v128, v2: v128, v3: v128, v4: v128, v5: v128, v6: v128, v7: v128, accumulate: bool): void {
   if (accumulate) {
     v0 = f32x4.add(v0, v128.load(c)); v1 = f32x4.add(v1, v128.load(c, 16));
     v2 = f32x4.add(v2, v128.load(c, 32)); v3 = f32x4.add(v3, v128.load(c, 48));
+    v4 = f32x4.add(v4, v128.load(c, 64)); v5 = f32x4.add(v5, v128.load(c, 80));
+    v6 = f32x4.add(v6, v128.load(c, 96)); v7 = f32x4.add(v7, v128.load(c, 112));
   }
   v128.store(c, v0); v128.store(c, v1, 16); v128.store(c, v2, 32); v128.store(c, v3, 48);
+  v128.store(c, v4, 64); v128.store(c, v5, 80); v128.store(c, v6, 96); v128.store(c, v7, 112);
 }
 
 function storePartial(c: usize, v0: v128, v1: v128, cols: i32, accumulate: bool): void {
@@ -290,7 +324,6 @@ export function gemmBf16(a: usize, bp: usize, c: usize, M: i32, N: i32, K: i32, 
 function gemmOf<T>(a: usize, bp: usize, c: usize, M: i32, N: i32, K: i32, n0: i32, n1: i32, accumulate: bool): void {
   const lda = <usize>K << 2;
   const ldc = <usize>N << 2;
-  const panelBytes = <usize>K * kStep<T>();
   const full = M & ~(MR - 1); // rows in groups of four; the 1–3 left over go to fewRows
   if (M <= MC) {
     // A window of up to MC rows (decode: 1, a verify window: K + 1) sits in L1/L2 whole, so B is read once, in
@@ -304,10 +337,10 @@ function gemmOf<T>(a: usize, bp: usize, c: usize, M: i32, N: i32, K: i32, n0: i3
         const acc = accumulate || k0 > 0;
         for (let n = g; n < g1; n += NR) {
           const cols = min(NR, g1 - n);
-          const panel = bp + <usize>(n / NR) * panelBytes;
+          const panel = panelAt<T>(bp, n, K);
           for (let i = 0; i < full; i += MR) kernel4x8<T>(a + <usize>i * lda, lda, panel, c + <usize>i * ldc + (<usize>n << 2), ldc, k0, k1, acc, cols);
         }
-        if (full < M) fewRows<T>(M - full, a + <usize>full * lda, lda, bp, panelBytes, c + <usize>full * ldc, ldc, g, g1, k0, k1, acc);
+        if (full < M) fewRows<T>(M - full, a + <usize>full * lda, lda, bp, K, c + <usize>full * ldc, ldc, g, g1, k0, k1, acc);
       }
     }
     return;
@@ -321,28 +354,36 @@ function gemmOf<T>(a: usize, bp: usize, c: usize, M: i32, N: i32, K: i32, n0: i3
       const mf = m0 + ((m1 - m0) & ~(MR - 1));
       for (let n = n0; n < n1; n += NR) {
         const cols = min(NR, n1 - n);
-        const panel = bp + <usize>(n / NR) * panelBytes;
+        const panel = panelAt<T>(bp, n, K);
         for (let i = m0; i < mf; i += MR) kernel4x8<T>(a + <usize>i * lda, lda, panel, c + <usize>i * ldc + (<usize>n << 2), ldc, k0, k1, acc, cols);
       }
-      if (mf < m1) fewRows<T>(m1 - mf, a + <usize>mf * lda, lda, bp, panelBytes, c + <usize>mf * ldc, ldc, n0, n1, k0, k1, acc);
+      if (mf < m1) fewRows<T>(m1 - mf, a + <usize>mf * lda, lda, bp, K, c + <usize>mf * ldc, ldc, n0, n1, k0, k1, acc);
     }
   }
 }
 
 /**
- * Rows [0, rows) of A, rows = 1–3, against the columns [n0, n1) for one block of K: one row four panels at a
- * time (kernel1x32), two or three rows two panels at a time (kernelRowsx16), so every weight vector loaded
- * serves all of them with 8–12 sums in flight (a lone 1×8 kernel has two, and waits on its own additions);
- * a ragged end row by row.
+ * Rows [0, rows) of A, rows = 1–3, against the columns [n0, n1) for one block of K (n0 a group's first column):
+ * group by group, each row against the group's four panels (kernel1x32, 8 sums in flight), the rows one after
+ * another — the first reads the group's block of K from memory as one stream, the others find it in the cache
+ * (KC·128 bytes: 32 KiB), so a verify window of 2–3 tokens reads the weights once; a ragged end row by row.
+ * Every column's additions are in the same order whatever the row count (rows one by one give the same bits).
+ * (A two-panel kernel for 2–3 rows at once read half of each group row per pass: twice the memory traffic once
+ * the panels were interleaved, 4.55 against 2.69 ms for 2×4096².)
  */
-function fewRows<T>(rows: i32, a: usize, lda: usize, bp: usize, panelBytes: usize, c: usize, ldc: usize, n0: i32, n1: i32, k0: i32, k1: i32, acc: bool): void {
+function fewRows<T>(rows: i32, a: usize, lda: usize, bp: usize, K: i32, c: usize, ldc: usize, n0: i32, n1: i32, k0: i32, k1: i32, acc: bool): void {
   let n = n0;
-  if (rows == 1) for (; n + 4 * NR <= n1; n += 4 * NR) kernel1x32<T>(a, bp + <usize>(n / NR) * panelBytes, panelBytes, c + (<usize>n << 2), k0, k1, acc);
-  // the row count passed as a constant: each call inlines a loop without the `three` test in it
-  else if (rows == 2) for (; n + 2 * NR <= n1; n += 2 * NR) kernelRowsx16<T>(2, a, lda, bp + <usize>(n / NR) * panelBytes, panelBytes, c + (<usize>n << 2), ldc, k0, k1, acc);
-  else for (; n + 2 * NR <= n1; n += 2 * NR) kernelRowsx16<T>(3, a, lda, bp + <usize>(n / NR) * panelBytes, panelBytes, c + (<usize>n << 2), ldc, k0, k1, acc);
+  for (; n + 4 * NR <= n1; n += 4 * NR) {
+    const panel = panelAt<T>(bp, n, K);
+    const cn = c + (<usize>n << 2);
+    if (rows == 1) kernel1x32<T>(a, panel, cn, k0, k1, acc);
+    else {
+      kernel2x32<T>(a, lda, panel, cn, ldc, k0, k1, acc);
+      if (rows == 3) kernel1x32<T>(a + 2 * lda, panel, cn + 2 * ldc, k0, k1, acc); // the block again, from the cache
+    }
+  }
   for (; n < n1; n += NR)
-    for (let i = 0; i < rows; i++) kernel1x8<T>(a + <usize>i * lda, bp + <usize>(n / NR) * panelBytes, c + <usize>i * ldc + (<usize>n << 2), k0, k1, acc, min(NR, n1 - n));
+    for (let i = 0; i < rows; i++) kernel1x8<T>(a + <usize>i * lda, panelAt<T>(bp, n, K), c + <usize>i * ldc + (<usize>n << 2), k0, k1, acc, min(NR, n1 - n));
 }
 
 /**

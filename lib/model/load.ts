@@ -23,7 +23,7 @@ import { checkObject } from './schema.js';
 import { layerKinds, type HybridModel } from './hybrid.js';
 import { WeightStore, packsAsBf16, planCheckpoint, readCheckpoint, type CheckpointPlan } from './weights.js';
 import { sizeOf } from '../tensor.js';
-import { wasmSimdMaxBytes } from '../simd/limits.js';
+import { packedColumns, wasmSimdMaxBytes } from '../simd/limits.js';
 import { SimdGemm } from '../simd/gemm.js';
 
 const readJson = (path: string) => readJsonObject(path, (p) => new ConfigError(path, p));
@@ -151,8 +151,8 @@ const gib = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB (${b} bytes)`;
 
 /**
  * The checkpoint's weights must fit the memory limit and, on wasm-simd, the module's memory (MemoryError).
- * `bf16`: the BF16 matrices go into the module as bf16 panels (2 bytes a weight, rows padded to the 8-column
- * panel) instead of float32 arrays (4 bytes) — counted so in both.
+ * `bf16`: the BF16 matrices go into the module as bf16 panels (2 bytes a weight, rows padded to a 32-column
+ * panel group) instead of float32 arrays (4 bytes) — counted so in both.
  */
 function checkMemory(plan: CheckpointPlan, o: LoadOptions, bf16: boolean): void {
   const wasm = o.backend === 'wasm-simd' ? wasmSimdModuleBytes(plan, bf16) : { bytes: 0, packedJsBytes: 0 };
@@ -179,11 +179,10 @@ function checkMemory(plan: CheckpointPlan, o: LoadOptions, bf16: boolean): void 
  * The wasm-simd module memory a checkpoint's weights take (lib/simd/gemm.ts): the bf16 panels (`bf16`: the
  * `packsAsBf16` matrices, packed at load, largest first, each staged as its 2·N·K bytes above the panels packed
  * before it — the peak over that sequence), then every other weight as float32 panels (4 bytes a weight, rows
- * padded to 8) plus the float32 staging of the largest while it is packed. `packedJsBytes`: the float32 bytes the
+ * padded to a panel group: packedColumns) plus the float32 staging of the largest while it is packed. `packedJsBytes`: the float32 bytes the
  * bf16-packed matrices would have taken in the JavaScript heap.
  */
 function wasmSimdModuleBytes(plan: CheckpointPlan, bf16: boolean): { bytes: number; packedJsBytes: number } {
-  const pad8 = (n: number) => Math.ceil(n / 8) * 8;
   const packed: number[][] = [];
   let f32 = 0;
   let largest = 0;
@@ -191,7 +190,7 @@ function wasmSimdModuleBytes(plan: CheckpointPlan, bf16: boolean): { bytes: numb
     const shape = w.info.shape;
     if (bf16 && packsAsBf16(name, w.info)) packed.push(shape);
     else {
-      const rows = shape.length > 1 ? pad8(shape[0]) * sizeOf(shape.slice(1)) : pad8(sizeOf(shape));
+      const rows = shape.length > 1 ? packedColumns(shape[0]) * sizeOf(shape.slice(1)) : packedColumns(sizeOf(shape));
       f32 += 4 * rows;
       largest = Math.max(largest, 4 * sizeOf(shape));
     }
@@ -200,8 +199,8 @@ function wasmSimdModuleBytes(plan: CheckpointPlan, bf16: boolean): { bytes: numb
   let top = 0;
   let peak = 0;
   for (const [N, K] of packed) {
-    peak = Math.max(peak, top + 2 * pad8(N) * K + 2 * N * K);
-    top += 2 * pad8(N) * K;
+    peak = Math.max(peak, top + 2 * packedColumns(N) * K + 2 * N * K);
+    top += 2 * packedColumns(N) * K;
   }
   return {
     bytes: Math.max(peak, top + f32 + largest),

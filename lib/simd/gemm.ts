@@ -44,7 +44,7 @@ import { setFlagsFromString } from 'node:v8';
 import { Worker } from 'node:worker_threads';
 import { ArgumentError } from '../errors.js';
 import { onArrayChanged } from '../weight_registry.js';
-import { WASM_PAGE_BYTES, WASM_SIMD_INITIAL_PAGES, wasmSimdMaxPages } from './limits.js';
+import { PANEL_GROUP, WASM_PAGE_BYTES, WASM_SIMD_INITIAL_PAGES, packedColumns, wasmSimdMaxPages } from './limits.js';
 import { packageRoot } from '../package_root.js';
 
 type FloatArray = Float32Array | Float64Array;
@@ -92,8 +92,12 @@ export interface Exports {
 
 const PAGE = WASM_PAGE_BYTES;
 const NR = 8;
-/** columns of a panel group (asm/gemm.ts reads four 8-column panels at a time): the unit threads share work in */
-const GROUP = 4 * NR;
+/**
+ * columns of a panel group: asm/gemm.ts packs B in groups of four 8-column panels interleaved by k (a one-row
+ * product reads a group as one stream); the unit threads share work in, and of the packed size (the last group
+ * padded)
+ */
+const GROUP = PANEL_GROUP; // 4 · NR
 /** chunks a product is cut into per thread, so a thread that starts late or runs slowly takes fewer */
 const CHUNKS_PER_THREAD = 4;
 /**
@@ -314,7 +318,7 @@ export class SimdGemm {
   }
 
   private packedPanels(N: number, K: number): number {
-    return Math.ceil(N / NR) * NR * K * 4;
+    return packedColumns(N) * K * 4;
   }
 
   /**
@@ -328,7 +332,7 @@ export class SimdGemm {
     if (!Number.isInteger(N) || !Number.isInteger(K) || N < 1 || K < 1)
       throw new ArgumentError('packBf16', 'a weight of N ≥ 1 rows and K ≥ 1 columns', [N, K]);
     const bp = align(this.residentTop);
-    const bytes = Math.ceil(N / NR) * NR * K * 2;
+    const bytes = packedColumns(N) * K * 2;
     const stage = align(bp + bytes);
     this.ensure(stage + N * K * 2);
     fill(new Uint8Array(this.memory.buffer, stage, N * K * 2));
@@ -343,10 +347,10 @@ export class SimdGemm {
     if (!Number.isInteger(r) || r < 0 || r >= w.N) throw new ArgumentError('row', `an integer in [0, ${w.N})`, r);
     if (out.length !== w.K) throw new ArgumentError('out', `${w.K} floats`, out.length);
     const K = w.K;
-    // panel ⌊r/8⌋, column r mod 8: element k at word (⌊r/8⌋·K + k)·8 + r mod 8
-    const words = new Uint16Array(this.memory.buffer, w.ptr + Math.floor(r / NR) * K * NR * 2, K * NR);
+    // group G = ⌊r/32⌋, its panel j = ⌊r/8⌋ mod 4, column r mod 8: element k at word (G·K + k)·32 + 8j + r mod 8
+    const words = new Uint16Array(this.memory.buffer, w.ptr + Math.floor(r / GROUP) * K * GROUP * 2, K * GROUP);
     const bits = new Uint32Array(out.buffer, out.byteOffset, K);
-    for (let k = 0, i = r % NR; k < K; k++, i += NR) bits[k] = words[i] << 16;
+    for (let k = 0, i = r % GROUP; k < K; k++, i += GROUP) bits[k] = words[i] << 16;
     return out;
   }
 

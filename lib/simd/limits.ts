@@ -7,6 +7,13 @@
  * and grown to 4 GiB); elsewhere the limit is 2 GiB (32768 pages). `wasmSimdMaxPages()` asks the engine once.
  */
 
+/**
+ * The output columns B is packed into for N outputs (asm/gemm.ts): whole groups of four 8-column panels,
+ * interleaved by k — a weight's packed bytes are packedColumns(N)·K·(4 float32, 2 bf16).
+ */
+export const PANEL_GROUP = 32;
+export const packedColumns = (N: number): number => Math.ceil(N / PANEL_GROUP) * PANEL_GROUP;
+
 /** A WebAssembly page: 64 KiB. */
 export const WASM_PAGE_BYTES = 65536;
 /** The pages the backend's module memory starts with (lib/simd/gemm.ts; its static data sits at the bottom). */

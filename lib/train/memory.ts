@@ -26,9 +26,9 @@
 import { totalmem } from 'node:os';
 import { ArgumentError } from '../errors.js';
 import type { HybridModel } from '../model/hybrid.js';
-import { WASM_PAGE_BYTES, WASM_SIMD_INITIAL_PAGES, wasmSimdMaxBytes } from '../simd/limits.js';
+import { WASM_PAGE_BYTES, WASM_SIMD_INITIAL_PAGES, packedColumns, wasmSimdMaxBytes } from '../simd/limits.js';
 
-const panels = (N: number) => Math.ceil(N / 8) * 8;
+const panels = packedColumns;
 const stage = (T: number, N: number, K: number) => 2 * T * (N + K) + 2 * panels(N) * K;
 
 export interface StepMemory {

@@ -20,7 +20,7 @@ import { randomLlama } from '../lib/model/random.js';
 import { convert, saveModel } from '../lib/model/convert.js';
 import { relError } from '../lib/tensor.js';
 import { portLogits, portModelOf } from './example_port.js';
-import { forward, kvTensors, newCache, prefill, type HybridModel } from '../lib/model/hybrid.js';
+import { forward, kvTensors, newCache, prefill, type HybridModel, type ModelCache } from '../lib/model/hybrid.js';
 import { WeightStore } from '../lib/model/weights.js';
 import { loadModel } from '../lib/model/load.js';
 import { attentionLayersFor, parseLlamaConfig, ConfigError } from '../lib/model/config.js';
@@ -118,6 +118,36 @@ describe.each(cases)('incremental = full forward on %s', (backend, _o, tol, runs
     });
   }
 });
+
+/** A tensor's bytes, to compare two results bit for bit. */
+const bits = (t: Tensor) => Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+
+/**
+ * The prompt [1 … 5] into two caches of m, then `steps` calls of that many tokens each through the fused step and
+ * through the generic forward (`fused: false`), their logits compared bit for bit; `before(n)` runs before call n
+ * (a weight replaced mid-decode). The two caches, for the caller to compare.
+ */
+async function fusedAgainstGeneric(
+  ops: Ops,
+  m: HybridModel,
+  steps: number[],
+  seed: number,
+  before: (n: number) => void,
+): Promise<{ fused: ModelCache; plain: ModelCache }> {
+  const fused = newCache(m, 1);
+  const plain = newCache(m, 1);
+  await forward(ops, m, [[1, 2, 3, 4, 5]], fused);
+  await forward(ops, m, [[1, 2, 3, 4, 5]], plain);
+  for (const [n, L] of steps.entries()) {
+    before(n);
+    const ids = Array.from({ length: L }, (_, t) => (7 * n + 3 * t + seed) % m.llama.vocabSize);
+    const a = await forward(ops, m, [ids], fused);
+    const b = await forward(ops, m, [ids], plain, { fused: false });
+    expect(a.shape).toEqual(b.shape);
+    expect(Buffer.compare(bits(a), bits(b))).toBe(0);
+  }
+  return { fused, plain };
+}
 
 describe('Algorithm 1 conversion', () => {
   it('the paper’s attention schedule: 50% → odd layers, 25% → 3, 7, …, 31, 12.5% → 7, 15, 23, 31, 0% → none', () => {
@@ -382,7 +412,6 @@ describe('generation', () => {
 
   it('the fused Llama step (lib/model/llama_step.ts) = the generic forward on wasm-simd, bit for bit: logits and KV caches, 1–3 tokens a call, GQA, tied embeddings, attention biases, widths across the 256 block; a replaced weight tensor is picked up (numRuns 12)', async () => {
     const ops = await getOps('wasm-simd');
-    const bits = (t: Tensor) => Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
     await fc.assert(
       fc.asyncProperty(
         fc.record({
@@ -419,18 +448,9 @@ describe('generation', () => {
               ] as const)
                 tensors.set(`model.layers.${i}.self_attn.${p}_proj.bias`, Tensor.normal(r, [n], 0, 0.5));
           const m: HybridModel = { llama: { ...base.llama, attentionBias: s.bias }, weights: new WeightStore(tensors) };
-          const fused = newCache(m, 1);
-          const plain = newCache(m, 1);
-          await forward(ops, m, [[1, 2, 3, 4, 5]], fused);
-          await forward(ops, m, [[1, 2, 3, 4, 5]], plain);
-          for (const [n, L] of s.steps.entries()) {
+          const { fused, plain } = await fusedAgainstGeneric(ops, m, s.steps, s.seed, (n) => {
             if (n === 1) tensors.set('model.norm.weight', Tensor.normal(r, [s.hidden], 1, 0.1)); // replaced mid-decode
-            const ids = Array.from({ length: L }, (_, t) => (7 * n + 3 * t + s.seed) % 61);
-            const a = await forward(ops, m, [ids], fused);
-            const b = await forward(ops, m, [ids], plain, { fused: false });
-            expect(a.shape).toEqual(b.shape);
-            expect(Buffer.compare(bits(a), bits(b))).toBe(0);
-          }
+          });
           for (const [i, lc] of fused.layers.entries()) {
             const pl = plain.layers[i];
             if (lc.kind !== 'attention' || pl.kind !== 'attention')
@@ -447,7 +467,6 @@ describe('generation', () => {
 
   it('the fused step of a hybrid (lib/model/llama_step.ts; mixers/mamba1.ts mamba1Step, mamba2.ts mamba2Step) = the generic forward on wasm-simd, bit for bit: logits, conv windows, SSM states and KV caches, 1–3 tokens a call, any mix of attention and Mamba layers, Mamba-1 (upstream and clean) and Mamba-2, random Mamba weights and biases, both ablations; a replaced weight tensor is picked up (numRuns 16)', async () => {
     const ops = await getOps('wasm-simd');
-    const bits = (t: Tensor) => Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
     await fc.assert(
       fc.asyncProperty(
         fc.record({
@@ -500,25 +519,15 @@ describe('generation', () => {
             weights: new WeightStore(tensors),
             ablation: { convActivation: s.convActivation, gatedNorm: s.gatedNorm },
           };
-          const fused = newCache(m, 1);
-          const plain = newCache(m, 1);
-          await forward(ops, m, [[1, 2, 3, 4, 5]], fused);
-          await forward(ops, m, [[1, 2, 3, 4, 5]], plain);
           const mambaAt = [...Array(s.layers).keys()].find((i) => !attnLayers.includes(i));
-          for (const [n, L] of s.steps.entries()) {
-            if (n === 1 && mambaAt !== undefined) {
-              // replaced mid-decode: a Mamba layer's output projection and its per-head A_log
-              const o = `model.layers.${mambaAt}.mamba.out_proj.weight`;
-              tensors.set(o, Tensor.normal(r, lookup(tensors, o).shape, 0, 0.5));
-              const a = `model.layers.${mambaAt}.mamba.A_log`;
-              tensors.set(a, Tensor.normal(r, lookup(tensors, a).shape, -0.5, 0.5));
-            }
-            const ids = Array.from({ length: L }, (_, t) => (7 * n + 3 * t + s.seed) % 61);
-            const a = await forward(ops, m, [ids], fused);
-            const b = await forward(ops, m, [ids], plain, { fused: false });
-            expect(a.shape).toEqual(b.shape);
-            expect(Buffer.compare(bits(a), bits(b))).toBe(0);
-          }
+          const { fused, plain } = await fusedAgainstGeneric(ops, m, s.steps, s.seed, (n) => {
+            if (n !== 1 || mambaAt === undefined) return;
+            // replaced mid-decode: a Mamba layer's output projection and its per-head A_log
+            const o = `model.layers.${mambaAt}.mamba.out_proj.weight`;
+            tensors.set(o, Tensor.normal(r, lookup(tensors, o).shape, 0, 0.5));
+            const a = `model.layers.${mambaAt}.mamba.A_log`;
+            tensors.set(a, Tensor.normal(r, lookup(tensors, a).shape, -0.5, 0.5));
+          });
           for (const [i, lc] of fused.layers.entries()) {
             const pl = plain.layers[i];
             if (lc.kind === 'attention' && pl.kind === 'attention') {

@@ -91,13 +91,12 @@ export interface Exports {
 }
 
 const PAGE = WASM_PAGE_BYTES;
-const NR = 8;
 /**
  * columns of a panel group: asm/gemm.ts packs B in groups of four 8-column panels interleaved by k (a one-row
  * product reads a group as one stream); the unit threads share work in, and of the packed size (the last group
  * padded)
  */
-const GROUP = PANEL_GROUP; // 4 · NR
+const GROUP = PANEL_GROUP;
 /** chunks a product is cut into per thread, so a thread that starts late or runs slowly takes fewer */
 const CHUNKS_PER_THREAD = 4;
 /**

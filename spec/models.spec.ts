@@ -379,6 +379,26 @@ describe('checkpoints', () => {
 });
 
 describe('generation', () => {
+  it('greedy generate on wasm-simd from a prompt of 1–3 tokens (the fused prefill gives every position its logits) and of more = the argmax of a fresh whole-sequence forward at each step', async () => {
+    const ops = await getOps('wasm-simd');
+    const m = convert(randomLlama({ vocab: 61, hidden: 32, intermediate: 40, layers: 2, heads: 4, kvHeads: 2 }, 5), {
+      variant: 'mamba2',
+      attnLayers: [1],
+      seed: 2,
+    });
+    for (const prompt of [[7], [7, 3], [7, 3, 9], [7, 3, 9, 1, 4]]) {
+      const got = await generate(ops, m, prompt, { maxNewTokens: 5, eos: [] });
+      const seq = [...prompt];
+      for (let t = 0; t < 5; t++) {
+        // no cache carried over: the whole sequence through the generic forward, its last position's argmax
+        const logits = await forward(ops, m, [seq], newCache(m, 1), { fused: false }); // (1, l, V)
+        const last = Array.from(logits.data.subarray((seq.length - 1) * 61, seq.length * 61));
+        seq.push(last.indexOf(Math.max(...last)));
+      }
+      expect(got.tokens).toEqual(seq.slice(prompt.length));
+    }
+  });
+
   it('greedy = argmax; temperature sampling is seeded; top-k 1 = greedy; top-p keeps the smallest prefix with the mass (numRuns 20)', async () => {
     const ops = await getOps('reference');
     const m = build('mamba2', 0.5, 11);

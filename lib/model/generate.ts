@@ -232,11 +232,11 @@ export async function generate(
     while (tokens.length < o.maxNewTokens) {
       let id: number;
       if (next !== undefined) id = next;
-      else if (!sampling && !seen && !first) {
+      else if (!sampling && !seen && !first && logits) {
         // greedy without a penalty: the last position's float32 logits read where they are (float64 holds each
         // exactly, so the first maximum is the one sampleToken would pick), not copied to float64 first
-        const [, L, V] = logits!.shape as [number, number, number];
-        id = argmax(logits!.data.subarray((L - 1) * V, L * V));
+        const [, L, V] = logits.shape as [number, number, number];
+        id = argmax(logits.data.subarray((L - 1) * V, L * V));
       } else {
         const last = first ?? lastLogits(logits!); // (V) the logits of the last position
         first = undefined;

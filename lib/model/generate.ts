@@ -160,8 +160,13 @@ function gpuDecoderRefusal(cache: ModelCache, o: GenerateOptions, penalty: numbe
 
 /** Last-position logits of row 0 as a plain array. */
 export function lastLogits(logits: Tensor): Float64Array {
+  return new Float64Array(lastRow(logits));
+}
+
+/** The last position's logits (V) of (1, l, V), read in place: a view of the forward's array, not a copy. */
+function lastRow(logits: Tensor): Float32Array | Float64Array {
   const [, L, V] = logits.shape as [number, number, number];
-  return new Float64Array(logits.data.subarray((L - 1) * V, L * V));
+  return logits.data.subarray((L - 1) * V, L * V);
 }
 
 /** prompt + new tokens must fit the model's max_position_embeddings (checked before any work). */
@@ -232,15 +237,17 @@ export async function generate(
     while (tokens.length < o.maxNewTokens) {
       let id: number;
       if (next !== undefined) id = next;
-      else if (!sampling && !seen && !first && logits) {
-        // greedy without a penalty: the last position's float32 logits read where they are (float64 holds each
-        // exactly, so the first maximum is the one sampleToken would pick), not copied to float64 first
-        const [, L, V] = logits.shape as [number, number, number];
-        id = argmax(logits.data.subarray((L - 1) * V, L * V));
-      } else {
-        const last = first ?? lastLogits(logits!); // (V) the logits of the last position
+      else {
+        // the last position's logits (V), read in place: sampleToken only reads them, and float64 holds every
+        // float32 exactly, so it chooses as it would from a float64 copy; the repetition penalty writes, so it
+        // gets that copy
+        let last: ArrayLike<number> = first ?? lastRow(logits!);
         first = undefined;
-        if (seen) applyRepetitionPenalty(last, seen, penalty);
+        if (seen) {
+          const own = Float64Array.from(last); // (V)
+          applyRepetitionPenalty(own, seen, penalty);
+          last = own;
+        }
         id = sampleToken(last, o, rng);
       }
       tokens.push(id);

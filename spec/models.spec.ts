@@ -430,7 +430,7 @@ describe('generation', () => {
     );
   });
 
-  it('the fused Llama step (lib/model/llama_step.ts) = the generic forward on wasm-simd, bit for bit: logits and KV caches, 1–3 tokens a call, GQA, tied embeddings, attention biases, widths across the 256 block; a replaced weight tensor is picked up (numRuns 12)', async () => {
+  it('the fused Llama step (lib/model/fused_step.ts) = the generic forward on wasm-simd, bit for bit: logits and KV caches, 1–3 tokens a call, GQA, tied embeddings, attention biases, widths across the 256 block; a replaced weight tensor is picked up (numRuns 12)', async () => {
     const ops = await getOps('wasm-simd');
     await fc.assert(
       fc.asyncProperty(
@@ -485,7 +485,7 @@ describe('generation', () => {
     );
   });
 
-  it('the fused step of a hybrid (lib/model/llama_step.ts; mixers/mamba1.ts mamba1Step, mamba2.ts mamba2Step) = the generic forward on wasm-simd, bit for bit: logits, conv windows, SSM states and KV caches, 1–3 tokens a call, any mix of attention and Mamba layers, Mamba-1 (upstream and clean) and Mamba-2, random Mamba weights and biases, both ablations; a replaced weight tensor is picked up (numRuns 16)', async () => {
+  it('the fused step of a hybrid (lib/model/fused_step.ts; mixers/mamba1.ts mamba1Step, mamba2.ts mamba2Step) = the generic forward on wasm-simd, bit for bit: logits, conv windows, SSM states and KV caches, 1–3 tokens a call, any mix of attention and Mamba layers, Mamba-1 (upstream and clean) and Mamba-2, random Mamba weights and biases, both ablations; a replaced weight tensor is picked up (numRuns 16)', async () => {
     const ops = await getOps('wasm-simd');
     await fc.assert(
       fc.asyncProperty(

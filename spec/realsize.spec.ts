@@ -269,7 +269,7 @@ describe('real shapes: a 2-layer Llama-3.2-1B-shaped bf16 checkpoint from mil in
     const simd = await getOps('wasm-simd');
     const batched = await forward(simd, ms, [ids], newCache(ms, 1), { fused: false }); // 4 rows: the 4×8 kernels
     errors['wasm-simd batched'] = scaledError(batched.data, want);
-    // the fused decode step (lib/model/llama_step.ts: 1 row, the few-row kernels), the prompt then one token
+    // the fused decode step (lib/model/fused_step.ts: 1 row, the few-row kernels), the prompt then one token
     const cache = newCache(ms, 1);
     await forward(simd, ms, [ids.slice(0, 3)], cache);
     const step = await forward(simd, ms, [ids.slice(3)], cache);

@@ -101,7 +101,7 @@ describe('style of the model and training code', () => {
   it("each file stating a model's math opens with a legend of its symbols", () => {
     const files = [
       'lib/model/hybrid.ts',
-      'lib/model/llama_step.ts',
+      'lib/model/fused_step.ts',
       'lib/model/state_store.ts',
       'lib/model/convert.ts',
       'lib/model/generate.ts',

@@ -136,7 +136,7 @@ export async function demo(root: string, outDir: string, backend: string | undef
   const perToken = c.plainDecodeMs / c.newTokens;
   const perVerify = c.verifyMs / c.rounds;
   console.log(
-    `  a verify window of ${K + 1} tokens costs ${perVerify.toFixed(2)} ms = ${(perVerify / perToken).toFixed(1)}× a plain token (${perToken.toFixed(2)} ms): speculation pays where a window costs little more than a token (weights streaming from memory: a GPU, or the d512 models of bench/speculative.ts). Here the shipped models' weights sit in the CPU's caches, so a window's products cost ~${K + 1}× one row's, and a plain token takes the fused step (lib/model/llama_step.ts) while a window takes the generic forward with Algorithm 2's state store (docs/results.md)`,
+    `  a verify window of ${K + 1} tokens costs ${perVerify.toFixed(2)} ms = ${(perVerify / perToken).toFixed(1)}× a plain token (${perToken.toFixed(2)} ms): speculation pays where a window costs little more than a token (weights streaming from memory: a GPU, or the d512 models of bench/speculative.ts). Here the shipped models' weights sit in the CPU's caches, so a window's products cost ~${K + 1}× one row's, and a plain token takes the fused step (lib/model/fused_step.ts) while a window takes the generic forward with Algorithm 2's state store (docs/results.md)`,
   );
   console.log(
     "\nmore: docs/results.md (the paper's tables at toy scale, npm run paper), mil train / distill / eval --help",

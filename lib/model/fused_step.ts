@@ -41,6 +41,7 @@ import {
   addInto,
   blockEps,
   blockNames,
+  fusedStepTakes,
   layerKinds,
   linearInto,
   lmHeadName,
@@ -50,8 +51,8 @@ import {
   type Mamba2Cache,
   type ModelCache,
 } from './mixers/block.js';
-import { mamba1Step, mamba1StepPlan, mamba1StepTakes, type Mamba1StepPlan } from './mixers/mamba1.js';
-import { mamba2Step, mamba2StepPlan, mamba2StepTakes, type Mamba2StepPlan } from './mixers/mamba2.js';
+import { mamba1Step, mamba1StepPlan, type Mamba1StepPlan } from './mixers/mamba1.js';
+import { mamba2Step, mamba2StepPlan, type Mamba2StepPlan } from './mixers/mamba2.js';
 import { mlpNames, mlpStep } from './mixers/mlp.js';
 import { lookup } from '../checked.js';
 import { PackedWeight, weightRow } from '../simd/packed_weight.js';
@@ -70,12 +71,7 @@ const FUSED_MAX_TOKENS = 3;
 export function fusedStepApplies(ops: Ops, m: HybridModel, cache: ModelCache, batch: number, L: number): boolean {
   if (ops.name !== 'wasm-simd' || batch !== 1 || L < 1 || L > FUSED_MAX_TOKENS) return false;
   const K = m.mamba?.dConv ?? 0;
-  return cache.layers.every(
-    (lc) =>
-      lc.kind === 'attention' ||
-      (lc.kind === 'mamba2' && mamba2StepTakes({ K }, lc)) ||
-      (lc.kind === 'mamba1' && mamba1StepTakes({ K }, lc)),
-  );
+  return cache.layers.every((lc) => lc.kind === 'attention' || fusedStepTakes(K, lc));
 }
 
 /** A matrix as the products take it: a float array, or a bf16 checkpoint's panels (lib/simd/packed_weight.ts). */

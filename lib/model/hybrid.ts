@@ -22,7 +22,7 @@ import type { Ops } from '../ops.js';
 import { rmsnorm } from '../ref/norm.js';
 import { Tensor } from '../tensor.js';
 import { weightRow } from '../simd/packed_weight.js';
-import { fusedStep, fusedStepApplies } from './llama_step.js';
+import { fusedStep, fusedStepApplies } from './fused_step.js';
 import { attentionInfer } from './mixers/attention.js';
 import {
   addInto,
@@ -70,7 +70,7 @@ export function newCache(m: HybridModel, batch: number): ModelCache {
 /**
  * Run `ids` (batch × L token ids) through the model from the state in `cache` (which is advanced), and
  * return the logits (batch, L, vocab). L = 1 takes the decode path of the Mamba layers. A plain Llama
- * decoding one token on wasm-simd runs the fused step of ./llama_step.ts instead (same bits; `fused: false`
+ * decoding one token on wasm-simd runs the fused step of ./fused_step.ts instead (same bits; `fused: false`
  * keeps this path, for comparing the two). `head: false` returns the final normed hidden states (b, l, d)
  * instead of the logits (the caller applies the head: `mil eval` takes only the next tokens' log-likelihoods).
  */
@@ -106,7 +106,7 @@ export async function forward(
       cache.layers.map((lc) => lc.kind),
     );
   // a Llama or a Mamba-2 hybrid decoding a token or a few on wasm-simd: fused steps, one token each, the same
-  // arithmetic (./llama_step.ts)
+  // arithmetic (./fused_step.ts)
   if (opts.fused !== false && opts.head !== false && fusedStepApplies(ops, m, cache, batch, L)) {
     const row = ids[0];
     row.forEach((id, t) => {

@@ -1,7 +1,7 @@
 /**
  * The attention mixer of a Llama block (kept in the hybrids at attn_layers), described once: its parameters,
  * its wiring, and both paths derived from them — inference over a KV cache (`attentionInfer`, used by
- * lib/model/hybrid.ts and by the fused decode step of ../llama_step.ts) and training with its backward
+ * lib/model/hybrid.ts and by the fused decode step of ../fused_step.ts) and training with its backward
  * (`attentionTrain`, used by lib/train/model.ts).
  *
  *   q = x W_qᵀ (+ b_q),  k = x W_kᵀ (+ b_k),  v = x W_vᵀ (+ b_v)       heads: q (b, H, l, hd), k and v (b, H_kv, l, hd)
@@ -266,7 +266,7 @@ export function kvTensors(
   return { k: cut(cache.k), v: cut(cache.v) };
 }
 
-// ---------------------------------------------------------------- inference, one token fused (../llama_step.ts, wasm-simd)
+// ---------------------------------------------------------------- inference, one token fused (../fused_step.ts, wasm-simd)
 
 /** An attention layer's projections as the fused decode step reads them (biases where the model has them). */
 /** The projections' weights: float arrays, or a bf16 checkpoint's panels (lib/simd/packed_weight.ts). */

@@ -147,6 +147,40 @@ export function optional(W: WeightStore, name: string): Tensor | undefined {
   return W.has(name) ? W.get(name) : undefined;
 }
 
+/**
+ * One token through a Mamba layer's causal conv, as the fused decode step runs it (mamba1Step, mamba2Step): for
+ * each channel c < C, pre[c] = bias[c] + Σ_k w[c, k]·[window ; x][c, k] with the sums in float64 in lib/ref/conv1d.ts
+ * causalConv1dUpdate's order (the same bits), x[c] = xs[at + c]; returns the window moved on by one input,
+ * (C, K−1) float32, as conv1dStateAfter leaves it.
+ */
+export function convWindowStep(
+  win: FloatArray, // (C, K−1)
+  xs: Float32Array, // x at xs[at …]
+  at: number,
+  w: FloatArray, // (C, K)
+  bias: FloatArray | undefined, // (C)
+  K: number,
+  pre: Float64Array, // (C): out
+): Float32Array {
+  const C = pre.length;
+  const next = new Float32Array(C * (K - 1)); // (C, K−1)
+  for (let c = 0; c < C; c++) {
+    const v = xs[at + c];
+    let acc = bias ? bias[c] : 0;
+    for (let k = 0; k < K - 1; k++) acc += w[c * K + k] * win[c * (K - 1) + k];
+    acc += w[c * K + K - 1] * v;
+    pre[c] = acc;
+    for (let k = 0; k < K - 2; k++) next[c * (K - 1) + k] = win[c * (K - 1) + k + 1];
+    next[c * (K - 1) + K - 2] = v;
+  }
+  return next;
+}
+
+/** Whether a Mamba layer's fused step takes its cache: the plain one (no state store), its conv window K − 1 wide. */
+export function fusedStepTakes(K: number, cache: Mamba1Cache | Mamba2Cache): boolean {
+  return !cache.store && cache.conv.shape.length === 3 && cache.conv.shape[2] === K - 1;
+}
+
 /** y = x·Wᵀ (+ b) into y, one row: the wasm-simd backend's `linear` (x rounded to float32; bias added in float32). */
 export function linearInto(
   g: SimdGemm,

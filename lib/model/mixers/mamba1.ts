@@ -29,6 +29,7 @@ import { simdSiluMul } from '../../simd/activations.js';
 import { simdMultistep } from '../../simd/multistep.js';
 import type { WeightStore } from '../weights.js';
 import {
+  convWindowStep,
   linearInto,
   mambaOf,
   optional,
@@ -182,7 +183,7 @@ export async function mamba1Infer(ops: Ops, m: HybridModel, p: string, o: Tensor
   return ops.linear(y, W.get(n.out)); // (b, l, d)
 }
 
-// ---------------------------------------------------------------- inference, one token fused (../llama_step.ts, wasm-simd)
+// ---------------------------------------------------------------- inference, one token fused (../fused_step.ts, wasm-simd)
 
 /**
  * A Mamba-1 layer as the fused decode step holds it: the weights looked up once (float arrays, or a bf16
@@ -285,18 +286,8 @@ export function mamba1Step(
     xr[c] = s.xsrc[src[c]];
     br[c] = s.bsrc[src[c]];
   }
-  // the conv over [window ; x], channel by channel, float64 sums in lib/ref/conv1d.ts causalConv1dUpdate's order
-  const win = cache.conv.data; // (d_in, K−1)
-  const next = new Float32Array(dInner * (K - 1)); // (d_in, K−1): the window moved on by one input
-  const w = s.convW; // (d_in, K)
-  for (let d = 0; d < dInner; d++) {
-    let acc = s.convB ? s.convB[d] : 0;
-    for (let k = 0; k < K - 1; k++) acc += w[d * K + k] * win[d * (K - 1) + k];
-    acc += w[d * K + K - 1] * xr[d];
-    pre[d] = acc;
-    for (let k = 0; k < K - 2; k++) next[d * (K - 1) + k] = win[d * (K - 1) + k + 1];
-    next[d * (K - 1) + K - 2] = xr[d];
-  }
+  // the conv over [window ; x] (its window moved on)
+  const next = convWindowStep(cache.conv.data, xr, 0, s.convW, s.convB, K, pre); // (d_in, K−1)
   const xs = simdSiluMul(g, pre); // (d_in): silu(conv), float32
   const W = s.W;
   const k = simdMultistep(
@@ -322,11 +313,6 @@ export function mamba1Step(
   cache.conv = new Tensor(next, [1, dInner, K - 1], 'conv'); // (1, d_in, K−1)
   cache.ssm = new Tensor(k.hK, [1, dInner, N], 'ssm'); // (1, d_in, N)
   linearInto(g, k.out, s.outW, out); // (d)
-}
-
-/** Whether `mamba1Step` takes this cache: the plain one (no state store), its conv window K − 1 wide. */
-export function mamba1StepTakes(s: { K: number }, cache: Mamba1Cache): boolean {
-  return !cache.store && cache.conv.shape.length === 3 && cache.conv.shape[2] === s.K - 1;
 }
 
 // ---------------------------------------------------------------- training (forward with saved activations, backward)

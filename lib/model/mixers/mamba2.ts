@@ -23,6 +23,7 @@ import { Tensor, markFinite, type FloatArray } from '../../tensor.js';
 import type { WeightStore } from '../weights.js';
 import { markImmutable } from '../../weight_registry.js';
 import {
+  convWindowStep,
   linearInto,
   mambaOf,
   optional,
@@ -227,7 +228,7 @@ export async function mamba2Infer(ops: Ops, m: HybridModel, p: string, o: Tensor
   return ops.linear(yn, W.get(n.out)); // (b, l, d)
 }
 
-// ---------------------------------------------------------------- inference, one token fused (../llama_step.ts, wasm-simd)
+// ---------------------------------------------------------------- inference, one token fused (../fused_step.ts, wasm-simd)
 
 /**
  * A Mamba-2 layer as the fused decode step holds it: the weights looked up once (float arrays, or a bf16
@@ -303,11 +304,6 @@ export function mamba2StepPlan(
   };
 }
 
-/** Whether `mamba2Step` takes this cache: the plain one (no state store), its conv window K − 1 wide. */
-export function mamba2StepTakes(s: { K: number }, cache: Mamba2Cache): boolean {
-  return !cache.store && cache.conv.shape.length === 3 && cache.conv.shape[2] === s.K - 1;
-}
-
 /**
  * One token's Mamba-2 mixer as the fused decode step runs it: `mamba2Infer`'s decode path (one conv update, one
  * state update as MultiStep with nothing replayed) on the same values in the same order, so the same bits
@@ -323,19 +319,8 @@ export function mamba2Step(
 ): void {
   const { H, N, P, K, dInner, dXb, convDim, zxbcdt, pre, xr, br, dl } = s;
   linearInto(g, x, s.inW, zxbcdt, s.inB); // [z | xBC | dt] (2·d_in + 2·d_xb + H)
-  // the conv over [window ; xBC], channel by channel, float64 sums in lib/ref/conv1d.ts causalConv1dUpdate's order
-  const win = cache.conv.data; // (convDim, K−1)
-  const next = new Float32Array(convDim * (K - 1)); // (convDim, K−1): the window moved on by one input
-  const w = s.convW; // (convDim, K)
-  for (let d = 0; d < convDim; d++) {
-    const v = zxbcdt[dInner + d]; // xBC[d]
-    let acc = s.convB ? s.convB[d] : 0;
-    for (let k = 0; k < K - 1; k++) acc += w[d * K + k] * win[d * (K - 1) + k];
-    acc += w[d * K + K - 1] * v;
-    pre[d] = acc;
-    for (let k = 0; k < K - 2; k++) next[d * (K - 1) + k] = win[d * (K - 1) + k + 1];
-    next[d * (K - 1) + K - 2] = v;
-  }
+  // the conv over [window ; xBC] (its window moved on), then the activation: [x | B | C] (convDim)
+  const next = convWindowStep(cache.conv.data, zxbcdt, dInner, s.convW, s.convB, K, pre); // (convDim, K−1)
   const xs = s.act === 'silu' ? simdSiluMul(g, pre) : Float32Array.from(pre); // [x | B | C] (convDim)
   for (let c = 0; c < dInner; c++) {
     xr[c] = xs[s.xSrc[c]]; // x per channel (h, p)

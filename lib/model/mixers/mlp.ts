@@ -32,7 +32,7 @@ export function mlpInfer(ops: Ops, m: HybridModel, p: string, n: Tensor): Promis
   return ops.gatedMlp(n, W.get(w.gate), W.get(w.up), W.get(w.down));
 }
 
-/** One token's MLP as the fused decode step (../llama_step.ts) runs it: x (d) normed row → buf.o (d), `mlpInfer`'s bits. */
+/** One token's MLP as the fused decode step (../fused_step.ts) runs it: x (d) normed row → buf.o (d), `mlpInfer`'s bits. */
 export function mlpStep(
   g: SimdGemm,
   w: { gate: FloatArray | Bf16Panels; up: FloatArray | Bf16Panels; down: FloatArray | Bf16Panels },

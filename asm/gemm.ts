@@ -442,6 +442,6 @@ export function dataEnd(): usize {
 // one instance per thread).
 export { multistep } from './multistep';
 // and so do the two float64 products of cached attention
-export { attnScores, attnValues } from './attention';
+export { attnScores, attnValues, attnSoftmax, expRows } from './attention';
 // and the SIMD SiLU of the MLP and the convolution, and the log-sum-exp of logits rows (`mil eval`)
 export { siluMul, rowLse } from './activations';

@@ -370,7 +370,7 @@ async function simdOps(): Promise<Ops> {
     causalConv1dBackward: rounded(r.causalConv1dBackward),
     ssdBackward: rounded(r.ssdBackward),
     gatedRmsnormBackward: rounded(r.gatedRmsnormBackward),
-    cachedAttention: (q, sh, K, V, softmax) => simdCachedAttention(g, q, sh, K, V, softmax),
+    cachedAttention: (q, sh, K, V) => simdCachedAttention(g, q, sh, K, V),
     async linears(x, ws) {
       linearsDims(x, ws);
       const out: Tensor[] = [];

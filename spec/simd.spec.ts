@@ -309,6 +309,61 @@ describe('the SIMD module', () => {
       g.close();
     }
   });
+  it("attention's exp (asm/attention.ts, the softmax's: fdlibm as V8 has it) has Math.exp's bits on any double, in both builds: its SIMD path (pairs in [−700, 0]) and its scalar one (numRuns 200)", () => {
+    // arguments where fdlibm changes case: |x| near 2⁻²⁸, 0.5·ln2, 1.5·ln2 (its high-word tests), −700 (the SIMD
+    // path's edge), −708.4 (subnormal results), −745.1 (underflow to 0), and the special values
+    const f = new Float64Array(1);
+    const u = new Uint32Array(f.buffer);
+    const word = (hi: number, lo: number) => ((u[1] = hi), (u[0] = lo), f[0]);
+    const edges = [0x3e300000, 0x3fd62e42, 0x3fd62e43, 0x3ff0a2b1, 0x3ff0a2b2].flatMap((h) =>
+      [0, 1, 0x7fffffff, 0xffffffff].flatMap((l) => [word(h, l), -word(h, l)]),
+    );
+    const special = [
+      0,
+      -0,
+      1,
+      -1,
+      NaN,
+      Infinity,
+      -Infinity,
+      -700,
+      -700.0000000001,
+      -708.4,
+      -745.1,
+      -746,
+      709.8,
+      5e-324,
+    ];
+    // uniform in [lo, 0] (fc.double draws by bit pattern: mostly magnitudes near 0), plus any double
+    const uniform = (lo: number, hi = 0) =>
+      fc.integer({ min: 0, max: 2 ** 40 }).map((i) => hi + ((lo - hi) * i) / 2 ** 40);
+    const arb = fc.oneof(
+      uniform(-0.4),
+      uniform(-1.2),
+      uniform(-30),
+      uniform(-710),
+      uniform(-746, -690), // the SIMD path's edge, subnormal results, underflow
+      fc.double(),
+      fc.constantFrom(...edges, ...special),
+    );
+    for (const fma of FMA ? [false, true] : [false]) {
+      const g = SimdGemm.load(1, fma);
+      fc.assert(
+        fc.property(fc.array(arb, { minLength: 1, maxLength: 67 }), (xs) => {
+          const p = g.scratchStart();
+          g.ensure(p + xs.length * 16 + 64);
+          const x = new Float64Array(g.buffer, p, xs.length);
+          const out = new Float64Array(g.buffer, p + xs.length * 8 + 8 * (xs.length % 2), xs.length);
+          x.set(xs);
+          g.kernels.expRows(x.byteOffset, xs.length, out.byteOffset);
+          for (let j = 0; j < xs.length; j++) if (!Object.is(out[j], Math.exp(xs[j]))) return false;
+          return true;
+        }),
+        { numRuns: 200 },
+      );
+      g.close();
+    }
+  });
   it('releaseResident forgets packed weights (the next call packs again, correctly); readSum reads a sum and a bandwidth', () => {
     const g = SimdGemm.load(1);
     const r = new Rng(9);

@@ -1,8 +1,9 @@
 /**
- * Cached causal attention's two products for the CPU, float64: the driver of asm/attention.ts (scores, then
- * weighted values), with the model's own JavaScript softmax between them, so the result has the bits of
- * lib/model/mixers/attention.ts's loop (spec/speculative.spec.ts compares them). The wasm-simd backend offers it as
- * `ops.cachedAttention`; the model uses it for a window of queries.
+ * Cached causal attention for the CPU, float64: the driver of asm/attention.ts (scores, softmax, weighted values,
+ * all three in the module), with the bits of lib/model/mixers/attention.ts's loop: the same sums in the same
+ * order, and a softmax whose exp is a port of V8's Math.exp (fdlibm) — spec/speculative.spec.ts compares the two
+ * paths, spec/simd.spec.ts the exp with Math.exp. The wasm-simd backend offers it as `ops.cachedAttention`; the
+ * model uses it for a window of queries.
  */
 import type { SimdGemm } from './gemm.js';
 import { align } from './gemm.js';
@@ -13,7 +14,6 @@ export type CachedAttentionFn = (
   sh: { batch: number; H: number; L: number; hd: number; Hkv: number; cap: number; T: number },
   K: Float64Array,
   V: Float64Array,
-  softmax: (s: Float64Array, off: number, n: number) => void,
 ) => Float64Array;
 
 /**
@@ -27,7 +27,6 @@ export function simdCachedAttention(
   sh: { batch: number; H: number; L: number; hd: number; Hkv: number; cap: number; T: number },
   K: Float64Array,
   V: Float64Array,
-  softmax: (s: Float64Array, off: number, n: number) => void,
 ): Float64Array {
   const { batch, H, L, hd, Hkv, cap, T } = sh;
   const groups = H / Hkv;
@@ -42,9 +41,7 @@ export function simdCachedAttention(
   const pO = align(pS + R * T * 8);
   g.ensure(pO + R * hd * 8);
   const mem = g.buffer;
-  const [mK, mV, mQ, mS, mO] = [pK, pV, pQ, pS, pO].map(
-    (p, i) => new Float64Array(mem, p, [kv, kv, hd * R2, R * T, R * hd][i]),
-  );
+  const [mK, mV, mQ, mO] = [pK, pV, pQ, pO].map((p, i) => new Float64Array(mem, p, [kv, kv, hd * R2, R * hd][i]));
   const mN = new Int32Array(mem, pN, R);
   for (let r = 0; r < R; r++) mN[r] = T - L + (r % L) + 1;
   if (R2 > R) for (let i = 0; i < hd; i++) mQ[i * R2 + R] = 0;
@@ -55,17 +52,13 @@ export function simdCachedAttention(
       const src = (b * Hkv + kvh) * cap * hd;
       mK.set(K.subarray(src, src + kv));
       mV.set(V.subarray(src, src + kv));
-      for (let r = 0; r < R; r++) {
-        const qo = ((b * H + kvh * groups + Math.floor(r / L)) * L + (r % L)) * hd;
-        for (let i = 0; i < hd; i++) mQ[i * R2 + r] = q[qo + i];
-      }
+      // the group's R = groups·L query rows are consecutive in q: row r = g·L + t at q0 + r·hd
+      const q0 = (b * H + kvh * groups) * L * hd;
+      for (let r = 0; r < R; r++) for (let i = 0, qo = q0 + r * hd; i < hd; i++) mQ[i * R2 + r] = q[qo + i];
       g.kernels.attnScores(pQ, R2, pK, hd, pN, R, scale, pS, T);
-      for (let r = 0; r < R; r++) softmax(mS, r * T, mN[r]);
+      g.kernels.attnSoftmax(pS, T, pN, R);
       g.kernels.attnValues(pS, T, pV, hd, pN, R, pO);
-      for (let r = 0; r < R; r++) {
-        const qo = ((b * H + kvh * groups + Math.floor(r / L)) * L + (r % L)) * hd;
-        out.set(mO.subarray(r * hd, (r + 1) * hd), qo);
-      }
+      out.set(mO, q0); // (R, hd) is the group's rows of out, in order
     }
   return out;
 }

@@ -85,6 +85,10 @@ export interface Exports {
     T: number,
   ): void;
   attnValues(W: number, T: number, V: number, hd: number, ns: number, R: number, O: number): void;
+  /** rows of S (R, T), each over its first ns[r] entries: softmax with Math.exp's bits (asm/attention.ts) */
+  attnSoftmax(S: number, T: number, ns: number, R: number): void;
+  /** out[j] = exp(x[j]) by the softmax's exp, for the tests */
+  expRows(x: number, n: number, out: number): void;
   siluMul(a: number, b: number, out: number, n: number): void;
   rowLse(z: number, rows: number, V: number, out: number): void;
   dataEnd(): number;

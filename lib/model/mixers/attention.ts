@@ -125,8 +125,8 @@ export function writeKv(
  * independent sums at a time — four keys' dot products, four output channels — so the loop is not bound by
  * the latency of one chain of additions (a verify window's attention ran at ~0.3 GFLOP/s as one chain, an
  * add's latency per multiply-add). The same operations on the same values, so the same bits. For a window of
- * queries (verify, prefill) a backend with `ops.cachedAttention` (wasm-simd) runs the two products as SIMD
- * kernels around the same `softmaxPrefix`, again the same bits (spec/speculative.spec.ts compares the two).
+ * queries (verify, prefill) a backend with `ops.cachedAttention` (wasm-simd) runs all three as SIMD kernels
+ * (asm/attention.ts; its exp a port of V8's Math.exp), again the same bits (spec/speculative.spec.ts compares the two).
  */
 export function cachedAttention(
   q: Tensor,
@@ -140,7 +140,7 @@ export function cachedAttention(
   // one query per head (decode): copying the keys and values into the kernel's memory costs what it saves
   if (ops?.cachedAttention && L > 1)
     return new Tensor(
-      ops.cachedAttention(qd, { batch, H, L, hd, Hkv, cap: cache.cap, T }, cache.k, cache.v, softmaxPrefix),
+      ops.cachedAttention(qd, { batch, H, L, hd, Hkv, cap: cache.cap, T }, cache.k, cache.v),
       [batch, H, L, hd],
       'attention',
     );

@@ -312,7 +312,7 @@ describe("a verify window gives plain decoding's logits, bit for bit (reference 
 });
 
 describe('the in-place KV cache', () => {
-  it("cachedAttention over buffers written in pieces (growing, with stale entries past the valid length) = lib/ref/attention.ts causalAttention on the valid keys and values; grouped heads; for a window of queries the wasm-simd backend's SIMD products give the loop's bits (head_dim across their 8-, 2- and 1-channel blocks, odd row counts) (numRuns 60)", async () => {
+  it("cachedAttention over buffers written in pieces (growing, with stale entries past the valid length) = lib/ref/attention.ts causalAttention on the valid keys and values; grouped heads; for one query or a window the wasm-simd backend's SIMD kernels (scores, softmax, values) give the loop's bits (head_dim across their 8-, 2- and 1-channel blocks, odd row counts) (numRuns 60)", async () => {
     const simd = await getOps('wasm-simd');
     fc.assert(
       fc.property(
@@ -349,7 +349,7 @@ describe('the in-place KV cache', () => {
           expectClose(kv.v, V, 0, 'values as written');
           const loop = cachedAttention(q, cache, valid, Hkv);
           expectClose(loop, causalAttention(q, K.slice(2, 0, valid), V.slice(2, 0, valid)), FLOAT64_TOL, 'attention');
-          const fast = cachedAttention(q, cache, valid, Hkv, simd); // the SIMD path when Lq > 1, else the loop again
+          const fast = cachedAttention(q, cache, valid, Hkv, simd); // the SIMD path (one query or a window)
           expect(
             Buffer.compare(Buffer.from(fast.data.buffer), Buffer.from(loop.data.buffer)),
             'SIMD products = loop, bit for bit',

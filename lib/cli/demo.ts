@@ -7,7 +7,10 @@
  *  3. Algorithm 1 live: the teacher converted into a 50% Mamba-2 hybrid, written to OUT, before and after
  *     distillation — what the paper's training buys;
  *  4. speculative decoding (Algorithm 2) with the trained draft against the distilled 50% hybrid: tokens per
- *     verify step, acceptance, speed against plain decoding in the same run, and identical output.
+ *     verify step, acceptance, speed against plain decoding in the same run, and identical output;
+ *  5. issue #25's teacher (models/teacher-20m: 18.9M parameters, 20M tokens of dictionaries and manuals, trained
+ *     on a GPU with the project's own training step): greedy continuations of two prompts (skipped, saying so,
+ *     where the folder is absent: the npm package leaves it out).
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -35,6 +38,8 @@ const DEMO_MODELS = [
 ] as const;
 const PROMPT = 'Fellow-Citizens of the Senate and House of Representatives: The state of the Union';
 const SAMPLE = { temperature: 0.8, topK: 40, seed: 1 };
+/** section 5's prompts: a dictionary entry and a manual's sentence, the two kinds of text the teacher was trained on */
+const SMALL_PROMPTS = ['A small animal', 'To install the package, run'];
 
 export async function demo(root: string, outDir: string, backend: string | undefined): Promise<number> {
   const golden = join(root, 'golden');
@@ -138,8 +143,26 @@ export async function demo(root: string, outDir: string, backend: string | undef
   console.log(
     `  a verify window of ${K + 1} tokens costs ${perVerify.toFixed(2)} ms = ${(perVerify / perToken).toFixed(1)}× a plain token (${perToken.toFixed(2)} ms): speculation pays where a window costs little more than a token (weights streaming from memory: a GPU, or the d512 models of bench/speculative.ts). Here the shipped models' weights sit in the CPU's caches, so a window's products cost ~${K + 1}× one row's, and a plain token takes the fused step (lib/model/fused_step.ts) while a window takes the generic forward with Algorithm 2's state store (docs/results.md)`,
   );
+  const small = join(modelsDir, 'teacher-20m');
+  console.log(`\n== 5. issue #25's teacher: 18.9M parameters trained on a GPU (models/teacher-20m) ==`);
+  if (!existsSync(join(small, 'config.json'))) console.log(`  ${small} is absent here (the npm package leaves it out)`);
+  else {
+    const m = loadModel(small);
+    const t = BpeTokenizer.load(join(small, 'tokenizer.json'));
+    console.log(
+      `  ${m.llama.numLayers} layers, d ${m.llama.hiddenSize}, trained on 20M tokens of dictionaries and manuals; greedy, repetition penalty 1.2 (${chosen}):`,
+    );
+    for (const text of SMALL_PROMPTS) {
+      const r = await generate(ops, m, t.encode(text), {
+        maxNewTokens: 32,
+        eos: [t.endOfText],
+        repetitionPenalty: 1.2,
+      });
+      console.log(`    ${JSON.stringify(text + t.decode(r.tokens))}`);
+    }
+  }
   console.log(
-    "\nmore: docs/results.md (the paper's tables at toy scale, npm run paper), mil train / distill / eval --help",
+    "\nmore: docs/results.md (the paper's tables at toy scale, npm run paper), docs/results/paper-small.md (issue #25), mil train / distill / eval --help",
   );
   return failed > 0 ? 1 : 0;
 }

@@ -15,7 +15,7 @@
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { availableParallelism, loadavg, tmpdir } from 'node:os';
+import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { backendStatus, getOps } from '../lib/ops.js';
 import { randomLlama } from '../lib/model/random.js';
@@ -290,6 +290,8 @@ const meta = {
   decodeTokens: DECODE,
   spec,
   loadAverage1m: { start: loadAtStart, end: loadavg()[0] },
+  // the host: the same 2-core VM lands on different CPUs between sessions, and the peers' ratios move with it
+  cpu: cpus()[0]?.model ?? 'unknown',
   torch: torchRows,
   onnxruntime: onnxRows,
   bandwidthGBs: { fairSimd: fair / 1e9, jsSumF32: jsBw.f32 / 1e9, jsSumF64: jsBw.f64 / 1e9 },
@@ -301,7 +303,7 @@ writeFile(
     `# Model benchmark (${meta.date}, node ${meta.node})`,
     '',
     `Random Llama teacher d_model ${spec.hidden}, ${spec.layers} layers, ${spec.heads} heads (${spec.kvHeads} kv), vocab ${spec.vocab}; hybrids are Mamba-2 conversions (Algorithm 1).`,
-    `Load average (1 min) on this machine's ${availableParallelism()} cores: ${meta.loadAverage1m.start.toFixed(1)} at the start, ${meta.loadAverage1m.end.toFixed(1)} at the end (above the core count every figure is slowed, the 2-thread ones most).`,
+    `CPU: ${meta.cpu}. Load average (1 min) on this machine's ${availableParallelism()} cores: ${meta.loadAverage1m.start.toFixed(1)} at the start, ${meta.loadAverage1m.end.toFixed(1)} at the end (above the core count every figure is slowed, the 2-thread ones most).`,
     `Prefill ${PREFILL} tokens in one forward; decode ${DECODE} tokens one forward each. Floor = weight bytes per token / the fair read bandwidth measured in this run: ${meta.bandwidthGBs.fairSimd.toFixed(1)} GB/s (a SIMD sum with eight accumulators; a one-accumulator JS sum reads only ${meta.bandwidthGBs.jsSumF32.toFixed(1)} GB/s in float32, ${meta.bandwidthGBs.jsSumF64.toFixed(1)} in float64, bound by the latency of its adds).`,
     '',
     '| model | backend | prefill tok/s | decode tok/s | weight MB/token | floor ms/token | decode ms/token | × floor |',

@@ -2,8 +2,8 @@
  * Cached causal attention for the CPU, float64: the driver of asm/attention.ts (scores, softmax, weighted values,
  * all three in the module), with the bits of lib/model/mixers/attention.ts's loop: the same sums in the same
  * order, and a softmax whose exp is a port of V8's Math.exp (fdlibm) — spec/speculative.spec.ts compares the two
- * paths, spec/simd.spec.ts the exp with Math.exp. The wasm-simd backend offers it as `ops.cachedAttention`; the
- * model uses it for a window of queries.
+ * paths, spec/simd.spec.ts the exp with Math.exp. The wasm-simd backend offers it as `ops.cachedAttention` (one
+ * query or a window); the fused decode step (mixers/attention.ts attentionStep) calls it directly.
  */
 import type { SimdGemm } from './gemm.js';
 import { align } from './gemm.js';

@@ -28,8 +28,9 @@
 # moments, 0.45 GB for the teacher: too large to come back, so it stays on the machine's disk, under the ignored
 # runs/), exits 0 and this prints `stopped at step S of T`: send the same command again at once, before the machine
 # is given back (30 s) — a fresh machine has no checkpoint and starts the run over. Once the run is whole, it prints
-# `done` and copies its config.json, tokenizer.json, training.json and the weights (F16, shards ≤ 16 MiB: 3 for the
-# teacher's 37.8 MB, with their index) to $OUT/NAME/ — 7 files. Place them here in runs/paper-small/runs/NAME for
+# `done` and copies the weights (F16, shards ≤ 16 MiB: 3 for the teacher's 37.8 MB, with their index) and meta.tar
+# (config.json, tokenizer.json, training.json; a hybrid's two configs too) to $OUT/NAME/ — 5 files. Unpack meta.tar
+# and place them here in runs/paper-small/runs/NAME for
 # `npm run paper -- --scale small` (a run whose folder exists is kept).
 # Exit status: mil's (0 also when stopped at the time limit; 2 bad usage; 6 no GPU); 1 here when over a limit.
 #
@@ -139,12 +140,19 @@ setup() {
   mkdir -p "$runs"
 }
 
-# NAME's model folder (config, tokenizer, record, weights) copied to $OUT/NAME
+# NAME's model folder to $OUT/NAME: the weights (shards and their index) as they are, and the small files in one
+# tar, meta.tar (config.json; a hybrid's mamba_config.json and mil_config.json, without which it loads as a Llama;
+# tokenizer.json; training.json) — at most 8 files come back, and a 3-shard hybrid with its 5 small files would be 9.
+# Here: `tar xf meta.tar -C DIR && rm DIR/meta.tar`.
 back() {
-  local out=$runs/$1 to=${OUT:?OUT: the folder whose files come back}/$1
+  local out=$runs/$1 to=${OUT:?OUT: the folder whose files come back}/$1 f small=()
   mkdir -p "$to"
-  cp "$out"/config.json "$out"/tokenizer.json "$out"/training.json "$out"/*.safetensors* "$to/"
-  echo "done: $(ls "$to" | wc -l) files in $to"
+  for f in config.json mamba_config.json mil_config.json tokenizer.json training.json; do
+    [ ! -f "$out/$f" ] || small+=("$f")
+  done
+  tar cf "$to/meta.tar" -C "$out" "${small[@]}"
+  cp "$out"/*.safetensors* "$to/"
+  echo "done: $(ls "$to" | wc -l) files in $to (${small[*]} in meta.tar)"
 }
 
 run() {

@@ -10,6 +10,11 @@
  *   is replaced). Without it the section is rendered again from arms.json. --check: write nothing, exit 1 where the
  *   page's section is not the render of arms.json (spec/paper_page.spec.ts runs it).
  *
+ * The section between the `speculative` markers is rendered the same way from paper-small/speculative-gpu.json and
+ * speculative-cpu.json (bench/speculative_trained.ts's JSON with the machine and command added): per target and K,
+ * the median speedup with its quartiles and range, acceptance, tokens per verify, and whether the output was plain
+ * greedy decoding's.
+ *
  * The tables: Table 6 (perplexity × the teacher's, by the fraction of attention kept) and Tables 7/8 (attention-
  * weight initialisation vs random: the ratio of their perplexities), each with the paper's column beside it
  * (docs/PAPER.md §3), on the corpus's whole test split and on the Brown corpus's (never trained on), windows of 512
@@ -26,6 +31,11 @@ export const ARMS_JSON = join(ROOT, 'docs', 'results', 'paper-small', 'arms.json
 export const PAGE = join(ROOT, 'docs', 'results', 'paper-small.md');
 const BEGIN = '<!-- arms:begin (scripts/paper_small_arms.ts renders this section from paper-small/arms.json) -->';
 const END = '<!-- arms:end -->';
+const SPEC_BEGIN =
+  '<!-- speculative:begin (scripts/paper_small_arms.ts renders this section from paper-small/speculative-*.json) -->';
+const SPEC_END = '<!-- speculative:end -->';
+/** bench/speculative_trained.ts's records, one file a machine (the GPU's, this CPU's), kept beside arms.json */
+const SPEC_FILES = ['speculative-gpu.json', 'speculative-cpu.json'];
 
 /** One evaluation (mil eval --out): the fields kept. */
 interface Eval {
@@ -105,15 +115,32 @@ const f3 = (x: number) => x.toFixed(3);
 const int = (x: number) => x.toLocaleString('en-US');
 
 /** The paper's figures (docs/PAPER.md §3): Table 6's perplexity ratios, Tables 7/8's ppl with init vs random. */
-const PAPER_T6: Record<number, number> = { 0.5: 1.03, 0.25: 1.09, 0: 1.66 };
+const PAPER_T6: Record<number, string> = { 0.5: '1.03', 0.25: '1.09', 0.125: '— (6.25%: 1.22)', 0: '1.66' };
 const PAPER_T7: Record<number, [number, number]> = { 0.5: [2.09, 7.4], 0: [3.36, 18.2] };
 
-/** The page's section from the runs alone. */
-export function renderArms(arms: Arm[]): string {
+/** A distillation arm: its record's command is `mil distill …` (the draft's is `mil train … --teacher …`). */
+const isDistill = (a: Arm) => a.command !== undefined && /^(mil )?distill /.test(a.command);
+
+/** The teacher first, then by attention kept (descending), attention init before random, seed, name. */
+const byOrder = (arms: Arm[]): Arm[] =>
+  [...arms].sort(
+    (a, b) =>
+      Number(b.name === 'teacher') - Number(a.name === 'teacher') ||
+      (b.attention ?? 1) - (a.attention ?? 1) ||
+      (a.init ?? '').localeCompare(b.init ?? '') ||
+      (a.seed ?? 0) - (b.seed ?? 0) ||
+      a.name.localeCompare(b.name),
+  );
+
+/** The page's section from the runs alone (in byOrder's order, whatever the file's). */
+export function renderArms(given: Arm[]): string {
+  const arms = byOrder(given);
   const by = new Map(arms.map((a) => [a.name, a]));
   const teacher = by.get('teacher');
   if (!teacher) throw new TypeError("arms.json has no 'teacher' row: every ratio is to the teacher's perplexity");
-  const trained = arms.filter((a) => a.command !== undefined);
+  // the distillation arms (mil distill); a run of mil train against the teacher (the draft) is listed apart
+  const trained = arms.filter((a) => isDistill(a));
+  const others = arms.filter((a) => a.command !== undefined && !isDistill(a));
   const tokens = [...new Set(trained.map((a) => a.tokens))];
   const pct = (a: number) => `${a * 100}%`;
   const L: string[] = [BEGIN, ''];
@@ -122,44 +149,73 @@ export function renderArms(arms: Arm[]): string {
       `(${int(teacher.test.tokens)} tokens predicted) and the Brown corpus's test split by document ` +
       `(${teacher.brown ? int(teacher.brown.tokens) : '—'} tokens), windows of 512 tokens, the length the arms ` +
       `distil at. Every arm here ran ${tokens.map((t) => (t === undefined ? '?' : int(t))).join(' / ')} tokens ` +
-      `of distillation (stage 1, seed ${[...new Set(trained.map((a) => a.seed))].join('/')}).`,
+      `of distillation (stage 1, seed ${[...new Set(trained.map((a) => a.seed))].join('/')}; a name's -sN is its seed N).`,
     '',
-    '| run | attention kept | init | test ppl | × teacher | Brown ppl | Brown bits/byte | × teacher (Brown) | training |',
-    '|---|---:|---|---:|---:|---:|---:|---:|---:|',
+    '| run | attention kept | init | seed | test ppl | × teacher | Brown ppl | Brown bits/byte | × teacher (Brown) | training |',
+    '|---|---:|---|---:|---:|---:|---:|---:|---:|---:|',
   );
-  for (const a of arms) {
+  const row = (a: Arm, kept: string) =>
+    `| ${a.name} | ${kept} | ${a.init ?? '—'} | ${a.seed ?? '—'} | ${f2(a.test.ppl)} | ` +
+    `${f3(a.test.ppl / teacher.test.ppl)} | ${a.brown ? f2(a.brown.ppl) : '—'} | ` +
+    `${a.brown ? f3(a.brown.bitsPerByte) : '—'} | ${a.brown && teacher.brown ? f3(a.brown.ppl / teacher.brown.ppl) : '—'} | ` +
+    `${a.seconds === undefined ? '—' : `${a.steps} steps, ${a.seconds} s`} |`;
+  for (const a of [teacher, ...trained]) L.push(row(a, a.attention === undefined ? 'all' : pct(a.attention)));
+  if (others.length) {
     L.push(
-      `| ${a.name} | ${a.attention === undefined ? 'all' : pct(a.attention)} | ${a.init ?? '—'} | ${f2(a.test.ppl)} | ` +
-        `${f3(a.test.ppl / teacher.test.ppl)} | ${a.brown ? f2(a.brown.ppl) : '—'} | ` +
-        `${a.brown ? f3(a.brown.bitsPerByte) : '—'} | ${a.brown && teacher.brown ? f3(a.brown.ppl / teacher.brown.ppl) : '—'} | ` +
-        `${a.seconds === undefined ? '—' : `${a.steps} steps, ${a.seconds} s`} |`,
+      '',
+      'Trained against the teacher with `mil train` (not a conversion; the draft of speculative decoding):',
+      '',
+      '| run | command | tokens | test ppl | × teacher | Brown ppl | Brown bits/byte | training |',
+      '|---|---|---:|---:|---:|---:|---:|---:|',
     );
+    for (const a of others)
+      L.push(
+        `| ${a.name} | \`${(a.command ?? '').replace(/ --(data|teacher|out|max-minutes|max-shard-size) \S+| --quiet/g, '')}\` | ${a.tokens === undefined ? '—' : int(a.tokens)} | ` +
+          `${f2(a.test.ppl)} | ${f3(a.test.ppl / teacher.test.ppl)} | ${a.brown ? f2(a.brown.ppl) : '—'} | ` +
+          `${a.brown ? f3(a.brown.bitsPerByte) : '—'} | ${a.seconds === undefined ? '—' : `${a.steps} steps, ${a.seconds} s`} |`,
+      );
   }
-  const att = (attention: number, init: string) =>
-    trained.find((a) => a.variant === 'mamba2' && a.attention === attention && a.init === init);
-  L.push('', '**Table 6** (Mamba-2, attention-initialised, perplexity × the teacher, test split):', '');
+  // seed 0's arm of a comparison (the tables' first column); every seed's in the spread below
+  const att = (attention: number, init: string, seed = 0) =>
+    trained.find(
+      (a) => a.variant === 'mamba2' && a.attention === attention && a.init === init && (a.seed ?? 0) === seed,
+    );
+  L.push('', '**Table 6** (Mamba-2, attention-initialised, seed 0, perplexity × the teacher, test split):', '');
   L.push('| attention kept | this project | paper (Table 6) |', '|---|---:|---:|');
-  for (const k of [0.5, 0.25, 0]) {
+  for (const k of [0.5, 0.25, 0.125, 0]) {
     const a = att(k, 'attention');
     L.push(`| ${pct(k)} | ${a ? f3(a.test.ppl / teacher.test.ppl) : 'not run yet'} | ${PAPER_T6[k]} |`);
   }
   L.push(
     '',
-    '**Tables 7/8** (Mamba-2, frozen MLPs: perplexity with random init ÷ with attention init, test split):',
+    '**Tables 7/8** (Mamba-2, frozen MLPs: perplexity with random init ÷ with attention init, test split; ' +
+      'each seed is one pair of arms distilled with that seed):',
     '',
   );
   L.push(
-    '| attention kept | attention init | random init | random ÷ attention | paper (init / random) | paper ratio |',
-    '|---|---:|---:|---:|---:|---:|',
+    '| attention kept | seed | attention init | random init | random ÷ attention | paper (init / random) | paper ratio |',
+    '|---|---:|---:|---:|---:|---:|---:|',
   );
   for (const k of [0.5, 0]) {
-    const a = att(k, 'attention');
-    const r = att(k, 'random');
     const [pi, pr] = PAPER_T7[k];
-    L.push(
-      `| ${pct(k)} | ${a ? f2(a.test.ppl) : '—'} | ${r ? f2(r.test.ppl) : '—'} | ` +
-        `${a && r ? f3(r.test.ppl / a.test.ppl) : 'not run yet'} | ${pi} / ${pr} | ${f2(pr / pi)} |`,
-    );
+    const seeds = [
+      ...new Set(trained.filter((a) => a.attention === k && a.variant === 'mamba2').map((a) => a.seed ?? 0)),
+    ].sort();
+    const ratios: number[] = [];
+    for (const seed of seeds.length ? seeds : [0]) {
+      const a = att(k, 'attention', seed);
+      const r = att(k, 'random', seed);
+      if (a && r) ratios.push(r.test.ppl / a.test.ppl);
+      L.push(
+        `| ${pct(k)} | ${seed} | ${a ? f2(a.test.ppl) : '—'} | ${r ? f2(r.test.ppl) : '—'} | ` +
+          `${a && r ? f3(r.test.ppl / a.test.ppl) : 'not run yet'} | ${pi} / ${pr} | ${f2(pr / pi)} |`,
+      );
+    }
+    if (ratios.length > 1)
+      L.push(
+        `| ${pct(k)} | ${ratios.length} seeds | | | mean ${f3(ratios.reduce((s, x) => s + x, 0) / ratios.length)} ` +
+          `(${f3(Math.min(...ratios))}–${f3(Math.max(...ratios))}) | | |`,
+      );
   }
   L.push('', END);
   return L.join('\n');
@@ -171,6 +227,66 @@ export function withSection(page: string, section: string): string {
   const b = page.indexOf(END);
   if (a < 0 || b < a) throw new TypeError(`${PAGE}: the markers ${BEGIN} … ${END} are missing`);
   return page.slice(0, a) + section + page.slice(b + END.length);
+}
+
+/** One row of bench/speculative_trained.ts's JSON. */
+interface SpecRow {
+  backend: string;
+  target: string;
+  K: number;
+  samples: number;
+  median: number;
+  q1: number;
+  q3: number;
+  min: number;
+  max: number;
+  acceptance: number;
+  tokensPerVerify: number;
+  plainMsPerToken: number;
+  specMsPerToken: number;
+  identical: boolean;
+}
+/** A speculative-*.json: the machine and command it ran with, and its rows. */
+export interface SpecRecord {
+  machine: string;
+  command: string;
+  /** what the command line does not say (prompts, time, memory) */
+  note: string;
+  dates: string[];
+  rows: SpecRow[];
+}
+
+/** The speculative-decoding section from its records alone: per machine, target and K the median and spread. */
+export function renderSpeculative(records: SpecRecord[]): string {
+  const L: string[] = [SPEC_BEGIN, ''];
+  for (const r of records) {
+    L.push(
+      `**${r.machine}** (${r.dates
+        .map((d) => d.slice(0, 10))
+        .filter((d, i, a) => a.indexOf(d) === i)
+        .join(', ')}): ` + `\`${r.command}\` — ${r.note}.`,
+      '',
+      '| target | K | speedup: median [q1, q3] (min–max) | samples | acceptance | tokens per verify | ms/token plain → speculative | output = plain greedy |',
+      '|---|---:|---|---:|---:|---:|---|---|',
+    );
+    for (const x of r.rows)
+      L.push(
+        `| ${x.target} | ${x.K} | ×${f2(x.median)} [${f2(x.q1)}, ${f2(x.q3)}] (${f2(x.min)}–${f2(x.max)}) | ${x.samples} | ` +
+          `${Math.round(x.acceptance * 100)}% | ${f2(x.tokensPerVerify)} | ${f3(x.plainMsPerToken)} → ${f3(x.specMsPerToken)} | ` +
+          `${x.identical ? 'yes' : '**no**'} |`,
+      );
+    L.push('');
+  }
+  L.push(SPEC_END);
+  return L.join('\n');
+}
+
+/** The page with the section between `begin` and `end` replaced by `section` (the markers there once each). */
+function withMarked(page: string, begin: string, end: string, section: string): string {
+  const a = page.indexOf(begin);
+  const b = page.indexOf(end);
+  if (a < 0 || b < a) throw new TypeError(`${PAGE}: the markers ${begin} … ${end} are missing`);
+  return page.slice(0, a) + section + page.slice(b + end.length);
 }
 
 /** The section as the page has it now (the markers included). */
@@ -188,15 +304,12 @@ function main(argv: string[]): number {
     const add = readRecords(dir);
     arms = [...arms.filter((a) => !add.some((b) => b.name === a.name)), ...add];
   }
-  // the teacher first, then by attention kept (descending), then name
-  arms.sort(
-    (a, b) =>
-      Number(b.name === 'teacher') - Number(a.name === 'teacher') ||
-      (b.attention ?? 1) - (a.attention ?? 1) ||
-      a.name.localeCompare(b.name),
-  );
+  arms = byOrder(arms);
   const page = readFileSync(PAGE, 'utf8');
-  const next = withSection(page, renderArms(arms));
+  const specs = SPEC_FILES.map((f) => join(ROOT, 'docs', 'results', 'paper-small', f))
+    .filter((f) => existsSync(f))
+    .map((f) => JSON.parse(readFileSync(f, 'utf8')) as SpecRecord);
+  const next = withMarked(withSection(page, renderArms(arms)), SPEC_BEGIN, SPEC_END, renderSpeculative(specs));
   if (values.check) {
     if (next === page) return 0;
     console.error(`${PAGE}: its arms section is not the render of ${ARMS_JSON}: run scripts/paper_small_arms.ts`);

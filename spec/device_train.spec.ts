@@ -12,7 +12,8 @@
  *   - scripts/device_train.sh: `pack` then `unpack` give back a built corpus with the same token ids in every part,
  *     the same manifest and tokenizer; `run` gives mil the corpus, --backend webgpu, MAX_MINUTES, 16 MiB shards and
  *     the output under RUNS, says `stopped at step S of T` and sends nothing back while the run is cut, and once it
- *     is whole copies back its config, tokenizer, training record and weights (shards and index) alone, ≤ 8 files.
+ *     is whole copies back its config (a hybrid: its mamba_config and mil_config too), tokenizer, training record and weights
+ *     (shards and index) alone, the small files in one tar: ≤ 8 files.
  *     `arms` runs the small plan's own commands by name (scripts/commands.ts smallPaperRuns; TOKENS in place of
  *     --tokens, what is left of BUDGET_MINUTES as --max-minutes), evaluates each whole run on the test split and
  *     Brown (a run already evaluated is not again), stops the list at a run cut by the time limit, and sends the
@@ -186,7 +187,7 @@ describe('a training run in commands of limited time (issue #25, the GPU machine
       [
         'echo "$@" > "$RUNS/args"',
         'out=${@: -1}',
-        'if [ -f "$RUNS/finish" ]; then mkdir -p "$out"; for f in config.json tokenizer.json training.json loss.svg .mil-output.json model-00001-of-00002.safetensors model-00002-of-00002.safetensors model.safetensors.index.json; do echo x > "$out/$f"; done; echo "wrote $out"',
+        'if [ -f "$RUNS/finish" ]; then mkdir -p "$out"; for f in config.json mamba_config.json mil_config.json tokenizer.json training.json loss.svg .mil-output.json model-00001-of-00002.safetensors model-00002-of-00002.safetensors model.safetensors.index.json; do echo x > "$out/$f"; done; echo "wrote $out"',
         'else echo "stopped at --max-minutes after step 3 of 9: $out.checkpoint holds it, $out is not written yet; run the same command again to go on"; fi',
       ].join('\n'),
     );
@@ -206,13 +207,23 @@ describe('a training run in commands of limited time (issue #25, the GPU machine
     );
     expect(existsSync(join(dir, 'out'))).toBe(false);
     writeFileSync(join(dir, 'runs', 'finish'), '');
-    expect(sh(args, env)).toMatch(/done: 6 files in .*out\/t/);
-    // what comes back: at most 8 files (no loss.svg, no writer's marker)
-    expect(readdirSync(join(dir, 'out', 't')).sort()).toEqual([
-      'config.json',
+    expect(sh(args, env)).toMatch(/done: 4 files in .*out\/t/);
+    // what comes back: at most 8 files (no loss.svg, no writer's marker): the weights, and the small files in one tar
+    // (a hybrid's two configs with them: a 3-shard hybrid would be 9 files one by one)
+    const back = join(dir, 'out', 't');
+    expect(readdirSync(back).sort()).toEqual([
+      'meta.tar',
       'model-00001-of-00002.safetensors',
       'model-00002-of-00002.safetensors',
       'model.safetensors.index.json',
+    ]);
+    const listed = execFileSync('tar', ['tf', join(back, 'meta.tar')], { encoding: 'utf8' })
+      .trim()
+      .split('\n');
+    expect(listed.sort()).toEqual([
+      'config.json',
+      'mamba_config.json',
+      'mil_config.json',
       'tokenizer.json',
       'training.json',
     ]);

@@ -19,7 +19,9 @@ import {
   PAGE,
   readRecords,
   renderArms,
+  renderSpeculative,
   sectionOf,
+  type SpecRecord,
   withSection,
   type Arm,
 } from '../scripts/paper_small_arms.js';
@@ -117,7 +119,9 @@ describe('docs/results/paper-small.md: the distillation arms (scripts/paper_smal
       // the row's ratio to the teacher, and Table 7's random ÷ attention where both arms ran
       expect(section, a.name).toContain(`| ${a.name} |`);
       expect(section, a.name).toContain(`| ${(a.test.ppl / t.test.ppl).toFixed(3)} |`);
-      const twin = arms.find((b) => b.init === 'random' && a.init === 'attention' && b.attention === a.attention);
+      const twin = arms.find(
+        (b) => b.init === 'random' && a.init === 'attention' && b.attention === a.attention && b.seed === a.seed,
+      );
       if (twin) expect(section, a.name).toContain(`| ${(twin.test.ppl / a.test.ppl).toFixed(3)} |`);
     }
   });
@@ -148,10 +152,29 @@ describe('docs/results/paper-small.md: the distillation arms (scripts/paper_smal
       ['teacher', undefined, undefined],
     ]);
     const s = renderArms(arms);
-    expect(s).toContain('| m | 50% | attention | 15.00 | 1.500 |');
+    expect(s).toContain('| m | 50% | attention | 0 | 15.00 | 1.500 |');
     expect(s).toContain('| 50% | 1.500 | 1.03 |');
     expect(() => renderArms(arms.filter((a) => a.name !== 'teacher'))).toThrow(/no 'teacher' row/);
     writeFileSync(join(dir, 'bad.test.json'), JSON.stringify({ ppl: 'x' }));
     expect(() => readRecords(dir)).toThrow(/numeric 'ppl'/);
+  });
+
+  it('the speculative section is the render of paper-small/speculative-*.json: every row, its spread and a "no"', () => {
+    const page = readFileSync(PAGE, 'utf8');
+    const records = ['speculative-gpu.json', 'speculative-cpu.json'].map(
+      (f) => JSON.parse(readFileSync(join(DOCS, 'results', 'paper-small', f), 'utf8')) as SpecRecord,
+    );
+    const section = renderSpeculative(records);
+    expect(page).toContain(section);
+    for (const r of records)
+      for (const x of r.rows) {
+        // the median and its quartiles formatted here, independently of the renderer
+        const cell = `×${x.median.toFixed(2)} [${x.q1.toFixed(2)}, ${x.q3.toFixed(2)}]`;
+        expect(section, `${r.machine} ${x.target} K ${x.K}`).toContain(`| ${x.target} | ${x.K} | ${cell}`);
+      }
+    // an output that left plain greedy decoding is shown, not hidden
+    const bad = structuredClone(records[0]);
+    bad.rows = [{ ...bad.rows[0], identical: false }];
+    expect(renderSpeculative([bad])).toMatch(/\| \*\*no\*\* \|$/m);
   });
 });

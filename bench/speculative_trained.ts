@@ -95,7 +95,8 @@ const q = (xs: number[], f: number) => {
   const i = (s.length - 1) * f;
   return s[Math.floor(i)] + (s[Math.ceil(i)] - s[Math.floor(i)]) * (i - Math.floor(i));
 };
-interface Row {
+/** One row of OUT/speculative-trained.json (scripts/paper_small_arms.ts renders #25's page from these). */
+export interface SpeculativeRow {
   backend: string;
   path: string;
   target: string;
@@ -112,7 +113,7 @@ interface Row {
   specMsPerToken: number;
   identical: boolean;
 }
-const rows: Row[] = [];
+const rows: SpeculativeRow[] = [];
 /** Where a speculative output left plain greedy decoding's: the float64 reference's choice and top-two gap there. */
 interface Divergence {
   target: string;
@@ -168,7 +169,7 @@ for (const backend of backends) {
           specMs += s.decodeMs / Math.max(1, s.tokens.length);
         }
       const n = speedups.length;
-      const row: Row = {
+      const row: SpeculativeRow = {
         backend,
         path,
         target: name,

@@ -25,6 +25,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { writeFile } from '../lib/io/writer.js';
+import type { SpeculativeRow } from '../bench/speculative_trained.js';
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '..', '..');
 export const ARMS_JSON = join(ROOT, 'docs', 'results', 'paper-small', 'arms.json');
@@ -223,29 +224,9 @@ export function renderArms(given: Arm[]): string {
 
 /** The page with its section replaced by `section` (the markers must be there once each). */
 export function withSection(page: string, section: string): string {
-  const a = page.indexOf(BEGIN);
-  const b = page.indexOf(END);
-  if (a < 0 || b < a) throw new TypeError(`${PAGE}: the markers ${BEGIN} … ${END} are missing`);
-  return page.slice(0, a) + section + page.slice(b + END.length);
+  return withMarked(page, BEGIN, END, section);
 }
 
-/** One row of bench/speculative_trained.ts's JSON. */
-interface SpecRow {
-  backend: string;
-  target: string;
-  K: number;
-  samples: number;
-  median: number;
-  q1: number;
-  q3: number;
-  min: number;
-  max: number;
-  acceptance: number;
-  tokensPerVerify: number;
-  plainMsPerToken: number;
-  specMsPerToken: number;
-  identical: boolean;
-}
 /** A speculative-*.json: the machine and command it ran with, and its rows. */
 export interface SpecRecord {
   machine: string;
@@ -253,7 +234,7 @@ export interface SpecRecord {
   /** what the command line does not say (prompts, time, memory) */
   note: string;
   dates: string[];
-  rows: SpecRow[];
+  rows: SpeculativeRow[];
 }
 
 /** The speculative-decoding section from its records alone: per machine, target and K the median and spread. */

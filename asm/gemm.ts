@@ -208,6 +208,12 @@ function kernel1x8<T>(a: usize, bp: usize, c: usize, k0: i32, k1: i32, accumulat
 // multiply-adds, and the group is read as one stream front to back (its panels interleaved by k) — the
 // matrix-vector product of decode is bound by reading the weights, and this reads them at close to the
 // memory's speed.
+// The never-taken branch halfway is there for V8 (x64, 15 allocatable SIMD registers): without it TurboFan
+// schedules all eight loads of a k first, 8 accumulators + the broadcast + 8 loaded vectors do not fit, and one
+// accumulator is spilled: stored to the stack and loaded back every k, a chain through memory (seen with
+// --print-wasm-code). That bound the kernel at ~10 cycles per k even with the weights in L2 (16 GFLOP/s,
+// 384×1024 in 47 µs); with the branch each half's four loads are scheduled after the first half's sums, nothing
+// spills, and the same product takes 22–31 µs (bench/few-rows.ts, this VM, 2026-12-05). The sums are the same.
 // @ts-ignore: decorator
 @inline
 function kernel1x32<T>(a: usize, bp: usize, c: usize, k0: i32, k1: i32, accumulate: bool): void {
@@ -222,6 +228,7 @@ function kernel1x32<T>(a: usize, bp: usize, c: usize, k0: i32, k1: i32, accumula
     c1 = madd(c1, s, panelHi<T>(p0));
     c2 = madd(c2, s, panelLo<T>(p0 + p1));
     c3 = madd(c3, s, panelHi<T>(p0 + p1));
+    if (pa == 0) break; // never (A is never at address 0): see above
     c4 = madd(c4, s, panelLo<T>(p0 + p2));
     c5 = madd(c5, s, panelHi<T>(p0 + p2));
     c6 = madd(c6, s, panelLo<T>(p0 + p3));
@@ -237,58 +244,6 @@ function kernel1x32<T>(a: usize, bp: usize, c: usize, k0: i32, k1: i32, accumula
   }
   v128.store(c, c0); v128.store(c, c1, 16); v128.store(c, c2, 32); v128.store(c, c3, 48);
   v128.store(c, c4, 64); v128.store(c, c5, 80); v128.store(c, c6, 96); v128.store(c, c7, 112);
-}
-
-// Two rows of A against a group's four panels (32 columns): 16 accumulators, each weight vector loaded once for
-// both rows, the group read as one stream — a verify window's leftover rows read the weights once. Per column
-// the additions are kernel1x32's in the same order (rows one by one give the same bits).
-// @ts-ignore: decorator
-@inline
-function kernel2x32<T>(a: usize, lda: usize, bp: usize, c: usize, ldc: usize, k0: i32, k1: i32, accumulate: bool): void {
-  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
-  let a4 = f32x4.splat(0), a5 = f32x4.splat(0), a6 = f32x4.splat(0), a7 = f32x4.splat(0);
-  let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
-  let b4 = f32x4.splat(0), b5 = f32x4.splat(0), b6 = f32x4.splat(0), b7 = f32x4.splat(0);
-  let pa = a + (<usize>k0 << 2);
-  let p0 = bp + <usize>k0 * kStride<T>();
-  const p1 = kStep<T>(), p2 = kStep<T>() << 1, p3 = kStep<T>() * <usize>3;
-  for (let k = k0; k < k1; k++) {
-    const s = v128.load32_splat(pa);
-    const t = v128.load32_splat(pa + lda);
-    let w = panelLo<T>(p0);
-    a0 = madd(a0, s, w); b0 = madd(b0, t, w);
-    w = panelHi<T>(p0);
-    a1 = madd(a1, s, w); b1 = madd(b1, t, w);
-    w = panelLo<T>(p0 + p1);
-    a2 = madd(a2, s, w); b2 = madd(b2, t, w);
-    w = panelHi<T>(p0 + p1);
-    a3 = madd(a3, s, w); b3 = madd(b3, t, w);
-    w = panelLo<T>(p0 + p2);
-    a4 = madd(a4, s, w); b4 = madd(b4, t, w);
-    w = panelHi<T>(p0 + p2);
-    a5 = madd(a5, s, w); b5 = madd(b5, t, w);
-    w = panelLo<T>(p0 + p3);
-    a6 = madd(a6, s, w); b6 = madd(b6, t, w);
-    w = panelHi<T>(p0 + p3);
-    a7 = madd(a7, s, w); b7 = madd(b7, t, w);
-    pa += 4;
-    p0 += kStride<T>();
-  }
-  storeRow32(c, a0, a1, a2, a3, a4, a5, a6, a7, accumulate);
-  storeRow32(c + ldc, b0, b1, b2, b3, b4, b5, b6, b7, accumulate);
-}
-
-// @ts-ignore: decorator
-@inline
-function storeRow32(c: usize, v0: v128, v1: v128, v2: v128, v3: v128, v4: v128, v5: v128, v6: v128, v7: v128, accumulate: bool): void {
-  if (accumulate) {
-    v0 = f32x4.add(v0, v128.load(c)); v1 = f32x4.add(v1, v128.load(c, 16));
-    v2 = f32x4.add(v2, v128.load(c, 32)); v3 = f32x4.add(v3, v128.load(c, 48));
-    v4 = f32x4.add(v4, v128.load(c, 64)); v5 = f32x4.add(v5, v128.load(c, 80));
-    v6 = f32x4.add(v6, v128.load(c, 96)); v7 = f32x4.add(v7, v128.load(c, 112));
-  }
-  v128.store(c, v0); v128.store(c, v1, 16); v128.store(c, v2, 32); v128.store(c, v3, 48);
-  v128.store(c, v4, 64); v128.store(c, v5, 80); v128.store(c, v6, 96); v128.store(c, v7, 112);
 }
 
 function storePartial(c: usize, v0: v128, v1: v128, cols: i32, accumulate: bool): void {
@@ -368,19 +323,20 @@ function gemmOf<T>(a: usize, bp: usize, c: usize, M: i32, N: i32, K: i32, n0: i3
  * another — the first reads the group's block of K from memory as one stream, the others find it in the cache
  * (KC·128 bytes: 32 KiB), so a verify window of 2–3 tokens reads the weights once; a ragged end row by row.
  * Every column's additions are in the same order whatever the row count (rows one by one give the same bits).
- * (A two-panel kernel for 2–3 rows at once read half of each group row per pass: twice the memory traffic once
- * the panels were interleaved, 4.55 against 2.69 ms for 2×4096².)
+ * Kernels for two rows at once were tried and measured against this (bench/few-rows.ts, this 2-core VM, FMA
+ * build, 2026-12-05): on all four panels (16 accumulators) they spilled several sums every k — 2×4096² took 3.3 ms
+ * from memory, 1.2× one row, but 3×4096² 5.6–6.3 ms and 2×384×8192 in the cache 1.4× one row; on two panels at a
+ * time (8 accumulators, two passes over each group's block) 1.6–2× one row from memory. Rows one by one with
+ * kernel1x32 as it is now: 2 and 3 rows of 4096² in 3.6 and 4.3–4.5 ms (one row 2.3–3.1), of 384×8192 in the
+ * cache 1.9× and 2.8× one row (one row 180–230 µs, 370 before the kernel's spill was gone).
  */
 function fewRows<T>(rows: i32, a: usize, lda: usize, bp: usize, K: i32, c: usize, ldc: usize, n0: i32, n1: i32, k0: i32, k1: i32, acc: bool): void {
   let n = n0;
   for (; n + 4 * NR <= n1; n += 4 * NR) {
     const panel = panelAt<T>(bp, n, K);
     const cn = c + (<usize>n << 2);
-    if (rows == 1) kernel1x32<T>(a, panel, cn, k0, k1, acc);
-    else {
-      kernel2x32<T>(a, lda, panel, cn, ldc, k0, k1, acc);
-      if (rows == 3) kernel1x32<T>(a + 2 * lda, panel, cn + 2 * ldc, k0, k1, acc); // the block again, from the cache
-    }
+    // the first row reads the group's block from memory; the others read it again from the cache
+    for (let i = 0; i < rows; i++) kernel1x32<T>(a + <usize>i * lda, panel, cn + <usize>i * ldc, k0, k1, acc);
   }
   for (; n < n1; n += NR)
     for (let i = 0; i < rows; i++) kernel1x8<T>(a + <usize>i * lda, panelAt<T>(bp, n, K), c + <usize>i * ldc + (<usize>n << 2), k0, k1, acc, min(NR, n1 - n));

@@ -1,9 +1,9 @@
 /**
  * `npm run bench:gemv`: the few-row products of decode and verify, y = x·Wᵀ with x of M = 1–3 rows and W
  * resident — a memory-bound read of W — against its peer and the memory's floor, all in this run (issue #28):
- *   ours       lib/simd/gemm.ts (the few-row kernels of asm/gemm.ts: one or two rows against a group of four
- *              8-column panels interleaved by k, read as one stream, each weight vector loaded once for both
- *              rows; a third row reads the group's block again from the cache), 1 and 2 threads, the build
+ *   ours       lib/simd/gemm.ts (the few-row kernels of asm/gemm.ts: a row against a group of four 8-column
+ *              panels interleaved by k, read as one stream; a second and third row read the group's block again
+ *              from the cache), 1 and 2 threads, the build
  *              the wasm-simd backend runs (asm/gemm-fma.wasm where the engine has relaxed SIMD)
  *   tfjs-wasm  @tensorflow/tfjs-backend-wasm (XNNPACK), 1 thread, c = a·b with b laid out as it wants it
  *   onnxruntime  onnxruntime-node (its CPU provider, MLAS), 1 intra-op thread: a one-node MatMul graph with W

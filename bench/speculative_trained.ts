@@ -15,6 +15,8 @@
  * Issue #25's small scale (the 20M teacher's students, on the GPU machine): `--draft DIR --targets NAME=DIR,…`
  * instead of models/, and `--prompts-data DIR` (a corpus folder made by mil data build, in the targets' tokenizer):
  * --prompts windows of 32 tokens spread evenly over its test part (held out by document).
+ * `--threads T`: the wasm-simd products on T threads (default: every core; a verify window's products of ≥ 2 MFLOP
+ * are shared out, a one-row step's are not).
  */
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -25,6 +27,7 @@ import { generate } from '../lib/model/generate.js';
 import { forward, newCache, type HybridModel } from '../lib/model/hybrid.js';
 import { ModelDrafter, speculativeGenerate } from '../lib/decode/speculative.js';
 import { writeFile } from '../lib/io/writer.js';
+import { SimdGemm } from '../lib/simd/gemm.js';
 
 const { values } = parseArgs({
   options: {
@@ -40,12 +43,14 @@ const { values } = parseArgs({
     targets: { type: 'string' },
     'prompts-data': { type: 'string' },
     'read-prompts': { type: 'string' },
+    threads: { type: 'string' },
   },
 });
 const Ks = values.ks.split(',').map(Number);
 const RUNS = Number(values.runs);
 const NEW = Number(values.tokens);
 const N_PROMPTS = Number(values.prompts);
+if (values.threads !== undefined) SimdGemm.setSharedThreads(Number(values.threads));
 
 async function prompts(): Promise<number[][]> {
   if (values['read-prompts']) return JSON.parse(readFileSync(values['read-prompts'], 'utf8')) as number[][];

@@ -10,6 +10,7 @@
  * Models: the random d512 teacher's 50% and 0% Mamba-2 conversions (as bench/speculative.ts), and the shipped
  * distilled d128 hybrids.
  *   node --import tsx bench/verify-window.ts [--backend wasm-simd] [--quick] [--out bench/results]
+ *     [--model DIR] [--ks 1,2,4,8] [--threads T]   (--model: that checkpoint folder only, e.g. runs/paper-small/runs/mamba2-50)
  * Writes verify-window.{md,json} to the results folder.
  */
 import { join } from 'node:path';
@@ -20,28 +21,36 @@ import { forward, newCache, type HybridModel } from '../lib/model/hybrid.js';
 import { foldCache, prefillSpec, rollbackCache } from '../lib/decode/speculative.js';
 import { loadModel } from '../lib/model/load.js';
 import { writeFile } from '../lib/io/writer.js';
+import { SimdGemm } from '../lib/simd/gemm.js';
 
 const args = process.argv.slice(2);
 const flag = (k: string) => (args.includes(`--${k}`) ? args[args.indexOf(`--${k}`) + 1] : undefined);
 const quick = args.includes('--quick');
 const backend = flag('backend') ?? 'wasm-simd';
 const outDir = flag('out') ?? join(import.meta.dirname, 'results');
+const threads = flag('threads'); // the wasm-simd products' threads (default: every core)
+if (threads) SimdGemm.setSharedThreads(Number(threads));
 const ops = await getOps(backend);
-const Ks = quick ? [1, 4, 8] : [1, 2, 3, 4, 5, 6, 7, 8];
+const Ks = flag('ks')?.split(',').map(Number) ?? (quick ? [1, 4, 8] : [1, 2, 3, 4, 5, 6, 7, 8]);
+const only = flag('model'); // one checkpoint folder instead of the four models below
 const STRETCH = quick ? 6 : 8; // tokens (or windows) per timed stretch
 const REPEATS = quick ? 3 : 7;
 
-const teacher = randomLlama(
-  { vocab: 32000, hidden: 512, intermediate: 1408, layers: 8, heads: 8, kvHeads: 4, headDim: 64 },
-  11,
-);
+let built: HybridModel | undefined; // the random teacher, made once and only when no --model is given
+const teacher = () =>
+  (built ??= randomLlama(
+    { vocab: 32000, hidden: 512, intermediate: 1408, layers: 8, heads: 8, kvHeads: 4, headDim: 64 },
+    11,
+  ));
 const root = join(import.meta.dirname, '..');
-const models: Array<[string, HybridModel]> = [
-  ['d512 hybrid 50% (random)', convert(teacher, { variant: 'mamba2', attentionFraction: 0.5, seed: 2 })],
-  ['d512 pure Mamba-2 (random)', convert(teacher, { variant: 'mamba2', attentionFraction: 0, seed: 2 })],
-  ['d128 hybrid-mamba2-50 (shipped)', loadModel(join(root, 'models', 'hybrid-mamba2-50'))],
-  ['d128 hybrid-mamba2-0 (shipped)', loadModel(join(root, 'models', 'hybrid-mamba2-0'))],
-];
+const models: Array<[string, HybridModel]> = only
+  ? [[only, loadModel(only)]]
+  : [
+      ['d512 hybrid 50% (random)', convert(teacher(), { variant: 'mamba2', attentionFraction: 0.5, seed: 2 })],
+      ['d512 pure Mamba-2 (random)', convert(teacher(), { variant: 'mamba2', attentionFraction: 0, seed: 2 })],
+      ['d128 hybrid-mamba2-50 (shipped)', loadModel(join(root, 'models', 'hybrid-mamba2-50'))],
+      ['d128 hybrid-mamba2-0 (shipped)', loadModel(join(root, 'models', 'hybrid-mamba2-0'))],
+    ];
 
 const prompt = (m: HybridModel) => Array.from({ length: 16 }, (_, i) => (i * 131 + 7) % m.llama.vocabSize);
 
@@ -77,7 +86,7 @@ interface Row {
 const rows: Row[] = [];
 for (const [name, m] of models) {
   await plainStretch(m); // warm-up: JIT, packed weights
-  await windowStretch(m, 8);
+  await windowStretch(m, Math.max(...Ks));
   for (const K of Ks) {
     let token = Infinity;
     let win = Infinity;

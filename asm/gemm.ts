@@ -213,7 +213,7 @@ function kernel1x8<T>(a: usize, bp: usize, c: usize, k0: i32, k1: i32, accumulat
 // accumulator is spilled: stored to the stack and loaded back every k, a chain through memory (seen with
 // --print-wasm-code). That bound the kernel at ~10 cycles per k even with the weights in L2 (16 GFLOP/s,
 // 384×1024 in 47 µs); with the branch each half's four loads are scheduled after the first half's sums, nothing
-// spills, and the same product takes 22–31 µs (bench/few-rows.ts, this VM, 2026-12-05). The sums are the same.
+// spills, and the same product takes 22–31 µs (bench/verify-products.ts, this VM, 2026-12-05). The sums are the same.
 // @ts-ignore: decorator
 @inline
 function kernel1x32<T>(a: usize, bp: usize, c: usize, k0: i32, k1: i32, accumulate: bool): void {
@@ -323,7 +323,7 @@ function gemmOf<T>(a: usize, bp: usize, c: usize, M: i32, N: i32, K: i32, n0: i3
  * another — the first reads the group's block of K from memory as one stream, the others find it in the cache
  * (KC·128 bytes: 32 KiB), so a verify window of 2–3 tokens reads the weights once; a ragged end row by row.
  * Every column's additions are in the same order whatever the row count (rows one by one give the same bits).
- * Kernels for two rows at once were tried and measured against this (bench/few-rows.ts, this 2-core VM, FMA
+ * Kernels for two rows at once were tried and measured against this (bench/verify-products.ts, this 2-core VM, FMA
  * build, 2026-12-05): on all four panels (16 accumulators) they spilled several sums every k — 2×4096² took 3.3 ms
  * from memory, 1.2× one row, but 3×4096² 5.6–6.3 ms and 2×384×8192 in the cache 1.4× one row; on two panels at a
  * time (8 accumulators, two passes over each group's block) 1.6–2× one row from memory. Rows one by one with

@@ -100,7 +100,7 @@ const q = (xs: number[], f: number) => {
   const i = (s.length - 1) * f;
   return s[Math.floor(i)] + (s[Math.ceil(i)] - s[Math.floor(i)]) * (i - Math.floor(i));
 };
-/** One row of OUT/speculative-trained.json (scripts/paper_small_arms.ts renders #25's page from these). */
+/** One row of OUT/speculative-trained.json (scripts/paper_small_page.ts renders #25's page from these). */
 export interface SpeculativeRow {
   backend: string;
   path: string;

@@ -24,7 +24,7 @@ import {
   type SpecRecord,
   withSection,
   type Arm,
-} from '../scripts/paper_small_arms.js';
+} from '../scripts/paper_small_page.js';
 import { tmpFolder } from './tmp.js';
 
 const DOCS = join(import.meta.dirname, '..', 'docs');
@@ -105,7 +105,7 @@ describe('npm run paper: the page and its options', () => {
 });
 
 // the small scale's first arms (issue #25): docs/results/paper-small.md's section rendered from arms.json alone
-describe('docs/results/paper-small.md: the distillation arms (scripts/paper_small_arms.ts)', () => {
+describe('docs/results/paper-small.md: the distillation arms (scripts/paper_small_page.ts)', () => {
   it('the section is the render of paper-small/arms.json, with its ratios recomputed here', () => {
     const page = readFileSync(PAGE, 'utf8');
     const { arms } = JSON.parse(readFileSync(ARMS_JSON, 'utf8')) as { arms: Arm[] };
@@ -153,6 +153,22 @@ describe('docs/results/paper-small.md: the distillation arms (scripts/paper_smal
     ]);
     const s = renderArms(arms);
     expect(s).toContain('| m | 50% | attention | 0 | 15.00 | 1.500 |');
+    // a run of mil train against the teacher (the draft: no attention fraction) is listed apart, its tokens not
+    // counted among the arms'
+    const draft: Arm = {
+      name: 'd',
+      command: 'mil train --config draft-20m --teacher T --data D --seed 0 --out O',
+      seed: 0,
+      steps: 600,
+      tokens: 4915200,
+      seconds: 67,
+      test: { ppl: 30, bitsPerByte: 3, nll: Math.log(30), tokens: 100, seqLen: 512 },
+    };
+    const withDraft = renderArms([...arms, draft]);
+    const [armsPart, draftPart] = withDraft.split('Trained against the teacher');
+    expect(armsPart).not.toContain('| d |');
+    expect(armsPart).toContain(`ran ${(4 * 512 * 16).toLocaleString('en-US')} tokens of distillation`);
+    expect(draftPart).toContain('| d | `mil train --config draft-20m --seed 0` | 4,915,200 | 30.00 | 3.000 |');
     expect(s).toContain('| 50% | 1.500 | 1.03 |');
     expect(() => renderArms(arms.filter((a) => a.name !== 'teacher'))).toThrow(/no 'teacher' row/);
     writeFileSync(join(dir, 'bad.test.json'), JSON.stringify({ ppl: 'x' }));

@@ -1,11 +1,11 @@
 /**
- * The first distillation arms of `npm run paper -- --scale small` (issue #25) on docs/results/paper-small.md: the
+ * docs/results/paper-small.md's measured sections (issue #25, `npm run paper -- --scale small`), each rendered from
+ * committed records alone — the figures are never copied by hand. The distillation arms: the
  * records `scripts/device_train.sh arms` brings back from the GPU machine (records-*.tar.xz: per run NAME,
  * NAME/training.json and the evaluations NAME.test.json and NAME.brown.json of `mil eval --backend webgpu`) kept in
- * docs/results/paper-small/arms.json, and the page's section between the `arms` markers rendered from that file
- * alone — the figures are never copied by hand.
+ * docs/results/paper-small/arms.json, and the page's section between the `arms` markers rendered from that file.
  *
- *   node --import tsx scripts/paper_small_arms.ts [--records DIR…] [--check]
+ *   node --import tsx scripts/paper_small_page.ts [--records DIR…] [--check]
  * --records DIR: a folder where records-*.tar.xz were unpacked; its runs are added to arms.json (a run already there
  *   is replaced). Without it the section is rendered again from arms.json. --check: write nothing, exit 1 where the
  *   page's section is not the render of arms.json (spec/paper_page.spec.ts runs it).
@@ -30,10 +30,10 @@ import type { SpeculativeRow } from '../bench/speculative_trained.js';
 const ROOT = resolve(fileURLToPath(import.meta.url), '..', '..');
 export const ARMS_JSON = join(ROOT, 'docs', 'results', 'paper-small', 'arms.json');
 export const PAGE = join(ROOT, 'docs', 'results', 'paper-small.md');
-const BEGIN = '<!-- arms:begin (scripts/paper_small_arms.ts renders this section from paper-small/arms.json) -->';
+const BEGIN = '<!-- arms:begin (scripts/paper_small_page.ts renders this section from paper-small/arms.json) -->';
 const END = '<!-- arms:end -->';
 const SPEC_BEGIN =
-  '<!-- speculative:begin (scripts/paper_small_arms.ts renders this section from paper-small/speculative-*.json) -->';
+  '<!-- speculative:begin (scripts/paper_small_page.ts renders this section from paper-small/speculative-*.json) -->';
 const SPEC_END = '<!-- speculative:end -->';
 /** bench/speculative_trained.ts's records, one file a machine (the GPU's, this CPU's), kept beside arms.json */
 const SPEC_FILES = ['speculative-gpu.json', 'speculative-cpu.json'];
@@ -119,8 +119,8 @@ const int = (x: number) => x.toLocaleString('en-US');
 const PAPER_T6: Record<number, string> = { 0.5: '1.03', 0.25: '1.09', 0.125: '— (6.25%: 1.22)', 0: '1.66' };
 const PAPER_T7: Record<number, [number, number]> = { 0.5: [2.09, 7.4], 0: [3.36, 18.2] };
 
-/** A distillation arm: its record's command is `mil distill …` (the draft's is `mil train … --teacher …`). */
-const isDistill = (a: Arm) => a.command !== undefined && /^(mil )?distill /.test(a.command);
+/** A distillation arm (mil distill), not a run of mil train against the teacher (the draft). */
+const isDistill = (a: Arm) => a.attention !== undefined; // the record of a conversion names its attention fraction
 
 /** The teacher first, then by attention kept (descending), attention init before random, seed, name. */
 const byOrder = (arms: Arm[]): Arm[] =>
@@ -293,7 +293,7 @@ function main(argv: string[]): number {
   const next = withMarked(withSection(page, renderArms(arms)), SPEC_BEGIN, SPEC_END, renderSpeculative(specs));
   if (values.check) {
     if (next === page) return 0;
-    console.error(`${PAGE}: its arms section is not the render of ${ARMS_JSON}: run scripts/paper_small_arms.ts`);
+    console.error(`${PAGE}: its arms section is not the render of ${ARMS_JSON}: run scripts/paper_small_page.ts`);
     return 1;
   }
   if (values.records) writeFile(ARMS_JSON, JSON.stringify({ arms }, null, 1) + '\n');

@@ -6,16 +6,45 @@
  * inherit it). At the end that folder must be empty — whatever a test made there it had to remove; only the
  * tsx loader's own compile cache may stay — and is then removed. Anything left fails the run (vitest only reports errors thrown here, so the exit code is set
  * by hand). Other processes using the temp folder at the same time cannot disturb the check. A run killed by
- * SIGINT, SIGTERM or SIGHUP removes the folder on its way out.
+ * SIGINT, SIGTERM or SIGHUP removes the folder on its way out; one killed by SIGKILL (or a machine stopped) cannot,
+ * so each folder records the pid of the run that made it (`.owner`) and the next run removes the folders whose run
+ * is gone (`sweepStale`).
  */
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { isAlive } from '../lib/io/writer.js';
 
 let root = '';
+/** the file in a run's folder that names the process of the run (vitest's main process) */
+const OWNER = '.owner';
+
+/**
+ * Remove the suite folders in `dir` (`mil-suite-*`) whose `.owner` names a process that no longer exists: runs
+ * killed where no handler runs. A folder without `.owner` is left alone (its run cannot be told). Returns the
+ * names removed.
+ */
+export function sweepStale(dir: string): string[] {
+  const removed: string[] = [];
+  for (const e of readdirSync(dir)) {
+    if (!e.startsWith('mil-suite-')) continue;
+    let pid: number;
+    try {
+      pid = Number(readFileSync(join(dir, e, OWNER), 'utf8'));
+    } catch {
+      continue;
+    }
+    if (!Number.isInteger(pid) || pid <= 0 || isAlive(pid)) continue;
+    rmSync(join(dir, e), { recursive: true, force: true });
+    removed.push(e);
+  }
+  return removed;
+}
 
 export function setup(): void {
+  sweepStale(tmpdir());
   root = mkdtempSync(join(tmpdir(), 'mil-suite-'));
+  writeFileSync(join(root, OWNER), String(process.pid));
   process.env.TMPDIR = root;
   // a run stopped from outside (Ctrl-C, `timeout`, CI cancelling) skips teardown: remove the folder then too
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const)
@@ -29,7 +58,7 @@ export function setup(): void {
 const TOOL_CACHE = /^tsx-/;
 
 export function teardown(): void {
-  const left = readdirSync(root).filter((e) => !TOOL_CACHE.test(e));
+  const left = readdirSync(root).filter((e) => !TOOL_CACHE.test(e) && e !== OWNER);
   rmSync(root, { recursive: true, force: true });
   if (left.length > 0) {
     console.error(

@@ -16,6 +16,8 @@
  * Exit codes (lib/cli/exit.ts): README.md's table has one row per EXIT code, starting with its EXIT_MEANING; every
  * error class the library exports (found by reading lib/ and web/) is named in exactly one row, and exitCodeFor
  * gives an instance of it that row's code; an error of no class of ours is the internal-error row.
+ * The suite's own temp folder (spec/global-setup.ts): a run killed by SIGKILL leaves it behind; the next run removes
+ * the folders whose run is gone (sweepStale), and keeps a live run's. Mutation seen failing: removing regardless.
  */
 import {
   cpSync,
@@ -395,4 +397,25 @@ describe('defects 2 and 7: what a run resumes from', () => {
     expect(r.stderr).toMatch(/resuming from .*swap\.checkpoint at step 2\n/);
     expect(readdirSync(d).filter((f) => f.startsWith('.swap'))).toEqual([]);
   }, 120_000);
+});
+
+// the run-wide temp folder (spec/global-setup.ts): a run killed by SIGKILL leaves its folder; the next run removes it
+describe("the test suite's temp folder: one left by a killed run is removed by the next", () => {
+  it('sweepStale removes mil-suite-* folders whose .owner process is gone, and keeps a live one and one without .owner', async () => {
+    const { sweepStale } = await import('./global-setup.js');
+    const dir = tmpFolder('sweep');
+    const gone = spawnSync(process.execPath, ['-e', '']).pid; // a process that has exited
+    expect(gone).toBeGreaterThan(0);
+    for (const [name, owner] of [
+      ['mil-suite-dead', String(gone)],
+      ['mil-suite-live', String(process.pid)],
+      ['mil-suite-unknown', undefined],
+      ['mil-other-dead', String(gone)],
+    ] as const) {
+      mkdirSync(join(dir, name, 'inner'), { recursive: true });
+      if (owner !== undefined) writeFileSync(join(dir, name, '.owner'), owner);
+    }
+    expect(sweepStale(dir)).toEqual(['mil-suite-dead']);
+    expect(readdirSync(dir).sort()).toEqual(['mil-other-dead', 'mil-suite-live', 'mil-suite-unknown']);
+  });
 });

@@ -131,7 +131,8 @@ function lockIsLive(lock: string): { live: boolean; pid: number } {
   return { live: isAlive(pid), pid };
 }
 
-function isAlive(pid: number): boolean {
+/** Whether process `pid` exists (a positive integer; EPERM: it does, another user's). */
+export function isAlive(pid: number): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return false;
   try {
     process.kill(pid, 0);

@@ -41,7 +41,8 @@
 #   bash scripts/device_train.sh arms teacher mamba2-50 mamba2-50-random mamba2-0 …
 # Subcommands: pack [--corpus DIR] [--to DIR] · unpack [--from FILE] [--to DIR] · budget [--carry DIR] ·
 #              run NAME MIL-ARGS…  (env: MAX_MINUTES, MIL (the mil command; default the bundle's), CORPUS, RUNS) ·
-#              setup · arms NAME…  (env: BUDGET_MINUTES, TOKENS, BROWN, EVAL_TOKENS, MIL, NODE, PLAN_JS, CORPUS, RUNS) · back NAME… ·
+#              setup · arms NAME…  (env: BUDGET_MINUTES, TOKENS, BROWN, EVAL_TOKENS, INSTRUCT, INSTRUCT_EVAL, MIL, NODE,
+#              PLAN_JS, CORPUS, RUNS) · back NAME… ·
 #              speculative NAME…  (env: BACKENDS, KS, RUNS_PER, PROMPTS, NEW_TOKENS, NODE, SPEC_JS, CORPUS, RUNS)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -117,8 +118,8 @@ unpack() {
   mv "$tmp" "$to"
 }
 
-# the mil command (MIL, else the bundle's, unpacked once per machine), the runs folder and the corpus, in the
-# caller's variables mil, runs and corpus
+# the mil command (MIL, else the bundle's, unpacked once per machine), the runs folder, the corpus and the
+# instruction sets (INSTRUCT, else .device-carry/instruct), in the caller's variables mil, runs, corpus and instruct
 setup() {
   runs=${RUNS:-$ROOT/runs/device}
   corpus=${CORPUS:-$ROOT/$CARRY/corpus}
@@ -137,6 +138,7 @@ setup() {
     mil="/tmp/mil/node /tmp/mil/bin/mil.js"
   fi
   [ -f "$corpus/manifest.json" ] || unpack --to "$corpus"
+  instruct=${INSTRUCT:-$ROOT/$CARRY/instruct}
   mkdir -p "$runs"
 }
 
@@ -158,7 +160,7 @@ back() {
 run() {
   local name=${1:?run NAME MIL-ARGS…}
   shift
-  local mil runs corpus
+  local mil runs corpus instruct
   setup
   local out=$runs/$name
   # shellcheck disable=SC2086 # $mil is a command and its script
@@ -182,15 +184,18 @@ run() {
 # run's record (training.json, the evaluations, the log) goes back as $OUT/records-<first name>.tar.xz, weights not
 # (`back NAME…` sends a run's model folder); the teacher must be in runs/device/teacher (carried there).
 arms() {
-  local mil runs corpus t0=$SECONDS
+  local mil runs corpus instruct t0=$SECONDS
   setup
   local brown=${BROWN:-$ROOT/$CARRY/brown.jsonl} plan=$runs/plan.tsv
   [ -f "$brown" ] || [ ! -f "$brown.xz" ] || xz -dk "$brown.xz" # it travels xz-compressed (6.2 MB → ~1.5 MB)
+  # the SFT/DPO sets (mil data instruct --out data/instruct; here: tar cJf .device-carry/instruct.tar.xz -C data
+  # instruct, 19 MB → 2.0 MB), unpacked beside the corpus for the plan's mamba2-50-sft and mamba2-50-dpo
+  [ -d "$instruct" ] || [ ! -f "$instruct.tar.xz" ] || tar xJf "$instruct.tar.xz" -C "$(dirname "$instruct")"
   # shellcheck disable=SC2016 # the script is node's
   ${NODE:-/tmp/mil/node} -e 'import(process.argv[1]).then((c) => {
       const runs = c.smallPaperRuns(process.argv[2], process.argv[3], process.argv[4]);
       for (const [n, r] of Object.entries(runs)) console.log(n + "\t" + r.args.join("\t"));
-    })' "${PLAN_JS:-/tmp/mil/dist/scripts/commands.js}" "$runs" "$corpus" "$ROOT/$CARRY/instruct" >"$plan"
+    })' "${PLAN_JS:-/tmp/mil/dist/scripts/commands.js}" "$runs" "$corpus" "$instruct" >"$plan"
   local limit=()
   [ -z "${EVAL_TOKENS:-}" ] || limit=(--tokens "$EVAL_TOKENS") # the whole split unless EVAL_TOKENS
   evals() {
@@ -199,6 +204,12 @@ arms() {
       "${limit[@]}" --out "$m.test.json" 2>&1 | tee -a "$m.log" || echo "arms: $name: test evaluation failed" | tee -a "$m.log"
     [ ! -f "$brown" ] || [ -f "$m.brown.json" ] || $mil eval --model "$m" --data "$brown" --split test --len 512 \
       --backend webgpu "${limit[@]}" --out "$m.brown.json" 2>&1 | tee -a "$m.log" || echo "arms: $name: Brown evaluation failed" | tee -a "$m.log"
+    # stage 2/3 (SFT, DPO) and the model they start from: the instruction set's held-out answers too (its test split
+    # by document, never trained on by mil sft, which trains on the train split) — the runs in INSTRUCT_EVAL
+    local sft=$instruct/sft.jsonl
+    [[ " ${INSTRUCT_EVAL:-mamba2-50 mamba2-50-sft mamba2-50-dpo} " == *" $name "* ]] || return 0
+    [ ! -f "$sft" ] || [ -f "$m.instruct.json" ] || $mil eval --model "$m" --data "$sft" --split test --len 256 \
+      --backend webgpu "${limit[@]}" --out "$m.instruct.json" 2>&1 | tee -a "$m.log" || echo "arms: $name: instruction evaluation failed" | tee -a "$m.log"
   }
   local name
   for name in "$@"; do
@@ -226,7 +237,9 @@ arms() {
   done
   local files=()
   for name in "$@"; do
-    for f in "$name/training.json" "$name/config.json" "$name.test.json" "$name.brown.json" "$name.log"; do
+    # a stepwise run's earlier stages (NAME.stageK, lib/io/paths.ts stageOf) send their records too
+    for f in "$name/training.json" "$name/config.json" "$name.test.json" "$name.brown.json" "$name.instruct.json" \
+      "$name.log" $(cd "$runs" && ls -d "$name".stage*/training.json 2>/dev/null); do
       [ -f "$runs/$f" ] && files+=("$f")
     done
   done
@@ -241,7 +254,7 @@ arms() {
 # speedup, acceptance and tokens per verify per K, and whether every output equals plain greedy decoding's, in
 # $OUT/speculative-trained.{json,md}.
 speculative() {
-  local mil runs corpus
+  local mil runs corpus instruct
   setup
   local targets=() n
   for n in draft "$@"; do

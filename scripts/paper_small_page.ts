@@ -60,8 +60,19 @@ export interface Arm {
   steps?: number;
   /** training wall time, s */
   seconds?: number;
+  /** stage 1 trained the MLPs too (Table 8's other arm; mil distill --train-mlp) */
+  trainMlp?: boolean;
+  /** stages of a stepwise distillation (mil distill --stepwise: the last stage's record, each stage the same tokens) */
+  stages?: number;
+  /** the model a stage-2/3 run (mil sft, mil dpo) started from */
+  from?: string;
+  /** mil dpo: the share of held-out preference pairs whose implicit reward prefers the chosen answer, and the
+   * share the reference (the SFT model) gives the chosen answer the higher likelihood */
+  dpo?: { heldOutRewardAccuracy: number; referencePreferenceAccuracy: number; heldOutPairs: number; pairs: number };
   test: Eval;
   brown?: Eval;
+  /** the instruction set's held-out answers (mil eval --data instruct/sft.jsonl --split test) */
+  instruct?: Eval;
 }
 
 const pick = (e: Record<string, unknown>): Eval => {
@@ -83,6 +94,8 @@ export function readRecords(dir: string): Arm[] {
     const name = f.slice(0, -'.test.json'.length);
     const arm: Arm = { name, test: pick(readJson(join(dir, f))) };
     if (existsSync(join(dir, `${name}.brown.json`))) arm.brown = pick(readJson(join(dir, `${name}.brown.json`)));
+    if (existsSync(join(dir, `${name}.instruct.json`)))
+      arm.instruct = pick(readJson(join(dir, `${name}.instruct.json`)));
     const tj = join(dir, name, 'training.json');
     if (existsSync(tj)) {
       const t = readJson(tj) as {
@@ -92,18 +105,51 @@ export function readRecords(dir: string): Arm[] {
         init?: string;
         seed: number;
         seconds: number;
-        options: { totalSteps: number; batch: number; seqLen: number; accumulate?: number };
+        stage?: number;
+        trainMlp?: boolean;
+        from?: string;
+        pairs?: number;
+        heldOutPairs?: number;
+        heldOutRewardAccuracy?: number;
+        referencePreferenceAccuracy?: number;
+        options?: { totalSteps: number; batch: number; seqLen: number; accumulate?: number };
       };
       const o = t.options;
+      // a stepwise run's record is its last stage's; its stages saw the same tokens each (mil distill --stepwise)
+      const stages = t.stage !== undefined && t.stage > 1 ? t.stage : undefined;
+      // its wall time: every stage's (the earlier stages' records come back as NAME.stageK/training.json)
+      let seconds = t.seconds;
+      for (let k = 1; k < (stages ?? 1); k++) {
+        const sj = join(dir, `${name}.stage${k}`, 'training.json');
+        if (!existsSync(sj)) throw new TypeError(`${name}: a stepwise run of ${stages} stages without ${sj}`);
+        seconds += (readJson(sj) as { seconds: number }).seconds;
+      }
       Object.assign(arm, {
         command: t.command,
         attention: t.attention,
         variant: t.variant,
         init: t.init,
         seed: t.seed,
-        steps: o.totalSteps,
-        tokens: o.totalSteps * o.batch * o.seqLen * (o.accumulate ?? 1),
-        seconds: t.seconds,
+        ...(o
+          ? {
+              steps: o.totalSteps * (stages ?? 1),
+              tokens: o.totalSteps * o.batch * o.seqLen * (o.accumulate ?? 1) * (stages ?? 1),
+            }
+          : {}),
+        seconds: Math.round(seconds),
+        ...(t.trainMlp ? { trainMlp: true } : {}),
+        ...(stages ? { stages } : {}),
+        ...(t.from !== undefined ? { from: t.from } : {}),
+        ...(t.heldOutRewardAccuracy !== undefined
+          ? {
+              dpo: {
+                heldOutRewardAccuracy: t.heldOutRewardAccuracy,
+                referencePreferenceAccuracy: t.referencePreferenceAccuracy ?? NaN,
+                heldOutPairs: t.heldOutPairs ?? 0,
+                pairs: t.pairs ?? 0,
+              },
+            }
+          : {}),
       });
     }
     arms.push(arm);
@@ -118,20 +164,38 @@ const int = (x: number) => x.toLocaleString('en-US');
 /** The paper's figures (docs/PAPER.md §3): Table 6's perplexity ratios, Tables 7/8's ppl with init vs random. */
 const PAPER_T6: Record<number, string> = { 0.5: '1.03', 0.25: '1.09', 0.125: '— (6.25%: 1.22)', 0: '1.66' };
 const PAPER_T7: Record<number, [number, number]> = { 0.5: [2.09, 7.4], 0: [3.36, 18.2] };
+/** Table 9 (docs/PAPER.md §3): LAMBADA perplexity with the layers dropped vs replaced by Mamba */
+const PAPER_T9 = { drop: 151.98, replace: 6.2 };
 
 /** A distillation arm (mil distill), not a run of mil train against the teacher (the draft). */
 const isDistill = (a: Arm) => a.attention !== undefined; // the record of a conversion names its attention fraction
+/** A one-shot conversion with frozen MLPs (the paper's recipe): the arms Tables 6 and 7 compare. */
+const isPlain = (a: Arm) => isDistill(a) && !a.trainMlp && a.stages === undefined && a.variant !== 'drop';
+/** What replaced the attention layers a run converted, as its row names it. */
+const replacedBy = (a: Arm) =>
+  a.variant === 'drop'
+    ? 'nothing (dropped)'
+    : `${a.variant === 'mamba1' ? 'Mamba-1' : 'Mamba-2'}${a.trainMlp ? ', MLPs trained' : ''}` +
+      `${a.stages ? `, stepwise (${a.stages} stages)` : ''}`;
+const VARIANTS = ['mamba2', 'mamba1', 'drop'];
 
-/** The teacher first, then by attention kept (descending), attention init before random, seed, name. */
+/** The teacher first, then by attention kept (descending), mixer, attention init before random, seed, name. */
 const byOrder = (arms: Arm[]): Arm[] =>
   [...arms].sort(
     (a, b) =>
       Number(b.name === 'teacher') - Number(a.name === 'teacher') ||
       (b.attention ?? 1) - (a.attention ?? 1) ||
+      VARIANTS.indexOf(a.variant ?? '') - VARIANTS.indexOf(b.variant ?? '') ||
+      Number(a.trainMlp ?? false) - Number(b.trainMlp ?? false) ||
+      (a.stages ?? 1) - (b.stages ?? 1) ||
       (a.init ?? '').localeCompare(b.init ?? '') ||
       (a.seed ?? 0) - (b.seed ?? 0) ||
       a.name.localeCompare(b.name),
   );
+
+/** The mean of xs and their range, as the tables' spread rows print it. */
+const spread = (xs: number[]) =>
+  `mean ${f3(xs.reduce((s, x) => s + x, 0) / xs.length)} (${f3(Math.min(...xs))}–${f3(Math.max(...xs))})`;
 
 /** The page's section from the runs alone (in byOrder's order, whatever the file's). */
 export function renderArms(given: Arm[]): string {
@@ -139,9 +203,11 @@ export function renderArms(given: Arm[]): string {
   const by = new Map(arms.map((a) => [a.name, a]));
   const teacher = by.get('teacher');
   if (!teacher) throw new TypeError("arms.json has no 'teacher' row: every ratio is to the teacher's perplexity");
-  // the distillation arms (mil distill); a run of mil train against the teacher (the draft) is listed apart
+  // the distillation arms (mil distill); a stage-2/3 run (mil sft, mil dpo: it names the model it started from) and
+  // a run of mil train against the teacher (the draft) are listed apart
   const trained = arms.filter((a) => isDistill(a));
-  const others = arms.filter((a) => a.command !== undefined && !isDistill(a));
+  const staged = arms.filter((a) => !isDistill(a) && a.from !== undefined);
+  const others = arms.filter((a) => a.command !== undefined && !isDistill(a) && a.from === undefined);
   const tokens = [...new Set(trained.map((a) => a.tokens))];
   const pct = (a: number) => `${a * 100}%`;
   const L: string[] = [BEGIN, ''];
@@ -150,17 +216,20 @@ export function renderArms(given: Arm[]): string {
       `(${int(teacher.test.tokens)} tokens predicted) and the Brown corpus's test split by document ` +
       `(${teacher.brown ? int(teacher.brown.tokens) : '—'} tokens), windows of 512 tokens, the length the arms ` +
       `distil at. Every arm here ran ${tokens.map((t) => (t === undefined ? '?' : int(t))).join(' / ')} tokens ` +
-      `of distillation (stage 1, seed ${[...new Set(trained.map((a) => a.seed))].join('/')}; a name's -sN is its seed N).`,
+      `of distillation (stage 1, seed ${[...new Set(trained.map((a) => a.seed))].join('/')}; a name's -sN is its seed N; ` +
+      `a stepwise run's tokens are split evenly over its stages).`,
     '',
-    '| run | attention kept | init | seed | test ppl | × teacher | Brown ppl | Brown bits/byte | × teacher (Brown) | training |',
-    '|---|---:|---|---:|---:|---:|---:|---:|---:|---:|',
+    '| run | attention kept | replaced by | init | seed | test ppl | × teacher | Brown ppl | Brown bits/byte | × teacher (Brown) | training |',
+    '|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|',
   );
-  const row = (a: Arm, kept: string) =>
-    `| ${a.name} | ${kept} | ${a.init ?? '—'} | ${a.seed ?? '—'} | ${f2(a.test.ppl)} | ` +
+  const row = (a: Arm, kept: string, mixer: string, init: string) =>
+    `| ${a.name} | ${kept} | ${mixer} | ${init} | ${a.seed ?? '—'} | ${f2(a.test.ppl)} | ` +
     `${f3(a.test.ppl / teacher.test.ppl)} | ${a.brown ? f2(a.brown.ppl) : '—'} | ` +
     `${a.brown ? f3(a.brown.bitsPerByte) : '—'} | ${a.brown && teacher.brown ? f3(a.brown.ppl / teacher.brown.ppl) : '—'} | ` +
-    `${a.seconds === undefined ? '—' : `${a.steps} steps, ${a.seconds} s`} |`;
-  for (const a of [teacher, ...trained]) L.push(row(a, a.attention === undefined ? 'all' : pct(a.attention)));
+    `${a.seconds === undefined ? '—' : `${a.steps ?? '?'} steps, ${a.seconds} s`} |`;
+  L.push(row(teacher, 'all', '—', '—'));
+  for (const a of trained)
+    L.push(row(a, pct(a.attention ?? 1), replacedBy(a), a.variant === 'drop' ? '—' : (a.init ?? '—')));
   if (others.length) {
     L.push(
       '',
@@ -176,46 +245,126 @@ export function renderArms(given: Arm[]): string {
           `${a.brown ? f3(a.brown.bitsPerByte) : '—'} | ${a.seconds === undefined ? '—' : `${a.steps} steps, ${a.seconds} s`} |`,
       );
   }
-  // seed 0's arm of a comparison (the tables' first column); every seed's in the spread below
-  const att = (attention: number, init: string, seed = 0) =>
+  // a one-shot, frozen-MLP arm of that variant, fraction, init and seed (the tables' first column is seed 0's; every
+  // seed's in the spread rows)
+  const att = (attention: number, init: string, seed = 0, variant = 'mamba2') =>
     trained.find(
-      (a) => a.variant === 'mamba2' && a.attention === attention && a.init === init && (a.seed ?? 0) === seed,
+      (a) =>
+        isPlain(a) && a.variant === variant && a.attention === attention && a.init === init && (a.seed ?? 0) === seed,
     );
-  L.push('', '**Table 6** (Mamba-2, attention-initialised, seed 0, perplexity × the teacher, test split):', '');
-  L.push('| attention kept | this project | paper (Table 6) |', '|---|---:|---:|');
-  for (const k of [0.5, 0.25, 0.125, 0]) {
-    const a = att(k, 'attention');
-    L.push(`| ${pct(k)} | ${a ? f3(a.test.ppl / teacher.test.ppl) : 'not run yet'} | ${PAPER_T6[k]} |`);
-  }
-  L.push(
-    '',
+  const ratioCell = (x: Arm | undefined) => (x ? f3(x.test.ppl / teacher.test.ppl) : 'not run yet');
+  L.push('', '**Table 6** (attention-initialised, frozen MLPs, seed 0: perplexity × the teacher, test split):', '');
+  L.push('| attention kept | Mamba-2 | Mamba-1 | paper (Table 6) |', '|---|---:|---:|---:|');
+  for (const k of [0.5, 0.25, 0.125, 0])
+    L.push(
+      `| ${pct(k)} | ${ratioCell(att(k, 'attention'))} | ${ratioCell(att(k, 'attention', 0, 'mamba1'))} | ${PAPER_T6[k]} |`,
+    );
+  // a comparison of two arms by seed at each fraction: `first` and `second` pick the arms, the ratio is second ÷ first
+  const pairs = (
+    title: string,
+    cols: [string, string],
+    fractions: number[],
+    first: (k: number, seed: number) => Arm | undefined,
+    second: (k: number, seed: number) => Arm | undefined,
+    paper: (k: number) => [string, string],
+  ) => {
+    L.push('', title, '');
+    L.push(
+      `| attention kept | seed | ${cols[0]} | ${cols[1]} | ${cols[1]} ÷ ${cols[0]} | paper (${cols[0]} / ${cols[1]}) | paper ratio |`,
+      '|---|---:|---:|---:|---:|---:|---:|',
+    );
+    for (const k of fractions) {
+      const [pa, pr] = paper(k);
+      // seed 0, and every seed whose second arm ran (a first arm alone at another seed is no comparison)
+      const seeds = [
+        ...new Set([
+          0,
+          ...trained.filter((a) => a.attention === k && second(k, a.seed ?? 0) === a).map((a) => a.seed ?? 0),
+        ]),
+      ].sort();
+      const ratios: number[] = [];
+      for (const seed of seeds) {
+        const a = first(k, seed);
+        const r = second(k, seed);
+        if (a && r) ratios.push(r.test.ppl / a.test.ppl);
+        L.push(
+          `| ${pct(k)} | ${seed} | ${a ? f2(a.test.ppl) : '—'} | ${r ? f2(r.test.ppl) : '—'} | ` +
+            `${a && r ? f3(r.test.ppl / a.test.ppl) : 'not run yet'} | ${pa} / ${pr} | ${pa !== '—' && pr !== '—' ? f2(Number(pr) / Number(pa)) : '—'} |`,
+        );
+      }
+      if (ratios.length > 1) L.push(`| ${pct(k)} | ${ratios.length} seeds | | | ${spread(ratios)} | | |`);
+    }
+  };
+  const num2 = (x: number) => String(x);
+  pairs(
     '**Tables 7/8** (Mamba-2, frozen MLPs: perplexity with random init ÷ with attention init, test split; ' +
       'each seed is one pair of arms distilled with that seed):',
-    '',
+    ['attention init', 'random init'],
+    [0.5, 0],
+    (k, seed) => att(k, 'attention', seed),
+    (k, seed) => att(k, 'random', seed),
+    (k) => [num2(PAPER_T7[k][0]), num2(PAPER_T7[k][1])],
   );
-  L.push(
-    '| attention kept | seed | attention init | random init | random ÷ attention | paper (init / random) | paper ratio |',
-    '|---|---:|---:|---:|---:|---:|---:|',
+  const find = (pred: (a: Arm) => boolean) => (k: number, seed: number) =>
+    trained.find((a) => pred(a) && a.attention === k && (a.seed ?? 0) === seed);
+  pairs(
+    "**Table 8** (Mamba-2, attention init: stage 1 with the MLPs frozen, the paper's recipe, and with them trained " +
+      'too, `--train-mlp`; trained ÷ frozen, test split; docs/PAPER.md has no figure for the trained arm):',
+    ['frozen MLPs', 'trained MLPs'],
+    [0.5, 0],
+    (k, seed) => att(k, 'attention', seed),
+    find((a) => a.variant === 'mamba2' && a.trainMlp === true && a.stages === undefined),
+    () => ['—', '—'],
   );
-  for (const k of [0.5, 0]) {
-    const [pi, pr] = PAPER_T7[k];
-    const seeds = [
-      ...new Set(trained.filter((a) => a.attention === k && a.variant === 'mamba2').map((a) => a.seed ?? 0)),
-    ].sort();
-    const ratios: number[] = [];
-    for (const seed of seeds.length ? seeds : [0]) {
-      const a = att(k, 'attention', seed);
-      const r = att(k, 'random', seed);
-      if (a && r) ratios.push(r.test.ppl / a.test.ppl);
+  pairs(
+    `**Table 9** (the attention layers replaced by Mamba-2 or dropped, \`--drop-instead\`: the dropped model's ` +
+      `remaining layers all train on the same tokens; dropped ÷ replaced, test split; the paper's figures are ` +
+      `LAMBADA perplexities at 50%):`,
+    ['replaced', 'dropped'],
+    [0.5, 0.25],
+    (k, seed) => att(k, 'attention', seed),
+    find((a) => a.variant === 'drop'),
+    (k) => (k === 0.5 ? [num2(PAPER_T9.replace), num2(PAPER_T9.drop)] : ['—', '—']),
+  );
+  pairs(
+    '**Stepwise vs one-shot** (Mamba-2 to 0% attention, attention init, the same tokens: stepwise 50% → 25% → 0%, ' +
+      'each stage a third of them, ÷ one shot, test split; the paper finds stepwise better, a ratio below 1):',
+    ['one-shot', 'stepwise'],
+    [0],
+    (k, seed) => att(k, 'attention', seed),
+    find((a) => a.variant === 'mamba2' && a.stages !== undefined && !a.trainMlp),
+    () => ['—', '—'],
+  );
+  if (staged.length) {
+    // stage 2 (SFT) and 3 (DPO): each next to the run it started from
+    const fromName = (a: Arm) => (a.from ?? '').split('/').at(-1) ?? '';
+    const names = new Set(staged.map((a) => a.name));
+    // the runs they started from that are no stage-2/3 run themselves (the distilled model), then each stage in
+    // the order of its chain (SFT from the base, DPO from the SFT model)
+    const bases = [...new Set(staged.map(fromName))]
+      .filter((n) => !names.has(n))
+      .map((n) => by.get(n))
+      .filter((a): a is Arm => a !== undefined);
+    const depth = (a: Arm): number => {
+      const up = by.get(fromName(a));
+      return up && names.has(up.name) ? 1 + depth(up) : 0;
+    };
+    staged.sort((a, b) => depth(a) - depth(b) || a.name.localeCompare(b.name));
+    L.push(
+      '',
+      "**Stages 2 and 3** (SFT on the instruction set's training split, then DPO on its preference pairs; " +
+        '"instruction ppl": the instruction set\'s held-out answers, `mil eval --data instruct/sft.jsonl --split test --len 256`; ' +
+        "reward accuracy: the held-out pairs whose DPO implicit reward prefers the chosen answer, the SFT reference's own preference beside it):",
+      '',
+      '| run | from | test ppl | × teacher | Brown ppl | instruction ppl | DPO reward accuracy (reference) | training |',
+      '|---|---|---:|---:|---:|---:|---:|---:|',
+    );
+    for (const a of [...bases, ...staged])
       L.push(
-        `| ${pct(k)} | ${seed} | ${a ? f2(a.test.ppl) : '—'} | ${r ? f2(r.test.ppl) : '—'} | ` +
-          `${a && r ? f3(r.test.ppl / a.test.ppl) : 'not run yet'} | ${pi} / ${pr} | ${f2(pr / pi)} |`,
-      );
-    }
-    if (ratios.length > 1)
-      L.push(
-        `| ${pct(k)} | ${ratios.length} seeds | | | mean ${f3(ratios.reduce((s, x) => s + x, 0) / ratios.length)} ` +
-          `(${f3(Math.min(...ratios))}–${f3(Math.max(...ratios))}) | | |`,
+        `| ${a.name} | ${a.from ? a.from.split('/').at(-1) : '—'} | ${f2(a.test.ppl)} | ${f3(a.test.ppl / teacher.test.ppl)} | ` +
+          `${a.brown ? f2(a.brown.ppl) : '—'} | ${a.instruct ? f2(a.instruct.ppl) : '—'} | ` +
+          `${a.dpo ? `${(100 * a.dpo.heldOutRewardAccuracy).toFixed(1)}% (${(100 * a.dpo.referencePreferenceAccuracy).toFixed(1)}%) of ${a.dpo.heldOutPairs}` : '—'} | ` +
+          `${a.seconds === undefined ? '—' : `${a.seconds} s`} |`,
       );
   }
   L.push('', END);

@@ -249,7 +249,10 @@ describe('a training run in commands of limited time (issue #25, the GPU machine
     mkdirSync(join(runs, 'teacher'), { recursive: true });
     writeFileSync(join(runs, 'teacher', 'config.json'), '{}');
     writeFileSync(join(dir, 'brown.jsonl'), '{}\n');
+    mkdirSync(join(dir, 'instruct'));
+    writeFileSync(join(dir, 'instruct', 'sft.jsonl'), '{}\n');
     const env = {
+      INSTRUCT: join(dir, 'instruct'),
       MIL: `bash ${fake}`,
       NODE: 'node --import tsx',
       PLAN_JS: join(ROOT, 'scripts', 'commands.ts'),
@@ -283,20 +286,24 @@ describe('a training run in commands of limited time (issue #25, the GPU machine
       ),
     );
     writeFileSync(join(runs, 'finish'), '');
-    expect(sh(args, env)).toMatch(/14 files back in records-teacher.tar.xz/);
+    expect(sh(args, env)).toMatch(/15 files back in records-teacher.tar.xz/);
     const c2 = calls().slice(3);
     // the teacher not evaluated again; both runs made and evaluated
     expect(c2.map((c) => c.split(' ').slice(0, 3).join(' '))).toEqual([
       `distill --teacher ${runs}/teacher`,
       `eval --model ${runs}/mamba2-50`,
       `eval --model ${runs}/mamba2-50`,
+      `eval --model ${runs}/mamba2-50`, // the base of SFT/DPO (INSTRUCT_EVAL): the instruction set's held-out answers
       `distill --teacher ${runs}/teacher`,
       `eval --model ${runs}/mamba2-0`,
       `eval --model ${runs}/mamba2-0`,
     ]);
+    expect(calls()[6]).toBe(
+      `eval --model ${runs}/mamba2-50 --data ${dir}/instruct/sft.jsonl --split test --len 256 --backend webgpu --out ${runs}/mamba2-50.instruct.json`,
+    );
     const listed = execFileSync('tar', ['tJf', join(dir, 'out', 'records-teacher.tar.xz')], { encoding: 'utf8' });
     expect(listed.trim().split('\n').sort()).toEqual(
-      ['teacher/config.json', 'teacher.test.json', 'teacher.brown.json', 'teacher.log']
+      ['teacher/config.json', 'teacher.test.json', 'teacher.brown.json', 'teacher.log', 'mamba2-50.instruct.json']
         .concat(
           ['mamba2-50', 'mamba2-0'].flatMap((n) => [
             `${n}/training.json`,

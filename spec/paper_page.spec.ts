@@ -7,7 +7,7 @@
  * any work, naming the option, what it accepts and what it got.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { present } from '../lib/checked.js';
@@ -152,7 +152,7 @@ describe('docs/results/paper-small.md: the distillation arms (scripts/paper_smal
       ['teacher', undefined, undefined],
     ]);
     const s = renderArms(arms);
-    expect(s).toContain('| m | 50% | attention | 0 | 15.00 | 1.500 |');
+    expect(s).toContain('| m | 50% | Mamba-2 | attention | 0 | 15.00 | 1.500 |');
     // a run of mil train against the teacher (the draft: no attention fraction) is listed apart, its tokens not
     // counted among the arms'
     const draft: Arm = {
@@ -169,10 +169,85 @@ describe('docs/results/paper-small.md: the distillation arms (scripts/paper_smal
     expect(armsPart).not.toContain('| d |');
     expect(armsPart).toContain(`ran ${(4 * 512 * 16).toLocaleString('en-US')} tokens of distillation`);
     expect(draftPart).toContain('| d | `mil train --config draft-20m --seed 0` | 4,915,200 | 30.00 | 3.000 |');
-    expect(s).toContain('| 50% | 1.500 | 1.03 |');
+    expect(s).toContain('| 50% | 1.500 | not run yet | 1.03 |');
     expect(() => renderArms(arms.filter((a) => a.name !== 'teacher'))).toThrow(/no 'teacher' row/);
     writeFileSync(join(dir, 'bad.test.json'), JSON.stringify({ ppl: 'x' }));
     expect(() => readRecords(dir)).toThrow(/numeric 'ppl'/);
+  });
+
+  it('records of the other tables: Mamba-1, trained MLPs, dropped layers, stepwise (its stages summed), SFT and DPO', () => {
+    const dir = tmpFolder('arms-tables');
+    const ev = (ppl: number) => JSON.stringify({ ppl, bitsPerByte: 2, nll: Math.log(ppl), tokens: 100, seqLen: 512 });
+    const options = { totalSteps: 4, batch: 1, seqLen: 512, accumulate: 16 };
+    const run = (name: string, ppl: number, record: Record<string, unknown>, extra: [string, number][] = []) => {
+      writeFileSync(join(dir, `${name}.test.json`), ev(ppl));
+      for (const [kind, p] of extra) writeFileSync(join(dir, `${name}.${kind}.json`), ev(p));
+      mkdirSync(join(dir, name));
+      writeFileSync(join(dir, name, 'training.json'), JSON.stringify({ command: `mil … ${name}`, seed: 0, ...record }));
+    };
+    const distill = (attention: number, variant: string, more: Record<string, unknown> = {}) => ({
+      attention,
+      variant,
+      init: 'attention',
+      seconds: 10,
+      options,
+      ...more,
+    });
+    writeFileSync(join(dir, 'teacher.test.json'), ev(10));
+    run('m2-50', 12, distill(0.5, 'mamba2'), [['instruct', 40]]);
+    run('m2-0', 16, distill(0, 'mamba2'));
+    run('m1-50', 13, distill(0.5, 'mamba1'));
+    run('mlp-50', 11.4, distill(0.5, 'mamba2', { trainMlp: true }));
+    run('drop-50', 30, distill(0.5, 'drop'));
+    run('step-0', 14, distill(0, 'mamba2', { stage: 3, seconds: 7 }));
+    for (const k of [1, 2]) {
+      mkdirSync(join(dir, `step-0.stage${k}`));
+      writeFileSync(join(dir, `step-0.stage${k}`, 'training.json'), JSON.stringify({ seconds: 5 }));
+    }
+    run('sft', 12.5, { from: '/r/m2-50', seconds: 20, options }, [['instruct', 20]]);
+    run('dpo', 12.6, {
+      from: '/r/sft',
+      seconds: 30,
+      pairs: 4096,
+      heldOutPairs: 401,
+      heldOutRewardAccuracy: 0.75,
+      referencePreferenceAccuracy: 0.5,
+    });
+    const arms = readRecords(dir);
+    const a = (n: string) =>
+      present(
+        arms.find((x) => x.name === n),
+        n,
+      );
+    // a stepwise record is its last stage's: its tokens, steps and seconds are every stage's
+    expect([a('step-0').stages, a('step-0').tokens, a('step-0').steps, a('step-0').seconds]).toEqual([
+      3,
+      3 * 4 * 512 * 16,
+      12,
+      17,
+    ]);
+    expect(a('mlp-50').trainMlp).toBe(true);
+    expect(a('dpo').dpo?.heldOutRewardAccuracy).toBe(0.75);
+    expect(a('sft').instruct?.ppl).toBe(20);
+    const s = renderArms(arms);
+    const cut = (title: string) => s.slice(s.indexOf(title)).split('\n\n')[1]; // the table after its title
+    // Table 6: the Mamba-1 column; the trained-MLP and stepwise arms are not Table 6's 50% and 0% Mamba-2 cells
+    expect(cut('**Table 6**')).toContain('| 50% | 1.200 | 1.300 | 1.03 |');
+    expect(cut('**Table 6**')).toContain('| 0% | 1.600 | not run yet | 1.66 |');
+    // each comparison's ratio computed here: second arm ÷ first, same seed
+    expect(cut('**Table 8**')).toContain(`| 50% | 0 | 12.00 | 11.40 | ${(11.4 / 12).toFixed(3)} |`);
+    expect(cut('**Table 9**')).toContain(
+      `| 50% | 0 | 12.00 | 30.00 | ${(30 / 12).toFixed(3)} | 6.2 / 151.98 | 24.51 |`,
+    );
+    expect(cut('**Stepwise vs one-shot**')).toContain(`| 0% | 0 | 16.00 | 14.00 | ${(14 / 16).toFixed(3)} |`);
+    // stage 2/3: the base first, then SFT and DPO, with the instruction perplexity and DPO's held-out accuracy
+    const stages = cut('**Stages 2 and 3**').split('\n');
+    expect(stages.slice(2).map((l) => l.split(' | ')[0])).toEqual(['| m2-50', '| sft', '| dpo']);
+    expect(stages[3]).toContain('| sft | m2-50 | 12.50 | 1.250 | — | 20.00 | — | 20 s |');
+    expect(stages[4]).toContain('| 75.0% (50.0%) of 401 |');
+    // a stepwise run whose earlier stage's record did not come back is refused, naming it
+    rmSync(join(dir, 'step-0.stage2'), { recursive: true });
+    expect(() => readRecords(dir)).toThrow(/step-0: a stepwise run of 3 stages without .*step-0\.stage2/);
   });
 
   it('the speculative section is the render of paper-small/speculative-*.json: every row, its spread and a "no"', () => {

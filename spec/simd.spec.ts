@@ -216,6 +216,34 @@ describe.each(builds)('SIMD matrix products = float64 reference: $build', ({ fma
     const w = rnd(r, N * K);
     expect(Array.from(two.linear(x, M, K, w, N, false))).toEqual(Array.from(one.linear(x, M, K, w, N, false)));
   });
+  it('few-row products of large weights (at least MIN_PARALLEL_BYTES, below MIN_PARALLEL_FLOP) run back to back on 2 and 3 threads, float32 and bf16 panels: bit-identical to one thread', () => {
+    const r = new Rng(31);
+    const three = SimdGemm.load(3, fma);
+    // [M, K, N]: decode and verify rows; ragged N (a last group part-filled), one 32-column group, one below the size
+    const shapes = [
+      [1, 512, 1000],
+      [2, 512, 300],
+      [1, 128, 2048],
+      [3, 200, 700],
+      [1, 4100, 32],
+      [1, 64, 96],
+    ] as const;
+    const cases = shapes.map(([M, K, N]) => {
+      const x = rnd(r, M * K);
+      const words = bf16Words(r, N * K);
+      const w = widenBf16(words);
+      const want = one.linear(x, M, K, w, N, false);
+      const panels = [two, three].map((g) => g.packBf16(N, K, (b) => b.set(new Uint8Array(words.buffer))));
+      return { M, K, N, x, w, want, panels };
+    });
+    for (let round = 0; round < 5; round++)
+      for (const c of cases)
+        for (const [i, g] of [two, three].entries()) {
+          expect(Array.from(g.linear(c.x, c.M, c.K, c.w, c.N))).toEqual(Array.from(c.want));
+          expect(Array.from(g.linear(c.x, c.M, c.K, c.panels[i], c.N))).toEqual(Array.from(c.want));
+        }
+    three.close();
+  });
   it('a different weight array of the same shape is packed anew; float64 inputs are rounded once', () => {
     const r = new Rng(4);
     const x = rnd(r, 3 * 5);

@@ -30,12 +30,16 @@
  * additions in the same order, so a window's rows equal those rows alone and thread counts agree, bit for bit.
  *
  * Threads: with `threads` > 1, worker threads instantiate the same module on the same memory; a product
- * of at least MIN_PARALLEL_FLOP is cut by columns into chunks of whole 32-column panel groups, a few per
- * thread, and every thread — the calling one too — takes the next chunk from a shared counter
- * (Atomics.add) until none is left, so a thread that wakes late or runs on a busy core takes fewer (a fixed
- * half each left the caller waiting on its worker for a fifth of a verify window on this VM). Each worker
- * waits on its own control block (Atomics.wait/notify). Every chunk is a disjoint set of output columns with
- * the same per-element arithmetic, so the result is bit-identical whatever the thread count or who took which.
+ * of at least MIN_PARALLEL_FLOP, or whose weight (packed B) has at least MIN_PARALLEL_BYTES, is shared out by
+ * columns in whole 32-column panel groups: the calling thread claims pieces from the front, the workers from
+ * the back, each piece 1/threads of what is left (guided self-scheduling, one compare-and-swap per piece), until
+ * the two ends meet — a thread that wakes late or runs on a busy core takes less (a fixed half each left the
+ * caller waiting on its worker for a fifth of a verify window on this VM), few pieces are claimed (each claim
+ * moves a cache line between cores, ~0.4 µs here), and each thread reads about the same columns from one call
+ * to the next (its own cache keeps them). The caller waits for the pieces to be done (a shared count), not
+ * for the workers: one still asleep when the work ran out costs nothing. Each worker waits on its own control
+ * block (Atomics.wait/notify). Every piece is a disjoint set of output columns with the same per-element
+ * arithmetic, so the result is bit-identical whatever the thread count or who took which.
  */
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -101,27 +105,48 @@ const PAGE = WASM_PAGE_BYTES;
  * padded)
  */
 const GROUP = PANEL_GROUP;
-/** chunks a product is cut into per thread, so a thread that starts late or runs slowly takes fewer */
-const CHUNKS_PER_THREAD = 4;
 /**
  * ms a thread spins (Atomics.load) before it sleeps (Atomics.wait): a worker waiting for the next product, the
- * caller waiting for a worker's last chunk. Notifying a sleeping worker and sleeping until it notifies back took
+ * caller waiting for the workers' last pieces. Notifying a sleeping worker and sleeping until it notifies back took
  * 27 µs (median; 80 µs at the 99th percentile) on this VM on 2026-12-01, and a d512 forward makes ~50 products.
+ * (2026-12-05: in a d512 decode on 2 threads the worker still sleeps 2–3 times a token; 0.05, 0.2 and 1 ms gave
+ * the same ms/token within the noise.)
  */
 const SPIN_MS = 0.2;
 /**
- * Below this many flops (2·M·N·K) a product runs on the calling thread alone: 2 MFLOP, where waking a worker
- * starts to pay. On this machine (2 cores, 2026-12-01) a d128 verify window's vocabulary projection
- * 2048×128 took 215 → 128 µs for 5 rows and 296 → 171 µs for 8 rows on two threads, and about the same
- * for 4 rows (106–158 vs 99–136, noisy); one row (0.5 MFLOP, decode) and the 8 × 388 × 128 in-projection
- * (0.8 MFLOP) stay on one. (The earlier 8 MFLOP came from a run where 5 rows were faster on one thread.)
+ * Below this many flops (2·M·N·K) a product runs on the calling thread alone (unless its weight is large, below):
+ * 2 MFLOP, where waking a worker starts to pay for a product of many rows (compute-bound). On this machine (2 cores,
+ * 2026-12-01) a d128 verify window's vocabulary projection 2048×128 took 215 → 128 µs for 5 rows and 296 → 171 µs
+ * for 8 rows on two threads, and about the same for 4 rows (106–158 vs 99–136, noisy). (The earlier 8 MFLOP came
+ * from a run where 5 rows were faster on one thread.)
  */
 const MIN_PARALLEL_FLOP = 1 << 21;
+/**
+ * A product whose packed weight has at least this many bytes runs on every thread whatever its flops: a product
+ * of few rows reads its weight once (memory-bound), and two cores read memory about twice as fast as one (this
+ * VM, 2026-12-05: 27 → 51 GB/s, an eight-accumulator SIMD sum over 64 MiB, one thread against two halves). The
+ * 2 MFLOP rule alone kept every product of a d512 decode step but the vocabulary projection on one thread
+ * (1×512×1408 is 1.4 MFLOP, 1×512×512 0.5): there 2 threads decoded 6.46 → 5.38 ms/token, and 4.73 with every
+ * product shared (one run, interleaved). One row, its weight read from memory (a pool of 256 MiB cycled), medians
+ * in µs, 1 → 2 threads: 256 KiB (256→256) 11.7 → 11.4, 512 KiB (512→256) 26.4 → 19.7, 1 MiB (512→512)
+ * 51.7 → 36.6, 2.75 MiB (512→1408) 128.6 → 69.4; below 512 KiB handing out the work (~3 µs) eats the gain. A
+ * weight already in the cache gains less or loses a little: 512 KiB 6.9 → 8.7, 1 MiB (2048×128, the shipped d128
+ * models' vocabulary projection) 23.3 → 21.6, 2.75 MiB 53.9 → 51.7.
+ */
+const MIN_PARALLEL_BYTES = 512 * 1024;
 
-// the product being computed, shared by all threads (Int32): [next chunk, chunks, chunk columns, ap, bp, cp, M, N, K,
-// bf16 panels (1) or float32 (0)]; addresses past 2 GiB are stored as their int32 bits (the kernels read them as u32)
-const JOB = 10;
-// control block of a worker (Int32): [generation, done]
+// the product being computed, shared by all threads (Int32; CLAIM, DONE and OPS 64 bytes apart, so the claims, the
+// count of work done and the operands, read by every piece, never share a cache line): at CLAIM the panel-group units not yet claimed,
+// [front, back) as back << 16 | front; at DONE the units computed; from OPS [units, columns per unit, ap, bp, cp,
+// M, N, K, bf16 panels (1) or float32 (0), threads sharing it]. Addresses past 2 GiB are stored as their int32
+// bits (the kernels read them as u32).
+const CLAIM = 0;
+const DONE = 16;
+const OPS = 32;
+const JOB = 48;
+/** units of a product: at most this many, so back << 16 | front stays a positive int32 */
+const MAX_UNITS = 0x7fff;
+// control block of a worker (Int32): [generation]
 const WORKER_JS = `
 const { workerData } = require('node:worker_threads');
 const { module, memory, ctrl, job } = workerData;
@@ -135,10 +160,18 @@ for (;;) {
   Atomics.wait(c, 0, gen);
   gen = Atomics.load(c, 0);
   if (gen < 0) break;
-  const f = j[9] ? gemmBf16 : gemm;
-  for (let i = Atomics.add(j, 0, 1); i < j[1]; i = Atomics.add(j, 0, 1)) f(j[3], j[4], j[5], j[6], j[7], j[8], i * j[2], Math.min(j[7], (i + 1) * j[2]), 0);
-  Atomics.store(c, 1, gen);
-  Atomics.notify(c, 1);
+  // claim from the back, 1/threads of what is left, until the ends meet (the operands are read after the claim:
+  // a claim that succeeds is of the job now published, which stays until its units are all done)
+  for (;;) {
+    const v = Atomics.load(j, ${CLAIM});
+    const front = v & 0xffff, back = v >>> 16;
+    if (back <= front) break;
+    const take = Math.ceil((back - front) / j[${OPS} + 9]);
+    if (Atomics.compareExchange(j, ${CLAIM}, v, v - (take << 16)) !== v) continue;
+    const units = j[${OPS}], u = j[${OPS} + 1], N = j[${OPS} + 6];
+    (j[${OPS} + 8] ? gemmBf16 : gemm)(j[${OPS} + 2], j[${OPS} + 3], j[${OPS} + 4], j[${OPS} + 5], N, j[${OPS} + 7], (back - take) * u, Math.min(N, back * u), 0);
+    if (Atomics.add(j, ${DONE}, take) + take === units) Atomics.notify(j, ${DONE});
+  }
 }`;
 
 /**
@@ -215,7 +248,7 @@ export class SimdGemm {
     this.base = align(Math.max(16, this.x.dataEnd()));
     this.residentTop = this.base;
     for (let t = 1; t < threads; t++) {
-      const ctrl = new Int32Array(new SharedArrayBuffer(2 * 4));
+      const ctrl = new Int32Array(new SharedArrayBuffer(4));
       const worker = new Worker(WORKER_JS, {
         eval: true,
         workerData: { module: mod, memory: this.memory, ctrl: ctrl.buffer, job: this.job.buffer },
@@ -461,30 +494,50 @@ export class SimdGemm {
   private run(ap: number, M: number, K: number, bp: number, N: number, cp: number, bf16 = false): number {
     this.ensure(cp + M * N * 4);
     const groups = Math.ceil(N / GROUP);
-    const helpers = 2 * M * N * K >= MIN_PARALLEL_FLOP ? Math.min(this.workers.length, groups - 1) : 0;
+    const big = 2 * M * N * K >= MIN_PARALLEL_FLOP || groups * GROUP * K * (bf16 ? 2 : 4) >= MIN_PARALLEL_BYTES;
+    const helpers = big ? Math.min(this.workers.length, groups - 1) : 0;
     const gemm = bf16 ? this.x.gemmBf16 : this.x.gemm;
     if (helpers === 0) gemm(ap, bp, cp, M, N, K, 0, N, 0);
     else {
-      // chunks of whole panel groups, about CHUNKS_PER_THREAD per thread; every thread takes the next one left
-      const chunks = Math.min(groups, (helpers + 1) * CHUNKS_PER_THREAD);
-      const width = Math.ceil(groups / chunks) * GROUP;
+      // units of whole panel groups; the caller claims from the front, 1/threads of what is left each time. Against
+      // the shared counter of 4 chunks a thread that this replaced (every thread taking the next chunk, the caller
+      // then waiting for each worker to report, asleep or not): a d512 decode step's 57 products + head with every
+      // product shared, 4.72 → 4.06 ms on 2 threads; decode 5.30 → 5.01 ms/token (2026-12-05, one run, interleaved)
+      const width = Math.ceil(groups / MAX_UNITS) * GROUP;
+      const units = Math.ceil(N / width);
+      const threads = helpers + 1;
       const j = this.job;
-      j.set([0, Math.ceil(N / width), width, ap, bp, cp, M, N, K, bf16 ? 1 : 0]);
-      const woken = this.workers.slice(0, helpers);
-      for (const k of woken) {
+      j[OPS] = units;
+      j[OPS + 1] = width;
+      j[OPS + 2] = ap;
+      j[OPS + 3] = bp;
+      j[OPS + 4] = cp;
+      j[OPS + 5] = M;
+      j[OPS + 6] = N;
+      j[OPS + 7] = K;
+      j[OPS + 8] = bf16 ? 1 : 0;
+      j[OPS + 9] = threads;
+      Atomics.store(j, DONE, 0);
+      Atomics.store(j, CLAIM, units << 16); // published: from here on any thread may claim
+      for (let w = 0; w < helpers; w++) {
+        const k = this.workers[w];
         Atomics.store(k.ctrl, 0, ++k.gen);
         Atomics.notify(k.ctrl, 0);
       }
-      for (let i = Atomics.add(j, 0, 1); i < j[1]; i = Atomics.add(j, 0, 1))
-        gemm(ap, bp, cp, M, N, K, i * width, Math.min(N, (i + 1) * width), 0);
-      // the workers are finishing their last chunks: spin for them a little, then sleep
-      for (const k of woken) {
-        for (
-          const until = performance.now() + SPIN_MS;
-          Atomics.load(k.ctrl, 1) !== k.gen && performance.now() < until;
-        );
-        for (let d = Atomics.load(k.ctrl, 1); d !== k.gen; d = Atomics.load(k.ctrl, 1)) Atomics.wait(k.ctrl, 1, d);
+      for (;;) {
+        const v = Atomics.load(j, CLAIM);
+        const front = v & 0xffff;
+        const back = v >>> 16;
+        if (back <= front) break;
+        const take = Math.ceil((back - front) / threads);
+        if (Atomics.compareExchange(j, CLAIM, v, v + take) !== v) continue;
+        gemm(ap, bp, cp, M, N, K, front * width, Math.min(N, (front + take) * width), 0);
+        Atomics.add(j, DONE, take);
       }
+      // the workers are finishing their last pieces: spin for them a little, then sleep (the one that completes
+      // the product notifies)
+      for (const until = performance.now() + SPIN_MS; Atomics.load(j, DONE) !== units && performance.now() < until;);
+      for (let d = Atomics.load(j, DONE); d !== units; d = Atomics.load(j, DONE)) Atomics.wait(j, DONE, d);
     }
     return cp;
   }

@@ -119,8 +119,16 @@ describe('docs/results/paper-small.md: the distillation arms (scripts/paper_smal
       // the row's ratio to the teacher, and Table 7's random ÷ attention where both arms ran
       expect(section, a.name).toContain(`| ${a.name} |`);
       expect(section, a.name).toContain(`| ${(a.test.ppl / t.test.ppl).toFixed(3)} |`);
+      // (Tables 7/8 compare one-shot Mamba-2 arms with frozen MLPs: not Mamba-1, trained-MLP or stepwise ones)
+      const plain = (x: Arm) => x.variant === 'mamba2' && !x.trainMlp && x.stages === undefined;
       const twin = arms.find(
-        (b) => b.init === 'random' && a.init === 'attention' && b.attention === a.attention && b.seed === a.seed,
+        (b) =>
+          plain(a) &&
+          plain(b) &&
+          b.init === 'random' &&
+          a.init === 'attention' &&
+          b.attention === a.attention &&
+          b.seed === a.seed,
       );
       if (twin) expect(section, a.name).toContain(`| ${(twin.test.ppl / a.test.ppl).toFixed(3)} |`);
     }

@@ -6,14 +6,14 @@
  *
  *   h = embed(id)
  *   for each layer:   x = rmsnorm(h)·w₁
- *                     attention:  q, k = rope(x·W_qᵀ, x·W_kᵀ);  v = x·W_vᵀ;  append k, v to the cache
+ *                     attention:  [q | k | v] = x·[W_q; W_k; W_v]ᵀ;  q, k = rope(q, k);  append k, v to the cache
  *                                 h += attention(q, K, V)·W_oᵀ
  *                     Mamba-2:    [z | xBC | dt] = x·W_inᵀ;  [x | B | C] = silu(conv(window, xBC))
  *                                 h_t = exp(Δ A) h_{t−1} + Δ B x,  y = C·h_t + D x  (one MultiStep step)
  *                                 h += rmsnorm_gated(y, z)·W_outᵀ
- *                     Mamba-1:    x, z, B, C, Δ = six products of x;  x = silu(conv(window, x))
+ *                     Mamba-1:    [x | z | B | C | Δ↓] = x·[W_x; W_z; W_B; W_C; W_Δ↓]ᵀ;  Δ = Δ↓·W_Δᵀ;  x = silu(conv(window, x))
  *                                 h_t = exp(Δ A) h_{t−1} + Δ B x,  y = (C·h_t + D x)·silu(z);  h += y·W_outᵀ
- *                     x = rmsnorm(h)·w₂;  h += (silu(x·W_gateᵀ) ⊙ x·W_upᵀ)·W_downᵀ
+ *                     x = rmsnorm(h)·w₂;  [g | u] = x·[W_gate; W_up]ᵀ;  h += (silu(g) ⊙ u)·W_downᵀ
  *   logits = rmsnorm(h)·w · W_headᵀ
  *
  * It is lib/model/hybrid.ts `forward` on that backend operation for operation — the same float64 norm,
@@ -24,6 +24,16 @@
  * the demo all decode through it. Per token it removes most of what is not arithmetic (tensor objects, per-op
  * checks, awaits, name lookups): on the d512 / 8-layer bench models (bench/models.ts) a pure Mamba-2 hybrid's
  * token took ~1.6× the Llama's before its layers came here.
+ *
+ * Products that read the same row are stacked by rows into one (lib/simd/packed_weight.ts `stackRows`: each output
+ * column's arithmetic unchanged, so the same bits): q/k/v, the MLP's gate/up, Mamba-1's five products of x
+ * (Mamba-2's in_proj is one matrix already) — a d512 Llama token makes 33 products instead of 57, each one hand-off
+ * between the SIMD threads. Float weights are stacked as one float32 copy (packed resident in its members' stead
+ * for this step; the generic forward, a prefill of more than 3 tokens, still packs the members: an f32 d512
+ * Llama's module memory 152.5 → 212.5 MB after both, RSS 526 → 590 MB); bf16 panels only where they lie end to
+ * end (no copy). d512 / 8-layer Llama, vocab 32000, one process, the old step and this one alternated (15 rounds
+ * of 32 tokens, medians, 2026-12-05, this 2-core VM): 2 threads 3.42 → 3.20 ms/token, 1 thread 5.14 → 5.22 (noise);
+ * its 50% Mamba-1 hybrid (9 rounds) 2 threads 5.52 → 4.54, 1 thread 8.96 → 7.43.
  *
  * Symbols: d hidden_size · V vocab · H, H_kv attention and kv heads · hd head_dim · F intermediate_size ·
  * pos the token's position. This file is the plan and the loop; a layer's parts are the mixers' own fused
@@ -55,7 +65,7 @@ import { mamba1Step, mamba1StepPlan, type Mamba1StepPlan } from './mixers/mamba1
 import { mamba2Step, mamba2StepPlan, type Mamba2StepPlan } from './mixers/mamba2.js';
 import { mlpNames, mlpStep } from './mixers/mlp.js';
 import { lookup } from '../checked.js';
-import { PackedWeight, weightRow } from '../simd/packed_weight.js';
+import { PackedWeight, stackRows, weightRow, type RowStack } from '../simd/packed_weight.js';
 import type { Bf16Panels } from '../simd/gemm.js';
 
 type FloatArray = Float32Array | Float64Array;
@@ -84,8 +94,7 @@ interface LayerPlan {
   attention?: AttentionStepWeights; // an attention layer's projections
   mamba1?: Mamba1StepPlan; // a Mamba-1 layer's weights and buffers
   mamba2?: Mamba2StepPlan; // a Mamba-2 layer's weights and buffers
-  gate: Matrix;
-  up: Matrix;
+  gateUp: RowStack; // [W_gate; W_up] (2F, d)
   down: Matrix;
 }
 
@@ -101,12 +110,14 @@ interface Plan {
   rope: { cos: Float64Array; sin: Float64Array }; // (hd/2) each: this token's RoPE angles, computed once for every layer
   h: Float32Array; // (d): the hidden state, float32 as on every float32 backend
   x: Float64Array; // (d): a normed row
+  qkv: Float32Array; // (H·hd + 2·H_kv·hd): [q | k | v], one product's output (q, k, v are its slices)
   q: Float32Array; // (H·hd)
   qr: Float64Array; // (H·hd): q after RoPE
   kr: Float64Array; // (H_kv·hd): k after RoPE
   k: Float32Array; // (H_kv·hd)
   v: Float32Array; // (H_kv·hd)
   o: Float32Array; // (d): the attention's or the MLP's output
+  gu: Float32Array; // (2F): [g | u], one product's output
   g: Float32Array; // (F): gate
   u: Float32Array; // (F): up
   a: Float32Array; // (F): silu(gate) ⊙ up
@@ -133,6 +144,7 @@ function planOf(m: HybridModel): Plan {
   const bias = (name: string | undefined) => (name === undefined ? undefined : get(name));
   // the parameter names of ./mixers/ (the one description of the attention, MLP and block)
   const kinds = layerKinds(m);
+  const d = c.hiddenSize;
   const layers = Array.from({ length: c.numLayers }, (_, i): LayerPlan => {
     const { prefix: p, norm1, norm2 } = blockNames(i);
     const a = attentionNames(c, p);
@@ -143,9 +155,7 @@ function planOf(m: HybridModel): Plan {
       attention:
         kinds[i] === 'attention'
           ? {
-              q: matrix(a.q.weight),
-              k: matrix(a.k.weight),
-              v: matrix(a.v.weight),
+              qkv: stackRows([a.q.weight, a.k.weight, a.v.weight].map(matrix), d),
               o: matrix(a.o.weight),
               bq: bias(a.q.bias),
               bk: bias(a.k.bias),
@@ -156,13 +166,14 @@ function planOf(m: HybridModel): Plan {
       mamba1: kinds[i] === 'mamba1' ? mamba1StepPlan(m, p, tensor, matrix) : undefined,
       mamba2: kinds[i] === 'mamba2' ? mamba2StepPlan(m, p, tensor, matrix) : undefined,
       ln2: get(norm2),
-      gate: matrix(f.gate),
-      up: matrix(f.up),
+      gateUp: stackRows([f.gate, f.up].map(matrix), d),
       down: matrix(f.down),
     };
   });
   const emb = tensor('model.embed_tokens.weight'); // (V, d)
-  const d = c.hiddenSize;
+  const [nq, nkv, F] = [c.numHeads * c.headDim, c.numKvHeads * c.headDim, c.intermediateSize];
+  const qkv = new Float32Array(nq + 2 * nkv); // (H·hd + 2·H_kv·hd): [q | k | v]
+  const gu = new Float32Array(2 * F); // (2F): [gate | up]
   const plan: Plan = {
     held,
     layers,
@@ -175,13 +186,15 @@ function planOf(m: HybridModel): Plan {
     rope: { cos: new Float64Array(c.headDim / 2), sin: new Float64Array(c.headDim / 2) },
     qr: new Float64Array(c.numHeads * c.headDim),
     kr: new Float64Array(c.numKvHeads * c.headDim),
-    q: new Float32Array(c.numHeads * c.headDim),
-    k: new Float32Array(c.numKvHeads * c.headDim),
-    v: new Float32Array(c.numKvHeads * c.headDim),
+    qkv,
+    q: qkv.subarray(0, nq),
+    k: qkv.subarray(nq, nq + nkv),
+    v: qkv.subarray(nq + nkv),
     o: new Float32Array(d),
-    g: new Float32Array(c.intermediateSize),
-    u: new Float32Array(c.intermediateSize),
-    a: new Float32Array(c.intermediateSize),
+    gu,
+    g: gu.subarray(0, F),
+    u: gu.subarray(F),
+    a: new Float32Array(F),
   };
   plans.set(m, plan);
   return plan;

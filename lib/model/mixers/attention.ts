@@ -15,7 +15,8 @@
 import type { Ops } from '../../ops.js';
 import { applyRope, applyRopeBackward, ropeInvFreq, ropeRows } from '../../ref/rope.js';
 import { Tensor, type FloatArray } from '../../tensor.js';
-import type { Bf16Panels, SimdGemm } from '../../simd/gemm.js';
+import { addBiasRows, type Bf16Panels, type SimdGemm } from '../../simd/gemm.js';
+import { linearStack, type RowStack } from '../../simd/packed_weight.js';
 import { simdCachedAttention } from '../../simd/attention.js';
 import type { LlamaConfig } from '../config.js';
 import { linearInto, type AttentionCache, type HybridModel } from './block.js';
@@ -269,12 +270,13 @@ export function kvTensors(
 
 // ---------------------------------------------------------------- inference, one token fused (../fused_step.ts, wasm-simd)
 
-/** An attention layer's projections as the fused decode step reads them (biases where the model has them). */
-/** The projections' weights: float arrays, or a bf16 checkpoint's panels (lib/simd/packed_weight.ts). */
+/**
+ * An attention layer's projections as the fused decode step reads them (biases where the model has them): float
+ * arrays, or a bf16 checkpoint's panels (lib/simd/packed_weight.ts); W_q, W_k, W_v stacked by rows as one
+ * product where their storage allows (`stackRows`: the same bits as three).
+ */
 export interface AttentionStepWeights {
-  q: FloatArray | Bf16Panels;
-  k: FloatArray | Bf16Panels;
-  v: FloatArray | Bf16Panels;
+  qkv: RowStack; // [W_q; W_k; W_v] (H·hd + 2·H_kv·hd, d)
   o: FloatArray | Bf16Panels;
   bq?: FloatArray;
   bk?: FloatArray;
@@ -293,6 +295,7 @@ export function attentionStep(
   c: LlamaConfig,
   w: AttentionStepWeights,
   buf: {
+    qkv: Float32Array; // [q | k | v]; q, k and v are its slices
     q: Float32Array;
     k: Float32Array;
     v: Float32Array;
@@ -306,9 +309,10 @@ export function attentionStep(
   rope: { cos: Float64Array; sin: Float64Array },
 ): void {
   const { numHeads: H, numKvHeads: Hkv, headDim: hd } = c;
-  linearInto(g, x, w.q, buf.q, w.bq); // (H·hd)
-  linearInto(g, x, w.k, buf.k, w.bk); // (H_kv·hd)
-  linearInto(g, x, w.v, buf.v, w.bv); // (H_kv·hd)
+  linearStack(g, x, w.qkv, buf.qkv); // (H·hd + 2·H_kv·hd): q | k | v, then each one's bias as linearInto adds it
+  if (w.bq) addBiasRows(buf.q, 1, w.bq); // (H·hd)
+  if (w.bk) addBiasRows(buf.k, 1, w.bk); // (H_kv·hd)
+  if (w.bv) addBiasRows(buf.v, 1, w.bv); // (H_kv·hd)
   // one token: (1, 1, heads·hd) is already (1, heads, 1, hd); RoPE at pos (angles computed once a token, by the
   // caller) into float64 buffers, as applyRope returns them
   ropeRows(buf.q, buf.qr, H, 0, hd, rope.cos, rope.sin); // (H·hd)

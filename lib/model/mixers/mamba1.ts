@@ -27,6 +27,7 @@ import { Tensor, type FloatArray } from '../../tensor.js';
 import type { Bf16Panels, SimdGemm } from '../../simd/gemm.js';
 import { simdSiluMul } from '../../simd/activations.js';
 import { simdMultistep } from '../../simd/multistep.js';
+import { linearStack, stackRows, type RowStack } from '../../simd/packed_weight.js';
 import type { WeightStore } from '../weights.js';
 import {
   convWindowStep,
@@ -196,17 +197,14 @@ export interface Mamba1StepPlan {
   G: number; // d_in / N channel groups
   K: number; // conv width
   dInner: number;
-  inX: Matrix; // (d_xb, d)
-  inZ: Matrix; // (d_in, d)
-  Bw: Matrix; // (d_xb, d)
-  Cw: Matrix; // (d_in, d)
-  dtDown: Matrix; // (R, d)
+  xzbcd: RowStack; // [W_x; W_z; W_B; W_C; W_Δ↓] (2·d_xb + 2·d_in + R, d): the products of x, stacked (stackRows)
   dtW: Matrix; // (d_in, R)
   dtProjBias?: FloatArray; // (d_in): upstream semantics add b_Δ here too
   convW: FloatArray; // (d_in, K)
   convB?: FloatArray; // (d_in)
   outW: Matrix; // (d, d_in)
   src: Int32Array; // (d_in): repeatSources of x and B (pieces of `piece`)
+  xzbc: Float32Array; // (2·d_xb + 2·d_in + R): [xsrc | z | bsrc | cm | dtLow], the five below its slices
   xsrc: Float32Array; // (d_xb)
   bsrc: Float32Array; // (d_xb)
   xr: Float32Array; // (d_in): x repeated, before the conv
@@ -230,6 +228,7 @@ export function mamba1StepPlan(
   const { c, n, N, G, piece, dtProjBias } = mamba1Wiring(m, p);
   const { dInner, dXb, dtRank: R } = c;
   const W = m.weights;
+  const xzbc = new Float32Array(2 * dXb + 2 * dInner + R); // (2·d_xb + 2·d_in + R): [xsrc | z | bsrc | cm | dtLow]
   return {
     W,
     n,
@@ -237,24 +236,21 @@ export function mamba1StepPlan(
     G,
     K: c.dConv,
     dInner,
-    inX: matrix(n.inX),
-    inZ: matrix(n.inZ),
-    Bw: matrix(n.B),
-    Cw: matrix(n.C),
-    dtDown: matrix(n.dtDown),
+    xzbcd: stackRows([n.inX, n.inZ, n.B, n.C, n.dtDown].map(matrix), c.dModel),
     dtW: matrix(n.dt),
     dtProjBias: dtProjBias === undefined ? undefined : tensor(dtProjBias).data,
     convW: tensor(n.conv).data,
     convB: W.has(n.convBias) ? tensor(n.convBias).data : undefined,
     outW: matrix(n.out),
     src: repeatSources(dXb, dInner, piece),
-    xsrc: new Float32Array(dXb),
-    bsrc: new Float32Array(dXb),
+    xzbc,
+    xsrc: xzbc.subarray(0, dXb),
+    z: xzbc.subarray(dXb, dXb + dInner),
+    bsrc: xzbc.subarray(dXb + dInner, 2 * dXb + dInner),
+    cm: xzbc.subarray(2 * dXb + dInner, 2 * dXb + 2 * dInner),
+    dtLow: xzbc.subarray(2 * dXb + 2 * dInner),
     xr: new Float32Array(dInner),
-    z: new Float32Array(dInner),
     br: new Float32Array(dInner),
-    cm: new Float32Array(dInner),
-    dtLow: new Float32Array(R),
     dl: new Float32Array(dInner),
     pre: new Float64Array(dInner),
     zeros: new Float32Array(dInner),
@@ -276,11 +272,7 @@ export function mamba1Step(
   out: Float32Array,
 ): void {
   const { N, G, K, dInner, src, xr, br, pre } = s;
-  linearInto(g, x, s.inX, s.xsrc); // (d_xb)
-  linearInto(g, x, s.inZ, s.z); // (d_in)
-  linearInto(g, x, s.Bw, s.bsrc); // (d_xb)
-  linearInto(g, x, s.Cw, s.cm); // (d_in)
-  linearInto(g, x, s.dtDown, s.dtLow); // (R)
+  linearStack(g, x, s.xzbcd, s.xzbc); // (2·d_xb + 2·d_in + R): x | z | B | C | Δ↓, as five products would give them
   linearInto(g, s.dtLow, s.dtW, s.dl, s.dtProjBias); // (d_in): Δ before the softplus
   for (let c = 0; c < dInner; c++) {
     xr[c] = s.xsrc[src[c]];

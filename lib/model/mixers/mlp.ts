@@ -11,6 +11,7 @@ import type { FloatArray, Tensor } from '../../tensor.js';
 import { simdSiluMul } from '../../simd/activations.js';
 import type { Bf16Panels, SimdGemm } from '../../simd/gemm.js';
 import { swiglu } from '../../ref/layers.js';
+import { linearStack, type RowStack } from '../../simd/packed_weight.js';
 import { linearInto, type HybridModel } from './block.js';
 import { add, linearLayer, type Ctx, type Layer } from './tape.js';
 
@@ -35,12 +36,11 @@ export function mlpInfer(ops: Ops, m: HybridModel, p: string, n: Tensor): Promis
 /** One token's MLP as the fused decode step (../fused_step.ts) runs it: x (d) normed row → buf.o (d), `mlpInfer`'s bits. */
 export function mlpStep(
   g: SimdGemm,
-  w: { gate: FloatArray | Bf16Panels; up: FloatArray | Bf16Panels; down: FloatArray | Bf16Panels },
-  buf: { g: Float32Array; u: Float32Array; a: Float32Array; o: Float32Array },
+  w: { gateUp: RowStack; down: FloatArray | Bf16Panels }, // gateUp: [W_gate; W_up] (2F, d), stackRows
+  buf: { gu: Float32Array; g: Float32Array; u: Float32Array; a: Float32Array; o: Float32Array }, // g, u: gu's halves
   x: Float64Array,
 ): void {
-  linearInto(g, x, w.gate, buf.g); // (F)
-  linearInto(g, x, w.up, buf.u); // (F)
+  linearStack(g, x, w.gateUp, buf.gu); // (2F): gate | up
   simdSiluMul(g, buf.g, buf.u, buf.a); // (F): the wasm-simd backend's SIMD SiLU, as its gatedMlp uses
   linearInto(g, buf.a, w.down, buf.o); // (d)
 }

@@ -23,7 +23,7 @@ import { portLogits, portModelOf } from './example_port.js';
 import { forward, kvTensors, newCache, prefill, type HybridModel, type ModelCache } from '../lib/model/hybrid.js';
 import { WeightStore } from '../lib/model/weights.js';
 import { loadModel } from '../lib/model/load.js';
-import { PackedWeight, stackRows } from '../lib/simd/packed_weight.js';
+import { PackedWeight } from '../lib/simd/packed_weight.js';
 import { attentionLayersFor, parseLlamaConfig, ConfigError } from '../lib/model/config.js';
 import { generate, samplingDistribution, sampleToken } from '../lib/model/generate.js';
 import { linearAttentionParallel } from '../lib/ref/linear_attention.js';
@@ -568,7 +568,7 @@ describe('generation', () => {
     );
   });
 
-  it('the fused step on a bf16 checkpoint loaded as bf16 panels (lib/simd/packed_weight.ts) = the generic forward on wasm-simd, bit for bit, Llama and Mamba-1 hybrid: products that read the same input run as one where their panels lie end to end (stackRows: gate/up, k/v as the loader packs them), the others alone', async () => {
+  it('the fused step on a bf16 checkpoint loaded as bf16 panels (lib/simd/packed_weight.ts) = the generic forward on wasm-simd, bit for bit, Llama and Mamba-1 hybrid (their products of one x as one hand-off: SimdGemm.linearMany)', async () => {
     const ops = await getOps('wasm-simd');
     const t = randomLlama(
       { vocab: 300, hidden: 128, intermediate: 352, layers: 2, heads: 4, kvHeads: 2, headDim: 32 },
@@ -578,13 +578,7 @@ describe('generation', () => {
       const dir = join(tmp(), `bf16-${i}`);
       saveModel(dir, m, { dtype: 'BF16' });
       const ms = loadModel(dir, { backend: 'wasm-simd' });
-      const panels = (n: string) => (ms.weights.get(n) as PackedWeight).panels;
-      const p = 'model.layers.0';
-      const pieces = (names: string[]) => stackRows(names.map(panels), 128).map((s) => s.n1 - s.n0);
-      if (i === 0) {
-        expect(pieces([`${p}.mlp.gate_proj.weight`, `${p}.mlp.up_proj.weight`])).toEqual([704]); // one product
-        expect(pieces(['q', 'k', 'v'].map((x) => `${p}.self_attn.${x}_proj.weight`))).toEqual([128, 128]); // q; k and v
-      }
+      expect(ms.weights.get('model.layers.0.mlp.gate_proj.weight')).toBeInstanceOf(PackedWeight);
       await fusedAgainstGeneric(ops, ms, [1, 2, 3, 1], 5, () => {});
     }
   });

@@ -22,7 +22,6 @@ import { relaxedSimd, SimdGemm, wasmPath, type Bf16Panels } from '../lib/simd/ge
 import { simdLinearNll } from '../lib/simd/nll.js';
 import { simdMultistep } from '../lib/simd/multistep.js';
 import { simdSiluMul } from '../lib/simd/activations.js';
-import { linearStack, stackRows } from '../lib/simd/packed_weight.js';
 import { markChanged } from '../lib/weight_registry.js';
 import { silu } from '../lib/ref/activations.js';
 import { Rng } from '../lib/rng.js';
@@ -246,49 +245,37 @@ describe.each(builds)('SIMD matrix products = float64 reference: $build', ({ fma
         }
     three.close();
   });
-  it("stacked rows (lib/simd/packed_weight.ts stackRows, the fused decode step's q/k/v, gate/up, Mamba-1's products of x): one product per float run or per run of panels lying end to end, bit-identical to the separate products on 1 and 2 threads, float32, float64 and bf16; a member changed in place (markChanged) is followed", () => {
+  it("linearMany (the fused decode step's q/k/v, gate/up, Mamba-1's products of x): several weights of one x in one hand-off, float32, float64 and bf16 mixed, 1–3 rows, = each product alone on 1, 2 and 3 threads, bit for bit; a weight changed in place is packed anew; more than 8 weights refused", () => {
     const r = new Rng(8);
     const K = 300;
-    const Ns = [64, 32, 96, 45]; // whole 32-column groups, then a ragged last member
-    const words = Ns.map((N) => bf16Words(r, N * K));
-    for (const g of [one, two]) {
-      const x = Float64Array.from(rnd(r, K));
-      const want = (ws: Array<Float32Array | Float64Array | Bf16Panels>) =>
-        ws.flatMap((w, i) => Array.from(g.linear(x, 1, K, w, Ns[i], false)));
-      const got = (s: ReturnType<typeof stackRows>) => {
-        const y = new Float32Array(Ns.reduce((a, b) => a + b, 0));
-        linearStack(g, x, s, y);
-        return Array.from(y);
-      };
-      // float arrays: one copy, one product; float64 members rounded once, as packing rounds them
-      const floats = Ns.map((N, i) => (i % 2 ? Float64Array.from(rnd(r, N * K), (v) => v / 3) : rnd(r, N * K)));
-      const sf = stackRows(floats, K);
-      expect(sf.map((p) => [p.n0, p.n1])).toEqual([[0, 237]]);
-      expect(stackRows(floats, K)[0].w).toBe(sf[0].w); // the same copy for the same members (a draft sharing a target's layers)
-      expect(got(sf)).toEqual(want(floats));
-      floats[2][7] = 0.25; // a training step changes a member in place
-      markChanged(floats[2]); // rewrites the copy and tells the listeners of it too
-      g.forget(sf[0].w); // what the process-wide instances (SimdGemm.shared) do when told; this one does not listen
-      expect(got(sf)).toEqual(want(floats));
-      // bf16 panels packed end to end: one view; the ragged one after them would join, one before them ends the run
-      const panels = Ns.map((N, i) => g.packBf16(N, K, (b) => b.set(new Uint8Array(words[i].buffer))));
-      const sp = stackRows(panels, K);
-      expect(sp.map((p) => [p.n0, p.n1])).toEqual([[0, 237]]);
-      expect(got(sp)).toEqual(want(panels));
-      const order = [panels[3], panels[0], panels[2], panels[1]]; // 45 rows (ragged) first; 96 then 32 out of place
-      const so = stackRows(order, K);
-      expect(so.map((p) => [p.n0, p.n1])).toEqual([
-        [0, 45],
-        [45, 109],
-        [109, 205],
-        [205, 237],
-      ]);
-      const y = new Float32Array(237);
-      linearStack(g, x, so, y);
-      expect(Array.from(y)).toEqual(
-        [3, 0, 2, 1].flatMap((i) => Array.from(g.linear(x, 1, K, panels[i], Ns[i], false))),
-      );
-    }
+    const Ns = [64, 32, 96, 45, 1200]; // whole 32-column groups, a ragged one, a large one (≥ MIN_PARALLEL_BYTES)
+    const three = SimdGemm.load(3, fma);
+    for (const g of [one, two, three])
+      for (const M of [1, 2, 3]) {
+        const x = rnd(r, M * K);
+        const ws = Ns.map((N, i) =>
+          i === 2
+            ? g.packBf16(N, K, (b) => b.set(new Uint8Array(bf16Words(r, N * K).buffer)))
+            : i % 2
+              ? Float64Array.from(rnd(r, N * K), (v) => v / 3)
+              : rnd(r, N * K),
+        );
+        const parts = ws.map((w, i) => ({ w, N: Ns[i] }));
+        const alone = () => ws.flatMap((w, i) => Array.from(g.linear(x, M, K, w, Ns[i])));
+        const want = alone();
+        const out = new Float32Array(M * Ns.reduce((a, b) => a + b, 0));
+        expect(Array.from(g.linearMany(x, M, K, parts, out))).toEqual(want);
+        // a training step changes a weight in place: told (markChanged, then forget as the shared instances do), the
+        // next call packs it anew
+        const f = ws[0] as Float32Array;
+        f[7] = 0.25;
+        markChanged(f);
+        g.forget(f);
+        expect(Array.from(g.linearMany(x, M, K, parts, out))).toEqual(alone());
+      }
+    const nine = Array.from({ length: 9 }, () => ({ w: rnd(r, 32 * K), N: 32 }));
+    expect(() => one.linearMany(rnd(r, K), 1, K, nine, new Float32Array(9 * 32))).toThrow(/1 to 8 weights/);
+    three.close();
   });
   it('a different weight array of the same shape is packed anew; float64 inputs are rounded once', () => {
     const r = new Rng(4);

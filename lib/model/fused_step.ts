@@ -25,15 +25,12 @@
  * checks, awaits, name lookups): on the d512 / 8-layer bench models (bench/models.ts) a pure Mamba-2 hybrid's
  * token took ~1.6× the Llama's before its layers came here.
  *
- * Products that read the same row are stacked by rows into one (lib/simd/packed_weight.ts `stackRows`: each output
- * column's arithmetic unchanged, so the same bits): q/k/v, the MLP's gate/up, Mamba-1's five products of x
- * (Mamba-2's in_proj is one matrix already) — a d512 Llama token makes 33 products instead of 57, each one hand-off
- * between the SIMD threads. Float weights are stacked as one float32 copy (packed resident in its members' stead
- * for this step; the generic forward, a prefill of more than 3 tokens, still packs the members: an f32 d512
- * Llama's module memory 152.5 → 212.5 MB after both, RSS 526 → 590 MB); bf16 panels only where they lie end to
- * end (no copy). d512 / 8-layer Llama, vocab 32000, one process, the old step and this one alternated (15 rounds
- * of 32 tokens, medians, 2026-12-05, this 2-core VM): 2 threads 3.42 → 3.20 ms/token, 1 thread 5.14 → 5.22 (noise);
- * its 50% Mamba-1 hybrid (9 rounds) 2 threads 5.52 → 4.54, 1 thread 8.96 → 7.43.
+ * Products that read the same row run as one hand-off between the SIMD threads (lib/simd/gemm.ts `linearMany`:
+ * each weight packed where `linear` packs it, no copy; each product's own bits): q/k/v, the MLP's gate/up,
+ * Mamba-1's five products of x (Mamba-2's in_proj is one matrix already) — a d512 Llama token makes 33 hand-offs
+ * instead of 57. (Measured with the stacked-copy version of the same grouping, 2026-12-05, d512 / 8-layer Llama,
+ * vocab 32000, one process, alternated, 15 rounds of 32 tokens, medians, this 2-core VM: 2 threads 3.42 → 3.20
+ * ms/token, 1 thread 5.14 → 5.22 (noise); its 50% Mamba-1 hybrid, 9 rounds: 2 threads 5.52 → 4.54.)
  *
  * Symbols: d hidden_size · V vocab · H, H_kv attention and kv heads · hd head_dim · F intermediate_size ·
  * pos the token's position. This file is the plan and the loop; a layer's parts are the mixers' own fused
@@ -65,7 +62,7 @@ import { mamba1Step, mamba1StepPlan, type Mamba1StepPlan } from './mixers/mamba1
 import { mamba2Step, mamba2StepPlan, type Mamba2StepPlan } from './mixers/mamba2.js';
 import { mlpNames, mlpStep } from './mixers/mlp.js';
 import { lookup } from '../checked.js';
-import { PackedWeight, stackRows, weightRow, type RowStack } from '../simd/packed_weight.js';
+import { PackedWeight, weightRow } from '../simd/packed_weight.js';
 import type { Bf16Panels } from '../simd/gemm.js';
 
 type FloatArray = Float32Array | Float64Array;
@@ -94,7 +91,8 @@ interface LayerPlan {
   attention?: AttentionStepWeights; // an attention layer's projections
   mamba1?: Mamba1StepPlan; // a Mamba-1 layer's weights and buffers
   mamba2?: Mamba2StepPlan; // a Mamba-2 layer's weights and buffers
-  gateUp: RowStack; // [W_gate; W_up] (2F, d)
+  gate: Matrix;
+  up: Matrix;
   down: Matrix;
 }
 
@@ -155,7 +153,9 @@ function planOf(m: HybridModel): Plan {
       attention:
         kinds[i] === 'attention'
           ? {
-              qkv: stackRows([a.q.weight, a.k.weight, a.v.weight].map(matrix), d),
+              q: matrix(a.q.weight),
+              k: matrix(a.k.weight),
+              v: matrix(a.v.weight),
               o: matrix(a.o.weight),
               bq: bias(a.q.bias),
               bk: bias(a.k.bias),
@@ -166,7 +166,8 @@ function planOf(m: HybridModel): Plan {
       mamba1: kinds[i] === 'mamba1' ? mamba1StepPlan(m, p, tensor, matrix) : undefined,
       mamba2: kinds[i] === 'mamba2' ? mamba2StepPlan(m, p, tensor, matrix) : undefined,
       ln2: get(norm2),
-      gateUp: stackRows([f.gate, f.up].map(matrix), d),
+      gate: matrix(f.gate),
+      up: matrix(f.up),
       down: matrix(f.down),
     };
   });

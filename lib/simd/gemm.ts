@@ -135,19 +135,59 @@ const MIN_PARALLEL_FLOP = 1 << 21;
  */
 const MIN_PARALLEL_BYTES = 512 * 1024;
 
-// the product being computed, shared by all threads (Int32; CLAIM, DONE and OPS 64 bytes apart, so the claims, the
-// count of work done and the operands, read by every piece, never share a cache line): at CLAIM the panel-group units not yet claimed,
-// [front, back) as back << 16 | front; at DONE the units computed; from OPS [units, columns per unit, ap, bp, cp,
-// M, N, K, bf16 panels (1) or float32 (0), threads sharing it]. Addresses past 2 GiB are stored as their int32
-// bits (the kernels read them as u32).
+// the products being computed (one, or several of the same A: `linearMany`), shared by all threads (Int32; CLAIM,
+// DONE and OPS 64 bytes apart, so the claims, the count of work done and the operands, read by every piece, never
+// share a cache line): at CLAIM the units not yet claimed, [front, back) as back << 16 | front; at DONE the units
+// computed; from OPS [units, columns per unit, ap, M, K, threads sharing it, products]; from PARTS, per product
+// [its first unit, bp, N, cp, bf16 panels (1) or float32 (0)]. A unit is `columns per unit` columns of one
+// product; the products' units follow one another. Addresses past 2 GiB are stored as their int32 bits (the
+// kernels read them as u32).
 const CLAIM = 0;
 const DONE = 16;
 const OPS = 32;
-const JOB = 48;
-/** units of a product: at most this many, so back << 16 | front stays a positive int32 */
+const PARTS = 40;
+/** products of one hand-off at most (`linearMany`) */
+const MAX_PARTS = 8;
+const JOB = PARTS + 5 * MAX_PARTS;
+/** units of a hand-off: at most this many, so back << 16 | front stays a positive int32 */
 const MAX_UNITS = 0x7fff;
+/** One product of a hand-off: packed B at bp (N columns), C at cp. */
+interface Part {
+  bp: number;
+  N: number;
+  cp: number;
+  bf16: boolean;
+}
+/**
+ * Units [a, b) of the job in `j`: each product's columns in them, through `gemm`/`gemmBf16` — the caller's and the
+ * workers' one piece of code (the workers' copy is this source, evaluated in their scope).
+ */
+function piece(j: Int32Array, a: number, b: number, gemm: Exports['gemm'], gemmBf16: Exports['gemmBf16']): void {
+  const w = j[OPS + 1];
+  for (let p = 0; p < j[OPS + 6]; p++) {
+    const o = PARTS + 5 * p;
+    const us = j[o];
+    const N = j[o + 2];
+    const lo = Math.max(a, us);
+    const hi = Math.min(b, us + Math.ceil(N / w));
+    if (lo < hi)
+      (j[o + 4] ? gemmBf16 : gemm)(
+        j[OPS + 2],
+        j[o + 1],
+        j[o + 3],
+        j[OPS + 3],
+        N,
+        j[OPS + 4],
+        (lo - us) * w,
+        Math.min(N, (hi - us) * w),
+        0,
+      );
+  }
+}
 // control block of a worker (Int32): [generation]
 const WORKER_JS = `
+const [OPS, PARTS] = [${OPS}, ${PARTS}];
+${piece.toString()}
 const { workerData } = require('node:worker_threads');
 const { module, memory, ctrl, job } = workerData;
 const { gemm, gemmBf16 } = new WebAssembly.Instance(module, { env: { memory } }).exports;
@@ -166,11 +206,10 @@ for (;;) {
     const v = Atomics.load(j, ${CLAIM});
     const front = v & 0xffff, back = v >>> 16;
     if (back <= front) break;
-    const take = Math.ceil((back - front) / j[${OPS} + 9]);
+    const take = Math.ceil((back - front) / j[${OPS} + 5]);
     if (Atomics.compareExchange(j, ${CLAIM}, v, v - (take << 16)) !== v) continue;
-    const units = j[${OPS}], u = j[${OPS} + 1], N = j[${OPS} + 6];
-    (j[${OPS} + 8] ? gemmBf16 : gemm)(j[${OPS} + 2], j[${OPS} + 3], j[${OPS} + 4], j[${OPS} + 5], N, j[${OPS} + 7], (back - take) * u, Math.min(N, back * u), 0);
-    if (Atomics.add(j, ${DONE}, take) + take === units) Atomics.notify(j, ${DONE});
+    piece(j, back - take, back, gemm, gemmBf16);
+    if (Atomics.add(j, ${DONE}, take) + take === j[${OPS}]) Atomics.notify(j, ${DONE});
   }
 }`;
 
@@ -419,32 +458,76 @@ export class SimdGemm {
    * call that uses the scratch region — for a kernel that reads y there (lib/simd/nll.ts: logits never copied out).
    */
   linearAt(x: FloatArray, M: number, K: number, w: FloatArray | Bf16Panels, N: number, resident = true): number {
-    if (w instanceof Bf16Panels) {
-      check('linear', x.length === M * K, `x (${M}×${K})`, x.length);
-      this.checkPanels(w, N, K);
-      const xp = align(this.residentTop);
-      this.put(x, xp);
-      return this.run(xp, M, K, w.ptr, N, align(xp + M * K * 4), true);
-    }
-    check('linear', x.length === M * K && w.length === N * K, `x (${M}×${K}) and W (${N}×${K})`, [x.length, w.length]);
-    const hit = resident ? this.packed.get(w) : undefined;
-    let bp: number;
-    if (hit && hit.N === N && hit.K === K) bp = hit.ptr;
-    else {
-      const bytes = this.packedPanels(N, K);
-      const slot = resident ? this.takeFree(bytes) : undefined; // the memory of a forgotten weight, if one fits
-      bp = slot ?? align(this.residentTop);
-      const stage = align(Math.max(this.residentTop, bp + bytes));
-      this.put(w, stage);
-      this.x.packBT(stage, N, K, bp);
-      if (resident) {
-        if (slot === undefined) this.residentTop = bp + bytes;
-        this.packed.set(w, { ptr: bp, N, K });
-      }
-    }
-    const ap = align(Math.max(this.residentTop, bp + this.packedPanels(N, K)));
+    if (w instanceof Bf16Panels) check('linear', x.length === M * K, `x (${M}×${K})`, x.length);
+    else
+      check('linear', x.length === M * K && w.length === N * K, `x (${M}×${K}) and W (${N}×${K})`, [
+        x.length,
+        w.length,
+      ]);
+    const { bp, top } = this.weightAt(w, N, K, resident);
+    const ap = align(top);
     this.put(x, ap);
-    return this.run(ap, M, K, bp, N, align(ap + M * K * 4));
+    return this.run(ap, M, K, bp, N, align(ap + M * K * 4), w instanceof Bf16Panels);
+  }
+
+  /**
+   * Several products of the same x, y_i (M×N_i) = x (M×K) · W_iᵀ, as one hand-off between the threads (the fused
+   * decode step's q/k/v, gate/up, Mamba-1's products of x: lib/model/fused_step.ts): each weight packed and kept
+   * resident as `linear` keeps it (no stacked copy), y_i at out[M·(N_0 + … + N_{i−1}) …] (for one row: [y_0 | y_1 |
+   * …]), every value the bits `linear` gives it. At most MAX_PARTS weights.
+   */
+  linearMany(
+    x: FloatArray,
+    M: number,
+    K: number,
+    ws: ReadonlyArray<{ w: FloatArray | Bf16Panels; N: number }>,
+    out: Float32Array,
+  ): Float32Array {
+    check('linearMany', x.length === M * K, `x (${M}×${K})`, x.length);
+    check('linearMany', ws.length >= 1 && ws.length <= MAX_PARTS, `1 to ${MAX_PARTS} weights`, ws.length);
+    const total = ws.reduce((n, p) => n + p.N, 0);
+    checkOut(out, M, total);
+    const bps = ws.map((p) => this.weightAt(p.w, p.N, K, true).bp); // resident: the scratch starts above them all
+    const ap = align(this.residentTop);
+    this.put(x, ap);
+    const parts: Part[] = [];
+    let cp = align(ap + M * K * 4);
+    for (const [i, p] of ws.entries()) {
+      parts.push({ bp: bps[i], N: p.N, cp, bf16: p.w instanceof Bf16Panels });
+      cp = align(cp + M * p.N * 4);
+    }
+    this.runParts(ap, M, K, parts);
+    let at = 0;
+    for (const p of parts) {
+      out.set(new Float32Array(this.memory.buffer, p.cp, M * p.N), at);
+      at += M * p.N;
+    }
+    return out;
+  }
+
+  /**
+   * Where W's packed panels are (packing a float W on first use, kept when `resident`), and the first byte free
+   * above them and every resident weight (where a call's arrays may go).
+   */
+  private weightAt(w: FloatArray | Bf16Panels, N: number, K: number, resident: boolean): { bp: number; top: number } {
+    if (w instanceof Bf16Panels) {
+      this.checkPanels(w, N, K);
+      return { bp: w.ptr, top: this.residentTop };
+    }
+    check('linear', w.length === N * K, `W (${N}×${K})`, w.length);
+    const hit = resident ? this.packed.get(w) : undefined;
+    if (hit && hit.N === N && hit.K === K) return { bp: hit.ptr, top: this.residentTop };
+    const bytes = this.packedPanels(N, K);
+    const slot = resident ? this.takeFree(bytes) : undefined; // the memory of a forgotten weight, if one fits
+    const bp = slot ?? align(this.residentTop);
+    const stage = align(Math.max(this.residentTop, bp + bytes));
+    this.put(w, stage);
+    this.x.packBT(stage, N, K, bp);
+    if (resident) {
+      if (slot === undefined) this.residentTop = bp + bytes;
+      this.packed.set(w, { ptr: bp, N, K });
+    }
+    return { bp, top: Math.max(this.residentTop, bp + bytes) };
   }
 
   /** c (M×N) = a (M×K) · b (K×N); `out`: a buffer of M·N floats to reuse. */
@@ -492,54 +575,77 @@ export class SimdGemm {
 
   /** C (at cp, returned) = A (at ap) · packed B. */
   private run(ap: number, M: number, K: number, bp: number, N: number, cp: number, bf16 = false): number {
-    this.ensure(cp + M * N * 4);
-    const groups = Math.ceil(N / GROUP);
-    const big = 2 * M * N * K >= MIN_PARALLEL_FLOP || groups * GROUP * K * (bf16 ? 2 : 4) >= MIN_PARALLEL_BYTES;
-    const helpers = big ? Math.min(this.workers.length, groups - 1) : 0;
-    const gemm = bf16 ? this.x.gemmBf16 : this.x.gemm;
-    if (helpers === 0) gemm(ap, bp, cp, M, N, K, 0, N, 0);
-    else {
-      // units of whole panel groups; the caller claims from the front, 1/threads of what is left each time. Against
-      // the shared counter of 4 chunks a thread that this replaced (every thread taking the next chunk, the caller
-      // then waiting for each worker to report, asleep or not): a d512 decode step's 57 products + head with every
-      // product shared, 4.72 → 4.06 ms on 2 threads; decode 5.30 → 5.01 ms/token (2026-12-05, one run, interleaved)
-      const width = Math.ceil(groups / MAX_UNITS) * GROUP;
-      const units = Math.ceil(N / width);
-      const threads = helpers + 1;
-      const j = this.job;
-      j[OPS] = units;
-      j[OPS + 1] = width;
-      j[OPS + 2] = ap;
-      j[OPS + 3] = bp;
-      j[OPS + 4] = cp;
-      j[OPS + 5] = M;
-      j[OPS + 6] = N;
-      j[OPS + 7] = K;
-      j[OPS + 8] = bf16 ? 1 : 0;
-      j[OPS + 9] = threads;
-      Atomics.store(j, DONE, 0);
-      Atomics.store(j, CLAIM, units << 16); // published: from here on any thread may claim
-      for (let w = 0; w < helpers; w++) {
-        const k = this.workers[w];
-        Atomics.store(k.ctrl, 0, ++k.gen);
-        Atomics.notify(k.ctrl, 0);
-      }
-      for (;;) {
-        const v = Atomics.load(j, CLAIM);
-        const front = v & 0xffff;
-        const back = v >>> 16;
-        if (back <= front) break;
-        const take = Math.ceil((back - front) / threads);
-        if (Atomics.compareExchange(j, CLAIM, v, v + take) !== v) continue;
-        gemm(ap, bp, cp, M, N, K, front * width, Math.min(N, (front + take) * width), 0);
-        Atomics.add(j, DONE, take);
-      }
-      // the workers are finishing their last pieces: spin for them a little, then sleep (the one that completes
-      // the product notifies)
-      for (const until = performance.now() + SPIN_MS; Atomics.load(j, DONE) !== units && performance.now() < until;);
-      for (let d = Atomics.load(j, DONE); d !== units; d = Atomics.load(j, DONE)) Atomics.wait(j, DONE, d);
-    }
+    this.runParts(ap, M, K, [{ bp, N, cp, bf16 }]);
     return cp;
+  }
+
+  /**
+   * For each product i, C_i (M×N_i at cp_i) = A (M×K at ap) · packed B_i: one hand-off between the threads for
+   * all of them (`linearMany`), their columns shared out as one run of units.
+   */
+  private runParts(ap: number, M: number, K: number, parts: ReadonlyArray<Part>): void {
+    for (const p of parts) this.ensure(p.cp + M * p.N * 4);
+    let flop = 0;
+    let bytes = 0;
+    let groups = 0;
+    for (const p of parts) {
+      const g = Math.ceil(p.N / GROUP);
+      flop += 2 * M * p.N * K;
+      bytes += g * GROUP * K * (p.bf16 ? 2 : 4);
+      groups += g;
+    }
+    const big = flop >= MIN_PARALLEL_FLOP || bytes >= MIN_PARALLEL_BYTES;
+    const helpers = big ? Math.min(this.workers.length, groups - 1) : 0;
+    if (helpers === 0) {
+      for (const p of parts) (p.bf16 ? this.x.gemmBf16 : this.x.gemm)(ap, p.bp, p.cp, M, p.N, K, 0, p.N, 0);
+      return;
+    }
+    // units of whole panel groups; the caller claims from the front, 1/threads of what is left each time. Against
+    // the shared counter of 4 chunks a thread that this replaced (every thread taking the next chunk, the caller
+    // then waiting for each worker to report, asleep or not): a d512 decode step's 57 products + head with every
+    // product shared, 4.72 → 4.06 ms on 2 threads; decode 5.30 → 5.01 ms/token (2026-12-05, one run, interleaved)
+    // (each product's last unit may be part-filled: at most MAX_PARTS more than groups ÷ the units' groups)
+    const width = Math.ceil(groups / (MAX_UNITS - MAX_PARTS)) * GROUP;
+    const threads = helpers + 1;
+    const j = this.job;
+    let units = 0;
+    for (const [i, p] of parts.entries()) {
+      const o = PARTS + 5 * i;
+      j[o] = units;
+      j[o + 1] = p.bp;
+      j[o + 2] = p.N;
+      j[o + 3] = p.cp;
+      j[o + 4] = p.bf16 ? 1 : 0;
+      units += Math.ceil(p.N / width);
+    }
+    j[OPS] = units;
+    j[OPS + 1] = width;
+    j[OPS + 2] = ap;
+    j[OPS + 3] = M;
+    j[OPS + 4] = K;
+    j[OPS + 5] = threads;
+    j[OPS + 6] = parts.length;
+    Atomics.store(j, DONE, 0);
+    Atomics.store(j, CLAIM, units << 16); // published: from here on any thread may claim
+    for (let w = 0; w < helpers; w++) {
+      const k = this.workers[w];
+      Atomics.store(k.ctrl, 0, ++k.gen);
+      Atomics.notify(k.ctrl, 0);
+    }
+    for (;;) {
+      const v = Atomics.load(j, CLAIM);
+      const front = v & 0xffff;
+      const back = v >>> 16;
+      if (back <= front) break;
+      const take = Math.ceil((back - front) / threads);
+      if (Atomics.compareExchange(j, CLAIM, v, v + take) !== v) continue;
+      piece(j, front, front + take, this.x.gemm, this.x.gemmBf16);
+      Atomics.add(j, DONE, take);
+    }
+    // the workers are finishing their last pieces: spin for them a little, then sleep (the one that completes
+    // the job notifies)
+    for (const until = performance.now() + SPIN_MS; Atomics.load(j, DONE) !== units && performance.now() < until;);
+    for (let d = Atomics.load(j, DONE); d !== units; d = Atomics.load(j, DONE)) Atomics.wait(j, DONE, d);
   }
 
   /** The n floats at byte cp, copied into `out` when given, else into a new array. */

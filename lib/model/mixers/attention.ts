@@ -16,7 +16,6 @@ import type { Ops } from '../../ops.js';
 import { applyRope, applyRopeBackward, ropeInvFreq, ropeRows } from '../../ref/rope.js';
 import { Tensor, type FloatArray } from '../../tensor.js';
 import { addBiasRows, type Bf16Panels, type SimdGemm } from '../../simd/gemm.js';
-import { linearStack, type RowStack } from '../../simd/packed_weight.js';
 import { simdCachedAttention } from '../../simd/attention.js';
 import type { LlamaConfig } from '../config.js';
 import { linearInto, type AttentionCache, type HybridModel } from './block.js';
@@ -272,11 +271,12 @@ export function kvTensors(
 
 /**
  * An attention layer's projections as the fused decode step reads them (biases where the model has them): float
- * arrays, or a bf16 checkpoint's panels (lib/simd/packed_weight.ts); W_q, W_k, W_v stacked by rows as one
- * product where their storage allows (`stackRows`: the same bits as three).
+ * arrays, or a bf16 checkpoint's panels (lib/simd/packed_weight.ts).
  */
 export interface AttentionStepWeights {
-  qkv: RowStack; // [W_q; W_k; W_v] (H·hd + 2·H_kv·hd, d)
+  q: FloatArray | Bf16Panels;
+  k: FloatArray | Bf16Panels;
+  v: FloatArray | Bf16Panels;
   o: FloatArray | Bf16Panels;
   bq?: FloatArray;
   bk?: FloatArray;
@@ -309,7 +309,19 @@ export function attentionStep(
   rope: { cos: Float64Array; sin: Float64Array },
 ): void {
   const { numHeads: H, numKvHeads: Hkv, headDim: hd } = c;
-  linearStack(g, x, w.qkv, buf.qkv); // (H·hd + 2·H_kv·hd): q | k | v, then each one's bias as linearInto adds it
+  // (H·hd + 2·H_kv·hd): q | k | v, one hand-off between the SIMD threads for the three (each product's own bits),
+  // then each one's bias as linearInto adds it
+  g.linearMany(
+    x,
+    1,
+    x.length,
+    [
+      { w: w.q, N: buf.q.length },
+      { w: w.k, N: buf.k.length },
+      { w: w.v, N: buf.v.length },
+    ],
+    buf.qkv,
+  );
   if (w.bq) addBiasRows(buf.q, 1, w.bq); // (H·hd)
   if (w.bk) addBiasRows(buf.k, 1, w.bk); // (H_kv·hd)
   if (w.bv) addBiasRows(buf.v, 1, w.bv); // (H_kv·hd)

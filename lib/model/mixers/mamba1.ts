@@ -27,7 +27,6 @@ import { Tensor, type FloatArray } from '../../tensor.js';
 import type { Bf16Panels, SimdGemm } from '../../simd/gemm.js';
 import { simdSiluMul } from '../../simd/activations.js';
 import { simdMultistep } from '../../simd/multistep.js';
-import { linearStack, stackRows, type RowStack } from '../../simd/packed_weight.js';
 import type { WeightStore } from '../weights.js';
 import {
   convWindowStep,
@@ -197,7 +196,11 @@ export interface Mamba1StepPlan {
   G: number; // d_in / N channel groups
   K: number; // conv width
   dInner: number;
-  xzbcd: RowStack; // [W_x; W_z; W_B; W_C; W_Δ↓] (2·d_xb + 2·d_in + R, d): the products of x, stacked (stackRows)
+  inX: Matrix; // (d_xb, d)
+  inZ: Matrix; // (d_in, d)
+  Bw: Matrix; // (d_xb, d)
+  Cw: Matrix; // (d_in, d)
+  dtDown: Matrix; // (R, d)
   dtW: Matrix; // (d_in, R)
   dtProjBias?: FloatArray; // (d_in): upstream semantics add b_Δ here too
   convW: FloatArray; // (d_in, K)
@@ -236,7 +239,11 @@ export function mamba1StepPlan(
     G,
     K: c.dConv,
     dInner,
-    xzbcd: stackRows([n.inX, n.inZ, n.B, n.C, n.dtDown].map(matrix), c.dModel),
+    inX: matrix(n.inX),
+    inZ: matrix(n.inZ),
+    Bw: matrix(n.B),
+    Cw: matrix(n.C),
+    dtDown: matrix(n.dtDown),
     dtW: matrix(n.dt),
     dtProjBias: dtProjBias === undefined ? undefined : tensor(dtProjBias).data,
     convW: tensor(n.conv).data,
@@ -272,7 +279,15 @@ export function mamba1Step(
   out: Float32Array,
 ): void {
   const { N, G, K, dInner, src, xr, br, pre } = s;
-  linearStack(g, x, s.xzbcd, s.xzbc); // (2·d_xb + 2·d_in + R): x | z | B | C | Δ↓, as five products would give them
+  // (2·d_xb + 2·d_in + R): x | z | B | C | Δ↓, one hand-off between the SIMD threads for the five products of x
+  const parts = [
+    { w: s.inX, N: s.xsrc.length },
+    { w: s.inZ, N: s.z.length },
+    { w: s.Bw, N: s.bsrc.length },
+    { w: s.Cw, N: s.cm.length },
+    { w: s.dtDown, N: s.dtLow.length },
+  ];
+  g.linearMany(x, 1, x.length, parts, s.xzbc);
   linearInto(g, s.dtLow, s.dtW, s.dl, s.dtProjBias); // (d_in): Δ before the softplus
   for (let c = 0; c < dInner; c++) {
     xr[c] = s.xsrc[src[c]];

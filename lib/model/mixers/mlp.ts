@@ -11,7 +11,6 @@ import type { FloatArray, Tensor } from '../../tensor.js';
 import { simdSiluMul } from '../../simd/activations.js';
 import type { Bf16Panels, SimdGemm } from '../../simd/gemm.js';
 import { swiglu } from '../../ref/layers.js';
-import { linearStack, type RowStack } from '../../simd/packed_weight.js';
 import { linearInto, type HybridModel } from './block.js';
 import { add, linearLayer, type Ctx, type Layer } from './tape.js';
 
@@ -36,11 +35,20 @@ export function mlpInfer(ops: Ops, m: HybridModel, p: string, n: Tensor): Promis
 /** One token's MLP as the fused decode step (../fused_step.ts) runs it: x (d) normed row → buf.o (d), `mlpInfer`'s bits. */
 export function mlpStep(
   g: SimdGemm,
-  w: { gateUp: RowStack; down: FloatArray | Bf16Panels }, // gateUp: [W_gate; W_up] (2F, d), stackRows
+  w: { gate: FloatArray | Bf16Panels; up: FloatArray | Bf16Panels; down: FloatArray | Bf16Panels },
   buf: { gu: Float32Array; g: Float32Array; u: Float32Array; a: Float32Array; o: Float32Array }, // g, u: gu's halves
   x: Float64Array,
 ): void {
-  linearStack(g, x, w.gateUp, buf.gu); // (2F): gate | up
+  g.linearMany(
+    x,
+    1,
+    x.length,
+    [
+      { w: w.gate, N: buf.g.length },
+      { w: w.up, N: buf.u.length },
+    ],
+    buf.gu,
+  ); // (2F): gate | up, one hand-off
   simdSiluMul(g, buf.g, buf.u, buf.a); // (F): the wasm-simd backend's SIMD SiLU, as its gatedMlp uses
   linearInto(g, buf.a, w.down, buf.o); // (d)
 }

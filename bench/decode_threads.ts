@@ -30,20 +30,26 @@ for (let r = 0; r < runs; r++) {
   last = await generate(ops, m, prompt, { maxNewTokens: Number(args[2]), eos: [] });
   ms.push(last.decode.ms / last.decode.tokens);
 }
-// where a token's time goes: one more run with every one-row product (SimdGemm.linear with M = 1: decode's,
-// not the prefill's) timed; the rest of the step is norms, RoPE, attention over the cache, copies
+// where a token's time goes: one more run with every one-row product (SimdGemm.linear and linearMany with M = 1:
+// decode's, not the prefill's) timed; the rest of the step is norms, RoPE, attention over the cache, copies
 const g = SimdGemm.shared();
 const linear = g.linear.bind(g);
+const linearMany = g.linearMany.bind(g);
 let productsMs = 0;
-g.linear = (...a: Parameters<SimdGemm['linear']>) => {
-  if (a[1] !== 1) return linear(...a);
-  const t = performance.now();
-  const y = linear(...a);
-  productsMs += performance.now() - t;
-  return y;
-};
+const timed =
+  <A extends unknown[], R>(f: (...a: A) => R) =>
+  (...a: A): R => {
+    if (a[1] !== 1) return f(...a);
+    const t = performance.now();
+    const y = f(...a);
+    productsMs += performance.now() - t;
+    return y;
+  };
+g.linear = timed(linear);
+g.linearMany = timed(linearMany);
 const split = await generate(ops, m, prompt, { maxNewTokens: Number(args[2]), eos: [] });
 g.linear = linear;
+g.linearMany = linearMany;
 const sorted = [...ms].sort((a, b) => a - b);
 console.log(
   JSON.stringify({

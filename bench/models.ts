@@ -328,7 +328,7 @@ writeFile(
       : []),
     ...(onnxRows.length
       ? [
-          `The teacher on onnxruntime-node ${ort.env.versions.common} (CPU provider, MLAS; its KV-cache decode graph built in bench/peers/onnxruntime.ts) and ours on wasm-simd on as many threads (bench/decode_threads.ts, its own process), the same weights and prompt; each the median of 3 decodes of ${DECODE + 1} tokens. PyTorch from the table above. "products / rest": of ours' time per token, the one-row products (SimdGemm.linear, timed in one more run) and the rest of the step (norms, RoPE, attention over the cache, copies). Targets (issue #28): ours ≤ 1.0× onnxruntime and ≤ 1.3× the floor on 1 and on 2 threads.`,
+          `The teacher on onnxruntime-node ${ort.env.versions.common} (CPU provider, MLAS; its KV-cache decode graph built in bench/peers/onnxruntime.ts) and ours on wasm-simd on as many threads (bench/decode_threads.ts, its own process), the same weights and prompt; each the median of 3 decodes of ${DECODE + 1} tokens. PyTorch from the table above. "products / rest": of ours' time per token, the one-row products (SimdGemm.linear and linearMany, timed in one more run) and the rest of the step (norms, RoPE, attention over the cache, copies). Targets (issue #28): ours ≤ 1.0× onnxruntime and ≤ 1.3× the floor on 1 and on 2 threads.`,
           '',
           '| model | threads | onnxruntime ms/token | ours ms/token | ours / onnxruntime | ours / PyTorch | floor ms/token | ours / floor | ours: products / rest | greedy tokens equal (onnxruntime, ours) |',
           '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |',

@@ -228,7 +228,10 @@ arms() {
       for i in "${!args[@]}"; do [ -z "${TOKENS:-}" ] || [ "${args[$i]}" != --tokens ] || args[i + 1]=$TOKENS; done
       echo "arms: $name ($left min left): mil ${args[*]}"
       local s=$SECONDS
-      $mil "${args[@]}" --max-minutes "$left" --max-shard-size 16MiB | tee -a "$runs/$name.log" ||
+      # dpo keeps no checkpoint (one short run: --max-minutes and --max-shard-size are not its options, exit 2)
+      local lim=(--max-minutes "$left" --max-shard-size 16MiB)
+      [ "${args[0]}" != dpo ] || lim=()
+      $mil "${args[@]}" "${lim[@]}" 2>&1 | tee -a "$runs/$name.log" ||
         echo "arms: $name failed: exit $?" | tee -a "$runs/$name.log"
       echo "arms: $name ran $((SECONDS - s)) s" | tee -a "$runs/$name.log"
       if [ ! -f "$runs/$name/config.json" ]; then echo "arms: $name stopped checkpointed: send the same command again"; break; fi

@@ -315,6 +315,15 @@ describe('a training run in commands of limited time (issue #25, the GPU machine
         )
         .sort(),
     );
+    // stages 2/3: sft is checkpointed like a distillation (--max-minutes), dpo keeps no checkpoint and refuses
+    // --max-minutes and --max-shard-size (exit 2), so it gets neither
+    const n = calls().length;
+    sh(['arms', 'mamba2-50-sft', 'mamba2-50-dpo'], env);
+    const c3 = calls().slice(n);
+    expect(c3.filter((c) => /^(sft|dpo) /.test(c)).map((c) => [c.split(' ')[0], /--max-minutes/.test(c)])).toEqual([
+      ['sft', true],
+      ['dpo', false],
+    ]);
     // a name outside the plan: exit 2 naming it
     expect(() => sh(['arms', 'mamba9-50'], env)).toThrow(/mamba9-50 is not a run of the small plan/);
   });

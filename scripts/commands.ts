@@ -419,6 +419,10 @@ export function smallPaperRuns(dir: string, data: string, instruct: string): Rec
     '32',
     '--cont-len',
     '48',
+    // lr 5e-6: at the CLI's 1e-4 the first GPU run (2026-12-05) over-optimised — the mean reward margin past 40 by
+    // step 385, the held-out answers' perplexity doubled (docs/results/paper-small.md, stages 2 and 3)
+    '--lr',
+    '5e-6',
     ...DPO_OPTIONS,
     ...gpu,
   ]);

@@ -10,6 +10,7 @@
  *
  *   node --import tsx bench/gpu.ts [--tiny | --shape d512|1b] [--quick] [--profile] [--torch-modes eager,compile,cudagraph] [--out DIR] [--tokens N] [--no-torch]
  *                                  [--no-per-op] [--python PATH] [--peer bench/peers/torch_gpu.py] [--torch-cpu]
+ *                                  [--reductions wgsl,gpujs]
  *
  * Rows, for each model (the Llama and its 50% Mamba-2 hybrid):
  *   decode      ms per token: the chain (one submission a token), the per-op path, PyTorch (three ways)
@@ -20,6 +21,9 @@
  *               and its parts (a map, a queue drain, a turn of the event loop), ms per call (`fixedCost`)
  *   speculative the hybrid as target, a random 1-layer Llama as draft, greedy, K = 4 (both GPU decoders): ms per
  *               token, acceptance, and whether the tokens equal the plain chain's (they must, up to float32 ties)
+ * --reductions: the chain with the decoder's WGSL reductions (kernels/decode_wgsl.ts, the default) and, as the baseline
+ * in the same run, with GPU.js's one-thread-an-output kernels (GpuDecodeOptions.reductions 'gpujs'); each a row of
+ * decode, prefill and verify (and, with --profile, its own profile). `--reductions wgsl` times the first alone.
  * --shape 1b: a Llama-3.2-1B shape (vocab 128,256, d 2048, 16 layers, 32/8 heads, F 8192; random float32 weights,
  * ~5 GB of host memory), prompt 64. --quick: 8 tokens timed, verify windows of 1, 5 and 9 only.
  * On the GPU machine (no Node there): bench/device-bundle.sh here; there, the bundle unpacked in /tmp/mil and, from
@@ -58,6 +62,13 @@ const torchCpu = args.includes('--torch-cpu');
 const quick = args.includes('--quick');
 /** --profile: each kernel of the token step and the widest verify window timed alone (ResidentChain.profile) */
 const profile = args.includes('--profile');
+/** --reductions wgsl|gpujs|wgsl,gpujs (default both): the chain's reductions (GpuDecodeOptions.reductions), each a row */
+const REDUCTIONS = (flag('reductions') ?? 'wgsl,gpujs').split(',') as Array<'wgsl' | 'gpujs'>;
+if (!REDUCTIONS.length || REDUCTIONS.some((r) => r !== 'wgsl' && r !== 'gpujs') || REDUCTIONS[0] !== 'wgsl') {
+  console.error(`bench/gpu.ts: --reductions: expected wgsl, optionally followed by gpujs, got ${REDUCTIONS.join(',')}`);
+  process.exit(2);
+}
+const RED = { wgsl: 'WGSL reductions', gpujs: 'GPU.js reductions' } as const;
 /** --torch-modes eager,compile,cudagraph (default all): the 1B shape's torch.compile alone outlasts a device command */
 const torchModes = (flag('torch-modes') ?? 'eager,compile,cudagraph').split(',');
 if (torchModes.some((m) => !['eager', 'compile', 'cudagraph'].includes(m))) {
@@ -199,71 +210,84 @@ const tokensOf: Record<string, Record<string, number[]>> = {};
 
 for (const [name, m] of models) {
   tokensOf[name] = {};
-  // the one-submission chain
-  const dec = await GpuDecoder.create(m, { capacity: PROMPT + TOKENS + 16 });
-  try {
-    const once = async () => {
-      dec.reset();
-      // the prompt in one submission, then one submission per token
-      const t0 = performance.now();
-      let next = (await dec.prefill(prompt)).token;
-      const prefillMs = performance.now() - t0;
-      const ids: number[] = [];
-      const s0 = dec.chain.counters.submits;
-      const t = performance.now();
-      for (let k = 0; k < TOKENS; k++) {
-        ids.push(next);
-        next = (await dec.step(next)).token;
-      }
-      const ms = (performance.now() - t) / TOKENS;
-      return { ms, prefillMs, ids, submits: (dec.chain.counters.submits - s0) / TOKENS };
-    };
-    await once(); // warm-up
-    const r = await once();
-    tokensOf[name]['chain'] = r.ids;
-    rows.push({
-      model: name,
-      path: `webgpu, one submission per token (${dec.chain.dispatches} kernels)`,
-      ms_per_token: r.ms,
-      submits_per_token: r.submits,
-    });
-    prefillRows.push({
-      model: name,
-      path: `webgpu chain, the prompt in one submission (windows of ≤ ${dec.prefillWidth} rows)`,
-      ms: r.prefillMs,
-    });
-    console.log(`${name}: chain ${r.ms.toFixed(3)} ms/token, prefill ${r.prefillMs.toFixed(2)} ms`);
-    // verify windows: [last, s − 1 drafts] after the prompt, each in one submission (rewound to the prompt by
-    // length: the KV rows past it are overwritten; the Mamba states drift, which does not change the time)
-    for (const sz of WINDOWS) {
-      const drafts = r.ids.slice(0, sz - 1);
-      dec.length = PROMPT - 1;
-      await dec.verify(prompt[PROMPT - 1], drafts); // records the window (compiles its kernels)
-      const t = performance.now();
-      for (let k = 0; k < VERIFY_REPS; k++) {
+  // the one-submission chain: the WGSL reductions (the default), then GPU.js's (the baseline, same run)
+  for (const reductions of REDUCTIONS) {
+    // the one-submission chain
+    const dec = await GpuDecoder.create(m, { capacity: PROMPT + TOKENS + 16, reductions });
+    try {
+      const once = async () => {
+        dec.reset();
+        // the prompt in one submission, then one submission per token
+        const t0 = performance.now();
+        let next = (await dec.prefill(prompt)).token;
+        const prefillMs = performance.now() - t0;
+        const ids: number[] = [];
+        const s0 = dec.chain.counters.submits;
+        const t = performance.now();
+        for (let k = 0; k < TOKENS; k++) {
+          ids.push(next);
+          next = (await dec.step(next)).token;
+        }
+        const ms = (performance.now() - t) / TOKENS;
+        return { ms, prefillMs, ids, submits: (dec.chain.counters.submits - s0) / TOKENS };
+      };
+      await once(); // warm-up
+      const r = await once();
+      tokensOf[name][reductions === 'wgsl' ? 'chain' : 'chain (GPU.js reductions)'] = r.ids;
+      const same = reductions === 'wgsl' || r.ids.every((id, i) => id === lookup(lookup(tokensOf, name), 'chain')[i]);
+      rows.push({
+        model: name,
+        path: `webgpu, one submission per token (${dec.chain.dispatches} kernels, ${RED[reductions]})`,
+        ms_per_token: r.ms,
+        submits_per_token: r.submits,
+        ...(reductions === 'wgsl' ? {} : { note: `same ids as the WGSL chain: ${same ? 'yes' : 'NO'}` }),
+      });
+      prefillRows.push({
+        model: name,
+        path: `webgpu chain, the prompt in one submission (windows of ≤ ${dec.prefillWidth} rows, ${RED[reductions]})`,
+        ms: r.prefillMs,
+      });
+      console.log(
+        `${name} (${RED[reductions]}): chain ${r.ms.toFixed(3)} ms/token, prefill ${r.prefillMs.toFixed(2)} ms`,
+      );
+      // verify windows: [last, s − 1 drafts] after the prompt, each in one submission (rewound to the prompt by
+      // length: the KV rows past it are overwritten; the Mamba states drift, which does not change the time)
+      for (const sz of WINDOWS) {
+        const drafts = r.ids.slice(0, sz - 1);
         dec.length = PROMPT - 1;
-        await dec.verify(prompt[PROMPT - 1], drafts);
+        await dec.verify(prompt[PROMPT - 1], drafts); // records the window (compiles its kernels)
+        const t = performance.now();
+        for (let k = 0; k < VERIFY_REPS; k++) {
+          dec.length = PROMPT - 1;
+          await dec.verify(prompt[PROMPT - 1], drafts);
+        }
+        const ms = (performance.now() - t) / VERIFY_REPS;
+        verifyRows.push({ model: name, path: `webgpu chain, one submission, ${RED[reductions]}`, s: sz, ms });
+        console.log(
+          `${name} (${RED[reductions]}): verify of ${sz} tokens ${ms.toFixed(3)} ms (${(ms / r.ms).toFixed(2)}× a token)`,
+        );
       }
-      const ms = (performance.now() - t) / VERIFY_REPS;
-      verifyRows.push({ model: name, path: 'webgpu chain, one submission', s: sz, ms });
-      console.log(`${name}: verify of ${sz} tokens ${ms.toFixed(3)} ms (${(ms / r.ms).toFixed(2)}× a token)`);
-    }
-    if (profile) {
-      // where the time goes: each kernel of the one-token step and of the widest verify window submitted alone
-      const wide = lastOf(WINDOWS);
-      for (const [program, rows] of [
-        ['main', 1],
-        [`window${Math.max(2, wide)}`, wide],
-      ] as const) {
-        const prof = await dec.chain.profile({ pos: PROMPT - 1, rows }, program);
-        const total = prof.reduce((a, x) => a + x.ms, 0);
-        console.log(`${name}: profile of ${program} (each kernel alone), ${total.toFixed(3)} ms in all`);
-        for (const x of prof.slice(0, 25))
-          console.log(`  ${x.label.padEnd(40)} ${x.ms.toFixed(3)} ms  ×${x.n}  ${((100 * x.ms) / total).toFixed(1)}%`);
+      if (profile) {
+        // where the time goes: each kernel of the one-token step and of the widest verify window submitted alone
+        const wide = lastOf(WINDOWS);
+        for (const [program, rows] of [
+          ['main', 1],
+          [`window${Math.max(2, wide)}`, wide],
+        ] as const) {
+          const prof = await dec.chain.profile({ pos: PROMPT - 1, rows }, program);
+          const total = prof.reduce((a, x) => a + x.ms, 0);
+          console.log(
+            `${name} (${RED[reductions]}): profile of ${program} (each kernel alone), ${total.toFixed(3)} ms in all`,
+          );
+          for (const x of prof.slice(0, 25))
+            console.log(
+              `  ${x.label.padEnd(40)} ${x.ms.toFixed(3)} ms  ×${x.n}  ${((100 * x.ms) / total).toFixed(1)}%`,
+            );
+        }
       }
+    } finally {
+      dec.destroy();
     }
-  } finally {
-    dec.destroy();
   }
   // speculative decoding: the hybrid as target, a random 1-layer Llama as draft (both GPU decoders), greedy
   if (m.mamba) {
@@ -430,8 +454,14 @@ if (!args.includes('--no-torch')) {
 console.log(`# torch: ${torchInfo}`);
 
 const date = new Date().toISOString();
-const chainMs = (model: string) =>
-  rows.find((r) => r.model === model && r.path.includes('one submission'))?.ms_per_token;
+/** the chain's ms per token: the WGSL reductions' row, or GPU.js's where `path` names them */
+const chainMs = (model: string, path = '') =>
+  rows.find(
+    (r) =>
+      r.model === model &&
+      r.path.includes('one submission') &&
+      r.path.includes(path.includes(RED.gpujs) ? RED.gpujs : RED.wgsl),
+  )?.ms_per_token;
 const md = [
   `# Decode per token on the GPU (bench/gpu.ts)`,
   '',
@@ -461,7 +491,7 @@ const md = [
     const of = verifyRows.filter((r) => r.model === model && r.path === path);
     const ms = (w: number) => of.find((r) => r.s === w)?.ms;
     const token = path.startsWith('webgpu')
-      ? chainMs(model)
+      ? chainMs(model, path)
       : rows.find((r) => r.model === model && r.path === path)?.ms_per_token;
     const last = ms(WINDOWS[WINDOWS.length - 1]);
     return `| ${model} | ${path} | ${WINDOWS.map((w) => ms(w)?.toFixed(3) ?? '—').join(' | ')} | ${last !== undefined && token ? (last / token).toFixed(2) : ''} |`;

@@ -164,6 +164,56 @@ export const qkvRopeKernel = (d: number, H: number, Hkv: number, hd: number, T =
 });
 
 /**
+ * RoPE after one product of the stacked [W_q | W_k | W_v] (kernels/decode_wgsl.ts gemvKernel): raw holds T rows of
+ * Q + 2·KV outputs; the output is qkvRopeKernel's [q (T, Q) | k (T, KV) | v (T, KV)], q and k rotated at position
+ * meta[1] + t — each thread reads its value and its rotation partner, no loop.
+ */
+export const ropeKernel = (H: number, Hkv: number, hd: number, T = 1): DecodeKernel => ({
+  key: 'dec.rope',
+  source: `function (raw, rope, meta) {
+    const u = this.thread.x;
+    let tt = 0;
+    let t = u;
+    if (u >= this.constants.TQ + this.constants.TKV) {
+      const w = u - this.constants.TQ - this.constants.TKV;
+      tt = Math.floor(w / this.constants.KV);
+      t = this.constants.Q + this.constants.KV + w - tt * this.constants.KV;
+    } else if (u >= this.constants.TQ) {
+      const w = u - this.constants.TQ;
+      tt = Math.floor(w / this.constants.KV);
+      t = this.constants.Q + w - tt * this.constants.KV;
+    } else {
+      tt = Math.floor(u / this.constants.Q);
+      t = u - tt * this.constants.Q;
+    }
+    const o = tt * this.constants.RW;
+    let out = raw[o + t];
+    if (t < this.constants.Q + this.constants.KV) {
+      let r = t;
+      if (t >= this.constants.Q) { r = t - this.constants.Q; }
+      const c = r - Math.floor(r / this.constants.HD) * this.constants.HD;
+      let partner = t + this.constants.HALF;
+      let sign = -1.0;
+      let f = c;
+      if (c >= this.constants.HALF) { partner = t - this.constants.HALF; sign = 1.0; f = c - this.constants.HALF; }
+      const row = (meta[1] + tt) * this.constants.HD;
+      out = raw[o + t] * rope[row + f] + sign * raw[o + partner] * rope[row + this.constants.HALF + f];
+    }
+    return out;
+  }`,
+  constants: {
+    Q: H * hd,
+    KV: Hkv * hd,
+    HD: hd,
+    HALF: hd / 2,
+    TQ: T * H * hd,
+    TKV: T * Hkv * hd,
+    RW: H * hd + 2 * Hkv * hd,
+    T,
+  },
+});
+
+/**
  * Attention's scores, one thread per (row t, head h, key j): s_{t,h,j} = q_{t,h}·k_{g,j}/√hd for j ≤ pos + t
  * (row t sits at position pos + t, pos = meta[1]; the window's own keys are in the cache already), −3e38 past
  * it (never read: the weighted sum stops there). Two kernels rather than one thread per output channel looping

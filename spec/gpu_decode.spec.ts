@@ -98,14 +98,18 @@ describe('one GPU submission per decoded token (webgpu)', () => {
     mamba1: '50% Mamba-1 hybrids (upstream semantics)',
     'mamba1-clean': "50% Mamba-1 hybrids (the paper's semantics)",
   };
-  for (const [variant, runs] of [
-    ['llama', 2],
-    ['mamba2', 3],
-    ['mamba1', 1],
-    ['mamba1-clean', 1],
+  // the default reductions (WGSL, kernels/decode_wgsl.ts) on every variant, GPU.js's one-thread-an-output kernels
+  // (GpuDecodeOptions.reductions 'gpujs', the benches' baseline) on a Llama and a Mamba-2 hybrid
+  for (const [variant, runs, reductions] of [
+    ['llama', 2, 'wgsl'],
+    ['mamba2', 3, 'wgsl'],
+    ['mamba1', 1, 'wgsl'],
+    ['mamba1-clean', 1, 'wgsl'],
+    ['llama', 1, 'gpujs'],
+    ['mamba2', 1, 'gpujs'],
   ] as const)
     run(
-      `random ${titles[variant]}: the reference's greedy ids, logits, ${variant === 'llama' ? 'KV caches' : 'KV caches and Mamba states'} at float32 tolerance; one submit and one readback per token (numRuns ${runs}) (${webgpu.title})`,
+      `random ${titles[variant]}, ${reductions} reductions: the reference's greedy ids, logits, ${variant === 'llama' ? 'KV caches' : 'KV caches and Mamba states'} at float32 tolerance; one submit and one readback per token (numRuns ${runs}) (${webgpu.title})`,
       async () => {
         await fc.assert(
           fc.asyncProperty(
@@ -116,7 +120,7 @@ describe('one GPU submission per decoded token (webgpu)', () => {
               const m = buildModel(spec);
               const prompt = rawPrompt.map((x) => x % spec.vocab);
               const ref = await reference(m, prompt, steps);
-              const dec = await GpuDecoder.create(m, { capacity: 16 });
+              const dec = await GpuDecoder.create(m, { capacity: 16, reductions });
               try {
                 const r = await counted(dec.chain.device, () => replay(dec, ref));
                 expect(r.submits, 'one submit per token').toBe(ref.ids.length);
@@ -176,32 +180,36 @@ describe('one GPU submission per decoded token (webgpu)', () => {
   );
 
   run(
-    `argmax over the vocabulary: ties go to the lowest id, within a lane and across lanes (${webgpu.title})`,
+    `argmax over the vocabulary: ties go to the lowest id, within a lane or chunk and across them, on both reduction paths (${webgpu.title})`,
     async () => {
-      // V > 256: ids a and a+256 share a lane of the first argmax step (lane = id mod 256), a and a±1 do not
-      const t = randomLlama({ vocab: 600, hidden: 8, intermediate: 8, layers: 1, heads: 2, kvHeads: 1 }, 4);
-      const first = await GpuDecoder.create(t, { capacity: 2 });
-      let a: number;
-      try {
-        a = (await first.step(7)).token;
-      } finally {
-        first.destroy();
-      }
-      const V = 600;
-      const d = t.llama.hiddenSize;
-      // copy lm_head row a into rows a+1 (the next lane), a+255 (the lane before, a higher id: only the final step's
-      // tie rule picks a over it) and a+256 (a's own lane): the same dot product in the same order, the same bits
-      const head = t.weights.get('lm_head.weight').data;
-      expect(a + 256, 'the seed gives a winner with room for its twins').toBeLessThan(V);
-      const twins = [a + 1, a + 255, a + 256];
-      for (const r of twins) for (let i = 0; i < d; i++) head[r * d + i] = head[a * d + i];
-      const dec = await GpuDecoder.create(t, { capacity: 2 });
-      try {
-        const { token, logits } = await dec.step(7, { logits: true });
-        for (const r of twins) expect(logits![r], `logit ${r} equals logit ${a}`).toBe(logits![a]);
-        expect(token).toBe(Math.min(a, ...twins));
-      } finally {
-        dec.destroy();
+      // V = 2,100: the GPU.js path's first step gives ids a and a+256 one lane (lane = id mod 256), a and a±1 not;
+      // the WGSL path's (kernels/decode_wgsl.ts) gives ids [1024·g, 1024·g + 1024) one workgroup, a+1024 the next
+      const V = 2100;
+      for (const reductions of ['wgsl', 'gpujs'] as const) {
+        const t = randomLlama({ vocab: V, hidden: 8, intermediate: 8, layers: 1, heads: 2, kvHeads: 1 }, 5);
+        const first = await GpuDecoder.create(t, { capacity: 2, reductions });
+        let a: number;
+        try {
+          a = (await first.step(7)).token;
+        } finally {
+          first.destroy();
+        }
+        const d = t.llama.hiddenSize;
+        // copy lm_head row a into rows a+1 (the next lane), a+255 (the lane before, a higher id: only the final
+        // step's tie rule picks a over it), a+256 (a's own lane) and a+1024 (the next chunk of the WGSL path): the
+        // same dot product in the same order, the same bits
+        const head = t.weights.get('lm_head.weight').data;
+        expect(a + 1024, 'the seed gives a winner with room for its twins').toBeLessThan(V);
+        const twins = [a + 1, a + 255, a + 256, a + 1024];
+        for (const r of twins) for (let i = 0; i < d; i++) head[r * d + i] = head[a * d + i];
+        const dec = await GpuDecoder.create(t, { capacity: 2, reductions });
+        try {
+          const { token, logits } = await dec.step(7, { logits: true });
+          for (const r of twins) expect(logits![r], `${reductions}: logit ${r} equals logit ${a}`).toBe(logits![a]);
+          expect(token, reductions).toBe(Math.min(a, ...twins));
+        } finally {
+          dec.destroy();
+        }
       }
     },
   );
@@ -241,17 +249,24 @@ describe('one GPU submission per decoded token (webgpu)', () => {
     // the fixed cost of a call and its parts, each timed
     expect(j.fixed.map((f) => f.what.split(':')[0])).toEqual(['chain', 'map', 'drain', 'drain+map', 'tick']);
     for (const f of j.fixed) expect(f.ms, f.what).toBeGreaterThan(0);
-    expect(j.verify.map((v) => v.s)).toEqual([1, 3, 1, 3]); // both models, windows of 1 and 3 tokens
+    // both models, each reduction path (WGSL, then GPU.js's as the baseline), windows of 1 and 3 tokens
+    expect(j.verify.map((v) => v.s)).toEqual([1, 3, 1, 3, 1, 3, 1, 3]);
     for (const v of j.verify) expect(v.ms).toBeGreaterThan(0);
     expect(j.speculative.map((r) => [r.model, r.same])).toEqual([['50% Mamba-2 hybrid', true]]);
-    expect(j.rows.map((x) => x.model)).toEqual([
-      'Llama (teacher)',
-      'Llama (teacher)',
-      '50% Mamba-2 hybrid',
-      '50% Mamba-2 hybrid',
-    ]);
+    expect(j.rows.map((x) => [x.model, x.path.replace(/ \(\d+ kernels, /, ' (N kernels, ')])).toEqual(
+      ['Llama (teacher)', '50% Mamba-2 hybrid'].flatMap((m) => [
+        [m, 'webgpu, one submission per token (N kernels, WGSL reductions)'],
+        [m, 'webgpu, one submission per token (N kernels, GPU.js reductions)'],
+        [m, 'webgpu, per op (a submission and a readback each)'],
+      ]),
+    );
     for (const row of j.rows) expect(row.ms_per_token).toBeGreaterThan(0);
-    expect(j.rows.filter((x) => x.submits_per_token !== undefined).map((x) => x.submits_per_token)).toEqual([1, 1]);
+    expect(j.rows.filter((x) => x.submits_per_token !== undefined).map((x) => x.submits_per_token)).toEqual([
+      1, 1, 1, 1,
+    ]);
+    // the baseline decoded what the WGSL chain decoded
+    for (const row of j.rows.filter((x) => x.path.includes('GPU.js')))
+      expect((row as { note?: string }).note).toMatch(/same ids as the WGSL chain: yes/);
     expect(readFileSync(join(out, 'gpu.md'), 'utf8')).toMatch(
       /\| Llama \(teacher\) \| webgpu, one submission per token/,
     );

@@ -41,6 +41,7 @@
  * position · Mamba-2: H_m heads, P = N head width and state size, d_in, d_xb, K conv width · Mamba-1: R dt_rank.
  */
 import { ArgumentError, DeviceLimitError } from '../errors.js';
+import { argmaxChunks, argmaxChunksWgsl, argmaxFinalWgsl, gemvKernel, rmsnormWgsl } from '../../kernels/decode_wgsl.js';
 import {
   argmaxFinalKernel,
   argmaxLanes,
@@ -57,6 +58,7 @@ import {
   splitSumKernel,
   splitsFor,
   qkvRopeKernel,
+  ropeKernel,
   rmsnormKernel,
   ssmYKernel,
   groupNormKernel,
@@ -108,6 +110,13 @@ export interface GpuDecodeOptions {
   capacity?: number;
   /** rows of the window a prefill runs at once (default: min(capacity, 64)); a longer prompt takes several */
   prefillWidth?: number;
+  /**
+   * how the reductions run (default 'wgsl'): 'wgsl' — products, RMSNorm and the argmax as workgroup-cooperative
+   * WGSL (kernels/decode_wgsl.ts: 256 threads share each reduction); 'gpujs' — kernels/decode.ts's GPU.js kernels,
+   * one thread an output looping over the whole reduction (kept as the benches' baseline and the tests' second
+   * path; the same tokens)
+   */
+  reductions?: 'wgsl' | 'gpujs';
 }
 
 /** W (R, K) as stored → Wᵀ (K, R) float32: thread r of a matvec then reads K values R apart (coalesced). */
@@ -115,6 +124,17 @@ function transposed(w: ArrayLike<number>, R: number, K: number): Float32Array {
   const t = new Float32Array(R * K); // (K, R)
   for (let r = 0; r < R; r++) for (let i = 0; i < K; i++) t[i * R + r] = w[r * K + i];
   return t;
+}
+
+/** Row-major matrices of the same width, one under the other. */
+function stackRows(parts: ArrayLike<number>[]): Float32Array {
+  const out = new Float32Array(parts.reduce((a, x) => a + x.length, 0)); // (Σ rows, width)
+  let o = 0;
+  for (const x of parts) {
+    out.set(x, o);
+    o += x.length;
+  }
+  return out;
 }
 
 /** The program of a window of T rows (T = 1: the one-token step, 'main'). */
@@ -132,6 +152,8 @@ interface Shared {
   weight: (key: string, make: () => Float32Array, deps?: readonly string[]) => ChainBuffer;
   rope: ChainBuffer | undefined;
   layers: LayerState[];
+  /** GpuDecodeOptions.reductions !== 'gpujs' */
+  coop: boolean;
 }
 
 /** A recorded program's buffers: its meta (ids, positions), logits (T, V) and result (T = 1: the id; else commit). */
@@ -153,7 +175,7 @@ interface Program {
  * the n committed rows only (the KV rows past them are simply overwritten later).
  */
 async function recordProgram(g: Shared, T: number): Promise<Program> {
-  const { chain, m, capacity, weight, rope } = g;
+  const { chain, m, capacity, weight, rope, coop } = g;
   const c = m.llama;
   const kinds = layerKinds(m);
   const W = m.weights;
@@ -183,13 +205,24 @@ async function recordProgram(g: Shared, T: number): Promise<Program> {
     out: ChainBuffer,
     add?: ChainBuffer,
   ) => {
-    const S = splitsFor(K, T * R);
     const an = add?.elements ?? 0;
+    if (coop)
+      return chain.wgsl(
+        `${at}${label}`,
+        gemvKernel(K, R, T, add ? 'add' : 'none', an),
+        add ? [x, w, add] : [x, w],
+        out,
+      );
+    const S = splitsFor(K, T * R);
     if (S === 1) return k(label, matvecKernel(K, R, an, T), add ? [x, w, add] : [x, w], out);
     const part = scratch(`${label} partial sums`, S * T * R);
     await k(label, matvecPartialKernel(K, R, S, T), [x, w], part);
     await k(`${label}.sum`, splitSumKernel(T * R, S, an), add ? [part, add] : [part], out);
   };
+  const norm = (label: string, eps: number, x: ChainBuffer, w: ChainBuffer, out: ChainBuffer) =>
+    coop
+      ? chain.wgsl(`${at}${label}`, rmsnormWgsl(d, eps, T), [x, w], out)
+      : k(label, rmsnormKernel(d, eps, T), [x, w], out);
   const meta = win
     ? scratch('meta [s, pos, ids, verify]', windowMetaLength(T))
     : scratch('meta [id, pos, u, T, k, p]', SAMPLE_META);
@@ -205,18 +238,30 @@ async function recordProgram(g: Shared, T: number): Promise<Program> {
     const L = `layer${i}`;
     const state = g.layers[i];
     const n1 = scratch(`${L}.n1`, T * d);
-    await k(`${L}.norm1`, rmsnormKernel(d, eps, T), [h, up(norm1)], n1);
+    await norm(`${L}.norm1`, eps, h, up(norm1), n1);
     const h1 = scratch(`${L}.h1`, T * d);
     if (state.kind === 'attention') {
       const a = attentionNames(c, p);
       const [Q, KV] = [H * hd, Hkv * hd];
       const qkv = scratch(`${L}.qkv`, T * (Q + 2 * KV)); // [q (T, Q) | k (T, KV) | v (T, KV)]
-      await k(
-        `${L}.qkv_rope`,
-        qkvRopeKernel(d, H, Hkv, hd, T),
-        [n1, upT(a.q.weight, Q, d), upT(a.k.weight, KV, d), upT(a.v.weight, KV, d), rope!, meta],
-        qkv,
-      );
+      if (coop) {
+        // one product of the stacked [W_q | W_k | W_v]ᵀ (d, Q + 2·KV), rows (T, Q + 2·KV); then RoPE and the layout
+        const names = [a.q.weight, a.k.weight, a.v.weight];
+        const wqkv = weight(
+          `${p} qkvᵀ`,
+          () => transposed(stackRows(names.map((n) => W.get(n).data)), Q + 2 * KV, d),
+          names,
+        );
+        const raw = scratch(`${L}.qkv raw`, T * (Q + 2 * KV));
+        await mv(`${L}.qkv`, n1, wqkv, d, Q + 2 * KV, raw);
+        await k(`${L}.rope`, ropeKernel(H, Hkv, hd, T), [raw, rope!, meta], qkv);
+      } else
+        await k(
+          `${L}.qkv_rope`,
+          qkvRopeKernel(d, H, Hkv, hd, T),
+          [n1, upT(a.q.weight, Q, d), upT(a.k.weight, KV, d), upT(a.v.weight, KV, d), rope!, meta],
+          qkv,
+        );
       // the rows' keys and values into the cache at pos … pos + rows − 1 (only the real rows of a window)
       const rows = (v: ChainVars) => (v.rows ?? 1) * KV;
       chain.copy(`${at}${L}.k_write`, qkv, T * Q, state.k, (v) => v.pos * KV, rows);
@@ -402,11 +447,12 @@ async function recordProgram(g: Shared, T: number): Promise<Program> {
     }
     const f = mlpNames(p);
     const n2 = scratch(`${L}.n2`, T * d);
-    await k(`${L}.norm2`, rmsnormKernel(d, eps, T), [h1, up(norm2)], n2);
+    await norm(`${L}.norm2`, eps, h1, up(norm2), n2);
     const a = scratch(`${L}.swiglu`, T * F);
     const [wg, wu] = [upT(f.gate, F, d), upT(f.up, F, d)];
     const S = splitsFor(d, T * F);
-    if (S === 1) await k(`${L}.gate_up`, swigluKernel(d, F, T), [n2, wg, wu], a);
+    if (coop) await chain.wgsl(`${at}${L}.gate_up`, gemvKernel(d, F, T, 'swiglu'), [n2, wg, wu], a);
+    else if (S === 1) await k(`${L}.gate_up`, swigluKernel(d, F, T), [n2, wg, wu], a);
     else {
       const [pg, pu] = [scratch(`${L}.gate partial sums`, S * T * F), scratch(`${L}.up partial sums`, S * T * F)];
       await k(`${L}.gate_up`, matvecPartialKernel(d, F, S, T), [n2, wg], pg);
@@ -418,13 +464,19 @@ async function recordProgram(g: Shared, T: number): Promise<Program> {
     h = h2;
   }
   const nf = scratch('final norm', T * d);
-  await k('final_norm', rmsnormKernel(d, c.rmsNormEps, T), [h, up('model.norm.weight')], nf);
+  await norm('final_norm', c.rmsNormEps, h, up('model.norm.weight'), nf);
   const logits = scratch('logits', T * V);
   await mv('lm_head', nf, upT(lmHeadName(m), V, d), d, V, logits);
-  const lanes = scratch('argmax lanes', T * argmaxLanes(V));
-  await k('argmax1', argmaxLanesKernel(V, T), [logits], lanes);
   const amax = scratch('argmax', T);
-  await k('argmax2', argmaxFinalKernel(V, T), [logits, lanes], amax);
+  if (coop) {
+    const ids = scratch('argmax chunk ids', T * argmaxChunks(V));
+    await chain.wgsl(`${at}argmax1`, argmaxChunksWgsl(V, T), [logits], ids);
+    await chain.wgsl(`${at}argmax2`, argmaxFinalWgsl(V, T), [logits, ids], amax);
+  } else {
+    const lanes = scratch('argmax lanes', T * argmaxLanes(V));
+    await k('argmax1', argmaxLanesKernel(V, T), [logits], lanes);
+    await k('argmax2', argmaxFinalKernel(V, T), [logits, lanes], amax);
+  }
   if (!win) {
     // the sampler (greedy when meta's T is 0: the draw returns the argmax)
     const q = scratch('sampling weights', V);
@@ -596,7 +648,7 @@ export class GpuDecoder {
           ssm: chain.buffer(`layer${i}.ssm state`, ssm),
         };
       });
-      const shared: Shared = { chain, m, capacity, weight, rope, layers };
+      const shared: Shared = { chain, m, capacity, weight, rope, layers, coop: opts.reductions !== 'gpujs' };
       const dec = new GpuDecoder(chain, m, capacity, shared, prefillWidth, uploads);
       dec.programs.set(1, await recordProgram(shared, 1));
       return dec;

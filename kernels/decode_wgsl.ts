@@ -1,0 +1,221 @@
+/**
+ * The decoded token's reductions as workgroup-cooperative WGSL (webgpu), recorded into the resident chain
+ * (kernels/resident_chain.ts `wgsl`) by lib/model/gpu_decode.ts: the one-row products, RMSNorm and the argmax.
+ *
+ * Why: kernels/decode.ts's GPU.js kernels give each output one thread that loops over the whole reduction — a
+ * matvec thread reads K weights one after another, an RMSNorm thread recomputes Σh² over all d values. A decode
+ * step has too few outputs to hide that: a 512-wide loop is 512 dependent global loads, ~0.35 µs each on the H200,
+ * so each such kernel costs ~70–180 µs however few bytes it reads (docs/results/gpu.md: 104 kernels, 6.9 ms a
+ * token, ~66 µs each). GPU.js cannot share work between threads (no `var<workgroup>`, no barriers: its kernels
+ * `return` early, which WGSL's uniformity analysis rejects before a barrier — docs/GPUJS.md), so these are WGSL.
+ * Here a workgroup of 256 threads splits the reduction: each thread reads a few values (coalesced), then a tree
+ * of log₂ steps in workgroup memory adds the partial sums in a fixed order (deterministic, no atomics).
+ *
+ *   gemv:    y_{t,r} = Σ_k Wᵀ[k, r] x_{t,k}  (+ a_{(t·R + r) mod AN})        Wᵀ (K, R) as kernels/decode.ts stores it
+ *            swiglu: a_{t,f} = silu(Σ_k Wg ᵀ[k, f] x_{t,k}) · Σ_k Wuᵀ[k, f] x_{t,k}
+ *            thread (kl, rl) of the workgroup (RL columns × KL = 256/RL k-lanes) sums k ≡ kl (mod KL) for column
+ *            r = RL·wg.x + rl over up to TB rows t = TB·wg.y + …; neighbouring threads read neighbouring r.
+ *   rmsnorm: n_{t,c} = h_{t,c} / √(Σ_c h_{t,c}² / d + ε) · w_c                one workgroup a row
+ *   argmax:  two dispatches: workgroup g of row t the first maximum of ids [1024·g, 1024·g + 1024), then one
+ *            workgroup a row the first maximum of those (ties: the lowest id, as lib/model/generate.ts `argmax`)
+ * Error: float32 sums of K products in a tree of partial sums, |ŷ − y| ≤ γ_K Σ_k |W||x| (as the serial sum's
+ * bound); spec/gpu_decode.spec.ts checks the whole token against the float64 reference.
+ */
+import type { WgslKernel } from './resident_chain.js';
+
+const WG = 256;
+/** rows of x one workgroup of a gemv takes (its partial sums: 256·TB·weights floats of the 16 KiB workgroup memory) */
+const TB_MAX = 8;
+
+/** Columns a gemv workgroup takes: 8 (32-byte runs of Wᵀ) where there are many, else 4 (more workgroups). */
+export const gemvColumns = (R: number): number => (R >= 1024 ? 8 : 4);
+
+export type GemvEpilogue = 'none' | 'add' | 'swiglu';
+
+/**
+ * y = Wᵀ-stored W (K inputs, R outputs) times T rows of x. Arguments: x, Wᵀ, then Wuᵀ ('swiglu': x, Wgᵀ, Wuᵀ) or
+ * the added buffer of `addLen` floats ('add': a residual (T·R) or a bias (R)); output T·R floats.
+ */
+export function gemvKernel(K: number, R: number, T: number, epilogue: GemvEpilogue = 'none', addLen = 0): WgslKernel {
+  const NW = epilogue === 'swiglu' ? 2 : 1;
+  const RL = gemvColumns(R);
+  const KL = WG / RL;
+  const TB = Math.min(T, TB_MAX / NW);
+  const third =
+    epilogue === 'swiglu'
+      ? '@group(0) @binding(3) var<storage, read> wu: array<f32>;'
+      : epilogue === 'add'
+        ? '@group(0) @binding(3) var<storage, read> add: array<f32>;'
+        : '';
+  const outBinding = epilogue === 'none' ? 3 : 4;
+  const result =
+    epilogue === 'swiglu'
+      ? 'let g = red[(t * KL) * RL + rl]; let v = g / (1.0 + exp(-g)) * red[((TB + t) * KL) * RL + rl];'
+      : epilogue === 'add'
+        ? 'let v = red[(t * KL) * RL + rl] + add[((t0 + t) * u.R + r) % u.AN];'
+        : 'let v = red[(t * KL) * RL + rl];';
+  const code = `
+struct U { K: u32, R: u32, T: u32, AN: u32 };
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<f32>;
+${third}
+@group(0) @binding(${outBinding}) var<storage, read_write> out: array<f32>;
+const RL: u32 = ${RL}u;
+const KL: u32 = ${KL}u;
+const TB: u32 = ${TB}u;
+const NW: u32 = ${NW}u;
+var<workgroup> red: array<f32, ${WG * TB * NW}>;
+@compute @workgroup_size(${WG})
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>) {
+  let rl = lid % RL;
+  let kl = lid / RL;
+  let r = wg.x * RL + rl;
+  let t0 = wg.y * TB;
+  var acc: array<f32, ${TB * NW}>;
+  for (var t = 0u; t < TB * NW; t++) { acc[t] = 0.0; }
+  if (r < u.R) {
+    for (var k = kl; k < u.K; k += KL) {
+      let a = w[k * u.R + r];
+      ${NW === 2 ? 'let b = wu[k * u.R + r];' : ''}
+      for (var t = 0u; t < TB; t++) {
+        if (t0 + t < u.T) {
+          let xv = x[(t0 + t) * u.K + k];
+          acc[t] += a * xv;
+          ${NW === 2 ? 'acc[TB + t] += b * xv;' : ''}
+        }
+      }
+    }
+  }
+  for (var t = 0u; t < TB * NW; t++) { red[(t * KL + kl) * RL + rl] = acc[t]; }
+  workgroupBarrier();
+  for (var s = KL / 2u; s > 0u; s = s / 2u) {
+    if (kl < s) {
+      for (var t = 0u; t < TB * NW; t++) { red[(t * KL + kl) * RL + rl] += red[(t * KL + kl + s) * RL + rl]; }
+    }
+    workgroupBarrier();
+  }
+  if (kl == 0u && r < u.R) {
+    for (var t = 0u; t < TB; t++) {
+      if (t0 + t < u.T) {
+        ${result}
+        out[(t0 + t) * u.R + r] = v;
+      }
+    }
+  }
+}`;
+  return {
+    key: `dec.gemv.${epilogue}`,
+    code,
+    uniforms: [K, R, T, Math.max(1, addLen)],
+    groups: [Math.ceil(R / RL), Math.ceil(T / TB), 1],
+    size: T * R,
+  };
+}
+
+/** RMSNorm of T rows of d (arguments h, w; output T·d): one workgroup a row, Σh² in a tree of partial sums. */
+export function rmsnormWgsl(d: number, eps: number, T: number): WgslKernel {
+  const code = `
+struct U { D: u32, T: u32 };
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(1) var<storage, read> h: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+const EPS: f32 = ${eps.toExponential(17)};
+var<workgroup> red: array<f32, ${WG}>;
+@compute @workgroup_size(${WG})
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>) {
+  let o = wg.x * u.D;
+  var s = 0.0;
+  for (var i = lid; i < u.D; i += ${WG}u) { let v = h[o + i]; s += v * v; }
+  red[lid] = s;
+  workgroupBarrier();
+  for (var k = ${WG / 2}u; k > 0u; k = k / 2u) {
+    if (lid < k) { red[lid] += red[lid + k]; }
+    workgroupBarrier();
+  }
+  let inv = 1.0 / sqrt(red[0] / f32(u.D) + EPS);
+  for (var i = lid; i < u.D; i += ${WG}u) { out[o + i] = h[o + i] * inv * w[i]; }
+}`;
+  return { key: 'dec.rmsnorm.wgsl', code, uniforms: [d, T], groups: [T, 1, 1], size: T * d };
+}
+
+/** ids one workgroup of the argmax's first dispatch covers */
+const ARGMAX_CHUNK = 4 * WG;
+/** Workgroups a row of the argmax's first dispatch (its lanes: T·that many ids, as float32). */
+export const argmaxChunks = (V: number): number => Math.ceil(V / ARGMAX_CHUNK);
+
+/** The comparison both argmax dispatches reduce with: (v, i) before (bv, bi) — larger, or equal and a lower id. */
+const BETTER = `fn better(v: f32, i: u32, bv: f32, bi: u32) -> bool {
+  return bi == NONE || (i != NONE && (v > bv || (v == bv && i < bi)));
+}`;
+
+/** The argmax's first dispatch (argument: logits (T, V); output: T·argmaxChunks(V) ids). */
+export function argmaxChunksWgsl(V: number, T: number): WgslKernel {
+  const G = argmaxChunks(V);
+  const code = `
+struct U { V: u32, G: u32 };
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(1) var<storage, read> logits: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+const NONE: u32 = 0xffffffffu;
+var<workgroup> bv: array<f32, ${WG}>;
+var<workgroup> bi: array<u32, ${WG}>;
+${BETTER}
+@compute @workgroup_size(${WG})
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>) {
+  let o = wg.y * u.V;
+  var mv = 0.0;
+  var mi = NONE;
+  for (var j = 0u; j < ${ARGMAX_CHUNK / WG}u; j++) {
+    let i = wg.x * ${ARGMAX_CHUNK}u + j * ${WG}u + lid;
+    if (i < u.V) {
+      let v = logits[o + i];
+      if (better(v, i, mv, mi)) { mv = v; mi = i; }
+    }
+  }
+  bv[lid] = mv;
+  bi[lid] = mi;
+  workgroupBarrier();
+  for (var k = ${WG / 2}u; k > 0u; k = k / 2u) {
+    if (lid < k && better(bv[lid + k], bi[lid + k], bv[lid], bi[lid])) { bv[lid] = bv[lid + k]; bi[lid] = bi[lid + k]; }
+    workgroupBarrier();
+  }
+  if (lid == 0u) { out[wg.y * u.G + wg.x] = f32(bi[0]); }
+}`;
+  return { key: 'dec.argmax.chunks', code, uniforms: [V, G], groups: [G, T, 1], size: T * G };
+}
+
+/** The argmax's second dispatch (arguments: logits (T, V), the first's ids; output: T ids, as float32). */
+export function argmaxFinalWgsl(V: number, T: number): WgslKernel {
+  const G = argmaxChunks(V);
+  const code = `
+struct U { V: u32, G: u32 };
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(1) var<storage, read> logits: array<f32>;
+@group(0) @binding(2) var<storage, read> ids: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+const NONE: u32 = 0xffffffffu;
+var<workgroup> bv: array<f32, ${WG}>;
+var<workgroup> bi: array<u32, ${WG}>;
+${BETTER}
+@compute @workgroup_size(${WG})
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>) {
+  var mv = 0.0;
+  var mi = NONE;
+  for (var g = lid; g < u.G; g += ${WG}u) {
+    let i = u32(ids[wg.x * u.G + g]);
+    let v = logits[wg.x * u.V + i];
+    if (better(v, i, mv, mi)) { mv = v; mi = i; }
+  }
+  bv[lid] = mv;
+  bi[lid] = mi;
+  workgroupBarrier();
+  for (var k = ${WG / 2}u; k > 0u; k = k / 2u) {
+    if (lid < k && better(bv[lid + k], bi[lid + k], bv[lid], bi[lid])) { bv[lid] = bv[lid + k]; bi[lid] = bi[lid + k]; }
+    workgroupBarrier();
+  }
+  if (lid == 0u) { out[wg.x] = f32(bi[0]); }
+}`;
+  return { key: 'dec.argmax.final', code, uniforms: [V, G], groups: [T, 1, 1], size: T };
+}

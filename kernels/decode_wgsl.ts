@@ -219,3 +219,87 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: ve
 }`;
   return { key: 'dec.argmax.final', code, uniforms: [V, G], groups: [T, 1, 1], size: T };
 }
+
+/** Whether attentionValuesWgsl takes head_dim `hd` (4 channels a thread, the channel groups dividing 256). */
+export const attentionValuesWgslFits = (hd: number): boolean => hd % 4 === 0 && WG % (hd / 4) === 0;
+
+/**
+ * Attention's weighted values after the scores (kernels/decode.ts attentionScoresKernel: scores (T·H, cap), −3e38
+ * past each row's position), as attentionValuesKernel computes them — y_{t,h,c} = Σ_{j ≤ pos+t} e_j v_{g,j,c} / Σ e_j,
+ * e_j = exp(s_{t,h,j} − max_j s) — with one workgroup a (row, head): the max and the sum of the exponentials as
+ * trees over 256 threads, then thread (c-group, j-lane) sums 4 channels over keys j ≡ j-lane (mod 256·4/hd), and a
+ * tree over the j-lanes. GPU.js's kernel gives each output channel one thread looping over every key twice.
+ * Arguments: scores, the value cache (cap, H_kv·hd), meta (meta[1] = the position of row 0); output (T, H·hd).
+ */
+export function attentionValuesWgsl(H: number, Hkv: number, hd: number, cap: number, T: number): WgslKernel {
+  const CG = hd / 4;
+  const JL = WG / CG;
+  const code = `
+struct U { H: u32, HD: u32, GROUPS: u32, KV: u32, CAP: u32 };
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(1) var<storage, read> scores: array<f32>;
+@group(0) @binding(2) var<storage, read> vc: array<f32>;
+@group(0) @binding(3) var<storage, read> mt: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+const CG: u32 = ${CG}u;
+const JL: u32 = ${JL}u;
+var<workgroup> mz: array<f32, ${WG}>;
+var<workgroup> red: array<vec4<f32>, ${WG}>;
+@compute @workgroup_size(${WG})
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>) {
+  let th = wg.x;
+  let t = th / u.H;
+  let h = th - t * u.H;
+  let g = (h / u.GROUPS) * u.HD;
+  let pos = u32(mt[1]) + t;
+  let row = th * u.CAP;
+  var m = -3.0e38;
+  for (var j = lid; j <= pos; j += ${WG}u) { m = max(m, scores[row + j]); }
+  mz[lid] = m;
+  workgroupBarrier();
+  for (var k = ${WG / 2}u; k > 0u; k = k / 2u) {
+    if (lid < k) { mz[lid] = max(mz[lid], mz[lid + k]); }
+    workgroupBarrier();
+  }
+  let M = mz[0];
+  workgroupBarrier();
+  var z = 0.0;
+  for (var j = lid; j <= pos; j += ${WG}u) { z += exp(scores[row + j] - M); }
+  mz[lid] = z;
+  workgroupBarrier();
+  for (var k = ${WG / 2}u; k > 0u; k = k / 2u) {
+    if (lid < k) { mz[lid] += mz[lid + k]; }
+    workgroupBarrier();
+  }
+  let Z = mz[0];
+  let cq = lid % CG;
+  let jl = lid / CG;
+  var acc = vec4<f32>(0.0);
+  for (var j = jl; j <= pos; j += JL) {
+    let e = exp(scores[row + j] - M);
+    let b = j * u.KV + g + 4u * cq;
+    acc += e * vec4<f32>(vc[b], vc[b + 1u], vc[b + 2u], vc[b + 3u]);
+  }
+  red[lid] = acc;
+  workgroupBarrier();
+  for (var s = JL / 2u; s > 0u; s = s / 2u) {
+    if (jl < s) { red[lid] += red[lid + s * CG]; }
+    workgroupBarrier();
+  }
+  if (jl == 0u) {
+    let y = red[lid] / Z;
+    let o = th * u.HD + 4u * cq;
+    out[o] = y.x;
+    out[o + 1u] = y.y;
+    out[o + 2u] = y.z;
+    out[o + 3u] = y.w;
+  }
+}`;
+  return {
+    key: 'dec.attn_values.wgsl',
+    code,
+    uniforms: [H, hd, H / Hkv, Hkv * hd, cap],
+    groups: [T * H, 1, 1],
+    size: T * H * hd,
+  };
+}

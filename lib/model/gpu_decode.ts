@@ -41,7 +41,15 @@
  * position · Mamba-2: H_m heads, P = N head width and state size, d_in, d_xb, K conv width · Mamba-1: R dt_rank.
  */
 import { ArgumentError, DeviceLimitError } from '../errors.js';
-import { argmaxChunks, argmaxChunksWgsl, argmaxFinalWgsl, gemvKernel, rmsnormWgsl } from '../../kernels/decode_wgsl.js';
+import {
+  argmaxChunks,
+  argmaxChunksWgsl,
+  argmaxFinalWgsl,
+  attentionValuesWgsl,
+  attentionValuesWgslFits,
+  gemvKernel,
+  rmsnormWgsl,
+} from '../../kernels/decode_wgsl.js';
 import {
   argmaxFinalKernel,
   argmaxLanes,
@@ -269,7 +277,14 @@ async function recordProgram(g: Shared, T: number): Promise<Program> {
       const y = scratch(`${L}.attn`, T * Q);
       const scores = scratch(`${L}.scores`, T * H * capacity);
       await k(`${L}.attn_scores`, attentionScoresKernel(H, Hkv, hd, capacity, T), [qkv, state.k, meta], scores);
-      await k(`${L}.attn_values`, attentionValuesKernel(H, Hkv, hd, capacity, T), [scores, state.v, meta], y);
+      if (coop && attentionValuesWgslFits(hd))
+        await chain.wgsl(
+          `${at}${L}.attn_values`,
+          attentionValuesWgsl(H, Hkv, hd, capacity, T),
+          [scores, state.v, meta],
+          y,
+        );
+      else await k(`${L}.attn_values`, attentionValuesKernel(H, Hkv, hd, capacity, T), [scores, state.v, meta], y);
       await mv(`${L}.o_proj`, y, upT(a.o.weight, d, Q), Q, d, h1, h);
     } else if (state.kind === 'mamba1') {
       const mc = mambaOf(m);

@@ -25,11 +25,14 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { writeFile } from '../lib/io/writer.js';
+import { lineChartSvg } from '../lib/plot/svg.js';
 import type { SpeculativeRow } from '../bench/speculative_trained.js';
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '..', '..');
 export const ARMS_JSON = join(ROOT, 'docs', 'results', 'paper-small', 'arms.json');
 export const PAGE = join(ROOT, 'docs', 'results', 'paper-small.md');
+/** Table 6 as a plot (perplexity × the teacher by attention kept), rendered from arms.json beside it */
+export const TABLE6_SVG = join(ROOT, 'docs', 'results', 'paper-small', 'table6.svg');
 const BEGIN = '<!-- arms:begin (scripts/paper_small_page.ts renders this section from paper-small/arms.json) -->';
 const END = '<!-- arms:end -->';
 const SPEC_BEGIN =
@@ -163,6 +166,13 @@ const int = (x: number) => x.toLocaleString('en-US');
 
 /** The paper's figures (docs/PAPER.md §3): Table 6's perplexity ratios, Tables 7/8's ppl with init vs random. */
 const PAPER_T6: Record<number, string> = { 0.5: '1.03', 0.25: '1.09', 0.125: '— (6.25%: 1.22)', 0: '1.66' };
+/** the same as points (attention kept in %, ratio), 6.25% where the paper has it */
+const PAPER_T6_POINTS: Array<[number, number]> = [
+  [50, 1.03],
+  [25, 1.09],
+  [6.25, 1.22],
+  [0, 1.66],
+];
 const PAPER_T7: Record<number, [number, number]> = { 0.5: [2.09, 7.4], 0: [3.36, 18.2] };
 /** Table 9 (docs/PAPER.md §3): LAMBADA perplexity with the layers dropped vs replaced by Mamba */
 const PAPER_T9 = { drop: 151.98, replace: 6.2 };
@@ -196,6 +206,45 @@ const byOrder = (arms: Arm[]): Arm[] =>
 /** The mean of xs and their range, as the tables' spread rows print it. */
 const spread = (xs: number[]) =>
   `mean ${f3(xs.reduce((s, x) => s + x, 0) / xs.length)} (${f3(Math.min(...xs))}–${f3(Math.max(...xs))})`;
+
+/**
+ * Table 6 as a line chart: perplexity × the teacher's by the attention kept, Mamba-2 and Mamba-1 (seed 0,
+ * attention init, frozen MLPs), on the test split and on Brown, with the paper's column.
+ */
+export function renderTable6Svg(given: Arm[]): string {
+  const teacher = given.find((a) => a.name === 'teacher');
+  if (!teacher) throw new TypeError("arms.json has no 'teacher' row: every ratio is to the teacher's perplexity");
+  const series: Array<{ name: string; points: Array<[number, number]> }> = [];
+  for (const [variant, label] of [
+    ['mamba2', 'Mamba-2'],
+    ['mamba1', 'Mamba-1'],
+  ] as const) {
+    const of = [0.5, 0.25, 0.125, 0]
+      .map((k) =>
+        given.find(
+          (a) => isPlain(a) && a.variant === variant && a.attention === k && a.init === 'attention' && !(a.seed ?? 0),
+        ),
+      )
+      .filter((a): a is Arm => a !== undefined);
+    const pts = (f: (a: Arm) => number | undefined): Array<[number, number]> =>
+      of.flatMap((a) => {
+        const v = f(a);
+        return v === undefined ? [] : [[100 * (a.attention ?? 1), v] as [number, number]];
+      });
+    series.push({ name: `${label}, test`, points: pts((a) => a.test.ppl / teacher.test.ppl) });
+    if (teacher.brown) {
+      const tb = teacher.brown.ppl;
+      series.push({ name: `${label}, Brown`, points: pts((a) => (a.brown ? a.brown.ppl / tb : undefined)) });
+    }
+  }
+  series.push({ name: 'paper (Table 6)', points: PAPER_T6_POINTS });
+  return lineChartSvg({
+    title: 'Table 6: perplexity × the teacher by attention kept (seed 0, attention init, frozen MLPs)',
+    xLabel: 'attention layers kept (%)',
+    yLabel: 'perplexity ÷ the teacher',
+    series: series.filter((x) => x.points.length > 0),
+  });
+}
 
 /** The page's section from the runs alone (in byOrder's order, whatever the file's). */
 export function renderArms(given: Arm[]): string {
@@ -259,6 +308,7 @@ export function renderArms(given: Arm[]): string {
     L.push(
       `| ${pct(k)} | ${ratioCell(att(k, 'attention'))} | ${ratioCell(att(k, 'attention', 0, 'mamba1'))} | ${PAPER_T6[k]} |`,
     );
+  L.push('', '![Table 6: perplexity × the teacher by attention kept](paper-small/table6.svg)');
   // a comparison of two arms by seed at each fraction: `first` and `second` pick the arms, the ratio is second ÷ first
   const pairs = (
     title: string,
@@ -440,13 +490,15 @@ function main(argv: string[]): number {
     .filter((f) => existsSync(f))
     .map((f) => JSON.parse(readFileSync(f, 'utf8')) as SpecRecord);
   const next = withMarked(withSection(page, renderArms(arms)), SPEC_BEGIN, SPEC_END, renderSpeculative(specs));
+  const svg = renderTable6Svg(arms) + '\n';
   if (values.check) {
-    if (next === page) return 0;
-    console.error(`${PAGE}: its arms section is not the render of ${ARMS_JSON}: run scripts/paper_small_page.ts`);
+    if (next === page && existsSync(TABLE6_SVG) && readFileSync(TABLE6_SVG, 'utf8') === svg) return 0;
+    console.error(`${PAGE} or ${TABLE6_SVG} is not the render of ${ARMS_JSON}: run scripts/paper_small_page.ts`);
     return 1;
   }
   if (values.records) writeFile(ARMS_JSON, JSON.stringify({ arms }, null, 1) + '\n');
   if (next !== page) writeFile(PAGE, next);
+  if (!existsSync(TABLE6_SVG) || readFileSync(TABLE6_SVG, 'utf8') !== svg) writeFile(TABLE6_SVG, svg);
   return 0;
 }
 

@@ -20,7 +20,9 @@ import {
   readRecords,
   renderArms,
   renderSpeculative,
+  renderTable6Svg,
   sectionOf,
+  TABLE6_SVG,
   type SpecRecord,
   withSection,
   type Arm,
@@ -132,6 +134,27 @@ describe('docs/results/paper-small.md: the distillation arms (scripts/paper_smal
       );
       if (twin) expect(section, a.name).toContain(`| ${(twin.test.ppl / a.test.ppl).toFixed(3)} |`);
     }
+    // Table 6's plot: the committed file is the render, each point a seed-0 one-shot arm's ratio (recomputed here)
+    const svg = readFileSync(TABLE6_SVG, 'utf8');
+    expect(svg).toBe(renderTable6Svg(arms) + '\n');
+    expect(section).toContain('](paper-small/table6.svg)');
+    let points = 0;
+    for (const a of arms) {
+      const oneShot = a.init === 'attention' && !a.trainMlp && a.stages === undefined && !(a.seed ?? 0);
+      if (!oneShot || (a.variant !== 'mamba1' && a.variant !== 'mamba2')) continue;
+      const name = a.variant === 'mamba1' ? 'Mamba-1' : 'Mamba-2';
+      const pct = 100 * (a.attention ?? 1);
+      expect(svg, a.name).toContain(
+        `<title>${name}, test: ${pct}, ${(a.test.ppl / t.test.ppl).toPrecision(4)}</title>`,
+      );
+      if (a.brown && t.brown)
+        expect(svg, a.name).toContain(
+          `<title>${name}, Brown: ${pct}, ${(a.brown.ppl / t.brown.ppl).toPrecision(4)}</title>`,
+        );
+      points++;
+    }
+    expect(points, 'Table 6 arms in the plot').toBeGreaterThanOrEqual(8);
+    expect(svg).toContain('<title>paper (Table 6): 6.25, 1.220</title>');
   });
 
   it('records of the GPU machine → arms: the evaluations and the run record; no teacher row is refused', () => {

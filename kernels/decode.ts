@@ -825,14 +825,19 @@ export const sampleWeightsKernel = (V: number): DecodeKernel => ({
   constants: { V },
 });
 
-/** Sums of the sampling weights over C contiguous chunks of ⌈V/C⌉ ids (the draw's first step). */
+/**
+ * Sums of the sampling weights over C contiguous chunks of ⌈V/C⌉ ids (the draw's first step); greedy (meta's T = 0:
+ * every weight 0, the draw returns the argmax) skips the ⌈V/C⌉ loads of each thread.
+ */
 export const sampleChunksKernel = (V: number): DecodeKernel => ({
   key: 'dec.sample_chunks',
-  source: `function (q) {
+  source: `function (q, meta) {
     let s = 0.0;
-    for (let k = 0; k < this.constants.CH; k++) {
-      const i = this.thread.x * this.constants.CH + k;
-      if (i < this.constants.V) { s += q[i]; }
+    if (meta[3] > 0.0) {
+      for (let k = 0; k < this.constants.CH; k++) {
+        const i = this.thread.x * this.constants.CH + k;
+        if (i < this.constants.V) { s += q[i]; }
+      }
     }
     return s;
   }`,

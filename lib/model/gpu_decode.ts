@@ -497,7 +497,7 @@ async function recordProgram(g: Shared, T: number): Promise<Program> {
     const q = scratch('sampling weights', V);
     await k('sample_weights', sampleWeightsKernel(V), [logits, amax, meta], q);
     const chunks = scratch('sampling chunk sums', argmaxLanes(V));
-    await k('sample_chunks', sampleChunksKernel(V), [q], chunks);
+    await k('sample_chunks', sampleChunksKernel(V), [q, meta], chunks);
     const token = scratch('token', 1);
     await k('sample_draw', sampleDrawKernel(V), [q, chunks, meta, amax], token);
     return { T, meta, logits, result: token };

@@ -303,3 +303,45 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: ve
     size: T * H * hd,
   };
 }
+
+/**
+ * Attention's scores as attentionScoresKernel computes them — s_{t,h,j} = q_{t,h}·k_{g,j}/√hd for j ≤ pos + t,
+ * −3e38 past it — one thread a (row, head, key) as there, but reading q and the key as vec4 (hd/4 loads of 16 bytes
+ * each, all independent, instead of hd dependent scalar loads). Arguments: qkv ([q (T, H·hd) | …]), the key cache
+ * (cap, H_kv·hd), meta; output (T·H, cap). head_dim a multiple of 4 (attentionValuesWgslFits).
+ */
+export function attentionScoresWgsl(H: number, Hkv: number, hd: number, cap: number, T: number): WgslKernel {
+  const code = `
+struct U { H: u32, HD4: u32, GROUPS: u32, KV4: u32, CAP: u32, N: u32 };
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(1) var<storage, read> qkv: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> kc: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> mt: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+const SCALE: f32 = ${(1 / Math.sqrt(hd)).toExponential(17)};
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let x = gid.x;
+  if (x >= u.N) { return; }
+  let th = x / u.CAP;
+  let j = x - th * u.CAP;
+  let t = th / u.H;
+  let h = th - t * u.H;
+  let g = (h / u.GROUPS) * u.HD4;
+  var s = -3.0e38;
+  if (j <= u32(mt[1]) + t) {
+    var acc = vec4<f32>(0.0);
+    for (var i = 0u; i < u.HD4; i++) { acc += qkv[th * u.HD4 + i] * kc[j * u.KV4 + g + i]; }
+    s = (acc.x + acc.y + acc.z + acc.w) * SCALE;
+  }
+  out[x] = s;
+}`;
+  const n = T * H * cap;
+  return {
+    key: 'dec.attn_scores.wgsl',
+    code,
+    uniforms: [H, hd / 4, H / Hkv, (Hkv * hd) / 4, cap, n],
+    groups: [Math.ceil(n / WG), 1, 1],
+    size: n,
+  };
+}

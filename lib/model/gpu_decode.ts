@@ -45,6 +45,7 @@ import {
   argmaxChunks,
   argmaxChunksWgsl,
   argmaxFinalWgsl,
+  attentionScoresWgsl,
   attentionValuesWgsl,
   attentionValuesWgslFits,
   gemvKernel,
@@ -276,7 +277,14 @@ async function recordProgram(g: Shared, T: number): Promise<Program> {
       chain.copy(`${at}${L}.v_write`, qkv, T * (Q + KV), state.v, (v) => v.pos * KV, rows);
       const y = scratch(`${L}.attn`, T * Q);
       const scores = scratch(`${L}.scores`, T * H * capacity);
-      await k(`${L}.attn_scores`, attentionScoresKernel(H, Hkv, hd, capacity, T), [qkv, state.k, meta], scores);
+      if (coop && attentionValuesWgslFits(hd))
+        await chain.wgsl(
+          `${at}${L}.attn_scores`,
+          attentionScoresWgsl(H, Hkv, hd, capacity, T),
+          [qkv, state.k, meta],
+          scores,
+        );
+      else await k(`${L}.attn_scores`, attentionScoresKernel(H, Hkv, hd, capacity, T), [qkv, state.k, meta], scores);
       if (coop && attentionValuesWgslFits(hd))
         await chain.wgsl(
           `${at}${L}.attn_values`,

@@ -373,6 +373,9 @@ export function smallPaperRuns(dir: string, data: string, instruct: string): Rec
     // Table 8: the MLPs trained in stage 1 too, beside their frozen twins mamba2-50 and mamba2-0 (same tokens, seeds)
     'mamba2-50-mlp': ['--variant', 'mamba2', '--attention', '0.5', '--train-mlp'],
     'mamba2-0-mlp': ['--variant', 'mamba2', '--attention', '0', '--train-mlp'],
+    // stepwise as the paper schedules it: each stage the one-shot arm's whole budget (3× its tokens in all), beside
+    // mamba2-stepwise-0, whose stages split that budget (the same tokens in all as the one-shot arm)
+    'mamba2-stepwise-0-full': ['--variant', 'mamba2', '--stepwise', '0.5,0.25,0', '--per-stage'],
   };
   const seeded = new Set([
     'mamba2-50',

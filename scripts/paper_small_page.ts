@@ -67,6 +67,8 @@ export interface Arm {
   trainMlp?: boolean;
   /** stages of a stepwise distillation (mil distill --stepwise: the last stage's record, each stage the same tokens) */
   stages?: number;
+  /** a stepwise run whose every stage had the whole --tokens budget (mil distill --per-stage), not a share of it */
+  perStage?: boolean;
   /** the model a stage-2/3 run (mil sft, mil dpo) started from */
   from?: string;
   /** mil dpo: the share of held-out preference pairs whose implicit reward prefers the chosen answer, and the
@@ -110,6 +112,7 @@ export function readRecords(dir: string): Arm[] {
         seconds: number;
         stage?: number;
         trainMlp?: boolean;
+        perStage?: boolean;
         from?: string;
         pairs?: number;
         heldOutPairs?: number;
@@ -142,6 +145,7 @@ export function readRecords(dir: string): Arm[] {
         seconds: Math.round(seconds),
         ...(t.trainMlp ? { trainMlp: true } : {}),
         ...(stages ? { stages } : {}),
+        ...(stages && t.perStage ? { perStage: true } : {}),
         ...(t.from !== undefined ? { from: t.from } : {}),
         ...(t.heldOutRewardAccuracy !== undefined
           ? {
@@ -186,7 +190,7 @@ const replacedBy = (a: Arm) =>
   a.variant === 'drop'
     ? 'nothing (dropped)'
     : `${a.variant === 'mamba1' ? 'Mamba-1' : 'Mamba-2'}${a.trainMlp ? ', MLPs trained' : ''}` +
-      `${a.stages ? `, stepwise (${a.stages} stages)` : ''}`;
+      `${a.stages ? `, stepwise (${a.stages} stages${a.perStage ? ', each the whole budget' : ''})` : ''}`;
 const VARIANTS = ['mamba2', 'mamba1', 'drop'];
 
 /** The teacher first, then by attention kept (descending), mixer, attention init before random, seed, name. */
@@ -382,9 +386,19 @@ export function renderArms(given: Arm[]): string {
     ['one-shot', 'stepwise'],
     [0],
     (k, seed) => att(k, 'attention', seed),
-    find((a) => a.variant === 'mamba2' && a.stages !== undefined && !a.trainMlp),
+    find((a) => a.variant === 'mamba2' && a.stages !== undefined && !a.trainMlp && !a.perStage),
     () => ['—', '—'],
   );
+  if (trained.some((a) => a.perStage))
+    pairs(
+      "**Stepwise on the paper's schedule vs one-shot** (as above, but each stage the one-shot arm's whole budget, " +
+        '`--per-stage`: the stepwise run trains on as many tokens as it has stages, ÷ one shot, test split):',
+      ['one-shot', 'stepwise, each stage the whole budget'],
+      [0],
+      (k, seed) => att(k, 'attention', seed),
+      find((a) => a.variant === 'mamba2' && a.stages !== undefined && !a.trainMlp && a.perStage === true),
+      () => ['—', '—'],
+    );
   if (staged.length) {
     // stage 2 (SFT) and 3 (DPO): each next to the run it started from
     const fromName = (a: Arm) => (a.from ?? '').split('/').at(-1) ?? '';

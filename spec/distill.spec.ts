@@ -314,6 +314,32 @@ describe('mil distill', () => {
     );
     expect(() => silenceAttention(t, [3])).toThrow(/keep/);
   });
+  it("--stepwise splits --tokens evenly over the stages; with --per-stage each stage has all of them (the paper's schedule)", async () => {
+    const d = tmpFolder('per-stage');
+    const data = corpus();
+    const t = join(d, 't');
+    expect(await mil('train', ...tiny, '--data', data, '--steps', '1', '--out', t)).toBe(0);
+    // a step is 2 × 32 tokens: 256 tokens are 4 steps, over two stages 2 each, or 4 each with --per-stage
+    const common = ['--teacher', t, '--data', data, '--len', '32', '--batch', '2', '--engine', 'float64', '--quiet'];
+    const steps = (dir: string) =>
+      (JSON.parse(readFileSync(join(dir, 'training.json'), 'utf8')) as { options: { totalSteps: number } }).options
+        .totalSteps;
+    const perStage = (dir: string) =>
+      (JSON.parse(readFileSync(join(dir, 'training.json'), 'utf8')) as { perStage?: boolean }).perStage;
+    const split = join(d, 'split');
+    expect(await mil('distill', ...common, '--stepwise', '0.5,0', '--tokens', '256', '--out', split)).toBe(0);
+    expect([steps(`${split}.stage1`), steps(split)]).toEqual([2, 2]);
+    expect(perStage(split)).toBeUndefined();
+    const full = join(d, 'full');
+    expect(
+      await mil('distill', ...common, '--stepwise', '0.5,0', '--tokens', '256', '--per-stage', '--out', full),
+    ).toBe(0);
+    expect([steps(`${full}.stage1`), steps(full)]).toEqual([4, 4]);
+    expect([perStage(`${full}.stage1`), perStage(full)]).toEqual([true, true]);
+    // one conversion has no stages to give it to
+    expect(await mil('distill', ...common, '--attention', '0.5', '--per-stage', '--out', join(d, 'x'))).toBe(2);
+    expect(existsSync(join(d, 'x'))).toBe(false);
+  });
   it('bad input exits 2 before any work', async () => {
     const d = tmpFolder('bad');
     const t = join(d, 't');

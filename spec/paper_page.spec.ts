@@ -231,10 +231,13 @@ describe('docs/results/paper-small.md: the distillation arms (scripts/paper_smal
     run('mlp-50', 11.4, distill(0.5, 'mamba2', { trainMlp: true }));
     run('drop-50', 30, distill(0.5, 'drop'));
     run('step-0', 14, distill(0, 'mamba2', { stage: 3, seconds: 7 }));
-    for (const k of [1, 2]) {
-      mkdirSync(join(dir, `step-0.stage${k}`));
-      writeFileSync(join(dir, `step-0.stage${k}`, 'training.json'), JSON.stringify({ seconds: 5 }));
-    }
+    // the same on the paper's schedule (--per-stage: each stage all the tokens)
+    run('step-full', 12.8, distill(0, 'mamba2', { stage: 3, seconds: 7, perStage: true }));
+    for (const name of ['step-0', 'step-full'])
+      for (const k of [1, 2]) {
+        mkdirSync(join(dir, `${name}.stage${k}`));
+        writeFileSync(join(dir, `${name}.stage${k}`, 'training.json'), JSON.stringify({ seconds: 5 }));
+      }
     run('sft', 12.5, { from: '/r/m2-50', seconds: 20, options }, [['instruct', 20]]);
     run('dpo', 12.6, {
       from: '/r/sft',
@@ -271,6 +274,11 @@ describe('docs/results/paper-small.md: the distillation arms (scripts/paper_smal
       `| 50% | 0 | 12.00 | 30.00 | ${(30 / 12).toFixed(3)} | 6.2 / 151.98 | 24.51 |`,
     );
     expect(cut('**Stepwise vs one-shot**')).toContain(`| 0% | 0 | 16.00 | 14.00 | ${(14 / 16).toFixed(3)} |`);
+    expect(cut("**Stepwise on the paper's schedule vs one-shot**")).toContain(
+      `| 0% | 0 | 16.00 | 12.80 | ${(12.8 / 16).toFixed(3)} |`,
+    );
+    expect(a('step-full').perStage).toBe(true);
+    expect(s).toContain('| step-full | 0% | Mamba-2, stepwise (3 stages, each the whole budget) |');
     // stage 2/3: the base first, then SFT and DPO, with the instruction perplexity and DPO's held-out accuracy
     const stages = cut('**Stages 2 and 3**').split('\n');
     expect(stages.slice(2).map((l) => l.split(' | ')[0])).toEqual(['| m2-50', '| sft', '| dpo']);

@@ -4,7 +4,7 @@
  *   mil tokenizer train --data sotu --vocab 2048 --out FILE           byte-level BPE on the training split
  *   mil train --config teacher-small|draft-small --data sotu --out DIR  a Llama from scratch
  *   mil distill --teacher DIR --attention F --variant mamba1|mamba2 --tokens N --out DIR
- *               [--init attention|random] [--stepwise 0.5,0.25] [--drop-instead] [--train-mlp]
+ *               [--init attention|random] [--stepwise 0.5,0.25 [--per-stage]] [--drop-instead] [--train-mlp]
  *   mil sft --model DIR --out DIR [--tokens N] [--data sotu --lr X …as train]      stage 2: CE, all parameters
   mil dpo --model DIR --out DIR [--pairs N --beta B --prompt-len P --cont-len C --batch B --lr X --seed S]
           [--preferences DIR]   (pairs of mil data instruct instead of continuations cut from --data)
@@ -201,6 +201,10 @@ export const TRAIN_COMMANDS = {
         patternHelp: 'comma-separated attention fractions, e.g. 0.5,0.25',
       },
       'drop-instead': { kind: 'switch' },
+      'per-stage': {
+        kind: 'switch',
+        help: "with --stepwise: --tokens is each stage's budget (the paper's schedule), not the whole run's split evenly",
+      },
       'train-mlp': {
         kind: 'switch',
         help: "stage 1 trains every layer's MLP too, not only the Mamba layers (the paper's Table 8: frozen vs trained MLP)",
@@ -266,7 +270,7 @@ export const TRAIN_USAGE = `  mil tokenizer train --data sotu|DIR|FILE.txt|FILE.
              --eval-every N --eval-tokens N --save-every N --dtype F16|BF16|F32 --max-shard-size 16MiB
              --max-minutes M --force]   (--max-minutes: checkpointed and stopped, exit 0; run it again to go on)
   mil distill --teacher DIR --attention F --variant mamba1|mamba2 --tokens N --out DIR
-              [--init attention|random] [--stepwise 0.5,0.25,…] [--drop-instead] [--train-mlp] [--kl-weight W --ce-weight W]
+              [--init attention|random] [--stepwise 0.5,0.25,… [--per-stage]] [--drop-instead] [--train-mlp] [--kl-weight W --ce-weight W]
               [--data sotu --batch B --len L --lr X --seed S …as train]
   mil sft --model DIR --out DIR [--tokens N] [--data sotu --lr X …as train]      stage 2: CE, all parameters
   mil dpo --model DIR --out DIR [--pairs N --beta B --prompt-len P --cont-len C --batch B --lr X --seed S]
@@ -605,6 +609,9 @@ export async function cmdDistill(p: Parsed): Promise<number> {
       'distill: --train-mlp applies to stage 1 of replaced layers; --drop-instead trains every parameter',
     );
   const trainMlp = v['train-mlp'] === true;
+  const perStageBudget = v['per-stage'] === true;
+  if (perStageBudget && v.stepwise === undefined)
+    throw new UsageError('distill: --per-stage applies to --stepwise (each stage --tokens), not to one conversion');
   const fractions =
     v.stepwise !== undefined ? str(v, 'stepwise')!.split(',').map(Number) : [num(v, 'attention') ?? 0.5];
   for (let i = 1; i < fractions.length; i++)
@@ -632,10 +639,12 @@ export async function cmdDistill(p: Parsed): Promise<number> {
   await prepare(v);
   const tokens = splitTokens(data, 'train', tok);
   const valTokens = splitTokens(data, 'validation', tok);
-  // the token budget is split evenly over the stages
+  // the token budget is split evenly over the stages, or with --per-stage each stage has all of it
   const perStage = {
     ...v,
-    ...(v.tokens !== undefined ? { tokens: Math.max(1, Math.round(num(v, 'tokens')! / fractions.length)) } : {}),
+    ...(v.tokens !== undefined && !perStageBudget
+      ? { tokens: Math.max(1, Math.round(num(v, 'tokens')! / fractions.length)) }
+      : {}),
   };
   let student: HybridModel | undefined;
   let last = { ppl: NaN, bitsPerByte: NaN };
@@ -655,6 +664,7 @@ export async function cmdDistill(p: Parsed): Promise<number> {
             teacher: teacherDir,
             seed,
             data,
+            perStage: perStageBudget ? true : undefined,
           })
         : undefined;
     if (done) {
@@ -698,6 +708,7 @@ export async function cmdDistill(p: Parsed): Promise<number> {
         variant: drop ? 'drop' : variant,
         init,
         ...(trainMlp ? { trainMlp } : {}),
+        ...(perStageBudget ? { perStage: true } : {}),
       },
       log: log(v),
       ...lim,

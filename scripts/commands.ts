@@ -406,6 +406,23 @@ export function smallPaperRuns(dir: string, data: string, instruct: string): Rec
     '0',
     ...gpu,
   ]);
+  // the teacher through the same SFT: the row the paper's comparisons have (its students against an instruct-tuned
+  // teacher), on the same instruction set and budget
+  runs['teacher-sft'] = made('teacher-sft', [
+    'sft',
+    '--model',
+    at('teacher'),
+    '--data',
+    join(instruct, 'sft.jsonl'),
+    '--tokens',
+    '1048576',
+    ...SMALL_SHAPES.sft,
+    '--lr',
+    '1e-4',
+    '--seed',
+    '0',
+    ...gpu,
+  ]);
   runs['mamba2-50-dpo'] = made('mamba2-50-dpo', [
     'dpo',
     '--model',

@@ -207,7 +207,7 @@ arms() {
     # stage 2/3 (SFT, DPO) and the model they start from: the instruction set's held-out answers too (its test split
     # by document, never trained on by mil sft, which trains on the train split) — the runs in INSTRUCT_EVAL
     local sft=$instruct/sft.jsonl
-    [[ " ${INSTRUCT_EVAL:-mamba2-50 mamba2-50-sft mamba2-50-dpo} " == *" $name "* ]] || return 0
+    [[ " ${INSTRUCT_EVAL:-teacher teacher-sft mamba2-50 mamba2-50-sft mamba2-50-dpo} " == *" $name "* ]] || return 0
     [ ! -f "$sft" ] || [ -f "$m.instruct.json" ] || $mil eval --model "$m" --data "$sft" --split test --len 256 \
       --backend webgpu "${limit[@]}" --out "$m.instruct.json" 2>&1 | tee -a "$m.log" || echo "arms: $name: instruction evaluation failed" | tee -a "$m.log"
   }

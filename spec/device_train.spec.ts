@@ -268,8 +268,9 @@ describe('a training run in commands of limited time (issue #25, the GPU machine
     expect(sh(args, env)).toMatch(/mamba2-50 stopped checkpointed: send the same command again/);
     const calls = () => readFileSync(join(runs, 'calls'), 'utf8').trim().split('\n');
     const c1 = calls();
-    // the teacher (already whole) evaluated twice, then mamba2-50 as the plan has it, then nothing (cut)
-    expect(c1.length).toBe(3);
+    // the teacher (already whole) evaluated on test, Brown and (the base of teacher-sft, INSTRUCT_EVAL) the
+    // instruction set, then mamba2-50 as the plan has it, then nothing (cut)
+    expect(c1.length).toBe(4);
     expect(c1[0]).toMatch(
       new RegExp(
         `^eval --model ${runs}/teacher --data ${dir}/corpus --split test --len 512 --backend webgpu --out ${runs}/teacher.test.json$`,
@@ -280,14 +281,17 @@ describe('a training run in commands of limited time (issue #25, the GPU machine
         `^eval --model ${runs}/teacher --data ${dir}/brown.jsonl --split test --len 512 --backend webgpu --out ${runs}/teacher.brown.json$`,
       ),
     );
-    expect(c1[2]).toMatch(
+    expect(c1[2]).toBe(
+      `eval --model ${runs}/teacher --data ${dir}/instruct/sft.jsonl --split test --len 256 --backend webgpu --out ${runs}/teacher.instruct.json`,
+    );
+    expect(c1[3]).toMatch(
       new RegExp(
         `^distill --teacher ${runs}/teacher --data ${dir}/corpus --variant mamba2 --attention 0.5 --tokens 1024 --batch 1 --len 512 --accumulate 16 --lr 1e-3 --seed 0 --backend webgpu --quiet --out ${runs}/mamba2-50 --max-minutes [78]\\.\\d\\d --max-shard-size 16MiB$`,
       ),
     );
     writeFileSync(join(runs, 'finish'), '');
-    expect(sh(args, env)).toMatch(/15 files back in records-teacher.tar.xz/);
-    const c2 = calls().slice(3);
+    expect(sh(args, env)).toMatch(/16 files back in records-teacher.tar.xz/);
+    const c2 = calls().slice(4);
     // the teacher not evaluated again; both runs made and evaluated
     expect(c2.map((c) => c.split(' ').slice(0, 3).join(' '))).toEqual([
       `distill --teacher ${runs}/teacher`,
@@ -298,12 +302,19 @@ describe('a training run in commands of limited time (issue #25, the GPU machine
       `eval --model ${runs}/mamba2-0`,
       `eval --model ${runs}/mamba2-0`,
     ]);
-    expect(calls()[6]).toBe(
+    expect(calls()[7]).toBe(
       `eval --model ${runs}/mamba2-50 --data ${dir}/instruct/sft.jsonl --split test --len 256 --backend webgpu --out ${runs}/mamba2-50.instruct.json`,
     );
     const listed = execFileSync('tar', ['tJf', join(dir, 'out', 'records-teacher.tar.xz')], { encoding: 'utf8' });
     expect(listed.trim().split('\n').sort()).toEqual(
-      ['teacher/config.json', 'teacher.test.json', 'teacher.brown.json', 'teacher.log', 'mamba2-50.instruct.json']
+      [
+        'teacher/config.json',
+        'teacher.test.json',
+        'teacher.brown.json',
+        'teacher.instruct.json',
+        'teacher.log',
+        'mamba2-50.instruct.json',
+      ]
         .concat(
           ['mamba2-50', 'mamba2-0'].flatMap((n) => [
             `${n}/training.json`,

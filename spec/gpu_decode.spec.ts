@@ -114,7 +114,7 @@ describe('one GPU submission per decoded token (webgpu)', () => {
         await fc.assert(
           fc.asyncProperty(
             modelArb(variant),
-            fc.array(fc.nat(1000), { minLength: 1, maxLength: 5 }),
+            fc.array(fc.nat(1000), { minLength: 1, maxLength: 12 }), // up to 16-row prefill windows: 2+ row groups of a gemv workgroup
             fc.integer({ min: 2, max: 4 }),
             async (spec, rawPrompt, steps) => {
               const m = buildModel(spec);
@@ -338,7 +338,7 @@ describe('generate on webgpu uses the one-submission decoder where it can', () =
           await fc.assert(
             fc.asyncProperty(
               modelArb(variant),
-              fc.array(fc.nat(1000), { minLength: 1, maxLength: 5 }),
+              fc.array(fc.nat(1000), { minLength: 1, maxLength: 12 }), // up to 16-row prefill windows: 2+ row groups of a gemv workgroup
               fc.integer({ min: 2, max: 5 }),
               async (spec, rawPrompt, n) => {
                 const m = buildModel(spec);

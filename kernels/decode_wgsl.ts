@@ -28,7 +28,7 @@ const WG = 256;
 const TB_MAX = 8;
 
 /** Columns a gemv workgroup takes: 8 (32-byte runs of Wᵀ) where there are many, else 4 (more workgroups). */
-export const gemvColumns = (R: number): number => (R >= 1024 ? 8 : 4);
+const gemvColumns = (R: number): number => (R >= 1024 ? 8 : 4);
 
 export type GemvEpilogue = 'none' | 'add' | 'swiglu';
 

@@ -345,3 +345,35 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     size: n,
   };
 }
+
+/**
+ * The gated RMSNorm's normalisation over groups of GS channels, as groupNormKernel computes it — y_c = v_c /
+ * √(mean over c's group of v² + ε) · w_{c mod W}, T rows of W channels — with one workgroup of 64 threads a group
+ * (Σv² as a tree) where GPU.js's kernel has each channel's thread sum its whole group. Arguments v, w; output T·W.
+ */
+export function groupNormWgsl(GS: number, eps: number, W: number, T: number): WgslKernel {
+  const G = 64;
+  const code = `
+struct U { GS: u32, W: u32 };
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(1) var<storage, read> v: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+const EPS: f32 = ${eps.toExponential(17)};
+var<workgroup> red: array<f32, ${G}>;
+@compute @workgroup_size(${G})
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>) {
+  let g0 = wg.x * u.GS;
+  var s = 0.0;
+  for (var i = lid; i < u.GS; i += ${G}u) { let x = v[g0 + i]; s += x * x; }
+  red[lid] = s;
+  workgroupBarrier();
+  for (var k = ${G / 2}u; k > 0u; k = k / 2u) {
+    if (lid < k) { red[lid] += red[lid + k]; }
+    workgroupBarrier();
+  }
+  let inv = 1.0 / sqrt(red[0] / f32(u.GS) + EPS);
+  for (var i = lid; i < u.GS; i += ${G}u) { out[g0 + i] = v[g0 + i] * inv * w[(g0 + i) % u.W]; }
+}`;
+  return { key: 'dec.group_norm.wgsl', code, uniforms: [GS, W], groups: [(T * W) / GS, 1, 1], size: T * W };
+}

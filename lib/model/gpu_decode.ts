@@ -49,6 +49,7 @@ import {
   attentionValuesWgsl,
   attentionValuesWgslFits,
   gemvKernel,
+  groupNormWgsl,
   rmsnormWgsl,
 } from '../../kernels/decode_wgsl.js';
 import {
@@ -464,7 +465,9 @@ async function recordProgram(g: Shared, T: number): Promise<Program> {
       let y = v;
       if (gated) {
         y = scratch(`${L}.y`, T * dInner);
-        await k(`${L}.gated_norm`, groupNormKernel(P, 1e-5, dInner), [v, up(`${q}.norm.weight`)], y);
+        if (coop)
+          await chain.wgsl(`${at}${L}.gated_norm`, groupNormWgsl(P, 1e-5, dInner, T), [v, up(`${q}.norm.weight`)], y);
+        else await k(`${L}.gated_norm`, groupNormKernel(P, 1e-5, dInner), [v, up(`${q}.norm.weight`)], y);
       }
       await mv(`${L}.out_proj`, y, upT(`${q}.out_proj.weight`, d, dInner), dInner, d, h1, h);
     }

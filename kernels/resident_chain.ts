@@ -26,8 +26,8 @@
  * Built programs are shared between steps of the same kernel and shapes (a model's layers compile once).
  *
  * Where GPU.js's WGSL cannot express a kernel (workgroup memory, barriers, several outputs per thread), `wgsl`
- * records a hand-written WGSL shader as the same kind of dispatch op (kernels/tiled_matmul.ts, the training step's
- * products; docs/GPUJS.md says why).
+ * records a hand-written WGSL shader as the same kind of dispatch op (kernels/decode_wgsl.ts, a decoded token's
+ * reductions; kernels/tiled_matmul.ts, the training step's products; docs/GPUJS.md says why).
  *
  * Cost of the extension: nothing per call beyond what GPU.js's fused encoder does (one encoder, one submit,
  * one map); the per-call JavaScript is one setPipeline/setBindGroup/dispatch per step (bench/gpu.ts).

@@ -377,3 +377,53 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: ve
 }`;
   return { key: 'dec.group_norm.wgsl', code, uniforms: [GS, W], groups: [(T * W) / GS, 1, 1], size: T * W };
 }
+
+/**
+ * Mamba-2's output of one step, as ssmYKernel computes it — v_{h,p} = (D_h x_{h,p} + Σ_n h_{h,p,n} C_{h,n}) ·
+ * silu(z_{h,p}) (the gate when `gated`) — with 8 threads a channel, each summing every 8th n, and a tree over them,
+ * where GPU.js's kernel has one thread sum all N. Arguments ssm (d_in·N), xs, zxbcdt, par; output d_in.
+ */
+export function ssmYWgsl(H: number, P: number, N: number, dXb: number, dInner: number, gated: boolean): WgslKernel {
+  const NL = 8;
+  const CH = WG / NL;
+  const code = `
+struct U { P: u32, N: u32, H2: u32, REP: u32, XB2: u32, C: u32 };
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(1) var<storage, read> ssm: array<f32>;
+@group(0) @binding(2) var<storage, read> xs: array<f32>;
+@group(0) @binding(3) var<storage, read> zx: array<f32>;
+@group(0) @binding(4) var<storage, read> par: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+const NL: u32 = ${NL}u;
+var<workgroup> red: array<f32, ${WG}>;
+@compute @workgroup_size(${WG})
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>) {
+  let nl = lid % NL;
+  let t = wg.x * ${CH}u + lid / NL;
+  let h = t / u.P;
+  var s = 0.0;
+  if (t < u.C) {
+    for (var n = nl; n < u.N; n += NL) { s += ssm[t * u.N + n] * xs[u.XB2 + h * u.N + n]; }
+  }
+  red[lid] = s;
+  workgroupBarrier();
+  for (var k = NL / 2u; k > 0u; k = k / 2u) {
+    if (nl < k) { red[lid] += red[lid + k]; }
+    workgroupBarrier();
+  }
+  if (nl == 0u && t < u.C) {
+    let p = t - h * u.P;
+    let src = (h / u.REP) * u.P;
+    var y = par[u.H2 + h] * xs[src + p] + red[lid];
+    ${gated ? 'let zv = zx[t];\n    y = y * (zv / (1.0 + exp(-zv)));' : ''}
+    out[t] = y;
+  }
+}`;
+  return {
+    key: gated ? 'dec.ssm_y+gate.wgsl' : 'dec.ssm_y.wgsl',
+    code,
+    uniforms: [P, N, 2 * H, dInner / dXb, 2 * dXb, dInner],
+    groups: [Math.ceil(dInner / CH), 1, 1],
+    size: dInner,
+  };
+}

@@ -146,6 +146,41 @@ describe('one GPU submission per decoded token (webgpu)', () => {
       },
     );
 
+  // the random models above are too small for the WGSL reductions' strided loops (hidden ≤ 32, d_state ≤ 8, ≤ 17
+  // positions): here every one runs more than once a thread — products and RMSNorm over 320 inputs (past 256 and
+  // the k-lanes), attention over 40+ keys (head_dim 64: 16 key lanes), Mamba-2's Σ_n over d_state 64 (8 n-lanes), an
+  // argmax over 2 chunks, a prefill window of 48 rows (6 row groups) — both reduction paths against float64
+  for (const reductions of ['wgsl', 'gpujs'] as const)
+    run(
+      `a wider 50% Mamba-2 hybrid (hidden 320, head_dim 64, vocab 1,500), ${reductions} reductions: the reference's logits, ids and states after a 40-token prompt (${webgpu.title})`,
+      async () => {
+        const m = buildModel({
+          vocab: 1500,
+          hd: 64,
+          kvHeads: 1,
+          group: 5,
+          intermediate: 96,
+          layers: 2,
+          tie: false,
+          variant: 'mamba2',
+          seed: 11,
+        });
+        expect(m.mamba?.dState, 'd_state').toBe(64);
+        const prompt = Array.from({ length: 40 }, (_, i) => (i * 37 + 5) % 1500);
+        const ref = await reference(m, prompt, 3);
+        const dec = await GpuDecoder.create(m, { capacity: 48, reductions });
+        try {
+          const r = await replay(dec, ref, prompt.length);
+          expect(r.worst, 'logits').toBeLessThanOrEqual(TOL_ABS);
+          expect(r.wrong, `greedy ids (${r.compared} compared)`).toBe(0);
+          expect(r.compared, 'clear choices compared').toBeGreaterThan(0);
+          await expectCaches(dec, m, ref);
+        } finally {
+          dec.destroy();
+        }
+      },
+    );
+
   run(
     `a layer's kernel or a cache/state write left out of the chain breaks the logits; reset() starts a sequence afresh (${webgpu.title})`,
     async () => {

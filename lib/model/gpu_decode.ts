@@ -51,6 +51,7 @@ import {
   gemvKernel,
   groupNormWgsl,
   rmsnormWgsl,
+  ssmYWgsl,
 } from '../../kernels/decode_wgsl.js';
 import {
   argmaxFinalKernel,
@@ -437,7 +438,9 @@ async function recordProgram(g: Shared, T: number): Promise<Program> {
           [state.ssm, xs, zx, parBuf],
           ssmNext,
         );
-        await k(`${L}.ssm_out`, ssmYKernel(Hm, P, N, dXb, dInner, gated), [ssmNext, xs, zx, parBuf], v);
+        if (coop)
+          await chain.wgsl(`${L}.ssm_out`, ssmYWgsl(Hm, P, N, dXb, dInner, gated), [ssmNext, xs, zx, parBuf], v);
+        else await k(`${L}.ssm_out`, ssmYKernel(Hm, P, N, dXb, dInner, gated), [ssmNext, xs, zx, parBuf], v);
         chain.copy(`${L}.ssm_write`, ssmNext, 0, state.ssm, () => 0, Hm * P * N);
       } else {
         const src = { zOff: dInner };

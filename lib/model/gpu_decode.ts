@@ -122,8 +122,9 @@ export interface GpuDecodeOptions {
   /** rows of the window a prefill runs at once (default: min(capacity, 64)); a longer prompt takes several */
   prefillWidth?: number;
   /**
-   * how the reductions run (default 'wgsl'): 'wgsl' — products, RMSNorm and the argmax as workgroup-cooperative
-   * WGSL (kernels/decode_wgsl.ts: 256 threads share each reduction); 'gpujs' — kernels/decode.ts's GPU.js kernels,
+   * how the reductions run (default 'wgsl'): 'wgsl' — products, RMSNorm, the argmax, attention, Mamba-2's output
+   * and gated-norm groups as workgroup-cooperative WGSL (kernels/decode_wgsl.ts: a workgroup shares each
+   * reduction); 'gpujs' — kernels/decode.ts's GPU.js kernels,
    * one thread an output looping over the whole reduction (kept as the benches' baseline and the tests' second
    * path; the same tokens)
    */

@@ -42,18 +42,6 @@
  */
 import { ArgumentError, DeviceLimitError } from '../errors.js';
 import {
-  argmaxChunks,
-  argmaxChunksWgsl,
-  argmaxFinalWgsl,
-  attentionScoresWgsl,
-  attentionValuesWgsl,
-  attentionValuesWgslFits,
-  gemvKernel,
-  groupNormWgsl,
-  rmsnormWgsl,
-  ssmYWgsl,
-} from '../../kernels/decode_wgsl.js';
-import {
   argmaxFinalKernel,
   argmaxLanes,
   argmaxLanesKernel,
@@ -95,6 +83,16 @@ import {
   m2WindowYKernel,
   WINDOW_IDS,
   windowMetaLength,
+  argmaxChunks,
+  argmaxChunksWgsl,
+  argmaxFinalWgsl,
+  attentionScoresWgsl,
+  attentionValuesWgsl,
+  attentionValuesWgslFits,
+  gemvKernel,
+  groupNormWgsl,
+  rmsnormWgsl,
+  ssmYWgsl,
 } from '../ops_resident.js';
 import { Tensor } from '../tensor.js';
 import { attentionNames, attentionRope, writeKv } from './mixers/attention.js';

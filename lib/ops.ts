@@ -378,7 +378,17 @@ async function simdOps(): Promise<Ops> {
       return out;
     },
     async gatedMlp(x, gate, up, down) {
-      gatedMlpDims(x, gate, up, down);
+      const { rows, d, f, o } = gatedMlpDims(x, gate, up, down);
+      // model weights (packed and resident): the three products and the SiLU in the module's memory, copied out once
+      // (SimdGemm.gatedMlp, the same bits as the steps below)
+      const wt = (t: Tensor) => (t instanceof PackedWeight ? t.panels : isImmutable(t.data) ? t.data : undefined);
+      const [wg, wu, wd] = [wt(gate), wt(up), wt(down)];
+      if (wg && wu && wd)
+        return t32(
+          g.gatedMlp(x.data, rows, d, { gate: wg, up: wu, down: wd }, f, o),
+          [...x.shape.slice(0, -1), o],
+          'linear',
+        );
       const gv = await ops.linear(x, gate);
       const uv = await ops.linear(x, up);
       return ops.linear(new Tensor(simdSiluMul(g, gv.data, uv.data), gv.shape, 'silu_mul'), down);

@@ -277,6 +277,31 @@ describe.each(builds)('SIMD matrix products = float64 reference: $build', ({ fma
     expect(() => one.linearMany(rnd(r, K), 1, K, nine, new Float32Array(9 * 32))).toThrow(/1 to 8 weights/);
     three.close();
   });
+  it("gatedMlp (mil eval's MLP, the intermediates left in the module's memory) = linear, simdSiluMul and linear one after another, bit for bit: float32, float64 and bf16 weights, ragged sizes, 1, 2 and 3 threads", () => {
+    const r = new Rng(28);
+    const three = SimdGemm.load(3, fma);
+    for (const g of [one, two, three])
+      for (const [M, K, F, O] of [
+        [1, 40, 96, 40],
+        [5, 33, 75, 17],
+        [64, 128, 384, 128],
+      ] as const) {
+        const x = Float64Array.from(rnd(r, M * K), (v) => v * 3);
+        const gate = rnd(r, F * K);
+        const up = g.packBf16(F, K, (b) => b.set(new Uint8Array(bf16Words(r, F * K).buffer)));
+        const down = Float64Array.from(rnd(r, O * F), (v) => v / 2);
+        const a = simdSiluMul(g, g.linear(x, M, K, gate, F), g.linear(x, M, K, up, F));
+        const want = Array.from(g.linear(a, M, F, down, O));
+        expect(Array.from(g.gatedMlp(x, M, K, { gate, up, down }, F, O))).toEqual(want);
+        const out = new Float32Array(M * O);
+        expect(g.gatedMlp(x, M, K, { gate, up, down }, F, O, out)).toBe(out);
+        expect(Array.from(out)).toEqual(want);
+      }
+    expect(() => one.gatedMlp(rnd(r, 7), 2, 4, { gate: rnd(r, 8), up: rnd(r, 8), down: rnd(r, 8) }, 2, 4)).toThrow(
+      /argument 'gatedMlp'/,
+    );
+    three.close();
+  });
   it('a different weight array of the same shape is packed anew; float64 inputs are rounded once', () => {
     const r = new Rng(4);
     const x = rnd(r, 3 * 5);

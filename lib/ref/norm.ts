@@ -35,7 +35,10 @@ export function rmsnormRows(
   const rstd = new Float64Array(N);
   for (let r = 0; r < N; r++) {
     let ss = 0;
-    for (let i = 0; i < d; i++) ss += x[r * d + i] ** 2;
+    for (let i = 0; i < d; i++) {
+      const v = x[r * d + i];
+      ss += v * v; // not v ** 2: the same bits (fdlibm's pow returns x·x for y = 2), without a call to pow
+    }
     const k = 1 / Math.sqrt(ss / d + eps);
     rstd[r] = k;
     for (let i = 0; i < d; i++) y[r * d + i] = x[r * d + i] * k * w[i];

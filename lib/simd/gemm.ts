@@ -9,6 +9,7 @@
  *                                              buffer to reuse (no allocation per call, as decode wants)
  *   matmul(a, b)   c = a·b    (M×K)·(K×N)
  *   matmulTN(a, b) c = aᵀ·b   (the dW = dYᵀ·X of a backward: a transposed into scratch first)
+ *   gatedMlp(x, …) y = (silu(x·W_gateᵀ) ⊙ x·W_upᵀ)·W_downᵀ, the intermediates never leaving the module's memory
  *   packBf16(N, K, fill)      W (N×K) given as bf16 words, packed once into bf16 panels (`Bf16Panels`, 2 bytes a
  *                             weight): `linear` with them widens each weight to float32 in registers — exact, so
  *                             the same bits as float32 panels of the same (bf16-valued) weights, reading half the
@@ -503,6 +504,43 @@ export class SimdGemm {
       at += M * p.N;
     }
     return out;
+  }
+
+  /**
+   * A gated MLP, y (M×O) = (silu(x·W_gateᵀ) ⊙ x·W_upᵀ)·W_downᵀ for x (M×K), W_gate and W_up (F×K), W_down (O×F), with
+   * every intermediate left in the module's memory: x copied in once, gate and up as one hand-off between the
+   * threads (`linearMany`), the SIMD SiLU (asm/activations.ts siluMul) in place there, and the down product
+   * reading it where it lies; only y is copied out. The same operations on the same float32 values as `linear`,
+   * `simdSiluMul` and `linear` one after another, so the same bits (spec/simd.spec.ts). Every weight is kept
+   * resident (model weights); `out`: a buffer of M·O floats to reuse.
+   */
+  gatedMlp(
+    x: FloatArray,
+    M: number,
+    K: number,
+    w: { gate: FloatArray | Bf16Panels; up: FloatArray | Bf16Panels; down: FloatArray | Bf16Panels },
+    F: number,
+    O: number,
+    out?: Float32Array,
+  ): Float32Array {
+    check('gatedMlp', x.length === M * K, `x (${M}×${K})`, x.length);
+    checkOut(out, M, O);
+    const bg = this.weightAt(w.gate, F, K, true).bp;
+    const bu = this.weightAt(w.up, F, K, true).bp;
+    const bd = this.weightAt(w.down, O, F, true).bp; // resident: the scratch starts above them all
+    const n4 = (M * F + 3) & ~3; // the SiLU's whole f32x4 lanes (a pad lane's value is never read back)
+    const ap = align(this.residentTop);
+    const gp = align(ap + M * K * 4);
+    const up = align(gp + n4 * 4);
+    const sp = align(up + n4 * 4);
+    this.ensure(sp + n4 * 4);
+    this.put(x, ap);
+    this.runParts(ap, M, K, [
+      { bp: bg, N: F, cp: gp, bf16: w.gate instanceof Bf16Panels },
+      { bp: bu, N: F, cp: up, bf16: w.up instanceof Bf16Panels },
+    ]);
+    this.x.siluMul(gp, up, sp, n4);
+    return this.result(this.run(sp, M, F, bd, O, align(sp + n4 * 4), w.down instanceof Bf16Panels), M * O, out);
   }
 
   /**

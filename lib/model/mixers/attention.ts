@@ -13,8 +13,8 @@
  * biases only with HF `attention_bias: true` · rope with θ = rope_theta and the config's rope_scaling.
  */
 import type { Ops } from '../../ops.js';
-import { applyRope, applyRopeBackward, ropeInvFreq, ropeRows } from '../../ref/rope.js';
-import { Tensor, type FloatArray } from '../../tensor.js';
+import { applyRope, applyRopeBackward, ropeAngles, ropeInvFreq, ropeRows } from '../../ref/rope.js';
+import { Tensor, assertFinite, type FloatArray } from '../../tensor.js';
 import { addBiasRows, type Bf16Panels, type SimdGemm } from '../../simd/gemm.js';
 import { simdCachedAttention } from '../../simd/attention.js';
 import type { LlamaConfig } from '../config.js';
@@ -73,13 +73,65 @@ export async function attentionInfer(
     bias: w.bias === undefined ? undefined : W.get(w.bias),
   });
   const [qp, kp, vp] = (await ops.linears(x, [proj(n.q), proj(n.k), proj(n.v)])) as [Tensor, Tensor, Tensor]; // (b, l, H·hd), (b, l, H_kv·hd) ×2
-  const q = applyRope(toHeads(qp, batch, L, c.numHeads, c.headDim), positions, inv); // (b, H, l, hd)
-  const k = applyRope(toHeads(kp, batch, L, c.numKvHeads, c.headDim), positions, inv); // (b, H_kv, l, hd)
-  const v = toHeads(vp, batch, L, c.numKvHeads, c.headDim); // (b, H_kv, l, hd)
-  writeKv(cache, k, v, pos0, batch, c.numKvHeads, c.headDim, c.maxPositionEmbeddings);
-  const y = cachedAttention(q, cache, pos0 + L, c.numKvHeads, ops); // (b, H, l, hd); query t sits at position pos0 + t
+  // what applyRope(toHeads(·)), writeKv and fromHeads compute, in one pass each over the rows (no transposed
+  // copies): q rotated into heads, k rotated and v copied straight into the cache, y back to rows in the dtype
+  // the output projection rounds it to — the same operations on the same values
+  assertFinite(qp, 'x'); // applyRope's check
+  assertFinite(kp, 'x');
+  const [H, Hkv, hd] = [c.numHeads, c.numKvHeads, c.headDim];
+  growKv(cache, pos0, pos0 + L, batch, Hkv, hd, c.maxPositionEmbeddings);
+  const q = new Float64Array(batch * H * L * hd); // (b, H, l, hd)
+  const cos = new Float64Array(hd / 2); // (hd/2)
+  const sin = new Float64Array(hd / 2); // (hd/2)
+  for (let t = 0; t < L; t++) {
+    ropeAngles(positions[t], inv, cos, sin);
+    for (let b = 0; b < batch; b++) {
+      const row = b * L + t;
+      ropeHeads(qp.data, row * H * hd, q, (b * H * L + t) * hd, L * hd, H, cos, sin);
+      const at = (b * Hkv * cache.cap + pos0 + t) * hd; // (b, kv head 0, position pos0 + t) in the cache
+      ropeHeads(kp.data, row * Hkv * hd, cache.k, at, cache.cap * hd, Hkv, cos, sin);
+      const vd = vp.data; // (b, l, H_kv·hd)
+      for (let h = 0; h < Hkv; h++)
+        for (let i = 0, src = (row * Hkv + h) * hd, dst = at + h * cache.cap * hd; i < hd; i++)
+          cache.v[dst + i] = vd[src + i];
+    }
+  }
+  const y = cachedAttention(new Tensor(q, [batch, H, L, hd]), cache, pos0 + L, Hkv, ops).data; // (b, H, l, hd); query t sits at position pos0 + t
+  const rows = ops.dtype === 'float64' ? new Float64Array(y.length) : new Float32Array(y.length); // (b, l, H·hd)
+  for (let b = 0; b < batch; b++)
+    for (let h = 0; h < H; h++)
+      for (let t = 0; t < L; t++)
+        for (let i = 0, src = ((b * H + h) * L + t) * hd, dst = ((b * L + t) * H + h) * hd; i < hd; i++)
+          rows[dst + i] = y[src + i];
   const o = proj(n.o);
-  return ops.linear(fromHeads(y, batch, L, c.numHeads, c.headDim), o.weight, o.bias); // (b, l, d)
+  return ops.linear(new Tensor(rows, [batch, L, H * hd]), o.weight, o.bias); // (b, l, d)
+}
+
+/**
+ * One position's `n` heads of width hd: x[x0 + h·hd …] rotated (ropeRows' arithmetic, angles cos/sin) into
+ * out[o0 + h·stride …] — a row of (l, n·hd) into a (…, n, ·, hd) layout (heads, or the cache).
+ */
+function ropeHeads(
+  x: ArrayLike<number>,
+  x0: number,
+  out: Float64Array,
+  o0: number,
+  stride: number,
+  n: number,
+  cos: Float64Array,
+  sin: Float64Array,
+): void {
+  const half = cos.length;
+  for (let h = 0; h < n; h++) {
+    const xi = x0 + h * 2 * half;
+    const o = o0 + h * stride;
+    for (let i = 0; i < half; i++) {
+      const x1 = x[xi + i];
+      const x2 = x[xi + i + half];
+      out[o + i] = x1 * cos[i] - x2 * sin[i];
+      out[o + i + half] = x2 * cos[i] + x1 * sin[i];
+    }
+  }
 }
 
 /** Write new keys and values (batch, Hkv, L, hd) at positions pos0 … pos0+L−1, growing the buffers if needed. */
@@ -94,7 +146,23 @@ export function writeKv(
   maxPos: number,
 ): void {
   const L = k.shape[2];
-  const need = pos0 + L;
+  growKv(cache, pos0, pos0 + L, batch, Hkv, hd, maxPos);
+  for (let bh = 0; bh < batch * Hkv; bh++) {
+    cache.k.set(k.data.subarray(bh * L * hd, (bh + 1) * L * hd), (bh * cache.cap + pos0) * hd);
+    cache.v.set(v.data.subarray(bh * L * hd, (bh + 1) * L * hd), (bh * cache.cap + pos0) * hd);
+  }
+}
+
+/** Make the cache hold `need` positions, its first `valid` kept, growing it by a quarter at least (copies stay amortised). */
+function growKv(
+  cache: AttentionCache,
+  valid: number,
+  need: number,
+  batch: number,
+  Hkv: number,
+  hd: number,
+  maxPos: number,
+): void {
   if (need > cache.cap) {
     // grown by a quarter (at least 64 positions), not doubled: a cache just past 2,048 positions takes 2,560, not
     // 4,096 (Llama-3.2-1B's 16 layers: 336 MB of float64 keys and values instead of 537); copies stay amortised
@@ -102,16 +170,12 @@ export function writeKv(
     const grow = (old: Float64Array) => {
       const n = new Float64Array(batch * Hkv * cap * hd); // (b, H_kv, cap, hd)
       for (let bh = 0; bh < batch * Hkv; bh++)
-        n.set(old.subarray(bh * cache.cap * hd, bh * cache.cap * hd + pos0 * hd), bh * cap * hd);
+        n.set(old.subarray(bh * cache.cap * hd, bh * cache.cap * hd + valid * hd), bh * cap * hd);
       return n;
     };
     cache.k = grow(cache.k);
     cache.v = grow(cache.v);
     cache.cap = cap;
-  }
-  for (let bh = 0; bh < batch * Hkv; bh++) {
-    cache.k.set(k.data.subarray(bh * L * hd, (bh + 1) * L * hd), (bh * cache.cap + pos0) * hd);
-    cache.v.set(v.data.subarray(bh * L * hd, (bh + 1) * L * hd), (bh * cache.cap + pos0) * hd);
   }
 }
 

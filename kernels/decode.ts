@@ -113,13 +113,10 @@ export const splitSumKernel = (R: number, S: number, addLen: number): DecodeKern
 export const splitsFor = (K: number, R: number): number => Math.max(1, Math.min(Math.ceil(8192 / R), Math.ceil(K / 8)));
 
 /**
- * Output [q (T, H·hd) | k (T, H_kv·hd) | v (T, H_kv·hd)]: q and k rotated at position meta[1] + t, then v. Each
- * block holds its T rows contiguously, so a window's keys (values) go into the cache with one copy.
+ * Statements: output u of [q (T, Q) | k (T, KV) | v (T, KV)] → its row tt and its column t in one row of [q | k | v]
+ * (qkvRopeKernel and ropeKernel; constants Q, KV, TQ = T·Q, TKV = T·KV).
  */
-export const qkvRopeKernel = (d: number, H: number, Hkv: number, hd: number, T = 1): DecodeKernel => ({
-  key: 'dec.qkv_rope',
-  source: `function (x, wq, wk, wv, rope, meta) {
-    const u = this.thread.x;
+const QKV_OUTPUT = `const u = this.thread.x;
     let tt = 0;
     let t = u;
     if (u >= this.constants.TQ + this.constants.TKV) {
@@ -133,7 +130,16 @@ export const qkvRopeKernel = (d: number, H: number, Hkv: number, hd: number, T =
     } else {
       tt = Math.floor(u / this.constants.Q);
       t = u - tt * this.constants.Q;
-    }
+    }`;
+
+/**
+ * Output [q (T, H·hd) | k (T, H_kv·hd) | v (T, H_kv·hd)]: q and k rotated at position meta[1] + t, then v. Each
+ * block holds its T rows contiguously, so a window's keys (values) go into the cache with one copy.
+ */
+export const qkvRopeKernel = (d: number, H: number, Hkv: number, hd: number, T = 1): DecodeKernel => ({
+  key: 'dec.qkv_rope',
+  source: `function (x, wq, wk, wv, rope, meta) {
+    ${QKV_OUTPUT}
     const xo = tt * this.constants.D;
     let out = 0.0;
     if (t >= this.constants.Q + this.constants.KV) {
@@ -171,21 +177,7 @@ export const qkvRopeKernel = (d: number, H: number, Hkv: number, hd: number, T =
 export const ropeKernel = (H: number, Hkv: number, hd: number, T = 1): DecodeKernel => ({
   key: 'dec.rope',
   source: `function (raw, rope, meta) {
-    const u = this.thread.x;
-    let tt = 0;
-    let t = u;
-    if (u >= this.constants.TQ + this.constants.TKV) {
-      const w = u - this.constants.TQ - this.constants.TKV;
-      tt = Math.floor(w / this.constants.KV);
-      t = this.constants.Q + this.constants.KV + w - tt * this.constants.KV;
-    } else if (u >= this.constants.TQ) {
-      const w = u - this.constants.TQ;
-      tt = Math.floor(w / this.constants.KV);
-      t = this.constants.Q + w - tt * this.constants.KV;
-    } else {
-      tt = Math.floor(u / this.constants.Q);
-      t = u - tt * this.constants.Q;
-    }
+    ${QKV_OUTPUT}
     const o = tt * this.constants.RW;
     let out = raw[o + t];
     if (t < this.constants.Q + this.constants.KV) {

@@ -113,32 +113,11 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: ve
   };
 }
 
-/** RMSNorm of T rows of d (arguments h, w; output T·d): one workgroup a row, Σh² in a tree of partial sums. */
-export function rmsnormWgsl(d: number, eps: number, T: number): WgslKernel {
-  const code = `
-struct U { D: u32, T: u32 };
-@group(0) @binding(0) var<uniform> u: U;
-@group(0) @binding(1) var<storage, read> h: array<f32>;
-@group(0) @binding(2) var<storage, read> w: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
-const EPS: f32 = ${eps.toExponential(17)};
-var<workgroup> red: array<f32, ${WG}>;
-@compute @workgroup_size(${WG})
-fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>) {
-  let o = wg.x * u.D;
-  var s = 0.0;
-  for (var i = lid; i < u.D; i += ${WG}u) { let v = h[o + i]; s += v * v; }
-  red[lid] = s;
-  workgroupBarrier();
-  for (var k = ${WG / 2}u; k > 0u; k = k / 2u) {
-    if (lid < k) { red[lid] += red[lid + k]; }
-    workgroupBarrier();
-  }
-  let inv = 1.0 / sqrt(red[0] / f32(u.D) + EPS);
-  for (var i = lid; i < u.D; i += ${WG}u) { out[o + i] = h[o + i] * inv * w[i]; }
-}`;
-  return { key: 'dec.rmsnorm.wgsl', code, uniforms: [d, T], groups: [T, 1, 1], size: T * d };
-}
+/** RMSNorm of T rows of d (arguments h, w; output T·d): groupNormWgsl with one group a row, 256 threads a group. */
+export const rmsnormWgsl = (d: number, eps: number, T: number): WgslKernel => ({
+  ...normWgsl(d, eps, d, T, WG),
+  key: 'dec.rmsnorm.wgsl',
+});
 
 /** ids one workgroup of the argmax's first dispatch covers */
 const ARGMAX_CHUNK = 4 * WG;
@@ -150,6 +129,21 @@ const BETTER = `fn better(v: f32, i: u32, bv: f32, bi: u32) -> bool {
   return bi == NONE || (i != NONE && (v > bv || (v == bv && i < bi)));
 }`;
 
+/** What both argmax dispatches declare: the 'no id yet' mark, each thread's best (value, id), `better`. */
+const ARGMAX_DECLS = `const NONE: u32 = 0xffffffffu;
+var<workgroup> bv: array<f32, ${WG}>;
+var<workgroup> bi: array<u32, ${WG}>;
+${BETTER}`;
+
+/** Both dispatches' tree: each thread's best (mv, mi) into workgroup memory, the best of all left in bv[0], bi[0]. */
+const ARGMAX_TREE = `  bv[lid] = mv;
+  bi[lid] = mi;
+  workgroupBarrier();
+  for (var k = ${WG / 2}u; k > 0u; k = k / 2u) {
+    if (lid < k && better(bv[lid + k], bi[lid + k], bv[lid], bi[lid])) { bv[lid] = bv[lid + k]; bi[lid] = bi[lid + k]; }
+    workgroupBarrier();
+  }`;
+
 /** The argmax's first dispatch (argument: logits (T, V); output: T·argmaxChunks(V) ids). */
 export function argmaxChunksWgsl(V: number, T: number): WgslKernel {
   const G = argmaxChunks(V);
@@ -158,10 +152,7 @@ struct U { V: u32, G: u32 };
 @group(0) @binding(0) var<uniform> u: U;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
-const NONE: u32 = 0xffffffffu;
-var<workgroup> bv: array<f32, ${WG}>;
-var<workgroup> bi: array<u32, ${WG}>;
-${BETTER}
+${ARGMAX_DECLS}
 @compute @workgroup_size(${WG})
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>) {
   let o = wg.y * u.V;
@@ -174,13 +165,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: ve
       if (better(v, i, mv, mi)) { mv = v; mi = i; }
     }
   }
-  bv[lid] = mv;
-  bi[lid] = mi;
-  workgroupBarrier();
-  for (var k = ${WG / 2}u; k > 0u; k = k / 2u) {
-    if (lid < k && better(bv[lid + k], bi[lid + k], bv[lid], bi[lid])) { bv[lid] = bv[lid + k]; bi[lid] = bi[lid + k]; }
-    workgroupBarrier();
-  }
+${ARGMAX_TREE}
   if (lid == 0u) { out[wg.y * u.G + wg.x] = f32(bi[0]); }
 }`;
   return { key: 'dec.argmax.chunks', code, uniforms: [V, G], groups: [G, T, 1], size: T * G };
@@ -195,10 +180,7 @@ struct U { V: u32, G: u32 };
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
 @group(0) @binding(2) var<storage, read> ids: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
-const NONE: u32 = 0xffffffffu;
-var<workgroup> bv: array<f32, ${WG}>;
-var<workgroup> bi: array<u32, ${WG}>;
-${BETTER}
+${ARGMAX_DECLS}
 @compute @workgroup_size(${WG})
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>) {
   var mv = 0.0;
@@ -208,13 +190,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: ve
     let v = logits[wg.x * u.V + i];
     if (better(v, i, mv, mi)) { mv = v; mi = i; }
   }
-  bv[lid] = mv;
-  bi[lid] = mi;
-  workgroupBarrier();
-  for (var k = ${WG / 2}u; k > 0u; k = k / 2u) {
-    if (lid < k && better(bv[lid + k], bi[lid + k], bv[lid], bi[lid])) { bv[lid] = bv[lid + k]; bi[lid] = bi[lid + k]; }
-    workgroupBarrier();
-  }
+${ARGMAX_TREE}
   if (lid == 0u) { out[wg.x] = f32(bi[0]); }
 }`;
   return { key: 'dec.argmax.final', code, uniforms: [V, G], groups: [T, 1, 1], size: T };
@@ -351,8 +327,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
  * √(mean over c's group of v² + ε) · w_{c mod W}, T rows of W channels — with one workgroup of 64 threads a group
  * (Σv² as a tree) where GPU.js's kernel has each channel's thread sum its whole group. Arguments v, w; output T·W.
  */
-export function groupNormWgsl(GS: number, eps: number, W: number, T: number): WgslKernel {
-  const G = 64;
+export const groupNormWgsl = (GS: number, eps: number, W: number, T: number): WgslKernel => ({
+  ...normWgsl(GS, eps, W, T, 64),
+  key: 'dec.group_norm.wgsl',
+});
+
+/** y_c = v_c / √(mean over c's group of GS of v² + ε) · w_{c mod W}: one workgroup of G threads a group. */
+function normWgsl(GS: number, eps: number, W: number, T: number, G: number): WgslKernel {
   const code = `
 struct U { GS: u32, W: u32 };
 @group(0) @binding(0) var<uniform> u: U;
@@ -375,7 +356,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: ve
   let inv = 1.0 / sqrt(red[0] / f32(u.GS) + EPS);
   for (var i = lid; i < u.GS; i += ${G}u) { out[g0 + i] = v[g0 + i] * inv * w[(g0 + i) % u.W]; }
 }`;
-  return { key: 'dec.group_norm.wgsl', code, uniforms: [GS, W], groups: [(T * W) / GS, 1, 1], size: T * W };
+  return { key: 'dec.norm.wgsl', code, uniforms: [GS, W], groups: [(T * W) / GS, 1, 1], size: T * W };
 }
 
 /**

@@ -391,10 +391,11 @@ export function smallPaperRuns(dir: string, data: string, instruct: string): Rec
   for (const [name, extra] of Object.entries(SMALL_DISTILL))
     for (const seed of seeded.has(name) ? SMALL_SEEDS : [0])
       runs[seed === 0 ? name : `${name}-s${seed}`] = distill(seed === 0 ? name : `${name}-s${seed}`, extra, seed);
-  runs['mamba2-50-sft'] = made('mamba2-50-sft', [
+  // SFT on the instruction set's training split, 1M tokens (TOKENS on the GPU machine rewrites it too)
+  const sft = (model: string) => [
     'sft',
     '--model',
-    at('mamba2-50'),
+    model,
     '--data',
     join(instruct, 'sft.jsonl'),
     '--tokens',
@@ -405,24 +406,11 @@ export function smallPaperRuns(dir: string, data: string, instruct: string): Rec
     '--seed',
     '0',
     ...gpu,
-  ]);
+  ];
+  runs['mamba2-50-sft'] = made('mamba2-50-sft', sft(at('mamba2-50')));
   // the teacher through the same SFT: the row the paper's comparisons have (its students against an instruct-tuned
   // teacher), on the same instruction set and budget
-  runs['teacher-sft'] = made('teacher-sft', [
-    'sft',
-    '--model',
-    at('teacher'),
-    '--data',
-    join(instruct, 'sft.jsonl'),
-    '--tokens',
-    '1048576',
-    ...SMALL_SHAPES.sft,
-    '--lr',
-    '1e-4',
-    '--seed',
-    '0',
-    ...gpu,
-  ]);
+  runs['teacher-sft'] = made('teacher-sft', sft(at('teacher')));
   runs['mamba2-50-dpo'] = made('mamba2-50-dpo', [
     'dpo',
     '--model',

@@ -83,6 +83,8 @@ export function ropeAngles(pos: number, invFreq: Float64Array, cos: Float64Array
  * `rows` rows of width d = 2·cos.length at offsets o0 + r·stride in x, rotated at one position (its `ropeAngles`)
  * into out at the same offsets: out = [x₁ cos − x₂ sin, x₂ cos + x₁ sin], float64. `applyRope` per position,
  * and the fused decode step (lib/model/mixers/attention.ts attentionStep) on its buffers, angles computed once a token.
+ * x0, xStride: where x's rows are when not at out's offsets (attentionInfer: a projection row's heads, read
+ * contiguously, written into the heads layout or the cache).
  */
 export function ropeRows(
   x: ArrayLike<number>,
@@ -92,13 +94,16 @@ export function ropeRows(
   stride: number,
   cos: Float64Array,
   sin: Float64Array,
+  x0 = o0,
+  xStride = stride,
 ): void {
   const half = cos.length;
   for (let r = 0; r < rows; r++) {
     const o = o0 + r * stride;
+    const xo = x0 + r * xStride;
     for (let i = 0; i < half; i++) {
-      const x1 = x[o + i];
-      const x2 = x[o + i + half];
+      const x1 = x[xo + i];
+      const x2 = x[xo + i + half];
       out[o + i] = x1 * cos[i] - x2 * sin[i];
       out[o + i + half] = x2 * cos[i] + x1 * sin[i];
     }

@@ -87,9 +87,9 @@ export async function attentionInfer(
     ropeAngles(positions[t], inv, cos, sin);
     for (let b = 0; b < batch; b++) {
       const row = b * L + t;
-      ropeHeads(qp.data, row * H * hd, q, (b * H * L + t) * hd, L * hd, H, cos, sin);
+      ropeRows(qp.data, q, H, (b * H * L + t) * hd, L * hd, cos, sin, row * H * hd, hd);
       const at = (b * Hkv * cache.cap + pos0 + t) * hd; // (b, kv head 0, position pos0 + t) in the cache
-      ropeHeads(kp.data, row * Hkv * hd, cache.k, at, cache.cap * hd, Hkv, cos, sin);
+      ropeRows(kp.data, cache.k, Hkv, at, cache.cap * hd, cos, sin, row * Hkv * hd, hd);
       const vd = vp.data; // (b, l, H_kv·hd)
       for (let h = 0; h < Hkv; h++)
         for (let i = 0, src = (row * Hkv + h) * hd, dst = at + h * cache.cap * hd; i < hd; i++)
@@ -105,33 +105,6 @@ export async function attentionInfer(
           rows[dst + i] = y[src + i];
   const o = proj(n.o);
   return ops.linear(new Tensor(rows, [batch, L, H * hd]), o.weight, o.bias); // (b, l, d)
-}
-
-/**
- * One position's `n` heads of width hd: x[x0 + h·hd …] rotated (ropeRows' arithmetic, angles cos/sin) into
- * out[o0 + h·stride …] — a row of (l, n·hd) into a (…, n, ·, hd) layout (heads, or the cache).
- */
-function ropeHeads(
-  x: ArrayLike<number>,
-  x0: number,
-  out: Float64Array,
-  o0: number,
-  stride: number,
-  n: number,
-  cos: Float64Array,
-  sin: Float64Array,
-): void {
-  const half = cos.length;
-  for (let h = 0; h < n; h++) {
-    const xi = x0 + h * 2 * half;
-    const o = o0 + h * stride;
-    for (let i = 0; i < half; i++) {
-      const x1 = x[xi + i];
-      const x2 = x[xi + i + half];
-      out[o + i] = x1 * cos[i] - x2 * sin[i];
-      out[o + i + half] = x2 * cos[i] + x1 * sin[i];
-    }
-  }
 }
 
 /** Write new keys and values (batch, Hkv, L, hd) at positions pos0 … pos0+L−1, growing the buffers if needed. */

@@ -239,7 +239,7 @@ for (const [name, m] of models) {
         return { ms, prefillMs, ids, submits: (dec.chain.counters.submits - s0) / TOKENS };
       };
       // warm-ups: at least one, and at least WARM_MS of decoding; then the median of DECODE_RUNS runs
-      for (const w0 = performance.now(); ; ) {
+      for (const w0 = performance.now(); ;) {
         await once();
         if (performance.now() - w0 >= WARM_MS) break;
       }

@@ -354,10 +354,10 @@ export function smallPaperRuns(dir: string, data: string, instruct: string): Rec
   const at = (name: string) => join(dir, name);
   const made = (name: string, args: string[]): Made => ({ out: at(name), args: [...args, '--out', at(name)] });
   const gpu = ['--backend', 'webgpu', '--quiet'];
-  const distill = (name: string, extra: string[], seed: number) =>
+  const distill = (name: string, extra: string[], seed: number, times = 1) =>
     made(
       name,
-      distillOn(at('teacher'), data, extra, SMALL_TOKENS, [
+      distillOn(at('teacher'), data, extra, times * SMALL_TOKENS, [
         ...[...SMALL_SHAPES.distill, '--lr', '1e-3', '--seed', String(seed), ...gpu],
       ]),
     );
@@ -376,7 +376,11 @@ export function smallPaperRuns(dir: string, data: string, instruct: string): Rec
     // stepwise as the paper schedules it: each stage the one-shot arm's whole budget (3× its tokens in all), beside
     // mamba2-stepwise-0, whose stages split that budget (the same tokens in all as the one-shot arm)
     'mamba2-stepwise-0-full': ['--variant', 'mamba2', '--stepwise', '0.5,0.25,0', '--per-stage'],
+    // and one-shot on as many tokens as that stepwise run in all (SMALL_TIMES): is stepwise better, or only longer?
+    'mamba2-0-3x': ['--variant', 'mamba2', '--attention', '0'],
   };
+  /** runs on a multiple of SMALL_TOKENS (scripts/device_train.sh's TOKENS keeps the multiple) */
+  const SMALL_TIMES: Record<string, number> = { 'mamba2-0-3x': 3 };
   const seeded = new Set([
     'mamba2-50',
     'mamba2-0',
@@ -390,7 +394,12 @@ export function smallPaperRuns(dir: string, data: string, instruct: string): Rec
   ]);
   for (const [name, extra] of Object.entries(SMALL_DISTILL))
     for (const seed of seeded.has(name) ? SMALL_SEEDS : [0])
-      runs[seed === 0 ? name : `${name}-s${seed}`] = distill(seed === 0 ? name : `${name}-s${seed}`, extra, seed);
+      runs[seed === 0 ? name : `${name}-s${seed}`] = distill(
+        seed === 0 ? name : `${name}-s${seed}`,
+        extra,
+        seed,
+        SMALL_TIMES[name] ?? 1,
+      );
   // SFT on the instruction set's training split, 1M tokens (TOKENS on the GPU machine rewrites it too)
   const sft = (model: string) => [
     'sft',

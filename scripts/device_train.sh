@@ -194,6 +194,7 @@ arms() {
   # shellcheck disable=SC2016 # the script is node's
   ${NODE:-/tmp/mil/node} -e 'import(process.argv[1]).then((c) => {
       const runs = c.smallPaperRuns(process.argv[2], process.argv[3], process.argv[4]);
+      console.log("#tokens\t" + c.SMALL_TOKENS); // the budget of a run in the plan, which TOKENS replaces
       for (const [n, r] of Object.entries(runs)) console.log(n + "\t" + r.args.join("\t"));
     })' "${PLAN_JS:-/tmp/mil/dist/scripts/commands.js}" "$runs" "$corpus" "$instruct" >"$plan"
   local limit=()
@@ -215,17 +216,20 @@ arms() {
   for name in "$@"; do
     local line
     line=$(awk -F'\t' -v n="$name" '$1 == n' "$plan")
-    [ -n "$line" ] || { echo "arms: $name is not a run of the small plan ($(cut -f1 "$plan" | tr '\n' ' '))" >&2; exit 2; }
+    [ -n "$line" ] || { echo "arms: $name is not a run of the small plan ($(cut -f1 "$plan" | grep -v "^#" | tr '\n' ' '))" >&2; exit 2; }
     if [ ! -f "$runs/$name/config.json" ]; then
       local left
       left=$(awk -v b="${BUDGET_MINUTES:-9}" -v e=$((SECONDS - t0)) 'BEGIN { printf "%.2f", b - e / 60 - 1 }')
       if awk -v l="$left" 'BEGIN { exit !(l < 1) }'; then echo "arms: no time left for $name: send the same command again"; break; fi
       local args
       mapfile -t args < <(printf '%s\n' "$line" | tr '\t' '\n' | tail -n +2)
-      # TOKENS: every distillation run of this command at that many tokens instead of the plan's (both arms of a
-      # comparison the same; training.json records it)
-      local i
-      for i in "${!args[@]}"; do [ -z "${TOKENS:-}" ] || [ "${args[$i]}" != --tokens ] || args[i + 1]=$TOKENS; done
+      # TOKENS: every distillation run of this command at that many tokens instead of the plan's budget (both arms
+      # of a comparison the same; training.json records it); a run the plan gives a multiple of it keeps the multiple
+      local i base
+      base=$(awk -F'\t' '$1 == "#tokens" { print $2 }' "$plan")
+      for i in "${!args[@]}"; do
+        [ -z "${TOKENS:-}" ] || [ "${args[$i]}" != --tokens ] || args[i + 1]=$((TOKENS * args[i + 1] / ${base:-${args[i + 1]}}))
+      done
       echo "arms: $name ($left min left): mil ${args[*]}"
       local s=$SECONDS
       # dpo keeps no checkpoint (one short run: --max-minutes and --max-shard-size are not its options, exit 2)

@@ -184,13 +184,21 @@ const PAPER_T9 = { drop: 151.98, replace: 6.2 };
 /** A distillation arm (mil distill), not a run of mil train against the teacher (the draft). */
 const isDistill = (a: Arm) => a.attention !== undefined; // the record of a conversion names its attention fraction
 /** A one-shot conversion with frozen MLPs (the paper's recipe): the arms Tables 6 and 7 compare. */
-const isPlain = (a: Arm) => isDistill(a) && !a.trainMlp && a.stages === undefined && a.variant !== 'drop';
+/** How many times the budget most arms share a one-shot run had (the plan's mamba2-0-3x: 3), else 1. */
+const times = (a: Arm, all: Arm[]) => {
+  const least = Math.min(...all.filter(isDistill).map((x) => x.tokens ?? Infinity));
+  return a.stages === undefined && a.tokens !== undefined && a.tokens >= 2 * least ? Math.round(a.tokens / least) : 1;
+};
+/** A one-shot conversion on the common budget: the arm the tables compare (a longer run is its own comparison). */
+const isPlain = (a: Arm, all: Arm[]) =>
+  isDistill(a) && !a.trainMlp && a.stages === undefined && a.variant !== 'drop' && times(a, all) === 1;
 /** What replaced the attention layers a run converted, as its row names it. */
-const replacedBy = (a: Arm) =>
+const replacedBy = (a: Arm, all: Arm[]) =>
   a.variant === 'drop'
     ? 'nothing (dropped)'
     : `${a.variant === 'mamba1' ? 'Mamba-1' : 'Mamba-2'}${a.trainMlp ? ', MLPs trained' : ''}` +
-      `${a.stages ? `, stepwise (${a.stages} stages${a.perStage ? ', each the whole budget' : ''})` : ''}`;
+      `${a.stages ? `, stepwise (${a.stages} stages${a.perStage ? ', each the whole budget' : ''})` : ''}` +
+      `${times(a, all) > 1 ? `, one shot on ${times(a, all)}× the budget` : ''}`;
 const VARIANTS = ['mamba2', 'mamba1', 'drop'];
 
 /** The teacher first, then by attention kept (descending), mixer, attention init before random, seed, name. */
@@ -226,7 +234,8 @@ export function renderTable6Svg(given: Arm[]): string {
     const of = [0.5, 0.25, 0.125, 0]
       .map((k) =>
         given.find(
-          (a) => isPlain(a) && a.variant === variant && a.attention === k && a.init === 'attention' && !(a.seed ?? 0),
+          (a) =>
+            isPlain(a, given) && a.variant === variant && a.attention === k && a.init === 'attention' && !(a.seed ?? 0),
         ),
       )
       .filter((a): a is Arm => a !== undefined);
@@ -270,7 +279,7 @@ export function renderArms(given: Arm[]): string {
       `(${teacher.brown ? int(teacher.brown.tokens) : '—'} tokens), windows of 512 tokens, the length the arms ` +
       `distil at. Every arm here ran ${tokens.map((t) => (t === undefined ? '?' : int(t))).join(' / ')} tokens ` +
       `of distillation (stage 1, seed ${[...new Set(trained.map((a) => a.seed))].join('/')}; a name's -sN is its seed N; ` +
-      `a stepwise run's tokens are split evenly over its stages).`,
+      `a stepwise run's tokens are split evenly over its stages, unless each stage has the whole budget, \`--per-stage\`).`,
     '',
     '| run | attention kept | replaced by | init | seed | test ppl | × teacher | Brown ppl | Brown bits/byte | × teacher (Brown) | training |',
     '|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|',
@@ -282,7 +291,7 @@ export function renderArms(given: Arm[]): string {
     `${a.seconds === undefined ? '—' : `${a.steps ?? '?'} steps, ${a.seconds} s`} |`;
   L.push(row(teacher, 'all', '—', '—'));
   for (const a of trained)
-    L.push(row(a, pct(a.attention ?? 1), replacedBy(a), a.variant === 'drop' ? '—' : (a.init ?? '—')));
+    L.push(row(a, pct(a.attention ?? 1), replacedBy(a, trained), a.variant === 'drop' ? '—' : (a.init ?? '—')));
   if (others.length) {
     L.push(
       '',
@@ -303,7 +312,11 @@ export function renderArms(given: Arm[]): string {
   const att = (attention: number, init: string, seed = 0, variant = 'mamba2') =>
     trained.find(
       (a) =>
-        isPlain(a) && a.variant === variant && a.attention === attention && a.init === init && (a.seed ?? 0) === seed,
+        isPlain(a, trained) &&
+        a.variant === variant &&
+        a.attention === attention &&
+        a.init === init &&
+        (a.seed ?? 0) === seed,
     );
   const ratioCell = (x: Arm | undefined) => (x ? f3(x.test.ppl / teacher.test.ppl) : 'not run yet');
   L.push('', '**Table 6** (attention-initialised, frozen MLPs, seed 0: perplexity × the teacher, test split):', '');
@@ -399,6 +412,22 @@ export function renderArms(given: Arm[]): string {
       find((a) => a.variant === 'mamba2' && a.stages !== undefined && !a.trainMlp && a.perStage === true),
       () => ['—', '—'],
     );
+  const stepwiseFull = trained.find((a) => a.perStage && a.stages !== undefined && a.variant === 'mamba2');
+  if (stepwiseFull?.stages !== undefined) {
+    const n = stepwiseFull.stages;
+    pairs(
+      `**Stepwise on the paper's schedule vs one-shot on as many tokens** (the one-shot arm on ${n}× the budget, ` +
+        'the tokens the stepwise run saw in all: whether stepwise is better or only longer; ÷ one shot, test split):',
+      [`one-shot, ${n}× the budget`, 'stepwise, each stage the whole budget'],
+      [0],
+      find(
+        (a) =>
+          isDistill(a) && a.variant === 'mamba2' && !a.trainMlp && times(a, trained) === n && a.init === 'attention',
+      ),
+      find((a) => a.variant === 'mamba2' && a.stages !== undefined && !a.trainMlp && a.perStage === true),
+      () => ['—', '—'],
+    );
+  }
   if (staged.length) {
     // stage 2 (SFT) and 3 (DPO): each next to the run it started from
     const fromName = (a: Arm) => (a.from ?? '').split('/').at(-1) ?? '';

@@ -229,7 +229,7 @@ describe('a training run in commands of limited time (issue #25, the GPU machine
     ]);
   });
 
-  it("scripts/device_train.sh arms: the plan's own commands in order (TOKENS in place of --tokens, the budget as --max-minutes), each whole run evaluated on test and Brown, a cut run stops the rest; the records back as one tar", () => {
+  it("scripts/device_train.sh arms: the plan's own commands in order (TOKENS in place of the plan's budget, a multiple kept; the budget as --max-minutes), each whole run evaluated on test and Brown, a cut run stops the rest; the records back as one tar", () => {
     const dir = tmpFolder('device-arms');
     const runs = join(dir, 'runs');
     const fake = join(dir, 'mil.sh');
@@ -335,8 +335,12 @@ describe('a training run in commands of limited time (issue #25, the GPU machine
       ['sft', true],
       ['dpo', false],
     ]);
-    // a name outside the plan: exit 2 naming it
-    expect(() => sh(['arms', 'mamba9-50'], env)).toThrow(/mamba9-50 is not a run of the small plan/);
+    // a run the plan gives a multiple of the budget keeps it under TOKENS (mamba2-0-3x: 3 × 1024)
+    const m = calls().length;
+    sh(['arms', 'mamba2-0-3x'], env);
+    expect(calls().slice(m)[0]).toMatch(/^distill .*--attention 0 --tokens 3072 .*--out \S+\/mamba2-0-3x /);
+    // a name outside the plan: exit 2 naming it (and the plan's own list, without its budget line)
+    expect(() => sh(['arms', 'mamba9-50'], env)).toThrow(/mamba9-50 is not a run of the small plan \(teacher draft /);
   });
   it("scripts/device_train.sh speculative: the bench over the draft and the named targets made on the machine, prompts from the corpus's test part, the report in OUT; a run not made there: exit 2 naming it", () => {
     const dir = tmpFolder('device-speculative');

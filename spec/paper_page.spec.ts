@@ -238,6 +238,8 @@ describe('docs/results/paper-small.md: the distillation arms (scripts/paper_smal
         mkdirSync(join(dir, `${name}.stage${k}`));
         writeFileSync(join(dir, `${name}.stage${k}`, 'training.json'), JSON.stringify({ seconds: 5 }));
       }
+    // one-shot on as many tokens as step-full saw in all (3× the budget): its own comparison, never a plain arm
+    run('a-m2-0-3x', 13.5, distill(0, 'mamba2', { options: { ...options, totalSteps: 12 } }));
     run('sft', 12.5, { from: '/r/m2-50', seconds: 20, options }, [['instruct', 20]]);
     run('dpo', 12.6, {
       from: '/r/sft',
@@ -277,6 +279,10 @@ describe('docs/results/paper-small.md: the distillation arms (scripts/paper_smal
     expect(cut("**Stepwise on the paper's schedule vs one-shot**")).toContain(
       `| 0% | 0 | 16.00 | 12.80 | ${(12.8 / 16).toFixed(3)} |`,
     );
+    expect(cut("**Stepwise on the paper's schedule vs one-shot on as many tokens**")).toContain(
+      `| 0% | 0 | 13.50 | 12.80 | ${(12.8 / 13.5).toFixed(3)} |`,
+    );
+    expect(s).toContain('| a-m2-0-3x | 0% | Mamba-2, one shot on 3× the budget |');
     expect(a('step-full').perStage).toBe(true);
     expect(s).toContain('| step-full | 0% | Mamba-2, stepwise (3 stages, each the whole budget) |');
     // stage 2/3: the base first, then SFT and DPO, with the instruction perplexity and DPO's held-out accuracy

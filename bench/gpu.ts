@@ -194,11 +194,17 @@ async function fixedCost(): Promise<Array<{ what: string; ms: number }>> {
 const FIXED_REPS = tiny ? 20 : 200;
 const fixedRows = await fixedCost();
 
+const T0 = performance.now();
+/** progress on stderr with the seconds since the models were made: at the 1B shape a phase takes minutes, and a
+ * command cut at its time limit should say which one it was in */
+const phase = (what: string) => console.error(`[${((performance.now() - T0) / 1000).toFixed(1)} s] ${what}`);
 const teacher = randomLlama({ ...spec, float32: true }, 7);
+phase('the random Llama made');
 const models: Array<[string, HybridModel]> = [
   ['Llama (teacher)', teacher],
   ['50% Mamba-2 hybrid', convert(teacher, { variant: 'mamba2', attentionFraction: 0.5, seed: 1 })],
 ];
+phase('the 50% Mamba-2 hybrid converted');
 const prompt = Array.from({ length: PROMPT }, (_, i) => (i * 7919) % spec.vocab);
 
 interface Row {
@@ -220,7 +226,9 @@ for (const [name, m] of models) {
   // the one-submission chain: the WGSL reductions (the default), then GPU.js's (the baseline, same run)
   for (const reductions of REDUCTIONS) {
     // the one-submission chain
+    phase(`${name} (${RED[reductions]}): uploading`);
     const dec = await GpuDecoder.create(m, { capacity: PROMPT + TOKENS + 16, reductions });
+    phase(`${name} (${RED[reductions]}): uploaded; warming up`);
     try {
       const once = async () => {
         dec.reset();

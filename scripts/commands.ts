@@ -6,7 +6,7 @@
 
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 
 /** Tokens each distillation run sees (batch 4 × 256 per step: 100 steps); learning rate 3e-3. */
 export const DISTILL_TOKENS = 102400;
@@ -350,7 +350,12 @@ const SMALL_SHAPES = {
  * 8 layers), the comparisons of Tables 7/8/9 (Table 8: --train-mlp beside the frozen MLPs) and stepwise at SMALL_SEEDS, SFT on `instruct`/sft.jsonl and DPO on
  * `instruct`'s pairs, every one on the GPU.
  */
-export function smallPaperRuns(dir: string, data: string, instruct: string): Record<string, Made> {
+export function smallPaperRuns(
+  dir: string,
+  data: string,
+  instruct: string,
+  retrieval = join(dirname(instruct), 'retrieval'),
+): Record<string, Made> {
   const at = (name: string) => join(dir, name);
   const made = (name: string, args: string[]): Made => ({ out: at(name), args: [...args, '--out', at(name)] });
   const gpu = ['--backend', 'webgpu', '--quiet'];
@@ -443,5 +448,43 @@ export function smallPaperRuns(dir: string, data: string, instruct: string): Rec
     ...DPO_OPTIONS,
     ...gpu,
   ]);
+  // the passkey test (issue #25 item 4) needs a teacher that retrieves: the teacher fine-tuned on the retrieval
+  // curriculum (`mil data retrieval --corpus DATA --out RETRIEVAL`: copy-a-number documents in wordings the test
+  // never uses, alternating with the corpus's prose), then the hybrids distilled from it on the same documents, in
+  // the distillation arms' windows of 512 tokens, the curriculum's longest document (`--context 512`), so that a
+  // document's needle and question mostly share a window (the GPU step refuses one sequence much longer: 768 needs a
+  // buffer of 3 · 768 · 8,192 elements > 2^24); the test then asks at 2, 4, 8 and 16 times that length
+  const curriculum = join(retrieval, 'retrieval.jsonl');
+  const long = SMALL_SHAPES.distill;
+  runs['teacher-retrieval'] = made('teacher-retrieval', [
+    'sft',
+    '--model',
+    at('teacher'),
+    '--data',
+    curriculum,
+    '--tokens',
+    String(SMALL_TOKENS / 2),
+    ...long,
+    '--lr',
+    '3e-4',
+    '--seed',
+    '0',
+    ...gpu,
+  ]);
+  for (const [name, k] of [
+    ['mamba2-50-retrieval', '0.5'],
+    ['mamba2-0-retrieval', '0'],
+  ] as const)
+    runs[name] = made(
+      name,
+      distillOn(at('teacher-retrieval'), curriculum, ['--variant', 'mamba2', '--attention', k], SMALL_TOKENS, [
+        ...long,
+        '--lr',
+        '1e-3',
+        '--seed',
+        '0',
+        ...gpu,
+      ]),
+    );
   return runs;
 }

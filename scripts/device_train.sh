@@ -41,7 +41,8 @@
 #   bash scripts/device_train.sh arms teacher mamba2-50 mamba2-50-random mamba2-0 …
 # Subcommands: pack [--corpus DIR] [--to DIR] · unpack [--from FILE] [--to DIR] · budget [--carry DIR] ·
 #              run NAME MIL-ARGS…  (env: MAX_MINUTES, MIL (the mil command; default the bundle's), CORPUS, RUNS) ·
-#              setup · arms NAME…  (env: BUDGET_MINUTES, TOKENS, BROWN, EVAL_TOKENS, INSTRUCT, INSTRUCT_EVAL, MIL, NODE,
+#              setup · arms NAME…  (env: BUDGET_MINUTES, TOKENS, BROWN, EVAL_TOKENS, INSTRUCT, INSTRUCT_EVAL, RETRIEVAL,
+#              PASSKEY_EVAL, PASSKEY_TRIALS, MIL, NODE,
 #              PLAN_JS, CORPUS, RUNS) · back NAME… ·
 #              speculative NAME…  (env: BACKENDS, KS, RUNS_PER, PROMPTS, NEW_TOKENS, NODE, SPEC_JS, CORPUS, RUNS)
 set -euo pipefail
@@ -191,12 +192,19 @@ arms() {
   # the SFT/DPO sets (mil data instruct --out data/instruct; here: tar cJf .device-carry/instruct.tar.xz -C data
   # instruct, 19 MB → 2.0 MB), unpacked beside the corpus for the plan's mamba2-50-sft and mamba2-50-dpo
   [ -d "$instruct" ] || [ ! -f "$instruct.tar.xz" ] || tar xJf "$instruct.tar.xz" -C "$(dirname "$instruct")"
+  # the retrieval curriculum of the passkey runs (teacher-retrieval, mamba2-*-retrieval): made here from the corpus's
+  # first training shard in seconds (mil data retrieval, seed 0; documents of 64–512 tokens, the runs' window), not
+  # carried
+  local retrieval=${RETRIEVAL:-$ROOT/$CARRY/retrieval}
+  if [[ " $* " == *-retrieval* && ! -f $retrieval/retrieval.jsonl ]]; then
+    $mil data retrieval --corpus "$corpus" --context 512 --out "$retrieval" || { echo "arms: mil data retrieval failed" >&2; exit 1; }
+  fi
   # shellcheck disable=SC2016 # the script is node's
   ${NODE:-/tmp/mil/node} -e 'import(process.argv[1]).then((c) => {
-      const runs = c.smallPaperRuns(process.argv[2], process.argv[3], process.argv[4]);
+      const runs = c.smallPaperRuns(process.argv[2], process.argv[3], process.argv[4], process.argv[5]);
       console.log("#tokens\t" + c.SMALL_TOKENS); // the budget of a run in the plan, which TOKENS replaces
       for (const [n, r] of Object.entries(runs)) console.log(n + "\t" + r.args.join("\t"));
-    })' "${PLAN_JS:-/tmp/mil/dist/scripts/commands.js}" "$runs" "$corpus" "$instruct" >"$plan"
+    })' "${PLAN_JS:-/tmp/mil/dist/scripts/commands.js}" "$runs" "$corpus" "$instruct" "$retrieval" >"$plan"
   local limit=()
   [ -z "${EVAL_TOKENS:-}" ] || limit=(--tokens "$EVAL_TOKENS") # the whole split unless EVAL_TOKENS
   evals() {
@@ -211,6 +219,16 @@ arms() {
     [[ " ${INSTRUCT_EVAL:-teacher teacher-sft mamba2-50 mamba2-50-sft mamba2-50-dpo} " == *" $name "* ]] || return 0
     [ ! -f "$sft" ] || [ -f "$m.instruct.json" ] || $mil eval --model "$m" --data "$sft" --split test --len 256 \
       --backend webgpu "${limit[@]}" --out "$m.instruct.json" 2>&1 | tee -a "$m.log" || echo "arms: $name: instruction evaluation failed" | tee -a "$m.log"
+  }
+  # the passkey test (issue #25 item 4) of the runs in PASSKEY_EVAL: the teacher and the retrieval runs, at 1, 2, 4
+  # and 8 times the training context (1,024), the needle at 5 depths, PASSKEY_TRIALS trials a cell, filler from
+  # the corpus's test split; NAME.passkey/passkey.{json,svg}
+  passkeys() {
+    local name=$1 m=$runs/$1
+    [[ " ${PASSKEY_EVAL:-teacher teacher-retrieval mamba2-50-retrieval mamba2-0-retrieval} " == *" $name "* ]] || return 0
+    [ -f "$m.passkey/passkey.json" ] || $mil passkey --model "$m" --data "$corpus" --context 1024 --multiples 1,2,4,8 \
+      --depths 0,0.25,0.5,0.75,1 --trials "${PASSKEY_TRIALS:-5}" --backend webgpu --out "$m.passkey" 2>&1 |
+      tee -a "$m.log" || echo "arms: $name: passkey test failed" | tee -a "$m.log"
   }
   local name
   for name in "$@"; do
@@ -241,12 +259,14 @@ arms() {
       if [ ! -f "$runs/$name/config.json" ]; then echo "arms: $name stopped checkpointed: send the same command again"; break; fi
     fi
     evals "$name"
+    passkeys "$name"
   done
   local files=()
   for name in "$@"; do
     # a stepwise run's earlier stages (NAME.stageK, lib/io/paths.ts stageOf) send their records too
     for f in "$name/training.json" "$name/config.json" "$name.test.json" "$name.brown.json" "$name.instruct.json" \
-      "$name.log" $(cd "$runs" && ls -d "$name".stage*/training.json 2>/dev/null); do
+      "$name.passkey/passkey.json" "$name.passkey/passkey.svg" "$name.log" \
+      $(cd "$runs" && ls -d "$name".stage*/training.json 2>/dev/null); do
       [ -f "$runs/$f" ] && files+=("$f")
     done
   done

@@ -22,7 +22,8 @@
  *         small scale's wiring in seconds (Dawn's CPU adapter where there is no GPU; OUT runs/paper-tiny-webgpu/).
  *   small issue #25, on the GPU machine: a ~19M-parameter teacher (teacher-20m) and its draft on --data (a corpus of
  *         mil data build, default data/corpus), 33 distillation runs of 4M tokens, SFT/DPO on --instruct (mil data
- *         instruct, default data/instruct); OUT runs/paper-small/. `--dry-run` prints the plan (every stage, its
+ *         instruct, default data/instruct), the passkey runs on the retrieval curriculum beside it (mil data
+ *         retrieval --corpus DATA --out data/retrieval); OUT runs/paper-small/. `--dry-run` prints the plan (every stage, its
  *         command, its backend); a run is refused (exit 2) while any stage cannot run on the GPU yet, named.
  * Every scale also measures the silenced-attention floor (mil eval --silence) and, tiny and small, the passkey test
  * (mil passkey), recorded with the minutes of every stage in results.json. A runs folder holds one scale's runs
@@ -137,7 +138,7 @@ function scaleFor(name: (typeof SCALES)[number], out: string | undefined, opt: P
       runsAt: 'one at a time on the GPU machine (each a 10-minute command)',
       evalTokens: 131072,
       evalLen: 1024,
-      passkey: { models: PASSKEY_MODELS, multiples: [1, 2, 4, 8], depths: [0, 0.25, 0.5, 0.75, 1], trials: 10 },
+      passkey: { models: SMALL_PASSKEY_MODELS, multiples: [1, 2, 4, 8], depths: [0, 0.25, 0.5, 0.75, 1], trials: 10 },
       backend: 'webgpu',
       tokens: SMALL_TOKENS,
       // 16 micro-batches of 1 × 512 a step (commands.ts SMALL_SHAPES): 8,192 tokens
@@ -277,8 +278,10 @@ const sha256 = (b: Uint8Array | string) => createHash('sha256').update(b).digest
 
 /** The fractions of attention kept whose silenced-attention floor the run measures (mil eval --silence). */
 const FLOOR_FRACTIONS = '0.5,0.25,0.125,0';
-/** The models of the small scale's passkey stage, teacher first (the pure Mamba students last). */
-const PASSKEY_MODELS = ['teacher', 'mamba2-50', 'mamba1-50', 'mamba2-0', 'mamba1-0'];
+/** The models of the small scale's passkey stage: the teacher (which does not retrieve), the teacher after the
+ * retrieval curriculum and the hybrids distilled from it (scripts/commands.ts smallPaperRuns; `mil data retrieval`
+ * makes the curriculum), teacher first. */
+const SMALL_PASSKEY_MODELS = ['teacher', 'teacher-retrieval', 'mamba2-50-retrieval', 'mamba2-0-retrieval'];
 
 /** A path as the page shows it: relative to the checkout where it lies inside it. */
 function shown(p: string): string {

@@ -239,6 +239,8 @@ describe('a training run in commands of limited time (issue #25, the GPU machine
       [
         'echo "$@" >> "$RUNS/calls"',
         'if [ "$1" = eval ]; then out=${@: -1}; echo \'{"ppl": 2}\' > "$out"; exit 0; fi',
+        'if [ "$1" = data ]; then out=${@: -1}; mkdir -p "$out"; echo "{}" > "$out/retrieval.jsonl"; exit 0; fi',
+        'if [ "$1" = passkey ]; then out=${@: -1}; mkdir -p "$out"; echo "{}" > "$out/passkey.json"; exit 0; fi',
         'out=; prev=; for a in "$@"; do [ "$prev" = --out ] && out=$a; prev=$a; done',
         'if [ -f "$RUNS/finish" ]; then mkdir -p "$out"; echo "{}" > "$out/config.json"; echo "{}" > "$out/training.json"; echo "wrote $out"',
         'else echo "stopped at --max-minutes after step 3 of 9: $out.checkpoint holds it"; fi',
@@ -253,6 +255,7 @@ describe('a training run in commands of limited time (issue #25, the GPU machine
     writeFileSync(join(dir, 'instruct', 'sft.jsonl'), '{}\n');
     const env = {
       INSTRUCT: join(dir, 'instruct'),
+      RETRIEVAL: join(dir, 'retrieval'),
       MIL: `bash ${fake}`,
       NODE: 'node --import tsx',
       PLAN_JS: join(ROOT, 'scripts', 'commands.ts'),
@@ -269,8 +272,8 @@ describe('a training run in commands of limited time (issue #25, the GPU machine
     const calls = () => readFileSync(join(runs, 'calls'), 'utf8').trim().split('\n');
     const c1 = calls();
     // the teacher (already whole) evaluated on test, Brown and (the base of teacher-sft, INSTRUCT_EVAL) the
-    // instruction set, then mamba2-50 as the plan has it, then nothing (cut)
-    expect(c1.length).toBe(4);
+    // instruction set, its passkey test (PASSKEY_EVAL), then mamba2-50 as the plan has it, then nothing (cut)
+    expect(c1.length).toBe(5);
     expect(c1[0]).toMatch(
       new RegExp(
         `^eval --model ${runs}/teacher --data ${dir}/corpus --split test --len 512 --backend webgpu --out ${runs}/teacher.test.json$`,
@@ -284,14 +287,17 @@ describe('a training run in commands of limited time (issue #25, the GPU machine
     expect(c1[2]).toBe(
       `eval --model ${runs}/teacher --data ${dir}/instruct/sft.jsonl --split test --len 256 --backend webgpu --out ${runs}/teacher.instruct.json`,
     );
-    expect(c1[3]).toMatch(
+    expect(c1[3]).toBe(
+      `passkey --model ${runs}/teacher --data ${dir}/corpus --context 1024 --multiples 1,2,4,8 --depths 0,0.25,0.5,0.75,1 --trials 5 --backend webgpu --out ${runs}/teacher.passkey`,
+    );
+    expect(c1[4]).toMatch(
       new RegExp(
         `^distill --teacher ${runs}/teacher --data ${dir}/corpus --variant mamba2 --attention 0.5 --tokens 1024 --batch 1 --len 512 --accumulate 16 --lr 1e-3 --seed 0 --backend webgpu --quiet --out ${runs}/mamba2-50 --max-minutes [78]\\.\\d\\d --max-shard-size 16MiB$`,
       ),
     );
     writeFileSync(join(runs, 'finish'), '');
-    expect(sh(args, env)).toMatch(/16 files back in records-teacher.tar.xz/);
-    const c2 = calls().slice(4);
+    expect(sh(args, env)).toMatch(/17 files back in records-teacher.tar.xz/);
+    const c2 = calls().slice(5);
     // the teacher not evaluated again; both runs made and evaluated
     expect(c2.map((c) => c.split(' ').slice(0, 3).join(' '))).toEqual([
       `distill --teacher ${runs}/teacher`,
@@ -302,7 +308,7 @@ describe('a training run in commands of limited time (issue #25, the GPU machine
       `eval --model ${runs}/mamba2-0`,
       `eval --model ${runs}/mamba2-0`,
     ]);
-    expect(calls()[7]).toBe(
+    expect(calls()[8]).toBe(
       `eval --model ${runs}/mamba2-50 --data ${dir}/instruct/sft.jsonl --split test --len 256 --backend webgpu --out ${runs}/mamba2-50.instruct.json`,
     );
     const listed = execFileSync('tar', ['tJf', join(dir, 'out', 'records-teacher.tar.xz')], { encoding: 'utf8' });
@@ -312,6 +318,7 @@ describe('a training run in commands of limited time (issue #25, the GPU machine
         'teacher.test.json',
         'teacher.brown.json',
         'teacher.instruct.json',
+        'teacher.passkey/passkey.json',
         'teacher.log',
         'mamba2-50.instruct.json',
       ]
@@ -335,6 +342,29 @@ describe('a training run in commands of limited time (issue #25, the GPU machine
       ['sft', true],
       ['dpo', false],
     ]);
+    // the passkey runs: the retrieval curriculum made there first (once), the teacher fine-tuned on it, each
+    // evaluated with the passkey test too
+    const r0 = calls().length;
+    sh(['arms', 'teacher-retrieval', 'mamba2-50-retrieval'], env);
+    const cr = calls().slice(r0);
+    expect(cr[0]).toBe(`data retrieval --corpus ${dir}/corpus --context 512 --out ${dir}/retrieval`);
+    expect(cr[1]).toMatch(
+      new RegExp(
+        `^sft --model ${runs}/teacher --data ${dir}/retrieval/retrieval.jsonl --tokens 512 --batch 1 --len 512 --accumulate 16 `,
+      ),
+    );
+    expect(cr[2]).toMatch(/^eval --model \S+\/teacher-retrieval --data \S+\/corpus --split test/);
+    expect(cr.filter((c) => c.startsWith('passkey ')).map((c) => c.split(' ')[2])).toEqual([
+      `${runs}/teacher-retrieval`,
+      `${runs}/mamba2-50-retrieval`,
+    ]);
+    expect(cr.find((c) => c.startsWith('distill '))).toMatch(
+      new RegExp(
+        `^distill --teacher ${runs}/teacher-retrieval --data ${dir}/retrieval/retrieval.jsonl --variant mamba2 --attention 0.5 --tokens 1024 `,
+      ),
+    );
+    sh(['arms', 'mamba2-0-retrieval'], env);
+    expect(calls().filter((c) => c.startsWith('data retrieval')).length).toBe(1); // made once
     // a run the plan gives a multiple of the budget keeps it under TOKENS (mamba2-0-3x: 3 × 1024)
     const m = calls().length;
     sh(['arms', 'mamba2-0-3x'], env);

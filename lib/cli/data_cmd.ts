@@ -13,7 +13,10 @@
 import { checkPaths } from '../io/paths.js';
 import { writeFolder } from '../io/writer.js';
 import { buildCorpus } from '../data/build.js';
-import { isBuiltCorpus, readManifest } from '../data/ids.js';
+import { isBuiltCorpus, readManifest, readPart } from '../data/ids.js';
+import { retrievalDocs } from '../data/retrieval.js';
+import { BpeTokenizer } from '../text/bpe.js';
+import { join } from 'node:path';
 import { readDict, SOURCES } from '../data/sources.js';
 import { instructionSets } from '../data/instruct.js';
 import { UsageError, type OptSpec, type Parsed } from './args.js';
@@ -137,5 +140,69 @@ export async function cmdDataInstruct(p: Parsed, commandLine: string): Promise<n
   console.log(
     `wrote ${out}: ${sets.sft.train.length} SFT and ${sets.dpo.train.length} DPO training items (${sets.sft.validation.length}/${sets.dpo.validation.length} validation, ${sets.sft.test.length}/${sets.dpo.test.length} test) from ${entries.length} GCIDE entries`,
   );
+  return 0;
+}
+
+export const RETRIEVAL_OPTIONS: Record<string, OptSpec> = {
+  out: { kind: 'string' },
+  corpus: {
+    kind: 'string',
+    help: 'the folder mil data build made: its training split is the filler, its tokenizer the one',
+  },
+  docs: { kind: 'int', min: 1, max: 10_000_000, help: 'retrieval documents (each followed by a prose one)' },
+  context: {
+    kind: 'int',
+    min: 16,
+    max: 1 << 20,
+    help: 'the longest retrieval document in tokens (the training context)',
+  },
+  'min-length': { kind: 'int', min: 16, max: 1 << 20 },
+  seed: { kind: 'int', min: 0, max: Number.MAX_SAFE_INTEGER },
+  force: { kind: 'switch' },
+};
+
+export const RETRIEVAL_USAGE = `  mil data retrieval --corpus DIR --out DIR [--docs 4096] [--context 1024] [--min-length 64] [--seed S] [--force]
+                 (a retrieval curriculum for the passkey test: retrieval.jsonl for mil sft --data)`;
+
+/**
+ * `mil data retrieval`: the curriculum of lib/data/retrieval.ts — retrieval documents in wordings the passkey test
+ * never uses, each followed by a prose document, cut from the first training shard of --corpus (its test split
+ * stays the passkey test's filler) — written through the writer as retrieval.jsonl and manifest.json (the command,
+ * counts, tokens). Exit 2 for bad options or a --corpus that is not a built corpus.
+ */
+export async function cmdDataRetrieval(p: Parsed, commandLine: string): Promise<number> {
+  const v = p.values;
+  const out = v.out as string | undefined;
+  const corpus = v.corpus as string | undefined;
+  if (!out || !corpus) throw new UsageError('data retrieval needs --corpus DIR and --out DIR');
+  checkPaths({
+    command: 'data retrieval',
+    inputs: [{ option: 'corpus', path: corpus }],
+    outputs: [{ option: 'out', path: out }],
+    force: v.force === true,
+  });
+  if (!isBuiltCorpus(corpus))
+    throw new UsageError(`--corpus ${corpus} is not a folder made by mil data build (no manifest.json)`);
+  const o = {
+    docs: (v.docs as number | undefined) ?? 4096,
+    context: (v.context as number | undefined) ?? 1024,
+    minLength: (v['min-length'] as number | undefined) ?? 64,
+    seed: (v.seed as number | undefined) ?? 0,
+  };
+  const tok = BpeTokenizer.load(join(corpus, readManifest(corpus).tokenizer.file));
+  const docs = retrievalDocs(tok, readPart(corpus, 'train', { shards: 1 }), o);
+  const manifest = {
+    format: 'mil-retrieval/1',
+    command: commandLine,
+    corpus,
+    ...o,
+    documents: docs.length,
+    filler: 'the first shard of the training split',
+  };
+  writeFolder(out, (stage) => {
+    stage.writeFile('retrieval.jsonl', docs.map((d) => JSON.stringify(d)).join('\n') + '\n');
+    stage.writeFile('manifest.json', JSON.stringify(manifest, null, 1) + '\n');
+  });
+  console.log(`wrote ${out}: ${o.docs} retrieval and ${o.docs} prose documents (${o.minLength}–${o.context} tokens)`);
   return 0;
 }

@@ -49,6 +49,9 @@ import {
   DATA_USAGE,
   INSTRUCT_OPTIONS,
   INSTRUCT_USAGE,
+  RETRIEVAL_OPTIONS,
+  RETRIEVAL_USAGE,
+  cmdDataRetrieval,
   cmdDataBuild,
   cmdDataInstruct,
 } from './data_cmd.js';
@@ -163,6 +166,7 @@ const COMMANDS = {
   ...TRAIN_COMMANDS,
   'data build': { options: DATA_OPTIONS, positionals: [0, 0] as [number, number] },
   'data instruct': { options: INSTRUCT_OPTIONS, positionals: [0, 0] as [number, number] },
+  'data retrieval': { options: RETRIEVAL_OPTIONS, positionals: [0, 0] as [number, number] },
   passkey: { options: PASSKEY_OPTIONS, positionals: [0, 0] as [number, number] },
   conform: {
     options: {
@@ -209,6 +213,7 @@ ${CHAT_USAGE}
 ${TRAIN_USAGE}
 ${DATA_USAGE}
 ${INSTRUCT_USAGE}
+${RETRIEVAL_USAGE}
 ${PASSKEY_USAGE}
   mil conform --op OP --port "CMD" [--protocol files|lines] [--runs N] [--seed S] [--rtol R] [--atol A]
               [--timeout MS] [--save DIR [--force]] [--fail-fast] [--json]
@@ -592,8 +597,8 @@ export async function main(argv: string[]): Promise<number> {
       name = 'tokenizer train';
       rest = argv.slice(2);
     } else if (a === 'data') {
-      if (b !== 'build' && b !== 'instruct')
-        throw new UsageError(`data needs 'build' or 'instruct'${b ? `, got '${b}'` : ''}`);
+      if (b !== 'build' && b !== 'instruct' && b !== 'retrieval')
+        throw new UsageError(`data needs 'build', 'instruct' or 'retrieval'${b ? `, got '${b}'` : ''}`);
       name = `data ${b}`;
       rest = argv.slice(2);
     } else if (a in COMMANDS && !a.includes(' ')) {
@@ -649,6 +654,8 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdDataBuild(parsed, ['mil', ...argv].join(' '));
       case 'data instruct':
         return await cmdDataInstruct(parsed, ['mil', ...argv].join(' '));
+      case 'data retrieval':
+        return await cmdDataRetrieval(parsed, ['mil', ...argv].join(' '));
     }
   } catch (e) {
     const code = exitCodeFor(e);

@@ -19,7 +19,8 @@
  *   argmax:  two dispatches: workgroup g of row t the first maximum of ids [1024·g, 1024·g + 1024), then one
  *            workgroup a row the first maximum of those (ties: the lowest id, as lib/model/generate.ts `argmax`)
  * Error: float32 sums of K products in a tree of partial sums, |ŷ − y| ≤ γ_K Σ_k |W||x| (as the serial sum's
- * bound); spec/gpu_decode.spec.ts checks the whole token against the float64 reference.
+ * bound); spec/decode_wgsl.spec.ts checks each kernel alone against a float64 reference within such bounds,
+ * spec/gpu_decode.spec.ts the whole token.
  */
 import type { WgslKernel } from './resident_chain.js';
 

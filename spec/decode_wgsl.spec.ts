@@ -19,6 +19,9 @@
  *   attention values: each e_j = exp(s_j − M) is off by ≤ (4 + 3|s_j − M|) ulp relatively (the subtraction's
  *          rounding, then exp); numerator and Σe_j add γ_n relatively to Σ e_j|v_j| and Σ e_j; then a division
  *   ssm_y: γ_{N+1} (|D x| + Σ_n |h||C|), times |silu(z)|, plus the gate's exp (as swiglu)
+ *   window y (m2WindowYWgsl): as ssm_y with |h| replaced by the recurrence's magnitude M_t = Ā_t M_{t−1} + |Δ x B|,
+ *          plus (t + 1)(ε_Ā + 4u)·Σ_n M_{t,n}|C_n| for row t's state (each step's Ā = exp(ΔA) off by ε_Ā ≤
+ *          (4 + 2|ΔA|) ulp, ≤ 4 roundings in the update; Ā ≤ 1, so earlier errors do not grow)
  * and every bound is doubled (a margin for the CPU adapter's transcendental functions; the measured errors
  * sit far below: ≤ 0.22 of the doubled bound on these runs). The argmax is exact: the first maximum, ties to the lowest id (the
  * decoder's rule, lib/model/generate.ts `argmax`), checked on logits drawn from a few levels so ties are common,
@@ -29,7 +32,10 @@
  * highest id and the tree's last step (both argmax tests), a chunk's last strided pass or the final dispatch's
  * strided pass dropped (the planted test); scores — the causal bound j < pos + t, the last vec4 dropped; values —
  * the max's or the value loop's last strided key dropped, the j-lane tree striding by 1; ssm_y — the last strided
- * n dropped, the tree started at NL/4, silu(−z), D·x without the grouped-query repeat.
+ * n dropped, the tree started at NL/4, silu(−z), D·x without the grouped-query repeat; window y — the state not
+ * carried from row to row, Ā of head 0, the last strided n dropped, the tree started at NL/4, row 0's z for every
+ * row, the last row not written, B without the repeat (each also fails at least one of spec/gpu_verify.spec.ts's
+ * Mamba-2 tests).
  */
 import fc from 'fast-check';
 import { afterAll, describe, expect } from 'vitest';
@@ -42,6 +48,7 @@ import {
   attentionValuesWgslFits,
   gemvKernel,
   groupNormWgsl,
+  m2WindowYWgsl,
   rmsnormWgsl,
   ssmYWgsl,
   type GemvEpilogue,
@@ -470,4 +477,84 @@ describe('decode WGSL kernels (kernels/decode_wgsl.ts), each alone, on webgpu', 
       { numRuns: 8 },
     );
   });
+
+  run(
+    'm2WindowYWgsl = the window replayed from the cached h in float64 (Algorithm 2), gated or not (numRuns 8)',
+    async () => {
+      await fc.assert(
+        fc.asyncProperty(
+          fc.record({
+            Hx: fc.integer({ min: 1, max: 3 }),
+            REP: fc.integer({ min: 1, max: 3 }),
+            // P = N as the hybrids have it, or P > N (x, B and C then read at distinct offsets)
+            N: fc.oneof(fc.integer({ min: 1, max: 8 }), fc.integer({ min: 9, max: 70 })),
+            Pextra: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 40 })),
+            T: fc.oneof(fc.integer({ min: 1, max: 10 }), fc.constant(64)),
+            gated: fc.boolean(),
+            seed: fc.nat(),
+          }),
+          async ({ Hx, REP, N, Pextra, T, gated, seed }) => {
+            const H = Hx * REP;
+            const P = N + Pextra;
+            const [dInner, dXb] = [H * P, Hx * P];
+            const CD = dInner + 2 * dXb;
+            const RZ = dInner + 3;
+            const r = new Rng(seed);
+            const ssm = normals(r, dInner * N); // (H, P, N): the cached h
+            const xs = normals(r, T * CD); // (T, [x (d_xb) | B (d_xb) | C (d_in)])
+            const zx = normals(r, T * RZ); // (T, [z (d_in) | …])
+            const par = Float32Array.from({ length: 3 * H }, (_, i) => (i < H ? -r.uniform(0.05, 2) : r.normal(0, 1))); // [A | dt_bias | D]
+            const delta = Float32Array.from({ length: T * H }, () => r.uniform(0.01, 1.5)); // (T, H): Δ = softplus(…) > 0
+            const got = await runOne(m2WindowYWgsl(H, P, N, dXb, dInner, RZ, gated, T), [ssm, xs, zx, par, delta]);
+            // float64: the recurrence per (channel, n) and, alongside, its magnitude M_t = Ā_t M_{t−1} + |Δ x B|;
+            // each step's Ā is off by ≤ (4 + 2|ΔA|) ulp and the update rounds ≤ 4 times, and Ā ≤ 1 keeps the
+            // errors from growing, so row t's h is within (t + 1)(ε_Ā + 4u)·M_t (see the file's header for the rest)
+            const want = new Float64Array(T * dInner);
+            const scale = new Float64Array(T * dInner);
+            const epsA = new Float64Array(H);
+            for (let h = 0; h < H; h++)
+              for (let t = 0; t < T; t++)
+                epsA[h] = Math.max(epsA[h], (4 + 2 * Math.abs(delta[t * H + h] * par[h])) * U);
+            for (let c = 0; c < dInner; c++) {
+              const h = Math.floor(c / P);
+              const src = Math.floor(h / REP) * P;
+              const p = c - h * P;
+              for (let t = 0; t < T; t++) {
+                const dx = par[2 * H + h] * xs[t * CD + src + p];
+                want[t * dInner + c] = dx;
+                scale[t * dInner + c] = Math.abs(dx);
+              }
+              for (let n = 0; n < N; n++) {
+                let [hv, mag] = [ssm[c * N + n], Math.abs(ssm[c * N + n])];
+                for (let t = 0; t < T; t++) {
+                  const dl = delta[t * H + h];
+                  const a = Math.exp(dl * par[h]);
+                  const bx = dl * xs[t * CD + src + p] * xs[t * CD + dXb + src + n];
+                  hv = a * hv + bx;
+                  mag = a * mag + Math.abs(bx);
+                  const C = xs[t * CD + 2 * dXb + h * N + n];
+                  want[t * dInner + c] += hv * C;
+                  scale[t * dInner + c] += mag * Math.abs(C);
+                }
+              }
+            }
+            const bound = new Float64Array(T * dInner);
+            for (let t = 0; t < T; t++)
+              for (let c = 0; c < dInner; c++) {
+                const i = t * dInner + c;
+                const z = zx[t * RZ + c];
+                const gate = gated ? silu(z) : 1;
+                const h = Math.floor(c / P);
+                bound[i] =
+                  (gamma(N + 1) + (t + 1) * (epsA[h] + 4 * U)) * scale[i] * Math.abs(gate) +
+                  (gated ? (7 + 2 * Math.abs(z)) * U * Math.abs(want[i] * gate) : 0);
+                want[i] *= gate;
+              }
+            expectWithin(got, want, bound, JSON.stringify({ H, REP, P, N, T, gated, seed }));
+          },
+        ),
+        { numRuns: 8 },
+      );
+    },
+  );
 });

@@ -18,8 +18,11 @@
  *   rmsnorm: n_{t,c} = h_{t,c} / √(Σ_c h_{t,c}² / d + ε) · w_c                one workgroup a row
  *   argmax:  two dispatches: workgroup g of row t the first maximum of ids [1024·g, 1024·g + 1024), then one
  *            workgroup a row the first maximum of those (ties: the lowest id, as lib/model/generate.ts `argmax`)
+ *   Mamba-2's y, one token (ssmYWgsl) and a verify/prefill window (m2WindowYWgsl, Algorithm 2's multi-step
+ *            outputs): (channel, n-lane) threads, a tree over the n-lanes for Σ_n C h
  * Error: float32 sums of K products in a tree of partial sums, |ŷ − y| ≤ γ_K Σ_k |W||x| (as the serial sum's
- * bound); spec/gpu_decode.spec.ts checks the whole token against the float64 reference.
+ * bound); spec/decode_wgsl.spec.ts checks each kernel alone against a float64 reference within such bounds,
+ * spec/gpu_decode.spec.ts the whole token.
  */
 import type { WgslKernel } from './resident_chain.js';
 
@@ -406,5 +409,93 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: ve
     uniforms: [P, N, 2 * H, dInner / dXb, 2 * dXb, dInner],
     groups: [Math.ceil(dInner / CH), 1, 1],
     size: dInner,
+  };
+}
+
+/**
+ * Mamba-2's outputs over a verify or prefill window (Algorithm 2's multi-step kernel, lib/ref/multistep.ts), as
+ * m2WindowYKernel computes them: from the one cached state h (H, P, N) and the window's rows τ = 0 … T−1,
+ *   Ā_{τ,h} = exp(Δ_{τ,h} A_h),   h_{τ,h,p,n} = Ā_{τ,h} h_{τ−1,h,p,n} + Δ_{τ,h} x_{τ,h,p} B_{τ,n}   (h_{−1} = h)
+ *   y_{τ,h,p} = Σ_n C_{τ,h,n} h_{τ,h,p,n} + D_h x_{τ,h,p},   times silu(z_{τ,h,p}) when `gated`
+ * (Δ from m2DeltaKernel; x and B through the grouped-query repeat, head h reading source ⌊h/REP⌋·P; the states
+ * are never stored). GPU.js's kernel gives each (τ, channel) one thread that replays the recurrence from h for
+ * every n — N·(τ+1) steps, each with its own exp —; here thread (channel, n-lane) keeps its n ≡ n-lane (mod NL)
+ * states in registers and steps them once through the window (one Ā a row), and for each row a tree over the NL
+ * n-lanes sums Σ_n C h. Arguments ssm (H·P·N), xs (T, d_in + 2·d_xb), zxbcdt (T, RZ), par [A | dt_bias | D],
+ * Δ (T, H); output (T, d_in).
+ */
+export function m2WindowYWgsl(
+  H: number,
+  P: number,
+  N: number,
+  dXb: number,
+  dInner: number,
+  RZ: number,
+  gated: boolean,
+  T: number,
+): WgslKernel {
+  const NL = N > 32 ? 16 : 8;
+  const CH = WG / NL;
+  const NPT = Math.ceil(N / NL);
+  const code = `
+struct U { P: u32, N: u32, H: u32, REP: u32, XB: u32, C: u32, CD: u32, RZ: u32, T: u32 };
+@group(0) @binding(0) var<uniform> u: U;
+@group(0) @binding(1) var<storage, read> ssm: array<f32>;
+@group(0) @binding(2) var<storage, read> xs: array<f32>;
+@group(0) @binding(3) var<storage, read> zx: array<f32>;
+@group(0) @binding(4) var<storage, read> par: array<f32>;
+@group(0) @binding(5) var<storage, read> delta: array<f32>;
+@group(0) @binding(6) var<storage, read_write> out: array<f32>;
+const NL: u32 = ${NL}u;
+const NPT: u32 = ${NPT}u;
+var<workgroup> red: array<f32, ${WG}>;
+@compute @workgroup_size(${WG})
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>) {
+  let nl = lid % NL;
+  let c = wg.x * ${CH}u + lid / NL;
+  let live = c < u.C;
+  let h = c / u.P;
+  let p = c - h * u.P;
+  let src = (h / u.REP) * u.P;
+  var hs: array<f32, ${NPT}>;
+  for (var j = 0u; j < NPT; j++) {
+    let n = nl + j * NL;
+    hs[j] = 0.0;
+    if (live && n < u.N) { hs[j] = ssm[c * u.N + n]; }
+  }
+  for (var t = 0u; t < u.T; t++) {
+    let ro = t * u.CD;
+    var s = 0.0;
+    if (live) {
+      let dl = delta[t * u.H + h];
+      let da = exp(dl * par[h]);
+      let xv = xs[ro + src + p];
+      for (var j = 0u; j < NPT; j++) {
+        let n = nl + j * NL;
+        if (n < u.N) {
+          hs[j] = da * hs[j] + dl * xv * xs[ro + u.XB + src + n];
+          s += hs[j] * xs[ro + 2u * u.XB + h * u.N + n];
+        }
+      }
+    }
+    red[lid] = s;
+    workgroupBarrier();
+    for (var k = NL / 2u; k > 0u; k = k / 2u) {
+      if (nl < k) { red[lid] += red[lid + k]; }
+      workgroupBarrier();
+    }
+    if (nl == 0u && live) {
+      var y = par[2u * u.H + h] * xs[ro + src + p] + red[lid];
+      ${gated ? 'let zv = zx[t * u.RZ + c];\n      y = y * (zv / (1.0 + exp(-zv)));' : ''}
+      out[t * u.C + c] = y;
+    }
+  }
+}`;
+  return {
+    key: gated ? 'dec.m2_window_y+gate.wgsl' : 'dec.m2_window_y.wgsl',
+    code,
+    uniforms: [P, N, H, dInner / dXb, dXb, dInner, dInner + 2 * dXb, RZ, T],
+    groups: [Math.ceil(dInner / CH), 1, 1],
+    size: T * dInner,
   };
 }

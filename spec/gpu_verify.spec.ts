@@ -167,7 +167,13 @@ describe('Algorithm 2 VERIFY in one GPU submission (webgpu)', () => {
         return w;
       };
       expect(await worst(prompt, drafts), 'the whole window').toBeLessThanOrEqual(TOL_ABS);
-      for (const mut of ['layer1.down', `layer${attn}.k_write`, `layer${mamba}.ssm_step`, `layer${mamba}.conv_shift`]) {
+      for (const mut of [
+        'layer1.down',
+        `layer${attn}.k_write`,
+        `layer${mamba}.ssm_step`,
+        `layer${mamba}.conv_shift`,
+        `layer${mamba}.ssm_out`,
+      ]) {
         const label = `w4.${mut}`;
         expect(dec.chain.labelsOf('window4'), label).toContain(label);
         // the whole window on other tokens first: a left-out kernel's output must not hold this run's values
@@ -179,6 +185,31 @@ describe('Algorithm 2 VERIFY in one GPU submission (webgpu)', () => {
     } finally {
       dec.destroy();
     }
+  });
+
+  run(`the window's WGSL reductions (Mamba-2's y included) and its GPU.js kernels: the same verify`, async () => {
+    const m = buildModel(MUTATION_MODEL);
+    const prompt = [3, 9, 14];
+    const drafts = await draftsFor(m, prompt, 3, 2, 0);
+    const ref = await referenceVerify(m, prompt, drafts);
+    const mamba = present(m.mamba, 'mamba config').attnLayers[0] === 0 ? 1 : 0;
+    const results = [];
+    for (const reductions of ['wgsl', 'gpujs'] as const) {
+      const dec = await GpuDecoder.create(m, { capacity: 8, prefillWidth: 2, reductions });
+      try {
+        await dec.prefill(prompt.slice(0, -1));
+        const r = await dec.verify(prompt[2], drafts, { logits: true });
+        expect(dec.chain.labelsOf('window4')).toContain(`w4.layer${mamba}.ssm_out`);
+        present(r.logits, 'logits').forEach((row, t) =>
+          expect(excess(row, ref.rows[t]), `${reductions}: logits row ${t}`).toBeLessThanOrEqual(TOL_ABS),
+        );
+        results.push([r.accepted, r.next]);
+      } finally {
+        dec.destroy();
+      }
+    }
+    expect(results[0], 'wgsl, gpujs').toEqual(results[1]);
+    expect(results[0], 'the reference').toEqual([ref.accepted, ref.next]);
   });
 
   run(`speculative decoding on webgpu: target and draft as GPU decoders, plain greedy decoding's tokens`, async () => {

@@ -91,6 +91,7 @@ import {
   attentionValuesWgslFits,
   gemvKernel,
   groupNormWgsl,
+  m2WindowYWgsl,
   rmsnormWgsl,
   ssmYWgsl,
 } from '../ops_resident.js';
@@ -121,8 +122,8 @@ export interface GpuDecodeOptions {
   prefillWidth?: number;
   /**
    * how the reductions run (default 'wgsl'): 'wgsl' — products, RMSNorm, the argmax, attention, Mamba-2's output
-   * and gated-norm groups as workgroup-cooperative WGSL (kernels/decode_wgsl.ts: a workgroup shares each
-   * reduction); 'gpujs' — kernels/decode.ts's GPU.js kernels,
+   * (one token's and a window's) and gated-norm groups as workgroup-cooperative WGSL (kernels/decode_wgsl.ts: a
+   * workgroup shares each reduction); 'gpujs' — kernels/decode.ts's GPU.js kernels,
    * one thread an output looping over the whole reduction (kept as the benches' baseline and the tests' second
    * path; the same tokens)
    */
@@ -446,12 +447,9 @@ async function recordProgram(g: Shared, T: number): Promise<Program> {
         await k(`${L}.conv`, convWindowKernel(K, src, silu, convDim, R, T), [state.conv, zx, convW, convB], xs);
         const delta = scratch(`${L}.delta`, T * Hm);
         await k(`${L}.delta`, m2DeltaKernel(Hm, R, dInner + convDim), [zx, parBuf], delta);
-        await k(
-          `${L}.ssm_out`,
-          m2WindowYKernel(Hm, P, N, dXb, dInner, R, gated, T),
-          [state.ssm, xs, zx, parBuf, delta],
-          v,
-        );
+        const yArgs = [state.ssm, xs, zx, parBuf, delta];
+        if (coop) await chain.wgsl(`${at}${L}.ssm_out`, m2WindowYWgsl(Hm, P, N, dXb, dInner, R, gated, T), yArgs, v);
+        else await k(`${L}.ssm_out`, m2WindowYKernel(Hm, P, N, dXb, dInner, R, gated, T), yArgs, v);
         commits.push(async (commit) => {
           await k(`${L}.conv_shift`, convCommitKernel(K, src, R), [state.conv, zx, commit], convNext);
           chain.copy(`${at}${L}.conv_write`, convNext, 0, state.conv, () => 0, convDim * (K - 1));

@@ -76,10 +76,13 @@ export function siluMul(a: usize, b: usize, out: usize, n: i32): void {
   }
 }
 
-/** exp(x) for x ≤ 0 (x below −110 counts as −110, whose exp rounds to 0 in float32): the exp of siluMul. */
+/**
+ * exp(x) for x ≤ 0 (x below −110 counts as −110, whose exp rounds to 0 in float32): the exp of siluMul (also
+ * the float32 softmax's, ./attention.ts attnWindowF32).
+ */
 // @ts-ignore: decorator
 @inline
-function expNeg(x: v128): v128 {
+export function expNeg(x: v128): v128 {
   const c = f32x4.pmax(x, f32x4.splat(-110.0));
   const t = expRound(c);
   return f32x4.mul(f32x4.mul(expMantissa(c, t), expScaleLo(t)), expScaleHi(t));

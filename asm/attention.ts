@@ -1,5 +1,6 @@
-// The two products of cached causal attention for the CPU, float64 (AssemblyScript → WebAssembly, f64x2).
-// The softmax between them stays in JavaScript (lib/model/hybrid.ts), so Math.exp is the engine's own.
+// Cached causal attention for the CPU (AssemblyScript → WebAssembly): its two products and the softmax between
+// them in float64 (f64x2) with the bits of the model's loop (lib/model/mixers/attention.ts) — the decode paths' —,
+// and at the end of this file a window's whole attention in float32 (f32x4), for evaluation (`mil eval`).
 //
 //   scores:  S[r, j] = (q_r · k_j)·scale   for the R query rows of one key/value head and keys j < n_r
 //   values:  O[r, i] = Σ_{j < n_r} W[r, j]·v_j[i]
@@ -11,6 +12,8 @@
 // Layouts (float64, byte addresses): qT (hd, R2) — the query rows transposed, R2 = R rounded up to even
 // (a zero pad row); K, V (T, hd) row-major; S, W (R, T) row-major (only j < n_r is written/read);
 // O (R, hd). Row r sees the first n_r = T − R/heads … keys: the caller passes n per row in `ns` (i32, R).
+
+import { expNeg } from './activations';
 
 // @ts-ignore: decorator
 @inline
@@ -259,4 +262,148 @@ export function expRows(x: usize, n: i32, out: usize): void {
     v128.store(out + (<usize>j << 3), expTwo(v128.load(x + (<usize>j << 3))));
   }
   if (j < n) store<f64>(out + (<usize>j << 3), expFdlibm(f64at(x, j)));
+}
+
+// ---- a window's whole causal attention in float32 (`mil eval`: lib/train/job.ts evaluateOn) ----
+//
+// The three steps above for the R query rows of one key/value head, f32x4, one block of 4 rows at a time
+// (scores, softmax and weighted values of a block while its scores sit in L1), for evaluation, where speed
+// matters and the decode paths' bits do not (those keep the float64 kernels above):
+//
+//   S[r, j] = (q_r · k_j)·scale  (j < n_r),   e_rj = exp(S[r, j] − m_r),   O[r, :] = (Σ_{j < n_r} e_rj·v_j) / Σ_j e_rj
+//
+// m_r = max_{j < n_r} S[r, j]; exp is asm/activations.ts expNeg (within 3 float32 ulp); the division by the sum
+// comes last, once per output. Float32 sums (in several lanes, with `madd` as gemm.ts's: fused in gemm-fma.wasm):
+// not the float64 loop's bits — spec/simd.spec.ts bounds the difference (ATTN_F32_TOL) against that loop.
+//
+// Layouts (float32, byte addresses): Q (R4, hd) row-major, R4 = R rounded up to 4 (pad rows: any finite values
+// and n ≥ 1, their outputs unused); KT (hd, T8) — the keys transposed, T8 = T rounded up to 8, zero past T;
+// V (T, hd8) row-major, hd8 = hd rounded up to 8, zero past hd; ns (i32, R4): n_r, 1 ≤ n_r ≤ T; S scratch (4, T8);
+// O (R4, hd8). Returns the number of rows whose max or sum is not finite (their outputs are not to be used: the
+// caller falls back to the float64 kernels).
+
+// @ts-ignore: decorator
+@inline
+function madd(acc: v128, s: v128, b: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(s, b, acc);
+  return f32x4.add(acc, f32x4.mul(s, b));
+}
+
+export function attnWindowF32(Q: usize, KT: usize, V: usize, O: usize, S: usize, ns: usize, R4: i32, hd: i32, T8: i32, scale: f32): i32 {
+  const hd8 = (hd + 7) & ~7;
+  const sRow = <usize>T8 << 2;
+  const ktRow = <usize>T8 << 2;
+  const vRow = <usize>hd8 << 2;
+  const sc = f32x4.splat(scale);
+  let bad = 0;
+  for (let r0 = 0; r0 < R4; r0 += 4) {
+    let nmax = 0;
+    for (let k = 0; k < 4; k++) nmax = max(nmax, load<i32>(ns + (<usize>(r0 + k) << 2)));
+    const q0 = Q + ((<usize>r0 * <usize>hd) << 2);
+    const q1 = q0 + (<usize>hd << 2);
+    const q2 = q1 + (<usize>hd << 2);
+    const q3 = q2 + (<usize>hd << 2);
+    // scores: 4 rows × 8 keys in 8 accumulators, per channel i four broadcasts of q and two loads of kᵀ
+    for (let j = 0; j < nmax; j += 8) {
+      let a0 = f32x4.splat(0), a1 = f32x4.splat(0), b0 = f32x4.splat(0), b1 = f32x4.splat(0);
+      let c0 = f32x4.splat(0), c1 = f32x4.splat(0), d0 = f32x4.splat(0), d1 = f32x4.splat(0);
+      let k = KT + (<usize>j << 2);
+      for (let i = 0; i < hd; i++) {
+        const o = <usize>i << 2;
+        const k0 = v128.load(k);
+        const k1 = v128.load(k, 16);
+        const x0 = v128.load32_splat(q0 + o);
+        const x1 = v128.load32_splat(q1 + o);
+        const x2 = v128.load32_splat(q2 + o);
+        const x3 = v128.load32_splat(q3 + o);
+        a0 = madd(a0, x0, k0);
+        a1 = madd(a1, x0, k1);
+        b0 = madd(b0, x1, k0);
+        b1 = madd(b1, x1, k1);
+        c0 = madd(c0, x2, k0);
+        c1 = madd(c1, x2, k1);
+        d0 = madd(d0, x3, k0);
+        d1 = madd(d1, x3, k1);
+        k += ktRow;
+      }
+      const s = S + (<usize>j << 2);
+      v128.store(s, f32x4.mul(a0, sc));
+      v128.store(s, f32x4.mul(a1, sc), 16);
+      v128.store(s + sRow, f32x4.mul(b0, sc));
+      v128.store(s + sRow, f32x4.mul(b1, sc), 16);
+      v128.store(s + 2 * sRow, f32x4.mul(c0, sc));
+      v128.store(s + 2 * sRow, f32x4.mul(c1, sc), 16);
+      v128.store(s + 3 * sRow, f32x4.mul(d0, sc));
+      v128.store(s + 3 * sRow, f32x4.mul(d1, sc), 16);
+    }
+    // softmax numerators in place: e_j = exp(s_j − m) for j < n, 0 for n ≤ j < nmax (read by the products below)
+    let inv0: f32 = 0, inv1: f32 = 0, inv2: f32 = 0, inv3: f32 = 0;
+    for (let k = 0; k < 4; k++) {
+      const n = load<i32>(ns + (<usize>(r0 + k) << 2));
+      const s = S + <usize>k * sRow;
+      const n4 = n & ~3;
+      let mv = f32x4.splat(-Infinity);
+      for (let j = 0; j < n4; j += 4) mv = f32x4.max(mv, v128.load(s + (<usize>j << 2)));
+      let m = max(max(f32x4.extract_lane(mv, 0), f32x4.extract_lane(mv, 1)), max(f32x4.extract_lane(mv, 2), f32x4.extract_lane(mv, 3)));
+      for (let j = n4; j < n; j++) m = max(m, load<f32>(s + (<usize>j << 2)));
+      const ms = f32x4.splat(m);
+      let zv = f32x4.splat(0);
+      for (let j = 0; j < n4; j += 4) {
+        const p = s + (<usize>j << 2);
+        const e = expNeg(f32x4.sub(v128.load(p), ms));
+        v128.store(p, e);
+        zv = f32x4.add(zv, e);
+      }
+      let z = f32x4.extract_lane(zv, 0) + f32x4.extract_lane(zv, 1) + (f32x4.extract_lane(zv, 2) + f32x4.extract_lane(zv, 3));
+      for (let j = n4; j < n; j++) {
+        const p = s + (<usize>j << 2);
+        const e = f32x4.extract_lane(expNeg(f32x4.splat(load<f32>(p) - m)), 0);
+        store<f32>(p, e);
+        z += e;
+      }
+      for (let j = n; j < nmax; j++) store<f32>(s + (<usize>j << 2), 0);
+      if (!isFinite(m) || !isFinite(z)) bad++;
+      const inv: f32 = 1 / z;
+      if (k == 0) inv0 = inv;
+      else if (k == 1) inv1 = inv;
+      else if (k == 2) inv2 = inv;
+      else inv3 = inv;
+    }
+    // weighted values: 4 rows × 8 channels in 8 accumulators, per key j four broadcasts of e and two loads of v
+    const o0 = O + ((<usize>r0 * <usize>hd8) << 2);
+    for (let c = 0; c < hd8; c += 8) {
+      let a0 = f32x4.splat(0), a1 = f32x4.splat(0), b0 = f32x4.splat(0), b1 = f32x4.splat(0);
+      let c0 = f32x4.splat(0), c1 = f32x4.splat(0), d0 = f32x4.splat(0), d1 = f32x4.splat(0);
+      let v = V + (<usize>c << 2);
+      for (let j = 0; j < nmax; j++) {
+        const o = <usize>j << 2;
+        const v0 = v128.load(v);
+        const v1 = v128.load(v, 16);
+        const x0 = v128.load32_splat(S + o);
+        const x1 = v128.load32_splat(S + sRow + o);
+        const x2 = v128.load32_splat(S + 2 * sRow + o);
+        const x3 = v128.load32_splat(S + 3 * sRow + o);
+        a0 = madd(a0, x0, v0);
+        a1 = madd(a1, x0, v1);
+        b0 = madd(b0, x1, v0);
+        b1 = madd(b1, x1, v1);
+        c0 = madd(c0, x2, v0);
+        c1 = madd(c1, x2, v1);
+        d0 = madd(d0, x3, v0);
+        d1 = madd(d1, x3, v1);
+        v += vRow;
+      }
+      const o = o0 + (<usize>c << 2);
+      const i0 = f32x4.splat(inv0), i1 = f32x4.splat(inv1), i2 = f32x4.splat(inv2), i3 = f32x4.splat(inv3);
+      v128.store(o, f32x4.mul(a0, i0));
+      v128.store(o, f32x4.mul(a1, i0), 16);
+      v128.store(o + vRow, f32x4.mul(b0, i1));
+      v128.store(o + vRow, f32x4.mul(b1, i1), 16);
+      v128.store(o + 2 * vRow, f32x4.mul(c0, i2));
+      v128.store(o + 2 * vRow, f32x4.mul(c1, i2), 16);
+      v128.store(o + 3 * vRow, f32x4.mul(d0, i3));
+      v128.store(o + 3 * vRow, f32x4.mul(d1, i3), 16);
+    }
+  }
+  return bad;
 }

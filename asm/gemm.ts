@@ -397,7 +397,7 @@ export function dataEnd(): usize {
 // Algorithm 2's MultiStep verify kernel lives in its own file and is built into the same module (one memory,
 // one instance per thread).
 export { multistep } from './multistep';
-// and so do the two float64 products of cached attention
-export { attnScores, attnValues, attnSoftmax, expRows } from './attention';
+// and so do cached attention's float64 kernels, and a window's attention in float32 (`mil eval`)
+export { attnScores, attnValues, attnSoftmax, expRows, attnWindowF32 } from './attention';
 // and the SIMD SiLU of the MLP and the convolution, and the log-sum-exp of logits rows (`mil eval`)
 export { siluMul, rowLse } from './activations';

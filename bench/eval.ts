@@ -77,7 +77,8 @@ md +=
   "\nThe d128 models' products are 128 wide: in a CPU profile of teacher-small (2026-12-05) the work around them " +
   "(RMSNorm, RoPE, the float32 copies in and out of the SIMD module's memory, the attention driver) took about as " +
   "long as the products; since then the MLP runs inside the module (SimdGemm.gatedMlp) and attention's heads, RoPE " +
-  'and cache writes are one pass over the rows. The 18.9M-parameter ' +
+  'and cache writes are one pass over the rows; attention itself (scores, softmax, weights·V) runs in float32 in ' +
+  'the module (asm/attention.ts attnWindowF32; it had been the float64 kernels, ~25% of the time). The 18.9M-parameter ' +
   "teacher's are 3× wider.\n";
 writeFile(join(res, 'eval.md'), md);
 console.log(md);

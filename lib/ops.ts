@@ -38,7 +38,12 @@ import {
 import { f32, isImmutable } from './weight_registry.js';
 import { SimdGemm, addBiasRows } from './simd/gemm.js';
 import { simdMultistep } from './simd/multistep.js';
-import { simdCachedAttention, type CachedAttentionFn } from './simd/attention.js';
+import {
+  simdCachedAttention,
+  simdWindowAttention32,
+  type CachedAttentionFn,
+  type WindowAttention32Fn,
+} from './simd/attention.js';
 import { simdSiluMul } from './simd/activations.js';
 import { simdLinearNll } from './simd/nll.js';
 import { PackedWeight } from './simd/packed_weight.js';
@@ -102,6 +107,13 @@ export interface Ops extends GradOps {
    * backends, where the model runs its loop.
    */
   readonly cachedAttention?: CachedAttentionFn;
+  /**
+   * Optional: a window's causal attention over the cache in float32 — scores, softmax, weights·V — out in rows
+   * (b, l, H·hd) (lib/simd/attention.ts simdWindowAttention32; undefined where a score overflowed float32). Not
+   * `cachedAttention`'s bits (within spec/simd.spec.ts's ATTN_F32_TOL): only evaluation asks for it
+   * (lib/model/hybrid.ts forward's `attention32`), the decode paths keep theirs.
+   */
+  readonly attention32?: WindowAttention32Fn;
   /**
    * Optional: nll_r = lse(z_r) − z_r[targets[r]] for the logits z = x·weightᵀ (x: rows × d, weight: V × d) without
    * the logits leaving the backend (lib/simd/nll.ts; `mil eval`). Absent where the caller takes `linear`'s logits.
@@ -371,6 +383,7 @@ async function simdOps(): Promise<Ops> {
     ssdBackward: rounded(r.ssdBackward),
     gatedRmsnormBackward: rounded(r.gatedRmsnormBackward),
     cachedAttention: (q, sh, K, V) => simdCachedAttention(g, q, sh, K, V),
+    attention32: (q, sh, K, V) => simdWindowAttention32(g, q, sh, K, V),
     async linears(x, ws) {
       linearsDims(x, ws);
       const out: Tensor[] = [];

@@ -16,9 +16,9 @@
 
 /** The ops on a backend, and what each backend is. */
 export { getOps, backendStatus, defaultBackend, isBackendName, BACKENDS, type BackendName, type Ops } from './ops.js';
-/** The GPU.js backends' names, and wasm-simd's fast cached attention (`Ops.cachedAttention`). */
+/** The GPU.js backends' names, and wasm-simd's fast cached attention (`Ops.cachedAttention`, `Ops.attention32`). */
 export type { KernelBackendName } from '../kernels/runtime.js';
-export type { CachedAttentionFn } from './simd/attention.js';
+export type { CachedAttentionFn, WindowAttention32Fn } from './simd/attention.js';
 /** The backward ops every backend has (scan, conv, SSD, gated norm) and their results. */
 export type { GradOps, ConvGrads, NormGrads } from './ops_grad.js';
 /** The float64 selective scan (Mamba-1, Algorithm 1's target), its backward, inputs and outputs. */

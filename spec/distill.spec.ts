@@ -454,6 +454,25 @@ describe('eval', () => {
       expect(fast.gflops).toBeCloseTo((7 * forwardFlops(m, 1, 12)) / fast.seconds / 1e9, 6);
     }
   });
+  it('mil eval on wasm-simd (float32 attention: ops.attention32) = the reference forward within 1e-5 of the mean NLL, on every shipped and golden model (2 windows of 48 random ids; measured 4e-10 to 2e-8)', async () => {
+    const root = join(import.meta.dirname, '..');
+    const dirs = [
+      ...['draft-small', 'hybrid-mamba1-50', 'hybrid-mamba2-0', 'hybrid-mamba2-50', 'teacher-small'].map((n) =>
+        join(root, 'models', n),
+      ),
+      ...['llama_tiny', 'hybrid_mamba1', 'hybrid_mamba2'].map((n) => join(root, 'golden', 'models', n)),
+    ];
+    const [ref, simd] = [await getOps('reference'), await getOps('wasm-simd')];
+    for (const dir of dirs) {
+      const m = loadModel(dir);
+      const r = new Rng(28);
+      const stream = Array.from({ length: 2 * 48 }, () => r.int(0, m.llama.vocabSize - 1));
+      const want = await evaluateOn(ref, m, stream, { seqLen: 48, batch: 2 });
+      const got = await evaluateOn(simd, m, stream, { seqLen: 48, batch: 2 });
+      expect(got.tokens, dir).toBe(want.tokens);
+      expect(Math.abs(got.nll - want.nll) / want.nll, dir).toBeLessThan(1e-5);
+    }
+  });
 });
 
 function asFloat64(m: HybridModel): HybridModel {

@@ -22,13 +22,22 @@ import { relaxedSimd, SimdGemm, wasmPath, type Bf16Panels } from '../lib/simd/ge
 import { simdLinearNll } from '../lib/simd/nll.js';
 import { simdMultistep } from '../lib/simd/multistep.js';
 import { simdSiluMul } from '../lib/simd/activations.js';
+import { simdWindowAttention32 } from '../lib/simd/attention.js';
+import { cachedAttention } from '../lib/model/hybrid.js';
 import { markChanged } from '../lib/weight_registry.js';
 import { silu } from '../lib/ref/activations.js';
 import { Rng } from '../lib/rng.js';
-import { relError } from '../lib/tensor.js';
+import { relError, Tensor } from '../lib/tensor.js';
 import { tmpFolder } from './tmp.js';
 
 const FMA = relaxedSimd();
+/**
+ * The float32 window attention (asm/attention.ts attnWindowF32) against the model's float64 loop, per output,
+ * relative to max|v|·(1 + max|s|): q, k rounded to float32 and the float32 sums of hd products move a score s by
+ * about hd·2⁻²⁴·|s|, which moves a weight by as much relatively; the float32 exp (3 ulp) and the sums over ≤ 80
+ * keys add a few 2⁻²⁴ of max|v|. Measured worst: see the test's log line (~1e-7).
+ */
+const ATTN_F32_TOL = 1e-6;
 /** x86 Linux says whether the CPU has FMA3 (elsewhere the fusing test is skipped: relaxed SIMD may fuse or not) */
 const cpuHasFma = existsSync('/proc/cpuinfo') && /^flags\s*:.*\bfma\b/m.test(readFileSync('/proc/cpuinfo', 'utf8'));
 const builds = [
@@ -631,6 +640,71 @@ describe('the SIMD module', () => {
     );
   });
 
+  it(`a window's attention in float32 (asm/attention.ts attnWindowF32, mil eval's) = the model's float64 loop within ATTN_F32_TOL = ${ATTN_F32_TOL}·max|v|·(1 + max|s|) per output, in both builds: random shapes (batch 1–2, 1–3 kv heads of 1–3 query heads, windows of 1–40 after 0–40 cached positions, head sizes 1–70, spare cache capacity), scores spread up to ±300 (exp overflows float32 past 88: the max subtracted first matters); rows (b, l, H·hd) out; a score past float32's range gives undefined (numRuns 60)`, () => {
+    let worst = 0;
+    for (const fma of FMA ? [false, true] : [false]) {
+      const g = SimdGemm.load(1, fma);
+      fc.assert(
+        fc.property(
+          fc.record({
+            batch: fc.integer({ min: 1, max: 2 }),
+            Hkv: fc.integer({ min: 1, max: 3 }),
+            groups: fc.integer({ min: 1, max: 3 }),
+            L: fc.integer({ min: 1, max: 40 }),
+            past: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 40 })),
+            spare: fc.integer({ min: 0, max: 3 }),
+            hd: fc.oneof(fc.integer({ min: 1, max: 9 }), fc.constantFrom(16, 32, 64), fc.integer({ min: 10, max: 70 })),
+            spread: fc.oneof(
+              fc.double({ min: 0.1, max: 60, noNaN: true }),
+              fc.double({ min: 60, max: 300, noNaN: true }),
+            ), // past 88: exp(s) overflows float32 unless s − max
+            seed: fc.integer({ min: 0, max: 1e6 }),
+          }),
+          ({ batch, Hkv, groups, L, past, spare, hd, spread, seed }) => {
+            const r = new Rng(seed);
+            const H = Hkv * groups;
+            const T = past + L;
+            const cap = T + spare;
+            // |q·k|/√hd up to `spread`: q and k uniform in ±a with a²·√hd = spread
+            const a = Math.sqrt(spread / Math.sqrt(hd));
+            const q = Float64Array.from({ length: batch * H * L * hd }, () => r.uniform(-a, a)); // (b, H, l, hd)
+            const cache = {
+              kind: 'attention' as const,
+              k: Float64Array.from({ length: batch * Hkv * cap * hd }, () => r.uniform(-a, a)), // (b, H_kv, cap, hd)
+              v: Float64Array.from({ length: batch * Hkv * cap * hd }, () => r.uniform(-2, 2)), // (b, H_kv, cap, hd)
+              cap,
+            };
+            const sh = { batch, H, L, hd, Hkv, cap, T };
+            const rows = simdWindowAttention32(g, q, sh, cache.k, cache.v); // (b, l, H·hd)
+            const want = cachedAttention(new Tensor(q, [batch, H, L, hd]), cache, T, Hkv).data; // (b, H, l, hd)
+            expect(rows?.length).toBe(want.length);
+            if (!rows) return;
+            const vmax = cache.v.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
+            const smax = spread; // every |s| ≤ a²·hd/√hd
+            for (let b = 0; b < batch; b++)
+              for (let h = 0; h < H; h++)
+                for (let t = 0; t < L; t++)
+                  for (let i = 0; i < hd; i++) {
+                    const got = rows[((b * L + t) * H + h) * hd + i];
+                    const err = Math.abs(got - want[((b * H + h) * L + t) * hd + i]) / (vmax * (1 + smax));
+                    worst = Math.max(worst, err);
+                    if (!(err <= ATTN_F32_TOL))
+                      expect(err, `b ${b} h ${h} t ${t} i ${i}: error / (max|v|·(1 + max|s|))`).toBeLessThanOrEqual(
+                        ATTN_F32_TOL,
+                      );
+                  }
+          },
+        ),
+        { numRuns: 60 },
+      );
+      // a score past float32's range (q·k ≈ 1e40): undefined, the caller's float64 path runs instead
+      const big = { batch: 1, H: 1, L: 2, hd: 4, Hkv: 1, cap: 2, T: 2 };
+      const huge = new Float64Array(8).fill(1e20);
+      expect(simdWindowAttention32(g, huge, big, huge, new Float64Array(8))).toBeUndefined();
+      g.close();
+    }
+    console.log(`float32 window attention: worst error / (max|v|·(1 + max|s|)) = ${worst.toExponential(2)}`);
+  });
   it('asm/gemm.wasm and asm/gemm-fma.wasm are exactly what asm/gemm.ts builds to (asm/build.sh)', () => {
     const out = tmpFolder('asm');
     execFileSync('bash', [join(import.meta.dirname, '..', 'asm', 'build.sh'), out], { stdio: 'pipe' });

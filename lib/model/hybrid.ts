@@ -73,13 +73,15 @@ export function newCache(m: HybridModel, batch: number): ModelCache {
  * decoding one token on wasm-simd runs the fused step of ./fused_step.ts instead (same bits; `fused: false`
  * keeps this path, for comparing the two). `head: false` returns the final normed hidden states (b, l, d)
  * instead of the logits (the caller applies the head: `mil eval` takes only the next tokens' log-likelihoods).
+ * `attention32: true` (`mil eval`) runs attention's scores, softmax and weights·V in float32 where the backend
+ * offers it (`ops.attention32`, wasm-simd): faster, not the bits the decode paths share (ATTN_F32_TOL apart).
  */
 export async function forward(
   ops: Ops,
   m: HybridModel,
   ids: number[][],
   cache: ModelCache,
-  opts: { fused?: boolean; head?: boolean; lastOnly?: boolean } = {},
+  opts: { fused?: boolean; head?: boolean; lastOnly?: boolean; attention32?: boolean } = {},
 ): Promise<Tensor> {
   const c = m.llama;
   const W = m.weights;
@@ -135,7 +137,7 @@ export async function forward(
     const x = rmsnorm(h, W.get(norm1), eps); // (b, l, d)
     const mixed = // (b, l, d)
       lc.kind === 'attention'
-        ? await attentionInfer(ops, m, p, x, lc, cache.length)
+        ? await attentionInfer(ops, m, p, x, lc, cache.length, opts.attention32)
         : lc.kind === 'mamba1'
           ? await mamba1Infer(ops, m, p, x, lc)
           : await mamba2Infer(ops, m, p, x, lc);

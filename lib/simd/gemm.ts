@@ -94,6 +94,19 @@ export interface Exports {
   attnSoftmax(S: number, T: number, ns: number, R: number): void;
   /** out[j] = exp(x[j]) by the softmax's exp, for the tests */
   expRows(x: number, n: number, out: number): void;
+  /** a key/value head's window of causal attention in float32; returns the rows that overflowed (asm/attention.ts) */
+  attnWindowF32(
+    Q: number,
+    KT: number,
+    V: number,
+    O: number,
+    S: number,
+    ns: number,
+    R4: number,
+    hd: number,
+    T8: number,
+    scale: number,
+  ): number;
   siluMul(a: number, b: number, out: number, n: number): void;
   rowLse(z: number, rows: number, V: number, out: number): void;
   dataEnd(): number;

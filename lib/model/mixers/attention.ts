@@ -54,7 +54,11 @@ function fromHeads(t: Tensor, batch: number, L: number, n: number, hd: number): 
 
 // ---------------------------------------------------------------- inference (KV cache)
 
-/** x (b, l, d) at positions pos0 … → out (b, l, d); the keys and values are appended to `cache`. */
+/**
+ * x (b, l, d) at positions pos0 … → out (b, l, d); the keys and values are appended to `cache`. `attention32`
+ * (evaluation's forward): on a backend with `ops.attention32` (wasm-simd) the scores, softmax and weights·V run
+ * in float32 (not the decode paths' bits; see lib/simd/attention.ts simdWindowAttention32).
+ */
 export async function attentionInfer(
   ops: Ops,
   m: HybridModel,
@@ -62,6 +66,7 @@ export async function attentionInfer(
   x: Tensor,
   cache: AttentionCache,
   pos0: number,
+  attention32 = false,
 ): Promise<Tensor> {
   const c = m.llama;
   const W = m.weights;
@@ -96,15 +101,23 @@ export async function attentionInfer(
           cache.v[dst + i] = vd[src + i];
     }
   }
-  const y = cachedAttention(new Tensor(q, [batch, H, L, hd]), cache, pos0 + L, Hkv, ops).data; // (b, H, l, hd); query t sits at position pos0 + t
+  const sh = { batch, H, L, hd, Hkv, cap: cache.cap, T: pos0 + L }; // query t sits at position pos0 + t
+  const rows = // (b, l, H·hd)
+    (attention32 && ops.attention32?.(q, sh, cache.k, cache.v)) ||
+    headsToRows(ops, cachedAttention(new Tensor(q, [batch, H, L, hd]), cache, sh.T, Hkv, ops).data, batch, H, L, hd);
+  const o = proj(n.o);
+  return ops.linear(new Tensor(rows, [batch, L, H * hd]), o.weight, o.bias); // (b, l, d)
+}
+
+/** y (b, H, l, hd) → rows (b, l, H·hd) in the dtype the output projection rounds them to. */
+function headsToRows(ops: Ops, y: FloatArray, batch: number, H: number, L: number, hd: number): FloatArray {
   const rows = ops.dtype === 'float64' ? new Float64Array(y.length) : new Float32Array(y.length); // (b, l, H·hd)
   for (let b = 0; b < batch; b++)
     for (let h = 0; h < H; h++)
       for (let t = 0; t < L; t++)
         for (let i = 0, src = ((b * H + h) * L + t) * hd, dst = ((b * L + t) * H + h) * hd; i < hd; i++)
           rows[dst + i] = y[src + i];
-  const o = proj(n.o);
-  return ops.linear(new Tensor(rows, [batch, L, H * hd]), o.weight, o.bias); // (b, l, d)
+  return rows;
 }
 
 /** Write new keys and values (batch, Hkv, L, hd) at positions pos0 … pos0+L−1, growing the buffers if needed. */

@@ -25,7 +25,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { writeFile } from '../lib/io/writer.js';
-import { lineChartSvg } from '../lib/plot/svg.js';
+import { lineChartSvg, passkeyHeatMapSvg } from '../lib/plot/svg.js';
 import type { SpeculativeRow } from '../bench/speculative_trained.js';
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '..', '..');
@@ -33,6 +33,7 @@ export const ARMS_JSON = join(ROOT, 'docs', 'results', 'paper-small', 'arms.json
 export const PAGE = join(ROOT, 'docs', 'results', 'paper-small.md');
 /** Table 6 as a plot (perplexity × the teacher by attention kept), rendered from arms.json beside it */
 export const TABLE6_SVG = join(ROOT, 'docs', 'results', 'paper-small', 'table6.svg');
+export const PASSKEY_SVG = join(ROOT, 'docs', 'results', 'paper-small', 'passkey-arms.svg');
 const BEGIN = '<!-- arms:begin (scripts/paper_small_page.ts renders this section from paper-small/arms.json) -->';
 const END = '<!-- arms:end -->';
 const SPEC_BEGIN =
@@ -78,6 +79,18 @@ export interface Arm {
   brown?: Eval;
   /** the instruction set's held-out answers (mil eval --data instruct/sft.jsonl --split test) */
   instruct?: Eval;
+  /** the passkey test (mil passkey --out NAME.passkey: its passkey.json): accuracy per (prompt length, depth) */
+  passkey?: Passkey;
+}
+
+/** One model's passkey test as arms.json keeps it. */
+interface Passkey {
+  /** the training context the lengths are multiples of */
+  context: number;
+  trials: number;
+  lengths: number[];
+  depths: number[];
+  cells: Array<{ length: number; depth: number; correct: number; trials: number; accuracy: number }>;
 }
 
 const pick = (e: Record<string, unknown>): Eval => {
@@ -101,6 +114,14 @@ export function readRecords(dir: string): Arm[] {
     if (existsSync(join(dir, `${name}.brown.json`))) arm.brown = pick(readJson(join(dir, `${name}.brown.json`)));
     if (existsSync(join(dir, `${name}.instruct.json`)))
       arm.instruct = pick(readJson(join(dir, `${name}.instruct.json`)));
+    const pj = join(dir, `${name}.passkey`, 'passkey.json');
+    if (existsSync(pj)) {
+      const r = readJson(pj) as unknown as Omit<Passkey, 'cells'> & { models?: Array<{ cells: Passkey['cells'] }> };
+      const cells = r.models?.[0]?.cells;
+      if (!Array.isArray(cells) || !Array.isArray(r.lengths) || !Array.isArray(r.depths))
+        throw new TypeError(`${pj}: not a mil passkey report (models[0].cells, lengths, depths)`);
+      arm.passkey = { context: r.context, trials: r.trials, lengths: r.lengths, depths: r.depths, cells };
+    }
     const tj = join(dir, name, 'training.json');
     if (existsSync(tj)) {
       const t = readJson(tj) as {
@@ -191,7 +212,15 @@ const times = (a: Arm, all: Arm[]) => {
 };
 /** A one-shot conversion on the common budget: the arm the tables compare (a longer run is its own comparison). */
 const isPlain = (a: Arm, all: Arm[]) =>
-  isDistill(a) && !a.trainMlp && a.stages === undefined && a.variant !== 'drop' && times(a, all) === 1;
+  isDistill(a) && !a.trainMlp && a.stages === undefined && a.variant !== 'drop' && times(a, all) === 1 && ownTeacher(a);
+/** The run --teacher or --model names (the last folder of its path): 'teacher' for the tables' arms. */
+const parentOf = (a: Arm) =>
+  /--(?:teacher|model) (\S+)/
+    .exec(a.command ?? '')?.[1]
+    .split('/')
+    .at(-1);
+/** A distillation from the teacher itself — not from another model (the retrieval teacher's hybrids). */
+const ownTeacher = (a: Arm) => !isDistill(a) || (parentOf(a) ?? 'teacher') === 'teacher';
 /** What replaced the attention layers a run converted, as its row names it. */
 const replacedBy = (a: Arm, all: Arm[]) =>
   a.variant === 'drop'
@@ -267,7 +296,7 @@ export function renderArms(given: Arm[]): string {
   if (!teacher) throw new TypeError("arms.json has no 'teacher' row: every ratio is to the teacher's perplexity");
   // the distillation arms (mil distill); a stage-2/3 run (mil sft, mil dpo: it names the model it started from) and
   // a run of mil train against the teacher (the draft) are listed apart
-  const trained = arms.filter((a) => isDistill(a));
+  const trained = arms.filter((a) => isDistill(a) && ownTeacher(a));
   const staged = arms.filter((a) => !isDistill(a) && a.from !== undefined);
   const others = arms.filter((a) => a.command !== undefined && !isDistill(a) && a.from === undefined);
   const tokens = [...new Set(trained.map((a) => a.tokens))];
@@ -460,8 +489,52 @@ export function renderArms(given: Arm[]): string {
           `${a.seconds === undefined ? '—' : `${a.seconds} s`} |`,
       );
   }
+  const tested = arms.filter((a) => a.passkey);
+  if (tested.length) {
+    // the passkey test: the teacher, the retrieval teacher and the hybrids distilled from it (their own rows here,
+    // never the tables' arms above), each length's accuracy over every depth; the depths apart in passkey-arms.svg
+    const lengths = [...new Set(tested.flatMap((a) => a.passkey?.lengths ?? []))].sort((x, y) => x - y);
+    const ctx = tested[0].passkey?.context ?? 0;
+    L.push(
+      '',
+      `**Long context: the passkey test** (\`mil passkey --backend webgpu\`: a number hidden in filler from the ` +
+        `corpus's test split at ${tested[0].passkey?.depths.length ?? 0} depths, asked for at ${lengths.map((l) => `${l / ctx}×`).join(', ')} ` +
+        `the training context of ${int(ctx)} tokens; accuracy over every depth, ${tested[0].passkey?.trials ?? 0} trials a cell; ` +
+        'the retrieval runs: the teacher fine-tuned on the retrieval curriculum, docs/data.md, and the hybrids distilled ' +
+        'from it on the same documents; each depth in [passkey-arms.svg](paper-small/passkey-arms.svg)):',
+      '',
+      `| run | from | test ppl | Brown ppl | ${lengths.map((l) => `${int(l)} (${l / ctx}×)`).join(' | ')} |`,
+      `|---|---|---:|---:|${lengths.map(() => '---:').join('|')}|`,
+    );
+    for (const a of tested) {
+      const at = (l: number) => {
+        const cs = (a.passkey?.cells ?? []).filter((c) => c.length === l);
+        const n = cs.reduce((x, c) => x + c.trials, 0);
+        return n ? `${Math.round((100 * cs.reduce((x, c) => x + c.correct, 0)) / n)}% of ${n}` : '—';
+      };
+      L.push(
+        `| ${a.name} | ${parentOf(a) ?? '—'} | ${f2(a.test.ppl)} | ${a.brown ? f2(a.brown.ppl) : '—'} | ` +
+          `${lengths.map(at).join(' | ')} |`,
+      );
+    }
+  }
   L.push('', END);
   return L.join('\n');
+}
+
+/** The passkey heat-map of every arm with a passkey test (all on the first one's grid), or undefined. */
+export function renderPasskeySvg(arms: Arm[]): string | undefined {
+  const tested = arms.filter((a) => a.passkey);
+  const p = tested[0]?.passkey;
+  if (!p) return undefined;
+  return passkeyHeatMapSvg({
+    context: p.context,
+    trials: p.trials,
+    multiples: p.lengths.map((l) => l / p.context),
+    lengths: p.lengths,
+    depths: p.depths,
+    models: tested.map((a) => ({ name: a.name, cells: a.passkey?.cells ?? [] })),
+  });
 }
 
 /** The page with its section replaced by `section` (the markers must be there once each). */
@@ -534,14 +607,21 @@ function main(argv: string[]): number {
     .map((f) => JSON.parse(readFileSync(f, 'utf8')) as SpecRecord);
   const next = withMarked(withSection(page, renderArms(arms)), SPEC_BEGIN, SPEC_END, renderSpeculative(specs));
   const svg = renderTable6Svg(arms) + '\n';
+  const pk = renderPasskeySvg(arms);
+  const same = (f: string, text: string | undefined) =>
+    text === undefined ? !existsSync(f) : existsSync(f) && readFileSync(f, 'utf8') === text + '\n';
   if (values.check) {
-    if (next === page && existsSync(TABLE6_SVG) && readFileSync(TABLE6_SVG, 'utf8') === svg) return 0;
-    console.error(`${PAGE} or ${TABLE6_SVG} is not the render of ${ARMS_JSON}: run scripts/paper_small_page.ts`);
+    if (next === page && existsSync(TABLE6_SVG) && readFileSync(TABLE6_SVG, 'utf8') === svg && same(PASSKEY_SVG, pk))
+      return 0;
+    console.error(
+      `${PAGE}, ${TABLE6_SVG} or ${PASSKEY_SVG} is not the render of ${ARMS_JSON}: run scripts/paper_small_page.ts`,
+    );
     return 1;
   }
   if (values.records) writeFile(ARMS_JSON, JSON.stringify({ arms }, null, 1) + '\n');
   if (next !== page) writeFile(PAGE, next);
   if (!existsSync(TABLE6_SVG) || readFileSync(TABLE6_SVG, 'utf8') !== svg) writeFile(TABLE6_SVG, svg);
+  if (pk !== undefined && !same(PASSKEY_SVG, pk)) writeFile(PASSKEY_SVG, pk + '\n');
   return 0;
 }
 

@@ -19,6 +19,7 @@ import {
   PAGE,
   readRecords,
   renderArms,
+  renderPasskeySvg,
   renderSpeculative,
   renderTable6Svg,
   sectionOf,
@@ -241,6 +242,30 @@ describe('docs/results/paper-small.md: the distillation arms (scripts/paper_smal
     // one-shot on as many tokens as step-full saw in all (3× the budget): its own comparison, never a plain arm
     run('a-m2-0-3x', 13.5, distill(0, 'mamba2', { options: { ...options, totalSteps: 12 } }));
     run('sft', 12.5, { from: '/r/m2-50', seconds: 20, options }, [['instruct', 20]]);
+    // the passkey runs: the teacher fine-tuned on the retrieval curriculum, a hybrid distilled from it (never a
+    // table's 50% arm, though distilled at 50% with attention init), each with a passkey report (2 lengths, 2 depths)
+    const passkey = (name: string, correct: number[][]) => {
+      mkdirSync(join(dir, `${name}.passkey`));
+      const cells = [1024, 2048].flatMap((length, i) =>
+        [0, 1].map((depth, j) => ({ length, depth, correct: correct[i][j], trials: 5, accuracy: correct[i][j] / 5 })),
+      );
+      const report = { context: 1024, trials: 5, lengths: [1024, 2048], depths: [0, 1], models: [{ name, cells }] };
+      writeFileSync(join(dir, `${name}.passkey`, 'passkey.json'), JSON.stringify(report));
+    };
+    run('t-retr', 10.5, {
+      command: 'mil sft --model /r/teacher --data /x/retrieval.jsonl',
+      from: '/r/teacher',
+      seconds: 9,
+    });
+    passkey('t-retr', [
+      [5, 4],
+      [3, 1],
+    ]);
+    run('m2-50-retr', 11, distill(0.5, 'mamba2', { command: 'mil distill --teacher /r/t-retr --attention 0.5' }));
+    passkey('m2-50-retr', [
+      [5, 5],
+      [4, 4],
+    ]);
     run('dpo', 12.6, {
       from: '/r/sft',
       seconds: 30,
@@ -284,12 +309,29 @@ describe('docs/results/paper-small.md: the distillation arms (scripts/paper_smal
     );
     expect(s).toContain('| a-m2-0-3x | 0% | Mamba-2, one shot on 3× the budget |');
     expect(a('step-full').perStage).toBe(true);
+    // the passkey section: its own rows, each length's accuracy over the depths; the retrieval hybrid is in no table
+    expect(cut('**Long context: the passkey test**')).toContain(
+      '| t-retr | teacher | 10.50 | — | 90% of 10 | 40% of 10 |',
+    );
+    expect(cut('**Long context: the passkey test**')).toContain(
+      '| m2-50-retr | t-retr | 11.00 | — | 100% of 10 | 80% of 10 |',
+    );
+    expect(s.split('**Long context')[0]).not.toContain('m2-50-retr');
+    expect(renderPasskeySvg(arms)).toContain('m2-50-retr');
+    expect(renderPasskeySvg(arms.filter((x) => !x.passkey))).toBeUndefined();
     expect(s).toContain('| step-full | 0% | Mamba-2, stepwise (3 stages, each the whole budget) |');
     // stage 2/3: the base first, then SFT and DPO, with the instruction perplexity and DPO's held-out accuracy
     const stages = cut('**Stages 2 and 3**').split('\n');
-    expect(stages.slice(2).map((l) => l.split(' | ')[0])).toEqual(['| m2-50', '| sft', '| dpo']);
-    expect(stages[3]).toContain('| sft | m2-50 | 12.50 | 1.250 | — | 20.00 | — | 20 s |');
-    expect(stages[4]).toContain('| 75.0% (50.0%) of 401 |');
+    // (the retrieval teacher is an SFT of the teacher: a stage-2 row too)
+    expect(stages.slice(2).map((l) => l.split(' | ')[0])).toEqual([
+      '| m2-50',
+      '| teacher',
+      '| sft',
+      '| t-retr',
+      '| dpo',
+    ]);
+    expect(stages[4]).toContain('| sft | m2-50 | 12.50 | 1.250 | — | 20.00 | — | 20 s |');
+    expect(stages[6]).toContain('| 75.0% (50.0%) of 401 |');
     // a stepwise run whose earlier stage's record did not come back is refused, naming it
     rmSync(join(dir, 'step-0.stage2'), { recursive: true });
     expect(() => readRecords(dir)).toThrow(/step-0: a stepwise run of 3 stages without .*step-0\.stage2/);

@@ -27,8 +27,12 @@
 import type { WgslKernel } from './resident_chain.js';
 
 const WG = 256;
-/** rows of x one workgroup of a gemv takes (its partial sums: 256·TB·weights floats of the 16 KiB workgroup memory) */
-const TB_MAX = 8;
+/**
+ * rows of x one workgroup of a gemv takes: its partial sums are 256·TB·weights floats, at most the 16 KiB of workgroup
+ * memory WebGPU guarantees (16 rows of one weight, 8 of swiglu's two). A verify window of up to 16 rows then reads
+ * each weight once (the H200 profile of 2026-12-05, at 8: a 9-row window's lm_head 2.8× one row's, its down 1.8×).
+ */
+const TB_MAX = 16;
 
 /** Columns a gemv workgroup takes: 8 (32-byte runs of Wᵀ) where there are many, else 4 (more workgroups). */
 const gemvColumns = (R: number): number => (R >= 1024 ? 8 : 4);

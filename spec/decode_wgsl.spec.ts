@@ -168,7 +168,8 @@ describe('decode WGSL kernels (kernels/decode_wgsl.ts), each alone, on webgpu', 
     // few distinct K-lane / column / row-block layouts (each a module to compile); K and R are uniforms
     K: fc.oneof(fc.integer({ min: 1, max: 70 }), fc.integer({ min: 200, max: 700 })),
     R: fc.oneof(fc.integer({ min: 1, max: 300 }), fc.integer({ min: 1024, max: 1100 })),
-    T: fc.constantFrom(1, 3, 9),
+    // one row; a partial block; a block of 8 and a row (swiglu) or one block of 9; two blocks of 16 and a row (17)
+    T: fc.constantFrom(1, 3, 9, 17),
     bias: fc.boolean(),
     seed: fc.nat(),
   });

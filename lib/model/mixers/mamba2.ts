@@ -30,6 +30,7 @@ import {
   repeatPieces,
   repeatSources,
   splitLast,
+  splitRepeat,
   toChannels,
   type HybridModel,
   type Mamba2Cache,
@@ -194,10 +195,18 @@ export async function mamba2Infer(
     cache.conv = cv.finalStates.named('conv'); // (b, convDim, K−1)
     xs = toChannels(cv.out);
   }
-  const [x0, B0, C] = splitLast(xs, [...convSplit]) as [Tensor, Tensor, Tensor]; // (b, l, d_xb) ×2, (b, l, d_in)
-  const x = repeatPieces(x0, dInner, P).reshape([Bt, L, H, P]); // head h reads kv head ⌊h / (H/H_kv)⌋
-  const Bh = repeatPieces(B0, dInner, N).reshape([Bt, L, H, N]); // (b, l, H, N)
-  const Ch = C.reshape([Bt, L, H, N]); // (b, l, H, N)
+  let x: Tensor; // (b, l, H, P): head h reads kv head ⌊h / (H/H_kv)⌋
+  let Bh: Tensor; // (b, l, H, N)
+  let Ch: Tensor; // (b, l, H, N)
+  if (rowsConv) {
+    // evaluation: the split and both repeats in one pass over the rows (the same values)
+    [x, Bh, Ch] = splitRepeat(xs, c.dXb, dInner, P, N).map((t, i) => t.reshape([Bt, L, H, i === 0 ? P : N]));
+  } else {
+    const [x0, B0, C] = splitLast(xs, [...convSplit]) as [Tensor, Tensor, Tensor]; // (b, l, d_xb) ×2, (b, l, d_in)
+    x = repeatPieces(x0, dInner, P).reshape([Bt, L, H, P]);
+    Bh = repeatPieces(B0, dInner, N).reshape([Bt, L, H, N]);
+    Ch = C.reshape([Bt, L, H, N]);
+  }
   let y: Tensor; // (b, l, d_in)
   if (cache.store) {
     // channels (h, p) of the multi-step layout: per-head Δ, A, D, dt_bias repeated over p; B/C grouped per head

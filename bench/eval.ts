@@ -78,7 +78,8 @@ md +=
   "(RMSNorm, RoPE, the float32 copies in and out of the SIMD module's memory, the attention driver) took about as " +
   "long as the products; since then the MLP runs inside the module (SimdGemm.gatedMlp) and attention's heads, RoPE " +
   'and cache writes are one pass over the rows; attention itself (scores, softmax, weights·V) runs in float32 in ' +
-  'the module (asm/attention.ts attnWindowF32; it had been the float64 kernels, ~25% of the time). The 18.9M-parameter ' +
-  "teacher's are 3× wider.\n";
+  'the module (asm/attention.ts attnWindowF32; it had been the float64 kernels, ~25% of the time); the RMSNorms and ' +
+  "the Mamba-2 layers' conv and gated norm run as float32 rows (lib/simd/rows.ts: no float64 copies, no transposes; " +
+  "the same values). The 18.9M-parameter teacher's are 3× wider.\n";
 writeFile(join(res, 'eval.md'), md);
 console.log(md);

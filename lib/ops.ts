@@ -47,6 +47,7 @@ import {
 import { simdSiluMul } from './simd/activations.js';
 import { simdLinearNll } from './simd/nll.js';
 import { PackedWeight } from './simd/packed_weight.js';
+import { causalConvRows32, groupRmsnormRows32, rmsnormRows32 } from './simd/rows.js';
 import { linearsKernel, matmulKernel } from '../kernels/matmul.js';
 import { gatedMlpKernel } from '../kernels/mlp.js';
 import { linearAttentionKernel } from '../kernels/linear_attention.js';
@@ -115,10 +116,37 @@ export interface Ops extends GradOps {
    */
   readonly attention32?: WindowAttention32Fn;
   /**
+   * Optional: evaluation's row kernels (lib/simd/rows.ts) — RMSNorm, Mamba-2's causal conv straight on in_proj's
+   * rows (no transposes) and its gated norm, float32 out. Only evaluation asks for them (lib/model/hybrid.ts
+   * forward's `float32`); the decode paths keep the ops above.
+   */
+  readonly rows32?: Rows32;
+  /**
    * Optional: nll_r = lse(z_r) − z_r[targets[r]] for the logits z = x·weightᵀ (x: rows × d, weight: V × d) without
    * the logits leaving the backend (lib/simd/nll.ts; `mil eval`). Absent where the caller takes `linear`'s logits.
    */
   linearNll?(x: Tensor, weight: Tensor, targets: ArrayLike<number>): Promise<Float64Array>;
+}
+
+/** evaluation's row kernels (`Ops.rows32`): each result the float32 rounding of its float64 reference. */
+export interface Rows32 {
+  /** RMSNorm over the last axis of float32 rows x (…, d), (…, d) float32 out (lib/ref/norm.ts rmsnorm). */
+  rmsnorm(x: Tensor, weight: Tensor, eps: number): Tensor;
+  /**
+   * The causal depthwise conv (lib/ref/conv1d.ts causalConv1d, then its activation) of the C channels at
+   * columns col … col + C − 1 of float32 rows x (b, l, width): out (b, l, C) rows, final states (b, C, W−1).
+   */
+  causalConv1d(
+    x: Tensor,
+    col: number,
+    C: number,
+    weight: Tensor,
+    bias: Tensor | undefined,
+    initialStates: Tensor | undefined,
+    activation: 'silu' | null,
+  ): { out: Tensor; finalStates: Tensor };
+  /** `gatedRmsnorm` with the gate before the norm (Mamba-2's), float32 x and z of the same shape. */
+  gatedRmsnorm(x: Tensor, weight: Tensor, z: Tensor, opts: { eps: number; groupSize: number }): Tensor;
 }
 
 /** Is `name` a backend this library knows? */
@@ -384,6 +412,51 @@ async function simdOps(): Promise<Ops> {
     gatedRmsnormBackward: rounded(r.gatedRmsnormBackward),
     cachedAttention: (q, sh, K, V) => simdCachedAttention(g, q, sh, K, V),
     attention32: (q, sh, K, V) => simdWindowAttention32(g, q, sh, K, V),
+    rows32: {
+      rmsnorm(x, weight, eps) {
+        const d = x.shape[x.rank - 1];
+        dims({ weight: [weight, [d]] });
+        return t32(rmsnormRows32(f32(x.data), weight.data, x.size / d, d, eps), x.shape, 'rmsnorm');
+      },
+      causalConv1d(x, col, C, weight, bias, initialStates, activation) {
+        const [batch, L, width] = x.shape as [number, number, number];
+        const { W } = dims({
+          x: [x, [batch, L, width]],
+          weight: [weight, [C, 'W']],
+          bias: [bias, [C]],
+          initialStates: [initialStates, [batch, C, 'P']],
+        });
+        if (col < 0 || col + C > width) throw new ArgumentError('col', `a column range inside ${width}`, col);
+        if (initialStates && initialStates.shape[2] !== W - 1)
+          throw new ArgumentError('initialStates', `(${batch}, ${C}, ${W - 1})`, initialStates.shape);
+        checkActivation(activation);
+        const c = causalConvRows32(
+          f32(x.data),
+          width,
+          col,
+          batch,
+          L,
+          C,
+          weight.data,
+          W,
+          bias?.data,
+          initialStates?.data,
+        );
+        return {
+          out: t32(activation === 'silu' ? simdSiluMul(g, c.out, undefined, c.out) : c.out, [batch, L, C], 'out'),
+          finalStates: t32(c.finalStates, [batch, C, W - 1], 'final_states'),
+        };
+      },
+      gatedRmsnorm(x, weight, z, opts) {
+        const d = x.shape[x.rank - 1];
+        dims({ weight: [weight, [d]], z: [z, x.shape] });
+        const gsz = opts.groupSize;
+        if (!Number.isInteger(gsz) || gsz <= 0 || d % gsz !== 0)
+          throw new ArgumentError('groupSize', `a positive divisor of ${d}`, gsz);
+        const gated = simdSiluMul(g, z.data, x.data);
+        return t32(groupRmsnormRows32(gated, weight.data, d, gsz, opts.eps), x.shape, 'gated_rmsnorm');
+      },
+    },
     async linears(x, ws) {
       linearsDims(x, ws);
       const out: Tensor[] = [];

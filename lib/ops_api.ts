@@ -15,8 +15,20 @@
  */
 
 /** The ops on a backend, and what each backend is. */
-export { getOps, backendStatus, defaultBackend, isBackendName, BACKENDS, type BackendName, type Ops } from './ops.js';
-/** The GPU.js backends' names, and wasm-simd's fast cached attention (`Ops.cachedAttention`, `Ops.attention32`). */
+export {
+  getOps,
+  backendStatus,
+  defaultBackend,
+  isBackendName,
+  BACKENDS,
+  type BackendName,
+  type Ops,
+  type Rows32,
+} from './ops.js';
+/**
+ * The GPU.js backends' names, and wasm-simd's fast cached attention (`Ops.cachedAttention`, `Ops.attention32`;
+ * evaluation's float32 rows: `Ops.rows32`).
+ */
 export type { KernelBackendName } from '../kernels/runtime.js';
 export type { CachedAttentionFn, WindowAttention32Fn } from './simd/attention.js';
 /** The backward ops every backend has (scan, conv, SSD, gated norm) and their results. */

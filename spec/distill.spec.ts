@@ -454,7 +454,7 @@ describe('eval', () => {
       expect(fast.gflops).toBeCloseTo((7 * forwardFlops(m, 1, 12)) / fast.seconds / 1e9, 6);
     }
   });
-  it('mil eval on wasm-simd (float32 attention: ops.attention32) = the reference forward within 1e-5 of the mean NLL, on every shipped and golden model (2 windows of 48 random ids; measured 4e-10 to 2e-8)', async () => {
+  it('mil eval on wasm-simd (float32 attention: ops.attention32; float32 rows: ops.rows32) = the reference forward within 1e-5 of the mean NLL, on every shipped and golden model (2 windows of 48 random ids; measured 4e-10 to 2e-8)', async () => {
     const root = join(import.meta.dirname, '..');
     const dirs = [
       ...['draft-small', 'hybrid-mamba1-50', 'hybrid-mamba2-0', 'hybrid-mamba2-50', 'teacher-small'].map((n) =>

@@ -73,15 +73,17 @@ export function newCache(m: HybridModel, batch: number): ModelCache {
  * decoding one token on wasm-simd runs the fused step of ./fused_step.ts instead (same bits; `fused: false`
  * keeps this path, for comparing the two). `head: false` returns the final normed hidden states (b, l, d)
  * instead of the logits (the caller applies the head: `mil eval` takes only the next tokens' log-likelihoods).
- * `attention32: true` (`mil eval`) runs attention's scores, softmax and weights·V in float32 where the backend
- * offers it (`ops.attention32`, wasm-simd): faster, not the bits the decode paths share (ATTN_F32_TOL apart).
+ * `float32: true` (`mil eval`) runs attention's scores, softmax and weights·V in float32 where the backend
+ * offers it (`ops.attention32`, wasm-simd): faster, not the bits the decode paths share (ATTN_F32_TOL apart);
+ * and the RMSNorms, Mamba-2's conv and gated norm as float32 rows (`ops.rows32`: each value the float32 rounding
+ * of the reference's, as the decode paths' ops give it, without their transposes and float64 copies).
  */
 export async function forward(
   ops: Ops,
   m: HybridModel,
   ids: number[][],
   cache: ModelCache,
-  opts: { fused?: boolean; head?: boolean; lastOnly?: boolean; attention32?: boolean } = {},
+  opts: { fused?: boolean; head?: boolean; lastOnly?: boolean; float32?: boolean } = {},
 ): Promise<Tensor> {
   const c = m.llama;
   const W = m.weights;
@@ -130,22 +132,25 @@ export async function forward(
       weightRow(emb, id, h.data.subarray((b * L + t) * dModel, (b * L + t + 1) * dModel)); // a float array or bf16 panels
     }),
   );
+  // evaluation's float32 rows (ops.rows32) where asked for and the hidden state is float32
+  const rows32 = opts.float32 && h.data instanceof Float32Array ? ops.rows32 : undefined;
+  const norm = (t: Tensor, w: Tensor, eps: number) => (rows32 ? rows32.rmsnorm(t, w, eps) : rmsnorm(t, w, eps));
   for (let i = 0; i < kinds.length; i++) {
     const { prefix: p, norm1, norm2 } = blockNames(i);
     const lc = cache.layers[i];
     const eps = blockEps(m, lc.kind);
-    const x = rmsnorm(h, W.get(norm1), eps); // (b, l, d)
+    const x = norm(h, W.get(norm1), eps); // (b, l, d)
     const mixed = // (b, l, d)
       lc.kind === 'attention'
-        ? await attentionInfer(ops, m, p, x, lc, cache.length, opts.attention32)
+        ? await attentionInfer(ops, m, p, x, lc, cache.length, opts.float32)
         : lc.kind === 'mamba1'
           ? await mamba1Infer(ops, m, p, x, lc)
-          : await mamba2Infer(ops, m, p, x, lc);
+          : await mamba2Infer(ops, m, p, x, lc, rows32);
     addInto(h.data, mixed.data);
-    addInto(h.data, (await mlpInfer(ops, m, p, rmsnorm(h, W.get(norm2), eps))).data);
+    addInto(h.data, (await mlpInfer(ops, m, p, norm(h, W.get(norm2), eps))).data);
   }
   cache.length += L;
-  const final = rmsnorm(h, W.get('model.norm.weight'), c.rmsNormEps); // (b, l, d)
+  const final = norm(h, W.get('model.norm.weight'), c.rmsNormEps); // (b, l, d)
   if (opts.head === false) return final;
   if (opts.lastOnly && L > 1) {
     // a prompt's prefill needs only its last position's logits: the head on (b, 1, d), not a (b, l, V) array

@@ -125,8 +125,8 @@ export async function evaluateOn(
   for (const ids of evalBatches(tokens, o)) {
     if (ops.linearNll) {
       // the head and the log-softmax in the backend: the logits never leave it (lib/simd/nll.ts)
-      // attention in float32 where the backend has it (wasm-simd: ops.attention32)
-      const h = await forward(ops, model, ids, newCache(model, ids.length), { head: false, attention32: true }); // (b, l, d)
+      // attention and the row kernels in float32 where the backend has them (wasm-simd: ops.attention32, ops.rows32)
+      const h = await forward(ops, model, ids, newCache(model, ids.length), { head: false, float32: true }); // (b, l, d)
       const next = ids.flatMap((row) => row.map((_, t) => row[Math.min(t + 1, row.length - 1)])); // (b·l)
       acc.addNll(await ops.linearNll(h, model.weights.get(lmHeadName(model)), next), ids);
     } else acc.add((await forward(ops, model, ids, newCache(model, ids.length))).data, ids); // logits (b, l, V)

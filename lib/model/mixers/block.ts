@@ -129,6 +129,30 @@ export function repeatPieces(x: Tensor, dInner: number, w: number): Tensor {
   return out;
 }
 
+/**
+ * The conv's output rows [x | B | C] (…, 2·d_xb + d_in) → x, B repeated (repeatPieces, pieces of P and N) and C,
+ * each (…, d_in): splitLast and repeatPieces in one pass over the rows.
+ */
+export function splitRepeat(xs: Tensor, dXb: number, dInner: number, P: number, N: number): [Tensor, Tensor, Tensor] {
+  const width = xs.shape[xs.rank - 1];
+  const rows = xs.size / width;
+  const lead = xs.shape.slice(0, -1);
+  const sx = repeatSources(dXb, dInner, P);
+  const sb = repeatSources(dXb, dInner, N);
+  const [x, B, C] = [0, 1, 2].map(() => Tensor.zeros([...lead, dInner], xs.dtype, xs.name)); // (…, d_in) each
+  const [xd, bd, cd, s] = [x.data, B.data, C.data, xs.data];
+  for (let r = 0; r < rows; r++) {
+    const i = r * width;
+    const o = r * dInner;
+    for (let c = 0; c < dInner; c++) {
+      xd[o + c] = s[i + sx[c]];
+      bd[o + c] = s[i + dXb + sb[c]];
+      cd[o + c] = s[i + 2 * dXb + c];
+    }
+  }
+  return [x, B, C];
+}
+
 /** (b, l, C) → (b, C, l) and back. */
 export const toChannels = (t: Tensor) => t.transpose([0, 2, 1]);
 

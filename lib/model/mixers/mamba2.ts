@@ -15,7 +15,7 @@
  *
  * Ablations (HybridModel.ablation, for analysis): no silu after the conv; no gated norm.
  */
-import type { Ops } from '../../ops.js';
+import type { Ops, Rows32 } from '../../ops.js';
 import { causalConv1d, causalConv1dBackward } from '../../ref/conv1d.js';
 import { gatedRmsnorm, gatedRmsnormBackward } from '../../ref/norm.js';
 import { ssdBackward, ssdSequential } from '../../ref/ssd.js';
@@ -30,6 +30,7 @@ import {
   repeatPieces,
   repeatSources,
   splitLast,
+  splitRepeat,
   toChannels,
   type HybridModel,
   type Mamba2Cache,
@@ -125,8 +126,18 @@ function repeatEachOnce(key: object, t: Tensor, times: number, shape: number[]):
 /** The stored tensor's data (the memo's key: the same array while the weight is not replaced). */
 const stored = (W: WeightStore, name: string): object => W.get(name).data;
 
-/** o (b, l, d) → out (b, l, d), advancing `cache` (or its state store). */
-export async function mamba2Infer(ops: Ops, m: HybridModel, p: string, o: Tensor, cache: Mamba2Cache): Promise<Tensor> {
+/**
+ * o (b, l, d) → out (b, l, d), advancing `cache` (or its state store). `rows32` (evaluation's forward, wasm-simd:
+ * `ops.rows32`): a window's conv straight on in_proj's rows, and the gated norm, as float32 rows.
+ */
+export async function mamba2Infer(
+  ops: Ops,
+  m: HybridModel,
+  p: string,
+  o: Tensor,
+  cache: Mamba2Cache,
+  rows32?: Rows32,
+): Promise<Tensor> {
   const {
     c,
     n,
@@ -150,7 +161,11 @@ export async function mamba2Infer(ops: Ops, m: HybridModel, p: string, o: Tensor
   const convW = W.get(n.conv).reshape([convDim, c.dConv]); // (d_in + 2·d_xb, K)
   const convB = optional(W, n.convBias); // (d_in + 2·d_xb), or none
   const zxbcdt = await ops.linear(o, W.get(n.in), optional(W, n.inBias)); // (b, l, 2·d_in + 2·d_xb + H)
-  const [z, xBC, delta] = splitLast(zxbcdt, [...inSplit]) as [Tensor, Tensor, Tensor]; // (b, l, d_in), (b, l, convDim), (b, l, H)
+  const z = zxbcdt.slice(2, 0, inSplit[0]); // (b, l, d_in)
+  const delta = zxbcdt.slice(2, inSplit[0] + inSplit[1], inSplit[0] + inSplit[1] + inSplit[2]); // (b, l, H)
+  // xBC is not copied out where the rows' conv reads in_proj's rows in place
+  const rowsConv = rows32 && L > 1 && !cache.store && zxbcdt.data instanceof Float32Array;
+  const xBC = rowsConv ? zxbcdt : zxbcdt.slice(2, inSplit[0], inSplit[0] + inSplit[1]); // (b, l, convDim)
 
   let xs: Tensor; // after conv + silu, (b, l, convDim)
   if (cache.store) {
@@ -165,6 +180,10 @@ export async function mamba2Infer(ops: Ops, m: HybridModel, p: string, o: Tensor
     });
     cache.conv = cu.convState.named('conv'); // (b, convDim, K−1)
     xs = cu.out.reshape([Bt, 1, convDim]);
+  } else if (rowsConv && rows32) {
+    const cv = rows32.causalConv1d(zxbcdt, inSplit[0], convDim, convW, convB, cache.conv, act);
+    cache.conv = cv.finalStates.named('conv'); // (b, convDim, K−1)
+    xs = cv.out;
   } else {
     const cv = await ops.causalConv1d({
       x: toChannels(xBC),
@@ -176,10 +195,18 @@ export async function mamba2Infer(ops: Ops, m: HybridModel, p: string, o: Tensor
     cache.conv = cv.finalStates.named('conv'); // (b, convDim, K−1)
     xs = toChannels(cv.out);
   }
-  const [x0, B0, C] = splitLast(xs, [...convSplit]) as [Tensor, Tensor, Tensor]; // (b, l, d_xb) ×2, (b, l, d_in)
-  const x = repeatPieces(x0, dInner, P).reshape([Bt, L, H, P]); // head h reads kv head ⌊h / (H/H_kv)⌋
-  const Bh = repeatPieces(B0, dInner, N).reshape([Bt, L, H, N]); // (b, l, H, N)
-  const Ch = C.reshape([Bt, L, H, N]); // (b, l, H, N)
+  let x: Tensor; // (b, l, H, P): head h reads kv head ⌊h / (H/H_kv)⌋
+  let Bh: Tensor; // (b, l, H, N)
+  let Ch: Tensor; // (b, l, H, N)
+  if (rowsConv) {
+    // evaluation: the split and both repeats in one pass over the rows (the same values)
+    [x, Bh, Ch] = splitRepeat(xs, c.dXb, dInner, P, N).map((t, i) => t.reshape([Bt, L, H, i === 0 ? P : N]));
+  } else {
+    const [x0, B0, C] = splitLast(xs, [...convSplit]) as [Tensor, Tensor, Tensor]; // (b, l, d_xb) ×2, (b, l, d_in)
+    x = repeatPieces(x0, dInner, P).reshape([Bt, L, H, P]);
+    Bh = repeatPieces(B0, dInner, N).reshape([Bt, L, H, N]);
+    Ch = C.reshape([Bt, L, H, N]);
+  }
   let y: Tensor; // (b, l, d_in)
   if (cache.store) {
     // channels (h, p) of the multi-step layout: per-head Δ, A, D, dt_bias repeated over p; B/C grouped per head
@@ -224,7 +251,11 @@ export async function mamba2Infer(ops: Ops, m: HybridModel, p: string, o: Tensor
     cache.ssm = r.finalState.astype('float64').named('ssm'); // (b, H, P, N)
     y = r.out.reshape([Bt, L, dInner]);
   }
-  const yn = gated ? await ops.gatedRmsnorm(y, W.get(n.norm), z, normOpts) : y; // (b, l, d_in)
+  const yn = !gated // (b, l, d_in)
+    ? y
+    : rows32 && y.data instanceof Float32Array && z.data instanceof Float32Array
+      ? rows32.gatedRmsnorm(y, W.get(n.norm), z, normOpts)
+      : await ops.gatedRmsnorm(y, W.get(n.norm), z, normOpts);
   return ops.linear(yn, W.get(n.out)); // (b, l, d)
 }
 

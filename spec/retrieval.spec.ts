@@ -2,7 +2,8 @@
  * Issue #25 item 4: the retrieval curriculum (lib/data/retrieval.ts, `mil data retrieval`) that teaches a teacher to
  * copy a number from its context before the passkey test. Checked here against the documents themselves: each
  * retrieval document holds its key in its needle and ends by answering it; its length in tokens is within the
- * range asked; the passkey test's wording never appears; prose documents alternate with them; the seed decides
+ * range asked; the passkey test's wording never appears; repeat documents (a span twice) and prose documents follow
+ * each; the seed decides
  * everything; bad options are refused naming them. ~2 s.
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -30,14 +31,20 @@ describe('retrievalDocs', () => {
   const o = { docs: 40, context: 256, minLength: 96, seed: 3 };
   const docs = retrievalDocs(tok, filler, o);
 
-  it('alternates a retrieval document and a prose document of the same length, 2 · docs in all', () => {
-    expect(docs.length).toBe(2 * o.docs);
-    expect(docs.map((d) => d.id.split('/')[0])).toEqual(docs.map((_, i) => (i % 2 ? 'prose' : 'retrieval')));
-    for (let i = 0; i < docs.length; i += 2) {
-      // the prose document is L tokens of filler; the retrieval document L tokens of filler and template (re-encoded
-      // text may merge differently at the seams: a few tokens either way)
-      const L = tok.encode(docs[i + 1].text).length;
+  it('retrieval, repeat and prose documents in turn, of about the same length, 3 · docs in all; a repeat is one span twice', () => {
+    expect(docs.length).toBe(3 * o.docs);
+    const kinds = ['retrieval', 'repeat', 'prose'];
+    expect(docs.map((d) => d.id.split('/')[0])).toEqual(docs.map((_, i) => kinds[i % 3]));
+    for (let i = 0; i < docs.length; i += 3) {
+      // the prose document is L tokens of filler; the retrieval document L tokens of filler and template, the repeat
+      // twice ⌊L/2⌋ (re-encoded text may merge differently at the seams: a few tokens either way)
+      const L = tok.encode(docs[i + 2].text).length;
       expect(Math.abs(tok.encode(docs[i].text).length - L)).toBeLessThanOrEqual(8);
+      expect(Math.abs(tok.encode(docs[i + 1].text).length - L)).toBeLessThanOrEqual(8);
+      const r = docs[i + 1].text;
+      const span = r.slice(0, (r.length - 1) / 2);
+      expect(r).toBe(`${span}\n${span}`);
+      expect(span.length).toBeGreaterThan(0);
       expect(L).toBeGreaterThanOrEqual(o.minLength - 4);
       expect(L).toBeLessThanOrEqual(o.context + 4);
     }
@@ -146,7 +153,7 @@ describe('mil data retrieval', () => {
       retrievalDocs(tok, filler, { docs: 6, context: 200, minLength: 96, seed: 0 }),
     );
     const m = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')) as Record<string, unknown>;
-    expect([m.format, m.documents, m.context]).toEqual(['mil-retrieval/1', 12, 200]);
+    expect([m.format, m.documents, m.context]).toEqual(['mil-retrieval/1', 18, 200]);
     const notCorpus = tmpFolder('retrieval-empty');
     const bad = await runMil(['data', 'retrieval', '--corpus', notCorpus, '--out', join(dir, 'o2')]);
     expect(bad.code).toBe(EXIT.usage);

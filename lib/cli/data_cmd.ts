@@ -149,7 +149,12 @@ export const RETRIEVAL_OPTIONS: Record<string, OptSpec> = {
     kind: 'string',
     help: 'the folder mil data build made: its training split is the filler, its tokenizer the one',
   },
-  docs: { kind: 'int', min: 1, max: 10_000_000, help: 'retrieval documents (each followed by a prose one)' },
+  docs: {
+    kind: 'int',
+    min: 1,
+    max: 10_000_000,
+    help: 'retrieval documents (each followed by a repeat and a prose one)',
+  },
   context: {
     kind: 'int',
     min: 16,
@@ -166,7 +171,7 @@ export const RETRIEVAL_USAGE = `  mil data retrieval --corpus DIR --out DIR [--d
 
 /**
  * `mil data retrieval`: the curriculum of lib/data/retrieval.ts — retrieval documents in wordings the passkey test
- * never uses, each followed by a prose document, cut from the first training shard of --corpus (its test split
+ * never uses, each followed by a repeat (a span written twice) and a prose document, cut from the first training shard of --corpus (its test split
  * stays the passkey test's filler) — written through the writer as retrieval.jsonl and manifest.json (the command,
  * counts, tokens). Exit 2 for bad options or a --corpus that is not a built corpus.
  */
@@ -203,6 +208,8 @@ export async function cmdDataRetrieval(p: Parsed, commandLine: string): Promise<
     stage.writeFile('retrieval.jsonl', docs.map((d) => JSON.stringify(d)).join('\n') + '\n');
     stage.writeFile('manifest.json', JSON.stringify(manifest, null, 1) + '\n');
   });
-  console.log(`wrote ${out}: ${o.docs} retrieval and ${o.docs} prose documents (${o.minLength}–${o.context} tokens)`);
+  console.log(
+    `wrote ${out}: ${o.docs} retrieval, ${o.docs} repeat and ${o.docs} prose documents (${o.minLength}–${o.context} tokens)`,
+  );
   return 0;
 }

@@ -5,18 +5,23 @@
  * entries and manuals hold no such pattern: the teacher-20m answers 0 of 24 passkey trials).
  *
  *   retrieval document i:  intro_t · filler[a .. a+c) · needle_t(key) · filler[a+c .. a+F) · question_t · " key."
+ *   repeat document i:     filler[e .. e+⌊L/2⌋) · "\n" · filler[e .. e+⌊L/2⌋)
  *   prose document i:      filler[b .. b+L)
  *
  * with, drawn from the seed for each i in order: L ∈ [minLength, context] the retrieval document's length in
  * filler-and-template tokens, a template t, a key of 4–6 digits, a depth d ∈ [0, 1) (c = ⌊d·F⌉ filler tokens
- * before the needle, F = L − the template's tokens), and the offsets a, b into the filler.
+ * before the needle, F = L − the template's tokens), and the offsets a, e, b into the filler.
+ *
+ * The repeat documents teach the mechanism retrieval needs, copying from the context (an "induction" pattern): the
+ * second half of each is its first half again, so every token of it is a copy, where a retrieval document has only
+ * its key's few tokens to copy. The corpus's teacher copies nothing, not even a sentence repeated verbatim.
  *
  * What keeps the passkey test honest after training on this:
  * - The templates never use the test's wording: no "pass key" (its intro, needle and question are held out), so a
  *   right answer is a copy from the context, not a memorised phrase (`TEMPLATES`; spec/retrieval.spec.ts checks it).
  * - The filler comes from the corpus's training split; the test cuts its filler from the test split.
- * - Every retrieval document is followed by a prose document of the same length, so half the tokens trained on
- *   stay the corpus's prose.
+ * - Every retrieval document is followed by a repeat and a prose document of about the same length, so a third of
+ *   the tokens trained on stay the corpus's prose (and the repeats' first halves are prose too).
  * Documents are text (decoded from the filler's ids; a consumer re-tokenizes them), one JSON object a line as
  * lib/data/corpus.ts loads them: `mil sft --data DIR/retrieval.jsonl` trains on them, split by document.
  */
@@ -61,7 +66,7 @@ export const TEMPLATES: readonly Template[] = [
 ];
 
 export interface RetrievalOptions {
-  /** retrieval documents (each followed by a prose one) */
+  /** retrieval documents (each followed by a repeat and a prose one) */
   docs: number;
   /** the longest retrieval document in tokens: the training context */
   context: number;
@@ -76,7 +81,7 @@ export interface RetrievalDoc {
 }
 
 /**
- * The curriculum's documents, retrieval and prose alternating (2 · docs of them). `filler` is a token stream of the
+ * The curriculum's documents: retrieval, repeat and prose in turn (3 · docs of them). `filler` is a token stream of the
  * corpus's training split, at least context + 1 tokens long. Bad options throw an ArgumentError naming them.
  */
 export function retrievalDocs(tok: PasskeyTokenizer, filler: readonly number[], o: RetrievalOptions): RetrievalDoc[] {
@@ -114,6 +119,10 @@ export function retrievalDocs(tok: PasskeyTokenizer, filler: readonly number[], 
       id: `retrieval/${i}`,
       text: t.intro + text(a, a + c) + t.needle(key) + text(a + c, a + F) + t.question + ` ${key}.`,
     });
+    const half = Math.floor(L / 2);
+    const e = rng.int(0, filler.length - half - 1);
+    const span = text(e, e + half);
+    out.push({ id: `repeat/${i}`, text: `${span}\n${span}` });
     const b = rng.int(0, filler.length - L - 1);
     out.push({ id: `prose/${i}`, text: text(b, b + L) });
   }

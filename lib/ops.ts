@@ -112,7 +112,7 @@ export interface Ops extends GradOps {
    * Optional: a window's causal attention over the cache in float32 — scores, softmax, weights·V — out in rows
    * (b, l, H·hd) (lib/simd/attention.ts simdWindowAttention32; undefined where a score overflowed float32). Not
    * `cachedAttention`'s bits (within spec/simd.spec.ts's ATTN_F32_TOL): only evaluation asks for it
-   * (lib/model/hybrid.ts forward's `attention32`), the decode paths keep theirs.
+   * (lib/model/hybrid.ts forward's `float32`), the decode paths keep theirs.
    */
   readonly attention32?: WindowAttention32Fn;
   /**

@@ -15,6 +15,7 @@ import { causalConv1d } from '../lib/ref/conv1d.js';
 import { gatedRmsnorm, rmsnorm } from '../lib/ref/norm.js';
 import { Rng } from '../lib/rng.js';
 import { Tensor } from '../lib/tensor.js';
+import { repeatPieces, splitLast, splitRepeat } from '../lib/model/mixers/block.js';
 
 /** float32 SiLU (a few ulp) of a float32-rounded argument against the float64 SiLU, relative to 1 + |value| */
 const SILU_TOL = 1e-6;
@@ -140,6 +141,42 @@ describe('ops.rows32 (wasm-simd, mil eval): float32 rows of the float64 referenc
         },
       ),
       { numRuns: 80 },
+    );
+  });
+});
+
+describe("splitRepeat (Mamba-2's eval forward): the conv rows split and repeated per head in one pass", () => {
+  it('= splitLast, then repeatPieces of x (pieces of P) and B (pieces of N), C as it is (random leading shapes, P and N 1–6, d_xb a multiple of both, d_in 1–3 times d_xb; numRuns 60)', () => {
+    const gcd = (a: number, b: number): number => (b ? gcd(b, a % b) : a);
+    fc.assert(
+      fc.property(
+        fc.record({
+          lead: fc.array(fc.integer({ min: 1, max: 3 }), { minLength: 1, maxLength: 2 }),
+          P: fc.integer({ min: 1, max: 6 }),
+          N: fc.integer({ min: 1, max: 6 }),
+          m: fc.integer({ min: 1, max: 3 }),
+          rep: fc.integer({ min: 1, max: 3 }),
+          seed: fc.integer({ min: 0, max: 1e6 }),
+        }),
+        ({ lead, P, N, m, rep, seed }) => {
+          const dXb = (m * P * N) / gcd(P, N); // (kv heads' channels: whole pieces of P and of N)
+          const dInner = rep * dXb;
+          const width = 2 * dXb + dInner;
+          const r = new Rng(seed);
+          const rows = lead.reduce((a, b) => a * b, 1);
+          const xs = Tensor.from(
+            Float32Array.from({ length: rows * width }, () => r.normal()),
+            [...lead, width],
+          ); // (…, 2·d_xb + d_in)
+          const [x0, B0, C] = splitLast(xs, [dXb, dXb, dInner]); // (…, d_xb) ×2, (…, d_in)
+          const [x, B, C2] = splitRepeat(xs, dXb, dInner, P, N); // (…, d_in) ×3
+          for (const t of [x, B, C2]) expect(t.shape).toEqual([...lead, dInner]);
+          expect(Array.from(x.data)).toEqual(Array.from(repeatPieces(x0, dInner, P).data));
+          expect(Array.from(B.data)).toEqual(Array.from(repeatPieces(B0, dInner, N).data));
+          expect(Array.from(C2.data)).toEqual(Array.from(C.data));
+        },
+      ),
+      { numRuns: 60 },
     );
   });
 });
